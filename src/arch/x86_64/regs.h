@@ -1,0 +1,37 @@
+// x86_64 register facts: the syscall ABI as data, restart rules, conversion
+// of user_regs_struct to and from the image.
+#pragma once
+
+#include <sys/user.h>
+
+#include <cstdint>
+#include <span>
+
+namespace ckpt::img {
+class GpRegs;
+}
+
+namespace ckpt::arch {
+
+using Regs = user_regs_struct;
+
+inline constexpr unsigned kSyscallInsnLen = 2;  // 0f 05
+inline constexpr long kNrRtSigreturn = 15;
+inline constexpr long kNrRestartSyscall = 219;
+
+// Point regs at a syscall instruction so that resuming runs `nr(args...)`.
+// orig_rax = -1 keeps the kernel's restart logic away from these registers.
+void setup_syscall(Regs& regs, uint64_t insn, long nr, std::span<const uint64_t> args);
+inline long syscall_result(const Regs& regs) { return static_cast<long>(regs.rax); }
+inline long syscall_nr(const Regs& regs) { return static_cast<long>(regs.orig_rax); }
+
+// A task stopped inside an interruptible syscall holds -ERESTART* in rax. Rewind
+// it as the kernel would when no handler runs, so that the dumped registers
+// re-enter the syscall wherever and however they are resumed (pitfall 8).
+// Returns true when the registers were changed.
+bool rewind_restartable_syscall(Regs& regs);
+
+void to_image(const Regs& regs, img::GpRegs* out);
+Regs from_image(const img::GpRegs& in);
+
+}  // namespace ckpt::arch

@@ -1,0 +1,110 @@
+// Kernel user-space ABI that ckpt uses but Debian 12's headers (linux-libc-dev
+// 6.1) and glibc 2.36 do not declare. Each entry names the kernel release that
+// introduced it; whether the running kernel has it is decided at run time
+// (`ckpt check`), never by these declarations.
+//
+// The names are ours (kPagemapScan, not PAGEMAP_SCAN): newer system headers
+// define the kernel's spellings as macros, which would expand inside any
+// declaration that reused them. When those headers are present, the values
+// below are checked against them (for <linux/fs.h>, only when it was included
+// first: this header does not include it, since with glibc 2.36 it clashes
+// with <sys/mount.h>).
+#pragma once
+
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
+
+#include <cstdint>
+
+namespace ckpt::uapi {
+
+// --- PAGEMAP_SCAN: ioctl on /proc/PID/pagemap (Linux 6.7) -------------------
+// include/uapi/linux/fs.h; Documentation/admin-guide/mm/pagemap.rst.
+
+// One run of pages [start, end) sharing `categories` (PAGE_IS_* bits, masked by
+// pm_scan_arg::return_mask).
+struct page_region {
+  uint64_t start;
+  uint64_t end;  // exclusive
+  uint64_t categories;
+};
+
+struct pm_scan_arg {
+  uint64_t size;                 // sizeof(pm_scan_arg)
+  uint64_t flags;                // PM_SCAN_* operations
+  uint64_t start;                // range to walk, page aligned
+  uint64_t end;
+  uint64_t walk_end;             // out: where the walk stopped (== end when done)
+  uint64_t vec;                  // address of a page_region array
+  uint64_t vec_len;              // its length in entries
+  uint64_t max_pages;            // stop after this many pages (0: no limit)
+  uint64_t category_inverted;    // categories that match when 0 instead of 1
+  uint64_t category_mask;        // skip pages where any of these does not match
+  uint64_t category_anyof_mask;  // skip pages where none of these matches
+  uint64_t return_mask;          // categories reported in page_region
+};
+static_assert(sizeof(page_region) == 24);
+static_assert(sizeof(pm_scan_arg) == 96);
+
+// _IOWR('f', 16, struct pm_scan_arg); returns the number of regions filled.
+// An older kernel answers ENOTTY.
+inline constexpr unsigned long kPagemapScan = _IOWR('f', 16, pm_scan_arg);
+
+// Page categories (pm_scan_arg masks, page_region::categories).
+inline constexpr uint64_t kPageIsWpAllowed = 1u << 0;  // 6.7: async uffd-wp armed
+inline constexpr uint64_t kPageIsWritten = 1u << 1;    // 6.7: written since write-protected
+inline constexpr uint64_t kPageIsFile = 1u << 2;       // 6.7
+inline constexpr uint64_t kPageIsPresent = 1u << 3;    // 6.7
+inline constexpr uint64_t kPageIsSwapped = 1u << 4;    // 6.7
+inline constexpr uint64_t kPageIsPfnZero = 1u << 5;    // 6.7: the shared zero page
+inline constexpr uint64_t kPageIsHuge = 1u << 6;       // 6.7: THP or hugetlb
+inline constexpr uint64_t kPageIsSoftDirty = 1u << 7;  // 6.7
+inline constexpr uint64_t kPageIsGuard = 1u << 8;      // 6.14: MADV_GUARD_INSTALL region
+
+// pm_scan_arg::flags.
+inline constexpr uint64_t kPmScanWpMatching = 1u << 0;    // 6.7: write-protect what matched
+inline constexpr uint64_t kPmScanCheckWpAsync = 1u << 1;  // 6.7: fail on pages without async wp
+
+// --- userfaultfd (struct uffdio_api::features) --------------------------------
+inline constexpr uint64_t kUffdFeatureWpUnpopulated = 1u << 13;  // 6.4
+inline constexpr uint64_t kUffdFeatureWpAsync = 1u << 15;        // 6.7: faults resolved by the kernel,
+                                                                 // PAGE_IS_WRITTEN records them
+
+// --- /proc/PID/pagemap entries (64 bits per page) ------------------------------
+// Not in any header: documented in Documentation/admin-guide/mm/pagemap.rst.
+inline constexpr uint64_t kPmPfnMask = (uint64_t{1} << 55) - 1;   // PFN (0 without CAP_SYS_ADMIN)
+inline constexpr uint64_t kPmSoftDirty = uint64_t{1} << 55;       // 3.11, CONFIG_MEM_SOFT_DIRTY
+inline constexpr uint64_t kPmMmapExclusive = uint64_t{1} << 56;   // 4.2
+inline constexpr uint64_t kPmUffdWp = uint64_t{1} << 57;          // 5.13
+inline constexpr uint64_t kPmGuard = uint64_t{1} << 58;           // 6.14
+inline constexpr uint64_t kPmFileOrSharedAnon = uint64_t{1} << 61;  // 3.5
+inline constexpr uint64_t kPmSwapped = uint64_t{1} << 62;
+inline constexpr uint64_t kPmPresent = uint64_t{1} << 63;
+
+// --- ptrace ------------------------------------------------------------------
+// PTRACE_GET_RSEQ_CONFIGURATION (5.13); fills struct ptrace_rseq_configuration
+// (ckpt::RseqConfig in ptrace/tracee.h).
+inline constexpr int kPtraceGetRseqConfiguration = 0x420f;
+
+// --- Agreement with newer system headers, when they are present --------------
+#ifdef PAGEMAP_SCAN
+static_assert(kPagemapScan == PAGEMAP_SCAN);
+static_assert(sizeof(pm_scan_arg) == sizeof(::pm_scan_arg));
+static_assert(sizeof(page_region) == sizeof(::page_region));
+static_assert(kPageIsPresent == PAGE_IS_PRESENT && kPageIsWritten == PAGE_IS_WRITTEN);
+static_assert(kPmScanWpMatching == PM_SCAN_WP_MATCHING && kPmScanCheckWpAsync == PM_SCAN_CHECK_WPASYNC);
+#endif
+#ifdef PAGE_IS_GUARD
+static_assert(kPageIsGuard == PAGE_IS_GUARD);
+#endif
+#ifdef UFFD_FEATURE_WP_ASYNC
+static_assert(kUffdFeatureWpAsync == UFFD_FEATURE_WP_ASYNC);
+#endif
+#ifdef UFFD_FEATURE_WP_UNPOPULATED
+static_assert(kUffdFeatureWpUnpopulated == UFFD_FEATURE_WP_UNPOPULATED);
+#endif
+#ifdef PTRACE_GET_RSEQ_CONFIGURATION
+static_assert(kPtraceGetRseqConfiguration == PTRACE_GET_RSEQ_CONFIGURATION);
+#endif
+
+}  // namespace ckpt::uapi

@@ -1,0 +1,61 @@
+#include "base/fs.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <unistd.h>
+
+namespace ckpt {
+
+Result<UniqueFd> open_file(const std::string& path, int flags, mode_t mode) {
+  int fd = ::open(path.c_str(), flags | O_CLOEXEC, mode);
+  if (fd < 0) return sys_error("open {}", path);
+  return UniqueFd(fd);
+}
+
+Result<std::string> read_file(const std::string& path) {
+  UniqueFd fd = TRY(open_file(path, O_RDONLY));
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return sys_error("read {}", path);
+    if (n == 0) break;
+    out.append(buf, n);
+  }
+  return out;
+}
+
+Result<std::string> read_link(const std::string& path) {
+  char buf[PATH_MAX + 1];
+  ssize_t n = ::readlink(path.c_str(), buf, PATH_MAX);
+  if (n < 0) return sys_error("readlink {}", path);
+  return std::string(buf, n);
+}
+
+Result<void> write_all(int fd, const void* buf, size_t len) {
+  const char* p = static_cast<const char*>(buf);
+  while (len > 0) {
+    ssize_t n = ::write(fd, p, len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return sys_error("write {} bytes", len);
+    p += n;
+    len -= n;
+  }
+  return {};
+}
+
+Result<size_t> pread_full(int fd, void* buf, size_t len, off_t off) {
+  char* p = static_cast<char*>(buf);
+  size_t done = 0;
+  while (done < len) {
+    ssize_t n = ::pread(fd, p + done, len - done, off + done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return sys_error("pread {} bytes at offset {}", len - done, off + done);
+    if (n == 0) break;
+    done += n;
+  }
+  return done;
+}
+
+}  // namespace ckpt

@@ -1,0 +1,23 @@
+// Small file helpers: whole-file reads, loops around short reads and writes.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "base/unique_fd.h"
+
+namespace ckpt {
+
+Result<UniqueFd> open_file(const std::string& path, int flags, mode_t mode = 0);
+// Whole content of a (possibly /proc) file.
+Result<std::string> read_file(const std::string& path);
+Result<std::string> read_link(const std::string& path);
+// Loops over short writes; EINTR is retried.
+Result<void> write_all(int fd, const void* buf, size_t len);
+// pread until len bytes or EOF; returns bytes read.
+Result<size_t> pread_full(int fd, void* buf, size_t len, off_t off);
+
+}  // namespace ckpt

@@ -1,0 +1,27 @@
+#include "base/log.h"
+
+namespace ckpt {
+
+Log::~Log() {
+  if (file_) std::fclose(file_);
+}
+
+bool Log::open_file(const std::string& path) {
+  if (file_) std::fclose(file_);
+  file_ = std::fopen(path.c_str(), "ae");
+  return file_ != nullptr;
+}
+
+void Log::write(Level l, const std::string& line) {
+  if (!enabled(l)) return;
+  static constexpr const char* kTag[] = {"", "Error", "Warn", "Info", "Debug"};
+  int i = static_cast<int>(l);
+  // Errors always reach the terminal, whether or not a log file is open.
+  if (!file_ || l == Level::Error) fmt::print(stderr, "{}: {}\n", kTag[i], line);
+  if (file_) {
+    fmt::print(file_, "{}: {}\n", kTag[i], line);
+    std::fflush(file_);
+  }
+}
+
+}  // namespace ckpt

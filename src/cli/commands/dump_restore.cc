@@ -1,0 +1,58 @@
+// ckpt dump and ckpt restore: run the step, report errors and --stats.
+#include <sys/wait.h>
+
+#include "cli/commands/commands.h"
+#include "cli/commands/options.h"
+#include "ptrace/completion.h"
+
+namespace ckpt::cli {
+
+namespace {
+
+double ms(uint64_t ns) { return ns / 1e6; }
+
+void print_stats(const img::Stats& s) {
+  if (s.dump_ns()) {
+    fmt::print(stderr, "dump stats:\n  freeze time     {:10.3f} ms\n  frozen time     {:10.3f} ms\n"
+               "  memory dump     {:10.3f} ms\n  dump time       {:10.3f} ms\n  pages written   {:10}\n"
+               "  bytes written   {:10}\n",
+               ms(s.freeze_ns()), ms(s.frozen_ns()), ms(s.memory_dump_ns()), ms(s.dump_ns()), s.pages_written(),
+               s.bytes_written());
+  }
+  if (s.restore_ns()) {
+    fmt::print(stderr, "restore stats:\n  restore time    {:10.3f} ms\n  pages read      {:10}\n  bytes read      {:10}\n",
+               ms(s.restore_ns()), s.pages_read(), s.bytes_read());
+    for (const img::TaskStops& t : s.completion())
+      fmt::print(stderr, "  ptrace stops    {:10}  (task {}, {})\n", t.stops(), t.tid(),
+                 t.breakpoint() ? "breakpoint" : "syscall tracing");
+  }
+}
+
+}  // namespace
+
+int run_dump(const Command& c, Log& log) {
+  auto r = dump::dump(c.dump, log);
+  if (!r) {
+    log.error("{}", r.error().str());
+    return 1;
+  }
+  if (c.stats) print_stats(*r);
+  return 0;
+}
+
+int run_restore(const Command& c, Log& log) {
+  BreakpointSupport bp;
+  if (c.restore.breakpoints) bp = probe_breakpoints();
+  auto r = restore::restore(c.restore, bp, log);
+  if (!r) {
+    log.error("{}", r.error().str());
+    return 1;
+  }
+  if (c.stats) print_stats(r->stats);
+  if (!r->wait_status) return 0;
+  int st = *r->wait_status;
+  if (WIFEXITED(st)) return WEXITSTATUS(st);
+  return 128 + WTERMSIG(st);
+}
+
+}  // namespace ckpt::cli

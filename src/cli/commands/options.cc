@@ -1,0 +1,78 @@
+#include "cli/commands/options.h"
+
+#include <CLI/CLI.hpp>
+
+namespace ckpt::cli {
+
+Parsed parse_command_line(const std::vector<std::string>& args) {
+  Command c;
+  CLI::App app{"ckpt: checkpoint a running Linux process to image files and restore it", "ckpt"};
+  app.require_subcommand(1);
+  app.fallthrough();
+
+  // Common options, accepted before or after the subcommand.
+  std::string images_dir;
+  app.add_option("-v,--verbosity", c.verbosity, "0 errors only .. 4 debug (-v4)")
+      ->expected(0, 1)
+      ->default_str("4")
+      ->check(CLI::Range(0, 4));
+  app.add_option("-o,--log-file", c.log_file, "log file, relative to the images directory");
+  app.add_flag("--stats", c.stats, "print timings, page counts and ptrace stops; also written to stats-*.img");
+  bool no_bp = false;
+  app.add_flag("--no-breakpoints", no_bp, "complete restore by tracing syscalls instead of a hardware breakpoint");
+  app.add_option("-D,--images-dir", images_dir, "images directory");
+
+  auto* check = app.add_subcommand("check", "test the kernel features ckpt needs");
+
+  auto* dump = app.add_subcommand("dump", "checkpoint a process into an images directory");
+  dump->add_option("-t,--tree", c.dump.pid, "pid of the process")->required();
+  bool leave_running = false, leave_stopped = false;
+  auto* lr = dump->add_flag("-R,--leave-running", leave_running, "resume the process after dumping");
+  dump->add_flag("-s,--leave-stopped", leave_stopped, "leave the process stopped after dumping")->excludes(lr);
+  dump->add_flag("-j,--shell-job", c.dump.shell_job, "the process uses the terminal; restore gives it ckpt's");
+  dump->add_option("--timeout", c.dump.timeout_s, "give up seizing after N seconds")->check(CLI::Range(1u, 3600u));
+
+  auto* rst = app.add_subcommand("restore", "restore a process from an images directory");
+  rst->add_flag("-d,--restore-detached", c.restore.detach, "return once the process runs");
+  rst->add_flag("-s,--leave-stopped", c.restore.leave_stopped, "leave the restored process stopped");
+  rst->add_flag("--restore-sibling", c.restore.sibling, "make the process a child of ckpt's parent");
+  rst->add_option("--pidfile", c.restore.pidfile, "write the restored pid here");
+  bool shell_job_r = false;
+  rst->add_flag("-j,--shell-job", shell_job_r, "the process uses the terminal (see dump --shell-job)");
+
+  auto* show = app.add_subcommand("show", "decode the images of a checkpoint");
+  show->add_option("target", c.show_target, "images directory or one image file");
+  show->add_flag("--json", c.json, "machine-readable output (docs/show-json.md)");
+
+  try {
+    std::vector<std::string> rev(args.rbegin(), args.rend());
+    app.parse(rev);
+  } catch (const CLI::CallForHelp&) {
+    return {std::nullopt, app.help(), 0};
+  } catch (const CLI::ParseError& e) {
+    return {std::nullopt, fmt::format("ckpt: {}\nRun 'ckpt --help' for the options.\n", e.what()), 2};
+  }
+
+  c.breakpoints = !no_bp;
+  if (check->parsed()) c.verb = Verb::Check;
+  if (dump->parsed()) {
+    c.verb = Verb::Dump;
+    c.dump.dir = images_dir;
+    c.dump.after = leave_running ? dump::After::Run : leave_stopped ? dump::After::Stop : dump::After::Kill;
+    if (images_dir.empty()) return {std::nullopt, "ckpt dump: -D/--images-dir is required\n", 2};
+  }
+  if (rst->parsed()) {
+    c.verb = Verb::Restore;
+    c.restore.dir = images_dir;
+    c.restore.breakpoints = !no_bp;
+    if (images_dir.empty()) return {std::nullopt, "ckpt restore: -D/--images-dir is required\n", 2};
+  }
+  if (show->parsed()) {
+    c.verb = Verb::Show;
+    if (c.show_target.empty()) c.show_target = images_dir;
+    if (c.show_target.empty()) return {std::nullopt, "ckpt show: name an images directory or file\n", 2};
+  }
+  return {c, "", 0};
+}
+
+}  // namespace ckpt::cli

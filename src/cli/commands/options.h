@@ -1,0 +1,38 @@
+// The command line, parsed into a value (no global options object). Long
+// options are spelled as CRIU spells them, so that scripts written for CRIU
+// work unchanged.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "dump/dump.h"
+#include "restore/restore.h"
+
+namespace ckpt::cli {
+
+enum class Verb { Check, Dump, Restore, Show };
+
+struct Command {
+  Verb verb = Verb::Check;
+  int verbosity = 2;
+  std::string log_file;  // relative to the images directory
+  bool stats = false;
+  bool breakpoints = true;
+  dump::DumpOptions dump;
+  restore::RestoreOptions restore;
+  std::string show_target;
+  bool json = false;
+};
+
+// Either a Command to run, or text to print (help) with an exit status.
+struct Parsed {
+  std::optional<Command> command;
+  std::string text;
+  int exit_code = 0;
+};
+
+Parsed parse_command_line(const std::vector<std::string>& args);
+
+}  // namespace ckpt::cli

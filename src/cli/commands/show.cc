@@ -1,0 +1,101 @@
+// ckpt show: decode the images of a checkpoint, for people (protobuf text
+// format) or scripts (--json, one object keyed by file name; docs/show-json.md).
+#include <dirent.h>
+#include <fcntl.h>
+#include <google/protobuf/text_format.h>
+#include <google/protobuf/util/json_util.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <memory>
+
+#include "base/fs.h"
+#include "ckpt.pb.h"
+#include "cli/commands/commands.h"
+#include "image/image_file.h"
+#include "image/page_store.h"
+
+namespace ckpt::cli {
+
+namespace {
+
+std::unique_ptr<google::protobuf::Message> message_for(image::ImageKind k) {
+  switch (k) {
+    case image::ImageKind::Inventory: return std::make_unique<img::Inventory>();
+    case image::ImageKind::Core: return std::make_unique<img::TaskCore>();
+    case image::ImageKind::Mm: return std::make_unique<img::MmImage>();
+    case image::ImageKind::PageMap: return std::make_unique<img::PageMap>();
+    case image::ImageKind::Files: return std::make_unique<img::Files>();
+    case image::ImageKind::Stats: return std::make_unique<img::Stats>();
+  }
+  return nullptr;
+}
+
+// One file as {"kind": ..., "image": {...}} (JSON) or a text block.
+Result<std::string> decode(const std::string& path, bool json) {
+  std::string name = path.substr(path.find_last_of('/') + 1);
+  if (name.starts_with("pages-")) {
+    UniqueFd fd = TRY(open_file(path, O_RDONLY));
+    uint64_t bytes = TRY(image::check_pages_file(path, fd.get()));
+    return json ? fmt::format("{{\"kind\":\"pages\",\"data_bytes\":{}}}", bytes)
+                : fmt::format("kind: pages\ndata_bytes: {}\n", bytes);
+  }
+  std::string bytes = TRY(read_file(path));
+  image::ImageKind kind = TRY(image::peek_kind(path, bytes));
+  auto msg = message_for(kind);
+  if (!msg) return error(EINVAL, "{}: unknown image kind {} at offset 12", path, static_cast<uint32_t>(kind));
+  TRY(image::unframe(path, bytes, kind, msg.get()));
+  std::string body;
+  if (json) {
+    google::protobuf::util::JsonPrintOptions opt;
+    opt.always_print_primitive_fields = true;
+    opt.preserve_proto_field_names = true;
+    if (!google::protobuf::util::MessageToJsonString(*msg, &body, opt).ok())
+      return fail("{}: cannot print as JSON", path);
+    return fmt::format("{{\"kind\":\"{}\",\"image\":{}}}", image::kind_name(kind), body);
+  }
+  google::protobuf::TextFormat::PrintToString(*msg, &body);
+  return fmt::format("kind: {}\n{}", image::kind_name(kind), body);
+}
+
+Result<std::vector<std::string>> image_files(const std::string& dir) {
+  std::vector<std::string> names;
+  std::unique_ptr<DIR, int (*)(DIR*)> d(opendir(dir.c_str()), closedir);
+  if (!d) return sys_error("open image directory {}", dir);
+  while (dirent* e = readdir(d.get())) {
+    std::string n = e->d_name;
+    if (n.ends_with(".img") && n[0] != '.') names.push_back(n);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+Result<std::string> show(const std::string& target, bool json) {
+  struct stat st;
+  if (stat(target.c_str(), &st) < 0) return sys_error("show {}", target);
+  if (!S_ISDIR(st.st_mode)) return decode(target, json);
+  std::string out = json ? "{" : "";
+  bool first = true;
+  for (const std::string& n : TRY(image_files(target))) {
+    std::string one = TRY(decode(target + "/" + n, json));
+    if (json) out += fmt::format("{}\"{}\":{}", first ? "" : ",", n, one);
+    else out += fmt::format("=== {}\n{}\n", n, one);
+    first = false;
+  }
+  if (json) out += "}";
+  return out;
+}
+
+}  // namespace
+
+int run_show(const std::string& target, bool json, Log& log) {
+  auto r = show(target, json);
+  if (!r) {
+    log.error("{}", r.error().str());
+    return 1;
+  }
+  fmt::print("{}\n", *r);
+  return 0;
+}
+
+}  // namespace ckpt::cli

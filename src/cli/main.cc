@@ -1,0 +1,35 @@
+// ckpt: parse the command line, set up logging, run one subcommand.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "base/log.h"
+#include "cli/commands/commands.h"
+#include "cli/commands/options.h"
+
+int main(int argc, char** argv) {
+  using namespace ckpt::cli;
+  Parsed p = parse_command_line(std::vector<std::string>(argv + 1, argv + argc));
+  if (!p.command) {
+    std::fputs(p.text.c_str(), p.exit_code ? stderr : stdout);
+    return p.exit_code;
+  }
+  const Command& c = *p.command;
+  ckpt::Log log(c.verbosity);
+  if (!c.log_file.empty()) {
+    std::string dir = c.verb == Verb::Dump ? c.dump.dir : c.restore.dir;
+    std::string path = c.log_file[0] == '/' || dir.empty() ? c.log_file : dir + "/" + c.log_file;
+    if (c.verb == Verb::Dump) ::mkdir(dir.c_str(), 0700);  // the log may be the first file in it
+    if (!log.open_file(path)) log.warn("cannot open log file {}", path);
+  }
+  switch (c.verb) {
+    case Verb::Check: return run_check(log);
+    case Verb::Dump: return run_dump(c, log);
+    case Verb::Restore: return run_restore(c, log);
+    case Verb::Show: return run_show(c.show_target, c.json, log);
+  }
+  return 2;
+}

@@ -1,0 +1,121 @@
+#include "dump/core.h"
+
+#include <linux/prctl.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "base/fs.h"
+#include "proc/status.h"
+#include "ptrace/remote_syscall.h"
+
+namespace ckpt::dump {
+
+namespace {
+
+constexpr int kMaxSignals = 64;
+
+img::SigInfo to_image(const siginfo_t& si) {
+  img::SigInfo out;
+  out.set_signo(si.si_signo);
+  out.set_code(si.si_code);
+  out.set_raw(std::string(reinterpret_cast<const char*>(&si), sizeof si));
+  return out;
+}
+
+Result<std::string> read_auxv(pid_t pid) { return read_file(fmt::format("/proc/{}/auxv", pid)); }
+
+// What only the task itself can tell: its sigactions, brk, clear_child_tid and
+// alternate signal stack, asked for with remote syscalls.
+Result<void> collect_from_inside(Tracee& t, uint64_t vdso_start, img::TaskCore* core, img::ThreadCore* th) {
+  uint64_t insn = TRY(find_vdso_syscall(vdso_start));
+  RemoteSyscalls rs = TRY(RemoteSyscalls::begin(t, insn));
+  uint64_t buf = TRY(rs.scratch());
+  struct KSigAction {
+    uint64_t handler, flags, restorer, mask;
+  } act;
+  for (int sig = 1; sig <= kMaxSignals; sig++) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    TRY(rs.must(fmt::format("rt_sigaction({})", sig), SYS_rt_sigaction, {static_cast<uint64_t>(sig), 0, buf, 8}));
+    TRY(t.read_mem(buf, &act, sizeof act));
+    img::SigAction* a = core->add_sigactions();
+    a->set_signo(sig);
+    a->set_handler(act.handler);
+    a->set_flags(act.flags);
+    a->set_restorer(act.restorer);
+    a->set_mask(act.mask);
+  }
+  core->mutable_mm()->set_brk(TRY(rs.must("brk(0)", SYS_brk, {0})));
+  TRY(rs.must("prctl(PR_GET_TID_ADDRESS)", SYS_prctl, {PR_GET_TID_ADDRESS, buf, 0, 0, 0}));
+  uint64_t tid_addr;
+  TRY(t.read_mem(buf, &tid_addr, sizeof tid_addr));
+  th->set_clear_child_tid(tid_addr);
+  struct {
+    uint64_t sp;
+    int32_t flags;
+    int32_t pad;
+    uint64_t size;
+  } ss;
+  TRY(rs.must("sigaltstack", SYS_sigaltstack, {0, buf}));
+  TRY(t.read_mem(buf, &ss, sizeof ss));
+  th->mutable_altstack()->set_sp(ss.sp);
+  th->mutable_altstack()->set_flags(ss.flags);
+  th->mutable_altstack()->set_size(ss.size);
+  return rs.end();
+}
+
+}  // namespace
+
+Result<img::TaskCore> collect_core(Tracee& t, uint64_t vdso_start) {
+  const pid_t pid = t.tid();
+  img::TaskCore core;
+  core.set_pid(pid);
+  proc::Status status = TRY(proc::read_status(pid));
+  proc::Stat stat = TRY(proc::read_stat(pid));
+  core.set_comm(stat.comm);
+  core.set_umask(status.umask);
+  core.set_cwd(TRY(read_link(fmt::format("/proc/{}/cwd", pid))));
+
+  img::MmCore* mm = core.mutable_mm();
+  mm->set_start_code(stat.start_code);
+  mm->set_end_code(stat.end_code);
+  mm->set_start_data(stat.start_data);
+  mm->set_end_data(stat.end_data);
+  mm->set_start_brk(stat.start_brk);
+  mm->set_start_stack(stat.start_stack);
+  mm->set_arg_start(stat.arg_start);
+  mm->set_arg_end(stat.arg_end);
+  mm->set_env_start(stat.env_start);
+  mm->set_env_end(stat.env_end);
+  mm->set_auxv(TRY(read_auxv(pid)));
+  mm->set_exe_path(TRY(read_link(fmt::format("/proc/{}/exe", pid))));
+
+  img::ThreadCore* th = core.add_threads();
+  th->set_tid(pid);
+  th->set_comm(stat.comm);
+  arch::Regs regs = TRY(t.regs());
+  arch::rewind_restartable_syscall(regs);
+  arch::to_image(regs, th->mutable_regs());
+  std::vector<uint8_t> xs = TRY(t.xstate());
+  th->set_xsave(std::string(xs.begin(), xs.end()));
+  th->set_blocked(TRY(t.blocked()));
+  for (const siginfo_t& si : TRY(t.pending(false))) *th->add_pending() = to_image(si);
+  for (const siginfo_t& si : TRY(t.pending(true))) *core.add_shared_pending() = to_image(si);
+
+  RseqConfig rseq = TRY(t.rseq());
+  th->mutable_rseq()->set_abi_pointer(rseq.abi_pointer);
+  th->mutable_rseq()->set_abi_size(rseq.abi_size);
+  th->mutable_rseq()->set_signature(rseq.signature);
+  th->mutable_rseq()->set_flags(rseq.flags);
+
+  uint64_t head = 0;
+  size_t len = 0;
+  if (syscall(SYS_get_robust_list, pid, &head, &len) < 0) return sys_error("get_robust_list of task {}", pid);
+  th->set_robust_list(head);
+  th->set_robust_list_len(len);
+
+  TRY(collect_from_inside(t, vdso_start, &core, th));
+  return core;
+}
+
+}  // namespace ckpt::dump

@@ -1,0 +1,158 @@
+#include "dump/dump.h"
+
+#include <sys/ptrace.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <chrono>
+
+#include "dump/core.h"
+#include "dump/memory.h"
+#include "files/files.h"
+#include "image/image_dir.h"
+#include "proc/status.h"
+#include "ptrace/tracee.h"
+
+namespace ckpt::dump {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+uint64_t ns_since(Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t).count();
+}
+
+constexpr uint64_t kPfKthread = 0x00200000;
+
+// What ckpt can't dump yet, said before anything is touched.
+Result<void> check_dumpable(pid_t pid) {
+  if (pid <= 0) return error(EINVAL, "{} is not a valid pid", pid);
+  if (pid == getpid()) return error(EINVAL, "pid {} is ckpt itself", pid);
+  auto st = proc::read_stat(pid);
+  if (!st) return error(ESRCH, "no process with pid {}", pid);
+  if (st->flags & kPfKthread) return error(EPERM, "pid {} ({}) is a kernel thread", pid, st->comm);
+  if (st->state == 'Z' || st->state == 'X') return error(ESRCH, "pid {} ({}) is a zombie", pid, st->comm);
+  proc::Status status = TRY(proc::read_status(pid));
+  if (status.tgid != pid)
+    return error(EINVAL, "pid {} is a thread of process {}; dump the process", pid, status.tgid);
+  if (status.tracer_pid != 0)
+    return error(EBUSY, "pid {} ({}) is already traced by pid {}", pid, st->comm, status.tracer_pid);
+  if (status.threads > 1)
+    return error(EOPNOTSUPP, "pid {} ({}) has {} threads: multithreaded processes are not supported yet", pid,
+                 st->comm, status.threads);
+  auto kids = TRY(proc::children(pid));
+  if (!kids.empty())
+    return error(EOPNOTSUPP, "pid {} ({}) has children (pid {}{}): process trees are not supported yet", pid,
+                 st->comm, kids[0], kids.size() > 1 ? ", ..." : "");
+  return {};
+}
+
+// Threads or children that appeared between the check and the stop.
+Result<void> check_dumpable_after_seize(pid_t pid) {
+  proc::Status status = TRY(proc::read_status(pid));
+  if (status.threads > 1)
+    return error(EOPNOTSUPP, "pid {} started threads while being seized: multithreaded processes are not supported yet",
+                 pid);
+  if (!TRY(proc::children(pid)).empty())
+    return error(EOPNOTSUPP, "pid {} forked while being seized: process trees are not supported yet", pid);
+  return {};
+}
+
+uint64_t vdso_start(const img::MmImage& mm) {
+  for (const img::Vma& v : mm.vmas())
+    if (v.kind() == img::Vma::VDSO) return v.start();
+  return 0;
+}
+
+// Removes what a failed dump wrote, so that nothing half-written lingers.
+struct Scratch {
+  const image::ImageDir& dir;
+  std::vector<std::string> names;
+  bool keep = false;
+  ~Scratch() {
+    if (keep) return;
+    for (const std::string& n : names) {
+      ::unlink(dir.file(n).c_str());
+      ::unlink(dir.file("." + n + ".tmp").c_str());
+    }
+  }
+};
+
+}  // namespace
+
+Result<img::Stats> dump(const DumpOptions& o, Log& log) {
+  const auto start = Clock::now();
+  img::Stats stats;
+  const pid_t pid = o.pid;
+  TRY_CTX(check_dumpable(pid), "dump");
+  image::ImageDir dir = TRY_CTX(image::ImageDir::create(o.dir), "dump pid {}", pid);
+
+  // 1. Seize and stop.
+  const auto freeze_start = Clock::now();
+  Tracee t = TRY_CTX(Tracee::seize(pid), "dump pid {}", pid);
+  TRY_CTX(t.interrupt(), "dump pid {}", pid);
+  for (;;) {
+    Stop s = TRY_CTX(t.wait(freeze_start + std::chrono::seconds(o.timeout_s)), "dump pid {}: seize", pid);
+    if (s.gone()) return error(ESRCH, "dump pid {}: the process {} while being seized", pid, s.describe());
+    if (s.event() == PTRACE_EVENT_STOP) break;
+    // A signal-delivery stop raced with our interrupt: let the signal through.
+    TRY_CTX(t.cont(s.sig()), "dump pid {}", pid);
+  }
+  stats.set_freeze_ns(ns_since(freeze_start));
+  log.debug("pid {} stopped in {} us", pid, stats.freeze_ns() / 1000);
+  // It may have cloned or forked between the check and the stop.
+  TRY_CTX(check_dumpable_after_seize(pid), "dump");
+
+  // 2. Collect.
+  Scratch scratch{dir, {image::core_name(pid), image::mm_name(pid), image::pagemap_name(pid),
+                        image::pages_name(pid), image::files_name(pid), "stats-dump.img"}};
+  img::MmImage mm = TRY_CTX(collect_vmas(pid), "dump pid {}", pid);
+  img::Files fds = TRY_CTX(files::dump_fds(pid, {.shell_job = o.shell_job}), "dump pid {}", pid);
+  uint64_t vdso = vdso_start(mm);
+  if (!vdso) return error(EOPNOTSUPP, "dump pid {}: the process has no [vdso], which ckpt needs", pid);
+  img::TaskCore core = TRY_CTX(collect_core(t, vdso), "dump pid {}", pid);
+
+  // 3. Memory, then metadata, inventory last.
+  const auto mem_start = Clock::now();
+  img::PageMap pagemap;
+  PageStats ps = TRY_CTX(dump_pages(t, mm, dir, &pagemap), "dump pid {}", pid);
+  stats.set_memory_dump_ns(ns_since(mem_start));
+  stats.set_pages_written(ps.pages);
+  stats.set_bytes_written(ps.bytes);
+  TRY_CTX(dir.write(image::core_name(pid), image::ImageKind::Core, core), "dump pid {}", pid);
+  TRY_CTX(dir.write(image::mm_name(pid), image::ImageKind::Mm, mm), "dump pid {}", pid);
+  TRY_CTX(dir.write(image::pagemap_name(pid), image::ImageKind::PageMap, pagemap), "dump pid {}", pid);
+  TRY_CTX(dir.write(image::files_name(pid), image::ImageKind::Files, fds), "dump pid {}", pid);
+
+  img::Inventory inv;
+  inv.set_format_version(image::kFormatVersion);
+  inv.set_root_pid(pid);
+  inv.add_pids(pid);
+  utsname u;
+  if (uname(&u) == 0) inv.set_kernel_release(u.release);
+  inv.set_ckpt_version(CKPT_VERSION);
+  inv.set_dump_unix_ns(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                           std::chrono::system_clock::now().time_since_epoch()).count());
+  inv.set_page_size(4096);
+  if (fsync(dir.fd()) < 0) return sys_error("dump pid {}: sync {}", pid, o.dir);
+  TRY_CTX(dir.write(image::kInventoryName, image::ImageKind::Inventory, inv), "dump pid {}", pid);
+  scratch.keep = true;
+
+  // 4. The images are complete: now the task may go.
+  stats.set_frozen_ns(ns_since(freeze_start));
+  switch (o.after) {
+    case After::Kill:
+      if (kill(pid, SIGKILL) < 0) return sys_error("dump pid {}: kill after dump", pid);
+      // Collect the death as its tracer, so the real parent hears of it.
+      for (auto s = t.wait(); s && !s->gone(); s = t.wait()) (void)t.cont();
+      t.mark_gone();
+      break;
+    case After::Run: TRY_CTX(t.detach(), "dump pid {}: resume", pid); break;
+    case After::Stop: TRY_CTX(t.detach(SIGSTOP), "dump pid {}: leave stopped", pid); break;
+  }
+  stats.set_dump_ns(ns_since(start));
+  (void)dir.write("stats-dump.img", image::ImageKind::Stats, stats);
+  return stats;
+}
+
+}  // namespace ckpt::dump

@@ -1,0 +1,27 @@
+// ckpt dump: seize a task, write its images, then kill, resume or leave it
+// stopped. A dump that fails leaves the task running as it was.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+
+#include "base/log.h"
+#include "base/result.h"
+#include "ckpt.pb.h"
+
+namespace ckpt::dump {
+
+enum class After { Kill, Run, Stop };
+
+struct DumpOptions {
+  pid_t pid = 0;
+  std::string dir;
+  After after = After::Kill;
+  bool shell_job = false;
+  unsigned timeout_s = 10;  // give up seizing after this long
+};
+
+Result<img::Stats> dump(const DumpOptions& o, Log& log);
+
+}  // namespace ckpt::dump

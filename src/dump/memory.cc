@@ -1,0 +1,176 @@
+#include "dump/memory.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "base/fs.h"
+#include "image/crc32c.h"
+#include "image/page_store.h"
+#include "proc/maps.h"
+
+namespace ckpt::dump {
+
+namespace {
+
+constexpr uint64_t kPageSize = 4096;
+constexpr uint64_t kPmPresent = 1ULL << 63, kPmSwapped = 1ULL << 62, kPmFileOrSharedAnon = 1ULL << 61;
+constexpr size_t kCopyBuffer = 8 << 20;  // bytes in flight: ckpt streams, it never holds a whole dump
+constexpr size_t kMaxIov = 1024;
+
+Result<img::Vma> classify(const proc::MapEntry& m) {
+  img::Vma v;
+  v.set_start(m.start);
+  v.set_end(m.end);
+  v.set_prot((m.read ? PROT_READ : 0) | (m.write ? PROT_WRITE : 0) | (m.exec ? PROT_EXEC : 0));
+  v.set_path(m.path);
+  v.set_pgoff(m.offset);
+  v.set_dev((static_cast<uint64_t>(m.dev_major) << 32) | m.dev_minor);
+  v.set_inode(m.inode);
+  auto range = [&] { return fmt::format("VMA {:#x}-{:#x} ({})", m.start, m.end, m.path.empty() ? "anonymous" : m.path); };
+  if (m.path == "[vdso]") v.set_kind(img::Vma::VDSO);
+  else if (m.path == "[vvar]") v.set_kind(img::Vma::VVAR);
+  else if (m.path == "[vvar_vclock]") v.set_kind(img::Vma::VVAR_VCLOCK);
+  else if (m.inode == 0 && !m.shared) v.set_kind(img::Vma::ANON_PRIVATE);
+  else if (m.inode == 0 || m.path.starts_with("/dev/zero") || m.path.starts_with("/SYSV"))
+    return error(EOPNOTSUPP, "{}: shared anonymous memory is not supported yet", range());
+  else if (m.path.ends_with(" (deleted)"))
+    return error(EOPNOTSUPP, "{}: mappings of deleted files are not supported yet", range());
+  else if (m.path.empty() || m.path[0] != '/')
+    return error(EOPNOTSUPP, "{}: this kind of mapping is not supported yet", range());
+  else v.set_kind(m.shared ? img::Vma::FILE_SHARED : img::Vma::FILE_PRIVATE);
+  // The stack VMA grows down; the kernel names it [stack] from mm->start_stack.
+  if (m.path == "[stack]") v.set_growsdown(true);
+  return v;
+}
+
+// Which pages of a VMA hold content that is not in a file.
+bool wanted(const img::Vma& v, uint64_t pm) {
+  switch (v.kind()) {
+    case img::Vma::ANON_PRIVATE: return pm & (kPmPresent | kPmSwapped);
+    // A private file mapping: only pages written in memory (now anonymous).
+    case img::Vma::FILE_PRIVATE: return (pm & kPmSwapped) || ((pm & kPmPresent) && !(pm & kPmFileOrSharedAnon));
+    default: return false;
+  }
+}
+
+// Streams runs of pages from the task into the pages file through a bounded
+// buffer: process_vm_readv fills it with up to kMaxIov remote pieces, one
+// write() empties it.
+class PageStreamer {
+ public:
+  PageStreamer(Tracee& t, int out) : t_(t), out_(out), buf_(kCopyBuffer) {}
+
+  // Queue [addr, addr+len) of run `run`.
+  Result<void> add(img::PageRun* run, uint64_t addr, uint64_t len) {
+    while (len > 0) {
+      if (fill_ == buf_.size() || iov_.size() == kMaxIov) TRY(flush());
+      uint64_t n = std::min<uint64_t>(len, buf_.size() - fill_);
+      iov_.push_back({reinterpret_cast<void*>(addr), n});
+      owners_.push_back(run);
+      fill_ += n;
+      addr += n;
+      len -= n;
+    }
+    return {};
+  }
+
+  Result<void> flush() {
+    if (iov_.empty()) return {};
+    iovec local{buf_.data(), fill_};
+    ssize_t n = process_vm_readv(t_.tid(), &local, 1, iov_.data(), iov_.size(), 0);
+    if (n < 0) return sys_error("read memory of task {} ({} pieces from {:#x})", t_.tid(), iov_.size(),
+                                reinterpret_cast<uint64_t>(iov_[0].iov_base));
+    if (static_cast<size_t>(n) != fill_)
+      return error(EFAULT, "read memory of task {}: got {} of {} bytes near {:#x}", t_.tid(), n, fill_,
+                   reinterpret_cast<uint64_t>(iov_[0].iov_base));
+    // Checksums per run, while the data is in cache.
+    size_t off = 0;
+    for (size_t i = 0; i < iov_.size(); i++) {
+      owners_[i]->set_crc32c(crc32c(owners_[i]->crc32c(), buf_.data() + off, iov_[i].iov_len));
+      off += iov_[i].iov_len;
+    }
+    TRY_CTX(write_all(out_, buf_.data(), fill_), "pages image");
+    written_ += fill_;
+    iov_.clear();
+    owners_.clear();
+    fill_ = 0;
+    return {};
+  }
+
+  uint64_t written() const { return written_; }
+
+ private:
+  Tracee& t_;
+  int out_;
+  std::vector<char> buf_;
+  std::vector<iovec> iov_;
+  std::vector<img::PageRun*> owners_;
+  size_t fill_ = 0;
+  uint64_t written_ = 0;
+};
+
+}  // namespace
+
+Result<img::MmImage> collect_vmas(pid_t pid) {
+  img::MmImage mm;
+  for (const proc::MapEntry& m : TRY(proc::read_maps(pid))) {
+    if (m.path == "[vsyscall]") continue;  // fixed by the kernel, not ours to map
+    *mm.add_vmas() = TRY(classify(m));
+  }
+  return mm;
+}
+
+Result<PageStats> dump_pages(Tracee& t, const img::MmImage& mm, const image::ImageDir& dir, img::PageMap* map) {
+  const std::string name = image::pages_name(t.tid());
+  UniqueFd out = TRY(dir.create_temp(name));
+  UniqueFd pagemap = TRY(open_file(fmt::format("/proc/{}/pagemap", t.tid()), O_RDONLY));
+  if (lseek(out.get(), image::kPagesDataOffset, SEEK_SET) < 0) return sys_error("seek {}", dir.file(name));
+
+  // Runs first (pagemap is cheap: 8 bytes a page), so that protobuf's
+  // repeated field does not move under the streamer's pointers.
+  std::vector<uint64_t> pm;
+  for (const img::Vma& v : mm.vmas()) {
+    if (v.kind() != img::Vma::ANON_PRIVATE && v.kind() != img::Vma::FILE_PRIVATE) continue;
+    // Nothing readable to take from a PROT_NONE region with no pages.
+    uint64_t npages = (v.end() - v.start()) / kPageSize;
+    pm.resize(npages);
+    size_t got = TRY_CTX(pread_full(pagemap.get(), pm.data(), npages * 8, v.start() / kPageSize * 8),
+                         "pagemap of task {}", t.tid());
+    if (got != npages * 8) return error(EIO, "pagemap of task {}: short read at {:#x}", t.tid(), v.start());
+    for (uint64_t i = 0; i < npages;) {
+      if (!wanted(v, pm[i])) {
+        i++;
+        continue;
+      }
+      uint64_t j = i;
+      while (j < npages && wanted(v, pm[j])) j++;
+      img::PageRun* run = map->add_runs();
+      run->set_vaddr(v.start() + i * kPageSize);
+      run->set_nr_pages(j - i);
+      i = j;
+    }
+  }
+
+  PageStreamer s(t, out.get());
+  PageStats st;
+  for (img::PageRun& run : *map->mutable_runs()) {
+    TRY(s.add(&run, run.vaddr(), run.nr_pages() * kPageSize));
+    st.pages += run.nr_pages();
+  }
+  TRY(s.flush());
+  st.bytes = s.written();
+  map->set_total_pages(st.pages);
+
+  image::PagesHeader h = image::make_pages_header(st.bytes);
+  if (pwrite(out.get(), &h, sizeof h, 0) != sizeof h) return sys_error("write header of {}", dir.file(name));
+  if (ftruncate(out.get(), image::kPagesDataOffset + st.bytes) < 0) return sys_error("size {}", dir.file(name));
+  TRY(dir.rename_into_place(name));
+  return st;
+}
+
+}  // namespace ckpt::dump

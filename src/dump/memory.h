@@ -1,0 +1,28 @@
+// The address space of a task: its VMAs from /proc/PID/maps, and the present
+// pages of those whose content is not in a file, streamed to pages-PID.img.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+
+#include "base/result.h"
+#include "ckpt.pb.h"
+#include "image/image_dir.h"
+#include "ptrace/tracee.h"
+
+namespace ckpt::dump {
+
+// VMAs of `pid`, classified; an Error names the first one ckpt can't restore.
+Result<img::MmImage> collect_vmas(pid_t pid);
+
+struct PageStats {
+  uint64_t pages = 0;
+  uint64_t bytes = 0;
+};
+
+// Writes pages-PID.img (under a temporary name, committed on success) and
+// fills `map` with its runs.
+Result<PageStats> dump_pages(Tracee& t, const img::MmImage& mm, const image::ImageDir& dir, img::PageMap* map);
+
+}  // namespace ckpt::dump

@@ -1,0 +1,141 @@
+// The one header shared by ckpt and the freestanding blobs: plain structs, no
+// pointers into ckpt's memory. Addresses are absolute addresses in the task
+// the blob runs in. Bump kRestorerAbiVersion on any layout change.
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+namespace ckpt::abi {
+
+inline constexpr uint32_t kRestorerAbiVersion = 1;
+inline constexpr int kMaxSignals = 64;
+inline constexpr int kAuxvWords = 64;  // >= the kernel's AT_VECTOR_SIZE
+
+// One VMA to map. fd < 0: anonymous.
+struct VmaArg {
+  uint64_t start;
+  uint64_t end;
+  uint32_t prot;       // final PROT_*
+  uint32_t map_flags;  // MAP_PRIVATE / MAP_SHARED [| MAP_ANONYMOUS | MAP_GROWSDOWN]
+  int32_t fd;
+  uint32_t has_pages;  // pages to fill: map writable first, mprotect after
+  uint64_t pgoff;      // file offset in bytes
+};
+static_assert(sizeof(VmaArg) == 40);
+
+// A kernel special mapping ([vvar], [vvar_vclock], [vdso]) moved with mremap.
+struct MoveArg {
+  uint64_t from;
+  uint64_t len;
+  uint64_t to;
+};
+
+// Present pages laid one run after another in the pages file.
+struct PageRunArg {
+  uint64_t vaddr;
+  uint64_t nr_pages;
+};
+
+// The kernel's struct sigaction on x86_64 (not glibc's).
+struct KSigAction {
+  uint64_t handler;
+  uint64_t flags;
+  uint64_t restorer;
+  uint64_t mask;
+};
+
+// A signal to queue again: raw kernel siginfo (128 bytes).
+struct SigInfoArg {
+  uint8_t raw[128];
+  int32_t signo;
+  int32_t thread;  // 1: thread-private queue, 0: shared
+};
+
+// struct prctl_mm_map of <linux/prctl.h>, for PR_SET_MM_MAP.
+struct MmMap {
+  uint64_t start_code, end_code, start_data, end_data;
+  uint64_t start_brk, brk, start_stack;
+  uint64_t arg_start, arg_end, env_start, env_end;
+  uint64_t auxv;  // pointer
+  uint32_t auxv_size;
+  uint32_t exe_fd;
+};
+static_assert(sizeof(MmMap) == 104);
+
+// Where the restorer failed; it stores this and traps (int3) so that ckpt,
+// its tracer, reads it before killing the task.
+struct RestorerError {
+  int32_t step;  // RestorerStep
+  int32_t err;   // positive errno
+  uint64_t addr;
+  uint64_t len;
+};
+
+enum RestorerStep : int32_t {
+  kStepNone = 0,
+  kStepVersion,
+  kStepUnmap,
+  kStepMoveSpecial,
+  kStepMapVma,
+  kStepReadPages,
+  kStepProtect,
+  kStepMmMap,
+  kStepSigaction,
+  kStepSigaltstack,
+  kStepQueueSignal,
+  kStepFsBase,
+  kStepRseq,
+  kStepRobustList,
+  kStepComm,
+};
+
+struct RestorerArgs {
+  uint32_t version;
+  uint32_t page_size;
+  // The boot region: blob, these args, arrays, sigframe and stack. Kept
+  // mapped until ckpt unmaps it once the task is at its dumped registers.
+  uint64_t boot_start;
+  uint64_t boot_end;
+  // Ranges that survive the initial unmap (boot region, special mappings).
+  uint64_t keep[8][2];
+  uint32_t nr_keep;
+
+  uint32_t nr_moves;
+  MoveArg moves[8];
+
+  uint32_t nr_vmas;
+  uint32_t nr_runs;
+  uint64_t vmas;  // VmaArg[nr_vmas]
+  uint64_t runs;  // PageRunArg[nr_runs], ascending, in file order
+  int32_t pages_fd;
+  int32_t temp_fd_base;  // every fd >= this is ckpt's and closed at the end
+  uint64_t pages_off;    // where the first run starts in pages_fd
+
+  MmMap mm;
+  uint64_t auxv[kAuxvWords];
+
+  KSigAction sigactions[kMaxSignals];  // index signo - 1
+  uint64_t sigaction_mask;             // bit signo-1 set: install sigactions[signo-1]
+
+  uint32_t nr_siginfo;
+  uint32_t umask;
+  uint64_t siginfo;  // SigInfoArg[nr_siginfo]
+
+  uint64_t fs_base, gs_base;
+  uint64_t ss_sp, ss_size;
+  int32_t ss_flags;
+  uint32_t rseq_len;
+  uint64_t rseq_ptr;  // 0: none
+  uint32_t rseq_sig;
+  uint32_t pad0;
+  uint64_t robust_list, robust_len;
+  uint64_t clear_child_tid;
+  char comm[16];
+
+  uint64_t sigframe;  // rsp for rt_sigreturn (points at the ucontext)
+
+  RestorerError error;
+};
+
+}  // namespace ckpt::abi

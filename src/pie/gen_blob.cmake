@@ -1,0 +1,22 @@
+# Reads the symbols of a linked blob (nm) and writes:
+#  - HDR: constexpr offsets of the exported entry points and the blob's size
+#  - ASM: the binary, embedded with .incbin under ckpt_<name>_blob
+execute_process(COMMAND nm -P ${ELF} OUTPUT_VARIABLE syms RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "nm ${ELF} failed")
+endif()
+string(REPLACE "\n" ";" lines "${syms}")
+set(body "")
+foreach(line ${lines})
+  string(REGEX MATCH "^([A-Za-z_][A-Za-z0-9_]*) [TtBbDdRrA] ([0-9a-f]+)" m "${line}")
+  if(m)
+    set(sym ${CMAKE_MATCH_1})
+    set(off ${CMAKE_MATCH_2})
+    if(sym MATCHES "^(restorer_entry|rst_sigreturn|rst_syscall|__blob_end)$")
+      string(REGEX REPLACE "^_+" "" cname ${sym})
+      string(APPEND body "inline constexpr uint64_t k_${cname} = 0x${off};\n")
+    endif()
+  endif()
+endforeach()
+file(WRITE ${HDR} "// Generated from ${NAME}.elf: do not edit.\n#pragma once\n#include <cstdint>\n#include <span>\n\nnamespace ckpt::pie::${NAME} {\n${body}}  // namespace ckpt::pie::${NAME}\n\nextern \"C\" const unsigned char ckpt_${NAME}_blob[];\nextern \"C\" const unsigned char ckpt_${NAME}_blob_end[];\n\nnamespace ckpt::pie::${NAME} {\ninline std::span<const unsigned char> image() { return {ckpt_${NAME}_blob, ckpt_${NAME}_blob_end}; }\n}  // namespace ckpt::pie::${NAME}\n")
+file(WRITE ${ASM} "\t.section .rodata\n\t.balign 4096\n\t.globl ckpt_${NAME}_blob\nckpt_${NAME}_blob:\n\t.incbin \"${BIN}\"\n\t.globl ckpt_${NAME}_blob_end\nckpt_${NAME}_blob_end:\n\t.section .note.GNU-stack,\"\",@progbits\n")

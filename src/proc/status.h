@@ -1,0 +1,61 @@
+// /proc/PID/status and /proc/PID/stat: the fields ckpt needs.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.h"
+
+namespace ckpt::proc {
+
+struct Status {
+  std::string name;
+  char state = '?';
+  uint32_t umask = 0;
+  pid_t tgid = 0, pid = 0, ppid = 0, tracer_pid = 0;
+  int threads = 0;
+  uint64_t sig_pnd = 0, shd_pnd = 0, sig_blk = 0, sig_ign = 0, sig_cgt = 0;
+  std::vector<pid_t> nspid;  // NSpid: outermost first
+};
+
+Result<Status> parse_status(std::string_view text);
+Result<Status> read_status(pid_t pid);
+
+// /proc/PID/stat. Field numbers in comments are proc(5)'s, 1-based.
+struct Stat {
+  pid_t pid = 0;          // 1
+  std::string comm;       // 2, without parentheses (may contain ')' and spaces)
+  char state = '?';       // 3
+  pid_t ppid = 0;         // 4
+  pid_t pgrp = 0;         // 5
+  pid_t session = 0;      // 6
+  uint64_t flags = 0;     // 9 (PF_KTHREAD = 0x00200000)
+  uint64_t start_code = 0, end_code = 0, start_stack = 0;   // 26, 27, 28
+  uint64_t start_data = 0, end_data = 0, start_brk = 0;     // 45, 46, 47
+  uint64_t arg_start = 0, arg_end = 0, env_start = 0, env_end = 0;  // 48..51
+};
+
+Result<Stat> parse_stat(std::string_view text);
+Result<Stat> read_stat(pid_t pid);
+
+// /proc/PID/fdinfo/FD
+struct FdInfo {
+  uint64_t pos = 0;
+  uint32_t flags = 0;  // octal in the file
+  int mnt_id = 0;
+  uint64_t ino = 0;
+};
+
+Result<FdInfo> parse_fdinfo(std::string_view text);
+Result<FdInfo> read_fdinfo(pid_t pid, int fd);
+
+// Numeric entries of a /proc directory (task/, fd/), sorted.
+Result<std::vector<int>> list_numeric_dir(const std::string& path);
+// /proc/PID/task/TID/children of every thread, sorted.
+Result<std::vector<pid_t>> children(pid_t pid);
+
+}  // namespace ckpt::proc

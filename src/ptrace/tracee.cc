@@ -1,0 +1,190 @@
+#include "ptrace/tracee.h"
+
+#include <elf.h>
+#include <sys/ptrace.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <thread>
+
+namespace ckpt {
+
+namespace {
+constexpr int kPtraceGetRseqConfiguration = 0x420f;  // 5.13, not in glibc 2.36
+constexpr size_t kMaxXstate = 16384;
+}  // namespace
+
+std::string Stop::describe() const {
+  if (exited()) return fmt::format("exited with status {}", WEXITSTATUS(status));
+  if (killed()) return fmt::format("killed by signal {} ({})", WTERMSIG(status), sigabbrev_np(WTERMSIG(status)) ?: "?");
+  if (syscall_stop()) return "syscall stop";
+  if (event()) return fmt::format("ptrace event {} stop", event());
+  if (stopped()) return fmt::format("stopped by SIG{}", sigabbrev_np(sig()) ?: "?");
+  return fmt::format("status {:#x}", status);
+}
+
+Result<Tracee> Tracee::seize(pid_t tid, unsigned long extra) {
+  if (ptrace(PTRACE_SEIZE, tid, nullptr, PTRACE_O_TRACESYSGOOD | extra) < 0)
+    return sys_error("ptrace seize task {}", tid);
+  return Tracee(tid);
+}
+
+Tracee::Tracee(Tracee&& o) noexcept : tid_(o.tid_), attached_(o.attached_), stops_(o.stops_) {
+  o.attached_ = false;
+}
+
+// Leaving a tracee: PTRACE_DETACH works only on a stopped task, so a running
+// one is interrupted first. If it died meanwhile there is nothing to do.
+Tracee::~Tracee() {
+  if (!attached_) return;
+  if (ptrace(PTRACE_DETACH, tid_, nullptr, 0) == 0) return;
+  if (ptrace(PTRACE_INTERRUPT, tid_, nullptr, nullptr) == 0) {
+    int status;
+    if (waitpid(tid_, &status, __WALL) == tid_ && WIFSTOPPED(status))
+      ptrace(PTRACE_DETACH, tid_, nullptr, 0);
+  }
+}
+
+std::unexpected<Error> Tracee::err(std::string_view what) {
+  int e = errno;
+  if (e == ESRCH) return error(e, "task {} is gone ({})", tid_, what);
+  return error(e, "ptrace {} of task {}", what, tid_);
+}
+
+Result<void> Tracee::interrupt() {
+  if (ptrace(PTRACE_INTERRUPT, tid_, nullptr, nullptr) < 0) return err("interrupt");
+  return {};
+}
+
+Result<Stop> Tracee::wait(std::optional<Clock::time_point> deadline) {
+  Stop s;
+  for (auto pause = std::chrono::microseconds(20);;) {
+    pid_t r = waitpid(tid_, &s.status, __WALL | (deadline ? WNOHANG : 0));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return sys_error("wait for task {}", tid_);
+    if (r == tid_) break;
+    if (Clock::now() >= *deadline) return error(ETIMEDOUT, "task {} did not stop in time", tid_);
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::microseconds(2000));
+  }
+  if (s.gone()) attached_ = false;
+  else stops_++;
+  return s;
+}
+
+Result<void> Tracee::cont(int sig) {
+  if (ptrace(PTRACE_CONT, tid_, nullptr, sig) < 0) return err("cont");
+  return {};
+}
+
+Result<void> Tracee::resume_syscall(int sig) {
+  if (ptrace(PTRACE_SYSCALL, tid_, nullptr, sig) < 0) return err("syscall");
+  return {};
+}
+
+Result<void> Tracee::detach(int sig) {
+  if (ptrace(PTRACE_DETACH, tid_, nullptr, sig) < 0) return err("detach");
+  attached_ = false;
+  return {};
+}
+
+Result<arch::Regs> Tracee::regs() {
+  arch::Regs r;
+  iovec iov{&r, sizeof r};
+  if (ptrace(PTRACE_GETREGSET, tid_, NT_PRSTATUS, &iov) < 0) return err("get registers");
+  return r;
+}
+
+Result<void> Tracee::set_regs(const arch::Regs& r) {
+  iovec iov{const_cast<arch::Regs*>(&r), sizeof r};
+  if (ptrace(PTRACE_SETREGSET, tid_, NT_PRSTATUS, &iov) < 0) return err("set registers");
+  return {};
+}
+
+Result<std::vector<uint8_t>> Tracee::xstate() {
+  std::vector<uint8_t> buf(kMaxXstate);
+  iovec iov{buf.data(), buf.size()};
+  if (ptrace(PTRACE_GETREGSET, tid_, NT_X86_XSTATE, &iov) < 0) return err("get xsave state");
+  buf.resize(iov.iov_len);
+  return buf;
+}
+
+Result<void> Tracee::set_xstate(std::span<const uint8_t> xsave) {
+  iovec iov{const_cast<uint8_t*>(xsave.data()), xsave.size()};
+  if (ptrace(PTRACE_SETREGSET, tid_, NT_X86_XSTATE, &iov) < 0) return err("set xsave state");
+  return {};
+}
+
+Result<uint64_t> Tracee::blocked() {
+  uint64_t m;
+  if (ptrace(PTRACE_GETSIGMASK, tid_, sizeof m, &m) < 0) return err("get signal mask");
+  return m;
+}
+
+Result<void> Tracee::set_blocked(uint64_t m) {
+  if (ptrace(PTRACE_SETSIGMASK, tid_, sizeof m, &m) < 0) return err("set signal mask");
+  return {};
+}
+
+Result<siginfo_t> Tracee::siginfo() {
+  siginfo_t si;
+  if (ptrace(PTRACE_GETSIGINFO, tid_, nullptr, &si) < 0) return err("get siginfo");
+  return si;
+}
+
+Result<std::vector<siginfo_t>> Tracee::pending(bool shared) {
+  std::vector<siginfo_t> out;
+  for (;;) {
+    siginfo_t batch[32];
+    struct {
+      uint64_t off;
+      uint32_t flags;
+      int32_t nr;
+    } a{static_cast<uint64_t>(out.size()), shared ? 1u /* PTRACE_PEEKSIGINFO_SHARED */ : 0u, 32};
+    long n = ptrace(PTRACE_PEEKSIGINFO, tid_, &a, batch);
+    if (n < 0) return err("peek pending signals");
+    out.insert(out.end(), batch, batch + n);
+    if (n < 32) return out;
+  }
+}
+
+Result<RseqConfig> Tracee::rseq() {
+  RseqConfig c;
+  if (ptrace(static_cast<__ptrace_request>(kPtraceGetRseqConfiguration), tid_, sizeof c, &c) < 0)
+    return err("get rseq configuration");
+  return c;
+}
+
+Result<uint64_t> Tracee::peek_user(size_t offset) {
+  errno = 0;
+  long v = ptrace(PTRACE_PEEKUSER, tid_, offset, nullptr);
+  if (errno) return err(fmt::format("peek user area at {:#x}", offset));
+  return static_cast<uint64_t>(v);
+}
+
+Result<void> Tracee::poke_user(size_t offset, uint64_t value) {
+  if (ptrace(PTRACE_POKEUSER, tid_, offset, value) < 0) return err(fmt::format("poke user area at {:#x}", offset));
+  return {};
+}
+
+Result<void> Tracee::read_mem(uint64_t addr, void* buf, size_t len) {
+  iovec local{buf, len}, remote{reinterpret_cast<void*>(addr), len};
+  ssize_t n = process_vm_readv(tid_, &local, 1, &remote, 1, 0);
+  if (n != static_cast<ssize_t>(len))
+    return n < 0 ? sys_error("read {} bytes at {:#x} of task {}", len, addr, tid_)
+                 : error(EIO, "short read at {:#x} of task {}", addr, tid_);
+  return {};
+}
+
+Result<void> Tracee::write_mem(uint64_t addr, const void* buf, size_t len) {
+  iovec local{const_cast<void*>(buf), len}, remote{reinterpret_cast<void*>(addr), len};
+  ssize_t n = process_vm_writev(tid_, &local, 1, &remote, 1, 0);
+  if (n != static_cast<ssize_t>(len))
+    return n < 0 ? sys_error("write {} bytes at {:#x} of task {}", len, addr, tid_)
+                 : error(EIO, "short write at {:#x} of task {}", addr, tid_);
+  return {};
+}
+
+}  // namespace ckpt

@@ -1,0 +1,68 @@
+#include "restore/boot_region.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "base/check.h"
+
+namespace ckpt::restore {
+
+namespace {
+constexpr uint64_t kPage = 4096;
+constexpr uint64_t kLowest = 1ULL << 32;          // keep clear of low, legacy addresses
+constexpr uint64_t kHighest = (1ULL << 47) - kPage;
+uint64_t page_up(uint64_t v) { return (v + kPage - 1) & ~(kPage - 1); }
+}  // namespace
+
+Result<uint64_t> find_hole(std::vector<Range> busy, uint64_t len) {
+  std::sort(busy.begin(), busy.end(), [](const Range& a, const Range& b) { return a.start < b.start; });
+  uint64_t cur = kLowest;
+  for (const Range& r : busy) {
+    if (r.end <= cur) continue;
+    if (r.start >= cur + len) break;
+    cur = page_up(r.end);
+  }
+  if (cur + len > kHighest) return error(ENOMEM, "no free {} bytes in the address space for the restorer", len);
+  return cur;
+}
+
+Result<std::vector<SpecialMove>> plan_special_moves(const std::vector<SpecialMove>& wanted, std::vector<Range> busy) {
+  bool clash = false;
+  for (const SpecialMove& a : wanted)
+    for (const SpecialMove& b : wanted)
+      if (Range{a.to, a.to + a.from.len()}.overlaps(b.from) && !(a.from.start == b.from.start && a.to == a.from.start))
+        clash = true;
+  if (!clash || wanted.empty()) return wanted;
+  // Move the whole group to a scratch hole first, keeping its layout.
+  uint64_t lo = UINT64_MAX, hi = 0;
+  for (const SpecialMove& m : wanted) lo = std::min(lo, m.from.start), hi = std::max(hi, m.from.end);
+  for (const SpecialMove& m : wanted) busy.push_back({m.to, m.to + m.from.len()});
+  uint64_t scratch = TRY(find_hole(busy, hi - lo));
+  std::vector<SpecialMove> out;
+  for (const SpecialMove& m : wanted) out.push_back({m.from, scratch + (m.from.start - lo)});
+  for (const SpecialMove& m : wanted) {
+    uint64_t s = scratch + (m.from.start - lo);
+    out.push_back({{s, s + m.from.len()}, m.to});
+  }
+  return out;
+}
+
+uint64_t BootRegion::size_for(uint64_t blob_size, uint64_t data_size) {
+  return page_up(blob_size) + page_up(data_size) + kStackSize;
+}
+
+BootRegion::BootRegion(uint64_t start, uint64_t blob_size, uint64_t data_size)
+    : start_(start), size_(size_for(blob_size, data_size)), args_off_(page_up(blob_size)), data_(page_up(data_size)) {
+  used_ = sizeof(abi::RestorerArgs);
+}
+
+uint64_t BootRegion::alloc(uint64_t len, uint64_t align, uint8_t** out) {
+  used_ = (used_ + align - 1) & ~(align - 1);
+  uint64_t off = used_;
+  used_ += len;
+  CHECK(used_ <= data_.size(), "boot region data overflows: {} > {}", used_, data_.size());
+  *out = data_.data() + off;
+  return start_ + args_off_ + off;
+}
+
+}  // namespace ckpt::restore

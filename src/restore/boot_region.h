@@ -1,0 +1,72 @@
+// The boot region: the one range of the restored task's address space that
+// ckpt owns while the restorer runs. It lies where no dumped VMA and none of
+// ckpt's own mappings are, so it survives the restorer's unmapping and is in
+// nobody's way; ckpt unmaps it at completion.
+//
+//   start ->  +------------------------+
+//             | restorer blob (r-x)    |  pie::restorer::image()
+//   args  ->  +------------------------+
+//             | RestorerArgs (rw-)     |  abi.h
+//             | VmaArg[], PageRunArg[],|
+//             | SigInfoArg[], auxv     |
+//             | rt_sigframe + xsave    |  arch/x86_64/sigframe.h
+//             +------------------------+
+//             | stack                  |
+//   end   ->  +------------------------+
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "base/result.h"
+#include "pie/abi.h"
+
+namespace ckpt::restore {
+
+struct Range {
+  uint64_t start = 0, end = 0;
+  uint64_t len() const { return end - start; }
+  bool overlaps(const Range& o) const { return start < o.end && o.start < end; }
+};
+
+// A hole of `len` bytes (page multiple) overlapping none of `busy`.
+Result<uint64_t> find_hole(std::vector<Range> busy, uint64_t len);
+
+// Kernel special mappings: where they are in ckpt now, where they must go.
+struct SpecialMove {
+  Range from;
+  uint64_t to;
+};
+
+// mremap steps that bring every special mapping to its target while keeping
+// their relative layout; through a scratch hole when targets overlap sources.
+Result<std::vector<SpecialMove>> plan_special_moves(const std::vector<SpecialMove>& wanted, std::vector<Range> busy);
+
+class BootRegion {
+ public:
+  static constexpr uint64_t kStackSize = 64 << 10;
+
+  // Lays out a region for `blob_size` bytes of code and `data_size` of args.
+  BootRegion(uint64_t start, uint64_t blob_size, uint64_t data_size);
+  static uint64_t size_for(uint64_t blob_size, uint64_t data_size);
+
+  uint64_t start() const { return start_; }
+  uint64_t end() const { return start_ + size_; }
+  uint64_t size() const { return size_; }
+  uint64_t args_addr() const { return start_ + args_off_; }
+  uint64_t stack_top() const { return end(); }
+
+  // Bump-allocates `len` bytes (aligned) in the data part; returns the
+  // address the bytes will have in the task, and a pointer to write them.
+  uint64_t alloc(uint64_t len, uint64_t align, uint8_t** out);
+  abi::RestorerArgs* args() { return reinterpret_cast<abi::RestorerArgs*>(data_.data()); }
+  const std::vector<uint8_t>& data() const { return data_; }
+  uint64_t data_offset() const { return args_off_; }
+
+ private:
+  uint64_t start_, size_, args_off_;
+  std::vector<uint8_t> data_;
+  uint64_t used_ = 0;
+};
+
+}  // namespace ckpt::restore

@@ -1,0 +1,33 @@
+// ckpt restore: bring a dumped task back with its PID, memory, registers,
+// signals and files; then detach, leave it stopped, or wait for it. A restore
+// that fails leaves no task behind.
+#pragma once
+
+#include <string>
+
+#include "base/log.h"
+#include "base/result.h"
+#include "ckpt.pb.h"
+#include "ptrace/completion.h"
+
+namespace ckpt::restore {
+
+struct RestoreOptions {
+  std::string dir;
+  bool detach = false;         // -d: return once the task runs
+  bool leave_stopped = false;  // leave the task stopped (SIGSTOP) after completion
+  bool sibling = false;        // --restore-sibling: child of ckpt's parent (CLONE_PARENT)
+  std::string pidfile;
+  bool breakpoints = true;     // false: --no-breakpoints
+};
+
+struct RestoreOutcome {
+  pid_t pid = 0;
+  img::Stats stats;
+  // Set when ckpt waited for the task: its wait status.
+  std::optional<int> wait_status;
+};
+
+Result<RestoreOutcome> restore(const RestoreOptions& o, const BreakpointSupport& bp, Log& log);
+
+}  // namespace ckpt::restore

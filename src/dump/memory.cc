@@ -60,17 +60,25 @@ bool wanted(const img::Vma& v, uint64_t pm) {
 
 // Streams runs of pages from the task into the pages file through a bounded
 // buffer: process_vm_readv fills it with up to kMaxIov remote pieces, one
-// write() empties it.
+// write() empties it. Pages the task itself cannot read (PROT_NONE, or
+// write-only) come through /proc/PID/mem, which reads them by force.
 class PageStreamer {
  public:
-  PageStreamer(Tracee& t, int out) : t_(t), out_(out), buf_(kCopyBuffer) {}
+  PageStreamer(Tracee& t, int out, int mem) : t_(t), out_(out), mem_(mem), buf_(kCopyBuffer) {}
 
   // Queue [addr, addr+len) of run `run`.
-  Result<void> add(img::PageRun* run, uint64_t addr, uint64_t len) {
+  Result<void> add(img::PageRun* run, uint64_t addr, uint64_t len, bool readable) {
     while (len > 0) {
       if (fill_ == buf_.size() || iov_.size() == kMaxIov) TRY(flush());
       uint64_t n = std::min<uint64_t>(len, buf_.size() - fill_);
+      if (!readable) {
+        // Read now, into the buffer's tail: it goes out in order at flush.
+        size_t got = TRY_CTX(pread_full(mem_, buf_.data() + fill_, n, static_cast<off_t>(addr)),
+                             "read protected memory of task {}", t_.tid());
+        if (got != n) return error(EFAULT, "read protected memory of task {} at {:#x}: short read", t_.tid(), addr);
+      }
       iov_.push_back({reinterpret_cast<void*>(addr), n});
+      remote_.push_back(readable);
       owners_.push_back(run);
       fill_ += n;
       addr += n;
@@ -81,13 +89,7 @@ class PageStreamer {
 
   Result<void> flush() {
     if (iov_.empty()) return {};
-    iovec local{buf_.data(), fill_};
-    ssize_t n = process_vm_readv(t_.tid(), &local, 1, iov_.data(), iov_.size(), 0);
-    if (n < 0) return sys_error("read memory of task {} ({} pieces from {:#x})", t_.tid(), iov_.size(),
-                                reinterpret_cast<uint64_t>(iov_[0].iov_base));
-    if (static_cast<size_t>(n) != fill_)
-      return error(EFAULT, "read memory of task {}: got {} of {} bytes near {:#x}", t_.tid(), n, fill_,
-                   reinterpret_cast<uint64_t>(iov_[0].iov_base));
+    TRY(read_remote());
     // Checksums per run, while the data is in cache.
     size_t off = 0;
     for (size_t i = 0; i < iov_.size(); i++) {
@@ -97,6 +99,7 @@ class PageStreamer {
     TRY_CTX(write_all(out_, buf_.data(), fill_), "pages image");
     written_ += fill_;
     iov_.clear();
+    remote_.clear();
     owners_.clear();
     fill_ = 0;
     return {};
@@ -105,10 +108,33 @@ class PageStreamer {
   uint64_t written() const { return written_; }
 
  private:
+  // One process_vm_readv per stretch of readable pieces, straight into place.
+  Result<void> read_remote() {
+    std::vector<iovec> local, remote;
+    size_t off = 0;
+    for (size_t i = 0; i < iov_.size(); off += iov_[i].iov_len, i++) {
+      if (!remote_[i]) continue;
+      local.push_back({buf_.data() + off, iov_[i].iov_len});
+      remote.push_back(iov_[i]);
+    }
+    if (remote.empty()) return {};
+    size_t want = 0;
+    for (const iovec& v : remote) want += v.iov_len;
+    ssize_t n = process_vm_readv(t_.tid(), local.data(), local.size(), remote.data(), remote.size(), 0);
+    if (n < 0) return sys_error("read memory of task {} ({} pieces from {:#x})", t_.tid(), remote.size(),
+                                reinterpret_cast<uint64_t>(remote[0].iov_base));
+    if (static_cast<size_t>(n) != want)
+      return error(EFAULT, "read memory of task {}: got {} of {} bytes from {:#x}", t_.tid(), n, want,
+                   reinterpret_cast<uint64_t>(remote[0].iov_base));
+    return {};
+  }
+
   Tracee& t_;
   int out_;
+  int mem_;
   std::vector<char> buf_;
   std::vector<iovec> iov_;
+  std::vector<bool> remote_;
   std::vector<img::PageRun*> owners_;
   size_t fill_ = 0;
   uint64_t written_ = 0;
@@ -134,9 +160,9 @@ Result<PageStats> dump_pages(Tracee& t, const img::MmImage& mm, const image::Ima
   // Runs first (pagemap is cheap: 8 bytes a page), so that protobuf's
   // repeated field does not move under the streamer's pointers.
   std::vector<uint64_t> pm;
+  std::vector<bool> readable;  // per run
   for (const img::Vma& v : mm.vmas()) {
     if (v.kind() != img::Vma::ANON_PRIVATE && v.kind() != img::Vma::FILE_PRIVATE) continue;
-    // Nothing readable to take from a PROT_NONE region with no pages.
     uint64_t npages = (v.end() - v.start()) / kPageSize;
     pm.resize(npages);
     size_t got = TRY_CTX(pread_full(pagemap.get(), pm.data(), npages * 8, v.start() / kPageSize * 8),
@@ -152,15 +178,18 @@ Result<PageStats> dump_pages(Tracee& t, const img::MmImage& mm, const image::Ima
       img::PageRun* run = map->add_runs();
       run->set_vaddr(v.start() + i * kPageSize);
       run->set_nr_pages(j - i);
+      readable.push_back(v.prot() & PROT_READ);
       i = j;
     }
   }
 
-  PageStreamer s(t, out.get());
+  UniqueFd mem = TRY(open_file(fmt::format("/proc/{}/mem", t.tid()), O_RDONLY));
+  PageStreamer s(t, out.get(), mem.get());
   PageStats st;
-  for (img::PageRun& run : *map->mutable_runs()) {
-    TRY(s.add(&run, run.vaddr(), run.nr_pages() * kPageSize));
-    st.pages += run.nr_pages();
+  for (int i = 0; i < map->runs_size(); i++) {
+    img::PageRun* run = map->mutable_runs(i);
+    TRY(s.add(run, run->vaddr(), run->nr_pages() * kPageSize, readable[i]));
+    st.pages += run->nr_pages();
   }
   TRY(s.flush());
   st.bytes = s.written();

@@ -2,7 +2,11 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <algorithm>
 
 #include "base/fs.h"
 #include "proc/status.h"
@@ -14,6 +18,12 @@ namespace {
 bool is_tty_dev(dev_t rdev) {
   unsigned maj = major(rdev);
   return maj == 136 /* pts */ || maj == 4 /* tty */ || maj == 5 /* console, ptmx */;
+}
+
+// Do fds a and b of pid refer to one open file description?
+bool same_description(pid_t pid, int a, int b) {
+  constexpr int kKcmpFile = 0;
+  return syscall(SYS_kcmp, pid, pid, kKcmpFile, a, b) == 0;
 }
 
 }  // namespace
@@ -38,6 +48,11 @@ Result<img::Files> dump_fds(pid_t pid, const DumpFlags& flags) {
       std::string hint = S_ISCHR(st.st_mode) && is_tty_dev(st.st_rdev) ? " (a terminal: use --shell-job)" : "";
       return error(EOPNOTSUPP, "fd {} is {}: this kind of file is not supported yet{}", fd, path, hint);
     }
+    for (const img::FdEntry& prior : out.fds())
+      if (prior.dev() == e.dev() && prior.inode() == e.inode() && same_description(pid, fd, prior.fd())) {
+        e.set_shares_with_fd(prior.has_shares_with_fd() ? prior.shares_with_fd() : prior.fd());
+        break;
+      }
     *out.add_fds() = std::move(e);
   }
   return out;
@@ -47,6 +62,15 @@ Result<std::vector<PreparedFd>> prepare_fds(const img::Files& files) {
   std::vector<PreparedFd> out;
   for (const img::FdEntry& e : files.fds()) {
     UniqueFd fd;
+    if (e.has_shares_with_fd()) {
+      auto it = std::find_if(out.begin(), out.end(), [&](const PreparedFd& p) { return p.target == e.shares_with_fd(); });
+      if (it == out.end())
+        return error(EINVAL, "fd {}: shares a file with fd {}, which the files image lacks", e.fd(), e.shares_with_fd());
+      int dup = fcntl(it->fd.get(), F_DUPFD_CLOEXEC, 3);
+      if (dup < 0) return sys_error("fd {}: dup of fd {}", e.fd(), e.shares_with_fd());
+      out.push_back({e.fd(), (e.flags() & O_CLOEXEC) != 0, UniqueFd(dup)});
+      continue;
+    }
     switch (e.kind()) {
       case img::FdEntry::REGULAR:
       case img::FdEntry::DEV_NULL:

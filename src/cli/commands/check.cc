@@ -15,12 +15,15 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
-#include <cstring>
+#include <cstdlib>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "arch/x86_64/uapi.h"
@@ -50,6 +53,7 @@ namespace {
 enum class Need { Required, Optional, NotNeeded, Info };
 
 struct Row {
+  Row(std::string f, Need n) : feature(std::move(f)), need(n) {}
   std::string feature;
   Need need = Need::Optional;
   bool present = false;
@@ -71,7 +75,7 @@ std::string hint(int err, std::string_view eperm, std::string_view enosys) {
 
 std::string why_of(const Error& e, std::string_view eperm = "", std::string_view enosys = "") {
   std::string h = hint(e.err, eperm, enosys);
-  return h.empty() ? e.str() : fmt::format("{} ({})", e.str(), h);
+  return h.empty() ? e.str() : fmt::format("{}; {}", e.str(), h);
 }
 
 // A child that sleeps in pause() until it is killed; killed and reaped when
@@ -107,8 +111,8 @@ class PausedChild {
   pid_t pid_;
 };
 
-// Seizes `child` and brings it to a PTRACE_EVENT_STOP.
-Result<void> seize_and_stop(Tracee& t) {
+// Brings a seized, running task to a PTRACE_EVENT_STOP.
+Result<void> interrupt_and_wait(Tracee& t) {
   TRY(t.interrupt());
   Stop s = TRY(t.wait(deadline()));
   if (!s.stopped() || s.event() != PTRACE_EVENT_STOP)
@@ -123,10 +127,12 @@ Row probe_ptrace() {
   auto r = []() -> Result<void> {
     PausedChild c = TRY(PausedChild::spawn());
     Tracee t = TRY(Tracee::seize(c.pid()));
-    return seize_and_stop(t);
+    return interrupt_and_wait(t);
   }();
   row.present = r.has_value();
-  if (!r) {
+  if (r) {
+    row.detail = "a child stopped at PTRACE_EVENT_STOP";
+  } else {
     row.detail = "ckpt cannot stop and inspect tasks: no dump, no restore";
     row.why = why_of(r.error(), "ptrace forbidden: kernel.yama.ptrace_scope, seccomp, or no CAP_SYS_PTRACE");
   }
@@ -215,7 +221,7 @@ Row probe_rseq() {
   auto r = []() -> Result<RseqConfig> {
     PausedChild c = TRY(PausedChild::spawn());
     Tracee t = TRY(Tracee::seize(c.pid()));
-    TRY(seize_and_stop(t));
+    TRY(interrupt_and_wait(t));
     return t.rseq();
   }();
   row.present = r.has_value();
@@ -258,7 +264,9 @@ Row probe_pidfd() {
     return {};
   }();
   row.present = r.has_value();
-  if (!r) {
+  if (r) {
+    row.detail = "took fd 0 of a child";
+  } else {
     row.detail = "fds are read through /proc instead of taken from the task";
     row.why = why_of(r.error(), "", "pidfd_open needs Linux 5.3, pidfd_getfd 5.6");
   }
@@ -284,7 +292,9 @@ std::vector<Row> probe_userfaultfd() {
   if (r) {
     uffd.detail = fmt::format("features offered: {:#x}", *r);
     wp.present = (*r & uapi::kUffdFeatureWpAsync) != 0;
-    if (!wp.present) {
+    if (wp.present) {
+      wp.detail = "offered: written pages can be tracked without a fault handler";
+    } else {
       wp.detail = "no WP_ASYNC dirty tracking";
       wp.why = "the kernel does not offer UFFD_FEATURE_WP_ASYNC (needs Linux 6.7)";
     }
@@ -349,7 +359,9 @@ Row probe_pagemap_scan() {
     return {};
   }();
   row.present = r.has_value();
-  if (!r) {
+  if (r) {
+    row.detail = "found exactly the 2 touched pages of a 4-page mapping";
+  } else {
     row.detail = "present pages are found by reading /proc/PID/pagemap, 8 bytes per page";
     row.why = why_of(r.error(), "", "PAGEMAP_SCAN needs Linux 6.7");
   }
@@ -383,7 +395,7 @@ Row probe_soft_dirty() {
 
 Row probe_vdso() {
   Row row{"vDSO layout", Need::Info};
-  auto maps = read_maps(getpid());
+  auto maps = proc::read_maps(getpid());
   if (!maps) {
     row.detail = "unknown";
     row.why = maps.error().str();

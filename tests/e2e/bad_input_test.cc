@@ -1,0 +1,237 @@
+// Bad input gets a clear error and a non-zero exit, and nothing is lost: a
+// refused dump leaves the process running untraced, a refused restore leaves
+// no process behind.
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <thread>
+
+#include "harness.h"
+#include "image/crc32c.h"
+
+namespace e2e {
+namespace {
+
+using namespace std::chrono_literals;
+
+void expect_unharmed(pid_t pid) {
+  std::this_thread::sleep_for(50ms);
+  EXPECT_TRUE(alive(pid));
+  EXPECT_EQ(tracer_of(pid), 0) << "left traced";
+  char s = proc_state(pid);
+  EXPECT_TRUE(s == 'S' || s == 'R') << "state " << s;
+}
+
+// A forked helper process: closes inherited fds, runs `setup`, then sleeps.
+template <typename F>
+pid_t spawn(F setup) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    syscall(SYS_close_range, 3, ~0U, 0);
+    int null = open("/dev/null", O_RDWR);
+    dup2(null, 0), dup2(null, 1), dup2(null, 2);
+    setup();
+    for (;;) pause();
+  }
+  std::this_thread::sleep_for(100ms);
+  return pid;
+}
+
+void reap(pid_t pid) {
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+}
+
+TEST(BadDump, MissingPid) {
+  Harness h;
+  CkptRun r = h.ckpt({"dump", "-t", "4194000", "-D", h.images()});
+  EXPECT_NE(r.exit_code(), 0);
+  EXPECT_NE(r.err.find("no process with pid 4194000"), std::string::npos) << r.err;
+}
+
+TEST(BadDump, KernelThread) {
+  Harness h;
+  CkptRun r = h.ckpt({"dump", "-t", "2", "-D", h.images()});
+  EXPECT_NE(r.exit_code(), 0);
+  EXPECT_NE(r.err.find("kernel thread"), std::string::npos) << r.err;
+}
+
+TEST(BadDump, Itself) {
+  Harness h;
+  // The shell's pid becomes ckpt's through exec.
+  pid_t p = fork();
+  if (p == 0) {
+    execl("/bin/sh", "sh", "-c", fmt::format("exec {} dump -t $$ -D {} 2>{}/self.err", CKPT_BIN, h.images(), h.dir()).c_str(),
+          nullptr);
+    _exit(127);
+  }
+  int st = h.wait_child(p);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) != 0);
+  EXPECT_NE(read_text(h.dir() + "/self.err").find("is ckpt itself"), std::string::npos);
+}
+
+TEST(BadDump, Threads) {
+  Harness h;
+  pid_t pid = spawn([] {
+    pthread_t t;
+    pthread_create(&t, nullptr, [](void*) -> void* { for (;;) pause(); }, nullptr);
+  });
+  CkptRun r = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  EXPECT_NE(r.exit_code(), 0);
+  EXPECT_NE(r.err.find(fmt::format("pid {}", pid)), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("2 threads"), std::string::npos) << r.err;
+  expect_unharmed(pid);
+  reap(pid);
+}
+
+TEST(BadDump, Children) {
+  Harness h;
+  pid_t pid = spawn([] {
+    if (fork() == 0)
+      for (;;) pause();
+  });
+  CkptRun r = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  EXPECT_NE(r.exit_code(), 0);
+  EXPECT_NE(r.err.find("has children"), std::string::npos) << r.err;
+  expect_unharmed(pid);
+  reap(pid);
+}
+
+TEST(BadDump, UnsupportedFd) {
+  Harness h;
+  pid_t pid = spawn([] {
+    int p[2];
+    if (pipe(p) < 0) _exit(1);
+  });
+  CkptRun r = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  EXPECT_NE(r.exit_code(), 0);
+  EXPECT_NE(r.err.find("is pipe:["), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("not supported"), std::string::npos) << r.err;
+  expect_unharmed(pid);
+  // Nothing half-written is taken for a checkpoint.
+  EXPECT_NE(access((h.images() + "/inventory.img").c_str(), F_OK), 0);
+  reap(pid);
+}
+
+// A good checkpoint of the counter workload, its process gone.
+struct Dumped {
+  Harness h;
+  pid_t pid = -1;
+  Dumped() {
+    pid = h.start_workload("counter");
+    CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+    EXPECT_EQ(d.exit_code(), 0) << d.err;
+    h.wait_child(pid);
+  }
+  std::string file(const std::string& prefix) const { return fmt::format("{}/{}-{}.img", h.images(), prefix, pid); }
+  // Restore must fail with `what` in its message and leave no process.
+  void expect_refused(const std::string& what) {
+    CkptRun r = h.ckpt({"restore", "-D", h.images()});
+    EXPECT_NE(r.exit_code(), 0);
+    EXPECT_NE(r.err.find(what), std::string::npos) << r.err;
+    EXPECT_FALSE(alive(pid)) << "restore left a process behind";
+  }
+};
+
+void patch(const std::string& path, size_t off, const void* bytes, size_t n) {
+  int fd = open(path.c_str(), O_WRONLY);
+  ASSERT_EQ(pwrite(fd, bytes, n, off), static_cast<ssize_t>(n));
+  close(fd);
+}
+
+TEST(BadRestore, MissingDirectory) {
+  Harness h;
+  CkptRun r = h.ckpt({"restore", "-D", h.dir() + "/nope"});
+  EXPECT_NE(r.exit_code(), 0);
+  EXPECT_NE(r.err.find(h.dir() + "/nope"), std::string::npos) << r.err;
+}
+
+TEST(BadRestore, NotACheckpoint) {
+  Harness h;
+  mkdir(h.images().c_str(), 0700);
+  CkptRun r = h.ckpt({"restore", "-D", h.images()});
+  EXPECT_NE(r.exit_code(), 0);
+  EXPECT_NE(r.err.find("inventory.img is missing"), std::string::npos) << r.err;
+}
+
+TEST(BadRestore, TruncatedCore) {
+  Dumped d;
+  ASSERT_EQ(truncate(d.file("core").c_str(), 100), 0);
+  d.expect_refused(d.file("core") + ": truncated at offset 100");
+}
+
+TEST(BadRestore, CorruptedPayload) {
+  Dumped d;
+  uint8_t x = 0xff;
+  patch(d.file("mm"), 40, &x, 1);
+  d.expect_refused(d.file("mm") + ": checksum mismatch in payload (offset 32");
+}
+
+TEST(BadRestore, WrongMagic) {
+  Dumped d;
+  patch(d.file("core"), 0, "XXXX", 4);
+  d.expect_refused(d.file("core") + ": not a ckpt image (bad magic at offset 0)");
+}
+
+TEST(BadRestore, FutureVersion) {
+  Dumped d;
+  // A well-formed header from a newer ckpt: version 99, header checksum fixed.
+  std::string core = d.file("core");
+  uint8_t hdr[32];
+  int fd = open(core.c_str(), O_RDWR);
+  ASSERT_EQ(pread(fd, hdr, 32, 0), 32);
+  uint32_t v = 99;
+  std::memcpy(hdr + 8, &v, 4);
+  uint32_t crc = ckpt::crc32c(hdr, 28);
+  std::memcpy(hdr + 28, &crc, 4);
+  ASSERT_EQ(pwrite(fd, hdr, 32, 0), 32);
+  close(fd);
+  d.expect_refused(core + ": image format version 99 is newer than this ckpt reads (1)");
+}
+
+TEST(BadRestore, TruncatedPages) {
+  Dumped d;
+  ASSERT_EQ(truncate(d.file("pages").c_str(), 8192), 0);
+  d.expect_refused(d.file("pages") + ": truncated at offset 8192");
+}
+
+TEST(BadRestore, PidTaken) {
+  Harness h;
+  pid_t pid = h.start_workload("counter");
+  CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images(), "--leave-running"});
+  ASSERT_EQ(d.exit_code(), 0) << d.err;
+  CkptRun r = h.ckpt({"restore", "-D", h.images()});
+  EXPECT_NE(r.exit_code(), 0);
+  EXPECT_NE(r.err.find(fmt::format("pid {}: the pid is taken", pid)), std::string::npos) << r.err;
+  expect_unharmed(pid);
+  kill(pid, SIGTERM);
+  int st = h.wait_child(pid);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+TEST(BadDump, ExistingCheckpointNotOverwritten) {
+  Dumped d;
+  pid_t pid = d.h.start_workload("counter");
+  CkptRun r = d.h.ckpt({"dump", "-t", std::to_string(pid), "-D", d.h.images()});
+  EXPECT_NE(r.exit_code(), 0);
+  EXPECT_NE(r.err.find("already holds a checkpoint"), std::string::npos) << r.err;
+  expect_unharmed(pid);
+}
+
+TEST(Cli, UnknownOptionIsAnError) {
+  Harness h;
+  CkptRun r = h.ckpt({"dump", "-t", "1", "-D", h.images(), "--frobnicate"});
+  EXPECT_EQ(r.exit_code(), 2);
+  EXPECT_NE(r.err.find("frobnicate"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace e2e

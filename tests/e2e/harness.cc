@@ -1,0 +1,159 @@
+#include "harness.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+namespace e2e {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+[[noreturn]] void exec_with_files(const std::vector<std::string>& argv, const std::string& out,
+                                  const std::string& err) {
+  int in = open("/dev/null", O_RDONLY);
+  int o = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  int e = err == out ? o : open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  dup2(in, 0);
+  dup2(o, 1);
+  dup2(e, 2);
+  syscall(SYS_close_range, 3, ~0U, 0);
+  std::vector<char*> a;
+  for (const auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
+  a.push_back(nullptr);
+  execv(a[0], a.data());
+  _exit(127);
+}
+
+}  // namespace
+
+int CkptRun::exit_code() const { return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status); }
+
+bool alive(pid_t pid) { return kill(pid, 0) == 0 && proc_state(pid) != 'Z'; }
+
+std::string read_text(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+static std::string status_field(pid_t pid, const std::string& key) {
+  std::istringstream s(read_text(fmt::format("/proc/{}/status", pid)));
+  for (std::string line; std::getline(s, line);)
+    if (line.rfind(key + ":", 0) == 0) {
+      auto v = line.substr(key.size() + 1);
+      return v.substr(v.find_first_not_of(" \t"));
+    }
+  return "";
+}
+
+char proc_state(pid_t pid) {
+  std::string s = status_field(pid, "State");
+  return s.empty() ? '?' : s[0];
+}
+pid_t tracer_of(pid_t pid) { return std::atoi(status_field(pid, "TracerPid").c_str()); }
+std::string comm_of(pid_t pid) { return status_field(pid, "Name"); }
+
+Harness::Harness() {
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+  char tmpl[] = "/tmp/ckpt-e2e-XXXXXX";
+  dir_ = mkdtemp(tmpl);
+}
+
+Harness::~Harness() {
+  for (pid_t p : children_) {
+    kill(p, SIGKILL);
+    waitpid(p, nullptr, 0);
+  }
+  // Whatever was reparented to us (restored tasks of a dead ckpt).
+  while (waitpid(-1, nullptr, WNOHANG) > 0) {
+  }
+  if (!::testing::Test::HasFailure()) std::system(fmt::format("rm -rf {}", dir_).c_str());
+  else fmt::print(stderr, "e2e: kept {} for inspection\n", dir_);
+}
+
+std::string Harness::workload_log(const std::string& name) const { return fmt::format("{}/{}.log", dir_, name); }
+
+pid_t Harness::start_workload(const std::string& name, const std::vector<std::string>& args) {
+  std::string ready = fmt::format("{}/{}.ready", dir_, name);
+  unlink(ready.c_str());
+  std::vector<std::string> argv = {fmt::format("{}/wl_{}", CKPT_WORKLOADS, name), ready};
+  argv.insert(argv.end(), args.begin(), args.end());
+  pid_t pid = fork();
+  if (pid == 0) exec_with_files(argv, workload_log(name), workload_log(name));
+  children_.push_back(pid);
+  auto deadline = Clock::now() + std::chrono::seconds(30);
+  while (access(ready.c_str(), F_OK) != 0) {
+    if (Clock::now() > deadline || waitpid(pid, nullptr, WNOHANG) == pid) {
+      ADD_FAILURE() << "workload " << name << " did not get ready: " << read_text(workload_log(name));
+      return -1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return pid;
+}
+
+pid_t Harness::ckpt_background(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {CKPT_BIN};
+  argv.insert(argv.end(), args.begin(), args.end());
+  std::string base = fmt::format("{}/ckpt-{}", dir_, outputs_.size());
+  pid_t pid = fork();
+  if (pid == 0) exec_with_files(argv, base + ".out", base + ".err");
+  children_.push_back(pid);
+  outputs_[pid] = base;
+  return pid;
+}
+
+CkptRun Harness::wait_ckpt(pid_t pid, std::chrono::seconds timeout) {
+  CkptRun r;
+  r.status = wait_child(pid, timeout);
+  r.out = read_text(outputs_[pid] + ".out");
+  r.err = read_text(outputs_[pid] + ".err");
+  return r;
+}
+
+CkptRun Harness::ckpt(const std::vector<std::string>& args) { return wait_ckpt(ckpt_background(args)); }
+
+int Harness::wait_child(pid_t pid, std::chrono::seconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  int status;
+  for (;;) {
+    pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) {
+      std::erase(children_, pid);
+      return status;
+    }
+    if (r < 0) return -1;
+    if (Clock::now() > deadline) {
+      ADD_FAILURE() << "child " << pid << " did not finish in time";
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      std::erase(children_, pid);
+      return -1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+}
+
+bool Harness::wait_running(pid_t pid, const std::string& comm, std::chrono::seconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    if (alive(pid) && comm_of(pid) == comm && tracer_of(pid) == 0) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return false;
+}
+
+}  // namespace e2e

@@ -1,0 +1,56 @@
+// Drives real processes through the ckpt binary, as root. The test process is
+// a child subreaper, so workloads killed by a dump are reaped here and their
+// PIDs are free for the restore.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace e2e {
+
+struct CkptRun {
+  int status = -1;  // wait status
+  std::string out, err;
+  int exit_code() const;
+};
+
+class Harness {
+ public:
+  Harness();
+  ~Harness();
+  const std::string& dir() const { return dir_; }
+  std::string images() const { return dir_ + "/img"; }
+
+  // Starts build/workloads/wl_<name> and waits for its ready file.
+  pid_t start_workload(const std::string& name, const std::vector<std::string>& args = {});
+  std::string workload_log(const std::string& name) const;
+
+  // Runs ckpt to completion.
+  CkptRun ckpt(const std::vector<std::string>& args);
+  // Starts ckpt in the background; finish with wait_ckpt().
+  pid_t ckpt_background(const std::vector<std::string>& args);
+  CkptRun wait_ckpt(pid_t pid, std::chrono::seconds timeout = std::chrono::seconds(60));
+
+  // waitpid with a timeout; returns the status (or -1 on timeout, after SIGKILL).
+  int wait_child(pid_t pid, std::chrono::seconds timeout = std::chrono::seconds(30));
+  // Waits until /proc/pid exists and is not ckpt's child-to-be (comm differs from "ckpt").
+  bool wait_running(pid_t pid, const std::string& comm, std::chrono::seconds timeout = std::chrono::seconds(10));
+
+ private:
+  std::string dir_;
+  std::vector<pid_t> children_;
+  std::map<pid_t, std::string> outputs_;  // ckpt runs: base path of .out/.err
+};
+
+bool alive(pid_t pid);
+std::string read_text(const std::string& path);
+// "State:" letter of /proc/pid/status, TracerPid.
+char proc_state(pid_t pid);
+pid_t tracer_of(pid_t pid);
+std::string comm_of(pid_t pid);
+
+}  // namespace e2e

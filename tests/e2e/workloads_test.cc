@@ -1,0 +1,95 @@
+// Every workload dumped and restored, in both completion modes; with
+// --leave-running the original must go on correctly too. A workload verifies
+// itself on SIGTERM and exits 0 ("PASS") only if its state survived; ckpt
+// restore, its parent, exits with that status.
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <thread>
+
+#include "harness.h"
+
+namespace e2e {
+namespace {
+
+struct Case {
+  std::string workload;
+  std::vector<std::string> args;
+  bool breakpoints;
+  bool leave_running;
+};
+
+std::string name_of(const ::testing::TestParamInfo<Case>& i) {
+  return fmt::format("{}_{}{}", i.param.workload, i.param.breakpoints ? "breakpoint" : "syscalltrace",
+                     i.param.leave_running ? "_leaverunning" : "");
+}
+
+class Workload : public ::testing::TestWithParam<Case> {};
+
+void let_it_run() { std::this_thread::sleep_for(std::chrono::milliseconds(300)); }
+
+TEST_P(Workload, DumpRestoreVerify) {
+  const Case& c = GetParam();
+  Harness h;
+  pid_t pid = h.start_workload(c.workload, c.args);
+  ASSERT_GT(pid, 0);
+  let_it_run();
+  const std::string maps_before = read_text(fmt::format("/proc/{}/maps", pid));
+
+  std::vector<std::string> dump = {"dump", "-t", std::to_string(pid), "-D", h.images(), "-v4", "-o", "dump.log"};
+  if (c.leave_running) dump.push_back("--leave-running");
+  CkptRun d = h.ckpt(dump);
+  ASSERT_EQ(d.exit_code(), 0) << d.err << read_text(h.images() + "/dump.log");
+
+  if (c.leave_running) {
+    // The original runs on, unharmed, and verifies itself.
+    let_it_run();
+    ASSERT_TRUE(alive(pid));
+    EXPECT_EQ(tracer_of(pid), 0);
+    EXPECT_EQ(read_text(fmt::format("/proc/{}/maps", pid)), maps_before);
+    kill(pid, SIGTERM);
+    int st = h.wait_child(pid);
+    EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << read_text(h.workload_log(c.workload));
+    // Its verification changed files the image refers to: the restore of
+    // this image is what the other variants test.
+    return;
+  } else {
+    int st = h.wait_child(pid);
+    EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << "dump should kill the process";
+  }
+
+  std::vector<std::string> rst = {"restore", "-D", h.images(), "-v4", "-o", "restore.log", "--stats"};
+  if (!c.breakpoints) rst.push_back("--no-breakpoints");
+  pid_t r = h.ckpt_background(rst);
+  ASSERT_TRUE(h.wait_running(pid, fmt::format("wl_{}", c.workload)))
+      << read_text(h.images() + "/restore.log");
+  let_it_run();
+  EXPECT_EQ(read_text(fmt::format("/proc/{}/maps", pid)), maps_before) << "maps differ after restore";
+  kill(pid, SIGTERM);
+  CkptRun rr = h.wait_ckpt(r);
+  EXPECT_EQ(rr.exit_code(), 0) << "workload log:\n"
+                               << read_text(h.workload_log(c.workload)) << "\nckpt:\n"
+                               << rr.err << read_text(h.images() + "/restore.log");
+  EXPECT_NE(read_text(h.workload_log(c.workload)).find("PASS"), std::string::npos);
+  // --stats: the number of ptrace stops of the completion.
+  std::string want = c.breakpoints ? "3  (task" : "syscall tracing";
+  EXPECT_NE(rr.err.find(want), std::string::npos) << rr.err;
+}
+
+std::vector<Case> cases() {
+  std::vector<Case> out;
+  const std::vector<std::pair<std::string, std::vector<std::string>>> wl = {
+      {"counter", {}}, {"heap", {"256"}}, {"regs", {}}, {"vmas", {}},
+      {"signals", {}}, {"files", {}},     {"vdso", {}}, {"rseq", {}}};
+  for (const auto& [name, args] : wl)
+    for (bool bp : {true, false}) out.push_back({name, args, bp, false});
+  for (const auto& [name, args] : wl) out.push_back({name, args, true, true});
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(All, Workload, ::testing::ValuesIn(cases()), name_of);
+
+}  // namespace
+}  // namespace e2e

@@ -15,14 +15,14 @@ sleep 1
 tail -n 3 "$work/counter.log"
 
 echo "== ckpt dump -t $pid -D $work/img"
-$ckpt dump -t "$pid" -D "$work/img" --stats
+$ckpt dump -t "$pid" -D "$work/img" --stats 2>&1
 wait "$pid" 2>/dev/null || true
-echo "   pid $pid is gone: $(kill -0 "$pid" 2>&1 || true)"
+kill -0 "$pid" 2>/dev/null && echo "   pid $pid still exists?!" || echo "   pid $pid is gone"
 sleep 1
 echo "   last line before the checkpoint: $(tail -n 1 "$work/counter.log")"
 
 echo "== ckpt restore -D $work/img"
-$ckpt restore -D "$work/img" --stats &
+$ckpt restore -D "$work/img" --stats 2>&1 &
 rpid=$!
 sleep 1.5
 echo "   pid $pid is back ($(cat /proc/$pid/comm)), counting on:"

@@ -64,6 +64,7 @@ char proc_state(pid_t pid) {
   return s.empty() ? '?' : s[0];
 }
 pid_t tracer_of(pid_t pid) { return std::atoi(status_field(pid, "TracerPid").c_str()); }
+pid_t ppid_of(pid_t pid) { return std::atoi(status_field(pid, "PPid").c_str()); }
 std::string comm_of(pid_t pid) { return status_field(pid, "Name"); }
 
 Harness::Harness() {

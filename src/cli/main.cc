@@ -20,7 +20,7 @@ int main(int argc, char** argv) {
   const Command& c = *p.command;
   ckpt::Log log(c.verbosity);
   if (!c.log_file.empty()) {
-    std::string dir = c.verb == Verb::Dump ? c.dump.dir : c.restore.dir;
+    std::string dir = c.verb == Verb::Dump ? c.dump.dir : c.verb == Verb::Verify ? c.verify_dir : c.restore.dir;
     std::string path = c.log_file[0] == '/' || dir.empty() ? c.log_file : dir + "/" + c.log_file;
     if (c.verb == Verb::Dump) ::mkdir(dir.c_str(), 0700);  // the log may be the first file in it
     if (!log.open_file(path)) log.warn("cannot open log file {}", path);
@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
     case Verb::Dump: return run_dump(c, log);
     case Verb::Restore: return run_restore(c, log);
     case Verb::Show: return run_show(c.show_target, c.json, log);
+    case Verb::Verify: return run_verify(c.verify_dir, log);
   }
   return 2;
 }

@@ -23,13 +23,8 @@ img::SigInfo to_image(const siginfo_t& si) {
   return out;
 }
 
-Result<std::string> read_auxv(pid_t pid) { return read_file(fmt::format("/proc/{}/auxv", pid)); }
-
-// What only the task itself can tell: its sigactions, brk, clear_child_tid and
-// alternate signal stack, asked for with remote syscalls.
-Result<void> collect_from_inside(Tracee& t, uint64_t vdso_start, img::TaskCore* core, img::ThreadCore* th) {
-  uint64_t insn = TRY(find_vdso_syscall(vdso_start));
-  RemoteSyscalls rs = TRY(RemoteSyscalls::begin(t, insn));
+// Process-wide state only the task can tell: sigactions and brk.
+Result<void> collect_process_inside(RemoteSyscalls& rs, Tracee& t, img::TaskCore* core) {
   uint64_t buf = TRY(rs.scratch());
   struct KSigAction {
     uint64_t handler, flags, restorer, mask;
@@ -46,6 +41,12 @@ Result<void> collect_from_inside(Tracee& t, uint64_t vdso_start, img::TaskCore* 
     a->set_mask(act.mask);
   }
   core->mutable_mm()->set_brk(TRY(rs.must("brk(0)", SYS_brk, {0})));
+  return {};
+}
+
+// Per-thread state only the thread can tell: clear_child_tid, sigaltstack.
+Result<void> collect_thread_inside(RemoteSyscalls& rs, Tracee& t, img::ThreadCore* th) {
+  uint64_t buf = TRY(rs.scratch());
   TRY(rs.must("prctl(PR_GET_TID_ADDRESS)", SYS_prctl, {PR_GET_TID_ADDRESS, buf, 0, 0, 0}));
   uint64_t tid_addr;
   TRY(t.read_mem(buf, &tid_addr, sizeof tid_addr));
@@ -61,22 +62,37 @@ Result<void> collect_from_inside(Tracee& t, uint64_t vdso_start, img::TaskCore* 
   th->mutable_altstack()->set_sp(ss.sp);
   th->mutable_altstack()->set_flags(ss.flags);
   th->mutable_altstack()->set_size(ss.size);
-  return rs.end();
+  return {};
 }
 
-}  // namespace
+// What ptrace and /proc show of one thread.
+Result<void> collect_thread_outside(Tracee& t, pid_t pid, img::ThreadCore* th) {
+  const pid_t tid = t.tid();
+  th->set_tid(tid);
+  std::string comm = TRY(read_file(fmt::format("/proc/{}/task/{}/comm", pid, tid)));
+  if (!comm.empty() && comm.back() == '\n') comm.pop_back();
+  th->set_comm(comm);
+  arch::Regs regs = TRY(t.regs());
+  arch::rewind_restartable_syscall(regs, arch::Restart::Reexecute);
+  arch::to_image(regs, th->mutable_regs());
+  std::vector<uint8_t> xs = TRY(t.xstate());
+  th->set_xsave(std::string(xs.begin(), xs.end()));
+  th->set_blocked(TRY(t.blocked()));
+  for (const siginfo_t& si : TRY(t.pending(false))) *th->add_pending() = to_image(si);
+  RseqConfig rseq = TRY(t.rseq());
+  th->mutable_rseq()->set_abi_pointer(rseq.abi_pointer);
+  th->mutable_rseq()->set_abi_size(rseq.abi_size);
+  th->mutable_rseq()->set_signature(rseq.signature);
+  th->mutable_rseq()->set_flags(rseq.flags);
+  uint64_t head = 0;
+  size_t len = 0;
+  if (syscall(SYS_get_robust_list, tid, &head, &len) < 0) return sys_error("get_robust_list of thread {}", tid);
+  th->set_robust_list(head);
+  th->set_robust_list_len(len);
+  return {};
+}
 
-Result<img::TaskCore> collect_core(Tracee& t, uint64_t vdso_start) {
-  const pid_t pid = t.tid();
-  img::TaskCore core;
-  core.set_pid(pid);
-  proc::Status status = TRY(proc::read_status(pid));
-  proc::Stat stat = TRY(proc::read_stat(pid));
-  core.set_comm(stat.comm);
-  core.set_umask(status.umask);
-  core.set_cwd(TRY(read_link(fmt::format("/proc/{}/cwd", pid))));
-
-  img::MmCore* mm = core.mutable_mm();
+void collect_mm(const proc::Stat& stat, img::MmCore* mm) {
   mm->set_start_code(stat.start_code);
   mm->set_end_code(stat.end_code);
   mm->set_start_data(stat.start_data);
@@ -87,34 +103,40 @@ Result<img::TaskCore> collect_core(Tracee& t, uint64_t vdso_start) {
   mm->set_arg_end(stat.arg_end);
   mm->set_env_start(stat.env_start);
   mm->set_env_end(stat.env_end);
-  mm->set_auxv(TRY(read_auxv(pid)));
-  mm->set_exe_path(TRY(read_link(fmt::format("/proc/{}/exe", pid))));
+}
 
-  img::ThreadCore* th = core.add_threads();
-  th->set_tid(pid);
-  th->set_comm(stat.comm);
-  arch::Regs regs = TRY(t.regs());
-  arch::rewind_restartable_syscall(regs);
-  arch::to_image(regs, th->mutable_regs());
-  std::vector<uint8_t> xs = TRY(t.xstate());
-  th->set_xsave(std::string(xs.begin(), xs.end()));
-  th->set_blocked(TRY(t.blocked()));
-  for (const siginfo_t& si : TRY(t.pending(false))) *th->add_pending() = to_image(si);
-  for (const siginfo_t& si : TRY(t.pending(true))) *core.add_shared_pending() = to_image(si);
+}  // namespace
 
-  RseqConfig rseq = TRY(t.rseq());
-  th->mutable_rseq()->set_abi_pointer(rseq.abi_pointer);
-  th->mutable_rseq()->set_abi_size(rseq.abi_size);
-  th->mutable_rseq()->set_signature(rseq.signature);
-  th->mutable_rseq()->set_flags(rseq.flags);
+Result<img::TaskCore> collect_core(std::vector<Tracee>& threads, uint64_t vdso_start) {
+  Tracee& leader = threads[0];
+  const pid_t pid = leader.tid();
+  img::TaskCore core;
+  core.set_pid(pid);
+  proc::Status status = TRY(proc::read_status(pid));
+  proc::Stat stat = TRY(proc::read_stat(pid));
+  core.set_comm(stat.comm);
+  core.set_umask(status.umask);
+  core.set_cwd(TRY(read_link(fmt::format("/proc/{}/cwd", pid))));
+  collect_mm(stat, core.mutable_mm());
+  core.mutable_mm()->set_auxv(TRY(read_file(fmt::format("/proc/{}/auxv", pid))));
+  core.mutable_mm()->set_exe_path(TRY(read_link(fmt::format("/proc/{}/exe", pid))));
+  for (const siginfo_t& si : TRY(leader.pending(true))) *core.add_shared_pending() = to_image(si);
 
-  uint64_t head = 0;
-  size_t len = 0;
-  if (syscall(SYS_get_robust_list, pid, &head, &len) < 0) return sys_error("get_robust_list of task {}", pid);
-  th->set_robust_list(head);
-  th->set_robust_list_len(len);
+  // Outside first: remote syscalls change registers and masks until they end.
+  for (Tracee& t : threads) TRY_CTX(collect_thread_outside(t, pid, core.add_threads()), "thread {}", t.tid());
 
-  TRY(collect_from_inside(t, vdso_start, &core, th));
+  uint64_t insn = TRY(find_vdso_syscall(vdso_start));
+  RemoteSyscalls leader_rs = TRY(RemoteSyscalls::begin(leader, insn));
+  TRY(collect_process_inside(leader_rs, leader, &core));
+  TRY_CTX(collect_thread_inside(leader_rs, leader, core.mutable_threads(0)), "thread {}", pid);
+  // The leader's scratch page serves every thread: one address space.
+  uint64_t scratch = TRY(leader_rs.scratch());
+  for (size_t i = 1; i < threads.size(); i++) {
+    RemoteSyscalls rs = TRY(RemoteSyscalls::begin(threads[i], insn, scratch));
+    TRY_CTX(collect_thread_inside(rs, threads[i], core.mutable_threads(i)), "thread {}", threads[i].tid());
+    TRY(rs.end());
+  }
+  TRY(leader_rs.end());
   return core;
 }
 

@@ -8,6 +8,7 @@
 
 #include "dump/core.h"
 #include "dump/memory.h"
+#include "dump/seize.h"
 #include "files/files.h"
 #include "image/image_dir.h"
 #include "proc/status.h"
@@ -31,15 +32,20 @@ Result<void> check_dumpable(pid_t pid) {
   auto st = proc::read_stat(pid);
   if (!st) return error(ESRCH, "no process with pid {}", pid);
   if (st->flags & kPfKthread) return error(EPERM, "pid {} ({}) is a kernel thread", pid, st->comm);
-  if (st->state == 'Z' || st->state == 'X') return error(ESRCH, "pid {} ({}) is a zombie", pid, st->comm);
-  proc::Status status = TRY(proc::read_status(pid));
-  if (status.tgid != pid)
-    return error(EINVAL, "pid {} is a thread of process {}; dump the process", pid, status.tgid);
-  if (status.tracer_pid != 0)
-    return error(EBUSY, "pid {} ({}) is already traced by pid {}", pid, st->comm, status.tracer_pid);
-  if (status.threads > 1)
-    return error(EOPNOTSUPP, "pid {} ({}) has {} threads: multithreaded processes are not supported yet", pid,
-                 st->comm, status.threads);
+  auto status = proc::read_status(pid);
+  if (!status) return error(ESRCH, "no process with pid {}", pid);
+  // A zombie main thread may still lead live threads.
+  auto tasks = proc::list_numeric_dir(fmt::format("/proc/{}/task", pid));
+  const size_t nthreads = tasks ? tasks->size() : 0;
+  if ((st->state == 'Z' || st->state == 'X') && nthreads <= 1)
+    return error(ESRCH, "pid {} ({}) is a zombie", pid, st->comm);
+  if (status->tgid != pid)
+    return error(EINVAL, "pid {} is a thread of process {}; dump the process", pid, status->tgid);
+  if (status->tracer_pid != 0)
+    return error(EBUSY, "pid {} ({}) is already traced by pid {}", pid, st->comm, status->tracer_pid);
+  if (st->state == 'Z')
+    return error(EOPNOTSUPP, "pid {} ({}): its main thread has exited while {} threads live on; such processes are "
+                 "not supported yet", pid, st->comm, nthreads - 1);
   auto kids = TRY(proc::children(pid));
   if (!kids.empty())
     return error(EOPNOTSUPP, "pid {} ({}) has children (pid {}{}): process trees are not supported yet", pid,
@@ -47,12 +53,8 @@ Result<void> check_dumpable(pid_t pid) {
   return {};
 }
 
-// Threads or children that appeared between the check and the stop.
+// Children that appeared between the check and the stop.
 Result<void> check_dumpable_after_seize(pid_t pid) {
-  proc::Status status = TRY(proc::read_status(pid));
-  if (status.threads > 1)
-    return error(EOPNOTSUPP, "pid {} started threads while being seized: multithreaded processes are not supported yet",
-                 pid);
   if (!TRY(proc::children(pid)).empty())
     return error(EOPNOTSUPP, "pid {} forked while being seized: process trees are not supported yet", pid);
   return {};
@@ -78,6 +80,28 @@ struct Scratch {
   }
 };
 
+// Kill, resume or stop the process, as asked, once its images are complete.
+Result<void> let_go(std::vector<Tracee>& threads, After after) {
+  const pid_t pid = threads[0].tid();
+  switch (after) {
+    case After::Kill:
+      if (kill(pid, SIGKILL) < 0) return sys_error("kill after dump");
+      // Collect every thread's death as its tracer, so the parent hears of
+      // it; the main thread's is reported only after all the others'.
+      for (auto t = threads.rbegin(); t != threads.rend(); ++t)
+        for (auto s = t->wait(); s && !s->gone(); s = t->wait()) (void)t->cont();
+      return {};
+    case After::Stop:
+      // Queued while traced: each thread enters the group stop as it is let go.
+      if (kill(pid, SIGSTOP) < 0) return sys_error("stop after dump");
+      [[fallthrough]];
+    case After::Run:
+      for (Tracee& t : threads) TRY_CTX(t.detach(), "resume thread {}", t.tid());
+      return {};
+  }
+  return {};
+}
+
 }  // namespace
 
 Result<img::Stats> dump(const DumpOptions& o, Log& log) {
@@ -87,17 +111,10 @@ Result<img::Stats> dump(const DumpOptions& o, Log& log) {
   TRY_CTX(check_dumpable(pid), "dump");
   image::ImageDir dir = TRY_CTX(image::ImageDir::create(o.dir), "dump pid {}", pid);
 
-  // 1. Seize and stop.
+  // 1. Seize and stop every thread.
   const auto freeze_start = Clock::now();
-  Tracee t = TRY_CTX(Tracee::seize(pid), "dump pid {}", pid);
-  TRY_CTX(t.interrupt(), "dump pid {}", pid);
-  for (;;) {
-    Stop s = TRY_CTX(t.wait(freeze_start + std::chrono::seconds(o.timeout_s)), "dump pid {}: seize", pid);
-    if (s.gone()) return error(ESRCH, "dump pid {}: the process {} while being seized", pid, s.describe());
-    if (s.event() == PTRACE_EVENT_STOP) break;
-    // A signal-delivery stop raced with our interrupt: let the signal through.
-    TRY_CTX(t.cont(s.sig()), "dump pid {}", pid);
-  }
+  std::vector<Tracee> threads =
+      TRY_CTX(seize_process(pid, freeze_start + std::chrono::seconds(o.timeout_s)), "dump pid {}: seize", pid);
   stats.set_freeze_ns(ns_since(freeze_start));
   log.debug("pid {} stopped in {} us", pid, stats.freeze_ns() / 1000);
   // It may have cloned or forked between the check and the stop.
@@ -110,12 +127,12 @@ Result<img::Stats> dump(const DumpOptions& o, Log& log) {
   img::Files fds = TRY_CTX(files::dump_fds(pid, {.shell_job = o.shell_job}), "dump pid {}", pid);
   uint64_t vdso = vdso_start(mm);
   if (!vdso) return error(EOPNOTSUPP, "dump pid {}: the process has no [vdso], which ckpt needs", pid);
-  img::TaskCore core = TRY_CTX(collect_core(t, vdso), "dump pid {}", pid);
+  img::TaskCore core = TRY_CTX(collect_core(threads, vdso), "dump pid {}", pid);
 
   // 3. Memory, then metadata, inventory last.
   const auto mem_start = Clock::now();
   img::PageMap pagemap;
-  PageStats ps = TRY_CTX(dump_pages(t, mm, dir, &pagemap), "dump pid {}", pid);
+  PageStats ps = TRY_CTX(dump_pages(threads[0], mm, dir, &pagemap), "dump pid {}", pid);
   stats.set_memory_dump_ns(ns_since(mem_start));
   stats.set_pages_written(ps.pages);
   stats.set_bytes_written(ps.bytes);
@@ -140,16 +157,7 @@ Result<img::Stats> dump(const DumpOptions& o, Log& log) {
 
   // 4. The images are complete: now the task may go.
   stats.set_frozen_ns(ns_since(freeze_start));
-  switch (o.after) {
-    case After::Kill:
-      if (kill(pid, SIGKILL) < 0) return sys_error("dump pid {}: kill after dump", pid);
-      // Collect the death as its tracer, so the real parent hears of it.
-      for (auto s = t.wait(); s && !s->gone(); s = t.wait()) (void)t.cont();
-      t.mark_gone();
-      break;
-    case After::Run: TRY_CTX(t.detach(), "dump pid {}: resume", pid); break;
-    case After::Stop: TRY_CTX(t.detach(SIGSTOP), "dump pid {}: leave stopped", pid); break;
-  }
+  TRY_CTX(let_go(threads, o.after), "dump pid {}", pid);
   stats.set_dump_ns(ns_since(start));
   (void)dir.write("stats-dump.img", image::ImageKind::Stats, stats);
   return stats;

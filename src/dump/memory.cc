@@ -12,6 +12,7 @@
 #include "image/crc32c.h"
 #include "image/page_store.h"
 #include "proc/maps.h"
+#include "proc/smaps.h"
 
 namespace ckpt::dump {
 
@@ -140,13 +141,28 @@ class PageStreamer {
   uint64_t written_ = 0;
 };
 
+// The VmFlags that madvise() or mmap() set and restore must set again.
+void apply_vmflags(const std::vector<std::string>& flags, img::Vma* v) {
+  static const std::pair<const char*, img::MadviseBits> kBits[] = {
+      {"nh", img::NO_HUGEPAGE}, {"hg", img::HUGEPAGE}, {"dc", img::DONT_FORK},
+      {"dd", img::DONT_DUMP},   {"wf", img::WIPE_ON_FORK}};
+  for (const std::string& f : flags) {
+    for (auto [name, bit] : kBits)
+      if (f == name) v->set_madvise(v->madvise() | bit);
+    if (f == "nr") v->set_noreserve(true);
+  }
+}
+
 }  // namespace
 
 Result<img::MmImage> collect_vmas(pid_t pid) {
   img::MmImage mm;
+  proc::VmFlags vmflags = TRY(proc::read_smaps_vmflags(pid));
   for (const proc::MapEntry& m : TRY(proc::read_maps(pid))) {
     if (m.path == "[vsyscall]") continue;  // fixed by the kernel, not ours to map
-    *mm.add_vmas() = TRY(classify(m));
+    img::Vma* v = mm.add_vmas();
+    *v = TRY(classify(m));
+    if (auto it = vmflags.find(m.start); it != vmflags.end()) apply_vmflags(it->second, v);
   }
   return mm;
 }

@@ -25,6 +25,9 @@ std::string pagemap_name(pid_t pid);
 std::string pages_name(pid_t pid);
 std::string files_name(pid_t pid);
 inline constexpr const char* kInventoryName = "inventory.img";
+// A metadata image larger than this is damage (the largest real ones, page
+// maps of huge sparse processes, are a few MiB): refused before it is read.
+inline constexpr size_t kMaxImageBytes = 256 << 20;
 
 class ImageDir {
  public:
@@ -38,9 +41,17 @@ class ImageDir {
   int fd() const { return fd_.get(); }
   std::string file(const std::string& name) const { return path_ + "/" + name; }
 
+  // Durable mode (dump --fsync): every image is fsync'ed before it is renamed
+  // into place and the directory after, so that an image that can be seen
+  // has its data on disk; committing the inventory also syncs the parent
+  // directory, so that the checkpoint's directory itself survives a crash.
+  void set_durable(bool on) { durable_ = on; }
+  bool durable() const { return durable_; }
+
   // Written under a temporary name and renamed into place (0600).
   Result<void> write(const std::string& name, ImageKind kind, const google::protobuf::MessageLite& msg) const;
   Result<void> read(const std::string& name, ImageKind kind, google::protobuf::MessageLite* msg) const;
+  // Whole file; refuses one larger than kMaxImageBytes.
   Result<std::string> read_bytes(const std::string& name) const;
   // Creates `name` as a temporary file to stream into; commit with rename_into_place.
   Result<UniqueFd> create_temp(const std::string& name) const;
@@ -48,8 +59,10 @@ class ImageDir {
 
  private:
   ImageDir(std::string path, UniqueFd fd) : path_(std::move(path)), fd_(std::move(fd)) {}
+  Result<void> sync_parent() const;
   std::string path_;
   UniqueFd fd_;
+  bool durable_ = false;
 };
 
 }  // namespace ckpt::image

@@ -36,10 +36,15 @@ Result<uint64_t> check_pages_file(const std::string& name, int fd) {
   if (h.version > kFormatVersion)
     return error(EINVAL, "{}: image format version {} is newer than this ckpt reads ({})", name, h.version,
                  kFormatVersion);
+  if (h.version == 0) return error(EINVAL, "{}: image format version 0 at offset 8 is invalid", name);
+  if (h.page_size != 4096)
+    return error(EINVAL, "{}: page size {} at offset 12; this ckpt handles 4096-byte pages", name, h.page_size);
+  if (h.data_bytes % 4096)
+    return error(EINVAL, "{}: {} bytes of page data (offset 16) is not a whole number of pages", name, h.data_bytes);
   struct stat st;
   if (fstat(fd, &st) < 0) return sys_error("stat {}", name);
   uint64_t need = kPagesDataOffset + h.data_bytes;
-  if (static_cast<uint64_t>(st.st_size) < need)
+  if (h.data_bytes > UINT64_MAX - kPagesDataOffset || static_cast<uint64_t>(st.st_size) < need)
     return error(EINVAL, "{}: truncated at offset {}: page data should end at {}", name, st.st_size, need);
   return h.data_bytes;
 }

@@ -6,6 +6,7 @@
 //   4096  data of run 0, run 1, ...
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -22,8 +23,9 @@ struct PagesHeader {
   uint32_t page_size;
   uint64_t data_bytes;
   uint32_t pad;
-  uint32_t crc;
+  uint32_t crc;  // of the 28 bytes before it
 };
+static_assert(sizeof(PagesHeader) == 32 && offsetof(PagesHeader, crc) == 28, "on-disk layout (docs/images.md)");
 
 // Header bytes for a pages file that holds `data_bytes` of page data.
 PagesHeader make_pages_header(uint64_t data_bytes);

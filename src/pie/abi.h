@@ -8,7 +8,7 @@
 
 namespace ckpt::abi {
 
-inline constexpr uint32_t kRestorerAbiVersion = 1;
+inline constexpr uint32_t kRestorerAbiVersion = 3;
 inline constexpr int kMaxSignals = 64;
 inline constexpr int kAuxvWords = 64;  // >= the kernel's AT_VECTOR_SIZE
 
@@ -21,8 +21,10 @@ struct VmaArg {
   int32_t fd;
   uint32_t has_pages;  // pages to fill: map writable first, mprotect after
   uint64_t pgoff;      // file offset in bytes
+  uint32_t nr_advice;
+  uint8_t advice[4];   // MADV_* to apply after mapping
 };
-static_assert(sizeof(VmaArg) == 40);
+static_assert(sizeof(VmaArg) == 48);
 
 // A kernel special mapping ([vvar], [vvar_vclock], [vdso]) moved with mremap.
 struct MoveArg {
@@ -49,7 +51,7 @@ struct KSigAction {
 struct SigInfoArg {
   uint8_t raw[128];
   int32_t signo;
-  int32_t thread;  // 1: thread-private queue, 0: shared
+  int32_t pad;
 };
 
 // struct prctl_mm_map of <linux/prctl.h>, for PR_SET_MM_MAP.
@@ -63,8 +65,8 @@ struct MmMap {
 };
 static_assert(sizeof(MmMap) == 104);
 
-// Where the restorer failed; it stores this and traps (int3) so that ckpt,
-// its tracer, reads it before killing the task.
+// Where the restorer failed, in the failing thread's ThreadArg; it stores
+// this and traps (int3) so that ckpt, its tracer, reads it before killing it.
 struct RestorerError {
   int32_t step;  // RestorerStep
   int32_t err;   // positive errno
@@ -88,6 +90,30 @@ enum RestorerStep : int32_t {
   kStepRseq,
   kStepRobustList,
   kStepComm,
+  kStepMadvise,
+};
+
+// What one thread restores itself: thread 0 is the main thread (the restorer
+// proper), the others are created by ckpt's child before release and wait in
+// the blob until the address space is back.
+struct ThreadArg {
+  uint64_t args;  // RestorerArgs*
+  int32_t tid;
+  uint32_t nr_siginfo;
+  uint64_t siginfo;   // SigInfoArg[nr_siginfo]: its thread-private queue
+  uint64_t sigframe;  // rsp for rt_sigreturn (points at the ucontext)
+  uint64_t stack_top;
+  uint64_t fs_base, gs_base;
+  uint64_t ss_sp, ss_size;
+  int32_t ss_flags;
+  uint32_t rseq_len;
+  uint64_t rseq_ptr;  // 0: none
+  uint32_t rseq_sig;
+  uint32_t pad0;
+  uint64_t robust_list, robust_len;
+  uint64_t clear_child_tid;
+  char comm[16];
+  RestorerError error;
 };
 
 struct RestorerArgs {
@@ -120,22 +146,13 @@ struct RestorerArgs {
 
   uint32_t nr_siginfo;
   uint32_t umask;
-  uint64_t siginfo;  // SigInfoArg[nr_siginfo]
+  uint64_t siginfo;  // SigInfoArg[nr_siginfo]: the shared queue
 
-  uint64_t fs_base, gs_base;
-  uint64_t ss_sp, ss_size;
-  int32_t ss_flags;
-  uint32_t rseq_len;
-  uint64_t rseq_ptr;  // 0: none
-  uint32_t rseq_sig;
-  uint32_t pad0;
-  uint64_t robust_list, robust_len;
-  uint64_t clear_child_tid;
-  char comm[16];
-
-  uint64_t sigframe;  // rsp for rt_sigreturn (points at the ucontext)
-
-  RestorerError error;
+  uint32_t nr_threads;
+  uint32_t threads_go;     // futex: set once the address space is restored
+  uint64_t threads;        // ThreadArg[nr_threads], [0] the main thread
+  uint32_t threads_ready;  // futex: threads that have reached the blob
+  uint32_t pad1;
 };
 
 }  // namespace ckpt::abi

@@ -2,9 +2,13 @@
 // dumped task. It runs from the boot region (see src/restore/boot_region.h),
 // which is the only memory it touches once it has unmapped everything else.
 //
-// It ends in rst_sigreturn(): ckpt holds a hardware breakpoint there (or
-// traces syscalls until its rt_sigreturn) and finishes the task from outside.
+// The main thread restores the address space and the process-wide state,
+// then lets the other threads (created before release, waiting in
+// restorer_thread_main) go; every thread restores its own state and ends in
+// rst_sigreturn(), where ckpt holds a hardware breakpoint (or traces syscalls
+// until its rt_sigreturn) and finishes it from outside.
 #include <asm/unistd.h>
+#include <linux/futex.h>
 #include <linux/mman.h>
 #include <linux/prctl.h>
 #include <linux/signal.h>
@@ -17,8 +21,7 @@ using namespace ckpt::abi;
 using pie::sys;
 
 extern "C" {
-// Both in restorer_entry.S: rst_sigreturn loads the sigframe and issues
-// rt_sigreturn; it never returns.
+// In restorer_entry.S: loads the sigframe and issues rt_sigreturn.
 [[noreturn]] void rst_sigreturn(uint64_t frame);
 }
 
@@ -26,62 +29,67 @@ namespace {
 
 constexpr uint64_t kTaskSizeMax = (1ULL << 47) - 4096;
 constexpr long kArchSetGs = 0x1001, kArchSetFs = 0x1002;
-constexpr int kRseqFlagUnregister = 1;
 
-[[noreturn]] void fail(RestorerArgs* a, RestorerStep step, long ret, uint64_t addr = 0, uint64_t len = 0) {
-  a->error.step = step;
-  a->error.err = static_cast<int32_t>(-ret);
-  a->error.addr = addr;
-  a->error.len = len;
-  // ckpt traces us: the trap stops the task so it can read the error.
+[[noreturn]] void fail(ThreadArg* t, RestorerStep step, long ret, uint64_t addr = 0, uint64_t len = 0) {
+  t->error.step = step;
+  t->error.err = static_cast<int32_t>(-ret);
+  t->error.addr = addr;
+  t->error.len = len;
+  // ckpt traces us: the trap stops the thread so it can read the error.
   for (;;) asm volatile("int3" ::: "memory");
 }
 
-#define MUST(a, step, expr, addr, len)                    \
-  do {                                                    \
-    long _r = (expr);                                     \
-    if (pie::is_err(_r)) fail(a, step, _r, addr, len);    \
+#define MUST(t, step, expr, addr, len)                 \
+  do {                                                 \
+    long _r = (expr);                                  \
+    if (pie::is_err(_r)) fail(t, step, _r, addr, len); \
   } while (0)
 
+ThreadArg* threads(RestorerArgs* a) { return reinterpret_cast<ThreadArg*>(a->threads); }
+
 // Unmap everything but the ranges in a->keep (sorted by ckpt).
-void unmap_all_but_keep(RestorerArgs* a) {
+void unmap_all_but_keep(RestorerArgs* a, ThreadArg* t) {
   uint64_t cur = 0;
   for (uint32_t i = 0; i <= a->nr_keep; i++) {
     uint64_t next = i < a->nr_keep ? a->keep[i][0] : kTaskSizeMax;
-    if (next > cur) MUST(a, kStepUnmap, sys(__NR_munmap, cur, next - cur), cur, next - cur);
+    if (next > cur) MUST(t, kStepUnmap, sys(__NR_munmap, cur, next - cur), cur, next - cur);
     if (i < a->nr_keep) cur = a->keep[i][1];
   }
 }
 
-void move_special(RestorerArgs* a) {
+void move_special(RestorerArgs* a, ThreadArg* t) {
   for (uint32_t i = 0; i < a->nr_moves; i++) {
     const MoveArg& m = a->moves[i];
     if (m.from == m.to) continue;
     long r = sys(__NR_mremap, m.from, m.len, m.len, MREMAP_MAYMOVE | MREMAP_FIXED, m.to);
-    if (pie::is_err(r)) fail(a, kStepMoveSpecial, r, m.from, m.to);
+    if (pie::is_err(r)) fail(t, kStepMoveSpecial, r, m.from, m.to);
   }
 }
 
-void map_vmas(RestorerArgs* a) {
+void map_vmas(RestorerArgs* a, ThreadArg* t) {
   auto* v = reinterpret_cast<const VmaArg*>(a->vmas);
   for (uint32_t i = 0; i < a->nr_vmas; i++) {
     uint32_t prot = v[i].prot | (v[i].has_pages ? PROT_WRITE | PROT_READ : 0);
-    long r = sys(__NR_mmap, v[i].start, v[i].end - v[i].start, prot, v[i].map_flags | MAP_FIXED,
-                 v[i].fd, v[i].pgoff);
-    if (pie::is_err(r)) fail(a, kStepMapVma, r, v[i].start, v[i].end - v[i].start);
+    long r = sys(__NR_mmap, v[i].start, v[i].end - v[i].start, prot, v[i].map_flags | MAP_FIXED, v[i].fd, v[i].pgoff);
+    if (pie::is_err(r)) fail(t, kStepMapVma, r, v[i].start, v[i].end - v[i].start);
+    // Flags that only madvise sets; they also keep the VMA from merging with
+    // its neighbours where it did not merge before.
+    for (uint32_t k = 0; k < v[i].nr_advice; k++)
+      MUST(t, kStepMadvise, sys(__NR_madvise, v[i].start, v[i].end - v[i].start, v[i].advice[k]), v[i].start,
+           v[i].advice[k]);
   }
 }
 
 // Page runs lie back to back in the pages file, so one preadv fills many runs
 // straight into place. The kernel caps one read near 2 GiB: loop on short reads.
-void read_pages(RestorerArgs* a) {
+void read_pages(RestorerArgs* a, ThreadArg* t) {
   auto* runs = reinterpret_cast<const PageRunArg*>(a->runs);
   const uint64_t ps = a->page_size;
   constexpr uint32_t kBatch = 512;
   struct iovec iov[kBatch];
   uint64_t off = a->pages_off;
-  uint32_t next = 0;   // first run not yet in a batch
-  uint64_t done = 0;   // bytes of runs[next_batch_start] already read
+  uint32_t next = 0;  // first run not completely read
+  uint64_t done = 0;  // bytes of runs[next] already read
   while (next < a->nr_runs) {
     uint32_t n = 0;
     uint64_t want = 0;
@@ -92,89 +100,102 @@ void read_pages(RestorerArgs* a) {
       want += iov[n].iov_len;
     }
     long r = sys(__NR_preadv, a->pages_fd, iov, n, off, 0);
-    if (pie::is_err(r)) fail(a, kStepReadPages, r, off, want);
-    if (r == 0) fail(a, kStepReadPages, -5 /* EIO: truncated */, off, want);
+    if (pie::is_err(r)) fail(t, kStepReadPages, r, off, want);
+    if (r == 0) fail(t, kStepReadPages, -5 /* EIO: truncated */, off, want);
     off += r;
-    // Advance over what was read.
-    uint64_t got = r;
-    while (got > 0) {
+    for (uint64_t got = r; got > 0;) {
       uint64_t left = runs[next].nr_pages * ps - done;
-      if (got >= left) {
-        got -= left;
-        next++;
-        done = 0;
-      } else {
+      if (got < left) {
         done += got;
-        got = 0;
+        break;
       }
+      got -= left;
+      next++;
+      done = 0;
     }
   }
 }
 
-void protect_vmas(RestorerArgs* a) {
+void protect_vmas(RestorerArgs* a, ThreadArg* t) {
   auto* v = reinterpret_cast<const VmaArg*>(a->vmas);
   for (uint32_t i = 0; i < a->nr_vmas; i++) {
-    if (!v[i].has_pages || v[i].prot == (v[i].prot | PROT_READ | PROT_WRITE)) continue;
-    MUST(a, kStepProtect, sys(__NR_mprotect, v[i].start, v[i].end - v[i].start, v[i].prot), v[i].start,
+    if (!v[i].has_pages || (v[i].prot & (PROT_READ | PROT_WRITE)) == (PROT_READ | PROT_WRITE)) continue;
+    MUST(t, kStepProtect, sys(__NR_mprotect, v[i].start, v[i].end - v[i].start, v[i].prot), v[i].start,
          v[i].end - v[i].start);
   }
 }
 
-void restore_signals(RestorerArgs* a) {
-  for (int sig = 1; sig <= kMaxSignals; sig++) {
-    if (!(a->sigaction_mask & (1ULL << (sig - 1)))) continue;
-    MUST(a, kStepSigaction, sys(__NR_rt_sigaction, sig, &a->sigactions[sig - 1], 0, 8), sig, 0);
-  }
+void queue_signals(ThreadArg* t, const SigInfoArg* si, uint32_t n, bool thread) {
   long tgid = sys(__NR_getpid);
-  auto* si = reinterpret_cast<SigInfoArg*>(a->siginfo);
-  for (uint32_t i = 0; i < a->nr_siginfo; i++) {
-    long r = si[i].thread ? sys(__NR_rt_tgsigqueueinfo, tgid, tgid, si[i].signo, si[i].raw)
-                          : sys(__NR_rt_sigqueueinfo, tgid, si[i].signo, si[i].raw);
-    if (pie::is_err(r)) fail(a, kStepQueueSignal, r, si[i].signo, i);
+  for (uint32_t i = 0; i < n; i++) {
+    long r = thread ? sys(__NR_rt_tgsigqueueinfo, tgid, t->tid, si[i].signo, si[i].raw)
+                    : sys(__NR_rt_sigqueueinfo, tgid, si[i].signo, si[i].raw);
+    if (pie::is_err(r)) fail(t, kStepQueueSignal, r, si[i].signo, i);
   }
 }
 
-}  // namespace
-
-extern "C" [[noreturn]] void restorer_main(RestorerArgs* a) {
-  if (a->version != kRestorerAbiVersion) fail(a, kStepVersion, -22, a->version, 0);
-
-  unmap_all_but_keep(a);
-  move_special(a);
-  map_vmas(a);
-  read_pages(a);
-  protect_vmas(a);
+void restore_process(RestorerArgs* a, ThreadArg* t) {
+  unmap_all_but_keep(a, t);
+  move_special(a, t);
+  map_vmas(a, t);
+  read_pages(a, t);
+  protect_vmas(a, t);
 
   // The mm fields before closing ckpt's fds: exe_fd is one of them.
   a->mm.auxv = reinterpret_cast<uint64_t>(a->auxv);
-  MUST(a, kStepMmMap, sys(__NR_prctl, PR_SET_MM, PR_SET_MM_MAP, &a->mm, sizeof(a->mm), 0), 0, 0);
+  MUST(t, kStepMmMap, sys(__NR_prctl, PR_SET_MM, PR_SET_MM_MAP, &a->mm, sizeof(a->mm), 0), 0, 0);
   sys(__NR_close_range, a->temp_fd_base, ~0U, 0);
-
   sys(__NR_umask, a->umask);
-  MUST(a, kStepComm, sys(__NR_prctl, PR_SET_NAME, a->comm, 0, 0, 0), 0, 0);
   sys(__NR_prctl, PR_SET_PDEATHSIG, 0, 0, 0, 0);
+  for (int sig = 1; sig <= kMaxSignals; sig++) {
+    if (!(a->sigaction_mask & (1ULL << (sig - 1)))) continue;
+    MUST(t, kStepSigaction, sys(__NR_rt_sigaction, sig, &a->sigactions[sig - 1], 0, 8), sig, 0);
+  }
+  queue_signals(t, reinterpret_cast<const SigInfoArg*>(a->siginfo), a->nr_siginfo, false);
+}
 
-  restore_signals(a);
-
+// Per thread; all signals stay blocked until the dumped mask comes back at
+// completion, so nothing is delivered on restorer registers.
+[[noreturn]] void restore_thread(ThreadArg* t) {
+  MUST(t, kStepComm, sys(__NR_prctl, PR_SET_NAME, t->comm, 0, 0, 0), 0, 0);
   struct {
     uint64_t sp;
     int32_t flags;
     int32_t pad;
     uint64_t size;
-  } ss = {a->ss_sp, a->ss_flags, 0, a->ss_size};
-  MUST(a, kStepSigaltstack, sys(__NR_sigaltstack, &ss, 0), a->ss_sp, a->ss_size);
-
-  if (a->robust_list)
-    MUST(a, kStepRobustList, sys(__NR_set_robust_list, a->robust_list, a->robust_len), a->robust_list, 0);
-  sys(__NR_set_tid_address, a->clear_child_tid);
+  } ss = {t->ss_sp, t->ss_flags, 0, t->ss_size};
+  MUST(t, kStepSigaltstack, sys(__NR_sigaltstack, &ss, 0), t->ss_sp, t->ss_size);
+  if (t->robust_list)
+    MUST(t, kStepRobustList, sys(__NR_set_robust_list, t->robust_list, t->robust_len), t->robust_list, 0);
+  sys(__NR_set_tid_address, t->clear_child_tid);
+  queue_signals(t, reinterpret_cast<const SigInfoArg*>(t->siginfo), t->nr_siginfo, true);
 
   // From here on the dumped TLS is in place: nothing may use %fs (we don't).
-  MUST(a, kStepFsBase, sys(__NR_arch_prctl, kArchSetFs, a->fs_base), a->fs_base, 0);
-  MUST(a, kStepFsBase, sys(__NR_arch_prctl, kArchSetGs, a->gs_base), a->gs_base, 0);
+  MUST(t, kStepFsBase, sys(__NR_arch_prctl, kArchSetFs, t->fs_base), t->fs_base, 0);
+  MUST(t, kStepFsBase, sys(__NR_arch_prctl, kArchSetGs, t->gs_base), t->gs_base, 0);
 
   // Last: the kernel writes the rseq area on every return to user space.
-  if (a->rseq_ptr)
-    MUST(a, kStepRseq, sys(__NR_rseq, a->rseq_ptr, a->rseq_len, 0, a->rseq_sig), a->rseq_ptr, 0);
+  if (t->rseq_ptr) MUST(t, kStepRseq, sys(__NR_rseq, t->rseq_ptr, t->rseq_len, 0, t->rseq_sig), t->rseq_ptr, 0);
+  rst_sigreturn(t->sigframe);
+}
 
-  rst_sigreturn(a->sigframe);
+}  // namespace
+
+extern "C" [[noreturn]] void restorer_main(RestorerArgs* a) {
+  ThreadArg* self = &threads(a)[0];
+  if (a->version != kRestorerAbiVersion) fail(self, kStepVersion, -22, a->version, 0);
+  restore_process(a, self);
+  __atomic_store_n(&a->threads_go, 1, __ATOMIC_RELEASE);
+  if (a->nr_threads > 1) sys(__NR_futex, &a->threads_go, FUTEX_WAKE_PRIVATE, 0x7fffffff, 0, 0, 0);
+  restore_thread(self);
+}
+
+extern "C" [[noreturn]] void restorer_thread_main(ThreadArg* t) {
+  auto* a = reinterpret_cast<RestorerArgs*>(t->args);
+  // ckpt's child waits for this before it lets ckpt release us: only then is
+  // no thread left in ckpt's code, which the main thread is about to unmap.
+  __atomic_add_fetch(&a->threads_ready, 1, __ATOMIC_RELEASE);
+  sys(__NR_futex, &a->threads_ready, FUTEX_WAKE_PRIVATE, 1, 0, 0, 0);
+  while (!__atomic_load_n(&a->threads_go, __ATOMIC_ACQUIRE)) sys(__NR_futex, &a->threads_go, FUTEX_WAIT_PRIVATE, 0, 0, 0, 0);
+  restore_thread(t);
 }

@@ -2,6 +2,7 @@
  * Entry points of the restorer blob.
  *
  * restorer_entry: rdi = RestorerArgs*, rsp = top of the boot stack.
+ * restorer_thread_entry: rdi = ThreadArg*, rsp = top of that thread's stack.
  * rst_sigreturn:  rdi = sigframe (rsp at rt_sigreturn). Kept out of line and
  *                 in assembly so its address, and that of its syscall
  *                 instruction, are fixed points ckpt can put a breakpoint on
@@ -13,6 +14,13 @@
 restorer_entry:
 	andq $-16, %rsp
 	call restorer_main
+	ud2
+
+	.globl restorer_thread_entry
+	.type restorer_thread_entry, @function
+restorer_thread_entry:
+	andq $-16, %rsp
+	call restorer_thread_main
 	ud2
 
 	.globl rst_sigreturn

@@ -20,34 +20,33 @@ Result<void> unmap_blob(Tracee& t, const arch::Regs& regs, const CompletionSite&
   return {};
 }
 
-// Resumes until the next stop that is not a plain syscall stop elsewhere.
-Result<Stop> next_stop(Tracee& t, CompletionMode mode) {
-  TRY(mode == CompletionMode::Breakpoint ? t.cont() : t.resume_syscall());
-  return t.wait();
+Result<void> set_final_state(Tracee& t, const FinalState& fin) {
+  TRY(t.set_xstate(fin.xsave));
+  arch::Regs r = fin.regs;
+  r.orig_rax = static_cast<uint64_t>(-1);  // as after rt_sigreturn: no restart
+  TRY(t.set_regs(r));
+  return t.set_blocked(fin.sigmask);
 }
 
-Result<void> complete_at_breakpoint(Tracee& t, const CompletionSite& site, const FinalState& fin,
-                                    const StrayStopExplainer& explain) {
-  Stop s = TRY(next_stop(t, CompletionMode::Breakpoint));
+// Waits for the breakpoint stop of one thread; returns its registers there.
+Result<arch::Regs> reach_breakpoint(Tracee& t, const CompletionSite& site, const StrayStopExplainer& explain) {
+  Stop s = TRY(t.wait());
   if (s.sig() != SIGTRAP) return std::unexpected(explain(t, s));
   siginfo_t si = TRY(t.siginfo());
   arch::Regs regs = TRY(t.regs());
   if (si.si_code != arch::kTrapHwBkpt || regs.rip != site.sigreturn_fn) return std::unexpected(explain(t, s));
   // Clear it now: a leftover breakpoint would hang the next dump (pitfall 6).
   TRY(disarm_breakpoint(t));
-  TRY(unmap_blob(t, regs, site));
-  TRY(t.set_xstate(fin.xsave));
-  arch::Regs r = fin.regs;
-  r.orig_rax = static_cast<uint64_t>(-1);  // as after rt_sigreturn: no restart
-  TRY(t.set_regs(r));
-  TRY(t.set_blocked(fin.sigmask));
-  return {};
+  return regs;
 }
 
-Result<void> complete_by_tracing(Tracee& t, const CompletionSite& site, const StrayStopExplainer& explain) {
+// Traces one thread's syscalls until its rt_sigreturn from the blob has run;
+// returns the registers that rt_sigreturn loaded.
+Result<arch::Regs> reach_sigreturn(Tracee& t, const CompletionSite& site, const StrayStopExplainer& explain) {
   const uint64_t after_sigreturn = site.syscall_insn + arch::kSyscallInsnLen;
-  for (;;) {
-    Stop s = TRY(next_stop(t, CompletionMode::SyscallTrace));
+  for (bool first = true;; first = false) {
+    if (!first) TRY(t.resume_syscall());
+    Stop s = TRY(t.wait());
     if (!s.syscall_stop()) return std::unexpected(explain(t, s));
     arch::Regs regs = TRY(t.regs());
     if (arch::syscall_nr(regs) != arch::kNrRtSigreturn || regs.rip != after_sigreturn) continue;
@@ -56,9 +55,7 @@ Result<void> complete_by_tracing(Tracee& t, const CompletionSite& site, const St
     TRY(t.resume_syscall());
     s = TRY(t.wait());
     if (!s.syscall_stop()) return std::unexpected(explain(t, s));
-    arch::Regs fin = TRY(t.regs());
-    TRY(unmap_blob(t, fin, site));
-    return t.set_regs(fin);
+    return t.regs();
   }
 }
 
@@ -110,12 +107,37 @@ Result<void> disarm_breakpoint(Tracee& t) {
   return t.poke_user(arch::debugreg_offset(0), 0);
 }
 
-Result<unsigned> complete(Tracee& t, CompletionMode mode, const CompletionSite& site, const FinalState& fin,
-                          const StrayStopExplainer& explain) {
-  unsigned before = t.stops();
-  if (mode == CompletionMode::Breakpoint) TRY(complete_at_breakpoint(t, site, fin, explain));
-  else TRY(complete_by_tracing(t, site, explain));
-  return t.stops() - before;
+Result<void> complete(std::span<CompletionTask> tasks, CompletionMode mode, const CompletionSite& site,
+                      const std::function<Result<void>()>& release, const StrayStopExplainer& explain) {
+  std::vector<unsigned> before;
+  for (CompletionTask& c : tasks) {
+    before.push_back(c.tracee->stops());
+    TRY(mode == CompletionMode::Breakpoint ? c.tracee->cont() : c.tracee->resume_syscall());
+  }
+  TRY(release());
+
+  // Each thread in turn, waiting on its own TID: a thread that arrives early
+  // simply sits in its stop until we get to it.
+  arch::Regs first_regs{};
+  for (size_t i = 0; i < tasks.size(); i++) {
+    Tracee& t = *tasks[i].tracee;
+    if (mode == CompletionMode::Breakpoint) {
+      arch::Regs at = TRY(reach_breakpoint(t, site, explain));
+      if (i == 0) first_regs = at;
+      else TRY(set_final_state(t, tasks[i].final_state));
+    } else {
+      arch::Regs fin = TRY(reach_sigreturn(t, site, explain));
+      if (i == 0) first_regs = fin;
+    }
+  }
+
+  // Every thread is out of the blob: unmap it from the first one.
+  Tracee& t0 = *tasks[0].tracee;
+  TRY(unmap_blob(t0, first_regs, site));
+  if (mode == CompletionMode::Breakpoint) TRY(set_final_state(t0, tasks[0].final_state));
+  else TRY(t0.set_regs(first_regs));
+  for (size_t i = 0; i < tasks.size(); i++) tasks[i].stops = tasks[i].tracee->stops() - before[i];
+  return {};
 }
 
 }  // namespace ckpt

@@ -1,20 +1,22 @@
-// The completion primitive, shared by restore and by parasite cure: a task
-// runs freestanding code of ours that ends in a noinline sigreturn function;
-// ckpt catches it there, unmaps the code, and leaves the task stopped at the
-// registers it must go on with.
+// The completion primitive, shared by restore and by parasite cure: the
+// threads of a task run freestanding code of ours that ends in a noinline
+// sigreturn function; ckpt catches each there, unmaps the code, and leaves
+// every thread stopped at the registers it must go on with.
 //
-// Breakpoint mode (3 stops):
-//   1. the hardware breakpoint on the sigreturn function fires;
-//   2-3. the task's registers are ours to clobber there, so the blob's own
-//      syscall instruction runs munmap(blob) without saving anything
-//      (entry and exit stops);
-//   then ptrace loads the final registers, xsave and signal mask: exactly
-//   what rt_sigreturn would have loaded, so the sigreturn itself, and the
-//   stops to step over it, are not needed.
+// Breakpoint mode (1 stop per thread, 3 for the one that unmaps):
+//   1. the hardware breakpoint on the sigreturn function fires (debug
+//      registers are per thread: each was armed before release);
+//      ptrace loads the final registers, xsave and signal mask: exactly what
+//      rt_sigreturn would have loaded, so the sigreturn itself, and the stops
+//      to step over it, are not needed;
+//   2-3. once every thread is out of the blob, the first one's blob syscall
+//      instruction runs munmap(blob): its registers at the breakpoint are
+//      ours to clobber, so nothing needs saving (entry and exit stops).
 //
 // Syscall-trace mode (fallback, --no-breakpoints): PTRACE_SYSCALL through
-// every syscall until the rt_sigreturn of the sigreturn function has run,
-// then munmap(blob) the same way and put back the registers rt_sigreturn set.
+// every syscall of each thread until its rt_sigreturn from the sigreturn
+// function has run, then munmap(blob) from the first thread the same way and
+// put back the registers rt_sigreturn set.
 #pragma once
 
 #include <cstdint>
@@ -60,10 +62,17 @@ struct FinalState {
 // trapped, crashed, or the task died): returns the Error to give the user.
 using StrayStopExplainer = std::function<Error(Tracee&, const Stop&)>;
 
-// The task is stopped (armed, if mode is Breakpoint). Releases it, waits for
-// the completion point, unmaps the blob and leaves the task stopped at its
-// final state. Returns the number of stops from release to the end.
-Result<unsigned> complete(Tracee& t, CompletionMode mode, const CompletionSite& site, const FinalState& final_state,
-                          const StrayStopExplainer& explain);
+struct CompletionTask {
+  Tracee* tracee;
+  FinalState final_state;
+  unsigned stops = 0;  // out: ptrace stops from release to the end
+};
+
+// Every task (the threads of one process) is stopped, armed if mode is
+// Breakpoint. Resumes them all, calls `release` (which lets the blob go), and
+// waits on each thread in turn for its completion point; tasks[0] then runs
+// the munmap. Leaves every task stopped at its final state.
+Result<void> complete(std::span<CompletionTask> tasks, CompletionMode mode, const CompletionSite& site,
+                      const std::function<Result<void>()>& release, const StrayStopExplainer& explain);
 
 }  // namespace ckpt

@@ -23,15 +23,26 @@ Result<long> run_syscall(Tracee& t, arch::Regs regs, uint64_t insn, long nr, std
   return arch::syscall_result(after);
 }
 
-Result<RemoteSyscalls> RemoteSyscalls::begin(Tracee& t, uint64_t insn) {
+Result<RemoteSyscalls> RemoteSyscalls::begin(Tracee& t, uint64_t insn, std::optional<uint64_t> shared_scratch) {
   arch::Regs saved = TRY(t.regs());
   uint64_t mask = TRY(t.blocked());
   TRY(t.set_blocked(~0ULL));
-  return RemoteSyscalls(t, insn, saved, mask);
+  RemoteSyscalls rs(t, insn, saved, mask);
+  if (shared_scratch) {
+    rs.scratch_ = shared_scratch;
+    rs.owns_scratch_ = false;
+  }
+  return rs;
 }
 
 RemoteSyscalls::RemoteSyscalls(RemoteSyscalls&& o) noexcept
-    : t_(o.t_), insn_(o.insn_), saved_(o.saved_), saved_mask_(o.saved_mask_), scratch_(o.scratch_), active_(o.active_) {
+    : t_(o.t_),
+      insn_(o.insn_),
+      saved_(o.saved_),
+      saved_mask_(o.saved_mask_),
+      scratch_(o.scratch_),
+      owns_scratch_(o.owns_scratch_),
+      active_(o.active_) {
   o.active_ = false;
 }
 
@@ -59,14 +70,14 @@ Result<uint64_t> RemoteSyscalls::scratch() {
 Result<void> RemoteSyscalls::end() {
   active_ = false;
   Result<void> unmapped;
-  if (scratch_) {
+  if (scratch_ && owns_scratch_) {
     auto r = must("munmap of the scratch page", SYS_munmap, {*scratch_, 4096});
     if (!r) unmapped = std::unexpected(r.error());
   }
   // Our syscalls left the task at a syscall-exit stop, where the kernel no
   // longer rewinds an interrupted syscall: do it ourselves (see regs.h).
   arch::Regs back = saved_;
-  arch::rewind_restartable_syscall(back);
+  arch::rewind_restartable_syscall(back, arch::Restart::InPlace);
   TRY(t_->set_regs(back));
   TRY(t_->set_blocked(saved_mask_));
   return unmapped;

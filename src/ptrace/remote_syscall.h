@@ -28,7 +28,9 @@ Result<long> run_syscall(Tracee& t, arch::Regs base, uint64_t insn, long nr, std
 class RemoteSyscalls {
  public:
   // `insn`: address of a syscall instruction mapped executable in the task.
-  static Result<RemoteSyscalls> begin(Tracee& t, uint64_t insn);
+  // `shared_scratch`: another thread's scratch page in the same address space,
+  // used (not owned) instead of mapping one.
+  static Result<RemoteSyscalls> begin(Tracee& t, uint64_t insn, std::optional<uint64_t> shared_scratch = {});
   RemoteSyscalls(RemoteSyscalls&& o) noexcept;
   RemoteSyscalls& operator=(RemoteSyscalls&&) = delete;
   ~RemoteSyscalls();
@@ -52,6 +54,7 @@ class RemoteSyscalls {
   arch::Regs saved_;
   uint64_t saved_mask_;
   std::optional<uint64_t> scratch_;
+  bool owns_scratch_ = true;
   bool active_ = true;
 };
 

@@ -47,12 +47,15 @@ Result<std::vector<SpecialMove>> plan_special_moves(const std::vector<SpecialMov
   return out;
 }
 
-uint64_t BootRegion::size_for(uint64_t blob_size, uint64_t data_size) {
-  return page_up(blob_size) + page_up(data_size) + kStackSize;
+uint64_t BootRegion::size_for(uint64_t blob_size, uint64_t data_size, uint64_t threads) {
+  return page_up(blob_size) + page_up(data_size) + kStackSize + (threads - 1) * kThreadStackSize;
 }
 
-BootRegion::BootRegion(uint64_t start, uint64_t blob_size, uint64_t data_size)
-    : start_(start), size_(size_for(blob_size, data_size)), args_off_(page_up(blob_size)), data_(page_up(data_size)) {
+BootRegion::BootRegion(uint64_t start, uint64_t blob_size, uint64_t data_size, uint64_t threads)
+    : start_(start),
+      size_(size_for(blob_size, data_size, threads)),
+      args_off_(page_up(blob_size)),
+      data_(page_up(data_size)) {
   used_ = sizeof(abi::RestorerArgs);
 }
 

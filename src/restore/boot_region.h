@@ -11,7 +11,8 @@
 //             | SigInfoArg[], auxv     |
 //             | rt_sigframe + xsave    |  arch/x86_64/sigframe.h
 //             +------------------------+
-//             | stack                  |
+//             | thread stacks (N-1)    |  16 KiB each, for the other threads
+//             | main stack             |
 //   end   ->  +------------------------+
 #pragma once
 
@@ -45,22 +46,28 @@ Result<std::vector<SpecialMove>> plan_special_moves(const std::vector<SpecialMov
 class BootRegion {
  public:
   static constexpr uint64_t kStackSize = 64 << 10;
+  static constexpr uint64_t kThreadStackSize = 16 << 10;
 
-  // Lays out a region for `blob_size` bytes of code and `data_size` of args.
-  BootRegion(uint64_t start, uint64_t blob_size, uint64_t data_size);
-  static uint64_t size_for(uint64_t blob_size, uint64_t data_size);
+  // Lays out a region for `blob_size` bytes of code, `data_size` of args and
+  // stacks for `threads` threads (the main one included).
+  BootRegion(uint64_t start, uint64_t blob_size, uint64_t data_size, uint64_t threads);
+  static uint64_t size_for(uint64_t blob_size, uint64_t data_size, uint64_t threads);
 
   uint64_t start() const { return start_; }
   uint64_t end() const { return start_ + size_; }
   uint64_t size() const { return size_; }
   uint64_t args_addr() const { return start_ + args_off_; }
   uint64_t stack_top() const { return end(); }
+  // Stack of thread i >= 1.
+  uint64_t thread_stack_top(uint64_t i) const { return end() - kStackSize - (i - 1) * kThreadStackSize; }
 
   // Bump-allocates `len` bytes (aligned) in the data part; returns the
   // address the bytes will have in the task, and a pointer to write them.
   uint64_t alloc(uint64_t len, uint64_t align, uint8_t** out);
   abi::RestorerArgs* args() { return reinterpret_cast<abi::RestorerArgs*>(data_.data()); }
   const std::vector<uint8_t>& data() const { return data_; }
+  // Where the bytes at task address `addr` (in the data part) are staged.
+  uint8_t* staged(uint64_t addr) { return data_.data() + (addr - args_addr()); }
   uint64_t data_offset() const { return args_off_; }
 
  private:

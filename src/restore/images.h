@@ -19,7 +19,8 @@ struct TaskImages {
 };
 
 // Loads the images of the root task and checks that they agree with each
-// other (sorted, non-overlapping VMAs; page runs inside them; sizes).
+// other (sorted, non-overlapping VMAs; page runs inside them; sizes; fds) and
+// that every page run's checksum matches its data (image/verify.h).
 Result<TaskImages> load_task_images(const image::ImageDir& dir);
 
 }  // namespace ckpt::restore

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <linux/futex.h>
 #include <linux/sched.h>
 #include <sys/prctl.h>
 #include <sys/rseq.h>
@@ -31,6 +32,46 @@ bool unregister_glibc_rseq() {
   return errno == EINVAL && false;
 }
 
+// clone3 for a thread that starts in the blob on its own stack: the child
+// side must not return through C++ frames that live on the parent's stack.
+extern "C" long ckpt_clone3_thread(clone_args* args, size_t size, uint64_t entry, uint64_t arg);
+asm(R"(
+  .text
+  .globl ckpt_clone3_thread
+  .type ckpt_clone3_thread, @function
+ckpt_clone3_thread:
+  mov %rdx, %r8
+  mov %rcx, %r9
+  mov $435, %eax          /* __NR_clone3 */
+  syscall
+  test %rax, %rax
+  jnz 1f
+  mov %r9, %rdi
+  jmp *%r8
+1:
+  ret
+)");
+
+// 0, or the negative errno of the first clone3 that failed.
+long create_threads(const SpawnPlan& p) {
+  for (const SpawnPlan::Thread& t : p.threads) {
+    clone_args a{};
+    pid_t want = t.tid;
+    a.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
+    a.stack = t.stack_top - t.stack_size;
+    a.stack_size = t.stack_size;
+    a.set_tid = reinterpret_cast<uint64_t>(&want);
+    a.set_tid_size = 1;
+    long r = ckpt_clone3_thread(&a, sizeof a, p.thread_entry, t.arg);
+    if (r < 0) return r;
+  }
+  // Until each has left ckpt_clone3_thread, ckpt's code must stay mapped.
+  const uint32_t want = p.threads.size();
+  for (uint32_t seen; (seen = __atomic_load_n(p.threads_ready, __ATOMIC_ACQUIRE)) < want;)
+    syscall(SYS_futex, p.threads_ready, FUTEX_WAIT_PRIVATE, seen, nullptr, nullptr, 0);
+  return 0;
+}
+
 [[noreturn]] void child_main(const SpawnPlan& p) {
   const int base = p.temp_fd_base;
   const int status = base + kStatusFd;
@@ -57,6 +98,8 @@ bool unregister_glibc_rseq() {
   if (syscall(SYS_rt_sigprocmask, SIG_SETMASK, &mask, nullptr, 8) < 0)
     child_fail(status, fmt::format("block signals: {}", strerror(errno)));
   if (!unregister_glibc_rseq()) child_fail(status, fmt::format("unregister rseq: {}", strerror(errno)));
+  // They inherit the mask above and no rseq registration (CLONE_VM).
+  if (long r = create_threads(p); r < 0) child_fail(status, fmt::format("create a thread: {}", strerror(-r)));
 
   // 3. Parked until released.
   if (write(status, "R", 1) != 1) _exit(125);

@@ -25,10 +25,21 @@ struct SpawnPlan {
   std::vector<files::PreparedFd>* fds = nullptr;
   std::string cwd;
   uint64_t stack_top = 0, entry = 0, args = 0;
+  // The other threads, created with their TIDs right before parking, each
+  // waiting in the blob at `thread_entry(arg)` on its own stack.
+  struct Thread {
+    pid_t tid;
+    uint64_t stack_top, stack_size, arg;
+  };
+  std::vector<Thread> threads;
+  uint64_t thread_entry = 0;
+  // A counter the threads bump once they run blob code (RestorerArgs).
+  uint32_t* threads_ready = nullptr;
 };
 
 // A parked child: it has written "R" on the status pipe (or an error text
-// and exited) and waits for one byte on the go pipe before jumping.
+// and exited) and waits for one byte on the go pipe before jumping; its
+// other threads wait in the blob.
 Result<pid_t> spawn(const SpawnPlan& plan);
 
 }  // namespace ckpt::restore

@@ -19,7 +19,7 @@ void setup_syscall(Regs& regs, uint64_t insn, long nr, std::span<const uint64_t>
   for (size_t i = 0; i < 6; i++) *slots[i] = i < args.size() ? args[i] : 0;
 }
 
-bool rewind_restartable_syscall(Regs& regs) {
+bool rewind_restartable_syscall(Regs& regs, Restart how) {
   if (static_cast<long>(regs.orig_rax) < 0) return false;
   switch (-static_cast<long>(regs.rax)) {
     case kERestartSys:
@@ -28,7 +28,7 @@ bool rewind_restartable_syscall(Regs& regs) {
       regs.rax = regs.orig_rax;
       break;
     case kERestartRestartBlock:
-      regs.rax = kNrRestartSyscall;
+      regs.rax = how == Restart::InPlace ? kNrRestartSyscall : regs.orig_rax;
       break;
     default:
       return false;

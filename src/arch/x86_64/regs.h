@@ -28,8 +28,16 @@ inline long syscall_nr(const Regs& regs) { return static_cast<long>(regs.orig_ra
 // A task stopped inside an interruptible syscall holds -ERESTART* in rax. Rewind
 // it as the kernel would when no handler runs, so that the dumped registers
 // re-enter the syscall wherever and however they are resumed (pitfall 8).
+//
+// -ERESTART_RESTARTBLOCK (nanosleep, clock_nanosleep, poll, futex waits with
+// a timeout) continues through restart_syscall and the task's kernel-side
+// restart block. That block survives only in the same task (InPlace); a
+// restored task has none, so there the original syscall runs again with its
+// original arguments (Reexecute): a relative timeout starts over, an absolute
+// one is exact, and nothing returns a spurious EINTR.
+enum class Restart { InPlace, Reexecute };
 // Returns true when the registers were changed.
-bool rewind_restartable_syscall(Regs& regs);
+bool rewind_restartable_syscall(Regs& regs, Restart how);
 
 void to_image(const Regs& regs, img::GpRegs* out);
 Regs from_image(const img::GpRegs& in);

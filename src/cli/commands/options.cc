@@ -4,6 +4,22 @@
 
 namespace ckpt::cli {
 
+namespace {
+
+// dump --fsync sets DumpOptions::fsync where this build's DumpOptions has it;
+// returns false when it was asked for and cannot be honoured.
+template <typename D>
+bool set_fsync(D& d, bool on) {
+  if constexpr (requires { d.fsync = on; }) {
+    d.fsync = on;
+    return true;
+  } else {
+    return !on;
+  }
+}
+
+}  // namespace
+
 Parsed parse_command_line(const std::vector<std::string>& args) {
   Command c;
   CLI::App app{"ckpt: checkpoint a running Linux process to image files and restore it", "ckpt"};
@@ -31,6 +47,8 @@ Parsed parse_command_line(const std::vector<std::string>& args) {
   dump->add_flag("-s,--leave-stopped", leave_stopped, "leave the process stopped after dumping")->excludes(lr);
   dump->add_flag("-j,--shell-job", c.dump.shell_job, "the process uses the terminal; restore gives it ckpt's");
   dump->add_option("--timeout", c.dump.timeout_s, "give up seizing after N seconds")->check(CLI::Range(1u, 3600u));
+  bool fsync = false;
+  dump->add_flag("--fsync", fsync, "sync every image and the directory to disk before the process goes");
 
   auto* rst = app.add_subcommand("restore", "restore a process from an images directory");
   rst->add_flag("-d,--restore-detached", c.restore.detach, "return once the process runs");
@@ -43,6 +61,9 @@ Parsed parse_command_line(const std::vector<std::string>& args) {
   auto* show = app.add_subcommand("show", "decode the images of a checkpoint");
   show->add_option("target", c.show_target, "images directory or one image file");
   show->add_flag("--json", c.json, "machine-readable output (docs/show-json.md)");
+
+  auto* verify = app.add_subcommand("verify", "check a checkpoint's images (checksums, cross-references) without restoring");
+  verify->add_option("dir", c.verify_dir, "images directory");
 
   try {
     std::vector<std::string> rev(args.rbegin(), args.rend());
@@ -60,6 +81,7 @@ Parsed parse_command_line(const std::vector<std::string>& args) {
     c.dump.dir = images_dir;
     c.dump.after = leave_running ? dump::After::Run : leave_stopped ? dump::After::Stop : dump::After::Kill;
     if (images_dir.empty()) return {std::nullopt, "ckpt dump: -D/--images-dir is required\n", 2};
+    if (!set_fsync(c.dump, fsync)) return {std::nullopt, "ckpt dump: --fsync is not available in this build\n", 2};
   }
   if (rst->parsed()) {
     c.verb = Verb::Restore;
@@ -71,6 +93,11 @@ Parsed parse_command_line(const std::vector<std::string>& args) {
     c.verb = Verb::Show;
     if (c.show_target.empty()) c.show_target = images_dir;
     if (c.show_target.empty()) return {std::nullopt, "ckpt show: name an images directory or file\n", 2};
+  }
+  if (verify->parsed()) {
+    c.verb = Verb::Verify;
+    if (c.verify_dir.empty()) c.verify_dir = images_dir;
+    if (c.verify_dir.empty()) return {std::nullopt, "ckpt verify: name an images directory\n", 2};
   }
   return {c, "", 0};
 }

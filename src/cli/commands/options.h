@@ -12,7 +12,7 @@
 
 namespace ckpt::cli {
 
-enum class Verb { Check, Dump, Restore, Show };
+enum class Verb { Check, Dump, Restore, Show, Verify };
 
 struct Command {
   Verb verb = Verb::Check;
@@ -24,6 +24,7 @@ struct Command {
   restore::RestoreOptions restore;
   std::string show_target;
   bool json = false;
+  std::string verify_dir;
 };
 
 // Either a Command to run, or text to print (help) with an exit status.

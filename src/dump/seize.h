@@ -1,0 +1,20 @@
+// Stopping every thread of a process. Threads can clone while we seize, so
+// /proc/PID/task is read again until a pass finds nothing new; a thread
+// created by one we have not stopped yet shows up in a later pass, and once
+// all are stopped nobody can create more.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <vector>
+
+#include "base/result.h"
+#include "ptrace/tracee.h"
+
+namespace ckpt::dump {
+
+// threads[0] is the main thread. Gives up at `deadline` (--timeout).
+Result<std::vector<Tracee>> seize_process(pid_t pid, Tracee::Clock::time_point deadline);
+
+}  // namespace ckpt::dump

@@ -1,0 +1,334 @@
+#include "image/verify.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <set>
+
+#include "base/fs.h"
+#include "image/crc32c.h"
+#include "image/page_store.h"
+
+namespace ckpt::image {
+
+namespace {
+
+// Bytes of page data read per pread. Large enough that the syscall cost
+// vanishes, small enough to stay in L2/L3 while its checksum is computed.
+constexpr size_t kChunk = 8 << 20;
+
+bool valid_pid(int64_t pid) { return pid > 0 && pid <= kMaxPids; }
+
+}  // namespace
+
+// --- cross-references --------------------------------------------------------
+
+Result<void> check_inventory(const std::string& name, const img::Inventory& inv) {
+  if (inv.format_version() == 0 || inv.format_version() > kFormatVersion)
+    return error(EINVAL, "{}: format_version {} is not one this ckpt reads (1..{})", name, inv.format_version(),
+                 kFormatVersion);
+  if (inv.page_size() != kPageSize)
+    return error(EINVAL, "{}: page size {}; this ckpt handles {}-byte pages", name, inv.page_size(), kPageSize);
+  if (inv.pids_size() == 0) return error(EINVAL, "{}: lists no pids", name);
+  if (inv.pids_size() > kMaxPids) return error(EINVAL, "{}: lists {} pids, more than a system can have", name, inv.pids_size());
+  std::map<int32_t, int> seen;  // pid -> entry
+  for (int i = 0; i < inv.pids_size(); i++) {
+    int32_t p = inv.pids(i);
+    if (!valid_pid(p)) return error(EINVAL, "{}: pid entry {} holds {}, not a valid pid", name, i, p);
+    auto [it, fresh] = seen.emplace(p, i);
+    if (!fresh) return error(EINVAL, "{}: pid {} is listed twice (entries {} and {})", name, p, it->second, i);
+  }
+  if (!seen.contains(inv.root_pid()))
+    return error(EINVAL, "{}: root pid {} is not among the listed pids", name, inv.root_pid());
+  return {};
+}
+
+Result<void> check_core(const std::string& name, const img::TaskCore& core, pid_t pid) {
+  if (core.pid() != pid) return error(EINVAL, "{}: holds pid {}, the inventory says {}", name, core.pid(), pid);
+  if (core.threads_size() < 1) return error(EINVAL, "{}: has no threads", name);
+  if (core.threads_size() > kMaxPids) return error(EINVAL, "{}: has {} threads, more than a system can have", name,
+                                                  core.threads_size());
+  if (core.threads(0).tid() != pid)
+    return error(EINVAL, "{}: thread 0 is {}, it must be the main thread {}", name, core.threads(0).tid(), pid);
+  std::set<int32_t> tids;
+  auto check_sig = [&](const img::SigInfo& s, const std::string& where) -> Result<void> {
+    if (s.signo() < 1 || s.signo() > 64) return error(EINVAL, "{}: {}: signal {} is out of range", name, where, s.signo());
+    if (s.raw().size() != kSiginfoBytes)
+      return error(EINVAL, "{}: {}: siginfo of signal {} has {} bytes, not {}", name, where, s.signo(),
+                   s.raw().size(), kSiginfoBytes);
+    return {};
+  };
+  for (int i = 0; i < core.threads_size(); i++) {
+    const img::ThreadCore& th = core.threads(i);
+    if (!valid_pid(th.tid()) || !tids.insert(th.tid()).second)
+      return error(EINVAL, "{}: thread {} has tid {}, invalid or repeated", name, i, th.tid());
+    if (th.xsave().size() < 576 || th.xsave().size() > kMaxXsaveBytes)
+      return error(EINVAL, "{}: thread {}: xsave area of {} bytes (576..{} expected)", name, th.tid(),
+                   th.xsave().size(), kMaxXsaveBytes);
+    for (const img::SigInfo& s : th.pending())
+      TRY(check_sig(s, fmt::format("pending signal of thread {}", th.tid())));
+  }
+  for (const img::SigInfo& s : core.shared_pending()) TRY(check_sig(s, "shared pending signal"));
+  for (const img::SigAction& a : core.sigactions())
+    if (a.signo() < 1 || a.signo() > 64)
+      return error(EINVAL, "{}: sigaction for signal {}, out of range", name, a.signo());
+  if (core.mm().auxv().size() % 16 || core.mm().auxv().size() > 64 * 1024)
+    return error(EINVAL, "{}: auxv of {} bytes is not an auxiliary vector", name, core.mm().auxv().size());
+  if (core.cwd().size() > kMaxPathLen || core.mm().exe_path().size() > kMaxPathLen)
+    return error(EINVAL, "{}: cwd or executable path longer than {} bytes", name, kMaxPathLen);
+  return {};
+}
+
+Result<void> check_mm(const std::string& name, const img::MmImage& mm) {
+  if (mm.vmas_size() > kMaxVmas) return error(EINVAL, "{}: {} VMAs, more than a process can have", name, mm.vmas_size());
+  uint64_t prev_end = 0;
+  for (int i = 0; i < mm.vmas_size(); i++) {
+    const img::Vma& v = mm.vmas(i);
+    if (v.start() % kPageSize || v.end() % kPageSize || v.start() >= v.end() || v.end() > kTaskSize)
+      return error(EINVAL, "{}: VMA {} has a bad range {:#x}-{:#x}", name, i, v.start(), v.end());
+    if (v.start() < prev_end) return error(EINVAL, "{}: VMA {} at {:#x} overlaps the one before", name, i, v.start());
+    if (!img::Vma::Kind_IsValid(v.kind())) return error(EINVAL, "{}: VMA {} has unknown kind {}", name, i, v.kind());
+    if (v.prot() & ~static_cast<uint32_t>(PROT_READ | PROT_WRITE | PROT_EXEC))
+      return error(EINVAL, "{}: VMA {} ({:#x}-{:#x}) has unknown protection bits {:#x}", name, i, v.start(), v.end(),
+                   v.prot());
+    if (v.pgoff() % kPageSize)
+      return error(EINVAL, "{}: VMA {} ({:#x}-{:#x}) has a file offset {:#x} that is not page aligned", name, i,
+                   v.start(), v.end(), v.pgoff());
+    if (v.path().size() > kMaxPathLen)
+      return error(EINVAL, "{}: VMA {} ({:#x}-{:#x}) has a path of {} bytes", name, i, v.start(), v.end(),
+                   v.path().size());
+    prev_end = v.end();
+  }
+  return {};
+}
+
+Result<uint64_t> check_pagemap(const std::string& name, const img::PageMap& pm, const img::MmImage& mm) {
+  uint64_t pages = 0, prev_end = 0;
+  int v = 0;
+  for (int i = 0; i < pm.runs_size(); i++) {
+    const img::PageRun& r = pm.runs(i);
+    if (r.vaddr() % kPageSize || r.nr_pages() == 0 || r.vaddr() >= kTaskSize ||
+        r.nr_pages() > (kTaskSize - r.vaddr()) / kPageSize)
+      return error(EINVAL, "{}: run {} ({:#x}, {} pages) is out of range", name, i, r.vaddr(), r.nr_pages());
+    const uint64_t end = r.vaddr() + r.nr_pages() * kPageSize;
+    if (r.vaddr() < prev_end)
+      return error(EINVAL, "{}: run {} ({:#x}, {} pages) overlaps or comes before run {}", name, i, r.vaddr(),
+                   r.nr_pages(), i - 1);
+    while (v < mm.vmas_size() && mm.vmas(v).end() <= r.vaddr()) v++;
+    if (v == mm.vmas_size() || mm.vmas(v).start() > r.vaddr() || mm.vmas(v).end() < end ||
+        (mm.vmas(v).kind() != img::Vma::ANON_PRIVATE && mm.vmas(v).kind() != img::Vma::FILE_PRIVATE))
+      return error(EINVAL, "{}: run {} ({:#x}, {} pages) is not inside a private VMA", name, i, r.vaddr(),
+                   r.nr_pages());
+    pages += r.nr_pages();
+    prev_end = end;
+  }
+  if (pm.total_pages() != pages)
+    return error(EINVAL, "{}: total_pages says {}, the runs hold {}", name, pm.total_pages(), pages);
+  return pages;
+}
+
+Result<void> check_files(const std::string& name, const img::Files& files) {
+  std::map<int32_t, int> seen;  // fd -> entry
+  for (int i = 0; i < files.fds_size(); i++) {
+    const img::FdEntry& e = files.fds(i);
+    if (e.fd() < 0 || e.fd() >= kMaxFd)
+      return error(EINVAL, "{}: entry {} has fd {}, not a valid descriptor", name, i, e.fd());
+    auto [it, fresh] = seen.emplace(e.fd(), i);
+    if (!fresh) return error(EINVAL, "{}: fd {} appears twice (entries {} and {})", name, e.fd(), it->second, i);
+    if (!img::FdEntry::Kind_IsValid(e.kind()))
+      return error(EINVAL, "{}: fd {} has unknown kind {}", name, e.fd(), static_cast<int>(e.kind()));
+    if (e.path().size() > kMaxPathLen)
+      return error(EINVAL, "{}: fd {} has a path of {} bytes", name, e.fd(), e.path().size());
+    if (e.has_shares_with_fd()) {
+      auto prior = seen.find(e.shares_with_fd());
+      if (e.shares_with_fd() == e.fd() || prior == seen.end())
+        return error(EINVAL, "{}: fd {} shares its file with fd {}, which is not an earlier entry of this image",
+                     name, e.fd(), e.shares_with_fd());
+    }
+  }
+  return {};
+}
+
+Result<uint64_t> check_task(const std::string& dir, const TaskImageSet& t) {
+  auto file = [&](const std::string& n) { return dir + "/" + n; };
+  TRY(check_core(file(core_name(t.pid)), t.core, t.pid));
+  TRY(check_mm(file(mm_name(t.pid)), t.mm));
+  uint64_t pages = TRY(check_pagemap(file(pagemap_name(t.pid)), t.pagemap, t.mm));
+  TRY(check_files(file(files_name(t.pid)), t.files));
+  return pages;
+}
+
+// --- page data -----------------------------------------------------------------
+
+Result<uint64_t> verify_page_data(const std::string& name, int fd, const img::PageMap& pm) {
+  // Runs are consecutive in the file; walk them while streaming the file
+  // through one buffer, so that a run may span chunks and a chunk many runs.
+  const int nruns = pm.runs_size();
+  uint64_t data_bytes = 0, pages = 0;
+  for (const img::PageRun& r : pm.runs()) {
+    uint64_t b;
+    if (__builtin_mul_overflow(r.nr_pages(), kPageSize, &b) || __builtin_add_overflow(data_bytes, b, &data_bytes))
+      return error(EINVAL, "{}: the page map's runs add up to more bytes than a file can hold", name);
+    pages += r.nr_pages();
+  }
+  if (data_bytes == 0) return 0;
+  (void)posix_fadvise(fd, kPagesDataOffset, static_cast<off_t>(data_bytes), POSIX_FADV_SEQUENTIAL);
+
+  auto buf = std::make_unique_for_overwrite<char[]>(std::min<uint64_t>(kChunk, data_bytes));
+  int run = 0;
+  uint64_t run_off = kPagesDataOffset;                         // file offset of run `run`
+  uint64_t left = pm.runs(0).nr_pages() * kPageSize;           // its bytes not yet summed
+  uint32_t crc = 0;
+  // Compares the finished run(s) and moves on; zero-length runs finish at once.
+  auto finish_runs = [&]() -> Result<void> {
+    while (run < nruns && left == 0) {
+      const img::PageRun& r = pm.runs(run);
+      if (crc != r.crc32c())
+        return error(EINVAL, "{}: checksum mismatch in run {} ({:#x}, {} pages) at offset {}", name, run, r.vaddr(),
+                     r.nr_pages(), run_off);
+      run_off += r.nr_pages() * kPageSize;
+      crc = 0;
+      if (++run < nruns) left = pm.runs(run).nr_pages() * kPageSize;
+    }
+    return {};
+  };
+  TRY(finish_runs());
+  const uint64_t end = kPagesDataOffset + data_bytes;
+  for (uint64_t off = kPagesDataOffset; off < end;) {
+    const size_t want = std::min<uint64_t>(kChunk, end - off);
+    const size_t got = TRY_CTX(pread_full(fd, buf.get(), want, static_cast<off_t>(off)), "{}", name);
+    if (got < want)
+      return error(EINVAL, "{}: truncated at offset {}: run {} ({:#x}, {} pages) needs data up to offset {}", name,
+                   off + got, run, pm.runs(run).vaddr(), pm.runs(run).nr_pages(), run_off + pm.runs(run).nr_pages() * kPageSize);
+    for (size_t p = 0; p < got;) {
+      const size_t take = std::min<uint64_t>(left, got - p);
+      crc = crc32c(crc, buf.get() + p, take);
+      p += take;
+      left -= take;
+      TRY(finish_runs());
+    }
+    off += got;
+  }
+  return pages;
+}
+
+Result<uint64_t> verify_pages_file(const std::string& name, int fd, const img::PageMap& pm) {
+  const uint64_t bytes = TRY(check_pages_file(name, fd));
+  uint64_t need = 0;
+  for (const img::PageRun& r : pm.runs()) {
+    uint64_t b;
+    if (__builtin_mul_overflow(r.nr_pages(), kPageSize, &b) || __builtin_add_overflow(need, b, &need))
+      return error(EINVAL, "{}: the page map's runs add up to more bytes than a file can hold", name);
+  }
+  if (bytes != need)
+    return error(EINVAL, "{}: holds {} bytes of page data (header at offset 16), the page map's runs need {}", name,
+                 bytes, need);
+  return verify_page_data(name, fd, pm);
+}
+
+// --- a whole directory -----------------------------------------------------------
+
+namespace {
+
+std::unique_ptr<google::protobuf::MessageLite> message_for(ImageKind k) {
+  switch (k) {
+    case ImageKind::Inventory: return std::make_unique<img::Inventory>();
+    case ImageKind::Core: return std::make_unique<img::TaskCore>();
+    case ImageKind::Mm: return std::make_unique<img::MmImage>();
+    case ImageKind::PageMap: return std::make_unique<img::PageMap>();
+    case ImageKind::Files: return std::make_unique<img::Files>();
+    case ImageKind::Stats: return std::make_unique<img::Stats>();
+  }
+  return nullptr;
+}
+
+Result<std::vector<std::string>> list_images(const ImageDir& dir) {
+  int fd = openat(dir.fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return sys_error("open image directory {}", dir.path());
+  std::unique_ptr<DIR, int (*)(DIR*)> d(fdopendir(fd), closedir);
+  if (!d) {
+    close(fd);
+    return sys_error("open image directory {}", dir.path());
+  }
+  std::vector<std::string> names;
+  for (;;) {
+    errno = 0;
+    const dirent* e = readdir(d.get());
+    if (!e) {
+      if (errno) return sys_error("read image directory {}", dir.path());
+      break;
+    }
+    std::string n = e->d_name;
+    if (n.ends_with(".img") && n[0] != '.') names.push_back(n);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+bool exists(const ImageDir& dir, const std::string& name) { return faccessat(dir.fd(), name.c_str(), F_OK, 0) == 0; }
+
+Result<void> read_listed(const ImageDir& dir, const std::string& name, ImageKind kind,
+                         google::protobuf::MessageLite* msg, pid_t pid) {
+  if (!exists(dir, name))
+    return error(ENOENT, "{} is missing ({} lists pid {})", dir.file(name), kInventoryName, pid);
+  return dir.read(name, kind, msg);
+}
+
+// A file that is not one of the inventory's tasks' images: its framing only.
+Result<void> check_other(const ImageDir& dir, const std::string& name) {
+  if (name.starts_with("pages-")) {
+    UniqueFd fd = TRY(open_file(dir.file(name), O_RDONLY));
+    TRY(check_pages_file(dir.file(name), fd.get()));
+    return {};
+  }
+  std::string bytes = TRY(dir.read_bytes(name));
+  ImageKind kind = TRY(peek_kind(dir.file(name), bytes));
+  auto msg = message_for(kind);
+  if (!msg) return error(EINVAL, "{}: unknown image kind {} at offset 12", dir.file(name), static_cast<uint32_t>(kind));
+  return unframe(dir.file(name), bytes, kind, msg.get());
+}
+
+}  // namespace
+
+Result<VerifySummary> verify_dir(const ImageDir& dir) {
+  VerifySummary sum;
+  if (!exists(dir, kInventoryName))
+    return error(ENOENT, "{} holds no checkpoint: {} is missing", dir.path(), kInventoryName);
+  img::Inventory inv;
+  TRY(dir.read(kInventoryName, ImageKind::Inventory, &inv));
+  TRY(check_inventory(dir.file(kInventoryName), inv));
+  std::set<std::string> done = {kInventoryName};
+  sum.images++;
+
+  for (pid_t pid : inv.pids()) {
+    TaskImageSet t;
+    t.pid = pid;
+    TRY(read_listed(dir, core_name(pid), ImageKind::Core, &t.core, pid));
+    TRY(read_listed(dir, mm_name(pid), ImageKind::Mm, &t.mm, pid));
+    TRY(read_listed(dir, pagemap_name(pid), ImageKind::PageMap, &t.pagemap, pid));
+    TRY(read_listed(dir, files_name(pid), ImageKind::Files, &t.files, pid));
+    TRY(check_task(dir.path(), t));
+    const std::string pages = pages_name(pid);
+    if (!exists(dir, pages))
+      return error(ENOENT, "{} is missing ({} lists pid {})", dir.file(pages), kInventoryName, pid);
+    UniqueFd fd = TRY(open_file(dir.file(pages), O_RDONLY));
+    sum.pages += TRY(verify_pages_file(dir.file(pages), fd.get(), t.pagemap));
+    for (const std::string& n : {core_name(pid), mm_name(pid), pagemap_name(pid), files_name(pid), pages}) done.insert(n);
+    sum.images += 5;
+  }
+
+  // Everything else (stats, leftovers): an image must at least be intact.
+  for (const std::string& n : TRY(list_images(dir))) {
+    if (done.contains(n)) continue;
+    TRY(check_other(dir, n));
+    sum.images++;
+  }
+  return sum;
+}
+
+}  // namespace ckpt::image

@@ -1,0 +1,83 @@
+// Checking a checkpoint without restoring it: `ckpt verify` runs all of this,
+// restore runs the same checks on what it loads before it creates any task
+// (DESIGN.md, "Read and verify all images before touching anything").
+//
+// Three layers, each usable alone:
+//   - framing: every image's header, length and checksum (image::unframe);
+//   - page data: every run's crc32c (pagemap-PID.img) against its bytes in
+//     pages-PID.img, read in large chunks;
+//   - cross-references on decoded images: the inventory's pids each have
+//     their images, VMAs are page aligned, sorted and disjoint, page runs lie
+//     inside private VMAs and fill the pages file exactly, fds are unique and
+//     share only with earlier fds, and nothing has an absurd size.
+// Errors name the file and, where there is one, the offset or the entry.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "ckpt.pb.h"
+#include "image/image_dir.h"
+
+namespace ckpt::image {
+
+inline constexpr uint64_t kPageSize = 4096;
+// x86_64 user address space with 4-level page tables; nothing ckpt dumps lies above.
+inline constexpr uint64_t kTaskSize = 1ULL << 47;
+// Above these a count or a size is damage, not a process.
+inline constexpr int kMaxPids = 4 << 20;          // PID_MAX_LIMIT
+inline constexpr int kMaxVmas = 1 << 24;          // vm.max_map_count is 65530 by default
+inline constexpr int kMaxFd = 2147483584;         // the kernel's sysctl_nr_open_max
+inline constexpr size_t kMaxPathLen = 4096;       // PATH_MAX
+inline constexpr size_t kMaxXsaveBytes = 1 << 20;
+inline constexpr size_t kSiginfoBytes = 128;
+
+// --- cross-references on decoded images; `name` is the file for messages ---
+
+Result<void> check_inventory(const std::string& name, const img::Inventory& inv);
+// `pid` is the inventory's pid the core image belongs to.
+Result<void> check_core(const std::string& name, const img::TaskCore& core, pid_t pid);
+Result<void> check_mm(const std::string& name, const img::MmImage& mm);
+// Runs in order, each inside one private VMA of `mm` (checked with check_mm);
+// total_pages agrees. Returns the number of pages.
+Result<uint64_t> check_pagemap(const std::string& name, const img::PageMap& pm, const img::MmImage& mm);
+Result<void> check_files(const std::string& name, const img::Files& files);
+
+// The decoded images of one task, and all of the above on them (file names
+// for messages are `dir`/core-PID.img and so on).
+struct TaskImageSet {
+  pid_t pid = 0;
+  img::TaskCore core;
+  img::MmImage mm;
+  img::PageMap pagemap;
+  img::Files files;
+};
+Result<uint64_t> check_task(const std::string& dir, const TaskImageSet& t);
+
+// --- page data ---
+
+// Checks every run's crc32c against its bytes in the open pages file `fd`
+// (named `name`), whose header check_pages_file() has accepted and whose data
+// size matches the runs. Reads sequentially in large chunks; a mismatch names
+// the run and the file offset it starts at:
+//   "pages-123.img: checksum mismatch in run 4 (0x7f0000000000, 16 pages) at offset 69632"
+// Returns the number of pages checked.
+Result<uint64_t> verify_page_data(const std::string& name, int fd, const img::PageMap& pm);
+// check_pages_file(), the data size against the runs, then verify_page_data().
+Result<uint64_t> verify_pages_file(const std::string& name, int fd, const img::PageMap& pm);
+
+// --- a whole directory ---
+
+struct VerifySummary {
+  size_t images = 0;   // files checked
+  uint64_t pages = 0;  // pages whose checksum was checked
+};
+// Every *.img file of the directory (framing and checksum), and for each pid
+// of the inventory its images' cross-references and page data.
+Result<VerifySummary> verify_dir(const ImageDir& dir);
+
+}  // namespace ckpt::image

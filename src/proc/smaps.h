@@ -1,0 +1,23 @@
+// /proc/PID/smaps: only the VmFlags line of each VMA, for the flags that
+// madvise and mmap set and that /proc/PID/maps does not show.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.h"
+
+namespace ckpt::proc {
+
+// VMA start -> its two-letter VmFlags ("rd", "wr", "nh", ...).
+using VmFlags = std::map<uint64_t, std::vector<std::string>>;
+
+Result<VmFlags> parse_smaps_vmflags(std::string_view text);
+Result<VmFlags> read_smaps_vmflags(pid_t pid);
+
+}  // namespace ckpt::proc

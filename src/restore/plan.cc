@@ -1,0 +1,232 @@
+#include "restore/plan.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "arch/x86_64/sigframe.h"
+#include "base/check.h"
+#include "base/fs.h"
+#include "image/page_store.h"
+#include "pie/restorer_blob.h"
+
+namespace ckpt::restore {
+
+namespace {
+
+constexpr uint64_t kPage = 4096;
+
+struct SpecialVmas {
+  std::vector<SpecialMove> moves;
+  std::vector<Range> current;  // where they are in ckpt (and so in its child)
+};
+
+// [vvar], [vvar_vclock] and [vdso] go to their dumped addresses together: the
+// vDSO code finds its data at fixed offsets (pitfall 2).
+Result<SpecialVmas> plan_specials(const img::MmImage& mm, const std::vector<proc::MapEntry>& own) {
+  SpecialVmas out;
+  for (const img::Vma& v : mm.vmas()) {
+    const char* name = v.kind() == img::Vma::VDSO          ? "[vdso]"
+                       : v.kind() == img::Vma::VVAR        ? "[vvar]"
+                       : v.kind() == img::Vma::VVAR_VCLOCK ? "[vvar_vclock]"
+                                                           : nullptr;
+    if (!name) continue;
+    auto it = std::find_if(own.begin(), own.end(), [&](const proc::MapEntry& m) { return m.path == name; });
+    if (it == own.end() || it->end - it->start != v.end() - v.start())
+      return error(EINVAL, "the dump's {} ({} bytes) does not match this kernel's{}: restoring onto another kernel "
+                   "version is not supported yet", name, v.end() - v.start(), it == own.end() ? " (none)" : "");
+    out.moves.push_back({{it->start, it->end}, v.start()});
+  }
+  for (const proc::MapEntry& m : own)
+    if (m.path == "[vdso]" || m.path == "[vvar]" || m.path == "[vvar_vclock]") out.current.push_back({m.start, m.end});
+  return out;
+}
+
+Result<std::vector<abi::VmaArg>> vma_args(const TaskImages& ti, const MappingFiles& mf, int first_map_fd) {
+  std::vector<abi::VmaArg> vmas;
+  size_t run = 0;
+  for (const img::Vma& v : ti.mm.vmas()) {
+    abi::VmaArg va{v.start(), v.end(), v.prot(), 0, -1, 0, 0, 0, {}};
+    switch (v.kind()) {
+      case img::Vma::ANON_PRIVATE: va.map_flags = MAP_PRIVATE | MAP_ANONYMOUS; break;
+      case img::Vma::FILE_PRIVATE:
+      case img::Vma::FILE_SHARED: {
+        bool shared = v.kind() == img::Vma::FILE_SHARED;
+        va.map_flags = shared ? MAP_SHARED : MAP_PRIVATE;
+        va.fd = first_map_fd + static_cast<int>(mf.index.at({v.path(), shared && (v.prot() & PROT_WRITE)}));
+        va.pgoff = v.pgoff();
+        break;
+      }
+      default: continue;  // special mappings are moved, not mapped
+    }
+    if (v.growsdown()) va.map_flags |= MAP_GROWSDOWN;
+    if (v.noreserve()) va.map_flags |= MAP_NORESERVE;
+    static constexpr std::pair<img::MadviseBits, uint8_t> kAdvice[] = {
+        {img::NO_HUGEPAGE, MADV_NOHUGEPAGE}, {img::HUGEPAGE, MADV_HUGEPAGE}, {img::DONT_FORK, MADV_DONTFORK},
+        {img::DONT_DUMP, MADV_DONTDUMP},     {img::WIPE_ON_FORK, MADV_WIPEONFORK}};
+    for (auto [bit, advice] : kAdvice)
+      if ((v.madvise() & bit) && va.nr_advice < std::size(va.advice)) va.advice[va.nr_advice++] = advice;
+    while (run < static_cast<size_t>(ti.pagemap.runs_size()) && ti.pagemap.runs(run).vaddr() < v.end()) {
+      va.has_pages = 1;
+      run++;
+    }
+    vmas.push_back(va);
+  }
+  return vmas;
+}
+
+// Copies `n` plain structs into the boot region; returns their address there.
+template <typename T>
+uint64_t put(BootRegion& boot, const T* items, size_t n) {
+  uint8_t* w;
+  uint64_t at = boot.alloc(n * sizeof(T), 8, &w);
+  if (n) std::memcpy(w, items, n * sizeof(T));
+  return at;
+}
+
+uint64_t put_siginfo(BootRegion& boot, const google::protobuf::RepeatedPtrField<img::SigInfo>& sigs) {
+  std::vector<abi::SigInfoArg> v;
+  for (const img::SigInfo& s : sigs) {
+    abi::SigInfoArg si{};
+    std::memcpy(si.raw, s.raw().data(), std::min(s.raw().size(), sizeof si.raw));
+    si.signo = s.signo();
+    v.push_back(si);
+  }
+  return put(boot, v.data(), v.size());
+}
+
+uint64_t data_size(const TaskImages& ti) {
+  uint64_t n = sizeof(abi::RestorerArgs) + ti.mm.vmas_size() * sizeof(abi::VmaArg) +
+               ti.pagemap.runs_size() * sizeof(abi::PageRunArg) +
+               ti.core.shared_pending_size() * sizeof(abi::SigInfoArg) + 64;
+  for (const img::ThreadCore& th : ti.core.threads())
+    n += sizeof(abi::ThreadArg) + th.pending_size() * sizeof(abi::SigInfoArg) + th.xsave().size() + 1024 + 3 * 64;
+  return n;
+}
+
+}  // namespace
+
+Result<MappingFiles> open_mapping_files(const img::MmImage& mm) {
+  MappingFiles mf;
+  for (const img::Vma& v : mm.vmas()) {
+    if (v.kind() != img::Vma::FILE_PRIVATE && v.kind() != img::Vma::FILE_SHARED) continue;
+    bool rw = v.kind() == img::Vma::FILE_SHARED && (v.prot() & PROT_WRITE);
+    auto key = std::make_pair(v.path(), rw);
+    if (mf.index.count(key)) continue;
+    UniqueFd fd = TRY_CTX(open_file(v.path(), rw ? O_RDWR : O_RDONLY), "file of VMA {:#x}-{:#x}", v.start(), v.end());
+    mf.index[key] = mf.fds.size();
+    mf.fds.push_back(std::move(fd));
+  }
+  return mf;
+}
+
+Result<Plan> build_plan(const TaskImages& ti, const std::vector<proc::MapEntry>& own, const MappingFiles& mf,
+                        const TempFds& fds) {
+  const uint64_t blob_size = pie::restorer::k_blob_end;
+  const uint64_t nthreads = ti.core.threads_size();
+  std::vector<Range> busy;
+  for (const img::Vma& v : ti.mm.vmas()) busy.push_back({v.start(), v.end()});
+  for (const proc::MapEntry& m : own) busy.push_back({m.start, m.end});
+  uint64_t at = TRY(find_hole(busy, BootRegion::size_for(blob_size, data_size(ti), nthreads)));
+  Plan p{BootRegion(at, blob_size, data_size(ti), nthreads), {}};
+  BootRegion& boot = p.boot;
+
+  abi::RestorerArgs* a = boot.args();
+  a->version = abi::kRestorerAbiVersion;
+  a->page_size = kPage;
+  a->boot_start = boot.start();
+  a->boot_end = boot.end();
+
+  SpecialVmas sp = TRY(plan_specials(ti.mm, own));
+  std::vector<Range> keep = sp.current;
+  keep.push_back({boot.start(), boot.end()});
+  std::sort(keep.begin(), keep.end(), [](const Range& x, const Range& y) { return x.start < y.start; });
+  CHECK(keep.size() <= std::size(a->keep));
+  a->nr_keep = keep.size();
+  for (size_t i = 0; i < keep.size(); i++) a->keep[i][0] = keep[i].start, a->keep[i][1] = keep[i].end;
+  busy.push_back({boot.start(), boot.end()});
+  auto moves = TRY(plan_special_moves(sp.moves, busy));
+  if (moves.size() > std::size(a->moves)) return fail("too many special mappings to move");
+  a->nr_moves = moves.size();
+  for (size_t i = 0; i < moves.size(); i++) a->moves[i] = {moves[i].from.start, moves[i].from.len(), moves[i].to};
+
+  std::vector<abi::VmaArg> vmas = TRY(vma_args(ti, mf, fds.first_mapping));
+  uint64_t vmas_at = put(boot, vmas.data(), vmas.size());
+  std::vector<abi::PageRunArg> runs;
+  for (const img::PageRun& r : ti.pagemap.runs()) runs.push_back({r.vaddr(), r.nr_pages()});
+  uint64_t runs_at = put(boot, runs.data(), runs.size());
+  uint64_t shared_sigs = put_siginfo(boot, ti.core.shared_pending());
+
+  a = boot.args();
+  a->nr_vmas = vmas.size();
+  a->vmas = vmas_at;
+  a->nr_runs = runs.size();
+  a->runs = runs_at;
+  a->pages_fd = fds.pages;
+  a->pages_off = image::kPagesDataOffset;
+  a->temp_fd_base = fds.base;
+  a->nr_siginfo = ti.core.shared_pending_size();
+  a->siginfo = shared_sigs;
+  a->umask = ti.core.umask();
+
+  const img::MmCore& mm = ti.core.mm();
+  a->mm = {mm.start_code(), mm.end_code(), mm.start_data(), mm.end_data(), mm.start_brk(), mm.brk(),
+           mm.start_stack(), mm.arg_start(), mm.arg_end(), mm.env_start(), mm.env_end(), 0,
+           static_cast<uint32_t>(mm.auxv().size()), static_cast<uint32_t>(fds.exe)};
+  if (mm.auxv().size() > sizeof a->auxv || mm.auxv().size() % 16)
+    return error(EINVAL, "core image: auxv of {} bytes is not a valid auxiliary vector", mm.auxv().size());
+  std::memcpy(a->auxv, mm.auxv().data(), mm.auxv().size());
+  for (const img::SigAction& s : ti.core.sigactions()) {
+    if (s.signo() < 1 || s.signo() > abi::kMaxSignals || s.signo() == SIGKILL || s.signo() == SIGSTOP) continue;
+    a->sigactions[s.signo() - 1] = {s.handler(), s.flags(), s.restorer(), s.mask()};
+    a->sigaction_mask |= 1ULL << (s.signo() - 1);
+  }
+
+  // Threads: ThreadArgs first (one array), then each one's signals and frame.
+  std::vector<abi::ThreadArg> targs(nthreads);
+  uint64_t threads_at = put(boot, targs.data(), targs.size());
+  for (uint64_t i = 0; i < nthreads; i++) {
+    const img::ThreadCore& th = ti.core.threads(i);
+    ThreadPlan tp{th.tid(), arch::from_image(th.regs()), th.blocked(), threads_at + i * sizeof(abi::ThreadArg),
+                  i == 0 ? boot.stack_top() : boot.thread_stack_top(i)};
+    abi::ThreadArg t{};
+    t.args = boot.args_addr();
+    t.tid = th.tid();
+    t.nr_siginfo = th.pending_size();
+    t.siginfo = put_siginfo(boot, th.pending());
+    t.stack_top = tp.stack_top;
+    t.fs_base = tp.regs.fs_base;
+    t.gs_base = tp.regs.gs_base;
+    t.ss_sp = th.altstack().sp();
+    t.ss_flags = th.altstack().flags();
+    t.ss_size = th.altstack().size();
+    t.rseq_ptr = th.rseq().abi_pointer();
+    t.rseq_len = th.rseq().abi_size();
+    t.rseq_sig = th.rseq().signature();
+    t.robust_list = th.robust_list();
+    t.robust_len = th.robust_list_len();
+    t.clear_child_tid = th.clear_child_tid();
+    std::strncpy(t.comm, th.comm().c_str(), sizeof t.comm - 1);
+
+    arch::AltStackState ss{th.altstack().sp(), th.altstack().flags(), th.altstack().size()};
+    std::span<const uint8_t> xsave(reinterpret_cast<const uint8_t*>(th.xsave().data()), th.xsave().size());
+    uint8_t* w;
+    uint64_t frame_at = boot.alloc(0, 64, &w);
+    auto frame = TRY_CTX(arch::build_rt_sigframe(frame_at, tp.regs, xsave, tp.sigmask, ss), "thread {}", th.tid());
+    CHECK(boot.alloc(frame.size(), 64, &w) == frame_at);
+    std::memcpy(w, frame.data(), frame.size());
+    t.sigframe = frame_at + arch::rt_sigframe_rsp_offset();
+
+    std::memcpy(boot.staged(tp.arg), &t, sizeof t);
+    p.threads.push_back(tp);
+  }
+  a = boot.args();
+  a->nr_threads = nthreads;
+  a->threads = threads_at;
+  return p;
+}
+
+}  // namespace ckpt::restore

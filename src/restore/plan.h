@@ -1,0 +1,51 @@
+// Planning a restore: where the boot region goes, how the kernel's special
+// mappings move, and the RestorerArgs that tell the blob everything, with
+// fds numbered as ckpt's child will have them.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "arch/x86_64/regs.h"
+#include "base/result.h"
+#include "base/unique_fd.h"
+#include "proc/maps.h"
+#include "restore/boot_region.h"
+#include "restore/images.h"
+
+namespace ckpt::restore {
+
+// Mapped files, opened once per distinct path and mode.
+struct MappingFiles {
+  std::vector<UniqueFd> fds;
+  std::map<std::pair<std::string, bool>, size_t> index;  // (path, read-write) -> fds[i]
+};
+Result<MappingFiles> open_mapping_files(const img::MmImage& mm);
+
+// fd numbers in the child (all >= the temp base, closed by the restorer).
+struct TempFds {
+  int base;
+  int pages;
+  int exe;
+  int first_mapping;
+};
+
+struct ThreadPlan {
+  pid_t tid;
+  arch::Regs regs;   // the dumped registers (restart rewound at dump)
+  uint64_t sigmask;
+  uint64_t arg;      // its ThreadArg in the boot region
+  uint64_t stack_top;
+};
+
+struct Plan {
+  BootRegion boot;
+  std::vector<ThreadPlan> threads;  // [0] the main thread
+};
+
+// `own` is ckpt's /proc/self/maps: the child starts with exactly that.
+Result<Plan> build_plan(const TaskImages& ti, const std::vector<proc::MapEntry>& own, const MappingFiles& mf,
+                        const TempFds& fds);
+
+}  // namespace ckpt::restore

@@ -2,6 +2,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
+
 namespace ckpt::cli {
 
 namespace {
@@ -20,7 +22,25 @@ bool set_fsync(D& d, bool on) {
 
 }  // namespace
 
-Parsed parse_command_line(const std::vector<std::string>& args) {
+namespace {
+
+// CRIU spells verbosity -vN, --verbosity=N, or -v, -vv, ...: each v one level
+// above the default 2. CLI11 handles the first two; this rewrites the last.
+std::vector<std::string> expand_repeated_v(const std::vector<std::string>& args) {
+  std::vector<std::string> out;
+  for (const std::string& a : args) {
+    if (a.size() >= 2 && a[0] == '-' && a.find_first_not_of('v', 1) == std::string::npos)
+      out.push_back(fmt::format("--verbosity={}", std::min<size_t>(4, 1 + a.size())));
+    else
+      out.push_back(a);
+  }
+  return out;
+}
+
+}  // namespace
+
+Parsed parse_command_line(const std::vector<std::string>& raw_args) {
+  const std::vector<std::string> args = expand_repeated_v(raw_args);
   Command c;
   CLI::App app{"ckpt: checkpoint a running Linux process to image files and restore it", "ckpt"};
   app.require_subcommand(1);
@@ -28,9 +48,7 @@ Parsed parse_command_line(const std::vector<std::string>& args) {
 
   // Common options, accepted before or after the subcommand.
   std::string images_dir;
-  app.add_option("-v,--verbosity", c.verbosity, "0 errors only .. 4 debug (-v4)")
-      ->expected(0, 1)
-      ->default_str("4")
+  app.add_option("-v,--verbosity", c.verbosity, "0 errors only .. 4 debug (-v4, or -v, -vv: one level each)")
       ->check(CLI::Range(0, 4));
   app.add_option("-o,--log-file", c.log_file, "log file, relative to the images directory");
   app.add_flag("--stats", c.stats, "print timings, page counts and ptrace stops; also written to stats-*.img");

@@ -1,0 +1,376 @@
+// Command line: parse_command_line() on argument vectors (without argv[0]),
+// spelled as a CRIU user would spell them. Table-driven: each case names the
+// arguments and checks the resulting Command, or the exit status and message.
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <gtest/gtest.h>
+
+#include "cli/commands/options.h"
+
+namespace ckpt::cli {
+namespace {
+
+using Args = std::vector<std::string>;
+
+const char* verb_name(Verb v) {
+  switch (v) {
+    case Verb::Check: return "check";
+    case Verb::Dump: return "dump";
+    case Verb::Restore: return "restore";
+    case Verb::Show: return "show";
+    case Verb::Verify: return "verify";
+  }
+  return "?";
+}
+const char* after_name(dump::After a) {
+  switch (a) {
+    case dump::After::Kill: return "kill";
+    case dump::After::Run: return "run";
+    case dump::After::Stop: return "stop";
+  }
+  return "?";
+}
+
+// The whole Command on one line, so that a mismatch shows every field.
+std::string show(const Command& c) {
+  return fmt::format(
+      "verb={} v={} log='{}' stats={} bp={} | dump: pid={} dir='{}' after={} shell_job={} timeout={} | "
+      "restore: dir='{}' detach={} stopped={} sibling={} pidfile='{}' bp={} | show: target='{}' json={} | "
+      "verify: dir='{}'",
+      verb_name(c.verb), c.verbosity, c.log_file, c.stats, c.breakpoints, c.dump.pid, c.dump.dir,
+      after_name(c.dump.after), c.dump.shell_job, c.dump.timeout_s, c.restore.dir, c.restore.detach,
+      c.restore.leave_stopped, c.restore.sibling, c.restore.pidfile, c.restore.breakpoints, c.show_target,
+      c.json, c.verify_dir);
+}
+
+Command dump_cmd(pid_t pid, std::string dir) {
+  Command c;
+  c.verb = Verb::Dump;
+  c.dump.pid = pid;
+  c.dump.dir = std::move(dir);
+  return c;
+}
+Command restore_cmd(std::string dir) {
+  Command c;
+  c.verb = Verb::Restore;
+  c.restore.dir = std::move(dir);
+  return c;
+}
+
+// ---------------------------------------------------------------------------
+// Accepted command lines.
+
+struct GoodCase {
+  const char* name;
+  Args args;
+  Command want;
+};
+
+std::vector<GoodCase> good_cases() {
+  std::vector<GoodCase> v;
+  auto add = [&](const char* name, Args args, Command want) { v.push_back({name, std::move(args), std::move(want)}); };
+
+  add("DumpShort", {"dump", "-t", "123", "-D", "d"}, dump_cmd(123, "d"));
+  add("DumpLong", {"dump", "--tree", "123", "--images-dir", "d"}, dump_cmd(123, "d"));
+  add("DumpLongWithEquals", {"dump", "--tree=123", "--images-dir=d"}, dump_cmd(123, "d"));
+  add("DumpImagesDirFirst", {"dump", "-D", "d", "-t", "123"}, dump_cmd(123, "d"));
+  add("DumpImagesDirBeforeVerb", {"-D", "d", "dump", "-t", "123"}, dump_cmd(123, "d"));
+  {
+    Command c = dump_cmd(7, "imgs");
+    c.dump.after = dump::After::Run;
+    add("LeaveRunningLong", {"dump", "-t", "7", "-D", "imgs", "--leave-running"}, c);
+    add("LeaveRunningShort", {"dump", "-R", "-t", "7", "-D", "imgs"}, c);
+  }
+  {
+    Command c = dump_cmd(7, "imgs");
+    c.dump.after = dump::After::Stop;
+    add("LeaveStoppedLong", {"dump", "-t", "7", "-D", "imgs", "--leave-stopped"}, c);
+    add("LeaveStoppedShort", {"dump", "-t", "7", "-D", "imgs", "-s"}, c);
+  }
+  {
+    Command c = dump_cmd(1, "d");
+    c.dump.shell_job = true;
+    add("ShellJobLong", {"dump", "-t", "1", "-D", "d", "--shell-job"}, c);
+    add("ShellJobShort", {"dump", "-t", "1", "-D", "d", "-j"}, c);
+  }
+  {
+    Command c = dump_cmd(1, "d");
+    c.dump.timeout_s = 5;
+    add("Timeout", {"dump", "-t", "1", "-D", "d", "--timeout", "5"}, c);
+    add("TimeoutEquals", {"dump", "-t", "1", "-D", "d", "--timeout=5"}, c);
+  }
+  {
+    Command c = dump_cmd(1, "d");
+    c.verbosity = 3;
+    add("VerbosityEquals", {"dump", "-t", "1", "-D", "d", "--verbosity=3"}, c);
+    add("VerbosityBeforeVerb", {"--verbosity=3", "dump", "-t", "1", "-D", "d"}, c);
+  }
+  {
+    Command c = dump_cmd(1, "d");
+    c.verbosity = 4;
+    add("VerbosityShortAttachedBeforeVerb", {"-v4", "dump", "-t", "1", "-D", "d"}, c);
+    add("VerbosityShortAttachedAfterVerb", {"dump", "-t", "1", "-D", "d", "-v4"}, c);
+    add("VerbosityShortAttachedMidVerb", {"dump", "-v4", "-t", "1", "-D", "d"}, c);
+  }
+  {
+    Command c = dump_cmd(1, "d");
+    c.verbosity = 0;
+    add("VerbosityZero", {"dump", "-t", "1", "-D", "d", "-v0"}, c);
+  }
+  {
+    Command c = dump_cmd(1, "d");
+    c.log_file = "dump.log";
+    add("LogFileShort", {"dump", "-t", "1", "-D", "d", "-o", "dump.log"}, c);
+    add("LogFileLong", {"dump", "-t", "1", "-D", "d", "--log-file", "dump.log"}, c);
+    add("LogFileBeforeVerb", {"--log-file=dump.log", "dump", "-t", "1", "-D", "d"}, c);
+  }
+  {
+    Command c = dump_cmd(1, "d");
+    c.stats = true;
+    add("StatsBeforeVerb", {"--stats", "dump", "-t", "1", "-D", "d"}, c);
+    add("StatsAfterVerb", {"dump", "-t", "1", "-D", "d", "--stats"}, c);
+  }
+  {
+    // Everything a CRIU script might pass to dump, in CRIU's spellings.
+    Command c = dump_cmd(4242, "/tmp/ck");
+    c.verbosity = 4;
+    c.log_file = "dump.log";
+    c.dump.after = dump::After::Run;
+    c.dump.shell_job = true;
+    c.dump.timeout_s = 30;
+    add("DumpCriuScript",
+        {"dump", "--tree", "4242", "--images-dir", "/tmp/ck", "--log-file", "dump.log", "-v4", "--shell-job",
+         "--leave-running", "--timeout", "30"},
+        c);
+  }
+
+  add("RestoreShort", {"restore", "-D", "d"}, restore_cmd("d"));
+  add("RestoreImagesDirBeforeVerb", {"-D", "d", "restore"}, restore_cmd("d"));
+  {
+    Command c = restore_cmd("d");
+    c.restore.detach = true;
+    c.restore.pidfile = "p";
+    c.restore.sibling = true;
+    c.restore.leave_stopped = true;
+    add("RestoreAll", {"restore", "-D", "d", "-d", "--pidfile", "p", "--restore-sibling", "--leave-stopped"}, c);
+    add("RestoreAllLong",
+        {"restore", "--images-dir", "d", "--restore-detached", "--pidfile=p", "--restore-sibling", "-s"}, c);
+  }
+  {
+    Command c = restore_cmd("d");
+    add("RestoreShellJobAccepted", {"restore", "-D", "d", "--shell-job"}, c);
+    add("RestoreShellJobShortAccepted", {"restore", "-D", "d", "-j"}, c);
+  }
+  {
+    Command c = restore_cmd("d");
+    c.breakpoints = false;
+    c.restore.breakpoints = false;
+    add("NoBreakpointsAfterVerb", {"restore", "-D", "d", "--no-breakpoints"}, c);
+    add("NoBreakpointsBeforeVerb", {"--no-breakpoints", "restore", "-D", "d"}, c);
+  }
+  {
+    Command c = restore_cmd("d");
+    c.verbosity = 4;
+    c.log_file = "restore.log";
+    add("RestoreCommonBefore", {"-v4", "-o", "restore.log", "restore", "-D", "d"}, c);
+    add("RestoreCommonAfter", {"restore", "-D", "d", "-v4", "-o", "restore.log"}, c);
+  }
+
+  {
+    Command c;
+    c.verb = Verb::Show;
+    c.show_target = "d";
+    c.json = true;
+    add("ShowJson", {"show", "d", "--json"}, c);
+    add("ShowJsonFirst", {"show", "--json", "d"}, c);
+  }
+  {
+    Command c;
+    c.verb = Verb::Show;
+    c.show_target = "d/core-1.img";
+    add("ShowFile", {"show", "d/core-1.img"}, c);
+  }
+  {
+    Command c;
+    c.verb = Verb::Show;
+    c.show_target = "d";
+    add("ShowImagesDir", {"show", "-D", "d"}, c);
+  }
+
+  {
+    Command c;
+    c.verb = Verb::Verify;
+    c.verify_dir = "d";
+    add("Verify", {"verify", "d"}, c);
+    add("VerifyImagesDir", {"verify", "-D", "d"}, c);
+    add("VerifyImagesDirBeforeVerb", {"-D", "d", "verify"}, c);
+  }
+
+  add("Check", {"check"}, Command{});
+  {
+    Command c;
+    c.verbosity = 4;
+    add("CheckVerbose", {"-v4", "check"}, c);
+  }
+  return v;
+}
+
+void PrintTo(const GoodCase& c, std::ostream* os) { *os << fmt::format("{}", fmt::join(c.args, " ")); }
+
+class GoodCommandLine : public testing::TestWithParam<GoodCase> {};
+
+TEST_P(GoodCommandLine, Parses) {
+  const GoodCase& tc = GetParam();
+  Parsed p = parse_command_line(tc.args);
+  SCOPED_TRACE(fmt::format("args: {}", fmt::join(tc.args, " ")));
+  ASSERT_TRUE(p.command.has_value()) << "exit " << p.exit_code << ": " << p.text;
+  EXPECT_EQ(p.exit_code, 0);
+  EXPECT_EQ(p.text, "");
+  EXPECT_EQ(show(*p.command), show(tc.want));
+}
+
+INSTANTIATE_TEST_SUITE_P(Options, GoodCommandLine, testing::ValuesIn(good_cases()),
+                         [](const testing::TestParamInfo<GoodCase>& i) { return i.param.name; });
+
+// -v without a number asks for more output than the default (CRIU: one level
+// up from the default; ckpt: debug).
+TEST(Options, BareVerbosityRaisesLevel) {
+  Parsed p = parse_command_line({"-v", "dump", "-t", "1", "-D", "d"});
+  ASSERT_TRUE(p.command) << p.text;
+  EXPECT_GT(p.command->verbosity, Command{}.verbosity);
+  EXPECT_EQ(p.command->verb, Verb::Dump);
+  EXPECT_EQ(p.command->dump.pid, 1);
+}
+
+// CRIU also spells verbosity as repeated v's: each one raises the level by one
+// from the default of 2 (criu/crtools.c: -vv is 4, -vvvv is 6, i.e. all;
+// Documentation/criu.txt: "-v[v...]").
+//
+// KNOWN BUG (left failing on purpose, not fixed here): options.cc:31 declares
+// -v as an int option with an optional value, so CLI11 takes "-vv" as -v with
+// the value "v" and fails: exit 2, "--verbosity: Value v not in range 0 to 4".
+// A CRIU script passing -vv/-vvv/-vvvv does not run unchanged.
+TEST(Options, CriuRepeatedV) {
+  for (const char* v : {"-vv", "-vvvv"}) {
+    Parsed p = parse_command_line({"dump", "-t", "1", "-D", "d", v});
+    ASSERT_TRUE(p.command) << v << ": exit " << p.exit_code << ": " << p.text;
+    EXPECT_EQ(p.command->verbosity, 4) << v;
+  }
+}
+
+// dump --fsync: honoured where DumpOptions has the field, otherwise refused
+// with a message rather than silently ignored. (A template, so that the
+// branch for the other build is not compiled.)
+template <typename D = dump::DumpOptions>
+void expect_fsync() {
+  Parsed p = parse_command_line({"dump", "-t", "1", "-D", "d", "--fsync"});
+  if constexpr (requires(D d) { d.fsync; }) {
+    ASSERT_TRUE(p.command) << p.text;
+    EXPECT_TRUE(static_cast<const D&>(p.command->dump).fsync);
+    Parsed q = parse_command_line({"dump", "-t", "1", "-D", "d"});
+    ASSERT_TRUE(q.command) << q.text;
+    EXPECT_FALSE(static_cast<const D&>(q.command->dump).fsync);
+  } else {
+    EXPECT_FALSE(p.command);
+    EXPECT_EQ(p.exit_code, 2);
+    EXPECT_NE(p.text.find("--fsync"), std::string::npos) << p.text;
+  }
+}
+TEST(Options, DumpFsync) { expect_fsync(); }
+
+// ---------------------------------------------------------------------------
+// Rejected command lines: exit status 2 and a message that names the problem.
+
+struct BadCase {
+  const char* name;
+  Args args;
+  std::vector<std::string> msg_has;  // substrings of the message
+};
+
+std::vector<BadCase> bad_cases() {
+  return {
+      {"LeaveRunningAndStopped", {"dump", "-t", "1", "-D", "d", "--leave-running", "--leave-stopped"},
+       {"leave-running", "leave-stopped"}},
+      {"LeaveRunningAndStoppedShort", {"dump", "-t", "1", "-D", "d", "-s", "-R"}, {"leave-"}},
+      {"UnknownLongOption", {"dump", "-t", "1", "-D", "d", "--bogus-option"}, {"--bogus-option"}},
+      {"UnknownLongOptionBeforeVerb", {"--bogus-option", "dump", "-t", "1", "-D", "d"}, {"--bogus-option"}},
+      {"UnknownShortOption", {"restore", "-D", "d", "-Z"}, {"-Z"}},
+      // CLI11 reports "A subcommand is required" here, without the word.
+      {"UnknownVerb", {"frobnicate"}, {}},
+      {"DumpOptionOnRestore", {"restore", "-D", "d", "--leave-running"}, {"--leave-running"}},
+      {"DumpMissingImagesDir", {"dump", "-t", "1"}, {"-D", "images-dir"}},
+      {"RestoreMissingImagesDir", {"restore", "-d"}, {"-D", "images-dir"}},
+      {"DumpMissingTree", {"dump", "-D", "d"}, {"tree"}},
+      {"TreeNotANumber", {"dump", "-t", "abc", "-D", "d"}, {"abc"}},
+      {"TreeWithoutValue", {"dump", "-D", "d", "-t"}, {"tree"}},
+      {"VerbosityTooHigh", {"dump", "-t", "1", "-D", "d", "--verbosity=5"}, {"5"}},
+      {"VerbosityNegative", {"-v-1", "check"}, {"-1"}},
+      {"TimeoutZero", {"dump", "-t", "1", "-D", "d", "--timeout", "0"}, {"0"}},
+      {"ShowNothing", {"show"}, {"images directory"}},
+      {"VerifyNothing", {"verify"}, {"images directory"}},
+      {"NoVerb", {}, {"subcommand"}},
+      {"TwoVerbs", {"check", "dump", "-t", "1", "-D", "d"}, {"dump"}},
+  };
+}
+
+void PrintTo(const BadCase& c, std::ostream* os) { *os << fmt::format("{}", fmt::join(c.args, " ")); }
+
+class BadCommandLine : public testing::TestWithParam<BadCase> {};
+
+TEST_P(BadCommandLine, FailsWithStatus2) {
+  const BadCase& tc = GetParam();
+  Parsed p = parse_command_line(tc.args);
+  SCOPED_TRACE(fmt::format("args: {}", fmt::join(tc.args, " ")));
+  EXPECT_FALSE(p.command.has_value()) << show(*p.command);
+  EXPECT_EQ(p.exit_code, 2);
+  for (const std::string& s : tc.msg_has) EXPECT_NE(p.text.find(s), std::string::npos) << "no '" << s << "' in: " << p.text;
+}
+
+INSTANTIATE_TEST_SUITE_P(Options, BadCommandLine, testing::ValuesIn(bad_cases()),
+                         [](const testing::TestParamInfo<BadCase>& i) { return i.param.name; });
+
+// ---------------------------------------------------------------------------
+// Help: exit status 0, no command, text that lists what is asked about.
+
+struct HelpCase {
+  const char* name;
+  Args args;
+  std::vector<std::string> text_has;
+};
+
+void PrintTo(const HelpCase& c, std::ostream* os) { *os << fmt::format("{}", fmt::join(c.args, " ")); }
+
+class Help : public testing::TestWithParam<HelpCase> {};
+
+TEST_P(Help, PrintsTextAndExitsZero) {
+  const HelpCase& tc = GetParam();
+  Parsed p = parse_command_line(tc.args);
+  EXPECT_FALSE(p.command.has_value());
+  EXPECT_EQ(p.exit_code, 0);
+  for (const std::string& s : tc.text_has) EXPECT_NE(p.text.find(s), std::string::npos) << "no '" << s << "' in:\n" << p.text;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Options, Help,
+    testing::Values(HelpCase{"Long", {"--help"}, {"ckpt", "dump", "restore", "show", "check", "--images-dir"}},
+                    HelpCase{"Short", {"-h"}, {"dump", "restore"}},
+                    HelpCase{"Dump", {"dump", "--help"}, {"--tree", "--leave-running", "--leave-stopped"}},
+                    HelpCase{"Restore", {"restore", "--help"}, {"--restore-detached", "--pidfile"}}),
+    [](const testing::TestParamInfo<HelpCase>& i) { return i.param.name; });
+
+// A successful parse never carries text or a non-zero status; a failed one
+// always carries both (the caller prints text and exits with exit_code).
+TEST(Options, ErrorTextEndsWithNewline) {
+  for (const Args& a : {Args{"dump", "-t", "1"}, Args{"--bogus"}, Args{"show"}}) {
+    Parsed p = parse_command_line(a);
+    ASSERT_FALSE(p.text.empty());
+    EXPECT_EQ(p.text.back(), '\n') << p.text;
+  }
+}
+
+}  // namespace
+}  // namespace ckpt::cli

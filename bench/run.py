@@ -1,0 +1,504 @@
+#!/usr/bin/env python3
+"""ckpt benchmark: machine limits, 1 GiB dump/restore, tiny-process restore.
+
+Run through bench/run.sh (which builds first). Prints one markdown table on
+stdout; progress and errors go to stderr. Exit status 0 only if every step
+succeeded. See bench/README.md for what each row means.
+
+The driver makes itself a child subreaper: workloads are its children, and a
+process restored with `ckpt restore -d` is reparented to it when ckpt exits, so
+it can kill and reap everything it started. Nothing is left behind on failure.
+"""
+
+import argparse
+import ctypes
+import os
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import time
+
+GiB = 1 << 30
+PR_SET_CHILD_SUBREAPER = 36
+
+
+class BenchError(Exception):
+    pass
+
+
+def log(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- processes
+
+class Run:
+    """A finished command: exit status, wall time, own rusage, output."""
+
+    def __init__(self, argv, status, wall, rusage, out, err):
+        self.argv, self.status, self.wall, self.rusage, self.out, self.err = argv, status, wall, rusage, out, err
+
+    @property
+    def code(self):
+        if os.WIFEXITED(self.status):
+            return os.WEXITSTATUS(self.status)
+        return 128 + os.WTERMSIG(self.status)
+
+    def describe(self):
+        return (f"`{' '.join(self.argv)}` exited with status {self.code}\n"
+                f"--- stdout ---\n{self.out.strip()}\n--- stderr ---\n{self.err.strip()}")
+
+
+class Driver:
+    def __init__(self, root, build, work):
+        self.root, self.build, self.work = root, build, work
+        self.ckpt = os.path.join(build, "ckpt")
+        self.live = set()  # pids we are responsible for (children, or restored tasks reparented to us)
+        self.seq = 0
+
+    # -- generic command runner: posix_spawn + wait4, so ru_maxrss is the command's own
+
+    def run(self, argv, timeout=60, check=True):
+        self.seq += 1
+        out_path = os.path.join(self.work, f"cmd{self.seq}.out")
+        err_path = os.path.join(self.work, f"cmd{self.seq}.err")
+        out = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        err = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            t0 = time.monotonic()
+            pid = os.posix_spawn(argv[0], argv, os.environ,
+                                 file_actions=[(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                                               (os.POSIX_SPAWN_DUP2, out, 1),
+                                               (os.POSIX_SPAWN_DUP2, err, 2)])
+        finally:
+            os.close(out)
+            os.close(err)
+        self.live.add(pid)
+        status, ru = self._wait(pid, timeout, " ".join(argv))
+        wall = time.monotonic() - t0
+        r = Run(argv, status, wall, ru, open(out_path).read(), open(err_path).read())
+        os.unlink(out_path)
+        os.unlink(err_path)
+        if check and r.code != 0:
+            raise BenchError(r.describe())
+        return r
+
+    def _wait(self, pid, timeout, what):
+        deadline = time.monotonic() + timeout
+        while True:
+            got, status, ru = os.wait4(pid, os.WNOHANG)
+            if got == pid:
+                self.live.discard(pid)
+                return status, ru
+            if time.monotonic() > deadline:
+                self.kill(pid)
+                raise BenchError(f"{what} (pid {pid}) did not finish within {timeout} s; killed it")
+            time.sleep(0.001)
+
+    def kill(self, pid):
+        """SIGKILL and reap a pid we own: only while it is our child (else it is gone, or not ours)."""
+        if parent_of(pid) != os.getpid():
+            self.live.discard(pid)
+            return
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+        self.live.discard(pid)
+
+    def wait_exit(self, pid, timeout, what):
+        status, _ = self._wait(pid, timeout, what)
+        return os.waitstatus_to_exitcode(status)
+
+    # -- workloads
+
+    def start(self, name, args=(), timeout=60):
+        """Start build/bench/bench_<name> <ready> [args]; wait until it wrote its ready file."""
+        self.seq += 1
+        ready = os.path.join(self.work, f"{name}{self.seq}.ready")
+        logf = os.path.join(self.work, f"{name}{self.seq}.log")
+        fd = os.open(logf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        exe = os.path.join(self.build, "bench", f"bench_{name}")
+        try:
+            pid = os.posix_spawn(exe, [exe, ready, *args], os.environ,
+                                 file_actions=[(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                                               (os.POSIX_SPAWN_DUP2, fd, 1),
+                                               (os.POSIX_SPAWN_DUP2, fd, 2)])
+        finally:
+            os.close(fd)
+        self.live.add(pid)
+        deadline = time.monotonic() + timeout
+        while not os.path.exists(ready):
+            got, status = os.waitpid(pid, os.WNOHANG)
+            if got == pid:
+                self.live.discard(pid)
+                raise BenchError(f"bench_{name} exited ({os.waitstatus_to_exitcode(status)}) before it was ready: "
+                                 f"{open(logf).read().strip()}")
+            if time.monotonic() > deadline:
+                self.kill(pid)
+                raise BenchError(f"bench_{name} not ready after {timeout} s")
+            time.sleep(0.005)
+        if int(open(ready).read()) != pid:
+            raise BenchError(f"bench_{name}: ready file names another pid")
+        return pid
+
+    def stop_verified(self, pid, what, timeout=30):
+        """SIGTERM a workload (ours or restored) and require exit status 0 (its memory check passed)."""
+        os.kill(pid, signal.SIGTERM)
+        code = self.wait_exit(pid, timeout, what)
+        if code != 0:
+            raise BenchError(f"{what} (pid {pid}) failed its check after SIGTERM: exit status {code}")
+
+    # -- ckpt
+
+    def dump(self, pid, imgdir, leave_running=False):
+        argv = [self.ckpt, "dump", "-t", str(pid), "-D", imgdir, "--stats"]
+        if leave_running:
+            argv.append("--leave-running")
+        r = self.run(argv, timeout=60, check=False)
+        if r.code != 0:
+            raise BenchError("dump failed: " + r.describe())
+        if not leave_running:
+            # Default mode kills the task; reap it so that its pid is free for the restore.
+            code = self.wait_exit(pid, 10, f"dumped task {pid}")
+            if code != -signal.SIGKILL:
+                raise BenchError(f"dumped task {pid} ended with status {code}, expected SIGKILL")
+        r.stats = parse_stats(r.err)
+        return r
+
+    def restore(self, imgdir, pid, breakpoints=True):
+        pidfile = os.path.join(self.work, "restored.pid")
+        if os.path.exists(pidfile):
+            os.unlink(pidfile)
+        argv = [self.ckpt, "restore", "-D", imgdir, "-d", "--stats", "--pidfile", pidfile]
+        if not breakpoints:
+            argv.append("--no-breakpoints")
+        # The restored task exists from ckpt's clone on: track it whatever happens.
+        self.live.add(pid)
+        r = self.run(argv, timeout=60, check=False)
+        if r.code != 0:
+            raise BenchError("restore failed: " + r.describe())
+        got = int(open(pidfile).read())
+        if got != pid:
+            self.live.add(got)
+            raise BenchError(f"restore: restored pid {got}, expected {pid}")
+        st = proc_status(pid)
+        if st.get("PPid") != str(os.getpid()):
+            raise BenchError(f"restored task {pid} has parent {st.get('PPid')}, expected this driver ({os.getpid()})")
+        if st.get("TracerPid") != "0":
+            raise BenchError(f"restored task {pid} is still traced by {st.get('TracerPid')}")
+        r.stats = parse_stats(r.err)
+        return r
+
+    # -- cleanup: everything we own, plus anything reparented to us
+
+    def cleanup(self):
+        for pid in list(self.live):
+            self.kill(pid)
+        for _ in range(3):
+            orphans = [p for p in children_of(os.getpid())]
+            for p in orphans:
+                self.kill(p)
+            if not orphans:
+                break
+        while True:
+            try:
+                if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                    break
+            except ChildProcessError:
+                break
+
+
+def parent_of(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            s = f.read()
+    except OSError:
+        return None
+    return int(s[s.rindex(")") + 2:].split()[1])
+
+
+def children_of(ppid):
+    return [int(d) for d in os.listdir("/proc") if d.isdigit() and parent_of(int(d)) == ppid]
+
+
+def proc_status(pid):
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            out[k] = v.strip()
+    return out
+
+
+STAT_RE = re.compile(r"^\s+(freeze time|frozen time|memory dump|dump time|restore time|pages written|bytes written|"
+                     r"pages read|bytes read)\s+([0-9.]+)", re.M)
+STOPS_RE = re.compile(r"^\s+ptrace stops\s+(\d+)\s+\(task (\d+), ([^)]*)\)", re.M)
+
+
+def parse_stats(text):
+    st = {k: float(v) for k, v in STAT_RE.findall(text)}
+    st["stops"] = [(int(n), int(t), mode) for n, t, mode in STOPS_RE.findall(text)]
+    return st
+
+
+def need(stats, key, what):
+    if key not in stats:
+        raise BenchError(f"{what}: --stats did not report '{key}'")
+    return stats[key]
+
+
+# ---------------------------------------------------------------- formatting
+
+def gibs(nbytes, seconds):
+    return nbytes / seconds / GiB
+
+
+def fmt_bw(bps):
+    return f"{bps / GiB:.2f} GiB/s ({bps / 1e9:.2f} GB/s)"
+
+
+def fmt_ms(s):
+    return f"{s * 1e3:.1f} ms" if s >= 0.01 else f"{s * 1e3:.2f} ms"
+
+
+def fmt_mib(kib):
+    return f"{kib / 1024:.1f} MiB"
+
+
+def spread(values, f):
+    if len(values) < 2:
+        return ""
+    return f"; {len(values)} runs: {f(min(values))} .. {f(max(values))}"
+
+
+# ---------------------------------------------------------------- the benchmark
+
+def dd_seconds(text):
+    m = re.search(r"copied, ([0-9.]+) s", text)
+    if not m:
+        raise BenchError(f"cannot parse dd output: {text.strip()}")
+    return float(m.group(1))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", default=None, help="build directory (default: <repo>/build)")
+    ap.add_argument("--tmp", default="/var/tmp", help="parent of the temporary images directory (default /var/tmp)")
+    ap.add_argument("--reps", type=int, default=3, help="runs of each 1 GiB and dd measurement (best is reported)")
+    ap.add_argument("--tiny-reps", type=int, default=5, help="tiny restores per completion mode (best is reported)")
+    ap.add_argument("--mib", type=int, default=1024, help="size of the big process in MiB (default 1024)")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    a = ap.parse_args()
+    if a.reps < 1 or a.tiny_reps < 1 or a.mib < 1:
+        ap.error("--reps, --tiny-reps and --mib must be >= 1")
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    build = os.path.abspath(a.build or os.path.join(root, "build"))
+    for exe in ["ckpt", "bench/bench_memcpy", "bench/bench_readfresh", "bench/bench_mem", "bench/bench_tiny"]:
+        if not os.access(os.path.join(build, exe), os.X_OK):
+            raise BenchError(f"{os.path.join(build, exe)} is missing: build first (bench/run.sh does)")
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise BenchError(f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(ctypes.get_errno())}")
+
+    size = a.mib << 20
+    free = shutil.disk_usage(a.tmp).free
+    if free < 3 * size + GiB:
+        raise BenchError(f"{a.tmp}: only {free / GiB:.1f} GiB free, need {(3 * size + GiB) / GiB:.1f} GiB")
+    load0 = os.getloadavg()[0]
+    work = tempfile.mkdtemp(prefix="ckpt-bench-", dir=a.tmp)
+    d = Driver(root, build, work)
+    rows = []  # (what, value, notes)
+    try:
+        run_all(d, a, size, rows)
+    finally:
+        d.cleanup()
+        if a.keep:
+            log(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+    cpu = "?"
+    try:
+        cpu = re.search(r"model name\s*:\s*(.*)", open("/proc/cpuinfo").read()).group(1)
+    except Exception:
+        pass
+    print(f"ckpt benchmark: {os.uname().release}, {os.cpu_count()} CPUs ({cpu}), "
+          f"{os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / GiB:.0f} GiB RAM, images on "
+          f"{fs_of(a.tmp)}; big process {a.mib} MiB; load average {load0:.2f} before, "
+          f"{os.getloadavg()[0]:.2f} after\n")
+    print("| # | measurement | value | notes |")
+    print("|---|---|---|---|")
+    for i, (what, value, notes) in enumerate(rows, 1):
+        print(f"| {i} | {what} | {value} | {notes} |")
+    return 0
+
+
+def fs_of(path):
+    best = ("?", "?", "")
+    real = os.path.realpath(path)
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            dev, mnt, typ = line.split()[:3]
+            if (real == mnt or real.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best[2]):
+                best = (dev, typ, mnt)
+    return f"{best[0]} ({best[1]})"
+
+
+def run_all(d, a, size, rows):
+    work = d.work
+
+    # 1. Machine limits ------------------------------------------------------
+    log("memcpy bandwidth")
+    r = d.run([os.path.join(d.build, "bench", "bench_memcpy")], timeout=60)
+    memcpy_bps = float(r.out.split()[0]) * 1e9
+    rows.append(("memcpy bandwidth", fmt_bw(memcpy_bps), "bench_memcpy: 1 GiB in 64 MiB chunks, best of 3"))
+
+    log("page-cache write/read bandwidth (dd)")
+    ddfile = os.path.join(work, "dd.bin")
+    count = size // (4 << 20) or 1
+    dd_bytes = count * (4 << 20)
+    wtimes, rtimes = [], []
+    for _ in range(a.reps):
+        if os.path.exists(ddfile):
+            os.unlink(ddfile)
+        r = d.run(["/bin/dd", "if=/dev/zero", f"of={ddfile}", "bs=4M", f"count={count}"], timeout=60)
+        wtimes.append(dd_seconds(r.err))
+        r = d.run(["/bin/dd", f"if={ddfile}", "of=/dev/null", "bs=4M"], timeout=60)
+        rtimes.append(dd_seconds(r.err))
+    r = d.run([os.path.join(d.build, "bench", "bench_readfresh"), ddfile], timeout=60)
+    fresh_bps = float(r.out.split()[0]) * 1e9
+    os.unlink(ddfile)  # dirty pages of a deleted file are dropped, not written back later
+    pcw_bps, pcr_bps = dd_bytes / min(wtimes), dd_bytes / min(rtimes)
+    rows.append(("page-cache write bandwidth", fmt_bw(pcw_bps),
+                 f"dd bs=4M count={count} into a new file, no fsync; best{spread(wtimes, fmt_ms)}"))
+    rows.append(("page-cache read bandwidth", fmt_bw(pcr_bps),
+                 f"dd bs=4M of that file while cached; best{spread(rtimes, fmt_ms)}"))
+    rows.append(("page-cache read into fresh memory", fmt_bw(fresh_bps),
+                 "bench_readfresh: pread of that file into a new, unpopulated anonymous mapping "
+                 "(page faults included, as in a restore); best of 3"))
+
+    # 2. 1 GiB process: dump (kill mode), restore -d ------------------------------
+    dumps, restores = [], []
+    for i in range(a.reps):
+        log(f"{a.mib} MiB process: dump + restore, run {i + 1}/{a.reps}")
+        pid = d.start("mem", [str(a.mib)])
+        img = os.path.join(work, f"mem-img{i}")
+        dr = d.dump(pid, img)
+        du = d.run(["/usr/bin/du", "-sk", img], timeout=30)
+        dr.du_kib = int(du.out.split()[0])
+        rr = d.restore(img, pid)
+        d.stop_verified(pid, "restored 1 GiB process")
+        shutil.rmtree(img)
+        dumps.append(dr)
+        restores.append(rr)
+
+    best = min(dumps, key=lambda r: r.wall)
+    walls = [r.wall for r in dumps]
+    mdump = [need(r.stats, "memory dump", "dump") / 1e3 for r in dumps]
+    dtime = [need(r.stats, "dump time", "dump") / 1e3 for r in dumps]
+    written = need(best.stats, "bytes written", "dump")
+    if written < size:
+        raise BenchError(f"dump wrote {written:.0f} bytes of pages, less than the {size} the process touched")
+    rows.append(("1 GiB dump: ckpt wall time", fmt_ms(min(walls)),
+                 f"`ckpt dump --stats` (kill mode), exec to exit; best{spread(walls, fmt_ms)}"))
+    rows.append(("1 GiB dump: --stats dump time", fmt_ms(min(dtime)), f"best{spread(dtime, fmt_ms)}"))
+    rows.append(("1 GiB dump: --stats memory dump", fmt_ms(min(mdump)),
+                 f"{written / GiB:.3f} GiB of pages written; best{spread(mdump, fmt_ms)}"))
+    bps = written / min(mdump)
+    rows.append(("1 GiB dump: throughput (memory dump)", fmt_bw(bps),
+                 f"{bps / memcpy_bps:.2f}x memcpy, {bps / pcw_bps:.2f}x page-cache write"))
+    bps = size / min(walls)
+    rows.append(("1 GiB dump: throughput (wall)", fmt_bw(bps),
+                 f"{a.mib} MiB / wall time; {bps / memcpy_bps:.2f}x memcpy, {bps / pcw_bps:.2f}x page-cache write"))
+    rows.append(("1 GiB dump: image size", f"{best.du_kib / 1024:.1f} MiB",
+                 f"`du -sk` of the images dir; {best.du_kib * 1024 / size:.3f}x the process's {a.mib} MiB"))
+    rows.append(("1 GiB dump: ckpt peak RSS", fmt_mib(max(r.rusage.ru_maxrss for r in dumps)),
+                 "ru_maxrss from wait4() of ckpt, max over runs"))
+
+    walls = [r.wall for r in restores]
+    rtime = [need(r.stats, "restore time", "restore") / 1e3 for r in restores]
+    rows.append(("1 GiB restore -d: ckpt wall time", fmt_ms(min(walls)),
+                 f"exec to exit (task running); best{spread(walls, fmt_ms)}; memory verified after"))
+    rows.append(("1 GiB restore -d: --stats restore time", fmt_ms(min(rtime)), f"best{spread(rtime, fmt_ms)}"))
+    bps = size / min(walls)
+    rows.append(("1 GiB restore -d: throughput (wall)", fmt_bw(bps),
+                 f"{bps / pcr_bps:.2f}x page-cache read, {bps / fresh_bps:.2f}x read into fresh memory, "
+                 f"{bps / memcpy_bps:.2f}x memcpy"))
+    bps = size / min(rtime)
+    rows.append(("1 GiB restore -d: throughput (restore time)", fmt_bw(bps),
+                 f"{bps / pcr_bps:.2f}x page-cache read, {bps / fresh_bps:.2f}x read into fresh memory, "
+                 f"{bps / memcpy_bps:.2f}x memcpy"))
+    rows.append(("1 GiB restore -d: ckpt peak RSS", fmt_mib(max(r.rusage.ru_maxrss for r in restores)),
+                 "ru_maxrss from wait4() of ckpt, max over runs (the restored task is not counted)"))
+
+    # 3. Tiny process restore, both completion modes ------------------------------
+    for bp, mode in [(True, "breakpoint (default)"), (False, "--no-breakpoints")]:
+        log(f"tiny process: {a.tiny_reps} restores, {mode}")
+        pid = d.start("tiny")
+        img = os.path.join(work, f"tiny-img-{'bp' if bp else 'nobp'}")
+        d.dump(pid, img)
+        runs = []
+        for _ in range(a.tiny_reps):
+            rr = d.restore(img, pid, breakpoints=bp)
+            d.stop_verified(pid, "restored tiny process")
+            runs.append(rr)
+        walls = [r.wall for r in runs]
+        rtime = [need(r.stats, "restore time", "restore") / 1e3 for r in runs]
+        for r in runs:
+            if len(r.stats["stops"]) != 1:
+                raise BenchError(f"restore ({mode}): expected one 'ptrace stops' line, got:\n{r.err.strip()}")
+        stops = sorted({(n, m) for r in runs for n, _, m in r.stats["stops"]})
+        modes = {m for _, m in stops}
+        if bp and modes != {"breakpoint"}:
+            log(f"warning: breakpoint mode requested but restore completed by {', '.join(sorted(modes))}")
+        rows.append((f"tiny restore -d, {mode}: wall time", fmt_ms(min(walls)), f"best of {len(walls)}"
+                     f"{spread(walls, fmt_ms)}"))
+        rows.append((f"tiny restore -d, {mode}: --stats restore time", fmt_ms(min(rtime)), f"best of {len(rtime)}"
+                     f"{spread(rtime, fmt_ms)}"))
+        rows.append((f"tiny restore -d, {mode}: ptrace stops per task",
+                     " / ".join(str(n) for n, _ in stops),
+                     f"completed by: {', '.join(sorted(modes))} (1 task)"))
+        shutil.rmtree(img)
+
+    # 4. 1 GiB process, dump --leave-running ------------------------------------
+    frozen, walls = [], []
+    for i in range(a.reps):
+        log(f"{a.mib} MiB process: dump --leave-running, run {i + 1}/{a.reps}")
+        pid = d.start("mem", [str(a.mib)])
+        img = os.path.join(work, f"mem-lr{i}")
+        dr = d.dump(pid, img, leave_running=True)
+        st = proc_status(pid)
+        if st.get("State", "?")[0] not in "SR" or st.get("TracerPid") != "0":
+            raise BenchError(f"task {pid} after dump --leave-running: state {st.get('State')}, "
+                             f"tracer {st.get('TracerPid')}")
+        d.stop_verified(pid, "1 GiB process left running")
+        shutil.rmtree(img)
+        frozen.append(need(dr.stats, "frozen time", "dump --leave-running") / 1e3)
+        walls.append(dr.wall)
+    rows.append(("1 GiB dump --leave-running: frozen time", fmt_ms(min(frozen)),
+                 f"--stats: how long the task was stopped; best{spread(frozen, fmt_ms)}"))
+    rows.append(("1 GiB dump --leave-running: ckpt wall time", fmt_ms(min(walls)), f"best{spread(walls, fmt_ms)}"))
+
+
+if __name__ == "__main__":
+    def on_signal(sig, _frame):
+        raise KeyboardInterrupt(f"signal {sig}")
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    try:
+        sys.exit(main())
+    except BenchError as e:
+        print(f"bench: FAILED: {e}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt as e:
+        print(f"bench: interrupted ({e}); cleaned up", file=sys.stderr)
+        sys.exit(130)

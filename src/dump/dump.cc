@@ -110,6 +110,7 @@ Result<img::Stats> dump(const DumpOptions& o, Log& log) {
   const pid_t pid = o.pid;
   TRY_CTX(check_dumpable(pid), "dump");
   image::ImageDir dir = TRY_CTX(image::ImageDir::create(o.dir), "dump pid {}", pid);
+  dir.set_durable(o.fsync);
 
   // 1. Seize and stop every thread.
   const auto freeze_start = Clock::now();
@@ -151,7 +152,6 @@ Result<img::Stats> dump(const DumpOptions& o, Log& log) {
   inv.set_dump_unix_ns(std::chrono::duration_cast<std::chrono::nanoseconds>(
                            std::chrono::system_clock::now().time_since_epoch()).count());
   inv.set_page_size(4096);
-  if (fsync(dir.fd()) < 0) return sys_error("dump pid {}: sync {}", pid, o.dir);
   TRY_CTX(dir.write(image::kInventoryName, image::ImageKind::Inventory, inv), "dump pid {}", pid);
   scratch.keep = true;
 

@@ -20,6 +20,7 @@ struct DumpOptions {
   After after = After::Kill;
   bool shell_job = false;
   unsigned timeout_s = 10;  // give up seizing after this long
+  bool fsync = false;       // images durable on disk before the task goes
 };
 
 Result<img::Stats> dump(const DumpOptions& o, Log& log);

@@ -2,11 +2,14 @@
 
 #include <linux/prctl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/time.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "base/fs.h"
 #include "proc/status.h"
+#include "proc/timers.h"
 #include "ptrace/remote_syscall.h"
 
 namespace ckpt::dump {
@@ -23,7 +26,37 @@ img::SigInfo to_image(const siginfo_t& si) {
   return out;
 }
 
-// Process-wide state only the task can tell: sigactions and brk.
+// A periodic timer whose signal is still pending reads as disarmed: the
+// kernel re-arms it only when the signal is taken. The pending signal is in
+// the image; the timer goes on one interval after it.
+uint64_t rearm_value(uint64_t value, uint64_t interval) { return value == 0 ? interval : value; }
+
+// POSIX timers: /proc lists them, the task tells their times.
+Result<void> collect_posix_timers(RemoteSyscalls& rs, Tracee& t, img::TaskCore* core) {
+  uint64_t buf = TRY(rs.scratch());
+  for (const proc::PosixTimer& pt : TRY(proc::read_timers(t.tid()))) {
+    struct {
+      uint64_t interval_sec, interval_nsec, value_sec, value_nsec;
+    } spec;
+    const uint64_t id = static_cast<uint64_t>(pt.id);
+    TRY(rs.must(fmt::format("timer_gettime({})", pt.id), SYS_timer_gettime, {id, buf}));
+    TRY(t.read_mem(buf, &spec, sizeof spec));
+    img::PosixTimer* out = core->add_posix_timers();
+    out->set_id(pt.id);
+    out->set_clock(pt.clock);
+    out->set_signo(pt.signo);
+    out->set_notify(pt.notify);
+    if (pt.notify & SIGEV_THREAD_ID) out->set_notify_tid(pt.notify_pid);
+    out->set_sival(pt.sival);
+    out->set_interval_ns(spec.interval_sec * 1000000000 + spec.interval_nsec);
+    out->set_value_ns(rearm_value(spec.value_sec * 1000000000 + spec.value_nsec, out->interval_ns()));
+    out->set_overrun(static_cast<int32_t>(TRY(rs.must("timer_getoverrun", SYS_timer_getoverrun, {id}))));
+  }
+  return {};
+}
+
+// Process-wide state only the task can tell: sigactions, brk, timers,
+// limits, personality, prctl state.
 Result<void> collect_process_inside(RemoteSyscalls& rs, Tracee& t, img::TaskCore* core) {
   uint64_t buf = TRY(rs.scratch());
   struct KSigAction {
@@ -41,7 +74,38 @@ Result<void> collect_process_inside(RemoteSyscalls& rs, Tracee& t, img::TaskCore
     a->set_mask(act.mask);
   }
   core->mutable_mm()->set_brk(TRY(rs.must("brk(0)", SYS_brk, {0})));
-  return {};
+
+  struct {
+    uint64_t interval_sec, interval_usec, value_sec, value_usec;
+  } it;
+  for (int which : {ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF}) {
+    TRY(rs.must(fmt::format("getitimer({})", which), SYS_getitimer, {static_cast<uint64_t>(which), buf}));
+    TRY(t.read_mem(buf, &it, sizeof it));
+    img::ITimer* out = core->add_itimers();
+    out->set_which(which);
+    out->set_interval_us(it.interval_sec * 1000000 + it.interval_usec);
+    out->set_value_us(rearm_value(it.value_sec * 1000000 + it.value_usec, out->interval_us()));
+  }
+  struct {
+    uint64_t cur, max;
+  } lim;
+  for (int res = 0; res < RLIM_NLIMITS; res++) {
+    TRY(rs.must(fmt::format("prlimit64({})", res), SYS_prlimit64, {0, static_cast<uint64_t>(res), 0, buf}));
+    TRY(t.read_mem(buf, &lim, sizeof lim));
+    img::RLimit* out = core->add_rlimits();
+    out->set_resource(res);
+    out->set_cur(lim.cur);
+    out->set_max(lim.max);
+  }
+  core->set_personality(static_cast<uint32_t>(TRY(rs.must("personality", SYS_personality, {0xffffffff}))));
+  img::ProcessPrctl* pr = core->mutable_prctl();
+  pr->set_dumpable(static_cast<int>(TRY(rs.must("prctl(PR_GET_DUMPABLE)", SYS_prctl, {PR_GET_DUMPABLE}))));
+  pr->set_thp_disable(TRY(rs.must("prctl(PR_GET_THP_DISABLE)", SYS_prctl, {PR_GET_THP_DISABLE})) != 0);
+  TRY(rs.must("prctl(PR_GET_CHILD_SUBREAPER)", SYS_prctl, {PR_GET_CHILD_SUBREAPER, buf}));
+  int32_t subreaper;
+  TRY(t.read_mem(buf, &subreaper, sizeof subreaper));
+  pr->set_child_subreaper(subreaper != 0);
+  return collect_posix_timers(rs, t, core);
 }
 
 // Per-thread state only the thread can tell: clear_child_tid, sigaltstack.
@@ -62,6 +126,12 @@ Result<void> collect_thread_inside(RemoteSyscalls& rs, Tracee& t, img::ThreadCor
   th->mutable_altstack()->set_sp(ss.sp);
   th->mutable_altstack()->set_flags(ss.flags);
   th->mutable_altstack()->set_size(ss.size);
+  th->set_no_new_privs(TRY(rs.must("prctl(PR_GET_NO_NEW_PRIVS)", SYS_prctl, {PR_GET_NO_NEW_PRIVS})) != 0);
+  th->set_timerslack_ns(TRY(rs.must("prctl(PR_GET_TIMERSLACK)", SYS_prctl, {PR_GET_TIMERSLACK})));
+  TRY(rs.must("prctl(PR_GET_PDEATHSIG)", SYS_prctl, {PR_GET_PDEATHSIG, buf}));
+  int32_t pdeathsig;
+  TRY(t.read_mem(buf, &pdeathsig, sizeof pdeathsig));
+  th->set_pdeathsig(pdeathsig);
   return {};
 }
 

@@ -8,7 +8,7 @@
 
 namespace ckpt::abi {
 
-inline constexpr uint32_t kRestorerAbiVersion = 3;
+inline constexpr uint32_t kRestorerAbiVersion = 4;
 inline constexpr int kMaxSignals = 64;
 inline constexpr int kAuxvWords = 64;  // >= the kernel's AT_VECTOR_SIZE
 
@@ -54,6 +54,36 @@ struct SigInfoArg {
   int32_t pad;
 };
 
+struct KTimeval {
+  int64_t sec, usec;
+};
+struct KTimespec {
+  int64_t sec, nsec;
+};
+
+// setitimer(2)'s struct itimerval.
+struct ITimerArg {
+  KTimeval interval, value;
+};
+
+struct RLimitArg {
+  uint64_t cur, max;
+};
+
+// A POSIX timer to create with this id, then arm (struct itimerspec).
+struct PosixTimerArg {
+  int32_t id;
+  int32_t clock;
+  // The kernel's struct sigevent (64 bytes on x86_64).
+  uint64_t sival;
+  int32_t signo;
+  int32_t notify;
+  int32_t notify_tid;
+  int32_t sigev_pad[11];
+  KTimespec interval, value;
+};
+static_assert(sizeof(PosixTimerArg) == 8 + 64 + 32);
+
 // struct prctl_mm_map of <linux/prctl.h>, for PR_SET_MM_MAP.
 struct MmMap {
   uint64_t start_code, end_code, start_data, end_data;
@@ -91,6 +121,9 @@ enum RestorerStep : int32_t {
   kStepRobustList,
   kStepComm,
   kStepMadvise,
+  kStepRlimit,
+  kStepTimer,
+  kStepPrctl,
 };
 
 // What one thread restores itself: thread 0 is the main thread (the restorer
@@ -113,6 +146,9 @@ struct ThreadArg {
   uint64_t robust_list, robust_len;
   uint64_t clear_child_tid;
   char comm[16];
+  uint64_t timerslack_ns;
+  int32_t pdeathsig;
+  uint32_t no_new_privs;
   RestorerError error;
 };
 
@@ -152,6 +188,16 @@ struct RestorerArgs {
   uint32_t threads_go;     // futex: set once the address space is restored
   uint64_t threads;        // ThreadArg[nr_threads], [0] the main thread
   uint32_t threads_ready;  // futex: threads that have reached the blob
+  uint32_t nr_rlimits;
+
+  RLimitArg rlimits[16];
+  ITimerArg itimers[3];  // ITIMER_REAL, _VIRTUAL, _PROF
+  uint32_t nr_timers;
+  uint32_t personality;
+  uint64_t timers;  // PosixTimerArg[nr_timers]
+  int32_t dumpable;
+  uint32_t child_subreaper;
+  uint32_t thp_disable;
   uint32_t pad1;
 };
 

@@ -134,6 +134,34 @@ void queue_signals(ThreadArg* t, const SigInfoArg* si, uint32_t n, bool thread) 
   }
 }
 
+void restore_limits_and_prctl(RestorerArgs* a, ThreadArg* t) {
+  for (uint32_t r = 0; r < a->nr_rlimits; r++)
+    MUST(t, kStepRlimit, sys(__NR_prlimit64, 0, r, &a->rlimits[r], 0), r, a->rlimits[r].cur);
+  sys(__NR_personality, a->personality);
+  MUST(t, kStepPrctl, sys(__NR_prctl, PR_SET_CHILD_SUBREAPER, a->child_subreaper, 0, 0, 0), PR_SET_CHILD_SUBREAPER, 0);
+  MUST(t, kStepPrctl, sys(__NR_prctl, PR_SET_THP_DISABLE, a->thp_disable, 0, 0, 0), PR_SET_THP_DISABLE, 0);
+  // Dumpable last: with 0, /proc/PID belongs to root (ckpt, the tracer, is root).
+  MUST(t, kStepPrctl, sys(__NR_prctl, PR_SET_DUMPABLE, a->dumpable, 0, 0, 0), PR_SET_DUMPABLE, a->dumpable);
+}
+
+// POSIX timers come back with their ids (PR_TIMER_CREATE_RESTORE_IDS, Linux
+// 6.15: timer_create takes the id in *timerid) and their remaining time;
+// interval timers likewise. Time spent checkpointed does not count.
+void restore_timers(RestorerArgs* a, ThreadArg* t) {
+  constexpr int kPrTimerCreateRestoreIds = 77;
+  auto* timers = reinterpret_cast<PosixTimerArg*>(a->timers);
+  if (a->nr_timers) MUST(t, kStepTimer, sys(__NR_prctl, kPrTimerCreateRestoreIds, 1, 0, 0, 0), 0, 0);
+  for (uint32_t i = 0; i < a->nr_timers; i++) {
+    int32_t id = timers[i].id;
+    MUST(t, kStepTimer, sys(__NR_timer_create, timers[i].clock, &timers[i].sival, &id), timers[i].id, 0);
+    if (id != timers[i].id) fail(t, kStepTimer, -22, timers[i].id, id);
+    MUST(t, kStepTimer, sys(__NR_timer_settime, id, 0, &timers[i].interval, 0), id, 1);
+  }
+  if (a->nr_timers) sys(__NR_prctl, kPrTimerCreateRestoreIds, 0, 0, 0, 0);
+  for (int which = 0; which < 3; which++)
+    MUST(t, kStepTimer, sys(__NR_setitimer, which, &a->itimers[which], 0), which, 2);
+}
+
 void restore_process(RestorerArgs* a, ThreadArg* t) {
   unmap_all_but_keep(a, t);
   move_special(a, t);
@@ -146,12 +174,14 @@ void restore_process(RestorerArgs* a, ThreadArg* t) {
   MUST(t, kStepMmMap, sys(__NR_prctl, PR_SET_MM, PR_SET_MM_MAP, &a->mm, sizeof(a->mm), 0), 0, 0);
   sys(__NR_close_range, a->temp_fd_base, ~0U, 0);
   sys(__NR_umask, a->umask);
-  sys(__NR_prctl, PR_SET_PDEATHSIG, 0, 0, 0, 0);
   for (int sig = 1; sig <= kMaxSignals; sig++) {
     if (!(a->sigaction_mask & (1ULL << (sig - 1)))) continue;
     MUST(t, kStepSigaction, sys(__NR_rt_sigaction, sig, &a->sigactions[sig - 1], 0, 8), sig, 0);
   }
   queue_signals(t, reinterpret_cast<const SigInfoArg*>(a->siginfo), a->nr_siginfo, false);
+  restore_limits_and_prctl(a, t);
+  // Timers last of all, so that they lose as little time as possible.
+  restore_timers(a, t);
 }
 
 // Per thread; all signals stay blocked until the dumped mask comes back at
@@ -168,6 +198,10 @@ void restore_process(RestorerArgs* a, ThreadArg* t) {
   if (t->robust_list)
     MUST(t, kStepRobustList, sys(__NR_set_robust_list, t->robust_list, t->robust_len), t->robust_list, 0);
   sys(__NR_set_tid_address, t->clear_child_tid);
+  MUST(t, kStepPrctl, sys(__NR_prctl, PR_SET_PDEATHSIG, t->pdeathsig, 0, 0, 0), PR_SET_PDEATHSIG, 0);
+  if (t->timerslack_ns) sys(__NR_prctl, PR_SET_TIMERSLACK, t->timerslack_ns, 0, 0, 0);
+  if (t->no_new_privs)
+    MUST(t, kStepPrctl, sys(__NR_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), PR_SET_NO_NEW_PRIVS, 0);
   queue_signals(t, reinterpret_cast<const SigInfoArg*>(t->siginfo), t->nr_siginfo, true);
 
   // From here on the dumped TLS is in place: nothing may use %fs (we don't).

@@ -12,9 +12,14 @@ namespace ckpt {
 
 namespace {
 
-// Munmap the blob from its own syscall instruction, starting at `regs`.
+// Munmap the blob from its own syscall instruction, starting at `regs`. Every
+// signal is blocked meanwhile: after a real rt_sigreturn the task has its own
+// mask, and a timer of its own may fire right now; the signal waits, pending.
 Result<void> unmap_blob(Tracee& t, const arch::Regs& regs, const CompletionSite& site) {
+  uint64_t mask = TRY(t.blocked());
+  TRY(t.set_blocked(~0ULL));
   long r = TRY(run_syscall(t, regs, site.syscall_insn, SYS_munmap, {site.unmap_start, site.unmap_len}));
+  TRY(t.set_blocked(mask));
   if (r < 0) return error(static_cast<int>(-r), "task {}: munmap {:#x}-{:#x}", t.tid(), site.unmap_start,
                           site.unmap_start + site.unmap_len);
   return {};

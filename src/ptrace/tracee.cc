@@ -16,12 +16,20 @@ constexpr int kPtraceGetRseqConfiguration = 0x420f;  // 5.13, not in glibc 2.36
 constexpr size_t kMaxXstate = 16384;
 }  // namespace
 
+namespace {
+std::string signal_name(int sig) {
+  if (const char* abbrev = sigabbrev_np(sig)) return fmt::format("SIG{}", abbrev);
+  if (sig >= SIGRTMIN && sig <= SIGRTMAX) return fmt::format("SIGRTMIN+{}", sig - SIGRTMIN);
+  return fmt::format("signal {}", sig);
+}
+}  // namespace
+
 std::string Stop::describe() const {
   if (exited()) return fmt::format("exited with status {}", WEXITSTATUS(status));
-  if (killed()) return fmt::format("killed by signal {} ({})", WTERMSIG(status), sigabbrev_np(WTERMSIG(status)) ?: "?");
+  if (killed()) return fmt::format("killed by {}", signal_name(WTERMSIG(status)));
   if (syscall_stop()) return "syscall stop";
   if (event()) return fmt::format("ptrace event {} stop", event());
-  if (stopped()) return fmt::format("stopped by SIG{}", sigabbrev_np(sig()) ?: "?");
+  if (stopped()) return fmt::format("stopped by {}", signal_name(sig()));
   return fmt::format("status {:#x}", status);
 }
 

@@ -102,9 +102,53 @@ uint64_t data_size(const TaskImages& ti) {
   uint64_t n = sizeof(abi::RestorerArgs) + ti.mm.vmas_size() * sizeof(abi::VmaArg) +
                ti.pagemap.runs_size() * sizeof(abi::PageRunArg) +
                ti.core.shared_pending_size() * sizeof(abi::SigInfoArg) + 64;
+  n += ti.core.posix_timers_size() * sizeof(abi::PosixTimerArg);
   for (const img::ThreadCore& th : ti.core.threads())
     n += sizeof(abi::ThreadArg) + th.pending_size() * sizeof(abi::SigInfoArg) + th.xsave().size() + 1024 + 3 * 64;
   return n;
+}
+
+abi::KTimeval timeval_of(uint64_t us) {
+  return {static_cast<int64_t>(us / 1000000), static_cast<int64_t>(us % 1000000)};
+}
+abi::KTimespec timespec_of(uint64_t ns) {
+  return {static_cast<int64_t>(ns / 1000000000), static_cast<int64_t>(ns % 1000000000)};
+}
+
+Result<void> put_timers_and_limits(const img::TaskCore& core, BootRegion& boot) {
+  std::vector<abi::PosixTimerArg> timers;
+  for (const img::PosixTimer& pt : core.posix_timers()) {
+    abi::PosixTimerArg t{};
+    t.id = pt.id();
+    t.clock = pt.clock();
+    t.sival = pt.sival();
+    t.signo = pt.signo();
+    t.notify = pt.notify();
+    t.notify_tid = pt.notify_tid();
+    t.interval = timespec_of(pt.interval_ns());
+    // A disarmed timer stays disarmed; an armed one gets its remaining time.
+    t.value = timespec_of(pt.value_ns());
+    timers.push_back(t);
+  }
+  uint64_t timers_at = put(boot, timers.data(), timers.size());
+  abi::RestorerArgs* a = boot.args();
+  a->nr_timers = timers.size();
+  a->timers = timers_at;
+  for (const img::ITimer& it : core.itimers()) {
+    if (it.which() < 0 || it.which() > 2) return error(EINVAL, "core image: unknown interval timer {}", it.which());
+    a->itimers[it.which()] = {timeval_of(it.interval_us()), timeval_of(it.value_us())};
+  }
+  for (const img::RLimit& rl : core.rlimits()) {
+    if (rl.resource() < 0 || rl.resource() >= static_cast<int>(std::size(a->rlimits)))
+      return error(EINVAL, "core image: unknown resource limit {}", rl.resource());
+    a->rlimits[rl.resource()] = {rl.cur(), rl.max()};
+    a->nr_rlimits = std::max<uint32_t>(a->nr_rlimits, rl.resource() + 1);
+  }
+  a->personality = core.personality();
+  a->dumpable = core.has_prctl() ? core.prctl().dumpable() : 1;
+  a->child_subreaper = core.prctl().child_subreaper();
+  a->thp_disable = core.prctl().thp_disable();
+  return {};
 }
 
 }  // namespace
@@ -185,6 +229,8 @@ Result<Plan> build_plan(const TaskImages& ti, const std::vector<proc::MapEntry>&
     a->sigaction_mask |= 1ULL << (s.signo() - 1);
   }
 
+  TRY(put_timers_and_limits(ti.core, boot));
+
   // Threads: ThreadArgs first (one array), then each one's signals and frame.
   std::vector<abi::ThreadArg> targs(nthreads);
   uint64_t threads_at = put(boot, targs.data(), targs.size());
@@ -210,6 +256,9 @@ Result<Plan> build_plan(const TaskImages& ti, const std::vector<proc::MapEntry>&
     t.robust_len = th.robust_list_len();
     t.clear_child_tid = th.clear_child_tid();
     std::strncpy(t.comm, th.comm().c_str(), sizeof t.comm - 1);
+    t.timerslack_ns = th.timerslack_ns();
+    t.pdeathsig = th.pdeathsig();
+    t.no_new_privs = th.no_new_privs();
 
     arch::AltStackState ss{th.altstack().sp(), th.altstack().flags(), th.altstack().size()};
     std::span<const uint8_t> xsave(reinterpret_cast<const uint8_t*>(th.xsave().data()), th.xsave().size());

@@ -148,10 +148,10 @@ int Harness::wait_child(pid_t pid, std::chrono::seconds timeout) {
   }
 }
 
-bool Harness::wait_running(pid_t pid, const std::string& comm, std::chrono::seconds timeout) {
+bool Harness::wait_restored(pid_t pid, const std::string& pidfile, std::chrono::seconds timeout) {
   auto deadline = Clock::now() + timeout;
   while (Clock::now() < deadline) {
-    if (alive(pid) && comm_of(pid) == comm && tracer_of(pid) == 0) return true;
+    if (access(pidfile.c_str(), F_OK) == 0 && alive(pid) && tracer_of(pid) == 0) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   return false;

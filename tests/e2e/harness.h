@@ -37,8 +37,9 @@ class Harness {
 
   // waitpid with a timeout; returns the status (or -1 on timeout, after SIGKILL).
   int wait_child(pid_t pid, std::chrono::seconds timeout = std::chrono::seconds(30));
-  // Waits until /proc/pid exists and is not ckpt's child-to-be (comm differs from "ckpt").
-  bool wait_running(pid_t pid, const std::string& comm, std::chrono::seconds timeout = std::chrono::seconds(10));
+  // Waits until ckpt restore has written `pidfile` (after completion) and let
+  // go of the task (no tracer).
+  bool wait_restored(pid_t pid, const std::string& pidfile, std::chrono::seconds timeout = std::chrono::seconds(20));
 
  private:
   std::string dir_;

@@ -60,10 +60,12 @@ TEST_P(Workload, DumpRestoreVerify) {
     EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << "dump should kill the process";
   }
 
-  std::vector<std::string> rst = {"restore", "-D", h.images(), "-v4", "-o", "restore.log", "--stats"};
+  const std::string pidfile = h.dir() + "/restored.pid";
+  std::vector<std::string> rst = {"restore", "-D", h.images(), "-v4", "-o", "restore.log", "--stats", "--pidfile",
+                                  pidfile};
   if (!c.breakpoints) rst.push_back("--no-breakpoints");
   pid_t r = h.ckpt_background(rst);
-  ASSERT_TRUE(h.wait_running(pid, fmt::format("wl_{}", c.workload)))
+  ASSERT_TRUE(h.wait_restored(pid, pidfile))
       << read_text(h.images() + "/restore.log");
   let_it_run();
   EXPECT_EQ(read_text(fmt::format("/proc/{}/maps", pid)), maps_before) << "maps differ after restore";
@@ -92,7 +94,7 @@ std::vector<Case> cases() {
   const std::vector<std::pair<std::string, std::vector<std::string>>> wl = {
       {"counter", {}}, {"heap", {"256"}}, {"regs", {}}, {"vmas", {}},
       {"signals", {}}, {"files", {}},     {"vdso", {}}, {"rseq", {}},
-      {"threads", {"8"}}, {"blocked", {}}};
+      {"threads", {"8"}}, {"blocked", {}}, {"procstate", {}}, {"timers", {}}};
   for (const auto& [name, args] : wl)
     for (bool bp : {true, false}) out.push_back({name, args, bp, false});
   for (const auto& [name, args] : wl) out.push_back({name, args, true, true});

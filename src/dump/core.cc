@@ -135,6 +135,28 @@ Result<void> collect_thread_inside(RemoteSyscalls& rs, Tracee& t, img::ThreadCor
   return {};
 }
 
+// Seccomp mode and filters, oldest first; a filter ckpt cannot read fails
+// the dump (the task would come back less confined than it was).
+Result<void> collect_seccomp(Tracee& t, pid_t pid, img::ThreadCore* th) {
+  proc::Status st = TRY(proc::read_status(t.tid()));
+  (void)pid;
+  th->set_seccomp_mode(st.seccomp);
+  if (st.seccomp != 2) return {};
+  std::vector<std::pair<std::string, uint64_t>> newest_first;
+  for (unsigned long i = 0;; i++) {
+    auto f = t.seccomp_filter(i);
+    if (!f && f.error().err == ENOENT && i > 0) break;
+    if (!f) return std::unexpected(f.error().context("its seccomp filters cannot be read, so they could not be restored"));
+    newest_first.push_back(std::move(*f));
+  }
+  for (auto it = newest_first.rbegin(); it != newest_first.rend(); ++it) {
+    img::SeccompFilter* out = th->add_seccomp_filters();
+    out->set_program(std::move(it->first));
+    out->set_flags(it->second);
+  }
+  return {};
+}
+
 // What ptrace and /proc show of one thread.
 Result<void> collect_thread_outside(Tracee& t, pid_t pid, img::ThreadCore* th) {
   const pid_t tid = t.tid();
@@ -157,6 +179,7 @@ Result<void> collect_thread_outside(Tracee& t, pid_t pid, img::ThreadCore* th) {
   uint64_t head = 0;
   size_t len = 0;
   if (syscall(SYS_get_robust_list, tid, &head, &len) < 0) return sys_error("get_robust_list of thread {}", tid);
+  TRY(collect_seccomp(t, pid, th));
   th->set_robust_list(head);
   th->set_robust_list_len(len);
   return {};

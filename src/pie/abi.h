@@ -8,7 +8,7 @@
 
 namespace ckpt::abi {
 
-inline constexpr uint32_t kRestorerAbiVersion = 4;
+inline constexpr uint32_t kRestorerAbiVersion = 5;
 inline constexpr int kMaxSignals = 64;
 inline constexpr int kAuxvWords = 64;  // >= the kernel's AT_VECTOR_SIZE
 
@@ -84,6 +84,14 @@ struct PosixTimerArg {
 };
 static_assert(sizeof(PosixTimerArg) == 8 + 64 + 32);
 
+// A seccomp filter: struct sock_fprog (len, pointer) and its install flags.
+struct SeccompFilterArg {
+  uint16_t len;  // instructions
+  uint16_t pad[3];
+  uint64_t insns;  // struct sock_filter[len]
+  uint64_t flags;
+};
+
 // struct prctl_mm_map of <linux/prctl.h>, for PR_SET_MM_MAP.
 struct MmMap {
   uint64_t start_code, end_code, start_data, end_data;
@@ -124,6 +132,7 @@ enum RestorerStep : int32_t {
   kStepRlimit,
   kStepTimer,
   kStepPrctl,
+  kStepSeccomp,
 };
 
 // What one thread restores itself: thread 0 is the main thread (the restorer
@@ -149,6 +158,9 @@ struct ThreadArg {
   uint64_t timerslack_ns;
   int32_t pdeathsig;
   uint32_t no_new_privs;
+  int32_t seccomp_mode;  // 0 none, 1 strict, 2 filter
+  uint32_t nr_filters;
+  uint64_t filters;  // SeccompFilterArg[nr_filters], oldest first
   RestorerError error;
 };
 

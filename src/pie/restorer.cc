@@ -208,6 +208,14 @@ void restore_process(RestorerArgs* a, ThreadArg* t) {
   MUST(t, kStepFsBase, sys(__NR_arch_prctl, kArchSetFs, t->fs_base), t->fs_base, 0);
   MUST(t, kStepFsBase, sys(__NR_arch_prctl, kArchSetGs, t->gs_base), t->gs_base, 0);
 
+  // Seccomp last but for rseq: ckpt traces us with PTRACE_O_SUSPEND_SECCOMP,
+  // so the filters judge nothing until ckpt lets go.
+  auto* filters = reinterpret_cast<const SeccompFilterArg*>(t->filters);
+  for (uint32_t i = 0; i < t->nr_filters; i++)
+    MUST(t, kStepSeccomp, sys(__NR_seccomp, 1 /* SECCOMP_SET_MODE_FILTER */, filters[i].flags, &filters[i]), i,
+         filters[i].len);
+  if (t->seccomp_mode == 1) MUST(t, kStepSeccomp, sys(__NR_seccomp, 0 /* SECCOMP_SET_MODE_STRICT */, 0, 0), 0, 0);
+
   // Last: the kernel writes the rseq area on every return to user space.
   if (t->rseq_ptr) MUST(t, kStepRseq, sys(__NR_rseq, t->rseq_ptr, t->rseq_len, 0, t->rseq_sig), t->rseq_ptr, 0);
   rst_sigreturn(t->sigframe);

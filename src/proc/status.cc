@@ -132,6 +132,8 @@ Result<Status> parse_status(std::string_view text) {
       ok = parse_pid(val, s.ppid);
     } else if (key == "TracerPid") {
       ok = parse_pid(val, s.tracer_pid);
+    } else if (key == "Seccomp") {
+      ok = parse_num(val, 10, s.seccomp) && s.seccomp >= 0 && s.seccomp <= 2;
     } else if (key == "Threads") {
       ok = parse_num(val, 10, s.threads) && s.threads >= 0;
     } else if (key == "SigPnd") {

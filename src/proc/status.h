@@ -20,6 +20,7 @@ struct Status {
   int threads = 0;
   uint64_t sig_pnd = 0, shd_pnd = 0, sig_blk = 0, sig_ign = 0, sig_cgt = 0;
   std::vector<pid_t> nspid;  // NSpid: outermost first
+  int seccomp = 0;           // 0 none, 1 strict, 2 filter
 };
 
 Result<Status> parse_status(std::string_view text);

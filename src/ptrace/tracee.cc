@@ -34,9 +34,13 @@ std::string Stop::describe() const {
 }
 
 Result<Tracee> Tracee::seize(pid_t tid, unsigned long extra) {
-  if (ptrace(PTRACE_SEIZE, tid, nullptr, PTRACE_O_TRACESYSGOOD | extra) < 0)
-    return sys_error("ptrace seize task {}", tid);
-  return Tracee(tid);
+  // Seccomp filters of the task must not judge the syscalls we make it run;
+  // suspending them needs CAP_SYS_ADMIN, without it they stay in force.
+  constexpr unsigned long kSuspendSeccomp = 1UL << 21;  // PTRACE_O_SUSPEND_SECCOMP
+  const unsigned long opts = PTRACE_O_TRACESYSGOOD | extra;
+  if (ptrace(PTRACE_SEIZE, tid, nullptr, opts | kSuspendSeccomp) == 0) return Tracee(tid);
+  if (errno == EPERM && ptrace(PTRACE_SEIZE, tid, nullptr, opts) == 0) return Tracee(tid);
+  return sys_error("ptrace seize task {}", tid);
 }
 
 Tracee::Tracee(Tracee&& o) noexcept : tid_(o.tid_), attached_(o.attached_), stops_(o.stops_) {
@@ -163,6 +167,22 @@ Result<RseqConfig> Tracee::rseq() {
   if (ptrace(static_cast<__ptrace_request>(kPtraceGetRseqConfiguration), tid_, sizeof c, &c) < 0)
     return err("get rseq configuration");
   return c;
+}
+
+Result<std::pair<std::string, uint64_t>> Tracee::seccomp_filter(unsigned long index) {
+  constexpr int kGetFilter = 0x420c, kGetMetadata = 0x420d;  // PTRACE_SECCOMP_GET_*
+  long n = ptrace(static_cast<__ptrace_request>(kGetFilter), tid_, index, nullptr);
+  if (n < 0) return err(fmt::format("get seccomp filter {}", index));
+  std::string prog(n * 8, '\0');  // struct sock_filter is 8 bytes
+  if (ptrace(static_cast<__ptrace_request>(kGetFilter), tid_, index, prog.data()) != n)
+    return err(fmt::format("get seccomp filter {}", index));
+  struct {
+    uint64_t filter_off;
+    uint64_t flags;
+  } meta{index, 0};
+  if (ptrace(static_cast<__ptrace_request>(kGetMetadata), tid_, sizeof meta, &meta) < 0)
+    return err(fmt::format("get seccomp metadata {}", index));
+  return std::make_pair(std::move(prog), meta.flags);
 }
 
 Result<uint64_t> Tracee::peek_user(size_t offset) {

@@ -72,6 +72,9 @@ class Tracee {
   // Queued signals, thread-private or shared, oldest first.
   Result<std::vector<siginfo_t>> pending(bool shared);
   Result<RseqConfig> rseq();
+  // Seccomp filter `index` (0: the newest) as sock_filter bytes and its
+  // flags; ENOENT past the oldest.
+  Result<std::pair<std::string, uint64_t>> seccomp_filter(unsigned long index);
   Result<uint64_t> peek_user(size_t offset);
   Result<void> poke_user(size_t offset, uint64_t value);
 

@@ -105,7 +105,24 @@ uint64_t data_size(const TaskImages& ti) {
   n += ti.core.posix_timers_size() * sizeof(abi::PosixTimerArg);
   for (const img::ThreadCore& th : ti.core.threads())
     n += sizeof(abi::ThreadArg) + th.pending_size() * sizeof(abi::SigInfoArg) + th.xsave().size() + 1024 + 3 * 64;
+  for (const img::ThreadCore& th : ti.core.threads())
+    for (const img::SeccompFilter& f : th.seccomp_filters())
+      n += sizeof(abi::SeccompFilterArg) + f.program().size() + 16;
   return n;
+}
+
+Result<uint64_t> put_seccomp(const img::ThreadCore& th, BootRegion& boot) {
+  std::vector<abi::SeccompFilterArg> filters;
+  for (const img::SeccompFilter& f : th.seccomp_filters()) {
+    if (f.program().empty() || f.program().size() % 8 || f.program().size() / 8 > 4096)
+      return error(EINVAL, "core image: a seccomp filter of {} bytes is not a BPF program", f.program().size());
+    abi::SeccompFilterArg a{};
+    a.len = f.program().size() / 8;
+    a.insns = put(boot, reinterpret_cast<const uint64_t*>(f.program().data()), a.len);
+    a.flags = f.flags();
+    filters.push_back(a);
+  }
+  return put(boot, filters.data(), filters.size());
 }
 
 abi::KTimeval timeval_of(uint64_t us) {
@@ -259,6 +276,9 @@ Result<Plan> build_plan(const TaskImages& ti, const std::vector<proc::MapEntry>&
     t.timerslack_ns = th.timerslack_ns();
     t.pdeathsig = th.pdeathsig();
     t.no_new_privs = th.no_new_privs();
+    t.seccomp_mode = th.seccomp_mode();
+    t.nr_filters = th.seccomp_filters_size();
+    t.filters = TRY_CTX(put_seccomp(th, boot), "thread {}", th.tid());
 
     arch::AltStackState ss{th.altstack().sp(), th.altstack().flags(), th.altstack().size()};
     std::span<const uint8_t> xsave(reinterpret_cast<const uint8_t*>(th.xsave().data()), th.xsave().size());

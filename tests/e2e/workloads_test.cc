@@ -94,7 +94,8 @@ std::vector<Case> cases() {
   const std::vector<std::pair<std::string, std::vector<std::string>>> wl = {
       {"counter", {}}, {"heap", {"256"}}, {"regs", {}}, {"vmas", {}},
       {"signals", {}}, {"files", {}},     {"vdso", {}}, {"rseq", {}},
-      {"threads", {"8"}}, {"blocked", {}}, {"procstate", {}}, {"timers", {}}};
+      {"threads", {"8"}}, {"blocked", {}}, {"procstate", {}}, {"timers", {}},
+      {"seccomp", {}}};
   for (const auto& [name, args] : wl)
     for (bool bp : {true, false}) out.push_back({name, args, bp, false});
   for (const auto& [name, args] : wl) out.push_back({name, args, true, true});

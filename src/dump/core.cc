@@ -127,6 +127,7 @@ Result<void> collect_thread_inside(RemoteSyscalls& rs, Tracee& t, img::ThreadCor
   th->mutable_altstack()->set_flags(ss.flags);
   th->mutable_altstack()->set_size(ss.size);
   th->set_no_new_privs(TRY(rs.must("prctl(PR_GET_NO_NEW_PRIVS)", SYS_prctl, {PR_GET_NO_NEW_PRIVS})) != 0);
+  th->mutable_creds()->set_securebits(TRY(rs.must("prctl(PR_GET_SECUREBITS)", SYS_prctl, {PR_GET_SECUREBITS})));
   th->set_timerslack_ns(TRY(rs.must("prctl(PR_GET_TIMERSLACK)", SYS_prctl, {PR_GET_TIMERSLACK})));
   TRY(rs.must("prctl(PR_GET_PDEATHSIG)", SYS_prctl, {PR_GET_PDEATHSIG, buf}));
   int32_t pdeathsig;
@@ -135,11 +136,21 @@ Result<void> collect_thread_inside(RemoteSyscalls& rs, Tracee& t, img::ThreadCor
   return {};
 }
 
-// Seccomp mode and filters, oldest first; a filter ckpt cannot read fails
-// the dump (the task would come back less confined than it was).
-Result<void> collect_seccomp(Tracee& t, pid_t pid, img::ThreadCore* th) {
+// Credentials (from /proc, securebits from the thread itself), seccomp mode
+// and filters, oldest first; a filter ckpt cannot read fails the dump (the
+// task would come back less confined than it was).
+Result<void> collect_creds_and_seccomp(Tracee& t, pid_t pid, img::ThreadCore* th) {
   proc::Status st = TRY(proc::read_status(t.tid()));
   (void)pid;
+  img::Creds* c = th->mutable_creds();
+  for (pid_t id : st.uids) c->add_uids(id);
+  for (pid_t id : st.gids) c->add_gids(id);
+  for (pid_t id : st.groups) c->add_groups(id);
+  c->set_cap_inh(st.cap_inh);
+  c->set_cap_prm(st.cap_prm);
+  c->set_cap_eff(st.cap_eff);
+  c->set_cap_bnd(st.cap_bnd);
+  c->set_cap_amb(st.cap_amb);
   th->set_seccomp_mode(st.seccomp);
   if (st.seccomp != 2) return {};
   std::vector<std::pair<std::string, uint64_t>> newest_first;
@@ -179,7 +190,7 @@ Result<void> collect_thread_outside(Tracee& t, pid_t pid, img::ThreadCore* th) {
   uint64_t head = 0;
   size_t len = 0;
   if (syscall(SYS_get_robust_list, tid, &head, &len) < 0) return sys_error("get_robust_list of thread {}", tid);
-  TRY(collect_seccomp(t, pid, th));
+  TRY(collect_creds_and_seccomp(t, pid, th));
   th->set_robust_list(head);
   th->set_robust_list_len(len);
   return {};

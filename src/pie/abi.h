@@ -8,7 +8,7 @@
 
 namespace ckpt::abi {
 
-inline constexpr uint32_t kRestorerAbiVersion = 5;
+inline constexpr uint32_t kRestorerAbiVersion = 6;
 inline constexpr int kMaxSignals = 64;
 inline constexpr int kAuxvWords = 64;  // >= the kernel's AT_VECTOR_SIZE
 
@@ -133,6 +133,7 @@ enum RestorerStep : int32_t {
   kStepTimer,
   kStepPrctl,
   kStepSeccomp,
+  kStepCreds,
 };
 
 // What one thread restores itself: thread 0 is the main thread (the restorer
@@ -161,6 +162,14 @@ struct ThreadArg {
   int32_t seccomp_mode;  // 0 none, 1 strict, 2 filter
   uint32_t nr_filters;
   uint64_t filters;  // SeccompFilterArg[nr_filters], oldest first
+  // Credentials, applied only when they differ from ckpt's (creds_change).
+  uint32_t creds_change;
+  uint32_t last_cap;  // /proc/sys/kernel/cap_last_cap
+  uint32_t uids[4], gids[4];  // real, effective, saved, fs
+  uint32_t nr_groups;
+  uint32_t securebits;
+  uint64_t groups;  // uint32_t[nr_groups]
+  uint64_t cap_inh, cap_prm, cap_eff, cap_bnd, cap_amb;
   RestorerError error;
 };
 
@@ -210,7 +219,7 @@ struct RestorerArgs {
   int32_t dumpable;
   uint32_t child_subreaper;
   uint32_t thp_disable;
-  uint32_t pad1;
+  uint32_t creds_done;  // futex: threads whose credentials are in place
 };
 
 }  // namespace ckpt::abi

@@ -140,7 +140,50 @@ void restore_limits_and_prctl(RestorerArgs* a, ThreadArg* t) {
   sys(__NR_personality, a->personality);
   MUST(t, kStepPrctl, sys(__NR_prctl, PR_SET_CHILD_SUBREAPER, a->child_subreaper, 0, 0, 0), PR_SET_CHILD_SUBREAPER, 0);
   MUST(t, kStepPrctl, sys(__NR_prctl, PR_SET_THP_DISABLE, a->thp_disable, 0, 0, 0), PR_SET_THP_DISABLE, 0);
-  // Dumpable last: with 0, /proc/PID belongs to root (ckpt, the tracer, is root).
+}
+
+// Credentials of one thread, dropped from root in the one order that works:
+// groups and the bounding set while privileged, keep-caps across the uid
+// change, then the capability sets, ambient ones last (they need the others).
+void restore_creds(ThreadArg* t) {
+  constexpr uint32_t kKeepCaps = 1 << 4, kKeepCapsLocked = 1 << 5;
+  if (!t->creds_change) return;
+  MUST(t, kStepCreds, sys(__NR_setgroups, t->nr_groups, t->groups), 1, t->nr_groups);
+  for (uint32_t cap = 0; cap <= t->last_cap && cap < 64; cap++)
+    if (!(t->cap_bnd & (1ULL << cap))) MUST(t, kStepCreds, sys(__NR_prctl, PR_CAPBSET_DROP, cap, 0, 0, 0), 2, cap);
+  uint32_t bits = t->securebits | ((t->securebits & kKeepCapsLocked) ? 0 : kKeepCaps);
+  MUST(t, kStepCreds, sys(__NR_prctl, PR_SET_SECUREBITS, bits, 0, 0, 0), 3, bits);
+  MUST(t, kStepCreds, sys(__NR_setresgid, t->gids[0], t->gids[1], t->gids[2]), 4, t->gids[1]);
+  sys(__NR_setfsgid, t->gids[3]);
+  MUST(t, kStepCreds, sys(__NR_setresuid, t->uids[0], t->uids[1], t->uids[2]), 5, t->uids[1]);
+  sys(__NR_setfsuid, t->uids[3]);
+  struct {
+    uint32_t version;
+    int32_t pid;
+  } hdr = {0x20080522 /* _LINUX_CAPABILITY_VERSION_3 */, 0};
+  struct {
+    uint32_t effective, permitted, inheritable;
+  } data[2] = {{uint32_t(t->cap_eff), uint32_t(t->cap_prm), uint32_t(t->cap_inh)},
+               {uint32_t(t->cap_eff >> 32), uint32_t(t->cap_prm >> 32), uint32_t(t->cap_inh >> 32)}};
+  MUST(t, kStepCreds, sys(__NR_capset, &hdr, data), 6, t->cap_prm);
+  for (uint32_t cap = 0; cap < 64; cap++)
+    if (t->cap_amb & (1ULL << cap))
+      MUST(t, kStepCreds, sys(__NR_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0), 7, cap);
+  if (bits != t->securebits)
+    MUST(t, kStepCreds, sys(__NR_prctl, PR_SET_KEEPCAPS, (t->securebits & kKeepCaps) ? 1 : 0, 0, 0, 0), 8, 0);
+}
+
+// A change of credentials resets the mm's dumpable flag: it is set once every
+// thread's are in place.
+void creds_barrier(RestorerArgs* a, ThreadArg* t) {
+  if (t != &threads(a)[0]) {
+    __atomic_add_fetch(&a->creds_done, 1, __ATOMIC_RELEASE);
+    sys(__NR_futex, &a->creds_done, FUTEX_WAKE_PRIVATE, 1, 0, 0, 0);
+    return;
+  }
+  for (uint32_t seen; (seen = __atomic_load_n(&a->creds_done, __ATOMIC_ACQUIRE)) < a->nr_threads - 1;)
+    sys(__NR_futex, &a->creds_done, FUTEX_WAIT_PRIVATE, seen, 0, 0, 0);
+  // With 0, /proc/PID belongs to root: ckpt, the tracer, is root.
   MUST(t, kStepPrctl, sys(__NR_prctl, PR_SET_DUMPABLE, a->dumpable, 0, 0, 0), PR_SET_DUMPABLE, a->dumpable);
 }
 
@@ -186,7 +229,7 @@ void restore_process(RestorerArgs* a, ThreadArg* t) {
 
 // Per thread; all signals stay blocked until the dumped mask comes back at
 // completion, so nothing is delivered on restorer registers.
-[[noreturn]] void restore_thread(ThreadArg* t) {
+[[noreturn]] void restore_thread(RestorerArgs* a, ThreadArg* t) {
   MUST(t, kStepComm, sys(__NR_prctl, PR_SET_NAME, t->comm, 0, 0, 0), 0, 0);
   struct {
     uint64_t sp;
@@ -198,6 +241,17 @@ void restore_process(RestorerArgs* a, ThreadArg* t) {
   if (t->robust_list)
     MUST(t, kStepRobustList, sys(__NR_set_robust_list, t->robust_list, t->robust_len), t->robust_list, 0);
   sys(__NR_set_tid_address, t->clear_child_tid);
+  // Seccomp before credentials: installing a filter may need privileges the
+  // task has dropped. ckpt traces us with PTRACE_O_SUSPEND_SECCOMP, so the
+  // filters judge nothing until ckpt lets go.
+  auto* filters = reinterpret_cast<const SeccompFilterArg*>(t->filters);
+  for (uint32_t i = 0; i < t->nr_filters; i++)
+    MUST(t, kStepSeccomp, sys(__NR_seccomp, 1 /* SECCOMP_SET_MODE_FILTER */, filters[i].flags, &filters[i]), i,
+         filters[i].len);
+  if (t->seccomp_mode == 1) MUST(t, kStepSeccomp, sys(__NR_seccomp, 0 /* SECCOMP_SET_MODE_STRICT */, 0, 0), 0, 0);
+  restore_creds(t);
+  creds_barrier(a, t);
+  // After the credentials, which reset it.
   MUST(t, kStepPrctl, sys(__NR_prctl, PR_SET_PDEATHSIG, t->pdeathsig, 0, 0, 0), PR_SET_PDEATHSIG, 0);
   if (t->timerslack_ns) sys(__NR_prctl, PR_SET_TIMERSLACK, t->timerslack_ns, 0, 0, 0);
   if (t->no_new_privs)
@@ -207,14 +261,6 @@ void restore_process(RestorerArgs* a, ThreadArg* t) {
   // From here on the dumped TLS is in place: nothing may use %fs (we don't).
   MUST(t, kStepFsBase, sys(__NR_arch_prctl, kArchSetFs, t->fs_base), t->fs_base, 0);
   MUST(t, kStepFsBase, sys(__NR_arch_prctl, kArchSetGs, t->gs_base), t->gs_base, 0);
-
-  // Seccomp last but for rseq: ckpt traces us with PTRACE_O_SUSPEND_SECCOMP,
-  // so the filters judge nothing until ckpt lets go.
-  auto* filters = reinterpret_cast<const SeccompFilterArg*>(t->filters);
-  for (uint32_t i = 0; i < t->nr_filters; i++)
-    MUST(t, kStepSeccomp, sys(__NR_seccomp, 1 /* SECCOMP_SET_MODE_FILTER */, filters[i].flags, &filters[i]), i,
-         filters[i].len);
-  if (t->seccomp_mode == 1) MUST(t, kStepSeccomp, sys(__NR_seccomp, 0 /* SECCOMP_SET_MODE_STRICT */, 0, 0), 0, 0);
 
   // Last: the kernel writes the rseq area on every return to user space.
   if (t->rseq_ptr) MUST(t, kStepRseq, sys(__NR_rseq, t->rseq_ptr, t->rseq_len, 0, t->rseq_sig), t->rseq_ptr, 0);
@@ -229,7 +275,7 @@ extern "C" [[noreturn]] void restorer_main(RestorerArgs* a) {
   restore_process(a, self);
   __atomic_store_n(&a->threads_go, 1, __ATOMIC_RELEASE);
   if (a->nr_threads > 1) sys(__NR_futex, &a->threads_go, FUTEX_WAKE_PRIVATE, 0x7fffffff, 0, 0, 0);
-  restore_thread(self);
+  restore_thread(a, self);
 }
 
 extern "C" [[noreturn]] void restorer_thread_main(ThreadArg* t) {
@@ -239,5 +285,5 @@ extern "C" [[noreturn]] void restorer_thread_main(ThreadArg* t) {
   __atomic_add_fetch(&a->threads_ready, 1, __ATOMIC_RELEASE);
   sys(__NR_futex, &a->threads_ready, FUTEX_WAKE_PRIVATE, 1, 0, 0, 0);
   while (!__atomic_load_n(&a->threads_go, __ATOMIC_ACQUIRE)) sys(__NR_futex, &a->threads_go, FUTEX_WAIT_PRIVATE, 0, 0, 0, 0);
-  restore_thread(t);
+  restore_thread(a, t);
 }

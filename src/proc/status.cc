@@ -150,6 +150,24 @@ Result<Status> parse_status(std::string_view text) {
       auto pids = parse_pid_list(val);
       ok = pids && !pids->empty();
       if (ok) s.nspid = std::move(*pids);
+    } else if (key == "Uid" || key == "Gid") {
+      auto ids = parse_pid_list(val);
+      ok = ids && ids->size() == 4;
+      if (ok) (key == "Uid" ? s.uids : s.gids) = std::move(*ids);
+    } else if (key == "Groups") {
+      auto ids = parse_pid_list(val);
+      ok = ids.has_value();
+      if (ok) s.groups = std::move(*ids);
+    } else if (key == "CapInh") {
+      ok = parse_num(val, 16, s.cap_inh);
+    } else if (key == "CapPrm") {
+      ok = parse_num(val, 16, s.cap_prm);
+    } else if (key == "CapEff") {
+      ok = parse_num(val, 16, s.cap_eff);
+    } else if (key == "CapBnd") {
+      ok = parse_num(val, 16, s.cap_bnd);
+    } else if (key == "CapAmb") {
+      ok = parse_num(val, 16, s.cap_amb);
     }
     if (!ok) return fail("/proc status line {}: bad {} '{:.64}'", lineno, key, val);
     for (size_t i = 0; i < std::size(kRequired); ++i)

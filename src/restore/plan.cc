@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -12,6 +14,7 @@
 #include "base/fs.h"
 #include "image/page_store.h"
 #include "pie/restorer_blob.h"
+#include "proc/status.h"
 
 namespace ckpt::restore {
 
@@ -108,6 +111,7 @@ uint64_t data_size(const TaskImages& ti) {
   for (const img::ThreadCore& th : ti.core.threads())
     for (const img::SeccompFilter& f : th.seccomp_filters())
       n += sizeof(abi::SeccompFilterArg) + f.program().size() + 16;
+  for (const img::ThreadCore& th : ti.core.threads()) n += th.creds().groups_size() * 4 + 8;
   return n;
 }
 
@@ -123,6 +127,42 @@ Result<uint64_t> put_seccomp(const img::ThreadCore& th, BootRegion& boot) {
     filters.push_back(a);
   }
   return put(boot, filters.data(), filters.size());
+}
+
+// ckpt's credentials, which its child starts with: a thread whose dumped
+// ones are the same needs no change.
+struct OwnCreds {
+  proc::Status status;
+  uint32_t securebits;
+  uint32_t last_cap;
+};
+
+Result<OwnCreds> read_own_creds() {
+  OwnCreds o{TRY(proc::read_status(getpid())), static_cast<uint32_t>(prctl(PR_GET_SECUREBITS)), 40};
+  std::string last = TRY(read_file("/proc/sys/kernel/cap_last_cap"));
+  o.last_cap = static_cast<uint32_t>(std::stoul(last));
+  return o;
+}
+
+Result<void> put_creds(const img::Creds& c, const OwnCreds& own, BootRegion& boot, abi::ThreadArg* t) {
+  if (c.uids_size() != 4 || c.gids_size() != 4) return error(EINVAL, "core image: credentials need 4 uids and 4 gids");
+  for (int i = 0; i < 4; i++) t->uids[i] = c.uids(i), t->gids[i] = c.gids(i);
+  std::vector<uint32_t> groups(c.groups().begin(), c.groups().end());
+  t->nr_groups = groups.size();
+  t->groups = put(boot, groups.data(), groups.size());
+  t->cap_inh = c.cap_inh(), t->cap_prm = c.cap_prm(), t->cap_eff = c.cap_eff();
+  t->cap_bnd = c.cap_bnd(), t->cap_amb = c.cap_amb();
+  t->securebits = c.securebits();
+  t->last_cap = own.last_cap;
+  const proc::Status& s = own.status;
+  auto same_ids = [](const auto& img_ids, const std::vector<pid_t>& mine) {
+    return std::equal(img_ids.begin(), img_ids.end(), mine.begin(), mine.end(),
+                      [](uint32_t a, pid_t b) { return a == static_cast<uint32_t>(b); });
+  };
+  t->creds_change = !(same_ids(c.uids(), s.uids) && same_ids(c.gids(), s.gids) && same_ids(c.groups(), s.groups) &&
+                      c.cap_inh() == s.cap_inh && c.cap_prm() == s.cap_prm && c.cap_eff() == s.cap_eff &&
+                      c.cap_bnd() == s.cap_bnd && c.cap_amb() == s.cap_amb && c.securebits() == own.securebits);
+  return {};
 }
 
 abi::KTimeval timeval_of(uint64_t us) {
@@ -248,6 +288,8 @@ Result<Plan> build_plan(const TaskImages& ti, const std::vector<proc::MapEntry>&
 
   TRY(put_timers_and_limits(ti.core, boot));
 
+  const OwnCreds own_creds = TRY(read_own_creds());
+
   // Threads: ThreadArgs first (one array), then each one's signals and frame.
   std::vector<abi::ThreadArg> targs(nthreads);
   uint64_t threads_at = put(boot, targs.data(), targs.size());
@@ -279,6 +321,7 @@ Result<Plan> build_plan(const TaskImages& ti, const std::vector<proc::MapEntry>&
     t.seccomp_mode = th.seccomp_mode();
     t.nr_filters = th.seccomp_filters_size();
     t.filters = TRY_CTX(put_seccomp(th, boot), "thread {}", th.tid());
+    TRY_CTX(put_creds(th.creds(), own_creds, boot, &t), "thread {}", th.tid());
 
     arch::AltStackState ss{th.altstack().sp(), th.altstack().flags(), th.altstack().size()};
     std::span<const uint8_t> xsave(reinterpret_cast<const uint8_t*>(th.xsave().data()), th.xsave().size());

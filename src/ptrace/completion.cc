@@ -5,6 +5,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "arch/x86_64/debugreg.h"
 #include "ptrace/remote_syscall.h"
 
@@ -45,23 +47,35 @@ Result<arch::Regs> reach_breakpoint(Tracee& t, const CompletionSite& site, const
   return regs;
 }
 
-// Traces one thread's syscalls until its rt_sigreturn from the blob has run;
-// returns the registers that rt_sigreturn loaded.
-Result<arch::Regs> reach_sigreturn(Tracee& t, const CompletionSite& site, const StrayStopExplainer& explain) {
+// Traces the syscalls of every thread at once until each one's rt_sigreturn
+// from the blob has run, and leaves each stopped there; returns the registers
+// rt_sigreturn loaded into each. All at once, not one after the other: the
+// threads of the restorer wait for each other (credentials) and must not
+// wait for a tracer that is busy with another thread.
+Result<std::vector<arch::Regs>> reach_sigreturns(std::span<CompletionTask> tasks, const CompletionSite& site,
+                                                  const StrayStopExplainer& explain) {
   const uint64_t after_sigreturn = site.syscall_insn + arch::kSyscallInsnLen;
-  for (bool first = true;; first = false) {
-    if (!first) TRY(t.resume_syscall());
-    Stop s = TRY(t.wait());
-    if (!s.syscall_stop()) return std::unexpected(explain(t, s));
-    arch::Regs regs = TRY(t.regs());
-    if (arch::syscall_nr(regs) != arch::kNrRtSigreturn || regs.rip != after_sigreturn) continue;
-    // The entry stop of our rt_sigreturn: one more step and the kernel has
-    // loaded the frame.
-    TRY(t.resume_syscall());
-    s = TRY(t.wait());
-    if (!s.syscall_stop()) return std::unexpected(explain(t, s));
-    return t.regs();
+  enum class Phase { Tracing, InSigreturn, Done };
+  std::vector<Phase> phase(tasks.size(), Phase::Tracing);
+  std::vector<arch::Regs> out(tasks.size());
+  std::vector<Tracee*> group;
+  for (CompletionTask& c : tasks) group.push_back(c.tracee);
+  for (size_t left = tasks.size(); left > 0;) {
+    auto [t, s] = TRY(Tracee::wait_any(group));
+    size_t i = std::find(group.begin(), group.end(), t) - group.begin();
+    if (!s.syscall_stop() || phase[i] == Phase::Done) return std::unexpected(explain(*t, s));
+    arch::Regs regs = TRY(t->regs());
+    if (phase[i] == Phase::InSigreturn) {
+      // The exit stop: the kernel has loaded the frame. Hold it here.
+      out[i] = regs;
+      phase[i] = Phase::Done;
+      left--;
+      continue;
+    }
+    if (arch::syscall_nr(regs) == arch::kNrRtSigreturn && regs.rip == after_sigreturn) phase[i] = Phase::InSigreturn;
+    TRY(t->resume_syscall());
   }
+  return out;
 }
 
 }  // namespace
@@ -121,19 +135,17 @@ Result<void> complete(std::span<CompletionTask> tasks, CompletionMode mode, cons
   }
   TRY(release());
 
-  // Each thread in turn, waiting on its own TID: a thread that arrives early
-  // simply sits in its stop until we get to it.
+  // Breakpoints: each thread in turn, waiting on its own TID; one that
+  // arrives early simply sits in its stop until we get to it.
   arch::Regs first_regs{};
-  for (size_t i = 0; i < tasks.size(); i++) {
-    Tracee& t = *tasks[i].tracee;
-    if (mode == CompletionMode::Breakpoint) {
-      arch::Regs at = TRY(reach_breakpoint(t, site, explain));
+  if (mode == CompletionMode::Breakpoint) {
+    for (size_t i = 0; i < tasks.size(); i++) {
+      arch::Regs at = TRY(reach_breakpoint(*tasks[i].tracee, site, explain));
       if (i == 0) first_regs = at;
-      else TRY(set_final_state(t, tasks[i].final_state));
-    } else {
-      arch::Regs fin = TRY(reach_sigreturn(t, site, explain));
-      if (i == 0) first_regs = fin;
+      else TRY(set_final_state(*tasks[i].tracee, tasks[i].final_state));
     }
+  } else {
+    first_regs = TRY(reach_sigreturns(tasks, site, explain))[0];
   }
 
   // Every thread is out of the blob: unmap it from the first one.

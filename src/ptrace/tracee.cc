@@ -86,6 +86,22 @@ Result<Stop> Tracee::wait(std::optional<Clock::time_point> deadline) {
   return s;
 }
 
+Result<std::pair<Tracee*, Stop>> Tracee::wait_any(std::span<Tracee* const> group) {
+  for (;;) {
+    Stop s;
+    pid_t r = waitpid(-1, &s.status, __WALL);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return sys_error("wait for {} tasks", group.size());
+    for (Tracee* t : group) {
+      if (t->tid_ != r) continue;
+      if (s.gone()) t->attached_ = false;
+      else t->stops_++;
+      return std::make_pair(t, s);
+    }
+    // Not one of ours (ckpt has no other children while this runs): ignore.
+  }
+}
+
 Result<void> Tracee::cont(int sig) {
   if (ptrace(PTRACE_CONT, tid_, nullptr, sig) < 0) return err("cont");
   return {};

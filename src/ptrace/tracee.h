@@ -56,6 +56,9 @@ class Tracee {
   Result<void> interrupt();
   // Next stop or death; with a deadline, ETIMEDOUT when it passes first.
   Result<Stop> wait(std::optional<Clock::time_point> deadline = std::nullopt);
+  // The next stop or death of any of `group` (waitpid(-1): for paths that
+  // must keep many tracees moving at once; everything else waits on one TID).
+  static Result<std::pair<Tracee*, Stop>> wait_any(std::span<Tracee* const> group);
   Result<void> cont(int sig = 0);
   Result<void> resume_syscall(int sig = 0);
   // After detach() (or a death seen by wait) the destructor does nothing.

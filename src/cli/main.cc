@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -17,7 +18,9 @@ int main(int argc, char** argv) {
     std::fputs(p.text.c_str(), p.exit_code ? stderr : stdout);
     return p.exit_code;
   }
-  const Command& c = *p.command;
+  Command& c = *p.command;
+  // Tests only: make a dump fail at a named point (base/fault.h).
+  if (const char* fault = std::getenv("CKPT_FAULT")) c.dump.faults.point = fault;
   ckpt::Log log(c.verbosity);
   if (!c.log_file.empty()) {
     std::string dir = c.verb == Verb::Dump ? c.dump.dir : c.verb == Verb::Verify ? c.verify_dir : c.restore.dir;

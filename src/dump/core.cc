@@ -211,7 +211,7 @@ void collect_mm(const proc::Stat& stat, img::MmCore* mm) {
 
 }  // namespace
 
-Result<img::TaskCore> collect_core(std::vector<Tracee>& threads, uint64_t vdso_start) {
+Result<img::TaskCore> collect_core(std::vector<Tracee>& threads, uint64_t vdso_start, const Faults& faults) {
   Tracee& leader = threads[0];
   const pid_t pid = leader.tid();
   img::TaskCore core;
@@ -232,6 +232,8 @@ Result<img::TaskCore> collect_core(std::vector<Tracee>& threads, uint64_t vdso_s
   uint64_t insn = TRY(find_vdso_syscall(vdso_start));
   RemoteSyscalls leader_rs = TRY(RemoteSyscalls::begin(leader, insn));
   TRY(collect_process_inside(leader_rs, leader, &core));
+  // While the leader runs our syscalls: its registers and mask are not its own.
+  TRY(faults.at("remote-syscalls"));
   TRY_CTX(collect_thread_inside(leader_rs, leader, core.mutable_threads(0)), "thread {}", pid);
   // The leader's scratch page serves every thread: one address space.
   uint64_t scratch = TRY(leader_rs.scratch());

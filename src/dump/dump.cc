@@ -120,6 +120,7 @@ Result<img::Stats> dump(const DumpOptions& o, Log& log) {
   log.debug("pid {} stopped in {} us", pid, stats.freeze_ns() / 1000);
   // It may have cloned or forked between the check and the stop.
   TRY_CTX(check_dumpable_after_seize(pid), "dump");
+  TRY_CTX(o.faults.at("seize"), "dump pid {}", pid);
 
   // 2. Collect.
   Scratch scratch{dir, {image::core_name(pid), image::mm_name(pid), image::pagemap_name(pid),
@@ -128,12 +129,12 @@ Result<img::Stats> dump(const DumpOptions& o, Log& log) {
   img::Files fds = TRY_CTX(files::dump_fds(pid, {.shell_job = o.shell_job}), "dump pid {}", pid);
   uint64_t vdso = vdso_start(mm);
   if (!vdso) return error(EOPNOTSUPP, "dump pid {}: the process has no [vdso], which ckpt needs", pid);
-  img::TaskCore core = TRY_CTX(collect_core(threads, vdso), "dump pid {}", pid);
+  img::TaskCore core = TRY_CTX(collect_core(threads, vdso, o.faults), "dump pid {}", pid);
 
   // 3. Memory, then metadata, inventory last.
   const auto mem_start = Clock::now();
   img::PageMap pagemap;
-  PageStats ps = TRY_CTX(dump_pages(threads[0], mm, dir, &pagemap), "dump pid {}", pid);
+  PageStats ps = TRY_CTX(dump_pages(threads[0], mm, dir, &pagemap, o.faults), "dump pid {}", pid);
   stats.set_memory_dump_ns(ns_since(mem_start));
   stats.set_pages_written(ps.pages);
   stats.set_bytes_written(ps.bytes);
@@ -141,6 +142,7 @@ Result<img::Stats> dump(const DumpOptions& o, Log& log) {
   TRY_CTX(dir.write(image::mm_name(pid), image::ImageKind::Mm, mm), "dump pid {}", pid);
   TRY_CTX(dir.write(image::pagemap_name(pid), image::ImageKind::PageMap, pagemap), "dump pid {}", pid);
   TRY_CTX(dir.write(image::files_name(pid), image::ImageKind::Files, fds), "dump pid {}", pid);
+  TRY_CTX(o.faults.at("images"), "dump pid {}: write images", pid);
 
   img::Inventory inv;
   inv.set_format_version(image::kFormatVersion);

@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "base/fault.h"
 #include "base/log.h"
 #include "base/result.h"
 #include "ckpt.pb.h"
@@ -21,6 +22,7 @@ struct DumpOptions {
   bool shell_job = false;
   unsigned timeout_s = 10;  // give up seizing after this long
   bool fsync = false;       // images durable on disk before the task goes
+  Faults faults;            // tests only: seize, remote-syscalls, memory, images
 };
 
 Result<img::Stats> dump(const DumpOptions& o, Log& log);

@@ -167,7 +167,8 @@ Result<img::MmImage> collect_vmas(pid_t pid) {
   return mm;
 }
 
-Result<PageStats> dump_pages(Tracee& t, const img::MmImage& mm, const image::ImageDir& dir, img::PageMap* map) {
+Result<PageStats> dump_pages(Tracee& t, const img::MmImage& mm, const image::ImageDir& dir, img::PageMap* map,
+                             const Faults& faults) {
   const std::string name = image::pages_name(t.tid());
   UniqueFd out = TRY(dir.create_temp(name));
   UniqueFd pagemap = TRY(open_file(fmt::format("/proc/{}/pagemap", t.tid()), O_RDONLY));
@@ -206,6 +207,7 @@ Result<PageStats> dump_pages(Tracee& t, const img::MmImage& mm, const image::Ima
     img::PageRun* run = map->mutable_runs(i);
     TRY(s.add(run, run->vaddr(), run->nr_pages() * kPageSize, readable[i]));
     st.pages += run->nr_pages();
+    if (i == map->runs_size() / 2) TRY(faults.at("memory"));
   }
   TRY(s.flush());
   st.bytes = s.written();

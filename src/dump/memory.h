@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "base/fault.h"
 #include "base/result.h"
 #include "ckpt.pb.h"
 #include "image/image_dir.h"
@@ -23,6 +24,7 @@ struct PageStats {
 
 // Writes pages-PID.img (under a temporary name, committed on success) and
 // fills `map` with its runs.
-Result<PageStats> dump_pages(Tracee& t, const img::MmImage& mm, const image::ImageDir& dir, img::PageMap* map);
+Result<PageStats> dump_pages(Tracee& t, const img::MmImage& mm, const image::ImageDir& dir, img::PageMap* map,
+                             const Faults& faults);
 
 }  // namespace ckpt::dump

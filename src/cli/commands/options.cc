@@ -8,22 +8,6 @@ namespace ckpt::cli {
 
 namespace {
 
-// dump --fsync sets DumpOptions::fsync where this build's DumpOptions has it;
-// returns false when it was asked for and cannot be honoured.
-template <typename D>
-bool set_fsync(D& d, bool on) {
-  if constexpr (requires { d.fsync = on; }) {
-    d.fsync = on;
-    return true;
-  } else {
-    return !on;
-  }
-}
-
-}  // namespace
-
-namespace {
-
 // CRIU spells verbosity -vN, --verbosity=N, or -v, -vv, ...: each v one level
 // above the default 2. CLI11 handles the first two; this rewrites the last.
 std::vector<std::string> expand_repeated_v(const std::vector<std::string>& args) {
@@ -99,7 +83,7 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
     c.dump.dir = images_dir;
     c.dump.after = leave_running ? dump::After::Run : leave_stopped ? dump::After::Stop : dump::After::Kill;
     if (images_dir.empty()) return {std::nullopt, "ckpt dump: -D/--images-dir is required\n", 2};
-    if (!set_fsync(c.dump, fsync)) return {std::nullopt, "ckpt dump: --fsync is not available in this build\n", 2};
+    c.dump.fsync = fsync;
   }
   if (rst->parsed()) {
     c.verb = Verb::Restore;

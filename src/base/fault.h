@@ -1,0 +1,24 @@
+// Test-only fault injection: CKPT_FAULT=<point> makes the step that reaches
+// <point> fail as if the kernel had, so tests can show that a dump failing
+// there loses nothing. main reads the variable once; the value is passed
+// down with the options (no global).
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "base/result.h"
+
+namespace ckpt {
+
+struct Faults {
+  std::string point;  // empty: none
+
+  // An error at the named point, else nothing.
+  Result<void> at(std::string_view name) const {
+    if (point != name) return {};
+    return error(EIO, "injected fault at {} (CKPT_FAULT)", name);
+  }
+};
+
+}  // namespace ckpt

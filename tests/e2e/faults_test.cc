@@ -1,0 +1,71 @@
+// A dump that fails at any point loses nothing (CKPT_FAULT makes it fail
+// there): non-zero exit with a clear message, the process runs on untraced
+// with its state unchanged (it verifies itself), nothing of ckpt left in its
+// address space or fd table, and no checkpoint taken from the directory.
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include "harness.h"
+
+namespace e2e {
+namespace {
+
+class Fault : public ::testing::TestWithParam<std::string> {};
+
+// "fd target" lines of the low fds, to compare the fd table before and after.
+std::string fds_of(pid_t pid) {
+  std::string out;
+  for (int fd = 0; fd < 64; fd++) {
+    char buf[256];
+    ssize_t n = readlink(fmt::format("/proc/{}/fd/{}", pid, fd).c_str(), buf, sizeof buf);
+    if (n > 0) out += fmt::format("{} {}\n", fd, std::string(buf, n));
+  }
+  return out;
+}
+
+TEST_P(Fault, DumpFailsAndLosesNothing) {
+  const std::string& point = GetParam();
+  Harness h;
+  // signals: handlers, a blocked mask and queued signals, all self-checked.
+  pid_t pid = h.start_workload("signals");
+  ASSERT_GT(pid, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const std::string maps = read_text(fmt::format("/proc/{}/maps", pid));
+  const std::string fds = fds_of(pid);
+
+  setenv("CKPT_FAULT", point.c_str(), 1);
+  CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  unsetenv("CKPT_FAULT");
+  EXPECT_NE(d.exit_code(), 0);
+  EXPECT_NE(d.err.find(fmt::format("injected fault at {}", point)), std::string::npos) << d.err;
+  EXPECT_NE(d.err.find(fmt::format("dump pid {}", pid)), std::string::npos) << d.err;
+
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_TRUE(alive(pid));
+  EXPECT_EQ(tracer_of(pid), 0);
+  EXPECT_EQ(read_text(fmt::format("/proc/{}/maps", pid)), maps) << "ckpt left something in the address space";
+  EXPECT_EQ(fds_of(pid), fds);
+  EXPECT_NE(access((h.images() + "/inventory.img").c_str(), F_OK), 0) << "a failed dump left a checkpoint";
+  CkptRun r = h.ckpt({"restore", "-D", h.images()});
+  EXPECT_NE(r.exit_code(), 0);
+
+  kill(pid, SIGTERM);
+  int st = h.wait_child(pid);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << read_text(h.workload_log("signals"));
+}
+
+INSTANTIATE_TEST_SUITE_P(Points, Fault, ::testing::Values("seize", "remote-syscalls", "memory", "images"),
+                         [](const ::testing::TestParamInfo<std::string>& i) {
+                           std::string n = i.param;
+                           std::erase(n, '-');
+                           return n;
+                         });
+
+}  // namespace
+}  // namespace e2e

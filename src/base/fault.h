@@ -1,8 +1,11 @@
 // Test-only fault injection: CKPT_FAULT=<point> makes the step that reaches
 // <point> fail as if the kernel had, so tests can show that a dump failing
-// there loses nothing. main reads the variable once; the value is passed
-// down with the options (no global).
+// there loses nothing; CKPT_FAULT=hang:<point> stops ckpt there for good, so
+// that a test can kill it at a known place. main reads the variable once;
+// the value is passed down with the options (no global).
 #pragma once
+
+#include <unistd.h>
 
 #include <string>
 #include <string_view>
@@ -16,6 +19,8 @@ struct Faults {
 
   // An error at the named point, else nothing.
   Result<void> at(std::string_view name) const {
+    if (point.starts_with("hang:") && point.substr(5) == name)
+      for (;;) ::pause();
     if (point != name) return {};
     return error(EIO, "injected fault at {} (CKPT_FAULT)", name);
   }

@@ -67,5 +67,33 @@ INSTANTIATE_TEST_SUITE_P(Points, Fault, ::testing::Values("seize", "remote-sysca
                            return n;
                          });
 
+// ckpt killed while it copies memory: the kernel detaches its tracees, and
+// the task goes on, untouched (its registers are its own during that step).
+TEST(KilledCkpt, DuringMemoryDump) {
+  Harness h;
+  pid_t pid = h.start_workload("heap", {"64"});
+  ASSERT_GT(pid, 0);
+  const std::string maps = read_text(fmt::format("/proc/{}/maps", pid));
+  setenv("CKPT_FAULT", "hang:memory", 1);
+  pid_t ckpt = h.ckpt_background({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  unsetenv("CKPT_FAULT");
+  // Wait until ckpt hangs in the memory step: the task is traced and stopped.
+  for (int i = 0; i < 5000 && !(tracer_of(pid) == ckpt && proc_state(pid) == 't'); i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_EQ(tracer_of(pid), ckpt);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  kill(ckpt, SIGKILL);
+  h.wait_ckpt(ckpt);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(tracer_of(pid), 0);
+  char st = proc_state(pid);
+  EXPECT_TRUE(st == 'S' || st == 'R') << "state " << st;
+  EXPECT_EQ(read_text(fmt::format("/proc/{}/maps", pid)), maps);
+  EXPECT_NE(access((h.images() + "/inventory.img").c_str(), F_OK), 0);
+  kill(pid, SIGTERM);
+  int status = h.wait_child(pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << read_text(h.workload_log("heap"));
+}
+
 }  // namespace
 }  // namespace e2e

@@ -13,28 +13,10 @@
 #include <utility>
 
 #include "base/fs.h"
+#include "proc/text.h"
 
 namespace ckpt::proc {
 namespace {
-
-// A whole token as a number: no sign, no "0x", no trailing junk.
-template <typename T>
-bool parse_num(std::string_view s, int base, T& out) {
-  if (s.empty()) return false;
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out, base);
-  return ec == std::errc() && end == s.data() + s.size();
-}
-
-// Takes the next space-separated field off the front of `rest`.
-std::string_view next_field(std::string_view& rest) {
-  size_t b = rest.find_first_not_of(' ');
-  if (b == std::string_view::npos) b = rest.size();
-  rest.remove_prefix(b);
-  size_t e = std::min(rest.find(' '), rest.size());
-  std::string_view field = rest.substr(0, e);
-  rest.remove_prefix(e);
-  return field;
-}
 
 bool parse_perms(std::string_view p, MapEntry& m) {
   if (p.size() != 4) return false;

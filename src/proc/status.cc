@@ -13,17 +13,10 @@
 #include <memory>
 
 #include "base/fs.h"
+#include "proc/text.h"
 
 namespace ckpt::proc {
 namespace {
-
-// A whole token as a number: no "0x", no trailing junk.
-template <typename T>
-bool parse_num(std::string_view s, int base, T& out) {
-  if (s.empty()) return false;
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out, base);
-  return ec == std::errc() && end == s.data() + s.size();
-}
 
 bool parse_pid(std::string_view s, pid_t& out) { return parse_num(s, 10, out) && out >= 0; }
 
@@ -46,14 +39,6 @@ std::string_view next_token(std::string_view& rest) {
 }
 
 // Takes the next line (without its '\n') off the front of `text`.
-bool next_line(std::string_view& text, std::string_view& line) {
-  if (text.empty()) return false;
-  size_t nl = std::min(text.find('\n'), text.size());
-  line = text.substr(0, nl);
-  text.remove_prefix(std::min(nl + 1, text.size()));
-  return true;
-}
-
 // proc_task_name() escapes only '\n' (as "\n") and '\' (as "\\") in Name:,
 // so the line stays one line; undo that and keep anything else as printed.
 std::string unescape_name(std::string_view s) {

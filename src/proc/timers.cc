@@ -2,21 +2,10 @@
 
 #include <signal.h>
 
-#include <charconv>
-
 #include "base/fs.h"
+#include "proc/text.h"
 
 namespace ckpt::proc {
-
-namespace {
-
-template <typename T>
-bool number(std::string_view s, T* out, int base = 10) {
-  auto r = std::from_chars(s.data(), s.data() + s.size(), *out, base);
-  return r.ec == std::errc() && r.ptr == s.data() + s.size();
-}
-
-}  // namespace
 
 // Blocks of four lines (kernel/time/posix-timers.c, show_timer):
 //   ID: 6
@@ -25,12 +14,8 @@ bool number(std::string_view s, T* out, int base = 10) {
 //   ClockID: 1
 Result<std::vector<PosixTimer>> parse_timers(std::string_view text) {
   std::vector<PosixTimer> out;
-  size_t lineno = 0;
-  while (!text.empty()) {
-    size_t nl = text.find('\n');
-    std::string_view line = text.substr(0, nl);
-    text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
-    lineno++;
+  std::string_view line;
+  for (size_t lineno = 1; next_line(text, line); lineno++) {
     auto bad = [&] { return error(EINVAL, "/proc timers line {}: cannot parse '{}'", lineno, line.substr(0, 64)); };
     size_t colon = line.find(": ");
     if (colon == std::string_view::npos) {
@@ -40,15 +25,15 @@ Result<std::vector<PosixTimer>> parse_timers(std::string_view text) {
     std::string_view key = line.substr(0, colon), val = line.substr(colon + 2);
     if (key == "ID") {
       out.emplace_back();
-      if (!number(val, &out.back().id)) return bad();
+      if (!parse_num(val, 10, out.back().id)) return bad();
       continue;
     }
     if (out.empty()) return bad();
     PosixTimer& t = out.back();
     if (key == "signal") {
       size_t slash = val.find('/');
-      if (slash == std::string_view::npos || !number(val.substr(0, slash), &t.signo) ||
-          !number(val.substr(slash + 1), &t.sival, 16))
+      if (slash == std::string_view::npos || !parse_num(val.substr(0, slash), 10, t.signo) ||
+          !parse_num(val.substr(slash + 1), 16, t.sival))
         return bad();
     } else if (key == "notify") {
       size_t slash = val.find('/'), dot = val.find('.');
@@ -60,9 +45,9 @@ Result<std::vector<PosixTimer>> parse_timers(std::string_view text) {
       else return bad();
       if (whom == "tid") t.notify |= SIGEV_THREAD_ID;
       else if (whom != "pid") return bad();
-      if (!number(val.substr(dot + 1), &t.notify_pid)) return bad();
+      if (!parse_num(val.substr(dot + 1), 10, t.notify_pid)) return bad();
     } else if (key == "ClockID") {
-      if (!number(val, &t.clock)) return bad();
+      if (!parse_num(val, 10, t.clock)) return bad();
     }
   }
   return out;

@@ -1,0 +1,63 @@
+// /proc/PID/timers and the VmFlags of /proc/PID/smaps, on text captured here.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include "proc/smaps.h"
+#include "proc/timers.h"
+
+namespace ckpt::proc {
+namespace {
+
+TEST(Timers, ParsesEveryNotifyKind) {
+  constexpr std::string_view kText =
+      "ID: 3\nsignal: 39/00000000000015b3\nnotify: none/pid.8173\nClockID: 1\n"
+      "ID: 0\nsignal: 37/0000000000001092\nnotify: signal/pid.8173\nClockID: 0\n"
+      "ID: 7\nsignal: 34/0000000000000000\nnotify: signal/tid.8175\nClockID: -6\n";
+  auto t = parse_timers(kText);
+  ASSERT_TRUE(t) << t.error().str();
+  ASSERT_EQ(t->size(), 3u);
+  EXPECT_EQ((*t)[0].id, 3);
+  EXPECT_EQ((*t)[0].signo, 39);
+  EXPECT_EQ((*t)[0].sival, 0x15b3u);
+  EXPECT_EQ((*t)[0].notify, SIGEV_NONE);
+  EXPECT_EQ((*t)[1].notify, SIGEV_SIGNAL);
+  EXPECT_EQ((*t)[1].notify_pid, 8173);
+  EXPECT_EQ((*t)[2].notify, SIGEV_SIGNAL | SIGEV_THREAD_ID);
+  EXPECT_EQ((*t)[2].notify_pid, 8175);
+  EXPECT_EQ((*t)[2].clock, -6);
+}
+
+TEST(Timers, RejectsGarbage) {
+  for (std::string_view bad : {"signal: 1/0\n", "ID: x\n", "ID: 1\nsignal: 1\n", "ID: 1\nnotify: bogus/pid.1\n",
+                               "ID: 1\nnotify: signal/who.1\n", "ID: 1\nClockID: one\n", "garbage\n"}) {
+    auto t = parse_timers(bad);
+    EXPECT_FALSE(t) << bad;
+    if (!t) EXPECT_NE(t.error().msg.find("/proc timers line"), std::string::npos);
+  }
+  EXPECT_TRUE(parse_timers(""));
+}
+
+TEST(SmapsVmFlags, TakesTheFlagsOfEachVma) {
+  constexpr std::string_view kText =
+      "7f385de71000-7f385e671000 rw-p 00000000 00:00 0 \n"
+      "Size:               8192 kB\n"
+      "VmFlags: rd wr mr mw me ac nh \n"
+      "7ffe8e614000-7ffe8e635000 rw-p 00000000 00:00 0                          [stack]\n"
+      "Rss:                  16 kB\n"
+      "VmFlags: rd wr mr mw me gd ac\n";
+  auto f = parse_smaps_vmflags(kText);
+  ASSERT_TRUE(f) << f.error().str();
+  ASSERT_EQ(f->size(), 2u);
+  EXPECT_EQ(f->at(0x7f385de71000), (std::vector<std::string>{"rd", "wr", "mr", "mw", "me", "ac", "nh"}));
+  EXPECT_EQ(f->at(0x7ffe8e614000).back(), "ac");
+  EXPECT_FALSE(parse_smaps_vmflags("VmFlags: rd\n"));
+}
+
+TEST(SmapsVmFlags, LiveOnSelf) {
+  auto f = read_smaps_vmflags(getpid());
+  ASSERT_TRUE(f) << f.error().str();
+  EXPECT_FALSE(f->empty());
+}
+
+}  // namespace
+}  // namespace ckpt::proc

@@ -285,8 +285,9 @@ TEST(GoodImages, VerifyPassesAndRestoreWorksAfterIt) {
   // inventory, core, mm, pagemap, pages, files, stats-dump.
   EXPECT_EQ(v.out, fmt::format("ok: 7 images, {} pages verified\n", pm.total_pages()));
 
-  pid_t r = d.h.ckpt_background({"restore", "-D", d.h.images()});
-  ASSERT_TRUE(d.h.wait_running(d.pid, "wl_counter"));
+  const std::string pidfile = d.h.dir() + "/restored.pid";
+  pid_t r = d.h.ckpt_background({"restore", "-D", d.h.images(), "--pidfile", pidfile});
+  ASSERT_TRUE(d.h.wait_restored(d.pid, pidfile));
   kill(d.pid, SIGTERM);
   CkptRun done = d.h.wait_ckpt(r);
   EXPECT_EQ(done.exit_code(), 0) << done.err << read_text(d.h.workload_log("counter"));
@@ -315,10 +316,6 @@ TEST(GoodImages, DumpWithFsync) {
   Harness h;
   pid_t pid = h.start_workload("counter");
   CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images(), "--fsync"});
-  if (d.exit_code() == 2 && d.err.find("--fsync is not available") != std::string::npos) {
-    kill(pid, SIGKILL);
-    GTEST_SKIP() << "DumpOptions has no fsync field yet";
-  }
   EXPECT_EQ(d.exit_code(), 0) << d.err;
   h.wait_child(pid);
   CkptRun v = h.ckpt({"verify", h.images()});

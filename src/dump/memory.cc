@@ -11,6 +11,7 @@
 #include "base/fs.h"
 #include "image/crc32c.h"
 #include "image/page_store.h"
+#include "dump/present_pages.h"
 #include "proc/maps.h"
 #include "proc/smaps.h"
 
@@ -19,7 +20,6 @@ namespace ckpt::dump {
 namespace {
 
 constexpr uint64_t kPageSize = 4096;
-constexpr uint64_t kPmPresent = 1ULL << 63, kPmSwapped = 1ULL << 62, kPmFileOrSharedAnon = 1ULL << 61;
 constexpr size_t kCopyBuffer = 8 << 20;  // bytes in flight: ckpt streams, it never holds a whole dump
 constexpr size_t kMaxIov = 1024;
 
@@ -49,15 +49,6 @@ Result<img::Vma> classify(const proc::MapEntry& m) {
   return v;
 }
 
-// Which pages of a VMA hold content that is not in a file.
-bool wanted(const img::Vma& v, uint64_t pm) {
-  switch (v.kind()) {
-    case img::Vma::ANON_PRIVATE: return pm & (kPmPresent | kPmSwapped);
-    // A private file mapping: only pages written in memory (now anonymous).
-    case img::Vma::FILE_PRIVATE: return (pm & kPmSwapped) || ((pm & kPmPresent) && !(pm & kPmFileOrSharedAnon));
-    default: return false;
-  }
-}
 
 // Streams runs of pages from the task into the pages file through a bounded
 // buffer: process_vm_readv fills it with up to kMaxIov remote pieces, one
@@ -171,33 +162,25 @@ Result<PageStats> dump_pages(Tracee& t, const img::MmImage& mm, const image::Ima
                              const Faults& faults) {
   const std::string name = image::pages_name(t.tid());
   UniqueFd out = TRY(dir.create_temp(name));
-  UniqueFd pagemap = TRY(open_file(fmt::format("/proc/{}/pagemap", t.tid()), O_RDONLY));
   if (lseek(out.get(), image::kPagesDataOffset, SEEK_SET) < 0) return sys_error("seek {}", dir.file(name));
 
-  // Runs first (pagemap is cheap: 8 bytes a page), so that protobuf's
-  // repeated field does not move under the streamer's pointers.
-  std::vector<uint64_t> pm;
+  // Runs first, so that protobuf's repeated field does not move under the
+  // streamer's pointers; touching stretches merge into one run.
+  PresentPages present = TRY(PresentPages::open(t.tid()));
   std::vector<bool> readable;  // per run
   for (const img::Vma& v : mm.vmas()) {
     if (v.kind() != img::Vma::ANON_PRIVATE && v.kind() != img::Vma::FILE_PRIVATE) continue;
-    uint64_t npages = (v.end() - v.start()) / kPageSize;
-    pm.resize(npages);
-    size_t got = TRY_CTX(pread_full(pagemap.get(), pm.data(), npages * 8, v.start() / kPageSize * 8),
-                         "pagemap of task {}", t.tid());
-    if (got != npages * 8) return error(EIO, "pagemap of task {}: short read at {:#x}", t.tid(), v.start());
-    for (uint64_t i = 0; i < npages;) {
-      if (!wanted(v, pm[i])) {
-        i++;
-        continue;
+    img::PageRun* last = nullptr;
+    TRY(present.scan(v, [&](uint64_t start, uint64_t end) {
+      if (last && last->vaddr() + last->nr_pages() * kPageSize == start) {
+        last->set_nr_pages(last->nr_pages() + (end - start) / kPageSize);
+        return;
       }
-      uint64_t j = i;
-      while (j < npages && wanted(v, pm[j])) j++;
-      img::PageRun* run = map->add_runs();
-      run->set_vaddr(v.start() + i * kPageSize);
-      run->set_nr_pages(j - i);
+      last = map->add_runs();
+      last->set_vaddr(start);
+      last->set_nr_pages((end - start) / kPageSize);
       readable.push_back(v.prot() & PROT_READ);
-      i = j;
-    }
+    }));
   }
 
   UniqueFd mem = TRY(open_file(fmt::format("/proc/{}/mem", t.tid()), O_RDONLY));

@@ -1,0 +1,38 @@
+// Which pages of a VMA hold content a checkpoint must store: present or
+// swapped anonymous pages (the shared zero page excluded: it reads as zero
+// after restore anyway), and in private file mappings only the pages written
+// in memory. PAGEMAP_SCAN (Linux 6.7) answers in ranges, so a sparse 32 TiB
+// reservation costs nothing; older kernels read /proc/PID/pagemap, 8 bytes a
+// page, in bounded windows.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+
+#include "base/result.h"
+#include "base/unique_fd.h"
+#include "ckpt.pb.h"
+
+namespace ckpt::dump {
+
+class PresentPages {
+ public:
+  // `use_scan_ioctl` false: read /proc/PID/pagemap even where the ioctl works.
+  static Result<PresentPages> open(pid_t pid, bool use_scan_ioctl = true);
+
+  // Calls `emit(start, end)` for each stretch to store, in address order;
+  // stretches may touch (the caller merges them).
+  Result<void> scan(const img::Vma& v, const std::function<void(uint64_t, uint64_t)>& emit);
+
+ private:
+  PresentPages(pid_t pid, UniqueFd fd, bool scan_ioctl) : pid_(pid), fd_(std::move(fd)), scan_ioctl_(scan_ioctl) {}
+  Result<void> scan_ioctl(const img::Vma& v, const std::function<void(uint64_t, uint64_t)>& emit);
+  Result<void> scan_pagemap(const img::Vma& v, const std::function<void(uint64_t, uint64_t)>& emit);
+  pid_t pid_;
+  UniqueFd fd_;
+  bool scan_ioctl_;
+};
+
+}  // namespace ckpt::dump

@@ -12,26 +12,17 @@
 #include "ckpt.pb.h"
 #include "image/crc32c.h"
 #include "image/image_file.h"
+#include "image/messages.h"
 #include "image/page_store.h"
 #include "image/verify.h"
 #include "proc/maps.h"
+#include "proc/smaps.h"
 #include "proc/status.h"
+#include "proc/timers.h"
 
 namespace ckpt::fuzz {
 
 namespace {
-
-std::unique_ptr<google::protobuf::MessageLite> message_for(image::ImageKind k) {
-  switch (k) {
-    case image::ImageKind::Inventory: return std::make_unique<img::Inventory>();
-    case image::ImageKind::Core: return std::make_unique<img::TaskCore>();
-    case image::ImageKind::Mm: return std::make_unique<img::MmImage>();
-    case image::ImageKind::PageMap: return std::make_unique<img::PageMap>();
-    case image::ImageKind::Files: return std::make_unique<img::Files>();
-    case image::ImageKind::Stats: return std::make_unique<img::Stats>();
-  }
-  return nullptr;
-}
 
 // Takes a u32-length-prefixed record off the front of `in`.
 std::string_view take_record(std::string_view& in) {
@@ -71,13 +62,13 @@ int unframe(const uint8_t* data, size_t size) {
     if (!peeked) return 0;
     kind = *peeked;
   }
-  auto msg = message_for(kind);
+  auto msg = image::new_message(kind);
   if (!msg) return 0;
   auto r = image::unframe("fuzz.img", file, kind, msg.get());
   if (r) {
     // What was accepted frames back to the same bytes' meaning.
     std::string again = image::frame(kind, *msg);
-    auto copy = message_for(kind);
+    auto copy = image::new_message(kind);
     if (!image::unframe("again.img", again, kind, copy.get())) __builtin_trap();
   }
   return 0;
@@ -98,11 +89,13 @@ int pages(const uint8_t* data, size_t size) {
 int proc(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
   std::string_view text(reinterpret_cast<const char*>(data) + 1, size - 1);
-  switch (data[0] % 4) {
+  switch (data[0] % 6) {
     case 0: (void)proc::parse_maps(text); break;
     case 1: (void)proc::parse_status(text); break;
     case 2: (void)proc::parse_stat(text); break;
     case 3: (void)proc::parse_fdinfo(text); break;
+    case 4: (void)proc::parse_timers(text); break;
+    case 5: (void)proc::parse_smaps_vmflags(text); break;
   }
   return 0;
 }

@@ -13,23 +13,12 @@
 #include "ckpt.pb.h"
 #include "cli/commands/commands.h"
 #include "image/image_file.h"
+#include "image/messages.h"
 #include "image/page_store.h"
 
 namespace ckpt::cli {
 
 namespace {
-
-std::unique_ptr<google::protobuf::Message> message_for(image::ImageKind k) {
-  switch (k) {
-    case image::ImageKind::Inventory: return std::make_unique<img::Inventory>();
-    case image::ImageKind::Core: return std::make_unique<img::TaskCore>();
-    case image::ImageKind::Mm: return std::make_unique<img::MmImage>();
-    case image::ImageKind::PageMap: return std::make_unique<img::PageMap>();
-    case image::ImageKind::Files: return std::make_unique<img::Files>();
-    case image::ImageKind::Stats: return std::make_unique<img::Stats>();
-  }
-  return nullptr;
-}
 
 // One file as {"kind": ..., "image": {...}} (JSON) or a text block.
 Result<std::string> decode(const std::string& path, bool json) {
@@ -37,12 +26,13 @@ Result<std::string> decode(const std::string& path, bool json) {
   if (name.starts_with("pages-")) {
     UniqueFd fd = TRY(open_file(path, O_RDONLY));
     uint64_t bytes = TRY(image::check_pages_file(path, fd.get()));
-    return json ? fmt::format("{{\"kind\":\"pages\",\"data_bytes\":{}}}", bytes)
+    // 64-bit numbers as strings, as protobuf's JSON prints every other one.
+    return json ? fmt::format("{{\"kind\":\"pages\",\"data_bytes\":\"{}\"}}", bytes)
                 : fmt::format("kind: pages\ndata_bytes: {}\n", bytes);
   }
   std::string bytes = TRY(read_file(path));
   image::ImageKind kind = TRY(image::peek_kind(path, bytes));
-  auto msg = message_for(kind);
+  auto msg = image::new_message(kind);
   if (!msg) return error(EINVAL, "{}: unknown image kind {} at offset 12", path, static_cast<uint32_t>(kind));
   TRY(image::unframe(path, bytes, kind, msg.get()));
   std::string body;

@@ -139,9 +139,8 @@ Result<void> collect_thread_inside(RemoteSyscalls& rs, Tracee& t, img::ThreadCor
 // Credentials (from /proc, securebits from the thread itself), seccomp mode
 // and filters, oldest first; a filter ckpt cannot read fails the dump (the
 // task would come back less confined than it was).
-Result<void> collect_creds_and_seccomp(Tracee& t, pid_t pid, img::ThreadCore* th) {
+Result<void> collect_creds_and_seccomp(Tracee& t, img::ThreadCore* th) {
   proc::Status st = TRY(proc::read_status(t.tid()));
-  (void)pid;
   img::Creds* c = th->mutable_creds();
   for (pid_t id : st.uids) c->add_uids(id);
   for (pid_t id : st.gids) c->add_gids(id);
@@ -190,7 +189,7 @@ Result<void> collect_thread_outside(Tracee& t, pid_t pid, img::ThreadCore* th) {
   uint64_t head = 0;
   size_t len = 0;
   if (syscall(SYS_get_robust_list, tid, &head, &len) < 0) return sys_error("get_robust_list of thread {}", tid);
-  TRY(collect_creds_and_seccomp(t, pid, th));
+  TRY(collect_creds_and_seccomp(t, th));
   th->set_robust_list(head);
   th->set_robust_list_len(len);
   return {};

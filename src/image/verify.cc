@@ -13,6 +13,7 @@
 
 #include "base/fs.h"
 #include "image/crc32c.h"
+#include "image/messages.h"
 #include "image/page_store.h"
 
 namespace ckpt::image {
@@ -253,18 +254,6 @@ Result<uint64_t> verify_pages_file(const std::string& name, int fd, const img::P
 
 namespace {
 
-std::unique_ptr<google::protobuf::MessageLite> message_for(ImageKind k) {
-  switch (k) {
-    case ImageKind::Inventory: return std::make_unique<img::Inventory>();
-    case ImageKind::Core: return std::make_unique<img::TaskCore>();
-    case ImageKind::Mm: return std::make_unique<img::MmImage>();
-    case ImageKind::PageMap: return std::make_unique<img::PageMap>();
-    case ImageKind::Files: return std::make_unique<img::Files>();
-    case ImageKind::Stats: return std::make_unique<img::Stats>();
-  }
-  return nullptr;
-}
-
 Result<std::vector<std::string>> list_images(const ImageDir& dir) {
   int fd = openat(dir.fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return sys_error("open image directory {}", dir.path());
@@ -306,7 +295,7 @@ Result<void> check_other(const ImageDir& dir, const std::string& name) {
   }
   std::string bytes = TRY(dir.read_bytes(name));
   ImageKind kind = TRY(peek_kind(dir.file(name), bytes));
-  auto msg = message_for(kind);
+  auto msg = new_message(kind);
   if (!msg) return error(EINVAL, "{}: unknown image kind {} at offset 12", dir.file(name), static_cast<uint32_t>(kind));
   return unframe(dir.file(name), bytes, kind, msg.get());
 }

@@ -220,6 +220,8 @@ struct RestorerArgs {
   uint32_t child_subreaper;
   uint32_t thp_disable;
   uint32_t creds_done;  // futex: threads whose credentials are in place
+  uint32_t creds_barrier;  // set when a thread other than the main one changes them
+  uint32_t pad2;
 };
 
 }  // namespace ckpt::abi

@@ -174,15 +174,19 @@ void restore_creds(ThreadArg* t) {
 }
 
 // A change of credentials resets the mm's dumpable flag: it is set once every
-// thread's are in place.
+// thread's are in place. Without changes in other threads nobody waits.
 void creds_barrier(RestorerArgs* a, ThreadArg* t) {
   if (t != &threads(a)[0]) {
-    __atomic_add_fetch(&a->creds_done, 1, __ATOMIC_RELEASE);
-    sys(__NR_futex, &a->creds_done, FUTEX_WAKE_PRIVATE, 1, 0, 0, 0);
+    if (a->creds_barrier &&
+        __atomic_add_fetch(&a->creds_done, 1, __ATOMIC_RELEASE) == a->nr_threads - 1)
+      sys(__NR_futex, &a->creds_done, FUTEX_WAKE_PRIVATE, 1, 0, 0, 0);
     return;
   }
-  for (uint32_t seen; (seen = __atomic_load_n(&a->creds_done, __ATOMIC_ACQUIRE)) < a->nr_threads - 1;)
+  while (a->creds_barrier) {
+    uint32_t seen = __atomic_load_n(&a->creds_done, __ATOMIC_ACQUIRE);
+    if (seen == a->nr_threads - 1) break;
     sys(__NR_futex, &a->creds_done, FUTEX_WAIT_PRIVATE, seen, 0, 0, 0);
+  }
   // With 0, /proc/PID belongs to root: ckpt, the tracer, is root.
   MUST(t, kStepPrctl, sys(__NR_prctl, PR_SET_DUMPABLE, a->dumpable, 0, 0, 0), PR_SET_DUMPABLE, a->dumpable);
 }
@@ -282,8 +286,9 @@ extern "C" [[noreturn]] void restorer_thread_main(ThreadArg* t) {
   auto* a = reinterpret_cast<RestorerArgs*>(t->args);
   // ckpt's child waits for this before it lets ckpt release us: only then is
   // no thread left in ckpt's code, which the main thread is about to unmap.
-  __atomic_add_fetch(&a->threads_ready, 1, __ATOMIC_RELEASE);
-  sys(__NR_futex, &a->threads_ready, FUTEX_WAKE_PRIVATE, 1, 0, 0, 0);
+  // Only the last one wakes it: 10,000 wakes would contend on one futex.
+  if (__atomic_add_fetch(&a->threads_ready, 1, __ATOMIC_RELEASE) == a->nr_threads - 1)
+    sys(__NR_futex, &a->threads_ready, FUTEX_WAKE_PRIVATE, 1, 0, 0, 0);
   while (!__atomic_load_n(&a->threads_go, __ATOMIC_ACQUIRE)) sys(__NR_futex, &a->threads_go, FUTEX_WAIT_PRIVATE, 0, 0, 0, 0);
   restore_thread(a, t);
 }

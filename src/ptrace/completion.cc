@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <tuple>
 
 #include "arch/x86_64/debugreg.h"
 #include "ptrace/remote_syscall.h"
@@ -47,11 +48,11 @@ Result<arch::Regs> reach_breakpoint(Tracee& t, const CompletionSite& site, const
   return regs;
 }
 
-// Traces the syscalls of every thread at once until each one's rt_sigreturn
-// from the blob has run, and leaves each stopped there; returns the registers
-// rt_sigreturn loaded into each. All at once, not one after the other: the
-// threads of the restorer wait for each other (credentials) and must not
-// wait for a tracer that is busy with another thread.
+// Traces the syscalls of the threads until each one's rt_sigreturn from the
+// blob has run, and leaves each stopped there; returns the registers
+// rt_sigreturn loaded into each. One TID after the other (a thread that gets
+// ahead sits in its syscall stop), or all at once when they wait for each
+// other and must not wait for a tracer busy with another thread.
 Result<std::vector<arch::Regs>> reach_sigreturns(std::span<CompletionTask> tasks, const CompletionSite& site,
                                                   const StrayStopExplainer& explain) {
   const uint64_t after_sigreturn = site.syscall_insn + arch::kSyscallInsnLen;
@@ -60,9 +61,16 @@ Result<std::vector<arch::Regs>> reach_sigreturns(std::span<CompletionTask> tasks
   std::vector<arch::Regs> out(tasks.size());
   std::vector<Tracee*> group;
   for (CompletionTask& c : tasks) group.push_back(c.tracee);
-  for (size_t left = tasks.size(); left > 0;) {
-    auto [t, s] = TRY(Tracee::wait_any(group));
-    size_t i = std::find(group.begin(), group.end(), t) - group.begin();
+  for (size_t left = tasks.size(), next = 0; left > 0;) {
+    Tracee* t;
+    Stop s;
+    if (site.threads_wait_for_each_other) {
+      std::tie(t, s) = TRY(Tracee::wait_any(group));
+    } else {
+      t = group[next];
+      s = TRY(t->wait());
+    }
+    size_t i = site.threads_wait_for_each_other ? std::find(group.begin(), group.end(), t) - group.begin() : next;
     if (!s.syscall_stop() || phase[i] == Phase::Done) return std::unexpected(explain(*t, s));
     arch::Regs regs = TRY(t->regs());
     if (phase[i] == Phase::InSigreturn) {
@@ -70,6 +78,7 @@ Result<std::vector<arch::Regs>> reach_sigreturns(std::span<CompletionTask> tasks
       out[i] = regs;
       phase[i] = Phase::Done;
       left--;
+      next++;
       continue;
     }
     if (arch::syscall_nr(regs) == arch::kNrRtSigreturn && regs.rip == after_sigreturn) phase[i] = Phase::InSigreturn;

@@ -16,7 +16,8 @@
 // Syscall-trace mode (fallback, --no-breakpoints): PTRACE_SYSCALL through
 // every syscall of each thread until its rt_sigreturn from the sigreturn
 // function has run, then munmap(blob) from the first thread the same way and
-// put back the registers rt_sigreturn set.
+// put back the registers rt_sigreturn set. Threads are waited for one TID
+// after the other, unless they wait for each other (see CompletionSite).
 #pragma once
 
 #include <cstdint>
@@ -50,6 +51,10 @@ struct CompletionSite {
   uint64_t syscall_insn;  // the sigreturn function's own syscall instruction
   uint64_t unmap_start;
   uint64_t unmap_len;
+  // The blob's threads wait for each other on the way: syscall tracing must
+  // then keep all of them moving at once (waitpid(-1), O(threads) in the
+  // kernel per stop) instead of one TID after the other.
+  bool threads_wait_for_each_other = false;
 };
 
 struct FinalState {

@@ -65,6 +65,7 @@ class BootRegion {
   // address the bytes will have in the task, and a pointer to write them.
   uint64_t alloc(uint64_t len, uint64_t align, uint8_t** out);
   abi::RestorerArgs* args() { return reinterpret_cast<abi::RestorerArgs*>(data_.data()); }
+  const abi::RestorerArgs* args() const { return reinterpret_cast<const abi::RestorerArgs*>(data_.data()); }
   const std::vector<uint8_t>& data() const { return data_; }
   // Where the bytes at task address `addr` (in the data part) are staged.
   uint8_t* staged(uint64_t addr) { return data_.data() + (addr - args_addr()); }

@@ -338,6 +338,11 @@ Result<Plan> build_plan(const TaskImages& ti, const std::vector<proc::MapEntry>&
   a = boot.args();
   a->nr_threads = nthreads;
   a->threads = threads_at;
+  for (size_t i = 1; i < p.threads.size(); i++) {
+    abi::ThreadArg t;
+    std::memcpy(&t, boot.staged(p.threads[i].arg), sizeof t);
+    if (t.creds_change) a->creds_barrier = 1;
+  }
   return p;
 }
 

@@ -209,7 +209,8 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, const BreakpointSupport&
                       {reinterpret_cast<const uint8_t*>(th.xsave().data()), th.xsave().size()},
                       plan.threads[i].sigmask}});
   }
-  CompletionSite site{sigreturn_fn, boot.start() + pie::restorer::k_rst_syscall, boot.start(), boot.size()};
+  CompletionSite site{sigreturn_fn, boot.start() + pie::restorer::k_rst_syscall, boot.start(), boot.size(),
+                      boot.args()->creds_barrier != 0};
   auto release = [&]() -> Result<void> {
     if (write(go_w.get(), "G", 1) != 1) return sys_error("release the task");
     return {};

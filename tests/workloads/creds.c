@@ -7,12 +7,16 @@
  * the harness's files) and CAP_NET_BIND_SERVICE, the latter also inheritable
  * and ambient.
  *
+ * A second thread exists throughout: glibc changes the ids of every thread,
+ * and so must restore.
+ *
  * Verification: every id, the groups, the four capability sets, the
- * bounding set and the securebits are exactly as set up.
+ * bounding set and the securebits are exactly as set up, in both threads.
  */
 #include "workload.h"
 
 #include <grp.h>
+#include <pthread.h>
 #include <linux/capability.h>
 #include <linux/securebits.h>
 #include <sys/fsuid.h>
@@ -51,9 +55,27 @@ static void check_ids(const char *what, uid_t r, uid_t e, uid_t s, uid_t wr, uid
 	WL_CHECK(r == wr && e == we && s == ws, "%s: expected %u/%u/%u, got %u/%u/%u", what, wr, we, ws, r, e, s);
 }
 
+static volatile int worker_check, worker_uid_ok = -1;
+
+static void *worker(void *arg)
+{
+	(void)arg;
+	sigset_t m;
+	sigfillset(&m);
+	pthread_sigmask(SIG_BLOCK, &m, NULL);
+	while (!worker_check)
+		wl_sleep_ms(5);
+	uid_t r, e, s;
+	getresuid(&r, &e, &s); /* this thread's own, from the kernel */
+	worker_uid_ok = r == 1000 && e == 1001 && s == 1002;
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
 	wl_init(argc, argv, "creds");
+	pthread_t t;
+	pthread_create(&t, NULL, worker, NULL);
 	if (getuid() != 0)
 		wl_die("must start as root");
 	const gid_t groups[3] = { 100, 200, 300 };
@@ -97,6 +119,9 @@ int main(int argc, char **argv)
 		 "CAP_DAC_OVERRIDE became ambient");
 	WL_CHECK(prctl(PR_CAPBSET_READ, CAP_SYS_BOOT, 0, 0, 0) == 0, "CAP_SYS_BOOT is back in the bounding set");
 	WL_CHECK(prctl(PR_CAPBSET_READ, CAP_CHOWN, 0, 0, 0) == 1, "CAP_CHOWN left the bounding set");
+	worker_check = 1;
+	pthread_join(t, NULL);
+	WL_CHECK(worker_uid_ok == 1, "the second thread's uids differ from 1000/1001/1002");
 	int bits = prctl(PR_GET_SECUREBITS, 0, 0, 0, 0);
 	WL_CHECK(bits == SECBIT_NOROOT, "securebits: expected %#x, got %#x", SECBIT_NOROOT, bits);
 	wl_finish();

@@ -7,6 +7,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "arch/x86_64/xsave.h"
 #include "base/fs.h"
 #include "proc/status.h"
 #include "proc/timers.h"
@@ -178,6 +179,8 @@ Result<void> collect_thread_outside(Tracee& t, pid_t pid, img::ThreadCore* th) {
   arch::rewind_restartable_syscall(regs, arch::Restart::Reexecute);
   arch::to_image(regs, th->mutable_regs());
   std::vector<uint8_t> xs = TRY(t.xstate());
+  // Only up to the last component in use (restore pads it back with init state).
+  xs.resize(arch::xsave_used_size(xs));
   th->set_xsave(std::string(xs.begin(), xs.end()));
   th->set_blocked(TRY(t.blocked()));
   for (const siginfo_t& si : TRY(t.pending(false))) *th->add_pending() = to_image(si);

@@ -9,6 +9,7 @@
 #include <tuple>
 
 #include "arch/x86_64/debugreg.h"
+#include "arch/x86_64/xsave.h"
 #include "ptrace/remote_syscall.h"
 
 namespace ckpt {
@@ -29,7 +30,11 @@ Result<void> unmap_blob(Tracee& t, const arch::Regs& regs, const CompletionSite&
 }
 
 Result<void> set_final_state(Tracee& t, const FinalState& fin) {
-  TRY(t.set_xstate(fin.xsave));
+  // Images keep the xsave area only up to its last component in use; the
+  // regset takes the whole of it, the rest in init state (XSTATE_BV clear).
+  std::vector<uint8_t> xsave(fin.xsave.begin(), fin.xsave.end());
+  xsave.resize(std::max(xsave.size(), arch::xsave_regset_size()), 0);
+  TRY(t.set_xstate(xsave));
   arch::Regs r = fin.regs;
   r.orig_rax = static_cast<uint64_t>(-1);  // as after rt_sigreturn: no restart
   TRY(t.set_regs(r));

@@ -1,5 +1,7 @@
 #include "arch/x86_64/sigframe.h"
 
+#include "arch/x86_64/xsave.h"
+
 #include <cpuid.h>
 
 #include <algorithm>
@@ -52,26 +54,12 @@ struct FpxSwBytes {
 static_assert(sizeof(FpxSwBytes) == 48);
 
 constexpr uint32_t kFpXstateMagic1 = 0x46505853, kFpXstateMagic2 = 0x46505845;
-constexpr size_t kSwBytesOffset = 464, kXsaveHeaderOffset = 512;
+constexpr size_t kSwBytesOffset = 464;
 constexpr uint64_t kUcFpXstate = 1, kUcSigcontextSs = 2, kUcStrictRestoreSs = 4;
 
 uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
 
 constexpr int kXfeatureTileData = 18;  // AMX tiles: enabled per task on request (XFD)
-
-// rt_sigreturn takes at most the task's own xstate size, which leaves out
-// dynamically enabled features (AMX tile data) unless the task uses them;
-// ptrace hands out the machine's full size. Sizes and offsets from CPUID 0xD.
-uint32_t sigframe_xstate_size(uint64_t features, size_t have) {
-  uint32_t end = kXsaveHeaderOffset + 64;
-  for (int i = 2; i < 63; i++) {
-    if (!(features & (1ULL << i))) continue;
-    unsigned size, offset, ecx, edx;
-    __cpuid_count(0xd, i, size, offset, ecx, edx);
-    end = std::max(end, offset + size);
-  }
-  return static_cast<uint32_t>(std::min<size_t>(end, have));
-}
 
 }  // namespace
 
@@ -113,7 +101,10 @@ Result<std::vector<uint8_t>> build_rt_sigframe(uint64_t at, const Regs& r, std::
   sw.magic1 = kFpXstateMagic1;
   sw.xfeatures = (have.magic1 == kFpXstateMagic1 ? have.xfeatures : 0) | xstate_bv | 0x3;
   if (!(xstate_bv & (1ULL << kXfeatureTileData))) sw.xfeatures &= ~(1ULL << kXfeatureTileData);
-  sw.xstate_size = sigframe_xstate_size(sw.xfeatures, xsave.size());
+  // rt_sigreturn takes at most the task's own xstate size, which leaves out
+  // dynamically enabled features (AMX tile data) unless the task uses them;
+  // ptrace hands out the machine's full size.
+  sw.xstate_size = static_cast<uint32_t>(std::min(xsave_size_for(sw.xfeatures), xsave.size()));
   sw.extended_size = sw.xstate_size + sizeof(uint32_t);
   std::memcpy(fp + kSwBytesOffset, &sw, sizeof sw);
   const uint32_t magic2 = kFpXstateMagic2;

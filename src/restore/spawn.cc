@@ -16,6 +16,7 @@ namespace ckpt::restore {
 namespace {
 
 constexpr int kStatusFd = 0, kGoFd = 1;  // indices in SpawnPlan::temp_fds
+constexpr int kTidRetries = 200;          // 1 ms apart
 
 [[noreturn]] void child_fail(int status_fd, const std::string& msg) {
   (void)!write(status_fd, msg.data(), msg.size());
@@ -63,6 +64,13 @@ long create_threads(const SpawnPlan& p) {
     a.set_tid = reinterpret_cast<uint64_t>(&want);
     a.set_tid_size = 1;
     long r = ckpt_clone3_thread(&a, sizeof a, p.thread_entry, t.arg);
+    // The TID of a thread of a group reaped a moment ago can stay allocated
+    // for a short while after the group's last wait (seen about once in 30
+    // restores straight after a reap): give it that while.
+    for (int tries = 0; r == -EEXIST && tries < kTidRetries; tries++) {
+      usleep(1000);
+      r = ckpt_clone3_thread(&a, sizeof a, p.thread_entry, t.arg);
+    }
     if (r < 0) return r;
   }
   // Until each has left ckpt_clone3_thread, ckpt's code must stay mapped.
@@ -123,6 +131,10 @@ Result<pid_t> spawn(const SpawnPlan& p) {
   a.set_tid = reinterpret_cast<uint64_t>(&want);
   a.set_tid_size = 1;
   long r = syscall(SYS_clone3, &a, sizeof a);
+  for (int tries = 0; r < 0 && errno == EEXIST && tries < kTidRetries; tries++) {
+    usleep(1000);  // see create_threads()
+    r = syscall(SYS_clone3, &a, sizeof a);
+  }
   if (r < 0) {
     if (errno == EEXIST) return error(EEXIST, "pid {} is taken by another process", p.pid);
     return sys_error("clone3 with pid {}", p.pid);

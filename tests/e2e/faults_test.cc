@@ -95,5 +95,25 @@ TEST(KilledCkpt, DuringMemoryDump) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << read_text(h.workload_log("heap"));
 }
 
+// A signal sent while the task is frozen is delivered once it runs again
+// after --leave-running, not lost: SIGUSR1, which the heap workload leaves at
+// its default action, then ends it.
+TEST(FrozenTask, SignalDeliveredAfterLeaveRunning) {
+  Harness h;
+  pid_t pid = h.start_workload("heap", {"16"});
+  ASSERT_GT(pid, 0);
+  setenv("CKPT_FAULT", "slow:memory", 1);
+  pid_t ckpt = h.ckpt_background({"dump", "-t", std::to_string(pid), "-D", h.images(), "--leave-running"});
+  unsetenv("CKPT_FAULT");
+  for (int i = 0; i < 5000 && !(tracer_of(pid) == ckpt && proc_state(pid) == 't'); i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_EQ(tracer_of(pid), ckpt);
+  kill(pid, SIGUSR1);
+  CkptRun d = h.wait_ckpt(ckpt);
+  EXPECT_EQ(d.exit_code(), 0) << d.err;
+  int st = h.wait_child(pid, std::chrono::seconds(10));
+  EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGUSR1) << "status " << st;
+}
+
 }  // namespace
 }  // namespace e2e

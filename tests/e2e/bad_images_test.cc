@@ -34,12 +34,7 @@ using ckpt::image::ImageKind;
 struct Dumped {
   Harness h;
   pid_t pid = -1;
-  Dumped() {
-    pid = h.start_workload("counter");
-    CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
-    EXPECT_EQ(d.exit_code(), 0) << d.err;
-    h.wait_child(pid);
-  }
+  Dumped() { pid = h.dump_workload("counter"); }
   std::string name(const std::string& prefix) const { return fmt::format("{}-{}.img", prefix, pid); }
   std::string file(const std::string& name) const { return h.images() + "/" + name; }
 

@@ -128,12 +128,7 @@ TEST(BadDump, UnsupportedFd) {
 struct Dumped {
   Harness h;
   pid_t pid = -1;
-  Dumped() {
-    pid = h.start_workload("counter");
-    CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
-    EXPECT_EQ(d.exit_code(), 0) << d.err;
-    h.wait_child(pid);
-  }
+  Dumped() { pid = h.dump_workload("counter"); }
   std::string file(const std::string& prefix) const { return fmt::format("{}/{}-{}.img", h.images(), prefix, pid); }
   // Restore must fail with `what` in its message and leave no process.
   void expect_refused(const std::string& what) {

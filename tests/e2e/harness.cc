@@ -106,6 +106,14 @@ pid_t Harness::start_workload(const std::string& name, const std::vector<std::st
   return pid;
 }
 
+pid_t Harness::dump_workload(const std::string& name) {
+  pid_t pid = start_workload(name);
+  CkptRun d = ckpt({"dump", "-t", std::to_string(pid), "-D", images()});
+  EXPECT_EQ(d.exit_code(), 0) << d.err;
+  wait_child(pid);
+  return pid;
+}
+
 pid_t Harness::ckpt_background(const std::vector<std::string>& args) {
   std::vector<std::string> argv = {CKPT_BIN};
   argv.insert(argv.end(), args.begin(), args.end());

@@ -29,6 +29,10 @@ class Harness {
   pid_t start_workload(const std::string& name, const std::vector<std::string>& args = {});
   std::string workload_log(const std::string& name) const;
 
+  // Starts wl_<name>, dumps it (the dump kills it) and reaps it: its
+  // checkpoint is in images(). Returns its pid.
+  pid_t dump_workload(const std::string& name);
+
   // Runs ckpt to completion.
   CkptRun ckpt(const std::vector<std::string>& args);
   // Starts ckpt in the background; finish with wait_ckpt().

@@ -24,18 +24,24 @@ bool wait_state(pid_t pid, char want, std::chrono::milliseconds timeout = 5000ms
   return false;
 }
 
-TEST(DumpOptions, LeaveStopped) {
-  Harness h;
-  pid_t pid = h.start_workload("counter");
-  CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images(), "--leave-stopped"});
-  ASSERT_EQ(d.exit_code(), 0) << d.err;
+// The task waits stopped and untraced; SIGCONT lets it go on, and on SIGTERM
+// it verifies itself.
+void expect_stopped_then_continues(Harness& h, pid_t pid) {
   EXPECT_TRUE(wait_state(pid, 'T')) << "state " << proc_state(pid);
   EXPECT_EQ(tracer_of(pid), 0);
   kill(pid, SIGCONT);
   EXPECT_TRUE(wait_state(pid, 'S'));
   kill(pid, SIGTERM);
   int st = h.wait_child(pid);
-  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << read_text(h.workload_log("counter"));
+}
+
+TEST(DumpOptions, LeaveStopped) {
+  Harness h;
+  pid_t pid = h.start_workload("counter");
+  CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images(), "--leave-stopped"});
+  ASSERT_EQ(d.exit_code(), 0) << d.err;
+  expect_stopped_then_continues(h, pid);
 }
 
 TEST(DumpOptions, StatsImageAndShow) {
@@ -53,29 +59,18 @@ TEST(DumpOptions, StatsImageAndShow) {
 
 TEST(RestoreOptions, DetachedWithPidfileAndLeaveStopped) {
   Harness h;
-  pid_t pid = h.start_workload("counter");
-  ASSERT_EQ(h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()}).exit_code(), 0);
-  h.wait_child(pid);
+  pid_t pid = h.dump_workload("counter");
   std::string pidfile = h.dir() + "/pid";
   CkptRun r = h.ckpt({"restore", "-D", h.images(), "-d", "--leave-stopped", "--pidfile", pidfile});
   ASSERT_EQ(r.exit_code(), 0) << r.err;
   EXPECT_EQ(read_text(pidfile), fmt::format("{}\n", pid));
-  // ckpt has returned; the task waits stopped, untraced, for SIGCONT.
-  EXPECT_TRUE(wait_state(pid, 'T')) << "state " << proc_state(pid);
-  EXPECT_EQ(tracer_of(pid), 0);
-  kill(pid, SIGCONT);
-  EXPECT_TRUE(wait_state(pid, 'S'));
-  kill(pid, SIGTERM);
-  // Reparented to us, the subreaper, when ckpt exited.
-  int st = h.wait_child(pid);
-  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << read_text(h.workload_log("counter"));
+  // ckpt has returned; the task, reparented to us (the subreaper), waits.
+  expect_stopped_then_continues(h, pid);
 }
 
 TEST(RestoreOptions, Sibling) {
   Harness h;
-  pid_t pid = h.start_workload("counter");
-  ASSERT_EQ(h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()}).exit_code(), 0);
-  h.wait_child(pid);
+  pid_t pid = h.dump_workload("counter");
   CkptRun r = h.ckpt({"restore", "-D", h.images(), "--restore-sibling"});
   ASSERT_EQ(r.exit_code(), 0) << r.err;
   // A child of ckpt's parent (us), so we can wait for it.

@@ -45,6 +45,17 @@ Result<void> write_all(int fd, const void* buf, size_t len) {
   return {};
 }
 
+Result<void> pwrite_all(int fd, const void* buf, size_t len, off_t off) {
+  const char* p = static_cast<const char*>(buf);
+  for (size_t done = 0; done < len;) {
+    ssize_t n = ::pwrite(fd, p + done, len - done, off + done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return sys_error("pwrite {} bytes at offset {}", len - done, off + done);
+    done += n;
+  }
+  return {};
+}
+
 Result<size_t> pread_full(int fd, void* buf, size_t len, off_t off) {
   char* p = static_cast<char*>(buf);
   size_t done = 0;

@@ -17,6 +17,8 @@ Result<std::string> read_file(const std::string& path);
 Result<std::string> read_link(const std::string& path);
 // Loops over short writes; EINTR is retried.
 Result<void> write_all(int fd, const void* buf, size_t len);
+// write_all() at an offset.
+Result<void> pwrite_all(int fd, const void* buf, size_t len, off_t off);
 // pread until len bytes or EOF; returns bytes read.
 Result<size_t> pread_full(int fd, void* buf, size_t len, off_t off);
 

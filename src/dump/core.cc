@@ -11,7 +11,6 @@
 #include "base/fs.h"
 #include "proc/status.h"
 #include "proc/timers.h"
-#include "ptrace/remote_syscall.h"
 
 namespace ckpt::dump {
 
@@ -33,15 +32,14 @@ img::SigInfo to_image(const siginfo_t& si) {
 uint64_t rearm_value(uint64_t value, uint64_t interval) { return value == 0 ? interval : value; }
 
 // POSIX timers: /proc lists them, the task tells their times.
-Result<void> collect_posix_timers(RemoteSyscalls& rs, Tracee& t, img::TaskCore* core) {
-  uint64_t buf = TRY(rs.scratch());
-  for (const proc::PosixTimer& pt : TRY(proc::read_timers(t.tid()))) {
-    struct {
-      uint64_t interval_sec, interval_nsec, value_sec, value_nsec;
-    } spec;
-    const uint64_t id = static_cast<uint64_t>(pt.id);
-    TRY(rs.must(fmt::format("timer_gettime({})", pt.id), SYS_timer_gettime, {id, buf}));
-    TRY(t.read_mem(buf, &spec, sizeof spec));
+Result<void> collect_posix_timers(Parasite& p, pid_t pid, img::TaskCore* core) {
+  std::vector<proc::PosixTimer> listed = TRY(proc::read_timers(pid));
+  std::vector<int32_t> ids;
+  for (const proc::PosixTimer& pt : listed) ids.push_back(pt.id);
+  std::vector<abi::TimerState> times = TRY(p.timers(ids));
+  for (size_t i = 0; i < listed.size(); i++) {
+    const proc::PosixTimer& pt = listed[i];
+    const abi::TimerState& ts = times[i];
     img::PosixTimer* out = core->add_posix_timers();
     out->set_id(pt.id);
     out->set_clock(pt.clock);
@@ -49,24 +47,20 @@ Result<void> collect_posix_timers(RemoteSyscalls& rs, Tracee& t, img::TaskCore* 
     out->set_notify(pt.notify);
     if (pt.notify & SIGEV_THREAD_ID) out->set_notify_tid(pt.notify_pid);
     out->set_sival(pt.sival);
-    out->set_interval_ns(spec.interval_sec * 1000000000 + spec.interval_nsec);
-    out->set_value_ns(rearm_value(spec.value_sec * 1000000000 + spec.value_nsec, out->interval_ns()));
-    out->set_overrun(static_cast<int32_t>(TRY(rs.must("timer_getoverrun", SYS_timer_getoverrun, {id}))));
+    out->set_interval_ns(ts.interval.sec * 1000000000 + ts.interval.nsec);
+    out->set_value_ns(rearm_value(ts.value.sec * 1000000000 + ts.value.nsec, out->interval_ns()));
+    out->set_overrun(ts.overrun);
   }
   return {};
 }
 
-// Process-wide state only the task can tell: sigactions, brk, timers,
+// Process-wide state only the task can tell: sigactions, brk, itimers,
 // limits, personality, prctl state.
-Result<void> collect_process_inside(RemoteSyscalls& rs, Tracee& t, img::TaskCore* core) {
-  uint64_t buf = TRY(rs.scratch());
-  struct KSigAction {
-    uint64_t handler, flags, restorer, mask;
-  } act;
+Result<void> collect_process_inside(Parasite& p, pid_t pid, img::TaskCore* core) {
+  const abi::ProcessState* ps = TRY(p.process_state());
   for (int sig = 1; sig <= kMaxSignals; sig++) {
     if (sig == SIGKILL || sig == SIGSTOP) continue;
-    TRY(rs.must(fmt::format("rt_sigaction({})", sig), SYS_rt_sigaction, {static_cast<uint64_t>(sig), 0, buf, 8}));
-    TRY(t.read_mem(buf, &act, sizeof act));
+    const abi::KSigAction& act = ps->sigactions[sig - 1];
     img::SigAction* a = core->add_sigactions();
     a->set_signo(sig);
     a->set_handler(act.handler);
@@ -74,83 +68,55 @@ Result<void> collect_process_inside(RemoteSyscalls& rs, Tracee& t, img::TaskCore
     a->set_restorer(act.restorer);
     a->set_mask(act.mask);
   }
-  core->mutable_mm()->set_brk(TRY(rs.must("brk(0)", SYS_brk, {0})));
-
-  struct {
-    uint64_t interval_sec, interval_usec, value_sec, value_usec;
-  } it;
-  for (int which : {ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF}) {
-    TRY(rs.must(fmt::format("getitimer({})", which), SYS_getitimer, {static_cast<uint64_t>(which), buf}));
-    TRY(t.read_mem(buf, &it, sizeof it));
+  core->mutable_mm()->set_brk(ps->brk);
+  const int which[] = {ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF};
+  for (int i = 0; i < 3; i++) {
+    const abi::ITimerArg& it = ps->itimers[i];
     img::ITimer* out = core->add_itimers();
-    out->set_which(which);
-    out->set_interval_us(it.interval_sec * 1000000 + it.interval_usec);
-    out->set_value_us(rearm_value(it.value_sec * 1000000 + it.value_usec, out->interval_us()));
+    out->set_which(which[i]);
+    out->set_interval_us(it.interval.sec * 1000000 + it.interval.usec);
+    out->set_value_us(rearm_value(it.value.sec * 1000000 + it.value.usec, out->interval_us()));
   }
-  struct {
-    uint64_t cur, max;
-  } lim;
-  for (int res = 0; res < RLIM_NLIMITS; res++) {
-    TRY(rs.must(fmt::format("prlimit64({})", res), SYS_prlimit64, {0, static_cast<uint64_t>(res), 0, buf}));
-    TRY(t.read_mem(buf, &lim, sizeof lim));
+  for (int res = 0; res < RLIM_NLIMITS && res < abi::kNumRLimits; res++) {
     img::RLimit* out = core->add_rlimits();
     out->set_resource(res);
-    out->set_cur(lim.cur);
-    out->set_max(lim.max);
+    out->set_cur(ps->rlimits[res].cur);
+    out->set_max(ps->rlimits[res].max);
   }
-  core->set_personality(static_cast<uint32_t>(TRY(rs.must("personality", SYS_personality, {0xffffffff}))));
+  core->set_personality(ps->personality);
   img::ProcessPrctl* pr = core->mutable_prctl();
-  pr->set_dumpable(static_cast<int>(TRY(rs.must("prctl(PR_GET_DUMPABLE)", SYS_prctl, {PR_GET_DUMPABLE}))));
-  pr->set_thp_disable(TRY(rs.must("prctl(PR_GET_THP_DISABLE)", SYS_prctl, {PR_GET_THP_DISABLE})) != 0);
-  TRY(rs.must("prctl(PR_GET_CHILD_SUBREAPER)", SYS_prctl, {PR_GET_CHILD_SUBREAPER, buf}));
-  int32_t subreaper;
-  TRY(t.read_mem(buf, &subreaper, sizeof subreaper));
-  pr->set_child_subreaper(subreaper != 0);
-  return collect_posix_timers(rs, t, core);
+  pr->set_dumpable(ps->dumpable);
+  pr->set_thp_disable(ps->thp_disable != 0);
+  pr->set_child_subreaper(ps->child_subreaper != 0);
+  return collect_posix_timers(p, pid, core);
 }
 
-// Per-thread state only the thread can tell: clear_child_tid, sigaltstack.
-Result<void> collect_thread_inside(RemoteSyscalls& rs, Tracee& t, img::ThreadCore* th) {
-  uint64_t buf = TRY(rs.scratch());
-  TRY(rs.must("prctl(PR_GET_TID_ADDRESS)", SYS_prctl, {PR_GET_TID_ADDRESS, buf, 0, 0, 0}));
-  uint64_t tid_addr;
-  TRY(t.read_mem(buf, &tid_addr, sizeof tid_addr));
-  th->set_clear_child_tid(tid_addr);
-  struct {
-    uint64_t sp;
-    int32_t flags;
-    int32_t pad;
-    uint64_t size;
-  } ss;
-  TRY(rs.must("sigaltstack", SYS_sigaltstack, {0, buf}));
-  TRY(t.read_mem(buf, &ss, sizeof ss));
-  th->mutable_altstack()->set_sp(ss.sp);
-  th->mutable_altstack()->set_flags(ss.flags);
-  th->mutable_altstack()->set_size(ss.size);
-  th->set_no_new_privs(TRY(rs.must("prctl(PR_GET_NO_NEW_PRIVS)", SYS_prctl, {PR_GET_NO_NEW_PRIVS})) != 0);
-  th->mutable_creds()->set_securebits(TRY(rs.must("prctl(PR_GET_SECUREBITS)", SYS_prctl, {PR_GET_SECUREBITS})));
-  th->set_timerslack_ns(TRY(rs.must("prctl(PR_GET_TIMERSLACK)", SYS_prctl, {PR_GET_TIMERSLACK})));
-  TRY(rs.must("prctl(PR_GET_PDEATHSIG)", SYS_prctl, {PR_GET_PDEATHSIG, buf}));
-  int32_t pdeathsig;
-  TRY(t.read_mem(buf, &pdeathsig, sizeof pdeathsig));
-  th->set_pdeathsig(pdeathsig);
-  return {};
-}
-
-// Credentials (from /proc, securebits from the thread itself), seccomp mode
-// and filters, oldest first; a filter ckpt cannot read fails the dump (the
-// task would come back less confined than it was).
-Result<void> collect_creds_and_seccomp(Tracee& t, img::ThreadCore* th) {
-  proc::Status st = TRY(proc::read_status(t.tid()));
+// Per-thread state only the thread can tell: credentials, clear_child_tid,
+// sigaltstack, prctl state.
+void collect_thread_inside(const abi::ThreadState& ts, img::ThreadCore* th) {
   img::Creds* c = th->mutable_creds();
-  for (pid_t id : st.uids) c->add_uids(id);
-  for (pid_t id : st.gids) c->add_gids(id);
-  for (pid_t id : st.groups) c->add_groups(id);
-  c->set_cap_inh(st.cap_inh);
-  c->set_cap_prm(st.cap_prm);
-  c->set_cap_eff(st.cap_eff);
-  c->set_cap_bnd(st.cap_bnd);
-  c->set_cap_amb(st.cap_amb);
+  for (uint32_t id : {ts.uids[0], ts.uids[1], ts.uids[2], ts.fsuid}) c->add_uids(id);
+  for (uint32_t id : {ts.gids[0], ts.gids[1], ts.gids[2], ts.fsgid}) c->add_gids(id);
+  for (uint32_t i = 0; i < ts.nr_groups && i < abi::kMaxGroups; i++) c->add_groups(ts.groups[i]);
+  c->set_cap_inh(ts.cap_inh);
+  c->set_cap_prm(ts.cap_prm);
+  c->set_cap_eff(ts.cap_eff);
+  c->set_cap_bnd(ts.cap_bnd);
+  c->set_cap_amb(ts.cap_amb);
+  c->set_securebits(ts.securebits);
+  th->set_clear_child_tid(ts.clear_child_tid);
+  th->mutable_altstack()->set_sp(ts.ss_sp);
+  th->mutable_altstack()->set_flags(ts.ss_flags);
+  th->mutable_altstack()->set_size(ts.ss_size);
+  th->set_no_new_privs(ts.no_new_privs != 0);
+  th->set_timerslack_ns(ts.timerslack_ns);
+  th->set_pdeathsig(ts.pdeathsig);
+}
+
+// Seccomp mode and filters, oldest first; a filter ckpt cannot read fails
+// the dump (the task would come back less confined than it was).
+Result<void> collect_seccomp(Tracee& t, img::ThreadCore* th) {
+  proc::Status st = TRY(proc::read_status(t.tid()));
   th->set_seccomp_mode(st.seccomp);
   if (st.seccomp != 2) return {};
   std::vector<std::pair<std::string, uint64_t>> newest_first;
@@ -192,7 +158,7 @@ Result<void> collect_thread_outside(Tracee& t, pid_t pid, img::ThreadCore* th) {
   uint64_t head = 0;
   size_t len = 0;
   if (syscall(SYS_get_robust_list, tid, &head, &len) < 0) return sys_error("get_robust_list of thread {}", tid);
-  TRY(collect_creds_and_seccomp(t, th));
+  TRY(collect_seccomp(t, th));
   th->set_robust_list(head);
   th->set_robust_list_len(len);
   return {};
@@ -213,7 +179,7 @@ void collect_mm(const proc::Stat& stat, img::MmCore* mm) {
 
 }  // namespace
 
-Result<img::TaskCore> collect_core(std::vector<Tracee>& threads, uint64_t vdso_start, const Faults& faults) {
+Result<img::TaskCore> collect_core_outside(std::vector<Tracee>& threads) {
   Tracee& leader = threads[0];
   const pid_t pid = leader.tid();
   img::TaskCore core;
@@ -227,25 +193,19 @@ Result<img::TaskCore> collect_core(std::vector<Tracee>& threads, uint64_t vdso_s
   core.mutable_mm()->set_auxv(TRY(read_file(fmt::format("/proc/{}/auxv", pid))));
   core.mutable_mm()->set_exe_path(TRY(read_link(fmt::format("/proc/{}/exe", pid))));
   for (const siginfo_t& si : TRY(leader.pending(true))) *core.add_shared_pending() = to_image(si);
-
-  // Outside first: remote syscalls change registers and masks until they end.
   for (Tracee& t : threads) TRY_CTX(collect_thread_outside(t, pid, core.add_threads()), "thread {}", t.tid());
-
-  uint64_t insn = TRY(find_vdso_syscall(vdso_start));
-  RemoteSyscalls leader_rs = TRY(RemoteSyscalls::begin(leader, insn));
-  TRY(collect_process_inside(leader_rs, leader, &core));
-  // While the leader runs our syscalls: its registers and mask are not its own.
-  TRY(faults.at("remote-syscalls"));
-  TRY_CTX(collect_thread_inside(leader_rs, leader, core.mutable_threads(0)), "thread {}", pid);
-  // The leader's scratch page serves every thread: one address space.
-  uint64_t scratch = TRY(leader_rs.scratch());
-  for (size_t i = 1; i < threads.size(); i++) {
-    RemoteSyscalls rs = TRY(RemoteSyscalls::begin(threads[i], insn, scratch));
-    TRY_CTX(collect_thread_inside(rs, threads[i], core.mutable_threads(i)), "thread {}", threads[i].tid());
-    TRY(rs.end());
-  }
-  TRY(leader_rs.end());
   return core;
+}
+
+Result<void> collect_core_inside(Parasite& p, std::vector<Tracee>& threads, img::TaskCore* core) {
+  const pid_t pid = threads[0].tid();
+  const uint32_t last_cap = static_cast<uint32_t>(std::stoul(TRY(read_file("/proc/sys/kernel/cap_last_cap"))));
+  TRY(collect_process_inside(p, pid, core));
+  for (size_t i = 0; i < threads.size(); i++) {
+    const abi::ThreadState* ts = TRY_CTX(p.thread_state(threads[i], last_cap), "thread {}", threads[i].tid());
+    collect_thread_inside(*ts, core->mutable_threads(i));
+  }
+  return {};
 }
 
 }  // namespace ckpt::dump

@@ -4,16 +4,18 @@
 
 #include <vector>
 
-#include "base/fault.h"
 #include "base/result.h"
 #include "ckpt.pb.h"
+#include "parasite/parasite.h"
 #include "ptrace/tracee.h"
 
 namespace ckpt::dump {
 
-// Every thread is stopped; threads[0] is the main thread. `vdso_start` is
-// where the task's [vdso] is: the remote syscalls that read sigactions and
-// the like run from its syscall instruction.
-Result<img::TaskCore> collect_core(std::vector<Tracee>& threads, uint64_t vdso_start, const Faults& faults);
+// What ptrace and /proc show. Every thread is stopped; threads[0] is the
+// main thread. Comes first: the parasite changes the main thread's registers.
+Result<img::TaskCore> collect_core_outside(std::vector<Tracee>& threads);
+
+// What only the task can tell, from its parasite; fills in `core`.
+Result<void> collect_core_inside(Parasite& p, std::vector<Tracee>& threads, img::TaskCore* core);
 
 }  // namespace ckpt::dump

@@ -12,6 +12,8 @@
 #include "files/files.h"
 #include "image/image_dir.h"
 #include "proc/status.h"
+#include "parasite/parasite.h"
+#include "ptrace/remote_syscall.h"
 #include "ptrace/tracee.h"
 
 namespace ckpt::dump {
@@ -129,15 +131,31 @@ Result<img::Stats> dump(const DumpOptions& o, Log& log) {
   img::Files fds = TRY_CTX(files::dump_fds(pid, {.shell_job = o.shell_job}), "dump pid {}", pid);
   uint64_t vdso = vdso_start(mm);
   if (!vdso) return error(EOPNOTSUPP, "dump pid {}: the process has no [vdso], which ckpt needs", pid);
-  img::TaskCore core = TRY_CTX(collect_core(threads, vdso, o.faults), "dump pid {}", pid);
+  img::TaskCore core = TRY_CTX(collect_core_outside(threads), "dump pid {}", pid);
 
-  // 3. Memory, then metadata, inventory last.
+  // 3. The parasite: what only the task can tell, and its memory.
+  const uint64_t insn = TRY_CTX(find_vdso_syscall(vdso), "dump pid {}", pid);
+  Parasite parasite = TRY_CTX(Parasite::inject(threads[0], insn, o.breakpoints ? CompletionMode::Breakpoint
+                                                                               : CompletionMode::SyscallTrace, log),
+                              "dump pid {}: inject the parasite", pid);
+  TRY_CTX(o.faults.at("parasite"), "dump pid {}", pid);
+  TRY_CTX(collect_core_inside(parasite, threads, &core), "dump pid {}", pid);
   const auto mem_start = Clock::now();
   img::PageMap pagemap;
-  PageStats ps = TRY_CTX(dump_pages(threads[0], mm, dir, &pagemap, o.faults), "dump pid {}", pid);
+  PageSource src{threads[0], o.pages == PageTransfer::Splice ? &parasite : nullptr};
+  PageStats ps = TRY_CTX(dump_pages(src, mm, dir, &pagemap, o.faults), "dump pid {}", pid);
   stats.set_memory_dump_ns(ns_since(mem_start));
   stats.set_pages_written(ps.pages);
   stats.set_bytes_written(ps.bytes);
+
+  // 4. Cure: the task is as it was before the parasite.
+  TRY_CTX(o.faults.at("cure"), "dump pid {}", pid);
+  img::TaskStops* cure = stats.add_completion();
+  cure->set_tid(pid);
+  cure->set_breakpoint(parasite.mode() == CompletionMode::Breakpoint);
+  cure->set_stops(TRY_CTX(parasite.cure(), "dump pid {}: cure", pid));
+
+  // 5. Images: metadata, inventory last.
   TRY_CTX(dir.write(image::core_name(pid), image::ImageKind::Core, core), "dump pid {}", pid);
   TRY_CTX(dir.write(image::mm_name(pid), image::ImageKind::Mm, mm), "dump pid {}", pid);
   TRY_CTX(dir.write(image::pagemap_name(pid), image::ImageKind::PageMap, pagemap), "dump pid {}", pid);
@@ -157,7 +175,7 @@ Result<img::Stats> dump(const DumpOptions& o, Log& log) {
   TRY_CTX(dir.write(image::kInventoryName, image::ImageKind::Inventory, inv), "dump pid {}", pid);
   scratch.keep = true;
 
-  // 4. The images are complete: now the task may go.
+  // 6. The images are complete: now the task may go.
   stats.set_frozen_ns(ns_since(freeze_start));
   TRY_CTX(let_go(threads, o.after), "dump pid {}", pid);
   stats.set_dump_ns(ns_since(start));

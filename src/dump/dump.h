@@ -14,6 +14,8 @@
 namespace ckpt::dump {
 
 enum class After { Kill, Run, Stop };
+// How memory leaves the task (bench/ measures both).
+enum class PageTransfer { Splice, Readv };
 
 struct DumpOptions {
   pid_t pid = 0;
@@ -22,7 +24,9 @@ struct DumpOptions {
   bool shell_job = false;
   unsigned timeout_s = 10;  // give up seizing after this long
   bool fsync = false;       // images durable on disk before the task goes
-  Faults faults;            // tests only: seize, remote-syscalls, memory, images
+  bool breakpoints = true;  // false: cure the parasite by tracing syscalls
+  PageTransfer pages = PageTransfer::Splice;
+  Faults faults;            // tests only: seize, parasite, memory, cure, images
 };
 
 Result<img::Stats> dump(const DumpOptions& o, Log& log);

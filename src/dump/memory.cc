@@ -12,6 +12,7 @@
 #include "image/crc32c.h"
 #include "image/page_store.h"
 #include "dump/present_pages.h"
+#include "pie/parasite_abi.h"
 #include "proc/maps.h"
 #include "proc/smaps.h"
 
@@ -132,6 +133,64 @@ class PageStreamer {
   uint64_t written_ = 0;
 };
 
+// Streams runs of pages into the pages file through the parasite: it
+// vmsplices the task's pages into a pipe (no copy) and checksums them while
+// ckpt splices the pipe into the file (one copy, into the page cache). Runs
+// the task itself cannot read come through /proc/PID/mem.
+class SpliceStreamer {
+ public:
+  SpliceStreamer(Parasite& p, pid_t tid, int out, int mem) : p_(p), tid_(tid), out_(out), mem_(mem) {}
+
+  Result<void> add(img::PageRun* run, uint64_t addr, uint64_t len, bool readable) {
+    if (!readable) return copy_protected(run, addr, len);
+    if (pieces_.size() == abi::kMaxDrainIov) TRY(flush());
+    pieces_.push_back({addr, len, 0, 0});
+    owners_.push_back(run);
+    return {};
+  }
+
+  Result<void> flush() {
+    if (pieces_.empty()) return {};
+    TRY(p_.drain(pieces_, out_, image::kPagesDataOffset + written_));
+    for (size_t i = 0; i < pieces_.size(); i++) {
+      owners_[i]->set_crc32c(pieces_[i].crc32c);
+      written_ += pieces_[i].len;
+    }
+    pieces_.clear();
+    owners_.clear();
+    return {};
+  }
+
+  uint64_t written() const { return written_; }
+
+ private:
+  Result<void> copy_protected(img::PageRun* run, uint64_t addr, uint64_t len) {
+    TRY(flush());
+    std::vector<char> buf(std::min<uint64_t>(len, kCopyBuffer));
+    uint32_t crc = 0;
+    for (uint64_t done = 0; done < len;) {
+      const size_t n = std::min<uint64_t>(len - done, buf.size());
+      size_t got = TRY_CTX(pread_full(mem_, buf.data(), n, static_cast<off_t>(addr + done)),
+                           "read protected memory of task {}", tid_);
+      if (got != n) return error(EFAULT, "read protected memory of task {} at {:#x}: short read", tid_, addr + done);
+      crc = crc32c(crc, buf.data(), n);
+      TRY_CTX(pwrite_all(out_, buf.data(), n, static_cast<off_t>(image::kPagesDataOffset + written_)), "pages image");
+      written_ += n;
+      done += n;
+    }
+    run->set_crc32c(crc);
+    return {};
+  }
+
+  Parasite& p_;
+  pid_t tid_;
+  int out_;
+  int mem_;
+  std::vector<abi::DrainIov> pieces_;
+  std::vector<img::PageRun*> owners_;
+  uint64_t written_ = 0;
+};
+
 // The VmFlags that madvise() or mmap() set and restore must set again.
 void apply_vmflags(const std::vector<std::string>& flags, img::Vma* v) {
   static const std::pair<const char*, img::MadviseBits> kBits[] = {
@@ -158,8 +217,9 @@ Result<img::MmImage> collect_vmas(pid_t pid) {
   return mm;
 }
 
-Result<PageStats> dump_pages(Tracee& t, const img::MmImage& mm, const image::ImageDir& dir, img::PageMap* map,
-                             const Faults& faults) {
+Result<PageStats> dump_pages(const PageSource& src, const img::MmImage& mm, const image::ImageDir& dir,
+                             img::PageMap* map, const Faults& faults) {
+  Tracee& t = src.task;
   const std::string name = image::pages_name(t.tid());
   UniqueFd out = TRY(dir.create_temp(name));
   if (lseek(out.get(), image::kPagesDataOffset, SEEK_SET) < 0) return sys_error("seek {}", dir.file(name));
@@ -184,16 +244,26 @@ Result<PageStats> dump_pages(Tracee& t, const img::MmImage& mm, const image::Ima
   }
 
   UniqueFd mem = TRY(open_file(fmt::format("/proc/{}/mem", t.tid()), O_RDONLY));
-  PageStreamer s(t, out.get(), mem.get());
+  auto stream = [&](auto& s) -> Result<PageStats> {
+    PageStats st;
+    for (int i = 0; i < map->runs_size(); i++) {
+      img::PageRun* run = map->mutable_runs(i);
+      TRY(s.add(run, run->vaddr(), run->nr_pages() * kPageSize, readable[i]));
+      st.pages += run->nr_pages();
+      if (i == map->runs_size() / 2) TRY(faults.at("memory"));
+    }
+    TRY(s.flush());
+    st.bytes = s.written();
+    return st;
+  };
   PageStats st;
-  for (int i = 0; i < map->runs_size(); i++) {
-    img::PageRun* run = map->mutable_runs(i);
-    TRY(s.add(run, run->vaddr(), run->nr_pages() * kPageSize, readable[i]));
-    st.pages += run->nr_pages();
-    if (i == map->runs_size() / 2) TRY(faults.at("memory"));
+  if (src.parasite) {
+    SpliceStreamer s(*src.parasite, t.tid(), out.get(), mem.get());
+    st = TRY(stream(s));
+  } else {
+    PageStreamer s(t, out.get(), mem.get());
+    st = TRY(stream(s));
   }
-  TRY(s.flush());
-  st.bytes = s.written();
   map->set_total_pages(st.pages);
 
   image::PagesHeader h = image::make_pages_header(st.bytes);

@@ -10,6 +10,7 @@
 #include "base/result.h"
 #include "ckpt.pb.h"
 #include "image/image_dir.h"
+#include "parasite/parasite.h"
 #include "ptrace/tracee.h"
 
 namespace ckpt::dump {
@@ -22,9 +23,16 @@ struct PageStats {
   uint64_t bytes = 0;
 };
 
+// Where pages come from: the parasite's vmsplice when there is one, else
+// process_vm_readv from the stopped task.
+struct PageSource {
+  Tracee& task;
+  Parasite* parasite = nullptr;
+};
+
 // Writes pages-PID.img (under a temporary name, committed on success) and
 // fills `map` with its runs.
-Result<PageStats> dump_pages(Tracee& t, const img::MmImage& mm, const image::ImageDir& dir, img::PageMap* map,
-                             const Faults& faults);
+Result<PageStats> dump_pages(const PageSource& src, const img::MmImage& mm, const image::ImageDir& dir,
+                             img::PageMap* map, const Faults& faults);
 
 }  // namespace ckpt::dump

@@ -5,7 +5,7 @@ set(PIE_GEN_DIR ${CMAKE_BINARY_DIR}/pie)
 file(MAKE_DIRECTORY ${PIE_GEN_DIR})
 set(PIE_CFLAGS -O2 -ffreestanding -fno-builtin -nostdlib -fPIE -fvisibility=hidden
     -fno-stack-protector -fno-exceptions -fno-rtti -fno-asynchronous-unwind-tables
-    -fno-unwind-tables -mno-red-zone -fcf-protection=none -std=gnu++20 -I${CMAKE_CURRENT_SOURCE_DIR}/src)
+    -fno-unwind-tables -mno-red-zone -mgeneral-regs-only -fcf-protection=none -std=gnu++20 -I${CMAKE_CURRENT_SOURCE_DIR}/src)
 
 function(ckpt_pie_blob name)
   set(objs)
@@ -14,7 +14,7 @@ function(ckpt_pie_blob name)
     set(obj ${PIE_GEN_DIR}/${name}_${base}.o)
     add_custom_command(OUTPUT ${obj}
       COMMAND ${CMAKE_CXX_COMPILER} ${PIE_CFLAGS} -c ${PIE_DIR}/${src} -o ${obj}
-      DEPENDS ${PIE_DIR}/${src} ${PIE_DIR}/abi.h ${PIE_DIR}/sys.h
+      DEPENDS ${PIE_DIR}/${src} ${PIE_DIR}/abi.h ${PIE_DIR}/parasite_abi.h ${PIE_DIR}/sys.h
       COMMENT "pie: ${src}")
     list(APPEND objs ${obj})
   endforeach()
@@ -33,5 +33,6 @@ function(ckpt_pie_blob name)
   set(PIE_OUTPUTS ${PIE_OUTPUTS} ${bin} ${hdr} ${asm} PARENT_SCOPE)
 endfunction()
 
-ckpt_pie_blob(restorer restorer_entry.S restorer.cc)
+ckpt_pie_blob(restorer restorer_entry.S sigreturn.S restorer.cc)
+ckpt_pie_blob(parasite parasite_entry.S sigreturn.S parasite.cc)
 add_custom_target(pie_blobs DEPENDS ${PIE_OUTPUTS})

@@ -29,7 +29,9 @@ Result<void> unmap_blob(Tracee& t, const arch::Regs& regs, const CompletionSite&
   return {};
 }
 
-Result<void> set_final_state(Tracee& t, const FinalState& fin) {
+}  // namespace
+
+Result<void> load_final_state(Tracee& t, const FinalState& fin) {
   // Images keep the xsave area only up to its last component in use; the
   // regset takes the whole of it, the rest in init state (XSTATE_BV clear).
   std::vector<uint8_t> xsave(fin.xsave.begin(), fin.xsave.end());
@@ -40,6 +42,8 @@ Result<void> set_final_state(Tracee& t, const FinalState& fin) {
   TRY(t.set_regs(r));
   return t.set_blocked(fin.sigmask);
 }
+
+namespace {
 
 // Waits for the breakpoint stop of one thread; returns its registers there.
 Result<arch::Regs> reach_breakpoint(Tracee& t, const CompletionSite& site, const StrayStopExplainer& explain) {
@@ -145,6 +149,10 @@ Result<void> complete(std::span<CompletionTask> tasks, CompletionMode mode, cons
   std::vector<unsigned> before;
   for (CompletionTask& c : tasks) {
     before.push_back(c.tracee->stops());
+    if (c.running) {
+      if (mode != CompletionMode::Breakpoint) return fail("task {}: syscall tracing needs it stopped", c.tracee->tid());
+      continue;
+    }
     TRY(mode == CompletionMode::Breakpoint ? c.tracee->cont() : c.tracee->resume_syscall());
   }
   TRY(release());
@@ -156,7 +164,7 @@ Result<void> complete(std::span<CompletionTask> tasks, CompletionMode mode, cons
     for (size_t i = 0; i < tasks.size(); i++) {
       arch::Regs at = TRY(reach_breakpoint(*tasks[i].tracee, site, explain));
       if (i == 0) first_regs = at;
-      else TRY(set_final_state(*tasks[i].tracee, tasks[i].final_state));
+      else TRY(load_final_state(*tasks[i].tracee, tasks[i].final_state));
     }
   } else {
     first_regs = TRY(reach_sigreturns(tasks, site, explain))[0];
@@ -165,7 +173,7 @@ Result<void> complete(std::span<CompletionTask> tasks, CompletionMode mode, cons
   // Every thread is out of the blob: unmap it from the first one.
   Tracee& t0 = *tasks[0].tracee;
   TRY(unmap_blob(t0, first_regs, site));
-  if (mode == CompletionMode::Breakpoint) TRY(set_final_state(t0, tasks[0].final_state));
+  if (mode == CompletionMode::Breakpoint) TRY(load_final_state(t0, tasks[0].final_state));
   else TRY(t0.set_regs(first_regs));
   for (size_t i = 0; i < tasks.size(); i++) tasks[i].stops = tasks[i].tracee->stops() - before[i];
   return {};

@@ -63,6 +63,10 @@ struct FinalState {
   uint64_t sigmask;
 };
 
+// Loads what rt_sigreturn from a frame of `fin` would have: registers (no
+// syscall restart), xsave (padded to the regset's size), signal mask.
+Result<void> load_final_state(Tracee& t, const FinalState& fin);
+
 // Explains a stop that is not the completion (the blob reported an error and
 // trapped, crashed, or the task died): returns the Error to give the user.
 using StrayStopExplainer = std::function<Error(Tracee&, const Stop&)>;
@@ -71,10 +75,13 @@ struct CompletionTask {
   Tracee* tracee;
   FinalState final_state;
   unsigned stops = 0;  // out: ptrace stops from release to the end
+  // Already resumed (and armed) by the caller: the parasite's daemon runs
+  // from injection on, with its breakpoint set while it was stopped.
+  bool running = false;
 };
 
 // Every task (the threads of one process) is stopped, armed if mode is
-// Breakpoint. Resumes them all, calls `release` (which lets the blob go), and
+// Breakpoint, or running (Breakpoint mode only). Resumes the stopped ones, calls `release` (which lets the blob go), and
 // waits on each thread in turn for its completion point; tasks[0] then runs
 // the munmap. Leaves every task stopped at its final state.
 Result<void> complete(std::span<CompletionTask> tasks, CompletionMode mode, const CompletionSite& site,

@@ -22,10 +22,11 @@ void print_stats(const img::Stats& s) {
   if (s.restore_ns()) {
     fmt::print(stderr, "restore stats:\n  restore time    {:10.3f} ms\n  pages read      {:10}\n  bytes read      {:10}\n",
                ms(s.restore_ns()), s.pages_read(), s.bytes_read());
-    for (const img::TaskStops& t : s.completion())
-      fmt::print(stderr, "  ptrace stops    {:10}  (task {}, {})\n", t.stops(), t.tid(),
-                 t.breakpoint() ? "breakpoint" : "syscall tracing");
   }
+  // Restore completion, or the parasite's cure at dump.
+  for (const img::TaskStops& t : s.completion())
+    fmt::print(stderr, "  ptrace stops    {:10}  (task {}, {})\n", t.stops(), t.tid(),
+               t.breakpoint() ? "breakpoint" : "syscall tracing");
 }
 
 }  // namespace

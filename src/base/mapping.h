@@ -1,0 +1,48 @@
+// Mapping: owns one mmap()ed range of ckpt's own memory and unmaps it once.
+#pragma once
+
+#include <sys/mman.h>
+
+#include <cstddef>
+#include <utility>
+
+#include "base/result.h"
+
+namespace ckpt {
+
+class Mapping {
+ public:
+  static Result<Mapping> map(size_t len, int prot, int flags, int fd = -1, off_t off = 0) {
+    void* p = ::mmap(nullptr, len, prot, flags, fd, off);
+    if (p == MAP_FAILED) return sys_error("mmap {} bytes", len);
+    return Mapping(static_cast<char*>(p), len);
+  }
+  static Result<Mapping> anonymous(size_t len) {
+    return map(len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
+  }
+  Mapping() = default;
+  Mapping(Mapping&& o) noexcept : p_(std::exchange(o.p_, nullptr)), len_(o.len_) {}
+  Mapping& operator=(Mapping&& o) noexcept {
+    if (this != &o) {
+      reset();
+      p_ = std::exchange(o.p_, nullptr);
+      len_ = o.len_;
+    }
+    return *this;
+  }
+  ~Mapping() { reset(); }
+
+  char* data() const { return p_; }
+  size_t size() const { return len_; }
+  void reset() {
+    if (p_) ::munmap(p_, len_);
+    p_ = nullptr;
+  }
+
+ private:
+  Mapping(char* p, size_t len) : p_(p), len_(len) {}
+  char* p_ = nullptr;
+  size_t len_ = 0;
+};
+
+}  // namespace ckpt

@@ -1,0 +1,448 @@
+#include "parasite/parasite.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "arch/x86_64/sigframe.h"
+#include "pie/parasite_blob.h"
+#include "ptrace/remote_syscall.h"
+
+namespace ckpt {
+
+namespace {
+
+constexpr size_t kPage = 4096;
+constexpr size_t kFrameArea = 64 << 10;  // a sigframe with the largest xsave area
+constexpr size_t kStack = 64 << 10;
+constexpr size_t kThreadStack = 32 << 10;
+constexpr size_t kPipeSize = 1 << 20;  // fs.pipe-max-size's default: more needs CAP_SYS_RESOURCE
+constexpr uint64_t kEflagsDf = 1 << 10;
+constexpr unsigned kMfdExec = 0x10;  // Linux 6.3: executable even under vm.memfd_noexec=1
+
+constexpr size_t page_up(size_t n) { return (n + kPage - 1) & ~(kPage - 1); }
+
+// Where things are in the shared mapping.
+struct Layout {
+  size_t args, frame, stack_top, thread_stack_top, total;
+};
+Layout layout() {
+  Layout l;
+  l.args = page_up(std::max<size_t>(pie::parasite::k_blob_end, pie::parasite::image().size()));
+  l.frame = l.args + page_up(sizeof(abi::ParasiteArgs));
+  l.stack_top = l.frame + kFrameArea + kStack;
+  l.thread_stack_top = l.stack_top + kThreadStack;
+  l.total = l.thread_stack_top;
+  return l;
+}
+
+const char* step_name(uint32_t step) {
+  switch (step) {
+    case abi::kPsVersion: return "ABI version check";
+    case abi::kPsSigaction: return "rt_sigaction";
+    case abi::kPsItimer: return "getitimer";
+    case abi::kPsRlimit: return "prlimit64";
+    case abi::kPsPrctl: return "prctl";
+    case abi::kPsTimer: return "timer_gettime";
+    case abi::kPsCreds: return "reading credentials";
+    case abi::kPsAltstack: return "sigaltstack";
+    case abi::kPsVmsplice: return "vmsplice";
+    case abi::kPsSendmsg: return "sendmsg";
+    case abi::kPsRecvmsg: return "recvmsg";
+    case abi::kPsUnknownCmd: return "command dispatch";
+  }
+  return "an unknown step";
+}
+
+// Undoes, through remote syscalls, what a failed injection made in the task.
+struct RemoteLeftovers {
+  RemoteSyscalls& rs;
+  std::vector<int> fds;
+  uint64_t map = 0, len = 0;
+  bool keep = false;
+  ~RemoteLeftovers() {
+    if (keep) return;
+    for (int fd : fds) (void)rs.call(SYS_close, {static_cast<uint64_t>(fd)});
+    if (map) (void)rs.call(SYS_munmap, {map, len});
+  }
+};
+
+Result<UniqueFd> take_fd(int pidfd, pid_t pid, int fd, std::string_view what) {
+  int r = static_cast<int>(syscall(SYS_pidfd_getfd, pidfd, fd, 0));
+  if (r < 0) return sys_error("take the {} (fd {}) from task {}", what, fd, pid);
+  return UniqueFd(r);
+}
+
+}  // namespace
+
+abi::ParasiteArgs* Parasite::args() const { return reinterpret_cast<abi::ParasiteArgs*>(local_.data() + layout().args); }
+
+Result<Parasite> Parasite::inject(Tracee& leader, uint64_t insn, CompletionMode mode, Log& log) {
+  const pid_t pid = leader.tid();
+  const Layout l = layout();
+  Parasite p(leader, mode, log);
+  p.insn_ = insn;
+  p.orig_.regs = TRY(leader.regs());
+  // It goes on where it was: a syscall interrupted by the stop runs again.
+  arch::rewind_restartable_syscall(p.orig_.regs, arch::Restart::InPlace);
+  p.orig_.xsave = TRY(leader.xstate());
+  p.orig_.sigmask = TRY(leader.blocked());
+  bool sigpipe_pending = false;
+  for (const siginfo_t& si : TRY(leader.pending(false))) sigpipe_pending |= si.si_signo == SIGPIPE;
+  UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
+  if (!pidfd) return sys_error("pidfd_open({})", pid);
+
+  int task_sock;
+  {
+    RemoteSyscalls rs = TRY(RemoteSyscalls::begin(leader, insn));
+    RemoteLeftovers undo{rs};
+    const uint64_t scratch = TRY(rs.scratch());
+    static constexpr char kName[] = "ckpt-parasite";
+    TRY(leader.write_mem(scratch, kName, sizeof kName));
+    long memfd = TRY(rs.call(SYS_memfd_create, {scratch, MFD_CLOEXEC | kMfdExec}));
+    if (memfd == -EINVAL) memfd = TRY(rs.call(SYS_memfd_create, {scratch, MFD_CLOEXEC}));
+    if (memfd < 0) return error(static_cast<int>(-memfd), "task {}: remote memfd_create", pid);
+    undo.fds.push_back(static_cast<int>(memfd));
+    const uint64_t fd = static_cast<uint64_t>(memfd);
+    TRY(rs.must("ftruncate of the parasite's memfd", SYS_ftruncate, {fd, l.total}));
+    p.base_ = TRY(rs.must("mmap of the parasite", SYS_mmap,
+                          {0, l.total, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_SHARED, fd, 0}));
+    undo.map = p.base_;
+    undo.len = l.total;
+    UniqueFd local_memfd = TRY(take_fd(pidfd.get(), pid, static_cast<int>(memfd), "parasite's memfd"));
+    p.local_ = TRY(Mapping::map(l.total, PROT_READ | PROT_WRITE, MAP_SHARED, local_memfd.get()));
+
+    TRY(rs.must("socketpair", SYS_socketpair, {AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, scratch}));
+    int sv[2];
+    TRY(leader.read_mem(scratch, sv, sizeof sv));
+    undo.fds.push_back(sv[0]);
+    undo.fds.push_back(sv[1]);
+    p.sock_ = TRY(take_fd(pidfd.get(), pid, sv[1], "parasite's socket"));
+    for (uint64_t done : {fd, static_cast<uint64_t>(sv[1])}) TRY(rs.must("close", SYS_close, {done}));
+    undo.fds = {sv[0]};
+    task_sock = sv[0];
+    undo.keep = true;
+    TRY(rs.end());
+  }
+  // From here on the destructor takes it out again.
+  p.in_ = true;
+
+  auto blob = pie::parasite::image();
+  std::memcpy(p.local_.data(), blob.data(), blob.size());
+  abi::ParasiteArgs* a = p.args();
+  a->version = abi::kParasiteAbiVersion;
+  a->sock = task_sock;
+  a->pipe = -1;
+  a->sigpipe_pending = sigpipe_pending;
+  // The frame the daemon leaves through: the task's own state.
+  auto frame = TRY(arch::build_rt_sigframe(p.base_ + l.frame, p.orig_.regs, p.orig_.xsave, p.orig_.sigmask, {}));
+  if (frame.size() > kFrameArea) return fail("a sigframe of {} bytes does not fit the parasite", frame.size());
+  std::memcpy(p.local_.data() + l.frame, frame.data(), frame.size());
+  a->sigframe = p.base_ + l.frame + arch::rt_sigframe_rsp_offset();
+
+  // Armed while it is stopped: the daemon then runs until it hits it.
+  if (p.mode_ == CompletionMode::Breakpoint &&
+      TRY(arm_breakpoint(leader, p.base_ + pie::parasite::k_rst_sigreturn)) == Armed::Unsupported) {
+    log.warn("task {}: no hardware breakpoint; the parasite is cured by tracing syscalls", pid);
+    p.mode_ = CompletionMode::SyscallTrace;
+  }
+  arch::Regs start = p.orig_.regs;
+  start.rip = p.base_ + pie::parasite::k_parasite_entry;
+  start.rsp = p.base_ + l.stack_top;
+  start.rdi = p.base_ + l.args;
+  start.orig_rax = static_cast<uint64_t>(-1);
+  start.eflags &= ~kEflagsDf;
+  TRY(leader.set_blocked(~0ULL));
+  TRY(leader.set_regs(start));
+  TRY(leader.cont());
+  p.running_ = true;
+  log.debug("task {}: parasite at {:#x} ({} KiB), {} completion", pid, p.base_, l.total >> 10,
+            p.mode_ == CompletionMode::Breakpoint ? "breakpoint" : "syscall-trace");
+  return p;
+}
+
+Parasite::Parasite(Parasite&& o) noexcept
+    : leader_(o.leader_),
+      mode_(o.mode_),
+      log_(o.log_),
+      insn_(o.insn_),
+      base_(o.base_),
+      local_(std::move(o.local_)),
+      sock_(std::move(o.sock_)),
+      pipe_r_(std::move(o.pipe_r_)),
+      orig_(std::move(o.orig_)),
+      in_(std::exchange(o.in_, false)),
+      running_(o.running_),
+      swallowed_stop_(o.swallowed_stop_) {}
+
+Parasite::~Parasite() {
+  if (!in_) return;
+  auto cured = cure();
+  if (cured) return;
+  log_->warn("task {}: {}; taking the parasite out by force", leader_->tid(), cured.error().str());
+  if (auto r = rescue(); !r) log_->error("task {}: {}", leader_->tid(), r.error().str());
+}
+
+Result<void> Parasite::send(abi::ParasiteMsg msg, int fd) {
+  iovec v{&msg, sizeof msg};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr m{};
+  m.msg_iov = &v;
+  m.msg_iovlen = 1;
+  if (fd >= 0) {
+    m.msg_control = control;
+    m.msg_controllen = sizeof control;
+    cmsghdr* c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  }
+  if (sendmsg(sock_.get(), &m, MSG_NOSIGNAL) != sizeof msg)
+    return sys_error("task {}: send command {} to the parasite", leader_->tid(), msg.cmd);
+  return {};
+}
+
+// Between commands the daemon is the only thing that can make the main
+// thread stop: it crashed (a synchronous signal), or someone sent SIGSTOP,
+// which is kept for after the dump.
+Result<void> Parasite::check_leader() {
+  auto s = leader_->wait(Tracee::Clock::now());
+  if (!s && s.error().err == ETIMEDOUT) return {};
+  if (!s) return std::unexpected(s.error());
+  running_ = false;
+  if (s->gone()) return error(ESRCH, "task {} {} while the parasite ran", leader_->tid(), s->describe());
+  if (s->sig() == SIGSTOP && !s->event()) {
+    swallowed_stop_ = true;
+    TRY(leader_->cont());
+    running_ = true;
+    return {};
+  }
+  return std::unexpected(explain(*leader_, *s));
+}
+
+Error Parasite::explain(Tracee& t, const Stop& s) const {
+  auto regs = t.regs();
+  uint64_t rip = regs ? regs->rip : 0;
+  std::string where = rip >= base_ && rip < base_ + size() ? fmt::format("parasite+{:#x}", rip - base_)
+                                                          : fmt::format("{:#x}", rip);
+  return Error{EFAULT, fmt::format("the parasite in task {} {} at {}", t.tid(), s.describe(), where)};
+}
+
+Result<abi::ParasiteReply> Parasite::receive(std::vector<UniqueFd>* fds) {
+  for (;;) {
+    pollfd pfd{sock_.get(), POLLIN, 0};
+    int n = poll(&pfd, 1, 100);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return sys_error("poll the parasite's socket");
+    if (n == 0) {
+      TRY(check_leader());
+      continue;
+    }
+    abi::ParasiteReply r;
+    iovec v{&r, sizeof r};
+    alignas(cmsghdr) char control[CMSG_SPACE(abi::kMaxFdsPerCall * sizeof(int))];
+    msghdr m{};
+    m.msg_iov = &v;
+    m.msg_iovlen = 1;
+    m.msg_control = control;
+    m.msg_controllen = sizeof control;
+    ssize_t got = recvmsg(sock_.get(), &m, MSG_CMSG_CLOEXEC);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) return sys_error("task {}: read the parasite's reply", leader_->tid());
+    for (cmsghdr* c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      size_t nfds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t i = 0; i < nfds; i++) {
+        int fd;
+        std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+        if (fds) fds->emplace_back(fd);
+        else close(fd);
+      }
+    }
+    if (got == 0) {
+      TRY(check_leader());
+      return error(ECONNRESET, "task {}: the parasite closed its socket", leader_->tid());
+    }
+    if (got != sizeof r) return error(EPROTO, "task {}: a reply of {} bytes from the parasite", leader_->tid(), got);
+    if (r.err)
+      return error(r.err, "task {}: the parasite's {} (item {}) failed", leader_->tid(), step_name(r.step), r.index);
+    return r;
+  }
+}
+
+Result<abi::ParasiteReply> Parasite::call(abi::ParasiteCmd cmd, uint32_t count) {
+  TRY(send({cmd, count}));
+  return receive();
+}
+
+Result<const abi::ProcessState*> Parasite::process_state() {
+  TRY(call(abi::kParasiteProcess));
+  return &args()->process;
+}
+
+Result<const abi::ThreadState*> Parasite::thread_state(Tracee& t, uint32_t last_cap) {
+  args()->thread.last_cap = last_cap;
+  if (&t == leader_) TRY(call(abi::kParasiteThread));
+  else TRY(visit(t));
+  return &args()->thread;
+}
+
+// Sends a stopped thread through parasite_thread_entry and back: registers
+// and mask are put back at the trap, where the kernel still restarts an
+// interrupted syscall from them. The blob touches no FPU state.
+Result<void> Parasite::visit(Tracee& t) {
+  const Layout l = layout();
+  const arch::Regs saved = TRY(t.regs());
+  const uint64_t mask = TRY(t.blocked());
+  arch::Regs r = saved;
+  r.rip = base_ + pie::parasite::k_parasite_thread_entry;
+  r.rsp = base_ + l.thread_stack_top;
+  r.rdi = base_ + l.args;
+  r.orig_rax = static_cast<uint64_t>(-1);
+  r.eflags &= ~kEflagsDf;
+  args()->thread.err = 0;
+  TRY(t.set_blocked(~0ULL));
+  TRY(t.set_regs(r));
+  TRY(t.cont());
+  Stop s = TRY(t.wait());
+  if (s.gone()) return error(ESRCH, "thread {} {} in the parasite", t.tid(), s.describe());
+  arch::Regs at = TRY(t.regs());
+  Result<void> out;
+  if (s.sig() != SIGTRAP || at.rip != base_ + pie::parasite::k_parasite_thread_done)
+    out = std::unexpected(explain(t, s));
+  TRY(t.set_regs(saved));
+  TRY(t.set_blocked(mask));
+  if (out && args()->thread.err)
+    return error(args()->thread.err, "thread {}: the parasite's {} failed", t.tid(), step_name(args()->thread.step));
+  return out;
+}
+
+Result<std::vector<abi::TimerState>> Parasite::timers(std::span<const int32_t> ids) {
+  std::vector<abi::TimerState> out;
+  for (size_t at = 0; at < ids.size(); at += abi::kMaxTimersPerCall) {
+    const size_t n = std::min<size_t>(ids.size() - at, abi::kMaxTimersPerCall);
+    for (size_t i = 0; i < n; i++) args()->timers[i] = {.id = ids[at + i]};
+    TRY(call(abi::kParasiteTimers, static_cast<uint32_t>(n)));
+    out.insert(out.end(), args()->timers, args()->timers + n);
+  }
+  return out;
+}
+
+Result<std::vector<UniqueFd>> Parasite::fds(std::span<const int32_t> task_fds) {
+  std::vector<UniqueFd> out;
+  for (size_t at = 0; at < task_fds.size(); at += abi::kMaxFdsPerCall) {
+    const size_t n = std::min<size_t>(task_fds.size() - at, abi::kMaxFdsPerCall);
+    std::copy_n(task_fds.begin() + at, n, args()->fds);
+    TRY(send({abi::kParasiteSendFds, static_cast<uint32_t>(n)}));
+    const size_t before = out.size();
+    TRY(receive(&out));
+    if (out.size() - before != n)
+      return error(EPROTO, "task {}: asked the parasite for {} fds, got {}", leader_->tid(), n, out.size() - before);
+  }
+  return out;
+}
+
+Result<void> Parasite::drain(std::span<abi::DrainIov> pieces, int out, uint64_t offset) {
+  if (pieces.size() > abi::kMaxDrainIov) return fail("{} pieces in one drain (at most {})", pieces.size(), abi::kMaxDrainIov);
+  if (!pipe_r_) {
+    int p[2];
+    if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) return sys_error("pipe for the parasite");
+    UniqueFd r(p[0]), w(p[1]);
+    (void)fcntl(w.get(), F_SETPIPE_SZ, kPipeSize);  // a smaller pipe only costs more round trips
+    TRY(send({abi::kParasiteTakePipe, 0}, w.get()));
+    TRY(receive());
+    pipe_r_ = std::move(r);
+  }
+  uint64_t total = 0;
+  for (size_t i = 0; i < pieces.size(); i++) {
+    args()->iov[i] = pieces[i];
+    total += pieces[i].len;
+  }
+  TRY(send({abi::kParasiteDrain, static_cast<uint32_t>(pieces.size())}));
+  loff_t off = static_cast<loff_t>(offset);
+  bool replied = false;
+  for (uint64_t moved = 0; moved < total || !replied;) {
+    pollfd pfd[2] = {{pipe_r_.get(), POLLIN, 0}, {sock_.get(), POLLIN, 0}};
+    int n = poll(pfd, replied ? 1 : 2, 100);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return sys_error("poll the parasite's pipe");
+    if (n == 0) TRY(check_leader());
+    if (pfd[0].revents & (POLLIN | POLLHUP)) {
+      ssize_t got = splice(pipe_r_.get(), nullptr, out, &off, total - moved, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      if (got < 0 && errno != EAGAIN) return sys_error("splice task {}'s memory into the pages image", leader_->tid());
+      if (got > 0) moved += static_cast<uint64_t>(got);
+    }
+    if (!replied && (pfd[1].revents & (POLLIN | POLLHUP))) {
+      auto r = receive();
+      if (!r) {
+        pipe_r_.reset();  // half a drain in it: no later drain may read that
+        return std::unexpected(r.error());
+      }
+      replied = true;
+    }
+  }
+  for (size_t i = 0; i < pieces.size(); i++) pieces[i].crc32c = args()->iov[i].crc32c;
+  return {};
+}
+
+Result<unsigned> Parasite::cure() {
+  if (!in_) return 0u;
+  Tracee& t = *leader_;
+  if (mode_ == CompletionMode::SyscallTrace && running_) {
+    TRY(t.interrupt());
+    Stop s = TRY(t.wait());
+    if (s.gone()) return error(ESRCH, "task {} {} before the parasite's cure", t.tid(), s.describe());
+    running_ = false;
+  }
+  if (!running_ && mode_ == CompletionMode::Breakpoint) return fail("task {}: the parasite is not running", t.tid());
+  CompletionTask task{&t, {orig_.regs, orig_.xsave, orig_.sigmask}};
+  task.running = running_;
+  const CompletionSite site{base_ + pie::parasite::k_rst_sigreturn, base_ + pie::parasite::k_rst_syscall, base_,
+                            local_.size()};
+  auto release = [&]() { return send({abi::kParasiteFinish, 0}); };
+  running_ = false;
+  TRY(complete({&task, 1}, mode_, site, release, [&](Tracee& tr, const Stop& s) { return explain(tr, s); }));
+  in_ = false;
+  local_.reset();
+  sock_.reset();
+  pipe_r_.reset();
+  // Taken by the daemon, it is the task's again: the stop it was sent for.
+  if (swallowed_stop_ && kill(t.tid(), SIGSTOP) < 0) return sys_error("give task {} its SIGSTOP back", t.tid());
+  return task.stops;
+}
+
+// The daemon crashed, hangs or cannot be reached: stop the main thread
+// wherever it is, close the daemon's fds and unmap it from outside, and
+// load the task's own state.
+Result<void> Parasite::rescue() {
+  in_ = false;
+  Tracee& t = *leader_;
+  if (!t.regs()) {  // PTRACE_GETREGS works on a stopped tracee only
+    TRY(t.interrupt());
+    Stop s = TRY(t.wait());
+    if (s.gone()) return error(ESRCH, "task {} {} while ckpt took its parasite out", t.tid(), s.describe());
+  }
+  running_ = false;
+  (void)disarm_breakpoint(t);
+  const abi::ParasiteArgs* a = args();
+  {
+    RemoteSyscalls rs = TRY(RemoteSyscalls::begin(t, insn_));
+    if (a->pipe >= 0) TRY(rs.must("close of the parasite's pipe", SYS_close, {static_cast<uint64_t>(a->pipe)}));
+    TRY(rs.must("close of the parasite's socket", SYS_close, {static_cast<uint64_t>(a->sock)}));
+    TRY(rs.must("munmap of the parasite", SYS_munmap, {base_, local_.size()}));
+    TRY(rs.end());
+  }
+  local_.reset();
+  sock_.reset();
+  pipe_r_.reset();
+  return load_final_state(t, {orig_.regs, orig_.xsave, orig_.sigmask});
+}
+
+}  // namespace ckpt

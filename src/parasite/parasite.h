@@ -1,0 +1,97 @@
+// The parasite, host side: puts the blob of src/pie/parasite.cc into a
+// seized task, talks to it, and cures the task of it.
+//
+// Injection (the main thread stopped, through remote syscalls): the task
+// creates a memfd and maps it; ckpt takes the same memfd with pidfd_getfd
+// and maps it too, so the blob, its arguments and results live in memory
+// both see. The task creates a unix socket pair and ckpt takes one end. The
+// main thread then runs the daemon on the parasite's own stack, every
+// signal blocked; the other threads stay stopped and are sent, one at a
+// time, through a short visit that collects their own state.
+//
+// Cure is restore's completion, the same code (src/ptrace/completion.h):
+// the daemon, told to finish, closes its fds and calls rst_sigreturn with a
+// frame of the task's own registers; ckpt catches it there (breakpoint, or
+// syscall tracing), unmaps the parasite and loads those registers.
+//
+// If ckpt dies, the socket closes and the daemon returns into the same frame
+// on its own (parasite_selfcure): the task goes on, the inert mapping stays.
+// If anything else goes wrong, rescue() undoes it all from outside.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "base/log.h"
+#include "base/mapping.h"
+#include "base/result.h"
+#include "base/unique_fd.h"
+#include "pie/parasite_abi.h"
+#include "ptrace/completion.h"
+#include "ptrace/tracee.h"
+
+namespace ckpt {
+
+class Parasite {
+ public:
+  // `leader` is the stopped main thread; `syscall_insn` a syscall
+  // instruction in the task (the vDSO's) for the remote syscalls.
+  static Result<Parasite> inject(Tracee& leader, uint64_t syscall_insn, CompletionMode mode, Log& log);
+  Parasite(Parasite&& o) noexcept;
+  Parasite& operator=(Parasite&&) = delete;
+  // Cures the task if cure() was not called (or failed): never leaves it
+  // with the parasite in it.
+  ~Parasite();
+
+  Result<const abi::ProcessState*> process_state();
+  // `t`: the main thread (asks the daemon) or another stopped thread of the
+  // task (visits it). Valid until the next call.
+  Result<const abi::ThreadState*> thread_state(Tracee& t, uint32_t last_cap);
+  // timer_gettime and timer_getoverrun of each id.
+  Result<std::vector<abi::TimerState>> timers(std::span<const int32_t> ids);
+  // Duplicates of the task's `task_fds`, sent over the socket.
+  Result<std::vector<UniqueFd>> fds(std::span<const int32_t> task_fds);
+  // Moves the pieces (at most kMaxDrainIov) of the task's memory into `out`
+  // at `offset`, zero-copy up to the page cache; fills in their crc32c.
+  Result<void> drain(std::span<abi::DrainIov> pieces, int out, uint64_t offset);
+  // Takes the parasite out; returns the main thread's ptrace stops for it.
+  Result<unsigned> cure();
+
+  CompletionMode mode() const { return mode_; }
+  uint64_t remote_base() const { return base_; }
+  size_t size() const { return local_.size(); }
+
+ private:
+  struct Original {
+    arch::Regs regs;  // to go on with: an interrupted syscall rewound
+    std::vector<uint8_t> xsave;
+    uint64_t sigmask;
+  };
+  Parasite(Tracee& leader, CompletionMode mode, Log& log) : leader_(&leader), mode_(mode), log_(&log) {}
+  abi::ParasiteArgs* args() const;
+  Result<void> send(abi::ParasiteMsg msg, int fd = -1);
+  // Waits for the daemon's reply (and fds sent with it), watching that the
+  // main thread neither dies nor stops meanwhile.
+  Result<abi::ParasiteReply> receive(std::vector<UniqueFd>* fds = nullptr);
+  Result<abi::ParasiteReply> call(abi::ParasiteCmd cmd, uint32_t count = 0);
+  Result<void> check_leader();
+  Error explain(Tracee& t, const Stop& s) const;
+  Result<void> visit(Tracee& t);
+  Result<void> rescue();
+
+  Tracee* leader_;
+  CompletionMode mode_;
+  Log* log_;
+  uint64_t insn_ = 0;
+  uint64_t base_ = 0;  // in the task
+  Mapping local_;      // the same memory in ckpt
+  UniqueFd sock_;
+  UniqueFd pipe_r_;
+  Original orig_;
+  bool in_ = false;       // mapped in the task: cure or rescue owed
+  bool running_ = false;  // the main thread runs the daemon (not in a ptrace stop)
+  bool swallowed_stop_ = false;
+};
+
+}  // namespace ckpt

@@ -1,0 +1,277 @@
+// The parasite: freestanding code that runs inside a task being dumped and
+// tells ckpt what only the task can tell. ckpt maps it, with its arguments,
+// stacks and a sigframe holding the task's own registers, in a memfd that
+// both see (src/parasite/parasite.h), and points the main thread at
+// parasite_entry; the other threads visit parasite_thread_entry one by one.
+//
+// Every signal is blocked while it runs (ckpt set the mask); it never uses
+// the task's stack or memory beyond what it is asked to read, and it is
+// built without SSE so that it leaves the FPU state alone.
+#include <asm/unistd.h>
+#include <linux/capability.h>
+#include <linux/prctl.h>
+#include <linux/signal.h>
+
+#include "pie/parasite_abi.h"
+#include "pie/sys.h"
+
+using namespace ckpt::abi;
+using pie::sys;
+
+extern "C" {
+[[noreturn]] void rst_sigreturn(uint64_t frame);
+[[noreturn]] void parasite_selfcure(uint64_t frame);
+}
+
+namespace {
+
+constexpr int kSolSocket = 1, kScmRights = 1;
+constexpr int kMsgNosignal = 0x4000, kMsgCmsgCloexec = 0x40000000;
+constexpr int kSigPipe = 13, kSigKill = 9, kSigStop = 19;
+
+// The kernel's struct user_msghdr and cmsghdr (no libc here).
+struct KIovec {
+  void* base;
+  uint64_t len;
+};
+struct KMsghdr {
+  void* name;
+  int32_t namelen;
+  KIovec* iov;
+  uint64_t iovlen;
+  void* control;
+  uint64_t controllen;
+  uint32_t flags;
+};
+struct KCmsghdr {
+  uint64_t len;
+  int32_t level;
+  int32_t type;
+};
+
+struct Failure {
+  int32_t err = 0;
+  uint32_t step = kPsNone;
+  uint32_t index = 0;
+  bool failed() const { return err != 0; }
+};
+
+// Records the first failure; later calls keep it.
+bool check(Failure& f, long r, uint32_t step, uint32_t index = 0) {
+  if (!pie::is_err(r)) return true;
+  if (!f.failed()) f = {static_cast<int32_t>(-r), step, index};
+  return false;
+}
+
+uint32_t crc32c(uint32_t crc, const uint8_t* p, uint64_t n) {
+  uint64_t c = ~crc & 0xffffffffu;
+  for (; n >= 8; p += 8, n -= 8) asm("crc32q %1, %0" : "+r"(c) : "m"(*reinterpret_cast<const uint64_t*>(p)));
+  for (; n > 0; p++, n--) asm("crc32b %1, %k0" : "+r"(c) : "m"(*p));
+  return ~static_cast<uint32_t>(c);
+}
+
+void collect_process(ParasiteArgs* a, Failure& f) {
+  ProcessState* p = &a->process;
+  for (int sig = 1; sig <= kMaxSignals; sig++) {
+    if (sig == kSigKill || sig == kSigStop) continue;
+    check(f, sys(__NR_rt_sigaction, sig, 0, &p->sigactions[sig - 1], 8), kPsSigaction, sig);
+  }
+  for (int which = 0; which < 3; which++) check(f, sys(__NR_getitimer, which, &p->itimers[which]), kPsItimer, which);
+  for (int res = 0; res < kNumRLimits; res++)
+    check(f, sys(__NR_prlimit64, 0, res, 0, &p->rlimits[res]), kPsRlimit, res);
+  p->brk = sys(__NR_brk, 0);
+  p->personality = static_cast<uint32_t>(sys(__NR_personality, 0xffffffff));
+  long r = sys(__NR_prctl, PR_GET_DUMPABLE, 0, 0, 0, 0);
+  if (check(f, r, kPsPrctl, PR_GET_DUMPABLE)) p->dumpable = static_cast<int32_t>(r);
+  r = sys(__NR_prctl, PR_GET_THP_DISABLE, 0, 0, 0, 0);
+  if (check(f, r, kPsPrctl, PR_GET_THP_DISABLE)) p->thp_disable = static_cast<int32_t>(r);
+  check(f, sys(__NR_prctl, PR_GET_CHILD_SUBREAPER, &p->child_subreaper, 0, 0, 0), kPsPrctl, PR_GET_CHILD_SUBREAPER);
+}
+
+void collect_thread(ThreadState* t, Failure& f) {
+  check(f, sys(__NR_getresuid, &t->uids[0], &t->uids[1], &t->uids[2]), kPsCreds, 0);
+  check(f, sys(__NR_getresgid, &t->gids[0], &t->gids[1], &t->gids[2]), kPsCreds, 1);
+  // setfs[ug]id(-1) changes nothing and returns the current value.
+  t->fsuid = static_cast<uint32_t>(sys(__NR_setfsuid, -1));
+  t->fsgid = static_cast<uint32_t>(sys(__NR_setfsgid, -1));
+  long n = sys(__NR_getgroups, kMaxGroups, t->groups);
+  if (check(f, n, kPsCreds, 2)) t->nr_groups = static_cast<uint32_t>(n);
+  __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct caps[2] = {};
+  check(f, sys(__NR_capget, &hdr, caps), kPsCreds, 3);
+  t->cap_eff = caps[0].effective | static_cast<uint64_t>(caps[1].effective) << 32;
+  t->cap_prm = caps[0].permitted | static_cast<uint64_t>(caps[1].permitted) << 32;
+  t->cap_inh = caps[0].inheritable | static_cast<uint64_t>(caps[1].inheritable) << 32;
+  t->cap_bnd = t->cap_amb = 0;
+  for (uint32_t cap = 0; cap <= t->last_cap && cap < 64; cap++) {
+    if (sys(__NR_prctl, PR_CAPBSET_READ, cap, 0, 0, 0) == 1) t->cap_bnd |= 1ULL << cap;
+    if (sys(__NR_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, cap, 0, 0) == 1) t->cap_amb |= 1ULL << cap;
+  }
+  long r = sys(__NR_prctl, PR_GET_SECUREBITS, 0, 0, 0, 0);
+  if (check(f, r, kPsPrctl, PR_GET_SECUREBITS)) t->securebits = static_cast<uint32_t>(r);
+  check(f, sys(__NR_prctl, PR_GET_TID_ADDRESS, &t->clear_child_tid, 0, 0, 0), kPsPrctl, PR_GET_TID_ADDRESS);
+  struct {
+    uint64_t sp;
+    int32_t flags;
+    int32_t pad;
+    uint64_t size;
+  } ss;
+  if (check(f, sys(__NR_sigaltstack, 0, &ss), kPsAltstack)) {
+    t->ss_sp = ss.sp;
+    t->ss_flags = ss.flags;
+    t->ss_size = ss.size;
+  }
+  r = sys(__NR_prctl, PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0);
+  if (check(f, r, kPsPrctl, PR_GET_NO_NEW_PRIVS)) t->no_new_privs = static_cast<uint32_t>(r);
+  r = sys(__NR_prctl, PR_GET_TIMERSLACK, 0, 0, 0, 0);
+  if (check(f, r, kPsPrctl, PR_GET_TIMERSLACK)) t->timerslack_ns = static_cast<uint64_t>(r);
+  check(f, sys(__NR_prctl, PR_GET_PDEATHSIG, &t->pdeathsig, 0, 0, 0), kPsPrctl, PR_GET_PDEATHSIG);
+}
+
+void collect_timers(ParasiteArgs* a, uint32_t count, Failure& f) {
+  for (uint32_t i = 0; i < count && i < kMaxTimersPerCall; i++) {
+    TimerState* t = &a->timers[i];
+    check(f, sys(__NR_timer_gettime, t->id, &t->interval), kPsTimer, i);
+    long r = sys(__NR_timer_getoverrun, t->id);
+    if (check(f, r, kPsTimer, i)) t->overrun = static_cast<int32_t>(r);
+  }
+}
+
+// Moves the pages of iov[0..count) into the pipe without copying them, each
+// piece's checksum computed while ckpt empties the pipe into the image.
+void drain(ParasiteArgs* a, uint32_t count, Failure& f) {
+  for (uint32_t i = 0; i < count && i < kMaxDrainIov; i++) {
+    DrainIov* d = &a->iov[i];
+    uint32_t crc = 0;
+    for (uint64_t off = 0; off < d->len;) {
+      KIovec v = {reinterpret_cast<void*>(d->base + off), d->len - off};
+      long n = sys(__NR_vmsplice, a->pipe, &v, 1, 0);
+      if (!check(f, n, kPsVmsplice, i)) {
+        // ckpt closed the pipe: the kernel queued a SIGPIPE the task did
+        // not have. Take it back (every signal is blocked here).
+        if (n == -32 /* EPIPE */ && !a->sigpipe_pending) {
+          uint64_t set = 1ULL << (kSigPipe - 1);
+          KTimespec zero = {0, 0};
+          sys(__NR_rt_sigtimedwait, &set, 0, &zero, 8);
+        }
+        return;
+      }
+      crc = crc32c(crc, reinterpret_cast<const uint8_t*>(d->base + off), static_cast<uint64_t>(n));
+      off += static_cast<uint64_t>(n);
+    }
+    d->crc32c = crc;
+  }
+}
+
+long send_reply(ParasiteArgs* a, const ParasiteReply& r, const int32_t* fds = nullptr, uint32_t nfds = 0) {
+  KIovec v = {const_cast<ParasiteReply*>(&r), sizeof r};
+  alignas(8) uint8_t control[sizeof(KCmsghdr) + kMaxFdsPerCall * sizeof(int32_t)];
+  KMsghdr m = {};
+  m.iov = &v;
+  m.iovlen = 1;
+  if (nfds) {
+    auto* c = reinterpret_cast<KCmsghdr*>(control);
+    c->len = sizeof(KCmsghdr) + nfds * sizeof(int32_t);
+    c->level = kSolSocket;
+    c->type = kScmRights;
+    auto* out = reinterpret_cast<int32_t*>(control + sizeof(KCmsghdr));
+    for (uint32_t i = 0; i < nfds; i++) out[i] = fds[i];
+    m.control = control;
+    m.controllen = c->len;
+  }
+  return sys(__NR_sendmsg, a->sock, &m, kMsgNosignal);
+}
+
+// Next command; a received fd (kParasiteTakePipe) lands in *fd. Returns 0
+// when ckpt is gone (the socket closed) or the message is malformed.
+long receive(ParasiteArgs* a, ParasiteMsg* msg, int32_t* fd) {
+  KIovec v = {msg, sizeof *msg};
+  alignas(8) uint8_t control[sizeof(KCmsghdr) + 8];
+  KMsghdr m = {};
+  m.iov = &v;
+  m.iovlen = 1;
+  m.control = control;
+  m.controllen = sizeof control;
+  long n;
+  do n = sys(__NR_recvmsg, a->sock, &m, kMsgCmsgCloexec);
+  while (n == -4 /* EINTR */);
+  if (n != sizeof *msg) return 0;
+  auto* c = reinterpret_cast<KCmsghdr*>(control);
+  if (m.controllen >= sizeof(KCmsghdr) + 4 && c->level == kSolSocket && c->type == kScmRights)
+    *fd = *reinterpret_cast<int32_t*>(control + sizeof(KCmsghdr));
+  return n;
+}
+
+void close_fds(ParasiteArgs* a) {
+  if (a->pipe >= 0) sys(__NR_close, a->pipe);
+  a->pipe = -1;
+  sys(__NR_close, a->sock);
+}
+
+// rt_sigreturn restores the alternate signal stack from the frame: give it
+// the one the thread has, which ckpt did not know when it built the frame.
+void fill_frame_altstack(ParasiteArgs* a) {
+  constexpr uint64_t kUcStack = 16;  // after uc_flags and uc_link
+  sys(__NR_sigaltstack, 0, a->sigframe + kUcStack);
+}
+
+}  // namespace
+
+extern "C" [[noreturn]] void parasite_daemon(ParasiteArgs* a) {
+  for (;;) {
+    ParasiteMsg msg;
+    int32_t fd = -1;
+    if (receive(a, &msg, &fd) == 0) break;
+    Failure f;
+    ParasiteReply r = {msg.cmd, 0, kPsNone, 0};
+    const int32_t* send = nullptr;
+    uint32_t nsend = 0;
+    if (a->version != kParasiteAbiVersion) {
+      f = {22 /* EINVAL */, kPsVersion, a->version};
+    } else {
+      switch (msg.cmd) {
+        case kParasiteProcess: collect_process(a, f); break;
+        case kParasiteThread: collect_thread(&a->thread, f); break;
+        case kParasiteTimers: collect_timers(a, msg.count, f); break;
+        case kParasiteTakePipe:
+          if (fd < 0) f = {9 /* EBADF */, kPsRecvmsg, 0};
+          else a->pipe = fd;
+          fd = -1;
+          break;
+        case kParasiteDrain: drain(a, msg.count, f); break;
+        case kParasiteSendFds:
+          send = a->fds;
+          nsend = msg.count < kMaxFdsPerCall ? msg.count : kMaxFdsPerCall;
+          break;
+        case kParasiteFinish:
+          close_fds(a);
+          fill_frame_altstack(a);
+          rst_sigreturn(a->sigframe);
+        default: f = {22, kPsUnknownCmd, msg.cmd};
+      }
+    }
+    if (fd >= 0) sys(__NR_close, fd);
+    r.err = f.err;
+    r.step = f.step;
+    r.index = f.index;
+    long sent = send_reply(a, r, send, nsend);
+    if (pie::is_err(sent) && nsend) {
+      // A bad fd among those asked for: say so, without fds.
+      r = {msg.cmd, static_cast<int32_t>(-sent), kPsSendmsg, 0};
+      sent = send_reply(a, r);
+    }
+    if (pie::is_err(sent)) break;
+  }
+  // ckpt is gone: put the task back as it was and let it go on. The mapping
+  // stays (nothing can unmap the code it runs on); it is never used again.
+  close_fds(a);
+  fill_frame_altstack(a);
+  parasite_selfcure(a->sigframe);
+}
+
+extern "C" void parasite_thread_main(ParasiteArgs* a) {
+  Failure f;
+  collect_thread(&a->thread, f);
+  a->thread.err = f.err;
+  a->thread.step = f.step;
+}

@@ -1,0 +1,117 @@
+// What ckpt and the parasite blob share: one ParasiteArgs block in a memory
+// mapping both of them see (the task maps a memfd, ckpt maps the same
+// memfd), so commands' arguments and results are never copied. The unix
+// socket only carries the command word, its reply, and file descriptors.
+//
+// Layout of the mapping (offsets from ckpt's ParasiteLayout):
+//   blob | ParasiteArgs | sigframe | stack of the daemon | stack for threads
+#pragma once
+
+#include "pie/abi.h"
+
+namespace ckpt::abi {
+
+inline constexpr uint32_t kParasiteAbiVersion = 1;
+inline constexpr int kMaxGroups = 65536;  // NGROUPS_MAX
+inline constexpr int kMaxDrainIov = 1024;
+inline constexpr int kMaxTimersPerCall = 256;
+inline constexpr int kMaxFdsPerCall = 253;  // SCM_MAX_FD
+inline constexpr int kNumRLimits = 16;
+
+enum ParasiteCmd : uint32_t {
+  kParasiteProcess = 1,  // fill ParasiteArgs::process
+  kParasiteThread,       // fill ParasiteArgs::thread for the daemon's own thread
+  kParasiteTimers,       // timer_gettime/getoverrun of timers[0..count)
+  kParasiteTakePipe,     // the message carries a pipe's write end: keep it
+  kParasiteDrain,        // vmsplice iov[0..count) into that pipe, crc32c of each
+  kParasiteSendFds,      // send fds[0..count) back with SCM_RIGHTS
+  kParasiteFinish,       // close our fds, rt_sigreturn through rst_sigreturn
+};
+
+// One datagram each way (SOCK_SEQPACKET).
+struct ParasiteMsg {
+  uint32_t cmd;
+  uint32_t count;
+};
+struct ParasiteReply {
+  uint32_t cmd;
+  int32_t err;      // 0, or the errno of the first failure
+  uint32_t step;    // which call failed (ParasiteStep)
+  uint32_t index;   // and on which item
+};
+
+enum ParasiteStep : uint32_t {
+  kPsNone = 0,
+  kPsVersion,
+  kPsSigaction,
+  kPsItimer,
+  kPsRlimit,
+  kPsPrctl,
+  kPsTimer,
+  kPsCreds,
+  kPsAltstack,
+  kPsVmsplice,
+  kPsSendmsg,
+  kPsRecvmsg,
+  kPsUnknownCmd,
+};
+
+// Process-wide state only the task can tell.
+struct ProcessState {
+  KSigAction sigactions[kMaxSignals];  // index signo - 1; SIGKILL, SIGSTOP left zero
+  ITimerArg itimers[3];                // ITIMER_REAL, _VIRTUAL, _PROF
+  RLimitArg rlimits[kNumRLimits];
+  uint64_t brk;
+  uint32_t personality;
+  int32_t dumpable;
+  int32_t thp_disable;
+  int32_t child_subreaper;
+};
+
+// Per-thread state only the thread can tell.
+struct ThreadState {
+  uint32_t uids[3], gids[3];  // real, effective, saved
+  uint32_t fsuid, fsgid;
+  uint32_t nr_groups;
+  uint32_t securebits;
+  uint64_t cap_inh, cap_prm, cap_eff, cap_bnd, cap_amb;
+  uint64_t clear_child_tid;
+  uint64_t ss_sp, ss_size;
+  int32_t ss_flags;
+  int32_t pdeathsig;
+  uint64_t timerslack_ns;
+  uint32_t no_new_privs;
+  uint32_t last_cap;  // in: /proc/sys/kernel/cap_last_cap
+  // Out, for a thread run outside the daemon: the first failure.
+  int32_t err;
+  uint32_t step;
+  uint32_t groups[kMaxGroups];
+};
+
+struct TimerState {
+  int32_t id;  // in
+  int32_t overrun;
+  KTimespec interval, value;
+};
+
+struct DrainIov {
+  uint64_t base;
+  uint64_t len;
+  uint32_t crc32c;  // out: of these bytes (initial value 0, as crc32c() in ckpt)
+  uint32_t pad;
+};
+
+struct ParasiteArgs {
+  uint32_t version;
+  int32_t sock;      // the task's end of the socket pair
+  int32_t pipe;      // the task's pipe write end, -1 until kParasiteTakePipe
+  uint32_t sigpipe_pending;  // SIGPIPE was pending before: a failed vmsplice must not take it away
+  uint64_t sigframe;  // rsp for rt_sigreturn into the task's own registers
+  ProcessState process;
+  ThreadState thread;
+  TimerState timers[kMaxTimersPerCall];
+  DrainIov iov[kMaxDrainIov];
+  int32_t fds[kMaxFdsPerCall];
+};
+
+}  // namespace ckpt::abi

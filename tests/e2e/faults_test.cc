@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <sstream>
 #include <thread>
 
 #include "harness.h"
@@ -16,7 +17,9 @@
 namespace e2e {
 namespace {
 
-class Fault : public ::testing::TestWithParam<std::string> {};
+// A fault point, and whether the parasite is cured with a breakpoint.
+using FaultCase = std::tuple<std::string, bool>;
+class Fault : public ::testing::TestWithParam<FaultCase> {};
 
 // "fd target" lines of the low fds, to compare the fd table before and after.
 std::string fds_of(pid_t pid) {
@@ -30,7 +33,7 @@ std::string fds_of(pid_t pid) {
 }
 
 TEST_P(Fault, DumpFailsAndLosesNothing) {
-  const std::string& point = GetParam();
+  const auto& [point, breakpoints] = GetParam();
   Harness h;
   // signals: handlers, a blocked mask and queued signals, all self-checked.
   pid_t pid = h.start_workload("signals");
@@ -40,7 +43,9 @@ TEST_P(Fault, DumpFailsAndLosesNothing) {
   const std::string fds = fds_of(pid);
 
   setenv("CKPT_FAULT", point.c_str(), 1);
-  CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  std::vector<std::string> args = {"dump", "-t", std::to_string(pid), "-D", h.images()};
+  if (!breakpoints) args.push_back("--no-breakpoints");
+  CkptRun d = h.ckpt(args);
   unsetenv("CKPT_FAULT");
   EXPECT_NE(d.exit_code(), 0);
   EXPECT_NE(d.err.find(fmt::format("injected fault at {}", point)), std::string::npos) << d.err;
@@ -60,40 +65,72 @@ TEST_P(Fault, DumpFailsAndLosesNothing) {
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << read_text(h.workload_log("signals"));
 }
 
-INSTANTIATE_TEST_SUITE_P(Points, Fault, ::testing::Values("seize", "remote-syscalls", "memory", "images"),
-                         [](const ::testing::TestParamInfo<std::string>& i) {
-                           std::string n = i.param;
-                           std::erase(n, '-');
-                           return n;
+INSTANTIATE_TEST_SUITE_P(Points, Fault,
+                         ::testing::Combine(::testing::Values("seize", "parasite", "memory", "cure", "images"),
+                                            ::testing::Bool()),
+                         [](const ::testing::TestParamInfo<FaultCase>& i) {
+                           return std::get<0>(i.param) + (std::get<1>(i.param) ? "_breakpoint" : "_syscalltrace");
                          });
 
-// ckpt killed while it copies memory: the kernel detaches its tracees, and
-// the task goes on, untouched (its registers are its own during that step).
-TEST(KilledCkpt, DuringMemoryDump) {
+// /proc/PID/maps without the parasite's mapping, and whether it had one.
+std::pair<std::string, bool> maps_but_parasite(pid_t pid) {
+  std::string out;
+  bool found = false;
+  std::istringstream in(read_text(fmt::format("/proc/{}/maps", pid)));
+  for (std::string line; std::getline(in, line);) {
+    if (line.find("ckpt-parasite") != std::string::npos) found = true;
+    else out += line + "\n";
+  }
+  return {out, found};
+}
+
+// Waits until ckpt traces `pid` and its parasite is mapped there.
+bool wait_for_parasite(pid_t pid, pid_t ckpt) {
+  for (int i = 0; i < 5000; i++) {
+    if (tracer_of(pid) == ckpt && maps_but_parasite(pid).second) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return false;
+}
+
+// ckpt killed while its parasite runs: the kernel detaches the threads, the
+// parasite sees its socket close and returns the main thread to its own
+// registers (the workload checks them, its heap and its signal state). Its
+// fds are closed; its mapping stays, inert (code cannot unmap itself).
+void expect_survives_killed_ckpt(const std::string& fault, const std::vector<std::string>& extra, int delay_ms) {
   Harness h;
-  pid_t pid = h.start_workload("heap", {"64"});
+  pid_t pid = h.start_workload("heap", {"256"});
   ASSERT_GT(pid, 0);
   const std::string maps = read_text(fmt::format("/proc/{}/maps", pid));
-  setenv("CKPT_FAULT", "hang:memory", 1);
-  pid_t ckpt = h.ckpt_background({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  const std::string fds = fds_of(pid);
+  if (!fault.empty()) setenv("CKPT_FAULT", fault.c_str(), 1);
+  std::vector<std::string> args = {"dump", "-t", std::to_string(pid), "-D", h.images(), "--leave-running"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  pid_t ckpt = h.ckpt_background(args);
   unsetenv("CKPT_FAULT");
-  // Wait until ckpt hangs in the memory step: the task is traced and stopped.
-  for (int i = 0; i < 5000 && !(tracer_of(pid) == ckpt && proc_state(pid) == 't'); i++)
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  ASSERT_EQ(tracer_of(pid), ckpt);
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_TRUE(wait_for_parasite(pid, ckpt));
+  std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
   kill(ckpt, SIGKILL);
   h.wait_ckpt(ckpt);
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
   EXPECT_EQ(tracer_of(pid), 0);
   char st = proc_state(pid);
   EXPECT_TRUE(st == 'S' || st == 'R') << "state " << st;
-  EXPECT_EQ(read_text(fmt::format("/proc/{}/maps", pid)), maps);
+  EXPECT_EQ(maps_but_parasite(pid).first, maps);
+  EXPECT_EQ(fds_of(pid), fds) << "the parasite left an fd behind";
   EXPECT_NE(access((h.images() + "/inventory.img").c_str(), F_OK), 0);
   kill(pid, SIGTERM);
   int status = h.wait_child(pid);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << read_text(h.workload_log("heap"));
 }
+
+// Parked between two drains.
+TEST(KilledCkpt, DuringMemoryDump) { expect_survives_killed_ckpt("hang:memory", {}, 50); }
+TEST(KilledCkpt, DuringMemoryDumpSyscallTraceMode) {
+  expect_survives_killed_ckpt("hang:memory", {"--no-breakpoints"}, 50);
+}
+// In the middle of a vmsplice: the parasite's pipe breaks under it.
+TEST(KilledCkpt, WhileDraining) { expect_survives_killed_ckpt("", {}, 15); }
 
 // A signal sent while the task is frozen is delivered once it runs again
 // after --leave-running, not lost: SIGUSR1, which the heap workload leaves at

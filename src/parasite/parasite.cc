@@ -395,6 +395,7 @@ Result<void> Parasite::drain(std::span<abi::DrainIov> pieces, int out, uint64_t 
 Result<unsigned> Parasite::cure() {
   if (!in_) return 0u;
   Tracee& t = *leader_;
+  if (running_) TRY(check_leader());  // a SIGSTOP it took meanwhile
   if (mode_ == CompletionMode::SyscallTrace && running_) {
     TRY(t.interrupt());
     Stop s = TRY(t.wait());

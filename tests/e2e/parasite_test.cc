@@ -1,0 +1,161 @@
+// The parasite's commands, driven through ckpt's own API against a live
+// workload, each answer checked against what /proc and kcmp say from
+// outside; then the cure, after which the workload verifies itself.
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <linux/kcmp.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <sstream>
+#include <thread>
+
+#include "dump/seize.h"
+#include "harness.h"
+#include "parasite/parasite.h"
+#include "ptrace/remote_syscall.h"
+#include "proc/maps.h"
+
+namespace e2e {
+namespace {
+
+using ckpt::CompletionMode;
+using ckpt::Parasite;
+
+uint64_t vdso_syscall(pid_t pid) {
+  auto maps = ckpt::proc::read_maps(pid);
+  EXPECT_TRUE(maps);
+  for (const auto& m : *maps)
+    if (m.path == "[vdso]") return *ckpt::find_vdso_syscall(m.start);
+  ADD_FAILURE() << "no [vdso]";
+  return 0;
+}
+
+// A "Key:\tvalue" line of /proc/PID/status.
+std::string status_field(pid_t pid, const std::string& key) {
+  std::istringstream in(read_text(fmt::format("/proc/{}/status", pid)));
+  for (std::string line; std::getline(in, line);)
+    if (line.starts_with(key + ":")) return line.substr(key.size() + 2);
+  return "";
+}
+
+// The soft limit column of a /proc/PID/limits line.
+std::string soft_limit(pid_t pid, const std::string& name) {
+  std::istringstream in(read_text(fmt::format("/proc/{}/limits", pid)));
+  for (std::string line; std::getline(in, line);)
+    if (line.starts_with(name)) {
+      std::istringstream fields(line.substr(26));
+      std::string soft;
+      fields >> soft;
+      return soft;
+    }
+  return "";
+}
+
+class ParasiteCommands : public ::testing::TestWithParam<CompletionMode> {};
+
+TEST_P(ParasiteCommands, AnswerWhatTheKernelSays) {
+  Harness h;
+  pid_t pid = h.start_workload("files");
+  ASSERT_GT(pid, 0);
+  const std::string maps = read_text(fmt::format("/proc/{}/maps", pid));
+  ckpt::Log log(1);
+  {
+    auto threads = ckpt::dump::seize_process(pid, ckpt::Tracee::Clock::now() + std::chrono::seconds(5));
+    ASSERT_TRUE(threads) << threads.error().str();
+    auto p = Parasite::inject((*threads)[0], vdso_syscall(pid), GetParam(), log);
+    ASSERT_TRUE(p) << p.error().str();
+    EXPECT_NE(read_text(fmt::format("/proc/{}/maps", pid)).find("ckpt-parasite"), std::string::npos);
+
+    // Sigactions: the workload handles SIGTERM only.
+    auto ps = p->process_state();
+    ASSERT_TRUE(ps) << ps.error().str();
+    EXPECT_NE((*ps)->sigactions[SIGTERM - 1].handler, 0u);
+    EXPECT_EQ((*ps)->sigactions[SIGUSR1 - 1].handler, 0u);
+    EXPECT_EQ(fmt::format("{}", (*ps)->rlimits[RLIMIT_NOFILE].cur), soft_limit(pid, "Max open files"));
+
+    // Credentials of the main thread, as /proc has them.
+    const uint32_t last_cap = std::stoul(read_text("/proc/sys/kernel/cap_last_cap"));
+    auto ts = p->thread_state((*threads)[0], last_cap);
+    ASSERT_TRUE(ts) << ts.error().str();
+    EXPECT_EQ(status_field(pid, "Uid"), fmt::format("{}\t{}\t{}\t{}", (*ts)->uids[0], (*ts)->uids[1], (*ts)->uids[2],
+                                                    (*ts)->fsuid));
+    EXPECT_EQ(std::stoull(status_field(pid, "CapEff"), nullptr, 16), (*ts)->cap_eff);
+    EXPECT_EQ(std::stoull(status_field(pid, "CapBnd"), nullptr, 16) & ((2ULL << last_cap) - 1), (*ts)->cap_bnd);
+
+    // Fds over SCM_RIGHTS: the very same open files (kcmp), fd 10 included.
+    std::vector<int32_t> task_fds;
+    for (const auto& e : std::filesystem::directory_iterator(fmt::format("/proc/{}/fd", pid)))
+      task_fds.push_back(std::stoi(e.path().filename()));
+    auto got = p->fds(task_fds);
+    ASSERT_TRUE(got) << got.error().str();
+    ASSERT_EQ(got->size(), task_fds.size());
+    for (size_t i = 0; i < task_fds.size(); i++)
+      EXPECT_EQ(syscall(SYS_kcmp, getpid(), pid, KCMP_FILE, (*got)[i].get(), task_fds[i]), 0) << "fd " << task_fds[i];
+    // A bad fd is an error, and the daemon serves on.
+    int32_t bad = 999;
+    EXPECT_FALSE(p->fds({&bad, 1}));
+
+    // Memory of an unmapped range: an error naming vmsplice, not a crash.
+    ckpt::abi::DrainIov piece{0x1000, 4096, 0, 0};
+    char tmpl[] = "/tmp/ckpt-parasite-test-XXXXXX";
+    int out = mkstemp(tmpl);
+    ASSERT_GE(out, 0);
+    unlink(tmpl);
+    auto dr = p->drain({&piece, 1}, out, 0);
+    ASSERT_FALSE(dr);
+    EXPECT_NE(dr.error().str().find("vmsplice"), std::string::npos) << dr.error().str();
+    close(out);
+
+    auto stops = p->cure();
+    ASSERT_TRUE(stops) << stops.error().str();
+    // Breakpoint: the breakpoint, munmap entry and exit. Syscall tracing:
+    // the interrupt, then both stops of every syscall to rt_sigreturn's exit.
+    if (GetParam() == CompletionMode::Breakpoint) EXPECT_EQ(*stops, 3u);
+    else EXPECT_GT(*stops, 3u);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(read_text(fmt::format("/proc/{}/maps", pid)), maps);
+  EXPECT_EQ(tracer_of(pid), 0);
+  kill(pid, SIGTERM);
+  int st = h.wait_child(pid);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << read_text(h.workload_log("files"));
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, ParasiteCommands,
+                         ::testing::Values(CompletionMode::Breakpoint, CompletionMode::SyscallTrace),
+                         [](const ::testing::TestParamInfo<CompletionMode>& i) {
+                           return std::string(i.param == CompletionMode::Breakpoint ? "breakpoint" : "syscalltrace");
+                         });
+
+// SIGSTOP sent while the parasite runs: the dump still succeeds, and the
+// process, let go with --leave-running, then stops as it was told to.
+TEST(ParasiteSignals, SigstopDuringDumpIsKept) {
+  Harness h;
+  pid_t pid = h.start_workload("heap", {"128"});
+  ASSERT_GT(pid, 0);
+  setenv("CKPT_FAULT", "slow:memory", 1);
+  pid_t ckpt = h.ckpt_background({"dump", "-t", std::to_string(pid), "-D", h.images(), "--leave-running"});
+  unsetenv("CKPT_FAULT");
+  for (int i = 0; i < 5000 && read_text(fmt::format("/proc/{}/maps", pid)).find("ckpt-parasite") == std::string::npos;
+       i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  kill(pid, SIGSTOP);
+  CkptRun d = h.wait_ckpt(ckpt);
+  EXPECT_EQ(d.exit_code(), 0) << d.err;
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(proc_state(pid), 'T');
+  kill(pid, SIGCONT);
+  kill(pid, SIGTERM);
+  int st = h.wait_child(pid);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << read_text(h.workload_log("heap"));
+}
+
+}  // namespace
+}  // namespace e2e

@@ -38,11 +38,13 @@ const char* after_name(dump::After a) {
 // The whole Command on one line, so that a mismatch shows every field.
 std::string show(const Command& c) {
   return fmt::format(
-      "verb={} v={} log='{}' stats={} bp={} | dump: pid={} dir='{}' after={} shell_job={} timeout={} | "
+      "verb={} v={} log='{}' stats={} bp={} | dump: pid={} dir='{}' after={} shell_job={} timeout={} bp={} "
+      "pages={} | "
       "restore: dir='{}' detach={} stopped={} sibling={} pidfile='{}' bp={} | show: target='{}' json={} | "
       "verify: dir='{}'",
       verb_name(c.verb), c.verbosity, c.log_file, c.stats, c.breakpoints, c.dump.pid, c.dump.dir,
-      after_name(c.dump.after), c.dump.shell_job, c.dump.timeout_s, c.restore.dir, c.restore.detach,
+      after_name(c.dump.after), c.dump.shell_job, c.dump.timeout_s, c.dump.breakpoints,
+      c.dump.pages == dump::PageTransfer::Splice ? "splice" : "readv", c.restore.dir, c.restore.detach,
       c.restore.leave_stopped, c.restore.sibling, c.restore.pidfile, c.restore.breakpoints, c.show_target,
       c.json, c.verify_dir);
 }
@@ -171,6 +173,19 @@ std::vector<GoodCase> good_cases() {
     c.restore.breakpoints = false;
     add("NoBreakpointsAfterVerb", {"restore", "-D", "d", "--no-breakpoints"}, c);
     add("NoBreakpointsBeforeVerb", {"--no-breakpoints", "restore", "-D", "d"}, c);
+  }
+  {
+    Command c = dump_cmd(1, "d");
+    c.breakpoints = false;
+    c.dump.breakpoints = false;
+    add("DumpNoBreakpoints", {"dump", "-t", "1", "-D", "d", "--no-breakpoints"}, c);
+  }
+  {
+    Command c = dump_cmd(1, "d");
+    c.dump.pages = dump::PageTransfer::Readv;
+    add("PageTransferReadv", {"dump", "-t", "1", "-D", "d", "--page-transfer", "readv"}, c);
+    c.dump.pages = dump::PageTransfer::Splice;
+    add("PageTransferSplice", {"dump", "-t", "1", "-D", "d", "--page-transfer=splice"}, c);
   }
   {
     Command c = restore_cmd("d");
@@ -310,6 +325,7 @@ std::vector<BadCase> bad_cases() {
       {"VerbosityTooHigh", {"dump", "-t", "1", "-D", "d", "--verbosity=5"}, {"5"}},
       {"VerbosityNegative", {"-v-1", "check"}, {"-1"}},
       {"TimeoutZero", {"dump", "-t", "1", "-D", "d", "--timeout", "0"}, {"0"}},
+      {"PageTransferUnknown", {"dump", "-t", "1", "-D", "d", "--page-transfer", "mmap"}, {"mmap"}},
       {"ShowNothing", {"show"}, {"images directory"}},
       {"VerifyNothing", {"verify"}, {"images directory"}},
       {"NoVerb", {}, {"subcommand"}},

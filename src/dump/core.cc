@@ -1,10 +1,7 @@
 #include "dump/core.h"
 
-#include <linux/prctl.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/time.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "arch/x86_64/xsave.h"
@@ -15,8 +12,6 @@
 namespace ckpt::dump {
 
 namespace {
-
-constexpr int kMaxSignals = 64;
 
 img::SigInfo to_image(const siginfo_t& si) {
   img::SigInfo out;
@@ -58,7 +53,7 @@ Result<void> collect_posix_timers(Parasite& p, pid_t pid, img::TaskCore* core) {
 // limits, personality, prctl state.
 Result<void> collect_process_inside(Parasite& p, pid_t pid, img::TaskCore* core) {
   const abi::ProcessState* ps = TRY(p.process_state());
-  for (int sig = 1; sig <= kMaxSignals; sig++) {
+  for (int sig = 1; sig <= abi::kMaxSignals; sig++) {
     if (sig == SIGKILL || sig == SIGSTOP) continue;
     const abi::KSigAction& act = ps->sigactions[sig - 1];
     img::SigAction* a = core->add_sigactions();

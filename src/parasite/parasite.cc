@@ -178,8 +178,7 @@ Parasite::Parasite(Parasite&& o) noexcept
       pipe_r_(std::move(o.pipe_r_)),
       orig_(std::move(o.orig_)),
       in_(std::exchange(o.in_, false)),
-      running_(o.running_),
-      swallowed_stop_(o.swallowed_stop_) {}
+      running_(o.running_) {}
 
 Parasite::~Parasite() {
   if (!in_) return;
@@ -218,8 +217,8 @@ Result<void> Parasite::check_leader() {
   if (!s) return std::unexpected(s.error());
   running_ = false;
   if (s->gone()) return error(ESRCH, "task {} {} while the parasite ran", leader_->tid(), s->describe());
-  if (s->sig() == SIGSTOP && !s->event()) {
-    swallowed_stop_ = true;
+  if (Tracee::is_sigstop_delivery(*s)) {
+    leader_->take_sigstop();
     TRY(leader_->cont());
     running_ = true;
     return {};
@@ -311,7 +310,7 @@ Result<void> Parasite::visit(Tracee& t) {
   TRY(t.set_blocked(~0ULL));
   TRY(t.set_regs(r));
   TRY(t.cont());
-  Stop s = TRY(t.wait());
+  Stop s = TRY(t.wait_past_sigstop(false));
   if (s.gone()) return error(ESRCH, "thread {} {} in the parasite", t.tid(), s.describe());
   arch::Regs at = TRY(t.regs());
   Result<void> out;
@@ -395,28 +394,31 @@ Result<void> Parasite::drain(std::span<abi::DrainIov> pieces, int out, uint64_t 
 Result<unsigned> Parasite::cure() {
   if (!in_) return 0u;
   Tracee& t = *leader_;
-  if (running_) TRY(check_leader());  // a SIGSTOP it took meanwhile
-  if (mode_ == CompletionMode::SyscallTrace && running_) {
+  // Never started, or stopped where it cannot finish by itself: rescue().
+  if (!running_) return fail("task {}: the parasite does not run", t.tid());
+  TRY(check_leader());  // a SIGSTOP taken meanwhile is kept; a crash ends here
+  if (mode_ == CompletionMode::SyscallTrace) {
     TRY(t.interrupt());
     Stop s = TRY(t.wait());
-    if (s.gone()) return error(ESRCH, "task {} {} before the parasite's cure", t.tid(), s.describe());
     running_ = false;
+    if (s.gone()) return error(ESRCH, "task {} {} before the parasite's cure", t.tid(), s.describe());
   }
-  if (!running_ && mode_ == CompletionMode::Breakpoint) return fail("task {}: the parasite is not running", t.tid());
   CompletionTask task{&t, {orig_.regs, orig_.xsave, orig_.sigmask}};
-  task.running = running_;
+  task.running = mode_ == CompletionMode::Breakpoint;
   const CompletionSite site{base_ + pie::parasite::k_rst_sigreturn, base_ + pie::parasite::k_rst_syscall, base_,
                             local_.size()};
   auto release = [&]() { return send({abi::kParasiteFinish, 0}); };
   running_ = false;
   TRY(complete({&task, 1}, mode_, site, release, [&](Tracee& tr, const Stop& s) { return explain(tr, s); }));
+  drop();
+  return task.stops;
+}
+
+void Parasite::drop() {
   in_ = false;
   local_.reset();
   sock_.reset();
   pipe_r_.reset();
-  // Taken by the daemon, it is the task's again: the stop it was sent for.
-  if (swallowed_stop_ && kill(t.tid(), SIGSTOP) < 0) return sys_error("give task {} its SIGSTOP back", t.tid());
-  return task.stops;
 }
 
 // The daemon crashed, hangs or cannot be reached: stop the main thread
@@ -440,10 +442,9 @@ Result<void> Parasite::rescue() {
     TRY(rs.must("munmap of the parasite", SYS_munmap, {base_, local_.size()}));
     TRY(rs.end());
   }
-  local_.reset();
-  sock_.reset();
-  pipe_r_.reset();
-  return load_final_state(t, {orig_.regs, orig_.xsave, orig_.sigmask});
+  TRY(load_final_state(t, {orig_.regs, orig_.xsave, orig_.sigmask}));
+  drop();
+  return {};
 }
 
 }  // namespace ckpt

@@ -79,6 +79,8 @@ class Parasite {
   Error explain(Tracee& t, const Stop& s) const;
   Result<void> visit(Tracee& t);
   Result<void> rescue();
+  // The parasite is out of the task: drop ckpt's side of it.
+  void drop();
 
   Tracee* leader_;
   CompletionMode mode_;
@@ -91,7 +93,6 @@ class Parasite {
   Original orig_;
   bool in_ = false;       // mapped in the task: cure or rescue owed
   bool running_ = false;  // the main thread runs the daemon (not in a ptrace stop)
-  bool swallowed_stop_ = false;
 };
 
 }  // namespace ckpt

@@ -47,7 +47,7 @@ namespace {
 
 // Waits for the breakpoint stop of one thread; returns its registers there.
 Result<arch::Regs> reach_breakpoint(Tracee& t, const CompletionSite& site, const StrayStopExplainer& explain) {
-  Stop s = TRY(t.wait());
+  Stop s = TRY(t.wait_past_sigstop(false));
   if (s.sig() != SIGTRAP) return std::unexpected(explain(t, s));
   siginfo_t si = TRY(t.siginfo());
   arch::Regs regs = TRY(t.regs());
@@ -75,9 +75,14 @@ Result<std::vector<arch::Regs>> reach_sigreturns(std::span<CompletionTask> tasks
     Stop s;
     if (site.threads_wait_for_each_other) {
       std::tie(t, s) = TRY(Tracee::wait_any(group));
+      if (Tracee::is_sigstop_delivery(s)) {
+        t->take_sigstop();
+        TRY(t->resume_syscall());
+        continue;
+      }
     } else {
       t = group[next];
-      s = TRY(t->wait());
+      s = TRY(t->wait_past_sigstop(true));
     }
     size_t i = site.threads_wait_for_each_other ? std::find(group.begin(), group.end(), t) - group.begin() : next;
     if (!s.syscall_stop() || phase[i] == Phase::Done) return std::unexpected(explain(*t, s));

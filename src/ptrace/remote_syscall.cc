@@ -14,7 +14,7 @@ Result<long> run_syscall(Tracee& t, arch::Regs regs, uint64_t insn, long nr, std
   TRY(t.set_regs(regs));
   for (const char* phase : {"entry", "exit"}) {
     TRY(t.resume_syscall());
-    Stop s = TRY(t.wait());
+    Stop s = TRY(t.wait_past_sigstop(true));
     if (!s.syscall_stop())
       return error(s.gone() ? ESRCH : EINTR, "task {} {} instead of reaching syscall {} {}", t.tid(), s.describe(),
                    nr, phase);

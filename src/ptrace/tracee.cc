@@ -43,7 +43,8 @@ Result<Tracee> Tracee::seize(pid_t tid, unsigned long extra) {
   return sys_error("ptrace seize task {}", tid);
 }
 
-Tracee::Tracee(Tracee&& o) noexcept : tid_(o.tid_), attached_(o.attached_), stops_(o.stops_) {
+Tracee::Tracee(Tracee&& o) noexcept
+    : tid_(o.tid_), attached_(o.attached_), sigstop_taken_(o.sigstop_taken_), stops_(o.stops_) {
   o.attached_ = false;
 }
 
@@ -51,12 +52,13 @@ Tracee::Tracee(Tracee&& o) noexcept : tid_(o.tid_), attached_(o.attached_), stop
 // one is interrupted first. If it died meanwhile there is nothing to do.
 Tracee::~Tracee() {
   if (!attached_) return;
-  if (ptrace(PTRACE_DETACH, tid_, nullptr, 0) == 0) return;
-  if (ptrace(PTRACE_INTERRUPT, tid_, nullptr, nullptr) == 0) {
+  bool detached = ptrace(PTRACE_DETACH, tid_, nullptr, 0) == 0;
+  if (!detached && ptrace(PTRACE_INTERRUPT, tid_, nullptr, nullptr) == 0) {
     int status;
     if (waitpid(tid_, &status, __WALL) == tid_ && WIFSTOPPED(status))
-      ptrace(PTRACE_DETACH, tid_, nullptr, 0);
+      detached = ptrace(PTRACE_DETACH, tid_, nullptr, 0) == 0;
   }
+  if (detached && sigstop_taken_) kill(tid_, SIGSTOP);
 }
 
 std::unexpected<Error> Tracee::err(std::string_view what) {
@@ -115,7 +117,17 @@ Result<void> Tracee::resume_syscall(int sig) {
 Result<void> Tracee::detach(int sig) {
   if (ptrace(PTRACE_DETACH, tid_, nullptr, sig) < 0) return err("detach");
   attached_ = false;
+  if (sigstop_taken_ && kill(tid_, SIGSTOP) < 0) return sys_error("give task {} back its SIGSTOP", tid_);
   return {};
+}
+
+Result<Stop> Tracee::wait_past_sigstop(bool syscall) {
+  for (;;) {
+    Stop s = TRY(wait());
+    if (!is_sigstop_delivery(s)) return s;
+    take_sigstop();
+    TRY(syscall ? resume_syscall() : cont());
+  }
 }
 
 Result<arch::Regs> Tracee::regs() {

@@ -59,9 +59,16 @@ class Tracee {
   // The next stop or death of any of `group` (waitpid(-1): for paths that
   // must keep many tracees moving at once; everything else waits on one TID).
   static Result<std::pair<Tracee*, Stop>> wait_any(std::span<Tracee* const> group);
+  // wait(), but a SIGSTOP about to be delivered (someone stopped the task
+  // while ckpt works on it) is taken, the task resumed as it ran (`syscall`:
+  // PTRACE_SYSCALL), and the signal given back when ckpt lets go.
+  Result<Stop> wait_past_sigstop(bool syscall);
+  static bool is_sigstop_delivery(const Stop& s) { return s.stopped() && s.sig() == SIGSTOP && !s.event(); }
+  void take_sigstop() { sigstop_taken_ = true; }
   Result<void> cont(int sig = 0);
   Result<void> resume_syscall(int sig = 0);
   // After detach() (or a death seen by wait) the destructor does nothing.
+  // Either queues a SIGSTOP that ckpt took back to the task.
   Result<void> detach(int sig = 0);
   void mark_gone() { attached_ = false; }
 
@@ -89,6 +96,7 @@ class Tracee {
   std::unexpected<Error> err(std::string_view what);
   pid_t tid_;
   bool attached_ = true;
+  bool sigstop_taken_ = false;
   unsigned stops_ = 0;
 };
 

@@ -142,9 +142,8 @@ TEST(FrozenTask, SignalDeliveredAfterLeaveRunning) {
   setenv("CKPT_FAULT", "slow:memory", 1);
   pid_t ckpt = h.ckpt_background({"dump", "-t", std::to_string(pid), "-D", h.images(), "--leave-running"});
   unsetenv("CKPT_FAULT");
-  for (int i = 0; i < 5000 && !(tracer_of(pid) == ckpt && proc_state(pid) == 't'); i++)
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  ASSERT_EQ(tracer_of(pid), ckpt);
+  // Frozen: traced, its main thread in the parasite with every signal blocked.
+  ASSERT_TRUE(wait_for_parasite(pid, ckpt));
   kill(pid, SIGUSR1);
   CkptRun d = h.wait_ckpt(ckpt);
   EXPECT_EQ(d.exit_code(), 0) << d.err;

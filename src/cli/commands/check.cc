@@ -28,6 +28,7 @@
 
 #include "arch/x86_64/uapi.h"
 #include "base/fs.h"
+#include "base/mapping.h"
 #include "base/log.h"
 #include "base/result.h"
 #include "base/unique_fd.h"
@@ -307,27 +308,17 @@ std::vector<Row> probe_userfaultfd() {
   return {uffd, wp};
 }
 
-// A private anonymous mapping of `pages` pages; unmapped when it goes.
+// A private anonymous mapping of `pages` pages, by page.
 class ScratchMapping {
  public:
-  static Result<ScratchMapping> make(size_t pages) {
-    void* p = mmap(nullptr, pages * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) return sys_error("mmap {} scratch pages", pages);
-    return ScratchMapping(static_cast<char*>(p), pages * kPage);
-  }
-  ScratchMapping(ScratchMapping&& o) noexcept : p_(std::exchange(o.p_, nullptr)), len_(o.len_) {}
-  ScratchMapping& operator=(ScratchMapping&&) = delete;
-  ~ScratchMapping() {
-    if (p_) munmap(p_, len_);
-  }
-  char* page(size_t i) const { return p_ + i * kPage; }
+  static Result<ScratchMapping> make(size_t pages) { return ScratchMapping(TRY(Mapping::anonymous(pages * kPage))); }
+  char* page(size_t i) const { return m_.data() + i * kPage; }
   uint64_t addr(size_t i) const { return reinterpret_cast<uint64_t>(page(i)); }
   void touch(size_t i) const { *static_cast<volatile char*>(page(i)) = 1; }
 
  private:
-  ScratchMapping(char* p, size_t len) : p_(p), len_(len) {}
-  char* p_;
-  size_t len_;
+  explicit ScratchMapping(Mapping m) : m_(std::move(m)) {}
+  Mapping m_;
 };
 
 Row probe_pagemap_scan() {

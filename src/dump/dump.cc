@@ -132,6 +132,11 @@ Result<img::Stats> dump(const DumpOptions& o, Log& log) {
   uint64_t vdso = vdso_start(mm);
   if (!vdso) return error(EOPNOTSUPP, "dump pid {}: the process has no [vdso], which ckpt needs", pid);
   img::TaskCore core = TRY_CTX(collect_core_outside(threads), "dump pid {}", pid);
+  for (size_t i = 0; i < threads.size(); i++)
+    if (core.threads(i).seccomp_mode() != 0 && !threads[i].seccomp_suspended())
+      return error(EPERM, "dump pid {}: thread {} runs under seccomp and ckpt cannot suspend its filters (that needs "
+                   "CAP_SYS_ADMIN): they would judge, and could kill it for, the parasite's syscalls", pid,
+                   threads[i].tid());
 
   // 3. The parasite: what only the task can tell, and its memory.
   const uint64_t insn = TRY_CTX(find_vdso_syscall(vdso), "dump pid {}", pid);

@@ -111,10 +111,12 @@ Result<Parasite> Parasite::inject(Tracee& leader, uint64_t insn, CompletionMode 
     undo.fds.push_back(static_cast<int>(memfd));
     const uint64_t fd = static_cast<uint64_t>(memfd);
     TRY(rs.must("ftruncate of the parasite's memfd", SYS_ftruncate, {fd, l.total}));
-    p.base_ = TRY(rs.must("mmap of the parasite", SYS_mmap,
-                          {0, l.total, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_SHARED, fd, 0}));
+    // Code read-only, data not executable: W^X, and allowed under MDWE.
+    p.base_ = TRY(rs.must("mmap of the parasite", SYS_mmap, {0, l.total, PROT_READ | PROT_EXEC, MAP_SHARED, fd, 0}));
     undo.map = p.base_;
     undo.len = l.total;
+    TRY(rs.must("mmap of the parasite's data", SYS_mmap,
+                {p.base_ + l.args, l.total - l.args, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, l.args}));
     UniqueFd local_memfd = TRY(take_fd(pidfd.get(), pid, static_cast<int>(memfd), "parasite's memfd"));
     p.local_ = TRY(Mapping::map(l.total, PROT_READ | PROT_WRITE, MAP_SHARED, local_memfd.get()));
 

@@ -38,13 +38,21 @@ Result<Tracee> Tracee::seize(pid_t tid, unsigned long extra) {
   // suspending them needs CAP_SYS_ADMIN, without it they stay in force.
   constexpr unsigned long kSuspendSeccomp = 1UL << 21;  // PTRACE_O_SUSPEND_SECCOMP
   const unsigned long opts = PTRACE_O_TRACESYSGOOD | extra;
-  if (ptrace(PTRACE_SEIZE, tid, nullptr, opts | kSuspendSeccomp) == 0) return Tracee(tid);
+  if (ptrace(PTRACE_SEIZE, tid, nullptr, opts | kSuspendSeccomp) == 0) {
+    Tracee t(tid);
+    t.seccomp_suspended_ = true;
+    return t;
+  }
   if (errno == EPERM && ptrace(PTRACE_SEIZE, tid, nullptr, opts) == 0) return Tracee(tid);
   return sys_error("ptrace seize task {}", tid);
 }
 
 Tracee::Tracee(Tracee&& o) noexcept
-    : tid_(o.tid_), attached_(o.attached_), sigstop_taken_(o.sigstop_taken_), stops_(o.stops_) {
+    : tid_(o.tid_),
+      attached_(o.attached_),
+      sigstop_taken_(o.sigstop_taken_),
+      seccomp_suspended_(o.seccomp_suspended_),
+      stops_(o.stops_) {
   o.attached_ = false;
 }
 

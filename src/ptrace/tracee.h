@@ -50,6 +50,9 @@ class Tracee {
   ~Tracee();
 
   pid_t tid() const { return tid_; }
+  // Its seccomp filters judge nothing while traced (PTRACE_O_SUSPEND_SECCOMP,
+  // which needs CAP_SYS_ADMIN); else they judge what ckpt makes it run.
+  bool seccomp_suspended() const { return seccomp_suspended_; }
   // Stops observed by wait() so far.
   unsigned stops() const { return stops_; }
 
@@ -97,6 +100,7 @@ class Tracee {
   pid_t tid_;
   bool attached_ = true;
   bool sigstop_taken_ = false;
+  bool seccomp_suspended_ = false;
   unsigned stops_ = 0;
 };
 

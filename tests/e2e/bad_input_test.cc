@@ -124,6 +124,24 @@ TEST(BadDump, UnsupportedFd) {
   reap(pid);
 }
 
+// Without CAP_SYS_ADMIN ckpt cannot suspend seccomp: a task in strict mode
+// would be killed by its first parasite syscall. ckpt refuses, and the task
+// runs on.
+TEST(BadDump, SeccompWithoutCapSysAdmin) {
+  Harness h;
+  pid_t pid = h.start_workload("strict");
+  ASSERT_GT(pid, 0);
+  pid_t c = h.ckpt_background({"dump", "-t", std::to_string(pid), "-D", h.images()},
+                              {"/usr/bin/setpriv", "--inh-caps=-sys_admin", "--bounding-set=-sys_admin", "--"});
+  CkptRun r = h.wait_ckpt(c);
+  EXPECT_NE(r.exit_code(), 0);
+  EXPECT_NE(r.err.find("cannot suspend its filters"), std::string::npos) << r.err;
+  expect_unharmed(pid);
+  kill(pid, SIGTERM);
+  int st = h.wait_child(pid);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << read_text(h.workload_log("strict"));
+}
+
 // A good checkpoint of the counter workload, its process gone.
 struct Dumped {
   Harness h;

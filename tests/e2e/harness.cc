@@ -114,8 +114,9 @@ pid_t Harness::dump_workload(const std::string& name) {
   return pid;
 }
 
-pid_t Harness::ckpt_background(const std::vector<std::string>& args) {
-  std::vector<std::string> argv = {CKPT_BIN};
+pid_t Harness::ckpt_background(const std::vector<std::string>& args, const std::vector<std::string>& prefix) {
+  std::vector<std::string> argv = prefix;
+  argv.push_back(CKPT_BIN);
   argv.insert(argv.end(), args.begin(), args.end());
   std::string base = fmt::format("{}/ckpt-{}", dir_, outputs_.size());
   pid_t pid = fork();

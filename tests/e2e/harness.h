@@ -36,7 +36,8 @@ class Harness {
   // Runs ckpt to completion.
   CkptRun ckpt(const std::vector<std::string>& args);
   // Starts ckpt in the background; finish with wait_ckpt().
-  pid_t ckpt_background(const std::vector<std::string>& args);
+  // `prefix`: a command that runs ckpt (e.g. setpriv dropping a capability).
+  pid_t ckpt_background(const std::vector<std::string>& args, const std::vector<std::string>& prefix = {});
   CkptRun wait_ckpt(pid_t pid, std::chrono::seconds timeout = std::chrono::seconds(60));
 
   // waitpid with a timeout; returns the status (or -1 on timeout, after SIGKILL).

@@ -3,18 +3,41 @@
 #include <cpuid.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 namespace ckpt::arch {
 
+namespace {
+
+// CPUID leaf 0xD, read once and never changed: in a VM every CPUID traps to
+// the hypervisor, and dump and restore ask for every thread.
+struct XsaveLayout {
+  std::array<uint32_t, 63> end{};  // of component i (0 where the CPU has none)
+  uint32_t regset = 0;             // EBX of sub-leaf 0
+};
+
+const XsaveLayout& layout() {
+  static const XsaveLayout l = [] {
+    XsaveLayout out;
+    unsigned eax, ebx, ecx, edx;
+    __cpuid_count(0xd, 0, eax, ebx, ecx, edx);
+    out.regset = ebx;
+    for (int i = 2; i < 63; i++) {
+      __cpuid_count(0xd, i, eax, ebx, ecx, edx);
+      out.end[i] = ebx + eax;  // offset + size
+    }
+    return out;
+  }();
+  return l;
+}
+
+}  // namespace
+
 size_t xsave_size_for(uint64_t features) {
   size_t end = kXsaveMinSize;
-  for (int i = 2; i < 63; i++) {
-    if (!(features & (1ULL << i))) continue;
-    unsigned size, offset, ecx, edx;
-    __cpuid_count(0xd, i, size, offset, ecx, edx);
-    end = std::max<size_t>(end, offset + size);
-  }
+  for (int i = 2; i < 63; i++)
+    if (features & (1ULL << i)) end = std::max<size_t>(end, layout().end[i]);
   return end;
 }
 
@@ -28,10 +51,6 @@ size_t xsave_used_size(std::span<const uint8_t> xsave) {
   return std::min(xsave.size(), xsave_size_for(xsave_state_bv(xsave)));
 }
 
-size_t xsave_regset_size() {
-  unsigned eax, ebx, ecx, edx;
-  __cpuid_count(0xd, 0, eax, ebx, ecx, edx);
-  return ebx;
-}
+size_t xsave_regset_size() { return layout().regset; }
 
 }  // namespace ckpt::arch

@@ -84,8 +84,6 @@ Result<UniqueFd> take_fd(int pidfd, pid_t pid, int fd, std::string_view what) {
 abi::ParasiteArgs* Parasite::args() const { return reinterpret_cast<abi::ParasiteArgs*>(local_.data() + layout().args); }
 
 Result<Parasite> Parasite::inject(Tracee& leader, uint64_t insn, CompletionMode mode, Log& log) {
-  const pid_t pid = leader.tid();
-  const Layout l = layout();
   Parasite p(leader, mode, log);
   p.insn_ = insn;
   p.orig_.regs = TRY(leader.regs());
@@ -93,80 +91,91 @@ Result<Parasite> Parasite::inject(Tracee& leader, uint64_t insn, CompletionMode 
   arch::rewind_restartable_syscall(p.orig_.regs, arch::Restart::InPlace);
   p.orig_.xsave = TRY(leader.xstate());
   p.orig_.sigmask = TRY(leader.blocked());
-  bool sigpipe_pending = false;
-  for (const siginfo_t& si : TRY(leader.pending(false))) sigpipe_pending |= si.si_signo == SIGPIPE;
-  UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
-  if (!pidfd) return sys_error("pidfd_open({})", pid);
-
-  int task_sock;
-  {
-    RemoteSyscalls rs = TRY(RemoteSyscalls::begin(leader, insn));
-    RemoteLeftovers undo{rs};
-    const uint64_t scratch = TRY(rs.scratch());
-    static constexpr char kName[] = "ckpt-parasite";
-    TRY(leader.write_mem(scratch, kName, sizeof kName));
-    long memfd = TRY(rs.call(SYS_memfd_create, {scratch, MFD_CLOEXEC | kMfdExec}));
-    if (memfd == -EINVAL) memfd = TRY(rs.call(SYS_memfd_create, {scratch, MFD_CLOEXEC}));
-    if (memfd < 0) return error(static_cast<int>(-memfd), "task {}: remote memfd_create", pid);
-    undo.fds.push_back(static_cast<int>(memfd));
-    const uint64_t fd = static_cast<uint64_t>(memfd);
-    TRY(rs.must("ftruncate of the parasite's memfd", SYS_ftruncate, {fd, l.total}));
-    // Code read-only, data not executable: W^X, and allowed under MDWE.
-    p.base_ = TRY(rs.must("mmap of the parasite", SYS_mmap, {0, l.total, PROT_READ | PROT_EXEC, MAP_SHARED, fd, 0}));
-    undo.map = p.base_;
-    undo.len = l.total;
-    TRY(rs.must("mmap of the parasite's data", SYS_mmap,
-                {p.base_ + l.args, l.total - l.args, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, l.args}));
-    UniqueFd local_memfd = TRY(take_fd(pidfd.get(), pid, static_cast<int>(memfd), "parasite's memfd"));
-    p.local_ = TRY(Mapping::map(l.total, PROT_READ | PROT_WRITE, MAP_SHARED, local_memfd.get()));
-
-    TRY(rs.must("socketpair", SYS_socketpair, {AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, scratch}));
-    int sv[2];
-    TRY(leader.read_mem(scratch, sv, sizeof sv));
-    undo.fds.push_back(sv[0]);
-    undo.fds.push_back(sv[1]);
-    p.sock_ = TRY(take_fd(pidfd.get(), pid, sv[1], "parasite's socket"));
-    for (uint64_t done : {fd, static_cast<uint64_t>(sv[1])}) TRY(rs.must("close", SYS_close, {done}));
-    undo.fds = {sv[0]};
-    task_sock = sv[0];
-    undo.keep = true;
-    TRY(rs.end());
-  }
+  const int task_sock = TRY(p.map_into_task());
   // From here on the destructor takes it out again.
   p.in_ = true;
+  TRY(p.start(task_sock));
+  return p;
+}
 
+// In the task, through remote syscalls: a memfd mapped at base_ (code
+// read-only, data not executable: W^X, and allowed under MDWE) and a socket
+// pair; ckpt takes the memfd and one socket with pidfd_getfd. Returns the
+// task's socket, the only fd left in it; on failure leaves nothing.
+Result<int> Parasite::map_into_task() {
+  Tracee& t = *leader_;
+  const pid_t pid = t.tid();
+  const Layout l = layout();
+  UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
+  if (!pidfd) return sys_error("pidfd_open({})", pid);
+  RemoteSyscalls rs = TRY(RemoteSyscalls::begin(t, insn_));
+  RemoteLeftovers undo{rs};
+  const uint64_t scratch = TRY(rs.scratch());
+  static constexpr char kName[] = "ckpt-parasite";
+  TRY(t.write_mem(scratch, kName, sizeof kName));
+  long memfd = TRY(rs.call(SYS_memfd_create, {scratch, MFD_CLOEXEC | kMfdExec}));
+  if (memfd == -EINVAL) memfd = TRY(rs.call(SYS_memfd_create, {scratch, MFD_CLOEXEC}));
+  if (memfd < 0) return error(static_cast<int>(-memfd), "task {}: remote memfd_create", pid);
+  undo.fds.push_back(static_cast<int>(memfd));
+  const uint64_t fd = static_cast<uint64_t>(memfd);
+  TRY(rs.must("ftruncate of the parasite's memfd", SYS_ftruncate, {fd, l.total}));
+  base_ = TRY(rs.must("mmap of the parasite", SYS_mmap, {0, l.total, PROT_READ | PROT_EXEC, MAP_SHARED, fd, 0}));
+  undo.map = base_;
+  undo.len = l.total;
+  TRY(rs.must("mmap of the parasite's data", SYS_mmap,
+              {base_ + l.args, l.total - l.args, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, l.args}));
+  UniqueFd local_memfd = TRY(take_fd(pidfd.get(), pid, static_cast<int>(memfd), "parasite's memfd"));
+  local_ = TRY(Mapping::map(l.total, PROT_READ | PROT_WRITE, MAP_SHARED, local_memfd.get()));
+
+  TRY(rs.must("socketpair", SYS_socketpair, {AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, scratch}));
+  int sv[2];
+  TRY(t.read_mem(scratch, sv, sizeof sv));
+  undo.fds.push_back(sv[0]);
+  undo.fds.push_back(sv[1]);
+  sock_ = TRY(take_fd(pidfd.get(), pid, sv[1], "parasite's socket"));
+  for (uint64_t done : {fd, static_cast<uint64_t>(sv[1])}) TRY(rs.must("close", SYS_close, {done}));
+  undo.fds = {sv[0]};
+  undo.keep = true;
+  TRY(rs.end());
+  return sv[0];
+}
+
+// Blob, arguments and the frame back into the task's own state go into the
+// shared memory; the main thread, armed, starts the daemon on its own stack.
+Result<void> Parasite::start(int task_sock) {
+  Tracee& t = *leader_;
+  const Layout l = layout();
   auto blob = pie::parasite::image();
-  std::memcpy(p.local_.data(), blob.data(), blob.size());
-  abi::ParasiteArgs* a = p.args();
+  std::memcpy(local_.data(), blob.data(), blob.size());
+  abi::ParasiteArgs* a = args();
   a->version = abi::kParasiteAbiVersion;
   a->sock = task_sock;
   a->pipe = -1;
-  a->sigpipe_pending = sigpipe_pending;
-  // The frame the daemon leaves through: the task's own state.
-  auto frame = TRY(arch::build_rt_sigframe(p.base_ + l.frame, p.orig_.regs, p.orig_.xsave, p.orig_.sigmask, {}));
+  for (const siginfo_t& si : TRY(t.pending(false))) a->sigpipe_pending |= si.si_signo == SIGPIPE;
+  auto frame = TRY(arch::build_rt_sigframe(base_ + l.frame, orig_.regs, orig_.xsave, orig_.sigmask, {}));
   if (frame.size() > kFrameArea) return fail("a sigframe of {} bytes does not fit the parasite", frame.size());
-  std::memcpy(p.local_.data() + l.frame, frame.data(), frame.size());
-  a->sigframe = p.base_ + l.frame + arch::rt_sigframe_rsp_offset();
+  std::memcpy(local_.data() + l.frame, frame.data(), frame.size());
+  a->sigframe = base_ + l.frame + arch::rt_sigframe_rsp_offset();
 
   // Armed while it is stopped: the daemon then runs until it hits it.
-  if (p.mode_ == CompletionMode::Breakpoint &&
-      TRY(arm_breakpoint(leader, p.base_ + pie::parasite::k_rst_sigreturn)) == Armed::Unsupported) {
-    log.warn("task {}: no hardware breakpoint; the parasite is cured by tracing syscalls", pid);
-    p.mode_ = CompletionMode::SyscallTrace;
+  if (mode_ == CompletionMode::Breakpoint &&
+      TRY(arm_breakpoint(t, base_ + pie::parasite::k_rst_sigreturn)) == Armed::Unsupported) {
+    log_->warn("task {}: no hardware breakpoint; the parasite is cured by tracing syscalls", t.tid());
+    mode_ = CompletionMode::SyscallTrace;
   }
-  arch::Regs start = p.orig_.regs;
-  start.rip = p.base_ + pie::parasite::k_parasite_entry;
-  start.rsp = p.base_ + l.stack_top;
-  start.rdi = p.base_ + l.args;
-  start.orig_rax = static_cast<uint64_t>(-1);
-  start.eflags &= ~kEflagsDf;
-  TRY(leader.set_blocked(~0ULL));
-  TRY(leader.set_regs(start));
-  TRY(leader.cont());
-  p.running_ = true;
-  log.debug("task {}: parasite at {:#x} ({} KiB), {} completion", pid, p.base_, l.total >> 10,
-            p.mode_ == CompletionMode::Breakpoint ? "breakpoint" : "syscall-trace");
-  return p;
+  arch::Regs r = orig_.regs;
+  r.rip = base_ + pie::parasite::k_parasite_entry;
+  r.rsp = base_ + l.stack_top;
+  r.rdi = base_ + l.args;
+  r.orig_rax = static_cast<uint64_t>(-1);
+  r.eflags &= ~kEflagsDf;
+  TRY(t.set_blocked(~0ULL));
+  TRY(t.set_regs(r));
+  TRY(t.cont());
+  running_ = true;
+  log_->debug("task {}: parasite at {:#x} ({} KiB), {} completion", t.tid(), base_, l.total >> 10,
+              mode_ == CompletionMode::Breakpoint ? "breakpoint" : "syscall-trace");
+  return {};
 }
 
 Parasite::Parasite(Parasite&& o) noexcept

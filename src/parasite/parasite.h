@@ -70,6 +70,8 @@ class Parasite {
   };
   Parasite(Tracee& leader, CompletionMode mode, Log& log) : leader_(&leader), mode_(mode), log_(&log) {}
   abi::ParasiteArgs* args() const;
+  Result<int> map_into_task();
+  Result<void> start(int task_sock);
   Result<void> send(abi::ParasiteMsg msg, int fd = -1);
   // Waits for the daemon's reply (and fds sent with it), watching that the
   // main thread neither dies nor stops meanwhile.

@@ -127,7 +127,8 @@ Result<img::Stats> dump(const DumpOptions& o, Log& log) {
   // 2. Collect.
   Scratch scratch{dir, {image::core_name(pid), image::mm_name(pid), image::pagemap_name(pid),
                         image::pages_name(pid), image::files_name(pid), "stats-dump.img"}};
-  img::MmImage mm = TRY_CTX(collect_vmas(pid), "dump pid {}", pid);
+  std::vector<std::pair<uint64_t, uint64_t>> stale;
+  img::MmImage mm = TRY_CTX(collect_vmas(pid, &stale), "dump pid {}", pid);
   img::Files fds = TRY_CTX(files::dump_fds(pid, {.shell_job = o.shell_job}), "dump pid {}", pid);
   uint64_t vdso = vdso_start(mm);
   if (!vdso) return error(EOPNOTSUPP, "dump pid {}: the process has no [vdso], which ckpt needs", pid);
@@ -141,7 +142,8 @@ Result<img::Stats> dump(const DumpOptions& o, Log& log) {
   // 3. The parasite: what only the task can tell, and its memory.
   const uint64_t insn = TRY_CTX(find_vdso_syscall(vdso), "dump pid {}", pid);
   Parasite parasite = TRY_CTX(Parasite::inject(threads[0], insn, o.breakpoints ? CompletionMode::Breakpoint
-                                                                               : CompletionMode::SyscallTrace, log),
+                                                                               : CompletionMode::SyscallTrace,
+                                                 log, stale),
                               "dump pid {}: inject the parasite", pid);
   TRY_CTX(o.faults.at("parasite"), "dump pid {}", pid);
   TRY_CTX(collect_core_inside(parasite, threads, &core), "dump pid {}", pid);

@@ -83,7 +83,8 @@ Result<UniqueFd> take_fd(int pidfd, pid_t pid, int fd, std::string_view what) {
 
 abi::ParasiteArgs* Parasite::args() const { return reinterpret_cast<abi::ParasiteArgs*>(local_.data() + layout().args); }
 
-Result<Parasite> Parasite::inject(Tracee& leader, uint64_t insn, CompletionMode mode, Log& log) {
+Result<Parasite> Parasite::inject(Tracee& leader, uint64_t insn, CompletionMode mode, Log& log,
+                                  std::span<const std::pair<uint64_t, uint64_t>> stale) {
   Parasite p(leader, mode, log);
   p.insn_ = insn;
   p.orig_.regs = TRY(leader.regs());
@@ -91,7 +92,7 @@ Result<Parasite> Parasite::inject(Tracee& leader, uint64_t insn, CompletionMode 
   arch::rewind_restartable_syscall(p.orig_.regs, arch::Restart::InPlace);
   p.orig_.xsave = TRY(leader.xstate());
   p.orig_.sigmask = TRY(leader.blocked());
-  const int task_sock = TRY(p.map_into_task());
+  const int task_sock = TRY(p.map_into_task(stale));
   // From here on the destructor takes it out again.
   p.in_ = true;
   TRY(p.start(task_sock));
@@ -102,7 +103,7 @@ Result<Parasite> Parasite::inject(Tracee& leader, uint64_t insn, CompletionMode 
 // read-only, data not executable: W^X, and allowed under MDWE) and a socket
 // pair; ckpt takes the memfd and one socket with pidfd_getfd. Returns the
 // task's socket, the only fd left in it; on failure leaves nothing.
-Result<int> Parasite::map_into_task() {
+Result<int> Parasite::map_into_task(std::span<const std::pair<uint64_t, uint64_t>> stale) {
   Tracee& t = *leader_;
   const pid_t pid = t.tid();
   const Layout l = layout();
@@ -110,9 +111,12 @@ Result<int> Parasite::map_into_task() {
   if (!pidfd) return sys_error("pidfd_open({})", pid);
   RemoteSyscalls rs = TRY(RemoteSyscalls::begin(t, insn_));
   RemoteLeftovers undo{rs};
+  for (auto [start, end] : stale) TRY(rs.must("munmap of a stale parasite", SYS_munmap, {start, end - start}));
+  // Its ckpt left a breakpoint armed on it (if breakpoints work at all).
+  if (!stale.empty()) (void)disarm_breakpoint(t);
   const uint64_t scratch = TRY(rs.scratch());
-  static constexpr char kName[] = "ckpt-parasite";
-  TRY(t.write_mem(scratch, kName, sizeof kName));
+  const std::string name(kMemfdPath.substr(kMemfdPath.find(':') + 1));
+  TRY(t.write_mem(scratch, name.c_str(), name.size() + 1));
   long memfd = TRY(rs.call(SYS_memfd_create, {scratch, MFD_CLOEXEC | kMfdExec}));
   if (memfd == -EINVAL) memfd = TRY(rs.call(SYS_memfd_create, {scratch, MFD_CLOEXEC}));
   if (memfd < 0) return error(static_cast<int>(-memfd), "task {}: remote memfd_create", pid);

@@ -35,9 +35,14 @@ namespace ckpt {
 
 class Parasite {
  public:
+  // How its mapping shows in /proc/PID/maps.
+  static constexpr std::string_view kMemfdPath = "/memfd:ckpt-parasite";
+
   // `leader` is the stopped main thread; `syscall_insn` a syscall
-  // instruction in the task (the vDSO's) for the remote syscalls.
-  static Result<Parasite> inject(Tracee& leader, uint64_t syscall_insn, CompletionMode mode, Log& log);
+  // instruction in the task (the vDSO's) for the remote syscalls; `stale`:
+  // mappings of an earlier parasite whose ckpt was killed, unmapped now.
+  static Result<Parasite> inject(Tracee& leader, uint64_t syscall_insn, CompletionMode mode, Log& log,
+                                 std::span<const std::pair<uint64_t, uint64_t>> stale = {});
   Parasite(Parasite&& o) noexcept;
   Parasite& operator=(Parasite&&) = delete;
   // Cures the task if cure() was not called (or failed): never leaves it
@@ -70,7 +75,7 @@ class Parasite {
   };
   Parasite(Tracee& leader, CompletionMode mode, Log& log) : leader_(&leader), mode_(mode), log_(&log) {}
   abi::ParasiteArgs* args() const;
-  Result<int> map_into_task();
+  Result<int> map_into_task(std::span<const std::pair<uint64_t, uint64_t>> stale);
   Result<void> start(int task_sock);
   Result<void> send(abi::ParasiteMsg msg, int fd = -1);
   // Waits for the daemon's reply (and fds sent with it), watching that the

@@ -96,7 +96,8 @@ bool wait_for_parasite(pid_t pid, pid_t ckpt) {
 // ckpt killed while its parasite runs: the kernel detaches the threads, the
 // parasite sees its socket close and returns the main thread to its own
 // registers (the workload checks them, its heap and its signal state). Its
-// fds are closed; its mapping stays, inert (code cannot unmap itself).
+// fds are closed; its mapping stays, inert (code cannot unmap itself), until
+// the next dump removes it.
 void expect_survives_killed_ckpt(const std::string& fault, const std::vector<std::string>& extra, int delay_ms) {
   Harness h;
   pid_t pid = h.start_workload("heap", {"256"});
@@ -119,6 +120,11 @@ void expect_survives_killed_ckpt(const std::string& fault, const std::vector<std
   EXPECT_EQ(maps_but_parasite(pid).first, maps);
   EXPECT_EQ(fds_of(pid), fds) << "the parasite left an fd behind";
   EXPECT_NE(access((h.images() + "/inventory.img").c_str(), F_OK), 0);
+  // The next dump takes the stale mapping out; its checkpoint does not hold it.
+  CkptRun again = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images(), "--leave-running"});
+  EXPECT_EQ(again.exit_code(), 0) << again.err;
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(read_text(fmt::format("/proc/{}/maps", pid)), maps);
   kill(pid, SIGTERM);
   int status = h.wait_child(pid);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << read_text(h.workload_log("heap"));

@@ -239,7 +239,7 @@ Row probe_rseq() {
 }
 
 Row probe_pidfd() {
-  Row row{"pidfd_open + pidfd_getfd", Need::Optional};
+  Row row{"pidfd_open + pidfd_getfd", Need::Required};
   auto r = []() -> Result<void> {
     PausedChild c = TRY(PausedChild::spawn());
     long pfd = syscall(SYS_pidfd_open, c.pid(), 0);
@@ -268,7 +268,7 @@ Row probe_pidfd() {
   if (r) {
     row.detail = "took fd 0 of a child";
   } else {
-    row.detail = "fds are read through /proc instead of taken from the task";
+    row.detail = "dump takes the parasite's memfd and socket from the task with it";
     row.why = why_of(r.error(), "", "pidfd_open needs Linux 5.3, pidfd_getfd 5.6");
   }
   return row;
@@ -405,6 +405,22 @@ Row probe_vdso() {
   return row;
 }
 
+// The parasite runs from a memfd mapping: vm.memfd_noexec=2 forbids that.
+Row probe_memfd_exec() {
+  Row row{"executable memfd", Need::Required};
+  auto v = read_file("/proc/sys/vm/memfd_noexec");
+  if (!v) {
+    row.present = true;
+    row.detail = "no vm.memfd_noexec (before Linux 6.3): every memfd can be mapped executable";
+    return row;
+  }
+  const int level = std::atoi(v->c_str());
+  row.present = level < 2;
+  row.detail = fmt::format("vm.memfd_noexec = {}", level);
+  if (!row.present) row.why = "the parasite's memfd could not be mapped executable; set vm.memfd_noexec to 0 or 1";
+  return row;
+}
+
 std::string_view status_of(const Row& r) {
   switch (r.need) {
     case Need::Info: return "info";
@@ -428,6 +444,7 @@ int run_check(Log& log) {
   run("rseq", probe_rseq);
   run("hardware breakpoints", probe_hw_breakpoints);
   run("pidfd", probe_pidfd);
+  run("executable memfd", probe_memfd_exec);
   run("userfaultfd", probe_userfaultfd);
   run("PAGEMAP_SCAN", probe_pagemap_scan);
   run("soft-dirty", probe_soft_dirty);

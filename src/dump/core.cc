@@ -137,6 +137,8 @@ Result<void> collect_thread_outside(Tracee& t, pid_t pid, img::ThreadCore* th) {
   if (!comm.empty() && comm.back() == '\n') comm.pop_back();
   th->set_comm(comm);
   arch::Regs regs = TRY(t.regs());
+  if (regs.cs != arch::kUserCs64)
+    return error(EOPNOTSUPP, "it runs 32-bit code (cs {:#x}): only 64-bit processes are supported", regs.cs);
   arch::rewind_restartable_syscall(regs, arch::Restart::Reexecute);
   arch::to_image(regs, th->mutable_regs());
   std::vector<uint8_t> xs = TRY(t.xstate());

@@ -142,6 +142,20 @@ TEST(BadDump, SeccompWithoutCapSysAdmin) {
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << read_text(h.workload_log("strict"));
 }
 
+TEST(BadDump, ThirtyTwoBitProcess) {
+  Harness h;
+  pid_t pid = spawn([] {
+    const char* argv[] = {CKPT_WORKLOADS "/pause32", nullptr};
+    execv(argv[0], const_cast<char**>(argv));
+    _exit(127);
+  });
+  CkptRun r = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  EXPECT_NE(r.exit_code(), 0);
+  EXPECT_NE(r.err.find("only 64-bit processes are supported"), std::string::npos) << r.err;
+  expect_unharmed(pid);
+  reap(pid);
+}
+
 // A good checkpoint of the counter workload, its process gone.
 struct Dumped {
   Harness h;

@@ -18,6 +18,7 @@ using Regs = user_regs_struct;
 inline constexpr unsigned kSyscallInsnLen = 2;  // 0f 05
 inline constexpr long kNrRtSigreturn = 15;
 inline constexpr long kNrRestartSyscall = 219;
+inline constexpr uint64_t kUserCs64 = 0x33;  // __USER_CS: the task runs 64-bit code
 
 // Point regs at a syscall instruction so that resuming runs `nr(args...)`.
 // orig_rax = -1 keeps the kernel's restart logic away from these registers.

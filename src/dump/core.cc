@@ -129,6 +129,34 @@ Result<void> collect_seccomp(Tracee& t, img::ThreadCore* th) {
   return {};
 }
 
+// A thread stopped inside an rseq critical section is due an abort: the
+// kernel moves it to the abort handler on its way back to user space. Do
+// that now, as the kernel would (clear rseq_cs, rip = abort_ip): the
+// parasite moves the thread elsewhere first, and the kernel, finding it
+// outside the section, would clear rseq_cs without aborting; a restored
+// thread would resume inside the section just the same.
+Result<void> abort_rseq_critical_section(Tracee& t, const RseqConfig& rseq, arch::Regs* regs) {
+  constexpr uint64_t kRseqCsOffset = 8;  // struct rseq: cpu_id_start, cpu_id, rseq_cs
+  if (!rseq.abi_pointer) return {};
+  uint64_t cs_ptr = 0;
+  TRY(t.read_mem(rseq.abi_pointer + kRseqCsOffset, &cs_ptr, sizeof cs_ptr));
+  if (!cs_ptr) return {};
+  struct {
+    uint32_t version, flags;
+    uint64_t start_ip, post_commit_offset, abort_ip;
+  } cs;
+  TRY(t.read_mem(cs_ptr, &cs, sizeof cs));
+  if (regs->rip < cs.start_ip || regs->rip - cs.start_ip >= cs.post_commit_offset) return {};
+  // A bad signature gets the task a SIGSEGV from the kernel: leave that to it.
+  uint32_t sig = 0;
+  TRY(t.read_mem(cs.abort_ip - sizeof sig, &sig, sizeof sig));
+  if (sig != rseq.signature) return {};
+  const uint64_t zero = 0;
+  TRY(t.write_mem(rseq.abi_pointer + kRseqCsOffset, &zero, sizeof zero));
+  regs->rip = cs.abort_ip;
+  return t.set_regs(*regs);
+}
+
 // What ptrace and /proc show of one thread.
 Result<void> collect_thread_outside(Tracee& t, pid_t pid, img::ThreadCore* th) {
   const pid_t tid = t.tid();
@@ -139,6 +167,8 @@ Result<void> collect_thread_outside(Tracee& t, pid_t pid, img::ThreadCore* th) {
   arch::Regs regs = TRY(t.regs());
   if (regs.cs != arch::kUserCs64)
     return error(EOPNOTSUPP, "it runs 32-bit code (cs {:#x}): only 64-bit processes are supported", regs.cs);
+  RseqConfig rseq = TRY(t.rseq());
+  TRY(abort_rseq_critical_section(t, rseq, &regs));
   arch::rewind_restartable_syscall(regs, arch::Restart::Reexecute);
   arch::to_image(regs, th->mutable_regs());
   std::vector<uint8_t> xs = TRY(t.xstate());
@@ -147,7 +177,6 @@ Result<void> collect_thread_outside(Tracee& t, pid_t pid, img::ThreadCore* th) {
   th->set_xsave(std::string(xs.begin(), xs.end()));
   th->set_blocked(TRY(t.blocked()));
   for (const siginfo_t& si : TRY(t.pending(false))) *th->add_pending() = to_image(si);
-  RseqConfig rseq = TRY(t.rseq());
   th->mutable_rseq()->set_abi_pointer(rseq.abi_pointer);
   th->mutable_rseq()->set_abi_size(rseq.abi_size);
   th->mutable_rseq()->set_signature(rseq.signature);

@@ -72,27 +72,6 @@ INSTANTIATE_TEST_SUITE_P(Points, Fault,
                            return std::get<0>(i.param) + (std::get<1>(i.param) ? "_breakpoint" : "_syscalltrace");
                          });
 
-// /proc/PID/maps without the parasite's mapping, and whether it had one.
-std::pair<std::string, bool> maps_but_parasite(pid_t pid) {
-  std::string out;
-  bool found = false;
-  std::istringstream in(read_text(fmt::format("/proc/{}/maps", pid)));
-  for (std::string line; std::getline(in, line);) {
-    if (line.find("ckpt-parasite") != std::string::npos) found = true;
-    else out += line + "\n";
-  }
-  return {out, found};
-}
-
-// Waits until ckpt traces `pid` and its parasite is mapped there.
-bool wait_for_parasite(pid_t pid, pid_t ckpt) {
-  for (int i = 0; i < 5000; i++) {
-    if (tracer_of(pid) == ckpt && maps_but_parasite(pid).second) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return false;
-}
-
 // ckpt killed while its parasite runs: the kernel detaches the threads, the
 // parasite sees its socket close and returns the main thread to its own
 // registers (the workload checks them, its heap and its signal state). Its
@@ -145,16 +124,33 @@ TEST(FrozenTask, SignalDeliveredAfterLeaveRunning) {
   Harness h;
   pid_t pid = h.start_workload("heap", {"16"});
   ASSERT_GT(pid, 0);
-  setenv("CKPT_FAULT", "slow:memory", 1);
-  pid_t ckpt = h.ckpt_background({"dump", "-t", std::to_string(pid), "-D", h.images(), "--leave-running"});
-  unsetenv("CKPT_FAULT");
-  // Frozen: traced, its main thread in the parasite with every signal blocked.
-  ASSERT_TRUE(wait_for_parasite(pid, ckpt));
+  pid_t ckpt = h.slow_dump_with_parasite(pid);
+  ASSERT_GT(ckpt, 0);
   kill(pid, SIGUSR1);
   CkptRun d = h.wait_ckpt(ckpt);
   EXPECT_EQ(d.exit_code(), 0) << d.err;
   int st = h.wait_child(pid, std::chrono::seconds(10));
   EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGUSR1) << "status " << st;
+}
+
+// So is a SIGSTOP, which ckpt must take while it works (it would stop the
+// task under it): the dump succeeds, and the process, let go with
+// --leave-running, then stops as it was told to.
+TEST(FrozenTask, SigstopKeptAfterLeaveRunning) {
+  Harness h;
+  pid_t pid = h.start_workload("heap", {"128"});
+  ASSERT_GT(pid, 0);
+  pid_t ckpt = h.slow_dump_with_parasite(pid);
+  ASSERT_GT(ckpt, 0);
+  kill(pid, SIGSTOP);
+  CkptRun d = h.wait_ckpt(ckpt);
+  EXPECT_EQ(d.exit_code(), 0) << d.err;
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(proc_state(pid), 'T');
+  kill(pid, SIGCONT);
+  kill(pid, SIGTERM);
+  int st = h.wait_child(pid);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << read_text(h.workload_log("heap"));
 }
 
 }  // namespace

@@ -136,6 +136,13 @@ CkptRun Harness::wait_ckpt(pid_t pid, std::chrono::seconds timeout) {
 
 CkptRun Harness::ckpt(const std::vector<std::string>& args) { return wait_ckpt(ckpt_background(args)); }
 
+pid_t Harness::slow_dump_with_parasite(pid_t pid) {
+  setenv("CKPT_FAULT", "slow:memory", 1);
+  pid_t ckpt = ckpt_background({"dump", "-t", std::to_string(pid), "-D", images(), "--leave-running"});
+  unsetenv("CKPT_FAULT");
+  return wait_for_parasite(pid, ckpt) ? ckpt : -1;
+}
+
 int Harness::wait_child(pid_t pid, std::chrono::seconds timeout) {
   auto deadline = Clock::now() + timeout;
   int status;
@@ -162,6 +169,25 @@ bool Harness::wait_restored(pid_t pid, const std::string& pidfile, std::chrono::
   while (Clock::now() < deadline) {
     if (access(pidfile.c_str(), F_OK) == 0 && alive(pid) && tracer_of(pid) == 0) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return false;
+}
+
+std::pair<std::string, bool> maps_but_parasite(pid_t pid) {
+  std::string out;
+  bool found = false;
+  std::istringstream in(read_text(fmt::format("/proc/{}/maps", pid)));
+  for (std::string line; std::getline(in, line);) {
+    if (line.find("ckpt-parasite") != std::string::npos) found = true;
+    else out += line + "\n";
+  }
+  return {out, found};
+}
+
+bool wait_for_parasite(pid_t pid, pid_t ckpt) {
+  for (int i = 0; i < 5000; i++) {
+    if (tracer_of(pid) == ckpt && maps_but_parasite(pid).second) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   return false;
 }

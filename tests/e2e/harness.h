@@ -39,6 +39,11 @@ class Harness {
   // `prefix`: a command that runs ckpt (e.g. setpriv dropping a capability).
   pid_t ckpt_background(const std::vector<std::string>& args, const std::vector<std::string>& prefix = {});
   CkptRun wait_ckpt(pid_t pid, std::chrono::seconds timeout = std::chrono::seconds(60));
+  // Starts `ckpt dump --leave-running` of `pid`, slowed down in its memory
+  // step (CKPT_FAULT=slow:memory), and returns once its parasite is in the
+  // task: frozen, traced, its main thread in the parasite with every signal
+  // blocked. Returns -1 if that never happens.
+  pid_t slow_dump_with_parasite(pid_t pid);
 
   // waitpid with a timeout; returns the status (or -1 on timeout, after SIGKILL).
   int wait_child(pid_t pid, std::chrono::seconds timeout = std::chrono::seconds(30));
@@ -53,6 +58,10 @@ class Harness {
 };
 
 bool alive(pid_t pid);
+// /proc/PID/maps without the parasite's mapping, and whether it had one.
+std::pair<std::string, bool> maps_but_parasite(pid_t pid);
+// Waits until `ckpt` traces `pid` and its parasite is mapped there.
+bool wait_for_parasite(pid_t pid, pid_t ckpt);
 std::string read_text(const std::string& path);
 // "State:" letter of /proc/pid/status, TracerPid.
 char proc_state(pid_t pid);

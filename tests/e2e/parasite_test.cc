@@ -134,28 +134,5 @@ INSTANTIATE_TEST_SUITE_P(Modes, ParasiteCommands,
                            return std::string(i.param == CompletionMode::Breakpoint ? "breakpoint" : "syscalltrace");
                          });
 
-// SIGSTOP sent while the parasite runs: the dump still succeeds, and the
-// process, let go with --leave-running, then stops as it was told to.
-TEST(ParasiteSignals, SigstopDuringDumpIsKept) {
-  Harness h;
-  pid_t pid = h.start_workload("heap", {"128"});
-  ASSERT_GT(pid, 0);
-  setenv("CKPT_FAULT", "slow:memory", 1);
-  pid_t ckpt = h.ckpt_background({"dump", "-t", std::to_string(pid), "-D", h.images(), "--leave-running"});
-  unsetenv("CKPT_FAULT");
-  for (int i = 0; i < 5000 && read_text(fmt::format("/proc/{}/maps", pid)).find("ckpt-parasite") == std::string::npos;
-       i++)
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  kill(pid, SIGSTOP);
-  CkptRun d = h.wait_ckpt(ckpt);
-  EXPECT_EQ(d.exit_code(), 0) << d.err;
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  EXPECT_EQ(proc_state(pid), 'T');
-  kill(pid, SIGCONT);
-  kill(pid, SIGTERM);
-  int st = h.wait_child(pid);
-  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << read_text(h.workload_log("heap"));
-}
-
 }  // namespace
 }  // namespace e2e

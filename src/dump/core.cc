@@ -1,6 +1,8 @@
 #include "dump/core.h"
 
+#include <sched.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -181,6 +183,12 @@ Result<void> collect_thread_outside(Tracee& t, pid_t pid, img::ThreadCore* th) {
   th->mutable_rseq()->set_abi_size(rseq.abi_size);
   th->mutable_rseq()->set_signature(rseq.signature);
   th->mutable_rseq()->set_flags(rseq.flags);
+  cpu_set_t cpus;
+  if (sched_getaffinity(tid, sizeof cpus, &cpus) < 0) return sys_error("sched_getaffinity of thread {}", tid);
+  const auto* words = reinterpret_cast<const uint64_t*>(&cpus);
+  size_t nwords = sizeof cpus / sizeof(uint64_t);
+  while (nwords > 1 && words[nwords - 1] == 0) nwords--;
+  for (size_t w = 0; w < nwords; w++) th->add_cpu_affinity(words[w]);
   uint64_t head = 0;
   size_t len = 0;
   if (syscall(SYS_get_robust_list, tid, &head, &len) < 0) return sys_error("get_robust_list of thread {}", tid);

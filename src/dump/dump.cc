@@ -143,7 +143,7 @@ Result<img::Stats> dump(const DumpOptions& o, Log& log) {
   const uint64_t insn = TRY_CTX(find_vdso_syscall(vdso), "dump pid {}", pid);
   Parasite parasite = TRY_CTX(Parasite::inject(threads[0], insn, o.breakpoints ? CompletionMode::Breakpoint
                                                                                : CompletionMode::SyscallTrace,
-                                                 log, stale),
+                                                 log, o.faults, stale),
                               "dump pid {}: inject the parasite", pid);
   TRY_CTX(o.faults.at("parasite"), "dump pid {}", pid);
   TRY_CTX(collect_core_inside(parasite, threads, &core), "dump pid {}", pid);

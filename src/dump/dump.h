@@ -26,7 +26,7 @@ struct DumpOptions {
   bool fsync = false;       // images durable on disk before the task goes
   bool breakpoints = true;  // false: cure the parasite by tracing syscalls
   PageTransfer pages = PageTransfer::Splice;
-  Faults faults;            // tests only: seize, parasite, memory, cure, images
+  Faults faults;            // tests only: seize, parasite, visit, memory, cure, images
 };
 
 Result<img::Stats> dump(const DumpOptions& o, Log& log);

@@ -30,15 +30,16 @@ constexpr size_t page_up(size_t n) { return (n + kPage - 1) & ~(kPage - 1); }
 
 // Where things are in the shared mapping.
 struct Layout {
-  size_t args, frame, stack_top, thread_stack_top, total;
+  size_t args, frame, stack_top, visit_frame, visit_stack_top, total;
 };
 Layout layout() {
   Layout l;
   l.args = page_up(std::max<size_t>(pie::parasite::k_blob_end, pie::parasite::image().size()));
   l.frame = l.args + page_up(sizeof(abi::ParasiteArgs));
   l.stack_top = l.frame + kFrameArea + kStack;
-  l.thread_stack_top = l.stack_top + kThreadStack;
-  l.total = l.thread_stack_top;
+  l.visit_frame = l.stack_top;
+  l.visit_stack_top = l.visit_frame + kFrameArea + kThreadStack;
+  l.total = l.visit_stack_top;
   return l;
 }
 
@@ -83,27 +84,27 @@ Result<UniqueFd> take_fd(int pidfd, pid_t pid, int fd, std::string_view what) {
 
 abi::ParasiteArgs* Parasite::args() const { return reinterpret_cast<abi::ParasiteArgs*>(local_.data() + layout().args); }
 
-Result<Parasite> Parasite::inject(Tracee& leader, uint64_t insn, CompletionMode mode, Log& log,
+Result<Parasite> Parasite::inject(Tracee& leader, uint64_t insn, CompletionMode mode, Log& log, const Faults& faults,
                                   std::span<const std::pair<uint64_t, uint64_t>> stale) {
-  Parasite p(leader, mode, log);
+  Parasite p(leader, mode, log, faults);
   p.insn_ = insn;
   p.orig_.regs = TRY(leader.regs());
   // It goes on where it was: a syscall interrupted by the stop runs again.
   arch::rewind_restartable_syscall(p.orig_.regs, arch::Restart::InPlace);
   p.orig_.xsave = TRY(leader.xstate());
   p.orig_.sigmask = TRY(leader.blocked());
-  const int task_sock = TRY(p.map_into_task(stale));
+  const TaskFds fds = TRY(p.map_into_task(stale));
   // From here on the destructor takes it out again.
   p.in_ = true;
-  TRY(p.start(task_sock));
+  TRY(p.start(fds));
   return p;
 }
 
 // In the task, through remote syscalls: a memfd mapped at base_ (code
-// read-only, data not executable: W^X, and allowed under MDWE) and a socket
-// pair; ckpt takes the memfd and one socket with pidfd_getfd. Returns the
-// task's socket, the only fd left in it; on failure leaves nothing.
-Result<int> Parasite::map_into_task(std::span<const std::pair<uint64_t, uint64_t>> stale) {
+// read-only, data not executable: W^X, and allowed under MDWE) and socket
+// pairs; ckpt takes the memfd and one end of each with pidfd_getfd. Returns
+// the task's ends, the only fds left in it; on failure leaves nothing.
+Result<Parasite::TaskFds> Parasite::map_into_task(std::span<const std::pair<uint64_t, uint64_t>> stale) {
   Tracee& t = *leader_;
   const pid_t pid = t.tid();
   const Layout l = layout();
@@ -131,34 +132,42 @@ Result<int> Parasite::map_into_task(std::span<const std::pair<uint64_t, uint64_t
   UniqueFd local_memfd = TRY(take_fd(pidfd.get(), pid, static_cast<int>(memfd), "parasite's memfd"));
   local_ = TRY(Mapping::map(l.total, PROT_READ | PROT_WRITE, MAP_SHARED, local_memfd.get()));
 
-  TRY(rs.must("socketpair", SYS_socketpair, {AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, scratch}));
-  int sv[2];
-  TRY(t.read_mem(scratch, sv, sizeof sv));
-  undo.fds.push_back(sv[0]);
-  undo.fds.push_back(sv[1]);
-  sock_ = TRY(take_fd(pidfd.get(), pid, sv[1], "parasite's socket"));
-  for (uint64_t done : {fd, static_cast<uint64_t>(sv[1])}) TRY(rs.must("close", SYS_close, {done}));
-  undo.fds = {sv[0]};
+  // Two socket pairs: the daemon's, and the one visited threads wait on.
+  TaskFds out;
+  UniqueFd* ours[] = {&sock_, &visit_sock_};
+  int* theirs[] = {&out.sock, &out.visit_sock};
+  for (int i = 0; i < 2; i++) {
+    TRY(rs.must("socketpair", SYS_socketpair, {AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, scratch}));
+    int sv[2];
+    TRY(t.read_mem(scratch, sv, sizeof sv));
+    undo.fds.push_back(sv[0]);
+    undo.fds.push_back(sv[1]);
+    *ours[i] = TRY(take_fd(pidfd.get(), pid, sv[1], "parasite's socket"));
+    TRY(rs.must("close", SYS_close, {static_cast<uint64_t>(sv[1])}));
+    std::erase(undo.fds, sv[1]);
+    *theirs[i] = sv[0];
+  }
+  TRY(rs.must("close", SYS_close, {fd}));
+  std::erase(undo.fds, static_cast<int>(fd));
   undo.keep = true;
   TRY(rs.end());
-  return sv[0];
+  return out;
 }
 
 // Blob, arguments and the frame back into the task's own state go into the
 // shared memory; the main thread, armed, starts the daemon on its own stack.
-Result<void> Parasite::start(int task_sock) {
+Result<void> Parasite::start(const TaskFds& fds) {
   Tracee& t = *leader_;
   const Layout l = layout();
   auto blob = pie::parasite::image();
   std::memcpy(local_.data(), blob.data(), blob.size());
   abi::ParasiteArgs* a = args();
   a->version = abi::kParasiteAbiVersion;
-  a->sock = task_sock;
+  a->sock = fds.sock;
+  a->visit_sock = fds.visit_sock;
   a->pipe = -1;
   for (const siginfo_t& si : TRY(t.pending(false))) a->sigpipe_pending |= si.si_signo == SIGPIPE;
-  auto frame = TRY(arch::build_rt_sigframe(base_ + l.frame, orig_.regs, orig_.xsave, orig_.sigmask, {}));
-  if (frame.size() > kFrameArea) return fail("a sigframe of {} bytes does not fit the parasite", frame.size());
-  std::memcpy(local_.data() + l.frame, frame.data(), frame.size());
+  TRY(put_frame(l.frame, orig_));
   a->sigframe = base_ + l.frame + arch::rt_sigframe_rsp_offset();
 
   // Armed while it is stopped: the daemon then runs until it hits it.
@@ -182,6 +191,14 @@ Result<void> Parasite::start(int task_sock) {
   return {};
 }
 
+// A frame for rt_sigreturn into `state`, at `offset` in the shared mapping.
+Result<void> Parasite::put_frame(size_t offset, const Original& state) {
+  auto frame = TRY(arch::build_rt_sigframe(base_ + offset, state.regs, state.xsave, state.sigmask, {}));
+  if (frame.size() > kFrameArea) return fail("a sigframe of {} bytes does not fit the parasite", frame.size());
+  std::memcpy(local_.data() + offset, frame.data(), frame.size());
+  return {};
+}
+
 Parasite::Parasite(Parasite&& o) noexcept
     : leader_(o.leader_),
       mode_(o.mode_),
@@ -189,7 +206,9 @@ Parasite::Parasite(Parasite&& o) noexcept
       insn_(o.insn_),
       base_(o.base_),
       local_(std::move(o.local_)),
+      faults_(o.faults_),
       sock_(std::move(o.sock_)),
+      visit_sock_(std::move(o.visit_sock_)),
       pipe_r_(std::move(o.pipe_r_)),
       orig_(std::move(o.orig_)),
       in_(std::exchange(o.in_, false)),
@@ -223,22 +242,19 @@ Result<void> Parasite::send(abi::ParasiteMsg msg, int fd) {
   return {};
 }
 
-// Between commands the daemon is the only thing that can make the main
-// thread stop: it crashed (a synchronous signal), or someone sent SIGSTOP,
-// which is kept for after the dump.
-Result<void> Parasite::check_leader() {
-  auto s = leader_->wait(Tracee::Clock::now());
+// A thread running parasite code stops only if it crashed (a synchronous
+// signal) or someone sent SIGSTOP, which is kept for after the dump.
+Result<void> Parasite::check_running(Tracee& t) {
+  auto s = t.wait(Tracee::Clock::now());
   if (!s && s.error().err == ETIMEDOUT) return {};
   if (!s) return std::unexpected(s.error());
-  running_ = false;
-  if (s->gone()) return error(ESRCH, "task {} {} while the parasite ran", leader_->tid(), s->describe());
   if (Tracee::is_sigstop_delivery(*s)) {
-    leader_->take_sigstop();
-    TRY(leader_->cont());
-    running_ = true;
-    return {};
+    t.take_sigstop();
+    return t.cont();
   }
-  return std::unexpected(explain(*leader_, *s));
+  if (&t == leader_) running_ = false;
+  if (s->gone()) return error(ESRCH, "task {} {} while the parasite ran", t.tid(), s->describe());
+  return std::unexpected(explain(t, *s));
 }
 
 Error Parasite::explain(Tracee& t, const Stop& s) const {
@@ -256,7 +272,7 @@ Result<abi::ParasiteReply> Parasite::receive(std::vector<UniqueFd>* fds) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return sys_error("poll the parasite's socket");
     if (n == 0) {
-      TRY(check_leader());
+      TRY(check_running(*leader_));
       continue;
     }
     abi::ParasiteReply r;
@@ -281,7 +297,7 @@ Result<abi::ParasiteReply> Parasite::receive(std::vector<UniqueFd>* fds) {
       }
     }
     if (got == 0) {
-      TRY(check_leader());
+      TRY(check_running(*leader_));
       return error(ECONNRESET, "task {}: the parasite closed its socket", leader_->tid());
     }
     if (got != sizeof r) return error(EPROTO, "task {}: a reply of {} bytes from the parasite", leader_->tid(), got);
@@ -308,34 +324,64 @@ Result<const abi::ThreadState*> Parasite::thread_state(Tracee& t, uint32_t last_
   return &args()->thread;
 }
 
-// Sends a stopped thread through parasite_thread_entry and back: registers
-// and mask are put back at the trap, where the kernel still restarts an
-// interrupted syscall from them. The blob touches no FPU state.
+// Sends a stopped thread through parasite_thread_entry and back. It says
+// when its state is collected and waits; ckpt interrupts that wait and puts
+// its registers and mask back, where the kernel still restarts a syscall
+// they were in. Were ckpt gone, the wait would end and the thread return
+// through a frame of its own state. The blob touches no FPU state.
 Result<void> Parasite::visit(Tracee& t) {
   const Layout l = layout();
   const arch::Regs saved = TRY(t.regs());
   const uint64_t mask = TRY(t.blocked());
+  arch::Regs resume = saved;
+  arch::rewind_restartable_syscall(resume, arch::Restart::InPlace);
+  TRY(put_frame(l.visit_frame, {resume, TRY(t.xstate()), mask}));
+  args()->visit_frame = base_ + l.visit_frame + arch::rt_sigframe_rsp_offset();
+  args()->thread.err = 0;
   arch::Regs r = saved;
   r.rip = base_ + pie::parasite::k_parasite_thread_entry;
-  r.rsp = base_ + l.thread_stack_top;
+  r.rsp = base_ + l.visit_stack_top;
   r.rdi = base_ + l.args;
   r.orig_rax = static_cast<uint64_t>(-1);
   r.eflags &= ~kEflagsDf;
-  args()->thread.err = 0;
   TRY(t.set_blocked(~0ULL));
   TRY(t.set_regs(r));
   TRY(t.cont());
-  Stop s = TRY(t.wait_past_sigstop(false));
-  if (s.gone()) return error(ESRCH, "thread {} {} in the parasite", t.tid(), s.describe());
-  arch::Regs at = TRY(t.regs());
-  Result<void> out;
-  if (s.sig() != SIGTRAP || at.rip != base_ + pie::parasite::k_parasite_thread_done)
-    out = std::unexpected(explain(t, s));
+  auto done = visit_done(t);
+  if (done) {
+    TRY(faults_->at("visit"));
+    TRY(t.interrupt());
+    Stop s = TRY(t.wait_past_sigstop(false));
+    if (s.gone()) return error(ESRCH, "thread {} {} in the parasite", t.tid(), s.describe());
+  } else if (done.error().err == ESRCH) {
+    return done;
+  }
+  // Stopped: taken back from its wait, or where it crashed.
   TRY(t.set_regs(saved));
   TRY(t.set_blocked(mask));
-  if (out && args()->thread.err)
+  if (done && args()->thread.err)
     return error(args()->thread.err, "thread {}: the parasite's {} failed", t.tid(), step_name(args()->thread.step));
-  return out;
+  return done;
+}
+
+// Waits for a visited thread's word that its state is collected.
+Result<void> Parasite::visit_done(Tracee& t) {
+  for (;;) {
+    pollfd pfd{visit_sock_.get(), POLLIN, 0};
+    int n = poll(&pfd, 1, 100);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return sys_error("poll the parasite's visit socket");
+    if (n == 0) {
+      TRY(check_running(t));
+      continue;
+    }
+    char done;
+    ssize_t got = recv(visit_sock_.get(), &done, 1, 0);
+    if (got == 1) return {};
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) return sys_error("thread {}: read the parasite's visit socket", t.tid());
+    return error(ECONNRESET, "thread {}: the parasite's visit socket closed", t.tid());
+  }
 }
 
 Result<std::vector<abi::TimerState>> Parasite::timers(std::span<const int32_t> ids) {
@@ -387,7 +433,7 @@ Result<void> Parasite::drain(std::span<abi::DrainIov> pieces, int out, uint64_t 
     int n = poll(pfd, replied ? 1 : 2, 100);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return sys_error("poll the parasite's pipe");
-    if (n == 0) TRY(check_leader());
+    if (n == 0) TRY(check_running(*leader_));
     if (pfd[0].revents & (POLLIN | POLLHUP)) {
       ssize_t got = splice(pipe_r_.get(), nullptr, out, &off, total - moved, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (got < 0 && errno != EAGAIN) return sys_error("splice task {}'s memory into the pages image", leader_->tid());
@@ -411,7 +457,7 @@ Result<unsigned> Parasite::cure() {
   Tracee& t = *leader_;
   // Never started, or stopped where it cannot finish by itself: rescue().
   if (!running_) return fail("task {}: the parasite does not run", t.tid());
-  TRY(check_leader());  // a SIGSTOP taken meanwhile is kept; a crash ends here
+  TRY(check_running(*leader_));  // a SIGSTOP taken meanwhile is kept; a crash ends here
   if (mode_ == CompletionMode::SyscallTrace) {
     TRY(t.interrupt());
     Stop s = TRY(t.wait());
@@ -433,6 +479,7 @@ void Parasite::drop() {
   in_ = false;
   local_.reset();
   sock_.reset();
+  visit_sock_.reset();
   pipe_r_.reset();
 }
 
@@ -453,7 +500,8 @@ Result<void> Parasite::rescue() {
   {
     RemoteSyscalls rs = TRY(RemoteSyscalls::begin(t, insn_));
     if (a->pipe >= 0) TRY(rs.must("close of the parasite's pipe", SYS_close, {static_cast<uint64_t>(a->pipe)}));
-    TRY(rs.must("close of the parasite's socket", SYS_close, {static_cast<uint64_t>(a->sock)}));
+    for (int fd : {a->sock, a->visit_sock})
+      TRY(rs.must("close of the parasite's socket", SYS_close, {static_cast<uint64_t>(fd)}));
     TRY(rs.must("munmap of the parasite", SYS_munmap, {base_, local_.size()}));
     TRY(rs.end());
   }

@@ -23,6 +23,7 @@
 #include <span>
 #include <vector>
 
+#include "base/fault.h"
 #include "base/log.h"
 #include "base/mapping.h"
 #include "base/result.h"
@@ -42,7 +43,7 @@ class Parasite {
   // instruction in the task (the vDSO's) for the remote syscalls; `stale`:
   // mappings of an earlier parasite whose ckpt was killed, unmapped now.
   static Result<Parasite> inject(Tracee& leader, uint64_t syscall_insn, CompletionMode mode, Log& log,
-                                 std::span<const std::pair<uint64_t, uint64_t>> stale = {});
+                                 const Faults& faults, std::span<const std::pair<uint64_t, uint64_t>> stale = {});
   Parasite(Parasite&& o) noexcept;
   Parasite& operator=(Parasite&&) = delete;
   // Cures the task if cure() was not called (or failed): never leaves it
@@ -73,16 +74,22 @@ class Parasite {
     std::vector<uint8_t> xsave;
     uint64_t sigmask;
   };
-  Parasite(Tracee& leader, CompletionMode mode, Log& log) : leader_(&leader), mode_(mode), log_(&log) {}
+  Parasite(Tracee& leader, CompletionMode mode, Log& log, const Faults& faults)
+      : leader_(&leader), mode_(mode), log_(&log), faults_(&faults) {}
   abi::ParasiteArgs* args() const;
-  Result<int> map_into_task(std::span<const std::pair<uint64_t, uint64_t>> stale);
-  Result<void> start(int task_sock);
+  struct TaskFds {
+    int sock = -1, visit_sock = -1;
+  };
+  Result<TaskFds> map_into_task(std::span<const std::pair<uint64_t, uint64_t>> stale);
+  Result<void> start(const TaskFds& fds);
   Result<void> send(abi::ParasiteMsg msg, int fd = -1);
   // Waits for the daemon's reply (and fds sent with it), watching that the
   // main thread neither dies nor stops meanwhile.
   Result<abi::ParasiteReply> receive(std::vector<UniqueFd>* fds = nullptr);
   Result<abi::ParasiteReply> call(abi::ParasiteCmd cmd, uint32_t count = 0);
-  Result<void> check_leader();
+  Result<void> check_running(Tracee& t);
+  Result<void> put_frame(size_t offset, const Original& state);
+  Result<void> visit_done(Tracee& t);
   Error explain(Tracee& t, const Stop& s) const;
   Result<void> visit(Tracee& t);
   Result<void> rescue();
@@ -92,10 +99,12 @@ class Parasite {
   Tracee* leader_;
   CompletionMode mode_;
   Log* log_;
+  const Faults* faults_;  // tests only: "visit" (a thread waits in the parasite)
   uint64_t insn_ = 0;
   uint64_t base_ = 0;  // in the task
   Mapping local_;      // the same memory in ckpt
   UniqueFd sock_;
+  UniqueFd visit_sock_;
   UniqueFd pipe_r_;
   Original orig_;
   bool in_ = false;       // mapped in the task: cure or rescue owed

@@ -8,7 +8,8 @@
 
 namespace ckpt::abi {
 
-inline constexpr uint32_t kRestorerAbiVersion = 6;
+inline constexpr uint32_t kRestorerAbiVersion = 7;
+inline constexpr int kCpuMaskWords = 16;  // 1024 CPUs
 inline constexpr int kMaxSignals = 64;
 inline constexpr int kAuxvWords = 64;  // >= the kernel's AT_VECTOR_SIZE
 
@@ -170,6 +171,9 @@ struct ThreadArg {
   uint32_t securebits;
   uint64_t groups;  // uint32_t[nr_groups]
   uint64_t cap_inh, cap_prm, cap_eff, cap_bnd, cap_amb;
+  uint32_t nr_cpu_words;  // 0: leave the affinity as it is
+  uint32_t pad1;
+  uint64_t cpu_affinity[kCpuMaskWords];
   RestorerError error;
 };
 

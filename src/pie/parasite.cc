@@ -206,13 +206,14 @@ void close_fds(ParasiteArgs* a) {
   if (a->pipe >= 0) sys(__NR_close, a->pipe);
   a->pipe = -1;
   sys(__NR_close, a->sock);
+  sys(__NR_close, a->visit_sock);
 }
 
 // rt_sigreturn restores the alternate signal stack from the frame: give it
 // the one the thread has, which ckpt did not know when it built the frame.
-void fill_frame_altstack(ParasiteArgs* a) {
+void fill_frame_altstack(uint64_t frame) {
   constexpr uint64_t kUcStack = 16;  // after uc_flags and uc_link
-  sys(__NR_sigaltstack, 0, a->sigframe + kUcStack);
+  sys(__NR_sigaltstack, 0, frame + kUcStack);
 }
 
 }  // namespace
@@ -245,7 +246,7 @@ extern "C" [[noreturn]] void parasite_daemon(ParasiteArgs* a) {
           break;
         case kParasiteFinish:
           close_fds(a);
-          fill_frame_altstack(a);
+          fill_frame_altstack(a->sigframe);
           rst_sigreturn(a->sigframe);
         default: f = {22, kPsUnknownCmd, msg.cmd};
       }
@@ -265,13 +266,23 @@ extern "C" [[noreturn]] void parasite_daemon(ParasiteArgs* a) {
   // ckpt is gone: put the task back as it was and let it go on. The mapping
   // stays (nothing can unmap the code it runs on); it is never used again.
   close_fds(a);
-  fill_frame_altstack(a);
+  fill_frame_altstack(a->sigframe);
   parasite_selfcure(a->sigframe);
 }
 
-extern "C" void parasite_thread_main(ParasiteArgs* a) {
+// A visit: no trap at the end (with ckpt gone, its SIGTRAP would kill the
+// task), but a wait ckpt interrupts, or that ends when ckpt is gone.
+extern "C" [[noreturn]] void parasite_thread_main(ParasiteArgs* a) {
   Failure f;
   collect_thread(&a->thread, f);
   a->thread.err = f.err;
   a->thread.step = f.step;
+  fill_frame_altstack(a->visit_frame);
+  const char done = 1;
+  sys(__NR_sendto, a->visit_sock, &done, 1, kMsgNosignal, 0, 0);
+  char any;
+  long r;
+  do r = sys(__NR_read, a->visit_sock, &any, 1);
+  while (r > 0 || r == -4 /* EINTR */);
+  parasite_selfcure(a->visit_frame);
 }

@@ -4,14 +4,14 @@
 // socket only carries the command word, its reply, and file descriptors.
 //
 // Layout of the mapping (offsets from ckpt's ParasiteLayout):
-//   blob | ParasiteArgs | sigframe | stack of the daemon | stack for threads
+//   blob | ParasiteArgs | daemon's sigframe, stack | visitor's sigframe, stack
 #pragma once
 
 #include "pie/abi.h"
 
 namespace ckpt::abi {
 
-inline constexpr uint32_t kParasiteAbiVersion = 1;
+inline constexpr uint32_t kParasiteAbiVersion = 2;
 inline constexpr int kMaxGroups = 65536;  // NGROUPS_MAX
 inline constexpr int kMaxDrainIov = 1024;
 inline constexpr int kMaxTimersPerCall = 256;
@@ -103,10 +103,16 @@ struct DrainIov {
 
 struct ParasiteArgs {
   uint32_t version;
-  int32_t sock;      // the task's end of the socket pair
+  int32_t sock;      // the task's end of the daemon's socket pair
   int32_t pipe;      // the task's pipe write end, -1 until kParasiteTakePipe
   uint32_t sigpipe_pending;  // SIGPIPE was pending before: a failed vmsplice must not take it away
-  uint64_t sigframe;  // rsp for rt_sigreturn into the task's own registers
+  uint64_t sigframe;  // rsp for rt_sigreturn into the main thread's own registers
+  // A visited thread: says it is done on visit_sock, then waits there; ckpt
+  // takes it back from that wait, or, gone, closes the socket and the thread
+  // returns through visit_frame into its own registers.
+  int32_t visit_sock;
+  uint32_t pad;
+  uint64_t visit_frame;
   ProcessState process;
   ThreadState thread;
   TimerState timers[kMaxTimersPerCall];

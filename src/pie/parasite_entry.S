@@ -4,13 +4,12 @@
  * parasite_entry: rdi = ParasiteArgs*, rsp = top of the daemon's stack. The
  *   daemon serves commands until told to finish (rst_sigreturn, where ckpt
  *   catches it) or until its socket closes (parasite_selfcure).
- * parasite_thread_entry: rdi = ParasiteArgs*, rsp = top of the threads'
- *   stack. Collects the calling thread's state and traps: ckpt, its tracer,
- *   sees the SIGTRAP with rip at parasite_thread_done and puts the thread's
- *   registers back.
- * parasite_selfcure: rdi = sigframe. The watchdog's way out when ckpt is
- *   gone: the same rt_sigreturn, at an address ckpt never arms a breakpoint
- *   on, since with no tracer the breakpoint's SIGTRAP would kill the task.
+ * parasite_thread_entry: rdi = ParasiteArgs*, rsp = top of the visitors'
+ *   stack. Collects the calling thread's state, says so, and waits for ckpt
+ *   to take the thread back (parasite.cc: parasite_thread_main).
+ * parasite_selfcure: rdi = sigframe. The way out when ckpt is gone: the
+ *   same rt_sigreturn, at an address ckpt never arms a breakpoint on, since
+ *   with no tracer the breakpoint's SIGTRAP would kill the task.
  */
 	.text
 	.globl parasite_entry
@@ -25,9 +24,6 @@ parasite_entry:
 parasite_thread_entry:
 	andq $-16, %rsp
 	call parasite_thread_main
-	int3
-	.globl parasite_thread_done
-parasite_thread_done:
 	ud2
 
 	.globl parasite_selfcure

@@ -258,6 +258,8 @@ void restore_process(RestorerArgs* a, ThreadArg* t) {
   // After the credentials, which reset it.
   MUST(t, kStepPrctl, sys(__NR_prctl, PR_SET_PDEATHSIG, t->pdeathsig, 0, 0, 0), PR_SET_PDEATHSIG, 0);
   if (t->timerslack_ns) sys(__NR_prctl, PR_SET_TIMERSLACK, t->timerslack_ns, 0, 0, 0);
+  // Best effort: a machine without those CPUs refuses the mask (EINVAL).
+  if (t->nr_cpu_words) sys(__NR_sched_setaffinity, 0, t->nr_cpu_words * 8, t->cpu_affinity);
   if (t->no_new_privs)
     MUST(t, kStepPrctl, sys(__NR_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), PR_SET_NO_NEW_PRIVS, 0);
   queue_signals(t, reinterpret_cast<const SigInfoArg*>(t->siginfo), t->nr_siginfo, true);

@@ -316,6 +316,8 @@ Result<Plan> build_plan(const TaskImages& ti, const std::vector<proc::MapEntry>&
     t.clear_child_tid = th.clear_child_tid();
     std::strncpy(t.comm, th.comm().c_str(), sizeof t.comm - 1);
     t.timerslack_ns = th.timerslack_ns();
+    t.nr_cpu_words = static_cast<uint32_t>(std::min(th.cpu_affinity_size(), abi::kCpuMaskWords));
+    for (uint32_t w = 0; w < t.nr_cpu_words; w++) t.cpu_affinity[w] = th.cpu_affinity(static_cast<int>(w));
     t.pdeathsig = th.pdeathsig();
     t.no_new_privs = th.no_new_privs();
     t.seccomp_mode = th.seccomp_mode();

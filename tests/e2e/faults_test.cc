@@ -77,9 +77,10 @@ INSTANTIATE_TEST_SUITE_P(Points, Fault,
 // registers (the workload checks them, its heap and its signal state). Its
 // fds are closed; its mapping stays, inert (code cannot unmap itself), until
 // the next dump removes it.
-void expect_survives_killed_ckpt(const std::string& fault, const std::vector<std::string>& extra, int delay_ms) {
+void expect_survives_killed_ckpt(const std::string& fault, const std::vector<std::string>& extra, int delay_ms,
+                                 const std::string& workload = "heap", const std::vector<std::string>& args = {"256"}) {
   Harness h;
-  pid_t pid = h.start_workload("heap", {"256"});
+  pid_t pid = h.start_workload(workload, args);
   ASSERT_GT(pid, 0);
   const std::string maps = read_text(fmt::format("/proc/{}/maps", pid));
   const std::string fds = fds_of(pid);
@@ -106,7 +107,7 @@ void expect_survives_killed_ckpt(const std::string& fault, const std::vector<std
   EXPECT_EQ(read_text(fmt::format("/proc/{}/maps", pid)), maps);
   kill(pid, SIGTERM);
   int status = h.wait_child(pid);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << read_text(h.workload_log("heap"));
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << read_text(h.workload_log(workload));
 }
 
 // Parked between two drains.
@@ -116,6 +117,11 @@ TEST(KilledCkpt, DuringMemoryDumpSyscallTraceMode) {
 }
 // In the middle of a vmsplice: the parasite's pipe breaks under it.
 TEST(KilledCkpt, WhileDraining) { expect_survives_killed_ckpt("", {}, 15); }
+// While a thread other than the main one waits in the parasite to be taken
+// back: it returns into its own registers through its own frame.
+TEST(KilledCkpt, WhileAThreadVisitsTheParasite) {
+  expect_survives_killed_ckpt("hang:visit", {}, 50, "threads", {"8"});
+}
 
 // A signal sent while the task is frozen is delivered once it runs again
 // after --leave-running, not lost: SIGUSR1, which the heap workload leaves at

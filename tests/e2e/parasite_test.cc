@@ -69,7 +69,8 @@ TEST_P(ParasiteCommands, AnswerWhatTheKernelSays) {
   {
     auto threads = ckpt::dump::seize_process(pid, ckpt::Tracee::Clock::now() + std::chrono::seconds(5));
     ASSERT_TRUE(threads) << threads.error().str();
-    auto p = Parasite::inject((*threads)[0], vdso_syscall(pid), GetParam(), log);
+    ckpt::Faults no_faults;
+    auto p = Parasite::inject((*threads)[0], vdso_syscall(pid), GetParam(), log, no_faults);
     ASSERT_TRUE(p) << p.error().str();
     EXPECT_NE(read_text(fmt::format("/proc/{}/maps", pid)).find("ckpt-parasite"), std::string::npos);
 

@@ -11,7 +11,8 @@
  * Main and spinner are pinned to one CPU, so that main's busy loop preempts
  * the spinner.
  *
- * Verification (on SIGTERM): 300 ms of main's busy loop bring new aborts.
+ * Verification (on SIGTERM): both threads are still pinned to that one CPU
+ * (sched_getaffinity), and 300 ms of main's busy loop bring new aborts.
  */
 #include "workload.h"
 
@@ -58,12 +59,23 @@ static void pin(int cpu)
 }
 
 static int cpu;
+static volatile pid_t spinner_tid;
+
+/* Is `tid` allowed on `cpu` only? */
+static int pinned(pid_t tid)
+{
+	cpu_set_t set;
+	if (sched_getaffinity(tid, sizeof(set), &set) != 0)
+		return 0;
+	return CPU_COUNT(&set) == 1 && CPU_ISSET(cpu, &set);
+}
 
 static void *spinner(void *arg)
 {
 	(void)arg;
 	pthread_setname_np(pthread_self(), "spinner");
 	pin(cpu);
+	spinner_tid = gettid();
 	struct rseq *rs = (struct rseq *)((char *)__builtin_thread_pointer() + __rseq_offset);
 	spinning = 1;
 	spin(rs);
@@ -97,6 +109,8 @@ int main(int argc, char **argv)
 	while (!wl_stop)
 		wl_sleep_ms(5);
 
+	WL_CHECK(pinned(0), "main is no longer pinned to CPU %d alone", cpu);
+	WL_CHECK(pinned(spinner_tid), "the spinner is no longer pinned to CPU %d alone", cpu);
 	uint64_t before = aborts;
 	for (double end = now() + 0.3; now() < end;)
 		;

@@ -257,6 +257,17 @@ Result<void> Parasite::check_running(Tracee& t) {
   return std::unexpected(explain(t, *s));
 }
 
+// Waits until one of `fds` is ready, making sure every 100 ms that `t`,
+// which runs parasite code meanwhile, has neither crashed nor died.
+Result<void> Parasite::poll_while_running(std::span<pollfd> fds, Tracee& t) {
+  for (;;) {
+    int n = poll(fds.data(), fds.size(), 100);
+    if (n > 0) return {};
+    if (n < 0 && errno != EINTR) return sys_error("poll the parasite's sockets");
+    if (n == 0) TRY(check_running(t));
+  }
+}
+
 Error Parasite::explain(Tracee& t, const Stop& s) const {
   auto regs = t.regs();
   uint64_t rip = regs ? regs->rip : 0;
@@ -268,13 +279,7 @@ Error Parasite::explain(Tracee& t, const Stop& s) const {
 Result<abi::ParasiteReply> Parasite::receive(std::vector<UniqueFd>* fds) {
   for (;;) {
     pollfd pfd{sock_.get(), POLLIN, 0};
-    int n = poll(&pfd, 1, 100);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return sys_error("poll the parasite's socket");
-    if (n == 0) {
-      TRY(check_running(*leader_));
-      continue;
-    }
+    TRY(poll_while_running({&pfd, 1}, *leader_));
     abi::ParasiteReply r;
     iovec v{&r, sizeof r};
     alignas(cmsghdr) char control[CMSG_SPACE(abi::kMaxFdsPerCall * sizeof(int))];
@@ -368,13 +373,7 @@ Result<void> Parasite::visit(Tracee& t) {
 Result<void> Parasite::visit_done(Tracee& t) {
   for (;;) {
     pollfd pfd{visit_sock_.get(), POLLIN, 0};
-    int n = poll(&pfd, 1, 100);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return sys_error("poll the parasite's visit socket");
-    if (n == 0) {
-      TRY(check_running(t));
-      continue;
-    }
+    TRY(poll_while_running({&pfd, 1}, t));
     char done;
     ssize_t got = recv(visit_sock_.get(), &done, 1, 0);
     if (got == 1) return {};
@@ -430,10 +429,7 @@ Result<void> Parasite::drain(std::span<abi::DrainIov> pieces, int out, uint64_t 
   bool replied = false;
   for (uint64_t moved = 0; moved < total || !replied;) {
     pollfd pfd[2] = {{pipe_r_.get(), POLLIN, 0}, {sock_.get(), POLLIN, 0}};
-    int n = poll(pfd, replied ? 1 : 2, 100);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return sys_error("poll the parasite's pipe");
-    if (n == 0) TRY(check_running(*leader_));
+    TRY(poll_while_running({pfd, replied ? 1u : 2u}, *leader_));
     if (pfd[0].revents & (POLLIN | POLLHUP)) {
       ssize_t got = splice(pipe_r_.get(), nullptr, out, &off, total - moved, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (got < 0 && errno != EAGAIN) return sys_error("splice task {}'s memory into the pages image", leader_->tid());

@@ -19,6 +19,8 @@
 // If anything else goes wrong, rescue() undoes it all from outside.
 #pragma once
 
+#include <poll.h>
+
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -88,6 +90,7 @@ class Parasite {
   Result<abi::ParasiteReply> receive(std::vector<UniqueFd>* fds = nullptr);
   Result<abi::ParasiteReply> call(abi::ParasiteCmd cmd, uint32_t count = 0);
   Result<void> check_running(Tracee& t);
+  Result<void> poll_while_running(std::span<pollfd> fds, Tracee& t);
   Result<void> put_frame(size_t offset, const Original& state);
   Result<void> visit_done(Tracee& t);
   Error explain(Tracee& t, const Stop& s) const;

@@ -433,6 +433,7 @@ Result<void> Parasite::drain(std::span<abi::DrainIov> pieces, int out, uint64_t 
     if (pfd[0].revents & (POLLIN | POLLHUP)) {
       ssize_t got = splice(pipe_r_.get(), nullptr, out, &off, total - moved, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (got < 0 && errno != EAGAIN) return sys_error("splice task {}'s memory into the pages image", leader_->tid());
+      if (got == 0) return error(EPIPE, "task {}: the parasite's pipe closed mid-drain", leader_->tid());
       if (got > 0) moved += static_cast<uint64_t>(got);
     }
     if (!replied && (pfd[1].revents & (POLLIN | POLLHUP))) {
@@ -453,10 +454,10 @@ Result<unsigned> Parasite::cure() {
   Tracee& t = *leader_;
   // Never started, or stopped where it cannot finish by itself: rescue().
   if (!running_) return fail("task {}: the parasite does not run", t.tid());
-  TRY(check_running(*leader_));  // a SIGSTOP taken meanwhile is kept; a crash ends here
+  TRY(check_running(t));  // a SIGSTOP taken meanwhile is kept; a crash ends here
   if (mode_ == CompletionMode::SyscallTrace) {
     TRY(t.interrupt());
-    Stop s = TRY(t.wait());
+    Stop s = TRY(t.wait_past_sigstop(false));
     running_ = false;
     if (s.gone()) return error(ESRCH, "task {} {} before the parasite's cure", t.tid(), s.describe());
   }

@@ -34,7 +34,7 @@ struct ThreadState {
 std::vector<std::string> peek_siginfo(pid_t tid, bool shared) {
   std::vector<std::string> out;
   for (;;) {
-    __ptrace_peeksiginfo_args a{static_cast<uint64_t>(out.size()), shared ? PTRACE_PEEKSIGINFO_SHARED : 0u, 1};
+    __ptrace_peeksiginfo_args a{static_cast<uint64_t>(out.size()), shared ? static_cast<uint32_t>(PTRACE_PEEKSIGINFO_SHARED) : 0u, 1};
     siginfo_t si;
     long n = ptrace(PTRACE_PEEKSIGINFO, tid, &a, &si);
     if (n <= 0) break;

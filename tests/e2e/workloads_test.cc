@@ -70,8 +70,9 @@ TEST_P(Workload, DumpRestoreVerify) {
       << read_text(h.images() + "/restore.log");
   let_it_run();
   EXPECT_EQ(read_text(fmt::format("/proc/{}/maps", pid)), maps_before) << "maps differ after restore";
-  if (!c.status_line.empty())
+  if (!c.status_line.empty()) {
     EXPECT_NE(read_text(fmt::format("/proc/{}/status", pid)).find(c.status_line), std::string::npos) << c.status_line;
+  }
   kill(pid, SIGTERM);
   CkptRun rr = h.wait_ckpt(r);
   EXPECT_EQ(rr.exit_code(), 0) << "workload log:\n"
@@ -84,8 +85,9 @@ TEST_P(Workload, DumpRestoreVerify) {
     EXPECT_NE(rr.err.find(fmt::format("3  (task {}, breakpoint)", pid)), std::string::npos) << rr.err;
     for (size_t at = rr.err.find("ptrace stops"); at != std::string::npos; at = rr.err.find("ptrace stops", at + 1)) {
       std::string line = rr.err.substr(at, rr.err.find('\n', at) - at);
-      if (line.find(fmt::format("task {},", pid)) == std::string::npos)
+      if (line.find(fmt::format("task {},", pid)) == std::string::npos) {
         EXPECT_NE(line.find(" 1  (task"), std::string::npos) << line;
+      }
     }
   } else {
     EXPECT_NE(rr.err.find("syscall tracing"), std::string::npos) << rr.err;

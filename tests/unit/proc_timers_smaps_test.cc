@@ -32,7 +32,9 @@ TEST(Timers, RejectsGarbage) {
                                "ID: 1\nnotify: signal/who.1\n", "ID: 1\nClockID: one\n", "garbage\n"}) {
     auto t = parse_timers(bad);
     EXPECT_FALSE(t) << bad;
-    if (!t) EXPECT_NE(t.error().msg.find("/proc timers line"), std::string::npos);
+    if (!t) {
+      EXPECT_NE(t.error().msg.find("/proc timers line"), std::string::npos);
+    }
   }
   EXPECT_TRUE(parse_timers(""));
 }

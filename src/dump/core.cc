@@ -233,10 +233,13 @@ Result<img::TaskCore> collect_core_outside(std::vector<Tracee>& threads) {
 
 Result<void> collect_core_inside(Parasite& p, std::vector<Tracee>& threads, img::TaskCore* core) {
   const pid_t pid = threads[0].tid();
-  const uint32_t last_cap = static_cast<uint32_t>(std::stoul(TRY(read_file("/proc/sys/kernel/cap_last_cap"))));
+  const uint32_t last_cap = TRY(proc::read_cap_last_cap());
   TRY(collect_process_inside(p, pid, core));
   for (size_t i = 0; i < threads.size(); i++) {
-    const abi::ThreadState* ts = TRY_CTX(p.thread_state(threads[i], last_cap), "thread {}", threads[i].tid());
+    const img::ThreadCore& th = core->threads(i);
+    const Parasite::KnownState known{{reinterpret_cast<const uint8_t*>(th.xsave().data()), th.xsave().size()},
+                                     th.blocked()};
+    const abi::ThreadState* ts = TRY_CTX(p.thread_state(threads[i], last_cap, known), "thread {}", threads[i].tid());
     collect_thread_inside(*ts, core->mutable_threads(i));
   }
   return {};

@@ -167,7 +167,7 @@ Result<void> Parasite::start(const TaskFds& fds) {
   a->visit_sock = fds.visit_sock;
   a->pipe = -1;
   for (const siginfo_t& si : TRY(t.pending(false))) a->sigpipe_pending |= si.si_signo == SIGPIPE;
-  TRY(put_frame(l.frame, orig_));
+  TRY(put_frame(l.frame, orig_.regs, orig_.xsave, orig_.sigmask));
   a->sigframe = base_ + l.frame + arch::rt_sigframe_rsp_offset();
 
   // Armed while it is stopped: the daemon then runs until it hits it.
@@ -176,27 +176,37 @@ Result<void> Parasite::start(const TaskFds& fds) {
     log_->warn("task {}: no hardware breakpoint; the parasite is cured by tracing syscalls", t.tid());
     mode_ = CompletionMode::SyscallTrace;
   }
-  arch::Regs r = orig_.regs;
-  r.rip = base_ + pie::parasite::k_parasite_entry;
-  r.rsp = base_ + l.stack_top;
-  r.rdi = base_ + l.args;
-  r.orig_rax = static_cast<uint64_t>(-1);
-  r.eflags &= ~kEflagsDf;
-  TRY(t.set_blocked(~0ULL));
-  TRY(t.set_regs(r));
-  TRY(t.cont());
+  TRY(run_blob(t, orig_.regs, pie::parasite::k_parasite_entry, l.stack_top));
   running_ = true;
   log_->debug("task {}: parasite at {:#x} ({} KiB), {} completion", t.tid(), base_, l.total >> 10,
               mode_ == CompletionMode::Breakpoint ? "breakpoint" : "syscall-trace");
   return {};
 }
 
-// A frame for rt_sigreturn into `state`, at `offset` in the shared mapping.
-Result<void> Parasite::put_frame(size_t offset, const Original& state) {
-  auto frame = TRY(arch::build_rt_sigframe(base_ + offset, state.regs, state.xsave, state.sigmask, {}));
-  if (frame.size() > kFrameArea) return fail("a sigframe of {} bytes does not fit the parasite", frame.size());
+// A frame for rt_sigreturn into that state, at `offset` in the shared mapping.
+Result<void> Parasite::put_frame(size_t offset, const arch::Regs& regs, std::span<const uint8_t> xsave,
+                                 uint64_t sigmask) {
+  auto frame = TRY(arch::build_rt_sigframe(base_ + offset, regs, xsave, sigmask, {}));
+  if (frame.size() > kFrameArea)
+    return error(E2BIG, "task {}: a sigframe of {} bytes does not fit the parasite's {}", leader_->tid(),
+                 frame.size(), kFrameArea);
   std::memcpy(local_.data() + offset, frame.data(), frame.size());
   return {};
+}
+
+// Runs a stopped thread from `entry` in the blob on the stack ending at
+// `stack_top`, the arguments in rdi and every signal blocked. orig_rax = -1:
+// the kernel must not restart a syscall from these registers.
+Result<void> Parasite::run_blob(Tracee& t, const arch::Regs& from, uint64_t entry, size_t stack_top) {
+  arch::Regs r = from;
+  r.rip = base_ + entry;
+  r.rsp = base_ + stack_top;
+  r.rdi = base_ + layout().args;
+  r.orig_rax = static_cast<uint64_t>(-1);
+  r.eflags &= ~kEflagsDf;  // the ABI the blob is compiled for
+  TRY(t.set_blocked(~0ULL));
+  TRY(t.set_regs(r));
+  return t.cont();
 }
 
 Parasite::Parasite(Parasite&& o) noexcept
@@ -263,7 +273,7 @@ Result<void> Parasite::poll_while_running(std::span<pollfd> fds, Tracee& t) {
   for (;;) {
     int n = poll(fds.data(), fds.size(), 100);
     if (n > 0) return {};
-    if (n < 0 && errno != EINTR) return sys_error("poll the parasite's sockets");
+    if (n < 0 && errno != EINTR) return sys_error("task {}: poll the parasite's sockets", t.tid());
     if (n == 0) TRY(check_running(t));
   }
 }
@@ -322,10 +332,10 @@ Result<const abi::ProcessState*> Parasite::process_state() {
   return &args()->process;
 }
 
-Result<const abi::ThreadState*> Parasite::thread_state(Tracee& t, uint32_t last_cap) {
+Result<const abi::ThreadState*> Parasite::thread_state(Tracee& t, uint32_t last_cap, const KnownState& known) {
   args()->thread.last_cap = last_cap;
   if (&t == leader_) TRY(call(abi::kParasiteThread));
-  else TRY(visit(t));
+  else TRY(visit(t, known));
   return &args()->thread;
 }
 
@@ -334,24 +344,15 @@ Result<const abi::ThreadState*> Parasite::thread_state(Tracee& t, uint32_t last_
 // its registers and mask back, where the kernel still restarts a syscall
 // they were in. Were ckpt gone, the wait would end and the thread return
 // through a frame of its own state. The blob touches no FPU state.
-Result<void> Parasite::visit(Tracee& t) {
+Result<void> Parasite::visit(Tracee& t, const KnownState& known) {
   const Layout l = layout();
   const arch::Regs saved = TRY(t.regs());
-  const uint64_t mask = TRY(t.blocked());
   arch::Regs resume = saved;
   arch::rewind_restartable_syscall(resume, arch::Restart::InPlace);
-  TRY(put_frame(l.visit_frame, {resume, TRY(t.xstate()), mask}));
+  TRY(put_frame(l.visit_frame, resume, known.xsave, known.sigmask));
   args()->visit_frame = base_ + l.visit_frame + arch::rt_sigframe_rsp_offset();
   args()->thread.err = 0;
-  arch::Regs r = saved;
-  r.rip = base_ + pie::parasite::k_parasite_thread_entry;
-  r.rsp = base_ + l.visit_stack_top;
-  r.rdi = base_ + l.args;
-  r.orig_rax = static_cast<uint64_t>(-1);
-  r.eflags &= ~kEflagsDf;
-  TRY(t.set_blocked(~0ULL));
-  TRY(t.set_regs(r));
-  TRY(t.cont());
+  TRY(run_blob(t, saved, pie::parasite::k_parasite_thread_entry, l.visit_stack_top));
   auto done = visit_done(t);
   if (done) {
     TRY(faults_->at("visit"));
@@ -363,7 +364,7 @@ Result<void> Parasite::visit(Tracee& t) {
   }
   // Stopped: taken back from its wait, or where it crashed.
   TRY(t.set_regs(saved));
-  TRY(t.set_blocked(mask));
+  TRY(t.set_blocked(known.sigmask));
   if (done && args()->thread.err)
     return error(args()->thread.err, "thread {}: the parasite's {} failed", t.tid(), step_name(args()->thread.step));
   return done;
@@ -409,10 +410,12 @@ Result<std::vector<UniqueFd>> Parasite::fds(std::span<const int32_t> task_fds) {
 }
 
 Result<void> Parasite::drain(std::span<abi::DrainIov> pieces, int out, uint64_t offset) {
-  if (pieces.size() > abi::kMaxDrainIov) return fail("{} pieces in one drain (at most {})", pieces.size(), abi::kMaxDrainIov);
+  if (pieces.size() > abi::kMaxDrainIov)
+    return error(E2BIG, "task {}: {} pieces in one drain (at most {})", leader_->tid(), pieces.size(),
+                 abi::kMaxDrainIov);
   if (!pipe_r_) {
     int p[2];
-    if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) return sys_error("pipe for the parasite");
+    if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) return sys_error("task {}: pipe for the parasite", leader_->tid());
     UniqueFd r(p[0]), w(p[1]);
     (void)fcntl(w.get(), F_SETPIPE_SZ, kPipeSize);  // a smaller pipe only costs more round trips
     TRY(send({abi::kParasiteTakePipe, 0}, w.get()));
@@ -453,7 +456,7 @@ Result<unsigned> Parasite::cure() {
   if (!in_) return 0u;
   Tracee& t = *leader_;
   // Never started, or stopped where it cannot finish by itself: rescue().
-  if (!running_) return fail("task {}: the parasite does not run", t.tid());
+  if (!running_) return error(ESRCH, "task {}: the parasite does not run", t.tid());
   TRY(check_running(t));  // a SIGSTOP taken meanwhile is kept; a crash ends here
   if (mode_ == CompletionMode::SyscallTrace) {
     TRY(t.interrupt());

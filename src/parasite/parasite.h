@@ -53,9 +53,15 @@ class Parasite {
   ~Parasite();
 
   Result<const abi::ProcessState*> process_state();
-  // `t`: the main thread (asks the daemon) or another stopped thread of the
-  // task (visits it). Valid until the next call.
-  Result<const abi::ThreadState*> thread_state(Tracee& t, uint32_t last_cap);
+  // What ckpt already read of a thread: a visit builds the frame the thread
+  // would return through, were ckpt gone, from it instead of asking again.
+  struct KnownState {
+    std::span<const uint8_t> xsave;
+    uint64_t sigmask;
+  };
+  // `t`: the main thread (asks the daemon; `known` unused) or another
+  // stopped thread of the task (visits it). Valid until the next call.
+  Result<const abi::ThreadState*> thread_state(Tracee& t, uint32_t last_cap, const KnownState& known);
   // timer_gettime and timer_getoverrun of each id.
   Result<std::vector<abi::TimerState>> timers(std::span<const int32_t> ids);
   // Duplicates of the task's `task_fds`, sent over the socket.
@@ -91,10 +97,11 @@ class Parasite {
   Result<abi::ParasiteReply> call(abi::ParasiteCmd cmd, uint32_t count = 0);
   Result<void> check_running(Tracee& t);
   Result<void> poll_while_running(std::span<pollfd> fds, Tracee& t);
-  Result<void> put_frame(size_t offset, const Original& state);
+  Result<void> put_frame(size_t offset, const arch::Regs& regs, std::span<const uint8_t> xsave, uint64_t sigmask);
+  Result<void> run_blob(Tracee& t, const arch::Regs& from, uint64_t entry, size_t stack_top);
   Result<void> visit_done(Tracee& t);
   Error explain(Tracee& t, const Stop& s) const;
-  Result<void> visit(Tracee& t);
+  Result<void> visit(Tracee& t, const KnownState& known);
   Result<void> rescue();
   // The parasite is out of the task: drop ckpt's side of it.
   void drop();

@@ -103,9 +103,12 @@ void collect_thread(ThreadState* t, Failure& f) {
   t->cap_prm = caps[0].permitted | static_cast<uint64_t>(caps[1].permitted) << 32;
   t->cap_inh = caps[0].inheritable | static_cast<uint64_t>(caps[1].inheritable) << 32;
   t->cap_bnd = t->cap_amb = 0;
+  // An ambient capability is always permitted and inheritable: ask only for those.
+  const uint64_t may_be_ambient = t->cap_prm & t->cap_inh;
   for (uint32_t cap = 0; cap <= t->last_cap && cap < 64; cap++) {
     if (sys(__NR_prctl, PR_CAPBSET_READ, cap, 0, 0, 0) == 1) t->cap_bnd |= 1ULL << cap;
-    if (sys(__NR_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, cap, 0, 0) == 1) t->cap_amb |= 1ULL << cap;
+    if ((may_be_ambient >> cap & 1) && sys(__NR_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, cap, 0, 0) == 1)
+      t->cap_amb |= 1ULL << cap;
   }
   long r = sys(__NR_prctl, PR_GET_SECUREBITS, 0, 0, 0, 0);
   if (check(f, r, kPsPrctl, PR_GET_SECUREBITS)) t->securebits = static_cast<uint32_t>(r);

@@ -299,4 +299,13 @@ Result<std::vector<pid_t>> children(pid_t pid) {
   return out;
 }
 
+Result<uint32_t> read_cap_last_cap() {
+  constexpr const char* kPath = "/proc/sys/kernel/cap_last_cap";
+  std::string text = TRY(read_file(kPath));
+  uint32_t last = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), last);
+  if (ec != std::errc() || last > 63) return error(EINVAL, "{}: not a capability number: '{}'", kPath, text);
+  return last;
+}
+
 }  // namespace ckpt::proc

@@ -29,6 +29,9 @@ struct Status {
 Result<Status> parse_status(std::string_view text);
 Result<Status> read_status(pid_t pid);
 
+// The highest capability number this kernel knows (/proc/sys/kernel/cap_last_cap).
+Result<uint32_t> read_cap_last_cap();
+
 // /proc/PID/stat. Field numbers in comments are proc(5)'s, 1-based.
 struct Stat {
   pid_t pid = 0;          // 1

@@ -138,10 +138,8 @@ struct OwnCreds {
 };
 
 Result<OwnCreds> read_own_creds() {
-  OwnCreds o{TRY(proc::read_status(getpid())), static_cast<uint32_t>(prctl(PR_GET_SECUREBITS)), 40};
-  std::string last = TRY(read_file("/proc/sys/kernel/cap_last_cap"));
-  o.last_cap = static_cast<uint32_t>(std::stoul(last));
-  return o;
+  return OwnCreds{TRY(proc::read_status(getpid())), static_cast<uint32_t>(prctl(PR_GET_SECUREBITS)),
+                  TRY(proc::read_cap_last_cap())};
 }
 
 Result<void> put_creds(const img::Creds& c, const OwnCreds& own, BootRegion& boot, abi::ThreadArg* t) {

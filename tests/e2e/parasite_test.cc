@@ -21,6 +21,7 @@
 #include "parasite/parasite.h"
 #include "ptrace/remote_syscall.h"
 #include "proc/maps.h"
+#include "proc/status.h"
 
 namespace e2e {
 namespace {
@@ -82,8 +83,8 @@ TEST_P(ParasiteCommands, AnswerWhatTheKernelSays) {
     EXPECT_EQ(fmt::format("{}", (*ps)->rlimits[RLIMIT_NOFILE].cur), soft_limit(pid, "Max open files"));
 
     // Credentials of the main thread, as /proc has them.
-    const uint32_t last_cap = std::stoul(read_text("/proc/sys/kernel/cap_last_cap"));
-    auto ts = p->thread_state((*threads)[0], last_cap);
+    const uint32_t last_cap = *ckpt::proc::read_cap_last_cap();
+    auto ts = p->thread_state((*threads)[0], last_cap, {});
     ASSERT_TRUE(ts) << ts.error().str();
     EXPECT_EQ(status_field(pid, "Uid"), fmt::format("{}\t{}\t{}\t{}", (*ts)->uids[0], (*ts)->uids[1], (*ts)->uids[2],
                                                     (*ts)->fsuid));

@@ -71,18 +71,6 @@ static volatile pid_t usr1_tid;
 
 static uint64_t loops;
 
-/* "EINTR", or "errno 516" for a value with no name (e.g. a leaked
- * kernel-internal ERESTART* code). */
-static const char *errname(int e)
-{
-	static __thread char buf[32];
-	const char *n = strerrorname_np(e);
-	if (n)
-		return n;
-	snprintf(buf, sizeof(buf), "errno %d", e);
-	return buf;
-}
-
 static uint64_t load64(uint64_t *p)
 {
 	return __atomic_load_n(p, __ATOMIC_ACQUIRE);
@@ -150,7 +138,7 @@ static void thr_start(struct thr *t)
 	t->mask = get_blocked();
 	int e = pthread_setname_np(pthread_self(), tname[t - thr]);
 	if (e != 0)
-		thr_err(t, "pthread_setname_np: %s", errname(e));
+		thr_err(t, "pthread_setname_np: %s", wl_errname(e));
 }
 
 /* After the job: identity and mask unchanged, then done. */
@@ -162,7 +150,7 @@ static void thr_end(struct thr *t)
 	char name[16] = "";
 	int e = pthread_getname_np(pthread_self(), name, sizeof(name));
 	if (e != 0)
-		thr_err(t, "pthread_getname_np: %s", errname(e));
+		thr_err(t, "pthread_getname_np: %s", wl_errname(e));
 	else if (strcmp(name, tname[t - thr]) != 0)
 		thr_err(t, "name '%s', expected '%s'", name, tname[t - thr]);
 	uint64_t m = get_blocked();
@@ -181,7 +169,7 @@ static void *condwait_main(void *arg)
 	while (!go_a) {
 		int e = pthread_cond_wait(&cond_a, &mtx);
 		if (e != 0) {
-			thr_err(t, "pthread_cond_wait: %s", errname(e));
+			thr_err(t, "pthread_cond_wait: %s", wl_errname(e));
 			break;
 		}
 		if (!go_a)
@@ -213,7 +201,7 @@ static void *timedwait_main(void *arg)
 			break;
 		}
 		if (e != 0) {
-			thr_err(t, "pthread_cond_timedwait: %s", errname(e));
+			thr_err(t, "pthread_cond_timedwait: %s", wl_errname(e));
 			break;
 		}
 		if (!go_b)
@@ -238,7 +226,7 @@ static void *nanosleep_main(void *arg)
 				break;
 			}
 			if (errno != EINTR) {
-				thr_err(t, "nanosleep: %s", errname(errno));
+				thr_err(t, "nanosleep: %s", wl_errname(errno));
 				break;
 			}
 			t->eintr++;
@@ -266,7 +254,7 @@ static void *abstime_main(void *arg)
 		if (e == 0)
 			break;
 		if (e != EINTR) {
-			thr_err(t, "clock_nanosleep(TIMER_ABSTIME): %s", errname(e));
+			thr_err(t, "clock_nanosleep(TIMER_ABSTIME): %s", wl_errname(e));
 			break;
 		}
 		t->eintr++;
@@ -300,7 +288,7 @@ static void *sigsuspend_main(void *arg)
 		add64(&t->count); /* returns of sigsuspend */
 		if (r != -1 || e != EINTR) {
 			thr_err(t, "sigsuspend returned %d (%s), expected -1 EINTR", r,
-				errname(e));
+				wl_errname(e));
 			break;
 		}
 		if (usr1_count > 0)
@@ -324,7 +312,7 @@ static void *poll_main(void *arg)
 		} else if (r < 0 && errno == EINTR) {
 			t->eintr++;
 		} else if (r < 0) {
-			thr_err(t, "poll: %s", errname(errno));
+			thr_err(t, "poll: %s", wl_errname(errno));
 		} else {
 			thr_err(t, "poll(NULL, 0, 300) returned %d", r);
 		}
@@ -357,7 +345,7 @@ int main(int argc, char **argv)
 	sa.sa_handler = on_usr1;
 	sigemptyset(&sa.sa_mask);
 	if (sigaction(SIGUSR1, &sa, NULL) != 0)
-		wl_die("sigaction(SIGUSR1): %s", errname(errno));
+		wl_die("sigaction(SIGUSR1): %s", wl_errname(errno));
 
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -365,7 +353,7 @@ int main(int argc, char **argv)
 		wl_die("pthread_cond_init");
 	int e = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	if (e != 0)
-		wl_die("pthread_condattr_setclock: %s", errname(e));
+		wl_die("pthread_condattr_setclock: %s", wl_errname(e));
 	if (pthread_cond_init(&cond_b, &ca) != 0)
 		wl_die("pthread_cond_init");
 	pthread_condattr_destroy(&ca);
@@ -382,7 +370,7 @@ int main(int argc, char **argv)
 			continue; /* needs the deadline, set just before ready */
 		e = pthread_create(&thr[i].th, NULL, thr_fn[i], &thr[i]);
 		if (e != 0)
-			wl_die("pthread_create %s: %s", tname[i], errname(e));
+			wl_die("pthread_create %s: %s", tname[i], wl_errname(e));
 	}
 
 	/* Each in its call. */
@@ -406,7 +394,7 @@ int main(int argc, char **argv)
 	d_deadline = ts_add_ms(mono_now(), 1500);
 	e = pthread_create(&thr[T_ABSTIME].th, NULL, thr_fn[T_ABSTIME], &thr[T_ABSTIME]);
 	if (e != 0)
-		wl_die("pthread_create %s: %s", tname[T_ABSTIME], errname(e));
+		wl_die("pthread_create %s: %s", tname[T_ABSTIME], wl_errname(e));
 	for (int it = 0; !load_int(&thr[T_ABSTIME].in_call); it++) {
 		if (it > 60000)
 			wl_die("thread abstime did not start within a minute");
@@ -463,7 +451,7 @@ int main(int argc, char **argv)
 	pthread_mutex_unlock(&mtx);
 	e = pthread_kill(thr[T_SIGSUSPEND].th, SIGUSR1);
 	if (e != 0)
-		wl_fail("pthread_kill(sigsuspend, SIGUSR1): %s", errname(e));
+		wl_fail("pthread_kill(sigsuspend, SIGUSR1): %s", wl_errname(e));
 
 	struct timespec join_deadline = mono_now();
 	if (ts_before(join_deadline, d_deadline))
@@ -474,7 +462,7 @@ int main(int argc, char **argv)
 		e = pthread_clockjoin_np(thr[i].th, NULL, CLOCK_MONOTONIC, &join_deadline);
 		joined[i] = e == 0;
 		if (e != 0)
-			wl_fail("%s: join: %s (count %llu, done %d)", tname[i], errname(e),
+			wl_fail("%s: join: %s (count %llu, done %d)", tname[i], wl_errname(e),
 				(unsigned long long)load64(&thr[i].count), load_int(&thr[i].done));
 	}
 

@@ -83,18 +83,6 @@ static int first_back_idx;
 static uint64_t first_back_from, first_back_to;
 static uint64_t loops;
 
-/* "EINTR", or "errno 516" for a value with no name (e.g. a leaked
- * kernel-internal ERESTART* code). */
-static const char *errname(int e)
-{
-	static __thread char buf[32];
-	const char *n = strerrorname_np(e);
-	if (n)
-		return n;
-	snprintf(buf, sizeof(buf), "errno %d", e);
-	return buf;
-}
-
 static uint64_t sigbit(int sig)
 {
 	return 1ULL << (sig - 1);
@@ -226,7 +214,7 @@ static int check_task_set(pid_t main_tid, void (*report)(const char *, ...), con
 	static int seen[MAX_THREADS];
 	int n = list_tasks(tasks, MAX_THREADS + 64);
 	if (n < 0) {
-		report("%s: reading /proc/self/task: %s", when, errname(-n));
+		report("%s: reading /proc/self/task: %s", when, wl_errname(-n));
 		return 1;
 	}
 	if (n > MAX_THREADS + 64) {
@@ -259,26 +247,6 @@ static int check_task_set(pid_t main_tid, void (*report)(const char *, ...), con
 		report("%s: %d TID differences in all (%d tasks, expected %d)", when, bad, n,
 		       nthreads + 1);
 	return bad;
-}
-
-static void report_die(const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	wl_die("%s", msg);
-}
-
-static void report_fail(const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	wl_fail("%s", msg);
 }
 
 /* Count a failure class once per kind on the FAIL line: the first few in
@@ -368,7 +336,7 @@ int main(int argc, char **argv)
 	const pid_t main_tid = gettid();
 	char main_name[NAME_LEN] = "";
 	if (prctl(PR_GET_NAME, main_name) != 0)
-		wl_die("prctl(PR_GET_NAME): %s", errname(errno));
+		wl_die("prctl(PR_GET_NAME): %s", wl_errname(errno));
 
 	/* Workers start with SIGTERM blocked (and set their own masks). */
 	sigset_t term, old;
@@ -392,7 +360,7 @@ int main(int argc, char **argv)
 				w->want_mask |= sigbit(SIGRTMIN + k);
 		int e = pthread_create(&w->th, &attr, worker_main, w);
 		if (e != 0)
-			wl_die("pthread_create #%d: %s", i, errname(e));
+			wl_die("pthread_create #%d: %s", i, wl_errname(e));
 	}
 	pthread_attr_destroy(&attr);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -407,12 +375,12 @@ int main(int argc, char **argv)
 		}
 		if (workers[i].setup_err)
 			wl_die("worker %d: pthread_setname_np/pthread_sigmask: %s", i,
-			       errname(workers[i].setup_err));
+			       wl_errname(workers[i].setup_err));
 		for (int j = 0; j < i; j++)
 			if (workers[j].tid == workers[i].tid)
 				wl_die("workers %d and %d share TID %d", j, i, (int)workers[i].tid);
 	}
-	check_task_set(main_tid, report_die, "setup");
+	check_task_set(main_tid, wl_report_die, "setup");
 	for (int i = 0; i < nthreads; i++)
 		baseline[i] = last_seen[i] = load64(&workers[i].published);
 	wl_printf("threads: %d workers, TIDs %d..%d\n", nthreads, (int)workers[0].tid,
@@ -474,12 +442,12 @@ int main(int argc, char **argv)
 			KIND_FAIL("worker %d: TLS counter at %p, expected %p", i,
 				  (void *)w->got_tls_addr, (void *)w->tls_addr);
 		if (w->mask_err)
-			KIND_FAIL("worker %d: rt_sigprocmask: %s", i, errname(w->mask_err));
+			KIND_FAIL("worker %d: rt_sigprocmask: %s", i, wl_errname(w->mask_err));
 		else if (w->got_mask != w->want_mask)
 			KIND_FAIL("worker %d: blocked mask %#llx, expected %#llx", i,
 				  (unsigned long long)w->got_mask, (unsigned long long)w->want_mask);
 		if (w->name_err)
-			KIND_FAIL("worker %d: pthread_getname_np: %s", i, errname(w->name_err));
+			KIND_FAIL("worker %d: pthread_getname_np: %s", i, wl_errname(w->name_err));
 		else if (strcmp(w->got_name, want_name) != 0)
 			KIND_FAIL("worker %d: name '%s', expected '%s'", i, w->got_name, want_name);
 		/* Held still: the TLS variable read from here must match. */
@@ -523,7 +491,7 @@ int main(int argc, char **argv)
 	wait_all_advanced(sample, "after verification started");
 	watch_progress();
 
-	check_task_set(main_tid, report_fail, "verification");
+	check_task_set(main_tid, wl_report_fail, "verification");
 
 	WL_CHECK(backwards == 0,
 		 "published counters went backwards %llu time(s), first worker %d: %llu -> %llu",
@@ -540,7 +508,7 @@ int main(int argc, char **argv)
 		int e = pthread_clockjoin_np(workers[i].th, NULL, CLOCK_MONOTONIC, &deadline);
 		if (e != 0)
 			KIND_FAIL("joining worker %d (TID %d): %s", i, (int)workers[i].tid,
-				  errname(e));
+				  wl_errname(e));
 	}
 	KIND_END("join errors");
 

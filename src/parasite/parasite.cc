@@ -428,6 +428,19 @@ Result<void> Parasite::drain(std::span<abi::DrainIov> pieces, int out, uint64_t 
     total += pieces[i].len;
   }
   TRY(send({abi::kParasiteDrain, static_cast<uint32_t>(pieces.size())}));
+  // A drain that fails half-way leaves the daemon in a vmsplice on a full
+  // pipe: closing the pipe breaks it off, so that the cure can follow.
+  if (auto moved = move_drained(total, out, offset); !moved) {
+    pipe_r_.reset();
+    return std::unexpected(moved.error());
+  }
+  for (size_t i = 0; i < pieces.size(); i++) pieces[i].crc32c = args()->iov[i].crc32c;
+  return {};
+}
+
+// Splices what the daemon puts into the pipe into `out` until it has all
+// `total` bytes and the daemon's reply.
+Result<void> Parasite::move_drained(uint64_t total, int out, uint64_t offset) {
   loff_t off = static_cast<loff_t>(offset);
   bool replied = false;
   for (uint64_t moved = 0; moved < total || !replied;) {
@@ -438,17 +451,13 @@ Result<void> Parasite::drain(std::span<abi::DrainIov> pieces, int out, uint64_t 
       if (got < 0 && errno != EAGAIN) return sys_error("splice task {}'s memory into the pages image", leader_->tid());
       if (got == 0) return error(EPIPE, "task {}: the parasite's pipe closed mid-drain", leader_->tid());
       if (got > 0) moved += static_cast<uint64_t>(got);
+      if (moved < total) TRY(faults_->at("drain"));
     }
     if (!replied && (pfd[1].revents & (POLLIN | POLLHUP))) {
-      auto r = receive();
-      if (!r) {
-        pipe_r_.reset();  // half a drain in it: no later drain may read that
-        return std::unexpected(r.error());
-      }
+      TRY(receive());
       replied = true;
     }
   }
-  for (size_t i = 0; i < pieces.size(); i++) pieces[i].crc32c = args()->iov[i].crc32c;
   return {};
 }
 

@@ -95,6 +95,7 @@ class Parasite {
   // main thread neither dies nor stops meanwhile.
   Result<abi::ParasiteReply> receive(std::vector<UniqueFd>* fds = nullptr);
   Result<abi::ParasiteReply> call(abi::ParasiteCmd cmd, uint32_t count = 0);
+  Result<void> move_drained(uint64_t total, int out, uint64_t offset);
   Result<void> check_running(Tracee& t);
   Result<void> poll_while_running(std::span<pollfd> fds, Tracee& t);
   Result<void> put_frame(size_t offset, const arch::Regs& regs, std::span<const uint8_t> xsave, uint64_t sigmask);
@@ -109,7 +110,7 @@ class Parasite {
   Tracee* leader_;
   CompletionMode mode_;
   Log* log_;
-  const Faults* faults_;  // tests only: "visit" (a thread waits in the parasite)
+  const Faults* faults_;  // tests only: "visit" (a thread waits in the parasite), "drain" (mid-drain)
   uint64_t insn_ = 0;
   uint64_t base_ = 0;  // in the task
   Mapping local_;      // the same memory in ckpt

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -35,8 +36,9 @@ std::string fds_of(pid_t pid) {
 TEST_P(Fault, DumpFailsAndLosesNothing) {
   const auto& [point, breakpoints] = GetParam();
   Harness h;
-  // signals: handlers, a blocked mask and queued signals, all self-checked.
-  pid_t pid = h.start_workload("signals");
+  // signals: handlers, a blocked mask and queued signals, all self-checked;
+  // 8 MiB of memory (a drain does not fit the pipe).
+  pid_t pid = h.start_workload("signals", {"8"});
   ASSERT_GT(pid, 0);
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   const std::string maps = read_text(fmt::format("/proc/{}/maps", pid));
@@ -66,7 +68,7 @@ TEST_P(Fault, DumpFailsAndLosesNothing) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Points, Fault,
-                         ::testing::Combine(::testing::Values("seize", "parasite", "memory", "cure", "images"),
+                         ::testing::Combine(::testing::Values("seize", "parasite", "memory", "drain", "cure", "images"),
                                             ::testing::Bool()),
                          [](const ::testing::TestParamInfo<FaultCase>& i) {
                            return std::get<0>(i.param) + (std::get<1>(i.param) ? "_breakpoint" : "_syscalltrace");
@@ -77,8 +79,11 @@ INSTANTIATE_TEST_SUITE_P(Points, Fault,
 // registers (the workload checks them, its heap and its signal state). Its
 // fds are closed; its mapping stays, inert (code cannot unmap itself), until
 // the next dump removes it.
-void expect_survives_killed_ckpt(const std::string& fault, const std::vector<std::string>& extra, int delay_ms,
-                                 const std::string& workload = "heap", const std::vector<std::string>& args = {"256"}) {
+// `fault` parks ckpt at a point; ckpt is killed 50 ms later or, with
+// `in_syscall`, once the main thread is seen blocked in that syscall.
+void expect_survives_killed_ckpt(const std::string& fault, const std::vector<std::string>& extra,
+                                 long in_syscall = -1, const std::string& workload = "heap",
+                                 const std::vector<std::string>& args = {"256"}) {
   Harness h;
   pid_t pid = h.start_workload(workload, args);
   ASSERT_GT(pid, 0);
@@ -90,7 +95,8 @@ void expect_survives_killed_ckpt(const std::string& fault, const std::vector<std
   pid_t ckpt = h.ckpt_background(args);
   unsetenv("CKPT_FAULT");
   ASSERT_TRUE(wait_for_parasite(pid, ckpt));
-  std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+  if (in_syscall >= 0) ASSERT_TRUE(wait_in_syscall(pid, in_syscall));
+  else std::this_thread::sleep_for(std::chrono::milliseconds(50));
   kill(ckpt, SIGKILL);
   h.wait_ckpt(ckpt);
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -111,16 +117,15 @@ void expect_survives_killed_ckpt(const std::string& fault, const std::vector<std
 }
 
 // Parked between two drains.
-TEST(KilledCkpt, DuringMemoryDump) { expect_survives_killed_ckpt("hang:memory", {}, 50); }
-TEST(KilledCkpt, DuringMemoryDumpSyscallTraceMode) {
-  expect_survives_killed_ckpt("hang:memory", {"--no-breakpoints"}, 50);
-}
-// In the middle of a vmsplice: the parasite's pipe breaks under it.
-TEST(KilledCkpt, WhileDraining) { expect_survives_killed_ckpt("", {}, 15); }
+TEST(KilledCkpt, DuringMemoryDump) { expect_survives_killed_ckpt("hang:memory", {}); }
+TEST(KilledCkpt, DuringMemoryDumpSyscallTraceMode) { expect_survives_killed_ckpt("hang:memory", {"--no-breakpoints"}); }
+// In the middle of a vmsplice (ckpt parked mid-drain, the pipe full): the
+// parasite's pipe breaks under it.
+TEST(KilledCkpt, WhileDraining) { expect_survives_killed_ckpt("hang:drain", {}, SYS_vmsplice); }
 // While a thread other than the main one waits in the parasite to be taken
 // back: it returns into its own registers through its own frame.
 TEST(KilledCkpt, WhileAThreadVisitsTheParasite) {
-  expect_survives_killed_ckpt("hang:visit", {}, 50, "threads", {"8"});
+  expect_survives_killed_ckpt("hang:visit", {}, -1, "threads", {"8"});
 }
 
 // A signal sent while the task is frozen is delivered once it runs again

@@ -192,4 +192,13 @@ bool wait_for_parasite(pid_t pid, pid_t ckpt) {
   return false;
 }
 
+bool wait_in_syscall(pid_t tid, long nr) {
+  const std::string path = fmt::format("/proc/{}/syscall", tid), want = fmt::format("{} ", nr);
+  for (int i = 0; i < 50000; i++) {
+    if (read_text(path).starts_with(want)) return true;
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+  return false;
+}
+
 }  // namespace e2e

@@ -62,6 +62,8 @@ bool alive(pid_t pid);
 std::pair<std::string, bool> maps_but_parasite(pid_t pid);
 // Waits until `ckpt` traces `pid` and its parasite is mapped there.
 bool wait_for_parasite(pid_t pid, pid_t ckpt);
+// Waits (5 s at most) until thread `tid` is seen blocked in syscall `nr`.
+bool wait_in_syscall(pid_t tid, long nr);
 std::string read_text(const std::string& path);
 // "State:" letter of /proc/pid/status, TracerPid.
 char proc_state(pid_t pid);

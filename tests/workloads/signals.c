@@ -14,6 +14,9 @@
  * SIGRTMIN+2 exactly twice with 7 then 8. Then raise(SIGUSR2): its handler
  * must run with SIGINT/SIGQUIT blocked. SIGHUP must still be ignored (raised
  * only if the disposition is still SIG_IGN, and it must not stay pending).
+ *
+ * Optional argument: MiB of memory filled with a pattern and checked at the
+ * end, so that a dump spends a while moving memory (more than one pipe).
  */
 #include "workload.h"
 
@@ -126,6 +129,12 @@ static void expect_action(int sig, const char *name, uintptr_t handler, unsigned
 int main(int argc, char **argv)
 {
 	wl_init(argc, argv, "signals");
+	const size_t ballast_len = argc > 2 ? (size_t)atoi(argv[2]) << 20 : 0;
+	unsigned char *ballast = ballast_len ? malloc(ballast_len) : NULL;
+	if (ballast_len && !ballast)
+		wl_die("malloc(%zu): %s", ballast_len, strerror(errno));
+	for (size_t i = 0; i < ballast_len; i++)
+		ballast[i] = (unsigned char)(i * 7 + (i >> 12));
 	const int RT = SIGRTMIN + 2;
 	const int usr2_mask[] = { SIGINT, SIGQUIT };
 
@@ -243,5 +252,10 @@ int main(int argc, char **argv)
 	WL_CHECK(get_pending() == 0, "signals still pending: %#llx",
 		 (unsigned long long)get_pending());
 	WL_CHECK(loops > 0, "loop never ran");
+	for (size_t i = 0; i < ballast_len; i++)
+		if (ballast[i] != (unsigned char)(i * 7 + (i >> 12))) {
+			wl_fail("memory at offset %zu changed", i);
+			break;
+		}
 	wl_finish();
 }

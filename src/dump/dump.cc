@@ -12,6 +12,7 @@
 #include "files/files.h"
 #include "image/image_dir.h"
 #include "proc/status.h"
+#include "parasite/leftovers.h"
 #include "parasite/parasite.h"
 #include "ptrace/remote_syscall.h"
 #include "ptrace/tracee.h"
@@ -124,11 +125,16 @@ Result<img::Stats> dump(const DumpOptions& o, Log& log) {
   TRY_CTX(check_dumpable_after_seize(pid), "dump");
   TRY_CTX(o.faults.at("seize"), "dump pid {}", pid);
 
-  // 2. Collect.
+  // 2. Collect, once what a ckpt killed mid-dump left is out of the way.
+  Leftovers left = TRY_CTX(find_leftovers(threads[0]), "dump pid {}", pid);
+  if (!left.empty()) {
+    log.info("pid {}: removing the parasite a killed ckpt left ({} mappings, {} fds)", pid, left.maps.size(),
+             left.fds.size());
+    TRY_CTX(remove_leftovers(threads, left), "dump pid {}: remove what a killed ckpt left", pid);
+  }
   Scratch scratch{dir, {image::core_name(pid), image::mm_name(pid), image::pagemap_name(pid),
                         image::pages_name(pid), image::files_name(pid), "stats-dump.img"}};
-  std::vector<std::pair<uint64_t, uint64_t>> stale;
-  img::MmImage mm = TRY_CTX(collect_vmas(pid, &stale), "dump pid {}", pid);
+  img::MmImage mm = TRY_CTX(collect_vmas(pid), "dump pid {}", pid);
   img::Files fds = TRY_CTX(files::dump_fds(pid, {.shell_job = o.shell_job}), "dump pid {}", pid);
   uint64_t vdso = vdso_start(mm);
   if (!vdso) return error(EOPNOTSUPP, "dump pid {}: the process has no [vdso], which ckpt needs", pid);
@@ -143,7 +149,7 @@ Result<img::Stats> dump(const DumpOptions& o, Log& log) {
   const uint64_t insn = TRY_CTX(find_vdso_syscall(vdso), "dump pid {}", pid);
   Parasite parasite = TRY_CTX(Parasite::inject(threads[0], insn, o.breakpoints ? CompletionMode::Breakpoint
                                                                                : CompletionMode::SyscallTrace,
-                                                 log, o.faults, stale),
+                                                 log, o.faults),
                               "dump pid {}: inject the parasite", pid);
   TRY_CTX(o.faults.at("parasite"), "dump pid {}", pid);
   TRY_CTX(collect_core_inside(parasite, threads, &core), "dump pid {}", pid);

@@ -205,15 +205,11 @@ void apply_vmflags(const std::vector<std::string>& flags, img::Vma* v) {
 
 }  // namespace
 
-Result<img::MmImage> collect_vmas(pid_t pid, std::vector<std::pair<uint64_t, uint64_t>>* stale_parasites) {
+Result<img::MmImage> collect_vmas(pid_t pid) {
   img::MmImage mm;
   proc::VmFlags vmflags = TRY(proc::read_smaps_vmflags(pid));
   for (const proc::MapEntry& m : TRY(proc::read_maps(pid))) {
     if (m.path == "[vsyscall]") continue;  // fixed by the kernel, not ours to map
-    if (m.path.starts_with(Parasite::kMemfdPath)) {
-      stale_parasites->push_back({m.start, m.end});
-      continue;
-    }
     img::Vma* v = mm.add_vmas();
     *v = TRY(classify(m));
     if (auto it = vmflags.find(m.start); it != vmflags.end()) apply_vmflags(it->second, v);

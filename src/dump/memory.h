@@ -16,9 +16,7 @@
 namespace ckpt::dump {
 
 // VMAs of `pid`, classified; an Error names the first one ckpt can't restore.
-// The inert mapping a parasite leaves when its ckpt is killed is not the
-// task's: it goes to `stale_parasites` instead.
-Result<img::MmImage> collect_vmas(pid_t pid, std::vector<std::pair<uint64_t, uint64_t>>* stale_parasites);
+Result<img::MmImage> collect_vmas(pid_t pid);
 
 struct PageStats {
   uint64_t pages = 0;

@@ -64,12 +64,15 @@ const char* step_name(uint32_t step) {
 // Undoes, through remote syscalls, what a failed injection made in the task.
 struct RemoteLeftovers {
   RemoteSyscalls& rs;
-  std::vector<int> fds;
+  int memfd = -1;
   uint64_t map = 0, len = 0;
+  abi::ParasiteArgs* args = nullptr;  // once the fd record is there
   bool keep = false;
   ~RemoteLeftovers() {
     if (keep) return;
-    for (int fd : fds) (void)rs.call(SYS_close, {static_cast<uint64_t>(fd)});
+    if (memfd >= 0) (void)rs.call(SYS_close, {static_cast<uint64_t>(memfd)});
+    if (args)
+      for (int fd : parasite_fds(*args)) (void)rs.call(SYS_close, {static_cast<uint64_t>(fd)});
     if (map) (void)rs.call(SYS_munmap, {map, len});
   }
 };
@@ -82,10 +85,17 @@ Result<UniqueFd> take_fd(int pidfd, pid_t pid, int fd, std::string_view what) {
 
 }  // namespace
 
+std::vector<int> parasite_fds(const abi::ParasiteRecord& a) {
+  std::vector<int> fds;
+  for (int fd : {a.sock[0], a.sock[1], a.visit_sock[0], a.visit_sock[1], a.pipe})
+    if (fd >= 0) fds.push_back(fd);
+  return fds;
+}
+
 abi::ParasiteArgs* Parasite::args() const { return reinterpret_cast<abi::ParasiteArgs*>(local_.data() + layout().args); }
 
-Result<Parasite> Parasite::inject(Tracee& leader, uint64_t insn, CompletionMode mode, Log& log, const Faults& faults,
-                                  std::span<const std::pair<uint64_t, uint64_t>> stale) {
+Result<Parasite> Parasite::inject(Tracee& leader, uint64_t insn, CompletionMode mode, Log& log,
+                                  const Faults& faults) {
   Parasite p(leader, mode, log, faults);
   p.insn_ = insn;
   p.orig_.regs = TRY(leader.regs());
@@ -93,18 +103,21 @@ Result<Parasite> Parasite::inject(Tracee& leader, uint64_t insn, CompletionMode 
   arch::rewind_restartable_syscall(p.orig_.regs, arch::Restart::InPlace);
   p.orig_.xsave = TRY(leader.xstate());
   p.orig_.sigmask = TRY(leader.blocked());
-  const TaskFds fds = TRY(p.map_into_task(stale));
+  TRY(p.map_into_task());
   // From here on the destructor takes it out again.
   p.in_ = true;
-  TRY(p.start(fds));
+  TRY(faults.at("inject"));
+  TRY(p.start());
   return p;
 }
 
 // In the task, through remote syscalls: a memfd mapped at base_ (code
-// read-only, data not executable: W^X, and allowed under MDWE) and socket
-// pairs; ckpt takes the memfd and one end of each with pidfd_getfd. Returns
-// the task's ends, the only fds left in it; on failure leaves nothing.
-Result<Parasite::TaskFds> Parasite::map_into_task(std::span<const std::pair<uint64_t, uint64_t>> stale) {
+// read-only, data not executable: W^X, and allowed under MDWE) and two unix
+// socket pairs; ckpt takes the memfd and one end of each with pidfd_getfd.
+// What stays in the task is in the shared fd record from the moment it
+// exists (socketpair writes its fds there), so that nothing is lost if ckpt
+// is killed now. On failure leaves nothing.
+Result<void> Parasite::map_into_task() {
   Tracee& t = *leader_;
   const pid_t pid = t.tid();
   const Layout l = layout();
@@ -112,16 +125,13 @@ Result<Parasite::TaskFds> Parasite::map_into_task(std::span<const std::pair<uint
   if (!pidfd) return sys_error("pidfd_open({})", pid);
   RemoteSyscalls rs = TRY(RemoteSyscalls::begin(t, insn_));
   RemoteLeftovers undo{rs};
-  for (auto [start, end] : stale) TRY(rs.must("munmap of a stale parasite", SYS_munmap, {start, end - start}));
-  // Its ckpt left a breakpoint armed on it (if breakpoints work at all).
-  if (!stale.empty()) (void)disarm_breakpoint(t);
   const uint64_t scratch = TRY(rs.scratch());
   const std::string name(kMemfdPath.substr(kMemfdPath.find(':') + 1));
   TRY(t.write_mem(scratch, name.c_str(), name.size() + 1));
   long memfd = TRY(rs.call(SYS_memfd_create, {scratch, MFD_CLOEXEC | kMfdExec}));
   if (memfd == -EINVAL) memfd = TRY(rs.call(SYS_memfd_create, {scratch, MFD_CLOEXEC}));
   if (memfd < 0) return error(static_cast<int>(-memfd), "task {}: remote memfd_create", pid);
-  undo.fds.push_back(static_cast<int>(memfd));
+  undo.memfd = static_cast<int>(memfd);
   const uint64_t fd = static_cast<uint64_t>(memfd);
   TRY(rs.must("ftruncate of the parasite's memfd", SYS_ftruncate, {fd, l.total}));
   base_ = TRY(rs.must("mmap of the parasite", SYS_mmap, {0, l.total, PROT_READ | PROT_EXEC, MAP_SHARED, fd, 0}));
@@ -129,43 +139,36 @@ Result<Parasite::TaskFds> Parasite::map_into_task(std::span<const std::pair<uint
   undo.len = l.total;
   TRY(rs.must("mmap of the parasite's data", SYS_mmap,
               {base_ + l.args, l.total - l.args, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, l.args}));
-  UniqueFd local_memfd = TRY(take_fd(pidfd.get(), pid, static_cast<int>(memfd), "parasite's memfd"));
+  UniqueFd local_memfd = TRY(take_fd(pidfd.get(), pid, undo.memfd, "parasite's memfd"));
   local_ = TRY(Mapping::map(l.total, PROT_READ | PROT_WRITE, MAP_SHARED, local_memfd.get()));
+  TRY(rs.must("close of the parasite's memfd", SYS_close, {fd}));
+  undo.memfd = -1;
 
-  // Two socket pairs: the daemon's, and the one visited threads wait on.
-  TaskFds out;
-  UniqueFd* ours[] = {&sock_, &visit_sock_};
-  int* theirs[] = {&out.sock, &out.visit_sock};
-  for (int i = 0; i < 2; i++) {
-    TRY(rs.must("socketpair", SYS_socketpair, {AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, scratch}));
-    int sv[2];
-    TRY(t.read_mem(scratch, sv, sizeof sv));
-    undo.fds.push_back(sv[0]);
-    undo.fds.push_back(sv[1]);
-    *ours[i] = TRY(take_fd(pidfd.get(), pid, sv[1], "parasite's socket"));
-    TRY(rs.must("close", SYS_close, {static_cast<uint64_t>(sv[1])}));
-    std::erase(undo.fds, sv[1]);
-    *theirs[i] = sv[0];
+  abi::ParasiteArgs* a = args();
+  a->sock[0] = a->sock[1] = a->visit_sock[0] = a->visit_sock[1] = a->pipe = -1;
+  a->version = abi::kParasiteAbiVersion;  // a later dump trusts the record from here on
+  undo.args = a;
+  const uint64_t remote_args = base_ + l.args;
+  for (int32_t* pair : {a->sock, a->visit_sock}) {
+    const uint64_t at = remote_args + static_cast<uint64_t>(reinterpret_cast<uint8_t*>(pair) -
+                                                            reinterpret_cast<uint8_t*>(a));
+    TRY(rs.must("socketpair", SYS_socketpair, {AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, at}));
   }
-  TRY(rs.must("close", SYS_close, {fd}));
-  std::erase(undo.fds, static_cast<int>(fd));
+  sock_ = TRY(take_fd(pidfd.get(), pid, a->sock[abi::kCkptEnd], "parasite's socket"));
+  visit_sock_ = TRY(take_fd(pidfd.get(), pid, a->visit_sock[abi::kCkptEnd], "parasite's socket"));
   undo.keep = true;
-  TRY(rs.end());
-  return out;
+  return rs.end();
 }
 
-// Blob, arguments and the frame back into the task's own state go into the
-// shared memory; the main thread, armed, starts the daemon on its own stack.
-Result<void> Parasite::start(const TaskFds& fds) {
+// Blob and the frame back into the task's own state go into the shared
+// memory; the main thread, armed, starts the daemon on its own stack. The
+// daemon's first act is to close ckpt's ends of the socket pairs in the task.
+Result<void> Parasite::start() {
   Tracee& t = *leader_;
   const Layout l = layout();
   auto blob = pie::parasite::image();
   std::memcpy(local_.data(), blob.data(), blob.size());
   abi::ParasiteArgs* a = args();
-  a->version = abi::kParasiteAbiVersion;
-  a->sock = fds.sock;
-  a->visit_sock = fds.visit_sock;
-  a->pipe = -1;
   for (const siginfo_t& si : TRY(t.pending(false))) a->sigpipe_pending |= si.si_signo == SIGPIPE;
   TRY(put_frame(l.frame, orig_.regs, orig_.xsave, orig_.sigmask));
   a->sigframe = base_ + l.frame + arch::rt_sigframe_rsp_offset();
@@ -505,12 +508,10 @@ Result<void> Parasite::rescue() {
   }
   running_ = false;
   (void)disarm_breakpoint(t);
-  const abi::ParasiteArgs* a = args();
   {
     RemoteSyscalls rs = TRY(RemoteSyscalls::begin(t, insn_));
-    if (a->pipe >= 0) TRY(rs.must("close of the parasite's pipe", SYS_close, {static_cast<uint64_t>(a->pipe)}));
-    for (int fd : {a->sock, a->visit_sock})
-      TRY(rs.must("close of the parasite's socket", SYS_close, {static_cast<uint64_t>(fd)}));
+    for (int fd : parasite_fds(*args()))
+      TRY(rs.must("close of the parasite's fd", SYS_close, {static_cast<uint64_t>(fd)}));
     TRY(rs.must("munmap of the parasite", SYS_munmap, {base_, local_.size()}));
     TRY(rs.end());
   }

@@ -16,6 +16,8 @@
 //
 // If ckpt dies, the socket closes and the daemon returns into the same frame
 // on its own (parasite_selfcure): the task goes on, the inert mapping stays.
+// If ckpt dies before the daemon starts, the task goes on with the mapping
+// and the sockets: the next dump takes both out (src/parasite/leftovers.h).
 // If anything else goes wrong, rescue() undoes it all from outside.
 #pragma once
 
@@ -36,16 +38,18 @@
 
 namespace ckpt {
 
+// The parasite's fds still open in the task, as its shared record says.
+std::vector<int> parasite_fds(const abi::ParasiteRecord& a);
+
 class Parasite {
  public:
   // How its mapping shows in /proc/PID/maps.
   static constexpr std::string_view kMemfdPath = "/memfd:ckpt-parasite";
 
   // `leader` is the stopped main thread; `syscall_insn` a syscall
-  // instruction in the task (the vDSO's) for the remote syscalls; `stale`:
-  // mappings of an earlier parasite whose ckpt was killed, unmapped now.
+  // instruction in the task (the vDSO's) for the remote syscalls.
   static Result<Parasite> inject(Tracee& leader, uint64_t syscall_insn, CompletionMode mode, Log& log,
-                                 const Faults& faults, std::span<const std::pair<uint64_t, uint64_t>> stale = {});
+                                 const Faults& faults);
   Parasite(Parasite&& o) noexcept;
   Parasite& operator=(Parasite&&) = delete;
   // Cures the task if cure() was not called (or failed): never leaves it
@@ -85,11 +89,8 @@ class Parasite {
   Parasite(Tracee& leader, CompletionMode mode, Log& log, const Faults& faults)
       : leader_(&leader), mode_(mode), log_(&log), faults_(&faults) {}
   abi::ParasiteArgs* args() const;
-  struct TaskFds {
-    int sock = -1, visit_sock = -1;
-  };
-  Result<TaskFds> map_into_task(std::span<const std::pair<uint64_t, uint64_t>> stale);
-  Result<void> start(const TaskFds& fds);
+  Result<void> map_into_task();
+  Result<void> start();
   Result<void> send(abi::ParasiteMsg msg, int fd = -1);
   // Waits for the daemon's reply (and fds sent with it), watching that the
   // main thread neither dies nor stops meanwhile.
@@ -110,7 +111,7 @@ class Parasite {
   Tracee* leader_;
   CompletionMode mode_;
   Log* log_;
-  const Faults* faults_;  // tests only: "visit" (a thread waits in the parasite), "drain" (mid-drain)
+  const Faults* faults_;  // tests only: "inject" (mapped, not started), "visit", "drain"
   uint64_t insn_ = 0;
   uint64_t base_ = 0;  // in the task
   Mapping local_;      // the same memory in ckpt

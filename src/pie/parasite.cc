@@ -182,7 +182,7 @@ long send_reply(ParasiteArgs* a, const ParasiteReply& r, const int32_t* fds = nu
     m.control = control;
     m.controllen = c->len;
   }
-  return sys(__NR_sendmsg, a->sock, &m, kMsgNosignal);
+  return sys(__NR_sendmsg, a->sock[kTaskEnd], &m, kMsgNosignal);
 }
 
 // Next command; a received fd (kParasiteTakePipe) lands in *fd. Returns 0
@@ -196,7 +196,7 @@ long receive(ParasiteArgs* a, ParasiteMsg* msg, int32_t* fd) {
   m.control = control;
   m.controllen = sizeof control;
   long n;
-  do n = sys(__NR_recvmsg, a->sock, &m, kMsgCmsgCloexec);
+  do n = sys(__NR_recvmsg, a->sock[kTaskEnd], &m, kMsgCmsgCloexec);
   while (n == -4 /* EINTR */);
   if (n != sizeof *msg) return 0;
   auto* c = reinterpret_cast<KCmsghdr*>(control);
@@ -205,11 +205,17 @@ long receive(ParasiteArgs* a, ParasiteMsg* msg, int32_t* fd) {
   return n;
 }
 
+// Closes *fd in the task and says so in the shared record.
+void close_fd(int32_t* fd) {
+  if (*fd < 0) return;
+  sys(__NR_close, *fd);
+  *fd = -1;
+}
+
 void close_fds(ParasiteArgs* a) {
-  if (a->pipe >= 0) sys(__NR_close, a->pipe);
-  a->pipe = -1;
-  sys(__NR_close, a->sock);
-  sys(__NR_close, a->visit_sock);
+  close_fd(&a->pipe);
+  close_fd(&a->sock[kTaskEnd]);
+  close_fd(&a->visit_sock[kTaskEnd]);
 }
 
 // rt_sigreturn restores the alternate signal stack from the frame: give it
@@ -222,6 +228,10 @@ void fill_frame_altstack(uint64_t frame) {
 }  // namespace
 
 extern "C" [[noreturn]] void parasite_daemon(ParasiteArgs* a) {
+  // ckpt holds its own copies of these: with them closed here, its death
+  // closes the sockets, which ends our waits.
+  close_fd(&a->sock[kCkptEnd]);
+  close_fd(&a->visit_sock[kCkptEnd]);
   for (;;) {
     ParasiteMsg msg;
     int32_t fd = -1;
@@ -238,8 +248,12 @@ extern "C" [[noreturn]] void parasite_daemon(ParasiteArgs* a) {
         case kParasiteThread: collect_thread(&a->thread, f); break;
         case kParasiteTimers: collect_timers(a, msg.count, f); break;
         case kParasiteTakePipe:
-          if (fd < 0) f = {9 /* EBADF */, kPsRecvmsg, 0};
-          else a->pipe = fd;
+          if (fd < 0) {
+            f = {9 /* EBADF */, kPsRecvmsg, 0};
+          } else {
+            close_fd(&a->pipe);  // one broken off by a failed drain
+            a->pipe = fd;
+          }
           fd = -1;
           break;
         case kParasiteDrain: drain(a, msg.count, f); break;
@@ -282,10 +296,10 @@ extern "C" [[noreturn]] void parasite_thread_main(ParasiteArgs* a) {
   a->thread.step = f.step;
   fill_frame_altstack(a->visit_frame);
   const char done = 1;
-  sys(__NR_sendto, a->visit_sock, &done, 1, kMsgNosignal, 0, 0);
+  sys(__NR_sendto, a->visit_sock[kTaskEnd], &done, 1, kMsgNosignal, 0, 0);
   char any;
   long r;
-  do r = sys(__NR_read, a->visit_sock, &any, 1);
+  do r = sys(__NR_read, a->visit_sock[kTaskEnd], &any, 1);
   while (r > 0 || r == -4 /* EINTR */);
   parasite_selfcure(a->visit_frame);
 }

@@ -11,7 +11,7 @@
 
 namespace ckpt::abi {
 
-inline constexpr uint32_t kParasiteAbiVersion = 2;
+inline constexpr uint32_t kParasiteAbiVersion = 3;
 inline constexpr int kMaxGroups = 65536;  // NGROUPS_MAX
 inline constexpr int kMaxDrainIov = 1024;
 inline constexpr int kMaxTimersPerCall = 256;
@@ -101,17 +101,28 @@ struct DrainIov {
   uint32_t pad;
 };
 
-struct ParasiteArgs {
+// Index into ParasiteArgs' socket pairs, as socketpair() wrote them in the
+// task: the parasite's end, and the end ckpt took with pidfd_getfd (which the
+// daemon closes before anything else).
+enum SocketEnd { kTaskEnd = 0, kCkptEnd = 1 };
+
+// The start of ParasiteArgs: the parasite's fds in the task, -1 once closed.
+// A later dump reads it to close those a killed ckpt left open
+// (src/parasite/leftovers.h).
+struct ParasiteRecord {
   uint32_t version;
-  int32_t sock;      // the task's end of the daemon's socket pair
-  int32_t pipe;      // the task's pipe write end, -1 until kParasiteTakePipe
+  int32_t sock[2];        // the daemon's socket pair
+  int32_t visit_sock[2];  // the pair visited threads wait on
+  int32_t pipe;           // the pipe's write end, -1 until kParasiteTakePipe
+};
+
+struct ParasiteArgs : ParasiteRecord {
   uint32_t sigpipe_pending;  // SIGPIPE was pending before: a failed vmsplice must not take it away
+  uint32_t pad;
   uint64_t sigframe;  // rsp for rt_sigreturn into the main thread's own registers
   // A visited thread: says it is done on visit_sock, then waits there; ckpt
   // takes it back from that wait, or, gone, closes the socket and the thread
   // returns through visit_frame into its own registers.
-  int32_t visit_sock;
-  uint32_t pad;
   uint64_t visit_frame;
   ProcessState process;
   ThreadState thread;

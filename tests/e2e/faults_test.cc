@@ -68,7 +68,7 @@ TEST_P(Fault, DumpFailsAndLosesNothing) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Points, Fault,
-                         ::testing::Combine(::testing::Values("seize", "parasite", "memory", "drain", "cure", "images"),
+                         ::testing::Combine(::testing::Values("seize", "inject", "parasite", "memory", "drain", "cure", "images"),
                                             ::testing::Bool()),
                          [](const ::testing::TestParamInfo<FaultCase>& i) {
                            return std::get<0>(i.param) + (std::get<1>(i.param) ? "_breakpoint" : "_syscalltrace");
@@ -79,23 +79,30 @@ INSTANTIATE_TEST_SUITE_P(Points, Fault,
 // registers (the workload checks them, its heap and its signal state). Its
 // fds are closed; its mapping stays, inert (code cannot unmap itself), until
 // the next dump removes it.
-// `fault` parks ckpt at a point; ckpt is killed 50 ms later or, with
-// `in_syscall`, once the main thread is seen blocked in that syscall.
-void expect_survives_killed_ckpt(const std::string& fault, const std::vector<std::string>& extra,
-                                 long in_syscall = -1, const std::string& workload = "heap",
-                                 const std::vector<std::string>& args = {"256"}) {
+struct Kill {
+  std::string fault;  // CKPT_FAULT: where ckpt is parked
+  // Killed once the main thread is seen blocked in this syscall, else 50 ms later.
+  long in_syscall = -1;
+  std::vector<std::string> options = {};
+  std::string workload = "heap";
+  std::vector<std::string> args = {"256"};
+  // Killed before the daemon ran: its sockets are left too, until the next dump.
+  bool leaves_fds = false;
+};
+
+void expect_survives_killed_ckpt(const Kill& k) {
   Harness h;
-  pid_t pid = h.start_workload(workload, args);
+  pid_t pid = h.start_workload(k.workload, k.args);
   ASSERT_GT(pid, 0);
   const std::string maps = read_text(fmt::format("/proc/{}/maps", pid));
   const std::string fds = fds_of(pid);
-  if (!fault.empty()) setenv("CKPT_FAULT", fault.c_str(), 1);
+  setenv("CKPT_FAULT", k.fault.c_str(), 1);
   std::vector<std::string> args = {"dump", "-t", std::to_string(pid), "-D", h.images(), "--leave-running"};
-  args.insert(args.end(), extra.begin(), extra.end());
+  args.insert(args.end(), k.options.begin(), k.options.end());
   pid_t ckpt = h.ckpt_background(args);
   unsetenv("CKPT_FAULT");
   ASSERT_TRUE(wait_for_parasite(pid, ckpt));
-  if (in_syscall >= 0) ASSERT_TRUE(wait_in_syscall(pid, in_syscall));
+  if (k.in_syscall >= 0) ASSERT_TRUE(wait_in_syscall(pid, k.in_syscall));
   else std::this_thread::sleep_for(std::chrono::milliseconds(50));
   kill(ckpt, SIGKILL);
   h.wait_ckpt(ckpt);
@@ -104,28 +111,38 @@ void expect_survives_killed_ckpt(const std::string& fault, const std::vector<std
   char st = proc_state(pid);
   EXPECT_TRUE(st == 'S' || st == 'R') << "state " << st;
   EXPECT_EQ(maps_but_parasite(pid).first, maps);
-  EXPECT_EQ(fds_of(pid), fds) << "the parasite left an fd behind";
+  if (k.leaves_fds) EXPECT_NE(fds_of(pid), fds) << "the test did not kill ckpt where it meant to";
+  else EXPECT_EQ(fds_of(pid), fds) << "the parasite left an fd behind";
   EXPECT_NE(access((h.images() + "/inventory.img").c_str(), F_OK), 0);
-  // The next dump takes the stale mapping out; its checkpoint does not hold it.
+  // The next dump takes what is left out; its checkpoint holds none of it.
   CkptRun again = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images(), "--leave-running"});
   EXPECT_EQ(again.exit_code(), 0) << again.err;
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   EXPECT_EQ(read_text(fmt::format("/proc/{}/maps", pid)), maps);
+  EXPECT_EQ(fds_of(pid), fds);
   kill(pid, SIGTERM);
   int status = h.wait_child(pid);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << read_text(h.workload_log(workload));
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << read_text(h.workload_log(k.workload));
 }
 
 // Parked between two drains.
-TEST(KilledCkpt, DuringMemoryDump) { expect_survives_killed_ckpt("hang:memory", {}); }
-TEST(KilledCkpt, DuringMemoryDumpSyscallTraceMode) { expect_survives_killed_ckpt("hang:memory", {"--no-breakpoints"}); }
+TEST(KilledCkpt, DuringMemoryDump) { expect_survives_killed_ckpt({.fault = "hang:memory"}); }
+TEST(KilledCkpt, DuringMemoryDumpSyscallTraceMode) {
+  expect_survives_killed_ckpt({.fault = "hang:memory", .options = {"--no-breakpoints"}});
+}
 // In the middle of a vmsplice (ckpt parked mid-drain, the pipe full): the
 // parasite's pipe breaks under it.
-TEST(KilledCkpt, WhileDraining) { expect_survives_killed_ckpt("hang:drain", {}, SYS_vmsplice); }
+TEST(KilledCkpt, WhileDraining) { expect_survives_killed_ckpt({.fault = "hang:drain", .in_syscall = SYS_vmsplice}); }
 // While a thread other than the main one waits in the parasite to be taken
 // back: it returns into its own registers through its own frame.
 TEST(KilledCkpt, WhileAThreadVisitsTheParasite) {
-  expect_survives_killed_ckpt("hang:visit", {}, -1, "threads", {"8"});
+  expect_survives_killed_ckpt({.fault = "hang:visit", .workload = "threads", .args = {"8"}});
+}
+// Mapped and its sockets made, the daemon not started: the task was put back
+// in its own registers after the last remote syscall and runs on; the
+// mapping and the four socket ends stay until the next dump.
+TEST(KilledCkpt, BeforeTheParasiteStarts) {
+  expect_survives_killed_ckpt({.fault = "hang:inject", .leaves_fds = true});
 }
 
 // A signal sent while the task is frozen is delivered once it runs again

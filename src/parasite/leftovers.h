@@ -1,0 +1,36 @@
+// What a ckpt killed in the middle of a dump leaves in the task, and taking
+// it out. The task itself goes on (src/parasite/parasite.h); what stays is
+// the parasite's mapping (inert: the code that could unmap it is in it) and,
+// if ckpt died before the daemon started, the parasite's sockets, or, within
+// its first remote syscalls, its memfd. The next dump removes them before it
+// looks at the task, so that a killed ckpt costs the task nothing and the
+// checkpoint holds none of it.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <span>
+#include <utility>
+#include <vector>
+
+#include "base/result.h"
+#include "ptrace/tracee.h"
+
+namespace ckpt {
+
+struct Leftovers {
+  std::vector<std::pair<uint64_t, uint64_t>> maps;  // [start, end)
+  std::vector<int> fds;
+  uint64_t syscall_insn = 0;  // in the task's vDSO, for the remote syscalls
+  bool empty() const { return maps.empty() && fds.empty(); }
+};
+
+// From /proc and the fd record at the start of each parasite's data.
+Result<Leftovers> find_leftovers(Tracee& leader);
+
+// Closes and unmaps them through remote syscalls in the stopped main thread;
+// refuses while a thread still runs in a parasite on its way out.
+Result<void> remove_leftovers(std::span<Tracee> threads, const Leftovers& left);
+
+}  // namespace ckpt

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 
 #include "arch/x86_64/sigframe.h"
@@ -148,12 +149,8 @@ Result<void> Parasite::map_into_task() {
   a->sock[0] = a->sock[1] = a->visit_sock[0] = a->visit_sock[1] = a->pipe = -1;
   a->version = abi::kParasiteAbiVersion;  // a later dump trusts the record from here on
   undo.args = a;
-  const uint64_t remote_args = base_ + l.args;
-  for (int32_t* pair : {a->sock, a->visit_sock}) {
-    const uint64_t at = remote_args + static_cast<uint64_t>(reinterpret_cast<uint8_t*>(pair) -
-                                                            reinterpret_cast<uint8_t*>(a));
-    TRY(rs.must("socketpair", SYS_socketpair, {AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, at}));
-  }
+  for (size_t pair : {offsetof(abi::ParasiteRecord, sock), offsetof(abi::ParasiteRecord, visit_sock)})
+    TRY(rs.must("socketpair", SYS_socketpair, {AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, base_ + l.args + pair}));
   sock_ = TRY(take_fd(pidfd.get(), pid, a->sock[abi::kCkptEnd], "parasite's socket"));
   visit_sock_ = TRY(take_fd(pidfd.get(), pid, a->visit_sock[abi::kCkptEnd], "parasite's socket"));
   undo.keep = true;

@@ -4,7 +4,8 @@
 // Injection (the main thread stopped, through remote syscalls): the task
 // creates a memfd and maps it; ckpt takes the same memfd with pidfd_getfd
 // and maps it too, so the blob, its arguments and results live in memory
-// both see. The task creates a unix socket pair and ckpt takes one end. The
+// both see. The task creates two unix socket pairs, straight into the fd
+// record at the start of that memory, and ckpt takes one end of each. The
 // main thread then runs the daemon on the parasite's own stack, every
 // signal blocked; the other threads stay stopped and are sent, one at a
 // time, through a short visit that collects their own state.

@@ -22,6 +22,14 @@ namespace {
 
 constexpr uint64_t kPageSize = 4096;
 constexpr size_t kCopyBuffer = 8 << 20;  // bytes in flight: ckpt streams, it never holds a whole dump
+
+// Memory the task cannot read itself (PROT_NONE, write-only) comes through
+// /proc/PID/mem, which ignores protections.
+Result<void> read_protected(int mem, pid_t tid, uint64_t addr, char* buf, size_t n) {
+  size_t got = TRY_CTX(pread_full(mem, buf, n, static_cast<off_t>(addr)), "read protected memory of task {}", tid);
+  if (got != n) return error(EFAULT, "read protected memory of task {} at {:#x}: short read", tid, addr);
+  return {};
+}
 constexpr size_t kMaxIov = 1024;
 
 Result<img::Vma> classify(const proc::MapEntry& m) {
@@ -66,9 +74,7 @@ class PageStreamer {
       uint64_t n = std::min<uint64_t>(len, buf_.size() - fill_);
       if (!readable) {
         // Read now, into the buffer's tail: it goes out in order at flush.
-        size_t got = TRY_CTX(pread_full(mem_, buf_.data() + fill_, n, static_cast<off_t>(addr)),
-                             "read protected memory of task {}", t_.tid());
-        if (got != n) return error(EFAULT, "read protected memory of task {} at {:#x}: short read", t_.tid(), addr);
+        TRY(read_protected(mem_, t_.tid(), addr, buf_.data() + fill_, n));
       }
       iov_.push_back({reinterpret_cast<void*>(addr), n});
       remote_.push_back(readable);
@@ -166,15 +172,14 @@ class SpliceStreamer {
  private:
   Result<void> copy_protected(img::PageRun* run, uint64_t addr, uint64_t len) {
     TRY(flush());
-    std::vector<char> buf(std::min<uint64_t>(len, kCopyBuffer));
+    // One buffer for all such runs, sized by the largest so far.
+    buf_.resize(std::max<size_t>(buf_.size(), std::min<uint64_t>(len, kCopyBuffer)));
     uint32_t crc = 0;
     for (uint64_t done = 0; done < len;) {
-      const size_t n = std::min<uint64_t>(len - done, buf.size());
-      size_t got = TRY_CTX(pread_full(mem_, buf.data(), n, static_cast<off_t>(addr + done)),
-                           "read protected memory of task {}", tid_);
-      if (got != n) return error(EFAULT, "read protected memory of task {} at {:#x}: short read", tid_, addr + done);
-      crc = crc32c(crc, buf.data(), n);
-      TRY_CTX(pwrite_all(out_, buf.data(), n, static_cast<off_t>(image::kPagesDataOffset + written_)), "pages image");
+      const size_t n = std::min<uint64_t>(len - done, buf_.size());
+      TRY(read_protected(mem_, tid_, addr + done, buf_.data(), n));
+      crc = crc32c(crc, buf_.data(), n);
+      TRY_CTX(pwrite_all(out_, buf_.data(), n, static_cast<off_t>(image::kPagesDataOffset + written_)), "pages image");
       written_ += n;
       done += n;
     }
@@ -188,6 +193,7 @@ class SpliceStreamer {
   int mem_;
   std::vector<abi::DrainIov> pieces_;
   std::vector<img::PageRun*> owners_;
+  std::vector<char> buf_;  // protected runs only
   uint64_t written_ = 0;
 };
 

@@ -3,6 +3,7 @@
 #include <sys/syscall.h>
 
 #include <algorithm>
+#include <iterator>
 
 #include "base/fs.h"
 #include "parasite/parasite.h"
@@ -13,22 +14,11 @@
 
 namespace ckpt {
 
-namespace {
-
-// A record names fd numbers; the task may have reused one it did not hold
-// any more only if the parasite closed it, and then the record says -1. The
-// kind is checked all the same: only sockets and pipes are ever the parasite's.
-bool parasite_kind(pid_t pid, int fd) {
-  auto link = read_link(fmt::format("/proc/{}/fd/{}", pid, fd));
-  return link && (link->starts_with("socket:[") || link->starts_with("pipe:["));
-}
-
-}  // namespace
-
 Result<Leftovers> find_leftovers(Tracee& leader) {
   const pid_t pid = leader.tid();
   Leftovers left;
   uint64_t vdso = 0;
+  std::vector<int> recorded;
   for (const proc::MapEntry& m : TRY(proc::read_maps(pid))) {
     if (m.path == "[vdso]") vdso = m.start;
     if (!m.path.starts_with(Parasite::kMemfdPath)) continue;
@@ -37,16 +27,19 @@ Result<Leftovers> find_leftovers(Tracee& leader) {
     abi::ParasiteRecord rec;
     TRY(leader.read_mem(m.start, &rec, sizeof rec));
     if (rec.version != abi::kParasiteAbiVersion) continue;  // not written yet, or another ckpt's
-    for (int fd : parasite_fds(rec))
-      if (parasite_kind(pid, fd)) left.fds.push_back(fd);
+    std::ranges::copy(parasite_fds(rec), std::back_inserter(recorded));
   }
-  // Its memfd, if ckpt died between creating and closing it.
+  // One pass over the fd table: the fds the records name (sockets and pipes
+  // only: a number the parasite closed says -1, but the kind is checked all
+  // the same), and its memfd, if ckpt died between creating and closing it.
   for (int fd : TRY(proc::list_numeric_dir(fmt::format("/proc/{}/fd", pid)))) {
     auto link = read_link(fmt::format("/proc/{}/fd/{}", pid, fd));
-    if (link && link->starts_with(Parasite::kMemfdPath)) left.fds.push_back(fd);
+    if (!link) continue;  // closed meanwhile
+    const bool pipe_or_socket = link->starts_with("socket:[") || link->starts_with("pipe:[");
+    if ((pipe_or_socket && std::ranges::find(recorded, fd) != recorded.end()) ||
+        link->starts_with(Parasite::kMemfdPath))
+      left.fds.push_back(fd);
   }
-  std::ranges::sort(left.fds);
-  left.fds.erase(std::ranges::unique(left.fds).begin(), left.fds.end());
   if (!left.empty()) {
     if (!vdso) return error(EOPNOTSUPP, "task {}: no [vdso] to take a killed ckpt's parasite out with", pid);
     left.syscall_insn = TRY(find_vdso_syscall(vdso));
@@ -64,8 +57,10 @@ Result<void> remove_leftovers(std::span<Tracee> threads, const Leftovers& left) 
   }
   Tracee& leader = threads[0];
   RemoteSyscalls rs = TRY(RemoteSyscalls::begin(leader, left.syscall_insn));
-  for (int fd : left.fds) TRY(rs.must("close of a stale parasite's fd", SYS_close, {static_cast<uint64_t>(fd)}));
-  for (auto [start, end] : left.maps) TRY(rs.must("munmap of a stale parasite", SYS_munmap, {start, end - start}));
+  for (int fd : left.fds)
+    TRY(rs.must(fmt::format("close of a stale parasite's fd {}", fd), SYS_close, {static_cast<uint64_t>(fd)}));
+  for (auto [start, end] : left.maps)
+    TRY(rs.must(fmt::format("munmap of a stale parasite at {:#x}-{:#x}", start, end), SYS_munmap, {start, end - start}));
   TRY(rs.end());
   // Its ckpt armed a breakpoint on it (where breakpoints work at all).
   if (!left.maps.empty()) (void)disarm_breakpoint(leader);

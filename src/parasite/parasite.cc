@@ -141,7 +141,8 @@ Result<void> Parasite::map_into_task() {
   TRY(rs.must("mmap of the parasite's data", SYS_mmap,
               {base_ + l.args, l.total - l.args, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, l.args}));
   UniqueFd local_memfd = TRY(take_fd(pidfd.get(), pid, undo.memfd, "parasite's memfd"));
-  local_ = TRY(Mapping::map(l.total, PROT_READ | PROT_WRITE, MAP_SHARED, local_memfd.get()));
+  local_ = TRY_CTX(Mapping::map(l.total, PROT_READ | PROT_WRITE, MAP_SHARED, local_memfd.get()),
+                   "task {}: map the parasite's memfd into ckpt", pid);
   TRY(rs.must("close of the parasite's memfd", SYS_close, {fd}));
   undo.memfd = -1;
 
@@ -150,7 +151,7 @@ Result<void> Parasite::map_into_task() {
   a->version = abi::kParasiteAbiVersion;  // a later dump trusts the record from here on
   undo.args = a;
   for (size_t pair : {offsetof(abi::ParasiteRecord, sock), offsetof(abi::ParasiteRecord, visit_sock)})
-    TRY(rs.must("socketpair", SYS_socketpair, {AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, base_ + l.args + pair}));
+    TRY(rs.must("socketpair for the parasite", SYS_socketpair, {AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, base_ + l.args + pair}));
   sock_ = TRY(take_fd(pidfd.get(), pid, a->sock[abi::kCkptEnd], "parasite's socket"));
   visit_sock_ = TRY(take_fd(pidfd.get(), pid, a->visit_sock[abi::kCkptEnd], "parasite's socket"));
   undo.keep = true;
@@ -209,21 +210,6 @@ Result<void> Parasite::run_blob(Tracee& t, const arch::Regs& from, uint64_t entr
   return t.cont();
 }
 
-Parasite::Parasite(Parasite&& o) noexcept
-    : leader_(o.leader_),
-      mode_(o.mode_),
-      log_(o.log_),
-      faults_(o.faults_),
-      insn_(o.insn_),
-      base_(o.base_),
-      local_(std::move(o.local_)),
-      sock_(std::move(o.sock_)),
-      visit_sock_(std::move(o.visit_sock_)),
-      pipe_r_(std::move(o.pipe_r_)),
-      orig_(std::move(o.orig_)),
-      in_(std::exchange(o.in_, false)),
-      running_(o.running_) {}
-
 Parasite::~Parasite() {
   if (!in_) return;
   auto cured = cure();
@@ -258,10 +244,7 @@ Result<void> Parasite::check_running(Tracee& t) {
   auto s = t.wait(Tracee::Clock::now());
   if (!s && s.error().err == ETIMEDOUT) return {};
   if (!s) return std::unexpected(s.error());
-  if (Tracee::is_sigstop_delivery(*s)) {
-    t.take_sigstop();
-    return t.cont();
-  }
+  if (TRY(t.took_sigstop(*s, false))) return {};
   if (&t == leader_) running_ = false;
   if (s->gone()) return error(ESRCH, "task {} {} while the parasite ran", t.tid(), s->describe());
   return std::unexpected(explain(t, *s));
@@ -508,8 +491,9 @@ Result<void> Parasite::rescue() {
   {
     RemoteSyscalls rs = TRY(RemoteSyscalls::begin(t, insn_));
     for (int fd : parasite_fds(*args()))
-      TRY(rs.must("close of the parasite's fd", SYS_close, {static_cast<uint64_t>(fd)}));
-    TRY(rs.must("munmap of the parasite", SYS_munmap, {base_, local_.size()}));
+      TRY(rs.must(fmt::format("close of the parasite's fd {}", fd), SYS_close, {static_cast<uint64_t>(fd)}));
+    TRY(rs.must(fmt::format("munmap of the parasite at {:#x}-{:#x}", base_, base_ + local_.size()), SYS_munmap,
+                {base_, local_.size()}));
     TRY(rs.end());
   }
   TRY(load_final_state(t, {orig_.regs, orig_.xsave, orig_.sigmask}));

@@ -31,6 +31,7 @@
 #include "base/fault.h"
 #include "base/log.h"
 #include "base/mapping.h"
+#include "base/owed.h"
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "pie/parasite_abi.h"
@@ -51,7 +52,7 @@ class Parasite {
   // instruction in the task (the vDSO's) for the remote syscalls.
   static Result<Parasite> inject(Tracee& leader, uint64_t syscall_insn, CompletionMode mode, Log& log,
                                  const Faults& faults);
-  Parasite(Parasite&& o) noexcept;
+  Parasite(Parasite&& o) noexcept = default;
   Parasite& operator=(Parasite&&) = delete;
   // Cures the task if cure() was not called (or failed): never leaves it
   // with the parasite in it.
@@ -78,7 +79,6 @@ class Parasite {
   Result<unsigned> cure();
 
   CompletionMode mode() const { return mode_; }
-  uint64_t remote_base() const { return base_; }
   size_t size() const { return local_.size(); }
 
  private:
@@ -120,7 +120,7 @@ class Parasite {
   UniqueFd visit_sock_;
   UniqueFd pipe_r_;
   Original orig_;
-  bool in_ = false;       // mapped in the task: cure or rescue owed
+  Owed in_;               // mapped in the task: cure or rescue owed
   bool running_ = false;  // the main thread runs the daemon (not in a ptrace stop)
 };
 

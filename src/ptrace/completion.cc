@@ -10,6 +10,7 @@
 
 #include "arch/x86_64/debugreg.h"
 #include "arch/x86_64/xsave.h"
+#include "base/check.h"
 #include "ptrace/remote_syscall.h"
 
 namespace ckpt {
@@ -75,11 +76,7 @@ Result<std::vector<arch::Regs>> reach_sigreturns(std::span<CompletionTask> tasks
     Stop s;
     if (site.threads_wait_for_each_other) {
       std::tie(t, s) = TRY(Tracee::wait_any(group));
-      if (Tracee::is_sigstop_delivery(s)) {
-        t->take_sigstop();
-        TRY(t->resume_syscall());
-        continue;
-      }
+      if (TRY(t->took_sigstop(s, true))) continue;
     } else {
       t = group[next];
       s = TRY(t->wait_past_sigstop(true));
@@ -155,7 +152,7 @@ Result<void> complete(std::span<CompletionTask> tasks, CompletionMode mode, cons
   for (CompletionTask& c : tasks) {
     before.push_back(c.tracee->stops());
     if (c.running) {
-      if (mode != CompletionMode::Breakpoint) return fail("task {}: syscall tracing needs it stopped", c.tracee->tid());
+      CHECK(mode == CompletionMode::Breakpoint, "task {}: syscall tracing needs it stopped", c.tracee->tid());
       continue;
     }
     TRY(mode == CompletionMode::Breakpoint ? c.tracee->cont() : c.tracee->resume_syscall());

@@ -35,17 +35,6 @@ Result<RemoteSyscalls> RemoteSyscalls::begin(Tracee& t, uint64_t insn, std::opti
   return rs;
 }
 
-RemoteSyscalls::RemoteSyscalls(RemoteSyscalls&& o) noexcept
-    : t_(o.t_),
-      insn_(o.insn_),
-      saved_(o.saved_),
-      saved_mask_(o.saved_mask_),
-      scratch_(o.scratch_),
-      owns_scratch_(o.owns_scratch_),
-      active_(o.active_) {
-  o.active_ = false;
-}
-
 RemoteSyscalls::~RemoteSyscalls() {
   if (active_) (void)end();
 }

@@ -16,6 +16,7 @@
 #include <initializer_list>
 #include <optional>
 
+#include "base/owed.h"
 #include "base/result.h"
 #include "ptrace/tracee.h"
 
@@ -31,7 +32,7 @@ class RemoteSyscalls {
   // `shared_scratch`: another thread's scratch page in the same address space,
   // used (not owned) instead of mapping one.
   static Result<RemoteSyscalls> begin(Tracee& t, uint64_t insn, std::optional<uint64_t> shared_scratch = {});
-  RemoteSyscalls(RemoteSyscalls&& o) noexcept;
+  RemoteSyscalls(RemoteSyscalls&& o) noexcept = default;
   RemoteSyscalls& operator=(RemoteSyscalls&&) = delete;
   ~RemoteSyscalls();
 
@@ -55,7 +56,7 @@ class RemoteSyscalls {
   uint64_t saved_mask_;
   std::optional<uint64_t> scratch_;
   bool owns_scratch_ = true;
-  bool active_ = true;
+  Owed active_{true};  // registers and mask to put back
 };
 
 // Address of a syscall instruction in the task's [vdso]: the vDSO is the

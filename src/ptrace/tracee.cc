@@ -47,15 +47,6 @@ Result<Tracee> Tracee::seize(pid_t tid, unsigned long extra) {
   return sys_error("ptrace seize task {}", tid);
 }
 
-Tracee::Tracee(Tracee&& o) noexcept
-    : tid_(o.tid_),
-      attached_(o.attached_),
-      sigstop_taken_(o.sigstop_taken_),
-      seccomp_suspended_(o.seccomp_suspended_),
-      stops_(o.stops_) {
-  o.attached_ = false;
-}
-
 // Leaving a tracee: PTRACE_DETACH works only on a stopped task, so a running
 // one is interrupted first. If it died meanwhile there is nothing to do.
 Tracee::~Tracee() {
@@ -132,10 +123,15 @@ Result<void> Tracee::detach(int sig) {
 Result<Stop> Tracee::wait_past_sigstop(bool syscall) {
   for (;;) {
     Stop s = TRY(wait());
-    if (!is_sigstop_delivery(s)) return s;
-    take_sigstop();
-    TRY(syscall ? resume_syscall() : cont());
+    if (!TRY(took_sigstop(s, syscall))) return s;
   }
+}
+
+Result<bool> Tracee::took_sigstop(const Stop& s, bool syscall) {
+  if (!s.stopped() || s.sig() != SIGSTOP || s.event()) return false;
+  sigstop_taken_ = true;
+  TRY(syscall ? resume_syscall() : cont());
+  return true;
 }
 
 Result<arch::Regs> Tracee::regs() {

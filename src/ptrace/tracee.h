@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "arch/x86_64/regs.h"
+#include "base/owed.h"
 #include "base/result.h"
 
 namespace ckpt {
@@ -44,7 +45,7 @@ class Tracee {
 
   // PTRACE_SEIZE with TRACESYSGOOD (pitfall 4) and `extra` options.
   static Result<Tracee> seize(pid_t tid, unsigned long extra_options = 0);
-  Tracee(Tracee&& o) noexcept;
+  Tracee(Tracee&& o) noexcept = default;
   Tracee& operator=(Tracee&&) = delete;
   Tracee(const Tracee&) = delete;
   ~Tracee();
@@ -66,8 +67,9 @@ class Tracee {
   // while ckpt works on it) is taken, the task resumed as it ran (`syscall`:
   // PTRACE_SYSCALL), and the signal given back when ckpt lets go.
   Result<Stop> wait_past_sigstop(bool syscall);
-  static bool is_sigstop_delivery(const Stop& s) { return s.stopped() && s.sig() == SIGSTOP && !s.event(); }
-  void take_sigstop() { sigstop_taken_ = true; }
+  // If `s`, a stop of this task, is such a SIGSTOP: takes it, resumes the
+  // task as wait_past_sigstop does, and says true.
+  Result<bool> took_sigstop(const Stop& s, bool syscall);
   Result<void> cont(int sig = 0);
   Result<void> resume_syscall(int sig = 0);
   // After detach() (or a death seen by wait) the destructor does nothing.
@@ -98,7 +100,7 @@ class Tracee {
   explicit Tracee(pid_t tid) : tid_(tid) {}
   std::unexpected<Error> err(std::string_view what);
   pid_t tid_;
-  bool attached_ = true;
+  Owed attached_{true};  // detach owed
   bool sigstop_taken_ = false;
   bool seccomp_suspended_ = false;
   unsigned stops_ = 0;

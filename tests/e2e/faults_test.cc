@@ -145,18 +145,26 @@ TEST(KilledCkpt, BeforeTheParasiteStarts) {
   expect_survives_killed_ckpt({.fault = "hang:inject", .leaves_fds = true});
 }
 
+// Sends `sig` to a heap workload of `mib` MiB while a dump --leave-running
+// holds it frozen with the parasite in; the dump must succeed all the same.
+pid_t signal_while_frozen(Harness& h, const std::string& mib, int sig) {
+  pid_t pid = h.start_workload("heap", {mib});
+  if (pid <= 0) return -1;
+  pid_t ckpt = h.slow_dump_with_parasite(pid);
+  if (ckpt <= 0) return -1;
+  kill(pid, sig);
+  CkptRun d = h.wait_ckpt(ckpt);
+  EXPECT_EQ(d.exit_code(), 0) << d.err;
+  return pid;
+}
+
 // A signal sent while the task is frozen is delivered once it runs again
 // after --leave-running, not lost: SIGUSR1, which the heap workload leaves at
 // its default action, then ends it.
 TEST(FrozenTask, SignalDeliveredAfterLeaveRunning) {
   Harness h;
-  pid_t pid = h.start_workload("heap", {"16"});
+  pid_t pid = signal_while_frozen(h, "16", SIGUSR1);
   ASSERT_GT(pid, 0);
-  pid_t ckpt = h.slow_dump_with_parasite(pid);
-  ASSERT_GT(ckpt, 0);
-  kill(pid, SIGUSR1);
-  CkptRun d = h.wait_ckpt(ckpt);
-  EXPECT_EQ(d.exit_code(), 0) << d.err;
   int st = h.wait_child(pid, std::chrono::seconds(10));
   EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGUSR1) << "status " << st;
 }
@@ -166,13 +174,8 @@ TEST(FrozenTask, SignalDeliveredAfterLeaveRunning) {
 // --leave-running, then stops as it was told to.
 TEST(FrozenTask, SigstopKeptAfterLeaveRunning) {
   Harness h;
-  pid_t pid = h.start_workload("heap", {"128"});
+  pid_t pid = signal_while_frozen(h, "128", SIGSTOP);
   ASSERT_GT(pid, 0);
-  pid_t ckpt = h.slow_dump_with_parasite(pid);
-  ASSERT_GT(ckpt, 0);
-  kill(pid, SIGSTOP);
-  CkptRun d = h.wait_ckpt(ckpt);
-  EXPECT_EQ(d.exit_code(), 0) << d.err;
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   EXPECT_EQ(proc_state(pid), 'T');
   kill(pid, SIGCONT);

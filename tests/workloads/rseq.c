@@ -114,7 +114,7 @@ int main(int argc, char **argv)
 	}
 	if (!reg_len)
 		wl_die("no rseq length gives EBUSY (tried 32 and %u)", __rseq_size);
-	check_cpu_tracking(wl_report_die, "setup");
+	check_cpu_tracking(wl_die, "setup");
 	wl_printf("rseq: area %p, __rseq_size %u, registered length %u, cpu %u of %ld\n",
 		  (void *)area, __rseq_size, reg_len, rseq_cpu(), ncpus);
 
@@ -141,7 +141,7 @@ int main(int argc, char **argv)
 			err == EPERM  ? "registered with another signature" : strerror(err));
 	} else {
 		/* Only meaningful while registered. */
-		check_cpu_tracking(wl_report_fail, "after restore");
+		check_cpu_tracking(wl_fail, "after restore");
 	}
 	WL_CHECK(area->rseq_cs == 0, "rseq_cs is %#llx, expected 0",
 		 (unsigned long long)area->rseq_cs);

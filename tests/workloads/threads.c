@@ -380,7 +380,7 @@ int main(int argc, char **argv)
 			if (workers[j].tid == workers[i].tid)
 				wl_die("workers %d and %d share TID %d", j, i, (int)workers[i].tid);
 	}
-	check_task_set(main_tid, wl_report_die, "setup");
+	check_task_set(main_tid, wl_die, "setup");
 	for (int i = 0; i < nthreads; i++)
 		baseline[i] = last_seen[i] = load64(&workers[i].published);
 	wl_printf("threads: %d workers, TIDs %d..%d\n", nthreads, (int)workers[0].tid,
@@ -491,7 +491,7 @@ int main(int argc, char **argv)
 	wait_all_advanced(sample, "after verification started");
 	watch_progress();
 
-	check_task_set(main_tid, wl_report_fail, "verification");
+	check_task_set(main_tid, wl_fail, "verification");
 
 	WL_CHECK(backwards == 0,
 		 "published counters went backwards %llu time(s), first worker %d: %llu -> %llu",

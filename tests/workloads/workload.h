@@ -109,28 +109,6 @@ __attribute__((noreturn, format(printf, 1, 2))) static inline void wl_die(const 
 	exit(1);
 }
 
-/* wl_die and wl_fail with the message formatted first: the same type, so
- * that a check can take either (setup or verification) as its report. */
-__attribute__((format(printf, 1, 2))) static inline void wl_report_die(const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	wl_die("%s", msg);
-}
-
-__attribute__((format(printf, 1, 2))) static inline void wl_report_fail(const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	wl_fail("%s", msg);
-}
-
 /* "EINTR", or "errno 516" for a value with no name (e.g. a leaked
  * kernel-internal ERESTART* code). */
 static inline const char *wl_errname(int e)

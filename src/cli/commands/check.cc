@@ -34,6 +34,7 @@
 #include "base/unique_fd.h"
 #include "cli/commands/commands.h"
 #include "proc/maps.h"
+#include "proc/text.h"
 #include "ptrace/completion.h"
 #include "ptrace/tracee.h"
 
@@ -414,7 +415,14 @@ Row probe_memfd_exec() {
     row.detail = "no vm.memfd_noexec (before Linux 6.3): every memfd can be mapped executable";
     return row;
   }
-  const int level = std::atoi(v->c_str());
+  std::string_view text = *v;
+  int level = -1;
+  if (!text.empty() && text.back() == '\n') text.remove_suffix(1);
+  if (!proc::parse_num(text, 10, level)) {
+    row.detail = fmt::format("vm.memfd_noexec reads \"{}\", not a number", text);
+    row.why = "cannot tell whether the parasite's memfd may be mapped executable";
+    return row;
+  }
   row.present = level < 2;
   row.detail = fmt::format("vm.memfd_noexec = {}", level);
   if (!row.present) row.why = "the parasite's memfd could not be mapped executable; set vm.memfd_noexec to 0 or 1";

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <tuple>
 
 #include "arch/x86_64/debugreg.h"
@@ -100,19 +101,38 @@ Result<std::vector<arch::Regs>> reach_sigreturns(std::span<CompletionTask> tasks
 
 }  // namespace
 
+namespace {
+
+// What the probe's child runs, again and again, until the breakpoint stops it.
+[[gnu::noinline]] void probe_target() { asm volatile(""); }
+
+}  // namespace
+
 BreakpointSupport probe_breakpoints() {
   pid_t child = fork();
   if (child < 0) return {false, fmt::format("fork for the probe: {}", strerror(errno))};
   if (child == 0) {
-    for (;;) pause();
+    for (;;) probe_target();
   }
   BreakpointSupport out;
+  // Some hypervisors take the debug registers and never raise the #DB
+  // (pitfall 7; also seen after a VM snapshot restore): a breakpoint that
+  // doesn't fire would hang every completion, so it must fire here, within a
+  // second of the child calling the function non-stop.
   auto probe = [&]() -> Result<void> {
     Tracee t = TRY(Tracee::seize(child));
     TRY(t.interrupt());
     TRY(t.wait());
-    Armed a = TRY(arm_breakpoint(t, reinterpret_cast<uint64_t>(&probe_breakpoints)));
+    const uint64_t at = reinterpret_cast<uint64_t>(&probe_target);
+    Armed a = TRY(arm_breakpoint(t, at));
     if (a == Armed::Unsupported) return fail("the kernel refused or dropped the debug register values");
+    TRY(t.cont());
+    auto s = t.wait(Tracee::Clock::now() + std::chrono::seconds(1));
+    if (!s && s.error().err == ETIMEDOUT) return fail("a breakpoint armed on a function the probe calls never fired");
+    if (!s) return std::unexpected(s.error());
+    siginfo_t si = TRY(t.siginfo());
+    if (s->sig() != SIGTRAP || si.si_code != arch::kTrapHwBkpt || TRY(t.regs()).rip != at)
+      return fail("the breakpoint probe stopped with {} instead of at its breakpoint", s->describe());
     return disarm_breakpoint(t);
   };
   auto r = probe();

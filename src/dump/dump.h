@@ -24,7 +24,6 @@ struct DumpOptions {
   bool shell_job = false;
   unsigned timeout_s = 10;  // give up seizing after this long
   bool fsync = false;       // images durable on disk before the task goes
-  bool breakpoints = true;  // false: cure the parasite by tracing syscalls
   PageTransfer pages = PageTransfer::Splice;
   Faults faults;            // tests only: seize, parasite, visit, memory, cure, images
 };

@@ -17,10 +17,8 @@ namespace ckpt {
 Result<Leftovers> find_leftovers(Tracee& leader) {
   const pid_t pid = leader.tid();
   Leftovers left;
-  uint64_t vdso = 0;
   std::vector<int> recorded;
   for (const proc::MapEntry& m : TRY(proc::read_maps(pid))) {
-    if (m.path == "[vdso]") vdso = m.start;
     if (!m.path.starts_with(Parasite::kMemfdPath)) continue;
     left.maps.push_back({m.start, m.end});
     if (!m.write) continue;  // the code; the data starts with the record
@@ -40,14 +38,10 @@ Result<Leftovers> find_leftovers(Tracee& leader) {
         link->starts_with(Parasite::kMemfdPath))
       left.fds.push_back(fd);
   }
-  if (!left.empty()) {
-    if (!vdso) return error(EOPNOTSUPP, "task {}: no [vdso] to take a killed ckpt's parasite out with", pid);
-    left.syscall_insn = TRY(find_vdso_syscall(vdso));
-  }
   return left;
 }
 
-Result<void> remove_leftovers(std::span<Tracee> threads, const Leftovers& left) {
+Result<void> remove_leftovers(std::span<Tracee> threads, const Leftovers& left, const SyscallSite& site) {
   for (Tracee& t : threads) {
     const uint64_t rip = TRY(t.regs()).rip;
     for (auto [start, end] : left.maps)
@@ -56,7 +50,7 @@ Result<void> remove_leftovers(std::span<Tracee> threads, const Leftovers& left) 
                      "dump again", t.tid());
   }
   Tracee& leader = threads[0];
-  RemoteSyscalls rs = TRY(RemoteSyscalls::begin(leader, left.syscall_insn));
+  RemoteSyscalls rs = TRY(RemoteSyscalls::begin(leader, site));
   for (int fd : left.fds)
     TRY(rs.must(fmt::format("close of a stale parasite's fd {}", fd), SYS_close, {static_cast<uint64_t>(fd)}));
   for (auto [start, end] : left.maps)

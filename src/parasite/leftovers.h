@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "ptrace/remote_syscall.h"
 #include "ptrace/tracee.h"
 
 namespace ckpt {
@@ -22,7 +23,6 @@ namespace ckpt {
 struct Leftovers {
   std::vector<std::pair<uint64_t, uint64_t>> maps;  // [start, end)
   std::vector<int> fds;
-  uint64_t syscall_insn = 0;  // in the task's vDSO, for the remote syscalls
   bool empty() const { return maps.empty() && fds.empty(); }
 };
 
@@ -31,6 +31,6 @@ Result<Leftovers> find_leftovers(Tracee& leader);
 
 // Closes and unmaps them through remote syscalls in the stopped main thread;
 // refuses while a thread still runs in a parasite on its way out.
-Result<void> remove_leftovers(std::span<Tracee> threads, const Leftovers& left);
+Result<void> remove_leftovers(std::span<Tracee> threads, const Leftovers& left, const SyscallSite& site);
 
 }  // namespace ckpt

@@ -13,6 +13,7 @@
 
 #include "arch/x86_64/sigframe.h"
 #include "pie/parasite_blob.h"
+#include "proc/status.h"
 #include "ptrace/remote_syscall.h"
 
 namespace ckpt {
@@ -95,10 +96,10 @@ std::vector<int> parasite_fds(const abi::ParasiteRecord& a) {
 
 abi::ParasiteArgs* Parasite::args() const { return reinterpret_cast<abi::ParasiteArgs*>(local_.data() + layout().args); }
 
-Result<Parasite> Parasite::inject(Tracee& leader, uint64_t insn, CompletionMode mode, Log& log,
+Result<Parasite> Parasite::inject(Tracee& leader, const SyscallSite& site, CompletionMode mode, Log& log,
                                   const Faults& faults) {
   Parasite p(leader, mode, log, faults);
-  p.insn_ = insn;
+  p.site_ = site;
   p.orig_.regs = TRY(leader.regs());
   // It goes on where it was: a syscall interrupted by the stop runs again.
   arch::rewind_restartable_syscall(p.orig_.regs, arch::Restart::InPlace);
@@ -124,11 +125,14 @@ Result<void> Parasite::map_into_task() {
   const Layout l = layout();
   UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
   if (!pidfd) return sys_error("pidfd_open({})", pid);
-  RemoteSyscalls rs = TRY(RemoteSyscalls::begin(t, insn_));
+  RemoteSyscalls rs = TRY(RemoteSyscalls::begin(t, site_));
+  if (!rs.kill_safe())
+    log_->warn("task {}: no signal-restorer code or no room on its stack: killed now, ckpt would lose it", pid);
   RemoteLeftovers undo{rs};
   const uint64_t scratch = TRY(rs.scratch());
   const std::string name(kMemfdPath.substr(kMemfdPath.find(':') + 1));
   TRY(t.write_mem(scratch, name.c_str(), name.size() + 1));
+  TRY(faults_->at("remote"));  // hang:remote parks ckpt with the thread hijacked
   long memfd = TRY(rs.call(SYS_memfd_create, {scratch, MFD_CLOEXEC | kMfdExec}));
   if (memfd == -EINVAL) memfd = TRY(rs.call(SYS_memfd_create, {scratch, MFD_CLOEXEC}));
   if (memfd < 0) return error(static_cast<int>(-memfd), "task {}: remote memfd_create", pid);
@@ -168,6 +172,7 @@ Result<void> Parasite::start() {
   std::memcpy(local_.data(), blob.data(), blob.size());
   abi::ParasiteArgs* a = args();
   for (const siginfo_t& si : TRY(t.pending(false))) a->sigpipe_pending |= si.si_signo == SIGPIPE;
+  a->seccomp = TRY(proc::read_status(t.tid())).seccomp != 0;
   TRY(put_frame(l.frame, orig_.regs, orig_.xsave, orig_.sigmask));
   a->sigframe = base_ + l.frame + arch::rt_sigframe_rsp_offset();
 
@@ -187,7 +192,8 @@ Result<void> Parasite::start() {
 // A frame for rt_sigreturn into that state, at `offset` in the shared mapping.
 Result<void> Parasite::put_frame(size_t offset, const arch::Regs& regs, std::span<const uint8_t> xsave,
                                  uint64_t sigmask) {
-  auto frame = TRY(arch::build_rt_sigframe(base_ + offset, regs, xsave, sigmask, {}));
+  // The parasite never touches the sigaltstack: the frame leaves it as it is.
+  auto frame = TRY(arch::build_rt_sigframe(base_ + offset, regs, xsave, sigmask, arch::AltStackState::unchanged()));
   if (frame.size() > kFrameArea)
     return error(E2BIG, "task {}: a sigframe of {} bytes does not fit the parasite's {}", leader_->tid(),
                  frame.size(), kFrameArea);
@@ -205,8 +211,11 @@ Result<void> Parasite::run_blob(Tracee& t, const arch::Regs& from, uint64_t entr
   r.rdi = base_ + layout().args;
   r.orig_rax = static_cast<uint64_t>(-1);
   r.eflags &= ~kEflagsDf;  // the ABI the blob is compiled for
-  TRY(t.set_blocked(~0ULL));
+  // Registers first: a ckpt killed in between leaves the blob to run with
+  // the task's own mask, which it returns to anyway, rather than the task's
+  // own code with every signal blocked.
   TRY(t.set_regs(r));
+  TRY(t.set_blocked(~0ULL));
   return t.cont();
 }
 
@@ -345,9 +354,11 @@ Result<void> Parasite::visit(Tracee& t, const KnownState& known) {
   } else if (done.error().err == ESRCH) {
     return done;
   }
-  // Stopped: taken back from its wait, or where it crashed.
-  TRY(t.set_regs(saved));
+  // Stopped: taken back from its wait, or where it crashed. Mask first: a
+  // ckpt killed in between leaves the thread in the blob, which returns
+  // through its frame, not in its own code with every signal blocked.
   TRY(t.set_blocked(known.sigmask));
+  TRY(t.set_regs(saved));
   if (done && args()->thread.err)
     return error(args()->thread.err, "thread {}: the parasite's {} failed", t.tid(), step_name(args()->thread.step));
   return done;
@@ -459,7 +470,7 @@ Result<unsigned> Parasite::cure() {
   CompletionTask task{&t, {orig_.regs, orig_.xsave, orig_.sigmask}};
   task.running = mode_ == CompletionMode::Breakpoint;
   const CompletionSite site{base_ + pie::parasite::k_rst_sigreturn, base_ + pie::parasite::k_rst_syscall, base_,
-                            local_.size()};
+                            local_.size(), false, site_};
   auto release = [&]() { return send({abi::kParasiteFinish, 0}); };
   running_ = false;
   TRY(complete({&task, 1}, mode_, site, release, [&](Tracee& tr, const Stop& s) { return explain(tr, s); }));
@@ -489,7 +500,7 @@ Result<void> Parasite::rescue() {
   running_ = false;
   (void)disarm_breakpoint(t);
   {
-    RemoteSyscalls rs = TRY(RemoteSyscalls::begin(t, insn_));
+    RemoteSyscalls rs = TRY(RemoteSyscalls::begin(t, site_));
     for (int fd : parasite_fds(*args()))
       TRY(rs.must(fmt::format("close of the parasite's fd {}", fd), SYS_close, {static_cast<uint64_t>(fd)}));
     TRY(rs.must(fmt::format("munmap of the parasite at {:#x}-{:#x}", base_, base_ + local_.size()), SYS_munmap,

@@ -36,6 +36,7 @@
 #include "base/unique_fd.h"
 #include "pie/parasite_abi.h"
 #include "ptrace/completion.h"
+#include "ptrace/remote_syscall.h"
 #include "ptrace/tracee.h"
 
 namespace ckpt {
@@ -48,9 +49,9 @@ class Parasite {
   // How its mapping shows in /proc/PID/maps.
   static constexpr std::string_view kMemfdPath = "/memfd:ckpt-parasite";
 
-  // `leader` is the stopped main thread; `syscall_insn` a syscall
-  // instruction in the task (the vDSO's) for the remote syscalls.
-  static Result<Parasite> inject(Tracee& leader, uint64_t syscall_insn, CompletionMode mode, Log& log,
+  // `leader` is the stopped main thread; `site` where it runs the remote
+  // syscalls that map the parasite in, and later take it out.
+  static Result<Parasite> inject(Tracee& leader, const SyscallSite& site, CompletionMode mode, Log& log,
                                  const Faults& faults);
   Parasite(Parasite&& o) noexcept = default;
   Parasite& operator=(Parasite&&) = delete;
@@ -113,7 +114,7 @@ class Parasite {
   CompletionMode mode_;
   Log* log_;
   const Faults* faults_;  // tests only: "inject" (mapped, not started), "visit", "drain"
-  uint64_t insn_ = 0;
+  SyscallSite site_;
   uint64_t base_ = 0;  // in the task
   Mapping local_;      // the same memory in ckpt
   UniqueFd sock_;

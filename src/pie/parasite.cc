@@ -218,13 +218,6 @@ void close_fds(ParasiteArgs* a) {
   close_fd(&a->visit_sock[kTaskEnd]);
 }
 
-// rt_sigreturn restores the alternate signal stack from the frame: give it
-// the one the thread has, which ckpt did not know when it built the frame.
-void fill_frame_altstack(uint64_t frame) {
-  constexpr uint64_t kUcStack = 16;  // after uc_flags and uc_link
-  sys(__NR_sigaltstack, 0, frame + kUcStack);
-}
-
 }  // namespace
 
 extern "C" [[noreturn]] void parasite_daemon(ParasiteArgs* a) {
@@ -263,7 +256,6 @@ extern "C" [[noreturn]] void parasite_daemon(ParasiteArgs* a) {
           break;
         case kParasiteFinish:
           close_fds(a);
-          fill_frame_altstack(a->sigframe);
           rst_sigreturn(a->sigframe);
         default: f = {22, kPsUnknownCmd, msg.cmd};
       }
@@ -282,8 +274,9 @@ extern "C" [[noreturn]] void parasite_daemon(ParasiteArgs* a) {
   }
   // ckpt is gone: put the task back as it was and let it go on. The mapping
   // stays (nothing can unmap the code it runs on); it is never used again.
-  close_fds(a);
-  fill_frame_altstack(a->sigframe);
+  // The task's seccomp judges us again: rt_sigreturn is all strict mode and
+  // most filters allow, so the fds stay for the next dump to remove.
+  if (!a->seccomp) close_fds(a);
   parasite_selfcure(a->sigframe);
 }
 
@@ -294,7 +287,6 @@ extern "C" [[noreturn]] void parasite_thread_main(ParasiteArgs* a) {
   collect_thread(&a->thread, f);
   a->thread.err = f.err;
   a->thread.step = f.step;
-  fill_frame_altstack(a->visit_frame);
   const char done = 1;
   sys(__NR_sendto, a->visit_sock[kTaskEnd], &done, 1, kMsgNosignal, 0, 0);
   char any;

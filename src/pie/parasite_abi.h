@@ -11,7 +11,7 @@
 
 namespace ckpt::abi {
 
-inline constexpr uint32_t kParasiteAbiVersion = 3;
+inline constexpr uint32_t kParasiteAbiVersion = 4;
 inline constexpr int kMaxGroups = 65536;  // NGROUPS_MAX
 inline constexpr int kMaxDrainIov = 1024;
 inline constexpr int kMaxTimersPerCall = 256;
@@ -118,7 +118,10 @@ struct ParasiteRecord {
 
 struct ParasiteArgs : ParasiteRecord {
   uint32_t sigpipe_pending;  // SIGPIPE was pending before: a failed vmsplice must not take it away
-  uint32_t pad;
+  // The task has a seccomp mode: once ckpt is gone (and its suspension of the
+  // filters with it), the daemon's way back makes no syscall but rt_sigreturn
+  // and leaves its fds to the next dump, which removes them.
+  uint32_t seccomp;
   uint64_t sigframe;  // rsp for rt_sigreturn into the main thread's own registers
   // A visited thread: says it is done on visit_sock, then waits there; ckpt
   // takes it back from that wait, or, gone, closes the socket and the thread

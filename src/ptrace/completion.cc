@@ -1,5 +1,6 @@
 #include "ptrace/completion.h"
 
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -21,7 +22,15 @@ namespace {
 // Munmap the blob from its own syscall instruction, starting at `regs`. Every
 // signal is blocked meanwhile: after a real rt_sigreturn the task has its own
 // mask, and a timer of its own may fire right now; the signal waits, pending.
+// With a site outside the blob, from the task's final state instead, which
+// `t` then holds already: a remote syscall whose way back is that state.
 Result<void> unmap_blob(Tracee& t, const arch::Regs& regs, const CompletionSite& site) {
+  if (site.outside) {
+    RemoteSyscalls rs = TRY(RemoteSyscalls::begin(t, *site.outside));
+    TRY(rs.must(fmt::format("munmap {:#x}-{:#x}", site.unmap_start, site.unmap_start + site.unmap_len), SYS_munmap,
+                {site.unmap_start, site.unmap_len}));
+    return rs.end();
+  }
   uint64_t mask = TRY(t.blocked());
   TRY(t.set_blocked(~0ULL));
   long r = TRY(run_syscall(t, regs, site.syscall_insn, SYS_munmap, {site.unmap_start, site.unmap_len}));
@@ -99,6 +108,22 @@ Result<std::vector<arch::Regs>> reach_sigreturns(std::span<CompletionTask> tasks
   return out;
 }
 
+// At dump: a thread held at the breakpoint would die of its SIGTRAP if ckpt
+// died right then, so the first thing ckpt does there is let it go on, with
+// no signal, through its rt_sigreturn (traced: its entry stop and its exit
+// stop, where it holds its own state). Returns the registers loaded.
+Result<arch::Regs> pass_breakpoint(CompletionTask& c, const CompletionSite& site, const StrayStopExplainer& explain) {
+  Tracee& t = *c.tracee;
+  Stop s = TRY(t.wait_past_sigstop(false));
+  if (s.sig() != SIGTRAP) return std::unexpected(explain(t, s));
+  siginfo_t si = TRY(t.siginfo());
+  if (si.si_code != arch::kTrapHwBkpt) return std::unexpected(explain(t, s));
+  TRY(t.resume_syscall());
+  arch::Regs regs = TRY(reach_sigreturns({&c, 1}, site, explain))[0];
+  TRY(disarm_breakpoint(t));
+  return regs;
+}
+
 }  // namespace
 
 namespace {
@@ -109,16 +134,20 @@ namespace {
 }  // namespace
 
 BreakpointSupport probe_breakpoints() {
+  const pid_t self = getpid();
   pid_t child = fork();
   if (child < 0) return {false, fmt::format("fork for the probe: {}", strerror(errno))};
   if (child == 0) {
+    // It spins: it must not outlive a ckpt killed meanwhile.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != self) _exit(0);
     for (;;) probe_target();
   }
   BreakpointSupport out;
   // Some hypervisors take the debug registers and never raise the #DB
   // (pitfall 7; also seen after a VM snapshot restore): a breakpoint that
-  // doesn't fire would hang every completion, so it must fire here, within a
-  // second of the child calling the function non-stop.
+  // doesn't fire would hang every completion, so it must fire here, within
+  // 200 ms of the child calling the function non-stop.
   auto probe = [&]() -> Result<void> {
     Tracee t = TRY(Tracee::seize(child));
     TRY(t.interrupt());
@@ -127,7 +156,7 @@ BreakpointSupport probe_breakpoints() {
     Armed a = TRY(arm_breakpoint(t, at));
     if (a == Armed::Unsupported) return fail("the kernel refused or dropped the debug register values");
     TRY(t.cont());
-    auto s = t.wait(Tracee::Clock::now() + std::chrono::seconds(1));
+    auto s = t.wait(Tracee::Clock::now() + std::chrono::milliseconds(200));
     if (!s && s.error().err == ETIMEDOUT) return fail("a breakpoint armed on a function the probe calls never fired");
     if (!s) return std::unexpected(s.error());
     siginfo_t si = TRY(t.siginfo());
@@ -184,6 +213,10 @@ Result<void> complete(std::span<CompletionTask> tasks, CompletionMode mode, cons
   arch::Regs first_regs{};
   if (mode == CompletionMode::Breakpoint) {
     for (size_t i = 0; i < tasks.size(); i++) {
+      if (i == 0 && site.outside) {
+        first_regs = TRY(pass_breakpoint(tasks[0], site, explain));
+        continue;
+      }
       arch::Regs at = TRY(reach_breakpoint(*tasks[i].tracee, site, explain));
       if (i == 0) first_regs = at;
       else TRY(load_final_state(*tasks[i].tracee, tasks[i].final_state));
@@ -194,9 +227,15 @@ Result<void> complete(std::span<CompletionTask> tasks, CompletionMode mode, cons
 
   // Every thread is out of the blob: unmap it from the first one.
   Tracee& t0 = *tasks[0].tracee;
-  TRY(unmap_blob(t0, first_regs, site));
-  if (mode == CompletionMode::Breakpoint) TRY(load_final_state(t0, tasks[0].final_state));
-  else TRY(t0.set_regs(first_regs));
+  if (site.outside) {
+    first_regs.orig_rax = static_cast<uint64_t>(-1);  // rt_sigreturn's: nothing to restart
+    TRY(t0.set_regs(first_regs));
+    TRY(unmap_blob(t0, first_regs, site));
+  } else {
+    TRY(unmap_blob(t0, first_regs, site));
+    if (mode == CompletionMode::Breakpoint) TRY(load_final_state(t0, tasks[0].final_state));
+    else TRY(t0.set_regs(first_regs));
+  }
   for (size_t i = 0; i < tasks.size(); i++) tasks[i].stops = tasks[i].tracee->stops() - before[i];
   return {};
 }

@@ -9,9 +9,13 @@
 //      ptrace loads the final registers, xsave and signal mask: exactly what
 //      rt_sigreturn would have loaded, so the sigreturn itself, and the stops
 //      to step over it, are not needed;
-//   2-3. once every thread is out of the blob, the first one's blob syscall
-//      instruction runs munmap(blob): its registers at the breakpoint are
-//      ours to clobber, so nothing needs saving (entry and exit stops).
+//   2-3. once every thread is out of the blob, the first one runs
+//      munmap(blob) (entry and exit stops) from the blob's own syscall
+//      instruction, its registers at the breakpoint ours to clobber.
+// At dump, where a ckpt killed at any moment must not lose the task, the
+// thread held at the breakpoint would die of its SIGTRAP: it goes on at once
+// through its own rt_sigreturn (2 more stops), and the munmap runs from its
+// final state through kill-safe RemoteSyscalls.
 //
 // Syscall-trace mode (fallback, --no-breakpoints): PTRACE_SYSCALL through
 // every syscall of each thread until its rt_sigreturn from the sigreturn
@@ -27,6 +31,7 @@
 #include "arch/x86_64/regs.h"
 #include "base/log.h"
 #include "base/result.h"
+#include "ptrace/remote_syscall.h"
 #include "ptrace/tracee.h"
 
 namespace ckpt {
@@ -55,6 +60,9 @@ struct CompletionSite {
   // then keep all of them moving at once (waitpid(-1), O(threads) in the
   // kernel per stop) instead of one TID after the other.
   bool threads_wait_for_each_other = false;
+  // Where the munmap runs from, outside the blob (dump); else from the blob's
+  // own syscall instruction (restore).
+  std::optional<SyscallSite> outside = std::nullopt;
 };
 
 struct FinalState {

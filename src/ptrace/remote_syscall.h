@@ -9,7 +9,27 @@
 //   1. save registers and signal mask; block every signal, so that a signal
 //      queued while we work stays pending instead of hijacking our syscall;
 //   2. run any number of syscalls;
-//   3. unmap the scratch page if one was made, put registers and mask back.
+//   3. put registers and mask back.
+//
+// ckpt can be killed at any moment, and the kernel then lets its tracees run
+// from whatever registers they hold. So where the task has signal-restorer
+// code (SyscallSite::sigreturn), the scope makes every state it leaves the
+// thread in one it can leave on its own:
+//
+//   stack:  | thread's own data |<- rsp
+//           | red zone (128)    |
+//           | rt_sigframe       |   the thread's own registers, xsave, mask
+//           | scratch (4 KiB)   |   syscall arguments (no scratch mapping)
+//
+//   - at rest between syscalls the thread sits at the restorer code with rsp
+//     on that frame: left alone, it runs rt_sigreturn back into itself;
+//   - each syscall starts as that rt_sigreturn; at its entry stop ckpt turns
+//     it into the syscall it wants (orig_rax and arguments) and points rip
+//     back at the restorer code, so the syscall, finished with or without
+//     ckpt, returns into rt_sigreturn as well.
+//
+// Killed mid-way, ckpt leaves at most the effect of the syscalls that ran
+// (what the next dump's leftovers step removes), never a lost thread.
 #pragma once
 
 #include <cstdint>
@@ -22,16 +42,23 @@
 
 namespace ckpt {
 
+// Where a tracee can be made to run syscalls.
+struct SyscallSite {
+  uint64_t insn = 0;       // a syscall instruction (in the [vdso])
+  uint64_t sigreturn = 0;  // signal-restorer code outside ckpt's own mappings; 0: none found
+};
+
+// Finds both in the task's mappings (the parasite's own, which ckpt unmaps,
+// are never chosen).
+Result<SyscallSite> find_syscall_site(Tracee& t);
+
 // Runs one syscall in a tracee that sits in a ptrace-stop, starting from
 // `base` registers. Returns the raw kernel result (-errno on failure).
 Result<long> run_syscall(Tracee& t, arch::Regs base, uint64_t insn, long nr, std::initializer_list<uint64_t> args);
 
 class RemoteSyscalls {
  public:
-  // `insn`: address of a syscall instruction mapped executable in the task.
-  // `shared_scratch`: another thread's scratch page in the same address space,
-  // used (not owned) instead of mapping one.
-  static Result<RemoteSyscalls> begin(Tracee& t, uint64_t insn, std::optional<uint64_t> shared_scratch = {});
+  static Result<RemoteSyscalls> begin(Tracee& t, const SyscallSite& site);
   RemoteSyscalls(RemoteSyscalls&& o) noexcept = default;
   RemoteSyscalls& operator=(RemoteSyscalls&&) = delete;
   ~RemoteSyscalls();
@@ -40,28 +67,32 @@ class RemoteSyscalls {
   Result<long> call(long nr, std::initializer_list<uint64_t> args);
   // Like call(), but a negative result becomes an Error naming `what`.
   Result<uint64_t> must(std::string_view what, long nr, std::initializer_list<uint64_t> args);
-  // A page of the task's memory for syscall arguments (mapped on first use).
+  // A page of the task's memory for syscall arguments: below the frame on
+  // its stack, else mapped on first use.
   Result<uint64_t> scratch();
+  // Would the thread, left alone now, return into its own state?
+  bool kill_safe() const { return way_back_.has_value(); }
   // Puts everything back; the destructor does it too, ignoring errors.
   Result<void> end();
 
   const arch::Regs& saved_regs() const { return saved_; }
 
  private:
-  RemoteSyscalls(Tracee& t, uint64_t insn, arch::Regs saved, uint64_t mask)
-      : t_(&t), insn_(insn), saved_(saved), saved_mask_(mask) {}
+  RemoteSyscalls(Tracee& t, const SyscallSite& site, arch::Regs saved, uint64_t mask)
+      : t_(&t), site_(site), saved_(saved), saved_mask_(mask) {}
+  Result<void> put_way_back();
+  Result<long> call_safely(long nr, std::initializer_list<uint64_t> args);
   Tracee* t_;
-  uint64_t insn_;
+  SyscallSite site_;
   arch::Regs saved_;
   uint64_t saved_mask_;
+  // The thread at rest: rip on the restorer code, rsp on its frame.
+  std::optional<arch::Regs> way_back_;
+  bool at_rest_ = false;  // stopped with way_back_ registers, before an entry
   std::optional<uint64_t> scratch_;
-  bool owns_scratch_ = true;
+  bool owns_scratch_ = false;
   Owed active_{true};  // registers and mask to put back
 };
 
-// Address of a syscall instruction in the task's [vdso]: the vDSO is the
-// same kernel image in ckpt and in the task, so ckpt finds the bytes in its
-// own copy and adds the task's vDSO base.
-Result<uint64_t> find_vdso_syscall(uint64_t task_vdso_start);
 
 }  // namespace ckpt

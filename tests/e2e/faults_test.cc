@@ -22,17 +22,6 @@ namespace {
 using FaultCase = std::tuple<std::string, bool>;
 class Fault : public ::testing::TestWithParam<FaultCase> {};
 
-// "fd target" lines of the low fds, to compare the fd table before and after.
-std::string fds_of(pid_t pid) {
-  std::string out;
-  for (int fd = 0; fd < 64; fd++) {
-    char buf[256];
-    ssize_t n = readlink(fmt::format("/proc/{}/fd/{}", pid, fd).c_str(), buf, sizeof buf);
-    if (n > 0) out += fmt::format("{} {}\n", fd, std::string(buf, n));
-  }
-  return out;
-}
-
 TEST_P(Fault, DumpFailsAndLosesNothing) {
   const auto& [point, breakpoints] = GetParam();
   Harness h;
@@ -143,6 +132,36 @@ TEST(KilledCkpt, WhileAThreadVisitsTheParasite) {
 // mapping and the four socket ends stay until the next dump.
 TEST(KilledCkpt, BeforeTheParasiteStarts) {
   expect_survives_killed_ckpt({.fault = "hang:inject", .leaves_fds = true});
+}
+
+// Hijacked for the remote syscalls that map the parasite in (before it
+// exists), the main thread sits at signal-restorer code with a frame of its
+// own registers, xsave and mask below its red zone: left alone, it returns
+// into itself. (It used to run on from a syscall instruction in the vDSO
+// with every signal blocked, and die of SIGSEGV.)
+TEST(KilledCkpt, WhileHijackedForARemoteSyscall) {
+  Harness h;
+  pid_t pid = h.start_workload("signals", {"8"});
+  ASSERT_GT(pid, 0);
+  const std::string maps = read_text(fmt::format("/proc/{}/maps", pid));
+  const std::string fds = fds_of(pid);
+  setenv("CKPT_FAULT", "hang:remote", 1);
+  pid_t ckpt = h.ckpt_background({"dump", "-t", std::to_string(pid), "-D", h.images(), "--leave-running"});
+  unsetenv("CKPT_FAULT");
+  ASSERT_TRUE(wait_in_syscall(ckpt, SYS_pause)) << "ckpt never reached the remote syscalls";
+  ASSERT_EQ(tracer_of(pid), ckpt);
+  kill(ckpt, SIGKILL);
+  h.wait_ckpt(ckpt);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(alive(pid));
+  EXPECT_EQ(tracer_of(pid), 0);
+  char st = proc_state(pid);
+  EXPECT_TRUE(st == 'S' || st == 'R') << "state " << st;
+  EXPECT_EQ(read_text(fmt::format("/proc/{}/maps", pid)), maps);
+  EXPECT_EQ(fds_of(pid), fds);
+  kill(pid, SIGTERM);
+  int status = h.wait_child(pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << read_text(h.workload_log("signals"));
 }
 
 // Sends `sig` to a heap workload of `mib` MiB while a dump --leave-running

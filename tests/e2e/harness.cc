@@ -63,6 +63,16 @@ char proc_state(pid_t pid) {
   std::string s = status_field(pid, "State");
   return s.empty() ? '?' : s[0];
 }
+std::string fds_of(pid_t pid) {
+  std::string out;
+  for (int fd = 0; fd < 64; fd++) {
+    char buf[256];
+    ssize_t n = readlink(fmt::format("/proc/{}/fd/{}", pid, fd).c_str(), buf, sizeof buf);
+    if (n > 0) out += fmt::format("{} {}\n", fd, std::string(buf, n));
+  }
+  return out;
+}
+
 pid_t tracer_of(pid_t pid) { return std::atoi(status_field(pid, "TracerPid").c_str()); }
 pid_t ppid_of(pid_t pid) { return std::atoi(status_field(pid, "PPid").c_str()); }
 std::string comm_of(pid_t pid) { return status_field(pid, "Name"); }

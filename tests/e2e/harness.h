@@ -68,6 +68,8 @@ std::string read_text(const std::string& path);
 // "State:" letter of /proc/pid/status, TracerPid.
 char proc_state(pid_t pid);
 pid_t tracer_of(pid_t pid);
+// "fd target" lines of the low fds, to compare the fd table before and after.
+std::string fds_of(pid_t pid);
 pid_t ppid_of(pid_t pid);
 std::string comm_of(pid_t pid);
 

@@ -328,6 +328,14 @@ int main(int argc, char **argv)
 			wl_die("thread count '%s' not in 1..%d", argv[2], MAX_THREADS);
 		nthreads = (int)n;
 	}
+	/* Optional: MiB of patterned memory, checked at the end (a dump that
+	 * spends a while moving memory, for the kill loops). */
+	const size_t ballast_len = argc > 3 ? (size_t)atoi(argv[3]) << 20 : 0;
+	unsigned char *ballast = ballast_len ? malloc(ballast_len) : NULL;
+	if (ballast_len && !ballast)
+		wl_die("malloc(%zu): %s", ballast_len, wl_errname(errno));
+	for (size_t i = 0; i < ballast_len; i++)
+		ballast[i] = (unsigned char)(i * 7 + (i >> 12));
 	const int nrt = SIGRTMAX - SIGRTMIN + 1;
 	if (nrt < 1 || nrt > 31)
 		wl_die("unexpected SIGRTMIN..SIGRTMAX %d..%d", SIGRTMIN, SIGRTMAX);
@@ -520,5 +528,10 @@ int main(int argc, char **argv)
 	}
 	wl_printf("threads: %d workers, counters %llu..%llu\n", nthreads, (unsigned long long)lo,
 		  (unsigned long long)hi);
+	for (size_t i = 0; i < ballast_len; i++)
+		if (ballast[i] != (unsigned char)(i * 7 + (i >> 12))) {
+			wl_fail("memory at offset %zu changed", i);
+			break;
+		}
 	wl_finish();
 }

@@ -210,9 +210,9 @@ Row probe_hw_breakpoints() {
   BreakpointSupport b = probe_breakpoints();
   row.present = b.usable;
   if (b.usable) {
-    row.detail = "restore and the parasite's cure complete at a breakpoint (3 ptrace stops)";
+    row.detail = "restore completes at a breakpoint (3 ptrace stops)";
   } else {
-    row.detail = "restore and the parasite's cure complete by tracing syscalls (slower, more ptrace stops)";
+    row.detail = "restore completes by tracing syscalls (slower, more ptrace stops)";
     row.why = b.why_not;
   }
   return row;

@@ -32,17 +32,7 @@ void print_stats(const img::Stats& s) {
 }  // namespace
 
 int run_dump(const Command& c, Log& log) {
-  dump::DumpOptions o = c.dump;
-  // The parasite's cure waits for its breakpoint: one that never fires
-  // would hang the dump with the task frozen.
-  if (o.breakpoints) {
-    BreakpointSupport bp = probe_breakpoints();
-    if (!bp.usable) {
-      log.warn("hardware breakpoints unavailable ({}): the parasite is cured by tracing syscalls", bp.why_not);
-      o.breakpoints = false;
-    }
-  }
-  auto r = dump::dump(o, log);
+  auto r = dump::dump(c.dump, log);
   if (!r) {
     log.error("{}", r.error().str());
     return 1;

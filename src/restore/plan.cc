@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <tuple>
 
 #include "arch/x86_64/sigframe.h"
 #include "base/check.h"
@@ -15,6 +16,7 @@
 #include "image/page_store.h"
 #include "pie/restorer_blob.h"
 #include "proc/status.h"
+#include "restore/traps.h"
 
 namespace ckpt::restore {
 
@@ -90,15 +92,18 @@ uint64_t put(BootRegion& boot, const T* items, size_t n) {
   return at;
 }
 
-uint64_t put_siginfo(BootRegion& boot, const google::protobuf::RepeatedPtrField<img::SigInfo>& sigs) {
+// The signals the restorer queues: all but those ckpt queues once it no
+// longer traps (restore/traps.h). Returns where they are and how many.
+std::pair<uint64_t, uint32_t> put_siginfo(BootRegion& boot, const google::protobuf::RepeatedPtrField<img::SigInfo>& sigs) {
   std::vector<abi::SigInfoArg> v;
   for (const img::SigInfo& s : sigs) {
+    if (queued_late(s)) continue;
     abi::SigInfoArg si{};
     std::memcpy(si.raw, s.raw().data(), std::min(s.raw().size(), sizeof si.raw));
     si.signo = s.signo();
     v.push_back(si);
   }
-  return put(boot, v.data(), v.size());
+  return {put(boot, v.data(), v.size()), static_cast<uint32_t>(v.size())};
 }
 
 uint64_t data_size(const TaskImages& ti) {
@@ -257,7 +262,7 @@ Result<Plan> build_plan(const TaskImages& ti, const std::vector<proc::MapEntry>&
   std::vector<abi::PageRunArg> runs;
   for (const img::PageRun& r : ti.pagemap.runs()) runs.push_back({r.vaddr(), r.nr_pages()});
   uint64_t runs_at = put(boot, runs.data(), runs.size());
-  uint64_t shared_sigs = put_siginfo(boot, ti.core.shared_pending());
+  const auto [shared_sigs, nr_shared_sigs] = put_siginfo(boot, ti.core.shared_pending());
 
   a = boot.args();
   a->nr_vmas = vmas.size();
@@ -267,7 +272,7 @@ Result<Plan> build_plan(const TaskImages& ti, const std::vector<proc::MapEntry>&
   a->pages_fd = fds.pages;
   a->pages_off = image::kPagesDataOffset;
   a->temp_fd_base = fds.base;
-  a->nr_siginfo = ti.core.shared_pending_size();
+  a->nr_siginfo = nr_shared_sigs;
   a->siginfo = shared_sigs;
   a->umask = ti.core.umask();
 
@@ -298,8 +303,7 @@ Result<Plan> build_plan(const TaskImages& ti, const std::vector<proc::MapEntry>&
     abi::ThreadArg t{};
     t.args = boot.args_addr();
     t.tid = th.tid();
-    t.nr_siginfo = th.pending_size();
-    t.siginfo = put_siginfo(boot, th.pending());
+    std::tie(t.siginfo, t.nr_siginfo) = put_siginfo(boot, th.pending());
     t.stack_top = tp.stack_top;
     t.fs_base = tp.regs.fs_base;
     t.gs_base = tp.regs.gs_base;

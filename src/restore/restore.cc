@@ -21,6 +21,7 @@
 #include "restore/images.h"
 #include "restore/plan.h"
 #include "restore/spawn.h"
+#include "restore/traps.h"
 
 namespace ckpt::restore {
 
@@ -219,6 +220,7 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, const BreakpointSupport&
           "restore pid {}", pid);
 
   TRY_CTX(pages_checked.get(), "restore pid {}", pid);
+  TRY_CTX(queue_late_signals(tracees, ti.core), "restore pid {}: queue pending SIGTRAPs", pid);
 
   RestoreOutcome out;
   out.pid = pid;

@@ -18,25 +18,23 @@
 namespace e2e {
 namespace {
 
-// A fault point, and whether the parasite is cured with a breakpoint.
-using FaultCase = std::tuple<std::string, bool>;
+// A fault point, and the workload: signals (handlers, a blocked mask and
+// queued signals, all self-checked; 8 MiB of memory: a drain does not fit the
+// pipe) or trap (SIGTRAPs pending, which no trap of ckpt's may take).
+using FaultCase = std::tuple<std::string, std::string>;
 class Fault : public ::testing::TestWithParam<FaultCase> {};
 
 TEST_P(Fault, DumpFailsAndLosesNothing) {
-  const auto& [point, breakpoints] = GetParam();
+  const auto& [point, workload] = GetParam();
   Harness h;
-  // signals: handlers, a blocked mask and queued signals, all self-checked;
-  // 8 MiB of memory (a drain does not fit the pipe).
-  pid_t pid = h.start_workload("signals", {"8"});
+  pid_t pid = h.start_workload(workload, workload == "signals" ? std::vector<std::string>{"8"} : std::vector<std::string>{});
   ASSERT_GT(pid, 0);
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   const std::string maps = read_text(fmt::format("/proc/{}/maps", pid));
   const std::string fds = fds_of(pid);
 
   setenv("CKPT_FAULT", point.c_str(), 1);
-  std::vector<std::string> args = {"dump", "-t", std::to_string(pid), "-D", h.images()};
-  if (!breakpoints) args.push_back("--no-breakpoints");
-  CkptRun d = h.ckpt(args);
+  CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
   unsetenv("CKPT_FAULT");
   EXPECT_NE(d.exit_code(), 0);
   EXPECT_NE(d.err.find(fmt::format("injected fault at {}", point)), std::string::npos) << d.err;
@@ -53,14 +51,21 @@ TEST_P(Fault, DumpFailsAndLosesNothing) {
 
   kill(pid, SIGTERM);
   int st = h.wait_child(pid);
-  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << read_text(h.workload_log("signals"));
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << read_text(h.workload_log(workload));
 }
 
-INSTANTIATE_TEST_SUITE_P(Points, Fault,
-                         ::testing::Combine(::testing::Values("seize", "inject", "parasite", "memory", "drain", "cure", "images"),
-                                            ::testing::Bool()),
+std::vector<FaultCase> fault_cases() {
+  std::vector<FaultCase> out;
+  for (const char* point : {"seize", "inject", "parasite", "memory", "drain", "cure", "images"})
+    for (const char* workload : {"signals", "trap"})
+      if (std::string(point) != "drain" || std::string(workload) == "signals")  // trap's memory fits the pipe
+        out.emplace_back(point, workload);
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Points, Fault, ::testing::ValuesIn(fault_cases()),
                          [](const ::testing::TestParamInfo<FaultCase>& i) {
-                           return std::get<0>(i.param) + (std::get<1>(i.param) ? "_breakpoint" : "_syscalltrace");
+                           return std::get<0>(i.param) + "_" + std::get<1>(i.param);
                          });
 
 // ckpt killed while its parasite runs: the kernel detaches the threads, the

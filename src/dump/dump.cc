@@ -69,17 +69,13 @@ uint64_t vdso_start(const img::MmImage& mm) {
   return 0;
 }
 
-// Removes what a failed dump wrote, so that nothing half-written lingers.
+// Removes what a failed dump wrote, so that nothing half-written lingers
+// (temporaries remove themselves: base/dir.h).
 struct Scratch {
-  const image::ImageDir& dir;
-  std::vector<std::string> names;
+  image::ImageDir& dir;
   bool keep = false;
   ~Scratch() {
-    if (keep) return;
-    for (const std::string& n : names) {
-      ::unlink(dir.file(n).c_str());
-      ::unlink(dir.file("." + n + ".tmp").c_str());
-    }
+    if (!keep) dir.remove_written();
   }
 };
 
@@ -107,13 +103,13 @@ Result<void> let_go(std::vector<Tracee>& threads, After after) {
 
 }  // namespace
 
-Result<img::Stats> dump(const DumpOptions& o, Log& log) {
+Result<img::Stats> dump(const DumpOptions& o, image::ImageDir& dir, Log& log) {
   const auto start = Clock::now();
   img::Stats stats;
   const pid_t pid = o.pid;
   TRY_CTX(check_dumpable(pid), "dump");
-  image::ImageDir dir = TRY_CTX(image::ImageDir::create(o.dir), "dump pid {}", pid);
   dir.set_durable(o.fsync);
+  Scratch scratch{dir};
 
   // 1. Seize and stop every thread.
   const auto freeze_start = Clock::now();
@@ -132,8 +128,6 @@ Result<img::Stats> dump(const DumpOptions& o, Log& log) {
              left.fds.size());
     TRY_CTX(remove_leftovers(threads, left), "dump pid {}: remove what a killed ckpt left", pid);
   }
-  Scratch scratch{dir, {image::core_name(pid), image::mm_name(pid), image::pagemap_name(pid),
-                        image::pages_name(pid), image::files_name(pid), "stats-dump.img"}};
   img::MmImage mm = TRY_CTX(collect_vmas(pid), "dump pid {}", pid);
   img::Files fds = TRY_CTX(files::dump_fds(pid, {.shell_job = o.shell_job}), "dump pid {}", pid);
   uint64_t vdso = vdso_start(mm);

@@ -277,7 +277,7 @@ Result<std::vector<std::string>> list_images(const ImageDir& dir) {
   return names;
 }
 
-bool exists(const ImageDir& dir, const std::string& name) { return faccessat(dir.fd(), name.c_str(), F_OK, 0) == 0; }
+bool exists(const ImageDir& dir, const std::string& name) { return dir.exists(name); }
 
 Result<void> read_listed(const ImageDir& dir, const std::string& name, ImageKind kind,
                          google::protobuf::MessageLite* msg, pid_t pid) {
@@ -289,7 +289,7 @@ Result<void> read_listed(const ImageDir& dir, const std::string& name, ImageKind
 // A file that is not one of the inventory's tasks' images: its framing only.
 Result<void> check_other(const ImageDir& dir, const std::string& name) {
   if (name.starts_with("pages-")) {
-    UniqueFd fd = TRY(open_file(dir.file(name), O_RDONLY));
+    UniqueFd fd = TRY(dir.open_read(name));
     TRY(check_pages_file(dir.file(name), fd.get()));
     return {};
   }
@@ -323,7 +323,7 @@ Result<VerifySummary> verify_dir(const ImageDir& dir) {
     const std::string pages = pages_name(pid);
     if (!exists(dir, pages))
       return error(ENOENT, "{} is missing ({} lists pid {})", dir.file(pages), kInventoryName, pid);
-    UniqueFd fd = TRY(open_file(dir.file(pages), O_RDONLY));
+    UniqueFd fd = TRY(dir.open_read(pages));
     sum.pages += TRY(verify_pages_file(dir.file(pages), fd.get(), t.pagemap));
     for (const std::string& n : {core_name(pid), mm_name(pid), pagemap_name(pid), files_name(pid), pages}) done.insert(n);
     sum.images += 5;

@@ -31,8 +31,21 @@ void print_stats(const img::Stats& s) {
 
 }  // namespace
 
+image::SharedDir shared(const Command& c) {
+  return c.allow_shared_dir ? image::SharedDir::Allow : image::SharedDir::Refuse;
+}
+
 int run_dump(const Command& c, Log& log) {
   dump::DumpOptions o = c.dump;
+  auto dir = image::ImageDir::create(o.dir, shared(c));
+  if (!dir) {
+    log.error("dump pid {}: {}", o.pid, dir.error().str());
+    return 1;
+  }
+  if (auto l = open_log_file(c.log_file, &dir->dir(), log); !l) {
+    log.error("dump pid {}: {}", o.pid, l.error().str());
+    return 1;
+  }
   // The parasite's cure waits for its breakpoint: one that never fires
   // would hang the dump with the task frozen.
   if (o.breakpoints) {
@@ -42,7 +55,7 @@ int run_dump(const Command& c, Log& log) {
       o.breakpoints = false;
     }
   }
-  auto r = dump::dump(o, log);
+  auto r = dump::dump(o, *dir, log);
   if (!r) {
     log.error("{}", r.error().str());
     return 1;
@@ -52,9 +65,18 @@ int run_dump(const Command& c, Log& log) {
 }
 
 int run_restore(const Command& c, Log& log) {
+  auto dir = image::ImageDir::open(c.restore.dir, shared(c));
+  if (!dir) {
+    log.error("restore: {}", dir.error().str());
+    return 1;
+  }
+  if (auto l = open_log_file(c.log_file, &dir->dir(), log); !l) {
+    log.error("restore: {}", l.error().str());
+    return 1;
+  }
   BreakpointSupport bp;
   if (c.restore.breakpoints) bp = probe_breakpoints();
-  auto r = restore::restore(c.restore, bp, log);
+  auto r = restore::restore(c.restore, *dir, bp, log);
   if (!r) {
     log.error("{}", r.error().str());
     return 1;

@@ -250,6 +250,7 @@ TEST(ImagesDir, PlantedTempLinksAreReplacedWhenSharingIsAllowed) {
   EXPECT_EQ(r.exit_code(), 0) << r.err;
 }
 
+// restore, verify and show alike.
 TEST(ImagesDir, RestoreRefusesImagesReachedThroughLinks) {
   Harness h;
   pid_t pid = h.dump_workload("counter");
@@ -268,6 +269,9 @@ TEST(ImagesDir, RestoreRefusesImagesReachedThroughLinks) {
     CkptRun v = h.ckpt({"verify", h.images()});
     EXPECT_EQ(v.exit_code(), 1) << v.err;
     EXPECT_TRUE(has(v.err, "refusing a symbolic link")) << v.err;
+    CkptRun s = h.ckpt({"show", h.images()});
+    EXPECT_EQ(s.exit_code(), 1) << s.err;
+    EXPECT_TRUE(has(s.err, "refusing a symbolic link")) << s.err;
     ASSERT_EQ(unlink(in.c_str()), 0);
     ASSERT_EQ(rename(out.c_str(), in.c_str()), 0);
   }

@@ -1,9 +1,13 @@
 #include "image/image_dir.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <memory>
 
 #include "base/fs.h"
 
@@ -97,6 +101,30 @@ Result<std::string> ImageDir::read_bytes(const std::string& name) const {
     return error(EINVAL, "{}: {} bytes, too large for a metadata image (at most {})", file(name), st.st_size,
                  kMaxImageBytes);
   return read_fd(fd.get(), file(name));
+}
+
+Result<std::vector<std::string>> ImageDir::list_images() const {
+  // A second open file description: readdir moves its offset, not ours.
+  int dfd = openat(fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) return sys_error("open image directory {}", path());
+  std::unique_ptr<DIR, int (*)(DIR*)> d(fdopendir(dfd), closedir);
+  if (!d) {
+    close(dfd);
+    return sys_error("open image directory {}", path());
+  }
+  std::vector<std::string> names;
+  for (;;) {
+    errno = 0;
+    const dirent* e = readdir(d.get());
+    if (!e) {
+      if (errno) return sys_error("read image directory {}", path());
+      break;
+    }
+    std::string n = e->d_name;
+    if (n.ends_with(".img") && n[0] != '.') names.push_back(n);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
 }
 
 Result<void> ImageDir::read(const std::string& name, ImageKind kind, google::protobuf::MessageLite* msg) const {

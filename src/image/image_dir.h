@@ -71,6 +71,8 @@ class ImageDir {
   // An image to read from, a regular file reached without a symlink.
   Result<UniqueFd> open_read(const std::string& name) const { return dir_.open_read(name); }
   bool exists(const std::string& name) const { return dir_.exists(name); }
+  // Names of the images in the directory (*.img, temporaries left out), sorted.
+  Result<std::vector<std::string>> list_images() const;
   // `name` as a temporary file to stream into, unlinked unless committed.
   Result<TempFile> create_temp(const std::string& name) const { return TempFile::create(dir_, name); }
   Result<void> commit(TempFile& tmp, TempFile::Replace replace = TempFile::Replace::No);

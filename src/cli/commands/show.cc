@@ -1,14 +1,9 @@
 // ckpt show: decode the images of a checkpoint, for people (protobuf text
 // format) or scripts (--json, one object keyed by file name; docs/show-json.md).
-#include <dirent.h>
 #include <fcntl.h>
 #include <google/protobuf/text_format.h>
 #include <google/protobuf/util/json_util.h>
 #include <sys/stat.h>
-#include <unistd.h>
-
-#include <algorithm>
-#include <memory>
 
 #include "base/fs.h"
 #include "ckpt.pb.h"
@@ -50,23 +45,6 @@ Result<std::string> decode(const std::string& path, int fd, bool json) {
   return fmt::format("kind: {}\n{}", image::kind_name(kind), body);
 }
 
-Result<std::vector<std::string>> image_files(const image::ImageDir& dir) {
-  std::vector<std::string> names;
-  int fd = openat(dir.fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return sys_error("open image directory {}", dir.path());
-  std::unique_ptr<DIR, int (*)(DIR*)> d(fdopendir(fd), closedir);
-  if (!d) {
-    close(fd);
-    return sys_error("open image directory {}", dir.path());
-  }
-  while (dirent* e = readdir(d.get())) {
-    std::string n = e->d_name;
-    if (n.ends_with(".img") && n[0] != '.') names.push_back(n);
-  }
-  std::sort(names.begin(), names.end());
-  return names;
-}
-
 Result<std::string> show(const std::string& target, bool json) {
   struct stat st;
   if (stat(target.c_str(), &st) < 0) return sys_error("show {}", target);
@@ -79,7 +57,7 @@ Result<std::string> show(const std::string& target, bool json) {
   image::ImageDir dir = TRY(image::ImageDir::open(target, image::SharedDir::Allow));
   std::string out = json ? "{" : "";
   bool first = true;
-  for (const std::string& n : TRY(image_files(dir))) {
+  for (const std::string& n : TRY(dir.list_images())) {
     UniqueFd fd = TRY(dir.open_read(n));
     std::string one = TRY(decode(dir.file(n), fd.get(), json));
     if (json) out += fmt::format("{}\"{}\":{}", first ? "" : ",", n, one);

@@ -34,7 +34,8 @@ int openat_nofollow(int dirfd, const std::string& name, int flags, mode_t mode) 
 std::unexpected<Error> open_error(const char* what, const std::string& file) {
   int e = errno;
   if (e == ELOOP)
-    return error(e, "{} {}: refusing a symbolic link (ckpt follows none in an images directory)", what, file);
+    return error(e, "{} {}: refusing a symbolic link (ckpt follows none where it writes or reads images)", what,
+                 file);
   if (e == EXDEV) return error(e, "{} {}: refusing a path that leads outside its directory", what, file);
   return error(e, "{} {}", what, file);
 }

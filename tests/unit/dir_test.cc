@@ -6,7 +6,13 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -186,6 +192,45 @@ TEST_F(DirTest, ReplaceFileReplacesALinkNotItsTarget) {
   ASSERT_TRUE(replace_file(pidfile, "42\n", 0644));
   EXPECT_EQ(read_file(pidfile).value_or(""), "42\n");
   EXPECT_EQ(victim_text(), "victim\n");
+}
+
+// Kernels before 5.6 have no openat2: the O_NOFOLLOW fallback still refuses
+// a link, and refuses outright a name of more than one component (where a
+// link on the way could not be caught). A seccomp filter makes openat2 ENOSYS.
+TEST_F(DirTest, WithoutOpenat2LinksAreStillRefused) {
+  link_to_victim("link");
+  ASSERT_EQ(symlink(root_.c_str(), in("up").c_str()), 0);
+  write_text(in("real"), "data");
+  pid_t child = fork();
+  if (child == 0) {
+    sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_openat2, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    sock_fprog prog = {sizeof f / sizeof f[0], f};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0) _exit(2);
+    int failed = 0;
+    auto expect = [&](bool ok, const char* what) {
+      if (!ok) fmt::print(stderr, "not as expected: {}\n", what), failed++;
+    };
+    auto l = dir_.open_read("link");
+    expect(!l && l.error().err == ELOOP, "a link is refused");
+    auto up = dir_.open_read("up/victim");
+    expect(!up && up.error().err == EXDEV, "a name of two components is refused");
+    expect(!dir_.create_exclusive("link", O_WRONLY, 0600), "creating over a link fails");
+    expect(dir_.open_read("real").has_value(), "a file opens");
+    auto t = TempFile::create(dir_, "e.img");
+    expect(t && t->commit(false), "a temporary is created and committed");
+    _exit(failed ? 1 : 0);
+  }
+  int st;
+  ASSERT_EQ(waitpid(child, &st, 0), child);
+  ASSERT_TRUE(WIFEXITED(st)) << st;
+  EXPECT_EQ(WEXITSTATUS(st), 0);
+  EXPECT_EQ(victim_text(), "victim\n");
+  EXPECT_EQ(access(in("e.img").c_str(), F_OK), 0);
 }
 
 }  // namespace

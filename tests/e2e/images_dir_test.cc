@@ -417,6 +417,16 @@ TEST(ImagesDir, FullDiskLeavesNoTemporaries) {
     expect_unharmed(pid);
   }
   EXPECT_GE(failed, 3) << "the disk should have been too small for most of these";
+  {
+    // The page data copied by ckpt (process_vm_readv + write) rather than spliced.
+    SmallFs fs(h.images(), need / 2);
+    CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images(), "--page-transfer", "readv"});
+    EXPECT_EQ(d.exit_code(), 1) << d.err;
+    EXPECT_TRUE(has(d.err, fmt::format("pages of task {} into {}/.pages-{}.img.tmp", pid, h.images(), pid))) << d.err;
+    EXPECT_TRUE(has(d.err, "ENOSPC (No space left on device)")) << d.err;
+    EXPECT_EQ(temps_in(h.images()), std::vector<std::string>{});
+    expect_unharmed(pid);
+  }
   kill(pid, SIGTERM);
   int st = h.wait_child(pid);
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << read_text(h.workload_log("heap"));

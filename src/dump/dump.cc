@@ -28,34 +28,6 @@ uint64_t ns_since(Clock::time_point t) {
 
 constexpr uint64_t kPfKthread = 0x00200000;
 
-// What ckpt can't dump yet, said before anything is touched.
-Result<void> check_dumpable(pid_t pid) {
-  if (pid <= 0) return error(EINVAL, "{} is not a valid pid", pid);
-  if (pid == getpid()) return error(EINVAL, "pid {} is ckpt itself", pid);
-  auto st = proc::read_stat(pid);
-  if (!st) return error(ESRCH, "no process with pid {}", pid);
-  if (st->flags & kPfKthread) return error(EPERM, "pid {} ({}) is a kernel thread", pid, st->comm);
-  auto status = proc::read_status(pid);
-  if (!status) return error(ESRCH, "no process with pid {}", pid);
-  // A zombie main thread may still lead live threads.
-  auto tasks = proc::list_numeric_dir(fmt::format("/proc/{}/task", pid));
-  const size_t nthreads = tasks ? tasks->size() : 0;
-  if ((st->state == 'Z' || st->state == 'X') && nthreads <= 1)
-    return error(ESRCH, "pid {} ({}) is a zombie", pid, st->comm);
-  if (status->tgid != pid)
-    return error(EINVAL, "pid {} is a thread of process {}; dump the process", pid, status->tgid);
-  if (status->tracer_pid != 0)
-    return error(EBUSY, "pid {} ({}) is already traced by pid {}", pid, st->comm, status->tracer_pid);
-  if (st->state == 'Z')
-    return error(EOPNOTSUPP, "pid {} ({}): its main thread has exited while {} threads live on; such processes are "
-                 "not supported yet", pid, st->comm, nthreads - 1);
-  auto kids = TRY(proc::children(pid));
-  if (!kids.empty())
-    return error(EOPNOTSUPP, "pid {} ({}) has children (pid {}{}): process trees are not supported yet", pid,
-                 st->comm, kids[0], kids.size() > 1 ? ", ..." : "");
-  return {};
-}
-
 // Children that appeared between the check and the stop.
 Result<void> check_dumpable_after_seize(pid_t pid) {
   if (!TRY(proc::children(pid)).empty())
@@ -102,6 +74,33 @@ Result<void> let_go(std::vector<Tracee>& threads, After after) {
 }
 
 }  // namespace
+
+Result<void> check_dumpable(pid_t pid) {
+  if (pid <= 0) return error(EINVAL, "{} is not a valid pid", pid);
+  if (pid == getpid()) return error(EINVAL, "pid {} is ckpt itself", pid);
+  auto st = proc::read_stat(pid);
+  if (!st) return error(ESRCH, "no process with pid {}", pid);
+  if (st->flags & kPfKthread) return error(EPERM, "pid {} ({}) is a kernel thread", pid, st->comm);
+  auto status = proc::read_status(pid);
+  if (!status) return error(ESRCH, "no process with pid {}", pid);
+  // A zombie main thread may still lead live threads.
+  auto tasks = proc::list_numeric_dir(fmt::format("/proc/{}/task", pid));
+  const size_t nthreads = tasks ? tasks->size() : 0;
+  if ((st->state == 'Z' || st->state == 'X') && nthreads <= 1)
+    return error(ESRCH, "pid {} ({}) is a zombie", pid, st->comm);
+  if (status->tgid != pid)
+    return error(EINVAL, "pid {} is a thread of process {}; dump the process", pid, status->tgid);
+  if (status->tracer_pid != 0)
+    return error(EBUSY, "pid {} ({}) is already traced by pid {}", pid, st->comm, status->tracer_pid);
+  if (st->state == 'Z')
+    return error(EOPNOTSUPP, "pid {} ({}): its main thread has exited while {} threads live on; such processes are "
+                 "not supported yet", pid, st->comm, nthreads - 1);
+  auto kids = TRY(proc::children(pid));
+  if (!kids.empty())
+    return error(EOPNOTSUPP, "pid {} ({}) has children (pid {}{}): process trees are not supported yet", pid,
+                 st->comm, kids[0], kids.size() > 1 ? ", ..." : "");
+  return {};
+}
 
 Result<img::Stats> dump(const DumpOptions& o, image::ImageDir& dir, Log& log) {
   const auto start = Clock::now();

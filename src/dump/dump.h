@@ -30,6 +30,10 @@ struct DumpOptions {
   Faults faults;            // tests only: seize, parasite, visit, memory, cure, images
 };
 
+// What ckpt can't dump yet, said before anything is touched: run_dump asks
+// before it creates the images directory, dump() again before it seizes.
+Result<void> check_dumpable(pid_t pid);
+
 // `dir`: the images directory, created and checked by ImageDir::create; a
 // failed dump removes what it wrote there.
 Result<img::Stats> dump(const DumpOptions& o, image::ImageDir& dir, Log& log);

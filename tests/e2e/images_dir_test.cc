@@ -162,6 +162,14 @@ TEST(ImagesDir, CreatedOwnerOnly) {
   expect_unharmed(pid);
 }
 
+TEST(ImagesDir, RefusedProcessGetsNoDirectory) {
+  Harness h;
+  CkptRun d = h.ckpt({"dump", "-t", "4194000", "-D", h.images(), "-o", "dump.log"});
+  EXPECT_EQ(d.exit_code(), 1) << d.err;
+  EXPECT_TRUE(has(d.err, "no process with pid 4194000")) << d.err;
+  EXPECT_NE(access(h.images().c_str(), F_OK), 0) << "a directory was made for a dump refused at once";
+}
+
 TEST(ImagesDir, SymlinkedDirIsRefused) {
   Harness h;
   const std::string real = h.dir() + "/real", link = h.dir() + "/link";

@@ -37,6 +37,11 @@ image::SharedDir shared(const Command& c) {
 
 int run_dump(const Command& c, Log& log) {
   dump::DumpOptions o = c.dump;
+  // A process that can't be dumped is refused before a directory is made for it.
+  if (auto ok = dump::check_dumpable(o.pid); !ok) {
+    log.error("dump: {}", ok.error().str());
+    return 1;
+  }
   auto dir = image::ImageDir::create(o.dir, shared(c));
   if (!dir) {
     log.error("dump pid {}: {}", o.pid, dir.error().str());

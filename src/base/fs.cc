@@ -14,10 +14,14 @@ Result<UniqueFd> open_file(const std::string& path, int flags, mode_t mode) {
 
 Result<std::string> read_file(const std::string& path) {
   UniqueFd fd = TRY(open_file(path, O_RDONLY));
+  return read_fd(fd.get(), path);
+}
+
+Result<std::string> read_fd(int fd, const std::string& path) {
   std::string out;
   char buf[65536];
   for (;;) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    ssize_t n = ::read(fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return sys_error("read {}", path);
     if (n == 0) break;

@@ -6,10 +6,10 @@ Log::~Log() {
   if (file_) std::fclose(file_);
 }
 
-bool Log::open_file(const std::string& path) {
+void Log::attach(UniqueFd fd) {
   if (file_) std::fclose(file_);
-  file_ = std::fopen(path.c_str(), "ae");
-  return file_ != nullptr;
+  file_ = fdopen(fd.get(), "a");
+  if (file_) fd.release();
 }
 
 void Log::write(Level l, const std::string& line) {

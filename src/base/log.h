@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <string>
 
+#include "base/unique_fd.h"
+
 namespace ckpt {
 
 enum class Level { Error = 1, Warn = 2, Info = 3, Debug = 4 };
@@ -18,8 +20,9 @@ class Log {
   Log& operator=(const Log&) = delete;
   ~Log();
 
-  // Also write everything (at the current verbosity) to `path`.
-  bool open_file(const std::string& path);
+  // Also write everything (at the current verbosity) to `fd`, a file opened
+  // for appending (base/dir.h: open_append_own).
+  void attach(UniqueFd fd);
   void set_verbosity(int v) { verbosity_ = v; }
   bool enabled(Level l) const { return static_cast<int>(l) <= verbosity_; }
 

@@ -1,7 +1,4 @@
 // ckpt: parse the command line, set up logging, run one subcommand.
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -22,18 +19,18 @@ int main(int argc, char** argv) {
   // Tests only: make a dump fail at a named point (base/fault.h).
   if (const char* fault = std::getenv("CKPT_FAULT")) c.dump.faults.point = fault;
   ckpt::Log log(c.verbosity);
-  if (!c.log_file.empty()) {
-    std::string dir = c.verb == Verb::Dump ? c.dump.dir : c.verb == Verb::Verify ? c.verify_dir : c.restore.dir;
-    std::string path = c.log_file[0] == '/' || dir.empty() ? c.log_file : dir + "/" + c.log_file;
-    if (c.verb == Verb::Dump) ::mkdir(dir.c_str(), 0700);  // the log may be the first file in it
-    if (!log.open_file(path)) log.warn("cannot open log file {}", path);
-  }
   switch (c.verb) {
-    case Verb::Check: return run_check(log);
+    // dump, restore and verify open the log in their images directory.
     case Verb::Dump: return run_dump(c, log);
     case Verb::Restore: return run_restore(c, log);
-    case Verb::Show: return run_show(c.show_target, c.json, log);
-    case Verb::Verify: return run_verify(c.verify_dir, log);
+    case Verb::Verify: return run_verify(c, log);
+    case Verb::Check:
+    case Verb::Show:
+      if (auto r = open_log_file(c.log_file, nullptr, log); !r) {
+        log.error("{}", r.error().str());
+        return 1;
+      }
+      return c.verb == Verb::Check ? run_check(log) : run_show(c.show_target, c.json, log);
   }
   return 2;
 }

@@ -28,34 +28,6 @@ uint64_t ns_since(Clock::time_point t) {
 
 constexpr uint64_t kPfKthread = 0x00200000;
 
-// What ckpt can't dump yet, said before anything is touched.
-Result<void> check_dumpable(pid_t pid) {
-  if (pid <= 0) return error(EINVAL, "{} is not a valid pid", pid);
-  if (pid == getpid()) return error(EINVAL, "pid {} is ckpt itself", pid);
-  auto st = proc::read_stat(pid);
-  if (!st) return error(ESRCH, "no process with pid {}", pid);
-  if (st->flags & kPfKthread) return error(EPERM, "pid {} ({}) is a kernel thread", pid, st->comm);
-  auto status = proc::read_status(pid);
-  if (!status) return error(ESRCH, "no process with pid {}", pid);
-  // A zombie main thread may still lead live threads.
-  auto tasks = proc::list_numeric_dir(fmt::format("/proc/{}/task", pid));
-  const size_t nthreads = tasks ? tasks->size() : 0;
-  if ((st->state == 'Z' || st->state == 'X') && nthreads <= 1)
-    return error(ESRCH, "pid {} ({}) is a zombie", pid, st->comm);
-  if (status->tgid != pid)
-    return error(EINVAL, "pid {} is a thread of process {}; dump the process", pid, status->tgid);
-  if (status->tracer_pid != 0)
-    return error(EBUSY, "pid {} ({}) is already traced by pid {}", pid, st->comm, status->tracer_pid);
-  if (st->state == 'Z')
-    return error(EOPNOTSUPP, "pid {} ({}): its main thread has exited while {} threads live on; such processes are "
-                 "not supported yet", pid, st->comm, nthreads - 1);
-  auto kids = TRY(proc::children(pid));
-  if (!kids.empty())
-    return error(EOPNOTSUPP, "pid {} ({}) has children (pid {}{}): process trees are not supported yet", pid,
-                 st->comm, kids[0], kids.size() > 1 ? ", ..." : "");
-  return {};
-}
-
 // Children that appeared between the check and the stop.
 Result<void> check_dumpable_after_seize(pid_t pid) {
   if (!TRY(proc::children(pid)).empty())
@@ -63,17 +35,13 @@ Result<void> check_dumpable_after_seize(pid_t pid) {
   return {};
 }
 
-// Removes what a failed dump wrote, so that nothing half-written lingers.
+// Removes what a failed dump wrote, so that nothing half-written lingers
+// (temporaries remove themselves: base/dir.h).
 struct Scratch {
-  const image::ImageDir& dir;
-  std::vector<std::string> names;
+  image::ImageDir& dir;
   bool keep = false;
   ~Scratch() {
-    if (keep) return;
-    for (const std::string& n : names) {
-      ::unlink(dir.file(n).c_str());
-      ::unlink(dir.file("." + n + ".tmp").c_str());
-    }
+    if (!keep) dir.remove_written();
   }
 };
 
@@ -101,13 +69,40 @@ Result<void> let_go(std::vector<Tracee>& threads, After after) {
 
 }  // namespace
 
-Result<img::Stats> dump(const DumpOptions& o, Log& log) {
+Result<void> check_dumpable(pid_t pid) {
+  if (pid <= 0) return error(EINVAL, "{} is not a valid pid", pid);
+  if (pid == getpid()) return error(EINVAL, "pid {} is ckpt itself", pid);
+  auto st = proc::read_stat(pid);
+  if (!st) return error(ESRCH, "no process with pid {}", pid);
+  if (st->flags & kPfKthread) return error(EPERM, "pid {} ({}) is a kernel thread", pid, st->comm);
+  auto status = proc::read_status(pid);
+  if (!status) return error(ESRCH, "no process with pid {}", pid);
+  // A zombie main thread may still lead live threads.
+  auto tasks = proc::list_numeric_dir(fmt::format("/proc/{}/task", pid));
+  const size_t nthreads = tasks ? tasks->size() : 0;
+  if ((st->state == 'Z' || st->state == 'X') && nthreads <= 1)
+    return error(ESRCH, "pid {} ({}) is a zombie", pid, st->comm);
+  if (status->tgid != pid)
+    return error(EINVAL, "pid {} is a thread of process {}; dump the process", pid, status->tgid);
+  if (status->tracer_pid != 0)
+    return error(EBUSY, "pid {} ({}) is already traced by pid {}", pid, st->comm, status->tracer_pid);
+  if (st->state == 'Z')
+    return error(EOPNOTSUPP, "pid {} ({}): its main thread has exited while {} threads live on; such processes are "
+                 "not supported yet", pid, st->comm, nthreads - 1);
+  auto kids = TRY(proc::children(pid));
+  if (!kids.empty())
+    return error(EOPNOTSUPP, "pid {} ({}) has children (pid {}{}): process trees are not supported yet", pid,
+                 st->comm, kids[0], kids.size() > 1 ? ", ..." : "");
+  return {};
+}
+
+Result<img::Stats> dump(const DumpOptions& o, image::ImageDir& dir, Log& log) {
   const auto start = Clock::now();
   img::Stats stats;
   const pid_t pid = o.pid;
   TRY_CTX(check_dumpable(pid), "dump");
-  image::ImageDir dir = TRY_CTX(image::ImageDir::create(o.dir), "dump pid {}", pid);
   dir.set_durable(o.fsync);
+  Scratch scratch{dir};
 
   // 1. Seize and stop every thread.
   const auto freeze_start = Clock::now();
@@ -127,8 +122,6 @@ Result<img::Stats> dump(const DumpOptions& o, Log& log) {
              left.fds.size());
     TRY_CTX(remove_leftovers(threads, left, site), "dump pid {}: remove what a killed ckpt left", pid);
   }
-  Scratch scratch{dir, {image::core_name(pid), image::mm_name(pid), image::pagemap_name(pid),
-                        image::pages_name(pid), image::files_name(pid), "stats-dump.img"}};
   img::MmImage mm = TRY_CTX(collect_vmas(pid), "dump pid {}", pid);
   img::Files fds = TRY_CTX(files::dump_fds(pid, {.shell_job = o.shell_job}), "dump pid {}", pid);
   img::TaskCore core = TRY_CTX(collect_core_outside(threads), "dump pid {}", pid);

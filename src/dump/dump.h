@@ -10,6 +10,7 @@
 #include "base/log.h"
 #include "base/result.h"
 #include "ckpt.pb.h"
+#include "image/image_dir.h"
 
 namespace ckpt::dump {
 
@@ -19,7 +20,7 @@ enum class PageTransfer { Splice, Readv };
 
 struct DumpOptions {
   pid_t pid = 0;
-  std::string dir;
+  std::string dir;          // opened by the caller: ImageDir::create
   After after = After::Kill;
   bool shell_job = false;
   unsigned timeout_s = 10;  // give up seizing after this long
@@ -28,6 +29,12 @@ struct DumpOptions {
   Faults faults;            // tests only: seize, parasite, visit, memory, cure, images
 };
 
-Result<img::Stats> dump(const DumpOptions& o, Log& log);
+// What ckpt can't dump yet, said before anything is touched: run_dump asks
+// before it creates the images directory, dump() again before it seizes.
+Result<void> check_dumpable(pid_t pid);
+
+// `dir`: the images directory, created and checked by ImageDir::create; a
+// failed dump removes what it wrote there.
+Result<img::Stats> dump(const DumpOptions& o, image::ImageDir& dir, Log& log);
 
 }  // namespace ckpt::dump

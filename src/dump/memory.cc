@@ -223,12 +223,13 @@ Result<img::MmImage> collect_vmas(pid_t pid) {
   return mm;
 }
 
-Result<PageStats> dump_pages(const PageSource& src, const img::MmImage& mm, const image::ImageDir& dir,
+Result<PageStats> dump_pages(const PageSource& src, const img::MmImage& mm, image::ImageDir& dir,
                              img::PageMap* map, const Faults& faults) {
   Tracee& t = src.task;
   const std::string name = image::pages_name(t.tid());
-  UniqueFd out = TRY(dir.create_temp(name));
-  if (lseek(out.get(), image::kPagesDataOffset, SEEK_SET) < 0) return sys_error("seek {}", dir.file(name));
+  TempFile out = TRY(dir.create_temp(name));
+  const std::string out_name = dir.file(out.temp_name());
+  if (lseek(out.fd(), image::kPagesDataOffset, SEEK_SET) < 0) return sys_error("seek {}", out_name);
 
   // Runs first, so that protobuf's repeated field does not move under the
   // streamer's pointers; touching stretches merge into one run.
@@ -264,18 +265,18 @@ Result<PageStats> dump_pages(const PageSource& src, const img::MmImage& mm, cons
   };
   PageStats st;
   if (src.parasite) {
-    SpliceStreamer s(*src.parasite, t.tid(), out.get(), mem.get());
-    st = TRY(stream(s));
+    SpliceStreamer s(*src.parasite, t.tid(), out.fd(), mem.get());
+    st = TRY_CTX(stream(s), "pages of task {} into {}", t.tid(), out_name);
   } else {
-    PageStreamer s(t, out.get(), mem.get());
-    st = TRY(stream(s));
+    PageStreamer s(t, out.fd(), mem.get());
+    st = TRY_CTX(stream(s), "pages of task {} into {}", t.tid(), out_name);
   }
   map->set_total_pages(st.pages);
 
   image::PagesHeader h = image::make_pages_header(st.bytes);
-  if (pwrite(out.get(), &h, sizeof h, 0) != sizeof h) return sys_error("write header of {}", dir.file(name));
-  if (ftruncate(out.get(), image::kPagesDataOffset + st.bytes) < 0) return sys_error("size {}", dir.file(name));
-  TRY(dir.rename_into_place(name));
+  TRY_CTX(pwrite_all(out.fd(), &h, sizeof h, 0), "header of {}", out_name);
+  if (ftruncate(out.fd(), image::kPagesDataOffset + st.bytes) < 0) return sys_error("size {}", out_name);
+  TRY(dir.commit(out));
   return st;
 }
 

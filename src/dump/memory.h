@@ -32,7 +32,7 @@ struct PageSource {
 
 // Writes pages-PID.img (under a temporary name, committed on success) and
 // fills `map` with its runs.
-Result<PageStats> dump_pages(const PageSource& src, const img::MmImage& mm, const image::ImageDir& dir,
+Result<PageStats> dump_pages(const PageSource& src, const img::MmImage& mm, image::ImageDir& dir,
                              img::PageMap* map, const Faults& faults);
 
 }  // namespace ckpt::dump

@@ -1,8 +1,13 @@
 #include "image/image_dir.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <memory>
 
 #include "base/fs.h"
 
@@ -15,74 +20,111 @@ std::string pages_name(pid_t pid) { return fmt::format("pages-{}.img", pid); }
 std::string files_name(pid_t pid) { return fmt::format("files-{}.img", pid); }
 
 namespace {
-std::string temp_name(const std::string& name) { return "." + name + ".tmp"; }
+
+std::string user_name(uid_t uid) {
+  // ckpt is single-threaded when it opens its images directory.
+  if (const passwd* pw = getpwuid(uid)) return fmt::format("{} (uid {})", pw->pw_name, uid);
+  return fmt::format("uid {}", uid);
+}
+
+// See SharedDir. ACLs aside, owner and mode tell who else can write here.
+Result<void> check_private(const Dir& dir, SharedDir shared) {
+  const struct stat st = TRY(dir.stat());
+  if (shared == SharedDir::Allow) return {};
+  const uid_t me = geteuid();
+  const bool others_write = st.st_mode & (S_IWGRP | S_IWOTH);
+  if (st.st_uid == me && !others_write) return {};
+  return error(EPERM, "images directory {} is owned by {} with mode {:04o}: {} could plant links or swap images in "
+               "it; use a directory owned by {} that only its owner can write (chmod 0700), or pass "
+               "--allow-shared-images-dir", dir.path(), user_name(st.st_uid), st.st_mode & 07777,
+               others_write ? "other users" : "its owner", user_name(me));
+}
+
 }  // namespace
 
-Result<ImageDir> ImageDir::create(const std::string& path) {
+Result<ImageDir> ImageDir::create(const std::string& path, SharedDir shared) {
   if (::mkdir(path.c_str(), 0700) < 0 && errno != EEXIST) return sys_error("create image directory {}", path);
-  UniqueFd fd = TRY(open_file(path, O_RDONLY | O_DIRECTORY));
-  if (faccessat(fd.get(), kInventoryName, F_OK, 0) == 0)
+  Dir dir = TRY(Dir::open(path));
+  TRY(check_private(dir, shared));
+  if (dir.exists(kInventoryName))
     return error(EEXIST, "{} already holds a checkpoint ({} exists); remove it or choose another directory", path,
                  kInventoryName);
-  return ImageDir(path, std::move(fd));
+  return ImageDir(std::move(dir));
 }
 
-Result<ImageDir> ImageDir::open(const std::string& path) {
-  UniqueFd fd = TRY_CTX(open_file(path, O_RDONLY | O_DIRECTORY), "image directory");
-  return ImageDir(path, std::move(fd));
+Result<ImageDir> ImageDir::open(const std::string& path, SharedDir shared) {
+  Dir dir = TRY_CTX(Dir::open(path), "image directory");
+  TRY(check_private(dir, shared));
+  return ImageDir(std::move(dir));
 }
 
-Result<UniqueFd> ImageDir::create_temp(const std::string& name) const {
-  std::string tmp = temp_name(name);
-  int fd = openat(fd_.get(), tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return sys_error("create {}", file(tmp));
-  UniqueFd f(fd);
-  // A leftover of a failed dump keeps its mode through O_CREAT: images are
-  // the process's memory and registers, readable by the owner only.
-  if (fchmod(f.get(), 0600) < 0) return sys_error("chmod {}", file(tmp));
-  return f;
-}
-
-Result<void> ImageDir::rename_into_place(const std::string& name) const {
-  if (durable_) {
-    // fsync through any fd of the file flushes its data and size (fsync(2)).
-    int fd = openat(fd_.get(), temp_name(name).c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return sys_error("open {} to sync it", file(temp_name(name)));
-    UniqueFd f(fd);
-    if (fsync(f.get()) < 0) return sys_error("sync {}", file(name));
-  }
-  if (renameat(fd_.get(), temp_name(name).c_str(), fd_.get(), name.c_str()) < 0)
-    return sys_error("rename {} into place", file(name));
+Result<void> ImageDir::commit(TempFile& tmp, TempFile::Replace replace) {
+  TRY(tmp.commit(durable_, replace));
+  written_.push_back(tmp.name());
   if (durable_) {
     // The rename is a change of the directory: it is durable once the
     // directory is synced (ext4 and xfs make no promise before that).
-    if (fsync(fd_.get()) < 0) return sys_error("sync directory {}", path_);
-    if (name == kInventoryName) TRY(sync_parent());
+    if (fsync(fd()) < 0) return sys_error("sync directory {}", path());
+    if (tmp.name() == kInventoryName) TRY(sync_parent());
   }
   return {};
 }
 
+void ImageDir::remove_written() {
+  for (const std::string& n : written_) (void)dir_.remove(n);
+  written_.clear();
+}
+
 Result<void> ImageDir::sync_parent() const {
-  // The checkpoint directory may have been created by this dump.
-  UniqueFd parent = TRY(open_file(path_ + "/..", O_RDONLY | O_DIRECTORY));
-  if (fsync(parent.get()) < 0) return sys_error("sync the directory holding {}", path_);
+  // The checkpoint directory may have been created by this dump. ".." of the
+  // directory we hold, whatever its path leads to now.
+  int fd = openat(dir_.fd(), "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return sys_error("open the directory holding {}", path());
+  UniqueFd parent(fd);
+  if (fsync(parent.get()) < 0) return sys_error("sync the directory holding {}", path());
   return {};
 }
 
-Result<void> ImageDir::write(const std::string& name, ImageKind kind, const google::protobuf::MessageLite& msg) const {
+Result<void> ImageDir::write(const std::string& name, ImageKind kind, const google::protobuf::MessageLite& msg,
+                             TempFile::Replace replace) {
   std::string bytes = frame(kind, msg);
-  UniqueFd fd = TRY(create_temp(name));
-  TRY_CTX(write_all(fd.get(), bytes.data(), bytes.size()), "{}", file(name));
-  return rename_into_place(name);
+  TempFile tmp = TRY(create_temp(name));
+  TRY_CTX(write_all(tmp.fd(), bytes.data(), bytes.size()), "{}", file(tmp.temp_name()));
+  return commit(tmp, replace);
 }
 
 Result<std::string> ImageDir::read_bytes(const std::string& name) const {
+  UniqueFd fd = TRY(dir_.open_read(name));
   struct stat st;
-  if (fstatat(fd_.get(), name.c_str(), &st, 0) < 0) return sys_error("open {}", file(name));
-  if (S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) > kMaxImageBytes)
+  if (fstat(fd.get(), &st) < 0) return sys_error("stat {}", file(name));
+  if (static_cast<uint64_t>(st.st_size) > kMaxImageBytes)
     return error(EINVAL, "{}: {} bytes, too large for a metadata image (at most {})", file(name), st.st_size,
                  kMaxImageBytes);
-  return read_file(file(name));
+  return read_fd(fd.get(), file(name));
+}
+
+Result<std::vector<std::string>> ImageDir::list_images() const {
+  // A second open file description: readdir moves its offset, not ours.
+  int dfd = openat(fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) return sys_error("open image directory {}", path());
+  std::unique_ptr<DIR, int (*)(DIR*)> d(fdopendir(dfd), closedir);
+  if (!d) {
+    close(dfd);
+    return sys_error("open image directory {}", path());
+  }
+  std::vector<std::string> names;
+  for (;;) {
+    errno = 0;
+    const dirent* e = readdir(d.get());
+    if (!e) {
+      if (errno) return sys_error("read image directory {}", path());
+      break;
+    }
+    std::string n = e->d_name;
+    if (n.ends_with(".img") && n[0] != '.') names.push_back(n);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
 }
 
 Result<void> ImageDir::read(const std::string& name, ImageKind kind, google::protobuf::MessageLite* msg) const {

@@ -12,7 +12,9 @@
 #include <sys/types.h>
 
 #include <string>
+#include <vector>
 
+#include "base/dir.h"
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "image/image_file.h"
@@ -29,17 +31,27 @@ inline constexpr const char* kInventoryName = "inventory.img";
 // maps of huge sparse processes, are a few MiB): refused before it is read.
 inline constexpr size_t kMaxImageBytes = 256 << 20;
 
+// Whether an images directory that another user owns or can write is used.
+// Such a user could plant links or swap images in it (see base/dir.h for what
+// ckpt does against links; a swapped image would be restored as root), so
+// dump and restore refuse it unless --allow-shared-images-dir.
+enum class SharedDir { Refuse, Allow };
+
+// Every file in the directory is opened through one directory handle
+// (base/dir.h): no symlink is followed, new files are created exclusively
+// and renamed into place without replacing anything.
 class ImageDir {
  public:
-  // For dump: creates the directory (0700) if needed; refuses one that
-  // already holds a checkpoint.
-  static Result<ImageDir> create(const std::string& path);
-  // For restore, show, verify.
-  static Result<ImageDir> open(const std::string& path);
+  // For dump: creates the directory (0700) if needed; refuses a symlink, a
+  // shared directory (see SharedDir) and one that already holds a checkpoint.
+  static Result<ImageDir> create(const std::string& path, SharedDir shared);
+  // For restore (SharedDir::Refuse), show and verify (read only: Allow).
+  static Result<ImageDir> open(const std::string& path, SharedDir shared);
 
-  const std::string& path() const { return path_; }
-  int fd() const { return fd_.get(); }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
+  const std::string& path() const { return dir_.path(); }
+  int fd() const { return dir_.fd(); }
+  const Dir& dir() const { return dir_; }
+  std::string file(const std::string& name) const { return dir_.file(name); }
 
   // Durable mode (dump --fsync): every image is fsync'ed before it is renamed
   // into place and the directory after, so that an image that can be seen
@@ -48,21 +60,31 @@ class ImageDir {
   void set_durable(bool on) { durable_ = on; }
   bool durable() const { return durable_; }
 
-  // Written under a temporary name and renamed into place (0600).
-  Result<void> write(const std::string& name, ImageKind kind, const google::protobuf::MessageLite& msg) const;
+  // Written under a temporary name and renamed into place (0600). Replace::No
+  // (images) refuses a name that exists; stats-restore.img replaces the one
+  // of an earlier restore.
+  Result<void> write(const std::string& name, ImageKind kind, const google::protobuf::MessageLite& msg,
+                     TempFile::Replace replace = TempFile::Replace::No);
   Result<void> read(const std::string& name, ImageKind kind, google::protobuf::MessageLite* msg) const;
   // Whole file; refuses one larger than kMaxImageBytes.
   Result<std::string> read_bytes(const std::string& name) const;
-  // Creates `name` as a temporary file to stream into; commit with rename_into_place.
-  Result<UniqueFd> create_temp(const std::string& name) const;
-  Result<void> rename_into_place(const std::string& name) const;
+  // An image to read from, a regular file reached without a symlink.
+  Result<UniqueFd> open_read(const std::string& name) const { return dir_.open_read(name); }
+  bool exists(const std::string& name) const { return dir_.exists(name); }
+  // Names of the images in the directory (*.img, temporaries left out), sorted.
+  Result<std::vector<std::string>> list_images() const;
+  // `name` as a temporary file to stream into, unlinked unless committed.
+  Result<TempFile> create_temp(const std::string& name) const { return TempFile::create(dir_, name); }
+  Result<void> commit(TempFile& tmp, TempFile::Replace replace = TempFile::Replace::No);
+  // Removes every file committed by this ImageDir (a failed dump's images).
+  void remove_written();
 
  private:
-  ImageDir(std::string path, UniqueFd fd) : path_(std::move(path)), fd_(std::move(fd)) {}
+  explicit ImageDir(Dir dir) : dir_(std::move(dir)) {}
   Result<void> sync_parent() const;
-  std::string path_;
-  UniqueFd fd_;
+  Dir dir_;
   bool durable_ = false;
+  std::vector<std::string> written_;
 };
 
 }  // namespace ckpt::image

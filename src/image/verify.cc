@@ -1,11 +1,9 @@
 #include "image/verify.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <future>
 #include <map>
 #include <memory>
@@ -254,30 +252,7 @@ Result<uint64_t> verify_pages_file(const std::string& name, int fd, const img::P
 
 namespace {
 
-Result<std::vector<std::string>> list_images(const ImageDir& dir) {
-  int fd = openat(dir.fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return sys_error("open image directory {}", dir.path());
-  std::unique_ptr<DIR, int (*)(DIR*)> d(fdopendir(fd), closedir);
-  if (!d) {
-    close(fd);
-    return sys_error("open image directory {}", dir.path());
-  }
-  std::vector<std::string> names;
-  for (;;) {
-    errno = 0;
-    const dirent* e = readdir(d.get());
-    if (!e) {
-      if (errno) return sys_error("read image directory {}", dir.path());
-      break;
-    }
-    std::string n = e->d_name;
-    if (n.ends_with(".img") && n[0] != '.') names.push_back(n);
-  }
-  std::sort(names.begin(), names.end());
-  return names;
-}
-
-bool exists(const ImageDir& dir, const std::string& name) { return faccessat(dir.fd(), name.c_str(), F_OK, 0) == 0; }
+bool exists(const ImageDir& dir, const std::string& name) { return dir.exists(name); }
 
 Result<void> read_listed(const ImageDir& dir, const std::string& name, ImageKind kind,
                          google::protobuf::MessageLite* msg, pid_t pid) {
@@ -289,7 +264,7 @@ Result<void> read_listed(const ImageDir& dir, const std::string& name, ImageKind
 // A file that is not one of the inventory's tasks' images: its framing only.
 Result<void> check_other(const ImageDir& dir, const std::string& name) {
   if (name.starts_with("pages-")) {
-    UniqueFd fd = TRY(open_file(dir.file(name), O_RDONLY));
+    UniqueFd fd = TRY(dir.open_read(name));
     TRY(check_pages_file(dir.file(name), fd.get()));
     return {};
   }
@@ -323,14 +298,14 @@ Result<VerifySummary> verify_dir(const ImageDir& dir) {
     const std::string pages = pages_name(pid);
     if (!exists(dir, pages))
       return error(ENOENT, "{} is missing ({} lists pid {})", dir.file(pages), kInventoryName, pid);
-    UniqueFd fd = TRY(open_file(dir.file(pages), O_RDONLY));
+    UniqueFd fd = TRY(dir.open_read(pages));
     sum.pages += TRY(verify_pages_file(dir.file(pages), fd.get(), t.pagemap));
     for (const std::string& n : {core_name(pid), mm_name(pid), pagemap_name(pid), files_name(pid), pages}) done.insert(n);
     sum.images += 5;
   }
 
   // Everything else (stats, leftovers): an image must at least be intact.
-  for (const std::string& n : TRY(list_images(dir))) {
+  for (const std::string& n : TRY(dir.list_images())) {
     if (done.contains(n)) continue;
     TRY(check_other(dir, n));
     sum.images++;

@@ -17,7 +17,7 @@ constexpr uint64_t kPage = 4096;
 
 Result<TaskImages> load_task_images(const image::ImageDir& dir) {
   TaskImages t;
-  if (faccessat(dir.fd(), image::kInventoryName, F_OK, 0) < 0)
+  if (!dir.exists(image::kInventoryName))
     return error(ENOENT, "{} holds no checkpoint: {} is missing", dir.path(), image::kInventoryName);
   TRY(dir.read(image::kInventoryName, image::ImageKind::Inventory, &t.inventory));
   TRY(image::check_inventory(dir.file(image::kInventoryName), t.inventory));
@@ -49,7 +49,7 @@ Result<TaskImages> load_task_images(const image::ImageDir& dir) {
   TRY(image::check_files(dir.file(image::files_name(pid)), t.files));
 
   t.pages_path = dir.file(image::pages_name(pid));
-  t.pages = TRY(open_file(t.pages_path, O_RDONLY));
+  t.pages = TRY(dir.open_read(image::pages_name(pid)));
   uint64_t bytes = TRY(image::check_pages_file(t.pages_path, t.pages.get()));
   if (bytes != pages * kPage)
     return error(EINVAL, "{}: holds {} bytes of pages, the page map needs {}", t.pages_path, bytes, pages * kPage);

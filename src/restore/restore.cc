@@ -118,10 +118,9 @@ Result<std::vector<Tracee>> seize_threads(const Plan& plan, CompletionMode& mode
 
 }  // namespace
 
-Result<RestoreOutcome> restore(const RestoreOptions& o, const BreakpointSupport& bp, Log& log) {
+Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir, const BreakpointSupport& bp, Log& log) {
   const auto start = Clock::now();
   // 1. Read and check everything before touching anything.
-  image::ImageDir dir = TRY_CTX(image::ImageDir::open(o.dir), "restore");
   TaskImages ti = TRY_CTX(load_task_images(dir), "restore");
   const pid_t pid = ti.inventory.root_pid();
   TRY_CTX(check_pids_free(ti), "restore");
@@ -234,8 +233,7 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, const BreakpointSupport&
   out.stats.set_bytes_read(ti.pagemap.total_pages() * kPage);
   if (!o.pidfile.empty()) {
     std::string text = fmt::format("{}\n", pid);
-    UniqueFd pf = TRY_CTX(open_file(o.pidfile, O_WRONLY | O_CREAT | O_TRUNC, 0644), "restore: pidfile");
-    TRY_CTX(write_all(pf.get(), text.data(), text.size()), "restore: pidfile {}", o.pidfile);
+    TRY_CTX(replace_file(o.pidfile, text, 0644), "restore pid {}: pidfile", pid);
   }
   // SIGSTOP while still traced: every thread stops in the group stop as it is let go.
   if (o.leave_stopped && kill(pid, SIGSTOP) < 0) return sys_error("restore pid {}: stop", pid);
@@ -246,7 +244,7 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, const BreakpointSupport&
   for (const CompletionTask& c : tasks) total += c.stops;
   log.info("restored pid {}: {} threads, {} ptrace stops, {}", pid, tasks.size(), total,
            mode == CompletionMode::Breakpoint ? "breakpoint" : "syscall tracing");
-  (void)dir.write("stats-restore.img", image::ImageKind::Stats, out.stats);
+  (void)dir.write("stats-restore.img", image::ImageKind::Stats, out.stats, TempFile::Replace::Yes);
 
   if (!o.detach && !o.sibling) {
     int status;

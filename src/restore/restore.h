@@ -8,16 +8,17 @@
 #include "base/log.h"
 #include "base/result.h"
 #include "ckpt.pb.h"
+#include "image/image_dir.h"
 #include "ptrace/completion.h"
 
 namespace ckpt::restore {
 
 struct RestoreOptions {
-  std::string dir;
+  std::string dir;             // opened by the caller: ImageDir::open
   bool detach = false;         // -d: return once the task runs
   bool leave_stopped = false;  // leave the task stopped (SIGSTOP) after completion
   bool sibling = false;        // --restore-sibling: child of ckpt's parent (CLONE_PARENT)
-  std::string pidfile;
+  std::string pidfile;         // written to a temporary beside it, renamed over the name
   bool breakpoints = true;     // false: --no-breakpoints
 };
 
@@ -28,6 +29,7 @@ struct RestoreOutcome {
   std::optional<int> wait_status;
 };
 
-Result<RestoreOutcome> restore(const RestoreOptions& o, const BreakpointSupport& bp, Log& log);
+// `dir`: the images directory, opened and checked by ImageDir::open.
+Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir, const BreakpointSupport& bp, Log& log);
 
 }  // namespace ckpt::restore

@@ -38,11 +38,11 @@ const char* after_name(dump::After a) {
 // The whole Command on one line, so that a mismatch shows every field.
 std::string show(const Command& c) {
   return fmt::format(
-      "verb={} v={} log='{}' stats={} bp={} | dump: pid={} dir='{}' after={} shell_job={} timeout={} "
+      "verb={} v={} log='{}' stats={} bp={} shared={} | dump: pid={} dir='{}' after={} shell_job={} timeout={} "
       "pages={} | "
       "restore: dir='{}' detach={} stopped={} sibling={} pidfile='{}' bp={} | show: target='{}' json={} | "
       "verify: dir='{}'",
-      verb_name(c.verb), c.verbosity, c.log_file, c.stats, c.breakpoints, c.dump.pid, c.dump.dir,
+      verb_name(c.verb), c.verbosity, c.log_file, c.stats, c.breakpoints, c.allow_shared_dir, c.dump.pid, c.dump.dir,
       after_name(c.dump.after), c.dump.shell_job, c.dump.timeout_s,
       c.dump.pages == dump::PageTransfer::Splice ? "splice" : "readv", c.restore.dir, c.restore.detach,
       c.restore.leave_stopped, c.restore.sibling, c.restore.pidfile, c.restore.breakpoints, c.show_target,
@@ -185,6 +185,15 @@ std::vector<GoodCase> good_cases() {
     add("PageTransferReadv", {"dump", "-t", "1", "-D", "d", "--page-transfer", "readv"}, c);
     c.dump.pages = dump::PageTransfer::Splice;
     add("PageTransferSplice", {"dump", "-t", "1", "-D", "d", "--page-transfer=splice"}, c);
+  }
+  {
+    Command c = dump_cmd(1, "d");
+    c.allow_shared_dir = true;
+    add("AllowSharedImagesDir", {"dump", "-t", "1", "-D", "d", "--allow-shared-images-dir"}, c);
+    add("AllowSharedImagesDirBeforeVerb", {"--allow-shared-images-dir", "dump", "-t", "1", "-D", "d"}, c);
+    Command r = restore_cmd("d");
+    r.allow_shared_dir = true;
+    add("RestoreAllowSharedImagesDir", {"restore", "-D", "d", "--allow-shared-images-dir"}, r);
   }
   {
     Command c = restore_cmd("d");

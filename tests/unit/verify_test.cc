@@ -329,7 +329,7 @@ class TempDir {
 };
 
 // Writes good_task() with its pages through ImageDir, as dump does.
-void write_checkpoint(const ImageDir& dir) {
+void write_checkpoint(ImageDir& dir) {
   TaskImageSet t = good_task();
   PagesFixture pages({2, 3});
   for (int i = 0; i < 2; i++) t.pagemap.mutable_runs(i)->set_crc32c(pages.pm.runs(i).crc32c());
@@ -341,15 +341,15 @@ void write_checkpoint(const ImageDir& dir) {
   ASSERT_TRUE(out);
   std::string bytes(kPagesDataOffset + pages.data.size(), '\0');
   ASSERT_EQ(pread(pages.fd.get(), bytes.data(), bytes.size(), 0), static_cast<ssize_t>(bytes.size()));
-  ASSERT_TRUE(write_all(out->get(), bytes.data(), bytes.size()));
-  ASSERT_TRUE(dir.rename_into_place(pages_name(kPid)));
+  ASSERT_TRUE(write_all(out->fd(), bytes.data(), bytes.size()));
+  ASSERT_TRUE(dir.commit(*out));
   ASSERT_TRUE(dir.write(kInventoryName, ImageKind::Inventory, good_inventory()));
 }
 
 TEST(VerifyDir, DurableWritesMakeAVerifiableCheckpoint) {
   TempDir tmp;
   const std::string path = tmp.path() + "/img";
-  auto dir = ImageDir::create(path);
+  auto dir = ImageDir::create(path, SharedDir::Refuse);
   ASSERT_TRUE(dir) << dir.error().str();
   dir->set_durable(true);
   write_checkpoint(*dir);
@@ -370,14 +370,14 @@ TEST(VerifyDir, DurableWritesMakeAVerifiableCheckpoint) {
   EXPECT_NE(access(dir->file("." + core_name(kPid) + ".tmp").c_str(), F_OK), 0);
 
   // A second dump into it is refused.
-  auto again = ImageDir::create(path);
+  auto again = ImageDir::create(path, SharedDir::Refuse);
   ASSERT_FALSE(again);
   EXPECT_NE(again.error().str().find("already holds a checkpoint"), std::string::npos);
 }
 
 TEST(VerifyDir, LeftoverTempGetsOwnerOnlyMode) {
   TempDir tmp;
-  auto dir = ImageDir::create(tmp.path() + "/img");
+  auto dir = ImageDir::create(tmp.path() + "/img", SharedDir::Refuse);
   ASSERT_TRUE(dir);
   const std::string tmpfile = dir->file("." + core_name(kPid) + ".tmp");
   UniqueFd old(open(tmpfile.c_str(), O_WRONLY | O_CREAT, 0644));
@@ -390,7 +390,7 @@ TEST(VerifyDir, LeftoverTempGetsOwnerOnlyMode) {
 
 TEST(VerifyDir, MissingImageIsNamed) {
   TempDir tmp;
-  auto dir = ImageDir::create(tmp.path() + "/img");
+  auto dir = ImageDir::create(tmp.path() + "/img", SharedDir::Refuse);
   ASSERT_TRUE(dir);
   write_checkpoint(*dir);
   ASSERT_EQ(unlink(dir->file(files_name(kPid)).c_str()), 0);
@@ -403,7 +403,7 @@ TEST(VerifyDir, MissingImageIsNamed) {
 
 TEST(VerifyDir, DamagedStrayImageIsFound) {
   TempDir tmp;
-  auto dir = ImageDir::create(tmp.path() + "/img");
+  auto dir = ImageDir::create(tmp.path() + "/img", SharedDir::Refuse);
   ASSERT_TRUE(dir);
   write_checkpoint(*dir);
   img::Stats s;
@@ -420,7 +420,7 @@ TEST(VerifyDir, DamagedStrayImageIsFound) {
 
 TEST(VerifyDir, OversizedMetadataIsRefusedUnread) {
   TempDir tmp;
-  auto dir = ImageDir::create(tmp.path() + "/img");
+  auto dir = ImageDir::create(tmp.path() + "/img", SharedDir::Refuse);
   ASSERT_TRUE(dir);
   write_checkpoint(*dir);
   ASSERT_EQ(truncate(dir->file(mm_name(kPid)).c_str(), kMaxImageBytes + 1), 0);  // sparse
@@ -432,7 +432,7 @@ TEST(VerifyDir, OversizedMetadataIsRefusedUnread) {
 
 TEST(VerifyDir, NotACheckpoint) {
   TempDir tmp;
-  auto dir = ImageDir::open(tmp.path());
+  auto dir = ImageDir::open(tmp.path(), SharedDir::Refuse);
   ASSERT_TRUE(dir);
   auto r = verify_dir(*dir);
   ASSERT_FALSE(r);

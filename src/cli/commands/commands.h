@@ -5,16 +5,23 @@
 
 #include <string>
 
+#include "base/dir.h"
 #include "base/log.h"
+#include "base/result.h"
 
 namespace ckpt::cli {
 
 struct Command;
 
+// -o FILE, opened for appending (created 0600): relative to `images` when
+// there is one, through that handle (no link followed: base/dir.h), else
+// to the working directory; a symlink, or a file not ours, is refused.
+Result<void> open_log_file(const std::string& file, const Dir* images, Log& log);
+
 int run_check(Log& log);
 int run_dump(const Command& c, Log& log);
 int run_restore(const Command& c, Log& log);
 int run_show(const std::string& target, bool json, Log& log);
-int run_verify(const std::string& dir, Log& log);
+int run_verify(const Command& c, Log& log);
 
 }  // namespace ckpt::cli

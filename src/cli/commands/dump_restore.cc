@@ -31,8 +31,27 @@ void print_stats(const img::Stats& s) {
 
 }  // namespace
 
+image::SharedDir shared(const Command& c) {
+  return c.allow_shared_dir ? image::SharedDir::Allow : image::SharedDir::Refuse;
+}
+
 int run_dump(const Command& c, Log& log) {
-  auto r = dump::dump(c.dump, log);
+  const dump::DumpOptions& o = c.dump;
+  // A process that can't be dumped is refused before a directory is made for it.
+  if (auto ok = dump::check_dumpable(o.pid); !ok) {
+    log.error("dump: {}", ok.error().str());
+    return 1;
+  }
+  auto dir = image::ImageDir::create(o.dir, shared(c));
+  if (!dir) {
+    log.error("dump pid {}: {}", o.pid, dir.error().str());
+    return 1;
+  }
+  if (auto l = open_log_file(c.log_file, &dir->dir(), log); !l) {
+    log.error("dump pid {}: {}", o.pid, l.error().str());
+    return 1;
+  }
+  auto r = dump::dump(o, *dir, log);
   if (!r) {
     log.error("{}", r.error().str());
     return 1;
@@ -42,9 +61,18 @@ int run_dump(const Command& c, Log& log) {
 }
 
 int run_restore(const Command& c, Log& log) {
+  auto dir = image::ImageDir::open(c.restore.dir, shared(c));
+  if (!dir) {
+    log.error("restore: {}", dir.error().str());
+    return 1;
+  }
+  if (auto l = open_log_file(c.log_file, &dir->dir(), log); !l) {
+    log.error("restore: {}", l.error().str());
+    return 1;
+  }
   BreakpointSupport bp;
   if (c.restore.breakpoints) bp = probe_breakpoints();
-  auto r = restore::restore(c.restore, bp, log);
+  auto r = restore::restore(c.restore, *dir, bp, log);
   if (!r) {
     log.error("{}", r.error().str());
     return 1;

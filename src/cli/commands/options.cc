@@ -39,6 +39,8 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
   bool no_bp = false;
   app.add_flag("--no-breakpoints", no_bp, "complete restore by tracing syscalls instead of at a hardware breakpoint");
   app.add_option("-D,--images-dir", images_dir, "images directory");
+  app.add_flag("--allow-shared-images-dir", c.allow_shared_dir,
+               "use an images directory that another user owns or can write (refused by default)");
 
   auto* check = app.add_subcommand("check", "test the kernel features ckpt needs");
 

@@ -18,6 +18,9 @@ struct Command {
   Verb verb = Verb::Check;
   int verbosity = 2;
   std::string log_file;  // relative to the images directory
+  // --allow-shared-images-dir: use an images directory that another user
+  // owns or can write (image/image_dir.h: SharedDir).
+  bool allow_shared_dir = false;
   bool stats = false;
   bool breakpoints = true;
   dump::DumpOptions dump;

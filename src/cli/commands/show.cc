@@ -1,17 +1,14 @@
 // ckpt show: decode the images of a checkpoint, for people (protobuf text
 // format) or scripts (--json, one object keyed by file name; docs/show-json.md).
-#include <dirent.h>
 #include <fcntl.h>
 #include <google/protobuf/text_format.h>
 #include <google/protobuf/util/json_util.h>
 #include <sys/stat.h>
 
-#include <algorithm>
-#include <memory>
-
 #include "base/fs.h"
 #include "ckpt.pb.h"
 #include "cli/commands/commands.h"
+#include "image/image_dir.h"
 #include "image/image_file.h"
 #include "image/messages.h"
 #include "image/page_store.h"
@@ -20,17 +17,17 @@ namespace ckpt::cli {
 
 namespace {
 
-// One file as {"kind": ..., "image": {...}} (JSON) or a text block.
-Result<std::string> decode(const std::string& path, bool json) {
+// One file as {"kind": ..., "image": {...}} (JSON) or a text block; `fd` is
+// open on it.
+Result<std::string> decode(const std::string& path, int fd, bool json) {
   std::string name = path.substr(path.find_last_of('/') + 1);
   if (name.starts_with("pages-")) {
-    UniqueFd fd = TRY(open_file(path, O_RDONLY));
-    uint64_t bytes = TRY(image::check_pages_file(path, fd.get()));
+    uint64_t bytes = TRY(image::check_pages_file(path, fd));
     // 64-bit numbers as strings, as protobuf's JSON prints every other one.
     return json ? fmt::format("{{\"kind\":\"pages\",\"data_bytes\":\"{}\"}}", bytes)
                 : fmt::format("kind: pages\ndata_bytes: {}\n", bytes);
   }
-  std::string bytes = TRY(read_file(path));
+  std::string bytes = TRY(read_fd(fd, path));
   image::ImageKind kind = TRY(image::peek_kind(path, bytes));
   auto msg = image::new_message(kind);
   if (!msg) return error(EINVAL, "{}: unknown image kind {} at offset 12", path, static_cast<uint32_t>(kind));
@@ -48,26 +45,21 @@ Result<std::string> decode(const std::string& path, bool json) {
   return fmt::format("kind: {}\n{}", image::kind_name(kind), body);
 }
 
-Result<std::vector<std::string>> image_files(const std::string& dir) {
-  std::vector<std::string> names;
-  std::unique_ptr<DIR, int (*)(DIR*)> d(opendir(dir.c_str()), closedir);
-  if (!d) return sys_error("open image directory {}", dir);
-  while (dirent* e = readdir(d.get())) {
-    std::string n = e->d_name;
-    if (n.ends_with(".img") && n[0] != '.') names.push_back(n);
-  }
-  std::sort(names.begin(), names.end());
-  return names;
-}
-
 Result<std::string> show(const std::string& target, bool json) {
   struct stat st;
   if (stat(target.c_str(), &st) < 0) return sys_error("show {}", target);
-  if (!S_ISDIR(st.st_mode)) return decode(target, json);
+  if (!S_ISDIR(st.st_mode)) {
+    // One file the user named: theirs to name through a link.
+    UniqueFd fd = TRY(open_file(target, O_RDONLY));
+    return decode(target, fd.get(), json);
+  }
+  // A directory: its files through its handle, never through a link (image_dir.h).
+  image::ImageDir dir = TRY(image::ImageDir::open(target, image::SharedDir::Allow));
   std::string out = json ? "{" : "";
   bool first = true;
-  for (const std::string& n : TRY(image_files(target))) {
-    std::string one = TRY(decode(target + "/" + n, json));
+  for (const std::string& n : TRY(dir.list_images())) {
+    UniqueFd fd = TRY(dir.open_read(n));
+    std::string one = TRY(decode(dir.file(n), fd.get(), json));
     if (json) out += fmt::format("{}\"{}\":{}", first ? "" : ",", n, one);
     else out += fmt::format("=== {}\n{}\n", n, one);
     first = false;

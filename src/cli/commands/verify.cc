@@ -3,14 +3,21 @@
 // restoring anything. Exit 0 and one line when all is well; otherwise the
 // first problem, naming the file and the offset or entry.
 #include "cli/commands/commands.h"
+#include "cli/commands/options.h"
 #include "image/verify.h"
 
 namespace ckpt::cli {
 
-int run_verify(const std::string& dir_path, Log& log) {
-  auto dir = image::ImageDir::open(dir_path);
+int run_verify(const Command& c, Log& log) {
+  // Read only: a shared directory is fine, its files are still never
+  // reached through a link.
+  auto dir = image::ImageDir::open(c.verify_dir, image::SharedDir::Allow);
   if (!dir) {
     log.error("verify: {}", dir.error().str());
+    return 1;
+  }
+  if (auto l = open_log_file(c.log_file, &dir->dir(), log); !l) {
+    log.error("verify: {}", l.error().str());
     return 1;
   }
   auto r = image::verify_dir(*dir);

@@ -3,13 +3,17 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <future>
 #include <map>
 #include <memory>
 #include <set>
+
+#include "arch/x86_64/regs.h"
 
 #include "base/fs.h"
 #include "image/crc32c.h"
@@ -24,7 +28,8 @@ namespace {
 // vanishes, small enough to stay in L2/L3 while its checksum is computed.
 constexpr size_t kChunk = 8 << 20;
 
-bool valid_pid(int64_t pid) { return pid > 0 && pid <= kMaxPids; }
+// pid_max is at most PID_MAX_LIMIT, and pids are below pid_max.
+bool valid_pid(int64_t pid) { return pid > 0 && pid < kMaxPids; }
 
 }  // namespace
 
@@ -50,6 +55,37 @@ Result<void> check_inventory(const std::string& name, const img::Inventory& inv)
   return {};
 }
 
+int system_pid_max() {
+  static const int cached = [] {
+    auto text = read_file("/proc/sys/kernel/pid_max");
+    int v = text ? std::atoi(text->c_str()) : 0;
+    return v > 0 && v <= kMaxPids ? v : kMaxPids;
+  }();
+  return cached;
+}
+
+namespace {
+
+// What no user task can have in its registers: the kernel would refuse them
+// (and the restorer fail half-way), or the task would fault at its first
+// instruction after a restore that looked fine.
+Result<void> check_regs(const std::string& name, pid_t pid, const img::ThreadCore& th) {
+  const img::GpRegs& r = th.regs();
+  auto bad = [&](std::string_view what) { return error(EINVAL, "{}: task {} thread {}: {}", name, pid, th.tid(), what); };
+  if (r.cs() != arch::kUserCs64)
+    return bad(fmt::format("cs {:#x} is not the 64-bit user code selector {:#x}", r.cs(), arch::kUserCs64));
+  if (r.ss() != arch::kUserSs)
+    return bad(fmt::format("ss {:#x} is not the user stack selector {:#x}", r.ss(), arch::kUserSs));
+  if (r.rip() >= arch::kUserAddressEnd)
+    return bad(fmt::format("rip {:#x} is not a canonical user address (below {:#x})", r.rip(), arch::kUserAddressEnd));
+  if (uint64_t extra = r.eflags() & ~arch::kEflagsUserBits)
+    return bad(fmt::format("eflags {:#x} has bits no user task holds ({:#x}: {})", r.eflags(), extra,
+                           arch::eflags_names(extra)));
+  return {};
+}
+
+}  // namespace
+
 Result<void> check_core(const std::string& name, const img::TaskCore& core, pid_t pid) {
   if (core.pid() != pid) return error(EINVAL, "{}: holds pid {}, the inventory says {}", name, core.pid(), pid);
   if (core.threads_size() < 1) return error(EINVAL, "{}: has no threads", name);
@@ -65,20 +101,31 @@ Result<void> check_core(const std::string& name, const img::TaskCore& core, pid_
                    s.raw().size(), kSiginfoBytes);
     return {};
   };
+  const int pid_max = system_pid_max();
   for (int i = 0; i < core.threads_size(); i++) {
     const img::ThreadCore& th = core.threads(i);
     if (!valid_pid(th.tid()) || !tids.insert(th.tid()).second)
       return error(EINVAL, "{}: thread {} has tid {}, invalid or repeated", name, i, th.tid());
+    if (th.tid() >= pid_max)
+      return error(EINVAL, "{}: task {} thread {}: tid {} is not below this system's pid_max {} "
+                   "(/proc/sys/kernel/pid_max)", name, pid, i, th.tid(), pid_max);
     if (th.xsave().size() < 576 || th.xsave().size() > kMaxXsaveBytes)
       return error(EINVAL, "{}: thread {}: xsave area of {} bytes (576..{} expected)", name, th.tid(),
                    th.xsave().size(), kMaxXsaveBytes);
+    TRY(check_regs(name, pid, th));
     for (const img::SigInfo& s : th.pending())
       TRY(check_sig(s, fmt::format("pending signal of thread {}", th.tid())));
   }
   for (const img::SigInfo& s : core.shared_pending()) TRY(check_sig(s, "shared pending signal"));
-  for (const img::SigAction& a : core.sigactions())
+  std::set<int32_t> handled;
+  for (const img::SigAction& a : core.sigactions()) {
     if (a.signo() < 1 || a.signo() > 64)
-      return error(EINVAL, "{}: sigaction for signal {}, out of range", name, a.signo());
+      return error(EINVAL, "{}: task {}: sigaction for signal {}, out of range (1..64)", name, pid, a.signo());
+    if (a.signo() == SIGKILL || a.signo() == SIGSTOP)
+      return error(EINVAL, "{}: task {}: sigaction for signal {}, whose action can't be changed", name, pid, a.signo());
+    if (!handled.insert(a.signo()).second)
+      return error(EINVAL, "{}: task {}: two sigactions for signal {}", name, pid, a.signo());
+  }
   if (core.mm().auxv().size() % 16 || core.mm().auxv().size() > 64 * 1024)
     return error(EINVAL, "{}: auxv of {} bytes is not an auxiliary vector", name, core.mm().auxv().size());
   if (core.cwd().size() > kMaxPathLen || core.mm().exe_path().size() > kMaxPathLen)

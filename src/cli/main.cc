@@ -33,7 +33,7 @@ int main(int argc, char** argv) {
     case Verb::Dump: return run_dump(c, log);
     case Verb::Restore: return run_restore(c, log);
     case Verb::Show: return run_show(c.show_target, c.json, log);
-    case Verb::Verify: return run_verify(c.verify_dir, log);
+    case Verb::Verify: return run_verify(c.verify_dir, c.verify_files, log);
   }
   return 2;
 }

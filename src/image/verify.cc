@@ -16,6 +16,7 @@
 #include "arch/x86_64/regs.h"
 
 #include "base/fs.h"
+#include "files/file_id.h"
 #include "image/crc32c.h"
 #include "image/messages.h"
 #include "image/page_store.h"
@@ -212,6 +213,20 @@ Result<uint64_t> check_task(const std::string& dir, const TaskImageSet& t) {
   return pages;
 }
 
+Result<void> check_mapped_files(const std::string& name, const img::MmImage& mm, const img::TaskCore& core) {
+  std::set<std::string> done;
+  auto check = [&](const std::string& path, std::string_view use, const img::FileId& id) -> Result<void> {
+    UniqueFd fd = TRY(open_file(path, O_RDONLY | O_CLOEXEC));
+    return files::check_file_id(path, use, fd.get(), id);
+  };
+  for (const img::Vma& v : mm.vmas()) {
+    if (!v.has_file_id() || !done.insert(v.path()).second) continue;
+    TRY_CTX(check(v.path(), fmt::format("mapped at {:#x}-{:#x}", v.start(), v.end()), v.file_id()), "{}", name);
+  }
+  if (core.mm().has_exe_id()) TRY_CTX(check(core.mm().exe_path(), "the executable", core.mm().exe_id()), "{}", name);
+  return {};
+}
+
 // --- page data -----------------------------------------------------------------
 
 Result<uint64_t> verify_page_data(const std::string& name, int fd, const img::PageMap& pm) {
@@ -349,7 +364,7 @@ Result<void> check_other(const ImageDir& dir, const std::string& name) {
 
 }  // namespace
 
-Result<VerifySummary> verify_dir(const ImageDir& dir) {
+Result<VerifySummary> verify_dir(const ImageDir& dir, bool check_files) {
   VerifySummary sum;
   if (!exists(dir, kInventoryName))
     return error(ENOENT, "{} holds no checkpoint: {} is missing", dir.path(), kInventoryName);
@@ -367,6 +382,7 @@ Result<VerifySummary> verify_dir(const ImageDir& dir) {
     TRY(read_listed(dir, pagemap_name(pid), ImageKind::PageMap, &t.pagemap, pid));
     TRY(read_listed(dir, files_name(pid), ImageKind::Files, &t.files, pid));
     TRY(check_task(dir.path(), t));
+    if (check_files) TRY(check_mapped_files(dir.file(mm_name(pid)), t.mm, t.core));
     const std::string pages = pages_name(pid);
     if (!exists(dir, pages))
       return error(ENOENT, "{} is missing ({} lists pid {})", dir.file(pages), kInventoryName, pid);

@@ -80,8 +80,14 @@ struct VerifySummary {
   size_t images = 0;   // files checked
   uint64_t pages = 0;  // pages whose checksum was checked
 };
+// The files the task maps and its executable, as found at their paths now,
+// against the identity recorded at dump (files/file_id.h); `name` (the mm
+// image) prefixes errors. VMAs of older images, without one, are skipped.
+Result<void> check_mapped_files(const std::string& name, const img::MmImage& mm, const img::TaskCore& core);
+
 // Every *.img file of the directory (framing and checksum), and for each pid
-// of the inventory its images' cross-references and page data.
-Result<VerifySummary> verify_dir(const ImageDir& dir);
+// of the inventory its images' cross-references and page data; with
+// `check_files`, also the files its tasks map (check_mapped_files).
+Result<VerifySummary> verify_dir(const ImageDir& dir, bool check_files = true);
 
 }  // namespace ckpt::image

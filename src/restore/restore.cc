@@ -10,8 +10,11 @@
 #include <chrono>
 #include <cstring>
 #include <future>
+#include <set>
 
+#include "base/check.h"
 #include "base/fs.h"
+#include "files/file_id.h"
 #include "image/image_dir.h"
 #include "image/verify.h"
 #include "pie/restorer_blob.h"
@@ -76,6 +79,24 @@ Result<void> check_pids_free(const TaskImages& ti) {
                    "namespace", th.tid(), st ? st->comm : "?");
     }
   }
+  return {};
+}
+
+// A mapped file replaced since the dump would run other code under the
+// dumped registers and memory: refuse it now, on the very fds the restorer
+// will map, so that what is checked is what is mapped.
+Result<void> check_mapped_files(const TaskImages& ti, const MappingFiles& mf, int exe) {
+  std::set<std::string> done;
+  for (const img::Vma& v : ti.mm.vmas()) {
+    if (!v.has_file_id() || !done.insert(v.path()).second) continue;
+    auto it = mf.index.lower_bound({v.path(), false});
+    CHECK(it != mf.index.end() && it->first.first == v.path(), "file {} of VMA {:#x} was not opened", v.path(),
+          v.start());
+    TRY(files::check_file_id(v.path(), fmt::format("mapped at {:#x}-{:#x}", v.start(), v.end()),
+                             mf.fds[it->second].get(), v.file_id()));
+  }
+  if (ti.core.mm().has_exe_id())
+    TRY(files::check_file_id(ti.core.mm().exe_path(), "the executable", exe, ti.core.mm().exe_id()));
   return {};
 }
 
@@ -144,6 +165,7 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, const BreakpointSupport&
   // 2. Open what the task will need, as ckpt, so errors come before any task.
   MappingFiles mf = TRY_CTX(open_mapping_files(ti.mm), "restore pid {}", pid);
   UniqueFd exe = TRY_CTX(open_file(ti.core.mm().exe_path(), O_RDONLY), "restore pid {}: executable", pid);
+  if (o.check_files) TRY_CTX(check_mapped_files(ti, mf, exe.get()), "restore pid {}", pid);
   std::vector<files::PreparedFd> fds = TRY_CTX(files::prepare_fds(ti.files), "restore pid {}", pid);
   int status_pipe[2], go_pipe[2];
   if (pipe2(status_pipe, O_CLOEXEC) < 0) return sys_error("restore: pipe");

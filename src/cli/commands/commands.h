@@ -15,6 +15,6 @@ int run_check(Log& log);
 int run_dump(const Command& c, Log& log);
 int run_restore(const Command& c, Log& log);
 int run_show(const std::string& target, bool json, Log& log);
-int run_verify(const std::string& dir, Log& log);
+int run_verify(const std::string& dir, bool check_files, Log& log);
 
 }  // namespace ckpt::cli

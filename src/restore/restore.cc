@@ -22,6 +22,7 @@
 #include "proc/status.h"
 #include "ptrace/tracee.h"
 #include "restore/images.h"
+#include "restore/first_step.h"
 #include "restore/plan.h"
 #include "restore/spawn.h"
 
@@ -241,6 +242,11 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, const BreakpointSupport&
           "restore pid {}", pid);
 
   TRY_CTX(pages_checked.get(), "restore pid {}", pid);
+  // 5. Every thread runs its own code: its first step, under our eyes.
+  const auto steps_start = Clock::now();
+  FirstSteps steps = TRY_CTX(take_first_steps(tasks, ti.core, ti.mm, PTRACE_O_EXITKILL), "restore pid {}", pid);
+  log.debug("pid {}: first steps of {} of {} threads: {} stops, {} us", pid, steps.stepped, tasks.size(), steps.stops,
+            ns_since(steps_start) / 1000);
 
   RestoreOutcome out;
   out.pid = pid;
@@ -259,7 +265,7 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, const BreakpointSupport&
   }
   // SIGSTOP while still traced: every thread stops in the group stop as it is let go.
   if (o.leave_stopped && kill(pid, SIGSTOP) < 0) return sys_error("restore pid {}: stop", pid);
-  for (Tracee& t : tracees) TRY_CTX(t.detach(), "restore pid {}", pid);
+  for (size_t i = 0; i < tracees.size(); i++) TRY_CTX(tracees[i].detach(steps.deliver[i]), "restore pid {}", pid);
   guard.armed = false;
   out.stats.set_restore_ns(ns_since(start));
   unsigned total = 0;

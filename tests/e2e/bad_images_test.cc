@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -319,6 +320,32 @@ TEST(GoodImages, VerifyPassesAndRestoreWorksAfterIt) {
   kill(d.pid, SIGTERM);
   CkptRun done = d.h.wait_ckpt(r);
   EXPECT_EQ(done.exit_code(), 0) << done.err << read_text(d.h.workload_log("counter"));
+}
+
+// Registers verify can't fault: the main thread's rip on a page of the task
+// that is not executable (its heap). The restore gets as far as completion;
+// the thread's first step faults, and the restore fails instead of leaving
+// it to die of SIGSEGV once ckpt has let go (first_step_test.cc).
+TEST(FirstStep, RipOnANonExecutablePageIsAFailedRestore) {
+  Dumped d;
+  uint64_t rip = 0;
+  const ckpt::img::MmImage mm = d.mm();
+  for (const ckpt::img::Vma& v : mm.vmas())
+    if (v.kind() == ckpt::img::Vma::ANON_PRIVATE && !(v.prot() & PROT_EXEC) && (v.prot() & PROT_READ)) {
+      rip = v.start() + 64;
+      break;
+    }
+  ASSERT_NE(rip, 0u);
+  d.edit<ckpt::img::TaskCore>(d.name("core"), ImageKind::Core,
+                              [&](ckpt::img::TaskCore& c) { c.mutable_threads(0)->mutable_regs()->set_rip(rip); });
+  CkptRun v = d.h.ckpt({"verify", d.h.images()});
+  EXPECT_EQ(v.exit_code(), 0) << v.err;
+  CkptRun r = d.h.ckpt({"restore", "-d", "-D", d.h.images()});
+  EXPECT_NE(r.exit_code(), 0) << r.err;
+  const std::string want = fmt::format("restore pid {}: task {} thread {} stopped by SIGSEGV (si_code 2, address {:#x}) "
+                                       "at rip {:#x}, its first instruction after restore", d.pid, d.pid, d.pid, rip, rip);
+  EXPECT_NE(r.err.find(want), std::string::npos) << "no '" << want << "' in: " << r.err;
+  EXPECT_FALSE(alive(d.pid)) << "restore left a process behind";
 }
 
 TEST(GoodImages, OwnerOnlyAndNeverOverwritten) {

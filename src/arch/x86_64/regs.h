@@ -17,6 +17,7 @@ namespace ckpt::arch {
 using Regs = user_regs_struct;
 
 inline constexpr unsigned kSyscallInsnLen = 2;  // 0f 05
+inline constexpr uint8_t kSyscallInsn[kSyscallInsnLen] = {0x0f, 0x05};
 inline constexpr long kNrRtSigreturn = 15;
 inline constexpr long kNrRestartSyscall = 219;
 inline constexpr uint64_t kUserCs64 = 0x33;  // __USER_CS: the task runs 64-bit code

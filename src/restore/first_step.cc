@@ -64,16 +64,19 @@ class Stepper {
       // Someone stopped the task meanwhile: taken, resumed, given back at detach.
       if (TRY(t.took_sigstop(*s, how == How::Syscall))) continue;
       if (how == How::Syscall && s->syscall_stop()) {
-        // The entry stop comes before the filter judges: on to the exit.
-        // There a filter that kills has only queued its SIGSYS (one that
-        // ptrace can't intercept), so one more step, out of the syscall,
-        // shows whether the thread survives it. Each with a moment of its
-        // own if the shared deadline has passed.
-        if (entered) TRY(refused_by_filter(t, c.final_state.sigmask));
-        if (!entered) TRY(t.resume_syscall());
-        else TRY(t.step());
-        how = entered ? How::Step : How::Syscall;
-        entered = true;
+        if (!entered) {
+          // The entry stop comes before the filter judges: on to the exit.
+          entered = true;
+          TRY(t.resume_syscall());
+        } else {
+          // There a filter that kills has only queued its SIGSYS (one that
+          // ptrace can't hold back): one more instruction, out of the
+          // syscall, shows whether the thread survives it.
+          TRY(refused_by_filter(t, c.final_state.sigmask));
+          how = How::Step;
+          TRY(t.step());
+        }
+        // A moment of its own if the shared deadline has passed.
         deadline = std::max(deadline_, Clock::now() + kSettle / 4);
         continue;
       }
@@ -105,6 +108,13 @@ class Stepper {
       Stop s = TRY(std::move(w));
       if (s.gone()) return Outcome{true, s, 0};
       if (TRY(t.took_sigstop(s, false))) continue;
+      // The interrupt can overtake the step's trap: the SIGTRAP is queued
+      // behind the interrupt's stop, and would kill the thread once let go.
+      // Let it come and take it (it is not handed back).
+      if (s.event() == PTRACE_EVENT_STOP && TRY(step_trap_pending(t))) {
+        TRY(t.cont());
+        continue;
+      }
       return judge(t, s, sigmask);
     }
   }
@@ -118,6 +128,12 @@ class Stepper {
         return error(ESRCH, "task {} thread {} is killed by SIGSYS right after its restore, before ckpt let go: its "
                      "own seccomp filter refuses syscall {}", core_.pid(), t.tid(), si.si_syscall);
     return {};
+  }
+
+  static Result<bool> step_trap_pending(Tracee& t) {
+    for (const siginfo_t& si : TRY(t.pending(false)))
+      if (si.si_signo == SIGTRAP && (si.si_code == TRAP_TRACE || si.si_code == TRAP_BRKPT)) return true;
+    return false;
   }
 
   // A zombie, or gone: nothing of it to detach from.

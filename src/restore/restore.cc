@@ -21,8 +21,8 @@
 #include "proc/maps.h"
 #include "proc/status.h"
 #include "ptrace/tracee.h"
-#include "restore/images.h"
 #include "restore/first_step.h"
+#include "restore/images.h"
 #include "restore/plan.h"
 #include "restore/spawn.h"
 
@@ -32,6 +32,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr uint64_t kPage = 4096;
+// Restored threads die with ckpt until it lets go of them.
+constexpr unsigned long kTraceOptions = PTRACE_O_EXITKILL;
 
 const char* step_name(int32_t step) {
   static constexpr const char* kNames[] = {
@@ -118,7 +120,7 @@ Result<std::vector<Tracee>> seize_threads(const Plan& plan, CompletionMode& mode
   std::vector<Tracee> out;
   out.reserve(plan.threads.size());
   for (const ThreadPlan& tp : plan.threads) {
-    out.push_back(TRY(Tracee::seize(tp.tid, PTRACE_O_EXITKILL)));
+    out.push_back(TRY(Tracee::seize(tp.tid, kTraceOptions)));
     TRY(out.back().interrupt());
   }
   for (Tracee& t : out) {
@@ -244,7 +246,7 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, const BreakpointSupport&
   TRY_CTX(pages_checked.get(), "restore pid {}", pid);
   // 5. Every thread runs its own code: its first step, under our eyes.
   const auto steps_start = Clock::now();
-  FirstSteps steps = TRY_CTX(take_first_steps(tasks, ti.core, ti.mm, PTRACE_O_EXITKILL), "restore pid {}", pid);
+  FirstSteps steps = TRY_CTX(take_first_steps(tasks, ti.core, ti.mm, kTraceOptions), "restore pid {}", pid);
   log.debug("pid {}: first steps of {} of {} threads: {} stops, {} us", pid, steps.stepped, tasks.size(), steps.stops,
             ns_since(steps_start) / 1000);
 

@@ -2,8 +2,8 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,7 +14,6 @@
 #include <set>
 
 #include "arch/x86_64/regs.h"
-
 #include "base/fs.h"
 #include "files/file_id.h"
 #include "image/crc32c.h"

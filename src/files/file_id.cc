@@ -110,24 +110,30 @@ Result<img::FileId> identify_path(const std::string& path) {
   return identify_file(fd.get(), path);
 }
 
-std::string file_id_difference(const img::FileId& dumped, const img::FileId& now) {
+Compare compare_for(const img::Vma& v) {
+  return v.kind() == img::Vma::FILE_SHARED ? Compare::SameFile : Compare::Content;
+}
+
+std::string file_id_difference(const img::FileId& dumped, const img::FileId& now, Compare how) {
   std::vector<std::string> diffs;
-  if (dumped.size() != now.size()) diffs.push_back(fmt::format("size {} -> {}", dumped.size(), now.size()));
-  if (dumped.mtime_ns() != now.mtime_ns())
+  const bool content = how == Compare::Content;
+  if (content && dumped.size() != now.size()) diffs.push_back(fmt::format("size {} -> {}", dumped.size(), now.size()));
+  if (content && dumped.mtime_ns() != now.mtime_ns())
     diffs.push_back(fmt::format("mtime {} -> {}", mtime_text(dumped.mtime_ns()), mtime_text(now.mtime_ns())));
   if (dumped.inode() != now.inode()) diffs.push_back(fmt::format("inode {} -> {}", dumped.inode(), now.inode()));
   if (dumped.dev() != now.dev())
     diffs.push_back(fmt::format("device {}:{} -> {}:{}", major(dumped.dev()), minor(dumped.dev()), major(now.dev()),
                                 minor(now.dev())));
-  if (dumped.build_id() != now.build_id())
+  if (content && dumped.build_id() != now.build_id())
     diffs.push_back(fmt::format("build-id {} -> {}", dumped.build_id().empty() ? "none" : hex(dumped.build_id()),
                                 now.build_id().empty() ? "none" : hex(now.build_id())));
   return fmt::format("{}", fmt::join(diffs, ", "));
 }
 
-Result<void> check_file_id(const std::string& path, std::string_view use, int fd, const img::FileId& dumped) {
+Result<void> check_file_id(const std::string& path, std::string_view use, int fd, const img::FileId& dumped,
+                           Compare how) {
   img::FileId now = TRY(identify_file(fd, path));
-  std::string diff = file_id_difference(dumped, now);
+  std::string diff = file_id_difference(dumped, now, how);
   if (diff.empty()) return {};
   return error(ESTALE, "{} ({}) is not the file that was dumped: {}; --skip-file-check uses it anyway", path, use,
                diff);

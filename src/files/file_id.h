@@ -30,13 +30,22 @@ Result<img::FileId> identify_path(const std::string& path);
 // only from a failing read.
 Result<std::string> read_build_id(int fd, const std::string& what);
 
+// How much of a FileId must agree. A file the task maps shared may be
+// written through that mapping, by the task itself (and by it still, after a
+// dump with --leave-running): its size, mtime and content may change, it
+// must only be the same file.
+enum class Compare { Content, SameFile };
+// Shared mappings of a VMA's kind say SameFile.
+Compare compare_for(const img::Vma& v);
+
 // What differs between the identity recorded at dump and the one found now,
 // as "size 1234 -> 5678, build-id 89ab.. -> cdef.."; empty when they agree.
-std::string file_id_difference(const img::FileId& dumped, const img::FileId& now);
+std::string file_id_difference(const img::FileId& dumped, const img::FileId& now, Compare how = Compare::Content);
 
 // Refuses the file open at `fd` (found at `path`, which `use` describes, e.g.
 // "mapped at 0x400000-0x401000") if it differs from `dumped`:
 //   "/usr/bin/x (mapped at ...) is not the file that was dumped: size 1 -> 2, ...: ESTALE"
-Result<void> check_file_id(const std::string& path, std::string_view use, int fd, const img::FileId& dumped);
+Result<void> check_file_id(const std::string& path, std::string_view use, int fd, const img::FileId& dumped,
+                           Compare how = Compare::Content);
 
 }  // namespace ckpt::files

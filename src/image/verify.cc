@@ -213,16 +213,20 @@ Result<uint64_t> check_task(const std::string& dir, const TaskImageSet& t) {
 }
 
 Result<void> check_mapped_files(const std::string& name, const img::MmImage& mm, const img::TaskCore& core) {
-  std::set<std::string> done;
-  auto check = [&](const std::string& path, std::string_view use, const img::FileId& id) -> Result<void> {
+  std::set<std::pair<std::string, files::Compare>> done;
+  auto check = [&](const std::string& path, std::string_view use, const img::FileId& id,
+                   files::Compare how) -> Result<void> {
     UniqueFd fd = TRY(open_file(path, O_RDONLY | O_CLOEXEC));
-    return files::check_file_id(path, use, fd.get(), id);
+    return files::check_file_id(path, use, fd.get(), id, how);
   };
   for (const img::Vma& v : mm.vmas()) {
-    if (!v.has_file_id() || !done.insert(v.path()).second) continue;
-    TRY_CTX(check(v.path(), fmt::format("mapped at {:#x}-{:#x}", v.start(), v.end()), v.file_id()), "{}", name);
+    if (!v.has_file_id() || !done.emplace(v.path(), files::compare_for(v)).second) continue;
+    TRY_CTX(check(v.path(), fmt::format("mapped at {:#x}-{:#x}", v.start(), v.end()), v.file_id(),
+                  files::compare_for(v)),
+            "{}", name);
   }
-  if (core.mm().has_exe_id()) TRY_CTX(check(core.mm().exe_path(), "the executable", core.mm().exe_id()), "{}", name);
+  if (core.mm().has_exe_id())
+    TRY_CTX(check(core.mm().exe_path(), "the executable", core.mm().exe_id(), files::Compare::Content), "{}", name);
   return {};
 }
 

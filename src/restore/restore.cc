@@ -89,14 +89,14 @@ Result<void> check_pids_free(const TaskImages& ti) {
 // dumped registers and memory: refuse it now, on the very fds the restorer
 // will map, so that what is checked is what is mapped.
 Result<void> check_mapped_files(const TaskImages& ti, const MappingFiles& mf, int exe) {
-  std::set<std::string> done;
+  std::set<std::pair<std::string, files::Compare>> done;
   for (const img::Vma& v : ti.mm.vmas()) {
-    if (!v.has_file_id() || !done.insert(v.path()).second) continue;
+    if (!v.has_file_id() || !done.emplace(v.path(), files::compare_for(v)).second) continue;
     auto it = mf.index.lower_bound({v.path(), false});
     CHECK(it != mf.index.end() && it->first.first == v.path(), "file {} of VMA {:#x} was not opened", v.path(),
           v.start());
     TRY(files::check_file_id(v.path(), fmt::format("mapped at {:#x}-{:#x}", v.start(), v.end()),
-                             mf.fds[it->second].get(), v.file_id()));
+                             mf.fds[it->second].get(), v.file_id(), files::compare_for(v)));
   }
   if (ti.core.mm().has_exe_id())
     TRY(files::check_file_id(ti.core.mm().exe_path(), "the executable", exe, ti.core.mm().exe_id()));

@@ -104,5 +104,42 @@ TEST(FileCheck, SkipFileCheckMapsItAnyway) {
       << read_text(d.h.workload_log("counter"));
 }
 
+// A file the task maps shared is data it writes: changed size, mtime and
+// content since the dump are its own doing, not a replaced file.
+TEST(FileCheck, SharedMappedFileMayChange) {
+  Harness h;
+  pid_t pid = h.start_workload("sharedmap");
+  ASSERT_GT(pid, 0);
+  CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  ASSERT_EQ(d.exit_code(), 0) << d.err;
+  h.wait_child(pid);
+  // As the task could have after a dump with --leave-running: more data, a
+  // later mtime.
+  const std::string data = h.dir() + "/sharedmap.ready.data";
+  {
+    int fd = open(data.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+    ASSERT_GE(fd, 0) << strerror(errno);
+    ASSERT_EQ(write(fd, "more", 4), 4);
+    close(fd);
+  }
+  CkptRun v = h.ckpt({"verify", h.images()});
+  EXPECT_EQ(v.exit_code(), 0) << v.err;
+  const std::string pidfile = h.dir() + "/restored.pid";
+  pid_t r = h.ckpt_background({"restore", "-D", h.images(), "--pidfile", pidfile});
+  ASSERT_TRUE(h.wait_restored(pid, pidfile)) << read_text(h.workload_log("sharedmap"));
+  kill(pid, SIGTERM);
+  CkptRun done = h.wait_ckpt(r);
+  EXPECT_EQ(done.exit_code(), 0) << done.err << read_text(h.workload_log("sharedmap"));
+  EXPECT_NE(read_text(h.workload_log("sharedmap")).find("PASS sharedmap"), std::string::npos);
+
+  // Another file at its path is still refused.
+  put_file(data, std::string(8192, '\0'), Replace::Rename);
+  CkptRun again = h.ckpt({"restore", "-d", "-D", h.images()});
+  EXPECT_NE(again.exit_code(), 0);
+  EXPECT_NE(again.err.find(data + " (mapped at 0x"), std::string::npos) << again.err;
+  EXPECT_NE(again.err.find("is not the file that was dumped: inode "), std::string::npos) << again.err;
+  EXPECT_FALSE(alive(pid));
+}
+
 }  // namespace
 }  // namespace e2e

@@ -164,6 +164,18 @@ TEST(FileIdDifference, NamesWhatDiffers) {
   b.set_dev(0x802);
   EXPECT_EQ(file_id_difference(a, b),
             "mtime 1700000000.123456789 -> 1700000001.000000005, device 8:1 -> 8:2");
+  // A file mapped shared: the task may write it; only which file it is counts.
+  EXPECT_EQ(file_id_difference(a, b, Compare::SameFile), "device 8:1 -> 8:2");
+  b = a;
+  b.set_size(4096);
+  b.set_mtime_ns(1800000000000000000);
+  b.set_build_id("x");
+  EXPECT_EQ(file_id_difference(a, b, Compare::SameFile), "");
+  img::Vma v;
+  v.set_kind(img::Vma::FILE_SHARED);
+  EXPECT_EQ(compare_for(v), Compare::SameFile);
+  v.set_kind(img::Vma::FILE_PRIVATE);
+  EXPECT_EQ(compare_for(v), Compare::Content);
 }
 
 }  // namespace

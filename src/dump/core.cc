@@ -8,6 +8,7 @@
 
 #include "arch/x86_64/xsave.h"
 #include "base/fs.h"
+#include "files/file_id.h"
 #include "proc/status.h"
 #include "proc/timers.h"
 
@@ -226,6 +227,8 @@ Result<img::TaskCore> collect_core_outside(std::vector<Tracee>& threads) {
   collect_mm(stat, core.mutable_mm());
   core.mutable_mm()->set_auxv(TRY(read_file(fmt::format("/proc/{}/auxv", pid))));
   core.mutable_mm()->set_exe_path(TRY(read_link(fmt::format("/proc/{}/exe", pid))));
+  // stat follows the link to the file the task runs, whatever its path holds now.
+  *core.mutable_mm()->mutable_exe_id() = TRY(files::identify_path(fmt::format("/proc/{}/exe", pid)));
   for (const siginfo_t& si : TRY(leader.pending(true))) *core.add_shared_pending() = to_image(si);
   for (Tracee& t : threads) TRY_CTX(collect_thread_outside(t, pid, core.add_threads()), "thread {}", t.tid());
   return core;

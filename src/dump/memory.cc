@@ -6,12 +6,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <map>
 #include <vector>
 
 #include "base/fs.h"
 #include "image/crc32c.h"
 #include "image/page_store.h"
 #include "dump/present_pages.h"
+#include "files/file_id.h"
 #include "pie/parasite_abi.h"
 #include "proc/maps.h"
 #include "proc/smaps.h"
@@ -197,6 +199,15 @@ class SpliceStreamer {
   uint64_t written_ = 0;
 };
 
+// The identity of the file a VMA maps (files/file_id.h), from the mapped file
+// itself: map_files/ holds it even if its path has changed since. Without
+// the capability that directory needs, from the path.
+Result<img::FileId> identify_mapped(pid_t pid, const proc::MapEntry& m) {
+  auto id = files::identify_path(fmt::format("/proc/{}/map_files/{:x}-{:x}", pid, m.start, m.end));
+  if (id || (id.error().err != EPERM && id.error().err != EACCES)) return id;
+  return files::identify_path(m.path);
+}
+
 // The VmFlags that madvise() or mmap() set and restore must set again.
 void apply_vmflags(const std::vector<std::string>& flags, img::Vma* v) {
   static const std::pair<const char*, img::MadviseBits> kBits[] = {
@@ -214,11 +225,17 @@ void apply_vmflags(const std::vector<std::string>& flags, img::Vma* v) {
 Result<img::MmImage> collect_vmas(pid_t pid) {
   img::MmImage mm;
   proc::VmFlags vmflags = TRY(proc::read_smaps_vmflags(pid));
+  std::map<std::pair<uint64_t, uint64_t>, img::FileId> ids;  // (maps' dev, inode): one look per file
   for (const proc::MapEntry& m : TRY(proc::read_maps(pid))) {
     if (m.path == "[vsyscall]") continue;  // fixed by the kernel, not ours to map
     img::Vma* v = mm.add_vmas();
     *v = TRY(classify(m));
     if (auto it = vmflags.find(m.start); it != vmflags.end()) apply_vmflags(it->second, v);
+    if (v->kind() == img::Vma::FILE_PRIVATE || v->kind() == img::Vma::FILE_SHARED) {
+      auto [it, fresh] = ids.try_emplace({v->dev(), v->inode()});
+      if (fresh) it->second = TRY_CTX(identify_mapped(pid, m), "VMA {:#x}-{:#x} ({})", m.start, m.end, m.path);
+      *v->mutable_file_id() = it->second;
+    }
   }
   return mm;
 }

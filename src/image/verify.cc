@@ -1,15 +1,20 @@
 #include "image/verify.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <future>
 #include <map>
 #include <memory>
 #include <set>
 
+#include "arch/x86_64/regs.h"
 #include "base/fs.h"
+#include "files/file_id.h"
 #include "image/crc32c.h"
 #include "image/messages.h"
 #include "image/page_store.h"
@@ -22,7 +27,8 @@ namespace {
 // vanishes, small enough to stay in L2/L3 while its checksum is computed.
 constexpr size_t kChunk = 8 << 20;
 
-bool valid_pid(int64_t pid) { return pid > 0 && pid <= kMaxPids; }
+// pid_max is at most PID_MAX_LIMIT, and pids are below pid_max.
+bool valid_pid(int64_t pid) { return pid > 0 && pid < kMaxPids; }
 
 }  // namespace
 
@@ -48,6 +54,37 @@ Result<void> check_inventory(const std::string& name, const img::Inventory& inv)
   return {};
 }
 
+int system_pid_max() {
+  static const int cached = [] {
+    auto text = read_file("/proc/sys/kernel/pid_max");
+    int v = text ? std::atoi(text->c_str()) : 0;
+    return v > 0 && v <= kMaxPids ? v : kMaxPids;
+  }();
+  return cached;
+}
+
+namespace {
+
+// What no user task can have in its registers: the kernel would refuse them
+// (and the restorer fail half-way), or the task would fault at its first
+// instruction after a restore that looked fine.
+Result<void> check_regs(const std::string& name, pid_t pid, const img::ThreadCore& th) {
+  const img::GpRegs& r = th.regs();
+  auto bad = [&](std::string_view what) { return error(EINVAL, "{}: task {} thread {}: {}", name, pid, th.tid(), what); };
+  if (r.cs() != arch::kUserCs64)
+    return bad(fmt::format("cs {:#x} is not the 64-bit user code selector {:#x}", r.cs(), arch::kUserCs64));
+  if (r.ss() != arch::kUserSs)
+    return bad(fmt::format("ss {:#x} is not the user stack selector {:#x}", r.ss(), arch::kUserSs));
+  if (r.rip() >= arch::kUserAddressEnd)
+    return bad(fmt::format("rip {:#x} is not a canonical user address (below {:#x})", r.rip(), arch::kUserAddressEnd));
+  if (uint64_t extra = r.eflags() & ~arch::kEflagsUserBits)
+    return bad(fmt::format("eflags {:#x} has bits no user task holds ({:#x}: {})", r.eflags(), extra,
+                           arch::eflags_names(extra)));
+  return {};
+}
+
+}  // namespace
+
 Result<void> check_core(const std::string& name, const img::TaskCore& core, pid_t pid) {
   if (core.pid() != pid) return error(EINVAL, "{}: holds pid {}, the inventory says {}", name, core.pid(), pid);
   if (core.threads_size() < 1) return error(EINVAL, "{}: has no threads", name);
@@ -63,20 +100,31 @@ Result<void> check_core(const std::string& name, const img::TaskCore& core, pid_
                    s.raw().size(), kSiginfoBytes);
     return {};
   };
+  const int pid_max = system_pid_max();
   for (int i = 0; i < core.threads_size(); i++) {
     const img::ThreadCore& th = core.threads(i);
     if (!valid_pid(th.tid()) || !tids.insert(th.tid()).second)
       return error(EINVAL, "{}: thread {} has tid {}, invalid or repeated", name, i, th.tid());
+    if (th.tid() >= pid_max)
+      return error(EINVAL, "{}: task {} thread {}: tid {} is not below this system's pid_max {} "
+                   "(/proc/sys/kernel/pid_max)", name, pid, i, th.tid(), pid_max);
     if (th.xsave().size() < 576 || th.xsave().size() > kMaxXsaveBytes)
       return error(EINVAL, "{}: thread {}: xsave area of {} bytes (576..{} expected)", name, th.tid(),
                    th.xsave().size(), kMaxXsaveBytes);
+    TRY(check_regs(name, pid, th));
     for (const img::SigInfo& s : th.pending())
       TRY(check_sig(s, fmt::format("pending signal of thread {}", th.tid())));
   }
   for (const img::SigInfo& s : core.shared_pending()) TRY(check_sig(s, "shared pending signal"));
-  for (const img::SigAction& a : core.sigactions())
+  std::set<int32_t> handled;
+  for (const img::SigAction& a : core.sigactions()) {
     if (a.signo() < 1 || a.signo() > 64)
-      return error(EINVAL, "{}: sigaction for signal {}, out of range", name, a.signo());
+      return error(EINVAL, "{}: task {}: sigaction for signal {}, out of range (1..64)", name, pid, a.signo());
+    if (a.signo() == SIGKILL || a.signo() == SIGSTOP)
+      return error(EINVAL, "{}: task {}: sigaction for signal {}, whose action can't be changed", name, pid, a.signo());
+    if (!handled.insert(a.signo()).second)
+      return error(EINVAL, "{}: task {}: two sigactions for signal {}", name, pid, a.signo());
+  }
   if (core.mm().auxv().size() % 16 || core.mm().auxv().size() > 64 * 1024)
     return error(EINVAL, "{}: auxv of {} bytes is not an auxiliary vector", name, core.mm().auxv().size());
   if (core.cwd().size() > kMaxPathLen || core.mm().exe_path().size() > kMaxPathLen)
@@ -161,6 +209,24 @@ Result<uint64_t> check_task(const std::string& dir, const TaskImageSet& t) {
   uint64_t pages = TRY(check_pagemap(file(pagemap_name(t.pid)), t.pagemap, t.mm));
   TRY(check_files(file(files_name(t.pid)), t.files));
   return pages;
+}
+
+Result<void> check_mapped_files(const std::string& name, const img::MmImage& mm, const img::TaskCore& core) {
+  std::set<std::pair<std::string, files::Compare>> done;
+  auto check = [&](const std::string& path, std::string_view use, const img::FileId& id,
+                   files::Compare how) -> Result<void> {
+    UniqueFd fd = TRY(open_file(path, O_RDONLY | O_CLOEXEC));
+    return files::check_file_id(path, use, fd.get(), id, how);
+  };
+  for (const img::Vma& v : mm.vmas()) {
+    if (!v.has_file_id() || !done.emplace(v.path(), files::compare_for(v)).second) continue;
+    TRY_CTX(check(v.path(), fmt::format("mapped at {:#x}-{:#x}", v.start(), v.end()), v.file_id(),
+                  files::compare_for(v)),
+            "{}", name);
+  }
+  if (core.mm().has_exe_id())
+    TRY_CTX(check(core.mm().exe_path(), "the executable", core.mm().exe_id(), files::Compare::Content), "{}", name);
+  return {};
 }
 
 // --- page data -----------------------------------------------------------------
@@ -277,7 +343,7 @@ Result<void> check_other(const ImageDir& dir, const std::string& name) {
 
 }  // namespace
 
-Result<VerifySummary> verify_dir(const ImageDir& dir) {
+Result<VerifySummary> verify_dir(const ImageDir& dir, bool check_files) {
   VerifySummary sum;
   if (!exists(dir, kInventoryName))
     return error(ENOENT, "{} holds no checkpoint: {} is missing", dir.path(), kInventoryName);
@@ -295,6 +361,7 @@ Result<VerifySummary> verify_dir(const ImageDir& dir) {
     TRY(read_listed(dir, pagemap_name(pid), ImageKind::PageMap, &t.pagemap, pid));
     TRY(read_listed(dir, files_name(pid), ImageKind::Files, &t.files, pid));
     TRY(check_task(dir.path(), t));
+    if (check_files) TRY(check_mapped_files(dir.file(mm_name(pid)), t.mm, t.core));
     const std::string pages = pages_name(pid);
     if (!exists(dir, pages))
       return error(ENOENT, "{} is missing ({} lists pid {})", dir.file(pages), kInventoryName, pid);

@@ -29,7 +29,7 @@ inline constexpr uint64_t kPageSize = 4096;
 // x86_64 user address space with 4-level page tables; nothing ckpt dumps lies above.
 inline constexpr uint64_t kTaskSize = 1ULL << 47;
 // Above these a count or a size is damage, not a process.
-inline constexpr int kMaxPids = 4 << 20;          // PID_MAX_LIMIT
+inline constexpr int kMaxPids = 4 << 20;          // PID_MAX_LIMIT: every pid is below it
 inline constexpr int kMaxVmas = 1 << 24;          // vm.max_map_count is 65530 by default
 inline constexpr int kMaxFd = 2147483584;         // the kernel's sysctl_nr_open_max
 inline constexpr size_t kMaxPathLen = 4096;       // PATH_MAX
@@ -39,7 +39,11 @@ inline constexpr size_t kSiginfoBytes = 128;
 // --- cross-references on decoded images; `name` is the file for messages ---
 
 Result<void> check_inventory(const std::string& name, const img::Inventory& inv);
-// `pid` is the inventory's pid the core image belongs to.
+// /proc/sys/kernel/pid_max (read once), or PID_MAX_LIMIT when it can't be read.
+int system_pid_max();
+// `pid` is the inventory's pid the core image belongs to. Besides sizes and
+// counts: tids below system_pid_max(); registers a user task can hold (cs,
+// ss, rip, eflags: arch/x86_64/regs.h); one sigaction per signal, 1..64.
 Result<void> check_core(const std::string& name, const img::TaskCore& core, pid_t pid);
 Result<void> check_mm(const std::string& name, const img::MmImage& mm);
 // Runs in order, each inside one private VMA of `mm` (checked with check_mm);
@@ -76,8 +80,14 @@ struct VerifySummary {
   size_t images = 0;   // files checked
   uint64_t pages = 0;  // pages whose checksum was checked
 };
+// The files the task maps and its executable, as found at their paths now,
+// against the identity recorded at dump (files/file_id.h); `name` (the mm
+// image) prefixes errors. VMAs of older images, without one, are skipped.
+Result<void> check_mapped_files(const std::string& name, const img::MmImage& mm, const img::TaskCore& core);
+
 // Every *.img file of the directory (framing and checksum), and for each pid
-// of the inventory its images' cross-references and page data.
-Result<VerifySummary> verify_dir(const ImageDir& dir);
+// of the inventory its images' cross-references and page data; with
+// `check_files`, also the files its tasks map (check_mapped_files).
+Result<VerifySummary> verify_dir(const ImageDir& dir, bool check_files = true);
 
 }  // namespace ckpt::image

@@ -113,6 +113,17 @@ Result<void> Tracee::resume_syscall(int sig) {
   return {};
 }
 
+Result<void> Tracee::step(int sig) {
+  if (ptrace(PTRACE_SINGLESTEP, tid_, nullptr, sig) < 0) return err("singlestep");
+  return {};
+}
+
+Result<void> Tracee::set_options(unsigned long extra) {
+  if (ptrace(PTRACE_SETOPTIONS, tid_, nullptr, PTRACE_O_TRACESYSGOOD | extra) < 0) return err("setoptions");
+  seccomp_suspended_ = extra & (1UL << 21);  // PTRACE_O_SUSPEND_SECCOMP
+  return {};
+}
+
 Result<void> Tracee::detach(int sig) {
   if (ptrace(PTRACE_DETACH, tid_, nullptr, sig) < 0) return err("detach");
   attached_ = false;

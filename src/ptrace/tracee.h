@@ -72,6 +72,13 @@ class Tracee {
   Result<bool> took_sigstop(const Stop& s, bool syscall);
   Result<void> cont(int sig = 0);
   Result<void> resume_syscall(int sig = 0);
+  // PTRACE_SINGLESTEP: one instruction (a syscall instruction: the whole
+  // syscall; with `sig`: into its handler), then a SIGTRAP stop.
+  Result<void> step(int sig = 0);
+  // PTRACE_SETOPTIONS with TRACESYSGOOD and `extra` only: without
+  // PTRACE_O_SUSPEND_SECCOMP in `extra`, the task's filters judge what it
+  // runs next.
+  Result<void> set_options(unsigned long extra);
   // After detach() (or a death seen by wait) the destructor does nothing.
   // Either queues a SIGSTOP that ckpt took back to the task.
   Result<void> detach(int sig = 0);

@@ -10,14 +10,18 @@
 #include <chrono>
 #include <cstring>
 #include <future>
+#include <set>
 
+#include "base/check.h"
 #include "base/fs.h"
+#include "files/file_id.h"
 #include "image/image_dir.h"
 #include "image/verify.h"
 #include "pie/restorer_blob.h"
 #include "proc/maps.h"
 #include "proc/status.h"
 #include "ptrace/tracee.h"
+#include "restore/first_step.h"
 #include "restore/images.h"
 #include "restore/plan.h"
 #include "restore/spawn.h"
@@ -29,6 +33,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr uint64_t kPage = 4096;
+// Restored threads die with ckpt until it lets go of them.
+constexpr unsigned long kTraceOptions = PTRACE_O_EXITKILL;
 
 const char* step_name(int32_t step) {
   static constexpr const char* kNames[] = {
@@ -80,6 +86,24 @@ Result<void> check_pids_free(const TaskImages& ti) {
   return {};
 }
 
+// A mapped file replaced since the dump would run other code under the
+// dumped registers and memory: refuse it now, on the very fds the restorer
+// will map, so that what is checked is what is mapped.
+Result<void> check_mapped_files(const TaskImages& ti, const MappingFiles& mf, int exe) {
+  std::set<std::pair<std::string, files::Compare>> done;
+  for (const img::Vma& v : ti.mm.vmas()) {
+    if (!v.has_file_id() || !done.emplace(v.path(), files::compare_for(v)).second) continue;
+    auto it = mf.index.lower_bound({v.path(), false});
+    CHECK(it != mf.index.end() && it->first.first == v.path(), "file {} of VMA {:#x} was not opened", v.path(),
+          v.start());
+    TRY(files::check_file_id(v.path(), fmt::format("mapped at {:#x}-{:#x}", v.start(), v.end()),
+                             mf.fds[it->second].get(), v.file_id(), files::compare_for(v)));
+  }
+  if (ti.core.mm().has_exe_id())
+    TRY(files::check_file_id(ti.core.mm().exe_path(), "the executable", exe, ti.core.mm().exe_id()));
+  return {};
+}
+
 // Until the task runs on its own, any failure kills it: nothing half-alive.
 struct KillOnError {
   pid_t pid;
@@ -97,7 +121,7 @@ Result<std::vector<Tracee>> seize_threads(const Plan& plan, CompletionMode& mode
   std::vector<Tracee> out;
   out.reserve(plan.threads.size());
   for (const ThreadPlan& tp : plan.threads) {
-    out.push_back(TRY(Tracee::seize(tp.tid, PTRACE_O_EXITKILL)));
+    out.push_back(TRY(Tracee::seize(tp.tid, kTraceOptions)));
     TRY(out.back().interrupt());
   }
   for (Tracee& t : out) {
@@ -144,6 +168,7 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir, co
   // 2. Open what the task will need, as ckpt, so errors come before any task.
   MappingFiles mf = TRY_CTX(open_mapping_files(ti.mm), "restore pid {}", pid);
   UniqueFd exe = TRY_CTX(open_file(ti.core.mm().exe_path(), O_RDONLY), "restore pid {}: executable", pid);
+  if (o.check_files) TRY_CTX(check_mapped_files(ti, mf, exe.get()), "restore pid {}", pid);
   std::vector<files::PreparedFd> fds = TRY_CTX(files::prepare_fds(ti.files), "restore pid {}", pid);
   int status_pipe[2], go_pipe[2];
   if (pipe2(status_pipe, O_CLOEXEC) < 0) return sys_error("restore: pipe");
@@ -219,6 +244,12 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir, co
           "restore pid {}", pid);
 
   TRY_CTX(pages_checked.get(), "restore pid {}", pid);
+  // 5. Every thread runs its own code: its first step, under our eyes.
+  const auto steps_start = Clock::now();
+  FirstSteps steps = TRY_CTX(take_first_steps(tasks, ti.core, ti.mm, kTraceOptions), "restore pid {}", pid);
+  log.debug("pid {}: first steps of {} of {} threads: {} stops, {} us", pid, steps.stepped, tasks.size(), steps.stops,
+            ns_since(steps_start) / 1000);
+  // Then the SIGTRAPs: no trap of ours (breakpoint, first step) may take one.
   TRY_CTX(queue_late_signals(tracees, ti.core), "restore pid {}: queue pending SIGTRAPs", pid);
 
   RestoreOutcome out;
@@ -237,7 +268,7 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir, co
   }
   // SIGSTOP while still traced: every thread stops in the group stop as it is let go.
   if (o.leave_stopped && kill(pid, SIGSTOP) < 0) return sys_error("restore pid {}: stop", pid);
-  for (Tracee& t : tracees) TRY_CTX(t.detach(), "restore pid {}", pid);
+  for (size_t i = 0; i < tracees.size(); i++) TRY_CTX(tracees[i].detach(steps.deliver[i]), "restore pid {}", pid);
   guard.armed = false;
   out.stats.set_restore_ns(ns_since(start));
   unsigned total = 0;

@@ -20,6 +20,9 @@ struct RestoreOptions {
   bool sibling = false;        // --restore-sibling: child of ckpt's parent (CLONE_PARENT)
   std::string pidfile;         // written to a temporary beside it, renamed over the name
   bool breakpoints = true;     // false: --no-breakpoints
+  // false: --skip-file-check, map files that differ from the dumped ones
+  // (size, mtime, inode, device, build-id) anyway.
+  bool check_files = true;
 };
 
 struct RestoreOutcome {

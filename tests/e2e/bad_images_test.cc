@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -240,6 +241,39 @@ std::vector<Case> cases() {
         d.edit<img::Files>(d.name("files"), ImageKind::Files, [](img::Files& f) { f.mutable_fds(0)->set_fd(-7); });
       },
       [](Dumped& d) { return V{d.file(d.name("files")) + ": entry 0 has fd -7, not a valid descriptor"}; });
+  // Registers no user task can have, tids this system can't give, sigactions
+  // that can't be: each named by task, thread and field.
+  auto core_case = [&](const char* name, std::function<void(img::TaskCore&)> change, std::string want) {
+    add(name, [=](Dumped& d) { d.edit<img::TaskCore>(d.name("core"), ImageKind::Core, change); },
+        [=](Dumped& d) {
+          return V{d.file(d.name("core")) + fmt::format(": task {}", d.pid), fmt::format(fmt::runtime(want), d.pid)};
+        });
+  };
+  auto regs = [](img::TaskCore& c) { return c.mutable_threads(0)->mutable_regs(); };
+  core_case("KernelCs", [=](img::TaskCore& c) { regs(c)->set_cs(0x10); },
+            "thread {}: cs 0x10 is not the 64-bit user code selector 0x33");
+  core_case("Compat32Cs", [=](img::TaskCore& c) { regs(c)->set_cs(0x23); }, "thread {}: cs 0x23");
+  core_case("BadSs", [=](img::TaskCore& c) { regs(c)->set_ss(0x33); }, "thread {}: ss 0x33 is not the user stack selector");
+  core_case("NonCanonicalRip", [=](img::TaskCore& c) { regs(c)->set_rip(0x8000deadbeef0000); },
+            "thread {}: rip 0x8000deadbeef0000 is not a canonical user address");
+  core_case("TrapFlagInEflags", [=](img::TaskCore& c) { regs(c)->set_eflags(regs(c)->eflags() | 0x100); },
+            "has bits no user task holds (0x100: TF)");
+  core_case("IoplInEflags", [=](img::TaskCore& c) { regs(c)->set_eflags(regs(c)->eflags() | 0x3000); },
+            "thread {}: eflags 0x3");
+  core_case("Vm86InEflags", [=](img::TaskCore& c) { regs(c)->set_eflags(regs(c)->eflags() | 0x20000); }, "(0x20000: VM)");
+  core_case("DuplicateSigaction", [](img::TaskCore& c) { *c.add_sigactions() = c.sigactions(3); },
+            "two sigactions for signal 4");
+  core_case("SigactionSignal65", [](img::TaskCore& c) { c.mutable_sigactions(0)->set_signo(65); },
+            "sigaction for signal 65, out of range");
+  core_case("SigactionSignal0", [](img::TaskCore& c) { c.mutable_sigactions(0)->set_signo(0); },
+            "sigaction for signal 0, out of range");
+  core_case("TidAbovePidMax",
+            [](img::TaskCore& c) {
+              *c.add_threads() = c.threads(0);
+              c.mutable_threads(1)->set_tid(std::stoi(read_text("/proc/sys/kernel/pid_max")) + 1);
+            },
+            "thread 1: tid " + std::to_string(std::stoi(read_text("/proc/sys/kernel/pid_max")) + 1) +
+                " is not below this system's pid_max");
   add("MissingFilesImage", [](Dumped& d) { ASSERT_EQ(unlink(d.file(d.name("files")).c_str()), 0); },
       [](Dumped& d) { return V{d.file(d.name("files"))}; });
   add("OversizedMetadata",
@@ -286,6 +320,32 @@ TEST(GoodImages, VerifyPassesAndRestoreWorksAfterIt) {
   kill(d.pid, SIGTERM);
   CkptRun done = d.h.wait_ckpt(r);
   EXPECT_EQ(done.exit_code(), 0) << done.err << read_text(d.h.workload_log("counter"));
+}
+
+// Registers verify can't fault: the main thread's rip on a page of the task
+// that is not executable (its heap). The restore gets as far as completion;
+// the thread's first step faults, and the restore fails instead of leaving
+// it to die of SIGSEGV once ckpt has let go (first_step_test.cc).
+TEST(FirstStep, RipOnANonExecutablePageIsAFailedRestore) {
+  Dumped d;
+  uint64_t rip = 0;
+  const ckpt::img::MmImage mm = d.mm();
+  for (const ckpt::img::Vma& v : mm.vmas())
+    if (v.kind() == ckpt::img::Vma::ANON_PRIVATE && !(v.prot() & PROT_EXEC) && (v.prot() & PROT_READ)) {
+      rip = v.start() + 64;
+      break;
+    }
+  ASSERT_NE(rip, 0u);
+  d.edit<ckpt::img::TaskCore>(d.name("core"), ImageKind::Core,
+                              [&](ckpt::img::TaskCore& c) { c.mutable_threads(0)->mutable_regs()->set_rip(rip); });
+  CkptRun v = d.h.ckpt({"verify", d.h.images()});
+  EXPECT_EQ(v.exit_code(), 0) << v.err;
+  CkptRun r = d.h.ckpt({"restore", "-d", "-D", d.h.images()});
+  EXPECT_NE(r.exit_code(), 0) << r.err;
+  const std::string want = fmt::format("restore pid {}: task {} thread {} stopped by SIGSEGV (si_code 2, address {:#x}) "
+                                       "at rip {:#x}, its first instruction after restore", d.pid, d.pid, d.pid, rip, rip);
+  EXPECT_NE(r.err.find(want), std::string::npos) << "no '" << want << "' in: " << r.err;
+  EXPECT_FALSE(alive(d.pid)) << "restore left a process behind";
 }
 
 TEST(GoodImages, OwnerOnlyAndNeverOverwritten) {

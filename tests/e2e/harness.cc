@@ -98,9 +98,14 @@ Harness::~Harness() {
 std::string Harness::workload_log(const std::string& name) const { return fmt::format("{}/{}.log", dir_, name); }
 
 pid_t Harness::start_workload(const std::string& name, const std::vector<std::string>& args) {
+  return start_workload_at(fmt::format("{}/wl_{}", CKPT_WORKLOADS, name), name, args);
+}
+
+pid_t Harness::start_workload_at(const std::string& binary, const std::string& name,
+                                 const std::vector<std::string>& args) {
   std::string ready = fmt::format("{}/{}.ready", dir_, name);
   unlink(ready.c_str());
-  std::vector<std::string> argv = {fmt::format("{}/wl_{}", CKPT_WORKLOADS, name), ready};
+  std::vector<std::string> argv = {binary, ready};
   argv.insert(argv.end(), args.begin(), args.end());
   pid_t pid = fork();
   if (pid == 0) exec_with_files(argv, workload_log(name), workload_log(name));

@@ -27,6 +27,9 @@ class Harness {
 
   // Starts build/workloads/wl_<name> and waits for its ready file.
   pid_t start_workload(const std::string& name, const std::vector<std::string>& args = {});
+  // Same, running the workload's binary from `binary` (a copy made elsewhere).
+  pid_t start_workload_at(const std::string& binary, const std::string& name,
+                          const std::vector<std::string>& args = {});
   std::string workload_log(const std::string& name) const;
 
   // Starts wl_<name>, dumps it (the dump kills it) and reaps it: its

@@ -40,13 +40,13 @@ std::string show(const Command& c) {
   return fmt::format(
       "verb={} v={} log='{}' stats={} bp={} shared={} | dump: pid={} dir='{}' after={} shell_job={} timeout={} "
       "pages={} | "
-      "restore: dir='{}' detach={} stopped={} sibling={} pidfile='{}' bp={} | show: target='{}' json={} | "
-      "verify: dir='{}'",
+      "restore: dir='{}' detach={} stopped={} sibling={} pidfile='{}' bp={} files={} | show: target='{}' json={} | "
+      "verify: dir='{}' files={}",
       verb_name(c.verb), c.verbosity, c.log_file, c.stats, c.breakpoints, c.allow_shared_dir, c.dump.pid, c.dump.dir,
       after_name(c.dump.after), c.dump.shell_job, c.dump.timeout_s,
       c.dump.pages == dump::PageTransfer::Splice ? "splice" : "readv", c.restore.dir, c.restore.detach,
-      c.restore.leave_stopped, c.restore.sibling, c.restore.pidfile, c.restore.breakpoints, c.show_target,
-      c.json, c.verify_dir);
+      c.restore.leave_stopped, c.restore.sibling, c.restore.pidfile, c.restore.breakpoints, c.restore.check_files,
+      c.show_target, c.json, c.verify_dir, c.verify_files);
 }
 
 Command dump_cmd(pid_t pid, std::string dir) {
@@ -231,6 +231,17 @@ std::vector<GoodCase> good_cases() {
     add("Verify", {"verify", "d"}, c);
     add("VerifyImagesDir", {"verify", "-D", "d"}, c);
     add("VerifyImagesDirBeforeVerb", {"-D", "d", "verify"}, c);
+  }
+
+  {
+    Command c = restore_cmd("d");
+    c.restore.check_files = false;
+    add("RestoreSkipFileCheck", {"restore", "-D", "d", "--skip-file-check"}, c);
+    Command v;
+    v.verb = Verb::Verify;
+    v.verify_dir = "d";
+    v.verify_files = false;
+    add("VerifySkipFileCheck", {"verify", "--skip-file-check", "d"}, v);
   }
 
   add("Check", {"check"}, Command{});

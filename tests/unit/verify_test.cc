@@ -38,6 +38,10 @@ TaskImageSet good_task() {
   img::ThreadCore* th = t.core.add_threads();
   th->set_tid(kPid);
   th->set_xsave(std::string(1024, '\0'));
+  th->mutable_regs()->set_cs(0x33);
+  th->mutable_regs()->set_ss(0x2b);
+  th->mutable_regs()->set_eflags(0x246);
+  th->mutable_regs()->set_rip(kBase + 0x123);
   img::SigInfo* si = th->add_pending();
   si->set_signo(10);
   si->set_raw(std::string(kSiginfoBytes, '\0'));
@@ -107,6 +111,32 @@ std::vector<TaskCase> task_cases() {
                [](T& t) { t.core.mutable_threads(0)->mutable_pending(0)->set_raw("abc"); },
                {"core-1234.img", "3 bytes, not 128"}});
   v.push_back({"BadSigaction", [](T& t) { t.core.mutable_sigactions(0)->set_signo(0); }, {"core-1234.img", "signal 0"}});
+  // registers no user task can have, tids the system can't give, sigactions
+  auto regs = [](T& t) { return t.core.mutable_threads(0)->mutable_regs(); };
+  v.push_back({"KernelCs", [=](T& t) { regs(t)->set_cs(0x10); },
+               {"core-1234.img: task 1234 thread 1234: cs 0x10 is not the 64-bit user code selector 0x33"}});
+  v.push_back({"Compat32Cs", [=](T& t) { regs(t)->set_cs(0x23); }, {"thread 1234: cs 0x23"}});
+  v.push_back({"BadSs", [=](T& t) { regs(t)->set_ss(0x18); }, {"thread 1234: ss 0x18 is not the user stack selector 0x2b"}});
+  v.push_back({"NonCanonicalRip", [=](T& t) { regs(t)->set_rip(0x0000800000001000); },
+               {"thread 1234: rip 0x800000001000 is not a canonical user address"}});
+  v.push_back({"KernelRip", [=](T& t) { regs(t)->set_rip(0xffffffff81000000); }, {"thread 1234: rip 0xffffffff81000000"}});
+  v.push_back({"TrapFlag", [=](T& t) { regs(t)->set_eflags(0x346); }, {"thread 1234: eflags 0x346 has bits no user task holds (0x100: TF)"}});
+  v.push_back({"Iopl", [=](T& t) { regs(t)->set_eflags(0x3246); }, {"eflags 0x3246", "(0x3000: IOPL)"}});
+  v.push_back({"Vm86", [=](T& t) { regs(t)->set_eflags(0x20246); }, {"(0x20000: VM)"}});
+  v.push_back({"ReservedEflags", [=](T& t) { regs(t)->set_eflags(0x4000000246); }, {"(0x4000000000: reserved)"}});
+  v.push_back({"UserEflagsPass", [=](T& t) { regs(t)->set_eflags(0x250ad7); }, {}});
+  v.push_back({"TidAbovePidMax",
+               [](T& t) { *t.core.add_threads() = t.core.threads(0); t.core.mutable_threads(1)->set_tid(system_pid_max()); },
+               {"core-1234.img: task 1234 thread 1: tid", "is not below this system's pid_max"}});
+  v.push_back({"TidAbovePidMaxLimit",
+               [](T& t) { *t.core.add_threads() = t.core.threads(0); t.core.mutable_threads(1)->set_tid(kMaxPids); },
+               {"core-1234.img: thread 1 has tid 4194304, invalid"}});
+  v.push_back({"DuplicateSigaction", [](T& t) { *t.core.add_sigactions() = t.core.sigactions(0); },
+               {"core-1234.img: task 1234: two sigactions for signal 15"}});
+  v.push_back({"SigactionAbove64", [](T& t) { t.core.mutable_sigactions(0)->set_signo(65); },
+               {"core-1234.img: task 1234: sigaction for signal 65, out of range (1..64)"}});
+  v.push_back({"SigactionForSigkill", [](T& t) { t.core.mutable_sigactions(0)->set_signo(9); },
+               {"task 1234: sigaction for signal 9, whose action can't be changed"}});
   v.push_back({"OddAuxv", [](T& t) { t.core.mutable_mm()->set_auxv("12345"); }, {"core-1234.img", "auxv of 5 bytes"}});
   // mm
   v.push_back({"UnalignedVma", [](T& t) { t.mm.mutable_vmas(1)->set_start(kBase + 16 * kPageSize + 1); },

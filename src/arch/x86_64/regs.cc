@@ -1,5 +1,9 @@
 #include "arch/x86_64/regs.h"
 
+#include <fmt/format.h>
+
+#include <utility>
+
 #include "ckpt.pb.h"
 
 namespace ckpt::arch {
@@ -35,6 +39,16 @@ bool rewind_restartable_syscall(Regs& regs, Restart how) {
   }
   regs.rip -= kSyscallInsnLen;
   return true;
+}
+
+std::string eflags_names(uint64_t bits) {
+  static constexpr std::pair<uint64_t, const char*> kNamed[] = {
+      {0x100, "TF"},    {0x3000, "IOPL"}, {0x4000, "NT"},      {0x20000, "VM"},
+      {0x80000, "VIF"}, {0x100000, "VIP"}, {0x8 | 0x20 | 0x8000 | ~0x3fffffULL, "reserved"}};
+  std::string out;
+  for (auto [mask, name] : kNamed)
+    if (bits & mask & ~kEflagsUserBits) out += out.empty() ? name : fmt::format("|{}", name);
+  return out;
 }
 
 #define CKPT_REGS(X)                                                                                  \

@@ -63,6 +63,9 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
   rst->add_flag("--restore-sibling", c.restore.sibling, "make the process a child of ckpt's parent");
   rst->add_option("--pidfile", c.restore.pidfile, "write the restored pid here");
   bool shell_job_r = false;
+  bool skip_file_check = false;
+  rst->add_flag("--skip-file-check", skip_file_check, "map the dumped files even where the file now at their path "
+                "differs (size, mtime, inode, device or ELF build-id)");
   rst->add_flag("-j,--shell-job", shell_job_r, "the process uses the terminal (see dump --shell-job)");
 
   auto* show = app.add_subcommand("show", "decode the images of a checkpoint");
@@ -71,6 +74,7 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
 
   auto* verify = app.add_subcommand("verify", "check a checkpoint's images (checksums, cross-references) without restoring");
   verify->add_option("dir", c.verify_dir, "images directory");
+  verify->add_flag("--skip-file-check", skip_file_check, "don't compare the mapped files with the dumped ones");
 
   try {
     std::vector<std::string> rev(args.rbegin(), args.rend());
@@ -95,6 +99,7 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
     c.verb = Verb::Restore;
     c.restore.dir = images_dir;
     c.restore.breakpoints = !no_bp;
+    c.restore.check_files = !skip_file_check;
     if (images_dir.empty()) return {std::nullopt, "ckpt restore: -D/--images-dir is required\n", 2};
   }
   if (show->parsed()) {
@@ -105,6 +110,7 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
   if (verify->parsed()) {
     c.verb = Verb::Verify;
     if (c.verify_dir.empty()) c.verify_dir = images_dir;
+    c.verify_files = !skip_file_check;
     if (c.verify_dir.empty()) return {std::nullopt, "ckpt verify: name an images directory\n", 2};
   }
   return {c, "", 0};

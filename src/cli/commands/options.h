@@ -28,6 +28,7 @@ struct Command {
   std::string show_target;
   bool json = false;
   std::string verify_dir;
+  bool verify_files = true;  // false: verify --skip-file-check
 };
 
 // Either a Command to run, or text to print (help) with an exit status.

@@ -1,6 +1,7 @@
 // ckpt verify DIR: every image's framing and checksum, every page run's
 // checksum and the images' cross-references (image/verify.h), without
-// restoring anything. Exit 0 and one line when all is well; otherwise the
+// restoring anything, and (unless --skip-file-check) that the files the
+// images map are still the ones that were dumped. Exit 0 and one line when all is well; otherwise the
 // first problem, naming the file and the offset or entry.
 #include "cli/commands/commands.h"
 #include "cli/commands/options.h"
@@ -20,7 +21,7 @@ int run_verify(const Command& c, Log& log) {
     log.error("verify: {}", l.error().str());
     return 1;
   }
-  auto r = image::verify_dir(*dir);
+  auto r = image::verify_dir(*dir, c.verify_files);
   if (!r) {
     log.error("verify: {}", r.error().str());
     return 1;

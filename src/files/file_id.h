@@ -1,0 +1,51 @@
+// What identifies the content of a mapped file (img::FileId): size, mtime,
+// inode and device from fstat, and the ELF build-id where the file has one.
+// Taken at dump from the file the task maps; compared at restore and by
+// `ckpt verify` with the file found at the same path, so that a replaced
+// executable or library is refused before anything is created, instead of
+// mapped under the dumped registers (where the task dies of SIGSEGV right
+// after a restore that reported success).
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+
+#include "base/result.h"
+#include "ckpt.pb.h"
+
+namespace ckpt::files {
+
+// The identity of the file open at `fd` (`what` names it in errors). The
+// build-id is read from regular files only: opening a device to read its
+// "ELF header" could have effects.
+Result<img::FileId> identify_file(int fd, const std::string& what);
+// Same, for a path (stat follows /proc/PID/map_files links to the mapped
+// file; only a regular file is opened, for its build-id).
+Result<img::FileId> identify_path(const std::string& path);
+
+// NT_GNU_BUILD_ID of the 64-bit little-endian ELF file open at `fd`, from its
+// PT_NOTE segments; empty when the file is not such an ELF file or has none.
+// Every offset and size read from the file is bounds-checked; an error comes
+// only from a failing read.
+Result<std::string> read_build_id(int fd, const std::string& what);
+
+// How much of a FileId must agree. A file the task maps shared may be
+// written through that mapping, by the task itself (and by it still, after a
+// dump with --leave-running): its size, mtime and content may change, it
+// must only be the same file.
+enum class Compare { Content, SameFile };
+// Shared mappings of a VMA's kind say SameFile.
+Compare compare_for(const img::Vma& v);
+
+// What differs between the identity recorded at dump and the one found now,
+// as "size 1234 -> 5678, build-id 89ab.. -> cdef.."; empty when they agree.
+std::string file_id_difference(const img::FileId& dumped, const img::FileId& now, Compare how = Compare::Content);
+
+// Refuses the file open at `fd` (found at `path`, which `use` describes, e.g.
+// "mapped at 0x400000-0x401000") if it differs from `dumped`:
+//   "/usr/bin/x (mapped at ...) is not the file that was dumped: size 1 -> 2, ...: ESTALE"
+Result<void> check_file_id(const std::string& path, std::string_view use, int fd, const img::FileId& dumped,
+                           Compare how = Compare::Content);
+
+}  // namespace ckpt::files

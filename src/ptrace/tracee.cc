@@ -6,8 +6,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstring>
-#include <thread>
+
+#include "proc/status.h"
 
 namespace ckpt {
 
@@ -17,6 +19,54 @@ constexpr size_t kMaxXstate = 16384;
 }  // namespace
 
 namespace {
+
+using Clock = Tracee::Clock;
+
+// A wait that sleeps in waitpid() can sleep forever: the main thread of a
+// process killed under ckpt is a zombie whose death the kernel reports only
+// once its other threads are reaped (delay_group_leader()), and those, traced
+// by ckpt, wait for ckpt to reap them, which the caller may do only after this
+// wait returns. So waits poll with WNOHANG and sleep in between until
+// something may have changed: every ptrace stop and every death of a tracee
+// sends its tracer SIGCHLD (do_notify_parent_cldstop(), do_notify_parent()),
+// held pending here for the wait's duration and taken with sigtimedwait(); a
+// wake that brings nothing for the task asks /proc whether it is dead.
+// SIGCHLD can be coalesced or have come before the wait began: the sleep
+// also ends after kStallCheck, so a death is seen within that even then.
+constexpr auto kStallCheck = std::chrono::milliseconds(20);
+
+class ChildEvents {
+ public:
+  ChildEvents() {
+    sigemptyset(&chld_);
+    sigaddset(&chld_, SIGCHLD);
+    pthread_sigmask(SIG_BLOCK, &chld_, &old_);
+  }
+  ~ChildEvents() { pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
+  ChildEvents(const ChildEvents&) = delete;
+  ChildEvents& operator=(const ChildEvents&) = delete;
+
+  // Until a SIGCHLD, `deadline` or kStallCheck, whichever comes first.
+  void sleep(std::optional<Clock::time_point> deadline) {
+    auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(kStallCheck);
+    if (deadline) left = std::min(left, std::chrono::duration_cast<std::chrono::nanoseconds>(*deadline - Clock::now()));
+    if (left.count() <= 0) return;
+    const timespec ts{static_cast<time_t>(left.count() / 1000000000), static_cast<long>(left.count() % 1000000000)};
+    (void)sigtimedwait(&chld_, nullptr, &ts);  // EAGAIN (timeout) and EINTR end the sleep as well
+  }
+
+ private:
+  sigset_t chld_, old_;
+};
+
+// A tracee that has died but that waitpid() does not report (yet): a zombie
+// main thread waiting for its other threads to be reaped, or one on its way
+// out of the kernel.
+bool dead_but_unreported(pid_t tid) {
+  auto st = proc::read_stat(tid);
+  return !st || st->state == 'Z' || st->state == 'X';
+}
+
 std::string signal_name(int sig) {
   if (const char* abbrev = sigabbrev_np(sig)) return fmt::format("SIG{}", abbrev);
   if (sig >= SIGRTMIN && sig <= SIGRTMAX) return fmt::format("SIGRTMIN+{}", sig - SIGRTMIN);
@@ -53,9 +103,9 @@ Tracee::~Tracee() {
   if (!attached_) return;
   bool detached = ptrace(PTRACE_DETACH, tid_, nullptr, 0) == 0;
   if (!detached && ptrace(PTRACE_INTERRUPT, tid_, nullptr, nullptr) == 0) {
-    int status;
-    if (waitpid(tid_, &status, __WALL) == tid_ && WIFSTOPPED(status))
-      detached = ptrace(PTRACE_DETACH, tid_, nullptr, 0) == 0;
+    // A dead tracee takes the interrupt too: wait() reaps it or says it is gone.
+    auto s = wait();
+    if (s && s->stopped()) detached = ptrace(PTRACE_DETACH, tid_, nullptr, 0) == 0;
   }
   if (detached && sigstop_taken_) kill(tid_, SIGSTOP);
 }
@@ -73,14 +123,24 @@ Result<void> Tracee::interrupt() {
 
 Result<Stop> Tracee::wait(std::optional<Clock::time_point> deadline) {
   Stop s;
-  for (auto pause = std::chrono::microseconds(20);;) {
-    pid_t r = waitpid(tid_, &s.status, __WALL | (deadline ? WNOHANG : 0));
+  ChildEvents events;
+  for (bool asked = false;;) {
+    pid_t r = waitpid(tid_, &s.status, __WALL | WNOHANG);
     if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && errno == ECHILD) {
+      attached_ = false;
+      return error(ESRCH, "task {} is gone (no longer traced by ckpt)", tid_);
+    }
     if (r < 0) return sys_error("wait for task {}", tid_);
     if (r == tid_) break;
-    if (Clock::now() >= *deadline) return error(ETIMEDOUT, "task {} did not stop in time", tid_);
-    std::this_thread::sleep_for(pause);
-    pause = std::min(pause * 2, std::chrono::microseconds(2000));
+    const bool expired = deadline && Clock::now() >= *deadline;
+    if ((asked || expired) && dead_but_unreported(tid_)) {
+      attached_ = false;
+      return error(ESRCH, "task {} is gone (it died while ckpt waited for it)", tid_);
+    }
+    if (expired) return error(ETIMEDOUT, "task {} did not stop in time", tid_);
+    events.sleep(deadline);
+    asked = true;
   }
   if (s.gone()) attached_ = false;
   else stops_++;
@@ -88,9 +148,10 @@ Result<Stop> Tracee::wait(std::optional<Clock::time_point> deadline) {
 }
 
 Result<std::pair<Tracee*, Stop>> Tracee::wait_any(std::span<Tracee* const> group) {
-  for (;;) {
+  ChildEvents events;
+  for (bool asked = false;;) {
     Stop s;
-    pid_t r = waitpid(-1, &s.status, __WALL);
+    pid_t r = waitpid(-1, &s.status, __WALL | WNOHANG);
     if (r < 0 && errno == EINTR) continue;
     if (r < 0) return sys_error("wait for {} tasks", group.size());
     for (Tracee* t : group) {
@@ -99,7 +160,15 @@ Result<std::pair<Tracee*, Stop>> Tracee::wait_any(std::span<Tracee* const> group
       else t->stops_++;
       return std::make_pair(t, s);
     }
-    // Not one of ours (ckpt has no other children while this runs): ignore.
+    if (r > 0) continue;  // not one of ours (ckpt has no other children while this runs): ignore
+    if (asked)
+      for (Tracee* t : group)
+        if (dead_but_unreported(t->tid_)) {
+          t->attached_ = false;
+          return error(ESRCH, "task {} is gone (it died while ckpt waited for it)", t->tid_);
+        }
+    events.sleep(std::nullopt);
+    asked = true;
   }
 }
 

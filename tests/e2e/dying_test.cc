@@ -94,6 +94,39 @@ TEST_P(Dying, KilledDuringDump) {
   }
 }
 
+// Threads created and joined all the time (churn: 3 threads each creating
+// and joining short-lived ones): threads that exit while ckpt seizes them are
+// dropped, threads born meanwhile are seized, and every dump restores into a
+// process that goes on churning and passes its own checks.
+TEST_P(Dying, ThreadChurnDumpRestore) {
+  Harness h;
+  for (int round = 0; round < 8; round++) {
+    SCOPED_TRACE(fmt::format("round {}", round));
+    pid_t pid = h.start_workload("churn");
+    ASSERT_GT(pid, 0);
+    std::this_thread::sleep_for(milliseconds(30));
+    const std::string dir = fmt::format("{}/img{}", h.dir(), round);
+    CkptRun d = h.ckpt(mode({"dump", "-t", std::to_string(pid), "-D", dir, "-v4", "-o", "dump.log"}));
+    if (d.exit_code() != 0) {
+      kill(pid, SIGTERM);
+      h.wait_child(pid);
+    }
+    ASSERT_EQ(d.exit_code(), 0) << d.err << read_text(dir + "/dump.log");
+    int st = h.wait_child(pid);
+    EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << "status " << st;
+
+    const std::string pidfile = dir + "/restored.pid";
+    pid_t r = h.ckpt_background(mode({"restore", "-D", dir, "-v4", "-o", "restore.log", "--pidfile", pidfile}));
+    ASSERT_TRUE(h.wait_restored(pid, pidfile)) << read_text(dir + "/restore.log");
+    std::this_thread::sleep_for(milliseconds(50));
+    kill(pid, SIGTERM);
+    CkptRun rr = h.wait_ckpt(r);
+    const std::string log = read_text(h.workload_log("churn"));
+    EXPECT_EQ(rr.exit_code(), 0) << log << rr.err;
+    EXPECT_NE(log.find("PASS churn"), std::string::npos) << log;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Modes, Dying, ::testing::Bool(), mode_name);
 
 }  // namespace

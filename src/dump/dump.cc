@@ -158,6 +158,10 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, Log& log, Clock::time_poi
   std::vector<Tracee> threads =
       TRY_CTX(seize_process(pid, freeze_start + std::chrono::seconds(o.timeout_s)), "dump pid {}: seize", pid);
   stats.set_freeze_ns(ns_since(freeze_start));
+  // Stopped (SIGSTOP and kin) when seized: restored stopped. A stop or
+  // continue that comes later is the kernel's to apply when ckpt lets go.
+  const bool group_stopped = threads[0].group_stopped();
+  if (group_stopped) log.info("pid {} is stopped: it is dumped stopped", pid);
   log.debug("pid {} stopped in {} us", pid, stats.freeze_ns() / 1000);
   // It may have cloned or forked between the check and the stop.
   TRY_CTX(check_dumpable_after_seize(pid), "dump");
@@ -177,6 +181,7 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, Log& log, Clock::time_poi
   uint64_t vdso = vdso_start(mm);
   if (!vdso) return error(EOPNOTSUPP, "dump pid {}: the process has no [vdso], which ckpt needs", pid);
   img::TaskCore core = TRY_CTX(collect_core_outside(threads), "dump pid {}", pid);
+  core.set_group_stopped(group_stopped);
   for (size_t i = 0; i < threads.size(); i++)
     if (core.threads(i).seccomp_mode() != 0 && !threads[i].seccomp_suspended())
       return error(EPERM, "dump pid {}: thread {} runs under seccomp and ckpt cannot suspend its filters (that needs "

@@ -2,6 +2,7 @@
 
 #include <elf.h>
 #include <sys/ptrace.h>
+#include <sys/signalfd.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -26,38 +27,11 @@ using Clock = Tracee::Clock;
 // process killed under ckpt is a zombie whose death the kernel reports only
 // once its other threads are reaped (delay_group_leader()), and those, traced
 // by ckpt, wait for ckpt to reap them, which the caller may do only after this
-// wait returns. So waits poll with WNOHANG and sleep in between until
-// something may have changed: every ptrace stop and every death of a tracee
-// sends its tracer SIGCHLD (do_notify_parent_cldstop(), do_notify_parent()),
-// held pending here for the wait's duration and taken with sigtimedwait(); a
-// wake that brings nothing for the task asks /proc whether it is dead.
-// SIGCHLD can be coalesced or have come before the wait began: the sleep
-// also ends after kStallCheck, so a death is seen within that even then.
+// wait returns. So waits poll with WNOHANG and sleep in ChildEvents in
+// between; a wake that brings nothing for the task asks /proc whether it is
+// dead. SIGCHLD can be coalesced or have come before the wait began: the
+// sleep also ends after kStallCheck, so a death is seen within that even then.
 constexpr auto kStallCheck = std::chrono::milliseconds(20);
-
-class ChildEvents {
- public:
-  ChildEvents() {
-    sigemptyset(&chld_);
-    sigaddset(&chld_, SIGCHLD);
-    pthread_sigmask(SIG_BLOCK, &chld_, &old_);
-  }
-  ~ChildEvents() { pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
-  ChildEvents(const ChildEvents&) = delete;
-  ChildEvents& operator=(const ChildEvents&) = delete;
-
-  // Until a SIGCHLD, `deadline` or kStallCheck, whichever comes first.
-  void sleep(std::optional<Clock::time_point> deadline) {
-    auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(kStallCheck);
-    if (deadline) left = std::min(left, std::chrono::duration_cast<std::chrono::nanoseconds>(*deadline - Clock::now()));
-    if (left.count() <= 0) return;
-    const timespec ts{static_cast<time_t>(left.count() / 1000000000), static_cast<long>(left.count() % 1000000000)};
-    (void)sigtimedwait(&chld_, nullptr, &ts);  // EAGAIN (timeout) and EINTR end the sleep as well
-  }
-
- private:
-  sigset_t chld_, old_;
-};
 
 // A tracee that has died but that waitpid() does not report (yet): a zombie
 // main thread waiting for its other threads to be reaped, or one on its way
@@ -73,6 +47,40 @@ std::string signal_name(int sig) {
   return fmt::format("signal {}", sig);
 }
 }  // namespace
+
+namespace {
+thread_local int child_events_depth = 0;  // nested ChildEvents leave the mask alone
+}  // namespace
+
+ChildEvents::ChildEvents() {
+  sigemptyset(&chld_);
+  sigaddset(&chld_, SIGCHLD);
+  if (child_events_depth++ == 0) pthread_sigmask(SIG_BLOCK, &chld_, &old_);
+}
+
+ChildEvents::~ChildEvents() {
+  if (--child_events_depth == 0) pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+}
+
+void ChildEvents::sleep(Clock::time_point until) {
+  const auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(until - Clock::now());
+  if (left.count() <= 0) return;
+  const timespec ts{static_cast<time_t>(left.count() / 1000000000), static_cast<long>(left.count() % 1000000000)};
+  (void)sigtimedwait(&chld_, nullptr, &ts);  // EAGAIN (timeout) and EINTR end the sleep as well
+}
+
+Result<int> ChildEvents::fd() {
+  if (!fd_) {
+    fd_ = UniqueFd(signalfd(-1, &chld_, SFD_CLOEXEC | SFD_NONBLOCK));
+    if (!fd_) return sys_error("signalfd for SIGCHLD");
+  }
+  return fd_.get();
+}
+
+void ChildEvents::drain() {
+  const timespec now{0, 0};
+  (void)sigtimedwait(&chld_, nullptr, &now);  // a standard signal is pending once at most
+}
 
 std::string Stop::describe() const {
   if (exited()) return fmt::format("exited with status {}", WEXITSTATUS(status));
@@ -103,11 +111,12 @@ Tracee::~Tracee() {
   if (!attached_) return;
   bool detached = ptrace(PTRACE_DETACH, tid_, nullptr, 0) == 0;
   if (!detached && ptrace(PTRACE_INTERRUPT, tid_, nullptr, nullptr) == 0) {
-    // A dead tracee takes the interrupt too: wait() reaps it or says it is gone.
+    // A dead tracee takes the interrupt too: wait() reaps it or says it is
+    // gone. A signal about to be delivered is not ckpt's to eat.
     auto s = wait();
-    if (s && s->stopped()) detached = ptrace(PTRACE_DETACH, tid_, nullptr, 0) == 0;
+    const int sig = s && s->stopped() && !s->event() && !s->syscall_stop() ? s->sig() : 0;
+    if (s && s->stopped()) detached = ptrace(PTRACE_DETACH, tid_, nullptr, sig) == 0;
   }
-  if (detached && sigstop_taken_) kill(tid_, SIGSTOP);
 }
 
 std::unexpected<Error> Tracee::err(std::string_view what) {
@@ -118,6 +127,7 @@ std::unexpected<Error> Tracee::err(std::string_view what) {
 
 Result<void> Tracee::interrupt() {
   if (ptrace(PTRACE_INTERRUPT, tid_, nullptr, nullptr) < 0) return err("interrupt");
+  interrupt_pending_ = true;
   return {};
 }
 
@@ -125,6 +135,9 @@ Result<Stop> Tracee::wait(std::optional<Clock::time_point> deadline) {
   Stop s;
   ChildEvents events;
   for (bool asked = false;;) {
+    // A SIGCHLD pending now came before the waitpid() below, which sees what
+    // caused it: a later wake is news.
+    events.drain();
     pid_t r = waitpid(tid_, &s.status, __WALL | WNOHANG);
     if (r < 0 && errno == EINTR) continue;
     if (r < 0 && errno == ECHILD) {
@@ -132,32 +145,52 @@ Result<Stop> Tracee::wait(std::optional<Clock::time_point> deadline) {
       return error(ESRCH, "task {} is gone (no longer traced by ckpt)", tid_);
     }
     if (r < 0) return sys_error("wait for task {}", tid_);
-    if (r == tid_) break;
+    if (r == tid_) {
+      saw(s);
+      return s;
+    }
     const bool expired = deadline && Clock::now() >= *deadline;
     if ((asked || expired) && dead_but_unreported(tid_)) {
       attached_ = false;
       return error(ESRCH, "task {} is gone (it died while ckpt waited for it)", tid_);
     }
     if (expired) return error(ETIMEDOUT, "task {} did not stop in time", tid_);
-    events.sleep(deadline);
+    events.sleep(std::min(deadline.value_or(Clock::time_point::max()), Clock::now() + kStallCheck));
     asked = true;
   }
-  if (s.gone()) attached_ = false;
-  else stops_++;
-  return s;
+}
+
+void Tracee::saw(const Stop& s) {
+  if (s.gone()) {
+    attached_ = false;
+    return;
+  }
+  stops_++;
+  unasked_event_ = false;
+  // Any trap clears a pending interrupt (ptrace_stop()): a syscall stop
+  // answers it too. Not a signal-delivery stop: the one ckpt lets through
+  // first is followed by the interrupt's stop (get_signal() runs job control
+  // traps before it takes a signal), a SIGSTOP by the group stop's trap.
+  if (s.syscall_stop()) interrupt_pending_ = false;
+  if (s.event() != PTRACE_EVENT_STOP) return;
+  // Reported with the group stop's signal while one is in effect, with
+  // SIGTRAP otherwise (do_jobctl_trap()).
+  group_stopped_ = s.sig() != SIGTRAP;
+  unasked_event_ = !interrupt_pending_;
+  interrupt_pending_ = false;
 }
 
 Result<std::pair<Tracee*, Stop>> Tracee::wait_any(std::span<Tracee* const> group) {
   ChildEvents events;
   for (bool asked = false;;) {
     Stop s;
+    events.drain();
     pid_t r = waitpid(-1, &s.status, __WALL | WNOHANG);
     if (r < 0 && errno == EINTR) continue;
     if (r < 0) return sys_error("wait for {} tasks", group.size());
     for (Tracee* t : group) {
       if (t->tid_ != r) continue;
-      if (s.gone()) t->attached_ = false;
-      else t->stops_++;
+      t->saw(s);
       return std::make_pair(t, s);
     }
     if (r > 0) continue;  // not one of ours (ckpt has no other children while this runs): ignore
@@ -167,7 +200,7 @@ Result<std::pair<Tracee*, Stop>> Tracee::wait_any(std::span<Tracee* const> group
           t->attached_ = false;
           return error(ESRCH, "task {} is gone (it died while ckpt waited for it)", t->tid_);
         }
-    events.sleep(std::nullopt);
+    events.sleep(Clock::now() + kStallCheck);
     asked = true;
   }
 }
@@ -185,7 +218,6 @@ Result<void> Tracee::resume_syscall(int sig) {
 Result<void> Tracee::detach(int sig) {
   if (ptrace(PTRACE_DETACH, tid_, nullptr, sig) < 0) return err("detach");
   attached_ = false;
-  if (sigstop_taken_ && kill(tid_, SIGSTOP) < 0) return sys_error("give task {} back its SIGSTOP", tid_);
   return {};
 }
 
@@ -197,9 +229,12 @@ Result<Stop> Tracee::wait_past_sigstop(bool syscall) {
 }
 
 Result<bool> Tracee::took_sigstop(const Stop& s, bool syscall) {
-  if (!s.stopped() || s.sig() != SIGSTOP || s.event()) return false;
-  sigstop_taken_ = true;
-  TRY(syscall ? resume_syscall() : cont());
+  if (!s.stopped()) return false;
+  int deliver;
+  if (s.event() == PTRACE_EVENT_STOP && unasked_event_) deliver = 0;
+  else if (!s.event() && !s.syscall_stop() && s.sig() == SIGSTOP) deliver = SIGSTOP;
+  else return false;
+  TRY(syscall ? resume_syscall(deliver) : cont(deliver));
   return true;
 }
 

@@ -235,8 +235,10 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, const BreakpointSupport&
     UniqueFd pf = TRY_CTX(open_file(o.pidfile, O_WRONLY | O_CREAT | O_TRUNC, 0644), "restore: pidfile");
     TRY_CTX(write_all(pf.get(), text.data(), text.size()), "restore: pidfile {}", o.pidfile);
   }
-  // SIGSTOP while still traced: every thread stops in the group stop as it is let go.
-  if (o.leave_stopped && kill(pid, SIGSTOP) < 0) return sys_error("restore pid {}: stop", pid);
+  // SIGSTOP while still traced: every thread stops in the group stop as it is
+  // let go. So does a task that was stopped when it was dumped.
+  if ((o.leave_stopped || ti.core.group_stopped()) && kill(pid, SIGSTOP) < 0)
+    return sys_error("restore pid {}: stop", pid);
   for (Tracee& t : tracees) TRY_CTX(t.detach(), "restore pid {}", pid);
   guard.armed = false;
   out.stats.set_restore_ns(ns_since(start));

@@ -127,6 +127,133 @@ TEST_P(Dying, ThreadChurnDumpRestore) {
   }
 }
 
+// Every thread of `pid` in state `state` (within 2 s).
+bool all_threads_in(pid_t pid, char state) {
+  for (int i = 0; i < 400; i++) {
+    bool all = true;
+    for (pid_t tid : tids_of(pid)) all = all && proc_state(tid) == state;
+    if (all) return true;
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  return false;
+}
+
+// A process stopped by SIGSTOP (state T) is dumped, its image says so, and
+// it is restored stopped, as it was; SIGCONT lets it go on, and it verifies
+// itself.
+TEST_P(Dying, StoppedDumpedAndRestoredStopped) {
+  Harness h;
+  pid_t pid = h.start_workload("threads", {"4"});
+  ASSERT_GT(pid, 0);
+  kill(pid, SIGSTOP);
+  ASSERT_TRUE(all_threads_in(pid, 'T'));
+  CkptRun d = h.ckpt(mode({"dump", "-t", std::to_string(pid), "-D", h.images(), "-v4", "-o", "dump.log"}));
+  ASSERT_EQ(d.exit_code(), 0) << d.err << read_text(h.images() + "/dump.log");
+  int st = h.wait_child(pid);
+  EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << "status " << st;
+  CkptRun show = h.ckpt({"show", fmt::format("{}/core-{}.img", h.images(), pid), "--json"});
+  EXPECT_NE(show.out.find("\"group_stopped\":true"), std::string::npos) << show.out.substr(0, 200);
+
+  const std::string pidfile = h.dir() + "/restored.pid";
+  pid_t r = h.ckpt_background(mode({"restore", "-D", h.images(), "-v4", "-o", "restore.log", "--pidfile", pidfile}));
+  ASSERT_TRUE(h.wait_restored(pid, pidfile)) << read_text(h.images() + "/restore.log");
+  EXPECT_TRUE(all_threads_in(pid, 'T')) << "restored running";
+  std::this_thread::sleep_for(milliseconds(100));
+  EXPECT_TRUE(all_threads_in(pid, 'T')) << "did not stay stopped";
+  kill(pid, SIGCONT);
+  std::this_thread::sleep_for(milliseconds(100));
+  EXPECT_NE(proc_state(pid), 'T');
+  kill(pid, SIGTERM);
+  CkptRun rr = h.wait_ckpt(r);
+  const std::string log = read_text(h.workload_log("threads"));
+  EXPECT_EQ(rr.exit_code(), 0) << log << rr.err;
+  EXPECT_NE(log.find("PASS threads"), std::string::npos) << log;
+}
+
+// With --leave-running a stopped process stays stopped, untraced, and goes
+// on at SIGCONT.
+TEST_P(Dying, StoppedStaysStoppedAfterLeaveRunning) {
+  Harness h;
+  pid_t pid = h.start_workload("threads", {"4"});
+  ASSERT_GT(pid, 0);
+  kill(pid, SIGSTOP);
+  ASSERT_TRUE(all_threads_in(pid, 'T'));
+  CkptRun d = h.ckpt(mode({"dump", "-t", std::to_string(pid), "-D", h.images(), "--leave-running"}));
+  ASSERT_EQ(d.exit_code(), 0) << d.err;
+  std::this_thread::sleep_for(milliseconds(100));
+  EXPECT_TRUE(all_threads_in(pid, 'T'));
+  EXPECT_EQ(tracer_of(pid), 0);
+  kill(pid, SIGCONT);
+  kill(pid, SIGTERM);
+  int st = h.wait_child(pid);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << read_text(h.workload_log("threads"));
+}
+
+// Another process sends SIGSTOP and SIGCONT in turn, 0-1 ms apart, for 10
+// to 80 ms from the start of a dump (of about 50 ms), ending with SIGCONT.
+// Each dump either succeeds, and its checkpoint restores into a process that
+// passes its checks, or fails cleanly: the process runs on (not stopped, the
+// storm ended with SIGCONT), untraced, and passes its checks.
+TEST_P(Dying, StopContStormDuringDump) {
+  Harness h;
+  int ok = 0;
+  for (int round = 0; round < 8; round++) {
+    SCOPED_TRACE(fmt::format("round {}", round));
+    pid_t pid = h.start_workload("threads", {"4", "64"});
+    ASSERT_GT(pid, 0);
+    const std::string dir = fmt::format("{}/img{}", h.dir(), round);
+    pid_t storm = fork();
+    if (storm == 0) {
+      std::mt19937 rng(getpid());
+      // Over before the dump is, often: the task must not be left stopped
+      // by a SIGSTOP that a later SIGCONT undid.
+      const auto end = Clock::now() + milliseconds(10 + round * 10);
+      while (Clock::now() < end) {
+        kill(pid, SIGSTOP);
+        std::this_thread::sleep_for(std::chrono::microseconds(rng() % 1000));
+        kill(pid, SIGCONT);
+        std::this_thread::sleep_for(std::chrono::microseconds(rng() % 1000));
+      }
+      _exit(0);
+    }
+    ASSERT_GT(storm, 0);
+    CkptRun d = h.ckpt(mode({"dump", "-t", std::to_string(pid), "-D", dir, "-v4", "-o", "dump.log"}));
+    int storm_status;
+    ASSERT_EQ(waitpid(storm, &storm_status, 0), storm);
+    const std::string log_path = h.workload_log("threads");
+    if (d.exit_code() != 0) {
+      // A clean failure: the process is as it was, and the storm's last word was SIGCONT.
+      EXPECT_NE(d.err.find(std::to_string(pid)), std::string::npos) << d.err;
+      std::this_thread::sleep_for(milliseconds(50));
+      ASSERT_TRUE(alive(pid)) << d.err;
+      EXPECT_EQ(tracer_of(pid), 0);
+      EXPECT_NE(proc_state(pid), 'T') << "left stopped after " << d.err;
+      kill(pid, SIGTERM);
+      int st = h.wait_child(pid);
+      EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << read_text(log_path);
+      continue;
+    }
+    ok++;
+    int st = h.wait_child(pid);
+    EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << "status " << st;
+    const std::string pidfile = dir + "/restored.pid";
+    pid_t r = h.ckpt_background(mode({"restore", "-D", dir, "-v4", "-o", "restore.log", "--pidfile", pidfile}));
+    ASSERT_TRUE(h.wait_restored(pid, pidfile)) << read_text(dir + "/restore.log");
+    // Stopped if the dump seized it stopped.
+    kill(pid, SIGCONT);
+    std::this_thread::sleep_for(milliseconds(50));
+    kill(pid, SIGTERM);
+    CkptRun rr = h.wait_ckpt(r);
+    const std::string log = read_text(log_path);
+    EXPECT_EQ(rr.exit_code(), 0) << log << rr.err;
+    EXPECT_NE(log.find("PASS threads"), std::string::npos) << log;
+  }
+  RecordProperty("successful_dumps", ok);
+  // Job control is no reason for a dump to fail: most must succeed (before
+  // ckpt resumed the task past the traps of a SIGCONT, none did).
+  EXPECT_GE(ok, 4) << "of 8 dumps under a SIGSTOP/SIGCONT storm";
+}
+
 INSTANTIATE_TEST_SUITE_P(Modes, Dying, ::testing::Bool(), mode_name);
 
 }  // namespace

@@ -15,11 +15,9 @@
 namespace ckpt {
 
 namespace {
+
 constexpr int kPtraceGetRseqConfiguration = 0x420f;  // 5.13, not in glibc 2.36
 constexpr size_t kMaxXstate = 16384;
-}  // namespace
-
-namespace {
 
 using Clock = Tracee::Clock;
 
@@ -46,10 +44,9 @@ std::string signal_name(int sig) {
   if (sig >= SIGRTMIN && sig <= SIGRTMAX) return fmt::format("SIGRTMIN+{}", sig - SIGRTMIN);
   return fmt::format("signal {}", sig);
 }
-}  // namespace
 
-namespace {
 thread_local int child_events_depth = 0;  // nested ChildEvents leave the mask alone
+
 }  // namespace
 
 ChildEvents::ChildEvents() {

@@ -96,8 +96,8 @@ class Tracee {
   // wait(), but stops of job control (someone stops or continues the task
   // while ckpt works on it) are taken as took_sigstop() does.
   Result<Stop> wait_past_sigstop(bool syscall);
-  // If `s`, a stop of this task, is one of job control that ckpt did not ask
-  // for, resumes the task as it ran (`syscall`: PTRACE_SYSCALL) and says true:
+  // If `s`, the stop of this task wait() or wait_any() reported last, is one
+  // of job control that ckpt did not ask for, resumes the task as it ran (`syscall`: PTRACE_SYSCALL) and says true:
   //   - a SIGSTOP about to be delivered: delivered, so that the kernel starts
   //     the group stop and keeps its state (a later SIGCONT ends it); the
   //     thread then traps in it (next case) instead of stopping;

@@ -62,6 +62,7 @@ std::vector<std::string> files_in(const std::string& dir) {
 TEST_P(Dying, KilledDuringDump) {
   Harness h;
   std::mt19937 rng(std::random_device{}());
+  long worst_ms = 0;
   for (int round = 0; round < 20; round++) {
     SCOPED_TRACE(fmt::format("round {}", round));
     pid_t pid = h.start_workload("threads", {"4", "64"});
@@ -76,7 +77,8 @@ TEST_P(Dying, KilledDuringDump) {
     CkptRun d = h.wait_ckpt(ckpt, std::chrono::seconds(2));
     const auto took = std::chrono::duration_cast<milliseconds>(Clock::now() - killed).count();
     ASSERT_NE(d.status, -1) << "ckpt hung, killed " << delay_ms << " ms into the dump";
-    EXPECT_LT(took, 2000) << "killed " << delay_ms << " ms into the dump";
+    EXPECT_LT(took, 1000) << "killed " << delay_ms << " ms into the dump";
+    worst_ms = std::max<long>(worst_ms, took);
     if (d.exit_code() != 0) {
       EXPECT_NE(d.err.find(std::to_string(pid)), std::string::npos) << d.err;
       EXPECT_TRUE(files_in(dir).empty()) << "a failed dump left " << files_in(dir)[0];
@@ -92,6 +94,7 @@ TEST_P(Dying, KilledDuringDump) {
     EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << "status " << st;
     EXPECT_LE(waitpid(-1, nullptr, WNOHANG | __WALL), 0) << "ckpt left a child behind";
   }
+  RecordProperty("slowest_exit_after_kill_ms", static_cast<int>(worst_ms));
 }
 
 // Threads created and joined all the time (churn: 3 threads each creating

@@ -3,6 +3,7 @@
 #include <elf.h>
 #include <sys/ptrace.h>
 #include <sys/signalfd.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -25,10 +26,10 @@ using Clock = Tracee::Clock;
 // process killed under ckpt is a zombie whose death the kernel reports only
 // once its other threads are reaped (delay_group_leader()), and those, traced
 // by ckpt, wait for ckpt to reap them, which the caller may do only after this
-// wait returns. So waits poll with WNOHANG and sleep in ChildEvents in
-// between; a wake that brings nothing for the task asks /proc whether it is
-// dead. SIGCHLD can be coalesced or have come before the wait began: the
-// sleep also ends after kStallCheck, so a death is seen within that even then.
+// wait returns. So waits on a main thread (and waits with a deadline) poll
+// with WNOHANG and sleep in ChildEvents in between; a wait that found nothing
+// for kStallCheck asks /proc whether the task is dead, so a death is seen
+// within that even when its SIGCHLD came before the wait began.
 constexpr auto kStallCheck = std::chrono::milliseconds(20);
 
 // A tracee that has died but that waitpid() does not report (yet): a zombie
@@ -93,13 +94,18 @@ Result<Tracee> Tracee::seize(pid_t tid, unsigned long extra) {
   // suspending them needs CAP_SYS_ADMIN, without it they stay in force.
   constexpr unsigned long kSuspendSeccomp = 1UL << 21;  // PTRACE_O_SUSPEND_SECCOMP
   const unsigned long opts = PTRACE_O_TRACESYSGOOD | extra;
+  std::optional<Tracee> t;
   if (ptrace(PTRACE_SEIZE, tid, nullptr, opts | kSuspendSeccomp) == 0) {
-    Tracee t(tid);
-    t.seccomp_suspended_ = true;
-    return t;
+    t.emplace(Tracee(tid));
+    t->seccomp_suspended_ = true;
+  } else if (errno == EPERM && ptrace(PTRACE_SEIZE, tid, nullptr, opts) == 0) {
+    t.emplace(Tracee(tid));
+  } else {
+    return sys_error("ptrace seize task {}", tid);
   }
-  if (errno == EPERM && ptrace(PTRACE_SEIZE, tid, nullptr, opts) == 0) return Tracee(tid);
-  return sys_error("ptrace seize task {}", tid);
+  // tgkill(tgid, tid, 0) finds the task only if `tgid` is its thread group.
+  t->leader_ = syscall(SYS_tgkill, tid, tid, 0) == 0;
+  return std::move(*t);
 }
 
 // Leaving a tracee: PTRACE_DETACH works only on a stopped task, so a running
@@ -130,8 +136,26 @@ Result<void> Tracee::interrupt() {
 
 Result<Stop> Tracee::wait(std::optional<Clock::time_point> deadline) {
   Stop s;
+  if (!deadline && !leader_) {
+    // Only a main thread can be dead and unreported: any other thread's
+    // death is reported at once, and one blocking waitpid() is the cheapest
+    // wait (syscall tracing makes dozens of stops per thread).
+    for (;;) {
+      pid_t r = waitpid(tid_, &s.status, __WALL);
+      if (r == tid_) {
+        saw(s);
+        return s;
+      }
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0 && errno == ECHILD) {
+        attached_ = false;
+        return error(ESRCH, "task {} is gone (no longer traced by ckpt)", tid_);
+      }
+      return sys_error("wait for task {}", tid_);
+    }
+  }
   ChildEvents events;
-  for (bool asked = false;;) {
+  for (auto checked = Clock::now();;) {
     // A SIGCHLD pending now came before the waitpid() below, which sees what
     // caused it: a later wake is news.
     events.drain();
@@ -146,14 +170,19 @@ Result<Stop> Tracee::wait(std::optional<Clock::time_point> deadline) {
       saw(s);
       return s;
     }
-    const bool expired = deadline && Clock::now() >= *deadline;
-    if ((asked || expired) && dead_but_unreported(tid_)) {
-      attached_ = false;
-      return error(ESRCH, "task {} is gone (it died while ckpt waited for it)", tid_);
+    // Nothing yet. Is it dead? Asked when the wait is over, and every
+    // kStallCheck: not on every wake, which other tracees' stops cause too.
+    const auto now = Clock::now();
+    const bool expired = deadline && now >= *deadline;
+    if (expired || now - checked >= kStallCheck) {
+      if (dead_but_unreported(tid_)) {
+        attached_ = false;
+        return error(ESRCH, "task {} is gone (it died while ckpt waited for it)", tid_);
+      }
+      checked = now;
     }
     if (expired) return error(ETIMEDOUT, "task {} did not stop in time", tid_);
-    events.sleep(std::min(deadline.value_or(Clock::time_point::max()), Clock::now() + kStallCheck));
-    asked = true;
+    events.sleep(std::min(deadline.value_or(Clock::time_point::max()), checked + kStallCheck));
   }
 }
 
@@ -177,12 +206,14 @@ void Tracee::saw(const Stop& s) {
   interrupt_pending_ = false;
 }
 
+// Blocks in waitpid(-1): unlike a wait on one TID it cannot wait forever for
+// a dead task, since it reaps whatever child or tracee of ckpt dies, so the
+// other threads of a killed process go first and its main thread's death is
+// reported after them.
 Result<std::pair<Tracee*, Stop>> Tracee::wait_any(std::span<Tracee* const> group) {
-  ChildEvents events;
-  for (bool asked = false;;) {
+  for (;;) {
     Stop s;
-    events.drain();
-    pid_t r = waitpid(-1, &s.status, __WALL | WNOHANG);
+    pid_t r = waitpid(-1, &s.status, __WALL);
     if (r < 0 && errno == EINTR) continue;
     if (r < 0) return sys_error("wait for {} tasks", group.size());
     for (Tracee* t : group) {
@@ -190,15 +221,7 @@ Result<std::pair<Tracee*, Stop>> Tracee::wait_any(std::span<Tracee* const> group
       t->saw(s);
       return std::make_pair(t, s);
     }
-    if (r > 0) continue;  // not one of ours (ckpt has no other children while this runs): ignore
-    if (asked)
-      for (Tracee* t : group)
-        if (dead_but_unreported(t->tid_)) {
-          t->attached_ = false;
-          return error(ESRCH, "task {} is gone (it died while ckpt waited for it)", t->tid_);
-        }
-    events.sleep(Clock::now() + kStallCheck);
-    asked = true;
+    // Not one of ours (ckpt has no other children while this runs): ignore.
   }
 }
 

@@ -147,6 +147,7 @@ class Tracee {
   bool unasked_event_ = false;      // the last stop: an event stop no interrupt() asked for
   bool group_stopped_ = false;
   bool seccomp_suspended_ = false;
+  bool leader_ = false;  // the main thread of its process: its death can go unreported
   unsigned stops_ = 0;
 };
 

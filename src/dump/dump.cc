@@ -28,7 +28,22 @@ uint64_t ns_since(Clock::time_point t) {
 
 constexpr uint64_t kPfKthread = 0x00200000;
 
-bool process_died(pid_t pid);
+// Has the process died, or is it dying: its main thread a zombie and every
+// other thread a zombie too or with SIGKILL pending (a group kill queues it to
+// each). A process killed during a dump makes some step fail in its own terms
+// (a closed socket, empty maps): the user must hear that it died.
+bool process_died(pid_t pid) {
+  auto st = proc::read_stat(pid);
+  if (!st) return true;
+  if (st->state != 'Z' && st->state != 'X') return false;
+  auto tids = proc::list_numeric_dir(fmt::format("/proc/{}/task", pid));
+  if (!tids) return true;
+  for (int tid : *tids) {
+    auto t = proc::read_status(tid);
+    if (t && t->state != 'Z' && t->state != 'X' && !(t->sig_pnd & (1ULL << (SIGKILL - 1)))) return false;
+  }
+  return true;
+}
 
 // What ckpt can't dump yet, said before anything is touched.
 Result<void> check_dumpable(pid_t pid) {
@@ -108,45 +123,7 @@ Result<void> let_go(std::vector<Tracee>& threads, After after) {
   return {};
 }
 
-// Has the process died, or is it dying: its main thread a zombie and every
-// other thread a zombie too or with SIGKILL pending (a group kill queues it to
-// each). A process killed during a dump makes some step fail in its own terms
-// (a closed socket, empty maps): the user must hear that it died.
-bool process_died(pid_t pid) {
-  auto st = proc::read_stat(pid);
-  if (!st) return true;
-  if (st->state != 'Z' && st->state != 'X') return false;
-  auto tids = proc::list_numeric_dir(fmt::format("/proc/{}/task", pid));
-  if (!tids) return true;
-  for (int tid : *tids) {
-    auto t = proc::read_status(tid);
-    if (t && t->state != 'Z' && t->state != 'X' && !(t->sig_pnd & (1ULL << (SIGKILL - 1)))) return false;
-  }
-  return true;
-}
-
-Result<img::Stats> dump_dumpable(const DumpOptions& o, Log& log, Clock::time_point start);
-
-}  // namespace
-
-Result<img::Stats> dump(const DumpOptions& o, Log& log) {
-  const auto start = Clock::now();
-  TRY_CTX(check_dumpable(o.pid), "dump");
-  auto stats = dump_dumpable(o, log, start);
-  if (!stats && process_died(o.pid)) {
-    // Say it first; what failed follows, without the repeated "dump pid P: ".
-    const Error& e = stats.error();
-    std::string_view what = e.msg;
-    if (const std::string prefix = fmt::format("dump pid {}: ", o.pid); what.starts_with(prefix))
-      what.remove_prefix(prefix.size());
-    return error(ESRCH, "dump pid {}: the process died during the dump ({}{}{})", o.pid, what, e.err ? ": " : "",
-                 e.err ? errno_name(e.err) : "");
-  }
-  return stats;
-}
-
-namespace {
-
+// Every step of a dump, once the process is known to be dumpable.
 Result<img::Stats> dump_dumpable(const DumpOptions& o, Log& log, Clock::time_point start) {
   img::Stats stats;
   const pid_t pid = o.pid;
@@ -240,5 +217,21 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, Log& log, Clock::time_poi
 }
 
 }  // namespace
+
+Result<img::Stats> dump(const DumpOptions& o, Log& log) {
+  const auto start = Clock::now();
+  TRY_CTX(check_dumpable(o.pid), "dump");
+  auto stats = dump_dumpable(o, log, start);
+  if (!stats && process_died(o.pid)) {
+    // Say it first; what failed follows, without the repeated "dump pid P: ".
+    const Error& e = stats.error();
+    std::string_view what = e.msg;
+    if (const std::string prefix = fmt::format("dump pid {}: ", o.pid); what.starts_with(prefix))
+      what.remove_prefix(prefix.size());
+    return error(ESRCH, "dump pid {}: the process died during the dump ({}{}{})", o.pid, what, e.err ? ": " : "",
+                 e.err ? errno_name(e.err) : "");
+  }
+  return stats;
+}
 
 }  // namespace ckpt::dump

@@ -94,18 +94,14 @@ Result<Tracee> Tracee::seize(pid_t tid, unsigned long extra) {
   // suspending them needs CAP_SYS_ADMIN, without it they stay in force.
   constexpr unsigned long kSuspendSeccomp = 1UL << 21;  // PTRACE_O_SUSPEND_SECCOMP
   const unsigned long opts = PTRACE_O_TRACESYSGOOD | extra;
-  std::optional<Tracee> t;
-  if (ptrace(PTRACE_SEIZE, tid, nullptr, opts | kSuspendSeccomp) == 0) {
-    t.emplace(Tracee(tid));
-    t->seccomp_suspended_ = true;
-  } else if (errno == EPERM && ptrace(PTRACE_SEIZE, tid, nullptr, opts) == 0) {
-    t.emplace(Tracee(tid));
-  } else {
+  const bool suspended = ptrace(PTRACE_SEIZE, tid, nullptr, opts | kSuspendSeccomp) == 0;
+  if (!suspended && !(errno == EPERM && ptrace(PTRACE_SEIZE, tid, nullptr, opts) == 0))
     return sys_error("ptrace seize task {}", tid);
-  }
+  Tracee t(tid);
+  t.seccomp_suspended_ = suspended;
   // tgkill(tgid, tid, 0) finds the task only if `tgid` is its thread group.
-  t->leader_ = syscall(SYS_tgkill, tid, tid, 0) == 0;
-  return std::move(*t);
+  t.leader_ = syscall(SYS_tgkill, tid, tid, 0) == 0;
+  return t;
 }
 
 // Leaving a tracee: PTRACE_DETACH works only on a stopped task, so a running

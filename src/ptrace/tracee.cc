@@ -166,11 +166,11 @@ Result<Stop> Tracee::wait(std::optional<Clock::time_point> deadline) {
       saw(s);
       return s;
     }
-    // Nothing yet. Is it dead? Asked when the wait is over, and every
-    // kStallCheck: not on every wake, which other tracees' stops cause too.
+    // Nothing yet. Is it a dead main thread? Asked when the wait is over, and
+    // every kStallCheck: not on every wake, which other tracees' stops cause too.
     const auto now = Clock::now();
     const bool expired = deadline && now >= *deadline;
-    if (expired || now - checked >= kStallCheck) {
+    if (leader_ && (expired || now - checked >= kStallCheck)) {
       if (dead_but_unreported(tid_)) {
         attached_ = false;
         return error(ESRCH, "task {} is gone (it died while ckpt waited for it)", tid_);

@@ -1,4 +1,8 @@
 // ckpt: parse the command line, set up logging, run one subcommand.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -7,9 +11,15 @@
 #include "base/log.h"
 #include "cli/commands/commands.h"
 #include "cli/commands/options.h"
+#include "ptrace/tracee.h"
 
 int main(int argc, char** argv) {
   using namespace ckpt::cli;
+  // Tracees' stops and deaths wake ckpt's waits through SIGCHLD
+  // (ptrace/tracee.h, ChildEvents): held pending from here on, and not
+  // ignored (a SIGCHLD ignored by whoever started ckpt would not be sent).
+  std::signal(SIGCHLD, SIG_DFL);
+  ckpt::ChildEvents child_events;
   Parsed p = parse_command_line(std::vector<std::string>(argv + 1, argv + argc));
   if (!p.command) {
     std::fputs(p.text.c_str(), p.exit_code ? stderr : stdout);

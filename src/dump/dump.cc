@@ -28,6 +28,23 @@ uint64_t ns_since(Clock::time_point t) {
 
 constexpr uint64_t kPfKthread = 0x00200000;
 
+// Has the process died, or is it dying: its main thread a zombie and every
+// other thread a zombie too or with SIGKILL pending (a group kill queues it to
+// each). A process killed during a dump makes some step fail in its own terms
+// (a closed socket, empty maps): the user must hear that it died.
+bool process_died(pid_t pid) {
+  auto st = proc::read_stat(pid);
+  if (!st) return true;
+  if (st->state != 'Z' && st->state != 'X') return false;
+  auto tids = proc::list_numeric_dir(fmt::format("/proc/{}/task", pid));
+  if (!tids) return true;
+  for (int tid : *tids) {
+    auto t = proc::read_status(tid);
+    if (t && t->state != 'Z' && t->state != 'X' && !(t->sig_pnd & (1ULL << (SIGKILL - 1)))) return false;
+  }
+  return true;
+}
+
 // Children that appeared between the check and the stop.
 Result<void> check_dumpable_after_seize(pid_t pid) {
   if (!TRY(proc::children(pid)).empty())
@@ -82,6 +99,7 @@ Result<void> check_dumpable(pid_t pid) {
   const size_t nthreads = tasks ? tasks->size() : 0;
   if ((st->state == 'Z' || st->state == 'X') && nthreads <= 1)
     return error(ESRCH, "pid {} ({}) is a zombie", pid, st->comm);
+  if (process_died(pid)) return error(ESRCH, "pid {} ({}) is exiting", pid, st->comm);
   if (status->tgid != pid)
     return error(EINVAL, "pid {} is a thread of process {}; dump the process", pid, status->tgid);
   if (status->tracer_pid != 0)
@@ -96,11 +114,12 @@ Result<void> check_dumpable(pid_t pid) {
   return {};
 }
 
-Result<img::Stats> dump(const DumpOptions& o, image::ImageDir& dir, Log& log) {
-  const auto start = Clock::now();
+namespace {
+
+// Every step of a dump, once the process is known to be dumpable.
+Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log& log, Clock::time_point start) {
   img::Stats stats;
   const pid_t pid = o.pid;
-  TRY_CTX(check_dumpable(pid), "dump");
   dir.set_durable(o.fsync);
   Scratch scratch{dir};
 
@@ -109,6 +128,10 @@ Result<img::Stats> dump(const DumpOptions& o, image::ImageDir& dir, Log& log) {
   std::vector<Tracee> threads =
       TRY_CTX(seize_process(pid, freeze_start + std::chrono::seconds(o.timeout_s)), "dump pid {}: seize", pid);
   stats.set_freeze_ns(ns_since(freeze_start));
+  // Stopped (SIGSTOP and kin) when seized: restored stopped. A stop or
+  // continue that comes later is the kernel's to apply when ckpt lets go.
+  const bool group_stopped = threads[0].group_stopped();
+  if (group_stopped) log.info("pid {} is stopped: it is dumped stopped", pid);
   log.debug("pid {} stopped in {} us", pid, stats.freeze_ns() / 1000);
   // It may have cloned or forked between the check and the stop.
   TRY_CTX(check_dumpable_after_seize(pid), "dump");
@@ -125,6 +148,7 @@ Result<img::Stats> dump(const DumpOptions& o, image::ImageDir& dir, Log& log) {
   img::MmImage mm = TRY_CTX(collect_vmas(pid), "dump pid {}", pid);
   img::Files fds = TRY_CTX(files::dump_fds(pid, {.shell_job = o.shell_job}), "dump pid {}", pid);
   img::TaskCore core = TRY_CTX(collect_core_outside(threads), "dump pid {}", pid);
+  core.set_group_stopped(group_stopped);
   for (size_t i = 0; i < threads.size(); i++)
     if (core.threads(i).seccomp_mode() != 0 && !threads[i].seccomp_suspended())
       return error(EPERM, "dump pid {}: thread {} runs under seccomp and ckpt cannot suspend its filters (that needs "
@@ -179,6 +203,24 @@ Result<img::Stats> dump(const DumpOptions& o, image::ImageDir& dir, Log& log) {
   TRY_CTX(let_go(threads, o.after), "dump pid {}", pid);
   stats.set_dump_ns(ns_since(start));
   (void)dir.write("stats-dump.img", image::ImageKind::Stats, stats);
+  return stats;
+}
+
+}  // namespace
+
+Result<img::Stats> dump(const DumpOptions& o, image::ImageDir& dir, Log& log) {
+  const auto start = Clock::now();
+  TRY_CTX(check_dumpable(o.pid), "dump");
+  auto stats = dump_dumpable(o, dir, log, start);
+  if (!stats && process_died(o.pid)) {
+    // Say it first; what failed follows, without the repeated "dump pid P: ".
+    const Error& e = stats.error();
+    std::string_view what = e.msg;
+    if (const std::string prefix = fmt::format("dump pid {}: ", o.pid); what.starts_with(prefix))
+      what.remove_prefix(prefix.size());
+    return error(ESRCH, "dump pid {}: the process died during the dump ({}{}{})", o.pid, what, e.err ? ": " : "",
+                 e.err ? errno_name(e.err) : "");
+  }
   return stats;
 }
 

@@ -259,14 +259,22 @@ Result<void> Parasite::check_running(Tracee& t) {
   return std::unexpected(explain(t, *s));
 }
 
-// Waits until one of `fds` is ready, making sure every 100 ms that `t`,
-// which runs parasite code meanwhile, has neither crashed nor died.
+// Waits until one of `fds` is ready, making sure that `t`, which runs
+// parasite code meanwhile, has neither crashed nor died: whenever a tracee
+// stops or dies (SIGCHLD), so that one stopped by job control goes on at
+// once, and every 100 ms.
 Result<void> Parasite::poll_while_running(std::span<pollfd> fds, Tracee& t) {
+  ChildEvents events;
+  std::vector<pollfd> all(fds.begin(), fds.end());
+  all.push_back({TRY(events.fd()), POLLIN, 0});
   for (;;) {
-    int n = poll(fds.data(), fds.size(), 100);
-    if (n > 0) return {};
+    int n = poll(all.data(), all.size(), 100);
     if (n < 0 && errno != EINTR) return sys_error("task {}: poll the parasite's sockets", t.tid());
-    if (n == 0) TRY(check_running(t));
+    bool ready = false;
+    for (size_t i = 0; i < fds.size(); i++) ready |= (fds[i].revents = all[i].revents) != 0;
+    if (ready) return {};
+    events.drain();
+    TRY(check_running(t));
   }
 }
 

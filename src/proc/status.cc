@@ -290,7 +290,9 @@ Result<std::vector<pid_t>> children(pid_t pid) {
   std::vector<pid_t> out;
   for (int tid : tids) {
     std::string path = fmt::format("/proc/{}/task/{}/children", pid, tid);
-    std::string text = TRY(read_file(path));
+    Result<std::string> read = read_file(path);
+    if (!read && (read.error().err == ENOENT || read.error().err == ESRCH)) continue;  // the thread exited meanwhile
+    std::string text = TRY(std::move(read));
     std::vector<pid_t> kids = TRY_CTX(parse_pid_list(text), "{}", path);
     out.insert(out.end(), kids.begin(), kids.end());
   }

@@ -2,27 +2,83 @@
 
 #include <elf.h>
 #include <sys/ptrace.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstring>
-#include <thread>
+
+#include "proc/status.h"
 
 namespace ckpt {
 
 namespace {
+
 constexpr int kPtraceGetRseqConfiguration = 0x420f;  // 5.13, not in glibc 2.36
 constexpr size_t kMaxXstate = 16384;
-}  // namespace
 
-namespace {
+using Clock = Tracee::Clock;
+
+// A wait that sleeps in waitpid() can sleep forever: the main thread of a
+// process killed under ckpt is a zombie whose death the kernel reports only
+// once its other threads are reaped (delay_group_leader()), and those, traced
+// by ckpt, wait for ckpt to reap them, which the caller may do only after this
+// wait returns. So waits on a main thread (and waits with a deadline) poll
+// with WNOHANG and sleep in ChildEvents in between; a wait that found nothing
+// for kStallCheck asks /proc whether the task is dead, so a death is seen
+// within that even when its SIGCHLD came before the wait began.
+constexpr auto kStallCheck = std::chrono::milliseconds(20);
+
+// A tracee that has died but that waitpid() does not report (yet): a zombie
+// main thread waiting for its other threads to be reaped, or one on its way
+// out of the kernel.
+bool dead_but_unreported(pid_t tid) {
+  auto st = proc::read_stat(tid);
+  return !st || st->state == 'Z' || st->state == 'X';
+}
+
 std::string signal_name(int sig) {
   if (const char* abbrev = sigabbrev_np(sig)) return fmt::format("SIG{}", abbrev);
   if (sig >= SIGRTMIN && sig <= SIGRTMAX) return fmt::format("SIGRTMIN+{}", sig - SIGRTMIN);
   return fmt::format("signal {}", sig);
 }
+
+thread_local int child_events_depth = 0;  // nested ChildEvents leave the mask alone
+
 }  // namespace
+
+ChildEvents::ChildEvents() {
+  sigemptyset(&chld_);
+  sigaddset(&chld_, SIGCHLD);
+  if (child_events_depth++ == 0) pthread_sigmask(SIG_BLOCK, &chld_, &old_);
+}
+
+ChildEvents::~ChildEvents() {
+  if (--child_events_depth == 0) pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+}
+
+void ChildEvents::sleep(Clock::time_point until) {
+  const auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(until - Clock::now());
+  if (left.count() <= 0) return;
+  const timespec ts{static_cast<time_t>(left.count() / 1000000000), static_cast<long>(left.count() % 1000000000)};
+  (void)sigtimedwait(&chld_, nullptr, &ts);  // EAGAIN (timeout) and EINTR end the sleep as well
+}
+
+Result<int> ChildEvents::fd() {
+  if (!fd_) {
+    fd_ = UniqueFd(signalfd(-1, &chld_, SFD_CLOEXEC | SFD_NONBLOCK));
+    if (!fd_) return sys_error("signalfd for SIGCHLD");
+  }
+  return fd_.get();
+}
+
+void ChildEvents::drain() {
+  const timespec now{0, 0};
+  (void)sigtimedwait(&chld_, nullptr, &now);  // a standard signal is pending once at most
+}
 
 std::string Stop::describe() const {
   if (exited()) return fmt::format("exited with status {}", WEXITSTATUS(status));
@@ -38,13 +94,14 @@ Result<Tracee> Tracee::seize(pid_t tid, unsigned long extra) {
   // suspending them needs CAP_SYS_ADMIN, without it they stay in force.
   constexpr unsigned long kSuspendSeccomp = 1UL << 21;  // PTRACE_O_SUSPEND_SECCOMP
   const unsigned long opts = PTRACE_O_TRACESYSGOOD | extra;
-  if (ptrace(PTRACE_SEIZE, tid, nullptr, opts | kSuspendSeccomp) == 0) {
-    Tracee t(tid);
-    t.seccomp_suspended_ = true;
-    return t;
-  }
-  if (errno == EPERM && ptrace(PTRACE_SEIZE, tid, nullptr, opts) == 0) return Tracee(tid);
-  return sys_error("ptrace seize task {}", tid);
+  const bool suspended = ptrace(PTRACE_SEIZE, tid, nullptr, opts | kSuspendSeccomp) == 0;
+  if (!suspended && !(errno == EPERM && ptrace(PTRACE_SEIZE, tid, nullptr, opts) == 0))
+    return sys_error("ptrace seize task {}", tid);
+  Tracee t(tid);
+  t.seccomp_suspended_ = suspended;
+  // tgkill(tgid, tid, 0) finds the task only if `tgid` is its thread group.
+  t.leader_ = syscall(SYS_tgkill, tid, tid, 0) == 0;
+  return t;
 }
 
 // Leaving a tracee: PTRACE_DETACH works only on a stopped task, so a running
@@ -53,11 +110,12 @@ Tracee::~Tracee() {
   if (!attached_) return;
   bool detached = ptrace(PTRACE_DETACH, tid_, nullptr, 0) == 0;
   if (!detached && ptrace(PTRACE_INTERRUPT, tid_, nullptr, nullptr) == 0) {
-    int status;
-    if (waitpid(tid_, &status, __WALL) == tid_ && WIFSTOPPED(status))
-      detached = ptrace(PTRACE_DETACH, tid_, nullptr, 0) == 0;
+    // A dead tracee takes the interrupt too: wait() reaps it or says it is
+    // gone. A signal about to be delivered is not ckpt's to eat.
+    auto s = wait();
+    const int sig = s && s->stopped() && !s->event() && !s->syscall_stop() ? s->sig() : 0;
+    if (s && s->stopped()) detached = ptrace(PTRACE_DETACH, tid_, nullptr, sig) == 0;
   }
-  if (detached && sigstop_taken_) kill(tid_, SIGSTOP);
 }
 
 std::unexpected<Error> Tracee::err(std::string_view what) {
@@ -68,25 +126,86 @@ std::unexpected<Error> Tracee::err(std::string_view what) {
 
 Result<void> Tracee::interrupt() {
   if (ptrace(PTRACE_INTERRUPT, tid_, nullptr, nullptr) < 0) return err("interrupt");
+  interrupt_pending_ = true;
   return {};
 }
 
 Result<Stop> Tracee::wait(std::optional<Clock::time_point> deadline) {
   Stop s;
-  for (auto pause = std::chrono::microseconds(20);;) {
-    pid_t r = waitpid(tid_, &s.status, __WALL | (deadline ? WNOHANG : 0));
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) return sys_error("wait for task {}", tid_);
-    if (r == tid_) break;
-    if (Clock::now() >= *deadline) return error(ETIMEDOUT, "task {} did not stop in time", tid_);
-    std::this_thread::sleep_for(pause);
-    pause = std::min(pause * 2, std::chrono::microseconds(2000));
+  if (!deadline && !leader_) {
+    // Only a main thread can be dead and unreported: any other thread's
+    // death is reported at once, and one blocking waitpid() is the cheapest
+    // wait (syscall tracing makes dozens of stops per thread).
+    for (;;) {
+      pid_t r = waitpid(tid_, &s.status, __WALL);
+      if (r == tid_) {
+        saw(s);
+        return s;
+      }
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0 && errno == ECHILD) {
+        attached_ = false;
+        return error(ESRCH, "task {} is gone (no longer traced by ckpt)", tid_);
+      }
+      return sys_error("wait for task {}", tid_);
+    }
   }
-  if (s.gone()) attached_ = false;
-  else stops_++;
-  return s;
+  ChildEvents events;
+  for (auto checked = Clock::now();;) {
+    // A SIGCHLD pending now came before the waitpid() below, which sees what
+    // caused it: a later wake is news.
+    events.drain();
+    pid_t r = waitpid(tid_, &s.status, __WALL | WNOHANG);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && errno == ECHILD) {
+      attached_ = false;
+      return error(ESRCH, "task {} is gone (no longer traced by ckpt)", tid_);
+    }
+    if (r < 0) return sys_error("wait for task {}", tid_);
+    if (r == tid_) {
+      saw(s);
+      return s;
+    }
+    // Nothing yet. Is it a dead main thread? Asked when the wait is over, and
+    // every kStallCheck: not on every wake, which other tracees' stops cause too.
+    const auto now = Clock::now();
+    const bool expired = deadline && now >= *deadline;
+    if (leader_ && (expired || now - checked >= kStallCheck)) {
+      if (dead_but_unreported(tid_)) {
+        attached_ = false;
+        return error(ESRCH, "task {} is gone (it died while ckpt waited for it)", tid_);
+      }
+      checked = now;
+    }
+    if (expired) return error(ETIMEDOUT, "task {} did not stop in time", tid_);
+    events.sleep(std::min(deadline.value_or(Clock::time_point::max()), checked + kStallCheck));
+  }
 }
 
+void Tracee::saw(const Stop& s) {
+  if (s.gone()) {
+    attached_ = false;
+    return;
+  }
+  stops_++;
+  unasked_event_ = false;
+  // Any trap clears a pending interrupt (ptrace_stop()): a syscall stop
+  // answers it too. Not a signal-delivery stop: the one ckpt lets through
+  // first is followed by the interrupt's stop (get_signal() runs job control
+  // traps before it takes a signal), a SIGSTOP by the group stop's trap.
+  if (s.syscall_stop()) interrupt_pending_ = false;
+  if (s.event() != PTRACE_EVENT_STOP) return;
+  // Reported with the group stop's signal while one is in effect, with
+  // SIGTRAP otherwise (do_jobctl_trap()).
+  group_stopped_ = s.sig() != SIGTRAP;
+  unasked_event_ = !interrupt_pending_;
+  interrupt_pending_ = false;
+}
+
+// Blocks in waitpid(-1): unlike a wait on one TID it cannot wait forever for
+// a dead task, since it reaps whatever child or tracee of ckpt dies, so the
+// other threads of a killed process go first and its main thread's death is
+// reported after them.
 Result<std::pair<Tracee*, Stop>> Tracee::wait_any(std::span<Tracee* const> group) {
   for (;;) {
     Stop s;
@@ -95,8 +214,7 @@ Result<std::pair<Tracee*, Stop>> Tracee::wait_any(std::span<Tracee* const> group
     if (r < 0) return sys_error("wait for {} tasks", group.size());
     for (Tracee* t : group) {
       if (t->tid_ != r) continue;
-      if (s.gone()) t->attached_ = false;
-      else t->stops_++;
+      t->saw(s);
       return std::make_pair(t, s);
     }
     // Not one of ours (ckpt has no other children while this runs): ignore.
@@ -127,7 +245,6 @@ Result<void> Tracee::set_options(unsigned long extra) {
 Result<void> Tracee::detach(int sig) {
   if (ptrace(PTRACE_DETACH, tid_, nullptr, sig) < 0) return err("detach");
   attached_ = false;
-  if (sigstop_taken_ && kill(tid_, SIGSTOP) < 0) return sys_error("give task {} back its SIGSTOP", tid_);
   return {};
 }
 
@@ -139,9 +256,12 @@ Result<Stop> Tracee::wait_past_sigstop(bool syscall) {
 }
 
 Result<bool> Tracee::took_sigstop(const Stop& s, bool syscall) {
-  if (!s.stopped() || s.sig() != SIGSTOP || s.event()) return false;
-  sigstop_taken_ = true;
-  TRY(syscall ? resume_syscall() : cont());
+  if (!s.stopped()) return false;
+  int deliver;
+  if (s.event() == PTRACE_EVENT_STOP && unasked_event_) deliver = 0;
+  else if (!s.event() && !s.syscall_stop() && s.sig() == SIGSTOP) deliver = SIGSTOP;
+  else return false;
+  TRY(syscall ? resume_syscall(deliver) : cont(deliver));
   return true;
 }
 

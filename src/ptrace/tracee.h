@@ -16,6 +16,7 @@
 #include "arch/x86_64/regs.h"
 #include "base/owed.h"
 #include "base/result.h"
+#include "base/unique_fd.h"
 
 namespace ckpt {
 
@@ -30,6 +31,32 @@ struct Stop {
   int event() const { return stopped() ? (status >> 16) : 0; }
   bool syscall_stop() const { return stopped() && sig() == (SIGTRAP | 0x80); }
   std::string describe() const;
+};
+
+// SIGCHLD held pending in this thread for the object's life: every ptrace
+// stop and every death of a tracee sends its tracer SIGCHLD
+// (do_notify_parent_cldstop(), do_notify_parent()), so a wait sleeps here, or
+// polls fd(), exactly until something may have changed for one of them.
+// ckpt's main() holds one for the whole run, so that no SIGCHLD is lost
+// between two waits and threads started later (which inherit the mask) never
+// take one; the ones the waits make then change no signal mask.
+class ChildEvents {
+ public:
+  using Clock = std::chrono::steady_clock;
+  ChildEvents();
+  ~ChildEvents();
+  ChildEvents(const ChildEvents&) = delete;
+  ChildEvents& operator=(const ChildEvents&) = delete;
+  // Until a SIGCHLD comes (or came since the last sleep or drain) or `until`.
+  void sleep(Clock::time_point until);
+  // Readable while a SIGCHLD is pending (signalfd).
+  Result<int> fd();
+  // Takes a pending SIGCHLD.
+  void drain();
+
+ private:
+  sigset_t chld_, old_;
+  UniqueFd fd_;
 };
 
 struct RseqConfig {
@@ -57,19 +84,33 @@ class Tracee {
   // Stops observed by wait() so far.
   unsigned stops() const { return stops_; }
 
+  // PTRACE_INTERRUPT: the next PTRACE_EVENT_STOP answers it.
   Result<void> interrupt();
-  // Next stop or death; with a deadline, ETIMEDOUT when it passes first.
+  // Next stop or death; with a deadline, ETIMEDOUT when it passes first. A
+  // task that died but whose death the kernel does not report (see the .cc)
+  // is an ESRCH error naming it.
   Result<Stop> wait(std::optional<Clock::time_point> deadline = std::nullopt);
   // The next stop or death of any of `group` (waitpid(-1): for paths that
   // must keep many tracees moving at once; everything else waits on one TID).
   static Result<std::pair<Tracee*, Stop>> wait_any(std::span<Tracee* const> group);
-  // wait(), but a SIGSTOP about to be delivered (someone stopped the task
-  // while ckpt works on it) is taken, the task resumed as it ran (`syscall`:
-  // PTRACE_SYSCALL), and the signal given back when ckpt lets go.
+  // wait(), but stops of job control (someone stops or continues the task
+  // while ckpt works on it) are taken as took_sigstop() does.
   Result<Stop> wait_past_sigstop(bool syscall);
-  // If `s`, a stop of this task, is such a SIGSTOP: takes it, resumes the
-  // task as wait_past_sigstop does, and says true.
+  // If `s`, the stop of this task wait() or wait_any() reported last, is one
+  // of job control that ckpt did not ask for, resumes the task as it ran (`syscall`: PTRACE_SYSCALL) and says true:
+  //   - a SIGSTOP about to be delivered: delivered, so that the kernel starts
+  //     the group stop and keeps its state (a later SIGCONT ends it); the
+  //     thread then traps in it (next case) instead of stopping;
+  //   - a PTRACE_EVENT_STOP that does not answer an interrupt(): a seized
+  //     thread's trap for a group stop, for a SIGCONT (JOBCTL_TRAP_NOTIFY),
+  //     or the one PTRACE_SEIZE leaves pending on a stopped task.
+  // Whatever the group stop's state when ckpt lets go, the kernel applies it
+  // at detach (__ptrace_unlink()): a stopped task stops again, a continued
+  // one runs.
   Result<bool> took_sigstop(const Stop& s, bool syscall);
+  // Was a group stop (SIGSTOP, SIGTSTP...) in effect at the task's last
+  // PTRACE_EVENT_STOP? Right after the seize: was the task stopped.
+  bool group_stopped() const { return group_stopped_; }
   Result<void> cont(int sig = 0);
   Result<void> resume_syscall(int sig = 0);
   // PTRACE_SINGLESTEP: one instruction (a syscall instruction: the whole
@@ -80,7 +121,6 @@ class Tracee {
   // runs next.
   Result<void> set_options(unsigned long extra);
   // After detach() (or a death seen by wait) the destructor does nothing.
-  // Either queues a SIGSTOP that ckpt took back to the task.
   Result<void> detach(int sig = 0);
   void mark_gone() { attached_ = false; }
 
@@ -106,10 +146,15 @@ class Tracee {
  private:
   explicit Tracee(pid_t tid) : tid_(tid) {}
   std::unexpected<Error> err(std::string_view what);
+  // Bookkeeping of a stop or death wait() reports.
+  void saw(const Stop& s);
   pid_t tid_;
   Owed attached_{true};  // detach owed
-  bool sigstop_taken_ = false;
+  bool interrupt_pending_ = false;  // interrupt() not yet answered by an event stop
+  bool unasked_event_ = false;      // the last stop: an event stop no interrupt() asked for
+  bool group_stopped_ = false;
   bool seccomp_suspended_ = false;
+  bool leader_ = false;  // the main thread of its process: its death can go unreported
   unsigned stops_ = 0;
 };
 

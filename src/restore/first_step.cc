@@ -67,6 +67,7 @@ class Stepper {
     for (;;) {
       auto s = t.wait(deadline);
       if (!s && s.error().err == ETIMEDOUT) return settle(t, c.final_state.sigmask);
+      if (!s && s.error().err == ESRCH) return Outcome{true, std::nullopt, 0};  // a dead main thread
       if (!s) return std::unexpected(s.error());
       if (s->gone()) return Outcome{true, *s, 0};
       // Someone stopped the task meanwhile: taken, resumed, given back at detach.
@@ -113,6 +114,7 @@ class Stepper {
         if (dead(t)) return Outcome{true, std::nullopt, 0};
         if (Clock::now() < give_up) continue;
       }
+      if (!w && w.error().err == ESRCH) return Outcome{true, std::nullopt, 0};
       Stop s = TRY(std::move(w));
       if (s.gone()) return Outcome{true, s, 0};
       if (TRY(t.took_sigstop(s, false))) continue;

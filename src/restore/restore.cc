@@ -266,8 +266,10 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir, co
     std::string text = fmt::format("{}\n", pid);
     TRY_CTX(replace_file(o.pidfile, text, 0644), "restore pid {}: pidfile", pid);
   }
-  // SIGSTOP while still traced: every thread stops in the group stop as it is let go.
-  if (o.leave_stopped && kill(pid, SIGSTOP) < 0) return sys_error("restore pid {}: stop", pid);
+  // SIGSTOP while still traced: every thread stops in the group stop as it is
+  // let go. So does a task that was stopped when it was dumped.
+  if ((o.leave_stopped || ti.core.group_stopped()) && kill(pid, SIGSTOP) < 0)
+    return sys_error("restore pid {}: stop", pid);
   for (size_t i = 0; i < tracees.size(); i++) TRY_CTX(tracees[i].detach(steps.deliver[i]), "restore pid {}", pid);
   guard.armed = false;
   out.stats.set_restore_ns(ns_since(start));

@@ -1,5 +1,7 @@
 /* threads: N worker pthreads (argument, default 8) must all survive the
- * restore with their identity and per-thread state.
+ * restore with their identity and per-thread state. An optional second
+ * argument, MiB, adds a heap buffer of that size with an index-derived
+ * pattern (checked at verification), so that a dump takes a while.
  *
  * Each worker: names itself "w<idx>" (pthread_setname_np), sets its own
  * signal mask (SIGTERM plus a subset of SIGRTMIN..SIGRTMAX that is distinct
@@ -82,6 +84,14 @@ static uint64_t backwards;
 static int first_back_idx;
 static uint64_t first_back_from, first_back_to;
 static uint64_t loops;
+
+static uint64_t *heap_buf; /* optional, see main() */
+static size_t heap_words;
+
+static uint64_t heap_word(size_t i)
+{
+	return (uint64_t)i * 0x9E3779B97F4A7C15ull ^ 0x5bd1e995u;
+}
 
 static uint64_t sigbit(int sig)
 {
@@ -328,14 +338,20 @@ int main(int argc, char **argv)
 			wl_die("thread count '%s' not in 1..%d", argv[2], MAX_THREADS);
 		nthreads = (int)n;
 	}
-	/* Optional: MiB of patterned memory, checked at the end (a dump that
-	 * spends a while moving memory, for the kill loops). */
-	const size_t ballast_len = argc > 3 ? (size_t)atoi(argv[3]) << 20 : 0;
-	unsigned char *ballast = ballast_len ? malloc(ballast_len) : NULL;
-	if (ballast_len && !ballast)
-		wl_die("malloc(%zu): %s", ballast_len, wl_errname(errno));
-	for (size_t i = 0; i < ballast_len; i++)
-		ballast[i] = (unsigned char)(i * 7 + (i >> 12));
+	if (argc > 3) {
+		char *end;
+		long mib = strtol(argv[3], &end, 10);
+		if (*end || mib < 0 || mib > 4096)
+			wl_die("heap size '%s' MiB not in 0..4096", argv[3]);
+		heap_words = (size_t)mib << 17;
+		if (heap_words) {
+			heap_buf = malloc(heap_words * sizeof(uint64_t));
+			if (!heap_buf)
+				wl_die("malloc %ld MiB failed", mib);
+			for (size_t i = 0; i < heap_words; i++)
+				heap_buf[i] = heap_word(i);
+		}
+	}
 	const int nrt = SIGRTMAX - SIGRTMIN + 1;
 	if (nrt < 1 || nrt > 31)
 		wl_die("unexpected SIGRTMIN..SIGRTMAX %d..%d", SIGRTMIN, SIGRTMAX);
@@ -410,6 +426,14 @@ int main(int argc, char **argv)
 	prctl(PR_GET_NAME, name_now);
 	WL_CHECK(strcmp(name_now, main_name) == 0, "main thread name '%s', expected '%s'", name_now,
 		 main_name);
+
+	/* The heap buffer, if any, word for word. */
+	size_t bad_words = 0, first_bad = 0;
+	for (size_t i = 0; i < heap_words; i++)
+		if (heap_buf[i] != heap_word(i) && bad_words++ == 0)
+			first_bad = i;
+	WL_CHECK(bad_words == 0, "heap: %zu of %zu words differ, first at index %zu", bad_words, heap_words,
+		 first_bad);
 
 	/* Every worker ran after the ready point. */
 	wait_all_advanced(baseline, "since ready");
@@ -528,10 +552,5 @@ int main(int argc, char **argv)
 	}
 	wl_printf("threads: %d workers, counters %llu..%llu\n", nthreads, (unsigned long long)lo,
 		  (unsigned long long)hi);
-	for (size_t i = 0; i < ballast_len; i++)
-		if (ballast[i] != (unsigned char)(i * 7 + (i >> 12))) {
-			wl_fail("memory at offset %zu changed", i);
-			break;
-		}
 	wl_finish();
 }

@@ -548,25 +548,22 @@ def run_all(d, a, size, rows):
                  f"--stats: how long the task was stopped; best{spread(frozen, fmt_ms)}"))
     rows.append(("1 GiB dump --leave-running: ckpt wall time", fmt_ms(min(walls)), f"best{spread(walls, fmt_ms)}"))
 
-    # The parasite's cure, both completion modes: the stops do not depend on the memory size, so
-    # the tiny process is dumped (once per mode).
-    for bp, mode in [(True, "breakpoint (default)"), (False, "--no-breakpoints")]:
-        log(f"tiny process: dump --leave-running, {mode}")
-        pid = d.start("tiny")
-        img = os.path.join(work, f"tiny-lr-{'bp' if bp else 'nobp'}")
-        dr = d.dump(pid, img, [] if bp else ["--no-breakpoints"], leave_running=True)
-        check_left_running(pid)
-        d.stop_verified(pid, "tiny process left running")
-        shutil.rmtree(img)
-        stops = dr.stats["stops"]
-        if len(stops) != 1 or stops[0][1] != pid:
-            raise BenchError(f"dump --leave-running ({mode}): expected one 'ptrace stops' line for task {pid}, "
-                             f"got:\n{dr.err.strip()}")
-        n, _, how = stops[0]
-        if bp and how != "breakpoint":
-            log(f"warning: breakpoint mode requested but the cure completed by {how}")
-        rows.append((f"dump --leave-running, {mode}: ptrace stops of the cure", str(n),
-                     f"main thread; completed by: {how} (bench_tiny: the count does not depend on memory size)"))
+    # The parasite's cure: one mode (syscall tracing, kill-safe; README "How dump gets inside"); the
+    # stops do not depend on the memory size, so the tiny process is dumped.
+    log("tiny process: dump --leave-running")
+    pid = d.start("tiny")
+    img = os.path.join(work, "tiny-lr")
+    dr = d.dump(pid, img, [], leave_running=True)
+    check_left_running(pid)
+    d.stop_verified(pid, "tiny process left running")
+    shutil.rmtree(img)
+    stops = dr.stats["stops"]
+    if len(stops) != 1 or stops[0][1] != pid:
+        raise BenchError(f"dump --leave-running: expected one 'ptrace stops' line for task {pid}, "
+                         f"got:\n{dr.err.strip()}")
+    n, _, how = stops[0]
+    rows.append(("dump --leave-running: ptrace stops of the cure", str(n),
+                 f"main thread; completed by: {how} (bench_tiny: the count does not depend on memory size)"))
 
 
 def check_left_running(pid):

@@ -154,6 +154,25 @@ static void wait_advanced(const uint64_t *ref, uint64_t by, const char *what)
 	}
 }
 
+static int count_tasks(void)
+{
+	static char tasks[4096];
+	int fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int n = 0;
+	if (fd < 0)
+		return -1;
+	long r;
+	while ((r = syscall(SYS_getdents64, fd, tasks, sizeof(tasks))) > 0)
+		for (long off = 0; off < r;) {
+			unsigned short reclen;
+			memcpy(&reclen, tasks + off + 16, sizeof(reclen));
+			n += tasks[off + 19] >= '0' && tasks[off + 19] <= '9';
+			off += reclen;
+		}
+	close(fd);
+	return n;
+}
+
 int main(int argc, char **argv)
 {
 	wl_init(argc, argv, "churn");
@@ -220,20 +239,11 @@ int main(int argc, char **argv)
 			 (unsigned long long)c->bad, (unsigned long long)c->bad_seq,
 			 (unsigned long long)c->bad_got);
 	}
-	static char tasks[4096];
-	int fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	/* pthread_join returns once the kernel cleared the TID, a moment before
+	 * the exiting thread leaves /proc: give it up to a second. */
 	int n = 0;
-	if (fd >= 0) {
-		long r;
-		while ((r = syscall(SYS_getdents64, fd, tasks, sizeof(tasks))) > 0)
-			for (long off = 0; off < r;) {
-				unsigned short reclen;
-				memcpy(&reclen, tasks + off + 16, sizeof(reclen));
-				n += tasks[off + 19] >= '0' && tasks[off + 19] <= '9';
-				off += reclen;
-			}
-		close(fd);
-	}
+	for (int tries = 0; tries < 200 && (n = count_tasks()) != 1; tries++)
+		wl_sleep_ms(5);
 	WL_CHECK(n == 1, "/proc/self/task holds %d tasks after every thread was joined, expected 1", n);
 	wl_finish();
 }

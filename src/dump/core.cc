@@ -1,5 +1,6 @@
 #include "dump/core.h"
 
+#include <linux/capability.h>
 #include <sched.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -9,6 +10,7 @@
 #include "arch/x86_64/xsave.h"
 #include "base/fs.h"
 #include "files/file_id.h"
+#include "proc/knobs.h"
 #include "proc/status.h"
 #include "proc/timers.h"
 
@@ -230,6 +232,16 @@ Result<img::TaskCore> collect_core_outside(std::vector<Tracee>& threads) {
   // stat follows the link to the file the task runs, whatever its path holds now.
   *core.mutable_mm()->mutable_exe_id() = TRY(files::identify_path(fmt::format("/proc/{}/exe", pid)));
   for (const siginfo_t& si : TRY(leader.pending(true))) *core.add_shared_pending() = to_image(si);
+  const proc::Knobs knobs = TRY(proc::read_knobs(pid));
+  // Restore writes it as ckpt, whose child may go no lower than ckpt itself
+  // without CAP_SYS_RESOURCE: a value it could not put back is refused now.
+  const int32_t own_adj = TRY(proc::read_knobs(getpid())).oom_score_adj;
+  const bool sys_resource = TRY(proc::read_status(getpid())).cap_eff & (1ULL << CAP_SYS_RESOURCE);
+  if (knobs.oom_score_adj < own_adj && !sys_resource)
+    return error(EPERM, "pid {} has oom_score_adj {}, lower than ckpt's own {}: restoring it needs CAP_SYS_RESOURCE, "
+                 "which ckpt lacks", pid, knobs.oom_score_adj, own_adj);
+  core.set_oom_score_adj(knobs.oom_score_adj);
+  core.set_coredump_filter(knobs.coredump_filter);
   for (Tracee& t : threads) TRY_CTX(collect_thread_outside(t, pid, core.add_threads()), "thread {}", t.tid());
   return core;
 }

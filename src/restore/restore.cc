@@ -18,6 +18,7 @@
 #include "image/image_dir.h"
 #include "image/verify.h"
 #include "pie/restorer_blob.h"
+#include "proc/knobs.h"
 #include "proc/maps.h"
 #include "proc/status.h"
 #include "ptrace/tracee.h"
@@ -251,6 +252,8 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir, co
             ns_since(steps_start) / 1000);
   // Then the SIGTRAPs: no trap of ours (breakpoint, first step) may take one.
   TRY_CTX(queue_late_signals(tracees, ti.core), "restore pid {}: queue pending SIGTRAPs", pid);
+  if (ti.core.has_oom_score_adj() && ti.core.has_coredump_filter())
+    TRY_CTX(proc::write_knobs(pid, {ti.core.oom_score_adj(), ti.core.coredump_filter()}), "restore pid {}", pid);
 
   RestoreOutcome out;
   out.pid = pid;

@@ -2,6 +2,7 @@
 // refused dump leaves the process running untraced, a refused restore leaves
 // no process behind.
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <pthread.h>
@@ -16,6 +17,7 @@
 
 #include "harness.h"
 #include "image/crc32c.h"
+#include "proc/status.h"
 
 namespace e2e {
 namespace {
@@ -143,6 +145,27 @@ TEST(BadDump, SeccompWithoutCapSysAdmin) {
   kill(pid, SIGTERM);
   int st = h.wait_child(pid);
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << read_text(h.workload_log("strict"));
+}
+
+// ckpt's child may not go below ckpt's own oom_score_adj without
+// CAP_SYS_RESOURCE (which root lacks on this machine): a task restore could
+// not put back is refused at dump, and lives on.
+TEST(BadDump, OomScoreAdjCkptCouldNotPutBack) {
+  const auto cap_eff = ckpt::proc::read_status(getpid());
+  ASSERT_TRUE(cap_eff);
+  if (cap_eff->cap_eff & (1ULL << CAP_SYS_RESOURCE)) GTEST_SKIP() << "ckpt has CAP_SYS_RESOURCE: it can put any value back";
+  Harness h;
+  pid_t pid = h.start_workload("counter");
+  ASSERT_GT(pid, 0);
+  // ckpt runs with 500, the task with 0.
+  pid_t c = h.ckpt_background({"dump", "-t", std::to_string(pid), "-D", h.images()},
+                              {"/bin/sh", "-c", "echo 500 > /proc/self/oom_score_adj && exec \"$0\" \"$@\""});
+  CkptRun r = h.wait_ckpt(c);
+  EXPECT_NE(r.exit_code(), 0);
+  EXPECT_NE(r.err.find("oom_score_adj 0, lower than ckpt's own 500: restoring it needs CAP_SYS_RESOURCE"),
+            std::string::npos) << r.err;
+  expect_unharmed(pid);
+  reap(pid);
 }
 
 // errno of exec'ing `path`, 0 once it runs (a close-on-exec pipe tells).

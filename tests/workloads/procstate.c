@@ -15,6 +15,7 @@
  *             fires it; reported, not a failure), THP_DISABLE 1,
  *             TIMERSLACK 123456 ns, NAME "procstate-x".
  *   umask     0027.
+ *   /proc/self oom_score_adj 345, coredump_filter 0x5b.
  * Verification: each itimer has the same it_interval and is armed
  * (it_value > 0; ITIMER_REAL it_value <= it_interval, the CPU ones within two
  * intervals since arming adds a tick); after burning 300 ms of CPU each
@@ -22,7 +23,7 @@
  * setup, and the lowered ones as intended. personality(0xffffffff) ==
  * UNAME26 and uname().release starts with "2.6.". Each prctl reads back via
  * its PR_GET_* (and /proc/self/comm); umask() returns 027 and then the value
- * just set.
+ * just set; /proc/self/oom_score_adj and coredump_filter read back.
  */
 #include "workload.h"
 
@@ -147,6 +148,31 @@ static int prctl_get_int(int option, int *out)
 	return prctl(option, (unsigned long)out, 0, 0, 0);
 }
 
+#define OOM_SCORE_ADJ "345"
+#define COREDUMP_FILTER "0x5b"
+
+static void write_proc(const char *name, const char *value)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/self/%s", name);
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, value, strlen(value)) != (ssize_t)strlen(value))
+		wl_die("write %s to %s: %s", value, path, strerror(errno));
+	close(fd);
+}
+
+/* The file's first line, without its newline. */
+static void read_proc(const char *name, char *buf, size_t n)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/self/%s", name);
+	ssize_t got = wl_read_file(path, buf, n - 1);
+	buf[got > 0 ? got : 0] = '\0';
+	char *nl = strchr(buf, '\n');
+	if (nl)
+		*nl = '\0';
+}
+
 int main(int argc, char **argv)
 {
 	wl_init(argc, argv, "procstate");
@@ -193,6 +219,8 @@ int main(int argc, char **argv)
 	if (prctl(PR_SET_NAME, PROC_NAME, 0, 0, 0) != 0)
 		wl_die("PR_SET_NAME: %s", strerror(errno));
 	umask(0027);
+	write_proc("oom_score_adj", OOM_SCORE_ADJ);
+	write_proc("coredump_filter", COREDUMP_FILTER);
 
 	for (int res = 0; res < NRLIM; res++)
 		if (getrlimit(res, &rlim_at_setup[res]) != 0)
@@ -340,6 +368,14 @@ int main(int argc, char **argv)
 	mode_t m2 = umask(m1);
 	WL_CHECK(m1 == 0027, "umask: expected 0027, got %04o", (unsigned)m1);
 	WL_CHECK(m2 == 0777, "umask after umask(0777): expected 0777, got %04o", (unsigned)m2);
+
+	/* 7. /proc/self numbers. */
+	char buf[64];
+	read_proc("oom_score_adj", buf, sizeof buf);
+	WL_CHECK(strcmp(buf, OOM_SCORE_ADJ) == 0, "oom_score_adj: expected %s, got '%s'", OOM_SCORE_ADJ, buf);
+	read_proc("coredump_filter", buf, sizeof buf);
+	WL_CHECK(strtoul(buf, NULL, 16) == strtoul(COREDUMP_FILTER, NULL, 16), "coredump_filter: expected %s, got '%s'",
+		 COREDUMP_FILTER, buf);
 
 	if (pdeath_count)
 		wl_printf("parent-death signal SIGUSR2 received %d times\n", (int)pdeath_count);

@@ -1,0 +1,51 @@
+#include "proc/knobs.h"
+
+#include <fcntl.h>
+
+#include <charconv>
+#include <string>
+
+#include "base/fs.h"
+
+namespace ckpt::proc {
+
+namespace {
+
+template <typename T>
+Result<T> read_number(pid_t pid, const char* name, int base) {
+  const std::string path = fmt::format("/proc/{}/{}", pid, name);
+  const std::string text = TRY(read_file(path));
+  T v{};
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v, base);
+  if (ec != std::errc() || (end != text.data() + text.size() && *end != '\n'))
+    return error(EINVAL, "{}: not a number: '{}'", path, text);
+  return v;
+}
+
+Result<void> write_text(pid_t pid, const char* name, const std::string& text) {
+  const std::string path = fmt::format("/proc/{}/{}", pid, name);
+  UniqueFd fd = TRY(open_file(path, O_WRONLY));
+  TRY_CTX(write_all(fd.get(), text.data(), text.size()), "write '{}'", text);
+  return {};
+}
+
+}  // namespace
+
+Result<Knobs> read_knobs(pid_t pid) {
+  Knobs k;
+  k.oom_score_adj = TRY(read_number<int32_t>(pid, "oom_score_adj", 10));
+  k.coredump_filter = TRY(read_number<uint32_t>(pid, "coredump_filter", 16));
+  return k;
+}
+
+Result<void> write_knobs(pid_t pid, const Knobs& k) {
+  if (auto r = write_text(pid, "oom_score_adj", std::to_string(k.oom_score_adj)); !r) {
+    if (r.error().err == EACCES)
+      return error(EACCES, "pid {}: oom_score_adj {} is below what ckpt may set without CAP_SYS_RESOURCE", pid,
+                   k.oom_score_adj);
+    return r;
+  }
+  return write_text(pid, "coredump_filter", fmt::format("{:#x}", k.coredump_filter));
+}
+
+}  // namespace ckpt::proc

@@ -1,0 +1,24 @@
+// Per-process numbers that /proc/PID both shows and takes: read at dump,
+// written back through the same files at restore, by ckpt, before it lets
+// the task go.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+
+#include "base/result.h"
+
+namespace ckpt::proc {
+
+struct Knobs {
+  int32_t oom_score_adj = 0;       // /proc/PID/oom_score_adj, -1000..1000
+  uint32_t coredump_filter = 0x33;  // /proc/PID/coredump_filter (hex)
+};
+
+Result<Knobs> read_knobs(pid_t pid);
+// Lowering oom_score_adj below what the task inherited needs
+// CAP_SYS_RESOURCE: without it the error says so.
+Result<void> write_knobs(pid_t pid, const Knobs& k);
+
+}  // namespace ckpt::proc

@@ -217,6 +217,7 @@ void apply_vmflags(const std::vector<std::string>& flags, img::Vma* v) {
     for (auto [name, bit] : kBits)
       if (f == name) v->set_madvise(v->madvise() | bit);
     if (f == "nr") v->set_noreserve(true);
+    if (f == "mw" && v->kind() == img::Vma::FILE_SHARED) v->set_may_write(true);
   }
 }
 

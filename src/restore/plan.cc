@@ -61,7 +61,7 @@ Result<std::vector<abi::VmaArg>> vma_args(const TaskImages& ti, const MappingFil
       case img::Vma::FILE_SHARED: {
         bool shared = v.kind() == img::Vma::FILE_SHARED;
         va.map_flags = shared ? MAP_SHARED : MAP_PRIVATE;
-        va.fd = first_map_fd + static_cast<int>(mf.index.at({v.path(), shared && (v.prot() & PROT_WRITE)}));
+        va.fd = first_map_fd + static_cast<int>(mf.index.at({v.path(), opened_rw(v)}));
         va.pgoff = v.pgoff();
         break;
       }
@@ -217,7 +217,7 @@ Result<MappingFiles> open_mapping_files(const img::MmImage& mm) {
   MappingFiles mf;
   for (const img::Vma& v : mm.vmas()) {
     if (v.kind() != img::Vma::FILE_PRIVATE && v.kind() != img::Vma::FILE_SHARED) continue;
-    bool rw = v.kind() == img::Vma::FILE_SHARED && (v.prot() & PROT_WRITE);
+    const bool rw = opened_rw(v);
     auto key = std::make_pair(v.path(), rw);
     if (mf.index.count(key)) continue;
     UniqueFd fd = TRY_CTX(open_file(v.path(), rw ? O_RDWR : O_RDONLY), "file of VMA {:#x}-{:#x}", v.start(), v.end());

@@ -3,6 +3,8 @@
 // fds numbered as ckpt's child will have them.
 #pragma once
 
+#include <sys/mman.h>
+
 #include <map>
 #include <string>
 #include <vector>
@@ -22,6 +24,10 @@ struct MappingFiles {
   std::map<std::pair<std::string, bool>, size_t> index;  // (path, read-write) -> fds[i]
 };
 Result<MappingFiles> open_mapping_files(const img::MmImage& mm);
+// A shared mapping that is, or may become, writable needs its file read-write.
+inline bool opened_rw(const img::Vma& v) {
+  return v.kind() == img::Vma::FILE_SHARED && ((v.prot() & PROT_WRITE) || v.may_write());
+}
 
 // fd numbers in the child (all >= the temp base, closed by the restorer).
 struct TempFds {

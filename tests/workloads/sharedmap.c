@@ -6,8 +6,13 @@
  * The file <ready-file>.data (2 pages) is mapped MAP_SHARED read-write; the
  * loop increments a counter in its first 8 bytes every 5 ms.
  *
+ * Its second page is mapped again, MAP_SHARED read-only, from the same
+ * read-write fd.
+ *
  * Verification: the counter advanced since ready; the mapping and the file
- * (pread) hold the same counter (the mapping is the file's page cache).
+ * (pread) hold the same counter (the mapping is the file's page cache); the
+ * read-only mapping can be made writable (mprotect) and a write through it
+ * reaches the file.
  */
 #include "workload.h"
 
@@ -24,6 +29,11 @@ int main(int argc, char **argv)
 	volatile uint64_t *counter = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (counter == MAP_FAILED)
 		wl_die("mmap %s: %s", path, strerror(errno));
+	/* Its second page again, read-only, from the same read-write fd: the
+	 * mapping may be made writable later (VM_MAYWRITE), after restore too. */
+	char *second = mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 4096);
+	if (second == MAP_FAILED)
+		wl_die("mmap %s read-only: %s", path, strerror(errno));
 	close(fd);
 	*counter = 1;
 	uint64_t at_ready = *counter;
@@ -41,5 +51,13 @@ int main(int argc, char **argv)
 		 strerror(errno));
 	WL_CHECK(in_file == *counter, "the file holds %llu, the mapping %llu", (unsigned long long)in_file,
 		 (unsigned long long)*counter);
+	if (mprotect(second, 4096, PROT_READ | PROT_WRITE) != 0) {
+		wl_fail("mprotect(PROT_WRITE) of the read-only shared mapping: %s", wl_errname(errno));
+	} else {
+		second[0] = 'w';
+		char c = 0;
+		WL_CHECK(fd >= 0 && pread(fd, &c, 1, 4096) == 1 && c == 'w',
+			 "a write through the mapping made writable is not in the file");
+	}
 	wl_finish();
 }

@@ -11,6 +11,7 @@
 #include "base/fs.h"
 #include "files/file_id.h"
 #include "proc/knobs.h"
+#include "proc/sched.h"
 #include "proc/status.h"
 #include "proc/timers.h"
 
@@ -186,6 +187,8 @@ Result<void> collect_thread_outside(Tracee& t, pid_t pid, img::ThreadCore* th) {
   th->mutable_rseq()->set_abi_size(rseq.abi_size);
   th->mutable_rseq()->set_signature(rseq.signature);
   th->mutable_rseq()->set_flags(rseq.flags);
+  *th->mutable_sched() = TRY(proc::read_sched(tid));
+  th->set_ioprio(TRY(proc::read_ioprio(tid)));
   cpu_set_t cpus;
   if (sched_getaffinity(tid, sizeof cpus, &cpus) < 0) return sys_error("sched_getaffinity of thread {}", tid);
   const auto* words = reinterpret_cast<const uint64_t*>(&cpus);

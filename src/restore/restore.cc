@@ -20,6 +20,7 @@
 #include "pie/restorer_blob.h"
 #include "proc/knobs.h"
 #include "proc/maps.h"
+#include "proc/sched.h"
 #include "proc/status.h"
 #include "ptrace/tracee.h"
 #include "restore/first_step.h"
@@ -252,6 +253,11 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir, co
             ns_since(steps_start) / 1000);
   // Then the SIGTRAPs: no trap of ours (breakpoint, first step) may take one.
   TRY_CTX(queue_late_signals(tracees, ti.core), "restore pid {}: queue pending SIGTRAPs", pid);
+  for (size_t i = 0; i < tracees.size(); i++) {
+    const img::ThreadCore& th = ti.core.threads(i);
+    if (th.has_sched()) TRY_CTX(proc::write_sched(tracees[i].tid(), th.sched()), "restore pid {}", pid);
+    if (th.has_ioprio()) TRY_CTX(proc::write_ioprio(tracees[i].tid(), th.ioprio()), "restore pid {}", pid);
+  }
   if (ti.core.has_oom_score_adj() && ti.core.has_coredump_filter())
     TRY_CTX(proc::write_knobs(pid, {ti.core.oom_score_adj(), ti.core.coredump_filter()}), "restore pid {}", pid);
 

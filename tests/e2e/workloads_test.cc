@@ -102,7 +102,7 @@ std::vector<Case> cases() {
       {"counter", {}}, {"heap", {"256"}}, {"regs", {}}, {"vmas", {}},
       {"signals", {}}, {"files", {}},     {"vdso", {}}, {"rseq", {}},
       {"threads", {"8"}}, {"blocked", {}}, {"procstate", {}}, {"timers", {}},
-      {"seccomp", {}}, {"creds", {}}, {"sigstate", {}}, {"rseqcs", {}}, {"trap", {}}, {"sharedmap", {}}};
+      {"seccomp", {}}, {"creds", {}}, {"sigstate", {}}, {"rseqcs", {}}, {"trap", {}}, {"sharedmap", {}}, {"sched", {}}};
   for (const auto& [name, args] : wl)
     for (bool bp : {true, false}) out.push_back({name, args, bp, false});
   for (const auto& [name, args] : wl) out.push_back({name, args, true, true});

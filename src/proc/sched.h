@@ -1,0 +1,18 @@
+// A thread's scheduling policy and I/O priority: read from outside at dump,
+// written back from outside at restore (root may set any policy, CAP_SYS_NICE).
+#pragma once
+
+#include <sys/types.h>
+
+#include "base/result.h"
+#include "ckpt.pb.h"
+
+namespace ckpt::proc {
+
+Result<img::Sched> read_sched(pid_t tid);
+Result<void> write_sched(pid_t tid, const img::Sched& s);
+
+Result<int> read_ioprio(pid_t tid);
+Result<void> write_ioprio(pid_t tid, int ioprio);
+
+}  // namespace ckpt::proc

@@ -133,7 +133,8 @@ class Driver:
         fd = os.open(logf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         exe = os.path.join(self.build, "bench", f"bench_{name}")
         try:
-            pid = os.posix_spawn(exe, [exe, ready, *args], os.environ,
+            # setsid: a service leads its own session (else dump wants --shell-job).
+            pid = os.posix_spawn(exe, [exe, ready, *args], os.environ, setsid=True,
                                  file_actions=[(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
                                                (os.POSIX_SPAWN_DUP2, fd, 1),
                                                (os.POSIX_SPAWN_DUP2, fd, 2)])

@@ -8,7 +8,9 @@ work=$(mktemp -d /tmp/ckpt-demo-XXXXXX)
 trap 'kill -9 "${pid:-}" "${rpid:-}" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
 
 echo "== starting a counter (prints a number every 200 ms to $work/counter.log)"
-build/workloads/wl_counter "$work/ready" >"$work/counter.log" 2>&1 </dev/null &
+# In a session of its own, as a service is (a process in the shell's session
+# needs --shell-job, to be restored into the restoring shell's).
+setsid build/workloads/wl_counter "$work/ready" >"$work/counter.log" 2>&1 </dev/null &
 pid=$!
 while [ ! -e "$work/ready" ]; do sleep 0.05; done
 sleep 1

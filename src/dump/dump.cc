@@ -1,11 +1,13 @@
 #include "dump/dump.h"
 
 #include <sys/ptrace.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
 #include <chrono>
 
+#include "base/fs.h"
 #include "dump/core.h"
 #include "dump/memory.h"
 #include "dump/seize.h"
@@ -45,10 +47,19 @@ bool process_died(pid_t pid) {
   return true;
 }
 
-// Children that appeared between the check and the stop.
-Result<void> check_dumpable_after_seize(pid_t pid) {
-  if (!TRY(proc::children(pid)).empty())
-    return error(EOPNOTSUPP, "pid {} forked while being seized: process trees are not supported yet", pid);
+// Restore creates every task in ckpt's own namespaces: a task in others
+// would come back in the wrong ones.
+Result<void> check_namespaces(pid_t pid) {
+  static constexpr const char* kKinds[] = {"mnt", "net", "pid", "ipc", "uts", "user", "cgroup", "time"};
+  for (const char* ns : kKinds) {
+    struct stat mine, theirs;
+    if (stat(fmt::format("/proc/self/ns/{}", ns).c_str(), &mine) < 0) continue;  // not in this kernel
+    if (stat(fmt::format("/proc/{}/ns/{}", pid, ns).c_str(), &theirs) < 0)
+      return sys_error("pid {}: read its {} namespace", pid, ns);
+    if (mine.st_ino != theirs.st_ino || mine.st_dev != theirs.st_dev)
+      return error(EOPNOTSUPP, "pid {} is in another {} namespace than ckpt: namespaces are not supported yet", pid,
+                   ns);
+  }
   return {};
 }
 
@@ -62,26 +73,116 @@ struct Scratch {
   }
 };
 
-// Kill, resume or stop the process, as asked, once its images are complete.
-Result<void> let_go(std::vector<Tracee>& threads, After after) {
-  const pid_t pid = threads[0].tid();
+// Kill, resume or stop every task, as asked, once the images are complete.
+Result<void> let_go(std::vector<std::vector<Tracee>>& tasks, After after) {
   switch (after) {
     case After::Kill:
-      if (kill(pid, SIGKILL) < 0) return sys_error("kill after dump");
+      for (auto& threads : tasks)
+        if (!threads.empty() && kill(threads[0].tid(), SIGKILL) < 0) return sys_error("kill pid {}", threads[0].tid());
       // Collect every thread's death as its tracer, so the parent hears of
       // it; the main thread's is reported only after all the others'.
-      for (auto t = threads.rbegin(); t != threads.rend(); ++t)
-        for (auto s = t->wait(); s && !s->gone(); s = t->wait()) (void)t->cont();
+      for (auto& threads : tasks)
+        for (auto t = threads.rbegin(); t != threads.rend(); ++t)
+          for (auto s = t->wait(); s && !s->gone(); s = t->wait()) (void)t->cont();
       return {};
     case After::Stop:
       // Queued while traced: each thread enters the group stop as it is let go.
-      if (kill(pid, SIGSTOP) < 0) return sys_error("stop after dump");
+      for (auto& threads : tasks)
+        if (!threads.empty() && kill(threads[0].tid(), SIGSTOP) < 0) return sys_error("stop pid {}", threads[0].tid());
       [[fallthrough]];
     case After::Run:
-      for (Tracee& t : threads) TRY_CTX(t.detach(), "resume thread {}", t.tid());
+      for (auto& threads : tasks)
+        for (Tracee& t : threads) TRY_CTX(t.detach(), "resume thread {}", t.tid());
       return {};
   }
   return {};
+}
+
+// The images of one task.
+struct TaskDump {
+  pid_t pid = 0;
+  img::TaskCore core;
+  img::MmImage mm;
+  img::PageMap pagemap;
+  img::Files files;
+};
+
+// Everything of one live task of the frozen tree: collected from outside,
+// then from inside through the parasite (its pages written to the images
+// directory on the way), then cured.
+Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, image::ImageDir& dir, Log& log,
+                           img::Stats& stats) {
+  TaskDump d;
+  const pid_t pid = d.pid = threads[0].tid();
+  // Stopped (SIGSTOP and kin) when seized: restored stopped. A stop or
+  // continue that comes later is the kernel's to apply when ckpt lets go.
+  const bool group_stopped = threads[0].group_stopped();
+  if (group_stopped) log.info("pid {} is stopped: it is dumped stopped", pid);
+  TRY(check_namespaces(pid));
+
+  // Collect, once what a ckpt killed mid-dump left is out of the way.
+  const SyscallSite site = TRY(find_syscall_site(threads[0]));
+  Leftovers left = TRY(find_leftovers(threads[0]));
+  if (!left.empty()) {
+    log.info("pid {}: removing the parasite a killed ckpt left ({} mappings, {} fds)", pid, left.maps.size(),
+             left.fds.size());
+    TRY_CTX(remove_leftovers(threads, left, site), "remove what a killed ckpt left");
+  }
+  d.mm = TRY(collect_vmas(pid));
+  d.files = TRY(files::dump_fds(pid, {.shell_job = o.shell_job}));
+  d.core = TRY(collect_core_outside(threads));
+  d.core.set_group_stopped(group_stopped);
+  for (size_t i = 0; i < threads.size(); i++)
+    if (d.core.threads(i).seccomp_mode() != 0 && !threads[i].seccomp_suspended())
+      return error(EPERM, "thread {} runs under seccomp and ckpt cannot suspend its filters (that needs "
+                   "CAP_SYS_ADMIN): they would judge, and could kill it for, the parasite's syscalls", threads[i].tid());
+
+  // The parasite: what only the task can tell, and its memory.
+  // Cured by tracing syscalls, not at a breakpoint: a breakpoint that fires
+  // after a killed ckpt detached sends a SIGTRAP that kills the task (1 kill
+  // in ~200 landed in that window), a syscall stop does not. ~11 more stops.
+  Parasite parasite = TRY_CTX(Parasite::inject(threads[0], site, CompletionMode::SyscallTrace, log, o.faults),
+                              "inject the parasite");
+  TRY(o.faults.at("parasite"));
+  TRY(collect_core_inside(parasite, threads, &d.core));
+  const auto mem_start = Clock::now();
+  PageSource src{threads[0], o.pages == PageTransfer::Splice ? &parasite : nullptr};
+  PageStats ps = TRY(dump_pages(src, d.mm, dir, &d.pagemap, o.faults));
+  stats.set_memory_dump_ns(stats.memory_dump_ns() + ns_since(mem_start));
+  stats.set_pages_written(stats.pages_written() + ps.pages);
+  stats.set_bytes_written(stats.bytes_written() + ps.bytes);
+
+  // Cure: the task is as it was before the parasite.
+  TRY(o.faults.at("cure"));
+  img::TaskStops* cure = stats.add_completion();
+  cure->set_tid(pid);
+  cure->set_breakpoint(parasite.mode() == CompletionMode::Breakpoint);
+  cure->set_stops(TRY_CTX(parasite.cure(), "cure"));
+  return d;
+}
+
+Result<void> write_images(const DumpOptions& o, image::ImageDir& dir, const tree::ProcessTree& tree,
+                          const std::vector<TaskDump>& tasks) {
+  for (const TaskDump& d : tasks) {
+    TRY_CTX(dir.write(image::core_name(d.pid), image::ImageKind::Core, d.core), "pid {}", d.pid);
+    TRY_CTX(dir.write(image::mm_name(d.pid), image::ImageKind::Mm, d.mm), "pid {}", d.pid);
+    TRY_CTX(dir.write(image::pagemap_name(d.pid), image::ImageKind::PageMap, d.pagemap), "pid {}", d.pid);
+    TRY_CTX(dir.write(image::files_name(d.pid), image::ImageKind::Files, d.files), "pid {}", d.pid);
+  }
+  TRY(dir.write(image::kTreeName, image::ImageKind::Tree, tree.to_image()));
+  TRY_CTX(o.faults.at("images"), "write images");
+
+  img::Inventory inv;
+  inv.set_format_version(image::kFormatVersion);
+  inv.set_root_pid(tree.root().pid);
+  for (pid_t pid : tree.alive()) inv.add_pids(pid);
+  utsname u;
+  if (uname(&u) == 0) inv.set_kernel_release(u.release);
+  inv.set_ckpt_version(CKPT_VERSION);
+  inv.set_dump_unix_ns(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                           std::chrono::system_clock::now().time_since_epoch()).count());
+  inv.set_page_size(4096);
+  return dir.write(image::kInventoryName, image::ImageKind::Inventory, inv);
 }
 
 }  // namespace
@@ -102,105 +203,62 @@ Result<void> check_dumpable(pid_t pid) {
   if (process_died(pid)) return error(ESRCH, "pid {} ({}) is exiting", pid, st->comm);
   if (status->tgid != pid)
     return error(EINVAL, "pid {} is a thread of process {}; dump the process", pid, status->tgid);
+  // The tree is pid and its descendants: it holds ckpt if pid is one of
+  // ckpt's ancestors, and ckpt can't freeze itself.
+  for (pid_t a = getppid(); a > 0;) {
+    if (a == pid)
+      return error(EINVAL, "pid {} ({}) is an ancestor of ckpt (pid {}): its tree holds ckpt itself, which cannot "
+                   "be frozen", pid, st->comm, getpid());
+    auto up = proc::read_stat(a);
+    if (!up || up->ppid == a) break;
+    a = up->ppid;
+  }
   if (status->tracer_pid != 0)
     return error(EBUSY, "pid {} ({}) is already traced by pid {}", pid, st->comm, status->tracer_pid);
   if (st->state == 'Z')
     return error(EOPNOTSUPP, "pid {} ({}): its main thread has exited while {} threads live on; such processes are "
                  "not supported yet", pid, st->comm, nthreads - 1);
-  auto kids = TRY(proc::children(pid));
-  if (!kids.empty())
-    return error(EOPNOTSUPP, "pid {} ({}) has children (pid {}{}): process trees are not supported yet", pid,
-                 st->comm, kids[0], kids.size() > 1 ? ", ..." : "");
   return {};
 }
 
 namespace {
 
-// Every step of a dump, once the process is known to be dumpable.
+// Every step of a dump, once the root is known to be dumpable.
 Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log& log, Clock::time_point start) {
   img::Stats stats;
-  const pid_t pid = o.pid;
+  const pid_t root = o.pid;
   dir.set_durable(o.fsync);
   Scratch scratch{dir};
 
-  // 1. Seize and stop every thread.
+  // 1. Seize and stop every thread of every task.
   const auto freeze_start = Clock::now();
-  std::vector<Tracee> threads =
-      TRY_CTX(seize_process(pid, freeze_start + std::chrono::seconds(o.timeout_s)), "dump pid {}: seize", pid);
+  SeizedTree seized =
+      TRY_CTX(seize_tree(root, freeze_start + std::chrono::seconds(o.timeout_s)), "dump pid {}: seize", root);
   stats.set_freeze_ns(ns_since(freeze_start));
-  // Stopped (SIGSTOP and kin) when seized: restored stopped. A stop or
-  // continue that comes later is the kernel's to apply when ckpt lets go.
-  const bool group_stopped = threads[0].group_stopped();
-  if (group_stopped) log.info("pid {} is stopped: it is dumped stopped", pid);
-  log.debug("pid {} stopped in {} us", pid, stats.freeze_ns() / 1000);
-  // It may have cloned or forked between the check and the stop.
-  TRY_CTX(check_dumpable_after_seize(pid), "dump");
-  TRY_CTX(o.faults.at("seize"), "dump pid {}", pid);
+  const tree::ProcessTree& tree = seized.tree;
+  log.debug("tree of pid {}: {} tasks stopped in {} us", root, tree.tasks().size(), stats.freeze_ns() / 1000);
+  // Sessions and groups restore could not recreate: refused now.
+  TRY_CTX(tree.plan_joins(o.shell_job), "dump pid {}", root);
+  TRY_CTX(o.faults.at("seize"), "dump pid {}", root);
 
-  // 2. Collect, once what a ckpt killed mid-dump left is out of the way.
-  const SyscallSite site = TRY_CTX(find_syscall_site(threads[0]), "dump pid {}", pid);
-  Leftovers left = TRY_CTX(find_leftovers(threads[0]), "dump pid {}", pid);
-  if (!left.empty()) {
-    log.info("pid {}: removing the parasite a killed ckpt left ({} mappings, {} fds)", pid, left.maps.size(),
-             left.fds.size());
-    TRY_CTX(remove_leftovers(threads, left, site), "dump pid {}: remove what a killed ckpt left", pid);
+  // 2-4. Each live task, parents first.
+  std::vector<TaskDump> dumps;
+  for (size_t i = 0; i < tree.tasks().size(); i++) {
+    if (tree.tasks()[i].zombie) continue;
+    const pid_t pid = tree.tasks()[i].pid;
+    dumps.push_back(TRY_CTX(dump_task(o, seized.threads[i], dir, log, stats), "dump pid {}", pid));
   }
-  img::MmImage mm = TRY_CTX(collect_vmas(pid), "dump pid {}", pid);
-  img::Files fds = TRY_CTX(files::dump_fds(pid, {.shell_job = o.shell_job}), "dump pid {}", pid);
-  img::TaskCore core = TRY_CTX(collect_core_outside(threads), "dump pid {}", pid);
-  core.set_group_stopped(group_stopped);
-  for (size_t i = 0; i < threads.size(); i++)
-    if (core.threads(i).seccomp_mode() != 0 && !threads[i].seccomp_suspended())
-      return error(EPERM, "dump pid {}: thread {} runs under seccomp and ckpt cannot suspend its filters (that needs "
-                   "CAP_SYS_ADMIN): they would judge, and could kill it for, the parasite's syscalls", pid,
-                   threads[i].tid());
-
-  // 3. The parasite: what only the task can tell, and its memory.
-  // Cured by tracing syscalls, not at a breakpoint: a breakpoint that fires
-  // after a killed ckpt detached sends a SIGTRAP that kills the task (1 kill
-  // in ~200 landed in that window), a syscall stop does not. ~11 more stops.
-  Parasite parasite = TRY_CTX(Parasite::inject(threads[0], site, CompletionMode::SyscallTrace, log, o.faults),
-                              "dump pid {}: inject the parasite", pid);
-  TRY_CTX(o.faults.at("parasite"), "dump pid {}", pid);
-  TRY_CTX(collect_core_inside(parasite, threads, &core), "dump pid {}", pid);
-  const auto mem_start = Clock::now();
-  img::PageMap pagemap;
-  PageSource src{threads[0], o.pages == PageTransfer::Splice ? &parasite : nullptr};
-  PageStats ps = TRY_CTX(dump_pages(src, mm, dir, &pagemap, o.faults), "dump pid {}", pid);
-  stats.set_memory_dump_ns(ns_since(mem_start));
-  stats.set_pages_written(ps.pages);
-  stats.set_bytes_written(ps.bytes);
-
-  // 4. Cure: the task is as it was before the parasite.
-  TRY_CTX(o.faults.at("cure"), "dump pid {}", pid);
-  img::TaskStops* cure = stats.add_completion();
-  cure->set_tid(pid);
-  cure->set_breakpoint(parasite.mode() == CompletionMode::Breakpoint);
-  cure->set_stops(TRY_CTX(parasite.cure(), "dump pid {}: cure", pid));
+  std::vector<std::pair<pid_t, img::Files*>> files;
+  for (TaskDump& d : dumps) files.emplace_back(d.pid, &d.files);
+  files::link_shared_across(files);
 
   // 5. Images: metadata, inventory last.
-  TRY_CTX(dir.write(image::core_name(pid), image::ImageKind::Core, core), "dump pid {}", pid);
-  TRY_CTX(dir.write(image::mm_name(pid), image::ImageKind::Mm, mm), "dump pid {}", pid);
-  TRY_CTX(dir.write(image::pagemap_name(pid), image::ImageKind::PageMap, pagemap), "dump pid {}", pid);
-  TRY_CTX(dir.write(image::files_name(pid), image::ImageKind::Files, fds), "dump pid {}", pid);
-  TRY_CTX(o.faults.at("images"), "dump pid {}: write images", pid);
-
-  img::Inventory inv;
-  inv.set_format_version(image::kFormatVersion);
-  inv.set_root_pid(pid);
-  inv.add_pids(pid);
-  utsname u;
-  if (uname(&u) == 0) inv.set_kernel_release(u.release);
-  inv.set_ckpt_version(CKPT_VERSION);
-  inv.set_dump_unix_ns(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                           std::chrono::system_clock::now().time_since_epoch()).count());
-  inv.set_page_size(4096);
-  TRY_CTX(dir.write(image::kInventoryName, image::ImageKind::Inventory, inv), "dump pid {}", pid);
+  TRY_CTX(write_images(o, dir, tree, dumps), "dump pid {}", root);
   scratch.keep = true;
 
-  // 6. The images are complete: now the task may go.
+  // 6. The images are complete: now the tree may go.
   stats.set_frozen_ns(ns_since(freeze_start));
-  TRY_CTX(let_go(threads, o.after), "dump pid {}", pid);
+  TRY_CTX(let_go(seized.threads, o.after), "dump pid {}", root);
   stats.set_dump_ns(ns_since(start));
   (void)dir.write("stats-dump.img", image::ImageKind::Stats, stats);
   return stats;

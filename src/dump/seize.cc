@@ -3,6 +3,7 @@
 #include <sys/ptrace.h>
 
 #include <algorithm>
+#include <map>
 #include <set>
 
 #include "proc/status.h"
@@ -73,6 +74,91 @@ Result<std::vector<Tracee>> seize_process(pid_t pid, Tracee::Clock::time_point d
   }
   if (threads.empty() || threads[0].tid() != pid) return error(ESRCH, "the main thread of {} is gone", pid);
   return threads;
+}
+
+}  // namespace ckpt::dump
+
+namespace ckpt::dump {
+
+namespace {
+
+bool zombie_state(char s) { return s == 'Z' || s == 'X'; }
+
+// A task that can be seized at all: not traced by someone else, not a
+// process whose main thread has exited while others live on.
+Result<void> check_seizable(pid_t pid, const proc::Stat& st) {
+  auto status = TRY_CTX(proc::read_status(pid), "pid {}", pid);
+  if (status.tracer_pid != 0)
+    return error(EBUSY, "pid {} ({}) is already traced by pid {}", pid, st.comm, status.tracer_pid);
+  if (zombie_state(st.state))
+    return error(EOPNOTSUPP, "pid {} ({}): its main thread has exited while {} threads live on; such processes are "
+                 "not supported yet", pid, st.comm, status.threads - 1);
+  return {};
+}
+
+}  // namespace
+
+Result<SeizedTree> seize_tree(pid_t root, Tracee::Clock::time_point deadline) {
+  std::map<pid_t, std::vector<Tracee>> live;
+  std::map<pid_t, proc::Stat> zombies;
+  std::vector<pid_t> todo = {root};
+  for (int pass = 1;; pass++) {
+    for (pid_t pid : todo) {
+      auto st = proc::read_stat(pid);
+      if (!st && pid == root) return error(ESRCH, "no process with pid {}", pid);
+      if (!st) continue;  // exited and reaped (its parent ignores SIGCHLD) before it was stopped
+      if (zombie_state(st->state) && pid != root) {
+        auto tids = proc::list_numeric_dir(fmt::format("/proc/{}/task", pid));
+        if (!tids || tids->size() <= 1) {
+          zombies.emplace(pid, *st);
+          continue;
+        }
+      }
+      TRY(check_seizable(pid, *st));
+      auto threads = seize_process(pid, deadline);
+      if (!threads && threads.error().err == ESRCH && pid != root) {
+        // Exited while being seized: a zombie now, unless already reaped.
+        if (auto again = proc::read_stat(pid); again && zombie_state(again->state)) zombies.emplace(pid, *again);
+        continue;
+      }
+      if (!threads) return std::unexpected(threads.error().context(fmt::format("pid {}", pid)));
+      live.emplace(pid, std::move(*threads));
+    }
+    // Every live task known is stopped: its children can only be those
+    // listed now, or exit and stay zombies.
+    todo.clear();
+    for (const auto& [pid, threads] : live)
+      for (pid_t kid : TRY_CTX(proc::children(pid), "list the children of pid {}", pid))
+        if (!live.contains(kid) && !zombies.contains(kid)) todo.push_back(kid);
+    if (todo.empty()) break;
+    if (pass == kMaxSeizePasses)
+      return error(EAGAIN, "the tree of pid {} kept changing: {} passes found new tasks every time", root, pass);
+  }
+
+  // The model, parents before children (breadth first from the root).
+  std::vector<tree::Task> tasks;
+  std::vector<std::vector<Tracee>> threads;
+  std::vector<pid_t> order = {root};
+  for (size_t i = 0; i < order.size(); i++) {
+    const pid_t pid = order[i];
+    tree::Task k;
+    k.pid = pid;
+    if (auto z = zombies.find(pid); z != zombies.end()) {
+      const proc::Stat& st = z->second;
+      k = {.pid = pid, .ppid = st.ppid, .pgid = st.pgrp, .sid = st.session, .zombie = true,
+           .exit_status = st.exit_code, .comm = st.comm};
+      threads.emplace_back();
+    } else {
+      const proc::Stat st = TRY_CTX(proc::read_stat(pid), "pid {}", pid);
+      k = {.pid = pid, .ppid = st.ppid, .pgid = st.pgrp, .sid = st.session, .comm = st.comm};
+      threads.push_back(std::move(live.at(pid)));
+      for (pid_t kid : TRY_CTX(proc::children(pid), "list the children of pid {}", pid))
+        if (live.contains(kid) || zombies.contains(kid)) order.push_back(kid);
+    }
+    tasks.push_back(std::move(k));
+  }
+  SeizedTree out{TRY_CTX(tree::ProcessTree::make(std::move(tasks)), "the tree of pid {}", root), std::move(threads)};
+  return out;
 }
 
 }  // namespace ckpt::dump

@@ -12,6 +12,7 @@
 
 #include "base/result.h"
 #include "ptrace/tracee.h"
+#include "tree/tree.h"
 
 namespace ckpt::dump {
 
@@ -21,5 +22,18 @@ inline constexpr int kMaxSeizePasses = 100;
 
 // threads[0] is the main thread. Gives up at `deadline` (--timeout).
 Result<std::vector<Tracee>> seize_process(pid_t pid, Tracee::Clock::time_point deadline);
+
+// A tree, frozen: every thread of every live task stopped, zombies recorded.
+struct SeizedTree {
+  tree::ProcessTree tree;
+  std::vector<std::vector<Tracee>> threads;  // per task of tree.tasks(); none for a zombie
+};
+
+// Seizes `root` and its descendants. Tasks fork and exit while they are
+// seized, so children are listed again, once their parents are stopped,
+// until a pass finds no new one: a stopped task forks no more. A child that
+// exits meanwhile stays a zombie (its parent is stopped), and is dumped as
+// one. Gives up at `deadline` (--timeout), or after kMaxSeizePasses passes.
+Result<SeizedTree> seize_tree(pid_t root, Tracee::Clock::time_point deadline);
 
 }  // namespace ckpt::dump

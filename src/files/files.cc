@@ -20,10 +20,10 @@ bool is_tty_dev(dev_t rdev) {
   return maj == 136 /* pts */ || maj == 4 /* tty */ || maj == 5 /* console, ptmx */;
 }
 
-// Do fds a and b of pid refer to one open file description?
-bool same_description(pid_t pid, int a, int b) {
+// Do fd a of pid1 and fd b of pid2 refer to one open file description?
+bool same_description(pid_t pid1, int a, pid_t pid2, int b) {
   constexpr int kKcmpFile = 0;
-  return syscall(SYS_kcmp, pid, pid, kKcmpFile, a, b) == 0;
+  return syscall(SYS_kcmp, pid1, pid2, kKcmpFile, a, b) == 0;
 }
 
 }  // namespace
@@ -49,7 +49,7 @@ Result<img::Files> dump_fds(pid_t pid, const DumpFlags& flags) {
       return error(EOPNOTSUPP, "fd {} is {}: this kind of file is not supported yet{}", fd, path, hint);
     }
     for (const img::FdEntry& prior : out.fds())
-      if (prior.dev() == e.dev() && prior.inode() == e.inode() && same_description(pid, fd, prior.fd())) {
+      if (prior.dev() == e.dev() && prior.inode() == e.inode() && same_description(pid, fd, pid, prior.fd())) {
         e.set_shares_with_fd(prior.has_shares_with_fd() ? prior.shares_with_fd() : prior.fd());
         break;
       }
@@ -58,31 +58,75 @@ Result<img::Files> dump_fds(pid_t pid, const DumpFlags& flags) {
   return out;
 }
 
-Result<std::vector<PreparedFd>> prepare_fds(const img::Files& files) {
-  std::vector<PreparedFd> out;
-  for (const img::FdEntry& e : files.fds()) {
-    UniqueFd fd;
-    if (e.has_shares_with_fd()) {
-      auto it = std::find_if(out.begin(), out.end(), [&](const PreparedFd& p) { return p.target == e.shares_with_fd(); });
-      if (it == out.end())
-        return error(EINVAL, "fd {}: shares a file with fd {}, which the files image lacks", e.fd(), e.shares_with_fd());
+void link_shared_across(std::span<const std::pair<pid_t, img::Files*>> tasks) {
+  for (size_t j = 1; j < tasks.size(); j++) {
+    const auto& [pid, files] = tasks[j];
+    for (img::FdEntry& e : *files->mutable_fds()) {
+      if (e.has_shares_with_fd()) continue;  // its first fd in this task is the one compared
+      for (size_t i = 0; i < j && !e.has_shares_with_pid(); i++) {
+        const auto& [earlier, theirs] = tasks[i];
+        for (const img::FdEntry& p : theirs->fds()) {
+          if (p.has_shares_with_fd() || p.dev() != e.dev() || p.inode() != e.inode() ||
+              !same_description(earlier, p.fd(), pid, e.fd()))
+            continue;
+          e.set_shares_with_pid(earlier);
+          e.set_shares_with_fd(p.fd());
+          break;
+        }
+      }
+    }
+    // The task's other fds on the same description follow its first one.
+    for (img::FdEntry& e : *files->mutable_fds()) {
+      if (!e.has_shares_with_fd() || e.has_shares_with_pid()) continue;
+      for (const img::FdEntry& first : files->fds())
+        if (first.fd() == e.shares_with_fd() && first.has_shares_with_pid()) {
+          e.set_shares_with_pid(first.shares_with_pid());
+          e.set_shares_with_fd(first.shares_with_fd());
+        }
+    }
+  }
+}
+
+namespace {
+
+Result<UniqueFd> open_entry(const img::FdEntry& e) {
+  switch (e.kind()) {
+    case img::FdEntry::REGULAR:
+    case img::FdEntry::DEV_NULL:
+      return open_regular(e);
+    case img::FdEntry::INHERITED_TTY:
+      return open_tty(e);
+    default:
+      return error(EINVAL, "unknown kind {} in the files image", static_cast<int>(e.kind()));
+  }
+}
+
+}  // namespace
+
+Result<std::vector<std::vector<PreparedFd>>> prepare_fds(std::span<const std::pair<pid_t, const img::Files*>> tasks) {
+  std::vector<std::vector<PreparedFd>> out(tasks.size());
+  for (size_t j = 0; j < tasks.size(); j++) {
+    const auto& [pid, files] = tasks[j];
+    for (const img::FdEntry& e : files->fds()) {
+      if (!e.has_shares_with_fd()) {
+        UniqueFd fd = TRY_CTX(open_entry(e), "pid {} fd {}", pid, e.fd());
+        out[j].push_back({e.fd(), (e.flags() & O_CLOEXEC) != 0, std::move(fd)});
+        continue;
+      }
+      const pid_t owner = e.has_shares_with_pid() ? e.shares_with_pid() : pid;
+      size_t i = 0;
+      while (i <= j && tasks[i].first != owner) i++;
+      const std::vector<PreparedFd>* theirs = i <= j ? &out[i] : nullptr;
+      auto it = theirs ? std::find_if(theirs->begin(), theirs->end(),
+                                      [&](const PreparedFd& p) { return p.target == e.shares_with_fd(); })
+                       : std::vector<PreparedFd>::const_iterator{};
+      if (!theirs || it == theirs->end())
+        return error(EINVAL, "pid {} fd {}: shares a file with fd {} of pid {}, which the images lack", pid, e.fd(),
+                     e.shares_with_fd(), owner);
       int dup = fcntl(it->fd.get(), F_DUPFD_CLOEXEC, 3);
-      if (dup < 0) return sys_error("fd {}: dup of fd {}", e.fd(), e.shares_with_fd());
-      out.push_back({e.fd(), (e.flags() & O_CLOEXEC) != 0, UniqueFd(dup)});
-      continue;
+      if (dup < 0) return sys_error("pid {} fd {}: dup of fd {} of pid {}", pid, e.fd(), e.shares_with_fd(), owner);
+      out[j].push_back({e.fd(), (e.flags() & O_CLOEXEC) != 0, UniqueFd(dup)});
     }
-    switch (e.kind()) {
-      case img::FdEntry::REGULAR:
-      case img::FdEntry::DEV_NULL:
-        fd = TRY_CTX(open_regular(e), "fd {}", e.fd());
-        break;
-      case img::FdEntry::INHERITED_TTY:
-        fd = TRY_CTX(open_tty(e), "fd {}", e.fd());
-        break;
-      default:
-        return error(EINVAL, "fd {}: unknown kind {} in the files image", e.fd(), static_cast<int>(e.kind()));
-    }
-    out.push_back({e.fd(), (e.flags() & O_CLOEXEC) != 0, std::move(fd)});
   }
   return out;
 }

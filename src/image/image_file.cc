@@ -47,6 +47,7 @@ const char* kind_name(ImageKind k) {
     case ImageKind::PageMap: return "pagemap";
     case ImageKind::Files: return "files";
     case ImageKind::Stats: return "stats";
+    case ImageKind::Tree: return "tree";
   }
   return "unknown";
 }

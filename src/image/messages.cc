@@ -12,6 +12,7 @@ std::unique_ptr<google::protobuf::Message> new_message(ImageKind kind) {
     case ImageKind::PageMap: return std::make_unique<img::PageMap>();
     case ImageKind::Files: return std::make_unique<img::Files>();
     case ImageKind::Stats: return std::make_unique<img::Stats>();
+    case ImageKind::Tree: return std::make_unique<img::ProcessTree>();
   }
   return nullptr;
 }

@@ -192,7 +192,11 @@ Result<void> check_files(const std::string& name, const img::Files& files) {
       return error(EINVAL, "{}: fd {} has unknown kind {}", name, e.fd(), static_cast<int>(e.kind()));
     if (e.path().size() > kMaxPathLen)
       return error(EINVAL, "{}: fd {} has a path of {} bytes", name, e.fd(), e.path().size());
-    if (e.has_shares_with_fd()) {
+    if (e.has_shares_with_pid()) {
+      // Another task's fd: checked with the tree (verify_dir, prepare_fds).
+      if (e.shares_with_pid() <= 0 || !e.has_shares_with_fd())
+        return error(EINVAL, "{}: fd {} shares its file with a bad task {}", name, e.fd(), e.shares_with_pid());
+    } else if (e.has_shares_with_fd()) {
       auto prior = seen.find(e.shares_with_fd());
       if (e.shares_with_fd() == e.fd() || prior == seen.end())
         return error(EINVAL, "{}: fd {} shares its file with fd {}, which is not an earlier entry of this image",
@@ -343,6 +347,48 @@ Result<void> check_other(const ImageDir& dir, const std::string& name) {
 
 }  // namespace
 
+Result<tree::ProcessTree> load_tree(const ImageDir& dir, const img::Inventory& inv) {
+  const std::string name = dir.file(kTreeName);
+  if (!dir.exists(kTreeName)) {
+    if (inv.pids_size() != 1) return error(ENOENT, "{} is missing ({} lists {} tasks)", name, kInventoryName,
+                                           inv.pids_size());
+    return tree::ProcessTree::make({{.pid = inv.root_pid()}});
+  }
+  img::ProcessTree image;
+  TRY(dir.read(kTreeName, ImageKind::Tree, &image));
+  tree::ProcessTree t = TRY_CTX(tree::ProcessTree::from_image(image), "{}", name);
+  TRY_CTX(t.plan_joins(true), "{}", name);
+  if (t.root().pid != inv.root_pid())
+    return error(EINVAL, "{}: the root is pid {}, {} says {}", name, t.root().pid, kInventoryName, inv.root_pid());
+  std::vector<pid_t> alive = t.alive();
+  std::vector<pid_t> listed(inv.pids().begin(), inv.pids().end());
+  std::sort(alive.begin(), alive.end());
+  std::sort(listed.begin(), listed.end());
+  if (alive != listed)
+    return error(EINVAL, "{}: its {} live tasks are not the {} pids {} lists", name, alive.size(), listed.size(),
+                 kInventoryName);
+  return t;
+}
+
+Result<void> check_shared_files(const ImageDir& dir, std::span<const std::pair<pid_t, const img::Files*>> tasks) {
+  for (size_t j = 0; j < tasks.size(); j++) {
+    const auto& [pid, files] = tasks[j];
+    for (const img::FdEntry& e : files->fds()) {
+      if (!e.has_shares_with_pid()) continue;
+      bool found = false;
+      for (size_t i = 0; i < j && !found; i++) {
+        if (tasks[i].first != e.shares_with_pid()) continue;
+        for (const img::FdEntry& p : tasks[i].second->fds())
+          found = found || (p.fd() == e.shares_with_fd() && !p.has_shares_with_fd());
+      }
+      if (!found)
+        return error(EINVAL, "{}: fd {} shares its file with fd {} of pid {}, which no earlier task's images hold",
+                     dir.file(files_name(pid)), e.fd(), e.shares_with_fd(), e.shares_with_pid());
+    }
+  }
+  return {};
+}
+
 Result<VerifySummary> verify_dir(const ImageDir& dir, bool check_files) {
   VerifySummary sum;
   if (!exists(dir, kInventoryName))
@@ -352,8 +398,15 @@ Result<VerifySummary> verify_dir(const ImageDir& dir, bool check_files) {
   TRY(check_inventory(dir.file(kInventoryName), inv));
   std::set<std::string> done = {kInventoryName};
   sum.images++;
+  const tree::ProcessTree tree = TRY(load_tree(dir, inv));
+  if (dir.exists(kTreeName)) {
+    done.insert(kTreeName);
+    sum.images++;
+  }
 
-  for (pid_t pid : inv.pids()) {
+  std::vector<std::unique_ptr<img::Files>> files;
+  std::vector<std::pair<pid_t, const img::Files*>> shared;
+  for (pid_t pid : tree.alive()) {
     TaskImageSet t;
     t.pid = pid;
     TRY(read_listed(dir, core_name(pid), ImageKind::Core, &t.core, pid));
@@ -369,7 +422,10 @@ Result<VerifySummary> verify_dir(const ImageDir& dir, bool check_files) {
     sum.pages += TRY(verify_pages_file(dir.file(pages), fd.get(), t.pagemap));
     for (const std::string& n : {core_name(pid), mm_name(pid), pagemap_name(pid), files_name(pid), pages}) done.insert(n);
     sum.images += 5;
+    files.push_back(std::make_unique<img::Files>(std::move(t.files)));
+    shared.emplace_back(pid, files.back().get());
   }
+  TRY(check_shared_files(dir, shared));
 
   // Everything else (stats, leftovers): an image must at least be intact.
   for (const std::string& n : TRY(dir.list_images())) {

@@ -16,12 +16,15 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/result.h"
 #include "ckpt.pb.h"
 #include "image/image_dir.h"
+#include "tree/tree.h"
 
 namespace ckpt::image {
 
@@ -61,6 +64,17 @@ struct TaskImageSet {
   img::Files files;
 };
 Result<uint64_t> check_task(const std::string& dir, const TaskImageSet& t);
+
+// --- the tree ---
+
+// tree.img, checked (tree::ProcessTree::make, sessions and groups a restore
+// can recreate) and agreeing with the inventory: its live tasks are exactly
+// the inventory's pids, its root the inventory's root. Images without a
+// tree.img (older ones) hold one task, restored into ckpt's session.
+Result<tree::ProcessTree> load_tree(const ImageDir& dir, const img::Inventory& inv);
+// Every fd that shares its file with another task's names an earlier task
+// and one of its fds that is the first of its file there.
+Result<void> check_shared_files(const ImageDir& dir, std::span<const std::pair<pid_t, const img::Files*>> tasks);
 
 // --- page data ---
 

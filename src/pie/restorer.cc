@@ -221,6 +221,17 @@ void restore_process(RestorerArgs* a, ThreadArg* t) {
   MUST(t, kStepMmMap, sys(__NR_prctl, PR_SET_MM, PR_SET_MM_MAP, &a->mm, sizeof(a->mm), 0), 0, 0);
   sys(__NR_close_range, a->temp_fd_base, ~0U, 0);
   sys(__NR_umask, a->umask);
+  // What came while the task was ckpt's child (the SIGCHLD of a child
+  // restored as a zombie) is not the task's: ignoring a signal discards it.
+  uint64_t pending = 0;
+  if (!pie::is_err(sys(__NR_rt_sigpending, &pending, 8)) && pending) {
+    for (int sig = 1; sig <= kMaxSignals; sig++) {
+      if (!(pending & (1ULL << (sig - 1))) || sig == 9 || sig == 19) continue;
+      const KSigAction ign = {1 /* SIG_IGN */, 0, 0, 0}, dfl = {};
+      sys(__NR_rt_sigaction, sig, &ign, 0, 8);
+      if (!(a->sigaction_mask & (1ULL << (sig - 1)))) sys(__NR_rt_sigaction, sig, &dfl, 0, 8);
+    }
+  }
   for (int sig = 1; sig <= kMaxSignals; sig++) {
     if (!(a->sigaction_mask & (1ULL << (sig - 1)))) continue;
     MUST(t, kStepSigaction, sys(__NR_rt_sigaction, sig, &a->sigactions[sig - 1], 0, 8), sig, 0);

@@ -217,6 +217,9 @@ Result<Stat> parse_stat(std::string_view text) {
   for (const auto& n : kNums)
     if (!parse_num(f[n.n], 10, st.*n.field))
       return fail("/proc stat field {} ({}): bad number '{:.64}'", n.n, n.name, f[n.n]);
+  // Field 52 came in 3.5, and only a zombie's is of interest.
+  if (f.size() > 52 && !parse_num(f[52], 10, st.exit_code))
+    return fail("/proc stat field 52 (exit_code): bad number '{:.64}'", f[52]);
   return st;
 }
 

@@ -44,6 +44,7 @@ struct Stat {
   uint64_t start_code = 0, end_code = 0, start_stack = 0;   // 26, 27, 28
   uint64_t start_data = 0, end_data = 0, start_brk = 0;     // 45, 46, 47
   uint64_t arg_start = 0, arg_end = 0, env_start = 0, env_end = 0;  // 48..51
+  int exit_code = 0;      // 52: of a zombie, the status its parent's wait() gets
 };
 
 Result<Stat> parse_stat(std::string_view text);

@@ -74,7 +74,8 @@ Result<arch::Regs> reach_breakpoint(Tracee& t, const CompletionSite& site, const
 // ahead sits in its syscall stop), or all at once when they wait for each
 // other and must not wait for a tracer busy with another thread.
 Result<std::vector<arch::Regs>> reach_sigreturns(std::span<CompletionTask> tasks, const CompletionSite& site,
-                                                  const StrayStopExplainer& explain) {
+                                                  const StrayStopExplainer& explain,
+                                                  std::span<Tracee* const> others = {}) {
   const uint64_t after_sigreturn = site.syscall_insn + arch::kSyscallInsnLen;
   enum class Phase { Tracing, InSigreturn, Done };
   std::vector<Phase> phase(tasks.size(), Phase::Tracing);
@@ -85,7 +86,7 @@ Result<std::vector<arch::Regs>> reach_sigreturns(std::span<CompletionTask> tasks
     Tracee* t;
     Stop s;
     if (site.threads_wait_for_each_other) {
-      std::tie(t, s) = TRY(Tracee::wait_any(group));
+      std::tie(t, s) = TRY(Tracee::wait_any(group, others));
       if (TRY(t->took_sigstop(s, true))) continue;
     } else {
       t = group[next];
@@ -195,23 +196,16 @@ Result<void> disarm_breakpoint(Tracee& t) {
   return t.poke_user(arch::debugreg_offset(0), 0);
 }
 
-Result<void> complete(std::span<CompletionTask> tasks, CompletionMode mode, const CompletionSite& site,
-                      const std::function<Result<void>()>& release, const StrayStopExplainer& explain) {
-  std::vector<unsigned> before;
-  for (CompletionTask& c : tasks) {
-    before.push_back(c.tracee->stops());
-    if (c.running) {
-      CHECK(mode == CompletionMode::Breakpoint, "task {}: syscall tracing needs it stopped", c.tracee->tid());
-      continue;
-    }
-    TRY(mode == CompletionMode::Breakpoint ? c.tracee->cont() : c.tracee->resume_syscall());
-  }
-  TRY(release());
+namespace {
 
+// The rest of one group's completion, once every thread was let go.
+Result<void> finish_group(CompletionGroup& g, std::span<Tracee* const> others, const StrayStopExplainer& explain) {
+  std::span<CompletionTask> tasks = g.threads;
+  const CompletionSite& site = g.site;
   // Breakpoints: each thread in turn, waiting on its own TID; one that
   // arrives early simply sits in its stop until we get to it.
   arch::Regs first_regs{};
-  if (mode == CompletionMode::Breakpoint) {
+  if (g.mode == CompletionMode::Breakpoint) {
     for (size_t i = 0; i < tasks.size(); i++) {
       if (i == 0 && site.outside) {
         first_regs = TRY(pass_breakpoint(tasks[0], site, explain));
@@ -222,7 +216,7 @@ Result<void> complete(std::span<CompletionTask> tasks, CompletionMode mode, cons
       else TRY(load_final_state(*tasks[i].tracee, tasks[i].final_state));
     }
   } else {
-    first_regs = TRY(reach_sigreturns(tasks, site, explain))[0];
+    first_regs = TRY(reach_sigreturns(tasks, site, explain, others))[0];
   }
 
   // Every thread is out of the blob: unmap it from the first one.
@@ -233,11 +227,48 @@ Result<void> complete(std::span<CompletionTask> tasks, CompletionMode mode, cons
     TRY(unmap_blob(t0, first_regs, site));
   } else {
     TRY(unmap_blob(t0, first_regs, site));
-    if (mode == CompletionMode::Breakpoint) TRY(load_final_state(t0, tasks[0].final_state));
+    if (g.mode == CompletionMode::Breakpoint) TRY(load_final_state(t0, tasks[0].final_state));
     else TRY(t0.set_regs(first_regs));
   }
-  for (size_t i = 0; i < tasks.size(); i++) tasks[i].stops = tasks[i].tracee->stops() - before[i];
   return {};
+}
+
+}  // namespace
+
+Result<void> complete(std::span<CompletionGroup> groups, const std::function<Result<void>()>& release,
+                      const StrayStopExplainer& explain) {
+  std::vector<std::vector<unsigned>> before(groups.size());
+  for (size_t g = 0; g < groups.size(); g++) {
+    for (CompletionTask& c : groups[g].threads) {
+      before[g].push_back(c.tracee->stops());
+      if (c.running) {
+        CHECK(groups[g].mode == CompletionMode::Breakpoint, "task {}: syscall tracing needs it stopped",
+              c.tracee->tid());
+        continue;
+      }
+      TRY(groups[g].mode == CompletionMode::Breakpoint ? c.tracee->cont() : c.tracee->resume_syscall());
+    }
+  }
+  TRY(release());
+  // Group after group; the others' blobs run on meanwhile, and a stop of
+  // theirs that a wait for this group reaps is kept for them.
+  for (size_t g = 0; g < groups.size(); g++) {
+    std::vector<Tracee*> others;
+    if (groups[g].mode == CompletionMode::SyscallTrace && groups[g].site.threads_wait_for_each_other)
+      for (size_t h = 0; h < groups.size(); h++)
+        for (CompletionTask& c : groups[h].threads)
+          if (h != g) others.push_back(c.tracee);
+    TRY(finish_group(groups[g], others, explain));
+    for (size_t i = 0; i < groups[g].threads.size(); i++)
+      groups[g].threads[i].stops = groups[g].threads[i].tracee->stops() - before[g][i];
+  }
+  return {};
+}
+
+Result<void> complete(std::span<CompletionTask> tasks, CompletionMode mode, const CompletionSite& site,
+                      const std::function<Result<void>()>& release, const StrayStopExplainer& explain) {
+  CompletionGroup g{tasks, mode, site};
+  return complete({&g, 1}, release, explain);
 }
 
 }  // namespace ckpt

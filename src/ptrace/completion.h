@@ -89,10 +89,24 @@ struct CompletionTask {
 };
 
 // Every task (the threads of one process) is stopped, armed if mode is
-// Breakpoint, or running (Breakpoint mode only). Resumes the stopped ones, calls `release` (which lets the blob go), and
-// waits on each thread in turn for its completion point; tasks[0] then runs
-// the munmap. Leaves every task stopped at its final state.
+// Breakpoint, or running (Breakpoint mode only). Resumes the stopped ones,
+// calls `release` (which lets the blob go), and waits on each thread in turn
+// for its completion point; tasks[0] then runs the munmap. Leaves every task
+// stopped at its final state.
 Result<void> complete(std::span<CompletionTask> tasks, CompletionMode mode, const CompletionSite& site,
                       const std::function<Result<void>()>& release, const StrayStopExplainer& explain);
+
+// The threads of one process of a tree, and how they complete.
+struct CompletionGroup {
+  std::span<CompletionTask> threads;
+  CompletionMode mode;
+  CompletionSite site;
+};
+
+// The same for many processes at once: all are resumed, `release` lets all
+// their blobs go, and each group is completed in turn while the others run
+// on, no stop of any lost on the way.
+Result<void> complete(std::span<CompletionGroup> groups, const std::function<Result<void>()>& release,
+                      const StrayStopExplainer& explain);
 
 }  // namespace ckpt

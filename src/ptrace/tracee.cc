@@ -10,6 +10,7 @@
 
 #include <csignal>
 #include <cstring>
+#include <utility>
 
 #include "proc/status.h"
 
@@ -131,6 +132,7 @@ Result<void> Tracee::interrupt() {
 }
 
 Result<Stop> Tracee::wait(std::optional<Clock::time_point> deadline) {
+  if (held_) return *std::exchange(held_, std::nullopt);
   Stop s;
   if (!deadline && !leader_) {
     // Only a main thread can be dead and unreported: any other thread's
@@ -206,7 +208,9 @@ void Tracee::saw(const Stop& s) {
 // a dead task, since it reaps whatever child or tracee of ckpt dies, so the
 // other threads of a killed process go first and its main thread's death is
 // reported after them.
-Result<std::pair<Tracee*, Stop>> Tracee::wait_any(std::span<Tracee* const> group) {
+Result<std::pair<Tracee*, Stop>> Tracee::wait_any(std::span<Tracee* const> group, std::span<Tracee* const> others) {
+  for (Tracee* t : group)
+    if (t->held_) return std::make_pair(t, *std::exchange(t->held_, std::nullopt));
   for (;;) {
     Stop s;
     pid_t r = waitpid(-1, &s.status, __WALL);
@@ -217,7 +221,13 @@ Result<std::pair<Tracee*, Stop>> Tracee::wait_any(std::span<Tracee* const> group
       t->saw(s);
       return std::make_pair(t, s);
     }
-    // Not one of ours (ckpt has no other children while this runs): ignore.
+    // Another tracee's: kept for its own next wait.
+    for (Tracee* t : others) {
+      if (t->tid_ != r) continue;
+      t->saw(s);
+      t->held_ = s;
+      break;
+    }
   }
 }
 

@@ -92,7 +92,10 @@ class Tracee {
   Result<Stop> wait(std::optional<Clock::time_point> deadline = std::nullopt);
   // The next stop or death of any of `group` (waitpid(-1): for paths that
   // must keep many tracees moving at once; everything else waits on one TID).
-  static Result<std::pair<Tracee*, Stop>> wait_any(std::span<Tracee* const> group);
+  // What it reaps of `others` is held for their own next wait(); of anyone
+  // else (ckpt has no other children meanwhile), dropped.
+  static Result<std::pair<Tracee*, Stop>> wait_any(std::span<Tracee* const> group,
+                                                   std::span<Tracee* const> others = {});
   // wait(), but stops of job control (someone stops or continues the task
   // while ckpt works on it) are taken as took_sigstop() does.
   Result<Stop> wait_past_sigstop(bool syscall);
@@ -156,6 +159,7 @@ class Tracee {
   bool seccomp_suspended_ = false;
   bool leader_ = false;  // the main thread of its process: its death can go unreported
   unsigned stops_ = 0;
+  std::optional<Stop> held_;  // reaped by another's wait_any(), not yet reported
 };
 
 }  // namespace ckpt

@@ -13,20 +13,10 @@ namespace ckpt::restore {
 namespace {
 
 constexpr uint64_t kPage = 4096;
-}  // namespace
 
-Result<TaskImages> load_task_images(const image::ImageDir& dir) {
+Result<TaskImages> load_task(const image::ImageDir& dir, pid_t pid) {
   TaskImages t;
-  if (!dir.exists(image::kInventoryName))
-    return error(ENOENT, "{} holds no checkpoint: {} is missing", dir.path(), image::kInventoryName);
-  TRY(dir.read(image::kInventoryName, image::ImageKind::Inventory, &t.inventory));
-  TRY(image::check_inventory(dir.file(image::kInventoryName), t.inventory));
-  if (t.inventory.pids_size() != 1 || t.inventory.pids(0) != t.inventory.root_pid())
-    return error(EINVAL, "{}: expected exactly one task, found {}", dir.file(image::kInventoryName),
-                 t.inventory.pids_size());
-  const pid_t pid = t.inventory.root_pid();
-  if (pid <= 0) return error(EINVAL, "{}: bad root pid {}", dir.file(image::kInventoryName), pid);
-
+  t.pid = pid;
   TRY(dir.read(image::core_name(pid), image::ImageKind::Core, &t.core));
   TRY(dir.read(image::mm_name(pid), image::ImageKind::Mm, &t.mm));
   TRY(dir.read(image::pagemap_name(pid), image::ImageKind::PageMap, &t.pagemap));
@@ -53,8 +43,28 @@ Result<TaskImages> load_task_images(const image::ImageDir& dir) {
   uint64_t bytes = TRY(image::check_pages_file(t.pages_path, t.pages.get()));
   if (bytes != pages * kPage)
     return error(EINVAL, "{}: holds {} bytes of pages, the page map needs {}", t.pages_path, bytes, pages * kPage);
-  // The page data's checksums are checked by restore() while the restorer
-  // reads it (see there); metadata is all checked by now.
+  return t;
+}
+
+}  // namespace
+
+Result<TreeImages> load_images(const image::ImageDir& dir) {
+  if (!dir.exists(image::kInventoryName))
+    return error(ENOENT, "{} holds no checkpoint: {} is missing", dir.path(), image::kInventoryName);
+  img::Inventory inv;
+  TRY(dir.read(image::kInventoryName, image::ImageKind::Inventory, &inv));
+  TRY(image::check_inventory(dir.file(image::kInventoryName), inv));
+  TreeImages t{inv, TRY(image::load_tree(dir, inv)), {}};
+  std::set<int32_t> tids;
+  for (pid_t pid : t.tree.alive()) {
+    t.tasks.push_back(TRY(load_task(dir, pid)));
+    for (const img::ThreadCore& th : t.tasks.back().core.threads())
+      if (!tids.insert(th.tid()).second || (th.tid() != pid && t.tree.find(th.tid())))
+        return error(EINVAL, "{}: thread id {} is also another task's", dir.file(image::core_name(pid)), th.tid());
+  }
+  std::vector<std::pair<pid_t, const img::Files*>> files;
+  for (const TaskImages& ti : t.tasks) files.emplace_back(ti.pid, &ti.files);
+  TRY(image::check_shared_files(dir, files));
   return t;
 }
 

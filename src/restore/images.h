@@ -1,15 +1,19 @@
 // Reading and checking every image of a checkpoint before anything is touched.
 #pragma once
 
+#include <vector>
+
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "ckpt.pb.h"
 #include "image/image_dir.h"
+#include "tree/tree.h"
 
 namespace ckpt::restore {
 
+// The images of one live task.
 struct TaskImages {
-  img::Inventory inventory;
+  pid_t pid = 0;
   img::TaskCore core;
   img::MmImage mm;
   img::PageMap pagemap;
@@ -18,9 +22,16 @@ struct TaskImages {
   std::string pages_path;
 };
 
-// Loads the images of the root task and checks that they agree with each
-// other (sorted, non-overlapping VMAs; page runs inside them; sizes; fds) and
-// that every page run's checksum matches its data (image/verify.h).
-Result<TaskImages> load_task_images(const image::ImageDir& dir);
+struct TreeImages {
+  img::Inventory inventory;
+  tree::ProcessTree tree;
+  std::vector<TaskImages> tasks;  // the live tasks, in the tree's order
+};
+
+// Loads the inventory, the tree and the images of every live task, and
+// checks that they agree with each other (sorted, non-overlapping VMAs; page
+// runs inside them; sizes; fds). Page data is checked by restore() while the
+// restorer reads it, before any task runs its own code.
+Result<TreeImages> load_images(const image::ImageDir& dir);
 
 }  // namespace ckpt::restore

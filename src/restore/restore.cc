@@ -1,7 +1,9 @@
 #include "restore/restore.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -10,10 +12,12 @@
 #include <chrono>
 #include <cstring>
 #include <future>
+#include <map>
 #include <set>
 
 #include "base/check.h"
 #include "base/fs.h"
+#include "base/mapping.h"
 #include "files/file_id.h"
 #include "image/image_dir.h"
 #include "image/verify.h"
@@ -76,13 +80,18 @@ uint64_t ns_since(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t).count();
 }
 
-// Any TID of the image in use makes clone3 fail: say which, up front.
-Result<void> check_pids_free(const TaskImages& ti) {
-  for (const img::ThreadCore& th : ti.core.threads()) {
-    if (kill(th.tid(), 0) == 0 || errno == EPERM) {
-      auto st = proc::read_stat(th.tid());
+// Any PID or TID of the images in use makes clone3 fail: say which, up front.
+Result<void> check_pids_free(const TreeImages& t) {
+  std::vector<pid_t> ids;
+  for (const tree::Task& k : t.tree.tasks())
+    if (k.zombie) ids.push_back(k.pid);
+  for (const TaskImages& ti : t.tasks)
+    for (const img::ThreadCore& th : ti.core.threads()) ids.push_back(th.tid());
+  for (pid_t id : ids) {
+    if (kill(id, 0) == 0 || errno == EPERM) {
+      auto st = proc::read_stat(id);
       return error(EEXIST, "pid {}: the pid is taken by another process ({}); stop it or restore into a new PID "
-                   "namespace", th.tid(), st ? st->comm : "?");
+                   "namespace", id, st ? st->comm : "?");
     }
   }
   return {};
@@ -106,40 +115,140 @@ Result<void> check_mapped_files(const TaskImages& ti, const MappingFiles& mf, in
   return {};
 }
 
-// Until the task runs on its own, any failure kills it: nothing half-alive.
-struct KillOnError {
-  pid_t pid;
-  bool reap;
-  bool armed = true;
-  ~KillOnError() {
-    if (!armed) return;
-    kill(pid, SIGKILL);
-    if (reap) waitpid(pid, nullptr, __WALL);
+// Until the tree runs on its own, any failure kills every task of it:
+// nothing half-alive, and no PID held by a zombie. ckpt is a child subreaper
+// meanwhile, so the tasks orphaned by the kill are its to reap.
+class KillOnError {
+ public:
+  KillOnError(bool reap) : reap_(reap) { prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
+  void set_root(pid_t root) { root_ = root; }
+  // Success: orphans of the restored tree go where the dumped tree's went.
+  void disarm() {
+    root_ = 0;
+    prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);
   }
+  ~KillOnError() {
+    if (root_ == 0) {
+      prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);
+      return;
+    }
+    // The root and its descendants, parents before children.
+    std::vector<pid_t> tasks = {root_};
+    for (size_t i = 0; i < tasks.size(); i++)
+      if (auto kids = proc::children(tasks[i])) tasks.insert(tasks.end(), kids->begin(), kids->end());
+    for (pid_t p : tasks) kill(p, SIGKILL);
+    // Each one's death makes its children ckpt's: reaped in the same order.
+    if (reap_)
+      for (pid_t p : tasks) waitpid(p, nullptr, __WALL);
+    prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);
+  }
+
+ private:
+  pid_t root_ = 0;
+  bool reap_;
 };
 
-// Seizes every thread of the parked child and arms its breakpoint.
-Result<std::vector<Tracee>> seize_threads(const Plan& plan, CompletionMode& mode, uint64_t sigreturn_fn, Log& log) {
-  std::vector<Tracee> out;
-  out.reserve(plan.threads.size());
-  for (const ThreadPlan& tp : plan.threads) {
-    out.push_back(TRY(Tracee::seize(tp.tid, kTraceOptions)));
-    TRY(out.back().interrupt());
+// What ckpt holds for one live task from loading to letting go.
+struct LiveTask {
+  TaskImages* images;
+  CompletionMode mode;
+  MappingFiles mf;
+  UniqueFd exe;
+  UniqueFd status_r, status_w, go_r, go_w;
+  std::optional<Plan> plan;  // built once ckpt's maps are known
+  std::vector<Tracee> tracees;
+  std::vector<CompletionTask> completion;
+  FirstSteps steps;
+};
+
+CompletionMode mode_for(const TaskImages& ti, CompletionMode wanted, Log& log) {
+  for (const img::SigAction& sa : ti.core.sigactions())
+    // A SIGTRAP the task ignores would be reset to SIG_DFL by the kernel when
+    // our breakpoint fires: keep the disposition exact, trace syscalls instead.
+    if (wanted == CompletionMode::Breakpoint && sa.signo() == SIGTRAP &&
+        sa.handler() == reinterpret_cast<uint64_t>(SIG_IGN)) {
+      log.info("pid {} ignores SIGTRAP: completing by tracing syscalls", ti.pid);
+      return CompletionMode::SyscallTrace;
+    }
+  return wanted;
+}
+
+// Waits until every live task is parked ("R") or gone. A task that fails
+// says why on its status pipe and makes the others give up in silence: the
+// error is the one that says why.
+Result<void> wait_parked(std::vector<LiveTask>& live) {
+  std::vector<bool> done(live.size(), false);
+  std::optional<Error> why;
+  std::optional<size_t> silent;
+  for (size_t left = live.size(); left > 0;) {
+    std::vector<pollfd> fds;
+    std::vector<size_t> which;
+    for (size_t i = 0; i < live.size(); i++)
+      if (!done[i]) {
+        fds.push_back({live[i].status_r.get(), POLLIN, 0});
+        which.push_back(i);
+      }
+    if (poll(fds.data(), fds.size(), -1) < 0) {
+      if (errno == EINTR) continue;
+      return sys_error("wait for the tasks to be ready");
+    }
+    for (size_t k = 0; k < fds.size(); k++) {
+      if (!fds[k].revents) continue;
+      const size_t i = which[k];
+      char buf[512];
+      ssize_t n = read(live[i].status_r.get(), buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      done[i] = true;
+      left--;
+      if (n == 1 && buf[0] == 'R') continue;
+      if (n > 0 && !why)
+        why = Error{EINVAL, fmt::format("pid {}: preparing the task failed: {}", live[i].images->pid,
+                                        std::string(buf, n))};
+      if (n <= 0 && !silent) silent = i;
+    }
   }
-  for (Tracee& t : out) {
+  if (why) return std::unexpected(*why);
+  if (silent) return error(EINVAL, "pid {}: preparing the task failed: it exited", live[*silent].images->pid);
+  return {};
+}
+
+// Seizes every thread of a parked task and arms its breakpoint.
+Result<void> seize_threads(LiveTask& lt, uint64_t sigreturn_fn, Log& log) {
+  lt.tracees.reserve(lt.plan->threads.size());
+  for (const ThreadPlan& tp : lt.plan->threads) {
+    lt.tracees.push_back(TRY(Tracee::seize(tp.tid, kTraceOptions)));
+    TRY(lt.tracees.back().interrupt());
+  }
+  for (Tracee& t : lt.tracees) {
     Stop s = TRY(t.wait());
     if (!s.stopped()) return error(ESRCH, "task {} {} before its restorer ran", t.tid(), s.describe());
   }
-  if (mode != CompletionMode::Breakpoint) return out;
-  for (Tracee& t : out) {
+  if (lt.mode != CompletionMode::Breakpoint) return {};
+  for (Tracee& t : lt.tracees) {
     if (TRY(arm_breakpoint(t, sigreturn_fn)) == Armed::Unsupported) {
       log.warn("task {}: the kernel refused a hardware breakpoint: completing by tracing syscalls", t.tid());
-      for (Tracee& u : out) TRY(disarm_breakpoint(u));
-      mode = CompletionMode::SyscallTrace;
+      for (Tracee& u : lt.tracees) TRY(disarm_breakpoint(u));
+      lt.mode = CompletionMode::SyscallTrace;
       break;
     }
   }
-  return out;
+  return {};
+}
+
+// Everything ckpt prepares for one live task before any task exists.
+Result<void> prepare_task(LiveTask& lt, bool check_files) {
+  const TaskImages& ti = *lt.images;
+  lt.mf = TRY(open_mapping_files(ti.mm));
+  lt.exe = TRY_CTX(open_file(ti.core.mm().exe_path(), O_RDONLY), "executable");
+  if (check_files) TRY(check_mapped_files(ti, lt.mf, lt.exe.get()));
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) < 0) return sys_error("pipe");
+  lt.status_r = UniqueFd(p[0]);
+  lt.status_w = UniqueFd(p[1]);
+  if (pipe2(p, O_CLOEXEC) < 0) return sys_error("pipe");
+  lt.go_r = UniqueFd(p[0]);
+  lt.go_w = UniqueFd(p[1]);
+  return {};
 }
 
 }  // namespace
@@ -147,145 +256,187 @@ Result<std::vector<Tracee>> seize_threads(const Plan& plan, CompletionMode& mode
 Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir, const BreakpointSupport& bp, Log& log) {
   const auto start = Clock::now();
   // 1. Read and check everything before touching anything.
-  TaskImages ti = TRY_CTX(load_task_images(dir), "restore");
-  const pid_t pid = ti.inventory.root_pid();
-  TRY_CTX(check_pids_free(ti), "restore");
+  TreeImages t = TRY_CTX(load_images(dir), "restore");
+  const pid_t pid = t.inventory.root_pid();
+  const std::vector<tree::Joins> joins = TRY_CTX(t.tree.plan_joins(true), "restore");
+  TRY_CTX(check_pids_free(t), "restore");
 
-  CompletionMode mode = CompletionMode::Breakpoint;
+  CompletionMode wanted = CompletionMode::Breakpoint;
   if (!o.breakpoints) {
-    mode = CompletionMode::SyscallTrace;
+    wanted = CompletionMode::SyscallTrace;
   } else if (!bp.usable) {
     log.warn("hardware breakpoints unavailable ({}): completing restore by tracing syscalls", bp.why_not);
-    mode = CompletionMode::SyscallTrace;
+    wanted = CompletionMode::SyscallTrace;
   }
-  for (const img::SigAction& sa : ti.core.sigactions())
-    // A SIGTRAP the task ignores would be reset to SIG_DFL by the kernel when
-    // our breakpoint fires: keep the disposition exact, trace syscalls instead.
-    if (mode == CompletionMode::Breakpoint && sa.signo() == SIGTRAP &&
-        sa.handler() == reinterpret_cast<uint64_t>(SIG_IGN)) {
-      log.info("pid {} ignores SIGTRAP: completing by tracing syscalls", pid);
-      mode = CompletionMode::SyscallTrace;
-    }
 
-  // 2. Open what the task will need, as ckpt, so errors come before any task.
-  MappingFiles mf = TRY_CTX(open_mapping_files(ti.mm), "restore pid {}", pid);
-  UniqueFd exe = TRY_CTX(open_file(ti.core.mm().exe_path(), O_RDONLY), "restore pid {}: executable", pid);
-  if (o.check_files) TRY_CTX(check_mapped_files(ti, mf, exe.get()), "restore pid {}", pid);
-  std::vector<files::PreparedFd> fds = TRY_CTX(files::prepare_fds(ti.files), "restore pid {}", pid);
-  int status_pipe[2], go_pipe[2];
-  if (pipe2(status_pipe, O_CLOEXEC) < 0) return sys_error("restore: pipe");
-  UniqueFd status_r(status_pipe[0]), status_w(status_pipe[1]);
-  if (pipe2(go_pipe, O_CLOEXEC) < 0) return sys_error("restore: pipe");
-  UniqueFd go_r(go_pipe[0]), go_w(go_pipe[1]);
+  // Declared before what holds the tracees: they detach first, so that the
+  // threads of a killed task can die.
+  KillOnError guard(!o.sibling);
+
+  // 2. Open what the tasks will need, as ckpt, so errors come before any task.
+  std::vector<LiveTask> live(t.tasks.size());
+  std::vector<std::pair<pid_t, const img::Files*>> files;
+  for (size_t i = 0; i < t.tasks.size(); i++) {
+    live[i].images = &t.tasks[i];
+    live[i].mode = mode_for(t.tasks[i], wanted, log);
+    TRY_CTX(prepare_task(live[i], o.check_files), "restore pid {}", t.tasks[i].pid);
+    files.emplace_back(t.tasks[i].pid, &t.tasks[i].files);
+  }
+  std::vector<std::vector<files::PreparedFd>> fds = TRY_CTX(files::prepare_fds(files), "restore");
+  // The tasks meet here while they take their sessions and groups; mapped
+  // before ckpt's maps are read, so that no boot region lands on it.
+  Mapping shared = TRY_CTX(Mapping::map(kPage, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS), "restore");
+  auto* barrier = new (shared.data()) SpawnBarrier{};
 
   int max_fd = TRY(highest_open_fd());
-  for (const auto& f : fds) max_fd = std::max(max_fd, f.target);
+  for (const auto& task_fds : fds)
+    for (const auto& f : task_fds) max_fd = std::max(max_fd, f.target);
   const int base = max_fd + 1;
-  std::vector<int> temp = {status_w.get(), go_r.get(), ti.pages.get(), exe.get()};
-  const TempFds tfds{base, base + 2, base + 3, base + static_cast<int>(temp.size())};
-  for (const UniqueFd& f : mf.fds) temp.push_back(f.get());
-
   std::vector<proc::MapEntry> own = TRY_CTX(proc::read_maps(getpid()), "restore");
-  Plan plan = TRY_CTX(build_plan(ti, own, mf, tfds), "restore pid {}", pid);
-  const BootRegion& boot = plan.boot;
-
-  // 3. The boot region is mapped here, inherited by the child, unmapped here.
   auto blob = pie::restorer::image();
-  void* m = mmap(reinterpret_cast<void*>(boot.start()), boot.size(), PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-  if (m == MAP_FAILED) return sys_error("restore pid {}: map the boot region at {:#x}", pid, boot.start());
-  std::memcpy(m, blob.data(), blob.size());
-  std::memcpy(static_cast<char*>(m) + boot.data_offset(), boot.data().data(), boot.data().size());
-  mprotect(m, boot.data_offset(), PROT_READ | PROT_EXEC);
 
-  SpawnPlan sp{pid, o.sibling, base, temp, &fds, ti.core.cwd(), boot.stack_top(),
-               boot.start() + pie::restorer::k_restorer_entry, boot.args_addr()};
-  sp.thread_entry = boot.start() + pie::restorer::k_restorer_thread_entry;
-  sp.threads_ready = reinterpret_cast<uint32_t*>(boot.args_addr() + offsetof(abi::RestorerArgs, threads_ready));
-  for (size_t i = 1; i < plan.threads.size(); i++)
-    sp.threads.push_back({plan.threads[i].tid, plan.threads[i].stack_top, BootRegion::kThreadStackSize,
-                          plan.threads[i].arg});
-  auto child = spawn(sp);
-  munmap(m, boot.size());
-  if (!child) return std::unexpected(child.error().context(fmt::format("restore pid {}", pid)));
-  KillOnError guard{pid, !o.sibling};
-  status_w.reset();
-  go_r.reset();
-  // Page checksums are checked on the other core while the restorer reads the
-  // same pages into place; the task is let go only if they all match, so
-  // damaged data never runs, and a 1 GiB restore doesn't read it twice in a row.
-  // (Threads only now: spawn() forked above from a single-threaded ckpt.)
-  auto pages_checked = std::async(std::launch::async, [&ti] {
-    return image::verify_page_data(ti.pages_path, ti.pages.get(), ti.pagemap);
+  SpawnTree st;
+  st.sibling = o.sibling;
+  st.temp_fd_base = base;
+  st.restorer_pgid = getpgrp();
+  st.barrier = barrier;
+  std::map<pid_t, size_t> live_index;
+  for (size_t i = 0; i < live.size(); i++) live_index[live[i].images->pid] = i;
+  for (size_t k = 0; k < t.tree.tasks().size(); k++) {
+    const tree::Task& task = t.tree.tasks()[k];
+    SpawnTask sp;
+    sp.pid = task.pid;
+    sp.joins = joins[k];
+    sp.children = task.children;
+    sp.zombie = task.zombie;
+    sp.exit_status = task.exit_status;
+    if (!task.zombie) {
+      LiveTask& lt = live[live_index.at(task.pid)];
+      const TaskImages& ti = *lt.images;
+      std::vector<int> temp = {lt.status_w.get(), lt.go_r.get(), ti.pages.get(), lt.exe.get()};
+      const TempFds tfds{base, base + 2, base + 3, base + static_cast<int>(temp.size())};
+      for (const UniqueFd& f : lt.mf.fds) temp.push_back(f.get());
+      lt.plan = TRY_CTX(build_plan(ti, own, lt.mf, tfds), "restore pid {}", task.pid);
+      const BootRegion& boot = lt.plan->boot;
+      sp.temp_fds = std::move(temp);
+      sp.fds = &fds[live_index.at(task.pid)];
+      sp.cwd = ti.core.cwd();
+      sp.boot_start = boot.start();
+      sp.boot_size = boot.size();
+      sp.data_offset = boot.data_offset();
+      sp.blob = blob;
+      sp.data = boot.data();
+      sp.stack_top = boot.stack_top();
+      sp.entry = boot.start() + pie::restorer::k_restorer_entry;
+      sp.args = boot.args_addr();
+      sp.thread_entry = boot.start() + pie::restorer::k_restorer_thread_entry;
+      sp.threads_ready = reinterpret_cast<uint32_t*>(boot.args_addr() + offsetof(abi::RestorerArgs, threads_ready));
+      for (size_t i = 1; i < lt.plan->threads.size(); i++)
+        sp.threads.push_back({lt.plan->threads[i].tid, lt.plan->threads[i].stack_top, BootRegion::kThreadStackSize,
+                              lt.plan->threads[i].arg});
+    }
+    st.tasks.push_back(std::move(sp));
+  }
+
+  // 3. The tree, parked.
+  TRY_CTX(spawn(st), "restore pid {}", pid);
+  guard.set_root(pid);
+  for (LiveTask& lt : live) {
+    lt.status_w.reset();
+    lt.go_r.reset();
+  }
+  // Page checksums are checked on the other core while the restorers read
+  // the same pages into place; the tree is let go only if they all match, so
+  // damaged data never runs, and a 1 GiB restore doesn't read it twice in a
+  // row. (Threads only now: spawn() forked above from a single-threaded ckpt.)
+  auto pages_checked = std::async(std::launch::async, [&t]() -> Result<void> {
+    for (const TaskImages& ti : t.tasks) TRY(image::verify_page_data(ti.pages_path, ti.pages.get(), ti.pagemap));
+    return {};
   });
-
-  char buf[512];
-  ssize_t n = read(status_r.get(), buf, sizeof buf);
-  if (n != 1 || buf[0] != 'R')
-    return error(EINVAL, "restore pid {}: preparing the task failed: {}", pid,
-                 n > 0 ? std::string(buf, n) : std::string("it exited"));
+  TRY_CTX(wait_parked(live), "restore");
 
   // 4. Seize, arm, release, complete.
-  const uint64_t sigreturn_fn = boot.start() + pie::restorer::k_rst_sigreturn;
-  std::vector<Tracee> tracees = TRY_CTX(seize_threads(plan, mode, sigreturn_fn, log), "restore pid {}", pid);
-  std::vector<CompletionTask> tasks;
-  for (size_t i = 0; i < tracees.size(); i++) {
-    const img::ThreadCore& th = ti.core.threads(i);
-    tasks.push_back({&tracees[i],
-                     {plan.threads[i].regs,
-                      {reinterpret_cast<const uint8_t*>(th.xsave().data()), th.xsave().size()},
-                      plan.threads[i].sigmask}});
+  std::vector<CompletionGroup> groups;
+  for (LiveTask& lt : live) {
+    const BootRegion& boot = lt.plan->boot;
+    const uint64_t sigreturn_fn = boot.start() + pie::restorer::k_rst_sigreturn;
+    TRY_CTX(seize_threads(lt, sigreturn_fn, log), "restore pid {}", lt.images->pid);
+    for (size_t i = 0; i < lt.tracees.size(); i++) {
+      const img::ThreadCore& th = lt.images->core.threads(i);
+      lt.completion.push_back({&lt.tracees[i],
+                               {lt.plan->threads[i].regs,
+                                {reinterpret_cast<const uint8_t*>(th.xsave().data()), th.xsave().size()},
+                                lt.plan->threads[i].sigmask}});
+    }
+    groups.push_back({lt.completion, lt.mode,
+                      CompletionSite{sigreturn_fn, boot.start() + pie::restorer::k_rst_syscall, boot.start(),
+                                     boot.size(), boot.args()->creds_barrier != 0}});
   }
-  CompletionSite site{sigreturn_fn, boot.start() + pie::restorer::k_rst_syscall, boot.start(), boot.size(),
-                      boot.args()->creds_barrier != 0};
   auto release = [&]() -> Result<void> {
-    if (write(go_w.get(), "G", 1) != 1) return sys_error("release the task");
+    for (LiveTask& lt : live)
+      if (write(lt.go_w.get(), "G", 1) != 1) return sys_error("release pid {}", lt.images->pid);
     return {};
   };
-  TRY_CTX(complete(tasks, mode, site, release, [&](Tracee& tr, const Stop& st) { return explain_stop(tr, st, plan); }),
-          "restore pid {}", pid);
-
+  auto explain = [&](Tracee& tr, const Stop& s) {
+    for (LiveTask& lt : live)
+      for (const ThreadPlan& tp : lt.plan->threads)
+        if (tp.tid == tr.tid()) return explain_stop(tr, s, *lt.plan);
+    return Error{0, fmt::format("task {} {}", tr.tid(), s.describe())};
+  };
+  TRY_CTX(complete(groups, release, explain), "restore pid {}", pid);
   TRY_CTX(pages_checked.get(), "restore pid {}", pid);
+
   // 5. Every thread runs its own code: its first step, under our eyes.
-  const auto steps_start = Clock::now();
-  FirstSteps steps = TRY_CTX(take_first_steps(tasks, ti.core, ti.mm, kTraceOptions), "restore pid {}", pid);
-  log.debug("pid {}: first steps of {} of {} threads: {} stops, {} us", pid, steps.stepped, tasks.size(), steps.stops,
-            ns_since(steps_start) / 1000);
-  // Then the SIGTRAPs: no trap of ours (breakpoint, first step) may take one.
-  TRY_CTX(queue_late_signals(tracees, ti.core), "restore pid {}: queue pending SIGTRAPs", pid);
-  for (size_t i = 0; i < tracees.size(); i++) {
-    const img::ThreadCore& th = ti.core.threads(i);
-    if (th.has_sched()) TRY_CTX(proc::write_sched(tracees[i].tid(), th.sched()), "restore pid {}", pid);
-    if (th.has_ioprio()) TRY_CTX(proc::write_ioprio(tracees[i].tid(), th.ioprio()), "restore pid {}", pid);
+  for (LiveTask& lt : live) {
+    const TaskImages& ti = *lt.images;
+    const auto steps_start = Clock::now();
+    lt.steps = TRY_CTX(take_first_steps(lt.completion, ti.core, ti.mm, kTraceOptions), "restore pid {}", ti.pid);
+    log.debug("pid {}: first steps of {} of {} threads: {} stops, {} us", ti.pid, lt.steps.stepped,
+              lt.completion.size(), lt.steps.stops, ns_since(steps_start) / 1000);
+    // Then the SIGTRAPs: no trap of ours (breakpoint, first step) may take one.
+    TRY_CTX(queue_late_signals(lt.tracees, ti.core), "restore pid {}: queue pending SIGTRAPs", ti.pid);
+    for (size_t i = 0; i < lt.tracees.size(); i++) {
+      const img::ThreadCore& th = ti.core.threads(i);
+      if (th.has_sched()) TRY_CTX(proc::write_sched(lt.tracees[i].tid(), th.sched()), "restore pid {}", ti.pid);
+      if (th.has_ioprio()) TRY_CTX(proc::write_ioprio(lt.tracees[i].tid(), th.ioprio()), "restore pid {}", ti.pid);
+    }
+    if (ti.core.has_oom_score_adj() && ti.core.has_coredump_filter())
+      TRY_CTX(proc::write_knobs(ti.pid, {ti.core.oom_score_adj(), ti.core.coredump_filter()}), "restore pid {}",
+              ti.pid);
   }
-  if (ti.core.has_oom_score_adj() && ti.core.has_coredump_filter())
-    TRY_CTX(proc::write_knobs(pid, {ti.core.oom_score_adj(), ti.core.coredump_filter()}), "restore pid {}", pid);
 
   RestoreOutcome out;
   out.pid = pid;
-  for (const CompletionTask& c : tasks) {
-    img::TaskStops* ts = out.stats.add_completion();
-    ts->set_tid(c.tracee->tid());
-    ts->set_stops(c.stops);
-    ts->set_breakpoint(mode == CompletionMode::Breakpoint);
-  }
-  out.stats.set_pages_read(ti.pagemap.total_pages());
-  out.stats.set_bytes_read(ti.pagemap.total_pages() * kPage);
+  unsigned total = 0, threads = 0;
+  for (LiveTask& lt : live)
+    for (const CompletionTask& c : lt.completion) {
+      img::TaskStops* ts = out.stats.add_completion();
+      ts->set_tid(c.tracee->tid());
+      ts->set_pid(lt.images->pid);
+      ts->set_stops(c.stops);
+      ts->set_breakpoint(lt.mode == CompletionMode::Breakpoint);
+      total += c.stops;
+      threads++;
+    }
+  uint64_t pages = 0;
+  for (const TaskImages& ti : t.tasks) pages += ti.pagemap.total_pages();
+  out.stats.set_pages_read(pages);
+  out.stats.set_bytes_read(pages * kPage);
   if (!o.pidfile.empty()) {
     std::string text = fmt::format("{}\n", pid);
     TRY_CTX(replace_file(o.pidfile, text, 0644), "restore pid {}: pidfile", pid);
   }
   // SIGSTOP while still traced: every thread stops in the group stop as it is
   // let go. So does a task that was stopped when it was dumped.
-  if ((o.leave_stopped || ti.core.group_stopped()) && kill(pid, SIGSTOP) < 0)
-    return sys_error("restore pid {}: stop", pid);
-  for (size_t i = 0; i < tracees.size(); i++) TRY_CTX(tracees[i].detach(steps.deliver[i]), "restore pid {}", pid);
-  guard.armed = false;
+  for (LiveTask& lt : live)
+    if ((o.leave_stopped || lt.images->core.group_stopped()) && kill(lt.images->pid, SIGSTOP) < 0)
+      return sys_error("restore pid {}: stop", lt.images->pid);
+  for (LiveTask& lt : live)
+    for (size_t i = 0; i < lt.tracees.size(); i++)
+      TRY_CTX(lt.tracees[i].detach(lt.steps.deliver[i]), "restore pid {}", lt.images->pid);
+  guard.disarm();
   out.stats.set_restore_ns(ns_since(start));
-  unsigned total = 0;
-  for (const CompletionTask& c : tasks) total += c.stops;
-  log.info("restored pid {}: {} threads, {} ptrace stops, {}", pid, tasks.size(), total,
-           mode == CompletionMode::Breakpoint ? "breakpoint" : "syscall tracing");
+  log.info("restored pid {}: {} tasks, {} threads, {} ptrace stops", pid, t.tree.tasks().size(), threads, total);
   (void)dir.write("stats-restore.img", image::ImageKind::Stats, out.stats, TempFile::Replace::Yes);
 
   if (!o.detach && !o.sibling) {

@@ -4,9 +4,11 @@
 #include <signal.h>
 #include <linux/futex.h>
 #include <linux/sched.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/rseq.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -15,11 +17,18 @@ namespace ckpt::restore {
 
 namespace {
 
-constexpr int kStatusFd = 0, kGoFd = 1;  // indices in SpawnPlan::temp_fds
+constexpr int kStatusFd = 0, kGoFd = 1;  // indices in SpawnTask::temp_fds
 constexpr int kTidRetries = 200;          // 1 ms apart
 
-[[noreturn]] void child_fail(int status_fd, const std::string& msg) {
-  (void)!write(status_fd, msg.data(), msg.size());
+// The task's status pipe, or -1 for a zombie (its parent reports for it).
+int status_fd(const SpawnTree& tree, const SpawnTask& t) {
+  return t.zombie ? -1 : tree.temp_fd_base + kStatusFd;
+}
+
+[[noreturn]] void child_fail(const SpawnTree& tree, int status, const std::string& msg) {
+  if (status >= 0) (void)!write(status, msg.data(), msg.size());
+  __atomic_store_n(&tree.barrier->failed, 1, __ATOMIC_RELEASE);
+  syscall(SYS_futex, &tree.barrier->arrived, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
   _exit(127);
 }
 
@@ -30,7 +39,27 @@ bool unregister_glibc_rseq() {
   void* area = static_cast<char*>(__builtin_thread_pointer()) + __rseq_offset;
   for (unsigned len : {static_cast<unsigned>(__rseq_size), 32u})
     if (syscall(SYS_rseq, area, len, RSEQ_FLAG_UNREGISTER, RSEQ_SIG) == 0) return true;
-  return errno == EINVAL && false;
+  return false;
+}
+
+// clone3 with one wanted PID. The PID of a task reaped a moment ago can stay
+// allocated for a short while after the last wait for it (seen about once in
+// 30 restores straight after a reap): it gets that while.
+template <typename Clone>
+long clone_with_pid(clone_args& a, pid_t want, Clone&& clone) {
+  a.set_tid = reinterpret_cast<uint64_t>(&want);
+  a.set_tid_size = 1;
+  long r = clone();
+  for (int tries = 0; r == -EEXIST && tries < kTidRetries; tries++) {
+    usleep(1000);
+    r = clone();
+  }
+  return r;
+}
+
+long raw_clone3(clone_args* a) {
+  long r = syscall(SYS_clone3, a, sizeof *a);
+  return r < 0 ? -errno : r;
 }
 
 // clone3 for a thread that starts in the blob on its own stack: the child
@@ -54,23 +83,13 @@ ckpt_clone3_thread:
 )");
 
 // 0, or the negative errno of the first clone3 that failed.
-long create_threads(const SpawnPlan& p) {
-  for (const SpawnPlan::Thread& t : p.threads) {
+long create_threads(const SpawnTask& p) {
+  for (const SpawnTask::Thread& t : p.threads) {
     clone_args a{};
-    pid_t want = t.tid;
     a.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
     a.stack = t.stack_top - t.stack_size;
     a.stack_size = t.stack_size;
-    a.set_tid = reinterpret_cast<uint64_t>(&want);
-    a.set_tid_size = 1;
-    long r = ckpt_clone3_thread(&a, sizeof a, p.thread_entry, t.arg);
-    // The TID of a thread of a group reaped a moment ago can stay allocated
-    // for a short while after the group's last wait (seen about once in 30
-    // restores straight after a reap): give it that while.
-    for (int tries = 0; r == -EEXIST && tries < kTidRetries; tries++) {
-      usleep(1000);
-      r = ckpt_clone3_thread(&a, sizeof a, p.thread_entry, t.arg);
-    }
+    long r = clone_with_pid(a, t.tid, [&] { return ckpt_clone3_thread(&a, sizeof a, p.thread_entry, t.arg); });
     if (r < 0) return r;
   }
   // Until each has left ckpt_clone3_thread, ckpt's code must stay mapped.
@@ -80,36 +99,123 @@ long create_threads(const SpawnPlan& p) {
   return 0;
 }
 
-[[noreturn]] void child_main(const SpawnPlan& p) {
-  const int base = p.temp_fd_base;
-  const int status = base + kStatusFd;
-  // 1. Everything we need moves above every number in use, then the rest of
+// Every task of the tree exists and leads what it leads: groups led by
+// others can be joined.
+void wait_for_tree(const SpawnTree& tree, int status) {
+  SpawnBarrier* b = tree.barrier;
+  const uint32_t all = tree.tasks.size();
+  if (__atomic_add_fetch(&b->arrived, 1, __ATOMIC_ACQ_REL) == all)
+    syscall(SYS_futex, &b->arrived, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
+  for (uint32_t seen; (seen = __atomic_load_n(&b->arrived, __ATOMIC_ACQUIRE)) < all;) {
+    if (__atomic_load_n(&b->failed, __ATOMIC_ACQUIRE)) child_fail(tree, status, "");
+    syscall(SYS_futex, &b->arrived, FUTEX_WAIT, seen, nullptr, nullptr, 0);
+  }
+}
+
+// Dies as the zombie did: its parent's wait() will get `status`. Nothing
+// may dump core on the way (a core file, or a core_pattern helper run).
+[[noreturn]] void die_as(int status) {
+  if (WIFEXITED(status)) _exit(WEXITSTATUS(status));
+  const int sig = WTERMSIG(status);
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  signal(sig, SIG_DFL);
+  sigset_t one;
+  sigemptyset(&one);
+  sigaddset(&one, sig);
+  sigprocmask(SIG_UNBLOCK, &one, nullptr);
+  kill(getpid(), sig);
+  _exit(126);  // a signal whose default is to go on: not a status a zombie can have
+}
+
+[[noreturn]] void task_main(const SpawnTree& tree, const SpawnTask& p);
+
+// Forks task `i` with its PID.
+void fork_task(const SpawnTree& tree, size_t i, int status) {
+  const SpawnTask& t = tree.tasks[i];
+  clone_args a{};
+  a.exit_signal = SIGCHLD;
+  long r = clone_with_pid(a, t.pid, [&] { return raw_clone3(&a); });
+  if (r == 0) task_main(tree, t);
+  if (r < 0)
+    child_fail(tree, status, r == -EEXIST ? fmt::format("pid {} is taken by another process", t.pid)
+                                          : fmt::format("clone3 with pid {}: {}", t.pid, strerror(static_cast<int>(-r))));
+}
+
+// The zombies among the task's children have exited (not reaped: WNOWAIT)
+// with their dumped statuses, so their SIGCHLDs are pending before the
+// restorer flushes what is pending.
+void wait_for_zombies(const SpawnTree& tree, const SpawnTask& p, int status) {
+  for (int c : p.children) {
+    const SpawnTask& z = tree.tasks[c];
+    if (!z.zombie) continue;
+    siginfo_t si{};
+    while (waitid(P_PID, z.pid, &si, WEXITED | WNOWAIT) < 0)
+      if (errno != EINTR) child_fail(tree, status, fmt::format("wait for zombie {}: {}", z.pid, strerror(errno)));
+    const int got = si.si_code == CLD_EXITED ? W_EXITCODE(si.si_status, 0) : W_EXITCODE(0, si.si_status);
+    if ((got & 0x7f7f) != (z.exit_status & 0x7f7f))
+      child_fail(tree, status, fmt::format("zombie {} exited with status {:#x}, not {:#x}", z.pid, got, z.exit_status));
+  }
+}
+
+[[noreturn]] void task_main(const SpawnTree& tree, const SpawnTask& p) {
+  // ckpt's status pipe for this task stays where ckpt opened it until the
+  // fds move (step 3): use it there meanwhile.
+  const int base = tree.temp_fd_base;
+  const int early_status = p.zombie ? -1 : p.temp_fds[kStatusFd];
+
+  // 1. Every signal blocked but SIGTRAP: a breakpoint's forced SIGTRAP on a
+  //    blocked signal would reset its handler (pitfall 5). Children inherit it.
+  uint64_t mask = ~0ULL & ~(1ULL << (SIGTRAP - 1));
+  if (syscall(SYS_rt_sigprocmask, SIG_SETMASK, &mask, nullptr, 8) < 0)
+    child_fail(tree, early_status, fmt::format("block signals: {}", strerror(errno)));
+
+  // 2. Its session and group, its children, then the groups others lead.
+  if (p.joins.new_session && setsid() < 0)
+    child_fail(tree, early_status, fmt::format("pid {}: setsid: {}", p.pid, strerror(errno)));
+  if (p.joins.lead_group && setpgid(0, 0) < 0)
+    child_fail(tree, early_status, fmt::format("pid {}: lead its process group: {}", p.pid, strerror(errno)));
+  for (int c : p.children) fork_task(tree, c, early_status);
+  wait_for_tree(tree, early_status);
+  const pid_t group = p.joins.join_restorer_group ? tree.restorer_pgid : p.joins.join_group;
+  if (group != 0 && setpgid(0, group) < 0)
+    child_fail(tree, early_status, fmt::format("pid {}: join process group {}: {}", p.pid, group, strerror(errno)));
+  if (p.zombie) die_as(p.exit_status);
+  wait_for_zombies(tree, p, early_status);
+
+  // 3. Everything we need moves above every number in use, then the rest of
   //    ckpt's fds go, then the task's own fds take their numbers.
   for (size_t i = 0; i < p.temp_fds.size(); i++)
     if (dup2(p.temp_fds[i], base + static_cast<int>(i)) < 0) _exit(126);
+  const int status = status_fd(tree, p);
   const int moved = base + static_cast<int>(p.temp_fds.size());
   for (size_t i = 0; i < p.fds->size(); i++)
     if (dup2((*p.fds)[i].fd.get(), moved + static_cast<int>(i)) < 0)
-      child_fail(status, fmt::format("dup fd {}: {}", (*p.fds)[i].target, strerror(errno)));
+      child_fail(tree, status, fmt::format("dup fd {}: {}", (*p.fds)[i].target, strerror(errno)));
   if (base > 0 && syscall(SYS_close_range, 0, base - 1, 0) < 0)
-    child_fail(status, fmt::format("close ckpt's fds: {}", strerror(errno)));
+    child_fail(tree, status, fmt::format("close ckpt's fds: {}", strerror(errno)));
   for (size_t i = 0; i < p.fds->size(); i++) {
     const files::PreparedFd& f = (*p.fds)[i];
     if (dup3(moved + static_cast<int>(i), f.target, f.cloexec ? O_CLOEXEC : 0) < 0)
-      child_fail(status, fmt::format("install fd {}: {}", f.target, strerror(errno)));
+      child_fail(tree, status, fmt::format("install fd {}: {}", f.target, strerror(errno)));
   }
-  if (chdir(p.cwd.c_str()) < 0) child_fail(status, fmt::format("chdir {}: {}", p.cwd, strerror(errno)));
+  if (chdir(p.cwd.c_str()) < 0) child_fail(tree, status, fmt::format("chdir {}: {}", p.cwd, strerror(errno)));
 
-  // 2. Every signal blocked but SIGTRAP: a breakpoint's forced SIGTRAP on a
-  //    blocked signal would reset its handler (pitfall 5).
-  uint64_t mask = ~0ULL & ~(1ULL << (SIGTRAP - 1));
-  if (syscall(SYS_rt_sigprocmask, SIG_SETMASK, &mask, nullptr, 8) < 0)
-    child_fail(status, fmt::format("block signals: {}", strerror(errno)));
-  if (!unregister_glibc_rseq()) child_fail(status, fmt::format("unregister rseq: {}", strerror(errno)));
-  // They inherit the mask above and no rseq registration (CLONE_VM).
-  if (long r = create_threads(p); r < 0) child_fail(status, fmt::format("create a thread: {}", strerror(-r)));
+  // 4. The boot region: the blob and what it is told.
+  void* m = mmap(reinterpret_cast<void*>(p.boot_start), p.boot_size, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+  if (m == MAP_FAILED)
+    child_fail(tree, status, fmt::format("map the boot region at {:#x}: {}", p.boot_start, strerror(errno)));
+  std::memcpy(m, p.blob.data(), p.blob.size());
+  std::memcpy(static_cast<char*>(m) + p.data_offset, p.data.data(), p.data.size());
+  if (mprotect(m, p.data_offset, PROT_READ | PROT_EXEC) < 0)
+    child_fail(tree, status, fmt::format("protect the restorer blob: {}", strerror(errno)));
 
-  // 3. Parked until released.
+  // 5. Threads: they inherit the mask above and no rseq registration (CLONE_VM).
+  if (!unregister_glibc_rseq()) child_fail(tree, status, fmt::format("unregister rseq: {}", strerror(errno)));
+  if (long r = create_threads(p); r < 0)
+    child_fail(tree, status, fmt::format("create a thread: {}", strerror(static_cast<int>(-r))));
+
+  // 6. Parked until released.
   if (write(status, "R", 1) != 1) _exit(125);
   char go = 0;
   if (read(base + kGoFd, &go, 1) != 1 || go != 'G') _exit(124);
@@ -123,23 +229,15 @@ long create_threads(const SpawnPlan& p) {
 
 }  // namespace
 
-Result<pid_t> spawn(const SpawnPlan& p) {
+Result<pid_t> spawn(const SpawnTree& tree) {
+  const SpawnTask& root = tree.tasks[0];
   clone_args a{};
-  pid_t want = p.pid;
-  a.flags = p.sibling ? CLONE_PARENT : 0;
-  a.exit_signal = p.sibling ? 0 : SIGCHLD;
-  a.set_tid = reinterpret_cast<uint64_t>(&want);
-  a.set_tid_size = 1;
-  long r = syscall(SYS_clone3, &a, sizeof a);
-  for (int tries = 0; r < 0 && errno == EEXIST && tries < kTidRetries; tries++) {
-    usleep(1000);  // see create_threads()
-    r = syscall(SYS_clone3, &a, sizeof a);
-  }
-  if (r < 0) {
-    if (errno == EEXIST) return error(EEXIST, "pid {} is taken by another process", p.pid);
-    return sys_error("clone3 with pid {}", p.pid);
-  }
-  if (r == 0) child_main(p);
+  a.flags = tree.sibling ? CLONE_PARENT : 0;
+  a.exit_signal = tree.sibling ? 0 : SIGCHLD;
+  long r = clone_with_pid(a, root.pid, [&] { return raw_clone3(&a); });
+  if (r == 0) task_main(tree, root);
+  if (r == -EEXIST) return error(EEXIST, "pid {} is taken by another process", root.pid);
+  if (r < 0) return error(static_cast<int>(-r), "clone3 with pid {}", root.pid);
   return static_cast<pid_t>(r);
 }
 

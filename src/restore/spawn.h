@@ -1,6 +1,10 @@
-// Creating the task that becomes the restored one: clone3 with the dumped PID,
-// its fds put in place, then parked until ckpt, its tracer, releases it into
-// the restorer blob.
+// Creating the tasks that become the restored tree. ckpt clone3()s the root
+// with its dumped PID; each task, still running ckpt's code in its copy of
+// ckpt, takes its session and group, forks its own children with theirs (so
+// that every parent is the dumped one), waits until the whole tree exists to
+// join the groups led by others, and then either exits as the zombie it was
+// or puts its fds in place, maps its boot region, creates its threads and
+// parks until ckpt, its tracer by then, releases it into the restorer blob.
 #pragma once
 
 #include <sys/types.h>
@@ -11,19 +15,27 @@
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "files/files.h"
+#include "tree/tree.h"
 
 namespace ckpt::restore {
 
-struct SpawnPlan {
+struct SpawnTask {
   pid_t pid = 0;
-  bool sibling = false;  // CLONE_PARENT
-  // fds >= temp_fd_base belong to ckpt and are closed by the restorer.
-  int temp_fd_base = 0;
-  // Moved to temp_fd_base + i, in this order. [0] must be the status pipe's
-  // write end and [1] the go pipe's read end.
+  tree::Joins joins;
+  std::vector<int> children;  // indices in SpawnTree::tasks
+  bool zombie = false;
+  int exit_status = 0;
+
+  // A live task. fds >= temp_fd_base belong to ckpt and are closed by the
+  // restorer; temp_fds move to temp_fd_base + i, in this order: [0] must be
+  // the status pipe's write end and [1] the go pipe's read end.
   std::vector<int> temp_fds;
   std::vector<files::PreparedFd>* fds = nullptr;
   std::string cwd;
+  // The boot region, mapped by the task itself: the blob's code, then its
+  // data at data_offset.
+  uint64_t boot_start = 0, boot_size = 0, data_offset = 0;
+  std::span<const uint8_t> blob, data;
   uint64_t stack_top = 0, entry = 0, args = 0;
   // The other threads, created with their TIDs right before parking, each
   // waiting in the blob at `thread_entry(arg)` on its own stack.
@@ -37,9 +49,23 @@ struct SpawnPlan {
   uint32_t* threads_ready = nullptr;
 };
 
-// A parked child: it has written "R" on the status pipe (or an error text
-// and exited) and waits for one byte on the go pipe before jumping; its
-// other threads wait in the blob.
-Result<pid_t> spawn(const SpawnPlan& plan);
+// Where the tasks meet: a page of memory shared by ckpt and every task.
+struct SpawnBarrier {
+  uint32_t arrived;  // tasks that exist, with the sessions and groups they lead
+  uint32_t failed;   // a task failed: the others give up
+};
+
+struct SpawnTree {
+  std::vector<SpawnTask> tasks;  // [0] the root, parents before children
+  bool sibling = false;          // CLONE_PARENT for the root
+  int temp_fd_base = 0;          // above every fd of ckpt
+  pid_t restorer_pgid = 0;       // for Joins::join_restorer_group
+  SpawnBarrier* barrier = nullptr;
+};
+
+// Forks the root, which forks the rest. Each live task then writes "R" on
+// its status pipe (or an error text, and exits) and waits for one byte on
+// its go pipe; its other threads wait in the blob.
+Result<pid_t> spawn(const SpawnTree& tree);
 
 }  // namespace ckpt::restore

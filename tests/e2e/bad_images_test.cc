@@ -311,8 +311,8 @@ TEST(GoodImages, VerifyPassesAndRestoreWorksAfterIt) {
   ckpt::img::PageMap pm = d.pagemap();
   CkptRun v = d.h.ckpt({"verify", d.h.images()});
   EXPECT_EQ(v.exit_code(), 0) << v.err;
-  // inventory, core, mm, pagemap, pages, files, stats-dump.
-  EXPECT_EQ(v.out, fmt::format("ok: 7 images, {} pages verified\n", pm.total_pages()));
+  // inventory, tree, core, mm, pagemap, pages, files, stats-dump.
+  EXPECT_EQ(v.out, fmt::format("ok: 8 images, {} pages verified\n", pm.total_pages()));
 
   const std::string pidfile = d.h.dir() + "/restored.pid";
   pid_t r = d.h.ckpt_background({"restore", "-D", d.h.images(), "--pidfile", pidfile});

@@ -108,7 +108,11 @@ pid_t Harness::start_workload_at(const std::string& binary, const std::string& n
   std::vector<std::string> argv = {binary, ready};
   argv.insert(argv.end(), args.begin(), args.end());
   pid_t pid = fork();
-  if (pid == 0) exec_with_files(argv, workload_log(name), workload_log(name));
+  // A service of its own, as daemons are: its session and group are its own.
+  if (pid == 0) {
+    setsid();
+    exec_with_files(argv, workload_log(name), workload_log(name));
+  }
   children_.push_back(pid);
   auto deadline = Clock::now() + std::chrono::seconds(30);
   while (access(ready.c_str(), F_OK) != 0) {

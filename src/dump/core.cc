@@ -2,16 +2,20 @@
 
 #include <linux/capability.h>
 #include <sched.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <unistd.h>
+
+#include <algorithm>
 
 #include "arch/x86_64/xsave.h"
 #include "base/fs.h"
 #include "files/file_id.h"
 #include "proc/knobs.h"
 #include "proc/sched.h"
+#include "proc/smaps.h"
 #include "proc/status.h"
 #include "proc/timers.h"
 
@@ -55,6 +59,19 @@ Result<void> collect_posix_timers(Parasite& p, pid_t pid, img::TaskCore* core) {
   return {};
 }
 
+// mlockall(MCL_FUTURE) locks every mapping made later: the kernel keeps it in
+// mm->def_flags, which no /proc file shows, but which every new VMA takes.
+// The parasite's mapping is one ckpt made just now: its VmFlags lo and lf
+// are MCL_FUTURE and MCL_ONFAULT.
+Result<uint32_t> future_locking(const Parasite& p, pid_t pid) {
+  const proc::VmFlags vmflags = TRY(proc::read_smaps_vmflags(pid));
+  auto it = vmflags.find(p.base());
+  if (it == vmflags.end()) return error(ENOENT, "pid {}: the parasite's mapping at {:#x} is not in smaps", pid, p.base());
+  auto has = [&](std::string_view f) { return std::find(it->second.begin(), it->second.end(), f) != it->second.end(); };
+  if (!has("lo")) return 0;
+  return MCL_FUTURE | (has("lf") ? MCL_ONFAULT : 0);
+}
+
 // Process-wide state only the task can tell: sigactions, brk, itimers,
 // limits, personality, prctl state.
 Result<void> collect_process_inside(Parasite& p, pid_t pid, img::TaskCore* core) {
@@ -89,6 +106,11 @@ Result<void> collect_process_inside(Parasite& p, pid_t pid, img::TaskCore* core)
   pr->set_dumpable(ps->dumpable);
   pr->set_thp_disable(ps->thp_disable != 0);
   pr->set_child_subreaper(ps->child_subreaper != 0);
+  // ENOSYS: a kernel without membarrier, where nothing can be registered.
+  if (ps->membarrier_err && ps->membarrier_err != EINVAL && ps->membarrier_err != ENOSYS)
+    return error(ps->membarrier_err, "pid {}: membarrier(MEMBARRIER_CMD_GET_REGISTRATIONS)", pid);
+  core->set_membarrier(ps->membarrier);
+  core->mutable_mm()->set_mlockall(TRY(future_locking(p, pid)));
   return collect_posix_timers(p, pid, core);
 }
 

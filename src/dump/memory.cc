@@ -208,16 +208,90 @@ Result<img::FileId> identify_mapped(pid_t pid, const proc::MapEntry& m) {
   return files::identify_path(m.path);
 }
 
-// The VmFlags that madvise() or mmap() set and restore must set again.
+// What ckpt does with each VmFlag the kernel reports (fs/proc/task_mmu.c,
+// show_smap_vma_flags(); Documentation/filesystems/proc.rst). A flag not in
+// this table, or "??" (a bit the kernel has no name for), is refused.
+enum class FlagUse {
+  Derived,  // follows from what restore maps (prot, kind, the file's open mode and mount) or is the kernel's
+  Restored, // recorded in the image and set again by restore
+  Ignored,  // tracking state, not a property of the mapping
+  Refused,  // ckpt can't restore it: the dump fails, naming it
+};
+struct FlagRule {
+  const char* name;
+  FlagUse use;
+  const char* what;  // for a refusal
+};
+constexpr FlagRule kFlagRules[] = {
+    {"rd", FlagUse::Derived, ""}, {"wr", FlagUse::Derived, ""}, {"ex", FlagUse::Derived, ""},
+    {"sh", FlagUse::Derived, ""}, {"ms", FlagUse::Derived, ""},
+    // VM_MAY*: mmap sets them from the file's open mode and its mount
+    // (noexec); restore opens the same file the same way (mw: may_write).
+    {"mr", FlagUse::Derived, ""}, {"mw", FlagUse::Derived, ""}, {"me", FlagUse::Derived, ""},
+    {"gd", FlagUse::Restored, ""}, {"lo", FlagUse::Restored, ""}, {"lf", FlagUse::Restored, ""},
+    {"sr", FlagUse::Restored, ""}, {"rr", FlagUse::Restored, ""}, {"dc", FlagUse::Restored, ""},
+    {"ac", FlagUse::Restored, ""}, {"nr", FlagUse::Restored, ""}, {"wf", FlagUse::Restored, ""},
+    {"dd", FlagUse::Restored, ""}, {"hg", FlagUse::Restored, ""}, {"nh", FlagUse::Restored, ""},
+    {"mg", FlagUse::Restored, ""}, {"dp", FlagUse::Restored, ""}, {"sl", FlagUse::Restored, ""},
+    // Soft-dirty: every new VMA starts soft-dirty; clear_refs is a tracker's.
+    {"sd", FlagUse::Ignored, ""},
+    {"pf", FlagUse::Refused, "a PFN mapping of device or driver memory (VM_PFNMAP)"},
+    {"io", FlagUse::Refused, "a mapping of device I/O memory (VM_IO)"},
+    {"mm", FlagUse::Refused, "a mixed PFN mapping of a driver (VM_MIXEDMAP)"},
+    {"ar", FlagUse::Refused, "memory mapped with a PAT memory type by a driver (VM_PAT)"},
+    {"de", FlagUse::Refused, "a driver's or kernel's mapping that may not be expanded (VM_DONTEXPAND)"},
+    {"ht", FlagUse::Refused, "hugetlb memory (MAP_HUGETLB or hugetlbfs): not supported yet"},
+    {"sf", FlagUse::Refused, "a MAP_SYNC mapping of a DAX file: not supported yet"},
+    {"um", FlagUse::Refused, "registered with userfaultfd (missing pages)"},
+    {"uw", FlagUse::Refused, "registered with userfaultfd (write-protect)"},
+    {"ui", FlagUse::Refused, "registered with userfaultfd (minor faults)"},
+    {"ss", FlagUse::Refused, "a shadow stack (x86 user shadow stack): not supported yet"},
+    {"bt", FlagUse::Refused, "arm64 BTI-guarded"},
+    {"mt", FlagUse::Refused, "arm64 MTE-tagged"},
+};
+
+const FlagRule* rule_of(std::string_view f) {
+  for (const FlagRule& r : kFlagRules)
+    if (f == r.name) return &r;
+  return nullptr;
+}
+
+// The kernel's own mappings ([vdso], [vvar], [vvar_vclock]) are moved, not
+// mapped: their flags are the kernel's.
+bool is_special(const proc::MapEntry& m) {
+  return m.path == "[vdso]" || m.path == "[vvar]" || m.path == "[vvar_vclock]";
+}
+
+// A VmFlag ckpt can't put back fails the dump, naming it.
+Result<void> check_vmflags(const proc::MapEntry& m, const std::vector<std::string>& flags) {
+  if (is_special(m)) return {};
+  for (const std::string& f : flags) {
+    const FlagRule* r = rule_of(f);
+    if (r && r->use != FlagUse::Refused) continue;
+    return error(EOPNOTSUPP, "VMA {:#x}-{:#x} ({}) has VmFlags \"{}\": {}", m.start, m.end,
+                 m.path.empty() ? "anonymous" : m.path, f,
+                 r ? r->what : "a flag this ckpt does not know, so it can't restore it");
+  }
+  return {};
+}
+
+// The VmFlags that madvise(), mmap(), mlock() and mseal() set and restore
+// must set again.
 void apply_vmflags(const std::vector<std::string>& flags, img::Vma* v) {
   static const std::pair<const char*, img::MadviseBits> kBits[] = {
-      {"nh", img::NO_HUGEPAGE}, {"hg", img::HUGEPAGE}, {"dc", img::DONT_FORK},
-      {"dd", img::DONT_DUMP},   {"wf", img::WIPE_ON_FORK}};
+      {"nh", img::NO_HUGEPAGE}, {"hg", img::HUGEPAGE},   {"dc", img::DONT_FORK}, {"dd", img::DONT_DUMP},
+      {"wf", img::WIPE_ON_FORK}, {"sr", img::SEQUENTIAL}, {"rr", img::RANDOM},    {"mg", img::MERGEABLE}};
   for (const std::string& f : flags) {
     for (auto [name, bit] : kBits)
       if (f == name) v->set_madvise(v->madvise() | bit);
     if (f == "nr") v->set_noreserve(true);
     if (f == "mw" && v->kind() == img::Vma::FILE_SHARED) v->set_may_write(true);
+    if (f == "gd") v->set_growsdown(true);
+    if (f == "lo") v->set_locked(true);
+    if (f == "lf") v->set_lock_on_fault(true);
+    if (f == "dp") v->set_droppable(true);
+    if (f == "sl") v->set_sealed(true);
+    if (f == "ac" && v->kind() != img::Vma::FILE_SHARED) v->set_accounted(true);
   }
 }
 
@@ -229,9 +303,11 @@ Result<img::MmImage> collect_vmas(pid_t pid) {
   std::map<std::pair<uint64_t, uint64_t>, img::FileId> ids;  // (maps' dev, inode): one look per file
   for (const proc::MapEntry& m : TRY(proc::read_maps(pid))) {
     if (m.path == "[vsyscall]") continue;  // fixed by the kernel, not ours to map
+    const auto flags = vmflags.find(m.start);
+    if (flags != vmflags.end()) TRY(check_vmflags(m, flags->second));
     img::Vma* v = mm.add_vmas();
     *v = TRY(classify(m));
-    if (auto it = vmflags.find(m.start); it != vmflags.end()) apply_vmflags(it->second, v);
+    if (flags != vmflags.end() && !is_special(m)) apply_vmflags(flags->second, v);
     if (v->kind() == img::Vma::FILE_PRIVATE || v->kind() == img::Vma::FILE_SHARED) {
       auto [it, fresh] = ids.try_emplace({v->dev(), v->inode()});
       if (fresh) it->second = TRY_CTX(identify_mapped(pid, m), "VMA {:#x}-{:#x} ({})", m.start, m.end, m.path);

@@ -80,6 +80,8 @@ class Parasite {
   Result<unsigned> cure();
 
   CompletionMode mode() const { return mode_; }
+  // Where its mapping starts in the task.
+  uint64_t base() const { return base_; }
   size_t size() const { return local_.size(); }
 
  private:

@@ -8,7 +8,7 @@
 
 namespace ckpt::abi {
 
-inline constexpr uint32_t kRestorerAbiVersion = 7;
+inline constexpr uint32_t kRestorerAbiVersion = 8;
 inline constexpr int kCpuMaskWords = 16;  // 1024 CPUs
 inline constexpr int kMaxSignals = 64;
 inline constexpr int kAuxvWords = 64;  // >= the kernel's AT_VECTOR_SIZE
@@ -18,14 +18,19 @@ struct VmaArg {
   uint64_t start;
   uint64_t end;
   uint32_t prot;       // final PROT_*
-  uint32_t map_flags;  // MAP_PRIVATE / MAP_SHARED [| MAP_ANONYMOUS | MAP_GROWSDOWN]
+  uint32_t map_flags;  // MAP_PRIVATE / MAP_SHARED / MAP_DROPPABLE [| MAP_ANONYMOUS | MAP_GROWSDOWN | MAP_NORESERVE]
   int32_t fd;
   uint32_t has_pages;  // pages to fill: map writable first, mprotect after
   uint64_t pgoff;      // file offset in bytes
   uint32_t nr_advice;
-  uint8_t advice[4];   // MADV_* to apply after mapping
+  uint8_t advice[8];   // MADV_* to apply after mapping
+  uint32_t lock;       // VmaLock: mlock2 once filled and protected
+  uint32_t seal;       // mseal once everything else is set
+  uint32_t map_writable;  // VM_ACCOUNT: map writable first, mprotect after
 };
-static_assert(sizeof(VmaArg) == 48);
+static_assert(sizeof(VmaArg) == 64);
+
+enum VmaLock : uint32_t { kLockNone = 0, kLockNow, kLockOnFault };
 
 // A kernel special mapping ([vvar], [vvar_vclock], [vdso]) moved with mremap.
 struct MoveArg {
@@ -135,6 +140,10 @@ enum RestorerStep : int32_t {
   kStepPrctl,
   kStepSeccomp,
   kStepCreds,
+  kStepLock,
+  kStepSeal,
+  kStepMembarrier,
+  kStepMlockall,
 };
 
 // What one thread restores itself: thread 0 is the main thread (the restorer
@@ -225,6 +234,8 @@ struct RestorerArgs {
   uint32_t thp_disable;
   uint32_t creds_done;  // futex: threads whose credentials are in place
   uint32_t creds_barrier;  // set when a thread other than the main one changes them
+  uint32_t mlockall;       // MCL_FUTURE [| MCL_ONFAULT], or 0
+  uint32_t membarrier;     // MEMBARRIER_CMD_REGISTER_* to issue
   uint32_t pad2;
 };
 

@@ -70,6 +70,23 @@ uint32_t crc32c(uint32_t crc, const uint8_t* p, uint64_t n) {
   return ~static_cast<uint32_t>(c);
 }
 
+// The mm's membarrier registrations, as the MEMBARRIER_CMD_REGISTER_*
+// commands that made them. MEMBARRIER_CMD_GET_REGISTRATIONS tells them all
+// (Linux 6.3). Before it, a private expedited command fails with EPERM
+// unless registered, and has no other effect on a task whose other threads
+// are stopped; a global registration can't be told there.
+void collect_membarrier(ProcessState* p) {
+  constexpr int kGetRegistrations = 1 << 9;
+  long r = sys(__NR_membarrier, kGetRegistrations, 0, 0);
+  p->membarrier_err = pie::is_err(r) ? static_cast<int32_t>(-r) : 0;
+  p->membarrier = pie::is_err(r) ? 0 : static_cast<uint32_t>(r);
+  if (p->membarrier_err != 22 /* EINVAL: older kernel */) return;
+  // {command, its registration}: PRIVATE_EXPEDITED, _SYNC_CORE, _RSEQ.
+  constexpr uint32_t kPrivate[][2] = {{1 << 3, 1 << 4}, {1 << 5, 1 << 6}, {1 << 7, 1 << 8}};
+  for (const auto& c : kPrivate)
+    if (sys(__NR_membarrier, c[0], 0, 0) == 0) p->membarrier |= c[1];
+}
+
 void collect_process(ParasiteArgs* a, Failure& f) {
   ProcessState* p = &a->process;
   for (int sig = 1; sig <= kMaxSignals; sig++) {
@@ -86,6 +103,7 @@ void collect_process(ParasiteArgs* a, Failure& f) {
   r = sys(__NR_prctl, PR_GET_THP_DISABLE, 0, 0, 0, 0);
   if (check(f, r, kPsPrctl, PR_GET_THP_DISABLE)) p->thp_disable = static_cast<int32_t>(r);
   check(f, sys(__NR_prctl, PR_GET_CHILD_SUBREAPER, &p->child_subreaper, 0, 0, 0), kPsPrctl, PR_GET_CHILD_SUBREAPER);
+  collect_membarrier(p);
 }
 
 void collect_thread(ThreadState* t, Failure& f) {

@@ -11,7 +11,7 @@
 
 namespace ckpt::abi {
 
-inline constexpr uint32_t kParasiteAbiVersion = 4;
+inline constexpr uint32_t kParasiteAbiVersion = 5;
 inline constexpr int kMaxGroups = 65536;  // NGROUPS_MAX
 inline constexpr int kMaxDrainIov = 1024;
 inline constexpr int kMaxTimersPerCall = 256;
@@ -66,6 +66,9 @@ struct ProcessState {
   int32_t dumpable;
   int32_t thp_disable;
   int32_t child_subreaper;
+  // MEMBARRIER_CMD_REGISTER_* of the mm; membarrier_err: errno of the query.
+  uint32_t membarrier;
+  int32_t membarrier_err;
 };
 
 // Per-thread state only the thread can tell.

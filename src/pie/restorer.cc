@@ -66,12 +66,22 @@ void move_special(RestorerArgs* a, ThreadArg* t) {
   }
 }
 
+// Mapped writable first: to be filled, or to be charged (VM_ACCOUNT) as the
+// task's was when it mapped it writable.
+bool map_writable_first(const VmaArg& v) { return v.has_pages || v.map_writable; }
+
 void map_vmas(RestorerArgs* a, ThreadArg* t) {
   auto* v = reinterpret_cast<const VmaArg*>(a->vmas);
   for (uint32_t i = 0; i < a->nr_vmas; i++) {
-    uint32_t prot = v[i].prot | (v[i].has_pages ? PROT_WRITE | PROT_READ : 0);
+    uint32_t prot = v[i].prot | (map_writable_first(v[i]) ? PROT_WRITE | PROT_READ : 0);
     long r = sys(__NR_mmap, v[i].start, v[i].end - v[i].start, prot, v[i].map_flags | MAP_FIXED, v[i].fd, v[i].pgoff);
     if (pie::is_err(r)) fail(t, kStepMapVma, r, v[i].start, v[i].end - v[i].start);
+    if (v[i].map_writable && !v[i].has_pages && v[i].fd < 0) {
+      // mprotect drops the charge of anonymous memory never written (no
+      // anon_vma): write it, and drop the page, as the task did.
+      *reinterpret_cast<volatile uint8_t*>(v[i].start) = 0;
+      MUST(t, kStepMadvise, sys(__NR_madvise, v[i].start, a->page_size, MADV_DONTNEED), v[i].start, MADV_DONTNEED);
+    }
     // Flags that only madvise sets; they also keep the VMA from merging with
     // its neighbours where it did not merge before.
     for (uint32_t k = 0; k < v[i].nr_advice; k++)
@@ -119,10 +129,33 @@ void read_pages(RestorerArgs* a, ThreadArg* t) {
 void protect_vmas(RestorerArgs* a, ThreadArg* t) {
   auto* v = reinterpret_cast<const VmaArg*>(a->vmas);
   for (uint32_t i = 0; i < a->nr_vmas; i++) {
-    if (!v[i].has_pages || (v[i].prot & (PROT_READ | PROT_WRITE)) == (PROT_READ | PROT_WRITE)) continue;
+    if (!map_writable_first(v[i]) || (v[i].prot & (PROT_READ | PROT_WRITE)) == (PROT_READ | PROT_WRITE)) continue;
     MUST(t, kStepProtect, sys(__NR_mprotect, v[i].start, v[i].end - v[i].start, v[i].prot), v[i].start,
          v[i].end - v[i].start);
   }
+}
+
+// Once the pages are in and the protection final: mlock faults in what is
+// not (MLOCK_ONFAULT only locks what comes later), mseal forbids any later
+// change. ckpt still has CAP_IPC_LOCK here, as the task had its
+// RLIMIT_MEMLOCK or the capability when it locked them.
+void lock_and_seal_vmas(RestorerArgs* a, ThreadArg* t) {
+  constexpr long kNrMseal = 462;  // Linux 6.10
+  auto* v = reinterpret_cast<const VmaArg*>(a->vmas);
+  for (uint32_t i = 0; i < a->nr_vmas; i++) {
+    const uint64_t len = v[i].end - v[i].start;
+    if (v[i].lock != kLockNone)
+      MUST(t, kStepLock, sys(__NR_mlock2, v[i].start, len, v[i].lock == kLockOnFault ? MLOCK_ONFAULT : 0), v[i].start,
+           len);
+    if (v[i].seal) MUST(t, kStepSeal, sys(kNrMseal, v[i].start, len, 0), v[i].start, len);
+  }
+}
+
+// membarrier registrations of the mm, as MEMBARRIER_CMD_GET_REGISTRATIONS
+// gave them at dump: each bit is the command that registers it.
+void register_membarrier(RestorerArgs* a, ThreadArg* t) {
+  for (uint32_t bit = 1; bit && bit <= a->membarrier; bit <<= 1)
+    if (a->membarrier & bit) MUST(t, kStepMembarrier, sys(__NR_membarrier, bit, 0, 0), bit, 0);
 }
 
 void queue_signals(ThreadArg* t, const SigInfoArg* si, uint32_t n, bool thread) {
@@ -215,6 +248,10 @@ void restore_process(RestorerArgs* a, ThreadArg* t) {
   map_vmas(a, t);
   read_pages(a, t);
   protect_vmas(a, t);
+  lock_and_seal_vmas(a, t);
+  // Locks mappings made from now on (mm->def_flags): none of ours are left.
+  if (a->mlockall) MUST(t, kStepMlockall, sys(__NR_mlockall, a->mlockall), a->mlockall, 0);
+  register_membarrier(a, t);
 
   // The mm fields before closing ckpt's fds: exe_fd is one of them.
   a->mm.auxv = reinterpret_cast<uint64_t>(a->auxv);

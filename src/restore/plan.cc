@@ -23,6 +23,7 @@ namespace ckpt::restore {
 namespace {
 
 constexpr uint64_t kPage = 4096;
+constexpr uint32_t kMapDroppable = 0x08;  // <linux/mman.h> of Linux 6.11; not in this libc's headers
 
 struct SpecialVmas {
   std::vector<SpecialMove> moves;
@@ -54,9 +55,15 @@ Result<std::vector<abi::VmaArg>> vma_args(const TaskImages& ti, const MappingFil
   std::vector<abi::VmaArg> vmas;
   size_t run = 0;
   for (const img::Vma& v : ti.mm.vmas()) {
-    abi::VmaArg va{v.start(), v.end(), v.prot(), 0, -1, 0, 0, 0, {}};
+    abi::VmaArg va{};
+    va.start = v.start();
+    va.end = v.end();
+    va.prot = v.prot();
+    va.fd = -1;
     switch (v.kind()) {
-      case img::Vma::ANON_PRIVATE: va.map_flags = MAP_PRIVATE | MAP_ANONYMOUS; break;
+      case img::Vma::ANON_PRIVATE:
+        va.map_flags = (v.droppable() ? kMapDroppable : MAP_PRIVATE) | MAP_ANONYMOUS;
+        break;
       case img::Vma::FILE_PRIVATE:
       case img::Vma::FILE_SHARED: {
         bool shared = v.kind() == img::Vma::FILE_SHARED;
@@ -70,10 +77,16 @@ Result<std::vector<abi::VmaArg>> vma_args(const TaskImages& ti, const MappingFil
     if (v.growsdown()) va.map_flags |= MAP_GROWSDOWN;
     if (v.noreserve()) va.map_flags |= MAP_NORESERVE;
     static constexpr std::pair<img::MadviseBits, uint8_t> kAdvice[] = {
-        {img::NO_HUGEPAGE, MADV_NOHUGEPAGE}, {img::HUGEPAGE, MADV_HUGEPAGE}, {img::DONT_FORK, MADV_DONTFORK},
-        {img::DONT_DUMP, MADV_DONTDUMP},     {img::WIPE_ON_FORK, MADV_WIPEONFORK}};
+        {img::NO_HUGEPAGE, MADV_NOHUGEPAGE}, {img::HUGEPAGE, MADV_HUGEPAGE},     {img::DONT_FORK, MADV_DONTFORK},
+        {img::DONT_DUMP, MADV_DONTDUMP},     {img::WIPE_ON_FORK, MADV_WIPEONFORK}, {img::SEQUENTIAL, MADV_SEQUENTIAL},
+        {img::RANDOM, MADV_RANDOM},          {img::MERGEABLE, MADV_MERGEABLE}};
+    static_assert(std::size(kAdvice) <= std::size(abi::VmaArg{}.advice));
     for (auto [bit, advice] : kAdvice)
-      if ((v.madvise() & bit) && va.nr_advice < std::size(va.advice)) va.advice[va.nr_advice++] = advice;
+      if (v.madvise() & bit) va.advice[va.nr_advice++] = advice;
+    if (v.locked()) va.lock = v.lock_on_fault() ? abi::kLockOnFault : abi::kLockNow;
+    va.seal = v.sealed();
+    // Charged once writable (VM_ACCOUNT): only a writable mmap charges it.
+    va.map_writable = v.accounted();
     while (run < static_cast<size_t>(ti.pagemap.runs_size()) && ti.pagemap.runs(run).vaddr() < v.end()) {
       va.has_pages = 1;
       run++;
@@ -208,6 +221,8 @@ Result<void> put_timers_and_limits(const img::TaskCore& core, BootRegion& boot) 
   a->dumpable = core.has_prctl() ? core.prctl().dumpable() : 1;
   a->child_subreaper = core.prctl().child_subreaper();
   a->thp_disable = core.prctl().thp_disable();
+  a->mlockall = core.mm().mlockall();
+  a->membarrier = core.membarrier();
   return {};
 }
 

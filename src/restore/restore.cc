@@ -48,7 +48,8 @@ const char* step_name(int32_t step) {
       "protect a VMA", "set mm fields (PR_SET_MM_MAP)", "install a sigaction", "set the alternate signal stack",
       "queue a pending signal", "set fs/gs base", "register rseq", "set the robust futex list", "set the name",
       "apply madvise flags", "set a resource limit", "restore a timer", "set prctl state",
-      "install a seccomp filter", "set credentials"};
+      "install a seccomp filter", "set credentials", "mlock a VMA", "mseal a VMA", "register with membarrier",
+      "set mlockall flags for later mappings"};
   return step >= 0 && step < static_cast<int32_t>(std::size(kNames)) ? kNames[step] : "?";
 }
 

@@ -3,10 +3,13 @@
 // no process behind.
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <linux/userfaultfd.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -124,6 +127,28 @@ TEST(BadDump, UnsupportedFd) {
   EXPECT_NE(r.err.find("not supported"), std::string::npos) << r.err;
   expect_unharmed(pid);
   // Nothing half-written is taken for a checkpoint.
+  EXPECT_NE(access((h.images() + "/inventory.img").c_str(), F_OK), 0);
+  reap(pid);
+}
+
+// A VmFlag ckpt can't put back (here memory registered with userfaultfd:
+// "um") is refused at dump, by name, before any fd is looked at.
+TEST(BadDump, VmFlagCkptCannotRestore) {
+  Harness h;
+  pid_t pid = spawn([] {
+    int uffd = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC));
+    uffdio_api api{.api = UFFD_API, .features = 0, .ioctls = 0};
+    if (uffd < 0 || ioctl(uffd, UFFDIO_API, &api) != 0) _exit(1);
+    void* mem = mmap(nullptr, 4 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    uffdio_register reg{.range = {reinterpret_cast<uint64_t>(mem), 4 * 4096}, .mode = UFFDIO_REGISTER_MODE_MISSING,
+                        .ioctls = 0};
+    if (mem == MAP_FAILED || ioctl(uffd, UFFDIO_REGISTER, &reg) != 0) _exit(1);
+  });
+  ASSERT_TRUE(alive(pid));
+  CkptRun r = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  EXPECT_NE(r.exit_code(), 0);
+  EXPECT_NE(r.err.find("has VmFlags \"um\": registered with userfaultfd"), std::string::npos) << r.err;
+  expect_unharmed(pid);
   EXPECT_NE(access((h.images() + "/inventory.img").c_str(), F_OK), 0);
   reap(pid);
 }

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <cctype>
 #include <thread>
 
 #include "harness.h"
@@ -32,6 +33,23 @@ class Workload : public ::testing::TestWithParam<Case> {};
 
 void let_it_run() { std::this_thread::sleep_for(std::chrono::milliseconds(300)); }
 
+// Each VMA's range and its VmFlags from /proc/PID/smaps, one line each:
+// the flags maps does not show (mlock, madvise, MAP_DROPPABLE, mseal...).
+std::string vmflags_of(pid_t pid) {
+  const std::string smaps = read_text(fmt::format("/proc/{}/smaps", pid));
+  std::string out, range;
+  for (size_t at = 0, end; at < smaps.size(); at = end + 1) {
+    end = smaps.find('\n', at);
+    if (end == std::string::npos) end = smaps.size();
+    const std::string line = smaps.substr(at, end - at);
+    if (line.starts_with("VmFlags:")) out += range + line.substr(8) + "\n";
+    else if (!line.empty() && std::isxdigit(static_cast<unsigned char>(line[0])) && line.find('-') != std::string::npos &&
+             !std::isupper(static_cast<unsigned char>(line[0])))
+      range = line.substr(0, line.find(' '));
+  }
+  return out;
+}
+
 TEST_P(Workload, DumpRestoreVerify) {
   const Case& c = GetParam();
   Harness h;
@@ -39,6 +57,7 @@ TEST_P(Workload, DumpRestoreVerify) {
   ASSERT_GT(pid, 0);
   let_it_run();
   const std::string maps_before = read_text(fmt::format("/proc/{}/maps", pid));
+  const std::string vmflags_before = vmflags_of(pid);
 
   std::vector<std::string> dump = {"dump", "-t", std::to_string(pid), "-D", h.images(), "-v4", "-o", "dump.log"};
   if (c.leave_running) dump.push_back("--leave-running");
@@ -51,6 +70,7 @@ TEST_P(Workload, DumpRestoreVerify) {
     ASSERT_TRUE(alive(pid));
     EXPECT_EQ(tracer_of(pid), 0);
     EXPECT_EQ(read_text(fmt::format("/proc/{}/maps", pid)), maps_before);
+    EXPECT_EQ(vmflags_of(pid), vmflags_before);
     kill(pid, SIGTERM);
     int st = h.wait_child(pid);
     EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << read_text(h.workload_log(c.workload));
@@ -71,6 +91,7 @@ TEST_P(Workload, DumpRestoreVerify) {
       << read_text(h.images() + "/restore.log");
   let_it_run();
   EXPECT_EQ(read_text(fmt::format("/proc/{}/maps", pid)), maps_before) << "maps differ after restore";
+  EXPECT_EQ(vmflags_of(pid), vmflags_before) << "smaps VmFlags differ after restore";
   if (!c.status_line.empty()) {
     EXPECT_NE(read_text(fmt::format("/proc/{}/status", pid)).find(c.status_line), std::string::npos) << c.status_line;
   }
@@ -102,7 +123,8 @@ std::vector<Case> cases() {
       {"counter", {}}, {"heap", {"256"}}, {"regs", {}}, {"vmas", {}},
       {"signals", {}}, {"files", {}},     {"vdso", {}}, {"rseq", {}},
       {"threads", {"8"}}, {"blocked", {}}, {"procstate", {}}, {"timers", {}},
-      {"seccomp", {}}, {"creds", {}}, {"sigstate", {}}, {"rseqcs", {}}, {"trap", {}}, {"sharedmap", {}}, {"sched", {}}};
+      {"seccomp", {}}, {"creds", {}}, {"sigstate", {}}, {"rseqcs", {}}, {"trap", {}}, {"sharedmap", {}}, {"sched", {}},
+      {"vmaflags", {}}, {"membarrier", {}}};
   for (const auto& [name, args] : wl)
     for (bool bp : {true, false}) out.push_back({name, args, bp, false});
   for (const auto& [name, args] : wl) out.push_back({name, args, true, true});

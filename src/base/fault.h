@@ -2,8 +2,10 @@
 // <point> fail as if the kernel had, so tests can show that a dump failing
 // there loses nothing; CKPT_FAULT=hang:<point> stops ckpt there for good, so
 // that a test can kill it at a known place; CKPT_FAULT=slow:<point> pauses
-// there for 300 ms, so that a test can act on the frozen task. main reads the variable once;
-// the value is passed down with the options (no global).
+// there for 300 ms, so that a test can act on the frozen task. <point>@PID
+// limits it to the task PID of a tree, at the points that name their task.
+// main reads the variable once; the value is passed down with the options
+// (no global).
 #pragma once
 
 #include <unistd.h>
@@ -18,12 +20,17 @@ namespace ckpt {
 struct Faults {
   std::string point;  // empty: none
 
-  // An error at the named point, else nothing.
-  Result<void> at(std::string_view name) const {
-    if (point.starts_with("hang:") && point.substr(5) == name)
+  // An error at the named point (of task `pid`, where it names one), else nothing.
+  Result<void> at(std::string_view name, pid_t pid = 0) const {
+    std::string_view p = point;
+    if (const size_t a = p.find('@'); a != std::string_view::npos) {
+      if (pid == 0 || p.substr(a + 1) != std::to_string(pid)) return {};
+      p = p.substr(0, a);
+    }
+    if (p.starts_with("hang:") && p.substr(5) == name)
       for (;;) ::pause();
-    if (point.starts_with("slow:") && point.substr(5) == name) ::usleep(300 * 1000);
-    if (point != name) return {};
+    if (p.starts_with("slow:") && p.substr(5) == name) ::usleep(300 * 1000);
+    if (p != name) return {};
     return error(EIO, "injected fault at {} (CKPT_FAULT)", name);
   }
 };

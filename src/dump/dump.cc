@@ -143,7 +143,7 @@ Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, i
   // in ~200 landed in that window), a syscall stop does not. ~11 more stops.
   Parasite parasite = TRY_CTX(Parasite::inject(threads[0], site, CompletionMode::SyscallTrace, log, o.faults),
                               "inject the parasite");
-  TRY(o.faults.at("parasite"));
+  TRY(o.faults.at("parasite", pid));
   TRY(collect_core_inside(parasite, threads, &d.core));
   const auto mem_start = Clock::now();
   PageSource src{threads[0], o.pages == PageTransfer::Splice ? &parasite : nullptr};
@@ -153,7 +153,7 @@ Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, i
   stats.set_bytes_written(stats.bytes_written() + ps.bytes);
 
   // Cure: the task is as it was before the parasite.
-  TRY(o.faults.at("cure"));
+  TRY(o.faults.at("cure", pid));
   img::TaskStops* cure = stats.add_completion();
   cure->set_tid(pid);
   cure->set_breakpoint(parasite.mode() == CompletionMode::Breakpoint);

@@ -12,6 +12,8 @@
 #include "image/image_file.h"
 #include "image/messages.h"
 #include "image/page_store.h"
+#include "image/verify.h"
+#include "tree/tree.h"
 
 namespace ckpt::cli {
 
@@ -45,6 +47,29 @@ Result<std::string> decode(const std::string& path, int fd, bool json) {
   return fmt::format("kind: {}\n{}", image::kind_name(kind), body);
 }
 
+// The tree, one task a line, children indented under their parent.
+Result<std::string> tree_summary(const image::ImageDir& dir) {
+  img::Inventory inv;
+  TRY(dir.read(image::kInventoryName, image::ImageKind::Inventory, &inv));
+  tree::ProcessTree t = TRY(image::load_tree(dir, inv));
+  std::string out = "=== process tree\n";
+  std::vector<int> depth(t.tasks().size(), 0);
+  for (size_t i = 0; i < t.tasks().size(); i++) {
+    const tree::Task& k = t.tasks()[i];
+    if (k.parent >= 0) depth[i] = depth[k.parent] + 1;
+    std::string state = k.zombie ? fmt::format("zombie (status {:#x})", k.exit_status) : "alive";
+    if (!k.zombie) {
+      img::TaskCore core;
+      TRY(dir.read(image::core_name(k.pid), image::ImageKind::Core, &core));
+      state += fmt::format(", {} thread{}{}", core.threads_size(), core.threads_size() == 1 ? "" : "s",
+                           core.group_stopped() ? ", stopped" : "");
+    }
+    out += fmt::format("{:{}}pid {} ppid {} pgid {} sid {} comm {:?} {}\n", "", 2 * depth[i], k.pid, k.ppid, k.pgid,
+                       k.sid, k.comm, state);
+  }
+  return out + "\n";
+}
+
 Result<std::string> show(const std::string& target, bool json) {
   struct stat st;
   if (stat(target.c_str(), &st) < 0) return sys_error("show {}", target);
@@ -55,7 +80,7 @@ Result<std::string> show(const std::string& target, bool json) {
   }
   // A directory: its files through its handle, never through a link (image_dir.h).
   image::ImageDir dir = TRY(image::ImageDir::open(target, image::SharedDir::Allow));
-  std::string out = json ? "{" : "";
+  std::string out = json ? "{" : TRY(tree_summary(dir));
   bool first = true;
   for (const std::string& n : TRY(dir.list_images())) {
     UniqueFd fd = TRY(dir.open_read(n));

@@ -1,0 +1,307 @@
+// Process trees: dumped whole and restored with their PIDs, parents,
+// sessions, groups and zombies, in both completion modes; what restore could
+// not recreate refused at dump, the tree left running; a dump that fails in
+// any task leaves every task as it was.
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <fcntl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <map>
+#include <set>
+#include <thread>
+
+#include "harness.h"
+#include "ptrace/completion.h"
+
+namespace e2e {
+namespace {
+
+using namespace std::chrono_literals;
+
+// `root` and its descendants, parents first.
+std::vector<pid_t> tree_of(pid_t root) {
+  std::vector<pid_t> out = {root};
+  for (size_t i = 0; i < out.size(); i++) {
+    std::istringstream kids(read_text(fmt::format("/proc/{}/task/{}/children", out[i], out[i])));
+    for (pid_t k; kids >> k;) out.push_back(k);
+  }
+  return out;
+}
+
+// "ppid pgid sid" and whether a zombie, of each task, from /proc/PID/stat;
+// not the root's parent, which is outside the tree.
+std::map<pid_t, std::string> links_of(const std::vector<pid_t>& tasks) {
+  std::map<pid_t, std::string> out;
+  for (pid_t p : tasks) {
+    const std::string st = read_text(fmt::format("/proc/{}/stat", p));
+    std::istringstream f(st.substr(st.rfind(')') + 2));
+    std::string state, ppid, pgid, sid;
+    f >> state >> ppid >> pgid >> sid;
+    out[p] = fmt::format("ppid {} pgid {} sid {}{}", p == tasks[0] ? "-" : ppid, pgid, sid,
+                         state == "Z" ? " zombie" : "");
+  }
+  return out;
+}
+
+// The tasks of a tree killed by a dump: the test process is a subreaper, so
+// they end up its children once their parents are gone; reaped until none
+// holds its PID.
+void reap_all(const std::vector<pid_t>& tasks) {
+  for (pid_t p : tasks) {
+    for (auto deadline = std::chrono::steady_clock::now() + 10s; std::chrono::steady_clock::now() < deadline;) {
+      waitpid(p, nullptr, WNOHANG | __WALL);
+      if (kill(p, 0) < 0 && errno == ESRCH) break;
+      std::this_thread::sleep_for(1ms);
+    }
+    EXPECT_FALSE(kill(p, 0) == 0) << "pid " << p << " still held";
+  }
+}
+
+void expect_running_untraced(const std::vector<pid_t>& tasks, const std::map<pid_t, std::string>& links) {
+  for (pid_t p : tasks) {
+    EXPECT_TRUE(alive(p) || proc_state(p) == 'Z') << p;
+    EXPECT_EQ(tracer_of(p), 0) << p;
+  }
+  EXPECT_EQ(links_of(tasks), links);
+}
+
+struct TreeCase {
+  bool breakpoints;
+  bool leave_running;
+  std::string arg;
+};
+
+class Tree : public ::testing::TestWithParam<TreeCase> {};
+
+TEST_P(Tree, DumpRestoreVerify) {
+  const TreeCase& c = GetParam();
+  Harness h;
+  pid_t pid = h.start_workload("tree", c.arg.empty() ? std::vector<std::string>{} : std::vector<std::string>{c.arg});
+  ASSERT_GT(pid, 0);
+  const std::vector<pid_t> tasks = tree_of(pid);
+  ASSERT_EQ(tasks.size(), 7u) << "R, A, B, C, A1, A2, Z";
+  const auto links = links_of(tasks);
+  std::map<pid_t, std::string> maps;
+  for (pid_t p : tasks) maps[p] = read_text(fmt::format("/proc/{}/maps", p));
+
+  std::vector<std::string> dump = {"dump", "-t", std::to_string(pid), "-D", h.images(), "-v4", "-o", "dump.log"};
+  if (c.leave_running) dump.push_back("--leave-running");
+  CkptRun d = h.ckpt(dump);
+  ASSERT_EQ(d.exit_code(), 0) << d.err << read_text(h.images() + "/dump.log");
+
+  if (c.leave_running) {
+    std::this_thread::sleep_for(100ms);
+    expect_running_untraced(tasks, links);
+    for (pid_t p : tasks) EXPECT_EQ(read_text(fmt::format("/proc/{}/maps", p)), maps[p]) << p;
+  } else {
+    int st = h.wait_child(pid);
+    EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << "dump should kill the tree";
+    reap_all(tasks);
+    CkptRun v = h.ckpt({"verify", h.images()});
+    EXPECT_EQ(v.exit_code(), 0) << v.err;
+    CkptRun s = h.ckpt({"show", h.images()});
+    for (pid_t p : tasks) EXPECT_NE(s.out.find(fmt::format("pid {} ", p)), std::string::npos) << s.out;
+
+    const std::string pidfile = h.dir() + "/restored.pid";
+    std::vector<std::string> rst = {"restore", "-D", h.images(), "-v4", "-o", "restore.log", "--stats", "--pidfile",
+                                    pidfile};
+    if (!c.breakpoints) rst.push_back("--no-breakpoints");
+    pid_t r = h.ckpt_background(rst);
+    ASSERT_TRUE(h.wait_restored(pid, pidfile)) << read_text(h.images() + "/restore.log");
+    for (pid_t p : tasks) {
+      if (p != tasks.back()) EXPECT_EQ(tracer_of(p), 0) << p;
+      EXPECT_EQ(read_text(fmt::format("/proc/{}/maps", p)), maps[p]) << p;
+    }
+    EXPECT_EQ(links_of(tasks), links) << "parents, groups, sessions or states differ";
+    kill(pid, SIGTERM);
+    CkptRun rr = h.wait_ckpt(r);
+    EXPECT_EQ(rr.exit_code(), 0) << read_text(h.workload_log("tree")) << rr.err
+                                 << read_text(h.images() + "/restore.log");
+    // One completion per task: 3 stops for each main thread with breakpoints.
+    if (c.breakpoints && ckpt::probe_breakpoints().usable) {
+      for (pid_t p : tasks)
+        if (!links.at(p).ends_with("zombie"))
+          EXPECT_NE(rr.err.find(fmt::format("3  (task {}, breakpoint)", p)), std::string::npos) << rr.err;
+    }
+    const std::string log = read_text(h.workload_log("tree"));
+    for (const char* name : {"PASS tree\n", "PASS A\n", "PASS A1\n", "PASS A2\n", "PASS B\n", "PASS C\n"})
+      EXPECT_NE(log.find(name), std::string::npos) << name << " missing in:\n" << log;
+    EXPECT_EQ(log.find("FAIL"), std::string::npos) << log;
+    return;
+  }
+  kill(pid, SIGTERM);
+  int st = h.wait_child(pid);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << read_text(h.workload_log("tree"));
+}
+
+std::string tree_name(const ::testing::TestParamInfo<TreeCase>& i) {
+  return fmt::format("{}{}{}", i.param.breakpoints ? "breakpoint" : "syscalltrace",
+                     i.param.leave_running ? "_leaverunning" : "", i.param.arg.empty() ? "" : "_" + i.param.arg);
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, Tree,
+                         ::testing::Values(TreeCase{true, false, ""}, TreeCase{false, false, ""},
+                                           TreeCase{true, false, "spin"}, TreeCase{false, false, "spin"},
+                                           TreeCase{true, true, ""}),
+                         tree_name);
+
+// A fault in a task in the middle of the tree: every task runs on as before.
+TEST(TreeFault, TaskInTheMiddleFailsAndNothingIsLost) {
+  for (const char* point : {"parasite", "cure"}) {
+    Harness h;
+    pid_t pid = h.start_workload("tree");
+    ASSERT_GT(pid, 0);
+    const std::vector<pid_t> tasks = tree_of(pid);
+    ASSERT_EQ(tasks.size(), 7u);
+    const auto links = links_of(tasks);
+    const pid_t middle = tasks[1];  // A: after R, before its children
+    setenv("CKPT_FAULT", fmt::format("{}@{}", point, middle).c_str(), 1);
+    CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+    unsetenv("CKPT_FAULT");
+    EXPECT_NE(d.exit_code(), 0);
+    EXPECT_NE(d.err.find(fmt::format("dump pid {}: injected fault at {}", middle, point)), std::string::npos) << d.err;
+    std::this_thread::sleep_for(50ms);
+    expect_running_untraced(tasks, links);
+    EXPECT_NE(access((h.images() + "/inventory.img").c_str(), F_OK), 0);
+    kill(pid, SIGTERM);
+    int st = h.wait_child(pid);
+    EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << read_text(h.workload_log("tree"));
+  }
+}
+
+// A forked helper tree: `setup` runs in the root, which then sleeps.
+template <typename F>
+pid_t spawn_root(bool own_session, F setup) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (own_session) setsid();
+    syscall(SYS_close_range, 3, ~0U, 0);
+    int null = open("/dev/null", O_RDWR);
+    dup2(null, 0), dup2(null, 1), dup2(null, 2);
+    setup();
+    for (;;) pause();
+  }
+  std::this_thread::sleep_for(100ms);
+  return pid;
+}
+
+void kill_tree(const std::vector<pid_t>& tasks) {
+  for (pid_t p : tasks) kill(p, SIGKILL);
+  reap_all(tasks);
+}
+
+TEST(BadTree, SessionLedFromOutsideNeedsShellJob) {
+  Harness h;
+  pid_t pid = spawn_root(false, [] {
+    if (fork() == 0)
+      for (;;) pause();
+  });
+  const auto tasks = tree_of(pid);
+  const auto links = links_of(tasks);
+  CkptRun r = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  EXPECT_NE(r.exit_code(), 0);
+  EXPECT_NE(r.err.find("does not lead its session"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--shell-job"), std::string::npos) << r.err;
+  expect_running_untraced(tasks, links);
+  kill_tree(tasks);
+}
+
+// M's group was led by L, which has exited: no task can lead it again.
+TEST(BadTree, GroupWhoseLeaderExited) {
+  Harness h;
+  pid_t pid = spawn_root(true, [] {
+    pid_t l = fork();
+    if (l == 0) {
+      setpgid(0, 0);
+      for (;;) pause();
+    }
+    setpgid(l, l);
+    pid_t m = fork();
+    if (m == 0)
+      for (;;) pause();
+    setpgid(m, l);
+    kill(l, SIGKILL);
+    waitpid(l, nullptr, 0);
+  });
+  const auto tasks = tree_of(pid);
+  ASSERT_EQ(tasks.size(), 2u);
+  const auto links = links_of(tasks);
+  CkptRun r = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  EXPECT_NE(r.exit_code(), 0);
+  EXPECT_NE(r.err.find(fmt::format("pid {}", tasks[1])), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("whose leader is not in the tree"), std::string::npos) << r.err;
+  expect_running_untraced(tasks, links);
+  kill_tree(tasks);
+}
+
+// A task deep in the tree holds what ckpt can't dump: the whole tree runs on.
+TEST(BadTree, UnsupportedFdInAGrandchild) {
+  Harness h;
+  pid_t pid = spawn_root(true, [] {
+    if (fork() == 0) {
+      if (fork() == 0) {
+        int p[2];
+        if (pipe(p) < 0) _exit(1);
+        for (;;) pause();
+      }
+      for (;;) pause();
+    }
+  });
+  const auto tasks = tree_of(pid);
+  ASSERT_EQ(tasks.size(), 3u);
+  const auto links = links_of(tasks);
+  CkptRun r = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  EXPECT_NE(r.exit_code(), 0);
+  EXPECT_NE(r.err.find(fmt::format("dump pid {}: fd", tasks[2])), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("pipe:["), std::string::npos) << r.err;
+  expect_running_untraced(tasks, links);
+  EXPECT_NE(access((h.images() + "/inventory.img").c_str(), F_OK), 0);
+  kill_tree(tasks);
+}
+
+// A restore whose PIDs are taken halfway (a grandchild's): refused before any
+// task exists, naming the PID; nothing left behind.
+TEST(BadTree, RestoreWithAPidTaken) {
+  Harness h;
+  pid_t pid = h.start_workload("tree");
+  ASSERT_GT(pid, 0);
+  const auto tasks = tree_of(pid);
+  CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  ASSERT_EQ(d.exit_code(), 0) << d.err;
+  h.wait_child(pid);
+  reap_all(tasks);
+  // Take A1's PID with a process of our own.
+  const pid_t taken = tasks[4];
+  pid_t squatter = -1;
+  for (int i = 0; i < 5 && squatter != taken; i++) {
+    FILE* f = fopen("/proc/sys/kernel/ns_last_pid", "w");
+    ASSERT_NE(f, nullptr);
+    fmt::print(f, "{}", taken - 1);
+    fclose(f);
+    squatter = fork();
+    if (squatter == 0) {
+      pause();
+      _exit(0);
+    }
+    if (squatter != taken) {
+      kill(squatter, SIGKILL);
+      waitpid(squatter, nullptr, 0);
+    }
+  }
+  ASSERT_EQ(squatter, taken);
+  CkptRun r = h.ckpt({"restore", "-D", h.images()});
+  EXPECT_NE(r.exit_code(), 0);
+  EXPECT_NE(r.err.find(fmt::format("pid {}: the pid is taken", taken)), std::string::npos) << r.err;
+  for (pid_t p : tasks)
+    if (p != taken) EXPECT_NE(kill(p, 0), 0) << "pid " << p << " left behind";
+  kill(squatter, SIGKILL);
+  waitpid(squatter, nullptr, 0);
+}
+
+}  // namespace
+}  // namespace e2e

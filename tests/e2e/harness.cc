@@ -220,4 +220,13 @@ bool wait_in_syscall(pid_t tid, long nr) {
   return false;
 }
 
+std::vector<pid_t> tree_of(pid_t root) {
+  std::vector<pid_t> out = {root};
+  for (size_t i = 0; i < out.size(); i++) {
+    std::istringstream kids(read_text(fmt::format("/proc/{}/task/{}/children", out[i], out[i])));
+    for (pid_t k; kids >> k;) out.push_back(k);
+  }
+  return out;
+}
+
 }  // namespace e2e

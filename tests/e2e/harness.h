@@ -74,6 +74,8 @@ pid_t tracer_of(pid_t pid);
 // "fd target" lines of the low fds, to compare the fd table before and after.
 std::string fds_of(pid_t pid);
 pid_t ppid_of(pid_t pid);
+// `root` and its descendants, parents first.
+std::vector<pid_t> tree_of(pid_t root);
 std::string comm_of(pid_t pid);
 
 }  // namespace e2e

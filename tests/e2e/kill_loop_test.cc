@@ -56,6 +56,10 @@ TEST_P(KillLoop, TaskSurvivesEveryKill) {
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   std::string maps = read_text(fmt::format("/proc/{}/maps", pid));
   std::string fds = fds_of(pid);
+  // A tree: every task must come through (its zombies stay zombies).
+  const std::vector<pid_t> tasks = tree_of(pid);
+  std::vector<char> states;
+  for (pid_t t : tasks) states.push_back(proc_state(t) == 'Z' ? 'Z' : 'S');
   auto dump_args = [&](const std::string& dir, bool leave_running) {
     std::vector<std::string> a = {"dump", "-t", std::to_string(pid), "-D", dir};
     if (leave_running) a.push_back("--leave-running");
@@ -96,6 +100,15 @@ TEST_P(KillLoop, TaskSurvivesEveryKill) {
       if (st == 'X' || st == 'Z') losses += fmt::format(" ({})", describe_status(h.wait_child(pid)));
       break;
     }
+    for (size_t k = 1; k < tasks.size() && c.leave_running; k++) {
+      const char s = proc_state(tasks[k]);  // '?': gone
+      const bool ok = states[k] == 'Z' ? s == 'Z' : (s == 'R' || s == 'S') && tracer_of(tasks[k]) == 0;
+      if (!ok) {
+        lost++;
+        losses += fmt::format("round {}: task {} of the tree: state {} after a kill", i, tasks[k], s);
+      }
+    }
+    if (lost) break;
   }
   fmt::print("kill loop {}: {} kills, {} dumps finished first, {} lost\n", c.name, kills, finished, lost);
   EXPECT_EQ(lost, 0) << losses << read_text(h.workload_log(c.workload));
@@ -118,7 +131,8 @@ std::vector<LoopCase> cases() {
   // 4 threads and 64 MiB: a dump long enough to be hit everywhere.
   std::vector<LoopCase> out = {{"threads_leaverunning", "threads", {"4", "64"}, true},
                                {"threads_kill", "threads", {"4", "64"}, false},
-                               {"seccomp", "seccomp", {}, true}};
+                               {"seccomp", "seccomp", {}, true},
+                               {"tree_leaverunning", "tree", {}, true}};
   // Strict mode is not here: once ckpt is gone its suspension of seccomp goes
   // too, and the next syscall the parasite or a remote syscall makes kills
   // the task (about 1 kill in 40 lands there). tests/kill-loop.sh reports its

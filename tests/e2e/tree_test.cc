@@ -389,3 +389,38 @@ TEST(Fleet, ForksDuringTheDump) {
 
 }  // namespace
 }  // namespace e2e
+
+namespace e2e {
+namespace {
+
+// A restore that fails once the tree exists (a grandchild's pages are
+// damaged: found while the restorers run) kills every task it created,
+// zombies included, and reaps them: no PID stays held.
+TEST(BadTree, RestoreFailingLateLeavesNoTask) {
+  Harness h;
+  pid_t pid = h.start_workload("tree");
+  ASSERT_GT(pid, 0);
+  const auto tasks = tree_of(pid);
+  ASSERT_EQ(tasks.size(), 7u);
+  CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  ASSERT_EQ(d.exit_code(), 0) << d.err;
+  h.wait_child(pid);
+  reap_all(tasks);
+  const pid_t victim = tasks[4];  // A1
+  const std::string pages = fmt::format("{}/pages-{}.img", h.images(), victim);
+  const int fd = open(pages.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  const off_t end = lseek(fd, 0, SEEK_END);
+  char c;
+  ASSERT_EQ(pread(fd, &c, 1, end - 1), 1);
+  c ^= 0x5a;
+  ASSERT_EQ(pwrite(fd, &c, 1, end - 1), 1);
+  close(fd);
+  CkptRun r = h.ckpt({"restore", "-D", h.images()});
+  EXPECT_NE(r.exit_code(), 0);
+  EXPECT_NE(r.err.find("checksum mismatch"), std::string::npos) << r.err;
+  for (pid_t p : tasks) EXPECT_NE(kill(p, 0), 0) << "pid " << p << " left behind";
+}
+
+}  // namespace
+}  // namespace e2e

@@ -312,5 +312,13 @@ TEST(Cli, UnknownOptionIsAnError) {
   EXPECT_NE(r.err.find("frobnicate"), std::string::npos) << r.err;
 }
 
+TEST(Cli, Version) {
+  Harness h;
+  CkptRun r = h.ckpt({"--version"});
+  EXPECT_EQ(r.exit_code(), 0) << r.err;
+  EXPECT_EQ(r.out, fmt::format("Version: {}\n", CKPT_VERSION));
+  EXPECT_EQ(r.err, "");
+}
+
 }  // namespace
 }  // namespace e2e

@@ -397,6 +397,16 @@ INSTANTIATE_TEST_SUITE_P(
                     HelpCase{"Restore", {"restore", "--help"}, {"--restore-detached", "--pidfile"}}),
     [](const testing::TestParamInfo<HelpCase>& i) { return i.param.name; });
 
+// --version and -V, as CRIU spells them and prints it: no subcommand needed.
+TEST(Options, Version) {
+  for (const Args& a : {Args{"--version"}, Args{"-V"}}) {
+    Parsed p = parse_command_line(a);
+    EXPECT_FALSE(p.command.has_value()) << a[0];
+    EXPECT_EQ(p.exit_code, 0) << a[0];
+    EXPECT_EQ(p.text, fmt::format("Version: {}\n", CKPT_VERSION)) << a[0];
+  }
+}
+
 // A successful parse never carries text or a non-zero status; a failed one
 // always carries both (the caller prints text and exits with exit_code).
 TEST(Options, ErrorTextEndsWithNewline) {

@@ -287,12 +287,8 @@ TEST(Options, BareVerbosityRaisesLevel) {
 
 // CRIU also spells verbosity as repeated v's: each one raises the level by one
 // from the default of 2 (criu/crtools.c: -vv is 4, -vvvv is 6, i.e. all;
-// Documentation/criu.txt: "-v[v...]").
-//
-// KNOWN BUG (left failing on purpose, not fixed here): options.cc:31 declares
-// -v as an int option with an optional value, so CLI11 takes "-vv" as -v with
-// the value "v" and fails: exit 2, "--verbosity: Value v not in range 0 to 4".
-// A CRIU script passing -vv/-vvv/-vvvv does not run unchanged.
+// Documentation/criu.txt: "-v[v...]"); options.cc rewrites them before CLI11,
+// which would take "-vv" as -v with the value "v".
 TEST(Options, CriuRepeatedV) {
   for (const char* v : {"-vv", "-vvvv"}) {
     Parsed p = parse_command_line({"dump", "-t", "1", "-D", "d", v});

@@ -7,23 +7,11 @@
 #include <unistd.h>
 
 #include <fstream>
-#include <thread>
 
 #include "harness.h"
 
 namespace e2e {
 namespace {
-
-using namespace std::chrono_literals;
-
-bool wait_state(pid_t pid, char want, std::chrono::milliseconds timeout = 5000ms) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (proc_state(pid) == want) return true;
-    std::this_thread::sleep_for(2ms);
-  }
-  return false;
-}
 
 // The task waits stopped and untraced; SIGCONT lets it go on, and on SIGTERM
 // it verifies itself.

@@ -7,7 +7,6 @@
 #include <signal.h>
 #include <sys/wait.h>
 
-#include <thread>
 
 #include "harness.h"
 #include "ptrace/completion.h"
@@ -30,14 +29,19 @@ std::string name_of(const ::testing::TestParamInfo<Case>& i) {
 
 class Workload : public ::testing::TestWithParam<Case> {};
 
-void let_it_run() { std::this_thread::sleep_for(std::chrono::milliseconds(300)); }
+// Its own work goes on: its loop went round (harness.h: wait_ran_on).
+::testing::AssertionResult runs_on(pid_t pid) {
+  if (wait_ran_on(pid)) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "the workload did not run on: state " << proc_state(pid) << ", tracer "
+                                       << tracer_of(pid);
+}
 
 TEST_P(Workload, DumpRestoreVerify) {
   const Case& c = GetParam();
   Harness h;
   pid_t pid = h.start_workload(c.workload, c.args);
   ASSERT_GT(pid, 0);
-  let_it_run();
+  ASSERT_TRUE(runs_on(pid)) << "once ready";
   const std::string maps_before = read_text(fmt::format("/proc/{}/maps", pid));
 
   std::vector<std::string> dump = {"dump", "-t", std::to_string(pid), "-D", h.images(), "-v4", "-o", "dump.log"};
@@ -47,8 +51,7 @@ TEST_P(Workload, DumpRestoreVerify) {
 
   if (c.leave_running) {
     // The original runs on, unharmed, and verifies itself.
-    let_it_run();
-    ASSERT_TRUE(alive(pid));
+    ASSERT_TRUE(runs_on(pid)) << "after dump --leave-running";
     EXPECT_EQ(tracer_of(pid), 0);
     EXPECT_EQ(read_text(fmt::format("/proc/{}/maps", pid)), maps_before);
     kill(pid, SIGTERM);
@@ -69,7 +72,7 @@ TEST_P(Workload, DumpRestoreVerify) {
   pid_t r = h.ckpt_background(rst);
   ASSERT_TRUE(h.wait_restored(pid, pidfile))
       << read_text(h.images() + "/restore.log");
-  let_it_run();
+  ASSERT_TRUE(runs_on(pid)) << "after restore";
   EXPECT_EQ(read_text(fmt::format("/proc/{}/maps", pid)), maps_before) << "maps differ after restore";
   if (!c.status_line.empty()) {
     EXPECT_NE(read_text(fmt::format("/proc/{}/status", pid)).find(c.status_line), std::string::npos) << c.status_line;

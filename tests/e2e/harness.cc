@@ -14,6 +14,8 @@
 #include <sstream>
 #include <thread>
 
+#include "image/image_dir.h"
+
 namespace e2e {
 
 namespace {
@@ -205,6 +207,14 @@ bool wait_for_parasite(pid_t pid, pid_t ckpt) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   return false;
+}
+
+ckpt::Result<ckpt::img::Stats> read_stats(const std::string& dir, const std::string& name) {
+  namespace image = ckpt::image;
+  image::ImageDir d = TRY(image::ImageDir::open(dir, image::SharedDir::Allow));
+  ckpt::img::Stats stats;
+  TRY(d.read(name, image::ImageKind::Stats, &stats));
+  return stats;
 }
 
 bool wait_in_syscall(pid_t tid, long nr) {

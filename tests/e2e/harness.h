@@ -11,6 +11,9 @@
 #include <string>
 #include <vector>
 
+#include "base/result.h"
+#include "ckpt.pb.h"
+
 namespace e2e {
 
 struct CkptRun {
@@ -73,6 +76,10 @@ bool wait_back_in_loop(pid_t pid);
 // switched out twice (a loop that sleeps went round at least once) or 2 ms on
 // a CPU (a loop that spins went round many times). For any workload.
 bool wait_ran_on(pid_t pid);
+
+// A stats image (stats-dump.img, stats-restore.img) of images directory
+// `dir`, read as ckpt reads images (header and checksum checked).
+ckpt::Result<ckpt::img::Stats> read_stats(const std::string& dir, const std::string& name);
 
 bool alive(pid_t pid);
 // /proc/PID/maps without the parasite's mapping, and whether it had one.

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 
 #include "harness.h"
 #include "ptrace/completion.h"
@@ -83,19 +84,17 @@ TEST_P(Workload, DumpRestoreVerify) {
                                << read_text(h.workload_log(c.workload)) << "\nckpt:\n"
                                << rr.err << read_text(h.images() + "/restore.log");
   EXPECT_NE(read_text(h.workload_log(c.workload)).find("PASS"), std::string::npos);
-  // --stats: ptrace stops of the completion: with breakpoints 3 for the
-  // main thread (breakpoint, munmap entry and exit) and 1 for every other;
-  // where breakpoints don't fire (ckpt check says so) ckpt traces syscalls.
-  if (c.breakpoints && ckpt::probe_breakpoints().usable) {
-    EXPECT_NE(rr.err.find(fmt::format("3  (task {}, breakpoint)", pid)), std::string::npos) << rr.err;
-    for (size_t at = rr.err.find("ptrace stops"); at != std::string::npos; at = rr.err.find("ptrace stops", at + 1)) {
-      std::string line = rr.err.substr(at, rr.err.find('\n', at) - at);
-      if (line.find(fmt::format("task {},", pid)) == std::string::npos) {
-        EXPECT_NE(line.find(" 1  (task"), std::string::npos) << line;
-      }
-    }
-  } else {
-    EXPECT_NE(rr.err.find("syscall tracing"), std::string::npos) << rr.err;
+  // Ptrace stops of the completion, from the stats image: with breakpoints 3
+  // for the main thread (breakpoint, munmap entry and exit) and 1 for every
+  // other; where breakpoints don't fire (ckpt check says so) ckpt traces
+  // syscalls.
+  auto stats = read_stats(h.images(), "stats-restore.img");
+  ASSERT_TRUE(stats) << stats.error().str();
+  const bool bp = c.breakpoints && ckpt::probe_breakpoints().usable;
+  EXPECT_EQ(std::ranges::count(stats->completion(), pid, &ckpt::img::TaskStops::tid), 1) << stats->DebugString();
+  for (const ckpt::img::TaskStops& t : stats->completion()) {
+    EXPECT_EQ(t.breakpoint(), bp) << "thread " << t.tid();
+    if (bp) EXPECT_EQ(t.stops(), t.tid() == pid ? 3u : 1u) << "thread " << t.tid();
   }
 }
 

@@ -22,6 +22,13 @@
 #include "proc/maps.h"
 #include "proc/status.h"
 
+namespace ckpt {
+// A parameter as gtest prints it (else "4-byte object <...>").
+void PrintTo(CompletionMode m, std::ostream* os) {
+  *os << (m == CompletionMode::Breakpoint ? "breakpoint" : "syscalltrace");
+}
+}  // namespace ckpt
+
 namespace e2e {
 namespace {
 
@@ -131,7 +138,7 @@ TEST_P(ParasiteCommands, AnswerWhatTheKernelSays) {
 INSTANTIATE_TEST_SUITE_P(Modes, ParasiteCommands,
                          ::testing::Values(CompletionMode::Breakpoint, CompletionMode::SyscallTrace),
                          [](const ::testing::TestParamInfo<CompletionMode>& i) {
-                           return std::string(i.param == CompletionMode::Breakpoint ? "breakpoint" : "syscalltrace");
+                           return ::testing::PrintToString(i.param);
                          });
 
 }  // namespace

@@ -23,10 +23,12 @@ struct Case {
   std::string status_line = "";  // a line /proc/PID/status must hold after restore
 };
 
-std::string name_of(const ::testing::TestParamInfo<Case>& i) {
-  return fmt::format("{}{}_{}{}", i.param.workload, i.param.args.empty() ? "" : i.param.args[0],
-                     i.param.breakpoints ? "breakpoint" : "syscalltrace", i.param.leave_running ? "_leaverunning" : "");
+// The test's name, and the parameter as gtest prints it (else "96-byte object <...>").
+void PrintTo(const Case& c, std::ostream* os) {
+  *os << fmt::format("{}{}_{}{}", c.workload, c.args.empty() ? "" : c.args[0],
+                     c.breakpoints ? "breakpoint" : "syscalltrace", c.leave_running ? "_leaverunning" : "");
 }
+std::string name_of(const ::testing::TestParamInfo<Case>& i) { return ::testing::PrintToString(i.param); }
 
 class Workload : public ::testing::TestWithParam<Case> {};
 

@@ -26,8 +26,15 @@ struct Error {
   }
 };
 
+// A class rather than an alias so that it can be [[nodiscard]]: a dropped
+// Result is a dropped error, and the build (-Werror=unused-result) refuses it.
+// Where dropping is right, say so: `(void)f();  // why`.
 template <typename T>
-using Result = std::expected<T, Error>;
+class [[nodiscard]] Result : public std::expected<T, Error> {
+ public:
+  using std::expected<T, Error>::expected;
+  Result(std::expected<T, Error> e) : std::expected<T, Error>(std::move(e)) {}
+};
 
 // An error from a failed system call; reads errno now.
 template <typename... Args>

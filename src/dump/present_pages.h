@@ -26,6 +26,9 @@ class PresentPages {
   // stretches may touch (the caller merges them).
   Result<void> scan(const img::Vma& v, const std::function<void(uint64_t, uint64_t)>& emit);
 
+  // Whether scan() asks PAGEMAP_SCAN (else it reads pagemap).
+  bool uses_scan_ioctl() const { return scan_ioctl_; }
+
  private:
   PresentPages(pid_t pid, UniqueFd fd, bool scan_ioctl) : pid_(pid), fd_(std::move(fd)), scan_ioctl_(scan_ioctl) {}
   Result<void> scan_ioctl(const img::Vma& v, const std::function<void(uint64_t, uint64_t)>& emit);

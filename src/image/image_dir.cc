@@ -71,6 +71,7 @@ Result<void> ImageDir::commit(TempFile& tmp, TempFile::Replace replace) {
 }
 
 void ImageDir::remove_written() {
+  // Best effort, on a failure path that has its own error to report.
   for (const std::string& n : written_) (void)dir_.remove(n);
   written_.clear();
 }

@@ -57,7 +57,7 @@ Result<void> remove_leftovers(std::span<Tracee> threads, const Leftovers& left, 
     TRY(rs.must(fmt::format("munmap of a stale parasite at {:#x}-{:#x}", start, end), SYS_munmap, {start, end - start}));
   TRY(rs.end());
   // Its ckpt armed a breakpoint on it (where breakpoints work at all).
-  if (!left.maps.empty()) (void)disarm_breakpoint(leader);
+  if (!left.maps.empty()) TRY(disarm_breakpoint_if_supported(leader));
   return {};
 }
 

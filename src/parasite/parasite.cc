@@ -506,7 +506,7 @@ Result<void> Parasite::rescue() {
     if (s.gone()) return error(ESRCH, "task {} {} while ckpt took its parasite out", t.tid(), s.describe());
   }
   running_ = false;
-  (void)disarm_breakpoint(t);
+  TRY(disarm_breakpoint_if_supported(t));  // armed only where breakpoints work
   {
     RemoteSyscalls rs = TRY(RemoteSyscalls::begin(t, site_));
     for (int fd : parasite_fds(*args()))

@@ -64,6 +64,18 @@ Result<std::vector<pid_t>> parse_pid_list(std::string_view text) {
   return out;
 }
 
+// uid_t or gid_t: unsigned, the whole 32 bits are ids.
+template <typename Id>
+Result<std::vector<Id>> parse_id_list(std::string_view text) {
+  std::vector<Id> out;
+  for (std::string_view tok = next_token(text); !tok.empty(); tok = next_token(text)) {
+    Id id;
+    if (!parse_num(tok, 10, id)) return fail("bad id '{:.64}'", tok);
+    out.push_back(id);
+  }
+  return out;
+}
+
 // Without CONFIG_PROC_CHILDREN there are no task/TID/children files. Find the
 // children by their parent instead: stat field 4 is the tgid of the real
 // parent, and /proc lists every thread-group leader, which is what the
@@ -135,12 +147,16 @@ Result<Status> parse_status(std::string_view text) {
       auto pids = parse_pid_list(val);
       ok = pids && !pids->empty();
       if (ok) s.nspid = std::move(*pids);
-    } else if (key == "Uid" || key == "Gid") {
-      auto ids = parse_pid_list(val);
+    } else if (key == "Uid") {
+      auto ids = parse_id_list<uid_t>(val);
       ok = ids && ids->size() == 4;
-      if (ok) (key == "Uid" ? s.uids : s.gids) = std::move(*ids);
+      if (ok) s.uids = std::move(*ids);
+    } else if (key == "Gid") {
+      auto ids = parse_id_list<gid_t>(val);
+      ok = ids && ids->size() == 4;
+      if (ok) s.gids = std::move(*ids);
     } else if (key == "Groups") {
-      auto ids = parse_pid_list(val);
+      auto ids = parse_id_list<gid_t>(val);
       ok = ids.has_value();
       if (ok) s.groups = std::move(*ids);
     } else if (key == "CapInh") {

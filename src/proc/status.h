@@ -21,8 +21,9 @@ struct Status {
   uint64_t sig_pnd = 0, shd_pnd = 0, sig_blk = 0, sig_ign = 0, sig_cgt = 0;
   std::vector<pid_t> nspid;  // NSpid: outermost first
   int seccomp = 0;           // 0 none, 1 strict, 2 filter
-  // Credentials: real, effective, saved, fs.
-  std::vector<pid_t> uids, gids, groups;
+  // Credentials: real, effective, saved, fs; then the supplementary groups.
+  std::vector<uid_t> uids;
+  std::vector<gid_t> gids, groups;
   uint64_t cap_inh = 0, cap_prm = 0, cap_eff = 0, cap_bnd = 0, cap_amb = 0;
 };
 

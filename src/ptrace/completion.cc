@@ -173,16 +173,19 @@ BreakpointSupport probe_breakpoints() {
   return out;
 }
 
+namespace {
+// EINVAL/EIO from the kernel (no debug registers for us, a hypervisor that
+// refuses them) means unsupported; anything else is a real error.
+bool unsupported(const Error& e) { return e.err == EINVAL || e.err == EIO || e.err == EPERM; }
+}  // namespace
+
 Result<Armed> arm_breakpoint(Tracee& t, uint64_t addr) {
-  // EINVAL/EIO from the kernel (no debug registers for us, a hypervisor that
-  // refuses them) means unsupported; anything else is a real error.
-  auto unsupported = [](const Error& e) { return e.err == EINVAL || e.err == EIO || e.err == EPERM; };
   if (auto r = t.poke_user(arch::debugreg_offset(0), addr); !r) {
     if (unsupported(r.error())) return Armed::Unsupported;
     return std::unexpected(r.error());
   }
   if (auto r = t.poke_user(arch::debugreg_offset(7), arch::kDr7EnableDr0Exec); !r) {
-    (void)t.poke_user(arch::debugreg_offset(0), 0);
+    (void)t.poke_user(arch::debugreg_offset(0), 0);  // best effort: DR0 alone fires nothing; DR7's error is the news
     if (unsupported(r.error())) return Armed::Unsupported;
     return std::unexpected(r.error());
   }
@@ -194,6 +197,11 @@ Result<Armed> arm_breakpoint(Tracee& t, uint64_t addr) {
 Result<void> disarm_breakpoint(Tracee& t) {
   TRY(t.poke_user(arch::debugreg_offset(7), 0));
   return t.poke_user(arch::debugreg_offset(0), 0);
+}
+
+Result<void> disarm_breakpoint_if_supported(Tracee& t) {
+  if (auto r = disarm_breakpoint(t); !r && !unsupported(r.error())) return r;
+  return {};
 }
 
 namespace {

@@ -50,6 +50,10 @@ BreakpointSupport probe_breakpoints();
 // Arms DR0/DR7 of a stopped task on `addr`. Does not resume it.
 Result<Armed> arm_breakpoint(Tracee& t, uint64_t addr);
 Result<void> disarm_breakpoint(Tracee& t);
+// Clears a breakpoint that may have been armed by a ckpt of which we know
+// nothing (a killed one): where the debug registers can't be written at all,
+// nothing was armed and the error says so; any other error is returned.
+Result<void> disarm_breakpoint_if_supported(Tracee& t);
 
 struct CompletionSite {
   uint64_t sigreturn_fn;  // breakpoint address

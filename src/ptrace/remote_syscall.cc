@@ -160,7 +160,7 @@ Result<void> RemoteSyscalls::put_way_back() {
 }
 
 RemoteSyscalls::~RemoteSyscalls() {
-  if (active_) (void)end();
+  if (active_) (void)end();  // an error path that has its own error to report; this is the best we can do
 }
 
 Result<long> RemoteSyscalls::call(long nr, std::initializer_list<uint64_t> args) {

@@ -171,9 +171,8 @@ Result<void> put_creds(const img::Creds& c, const OwnCreds& own, BootRegion& boo
   t->securebits = c.securebits();
   t->last_cap = own.last_cap;
   const proc::Status& s = own.status;
-  auto same_ids = [](const auto& img_ids, const std::vector<pid_t>& mine) {
-    return std::equal(img_ids.begin(), img_ids.end(), mine.begin(), mine.end(),
-                      [](uint32_t a, pid_t b) { return a == static_cast<uint32_t>(b); });
+  auto same_ids = [](const auto& img_ids, const auto& mine) {
+    return std::equal(img_ids.begin(), img_ids.end(), mine.begin(), mine.end());
   };
   t->creds_change = !(same_ids(c.uids(), s.uids) && same_ids(c.gids(), s.gids) && same_ids(c.groups(), s.groups) &&
                       c.cap_inh() == s.cap_inh && c.cap_prm() == s.cap_prm && c.cap_eff() == s.cap_eff &&

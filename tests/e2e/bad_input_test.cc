@@ -27,6 +27,9 @@ namespace {
 
 using namespace std::chrono_literals;
 
+// After ckpt gave up on `pid` and exited. Not a readiness wait: no condition
+// says "no harm is coming" (a SIGKILL ckpt sent takes a moment to end the
+// task), so harm is given a moment to show.
 void expect_unharmed(pid_t pid) {
   std::this_thread::sleep_for(50ms);
   EXPECT_TRUE(alive(pid));
@@ -36,9 +39,10 @@ void expect_unharmed(pid_t pid) {
 }
 
 // A forked helper process: leads a session of its own (as a service does),
-// closes inherited fds, runs `setup`, then sleeps.
-template <typename F>
-pid_t spawn(F setup) {
+// closes inherited fds, runs `setup`, then waits in pause(). Returns once
+// `ready(pid)` holds: by default, once it is in that pause, its setup done.
+template <typename F, typename R>
+pid_t spawn(F setup, R ready) {
   pid_t pid = fork();
   if (pid == 0) {
     setsid();
@@ -48,8 +52,12 @@ pid_t spawn(F setup) {
     setup();
     for (;;) pause();
   }
-  std::this_thread::sleep_for(100ms);
+  EXPECT_TRUE(ready(pid)) << "helper " << pid << " never got ready";
   return pid;
+}
+template <typename F>
+pid_t spawn(F setup) {
+  return spawn(setup, [](pid_t pid) { return wait_in_syscall(pid, SYS_pause); });
 }
 
 void reap(pid_t pid) {
@@ -88,12 +96,14 @@ TEST(BadDump, Itself) {
 TEST(BadDump, ZombieLeader) {
   // The main thread has exited; another thread lives on.
   Harness h;
-  pid_t pid = spawn([] {
-    pthread_t t;
-    pthread_create(&t, nullptr, [](void*) -> void* { for (;;) pause(); }, nullptr);
-    // Only this thread, without unwinding through gtest (pthread_exit would).
-    syscall(SYS_exit, 0);
-  });
+  pid_t pid = spawn(
+      [] {
+        pthread_t t;
+        pthread_create(&t, nullptr, [](void*) -> void* { for (;;) pause(); }, nullptr);
+        // Only this thread, without unwinding through gtest (pthread_exit would).
+        syscall(SYS_exit, 0);
+      },
+      [](pid_t pid) { return wait_state(pid, 'Z'); });  // the leader is a zombie, its thread lives
   CkptRun r = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
   EXPECT_NE(r.exit_code(), 0);
   EXPECT_NE(r.err.find(fmt::format("pid {}", pid)), std::string::npos) << r.err;
@@ -217,11 +227,13 @@ TEST(BadDump, ThirtyTwoBitProcess) {
   if (int e = exec_errno(CKPT_WORKLOADS "/pause32"))
     GTEST_SKIP() << "this kernel runs no 32-bit program (ia32 emulation off?): exec: " << strerror(e);
   Harness h;
-  pid_t pid = spawn([] {
-    const char* argv[] = {CKPT_WORKLOADS "/pause32", nullptr};
-    execv(argv[0], const_cast<char**>(argv));
-    _exit(127);
-  });
+  pid_t pid = spawn(
+      [] {
+        const char* argv[] = {CKPT_WORKLOADS "/pause32", nullptr};
+        execv(argv[0], const_cast<char**>(argv));
+        _exit(127);
+      },
+      [](pid_t pid) { return wait_in_syscall(pid, 29); });  // pause32 in its ia32 pause (29)
   CkptRun r = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
   EXPECT_NE(r.exit_code(), 0);
   EXPECT_NE(r.err.find("only 64-bit processes are supported"), std::string::npos) << r.err;
@@ -334,6 +346,14 @@ TEST(Cli, UnknownOptionIsAnError) {
   CkptRun r = h.ckpt({"dump", "-t", "1", "-D", h.images(), "--frobnicate"});
   EXPECT_EQ(r.exit_code(), 2);
   EXPECT_NE(r.err.find("frobnicate"), std::string::npos) << r.err;
+}
+
+TEST(Cli, Version) {
+  Harness h;
+  CkptRun r = h.ckpt({"--version"});
+  EXPECT_EQ(r.exit_code(), 0) << r.err;
+  EXPECT_EQ(r.out, fmt::format("Version: {}\n", CKPT_VERSION));
+  EXPECT_EQ(r.err, "");
 }
 
 }  // namespace

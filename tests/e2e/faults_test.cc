@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include <sstream>
-#include <thread>
 
 #include "harness.h"
 
@@ -29,7 +28,7 @@ TEST_P(Fault, DumpFailsAndLosesNothing) {
   Harness h;
   pid_t pid = h.start_workload(workload, workload == "signals" ? std::vector<std::string>{"8"} : std::vector<std::string>{});
   ASSERT_GT(pid, 0);
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(wait_back_in_loop(pid)) << "the workload never reached its loop";
   const std::string maps = read_text(fmt::format("/proc/{}/maps", pid));
   const std::string fds = fds_of(pid);
 
@@ -40,9 +39,7 @@ TEST_P(Fault, DumpFailsAndLosesNothing) {
   EXPECT_NE(d.err.find(fmt::format("injected fault at {}", point)), std::string::npos) << d.err;
   EXPECT_NE(d.err.find(fmt::format("dump pid {}", pid)), std::string::npos) << d.err;
 
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  ASSERT_TRUE(alive(pid));
-  EXPECT_EQ(tracer_of(pid), 0);
+  ASSERT_TRUE(wait_back_in_loop(pid)) << "state " << proc_state(pid) << ", tracer " << tracer_of(pid);
   EXPECT_EQ(read_text(fmt::format("/proc/{}/maps", pid)), maps) << "ckpt left something in the address space";
   EXPECT_EQ(fds_of(pid), fds);
   EXPECT_NE(access((h.images() + "/inventory.img").c_str(), F_OK), 0) << "a failed dump left a checkpoint";
@@ -75,7 +72,8 @@ INSTANTIATE_TEST_SUITE_P(Points, Fault, ::testing::ValuesIn(fault_cases()),
 // the next dump removes it.
 struct Kill {
   std::string fault;  // CKPT_FAULT: where ckpt is parked
-  // Killed once the main thread is seen blocked in this syscall, else 50 ms later.
+  // Killed once ckpt is parked there and, if set, the main thread is seen
+  // blocked in this syscall.
   long in_syscall = -1;
   std::vector<std::string> options = {};
   std::string workload = "heap";
@@ -88,6 +86,7 @@ void expect_survives_killed_ckpt(const Kill& k) {
   Harness h;
   pid_t pid = h.start_workload(k.workload, k.args);
   ASSERT_GT(pid, 0);
+  ASSERT_TRUE(wait_back_in_loop(pid)) << "the workload never reached its loop";
   const std::string maps = read_text(fmt::format("/proc/{}/maps", pid));
   const std::string fds = fds_of(pid);
   setenv("CKPT_FAULT", k.fault.c_str(), 1);
@@ -96,14 +95,12 @@ void expect_survives_killed_ckpt(const Kill& k) {
   pid_t ckpt = h.ckpt_background(args);
   unsetenv("CKPT_FAULT");
   ASSERT_TRUE(wait_for_parasite(pid, ckpt));
+  ASSERT_TRUE(wait_in_syscall(ckpt, SYS_pause)) << "ckpt never reached " << k.fault;  // CKPT_FAULT's hang
   if (k.in_syscall >= 0) ASSERT_TRUE(wait_in_syscall(pid, k.in_syscall));
-  else std::this_thread::sleep_for(std::chrono::milliseconds(50));
   kill(ckpt, SIGKILL);
   h.wait_ckpt(ckpt);
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  EXPECT_EQ(tracer_of(pid), 0);
-  char st = proc_state(pid);
-  EXPECT_TRUE(st == 'S' || st == 'R') << "state " << st;
+  // The parasite sees its socket close and gives the main thread back to its own code.
+  EXPECT_TRUE(wait_back_in_loop(pid)) << "state " << proc_state(pid) << ", tracer " << tracer_of(pid);
   EXPECT_EQ(maps_but_parasite(pid).first, maps);
   if (k.leaves_fds) EXPECT_NE(fds_of(pid), fds) << "the test did not kill ckpt where it meant to";
   else EXPECT_EQ(fds_of(pid), fds) << "the parasite left an fd behind";
@@ -111,7 +108,7 @@ void expect_survives_killed_ckpt(const Kill& k) {
   // The next dump takes what is left out; its checkpoint holds none of it.
   CkptRun again = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images(), "--leave-running"});
   EXPECT_EQ(again.exit_code(), 0) << again.err;
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_TRUE(wait_back_in_loop(pid));
   EXPECT_EQ(read_text(fmt::format("/proc/{}/maps", pid)), maps);
   EXPECT_EQ(fds_of(pid), fds);
   kill(pid, SIGTERM);
@@ -148,6 +145,7 @@ TEST(KilledCkpt, WhileHijackedForARemoteSyscall) {
   Harness h;
   pid_t pid = h.start_workload("signals", {"8"});
   ASSERT_GT(pid, 0);
+  ASSERT_TRUE(wait_back_in_loop(pid)) << "the workload never reached its loop";
   const std::string maps = read_text(fmt::format("/proc/{}/maps", pid));
   const std::string fds = fds_of(pid);
   setenv("CKPT_FAULT", "hang:remote", 1);
@@ -157,11 +155,8 @@ TEST(KilledCkpt, WhileHijackedForARemoteSyscall) {
   ASSERT_EQ(tracer_of(pid), ckpt);
   kill(ckpt, SIGKILL);
   h.wait_ckpt(ckpt);
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  ASSERT_TRUE(alive(pid));
-  EXPECT_EQ(tracer_of(pid), 0);
-  char st = proc_state(pid);
-  EXPECT_TRUE(st == 'S' || st == 'R') << "state " << st;
+  // Left alone, it returns into itself and sleeps on in its loop.
+  ASSERT_TRUE(wait_back_in_loop(pid)) << "state " << proc_state(pid) << ", tracer " << tracer_of(pid);
   EXPECT_EQ(read_text(fmt::format("/proc/{}/maps", pid)), maps);
   EXPECT_EQ(fds_of(pid), fds);
   kill(pid, SIGTERM);
@@ -200,8 +195,7 @@ TEST(FrozenTask, SigstopKeptAfterLeaveRunning) {
   Harness h;
   pid_t pid = signal_while_frozen(h, "128", SIGSTOP);
   ASSERT_GT(pid, 0);
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  EXPECT_EQ(proc_state(pid), 'T');
+  EXPECT_TRUE(wait_state(pid, 'T')) << "state " << proc_state(pid);
   kill(pid, SIGCONT);
   kill(pid, SIGTERM);
   int st = h.wait_child(pid);

@@ -19,10 +19,10 @@ struct Mode {
   bool breakpoints;
   bool whole_process;  // SECCOMP_RET_KILL_PROCESS, else only the main thread dies
 };
-std::string name(const testing::TestParamInfo<Mode>& i) {
-  return fmt::format("{}_{}", i.param.breakpoints ? "breakpoint" : "syscalltrace",
-                     i.param.whole_process ? "process" : "mainthread");
+void PrintTo(const Mode& m, std::ostream* os) {
+  *os << fmt::format("{}_{}", m.breakpoints ? "breakpoint" : "syscalltrace", m.whole_process ? "process" : "mainthread");
 }
+std::string name(const testing::TestParamInfo<Mode>& i) { return testing::PrintToString(i.param); }
 
 class FirstStep : public testing::TestWithParam<Mode> {};
 

@@ -14,6 +14,8 @@
 #include <sstream>
 #include <thread>
 
+#include "image/image_dir.h"
+
 namespace e2e {
 
 namespace {
@@ -211,13 +213,51 @@ bool wait_for_parasite(pid_t pid, pid_t ckpt) {
   return false;
 }
 
+ckpt::Result<ckpt::img::Stats> read_stats(const std::string& dir, const std::string& name) {
+  namespace image = ckpt::image;
+  image::ImageDir d = TRY(image::ImageDir::open(dir, image::SharedDir::Allow));
+  ckpt::img::Stats stats;
+  TRY(d.read(name, image::ImageKind::Stats, &stats));
+  return stats;
+}
+
 bool wait_in_syscall(pid_t tid, long nr) {
   const std::string path = fmt::format("/proc/{}/syscall", tid), want = fmt::format("{} ", nr);
-  for (int i = 0; i < 50000; i++) {
-    if (read_text(path).starts_with(want)) return true;
-    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  return wait_until([&] { return read_text(path).starts_with(want); });
+}
+
+bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    if (cond()) return true;
+    if (Clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
-  return false;
+}
+
+bool wait_state(pid_t pid, char want) { return wait_until([&] { return proc_state(pid) == want; }); }
+
+bool wait_back_in_loop(pid_t pid) {
+  return wait_until([&] { return tracer_of(pid) == 0; }) && wait_in_syscall(pid, SYS_clock_nanosleep);
+}
+
+namespace {
+// Nanoseconds on a CPU (schedstat's first field) and context switches of a thread.
+std::pair<uint64_t, uint64_t> sched_counts(pid_t pid) {
+  uint64_t run_ns = 0;
+  std::istringstream(read_text(fmt::format("/proc/{}/schedstat", pid))) >> run_ns;
+  const uint64_t switches = std::strtoull(status_field(pid, "voluntary_ctxt_switches").c_str(), nullptr, 10) +
+                            std::strtoull(status_field(pid, "nonvoluntary_ctxt_switches").c_str(), nullptr, 10);
+  return {run_ns, switches};
+}
+}  // namespace
+
+bool wait_ran_on(pid_t pid) {
+  const auto [ns0, sw0] = sched_counts(pid);
+  return wait_until([&] {
+    const auto [ns, sw] = sched_counts(pid);
+    return alive(pid) && (sw >= sw0 + 2 || ns >= ns0 + 2'000'000);
+  });
 }
 
 std::vector<pid_t> tree_of(pid_t root) {

@@ -6,9 +6,13 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
+
+#include "base/result.h"
+#include "ckpt.pb.h"
 
 namespace e2e {
 
@@ -60,12 +64,29 @@ class Harness {
   std::map<pid_t, std::string> outputs_;  // ckpt runs: base path of .out/.err
 };
 
+// Readiness is a condition, never a fixed sleep: these poll the condition
+// itself until a deadline, and say whether it came true.
+bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+// Until "State:" of `pid` is `want`.
+bool wait_state(pid_t pid, char want);
+// Until `pid` is untraced and its main thread is back in its loop's sleep: the
+// workloads' wl_sleep_ms(), i.e. blocked in clock_nanosleep, its own code.
+bool wait_back_in_loop(pid_t pid);
+// Until the main thread of `pid` has gone on with its own work from now on:
+// switched out twice (a loop that sleeps went round at least once) or 2 ms on
+// a CPU (a loop that spins went round many times). For any workload.
+bool wait_ran_on(pid_t pid);
+
+// A stats image (stats-dump.img, stats-restore.img) of images directory
+// `dir`, read as ckpt reads images (header and checksum checked).
+ckpt::Result<ckpt::img::Stats> read_stats(const std::string& dir, const std::string& name);
+
 bool alive(pid_t pid);
 // /proc/PID/maps without the parasite's mapping, and whether it had one.
 std::pair<std::string, bool> maps_but_parasite(pid_t pid);
 // Waits until `ckpt` traces `pid` and its parasite is mapped there.
 bool wait_for_parasite(pid_t pid, pid_t ckpt);
-// Waits (5 s at most) until thread `tid` is seen blocked in syscall `nr`.
+// Waits (10 s at most) until thread `tid` is seen blocked in syscall `nr`.
 bool wait_in_syscall(pid_t tid, long nr);
 std::string read_text(const std::string& path);
 // "State:" letter of /proc/pid/status, TracerPid.

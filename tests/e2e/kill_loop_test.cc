@@ -40,6 +40,8 @@ struct LoopCase {
   bool leave_running;  // else the dump kills the task when it completes
 };
 
+void PrintTo(const LoopCase& c, std::ostream* os) { *os << c.name; }
+
 class KillLoop : public ::testing::TestWithParam<LoopCase> {};
 
 int rounds() {

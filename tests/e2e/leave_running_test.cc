@@ -17,7 +17,6 @@
 
 #include <cstring>
 #include <filesystem>
-#include <thread>
 
 #include "harness.h"
 
@@ -97,7 +96,8 @@ TEST_P(LeaveRunning, EveryThreadExactlyAsBefore) {
   si.si_pid = getpid();
   si.si_value.sival_int = 4242;
   ASSERT_EQ(syscall(SYS_rt_tgsigqueueinfo, pid, tids[1], SIGRTMIN + 1, &si), 0);
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  // Both parked, so that their state holds still between looks.
+  for (pid_t t : tids) ASSERT_TRUE(wait_in_syscall(t, SYS_pause)) << "thread " << t << " never parked";
 
   std::vector<ThreadState> before;
   for (pid_t t : tids) before.push_back(look(t));
@@ -109,7 +109,8 @@ TEST_P(LeaveRunning, EveryThreadExactlyAsBefore) {
   args.insert(args.end(), GetParam().begin(), GetParam().end());
   CkptRun d = h.ckpt(args);
   ASSERT_EQ(d.exit_code(), 0) << d.err;
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  // Let go, each thread goes back into its pause() (restarted).
+  for (pid_t t : tids) EXPECT_TRUE(wait_in_syscall(t, SYS_pause)) << "thread " << t << " never parked again";
 
   EXPECT_EQ(read_text(fmt::format("/proc/{}/maps", pid)), maps);
   for (size_t i = 0; i < tids.size(); i++) expect_same(before[i], look(tids[i]), tids[i], fmt::format("{}", fmt::join(GetParam(), " ")));

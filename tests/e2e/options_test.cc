@@ -6,23 +6,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <thread>
+#include <fstream>
 
 #include "harness.h"
 
 namespace e2e {
 namespace {
-
-using namespace std::chrono_literals;
-
-bool wait_state(pid_t pid, char want, std::chrono::milliseconds timeout = 5000ms) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (proc_state(pid) == want) return true;
-    std::this_thread::sleep_for(2ms);
-  }
-  return false;
-}
 
 // The task waits stopped and untraced; SIGCONT lets it go on, and on SIGTERM
 // it verifies itself.
@@ -55,6 +44,48 @@ TEST(DumpOptions, StatsImageAndShow) {
   ASSERT_EQ(s.exit_code(), 0) << s.err;
   for (const char* key : {"\"inventory.img\"", "\"stats-dump.img\"", "\"frozen_ns\"", "\"rip\"", "\"vmas\""})
     EXPECT_NE(s.out.find(key), std::string::npos) << key;
+}
+
+// Names with a quote and a backslash, in an image's content (the mapped
+// executable's path) and as an image file's name (a copy of the inventory):
+// the output is one valid JSON document that gives both back unchanged.
+TEST(Show, JsonEscapesNames) {
+  Harness h;
+  const std::string weird = "we\"ird\\name";
+  const std::string binary = fmt::format("{}/{}", h.dir(), weird);
+  ASSERT_EQ(std::system(fmt::format("cp {}/wl_counter '{}'", CKPT_WORKLOADS, binary).c_str()), 0);
+  pid_t pid = h.start_workload_at(binary, "counter");
+  ASSERT_GT(pid, 0);
+  CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  ASSERT_EQ(d.exit_code(), 0) << d.err;
+  h.wait_child(pid);
+  const std::string copy = fmt::format("{}/{}.img", h.images(), weird);
+  ASSERT_EQ(std::system(fmt::format("cp {}/inventory.img '{}'", h.images(), copy).c_str()), 0);
+
+  CkptRun s = h.ckpt({"show", h.images(), "--json"});
+  ASSERT_EQ(s.exit_code(), 0) << s.err;
+  // Python reads it; the script spells the name with Python's escapes.
+  const std::string json = h.dir() + "/show.json", check = h.dir() + "/check.py";
+  std::ofstream(json) << s.out;
+  std::ofstream(check) << R"(
+import json, sys
+out, dir, pid = sys.argv[1:]
+name = 'we"ird\\name'
+d = json.load(open(out))
+assert d[name + ".img"]["kind"] == "inventory", sorted(d)
+paths = [v["path"] for v in d[f"mm-{pid}.img"]["image"]["vmas"]]
+assert f"{dir}/{name}" in paths, paths
+)";
+  EXPECT_EQ(std::system(fmt::format("/usr/bin/python3 {} {} {} {}", check, json, h.dir(), pid).c_str()), 0)
+      << "the output is in " << json;
+
+  // A name JSON can't carry (not UTF-8) is refused, not printed with bytes lost.
+  const std::string latin1 = fmt::format("{}/\xff.img", h.images());
+  ASSERT_EQ(std::system(fmt::format("cp {}/inventory.img '{}'", h.images(), latin1).c_str()), 0);
+  CkptRun bad = h.ckpt({"show", h.images(), "--json"});
+  EXPECT_EQ(bad.exit_code(), 1);
+  EXPECT_EQ(bad.out, "");
+  EXPECT_NE(bad.err.find("not UTF-8"), std::string::npos) << bad.err;
 }
 
 TEST(RestoreOptions, DetachedWithPidfileAndLeaveStopped) {

@@ -14,7 +14,6 @@
 
 #include <filesystem>
 #include <sstream>
-#include <thread>
 
 #include "dump/seize.h"
 #include "harness.h"
@@ -22,6 +21,13 @@
 #include "ptrace/remote_syscall.h"
 #include "proc/maps.h"
 #include "proc/status.h"
+
+namespace ckpt {
+// A parameter as gtest prints it (else "4-byte object <...>").
+void PrintTo(CompletionMode m, std::ostream* os) {
+  *os << (m == CompletionMode::Breakpoint ? "breakpoint" : "syscalltrace");
+}
+}  // namespace ckpt
 
 namespace e2e {
 namespace {
@@ -122,9 +128,8 @@ TEST_P(ParasiteCommands, AnswerWhatTheKernelSays) {
     if (GetParam() == CompletionMode::Breakpoint) EXPECT_EQ(*stops, 5u);
     else EXPECT_GT(*stops, 3u);
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_TRUE(wait_back_in_loop(pid)) << "state " << proc_state(pid) << ", tracer " << tracer_of(pid);
   EXPECT_EQ(read_text(fmt::format("/proc/{}/maps", pid)), maps);
-  EXPECT_EQ(tracer_of(pid), 0);
   kill(pid, SIGTERM);
   int st = h.wait_child(pid);
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << read_text(h.workload_log("files"));
@@ -133,7 +138,7 @@ TEST_P(ParasiteCommands, AnswerWhatTheKernelSays) {
 INSTANTIATE_TEST_SUITE_P(Modes, ParasiteCommands,
                          ::testing::Values(CompletionMode::Breakpoint, CompletionMode::SyscallTrace),
                          [](const ::testing::TestParamInfo<CompletionMode>& i) {
-                           return std::string(i.param == CompletionMode::Breakpoint ? "breakpoint" : "syscalltrace");
+                           return ::testing::PrintToString(i.param);
                          });
 
 }  // namespace

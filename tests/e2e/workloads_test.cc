@@ -7,8 +7,8 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cctype>
-#include <thread>
 
 #include "harness.h"
 #include "ptrace/completion.h"
@@ -24,14 +24,21 @@ struct Case {
   std::string status_line = "";  // a line /proc/PID/status must hold after restore
 };
 
-std::string name_of(const ::testing::TestParamInfo<Case>& i) {
-  return fmt::format("{}{}_{}{}", i.param.workload, i.param.args.empty() ? "" : i.param.args[0],
-                     i.param.breakpoints ? "breakpoint" : "syscalltrace", i.param.leave_running ? "_leaverunning" : "");
+// The test's name, and the parameter as gtest prints it (else "96-byte object <...>").
+void PrintTo(const Case& c, std::ostream* os) {
+  *os << fmt::format("{}{}_{}{}", c.workload, c.args.empty() ? "" : c.args[0],
+                     c.breakpoints ? "breakpoint" : "syscalltrace", c.leave_running ? "_leaverunning" : "");
 }
+std::string name_of(const ::testing::TestParamInfo<Case>& i) { return ::testing::PrintToString(i.param); }
 
 class Workload : public ::testing::TestWithParam<Case> {};
 
-void let_it_run() { std::this_thread::sleep_for(std::chrono::milliseconds(300)); }
+// Its own work goes on: its loop went round (harness.h: wait_ran_on).
+::testing::AssertionResult runs_on(pid_t pid) {
+  if (wait_ran_on(pid)) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "the workload did not run on: state " << proc_state(pid) << ", tracer "
+                                       << tracer_of(pid);
+}
 
 // Each VMA's range and its VmFlags from /proc/PID/smaps, one line each:
 // the flags maps does not show (mlock, madvise, MAP_DROPPABLE, mseal...).
@@ -55,7 +62,7 @@ TEST_P(Workload, DumpRestoreVerify) {
   Harness h;
   pid_t pid = h.start_workload(c.workload, c.args);
   ASSERT_GT(pid, 0);
-  let_it_run();
+  ASSERT_TRUE(runs_on(pid)) << "once ready";
   const std::string maps_before = read_text(fmt::format("/proc/{}/maps", pid));
   const std::string vmflags_before = vmflags_of(pid);
 
@@ -66,8 +73,7 @@ TEST_P(Workload, DumpRestoreVerify) {
 
   if (c.leave_running) {
     // The original runs on, unharmed, and verifies itself.
-    let_it_run();
-    ASSERT_TRUE(alive(pid));
+    ASSERT_TRUE(runs_on(pid)) << "after dump --leave-running";
     EXPECT_EQ(tracer_of(pid), 0);
     EXPECT_EQ(read_text(fmt::format("/proc/{}/maps", pid)), maps_before);
     EXPECT_EQ(vmflags_of(pid), vmflags_before);
@@ -89,7 +95,7 @@ TEST_P(Workload, DumpRestoreVerify) {
   pid_t r = h.ckpt_background(rst);
   ASSERT_TRUE(h.wait_restored(pid, pidfile))
       << read_text(h.images() + "/restore.log");
-  let_it_run();
+  ASSERT_TRUE(runs_on(pid)) << "after restore";
   EXPECT_EQ(read_text(fmt::format("/proc/{}/maps", pid)), maps_before) << "maps differ after restore";
   EXPECT_EQ(vmflags_of(pid), vmflags_before) << "smaps VmFlags differ after restore";
   if (!c.status_line.empty()) {
@@ -101,19 +107,17 @@ TEST_P(Workload, DumpRestoreVerify) {
                                << read_text(h.workload_log(c.workload)) << "\nckpt:\n"
                                << rr.err << read_text(h.images() + "/restore.log");
   EXPECT_NE(read_text(h.workload_log(c.workload)).find("PASS"), std::string::npos);
-  // --stats: ptrace stops of the completion: with breakpoints 3 for the
-  // main thread (breakpoint, munmap entry and exit) and 1 for every other;
-  // where breakpoints don't fire (ckpt check says so) ckpt traces syscalls.
-  if (c.breakpoints && ckpt::probe_breakpoints().usable) {
-    EXPECT_NE(rr.err.find(fmt::format("3  (task {}, breakpoint)", pid)), std::string::npos) << rr.err;
-    for (size_t at = rr.err.find("ptrace stops"); at != std::string::npos; at = rr.err.find("ptrace stops", at + 1)) {
-      std::string line = rr.err.substr(at, rr.err.find('\n', at) - at);
-      if (line.find(fmt::format("task {},", pid)) == std::string::npos) {
-        EXPECT_NE(line.find(" 1  (task"), std::string::npos) << line;
-      }
-    }
-  } else {
-    EXPECT_NE(rr.err.find("syscall tracing"), std::string::npos) << rr.err;
+  // Ptrace stops of the completion, from the stats image: with breakpoints 3
+  // for the main thread (breakpoint, munmap entry and exit) and 1 for every
+  // other; where breakpoints don't fire (ckpt check says so) ckpt traces
+  // syscalls.
+  auto stats = read_stats(h.images(), "stats-restore.img");
+  ASSERT_TRUE(stats) << stats.error().str();
+  const bool bp = c.breakpoints && ckpt::probe_breakpoints().usable;
+  EXPECT_EQ(std::ranges::count(stats->completion(), pid, &ckpt::img::TaskStops::tid), 1) << stats->DebugString();
+  for (const ckpt::img::TaskStops& t : stats->completion()) {
+    EXPECT_EQ(t.breakpoint(), bp) << "thread " << t.tid();
+    if (bp) EXPECT_EQ(t.stops(), t.tid() == pid ? 3u : 1u) << "thread " << t.tid();
   }
 }
 

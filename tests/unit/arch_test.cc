@@ -17,6 +17,10 @@
 #include "ckpt.pb.h"
 
 namespace ckpt::arch {
+
+// A parameter as gtest prints it (else "4-byte object <...>").
+void PrintTo(Restart how, std::ostream* os) { *os << (how == Restart::InPlace ? "InPlace" : "Reexecute"); }
+
 namespace {
 
 // Every register distinct, so that a swapped pair shows.
@@ -96,8 +100,7 @@ INSTANTIATE_TEST_SUITE_P(
             RewindCase{"NotInSyscallEintr", -1, -4, false, 0, 0}),
         testing::Values(Restart::InPlace, Restart::Reexecute)),
     [](const testing::TestParamInfo<std::tuple<RewindCase, Restart>>& i) {
-      return fmt::format("{}_{}", std::get<0>(i.param).name,
-                         std::get<1>(i.param) == Restart::InPlace ? "InPlace" : "Reexecute");
+      return fmt::format("{}_{}", std::get<0>(i.param).name, testing::PrintToString(std::get<1>(i.param)));
     });
 
 // Rewinding is idempotent: once rax holds a syscall number, a second call

@@ -16,6 +16,10 @@
 #include "targets.h"
 
 namespace ckpt::fuzz {
+
+// A parameter as gtest prints it (else "16-byte object <...>").
+void PrintTo(const Target& t, std::ostream* os) { *os << t.name; }
+
 namespace {
 
 std::vector<std::string> files_in(const std::string& dir) {

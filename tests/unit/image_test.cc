@@ -21,6 +21,10 @@
 #include "image/page_store.h"
 
 namespace ckpt::image {
+
+// A parameter as gtest prints it (else "4-byte object <...>").
+void PrintTo(ImageKind k, std::ostream* os) { *os << kind_name(k); }
+
 namespace {
 
 // ---------------------------------------------------------------------------

@@ -44,9 +44,9 @@ std::string show(const std::vector<MapEntry>& maps) {
 std::string show(const Status& s) {
   return fmt::format(
       "name='{}' state={} umask={:o} tgid={} pid={} ppid={} tracer={} threads={} "
-      "pnd={:x} shd={:x} blk={:x} ign={:x} cgt={:x} nspid={}",
+      "pnd={:x} shd={:x} blk={:x} ign={:x} cgt={:x} nspid={} uids={} gids={} groups={}",
       s.name, s.state, s.umask, s.tgid, s.pid, s.ppid, s.tracer_pid, s.threads, s.sig_pnd,
-      s.shd_pnd, s.sig_blk, s.sig_ign, s.sig_cgt, s.nspid);
+      s.shd_pnd, s.sig_blk, s.sig_ign, s.sig_cgt, s.nspid, s.uids, s.gids, s.groups);
 }
 std::string show(const Stat& s) {
   return fmt::format(
@@ -253,9 +253,10 @@ TEST(ProcStatus, Cases) {
   };
   const Case cases[] = {
       {"captured, escaped name", data("status_escaped_name.txt"),
-       {"x\\y\nz) (w", 'R', 027, 2778, 2778, 2774, 0, 1, 0, 0, 0, 0x1001000, 0x2, {2778}}},
+       {"x\\y\nz) (w", 'R', 027, 2778, 2778, 2774, 0, 1, 0, 0, 0, 0x1001000, 0x2, {2778}, 0, {0, 0, 0, 0},
+        {0, 0, 0, 0}, {}}},
       {"captured, pid namespace", data("status_nspid.txt"),
-       {"cat", 'R', 022, 2860, 2860, 2859, 0, 1, 0, 0, 0, 0, 0, {2860, 1}}},
+       {"cat", 'R', 022, 2860, 2860, 2859, 0, 1, 0, 0, 0, 0, 0, {2860, 1}, 0, {0, 0, 0, 0}, {0, 0, 0, 0}, {}}},
       {"old kernel: no Umask, no NSpid", kOldStatus, old},
       {"name with blanks kept", status_with("Name", "Name:\t a\tb "),
        with([](Status& s) { s.name = " a\tb "; })},
@@ -271,6 +272,16 @@ TEST(ProcStatus, Cases) {
       {"nested NSpid", kOldStatus + "NSpid:\t43\t7\t1\n",
        with([](Status& s) { s.nspid = {43, 7, 1}; })},
       {"unknown lines ignored", kOldStatus + "Kthread:\t0\nGroups:\t \nNewThing:\tx y\n", old},
+      // uid_t and gid_t are unsigned 32-bit: ids past INT_MAX are ids (a
+      // user namespace's range, systemd's dynamic users), not overflows.
+      {"ids past INT_MAX",
+       kOldStatus + "Uid:\t1000\t4294967294\t2147483648\t0\nGid:\t4294967294\t5\t6\t7\n"
+                    "Groups:\t10 3000000000 \n",
+       with([](Status& s) {
+         s.uids = {1000, 4294967294u, 2147483648u, 0};
+         s.gids = {4294967294u, 5, 6, 7};
+         s.groups = {10, 3000000000u};
+       })},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
@@ -298,6 +309,9 @@ TEST(ProcStatus, Malformed) {
           {"bad NSpid", kOldStatus + "NSpid:\t43\tx\n", "bad NSpid '43\tx'"},
           {"empty NSpid", kOldStatus + "NSpid:\t\n", "bad NSpid ''"},
           {"negative Threads", status_with("Threads", "Threads:\t-1"), "bad Threads '-1'"},
+          {"negative Uid", kOldStatus + "Uid:\t0\t-1\t0\t0\n", "bad Uid"},
+          {"three Gids", kOldStatus + "Gid:\t0\t0\t0\n", "bad Gid"},
+          {"Gid overflow", kOldStatus + "Gid:\t0\t0\t0\t4294967296\n", "bad Gid"},
           {"no colon", "Name:\ta\ngarbage\n", "/proc status line 2: no ':' in 'garbage'"},
           {"binary", std::string("\0\xff:\n\x80", 5), "line 2: no ':'"},
       },

@@ -29,6 +29,8 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
   CLI::App app{"ckpt: checkpoint a running Linux process to image files and restore it", "ckpt"};
   app.require_subcommand(1);
   app.fallthrough();
+  // As CRIU spells and prints it; answered before the subcommand is required.
+  app.set_version_flag("-V,--version", fmt::format("Version: {}", CKPT_VERSION), "print the version and exit");
 
   // Common options, accepted before or after the subcommand.
   std::string images_dir;
@@ -81,6 +83,8 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
     app.parse(rev);
   } catch (const CLI::CallForHelp&) {
     return {std::nullopt, app.help(), 0};
+  } catch (const CLI::CallForVersion& v) {
+    return {std::nullopt, fmt::format("{}\n", v.what()), 0};
   } catch (const CLI::ParseError& e) {
     return {std::nullopt, fmt::format("ckpt: {}\nRun 'ckpt --help' for the options.\n", e.what()), 2};
   }

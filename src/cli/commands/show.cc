@@ -1,6 +1,7 @@
 // ckpt show: decode the images of a checkpoint, for people (protobuf text
 // format) or scripts (--json, one object keyed by file name; docs/show-json.md).
 #include <fcntl.h>
+#include <google/protobuf/struct.pb.h>
 #include <google/protobuf/text_format.h>
 #include <google/protobuf/util/json_util.h>
 #include <sys/stat.h>
@@ -18,6 +19,21 @@
 namespace ckpt::cli {
 
 namespace {
+
+// `s` as a JSON string, quoted and escaped by protobuf's printer: the one that
+// prints the images, so a key escapes as a value does. A file name need not be
+// UTF-8, a JSON string must: the printer would drop the bytes it can't carry
+// (and log that), so such a name is refused first, with protobuf's own check.
+Result<std::string> json_string(const std::string& s) {
+  if (!google::protobuf::internal::IsStructurallyValidUTF8(s))
+    return error(EINVAL, "{}: JSON cannot carry this name (not UTF-8)", s);
+  google::protobuf::Value v;
+  v.set_string_value(s);
+  std::string out;
+  if (!google::protobuf::util::MessageToJsonString(v, &out).ok())
+    return fail("{}: cannot print as JSON", s);
+  return out;
+}
 
 // One file as {"kind": ..., "image": {...}} (JSON) or a text block; `fd` is
 // open on it.
@@ -85,7 +101,7 @@ Result<std::string> show(const std::string& target, bool json) {
   for (const std::string& n : TRY(dir.list_images())) {
     UniqueFd fd = TRY(dir.open_read(n));
     std::string one = TRY(decode(dir.file(n), fd.get(), json));
-    if (json) out += fmt::format("{}\"{}\":{}", first ? "" : ",", n, one);
+    if (json) out += fmt::format("{}{}:{}", first ? "" : ",", TRY(json_string(n)), one);
     else out += fmt::format("=== {}\n{}\n", n, one);
     first = false;
   }

@@ -11,6 +11,7 @@
 #include "dump/core.h"
 #include "dump/memory.h"
 #include "dump/seize.h"
+#include "dump/shmem.h"
 #include "files/files.h"
 #include "image/image_dir.h"
 #include "proc/status.h"
@@ -111,7 +112,7 @@ struct TaskDump {
 // then from inside through the parasite (its pages written to the images
 // directory on the way), then cured.
 Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, image::ImageDir& dir, Log& log,
-                           img::Stats& stats) {
+                           ShmemCollector& shmem, img::Stats& stats) {
   TaskDump d;
   const pid_t pid = d.pid = threads[0].tid();
   // Stopped (SIGSTOP and kin) when seized: restored stopped. A stop or
@@ -129,6 +130,7 @@ Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, i
     TRY_CTX(remove_leftovers(threads, left, site), "remove what a killed ckpt left");
   }
   d.mm = TRY(collect_vmas(pid));
+  TRY(shmem.collect(pid, &d.mm, dir));
   d.files = TRY(files::dump_fds(pid, {.shell_job = o.shell_job}));
   d.core = TRY(collect_core_outside(threads));
   d.core.set_group_stopped(group_stopped);
@@ -162,7 +164,7 @@ Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, i
 }
 
 Result<void> write_images(const DumpOptions& o, image::ImageDir& dir, const tree::ProcessTree& tree,
-                          const std::vector<TaskDump>& tasks) {
+                          const std::vector<TaskDump>& tasks, const ShmemCollector& shmem) {
   for (const TaskDump& d : tasks) {
     TRY_CTX(dir.write(image::core_name(d.pid), image::ImageKind::Core, d.core), "pid {}", d.pid);
     TRY_CTX(dir.write(image::mm_name(d.pid), image::ImageKind::Mm, d.mm), "pid {}", d.pid);
@@ -170,6 +172,7 @@ Result<void> write_images(const DumpOptions& o, image::ImageDir& dir, const tree
     TRY_CTX(dir.write(image::files_name(d.pid), image::ImageKind::Files, d.files), "pid {}", d.pid);
   }
   TRY(dir.write(image::kTreeName, image::ImageKind::Tree, tree.to_image()));
+  if (!shmem.empty()) TRY(dir.write(image::kShmemName, image::ImageKind::Shmem, shmem.image()));
   TRY_CTX(o.faults.at("images"), "write images");
 
   img::Inventory inv;
@@ -243,17 +246,18 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
 
   // 2-4. Each live task, parents first.
   std::vector<TaskDump> dumps;
+  ShmemCollector shmem;
   for (size_t i = 0; i < tree.tasks().size(); i++) {
     if (tree.tasks()[i].zombie) continue;
     const pid_t pid = tree.tasks()[i].pid;
-    dumps.push_back(TRY_CTX(dump_task(o, seized.threads[i], dir, log, stats), "dump pid {}", pid));
+    dumps.push_back(TRY_CTX(dump_task(o, seized.threads[i], dir, log, shmem, stats), "dump pid {}", pid));
   }
   std::vector<std::pair<pid_t, img::Files*>> files;
   for (TaskDump& d : dumps) files.emplace_back(d.pid, &d.files);
   files::link_shared_across(files);
 
   // 5. Images: metadata, inventory last.
-  TRY_CTX(write_images(o, dir, tree, dumps), "dump pid {}", root);
+  TRY_CTX(write_images(o, dir, tree, dumps, shmem), "dump pid {}", root);
   scratch.keep = true;
 
   // 6. The images are complete: now the tree may go.

@@ -18,6 +18,7 @@ std::string mm_name(pid_t pid) { return fmt::format("mm-{}.img", pid); }
 std::string pagemap_name(pid_t pid) { return fmt::format("pagemap-{}.img", pid); }
 std::string pages_name(pid_t pid) { return fmt::format("pages-{}.img", pid); }
 std::string files_name(pid_t pid) { return fmt::format("files-{}.img", pid); }
+std::string shmem_pages_name(uint32_t id) { return fmt::format("pages-shmem-{}.img", id); }
 
 namespace {
 

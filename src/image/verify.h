@@ -76,6 +76,13 @@ Result<tree::ProcessTree> load_tree(const ImageDir& dir, const img::Inventory& i
 // and one of its fds that is the first of its file there.
 Result<void> check_shared_files(const ImageDir& dir, std::span<const std::pair<pid_t, const img::Files*>> tasks);
 
+// --- shared memory ---
+
+// shmem.img if the checkpoint has one (else none): ids 1..N in order, kinds
+// known, sizes sane, each object's runs page-aligned, in order and inside
+// it; and every VMA of `mms` that names an object names one of them.
+Result<img::ShmemImage> load_shmem(const ImageDir& dir, std::span<const img::MmImage* const> mms);
+
 // --- page data ---
 
 // Checks every run's crc32c against its bytes in the open pages file `fd`

@@ -68,7 +68,7 @@ Result<std::vector<abi::VmaArg>> vma_args(const TaskImages& ti, const MappingFil
       case img::Vma::FILE_SHARED: {
         bool shared = v.kind() == img::Vma::FILE_SHARED;
         va.map_flags = shared ? MAP_SHARED : MAP_PRIVATE;
-        va.fd = first_map_fd + static_cast<int>(mf.index.at({v.path(), opened_rw(v)}));
+        va.fd = first_map_fd + static_cast<int>(mf.index.at(mapping_key(v)));
         va.pgoff = v.pgoff();
         break;
       }
@@ -227,14 +227,18 @@ Result<void> put_timers_and_limits(const img::TaskCore& core, BootRegion& boot) 
 
 }  // namespace
 
-Result<MappingFiles> open_mapping_files(const img::MmImage& mm) {
+Result<MappingFiles> open_mapping_files(const img::MmImage& mm, const ShmemFds& shmem) {
   MappingFiles mf;
   for (const img::Vma& v : mm.vmas()) {
     if (v.kind() != img::Vma::FILE_PRIVATE && v.kind() != img::Vma::FILE_SHARED) continue;
     const bool rw = opened_rw(v);
-    auto key = std::make_pair(v.path(), rw);
+    auto key = mapping_key(v);
     if (mf.index.count(key)) continue;
-    UniqueFd fd = TRY_CTX(open_file(v.path(), rw ? O_RDWR : O_RDONLY), "file of VMA {:#x}-{:#x}", v.start(), v.end());
+    // A shared memory object: reopened through its fd with the access the
+    // mapping had (a read-only one must not become writable).
+    const std::string path = v.shmem_id() ? fmt::format("/proc/self/fd/{}", shmem.at(v.shmem_id()).get()) : v.path();
+    UniqueFd fd = TRY_CTX(open_file(path, rw ? O_RDWR : O_RDONLY), "file of VMA {:#x}-{:#x} ({})", v.start(), v.end(),
+                          v.path());
     mf.index[key] = mf.fds.size();
     mf.fds.push_back(std::move(fd));
   }

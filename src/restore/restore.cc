@@ -30,6 +30,7 @@
 #include "restore/first_step.h"
 #include "restore/images.h"
 #include "restore/plan.h"
+#include "restore/shmem.h"
 #include "restore/spawn.h"
 #include "restore/traps.h"
 
@@ -237,9 +238,9 @@ Result<void> seize_threads(LiveTask& lt, uint64_t sigreturn_fn, Log& log) {
 }
 
 // Everything ckpt prepares for one live task before any task exists.
-Result<void> prepare_task(LiveTask& lt, bool check_files) {
+Result<void> prepare_task(LiveTask& lt, const ShmemFds& shmem, bool check_files) {
   const TaskImages& ti = *lt.images;
-  lt.mf = TRY(open_mapping_files(ti.mm));
+  lt.mf = TRY(open_mapping_files(ti.mm, shmem));
   lt.exe = TRY_CTX(open_file(ti.core.mm().exe_path(), O_RDONLY), "executable");
   if (check_files) TRY(check_mapped_files(ti, lt.mf, lt.exe.get()));
   int p[2];
@@ -275,12 +276,13 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir, co
   KillOnError guard(!o.sibling);
 
   // 2. Open what the tasks will need, as ckpt, so errors come before any task.
+  const ShmemFds shmem = TRY_CTX(create_shmem(dir, t.shmem), "restore");
   std::vector<LiveTask> live(t.tasks.size());
   std::vector<std::pair<pid_t, const img::Files*>> files;
   for (size_t i = 0; i < t.tasks.size(); i++) {
     live[i].images = &t.tasks[i];
     live[i].mode = mode_for(t.tasks[i], wanted, log);
-    TRY_CTX(prepare_task(live[i], o.check_files), "restore pid {}", t.tasks[i].pid);
+    TRY_CTX(prepare_task(live[i], shmem, o.check_files), "restore pid {}", t.tasks[i].pid);
     files.emplace_back(t.tasks[i].pid, &t.tasks[i].files);
   }
   std::vector<std::vector<files::PreparedFd>> fds = TRY_CTX(files::prepare_fds(files), "restore");

@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <map>
+#include <optional>
 
 #include "base/fs.h"
 #include "dump/core.h"
@@ -112,7 +114,7 @@ struct TaskDump {
 // then from inside through the parasite (its pages written to the images
 // directory on the way), then cured.
 Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, image::ImageDir& dir, Log& log,
-                           ShmemCollector& shmem, img::Stats& stats) {
+                           ShmemCollector& shmem, const ParentPages* parent, img::Stats& stats) {
   TaskDump d;
   const pid_t pid = d.pid = threads[0].tid();
   // Stopped (SIGSTOP and kin) when seized: restored stopped. A stop or
@@ -148,7 +150,7 @@ Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, i
   TRY(o.faults.at("parasite", pid));
   TRY(collect_core_inside(parasite, threads, &d.core));
   const auto mem_start = Clock::now();
-  PageSource src{threads[0], o.pages == PageTransfer::Splice ? &parasite : nullptr};
+  PageSource src{threads[0], o.pages == PageTransfer::Splice ? &parasite : nullptr, parent};
   PageStats ps = TRY(dump_pages(src, d.mm, dir, &d.pagemap, o.faults));
   stats.set_memory_dump_ns(stats.memory_dump_ns() + ns_since(mem_start));
   stats.set_pages_written(stats.pages_written() + ps.pages);
@@ -246,11 +248,17 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
 
   // 2-4. Each live task, parents first.
   std::vector<TaskDump> dumps;
+  dumps.reserve(tree.tasks().size());  // a child's ParentPages points into its parent's
+  std::map<pid_t, const TaskDump*> dumped;
   ShmemCollector shmem;
   for (size_t i = 0; i < tree.tasks().size(); i++) {
-    if (tree.tasks()[i].zombie) continue;
-    const pid_t pid = tree.tasks()[i].pid;
-    dumps.push_back(TRY_CTX(dump_task(o, seized.threads[i], dir, log, shmem, stats), "dump pid {}", pid));
+    const tree::Task& k = tree.tasks()[i];
+    if (k.zombie) continue;
+    std::optional<ParentPages> parent;
+    if (auto p = dumped.find(k.ppid); p != dumped.end()) parent = ParentPages{k.ppid, &p->second->pagemap};
+    dumps.push_back(TRY_CTX(dump_task(o, seized.threads[i], dir, log, shmem, parent ? &*parent : nullptr, stats),
+                            "dump pid {}", k.pid));
+    dumped[k.pid] = &dumps.back();
   }
   std::vector<std::pair<pid_t, img::Files*>> files;
   for (TaskDump& d : dumps) files.emplace_back(d.pid, &d.files);

@@ -347,12 +347,15 @@ Result<PageStats> dump_pages(const PageSource& src, const img::MmImage& mm, imag
       readable.push_back(v.prot() & PROT_READ);
     }));
   }
+  if (src.parent) TRY_CTX(mark_inherited(t.tid(), *src.parent, map, &readable), "pages inherited from pid {}",
+                          src.parent->pid);
 
   UniqueFd mem = TRY(open_file(fmt::format("/proc/{}/mem", t.tid()), O_RDONLY));
   auto stream = [&](auto& s) -> Result<PageStats> {
     PageStats st;
     for (int i = 0; i < map->runs_size(); i++) {
       img::PageRun* run = map->mutable_runs(i);
+      if (run->inherited()) continue;
       TRY(s.add(run, run->vaddr(), run->nr_pages() * kPageSize, readable[i]));
       st.pages += run->nr_pages();
       if (i == map->runs_size() / 2) TRY(faults.at("memory"));

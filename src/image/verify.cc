@@ -172,7 +172,7 @@ Result<uint64_t> check_pagemap(const std::string& name, const img::PageMap& pm, 
         (mm.vmas(v).kind() != img::Vma::ANON_PRIVATE && mm.vmas(v).kind() != img::Vma::FILE_PRIVATE))
       return error(EINVAL, "{}: run {} ({:#x}, {} pages) is not inside a private VMA", name, i, r.vaddr(),
                    r.nr_pages());
-    pages += r.nr_pages();
+    if (!r.inherited()) pages += r.nr_pages();
     prev_end = end;
   }
   if (pm.total_pages() != pages)
@@ -234,6 +234,14 @@ Result<void> check_mapped_files(const std::string& name, const img::MmImage& mm,
 }
 
 // --- page data -----------------------------------------------------------------
+
+img::PageMap stored_runs(const img::PageMap& pm) {
+  img::PageMap out;
+  out.set_total_pages(pm.total_pages());
+  for (const img::PageRun& r : pm.runs())
+    if (!r.inherited()) *out.add_runs() = r;
+  return out;
+}
 
 Result<uint64_t> verify_page_data(const std::string& name, int fd, const img::PageMap& pm) {
   // Runs are consecutive in the file; walk them while streaming the file
@@ -453,7 +461,7 @@ Result<VerifySummary> verify_dir(const ImageDir& dir, bool check_files) {
     if (!exists(dir, pages))
       return error(ENOENT, "{} is missing ({} lists pid {})", dir.file(pages), kInventoryName, pid);
     UniqueFd fd = TRY(dir.open_read(pages));
-    sum.pages += TRY(verify_pages_file(dir.file(pages), fd.get(), t.pagemap));
+    sum.pages += TRY(verify_pages_file(dir.file(pages), fd.get(), stored_runs(t.pagemap)));
     for (const std::string& n : {core_name(pid), mm_name(pid), pagemap_name(pid), files_name(pid), pages}) done.insert(n);
     sum.images += 5;
     files.push_back(std::make_unique<img::Files>(std::move(t.files)));

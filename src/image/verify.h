@@ -85,6 +85,10 @@ Result<img::ShmemImage> load_shmem(const ImageDir& dir, std::span<const img::MmI
 
 // --- page data ---
 
+// The runs whose bytes are in the task's own pages file, in file order
+// (PageRun.inherited ones are the parent's).
+img::PageMap stored_runs(const img::PageMap& pm);
+
 // Checks every run's crc32c against its bytes in the open pages file `fd`
 // (named `name`), whose header check_pages_file() has accepted and whose data
 // size matches the runs. Reads sequentially in large chunks; a mismatch names

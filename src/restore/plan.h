@@ -57,7 +57,9 @@ struct Plan {
 };
 
 // `own` is ckpt's /proc/self/maps: the child starts with exactly that.
+// `inherited`: where the pages the task inherited unchanged are (fds
+// numbered as in the child).
 Result<Plan> build_plan(const TaskImages& ti, const std::vector<proc::MapEntry>& own, const MappingFiles& mf,
-                        const TempFds& fds);
+                        const TempFds& fds, const std::vector<abi::InheritedRunArg>& inherited);
 
 }  // namespace ckpt::restore

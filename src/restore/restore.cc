@@ -29,6 +29,7 @@
 #include "ptrace/tracee.h"
 #include "restore/first_step.h"
 #include "restore/images.h"
+#include "restore/inherited.h"
 #include "restore/plan.h"
 #include "restore/shmem.h"
 #include "restore/spawn.h"
@@ -262,6 +263,7 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir, co
   const pid_t pid = t.inventory.root_pid();
   const std::vector<tree::Joins> joins = TRY_CTX(t.tree.plan_joins(true), "restore");
   TRY_CTX(check_pids_free(t), "restore");
+  const auto inherited = TRY_CTX(resolve_inherited(t), "restore");
 
   CompletionMode wanted = CompletionMode::Breakpoint;
   if (!o.breakpoints) {
@@ -319,7 +321,15 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir, co
       std::vector<int> temp = {lt.status_w.get(), lt.go_r.get(), ti.pages.get(), lt.exe.get()};
       const TempFds tfds{base, base + 2, base + 3, base + static_cast<int>(temp.size())};
       for (const UniqueFd& f : lt.mf.fds) temp.push_back(f.get());
-      lt.plan = TRY_CTX(build_plan(ti, own, lt.mf, tfds), "restore pid {}", task.pid);
+      // The ancestors' pages files it reads what it inherited from.
+      std::vector<abi::InheritedRunArg> from_ancestors;
+      std::map<size_t, int> owner_fd;
+      for (const InheritedPages& ip : inherited[live_index.at(task.pid)]) {
+        auto [it, fresh] = owner_fd.try_emplace(ip.owner, base + static_cast<int>(temp.size()));
+        if (fresh) temp.push_back(t.tasks[ip.owner].pages.get());
+        from_ancestors.push_back({ip.vaddr, ip.len, ip.off, it->second, 0});
+      }
+      lt.plan = TRY_CTX(build_plan(ti, own, lt.mf, tfds, from_ancestors), "restore pid {}", task.pid);
       const BootRegion& boot = lt.plan->boot;
       sp.temp_fds = std::move(temp);
       sp.fds = &fds[live_index.at(task.pid)];
@@ -353,7 +363,7 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir, co
   // damaged data never runs, and a 1 GiB restore doesn't read it twice in a
   // row. (Threads only now: spawn() forked above from a single-threaded ckpt.)
   auto pages_checked = std::async(std::launch::async, [&t]() -> Result<void> {
-    for (const TaskImages& ti : t.tasks) TRY(image::verify_page_data(ti.pages_path, ti.pages.get(), ti.pagemap));
+    for (const TaskImages& ti : t.tasks) TRY(image::verify_page_data(ti.pages_path, ti.pages.get(), image::stored_runs(ti.pagemap)));
     return {};
   });
   TRY_CTX(wait_parked(live), "restore");

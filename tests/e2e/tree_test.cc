@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -484,6 +485,51 @@ TEST_P(SharedMemory, SharedBetweenParentAndChild) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, SharedMemory, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& i) { return i.param ? "breakpoint" : "syscalltrace"; });
+
+}  // namespace
+}  // namespace e2e
+
+namespace e2e {
+namespace {
+
+class PreFork : public ::testing::TestWithParam<bool> {};
+
+// A master's 64 MiB, inherited by 5 workers (one changed 16 pages, one has
+// a child of its own) are stored once, and every task has every byte back.
+TEST_P(PreFork, InheritedMemoryIsStoredOnce) {
+  Harness h;
+  pid_t pid = h.start_workload("prefork", {"64", "4"});
+  ASSERT_GT(pid, 0);
+  const auto tasks = tree_of(pid);
+  ASSERT_EQ(tasks.size(), 6u);
+  CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  ASSERT_EQ(d.exit_code(), 0) << d.err;
+  h.wait_child(pid);
+  reap_all(tasks);
+  uint64_t bytes = 0;
+  for (pid_t p : tasks) {
+    struct stat st;
+    if (stat(fmt::format("{}/pages-{}.img", h.images(), p).c_str(), &st) == 0) bytes += st.st_size;
+  }
+  // 64 MiB once, the changed pages, and each task's own stack and such:
+  // 6 copies before.
+  EXPECT_LT(bytes, 80ull << 20) << "pages images hold " << (bytes >> 20) << " MiB";
+  CkptRun v = h.ckpt({"verify", h.images()});
+  EXPECT_EQ(v.exit_code(), 0) << v.err;
+
+  const std::string pidfile = h.dir() + "/restored.pid";
+  std::vector<std::string> rst = {"restore", "-D", h.images(), "--pidfile", pidfile};
+  if (!GetParam()) rst.push_back("--no-breakpoints");
+  pid_t r = h.ckpt_background(rst);
+  ASSERT_TRUE(h.wait_restored(pid, pidfile)) << read_text(h.images() + "/restore.log");
+  kill(pid, SIGTERM);
+  CkptRun rr = h.wait_ckpt(r);
+  EXPECT_EQ(rr.exit_code(), 0) << read_text(h.workload_log("prefork")) << rr.err;
+  EXPECT_NE(read_text(h.workload_log("prefork")).find("PASS prefork"), std::string::npos);
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, PreFork, ::testing::Bool(),
                          [](const ::testing::TestParamInfo<bool>& i) { return i.param ? "breakpoint" : "syscalltrace"; });
 
 }  // namespace

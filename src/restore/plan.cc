@@ -10,6 +10,7 @@
 #include <cstring>
 #include <tuple>
 
+#include "arch/x86_64/page.h"
 #include "arch/x86_64/sigframe.h"
 #include "base/check.h"
 #include "base/fs.h"
@@ -22,7 +23,6 @@ namespace ckpt::restore {
 
 namespace {
 
-constexpr uint64_t kPage = 4096;
 
 struct SpecialVmas {
   std::vector<SpecialMove> moves;
@@ -239,7 +239,7 @@ Result<Plan> build_plan(const TaskImages& ti, const std::vector<proc::MapEntry>&
 
   abi::RestorerArgs* a = boot.args();
   a->version = abi::kRestorerAbiVersion;
-  a->page_size = kPage;
+  a->page_size = arch::kPageSize;
   a->boot_start = boot.start();
   a->boot_end = boot.end();
 

@@ -14,6 +14,7 @@
 
 #include "arch/x86_64/page.h"
 #include "arch/x86_64/regs.h"
+#include "arch/x86_64/xsave.h"
 #include "base/fs.h"
 #include "files/file_id.h"
 #include "image/crc32c.h"
@@ -109,9 +110,9 @@ Result<void> check_core(const std::string& name, const img::TaskCore& core, pid_
     if (th.tid() >= pid_max)
       return error(EINVAL, "{}: task {} thread {}: tid {} is not below this system's pid_max {} "
                    "(/proc/sys/kernel/pid_max)", name, pid, i, th.tid(), pid_max);
-    if (th.xsave().size() < 576 || th.xsave().size() > kMaxXsaveBytes)
-      return error(EINVAL, "{}: thread {}: xsave area of {} bytes (576..{} expected)", name, th.tid(),
-                   th.xsave().size(), kMaxXsaveBytes);
+    if (th.xsave().size() < arch::kXsaveMinSize || th.xsave().size() > kMaxXsaveBytes)
+      return error(EINVAL, "{}: thread {}: xsave area of {} bytes ({}..{} expected)", name, th.tid(),
+                   th.xsave().size(), arch::kXsaveMinSize, kMaxXsaveBytes);
     TRY(check_regs(name, pid, th));
     for (const img::SigInfo& s : th.pending())
       TRY(check_sig(s, fmt::format("pending signal of thread {}", th.tid())));

@@ -9,6 +9,7 @@
 #include <map>
 #include <optional>
 
+#include "arch/x86_64/page.h"
 #include "base/fs.h"
 #include "dump/core.h"
 #include "dump/memory.h"
@@ -186,7 +187,7 @@ Result<void> write_images(const DumpOptions& o, image::ImageDir& dir, const tree
   inv.set_ckpt_version(CKPT_VERSION);
   inv.set_dump_unix_ns(std::chrono::duration_cast<std::chrono::nanoseconds>(
                            std::chrono::system_clock::now().time_since_epoch()).count());
-  inv.set_page_size(4096);
+  inv.set_page_size(arch::kPageSize);
   return dir.write(image::kInventoryName, image::ImageKind::Inventory, inv);
 }
 

@@ -2,13 +2,13 @@
 
 #include <fcntl.h>
 
+#include "arch/x86_64/page.h"
 #include "base/fs.h"
 
 namespace ckpt::dump {
 
 namespace {
 
-constexpr uint64_t kPage = 4096;
 constexpr uint64_t kPresent = 1ULL << 63;
 constexpr uint64_t kPfnMask = (1ULL << 55) - 1;
 constexpr size_t kBatch = 4096;  // pagemap entries read at once
@@ -17,7 +17,7 @@ constexpr size_t kBatch = 4096;  // pagemap entries read at once
 Result<void> frames(int pagemap, pid_t pid, uint64_t vaddr, size_t n, std::vector<uint64_t>* out) {
   out->resize(n);
   const size_t bytes = n * sizeof(uint64_t);
-  size_t got = TRY_CTX(pread_full(pagemap, out->data(), bytes, static_cast<off_t>(vaddr / kPage * sizeof(uint64_t))),
+  size_t got = TRY_CTX(pread_full(pagemap, out->data(), bytes, static_cast<off_t>(vaddr / arch::kPageSize * sizeof(uint64_t))),
                        "pagemap of pid {}", pid);
   if (got != bytes) return error(EIO, "pagemap of pid {}: short read at {:#x}", pid, vaddr);
   for (uint64_t& e : *out) e = (e & kPresent) ? (e & kPfnMask) : 0;
@@ -37,7 +37,7 @@ Result<void> mark_inherited(pid_t pid, const ParentPages& parent, img::PageMap* 
   auto add = [&](int from, uint64_t vaddr, uint64_t n, bool inherited, bool readable) {
     img::PageRun* last = out.runs_size() ? out.mutable_runs(out.runs_size() - 1) : nullptr;
     if (last && from == last_from && last->inherited() == inherited &&
-        last->vaddr() + last->nr_pages() * kPage == vaddr) {
+        last->vaddr() + last->nr_pages() * arch::kPageSize == vaddr) {
       last->set_nr_pages(last->nr_pages() + n);
       return;
     }
@@ -52,13 +52,13 @@ Result<void> mark_inherited(pid_t pid, const ParentPages& parent, img::PageMap* 
   for (int i = 0; i < map->runs_size(); i++) {
     const img::PageRun& r = map->runs(i);
     for (uint64_t done = 0; done < r.nr_pages();) {
-      const uint64_t vaddr = r.vaddr() + done * kPage;
+      const uint64_t vaddr = r.vaddr() + done * arch::kPageSize;
       const size_t n = std::min<uint64_t>(kBatch, r.nr_pages() - done);
       TRY(frames(mine.get(), pid, vaddr, n, &a));
       TRY(frames(theirs.get(), parent.pid, vaddr, n, &b));
       for (size_t k = 0; k < n; k++) {
-        const uint64_t at = vaddr + k * kPage;
-        while (p < pruns.size() && pruns[p].vaddr() + pruns[p].nr_pages() * kPage <= at) p++;
+        const uint64_t at = vaddr + k * arch::kPageSize;
+        while (p < pruns.size() && pruns[p].vaddr() + pruns[p].nr_pages() * arch::kPageSize <= at) p++;
         const bool covered = p < pruns.size() && pruns[p].vaddr() <= at;
         add(i, at, 1, covered && a[k] != 0 && a[k] == b[k], (*readable)[i]);
       }

@@ -9,6 +9,7 @@
 #include <map>
 #include <vector>
 
+#include "arch/x86_64/page.h"
 #include "base/fs.h"
 #include "image/crc32c.h"
 #include "image/page_store.h"
@@ -23,7 +24,6 @@ namespace ckpt::dump {
 
 namespace {
 
-constexpr uint64_t kPageSize = 4096;
 constexpr size_t kCopyBuffer = 8 << 20;  // bytes in flight: ckpt streams, it never holds a whole dump
 
 // Memory the task cannot read itself (PROT_NONE, write-only) comes through
@@ -337,13 +337,13 @@ Result<PageStats> dump_pages(const PageSource& src, const img::MmImage& mm, imag
     if (v.kind() != img::Vma::ANON_PRIVATE && v.kind() != img::Vma::FILE_PRIVATE) continue;
     img::PageRun* last = nullptr;
     TRY(present.scan(v, [&](uint64_t start, uint64_t end) {
-      if (last && last->vaddr() + last->nr_pages() * kPageSize == start) {
-        last->set_nr_pages(last->nr_pages() + (end - start) / kPageSize);
+      if (last && last->vaddr() + last->nr_pages() * arch::kPageSize == start) {
+        last->set_nr_pages(last->nr_pages() + (end - start) / arch::kPageSize);
         return;
       }
       last = map->add_runs();
       last->set_vaddr(start);
-      last->set_nr_pages((end - start) / kPageSize);
+      last->set_nr_pages((end - start) / arch::kPageSize);
       readable.push_back(v.prot() & PROT_READ);
     }));
   }
@@ -356,7 +356,7 @@ Result<PageStats> dump_pages(const PageSource& src, const img::MmImage& mm, imag
     for (int i = 0; i < map->runs_size(); i++) {
       img::PageRun* run = map->mutable_runs(i);
       if (run->inherited()) continue;
-      TRY(s.add(run, run->vaddr(), run->nr_pages() * kPageSize, readable[i]));
+      TRY(s.add(run, run->vaddr(), run->nr_pages() * arch::kPageSize, readable[i]));
       st.pages += run->nr_pages();
       if (i == map->runs_size() / 2) TRY(faults.at("memory"));
     }

@@ -5,6 +5,7 @@
 
 #include <vector>
 
+#include "arch/x86_64/page.h"
 #include "arch/x86_64/uapi.h"
 #include "base/fs.h"
 
@@ -12,7 +13,6 @@ namespace ckpt::dump {
 
 namespace {
 
-constexpr uint64_t kPage = 4096;
 constexpr size_t kWindowPages = 64 * 1024;  // 512 KiB of pagemap a read
 
 bool is_private_file(const img::Vma& v) { return v.kind() == img::Vma::FILE_PRIVATE; }
@@ -61,16 +61,16 @@ Result<void> PresentPages::scan_ioctl(const img::Vma& v, const std::function<voi
 Result<void> PresentPages::scan_pagemap(const img::Vma& v, const std::function<void(uint64_t, uint64_t)>& emit) {
   std::vector<uint64_t> pm(kWindowPages);
   for (uint64_t at = v.start(); at < v.end();) {
-    const uint64_t n = std::min<uint64_t>(kWindowPages, (v.end() - at) / kPage);
-    size_t got = TRY_CTX(pread_full(fd_.get(), pm.data(), n * 8, at / kPage * 8), "pagemap of task {}", pid_);
+    const uint64_t n = std::min<uint64_t>(kWindowPages, (v.end() - at) / arch::kPageSize);
+    size_t got = TRY_CTX(pread_full(fd_.get(), pm.data(), n * 8, at / arch::kPageSize * 8), "pagemap of task {}", pid_);
     if (got != n * 8) return error(EIO, "pagemap of task {}: short read at {:#x}", pid_, at);
     for (uint64_t i = 0; i < n; i++) {
       const uint64_t e = pm[i];
       bool want = is_private_file(v) ? (e & uapi::kPmSwapped) || ((e & uapi::kPmPresent) && !(e & uapi::kPmFileOrSharedAnon))
                                      : (e & (uapi::kPmPresent | uapi::kPmSwapped)) != 0;
-      if (want) emit(at + i * kPage, at + (i + 1) * kPage);
+      if (want) emit(at + i * arch::kPageSize, at + (i + 1) * arch::kPageSize);
     }
-    at += n * kPage;
+    at += n * arch::kPageSize;
   }
   return {};
 }

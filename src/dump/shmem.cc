@@ -6,6 +6,7 @@
 
 #include <vector>
 
+#include "arch/x86_64/page.h"
 #include "base/fs.h"
 #include "image/crc32c.h"
 #include "image/page_store.h"
@@ -16,8 +17,6 @@ namespace {
 
 constexpr std::string_view kDeleted = " (deleted)";
 constexpr size_t kChunk = 1 << 20;
-constexpr uint64_t kPage = 4096;
-uint64_t page_up(uint64_t x) { return (x + kPage - 1) & ~(kPage - 1); }
 
 // The object's present pages (SEEK_DATA/SEEK_HOLE: shmem knows which pages
 // it has) into a pages file, one run per extent, each with its checksum.
@@ -33,11 +32,11 @@ Result<void> write_content(int obj, uint64_t size, image::ImageDir& dir, img::Sh
     if (data < 0) return sys_error("seek data in shared memory object {}", o->id());
     off_t hole = lseek(obj, data, SEEK_HOLE);
     if (hole < 0) return sys_error("seek hole in shared memory object {}", o->id());
-    const uint64_t start = data & ~(kPage - 1);
-    const uint64_t end = std::min<uint64_t>(page_up(hole), size);
+    const uint64_t start = data & ~(arch::kPageSize - 1);
+    const uint64_t end = std::min<uint64_t>(arch::page_up(hole), size);
     img::PageRun* run = o->mutable_pages()->add_runs();
     run->set_vaddr(start);
-    run->set_nr_pages((end - start) / kPage);
+    run->set_nr_pages((end - start) / arch::kPageSize);
     for (uint64_t off = start; off < end;) {
       const size_t n = std::min<uint64_t>(kChunk, end - off);
       size_t got = TRY_CTX(pread_full(obj, buf.data(), n, static_cast<off_t>(off)), "read shared memory object {}",
@@ -50,7 +49,7 @@ Result<void> write_content(int obj, uint64_t size, image::ImageDir& dir, img::Sh
     bytes += end - start;
     at = static_cast<off_t>(end);
   }
-  o->mutable_pages()->set_total_pages(bytes / kPage);
+  o->mutable_pages()->set_total_pages(bytes / arch::kPageSize);
   image::PagesHeader h = image::make_pages_header(bytes);
   TRY_CTX(pwrite_all(out.fd(), &h, sizeof h, 0), "header of {}", name);
   TRY(dir.commit(out));

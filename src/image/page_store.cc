@@ -5,6 +5,7 @@
 
 #include <cstring>
 
+#include "arch/x86_64/page.h"
 #include "base/fs.h"
 #include "image/crc32c.h"
 #include "image/image_file.h"
@@ -19,7 +20,7 @@ PagesHeader make_pages_header(uint64_t data_bytes) {
   PagesHeader h{};
   std::memcpy(h.magic, kPagesMagic, sizeof h.magic);
   h.version = kFormatVersion;
-  h.page_size = 4096;
+  h.page_size = arch::kPageSize;
   h.data_bytes = data_bytes;
   h.crc = crc32c(&h, offsetof(PagesHeader, crc));
   return h;
@@ -37,9 +38,10 @@ Result<uint64_t> check_pages_file(const std::string& name, int fd) {
     return error(EINVAL, "{}: image format version {} is newer than this ckpt reads ({})", name, h.version,
                  kFormatVersion);
   if (h.version == 0) return error(EINVAL, "{}: image format version 0 at offset 8 is invalid", name);
-  if (h.page_size != 4096)
-    return error(EINVAL, "{}: page size {} at offset 12; this ckpt handles 4096-byte pages", name, h.page_size);
-  if (h.data_bytes % 4096)
+  if (h.page_size != arch::kPageSize)
+    return error(EINVAL, "{}: page size {} at offset 12; this ckpt handles {}-byte pages", name, h.page_size,
+                 arch::kPageSize);
+  if (h.data_bytes % arch::kPageSize)
     return error(EINVAL, "{}: {} bytes of page data (offset 16) is not a whole number of pages", name, h.data_bytes);
   struct stat st;
   if (fstat(fd, &st) < 0) return sys_error("stat {}", name);

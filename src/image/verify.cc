@@ -12,7 +12,9 @@
 #include <memory>
 #include <set>
 
+#include "arch/x86_64/page.h"
 #include "arch/x86_64/regs.h"
+#include "arch/x86_64/xsave.h"
 #include "base/fs.h"
 #include "files/file_id.h"
 #include "image/crc32c.h"
@@ -38,8 +40,8 @@ Result<void> check_inventory(const std::string& name, const img::Inventory& inv)
   if (inv.format_version() == 0 || inv.format_version() > kFormatVersion)
     return error(EINVAL, "{}: format_version {} is not one this ckpt reads (1..{})", name, inv.format_version(),
                  kFormatVersion);
-  if (inv.page_size() != kPageSize)
-    return error(EINVAL, "{}: page size {}; this ckpt handles {}-byte pages", name, inv.page_size(), kPageSize);
+  if (inv.page_size() != arch::kPageSize)
+    return error(EINVAL, "{}: page size {}; this ckpt handles {}-byte pages", name, inv.page_size(), arch::kPageSize);
   if (inv.pids_size() == 0) return error(EINVAL, "{}: lists no pids", name);
   if (inv.pids_size() > kMaxPids) return error(EINVAL, "{}: lists {} pids, more than a system can have", name, inv.pids_size());
   std::map<int32_t, int> seen;  // pid -> entry
@@ -108,9 +110,9 @@ Result<void> check_core(const std::string& name, const img::TaskCore& core, pid_
     if (th.tid() >= pid_max)
       return error(EINVAL, "{}: task {} thread {}: tid {} is not below this system's pid_max {} "
                    "(/proc/sys/kernel/pid_max)", name, pid, i, th.tid(), pid_max);
-    if (th.xsave().size() < 576 || th.xsave().size() > kMaxXsaveBytes)
-      return error(EINVAL, "{}: thread {}: xsave area of {} bytes (576..{} expected)", name, th.tid(),
-                   th.xsave().size(), kMaxXsaveBytes);
+    if (th.xsave().size() < arch::kXsaveMinSize || th.xsave().size() > kMaxXsaveBytes)
+      return error(EINVAL, "{}: thread {}: xsave area of {} bytes ({}..{} expected)", name, th.tid(),
+                   th.xsave().size(), arch::kXsaveMinSize, kMaxXsaveBytes);
     TRY(check_regs(name, pid, th));
     for (const img::SigInfo& s : th.pending())
       TRY(check_sig(s, fmt::format("pending signal of thread {}", th.tid())));
@@ -137,14 +139,14 @@ Result<void> check_mm(const std::string& name, const img::MmImage& mm) {
   uint64_t prev_end = 0;
   for (int i = 0; i < mm.vmas_size(); i++) {
     const img::Vma& v = mm.vmas(i);
-    if (v.start() % kPageSize || v.end() % kPageSize || v.start() >= v.end() || v.end() > kTaskSize)
+    if (v.start() % arch::kPageSize || v.end() % arch::kPageSize || v.start() >= v.end() || v.end() > arch::kTaskSize)
       return error(EINVAL, "{}: VMA {} has a bad range {:#x}-{:#x}", name, i, v.start(), v.end());
     if (v.start() < prev_end) return error(EINVAL, "{}: VMA {} at {:#x} overlaps the one before", name, i, v.start());
     if (!img::Vma::Kind_IsValid(v.kind())) return error(EINVAL, "{}: VMA {} has unknown kind {}", name, i, v.kind());
     if (v.prot() & ~static_cast<uint32_t>(PROT_READ | PROT_WRITE | PROT_EXEC))
       return error(EINVAL, "{}: VMA {} ({:#x}-{:#x}) has unknown protection bits {:#x}", name, i, v.start(), v.end(),
                    v.prot());
-    if (v.pgoff() % kPageSize)
+    if (v.pgoff() % arch::kPageSize)
       return error(EINVAL, "{}: VMA {} ({:#x}-{:#x}) has a file offset {:#x} that is not page aligned", name, i,
                    v.start(), v.end(), v.pgoff());
     if (v.path().size() > kMaxPathLen)
@@ -160,10 +162,10 @@ Result<uint64_t> check_pagemap(const std::string& name, const img::PageMap& pm, 
   int v = 0;
   for (int i = 0; i < pm.runs_size(); i++) {
     const img::PageRun& r = pm.runs(i);
-    if (r.vaddr() % kPageSize || r.nr_pages() == 0 || r.vaddr() >= kTaskSize ||
-        r.nr_pages() > (kTaskSize - r.vaddr()) / kPageSize)
+    if (r.vaddr() % arch::kPageSize || r.nr_pages() == 0 || r.vaddr() >= arch::kTaskSize ||
+        r.nr_pages() > (arch::kTaskSize - r.vaddr()) / arch::kPageSize)
       return error(EINVAL, "{}: run {} ({:#x}, {} pages) is out of range", name, i, r.vaddr(), r.nr_pages());
-    const uint64_t end = r.vaddr() + r.nr_pages() * kPageSize;
+    const uint64_t end = r.vaddr() + r.nr_pages() * arch::kPageSize;
     if (r.vaddr() < prev_end)
       return error(EINVAL, "{}: run {} ({:#x}, {} pages) overlaps or comes before run {}", name, i, r.vaddr(),
                    r.nr_pages(), i - 1);
@@ -250,7 +252,7 @@ Result<uint64_t> verify_page_data(const std::string& name, int fd, const img::Pa
   uint64_t data_bytes = 0, pages = 0;
   for (const img::PageRun& r : pm.runs()) {
     uint64_t b;
-    if (__builtin_mul_overflow(r.nr_pages(), kPageSize, &b) || __builtin_add_overflow(data_bytes, b, &data_bytes))
+    if (__builtin_mul_overflow(r.nr_pages(), arch::kPageSize, &b) || __builtin_add_overflow(data_bytes, b, &data_bytes))
       return error(EINVAL, "{}: the page map's runs add up to more bytes than a file can hold", name);
     pages += r.nr_pages();
   }
@@ -272,7 +274,7 @@ Result<uint64_t> verify_page_data(const std::string& name, int fd, const img::Pa
 
   int run = 0;
   uint64_t run_off = kPagesDataOffset;                         // file offset of run `run`
-  uint64_t left = pm.runs(0).nr_pages() * kPageSize;           // its bytes not yet summed
+  uint64_t left = pm.runs(0).nr_pages() * arch::kPageSize;           // its bytes not yet summed
   uint32_t crc = 0;
   // Compares the finished run(s) and moves on; zero-length runs finish at once.
   auto finish_runs = [&]() -> Result<void> {
@@ -281,9 +283,9 @@ Result<uint64_t> verify_page_data(const std::string& name, int fd, const img::Pa
       if (crc != r.crc32c())
         return error(EINVAL, "{}: checksum mismatch in run {} ({:#x}, {} pages) at offset {}", name, run, r.vaddr(),
                      r.nr_pages(), run_off);
-      run_off += r.nr_pages() * kPageSize;
+      run_off += r.nr_pages() * arch::kPageSize;
       crc = 0;
-      if (++run < nruns) left = pm.runs(run).nr_pages() * kPageSize;
+      if (++run < nruns) left = pm.runs(run).nr_pages() * arch::kPageSize;
     }
     return {};
   };
@@ -297,7 +299,7 @@ Result<uint64_t> verify_page_data(const std::string& name, int fd, const img::Pa
     if (got < want)
       return error(EINVAL, "{}: truncated at offset {}: run {} ({:#x}, {} pages) needs data up to offset {}", name,
                    off + got, run, pm.runs(run).vaddr(), pm.runs(run).nr_pages(),
-                   run_off + pm.runs(run).nr_pages() * kPageSize);
+                   run_off + pm.runs(run).nr_pages() * arch::kPageSize);
     if (off + got < end) pending = read_chunk(off + got, 1 - b);
     const char* data = bufs.get() + b * chunk;
     for (size_t p = 0; p < got;) {
@@ -317,7 +319,7 @@ Result<uint64_t> verify_pages_file(const std::string& name, int fd, const img::P
   uint64_t need = 0;
   for (const img::PageRun& r : pm.runs()) {
     uint64_t b;
-    if (__builtin_mul_overflow(r.nr_pages(), kPageSize, &b) || __builtin_add_overflow(need, b, &need))
+    if (__builtin_mul_overflow(r.nr_pages(), arch::kPageSize, &b) || __builtin_add_overflow(need, b, &need))
       return error(EINVAL, "{}: the page map's runs add up to more bytes than a file can hold", name);
   }
   if (bytes != need)
@@ -406,15 +408,15 @@ Result<img::ShmemImage> load_shmem(const ImageDir& dir, std::span<const img::MmI
     if (o.id() != static_cast<uint32_t>(i) + 1) return error(EINVAL, "{}: object {} has id {}", name, i, o.id());
     if (!img::ShmemObject::Kind_IsValid(o.kind()))
       return error(EINVAL, "{}: object {} has unknown kind {}", name, o.id(), static_cast<int>(o.kind()));
-    if (o.size() == 0 || o.size() >= kTaskSize) return error(EINVAL, "{}: object {} has size {}", name, o.id(), o.size());
+    if (o.size() == 0 || o.size() >= arch::kTaskSize) return error(EINVAL, "{}: object {} has size {}", name, o.id(), o.size());
     if (o.name().size() > 249) return error(EINVAL, "{}: object {} has a name of {} bytes", name, o.id(), o.name().size());
     uint64_t pages = 0, prev_end = 0;
     for (const img::PageRun& r : o.pages().runs()) {
-      if (r.vaddr() % kPageSize || r.nr_pages() == 0 || r.vaddr() < prev_end || r.vaddr() >= o.size() ||
-          r.nr_pages() > (o.size() - r.vaddr() + kPageSize - 1) / kPageSize)
+      if (r.vaddr() % arch::kPageSize || r.nr_pages() == 0 || r.vaddr() < prev_end || r.vaddr() >= o.size() ||
+          r.nr_pages() > (o.size() - r.vaddr() + arch::kPageSize - 1) / arch::kPageSize)
         return error(EINVAL, "{}: object {}: run at {:#x} ({} pages) is out of order or outside its {} bytes", name,
                      o.id(), r.vaddr(), r.nr_pages(), o.size());
-      prev_end = r.vaddr() + r.nr_pages() * kPageSize;
+      prev_end = r.vaddr() + r.nr_pages() * arch::kPageSize;
       pages += r.nr_pages();
     }
     if (pages != o.pages().total_pages())

@@ -28,9 +28,6 @@
 
 namespace ckpt::image {
 
-inline constexpr uint64_t kPageSize = 4096;
-// x86_64 user address space with 4-level page tables; nothing ckpt dumps lies above.
-inline constexpr uint64_t kTaskSize = 1ULL << 47;
 // Above these a count or a size is damage, not a process.
 inline constexpr int kMaxPids = 4 << 20;          // PID_MAX_LIMIT: every pid is below it
 inline constexpr int kMaxVmas = 1 << 24;          // vm.max_map_count is 65530 by default

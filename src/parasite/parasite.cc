@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstring>
 
+#include "arch/x86_64/page.h"
 #include "arch/x86_64/sigframe.h"
 #include "pie/parasite_blob.h"
 #include "proc/status.h"
@@ -20,7 +21,6 @@ namespace ckpt {
 
 namespace {
 
-constexpr size_t kPage = 4096;
 constexpr size_t kFrameArea = 64 << 10;  // a sigframe with the largest xsave area
 constexpr size_t kStack = 64 << 10;
 constexpr size_t kThreadStack = 32 << 10;
@@ -28,7 +28,6 @@ constexpr size_t kPipeSize = 1 << 20;  // fs.pipe-max-size's default: more needs
 constexpr uint64_t kEflagsDf = 1 << 10;
 constexpr unsigned kMfdExec = 0x10;  // Linux 6.3: executable even under vm.memfd_noexec=1
 
-constexpr size_t page_up(size_t n) { return (n + kPage - 1) & ~(kPage - 1); }
 
 // Where things are in the shared mapping.
 struct Layout {
@@ -36,8 +35,8 @@ struct Layout {
 };
 Layout layout() {
   Layout l;
-  l.args = page_up(std::max<size_t>(pie::parasite::k_blob_end, pie::parasite::image().size()));
-  l.frame = l.args + page_up(sizeof(abi::ParasiteArgs));
+  l.args = arch::page_up(std::max<size_t>(pie::parasite::k_blob_end, pie::parasite::image().size()));
+  l.frame = l.args + arch::page_up(sizeof(abi::ParasiteArgs));
   l.stack_top = l.frame + kFrameArea + kStack;
   l.visit_frame = l.stack_top;
   l.visit_stack_top = l.visit_frame + kFrameArea + kThreadStack;

@@ -12,6 +12,7 @@
 #include <span>
 #include <string_view>
 
+#include "arch/x86_64/page.h"
 #include "arch/x86_64/sigframe.h"
 #include "proc/maps.h"
 
@@ -20,7 +21,7 @@ namespace ckpt {
 namespace {
 
 constexpr uint64_t kRedZone = 128;  // the x86_64 ABI's: the thread's own, below rsp
-constexpr uint64_t kScratch = 4096;
+constexpr uint64_t kScratch = arch::kPageSize;
 constexpr uint64_t kFrameAlign = 64;  // the xsave area's
 
 Result<long> run_until_exit(Tracee& t, long nr) {

@@ -1,6 +1,7 @@
 #include "ptrace/tracee.h"
 
 #include <elf.h>
+#include <linux/filter.h>
 #include <sys/ptrace.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
@@ -12,14 +13,16 @@
 #include <cstring>
 #include <utility>
 
+#include "arch/x86_64/xsave.h"
 #include "proc/status.h"
 
 namespace ckpt {
 
 namespace {
 
-constexpr int kPtraceGetRseqConfiguration = 0x420f;  // 5.13, not in glibc 2.36
-constexpr size_t kMaxXstate = 16384;
+// What PTRACE_GET_RSEQ_CONFIGURATION fills, field for field.
+static_assert(sizeof(RseqConfig) == sizeof(__ptrace_rseq_configuration));
+static_assert(offsetof(RseqConfig, flags) == offsetof(__ptrace_rseq_configuration, flags));
 
 using Clock = Tracee::Clock;
 
@@ -93,9 +96,8 @@ std::string Stop::describe() const {
 Result<Tracee> Tracee::seize(pid_t tid, unsigned long extra) {
   // Seccomp filters of the task must not judge the syscalls we make it run;
   // suspending them needs CAP_SYS_ADMIN, without it they stay in force.
-  constexpr unsigned long kSuspendSeccomp = 1UL << 21;  // PTRACE_O_SUSPEND_SECCOMP
   const unsigned long opts = PTRACE_O_TRACESYSGOOD | extra;
-  const bool suspended = ptrace(PTRACE_SEIZE, tid, nullptr, opts | kSuspendSeccomp) == 0;
+  const bool suspended = ptrace(PTRACE_SEIZE, tid, nullptr, opts | PTRACE_O_SUSPEND_SECCOMP) == 0;
   if (!suspended && !(errno == EPERM && ptrace(PTRACE_SEIZE, tid, nullptr, opts) == 0))
     return sys_error("ptrace seize task {}", tid);
   Tracee t(tid);
@@ -248,7 +250,7 @@ Result<void> Tracee::step(int sig) {
 
 Result<void> Tracee::set_options(unsigned long extra) {
   if (ptrace(PTRACE_SETOPTIONS, tid_, nullptr, PTRACE_O_TRACESYSGOOD | extra) < 0) return err("setoptions");
-  seccomp_suspended_ = extra & (1UL << 21);  // PTRACE_O_SUSPEND_SECCOMP
+  seccomp_suspended_ = extra & PTRACE_O_SUSPEND_SECCOMP;
   return {};
 }
 
@@ -289,7 +291,7 @@ Result<void> Tracee::set_regs(const arch::Regs& r) {
 }
 
 Result<std::vector<uint8_t>> Tracee::xstate() {
-  std::vector<uint8_t> buf(kMaxXstate);
+  std::vector<uint8_t> buf(arch::kXsaveMaxRegsetSize);
   iovec iov{buf.data(), buf.size()};
   if (ptrace(PTRACE_GETREGSET, tid_, NT_X86_XSTATE, &iov) < 0) return err("get xsave state");
   buf.resize(iov.iov_len);
@@ -323,11 +325,7 @@ Result<std::vector<siginfo_t>> Tracee::pending(bool shared) {
   std::vector<siginfo_t> out;
   for (;;) {
     siginfo_t batch[32];
-    struct {
-      uint64_t off;
-      uint32_t flags;
-      int32_t nr;
-    } a{static_cast<uint64_t>(out.size()), shared ? 1u /* PTRACE_PEEKSIGINFO_SHARED */ : 0u, 32};
+    __ptrace_peeksiginfo_args a{out.size(), shared ? uint32_t{PTRACE_PEEKSIGINFO_SHARED} : 0u, 32};
     long n = ptrace(PTRACE_PEEKSIGINFO, tid_, &a, batch);
     if (n < 0) return err("peek pending signals");
     out.insert(out.end(), batch, batch + n);
@@ -337,23 +335,19 @@ Result<std::vector<siginfo_t>> Tracee::pending(bool shared) {
 
 Result<RseqConfig> Tracee::rseq() {
   RseqConfig c;
-  if (ptrace(static_cast<__ptrace_request>(kPtraceGetRseqConfiguration), tid_, sizeof c, &c) < 0)
+  if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, tid_, sizeof c, &c) < 0)
     return err("get rseq configuration");
   return c;
 }
 
 Result<std::pair<std::string, uint64_t>> Tracee::seccomp_filter(unsigned long index) {
-  constexpr int kGetFilter = 0x420c, kGetMetadata = 0x420d;  // PTRACE_SECCOMP_GET_*
-  long n = ptrace(static_cast<__ptrace_request>(kGetFilter), tid_, index, nullptr);
+  long n = ptrace(PTRACE_SECCOMP_GET_FILTER, tid_, index, nullptr);
   if (n < 0) return err(fmt::format("get seccomp filter {}", index));
-  std::string prog(n * 8, '\0');  // struct sock_filter is 8 bytes
-  if (ptrace(static_cast<__ptrace_request>(kGetFilter), tid_, index, prog.data()) != n)
+  std::string prog(n * sizeof(sock_filter), '\0');
+  if (ptrace(PTRACE_SECCOMP_GET_FILTER, tid_, index, prog.data()) != n)
     return err(fmt::format("get seccomp filter {}", index));
-  struct {
-    uint64_t filter_off;
-    uint64_t flags;
-  } meta{index, 0};
-  if (ptrace(static_cast<__ptrace_request>(kGetMetadata), tid_, sizeof meta, &meta) < 0)
+  __ptrace_seccomp_metadata meta{index, 0};
+  if (ptrace(PTRACE_SECCOMP_GET_METADATA, tid_, sizeof meta, &meta) < 0)
     return err(fmt::format("get seccomp metadata {}", index));
   return std::make_pair(std::move(prog), meta.flags);
 }

@@ -3,15 +3,13 @@
 #include <algorithm>
 #include <cstring>
 
+#include "arch/x86_64/page.h"
 #include "base/check.h"
 
 namespace ckpt::restore {
 
 namespace {
-constexpr uint64_t kPage = 4096;
 constexpr uint64_t kLowest = 1ULL << 32;          // keep clear of low, legacy addresses
-constexpr uint64_t kHighest = (1ULL << 47) - kPage;
-uint64_t page_up(uint64_t v) { return (v + kPage - 1) & ~(kPage - 1); }
 }  // namespace
 
 Result<uint64_t> find_hole(std::vector<Range> busy, uint64_t len) {
@@ -20,9 +18,9 @@ Result<uint64_t> find_hole(std::vector<Range> busy, uint64_t len) {
   for (const Range& r : busy) {
     if (r.end <= cur) continue;
     if (r.start >= cur + len) break;
-    cur = page_up(r.end);
+    cur = arch::page_up(r.end);
   }
-  if (cur + len > kHighest) return error(ENOMEM, "no free {} bytes in the address space for the restorer", len);
+  if (cur + len > arch::kTaskSizeMax) return error(ENOMEM, "no free {} bytes in the address space for the restorer", len);
   return cur;
 }
 
@@ -48,14 +46,14 @@ Result<std::vector<SpecialMove>> plan_special_moves(const std::vector<SpecialMov
 }
 
 uint64_t BootRegion::size_for(uint64_t blob_size, uint64_t data_size, uint64_t threads) {
-  return page_up(blob_size) + page_up(data_size) + kStackSize + (threads - 1) * kThreadStackSize;
+  return arch::page_up(blob_size) + arch::page_up(data_size) + kStackSize + (threads - 1) * kThreadStackSize;
 }
 
 BootRegion::BootRegion(uint64_t start, uint64_t blob_size, uint64_t data_size, uint64_t threads)
     : start_(start),
       size_(size_for(blob_size, data_size, threads)),
-      args_off_(page_up(blob_size)),
-      data_(page_up(data_size)) {
+      args_off_(arch::page_up(blob_size)),
+      data_(arch::page_up(data_size)) {
   used_ = sizeof(abi::RestorerArgs);
 }
 

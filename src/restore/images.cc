@@ -4,6 +4,8 @@
 
 #include <set>
 
+#include "arch/x86_64/page.h"
+#include "arch/x86_64/xsave.h"
 #include "base/fs.h"
 #include "image/page_store.h"
 #include "image/verify.h"
@@ -11,8 +13,6 @@
 namespace ckpt::restore {
 
 namespace {
-
-constexpr uint64_t kPage = 4096;
 
 Result<TaskImages> load_task(const image::ImageDir& dir, pid_t pid) {
   TaskImages t;
@@ -30,7 +30,7 @@ Result<TaskImages> load_task(const image::ImageDir& dir, pid_t pid) {
   for (const img::ThreadCore& th : t.core.threads()) {
     if (th.tid() <= 0 || !tids.insert(th.tid()).second)
       return error(EINVAL, "{}: thread id {} is invalid or repeated", core, th.tid());
-    if (th.xsave().size() < 576) return error(EINVAL, "{}: xsave area of thread {} is too small", core, th.tid());
+    if (th.xsave().size() < arch::kXsaveMinSize) return error(EINVAL, "{}: xsave area of thread {} is too small", core, th.tid());
   }
 
   TRY(image::check_core(core, t.core, pid));
@@ -41,8 +41,8 @@ Result<TaskImages> load_task(const image::ImageDir& dir, pid_t pid) {
   t.pages_path = dir.file(image::pages_name(pid));
   t.pages = TRY(dir.open_read(image::pages_name(pid)));
   uint64_t bytes = TRY(image::check_pages_file(t.pages_path, t.pages.get()));
-  if (bytes != pages * kPage)
-    return error(EINVAL, "{}: holds {} bytes of pages, the page map needs {}", t.pages_path, bytes, pages * kPage);
+  if (bytes != pages * arch::kPageSize)
+    return error(EINVAL, "{}: holds {} bytes of pages, the page map needs {}", t.pages_path, bytes, pages * arch::kPageSize);
   return t;
 }
 

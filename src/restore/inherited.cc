@@ -3,13 +3,12 @@
 #include <algorithm>
 #include <map>
 
+#include "arch/x86_64/page.h"
 #include "image/page_store.h"
 
 namespace ckpt::restore {
 
 namespace {
-
-constexpr uint64_t kPage = 4096;
 
 struct Segment {
   uint64_t start, end;
@@ -27,7 +26,7 @@ class Resolver {
       if (k && k->parent >= 0) parent_[i] = live.at(t.tree.tasks()[k->parent].pid);
       uint64_t off = image::kPagesDataOffset;
       for (const img::PageRun& r : t.tasks[i].pagemap.runs()) {
-        const uint64_t len = r.nr_pages() * kPage;
+        const uint64_t len = r.nr_pages() * arch::kPageSize;
         segments_[i].push_back({r.vaddr(), r.vaddr() + len, r.inherited(), off});
         if (!r.inherited()) off += len;
       }
@@ -67,7 +66,7 @@ Result<std::vector<std::vector<InheritedPages>>> resolve_inherited(const TreeIma
   std::vector<std::vector<InheritedPages>> out(t.tasks.size());
   for (size_t i = 0; i < t.tasks.size(); i++)
     for (const img::PageRun& run : t.tasks[i].pagemap.runs())
-      if (run.inherited()) TRY(r.resolve(i, run.vaddr(), run.vaddr() + run.nr_pages() * kPage, &out[i]));
+      if (run.inherited()) TRY(r.resolve(i, run.vaddr(), run.vaddr() + run.nr_pages() * arch::kPageSize, &out[i]));
   return out;
 }
 

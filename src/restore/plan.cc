@@ -1,6 +1,7 @@
 #include "restore/plan.h"
 
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -10,6 +11,7 @@
 #include <cstring>
 #include <tuple>
 
+#include "arch/x86_64/page.h"
 #include "arch/x86_64/sigframe.h"
 #include "base/check.h"
 #include "base/fs.h"
@@ -22,7 +24,6 @@ namespace ckpt::restore {
 
 namespace {
 
-constexpr uint64_t kPage = 4096;
 constexpr uint32_t kMapDroppable = 0x08;  // <linux/mman.h> of Linux 6.11; not in this libc's headers
 
 struct SpecialVmas {
@@ -136,10 +137,12 @@ uint64_t data_size(const TaskImages& ti) {
 Result<uint64_t> put_seccomp(const img::ThreadCore& th, BootRegion& boot) {
   std::vector<abi::SeccompFilterArg> filters;
   for (const img::SeccompFilter& f : th.seccomp_filters()) {
-    if (f.program().empty() || f.program().size() % 8 || f.program().size() / 8 > 4096)
+    // Whole sock_filter instructions, no more than the kernel takes.
+    if (f.program().empty() || f.program().size() % sizeof(sock_filter) ||
+        f.program().size() / sizeof(sock_filter) > BPF_MAXINSNS)
       return error(EINVAL, "core image: a seccomp filter of {} bytes is not a BPF program", f.program().size());
     abi::SeccompFilterArg a{};
-    a.len = f.program().size() / 8;
+    a.len = f.program().size() / sizeof(sock_filter);
     a.insns = put(boot, reinterpret_cast<const uint64_t*>(f.program().data()), a.len);
     a.flags = f.flags();
     filters.push_back(a);
@@ -258,7 +261,7 @@ Result<Plan> build_plan(const TaskImages& ti, const std::vector<proc::MapEntry>&
 
   abi::RestorerArgs* a = boot.args();
   a->version = abi::kRestorerAbiVersion;
-  a->page_size = kPage;
+  a->page_size = arch::kPageSize;
   a->boot_start = boot.start();
   a->boot_end = boot.end();
 

@@ -15,6 +15,7 @@
 #include <map>
 #include <set>
 
+#include "arch/x86_64/page.h"
 #include "base/check.h"
 #include "base/fs.h"
 #include "base/mapping.h"
@@ -40,7 +41,6 @@ namespace ckpt::restore {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr uint64_t kPage = 4096;
 // Restored threads die with ckpt until it lets go of them.
 constexpr unsigned long kTraceOptions = PTRACE_O_EXITKILL;
 
@@ -290,7 +290,7 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir, co
   std::vector<std::vector<files::PreparedFd>> fds = TRY_CTX(files::prepare_fds(files), "restore");
   // The tasks meet here while they take their sessions and groups; mapped
   // before ckpt's maps are read, so that no boot region lands on it.
-  Mapping shared = TRY_CTX(Mapping::map(kPage, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS), "restore");
+  Mapping shared = TRY_CTX(Mapping::map(arch::kPageSize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS), "restore");
   auto* barrier = new (shared.data()) SpawnBarrier{};
 
   int max_fd = TRY(highest_open_fd());
@@ -434,7 +434,7 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir, co
   uint64_t pages = 0;
   for (const TaskImages& ti : t.tasks) pages += ti.pagemap.total_pages();
   out.stats.set_pages_read(pages);
-  out.stats.set_bytes_read(pages * kPage);
+  out.stats.set_bytes_read(pages * arch::kPageSize);
   if (!o.pidfile.empty()) {
     std::string text = fmt::format("{}\n", pid);
     TRY_CTX(replace_file(o.pidfile, text, 0644), "restore pid {}: pidfile", pid);

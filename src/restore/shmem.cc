@@ -6,6 +6,7 @@
 
 #include <vector>
 
+#include "arch/x86_64/page.h"
 #include "base/fs.h"
 #include "base/mapping.h"
 #include "image/crc32c.h"
@@ -15,21 +16,19 @@ namespace ckpt::restore {
 
 namespace {
 
-constexpr uint64_t kPage = 4096;
-
 // The content, run by run, into `dst` (the object mapped in ckpt): read
 // straight into place, checked where it landed.
 Result<void> fill(const image::ImageDir& dir, const img::ShmemObject& o, char* dst) {
   const std::string name = image::shmem_pages_name(o.id());
   UniqueFd pages = TRY(dir.open_read(name));
   const uint64_t bytes = TRY(image::check_pages_file(dir.file(name), pages.get()));
-  if (bytes != o.pages().total_pages() * kPage)
+  if (bytes != o.pages().total_pages() * arch::kPageSize)
     return error(EINVAL, "{}: holds {} bytes of pages, object {} needs {}", dir.file(name), bytes, o.id(),
-                 o.pages().total_pages() * kPage);
+                 o.pages().total_pages() * arch::kPageSize);
   uint64_t off = image::kPagesDataOffset;
   for (const img::PageRun& r : o.pages().runs()) {
     // The last run may reach past the object's end, to its last page's end.
-    const uint64_t len = r.nr_pages() * kPage;
+    const uint64_t len = r.nr_pages() * arch::kPageSize;
     size_t got = TRY_CTX(pread_full(pages.get(), dst + r.vaddr(), len, static_cast<off_t>(off)), "{}", dir.file(name));
     if (got != len) return error(EINVAL, "{}: truncated at offset {}", dir.file(name), off + got);
     if (crc32c(0, dst + r.vaddr(), len) != r.crc32c())
@@ -41,7 +40,7 @@ Result<void> fill(const image::ImageDir& dir, const img::ShmemObject& o, char* d
 }
 
 Result<UniqueFd> create(const image::ImageDir& dir, const img::ShmemObject& o) {
-  const uint64_t span = (o.size() + kPage - 1) & ~(kPage - 1);
+  const uint64_t span = (o.size() + arch::kPageSize - 1) & ~(arch::kPageSize - 1);
   if (o.kind() == img::ShmemObject::ANON) {
     // The kernel's own object for MAP_SHARED|MAP_ANONYMOUS, kept through an
     // fd on it once ckpt's mapping goes.

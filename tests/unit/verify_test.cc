@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include "arch/x86_64/page.h"
 #include "base/fs.h"
 #include "base/unique_fd.h"
 #include "ckpt.pb.h"
@@ -25,6 +26,9 @@
 
 namespace ckpt::image {
 namespace {
+
+using arch::kPageSize;
+using arch::kTaskSize;
 
 constexpr pid_t kPid = 1234;
 constexpr uint64_t kBase = 0x7f0000000000;

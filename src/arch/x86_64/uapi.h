@@ -81,11 +81,6 @@ inline constexpr uint64_t kPmFileOrSharedAnon = uint64_t{1} << 61;  // 3.5
 inline constexpr uint64_t kPmSwapped = uint64_t{1} << 62;
 inline constexpr uint64_t kPmPresent = uint64_t{1} << 63;
 
-// --- ptrace ------------------------------------------------------------------
-// PTRACE_GET_RSEQ_CONFIGURATION (5.13); fills struct ptrace_rseq_configuration
-// (ckpt::RseqConfig in ptrace/tracee.h).
-inline constexpr int kPtraceGetRseqConfiguration = 0x420f;
-
 // --- Agreement with newer system headers, when they are present --------------
 #ifdef PAGEMAP_SCAN
 static_assert(kPagemapScan == PAGEMAP_SCAN);
@@ -102,9 +97,6 @@ static_assert(kUffdFeatureWpAsync == UFFD_FEATURE_WP_ASYNC);
 #endif
 #ifdef UFFD_FEATURE_WP_UNPOPULATED
 static_assert(kUffdFeatureWpUnpopulated == UFFD_FEATURE_WP_UNPOPULATED);
-#endif
-#ifdef PTRACE_GET_RSEQ_CONFIGURATION
-static_assert(kPtraceGetRseqConfiguration == PTRACE_GET_RSEQ_CONFIGURATION);
 #endif
 
 }  // namespace ckpt::uapi

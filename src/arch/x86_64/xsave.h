@@ -11,6 +11,9 @@ namespace ckpt::arch {
 
 inline constexpr size_t kXsaveHeaderOffset = 512;
 inline constexpr size_t kXsaveMinSize = kXsaveHeaderOffset + 64;
+// A buffer for PTRACE_GETREGSET NT_X86_XSTATE that no CPU's area outgrows
+// (AMX tiles included, ~11 KiB); the kernel says how much it filled.
+inline constexpr size_t kXsaveMaxRegsetSize = 16384;
 
 // Bytes up to the end of the last component in `features` (CPUID 0xD).
 size_t xsave_size_for(uint64_t features);

@@ -26,6 +26,7 @@
 #include <utility>
 #include <vector>
 
+#include "arch/x86_64/page.h"
 #include "arch/x86_64/uapi.h"
 #include "base/fs.h"
 #include "base/mapping.h"
@@ -64,7 +65,6 @@ struct Row {
 };
 
 constexpr auto kStopTimeout = std::chrono::seconds(5);
-constexpr size_t kPage = 4096;
 
 Tracee::Clock::time_point deadline() { return Tracee::Clock::now() + kStopTimeout; }
 
@@ -312,8 +312,8 @@ std::vector<Row> probe_userfaultfd() {
 // A private anonymous mapping of `pages` pages, by page.
 class ScratchMapping {
  public:
-  static Result<ScratchMapping> make(size_t pages) { return ScratchMapping(TRY(Mapping::anonymous(pages * kPage))); }
-  char* page(size_t i) const { return m_.data() + i * kPage; }
+  static Result<ScratchMapping> make(size_t pages) { return ScratchMapping(TRY(Mapping::anonymous(pages * arch::kPageSize))); }
+  char* page(size_t i) const { return m_.data() + i * arch::kPageSize; }
   uint64_t addr(size_t i) const { return reinterpret_cast<uint64_t>(page(i)); }
   void touch(size_t i) const { *static_cast<volatile char*>(page(i)) = 1; }
 
@@ -371,7 +371,7 @@ Row probe_soft_dirty() {
     m.touch(0);  // dirties the page again: bit 55 is set, if the kernel tracks it
     UniqueFd pm = TRY(open_file("/proc/self/pagemap", O_RDONLY));
     uint64_t entry = 0;
-    size_t got = TRY(pread_full(pm.get(), &entry, sizeof entry, static_cast<off_t>(m.addr(0) / kPage * 8)));
+    size_t got = TRY(pread_full(pm.get(), &entry, sizeof entry, static_cast<off_t>(m.addr(0) / arch::kPageSize * 8)));
     if (got != sizeof entry) return fail("short read of /proc/self/pagemap");
     return (entry & uapi::kPmSoftDirty) != 0;
   }();

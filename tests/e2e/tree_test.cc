@@ -534,3 +534,30 @@ INSTANTIATE_TEST_SUITE_P(Modes, PreFork, ::testing::Bool(),
 
 }  // namespace
 }  // namespace e2e
+
+namespace e2e {
+namespace {
+
+// --restore-sibling -d: the restored root is a child of ckpt's parent (this
+// test), as container runtimes expect; the whole tree under it as dumped.
+TEST(Tree, RestoreSibling) {
+  Harness h;
+  pid_t pid = h.start_workload("tree");
+  ASSERT_GT(pid, 0);
+  const auto tasks = tree_of(pid);
+  const auto links = links_of(tasks);
+  CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  ASSERT_EQ(d.exit_code(), 0) << d.err;
+  h.wait_child(pid);
+  reap_all(tasks);
+  CkptRun r = h.ckpt({"restore", "-D", h.images(), "-d", "--restore-sibling"});
+  ASSERT_EQ(r.exit_code(), 0) << r.err;
+  EXPECT_EQ(ppid_of(pid), getpid());
+  EXPECT_EQ(links_of(tasks), links);
+  kill(pid, SIGTERM);
+  int st = h.wait_child(pid);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << read_text(h.workload_log("tree"));
+}
+
+}  // namespace
+}  // namespace e2e

@@ -81,8 +81,10 @@ struct Scratch {
 Result<void> let_go(std::vector<std::vector<Tracee>>& tasks, After after) {
   switch (after) {
     case After::Kill:
+      // One that died on its own since is as good as killed.
       for (auto& threads : tasks)
-        if (!threads.empty() && kill(threads[0].tid(), SIGKILL) < 0) return sys_error("kill pid {}", threads[0].tid());
+        if (!threads.empty() && kill(threads[0].tid(), SIGKILL) < 0 && errno != ESRCH)
+          return sys_error("kill pid {}", threads[0].tid());
       // Collect every thread's death as its tracer, so the parent hears of
       // it; the main thread's is reported only after all the others'.
       for (auto& threads : tasks)
@@ -261,6 +263,10 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
                             "dump pid {}", k.pid));
     dumped[k.pid] = &dumps.back();
   }
+  // A task killed once it was dumped: a checkpoint of a tree that no longer
+  // exists. An error like any other: the rest of the tree runs on.
+  for (const TaskDump& d : dumps)
+    if (process_died(d.pid)) return error(ESRCH, "dump pid {}: pid {} died during the dump", root, d.pid);
   std::vector<std::pair<pid_t, img::Files*>> files;
   for (TaskDump& d : dumps) files.emplace_back(d.pid, &d.files);
   files::link_shared_across(files);

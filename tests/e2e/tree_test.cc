@@ -561,3 +561,40 @@ TEST(Tree, RestoreSibling) {
 
 }  // namespace
 }  // namespace e2e
+
+namespace e2e {
+namespace {
+
+// A task killed mid-dump (after its own images were taken): the dump fails
+// saying so, and every other task runs on, untraced.
+TEST(TreeFault, TaskKilledMidDump) {
+  Harness h;
+  pid_t pid = h.start_workload("tree");
+  ASSERT_GT(pid, 0);
+  const std::vector<pid_t> tasks = tree_of(pid);
+  ASSERT_EQ(tasks.size(), 7u);
+  const pid_t last = tasks[5], victim = tasks[2];  // A2 is dumped last but for nothing; B long before
+  ASSERT_NE(proc_state(last), 'Z');
+  setenv("CKPT_FAULT", fmt::format("slow:cure@{}", last).c_str(), 1);
+  pid_t ckpt = h.ckpt_background({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  unsetenv("CKPT_FAULT");
+  // Once ckpt works on the last task (traced, its parasite mapped), B is done.
+  ASSERT_TRUE(wait_for_parasite(last, ckpt));
+  kill(victim, SIGKILL);
+  CkptRun d = h.wait_ckpt(ckpt);
+  EXPECT_NE(d.exit_code(), 0);
+  EXPECT_NE(d.err.find(fmt::format("pid {} died during the dump", victim)), std::string::npos) << d.err;
+  EXPECT_NE(access((h.images() + "/inventory.img").c_str(), F_OK), 0);
+  std::this_thread::sleep_for(50ms);
+  for (pid_t p : tasks) {
+    if (p == victim) continue;
+    EXPECT_TRUE(alive(p) || proc_state(p) == 'Z') << p;
+    EXPECT_EQ(tracer_of(p), 0) << p;
+  }
+  for (pid_t p : tasks) kill(p, SIGKILL);
+  h.wait_child(pid);
+  reap_all(tasks);
+}
+
+}  // namespace
+}  // namespace e2e

@@ -130,6 +130,7 @@ Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, i
   }
   d.mm = TRY(collect_vmas(pid));
   d.files = TRY(files::dump_fds(pid, {.shell_job = o.shell_job}));
+  TRY(files::check_restore_fits(pid, d.files, d.mm));
   d.core = TRY(collect_core_outside(threads));
   d.core.set_group_stopped(group_stopped);
   for (size_t i = 0; i < threads.size(); i++)
@@ -250,7 +251,7 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
   }
   std::vector<std::pair<pid_t, img::Files*>> files;
   for (TaskDump& d : dumps) files.emplace_back(d.pid, &d.files);
-  files::link_shared_across(files);
+  TRY_CTX(files::link_shared_across(files), "dump pid {}", root);
 
   // 5. Images: metadata, inventory last.
   TRY_CTX(write_images(o, dir, tree, dumps), "dump pid {}", root);

@@ -932,8 +932,8 @@ def run_scaling(d, a, sysctls, srows, snotes):
                 except BenchError as e:
                     d.kill(pid)
                     shutil.rmtree(img, ignore_errors=True)
-                    first = str(e).splitlines()
-                    runs.append((dr, None, " ".join(l for l in first if "ckpt" in l or "restore" in l)[:200]))
+                    why = [l for l in str(e).splitlines() if l.startswith("Error:")] or str(e).splitlines()[:1]
+                    runs.append((dr, None, why[0][:160].replace("|", "/")))
                     break
                 d.stop_verified(pid, f"restored {kind} {n}", timeout=120)
                 shutil.rmtree(img, ignore_errors=True)

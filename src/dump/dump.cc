@@ -110,7 +110,8 @@ class NofileRoom {
  public:
   static Result<NofileRoom> make(pid_t pid, const img::Files& files) {
     NofileRoom r;
-    if (prlimit(pid, RLIMIT_NOFILE, nullptr, &r.old_) < 0) return sys_error("pid {}: read RLIMIT_NOFILE", pid);
+    const files::NofileLimit now = TRY(files::read_nofile_limit(pid));
+    r.old_ = {static_cast<rlim_t>(now.soft), static_cast<rlim_t>(now.hard)};
     rlim_t used = 0;
     for (const img::FdEntry& e : files.fds()) used += static_cast<rlim_t>(e.fd()) < r.old_.rlim_cur;
     if (r.old_.rlim_cur == RLIM_INFINITY || r.old_.rlim_cur >= used + kParasiteFds) return r;

@@ -1,6 +1,7 @@
 #include "files/files.h"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -28,8 +29,9 @@ bool is_tty_dev(dev_t rdev) {
 // descriptions: the kernel compares their (obfuscated, bijectively) struct
 // file pointers and answers 0 (same), 1 (less) or 2 (greater), a total order
 // that is the same whichever tasks hold them. Sorting by (device, inode,
-// that order) puts the fds that share a description next to each other:
-// O(N log N) kcmp calls, and only between fds on one inode.
+// offset, flags, that order) puts the fds that share a description next to
+// each other: O(N log N) kcmp calls at most, and only between fds on one
+// inode at one offset with the same flags.
 struct FdRef {
   pid_t pid;
   const img::FdEntry* e;
@@ -41,6 +43,12 @@ class ByDescription {
   int compare(const FdRef& a, const FdRef& b) {
     if (a.e->dev() != b.e->dev()) return a.e->dev() < b.e->dev() ? -1 : 1;
     if (a.e->inode() != b.e->inode()) return a.e->inode() < b.e->inode() ? -1 : 1;
+    // One description has one offset and one set of status flags (the task
+    // is frozen): fds that differ in them differ, without asking the kernel.
+    // O_CLOEXEC in fdinfo's flags is the fd's own.
+    if (a.e->pos() != b.e->pos()) return a.e->pos() < b.e->pos() ? -1 : 1;
+    const uint32_t fa = a.e->flags() & ~O_CLOEXEC, fb = b.e->flags() & ~O_CLOEXEC;
+    if (fa != fb) return fa < fb ? -1 : 1;
     constexpr int kKcmpFile = 0;
     long r = syscall(SYS_kcmp, a.pid, b.pid, kKcmpFile, a.e->fd(), b.e->fd());
     if (r < 0 && !failed_)
@@ -180,7 +188,7 @@ int restore_fd_slots(const img::Files& files, const img::MmImage& mm) {
   return top + 1 + kTempFdsPerTask + static_cast<int>(mapped.size()) + kCkptOwnFds;
 }
 
-Result<void> check_restore_fits(pid_t pid, const img::Files& files, const img::MmImage& mm) {
+Result<NofileLimit> read_nofile_limit(pid_t pid) {
   const std::string path = fmt::format("/proc/{}/limits", pid);
   const std::string text = TRY(read_file(path));
   for (std::string_view line : std::views::split(text, '\n') | std::views::transform([](auto r) {
@@ -191,17 +199,21 @@ Result<void> check_restore_fits(pid_t pid, const img::Files& files, const img::M
     char soft[32] = "", hard[32] = "";
     if (sscanf(std::string(line.substr(14)).c_str(), "%31s %31s", soft, hard) != 2)
       return error(EINVAL, "{}: cannot parse \"{}\"", path, line);
-    if (std::string_view(hard) == "unlimited") return {};
-    const unsigned long limit = strtoul(hard, nullptr, 10);
-    const int need = restore_fd_slots(files, mm);
-    const int top = files.fds_size() ? files.fds(files.fds_size() - 1).fd() : -1;
-    if (limit < static_cast<unsigned long>(need))
-      return error(EMFILE, "pid {}: its restore needs {} fd slots (its fds up to {}, then {} for ckpt's temporary "
-                   "fds) but its RLIMIT_NOFILE hard limit is {}: raise it (prlimit --nofile) and dump again",
-                   pid, need, top, need - top - 1, limit);
-    return {};
+    auto value = [](std::string_view v) { return v == "unlimited" ? RLIM_INFINITY : strtoull(v.data(), nullptr, 10); };
+    return NofileLimit{value(soft), value(hard)};
   }
   return error(EINVAL, "{}: no \"Max open files\" line", path);
+}
+
+Result<void> check_restore_fits(pid_t pid, const img::Files& files, const img::MmImage& mm) {
+  const NofileLimit limit = TRY(read_nofile_limit(pid));
+  const int need = restore_fd_slots(files, mm);
+  const int top = files.fds_size() ? files.fds(files.fds_size() - 1).fd() : -1;
+  if (limit.hard != RLIM_INFINITY && limit.hard < static_cast<uint64_t>(need))
+    return error(EMFILE, "pid {}: its restore needs {} fd slots (its fds up to {}, then {} for ckpt's temporary "
+                 "fds) but its RLIMIT_NOFILE hard limit is {}: raise it (prlimit --nofile) and dump again",
+                 pid, need, top, need - top - 1, limit.hard);
+  return {};
 }
 
 namespace {

@@ -33,6 +33,13 @@ Result<void> link_shared_across(std::span<const std::pair<pid_t, img::Files*>> t
 // mapped file), plus room for ckpt's own fds. ckpt restore raises its soft
 // RLIMIT_NOFILE to its hard limit to get them.
 int restore_fd_slots(const img::Files& files, const img::MmImage& mm);
+// RLIMIT_NOFILE of a task, from /proc/PID/limits (which anyone may read;
+// prlimit(2) needs the task's credentials or CAP_SYS_RESOURCE).
+// RLIM_INFINITY for "unlimited".
+struct NofileLimit {
+  uint64_t soft, hard;
+};
+Result<NofileLimit> read_nofile_limit(pid_t pid);
 // Refuses, while the task still lives, a task whose RLIMIT_NOFILE hard limit
 // (/proc/PID/limits) could not hold what its restore needs.
 Result<void> check_restore_fits(pid_t pid, const img::Files& files, const img::MmImage& mm);

@@ -322,6 +322,17 @@ def main():
                     help=f"memory the pre-fork tree's root touches before forking {PREFORK_WORKERS} workers "
                          "(default 256; 0: skip the pre-fork tree)")
     ap.add_argument("--trees-only", action="store_true", help="only the process-tree tables")
+    ap.add_argument("--fds", default="1000,5000,10000",
+                    help="fd counts of the fd scaling table (comma-separated; empty: skip it)")
+    ap.add_argument("--vmas", default="10000,30000",
+                    help="VMA counts of the VMA scaling table (comma-separated; empty: skip it)")
+    ap.add_argument("--sparse-gib", default="32,64",
+                    help="sizes in GiB of the sparse mapping (one page in --sparse-stride present; empty: skip it)")
+    ap.add_argument("--sparse-stride", type=int, default=512, help="one present page in this many (default 512)")
+    ap.add_argument("--scaling-reps", type=int, default=3,
+                    help="runs per scaling size, each a new process dumped and restored (the median is reported)")
+    ap.add_argument("--scaling-only", action="store_true", help="only the scaling tables (fds, VMAs, sparse memory)")
+    ap.add_argument("--ckpt", default=None, help="the ckpt binary to measure (default: <build>/ckpt)")
     ap.add_argument("--thread-reps", type=int, default=3,
                     help="restores per thread count and completion mode, from one dump (best is reported)")
     a = ap.parse_args()
@@ -329,8 +340,17 @@ def main():
         ap.error("--reps, --tiny-reps, --thread-reps, --tree-reps and --mib must be >= 1")
     if a.prefork_mib < 0:
         ap.error("--prefork-mib must be >= 0")
-    if a.threads_only and a.trees_only:
-        ap.error("--threads-only and --trees-only exclude each other")
+    if sum([a.threads_only, a.trees_only, a.scaling_only]) > 1:
+        ap.error("--threads-only, --trees-only and --scaling-only exclude each other")
+    if a.scaling_reps < 1 or a.sparse_stride < 1:
+        ap.error("--scaling-reps and --sparse-stride must be >= 1")
+    try:
+        a.fds, a.vmas, a.sparse_gib = ([int(x) for x in v.split(",") if x.strip()]
+                                       for v in (a.fds, a.vmas, a.sparse_gib))
+    except ValueError:
+        ap.error("--fds, --vmas, --sparse-gib: comma-separated counts")
+    if any(n < 1 for n in a.fds + a.vmas + a.sparse_gib):
+        ap.error("--fds, --vmas, --sparse-gib: counts must be >= 1")
     try:
         a.trees = [int(x) for x in a.trees.split(",") if x.strip()]
     except ValueError:
@@ -347,7 +367,8 @@ def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     build = os.path.abspath(a.build or os.path.join(root, "build"))
     for exe in ["ckpt", "bench/bench_memcpy", "bench/bench_readfresh", "bench/bench_mem", "bench/bench_tiny",
-                "bench/bench_threads", "bench/bench_tree"]:
+                "bench/bench_threads", "bench/bench_tree", "bench/bench_fds", "bench/bench_vmas",
+                "bench/bench_sparse"]:
         if not os.access(os.path.join(build, exe), os.X_OK):
             raise BenchError(f"{os.path.join(build, exe)} is missing: build first (bench/run.sh does)")
 
@@ -356,9 +377,10 @@ def main():
         raise BenchError(f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(ctypes.get_errno())}")
 
     size = a.mib << 20
-    do_all = not a.threads_only and not a.trees_only
-    do_trees = not a.threads_only and (a.trees or a.prefork_mib)
-    do_threads = not a.trees_only and a.threads
+    do_all = not a.threads_only and not a.trees_only and not a.scaling_only
+    do_trees = do_all and (a.trees or a.prefork_mib) or a.trees_only
+    do_threads = (do_all or a.threads_only) and a.threads
+    do_scaling = (do_all or a.scaling_only) and (a.fds or a.vmas or a.sparse_gib)
     free = shutil.disk_usage(a.tmp).free
     if do_all and free < 3 * size + GiB:
         raise BenchError(f"{a.tmp}: only {free / GiB:.1f} GiB free, need {(3 * size + GiB) / GiB:.1f} GiB")
@@ -370,9 +392,12 @@ def main():
     load0 = os.getloadavg()[0]
     work = tempfile.mkdtemp(prefix="ckpt-bench-", dir=a.tmp)
     d = Driver(root, build, work)
+    if a.ckpt:
+        d.ckpt = os.path.abspath(a.ckpt)
     rows = []  # (what, value, notes)
     trows, tnotes = [], []  # multithreaded table: rows (cells), notes under it
     prows, pfrows, pnotes = [], [], []  # process-tree table: rows (cells); pre-fork tree: rows; notes
+    srows, snotes = [], []  # scaling tables
     sysctls = Sysctls()
     try:
         t0 = time.monotonic()
@@ -380,6 +405,8 @@ def main():
             run_all(d, a, size, rows)
         if do_trees:
             run_trees(d, a, prows, pfrows, pnotes)
+        if do_scaling:
+            run_scaling(d, a, sysctls, srows, snotes)
         load1 = os.getloadavg()[0]  # before the thread runs, which inflate it (see run_threads)
         t1 = time.monotonic()
         if do_threads:
@@ -412,12 +439,19 @@ def main():
         if rows:
             print()
         print_trees(prows, pfrows, pnotes, a.tree_reps, a.prefork_mib)
-    if trows:
+    if srows:
         if rows or prows or pfrows:
+            print()
+        print_scaling(srows, snotes, a.scaling_reps)
+    if trows:
+        if rows or prows or pfrows or srows:
             print()
         print_threads(trows, tnotes, a.thread_reps)
     for n in sysctls.notes():
         log(n)
+    if any("FAILED" in " ".join(c) for c in srows):
+        log("a scaling run failed (see its table)")
+        return 1
     return 0
 
 
@@ -859,6 +893,90 @@ def print_trees(prows, pfrows, pnotes, reps, prefork_mib):
             print(f"| {what} | {value} | {notes} |")
         print()
     for n in pnotes:
+        print(f"* {n}")
+
+
+# ---------------------------------------------------------------- scaling: cost per item
+
+def run_scaling(d, a, sysctls, srows, snotes):
+    """fds, VMAs and sparse memory at growing sizes: dump and restore -d of a new process per run, the
+    median of --scaling-reps; the marginal cost per item from the two largest sizes shows growth that a
+    single size hides (linear work gives the same figure at every size)."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    nofile = max(a.fds, default=0) + 64
+    if soft < nofile:
+        if hard != resource.RLIM_INFINITY and hard < nofile:
+            raise BenchError(f"RLIMIT_NOFILE hard limit {hard} < {nofile} needed for {max(a.fds)} fds")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        snotes.append(f"RLIMIT_NOFILE raised from {soft} to {hard} (its hard limit) for the fd runs.")
+    if a.vmas:
+        sysctls.ensure("vm.max_map_count", max(a.vmas) + 4096)
+    kinds = [("fds", "bench_fds N: N fds, every other one a dup (shares its description)", "fds", a.fds,
+              lambda n: [str(n)], "fd"),
+             ("vmas", "bench_vmas N: N private anonymous VMAs of one present page each", "vmas", a.vmas,
+              lambda n: [str(n)], "VMA"),
+             ("sparse", f"bench_sparse G: a G GiB mapping, one page in {a.sparse_stride} present", "sparse",
+              a.sparse_gib, lambda g: [str(g), str(a.sparse_stride)], "GiB")]
+    for kind, what, exe, sizes, args, unit in kinds:
+        res = {}
+        for n in sorted(set(sizes)):
+            log(f"scaling {kind} {n}: {a.scaling_reps} runs")
+            runs = []
+            for _ in range(a.scaling_reps):
+                pid = d.start(exe, args(n), timeout=120)
+                img = os.path.join(d.work, f"scale-{kind}-{n}")
+                dr = d.dump(pid, img, timeout=120)
+                try:
+                    rr = d.restore(img, pid, timeout=120)
+                except BenchError as e:
+                    d.kill(pid)
+                    shutil.rmtree(img, ignore_errors=True)
+                    why = [l for l in str(e).splitlines() if l.startswith("Error:")] or str(e).splitlines()[:1]
+                    runs.append((dr, None, why[0][:160].replace("|", "/")))
+                    break
+                d.stop_verified(pid, f"restored {kind} {n}", timeout=120)
+                shutil.rmtree(img, ignore_errors=True)
+                runs.append((dr, rr, None))
+            res[n] = runs
+        ns = sorted(res)
+        med = {}
+        for n in ns:
+            runs = res[n]
+            failed = next((why for _, rr, why in runs if rr is None), None)
+            dw = statistics.median(r.wall for r, _, _ in runs)
+            dt = statistics.median(need(r.stats, "dump time", "dump") / 1e3 for r, _, _ in runs)
+            if failed is None:
+                rw = statistics.median(rr.wall for _, rr, _ in runs)
+                rt = statistics.median(need(rr.stats, "restore time", "restore") / 1e3 for _, rr, _ in runs)
+            else:
+                rw = rt = None
+            med[n] = (dw, dt, rw, rt)
+            srows.append([kind, f"{n:,} {unit}{'s' if unit != 'GiB' else ''}", fmt_ms(dw), fmt_ms(dt),
+                          fmt_us(dt / n) + f" / {unit}",
+                          fmt_ms(rw) if rw is not None else f"FAILED: {failed}",
+                          fmt_ms(rt) if rt is not None else "", fmt_us(rt / n) + f" / {unit}" if rt else ""])
+        if len(ns) >= 2:
+            n1, n2 = ns[-2], ns[-1]
+            (_, d1, _, r1), (_, d2, _, r2) = med[n1], med[n2]
+            cells = [kind, f"marginal {n1:,} → {n2:,}", "", "", fmt_us((d2 - d1) / (n2 - n1)) + f" / {unit}", "", "",
+                     fmt_us((r2 - r1) / (n2 - n1)) + f" / {unit}" if r1 is not None and r2 is not None else "n/a"]
+            srows.append(cells)
+        snotes.append(f"{kind}: {what}.")
+
+
+def print_scaling(srows, snotes, reps):
+    print("**Scaling**: a new process per run, `ckpt dump --stats` (kill mode), reaped, then "
+          "`ckpt restore -D DIR -d --stats`, the restored process checked (exit 0 on SIGTERM). "
+          f"Median of {reps} run{'s' if reps > 1 else ''}; per item = --stats time / items; the marginal row is "
+          "(time at the largest size - time at the next) / (items between them): flat if the cost is linear\n")
+    print("| workload | size | dump wall | --stats dump time | dump per item | restore -d wall "
+          "| --stats restore time | restore per item |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for cells in srows:
+        print("| " + " | ".join(cells) + " |")
+    print()
+    for n in snotes:
         print(f"* {n}")
 
 

@@ -1,13 +1,16 @@
 #include "dump/dump.h"
 
 #include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <optional>
+#include <utility>
 
 #include "arch/x86_64/page.h"
 #include "base/fs.h"
@@ -104,6 +107,46 @@ Result<void> let_go(std::vector<std::vector<Tracee>>& tasks, After after) {
   return {};
 }
 
+// The parasite opens fds in the task (its memfd, two socket pairs, a pipe
+// for page drains): a task whose fds fill its soft RLIMIT_NOFILE gets room
+// for them (below its hard limit) while the parasite is in, and its own soft
+// limit back afterwards, in the task and in the image (the parasite reads the
+// raised one). A ckpt killed meanwhile leaves it raised by kParasiteFds.
+class NofileRoom {
+ public:
+  static Result<NofileRoom> make(pid_t pid, const img::Files& files) {
+    NofileRoom r;
+    const files::NofileLimit now = TRY(files::read_nofile_limit(pid));
+    r.old_ = {static_cast<rlim_t>(now.soft), static_cast<rlim_t>(now.hard)};
+    rlim_t used = 0;
+    for (const img::FdEntry& e : files.fds()) used += static_cast<rlim_t>(e.fd()) < r.old_.rlim_cur;
+    if (r.old_.rlim_cur == RLIM_INFINITY || r.old_.rlim_cur >= used + kParasiteFds) return r;
+    rlimit more = r.old_;
+    more.rlim_cur = std::min<rlim_t>(r.old_.rlim_max, used + kParasiteFds);
+    if (more.rlim_cur <= r.old_.rlim_cur) return r;
+    if (prlimit(pid, RLIMIT_NOFILE, &more, nullptr) < 0)
+      return sys_error("pid {}: raise RLIMIT_NOFILE to {} for the parasite's fds", pid, more.rlim_cur);
+    r.pid_ = pid;
+    return r;
+  }
+  NofileRoom(NofileRoom&& o) noexcept : pid_(std::exchange(o.pid_, 0)), old_(o.old_) {}
+  NofileRoom& operator=(NofileRoom&&) = delete;
+  ~NofileRoom() {
+    if (pid_) (void)prlimit(pid_, RLIMIT_NOFILE, &old_, nullptr);
+  }
+  void fix_image(img::TaskCore* core) const {
+    if (!pid_) return;
+    for (img::RLimit& rl : *core->mutable_rlimits())
+      if (rl.resource() == RLIMIT_NOFILE) rl.set_cur(old_.rlim_cur);
+  }
+
+ private:
+  static constexpr rlim_t kParasiteFds = 8;
+  NofileRoom() = default;
+  pid_t pid_ = 0;
+  rlimit old_{};
+};
+
 // The images of one task.
 struct TaskDump {
   pid_t pid = 0;
@@ -137,6 +180,8 @@ Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, i
   d.mm = TRY(collect_vmas(pid));
   TRY(shmem.collect(pid, &d.mm, dir));
   d.files = TRY(files::dump_fds(pid, {.shell_job = o.shell_job}));
+  TRY(files::check_restore_fits(pid, d.files, d.mm));
+  NofileRoom room = TRY(NofileRoom::make(pid, d.files));
   d.core = TRY(collect_core_outside(threads));
   d.core.set_group_stopped(group_stopped);
   for (size_t i = 0; i < threads.size(); i++)
@@ -152,6 +197,7 @@ Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, i
                               "inject the parasite");
   TRY(o.faults.at("parasite", pid));
   TRY(collect_core_inside(parasite, threads, &d.core));
+  room.fix_image(&d.core);
   const auto mem_start = Clock::now();
   PageSource src{threads[0], o.pages == PageTransfer::Splice ? &parasite : nullptr, parent};
   PageStats ps = TRY(dump_pages(src, d.mm, dir, &d.pagemap, o.faults));
@@ -269,7 +315,7 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
     if (process_died(d.pid)) return error(ESRCH, "dump pid {}: pid {} died during the dump", root, d.pid);
   std::vector<std::pair<pid_t, img::Files*>> files;
   for (TaskDump& d : dumps) files.emplace_back(d.pid, &d.files);
-  files::link_shared_across(files);
+  TRY_CTX(files::link_shared_across(files), "dump pid {}", root);
 
   // 5. Images: metadata, inventory last.
   TRY_CTX(write_images(o, dir, tree, dumps, shmem), "dump pid {}", root);

@@ -333,20 +333,23 @@ Result<PageStats> dump_pages(const PageSource& src, const img::MmImage& mm, imag
   // streamer's pointers; touching stretches merge into one run.
   PresentPages present = TRY(PresentPages::open(t.tid()));
   std::vector<bool> readable;  // per run
-  for (const img::Vma& v : mm.vmas()) {
-    if (v.kind() != img::Vma::ANON_PRIVATE && v.kind() != img::Vma::FILE_PRIVATE) continue;
-    img::PageRun* last = nullptr;
-    TRY(present.scan(v, [&](uint64_t start, uint64_t end) {
-      if (last && last->vaddr() + last->nr_pages() * arch::kPageSize == start) {
-        last->set_nr_pages(last->nr_pages() + (end - start) / arch::kPageSize);
-        return;
-      }
-      last = map->add_runs();
-      last->set_vaddr(start);
-      last->set_nr_pages((end - start) / arch::kPageSize);
-      readable.push_back(v.prot() & PROT_READ);
-    }));
-  }
+  img::PageRun* last = nullptr;
+  int last_vma = -1;
+  TRY(present.scan_all(
+      mm,
+      [](const img::Vma& v) { return v.kind() == img::Vma::ANON_PRIVATE || v.kind() == img::Vma::FILE_PRIVATE; },
+      [&](int vma, uint64_t start, uint64_t end) {
+        // Runs don't cross VMAs (their protections differ).
+        if (last && last_vma == vma && last->vaddr() + last->nr_pages() * arch::kPageSize == start) {
+          last->set_nr_pages(last->nr_pages() + (end - start) / arch::kPageSize);
+          return;
+        }
+        last = map->add_runs();
+        last_vma = vma;
+        last->set_vaddr(start);
+        last->set_nr_pages((end - start) / arch::kPageSize);
+        readable.push_back(mm.vmas(vma).prot() & PROT_READ);
+      }));
   if (src.parent) TRY_CTX(mark_inherited(t.tid(), *src.parent, map, &readable), "pages inherited from pid {}",
                           src.parent->pid);
 

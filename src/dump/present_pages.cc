@@ -15,7 +15,17 @@ namespace {
 
 constexpr size_t kWindowPages = 64 * 1024;  // 512 KiB of pagemap a read
 
+constexpr size_t kRegions = 4096;            // 96 KiB of answers an ioctl
+
 bool is_private_file(const img::Vma& v) { return v.kind() == img::Vma::FILE_PRIVATE; }
+
+// Whether a range PAGEMAP_SCAN reports with categories `c` in VMA `v` holds
+// content to store.
+bool wanted_region(const img::Vma& v, uint64_t c) {
+  if (c & uapi::kPageIsPfnZero) return false;
+  // In a private file mapping a present file page is the file's own.
+  return !(is_private_file(v) && (c & uapi::kPageIsFile) && !(c & uapi::kPageIsSwapped));
+}
 
 }  // namespace
 
@@ -46,11 +56,64 @@ Result<void> PresentPages::scan_ioctl(const img::Vma& v, const std::function<voi
     int n = ioctl(fd_.get(), uapi::kPagemapScan, &arg);
     if (n < 0) return sys_error("PAGEMAP_SCAN of task {} at {:#x}", pid_, at);
     for (int i = 0; i < n; i++) {
-      const uint64_t c = regions[i].categories;
-      if (c & uapi::kPageIsPfnZero) continue;
-      // In a private file mapping a present file page is the file's own.
-      if (is_private_file(v) && (c & uapi::kPageIsFile) && !(c & uapi::kPageIsSwapped)) continue;
-      emit(regions[i].start, regions[i].end);
+      if (wanted_region(v, regions[i].categories)) emit(regions[i].start, regions[i].end);
+    }
+    if (arg.walk_end <= at) return error(EIO, "PAGEMAP_SCAN of task {} made no progress at {:#x}", pid_, at);
+    at = arg.walk_end;
+  }
+  return {};
+}
+
+Result<void> PresentPages::scan_all(const img::MmImage& mm, const std::function<bool(const img::Vma&)>& wanted,
+                                    const std::function<void(int, uint64_t, uint64_t)>& emit) {
+  const int n = mm.vmas_size();
+  for (int i = 0; i < n;) {
+    if (!wanted(mm.vmas(i))) {
+      i++;
+      continue;
+    }
+    int j = i + 1;
+    while (j < n && wanted(mm.vmas(j))) j++;
+    if (scan_ioctl_) {
+      // A VMA we don't store (a shared mapping, [vvar]) ends the range: its
+      // pages are not walked for nothing.
+      TRY(scan_range(mm, i, j, emit));
+    } else {
+      for (int k = i; k < j; k++)
+        TRY(scan_pagemap(mm.vmas(k), [&](uint64_t s, uint64_t e) { emit(k, s, e); }));
+    }
+    i = j;
+  }
+  return {};
+}
+
+// VMAs [first, last) of mm, in one walk: the kernel merges neighbouring
+// pages of equal categories into one region even across VMAs, so each
+// region is cut at the VMAs' bounds.
+Result<void> PresentPages::scan_range(const img::MmImage& mm, int first, int last,
+                                      const std::function<void(int, uint64_t, uint64_t)>& emit) {
+  regions_.resize(kRegions);
+  const uint64_t end = mm.vmas(last - 1).end();
+  int k = first;
+  for (uint64_t at = mm.vmas(first).start(); at < end;) {
+    uapi::pm_scan_arg arg{};
+    arg.size = sizeof arg;
+    arg.start = at;
+    arg.end = end;
+    arg.vec = reinterpret_cast<uint64_t>(regions_.data());
+    arg.vec_len = regions_.size();
+    arg.category_anyof_mask = uapi::kPageIsPresent | uapi::kPageIsSwapped;
+    arg.return_mask = uapi::kPageIsPresent | uapi::kPageIsSwapped | uapi::kPageIsFile | uapi::kPageIsPfnZero;
+    int got = ioctl(fd_.get(), uapi::kPagemapScan, &arg);
+    if (got < 0) return sys_error("PAGEMAP_SCAN of task {} at {:#x}-{:#x}", pid_, at, end);
+    for (int r = 0; r < got; r++) {
+      const uapi::page_region& g = regions_[r];
+      while (k < last && mm.vmas(k).end() <= g.start) k++;
+      for (; k < last && mm.vmas(k).start() < g.end; k++) {
+        const img::Vma& v = mm.vmas(k);
+        if (wanted_region(v, g.categories)) emit(k, std::max(g.start, v.start()), std::min(g.end, v.end()));
+        if (v.end() > g.end) break;  // the next region may still fall in it
+      }
     }
     if (arg.walk_end <= at) return error(EIO, "PAGEMAP_SCAN of task {} made no progress at {:#x}", pid_, at);
     at = arg.walk_end;

@@ -12,7 +12,7 @@ namespace {
 constexpr std::string_view kDeleted = " (deleted)";
 }
 
-Result<img::FdEntry> dump_regular(pid_t pid, int fd, const std::string& path) {
+Result<img::FdEntry> dump_regular(pid_t pid, int fd, const std::string& path, const struct stat& st) {
   if (path.size() > kDeleted.size() && path.ends_with(kDeleted))
     return error(EOPNOTSUPP, "fd {} is the deleted file {}: deleted files are not supported yet", fd, path);
   proc::FdInfo info = TRY(proc::read_fdinfo(pid, fd));
@@ -22,11 +22,8 @@ Result<img::FdEntry> dump_regular(pid_t pid, int fd, const std::string& path) {
   e.set_path(path);
   e.set_flags(info.flags);
   e.set_pos(info.pos);
-  struct stat st;
-  if (::stat(fmt::format("/proc/{}/fd/{}", pid, fd).c_str(), &st) == 0) {
-    e.set_dev(st.st_dev);
-    e.set_inode(st.st_ino);
-  }
+  e.set_dev(st.st_dev);
+  e.set_inode(st.st_ino);
   return e;
 }
 

@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/ptrace.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -74,9 +75,20 @@ Error explain_stop(Tracee& t, const Stop& s, const Plan& plan) {
   return Error{0, fmt::format("task {} {} at {}", tid, s.describe(), where)};
 }
 
-Result<int> highest_open_fd() {
-  auto fds = TRY(proc::list_numeric_dir("/proc/self/fd"));
-  return fds.empty() ? 0 : fds.back();
+// ckpt holds one fd per open file description of the tree, and each task,
+// forked from ckpt, needs its own fds and its temporary ones above them
+// (fd_moves.h): as many slots as the hard limit allows, as CRIU takes them.
+// Each restorer sets its task's dumped limits again.
+Result<void> raise_nofile_limit(int need) {
+  rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) < 0) return sys_error("getrlimit(RLIMIT_NOFILE)");
+  if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < static_cast<rlim_t>(need))
+    return error(EMFILE, "the tree needs {} fd slots and ckpt's RLIMIT_NOFILE hard limit is {}: raise it "
+                 "(prlimit --nofile)", need, rl.rlim_max);
+  if (rl.rlim_cur == rl.rlim_max) return {};
+  rl.rlim_cur = rl.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &rl) < 0) return sys_error("raise RLIMIT_NOFILE to {}", rl.rlim_max);
+  return {};
 }
 
 uint64_t ns_since(Clock::time_point t) {
@@ -278,6 +290,9 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir, co
   KillOnError guard(!o.sibling);
 
   // 2. Open what the tasks will need, as ckpt, so errors come before any task.
+  int need_fds = 0;
+  for (const TaskImages& ti : t.tasks) need_fds = std::max(need_fds, files::restore_fd_slots(ti.files, ti.mm));
+  TRY_CTX(raise_nofile_limit(need_fds), "restore");
   const ShmemFds shmem = TRY_CTX(create_shmem(dir, t.shmem), "restore");
   std::vector<LiveTask> live(t.tasks.size());
   std::vector<std::pair<pid_t, const img::Files*>> files;
@@ -287,14 +302,16 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir, co
     TRY_CTX(prepare_task(live[i], shmem, o.check_files), "restore pid {}", t.tasks[i].pid);
     files.emplace_back(t.tasks[i].pid, &t.tasks[i].files);
   }
-  std::vector<std::vector<files::PreparedFd>> fds = TRY_CTX(files::prepare_fds(files), "restore");
+  files::PreparedFds fds = TRY_CTX(files::prepare_fds(files), "restore");
   // The tasks meet here while they take their sessions and groups; mapped
   // before ckpt's maps are read, so that no boot region lands on it.
   Mapping shared = TRY_CTX(Mapping::map(arch::kPageSize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS), "restore");
   auto* barrier = new (shared.data()) SpawnBarrier{};
 
-  int max_fd = TRY(highest_open_fd());
-  for (const auto& task_fds : fds)
+  // The temporary fds go right above the highest fd of the tree's tasks,
+  // whatever ckpt's own numbers (each task closes those: fd_moves.h).
+  int max_fd = 2;
+  for (const auto& task_fds : fds.tasks)
     for (const auto& f : task_fds) max_fd = std::max(max_fd, f.target);
   const int base = max_fd + 1;
   std::vector<proc::MapEntry> own = TRY_CTX(proc::read_maps(getpid()), "restore");
@@ -332,7 +349,7 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir, co
       lt.plan = TRY_CTX(build_plan(ti, own, lt.mf, tfds, from_ancestors), "restore pid {}", task.pid);
       const BootRegion& boot = lt.plan->boot;
       sp.temp_fds = std::move(temp);
-      sp.fds = &fds[live_index.at(task.pid)];
+      sp.fds = &fds.tasks[live_index.at(task.pid)];
       sp.cwd = ti.core.cwd();
       sp.boot_start = boot.start();
       sp.boot_size = boot.size();

@@ -1,5 +1,7 @@
 #include "restore/spawn.h"
 
+#include "restore/fd_moves.h"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <linux/futex.h>
@@ -182,21 +184,18 @@ void wait_for_zombies(const SpawnTree& tree, const SpawnTask& p, int status) {
   if (p.zombie) die_as(p.exit_status);
   wait_for_zombies(tree, p, early_status);
 
-  // 3. Everything we need moves above every number in use, then the rest of
-  //    ckpt's fds go, then the task's own fds take their numbers.
-  for (size_t i = 0; i < p.temp_fds.size(); i++)
-    if (dup2(p.temp_fds[i], base + static_cast<int>(i)) < 0) _exit(126);
-  const int status = status_fd(tree, p);
-  const int moved = base + static_cast<int>(p.temp_fds.size());
-  for (size_t i = 0; i < p.fds->size(); i++)
-    if (dup2((*p.fds)[i].fd.get(), moved + static_cast<int>(i)) < 0)
-      child_fail(tree, status, fmt::format("dup fd {}: {}", (*p.fds)[i].target, strerror(errno)));
-  if (base > 0 && syscall(SYS_close_range, 0, base - 1, 0) < 0)
-    child_fail(tree, status, fmt::format("close ckpt's fds: {}", strerror(errno)));
-  for (size_t i = 0; i < p.fds->size(); i++) {
-    const files::PreparedFd& f = (*p.fds)[i];
-    if (dup3(moved + static_cast<int>(i), f.target, f.cloexec ? O_CLOEXEC : 0) < 0)
-      child_fail(tree, status, fmt::format("install fd {}: {}", f.target, strerror(errno)));
+  // 3. The task's fds take their numbers and its temporary fds go above
+  //    them, in as many fd slots as the highest of those or of ckpt's fds
+  //    (fd_moves.h); every other fd of ckpt is closed.
+  int status = early_status;
+  {
+    std::vector<FdMove> moves;
+    moves.reserve(p.temp_fds.size() + p.fds->size());
+    for (size_t i = 0; i < p.temp_fds.size(); i++) moves.push_back({p.temp_fds[i], base + static_cast<int>(i), false});
+    for (const files::PreparedFd& f : *p.fds) moves.push_back({f.fd, f.target, f.cloexec});
+    std::string err = apply_fd_moves(moves, &status);
+    if (!err.empty()) child_fail(tree, status, err);
+    status = status_fd(tree, p);
   }
   if (chdir(p.cwd.c_str()) < 0) child_fail(tree, status, fmt::format("chdir {}: {}", p.cwd, strerror(errno)));
 

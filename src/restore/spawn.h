@@ -26,9 +26,11 @@ struct SpawnTask {
   bool zombie = false;
   int exit_status = 0;
 
-  // A live task. fds >= temp_fd_base belong to ckpt and are closed by the
-  // restorer; temp_fds move to temp_fd_base + i, in this order: [0] must be
-  // the status pipe's write end and [1] the go pipe's read end.
+  // A live task. temp_fds (ckpt's numbers) move to temp_fd_base + i, in
+  // this order: [0] must be the status pipe's write end and [1] the go
+  // pipe's read end; the restorer closes them (fds >= temp_fd_base). fds:
+  // ckpt's fd of each description, to dup to each target (fd_moves.h); every
+  // other fd of ckpt is closed.
   std::vector<int> temp_fds;
   std::vector<files::PreparedFd>* fds = nullptr;
   std::string cwd;
@@ -58,7 +60,7 @@ struct SpawnBarrier {
 struct SpawnTree {
   std::vector<SpawnTask> tasks;  // [0] the root, parents before children
   bool sibling = false;          // CLONE_PARENT for the root
-  int temp_fd_base = 0;          // above every fd of ckpt
+  int temp_fd_base = 0;          // above every fd of every task of the tree (not ckpt's)
   pid_t restorer_pgid = 0;       // for Joins::join_restorer_group
   SpawnBarrier* barrier = nullptr;
 };

@@ -75,6 +75,46 @@ TEST(PresentPages, ScanIoctlAndPagemapAgree) {
   munmap(p, kPages * 4096);
 }
 
+// One walk over many VMAs finds what one scan per VMA finds, each stretch
+// given to its own VMA: the kernel merges neighbouring pages of equal
+// categories across VMAs, scan_all cuts them apart. A VMA it must not scan
+// (`wanted` false) is not reported, its pages present or not.
+TEST(PresentPages, ScanAllCutsAtVmaBounds) {
+  constexpr size_t kPages = 48;
+  auto* p = static_cast<char*>(mmap(nullptr, kPages * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(p, MAP_FAILED);
+  for (size_t i = 0; i < kPages; i++)
+    if (i % 3 != 2) p[i * 4096] = 1;
+  // VMAs of 4 pages, every other one read-only: 12 VMAs the kernel can't merge.
+  img::MmImage mm;
+  for (size_t i = 0; i < kPages; i += 4) {
+    if ((i / 4) % 2) ASSERT_EQ(mprotect(p + i * 4096, 4 * 4096, PROT_READ), 0);
+    img::Vma* v = mm.add_vmas();
+    v->set_start(reinterpret_cast<uint64_t>(p) + i * 4096);
+    v->set_end(v->start() + 4 * 4096);
+    v->set_kind(img::Vma::ANON_PRIVATE);
+  }
+  auto wanted = [&](const img::Vma& v) { return v.start() != mm.vmas(5).start(); };
+  for (bool use_ioctl : {true, false}) {
+    if (use_ioctl && !have_scan_ioctl()) continue;
+    auto pp = PresentPages::open(getpid(), use_ioctl);
+    ASSERT_TRUE(pp) << pp.error().str();
+    std::vector<Stretches> got(mm.vmas_size());
+    auto r = pp->scan_all(mm, wanted, [&](int k, uint64_t s, uint64_t e) {
+      ASSERT_GE(s, mm.vmas(k).start());
+      ASSERT_LE(e, mm.vmas(k).end());
+      if (!got[k].empty() && got[k].back().second == s) got[k].back().second = e;
+      else got[k].emplace_back(s, e);
+    });
+    ASSERT_TRUE(r) << r.error().str();
+    for (int k = 0; k < mm.vmas_size(); k++)
+      EXPECT_EQ(got[k], k == 5 ? Stretches{} : find(use_ioctl, mm.vmas(k))) << "VMA " << k << " ioctl " << use_ioctl;
+    EXPECT_EQ(got[0], (Stretches{{mm.vmas(0).start(), mm.vmas(0).start() + 2 * 4096},
+                                 {mm.vmas(0).start() + 3 * 4096, mm.vmas(0).end()}}));
+  }
+  munmap(p, kPages * 4096);
+}
+
 TEST(PresentPages, HugeSparseReservationIsCheap) {
   // pagemap would read 1 GiB to answer: the cheapness is the ioctl's.
   if (!have_scan_ioctl()) GTEST_SKIP() << kNoScanIoctl;

@@ -1,0 +1,119 @@
+#include "restore/fd_moves.h"
+
+#include <fcntl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+namespace ckpt::restore {
+
+namespace {
+
+std::string failed(std::string_view what, int a, int b) {
+  return fmt::format("{} {} to {}: {}", what, a, b, strerror(errno));
+}
+
+}  // namespace
+
+std::string apply_fd_moves(std::span<const FdMove> moves, int* watch) {
+  // 1. Only the `from`s stay open.
+  std::vector<int> froms;
+  froms.reserve(moves.size());
+  int top = 0;
+  for (const FdMove& m : moves) {
+    froms.push_back(m.from);
+    top = std::max({top, m.from, m.to});
+  }
+  std::sort(froms.begin(), froms.end());
+  froms.erase(std::unique(froms.begin(), froms.end()), froms.end());
+  unsigned next = 0;
+  for (int f : froms) {
+    if (static_cast<unsigned>(f) > next && syscall(SYS_close_range, next, f - 1, 0) < 0)
+      return fmt::format("close fds {}-{}: {}", next, f - 1, strerror(errno));
+    next = f + 1;
+  }
+  if (syscall(SYS_close_range, next, ~0U, 0) < 0) return fmt::format("close fds from {}: {}", next, strerror(errno));
+
+  // Per source (a distinct `from`): where a copy that is no `to` of its own
+  // sits (-1: none), and its moves not done yet. An fd holds at most one
+  // such copy (`occupant`) and blocks at most one move (`blocked`).
+  const size_t slots = static_cast<size_t>(top) + 2;  // a relocated copy lands at most at top + 1
+  std::vector<int> source_of(slots, -1), occupant(slots, -1), blocked(slots, -1);
+  std::vector<int> loose(froms.size(), -1), pending(froms.size(), 0);
+  for (size_t s = 0; s < froms.size(); s++) source_of[froms[s]] = static_cast<int>(s);
+  std::vector<bool> done(moves.size(), false);
+  const int watched = watch && *watch >= 0 && *watch < static_cast<int>(slots) ? source_of[*watch] : -1;
+  for (size_t s = 0; s < froms.size(); s++) loose[s] = froms[s];
+  for (size_t i = 0; i < moves.size(); i++) {
+    const FdMove& m = moves[i];
+    const int s = source_of[m.from];
+    if (m.from != m.to) {
+      pending[s]++;
+      continue;
+    }
+    // Already at its number: only its close-on-exec flag to set.
+    if (fcntl(m.to, F_SETFD, m.cloexec ? FD_CLOEXEC : 0) < 0) return failed("set the flags of fd", m.from, m.to);
+    done[i] = true;
+    loose[s] = -1;
+  }
+  for (size_t s = 0; s < froms.size(); s++)
+    if (loose[s] >= 0) occupant[loose[s]] = static_cast<int>(s);
+  // Any fd that holds source s: its loose copy, or a `to` of its done moves.
+  std::vector<int> holder(froms);
+
+  std::vector<size_t> ready;
+  for (size_t i = 0; i < moves.size(); i++) {
+    if (done[i]) continue;
+    if (occupant[moves[i].to] < 0) ready.push_back(i);
+    else blocked[moves[i].to] = static_cast<int>(i);
+  }
+  size_t scan = 0;  // moves before it are done or blocked: where a cycle is looked for
+  for (size_t left = std::count(done.begin(), done.end(), false); left > 0;) {
+    // 2. Every move whose `to` is free.
+    while (!ready.empty()) {
+      const size_t i = ready.back();
+      ready.pop_back();
+      const FdMove& m = moves[i];
+      const int s = source_of[m.from];
+      if (dup3(holder[s], m.to, m.cloexec ? O_CLOEXEC : 0) < 0) return failed("dup fd", holder[s], m.to);
+      done[i] = true;
+      left--;
+      if (s == watched) *watch = m.to;
+      const int copy = loose[s];
+      if (--pending[s] > 0 || copy < 0) {
+        holder[s] = copy >= 0 ? copy : m.to;
+        continue;
+      }
+      // Its last move: the loose copy goes, which may free another's `to`.
+      holder[s] = m.to;
+      if (close(copy) < 0) return fmt::format("close fd {}: {}", copy, strerror(errno));
+      loose[s] = -1;
+      occupant[copy] = -1;
+      if (blocked[copy] >= 0) ready.push_back(blocked[copy]), blocked[copy] = -1;
+    }
+    if (left == 0) break;
+    // 3. Only cycles are left: one of them is opened.
+    while (done[scan]) scan++;
+    const int to = moves[scan].to;
+    const int s = occupant[to];
+    if (s < 0) return fmt::format("fd {}: a move is blocked by nothing", to);  // can't happen
+    const int moved = fcntl(to, F_DUPFD_CLOEXEC, 0);
+    if (moved < 0) return failed("move fd", to, -1);
+    if (moved >= static_cast<int>(slots) || close(to) < 0)
+      return fmt::format("move fd {}: got {} ({})", to, moved, strerror(errno));
+    occupant[to] = -1;
+    occupant[moved] = s;
+    loose[s] = holder[s] = moved;
+    if (s == watched) *watch = moved;
+    ready.push_back(scan);
+    blocked[to] = -1;
+  }
+  return {};
+}
+
+}  // namespace ckpt::restore

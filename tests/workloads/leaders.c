@@ -75,11 +75,14 @@ static void reap_kids(void)
 }
 
 /* A task that records itself, says it is ready, runs until SIGTERM and
- * then checks itself and its children. */
-static void live(const char *name)
+ * then checks itself and its children. An orphan records itself once L,
+ * its parent and session leader, has exited and R has taken it in. */
+static void live(const char *name, int orphan)
 {
 	snprintf(me.name, sizeof(me.name), "%s", name);
 	wl_name = me.name;
+	while (orphan && getppid() == getsid(0))
+		wl_sleep_ms(1);
 	record();
 	if (write(ready_w, "x", 1) != 1)
 		_exit(3);
@@ -120,21 +123,21 @@ static void role_l(void)
 			pause();
 	setpgid(k, k);
 	if (fork_or_die("S1") == 0)
-		live("S1");
+		live("S1", 1);
 	pid_t s2 = fork_or_die("S2");
 	if (s2 == 0) {
 		setpgid(0, 0);
 		pid_t a = fork_or_die("S2a");
 		if (a == 0)
-			live("S2a");
+			live("S2a", 0);
 		kids[nkids++] = a;
-		live("S2");
+		live("S2", 1);
 	}
 	setpgid(s2, s2);
 	pid_t s3 = fork_or_die("S3");
 	if (s3 == 0) {
 		setpgid(0, k);
-		live("S3");
+		live("S3", 1);
 	}
 	setpgid(s3, k);
 	kill(k, SIGKILL);
@@ -203,7 +206,7 @@ int main(int argc, char **argv)
 	if (y == 0) {
 		close(p[0]);
 		setpgid(0, x);
-		live("Y");
+		live("Y", 0);
 	}
 	if (setpgid(y, x) < 0)
 		wl_die("Y joins X's group: %s", wl_errname(errno));

@@ -249,6 +249,60 @@ TEST(Leaders, GroupWhoseLeaderExited) {
   }
 }
 
+// A process of ours with PID `want` (through ns_last_pid), or -1.
+pid_t take_pid(pid_t want) {
+  for (int i = 0; i < 5; i++) {
+    FILE* f = fopen("/proc/sys/kernel/ns_last_pid", "w");
+    if (!f) return -1;
+    fmt::print(f, "{}", want - 1);
+    fclose(f);
+    pid_t p = fork();
+    if (p == 0) {
+      pause();
+      _exit(0);
+    }
+    if (p == want) return p;
+    kill(p, SIGKILL);
+    waitpid(p, nullptr, 0);
+  }
+  return -1;
+}
+
+// The exited leader's PID is taken when restore comes: refused before any
+// task exists, naming it; nothing left behind.
+TEST(Leaders, HelpersPidTaken) {
+  Harness h;
+  pid_t pid = spawn_root(true, [] {
+    pid_t l = fork();
+    if (l == 0) {
+      setpgid(0, 0);
+      for (;;) pause();
+    }
+    setpgid(l, l);
+    pid_t m = fork();
+    if (m == 0)
+      for (;;) pause();
+    setpgid(m, l);
+    kill(l, SIGKILL);
+    waitpid(l, nullptr, 0);
+  });
+  const auto tasks = tree_of(pid);
+  ASSERT_EQ(tasks.size(), 2u);
+  const pid_t l = getpgid(tasks[1]);
+  CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  ASSERT_EQ(d.exit_code(), 0) << d.err;
+  h.wait_child(pid);
+  reap_all(tasks);
+  const pid_t squatter = take_pid(l);
+  ASSERT_EQ(squatter, l);
+  CkptRun r = h.ckpt({"restore", "-D", h.images()});
+  EXPECT_NE(r.exit_code(), 0);
+  EXPECT_NE(r.err.find(fmt::format("pid {}: the pid is taken", l)), std::string::npos) << r.err;
+  for (pid_t p : tasks) EXPECT_NE(kill(p, 0), 0) << "pid " << p << " left behind";
+  kill(squatter, SIGKILL);
+  waitpid(squatter, nullptr, 0);
+}
+
 // Self-verifying: a session and groups whose leaders exited, orphans a
 // subreaper took in, a zombie among them (wl_leaders); every task checks
 // its pid, parent, group and session, the root that no helper is left

@@ -234,7 +234,10 @@ TEST(Leaders, GroupWhoseLeaderExited) {
     const pid_t l = getpgid(tasks[1]);
     ASSERT_NE(l, pid);
     CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
-    ASSERT_EQ(d.exit_code(), 0) << d.err;
+    if (d.exit_code() != 0) {
+      kill_tree(tasks);
+      FAIL() << d.err;
+    }
     h.wait_child(pid);
     reap_all(tasks);
     std::vector<std::string> rst = {"restore", "-D", h.images(), "-d", "-v4", "-o", "restore.log"};
@@ -249,19 +252,28 @@ TEST(Leaders, GroupWhoseLeaderExited) {
   }
 }
 
-// A process of ours with PID `want` (through ns_last_pid), or -1.
-pid_t take_pid(pid_t want) {
+bool set_last_pid(pid_t last) {
+  FILE* f = fopen("/proc/sys/kernel/ns_last_pid", "w");
+  if (!f) return false;
+  fmt::print(f, "{}", last);
+  return fclose(f) == 0;
+}
+
+// A process of ours with PID `want` (through ns_last_pid), or -1. The next
+// PIDs go well past the tree's `tasks`: the restoring ckpt, forked next,
+// would otherwise take the PID after `want`, another task's.
+pid_t take_pid(pid_t want, const std::vector<pid_t>& tasks) {
   for (int i = 0; i < 5; i++) {
-    FILE* f = fopen("/proc/sys/kernel/ns_last_pid", "w");
-    if (!f) return -1;
-    fmt::print(f, "{}", want - 1);
-    fclose(f);
+    if (!set_last_pid(want - 1)) return -1;
     pid_t p = fork();
     if (p == 0) {
       pause();
       _exit(0);
     }
-    if (p == want) return p;
+    if (p == want) {
+      set_last_pid(*std::max_element(tasks.begin(), tasks.end()) + 1000);
+      return p;
+    }
     kill(p, SIGKILL);
     waitpid(p, nullptr, 0);
   }
@@ -293,7 +305,7 @@ TEST(Leaders, HelpersPidTaken) {
   ASSERT_EQ(d.exit_code(), 0) << d.err;
   h.wait_child(pid);
   reap_all(tasks);
-  const pid_t squatter = take_pid(l);
+  const pid_t squatter = take_pid(l, tasks);
   ASSERT_EQ(squatter, l);
   CkptRun r = h.ckpt({"restore", "-D", h.images()});
   EXPECT_NE(r.exit_code(), 0);
@@ -330,7 +342,10 @@ TEST_P(Leaders, SessionAndGroupsWhoseLeadersExited) {
   ASSERT_EQ(leaders.size(), 3u) << "X, L and K";
 
   CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images(), "-v4", "-o", "dump.log"});
-  ASSERT_EQ(d.exit_code(), 0) << d.err << read_text(h.images() + "/dump.log");
+  if (d.exit_code() != 0) {
+    kill_tree(tasks);
+    FAIL() << d.err << read_text(h.images() + "/dump.log");
+  }
   h.wait_child(pid);
   reap_all(tasks);
   CkptRun v = h.ckpt({"verify", h.images()});
@@ -470,22 +485,7 @@ TEST(BadTree, RestoreWithAPidTaken) {
   reap_all(tasks);
   // Take A1's PID with a process of our own.
   const pid_t taken = tasks[4];
-  pid_t squatter = -1;
-  for (int i = 0; i < 5 && squatter != taken; i++) {
-    FILE* f = fopen("/proc/sys/kernel/ns_last_pid", "w");
-    ASSERT_NE(f, nullptr);
-    fmt::print(f, "{}", taken - 1);
-    fclose(f);
-    squatter = fork();
-    if (squatter == 0) {
-      pause();
-      _exit(0);
-    }
-    if (squatter != taken) {
-      kill(squatter, SIGKILL);
-      waitpid(squatter, nullptr, 0);
-    }
-  }
+  const pid_t squatter = take_pid(taken, tasks);
   ASSERT_EQ(squatter, taken);
   CkptRun r = h.ckpt({"restore", "-D", h.images()});
   EXPECT_NE(r.exit_code(), 0);

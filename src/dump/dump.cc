@@ -6,11 +6,14 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <map>
+#include <optional>
 
 #include "base/fs.h"
 #include "dump/core.h"
 #include "dump/memory.h"
 #include "dump/seize.h"
+#include "dump/shmem.h"
 #include "files/files.h"
 #include "image/image_dir.h"
 #include "proc/status.h"
@@ -111,7 +114,7 @@ struct TaskDump {
 // then from inside through the parasite (its pages written to the images
 // directory on the way), then cured.
 Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, image::ImageDir& dir, Log& log,
-                           img::Stats& stats) {
+                           ShmemCollector& shmem, const ParentPages* parent, img::Stats& stats) {
   TaskDump d;
   const pid_t pid = d.pid = threads[0].tid();
   // Stopped (SIGSTOP and kin) when seized: restored stopped. A stop or
@@ -129,6 +132,7 @@ Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, i
     TRY_CTX(remove_leftovers(threads, left, site), "remove what a killed ckpt left");
   }
   d.mm = TRY(collect_vmas(pid));
+  TRY(shmem.collect(pid, &d.mm, dir));
   d.files = TRY(files::dump_fds(pid, {.shell_job = o.shell_job}));
   d.core = TRY(collect_core_outside(threads));
   d.core.set_group_stopped(group_stopped);
@@ -146,7 +150,7 @@ Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, i
   TRY(o.faults.at("parasite", pid));
   TRY(collect_core_inside(parasite, threads, &d.core));
   const auto mem_start = Clock::now();
-  PageSource src{threads[0], o.pages == PageTransfer::Splice ? &parasite : nullptr};
+  PageSource src{threads[0], o.pages == PageTransfer::Splice ? &parasite : nullptr, parent};
   PageStats ps = TRY(dump_pages(src, d.mm, dir, &d.pagemap, o.faults));
   stats.set_memory_dump_ns(stats.memory_dump_ns() + ns_since(mem_start));
   stats.set_pages_written(stats.pages_written() + ps.pages);
@@ -162,7 +166,7 @@ Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, i
 }
 
 Result<void> write_images(const DumpOptions& o, image::ImageDir& dir, const tree::ProcessTree& tree,
-                          const std::vector<TaskDump>& tasks) {
+                          const std::vector<TaskDump>& tasks, const ShmemCollector& shmem) {
   for (const TaskDump& d : tasks) {
     TRY_CTX(dir.write(image::core_name(d.pid), image::ImageKind::Core, d.core), "pid {}", d.pid);
     TRY_CTX(dir.write(image::mm_name(d.pid), image::ImageKind::Mm, d.mm), "pid {}", d.pid);
@@ -170,6 +174,7 @@ Result<void> write_images(const DumpOptions& o, image::ImageDir& dir, const tree
     TRY_CTX(dir.write(image::files_name(d.pid), image::ImageKind::Files, d.files), "pid {}", d.pid);
   }
   TRY(dir.write(image::kTreeName, image::ImageKind::Tree, tree.to_image()));
+  if (!shmem.empty()) TRY(dir.write(image::kShmemName, image::ImageKind::Shmem, shmem.image()));
   TRY_CTX(o.faults.at("images"), "write images");
 
   img::Inventory inv;
@@ -243,17 +248,24 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
 
   // 2-4. Each live task, parents first.
   std::vector<TaskDump> dumps;
+  dumps.reserve(tree.tasks().size());  // a child's ParentPages points into its parent's
+  std::map<pid_t, const TaskDump*> dumped;
+  ShmemCollector shmem;
   for (size_t i = 0; i < tree.tasks().size(); i++) {
-    if (tree.tasks()[i].zombie) continue;
-    const pid_t pid = tree.tasks()[i].pid;
-    dumps.push_back(TRY_CTX(dump_task(o, seized.threads[i], dir, log, stats), "dump pid {}", pid));
+    const tree::Task& k = tree.tasks()[i];
+    if (k.zombie) continue;
+    std::optional<ParentPages> parent;
+    if (auto p = dumped.find(k.ppid); p != dumped.end()) parent = ParentPages{k.ppid, &p->second->pagemap};
+    dumps.push_back(TRY_CTX(dump_task(o, seized.threads[i], dir, log, shmem, parent ? &*parent : nullptr, stats),
+                            "dump pid {}", k.pid));
+    dumped[k.pid] = &dumps.back();
   }
   std::vector<std::pair<pid_t, img::Files*>> files;
   for (TaskDump& d : dumps) files.emplace_back(d.pid, &d.files);
   files::link_shared_across(files);
 
   // 5. Images: metadata, inventory last.
-  TRY_CTX(write_images(o, dir, tree, dumps), "dump pid {}", root);
+  TRY_CTX(write_images(o, dir, tree, dumps, shmem), "dump pid {}", root);
   scratch.keep = true;
 
   // 6. The images are complete: now the tree may go.

@@ -13,6 +13,7 @@
 #include "image/crc32c.h"
 #include "image/page_store.h"
 #include "dump/present_pages.h"
+#include "dump/shmem.h"
 #include "files/file_id.h"
 #include "pie/parasite_abi.h"
 #include "proc/maps.h"
@@ -48,8 +49,11 @@ Result<img::Vma> classify(const proc::MapEntry& m) {
   else if (m.path == "[vvar]") v.set_kind(img::Vma::VVAR);
   else if (m.path == "[vvar_vclock]") v.set_kind(img::Vma::VVAR_VCLOCK);
   else if (m.inode == 0 && !m.shared) v.set_kind(img::Vma::ANON_PRIVATE);
-  else if (m.inode == 0 || m.path.starts_with("/dev/zero") || m.path.starts_with("/SYSV"))
-    return error(EOPNOTSUPP, "{}: shared anonymous memory is not supported yet", range());
+  else if (shmem_kind(m)) v.set_kind(m.shared ? img::Vma::FILE_SHARED : img::Vma::FILE_PRIVATE);  // dump/shmem.h
+  else if (m.path.starts_with("/SYSV"))
+    return error(EOPNOTSUPP, "{}: System V shared memory is not supported yet", range());
+  else if (m.inode == 0)
+    return error(EOPNOTSUPP, "{}: shared anonymous memory without an object is not supported", range());
   else if (m.path.ends_with(" (deleted)"))
     return error(EOPNOTSUPP, "{}: mappings of deleted files are not supported yet", range());
   else if (m.path.empty() || m.path[0] != '/')
@@ -308,7 +312,7 @@ Result<img::MmImage> collect_vmas(pid_t pid) {
     img::Vma* v = mm.add_vmas();
     *v = TRY(classify(m));
     if (flags != vmflags.end() && !is_special(m)) apply_vmflags(flags->second, v);
-    if (v->kind() == img::Vma::FILE_PRIVATE || v->kind() == img::Vma::FILE_SHARED) {
+    if ((v->kind() == img::Vma::FILE_PRIVATE || v->kind() == img::Vma::FILE_SHARED) && !shmem_kind(m)) {
       auto [it, fresh] = ids.try_emplace({v->dev(), v->inode()});
       if (fresh) it->second = TRY_CTX(identify_mapped(pid, m), "VMA {:#x}-{:#x} ({})", m.start, m.end, m.path);
       *v->mutable_file_id() = it->second;
@@ -343,12 +347,15 @@ Result<PageStats> dump_pages(const PageSource& src, const img::MmImage& mm, imag
       readable.push_back(v.prot() & PROT_READ);
     }));
   }
+  if (src.parent) TRY_CTX(mark_inherited(t.tid(), *src.parent, map, &readable), "pages inherited from pid {}",
+                          src.parent->pid);
 
   UniqueFd mem = TRY(open_file(fmt::format("/proc/{}/mem", t.tid()), O_RDONLY));
   auto stream = [&](auto& s) -> Result<PageStats> {
     PageStats st;
     for (int i = 0; i < map->runs_size(); i++) {
       img::PageRun* run = map->mutable_runs(i);
+      if (run->inherited()) continue;
       TRY(s.add(run, run->vaddr(), run->nr_pages() * kPageSize, readable[i]));
       st.pages += run->nr_pages();
       if (i == map->runs_size() / 2) TRY(faults.at("memory"));

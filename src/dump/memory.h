@@ -9,6 +9,7 @@
 #include "base/fault.h"
 #include "base/result.h"
 #include "ckpt.pb.h"
+#include "dump/inherited.h"
 #include "image/image_dir.h"
 #include "parasite/parasite.h"
 #include "ptrace/tracee.h"
@@ -28,6 +29,9 @@ struct PageStats {
 struct PageSource {
   Tracee& task;
   Parasite* parasite = nullptr;
+  // The task's parent, dumped already: what was inherited from it unchanged
+  // is not stored again (dump/inherited.h).
+  const ParentPages* parent = nullptr;
 };
 
 // Writes pages-PID.img (under a temporary name, committed on success) and

@@ -18,6 +18,7 @@ std::string mm_name(pid_t pid) { return fmt::format("mm-{}.img", pid); }
 std::string pagemap_name(pid_t pid) { return fmt::format("pagemap-{}.img", pid); }
 std::string pages_name(pid_t pid) { return fmt::format("pages-{}.img", pid); }
 std::string files_name(pid_t pid) { return fmt::format("files-{}.img", pid); }
+std::string shmem_pages_name(uint32_t id) { return fmt::format("pages-shmem-{}.img", id); }
 
 namespace {
 
@@ -89,6 +90,13 @@ Result<void> ImageDir::sync_parent() const {
 Result<void> ImageDir::write(const std::string& name, ImageKind kind, const google::protobuf::MessageLite& msg,
                              TempFile::Replace replace) {
   std::string bytes = frame(kind, msg);
+  // An image that restore could not read back must fail the dump, while the
+  // task lives: proto3 refuses strings that are not UTF-8, and a file or a
+  // thread may well have such a name.
+  std::unique_ptr<google::protobuf::MessageLite> back(msg.New());
+  if (!back->ParseFromArray(bytes.data() + kHeaderSize, static_cast<int>(bytes.size() - kHeaderSize)))
+    return error(EILSEQ, "{}: would not read back: a name in it (of a file, a thread, a directory) is not UTF-8, "
+                 "which ckpt can't store yet", file(name));
   TempFile tmp = TRY(create_temp(name));
   TRY_CTX(write_all(tmp.fd(), bytes.data(), bytes.size()), "{}", file(tmp.temp_name()));
   return commit(tmp, replace);

@@ -28,6 +28,8 @@ std::string pages_name(pid_t pid);
 std::string files_name(pid_t pid);
 inline constexpr const char* kInventoryName = "inventory.img";
 inline constexpr const char* kTreeName = "tree.img";
+inline constexpr const char* kShmemName = "shmem.img";
+std::string shmem_pages_name(uint32_t id);
 // A metadata image larger than this is damage (the largest real ones, page
 // maps of huge sparse processes, are a few MiB): refused before it is read.
 inline constexpr size_t kMaxImageBytes = 256 << 20;

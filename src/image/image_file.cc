@@ -48,6 +48,7 @@ const char* kind_name(ImageKind k) {
     case ImageKind::Files: return "files";
     case ImageKind::Stats: return "stats";
     case ImageKind::Tree: return "tree";
+    case ImageKind::Shmem: return "shmem";
   }
   return "unknown";
 }

@@ -21,7 +21,7 @@ namespace ckpt::image {
 inline constexpr uint32_t kFormatVersion = 1;
 inline constexpr size_t kHeaderSize = 32;
 
-enum class ImageKind : uint32_t { Inventory = 1, Core = 2, Mm = 3, PageMap = 4, Files = 5, Stats = 6, Tree = 7 };
+enum class ImageKind : uint32_t { Inventory = 1, Core = 2, Mm = 3, PageMap = 4, Files = 5, Stats = 6, Tree = 7, Shmem = 8 };
 const char* kind_name(ImageKind k);
 
 // Header + payload bytes of `msg`.

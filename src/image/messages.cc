@@ -13,6 +13,7 @@ std::unique_ptr<google::protobuf::Message> new_message(ImageKind kind) {
     case ImageKind::Files: return std::make_unique<img::Files>();
     case ImageKind::Stats: return std::make_unique<img::Stats>();
     case ImageKind::Tree: return std::make_unique<img::ProcessTree>();
+    case ImageKind::Shmem: return std::make_unique<img::ShmemImage>();
   }
   return nullptr;
 }

@@ -172,7 +172,7 @@ Result<uint64_t> check_pagemap(const std::string& name, const img::PageMap& pm, 
         (mm.vmas(v).kind() != img::Vma::ANON_PRIVATE && mm.vmas(v).kind() != img::Vma::FILE_PRIVATE))
       return error(EINVAL, "{}: run {} ({:#x}, {} pages) is not inside a private VMA", name, i, r.vaddr(),
                    r.nr_pages());
-    pages += r.nr_pages();
+    if (!r.inherited()) pages += r.nr_pages();
     prev_end = end;
   }
   if (pm.total_pages() != pages)
@@ -234,6 +234,14 @@ Result<void> check_mapped_files(const std::string& name, const img::MmImage& mm,
 }
 
 // --- page data -----------------------------------------------------------------
+
+img::PageMap stored_runs(const img::PageMap& pm) {
+  img::PageMap out;
+  out.set_total_pages(pm.total_pages());
+  for (const img::PageRun& r : pm.runs())
+    if (!r.inherited()) *out.add_runs() = r;
+  return out;
+}
 
 Result<uint64_t> verify_page_data(const std::string& name, int fd, const img::PageMap& pm) {
   // Runs are consecutive in the file; walk them while streaming the file
@@ -389,6 +397,39 @@ Result<void> check_shared_files(const ImageDir& dir, std::span<const std::pair<p
   return {};
 }
 
+Result<img::ShmemImage> load_shmem(const ImageDir& dir, std::span<const img::MmImage* const> mms) {
+  img::ShmemImage image;
+  const std::string name = dir.file(kShmemName);
+  if (dir.exists(kShmemName)) TRY(dir.read(kShmemName, ImageKind::Shmem, &image));
+  for (int i = 0; i < image.objects_size(); i++) {
+    const img::ShmemObject& o = image.objects(i);
+    if (o.id() != static_cast<uint32_t>(i) + 1) return error(EINVAL, "{}: object {} has id {}", name, i, o.id());
+    if (!img::ShmemObject::Kind_IsValid(o.kind()))
+      return error(EINVAL, "{}: object {} has unknown kind {}", name, o.id(), static_cast<int>(o.kind()));
+    if (o.size() == 0 || o.size() >= kTaskSize) return error(EINVAL, "{}: object {} has size {}", name, o.id(), o.size());
+    if (o.name().size() > 249) return error(EINVAL, "{}: object {} has a name of {} bytes", name, o.id(), o.name().size());
+    uint64_t pages = 0, prev_end = 0;
+    for (const img::PageRun& r : o.pages().runs()) {
+      if (r.vaddr() % kPageSize || r.nr_pages() == 0 || r.vaddr() < prev_end || r.vaddr() >= o.size() ||
+          r.nr_pages() > (o.size() - r.vaddr() + kPageSize - 1) / kPageSize)
+        return error(EINVAL, "{}: object {}: run at {:#x} ({} pages) is out of order or outside its {} bytes", name,
+                     o.id(), r.vaddr(), r.nr_pages(), o.size());
+      prev_end = r.vaddr() + r.nr_pages() * kPageSize;
+      pages += r.nr_pages();
+    }
+    if (pages != o.pages().total_pages())
+      return error(EINVAL, "{}: object {}: total_pages says {}, the runs hold {}", name, o.id(),
+                   o.pages().total_pages(), pages);
+  }
+  for (const img::MmImage* mm : mms)
+    for (const img::Vma& v : mm->vmas())
+      if (v.shmem_id() != 0 && (v.shmem_id() > static_cast<uint32_t>(image.objects_size()) ||
+                                (v.kind() != img::Vma::FILE_SHARED && v.kind() != img::Vma::FILE_PRIVATE)))
+        return error(EINVAL, "VMA {:#x}-{:#x} maps shared memory object {}, which {} lacks", v.start(), v.end(),
+                     v.shmem_id(), name);
+  return image;
+}
+
 Result<VerifySummary> verify_dir(const ImageDir& dir, bool check_files) {
   VerifySummary sum;
   if (!exists(dir, kInventoryName))
@@ -405,6 +446,7 @@ Result<VerifySummary> verify_dir(const ImageDir& dir, bool check_files) {
   }
 
   std::vector<std::unique_ptr<img::Files>> files;
+  std::vector<std::unique_ptr<img::MmImage>> mms;
   std::vector<std::pair<pid_t, const img::Files*>> shared;
   for (pid_t pid : tree.alive()) {
     TaskImageSet t;
@@ -419,13 +461,28 @@ Result<VerifySummary> verify_dir(const ImageDir& dir, bool check_files) {
     if (!exists(dir, pages))
       return error(ENOENT, "{} is missing ({} lists pid {})", dir.file(pages), kInventoryName, pid);
     UniqueFd fd = TRY(dir.open_read(pages));
-    sum.pages += TRY(verify_pages_file(dir.file(pages), fd.get(), t.pagemap));
+    sum.pages += TRY(verify_pages_file(dir.file(pages), fd.get(), stored_runs(t.pagemap)));
     for (const std::string& n : {core_name(pid), mm_name(pid), pagemap_name(pid), files_name(pid), pages}) done.insert(n);
     sum.images += 5;
     files.push_back(std::make_unique<img::Files>(std::move(t.files)));
+    mms.push_back(std::make_unique<img::MmImage>(std::move(t.mm)));
     shared.emplace_back(pid, files.back().get());
   }
   TRY(check_shared_files(dir, shared));
+  std::vector<const img::MmImage*> mm_ptrs;
+  for (const auto& mm : mms) mm_ptrs.push_back(mm.get());
+  const img::ShmemImage shmem = TRY(load_shmem(dir, mm_ptrs));
+  if (dir.exists(kShmemName)) {
+    done.insert(kShmemName);
+    sum.images++;
+  }
+  for (const img::ShmemObject& o : shmem.objects()) {
+    const std::string pages = shmem_pages_name(o.id());
+    UniqueFd fd = TRY(dir.open_read(pages));
+    sum.pages += TRY(verify_pages_file(dir.file(pages), fd.get(), o.pages()));
+    done.insert(pages);
+    sum.images++;
+  }
 
   // Everything else (stats, leftovers): an image must at least be intact.
   for (const std::string& n : TRY(dir.list_images())) {

@@ -76,7 +76,18 @@ Result<tree::ProcessTree> load_tree(const ImageDir& dir, const img::Inventory& i
 // and one of its fds that is the first of its file there.
 Result<void> check_shared_files(const ImageDir& dir, std::span<const std::pair<pid_t, const img::Files*>> tasks);
 
+// --- shared memory ---
+
+// shmem.img if the checkpoint has one (else none): ids 1..N in order, kinds
+// known, sizes sane, each object's runs page-aligned, in order and inside
+// it; and every VMA of `mms` that names an object names one of them.
+Result<img::ShmemImage> load_shmem(const ImageDir& dir, std::span<const img::MmImage* const> mms);
+
 // --- page data ---
+
+// The runs whose bytes are in the task's own pages file, in file order
+// (PageRun.inherited ones are the parent's).
+img::PageMap stored_runs(const img::PageMap& pm);
 
 // Checks every run's crc32c against its bytes in the open pages file `fd`
 // (named `name`), whose header check_pages_file() has accepted and whose data

@@ -8,7 +8,7 @@
 
 namespace ckpt::abi {
 
-inline constexpr uint32_t kRestorerAbiVersion = 8;
+inline constexpr uint32_t kRestorerAbiVersion = 9;
 inline constexpr int kCpuMaskWords = 16;  // 1024 CPUs
 inline constexpr int kMaxSignals = 64;
 inline constexpr int kAuxvWords = 64;  // >= the kernel's AT_VECTOR_SIZE
@@ -43,6 +43,16 @@ struct MoveArg {
 struct PageRunArg {
   uint64_t vaddr;
   uint64_t nr_pages;
+};
+
+// Pages a child inherited unchanged from an ancestor: `len` bytes at
+// `vaddr`, at `off` in the ancestor's pages file, open at `fd`.
+struct InheritedRunArg {
+  uint64_t vaddr;
+  uint64_t len;
+  uint64_t off;
+  int32_t fd;
+  int32_t pad;
 };
 
 // The kernel's struct sigaction on x86_64 (not glibc's).
@@ -204,6 +214,8 @@ struct RestorerArgs {
   uint32_t nr_runs;
   uint64_t vmas;  // VmaArg[nr_vmas]
   uint64_t runs;  // PageRunArg[nr_runs], ascending, in file order
+  uint32_t nr_inherited;
+  uint64_t inherited;  // InheritedRunArg[nr_inherited]
   int32_t pages_fd;
   int32_t temp_fd_base;  // every fd >= this is ckpt's and closed at the end
   uint64_t pages_off;    // where the first run starts in pages_fd

@@ -126,6 +126,18 @@ void read_pages(RestorerArgs* a, ThreadArg* t) {
   }
 }
 
+// What the task inherited unchanged, from its ancestors' pages files.
+void read_inherited(RestorerArgs* a, ThreadArg* t) {
+  auto* runs = reinterpret_cast<const InheritedRunArg*>(a->inherited);
+  for (uint32_t i = 0; i < a->nr_inherited; i++)
+    for (uint64_t done = 0; done < runs[i].len;) {
+      long r = sys(__NR_pread64, runs[i].fd, runs[i].vaddr + done, runs[i].len - done, runs[i].off + done);
+      if (pie::is_err(r)) fail(t, kStepReadPages, r, runs[i].off + done, runs[i].len - done);
+      if (r == 0) fail(t, kStepReadPages, -5 /* EIO: truncated */, runs[i].off + done, runs[i].len - done);
+      done += r;
+    }
+}
+
 void protect_vmas(RestorerArgs* a, ThreadArg* t) {
   auto* v = reinterpret_cast<const VmaArg*>(a->vmas);
   for (uint32_t i = 0; i < a->nr_vmas; i++) {
@@ -247,6 +259,7 @@ void restore_process(RestorerArgs* a, ThreadArg* t) {
   move_special(a, t);
   map_vmas(a, t);
   read_pages(a, t);
+  read_inherited(a, t);
   protect_vmas(a, t);
   lock_and_seal_vmas(a, t);
   // Locks mappings made from now on (mm->def_flags): none of ours are left.

@@ -26,6 +26,7 @@ struct TreeImages {
   img::Inventory inventory;
   tree::ProcessTree tree;
   std::vector<TaskImages> tasks;  // the live tasks, in the tree's order
+  img::ShmemImage shmem;          // shared memory objects they map
 };
 
 // Loads the inventory, the tree and the images of every live task, and

@@ -68,7 +68,7 @@ Result<std::vector<abi::VmaArg>> vma_args(const TaskImages& ti, const MappingFil
       case img::Vma::FILE_SHARED: {
         bool shared = v.kind() == img::Vma::FILE_SHARED;
         va.map_flags = shared ? MAP_SHARED : MAP_PRIVATE;
-        va.fd = first_map_fd + static_cast<int>(mf.index.at({v.path(), opened_rw(v)}));
+        va.fd = first_map_fd + static_cast<int>(mf.index.at(mapping_key(v)));
         va.pgoff = v.pgoff();
         break;
       }
@@ -121,7 +121,7 @@ std::pair<uint64_t, uint32_t> put_siginfo(BootRegion& boot, const google::protob
 
 uint64_t data_size(const TaskImages& ti) {
   uint64_t n = sizeof(abi::RestorerArgs) + ti.mm.vmas_size() * sizeof(abi::VmaArg) +
-               ti.pagemap.runs_size() * sizeof(abi::PageRunArg) +
+               ti.pagemap.runs_size() * (sizeof(abi::PageRunArg) + sizeof(abi::InheritedRunArg)) +
                ti.core.shared_pending_size() * sizeof(abi::SigInfoArg) + 64;
   n += ti.core.posix_timers_size() * sizeof(abi::PosixTimerArg);
   for (const img::ThreadCore& th : ti.core.threads())
@@ -227,14 +227,18 @@ Result<void> put_timers_and_limits(const img::TaskCore& core, BootRegion& boot) 
 
 }  // namespace
 
-Result<MappingFiles> open_mapping_files(const img::MmImage& mm) {
+Result<MappingFiles> open_mapping_files(const img::MmImage& mm, const ShmemFds& shmem) {
   MappingFiles mf;
   for (const img::Vma& v : mm.vmas()) {
     if (v.kind() != img::Vma::FILE_PRIVATE && v.kind() != img::Vma::FILE_SHARED) continue;
     const bool rw = opened_rw(v);
-    auto key = std::make_pair(v.path(), rw);
+    auto key = mapping_key(v);
     if (mf.index.count(key)) continue;
-    UniqueFd fd = TRY_CTX(open_file(v.path(), rw ? O_RDWR : O_RDONLY), "file of VMA {:#x}-{:#x}", v.start(), v.end());
+    // A shared memory object: reopened through its fd with the access the
+    // mapping had (a read-only one must not become writable).
+    const std::string path = v.shmem_id() ? fmt::format("/proc/self/fd/{}", shmem.at(v.shmem_id()).get()) : v.path();
+    UniqueFd fd = TRY_CTX(open_file(path, rw ? O_RDWR : O_RDONLY), "file of VMA {:#x}-{:#x} ({})", v.start(), v.end(),
+                          v.path());
     mf.index[key] = mf.fds.size();
     mf.fds.push_back(std::move(fd));
   }
@@ -242,7 +246,7 @@ Result<MappingFiles> open_mapping_files(const img::MmImage& mm) {
 }
 
 Result<Plan> build_plan(const TaskImages& ti, const std::vector<proc::MapEntry>& own, const MappingFiles& mf,
-                        const TempFds& fds) {
+                        const TempFds& fds, const std::vector<abi::InheritedRunArg>& inherited) {
   const uint64_t blob_size = pie::restorer::k_blob_end;
   const uint64_t nthreads = ti.core.threads_size();
   std::vector<Range> busy;
@@ -274,8 +278,10 @@ Result<Plan> build_plan(const TaskImages& ti, const std::vector<proc::MapEntry>&
   std::vector<abi::VmaArg> vmas = TRY(vma_args(ti, mf, fds.first_mapping));
   uint64_t vmas_at = put(boot, vmas.data(), vmas.size());
   std::vector<abi::PageRunArg> runs;
-  for (const img::PageRun& r : ti.pagemap.runs()) runs.push_back({r.vaddr(), r.nr_pages()});
+  for (const img::PageRun& r : ti.pagemap.runs())
+    if (!r.inherited()) runs.push_back({r.vaddr(), r.nr_pages()});
   uint64_t runs_at = put(boot, runs.data(), runs.size());
+  uint64_t inherited_at = put(boot, inherited.data(), inherited.size());
   const auto [shared_sigs, nr_shared_sigs] = put_siginfo(boot, ti.core.shared_pending());
 
   a = boot.args();
@@ -283,6 +289,8 @@ Result<Plan> build_plan(const TaskImages& ti, const std::vector<proc::MapEntry>&
   a->vmas = vmas_at;
   a->nr_runs = runs.size();
   a->runs = runs_at;
+  a->nr_inherited = inherited.size();
+  a->inherited = inherited_at;
   a->pages_fd = fds.pages;
   a->pages_off = image::kPagesDataOffset;
   a->temp_fd_base = fds.base;

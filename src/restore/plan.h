@@ -15,6 +15,7 @@
 #include "proc/maps.h"
 #include "restore/boot_region.h"
 #include "restore/images.h"
+#include "restore/shmem.h"
 
 namespace ckpt::restore {
 
@@ -23,11 +24,16 @@ struct MappingFiles {
   std::vector<UniqueFd> fds;
   std::map<std::pair<std::string, bool>, size_t> index;  // (path, read-write) -> fds[i]
 };
-Result<MappingFiles> open_mapping_files(const img::MmImage& mm);
 // A shared mapping that is, or may become, writable needs its file read-write.
 inline bool opened_rw(const img::Vma& v) {
   return v.kind() == img::Vma::FILE_SHARED && ((v.prot() & PROT_WRITE) || v.may_write());
 }
+// MappingFiles::index's key for the file `v` maps: its path, or its shared
+// memory object (restore/shmem.h).
+inline std::pair<std::string, bool> mapping_key(const img::Vma& v) {
+  return {v.shmem_id() ? fmt::format("shmem object {}", v.shmem_id()) : v.path(), opened_rw(v)};
+}
+Result<MappingFiles> open_mapping_files(const img::MmImage& mm, const ShmemFds& shmem);
 
 // fd numbers in the child (all >= the temp base, closed by the restorer).
 struct TempFds {
@@ -51,7 +57,9 @@ struct Plan {
 };
 
 // `own` is ckpt's /proc/self/maps: the child starts with exactly that.
+// `inherited`: where the pages the task inherited unchanged are (fds
+// numbered as in the child).
 Result<Plan> build_plan(const TaskImages& ti, const std::vector<proc::MapEntry>& own, const MappingFiles& mf,
-                        const TempFds& fds);
+                        const TempFds& fds, const std::vector<abi::InheritedRunArg>& inherited);
 
 }  // namespace ckpt::restore

@@ -29,7 +29,9 @@
 #include "ptrace/tracee.h"
 #include "restore/first_step.h"
 #include "restore/images.h"
+#include "restore/inherited.h"
 #include "restore/plan.h"
+#include "restore/shmem.h"
 #include "restore/spawn.h"
 #include "restore/traps.h"
 
@@ -239,9 +241,9 @@ Result<void> seize_threads(LiveTask& lt, uint64_t sigreturn_fn, Log& log) {
 }
 
 // Everything ckpt prepares for one live task before any task exists.
-Result<void> prepare_task(LiveTask& lt, bool check_files) {
+Result<void> prepare_task(LiveTask& lt, const ShmemFds& shmem, bool check_files) {
   const TaskImages& ti = *lt.images;
-  lt.mf = TRY(open_mapping_files(ti.mm));
+  lt.mf = TRY(open_mapping_files(ti.mm, shmem));
   lt.exe = TRY_CTX(open_file(ti.core.mm().exe_path(), O_RDONLY), "executable");
   if (check_files) TRY(check_mapped_files(ti, lt.mf, lt.exe.get()));
   int p[2];
@@ -263,6 +265,7 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir, co
   const pid_t pid = t.inventory.root_pid();
   const tree::JoinPlan joins = TRY_CTX(t.tree.plan_joins(true), "restore");
   TRY_CTX(check_pids_free(t, joins), "restore");
+  const auto inherited = TRY_CTX(resolve_inherited(t), "restore");
 
   CompletionMode wanted = CompletionMode::Breakpoint;
   if (!o.breakpoints) {
@@ -277,12 +280,13 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir, co
   KillOnError guard(!o.sibling);
 
   // 2. Open what the tasks will need, as ckpt, so errors come before any task.
+  const ShmemFds shmem = TRY_CTX(create_shmem(dir, t.shmem), "restore");
   std::vector<LiveTask> live(t.tasks.size());
   std::vector<std::pair<pid_t, const img::Files*>> files;
   for (size_t i = 0; i < t.tasks.size(); i++) {
     live[i].images = &t.tasks[i];
     live[i].mode = mode_for(t.tasks[i], wanted, log);
-    TRY_CTX(prepare_task(live[i], o.check_files), "restore pid {}", t.tasks[i].pid);
+    TRY_CTX(prepare_task(live[i], shmem, o.check_files), "restore pid {}", t.tasks[i].pid);
     files.emplace_back(t.tasks[i].pid, &t.tasks[i].files);
   }
   std::vector<std::vector<files::PreparedFd>> fds = TRY_CTX(files::prepare_fds(files), "restore");
@@ -330,7 +334,15 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir, co
       std::vector<int> temp = {lt.status_w.get(), lt.go_r.get(), ti.pages.get(), lt.exe.get()};
       const TempFds tfds{base, base + 2, base + 3, base + static_cast<int>(temp.size())};
       for (const UniqueFd& f : lt.mf.fds) temp.push_back(f.get());
-      lt.plan = TRY_CTX(build_plan(ti, own, lt.mf, tfds), "restore pid {}", task.pid);
+      // The ancestors' pages files it reads what it inherited from.
+      std::vector<abi::InheritedRunArg> from_ancestors;
+      std::map<size_t, int> owner_fd;
+      for (const InheritedPages& ip : inherited[live_index.at(task.pid)]) {
+        auto [it, fresh] = owner_fd.try_emplace(ip.owner, base + static_cast<int>(temp.size()));
+        if (fresh) temp.push_back(t.tasks[ip.owner].pages.get());
+        from_ancestors.push_back({ip.vaddr, ip.len, ip.off, it->second, 0});
+      }
+      lt.plan = TRY_CTX(build_plan(ti, own, lt.mf, tfds, from_ancestors), "restore pid {}", task.pid);
       const BootRegion& boot = lt.plan->boot;
       sp.temp_fds = std::move(temp);
       sp.fds = &fds[live_index.at(task.pid)];
@@ -372,7 +384,7 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir, co
   // damaged data never runs, and a 1 GiB restore doesn't read it twice in a
   // row. (Threads only now: spawn() forked above from a single-threaded ckpt.)
   auto pages_checked = std::async(std::launch::async, [&t]() -> Result<void> {
-    for (const TaskImages& ti : t.tasks) TRY(image::verify_page_data(ti.pages_path, ti.pages.get(), ti.pagemap));
+    for (const TaskImages& ti : t.tasks) TRY(image::verify_page_data(ti.pages_path, ti.pages.get(), image::stored_runs(ti.pagemap)));
     return {};
   });
   TRY_CTX(wait_parked(live), "restore");

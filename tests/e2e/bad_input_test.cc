@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -139,6 +140,25 @@ TEST(BadDump, UnsupportedFd) {
   // Nothing half-written is taken for a checkpoint.
   EXPECT_NE(access((h.images() + "/inventory.img").c_str(), F_OK), 0);
   reap(pid);
+}
+
+// A name that is not UTF-8 (of an open file, of a thread) would make an image
+// restore can't read: the dump fails and the process runs on.
+TEST(BadDump, NameNotUtf8) {
+  Harness h;
+  const std::string file = h.dir() + "/caf\xe9";
+  for (bool thread_name : {false, true}) {
+    pid_t pid = spawn([&] {
+      if (thread_name) prctl(PR_SET_NAME, "caf\xe9", 0, 0, 0);
+      else if (open(file.c_str(), O_RDWR | O_CREAT, 0600) < 0) _exit(1);
+    });
+    CkptRun r = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+    EXPECT_NE(r.exit_code(), 0);
+    EXPECT_NE(r.err.find("is not UTF-8"), std::string::npos) << r.err;
+    expect_unharmed(pid);
+    EXPECT_NE(access((h.images() + "/inventory.img").c_str(), F_OK), 0);
+    reap(pid);
+  }
 }
 
 // A VmFlag ckpt can't put back (here memory registered with userfaultfd:

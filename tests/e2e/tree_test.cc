@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <fcntl.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -620,6 +621,115 @@ TEST(BadTree, RestoreFailingLateLeavesNoTask) {
   EXPECT_NE(r.err.find("checksum mismatch"), std::string::npos) << r.err;
   for (pid_t p : tasks) EXPECT_NE(kill(p, 0), 0) << "pid " << p << " left behind";
 }
+
+}  // namespace
+}  // namespace e2e
+
+namespace e2e {
+namespace {
+
+// /proc/PID/maps with the inode of shared memory objects blanked: restore
+// creates them anew (the content, flags and names are the dumped ones).
+std::string maps_but_shmem_inodes(pid_t pid) {
+  std::istringstream in(read_text(fmt::format("/proc/{}/maps", pid)));
+  std::string out;
+  for (std::string line; std::getline(in, line);) {
+    if (line.find("/dev/zero (deleted)") != std::string::npos || line.find("/memfd:") != std::string::npos) {
+      std::istringstream f(line);
+      std::string range, perms, off, dev, inode;
+      f >> range >> perms >> off >> dev >> inode;
+      line = fmt::format("{} {} {} {} - {}", range, perms, off, dev, line.substr(line.find('/')));
+    }
+    out += line + "\n";
+  }
+  return out;
+}
+
+class SharedMemory : public ::testing::TestWithParam<bool> {};
+
+// Anonymous shared memory and a memfd, shared by a parent and its child:
+// the same objects after restore, with every page (one only the child wrote,
+// none the parent touched), and a private mapping of the memfd with its own
+// changed page.
+TEST_P(SharedMemory, SharedBetweenParentAndChild) {
+  Harness h;
+  pid_t pid = h.start_workload("shmem");
+  ASSERT_GT(pid, 0);
+  const auto tasks = tree_of(pid);
+  ASSERT_EQ(tasks.size(), 2u);
+  std::map<pid_t, std::string> maps;
+  for (pid_t p : tasks) maps[p] = maps_but_shmem_inodes(p);
+  CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images(), "-v4", "-o", "dump.log"});
+  ASSERT_EQ(d.exit_code(), 0) << d.err << read_text(h.images() + "/dump.log");
+  h.wait_child(pid);
+  reap_all(tasks);
+  CkptRun v = h.ckpt({"verify", h.images()});
+  EXPECT_EQ(v.exit_code(), 0) << v.err;
+
+  const std::string pidfile = h.dir() + "/restored.pid";
+  std::vector<std::string> rst = {"restore", "-D", h.images(), "--pidfile", pidfile, "-v4", "-o", "restore.log"};
+  if (!GetParam()) rst.push_back("--no-breakpoints");
+  pid_t r = h.ckpt_background(rst);
+  ASSERT_TRUE(h.wait_restored(pid, pidfile)) << read_text(h.images() + "/restore.log");
+  for (pid_t p : tasks) {
+    for (auto until = std::chrono::steady_clock::now() + 10s;
+         tracer_of(p) != 0 && std::chrono::steady_clock::now() < until;)
+      std::this_thread::sleep_for(1ms);
+    EXPECT_EQ(maps_but_shmem_inodes(p), maps[p]) << p;
+  }
+  kill(pid, SIGTERM);
+  CkptRun rr = h.wait_ckpt(r);
+  EXPECT_EQ(rr.exit_code(), 0) << read_text(h.workload_log("shmem")) << rr.err;
+  EXPECT_NE(read_text(h.workload_log("shmem")).find("PASS shmem"), std::string::npos);
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, SharedMemory, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& i) { return i.param ? "breakpoint" : "syscalltrace"; });
+
+}  // namespace
+}  // namespace e2e
+
+namespace e2e {
+namespace {
+
+class PreFork : public ::testing::TestWithParam<bool> {};
+
+// A master's 64 MiB, inherited by 5 workers (one changed 16 pages, one has
+// a child of its own) are stored once, and every task has every byte back.
+TEST_P(PreFork, InheritedMemoryIsStoredOnce) {
+  Harness h;
+  pid_t pid = h.start_workload("prefork", {"64", "4"});
+  ASSERT_GT(pid, 0);
+  const auto tasks = tree_of(pid);
+  ASSERT_EQ(tasks.size(), 6u);
+  CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  ASSERT_EQ(d.exit_code(), 0) << d.err;
+  h.wait_child(pid);
+  reap_all(tasks);
+  uint64_t bytes = 0;
+  for (pid_t p : tasks) {
+    struct stat st;
+    if (stat(fmt::format("{}/pages-{}.img", h.images(), p).c_str(), &st) == 0) bytes += st.st_size;
+  }
+  // 64 MiB once, the changed pages, and each task's own stack and such:
+  // 6 copies before.
+  EXPECT_LT(bytes, 80ull << 20) << "pages images hold " << (bytes >> 20) << " MiB";
+  CkptRun v = h.ckpt({"verify", h.images()});
+  EXPECT_EQ(v.exit_code(), 0) << v.err;
+
+  const std::string pidfile = h.dir() + "/restored.pid";
+  std::vector<std::string> rst = {"restore", "-D", h.images(), "--pidfile", pidfile};
+  if (!GetParam()) rst.push_back("--no-breakpoints");
+  pid_t r = h.ckpt_background(rst);
+  ASSERT_TRUE(h.wait_restored(pid, pidfile)) << read_text(h.images() + "/restore.log");
+  kill(pid, SIGTERM);
+  CkptRun rr = h.wait_ckpt(r);
+  EXPECT_EQ(rr.exit_code(), 0) << read_text(h.workload_log("prefork")) << rr.err;
+  EXPECT_NE(read_text(h.workload_log("prefork")).find("PASS prefork"), std::string::npos);
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, PreFork, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& i) { return i.param ? "breakpoint" : "syscalltrace"; });
 
 }  // namespace
 }  // namespace e2e

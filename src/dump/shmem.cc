@@ -1,0 +1,101 @@
+#include "dump/shmem.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <vector>
+
+#include "base/fs.h"
+#include "image/crc32c.h"
+#include "image/page_store.h"
+
+namespace ckpt::dump {
+
+namespace {
+
+constexpr std::string_view kDeleted = " (deleted)";
+constexpr size_t kChunk = 1 << 20;
+constexpr uint64_t kPage = 4096;
+uint64_t page_up(uint64_t x) { return (x + kPage - 1) & ~(kPage - 1); }
+
+// The object's present pages (SEEK_DATA/SEEK_HOLE: shmem knows which pages
+// it has) into a pages file, one run per extent, each with its checksum.
+Result<void> write_content(int obj, uint64_t size, image::ImageDir& dir, img::ShmemObject* o) {
+  const std::string name = image::shmem_pages_name(o->id());
+  TempFile out = TRY(dir.create_temp(name));
+  if (lseek(out.fd(), image::kPagesDataOffset, SEEK_SET) < 0) return sys_error("seek {}", name);
+  std::vector<char> buf(kChunk);
+  uint64_t bytes = 0;
+  for (off_t at = 0; static_cast<uint64_t>(at) < size;) {
+    off_t data = lseek(obj, at, SEEK_DATA);
+    if (data < 0 && errno == ENXIO) break;  // nothing more
+    if (data < 0) return sys_error("seek data in shared memory object {}", o->id());
+    off_t hole = lseek(obj, data, SEEK_HOLE);
+    if (hole < 0) return sys_error("seek hole in shared memory object {}", o->id());
+    const uint64_t start = data & ~(kPage - 1);
+    const uint64_t end = std::min<uint64_t>(page_up(hole), size);
+    img::PageRun* run = o->mutable_pages()->add_runs();
+    run->set_vaddr(start);
+    run->set_nr_pages((end - start) / kPage);
+    for (uint64_t off = start; off < end;) {
+      const size_t n = std::min<uint64_t>(kChunk, end - off);
+      size_t got = TRY_CTX(pread_full(obj, buf.data(), n, static_cast<off_t>(off)), "read shared memory object {}",
+                           o->id());
+      if (got != n) return error(EIO, "read shared memory object {}: short read at {:#x}", o->id(), off);
+      run->set_crc32c(crc32c(run->crc32c(), buf.data(), n));
+      TRY_CTX(write_all(out.fd(), buf.data(), n), "{}", name);
+      off += n;
+    }
+    bytes += end - start;
+    at = static_cast<off_t>(end);
+  }
+  o->mutable_pages()->set_total_pages(bytes / kPage);
+  image::PagesHeader h = image::make_pages_header(bytes);
+  TRY_CTX(pwrite_all(out.fd(), &h, sizeof h, 0), "header of {}", name);
+  TRY(dir.commit(out));
+  return {};
+}
+
+}  // namespace
+
+std::optional<img::ShmemObject::Kind> shmem_kind(const proc::MapEntry& m) {
+  if (m.shared && m.path.starts_with("/dev/zero")) return img::ShmemObject::ANON;
+  if (m.path.starts_with("/memfd:") && m.path.ends_with(kDeleted)) return img::ShmemObject::MEMFD;
+  return std::nullopt;
+}
+
+Result<void> ShmemCollector::collect(pid_t pid, img::MmImage* mm, image::ImageDir& dir) {
+  for (img::Vma& v : *mm->mutable_vmas()) {
+    proc::MapEntry m;
+    m.shared = v.kind() == img::Vma::FILE_SHARED;
+    m.path = v.path();
+    const auto kind = (v.kind() == img::Vma::FILE_SHARED || v.kind() == img::Vma::FILE_PRIVATE)
+                          ? shmem_kind(m) : std::nullopt;
+    if (!kind) continue;
+    auto [it, fresh] = ids_.try_emplace({v.dev(), v.inode()}, image_.objects_size() + 1);
+    v.set_shmem_id(it->second);
+    if (!fresh) continue;
+    const std::string what = fmt::format("VMA {:#x}-{:#x} ({})", v.start(), v.end(), v.path());
+    UniqueFd obj = TRY_CTX(open_file(fmt::format("/proc/{}/map_files/{:x}-{:x}", pid, v.start(), v.end()), O_RDONLY),
+                           "{}", what);
+    struct stat st;
+    if (fstat(obj.get(), &st) < 0) return sys_error("{}: stat its object", what);
+    img::ShmemObject* o = image_.add_objects();
+    o->set_id(it->second);
+    o->set_kind(*kind);
+    if (*kind == img::ShmemObject::MEMFD) {
+      std::string_view name = v.path();
+      name.remove_prefix(std::string_view("/memfd:").size());
+      name.remove_suffix(kDeleted.size());
+      o->set_name(std::string(name));
+    }
+    o->set_size(st.st_size);
+    o->set_dev(v.dev());
+    o->set_inode(v.inode());
+    TRY_CTX(write_content(obj.get(), st.st_size, dir, o), "{}", what);
+  }
+  return {};
+}
+
+}  // namespace ckpt::dump

@@ -1,0 +1,40 @@
+// Shared memory objects the tree maps: anonymous shared memory
+// (MAP_SHARED|MAP_ANONYMOUS, inherited through fork or not) and memfds. Each
+// is stored once, however many tasks and VMAs map it: its content is read
+// through the object itself (/proc/PID/map_files), not through one task's
+// page tables, so pages no task has touched since a fork are there too.
+// Restore creates each object once and every mapping maps it
+// (restore/shmem.h): what one task writes, the others see.
+#pragma once
+
+#include <sys/types.h>
+
+#include <map>
+#include <optional>
+#include <utility>
+
+#include "base/result.h"
+#include "ckpt.pb.h"
+#include "image/image_dir.h"
+#include "proc/maps.h"
+
+namespace ckpt::dump {
+
+// The kind of object a mapping maps, if it is one of ours.
+std::optional<img::ShmemObject::Kind> shmem_kind(const proc::MapEntry& m);
+
+class ShmemCollector {
+ public:
+  // Gives every VMA of `mm` (pid's, its tree frozen) that maps a shared
+  // memory object the object's id; an object seen for the first time has
+  // its content written to the images directory.
+  Result<void> collect(pid_t pid, img::MmImage* mm, image::ImageDir& dir);
+  const img::ShmemImage& image() const { return image_; }
+  bool empty() const { return image_.objects().empty(); }
+
+ private:
+  img::ShmemImage image_;
+  std::map<std::pair<uint64_t, uint64_t>, uint32_t> ids_;  // (dev, inode) -> id
+};
+
+}  // namespace ckpt::dump

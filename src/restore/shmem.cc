@@ -1,0 +1,71 @@
+#include "restore/shmem.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <vector>
+
+#include "base/fs.h"
+#include "base/mapping.h"
+#include "image/crc32c.h"
+#include "image/page_store.h"
+
+namespace ckpt::restore {
+
+namespace {
+
+constexpr uint64_t kPage = 4096;
+
+// The content, run by run, into `dst` (the object mapped in ckpt): read
+// straight into place, checked where it landed.
+Result<void> fill(const image::ImageDir& dir, const img::ShmemObject& o, char* dst) {
+  const std::string name = image::shmem_pages_name(o.id());
+  UniqueFd pages = TRY(dir.open_read(name));
+  const uint64_t bytes = TRY(image::check_pages_file(dir.file(name), pages.get()));
+  if (bytes != o.pages().total_pages() * kPage)
+    return error(EINVAL, "{}: holds {} bytes of pages, object {} needs {}", dir.file(name), bytes, o.id(),
+                 o.pages().total_pages() * kPage);
+  uint64_t off = image::kPagesDataOffset;
+  for (const img::PageRun& r : o.pages().runs()) {
+    // The last run may reach past the object's end, to its last page's end.
+    const uint64_t len = r.nr_pages() * kPage;
+    size_t got = TRY_CTX(pread_full(pages.get(), dst + r.vaddr(), len, static_cast<off_t>(off)), "{}", dir.file(name));
+    if (got != len) return error(EINVAL, "{}: truncated at offset {}", dir.file(name), off + got);
+    if (crc32c(0, dst + r.vaddr(), len) != r.crc32c())
+      return error(EINVAL, "{}: checksum mismatch in the run at {:#x} ({} pages) at offset {}", dir.file(name),
+                   r.vaddr(), r.nr_pages(), off);
+    off += len;
+  }
+  return {};
+}
+
+Result<UniqueFd> create(const image::ImageDir& dir, const img::ShmemObject& o) {
+  const uint64_t span = (o.size() + kPage - 1) & ~(kPage - 1);
+  if (o.kind() == img::ShmemObject::ANON) {
+    // The kernel's own object for MAP_SHARED|MAP_ANONYMOUS, kept through an
+    // fd on it once ckpt's mapping goes.
+    Mapping m = TRY(Mapping::map(o.size(), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS));
+    TRY(fill(dir, o, m.data()));
+    const uint64_t at = reinterpret_cast<uint64_t>(m.data());
+    return open_file(fmt::format("/proc/self/map_files/{:x}-{:x}", at, at + span), O_RDWR);
+  }
+  int fd = memfd_create(o.name().c_str(), MFD_CLOEXEC);
+  if (fd < 0) return sys_error("memfd_create {}", o.name());
+  UniqueFd memfd(fd);
+  if (ftruncate(fd, static_cast<off_t>(o.size())) < 0) return sys_error("size memfd {}", o.name());
+  Mapping m = TRY(Mapping::map(span, PROT_READ | PROT_WRITE, MAP_SHARED, fd));
+  TRY(fill(dir, o, m.data()));
+  return memfd;
+}
+
+}  // namespace
+
+Result<ShmemFds> create_shmem(const image::ImageDir& dir, const img::ShmemImage& image) {
+  ShmemFds out;
+  for (const img::ShmemObject& o : image.objects())
+    out[o.id()] = TRY_CTX(create(dir, o), "shared memory object {} ({} bytes)", o.id(), o.size());
+  return out;
+}
+
+}  // namespace ckpt::restore

@@ -95,11 +95,13 @@ uint64_t ns_since(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t).count();
 }
 
-// Any PID or TID of the images in use makes clone3 fail: say which, up front.
-Result<void> check_pids_free(const TreeImages& t) {
+// Any PID or TID of the images (or of a helper) in use makes clone3 fail:
+// say which, up front.
+Result<void> check_pids_free(const TreeImages& t, const tree::JoinPlan& joins) {
   std::vector<pid_t> ids;
   for (const tree::Task& k : t.tree.tasks())
     if (k.zombie) ids.push_back(k.pid);
+  for (const tree::Helper& h : joins.helpers) ids.push_back(h.pid);
   for (const TaskImages& ti : t.tasks)
     for (const img::ThreadCore& th : ti.core.threads()) ids.push_back(th.tid());
   for (pid_t id : ids) {
@@ -273,8 +275,8 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir, co
   // 1. Read and check everything before touching anything.
   TreeImages t = TRY_CTX(load_images(dir), "restore");
   const pid_t pid = t.inventory.root_pid();
-  const std::vector<tree::Joins> joins = TRY_CTX(t.tree.plan_joins(true), "restore");
-  TRY_CTX(check_pids_free(t), "restore");
+  const tree::JoinPlan joins = TRY_CTX(t.tree.plan_joins(true), "restore");
+  TRY_CTX(check_pids_free(t, joins), "restore");
   const auto inherited = TRY_CTX(resolve_inherited(t), "restore");
 
   CompletionMode wanted = CompletionMode::Breakpoint;
@@ -324,12 +326,23 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir, co
   st.barrier = barrier;
   std::map<pid_t, size_t> live_index;
   for (size_t i = 0; i < live.size(); i++) live_index[live[i].images->pid] = i;
-  for (size_t k = 0; k < t.tree.tasks().size(); k++) {
+  // Who forks whom: a session's helper forks the tasks it adopts instead of
+  // their parent, which forks the helper. Helpers come after the tree's tasks.
+  const size_t ntasks = t.tree.tasks().size();
+  std::vector<std::vector<int>> forks(ntasks);
+  std::set<int> adopted;
+  for (size_t h = 0; h < joins.helpers.size(); h++) {
+    forks[joins.helpers[h].parent].push_back(static_cast<int>(ntasks + h));
+    adopted.insert(joins.helpers[h].adopted.begin(), joins.helpers[h].adopted.end());
+  }
+  for (size_t k = 0; k < ntasks; k++) {
     const tree::Task& task = t.tree.tasks()[k];
     SpawnTask sp;
     sp.pid = task.pid;
-    sp.joins = joins[k];
-    sp.children = task.children;
+    sp.joins = joins.tasks[k];
+    for (int c : task.children)
+      if (!adopted.contains(c)) sp.children.push_back(c);
+    sp.children.insert(sp.children.end(), forks[k].begin(), forks[k].end());
     sp.zombie = task.zombie;
     sp.exit_status = task.exit_status;
     if (!task.zombie) {
@@ -366,6 +379,14 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir, co
                               lt.plan->threads[i].arg});
     }
     st.tasks.push_back(std::move(sp));
+  }
+  for (const tree::Helper& h : joins.helpers) {
+    log.debug("helper {}: leads {} {} (pid {} forks it{})", h.pid, h.new_session ? "session" : "group", h.pid,
+              t.tree.tasks()[h.parent].pid, h.adopted.empty() ? "" : ", and adopts what it forks");
+    st.tasks.push_back({.pid = h.pid,
+                        .joins = {.new_session = h.new_session, .lead_group = !h.new_session},
+                        .children = h.adopted,
+                        .helper = true});
   }
 
   // 3. The tree, parked.

@@ -31,6 +31,7 @@ int status_fd(const SpawnTree& tree, const SpawnTask& t) {
   if (status >= 0) (void)!write(status, msg.data(), msg.size());
   __atomic_store_n(&tree.barrier->failed, 1, __ATOMIC_RELEASE);
   syscall(SYS_futex, &tree.barrier->arrived, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
+  syscall(SYS_futex, &tree.barrier->joined, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
   _exit(127);
 }
 
@@ -101,17 +102,31 @@ long create_threads(const SpawnTask& p) {
   return 0;
 }
 
-// Every task of the tree exists and leads what it leads: groups led by
-// others can be joined.
-void wait_for_tree(const SpawnTree& tree, int status) {
-  SpawnBarrier* b = tree.barrier;
+// Counts the task in, then waits until every task is: a futex barrier on
+// `counter`, left early if a task fails.
+void barrier_phase(const SpawnTree& tree, uint32_t* counter, int status) {
   const uint32_t all = tree.tasks.size();
-  if (__atomic_add_fetch(&b->arrived, 1, __ATOMIC_ACQ_REL) == all)
-    syscall(SYS_futex, &b->arrived, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
-  for (uint32_t seen; (seen = __atomic_load_n(&b->arrived, __ATOMIC_ACQUIRE)) < all;) {
-    if (__atomic_load_n(&b->failed, __ATOMIC_ACQUIRE)) child_fail(tree, status, "");
-    syscall(SYS_futex, &b->arrived, FUTEX_WAIT, seen, nullptr, nullptr, 0);
+  if (__atomic_add_fetch(counter, 1, __ATOMIC_ACQ_REL) == all)
+    syscall(SYS_futex, counter, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
+  for (uint32_t seen; (seen = __atomic_load_n(counter, __ATOMIC_ACQUIRE)) < all;) {
+    if (__atomic_load_n(&tree.barrier->failed, __ATOMIC_ACQUIRE)) child_fail(tree, status, "");
+    syscall(SYS_futex, counter, FUTEX_WAIT, seen, nullptr, nullptr, 0);
   }
+}
+
+// Every task of the tree exists and leads what it leads (helpers included):
+// groups led by others can be joined.
+void wait_for_tree(const SpawnTree& tree, int status) { barrier_phase(tree, &tree.barrier->arrived, status); }
+
+// The task is in its group. Only helpers wait for the others: a group whose
+// helper left before the last member joined would be gone.
+void joined(const SpawnTree& tree, const SpawnTask& p, int status) {
+  if (!p.helper) {
+    if (__atomic_add_fetch(&tree.barrier->joined, 1, __ATOMIC_ACQ_REL) == tree.tasks.size())
+      syscall(SYS_futex, &tree.barrier->joined, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
+    return;
+  }
+  barrier_phase(tree, &tree.barrier->joined, status);
 }
 
 // Dies as the zombie did: its parent's wait() will get `status`. Nothing
@@ -130,13 +145,16 @@ void wait_for_tree(const SpawnTree& tree, int status) {
 }
 
 [[noreturn]] void task_main(const SpawnTree& tree, const SpawnTask& p);
+[[noreturn]] void helper_main(const SpawnTree& tree, const SpawnTask& h, int status);
 
-// Forks task `i` with its PID.
+// Forks task `i` with its PID. `status` is the forking task's status pipe:
+// a helper, which has none, reports there.
 void fork_task(const SpawnTree& tree, size_t i, int status) {
   const SpawnTask& t = tree.tasks[i];
   clone_args a{};
   a.exit_signal = SIGCHLD;
   long r = clone_with_pid(a, t.pid, [&] { return raw_clone3(&a); });
+  if (r == 0 && t.helper) helper_main(tree, t, status);
   if (r == 0) task_main(tree, t);
   if (r < 0)
     child_fail(tree, status, r == -EEXIST ? fmt::format("pid {} is taken by another process", t.pid)
@@ -145,9 +163,15 @@ void fork_task(const SpawnTree& tree, size_t i, int status) {
 
 // The zombies among the task's children have exited (not reaped: WNOWAIT)
 // with their dumped statuses, so their SIGCHLDs are pending before the
-// restorer flushes what is pending.
+// restorer flushes what is pending. Those a session's helper forked are the
+// task's children once the helper is reaped.
 void wait_for_zombies(const SpawnTree& tree, const SpawnTask& p, int status) {
+  std::vector<int> children;
   for (int c : p.children) {
+    if (!tree.tasks[c].helper) children.push_back(c);
+    else children.insert(children.end(), tree.tasks[c].children.begin(), tree.tasks[c].children.end());
+  }
+  for (int c : children) {
     const SpawnTask& z = tree.tasks[c];
     if (!z.zombie) continue;
     siginfo_t si{};
@@ -157,6 +181,49 @@ void wait_for_zombies(const SpawnTree& tree, const SpawnTask& p, int status) {
     if ((got & 0x7f7f) != (z.exit_status & 0x7f7f))
       child_fail(tree, status, fmt::format("zombie {} exited with status {:#x}, not {:#x}", z.pid, got, z.exit_status));
   }
+}
+
+// The task's helpers have exited once every task joined its group: reaped
+// here, before the task parks, so that its wait() never sees them (and the
+// restorer discards their SIGCHLD with what else is pending). The orphans a
+// session's helper left are the task's children by then.
+void reap_helpers(const SpawnTree& tree, const SpawnTask& p, int status) {
+  bool adopted = false;
+  for (int c : p.children) {
+    const SpawnTask& h = tree.tasks[c];
+    if (!h.helper) continue;
+    int st = 0;
+    while (waitpid(h.pid, &st, 0) < 0)
+      if (errno != EINTR) child_fail(tree, status, fmt::format("reap helper {}: {}", h.pid, strerror(errno)));
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+      child_fail(tree, status, fmt::format("helper {} (leader of {} {}) failed: status {:#x}", h.pid,
+                                           h.joins.new_session ? "session" : "group", h.pid, st));
+    adopted |= !h.children.empty();
+  }
+  // The restorer sets the dumped value later.
+  if (adopted && prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) < 0)
+    child_fail(tree, status, fmt::format("pid {}: PR_SET_CHILD_SUBREAPER: {}", p.pid, strerror(errno)));
+}
+
+// Forks the children of task `p` (helpers included). Before a helper with
+// children exits, `p` must be a child subreaper: they are to become its own,
+// not the nearest subreaper's above (ckpt).
+void fork_children(const SpawnTree& tree, const SpawnTask& p, int status) {
+  for (int c : p.children)
+    if (tree.tasks[c].helper && !tree.tasks[c].children.empty() && prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
+      child_fail(tree, status, fmt::format("pid {}: PR_SET_CHILD_SUBREAPER: {}", p.pid, strerror(errno)));
+  for (int c : p.children) fork_task(tree, c, status);
+}
+
+[[noreturn]] void helper_main(const SpawnTree& tree, const SpawnTask& h, int status) {
+  if (h.joins.new_session && setsid() < 0)
+    child_fail(tree, status, fmt::format("helper {}: setsid: {}", h.pid, strerror(errno)));
+  if (h.joins.lead_group && setpgid(0, 0) < 0)
+    child_fail(tree, status, fmt::format("helper {}: lead process group {}: {}", h.pid, h.pid, strerror(errno)));
+  fork_children(tree, h, status);
+  wait_for_tree(tree, status);
+  joined(tree, h, status);
+  _exit(0);
 }
 
 [[noreturn]] void task_main(const SpawnTree& tree, const SpawnTask& p) {
@@ -176,12 +243,14 @@ void wait_for_zombies(const SpawnTree& tree, const SpawnTask& p, int status) {
     child_fail(tree, early_status, fmt::format("pid {}: setsid: {}", p.pid, strerror(errno)));
   if (p.joins.lead_group && setpgid(0, 0) < 0)
     child_fail(tree, early_status, fmt::format("pid {}: lead its process group: {}", p.pid, strerror(errno)));
-  for (int c : p.children) fork_task(tree, c, early_status);
+  fork_children(tree, p, early_status);
   wait_for_tree(tree, early_status);
   const pid_t group = p.joins.join_restorer_group ? tree.restorer_pgid : p.joins.join_group;
   if (group != 0 && setpgid(0, group) < 0)
     child_fail(tree, early_status, fmt::format("pid {}: join process group {}: {}", p.pid, group, strerror(errno)));
+  joined(tree, p, early_status);
   if (p.zombie) die_as(p.exit_status);
+  reap_helpers(tree, p, early_status);
   wait_for_zombies(tree, p, early_status);
 
   // 3. The task's fds take their numbers and its temporary fds go above

@@ -22,9 +22,14 @@ namespace ckpt::restore {
 struct SpawnTask {
   pid_t pid = 0;
   tree::Joins joins;
-  std::vector<int> children;  // indices in SpawnTree::tasks
+  std::vector<int> children;  // indices in SpawnTree::tasks: the tasks it forks
   bool zombie = false;
   int exit_status = 0;
+  // A tree::Helper: leads its session or group (joins), forks its children
+  // (tree::Helper::adopted), exits once every task has joined its group, and
+  // is reaped by its parent. A task that forks a helper with children is a
+  // child subreaper until it has reaped it, so that they become its own.
+  bool helper = false;
 
   // A live task. temp_fds (ckpt's numbers) move to temp_fd_base + i, in
   // this order: [0] must be the status pipe's write end and [1] the go
@@ -54,18 +59,19 @@ struct SpawnTask {
 // Where the tasks meet: a page of memory shared by ckpt and every task.
 struct SpawnBarrier {
   uint32_t arrived;  // tasks that exist, with the sessions and groups they lead
+  uint32_t joined;   // tasks in their groups: helpers may exit
   uint32_t failed;   // a task failed: the others give up
 };
 
 struct SpawnTree {
-  std::vector<SpawnTask> tasks;  // [0] the root, parents before children
+  std::vector<SpawnTask> tasks;  // [0] the root; the tree's tasks, then helpers
   bool sibling = false;          // CLONE_PARENT for the root
   int temp_fd_base = 0;          // above every fd of every task of the tree (not ckpt's)
   pid_t restorer_pgid = 0;       // for Joins::join_restorer_group
   SpawnBarrier* barrier = nullptr;
 };
 
-// Forks the root, which forks the rest. Each live task then writes "R" on
+// Forks the root, which forks the rest (helpers included). Each live task then writes "R" on
 // its status pipe (or an error text, and exits) and waits for one byte on
 // its go pipe; its other threads wait in the blob.
 Result<pid_t> spawn(const SpawnTree& tree);

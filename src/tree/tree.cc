@@ -85,20 +85,37 @@ std::vector<pid_t> ProcessTree::alive() const {
 }
 
 // A child is born in its parent's session and group; setsid() and setpgid()
-// are the only ways out, and a group can only be joined inside its session
-// while its leader (alive or a zombie) exists. So restore can recreate a
-// session a task leads, or one it inherited from its parent; and a group it
-// leads, or one whose leader is in the tree.
-Result<std::vector<Joins>> ProcessTree::plan_joins(bool shell_job) const {
-  std::vector<Joins> out(tasks_.size());
+// are the only ways out, a session or group gets the id of the task that
+// creates it, and a group can only be joined inside its session while a task
+// of it exists. So restore recreates:
+// - a session a task leads, or one it inherited from its parent;
+// - a session whose leader has exited, held by tasks whose parent is in
+//   another one (orphans a child subreaper took in): a helper with the
+//   leader's PID, forked by that parent, calls setsid() and forks them; they
+//   are reparented to the parent, a subreaper while the helper exits.
+//   CRIU's prepare_pstree_ids() does the same for the root's children (the
+//   root is the PID namespace's init there, so no subreaper is needed);
+// - a group a task leads, or whose leader (alive or a zombie) is in the
+//   tree, or, when the leader has exited, a group a helper with its PID
+//   leads, forked by a live task of its session (it inherits the session).
+// Refused: a session whose leader is in the tree but not the task's parent
+// (its parent forked it and then called setsid(): CRIU's "born_sid"; not
+// done yet), and tasks of one exited leader's session under several
+// parents (the helper, one task, can be the child of one of them only).
+Result<JoinPlan> ProcessTree::plan_joins(bool shell_job) const {
+  JoinPlan plan;
+  plan.tasks.resize(tasks_.size());
+  std::map<pid_t, size_t> helper_index;  // helper pid -> index in plan.helpers
   const Task& root = tasks_[0];
+  const bool root_session_outside = root.sid != root.pid;
   const bool root_group_outside = root.pgid != root.pid;
+
+  // Sessions first: a group helper may live in a session helper's session.
   for (size_t i = 0; i < tasks_.size(); i++) {
     const Task& k = tasks_[i];
-    Joins& j = out[i];
     if (k.sid == k.pid) {
       if (k.pgid != k.pid) return error(EINVAL, "pid {} leads its session but is in process group {}", k.pid, k.pgid);
-      j.new_session = true;
+      plan.tasks[i].new_session = true;
       continue;
     }
     if (i == 0) {
@@ -106,10 +123,35 @@ Result<std::vector<Joins>> ProcessTree::plan_joins(bool shell_job) const {
         return error(EOPNOTSUPP, "pid {} ({}) does not lead its session {}: the session leader is outside the tree "
                      "(a shell?); dump with --shell-job to restore the tree into the restoring shell's session",
                      k.pid, k.comm, k.sid);
-    } else if (const Task& p = tasks_[k.parent]; k.sid != p.sid) {
-      return error(EOPNOTSUPP, "pid {} ({}) is in session {}, neither its own nor its parent's ({}: session {}): "
-                   "restoring such a session is not supported yet", k.pid, k.comm, k.sid, p.pid, p.sid);
+      continue;
     }
+    const Task& p = tasks_[k.parent];
+    if (k.sid == p.sid) continue;
+    if (const Task* leader = find(k.sid))
+      return error(EOPNOTSUPP, "pid {} ({}) is in session {}, neither its own nor its parent's ({}: session {}); "
+                   "its leader {} ({}) is in the tree, but restore can only fork a task into its parent's session "
+                   "(a parent that forked a child and then called setsid() is not supported yet)",
+                   k.pid, k.comm, k.sid, p.pid, p.sid, leader->pid, leader->comm);
+    if (root_session_outside && k.sid == root.sid)
+      return error(EOPNOTSUPP, "pid {} ({}) is in session {} of the shell outside the tree, but its parent {} is "
+                   "not: restore can't put it there", k.pid, k.comm, k.sid, p.pid);
+    auto [it, added] = helper_index.emplace(k.sid, plan.helpers.size());
+    if (added) plan.helpers.push_back({.pid = k.sid, .sid = k.sid, .new_session = true, .parent = k.parent});
+    Helper& h = plan.helpers[it->second];
+    if (h.parent != k.parent) {
+      const Task& first = tasks_[h.adopted.front()];
+      return error(EOPNOTSUPP, "pid {} ({}) and pid {} ({}) are in session {}, whose leader has exited, under "
+                   "different parents ({} and {}): restore recreates such a session with one helper task, which "
+                   "can hand its session's tasks to one parent only", first.pid, first.comm, k.pid, k.comm, k.sid,
+                   first.ppid, k.ppid);
+    }
+    h.adopted.push_back(static_cast<int>(i));
+  }
+
+  for (size_t i = 0; i < tasks_.size(); i++) {
+    const Task& k = tasks_[i];
+    Joins& j = plan.tasks[i];
+    if (j.new_session) continue;
     if (k.pgid == k.pid) {
       j.lead_group = true;
     } else if (const Task* leader = find(k.pgid)) {
@@ -118,12 +160,31 @@ Result<std::vector<Joins>> ProcessTree::plan_joins(bool shell_job) const {
       j.join_group = k.pgid;
     } else if (root_group_outside && k.pgid == root.pgid && k.sid == root.sid) {
       j.join_restorer_group = i != 0;  // the root inherits it
+    } else if (root_session_outside && k.pgid == root.sid) {
+      return error(EOPNOTSUPP, "pid {} ({}) is in process group {} of the session leader outside the tree: restore "
+                   "can't put it there", k.pid, k.comm, k.pgid);
     } else {
-      return error(EOPNOTSUPP, "pid {} ({}) is in process group {}, whose leader is not in the tree (it has "
-                   "exited): restoring such a group is not supported yet", k.pid, k.comm, k.pgid);
+      // The leader has exited: a helper leads the group (the session's
+      // helper when the group was the session leader's).
+      auto it = helper_index.find(k.pgid);
+      if (it == helper_index.end()) {
+        int parent = -1;
+        for (size_t c = 0; c < tasks_.size() && parent < 0; c++)
+          if (tasks_[c].sid == k.sid && !tasks_[c].zombie) parent = static_cast<int>(c);
+        if (parent < 0)
+          return error(EOPNOTSUPP, "pid {} ({}) is in process group {}, whose leader has exited, and no live task "
+                       "of its session {} is in the tree to create a helper that leads it", k.pid, k.comm, k.pgid,
+                       k.sid);
+        it = helper_index.emplace(k.pgid, plan.helpers.size()).first;
+        plan.helpers.push_back({.pid = k.pgid, .sid = k.sid, .parent = parent});
+      }
+      if (plan.helpers[it->second].sid != k.sid)
+        return error(EINVAL, "pid {} is in process group {} of another session ({})", k.pid, k.pgid,
+                     plan.helpers[it->second].sid);
+      j.join_group = k.pgid;
     }
   }
-  return out;
+  return plan;
 }
 
 }  // namespace ckpt::tree

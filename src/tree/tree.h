@@ -36,6 +36,29 @@ struct Joins {
   bool join_restorer_group = false;
 };
 
+// A task restore adds for a session or group whose leader has exited (the
+// dumped tree had none): it takes the leader's PID, leads the session
+// (setsid) or the group (setpgid(0, 0)) before the barrier, lets the others
+// join after it, and exits once they have; its parent reaps it before it
+// parks, so that the restored tree shows nothing of it.
+struct Helper {
+  pid_t pid = 0;             // the exited leader's: the id of its session or group
+  pid_t sid = 0;             // the session it is in (`pid` when it leads one)
+  bool new_session = false;  // setsid(), which makes it lead group `pid` too; else setpgid(0, 0)
+  int parent = -1;           // index of the task that forks and reaps it
+  // A session's helper forks the tasks of its session whose parent is in
+  // another one (they are born in its session, as only a fork can put them
+  // there); when it exits they are reparented to `parent`, a child subreaper
+  // for that while, which is their dumped parent.
+  std::vector<int> adopted;  // indices in ProcessTree::tasks()
+};
+
+// How restore recreates the tree's sessions and groups.
+struct JoinPlan {
+  std::vector<Joins> tasks;  // one per task of the tree
+  std::vector<Helper> helpers;
+};
+
 class ProcessTree {
  public:
   // Checks the records: the root first and alive, pids unique, every other
@@ -51,10 +74,11 @@ class ProcessTree {
   // Tasks alive at dump (those with images of their own), the root first.
   std::vector<pid_t> alive() const;
 
-  // One Joins per task, or why restore could not recreate the sessions and
-  // groups. With `shell_job` the root's session and group may lie outside
-  // the tree: the restored tree joins the restoring shell's.
-  Result<std::vector<Joins>> plan_joins(bool shell_job) const;
+  // One Joins per task and the helpers restore adds, or why restore could
+  // not recreate the sessions and groups. With `shell_job` the root's
+  // session and group may lie outside the tree: the restored tree joins the
+  // restoring shell's.
+  Result<JoinPlan> plan_joins(bool shell_job) const;
 
  private:
   std::vector<Task> tasks_;

@@ -7,11 +7,13 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <thread>
@@ -206,8 +208,82 @@ TEST(BadTree, SessionLedFromOutsideNeedsShellJob) {
   kill_tree(tasks);
 }
 
-// M's group was led by L, which has exited: no task can lead it again.
-TEST(BadTree, GroupWhoseLeaderExited) {
+// M's group was led by L, which has exited: restore recreates it with a
+// helper that takes L's PID, leads the group until M has joined it, and is
+// gone (reaped by its parent, R) when the tree runs again.
+TEST(Leaders, GroupWhoseLeaderExited) {
+  for (bool breakpoints : {true, false}) {
+    SCOPED_TRACE(breakpoints ? "breakpoints" : "--no-breakpoints");
+    Harness h;
+    pid_t pid = spawn_root(true, [] {
+      pid_t l = fork();
+      if (l == 0) {
+        setpgid(0, 0);
+        for (;;) pause();
+      }
+      setpgid(l, l);
+      pid_t m = fork();
+      if (m == 0)
+        for (;;) pause();
+      setpgid(m, l);
+      kill(l, SIGKILL);
+      waitpid(l, nullptr, 0);
+    });
+    const auto tasks = tree_of(pid);
+    ASSERT_EQ(tasks.size(), 2u);
+    const auto links = links_of(tasks);
+    const pid_t l = getpgid(tasks[1]);
+    ASSERT_NE(l, pid);
+    CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+    if (d.exit_code() != 0) {
+      kill_tree(tasks);
+      FAIL() << d.err;
+    }
+    h.wait_child(pid);
+    reap_all(tasks);
+    std::vector<std::string> rst = {"restore", "-D", h.images(), "-d", "-v4", "-o", "restore.log"};
+    if (!breakpoints) rst.push_back("--no-breakpoints");
+    CkptRun r = h.ckpt(rst);
+    ASSERT_EQ(r.exit_code(), 0) << r.err << read_text(h.images() + "/restore.log");
+    EXPECT_EQ(links_of(tasks), links) << "parents, groups or sessions differ";
+    EXPECT_EQ(tree_of(pid), tasks) << "a task restore added is left";
+    EXPECT_NE(kill(l, 0), 0) << "helper " << l << " still holds its PID";
+    EXPECT_EQ(waitpid(-1, nullptr, WNOHANG | __WALL), 0) << "only the restored root is ours to wait for";
+    kill_tree(tasks);
+  }
+}
+
+bool set_last_pid(pid_t last) {
+  FILE* f = fopen("/proc/sys/kernel/ns_last_pid", "w");
+  if (!f) return false;
+  fmt::print(f, "{}", last);
+  return fclose(f) == 0;
+}
+
+// A process of ours with PID `want` (through ns_last_pid), or -1. The next
+// PIDs go well past the tree's `tasks`: the restoring ckpt, forked next,
+// would otherwise take the PID after `want`, another task's.
+pid_t take_pid(pid_t want, const std::vector<pid_t>& tasks) {
+  for (int i = 0; i < 5; i++) {
+    if (!set_last_pid(want - 1)) return -1;
+    pid_t p = fork();
+    if (p == 0) {
+      pause();
+      _exit(0);
+    }
+    if (p == want) {
+      set_last_pid(*std::max_element(tasks.begin(), tasks.end()) + 1000);
+      return p;
+    }
+    kill(p, SIGKILL);
+    waitpid(p, nullptr, 0);
+  }
+  return -1;
+}
+
+// The exited leader's PID is taken when restore comes: refused before any
+// task exists, naming it; nothing left behind.
+TEST(Leaders, HelpersPidTaken) {
   Harness h;
   pid_t pid = spawn_root(true, [] {
     pid_t l = fork();
@@ -225,11 +301,149 @@ TEST(BadTree, GroupWhoseLeaderExited) {
   });
   const auto tasks = tree_of(pid);
   ASSERT_EQ(tasks.size(), 2u);
+  const pid_t l = getpgid(tasks[1]);
+  CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  ASSERT_EQ(d.exit_code(), 0) << d.err;
+  h.wait_child(pid);
+  reap_all(tasks);
+  const pid_t squatter = take_pid(l, tasks);
+  ASSERT_EQ(squatter, l);
+  CkptRun r = h.ckpt({"restore", "-D", h.images()});
+  EXPECT_NE(r.exit_code(), 0);
+  EXPECT_NE(r.err.find(fmt::format("pid {}: the pid is taken", l)), std::string::npos) << r.err;
+  for (pid_t p : tasks) EXPECT_NE(kill(p, 0), 0) << "pid " << p << " left behind";
+  kill(squatter, SIGKILL);
+  waitpid(squatter, nullptr, 0);
+}
+
+// Self-verifying: a session and groups whose leaders exited, orphans a
+// subreaper took in, a zombie among them (wl_leaders); every task checks
+// its pid, parent, group and session, the root that no helper is left
+// among its children or in its wait().
+struct LeadersCase {
+  bool breakpoints;
+  std::string arg;
+};
+
+class Leaders : public ::testing::TestWithParam<LeadersCase> {};
+
+TEST_P(Leaders, SessionAndGroupsWhoseLeadersExited) {
+  const LeadersCase& c = GetParam();
+  Harness h;
+  pid_t pid = h.start_workload("leaders", c.arg.empty() ? std::vector<std::string>{} : std::vector<std::string>{c.arg});
+  ASSERT_GT(pid, 0) << read_text(h.workload_log("leaders"));
+  const std::vector<pid_t> tasks = tree_of(pid);
+  ASSERT_EQ(tasks.size(), 7u) << "R, Y, S1, S2, S3, Z, S2a";
+  const auto links = links_of(tasks);
+  // The exited leaders: every group and session id that is no task's pid.
+  std::set<pid_t> leaders;
+  for (pid_t p : tasks)
+    for (pid_t id : {getpgid(p), getsid(p)})
+      if (std::find(tasks.begin(), tasks.end(), id) == tasks.end()) leaders.insert(id);
+  ASSERT_EQ(leaders.size(), 3u) << "X, L and K";
+
+  CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images(), "-v4", "-o", "dump.log"});
+  if (d.exit_code() != 0) {
+    kill_tree(tasks);
+    FAIL() << d.err << read_text(h.images() + "/dump.log");
+  }
+  h.wait_child(pid);
+  reap_all(tasks);
+  CkptRun v = h.ckpt({"verify", h.images()});
+  EXPECT_EQ(v.exit_code(), 0) << v.err;
+
+  const std::string pidfile = h.dir() + "/restored.pid";
+  std::vector<std::string> rst = {"restore", "-D", h.images(), "-v4", "-o", "restore.log", "--pidfile", pidfile};
+  if (!c.breakpoints) rst.push_back("--no-breakpoints");
+  pid_t r = h.ckpt_background(rst);
+  ASSERT_TRUE(h.wait_restored(pid, pidfile)) << read_text(h.images() + "/restore.log");
+  for (pid_t p : tasks)
+    for (auto until = std::chrono::steady_clock::now() + 10s;
+         tracer_of(p) != 0 && std::chrono::steady_clock::now() < until;)
+      std::this_thread::sleep_for(1ms);
+  EXPECT_EQ(links_of(tasks), links) << "parents, groups, sessions or states differ";
+  EXPECT_EQ(tree_of(pid), tasks) << "a task restore added is left";
+  for (pid_t id : leaders) EXPECT_NE(kill(id, 0), 0) << "helper " << id << " still holds its PID";
+  kill(pid, SIGTERM);
+  CkptRun rr = h.wait_ckpt(r);
+  const std::string log = read_text(h.workload_log("leaders"));
+  EXPECT_EQ(rr.exit_code(), 0) << log << rr.err << read_text(h.images() + "/restore.log");
+  for (const char* name : {"PASS leaders\n", "PASS Y\n", "PASS S1\n", "PASS S2\n", "PASS S2a\n", "PASS S3\n"})
+    EXPECT_NE(log.find(name), std::string::npos) << name << " missing in:\n" << log;
+  EXPECT_EQ(log.find("FAIL"), std::string::npos) << log;
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, Leaders,
+                         ::testing::Values(LeadersCase{true, ""}, LeadersCase{false, ""}, LeadersCase{true, "spin"},
+                                           LeadersCase{false, "spin"}),
+                         [](const ::testing::TestParamInfo<LeadersCase>& i) {
+                           return fmt::format("{}{}", i.param.breakpoints ? "breakpoint" : "syscalltrace",
+                                              i.param.arg.empty() ? "" : "_" + i.param.arg);
+                         });
+
+// C's parent P forked it and then called setsid(): C is in R's session,
+// neither its own nor its parent's. Restore forks a task into its parent's
+// session only: refused at dump, the tree left running.
+TEST(BadTree, ChildBornBeforeItsParentsSetsid) {
+  Harness h;
+  pid_t pid = spawn_root(true, [] {
+    if (fork() == 0) {
+      if (fork() == 0)
+        for (;;) pause();
+      setsid();
+      for (;;) pause();
+    }
+  });
+  const auto tasks = tree_of(pid);
+  ASSERT_EQ(tasks.size(), 3u);
   const auto links = links_of(tasks);
   CkptRun r = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
   EXPECT_NE(r.exit_code(), 0);
-  EXPECT_NE(r.err.find(fmt::format("pid {}", tasks[1])), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("whose leader is not in the tree"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(fmt::format("pid {} ", tasks[2])), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("neither its own nor its parent's"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(fmt::format("its leader {} ", pid)), std::string::npos) << r.err;
+  expect_running_untraced(tasks, links);
+  kill_tree(tasks);
+}
+
+// Tasks of session L (its leader exited) under two parents: R, a subreaper,
+// took in A when L exited; Q, another subreaper that left session L with
+// setsid(), took in B when W, which it forked before, exited. One helper
+// with L's PID can't be the parent of both: refused at dump.
+TEST(BadTree, SessionWhoseLeaderExitedUnderTwoParents) {
+  Harness h;
+  pid_t pid = spawn_root(true, [] {
+    prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    pid_t l = fork();
+    if (l == 0) {
+      setsid();
+      if (fork() == 0)
+        for (;;) pause();  // A
+      pid_t q = fork();
+      if (q == 0) {
+        prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+        pid_t w = fork();
+        if (w == 0) {
+          if (fork() == 0)
+            for (;;) pause();  // B
+          _exit(0);
+        }
+        waitpid(w, nullptr, 0);
+        setsid();
+        for (;;) pause();
+      }
+      std::this_thread::sleep_for(100ms);
+      _exit(0);
+    }
+    waitpid(l, nullptr, 0);
+  });
+  std::this_thread::sleep_for(100ms);
+  const auto tasks = tree_of(pid);
+  ASSERT_EQ(tasks.size(), 4u) << "R, A, Q, B";
+  const auto links = links_of(tasks);
+  CkptRun r = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  EXPECT_NE(r.exit_code(), 0);
+  EXPECT_NE(r.err.find("whose leader has exited, under different parents"), std::string::npos) << r.err;
   expect_running_untraced(tasks, links);
   kill_tree(tasks);
 }
@@ -272,22 +486,7 @@ TEST(BadTree, RestoreWithAPidTaken) {
   reap_all(tasks);
   // Take A1's PID with a process of our own.
   const pid_t taken = tasks[4];
-  pid_t squatter = -1;
-  for (int i = 0; i < 5 && squatter != taken; i++) {
-    FILE* f = fopen("/proc/sys/kernel/ns_last_pid", "w");
-    ASSERT_NE(f, nullptr);
-    fmt::print(f, "{}", taken - 1);
-    fclose(f);
-    squatter = fork();
-    if (squatter == 0) {
-      pause();
-      _exit(0);
-    }
-    if (squatter != taken) {
-      kill(squatter, SIGKILL);
-      waitpid(squatter, nullptr, 0);
-    }
-  }
+  const pid_t squatter = take_pid(taken, tasks);
   ASSERT_EQ(squatter, taken);
   CkptRun r = h.ckpt({"restore", "-D", h.images()});
   EXPECT_NE(r.exit_code(), 0);

@@ -128,7 +128,7 @@ std::vector<Case> cases() {
       {"signals", {}}, {"files", {}},     {"vdso", {}}, {"rseq", {}},
       {"threads", {"8"}}, {"blocked", {}}, {"procstate", {}}, {"timers", {}},
       {"seccomp", {}}, {"creds", {}}, {"sigstate", {}}, {"rseqcs", {}}, {"trap", {}}, {"sharedmap", {}}, {"sched", {}},
-      {"vmaflags", {}}, {"membarrier", {}}};
+      {"vmaflags", {}}, {"membarrier", {}}, {"prctlstate", {}}};
   for (const auto& [name, args] : wl)
     for (bool bp : {true, false}) out.push_back({name, args, bp, false});
   for (const auto& [name, args] : wl) out.push_back({name, args, true, true});

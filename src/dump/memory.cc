@@ -240,7 +240,7 @@ constexpr FlagRule kFlagRules[] = {
     {"mm", FlagUse::Refused, "a mixed PFN mapping of a driver (VM_MIXEDMAP)"},
     {"ar", FlagUse::Refused, "memory mapped with a PAT memory type by a driver (VM_PAT)"},
     {"de", FlagUse::Refused, "a driver's or kernel's mapping that may not be expanded (VM_DONTEXPAND)"},
-    {"ht", FlagUse::Refused, "hugetlb memory (MAP_HUGETLB or hugetlbfs): not supported yet"},
+    {"ht", FlagUse::Refused, "hugetlb memory (MAP_HUGETLB or hugetlbfs): not supported yet"},  // refuse_hugetlb() first
     {"sf", FlagUse::Refused, "a MAP_SYNC mapping of a DAX file: not supported yet"},
     {"um", FlagUse::Refused, "registered with userfaultfd (missing pages)"},
     {"uw", FlagUse::Refused, "registered with userfaultfd (write-protect)"},
@@ -295,6 +295,19 @@ void apply_vmflags(const std::vector<std::string>& flags, img::Vma* v) {
   }
 }
 
+// Hugetlb memory is refused as such, with its page size, before any other of
+// its flags ("de": hugetlbfs sets VM_DONTEXPAND too) names it wrongly.
+Result<void> refuse_hugetlb(pid_t pid, const proc::MapEntry& m, const std::vector<std::string>& flags) {
+  if (std::find(flags.begin(), flags.end(), "ht") == flags.end()) return {};
+  const proc::PageSizes sizes = TRY(proc::read_smaps_page_sizes(pid));
+  auto it = sizes.find(m.start);
+  const std::string size = it == sizes.end() ? "unknown size" : fmt::format("{} kB", it->second);
+  return error(EOPNOTSUPP, "VMA {:#x}-{:#x} ({}) has VmFlags \"ht\": hugetlb memory ({}{}, {} pages): "
+               "not supported yet", m.start, m.end, m.path.empty() ? "anonymous" : m.path,
+               m.path.starts_with("/anon_hugepage") ? "MAP_HUGETLB" : "hugetlbfs", m.shared ? ", shared" : ", private",
+               size);
+}
+
 }  // namespace
 
 Result<img::MmImage> collect_vmas(pid_t pid) {
@@ -304,6 +317,7 @@ Result<img::MmImage> collect_vmas(pid_t pid) {
   for (const proc::MapEntry& m : TRY(proc::read_maps(pid))) {
     if (m.path == "[vsyscall]") continue;  // fixed by the kernel, not ours to map
     const auto flags = vmflags.find(m.start);
+    if (flags != vmflags.end()) TRY(refuse_hugetlb(pid, m, flags->second));
     if (flags != vmflags.end()) TRY(check_vmflags(m, flags->second));
     img::Vma* v = mm.add_vmas();
     *v = TRY(classify(m));

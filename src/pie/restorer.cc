@@ -176,6 +176,23 @@ void restore_limits_and_prctl(RestorerArgs* a, ThreadArg* t) {
        PR_SET_THP_DISABLE, a->thp_disable_flags);
 }
 
+// KSM for the whole mm: every VMA that can merge gets mg, as it had at
+// dump, but for those the task unmerged itself (MADV_UNMERGEABLE), which
+// are unmerged again (a no-op on a VMA that can't merge).
+void restore_memory_merge(RestorerArgs* a, ThreadArg* t) {
+  constexpr int kPrSetMemoryMerge = 67;
+  if (!a->memory_merge) return;
+  MUST(t, kStepMemoryMerge, sys(__NR_prctl, kPrSetMemoryMerge, 1, 0, 0, 0), 0, 0);
+  auto* v = reinterpret_cast<const VmaArg*>(a->vmas);
+  for (uint32_t i = 0; i < a->nr_vmas; i++) {
+    bool mergeable = false;
+    for (uint32_t k = 0; k < v[i].nr_advice; k++) mergeable |= v[i].advice[k] == MADV_MERGEABLE;
+    if (!mergeable)
+      MUST(t, kStepMadvise, sys(__NR_madvise, v[i].start, v[i].end - v[i].start, MADV_UNMERGEABLE), v[i].start,
+           MADV_UNMERGEABLE);
+  }
+}
+
 // Memory-deny-write-execute refuses a mapping that gains PROT_EXEC, as the
 // restorer's do (mapped writable, filled, then protected): set once every
 // VMA is final. It can't be unset; ckpt's child starts without it.
@@ -288,9 +305,7 @@ void restore_process(RestorerArgs* a, ThreadArg* t) {
   unmap_all_but_keep(a, t);
   move_special(a, t);
   map_vmas(a, t);
-  // KSM for the whole mm: every VMA that can merge gets mg, as they had.
-  constexpr int kPrSetMemoryMerge = 67;
-  if (a->memory_merge) MUST(t, kStepMemoryMerge, sys(__NR_prctl, kPrSetMemoryMerge, 1, 0, 0, 0), 0, 0);
+  restore_memory_merge(a, t);
   read_pages(a, t);
   protect_vmas(a, t);
   lock_and_seal_vmas(a, t);

@@ -6,7 +6,10 @@
  *                        (REFUSE_EXEC_GAIN alone where NO_INHERIT is unknown).
  *   PR_SET_THP_DISABLE   1 with PR_THP_DISABLE_EXCEPT_ADVISED (Linux 6.18;
  *                        plain 1 where the kernel refuses the flag).
- *   PR_SET_MEMORY_MERGE  1 (KSM for every VMA of the process).
+ *   PR_SET_MEMORY_MERGE  1 (KSM for every VMA of the process); then the
+ *                        middle page of a new 3-page mapping is unmerged
+ *                        (MADV_UNMERGEABLE): its VmFlags lack "mg", which
+ *                        the e2e test's smaps comparison checks.
  *   speculation          PR_GET_SPECULATION_CTRL of PR_SPEC_STORE_BYPASS,
  *                        _INDIRECT_BRANCH, _L1D_FLUSH recorded; where the value
  *                        has PR_SPEC_PRCTL (the task may choose), it chooses
@@ -97,6 +100,10 @@ int main(int argc, char **argv)
 	}
 	if (prctl(PR_SET_MEMORY_MERGE_, 1, 0, 0, 0) != 0)
 		wl_die("PR_SET_MEMORY_MERGE: %s", strerror(errno));
+	char *three = mmap(NULL, 3 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (three == MAP_FAILED || madvise(three + 4096, 4096, MADV_UNMERGEABLE) != 0)
+		wl_die("mmap, MADV_UNMERGEABLE: %s", strerror(errno));
+	memset(three, 0x33, 3 * 4096);
 	for (int w = 0; w < 3; w++) {
 		int v = prctl(PR_GET_SPECULATION_CTRL, w, 0, 0, 0);
 		if (v > 0 && (v & PR_SPEC_PRCTL) && !(v & PR_SPEC_FORCE_DISABLE))

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <charconv>
 #include <optional>
 #include <cstring>
@@ -75,6 +76,14 @@ Result<std::vector<abi::VmaArg>> vma_args(const TaskImages& ti, const MappingFil
         break;
       }
       default: continue;  // special mappings are moved, not mapped
+    }
+    // MAP_HUGETLB with the page size's log2 in bits 26-31 (MAP_HUGE_SHIFT).
+    if (v.hugetlb_page_size()) {
+      if (v.kind() != img::Vma::ANON_PRIVATE || !std::has_single_bit(v.hugetlb_page_size()) ||
+          v.hugetlb_page_size() < kPage || (v.start() | v.end()) % v.hugetlb_page_size())
+        return error(EINVAL, "mm image: VMA {:#x}-{:#x} has a bad hugetlb page size {}", v.start(), v.end(),
+                     v.hugetlb_page_size());
+      va.map_flags |= MAP_HUGETLB | static_cast<uint32_t>(std::countr_zero(v.hugetlb_page_size())) << MAP_HUGE_SHIFT;
     }
     if (v.growsdown()) va.map_flags |= MAP_GROWSDOWN;
     if (v.noreserve()) va.map_flags |= MAP_NORESERVE;

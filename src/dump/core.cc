@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 
 #include "arch/x86_64/xsave.h"
 #include "base/fs.h"
@@ -105,6 +106,9 @@ Result<void> collect_process_inside(Parasite& p, pid_t pid, img::TaskCore* core)
   img::ProcessPrctl* pr = core->mutable_prctl();
   pr->set_dumpable(ps->dumpable);
   pr->set_thp_disable(ps->thp_disable != 0);
+  pr->set_thp_disable_flags(static_cast<uint32_t>(ps->thp_disable));
+  pr->set_mdwe(ps->mdwe);
+  pr->set_memory_merge(ps->memory_merge != 0);
   pr->set_child_subreaper(ps->child_subreaper != 0);
   // ENOSYS: a kernel without membarrier, where nothing can be registered.
   if (ps->membarrier_err && ps->membarrier_err != EINVAL && ps->membarrier_err != ENOSYS)
@@ -134,12 +138,12 @@ void collect_thread_inside(const abi::ThreadState& ts, img::ThreadCore* th) {
   th->set_no_new_privs(ts.no_new_privs != 0);
   th->set_timerslack_ns(ts.timerslack_ns);
   th->set_pdeathsig(ts.pdeathsig);
+  for (uint32_t v : ts.speculation) th->add_speculation(v);
 }
 
 // Seccomp mode and filters, oldest first; a filter ckpt cannot read fails
 // the dump (the task would come back less confined than it was).
-Result<void> collect_seccomp(Tracee& t, img::ThreadCore* th) {
-  proc::Status st = TRY(proc::read_status(t.tid()));
+Result<void> collect_seccomp(Tracee& t, const proc::Status& st, img::ThreadCore* th) {
   th->set_seccomp_mode(st.seccomp);
   if (st.seccomp != 2) return {};
   std::vector<std::pair<std::string, uint64_t>> newest_first;
@@ -220,7 +224,22 @@ Result<void> collect_thread_outside(Tracee& t, pid_t pid, img::ThreadCore* th) {
   uint64_t head = 0;
   size_t len = 0;
   if (syscall(SYS_get_robust_list, tid, &head, &len) < 0) return sys_error("get_robust_list of thread {}", tid);
-  TRY(collect_seccomp(t, th));
+  const proc::Status st = TRY(proc::read_status(tid));
+  // arch_prctl(ARCH_SHSTK_ENABLE): the shadow stack's VMA, its token and
+  // the SSP register are not restored yet.
+  if (std::ranges::find(st.x86_thread_features, "shstk") != st.x86_thread_features.end())
+    return error(EOPNOTSUPP, "it has the x86 user shadow stack enabled (x86_Thread_features: shstk): "
+                 "restoring a shadow stack is not supported yet");
+  TRY(collect_seccomp(t, st, th));
+  // Audit's login uid, per thread; absent without CONFIG_AUDIT.
+  if (auto text = read_file(fmt::format("/proc/{}/task/{}/loginuid", pid, tid)); text) {
+    uint32_t uid = 0;
+    auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), uid);
+    if (ec != std::errc()) return error(EINVAL, "/proc/{}/task/{}/loginuid: not a number: '{}'", pid, tid, *text);
+    th->set_loginuid(uid);
+  } else if (text.error().err != ENOENT) {
+    return std::unexpected(text.error());
+  }
   th->set_robust_list(head);
   th->set_robust_list_len(len);
   return {};
@@ -237,6 +256,26 @@ void collect_mm(const proc::Stat& stat, img::MmCore* mm) {
   mm->set_arg_end(stat.arg_end);
   mm->set_env_start(stat.env_start);
   mm->set_env_end(stat.env_end);
+}
+
+// Restore opens the executable at its path for /proc/PID/exe
+// (PR_SET_MM_MAP's exe_fd) and refuses a file there that is not the one
+// dumped: a task whose executable was deleted, or replaced by another file
+// at the same path (an upgrade), could never come back. Refused now.
+Result<void> check_exe(pid_t pid, const img::MmCore& mm) {
+  const std::string& path = mm.exe_path();
+  if (path.ends_with(" (deleted)"))
+    return error(ENOENT, "pid {}: its executable {} was deleted since it started: restore could not open it for "
+                 "/proc/PID/exe", pid, path);
+  auto now = files::identify_path(path);
+  if (!now)
+    return std::unexpected(now.error().context(fmt::format(
+        "pid {}: its executable {} (/proc/PID/exe) can't be opened at that path: restore could not set it", pid,
+        path)));
+  if (std::string diff = files::file_id_difference(mm.exe_id(), *now); !diff.empty())
+    return error(ESTALE, "pid {}: its executable {} was replaced since it started ({}): restore could not put "
+                 "back the file it runs as /proc/PID/exe", pid, path, diff);
+  return {};
 }
 
 }  // namespace
@@ -256,6 +295,7 @@ Result<img::TaskCore> collect_core_outside(std::vector<Tracee>& threads) {
   core.mutable_mm()->set_exe_path(TRY(read_link(fmt::format("/proc/{}/exe", pid))));
   // stat follows the link to the file the task runs, whatever its path holds now.
   *core.mutable_mm()->mutable_exe_id() = TRY(files::identify_path(fmt::format("/proc/{}/exe", pid)));
+  TRY(check_exe(pid, core.mm()));
   for (const siginfo_t& si : TRY(leader.pending(true))) *core.add_shared_pending() = to_image(si);
   const proc::Knobs knobs = TRY(proc::read_knobs(pid));
   // Restore writes it as ckpt, whose child may go no lower than ckpt itself

@@ -244,7 +244,7 @@ constexpr FlagRule kFlagRules[] = {
     {"mm", FlagUse::Refused, "a mixed PFN mapping of a driver (VM_MIXEDMAP)"},
     {"ar", FlagUse::Refused, "memory mapped with a PAT memory type by a driver (VM_PAT)"},
     {"de", FlagUse::Refused, "a driver's or kernel's mapping that may not be expanded (VM_DONTEXPAND)"},
-    {"ht", FlagUse::Refused, "hugetlb memory (MAP_HUGETLB or hugetlbfs): not supported yet"},
+    {"ht", FlagUse::Refused, "hugetlb memory (MAP_HUGETLB or hugetlbfs): not supported yet"},  // hugetlb_page_size() first
     {"sf", FlagUse::Refused, "a MAP_SYNC mapping of a DAX file: not supported yet"},
     {"um", FlagUse::Refused, "registered with userfaultfd (missing pages)"},
     {"uw", FlagUse::Refused, "registered with userfaultfd (write-protect)"},
@@ -299,6 +299,45 @@ void apply_vmflags(const std::vector<std::string>& flags, img::Vma* v) {
   }
 }
 
+bool has_flag(const std::vector<std::string>& flags, std::string_view f) {
+  return std::find(flags.begin(), flags.end(), f) != flags.end();
+}
+
+// Hugetlb memory: private anonymous memory (MAP_HUGETLB) is restored with
+// its page size (returned, in bytes; 0 for other memory). Any other is
+// refused as hugetlb, with its page size, before any other of its flags
+// ("de": hugetlbfs sets VM_DONTEXPAND too) names it wrongly.
+Result<uint64_t> hugetlb_page_size(pid_t pid, const proc::MapEntry& m, const std::vector<std::string>& flags) {
+  if (!has_flag(flags, "ht")) return 0;
+  const proc::PageSizes sizes = TRY(proc::read_smaps_page_sizes(pid));
+  auto it = sizes.find(m.start);
+  if (it != sizes.end() && !m.shared && m.path == "/anon_hugepage (deleted)") return it->second * 1024;
+  const std::string size = it == sizes.end() ? "unknown size" : fmt::format("{} kB", it->second);
+  return error(EOPNOTSUPP, "VMA {:#x}-{:#x} ({}) has VmFlags \"ht\": hugetlb memory ({}{}, {} pages): "
+               "not supported yet", m.start, m.end, m.path.empty() ? "anonymous" : m.path,
+               m.path.starts_with("/anon_hugepage") ? "MAP_HUGETLB" : "hugetlbfs", m.shared ? ", shared" : ", private",
+               size);
+}
+
+// A private MAP_HUGETLB VMA: anonymous memory of another page size, which
+// hugetlbfs backs with an unlinked file ("/anon_hugepage (deleted)") and
+// marks VM_DONTEXPAND ("de"), both of the kernel's making.
+Result<img::Vma> hugetlb_vma(const proc::MapEntry& m, const std::vector<std::string>& flags, uint64_t page_size) {
+  std::vector<std::string> others;
+  for (const std::string& f : flags)
+    if (f != "ht" && f != "de") others.push_back(f);
+  TRY(check_vmflags(m, others));
+  img::Vma v;
+  v.set_start(m.start);
+  v.set_end(m.end);
+  v.set_prot((m.read ? PROT_READ : 0) | (m.write ? PROT_WRITE : 0) | (m.exec ? PROT_EXEC : 0));
+  v.set_path(m.path);
+  v.set_kind(img::Vma::ANON_PRIVATE);
+  v.set_hugetlb_page_size(page_size);
+  apply_vmflags(others, &v);
+  return v;
+}
+
 }  // namespace
 
 Result<img::MmImage> collect_vmas(pid_t pid) {
@@ -308,6 +347,11 @@ Result<img::MmImage> collect_vmas(pid_t pid) {
   for (const proc::MapEntry& m : TRY(proc::read_maps(pid))) {
     if (m.path == "[vsyscall]") continue;  // fixed by the kernel, not ours to map
     const auto flags = vmflags.find(m.start);
+    const uint64_t huge = flags != vmflags.end() ? TRY(hugetlb_page_size(pid, m, flags->second)) : 0;
+    if (huge) {
+      *mm.add_vmas() = TRY(hugetlb_vma(m, flags->second, huge));
+      continue;
+    }
     if (flags != vmflags.end()) TRY(check_vmflags(m, flags->second));
     img::Vma* v = mm.add_vmas();
     *v = TRY(classify(m));

@@ -8,10 +8,11 @@
 
 namespace ckpt::abi {
 
-inline constexpr uint32_t kRestorerAbiVersion = 9;
+inline constexpr uint32_t kRestorerAbiVersion = 10;
 inline constexpr int kCpuMaskWords = 16;  // 1024 CPUs
 inline constexpr int kMaxSignals = 64;
 inline constexpr int kAuxvWords = 64;  // >= the kernel's AT_VECTOR_SIZE
+inline constexpr int kNumSpeculation = 3;  // PR_SPEC_STORE_BYPASS, _INDIRECT_BRANCH, _L1D_FLUSH
 
 // One VMA to map. fd < 0: anonymous.
 struct VmaArg {
@@ -154,6 +155,10 @@ enum RestorerStep : int32_t {
   kStepSeal,
   kStepMembarrier,
   kStepMlockall,
+  kStepSpeculation,
+  kStepLoginuid,
+  kStepMdwe,
+  kStepMemoryMerge,
 };
 
 // What one thread restores itself: thread 0 is the main thread (the restorer
@@ -190,6 +195,12 @@ struct ThreadArg {
   uint32_t securebits;
   uint64_t groups;  // uint32_t[nr_groups]
   uint64_t cap_inh, cap_prm, cap_eff, cap_bnd, cap_amb;
+  // PR_GET_SPECULATION_CTRL values; set again where PR_SPEC_PRCTL says the
+  // thread chose them.
+  uint32_t speculation[kNumSpeculation];
+  uint32_t set_loginuid;  // write loginuid to /proc/thread-self/loginuid
+  uint32_t loginuid;
+  uint32_t pad3;
   uint32_t nr_cpu_words;  // 0: leave the affinity as it is
   uint32_t pad1;
   uint64_t cpu_affinity[kCpuMaskWords];
@@ -248,6 +259,9 @@ struct RestorerArgs {
   uint32_t creds_barrier;  // set when a thread other than the main one changes them
   uint32_t mlockall;       // MCL_FUTURE [| MCL_ONFAULT], or 0
   uint32_t membarrier;     // MEMBARRIER_CMD_REGISTER_* to issue
+  uint32_t thp_disable_flags;  // PR_SET_THP_DISABLE's arg3 (PR_THP_DISABLE_EXCEPT_ADVISED)
+  uint32_t mdwe;               // PR_SET_MDWE, once every VMA is final
+  uint32_t memory_merge;       // PR_SET_MEMORY_MERGE
   uint32_t pad2;
 };
 

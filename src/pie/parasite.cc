@@ -102,6 +102,12 @@ void collect_process(ParasiteArgs* a, Failure& f) {
   if (check(f, r, kPsPrctl, PR_GET_DUMPABLE)) p->dumpable = static_cast<int32_t>(r);
   r = sys(__NR_prctl, PR_GET_THP_DISABLE, 0, 0, 0, 0);
   if (check(f, r, kPsPrctl, PR_GET_THP_DISABLE)) p->thp_disable = static_cast<int32_t>(r);
+  // Both are newer than some kernels (6.3, 6.4): EINVAL there means unset.
+  constexpr int kPrGetMdwe = 66, kPrGetMemoryMerge = 68;
+  r = sys(__NR_prctl, kPrGetMdwe, 0, 0, 0, 0);
+  p->mdwe = pie::is_err(r) ? 0 : static_cast<uint32_t>(r);
+  r = sys(__NR_prctl, kPrGetMemoryMerge, 0, 0, 0, 0);
+  p->memory_merge = pie::is_err(r) ? 0 : static_cast<uint32_t>(r);
   check(f, sys(__NR_prctl, PR_GET_CHILD_SUBREAPER, &p->child_subreaper, 0, 0, 0), kPsPrctl, PR_GET_CHILD_SUBREAPER);
   collect_membarrier(p);
 }
@@ -147,6 +153,11 @@ void collect_thread(ThreadState* t, Failure& f) {
   r = sys(__NR_prctl, PR_GET_TIMERSLACK, 0, 0, 0, 0);
   if (check(f, r, kPsPrctl, PR_GET_TIMERSLACK)) t->timerslack_ns = static_cast<uint64_t>(r);
   check(f, sys(__NR_prctl, PR_GET_PDEATHSIG, &t->pdeathsig, 0, 0, 0), kPsPrctl, PR_GET_PDEATHSIG);
+  // ENODEV: a control this kernel doesn't know (PR_SPEC_L1D_FLUSH before 5.10).
+  for (int which = 0; which < kNumSpeculation; which++) {
+    r = sys(__NR_prctl, PR_GET_SPECULATION_CTRL, which, 0, 0, 0);
+    t->speculation[which] = pie::is_err(r) ? 0 : static_cast<uint32_t>(r);
+  }
 }
 
 void collect_timers(ParasiteArgs* a, uint32_t count, Failure& f) {

@@ -11,7 +11,7 @@
 
 namespace ckpt::abi {
 
-inline constexpr uint32_t kParasiteAbiVersion = 5;
+inline constexpr uint32_t kParasiteAbiVersion = 6;
 inline constexpr int kMaxGroups = 65536;  // NGROUPS_MAX
 inline constexpr int kMaxDrainIov = 1024;
 inline constexpr int kMaxTimersPerCall = 256;
@@ -64,8 +64,10 @@ struct ProcessState {
   uint64_t brk;
   uint32_t personality;
   int32_t dumpable;
-  int32_t thp_disable;
+  int32_t thp_disable;  // PR_GET_THP_DISABLE: bit 1 is PR_THP_DISABLE_EXCEPT_ADVISED
   int32_t child_subreaper;
+  uint32_t mdwe;          // PR_GET_MDWE; 0 on a kernel without it
+  uint32_t memory_merge;  // PR_GET_MEMORY_MERGE; 0 on a kernel without it
   // MEMBARRIER_CMD_REGISTER_* of the mm; membarrier_err: errno of the query.
   uint32_t membarrier;
   int32_t membarrier_err;
@@ -84,6 +86,9 @@ struct ThreadState {
   int32_t pdeathsig;
   uint64_t timerslack_ns;
   uint32_t no_new_privs;
+  // PR_GET_SPECULATION_CTRL of PR_SPEC_STORE_BYPASS, _INDIRECT_BRANCH,
+  // _L1D_FLUSH; 0 where the kernel knows none.
+  uint32_t speculation[kNumSpeculation];
   uint32_t last_cap;  // in: /proc/sys/kernel/cap_last_cap
   // Out, for a thread run outside the daemon: the first failure.
   int32_t err;

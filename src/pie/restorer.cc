@@ -184,7 +184,66 @@ void restore_limits_and_prctl(RestorerArgs* a, ThreadArg* t) {
     MUST(t, kStepRlimit, sys(__NR_prlimit64, 0, r, &a->rlimits[r], 0), r, a->rlimits[r].cur);
   sys(__NR_personality, a->personality);
   MUST(t, kStepPrctl, sys(__NR_prctl, PR_SET_CHILD_SUBREAPER, a->child_subreaper, 0, 0, 0), PR_SET_CHILD_SUBREAPER, 0);
-  MUST(t, kStepPrctl, sys(__NR_prctl, PR_SET_THP_DISABLE, a->thp_disable, 0, 0, 0), PR_SET_THP_DISABLE, 0);
+  MUST(t, kStepPrctl, sys(__NR_prctl, PR_SET_THP_DISABLE, a->thp_disable, a->thp_disable_flags, 0, 0),
+       PR_SET_THP_DISABLE, a->thp_disable_flags);
+}
+
+// KSM for the whole mm: every VMA that can merge gets mg, as it had at
+// dump, but for those the task unmerged itself (MADV_UNMERGEABLE), which
+// are unmerged again (a no-op on a VMA that can't merge).
+void restore_memory_merge(RestorerArgs* a, ThreadArg* t) {
+  constexpr int kPrSetMemoryMerge = 67;
+  if (!a->memory_merge) return;
+  MUST(t, kStepMemoryMerge, sys(__NR_prctl, kPrSetMemoryMerge, 1, 0, 0, 0), 0, 0);
+  auto* v = reinterpret_cast<const VmaArg*>(a->vmas);
+  for (uint32_t i = 0; i < a->nr_vmas; i++) {
+    bool mergeable = false;
+    for (uint32_t k = 0; k < v[i].nr_advice; k++) mergeable |= v[i].advice[k] == MADV_MERGEABLE;
+    if (!mergeable)
+      MUST(t, kStepMadvise, sys(__NR_madvise, v[i].start, v[i].end - v[i].start, MADV_UNMERGEABLE), v[i].start,
+           MADV_UNMERGEABLE);
+  }
+}
+
+// Memory-deny-write-execute refuses a mapping that gains PROT_EXEC, as the
+// restorer's do (mapped writable, filled, then protected): set once every
+// VMA is final. It can't be unset; ckpt's child starts without it.
+void restore_mdwe(RestorerArgs* a, ThreadArg* t) {
+  constexpr int kPrSetMdwe = 65;
+  if (a->mdwe) MUST(t, kStepMdwe, sys(__NR_prctl, kPrSetMdwe, a->mdwe, 0, 0, 0), a->mdwe, 0);
+}
+
+// Speculation controls the thread chose (PR_SPEC_PRCTL in the value it
+// read); a value without it is the machine's mitigation mode, not the
+// thread's. A force-disable can't be undone: a thread whose dumped state is
+// weaker than ckpt's own fails here (EPERM).
+void restore_speculation(ThreadArg* t) {
+  constexpr uint32_t kPrctl = 1;
+  for (int which = 0; which < kNumSpeculation; which++) {
+    const uint32_t v = t->speculation[which];
+    if (!(v & kPrctl)) continue;
+    if (sys(__NR_prctl, PR_GET_SPECULATION_CTRL, which, 0, 0, 0) == static_cast<long>(v)) continue;
+    MUST(t, kStepSpeculation, sys(__NR_prctl, PR_SET_SPECULATION_CTRL, which, v & ~kPrctl, 0, 0), which, v);
+  }
+}
+
+// Audit's login uid: only the thread itself may write its own file. With
+// ckpt's CAP_AUDIT_CONTROL, before the credentials drop.
+void restore_loginuid(ThreadArg* t) {
+  if (!t->set_loginuid) return;
+  static const char kPath[] = "/proc/thread-self/loginuid";
+  char text[12];
+  int n = 0;
+  uint32_t v = t->loginuid;
+  char rev[12];
+  do rev[n++] = static_cast<char>('0' + v % 10);
+  while ((v /= 10) != 0);
+  for (int i = 0; i < n; i++) text[i] = rev[n - 1 - i];
+  long fd = sys(__NR_open, kPath, 01 /* O_WRONLY */ | 02000000 /* O_CLOEXEC */, 0);
+  if (pie::is_err(fd)) fail(t, kStepLoginuid, fd, t->loginuid, 0);
+  long r = sys(__NR_write, fd, text, n);
+  sys(__NR_close, fd);
+  if (pie::is_err(r)) fail(t, kStepLoginuid, r, t->loginuid, 1);
 }
 
 // Credentials of one thread, dropped from root in the one order that works:
@@ -258,6 +317,7 @@ void restore_process(RestorerArgs* a, ThreadArg* t) {
   unmap_all_but_keep(a, t);
   move_special(a, t);
   map_vmas(a, t);
+  restore_memory_merge(a, t);
   read_pages(a, t);
   read_inherited(a, t);
   protect_vmas(a, t);
@@ -265,6 +325,7 @@ void restore_process(RestorerArgs* a, ThreadArg* t) {
   // Locks mappings made from now on (mm->def_flags): none of ours are left.
   if (a->mlockall) MUST(t, kStepMlockall, sys(__NR_mlockall, a->mlockall), a->mlockall, 0);
   register_membarrier(a, t);
+  restore_mdwe(a, t);
 
   // The mm fields before closing ckpt's fds: exe_fd is one of them.
   a->mm.auxv = reinterpret_cast<uint64_t>(a->auxv);
@@ -306,6 +367,9 @@ void restore_process(RestorerArgs* a, ThreadArg* t) {
   if (t->robust_list)
     MUST(t, kStepRobustList, sys(__NR_set_robust_list, t->robust_list, t->robust_len), t->robust_list, 0);
   sys(__NR_set_tid_address, t->clear_child_tid);
+  // Before seccomp, which may force-disable speculative store bypass.
+  restore_speculation(t);
+  restore_loginuid(t);
   // Seccomp before credentials: installing a filter may need privileges the
   // task has dropped. ckpt traces us with PTRACE_O_SUSPEND_SECCOMP, so the
   // filters judge nothing until ckpt lets go.

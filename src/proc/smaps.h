@@ -20,4 +20,11 @@ using VmFlags = std::map<uint64_t, std::vector<std::string>>;
 Result<VmFlags> parse_smaps_vmflags(std::string_view text);
 Result<VmFlags> read_smaps_vmflags(pid_t pid);
 
+// VMA start -> its KernelPageSize in KiB (4 for normal memory, 2048 or
+// 1048576 for hugetlb memory).
+using PageSizes = std::map<uint64_t, uint64_t>;
+
+Result<PageSizes> parse_smaps_page_sizes(std::string_view text);
+Result<PageSizes> read_smaps_page_sizes(pid_t pid);
+
 }  // namespace ckpt::proc

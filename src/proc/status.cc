@@ -169,6 +169,12 @@ Result<Status> parse_status(std::string_view text) {
       ok = parse_num(val, 16, s.cap_bnd);
     } else if (key == "CapAmb") {
       ok = parse_num(val, 16, s.cap_amb);
+    } else if (key == "x86_Thread_features") {
+      for (std::string_view rest = val; !rest.empty();) {
+        size_t end = rest.find_first_of(" \t");
+        if (end) s.x86_thread_features.emplace_back(rest.substr(0, end));
+        rest = end == std::string_view::npos ? std::string_view{} : rest.substr(end + 1);
+      }
     }
     if (!ok) return fail("/proc status line {}: bad {} '{:.64}'", lineno, key, val);
     for (size_t i = 0; i < std::size(kRequired); ++i)

@@ -8,6 +8,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
+#include <charconv>
+#include <optional>
 #include <cstring>
 #include <tuple>
 
@@ -74,6 +77,14 @@ Result<std::vector<abi::VmaArg>> vma_args(const TaskImages& ti, const MappingFil
         break;
       }
       default: continue;  // special mappings are moved, not mapped
+    }
+    // MAP_HUGETLB with the page size's log2 in bits 26-31 (MAP_HUGE_SHIFT).
+    if (v.hugetlb_page_size()) {
+      if (v.kind() != img::Vma::ANON_PRIVATE || !std::has_single_bit(v.hugetlb_page_size()) ||
+          v.hugetlb_page_size() < arch::kPageSize || (v.start() | v.end()) % v.hugetlb_page_size())
+        return error(EINVAL, "mm image: VMA {:#x}-{:#x} has a bad hugetlb page size {}", v.start(), v.end(),
+                     v.hugetlb_page_size());
+      va.map_flags |= MAP_HUGETLB | static_cast<uint32_t>(std::countr_zero(v.hugetlb_page_size())) << MAP_HUGE_SHIFT;
     }
     if (v.growsdown()) va.map_flags |= MAP_GROWSDOWN;
     if (v.noreserve()) va.map_flags |= MAP_NORESERVE;
@@ -156,11 +167,24 @@ struct OwnCreds {
   proc::Status status;
   uint32_t securebits;
   uint32_t last_cap;
+  std::optional<uint32_t> loginuid;  // none without CONFIG_AUDIT
 };
+
+Result<std::optional<uint32_t>> read_own_loginuid() {
+  auto text = read_file("/proc/self/loginuid");
+  if (!text) {
+    if (text.error().err == ENOENT) return std::nullopt;
+    return std::unexpected(text.error());
+  }
+  uint32_t uid = 0;
+  if (std::from_chars(text->data(), text->data() + text->size(), uid).ec != std::errc())
+    return error(EINVAL, "/proc/self/loginuid: not a number: '{}'", *text);
+  return uid;
+}
 
 Result<OwnCreds> read_own_creds() {
   return OwnCreds{TRY(proc::read_status(getpid())), static_cast<uint32_t>(prctl(PR_GET_SECUREBITS)),
-                  TRY(proc::read_cap_last_cap())};
+                  TRY(proc::read_cap_last_cap()), TRY(read_own_loginuid())};
 }
 
 Result<void> put_creds(const img::Creds& c, const OwnCreds& own, BootRegion& boot, abi::ThreadArg* t) {
@@ -223,6 +247,10 @@ Result<void> put_timers_and_limits(const img::TaskCore& core, BootRegion& boot) 
   a->dumpable = core.has_prctl() ? core.prctl().dumpable() : 1;
   a->child_subreaper = core.prctl().child_subreaper();
   a->thp_disable = core.prctl().thp_disable();
+  // PR_GET_THP_DISABLE's bit 1 is PR_SET_THP_DISABLE's arg3 flag.
+  if (core.prctl().has_thp_disable_flags()) a->thp_disable_flags = core.prctl().thp_disable_flags() & ~1u;
+  a->mdwe = core.prctl().mdwe();
+  a->memory_merge = core.prctl().memory_merge();
   a->mlockall = core.mm().mlockall();
   a->membarrier = core.membarrier();
   return {};
@@ -351,6 +379,15 @@ Result<Plan> build_plan(const TaskImages& ti, const std::vector<proc::MapEntry>&
     t.nr_filters = th.seccomp_filters_size();
     t.filters = TRY_CTX(put_seccomp(th, boot), "thread {}", th.tid());
     TRY_CTX(put_creds(th.creds(), own_creds, boot, &t), "thread {}", th.tid());
+    for (int w = 0; w < std::min(th.speculation_size(), abi::kNumSpeculation); w++) t.speculation[w] = th.speculation(w);
+    // The thread starts with ckpt's: written only where it differs.
+    if (th.has_loginuid() && th.loginuid() != own_creds.loginuid) {
+      if (!own_creds.loginuid)
+        return error(EOPNOTSUPP, "thread {} had loginuid {}, but this kernel has no /proc/self/loginuid (no audit)",
+                     th.tid(), th.loginuid());
+      t.set_loginuid = 1;
+      t.loginuid = th.loginuid();
+    }
 
     arch::AltStackState ss{th.altstack().sp(), th.altstack().flags(), th.altstack().size()};
     std::span<const uint8_t> xsave(reinterpret_cast<const uint8_t*>(th.xsave().data()), th.xsave().size());

@@ -52,7 +52,10 @@ const char* step_name(int32_t step) {
       "queue a pending signal", "set fs/gs base", "register rseq", "set the robust futex list", "set the name",
       "apply madvise flags", "set a resource limit", "restore a timer", "set prctl state",
       "install a seccomp filter", "set credentials", "mlock a VMA", "mseal a VMA", "register with membarrier",
-      "set mlockall flags for later mappings"};
+      "set mlockall flags for later mappings",
+      "set speculation control (PR_SET_SPECULATION_CTRL; addr: which, len: value)",
+      "write /proc/thread-self/loginuid (addr: the loginuid)", "set memory-deny-write-execute (PR_SET_MDWE)",
+      "set KSM for the whole process (PR_SET_MEMORY_MERGE)"};
   return step >= 0 && step < static_cast<int32_t>(std::size(kNames)) ? kNames[step] : "?";
 }
 

@@ -11,6 +11,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -220,6 +221,64 @@ TEST(BadDump, OomScoreAdjCkptCouldNotPutBack) {
             std::string::npos) << r.err;
   expect_unharmed(pid);
   reap(pid);
+}
+
+// Shared hugetlb memory (MAP_SHARED | MAP_HUGETLB) is refused at dump as
+// hugetlb with its page size: hugetlbfs also sets VM_DONTEXPAND ("de"),
+// which used to name it "a driver's or kernel's mapping". (Private
+// MAP_HUGETLB memory is restored: the hugetlb workload.) The test allocates
+// two 2 MiB pages (/proc/sys/vm/nr_hugepages) and puts the count back after.
+TEST(BadDump, SharedHugetlbNamedWithItsPageSize) {
+  const std::string knob = "/proc/sys/vm/nr_hugepages";
+  const std::string free_pages = "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages";
+  if (access(free_pages.c_str(), F_OK) != 0) GTEST_SKIP() << "no 2 MiB huge pages on this machine";
+  const long before = std::stol(read_text(knob));
+  struct PutBack {
+    std::string knob;
+    long n;
+    ~PutBack() { std::ofstream(knob) << n; }
+  } put_back{knob, before};
+  std::ofstream(knob) << before + 2;
+  if (std::stol(read_text(free_pages)) < 2) GTEST_SKIP() << "the kernel could not allocate two 2 MiB huge pages";
+  Harness h;
+  pid_t pid = spawn([] {
+    constexpr size_t kLen = 2 << 20;
+    void* mem = mmap(nullptr, kLen, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+    if (mem == MAP_FAILED) _exit(1);
+    std::memset(mem, 0x5a, kLen);
+  });
+  ASSERT_TRUE(alive(pid));
+  CkptRun r = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  EXPECT_NE(r.exit_code(), 0);
+  EXPECT_NE(r.err.find("has VmFlags \"ht\": hugetlb memory (MAP_HUGETLB, shared, 2048 kB pages): not supported yet"),
+            std::string::npos) << r.err;
+  expect_unharmed(pid);
+  EXPECT_NE(access((h.images() + "/inventory.img").c_str(), F_OK), 0);
+  reap(pid);
+}
+
+// A task whose executable was deleted since it started could never come
+// back (restore opens the executable at its path): refused at dump, naming
+// the deleted file, and it lives on.
+TEST(BadDump, ExecutableDeleted) {
+  Harness h;
+  const std::string copy = h.dir() + "/wl_counter_copy";
+  {
+    std::ifstream in(CKPT_WORKLOADS "/wl_counter", std::ios::binary);
+    std::ofstream out(copy, std::ios::binary);
+    out << in.rdbuf();
+  }
+  ASSERT_EQ(chmod(copy.c_str(), 0755), 0);
+  pid_t pid = h.start_workload_at(copy, "counter");
+  ASSERT_GT(pid, 0);
+  ASSERT_EQ(unlink(copy.c_str()), 0);
+  CkptRun r = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  EXPECT_NE(r.exit_code(), 0);
+  EXPECT_NE(r.err.find(copy + " (deleted)"), std::string::npos) << r.err;
+  expect_unharmed(pid);
+  kill(pid, SIGTERM);
+  int st = h.wait_child(pid);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << read_text(h.workload_log("counter"));
 }
 
 // errno of exec'ing `path`, 0 once it runs (a close-on-exec pipe tells).

@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <fstream>
+#include <sstream>
 
 #include "harness.h"
 #include "ptrace/completion.h"
@@ -22,6 +24,7 @@ struct Case {
   bool breakpoints;
   bool leave_running;
   std::string status_line = "";  // a line /proc/PID/status must hold after restore
+  int hugepages = 0;             // free 2 MiB huge pages it needs (nr_hugepages raised, put back after)
 };
 
 // The test's name, and the parameter as gtest prints it (else "96-byte object <...>").
@@ -57,13 +60,53 @@ std::string vmflags_of(pid_t pid) {
   return out;
 }
 
+// /proc/PID/maps, but for the inode of anonymous hugetlb memory: each
+// MAP_HUGETLB mmap gets a new unlinked file ("/anon_hugepage (deleted)") of
+// the kernel's hugetlbfs, whose number restore can't choose.
+std::string maps_of(pid_t pid) {
+  std::string out;
+  std::istringstream in(read_text(fmt::format("/proc/{}/maps", pid)));
+  for (std::string line; std::getline(in, line);) {
+    if (line.ends_with("/anon_hugepage (deleted)")) {
+      std::istringstream f(line);
+      std::string range, perms, off, dev, inode;
+      f >> range >> perms >> off >> dev >> inode;
+      line = fmt::format("{} {} {} {} (inode) /anon_hugepage (deleted)", range, perms, off, dev);
+    }
+    out += line + "\n";
+  }
+  return out;
+}
+
+// Raises /proc/sys/vm/nr_hugepages by n 2 MiB pages, and puts it back.
+class HugePages {
+ public:
+  explicit HugePages(int n) : before_(n ? std::stol(read_text(kKnob)) : -1) {
+    if (n) std::ofstream(kKnob) << before_ + n;
+  }
+  ~HugePages() {
+    if (before_ >= 0) std::ofstream(kKnob) << before_;
+  }
+  static long free_pages() {
+    const std::string f = read_text("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages");
+    return f.empty() ? 0 : std::stol(f);
+  }
+
+ private:
+  static constexpr const char* kKnob = "/proc/sys/vm/nr_hugepages";
+  long before_;
+};
+
 TEST_P(Workload, DumpRestoreVerify) {
   const Case& c = GetParam();
+  HugePages huge(c.hugepages);
+  if (c.hugepages && HugePages::free_pages() < c.hugepages)
+    GTEST_SKIP() << "the kernel could not allocate " << c.hugepages << " 2 MiB huge pages";
   Harness h;
   pid_t pid = h.start_workload(c.workload, c.args);
   ASSERT_GT(pid, 0);
   ASSERT_TRUE(runs_on(pid)) << "once ready";
-  const std::string maps_before = read_text(fmt::format("/proc/{}/maps", pid));
+  const std::string maps_before = maps_of(pid);
   const std::string vmflags_before = vmflags_of(pid);
 
   std::vector<std::string> dump = {"dump", "-t", std::to_string(pid), "-D", h.images(), "-v4", "-o", "dump.log"};
@@ -75,7 +118,7 @@ TEST_P(Workload, DumpRestoreVerify) {
     // The original runs on, unharmed, and verifies itself.
     ASSERT_TRUE(runs_on(pid)) << "after dump --leave-running";
     EXPECT_EQ(tracer_of(pid), 0);
-    EXPECT_EQ(read_text(fmt::format("/proc/{}/maps", pid)), maps_before);
+    EXPECT_EQ(maps_of(pid), maps_before);
     EXPECT_EQ(vmflags_of(pid), vmflags_before);
     kill(pid, SIGTERM);
     int st = h.wait_child(pid);
@@ -96,7 +139,7 @@ TEST_P(Workload, DumpRestoreVerify) {
   ASSERT_TRUE(h.wait_restored(pid, pidfile))
       << read_text(h.images() + "/restore.log");
   ASSERT_TRUE(runs_on(pid)) << "after restore";
-  EXPECT_EQ(read_text(fmt::format("/proc/{}/maps", pid)), maps_before) << "maps differ after restore";
+  EXPECT_EQ(maps_of(pid), maps_before) << "maps differ after restore";
   EXPECT_EQ(vmflags_of(pid), vmflags_before) << "smaps VmFlags differ after restore";
   if (!c.status_line.empty()) {
     EXPECT_NE(read_text(fmt::format("/proc/{}/status", pid)).find(c.status_line), std::string::npos) << c.status_line;
@@ -128,13 +171,15 @@ std::vector<Case> cases() {
       {"signals", {}}, {"files", {}},     {"vdso", {}}, {"rseq", {}},
       {"threads", {"8"}}, {"blocked", {}}, {"procstate", {}}, {"timers", {}},
       {"seccomp", {}}, {"creds", {}}, {"sigstate", {}}, {"rseqcs", {}}, {"trap", {}}, {"sharedmap", {}}, {"sched", {}},
-      {"vmaflags", {}}, {"membarrier", {}}};
+      {"vmaflags", {}}, {"membarrier", {}}, {"prctlstate", {}}};
   for (const auto& [name, args] : wl)
     for (bool bp : {true, false}) out.push_back({name, args, bp, false});
   for (const auto& [name, args] : wl) out.push_back({name, args, true, true});
   for (bool bp : {true, false}) out.push_back({"threads", {"200"}, bp, false});
   // It can't look at itself in strict mode: the test does.
   for (bool bp : {true, false}) out.push_back({"strict", {}, bp, false, "\nSeccomp:\t1\n"});
+  for (bool bp : {true, false}) out.push_back({"hugetlb", {}, bp, false, "", 3});
+  out.push_back({"hugetlb", {}, true, true, "", 3});
   return out;
 }
 

@@ -44,9 +44,9 @@ std::string show(const std::vector<MapEntry>& maps) {
 std::string show(const Status& s) {
   return fmt::format(
       "name='{}' state={} umask={:o} tgid={} pid={} ppid={} tracer={} threads={} "
-      "pnd={:x} shd={:x} blk={:x} ign={:x} cgt={:x} nspid={} uids={} gids={} groups={}",
+      "pnd={:x} shd={:x} blk={:x} ign={:x} cgt={:x} nspid={} uids={} gids={} groups={} x86={}",
       s.name, s.state, s.umask, s.tgid, s.pid, s.ppid, s.tracer_pid, s.threads, s.sig_pnd,
-      s.shd_pnd, s.sig_blk, s.sig_ign, s.sig_cgt, s.nspid, s.uids, s.gids, s.groups);
+      s.shd_pnd, s.sig_blk, s.sig_ign, s.sig_cgt, s.nspid, s.uids, s.gids, s.groups, s.x86_thread_features);
 }
 std::string show(const Stat& s) {
   return fmt::format(
@@ -271,6 +271,11 @@ TEST(ProcStatus, Cases) {
        })},
       {"nested NSpid", kOldStatus + "NSpid:\t43\t7\t1\n",
        with([](Status& s) { s.nspid = {43, 7, 1}; })},
+      // As the kernel writes them (arch/x86/kernel/fpu/xstate.c): a
+      // blank-separated list after the tab, empty when none is enabled.
+      {"x86 features none", kOldStatus + "x86_Thread_features:\t\nx86_Thread_features_locked:\t\n", old},
+      {"x86 shadow stack", kOldStatus + "x86_Thread_features:\tshstk wrss \nx86_Thread_features_locked:\tshstk\n",
+       with([](Status& s) { s.x86_thread_features = {"shstk", "wrss"}; })},
       {"unknown lines ignored", kOldStatus + "Kthread:\t0\nGroups:\t \nNewThing:\tx y\n", old},
       // uid_t and gid_t are unsigned 32-bit: ids past INT_MAX are ids (a
       // user namespace's range, systemd's dynamic users), not overflows.

@@ -55,6 +55,27 @@ TEST(SmapsVmFlags, TakesTheFlagsOfEachVma) {
   EXPECT_FALSE(parse_smaps_vmflags("VmFlags: rd\n"));
 }
 
+TEST(SmapsPageSizes, TakesKernelPageSizeOfEachVma) {
+  // A MAP_HUGETLB mapping of 2 MiB pages after a normal one, as 6.18 shows them.
+  constexpr std::string_view kText =
+      "7f8c40000000-7f8c40400000 rw-p 00000000 00:10 37                         /anon_hugepage (deleted)\n"
+      "Size:               4096 kB\n"
+      "KernelPageSize:     2048 kB\n"
+      "MMUPageSize:        2048 kB\n"
+      "VmFlags: rd wr mr mw me de ht \n"
+      "7ffe8e614000-7ffe8e635000 rw-p 00000000 00:00 0                          [stack]\n"
+      "KernelPageSize:        4 kB\n"
+      "VmFlags: rd wr mr mw me gd ac\n";
+  auto p = parse_smaps_page_sizes(kText);
+  ASSERT_TRUE(p) << p.error().str();
+  EXPECT_EQ(*p, (PageSizes{{0x7f8c40000000, 2048}, {0x7ffe8e614000, 4}}));
+  EXPECT_FALSE(parse_smaps_page_sizes("KernelPageSize: 4 kB\n"));
+  EXPECT_FALSE(parse_smaps_page_sizes("7ffe8e614000-7ffe8e635000 rw-p 0 00:00 0\nKernelPageSize: x kB\n"));
+  auto self = read_smaps_page_sizes(getpid());
+  ASSERT_TRUE(self) << self.error().str();
+  EXPECT_FALSE(self->empty());
+}
+
 TEST(SmapsVmFlags, LiveOnSelf) {
   auto f = read_smaps_vmflags(getpid());
   ASSERT_TRUE(f) << f.error().str();

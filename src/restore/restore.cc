@@ -271,64 +271,94 @@ Result<void> prepare_task(LiveTask& lt, const ShmemFds& shmem, bool check_files)
   return {};
 }
 
-}  // namespace
+CompletionMode wanted_mode(const RestoreOptions& o, const BreakpointSupport& bp, Log& log) {
+  if (!o.breakpoints) return CompletionMode::SyscallTrace;
+  if (bp.usable) return CompletionMode::Breakpoint;
+  log.warn("hardware breakpoints unavailable ({}): completing restore by tracing syscalls", bp.why_not);
+  return CompletionMode::SyscallTrace;
+}
 
-Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir, const BreakpointSupport& bp, Log& log) {
-  const auto start = Clock::now();
-  // 1. Read and check everything before touching anything.
-  TreeImages t = TRY_CTX(load_images(dir), "restore");
-  const pid_t pid = t.inventory.root_pid();
-  const tree::JoinPlan joins = TRY_CTX(t.tree.plan_joins(true), "restore");
-  TRY_CTX(check_pids_free(t, joins), "restore");
-  const auto inherited = TRY_CTX(resolve_inherited(t), "restore");
+// What every task needs from ckpt, ready before any task exists.
+struct Prepared {
+  std::vector<LiveTask> live;  // TreeImages::tasks order
+  std::map<pid_t, size_t> live_index;
+  ShmemFds shmem;
+  files::PreparedFds fds;
+};
 
-  CompletionMode wanted = CompletionMode::Breakpoint;
-  if (!o.breakpoints) {
-    wanted = CompletionMode::SyscallTrace;
-  } else if (!bp.usable) {
-    log.warn("hardware breakpoints unavailable ({}): completing restore by tracing syscalls", bp.why_not);
-    wanted = CompletionMode::SyscallTrace;
-  }
-
-  // Declared before what holds the tracees: they detach first, so that the
-  // threads of a killed task can die.
-  KillOnError guard(!o.sibling);
-
-  // 2. Open what the tasks will need, as ckpt, so errors come before any task.
+Result<void> prepare(TreeImages& t, const image::ImageDir& dir, bool check_files, CompletionMode wanted, Log& log,
+                     Prepared* p) {
   int need_fds = 0;
   for (const TaskImages& ti : t.tasks) need_fds = std::max(need_fds, files::restore_fd_slots(ti.files, ti.mm));
-  TRY_CTX(raise_nofile_limit(need_fds), "restore");
-  const ShmemFds shmem = TRY_CTX(create_shmem(dir, t.shmem), "restore");
-  std::vector<LiveTask> live(t.tasks.size());
+  TRY(raise_nofile_limit(need_fds));
+  p->shmem = TRY(create_shmem(dir, t.shmem));
+  p->live.resize(t.tasks.size());
   std::vector<std::pair<pid_t, const img::Files*>> files;
   for (size_t i = 0; i < t.tasks.size(); i++) {
-    live[i].images = &t.tasks[i];
-    live[i].mode = mode_for(t.tasks[i], wanted, log);
-    TRY_CTX(prepare_task(live[i], shmem, o.check_files), "restore pid {}", t.tasks[i].pid);
+    LiveTask& lt = p->live[i];
+    lt.images = &t.tasks[i];
+    lt.mode = mode_for(t.tasks[i], wanted, log);
+    TRY_CTX(prepare_task(lt, p->shmem, check_files), "pid {}", t.tasks[i].pid);
     files.emplace_back(t.tasks[i].pid, &t.tasks[i].files);
+    p->live_index[t.tasks[i].pid] = i;
   }
-  files::PreparedFds fds = TRY_CTX(files::prepare_fds(files), "restore");
-  // The tasks meet here while they take their sessions and groups; mapped
-  // before ckpt's maps are read, so that no boot region lands on it.
-  Mapping shared = TRY_CTX(Mapping::map(arch::kPageSize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS), "restore");
-  auto* barrier = new (shared.data()) SpawnBarrier{};
+  p->fds = TRY(files::prepare_fds(files));
+  return {};
+}
 
+// A live task's part of the spawn: its plan, its fds, its boot region.
+Result<void> plan_live_task(const TreeImages& t, LiveTask& lt, const std::vector<InheritedPages>& inherited,
+                            const std::vector<proc::MapEntry>& own, int base, std::vector<files::PreparedFd>* fds,
+                            SpawnTask* sp) {
+  const TaskImages& ti = *lt.images;
+  std::vector<int> temp = {lt.status_w.get(), lt.go_r.get(), ti.pages.get(), lt.exe.get()};
+  const TempFds tfds{base, base + 2, base + 3, base + static_cast<int>(temp.size())};
+  for (const UniqueFd& f : lt.mf.fds) temp.push_back(f.get());
+  // The ancestors' pages files it reads what it inherited from.
+  std::vector<abi::InheritedRunArg> from_ancestors;
+  std::map<size_t, int> owner_fd;
+  for (const InheritedPages& ip : inherited) {
+    auto [it, fresh] = owner_fd.try_emplace(ip.owner, base + static_cast<int>(temp.size()));
+    if (fresh) temp.push_back(t.tasks[ip.owner].pages.get());
+    from_ancestors.push_back({ip.vaddr, ip.len, ip.off, it->second, 0});
+  }
+  lt.plan = TRY(build_plan(ti, own, lt.mf, tfds, from_ancestors));
+  const BootRegion& boot = lt.plan->boot;
+  sp->temp_fds = std::move(temp);
+  sp->fds = fds;
+  sp->cwd = ti.core.cwd();
+  sp->boot_start = boot.start();
+  sp->boot_size = boot.size();
+  sp->data_offset = boot.data_offset();
+  sp->blob = pie::restorer::image();
+  sp->data = boot.data();
+  sp->stack_top = boot.stack_top();
+  sp->entry = boot.start() + pie::restorer::k_restorer_entry;
+  sp->args = boot.args_addr();
+  sp->thread_entry = boot.start() + pie::restorer::k_restorer_thread_entry;
+  sp->threads_ready = reinterpret_cast<uint32_t*>(boot.args_addr() + offsetof(abi::RestorerArgs, threads_ready));
+  for (size_t i = 1; i < lt.plan->threads.size(); i++)
+    sp->threads.push_back({lt.plan->threads[i].tid, lt.plan->threads[i].stack_top, BootRegion::kThreadStackSize,
+                           lt.plan->threads[i].arg});
+  return {};
+}
+
+// Every task of the tree and every helper, as spawn() creates them.
+Result<SpawnTree> plan_spawn(const TreeImages& t, const tree::JoinPlan& joins,
+                             const std::vector<std::vector<InheritedPages>>& inherited, Prepared& p,
+                             SpawnBarrier* barrier, bool sibling, Log& log) {
+  SpawnTree st;
+  st.sibling = sibling;
+  st.restorer_pgid = getpgrp();
+  st.barrier = barrier;
   // The temporary fds go right above the highest fd of the tree's tasks,
   // whatever ckpt's own numbers (each task closes those: fd_moves.h).
   int max_fd = 2;
-  for (const auto& task_fds : fds.tasks)
+  for (const auto& task_fds : p.fds.tasks)
     for (const auto& f : task_fds) max_fd = std::max(max_fd, f.target);
-  const int base = max_fd + 1;
-  std::vector<proc::MapEntry> own = TRY_CTX(proc::read_maps(getpid()), "restore");
-  auto blob = pie::restorer::image();
+  st.temp_fd_base = max_fd + 1;
+  const std::vector<proc::MapEntry> own = TRY(proc::read_maps(getpid()));
 
-  SpawnTree st;
-  st.sibling = o.sibling;
-  st.temp_fd_base = base;
-  st.restorer_pgid = getpgrp();
-  st.barrier = barrier;
-  std::map<pid_t, size_t> live_index;
-  for (size_t i = 0; i < live.size(); i++) live_index[live[i].images->pid] = i;
   // Who forks whom: a session's helper forks the tasks it adopts instead of
   // their parent, which forks the helper. Helpers come after the tree's tasks.
   const size_t ntasks = t.tree.tasks().size();
@@ -349,37 +379,9 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir, co
     sp.zombie = task.zombie;
     sp.exit_status = task.exit_status;
     if (!task.zombie) {
-      LiveTask& lt = live[live_index.at(task.pid)];
-      const TaskImages& ti = *lt.images;
-      std::vector<int> temp = {lt.status_w.get(), lt.go_r.get(), ti.pages.get(), lt.exe.get()};
-      const TempFds tfds{base, base + 2, base + 3, base + static_cast<int>(temp.size())};
-      for (const UniqueFd& f : lt.mf.fds) temp.push_back(f.get());
-      // The ancestors' pages files it reads what it inherited from.
-      std::vector<abi::InheritedRunArg> from_ancestors;
-      std::map<size_t, int> owner_fd;
-      for (const InheritedPages& ip : inherited[live_index.at(task.pid)]) {
-        auto [it, fresh] = owner_fd.try_emplace(ip.owner, base + static_cast<int>(temp.size()));
-        if (fresh) temp.push_back(t.tasks[ip.owner].pages.get());
-        from_ancestors.push_back({ip.vaddr, ip.len, ip.off, it->second, 0});
-      }
-      lt.plan = TRY_CTX(build_plan(ti, own, lt.mf, tfds, from_ancestors), "restore pid {}", task.pid);
-      const BootRegion& boot = lt.plan->boot;
-      sp.temp_fds = std::move(temp);
-      sp.fds = &fds.tasks[live_index.at(task.pid)];
-      sp.cwd = ti.core.cwd();
-      sp.boot_start = boot.start();
-      sp.boot_size = boot.size();
-      sp.data_offset = boot.data_offset();
-      sp.blob = blob;
-      sp.data = boot.data();
-      sp.stack_top = boot.stack_top();
-      sp.entry = boot.start() + pie::restorer::k_restorer_entry;
-      sp.args = boot.args_addr();
-      sp.thread_entry = boot.start() + pie::restorer::k_restorer_thread_entry;
-      sp.threads_ready = reinterpret_cast<uint32_t*>(boot.args_addr() + offsetof(abi::RestorerArgs, threads_ready));
-      for (size_t i = 1; i < lt.plan->threads.size(); i++)
-        sp.threads.push_back({lt.plan->threads[i].tid, lt.plan->threads[i].stack_top, BootRegion::kThreadStackSize,
-                              lt.plan->threads[i].arg});
+      const size_t i = p.live_index.at(task.pid);
+      TRY_CTX(plan_live_task(t, p.live[i], inherited[i], own, st.temp_fd_base, &p.fds.tasks[i], &sp), "pid {}",
+              task.pid);
     }
     st.tasks.push_back(std::move(sp));
   }
@@ -391,6 +393,89 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir, co
                         .children = h.adopted,
                         .helper = true});
   }
+  return st;
+}
+
+// Seizes and arms every thread of every parked task: one completion group each.
+Result<std::vector<CompletionGroup>> seize_all(std::vector<LiveTask>& live, Log& log) {
+  std::vector<CompletionGroup> groups;
+  for (LiveTask& lt : live) {
+    const BootRegion& boot = lt.plan->boot;
+    const uint64_t sigreturn_fn = boot.start() + pie::restorer::k_rst_sigreturn;
+    TRY_CTX(seize_threads(lt, sigreturn_fn, log), "pid {}", lt.images->pid);
+    for (size_t i = 0; i < lt.tracees.size(); i++) {
+      const img::ThreadCore& th = lt.images->core.threads(i);
+      lt.completion.push_back({&lt.tracees[i],
+                               {lt.plan->threads[i].regs,
+                                {reinterpret_cast<const uint8_t*>(th.xsave().data()), th.xsave().size()},
+                                lt.plan->threads[i].sigmask}});
+    }
+    groups.push_back({lt.completion, lt.mode,
+                      CompletionSite{sigreturn_fn, boot.start() + pie::restorer::k_rst_syscall, boot.start(),
+                                     boot.size(), boot.args()->creds_barrier != 0}});
+  }
+  return groups;
+}
+
+// Once a task's threads run their own code: their first step under our eyes,
+// then what only ckpt puts back from outside.
+Result<void> finish_task(LiveTask& lt, Log& log) {
+  const TaskImages& ti = *lt.images;
+  const auto steps_start = Clock::now();
+  lt.steps = TRY(take_first_steps(lt.completion, ti.core, ti.mm, kTraceOptions));
+  log.debug("pid {}: first steps of {} of {} threads: {} stops, {} us", ti.pid, lt.steps.stepped,
+            lt.completion.size(), lt.steps.stops, ns_since(steps_start) / 1000);
+  // Then the SIGTRAPs: no trap of ours (breakpoint, first step) may take one.
+  TRY_CTX(queue_late_signals(lt.tracees, ti.core), "queue pending SIGTRAPs");
+  for (size_t i = 0; i < lt.tracees.size(); i++) {
+    const img::ThreadCore& th = ti.core.threads(i);
+    if (th.has_sched()) TRY(proc::write_sched(lt.tracees[i].tid(), th.sched()));
+    if (th.has_ioprio()) TRY(proc::write_ioprio(lt.tracees[i].tid(), th.ioprio()));
+  }
+  if (ti.core.has_oom_score_adj() && ti.core.has_coredump_filter())
+    TRY(proc::write_knobs(ti.pid, {ti.core.oom_score_adj(), ti.core.coredump_filter()}));
+  return {};
+}
+
+// Per thread, in the stats; returns the total.
+unsigned count_stops(const std::vector<LiveTask>& live, img::Stats* stats) {
+  unsigned total = 0;
+  for (const LiveTask& lt : live)
+    for (const CompletionTask& c : lt.completion) {
+      img::TaskStops* ts = stats->add_completion();
+      ts->set_tid(c.tracee->tid());
+      ts->set_pid(lt.images->pid);
+      ts->set_stops(c.stops);
+      ts->set_breakpoint(lt.mode == CompletionMode::Breakpoint);
+      total += c.stops;
+    }
+  return total;
+}
+
+}  // namespace
+
+Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir, const BreakpointSupport& bp, Log& log) {
+  const auto start = Clock::now();
+  // 1. Read and check everything before touching anything.
+  TreeImages t = TRY_CTX(load_images(dir), "restore");
+  const pid_t pid = t.inventory.root_pid();
+  const tree::JoinPlan joins = TRY_CTX(t.tree.plan_joins(true), "restore");
+  TRY_CTX(check_pids_free(t, joins), "restore");
+  const auto inherited = TRY_CTX(resolve_inherited(t), "restore");
+
+  // Declared before what holds the tracees: they detach first, so that the
+  // threads of a killed task can die.
+  KillOnError guard(!o.sibling);
+
+  // 2. Open what the tasks will need, as ckpt, so errors come before any task.
+  Prepared p;
+  TRY_CTX(prepare(t, dir, o.check_files, wanted_mode(o, bp, log), log, &p), "restore");
+  // The tasks meet here while they take their sessions and groups; mapped
+  // before ckpt's maps are read, so that no boot region lands on it.
+  Mapping shared = TRY_CTX(Mapping::map(arch::kPageSize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS), "restore");
+  auto* barrier = new (shared.data()) SpawnBarrier{};
+  SpawnTree st = TRY_CTX(plan_spawn(t, joins, inherited, p, barrier, o.sibling, log), "restore");
+  std::vector<LiveTask>& live = p.live;
 
   // 3. The tree, parked.
   TRY_CTX(spawn(st), "restore pid {}", pid);
@@ -404,28 +489,14 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir, co
   // damaged data never runs, and a 1 GiB restore doesn't read it twice in a
   // row. (Threads only now: spawn() forked above from a single-threaded ckpt.)
   auto pages_checked = std::async(std::launch::async, [&t]() -> Result<void> {
-    for (const TaskImages& ti : t.tasks) TRY(image::verify_page_data(ti.pages_path, ti.pages.get(), image::stored_runs(ti.pagemap)));
+    for (const TaskImages& ti : t.tasks)
+      TRY(image::verify_page_data(ti.pages_path, ti.pages.get(), image::stored_runs(ti.pagemap)));
     return {};
   });
   TRY_CTX(wait_parked(live), "restore");
 
   // 4. Seize, arm, release, complete.
-  std::vector<CompletionGroup> groups;
-  for (LiveTask& lt : live) {
-    const BootRegion& boot = lt.plan->boot;
-    const uint64_t sigreturn_fn = boot.start() + pie::restorer::k_rst_sigreturn;
-    TRY_CTX(seize_threads(lt, sigreturn_fn, log), "restore pid {}", lt.images->pid);
-    for (size_t i = 0; i < lt.tracees.size(); i++) {
-      const img::ThreadCore& th = lt.images->core.threads(i);
-      lt.completion.push_back({&lt.tracees[i],
-                               {lt.plan->threads[i].regs,
-                                {reinterpret_cast<const uint8_t*>(th.xsave().data()), th.xsave().size()},
-                                lt.plan->threads[i].sigmask}});
-    }
-    groups.push_back({lt.completion, lt.mode,
-                      CompletionSite{sigreturn_fn, boot.start() + pie::restorer::k_rst_syscall, boot.start(),
-                                     boot.size(), boot.args()->creds_barrier != 0}});
-  }
+  std::vector<CompletionGroup> groups = TRY_CTX(seize_all(live, log), "restore");
   auto release = [&]() -> Result<void> {
     for (LiveTask& lt : live)
       if (write(lt.go_w.get(), "G", 1) != 1) return sys_error("release pid {}", lt.images->pid);
@@ -440,38 +511,13 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir, co
   TRY_CTX(complete(groups, release, explain), "restore pid {}", pid);
   TRY_CTX(pages_checked.get(), "restore pid {}", pid);
 
-  // 5. Every thread runs its own code: its first step, under our eyes.
-  for (LiveTask& lt : live) {
-    const TaskImages& ti = *lt.images;
-    const auto steps_start = Clock::now();
-    lt.steps = TRY_CTX(take_first_steps(lt.completion, ti.core, ti.mm, kTraceOptions), "restore pid {}", ti.pid);
-    log.debug("pid {}: first steps of {} of {} threads: {} stops, {} us", ti.pid, lt.steps.stepped,
-              lt.completion.size(), lt.steps.stops, ns_since(steps_start) / 1000);
-    // Then the SIGTRAPs: no trap of ours (breakpoint, first step) may take one.
-    TRY_CTX(queue_late_signals(lt.tracees, ti.core), "restore pid {}: queue pending SIGTRAPs", ti.pid);
-    for (size_t i = 0; i < lt.tracees.size(); i++) {
-      const img::ThreadCore& th = ti.core.threads(i);
-      if (th.has_sched()) TRY_CTX(proc::write_sched(lt.tracees[i].tid(), th.sched()), "restore pid {}", ti.pid);
-      if (th.has_ioprio()) TRY_CTX(proc::write_ioprio(lt.tracees[i].tid(), th.ioprio()), "restore pid {}", ti.pid);
-    }
-    if (ti.core.has_oom_score_adj() && ti.core.has_coredump_filter())
-      TRY_CTX(proc::write_knobs(ti.pid, {ti.core.oom_score_adj(), ti.core.coredump_filter()}), "restore pid {}",
-              ti.pid);
-  }
+  // 5. Every thread runs its own code.
+  for (LiveTask& lt : live) TRY_CTX(finish_task(lt, log), "restore pid {}", lt.images->pid);
 
+  // 6. Let go: stopped if asked or dumped so, detached.
   RestoreOutcome out;
   out.pid = pid;
-  unsigned total = 0, threads = 0;
-  for (LiveTask& lt : live)
-    for (const CompletionTask& c : lt.completion) {
-      img::TaskStops* ts = out.stats.add_completion();
-      ts->set_tid(c.tracee->tid());
-      ts->set_pid(lt.images->pid);
-      ts->set_stops(c.stops);
-      ts->set_breakpoint(lt.mode == CompletionMode::Breakpoint);
-      total += c.stops;
-      threads++;
-    }
+  const unsigned stops = count_stops(live, &out.stats);
   uint64_t pages = 0;
   for (const TaskImages& ti : t.tasks) pages += ti.pagemap.total_pages();
   out.stats.set_pages_read(pages);
@@ -490,7 +536,8 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir, co
       TRY_CTX(lt.tracees[i].detach(lt.steps.deliver[i]), "restore pid {}", lt.images->pid);
   guard.disarm();
   out.stats.set_restore_ns(ns_since(start));
-  log.info("restored pid {}: {} tasks, {} threads, {} ptrace stops", pid, t.tree.tasks().size(), threads, total);
+  log.info("restored pid {}: {} tasks, {} threads, {} ptrace stops", pid, t.tree.tasks().size(),
+           out.stats.completion_size(), stops);
   (void)dir.write("stats-restore.img", image::ImageKind::Stats, out.stats, TempFile::Replace::Yes);
 
   if (!o.detach && !o.sibling) {

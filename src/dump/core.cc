@@ -4,6 +4,7 @@
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -278,6 +279,23 @@ Result<void> check_exe(pid_t pid, const img::MmCore& mm) {
   return {};
 }
 
+// Restore chdir()s to the cwd's path and leaves the root as ckpt's: a cwd
+// removed or moved, or another root (chroot), would not come back.
+Result<std::string> restorable_cwd(pid_t pid) {
+  const std::string link = fmt::format("/proc/{}/cwd", pid);
+  std::string path = TRY(read_link(link));
+  struct stat cwd, at, root, mine;
+  if (stat(link.c_str(), &cwd) < 0) return sys_error("stat the cwd of pid {}", pid);
+  if (stat(path.c_str(), &at) < 0 || at.st_dev != cwd.st_dev || at.st_ino != cwd.st_ino)
+    return error(EOPNOTSUPP, "pid {}: its working directory {} is not at that path any more (removed or moved): "
+                 "restore could not enter it", pid, path);
+  if (stat(fmt::format("/proc/{}/root", pid).c_str(), &root) < 0 || stat("/", &mine) < 0)
+    return sys_error("stat the root directory of pid {}", pid);
+  if (root.st_dev != mine.st_dev || root.st_ino != mine.st_ino)
+    return error(EOPNOTSUPP, "pid {} runs in another root directory (chroot) than ckpt: not supported yet", pid);
+  return path;
+}
+
 }  // namespace
 
 Result<img::TaskCore> collect_core_outside(std::vector<Tracee>& threads) {
@@ -289,7 +307,7 @@ Result<img::TaskCore> collect_core_outside(std::vector<Tracee>& threads) {
   proc::Stat stat = TRY(proc::read_stat(pid));
   core.set_comm(stat.comm);
   core.set_umask(status.umask);
-  core.set_cwd(TRY(read_link(fmt::format("/proc/{}/cwd", pid))));
+  core.set_cwd(TRY(restorable_cwd(pid)));
   collect_mm(stat, core.mutable_mm());
   core.mutable_mm()->set_auxv(TRY(read_file(fmt::format("/proc/{}/auxv", pid))));
   core.mutable_mm()->set_exe_path(TRY(read_link(fmt::format("/proc/{}/exe", pid))));

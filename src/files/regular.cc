@@ -15,6 +15,13 @@ constexpr std::string_view kDeleted = " (deleted)";
 Result<img::FdEntry> dump_regular(pid_t pid, int fd, const std::string& path, const struct stat& st) {
   if (path.size() > kDeleted.size() && path.ends_with(kDeleted))
     return error(EOPNOTSUPP, "fd {} is the deleted file {}: deleted files are not supported yet", fd, path);
+  // Restore opens the path: it must lead to this very file (not so for a
+  // namespace file, "net:[4026531840]", or a file moved or covered since).
+  struct stat at;
+  if (path.empty() || path[0] != '/' || ::stat(path.c_str(), &at) < 0 || at.st_dev != st.st_dev ||
+      at.st_ino != st.st_ino)
+    return error(EOPNOTSUPP, "fd {} is {}, which restore could not open again by its path: not supported yet", fd,
+                 path);
   proc::FdInfo info = TRY(proc::read_fdinfo(pid, fd));
   img::FdEntry e;
   e.set_fd(fd);

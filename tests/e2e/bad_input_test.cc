@@ -18,6 +18,7 @@
 
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <thread>
 
 #include "harness.h"
@@ -141,6 +142,35 @@ TEST(BadDump, UnsupportedFd) {
   // Nothing half-written is taken for a checkpoint.
   EXPECT_NE(access((h.images() + "/inventory.img").c_str(), F_OK), 0);
   reap(pid);
+}
+
+// What restore could not bring back is refused at dump, the process left
+// running: an fd on a namespace file (a regular file to stat(2), but not
+// one its path opens), a working directory since removed, a chroot.
+TEST(BadDump, RestoreCouldNotReopen) {
+  Harness h;
+  const std::string gone = h.dir() + "/gone";
+  const std::string jail = h.dir() + "/jail";
+  ASSERT_EQ(mkdir(jail.c_str(), 0700), 0);
+  struct Case {
+    std::function<void()> setup;
+    std::string want;
+  };
+  const std::vector<Case> cases = {
+      {[] { if (open("/proc/self/ns/net", O_RDONLY) < 0) _exit(1); }, "restore could not open again by its path"},
+      {[&] { if (mkdir(gone.c_str(), 0700) < 0 || chdir(gone.c_str()) < 0 || rmdir(gone.c_str()) < 0) _exit(1); },
+       "is not at that path any more"},
+      {[&] { if (chroot(jail.c_str()) < 0 || chdir("/") < 0) _exit(1); }, "another root directory (chroot)"},
+  };
+  for (const Case& c : cases) {
+    pid_t pid = spawn(c.setup);
+    CkptRun r = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+    EXPECT_NE(r.exit_code(), 0);
+    EXPECT_NE(r.err.find(c.want), std::string::npos) << r.err;
+    expect_unharmed(pid);
+    EXPECT_NE(access((h.images() + "/inventory.img").c_str(), F_OK), 0);
+    reap(pid);
+  }
 }
 
 // A name that is not UTF-8 (of an open file, of a thread) would make an image

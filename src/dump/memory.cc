@@ -48,6 +48,8 @@ Result<img::Vma> classify(const proc::MapEntry& m) {
   if (m.path == "[vdso]") v.set_kind(img::Vma::VDSO);
   else if (m.path == "[vvar]") v.set_kind(img::Vma::VVAR);
   else if (m.path == "[vvar_vclock]") v.set_kind(img::Vma::VVAR_VCLOCK);
+  else if (m.path.starts_with("[anon:"))  // PR_SET_VMA_ANON_NAME
+    return error(EOPNOTSUPP, "{}: named anonymous memory is not supported yet (its name would be lost)", range());
   else if (m.inode == 0 && !m.shared) v.set_kind(img::Vma::ANON_PRIVATE);
   else if (shmem_kind(m)) v.set_kind(m.shared ? img::Vma::FILE_SHARED : img::Vma::FILE_PRIVATE);  // dump/shmem.h
   else if (m.path.starts_with("/SYSV"))

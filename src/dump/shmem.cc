@@ -52,6 +52,8 @@ Result<void> write_content(int obj, uint64_t size, image::ImageDir& dir, img::Sh
   o->mutable_pages()->set_total_pages(bytes / arch::kPageSize);
   image::PagesHeader h = image::make_pages_header(bytes);
   TRY_CTX(pwrite_all(out.fd(), &h, sizeof h, 0), "header of {}", name);
+  // The data starts at its offset even when there is none.
+  if (ftruncate(out.fd(), image::kPagesDataOffset + bytes) < 0) return sys_error("size {}", name);
   TRY(dir.commit(out));
   return {};
 }

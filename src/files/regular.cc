@@ -15,6 +15,10 @@ constexpr std::string_view kDeleted = " (deleted)";
 Result<img::FdEntry> dump_regular(pid_t pid, int fd, const std::string& path, const struct stat& st) {
   if (path.size() > kDeleted.size() && path.ends_with(kDeleted))
     return error(EOPNOTSUPP, "fd {} is the deleted file {}: deleted files are not supported yet", fd, path);
+  // A file of /proc (of this task, often) does not exist while restore
+  // opens the task's files, and would be another task's if it did.
+  if (path.starts_with("/proc/"))
+    return error(EOPNOTSUPP, "fd {} is {}, a file of /proc: not supported yet", fd, path);
   // Restore opens the path: it must lead to this very file (not so for a
   // namespace file, "net:[4026531840]", or a file moved or covered since).
   struct stat at;
@@ -41,7 +45,8 @@ Result<UniqueFd> open_regular(const img::FdEntry& e) {
   int fd = ::open(e.path().c_str(), flags | O_CLOEXEC);
   if (fd < 0) return sys_error("open {}", e.path());
   UniqueFd out(fd);
-  if (e.kind() == img::FdEntry::REGULAR && ::lseek(fd, static_cast<off_t>(e.pos()), SEEK_SET) < 0)
+  // An O_PATH fd has no offset (lseek: EBADF).
+  if (e.kind() == img::FdEntry::REGULAR && !(e.flags() & O_PATH) && ::lseek(fd, static_cast<off_t>(e.pos()), SEEK_SET) < 0)
     return sys_error("seek {} to {}", e.path(), e.pos());
   return out;
 }

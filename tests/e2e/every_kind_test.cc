@@ -1,0 +1,219 @@
+// The rule every collector keeps: what ckpt can't restore, it refuses at
+// dump while the process lives. One process per kind of fd and per form of
+// /proc/PID/maps path the kernel produces; each is dumped (kill mode), and
+// either the dump refuses it (the process runs on, untraced) or a restore
+// brings it back with the same fds and the same maps (shared memory objects
+// get new inode numbers). A dump that kills a process no restore can bring
+// back fails this test, naming the kind.
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <linux/userfaultfd.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <functional>
+#include <sstream>
+#include <thread>
+
+#include "harness.h"
+
+namespace e2e {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct Kind {
+  std::string name;
+  std::function<void(const std::string& dir)> setup;  // runs in the process, which then pauses
+};
+
+void must(bool ok) {
+  if (!ok) _exit(1);
+}
+// What this kernel can't make (a config option it was built without).
+constexpr int kUnsupported = 2;
+
+void* map_anon(size_t len, int flags) {
+  void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, flags | MAP_ANONYMOUS, -1, 0);
+  must(p != MAP_FAILED);
+  static_cast<char*>(p)[0] = 1;
+  return p;
+}
+
+#ifndef PR_SET_VMA
+#define PR_SET_VMA 0x53564d41
+#define PR_SET_VMA_ANON_NAME 0
+#endif
+
+std::vector<Kind> kinds() {
+  return {
+      {"eventfd", [](auto&) { must(eventfd(3, 0) >= 0); }},
+      {"epoll", [](auto&) { must(epoll_create1(0) >= 0); }},
+      {"signalfd", [](auto&) {
+         sigset_t s;
+         sigemptyset(&s);
+         sigaddset(&s, SIGUSR1);
+         must(signalfd(-1, &s, 0) >= 0);
+       }},
+      {"timerfd", [](auto&) { must(timerfd_create(CLOCK_MONOTONIC, 0) >= 0); }},
+      {"inotify", [](auto&) { must(inotify_init1(0) >= 0); }},
+      {"pidfd", [](auto&) { must(syscall(SYS_pidfd_open, getpid(), 0) >= 0); }},
+      {"userfaultfd", [](auto&) { must(syscall(SYS_userfaultfd, 0) >= 0); }},
+      {"unix_socket", [](auto&) { must(socket(AF_UNIX, SOCK_STREAM, 0) >= 0); }},
+      {"socketpair", [](auto&) {
+         int sv[2];
+         must(socketpair(AF_UNIX, SOCK_DGRAM, 0, sv) == 0);
+       }},
+      {"tcp_socket", [](auto&) { must(socket(AF_INET, SOCK_STREAM, 0) >= 0); }},
+      {"udp6_socket", [](auto&) { must(socket(AF_INET6, SOCK_DGRAM, 0) >= 0); }},
+      {"netlink_socket", [](auto&) { must(socket(AF_NETLINK, SOCK_RAW, 0) >= 0); }},
+      {"pipe", [](auto&) {
+         int p[2];
+         must(pipe(p) == 0);
+       }},
+      {"fifo", [](const std::string& d) {
+         const std::string f = d + "/fifo";
+         must(mkfifo(f.c_str(), 0600) == 0 && open(f.c_str(), O_RDWR) >= 0);
+       }},
+      {"nsfs", [](auto&) { must(open("/proc/self/ns/uts", O_RDONLY) >= 0); }},
+      {"memfd_fd", [](auto&) { must(memfd_create("kind", 0) >= 0); }},
+      {"deleted_file", [](const std::string& d) {
+         const std::string f = d + "/deleted";
+         must(open(f.c_str(), O_RDWR | O_CREAT, 0600) >= 0 && unlink(f.c_str()) == 0);
+       }},
+      {"deleted_dir", [](const std::string& d) {
+         const std::string f = d + "/deleted-dir";
+         must(mkdir(f.c_str(), 0700) == 0 && open(f.c_str(), O_RDONLY | O_DIRECTORY) >= 0 && rmdir(f.c_str()) == 0);
+       }},
+      {"o_path", [](const std::string& d) { must(open(d.c_str(), O_PATH) >= 0); }},
+      {"directory", [](const std::string& d) { must(open(d.c_str(), O_RDONLY | O_DIRECTORY) >= 0); }},
+      {"dev_zero", [](auto&) { must(open("/dev/zero", O_RDONLY) >= 0); }},
+      {"dev_urandom", [](auto&) { must(open("/dev/urandom", O_RDONLY) >= 0); }},
+      {"proc_file", [](auto&) { must(open("/proc/self/status", O_RDONLY) >= 0); }},
+      {"renamed_file", [](const std::string& d) {
+         const std::string f = d + "/before";
+         must(open(f.c_str(), O_RDWR | O_CREAT, 0600) >= 0 && rename(f.c_str(), (d + "/after").c_str()) == 0);
+       }},
+      {"anon_named", [](auto&) {
+         void* p = map_anon(8192, MAP_PRIVATE);
+         if (prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, p, 8192, "ckpt-kind") != 0) _exit(kUnsupported);
+       }},
+      {"anon_shmem_named", [](auto&) {
+         void* p = map_anon(8192, MAP_SHARED);
+         if (prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, p, 8192, "ckpt-kind") != 0) _exit(kUnsupported);
+       }},
+      {"anon_shared", [](auto&) { map_anon(8192, MAP_SHARED); }},
+      {"dev_zero_private_map", [](auto&) {
+         int fd = open("/dev/zero", O_RDONLY);
+         must(fd >= 0 && mmap(nullptr, 8192, PROT_READ, MAP_PRIVATE, fd, 0) != MAP_FAILED && close(fd) == 0);
+       }},
+      {"memfd_map", [](auto&) {
+         int fd = memfd_create("kind-map", 0);
+         must(fd >= 0 && ftruncate(fd, 8192) == 0);
+         must(mmap(nullptr, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) != MAP_FAILED && close(fd) == 0);
+       }},
+      {"deleted_file_map", [](const std::string& d) {
+         const std::string f = d + "/mapped";
+         int fd = open(f.c_str(), O_RDWR | O_CREAT, 0600);
+         must(fd >= 0 && ftruncate(fd, 8192) == 0);
+         must(mmap(nullptr, 8192, PROT_READ, MAP_SHARED, fd, 0) != MAP_FAILED && close(fd) == 0);
+         must(unlink(f.c_str()) == 0);
+       }},
+      {"file_map", [](const std::string& d) {
+         const std::string f = d + "/plain";
+         int fd = open(f.c_str(), O_RDWR | O_CREAT, 0600);
+         must(fd >= 0 && ftruncate(fd, 8192) == 0);
+         must(mmap(nullptr, 8192, PROT_READ, MAP_PRIVATE, fd, 0) != MAP_FAILED && close(fd) == 0);
+       }},
+  };
+}
+
+// /proc/PID/maps with the inode of shared memory objects blanked.
+std::string maps_of(pid_t pid) {
+  std::istringstream in(read_text(fmt::format("/proc/{}/maps", pid)));
+  std::string out;
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream f(line);
+    std::string range, perms, off, dev, inode;
+    f >> range >> perms >> off >> dev >> inode;
+    const size_t name = line.find_first_of("/[", range.size());
+    const bool shmem = line.find("/dev/zero (deleted)") != std::string::npos ||
+                       line.find("/memfd:") != std::string::npos || line.find("[anon_shmem:") != std::string::npos;
+    out += fmt::format("{} {} {} {} {} {}\n", range, perms, off, dev, shmem ? "-" : inode,
+                       name == std::string::npos ? "" : line.substr(name));
+  }
+  return out;
+}
+
+class EveryKind : public ::testing::TestWithParam<Kind> {};
+
+TEST_P(EveryKind, RestoredOrRefusedAtDump) {
+  const Kind& k = GetParam();
+  Harness h;
+  const std::string work = h.dir() + "/work";
+  ASSERT_EQ(mkdir(work.c_str(), 0700), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    setsid();
+    syscall(SYS_close_range, 3, ~0U, 0);
+    int null = open("/dev/null", O_RDWR);
+    dup2(null, 0), dup2(null, 1), dup2(null, 2);
+    k.setup(work);
+    for (;;) pause();
+  }
+  // In its pause, or gone if its setup failed.
+  int st = 0;
+  for (auto until = std::chrono::steady_clock::now() + 10s;;) {
+    if (waitpid(pid, &st, WNOHANG) == pid) {
+      if (WIFEXITED(st) && WEXITSTATUS(st) == kUnsupported) GTEST_SKIP() << k.name << ": this kernel can't make one";
+      FAIL() << k.name << ": setup failed (status " << st << ")";
+    }
+    const std::string syscall = fmt::format("/proc/{}/syscall", pid);
+    if (wait_until([&] { return read_text(syscall).starts_with(fmt::format("{} ", SYS_pause)); }, 50ms)) break;
+    ASSERT_LT(std::chrono::steady_clock::now(), until) << k.name << ": never got to its pause";
+  }
+  const std::string fds = fds_of(pid), maps = maps_of(pid);
+  CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  if (d.exit_code() != 0) {
+    // Refused: the process is as it was.
+    std::this_thread::sleep_for(50ms);
+    EXPECT_TRUE(alive(pid)) << k.name << ": refused, yet the process is gone: " << d.err;
+    EXPECT_EQ(tracer_of(pid), 0);
+    EXPECT_EQ(fds_of(pid), fds);
+    EXPECT_NE(access((h.images() + "/inventory.img").c_str(), F_OK), 0);
+    fmt::print("{}: refused at dump: {}", k.name, d.err);
+    kill(pid, SIGKILL);
+    h.wait_child(pid);
+    return;
+  }
+  h.wait_child(pid);
+  CkptRun r = h.ckpt({"restore", "-D", h.images(), "-d"});
+  ASSERT_EQ(r.exit_code(), 0) << k.name << ": the dump took the process, and no restore brings it back: " << r.err;
+  EXPECT_TRUE(alive(pid));
+  EXPECT_EQ(fds_of(pid), fds) << k.name << ": fds differ after restore";
+  EXPECT_EQ(maps_of(pid), maps) << k.name << ": maps differ after restore";
+  fmt::print("{}: restored\n", k.name);
+  kill(pid, SIGKILL);
+  for (auto until = std::chrono::steady_clock::now() + 5s; kill(pid, 0) == 0 && std::chrono::steady_clock::now() < until;) {
+    waitpid(pid, nullptr, WNOHANG);
+    std::this_thread::sleep_for(1ms);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Kinds, EveryKind, ::testing::ValuesIn(kinds()),
+                         [](const ::testing::TestParamInfo<Kind>& i) { return i.param.name; });
+
+}  // namespace
+}  // namespace e2e

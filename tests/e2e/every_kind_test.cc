@@ -38,6 +38,7 @@ struct Kind {
   std::string name;
   std::function<void(const std::string& dir)> setup;  // runs in the process, which then pauses
 };
+void PrintTo(const Kind& k, std::ostream* os) { *os << k.name; }
 
 void must(bool ok) {
   if (!ok) _exit(1);

@@ -68,6 +68,10 @@ struct TreeCase {
   bool leave_running;
   std::string arg;
 };
+void PrintTo(const TreeCase& c, std::ostream* os) {
+  *os << (c.breakpoints ? "breakpoint" : "syscalltrace") << (c.leave_running ? ", leave running" : "")
+      << (c.arg.empty() ? "" : ", " + c.arg);
+}
 
 class Tree : public ::testing::TestWithParam<TreeCase> {};
 
@@ -324,6 +328,9 @@ struct LeadersCase {
   bool breakpoints;
   std::string arg;
 };
+void PrintTo(const LeadersCase& c, std::ostream* os) {
+  *os << (c.breakpoints ? "breakpoint" : "syscalltrace") << (c.arg.empty() ? "" : ", " + c.arg);
+}
 
 class Leaders : public ::testing::TestWithParam<LeadersCase> {};
 

@@ -212,6 +212,22 @@ TEST(BadTree, SessionLedFromOutsideNeedsShellJob) {
   kill_tree(tasks);
 }
 
+// R's child M is in the group of L, R's other child, which has exited.
+void group_of_an_exited_leader() {
+  pid_t l = fork();
+  if (l == 0) {
+    setpgid(0, 0);
+    for (;;) pause();
+  }
+  setpgid(l, l);
+  pid_t m = fork();
+  if (m == 0)
+    for (;;) pause();
+  setpgid(m, l);
+  kill(l, SIGKILL);
+  waitpid(l, nullptr, 0);
+}
+
 // M's group was led by L, which has exited: restore recreates it with a
 // helper that takes L's PID, leads the group until M has joined it, and is
 // gone (reaped by its parent, R) when the tree runs again.
@@ -219,20 +235,7 @@ TEST(Leaders, GroupWhoseLeaderExited) {
   for (bool breakpoints : {true, false}) {
     SCOPED_TRACE(breakpoints ? "breakpoints" : "--no-breakpoints");
     Harness h;
-    pid_t pid = spawn_root(true, [] {
-      pid_t l = fork();
-      if (l == 0) {
-        setpgid(0, 0);
-        for (;;) pause();
-      }
-      setpgid(l, l);
-      pid_t m = fork();
-      if (m == 0)
-        for (;;) pause();
-      setpgid(m, l);
-      kill(l, SIGKILL);
-      waitpid(l, nullptr, 0);
-    });
+    pid_t pid = spawn_root(true, group_of_an_exited_leader);
     const auto tasks = tree_of(pid);
     ASSERT_EQ(tasks.size(), 2u);
     const auto links = links_of(tasks);
@@ -289,20 +292,7 @@ pid_t take_pid(pid_t want, const std::vector<pid_t>& tasks) {
 // task exists, naming it; nothing left behind.
 TEST(Leaders, HelpersPidTaken) {
   Harness h;
-  pid_t pid = spawn_root(true, [] {
-    pid_t l = fork();
-    if (l == 0) {
-      setpgid(0, 0);
-      for (;;) pause();
-    }
-    setpgid(l, l);
-    pid_t m = fork();
-    if (m == 0)
-      for (;;) pause();
-    setpgid(m, l);
-    kill(l, SIGKILL);
-    waitpid(l, nullptr, 0);
-  });
+  pid_t pid = spawn_root(true, group_of_an_exited_leader);
   const auto tasks = tree_of(pid);
   ASSERT_EQ(tasks.size(), 2u);
   const pid_t l = getpgid(tasks[1]);

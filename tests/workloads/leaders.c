@@ -53,27 +53,6 @@ static void check(void)
 	WL_CHECK(getsid(0) == me.sid, "%s: session %d, was %d", me.name, getsid(0), me.sid);
 }
 
-static void run_until_sigterm(void)
-{
-	volatile unsigned long n = 0;
-	while (!wl_stop) {
-		if (spin)
-			n++;
-		else
-			wl_sleep_ms(10);
-	}
-}
-
-static void reap_kids(void)
-{
-	for (int i = 0; i < nkids; i++) {
-		int st = 0;
-		kill(kids[i], SIGTERM);
-		WL_CHECK(waitpid(kids[i], &st, 0) == kids[i] && WIFEXITED(st) && WEXITSTATUS(st) == 0,
-			 "%s: child %d failed (status %#x)", me.name, kids[i], st);
-	}
-}
-
 /* A task that records itself, says it is ready, runs until SIGTERM and
  * then checks itself and its children. An orphan records itself once L,
  * its parent and session leader, has exited and R has taken it in. */
@@ -87,9 +66,9 @@ static void live(const char *name, int orphan)
 	if (write(ready_w, "x", 1) != 1)
 		_exit(3);
 	close(ready_w);
-	run_until_sigterm();
+	wl_run_until_sigterm(spin);
 	check();
-	reap_kids();
+	wl_reap_children(kids, nkids, me.name);
 	wl_finish();
 }
 
@@ -251,7 +230,7 @@ int main(int argc, char **argv)
 	record();
 	wl_ready();
 
-	run_until_sigterm();
+	wl_run_until_sigterm(spin);
 	check();
 	pid_t after[16];
 	int m = children(after, 16);
@@ -261,7 +240,7 @@ int main(int argc, char **argv)
 	pid_t r = waitpid(zombie, &st, WNOHANG);
 	WL_CHECK(r == zombie && WIFEXITED(st) && WEXITSTATUS(st) == 5, "R: zombie %d: waitpid %d, status %#x, want exit 5",
 		 zombie, r, st);
-	reap_kids();
+	wl_reap_children(kids, nkids, me.name);
 	r = waitpid(-1, &st, WNOHANG);
 	WL_CHECK(r < 0 && errno == ECHILD, "R: wait() still reports pid %d (status %#x): a helper?", r, st);
 	wl_finish();

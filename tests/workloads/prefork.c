@@ -41,7 +41,7 @@ static void verify(void)
 
 static int ready_w;
 
-static void worker(int changes, int forks)
+__attribute__((noreturn)) static void worker(int changes, int forks)
 {
 	nkids = 0;
 	changed = changes;

@@ -57,17 +57,6 @@ static void check(void)
 		}
 }
 
-static void run_until_sigterm(void)
-{
-	volatile unsigned long n = 0;
-	while (!wl_stop) {
-		if (spin)
-			n++;
-		else
-			wl_sleep_ms(10);
-	}
-}
-
 /* On SIGTERM: check, pass it on, reap the children and judge them. */
 static void verify(void)
 {
@@ -80,12 +69,7 @@ static void verify(void)
 	}
 	if (shared_fd >= 0 && strcmp(me.name, "B") == 0)
 		WL_CHECK(write(shared_fd, "b", 1) == 1, "B: write to the shared file: %s", wl_errname(errno));
-	for (int i = 0; i < nkids; i++) {
-		int st = 0;
-		kill(kids[i], SIGTERM);
-		WL_CHECK(waitpid(kids[i], &st, 0) == kids[i] && WIFEXITED(st) && WEXITSTATUS(st) == 0,
-			 "%s: child %d failed (status %#x)", me.name, kids[i], st);
-	}
+	wl_reap_children(kids, nkids, me.name);
 }
 
 typedef void (*role_fn)(void);
@@ -108,7 +92,7 @@ static pid_t fork_task(const char *name, role_fn role)
 		if (write(ready_w, "x", 1) != 1)
 			_exit(3);
 		close(ready_w);
-		run_until_sigterm();
+		wl_run_until_sigterm(spin);
 		verify();
 		wl_finish();
 	}
@@ -181,7 +165,7 @@ int main(int argc, char **argv)
 	record();
 	wl_ready();
 
-	run_until_sigterm();
+	wl_run_until_sigterm(spin);
 	verify();
 	off_t at = lseek(shared_fd, 0, SEEK_CUR);
 	WL_CHECK(at == 2, "R: shared file offset %lld, want 2 (B's write moves it)", (long long)at);

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define WL_UNUSED __attribute__((unused))
@@ -201,6 +202,30 @@ static inline void wl_sleep_ms(long ms)
 {
 	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
 	nanosleep(&ts, NULL);
+}
+
+/* Runs until SIGTERM: asleep, or busy (a task ckpt finds on the CPU). */
+static inline void wl_run_until_sigterm(int spin)
+{
+	volatile unsigned long n = 0;
+	while (!wl_stop) {
+		if (spin)
+			n++;
+		else
+			wl_sleep_ms(10);
+	}
+}
+
+/* Passes SIGTERM on to each child of a tree workload, reaps it and records
+ * a failure unless it exited 0 (it verified itself). */
+static inline void wl_reap_children(const pid_t *kids, int n, const char *who)
+{
+	for (int i = 0; i < n; i++) {
+		int st = 0;
+		kill(kids[i], SIGTERM);
+		WL_CHECK(waitpid(kids[i], &st, 0) == kids[i] && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+			 "%s: child %d failed (status %#x)", who, kids[i], st);
+	}
 }
 
 /* Read a whole file into buf (no malloc, no stdio). Returns the length read,

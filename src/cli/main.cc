@@ -2,6 +2,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -15,6 +16,7 @@
 
 int main(int argc, char** argv) {
   using namespace ckpt::cli;
+  const auto started = std::chrono::steady_clock::now();
   // Tracees' stops and deaths wake ckpt's waits through SIGCHLD
   // (ptrace/tracee.h, ChildEvents): held pending from here on, and not
   // ignored (a SIGCHLD ignored by whoever started ckpt would not be sent).
@@ -26,6 +28,7 @@ int main(int argc, char** argv) {
     return p.exit_code;
   }
   Command& c = *p.command;
+  c.dump.started = c.restore.started = started;
   // Tests only: make a dump fail at a named point (base/fault.h).
   if (const char* fault = std::getenv("CKPT_FAULT")) c.dump.faults.point = fault;
   ckpt::Log log(c.verbosity);

@@ -163,6 +163,7 @@ Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, i
                            ShmemCollector& shmem, const ParentPages* parent, img::Stats& stats) {
   TaskDump d;
   const pid_t pid = d.pid = threads[0].tid();
+  const auto task_start = Clock::now();
   // Stopped (SIGSTOP and kin) when seized: restored stopped. A stop or
   // continue that comes later is the kernel's to apply when ckpt lets go.
   const bool group_stopped = threads[0].group_stopped();
@@ -199,6 +200,7 @@ Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, i
   TRY(collect_core_inside(parasite, threads, &d.core));
   room.fix_image(&d.core);
   const auto mem_start = Clock::now();
+  stats.set_parasite_ns(stats.parasite_ns() + ns_since(task_start));
   PageSource src{threads[0], o.pages == PageTransfer::Splice ? &parasite : nullptr, parent};
   PageStats ps = TRY(dump_pages(src, d.mm, dir, &d.pagemap, o.faults));
   stats.set_memory_dump_ns(stats.memory_dump_ns() + ns_since(mem_start));
@@ -210,7 +212,9 @@ Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, i
   img::TaskStops* cure = stats.add_completion();
   cure->set_tid(pid);
   cure->set_breakpoint(parasite.mode() == CompletionMode::Breakpoint);
+  const auto cure_start = Clock::now();
   cure->set_stops(TRY_CTX(parasite.cure(), "cure"));
+  stats.set_cure_ns(stats.cure_ns() + ns_since(cure_start));
   return d;
 }
 
@@ -280,6 +284,8 @@ namespace {
 // Every step of a dump, once the root is known to be dumpable.
 Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log& log, Clock::time_point start) {
   img::Stats stats;
+  if (o.started != Clock::time_point{})
+    stats.set_startup_ns(std::chrono::duration_cast<std::chrono::nanoseconds>(start - o.started).count());
   const pid_t root = o.pid;
   dir.set_durable(o.fsync);
   Scratch scratch{dir};
@@ -318,7 +324,9 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
   TRY_CTX(files::link_shared_across(files), "dump pid {}", root);
 
   // 5. Images: metadata, inventory last.
+  const auto images_start = Clock::now();
   TRY_CTX(write_images(o, dir, tree, dumps, shmem), "dump pid {}", root);
+  stats.set_images_ns(ns_since(images_start));
   scratch.keep = true;
 
   // 6. The images are complete: now the tree may go.

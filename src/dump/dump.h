@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <string>
 
 #include "base/fault.h"
@@ -21,6 +22,7 @@ enum class PageTransfer { Splice, Readv };
 struct DumpOptions {
   pid_t pid = 0;
   std::string dir;          // opened by the caller: ImageDir::create
+  std::chrono::steady_clock::time_point started{};  // main()'s start, for Stats.startup_ns
   After after = After::Kill;
   bool shell_job = false;
   unsigned timeout_s = 10;  // give up seizing after this long

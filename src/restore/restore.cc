@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <future>
 #include <map>
 #include <set>
@@ -286,8 +287,7 @@ struct Prepared {
   files::PreparedFds fds;
 };
 
-Result<void> prepare(TreeImages& t, const image::ImageDir& dir, bool check_files, CompletionMode wanted, Log& log,
-                     Prepared* p) {
+Result<void> prepare(TreeImages& t, const image::ImageDir& dir, bool check_files, Prepared* p) {
   int need_fds = 0;
   for (const TaskImages& ti : t.tasks) need_fds = std::max(need_fds, files::restore_fd_slots(ti.files, ti.mm));
   TRY(raise_nofile_limit(need_fds));
@@ -297,7 +297,6 @@ Result<void> prepare(TreeImages& t, const image::ImageDir& dir, bool check_files
   for (size_t i = 0; i < t.tasks.size(); i++) {
     LiveTask& lt = p->live[i];
     lt.images = &t.tasks[i];
-    lt.mode = mode_for(t.tasks[i], wanted, log);
     TRY_CTX(prepare_task(lt, p->shmem, check_files), "pid {}", t.tasks[i].pid);
     files.emplace_back(t.tasks[i].pid, &t.tasks[i].files);
     p->live_index[t.tasks[i].pid] = i;
@@ -454,7 +453,8 @@ unsigned count_stops(const std::vector<LiveTask>& live, img::Stats* stats) {
 
 }  // namespace
 
-Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir, const BreakpointSupport& bp, Log& log) {
+Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
+                               const std::function<BreakpointSupport()>& breakpoints, Log& log) {
   const auto start = Clock::now();
   // 1. Read and check everything before touching anything.
   TreeImages t = TRY_CTX(load_images(dir), "restore");
@@ -462,6 +462,17 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir, co
   const tree::JoinPlan joins = TRY_CTX(t.tree.plan_joins(true), "restore");
   TRY_CTX(check_pids_free(t, joins), "restore");
   const auto inherited = TRY_CTX(resolve_inherited(t), "restore");
+  RestoreOutcome out;
+  out.pid = pid;
+  img::Stats& stats = out.stats;
+  if (o.started != Clock::time_point{})
+    stats.set_startup_ns(std::chrono::duration_cast<std::chrono::nanoseconds>(start - o.started).count());
+  auto phase = [last = Clock::now(), &stats](void (img::Stats::*set)(uint64_t)) mutable {
+    const auto now = Clock::now();
+    (stats.*set)(std::chrono::duration_cast<std::chrono::nanoseconds>(now - last).count());
+    last = now;
+  };
+  stats.set_load_ns(ns_since(start));
 
   // Declared before what holds the tracees: they detach first, so that the
   // threads of a killed task can die.
@@ -469,13 +480,18 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir, co
 
   // 2. Open what the tasks will need, as ckpt, so errors come before any task.
   Prepared p;
-  TRY_CTX(prepare(t, dir, o.check_files, wanted_mode(o, bp, log), log, &p), "restore");
+  TRY_CTX(prepare(t, dir, o.check_files, &p), "restore");
   // The tasks meet here while they take their sessions and groups; mapped
   // before ckpt's maps are read, so that no boot region lands on it.
   Mapping shared = TRY_CTX(Mapping::map(arch::kPageSize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS), "restore");
   auto* barrier = new (shared.data()) SpawnBarrier{};
   SpawnTree st = TRY_CTX(plan_spawn(t, joins, inherited, p, barrier, o.sibling, log), "restore");
   std::vector<LiveTask>& live = p.live;
+  phase(&img::Stats::set_prepare_ns);
+
+  // How each task completes: the breakpoint probe ran meanwhile.
+  const CompletionMode wanted = wanted_mode(o, o.breakpoints ? breakpoints() : BreakpointSupport{}, log);
+  for (LiveTask& lt : live) lt.mode = mode_for(*lt.images, wanted, log);
 
   // 3. The tree, parked.
   TRY_CTX(spawn(st), "restore pid {}", pid);
@@ -494,6 +510,7 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir, co
     return {};
   });
   TRY_CTX(wait_parked(live), "restore");
+  phase(&img::Stats::set_spawn_ns);
 
   // 4. Seize, arm, release, complete.
   std::vector<CompletionGroup> groups = TRY_CTX(seize_all(live, log), "restore");
@@ -510,13 +527,12 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir, co
   };
   TRY_CTX(complete(groups, release, explain), "restore pid {}", pid);
   TRY_CTX(pages_checked.get(), "restore pid {}", pid);
+  phase(&img::Stats::set_completion_ns);
 
   // 5. Every thread runs its own code.
   for (LiveTask& lt : live) TRY_CTX(finish_task(lt, log), "restore pid {}", lt.images->pid);
 
   // 6. Let go: stopped if asked or dumped so, detached.
-  RestoreOutcome out;
-  out.pid = pid;
   const unsigned stops = count_stops(live, &out.stats);
   uint64_t pages = 0;
   for (const TaskImages& ti : t.tasks) pages += ti.pagemap.total_pages();
@@ -535,6 +551,7 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir, co
     for (size_t i = 0; i < lt.tracees.size(); i++)
       TRY_CTX(lt.tracees[i].detach(lt.steps.deliver[i]), "restore pid {}", lt.images->pid);
   guard.disarm();
+  phase(&img::Stats::set_finish_ns);
   out.stats.set_restore_ns(ns_since(start));
   log.info("restored pid {}: {} tasks, {} threads, {} ptrace stops", pid, t.tree.tasks().size(),
            out.stats.completion_size(), stops);

@@ -3,6 +3,8 @@
 // that fails leaves no task behind.
 #pragma once
 
+#include <chrono>
+#include <functional>
 #include <string>
 
 #include "base/log.h"
@@ -15,6 +17,7 @@ namespace ckpt::restore {
 
 struct RestoreOptions {
   std::string dir;             // opened by the caller: ImageDir::open
+  std::chrono::steady_clock::time_point started{};  // main()'s start, for Stats.startup_ns
   bool detach = false;         // -d: return once the task runs
   bool leave_stopped = false;  // leave the task stopped (SIGSTOP) after completion
   bool sibling = false;        // --restore-sibling: child of ckpt's parent (CLONE_PARENT)
@@ -33,6 +36,9 @@ struct RestoreOutcome {
 };
 
 // `dir`: the images directory, opened and checked by ImageDir::open.
-Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir, const BreakpointSupport& bp, Log& log);
+// `breakpoints` says whether hardware breakpoints work here (a probe that
+// may run while the images load); asked once, only without --no-breakpoints.
+Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
+                               const std::function<BreakpointSupport()>& breakpoints, Log& log);
 
 }  // namespace ckpt::restore

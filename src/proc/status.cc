@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <iterator>
 #include <memory>
+#include <type_traits>
 
 #include "base/fs.h"
 #include "proc/text.h"
@@ -94,13 +95,96 @@ Result<std::vector<pid_t>> children_by_scan(pid_t pid) {
 
 }  // namespace
 
-Result<Status> parse_status(std::string_view text) {
-  // Printed by every kernel we support; Umask (4.7) and NSpid (4.1) may be absent.
-  static constexpr std::string_view kRequired[] = {
-      "Name",      "State",   "Tgid",   "Pid",    "PPid",   "TracerPid",
-      "Threads",   "SigPnd",  "ShdPnd", "SigBlk", "SigIgn", "SigCgt"};
-  bool seen[std::size(kRequired)] = {};
+namespace {
 
+// One line of /proc/PID/status: `raw` is what follows the colon, `val` the
+// same trimmed. False when the value is malformed.
+using StatusParser = bool (*)(std::string_view raw, std::string_view val, Status& s);
+
+template <auto Field>
+bool status_pid(std::string_view, std::string_view val, Status& s) { return parse_pid(val, s.*Field); }
+template <auto Field>
+bool status_hex(std::string_view, std::string_view val, Status& s) { return parse_num(val, 16, s.*Field); }
+// uid_t or gid_t lists: exactly `N` ids, or any number when N is 0.
+template <auto Field, size_t N>
+bool status_ids(std::string_view, std::string_view val, Status& s) {
+  auto ids = parse_id_list<typename std::remove_reference_t<decltype(s.*Field)>::value_type>(val);
+  if (!ids || (N && ids->size() != N)) return false;
+  s.*Field = std::move(*ids);
+  return true;
+}
+
+bool status_name(std::string_view raw, std::string_view, Status& s) {
+  // Not trimmed: a name may begin or end with blanks. One tab follows the colon.
+  if (raw.starts_with('\t')) raw.remove_prefix(1);
+  s.name = unescape_name(raw);
+  return true;
+}
+bool status_state(std::string_view, std::string_view val, Status& s) {
+  if (val.empty()) return false;  // "R (running)"
+  s.state = val[0];
+  return true;
+}
+bool status_umask(std::string_view, std::string_view val, Status& s) { return parse_num(val, 8, s.umask); }
+bool status_seccomp(std::string_view, std::string_view val, Status& s) {
+  return parse_num(val, 10, s.seccomp) && s.seccomp >= 0 && s.seccomp <= 2;
+}
+bool status_threads(std::string_view, std::string_view val, Status& s) {
+  return parse_num(val, 10, s.threads) && s.threads >= 0;
+}
+bool status_nspid(std::string_view, std::string_view val, Status& s) {
+  auto pids = parse_pid_list(val);
+  if (!pids || pids->empty()) return false;
+  s.nspid = std::move(*pids);
+  return true;
+}
+bool status_x86_features(std::string_view, std::string_view val, Status& s) {
+  for (std::string_view rest = val; !rest.empty();) {
+    size_t end = rest.find_first_of(" \t");
+    if (end) s.x86_thread_features.emplace_back(rest.substr(0, end));
+    rest = end == std::string_view::npos ? std::string_view{} : rest.substr(end + 1);
+  }
+  return true;
+}
+
+// The lines we read; any other is skipped. Required: printed by every kernel
+// we support (Umask came in 4.7, NSpid in 4.1); a missing one is reported in
+// this order.
+constexpr struct {
+  std::string_view key;
+  bool required;
+  StatusParser parse;
+} kStatusLines[] = {
+    {"Name", true, status_name},
+    {"State", true, status_state},
+    {"Umask", false, status_umask},
+    {"Tgid", true, status_pid<&Status::tgid>},
+    {"Pid", true, status_pid<&Status::pid>},
+    {"PPid", true, status_pid<&Status::ppid>},
+    {"TracerPid", true, status_pid<&Status::tracer_pid>},
+    {"Seccomp", false, status_seccomp},
+    {"Threads", true, status_threads},
+    {"SigPnd", true, status_hex<&Status::sig_pnd>},
+    {"ShdPnd", true, status_hex<&Status::shd_pnd>},
+    {"SigBlk", true, status_hex<&Status::sig_blk>},
+    {"SigIgn", true, status_hex<&Status::sig_ign>},
+    {"SigCgt", true, status_hex<&Status::sig_cgt>},
+    {"NSpid", false, status_nspid},
+    {"Uid", false, status_ids<&Status::uids, 4>},
+    {"Gid", false, status_ids<&Status::gids, 4>},
+    {"Groups", false, status_ids<&Status::groups, 0>},
+    {"CapInh", false, status_hex<&Status::cap_inh>},
+    {"CapPrm", false, status_hex<&Status::cap_prm>},
+    {"CapEff", false, status_hex<&Status::cap_eff>},
+    {"CapBnd", false, status_hex<&Status::cap_bnd>},
+    {"CapAmb", false, status_hex<&Status::cap_amb>},
+    {"x86_Thread_features", false, status_x86_features},
+};
+
+}  // namespace
+
+Result<Status> parse_status(std::string_view text) {
+  bool seen[std::size(kStatusLines)] = {};
   Status s;
   std::string_view line;
   for (int lineno = 1; next_line(text, line); ++lineno) {
@@ -110,78 +194,13 @@ Result<Status> parse_status(std::string_view text) {
     std::string_view key = line.substr(0, colon);
     std::string_view raw = line.substr(colon + 1);
     std::string_view val = trim(raw);
-
-    bool ok = true;
-    if (key == "Name") {
-      // Not trimmed: a name may begin or end with blanks. One tab follows the colon.
-      if (raw.starts_with('\t')) raw.remove_prefix(1);
-      s.name = unescape_name(raw);
-    } else if (key == "State") {
-      ok = !val.empty();  // "R (running)"
-      if (ok) s.state = val[0];
-    } else if (key == "Umask") {
-      ok = parse_num(val, 8, s.umask);
-    } else if (key == "Tgid") {
-      ok = parse_pid(val, s.tgid);
-    } else if (key == "Pid") {
-      ok = parse_pid(val, s.pid);
-    } else if (key == "PPid") {
-      ok = parse_pid(val, s.ppid);
-    } else if (key == "TracerPid") {
-      ok = parse_pid(val, s.tracer_pid);
-    } else if (key == "Seccomp") {
-      ok = parse_num(val, 10, s.seccomp) && s.seccomp >= 0 && s.seccomp <= 2;
-    } else if (key == "Threads") {
-      ok = parse_num(val, 10, s.threads) && s.threads >= 0;
-    } else if (key == "SigPnd") {
-      ok = parse_num(val, 16, s.sig_pnd);
-    } else if (key == "ShdPnd") {
-      ok = parse_num(val, 16, s.shd_pnd);
-    } else if (key == "SigBlk") {
-      ok = parse_num(val, 16, s.sig_blk);
-    } else if (key == "SigIgn") {
-      ok = parse_num(val, 16, s.sig_ign);
-    } else if (key == "SigCgt") {
-      ok = parse_num(val, 16, s.sig_cgt);
-    } else if (key == "NSpid") {
-      auto pids = parse_pid_list(val);
-      ok = pids && !pids->empty();
-      if (ok) s.nspid = std::move(*pids);
-    } else if (key == "Uid") {
-      auto ids = parse_id_list<uid_t>(val);
-      ok = ids && ids->size() == 4;
-      if (ok) s.uids = std::move(*ids);
-    } else if (key == "Gid") {
-      auto ids = parse_id_list<gid_t>(val);
-      ok = ids && ids->size() == 4;
-      if (ok) s.gids = std::move(*ids);
-    } else if (key == "Groups") {
-      auto ids = parse_id_list<gid_t>(val);
-      ok = ids.has_value();
-      if (ok) s.groups = std::move(*ids);
-    } else if (key == "CapInh") {
-      ok = parse_num(val, 16, s.cap_inh);
-    } else if (key == "CapPrm") {
-      ok = parse_num(val, 16, s.cap_prm);
-    } else if (key == "CapEff") {
-      ok = parse_num(val, 16, s.cap_eff);
-    } else if (key == "CapBnd") {
-      ok = parse_num(val, 16, s.cap_bnd);
-    } else if (key == "CapAmb") {
-      ok = parse_num(val, 16, s.cap_amb);
-    } else if (key == "x86_Thread_features") {
-      for (std::string_view rest = val; !rest.empty();) {
-        size_t end = rest.find_first_of(" \t");
-        if (end) s.x86_thread_features.emplace_back(rest.substr(0, end));
-        rest = end == std::string_view::npos ? std::string_view{} : rest.substr(end + 1);
-      }
-    }
-    if (!ok) return fail("/proc status line {}: bad {} '{:.64}'", lineno, key, val);
-    for (size_t i = 0; i < std::size(kRequired); ++i)
-      if (key == kRequired[i]) seen[i] = true;
+    auto it = std::find_if(std::begin(kStatusLines), std::end(kStatusLines), [&](const auto& l) { return l.key == key; });
+    if (it == std::end(kStatusLines)) continue;
+    if (!it->parse(raw, val, s)) return fail("/proc status line {}: bad {} '{:.64}'", lineno, key, val);
+    seen[it - std::begin(kStatusLines)] = true;
   }
-  for (size_t i = 0; i < std::size(kRequired); ++i)
-    if (!seen[i]) return fail("/proc status: no {} line", kRequired[i]);
+  for (size_t i = 0; i < std::size(kStatusLines); ++i)
+    if (kStatusLines[i].required && !seen[i]) return fail("/proc status: no {} line", kStatusLines[i].key);
   return s;
 }
 

@@ -1,6 +1,7 @@
 #include "restore/boot_region.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 
 #include "arch/x86_64/page.h"
@@ -46,22 +47,39 @@ Result<std::vector<SpecialMove>> plan_special_moves(const std::vector<SpecialMov
 }
 
 uint64_t BootRegion::size_for(uint64_t blob_size, uint64_t data_size, uint64_t threads) {
-  return arch::page_up(blob_size) + arch::page_up(data_size) + kStackSize + (threads - 1) * kThreadStackSize;
+  return arch::page_up(blob_size) + arch::page_up(std::max<uint64_t>(data_size, sizeof(abi::RestorerArgs))) + kStackSize +
+         (threads - 1) * kThreadStackSize;
 }
 
 BootRegion::BootRegion(uint64_t start, uint64_t blob_size, uint64_t data_size, uint64_t threads)
     : start_(start),
-      size_(size_for(blob_size, data_size, threads)),
       args_off_(arch::page_up(blob_size)),
-      data_(arch::page_up(data_size)) {
+      threads_(threads),
+      data_(arch::page_up(std::max<uint64_t>(data_size, sizeof(abi::RestorerArgs)))) {
+  CHECK(start % arch::kPageSize == 0, "boot region at {:#x} is not page-aligned", start);
   used_ = sizeof(abi::RestorerArgs);
 }
 
-uint64_t BootRegion::alloc(uint64_t len, uint64_t align, uint8_t** out) {
-  used_ = (used_ + align - 1) & ~(align - 1);
-  uint64_t off = used_;
-  used_ += len;
-  CHECK(used_ <= data_.size(), "boot region data overflows: {} > {}", used_, data_.size());
+BootRegion BootRegion::counting(uint64_t blob_size, uint64_t threads) {
+  // Any page-aligned address does: pass 1's addresses are thrown away.
+  BootRegion b(0, blob_size, sizeof(abi::RestorerArgs), threads);
+  b.counting_ = true;
+  return b;
+}
+
+Result<uint64_t> BootRegion::alloc(uint64_t len, uint64_t align, uint8_t** out) {
+  CHECK(std::has_single_bit(align) && align <= arch::kPageSize, "boot region alignment {}", align);
+  const uint64_t off = (used_ + align - 1) & ~(align - 1);
+  if (len > UINT64_MAX - off) return error(ENOMEM, "boot region: {} bytes do not fit in the address space", len);
+  const uint64_t end = off + len;
+  if (end > data_.size()) {
+    if (!counting_)
+      return error(ENOMEM, "boot region data overflows: {} bytes needed, {} laid out in the first pass", end,
+                   data_.size());
+    if (end > arch::kTaskSizeMax) return error(ENOMEM, "boot region: {} bytes of restorer data", end);
+    data_.resize(arch::page_up(end));
+  }
+  used_ = end;
   *out = data_.data() + off;
   return start_ + args_off_ + off;
 }

@@ -48,22 +48,35 @@ class BootRegion {
   static constexpr uint64_t kStackSize = 64 << 10;
   static constexpr uint64_t kThreadStackSize = 16 << 10;
 
+  // Sized in two passes, so no estimate can be short:
+  //   1. `counting()`: a region at a nominal address whose data part grows to
+  //      whatever is allocated; lay everything out in it, then read
+  //      `data_used()`.
+  //   2. `BootRegion(start, ..., data_used(), ...)`: the real region, laid out
+  //      by the same steps. Its data part starts page-aligned like the
+  //      counting one's, so every alignment (up to a page) pads the same and
+  //      the second layout ends at the same byte.
   // Lays out a region for `blob_size` bytes of code, `data_size` of args and
   // stacks for `threads` threads (the main one included).
   BootRegion(uint64_t start, uint64_t blob_size, uint64_t data_size, uint64_t threads);
+  static BootRegion counting(uint64_t blob_size, uint64_t threads);
   static uint64_t size_for(uint64_t blob_size, uint64_t data_size, uint64_t threads);
 
   uint64_t start() const { return start_; }
-  uint64_t end() const { return start_ + size_; }
-  uint64_t size() const { return size_; }
+  uint64_t end() const { return start_ + size(); }
+  uint64_t size() const { return args_off_ + data_.size() + kStackSize + (threads_ - 1) * kThreadStackSize; }
   uint64_t args_addr() const { return start_ + args_off_; }
   uint64_t stack_top() const { return end(); }
   // Stack of thread i >= 1.
   uint64_t thread_stack_top(uint64_t i) const { return end() - kStackSize - (i - 1) * kThreadStackSize; }
 
-  // Bump-allocates `len` bytes (aligned) in the data part; returns the
-  // address the bytes will have in the task, and a pointer to write them.
-  uint64_t alloc(uint64_t len, uint64_t align, uint8_t** out);
+  // Bump-allocates `len` bytes (aligned, align at most a page) in the data
+  // part; returns the address the bytes will have in the task, and a pointer
+  // to write them (valid until the next alloc: a counting region grows).
+  // Running past the data part of a real region is an error.
+  Result<uint64_t> alloc(uint64_t len, uint64_t align, uint8_t** out);
+  // Bytes of the data part allocated so far, RestorerArgs included.
+  uint64_t data_used() const { return used_; }
   abi::RestorerArgs* args() { return reinterpret_cast<abi::RestorerArgs*>(data_.data()); }
   const abi::RestorerArgs* args() const { return reinterpret_cast<const abi::RestorerArgs*>(data_.data()); }
   const std::vector<uint8_t>& data() const { return data_; }
@@ -72,9 +85,10 @@ class BootRegion {
   uint64_t data_offset() const { return args_off_; }
 
  private:
-  uint64_t start_, size_, args_off_;
+  uint64_t start_, args_off_, threads_;
   std::vector<uint8_t> data_;
   uint64_t used_ = 0;
+  bool counting_ = false;
 };
 
 }  // namespace ckpt::restore

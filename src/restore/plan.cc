@@ -110,16 +110,16 @@ Result<std::vector<abi::VmaArg>> vma_args(const TaskImages& ti, const MappingFil
 
 // Copies `n` plain structs into the boot region; returns their address there.
 template <typename T>
-uint64_t put(BootRegion& boot, const T* items, size_t n) {
+Result<uint64_t> put(BootRegion& boot, const T* items, size_t n) {
   uint8_t* w;
-  uint64_t at = boot.alloc(n * sizeof(T), 8, &w);
+  uint64_t at = TRY(boot.alloc(n * sizeof(T), 8, &w));
   if (n) std::memcpy(w, items, n * sizeof(T));
   return at;
 }
 
 // The signals the restorer queues: all but those ckpt queues once it no
 // longer traps (restore/traps.h). Returns where they are and how many.
-std::pair<uint64_t, uint32_t> put_siginfo(BootRegion& boot, const google::protobuf::RepeatedPtrField<img::SigInfo>& sigs) {
+Result<std::pair<uint64_t, uint32_t>> put_siginfo(BootRegion& boot, const google::protobuf::RepeatedPtrField<img::SigInfo>& sigs) {
   std::vector<abi::SigInfoArg> v;
   for (const img::SigInfo& s : sigs) {
     if (queued_late(s)) continue;
@@ -128,21 +128,7 @@ std::pair<uint64_t, uint32_t> put_siginfo(BootRegion& boot, const google::protob
     si.signo = s.signo();
     v.push_back(si);
   }
-  return {put(boot, v.data(), v.size()), static_cast<uint32_t>(v.size())};
-}
-
-uint64_t data_size(const TaskImages& ti) {
-  uint64_t n = sizeof(abi::RestorerArgs) + ti.mm.vmas_size() * sizeof(abi::VmaArg) +
-               ti.pagemap.runs_size() * (sizeof(abi::PageRunArg) + sizeof(abi::InheritedRunArg)) +
-               ti.core.shared_pending_size() * sizeof(abi::SigInfoArg) + 64;
-  n += ti.core.posix_timers_size() * sizeof(abi::PosixTimerArg);
-  for (const img::ThreadCore& th : ti.core.threads())
-    n += sizeof(abi::ThreadArg) + th.pending_size() * sizeof(abi::SigInfoArg) + th.xsave().size() + 1024 + 3 * 64;
-  for (const img::ThreadCore& th : ti.core.threads())
-    for (const img::SeccompFilter& f : th.seccomp_filters())
-      n += sizeof(abi::SeccompFilterArg) + f.program().size() + 16;
-  for (const img::ThreadCore& th : ti.core.threads()) n += th.creds().groups_size() * 4 + 8;
-  return n;
+  return std::pair{TRY(put(boot, v.data(), v.size())), static_cast<uint32_t>(v.size())};
 }
 
 Result<uint64_t> put_seccomp(const img::ThreadCore& th, BootRegion& boot) {
@@ -154,7 +140,7 @@ Result<uint64_t> put_seccomp(const img::ThreadCore& th, BootRegion& boot) {
       return error(EINVAL, "core image: a seccomp filter of {} bytes is not a BPF program", f.program().size());
     abi::SeccompFilterArg a{};
     a.len = f.program().size() / sizeof(sock_filter);
-    a.insns = put(boot, reinterpret_cast<const uint64_t*>(f.program().data()), a.len);
+    a.insns = TRY(put(boot, reinterpret_cast<const uint64_t*>(f.program().data()), a.len));
     a.flags = f.flags();
     filters.push_back(a);
   }
@@ -192,7 +178,7 @@ Result<void> put_creds(const img::Creds& c, const OwnCreds& own, BootRegion& boo
   for (int i = 0; i < 4; i++) t->uids[i] = c.uids(i), t->gids[i] = c.gids(i);
   std::vector<uint32_t> groups(c.groups().begin(), c.groups().end());
   t->nr_groups = groups.size();
-  t->groups = put(boot, groups.data(), groups.size());
+  t->groups = TRY(put(boot, groups.data(), groups.size()));
   t->cap_inh = c.cap_inh(), t->cap_prm = c.cap_prm(), t->cap_eff = c.cap_eff();
   t->cap_bnd = c.cap_bnd(), t->cap_amb = c.cap_amb();
   t->securebits = c.securebits();
@@ -229,7 +215,7 @@ Result<void> put_timers_and_limits(const img::TaskCore& core, BootRegion& boot) 
     t.value = timespec_of(pt.value_ns());
     timers.push_back(t);
   }
-  uint64_t timers_at = put(boot, timers.data(), timers.size());
+  uint64_t timers_at = TRY(put(boot, timers.data(), timers.size()));
   abi::RestorerArgs* a = boot.args();
   a->nr_timers = timers.size();
   a->timers = timers_at;
@@ -276,46 +262,26 @@ Result<MappingFiles> open_mapping_files(const img::MmImage& mm, const ShmemFds& 
   return mf;
 }
 
-Result<Plan> build_plan(const TaskImages& ti, const std::vector<proc::MapEntry>& own, const MappingFiles& mf,
-                        const TempFds& fds, const std::vector<abi::InheritedRunArg>& inherited) {
-  const uint64_t blob_size = pie::restorer::k_blob_end;
+namespace {
+
+// Everything in the boot region's data part. Runs twice (BootRegion's two
+// passes): the same inputs must give the same allocations both times, so
+// nothing here reads the system.
+Result<std::vector<ThreadPlan>> lay_out_data(const TaskImages& ti, const MappingFiles& mf, const TempFds& fds,
+                                             const std::vector<abi::InheritedRunArg>& inherited,
+                                             const OwnCreds& own_creds, BootRegion& boot) {
   const uint64_t nthreads = ti.core.threads_size();
-  std::vector<Range> busy;
-  for (const img::Vma& v : ti.mm.vmas()) busy.push_back({v.start(), v.end()});
-  for (const proc::MapEntry& m : own) busy.push_back({m.start, m.end});
-  uint64_t at = TRY(find_hole(busy, BootRegion::size_for(blob_size, data_size(ti), nthreads)));
-  Plan p{BootRegion(at, blob_size, data_size(ti), nthreads), {}};
-  BootRegion& boot = p.boot;
-
-  abi::RestorerArgs* a = boot.args();
-  a->version = abi::kRestorerAbiVersion;
-  a->page_size = arch::kPageSize;
-  a->boot_start = boot.start();
-  a->boot_end = boot.end();
-
-  SpecialVmas sp = TRY(plan_specials(ti.mm, own));
-  std::vector<Range> keep = sp.current;
-  keep.push_back({boot.start(), boot.end()});
-  std::sort(keep.begin(), keep.end(), [](const Range& x, const Range& y) { return x.start < y.start; });
-  CHECK(keep.size() <= std::size(a->keep));
-  a->nr_keep = keep.size();
-  for (size_t i = 0; i < keep.size(); i++) a->keep[i][0] = keep[i].start, a->keep[i][1] = keep[i].end;
-  busy.push_back({boot.start(), boot.end()});
-  auto moves = TRY(plan_special_moves(sp.moves, busy));
-  if (moves.size() > std::size(a->moves)) return fail("too many special mappings to move");
-  a->nr_moves = moves.size();
-  for (size_t i = 0; i < moves.size(); i++) a->moves[i] = {moves[i].from.start, moves[i].from.len(), moves[i].to};
-
+  std::vector<ThreadPlan> threads;
   std::vector<abi::VmaArg> vmas = TRY(vma_args(ti, mf, fds.first_mapping));
-  uint64_t vmas_at = put(boot, vmas.data(), vmas.size());
+  uint64_t vmas_at = TRY(put(boot, vmas.data(), vmas.size()));
   std::vector<abi::PageRunArg> runs;
   for (const img::PageRun& r : ti.pagemap.runs())
     if (!r.inherited()) runs.push_back({r.vaddr(), r.nr_pages()});
-  uint64_t runs_at = put(boot, runs.data(), runs.size());
-  uint64_t inherited_at = put(boot, inherited.data(), inherited.size());
-  const auto [shared_sigs, nr_shared_sigs] = put_siginfo(boot, ti.core.shared_pending());
+  uint64_t runs_at = TRY(put(boot, runs.data(), runs.size()));
+  uint64_t inherited_at = TRY(put(boot, inherited.data(), inherited.size()));
+  const auto [shared_sigs, nr_shared_sigs] = TRY(put_siginfo(boot, ti.core.shared_pending()));
 
-  a = boot.args();
+  abi::RestorerArgs* a = boot.args();
   a->nr_vmas = vmas.size();
   a->vmas = vmas_at;
   a->nr_runs = runs.size();
@@ -344,11 +310,9 @@ Result<Plan> build_plan(const TaskImages& ti, const std::vector<proc::MapEntry>&
 
   TRY(put_timers_and_limits(ti.core, boot));
 
-  const OwnCreds own_creds = TRY(read_own_creds());
-
   // Threads: ThreadArgs first (one array), then each one's signals and frame.
   std::vector<abi::ThreadArg> targs(nthreads);
-  uint64_t threads_at = put(boot, targs.data(), targs.size());
+  uint64_t threads_at = TRY(put(boot, targs.data(), targs.size()));
   for (uint64_t i = 0; i < nthreads; i++) {
     const img::ThreadCore& th = ti.core.threads(i);
     ThreadPlan tp{th.tid(), arch::from_image(th.regs()), th.blocked(), threads_at + i * sizeof(abi::ThreadArg),
@@ -356,7 +320,7 @@ Result<Plan> build_plan(const TaskImages& ti, const std::vector<proc::MapEntry>&
     abi::ThreadArg t{};
     t.args = boot.args_addr();
     t.tid = th.tid();
-    std::tie(t.siginfo, t.nr_siginfo) = put_siginfo(boot, th.pending());
+    std::tie(t.siginfo, t.nr_siginfo) = TRY_CTX(put_siginfo(boot, th.pending()), "thread {}", th.tid());
     t.stack_top = tp.stack_top;
     t.fs_base = tp.regs.fs_base;
     t.gs_base = tp.regs.gs_base;
@@ -392,23 +356,65 @@ Result<Plan> build_plan(const TaskImages& ti, const std::vector<proc::MapEntry>&
     arch::AltStackState ss{th.altstack().sp(), th.altstack().flags(), th.altstack().size()};
     std::span<const uint8_t> xsave(reinterpret_cast<const uint8_t*>(th.xsave().data()), th.xsave().size());
     uint8_t* w;
-    uint64_t frame_at = boot.alloc(0, 64, &w);
+    uint64_t frame_at = TRY(boot.alloc(0, 64, &w));
     auto frame = TRY_CTX(arch::build_rt_sigframe(frame_at, tp.regs, xsave, tp.sigmask, ss), "thread {}", th.tid());
-    CHECK(boot.alloc(frame.size(), 64, &w) == frame_at);
+    const uint64_t frame_got = TRY(boot.alloc(frame.size(), 64, &w));
+    CHECK(frame_got == frame_at);
     std::memcpy(w, frame.data(), frame.size());
     t.sigframe = frame_at + arch::rt_sigframe_rsp_offset();
 
     std::memcpy(boot.staged(tp.arg), &t, sizeof t);
-    p.threads.push_back(tp);
+    threads.push_back(tp);
   }
   a = boot.args();
   a->nr_threads = nthreads;
   a->threads = threads_at;
-  for (size_t i = 1; i < p.threads.size(); i++) {
+  for (size_t i = 1; i < threads.size(); i++) {
     abi::ThreadArg t;
-    std::memcpy(&t, boot.staged(p.threads[i].arg), sizeof t);
+    std::memcpy(&t, boot.staged(threads[i].arg), sizeof t);
     if (t.creds_change) a->creds_barrier = 1;
   }
+  return threads;
+}
+
+}  // namespace
+
+Result<Plan> build_plan(const TaskImages& ti, const std::vector<proc::MapEntry>& own, const MappingFiles& mf,
+                        const TempFds& fds, const std::vector<abi::InheritedRunArg>& inherited) {
+  const uint64_t blob_size = pie::restorer::k_blob_end;
+  const uint64_t nthreads = ti.core.threads_size();
+  SpecialVmas sp = TRY(plan_specials(ti.mm, own));
+  const OwnCreds own_creds = TRY(read_own_creds());
+
+  // Pass 1 learns the exact size of the data, pass 2 writes it in place.
+  BootRegion counting = BootRegion::counting(blob_size, nthreads);
+  TRY(lay_out_data(ti, mf, fds, inherited, own_creds, counting));
+  std::vector<Range> busy;
+  for (const img::Vma& v : ti.mm.vmas()) busy.push_back({v.start(), v.end()});
+  for (const proc::MapEntry& m : own) busy.push_back({m.start, m.end});
+  uint64_t at = TRY(find_hole(busy, BootRegion::size_for(blob_size, counting.data_used(), nthreads)));
+  Plan p{BootRegion(at, blob_size, counting.data_used(), nthreads), {}};
+  BootRegion& boot = p.boot;
+  p.threads = TRY(lay_out_data(ti, mf, fds, inherited, own_creds, boot));
+
+  abi::RestorerArgs* a = boot.args();
+  a->version = abi::kRestorerAbiVersion;
+  a->page_size = arch::kPageSize;
+  a->boot_start = boot.start();
+  a->boot_end = boot.end();
+
+  std::vector<Range> keep = sp.current;
+  keep.push_back({boot.start(), boot.end()});
+  std::sort(keep.begin(), keep.end(), [](const Range& x, const Range& y) { return x.start < y.start; });
+  CHECK(keep.size() <= std::size(a->keep));
+  a->nr_keep = keep.size();
+  for (size_t i = 0; i < keep.size(); i++) a->keep[i][0] = keep[i].start, a->keep[i][1] = keep[i].end;
+  busy.push_back({boot.start(), boot.end()});
+  auto moves = TRY(plan_special_moves(sp.moves, busy));
+  if (moves.size() > std::size(a->moves)) return fail("too many special mappings to move");
+  a->nr_moves = moves.size();
+  for (size_t i = 0; i < moves.size(); i++) a->moves[i] = {moves[i].from.start, moves[i].from.len(), moves[i].to};
+
   return p;
 }
 

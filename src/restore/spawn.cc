@@ -15,6 +15,8 @@
 
 #include <cstring>
 
+#include "arch/x86_64/start.h"
+
 namespace ckpt::restore {
 
 namespace {
@@ -65,26 +67,6 @@ long raw_clone3(clone_args* a) {
   return r < 0 ? -errno : r;
 }
 
-// clone3 for a thread that starts in the blob on its own stack: the child
-// side must not return through C++ frames that live on the parent's stack.
-extern "C" long ckpt_clone3_thread(clone_args* args, size_t size, uint64_t entry, uint64_t arg);
-asm(R"(
-  .text
-  .globl ckpt_clone3_thread
-  .type ckpt_clone3_thread, @function
-ckpt_clone3_thread:
-  mov %rdx, %r8
-  mov %rcx, %r9
-  mov $435, %eax          /* __NR_clone3 */
-  syscall
-  test %rax, %rax
-  jnz 1f
-  mov %r9, %rdi
-  jmp *%r8
-1:
-  ret
-)");
-
 // 0, or the negative errno of the first clone3 that failed.
 long create_threads(const SpawnTask& p) {
   for (const SpawnTask::Thread& t : p.threads) {
@@ -92,10 +74,10 @@ long create_threads(const SpawnTask& p) {
     a.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
     a.stack = t.stack_top - t.stack_size;
     a.stack_size = t.stack_size;
-    long r = clone_with_pid(a, t.tid, [&] { return ckpt_clone3_thread(&a, sizeof a, p.thread_entry, t.arg); });
+    long r = clone_with_pid(a, t.tid, [&] { return arch::clone3_thread(&a, sizeof a, p.thread_entry, t.arg); });
     if (r < 0) return r;
   }
-  // Until each has left ckpt_clone3_thread, ckpt's code must stay mapped.
+  // Until each has left arch::clone3_thread, ckpt's code must stay mapped.
   const uint32_t want = p.threads.size();
   for (uint32_t seen; (seen = __atomic_load_n(p.threads_ready, __ATOMIC_ACQUIRE)) < want;)
     syscall(SYS_futex, p.threads_ready, FUTEX_WAIT_PRIVATE, seen, nullptr, nullptr, 0);
@@ -287,12 +269,7 @@ void fork_children(const SpawnTree& tree, const SpawnTask& p, int status) {
   if (write(status, "R", 1) != 1) _exit(125);
   char go = 0;
   if (read(base + kGoFd, &go, 1) != 1 || go != 'G') _exit(124);
-  asm volatile(
-      "mov %0, %%rsp\n\t"
-      "jmp *%1\n\t" ::"r"(p.stack_top),
-      "r"(p.entry), "D"(p.args)
-      : "memory");
-  __builtin_unreachable();
+  arch::switch_stack_and_jump(p.stack_top, p.entry, p.args);
 }
 
 }  // namespace

@@ -402,7 +402,9 @@ TEST(BootRegionAlloc, AlignedNonOverlappingAfterArgs) {
   uint64_t prev_end = b.args_addr() + sizeof(abi::RestorerArgs);
   for (const Step& s : steps) {
     uint8_t* p = nullptr;
-    uint64_t addr = b.alloc(s.len, s.align, &p);
+    auto r = b.alloc(s.len, s.align, &p);
+    ASSERT_TRUE(r) << r.error().str();
+    const uint64_t addr = *r;
     EXPECT_EQ(addr % s.align, 0u) << "len " << s.len << " align " << s.align;
     EXPECT_GE(addr, prev_end) << "overlaps the previous allocation or the RestorerArgs";
     EXPECT_LT(addr - prev_end, s.align) << "wasted more than the alignment";
@@ -416,15 +418,69 @@ TEST(BootRegionAlloc, AlignedNonOverlappingAfterArgs) {
   }
 }
 
-TEST(BootRegionAlloc, ExactFitThenOverflowAborts) {
+TEST(BootRegionAlloc, ExactFitThenOverflowIsAnError) {
   const uint64_t data = sizeof(abi::RestorerArgs) + P;
   BootRegion b(G4, P, data, 1);
   uint8_t* p;
   const uint64_t room = b.data().size() - sizeof(abi::RestorerArgs);
-  uint64_t addr = b.alloc(room, 1, &p);
-  EXPECT_EQ(addr + room, b.args_addr() + b.data().size());
-  EXPECT_DEATH(b.alloc(1, 1, &p), "boot region data overflows");
+  auto addr = b.alloc(room, 1, &p);
+  ASSERT_TRUE(addr) << addr.error().str();
+  EXPECT_EQ(*addr + room, b.args_addr() + b.data().size());
+  auto over = b.alloc(1, 1, &p);
+  ASSERT_FALSE(over);
+  EXPECT_EQ(over.error().err, ENOMEM);
+  EXPECT_NE(over.error().msg.find("boot region data overflows"), std::string::npos) << over.error().msg;
+  // A length that would wrap the offset is an error too, not a wrapped fit.
+  EXPECT_FALSE(b.alloc(UINT64_MAX, 1, &p));
 }
+
+// The two passes: whatever a counting region takes, a real region sized by
+// data_used() holds exactly, at the same offsets, wherever it is placed.
+struct TwoPassCase {
+  const char* name;
+  uint64_t blob, threads;
+  std::vector<std::pair<uint64_t, uint64_t>> steps;  // len, align
+};
+void PrintTo(const TwoPassCase& c, std::ostream* os) { *os << c.name; }
+
+class BootRegionTwoPass : public testing::TestWithParam<TwoPassCase> {};
+
+TEST_P(BootRegionTwoPass, CountedSizeFitsExactly) {
+  const TwoPassCase& tc = GetParam();
+  auto lay_out = [&](BootRegion& b) {
+    std::vector<uint64_t> offs;
+    for (auto [len, align] : tc.steps) {
+      uint8_t* p = nullptr;
+      auto r = b.alloc(len, align, &p);
+      EXPECT_TRUE(r) << r.error().str();
+      if (!r) return offs;
+      std::fill(p, p + len, 0xcd);
+      offs.push_back(*r - b.args_addr());
+    }
+    return offs;
+  };
+  BootRegion counting = BootRegion::counting(tc.blob, tc.threads);
+  const std::vector<uint64_t> counted = lay_out(counting);
+  const uint64_t used = counting.data_used();
+  EXPECT_EQ(counting.size(), BootRegion::size_for(tc.blob, used, tc.threads));
+  for (uint64_t start : {G4, G4 + 7 * P, uint64_t{0x7f0000000000}}) {
+    BootRegion real(start, tc.blob, used, tc.threads);
+    EXPECT_EQ(real.size(), BootRegion::size_for(tc.blob, used, tc.threads));
+    EXPECT_EQ(lay_out(real), counted) << fmt::format("at {:#x}", start);
+    EXPECT_EQ(real.data_used(), used);
+    // Not a byte more fits than the first pass took, short of the page slack.
+    uint8_t* p;
+    EXPECT_FALSE(real.alloc(real.data().size() - used + 1, 1, &p)) << fmt::format("at {:#x}", start);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    BootRegion, BootRegionTwoPass,
+    testing::Values(TwoPassCase{"Nothing", 100, 1, {}},
+                    TwoPassCase{"OnePageExactly", P, 1, {{P - sizeof(abi::RestorerArgs), 1}}},
+                    TwoPassCase{"Mixed", 3 * P + 5, 2, {{3, 1}, {40, 8}, {1, 16}, {100, 64}, {2816, 64}, {16, 4096}}},
+                    TwoPassCase{"ManyPages", 5000, 17, {{10 * P + 3, 8}, {1, 64}, {5 * P, 4096}, {0, 64}, {7, 1}}}),
+    [](const testing::TestParamInfo<TwoPassCase>& i) { return i.param.name; });
 
 }  // namespace
 }  // namespace ckpt::restore

@@ -252,12 +252,19 @@ def proc_status(pid):
 STAT_RE = re.compile(r"^\s+(freeze time|frozen time|memory dump|dump time|restore time|pages written|bytes written|"
                      r"pages read|bytes read)\s+([0-9.]+)", re.M)
 STOPS_RE = re.compile(r"^\s+ptrace stops\s+(\d+)\s+\(task (\d+), ([^)]*)\)", re.M)
+PHASE_RE = re.compile(r"^\s+phase (\S+)\s+([0-9.]+) ms", re.M)
 
 
 def parse_stats(text):
     st = {k: float(v) for k, v in STAT_RE.findall(text)}
     st["stops"] = [(int(n), int(t), mode) for n, t, mode in STOPS_RE.findall(text)]
+    st["phases"] = [(name, float(v)) for name, v in PHASE_RE.findall(text)]
     return st
+
+
+def fmt_phases(stats):
+    """The --stats phase split of one run: 'start-up 0.3 ms, load 0.4 ms, ...'."""
+    return ", ".join(f"{name} {v:.2f} ms" for name, v in stats["phases"]) or "(no phases reported)"
 
 
 def need(stats, key, what):
@@ -597,6 +604,9 @@ def run_all(d, a, size, rows):
                      f"{spread(walls, fmt_ms)}"))
         rows.append((f"tiny restore -d, {mode}: --stats restore time", fmt_ms(min(rtime)), f"best of {len(rtime)}"
                      f"{spread(rtime, fmt_ms)}"))
+        best = min(runs, key=lambda r: need(r.stats, "restore time", "restore"))
+        rows.append((f"tiny restore -d, {mode}: phases of the best run", fmt_phases(best.stats),
+                     "--stats; the breakpoint probe runs during load and prepare, its wait (if any) is in no phase"))
         rows.append((f"tiny restore -d, {mode}: ptrace stops per task",
                      " / ".join(str(n) for n, _ in stops),
                      f"completed by: {', '.join(sorted(modes))} (1 task)"))
@@ -632,6 +642,7 @@ def run_all(d, a, size, rows):
         raise BenchError(f"dump --leave-running: expected one 'ptrace stops' line for task {pid}, "
                          f"got:\n{dr.err.strip()}")
     n, _, how = stops[0]
+    rows.append(("tiny dump --leave-running: phases", fmt_phases(dr.stats), "--stats, one run"))
     rows.append(("dump --leave-running: ptrace stops of the cure", str(n),
                  f"main thread; completed by: {how} (bench_tiny: the count does not depend on memory size)"))
 

@@ -1,7 +1,5 @@
 #include "restore/spawn.h"
 
-#include "restore/fd_moves.h"
-
 #include <fcntl.h>
 #include <signal.h>
 #include <linux/futex.h>
@@ -16,6 +14,7 @@
 #include <cstring>
 
 #include "arch/x86_64/start.h"
+#include "restore/fd_moves.h"
 
 namespace ckpt::restore {
 

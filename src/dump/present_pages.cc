@@ -95,6 +95,10 @@ Result<void> PresentPages::scan_range(const img::MmImage& mm, int first, int las
   regions_.resize(kRegions);
   const uint64_t end = mm.vmas(last - 1).end();
   int k = first;
+  // A walk that resumes may report again what the last one did (it resumed
+  // within a huge page, from where the full buffer stopped it): nothing is
+  // emitted twice, or the runs would overlap.
+  uint64_t done = mm.vmas(first).start();
   for (uint64_t at = mm.vmas(first).start(); at < end;) {
     uapi::pm_scan_arg arg{};
     arg.size = sizeof arg;
@@ -107,13 +111,16 @@ Result<void> PresentPages::scan_range(const img::MmImage& mm, int first, int las
     int got = ioctl(fd_.get(), uapi::kPagemapScan, &arg);
     if (got < 0) return sys_error("PAGEMAP_SCAN of task {} at {:#x}-{:#x}", pid_, at, end);
     for (int r = 0; r < got; r++) {
-      const uapi::page_region& g = regions_[r];
+      uapi::page_region g = regions_[r];
+      g.start = std::max<uint64_t>(g.start, done);
+      if (g.start >= g.end) continue;
       while (k < last && mm.vmas(k).end() <= g.start) k++;
       for (; k < last && mm.vmas(k).start() < g.end; k++) {
         const img::Vma& v = mm.vmas(k);
-        if (wanted_region(v, g.categories)) emit(k, std::max(g.start, v.start()), std::min(g.end, v.end()));
+        if (wanted_region(v, g.categories)) emit(k, std::max<uint64_t>(g.start, v.start()), std::min<uint64_t>(g.end, v.end()));
         if (v.end() > g.end) break;  // the next region may still fall in it
       }
+      done = g.end;
     }
     if (arg.walk_end <= at) return error(EIO, "PAGEMAP_SCAN of task {} made no progress at {:#x}", pid_, at);
     at = arg.walk_end;

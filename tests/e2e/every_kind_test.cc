@@ -185,7 +185,7 @@ TEST_P(EveryKind, RestoredOrRefusedAtDump) {
   int st = 0;
   for (auto until = std::chrono::steady_clock::now() + 10s;;) {
     if (waitpid(pid, &st, WNOHANG) == pid) {
-      if (WIFEXITED(st) && WEXITSTATUS(st) == kUnsupported) GTEST_SKIP() << k.name << ": this kernel can't make one";
+      if (WIFEXITED(st) && WEXITSTATUS(st) == kUnsupported) GTEST_SKIP() << k.name << ": this kernel can't make one (built without CONFIG_ANON_VMA_NAME: prctl(PR_SET_VMA) fails), so no process here can hold it";
       FAIL() << k.name << ": setup failed (status " << st << ")";
     }
     const std::string syscall = fmt::format("/proc/{}/syscall", pid);

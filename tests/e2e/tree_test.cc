@@ -115,7 +115,9 @@ TEST_P(Tree, DumpRestoreVerify) {
       for (auto until = std::chrono::steady_clock::now() + 10s;
            tracer_of(p) != 0 && std::chrono::steady_clock::now() < until;)
         std::this_thread::sleep_for(1ms);
-      if (!links.at(p).ends_with("zombie")) EXPECT_EQ(tracer_of(p), 0) << p;
+      if (!links.at(p).ends_with("zombie")) {
+        EXPECT_EQ(tracer_of(p), 0) << p;
+      }
       EXPECT_EQ(read_text(fmt::format("/proc/{}/maps", p)), maps[p]) << p;
     }
     EXPECT_EQ(links_of(tasks), links) << "parents, groups, sessions or states differ";
@@ -126,8 +128,9 @@ TEST_P(Tree, DumpRestoreVerify) {
     // One completion per task: 3 stops for each main thread with breakpoints.
     if (c.breakpoints && ckpt::probe_breakpoints().usable) {
       for (pid_t p : tasks)
-        if (!links.at(p).ends_with("zombie"))
+        if (!links.at(p).ends_with("zombie")) {
           EXPECT_NE(rr.err.find(fmt::format("3  (task {}, breakpoint)", p)), std::string::npos) << rr.err;
+        }
     }
     const std::string log = read_text(h.workload_log("tree"));
     for (const char* name : {"PASS tree\n", "PASS A\n", "PASS A1\n", "PASS A2\n", "PASS B\n", "PASS C\n"})
@@ -267,10 +270,23 @@ bool set_last_pid(pid_t last) {
   return fclose(f) == 0;
 }
 
+// A place for the next PIDs clear of the tree's `tasks`: past them, or from
+// the bottom of the range when the tree sits near pid_max (the kernel refuses
+// an ns_last_pid at or over pid_max, and the next PIDs would be the tree's).
+pid_t clear_of(const std::vector<pid_t>& tasks) {
+  const pid_t lo = *std::min_element(tasks.begin(), tasks.end());
+  const pid_t hi = *std::max_element(tasks.begin(), tasks.end());
+  const pid_t pid_max = std::stoi(read_text("/proc/sys/kernel/pid_max"));
+  if (hi + 2000 < pid_max) return hi + 1000;
+  return lo > 2400 ? 1000 : -1;
+}
+
 // A process of ours with PID `want` (through ns_last_pid), or -1. The next
-// PIDs go well past the tree's `tasks`: the restoring ckpt, forked next,
+// PIDs go clear of the tree's `tasks`: the restoring ckpt, forked next,
 // would otherwise take the PID after `want`, another task's.
 pid_t take_pid(pid_t want, const std::vector<pid_t>& tasks) {
+  const pid_t next = clear_of(tasks);
+  if (next < 0) return -1;
   for (int i = 0; i < 5; i++) {
     if (!set_last_pid(want - 1)) return -1;
     pid_t p = fork();
@@ -278,10 +294,7 @@ pid_t take_pid(pid_t want, const std::vector<pid_t>& tasks) {
       pause();
       _exit(0);
     }
-    if (p == want) {
-      set_last_pid(*std::max_element(tasks.begin(), tasks.end()) + 1000);
-      return p;
-    }
+    if (p == want && set_last_pid(next)) return p;
     kill(p, SIGKILL);
     waitpid(p, nullptr, 0);
   }
@@ -489,7 +502,9 @@ TEST(BadTree, RestoreWithAPidTaken) {
   EXPECT_NE(r.exit_code(), 0);
   EXPECT_NE(r.err.find(fmt::format("pid {}: the pid is taken", taken)), std::string::npos) << r.err;
   for (pid_t p : tasks)
-    if (p != taken) EXPECT_NE(kill(p, 0), 0) << "pid " << p << " left behind";
+    if (p != taken) {
+      EXPECT_NE(kill(p, 0), 0) << "pid " << p << " left behind";
+    }
   kill(squatter, SIGKILL);
   waitpid(squatter, nullptr, 0);
 }

@@ -153,7 +153,7 @@ struct TaskDump {
   img::TaskCore core;
   img::MmImage mm;
   img::PageMap pagemap;
-  img::Files files;
+  files::TaskFds fds;  // its table names descriptions once all tasks are in
 };
 
 // Everything of one live task of the frozen tree: collected from outside,
@@ -180,9 +180,9 @@ Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, i
   }
   d.mm = TRY(collect_vmas(pid));
   TRY(shmem.collect(pid, &d.mm, dir));
-  d.files = TRY(files::dump_fds(pid, {.shell_job = o.shell_job}));
-  TRY(files::check_restore_fits(pid, d.files, d.mm));
-  NofileRoom room = TRY(NofileRoom::make(pid, d.files));
+  d.fds = TRY(files::scan_fds(pid, {.shell_job = o.shell_job}));
+  TRY(files::check_restore_fits(pid, d.fds.table, d.mm));
+  NofileRoom room = TRY(NofileRoom::make(pid, d.fds.table));
   d.core = TRY(collect_core_outside(threads));
   d.core.set_group_stopped(group_stopped);
   for (size_t i = 0; i < threads.size(); i++)
@@ -219,13 +219,15 @@ Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, i
 }
 
 Result<void> write_images(const DumpOptions& o, image::ImageDir& dir, const tree::ProcessTree& tree,
-                          const std::vector<TaskDump>& tasks, const ShmemCollector& shmem) {
+                          const std::vector<TaskDump>& tasks, const img::FileDescs& descs,
+                          const ShmemCollector& shmem) {
   for (const TaskDump& d : tasks) {
     TRY_CTX(dir.write(image::core_name(d.pid), image::ImageKind::Core, d.core), "pid {}", d.pid);
     TRY_CTX(dir.write(image::mm_name(d.pid), image::ImageKind::Mm, d.mm), "pid {}", d.pid);
     TRY_CTX(dir.write(image::pagemap_name(d.pid), image::ImageKind::PageMap, d.pagemap), "pid {}", d.pid);
-    TRY_CTX(dir.write(image::files_name(d.pid), image::ImageKind::Files, d.files), "pid {}", d.pid);
+    TRY_CTX(dir.write(image::files_name(d.pid), image::ImageKind::Files, d.fds.table), "pid {}", d.pid);
   }
+  TRY(dir.write(image::kFileDescsName, image::ImageKind::FileDescs, descs));
   TRY(dir.write(image::kTreeName, image::ImageKind::Tree, tree.to_image()));
   if (!shmem.empty()) TRY(dir.write(image::kShmemName, image::ImageKind::Shmem, shmem.image()));
   TRY_CTX(o.faults.at("images"), "write images");
@@ -319,13 +321,13 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
   // exists. An error like any other: the rest of the tree runs on.
   for (const TaskDump& d : dumps)
     if (process_died(d.pid)) return error(ESRCH, "dump pid {}: pid {} died during the dump", root, d.pid);
-  std::vector<std::pair<pid_t, img::Files*>> files;
-  for (TaskDump& d : dumps) files.emplace_back(d.pid, &d.files);
-  TRY_CTX(files::link_shared_across(files), "dump pid {}", root);
+  std::vector<files::TaskFds*> fds;
+  for (TaskDump& d : dumps) fds.push_back(&d.fds);
+  const img::FileDescs descs = TRY_CTX(files::collect_descriptions(fds), "dump pid {}", root);
 
   // 5. Images: metadata, inventory last.
   const auto images_start = Clock::now();
-  TRY_CTX(write_images(o, dir, tree, dumps, shmem), "dump pid {}", root);
+  TRY_CTX(write_images(o, dir, tree, dumps, descs, shmem), "dump pid {}", root);
   stats.set_images_ns(ns_since(images_start));
   scratch.keep = true;
 

@@ -20,11 +20,6 @@ namespace ckpt::files {
 
 namespace {
 
-bool is_tty_dev(dev_t rdev) {
-  unsigned maj = major(rdev);
-  return maj == 136 /* pts */ || maj == 4 /* tty */ || maj == 5 /* console, ptmx */;
-}
-
 // An fd of a task, in the order kcmp(KCMP_FILE) gives open file
 // descriptions: the kernel compares their (obfuscated, bijectively) struct
 // file pointers and answers 0 (same), 1 (less) or 2 (greater), a total order
@@ -33,27 +28,28 @@ bool is_tty_dev(dev_t rdev) {
 // each other: O(N log N) kcmp calls at most, and only between fds on one
 // inode at one offset with the same flags.
 struct FdRef {
-  pid_t pid;
-  const img::FdEntry* e;
+  const FdProbe* p;
+  size_t task;  // index in the tasks
+  int entry;    // index in its table
 };
 
 class ByDescription {
  public:
   // Negative, zero or positive, as the descriptions of a and b compare.
   int compare(const FdRef& a, const FdRef& b) {
-    if (a.e->dev() != b.e->dev()) return a.e->dev() < b.e->dev() ? -1 : 1;
-    if (a.e->inode() != b.e->inode()) return a.e->inode() < b.e->inode() ? -1 : 1;
+    const FdProbe &x = *a.p, &y = *b.p;
+    if (x.st.st_dev != y.st.st_dev) return x.st.st_dev < y.st.st_dev ? -1 : 1;
+    if (x.st.st_ino != y.st.st_ino) return x.st.st_ino < y.st.st_ino ? -1 : 1;
     // One description has one offset and one set of status flags (the task
     // is frozen): fds that differ in them differ, without asking the kernel.
     // O_CLOEXEC in fdinfo's flags is the fd's own.
-    if (a.e->pos() != b.e->pos()) return a.e->pos() < b.e->pos() ? -1 : 1;
-    const uint32_t fa = a.e->flags() & ~O_CLOEXEC, fb = b.e->flags() & ~O_CLOEXEC;
+    if (x.info.pos != y.info.pos) return x.info.pos < y.info.pos ? -1 : 1;
+    const uint32_t fa = x.info.flags & ~O_CLOEXEC, fb = y.info.flags & ~O_CLOEXEC;
     if (fa != fb) return fa < fb ? -1 : 1;
     constexpr int kKcmpFile = 0;
-    long r = syscall(SYS_kcmp, a.pid, b.pid, kKcmpFile, a.e->fd(), b.e->fd());
+    long r = syscall(SYS_kcmp, x.pid, y.pid, kKcmpFile, x.fd, y.fd);
     if (r < 0 && !failed_)
-      failed_ = Error{errno, fmt::format("kcmp of fd {} of pid {} and fd {} of pid {}", a.e->fd(), a.pid,
-                                         b.e->fd(), b.pid)};
+      failed_ = Error{errno, fmt::format("kcmp of fd {} of pid {} and fd {} of pid {}", x.fd, x.pid, y.fd, y.pid)};
     if (r < 0) return 0;  // the sort goes on safely (a merge); its result is thrown away
     return r == 0 ? 0 : r == 1 ? -1 : 1;
   }
@@ -75,14 +71,14 @@ class ByDescription {
     return {};
   }
 
-  // Calls `run(first, last)` for each run of fds on one description, of more than one fd.
+  // Calls `run(first, last)` for each run of fds on one description.
   template <typename Run>
-  Result<void> for_each_shared(const std::vector<FdRef>& v, Run&& run) {
+  Result<void> for_each_description(const std::vector<FdRef>& v, Run&& run) {
     for (size_t i = 0; i < v.size();) {
       size_t j = i + 1;
       while (j < v.size() && compare(v[i], v[j]) == 0) j++;
       if (failed_) return std::unexpected(*failed_);
-      if (j - i > 1) run(i, j);
+      TRY(run(i, j));
       i = j;
     }
     return {};
@@ -92,80 +88,100 @@ class ByDescription {
   std::optional<Error> failed_;
 };
 
+// Who gets SIGIO and SIGURG for it (F_SETOWN), and with which signal.
+Result<void> collect_owner(const FdProbe& p, img::FileDesc* d) {
+  if (p.info.flags & O_PATH) return {};
+  UniqueFd f = TRY(take_file(p));
+  f_owner_ex own{};
+  if (fcntl(f.get(), F_GETOWN_EX, &own) < 0) return sys_error("F_GETOWN_EX");
+  if (own.pid != 0) {
+    if (own.type == F_OWNER_TID)
+      return error(EOPNOTSUPP, "its SIGIO goes to thread {} (F_SETOWN_EX F_OWNER_TID): not supported yet", own.pid);
+    d->set_owner(own.type == F_OWNER_PGRP ? -own.pid : own.pid);
+  }
+  const int sig = fcntl(f.get(), F_GETSIG);
+  if (sig < 0) return sys_error("F_GETSIG");
+  d->set_owner_signal(sig);
+  return {};
+}
+
 }  // namespace
 
-Result<img::Files> dump_fds(pid_t pid, const DumpFlags& flags) {
-  img::Files out;
-  std::string dir = fmt::format("/proc/{}/fd", pid);
+Result<UniqueFd> take_file(const FdProbe& p) {
+  int fd = static_cast<int>(syscall(SYS_pidfd_getfd, p.pidfd, p.fd, 0));
+  if (fd < 0) return sys_error("pid {}: take a copy of fd {} ({})", p.pid, p.fd, p.link);
+  return UniqueFd(fd);
+}
+
+Result<TaskFds> scan_fds(pid_t pid, const DumpFlags& flags) {
+  TaskFds out;
+  out.pid = pid;
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0) return sys_error("pid {}: pidfd_open", pid);
+  out.pidfd = UniqueFd(pidfd);
+  const std::string dir = fmt::format("/proc/{}/fd", pid);
   for (int fd : TRY(proc::list_numeric_dir(dir))) {
-    std::string link = fmt::format("{}/{}", dir, fd);
-    std::string path = TRY(read_link(link));
-    struct stat st;
-    if (::stat(link.c_str(), &st) < 0) return sys_error("stat {} ({})", link, path);
-    img::FdEntry e;
-    if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) {
-      e = TRY(dump_regular(pid, fd, path, st));
-    } else if (S_ISCHR(st.st_mode) && path == "/dev/null") {
-      e = TRY(dump_regular(pid, fd, path, st));
-      e.set_kind(img::FdEntry::DEV_NULL);
-    } else if (S_ISCHR(st.st_mode) && is_tty_dev(st.st_rdev) && flags.shell_job) {
-      e = TRY(dump_tty(pid, fd, path));
-    } else {
-      std::string hint = S_ISCHR(st.st_mode) && is_tty_dev(st.st_rdev) ? " (a terminal: use --shell-job)" : "";
-      return error(EOPNOTSUPP, "fd {} is {}: this kind of file is not supported yet{}", fd, path, hint);
+    FdProbe p;
+    p.pid = pid;
+    p.fd = fd;
+    p.pidfd = pidfd;
+    const std::string link = fmt::format("{}/{}", dir, fd);
+    p.link = TRY(read_link(link));
+    if (::stat(link.c_str(), &p.st) < 0) return sys_error("stat {} ({})", link, p.link);
+    p.fdinfo = TRY(read_file(fmt::format("/proc/{}/fdinfo/{}", pid, fd)));
+    p.info = TRY_CTX(proc::parse_fdinfo(p.fdinfo), "/proc/{}/fdinfo/{}", pid, fd);
+    auto claims = [&](const Kind* k) { return k->claims(p, flags); };
+    auto kind = std::ranges::find_if(kinds(), claims);
+    if (kind == kinds().end()) {
+      const bool tty = S_ISCHR(p.st.st_mode) && is_tty_dev(p.st.st_rdev);
+      return error(EOPNOTSUPP, "fd {} is {}: this kind of file is not supported yet{}", fd, p.link,
+                   tty ? " (a terminal: use --shell-job)" : "");
     }
-    *out.add_fds() = std::move(e);
+    img::FdEntry* e = out.table.add_fds();
+    e->set_fd(fd);
+    e->set_cloexec((p.info.flags & O_CLOEXEC) != 0);
+    out.probes.push_back(std::move(p));
+    out.kinds.push_back(*kind);
   }
-  // Each fd that shares its description with a lower fd names the lowest.
-  std::vector<FdRef> refs;
-  refs.reserve(out.fds_size());
-  for (const img::FdEntry& e : out.fds()) refs.push_back({pid, &e});
-  ByDescription by;
-  TRY_CTX(by.sort(refs), "pid {}: find the fds that share a file", pid);
-  std::vector<std::pair<int, int>> shares;  // (fd, lowest fd on its description)
-  TRY_CTX(by.for_each_shared(refs, [&](size_t first, size_t last) {
-            for (size_t k = first + 1; k < last; k++) shares.emplace_back(refs[k].e->fd(), refs[first].e->fd());
-          }), "pid {}: find the fds that share a file", pid);
-  std::sort(shares.begin(), shares.end());
-  // Entries are in fd order, as are `shares`.
-  size_t k = 0;
-  for (img::FdEntry& e : *out.mutable_fds())
-    if (k < shares.size() && shares[k].first == e.fd()) e.set_shares_with_fd(shares[k++].second);
   return out;
 }
 
-Result<void> link_shared_across(std::span<const std::pair<pid_t, img::Files*>> tasks) {
-  // The first fd of each description in each task, tasks in order: the
-  // first of a run is the earliest task's.
+Result<img::FileDescs> collect_descriptions(std::span<TaskFds* const> tasks) {
   std::vector<FdRef> refs;
-  for (const auto& [pid, files] : tasks)
-    for (const img::FdEntry& e : files->fds())
-      if (!e.has_shares_with_fd()) refs.push_back({pid, &e});
+  for (size_t t = 0; t < tasks.size(); t++)
+    for (size_t i = 0; i < tasks[t]->probes.size(); i++) refs.push_back({&tasks[t]->probes[i], t, static_cast<int>(i)});
   ByDescription by;
   TRY_CTX(by.sort(refs), "find the files the tasks share");
-  std::vector<std::pair<FdRef, FdRef>> links;  // (an fd of a later task, the earliest task's fd)
-  TRY_CTX(by.for_each_shared(refs, [&](size_t first, size_t last) {
-            for (size_t k = first + 1; k < last; k++) links.emplace_back(refs[k], refs[first]);
+  img::FileDescs out;
+  std::vector<const FdProbe*> firsts;
+  TRY_CTX(by.for_each_description(refs, [&](size_t first, size_t last) -> Result<void> {
+            const FdRef& f = refs[first];
+            const Kind* kind = tasks[f.task]->kinds[f.entry];
+            img::FileDesc* d = out.add_descs();
+            d->set_id(out.descs_size());
+            d->set_flags(f.p->info.flags & ~O_CLOEXEC);
+            d->set_pos(f.p->info.pos);
+            TRY_CTX(kind->collect(*f.p, d), "pid {}: fd {} ({})", f.p->pid, f.p->fd, f.p->link);
+            TRY_CTX(collect_owner(*f.p, d), "pid {}: fd {} ({})", f.p->pid, f.p->fd, f.p->link);
+            if (d->kind_case() != kind->tag())
+              return error(EINVAL, "pid {}: fd {}: the {} kind did not describe it", f.p->pid, f.p->fd, kind->name());
+            firsts.push_back(f.p);
+            for (size_t k = first; k < last; k++)
+              tasks[refs[k].task]->table.mutable_fds(refs[k].entry)->set_desc(d->id());
+            return {};
           }), "find the files the tasks share");
-  for (auto& [later, owner] : links) {
-    auto* e = const_cast<img::FdEntry*>(later.e);  // an entry of tasks[i].second, which is ours to change
-    e->set_shares_with_pid(owner.pid);
-    e->set_shares_with_fd(owner.e->fd());
+  // Across descriptions, kind by kind.
+  for (const Kind* kind : kinds()) {
+    std::vector<const img::FileDesc*> descs;
+    std::vector<const FdProbe*> probes;
+    for (int i = 0; i < out.descs_size(); i++)
+      if (out.descs(i).kind_case() == kind->tag()) {
+        descs.push_back(&out.descs(i));
+        probes.push_back(firsts[i]);
+      }
+    if (!descs.empty()) TRY(kind->check(descs, probes));
   }
-  // A task's other fds on the same description follow its first one.
-  for (const auto& [pid, files] : tasks) {
-    std::unordered_map<int, const img::FdEntry*> firsts;
-    for (const img::FdEntry& e : files->fds())
-      if (!e.has_shares_with_fd() || e.has_shares_with_pid()) firsts.emplace(e.fd(), &e);
-    for (img::FdEntry& e : *files->mutable_fds()) {
-      if (!e.has_shares_with_fd() || e.has_shares_with_pid()) continue;
-      auto it = firsts.find(e.shares_with_fd());
-      if (it == firsts.end() || !it->second->has_shares_with_pid()) continue;
-      e.set_shares_with_pid(it->second->shares_with_pid());
-      e.set_shares_with_fd(it->second->shares_with_fd());
-    }
-  }
-  return {};
+  return out;
 }
 
 namespace {
@@ -175,6 +191,21 @@ namespace {
 constexpr int kCkptOwnFds = 24;
 // Per task: status and go pipes (both ends in ckpt), pages image, executable.
 constexpr int kTempFdsPerTask = 6;
+
+// What open() can't say: O_NONBLOCK, O_APPEND, O_ASYNC, O_DIRECT, O_NOATIME
+// (F_SETFL takes these and ignores the rest), and the signal for SIGIO.
+Result<void> set_status(int fd, const img::FileDesc& d) {
+  if (d.kind_case() == img::FileDesc::kTerminal) return {};  // the restoring terminal's own
+  if (d.flags() & O_PATH) return {};                          // no status to set
+  const int now = fcntl(fd, F_GETFL);
+  if (now < 0) return sys_error("F_GETFL");
+  constexpr int kSettable = O_NONBLOCK | O_APPEND | O_ASYNC | O_DIRECT | O_NOATIME;
+  const int want = (now & ~kSettable) | (static_cast<int>(d.flags()) & kSettable);
+  if (want != now && fcntl(fd, F_SETFL, want) < 0) return sys_error("set status flags {:#o}", want & kSettable);
+  if (d.owner_signal() != 0 && fcntl(fd, F_SETSIG, d.owner_signal()) < 0)
+    return sys_error("F_SETSIG {}", d.owner_signal());
+  return {};
+}
 
 }  // namespace
 
@@ -186,6 +217,10 @@ int restore_fd_slots(const img::Files& files, const img::MmImage& mm) {
     if (v.kind() == img::Vma::FILE_PRIVATE || v.kind() == img::Vma::FILE_SHARED)
       mapped.emplace(v.path(), v.kind() == img::Vma::FILE_SHARED);
   return top + 1 + kTempFdsPerTask + static_cast<int>(mapped.size()) + kCkptOwnFds;
+}
+
+int restorer_fd_slots(const img::FileDescs& descs, int tasks) {
+  return descs.descs_size() + tasks * kTempFdsPerTask + kCkptOwnFds;
 }
 
 Result<NofileLimit> read_nofile_limit(pid_t pid) {
@@ -216,51 +251,39 @@ Result<void> check_restore_fits(pid_t pid, const img::Files& files, const img::M
   return {};
 }
 
-namespace {
-
-Result<UniqueFd> open_entry(const img::FdEntry& e) {
-  switch (e.kind()) {
-    case img::FdEntry::REGULAR:
-    case img::FdEntry::DEV_NULL:
-      return open_regular(e);
-    case img::FdEntry::INHERITED_TTY:
-      return open_tty(e);
-    default:
-      return error(EINVAL, "unknown kind {} in the files image", static_cast<int>(e.kind()));
-  }
-}
-
-}  // namespace
-
-Result<PreparedFds> prepare_fds(std::span<const std::pair<pid_t, const img::Files*>> tasks) {
+Result<PreparedFds> prepare_fds(const img::FileDescs& descs,
+                                std::span<const std::pair<pid_t, const img::Files*>> tasks) {
   PreparedFds out;
+  out.open.reserve(descs.descs_size());
+  OpenState state;
+  for (const img::FileDesc& d : descs.descs()) {
+    const Kind* kind = kind_of(d);
+    if (!kind) return error(EINVAL, "file description {}: unknown kind {}", d.id(), static_cast<int>(d.kind_case()));
+    UniqueFd fd = TRY_CTX(kind->open(d, state), "file description {} ({})", d.id(), kind->name());
+    TRY_CTX(set_status(fd.get(), d), "file description {} ({})", d.id(), kind->name());
+    out.open.push_back(std::move(fd));
+  }
   out.tasks.resize(tasks.size());
-  // Per task: fd number -> ckpt's fd for its description.
-  std::vector<std::unordered_map<int, int>> opened(tasks.size());
-  std::unordered_map<pid_t, size_t> index;
   for (size_t j = 0; j < tasks.size(); j++) {
     const auto& [pid, files] = tasks[j];
-    index.emplace(pid, j);
     out.tasks[j].reserve(files->fds_size());
     for (const img::FdEntry& e : files->fds()) {
-      int fd;
-      if (!e.has_shares_with_fd()) {
-        out.open.push_back(TRY_CTX(open_entry(e), "pid {} fd {}", pid, e.fd()));
-        fd = out.open.back().get();
-      } else {
-        const pid_t owner = e.has_shares_with_pid() ? e.shares_with_pid() : pid;
-        auto i = index.find(owner);
-        auto it = i != index.end() ? opened[i->second].find(e.shares_with_fd()) : opened[j].end();
-        if (i == index.end() || it == opened[i->second].end())
-          return error(EINVAL, "pid {} fd {}: shares a file with fd {} of pid {}, which the images lack", pid, e.fd(),
-                       e.shares_with_fd(), owner);
-        fd = it->second;
-      }
-      opened[j].emplace(e.fd(), fd);
-      out.tasks[j].push_back({e.fd(), (e.flags() & O_CLOEXEC) != 0, fd});
+      if (e.desc() == 0 || e.desc() > out.open.size())
+        return error(EINVAL, "pid {} fd {}: file description {}, which the images lack", pid, e.fd(), e.desc());
+      out.tasks[j].push_back({e.fd(), e.cloexec(), out.open[e.desc() - 1].get()});
     }
   }
   return out;
+}
+
+Result<void> set_owners(const img::FileDescs& descs, const PreparedFds& fds) {
+  for (const img::FileDesc& d : descs.descs()) {
+    if (d.owner() == 0) continue;
+    f_owner_ex own{d.owner() < 0 ? F_OWNER_PGRP : F_OWNER_PID, d.owner() < 0 ? -d.owner() : d.owner()};
+    if (fcntl(fds.open[d.id() - 1].get(), F_SETOWN_EX, &own) < 0)
+      return sys_error("file description {}: F_SETOWN {}", d.id(), d.owner());
+  }
+  return {};
 }
 
 }  // namespace ckpt::files

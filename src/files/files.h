@@ -1,5 +1,6 @@
-// File descriptors: one file per fd kind (regular.cc, tty.cc), dump and
-// restore of that kind side by side; this header is their common front.
+// File descriptors and the open file descriptions they refer to: the front
+// of src/files/. One file per kind of description (kind.h) holds its dump and
+// its restore; this one finds what the fds of a tree share and puts them back.
 #pragma once
 
 #include <sys/stat.h>
@@ -12,27 +13,39 @@
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "ckpt.pb.h"
+#include "files/kind.h"
 
 namespace ckpt::files {
 
-struct DumpFlags {
-  bool shell_job = false;  // ttys are left to the restoring terminal
+// The fds of one frozen task, each claimed by a kind (kind.h): table.fds(i)
+// is probes[i], of kinds[i]; descriptions are not yet numbered (desc 0).
+struct TaskFds {
+  pid_t pid = 0;
+  UniqueFd pidfd;
+  img::Files table;
+  std::vector<FdProbe> probes;
+  std::vector<const Kind*> kinds;
 };
 
-// Every fd of `pid`, or an Error naming the first one ckpt cannot handle.
-Result<img::Files> dump_fds(pid_t pid, const DumpFlags& flags);
+// Every fd of `pid`, or an Error naming the first one no kind can dump (the
+// task lives on: nothing has been changed yet).
+Result<TaskFds> scan_fds(pid_t pid, const DumpFlags& flags);
 
-// Marks the fds of later tasks that share an open file description with an
-// fd of an earlier task (inherited through fork): restore then opens it once
-// and hands it to each. `tasks`: (pid, its fds), parents before children.
-// O(N log N) kcmp calls for N fds in all (kcmp orders files).
-Result<void> link_shared_across(std::span<const std::pair<pid_t, img::Files*>> tasks);
+// The open file descriptions of the whole tree, each once: the fds of all
+// tasks that share one (dup, fork, SCM_RIGHTS) are found with kcmp, in
+// O(N log N) calls for N fds (kcmp orders files); each description is
+// collected by its kind from its first fd (the lowest of the earliest task),
+// numbered, and every task's table names it. `tasks`: parents first.
+Result<img::FileDescs> collect_descriptions(std::span<TaskFds* const> tasks);
 
 // fd slots a restore of this task needs (restore/fd_moves.h): its highest fd
 // and the temporary fds above it (pipes, pages image, executable and one per
 // mapped file), plus room for ckpt's own fds. ckpt restore raises its soft
 // RLIMIT_NOFILE to its hard limit to get them.
 int restore_fd_slots(const img::Files& files, const img::MmImage& mm);
+// fd slots ckpt restore itself needs: every description of the tree and
+// every task's temporary fds, held until the tasks take theirs.
+int restorer_fd_slots(const img::FileDescs& descs, int tasks);
 // RLIMIT_NOFILE of a task, from /proc/PID/limits (which anyone may read;
 // prlimit(2) needs the task's credentials or CAP_SYS_RESOURCE).
 // RLIM_INFINITY for "unlimited".
@@ -53,20 +66,18 @@ struct PreparedFd {
 };
 
 struct PreparedFds {
-  std::vector<UniqueFd> open;                  // one per open file description of the tree
+  std::vector<UniqueFd> open;                  // one per open file description of the tree, by id - 1
   std::vector<std::vector<PreparedFd>> tasks;  // per task
 };
 
-// Opens (as ckpt) what every entry of every task refers to, so that a
-// failure is reported before any task exists. A description shared by fds of
-// one task or of several is opened once: ckpt holds one fd per description,
-// and each task dups it to its numbers (restore/fd_moves.h).
-Result<PreparedFds> prepare_fds(std::span<const std::pair<pid_t, const img::Files*>> tasks);
-
-// Per kind.
-Result<img::FdEntry> dump_regular(pid_t pid, int fd, const std::string& path, const struct stat& st);
-Result<UniqueFd> open_regular(const img::FdEntry& e);
-Result<img::FdEntry> dump_tty(pid_t pid, int fd, const std::string& path);
-Result<UniqueFd> open_tty(const img::FdEntry& e);
+// Creates (as ckpt) every description of the tree, so that a failure is
+// reported before any task exists: ckpt holds one fd per description, every
+// task inherits them all from ckpt and dups those it holds to their numbers
+// (restore/fd_moves.h). `descs` and the tables are verified
+// (image::check_file_descs).
+Result<PreparedFds> prepare_fds(const img::FileDescs& descs,
+                                std::span<const std::pair<pid_t, const img::Files*>> tasks);
+// F_SETOWN, once the owners exist (the kernel refuses a pid that does not).
+Result<void> set_owners(const img::FileDescs& descs, const PreparedFds& fds);
 
 }  // namespace ckpt::files

@@ -1,54 +1,77 @@
-// Regular files, directories and /dev/null: path, open flags and offset.
+// Files restore opens again by their path: regular files, directories, O_PATH
+// fds, and the memory devices (/dev/null, /dev/zero, /dev/full, /dev/random,
+// /dev/urandom), whose state is only their open flags.
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include "files/files.h"
-#include "proc/status.h"
+#include "files/kind.h"
 
 namespace ckpt::files {
 
 namespace {
+
 constexpr std::string_view kDeleted = " (deleted)";
+
+bool is_memory_device(const struct stat& st) {
+  if (!S_ISCHR(st.st_mode) || major(st.st_rdev) != 1) return false;
+  const unsigned m = minor(st.st_rdev);
+  return m == 3 || m == 5 || m == 7 || m == 8 || m == 9;
 }
 
-Result<img::FdEntry> dump_regular(pid_t pid, int fd, const std::string& path, const struct stat& st) {
-  if (path.size() > kDeleted.size() && path.ends_with(kDeleted))
-    return error(EOPNOTSUPP, "fd {} is the deleted file {}: deleted files are not supported yet", fd, path);
-  // A file of /proc (of this task, often) does not exist while restore
-  // opens the task's files, and would be another task's if it did.
-  if (path.starts_with("/proc/"))
-    return error(EOPNOTSUPP, "fd {} is {}, a file of /proc: not supported yet", fd, path);
-  // Restore opens the path: it must lead to this very file (not so for a
-  // namespace file, "net:[4026531840]", or a file moved or covered since).
-  struct stat at;
-  if (path.empty() || path[0] != '/' || ::stat(path.c_str(), &at) < 0 || at.st_dev != st.st_dev ||
-      at.st_ino != st.st_ino)
-    return error(EOPNOTSUPP, "fd {} is {}, which restore could not open again by its path: not supported yet", fd,
-                 path);
-  proc::FdInfo info = TRY(proc::read_fdinfo(pid, fd));
-  img::FdEntry e;
-  e.set_fd(fd);
-  e.set_kind(img::FdEntry::REGULAR);
-  e.set_path(path);
-  e.set_flags(info.flags);
-  e.set_pos(info.pos);
-  e.set_dev(st.st_dev);
-  e.set_inode(st.st_ino);
-  return e;
-}
+class Regular final : public Kind {
+ public:
+  std::string_view name() const override { return "file"; }
+  img::FileDesc::KindCase tag() const override { return img::FileDesc::kRegular; }
 
-Result<UniqueFd> open_regular(const img::FdEntry& e) {
-  // Creation flags did their work at the original open; O_CLOEXEC is applied
-  // when the fd is installed at its number.
-  int flags = static_cast<int>(e.flags()) & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY | O_CLOEXEC);
-  int fd = ::open(e.path().c_str(), flags | O_CLOEXEC);
-  if (fd < 0) return sys_error("open {}", e.path());
-  UniqueFd out(fd);
-  // An O_PATH fd has no offset (lseek: EBADF).
-  if (e.kind() == img::FdEntry::REGULAR && !(e.flags() & O_PATH) && ::lseek(fd, static_cast<off_t>(e.pos()), SEEK_SET) < 0)
-    return sys_error("seek {} to {}", e.path(), e.pos());
-  return out;
+  bool claims(const FdProbe& p, const DumpFlags&) const override {
+    return S_ISREG(p.st.st_mode) || S_ISDIR(p.st.st_mode) || is_memory_device(p.st) ||
+           (p.info.flags & O_PATH) != 0;
+  }
+
+  Result<void> collect(const FdProbe& p, img::FileDesc* d) const override {
+    const std::string& path = p.link;
+    if (path.size() > kDeleted.size() && path.ends_with(kDeleted))
+      return error(EOPNOTSUPP, "the deleted file {}: deleted files are not supported yet", path);
+    // A file of /proc (of this task, often) does not exist while restore
+    // opens the task's files, and would be another task's if it did.
+    if (path.starts_with("/proc/")) return error(EOPNOTSUPP, "a file of /proc: not supported yet");
+    // Restore opens the path: it must lead to this very file (not so for a
+    // namespace file, "net:[4026531840]", or a file moved or covered since).
+    struct stat at;
+    if (path.empty() || path[0] != '/' || ::stat(path.c_str(), &at) < 0 || at.st_dev != p.st.st_dev ||
+        at.st_ino != p.st.st_ino)
+      return error(EOPNOTSUPP, "restore could not open it again by its path: not supported yet");
+    img::RegularFile* r = d->mutable_regular();
+    r->set_path(path);
+    r->set_dev(p.st.st_dev);
+    r->set_inode(p.st.st_ino);
+    r->set_mode(p.st.st_mode & S_IFMT);
+    r->set_rdev(p.st.st_rdev);
+    return {};
+  }
+
+  Result<UniqueFd> open(const img::FileDesc& d, OpenState&) const override {
+    const img::RegularFile& r = d.regular();
+    // Creation flags did their work at the original open; O_CLOEXEC is the
+    // fd's, applied when it is installed at its number.
+    const int flags = static_cast<int>(d.flags()) & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY | O_CLOEXEC);
+    int fd = ::open(r.path().c_str(), flags | O_CLOEXEC);
+    if (fd < 0) return sys_error("open {}", r.path());
+    UniqueFd out(fd);
+    // An O_PATH fd has no offset (lseek: EBADF), nor has a device.
+    if (S_ISREG(r.mode()) && !(d.flags() & O_PATH) && ::lseek(fd, static_cast<off_t>(d.pos()), SEEK_SET) < 0)
+      return sys_error("seek {} to {}", r.path(), d.pos());
+    return out;
+  }
+};
+
+}  // namespace
+
+const Kind& regular_kind() {
+  static const Regular k;
+  return k;
 }
 
 }  // namespace ckpt::files

@@ -29,6 +29,7 @@ std::string files_name(pid_t pid);
 inline constexpr const char* kInventoryName = "inventory.img";
 inline constexpr const char* kTreeName = "tree.img";
 inline constexpr const char* kShmemName = "shmem.img";
+inline constexpr const char* kFileDescsName = "fdesc.img";
 std::string shmem_pages_name(uint32_t id);
 // A metadata image larger than this is damage (the largest real ones, page
 // maps of huge sparse processes, are a few MiB): refused before it is read.

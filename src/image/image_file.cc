@@ -34,6 +34,9 @@ Result<Header> check_header(const std::string& name, std::string_view b) {
     return error(EINVAL, "{}: image format version {} is newer than this ckpt reads ({}); use a newer ckpt", name,
                  h.version, kFormatVersion);
   if (h.version == 0) return error(EINVAL, "{}: image format version 0 at offset 8 is invalid", name);
+  if (h.version < kOldestFormatVersion)
+    return error(EINVAL, "{}: image format version {} is older than this ckpt reads ({} and later): dump again", name,
+                 h.version, kOldestFormatVersion);
   return h;
 }
 
@@ -49,6 +52,7 @@ const char* kind_name(ImageKind k) {
     case ImageKind::Stats: return "stats";
     case ImageKind::Tree: return "tree";
     case ImageKind::Shmem: return "shmem";
+    case ImageKind::FileDescs: return "file descriptions";
   }
   return "unknown";
 }

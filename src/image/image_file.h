@@ -18,10 +18,23 @@
 
 namespace ckpt::image {
 
-inline constexpr uint32_t kFormatVersion = 1;
+inline constexpr uint32_t kFormatVersion = 2;
+// Metadata images older than this are refused: 2 moved fds to open file
+// descriptions (fdesc.img).
+inline constexpr uint32_t kOldestFormatVersion = 2;
 inline constexpr size_t kHeaderSize = 32;
 
-enum class ImageKind : uint32_t { Inventory = 1, Core = 2, Mm = 3, PageMap = 4, Files = 5, Stats = 6, Tree = 7, Shmem = 8 };
+enum class ImageKind : uint32_t {
+  Inventory = 1,
+  Core = 2,
+  Mm = 3,
+  PageMap = 4,
+  Files = 5,
+  Stats = 6,
+  Tree = 7,
+  Shmem = 8,
+  FileDescs = 9,
+};
 const char* kind_name(ImageKind k);
 
 // Header + payload bytes of `msg`.

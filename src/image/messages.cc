@@ -14,6 +14,7 @@ std::unique_ptr<google::protobuf::Message> new_message(ImageKind kind) {
     case ImageKind::Stats: return std::make_unique<img::Stats>();
     case ImageKind::Tree: return std::make_unique<img::ProcessTree>();
     case ImageKind::Shmem: return std::make_unique<img::ShmemImage>();
+    case ImageKind::FileDescs: return std::make_unique<img::FileDescs>();
   }
   return nullptr;
 }

@@ -37,9 +37,9 @@ bool valid_pid(int64_t pid) { return pid > 0 && pid < kMaxPids; }
 // --- cross-references --------------------------------------------------------
 
 Result<void> check_inventory(const std::string& name, const img::Inventory& inv) {
-  if (inv.format_version() == 0 || inv.format_version() > kFormatVersion)
-    return error(EINVAL, "{}: format_version {} is not one this ckpt reads (1..{})", name, inv.format_version(),
-                 kFormatVersion);
+  if (inv.format_version() < kOldestFormatVersion || inv.format_version() > kFormatVersion)
+    return error(EINVAL, "{}: format_version {} is not one this ckpt reads ({}..{})", name, inv.format_version(),
+                 kOldestFormatVersion, kFormatVersion);
   if (inv.page_size() != arch::kPageSize)
     return error(EINVAL, "{}: page size {}; this ckpt handles {}-byte pages", name, inv.page_size(), arch::kPageSize);
   if (inv.pids_size() == 0) return error(EINVAL, "{}: lists no pids", name);
@@ -190,20 +190,7 @@ Result<void> check_files(const std::string& name, const img::Files& files) {
       return error(EINVAL, "{}: entry {} has fd {}, not a valid descriptor", name, i, e.fd());
     auto [it, fresh] = seen.emplace(e.fd(), i);
     if (!fresh) return error(EINVAL, "{}: fd {} appears twice (entries {} and {})", name, e.fd(), it->second, i);
-    if (!img::FdEntry::Kind_IsValid(e.kind()))
-      return error(EINVAL, "{}: fd {} has unknown kind {}", name, e.fd(), static_cast<int>(e.kind()));
-    if (e.path().size() > kMaxPathLen)
-      return error(EINVAL, "{}: fd {} has a path of {} bytes", name, e.fd(), e.path().size());
-    if (e.has_shares_with_pid()) {
-      // Another task's fd: checked with the tree (verify_dir, prepare_fds).
-      if (e.shares_with_pid() <= 0 || !e.has_shares_with_fd())
-        return error(EINVAL, "{}: fd {} shares its file with a bad task {}", name, e.fd(), e.shares_with_pid());
-    } else if (e.has_shares_with_fd()) {
-      auto prior = seen.find(e.shares_with_fd());
-      if (e.shares_with_fd() == e.fd() || prior == seen.end())
-        return error(EINVAL, "{}: fd {} shares its file with fd {}, which is not an earlier entry of this image",
-                     name, e.fd(), e.shares_with_fd());
-    }
+    if (e.desc() == 0) return error(EINVAL, "{}: fd {} refers to no file description", name, e.fd());
   }
   return {};
 }
@@ -380,23 +367,25 @@ Result<tree::ProcessTree> load_tree(const ImageDir& dir, const img::Inventory& i
   return t;
 }
 
-Result<void> check_shared_files(const ImageDir& dir, std::span<const std::pair<pid_t, const img::Files*>> tasks) {
-  for (size_t j = 0; j < tasks.size(); j++) {
-    const auto& [pid, files] = tasks[j];
-    for (const img::FdEntry& e : files->fds()) {
-      if (!e.has_shares_with_pid()) continue;
-      bool found = false;
-      for (size_t i = 0; i < j && !found; i++) {
-        if (tasks[i].first != e.shares_with_pid()) continue;
-        for (const img::FdEntry& p : tasks[i].second->fds())
-          found = found || (p.fd() == e.shares_with_fd() && !p.has_shares_with_fd());
-      }
-      if (!found)
-        return error(EINVAL, "{}: fd {} shares its file with fd {} of pid {}, which no earlier task's images hold",
-                     dir.file(files_name(pid)), e.fd(), e.shares_with_fd(), e.shares_with_pid());
-    }
+Result<img::FileDescs> load_file_descs(const ImageDir& dir,
+                                       std::span<const std::pair<pid_t, const img::Files*>> tasks) {
+  img::FileDescs descs;
+  const std::string name = dir.file(kFileDescsName);
+  TRY(dir.read(kFileDescsName, ImageKind::FileDescs, &descs));
+  for (int i = 0; i < descs.descs_size(); i++) {
+    const img::FileDesc& d = descs.descs(i);
+    if (d.id() != static_cast<uint32_t>(i) + 1) return error(EINVAL, "{}: description {} has id {}", name, i, d.id());
+    if (d.kind_case() == img::FileDesc::KIND_NOT_SET)
+      return error(EINVAL, "{}: description {} is of a kind this ckpt does not know", name, d.id());
+    const std::string& path = d.has_regular() ? d.regular().path() : d.has_terminal() ? d.terminal().path() : "";
+    if (path.size() > kMaxPathLen) return error(EINVAL, "{}: description {} has a path of {} bytes", name, d.id(), path.size());
   }
-  return {};
+  for (const auto& [pid, files] : tasks)
+    for (const img::FdEntry& e : files->fds())
+      if (e.desc() > static_cast<uint32_t>(descs.descs_size()))
+        return error(EINVAL, "{}: fd {} refers to file description {}, which {} lacks", dir.file(files_name(pid)),
+                     e.fd(), e.desc(), name);
+  return descs;
 }
 
 Result<img::ShmemImage> load_shmem(const ImageDir& dir, std::span<const img::MmImage* const> mms) {
@@ -470,7 +459,9 @@ Result<VerifySummary> verify_dir(const ImageDir& dir, bool check_files) {
     mms.push_back(std::make_unique<img::MmImage>(std::move(t.mm)));
     shared.emplace_back(pid, files.back().get());
   }
-  TRY(check_shared_files(dir, shared));
+  TRY(load_file_descs(dir, shared));
+  done.insert(kFileDescsName);
+  sum.images++;
   std::vector<const img::MmImage*> mm_ptrs;
   for (const auto& mm : mms) mm_ptrs.push_back(mm.get());
   const img::ShmemImage shmem = TRY(load_shmem(dir, mm_ptrs));

@@ -69,9 +69,10 @@ Result<uint64_t> check_task(const std::string& dir, const TaskImageSet& t);
 // the inventory's pids, its root the inventory's root. Images without a
 // tree.img (older ones) hold one task, restored into ckpt's session.
 Result<tree::ProcessTree> load_tree(const ImageDir& dir, const img::Inventory& inv);
-// Every fd that shares its file with another task's names an earlier task
-// and one of its fds that is the first of its file there.
-Result<void> check_shared_files(const ImageDir& dir, std::span<const std::pair<pid_t, const img::Files*>> tasks);
+// fdesc.img: ids 1..N in order, kinds this ckpt knows, sane sizes; and
+// every fd of `tasks` names one of its descriptions.
+Result<img::FileDescs> load_file_descs(const ImageDir& dir,
+                                       std::span<const std::pair<pid_t, const img::Files*>> tasks);
 
 // --- shared memory ---
 

@@ -64,7 +64,7 @@ Result<TreeImages> load_images(const image::ImageDir& dir) {
   }
   std::vector<std::pair<pid_t, const img::Files*>> files;
   for (const TaskImages& ti : t.tasks) files.emplace_back(ti.pid, &ti.files);
-  TRY(image::check_shared_files(dir, files));
+  t.descs = TRY(image::load_file_descs(dir, files));
   std::vector<const img::MmImage*> mms;
   for (const TaskImages& ti : t.tasks) mms.push_back(&ti.mm);
   t.shmem = TRY(image::load_shmem(dir, mms));

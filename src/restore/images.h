@@ -27,6 +27,7 @@ struct TreeImages {
   tree::ProcessTree tree;
   std::vector<TaskImages> tasks;  // the live tasks, in the tree's order
   img::ShmemImage shmem;          // shared memory objects they map
+  img::FileDescs descs;           // open file descriptions their fds refer to
 };
 
 // Loads the inventory, the tree and the images of every live task, and

@@ -290,6 +290,7 @@ struct Prepared {
 Result<void> prepare(TreeImages& t, const image::ImageDir& dir, bool check_files, Prepared* p) {
   int need_fds = 0;
   for (const TaskImages& ti : t.tasks) need_fds = std::max(need_fds, files::restore_fd_slots(ti.files, ti.mm));
+  need_fds = std::max(need_fds, files::restorer_fd_slots(t.descs, static_cast<int>(t.tasks.size())));
   TRY(raise_nofile_limit(need_fds));
   p->shmem = TRY(create_shmem(dir, t.shmem));
   p->live.resize(t.tasks.size());
@@ -301,7 +302,7 @@ Result<void> prepare(TreeImages& t, const image::ImageDir& dir, bool check_files
     files.emplace_back(t.tasks[i].pid, &t.tasks[i].files);
     p->live_index[t.tasks[i].pid] = i;
   }
-  p->fds = TRY(files::prepare_fds(files));
+  p->fds = TRY(files::prepare_fds(t.descs, files));
   return {};
 }
 
@@ -510,6 +511,7 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
     return {};
   });
   TRY_CTX(wait_parked(live), "restore");
+  TRY_CTX(files::set_owners(t.descs, p.fds), "restore");
   phase(&img::Stats::set_spawn_ns);
 
   // 4. Seize, arm, release, complete.

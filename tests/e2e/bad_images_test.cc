@@ -173,7 +173,12 @@ std::vector<Case> cases() {
   add("PagesWrongMagic", [](Dumped& d) { d.patch(d.name("pages"), 0, "CKPTIMG", 7); },
       [](Dumped& d) { return V{d.file(d.name("pages")) + ": not a ckpt pages image (bad magic at offset 0)"}; });
   add("FutureVersion", [](Dumped& d) { set_version(d, "inventory.img", 99, 28); },
-      [](Dumped& d) { return V{d.file("inventory.img") + ": image format version 99 is newer than this ckpt reads (1)"}; });
+      [](Dumped& d) {
+        return V{d.file("inventory.img") +
+                 fmt::format(": image format version 99 is newer than this ckpt reads ({})", image::kFormatVersion)};
+      });
+  add("OlderVersion", [](Dumped& d) { set_version(d, d.name("files"), 1, 28); },
+      [](Dumped& d) { return V{d.file(d.name("files")) + ": image format version 1 is older than this ckpt reads"}; });
   add("PagesFutureVersion", [](Dumped& d) { set_version(d, d.name("pages"), 7, offsetof(image::PagesHeader, crc)); },
       [](Dumped& d) { return V{d.file(d.name("pages")) + ": image format version 7 is newer"}; });
 
@@ -229,13 +234,18 @@ std::vector<Case> cases() {
         d.edit<img::Inventory>("inventory.img", ImageKind::Inventory, [](img::Inventory& inv) { inv.add_pids(inv.pids(0)); });
       },
       [](Dumped& d) { return V{d.file("inventory.img") + fmt::format(": pid {} is listed twice (entries 0 and 1)", d.pid)}; });
-  add("SharesWithMissingFd",
+  add("MissingDescription",
       [](Dumped& d) {
         d.edit<img::Files>(d.name("files"), ImageKind::Files, [](img::Files& f) {
-          f.mutable_fds(f.fds_size() - 1)->set_shares_with_fd(999);
+          f.mutable_fds(f.fds_size() - 1)->set_desc(999);
         });
       },
-      [](Dumped& d) { return V{d.file(d.name("files")) + ": fd ", "shares its file with fd 999, which is not an earlier entry"}; });
+      [](Dumped& d) { return V{d.file(d.name("files")) + ": fd ", "refers to file description 999, which " + d.file("fdesc.img") + " lacks"}; });
+  add("DescriptionOfUnknownKind",
+      [](Dumped& d) {
+        d.edit<img::FileDescs>("fdesc.img", ImageKind::FileDescs, [](img::FileDescs& f) { f.mutable_descs(0)->clear_kind(); });
+      },
+      [](Dumped& d) { return V{d.file("fdesc.img") + ": description 1 is of a kind this ckpt does not know"}; });
   add("NegativeFd",
       [](Dumped& d) {
         d.edit<img::Files>(d.name("files"), ImageKind::Files, [](img::Files& f) { f.mutable_fds(0)->set_fd(-7); });
@@ -312,7 +322,7 @@ TEST(GoodImages, VerifyPassesAndRestoreWorksAfterIt) {
   CkptRun v = d.h.ckpt({"verify", d.h.images()});
   EXPECT_EQ(v.exit_code(), 0) << v.err;
   // inventory, tree, core, mm, pagemap, pages, files, stats-dump.
-  EXPECT_EQ(v.out, fmt::format("ok: 8 images, {} pages verified\n", pm.total_pages()));
+  EXPECT_EQ(v.out, fmt::format("ok: 9 images, {} pages verified\n", pm.total_pages()));
 
   const std::string pidfile = d.h.dir() + "/restored.pid";
   pid_t r = d.h.ckpt_background({"restore", "-D", d.h.images(), "--pidfile", pidfile});

@@ -23,6 +23,7 @@
 
 #include "harness.h"
 #include "image/crc32c.h"
+#include "image/image_file.h"
 #include "proc/status.h"
 
 namespace e2e {
@@ -157,7 +158,7 @@ TEST(BadDump, RestoreCouldNotReopen) {
     std::string want;
   };
   const std::vector<Case> cases = {
-      {[] { if (open("/proc/self/ns/net", O_RDONLY) < 0) _exit(1); }, "restore could not open again by its path"},
+      {[] { if (open("/proc/self/ns/net", O_RDONLY) < 0) _exit(1); }, "restore could not open it again by its path"},
       {[&] { if (mkdir(gone.c_str(), 0700) < 0 || chdir(gone.c_str()) < 0 || rmdir(gone.c_str()) < 0) _exit(1); },
        "is not at that path any more"},
       {[&] { if (chroot(jail.c_str()) < 0 || chdir("/") < 0) _exit(1); }, "another root directory (chroot)"},
@@ -418,7 +419,7 @@ TEST(BadRestore, FutureVersion) {
   std::memcpy(hdr + 28, &crc, 4);
   ASSERT_EQ(pwrite(fd, hdr, 32, 0), 32);
   close(fd);
-  d.expect_refused(core + ": image format version 99 is newer than this ckpt reads (1)");
+  d.expect_refused(core + fmt::format(": image format version 99 is newer than this ckpt reads ({})", ckpt::image::kFormatVersion));
 }
 
 TEST(BadRestore, TruncatedPages) {

@@ -73,16 +73,14 @@ TaskImageSet good_task() {
   run(kBase + 4 * kPageSize, 3);
   t.pagemap.set_total_pages(5);
 
-  auto fd = [&](int n, std::optional<int> shares = {}) {
+  auto fd = [&](int n, uint32_t desc) {
     img::FdEntry* e = t.files.add_fds();
     e->set_fd(n);
-    e->set_kind(img::FdEntry::DEV_NULL);
-    e->set_path("/dev/null");
-    if (shares) e->set_shares_with_fd(*shares);
+    e->set_desc(desc);
   };
-  fd(0);
-  fd(1);
-  fd(2, 1);
+  fd(0, 1);
+  fd(1, 2);
+  fd(2, 2);
   return t;
 }
 
@@ -178,13 +176,8 @@ std::vector<TaskCase> task_cases() {
   // files
   v.push_back({"NegativeFd", [](T& t) { t.files.mutable_fds(0)->set_fd(-1); }, {"d/files-1234.img", "entry 0 has fd -1"}});
   v.push_back({"RepeatedFd", [](T& t) { t.files.mutable_fds(1)->set_fd(0); }, {"files-1234.img", "fd 0 appears twice (entries 0 and 1)"}});
-  v.push_back({"SharesWithMissingFd", [](T& t) { t.files.mutable_fds(2)->set_shares_with_fd(9); },
-               {"files-1234.img", "fd 2 shares its file with fd 9, which is not an earlier entry"}});
-  v.push_back({"SharesWithLaterFd", [](T& t) { t.files.mutable_fds(0)->set_shares_with_fd(2); },
-               {"files-1234.img", "fd 0 shares its file with fd 2"}});
-  v.push_back({"SharesWithItself", [](T& t) { t.files.mutable_fds(2)->set_shares_with_fd(2); }, {"files-1234.img", "fd 2 shares"}});
-  v.push_back({"UnknownFdKind", [](T& t) { t.files.mutable_fds(1)->set_kind(static_cast<img::FdEntry::Kind>(9)); },
-               {"files-1234.img", "fd 1 has unknown kind 9"}});
+  v.push_back({"NoDescription", [](T& t) { t.files.mutable_fds(2)->set_desc(0); },
+               {"files-1234.img", "fd 2 refers to no file description"}});
   return v;
 }
 
@@ -371,6 +364,13 @@ void write_checkpoint(ImageDir& dir) {
   ASSERT_TRUE(dir.write(mm_name(kPid), ImageKind::Mm, t.mm));
   ASSERT_TRUE(dir.write(pagemap_name(kPid), ImageKind::PageMap, t.pagemap));
   ASSERT_TRUE(dir.write(files_name(kPid), ImageKind::Files, t.files));
+  img::FileDescs descs;
+  for (uint32_t id : {1, 2}) {
+    img::FileDesc* d = descs.add_descs();
+    d->set_id(id);
+    d->mutable_regular()->set_path("/dev/null");
+  }
+  ASSERT_TRUE(dir.write(kFileDescsName, ImageKind::FileDescs, descs));
   auto out = dir.create_temp(pages_name(kPid));
   ASSERT_TRUE(out);
   std::string bytes(kPagesDataOffset + pages.data.size(), '\0');
@@ -389,7 +389,7 @@ TEST(VerifyDir, DurableWritesMakeAVerifiableCheckpoint) {
   write_checkpoint(*dir);
   auto r = verify_dir(*dir);
   ASSERT_TRUE(r) << r.error().str();
-  EXPECT_EQ(r->images, 6u);
+  EXPECT_EQ(r->images, 7u);
   EXPECT_EQ(r->pages, 5u);
 
   // Owner-only: the images hold a process's memory.
@@ -445,7 +445,7 @@ TEST(VerifyDir, DamagedStrayImageIsFound) {
   ASSERT_TRUE(dir->write("stats-dump.img", ImageKind::Stats, s));
   auto r = verify_dir(*dir);
   ASSERT_TRUE(r) << r.error().str();
-  EXPECT_EQ(r->images, 7u);
+  EXPECT_EQ(r->images, 8u);
   ASSERT_EQ(truncate(dir->file("stats-dump.img").c_str(), 20), 0);
   r = verify_dir(*dir);
   ASSERT_FALSE(r);

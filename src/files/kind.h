@@ -1,0 +1,101 @@
+// One kind of open file description (a file opened by path, a terminal, a
+// pipe, ...): how dump collects it and how restore creates it again. Each kind
+// lives in one file of src/files/ with both sides, and has one line in the
+// table of kinds.cc; files.cc does the rest (sharing, ids, install).
+//
+//   dump:     claims(fd)    which kind takes an fd (in table order)
+//             collect(fd)   the payload of a description, from its first fd;
+//                           an Error if restore could not bring it back
+//             check(all)    across descriptions, once all are collected (a
+//                           pipe's two ends, a socket's peer)
+//   restore:  open(desc)    ckpt's own fd on a new description, before any
+//                           task exists; every task that holds it inherits it
+//                           from ckpt and dups it to its numbers
+//                           (restore/fd_moves.h)
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <map>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "base/result.h"
+#include "base/unique_fd.h"
+#include "ckpt.pb.h"
+#include "proc/status.h"
+
+namespace ckpt::files {
+
+struct DumpFlags {
+  bool shell_job = false;  // ttys are left to the restoring terminal
+};
+
+// An fd of a frozen task, as dump finds it.
+struct FdProbe {
+  pid_t pid = 0;
+  int fd = -1;
+  std::string link;    // /proc/PID/fd/N: "/path", "pipe:[123]", "anon_inode:[eventfd]", ...
+  struct stat st {};   // of the file itself (stat through that link)
+  proc::FdInfo info;   // flags, pos, mnt_id
+  std::string fdinfo;  // the whole /proc/PID/fdinfo/N, for the lines of a kind
+  int pidfd = -1;      // the task's pidfd: pidfd_getfd(pidfd, fd) is ckpt's own fd on the description
+};
+
+// ckpt's own fd on the description `p` is on (pidfd_getfd). Its state is the
+// task's: a kind reads through it and changes nothing (or puts back what it
+// changed before returning).
+Result<UniqueFd> take_file(const FdProbe& p);
+
+// Descriptions being created at restore, with what one description leaves
+// for another (a pipe's other end), by kind and object.
+class OpenState {
+ public:
+  void leave(int tag, uint64_t object, UniqueFd fd) { left_[{tag, object}] = std::move(fd); }
+  // What `leave` left for (tag, object), or an invalid fd.
+  UniqueFd take(int tag, uint64_t object) {
+    auto it = left_.find({tag, object});
+    if (it == left_.end()) return UniqueFd();
+    UniqueFd fd = std::move(it->second);
+    left_.erase(it);
+    return fd;
+  }
+
+ private:
+  std::map<std::pair<int, uint64_t>, UniqueFd> left_;
+};
+
+class Kind {
+ public:
+  virtual ~Kind() = default;
+  // As messages name it: "pipe", "regular file".
+  virtual std::string_view name() const = 0;
+  // Its case of img::FileDesc::kind.
+  virtual img::FileDesc::KindCase tag() const = 0;
+  virtual bool claims(const FdProbe& p, const DumpFlags& flags) const = 0;
+  virtual Result<void> collect(const FdProbe& p, img::FileDesc* d) const = 0;
+  // `probes[i]` is the first fd of `descs[i]`, for the descriptions of this kind.
+  virtual Result<void> check(std::span<const img::FileDesc* const> descs,
+                             std::span<const FdProbe* const> probes) const {
+    (void)descs, (void)probes;
+    return {};
+  }
+  virtual Result<UniqueFd> open(const img::FileDesc& d, OpenState& state) const = 0;
+};
+
+// The kinds, one per file of src/files/ (named after it).
+const Kind& regular_kind();
+const Kind& terminal_kind();
+
+// A terminal's device: pts, tty, console or ptmx.
+bool is_tty_dev(dev_t rdev);
+
+// Every kind, in the order they are asked to claim an fd (kinds.cc).
+std::span<const Kind* const> kinds();
+// The kind of a description, or nullptr (an unknown case).
+const Kind* kind_of(const img::FileDesc& d);
+
+}  // namespace ckpt::files

@@ -1,6 +1,7 @@
 #include "files/files.h"
 
 #include <fcntl.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -170,6 +171,27 @@ Result<img::FileDescs> collect_descriptions(std::span<TaskFds* const> tasks) {
               tasks[refs[k].task]->table.mutable_fds(refs[k].entry)->set_desc(d->id());
             return {};
           }), "find the files the tasks share");
+  // What refers to other descriptions, now that all are numbered.
+  class Index final : public FdIndex {
+   public:
+    explicit Index(std::span<TaskFds* const> tasks) : tasks_(tasks) {}
+    uint32_t desc_of(pid_t pid, int fd) const override {
+      for (const TaskFds* t : tasks_) {
+        if (t->pid != pid) continue;
+        const auto& fds = t->table.fds();
+        auto it = std::lower_bound(fds.begin(), fds.end(), fd, [](const img::FdEntry& e, int n) { return e.fd() < n; });
+        return it != fds.end() && it->fd() == fd ? it->desc() : 0;
+      }
+      return 0;
+    }
+
+   private:
+    std::span<TaskFds* const> tasks_;
+  } index(tasks);
+  for (int i = 0; i < out.descs_size(); i++) {
+    const FdProbe& p = *firsts[i];
+    TRY_CTX(kind_of(out.descs(i))->link(p, index, out.mutable_descs(i)), "pid {}: fd {} ({})", p.pid, p.fd, p.link);
+  }
   // Across descriptions, kind by kind.
   for (const Kind* kind : kinds()) {
     std::vector<const img::FileDesc*> descs;
@@ -264,16 +286,38 @@ Result<PreparedFds> prepare_fds(const img::FileDescs& descs,
     out.open.push_back(std::move(fd));
   }
   out.tasks.resize(tasks.size());
+  std::vector<bool> stepped(out.open.size());  // its in-task steps are planned
   for (size_t j = 0; j < tasks.size(); j++) {
     const auto& [pid, files] = tasks[j];
-    out.tasks[j].reserve(files->fds_size());
+    TaskFdPlan& plan = out.tasks[j];
+    plan.fds.reserve(files->fds_size());
     for (const img::FdEntry& e : files->fds()) {
       if (e.desc() == 0 || e.desc() > out.open.size())
         return error(EINVAL, "pid {} fd {}: file description {}, which the images lack", pid, e.fd(), e.desc());
-      out.tasks[j].push_back({e.fd(), e.cloexec(), out.open[e.desc() - 1].get()});
+      plan.fds.push_back({e.fd(), e.cloexec(), out.open[e.desc() - 1].get()});
+      if (stepped[e.desc() - 1]) continue;
+      stepped[e.desc() - 1] = true;
+      const img::FileDesc& d = descs.descs(static_cast<int>(e.desc()) - 1);
+      TRY_CTX(kind_of(d)->in_task(d, e.fd(), *files, &plan.steps), "pid {} fd {}", pid, e.fd());
     }
   }
   return out;
+}
+
+std::string run_in_task(std::span<const InTaskStep> steps) {
+  for (const InTaskStep& s : steps) {
+    switch (s.op) {
+      case InTaskStep::Op::EpollAdd: {
+        epoll_event ev{};
+        ev.events = s.events;
+        ev.data.u64 = s.data;
+        if (epoll_ctl(s.fd, EPOLL_CTL_ADD, s.target, &ev) < 0)
+          return fmt::format("epoll fd {}: add target fd {}: {}", s.fd, s.target, strerror(errno));
+        break;
+      }
+    }
+  }
+  return {};
 }
 
 Result<void> set_owners(const img::FileDescs& descs, const PreparedFds& fds) {

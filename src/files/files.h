@@ -65,10 +65,22 @@ struct PreparedFd {
   int fd;
 };
 
-struct PreparedFds {
-  std::vector<UniqueFd> open;                  // one per open file description of the tree, by id - 1
-  std::vector<std::vector<PreparedFd>> tasks;  // per task
+// What a task does with its fds: dup ckpt's to their numbers (fd_moves.h),
+// then take its in-task steps (run_in_task).
+struct TaskFdPlan {
+  std::vector<PreparedFd> fds;
+  std::vector<InTaskStep> steps;
 };
+
+struct PreparedFds {
+  std::vector<UniqueFd> open;      // one per open file description of the tree, by id - 1
+  std::vector<TaskFdPlan> tasks;   // per task
+};
+
+// In the restored task, its fds in place: each step, or the text of what
+// failed. Allocates nothing on success (it runs in a child of a
+// multithreaded ckpt).
+std::string run_in_task(std::span<const InTaskStep> steps);
 
 // Creates (as ckpt) every description of the tree, so that a failure is
 // reported before any task exists: ckpt holds one fd per description, every

@@ -8,10 +8,14 @@
 //                           an Error if restore could not bring it back
 //             check(all)    across descriptions, once all are collected (a
 //                           pipe's two ends, a socket's peer)
+//             link(fd)      what refers to other descriptions, once all are
+//                           numbered (an epoll's targets)
 //   restore:  open(desc)    ckpt's own fd on a new description, before any
 //                           task exists; every task that holds it inherits it
 //                           from ckpt and dups it to its numbers
 //                           (restore/fd_moves.h)
+//             in_task(desc) what the first task that holds it does itself,
+//                           once its fds are at their numbers
 #pragma once
 
 #include <sys/stat.h>
@@ -22,6 +26,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "base/result.h"
 #include "base/unique_fd.h"
@@ -68,6 +73,26 @@ class OpenState {
   std::map<std::pair<int, uint64_t>, UniqueFd> left_;
 };
 
+// Which description an fd of a task refers to, once all are numbered at
+// dump (0: none).
+class FdIndex {
+ public:
+  virtual ~FdIndex() = default;
+  virtual uint32_t desc_of(pid_t pid, int fd) const = 0;
+};
+
+// Something a restored task does itself once its fds are at their numbers,
+// before it runs a single instruction of its own: what only the holder of
+// an fd number can do (an epoll's targets are keyed by their fd numbers).
+// Plain data: the task runs it in its copy of ckpt, right after the fork.
+struct InTaskStep {
+  enum class Op { EpollAdd } op;
+  int fd;               // the task's fd it acts on (the epoll)
+  int target;           // EpollAdd: the target's fd number
+  uint32_t events = 0;  // EpollAdd: epoll_event
+  uint64_t data = 0;
+};
+
 class Kind {
  public:
   virtual ~Kind() = default;
@@ -77,6 +102,12 @@ class Kind {
   virtual img::FileDesc::KindCase tag() const = 0;
   virtual bool claims(const FdProbe& p, const DumpFlags& flags) const = 0;
   virtual Result<void> collect(const FdProbe& p, img::FileDesc* d) const = 0;
+  // Once every description is numbered: what refers to others (an epoll's
+  // targets) names them.
+  virtual Result<void> link(const FdProbe& p, const FdIndex& index, img::FileDesc* d) const {
+    (void)p, (void)index, (void)d;
+    return {};
+  }
   // `probes[i]` is the first fd of `descs[i]`, for the descriptions of this kind.
   virtual Result<void> check(std::span<const img::FileDesc* const> descs,
                              std::span<const FdProbe* const> probes) const {
@@ -84,6 +115,13 @@ class Kind {
     return {};
   }
   virtual Result<UniqueFd> open(const img::FileDesc& d, OpenState& state) const = 0;
+  // Steps the first task that holds `d` (at fd `fd`; `table`: its whole fd
+  // table, sorted by fd) takes itself once its fds are in place.
+  virtual Result<void> in_task(const img::FileDesc& d, int fd, const img::Files& table,
+                               std::vector<InTaskStep>* steps) const {
+    (void)d, (void)fd, (void)table, (void)steps;
+    return {};
+  }
 };
 
 // The kinds, one per file of src/files/ (named after it).

@@ -308,7 +308,7 @@ Result<void> prepare(TreeImages& t, const image::ImageDir& dir, bool check_files
 
 // A live task's part of the spawn: its plan, its fds, its boot region.
 Result<void> plan_live_task(const TreeImages& t, LiveTask& lt, const std::vector<InheritedPages>& inherited,
-                            const std::vector<proc::MapEntry>& own, int base, std::vector<files::PreparedFd>* fds,
+                            const std::vector<proc::MapEntry>& own, int base, const files::TaskFdPlan* fds,
                             SpawnTask* sp) {
   const TaskImages& ti = *lt.images;
   std::vector<int> temp = {lt.status_w.get(), lt.go_r.get(), ti.pages.get(), lt.exe.get()};
@@ -355,7 +355,7 @@ Result<SpawnTree> plan_spawn(const TreeImages& t, const tree::JoinPlan& joins,
   // whatever ckpt's own numbers (each task closes those: fd_moves.h).
   int max_fd = 2;
   for (const auto& task_fds : p.fds.tasks)
-    for (const auto& f : task_fds) max_fd = std::max(max_fd, f.target);
+    for (const auto& f : task_fds.fds) max_fd = std::max(max_fd, f.target);
   st.temp_fd_base = max_fd + 1;
   const std::vector<proc::MapEntry> own = TRY(proc::read_maps(getpid()));
 

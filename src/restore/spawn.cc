@@ -240,13 +240,15 @@ void fork_children(const SpawnTree& tree, const SpawnTask& p, int status) {
   int status = early_status;
   {
     std::vector<FdMove> moves;
-    moves.reserve(p.temp_fds.size() + p.fds->size());
+    moves.reserve(p.temp_fds.size() + p.fds->fds.size());
     for (size_t i = 0; i < p.temp_fds.size(); i++) moves.push_back({p.temp_fds[i], base + static_cast<int>(i), false});
-    for (const files::PreparedFd& f : *p.fds) moves.push_back({f.fd, f.target, f.cloexec});
+    for (const files::PreparedFd& f : p.fds->fds) moves.push_back({f.fd, f.target, f.cloexec});
     std::string err = apply_fd_moves(moves, &status);
     if (!err.empty()) child_fail(tree, status, err);
     status = status_fd(tree, p);
   }
+  if (std::string err = files::run_in_task(p.fds->steps); !err.empty())
+    child_fail(tree, status, fmt::format("pid {}: {}", p.pid, err));
   if (chdir(p.cwd.c_str()) < 0) child_fail(tree, status, fmt::format("chdir {}: {}", p.cwd, strerror(errno)));
 
   // 4. The boot region: the blob and what it is told.

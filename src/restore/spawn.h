@@ -37,7 +37,7 @@ struct SpawnTask {
   // ckpt's fd of each description, to dup to each target (fd_moves.h); every
   // other fd of ckpt is closed.
   std::vector<int> temp_fds;
-  std::vector<files::PreparedFd>* fds = nullptr;
+  const files::TaskFdPlan* fds = nullptr;
   std::string cwd;
   // The boot region, mapped by the task itself: the blob's code, then its
   // data at data_offset.

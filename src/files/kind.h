@@ -127,6 +127,7 @@ class Kind {
 // The kinds, one per file of src/files/ (named after it).
 const Kind& regular_kind();
 const Kind& terminal_kind();
+const Kind& epoll_kind();
 
 // A terminal's device: pts, tty, console or ptmx.
 bool is_tty_dev(dev_t rdev);

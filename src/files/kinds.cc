@@ -8,9 +8,10 @@
 namespace ckpt::files {
 
 std::span<const Kind* const> kinds() {
-  static const std::array<const Kind*, 2> table = {
+  static const std::array<const Kind*, 3> table = {
       &terminal_kind(),
       &regular_kind(),
+      &epoll_kind(),
   };
   return table;
 }

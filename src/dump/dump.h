@@ -8,6 +8,7 @@
 #include <string>
 
 #include "base/fault.h"
+#include "files/contents.h"
 #include "base/log.h"
 #include "base/result.h"
 #include "ckpt.pb.h"
@@ -25,6 +26,7 @@ struct DumpOptions {
   std::chrono::steady_clock::time_point started{};  // main()'s start, for Stats.startup_ns
   After after = After::Kill;
   bool shell_job = false;
+  uint64_t ghost_limit = files::kDefaultGhostLimit;  // --ghost-limit
   unsigned timeout_s = 10;  // give up seizing after this long
   bool fsync = false;       // images durable on disk before the task goes
   PageTransfer pages = PageTransfer::Splice;

@@ -31,6 +31,8 @@ class ShmemCollector {
   Result<void> collect(pid_t pid, img::MmImage* mm, image::ImageDir& dir);
   const img::ShmemImage& image() const { return image_; }
   bool empty() const { return image_.objects().empty(); }
+  // Every object's id, by (device, inode).
+  const std::map<std::pair<uint64_t, uint64_t>, uint32_t>& objects() const { return ids_; }
 
  private:
   img::ShmemImage image_;

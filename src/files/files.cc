@@ -147,10 +147,13 @@ Result<TaskFds> scan_fds(pid_t pid, const DumpFlags& flags) {
   return out;
 }
 
-Result<img::FileDescs> collect_descriptions(std::span<TaskFds* const> tasks) {
+Result<img::FileDescs> collect_descriptions(std::span<TaskFds* const> tasks, const CollectContext& ctx) {
   std::vector<FdRef> refs;
   for (size_t t = 0; t < tasks.size(); t++)
-    for (size_t i = 0; i < tasks[t]->probes.size(); i++) refs.push_back({&tasks[t]->probes[i], t, static_cast<int>(i)});
+    for (size_t i = 0; i < tasks[t]->probes.size(); i++) {
+      tasks[t]->probes[i].ctx = &ctx;
+      refs.push_back({&tasks[t]->probes[i], t, static_cast<int>(i)});
+    }
   ByDescription by;
   TRY_CTX(by.sort(refs), "find the files the tasks share");
   img::FileDescs out;
@@ -274,10 +277,11 @@ Result<void> check_restore_fits(pid_t pid, const img::Files& files, const img::M
 }
 
 Result<PreparedFds> prepare_fds(const img::FileDescs& descs,
-                                std::span<const std::pair<pid_t, const img::Files*>> tasks) {
+                                std::span<const std::pair<pid_t, const img::Files*>> tasks,
+                                const std::map<uint32_t, UniqueFd>& shmem) {
   PreparedFds out;
   out.open.reserve(descs.descs_size());
-  OpenState state;
+  OpenState state(shmem);
   for (const img::FileDesc& d : descs.descs()) {
     const Kind* kind = kind_of(d);
     if (!kind) return error(EINVAL, "file description {}: unknown kind {}", d.id(), static_cast<int>(d.kind_case()));

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <map>
 #include <span>
 #include <utility>
 #include <vector>
@@ -36,7 +37,7 @@ Result<TaskFds> scan_fds(pid_t pid, const DumpFlags& flags);
 // O(N log N) calls for N fds (kcmp orders files); each description is
 // collected by its kind from its first fd (the lowest of the earliest task),
 // numbered, and every task's table names it. `tasks`: parents first.
-Result<img::FileDescs> collect_descriptions(std::span<TaskFds* const> tasks);
+Result<img::FileDescs> collect_descriptions(std::span<TaskFds* const> tasks, const CollectContext& ctx);
 
 // fd slots a restore of this task needs (restore/fd_moves.h): its highest fd
 // and the temporary fds above it (pipes, pages image, executable and one per
@@ -87,8 +88,10 @@ std::string run_in_task(std::span<const InTaskStep> steps);
 // task inherits them all from ckpt and dups those it holds to their numbers
 // (restore/fd_moves.h). `descs` and the tables are verified
 // (image::check_file_descs).
+// `shmem`: the shared memory objects restore created (a memfd fd may be one).
 Result<PreparedFds> prepare_fds(const img::FileDescs& descs,
-                                std::span<const std::pair<pid_t, const img::Files*>> tasks);
+                                std::span<const std::pair<pid_t, const img::Files*>> tasks,
+                                const std::map<uint32_t, UniqueFd>& shmem);
 // F_SETOWN, once the owners exist (the kernel refuses a pid that does not).
 Result<void> set_owners(const img::FileDescs& descs, const PreparedFds& fds);
 

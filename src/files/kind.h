@@ -39,6 +39,14 @@ struct DumpFlags {
   bool shell_job = false;  // ttys are left to the restoring terminal
 };
 
+// What collecting a description may need of the rest of the dump.
+struct CollectContext {
+  uint64_t ghost_limit = 0;  // data bytes stored for a file without a name (contents.h)
+  // Shared memory objects the tree maps (dump/shmem.h), by (device, inode):
+  // a memfd held as an fd is also one of them.
+  std::map<std::pair<uint64_t, uint64_t>, uint32_t> shmem_objects;
+};
+
 // An fd of a frozen task, as dump finds it.
 struct FdProbe {
   pid_t pid = 0;
@@ -48,6 +56,7 @@ struct FdProbe {
   proc::FdInfo info;   // flags, pos, mnt_id
   std::string fdinfo;  // the whole /proc/PID/fdinfo/N, for the lines of a kind
   int pidfd = -1;      // the task's pidfd: pidfd_getfd(pidfd, fd) is ckpt's own fd on the description
+  const CollectContext* ctx = nullptr;  // set when descriptions are collected
 };
 
 // ckpt's own fd on the description `p` is on (pidfd_getfd). Its state is the
@@ -59,6 +68,20 @@ Result<UniqueFd> take_file(const FdProbe& p);
 // for another (a pipe's other end), by kind and object.
 class OpenState {
  public:
+  // `shmem`: the shared memory objects restore created, by id (restore/shmem.h).
+  explicit OpenState(const std::map<uint32_t, UniqueFd>& shmem) : shmem_(shmem) {}
+  // Kept for every description of one object (a file without a name opened
+  // twice): `keep` once, then `kept` gives it to each, or -1.
+  void keep(int tag, uint64_t object, UniqueFd fd) { kept_[{tag, object}] = std::move(fd); }
+  int kept(int tag, uint64_t object) const {
+    auto it = kept_.find({tag, object});
+    return it == kept_.end() ? -1 : it->second.get();
+  }
+  // An fd on shared memory object `id`, or -1.
+  int shmem(uint32_t id) const {
+    auto it = shmem_.find(id);
+    return it == shmem_.end() ? -1 : it->second.get();
+  }
   void leave(int tag, uint64_t object, UniqueFd fd) { left_[{tag, object}] = std::move(fd); }
   // What `leave` left for (tag, object), or an invalid fd.
   UniqueFd take(int tag, uint64_t object) {
@@ -70,7 +93,8 @@ class OpenState {
   }
 
  private:
-  std::map<std::pair<int, uint64_t>, UniqueFd> left_;
+  std::map<std::pair<int, uint64_t>, UniqueFd> left_, kept_;
+  const std::map<uint32_t, UniqueFd>& shmem_;
 };
 
 // Which description an fd of a task refers to, once all are numbered at
@@ -128,6 +152,8 @@ class Kind {
 const Kind& regular_kind();
 const Kind& terminal_kind();
 const Kind& epoll_kind();
+const Kind& memfd_kind();
+const Kind& deleted_kind();
 
 // A terminal's device: pts, tty, console or ptmx.
 bool is_tty_dev(dev_t rdev);

@@ -8,8 +8,10 @@
 namespace ckpt::files {
 
 std::span<const Kind* const> kinds() {
-  static const std::array<const Kind*, 3> table = {
+  static const std::array<const Kind*, 5> table = {
       &terminal_kind(),
+      &memfd_kind(),    // before regular: a memfd is a regular file without a name
+      &deleted_kind(),  // likewise
       &regular_kind(),
       &epoll_kind(),
   };

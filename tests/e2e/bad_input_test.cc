@@ -148,6 +148,51 @@ TEST(BadDump, UnsupportedFd) {
 // What restore could not bring back is refused at dump, the process left
 // running: an fd on a namespace file (a regular file to stat(2), but not
 // one its path opens), a working directory since removed, a chroot.
+// A deleted file holding more data than --ghost-limit is refused at dump,
+// naming the limit; raised, the file comes back with its data and owner.
+TEST(BadDump, DeletedFileOverTheGhostLimit) {
+  Harness h;
+  const std::string path = h.dir() + "/big";
+  pid_t pid = spawn([&] {
+    int fd = open(path.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+    if (fd < 0 || dup2(fd, 10) != 10 || close(fd) < 0) _exit(1);
+    fd = 10;
+    std::string data(2 << 20, 'x');
+    if (write(fd, data.data(), data.size()) != static_cast<ssize_t>(data.size()) || unlink(path.c_str()) < 0) _exit(1);
+    if (fcntl(fd, F_SETOWN, getpid()) < 0 || fcntl(fd, F_SETSIG, SIGRTMIN + 1) < 0) _exit(1);
+  });
+  CkptRun r = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  EXPECT_NE(r.exit_code(), 0);
+  EXPECT_NE(r.err.find(fmt::format("pid {}: fd 10 ({} (deleted)): it holds more than 1048576 bytes", pid, path)),
+            std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--ghost-limit"), std::string::npos) << r.err;
+  expect_unharmed(pid);
+  EXPECT_NE(access((h.images() + "/inventory.img").c_str(), F_OK), 0);
+
+  CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images(), "--ghost-limit", "4M"});
+  ASSERT_EQ(d.exit_code(), 0) << d.err;
+  reap(pid);
+  const std::string pidfile = h.dir() + "/restored.pid";
+  CkptRun rr = h.ckpt({"restore", "-d", "-D", h.images(), "--pidfile", pidfile});
+  ASSERT_EQ(rr.exit_code(), 0) << rr.err;
+  ASSERT_TRUE(h.wait_restored(pid, pidfile));
+  const std::string fd = fmt::format("/proc/{}/fd/10", pid);
+  char link[4096] = "";
+  EXPECT_GT(readlink(fd.c_str(), link, sizeof link - 1), 0);
+  EXPECT_EQ(std::string(link), path + " (deleted)");
+  EXPECT_EQ(read_text(fd), std::string(2 << 20, 'x'));
+  EXPECT_NE(access(path.c_str(), F_OK), 0) << "the file has a name again";
+  // Its owner and signal, seen through a copy of the task's fd.
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  int copy = static_cast<int>(syscall(SYS_pidfd_getfd, pidfd, 10, 0));
+  ASSERT_GE(copy, 0);
+  EXPECT_EQ(fcntl(copy, F_GETOWN), pid);
+  EXPECT_EQ(fcntl(copy, F_GETSIG), SIGRTMIN + 1);
+  close(copy);
+  close(pidfd);
+  reap(pid);
+}
+
 TEST(BadDump, RestoreCouldNotReopen) {
   Harness h;
   const std::string gone = h.dir() + "/gone";

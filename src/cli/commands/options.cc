@@ -53,6 +53,9 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
   dump->add_flag("-s,--leave-stopped", leave_stopped, "leave the process stopped after dumping")->excludes(lr);
   dump->add_flag("-j,--shell-job", c.dump.shell_job, "the process uses the terminal; restore gives it ckpt's");
   dump->add_option("--timeout", c.dump.timeout_s, "give up seizing after N seconds")->check(CLI::Range(1u, 3600u));
+  dump->add_option("--ghost-limit", c.dump.ghost_limit,
+                   "store at most this many bytes of a deleted file or memfd (suffixes K, M, G)")
+      ->transform(CLI::AsSizeValue(false));
   bool fsync = false;
   dump->add_flag("--fsync", fsync, "sync every image and the directory to disk before the process goes");
   std::string transfer = "splice";

@@ -19,6 +19,7 @@
 #include "dump/seize.h"
 #include "dump/shmem.h"
 #include "files/files.h"
+#include "files/locks.h"
 #include "image/image_dir.h"
 #include "proc/status.h"
 #include "parasite/leftovers.h"
@@ -182,6 +183,7 @@ Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, i
   TRY(shmem.collect(pid, &d.mm, dir));
   d.fds = TRY(files::scan_fds(pid, {.shell_job = o.shell_job}));
   TRY(files::check_restore_fits(pid, d.fds.table, d.mm));
+  TRY_CTX(files::check_locks_survive(d.fds.probes, d.fds.table, d.mm), "pid {}", pid);
   NofileRoom room = TRY(NofileRoom::make(pid, d.fds.table));
   d.core = TRY(collect_core_outside(threads));
   d.core.set_group_stopped(group_stopped);

@@ -15,6 +15,7 @@
 #include <unordered_map>
 
 #include "base/fs.h"
+#include "files/locks.h"
 #include "proc/status.h"
 
 namespace ckpt::files {
@@ -141,6 +142,9 @@ Result<TaskFds> scan_fds(pid_t pid, const DumpFlags& flags) {
     img::FdEntry* e = out.table.add_fds();
     e->set_fd(fd);
     e->set_cloexec((p.info.flags & O_CLOEXEC) != 0);
+    // Its POSIX locks are the task's; flock and OFD locks the description's.
+    for (img::FileLock& l : TRY_CTX(parse_locks(p.fdinfo), "fd {} ({})", fd, p.link))
+      if (l.kind() == img::FileLock::POSIX) *e->add_locks() = std::move(l);
     out.probes.push_back(std::move(p));
     out.kinds.push_back(*kind);
   }
@@ -167,6 +171,8 @@ Result<img::FileDescs> collect_descriptions(std::span<TaskFds* const> tasks, con
             d->set_pos(f.p->info.pos);
             TRY_CTX(kind->collect(*f.p, d), "pid {}: fd {} ({})", f.p->pid, f.p->fd, f.p->link);
             TRY_CTX(collect_owner(*f.p, d), "pid {}: fd {} ({})", f.p->pid, f.p->fd, f.p->link);
+            for (img::FileLock& l : TRY(parse_locks(f.p->fdinfo)))
+              if (l.kind() != img::FileLock::POSIX) *d->add_locks() = std::move(l);
             if (d->kind_case() != kind->tag())
               return error(EINVAL, "pid {}: fd {}: the {} kind did not describe it", f.p->pid, f.p->fd, kind->name());
             firsts.push_back(f.p);
@@ -287,6 +293,8 @@ Result<PreparedFds> prepare_fds(const img::FileDescs& descs,
     if (!kind) return error(EINVAL, "file description {}: unknown kind {}", d.id(), static_cast<int>(d.kind_case()));
     UniqueFd fd = TRY_CTX(kind->open(d, state), "file description {} ({})", d.id(), kind->name());
     TRY_CTX(set_status(fd.get(), d), "file description {} ({})", d.id(), kind->name());
+    for (const img::FileLock& l : d.locks())
+      TRY_CTX(take_lock(fd.get(), l), "file description {} ({})", d.id(), kind->name());
     out.open.push_back(std::move(fd));
   }
   out.tasks.resize(tasks.size());
@@ -299,6 +307,9 @@ Result<PreparedFds> prepare_fds(const img::FileDescs& descs,
       if (e.desc() == 0 || e.desc() > out.open.size())
         return error(EINVAL, "pid {} fd {}: file description {}, which the images lack", pid, e.fd(), e.desc());
       plan.fds.push_back({e.fd(), e.cloexec(), out.open[e.desc() - 1].get()});
+      for (const img::FileLock& l : e.locks())
+        plan.steps.push_back({.op = InTaskStep::Op::PosixLock, .fd = e.fd(), .write = l.write(), .start = l.start(),
+                              .len = l.len()});
       if (stepped[e.desc() - 1]) continue;
       stepped[e.desc() - 1] = true;
       const img::FileDesc& d = descs.descs(static_cast<int>(e.desc()) - 1);
@@ -317,6 +328,16 @@ std::string run_in_task(std::span<const InTaskStep> steps) {
         ev.data.u64 = s.data;
         if (epoll_ctl(s.fd, EPOLL_CTL_ADD, s.target, &ev) < 0)
           return fmt::format("epoll fd {}: add target fd {}: {}", s.fd, s.target, strerror(errno));
+        break;
+      }
+      case InTaskStep::Op::PosixLock: {
+        struct flock fl {};
+        fl.l_type = s.write ? F_WRLCK : F_RDLCK;
+        fl.l_whence = SEEK_SET;
+        fl.l_start = static_cast<off_t>(s.start);
+        fl.l_len = static_cast<off_t>(s.len);
+        if (fcntl(s.fd, F_SETLK, &fl) < 0)
+          return fmt::format("fd {}: POSIX lock of {} bytes at {}: {}", s.fd, s.len, s.start, strerror(errno));
         break;
       }
     }

@@ -110,11 +110,13 @@ class FdIndex {
 // an fd number can do (an epoll's targets are keyed by their fd numbers).
 // Plain data: the task runs it in its copy of ckpt, right after the fork.
 struct InTaskStep {
-  enum class Op { EpollAdd } op;
-  int fd;               // the task's fd it acts on (the epoll)
-  int target;           // EpollAdd: the target's fd number
+  enum class Op { EpollAdd, PosixLock } op;
+  int fd;               // the task's fd it acts on (the epoll, the locked file)
+  int target = -1;      // EpollAdd: the target's fd number
   uint32_t events = 0;  // EpollAdd: epoll_event
   uint64_t data = 0;
+  bool write = false;   // PosixLock: F_WRLCK or F_RDLCK, over [start, start + len) (len 0: to EOF)
+  uint64_t start = 0, len = 0;
 };
 
 class Kind {

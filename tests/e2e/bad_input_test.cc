@@ -2,7 +2,10 @@
 // refused dump leaves the process running untraced, a refused restore leaves
 // no process behind.
 #include <fcntl.h>
+#include <linux/bpf.h>
 #include <linux/capability.h>
+#include <linux/io_uring.h>
+#include <linux/perf_event.h>
 #include <linux/userfaultfd.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -148,6 +151,54 @@ TEST(BadDump, UnsupportedFd) {
 // What restore could not bring back is refused at dump, the process left
 // running: an fd on a namespace file (a regular file to stat(2), but not
 // one its path opens), a working directory since removed, a chroot.
+// An fd of a kind ckpt can't restore fails the dump with the kind named;
+// the process runs on as it was.
+TEST(BadDump, UnsupportedFdKindsAreNamed) {
+  Harness h;
+  struct Case {
+    std::function<void()> setup;
+    std::string want;
+  };
+  const std::vector<Case> cases = {
+      {[] {
+         io_uring_params p{};
+         if (syscall(SYS_io_uring_setup, 4, &p) < 0) _exit(1);
+       }, "anon_inode:[io_uring]"},
+      {[] {
+         perf_event_attr a{};
+         a.size = sizeof a;
+         a.type = PERF_TYPE_SOFTWARE;
+         a.config = PERF_COUNT_SW_TASK_CLOCK;
+         a.exclude_kernel = 1;
+         if (syscall(SYS_perf_event_open, &a, 0, -1, -1, 0) < 0) _exit(1);
+       }, "anon_inode:[perf_event]"},
+      {[] {
+         bpf_attr a{};
+         a.map_type = BPF_MAP_TYPE_ARRAY;
+         a.key_size = 4;
+         a.value_size = 8;
+         a.max_entries = 4;
+         if (syscall(SYS_bpf, BPF_MAP_CREATE, &a, sizeof a) < 0) _exit(1);
+       }, "anon_inode:bpf-map"},
+      {[] {
+         if (syscall(SYS_userfaultfd, 0) < 0) _exit(1);
+       }, "anon_inode:[userfaultfd]"},
+      {[] {
+         if (syscall(SYS_fanotify_init, 0, O_RDONLY) < 0) _exit(1);
+       }, "anon_inode:[fanotify]"},
+  };
+  for (const Case& c : cases) {
+    pid_t pid = spawn(c.setup);  // fd 3 is its /dev/null, the new one fd 4
+    CkptRun r = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+    EXPECT_NE(r.exit_code(), 0);
+    EXPECT_NE(r.err.find(fmt::format("pid {}: fd 4 is {}: this kind of file is not supported", pid, c.want)),
+              std::string::npos) << r.err;
+    expect_unharmed(pid);
+    EXPECT_NE(access((h.images() + "/inventory.img").c_str(), F_OK), 0);
+    reap(pid);
+  }
+}
+
 // A deleted file holding more data than --ghost-limit is refused at dump,
 // naming the limit; raised, the file comes back with its data and owner.
 TEST(BadDump, DeletedFileOverTheGhostLimit) {

@@ -156,6 +156,7 @@ const Kind& terminal_kind();
 const Kind& epoll_kind();
 const Kind& memfd_kind();
 const Kind& deleted_kind();
+const Kind& inotify_kind();
 
 // A terminal's device: pts, tty, console or ptmx.
 bool is_tty_dev(dev_t rdev);

@@ -329,6 +329,8 @@ def main():
                     help=f"memory the pre-fork tree's root touches before forking {PREFORK_WORKERS} workers "
                          "(default 256; 0: skip the pre-fork tree)")
     ap.add_argument("--trees-only", action="store_true", help="only the process-tree tables")
+    ap.add_argument("--mixed-fds", default="1000,10000",
+                    help="fd counts of the mixed-kinds scaling rows (bench_mixedfds); empty skips them")
     ap.add_argument("--fds", default="1000,5000,10000",
                     help="fd counts of the fd scaling table (comma-separated; empty: skip it)")
     ap.add_argument("--vmas", default="10000,30000",
@@ -352,8 +354,8 @@ def main():
     if a.scaling_reps < 1 or a.sparse_stride < 1:
         ap.error("--scaling-reps and --sparse-stride must be >= 1")
     try:
-        a.fds, a.vmas, a.sparse_gib = ([int(x) for x in v.split(",") if x.strip()]
-                                       for v in (a.fds, a.vmas, a.sparse_gib))
+        a.fds, a.mixed_fds, a.vmas, a.sparse_gib = ([int(x) for x in v.split(",") if x.strip()]
+                                                    for v in (a.fds, a.mixed_fds, a.vmas, a.sparse_gib))
     except ValueError:
         ap.error("--fds, --vmas, --sparse-gib: comma-separated counts")
     if any(n < 1 for n in a.fds + a.vmas + a.sparse_gib):
@@ -374,7 +376,7 @@ def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     build = os.path.abspath(a.build or os.path.join(root, "build"))
     for exe in ["ckpt", "bench/bench_memcpy", "bench/bench_readfresh", "bench/bench_mem", "bench/bench_tiny",
-                "bench/bench_threads", "bench/bench_tree", "bench/bench_fds", "bench/bench_vmas",
+                "bench/bench_threads", "bench/bench_tree", "bench/bench_fds", "bench/bench_mixedfds", "bench/bench_vmas",
                 "bench/bench_sparse"]:
         if not os.access(os.path.join(build, exe), os.X_OK):
             raise BenchError(f"{os.path.join(build, exe)} is missing: build first (bench/run.sh does)")
@@ -387,7 +389,7 @@ def main():
     do_all = not a.threads_only and not a.trees_only and not a.scaling_only
     do_trees = do_all and (a.trees or a.prefork_mib) or a.trees_only
     do_threads = (do_all or a.threads_only) and a.threads
-    do_scaling = (do_all or a.scaling_only) and (a.fds or a.vmas or a.sparse_gib)
+    do_scaling = (do_all or a.scaling_only) and (a.fds or a.mixed_fds or a.vmas or a.sparse_gib)
     free = shutil.disk_usage(a.tmp).free
     if do_all and free < 3 * size + GiB:
         raise BenchError(f"{a.tmp}: only {free / GiB:.1f} GiB free, need {(3 * size + GiB) / GiB:.1f} GiB")
@@ -915,16 +917,19 @@ def run_scaling(d, a, sysctls, srows, snotes):
     single size hides (linear work gives the same figure at every size)."""
     import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    nofile = max(a.fds, default=0) + 64
+    nofile = max(a.fds + a.mixed_fds, default=0) + 64
     if soft < nofile:
         if hard != resource.RLIM_INFINITY and hard < nofile:
-            raise BenchError(f"RLIMIT_NOFILE hard limit {hard} < {nofile} needed for {max(a.fds)} fds")
+            raise BenchError(f"RLIMIT_NOFILE hard limit {hard} < {nofile} needed for {nofile - 64} fds")
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         snotes.append(f"RLIMIT_NOFILE raised from {soft} to {hard} (its hard limit) for the fd runs.")
     if a.vmas:
         sysctls.ensure("vm.max_map_count", max(a.vmas) + 4096)
     kinds = [("fds", "bench_fds N: N fds, every other one a dup (shares its description)", "fds", a.fds,
               lambda n: [str(n)], "fd"),
+             ("mixedfds", "bench_mixedfds N: N fds in groups of ten: 2 files, a pipe, a socketpair, 2 eventfds, "
+              "2 dups, and one epoll watching the pipes, sockets and eventfds (one byte queued in each pipe and "
+              "socket)", "mixedfds", a.mixed_fds, lambda n: [str(n)], "fd"),
              ("vmas", "bench_vmas N: N private anonymous VMAs of one present page each", "vmas", a.vmas,
               lambda n: [str(n)], "VMA"),
              ("sparse", f"bench_sparse G: a G GiB mapping, one page in {a.sparse_stride} present", "sparse",

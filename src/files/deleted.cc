@@ -16,8 +16,6 @@ namespace ckpt::files {
 
 namespace {
 
-constexpr std::string_view kDeleted = " (deleted)";
-
 // A new file in `dir` without a name: by `path`, unlinked at once, or as an
 // O_TMPFILE.
 Result<UniqueFd> create_nameless(const std::string& path) {
@@ -45,13 +43,14 @@ class DeletedKind final : public Kind {
   img::FileDesc::KindCase tag() const override { return img::FileDesc::kDeleted; }
 
   bool claims(const FdProbe& p, const DumpFlags&) const override {
-    return S_ISREG(p.st.st_mode) && p.st.st_nlink == 0 && p.link.starts_with("/") && p.link.ends_with(kDeleted) &&
+    return S_ISREG(p.st.st_mode) && p.st.st_nlink == 0 && p.link.starts_with("/") &&
+           p.link.ends_with(kDeletedSuffix) &&
            !(p.info.flags & O_PATH);
   }
 
   Result<void> collect(const FdProbe& p, img::FileDesc* d) const override {
     img::DeletedFile* f = d->mutable_deleted();
-    f->set_path(p.link.substr(0, p.link.size() - kDeleted.size()));
+    f->set_path(p.link.substr(0, p.link.size() - kDeletedSuffix.size()));
     f->set_dev(p.st.st_dev);
     f->set_inode(p.st.st_ino);
     // Read through a description of ckpt's own: the task's may be write-only.

@@ -59,6 +59,10 @@ struct FdProbe {
   const CollectContext* ctx = nullptr;  // set when descriptions are collected
 };
 
+// What the kernel appends to the path of a file without a name
+// ("/tmp/x (deleted)", "/memfd:name (deleted)").
+inline constexpr std::string_view kDeletedSuffix = " (deleted)";
+
 // ckpt's own fd on the description `p` is on (pidfd_getfd). Its state is the
 // task's: a kind reads through it and changes nothing (or puts back what it
 // changed before returning).

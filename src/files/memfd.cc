@@ -19,7 +19,6 @@ namespace ckpt::files {
 namespace {
 
 constexpr std::string_view kPrefix = "/memfd:";
-constexpr std::string_view kDeleted = " (deleted)";
 
 class MemfdKind final : public Kind {
  public:
@@ -27,14 +26,14 @@ class MemfdKind final : public Kind {
   img::FileDesc::KindCase tag() const override { return img::FileDesc::kMemfd; }
 
   bool claims(const FdProbe& p, const DumpFlags&) const override {
-    return S_ISREG(p.st.st_mode) && p.link.starts_with(kPrefix) && p.link.ends_with(kDeleted);
+    return S_ISREG(p.st.st_mode) && p.link.starts_with(kPrefix) && p.link.ends_with(kDeletedSuffix);
   }
 
   Result<void> collect(const FdProbe& p, img::FileDesc* d) const override {
     img::Memfd* m = d->mutable_memfd();
     std::string_view name = p.link;
     name.remove_prefix(kPrefix.size());
-    name.remove_suffix(kDeleted.size());
+    name.remove_suffix(kDeletedSuffix.size());
     m->set_name(std::string(name));
     // Read through a description of ckpt's own: the task's may be write-only.
     UniqueFd f = TRY(open_file(fmt::format("/proc/{}/fd/{}", p.pid, p.fd), O_RDONLY));

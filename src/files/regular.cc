@@ -12,8 +12,6 @@ namespace ckpt::files {
 
 namespace {
 
-constexpr std::string_view kDeleted = " (deleted)";
-
 bool is_memory_device(const struct stat& st) {
   if (!S_ISCHR(st.st_mode) || major(st.st_rdev) != 1) return false;
   const unsigned m = minor(st.st_rdev);
@@ -32,7 +30,7 @@ class Regular final : public Kind {
 
   Result<void> collect(const FdProbe& p, img::FileDesc* d) const override {
     const std::string& path = p.link;
-    if (path.size() > kDeleted.size() && path.ends_with(kDeleted))
+    if (path.size() > kDeletedSuffix.size() && path.ends_with(kDeletedSuffix))
       return error(EOPNOTSUPP, "the deleted file {}: deleted files are not supported yet", path);
     // A file of /proc (of this task, often) does not exist while restore
     // opens the task's files, and would be another task's if it did.

@@ -284,10 +284,10 @@ Result<void> check_restore_fits(pid_t pid, const img::Files& files, const img::M
 
 Result<PreparedFds> prepare_fds(const img::FileDescs& descs,
                                 std::span<const std::pair<pid_t, const img::Files*>> tasks,
-                                const std::map<uint32_t, UniqueFd>& shmem) {
+                                const std::map<uint32_t, UniqueFd>& shmem, bool check_files) {
   PreparedFds out;
   out.open.reserve(descs.descs_size());
-  OpenState state(shmem);
+  OpenState state(shmem, check_files);
   for (const img::FileDesc& d : descs.descs()) {
     const Kind* kind = kind_of(d);
     if (!kind) return error(EINVAL, "file description {}: unknown kind {}", d.id(), static_cast<int>(d.kind_case()));

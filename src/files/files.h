@@ -91,7 +91,7 @@ std::string run_in_task(std::span<const InTaskStep> steps);
 // `shmem`: the shared memory objects restore created (a memfd fd may be one).
 Result<PreparedFds> prepare_fds(const img::FileDescs& descs,
                                 std::span<const std::pair<pid_t, const img::Files*>> tasks,
-                                const std::map<uint32_t, UniqueFd>& shmem);
+                                const std::map<uint32_t, UniqueFd>& shmem, bool check_files);
 // F_SETOWN, once the owners exist (the kernel refuses a pid that does not).
 Result<void> set_owners(const img::FileDescs& descs, const PreparedFds& fds);
 

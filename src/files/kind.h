@@ -73,7 +73,9 @@ Result<UniqueFd> take_file(const FdProbe& p);
 class OpenState {
  public:
   // `shmem`: the shared memory objects restore created, by id (restore/shmem.h).
-  explicit OpenState(const std::map<uint32_t, UniqueFd>& shmem) : shmem_(shmem) {}
+  // `check_files`: refuse a file that is not as it was dumped (its size).
+  OpenState(const std::map<uint32_t, UniqueFd>& shmem, bool check_files) : shmem_(shmem), check_files_(check_files) {}
+  bool check_files() const { return check_files_; }
   // Kept for every description of one object (a file without a name opened
   // twice): `keep` once, then `kept` gives it to each, or -1.
   void keep(int tag, uint64_t object, UniqueFd fd) { kept_[{tag, object}] = std::move(fd); }
@@ -99,6 +101,7 @@ class OpenState {
  private:
   std::map<std::pair<int, uint64_t>, UniqueFd> left_, kept_;
   const std::map<uint32_t, UniqueFd>& shmem_;
+  bool check_files_;
 };
 
 // Which description an fd of a task refers to, once all are numbered at

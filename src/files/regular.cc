@@ -47,10 +47,11 @@ class Regular final : public Kind {
     r->set_inode(p.st.st_ino);
     r->set_mode(p.st.st_mode & S_IFMT);
     r->set_rdev(p.st.st_rdev);
+    if (S_ISREG(p.st.st_mode)) r->set_size(p.st.st_size);
     return {};
   }
 
-  Result<UniqueFd> open(const img::FileDesc& d, OpenState&) const override {
+  Result<UniqueFd> open(const img::FileDesc& d, OpenState& state) const override {
     const img::RegularFile& r = d.regular();
     // Creation flags did their work at the original open; O_CLOEXEC is the
     // fd's, applied when it is installed at its number.
@@ -58,6 +59,16 @@ class Regular final : public Kind {
     int fd = ::open(r.path().c_str(), flags | O_CLOEXEC);
     if (fd < 0) return sys_error("open {}", r.path());
     UniqueFd out(fd);
+    // Another size: another file, or this one changed since (a task would
+    // read or write at offsets that mean something else now).
+    struct stat st;
+    if (fstat(fd, &st) < 0) return sys_error("stat {}", r.path());
+    if ((st.st_mode & S_IFMT) != r.mode())
+      return error(ESTALE, "{} is not the file that was dumped (a {:o} then, a {:o} now)", r.path(), r.mode(),
+                   st.st_mode & S_IFMT);
+    if (state.check_files() && S_ISREG(r.mode()) && static_cast<uint64_t>(st.st_size) != r.size())
+      return error(ESTALE, "{} is not as it was dumped: {} bytes then, {} now (--skip-file-check restores "
+                   "anyway)", r.path(), r.size(), st.st_size);
     // An O_PATH fd has no offset (lseek: EBADF), nor has a device.
     if (S_ISREG(r.mode()) && !(d.flags() & O_PATH) && ::lseek(fd, static_cast<off_t>(d.pos()), SEEK_SET) < 0)
       return sys_error("seek {} to {}", r.path(), d.pos());

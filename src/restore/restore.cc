@@ -302,7 +302,7 @@ Result<void> prepare(TreeImages& t, const image::ImageDir& dir, bool check_files
     files.emplace_back(t.tasks[i].pid, &t.tasks[i].files);
     p->live_index[t.tasks[i].pid] = i;
   }
-  p->fds = TRY(files::prepare_fds(t.descs, files, p->shmem));
+  p->fds = TRY(files::prepare_fds(t.descs, files, p->shmem, check_files));
   return {};
 }
 

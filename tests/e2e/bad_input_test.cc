@@ -151,6 +151,32 @@ TEST(BadDump, UnsupportedFd) {
 // What restore could not bring back is refused at dump, the process left
 // running: an fd on a namespace file (a regular file to stat(2), but not
 // one its path opens), a working directory since removed, a chroot.
+// A file the task holds that changed size between dump and restore is
+// refused before any task exists, naming it and both sizes; with
+// --skip-file-check it is opened anyway.
+TEST(BadRestore, HeldFileChangedSize) {
+  Harness h;
+  const std::string path = h.dir() + "/held";
+  pid_t pid = spawn([&] {
+    int fd = open(path.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+    if (fd < 0 || write(fd, "12345", 5) != 5) _exit(1);
+  });
+  CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  ASSERT_EQ(d.exit_code(), 0) << d.err;
+  reap(pid);
+  int fd = open(path.c_str(), O_WRONLY | O_APPEND);
+  ASSERT_EQ(write(fd, "678", 3), 3);
+  close(fd);
+  CkptRun r = h.ckpt({"restore", "-d", "-D", h.images()});
+  EXPECT_NE(r.exit_code(), 0);
+  EXPECT_NE(r.err.find(path + " is not as it was dumped: 5 bytes then, 8 now"), std::string::npos) << r.err;
+  EXPECT_FALSE(alive(pid)) << "restore left a process behind";
+  CkptRun s = h.ckpt({"restore", "-d", "-D", h.images(), "--skip-file-check"});
+  ASSERT_EQ(s.exit_code(), 0) << s.err;
+  EXPECT_TRUE(alive(pid));
+  reap(pid);
+}
+
 // An fd of a kind ckpt can't restore fails the dump with the kind named;
 // the process runs on as it was.
 TEST(BadDump, UnsupportedFdKindsAreNamed) {

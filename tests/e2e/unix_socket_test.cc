@@ -212,6 +212,7 @@ TEST(UnixSocket, PeerOutsideTheTreeRefusedAtDump) {
     int sv[2];
     must(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
     if (fork() == 0) {
+      setsid();  // dumped alone: it leads its session
       close(sv[0]);
       for (;;) pause();
     }

@@ -49,6 +49,7 @@ struct CollectContext {
   // Shared memory objects the tree maps (dump/shmem.h), by (device, inode):
   // a memfd held as an fd is also one of them.
   std::map<std::pair<uint64_t, uint64_t>, uint32_t> shmem_objects;
+  bool ext_unix_sk = false;  // --ext-unix-sk (unix_socket.cc)
 };
 
 // An fd of a frozen task, as dump finds it.

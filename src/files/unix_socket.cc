@@ -21,7 +21,9 @@
 //   3. datagram sockets connect to their peers by name;
 //   4. the queued data, sent by each socket's peer (or its ghost, or an
 //      unbound stand-in for datagrams sent to a bound socket);
-//   5. ghosts closed; shutdown, SO_PASSCRED, buffer sizes, SO_PEEK_OFF.
+//   5. datagram sockets whose peer is outside the tree (--ext-unix-sk)
+//      connect to its name; ghosts closed; shutdown, SO_PASSCRED, buffer
+//      sizes, SO_PEEK_OFF.
 #include "files/unix_socket.h"
 
 #include <fcntl.h>
@@ -332,6 +334,12 @@ class Restorer {
     for (size_t i = 0; i < descs_.size(); i++) TRY_CTX(listen(i), "{}", describe(u(i)));
     for (size_t i = 0; i < descs_.size(); i++) TRY_CTX(connect_datagram(i), "{}", describe(u(i)));
     for (size_t i = 0; i < descs_.size(); i++) TRY_CTX(queue(i), "{}", describe(u(i)));
+    // Once its queue is in: connected, it takes messages from its peer
+    // alone, and the stand-in that sent them is not its peer.
+    for (size_t i = 0; i < descs_.size(); i++)
+      if (external(i))
+        TRY_CTX(connect_to(socks_[i].get(), u(i).peer_name()), "{}: its peer outside the tree (--ext-unix-sk)",
+                describe(u(i)));
     ghosts_.clear();  // a stream end whose peer is closed now sees it closed
     for (size_t i = 0; i < descs_.size(); i++) TRY_CTX(set_options(i), "{}", describe(u(i)));
     for (size_t i = 0; i < descs_.size(); i++) state.leave(tag, u(i).inode(), std::move(socks_[i]));
@@ -342,6 +350,10 @@ class Restorer {
   const img::UnixSocket& u(size_t i) const { return descs_[i]->unix_socket(); }
   bool connection(size_t i) const { return u(i).type() != SOCK_DGRAM && u(i).connected(); }
   bool is_pending(size_t i) const { return pending_.contains(u(i).inode()); }
+  // Connected to a named peer outside the tree (--ext-unix-sk at dump).
+  bool external(size_t i) const {
+    return u(i).external_ok() && u(i).connected() && u(i).peer() != 0 && !by_inode_.contains(u(i).peer());
+  }
   Result<size_t> index_of(uint32_t inode) const {
     auto it = by_inode_.find(inode);
     if (it == by_inode_.end()) return error(EINVAL, "unix socket [{}], which the images lack", inode);
@@ -395,6 +407,7 @@ class Restorer {
   Result<void> connect_pair(size_t i) {
     if (socks_[i] || !u(i).connected() || is_pending(i)) return {};
     const uint32_t type = u(i).type();
+    if (external(i)) return {};
     if (u(i).peer() == 0) return with_ghost(i);
     const size_t j = TRY(index_of(u(i).peer()));
     if (type == SOCK_DGRAM) {
@@ -477,7 +490,7 @@ class Restorer {
   // 3. Datagram sockets connected by name.
   Result<void> connect_datagram(size_t i) {
     const img::UnixSocket& s = u(i);
-    if (s.type() != SOCK_DGRAM || !s.connected() || ghosts_[i]) return {};
+    if (s.type() != SOCK_DGRAM || !s.connected() || ghosts_[i] || external(i)) return {};
     if (s.peer() == 0) {
       // Its peer was closed: a ghost bound at the peer's name, gone once
       // the queue is sent (its file with it).
@@ -502,17 +515,18 @@ class Restorer {
     int sender = -1;
     bool by_name = false;  // sendto() its name, the sender not being its peer
     UniqueFd stand_in;
-    if (s.connected() && s.peer() != 0) {
+    if (external(i) || (s.type() == SOCK_DGRAM && !s.connected())) {
+      // From outside the tree, or from anyone: its name is the address.
+      stand_in = TRY(new_socket(SOCK_DGRAM));
+      sender = stand_in.get();
+      by_name = true;
+    } else if (s.connected() && s.peer() != 0) {
       const size_t j = TRY(index_of(s.peer()));
       sender = socks_[j].get();
       by_name = s.type() == SOCK_DGRAM && !(u(j).connected() && u(j).peer() == s.inode());
     } else if (s.connected() && ghosts_[i]) {
       sender = ghosts_[i].get();
       by_name = s.type() == SOCK_DGRAM && !s.peer_name().empty();
-    } else if (s.type() == SOCK_DGRAM) {
-      stand_in = TRY(new_socket(SOCK_DGRAM));
-      sender = stand_in.get();
-      by_name = true;
     } else {
       return error(EINVAL, "data queued and no peer to send it");
     }
@@ -620,6 +634,7 @@ class UnixSocketKind final : public Kind {
       socklen_t len = sizeof(a);
       if (getpeername(f.get(), reinterpret_cast<sockaddr*>(&a), &len) == 0) u->set_peer_name(sun_path_of(a, len));
       else if (errno != ENOTCONN) return sys_error("getpeername");
+      u->set_external_ok(p.ctx->ext_unix_sk && di.type == SOCK_DGRAM && *di.peer != 0 && !u->peer_name().empty());
     }
     u->set_shutdown(di.shutdown);
     u->set_passcred(TRY(get_int(f.get(), SO_PASSCRED, "SO_PASSCRED")) != 0);
@@ -662,10 +677,21 @@ class UnixSocketKind final : public Kind {
         const std::string h = holder_of(inode);
         return h.empty() ? std::string("held by no task ckpt can see") : "held by " + h;
       };
-      if (s.connected() && s.peer() != 0 && !by_inode.contains(s.peer()))
-        return error(EOPNOTSUPP, "{}: {} is connected to unix socket [{}] ({}), outside the dumped tree ({}): "
-                     "a peer outside the tree is not supported", where(), describe(s), s.peer(),
-                     printable(s.peer_name()), held(s.peer()));
+      if (s.connected() && s.peer() != 0 && !by_inode.contains(s.peer())) {
+        if (!s.external_ok()) {
+          const bool named_dgram = s.type() == SOCK_DGRAM && !s.peer_name().empty();
+          return error(EOPNOTSUPP, "{}: {} is connected to unix socket [{}] ({}), outside the dumped tree ({}): "
+                       "a peer outside the tree is not supported{}", where(), describe(s), s.peer(),
+                       printable(s.peer_name()), held(s.peer()),
+                       named_dgram ? " (--ext-unix-sk connects it to that name again at restore)"
+                                   : s.type() == SOCK_DGRAM ? "" : " (not even with --ext-unix-sk: that process "
+                                                                   "would have to accept a new connection)");
+        }
+        if (s.queue_size() && s.name().empty())
+          return error(EOPNOTSUPP, "{}: messages queued for the unbound {} by its peer outside the tree: restore "
+                       "could not send them again", where(), describe(s));
+        continue;
+      }
       for (uint32_t c : s.pending())
         if (!by_inode.contains(c))
           return error(EOPNOTSUPP, "{}: a connection from unix socket [{}], outside the dumped tree ({}), waits "
@@ -725,7 +751,10 @@ Result<void> check_unix_sockets(const img::FileDescs& descs) {
     if (s.shutdown() > kShutdownBoth) return bad("unknown shutdown bits");
     if (s.sndbuf() > INT_MAX || s.rcvbuf() > INT_MAX || s.backlog() > INT_MAX) return bad("a size out of range");
     if (s.file_mode() > 07777) return bad("a file mode out of range");
-    if (s.connected() && s.peer() != 0 && !inodes.contains(s.peer())) return bad("a peer the images lack");
+    if (s.external_ok() && (s.type() != SOCK_DGRAM || s.peer_name().empty()))
+      return bad("--ext-unix-sk on a socket that is not a datagram socket with a named peer");
+    if (s.connected() && s.peer() != 0 && !inodes.contains(s.peer()) && !s.external_ok())
+      return bad("a peer the images lack");
     if (s.state() != kListen && s.pending_size()) return bad("pending connections without listening");
     if (s.pending_size() > 65536) return bad("more pending connections than a listener can hold");
     for (uint32_t c : s.pending())

@@ -226,6 +226,7 @@ TEST(UnixSocket, PeerOutsideTheTreeRefusedAtDump) {
   EXPECT_NE(d.err.find(fmt::format("pid {}: fd 4 (socket:[", child)), std::string::npos) << d.err;
   EXPECT_NE(d.err.find("outside the dumped tree"), std::string::npos) << d.err;
   EXPECT_NE(d.err.find(fmt::format("held by pid {} (", pid)), std::string::npos) << d.err;
+  EXPECT_NE(d.err.find("not even with --ext-unix-sk"), std::string::npos) << d.err;
   EXPECT_TRUE(alive(child));
   EXPECT_EQ(tracer_of(child), 0);
   EXPECT_NE(access((h.images() + "/inventory.img").c_str(), F_OK), 0);
@@ -236,6 +237,52 @@ TEST(UnixSocket, PeerOutsideTheTreeRefusedAtDump) {
   EXPECT_EQ(recv(b, &c, 1, MSG_DONTWAIT), 1);
   close(a), close(b);
   kill_all(h, tasks);
+}
+
+// A datagram socket connected to a named socket outside the tree (a
+// syslog daemon's /dev/log): refused, naming who holds the peer and the
+// option; dumped with --ext-unix-sk, restored connected to that name again.
+TEST(UnixSocket, ExternalDatagramPeer) {
+  Harness h;
+  const std::string path = h.dir() + "/log.sock";
+  int log = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  strcpy(a.sun_path, path.c_str());
+  ASSERT_EQ(bind(log, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  pid_t pid = spawn([&] {
+    int s = socket(AF_UNIX, SOCK_DGRAM, 0);
+    must(s == 3 && connect(s, reinterpret_cast<const sockaddr*>(&a), sizeof(a)) == 0 && send(s, "before", 6, 0) == 6);
+  });
+  ASSERT_TRUE(all_paused(pid, 1));
+  CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  EXPECT_NE(d.exit_code(), 0);
+  EXPECT_NE(d.err.find(fmt::format("pid {}: fd 3 (socket:[", pid)), std::string::npos) << d.err;
+  EXPECT_NE(d.err.find(fmt::format("({}), outside the dumped tree (held by pid {} (", path, getpid())), std::string::npos)
+      << d.err;
+  EXPECT_NE(d.err.find("--ext-unix-sk connects it to that name again at restore"), std::string::npos) << d.err;
+  EXPECT_TRUE(alive(pid));
+  EXPECT_EQ(tracer_of(pid), 0);
+
+  d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images(), "--ext-unix-sk"});
+  ASSERT_EQ(d.exit_code(), 0) << d.err;
+  kill_all(h, {pid});
+  CkptRun r = h.ckpt({"restore", "-D", h.images(), "-d"});
+  ASSERT_EQ(r.exit_code(), 0) << r.err;
+  ASSERT_TRUE(all_paused(pid, 1));
+  int s = take(pid, 3);
+  EXPECT_EQ(send(s, "after", 5, 0), 5);
+  sockaddr_un peer{};
+  socklen_t len = sizeof(peer);
+  EXPECT_EQ(getpeername(s, reinterpret_cast<sockaddr*>(&peer), &len), 0);
+  EXPECT_STREQ(peer.sun_path, path.c_str());
+  close(s);
+  char buf[16];
+  EXPECT_EQ(recv(log, buf, sizeof(buf), MSG_DONTWAIT), 6);
+  EXPECT_EQ(recv(log, buf, sizeof(buf), MSG_DONTWAIT), 5);
+  EXPECT_EQ(std::string(buf, 5), "after");
+  close(log);
+  kill_all(h, {pid});
 }
 
 // The listener's path holds a regular file at restore: refused, naming it;

@@ -144,7 +144,10 @@ Result<void> walk_queue(int fd, const UnixDiag& di, img::UnixSocket* u) {
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && errno == EAGAIN) break;
       if (n < 0) return sys_error("peek at its queue");
-      if (n == 0) break;  // the end (or an empty message, which is not kept)
+      // An empty message, or the end of a seqpacket stream. (An empty
+      // datagram after others is skipped by the peek offset, unseen.)
+      if (n == 0 && di.type == SOCK_DGRAM) return error(EOPNOTSUPP, "an empty datagram in its queue: not supported");
+      if (n == 0) break;
       want = static_cast<size_t>(n);
     }
     buf.resize(want);
@@ -664,11 +667,16 @@ class UnixSocketKind final : public Kind {
                      std::span<const FdProbe* const> probes) const override {
     std::map<uint32_t, size_t> by_inode;
     std::set<uint32_t> pending;
+    uint64_t queued = 0;
     for (size_t i = 0; i < descs.size(); i++) {
       const img::UnixSocket& s = descs[i]->unix_socket();
       by_inode[s.inode()] = i;
       pending.insert(s.pending().begin(), s.pending().end());
+      for (const std::string& m : s.queue()) queued += m.size();
     }
+    if (queued > kMaxUnixQueuesBytes)
+      return error(EFBIG, "the unix sockets of the tree have {} bytes queued in all, more than the {} ckpt keeps: "
+                   "not supported", queued, kMaxUnixQueuesBytes);
     for (size_t i = 0; i < descs.size(); i++) {
       const img::UnixSocket& s = descs[i]->unix_socket();
       const FdProbe& p = *probes[i];

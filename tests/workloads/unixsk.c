@@ -19,6 +19,12 @@
  *   pd    datagram socket at <ready>.dgram (mode 0600), unconnected, with 2
  *         messages from an unbound socket since closed
  *   us    an unbound stream socket
+ *   ql    seqpacket listener with an abstract name, backlog 2: cc (bound to
+ *         an abstract name too) connected and accepted as sc, messages both
+ *         ways; cd connected and not yet accepted
+ *   os    accepted from a listener at <ready>.old since closed (its socket
+ *         file stays), with data for oc, its client
+ *   sz    accepted from ls; its client wrote "bye" and was closed
  * Verification: every queue read back byte for byte with its message
  * boundaries and senders' names; names (getsockname, getpeername), shutdown
  * states, options, flags, socket files' modes; connections still work.
@@ -34,10 +40,10 @@
 #define ST_READ 1000
 #define ST_BACK 5000
 
-static int st[2], dg[2], sq[2], cl[2], pk[2], ls, ca, sa, cb, da, db, pd, us;
-static char sock_path[PATH_MAX + 8], dgram_path[PATH_MAX + 8];
-static char abs_a[64], abs_b[64];
-static int abs_a_len, abs_b_len;
+static int st[2], dg[2], sq[2], cl[2], pk[2], ls, ca, sa, cb, da, db, pd, us, ql, cc, sc, cd, os, oc, sz;
+static char sock_path[PATH_MAX + 8], dgram_path[PATH_MAX + 8], old_path[PATH_MAX + 8];
+static char abs_a[64], abs_b[64], abs_l[64], abs_c[64];
+static int abs_a_len, abs_b_len, abs_l_len, abs_c_len;
 static int st0_sndbuf, st1_rcvbuf;
 static char buf[200000];
 
@@ -173,6 +179,11 @@ static void setup(void)
 		wl_die("ca: %s", strerror(errno));
 	if (send(ca, "hello server", 12, 0) != 12 || send(sa, "hello client", 12, 0) != 12)
 		wl_die("ca/sa: %s", strerror(errno));
+	int cz = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (cz < 0 || connect(cz, (struct sockaddr *)&a, al) || (sz = accept(ls, NULL, NULL)) < 0 ||
+	    send(cz, "bye", 3, 0) != 3)
+		wl_die("sz: %s", strerror(errno));
+	close(cz);
 	cb = socket(AF_UNIX, SOCK_STREAM, 0);
 	if (cb < 0 || connect(cb, (struct sockaddr *)&a, al))
 		wl_die("cb: %s", strerror(errno));
@@ -214,6 +225,35 @@ static void setup(void)
 	us = socket(AF_UNIX, SOCK_STREAM, 0);
 	if (us < 0)
 		wl_die("us: %s", strerror(errno));
+
+	/* ql, cc, sc, cd */
+	abs_l_len = snprintf(abs_l, sizeof(abs_l), "%cckpt-unixsk-%d-l", 0, (int)getpid());
+	abs_c_len = snprintf(abs_c, sizeof(abs_c), "%cckpt-unixsk-%d-c", 0, (int)getpid());
+	struct sockaddr_un la, lc;
+	socklen_t lal = addr(&la, abs_l, abs_l_len), lcl = addr(&lc, abs_c, abs_c_len);
+	ql = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+	cc = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+	cd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+	if (ql < 0 || cc < 0 || cd < 0 || bind(ql, (struct sockaddr *)&la, lal) || listen(ql, 2) ||
+	    bind(cc, (struct sockaddr *)&lc, lcl) || connect(cc, (struct sockaddr *)&la, lal) ||
+	    (sc = accept(ql, NULL, NULL)) < 0 || connect(cd, (struct sockaddr *)&la, lal))
+		wl_die("ql: %s", strerror(errno));
+	send_msg(cc, 11, 60, "cc");
+	send_msg(cc, 22, 61, "cc");
+	send_msg(sc, 33, 62, "sc");
+
+	/* os, oc */
+	wl_aux_path(old_path, sizeof(old_path), "old");
+	unlink(old_path);
+	int ol = socket(AF_UNIX, SOCK_STREAM, 0);
+	socklen_t al2 = addr(&a, old_path, (int)strlen(old_path));
+	oc = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (ol < 0 || oc < 0 || bind(ol, (struct sockaddr *)&a, al2) || listen(ol, 1) ||
+	    connect(oc, (struct sockaddr *)&a, al2) || (os = accept(ol, NULL, NULL)) < 0)
+		wl_die("ol: %s", strerror(errno));
+	close(ol);
+	if (send(os, "from os", 7, 0) != 7)
+		wl_die("os: %s", strerror(errno));
 }
 
 /* A datagram or seqpacket message of n bytes made from seed, with its
@@ -379,6 +419,42 @@ static void verify(void)
 	expect_name(us, 0, "us", "", 0);
 	WL_CHECK(get_int(us, SO_TYPE) == SOCK_STREAM, "us: SO_TYPE %d", get_int(us, SO_TYPE));
 	WL_CHECK(getpeername(us, (struct sockaddr *)&a, &l) < 0 && errno == ENOTCONN, "us: connected");
+
+	/* ql, cc, sc, cd */
+	expect_name(ql, 0, "ql", abs_l, abs_l_len);
+	expect_name(sc, 0, "sc", abs_l, abs_l_len);
+	expect_name(sc, 1, "sc", abs_c, abs_c_len);
+	expect_name(cc, 0, "cc", abs_c, abs_c_len);
+	expect_name(cc, 1, "cc", abs_l, abs_l_len);
+	expect_name(cd, 1, "cd", abs_l, abs_l_len);
+	expect_msg(sc, "sc", 11, 60, NULL, 0);
+	expect_msg(sc, "sc", 22, 61, NULL, 0);
+	expect_empty(sc, "sc");
+	expect_msg(cc, "cc", 33, 62, NULL, 0);
+	expect_empty(cc, "cc");
+	fcntl(ql, F_SETFL, O_NONBLOCK);
+	int sd = accept(ql, NULL, NULL);
+	WL_CHECK(sd >= 0, "ql: cd's connection is not in its queue (%s)", wl_errname(errno));
+	if (sd >= 0) {
+		WL_CHECK(send(cd, "cd", 2, 0) == 2 && recv(sd, buf, 2, MSG_DONTWAIT) == 2,
+			 "cd: not connected to what ql accepted");
+		close(sd);
+	}
+	WL_CHECK(accept(ql, NULL, NULL) < 0 && errno == EAGAIN, "ql: more connections queued than cd's");
+
+	/* os, oc */
+	int olen = (int)strlen(old_path);
+	WL_CHECK(stat(old_path, &sb) == 0 && S_ISSOCK(sb.st_mode), "%s: the closed listener's socket file is gone",
+		 old_path);
+	expect_name(os, 0, "os", old_path, olen);
+	expect_name(oc, 1, "oc", old_path, olen);
+	WL_CHECK(recv(oc, buf, sizeof(buf), MSG_DONTWAIT) == 7 && memcmp(buf, "from os", 7) == 0, "oc: \"from os\" lost");
+	WL_CHECK(send(oc, "x", 1, 0) == 1 && recv(os, buf, 1, MSG_DONTWAIT) == 1, "os, oc: not connected");
+
+	/* sz */
+	expect_name(sz, 0, "sz", sock_path, plen);
+	WL_CHECK(recv(sz, buf, sizeof(buf), MSG_DONTWAIT) == 3 && memcmp(buf, "bye", 3) == 0, "sz: \"bye\" lost");
+	WL_CHECK(recv(sz, buf, sizeof(buf), MSG_DONTWAIT) == 0, "sz: no end of file");
 }
 
 int main(int argc, char **argv)

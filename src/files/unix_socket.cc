@@ -301,6 +301,22 @@ Result<void> connect_to(int fd, const std::string& name) {
   return {};
 }
 
+// The mode and owner of the socket file just bound at `path`, through an
+// O_PATH handle on it: a link put there meanwhile is not followed.
+Result<void> set_file(const std::string& path, uint32_t mode, uint32_t uid, uint32_t gid) {
+  int fd = ::open(path.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return sys_error("open the socket file {}", path);
+  UniqueFd f(fd);
+  struct stat st;
+  if (fstat(fd, &st) < 0) return sys_error("stat {}", path);
+  if (!S_ISSOCK(st.st_mode)) return error(EEXIST, "{} is no longer the socket file restore made", path);
+  // The fd's /proc link leads to the file itself.
+  const std::string self = fmt::format("/proc/self/fd/{}", fd);
+  if (::chown(self.c_str(), uid, gid) < 0) return sys_error("chown {} to {}:{}", path, uid, gid);
+  if (::chmod(self.c_str(), mode) < 0) return sys_error("chmod {} {:o}", path, mode);
+  return {};
+}
+
 // `client` connected through a temporary listener bound at `name`: the
 // accepted end, whose getsockname() is `name`. The listener's socket file
 // stays (the caller decides).
@@ -387,10 +403,7 @@ class Restorer {
       if (::unlink(s.name().c_str()) < 0) return sys_error("unlink {} (gone at dump)", s.name());
       return {};
     }
-    if (::lchown(s.name().c_str(), s.file_uid(), s.file_gid()) < 0)
-      return sys_error("chown {} to {}:{}", s.name(), s.file_uid(), s.file_gid());
-    if (::chmod(s.name().c_str(), s.file_mode()) < 0) return sys_error("chmod {} {:o}", s.name(), s.file_mode());
-    return {};
+    return set_file(s.name(), s.file_mode(), s.file_uid(), s.file_gid());
   }
 
   // After a temporary listener at `name`: its file goes if a socket of the
@@ -402,8 +415,7 @@ class Restorer {
       if (::unlink(name.c_str()) < 0 && errno != ENOENT) return sys_error("unlink {}", name);
       return {};
     }
-    if (::chmod(name.c_str(), accepted_end->file_mode()) < 0) return sys_error("chmod {}", name);
-    return {};
+    return set_file(name, accepted_end->file_mode(), accepted_end->file_uid(), accepted_end->file_gid());
   }
 
   // 1. Connections between two ends, and ends whose peer was closed.
@@ -534,9 +546,11 @@ class Restorer {
       return error(EINVAL, "data queued and no peer to send it");
     }
     if (by_name && s.name().empty()) return error(EINVAL, "messages queued for an unbound socket that is not its sender's peer");
+    // Room for all of it in the sender's buffer, with the kernel's overhead
+    // per message (what it charges can be twice the data).
     uint64_t bytes = 0;
-    for (const std::string& m : s.queue()) bytes += m.size() + 512;  // with the kernel's overhead per message
-    const int room = static_cast<int>(std::min<uint64_t>(bytes + (1 << 20), INT_MAX / 2));
+    for (const std::string& m : s.queue()) bytes += m.size() + 1024;
+    const int room = static_cast<int>(std::min<uint64_t>(2 * bytes + (1 << 20), INT_MAX / 2));
     if (TRY(get_int(sender, SO_SNDBUF, "SO_SNDBUF")) < room) TRY(set_int(sender, SO_SNDBUFFORCE, room, "SO_SNDBUFFORCE"));
     socklen_t len;
     const sockaddr_un to = address(s.name(), &len);

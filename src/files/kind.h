@@ -35,6 +35,7 @@
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "ckpt.pb.h"
+#include "files/sock_diag.h"
 #include "proc/status.h"
 
 namespace ckpt::files {
@@ -50,6 +51,7 @@ struct CollectContext {
   // a memfd held as an fd is also one of them.
   std::map<std::pair<uint64_t, uint64_t>, uint32_t> shmem_objects;
   bool ext_unix_sk = false;  // --ext-unix-sk (unix_socket.cc)
+  UnixSockets unix_sockets;  // of ckpt's network namespace, once the tree is frozen
 };
 
 // An fd of a frozen task, as dump finds it.

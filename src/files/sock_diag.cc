@@ -20,13 +20,12 @@ struct Attr {
   std::string_view data;
 };
 
-Result<UnixDiag> parse(uint32_t inode, const char* buf, size_t len) {
-  const auto* h = reinterpret_cast<const nlmsghdr*>(buf);
-  if (len < sizeof(nlmsghdr) || h->nlmsg_len > len) return error(EPROTO, "sock_diag: short reply");
+// One message of a reply, `h`, whose nlmsg_len fits what was received.
+Result<UnixDiag> parse(const nlmsghdr* h) {
   if (h->nlmsg_type == NLMSG_ERROR) {
     const auto* e = static_cast<const nlmsgerr*>(NLMSG_DATA(h));
     if (h->nlmsg_len < NLMSG_LENGTH(sizeof(nlmsgerr))) return error(EPROTO, "sock_diag: short error reply");
-    return error(-e->error, "sock_diag: unix socket {}", inode);
+    return error(-e->error, "sock_diag: the kernel's answer");
   }
   if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY || h->nlmsg_len < NLMSG_LENGTH(sizeof(unix_diag_msg)))
     return error(EPROTO, "sock_diag: unexpected reply type {}", h->nlmsg_type);
@@ -36,7 +35,7 @@ Result<UnixDiag> parse(uint32_t inode, const char* buf, size_t len) {
   out.type = m->udiag_type;
   out.state = m->udiag_state;
   const char* p = reinterpret_cast<const char*>(m) + NLMSG_ALIGN(sizeof(unix_diag_msg));
-  const char* end = buf + h->nlmsg_len;
+  const char* end = reinterpret_cast<const char*>(h) + h->nlmsg_len;
   while (end - p >= static_cast<ptrdiff_t>(sizeof(nlattr))) {
     const auto* a = reinterpret_cast<const nlattr*>(p);
     if (a->nla_len < sizeof(nlattr) || a->nla_len > end - p) return error(EPROTO, "sock_diag: bad attribute");
@@ -68,9 +67,8 @@ Result<UnixDiag> parse(uint32_t inode, const char* buf, size_t len) {
   return out;
 }
 
-}  // namespace
-
-Result<UnixDiag> unix_diag(uint32_t inode) {
+// A netlink socket that has asked for every unix socket (a dump).
+Result<UniqueFd> ask() {
   int s = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
   if (s < 0) return sys_error("sock_diag: netlink socket");
   UniqueFd nl(s);
@@ -80,25 +78,43 @@ Result<UnixDiag> unix_diag(uint32_t inode) {
   } req{};
   req.h.nlmsg_len = sizeof(req);
   req.h.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-  req.h.nlmsg_flags = NLM_F_REQUEST;
+  req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
   req.h.nlmsg_seq = 1;
   req.r.sdiag_family = AF_UNIX;
   req.r.udiag_states = ~0U;
-  req.r.udiag_ino = inode;
   req.r.udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_VFS | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS | UDIAG_SHOW_RQLEN;
-  // No cookie: the inode alone (INET_DIAG_NOCOOKIE).
-  req.r.udiag_cookie[0] = req.r.udiag_cookie[1] = ~0U;
   sockaddr_nl kernel{};
   kernel.nl_family = AF_NETLINK;
   if (sendto(nl.get(), &req, sizeof(req), 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel)) < 0)
-    return sys_error("sock_diag: ask about unix socket {}", inode);
-  // A listener's pending connections make the reply grow by 4 bytes each.
-  std::string buf(1 << 16, '\0');
+    return sys_error("sock_diag: ask for the unix sockets");
+  return nl;
+}
+
+Result<size_t> receive(int nl, std::string& buf) {
   ssize_t n;
-  do n = recv(nl.get(), buf.data(), buf.size(), 0);
+  do n = recv(nl, buf.data(), buf.size(), 0);
   while (n < 0 && errno == EINTR);
-  if (n < 0) return sys_error("sock_diag: read the answer about unix socket {}", inode);
-  return parse(inode, buf.data(), static_cast<size_t>(n));
+  if (n < 0) return sys_error("sock_diag: read the answer");
+  return static_cast<size_t>(n);
+}
+
+}  // namespace
+
+Result<UnixSockets> unix_diag_all() {
+  UniqueFd nl = TRY(ask());
+  UnixSockets out;
+  // Each read brings as many sockets as fit (a listener's pending
+  // connections take 4 bytes each: at most somaxconn, 4096).
+  std::string buf(1 << 16, '\0');
+  for (;;) {
+    size_t n = TRY(receive(nl.get(), buf));
+    if (n == 0) return error(EPROTO, "sock_diag: the dump of unix sockets ended early");
+    for (auto* h = reinterpret_cast<const nlmsghdr*>(buf.data()); NLMSG_OK(h, n); h = NLMSG_NEXT(h, n)) {
+      if (h->nlmsg_type == NLMSG_DONE) return out;
+      UnixDiag d = TRY_CTX(parse(h), "dump of unix sockets");
+      out.emplace(d.inode, std::move(d));
+    }
+  }
 }
 
 }  // namespace ckpt::files

@@ -1,10 +1,11 @@
 // What the kernel's sock_diag netlink interface tells about a unix socket,
-// by its inode: its peer, its name, its state and its queues, which no
+// found by its inode: its peer, its name, its state and its queues, which no
 // getsockopt gives. ckpt asks in its own network namespace (dump refuses a
 // task in another), where every socket of the tree lives.
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -32,8 +33,10 @@ struct UnixDiag {
   uint8_t shutdown = 0;           // RCV_SHUTDOWN 1 | SEND_SHUTDOWN 2
 };
 
-// The unix socket with this inode in ckpt's network namespace; ENOENT if
-// there is none.
-Result<UnixDiag> unix_diag(uint32_t inode);
+// Every unix socket of ckpt's network namespace, by inode: one netlink dump,
+// where asking socket by socket costs a walk of the kernel's whole table of
+// unix sockets each time (net/unix/diag.c: unix_lookup_by_ino).
+using UnixSockets = std::map<uint32_t, UnixDiag>;
+Result<UnixSockets> unix_diag_all();
 
 }  // namespace ckpt::files

@@ -629,12 +629,12 @@ class UnixSocketKind final : public Kind {
 
   Result<void> collect(const FdProbe& p, img::FileDesc* d) const override {
     UniqueFd f = TRY(take_file(p));
-    auto found = unix_diag(static_cast<uint32_t>(p.st.st_ino));
     // sock_diag answers for ckpt's network namespace alone (every task is
-    // in it: dump checks), so this socket was made in another one.
-    if (!found && found.error().err == ENOENT)
+    // in it: dump checks): a socket it does not list was made in another.
+    auto found = p.ctx->unix_sockets.find(static_cast<uint32_t>(p.st.st_ino));
+    if (found == p.ctx->unix_sockets.end())
       return error(EOPNOTSUPP, "a unix socket of another network namespace: not supported");
-    const UnixDiag di = TRY(std::move(found));
+    const UnixDiag& di = found->second;
     img::UnixSocket* u = d->mutable_unix_socket();
     if (di.type != SOCK_STREAM && di.type != SOCK_DGRAM && di.type != SOCK_SEQPACKET)
       return error(EOPNOTSUPP, "a unix socket of type {}: not supported", di.type);

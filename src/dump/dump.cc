@@ -325,7 +325,14 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
     if (process_died(d.pid)) return error(ESRCH, "dump pid {}: pid {} died during the dump", root, d.pid);
   std::vector<files::TaskFds*> fds;
   for (TaskDump& d : dumps) fds.push_back(&d.fds);
-  files::CollectContext fctx{.ghost_limit = o.ghost_limit, .shmem_objects = shmem.objects()};
+  files::CollectContext fctx{
+      .ghost_limit = o.ghost_limit, .shmem_objects = shmem.objects(), .ext_unix_sk = o.ext_unix_sk};
+  // Unix sockets, all in one sock_diag dump, if the tree has any.
+  auto has_unix_socket = [](const TaskDump& d) {
+    return std::ranges::find(d.fds.kinds, &files::unix_socket_kind()) != d.fds.kinds.end();
+  };
+  if (std::ranges::any_of(dumps, has_unix_socket))
+    fctx.unix_sockets = TRY_CTX(files::unix_diag_all(), "dump pid {}", root);
   const img::FileDescs descs = TRY_CTX(files::collect_descriptions(fds, fctx), "dump pid {}", root);
 
   // 5. Images: metadata, inventory last.

@@ -27,6 +27,7 @@ struct DumpOptions {
   After after = After::Kill;
   bool shell_job = false;
   uint64_t ghost_limit = files::kDefaultGhostLimit;  // --ghost-limit
+  bool ext_unix_sk = false;  // datagram unix sockets may have a peer outside the tree
   unsigned timeout_s = 10;  // give up seizing after this long
   bool fsync = false;       // images durable on disk before the task goes
   PageTransfer pages = PageTransfer::Splice;

@@ -288,6 +288,12 @@ Result<PreparedFds> prepare_fds(const img::FileDescs& descs,
   PreparedFds out;
   out.open.reserve(descs.descs_size());
   OpenState state(shmem, check_files);
+  for (const Kind* kind : kinds()) {
+    std::vector<const img::FileDesc*> of_kind;
+    for (const img::FileDesc& d : descs.descs())
+      if (d.kind_case() == kind->tag()) of_kind.push_back(&d);
+    if (!of_kind.empty()) TRY_CTX(kind->prepare(of_kind, state), "restore the {}s", kind->name());
+  }
   for (const img::FileDesc& d : descs.descs()) {
     const Kind* kind = kind_of(d);
     if (!kind) return error(EINVAL, "file description {}: unknown kind {}", d.id(), static_cast<int>(d.kind_case()));

@@ -10,7 +10,11 @@
 //                           pipe's two ends, a socket's peer)
 //             link(fd)      what refers to other descriptions, once all are
 //                           numbered (an epoll's targets)
-//   restore:  open(desc)    ckpt's own fd on a new description, before any
+//   restore:  prepare(all)  once, before any open, with the descriptions of
+//                           the kind: to create those that are made together
+//                           (a connection, a listener's queue) in an order
+//                           of the kind's own, left in OpenState for open
+//             open(desc)    ckpt's own fd on a new description, before any
 //                           task exists; every task that holds it inherits it
 //                           from ckpt and dups it to its numbers
 //                           (restore/fd_moves.h)
@@ -31,6 +35,7 @@
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "ckpt.pb.h"
+#include "files/sock_diag.h"
 #include "proc/status.h"
 
 namespace ckpt::files {
@@ -45,6 +50,8 @@ struct CollectContext {
   // Shared memory objects the tree maps (dump/shmem.h), by (device, inode):
   // a memfd held as an fd is also one of them.
   std::map<std::pair<uint64_t, uint64_t>, uint32_t> shmem_objects;
+  bool ext_unix_sk = false;  // --ext-unix-sk (unix_socket.cc)
+  UnixSockets unix_sockets;  // of ckpt's network namespace, once the tree is frozen
 };
 
 // An fd of a frozen task, as dump finds it.
@@ -147,6 +154,11 @@ class Kind {
     (void)descs, (void)probes;
     return {};
   }
+  // `descs`: those of this kind, by id.
+  virtual Result<void> prepare(std::span<const img::FileDesc* const> descs, OpenState& state) const {
+    (void)descs, (void)state;
+    return {};
+  }
   virtual Result<UniqueFd> open(const img::FileDesc& d, OpenState& state) const = 0;
   // Steps the first task that holds `d` (at fd `fd`; `table`: its whole fd
   // table, sorted by fd) takes itself once its fds are in place.
@@ -164,6 +176,7 @@ const Kind& epoll_kind();
 const Kind& memfd_kind();
 const Kind& deleted_kind();
 const Kind& inotify_kind();
+const Kind& unix_socket_kind();
 
 // A terminal's device: pts, tty, console or ptmx.
 bool is_tty_dev(dev_t rdev);

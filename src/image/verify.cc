@@ -17,6 +17,7 @@
 #include "arch/x86_64/xsave.h"
 #include "base/fs.h"
 #include "files/file_id.h"
+#include "files/unix_socket.h"
 #include "image/crc32c.h"
 #include "image/messages.h"
 #include "image/page_store.h"
@@ -380,6 +381,7 @@ Result<img::FileDescs> load_file_descs(const ImageDir& dir,
     const std::string& path = d.has_regular() ? d.regular().path() : d.has_terminal() ? d.terminal().path() : "";
     if (path.size() > kMaxPathLen) return error(EINVAL, "{}: description {} has a path of {} bytes", name, d.id(), path.size());
   }
+  TRY_CTX(files::check_unix_sockets(descs), "{}", name);
   for (const auto& [pid, files] : tasks)
     for (const img::FdEntry& e : files->fds())
       if (e.desc() > static_cast<uint32_t>(descs.descs_size()))

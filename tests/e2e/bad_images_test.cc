@@ -246,6 +246,41 @@ std::vector<Case> cases() {
         d.edit<img::FileDescs>("fdesc.img", ImageKind::FileDescs, [](img::FileDescs& f) { f.mutable_descs(0)->clear_kind(); });
       },
       [](Dumped& d) { return V{d.file("fdesc.img") + ": description 1 is of a kind this ckpt does not know"}; });
+  // A unix socket whose record could not be restored safely.
+  auto unix_case = [&](const char* name, std::function<void(img::UnixSocket&)> change, std::string want) {
+    add(name,
+        [=](Dumped& d) {
+          d.edit<img::FileDescs>("fdesc.img", ImageKind::FileDescs, [&](img::FileDescs& f) {
+            img::FileDesc* s = f.add_descs();
+            s->set_id(f.descs_size());
+            s->set_flags(O_RDWR);
+            img::UnixSocket* u = s->mutable_unix_socket();
+            u->set_type(1);
+            u->set_state(7);
+            u->set_inode(4242);
+            u->set_peek_off(-1);
+            change(*u);
+          });
+        },
+        [=](Dumped& d) { return V{d.file("fdesc.img") + ": description ", want}; });
+  };
+  unix_case("UnixSocketNameTooLong", [](img::UnixSocket& u) { u.set_name("/" + std::string(200, 'a')); },
+            "a name longer than sun_path");
+  unix_case("UnixSocketRelativePath", [](img::UnixSocket& u) { u.set_name("relative.sock"); },
+            "a path name that is not absolute or holds a NUL");
+  unix_case("UnixSocketPeerMissing", [](img::UnixSocket& u) {
+              u.set_state(1);
+              u.set_connected(true);
+              u.set_peer(777);
+            },
+            "a peer the images lack");
+  unix_case("UnixSocketSendersMismatch", [](img::UnixSocket& u) {
+              u.set_type(2);
+              u.add_queue("one");
+              u.add_queue("two");
+              u.add_senders("");
+            },
+            "senders that are not one per queued datagram");
   add("NegativeFd",
       [](Dumped& d) {
         d.edit<img::Files>(d.name("files"), ImageKind::Files, [](img::Files& f) { f.mutable_fds(0)->set_fd(-7); });

@@ -52,6 +52,8 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
   auto* lr = dump->add_flag("-R,--leave-running", leave_running, "resume the process after dumping");
   dump->add_flag("-s,--leave-stopped", leave_stopped, "leave the process stopped after dumping")->excludes(lr);
   dump->add_flag("-j,--shell-job", c.dump.shell_job, "the process uses the terminal; restore gives it ckpt's");
+  dump->add_flag("--ext-unix-sk", c.dump.ext_unix_sk, "a datagram unix socket connected to a named socket outside the "
+                 "tree (/dev/log) is connected to that name again at restore");
   dump->add_option("--timeout", c.dump.timeout_s, "give up seizing after N seconds")->check(CLI::Range(1u, 3600u));
   dump->add_option("--ghost-limit", c.dump.ghost_limit,
                    "store at most this many bytes of a deleted file or memfd (suffixes K, M, G)")

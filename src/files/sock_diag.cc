@@ -1,0 +1,120 @@
+#include "files/sock_diag.h"
+
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "base/unique_fd.h"
+
+namespace ckpt::files {
+
+namespace {
+
+// One attribute of a reply: its type and payload.
+struct Attr {
+  uint16_t type;
+  std::string_view data;
+};
+
+// One message of a reply, `h`, whose nlmsg_len fits what was received.
+Result<UnixDiag> parse(const nlmsghdr* h) {
+  if (h->nlmsg_type == NLMSG_ERROR) {
+    const auto* e = static_cast<const nlmsgerr*>(NLMSG_DATA(h));
+    if (h->nlmsg_len < NLMSG_LENGTH(sizeof(nlmsgerr))) return error(EPROTO, "sock_diag: short error reply");
+    return error(-e->error, "sock_diag: the kernel's answer");
+  }
+  if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY || h->nlmsg_len < NLMSG_LENGTH(sizeof(unix_diag_msg)))
+    return error(EPROTO, "sock_diag: unexpected reply type {}", h->nlmsg_type);
+  const auto* m = static_cast<const unix_diag_msg*>(NLMSG_DATA(h));
+  UnixDiag out;
+  out.inode = m->udiag_ino;
+  out.type = m->udiag_type;
+  out.state = m->udiag_state;
+  const char* p = reinterpret_cast<const char*>(m) + NLMSG_ALIGN(sizeof(unix_diag_msg));
+  const char* end = reinterpret_cast<const char*>(h) + h->nlmsg_len;
+  while (end - p >= static_cast<ptrdiff_t>(sizeof(nlattr))) {
+    const auto* a = reinterpret_cast<const nlattr*>(p);
+    if (a->nla_len < sizeof(nlattr) || a->nla_len > end - p) return error(EPROTO, "sock_diag: bad attribute");
+    const Attr at{static_cast<uint16_t>(a->nla_type & NLA_TYPE_MASK),
+                  std::string_view(p + NLA_HDRLEN, a->nla_len - NLA_HDRLEN)};
+    auto u32 = [&](size_t i) {
+      uint32_t v = 0;
+      if (at.data.size() >= (i + 1) * 4) memcpy(&v, at.data.data() + i * 4, 4);
+      return v;
+    };
+    switch (at.type) {
+      case UNIX_DIAG_NAME: out.name = std::string(at.data); break;
+      case UNIX_DIAG_VFS: out.vfs = std::pair{u32(0), u32(1)}; break;
+      case UNIX_DIAG_PEER: out.peer = u32(0); break;
+      case UNIX_DIAG_ICONS:
+        for (size_t i = 0; i < at.data.size() / 4; i++) out.pending.push_back(u32(i));
+        break;
+      case UNIX_DIAG_RQLEN:
+        out.rqueue = u32(0);
+        out.wqueue = u32(1);
+        break;
+      case UNIX_DIAG_SHUTDOWN:
+        if (!at.data.empty()) out.shutdown = static_cast<uint8_t>(at.data[0]);
+        break;
+      default: break;
+    }
+    p += NLA_ALIGN(a->nla_len);
+  }
+  return out;
+}
+
+// A netlink socket that has asked for every unix socket (a dump).
+Result<UniqueFd> ask() {
+  int s = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  if (s < 0) return sys_error("sock_diag: netlink socket");
+  UniqueFd nl(s);
+  struct {
+    nlmsghdr h;
+    unix_diag_req r;
+  } req{};
+  req.h.nlmsg_len = sizeof(req);
+  req.h.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  req.h.nlmsg_seq = 1;
+  req.r.sdiag_family = AF_UNIX;
+  req.r.udiag_states = ~0U;
+  req.r.udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_VFS | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS | UDIAG_SHOW_RQLEN;
+  sockaddr_nl kernel{};
+  kernel.nl_family = AF_NETLINK;
+  if (sendto(nl.get(), &req, sizeof(req), 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel)) < 0)
+    return sys_error("sock_diag: ask for the unix sockets");
+  return nl;
+}
+
+Result<size_t> receive(int nl, std::string& buf) {
+  ssize_t n;
+  do n = recv(nl, buf.data(), buf.size(), 0);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return sys_error("sock_diag: read the answer");
+  return static_cast<size_t>(n);
+}
+
+}  // namespace
+
+Result<UnixSockets> unix_diag_all() {
+  UniqueFd nl = TRY(ask());
+  UnixSockets out;
+  // Each read brings as many sockets as fit (a listener's pending
+  // connections take 4 bytes each: at most somaxconn, 4096).
+  std::string buf(1 << 16, '\0');
+  for (;;) {
+    size_t n = TRY(receive(nl.get(), buf));
+    if (n == 0) return error(EPROTO, "sock_diag: the dump of unix sockets ended early");
+    for (auto* h = reinterpret_cast<const nlmsghdr*>(buf.data()); NLMSG_OK(h, n); h = NLMSG_NEXT(h, n)) {
+      if (h->nlmsg_type == NLMSG_DONE) return out;
+      UnixDiag d = TRY_CTX(parse(h), "dump of unix sockets");
+      out.emplace(d.inode, std::move(d));
+    }
+  }
+}
+
+}  // namespace ckpt::files

@@ -204,7 +204,8 @@ Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, i
   const auto mem_start = Clock::now();
   stats.set_parasite_ns(stats.parasite_ns() + ns_since(task_start));
   PageSource src{threads[0], o.pages == PageTransfer::Splice ? &parasite : nullptr, parent};
-  PageStats ps = TRY(dump_pages(src, d.mm, dir, &d.pagemap, o.faults));
+  auto sink = TRY(image::FilePageSink::create(dir, image::pages_name(pid)));
+  PageStats ps = TRY(dump_pages(src, d.mm, *sink, &d.pagemap, o.faults));
   stats.set_memory_dump_ns(stats.memory_dump_ns() + ns_since(mem_start));
   stats.set_pages_written(stats.pages_written() + ps.pages);
   stats.set_bytes_written(stats.bytes_written() + ps.bytes);

@@ -246,7 +246,8 @@ constexpr FlagRule kFlagRules[] = {
     {"ht", FlagUse::Refused, "hugetlb memory (MAP_HUGETLB or hugetlbfs): not supported yet"},  // hugetlb_page_size() first
     {"sf", FlagUse::Refused, "a MAP_SYNC mapping of a DAX file: not supported yet"},
     {"um", FlagUse::Refused, "registered with userfaultfd (missing pages)"},
-    {"uw", FlagUse::Refused, "registered with userfaultfd (write-protect)"},
+    {"uw", FlagUse::Refused, "registered with userfaultfd (write-protect; if by a ckpt pre-dump, go on with "
+                             "--prev-images-dir, or kill its keeper to end the tracking)"},
     {"ui", FlagUse::Refused, "registered with userfaultfd (minor faults)"},
     {"ss", FlagUse::Refused, "a shadow stack (x86 user shadow stack): not supported yet"},
     {"bt", FlagUse::Refused, "arm64 BTI-guarded"},
@@ -339,7 +340,7 @@ Result<img::Vma> hugetlb_vma(const proc::MapEntry& m, const std::vector<std::str
 
 }  // namespace
 
-Result<img::MmImage> collect_vmas(pid_t pid) {
+Result<img::MmImage> collect_vmas(pid_t pid, bool ckpt_tracks) {
   img::MmImage mm;
   proc::VmFlags vmflags = TRY(proc::read_smaps_vmflags(pid));
   std::map<std::pair<uint64_t, uint64_t>, img::FileId> ids;  // (maps' dev, inode): one look per file
@@ -351,7 +352,11 @@ Result<img::MmImage> collect_vmas(pid_t pid) {
       *mm.add_vmas() = TRY(hugetlb_vma(m, flags->second, huge));
       continue;
     }
-    if (flags != vmflags.end()) TRY(check_vmflags(m, flags->second));
+    if (flags != vmflags.end()) {
+      std::vector<std::string> f = flags->second;
+      if (ckpt_tracks) std::erase(f, "uw");
+      TRY(check_vmflags(m, f));
+    }
     img::Vma* v = mm.add_vmas();
     *v = TRY(classify(m));
     if (flags != vmflags.end() && !is_special(m)) apply_vmflags(flags->second, v);

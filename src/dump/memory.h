@@ -19,7 +19,9 @@
 namespace ckpt::dump {
 
 // VMAs of `pid`, classified; an Error names the first one ckpt can't restore.
-Result<img::MmImage> collect_vmas(pid_t pid);
+// `ckpt_tracks`: the uffd-wp registration ("uw") VMAs may have is ckpt's
+// own dirty tracking (dump/uffd_tracker.h), not the task's.
+Result<img::MmImage> collect_vmas(pid_t pid, bool ckpt_tracks = false);
 
 struct PageStats {
   uint64_t pages = 0;

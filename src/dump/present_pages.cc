@@ -100,9 +100,12 @@ Result<void> PresentPages::scan_tracked(const img::MmImage& mm, const std::funct
       i++;
       continue;
     }
+    // A tracked range never spans a hole: a mapping made since mm was read
+    // (the parasite's) may lie there, unregistered, and CHECK_WPASYNC would
+    // fail the walk on it.
     const bool t = tracked[i];
     int j = i + 1;
-    while (j < n && wanted(mm.vmas(j)) && tracked[j] == t) j++;
+    while (j < n && wanted(mm.vmas(j)) && tracked[j] == t && (!t || mm.vmas(j).start() == mm.vmas(j - 1).end())) j++;
     if (t) {
       TRY(scan_range(mm, i, j, flags, [&](int k, uint64_t a, uint64_t b, uint64_t c) {
         emit(k, a, b, (c & uapi::kPageIsWritten) != 0);

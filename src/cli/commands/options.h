@@ -12,7 +12,7 @@
 
 namespace ckpt::cli {
 
-enum class Verb { Check, Dump, Restore, Show, Verify };
+enum class Verb { Check, Dump, PreDump, Restore, Show, Verify };
 
 struct Command {
   Verb verb = Verb::Check;

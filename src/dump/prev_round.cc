@@ -1,14 +1,17 @@
 #include "dump/prev_round.h"
 
 #include <algorithm>
+#include <filesystem>
 
 #include "dump/uffd_keeper.h"
 #include "image/verify.h"
 
 namespace ckpt::dump {
 
+// Lexically: every directory of a chain is an images directory, which is
+// never a symbolic link (image/image_dir.h), so ".." is its parent.
 std::string resolve_from(const std::string& from, const std::string& rel) {
-  return rel.starts_with('/') ? rel : from + "/" + rel;
+  return std::filesystem::path(rel.starts_with('/') ? rel : from + "/" + rel).lexically_normal().string();
 }
 
 Result<PrevRound> open_prev_round(const image::ImageDir& dir, const std::string& rel, pid_t pid, Log& log) {

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <set>
 
 #include "arch/x86_64/page.h"
@@ -15,8 +16,10 @@ namespace {
 
 constexpr int kMaxDepth = 64;  // rounds; more is a loop or damage
 
+// Lexically: every directory of a chain is an images directory, which is
+// never a symbolic link (image/image_dir.h), so ".." is its parent.
 std::string resolve_from(const std::string& from, const std::string& rel) {
-  return rel.starts_with('/') ? rel : from + "/" + rel;
+  return std::filesystem::path(rel.starts_with('/') ? rel : from + "/" + rel).lexically_normal().string();
 }
 
 Result<ParentLevel> load_level(const std::string& path, const std::string& name, pid_t pid, img::Inventory* inv,

@@ -1,7 +1,10 @@
 #include "dump/page_pipes.h"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <unistd.h>
+
+#include <cstdlib>
 
 #include <algorithm>
 
@@ -14,10 +17,36 @@ namespace ckpt::dump {
 
 namespace {
 
-// 16 MiB a pipe (4096 page slots): above fs.pipe-max-size, which root may
-// pass. 64 pipes hold 1 GiB.
+// 16 MiB a pipe (4096 page slots) where ckpt may pass fs.pipe-max-size
+// (CAP_SYS_RESOURCE): 64 pipes hold 1 GiB. Else pipe-max-size (1 MiB by
+// default: 1024 pipes a GiB, each an fd; fill() raises ckpt's fd limit).
 constexpr int kPipeBytes = 16 << 20;
+
+int pipe_max_size() {
+  auto text = read_file("/proc/sys/fs/pipe-max-size");
+  return text ? std::atoi(text->c_str()) : 1 << 20;
+}
+
+// Room for `n` more fds, up to the hard limit.
+Result<void> room_for_fds(size_t n) {
+  rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) < 0) return sys_error("getrlimit(RLIMIT_NOFILE)");
+  const rlim_t want = static_cast<rlim_t>(n) + 256;  // ckpt's own
+  if (rl.rlim_cur >= want) return {};
+  if (rl.rlim_max < want)
+    return error(EMFILE, "holding the pages needs {} pipe fds, ckpt's RLIMIT_NOFILE allows {}", n, rl.rlim_max);
+  rl.rlim_cur = want;
+  if (setrlimit(RLIMIT_NOFILE, &rl) < 0) return sys_error("raise ckpt's RLIMIT_NOFILE to {}", want);
+  return {};
+}
 constexpr size_t kReadChunk = 4 << 20;
+
+uint64_t stored_bytes_of(const img::PageMap& map) {
+  uint64_t n = 0;
+  for (const img::PageRun& r : map.runs())
+    if (image::stored(r)) n += r.nr_pages() * arch::kPageSize;
+  return n;
+}
 
 }  // namespace
 
@@ -26,6 +55,7 @@ Result<int> PagePipes::new_pipe(pid_t tid) {
   if (pipe2(p, O_CLOEXEC) < 0) return sys_error("task {}: pipe to hold its pages", tid);
   UniqueFd r(p[0]), w(p[1]);
   int size = fcntl(w.get(), F_SETPIPE_SZ, kPipeBytes);
+  if (size < 0) size = fcntl(w.get(), F_SETPIPE_SZ, pipe_max_size());
   if (size < 0) size = fcntl(w.get(), F_GETPIPE_SZ);
   if (size < 0) return sys_error("task {}: size of a pipe to hold its pages", tid);
   pipes_.push_back(std::move(r));
@@ -36,6 +66,8 @@ Result<int> PagePipes::new_pipe(pid_t tid) {
 Result<PagePipes> PagePipes::fill(Parasite& p, pid_t tid, int mem, const img::PageMap& map,
                                   const std::vector<bool>& readable) {
   PagePipes out;
+  // Read ends for all, and the write end of the one being filled.
+  TRY(room_for_fds(stored_bytes_of(map) / std::min(pipe_max_size(), kPipeBytes) + 2));
   std::vector<abi::DrainIov> batch;
   uint64_t room = 0;  // bytes the current pipe still holds
   auto flush = [&]() -> Result<void> {

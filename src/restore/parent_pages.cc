@@ -68,7 +68,23 @@ Result<std::vector<ParentLevel>> load_parent_chain(const image::ImageDir& dir, c
   return chain;
 }
 
-Result<std::vector<InheritedPages>> resolve_in_parent(const std::vector<ParentLevel>& chain, const img::PageMap& map,
+Result<std::vector<ParentLevel>> load_round_and_parents(const std::string& path, pid_t pid) {
+  std::vector<ParentLevel> chain;
+  std::set<std::pair<dev_t, ino_t>> seen;
+  std::string from, rel = path;
+  while (!rel.empty()) {
+    if (chain.size() > kMaxDepth) return error(ELOOP, "{}: more than {} parent checkpoints", path, kMaxDepth);
+    const std::string at = from.empty() ? rel : resolve_from(from, rel);
+    img::Inventory up;
+    chain.push_back(TRY(load_level(at, from.empty() ? at : fmt::format("parent checkpoint {} ({})", rel, at), pid,
+                                   &up, &seen)));
+    from = at;
+    rel = up.parent_dir();
+  }
+  return chain;
+}
+
+Result<std::vector<InheritedPages>> resolve_in_parent(std::span<const ParentLevel> chain, const img::PageMap& map,
                                                       pid_t pid) {
   struct Segment {
     uint64_t start, end, off;  // off: in that level's pages file, for stored ones

@@ -7,6 +7,7 @@
 
 #include <sys/types.h>
 
+#include <span>
 #include <string>
 #include <vector>
 
@@ -30,8 +31,12 @@ struct ParentLevel {
 // when the checkpoint has no parent.
 Result<std::vector<ParentLevel>> load_parent_chain(const image::ImageDir& dir, const img::Inventory& inv, pid_t pid);
 
+// For ckpt verify of a pre-dump: the round at `path` itself as level 0,
+// then its parents.
+Result<std::vector<ParentLevel>> load_round_and_parents(const std::string& path, pid_t pid);
+
 // Where the in_parent runs of `map` lie, level by level down the chain.
-Result<std::vector<InheritedPages>> resolve_in_parent(const std::vector<ParentLevel>& chain, const img::PageMap& map,
+Result<std::vector<InheritedPages>> resolve_in_parent(std::span<const ParentLevel> chain, const img::PageMap& map,
                                                       pid_t pid);
 
 // Every stored run's checksum of every level (restore checks them while the

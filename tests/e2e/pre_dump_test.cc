@@ -81,6 +81,9 @@ TEST_P(PreDump, ThreeRoundsThenDumpThenRestore) {
   EXPECT_LT(pages_written(c.dir("r2")), all / 2);
   EXPECT_LT(pages_written(c.dir("r3")), all / 2);
   EXPECT_GT(uffd_wp_vmas(c.pid), 0) << "tracking armed between rounds";
+  CkptRun vr = c.h.ckpt({"verify", c.dir("r3")});
+  EXPECT_EQ(vr.exit_code(), 0) << vr.err;
+  EXPECT_NE(vr.out.find("pre-dump"), std::string::npos) << vr.out;
 
   CkptRun d = c.dump("d", "r3");
   ASSERT_EQ(d.exit_code(), 0) << d.err << read_text(c.dir("d") + "/dump.log");
@@ -169,6 +172,9 @@ TEST_F(BrokenChain, ParentDamaged) {
   EXPECT_NE(r.exit_code(), 0);
   EXPECT_NE(r.err.find("checksum"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find(pages), std::string::npos) << r.err;
+  CkptRun v = c.h.ckpt({"verify", c.dir("d")});
+  EXPECT_NE(v.exit_code(), 0);
+  EXPECT_NE(v.err.find(pages), std::string::npos) << v.err;
   EXPECT_FALSE(alive(c.pid));
 }
 
@@ -213,6 +219,27 @@ TEST(PreDumpFails, LeavesNoTracking) {
   kill(c.pid, SIGTERM);
   int st = c.h.wait_child(c.pid);
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << read_text(c.h.workload_log(kWorkload));
+}
+
+}  // namespace
+
+namespace {
+
+// A process with a userfaultfd of its own is refused, its registration and
+// memory left as they were.
+TEST(PreDumpRefuses, ProcessUsingUserfaultfd) {
+  Harness h;
+  pid_t pid = h.start_workload("uffduser");
+  ASSERT_GT(pid, 0);
+  CkptRun r = h.ckpt({"pre-dump", "-t", std::to_string(pid), "-D", h.dir() + "/r1"});
+  EXPECT_NE(r.exit_code(), 0);
+  EXPECT_NE(r.err.find("uses userfaultfd itself"), std::string::npos) << r.err;
+  EXPECT_FALSE(access((h.dir() + "/r1/inventory.img").c_str(), F_OK) == 0);
+  ASSERT_TRUE(wait_ran_on(pid));
+  EXPECT_EQ(tracer_of(pid), 0);
+  kill(pid, SIGTERM);
+  int st = h.wait_child(pid);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << read_text(h.workload_log("uffduser"));
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include "dump/core.h"
 #include "dump/memory.h"
 #include "dump/prev_round.h"
+#include "image/socket_sink.h"
 #include "dump/uffd_tracker.h"
 #include "dump/seize.h"
 #include "dump/shmem.h"
@@ -163,7 +164,8 @@ struct TaskDump {
 // then from inside through the parasite (its pages written to the images
 // directory on the way), then cured.
 Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, image::ImageDir& dir, Log& log,
-                           ShmemCollector& shmem, const ParentPages* parent, PrevRound* prev, img::Stats& stats) {
+                           ShmemCollector& shmem, const ParentPages* parent, PrevRound* prev,
+                           image::PageServerConn* server, img::Stats& stats) {
   TaskDump d;
   const pid_t pid = d.pid = threads[0].tid();
   const auto task_start = Clock::now();
@@ -221,7 +223,9 @@ Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, i
   stats.set_parasite_ns(stats.parasite_ns() + ns_since(task_start));
   PageSource src{threads[0], o.pages == PageTransfer::Splice ? &parasite : nullptr, parent,
                  tracker ? &dirty : nullptr};
-  auto sink = TRY(image::FilePageSink::create(dir, image::pages_name(pid)));
+  std::unique_ptr<image::PageSink> sink;
+  if (server) sink = server->sink(image::pages_name(pid));
+  else sink = TRY(image::FilePageSink::create(dir, image::pages_name(pid)));
   PageStats ps = TRY(dump_pages(src, d.mm, *sink, &d.pagemap, o.faults));
   stats.set_memory_dump_ns(stats.memory_dump_ns() + ns_since(mem_start));
   stats.set_pages_written(stats.pages_written() + ps.pages);
@@ -317,6 +321,10 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
   // mark), whatever the outcome.
   std::optional<PrevRound> prev;
   if (!o.prev_dir.empty()) prev = TRY_CTX(open_prev_round(dir, o.prev_dir, root, log), "dump pid {}", root);
+  // Connected before anything is touched: a server that is not there fails
+  // the dump at once.
+  std::optional<image::PageServerConn> server;
+  if (o.page_server) server = TRY_CTX(image::PageServerConn::connect(o.address, o.port), "dump pid {}", root);
 
   // 1. Seize and stop every thread of every task.
   const auto freeze_start = Clock::now();
@@ -344,7 +352,7 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
     std::optional<ParentPages> parent;
     if (auto p = dumped.find(k.ppid); p != dumped.end()) parent = ParentPages{k.ppid, &p->second->pagemap};
     dumps.push_back(TRY_CTX(dump_task(o, seized.threads[i], dir, log, shmem, parent ? &*parent : nullptr,
-                                      prev ? &*prev : nullptr, stats),
+                                      prev ? &*prev : nullptr, server ? &*server : nullptr, stats),
                             "dump pid {}", k.pid));
     dumped[k.pid] = &dumps.back();
   }
@@ -357,8 +365,10 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
   files::CollectContext fctx{.ghost_limit = o.ghost_limit, .shmem_objects = shmem.objects()};
   const img::FileDescs descs = TRY_CTX(files::collect_descriptions(fds, fctx), "dump pid {}", root);
 
-  // 5. Images: metadata, inventory last.
+  // 5. Images: metadata, inventory last; the page server has every pages
+  // file in place first.
   const auto images_start = Clock::now();
+  if (server) TRY_CTX(server->done(), "dump pid {}", root);
   TRY_CTX(write_images(o, dir, tree, dumps, descs, shmem, prev && prev->tracker), "dump pid {}", root);
   stats.set_images_ns(ns_since(images_start));
   scratch.keep = true;

@@ -35,6 +35,11 @@ struct DumpOptions {
   // written since are stored (docs/migration.md).
   std::string prev_dir;
   bool track_mem = false;
+  // --page-server: pages files go to `ckpt page-server` at address:port
+  // (image/page_wire.h) instead of the images directory.
+  bool page_server = false;
+  std::string address;
+  uint16_t port = 0;
   Faults faults;            // tests only: seize, parasite, visit, memory, cure, images
 };
 

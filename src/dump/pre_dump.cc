@@ -15,6 +15,7 @@
 #include "dump/uffd_keeper.h"
 #include "dump/uffd_tracker.h"
 #include "image/page_sink.h"
+#include "image/socket_sink.h"
 #include "parasite/leftovers.h"
 #include "parasite/parasite.h"
 #include "ptrace/remote_syscall.h"
@@ -99,6 +100,9 @@ Result<img::Stats> round(const DumpOptions& o, image::ImageDir& dir, Log& log) {
   // tracking ran since.
   const ParentCover* cover = prev && tracker ? &*prev->cover : nullptr;
 
+  std::optional<image::PageServerConn> server;
+  if (o.page_server) server = TRY(image::PageServerConn::connect(o.address, o.port));
+
   const auto freeze_start = Clock::now();
   SeizedTree seized = TRY_CTX(seize_tree(pid, freeze_start + std::chrono::seconds(o.timeout_s)), "seize");
   size_t live = 0;
@@ -115,10 +119,13 @@ Result<img::Stats> round(const DumpOptions& o, image::ImageDir& dir, Log& log) {
   stats.set_freeze_ns(ns_since(freeze_start));
   stats.set_frozen_ns(ns_since(freeze_start));
 
-  auto sink = TRY(image::FilePageSink::create(dir, image::pages_name(pid)));
+  std::unique_ptr<image::PageSink> sink;
+  if (server) sink = server->sink(image::pages_name(pid));
+  else sink = TRY(image::FilePageSink::create(dir, image::pages_name(pid)));
   TRY(sink->begin(f.held->bytes()));
   TRY_CTX(f.held->write_out(*sink, &f.map), "{}", sink->name());
   TRY(sink->commit());
+  if (server) TRY(server->done());
   f.map.set_total_pages(f.held->bytes() / arch::kPageSize);
   stats.set_pages_written(f.map.total_pages());
   stats.set_bytes_written(f.held->bytes());

@@ -10,6 +10,7 @@ namespace ckpt::image {
 
 Result<void> PageSink::begin(uint64_t data_bytes) {
   if (begun_) return error(EINVAL, "{}: page stream begun twice", name());
+  TRY(start(kPagesDataOffset + data_bytes));
   // The whole first page: the data start page-aligned (page_store.h).
   static_assert(kPagesDataOffset == arch::kPageSize);
   alignas(8) char page[kPagesDataOffset] = {};

@@ -41,6 +41,8 @@ class PageSink {
   Result<void> commit();
 
  protected:
+  // Before the header: the stream will be `bytes` long (header included).
+  virtual Result<void> start(uint64_t bytes) { (void)bytes; return {}; }
   virtual Result<void> finish() = 0;
 
  private:

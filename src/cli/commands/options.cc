@@ -73,6 +73,16 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
   pre->add_flag("--track-mem", c.dump.track_mem, "track memory changes (always on; accepted as CRIU spells it)");
   pre->add_option("--timeout", c.dump.timeout_s, "give up seizing after N seconds")->check(CLI::Range(1u, 3600u));
 
+  for (CLI::App* d : {dump, pre}) {
+    d->add_flag("--page-server", c.dump.page_server, "send the pages to ckpt page-server at --address:--port");
+    d->add_option("--address", c.dump.address, "the page server's address");
+    d->add_option("--port", c.dump.port, "the page server's port");
+  }
+  auto* ps = app.add_subcommand("page-server", "receive the pages of one dump or pre-dump --page-server over TCP "
+                                "into the images directory");
+  ps->add_option("--address", c.server_address, "address to listen on (default: every address)");
+  ps->add_option("--port", c.server_port, "port to listen on")->required();
+
   auto* rst = app.add_subcommand("restore", "restore a process from an images directory");
   rst->add_flag("-d,--restore-detached", c.restore.detach, "return once the process runs");
   rst->add_flag("-s,--leave-stopped", c.restore.leave_stopped, "leave the restored process stopped");
@@ -122,6 +132,13 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
   }
   if (dump->parsed() && c.dump.track_mem && c.dump.prev_dir.empty())
     return {std::nullopt, "ckpt dump: --track-mem needs --prev-images-dir (the pre-dump that armed the tracking)\n", 2};
+  if ((dump->parsed() || pre->parsed()) && c.dump.page_server && (c.dump.address.empty() || c.dump.port == 0))
+    return {std::nullopt, "ckpt: --page-server needs --address and --port\n", 2};
+  if (ps->parsed()) {
+    c.verb = Verb::PageServer;
+    c.server_dir = images_dir;
+    if (images_dir.empty()) return {std::nullopt, "ckpt page-server: -D/--images-dir is required\n", 2};
+  }
   if (rst->parsed()) {
     c.verb = Verb::Restore;
     c.restore.dir = images_dir;

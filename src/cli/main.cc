@@ -35,6 +35,8 @@ int main(int argc, char** argv) {
   switch (c.verb) {
     // dump, restore and verify open the log in their images directory.
     case Verb::Dump: return run_dump(c, log);
+    case Verb::PreDump: return run_pre_dump(c, log);
+    case Verb::PageServer: return run_page_server(c, log);
     case Verb::Restore: return run_restore(c, log);
     case Verb::Verify: return run_verify(c, log);
     case Verb::Check:

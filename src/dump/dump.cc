@@ -16,6 +16,9 @@
 #include "base/fs.h"
 #include "dump/core.h"
 #include "dump/memory.h"
+#include "dump/prev_round.h"
+#include "image/socket_sink.h"
+#include "dump/uffd_tracker.h"
 #include "dump/seize.h"
 #include "dump/shmem.h"
 #include "files/files.h"
@@ -161,7 +164,8 @@ struct TaskDump {
 // then from inside through the parasite (its pages written to the images
 // directory on the way), then cured.
 Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, image::ImageDir& dir, Log& log,
-                           ShmemCollector& shmem, const ParentPages* parent, img::Stats& stats) {
+                           ShmemCollector& shmem, const ParentPages* parent, PrevRound* prev,
+                           image::PageServerConn* server, img::Stats& stats) {
   TaskDump d;
   const pid_t pid = d.pid = threads[0].tid();
   const auto task_start = Clock::now();
@@ -179,7 +183,21 @@ Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, i
              left.fds.size());
     TRY_CTX(remove_leftovers(threads, left, site), "remove what a killed ckpt left");
   }
-  d.mm = TRY(collect_vmas(pid));
+  // An iterative dump's last round: only what was written since the
+  // previous one is stored (dump/dirty.h).
+  UffdTracker* tracker = prev && prev->tracker ? &*prev->tracker : nullptr;
+  if (tracker) {
+    if (const int fd = TRY(own_userfaultfd(pid)); fd >= 0)
+      return error(EOPNOTSUPP, "pid {} uses userfaultfd itself (fd {}): its memory can't be tracked", pid, fd);
+  }
+  d.mm = TRY(collect_vmas(pid, tracker != nullptr));
+  DirtyPages dirty;
+  if (tracker) {
+    dirty.tracked = TRY(tracker->track(d.mm, [](const img::Vma& v) {
+      return v.kind() == img::Vma::ANON_PRIVATE || v.kind() == img::Vma::FILE_PRIVATE;
+    }, log));
+    dirty.parent = &*prev->cover;
+  }
   TRY(shmem.collect(pid, &d.mm, dir));
   d.fds = TRY(files::scan_fds(pid, {.shell_job = o.shell_job}));
   TRY(files::check_restore_fits(pid, d.fds.table, d.mm));
@@ -203,8 +221,12 @@ Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, i
   room.fix_image(&d.core);
   const auto mem_start = Clock::now();
   stats.set_parasite_ns(stats.parasite_ns() + ns_since(task_start));
-  PageSource src{threads[0], o.pages == PageTransfer::Splice ? &parasite : nullptr, parent};
-  PageStats ps = TRY(dump_pages(src, d.mm, dir, &d.pagemap, o.faults));
+  PageSource src{threads[0], o.pages == PageTransfer::Splice ? &parasite : nullptr, parent,
+                 tracker ? &dirty : nullptr};
+  std::unique_ptr<image::PageSink> sink;
+  if (server) sink = server->sink(image::pages_name(pid));
+  else sink = TRY(image::FilePageSink::create(dir, image::pages_name(pid)));
+  PageStats ps = TRY(dump_pages(src, d.mm, *sink, &d.pagemap, o.faults));
   stats.set_memory_dump_ns(stats.memory_dump_ns() + ns_since(mem_start));
   stats.set_pages_written(stats.pages_written() + ps.pages);
   stats.set_bytes_written(stats.bytes_written() + ps.bytes);
@@ -222,7 +244,7 @@ Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, i
 
 Result<void> write_images(const DumpOptions& o, image::ImageDir& dir, const tree::ProcessTree& tree,
                           const std::vector<TaskDump>& tasks, const img::FileDescs& descs,
-                          const ShmemCollector& shmem) {
+                          const ShmemCollector& shmem, bool has_parent) {
   for (const TaskDump& d : tasks) {
     TRY_CTX(dir.write(image::core_name(d.pid), image::ImageKind::Core, d.core), "pid {}", d.pid);
     TRY_CTX(dir.write(image::mm_name(d.pid), image::ImageKind::Mm, d.mm), "pid {}", d.pid);
@@ -244,6 +266,7 @@ Result<void> write_images(const DumpOptions& o, image::ImageDir& dir, const tree
   inv.set_dump_unix_ns(std::chrono::duration_cast<std::chrono::nanoseconds>(
                            std::chrono::system_clock::now().time_since_epoch()).count());
   inv.set_page_size(arch::kPageSize);
+  if (has_parent) inv.set_parent_dir(o.prev_dir);
   return dir.write(image::kInventoryName, image::ImageKind::Inventory, inv);
 }
 
@@ -293,6 +316,15 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
   const pid_t root = o.pid;
   dir.set_durable(o.fsync);
   Scratch scratch{dir};
+  // The previous round, its tracking taken from its keeper: this dump ends
+  // it (the fd closes when the dump is over, and the kernel clears every
+  // mark), whatever the outcome.
+  std::optional<PrevRound> prev;
+  if (!o.prev_dir.empty()) prev = TRY_CTX(open_prev_round(dir, o.prev_dir, root, log), "dump pid {}", root);
+  // Connected before anything is touched: a server that is not there fails
+  // the dump at once.
+  std::optional<image::PageServerConn> server;
+  if (o.page_server) server = TRY_CTX(image::PageServerConn::connect(o.address, o.port), "dump pid {}", root);
 
   // 1. Seize and stop every thread of every task.
   const auto freeze_start = Clock::now();
@@ -305,6 +337,10 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
   TRY_CTX(tree.plan_joins(o.shell_job), "dump pid {}", root);
   TRY_CTX(o.faults.at("seize"), "dump pid {}", root);
 
+  if (prev && tree.alive().size() != 1)
+    return error(EOPNOTSUPP, "dump pid {}: --prev-images-dir with a tree of {} live processes is not supported yet",
+                 root, tree.alive().size());
+
   // 2-4. Each live task, parents first.
   std::vector<TaskDump> dumps;
   dumps.reserve(tree.tasks().size());  // a child's ParentPages points into its parent's
@@ -315,7 +351,8 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
     if (k.zombie) continue;
     std::optional<ParentPages> parent;
     if (auto p = dumped.find(k.ppid); p != dumped.end()) parent = ParentPages{k.ppid, &p->second->pagemap};
-    dumps.push_back(TRY_CTX(dump_task(o, seized.threads[i], dir, log, shmem, parent ? &*parent : nullptr, stats),
+    dumps.push_back(TRY_CTX(dump_task(o, seized.threads[i], dir, log, shmem, parent ? &*parent : nullptr,
+                                      prev ? &*prev : nullptr, server ? &*server : nullptr, stats),
                             "dump pid {}", k.pid));
     dumped[k.pid] = &dumps.back();
   }
@@ -335,9 +372,11 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
     fctx.unix_sockets = TRY_CTX(files::unix_diag_all(), "dump pid {}", root);
   const img::FileDescs descs = TRY_CTX(files::collect_descriptions(fds, fctx), "dump pid {}", root);
 
-  // 5. Images: metadata, inventory last.
+  // 5. Images: metadata, inventory last; the page server has every pages
+  // file in place first.
   const auto images_start = Clock::now();
-  TRY_CTX(write_images(o, dir, tree, dumps, descs, shmem), "dump pid {}", root);
+  if (server) TRY_CTX(server->done(), "dump pid {}", root);
+  TRY_CTX(write_images(o, dir, tree, dumps, descs, shmem, prev && prev->tracker), "dump pid {}", root);
   stats.set_images_ns(ns_since(images_start));
   scratch.keep = true;
 

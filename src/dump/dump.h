@@ -31,6 +31,16 @@ struct DumpOptions {
   unsigned timeout_s = 10;  // give up seizing after this long
   bool fsync = false;       // images durable on disk before the task goes
   PageTransfer pages = PageTransfer::Splice;
+  // The previous round of an iterative dump (pre-dump --prev-images-dir,
+  // dump --prev-images-dir --track-mem), relative to `dir`: only pages
+  // written since are stored (docs/migration.md).
+  std::string prev_dir;
+  bool track_mem = false;
+  // --page-server: pages files go to `ckpt page-server` at address:port
+  // (image/page_wire.h) instead of the images directory.
+  bool page_server = false;
+  std::string address;
+  uint16_t port = 0;
   Faults faults;            // tests only: seize, parasite, visit, memory, cure, images
 };
 

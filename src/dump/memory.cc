@@ -13,6 +13,7 @@
 #include "base/fs.h"
 #include "image/crc32c.h"
 #include "image/page_store.h"
+#include "image/page_sink.h"
 #include "dump/present_pages.h"
 #include "dump/shmem.h"
 #include "files/file_id.h"
@@ -73,7 +74,7 @@ Result<img::Vma> classify(const proc::MapEntry& m) {
 // write-only) come through /proc/PID/mem, which reads them by force.
 class PageStreamer {
  public:
-  PageStreamer(Tracee& t, int out, int mem) : t_(t), out_(out), mem_(mem), buf_(kCopyBuffer) {}
+  PageStreamer(Tracee& t, image::PageSink& out, int mem) : t_(t), out_(out), mem_(mem), buf_(kCopyBuffer) {}
 
   // Queue [addr, addr+len) of run `run`.
   Result<void> add(img::PageRun* run, uint64_t addr, uint64_t len, bool readable) {
@@ -103,8 +104,7 @@ class PageStreamer {
       owners_[i]->set_crc32c(crc32c(owners_[i]->crc32c(), buf_.data() + off, iov_[i].iov_len));
       off += iov_[i].iov_len;
     }
-    TRY_CTX(write_all(out_, buf_.data(), fill_), "pages image");
-    written_ += fill_;
+    TRY(out_.write(buf_.data(), fill_));
     iov_.clear();
     remote_.clear();
     owners_.clear();
@@ -112,7 +112,7 @@ class PageStreamer {
     return {};
   }
 
-  uint64_t written() const { return written_; }
+  uint64_t written() const { return out_.written(); }
 
  private:
   // One process_vm_readv per stretch of readable pieces, straight into place.
@@ -137,23 +137,22 @@ class PageStreamer {
   }
 
   Tracee& t_;
-  int out_;
+  image::PageSink& out_;
   int mem_;
   std::vector<char> buf_;
   std::vector<iovec> iov_;
   std::vector<bool> remote_;
   std::vector<img::PageRun*> owners_;
   size_t fill_ = 0;
-  uint64_t written_ = 0;
 };
 
-// Streams runs of pages into the pages file through the parasite: it
-// vmsplices the task's pages into a pipe (no copy) and checksums them while
-// ckpt splices the pipe into the file (one copy, into the page cache). Runs
-// the task itself cannot read come through /proc/PID/mem.
+// Streams runs of pages into the sink through the parasite: it vmsplices
+// the task's pages into a pipe (no copy) and checksums them while ckpt
+// splices the pipe into the sink (one copy, into the page cache). Runs the
+// task itself cannot read come through /proc/PID/mem.
 class SpliceStreamer {
  public:
-  SpliceStreamer(Parasite& p, pid_t tid, int out, int mem) : p_(p), tid_(tid), out_(out), mem_(mem) {}
+  SpliceStreamer(Parasite& p, pid_t tid, image::PageSink& out, int mem) : p_(p), tid_(tid), out_(out), mem_(mem) {}
 
   Result<void> add(img::PageRun* run, uint64_t addr, uint64_t len, bool readable) {
     if (!readable) return copy_protected(run, addr, len);
@@ -165,17 +164,17 @@ class SpliceStreamer {
 
   Result<void> flush() {
     if (pieces_.empty()) return {};
-    TRY(p_.drain(pieces_, out_, image::kPagesDataOffset + written_));
+    TRY_CTX(p_.drain(pieces_, out_.fd()), "{}", out_.name());
     for (size_t i = 0; i < pieces_.size(); i++) {
       owners_[i]->set_crc32c(pieces_[i].crc32c);
-      written_ += pieces_[i].len;
+      out_.count(pieces_[i].len);
     }
     pieces_.clear();
     owners_.clear();
     return {};
   }
 
-  uint64_t written() const { return written_; }
+  uint64_t written() const { return out_.written(); }
 
  private:
   Result<void> copy_protected(img::PageRun* run, uint64_t addr, uint64_t len) {
@@ -187,8 +186,7 @@ class SpliceStreamer {
       const size_t n = std::min<uint64_t>(len - done, buf_.size());
       TRY(read_protected(mem_, tid_, addr + done, buf_.data(), n));
       crc = crc32c(crc, buf_.data(), n);
-      TRY_CTX(pwrite_all(out_, buf_.data(), n, static_cast<off_t>(image::kPagesDataOffset + written_)), "pages image");
-      written_ += n;
+      TRY(out_.write(buf_.data(), n));
       done += n;
     }
     run->set_crc32c(crc);
@@ -197,12 +195,11 @@ class SpliceStreamer {
 
   Parasite& p_;
   pid_t tid_;
-  int out_;
+  image::PageSink& out_;
   int mem_;
   std::vector<abi::DrainIov> pieces_;
   std::vector<img::PageRun*> owners_;
   std::vector<char> buf_;  // protected runs only
-  uint64_t written_ = 0;
 };
 
 // The identity of the file a VMA maps (files/file_id.h), from the mapped file
@@ -249,7 +246,8 @@ constexpr FlagRule kFlagRules[] = {
     {"ht", FlagUse::Refused, "hugetlb memory (MAP_HUGETLB or hugetlbfs): not supported yet"},  // hugetlb_page_size() first
     {"sf", FlagUse::Refused, "a MAP_SYNC mapping of a DAX file: not supported yet"},
     {"um", FlagUse::Refused, "registered with userfaultfd (missing pages)"},
-    {"uw", FlagUse::Refused, "registered with userfaultfd (write-protect)"},
+    {"uw", FlagUse::Refused, "registered with userfaultfd (write-protect; if by a ckpt pre-dump, go on with "
+                             "--prev-images-dir, or kill its keeper to end the tracking)"},
     {"ui", FlagUse::Refused, "registered with userfaultfd (minor faults)"},
     {"ss", FlagUse::Refused, "a shadow stack (x86 user shadow stack): not supported yet"},
     {"bt", FlagUse::Refused, "arm64 BTI-guarded"},
@@ -342,7 +340,7 @@ Result<img::Vma> hugetlb_vma(const proc::MapEntry& m, const std::vector<std::str
 
 }  // namespace
 
-Result<img::MmImage> collect_vmas(pid_t pid) {
+Result<img::MmImage> collect_vmas(pid_t pid, bool ckpt_tracks) {
   img::MmImage mm;
   proc::VmFlags vmflags = TRY(proc::read_smaps_vmflags(pid));
   std::map<std::pair<uint64_t, uint64_t>, img::FileId> ids;  // (maps' dev, inode): one look per file
@@ -354,7 +352,11 @@ Result<img::MmImage> collect_vmas(pid_t pid) {
       *mm.add_vmas() = TRY(hugetlb_vma(m, flags->second, huge));
       continue;
     }
-    if (flags != vmflags.end()) TRY(check_vmflags(m, flags->second));
+    if (flags != vmflags.end()) {
+      std::vector<std::string> f = flags->second;
+      if (ckpt_tracks) std::erase(f, "uw");
+      TRY(check_vmflags(m, f));
+    }
     img::Vma* v = mm.add_vmas();
     *v = TRY(classify(m));
     if (flags != vmflags.end() && !is_special(m)) apply_vmflags(flags->second, v);
@@ -367,44 +369,68 @@ Result<img::MmImage> collect_vmas(pid_t pid) {
   return mm;
 }
 
-Result<PageStats> dump_pages(const PageSource& src, const img::MmImage& mm, image::ImageDir& dir,
-                             img::PageMap* map, const Faults& faults) {
-  Tracee& t = src.task;
-  const std::string name = image::pages_name(t.tid());
-  TempFile out = TRY(dir.create_temp(name));
-  const std::string out_name = dir.file(out.temp_name());
-  if (lseek(out.fd(), image::kPagesDataOffset, SEEK_SET) < 0) return sys_error("seek {}", out_name);
-
-  // Runs first, so that protobuf's repeated field does not move under the
-  // streamer's pointers; touching stretches merge into one run.
-  PresentPages present = TRY(PresentPages::open(t.tid()));
+Result<std::vector<bool>> plan_runs(const PageSource& src, const img::MmImage& mm, img::PageMap* map) {
+  const pid_t tid = src.task.tid();
+  // Touching stretches merge into one run; runs don't cross VMAs (their
+  // protections differ) nor change kind (stored, in the parent checkpoint).
   std::vector<bool> readable;  // per run
   img::PageRun* last = nullptr;
   int last_vma = -1;
-  TRY(present.scan_all(
-      mm,
-      [](const img::Vma& v) { return v.kind() == img::Vma::ANON_PRIVATE || v.kind() == img::Vma::FILE_PRIVATE; },
-      [&](int vma, uint64_t start, uint64_t end) {
-        // Runs don't cross VMAs (their protections differ).
-        if (last && last_vma == vma && last->vaddr() + last->nr_pages() * arch::kPageSize == start) {
-          last->set_nr_pages(last->nr_pages() + (end - start) / arch::kPageSize);
-          return;
-        }
-        last = map->add_runs();
-        last_vma = vma;
-        last->set_vaddr(start);
-        last->set_nr_pages((end - start) / arch::kPageSize);
-        readable.push_back(mm.vmas(vma).prot() & PROT_READ);
-      }));
-  if (src.parent) TRY_CTX(mark_inherited(t.tid(), *src.parent, map, &readable), "pages inherited from pid {}",
+  auto add = [&](int vma, uint64_t start, uint64_t end, bool in_parent) {
+    if (last && last_vma == vma && last->in_parent() == in_parent &&
+        last->vaddr() + last->nr_pages() * arch::kPageSize == start) {
+      last->set_nr_pages(last->nr_pages() + (end - start) / arch::kPageSize);
+      return;
+    }
+    last = map->add_runs();
+    last_vma = vma;
+    last->set_vaddr(start);
+    last->set_nr_pages((end - start) / arch::kPageSize);
+    last->set_in_parent(in_parent);
+    readable.push_back(mm.vmas(vma).prot() & PROT_READ);
+  };
+  auto stored_kind = [](const img::Vma& v) {
+    return v.kind() == img::Vma::ANON_PRIVATE || v.kind() == img::Vma::FILE_PRIVATE;
+  };
+  PresentPages present = TRY(PresentPages::open(tid));
+  if (!src.dirty) {
+    TRY(present.scan_all(mm, stored_kind, [&](int vma, uint64_t s, uint64_t e) { add(vma, s, e, false); }));
+  } else {
+    // Stretches not written since the last round are in the parent
+    // checkpoint, where its page map covers them (dump/dirty.h).
+    TRY(present.scan_tracked(mm, stored_kind, src.dirty->tracked, src.dirty->protect,
+                             [&](int vma, uint64_t s, uint64_t e, bool written) {
+                               if (written || !src.dirty->parent) return add(vma, s, e, false);
+                               ParentCover::Split split = src.dirty->parent->split(s, e);
+                               for (const auto& [a, b, covered] : split) add(vma, a, b, covered);
+                             }));
+  }
+  if (src.parent) TRY_CTX(mark_inherited(tid, *src.parent, map, &readable), "pages inherited from pid {}",
                           src.parent->pid);
+  return readable;
+}
+
+uint64_t stored_bytes(const img::PageMap& map) {
+  uint64_t n = 0;
+  for (const img::PageRun& r : map.runs())
+    if (image::stored(r)) n += r.nr_pages() * arch::kPageSize;
+  return n;
+}
+
+Result<PageStats> dump_pages(const PageSource& src, const img::MmImage& mm, image::PageSink& sink,
+                             img::PageMap* map, const Faults& faults) {
+  Tracee& t = src.task;
+  // Runs first: the stream's header says how much follows, and protobuf's
+  // repeated field does not move under the streamer's pointers.
+  const std::vector<bool> readable = TRY(plan_runs(src, mm, map));
+  TRY(sink.begin(stored_bytes(*map)));
 
   UniqueFd mem = TRY(open_file(fmt::format("/proc/{}/mem", t.tid()), O_RDONLY));
   auto stream = [&](auto& s) -> Result<PageStats> {
     PageStats st;
     for (int i = 0; i < map->runs_size(); i++) {
       img::PageRun* run = map->mutable_runs(i);
-      if (run->inherited()) continue;
+      if (!image::stored(*run)) continue;
       TRY(s.add(run, run->vaddr(), run->nr_pages() * arch::kPageSize, readable[i]));
       st.pages += run->nr_pages();
       if (i == map->runs_size() / 2) TRY(faults.at("memory"));
@@ -415,18 +441,14 @@ Result<PageStats> dump_pages(const PageSource& src, const img::MmImage& mm, imag
   };
   PageStats st;
   if (src.parasite) {
-    SpliceStreamer s(*src.parasite, t.tid(), out.fd(), mem.get());
-    st = TRY_CTX(stream(s), "pages of task {} into {}", t.tid(), out_name);
+    SpliceStreamer s(*src.parasite, t.tid(), sink, mem.get());
+    st = TRY_CTX(stream(s), "pages of task {} into {}", t.tid(), sink.name());
   } else {
-    PageStreamer s(t, out.fd(), mem.get());
-    st = TRY_CTX(stream(s), "pages of task {} into {}", t.tid(), out_name);
+    PageStreamer s(t, sink, mem.get());
+    st = TRY_CTX(stream(s), "pages of task {} into {}", t.tid(), sink.name());
   }
   map->set_total_pages(st.pages);
-
-  image::PagesHeader h = image::make_pages_header(st.bytes);
-  TRY_CTX(pwrite_all(out.fd(), &h, sizeof h, 0), "header of {}", out_name);
-  if (ftruncate(out.fd(), image::kPagesDataOffset + st.bytes) < 0) return sys_error("size {}", out_name);
-  TRY(dir.commit(out));
+  TRY(sink.commit());
   return st;
 }
 

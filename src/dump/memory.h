@@ -9,7 +9,9 @@
 #include "base/fault.h"
 #include "base/result.h"
 #include "ckpt.pb.h"
+#include "dump/dirty.h"
 #include "dump/inherited.h"
+#include "image/page_sink.h"
 #include "image/image_dir.h"
 #include "parasite/parasite.h"
 #include "ptrace/tracee.h"
@@ -17,7 +19,9 @@
 namespace ckpt::dump {
 
 // VMAs of `pid`, classified; an Error names the first one ckpt can't restore.
-Result<img::MmImage> collect_vmas(pid_t pid);
+// `ckpt_tracks`: the uffd-wp registration ("uw") VMAs may have is ckpt's
+// own dirty tracking (dump/uffd_tracker.h), not the task's.
+Result<img::MmImage> collect_vmas(pid_t pid, bool ckpt_tracks = false);
 
 struct PageStats {
   uint64_t pages = 0;
@@ -32,11 +36,20 @@ struct PageSource {
   // The task's parent, dumped already: what was inherited from it unchanged
   // is not stored again (dump/inherited.h).
   const ParentPages* parent = nullptr;
+  // An iterative dump's round: pages not written since the previous
+  // checkpoint are left to it (dump/dirty.h).
+  const DirtyPages* dirty = nullptr;
 };
 
-// Writes pages-PID.img (under a temporary name, committed on success) and
-// fills `map` with its runs.
-Result<PageStats> dump_pages(const PageSource& src, const img::MmImage& mm, image::ImageDir& dir,
+// Fills `map` with the runs of the task's pages (their data not yet read);
+// returns, per run, whether the task itself can read it.
+Result<std::vector<bool>> plan_runs(const PageSource& src, const img::MmImage& mm, img::PageMap* map);
+// Bytes of the runs whose data the checkpoint stores.
+uint64_t stored_bytes(const img::PageMap& map);
+
+// Streams the task's pages into `sink` (committed on success) and fills
+// `map` with its runs.
+Result<PageStats> dump_pages(const PageSource& src, const img::MmImage& mm, image::PageSink& sink,
                              img::PageMap* map, const Faults& faults);
 
 }  // namespace ckpt::dump

@@ -77,7 +77,7 @@ Result<void> PresentPages::scan_all(const img::MmImage& mm, const std::function<
     if (scan_ioctl_) {
       // A VMA we don't store (a shared mapping, [vvar]) ends the range: its
       // pages are not walked for nothing.
-      TRY(scan_range(mm, i, j, emit));
+      TRY(scan_range(mm, i, j, 0, [&](int k, uint64_t a, uint64_t b, uint64_t) { emit(k, a, b); }));
     } else {
       for (int k = i; k < j; k++)
         TRY(scan_pagemap(mm.vmas(k), [&](uint64_t s, uint64_t e) { emit(k, s, e); }));
@@ -87,11 +87,42 @@ Result<void> PresentPages::scan_all(const img::MmImage& mm, const std::function<
   return {};
 }
 
+Result<void> PresentPages::scan_tracked(const img::MmImage& mm, const std::function<bool(const img::Vma&)>& wanted,
+                                        const std::vector<bool>& tracked, bool protect,
+                                        const std::function<void(int, uint64_t, uint64_t, bool)>& emit) {
+  if (!scan_ioctl_) return error(EOPNOTSUPP, "task {}: PAGEMAP_SCAN is needed to tell written pages", pid_);
+  // CHECK_WPASYNC: a VMA that lost its registration since (mremap'ed) fails
+  // the scan instead of passing for unwritten.
+  const uint64_t flags = uapi::kPmScanCheckWpAsync | (protect ? uapi::kPmScanWpMatching : 0);
+  const int n = mm.vmas_size();
+  for (int i = 0; i < n;) {
+    if (!wanted(mm.vmas(i))) {
+      i++;
+      continue;
+    }
+    // A tracked range never spans a hole: a mapping made since mm was read
+    // (the parasite's) may lie there, unregistered, and CHECK_WPASYNC would
+    // fail the walk on it.
+    const bool t = tracked[i];
+    int j = i + 1;
+    while (j < n && wanted(mm.vmas(j)) && tracked[j] == t && (!t || mm.vmas(j).start() == mm.vmas(j - 1).end())) j++;
+    if (t) {
+      TRY(scan_range(mm, i, j, flags, [&](int k, uint64_t a, uint64_t b, uint64_t c) {
+        emit(k, a, b, (c & uapi::kPageIsWritten) != 0);
+      }));
+    } else {
+      TRY(scan_range(mm, i, j, 0, [&](int k, uint64_t a, uint64_t b, uint64_t) { emit(k, a, b, true); }));
+    }
+    i = j;
+  }
+  return {};
+}
+
 // VMAs [first, last) of mm, in one walk: the kernel merges neighbouring
 // pages of equal categories into one region even across VMAs, so each
-// region is cut at the VMAs' bounds.
-Result<void> PresentPages::scan_range(const img::MmImage& mm, int first, int last,
-                                      const std::function<void(int, uint64_t, uint64_t)>& emit) {
+// region is cut at the VMAs' bounds. `flags`: PM_SCAN_* (write-protect).
+Result<void> PresentPages::scan_range(const img::MmImage& mm, int first, int last, uint64_t flags,
+                                      const std::function<void(int, uint64_t, uint64_t, uint64_t)>& emit) {
   regions_.resize(kRegions);
   const uint64_t end = mm.vmas(last - 1).end();
   int k = first;
@@ -106,8 +137,10 @@ Result<void> PresentPages::scan_range(const img::MmImage& mm, int first, int las
     arg.end = end;
     arg.vec = reinterpret_cast<uint64_t>(regions_.data());
     arg.vec_len = regions_.size();
+    arg.flags = flags;
     arg.category_anyof_mask = uapi::kPageIsPresent | uapi::kPageIsSwapped;
-    arg.return_mask = uapi::kPageIsPresent | uapi::kPageIsSwapped | uapi::kPageIsFile | uapi::kPageIsPfnZero;
+    arg.return_mask = uapi::kPageIsPresent | uapi::kPageIsSwapped | uapi::kPageIsFile | uapi::kPageIsPfnZero |
+                      (flags ? uapi::kPageIsWritten : 0);
     int got = ioctl(fd_.get(), uapi::kPagemapScan, &arg);
     if (got < 0) return sys_error("PAGEMAP_SCAN of task {} at {:#x}-{:#x}", pid_, at, end);
     for (int r = 0; r < got; r++) {
@@ -117,7 +150,8 @@ Result<void> PresentPages::scan_range(const img::MmImage& mm, int first, int las
       while (k < last && mm.vmas(k).end() <= g.start) k++;
       for (; k < last && mm.vmas(k).start() < g.end; k++) {
         const img::Vma& v = mm.vmas(k);
-        if (wanted_region(v, g.categories)) emit(k, std::max<uint64_t>(g.start, v.start()), std::min<uint64_t>(g.end, v.end()));
+        if (wanted_region(v, g.categories))
+          emit(k, std::max<uint64_t>(g.start, v.start()), std::min<uint64_t>(g.end, v.end()), g.categories);
         if (v.end() > g.end) break;  // the next region may still fall in it
       }
       done = g.end;

@@ -37,14 +37,24 @@ class PresentPages {
   Result<void> scan_all(const img::MmImage& mm, const std::function<bool(const img::Vma&)>& wanted,
                         const std::function<void(int, uint64_t, uint64_t)>& emit);
 
+  // Like scan_all(), also telling which stretches were written since they
+  // were last write-protected: for VMAs `tracked` (per VMA of mm; registered
+  // with an async write-protecting userfaultfd, dump/uffd_tracker.h) from
+  // the PAGE_IS_WRITTEN category; every page of another VMA counts as
+  // written. With `protect`, the same walk write-protects every page it
+  // reports (PM_SCAN_WP_MATCHING), arming the next round.
+  Result<void> scan_tracked(const img::MmImage& mm, const std::function<bool(const img::Vma&)>& wanted,
+                            const std::vector<bool>& tracked, bool protect,
+                            const std::function<void(int, uint64_t, uint64_t, bool)>& emit);
+
   // Whether scan() asks PAGEMAP_SCAN (else it reads pagemap).
   bool uses_scan_ioctl() const { return scan_ioctl_; }
 
  private:
   PresentPages(pid_t pid, UniqueFd fd, bool scan_ioctl) : pid_(pid), fd_(std::move(fd)), scan_ioctl_(scan_ioctl) {}
   Result<void> scan_ioctl(const img::Vma& v, const std::function<void(uint64_t, uint64_t)>& emit);
-  Result<void> scan_range(const img::MmImage& mm, int first, int last,
-                          const std::function<void(int, uint64_t, uint64_t)>& emit);
+  Result<void> scan_range(const img::MmImage& mm, int first, int last, uint64_t flags,
+                          const std::function<void(int, uint64_t, uint64_t, uint64_t)>& emit);
   Result<void> scan_pagemap(const img::Vma& v, const std::function<void(uint64_t, uint64_t)>& emit);
   pid_t pid_;
   UniqueFd fd_;

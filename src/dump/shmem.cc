@@ -9,6 +9,7 @@
 #include "arch/x86_64/page.h"
 #include "base/fs.h"
 #include "image/crc32c.h"
+#include "image/page_sink.h"
 #include "image/page_store.h"
 
 namespace ckpt::dump {
@@ -19,12 +20,10 @@ constexpr std::string_view kDeleted = " (deleted)";
 constexpr size_t kChunk = 1 << 20;
 
 // The object's present pages (SEEK_DATA/SEEK_HOLE: shmem knows which pages
-// it has) into a pages file, one run per extent, each with its checksum.
+// it has) streamed into a pages file, one run per extent, each with its
+// checksum: the extents first, so that the stream's header says how much
+// follows.
 Result<void> write_content(int obj, uint64_t size, image::ImageDir& dir, img::ShmemObject* o) {
-  const std::string name = image::shmem_pages_name(o->id());
-  TempFile out = TRY(dir.create_temp(name));
-  if (lseek(out.fd(), image::kPagesDataOffset, SEEK_SET) < 0) return sys_error("seek {}", name);
-  std::vector<char> buf(kChunk);
   uint64_t bytes = 0;
   for (off_t at = 0; static_cast<uint64_t>(at) < size;) {
     off_t data = lseek(obj, at, SEEK_DATA);
@@ -37,25 +36,27 @@ Result<void> write_content(int obj, uint64_t size, image::ImageDir& dir, img::Sh
     img::PageRun* run = o->mutable_pages()->add_runs();
     run->set_vaddr(start);
     run->set_nr_pages((end - start) / arch::kPageSize);
-    for (uint64_t off = start; off < end;) {
-      const size_t n = std::min<uint64_t>(kChunk, end - off);
-      size_t got = TRY_CTX(pread_full(obj, buf.data(), n, static_cast<off_t>(off)), "read shared memory object {}",
-                           o->id());
-      if (got != n) return error(EIO, "read shared memory object {}: short read at {:#x}", o->id(), off);
-      run->set_crc32c(crc32c(run->crc32c(), buf.data(), n));
-      TRY_CTX(write_all(out.fd(), buf.data(), n), "{}", name);
-      off += n;
-    }
     bytes += end - start;
     at = static_cast<off_t>(end);
   }
   o->mutable_pages()->set_total_pages(bytes / arch::kPageSize);
-  image::PagesHeader h = image::make_pages_header(bytes);
-  TRY_CTX(pwrite_all(out.fd(), &h, sizeof h, 0), "header of {}", name);
-  // The data starts at its offset even when there is none.
-  if (ftruncate(out.fd(), image::kPagesDataOffset + bytes) < 0) return sys_error("size {}", name);
-  TRY(dir.commit(out));
-  return {};
+
+  auto sink = TRY(image::FilePageSink::create(dir, image::shmem_pages_name(o->id())));
+  TRY(sink->begin(bytes));
+  std::vector<char> buf(kChunk);
+  for (img::PageRun& run : *o->mutable_pages()->mutable_runs()) {
+    const uint64_t end = run.vaddr() + run.nr_pages() * arch::kPageSize;
+    for (uint64_t off = run.vaddr(); off < end;) {
+      const size_t n = std::min<uint64_t>(kChunk, end - off);
+      size_t got = TRY_CTX(pread_full(obj, buf.data(), n, static_cast<off_t>(off)), "read shared memory object {}",
+                           o->id());
+      if (got != n) return error(EIO, "read shared memory object {}: short read at {:#x}", o->id(), off);
+      run.set_crc32c(crc32c(run.crc32c(), buf.data(), n));
+      TRY(sink->write(buf.data(), n));
+      off += n;
+    }
+  }
+  return sink->commit();
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 
 #include "base/result.h"
 #include "base/unique_fd.h"
+#include "ckpt.pb.h"
 
 namespace ckpt::image {
 
@@ -26,6 +27,10 @@ struct PagesHeader {
   uint32_t crc;  // of the 28 bytes before it
 };
 static_assert(sizeof(PagesHeader) == 32 && offsetof(PagesHeader, crc) == 28, "on-disk layout (docs/images.md)");
+
+// Whether a run's data is in this checkpoint's pages file: not inherited
+// from a parent task, not in the parent checkpoint.
+inline bool stored(const img::PageRun& r) { return !r.inherited() && !r.in_parent(); }
 
 // Header bytes for a pages file that holds `data_bytes` of page data.
 PagesHeader make_pages_header(uint64_t data_bytes);

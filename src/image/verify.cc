@@ -175,7 +175,7 @@ Result<uint64_t> check_pagemap(const std::string& name, const img::PageMap& pm, 
         (mm.vmas(v).kind() != img::Vma::ANON_PRIVATE && mm.vmas(v).kind() != img::Vma::FILE_PRIVATE))
       return error(EINVAL, "{}: run {} ({:#x}, {} pages) is not inside a private VMA", name, i, r.vaddr(),
                    r.nr_pages());
-    if (!r.inherited()) pages += r.nr_pages();
+    if (stored(r)) pages += r.nr_pages();
     prev_end = end;
   }
   if (pm.total_pages() != pages)
@@ -229,7 +229,7 @@ img::PageMap stored_runs(const img::PageMap& pm) {
   img::PageMap out;
   out.set_total_pages(pm.total_pages());
   for (const img::PageRun& r : pm.runs())
-    if (!r.inherited()) *out.add_runs() = r;
+    if (stored(r)) *out.add_runs() = r;
   return out;
 }
 

@@ -410,7 +410,7 @@ Result<std::vector<UniqueFd>> Parasite::fds(std::span<const int32_t> task_fds) {
   return out;
 }
 
-Result<void> Parasite::drain(std::span<abi::DrainIov> pieces, int out, uint64_t offset) {
+Result<void> Parasite::drain(std::span<abi::DrainIov> pieces, int out) {
   if (pieces.size() > abi::kMaxDrainIov)
     return error(E2BIG, "task {}: {} pieces in one drain (at most {})", leader_->tid(), pieces.size(),
                  abi::kMaxDrainIov);
@@ -431,7 +431,7 @@ Result<void> Parasite::drain(std::span<abi::DrainIov> pieces, int out, uint64_t 
   TRY(send({abi::kParasiteDrain, static_cast<uint32_t>(pieces.size())}));
   // A drain that fails half-way leaves the daemon in a vmsplice on a full
   // pipe: closing the pipe breaks it off, so that the cure can follow.
-  if (auto moved = move_drained(total, out, offset); !moved) {
+  if (auto moved = move_drained(total, out); !moved) {
     pipe_r_.reset();
     return std::unexpected(moved.error());
   }
@@ -439,16 +439,29 @@ Result<void> Parasite::drain(std::span<abi::DrainIov> pieces, int out, uint64_t 
   return {};
 }
 
-// Splices what the daemon puts into the pipe into `out` until it has all
-// `total` bytes and the daemon's reply.
-Result<void> Parasite::move_drained(uint64_t total, int out, uint64_t offset) {
-  loff_t off = static_cast<loff_t>(offset);
+Result<void> Parasite::hold(std::span<abi::DrainIov> pieces, int pipe_w) {
+  if (pieces.size() > abi::kMaxDrainIov)
+    return error(E2BIG, "task {}: {} pieces in one drain (at most {})", leader_->tid(), pieces.size(),
+                 abi::kMaxDrainIov);
+  // The daemon drains into the last pipe it took: this one, from now on.
+  TRY(send({abi::kParasiteTakePipe, 0}, pipe_w));
+  TRY(receive());
+  pipe_r_.reset();
+  for (size_t i = 0; i < pieces.size(); i++) args()->iov[i] = pieces[i];
+  TRY(call(abi::kParasiteDrain, static_cast<uint32_t>(pieces.size())));
+  return {};
+}
+
+// Splices what the daemon puts into the pipe into `out` (a stream: file
+// position, socket or pipe) until it has all `total` bytes and the daemon's
+// reply.
+Result<void> Parasite::move_drained(uint64_t total, int out) {
   bool replied = false;
   for (uint64_t moved = 0; moved < total || !replied;) {
     pollfd pfd[2] = {{pipe_r_.get(), POLLIN, 0}, {sock_.get(), POLLIN, 0}};
     TRY(poll_while_running({pfd, replied ? 1u : 2u}, *leader_));
     if (pfd[0].revents & (POLLIN | POLLHUP)) {
-      ssize_t got = splice(pipe_r_.get(), nullptr, out, &off, total - moved, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      ssize_t got = splice(pipe_r_.get(), nullptr, out, nullptr, total - moved, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (got < 0 && errno != EAGAIN) return sys_error("splice task {}'s memory into the pages image", leader_->tid());
       if (got == 0) return error(EPIPE, "task {}: the parasite's pipe closed mid-drain", leader_->tid());
       if (got > 0) moved += static_cast<uint64_t>(got);

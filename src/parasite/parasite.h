@@ -73,9 +73,15 @@ class Parasite {
   Result<std::vector<abi::TimerState>> timers(std::span<const int32_t> ids);
   // Duplicates of the task's `task_fds`, sent over the socket.
   Result<std::vector<UniqueFd>> fds(std::span<const int32_t> task_fds);
-  // Moves the pieces (at most kMaxDrainIov) of the task's memory into `out`
-  // at `offset`, zero-copy up to the page cache; fills in their crc32c.
-  Result<void> drain(std::span<abi::DrainIov> pieces, int out, uint64_t offset);
+  // Moves the pieces (at most kMaxDrainIov) of the task's memory into the
+  // stream `out` (image/page_sink.h), zero-copy up to the page cache; fills
+  // in their crc32c.
+  Result<void> drain(std::span<abi::DrainIov> pieces, int out);
+  // Moves the pieces into ckpt's pipe `pipe_w`, whose free room must hold
+  // them all: the pages stay there, referenced and not copied, for ckpt to
+  // write out once the task runs again (pre-dump). Their crc32c are of no
+  // use then: the task may change a page before it is read from the pipe.
+  Result<void> hold(std::span<abi::DrainIov> pieces, int pipe_w);
   // Takes the parasite out; returns the main thread's ptrace stops for it.
   Result<unsigned> cure();
 
@@ -100,7 +106,7 @@ class Parasite {
   // main thread neither dies nor stops meanwhile.
   Result<abi::ParasiteReply> receive(std::vector<UniqueFd>* fds = nullptr);
   Result<abi::ParasiteReply> call(abi::ParasiteCmd cmd, uint32_t count = 0);
-  Result<void> move_drained(uint64_t total, int out, uint64_t offset);
+  Result<void> move_drained(uint64_t total, int out);
   Result<void> check_running(Tracee& t);
   Result<void> poll_while_running(std::span<pollfd> fds, Tracee& t);
   Result<void> put_frame(size_t offset, const arch::Regs& regs, std::span<const uint8_t> xsave, uint64_t sigmask);

@@ -54,7 +54,10 @@ Result<TreeImages> load_images(const image::ImageDir& dir) {
   img::Inventory inv;
   TRY(dir.read(image::kInventoryName, image::ImageKind::Inventory, &inv));
   TRY(image::check_inventory(dir.file(image::kInventoryName), inv));
-  TreeImages t{inv, TRY(image::load_tree(dir, inv)), {}};
+  if (inv.pre_dump())
+    return error(EINVAL, "{} is a pre-dump (memory only): restore the dump --prev-images-dir that follows it",
+                 dir.path());
+  TreeImages t{inv, TRY(image::load_tree(dir, inv)), {}, {}, {}};
   std::set<int32_t> tids;
   for (pid_t pid : t.tree.alive()) {
     t.tasks.push_back(TRY(load_task(dir, pid)));
@@ -68,6 +71,11 @@ Result<TreeImages> load_images(const image::ImageDir& dir) {
   std::vector<const img::MmImage*> mms;
   for (const TaskImages& ti : t.tasks) mms.push_back(&ti.mm);
   t.shmem = TRY(image::load_shmem(dir, mms));
+  if (!inv.parent_dir().empty()) {
+    if (t.tasks.size() != 1)
+      return error(EINVAL, "{}: a checkpoint of {} processes with a parent checkpoint", dir.path(), t.tasks.size());
+    t.parents = TRY(load_parent_chain(dir, inv, t.tasks[0].pid));
+  }
   return t;
 }
 

@@ -7,6 +7,7 @@
 #include "base/unique_fd.h"
 #include "ckpt.pb.h"
 #include "image/image_dir.h"
+#include "restore/parent_pages.h"
 #include "tree/tree.h"
 
 namespace ckpt::restore {
@@ -28,6 +29,8 @@ struct TreeImages {
   std::vector<TaskImages> tasks;  // the live tasks, in the tree's order
   img::ShmemImage shmem;          // shared memory objects they map
   img::FileDescs descs;           // open file descriptions their fds refer to
+  // The parent checkpoints of a dump --prev-images-dir (one task only).
+  std::vector<ParentLevel> parents;
 };
 
 // Loads the inventory, the tree and the images of every live task, and

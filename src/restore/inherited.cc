@@ -47,7 +47,7 @@ class Resolver {
                      t_.tasks[p].pid);
       const uint64_t hi = std::min(b, it->end);
       if (it->inherited) TRY(resolve(p, a, hi, out, depth + 1));
-      else out->push_back({p, a, hi - a, it->off + (a - it->start)});
+      else out->push_back({t_.tasks[p].pages.get(), a, hi - a, it->off + (a - it->start)});
       a = hi;
     }
     return {};

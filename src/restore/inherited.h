@@ -10,13 +10,10 @@
 
 #include "base/result.h"
 #include "restore/images.h"
+#include "restore/page_origin.h"
 
 namespace ckpt::restore {
 
-struct InheritedPages {
-  size_t owner;  // index in TreeImages::tasks of the task whose pages file holds them
-  uint64_t vaddr, len, off;  // off: in that pages file
-};
 
 // Per live task of `t` (TreeImages::tasks order).
 Result<std::vector<std::vector<InheritedPages>>> resolve_inherited(const TreeImages& t);

@@ -316,10 +316,10 @@ Result<void> plan_live_task(const TreeImages& t, LiveTask& lt, const std::vector
   for (const UniqueFd& f : lt.mf.fds) temp.push_back(f.get());
   // The ancestors' pages files it reads what it inherited from.
   std::vector<abi::InheritedRunArg> from_ancestors;
-  std::map<size_t, int> owner_fd;
+  std::map<int, int> owner_fd;  // ckpt's fd -> the child's
   for (const InheritedPages& ip : inherited) {
-    auto [it, fresh] = owner_fd.try_emplace(ip.owner, base + static_cast<int>(temp.size()));
-    if (fresh) temp.push_back(t.tasks[ip.owner].pages.get());
+    auto [it, fresh] = owner_fd.try_emplace(ip.fd, base + static_cast<int>(temp.size()));
+    if (fresh) temp.push_back(ip.fd);
     from_ancestors.push_back({ip.vaddr, ip.len, ip.off, it->second, 0});
   }
   lt.plan = TRY(build_plan(ti, own, lt.mf, tfds, from_ancestors));
@@ -462,7 +462,11 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   const pid_t pid = t.inventory.root_pid();
   const tree::JoinPlan joins = TRY_CTX(t.tree.plan_joins(true), "restore");
   TRY_CTX(check_pids_free(t, joins), "restore");
-  const auto inherited = TRY_CTX(resolve_inherited(t), "restore");
+  auto inherited = TRY_CTX(resolve_inherited(t), "restore");
+  if (!t.parents.empty()) {
+    auto in_parent = TRY_CTX(resolve_in_parent(t.parents, t.tasks[0].pagemap, t.tasks[0].pid), "restore");
+    inherited[0].insert(inherited[0].end(), in_parent.begin(), in_parent.end());
+  }
   RestoreOutcome out;
   out.pid = pid;
   img::Stats& stats = out.stats;
@@ -508,6 +512,7 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   auto pages_checked = std::async(std::launch::async, [&t]() -> Result<void> {
     for (const TaskImages& ti : t.tasks)
       TRY(image::verify_page_data(ti.pages_path, ti.pages.get(), image::stored_runs(ti.pagemap)));
+    TRY(verify_parent_pages(t.parents));
     return {};
   });
   TRY_CTX(wait_parked(live), "restore");

@@ -114,7 +114,7 @@ TEST_P(ParasiteCommands, AnswerWhatTheKernelSays) {
     int out = mkstemp(tmpl);
     ASSERT_GE(out, 0);
     unlink(tmpl);
-    auto dr = p->drain({&piece, 1}, out, 0);
+    auto dr = p->drain({&piece, 1}, out);
     ASSERT_FALSE(dr);
     EXPECT_NE(dr.error().str().find("vmsplice"), std::string::npos) << dr.error().str();
     close(out);

@@ -20,6 +20,8 @@ Result<void> open_log_file(const std::string& file, const Dir* images, Log& log)
 
 int run_check(Log& log);
 int run_dump(const Command& c, Log& log);
+int run_pre_dump(const Command& c, Log& log);
+int run_page_server(const Command& c, Log& log);
 int run_restore(const Command& c, Log& log);
 int run_show(const std::string& target, bool json, Log& log);
 int run_verify(const Command& c, Log& log);

@@ -5,6 +5,7 @@
 
 #include "cli/commands/commands.h"
 #include "cli/commands/options.h"
+#include "dump/pre_dump.h"
 #include "ptrace/completion.h"
 
 namespace ckpt::cli {
@@ -62,6 +63,30 @@ int run_dump(const Command& c, Log& log) {
     return 1;
   }
   auto r = dump::dump(o, *dir, log);
+  if (!r) {
+    log.error("{}", r.error().str());
+    return 1;
+  }
+  if (c.stats) print_stats(*r);
+  return 0;
+}
+
+int run_pre_dump(const Command& c, Log& log) {
+  const dump::DumpOptions& o = c.dump;
+  if (auto ok = dump::check_dumpable(o.pid); !ok) {
+    log.error("pre-dump: {}", ok.error().str());
+    return 1;
+  }
+  auto dir = image::ImageDir::create(o.dir, shared(c));
+  if (!dir) {
+    log.error("pre-dump pid {}: {}", o.pid, dir.error().str());
+    return 1;
+  }
+  if (auto l = open_log_file(c.log_file, &dir->dir(), log); !l) {
+    log.error("pre-dump pid {}: {}", o.pid, l.error().str());
+    return 1;
+  }
+  auto r = dump::pre_dump(o, *dir, log);
   if (!r) {
     log.error("{}", r.error().str());
     return 1;

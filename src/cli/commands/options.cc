@@ -64,6 +64,27 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
   dump->add_option("--page-transfer", transfer, "how memory leaves the process: splice (the parasite's vmsplice, "
                    "zero-copy) or readv (process_vm_readv)")->check(CLI::IsMember({"splice", "readv"}));
 
+  dump->add_option("--prev-images-dir", c.dump.prev_dir, "the previous round (a pre-dump), relative to the images "
+                   "directory: store only the pages written since");
+  dump->add_flag("--track-mem", c.dump.track_mem, "use the dirty tracking a pre-dump armed (with --prev-images-dir)");
+
+  auto* pre = app.add_subcommand("pre-dump", "store a live process's memory, and track what it writes next, "
+                                 "for a later dump --prev-images-dir to store only that");
+  pre->add_option("-t,--tree", c.dump.pid, "pid of the process")->required();
+  pre->add_option("--prev-images-dir", c.dump.prev_dir, "the previous round, relative to the images directory");
+  pre->add_flag("--track-mem", c.dump.track_mem, "track memory changes (always on; accepted as CRIU spells it)");
+  pre->add_option("--timeout", c.dump.timeout_s, "give up seizing after N seconds")->check(CLI::Range(1u, 3600u));
+
+  for (CLI::App* d : {dump, pre}) {
+    d->add_flag("--page-server", c.dump.page_server, "send the pages to ckpt page-server at --address:--port");
+    d->add_option("--address", c.dump.address, "the page server's address");
+    d->add_option("--port", c.dump.port, "the page server's port");
+  }
+  auto* ps = app.add_subcommand("page-server", "receive the pages of one dump or pre-dump --page-server over TCP "
+                                "into the images directory");
+  ps->add_option("--address", c.server_address, "address to listen on (default: every address)");
+  ps->add_option("--port", c.server_port, "port to listen on")->required();
+
   auto* rst = app.add_subcommand("restore", "restore a process from an images directory");
   rst->add_flag("-d,--restore-detached", c.restore.detach, "return once the process runs");
   rst->add_flag("-s,--leave-stopped", c.restore.leave_stopped, "leave the restored process stopped");
@@ -103,6 +124,22 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
     if (images_dir.empty()) return {std::nullopt, "ckpt dump: -D/--images-dir is required\n", 2};
     c.dump.fsync = fsync;
     c.dump.pages = transfer == "readv" ? dump::PageTransfer::Readv : dump::PageTransfer::Splice;
+  }
+  if (pre->parsed()) {
+    c.verb = Verb::PreDump;
+    c.dump.dir = images_dir;
+    c.dump.after = dump::After::Run;
+    c.dump.track_mem = true;
+    if (images_dir.empty()) return {std::nullopt, "ckpt pre-dump: -D/--images-dir is required\n", 2};
+  }
+  if (dump->parsed() && c.dump.track_mem && c.dump.prev_dir.empty())
+    return {std::nullopt, "ckpt dump: --track-mem needs --prev-images-dir (the pre-dump that armed the tracking)\n", 2};
+  if ((dump->parsed() || pre->parsed()) && c.dump.page_server && (c.dump.address.empty() || c.dump.port == 0))
+    return {std::nullopt, "ckpt: --page-server needs --address and --port\n", 2};
+  if (ps->parsed()) {
+    c.verb = Verb::PageServer;
+    c.server_dir = images_dir;
+    if (images_dir.empty()) return {std::nullopt, "ckpt page-server: -D/--images-dir is required\n", 2};
   }
   if (rst->parsed()) {
     c.verb = Verb::Restore;

@@ -12,7 +12,7 @@
 
 namespace ckpt::cli {
 
-enum class Verb { Check, Dump, Restore, Show, Verify };
+enum class Verb { Check, Dump, PreDump, PageServer, Restore, Show, Verify };
 
 struct Command {
   Verb verb = Verb::Check;
@@ -24,6 +24,9 @@ struct Command {
   bool stats = false;
   bool breakpoints = true;
   dump::DumpOptions dump;
+  // page-server: -D, --address, --port.
+  std::string server_dir, server_address;
+  uint16_t server_port = 0;
   restore::RestoreOptions restore;
   std::string show_target;
   bool json = false;

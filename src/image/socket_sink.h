@@ -1,0 +1,31 @@
+// The client side of the page server (image/page_wire.h): a connection to
+// `ckpt page-server`, and a PageSink that streams one pages file over it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "base/result.h"
+#include "base/unique_fd.h"
+#include "image/page_sink.h"
+
+namespace ckpt::image {
+
+class PageServerConn {
+ public:
+  static Result<PageServerConn> connect(const std::string& address, uint16_t port);
+  // A sink for the pages file `name` (one at a time on a connection).
+  std::unique_ptr<PageSink> sink(const std::string& name);
+  // Ends the session: the server keeps what it received.
+  Result<void> done();
+  int fd() const { return fd_.get(); }
+  const std::string& peer() const { return peer_; }
+
+ private:
+  PageServerConn(UniqueFd fd, std::string peer) : fd_(std::move(fd)), peer_(std::move(peer)) {}
+  UniqueFd fd_;
+  std::string peer_;
+};
+
+}  // namespace ckpt::image

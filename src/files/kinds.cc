@@ -8,13 +8,16 @@
 namespace ckpt::files {
 
 std::span<const Kind* const> kinds() {
-  static const std::array<const Kind*, 6> table = {
+  static const std::array<const Kind*, 9> table = {
       &terminal_kind(),
       &memfd_kind(),    // before regular: a memfd is a regular file without a name
       &deleted_kind(),  // likewise
       &regular_kind(),
       &epoll_kind(),
       &inotify_kind(),
+      &eventfd_kind(),
+      &signalfd_kind(),
+      &timerfd_kind(),
   };
   return table;
 }

@@ -1,8 +1,11 @@
 // timerfd(2): a timer on a clock, its interval, and the expirations not yet
-// read. Dump reads them through ckpt's own fd: timerfd_gettime first, which
-// brings a periodic timer that expired up to date (its missed expirations
-// become ticks and it is armed again, which is what the task's next read
-// would do: that read returns the same), then the fdinfo lines.
+// read, all in its fdinfo lines. Two kinds of timer are read again through
+// ckpt's own fd rather than taken from the lines of the scan: a periodic
+// one that expired shows no time left until a read or timerfd_gettime arms
+// it again, so dump calls timerfd_gettime first (its missed expirations
+// become ticks, as the task's next read would count them: that read returns
+// the same); and an absolute one, whose time left is read right before the
+// clock it is added to.
 //
 // Time between dump and restore: a relative timer (no TFD_TIMER_ABSTIME)
 // gets back the time it had left at dump, as CRIU does: the downtime does
@@ -74,6 +77,21 @@ Result<proc::TimerFdInfo> read_state(int fd) {
 }
 
 class TimerFd final : public Kind {
+  static Result<proc::TimerFdInfo> state_of(const FdProbe& p) {
+    proc::TimerFdInfo info = TRY(proc::parse_timerfd_fdinfo(p.fdinfo));
+    const bool expired = info.interval_ns != 0 && info.value_ns == 0;  // or disarmed
+    if (!expired && !(info.settime_flags & TFD_TIMER_ABSTIME)) return info;
+    UniqueFd f = TRY(take_file(p));
+    itimerspec now{};
+    if (timerfd_gettime(f.get(), &now) < 0) return sys_error("timerfd_gettime");
+    info = TRY(read_state(f.get()));
+    // Armed, by gettime, but 0 left in fdinfo: it expired between the two
+    // (that tick is in fdinfo's count); a periodic one is next due an
+    // interval later.
+    if (info.value_ns == 0 && (now.it_value.tv_sec || now.it_value.tv_nsec)) info.value_ns = info.interval_ns;
+    return info;
+  }
+
  public:
   std::string_view name() const override { return "timerfd"; }
   img::FileDesc::KindCase tag() const override { return img::FileDesc::kTimerfd; }
@@ -81,10 +99,7 @@ class TimerFd final : public Kind {
   bool claims(const FdProbe& p, const DumpFlags&) const override { return p.link == "anon_inode:[timerfd]"; }
 
   Result<void> collect(const FdProbe& p, img::FileDesc* d) const override {
-    UniqueFd f = TRY(take_file(p));
-    itimerspec now{};
-    if (timerfd_gettime(f.get(), &now) < 0) return sys_error("timerfd_gettime");
-    const proc::TimerFdInfo info = TRY(read_state(f.get()));
+    const proc::TimerFdInfo info = TRY(state_of(p));
     const char* clock = clock_name(info.clockid);
     if (!clock) return error(EOPNOTSUPP, "a timerfd on clock {}, which timerfd_create does not take", info.clockid);
     if (is_alarm(info.clockid)) {
@@ -99,10 +114,6 @@ class TimerFd final : public Kind {
       return error(EOPNOTSUPP, "a TFD_TIMER_CANCEL_ON_SET timerfd with {} ticks not yet read (one may be a clock "
                    "change, which fdinfo does not tell apart): not supported", info.ticks);
     uint64_t value = info.value_ns;
-    // Armed, by gettime, but 0 left in fdinfo: it expired between the two
-    // (that tick is in fdinfo's count); a periodic one is next due an
-    // interval later.
-    if (value == 0 && (now.it_value.tv_sec || now.it_value.tv_nsec)) value = info.interval_ns;
     if (value != 0 && (info.settime_flags & TFD_TIMER_ABSTIME)) {
       const uint64_t at = TRY(now_ns(info.clockid));
       if (value > kMaxNs - at) return error(EOPNOTSUPP, "a timerfd due past the end of ktime_t");

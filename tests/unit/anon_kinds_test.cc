@@ -191,7 +191,8 @@ TEST(AnonKinds, TimerFdCancelOnSetWithTicksIsRefused) {
   uint64_t ticks = 1;
   ASSERT_EQ(ioctl(t.get(), _IOW('T', 0, uint64_t), &ticks), 0);
   UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, getpid(), 0)));
-  FdProbe p{.pid = getpid(), .fd = t.get(), .link = "anon_inode:[timerfd]", .pidfd = pidfd.get()};
+  FdProbe p{.pid = getpid(), .fd = t.get(), .link = "anon_inode:[timerfd]",
+            .fdinfo = read_file(fmt::format("/proc/self/fdinfo/{}", t.get())).value_or(""), .pidfd = pidfd.get()};
   img::FileDesc d;
   auto c = timerfd_kind().collect(p, &d);
   ASSERT_FALSE(c);

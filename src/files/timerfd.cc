@@ -57,8 +57,8 @@ const char* clock_name(int clock) {
 
 bool is_alarm(int clock) { return clock == CLOCK_REALTIME_ALARM || clock == CLOCK_BOOTTIME_ALARM; }
 
-// Now on the clock an absolute expiry is measured on (an alarm clock runs
-// as its base clock; reading it needs an RTC device).
+// Now on the clock an absolute expiry is measured on: an _ALARM clock's
+// base clock (clock_gettime of the alarm clock itself needs an RTC device).
 Result<uint64_t> now_ns(int clock) {
   const clockid_t base =
       clock == CLOCK_REALTIME_ALARM ? CLOCK_REALTIME : clock == CLOCK_BOOTTIME_ALARM ? CLOCK_BOOTTIME : clock;

@@ -3,15 +3,18 @@
 // dump does from a frozen task), opens it again as restore does, and the new
 // fd must hold the same state; and each refuses payloads a crafted image
 // could hold (verify).
+#include <linux/capability.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <functional>
+#include <map>
 #include <string>
 
 #include <fmt/format.h>
@@ -56,7 +59,8 @@ RoundTrip round_trip(int fd) {
   EXPECT_EQ(out.desc.kind_case(), kind->tag());
   auto v = kind->verify(out.desc);
   EXPECT_TRUE(v) << v.error().str();
-  OpenState state;
+  const std::map<uint32_t, UniqueFd> no_shmem;
+  OpenState state(no_shmem);
   auto o = kind->open(out.desc, state);
   if (!o) {
     ADD_FAILURE() << o.error().str();
@@ -176,7 +180,8 @@ TEST(AnonKinds, TimerFdAbsoluteKeepsItsExpiry) {
   d.mutable_timerfd()->set_settime_flags(TFD_TIMER_ABSTIME);
   d.mutable_timerfd()->set_value_ns(1);  // boot + 1 ns
   d.mutable_timerfd()->set_ticks(3);
-  OpenState state;
+  const std::map<uint32_t, UniqueFd> no_shmem;
+  OpenState state(no_shmem);
   auto o = kind_of(d)->open(d, state);
   ASSERT_TRUE(o) << o.error().str();
   EXPECT_EQ(read_u64(o->get()), 4u);
@@ -198,6 +203,43 @@ TEST(AnonKinds, TimerFdCancelOnSetWithTicksIsRefused) {
   ASSERT_FALSE(c);
   EXPECT_NE(c.error().msg.find("TFD_TIMER_CANCEL_ON_SET timerfd with 1 ticks not yet read"), std::string::npos)
       << c.error().msg;
+}
+
+// An _ALARM timer is refused at dump where ckpt may not create one (without
+// CAP_WAKE_ALARM), with the clock named: restore could not bring it back.
+TEST(AnonKinds, AlarmTimerRefusedWithoutCapWakeAlarm) {
+  UniqueFd t(timerfd_create(CLOCK_BOOTTIME_ALARM, 0));
+  if (!t.valid()) GTEST_SKIP() << "no CLOCK_BOOTTIME_ALARM timerfd here: " << strerror(errno);
+  UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, getpid(), 0)));
+  FdProbe p{.pid = getpid(), .fd = t.get(), .link = "anon_inode:[timerfd]",
+            .fdinfo = read_file(fmt::format("/proc/self/fdinfo/{}", t.get())).value_or(""), .pidfd = pidfd.get()};
+  int out[2];
+  ASSERT_EQ(pipe(out), 0);
+  pid_t child = fork();
+  if (child == 0) {
+    // Drop CAP_WAKE_ALARM from the effective set: this child is ckpt without it.
+    __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[2]{};
+    if (syscall(SYS_capget, &hdr, data) != 0) _exit(2);
+    data[CAP_WAKE_ALARM / 32].effective &= ~(1u << (CAP_WAKE_ALARM % 32));
+    if (syscall(SYS_capset, &hdr, data) != 0) _exit(2);
+    img::FileDesc d;
+    auto c = timerfd_kind().collect(p, &d);
+    const std::string msg = c ? "collected" : c.error().str();
+    (void)!write(out[1], msg.data(), msg.size());
+    _exit(0);
+  }
+  close(out[1]);
+  char buf[512] = {};
+  ssize_t n = read(out[0], buf, sizeof buf - 1);
+  close(out[0]);
+  int st = 0;
+  ASSERT_EQ(waitpid(child, &st, 0), child);
+  ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+  const std::string msg(buf, n > 0 ? n : 0);
+  EXPECT_NE(msg.find("a CLOCK_BOOTTIME_ALARM timerfd, which ckpt can't create here to restore it"), std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("EPERM"), std::string::npos) << msg;
 }
 
 // Payloads no dump writes: verify names what is wrong.

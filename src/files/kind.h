@@ -10,6 +10,8 @@
 //                           pipe's two ends, a socket's peer)
 //             link(fd)      what refers to other descriptions, once all are
 //                           numbered (an epoll's targets)
+//   verify:   verify(desc)  what open needs of a payload read from an image
+//                           (image/verify.cc, for ckpt verify and restore)
 //   restore:  prepare(all)  once, before any open, with the descriptions of
 //                           the kind: to create those that are made together
 //                           (a connection, a listener's queue) in an order
@@ -159,6 +161,12 @@ class Kind {
     (void)descs, (void)state;
     return {};
   }
+  // The payload of `d` as an image holds it is one open can take: a crafted
+  // image gets an Error saying what is wrong with it.
+  virtual Result<void> verify(const img::FileDesc& d) const {
+    (void)d;
+    return {};
+  }
   virtual Result<UniqueFd> open(const img::FileDesc& d, OpenState& state) const = 0;
   // Steps the first task that holds `d` (at fd `fd`; `table`: its whole fd
   // table, sorted by fd) takes itself once its fds are in place.
@@ -177,6 +185,9 @@ const Kind& memfd_kind();
 const Kind& deleted_kind();
 const Kind& inotify_kind();
 const Kind& unix_socket_kind();
+const Kind& eventfd_kind();
+const Kind& signalfd_kind();
+const Kind& timerfd_kind();
 
 // A terminal's device: pts, tty, console or ptmx.
 bool is_tty_dev(dev_t rdev);

@@ -8,7 +8,7 @@
 namespace ckpt::files {
 
 std::span<const Kind* const> kinds() {
-  static const std::array<const Kind*, 7> table = {
+  static const std::array<const Kind*, 10> table = {
       &terminal_kind(),
       &memfd_kind(),    // before regular: a memfd is a regular file without a name
       &deleted_kind(),  // likewise
@@ -16,6 +16,9 @@ std::span<const Kind* const> kinds() {
       &regular_kind(),
       &epoll_kind(),
       &inotify_kind(),
+      &eventfd_kind(),
+      &signalfd_kind(),
+      &timerfd_kind(),
   };
   return table;
 }

@@ -18,6 +18,7 @@
 #include "base/fs.h"
 #include "files/file_id.h"
 #include "files/unix_socket.h"
+#include "files/kind.h"
 #include "image/crc32c.h"
 #include "image/messages.h"
 #include "image/page_store.h"
@@ -380,6 +381,8 @@ Result<img::FileDescs> load_file_descs(const ImageDir& dir,
       return error(EINVAL, "{}: description {} is of a kind this ckpt does not know", name, d.id());
     const std::string& path = d.has_regular() ? d.regular().path() : d.has_terminal() ? d.terminal().path() : "";
     if (path.size() > kMaxPathLen) return error(EINVAL, "{}: description {} has a path of {} bytes", name, d.id(), path.size());
+    if (const files::Kind* kind = files::kind_of(d))
+      TRY_CTX(kind->verify(d), "{}: description {} ({})", name, d.id(), kind->name());
   }
   TRY_CTX(files::check_unix_sockets(descs), "{}", name);
   for (const auto& [pid, files] : tasks)

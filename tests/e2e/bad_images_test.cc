@@ -281,6 +281,23 @@ std::vector<Case> cases() {
               u.add_senders("");
             },
             "senders that are not one per queued datagram");
+  // A payload restore could not take, on the first description (the kind
+  // changed with it): named with its kind.
+  auto payload_case = [&](const char* name, std::function<void(img::FileDesc&)> change, std::string want) {
+    add(name,
+        [=](Dumped& d) {
+          d.edit<img::FileDescs>("fdesc.img", ImageKind::FileDescs, [&](img::FileDescs& f) { change(*f.mutable_descs(0)); });
+        },
+        [=](Dumped& d) { return V{d.file("fdesc.img") + ": description 1 " + want}; });
+  };
+  payload_case("TimerFdOnAnUnknownClock", [](img::FileDesc& f) { f.mutable_timerfd()->set_clock(42); },
+               "(timerfd): a timerfd on clock 42");
+  payload_case("TimerFdPastKtime", [](img::FileDesc& f) { f.mutable_timerfd()->set_value_ns(1ULL << 63); },
+               "(timerfd): a timerfd value of 9223372036854775808 ns");
+  payload_case("SignalFdWithSigkill", [](img::FileDesc& f) { f.mutable_signalfd()->set_mask(1 << 8); },
+               "(signalfd): a signalfd mask 0x100 with SIGKILL or SIGSTOP");
+  payload_case("EventFdCountTooBig", [](img::FileDesc& f) { f.mutable_eventfd()->set_count(~0ULL); },
+               "(eventfd): an eventfd count of 0xffffffffffffffff");
   add("NegativeFd",
       [](Dumped& d) {
         d.edit<img::Files>(d.name("files"), ImageKind::Files, [](img::Files& f) { f.mutable_fds(0)->set_fd(-7); });

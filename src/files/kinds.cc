@@ -8,11 +8,12 @@
 namespace ckpt::files {
 
 std::span<const Kind* const> kinds() {
-  static const std::array<const Kind*, 6> table = {
+  static const std::array<const Kind*, 7> table = {
       &terminal_kind(),
       &memfd_kind(),    // before regular: a memfd is a regular file without a name
       &deleted_kind(),  // likewise
       &regular_kind(),
+      &pipe_kind(),
       &epoll_kind(),
       &inotify_kind(),
   };

@@ -34,6 +34,9 @@ namespace ckpt::files {
 namespace {
 
 constexpr size_t kPage = 4096;
+// Unread data of all the pipes of a tree, which goes into fdesc.img (whose
+// frame takes 256 MiB, image_dir.h): room left for the rest.
+constexpr uint64_t kMaxPipeData = 192 << 20;
 // The kernel's O_LARGEFILE, as fdinfo shows it (glibc's is 0 on x86_64).
 constexpr uint32_t kLargeFile = 0100000;
 
@@ -183,6 +186,12 @@ class PipeKind final : public Kind {
       e.write |= can_write(descs[i]->flags());
       if (!e.first) e.first = probes[i];
     }
+    // Their data goes into fdesc.img, a metadata image (at most 256 MiB).
+    uint64_t data = 0;
+    for (const img::FileDesc* d : descs) data += d->pipe().data().size();
+    if (data > kMaxPipeData)
+      return error(EFBIG, "the tree's pipes hold {} MiB of unread data, more than ckpt keeps ({} MiB)", data >> 20,
+                   kMaxPipeData >> 20);
     std::set<std::string> incomplete;
     for (const auto& [link, e] : pipes)
       if (!e.read || !e.write) incomplete.insert(link);

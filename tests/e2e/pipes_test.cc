@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -115,6 +116,34 @@ TEST(PipeOutside, OtherEndOutsideTheTreeIsRefused) {
   int st = h.wait_child(pid);
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 42) << st;
   close(p[1]);
+}
+
+// The same with a FIFO: the dumped task writes into it, this test reads.
+TEST(PipeOutside, FifoReaderOutsideTheTreeIsRefused) {
+  Harness h;
+  const std::string path = h.dir() + "/fifo";
+  ASSERT_EQ(mkfifo(path.c_str(), 0600), 0);
+  int r = open(path.c_str(), O_RDONLY | O_NONBLOCK);
+  ASSERT_GE(r, 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    setsid();
+    syscall(SYS_close_range, 0, ~0U, 0);
+    if (open(path.c_str(), O_WRONLY) != 0) _exit(1);
+    for (;;) pause();
+  }
+  ASSERT_TRUE(wait_until([&] { return fds_of(pid) == fmt::format("0 {}\n", path); })) << fds_of(pid);
+  CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  EXPECT_NE(d.exit_code(), 0);
+  EXPECT_NE(d.err.find(fmt::format("pid {}: fd 0 ({}): the tree holds no read end of this FIFO, and pid {} outside "
+                                   "the tree holds it (fd {})", pid, path, getpid(), r)),
+            std::string::npos)
+      << d.err;
+  EXPECT_EQ(tracer_of(pid), 0);
+  EXPECT_TRUE(alive(pid));
+  kill(pid, SIGKILL);
+  h.wait_child(pid);
+  close(r);
 }
 
 }  // namespace

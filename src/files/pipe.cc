@@ -257,6 +257,11 @@ class PipeKind final : public Kind {
     std::array<UniqueFd, 2> ends;
     int fd;
     if (is_fifo(p)) {
+      // Not opened at all if it is something else now (a device's open may
+      // do things); fstat below closes the race.
+      struct stat at;
+      if (::stat(p.fifo_path().c_str(), &at) < 0) return sys_error("stat FIFO {}", p.fifo_path());
+      if (!S_ISFIFO(at.st_mode)) return error(EINVAL, "{} is no longer a FIFO", p.fifo_path());
       fd = ::open(p.fifo_path().c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
       if (fd < 0) return sys_error("open FIFO {}", p.fifo_path());
     } else {

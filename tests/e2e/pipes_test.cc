@@ -80,6 +80,69 @@ INSTANTIATE_TEST_SUITE_P(Modes, PipeTree,
                                   (i.param.leave_running ? "_leaverunning" : "");
                          });
 
+// A producer and a consumer in the tree, both blocked in a syscall when
+// dumped: the child in read(2) of the empty pipe, the parent in wait4(2).
+// After the restore SIGUSR1 makes the parent write a byte: the child's read,
+// restarted, gets it and exits 42; the parent's wait, restarted, sees it and
+// exits 0.
+void blocked_producer_consumer() {
+  int p[2];
+  if (pipe(p) < 0) _exit(1);
+  static int write_end;
+  write_end = p[1];
+  pid_t child = fork();
+  if (child == 0) {
+    close(p[1]);
+    char c;
+    _exit(read(p[0], &c, 1) == 1 && c == 'x' ? 42 : 1);
+  }
+  close(p[0]);
+  struct sigaction sa {};
+  sa.sa_handler = [](int) { (void)!write(write_end, "x", 1); };
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGUSR1, &sa, nullptr);
+  int st = 0;
+  while (waitpid(child, &st, 0) != child) {
+  }
+  _exit(WIFEXITED(st) && WEXITSTATUS(st) == 42 ? 0 : 1);
+}
+
+TEST(PipeBlocked, ReaderAndWaiterRestartTheirSyscalls) {
+  Harness h;
+  pid_t pid = fork();
+  if (pid == 0) {
+    setsid();
+    syscall(SYS_close_range, 3, ~0U, 0);
+    int null = open("/dev/null", O_RDWR);
+    dup2(null, 0), dup2(null, 1), dup2(null, 2);
+    if (null > 2) close(null);
+    blocked_producer_consumer();
+  }
+  std::vector<pid_t> tasks;
+  ASSERT_TRUE(wait_until([&] {
+    tasks = tree_of(pid);
+    return tasks.size() == 2 && read_text(fmt::format("/proc/{}/syscall", tasks[1])).starts_with("0 ") &&
+           read_text(fmt::format("/proc/{}/syscall", pid)).starts_with(fmt::format("{} ", SYS_wait4));
+  }));
+  CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images(), "-v4", "-o", "dump.log"});
+  ASSERT_EQ(d.exit_code(), 0) << d.err << read_text(h.images() + "/dump.log");
+  h.wait_child(pid);
+  for (pid_t p : tasks)
+    EXPECT_TRUE(wait_until([&] {
+      waitpid(p, nullptr, WNOHANG);
+      return kill(p, 0) < 0;
+    })) << p;
+  const std::string pidfile = h.dir() + "/restored.pid";
+  pid_t r = h.ckpt_background({"restore", "-D", h.images(), "-v4", "-o", "restore.log", "--pidfile", pidfile});
+  ASSERT_TRUE(h.wait_restored(pid, pidfile)) << read_text(h.images() + "/restore.log");
+  ASSERT_TRUE(wait_until([&] { return tracer_of(tasks[1]) == 0; }));
+  // Back in their syscalls, then woken.
+  EXPECT_TRUE(wait_until([&] { return read_text(fmt::format("/proc/{}/syscall", tasks[1])).starts_with("0 "); }));
+  kill(pid, SIGUSR1);
+  CkptRun rr = h.wait_ckpt(r);
+  EXPECT_EQ(rr.exit_code(), 0) << rr.err << read_text(h.images() + "/restore.log");
+}
+
 // A process that reads what this test writes (`producer | consumer`, with
 // the consumer dumped): refused, naming the fd, the pipe and this test's pid;
 // the consumer runs on and still gets what is written.

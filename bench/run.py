@@ -335,6 +335,9 @@ def main():
                     help="fd counts of the fd scaling table (comma-separated; empty: skip it)")
     ap.add_argument("--vmas", default="10000,30000",
                     help="VMA counts of the VMA scaling table (comma-separated; empty: skip it)")
+    ap.add_argument("--pipes", default="10,100",
+                    help="pipe counts of the pipe scaling table, each pipe full (comma-separated; empty: skip it)")
+    ap.add_argument("--pipe-mib", type=int, default=1, help="capacity and data of each pipe, MiB (default 1)")
     ap.add_argument("--sparse-gib", default="32,64",
                     help="sizes in GiB of the sparse mapping (one page in --sparse-stride present; empty: skip it)")
     ap.add_argument("--sparse-stride", type=int, default=512, help="one present page in this many (default 512)")
@@ -354,12 +357,13 @@ def main():
     if a.scaling_reps < 1 or a.sparse_stride < 1:
         ap.error("--scaling-reps and --sparse-stride must be >= 1")
     try:
-        a.fds, a.mixed_fds, a.vmas, a.sparse_gib = ([int(x) for x in v.split(",") if x.strip()]
-                                                    for v in (a.fds, a.mixed_fds, a.vmas, a.sparse_gib))
+        a.fds, a.mixed_fds, a.vmas, a.sparse_gib, a.pipes = ([int(x) for x in v.split(",") if x.strip()]
+                                                             for v in (a.fds, a.mixed_fds, a.vmas, a.sparse_gib,
+                                                                       a.pipes))
     except ValueError:
-        ap.error("--fds, --vmas, --sparse-gib: comma-separated counts")
-    if any(n < 1 for n in a.fds + a.vmas + a.sparse_gib):
-        ap.error("--fds, --vmas, --sparse-gib: counts must be >= 1")
+        ap.error("--fds, --vmas, --sparse-gib, --pipes: comma-separated counts")
+    if any(n < 1 for n in a.fds + a.vmas + a.sparse_gib + a.pipes) or a.pipe_mib < 1:
+        ap.error("--fds, --vmas, --sparse-gib, --pipes, --pipe-mib: counts must be >= 1")
     try:
         a.trees = [int(x) for x in a.trees.split(",") if x.strip()]
     except ValueError:
@@ -377,7 +381,7 @@ def main():
     build = os.path.abspath(a.build or os.path.join(root, "build"))
     for exe in ["ckpt", "bench/bench_memcpy", "bench/bench_readfresh", "bench/bench_mem", "bench/bench_tiny",
                 "bench/bench_threads", "bench/bench_tree", "bench/bench_fds", "bench/bench_mixedfds", "bench/bench_vmas",
-                "bench/bench_sparse"]:
+                "bench/bench_sparse", "bench/bench_pipes"]:
         if not os.access(os.path.join(build, exe), os.X_OK):
             raise BenchError(f"{os.path.join(build, exe)} is missing: build first (bench/run.sh does)")
 
@@ -389,7 +393,7 @@ def main():
     do_all = not a.threads_only and not a.trees_only and not a.scaling_only
     do_trees = do_all and (a.trees or a.prefork_mib) or a.trees_only
     do_threads = (do_all or a.threads_only) and a.threads
-    do_scaling = (do_all or a.scaling_only) and (a.fds or a.mixed_fds or a.vmas or a.sparse_gib)
+    do_scaling = (do_all or a.scaling_only) and (a.fds or a.mixed_fds or a.vmas or a.sparse_gib or a.pipes)
     free = shutil.disk_usage(a.tmp).free
     if do_all and free < 3 * size + GiB:
         raise BenchError(f"{a.tmp}: only {free / GiB:.1f} GiB free, need {(3 * size + GiB) / GiB:.1f} GiB")
@@ -917,7 +921,7 @@ def run_scaling(d, a, sysctls, srows, snotes):
     single size hides (linear work gives the same figure at every size)."""
     import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    nofile = max(a.fds + a.mixed_fds, default=0) + 64
+    nofile = max(a.fds + a.mixed_fds + [2 * n for n in a.pipes], default=0) + 64
     if soft < nofile:
         if hard != resource.RLIM_INFINITY and hard < nofile:
             raise BenchError(f"RLIMIT_NOFILE hard limit {hard} < {nofile} needed for {nofile - 64} fds")
@@ -933,7 +937,10 @@ def run_scaling(d, a, sysctls, srows, snotes):
              ("vmas", "bench_vmas N: N private anonymous VMAs of one present page each", "vmas", a.vmas,
               lambda n: [str(n)], "VMA"),
              ("sparse", f"bench_sparse G: a G GiB mapping, one page in {a.sparse_stride} present", "sparse",
-              a.sparse_gib, lambda g: [str(g), str(a.sparse_stride)], "GiB")]
+              a.sparse_gib, lambda g: [str(g), str(a.sparse_stride)], "GiB"),
+             ("pipes", f"bench_pipes N: N pipes resized to {a.pipe_mib} MiB (F_SETPIPE_SZ), each full; its unread "
+              "data is in fdesc.img and checked byte for byte after restore", "pipes", a.pipes,
+              lambda n: [str(n), str(a.pipe_mib)], "pipe")]
     for kind, what, exe, sizes, args, unit in kinds:
         res = {}
         for n in sorted(set(sizes)):

@@ -251,7 +251,10 @@ int restore_fd_slots(const img::Files& files, const img::MmImage& mm) {
 }
 
 int restorer_fd_slots(const img::FileDescs& descs, int tasks) {
-  return descs.descs_size() + tasks * kTempFdsPerTask + kCkptOwnFds;
+  // While they are opened, a pipe's holder and the end of its pipe(2) no
+  // description took yet (pipe.cc): two more at most per description.
+  const auto pipes = std::ranges::count_if(descs.descs(), [](const img::FileDesc& d) { return d.has_pipe(); });
+  return descs.descs_size() + 2 * static_cast<int>(pipes) + tasks * kTempFdsPerTask + kCkptOwnFds;
 }
 
 Result<NofileLimit> read_nofile_limit(pid_t pid) {

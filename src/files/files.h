@@ -44,8 +44,9 @@ Result<img::FileDescs> collect_descriptions(std::span<TaskFds* const> tasks, con
 // mapped file), plus room for ckpt's own fds. ckpt restore raises its soft
 // RLIMIT_NOFILE to its hard limit to get them.
 int restore_fd_slots(const img::Files& files, const img::MmImage& mm);
-// fd slots ckpt restore itself needs: every description of the tree and
-// every task's temporary fds, held until the tasks take theirs.
+// fd slots ckpt restore itself needs: every description of the tree (and
+// what creating a pipe holds meanwhile) and every task's temporary fds, held
+// until the tasks take theirs.
 int restorer_fd_slots(const img::FileDescs& descs, int tasks);
 // RLIMIT_NOFILE of a task, from /proc/PID/limits (which anyone may read;
 // prlimit(2) needs the task's credentials or CAP_SYS_RESOURCE).

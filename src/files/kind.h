@@ -180,6 +180,7 @@ class Kind {
 // The kinds, one per file of src/files/ (named after it).
 const Kind& regular_kind();
 const Kind& terminal_kind();
+const Kind& pipe_kind();
 const Kind& epoll_kind();
 const Kind& memfd_kind();
 const Kind& deleted_kind();

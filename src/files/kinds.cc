@@ -8,12 +8,13 @@
 namespace ckpt::files {
 
 std::span<const Kind* const> kinds() {
-  static const std::array<const Kind*, 10> table = {
+  static const std::array<const Kind*, 11> table = {
       &terminal_kind(),
       &memfd_kind(),    // before regular: a memfd is a regular file without a name
       &deleted_kind(),  // likewise
       &unix_socket_kind(),
       &regular_kind(),
+      &pipe_kind(),
       &epoll_kind(),
       &inotify_kind(),
       &eventfd_kind(),

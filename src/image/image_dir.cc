@@ -90,6 +90,10 @@ Result<void> ImageDir::sync_parent() const {
 Result<void> ImageDir::write(const std::string& name, ImageKind kind, const google::protobuf::MessageLite& msg,
                              TempFile::Replace replace) {
   std::string bytes = frame(kind, msg);
+  // Nor may it be larger than a reader takes.
+  if (bytes.size() > kMaxImageBytes)
+    return error(EFBIG, "{}: {} bytes, more than a metadata image may hold ({})", file(name), bytes.size(),
+                 kMaxImageBytes);
   // An image that restore could not read back must fail the dump, while the
   // task lives: proto3 refuses strings that are not UTF-8, and a file or a
   // thread may well have such a name.

@@ -369,6 +369,38 @@ Result<tree::ProcessTree> load_tree(const ImageDir& dir, const img::Inventory& i
   return t;
 }
 
+namespace {
+
+// What restore needs of a pipe to create it safely: a capacity the kernel
+// gives (4096 times a power of two, up to its 2^31 limit), data it holds,
+// packets of at most a page that add up to the data.
+Result<void> check_pipe(const img::FileDesc& d) {
+  const img::Pipe& p = d.pipe();
+  const uint64_t size = p.size();
+  if (size < arch::kPageSize || size > (1ULL << 31) || (size & (size - 1)) != 0)
+    return error(EINVAL, "pipe capacity {} is not 4096 times a power of two up to 2^31", size);
+  if (p.data().size() > size) return error(EINVAL, "pipe holds {} bytes, more than its capacity {}", p.data().size(), size);
+  if (p.packets_size() > 0) {
+    if (static_cast<uint64_t>(p.packets_size()) > size / arch::kPageSize)
+      return error(EINVAL, "{} packets in a pipe of {} pages", p.packets_size(), size / arch::kPageSize);
+    uint64_t sum = 0;
+    for (uint32_t len : p.packets()) {
+      if (len == 0 || len > arch::kPageSize) return error(EINVAL, "a packet of {} bytes", len);
+      sum += len;
+    }
+    if (sum != p.data().size()) return error(EINVAL, "packets of {} bytes for {} bytes of data", sum, p.data().size());
+  }
+  if (p.fifo_path().size() > kMaxPathLen || (!p.fifo_path().empty() && p.fifo_path()[0] != '/'))
+    return error(EINVAL, "FIFO path of {} bytes, not absolute", p.fifo_path().size());
+  if (p.fifo_path().empty() && (p.inode() == 0 || p.inode() > UINT32_MAX))
+    return error(EINVAL, "pipe inode {} is not one of pipefs (32 bits)", p.inode());
+  const uint32_t acc = d.flags() & O_ACCMODE;
+  if (acc != O_RDONLY && acc != O_WRONLY && acc != O_RDWR) return error(EINVAL, "access mode {:#o}", acc);
+  return {};
+}
+
+}  // namespace
+
 Result<img::FileDescs> load_file_descs(const ImageDir& dir,
                                        std::span<const std::pair<pid_t, const img::Files*>> tasks) {
   img::FileDescs descs;
@@ -383,6 +415,7 @@ Result<img::FileDescs> load_file_descs(const ImageDir& dir,
     if (path.size() > kMaxPathLen) return error(EINVAL, "{}: description {} has a path of {} bytes", name, d.id(), path.size());
     if (const files::Kind* kind = files::kind_of(d))
       TRY_CTX(kind->verify(d), "{}: description {} ({})", name, d.id(), kind->name());
+    if (d.has_pipe()) TRY_CTX(check_pipe(d), "{}: description {}", name, d.id());
   }
   TRY_CTX(files::check_unix_sockets(descs), "{}", name);
   for (const auto& [pid, files] : tasks)

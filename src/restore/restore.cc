@@ -517,6 +517,9 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   });
   TRY_CTX(wait_parked(live), "restore");
   TRY_CTX(files::set_owners(t.descs, p.fds), "restore");
+  // Every task holds its fds now: ckpt's copies go, or a pipe's reader would
+  // never see EOF (ckpt, a writer too, waits for the tree to exit).
+  p.fds.open.clear();
   phase(&img::Stats::set_spawn_ns);
 
   // 4. Seize, arm, release, complete.

@@ -298,6 +298,37 @@ std::vector<Case> cases() {
                "(signalfd): a signalfd mask 0x100 with SIGKILL or SIGSTOP");
   payload_case("EventFdCountTooBig", [](img::FileDesc& f) { f.mutable_eventfd()->set_count(~0ULL); },
                "(eventfd): an eventfd count of 0xffffffffffffffff");
+  // A pipe restore could not create as described: description 1 (the
+  // counter's /dev/null) made a pipe.
+  auto pipe_case = [&](const char* name, std::function<void(img::Pipe&)> change, std::string want) {
+    add(name,
+        [=](Dumped& d) {
+          d.edit<img::FileDescs>("fdesc.img", ImageKind::FileDescs, [&](img::FileDescs& f) {
+            img::Pipe* p = f.mutable_descs(0)->mutable_pipe();
+            p->set_inode(1234);
+            p->set_size(65536);
+            change(*p);
+          });
+        },
+        [=](Dumped& d) { return V{d.file("fdesc.img") + ": description 1: " + want}; });
+  };
+  pipe_case("PipeCapacityNotAPowerOfTwo", [](img::Pipe& p) { p.set_size(12345); },
+            "pipe capacity 12345 is not 4096 times a power of two");
+  pipe_case("PipeDataOverCapacity", [](img::Pipe& p) { p.set_data(std::string(65537, 'x')); },
+            "pipe holds 65537 bytes, more than its capacity 65536");
+  pipe_case("PipePacketsNotTheData",
+            [](img::Pipe& p) {
+              p.set_data(std::string(300, 'x'));
+              p.add_packets(100);
+              p.add_packets(100);
+            },
+            "packets of 200 bytes for 300 bytes of data");
+  pipe_case("PipePacketOverAPage",
+            [](img::Pipe& p) {
+              p.set_data(std::string(5000, 'x'));
+              p.add_packets(5000);
+            },
+            "a packet of 5000 bytes");
   add("NegativeFd",
       [](Dumped& d) {
         d.edit<img::Files>(d.name("files"), ImageKind::Files, [](img::Files& f) { f.mutable_fds(0)->set_fd(-7); });

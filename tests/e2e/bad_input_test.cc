@@ -14,6 +14,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -135,12 +136,11 @@ TEST(BadDump, TreeHoldingCkpt) {
 TEST(BadDump, UnsupportedFd) {
   Harness h;
   pid_t pid = spawn([] {
-    int p[2];
-    if (pipe(p) < 0) _exit(1);
+    if (socket(AF_NETLINK, SOCK_RAW, 0) < 0) _exit(1);
   });
   CkptRun r = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
   EXPECT_NE(r.exit_code(), 0);
-  EXPECT_NE(r.err.find("is pipe:["), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("is socket:["), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("not supported"), std::string::npos) << r.err;
   expect_unharmed(pid);
   // Nothing half-written is taken for a checkpoint.

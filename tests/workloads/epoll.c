@@ -23,9 +23,18 @@
 
 static char inner_at_setup[2048], outer_at_setup[2048];
 
-/* The target lines of an epoll's fdinfo, without their ino/sdev/pos. */
+/* The targets of an epoll's fdinfo as "tfd events data|", sorted by tfd (the
+ * kernel lists them in the order of its own tree). A disarmed one-shot target
+ * can only be added again armed for EPOLLERR|EPOLLHUP (epoll_ctl adds those
+ * to every mask): those two bits of a one-shot target are left out. */
+static int by_tfd(const void *a, const void *b)
+{
+	return memcmp(a, b, 64);
+}
+
 static void targets_of(int fd, char *out, size_t cap)
 {
+	static char lines[32][64];
 	char path[64], text[4096];
 	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
 	ssize_t n = wl_read_file(path, text, sizeof(text) - 1);
@@ -33,17 +42,23 @@ static void targets_of(int fd, char *out, size_t cap)
 	if (n < 0)
 		return;
 	text[n] = '\0';
-	size_t len = 0;
-	for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
-		if (strncmp(line, "tfd:", 4) != 0)
+	int k = 0;
+	for (char *line = strtok(text, "\n"); line && k < 32; line = strtok(NULL, "\n")) {
+		int tfd;
+		unsigned events;
+		unsigned long long data;
+		if (sscanf(line, "tfd: %d events: %x data: %llx", &tfd, &events, &data) != 3)
 			continue;
-		char *pos = strstr(line, "pos:");
-		if (pos)
-			*pos = '\0';
-		len += (size_t)snprintf(out + len, cap - len, "%s|", line);
-		if (len >= cap)
-			return;
+		if (events & EPOLLONESHOT)
+			events &= ~(unsigned)(EPOLLERR | EPOLLHUP);
+		memset(lines[k], 0, sizeof(lines[k]));
+		snprintf(lines[k], sizeof(lines[k]), "%08d %x %llx|", tfd, events, data);
+		k++;
 	}
+	qsort(lines, (size_t)k, sizeof(lines[0]), by_tfd);
+	size_t len = 0;
+	for (int i = 0; i < k && len < cap; i++)
+		len += (size_t)snprintf(out + len, cap - len, "%s", lines[i]);
 }
 
 static int add(int ep, int fd, uint32_t events, uint64_t data)

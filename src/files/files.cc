@@ -340,11 +340,7 @@ std::string run_in_task(std::span<const InTaskStep> steps) {
         break;
       }
       case InTaskStep::Op::PosixLock: {
-        struct flock fl {};
-        fl.l_type = s.write ? F_WRLCK : F_RDLCK;
-        fl.l_whence = SEEK_SET;
-        fl.l_start = static_cast<off_t>(s.start);
-        fl.l_len = static_cast<off_t>(s.len);
+        struct flock fl = flock_of(s.write, s.start, s.len);
         if (fcntl(s.fd, F_SETLK, &fl) < 0)
           return fmt::format("fd {}: POSIX lock of {} bytes at {}: {}", s.fd, s.len, s.start, strerror(errno));
         break;

@@ -44,18 +44,14 @@ Result<std::vector<img::FileLock>> parse_locks(std::string_view fdinfo) {
   return out;
 }
 
-namespace {
-
-struct flock posix_lock_of(const img::FileLock& l) {
+struct flock flock_of(bool write, uint64_t start, uint64_t len) {
   struct flock fl {};
-  fl.l_type = l.write() ? F_WRLCK : F_RDLCK;
+  fl.l_type = write ? F_WRLCK : F_RDLCK;
   fl.l_whence = SEEK_SET;
-  fl.l_start = static_cast<off_t>(l.start());
-  fl.l_len = static_cast<off_t>(l.len());
+  fl.l_start = static_cast<off_t>(start);
+  fl.l_len = static_cast<off_t>(len);
   return fl;
 }
-
-}  // namespace
 
 Result<void> take_lock(int fd, const img::FileLock& l) {
   if (l.kind() == img::FileLock::FLOCK) {
@@ -63,7 +59,7 @@ Result<void> take_lock(int fd, const img::FileLock& l) {
       return sys_error("flock {}", l.write() ? "LOCK_EX" : "LOCK_SH");
     return {};
   }
-  struct flock fl = posix_lock_of(l);
+  struct flock fl = flock_of(l.write(), l.start(), l.len());
   if (fcntl(fd, F_OFD_SETLK, &fl) < 0)
     return sys_error("OFD lock {} of {} bytes at {}", l.write() ? "write" : "read", l.len(), l.start());
   return {};

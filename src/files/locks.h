@@ -7,6 +7,9 @@
 // POSIX locks once its fds are in place (InTaskStep).
 #pragma once
 
+#include <fcntl.h>
+
+#include <cstdint>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -20,6 +23,10 @@ namespace ckpt::files {
 // The locks held through the fd whose fdinfo is `fdinfo`. Leases and
 // delegations are refused; a request still waiting ("->") is not a lock.
 Result<std::vector<img::FileLock>> parse_locks(std::string_view fdinfo);
+
+// The struct flock F_SETLK and F_OFD_SETLK take for a lock over
+// [start, start + len) (len 0: to the end of the file).
+struct flock flock_of(bool write, uint64_t start, uint64_t len);
 
 // Takes `l` (FLOCK or OFD) through ckpt's `fd`, without waiting.
 Result<void> take_lock(int fd, const img::FileLock& l);

@@ -39,7 +39,7 @@ flags=(-std=gnu++2b -O1 -g -fno-omit-frame-pointer -Wno-macro-redefined -D__cpp_
 san=-fsanitize=address,undefined
 # Instrumented for coverage: the code under test. The generated protobuf code
 # is sanitized but not coverage-instrumented (it would only dilute the signal).
-sources=(src/image/*.cc src/base/*.cc src/proc/*.cc src/tree/*.cc src/files/*.cc src/arch/x86_64/regs.cc tests/fuzz/targets.cc)
+sources=(src/image/*.cc src/base/*.cc src/proc/*.cc src/tree/*.cc src/files/*.cc src/arch/x86_64/regs.cc src/arch/x86_64/cpu_features.cc tests/fuzz/targets.cc)
 
 objs=()
 compile() {  # source, object, extra flags...

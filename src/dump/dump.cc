@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "arch/x86_64/page.h"
+#include "arch/x86_64/xsave.h"
 #include "base/fs.h"
 #include "dump/core.h"
 #include "dump/memory.h"
@@ -23,6 +24,7 @@
 #include "dump/shmem.h"
 #include "files/files.h"
 #include "files/locks.h"
+#include "image/cpu.h"
 #include "image/image_dir.h"
 #include "proc/status.h"
 #include "parasite/leftovers.h"
@@ -267,6 +269,11 @@ Result<void> write_images(const DumpOptions& o, image::ImageDir& dir, const tree
                            std::chrono::system_clock::now().time_since_epoch()).count());
   inv.set_page_size(arch::kPageSize);
   if (has_parent) inv.set_parent_dir(o.prev_dir);
+  uint64_t xfeatures = 0;
+  for (const TaskDump& d : tasks)
+    for (const img::ThreadCore& th : d.core.threads())
+      xfeatures |= arch::xsave_state_bv({reinterpret_cast<const uint8_t*>(th.xsave().data()), th.xsave().size()});
+  *inv.mutable_cpu() = image::record_cpu(xfeatures);
   return dir.write(image::kInventoryName, image::ImageKind::Inventory, inv);
 }
 

@@ -26,6 +26,9 @@ struct RestoreOptions {
   // false: --skip-file-check, map files that differ from the dumped ones
   // (size, mtime, inode, device, build-id) anyway.
   bool check_files = true;
+  // false: --skip-cpu-check, restore on a CPU that lacks features the
+  // dumping one had.
+  bool check_cpu = true;
 };
 
 struct RestoreOutcome {

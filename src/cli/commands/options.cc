@@ -91,7 +91,9 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
   rst->add_flag("--restore-sibling", c.restore.sibling, "make the process a child of ckpt's parent");
   rst->add_option("--pidfile", c.restore.pidfile, "write the restored pid here");
   bool shell_job_r = false;
-  bool skip_file_check = false;
+  bool skip_file_check = false, skip_cpu_check = false;
+  rst->add_flag("--skip-cpu-check", skip_cpu_check, "restore on a CPU that lacks instruction-set features "
+                "the dumping one had (the process must not use them)");
   rst->add_flag("--skip-file-check", skip_file_check, "map the dumped files even where the file now at their path "
                 "differs (size, mtime, inode, device or ELF build-id)");
   rst->add_flag("-j,--shell-job", shell_job_r, "the process uses the terminal (see dump --shell-job)");
@@ -146,6 +148,7 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
     c.restore.dir = images_dir;
     c.restore.breakpoints = !no_bp;
     c.restore.check_files = !skip_file_check;
+    c.restore.check_cpu = !skip_cpu_check;
     if (images_dir.empty()) return {std::nullopt, "ckpt restore: -D/--images-dir is required\n", 2};
   }
   if (show->parsed()) {

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -257,6 +258,23 @@ bool wait_ran_on(pid_t pid) {
   return wait_until([&] {
     const auto [ns, sw] = sched_counts(pid);
     return alive(pid) && (sw >= sw0 + 2 || ns >= ns0 + 2'000'000);
+  });
+}
+
+void isolate_child(bool own_session) {
+  if (own_session) setsid();
+  syscall(SYS_close_range, 3, ~0U, 0);
+  int null = open("/dev/null", O_RDWR);
+  dup2(null, 0), dup2(null, 1), dup2(null, 2);
+  if (null > 2) close(null);
+}
+
+bool tree_paused(pid_t root, size_t tasks) {
+  return wait_until([&] {
+    const auto t = tree_of(root);
+    return t.size() == tasks && std::ranges::all_of(t, [](pid_t p) {
+      return read_text(fmt::format("/proc/{}/syscall", p)).starts_with(fmt::format("{} ", SYS_pause));
+    });
   });
 }
 

@@ -34,7 +34,7 @@ fi
 cxx=clang++-16
 out=build-fuzz
 mkdir -p "$out/obj" "$out/artifacts"
-flags=(-std=gnu++2b -O1 -g -fno-omit-frame-pointer -Wno-macro-redefined -D__cpp_concepts=202002L
+flags=(-std=gnu++2b -O1 -g -fno-omit-frame-pointer -Wno-macro-redefined -D__cpp_concepts=202002L -DCKPT_VERSION=\"fuzz\"
        -Isrc -Ibuild -Itests/fuzz)
 san=-fsanitize=address,undefined
 # Instrumented for coverage: the code under test. The generated protobuf code

@@ -3,7 +3,6 @@
 #include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -26,6 +25,7 @@
 #include "files/locks.h"
 #include "image/cpu.h"
 #include "image/image_dir.h"
+#include "image/inventory.h"
 #include "proc/status.h"
 #include "parasite/leftovers.h"
 #include "parasite/parasite.h"
@@ -258,16 +258,7 @@ Result<void> write_images(const DumpOptions& o, image::ImageDir& dir, const tree
   if (!shmem.empty()) TRY(dir.write(image::kShmemName, image::ImageKind::Shmem, shmem.image()));
   TRY_CTX(o.faults.at("images"), "write images");
 
-  img::Inventory inv;
-  inv.set_format_version(image::kFormatVersion);
-  inv.set_root_pid(tree.root().pid);
-  for (pid_t pid : tree.alive()) inv.add_pids(pid);
-  utsname u;
-  if (uname(&u) == 0) inv.set_kernel_release(u.release);
-  inv.set_ckpt_version(CKPT_VERSION);
-  inv.set_dump_unix_ns(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                           std::chrono::system_clock::now().time_since_epoch()).count());
-  inv.set_page_size(arch::kPageSize);
+  img::Inventory inv = image::new_inventory(tree.root().pid, tree.alive());
   if (has_parent) inv.set_parent_dir(o.prev_dir);
   uint64_t xfeatures = 0;
   for (const TaskDump& d : tasks)

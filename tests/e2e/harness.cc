@@ -1,10 +1,13 @@
 #include "harness.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -259,6 +262,27 @@ bool wait_ran_on(pid_t pid) {
     const auto [ns, sw] = sched_counts(pid);
     return alive(pid) && (sw >= sw0 + 2 || ns >= ns0 + 2'000'000);
   });
+}
+
+uint16_t free_port() {
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
+  close(s);
+  return ntohs(a.sin_port);
+}
+
+// Listening: /proc/net/tcp state 0A.
+bool listening(uint16_t port) {
+  std::ifstream in("/proc/net/tcp");
+  const std::string want = fmt::format(":{:04X} 00000000:0000 0A", port);
+  for (std::string line; std::getline(in, line);)
+    if (line.find(want) != std::string::npos) return true;
+  return false;
 }
 
 void isolate_child(bool own_session) {

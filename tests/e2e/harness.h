@@ -98,6 +98,9 @@ pid_t ppid_of(pid_t pid);
 // `root` and its descendants, parents first.
 std::vector<pid_t> tree_of(pid_t root);
 std::string comm_of(pid_t pid);
+// A TCP port nobody listens on now; whether something listens on one.
+uint16_t free_port();
+bool listening(uint16_t port);
 // Waits until the tree of `root` has `tasks` tasks, every one in pause().
 bool tree_paused(pid_t root, size_t tasks);
 

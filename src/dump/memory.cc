@@ -13,6 +13,7 @@
 #include "base/fs.h"
 #include "image/crc32c.h"
 #include "image/page_store.h"
+#include "base/progress.h"
 #include "image/page_sink.h"
 #include "dump/present_pages.h"
 #include "dump/shmem.h"
@@ -164,7 +165,7 @@ class SpliceStreamer {
 
   Result<void> flush() {
     if (pieces_.empty()) return {};
-    TRY_CTX(p_.drain(pieces_, out_.fd()), "{}", out_.name());
+    TRY_CTX(p_.drain(pieces_, out_.fd(), out_.progress()), "{}", out_.name());
     for (size_t i = 0; i < pieces_.size(); i++) {
       owners_[i]->set_crc32c(pieces_[i].crc32c);
       out_.count(pieces_[i].len);
@@ -424,6 +425,12 @@ Result<PageStats> dump_pages(const PageSource& src, const img::MmImage& mm, imag
   // repeated field does not move under the streamer's pointers.
   const std::vector<bool> readable = TRY(plan_runs(src, mm, map));
   TRY(sink.begin(stored_bytes(*map)));
+  Progress progress(fmt::format("dump pid {}", t.tid()), stored_bytes(*map));
+  sink.show_progress(&progress);
+  const struct Unwatch {
+    image::PageSink& s;
+    ~Unwatch() { s.show_progress(nullptr); }
+  } unwatch{sink};
 
   UniqueFd mem = TRY(open_file(fmt::format("/proc/{}/mem", t.tid()), O_RDONLY));
   auto stream = [&](auto& s) -> Result<PageStats> {

@@ -25,6 +25,7 @@ Result<void> PageSink::begin(uint64_t data_bytes) {
 Result<void> PageSink::write(const void* data, size_t n) {
   TRY_CTX(write_all(fd(), data, n), "{}", name());
   written_ += n;
+  if (progress_) progress_->add(n);
   return {};
 }
 

@@ -17,6 +17,7 @@
 #include <string>
 
 #include "base/dir.h"
+#include "base/progress.h"
 #include "base/result.h"
 #include "image/image_dir.h"
 
@@ -33,8 +34,12 @@ class PageSink {
   // The header: `data_bytes` of page data follow.
   Result<void> begin(uint64_t data_bytes);
   Result<void> write(const void* data, size_t n);
-  // Bytes that went to fd() by other means (splice): counted, not moved.
+  // Bytes that went to fd() by other means (splice): counted, not moved
+  // (those means show them in progress() as they go).
   void count(uint64_t n) { written_ += n; }
+  // Where write() shows the data going (a terminal's progress line), if set.
+  void show_progress(Progress* p) { progress_ = p; }
+  Progress* progress() const { return progress_; }
   // Data bytes so far (the header not counted).
   uint64_t written() const { return written_; }
   // All announced bytes came: the pages are complete.
@@ -49,6 +54,7 @@ class PageSink {
   bool begun_ = false;
   uint64_t announced_ = 0;
   uint64_t written_ = 0;
+  Progress* progress_ = nullptr;
 };
 
 // A pages file of an images directory, written under its temporary name and

@@ -380,7 +380,7 @@ Result<std::vector<UniqueFd>> Parasite::fds(std::span<const int32_t> task_fds) {
   return out;
 }
 
-Result<void> Parasite::drain(std::span<abi::DrainIov> pieces, int out) {
+Result<void> Parasite::drain(std::span<abi::DrainIov> pieces, int out, Progress* progress) {
   if (pieces.size() > abi::kMaxDrainIov)
     return error(E2BIG, "task {}: {} pieces in one drain (at most {})", leader_->tid(), pieces.size(),
                  abi::kMaxDrainIov);
@@ -401,7 +401,7 @@ Result<void> Parasite::drain(std::span<abi::DrainIov> pieces, int out) {
   TRY(send({abi::kParasiteDrain, static_cast<uint32_t>(pieces.size())}));
   // A drain that fails half-way leaves the daemon in a vmsplice on a full
   // pipe: closing the pipe breaks it off, so that the cure can follow.
-  if (auto moved = move_drained(total, out); !moved) {
+  if (auto moved = move_drained(total, out, progress); !moved) {
     pipe_r_.reset();
     return std::unexpected(moved.error());
   }
@@ -425,7 +425,7 @@ Result<void> Parasite::hold(std::span<abi::DrainIov> pieces, int pipe_w) {
 // Splices what the daemon puts into the pipe into `out` (a stream: file
 // position, socket or pipe) until it has all `total` bytes and the daemon's
 // reply.
-Result<void> Parasite::move_drained(uint64_t total, int out) {
+Result<void> Parasite::move_drained(uint64_t total, int out, Progress* progress) {
   bool replied = false;
   for (uint64_t moved = 0; moved < total || !replied;) {
     pollfd pfd[2] = {{pipe_r_.get(), POLLIN, 0}, {sock_.get(), POLLIN, 0}};
@@ -434,7 +434,10 @@ Result<void> Parasite::move_drained(uint64_t total, int out) {
       ssize_t got = splice(pipe_r_.get(), nullptr, out, nullptr, total - moved, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (got < 0 && errno != EAGAIN) return sys_error("splice task {}'s memory into the pages image", leader_->tid());
       if (got == 0) return error(EPIPE, "task {}: the parasite's pipe closed mid-drain", leader_->tid());
-      if (got > 0) moved += static_cast<uint64_t>(got);
+      if (got > 0) {
+        moved += static_cast<uint64_t>(got);
+        if (progress) progress->add(static_cast<uint64_t>(got));
+      }
       if (moved < total) TRY(faults_->at("drain"));
     }
     if (!replied && (pfd[1].revents & (POLLIN | POLLHUP))) {

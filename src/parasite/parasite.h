@@ -32,6 +32,7 @@
 #include "base/log.h"
 #include "base/mapping.h"
 #include "base/owed.h"
+#include "base/progress.h"
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "pie/parasite_abi.h"
@@ -76,7 +77,7 @@ class Parasite {
   // Moves the pieces (at most kMaxDrainIov) of the task's memory into the
   // stream `out` (image/page_sink.h), zero-copy up to the page cache; fills
   // in their crc32c.
-  Result<void> drain(std::span<abi::DrainIov> pieces, int out);
+  Result<void> drain(std::span<abi::DrainIov> pieces, int out, Progress* progress = nullptr);
   // Moves the pieces into ckpt's pipe `pipe_w`, whose free room must hold
   // them all: the pages stay there, referenced and not copied, for ckpt to
   // write out once the task runs again (pre-dump). Their crc32c are of no
@@ -106,7 +107,7 @@ class Parasite {
   // main thread neither dies nor stops meanwhile.
   Result<abi::ParasiteReply> receive(std::vector<UniqueFd>* fds = nullptr);
   Result<abi::ParasiteReply> call(abi::ParasiteCmd cmd, uint32_t count = 0);
-  Result<void> move_drained(uint64_t total, int out);
+  Result<void> move_drained(uint64_t total, int out, Progress* progress);
   Result<void> check_running(Tracee& t);
   Result<void> poll_while_running(std::span<pollfd> fds, Tracee& t);
   Result<void> put_frame(size_t offset, const arch::Regs& regs, std::span<const uint8_t> xsave, uint64_t sigmask);

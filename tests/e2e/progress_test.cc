@@ -1,0 +1,46 @@
+// A long dump shows its progress on a terminal (base/progress.h), and
+// nothing when stderr is not one.
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "fmt/format.h"
+#include "harness.h"
+
+using namespace e2e;
+
+namespace {
+
+// 8 MiB, each 1 MiB splice slowed down by 300 ms (CKPT_FAULT=slow:drain):
+// a dump of over two seconds.
+TEST(Progress, ShownOnATerminalOnly) {
+  Harness h;
+  pid_t pid = h.start_workload("dirtier", {"8", "1"});
+  ASSERT_GT(pid, 0);
+  const std::string out = h.dir() + "/terminal.txt";
+  // script(1) runs the dump on a pseudo-terminal, as a user's shell would.
+  const std::string cmd = fmt::format("CKPT_FAULT=slow:drain {} dump -R -t {} -D {}/tty", CKPT_BIN, pid, h.dir());
+  const int st = system(fmt::format("/usr/bin/script -qec '{}' /dev/null > {}", cmd, out).c_str());
+  ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st << read_text(out);
+  const std::string shown = read_text(out);
+  EXPECT_NE(shown.find(fmt::format("\rdump pid {}: ", pid)), std::string::npos) << shown;
+  EXPECT_NE(shown.find(" MiB of 8."), std::string::npos) << shown;
+  EXPECT_NE(shown.find("/s, "), std::string::npos) << shown;
+  // The last line ends the progress (the terminal turns its \n into \r\n).
+  EXPECT_NE(shown.find(" left\r\n"), std::string::npos) << shown;
+
+  setenv("CKPT_FAULT", "slow:drain", 1);
+  CkptRun r = h.ckpt({"dump", "-R", "-t", std::to_string(pid), "-D", h.dir() + "/file"});
+  unsetenv("CKPT_FAULT");
+  EXPECT_EQ(r.exit_code(), 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  kill(pid, SIGTERM);
+  const int s = h.wait_child(pid);
+  EXPECT_TRUE(WIFEXITED(s) && WEXITSTATUS(s) == 0) << s << read_text(h.workload_log("dirtier"));
+}
+
+}  // namespace

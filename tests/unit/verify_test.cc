@@ -4,6 +4,7 @@
 // (durable writes included).
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -21,7 +22,9 @@
 #include "ckpt.pb.h"
 #include "image/crc32c.h"
 #include "image/image_dir.h"
+#include "image/page_server.h"
 #include "image/page_store.h"
+#include "image/page_wire.h"
 #include "image/verify.h"
 
 namespace ckpt::image {
@@ -471,6 +474,61 @@ TEST(VerifyDir, NotACheckpoint) {
   auto r = verify_dir(*dir);
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().msg.find("inventory.img is missing"), std::string::npos) << r.error().msg;
+}
+
+namespace wire {
+
+// A frame for `name` with `body`, as the sending side writes it.
+std::string frame_of(const std::string& name, const std::string& body) {
+  WireHeader h{};
+  std::memcpy(h.magic, kWireMagic, sizeof h.magic);
+  h.kind = kWireFile;
+  h.name_len = static_cast<uint32_t>(name.size());
+  h.length = body.size();
+  std::memcpy(h.name, name.data(), std::min(name.size(), kWireMaxName));
+  h.crc = crc32c(&h, offsetof(WireHeader, crc));
+  WireEnd e{};
+  std::memcpy(e.magic, kWireEndMagic, sizeof e.magic);
+  e.length = body.size();
+  return std::string(reinterpret_cast<const char*>(&h), sizeof h) + body +
+         std::string(reinterpret_cast<const char*>(&e), sizeof e);
+}
+
+Result<uint64_t> receive(ImageDir& dir, const std::string& name, const std::string& body, Accept accept) {
+  int sv[2];
+  EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  UniqueFd a(sv[0]), b(sv[1]);
+  const std::string bytes = frame_of(name, body);
+  EXPECT_TRUE(write_all(a.get(), bytes.data(), bytes.size()));
+  WireHeader h;
+  EXPECT_EQ(read(b.get(), &h, sizeof h), static_cast<ssize_t>(sizeof h));
+  return receive_file(dir, b.get(), h, accept);
+}
+
+}  // namespace wire
+
+// What the network may write into an images directory: a page server only
+// pages files, ckpt migrate any image by its plain name; never a path, a
+// hidden file or another name.
+TEST(Wire, NamesTheReceiverWrites) {
+  TempDir tmp;
+  auto dir = ImageDir::create(tmp.path() + "/img", SharedDir::Refuse);
+  ASSERT_TRUE(dir);
+  const std::string image = frame(ImageKind::Core, good_task().core);
+  for (const char* bad : {"../core-1.img", "/etc/passwd", ".core-1.img.tmp", "core-1.img/x", "Core-1.img", "core-1",
+                          ".img", "core-1.img "}) {
+    auto r = wire::receive(*dir, bad, image, Accept::Images);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(r.error().err, EPERM) << bad << ": " << r.error().str();
+  }
+  auto pages_only = wire::receive(*dir, core_name(kPid), image, Accept::Pages);
+  ASSERT_FALSE(pages_only);
+  EXPECT_NE(pages_only.error().str().find("is not the name of a pages file"), std::string::npos);
+  auto ok = wire::receive(*dir, core_name(kPid), image, Accept::Images);
+  ASSERT_TRUE(ok) << ok.error().str();
+  EXPECT_EQ(read_file(dir->file(core_name(kPid))).value_or(""), image);
+  // Never over what is there.
+  EXPECT_FALSE(wire::receive(*dir, core_name(kPid), image, Accept::Images));
 }
 
 }  // namespace

@@ -8,7 +8,7 @@
 
 namespace ckpt::abi {
 
-inline constexpr uint32_t kRestorerAbiVersion = 10;
+inline constexpr uint32_t kRestorerAbiVersion = 11;
 inline constexpr int kCpuMaskWords = 16;  // 1024 CPUs
 inline constexpr int kMaxSignals = 64;
 inline constexpr int kAuxvWords = 64;  // >= the kernel's AT_VECTOR_SIZE
@@ -44,6 +44,8 @@ struct MoveArg {
 struct PageRunArg {
   uint64_t vaddr;
   uint64_t nr_pages;
+  uint32_t crc32c;  // of its bytes, checked by the restorer as they land
+  uint32_t pad;
 };
 
 // Pages a child inherited unchanged from an ancestor: `len` bytes at
@@ -159,6 +161,8 @@ enum RestorerStep : int32_t {
   kStepLoginuid,
   kStepMdwe,
   kStepMemoryMerge,
+  kStepStop,
+  kStepPageChecksum,
 };
 
 // What one thread restores itself: thread 0 is the main thread (the restorer
@@ -262,7 +266,9 @@ struct RestorerArgs {
   uint32_t thp_disable_flags;  // PR_SET_THP_DISABLE's arg3 (PR_THP_DISABLE_EXCEPT_ADVISED)
   uint32_t mdwe;               // PR_SET_MDWE, once every VMA is final
   uint32_t memory_merge;       // PR_SET_MEMORY_MERGE
-  uint32_t pad2;
+  // Syscall-trace completion: each thread stops itself (SIGSTOP, rst_stop)
+  // before its last syscalls, so ckpt traces only those.
+  uint32_t stop_before_sigreturn;
 };
 
 }  // namespace ckpt::abi

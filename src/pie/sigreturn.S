@@ -14,4 +14,22 @@ rst_sigreturn:
 rst_syscall:
 	syscall
 	ud2
+
+/*
+ * The barrier of syscall-trace completion: tgkill(rdi = tgid, rsi = tid,
+ * SIGSTOP). The thread runs untraced up to here; its signal-delivery stop
+ * at rst_stop_syscall + 2 is where ckpt starts tracing its syscalls. SIGSTOP
+ * because it is the one signal that stops a thread whose signals are all
+ * blocked without forcing anything on its dispositions (a forced SIGTRAP
+ * would reset an ignored or blocked one; pitfall 5).
+ */
+	.globl rst_stop
+	.type rst_stop, @function
+rst_stop:
+	movl $19, %edx		/* SIGSTOP */
+	movl $234, %eax		/* __NR_tgkill */
+	.globl rst_stop_syscall
+rst_stop_syscall:
+	syscall
+	ret
 	.section .note.GNU-stack,"",@progbits

@@ -68,6 +68,22 @@ Result<arch::Regs> reach_breakpoint(Tracee& t, const CompletionSite& site, const
   return regs;
 }
 
+// Waits for the SIGSTOP a thread sends itself from the barrier (past stops
+// of job control, which it passes on), and resumes it with its syscalls
+// traced and the SIGSTOP suppressed: no group stop comes of it.
+Result<void> pass_barrier(Tracee& t, pid_t tgid, const CompletionSite& site, const StrayStopExplainer& explain) {
+  for (;;) {
+    Stop s = TRY(t.wait());
+    if (s.stopped() && !s.event() && s.sig() == SIGSTOP) {
+      siginfo_t si = TRY(t.siginfo());
+      if (si.si_code == SI_TKILL && si.si_pid == tgid &&
+          TRY(t.regs()).rip == site.barrier_insn + arch::kSyscallInsnLen)
+        return t.resume_syscall();
+    }
+    if (!TRY(t.took_sigstop(s, false))) return std::unexpected(explain(t, s));
+  }
+}
+
 // Traces the syscalls of the threads until each one's rt_sigreturn from the
 // blob has run, and leaves each stopped there; returns the registers
 // rt_sigreturn loaded into each. One TID after the other (a thread that gets
@@ -77,22 +93,29 @@ Result<std::vector<arch::Regs>> reach_sigreturns(std::span<CompletionTask> tasks
                                                   const StrayStopExplainer& explain,
                                                   std::span<Tracee* const> others = {}) {
   const uint64_t after_sigreturn = site.syscall_insn + arch::kSyscallInsnLen;
-  enum class Phase { Tracing, InSigreturn, Done };
-  std::vector<Phase> phase(tasks.size(), Phase::Tracing);
+  enum class Phase { Barrier, Tracing, InSigreturn, Done };
+  std::vector<Phase> phase(tasks.size(), site.barrier_insn ? Phase::Barrier : Phase::Tracing);
+  const bool all_at_once = site.threads_wait_for_each_other && !site.barrier_insn;
+  const pid_t tgid = tasks[0].tracee->tid();
   std::vector<arch::Regs> out(tasks.size());
   std::vector<Tracee*> group;
   for (CompletionTask& c : tasks) group.push_back(c.tracee);
   for (size_t left = tasks.size(), next = 0; left > 0;) {
     Tracee* t;
     Stop s;
-    if (site.threads_wait_for_each_other) {
+    if (all_at_once) {
       std::tie(t, s) = TRY(Tracee::wait_any(group, others));
       if (TRY(t->took_sigstop(s, true))) continue;
     } else {
       t = group[next];
+      if (phase[next] == Phase::Barrier) {
+        TRY(pass_barrier(*t, tgid, site, explain));
+        phase[next] = Phase::Tracing;
+        continue;
+      }
       s = TRY(t->wait_past_sigstop(true));
     }
-    size_t i = site.threads_wait_for_each_other ? std::find(group.begin(), group.end(), t) - group.begin() : next;
+    size_t i = all_at_once ? std::find(group.begin(), group.end(), t) - group.begin() : next;
     if (!s.syscall_stop() || phase[i] == Phase::Done) return std::unexpected(explain(*t, s));
     arch::Regs regs = TRY(t->regs());
     if (phase[i] == Phase::InSigreturn) {
@@ -254,7 +277,9 @@ Result<void> complete(std::span<CompletionGroup> groups, const std::function<Res
               c.tracee->tid());
         continue;
       }
-      TRY(groups[g].mode == CompletionMode::Breakpoint ? c.tracee->cont() : c.tracee->resume_syscall());
+      // Untraced up to the barrier, if there is one.
+      const bool traced = groups[g].mode == CompletionMode::SyscallTrace && !groups[g].site.barrier_insn;
+      TRY(traced ? c.tracee->resume_syscall() : c.tracee->cont());
     }
   }
   TRY(release());

@@ -56,12 +56,13 @@ const char* step_name(int32_t step) {
       "set mlockall flags for later mappings",
       "set speculation control (PR_SET_SPECULATION_CTRL; addr: which, len: value)",
       "write /proc/thread-self/loginuid (addr: the loginuid)", "set memory-deny-write-execute (PR_SET_MDWE)",
-      "set KSM for the whole process (PR_SET_MEMORY_MERGE)"};
+      "set KSM for the whole process (PR_SET_MEMORY_MERGE)",
+      "stop for ckpt before its last syscalls (tgkill SIGSTOP)", "check the checksum of the pages read"};
   return step >= 0 && step < static_cast<int32_t>(std::size(kNames)) ? kNames[step] : "?";
 }
 
 // The restorer trapped, crashed, or a thread died: say what happened.
-Error explain_stop(Tracee& t, const Stop& s, const Plan& plan) {
+Error explain_stop(Tracee& t, const Stop& s, const Plan& plan, const TaskImages& ti) {
   const pid_t tid = t.tid();
   if (s.gone()) return Error{ESRCH, fmt::format("task {} {} during restore", tid, s.describe())};
   auto regs = t.regs();
@@ -69,7 +70,14 @@ Error explain_stop(Tracee& t, const Stop& s, const Plan& plan) {
   auto th = std::find_if(plan.threads.begin(), plan.threads.end(), [&](const ThreadPlan& p) { return p.tid == tid; });
   if (s.sig() == SIGTRAP && th != plan.threads.end()) {
     abi::RestorerError e{};
-    if (t.read_mem(th->arg + offsetof(abi::ThreadArg, error), &e, sizeof e) && e.step != abi::kStepNone)
+    if (!t.read_mem(th->arg + offsetof(abi::ThreadArg, error), &e, sizeof e)) e.step = abi::kStepNone;
+    const img::PageMap runs = e.step == abi::kStepPageChecksum ? image::stored_runs(ti.pagemap) : img::PageMap{};
+    if (e.step == abi::kStepPageChecksum && e.addr < static_cast<uint64_t>(runs.runs_size()))
+      // The restorer's check of what it read, in verify_page_data()'s words.
+      return Error{EINVAL, fmt::format("task {}: {}: checksum mismatch in run {} ({:#x}, {} pages) at offset {}", tid,
+                                       ti.pages_path, e.addr, runs.runs(e.addr).vaddr(), runs.runs(e.addr).nr_pages(),
+                                       e.len)};
+    if (e.step != abi::kStepNone)
       return Error{e.err, fmt::format("task {}: restorer could not {} (at {:#x}, {:#x})", tid, step_name(e.step),
                                       e.addr, e.len)};
   }
@@ -250,6 +258,10 @@ Result<void> seize_threads(LiveTask& lt, uint64_t sigreturn_fn, Log& log) {
       log.warn("task {}: the kernel refused a hardware breakpoint: completing by tracing syscalls", t.tid());
       for (Tracee& u : lt.tracees) TRY(disarm_breakpoint(u));
       lt.mode = CompletionMode::SyscallTrace;
+      // The restorer was told otherwise at spawn: tell it to stop at the barrier.
+      const uint32_t stop = 1;
+      TRY(lt.tracees[0].write_mem(lt.plan->boot.args_addr() + offsetof(abi::RestorerArgs, stop_before_sigreturn),
+                                  &stop, sizeof stop));
       break;
     }
   }
@@ -410,9 +422,10 @@ Result<std::vector<CompletionGroup>> seize_all(std::vector<LiveTask>& live, Log&
                                 {reinterpret_cast<const uint8_t*>(th.xsave().data()), th.xsave().size()},
                                 lt.plan->threads[i].sigmask}});
     }
-    groups.push_back({lt.completion, lt.mode,
-                      CompletionSite{sigreturn_fn, boot.start() + pie::restorer::k_rst_syscall, boot.start(),
-                                     boot.size(), boot.args()->creds_barrier != 0}});
+    CompletionSite site{sigreturn_fn, boot.start() + pie::restorer::k_rst_syscall, boot.start(), boot.size(),
+                        boot.args()->creds_barrier != 0};
+    if (lt.mode == CompletionMode::SyscallTrace) site.barrier_insn = boot.start() + pie::restorer::k_rst_stop_syscall;
+    groups.push_back({lt.completion, lt.mode, site});
   }
   return groups;
 }
@@ -496,7 +509,10 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
 
   // How each task completes: the breakpoint probe ran meanwhile.
   const CompletionMode wanted = wanted_mode(o, o.breakpoints ? breakpoints() : BreakpointSupport{}, log);
-  for (LiveTask& lt : live) lt.mode = mode_for(*lt.images, wanted, log);
+  for (LiveTask& lt : live) {
+    lt.mode = mode_for(*lt.images, wanted, log);
+    lt.plan->boot.args()->stop_before_sigreturn = lt.mode == CompletionMode::SyscallTrace;
+  }
 
   // 3. The tree, parked.
   TRY_CTX(spawn(st), "restore pid {}", pid);
@@ -505,16 +521,13 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
     lt.status_w.reset();
     lt.go_r.reset();
   }
-  // Page checksums are checked on the other core while the restorers read
-  // the same pages into place; the tree is let go only if they all match, so
-  // damaged data never runs, and a 1 GiB restore doesn't read it twice in a
-  // row. (Threads only now: spawn() forked above from a single-threaded ckpt.)
-  auto pages_checked = std::async(std::launch::async, [&t]() -> Result<void> {
-    for (const TaskImages& ti : t.tasks)
-      TRY(image::verify_page_data(ti.pages_path, ti.pages.get(), image::stored_runs(ti.pagemap)));
-    TRY(verify_parent_pages(t.parents));
-    return {};
-  });
+  // Each restorer checks the checksums of the pages it reads as they land
+  // (a task's inherited pages are its ancestor's, checked by that one's);
+  // the pages of a parent checkpoint are checked here, on the other core,
+  // meanwhile. The tree is let go only once all match, so damaged data never
+  // runs. (Threads only now: spawn() forked above from a single-threaded ckpt.)
+  auto pages_checked = std::async(t.parents.empty() ? std::launch::deferred : std::launch::async,
+                                  [&t]() -> Result<void> { return verify_parent_pages(t.parents); });
   TRY_CTX(wait_parked(live), "restore");
   TRY_CTX(files::set_owners(t.descs, p.fds), "restore");
   // Every task holds its fds now: ckpt's copies go, or a pipe's reader would
@@ -532,7 +545,7 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   auto explain = [&](Tracee& tr, const Stop& s) {
     for (LiveTask& lt : live)
       for (const ThreadPlan& tp : lt.plan->threads)
-        if (tp.tid == tr.tid()) return explain_stop(tr, s, *lt.plan);
+        if (tp.tid == tr.tid()) return explain_stop(tr, s, *lt.plan, *lt.images);
     return Error{0, fmt::format("task {} {}", tr.tid(), s.describe())};
   };
   TRY_CTX(complete(groups, release, explain), "restore pid {}", pid);

@@ -165,6 +165,11 @@ enum RestorerStep : int32_t {
   kStepPageChecksum,
 };
 
+// How a thread stops for ckpt before its rt_sigreturn, in syscall-trace
+// completion (none with a breakpoint): int3, or a SIGSTOP to itself where
+// the task ignores SIGTRAP.
+enum Barrier : uint32_t { kBarrierNone = 0, kBarrierTrap = 1, kBarrierStop = 2 };
+
 // What one thread restores itself: thread 0 is the main thread (the restorer
 // proper), the others are created by ckpt's child before release and wait in
 // the blob until the address space is back.
@@ -266,9 +271,9 @@ struct RestorerArgs {
   uint32_t thp_disable_flags;  // PR_SET_THP_DISABLE's arg3 (PR_THP_DISABLE_EXCEPT_ADVISED)
   uint32_t mdwe;               // PR_SET_MDWE, once every VMA is final
   uint32_t memory_merge;       // PR_SET_MEMORY_MERGE
-  // Syscall-trace completion: each thread stops itself (SIGSTOP, rst_stop)
-  // before its last syscalls, so ckpt traces only those.
-  uint32_t stop_before_sigreturn;
+  // Syscall-trace completion: each thread stops itself (rst_barrier in
+  // sigreturn.S) before its last syscalls, so ckpt traces only those.
+  uint32_t barrier;  // Barrier
 };
 
 }  // namespace ckpt::abi

@@ -24,9 +24,9 @@ using pie::sys;
 extern "C" {
 // In restorer_entry.S: loads the sigframe and issues rt_sigreturn.
 [[noreturn]] void rst_sigreturn(uint64_t frame);
-// In sigreturn.S: tgkill(tgid, tid, SIGSTOP), the barrier where syscall-trace
-// completion takes over (src/ptrace/completion.h).
-long rst_stop(long tgid, long tid);
+// In sigreturn.S: the barrier where syscall-trace completion takes over
+// (src/ptrace/completion.h): int3, or tgkill(tgid, tid, SIGSTOP).
+long rst_barrier(long tgid, long tid, uint32_t how);
 }
 
 namespace {
@@ -413,8 +413,8 @@ void restore_process(RestorerArgs* a, ThreadArg* t) {
   if (t->rseq_ptr) MUST(t, kStepRseq, sys(__NR_rseq, t->rseq_ptr, t->rseq_len, 0, t->rseq_sig), t->rseq_ptr, 0);
   // Without a breakpoint, ckpt traces syscalls from this stop on only: the
   // rt_sigreturn is all that is left. A pending SIGCONT would be flushed by
-  // the SIGSTOP: ckpt queues those after completion (restore/traps.h).
-  if (a->stop_before_sigreturn) MUST(t, kStepStop, rst_stop(threads(a)[0].tid, t->tid), 0, 0);
+  // a SIGSTOP: ckpt queues those after completion (restore/traps.h).
+  if (a->barrier) MUST(t, kStepStop, rst_barrier(threads(a)[0].tid, t->tid, a->barrier), 0, 0);
   rst_sigreturn(t->sigframe);
 }
 

@@ -68,17 +68,17 @@ Result<arch::Regs> reach_breakpoint(Tracee& t, const CompletionSite& site, const
   return regs;
 }
 
-// Waits for the SIGSTOP a thread sends itself from the barrier (past stops
-// of job control, which it passes on), and resumes it with its syscalls
-// traced and the SIGSTOP suppressed: no group stop comes of it.
+// Waits for the stop a thread makes itself at the barrier (past stops of
+// job control, which it passes on), and resumes it with its syscalls traced
+// and the signal suppressed: no group stop, no trap comes of it.
 Result<void> pass_barrier(Tracee& t, pid_t tgid, const CompletionSite& site, const StrayStopExplainer& explain) {
   for (;;) {
     Stop s = TRY(t.wait());
-    if (s.stopped() && !s.event() && s.sig() == SIGSTOP) {
+    if (s.stopped() && !s.event() && s.sig() == site.barrier_sig) {
       siginfo_t si = TRY(t.siginfo());
-      if (si.si_code == SI_TKILL && si.si_pid == tgid &&
-          TRY(t.regs()).rip == site.barrier_insn + arch::kSyscallInsnLen)
-        return t.resume_syscall();
+      const bool ours = site.barrier_sig == SIGTRAP ? si.si_code == SI_KERNEL
+                                                    : si.si_code == SI_TKILL && si.si_pid == tgid;
+      if (ours && TRY(t.regs()).rip == site.barrier_rip) return t.resume_syscall();
     }
     if (!TRY(t.took_sigstop(s, false))) return std::unexpected(explain(t, s));
   }
@@ -94,8 +94,8 @@ Result<std::vector<arch::Regs>> reach_sigreturns(std::span<CompletionTask> tasks
                                                   std::span<Tracee* const> others = {}) {
   const uint64_t after_sigreturn = site.syscall_insn + arch::kSyscallInsnLen;
   enum class Phase { Barrier, Tracing, InSigreturn, Done };
-  std::vector<Phase> phase(tasks.size(), site.barrier_insn ? Phase::Barrier : Phase::Tracing);
-  const bool all_at_once = site.threads_wait_for_each_other && !site.barrier_insn;
+  std::vector<Phase> phase(tasks.size(), site.barrier_rip ? Phase::Barrier : Phase::Tracing);
+  const bool all_at_once = site.threads_wait_for_each_other && !site.barrier_rip;
   const pid_t tgid = tasks[0].tracee->tid();
   std::vector<arch::Regs> out(tasks.size());
   std::vector<Tracee*> group;
@@ -278,7 +278,7 @@ Result<void> complete(std::span<CompletionGroup> groups, const std::function<Res
         continue;
       }
       // Untraced up to the barrier, if there is one.
-      const bool traced = groups[g].mode == CompletionMode::SyscallTrace && !groups[g].site.barrier_insn;
+      const bool traced = groups[g].mode == CompletionMode::SyscallTrace && !groups[g].site.barrier_rip;
       TRY(traced ? c.tracee->resume_syscall() : c.tracee->cont());
     }
   }

@@ -190,17 +190,26 @@ struct LiveTask {
   FirstSteps steps;
 };
 
-CompletionMode mode_for(const TaskImages& ti, CompletionMode wanted, Log& log) {
+bool ignores_sigtrap(const TaskImages& ti) {
   for (const img::SigAction& sa : ti.core.sigactions())
-    // A SIGTRAP the task ignores would be reset to SIG_DFL by the kernel when
-    // our breakpoint fires: keep the disposition exact, trace syscalls instead.
-    if (wanted == CompletionMode::Breakpoint && sa.signo() == SIGTRAP &&
-        sa.handler() == reinterpret_cast<uint64_t>(SIG_IGN)) {
-      log.info("pid {} ignores SIGTRAP: completing by tracing syscalls", ti.pid);
-      return CompletionMode::SyscallTrace;
-    }
+    if (sa.signo() == SIGTRAP && sa.handler() == reinterpret_cast<uint64_t>(SIG_IGN)) return true;
+  return false;
+}
+
+CompletionMode mode_for(const TaskImages& ti, CompletionMode wanted, Log& log) {
+  // A SIGTRAP the task ignores would be reset to SIG_DFL by the kernel when
+  // our breakpoint fires: keep the disposition exact, trace syscalls instead.
+  if (wanted == CompletionMode::Breakpoint && ignores_sigtrap(ti)) {
+    log.info("pid {} ignores SIGTRAP: completing by tracing syscalls", ti.pid);
+    return CompletionMode::SyscallTrace;
+  }
   return wanted;
 }
+
+// Where syscall tracing starts: an int3 traps as a breakpoint does, so the
+// same SIGTRAP rule holds; a SIGSTOP to itself otherwise, which costs the
+// kernel a walk over the task's threads each (restorer's rst_barrier).
+uint32_t barrier_for(const TaskImages& ti) { return ignores_sigtrap(ti) ? abi::kBarrierStop : abi::kBarrierTrap; }
 
 // Waits until every live task is parked ("R") or gone. A task that fails
 // says why on its status pipe and makes the others give up in silence: the
@@ -259,9 +268,9 @@ Result<void> seize_threads(LiveTask& lt, uint64_t sigreturn_fn, Log& log) {
       for (Tracee& u : lt.tracees) TRY(disarm_breakpoint(u));
       lt.mode = CompletionMode::SyscallTrace;
       // The restorer was told otherwise at spawn: tell it to stop at the barrier.
-      const uint32_t stop = 1;
-      TRY(lt.tracees[0].write_mem(lt.plan->boot.args_addr() + offsetof(abi::RestorerArgs, stop_before_sigreturn),
-                                  &stop, sizeof stop));
+      const uint32_t barrier = barrier_for(*lt.images);
+      TRY(lt.tracees[0].write_mem(lt.plan->boot.args_addr() + offsetof(abi::RestorerArgs, barrier), &barrier,
+                                  sizeof barrier));
       break;
     }
   }
@@ -424,7 +433,13 @@ Result<std::vector<CompletionGroup>> seize_all(std::vector<LiveTask>& live, Log&
     }
     CompletionSite site{sigreturn_fn, boot.start() + pie::restorer::k_rst_syscall, boot.start(), boot.size(),
                         boot.args()->creds_barrier != 0};
-    if (lt.mode == CompletionMode::SyscallTrace) site.barrier_insn = boot.start() + pie::restorer::k_rst_stop_syscall;
+    if (lt.mode == CompletionMode::SyscallTrace && barrier_for(*lt.images) == abi::kBarrierTrap) {
+      site.barrier_rip = boot.start() + pie::restorer::k_rst_barrier_trap + arch::kInt3Len;
+      site.barrier_sig = SIGTRAP;
+    } else if (lt.mode == CompletionMode::SyscallTrace) {
+      site.barrier_rip = boot.start() + pie::restorer::k_rst_barrier_syscall + arch::kSyscallInsnLen;
+      site.barrier_sig = SIGSTOP;
+    }
     groups.push_back({lt.completion, lt.mode, site});
   }
   return groups;
@@ -511,7 +526,7 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   const CompletionMode wanted = wanted_mode(o, o.breakpoints ? breakpoints() : BreakpointSupport{}, log);
   for (LiveTask& lt : live) {
     lt.mode = mode_for(*lt.images, wanted, log);
-    lt.plan->boot.args()->stop_before_sigreturn = lt.mode == CompletionMode::SyscallTrace;
+    lt.plan->boot.args()->barrier = lt.mode == CompletionMode::SyscallTrace ? barrier_for(*lt.images) : abi::kBarrierNone;
   }
 
   // 3. The tree, parked.

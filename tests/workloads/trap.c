@@ -11,6 +11,10 @@
  * pending (sigtimedwait returns them, SI_TKILL, sent by this pid), the process
  * ones are still pending after that (SI_QUEUE, value 4711), then nothing
  * more; both are still blocked everywhere.
+ *
+ * Argument "ignore": SIGTRAP is also ignored (SIG_IGN; blocked, its signals
+ * still stay pending), and still is at the end. ckpt then completes the
+ * restore without a breakpoint or int3, whose forced SIGTRAP would reset it.
  */
 #include "workload.h"
 
@@ -79,6 +83,9 @@ int main(int argc, char **argv)
 	sigaddset(&s, SIGCONT);
 	if (pthread_sigmask(SIG_BLOCK, &s, NULL) != 0)
 		wl_die("block SIGTRAP and SIGCONT");
+	const int ignore = argc > 2 && strcmp(argv[2], "ignore") == 0;
+	if (ignore && signal(SIGTRAP, SIG_IGN) == SIG_ERR)
+		wl_die("ignore SIGTRAP: %s", strerror(errno));
 	pthread_t th;
 	if (pthread_create(&th, NULL, worker, NULL) != 0)
 		wl_die("pthread_create");
@@ -101,6 +108,9 @@ int main(int argc, char **argv)
 	pthread_join(th, NULL);
 	WL_CHECK(worker_err[0] == 0, "%s", worker_err);
 	WL_CHECK(trap_blocked(), "main: SIGTRAP or SIGCONT no longer blocked");
+	struct sigaction now;
+	sigaction(SIGTRAP, NULL, &now);
+	WL_CHECK((now.sa_handler == SIG_IGN) == ignore, "SIGTRAP's handler is %p", (void *)now.sa_handler);
 	WL_CHECK(take_trap(SI_TKILL, 0, err, sizeof err), "main thread's: %s", err);
 	WL_CHECK(take_trap(SI_QUEUE, 4711, err, sizeof err), "process's: %s", err);
 	sigset_t pend;

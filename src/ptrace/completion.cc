@@ -68,20 +68,12 @@ Result<arch::Regs> reach_breakpoint(Tracee& t, const CompletionSite& site, const
   return regs;
 }
 
-// Waits for the stop a thread makes itself at the barrier (past stops of
-// job control, which it passes on), and resumes it with its syscalls traced
-// and the signal suppressed: no group stop, no trap comes of it.
-Result<void> pass_barrier(Tracee& t, pid_t tgid, const CompletionSite& site, const StrayStopExplainer& explain) {
-  for (;;) {
-    Stop s = TRY(t.wait());
-    if (s.stopped() && !s.event() && s.sig() == site.barrier_sig) {
-      siginfo_t si = TRY(t.siginfo());
-      const bool ours = site.barrier_sig == SIGTRAP ? si.si_code == SI_KERNEL
-                                                    : si.si_code == SI_TKILL && si.si_pid == tgid;
-      if (ours && TRY(t.regs()).rip == site.barrier_rip) return t.resume_syscall();
-    }
-    if (!TRY(t.took_sigstop(s, false))) return std::unexpected(explain(t, s));
-  }
+// Is `s`, a stop of `t`, the one it makes itself at the barrier?
+Result<bool> at_barrier(Tracee& t, const Stop& s, pid_t tgid, const CompletionSite& site) {
+  if (!s.stopped() || s.event() || s.sig() != site.barrier_sig) return false;
+  siginfo_t si = TRY(t.siginfo());
+  const bool ours = site.barrier_sig == SIGTRAP ? si.si_code == SI_KERNEL : si.si_code == SI_TKILL && si.si_pid == tgid;
+  return ours && TRY(t.regs()).rip == site.barrier_rip;
 }
 
 // Traces the syscalls of the threads until each one's rt_sigreturn from the
@@ -95,7 +87,10 @@ Result<std::vector<arch::Regs>> reach_sigreturns(std::span<CompletionTask> tasks
   const uint64_t after_sigreturn = site.syscall_insn + arch::kSyscallInsnLen;
   enum class Phase { Barrier, Tracing, InSigreturn, Done };
   std::vector<Phase> phase(tasks.size(), site.barrier_rip ? Phase::Barrier : Phase::Tracing);
-  const bool all_at_once = site.threads_wait_for_each_other && !site.barrier_rip;
+  // Threads that wait for each other (the main thread for the others'
+  // credentials) all at once even with a barrier: a thread that fails before
+  // it gets there leaves the main thread waiting for it forever.
+  const bool all_at_once = site.threads_wait_for_each_other;
   const pid_t tgid = tasks[0].tracee->tid();
   std::vector<arch::Regs> out(tasks.size());
   std::vector<Tracee*> group;
@@ -103,19 +98,21 @@ Result<std::vector<arch::Regs>> reach_sigreturns(std::span<CompletionTask> tasks
   for (size_t left = tasks.size(), next = 0; left > 0;) {
     Tracee* t;
     Stop s;
-    if (all_at_once) {
-      std::tie(t, s) = TRY(Tracee::wait_any(group, others));
-      if (TRY(t->took_sigstop(s, true))) continue;
-    } else {
-      t = group[next];
-      if (phase[next] == Phase::Barrier) {
-        TRY(pass_barrier(*t, tgid, site, explain));
-        phase[next] = Phase::Tracing;
-        continue;
+    if (all_at_once) std::tie(t, s) = TRY(Tracee::wait_any(group, others));
+    else s = TRY((t = group[next])->wait());
+    const size_t i = all_at_once ? std::find(group.begin(), group.end(), t) - group.begin() : next;
+    if (phase[i] == Phase::Barrier) {
+      // Traced from here on; its trap or SIGSTOP suppressed: no group stop,
+      // no signal comes of it.
+      if (TRY(at_barrier(*t, s, tgid, site))) {
+        TRY(t->resume_syscall());
+        phase[i] = Phase::Tracing;
+      } else if (!TRY(t->took_sigstop(s, false))) {
+        return std::unexpected(explain(*t, s));
       }
-      s = TRY(t->wait_past_sigstop(true));
+      continue;
     }
-    size_t i = all_at_once ? std::find(group.begin(), group.end(), t) - group.begin() : next;
+    if (TRY(t->took_sigstop(s, true))) continue;
     if (!s.syscall_stop() || phase[i] == Phase::Done) return std::unexpected(explain(*t, s));
     arch::Regs regs = TRY(t->regs());
     if (phase[i] == Phase::InSigreturn) {

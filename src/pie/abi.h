@@ -8,7 +8,7 @@
 
 namespace ckpt::abi {
 
-inline constexpr uint32_t kRestorerAbiVersion = 10;
+inline constexpr uint32_t kRestorerAbiVersion = 11;
 inline constexpr int kCpuMaskWords = 16;  // 1024 CPUs
 inline constexpr int kMaxSignals = 64;
 inline constexpr int kAuxvWords = 64;  // >= the kernel's AT_VECTOR_SIZE
@@ -44,6 +44,8 @@ struct MoveArg {
 struct PageRunArg {
   uint64_t vaddr;
   uint64_t nr_pages;
+  uint32_t crc32c;  // of its bytes, checked by the restorer as they land
+  uint32_t pad;
 };
 
 // Pages a child inherited unchanged from an ancestor: `len` bytes at
@@ -159,7 +161,14 @@ enum RestorerStep : int32_t {
   kStepLoginuid,
   kStepMdwe,
   kStepMemoryMerge,
+  kStepStop,
+  kStepPageChecksum,
 };
+
+// How a thread stops for ckpt before its rt_sigreturn, in syscall-trace
+// completion (none with a breakpoint): int3, or a SIGSTOP to itself where
+// the task ignores SIGTRAP.
+enum Barrier : uint32_t { kBarrierNone = 0, kBarrierTrap = 1, kBarrierStop = 2 };
 
 // What one thread restores itself: thread 0 is the main thread (the restorer
 // proper), the others are created by ckpt's child before release and wait in
@@ -262,7 +271,9 @@ struct RestorerArgs {
   uint32_t thp_disable_flags;  // PR_SET_THP_DISABLE's arg3 (PR_THP_DISABLE_EXCEPT_ADVISED)
   uint32_t mdwe;               // PR_SET_MDWE, once every VMA is final
   uint32_t memory_merge;       // PR_SET_MEMORY_MERGE
-  uint32_t pad2;
+  // Syscall-trace completion: each thread stops itself (rst_barrier in
+  // sigreturn.S) before its last syscalls, so ckpt traces only those.
+  uint32_t barrier;  // Barrier
 };
 
 }  // namespace ckpt::abi

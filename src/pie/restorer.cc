@@ -15,6 +15,7 @@
 #include <linux/uio.h>
 
 #include "pie/abi.h"
+#include "pie/crc32c.h"
 #include "pie/sys.h"
 
 using namespace ckpt::abi;
@@ -23,6 +24,9 @@ using pie::sys;
 extern "C" {
 // In restorer_entry.S: loads the sigframe and issues rt_sigreturn.
 [[noreturn]] void rst_sigreturn(uint64_t frame);
+// In sigreturn.S: the barrier where syscall-trace completion takes over
+// (src/ptrace/completion.h): int3, or tgkill(tgid, tid, SIGSTOP).
+long rst_barrier(long tgid, long tid, uint32_t how);
 }
 
 namespace {
@@ -91,37 +95,49 @@ void map_vmas(RestorerArgs* a, ThreadArg* t) {
 }
 
 // Page runs lie back to back in the pages file, so one preadv fills many runs
-// straight into place. The kernel caps one read near 2 GiB: loop on short reads.
+// straight into place. Reads of kChunk bytes: each run's crc32c is summed
+// right after its bytes land, still in the cache, so the file is read once;
+// a mismatch traps, and ckpt lets no thread run its own code before every
+// restorer is through.
 void read_pages(RestorerArgs* a, ThreadArg* t) {
   auto* runs = reinterpret_cast<const PageRunArg*>(a->runs);
   const uint64_t ps = a->page_size;
-  constexpr uint32_t kBatch = 512;
+  constexpr uint32_t kBatch = 256;
+  constexpr uint64_t kChunk = 1 << 20;
   struct iovec iov[kBatch];
   uint64_t off = a->pages_off;
-  uint32_t next = 0;  // first run not completely read
-  uint64_t done = 0;  // bytes of runs[next] already read
+  uint64_t run_off = off;  // file offset of runs[next]
+  uint32_t next = 0;       // first run not completely read
+  uint64_t done = 0;       // bytes of runs[next] already read
+  uint32_t crc = 0;        // of those bytes
   while (next < a->nr_runs) {
     uint32_t n = 0;
     uint64_t want = 0;
-    for (uint32_t j = next; j < a->nr_runs && n < kBatch; j++, n++) {
+    for (uint32_t j = next; j < a->nr_runs && n < kBatch && want < kChunk; j++, n++) {
       uint64_t skip = (j == next) ? done : 0;
+      uint64_t len = runs[j].nr_pages * ps - skip;
+      if (len > kChunk - want) len = kChunk - want;
       iov[n].iov_base = reinterpret_cast<void*>(runs[j].vaddr + skip);
-      iov[n].iov_len = runs[j].nr_pages * ps - skip;
-      want += iov[n].iov_len;
+      iov[n].iov_len = len;
+      want += len;
     }
-    long r = sys(__NR_preadv, a->pages_fd, iov, n, off, 0);
+    long r = want ? sys(__NR_preadv, a->pages_fd, iov, n, off, 0) : 0;
     if (pie::is_err(r)) fail(t, kStepReadPages, r, off, want);
-    if (r == 0) fail(t, kStepReadPages, -5 /* EIO: truncated */, off, want);
+    if (r == 0 && want) fail(t, kStepReadPages, -5 /* EIO: truncated */, off, want);
     off += r;
-    for (uint64_t got = r; got > 0;) {
-      uint64_t left = runs[next].nr_pages * ps - done;
-      if (got < left) {
-        done += got;
-        break;
-      }
-      got -= left;
+    // Sum what landed; finish the runs it completes (empty ones at once).
+    for (uint64_t got = r; next < a->nr_runs;) {
+      const uint64_t size = runs[next].nr_pages * ps;
+      uint64_t take = size - done < got ? size - done : got;
+      crc = pie::crc32c(crc, reinterpret_cast<const uint8_t*>(runs[next].vaddr + done), take);
+      done += take;
+      got -= take;
+      if (done < size) break;
+      if (crc != runs[next].crc32c) fail(t, kStepPageChecksum, -74 /* EBADMSG */, next, run_off);
+      run_off += size;
       next++;
       done = 0;
+      crc = 0;
     }
   }
 }
@@ -395,6 +411,10 @@ void restore_process(RestorerArgs* a, ThreadArg* t) {
 
   // Last: the kernel writes the rseq area on every return to user space.
   if (t->rseq_ptr) MUST(t, kStepRseq, sys(__NR_rseq, t->rseq_ptr, t->rseq_len, 0, t->rseq_sig), t->rseq_ptr, 0);
+  // Without a breakpoint, ckpt traces syscalls from this stop on only: the
+  // rt_sigreturn is all that is left. A pending SIGCONT would be flushed by
+  // a SIGSTOP: ckpt queues those after completion (restore/traps.h).
+  if (a->barrier) MUST(t, kStepStop, rst_barrier(threads(a)[0].tid, t->tid, a->barrier), 0, 0);
   rst_sigreturn(t->sigframe);
 }
 

@@ -14,4 +14,34 @@ rst_sigreturn:
 rst_syscall:
 	syscall
 	ud2
+
+/*
+ * The barrier of syscall-trace completion: the thread runs untraced up to
+ * here, and stops itself for ckpt, which traces its syscalls from then on.
+ * rdi = tgid, rsi = tid, edx = kBarrierTrap or kBarrierStop (pie/abi.h):
+ *  - int3: a SIGTRAP forced on this thread alone, as a hardware breakpoint's
+ *    is (SIGTRAP is unblocked in the restorer, and not ignored: that would
+ *    make the kernel reset it to SIG_DFL; pitfall 5);
+ *  - tgkill(tgid, tid, SIGSTOP) where the task ignores SIGTRAP: it stops a
+ *    thread whose signals are all blocked without touching any disposition,
+ *    but the kernel walks every thread of the group for each one (to flush
+ *    SIGCONT), so it is quadratic in the thread count.
+ * ckpt checks the stop is at rst_barrier_trap + 1 or rst_barrier_syscall + 2.
+ */
+	.globl rst_barrier
+	.type rst_barrier, @function
+rst_barrier:
+	xorl %eax, %eax
+	cmpl $2, %edx
+	je 1f
+	.globl rst_barrier_trap
+rst_barrier_trap:
+	int3
+	ret
+1:	movl $19, %edx		/* SIGSTOP */
+	movl $234, %eax		/* __NR_tgkill */
+	.globl rst_barrier_syscall
+rst_barrier_syscall:
+	syscall
+	ret
 	.section .note.GNU-stack,"",@progbits

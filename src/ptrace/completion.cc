@@ -68,6 +68,14 @@ Result<arch::Regs> reach_breakpoint(Tracee& t, const CompletionSite& site, const
   return regs;
 }
 
+// Is `s`, a stop of `t`, the one it makes itself at the barrier?
+Result<bool> at_barrier(Tracee& t, const Stop& s, pid_t tgid, const CompletionSite& site) {
+  if (!s.stopped() || s.event() || s.sig() != site.barrier_sig) return false;
+  siginfo_t si = TRY(t.siginfo());
+  const bool ours = site.barrier_sig == SIGTRAP ? si.si_code == SI_KERNEL : si.si_code == SI_TKILL && si.si_pid == tgid;
+  return ours && TRY(t.regs()).rip == site.barrier_rip;
+}
+
 // Traces the syscalls of the threads until each one's rt_sigreturn from the
 // blob has run, and leaves each stopped there; returns the registers
 // rt_sigreturn loaded into each. One TID after the other (a thread that gets
@@ -77,22 +85,34 @@ Result<std::vector<arch::Regs>> reach_sigreturns(std::span<CompletionTask> tasks
                                                   const StrayStopExplainer& explain,
                                                   std::span<Tracee* const> others = {}) {
   const uint64_t after_sigreturn = site.syscall_insn + arch::kSyscallInsnLen;
-  enum class Phase { Tracing, InSigreturn, Done };
-  std::vector<Phase> phase(tasks.size(), Phase::Tracing);
+  enum class Phase { Barrier, Tracing, InSigreturn, Done };
+  std::vector<Phase> phase(tasks.size(), site.barrier_rip ? Phase::Barrier : Phase::Tracing);
+  // Threads that wait for each other (the main thread for the others'
+  // credentials) all at once even with a barrier: a thread that fails before
+  // it gets there leaves the main thread waiting for it forever.
+  const bool all_at_once = site.threads_wait_for_each_other;
+  const pid_t tgid = tasks[0].tracee->tid();
   std::vector<arch::Regs> out(tasks.size());
   std::vector<Tracee*> group;
   for (CompletionTask& c : tasks) group.push_back(c.tracee);
   for (size_t left = tasks.size(), next = 0; left > 0;) {
     Tracee* t;
     Stop s;
-    if (site.threads_wait_for_each_other) {
-      std::tie(t, s) = TRY(Tracee::wait_any(group, others));
-      if (TRY(t->took_sigstop(s, true))) continue;
-    } else {
-      t = group[next];
-      s = TRY(t->wait_past_sigstop(true));
+    if (all_at_once) std::tie(t, s) = TRY(Tracee::wait_any(group, others));
+    else s = TRY((t = group[next])->wait());
+    const size_t i = all_at_once ? std::find(group.begin(), group.end(), t) - group.begin() : next;
+    if (phase[i] == Phase::Barrier) {
+      // Traced from here on; its trap or SIGSTOP suppressed: no group stop,
+      // no signal comes of it.
+      if (TRY(at_barrier(*t, s, tgid, site))) {
+        TRY(t->resume_syscall());
+        phase[i] = Phase::Tracing;
+      } else if (!TRY(t->took_sigstop(s, false))) {
+        return std::unexpected(explain(*t, s));
+      }
+      continue;
     }
-    size_t i = site.threads_wait_for_each_other ? std::find(group.begin(), group.end(), t) - group.begin() : next;
+    if (TRY(t->took_sigstop(s, true))) continue;
     if (!s.syscall_stop() || phase[i] == Phase::Done) return std::unexpected(explain(*t, s));
     arch::Regs regs = TRY(t->regs());
     if (phase[i] == Phase::InSigreturn) {
@@ -254,7 +274,9 @@ Result<void> complete(std::span<CompletionGroup> groups, const std::function<Res
               c.tracee->tid());
         continue;
       }
-      TRY(groups[g].mode == CompletionMode::Breakpoint ? c.tracee->cont() : c.tracee->resume_syscall());
+      // Untraced up to the barrier, if there is one.
+      const bool traced = groups[g].mode == CompletionMode::SyscallTrace && !groups[g].site.barrier_rip;
+      TRY(traced ? c.tracee->resume_syscall() : c.tracee->cont());
     }
   }
   TRY(release());

@@ -22,6 +22,14 @@
 // function has run, then munmap(blob) from the first thread the same way and
 // put back the registers rt_sigreturn set. Threads are waited for one TID
 // after the other, unless they wait for each other (see CompletionSite).
+// With a barrier (restore: 3 stops per thread, 5 for the one that unmaps):
+//   1. each thread runs untraced (PTRACE_CONT) until it stops itself at the
+//      site's barrier (an int3's SIGTRAP, or a SIGSTOP it sends itself),
+//      which ckpt suppresses and resumes with PTRACE_SYSCALL;
+//   2-3. the entry and exit stops of its rt_sigreturn;
+//   4-5. the munmap, as above.
+// A restored thread dies with ckpt (PTRACE_O_EXITKILL) wherever it is, so
+// running untraced up to the barrier risks nothing if ckpt is killed.
 #pragma once
 
 #include <cstdint>
@@ -67,6 +75,11 @@ struct CompletionSite {
   // Where the munmap runs from, outside the blob (dump); else from the blob's
   // own syscall instruction (restore).
   std::optional<SyscallSite> outside = std::nullopt;
+  // Syscall tracing starts where each thread stops itself: a signal-delivery
+  // stop of barrier_sig (SIGTRAP of an int3, or SIGSTOP of a tgkill to
+  // itself) at barrier_rip; 0: from release on. Threads past it wait for no one.
+  uint64_t barrier_rip = 0;
+  int barrier_sig = 0;
 };
 
 struct FinalState {

@@ -17,10 +17,14 @@ namespace {
 using Clock = Tracee::Clock;
 constexpr int kSysSeccomp = 1;  // si_code of a seccomp filter's SIGSYS (SYS_SECCOMP)
 
+// VMAs are sorted and apart (image::check_mm): a binary search, as it runs
+// for every thread (10,000 threads have 20,000 stack VMAs).
 bool executable(const img::MmImage& mm, uint64_t addr) {
-  for (const img::Vma& v : mm.vmas())
-    if (addr >= v.start() && addr < v.end()) return v.prot() & PROT_EXEC;
-  return false;
+  auto after = std::upper_bound(mm.vmas().begin(), mm.vmas().end(), addr,
+                                [](uint64_t a, const img::Vma& v) { return a < v.start(); });
+  if (after == mm.vmas().begin()) return false;
+  const img::Vma& v = *std::prev(after);
+  return addr < v.end() && (v.prot() & PROT_EXEC);
 }
 
 // Would `sig`, raised by the thread's own instruction, kill it? Yes unless it

@@ -276,7 +276,7 @@ Result<std::vector<ThreadPlan>> lay_out_data(const TaskImages& ti, const Mapping
   uint64_t vmas_at = TRY(put(boot, vmas.data(), vmas.size()));
   std::vector<abi::PageRunArg> runs;
   for (const img::PageRun& r : ti.pagemap.runs())
-    if (image::stored(r)) runs.push_back({r.vaddr(), r.nr_pages()});
+    if (image::stored(r)) runs.push_back({r.vaddr(), r.nr_pages(), r.crc32c(), 0});
   uint64_t runs_at = TRY(put(boot, runs.data(), runs.size()));
   uint64_t inherited_at = TRY(put(boot, inherited.data(), inherited.size()));
   const auto [shared_sigs, nr_shared_sigs] = TRY(put_siginfo(boot, ti.core.shared_pending()));

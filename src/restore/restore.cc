@@ -57,12 +57,13 @@ const char* step_name(int32_t step) {
       "set mlockall flags for later mappings",
       "set speculation control (PR_SET_SPECULATION_CTRL; addr: which, len: value)",
       "write /proc/thread-self/loginuid (addr: the loginuid)", "set memory-deny-write-execute (PR_SET_MDWE)",
-      "set KSM for the whole process (PR_SET_MEMORY_MERGE)"};
+      "set KSM for the whole process (PR_SET_MEMORY_MERGE)",
+      "stop for ckpt before its last syscalls (tgkill SIGSTOP)", "check the checksum of the pages read"};
   return step >= 0 && step < static_cast<int32_t>(std::size(kNames)) ? kNames[step] : "?";
 }
 
 // The restorer trapped, crashed, or a thread died: say what happened.
-Error explain_stop(Tracee& t, const Stop& s, const Plan& plan) {
+Error explain_stop(Tracee& t, const Stop& s, const Plan& plan, const TaskImages& ti) {
   const pid_t tid = t.tid();
   if (s.gone()) return Error{ESRCH, fmt::format("task {} {} during restore", tid, s.describe())};
   auto regs = t.regs();
@@ -70,7 +71,14 @@ Error explain_stop(Tracee& t, const Stop& s, const Plan& plan) {
   auto th = std::find_if(plan.threads.begin(), plan.threads.end(), [&](const ThreadPlan& p) { return p.tid == tid; });
   if (s.sig() == SIGTRAP && th != plan.threads.end()) {
     abi::RestorerError e{};
-    if (t.read_mem(th->arg + offsetof(abi::ThreadArg, error), &e, sizeof e) && e.step != abi::kStepNone)
+    if (!t.read_mem(th->arg + offsetof(abi::ThreadArg, error), &e, sizeof e)) e.step = abi::kStepNone;
+    const img::PageMap runs = e.step == abi::kStepPageChecksum ? image::stored_runs(ti.pagemap) : img::PageMap{};
+    if (e.step == abi::kStepPageChecksum && e.addr < static_cast<uint64_t>(runs.runs_size()))
+      // The restorer's check of what it read, in verify_page_data()'s words.
+      return Error{EINVAL, fmt::format("task {}: {}: checksum mismatch in run {} ({:#x}, {} pages) at offset {}", tid,
+                                       ti.pages_path, e.addr, runs.runs(e.addr).vaddr(), runs.runs(e.addr).nr_pages(),
+                                       e.len)};
+    if (e.step != abi::kStepNone)
       return Error{e.err, fmt::format("task {}: restorer could not {} (at {:#x}, {:#x})", tid, step_name(e.step),
                                       e.addr, e.len)};
   }
@@ -183,17 +191,26 @@ struct LiveTask {
   FirstSteps steps;
 };
 
-CompletionMode mode_for(const TaskImages& ti, CompletionMode wanted, Log& log) {
+bool ignores_sigtrap(const TaskImages& ti) {
   for (const img::SigAction& sa : ti.core.sigactions())
-    // A SIGTRAP the task ignores would be reset to SIG_DFL by the kernel when
-    // our breakpoint fires: keep the disposition exact, trace syscalls instead.
-    if (wanted == CompletionMode::Breakpoint && sa.signo() == SIGTRAP &&
-        sa.handler() == reinterpret_cast<uint64_t>(SIG_IGN)) {
-      log.info("pid {} ignores SIGTRAP: completing by tracing syscalls", ti.pid);
-      return CompletionMode::SyscallTrace;
-    }
+    if (sa.signo() == SIGTRAP && sa.handler() == reinterpret_cast<uint64_t>(SIG_IGN)) return true;
+  return false;
+}
+
+CompletionMode mode_for(const TaskImages& ti, CompletionMode wanted, Log& log) {
+  // A SIGTRAP the task ignores would be reset to SIG_DFL by the kernel when
+  // our breakpoint fires: keep the disposition exact, trace syscalls instead.
+  if (wanted == CompletionMode::Breakpoint && ignores_sigtrap(ti)) {
+    log.info("pid {} ignores SIGTRAP: completing by tracing syscalls", ti.pid);
+    return CompletionMode::SyscallTrace;
+  }
   return wanted;
 }
+
+// Where syscall tracing starts: an int3 traps as a breakpoint does, so the
+// same SIGTRAP rule holds; a SIGSTOP to itself otherwise, which costs the
+// kernel a walk over the task's threads each (restorer's rst_barrier).
+uint32_t barrier_for(const TaskImages& ti) { return ignores_sigtrap(ti) ? abi::kBarrierStop : abi::kBarrierTrap; }
 
 // Waits until every live task is parked ("R") or gone. A task that fails
 // says why on its status pipe and makes the others give up in silence: the
@@ -251,6 +268,10 @@ Result<void> seize_threads(LiveTask& lt, uint64_t sigreturn_fn, Log& log) {
       log.warn("task {}: the kernel refused a hardware breakpoint: completing by tracing syscalls", t.tid());
       for (Tracee& u : lt.tracees) TRY(disarm_breakpoint(u));
       lt.mode = CompletionMode::SyscallTrace;
+      // The restorer was told otherwise at spawn: tell it to stop at the barrier.
+      const uint32_t barrier = barrier_for(*lt.images);
+      TRY(lt.tracees[0].write_mem(lt.plan->boot.args_addr() + offsetof(abi::RestorerArgs, barrier), &barrier,
+                                  sizeof barrier));
       break;
     }
   }
@@ -411,9 +432,16 @@ Result<std::vector<CompletionGroup>> seize_all(std::vector<LiveTask>& live, Log&
                                 {reinterpret_cast<const uint8_t*>(th.xsave().data()), th.xsave().size()},
                                 lt.plan->threads[i].sigmask}});
     }
-    groups.push_back({lt.completion, lt.mode,
-                      CompletionSite{sigreturn_fn, boot.start() + pie::restorer::k_rst_syscall, boot.start(),
-                                     boot.size(), boot.args()->creds_barrier != 0}});
+    CompletionSite site{sigreturn_fn, boot.start() + pie::restorer::k_rst_syscall, boot.start(), boot.size(),
+                        boot.args()->creds_barrier != 0};
+    if (lt.mode == CompletionMode::SyscallTrace && barrier_for(*lt.images) == abi::kBarrierTrap) {
+      site.barrier_rip = boot.start() + pie::restorer::k_rst_barrier_trap + arch::kInt3Len;
+      site.barrier_sig = SIGTRAP;
+    } else if (lt.mode == CompletionMode::SyscallTrace) {
+      site.barrier_rip = boot.start() + pie::restorer::k_rst_barrier_syscall + arch::kSyscallInsnLen;
+      site.barrier_sig = SIGSTOP;
+    }
+    groups.push_back({lt.completion, lt.mode, site});
   }
   return groups;
 }
@@ -498,7 +526,10 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
 
   // How each task completes: the breakpoint probe ran meanwhile.
   const CompletionMode wanted = wanted_mode(o, o.breakpoints ? breakpoints() : BreakpointSupport{}, log);
-  for (LiveTask& lt : live) lt.mode = mode_for(*lt.images, wanted, log);
+  for (LiveTask& lt : live) {
+    lt.mode = mode_for(*lt.images, wanted, log);
+    lt.plan->boot.args()->barrier = lt.mode == CompletionMode::SyscallTrace ? barrier_for(*lt.images) : abi::kBarrierNone;
+  }
 
   // 3. The tree, parked.
   TRY_CTX(spawn(st), "restore pid {}", pid);
@@ -507,16 +538,13 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
     lt.status_w.reset();
     lt.go_r.reset();
   }
-  // Page checksums are checked on the other core while the restorers read
-  // the same pages into place; the tree is let go only if they all match, so
-  // damaged data never runs, and a 1 GiB restore doesn't read it twice in a
-  // row. (Threads only now: spawn() forked above from a single-threaded ckpt.)
-  auto pages_checked = std::async(std::launch::async, [&t]() -> Result<void> {
-    for (const TaskImages& ti : t.tasks)
-      TRY(image::verify_page_data(ti.pages_path, ti.pages.get(), image::stored_runs(ti.pagemap)));
-    TRY(verify_parent_pages(t.parents));
-    return {};
-  });
+  // Each restorer checks the checksums of the pages it reads as they land
+  // (a task's inherited pages are its ancestor's, checked by that one's);
+  // the pages of a parent checkpoint are checked here, on the other core,
+  // meanwhile. The tree is let go only once all match, so damaged data never
+  // runs. (Threads only now: spawn() forked above from a single-threaded ckpt.)
+  auto pages_checked = std::async(t.parents.empty() ? std::launch::deferred : std::launch::async,
+                                  [&t]() -> Result<void> { return verify_parent_pages(t.parents); });
   TRY_CTX(wait_parked(live), "restore");
   TRY_CTX(files::set_owners(t.descs, p.fds), "restore");
   // Every task holds its fds now: ckpt's copies go, or a pipe's reader would
@@ -534,7 +562,7 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   auto explain = [&](Tracee& tr, const Stop& s) {
     for (LiveTask& lt : live)
       for (const ThreadPlan& tp : lt.plan->threads)
-        if (tp.tid == tr.tid()) return explain_stop(tr, s, *lt.plan);
+        if (tp.tid == tr.tid()) return explain_stop(tr, s, *lt.plan, *lt.images);
     return Error{0, fmt::format("task {} {}", tr.tid(), s.describe())};
   };
   TRY_CTX(complete(groups, release, explain), "restore pid {}", pid);

@@ -1,4 +1,4 @@
-// SIGTRAPs pending at dump wait until ckpt no longer traps. The restorer
+// SIGTRAPs (and SIGCONTs) pending at dump wait until ckpt no longer traps. The restorer
 // queues every other pending signal itself; a SIGTRAP queued there would
 // merge with the breakpoint's own (one legacy signal per queue) and turn
 // ckpt's trap into the task's, or the task's into ckpt's. After completion
@@ -17,7 +17,9 @@
 
 namespace ckpt::restore {
 
-inline bool queued_late(const img::SigInfo& s) { return s.signo() == SIGTRAP; }
+// SIGCONT too: syscall-trace completion stops each thread with a SIGSTOP,
+// and the kernel flushes every pending SIGCONT of the group when it queues one.
+inline bool queued_late(const img::SigInfo& s) { return s.signo() == SIGTRAP || s.signo() == SIGCONT; }
 
 // `threads` in the core image's order, each stopped in its final state.
 Result<void> queue_late_signals(std::span<Tracee> threads, const img::TaskCore& core);

@@ -18,6 +18,7 @@ using Regs = user_regs_struct;
 
 inline constexpr unsigned kSyscallInsnLen = 2;  // 0f 05
 inline constexpr uint8_t kSyscallInsn[kSyscallInsnLen] = {0x0f, 0x05};
+inline constexpr unsigned kInt3Len = 1;  // cc: a trap stops with rip past it
 inline constexpr long kNrRtSigreturn = 15;
 inline constexpr long kNrRestartSyscall = 219;
 inline constexpr uint64_t kUserCs64 = 0x33;  // __USER_CS: the task runs 64-bit code

@@ -3,6 +3,7 @@
 // is refused; --shell-job restores a tree that runs on a terminal onto the
 // terminal ckpt restore runs in, as a user at a shell would do it. The pair
 // made inside a tree is the `ptypair` workload (workloads_test.cc).
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <poll.h>

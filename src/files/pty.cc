@@ -256,11 +256,11 @@ Result<void> put_output(int s, const termios& real, const std::string& data) {
 Result<UniqueFd> open_slave(int m, int flags, bool locked) {
   const int unlock = 0, lock = 1;
   if (locked && ioctl(m, TIOCSPTLCK, &unlock) < 0) return sys_error("unlock (TIOCSPTLCK 0)");
-  int fd = ioctl(m, TIOCGPTPEER, flags | O_NOCTTY | O_CLOEXEC);
+  UniqueFd fd(ioctl(m, TIOCGPTPEER, flags | O_NOCTTY | O_CLOEXEC));
   const int err = errno;
   if (locked && ioctl(m, TIOCSPTLCK, &lock) < 0) return sys_error("lock again (TIOCSPTLCK 1)");
-  if (fd < 0) return error(err, "open the slave (TIOCGPTPEER)");
-  return UniqueFd(fd);
+  if (!fd) return error(err, "open the slave (TIOCGPTPEER)");
+  return fd;
 }
 
 // Refuses a pair some process outside the tree holds the slave of, or has

@@ -263,23 +263,29 @@ Result<UniqueFd> open_slave(int m, int flags, bool locked) {
   return fd;
 }
 
-// Refuses a pair some process outside the tree holds the slave of, or has
-// for its controlling terminal (and its master, which can't be told from
-// another pair's: /proc names every master /dev/ptmx).
-Result<void> refuse_outside_holders(uint32_t index, dev_t rdev, const tree::ProcessTree& tree) {
+// Refuses a pair some process outside the tree holds the slave of (its
+// master can't be told from another pair's: /proc names every master
+// /dev/ptmx; a session outside with it for terminal is refused by TIOCGSID).
+// A pts of another devpts instance has the same path and device number in
+// its mount namespace: the instance (st_dev) tells them apart.
+Result<void> refuse_outside_holders(uint32_t index, const tree::ProcessTree& tree) {
   const std::string slave = fmt::format("/dev/pts/{}", index);
+  struct stat want;
+  if (::stat(slave.c_str(), &want) < 0) return sys_error("stat {}", slave);
   for (int pid : TRY(proc::list_numeric_dir("/proc"))) {
     if (tree.find(pid) || pid == getpid()) continue;
-    if (auto st = proc::read_stat(pid); st && st->tty_nr == rdev)
-      return error(EOPNOTSUPP, "{} is the controlling terminal of pid {} ({}), outside the tree", slave, pid,
-                   st->comm);
     auto fds = proc::list_numeric_dir(fmt::format("/proc/{}/fd", pid));
     if (!fds) continue;  // gone, or a kernel thread
     for (int fd : *fds) {
-      auto link = read_link(fmt::format("/proc/{}/fd/{}", pid, fd));
-      if (link && *link == slave)
-        return error(EOPNOTSUPP, "{} is held by pid {} (fd {}), outside the tree: its other end can't come back",
-                     slave, pid, fd);
+      const std::string path = fmt::format("/proc/{}/fd/{}", pid, fd);
+      auto link = read_link(path);
+      struct stat st;
+      if (link && *link == slave && ::stat(path.c_str(), &st) == 0 && st.st_dev == want.st_dev &&
+          st.st_rdev == want.st_rdev) {
+        auto who = proc::read_stat(pid);
+        return error(EOPNOTSUPP, "{} is held by pid {} ({}, fd {}), outside the tree: its other end can't come back",
+                     slave, pid, who ? who->comm : "?", fd);
+      }
     }
   }
   return {};
@@ -374,8 +380,7 @@ class Pty final : public Kind {
     t->set_index(*index);
     t->set_master(true);
     UniqueFd m = TRY(take_file(p));
-    const dev_t slave_rdev = makedev(kPtsMajor, *index);
-    if (ctx.tree) TRY(refuse_outside_holders(*index, slave_rdev, *ctx.tree));
+    if (ctx.tree) TRY(refuse_outside_holders(*index, *ctx.tree));
 
     const termios real = TRY(get_termios(m.get()));
     if (real.c_lflag & EXTPROC) return error(EOPNOTSUPP, "/dev/pts/{} is in EXTPROC mode: not supported yet", *index);

@@ -44,12 +44,12 @@ struct Stat {
   pid_t ppid = 0;         // 4
   pid_t pgrp = 0;         // 5
   pid_t session = 0;      // 6
-  uint64_t tty_nr = 0;    // 7: the controlling terminal's device number (as st_rdev), 0 for none
   uint64_t flags = 0;     // 9 (PF_KTHREAD = 0x00200000)
   uint64_t start_code = 0, end_code = 0, start_stack = 0;   // 26, 27, 28
   uint64_t start_data = 0, end_data = 0, start_brk = 0;     // 45, 46, 47
   uint64_t arg_start = 0, arg_end = 0, env_start = 0, env_end = 0;  // 48..51
   int exit_code = 0;      // 52: of a zombie, the status its parent's wait() gets
+  uint64_t tty_nr = 0;    // 7: the controlling terminal's device number (as st_rdev), 0 for none
 };
 
 Result<Stat> parse_stat(std::string_view text);

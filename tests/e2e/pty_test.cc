@@ -10,6 +10,8 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <termios.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -121,6 +123,49 @@ TEST(Pty, DevTtyIsRefused) {
   }
   ASSERT_TRUE(wait_until([&] { return fds_of(c).find("/dev/tty") != std::string::npos; })) << fds_of(c);
   expect_refused_alive(h, c, {}, {"/dev/tty", "controlling terminal", "not supported"});
+  kill(c, SIGKILL);
+  h.wait_child(c);
+}
+
+// A pair of the tree's own with more input pending for the slave than ckpt
+// can give back: refused before a byte is read, every byte still there.
+TEST(Pty, TooMuchInputForTheSlaveIsRefusedUntouched) {
+  Harness h;
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  pid_t c = fork();
+  if (c == 0) {
+    setsid();
+    close(fds[0]);
+    if (fds[1] != 3) dup2(fds[1], 3);
+    close_range(4, ~0U, 0);
+    int m = posix_openpt(O_RDWR | O_NOCTTY);
+    if (m < 0 || grantpt(m) < 0 || unlockpt(m) < 0) _exit(1);
+    int s = open(ptsname(m), O_RDWR | O_NOCTTY);
+    termios t{};
+    if (s < 0 || tcgetattr(s, &t) < 0) _exit(2);
+    cfmakeraw(&t);
+    if (tcsetattr(s, TCSANOW, &t) < 0) _exit(3);
+    const std::string x(3000, 'x');
+    if (write(m, x.data(), x.size()) != 3000) _exit(4);
+    if (write(3, &s, sizeof s) != sizeof s) _exit(5);
+    close(3);
+    for (;;) pause();
+  }
+  close(fds[1]);
+  int slave_fd = -1;
+  ASSERT_EQ(read(fds[0], &slave_fd, sizeof slave_fd), static_cast<ssize_t>(sizeof slave_fd));
+  close(fds[0]);
+  expect_refused_alive(h, c, {}, {"3000 bytes of input not yet read"});
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, c, 0));
+  ASSERT_GE(pidfd, 0);
+  int s = static_cast<int>(syscall(SYS_pidfd_getfd, pidfd, slave_fd, 0));
+  ASSERT_GE(s, 0);
+  int n = 0;
+  EXPECT_EQ(ioctl(s, FIONREAD, &n), 0);
+  EXPECT_EQ(n, 3000);
+  close(s);
+  close(pidfd);
   kill(c, SIGKILL);
   h.wait_child(c);
 }

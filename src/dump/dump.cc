@@ -373,6 +373,7 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
     fctx.unix_sockets = TRY_CTX(files::unix_diag_all(), "dump pid {}", root);
   // Terminals: which pty ends the tree holds, and the one it runs on.
   const files::PtyHolders ptys = files::pty_holders(fds);
+  TRY_CTX(files::check_session_terminals(tree, ptys), "dump pid {}", root);
   fctx.pty_masters = ptys.masters;
   fctx.pty_slaves = ptys.slaves;
   fctx.shell_job = o.shell_job;

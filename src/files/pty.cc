@@ -522,6 +522,21 @@ PtyHolders pty_holders(std::span<TaskFds* const> tasks) {
   return out;
 }
 
+Result<void> check_session_terminals(const tree::ProcessTree& tree, const PtyHolders& ptys) {
+  for (const tree::Task& k : tree.tasks()) {
+    if (k.zombie || k.sid != k.pid) continue;
+    const proc::Stat st = TRY(proc::read_stat(k.pid));
+    if (st.tty_nr == 0) continue;
+    const dev_t tty = static_cast<dev_t>(st.tty_nr);
+    if (major(tty) == kPtsMajor && ptys.masters.contains(minor(tty))) continue;
+    return error(EOPNOTSUPP, "pid {} ({}) leads session {}, whose controlling terminal ({}) is not a pty pair of the "
+                 "tree: restore can't give it back", k.pid, k.comm, k.sid,
+                 major(tty) == kPtsMajor ? fmt::format("/dev/pts/{}", minor(tty))
+                                         : fmt::format("device {}:{}", major(tty), minor(tty)));
+  }
+  return {};
+}
+
 std::vector<ControllingTerminal> controlling_terminals(const img::FileDescs& descs) {
   std::vector<ControllingTerminal> out;
   for (const img::FileDesc& d : descs.descs())

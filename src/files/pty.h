@@ -10,6 +10,7 @@
 
 #include "ckpt.pb.h"
 #include "files/files.h"
+#include "tree/tree.h"
 
 namespace ckpt::files {
 
@@ -20,6 +21,11 @@ struct PtyHolders {
   std::set<uint32_t> masters, slaves;
 };
 PtyHolders pty_holders(std::span<TaskFds* const> tasks);
+
+// Refuses, naming it, a session led in the tree whose controlling terminal
+// is not a pair of the tree's (restore could not give it back: taking the
+// caller's terminal would steal it from the caller's session).
+Result<void> check_session_terminals(const tree::ProcessTree& tree, const PtyHolders& ptys);
 
 // A session's controlling terminal: the restored session leader calls
 // TIOCSCTTY on ckpt's fd of the master description `desc` right after

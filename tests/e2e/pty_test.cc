@@ -127,6 +127,30 @@ TEST(Pty, DevTtyIsRefused) {
   h.wait_child(c);
 }
 
+// A session leader whose controlling terminal is the test's pty, held by no
+// fd: restore could not give it back.
+TEST(Pty, SessionTerminalOutsideIsRefused) {
+  Harness h;
+  Pair p;
+  ASSERT_FALSE(p.slave.empty());
+  pid_t c = fork();
+  if (c == 0) {
+    setsid();
+    close_range(3, ~0U, 0);
+    int s = open(p.slave.c_str(), O_RDWR);  // its controlling terminal
+    if (s < 0) _exit(1);
+    close(s);
+    for (;;) pause();
+  }
+  ASSERT_TRUE(wait_until([&] {
+    std::string stat = read_text(fmt::format("/proc/{}/stat", c));
+    return fds_of(c).find("/dev/pts") == std::string::npos && stat.find(") S ") != std::string::npos;
+  }));
+  expect_refused_alive(h, c, {}, {"controlling terminal", p.slave, "not a pty pair of the tree"});
+  kill(c, SIGKILL);
+  h.wait_child(c);
+}
+
 // A pair of the tree's own with more input pending for the slave than ckpt
 // can give back: refused before a byte is read, every byte still there.
 TEST(Pty, TooMuchInputForTheSlaveIsRefusedUntouched) {

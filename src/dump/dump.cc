@@ -23,6 +23,7 @@
 #include "dump/shmem.h"
 #include "files/files.h"
 #include "files/locks.h"
+#include "files/pty.h"
 #include "image/cpu.h"
 #include "image/image_dir.h"
 #include "image/inventory.h"
@@ -368,6 +369,15 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
   };
   if (std::ranges::any_of(dumps, has_unix_socket))
     fctx.unix_sockets = TRY_CTX(files::unix_diag_all(), "dump pid {}", root);
+  // Terminals: which pty ends the tree holds, and the one it runs on.
+  const files::PtyHolders ptys = files::pty_holders(fds);
+  TRY_CTX(files::check_session_terminals(tree, ptys), "dump pid {}", root);
+  fctx.pty_masters = ptys.masters;
+  fctx.pty_slaves = ptys.slaves;
+  fctx.shell_job = o.shell_job;
+  fctx.tree = &tree;
+  for (pid_t who : {root, getpid()})
+    if (auto st = proc::read_stat(who); st && st->tty_nr != 0) fctx.shell_ttys.insert(st->tty_nr);
   const img::FileDescs descs = TRY_CTX(files::collect_descriptions(fds, fctx), "dump pid {}", root);
 
   // 5. Images: metadata, inventory last; the page server has every pages

@@ -173,7 +173,7 @@ Result<img::FileDescs> collect_descriptions(std::span<TaskFds* const> tasks, con
             TRY_CTX(collect_owner(*f.p, d), "pid {}: fd {} ({})", f.p->pid, f.p->fd, f.p->link);
             for (img::FileLock& l : TRY(parse_locks(f.p->fdinfo)))
               if (l.kind() != img::FileLock::POSIX) *d->add_locks() = std::move(l);
-            if (d->kind_case() != kind->tag())
+            if (!kind->describes(d->kind_case()))
               return error(EINVAL, "pid {}: fd {}: the {} kind did not describe it", f.p->pid, f.p->fd, kind->name());
             firsts.push_back(f.p);
             for (size_t k = first; k < last; k++)

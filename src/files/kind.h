@@ -28,6 +28,7 @@
 #include <sys/types.h>
 
 #include <map>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -39,6 +40,7 @@
 #include "ckpt.pb.h"
 #include "files/sock_diag.h"
 #include "proc/status.h"
+#include "tree/tree.h"
 
 namespace ckpt::files {
 
@@ -54,6 +56,13 @@ struct CollectContext {
   std::map<std::pair<uint64_t, uint64_t>, uint32_t> shmem_objects;
   bool ext_unix_sk = false;  // --ext-unix-sk (unix_socket.cc)
   UnixSockets unix_sockets;  // of ckpt's network namespace, once the tree is frozen
+  // Terminals (pty.cc, tty.cc): the indices of the pty pairs whose master
+  // the tree holds; --shell-job and the terminals it accepts from outside
+  // (the root's controlling terminal, ckpt's own), as st_rdev; the tree.
+  std::set<uint32_t> pty_masters, pty_slaves;
+  bool shell_job = false;
+  std::set<uint64_t> shell_ttys;
+  const tree::ProcessTree* tree = nullptr;
 };
 
 // An fd of a frozen task, as dump finds it.
@@ -142,6 +151,9 @@ class Kind {
   virtual std::string_view name() const = 0;
   // Its case of img::FileDesc::kind.
   virtual img::FileDesc::KindCase tag() const = 0;
+  // The cases collect may give (a pty slave of the caller's terminal is a
+  // --shell-job terminal).
+  virtual bool describes(img::FileDesc::KindCase c) const { return c == tag(); }
   virtual bool claims(const FdProbe& p, const DumpFlags& flags) const = 0;
   virtual Result<void> collect(const FdProbe& p, img::FileDesc* d) const = 0;
   // Once every description is numbered: what refers to others (an epoll's
@@ -189,6 +201,7 @@ const Kind& unix_socket_kind();
 const Kind& eventfd_kind();
 const Kind& signalfd_kind();
 const Kind& timerfd_kind();
+const Kind& pty_kind();
 
 // A terminal's device: pts, tty, console or ptmx.
 bool is_tty_dev(dev_t rdev);

@@ -8,7 +8,8 @@
 namespace ckpt::files {
 
 std::span<const Kind* const> kinds() {
-  static const std::array<const Kind*, 11> table = {
+  static const std::array<const Kind*, 12> table = {
+      &pty_kind(),  // before terminal: a pair of the tree's own
       &terminal_kind(),
       &memfd_kind(),    // before regular: a memfd is a regular file without a name
       &deleted_kind(),  // likewise

@@ -249,7 +249,7 @@ Result<Stat> parse_stat(std::string_view text) {
     const char* name;
     uint64_t Stat::*field;
   } kNums[] = {
-      {9, "flags", &Stat::flags},           {26, "start_code", &Stat::start_code},
+      {7, "tty_nr", &Stat::tty_nr},         {9, "flags", &Stat::flags},           {26, "start_code", &Stat::start_code},
       {27, "end_code", &Stat::end_code},    {28, "start_stack", &Stat::start_stack},
       {45, "start_data", &Stat::start_data}, {46, "end_data", &Stat::end_data},
       {47, "start_brk", &Stat::start_brk},  {48, "arg_start", &Stat::arg_start},

@@ -49,6 +49,7 @@ struct Stat {
   uint64_t start_data = 0, end_data = 0, start_brk = 0;     // 45, 46, 47
   uint64_t arg_start = 0, arg_end = 0, env_start = 0, env_end = 0;  // 48..51
   int exit_code = 0;      // 52: of a zombie, the status its parent's wait() gets
+  uint64_t tty_nr = 0;    // 7: the controlling terminal's device number (as st_rdev), 0 for none
 };
 
 Result<Stat> parse_stat(std::string_view text);

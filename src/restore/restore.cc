@@ -22,6 +22,7 @@
 #include "base/fs.h"
 #include "base/mapping.h"
 #include "files/file_id.h"
+#include "files/pty.h"
 #include "image/cpu.h"
 #include "image/image_dir.h"
 #include "image/verify.h"
@@ -406,6 +407,16 @@ Result<SpawnTree> plan_spawn(const TreeImages& t, const tree::JoinPlan& joins,
               task.pid);
     }
     st.tasks.push_back(std::move(sp));
+  }
+  // Controlling terminals, taken by their session leaders.
+  for (const files::ControllingTerminal& c : files::controlling_terminals(t.descs)) {
+    const tree::Task* leader = t.tree.find(c.session);
+    if (!leader || leader->zombie || leader->sid != leader->pid || c.desc == 0 || c.desc > p.fds.open.size())
+      return error(EINVAL, "pty description {} is the terminal of session {}, which no live task of the tree leads",
+                   c.desc, c.session);
+    SpawnTask& sp = st.tasks[static_cast<size_t>(leader - t.tree.tasks().data())];
+    sp.ctty_fd = p.fds.open[c.desc - 1].get();
+    sp.foreground = c.foreground;
   }
   for (const tree::Helper& h : joins.helpers) {
     log.debug("helper {}: leads {} {} (pid {} forks it{})", h.pid, h.new_session ? "session" : "group", h.pid,

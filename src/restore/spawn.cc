@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <linux/futex.h>
 #include <linux/sched.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/rseq.h>
@@ -224,8 +225,15 @@ void fork_children(const SpawnTree& tree, const SpawnTask& p, int status) {
     child_fail(tree, early_status, fmt::format("pid {}: setsid: {}", p.pid, strerror(errno)));
   if (p.joins.lead_group && setpgid(0, 0) < 0)
     child_fail(tree, early_status, fmt::format("pid {}: lead its process group: {}", p.pid, strerror(errno)));
+  if (p.ctty_fd >= 0 && ioctl(p.ctty_fd, TIOCSCTTY, 0) < 0)
+    child_fail(tree, early_status, fmt::format("pid {}: take its controlling terminal (TIOCSCTTY): {}", p.pid,
+                                               strerror(errno)));
   fork_children(tree, p, early_status);
   wait_for_tree(tree, early_status);
+  // SIGTTOU, which a background caller would get, is blocked (step 1).
+  if (p.ctty_fd >= 0 && p.foreground > 0 && ioctl(p.ctty_fd, TIOCSPGRP, &p.foreground) < 0)
+    child_fail(tree, early_status, fmt::format("pid {}: set the foreground process group {} of its terminal: {}",
+                                               p.pid, p.foreground, strerror(errno)));
   const pid_t group = p.joins.join_restorer_group ? tree.restorer_pgid : p.joins.join_group;
   if (group != 0 && setpgid(0, group) < 0)
     child_fail(tree, early_status, fmt::format("pid {}: join process group {}: {}", p.pid, group, strerror(errno)));

@@ -30,6 +30,11 @@ struct SpawnTask {
   // is reaped by its parent. A task that forks a helper with children is a
   // child subreaper until it has reaped it, so that they become its own.
   bool helper = false;
+  // A session leader's controlling terminal (files/pty.h): ckpt's fd of its
+  // pty master, TIOCSCTTY right after setsid() (children forked later
+  // inherit it), and the foreground group set once every group exists.
+  int ctty_fd = -1;
+  pid_t foreground = 0;
 
   // A live task. temp_fds (ckpt's numbers) move to temp_fd_base + i, in
   // this order: [0] must be the status pipe's write end and [1] the go

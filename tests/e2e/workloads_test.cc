@@ -111,6 +111,7 @@ TEST_P(Workload, DumpRestoreVerify) {
   ASSERT_TRUE(runs_on(pid)) << "once ready";
   const std::string maps_before = maps_of(pid);
   const std::string vmflags_before = vmflags_of(pid);
+  const std::vector<pid_t> tasks = tree_of(pid);  // a tree workload's (ptypair)
 
   std::vector<std::string> dump = {"dump", "-t", std::to_string(pid), "-D", h.images(), "-v4", "-o", "dump.log"};
   if (c.leave_running) dump.push_back("--leave-running");
@@ -132,6 +133,9 @@ TEST_P(Workload, DumpRestoreVerify) {
   } else {
     int st = h.wait_child(pid);
     EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << "dump should kill the process";
+    // Its descendants are this subreaper's to reap: their PIDs must be free.
+    for (pid_t k : tasks)
+      wait_until([&] { return waitpid(k, nullptr, WNOHANG) == k || (kill(k, 0) < 0 && errno == ESRCH); });
   }
 
   const std::string pidfile = h.dir() + "/restored.pid";
@@ -164,11 +168,11 @@ TEST_P(Workload, DumpRestoreVerify) {
   for (const ckpt::img::TaskStops& t : stats->completion()) {
     EXPECT_EQ(t.breakpoint(), bp) << "thread " << t.tid();
     if (bp) {
-      EXPECT_EQ(t.stops(), t.tid() == pid ? 3u : 1u) << "thread " << t.tid();
+      EXPECT_EQ(t.stops(), std::ranges::count(tasks, t.tid()) ? 3u : 1u) << "thread " << t.tid();
     } else {
       // Traced from the restorer's barrier on: its SIGSTOP, rt_sigreturn's
-      // entry and exit, and munmap's in the main thread.
-      EXPECT_EQ(t.stops(), t.tid() == pid ? 5u : 3u) << "thread " << t.tid();
+      // entry and exit, and munmap's in each process's main thread.
+      EXPECT_EQ(t.stops(), std::ranges::count(tasks, t.tid()) ? 5u : 3u) << "thread " << t.tid();
     }
   }
 }
@@ -181,7 +185,8 @@ std::vector<Case> cases() {
       {"threads", {"8"}}, {"blocked", {}}, {"procstate", {}}, {"timers", {}},
       {"seccomp", {}}, {"creds", {}}, {"sigstate", {}}, {"rseqcs", {}}, {"trap", {}}, {"sharedmap", {}}, {"sched", {}},
       {"vmaflags", {}}, {"membarrier", {}}, {"prctlstate", {}},
-      {"ghosts", {}}, {"inotify", {}}, {"unixsk", {}}, {"eventfds", {}}, {"pipes", {}}, {"epoll", {}}};
+      {"ghosts", {}}, {"inotify", {}}, {"unixsk", {}}, {"eventfds", {}}, {"pipes", {}}, {"epoll", {}},
+      {"ptypair", {}}};
   for (const auto& [name, args] : wl)
     for (bool bp : {true, false}) out.push_back({name, args, bp, false});
   for (const auto& [name, args] : wl) out.push_back({name, args, true, true});

@@ -63,6 +63,35 @@ Result<std::string> decode(const std::string& path, int fd, bool json) {
   return fmt::format("kind: {}\n{}", image::kind_name(kind), body);
 }
 
+// The pty pairs made in the tree (files/pty.cc), one a line by their index
+// at dump, and the terminals left to the restoring one (--shell-job).
+Result<std::string> terminals_summary(const image::ImageDir& dir) {
+  img::FileDescs descs;
+  if (!dir.exists(image::kFileDescsName)) return std::string();
+  TRY(dir.read(image::kFileDescsName, image::ImageKind::FileDescs, &descs));
+  std::string out;
+  for (const img::FileDesc& d : descs.descs()) {
+    if (d.has_terminal())
+      out += fmt::format("description {}: {} (--shell-job: the restoring terminal)\n", d.id(), d.terminal().path());
+    if (!d.has_pty()) continue;
+    const img::Pty& t = d.pty();
+    if (!t.master()) {
+      out += fmt::format("description {}: pty {} slave\n", d.id(), t.index());
+      continue;
+    }
+    size_t input = t.to_slave().size();
+    for (const img::PtyLine& l : t.lines()) input += l.data().size();
+    out += fmt::format("description {}: pty {} master, {}x{}{}{}{}, {} bytes queued for the master, {} for the slave "
+                       "({} lines){}\n", d.id(), t.index(), t.cols(), t.rows(), t.packet() ? ", packet mode" : "",
+                       t.locked() ? ", locked" : "", t.slave_opened() ? "" : ", slave never opened",
+                       t.to_master().size(), input, t.lines_size(),
+                       t.session() ? fmt::format(", terminal of session {} (foreground group {})", t.session(),
+                                                 t.foreground())
+                                   : "");
+  }
+  return out.empty() ? out : "=== terminals\n" + out + "\n";
+}
+
 // The tree, one task a line, children indented under their parent.
 Result<std::string> tree_summary(const image::ImageDir& dir) {
   img::Inventory inv;
@@ -83,7 +112,7 @@ Result<std::string> tree_summary(const image::ImageDir& dir) {
     out += fmt::format("{:{}}pid {} ppid {} pgid {} sid {} comm {:?} {}\n", "", 2 * depth[i], k.pid, k.ppid, k.pgid,
                        k.sid, k.comm, state);
   }
-  return out + "\n";
+  return out + "\n" + TRY(terminals_summary(dir));
 }
 
 Result<std::string> show(const std::string& target, bool json) {

@@ -287,10 +287,12 @@ Result<void> check_restore_fits(pid_t pid, const img::Files& files, const img::M
 
 Result<PreparedFds> prepare_fds(const img::FileDescs& descs,
                                 std::span<const std::pair<pid_t, const img::Files*>> tasks,
-                                const std::map<uint32_t, UniqueFd>& shmem, bool check_files) {
+                                const std::map<uint32_t, UniqueFd>& shmem, bool check_files, bool tcp_close) {
   PreparedFds out;
   out.open.reserve(descs.descs_size());
   OpenState state(shmem, check_files);
+  state.tcp_close = tcp_close;
+  state.repaired = &out.repaired;
   for (const Kind* kind : kinds()) {
     std::vector<const img::FileDesc*> of_kind;
     for (const img::FileDesc& d : descs.descs())

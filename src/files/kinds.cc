@@ -8,7 +8,7 @@
 namespace ckpt::files {
 
 std::span<const Kind* const> kinds() {
-  static const std::array<const Kind*, 11> table = {
+  static const std::array<const Kind*, 12> table = {
       &terminal_kind(),
       &memfd_kind(),    // before regular: a memfd is a regular file without a name
       &deleted_kind(),  // likewise
@@ -20,6 +20,7 @@ std::span<const Kind* const> kinds() {
       &eventfd_kind(),
       &signalfd_kind(),
       &timerfd_kind(),
+      &inet_socket_kind(),
   };
   return table;
 }

@@ -26,6 +26,7 @@ struct RestoreOptions {
   // false: --skip-file-check, map files that differ from the dumped ones
   // (size, mtime, inode, device, build-id) anyway.
   bool check_files = true;
+  bool tcp_close = false;      // --tcp-close: TCP connections come back closed
 };
 
 struct RestoreOutcome {

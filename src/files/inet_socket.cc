@@ -378,6 +378,21 @@ bool is_any(const std::array<uint8_t, 16>& a, int family) {
   return std::all_of(a.begin(), a.begin() + (family == AF_INET ? 4 : 16), [](uint8_t b) { return b == 0; });
 }
 
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71
+#endif
+
+// ckpt (and so inet_diag) sees the sockets of its own network namespace.
+Result<void> check_netns(int fd, const char* fam) {
+  const uint64_t theirs = TRY(get_opt<uint64_t>(fd, SOL_SOCKET, SO_NETNS_COOKIE, "SO_NETNS_COOKIE"));
+  int raw = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (raw < 0) return sys_error("socket");
+  UniqueFd mine(raw);
+  if (TRY(get_opt<uint64_t>(raw, SOL_SOCKET, SO_NETNS_COOKIE, "SO_NETNS_COOKIE")) != theirs)
+    return error(EOPNOTSUPP, "an {} socket of another network namespace: not supported", fam);
+  return {};
+}
+
 // --- restore ---------------------------------------------------------------
 
 Result<UniqueFd> new_socket(const img::InetSocket& s) {
@@ -486,8 +501,10 @@ Result<RepairedSocket> repair_connect(const img::InetSocket& s) {
   const img::TcpRepair& t = s.tcp();
   UniqueFd sock = TRY(new_socket(s));
   const int fd = sock.get();
-  TRY(set_int(fd, IPPROTO_TCP, TCP_REPAIR, 1, "TCP_REPAIR (needs CAP_NET_ADMIN)"));
   TRY(set_before_bind(fd, s));
+  // After SO_REUSEADDR, which would undo what repair mode sets: a bind that
+  // ignores the listener and the others on its port (SK_FORCE_REUSE).
+  TRY(set_int(fd, IPPROTO_TCP, TCP_REPAIR, 1, "TCP_REPAIR (needs CAP_NET_ADMIN)"));
   TRY(set_int(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE, "TCP_REPAIR_QUEUE"));
   TRY(set_opt(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, t.snd_seq(), "TCP_QUEUE_SEQ (send)"));
   TRY(set_int(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE, "TCP_REPAIR_QUEUE"));
@@ -506,12 +523,12 @@ Result<RepairedSocket> repair_connect(const img::InetSocket& s) {
   TRY(make_room(fd, SO_SNDBUF, SO_SNDBUFFORCE, t.send_queue().size(), "SO_SNDBUFFORCE"));
   TRY(set_int(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE, "TCP_REPAIR_QUEUE"));
   TRY(send_all(fd, t.recv_queue(), "receive queue"));
-  // Sent but not acknowledged: in repair mode, as sent already (the
-  // retransmission timer sends it again). What was not sent yet is sent
-  // once out of repair mode, as any new data.
-  const size_t sent = t.send_queue().size() - t.unsent();
+  // The send queue in repair mode, as sent already: the retransmission
+  // timer sends it (again), within the peer's window. (What was not sent
+  // yet could be sent as new data once out of repair mode, but the buffer
+  // the task had may not hold it all again.)
   TRY(set_int(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE, "TCP_REPAIR_QUEUE"));
-  TRY(send_all(fd, std::string_view(t.send_queue()).substr(0, sent), "send queue"));
+  TRY(send_all(fd, t.send_queue(), "send queue"));
   const tcp_repair_window w{t.snd_wl1(), t.snd_wnd(), t.max_window(), t.rcv_wnd(), t.rcv_wup()};
   TRY(set_opt(fd, IPPROTO_TCP, TCP_REPAIR_WINDOW, w, "TCP_REPAIR_WINDOW"));
   // The FIN sent goes after the data, marked sent (the send queue is still
@@ -521,7 +538,7 @@ Result<RepairedSocket> repair_connect(const img::InetSocket& s) {
     return sys_error("shutdown({})", how - 1);
   TRY(set_int(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_NO_QUEUE, "TCP_REPAIR_QUEUE"));
   TRY(set_after(fd, s));
-  return RepairedSocket{std::move(sock), t.send_queue().substr(sent)};
+  return RepairedSocket{std::move(sock), s.opts().reuseaddr()};
 }
 
 // A UDP datagram sent again to `to` from `from`: a stand-in bound at the
@@ -684,10 +701,14 @@ class InetSocketKind final : public Kind {
     if (!(s->type() == SOCK_STREAM && s->protocol() == IPPROTO_TCP) && !(s->type() == SOCK_DGRAM && s->protocol() == IPPROTO_UDP))
       return error(EOPNOTSUPP, "an {} socket of type {} and protocol {} (only TCP and UDP are): not supported", fam,
                    s->type(), s->protocol());
+    // inet_diag lists the sockets of the hash tables: a socket neither
+    // bound to a port nor connected (or bound without listening: TCP) is in
+    // none, and is closed.
+    InetDiag unlisted;
+    unlisted.state = kClose;
     auto found = ctx.inet_sockets.by_inode.find(s->inode());
-    if (found == ctx.inet_sockets.by_inode.end())
-      return error(EOPNOTSUPP, "an {} socket of another network namespace: not supported", fam);
-    const InetDiag& di = found->second;
+    if (found == ctx.inet_sockets.by_inode.end()) TRY(check_netns(fd, fam));
+    const InetDiag& di = found == ctx.inet_sockets.by_inode.end() ? unlisted : found->second;
     s->set_state(di.state);
     s->set_shutdown(di.shutdown);
     sockaddr_storage ss{};
@@ -730,7 +751,7 @@ class InetSocketKind final : public Kind {
     if (!ctx.tcp_repairs) return error(EINVAL, "no one to hold the connection in repair mode");
     TRY_CTX(set_int(fd, IPPROTO_TCP, TCP_REPAIR, 1, "TCP_REPAIR (needs CAP_NET_ADMIN)"), "{}", describe(*s));
     // Held from now on: out of repair mode again if the dump fails.
-    ctx.tcp_repairs->add(std::move(f));
+    ctx.tcp_repairs->add(std::move(f), s->opts().reuseaddr());
     uint64_t total = 0;
     return repair_dump(fd, di.state, s->mutable_tcp(), &total);
   }
@@ -890,10 +911,12 @@ class InetSocketKind final : public Kind {
 
 Result<void> TcpRepairs::leave() {
   Result<void> out;
-  for (UniqueFd& fd : fds_) {
-    if (!fd) continue;
-    const int off = 0;
-    if (setsockopt(fd.get(), IPPROTO_TCP, TCP_REPAIR, &off, sizeof(off)) < 0 && out) out = sys_error("leave TCP_REPAIR");
+  for (Held& h : fds_) {
+    if (!h.fd) continue;
+    const int off = 0, reuse = h.reuseaddr;
+    if (setsockopt(h.fd.get(), IPPROTO_TCP, TCP_REPAIR, &off, sizeof(off)) < 0 && out) out = sys_error("leave TCP_REPAIR");
+    if (setsockopt(h.fd.get(), SOL_SOCKET, SO_REUSEADDR, &reuse, sizeof(reuse)) < 0 && out)
+      out = sys_error("put SO_REUSEADDR back");
   }
   fds_.clear();
   return out;
@@ -903,7 +926,7 @@ Result<void> leave_repair(std::vector<RepairedSocket>& socks) {
   for (RepairedSocket& r : socks) {
     const int off = 0;
     if (setsockopt(r.fd.get(), IPPROTO_TCP, TCP_REPAIR, &off, sizeof(off)) < 0) return sys_error("leave TCP_REPAIR");
-    TRY(send_all(r.fd.get(), r.unsent, "unsent data"));
+    TRY(set_int(r.fd.get(), SOL_SOCKET, SO_REUSEADDR, r.reuseaddr, "SO_REUSEADDR"));
   }
   socks.clear();
   return {};

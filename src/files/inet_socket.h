@@ -31,24 +31,28 @@ class TcpRepairs {
   TcpRepairs(const TcpRepairs&) = delete;
   TcpRepairs& operator=(const TcpRepairs&) = delete;
   ~TcpRepairs() { (void)leave(); }
-  void add(UniqueFd fd) { fds_.push_back(std::move(fd)); }
+  // `reuseaddr`: its SO_REUSEADDR, which leaving repair mode clears.
+  void add(UniqueFd fd, bool reuseaddr) { fds_.push_back({std::move(fd), reuseaddr}); }
   size_t size() const { return fds_.size(); }
   // Out of repair mode, each; the first error, once all were tried.
   Result<void> leave();
   void close_silently() { fds_.clear(); }
 
  private:
-  std::vector<UniqueFd> fds_;
+  struct Held {
+    UniqueFd fd;
+    bool reuseaddr;
+  };
+  std::vector<Held> fds_;
 };
 
-// At restore: a connection made in repair mode, and what it sends once out
-// of it (the data that was not sent yet at dump).
+// At restore: a connection made in repair mode.
 struct RepairedSocket {
   UniqueFd fd;
-  std::string unsent;
+  bool reuseaddr = false;  // SO_REUSEADDR, set once out of repair mode (which clears it)
 };
-// Leaves repair mode on each, once the tree is restored, and queues what
-// each had not sent yet: the connections go on.
+// Leaves repair mode on each, once the tree is restored: the connections go
+// on.
 Result<void> leave_repair(std::vector<RepairedSocket>& socks);
 
 }  // namespace ckpt::files

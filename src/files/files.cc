@@ -254,7 +254,10 @@ int restorer_fd_slots(const img::FileDescs& descs, int tasks) {
   // While they are opened, a pipe's holder and the end of its pipe(2) no
   // description took yet (pipe.cc): two more at most per description.
   const auto pipes = std::ranges::count_if(descs.descs(), [](const img::FileDesc& d) { return d.has_pipe(); });
-  return descs.descs_size() + 2 * static_cast<int>(pipes) + tasks * kTempFdsPerTask + kCkptOwnFds;
+  // A TCP connection in repair mode: one more, held until the tree runs.
+  const auto repaired = std::ranges::count_if(descs.descs(), [](const img::FileDesc& d) { return d.inet().has_tcp(); });
+  return descs.descs_size() + 2 * static_cast<int>(pipes) + static_cast<int>(repaired) + tasks * kTempFdsPerTask +
+         kCkptOwnFds;
 }
 
 Result<NofileLimit> read_nofile_limit(pid_t pid) {

@@ -932,6 +932,25 @@ Result<void> leave_repair(std::vector<RepairedSocket>& socks) {
   return {};
 }
 
+std::string show_inet_socket(const img::InetSocket& s) {
+  std::string out = describe(s);
+  if (s.state() == kListen)
+    out += fmt::format(", backlog {}, {} connection{} to accept", s.backlog(), s.pending_size(),
+                       s.pending_size() == 1 ? "" : "s");
+  if (s.has_tcp())
+    out += fmt::format(", {} bytes to send ({} not sent yet), {} to read{}{}", s.tcp().send_queue().size(),
+                       s.tcp().unsent(), s.tcp().recv_queue().size(), s.tcp().fin_sent() ? ", FIN sent" : "",
+                       s.tcp().fin_received() ? ", FIN received" : "");
+  if (s.reconnect()) out += fmt::format(", waits in the accept queue of socket [{}]", s.listener());
+  if (s.queue_size()) {
+    uint64_t bytes = 0;
+    for (const std::string& m : s.queue()) bytes += m.size();
+    out += fmt::format(", {} datagram{} ({} bytes) to read", s.queue_size(), s.queue_size() == 1 ? "" : "s", bytes);
+  }
+  if (s.shutdown()) out += fmt::format(", shut down {}", s.shutdown() == 3 ? "both ways" : s.shutdown() == 2 ? "for writing" : "for reading");
+  return out;
+}
+
 std::vector<net::Connection> tcp_connections(const img::FileDescs& descs) {
   std::vector<net::Connection> out;
   for (const img::FileDesc& d : descs.descs()) {

@@ -16,6 +16,10 @@ namespace ckpt::files {
 // fdesc.img, a metadata image (at most 256 MiB, image/image_dir.h).
 inline constexpr uint64_t kMaxInetQueuesBytes = 128 << 20;
 
+// One line for people (ckpt show): "TCP socket [123] 127.0.0.1:5000 ->
+// 127.0.0.1:41234 (ESTABLISHED), 10 bytes to send, 4 to read".
+std::string show_inet_socket(const img::InetSocket& s);
+
 // Every established or half-closed TCP connection of the checkpoint (those
 // restored through TCP_REPAIR), for the network lock.
 std::vector<net::Connection> tcp_connections(const img::FileDescs& descs);

@@ -176,7 +176,8 @@ std::vector<Case> cases() {
       {"threads", {"8"}}, {"blocked", {}}, {"procstate", {}}, {"timers", {}},
       {"seccomp", {}}, {"creds", {}}, {"sigstate", {}}, {"rseqcs", {}}, {"trap", {}}, {"sharedmap", {}}, {"sched", {}},
       {"vmaflags", {}}, {"membarrier", {}}, {"prctlstate", {}},
-      {"ghosts", {}}, {"inotify", {}}, {"unixsk", {}}, {"eventfds", {}}, {"pipes", {}}, {"epoll", {}}};
+      {"ghosts", {}}, {"inotify", {}}, {"unixsk", {}}, {"eventfds", {}}, {"pipes", {}}, {"epoll", {}},
+      {"inetsk", {}}};
   for (const auto& [name, args] : wl)
     for (bool bp : {true, false}) out.push_back({name, args, bp, false});
   for (const auto& [name, args] : wl) out.push_back({name, args, true, true});

@@ -287,7 +287,7 @@ TEST(InetVerify, RejectsCraftedPayloads) {
       {"options out of range", [&](auto& x) { x.mutable_descs(conn)->mutable_inet()->mutable_tcp()->set_snd_wscale(15); }},
       {"without its repair data", [&](auto& x) { x.mutable_descs(conn)->mutable_inet()->clear_tcp(); }},
       {"without a port", [&](auto& x) { x.mutable_descs(listener)->mutable_inet()->set_local_port(0); }},
-      {"one per queued datagram", [&](auto& x) { x.mutable_descs(conn)->mutable_inet()->add_senders(); }},
+      {"datagrams queued on a TCP socket", [&](auto& x) { x.mutable_descs(conn)->mutable_inet()->add_senders(); }},
       {"IFNAMSIZ", [&](auto& x) { x.mutable_descs(conn)->mutable_inet()->mutable_opts()->set_bind_dev(std::string(40, 'x')); }},
       {"option out of range", [&](auto& x) { x.mutable_descs(conn)->mutable_inet()->mutable_opts()->set_sndbuf(1u << 31); }},
   };

@@ -205,6 +205,7 @@ const Kind& eventfd_kind();
 const Kind& signalfd_kind();
 const Kind& timerfd_kind();
 const Kind& inet_socket_kind();
+const Kind& netlink_socket_kind();
 
 // A terminal's device: pts, tty, console or ptmx.
 bool is_tty_dev(dev_t rdev);

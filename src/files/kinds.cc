@@ -8,7 +8,7 @@
 namespace ckpt::files {
 
 std::span<const Kind* const> kinds() {
-  static const std::array<const Kind*, 12> table = {
+  static const std::array<const Kind*, 13> table = {
       &terminal_kind(),
       &memfd_kind(),    // before regular: a memfd is a regular file without a name
       &deleted_kind(),  // likewise
@@ -21,6 +21,7 @@ std::span<const Kind* const> kinds() {
       &signalfd_kind(),
       &timerfd_kind(),
       &inet_socket_kind(),
+      &netlink_socket_kind(),
   };
   return table;
 }

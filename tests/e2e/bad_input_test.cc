@@ -136,7 +136,7 @@ TEST(BadDump, TreeHoldingCkpt) {
 TEST(BadDump, UnsupportedFd) {
   Harness h;
   pid_t pid = spawn([] {
-    if (socket(AF_NETLINK, SOCK_RAW, 0) < 0) _exit(1);
+    if (socket(AF_PACKET, SOCK_DGRAM, 0) < 0) _exit(1);  // not supported
   });
   CkptRun r = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
   EXPECT_NE(r.exit_code(), 0);

@@ -465,7 +465,7 @@ TEST(BadTree, UnsupportedFdInAGrandchild) {
   pid_t pid = spawn_root(true, [] {
     if (fork() == 0) {
       if (fork() == 0) {
-        if (socket(AF_NETLINK, SOCK_RAW, 0) < 0) _exit(1);
+        if (socket(AF_PACKET, SOCK_DGRAM, 0) < 0) _exit(1);  // not supported
         for (;;) pause();
       }
       for (;;) pause();

@@ -22,6 +22,7 @@
 #include "dump/seize.h"
 #include "dump/shmem.h"
 #include "files/files.h"
+#include "files/inet_socket.h"
 #include "files/locks.h"
 #include "files/pty.h"
 #include "image/cpu.h"
@@ -361,8 +362,13 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
     if (process_died(d.pid)) return error(ESRCH, "dump pid {}: pid {} died during the dump", root, d.pid);
   std::vector<files::TaskFds*> fds;
   for (TaskDump& d : dumps) fds.push_back(&d.fds);
+  // Connections put in repair mode while collected: out of it again when
+  // this goes (before `seized` lets the tasks go, on any error), or closed
+  // in it once the tree is killed.
+  files::TcpRepairs repairs;
   files::CollectContext fctx{
-      .ghost_limit = o.ghost_limit, .shmem_objects = shmem.objects(), .ext_unix_sk = o.ext_unix_sk};
+      .ghost_limit = o.ghost_limit, .shmem_objects = shmem.objects(), .ext_unix_sk = o.ext_unix_sk,
+      .tcp_established = o.tcp_established, .skip_in_flight = o.skip_in_flight, .tcp_repairs = &repairs};
   // Unix sockets, all in one sock_diag dump, if the tree has any.
   auto has_unix_socket = [](const TaskDump& d) {
     return std::ranges::find(d.fds.kinds, &files::unix_socket_kind()) != d.fds.kinds.end();
@@ -378,6 +384,11 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
   fctx.tree = &tree;
   for (pid_t who : {root, getpid()})
     if (auto st = proc::read_stat(who); st && st->tty_nr != 0) fctx.shell_ttys.insert(st->tty_nr);
+  auto has_inet_socket = [](const TaskDump& d) {
+    return std::ranges::find(d.fds.kinds, &files::inet_socket_kind()) != d.fds.kinds.end();
+  };
+  if (std::ranges::any_of(dumps, has_inet_socket))
+    fctx.inet_sockets = TRY_CTX(files::inet_diag_all(), "dump pid {}", root);
   const img::FileDescs descs = TRY_CTX(files::collect_descriptions(fds, fctx), "dump pid {}", root);
 
   // 5. Images: metadata, inventory last; the page server has every pages
@@ -390,7 +401,11 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
 
   // 6. The images are complete: now the tree may go.
   stats.set_frozen_ns(ns_since(freeze_start));
+  // A tree that goes on needs its connections out of repair mode first (a
+  // send in repair mode fails); a killed one closes them in it.
+  if (o.after != After::Kill) TRY_CTX(repairs.leave(), "dump pid {}", root);
   TRY_CTX(let_go(seized.threads, o.after), "dump pid {}", root);
+  if (o.after == After::Kill) repairs.close_silently();
   stats.set_dump_ns(ns_since(start));
   (void)dir.write("stats-dump.img", image::ImageKind::Stats, stats);
   return stats;

@@ -28,6 +28,8 @@ struct DumpOptions {
   bool shell_job = false;
   uint64_t ghost_limit = files::kDefaultGhostLimit;  // --ghost-limit
   bool ext_unix_sk = false;  // datagram unix sockets may have a peer outside the tree
+  bool tcp_established = false;  // --tcp-established: TCP connections through TCP_REPAIR
+  bool skip_in_flight = false;   // --skip-in-flight: drop connections from outside not yet accepted
   unsigned timeout_s = 10;  // give up seizing after this long
   bool fsync = false;       // images durable on disk before the task goes
   PageTransfer pages = PageTransfer::Splice;

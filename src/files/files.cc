@@ -254,7 +254,10 @@ int restorer_fd_slots(const img::FileDescs& descs, int tasks) {
   // While they are opened, a pipe's holder and the end of its pipe(2) no
   // description took yet (pipe.cc): two more at most per description.
   const auto pipes = std::ranges::count_if(descs.descs(), [](const img::FileDesc& d) { return d.has_pipe(); });
-  return descs.descs_size() + 2 * static_cast<int>(pipes) + tasks * kTempFdsPerTask + kCkptOwnFds;
+  // A TCP connection in repair mode: one more, held until the tree runs.
+  const auto repaired = std::ranges::count_if(descs.descs(), [](const img::FileDesc& d) { return d.inet().has_tcp(); });
+  return descs.descs_size() + 2 * static_cast<int>(pipes) + static_cast<int>(repaired) + tasks * kTempFdsPerTask +
+         kCkptOwnFds;
 }
 
 Result<NofileLimit> read_nofile_limit(pid_t pid) {
@@ -287,10 +290,12 @@ Result<void> check_restore_fits(pid_t pid, const img::Files& files, const img::M
 
 Result<PreparedFds> prepare_fds(const img::FileDescs& descs,
                                 std::span<const std::pair<pid_t, const img::Files*>> tasks,
-                                const std::map<uint32_t, UniqueFd>& shmem, bool check_files) {
+                                const std::map<uint32_t, UniqueFd>& shmem, bool check_files, bool tcp_close) {
   PreparedFds out;
   out.open.reserve(descs.descs_size());
   OpenState state(shmem, check_files);
+  state.tcp_close = tcp_close;
+  state.repaired = &out.repaired;
   for (const Kind* kind : kinds()) {
     std::vector<const img::FileDesc*> of_kind;
     for (const img::FileDesc& d : descs.descs())

@@ -14,6 +14,7 @@
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "ckpt.pb.h"
+#include "files/inet_socket.h"
 #include "files/kind.h"
 
 namespace ckpt::files {
@@ -77,6 +78,9 @@ struct TaskFdPlan {
 struct PreparedFds {
   std::vector<UniqueFd> open;      // one per open file description of the tree, by id - 1
   std::vector<TaskFdPlan> tasks;   // per task
+  // TCP connections in repair mode until the tree is restored
+  // (inet_socket.h: leave_repair); closed in it, silently, if it is not.
+  std::vector<RepairedSocket> repaired;
 };
 
 // In the restored task, its fds in place: each step, or the text of what
@@ -92,7 +96,8 @@ std::string run_in_task(std::span<const InTaskStep> steps);
 // `shmem`: the shared memory objects restore created (a memfd fd may be one).
 Result<PreparedFds> prepare_fds(const img::FileDescs& descs,
                                 std::span<const std::pair<pid_t, const img::Files*>> tasks,
-                                const std::map<uint32_t, UniqueFd>& shmem, bool check_files);
+                                const std::map<uint32_t, UniqueFd>& shmem, bool check_files,
+                                bool tcp_close = false);
 // F_SETOWN, once the owners exist (the kernel refuses a pid that does not).
 Result<void> set_owners(const img::FileDescs& descs, const PreparedFds& fds);
 

@@ -38,11 +38,15 @@
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "ckpt.pb.h"
+#include "files/inet_diag.h"
 #include "files/sock_diag.h"
 #include "proc/status.h"
 #include "tree/tree.h"
 
 namespace ckpt::files {
+
+class TcpRepairs;
+struct RepairedSocket;
 
 struct DumpFlags {
   bool shell_job = false;  // ttys are left to the restoring terminal
@@ -63,6 +67,11 @@ struct CollectContext {
   bool shell_job = false;
   std::set<uint64_t> shell_ttys;
   const tree::ProcessTree* tree = nullptr;
+  // Inet sockets (inet_socket.cc).
+  bool tcp_established = false;   // --tcp-established: connections through TCP_REPAIR
+  bool skip_in_flight = false;    // --skip-in-flight: drop connections not yet accepted from outside
+  InetSockets inet_sockets;       // of ckpt's network namespace, once the tree is frozen
+  TcpRepairs* tcp_repairs = nullptr;  // what collect put in repair mode, held by the dump
 };
 
 // An fd of a frozen task, as dump finds it.
@@ -94,6 +103,12 @@ class OpenState {
   // `check_files`: refuse a file that is not as it was dumped (its size).
   OpenState(const std::map<uint32_t, UniqueFd>& shmem, bool check_files) : shmem_(shmem), check_files_(check_files) {}
   bool check_files() const { return check_files_; }
+  // --tcp-close: established TCP connections come back closed.
+  bool tcp_close = false;
+  // TCP connections made in repair mode: they leave it once the tree is
+  // restored (inet_socket.h: leave_repair), and are closed in it, silently,
+  // if the restore fails.
+  std::vector<RepairedSocket>* repaired = nullptr;
   // Kept for every description of one object (a file without a name opened
   // twice): `keep` once, then `kept` gives it to each, or -1.
   void keep(int tag, uint64_t object, UniqueFd fd) { kept_[{tag, object}] = std::move(fd); }
@@ -202,6 +217,8 @@ const Kind& eventfd_kind();
 const Kind& signalfd_kind();
 const Kind& timerfd_kind();
 const Kind& pty_kind();
+const Kind& inet_socket_kind();
+const Kind& netlink_socket_kind();
 
 // A terminal's device: pts, tty, console or ptmx.
 bool is_tty_dev(dev_t rdev);

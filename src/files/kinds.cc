@@ -8,7 +8,7 @@
 namespace ckpt::files {
 
 std::span<const Kind* const> kinds() {
-  static const std::array<const Kind*, 12> table = {
+  static const std::array<const Kind*, 14> table = {
       &pty_kind(),  // before terminal: a pair of the tree's own
       &terminal_kind(),
       &memfd_kind(),    // before regular: a memfd is a regular file without a name
@@ -21,6 +21,8 @@ std::span<const Kind* const> kinds() {
       &eventfd_kind(),
       &signalfd_kind(),
       &timerfd_kind(),
+      &inet_socket_kind(),
+      &netlink_socket_kind(),
   };
   return table;
 }

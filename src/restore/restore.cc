@@ -310,7 +310,7 @@ struct Prepared {
   files::PreparedFds fds;
 };
 
-Result<void> prepare(TreeImages& t, const image::ImageDir& dir, bool check_files, Prepared* p) {
+Result<void> prepare(TreeImages& t, const image::ImageDir& dir, bool check_files, bool tcp_close, Prepared* p) {
   int need_fds = 0;
   for (const TaskImages& ti : t.tasks) need_fds = std::max(need_fds, files::restore_fd_slots(ti.files, ti.mm));
   need_fds = std::max(need_fds, files::restorer_fd_slots(t.descs, static_cast<int>(t.tasks.size())));
@@ -325,7 +325,7 @@ Result<void> prepare(TreeImages& t, const image::ImageDir& dir, bool check_files
     files.emplace_back(t.tasks[i].pid, &t.tasks[i].files);
     p->live_index[t.tasks[i].pid] = i;
   }
-  p->fds = TRY(files::prepare_fds(t.descs, files, p->shmem, check_files));
+  p->fds = TRY(files::prepare_fds(t.descs, files, p->shmem, check_files, tcp_close));
   return {};
 }
 
@@ -526,7 +526,7 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
 
   // 2. Open what the tasks will need, as ckpt, so errors come before any task.
   Prepared p;
-  TRY_CTX(prepare(t, dir, o.check_files, &p), "restore");
+  TRY_CTX(prepare(t, dir, o.check_files, o.tcp_close, &p), "restore");
   // The tasks meet here while they take their sessions and groups; mapped
   // before ckpt's maps are read, so that no boot region lands on it.
   Mapping shared = TRY_CTX(Mapping::map(arch::kPageSize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS), "restore");
@@ -598,6 +598,8 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   for (LiveTask& lt : live)
     if ((o.leave_stopped || lt.images->core.group_stopped()) && kill(lt.images->pid, SIGSTOP) < 0)
       return sys_error("restore pid {}: stop", lt.images->pid);
+  // The tree is whole: its TCP connections leave repair mode before it runs.
+  TRY_CTX(files::leave_repair(p.fds.repaired), "restore pid {}", pid);
   for (LiveTask& lt : live)
     for (size_t i = 0; i < lt.tracees.size(); i++)
       TRY_CTX(lt.tracees[i].detach(lt.steps.deliver[i]), "restore pid {}", lt.images->pid);

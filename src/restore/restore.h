@@ -29,6 +29,7 @@ struct RestoreOptions {
   // false: --skip-cpu-check, restore on a CPU that lacks features the
   // dumping one had.
   bool check_cpu = true;
+  bool tcp_close = false;      // --tcp-close: TCP connections come back closed
 };
 
 struct RestoreOutcome {

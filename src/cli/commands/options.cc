@@ -55,6 +55,10 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
   dump->add_flag("-j,--shell-job", c.dump.shell_job, "the process uses the terminal; restore gives it ckpt's");
   dump->add_flag("--ext-unix-sk", c.dump.ext_unix_sk, "a datagram unix socket connected to a named socket outside the "
                  "tree (/dev/log) is connected to that name again at restore");
+  dump->add_flag("--tcp-established", c.dump.tcp_established, "dump established TCP connections (through TCP_REPAIR); "
+                 "without it a tree with one is refused");
+  dump->add_flag("--skip-in-flight", c.dump.skip_in_flight, "drop the connections from outside the tree that wait "
+                 "in a listener's accept queue, instead of refusing the dump");
   dump->add_option("--timeout", c.dump.timeout_s, "give up seizing after N seconds")->check(CLI::Range(1u, 3600u));
   dump->add_option("--ghost-limit", c.dump.ghost_limit,
                    "store at most this many bytes of a deleted file or memfd (suffixes K, M, G)")
@@ -97,6 +101,10 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
                 "the dumping one had (the process must not use them)");
   rst->add_flag("--skip-file-check", skip_file_check, "map the dumped files even where the file now at their path "
                 "differs (size, mtime, inode, device or ELF build-id)");
+  bool tcp_established_r = false;
+  rst->add_flag("--tcp-established", tcp_established_r, "accepted as CRIU spells it: connections in the images are "
+                "restored anyway");
+  rst->add_flag("--tcp-close", c.restore.tcp_close, "restore established TCP connections closed");
   rst->add_flag("-j,--shell-job", shell_job_r, "the process uses the terminal (see dump --shell-job)");
 
   auto* mig = app.add_subcommand("migrate", "move a live process to another host: pre-dump rounds, the final dump, "

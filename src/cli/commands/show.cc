@@ -8,6 +8,7 @@
 
 #include "base/fs.h"
 #include "ckpt.pb.h"
+#include "files/inet_socket.h"
 #include "cli/commands/commands.h"
 #include "image/image_dir.h"
 #include "image/image_file.h"
@@ -111,6 +112,14 @@ Result<std::string> tree_summary(const image::ImageDir& dir) {
     }
     out += fmt::format("{:{}}pid {} ppid {} pgid {} sid {} comm {:?} {}\n", "", 2 * depth[i], k.pid, k.ppid, k.pgid,
                        k.sid, k.comm, state);
+  }
+  // Sockets, one a line (their records follow in fdesc.img).
+  img::FileDescs descs;
+  if (dir.exists(image::kFileDescsName) && dir.read(image::kFileDescsName, image::ImageKind::FileDescs, &descs)) {
+    std::string socks;
+    for (const img::FileDesc& d : descs.descs())
+      if (d.has_inet()) socks += fmt::format("  fdesc {}: {}\n", d.id(), files::show_inet_socket(d.inet()));
+    if (!socks.empty()) out += "\n=== sockets\n" + socks;
   }
   return out + "\n" + TRY(terminals_summary(dir));
 }

@@ -1,0 +1,99 @@
+#include "files/inet_diag.h"
+
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <string>
+
+#include "base/unique_fd.h"
+
+namespace ckpt::files {
+
+namespace {
+
+Result<InetDiag> parse(const nlmsghdr* h, uint8_t protocol) {
+  if (h->nlmsg_type == NLMSG_ERROR) {
+    if (h->nlmsg_len < NLMSG_LENGTH(sizeof(nlmsgerr))) return error(EPROTO, "inet_diag: short error reply");
+    const auto* e = static_cast<const nlmsgerr*>(NLMSG_DATA(h));
+    return error(-e->error, "inet_diag: the kernel's answer");
+  }
+  if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY || h->nlmsg_len < NLMSG_LENGTH(sizeof(inet_diag_msg)))
+    return error(EPROTO, "inet_diag: unexpected reply type {}", h->nlmsg_type);
+  const auto* m = static_cast<const inet_diag_msg*>(NLMSG_DATA(h));
+  InetDiag out;
+  out.family = m->idiag_family;
+  out.protocol = protocol;
+  out.state = m->idiag_state;
+  out.inode = m->idiag_inode;
+  memcpy(out.src.data(), m->id.idiag_src, 16);
+  memcpy(out.dst.data(), m->id.idiag_dst, 16);
+  out.sport = ntohs(m->id.idiag_sport);
+  out.dport = ntohs(m->id.idiag_dport);
+  out.rqueue = m->idiag_rqueue;
+  out.wqueue = m->idiag_wqueue;
+  const char* p = reinterpret_cast<const char*>(m) + NLMSG_ALIGN(sizeof(inet_diag_msg));
+  const char* end = reinterpret_cast<const char*>(h) + h->nlmsg_len;
+  while (end - p >= static_cast<ptrdiff_t>(sizeof(nlattr))) {
+    const auto* a = reinterpret_cast<const nlattr*>(p);
+    if (a->nla_len < sizeof(nlattr) || a->nla_len > end - p) return error(EPROTO, "inet_diag: bad attribute");
+    if ((a->nla_type & NLA_TYPE_MASK) == INET_DIAG_SHUTDOWN && a->nla_len > NLA_HDRLEN)
+      out.shutdown = static_cast<uint8_t>(p[NLA_HDRLEN]);
+    p += NLA_ALIGN(a->nla_len);
+  }
+  return out;
+}
+
+Result<void> dump_one(uint8_t family, uint8_t protocol, InetSockets& out) {
+  int s = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  if (s < 0) return sys_error("inet_diag: netlink socket");
+  UniqueFd nl(s);
+  struct {
+    nlmsghdr h;
+    inet_diag_req_v2 r;
+  } req{};
+  req.h.nlmsg_len = sizeof(req);
+  req.h.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  req.h.nlmsg_seq = 1;
+  req.r.sdiag_family = family;
+  req.r.sdiag_protocol = protocol;
+  req.r.idiag_states = ~0U;
+  // The shutdown attribute comes unasked; nothing else is wanted.
+  sockaddr_nl kernel{};
+  kernel.nl_family = AF_NETLINK;
+  if (sendto(nl.get(), &req, sizeof(req), 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel)) < 0)
+    return sys_error("inet_diag: ask for the sockets");
+  std::string buf(1 << 16, '\0');
+  for (;;) {
+    ssize_t n;
+    do n = recv(nl.get(), buf.data(), buf.size(), 0);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) return sys_error("inet_diag: read the answer");
+    if (n == 0) return error(EPROTO, "inet_diag: the dump ended early");
+    size_t left = static_cast<size_t>(n);
+    for (auto* h = reinterpret_cast<const nlmsghdr*>(buf.data()); NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
+      if (h->nlmsg_type == NLMSG_DONE) return {};
+      InetDiag d = TRY(parse(h, protocol));
+      if (d.inode) out.by_inode[d.inode] = d;
+      else out.fileless.push_back(d);
+    }
+  }
+}
+
+}  // namespace
+
+Result<InetSockets> inet_diag_all() {
+  InetSockets out;
+  for (uint8_t family : {AF_INET, AF_INET6})
+    for (uint8_t protocol : {IPPROTO_TCP, IPPROTO_UDP})
+      TRY_CTX(dump_one(family, protocol, out), "inet_diag of {} {}", family == AF_INET ? "IPv4" : "IPv6",
+              protocol == IPPROTO_TCP ? "TCP" : "UDP");
+  return out;
+}
+
+}  // namespace ckpt::files

@@ -11,6 +11,7 @@
 #include "base/result.h"
 #include "ckpt.pb.h"
 #include "image/image_dir.h"
+#include "net/netlock.h"
 #include "ptrace/completion.h"
 
 namespace ckpt::restore {
@@ -26,6 +27,9 @@ struct RestoreOptions {
   // false: --skip-file-check, map files that differ from the dumped ones
   // (size, mtime, inode, device, build-id) anyway.
   bool check_files = true;
+  // --network-lock: how a lock is made for the dumped connections where the
+  // dump's own is not in place (another machine); skip: none.
+  net::LockChoice network_lock = net::LockChoice::Auto;
 };
 
 struct RestoreOutcome {

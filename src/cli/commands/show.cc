@@ -9,6 +9,7 @@
 #include "base/fs.h"
 #include "ckpt.pb.h"
 #include "cli/commands/commands.h"
+#include "net/addr.h"
 #include "image/image_dir.h"
 #include "image/image_file.h"
 #include "image/messages.h"
@@ -63,6 +64,25 @@ Result<std::string> decode(const std::string& path, int fd, bool json) {
   return fmt::format("kind: {}\n{}", image::kind_name(kind), body);
 }
 
+// The network lock the dump left (net/netlock.h), its connections readable.
+std::string network_lock_summary(const img::Inventory& inv) {
+  if (!inv.has_network_lock()) return "";
+  const img::NetLock& l = inv.network_lock();
+  const char* where = l.method() == img::NetLock::NFTABLES ? "nftables table inet" : "iptables chain";
+  std::string out = fmt::format("=== network lock: {} {} (removed by restore), {} connection{}\n", where, l.name(),
+                                l.connections_size(), l.connections_size() == 1 ? "" : "s");
+  for (const img::NetLockConnection& c : l.connections()) {
+    net::Connection n{};
+    n.family = static_cast<int>(c.family());
+    std::copy_n(c.local_addr().begin(), std::min<size_t>(c.local_addr().size(), 16), n.local_addr.begin());
+    std::copy_n(c.remote_addr().begin(), std::min<size_t>(c.remote_addr().size(), 16), n.remote_addr.begin());
+    n.local_port = static_cast<uint16_t>(c.local_port());
+    n.remote_port = static_cast<uint16_t>(c.remote_port());
+    out += fmt::format("  tcp {}\n", net::describe(n));
+  }
+  return out + "\n";
+}
+
 // The tree, one task a line, children indented under their parent.
 Result<std::string> tree_summary(const image::ImageDir& dir) {
   img::Inventory inv;
@@ -83,7 +103,7 @@ Result<std::string> tree_summary(const image::ImageDir& dir) {
     out += fmt::format("{:{}}pid {} ppid {} pgid {} sid {} comm {:?} {}\n", "", 2 * depth[i], k.pid, k.ppid, k.pgid,
                        k.sid, k.comm, state);
   }
-  return out + "\n";
+  return out + "\n" + network_lock_summary(inv);
 }
 
 Result<std::string> show(const std::string& target, bool json) {

@@ -12,14 +12,19 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <regex>
 
+#include "base/fs.h"
 #include "base/unique_fd.h"
 #include "harness.h"
+#include "image/image_file.h"
+#include "net/netlock.h"
 
 namespace e2e {
 namespace {
@@ -202,6 +207,140 @@ TEST(NetLock, CheckSaysWhichLockWorks) {
   CkptRun c = h.ckpt({"check"});
   std::smatch m;
   EXPECT_TRUE(std::regex_search(c.out, m, std::regex("network lock +ok +nftables \\(dump's choice\\)"))) << c.out;
+}
+
+// A kill dump's lock as the inet kind will leave it, on a connection of the
+// test's own: a ckpt now dead (a child here) made it and handed it to the
+// checkpoint of the counter workload, whose inventory names it. Restore takes
+// it over and removes it once the tree runs, or when it fails.
+struct HeldLock {
+  UniqueFd client, server;
+  std::string name;
+};
+
+HeldLock hand_lock_to(Harness& h) {
+  HeldLock l;
+  UniqueFd lis(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  EXPECT_EQ(bind(lis.get(), reinterpret_cast<sockaddr*>(&a), len), 0);
+  EXPECT_EQ(listen(lis.get(), 1), 0);
+  EXPECT_EQ(getsockname(lis.get(), reinterpret_cast<sockaddr*>(&a), &len), 0);
+  l.client = UniqueFd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  EXPECT_EQ(connect(l.client.get(), reinterpret_cast<sockaddr*>(&a), len), 0);
+  l.server = UniqueFd(accept4(lis.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  sockaddr_in me{};
+  socklen_t ml = sizeof(me);
+  getsockname(l.client.get(), reinterpret_cast<sockaddr*>(&me), &ml);
+  ckpt::net::Connection c{.family = AF_INET};
+  memcpy(c.local_addr.data(), &me.sin_addr, 4);
+  memcpy(c.remote_addr.data(), &a.sin_addr, 4);
+  c.local_port = ntohs(me.sin_port);
+  c.remote_port = ntohs(a.sin_port);
+
+  int fds[2];
+  EXPECT_EQ(pipe(fds), 0);
+  const std::string images = ckpt::read_link("/proc/self/cwd").value_or("") + "/" + h.images();
+  pid_t pid = fork();
+  if (pid == 0) {
+    ckpt::Log log(0);
+    auto nl = ckpt::net::NetLock::lock(ckpt::net::LockChoice::Auto, {c}, log);
+    if (!nl || !nl->hand_over(h.images().starts_with("/") ? h.images() : images)) _exit(1);
+    ckpt::img::NetLock image = nl->image();
+    std::string bytes;
+    image.SerializeToString(&bytes);
+    if (write(fds[1], bytes.data(), bytes.size()) != ssize_t(bytes.size())) _exit(2);
+    nl->release();
+    _exit(0);
+  }
+  close(fds[1]);
+  std::string bytes(4096, '\0');
+  ssize_t n = read(fds[0], bytes.data(), bytes.size());
+  close(fds[0]);
+  int st;
+  waitpid(pid, &st, 0);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  bytes.resize(n > 0 ? n : 0);
+  ckpt::img::NetLock image;
+  EXPECT_TRUE(image.ParseFromString(bytes));
+  l.name = image.name();
+  // Into the inventory, as a kill dump writes it.
+  const std::string inv_path = h.images() + "/inventory.img";
+  auto framed = ckpt::read_file(inv_path);
+  EXPECT_TRUE(framed);
+  ckpt::img::Inventory inv;
+  EXPECT_TRUE(ckpt::image::unframe("inventory.img", *framed, ckpt::image::ImageKind::Inventory, &inv));
+  *inv.mutable_network_lock() = image;
+  const std::string out = ckpt::image::frame(ckpt::image::ImageKind::Inventory, inv);
+  UniqueFd f(open(inv_path.c_str(), O_WRONLY | O_TRUNC));
+  EXPECT_EQ(write(f.get(), out.data(), out.size()), ssize_t(out.size()));
+  return l;
+}
+
+TEST(NetLock, RestoreRemovesTheDumpsLockOnceTheTreeRuns) {
+  Harness h;
+  const pid_t pid = h.dump_workload("counter");
+  HeldLock l = hand_lock_to(h);
+  ASSERT_FALSE(l.name.empty());
+  // Held by the checkpoint: another ckpt run leaves it.
+  CkptRun c = h.ckpt({"check"});
+  EXPECT_NE(ruleset().find(l.name), std::string::npos) << "a lock the checkpoint holds was swept";
+  ASSERT_EQ(send(l.client.get(), "held", 4, 0), 4);
+  EXPECT_EQ(receive(l.server.get(), 300), "");
+  CkptRun v = h.ckpt({"verify", h.images()});
+  EXPECT_EQ(v.exit_code(), 0) << v.err;
+  CkptRun s = h.ckpt({"show", h.images()});
+  EXPECT_NE(s.out.find(fmt::format("=== network lock: nftables table inet {} (removed by restore), 1 connection", l.name)),
+            std::string::npos) << s.out;
+  CkptRun r = h.ckpt({"restore", "-d", "-D", h.images(), "-v3"});
+  ASSERT_EQ(r.exit_code(), 0) << r.err;
+  EXPECT_NE(r.err.find(fmt::format("network lock: nftables {} of the dump taken over", l.name)), std::string::npos)
+      << r.err;
+  EXPECT_EQ(ruleset().find(l.name), std::string::npos) << "still locked after the restore";
+  EXPECT_FALSE(record_of(l.name));
+  EXPECT_EQ(receive(l.server.get(), 15000), "held");
+  kill(pid, SIGTERM);
+  int st = h.wait_child(pid);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << read_text(h.workload_log("counter"));
+}
+
+// The restored task faults at its first instruction (its rip moved into a
+// page that can't be executed): the restore fails, and the lock goes too.
+TEST(NetLock, FailedRestoreRemovesTheDumpsLock) {
+  Harness h;
+  const pid_t pid = h.dump_workload("counter");
+  HeldLock l = hand_lock_to(h);
+  ASSERT_FALSE(l.name.empty());
+  const std::string core_path = fmt::format("{}/core-{}.img", h.images(), pid);
+  auto framed = ckpt::read_file(core_path);
+  ASSERT_TRUE(framed);
+  ckpt::img::TaskCore core;
+  ASSERT_TRUE(ckpt::image::unframe("core", *framed, ckpt::image::ImageKind::Core, &core));
+  auto mm_framed = ckpt::read_file(fmt::format("{}/mm-{}.img", h.images(), pid));
+  ckpt::img::MmImage mm;
+  ASSERT_TRUE(mm_framed && ckpt::image::unframe("mm", *mm_framed, ckpt::image::ImageKind::Mm, &mm));
+  uint64_t rip = 0;
+  for (const ckpt::img::Vma& v : mm.vmas())
+    if (v.kind() == ckpt::img::Vma::ANON_PRIVATE && !(v.prot() & PROT_EXEC) && (v.prot() & PROT_READ)) {
+      rip = v.start() + 64;
+      break;
+    }
+  ASSERT_NE(rip, 0u);
+  core.mutable_threads(0)->mutable_regs()->set_rip(rip);
+  const std::string out = ckpt::image::frame(ckpt::image::ImageKind::Core, core);
+  {
+    UniqueFd f(open(core_path.c_str(), O_WRONLY | O_TRUNC));
+    ASSERT_EQ(write(f.get(), out.data(), out.size()), ssize_t(out.size()));
+  }
+  ASSERT_EQ(send(l.client.get(), "held", 4, 0), 4);
+  CkptRun r = h.ckpt({"restore", "-d", "-D", h.images()});
+  EXPECT_NE(r.exit_code(), 0) << r.err;
+  EXPECT_FALSE(alive(pid));
+  EXPECT_EQ(ruleset().find(l.name), std::string::npos) << "still locked after a failed restore";
+  EXPECT_FALSE(record_of(l.name));
+  EXPECT_EQ(receive(l.server.get(), 15000), "held");
 }
 
 }  // namespace

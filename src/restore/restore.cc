@@ -463,10 +463,11 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   const tree::JoinPlan joins = TRY_CTX(t.tree.plan_joins(true), "restore");
   TRY_CTX(check_pids_free(t, joins), "restore");
   auto inherited = TRY_CTX(resolve_inherited(t), "restore");
-  // The dump's network lock, taken over: it goes once every task runs, and
-  // with a failed restore too, whose connections are gone for good: the
-  // peers had better hear a reset now than retransmit into a void for
-  // minutes (docs/netlock.md).
+  // The dump's network lock, taken over once the images are read and
+  // checked (a restore refused before leaves it, for a retry): it goes once
+  // every task runs, and with a restore that fails from here on too, whose
+  // connections are gone for good: the peers had better hear a reset now
+  // than retransmit into a void for minutes (docs/netlock.md).
   net::NetLock netlock =
       t.inventory.has_network_lock()
           ? TRY_CTX(net::NetLock::take_over(t.inventory.network_lock(),

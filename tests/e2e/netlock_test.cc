@@ -343,5 +343,38 @@ TEST(NetLock, FailedRestoreRemovesTheDumpsLock) {
   EXPECT_EQ(receive(l.server.get(), 15000), "held");
 }
 
+// A restore refused while it reads the images (here a flipped bit in the
+// mm image) changes nothing: the lock holds, for the restore that follows
+// once the image is whole again.
+TEST(NetLock, RestoreRefusedBeforeTakingOverLeavesTheLock) {
+  Harness h;
+  const pid_t pid = h.dump_workload("counter");
+  HeldLock l = hand_lock_to(h);
+  ASSERT_FALSE(l.name.empty());
+  const std::string mm = fmt::format("{}/mm-{}.img", h.images(), pid);
+  auto flip = [&] {
+    UniqueFd f(open(mm.c_str(), O_RDWR));
+    uint8_t b;
+    ASSERT_EQ(pread(f.get(), &b, 1, 40), 1);
+    b ^= 0x04;
+    ASSERT_EQ(pwrite(f.get(), &b, 1, 40), 1);
+  };
+  flip();
+  CkptRun bad = h.ckpt({"restore", "-d", "-D", h.images()});
+  EXPECT_NE(bad.exit_code(), 0) << bad.err;
+  EXPECT_NE(ruleset().find(l.name), std::string::npos) << "a refused restore took the lock away";
+  EXPECT_TRUE(record_of(l.name));
+  ASSERT_EQ(send(l.client.get(), "held", 4, 0), 4);
+  EXPECT_EQ(receive(l.server.get(), 300), "");
+  flip();
+  CkptRun r = h.ckpt({"restore", "-d", "-D", h.images()});
+  ASSERT_EQ(r.exit_code(), 0) << r.err;
+  EXPECT_EQ(ruleset().find(l.name), std::string::npos);
+  EXPECT_EQ(receive(l.server.get(), 15000), "held");
+  kill(pid, SIGTERM);
+  int st = h.wait_child(pid);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << read_text(h.workload_log("counter"));
+}
+
 }  // namespace
 }  // namespace e2e

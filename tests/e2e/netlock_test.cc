@@ -243,39 +243,35 @@ HeldLock hand_lock_to(Harness& h) {
   int fds[2];
   EXPECT_EQ(pipe(fds), 0);
   const std::string images = ckpt::read_link("/proc/self/cwd").value_or("") + "/" + h.images();
+  // The inventory names the lock before the lock names the checkpoint (as
+  // in a dump), so that no sweep meanwhile takes it for stale.
+  const std::string inv_path = h.images() + "/inventory.img";
   pid_t pid = fork();
   if (pid == 0) {
     ckpt::Log log(0);
     auto nl = ckpt::net::NetLock::lock(ckpt::net::LockChoice::Auto, {c}, log);
-    if (!nl || !nl->hand_over(h.images().starts_with("/") ? h.images() : images)) _exit(1);
-    ckpt::img::NetLock image = nl->image();
-    std::string bytes;
-    image.SerializeToString(&bytes);
-    if (write(fds[1], bytes.data(), bytes.size()) != ssize_t(bytes.size())) _exit(2);
+    if (!nl) _exit(1);
+    auto framed = ckpt::read_file(inv_path);
+    ckpt::img::Inventory inv;
+    if (!framed || !ckpt::image::unframe("inventory.img", *framed, ckpt::image::ImageKind::Inventory, &inv)) _exit(2);
+    *inv.mutable_network_lock() = nl->image();
+    const std::string out = ckpt::image::frame(ckpt::image::ImageKind::Inventory, inv);
+    UniqueFd f(open(inv_path.c_str(), O_WRONLY | O_TRUNC));
+    if (write(f.get(), out.data(), out.size()) != ssize_t(out.size())) _exit(3);
+    if (!nl->hand_over(h.images().starts_with("/") ? h.images() : images)) _exit(4);
+    const std::string name = nl->name();
+    if (write(fds[1], name.data(), name.size()) != ssize_t(name.size())) _exit(5);
     nl->release();
     _exit(0);
   }
   close(fds[1]);
-  std::string bytes(4096, '\0');
-  ssize_t n = read(fds[0], bytes.data(), bytes.size());
+  char buf[64] = {};
+  ssize_t n = read(fds[0], buf, sizeof(buf) - 1);
   close(fds[0]);
   int st;
   waitpid(pid, &st, 0);
-  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-  bytes.resize(n > 0 ? n : 0);
-  ckpt::img::NetLock image;
-  EXPECT_TRUE(image.ParseFromString(bytes));
-  l.name = image.name();
-  // Into the inventory, as a kill dump writes it.
-  const std::string inv_path = h.images() + "/inventory.img";
-  auto framed = ckpt::read_file(inv_path);
-  EXPECT_TRUE(framed);
-  ckpt::img::Inventory inv;
-  EXPECT_TRUE(ckpt::image::unframe("inventory.img", *framed, ckpt::image::ImageKind::Inventory, &inv));
-  *inv.mutable_network_lock() = image;
-  const std::string out = ckpt::image::frame(ckpt::image::ImageKind::Inventory, inv);
-  UniqueFd f(open(inv_path.c_str(), O_WRONLY | O_TRUNC));
-  EXPECT_EQ(write(f.get(), out.data(), out.size()), ssize_t(out.size()));
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "status " << st;
+  l.name = n > 0 ? std::string(buf, n) : "";
   return l;
 }
 

@@ -219,8 +219,9 @@ TEST(NetLock, LockNames) {
 }
 
 // A child makes a lock and "dies" without removing it, as a SIGKILLed
-// ckpt would (before or after handing it to an images directory).
-std::string lock_in_dead_child(const Connection& c, const std::string& images_dir) {
+// ckpt would (before or after handing it to an images directory, whose
+// inventory it names first, as a dump does: no sweep meanwhile takes it).
+std::string lock_in_dead_child(const Connection& c, const std::string& images_dir, bool inventory = false) {
   int fds[2];
   EXPECT_EQ(pipe(fds), 0);
   pid_t pid = fork();
@@ -229,6 +230,12 @@ std::string lock_in_dead_child(const Connection& c, const std::string& images_di
     Log log(0);
     auto l = NetLock::lock(LockChoice::Auto, {c}, log);
     if (!l) _exit(1);
+    if (inventory) {
+      img::Inventory inv;
+      *inv.mutable_network_lock() = l->image();
+      auto images = image::ImageDir::open(images_dir, image::SharedDir::Refuse);
+      if (!images || !images->write(image::kInventoryName, image::ImageKind::Inventory, inv)) _exit(4);
+    }
     if (!images_dir.empty() && !l->hand_over(images_dir)) _exit(2);
     const std::string name = l->name();
     if (write(fds[1], name.data(), name.size()) != ssize_t(name.size())) _exit(3);
@@ -265,13 +272,8 @@ TEST(NetLock, StaleLockGoesHeldLockStaysTakeOverRemoves) {
   char tmpl[] = "/tmp/ckpt-netlock-XXXXXX";
   ASSERT_TRUE(mkdtemp(tmpl));
   const std::string dir = tmpl;
-  const std::string held = lock_in_dead_child(a.conn, dir);
+  const std::string held = lock_in_dead_child(a.conn, dir, true);
   ASSERT_FALSE(held.empty());
-  img::Inventory inv;
-  auto images = image::ImageDir::open(dir, image::SharedDir::Refuse);
-  ASSERT_TRUE(images) << images.error().str();
-  inv.mutable_network_lock()->set_name(held);
-  ASSERT_TRUE(images->write(image::kInventoryName, image::ImageKind::Inventory, inv));
   cli::sweep_network_locks(true, log);
   EXPECT_TRUE(lock_there(held)) << "a lock a checkpoint holds was swept";
   send_text(a.client.get(), "held");

@@ -237,7 +237,9 @@ std::vector<MethodProbe> probe_methods(Log& log) {
       return remove_record(name);
     }();
     if (!works) log.debug("check: network lock {}: {}", method_name(m), works.error().str());
+    const bool done = works.has_value();
     out.push_back({m, std::move(works)});
+    if (done) break;
   }
   return out;
 }

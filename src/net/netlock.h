@@ -80,8 +80,11 @@ using HeldBy = std::function<bool(const std::string& images_dir, const std::stri
 // a readdir when there is nothing to do).
 void sweep_stale_locks(const HeldBy& held, bool everywhere, Log& log);
 
-// Each method, and whether a lock of it can be put in place and taken out
-// here (ckpt check): a lock without connections, made and removed.
+// The methods in dump's order up to the first that works here, and why
+// those before it don't (ckpt check): a lock without connections, made and
+// removed. Stops there: the iptables-nft tools create `table ip filter`
+// where there was none, which a machine using nftables should not get from
+// a check.
 struct MethodProbe {
   Method method;
   Result<void> works;

@@ -431,7 +431,8 @@ Row probe_memfd_exec() {
 }
 
 // Which network lock (net/netlock.h) dump would use: the first method that
-// works, each tried for real (a lock made and removed).
+// works, tried for real (a lock made and removed), and why those before it
+// don't.
 Row probe_network_lock(Log& log) {
   Row row{"network lock", Need::Optional};
   std::vector<std::string> works, fails;
@@ -441,8 +442,7 @@ Row probe_network_lock(Log& log) {
   }
   row.present = !works.empty();
   if (row.present)
-    row.detail = fmt::format("{} (dump's choice){}{}", works[0], works.size() > 1 ? "; also works: " : "",
-                             fmt::join(works.begin() + 1, works.end(), ", "));
+    row.detail = fmt::format("{} (dump's choice)", works[0]);
   else
     row.detail = "TCP connections can be dumped only with --network-lock skip";
   if (!fails.empty()) row.why = fmt::format("{}", fmt::join(fails, "; "));

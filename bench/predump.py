@@ -2,11 +2,15 @@
 """Iterative dump benchmark: a process of --mib MiB (default 1 GiB) that
 rewrites random 4 KiB pages at a fixed rate (bench_dirty), dumped plainly
 (stop-and-copy) and iteratively (--rounds pre-dump rounds back to back, then
-dump --prev-images-dir --track-mem), at each rate of --rates (MiB/s). Prints
+dump --prev-images-dir --track-mem), and moved with ckpt migrate into a
+fresh PID namespace, at each rate of --rates (MiB/s). Prints
 one markdown table: per round the time the process was frozen, the pages
 stored and the round's whole time; the final dump's frozen time against the
 plain dump's. Each iterative chain is restored and the process checks every
-page itself (bench_dirty exits 0 only if all are right).
+page itself (bench_dirty exits 0 only if all are right). A last table sets
+the downtime of ckpt migrate (frozen on the source until running on the
+destination) against stop-and-copy's (the plain dump's and its restore's
+wall time), with the bytes it sent against the resident memory.
 
     bench/predump.py [--build build] [--tmp /var/tmp] [--mib 1024] [--rates 32,128] [--rounds 3] [--warmup 2]
 
@@ -44,6 +48,7 @@ class Bench:
         self.dirty = os.path.join(args.build, "bench", "bench_dirty")
         self.work = tempfile.mkdtemp(prefix="ckpt-predump-", dir=args.tmp)
         os.chmod(self.work, 0o700)
+        self.migrations = []
 
     def start(self, rate):
         ready = os.path.join(self.work, "ready")
@@ -83,10 +88,16 @@ class Bench:
     def one_rate(self, rate):
         rows = []
         d = lambda n: os.path.join(self.work, n)
-        # Stop-and-copy.
+        # Stop-and-copy: the downtime of a move is the dump and the restore.
         pid = self.start(rate)
         plain = self.ckpt_run("dump", "-t", str(pid), "-D", d("plain"))
         self.reap(pid)
+        t = time.monotonic()
+        r = subprocess.run([self.ckpt, "restore", "-D", d("plain"), "-d"], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"restore: {r.stderr}")
+        plain["restore"] = (time.monotonic() - t) * 1000
+        self.reap(pid, signal.SIGTERM)
         shutil.rmtree(d("plain"))
         rows.append(("plain dump", plain))
         # Iterative.
@@ -115,7 +126,39 @@ class Bench:
             p = d(n)
             if os.path.isdir(p):
                 shutil.rmtree(p)
-        return rows, plain, final, ok
+        return rows, plain, final, ok and self.migrate(rate, plain)
+
+    def migrate(self, rate, plain):
+        """ckpt migrate into a fresh PID namespace over loopback: its downtime
+        and bytes sent; the moved process checks every page."""
+        d = lambda n: os.path.join(self.work, n)
+        pid = self.start(rate)
+        port = 20000 + os.getpid() % 20000
+        dst = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", self.ckpt, "migrate", "--listen",
+                                str(port), "--address", "127.0.0.1", "-D", d("dst")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 10
+        while f":{port:04X} 00000000:0000 0A" not in open("/proc/net/tcp").read():
+            if time.time() > deadline:
+                raise RuntimeError("migrate --listen never listened")
+            time.sleep(0.02)
+        r = subprocess.run([self.ckpt, "migrate", "-t", str(pid), "--to", f"127.0.0.1:{port}", "-D", d("src")],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"migrate: {r.stderr}")
+        self.reap(pid)
+        m = re.search(r"(\d+) pre-dump rounds, final dump (\d+) pages, (\d+) bytes sent, downtime ([0-9.]+) ms", r.stderr)
+        # unshare -> ckpt -> the moved process
+        ckpt_pid = int(open(f"/proc/{dst.pid}/task/{dst.pid}/children").read().split()[0])
+        moved = int(open(f"/proc/{ckpt_pid}/task/{ckpt_pid}/children").read().split()[0])
+        time.sleep(0.5)
+        os.kill(moved, signal.SIGTERM)
+        ok = dst.wait(timeout=60) == 0
+        for n in ("src", "dst"):
+            shutil.rmtree(d(n), ignore_errors=True)
+        self.migrations.append((rate, int(m.group(1)), int(m.group(2)), int(m.group(3)), float(m.group(4)),
+                                plain["wall"] + plain["restore"], ok))
+        return ok
 
     def run(self):
         print(f"| rate | step | frozen (ms) | pages stored | step time (ms) |")
@@ -133,6 +176,14 @@ class Bench:
         for rate, plain, final, ok in summary:
             print(f"| {rate} MiB/s | {plain['frozen']:.1f} | {final['frozen']:.1f} | "
                   f"{final['frozen'] / plain['frozen']:.1%} | {'yes' if ok else 'NO'} |")
+        print()
+        rss = self.a.mib * 1024 * 1024
+        print("| rate | stop-and-copy downtime (dump + restore, ms) | ckpt migrate downtime (ms) | ratio | rounds | "
+              "final pages | bytes sent / resident | every page right |")
+        print("|---|---:|---:|---:|---:|---:|---:|---|")
+        for rate, rounds, pages, sent, down, plain_down, ok in self.migrations:
+            print(f"| {rate} MiB/s | {plain_down:.0f} | {down:.0f} | {down / plain_down:.1%} | {rounds} | {pages} | "
+                  f"{sent / rss:.2f} | {'yes' if ok else 'NO'} |")
         return all(ok for *_, ok in summary)
 
 

@@ -34,12 +34,12 @@ fi
 cxx=clang++-16
 out=build-fuzz
 mkdir -p "$out/obj" "$out/artifacts"
-flags=(-std=gnu++2b -O1 -g -fno-omit-frame-pointer -Wno-macro-redefined -D__cpp_concepts=202002L
+flags=(-std=gnu++2b -O1 -g -fno-omit-frame-pointer -Wno-macro-redefined -D__cpp_concepts=202002L -DCKPT_VERSION=\"fuzz\"
        -Isrc -Ibuild -Itests/fuzz)
 san=-fsanitize=address,undefined
 # Instrumented for coverage: the code under test. The generated protobuf code
 # is sanitized but not coverage-instrumented (it would only dilute the signal).
-sources=(src/image/*.cc src/base/*.cc src/proc/*.cc src/tree/*.cc src/files/*.cc src/arch/x86_64/regs.cc tests/fuzz/targets.cc)
+sources=(src/image/*.cc src/base/*.cc src/proc/*.cc src/tree/*.cc src/files/*.cc src/arch/x86_64/regs.cc src/arch/x86_64/cpu_features.cc tests/fuzz/targets.cc)
 
 objs=()
 compile() {  # source, object, extra flags...

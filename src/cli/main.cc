@@ -37,6 +37,8 @@ int main(int argc, char** argv) {
     case Verb::Dump: return run_dump(c, log);
     case Verb::PreDump: return run_pre_dump(c, log);
     case Verb::PageServer: return run_page_server(c, log);
+    case Verb::MigrateOut: return run_migrate_out(c, log);
+    case Verb::MigrateIn: return run_migrate_in(c, log);
     case Verb::Restore: return run_restore(c, log);
     case Verb::Verify: return run_verify(c, log);
     case Verb::Check:

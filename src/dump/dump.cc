@@ -3,7 +3,6 @@
 #include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,6 +12,7 @@
 #include <utility>
 
 #include "arch/x86_64/page.h"
+#include "arch/x86_64/xsave.h"
 #include "base/fs.h"
 #include "dump/core.h"
 #include "dump/memory.h"
@@ -23,7 +23,9 @@
 #include "dump/shmem.h"
 #include "files/files.h"
 #include "files/locks.h"
+#include "image/cpu.h"
 #include "image/image_dir.h"
+#include "image/inventory.h"
 #include "net/tree_connections.h"
 #include "proc/status.h"
 #include "parasite/leftovers.h"
@@ -257,17 +259,13 @@ Result<void> write_images(const DumpOptions& o, image::ImageDir& dir, const tree
   if (!shmem.empty()) TRY(dir.write(image::kShmemName, image::ImageKind::Shmem, shmem.image()));
   TRY_CTX(o.faults.at("images"), "write images");
 
-  img::Inventory inv;
-  inv.set_format_version(image::kFormatVersion);
-  inv.set_root_pid(tree.root().pid);
-  for (pid_t pid : tree.alive()) inv.add_pids(pid);
-  utsname u;
-  if (uname(&u) == 0) inv.set_kernel_release(u.release);
-  inv.set_ckpt_version(CKPT_VERSION);
-  inv.set_dump_unix_ns(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                           std::chrono::system_clock::now().time_since_epoch()).count());
-  inv.set_page_size(arch::kPageSize);
+  img::Inventory inv = image::new_inventory(tree.root().pid, tree.alive());
   if (has_parent) inv.set_parent_dir(o.prev_dir);
+  uint64_t xfeatures = 0;
+  for (const TaskDump& d : tasks)
+    for (const img::ThreadCore& th : d.core.threads())
+      xfeatures |= arch::xsave_state_bv({reinterpret_cast<const uint8_t*>(th.xsave().data()), th.xsave().size()});
+  *inv.mutable_cpu() = image::record_cpu(xfeatures);
   if (netlock) *inv.mutable_network_lock() = netlock->image();
   return dir.write(image::kInventoryName, image::ImageKind::Inventory, inv);
 }

@@ -1,7 +1,6 @@
 #include "dump/pre_dump.h"
 
 #include <fcntl.h>
-#include <sys/utsname.h>
 
 #include <chrono>
 #include <optional>
@@ -14,6 +13,7 @@
 #include "dump/seize.h"
 #include "dump/uffd_keeper.h"
 #include "dump/uffd_tracker.h"
+#include "image/inventory.h"
 #include "image/page_sink.h"
 #include "image/socket_sink.h"
 #include "parasite/leftovers.h"
@@ -132,16 +132,7 @@ Result<img::Stats> round(const DumpOptions& o, image::ImageDir& dir, Log& log) {
   TRY(dir.write(image::mm_name(pid), image::ImageKind::Mm, f.mm));
   TRY(dir.write(image::pagemap_name(pid), image::ImageKind::PageMap, f.map));
 
-  img::Inventory inv;
-  inv.set_format_version(image::kFormatVersion);
-  inv.set_root_pid(pid);
-  inv.add_pids(pid);
-  utsname u;
-  if (uname(&u) == 0) inv.set_kernel_release(u.release);
-  inv.set_ckpt_version(CKPT_VERSION);
-  inv.set_dump_unix_ns(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                           std::chrono::system_clock::now().time_since_epoch()).count());
-  inv.set_page_size(arch::kPageSize);
+  img::Inventory inv = image::new_inventory(pid, {pid});
   inv.set_pre_dump(true);
   if (cover) inv.set_parent_dir(o.prev_dir);
   TRY(dir.write(image::kInventoryName, image::ImageKind::Inventory, inv));

@@ -13,6 +13,8 @@
 #include <cstring>
 #include <vector>
 
+#include "base/scm.h"
+
 namespace ckpt::dump {
 
 namespace {
@@ -46,22 +48,8 @@ void close_all_but(std::vector<int> keep) {
 }
 
 Result<void> send_fd(int sock, int32_t err, int fd) {
-  Reply r{err};
-  iovec v{&r, sizeof r};
-  msghdr m{};
-  m.msg_iov = &v;
-  m.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  if (fd >= 0) {
-    m.msg_control = control;
-    m.msg_controllen = sizeof control;
-    cmsghdr* c = CMSG_FIRSTHDR(&m);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  }
-  if (sendmsg(sock, &m, MSG_NOSIGNAL) < 0) return sys_error("send the userfaultfd");
+  const Reply r{err};
+  if (send_with_fd(sock, &r, sizeof r, fd) < 0) return sys_error("send the userfaultfd");
   return {};
 }
 
@@ -138,24 +126,14 @@ Result<UniqueFd> take_from_keeper(const image::ImageDir& prev, pid_t pid) {
   if (send(sock.get(), &req, sizeof req, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof req))
     return sys_error("ask the userfaultfd keeper at {}", prev.file(kKeeperSocket));
   Reply r{};
-  iovec v{&r, sizeof r};
-  msghdr m{};
-  m.msg_iov = &v;
-  m.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  m.msg_control = control;
-  m.msg_controllen = sizeof control;
-  ssize_t n = recvmsg(sock.get(), &m, MSG_CMSG_CLOEXEC);
+  std::vector<UniqueFd> fds;
+  ssize_t n = recv_with_fds(sock.get(), &r, sizeof r, &fds, 1);
   if (n < 0) return sys_error("hear from the userfaultfd keeper at {}", prev.file(kKeeperSocket));
   if (n != static_cast<ssize_t>(sizeof r))
     return error(ECONNREFUSED, "the userfaultfd keeper at {} hung up", prev.file(kKeeperSocket));
   if (r.err) return error(r.err, "the userfaultfd keeper at {} keeps no fd for pid {}", prev.file(kKeeperSocket), pid);
-  cmsghdr* c = CMSG_FIRSTHDR(&m);
-  if (!c || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int)))
-    return error(EPROTO, "the userfaultfd keeper at {} sent no fd", prev.file(kKeeperSocket));
-  int fd;
-  std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
-  return UniqueFd(fd);
+  if (fds.size() != 1) return error(EPROTO, "the userfaultfd keeper at {} sent no fd", prev.file(kKeeperSocket));
+  return std::move(fds[0]);
 }
 
 }  // namespace ckpt::dump

@@ -21,6 +21,8 @@ namespace {
 
 constexpr size_t kChunk = 1 << 20;
 
+}  // namespace
+
 Result<void> read_exact(int fd, void* p, size_t n, const char* what) {
   auto* c = static_cast<char*>(p);
   while (n > 0) {
@@ -34,6 +36,8 @@ Result<void> read_exact(int fd, void* p, size_t n, const char* what) {
   return {};
 }
 
+namespace {
+
 // Only the names of pages files: nothing else of the directory can be
 // written from the network.
 bool pages_file_name(std::string_view n) {
@@ -46,6 +50,8 @@ bool pages_file_name(std::string_view n) {
   }
   return false;
 }
+
+}  // namespace
 
 Result<UniqueFd> listen_on(const std::string& address, uint16_t port) {
   UniqueFd s(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -64,13 +70,25 @@ Result<UniqueFd> listen_on(const std::string& address, uint16_t port) {
   return s;
 }
 
-// One file: its bytes into a temporary, renamed into place once whole and
-// its pages header checked.
-Result<uint64_t> receive_file(ImageDir& dir, int conn, const WireHeader& h) {
+namespace {
+
+// A metadata image's name: lower-case words and a number, ".img".
+bool image_file_name(std::string_view n) {
+  if (!n.ends_with(".img") || n.size() <= 4) return false;
+  n.remove_suffix(4);
+  return n.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") == std::string_view::npos &&
+         n.front() >= 'a' && n.front() <= 'z';
+}
+
+}  // namespace
+
+Result<uint64_t> receive_file(ImageDir& dir, int conn, const WireHeader& h, Accept accept) {
   if (h.name_len == 0 || h.name_len > kWireMaxName) return error(EPROTO, "a file name of {} bytes", h.name_len);
   const std::string name(h.name, h.name_len);
-  if (!pages_file_name(name)) return error(EPERM, "'{}' is not the name of a pages file", name);
-  if (h.length < kPagesDataOffset) return error(EPROTO, "{}: {} bytes is shorter than its header", name, h.length);
+  const bool pages = pages_file_name(name);
+  if (!pages && !(accept == Accept::Images && image_file_name(name)))
+    return error(EPERM, "'{}' is not the name of a {}", name, accept == Accept::Images ? "ckpt image" : "pages file");
+  if (pages && h.length < kPagesDataOffset) return error(EPROTO, "{}: {} bytes is shorter than its header", name, h.length);
   TempFile tmp = TRY(dir.create_temp(name));
   std::vector<char> buf(kChunk);
   for (uint64_t left = h.length; left > 0;) {
@@ -83,6 +101,11 @@ Result<uint64_t> receive_file(ImageDir& dir, int conn, const WireHeader& h) {
   TRY(read_exact(conn, &e, sizeof e, "the end of a file"));
   if (std::memcmp(e.magic, kWireEndMagic, sizeof e.magic) != 0 || e.length != h.length)
     return error(EPROTO, "{}: the stream does not end as announced", name);
+  // Metadata images carry their own checksum, checked where they are read.
+  if (!pages) {
+    TRY(dir.commit(tmp));
+    return h.length;
+  }
   // The temporary is write-only: its header is read through a new handle.
   UniqueFd rd = TRY(dir.open_read(tmp.temp_name()));
   const uint64_t data = TRY(check_pages_file(dir.file(tmp.temp_name()), rd.get()));
@@ -92,7 +115,6 @@ Result<uint64_t> receive_file(ImageDir& dir, int conn, const WireHeader& h) {
   return h.length;
 }
 
-}  // namespace
 
 Result<ServedSession> serve_pages(ImageDir& dir, const std::string& address, uint16_t port, Log& log) {
   signal(SIGPIPE, SIG_IGN);  // a dump gone is an error on the connection
@@ -120,7 +142,7 @@ Result<ServedSession> serve_pages(ImageDir& dir, const std::string& address, uin
         return {};
       }
       if (h.kind != kWireFile) return error(EPROTO, "unknown frame kind {}", h.kind);
-      auto got = receive_file(dir, conn.get(), h);
+      auto got = receive_file(dir, conn.get(), h, Accept::Pages);
       st.err = got ? 0 : (got.error().err ? got.error().err : EIO);
       (void)write_all(conn.get(), &st, sizeof st);
       if (!got) return std::unexpected(got.error());

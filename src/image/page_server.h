@@ -7,7 +7,9 @@
 
 #include "base/log.h"
 #include "base/result.h"
+#include "base/unique_fd.h"
 #include "image/image_dir.h"
+#include "image/page_wire.h"
 
 namespace ckpt::image {
 
@@ -15,6 +17,16 @@ struct ServedSession {
   uint64_t files = 0;
   uint64_t bytes = 0;
 };
+
+// The pieces `ckpt migrate --listen` shares with the page server.
+Result<UniqueFd> listen_on(const std::string& address, uint16_t port);
+Result<void> read_exact(int fd, void* p, size_t n, const char* what);
+// Which files a session may write: pages files only (page-server), or every
+// image of a checkpoint (migrate).
+enum class Accept { Pages, Images };
+// One file announced by `h`: its bytes into a temporary, renamed into place
+// once whole (and, for a pages file, its header checked). Returns its length.
+Result<uint64_t> receive_file(ImageDir& dir, int conn, const WireHeader& h, Accept accept);
 
 // Listens on address:port (address empty: every address), serves one
 // connection, returns once it ended with kDone. Any other end (the peer

@@ -25,7 +25,10 @@ inline constexpr char kWireMagic[8] = {'C', 'K', 'P', 'T', 'P', 'S', 'V', '1'};
 inline constexpr char kWireEndMagic[8] = {'C', 'K', 'P', 'T', 'P', 'E', 'N', 'D'};
 inline constexpr size_t kWireMaxName = 64;
 
-enum WireKind : uint32_t { kWireFile = 1, kWireDone = 2 };
+// ckpt migrate adds: kWireRound names the round (a subdirectory of the
+// receiver's directory) the next files belong to; kWireRestore asks the
+// receiver to restore that round and is answered by a WireRestored.
+enum WireKind : uint32_t { kWireFile = 1, kWireDone = 2, kWireRound = 3, kWireRestore = 4 };
 
 struct WireHeader {
   char magic[8];
@@ -45,6 +48,12 @@ struct WireEnd {
 
 struct WireStatus {
   int32_t err;  // 0: in place
+};
+
+struct WireRestored {
+  int32_t err;        // 0: the restored tree runs
+  int32_t pid;        // its root, in the receiver's PID namespace
+  char message[504];  // why not, NUL-terminated
 };
 
 }  // namespace ckpt::image

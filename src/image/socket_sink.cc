@@ -4,7 +4,9 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -31,6 +33,17 @@ Result<void> read_exact(int fd, void* p, size_t n, const std::string& peer) {
   return {};
 }
 
+WireHeader header(WireKind kind, const std::string& name, uint64_t length) {
+  WireHeader h{};
+  std::memcpy(h.magic, kWireMagic, sizeof h.magic);
+  h.kind = kind;
+  h.name_len = static_cast<uint32_t>(std::min(name.size(), kWireMaxName));
+  h.length = length;
+  std::memcpy(h.name, name.data(), h.name_len);
+  h.crc = crc32c(&h, offsetof(WireHeader, crc));
+  return h;
+}
+
 class SocketPageSink final : public PageSink {
  public:
   SocketPageSink(int fd, std::string name, std::string peer)
@@ -40,13 +53,7 @@ class SocketPageSink final : public PageSink {
 
  private:
   Result<void> start(uint64_t bytes) override {
-    WireHeader h{};
-    std::memcpy(h.magic, kWireMagic, sizeof h.magic);
-    h.kind = kWireFile;
-    h.name_len = static_cast<uint32_t>(file_.size());
-    h.length = bytes;
-    std::memcpy(h.name, file_.data(), std::min(file_.size(), kWireMaxName));
-    h.crc = crc32c(&h, offsetof(WireHeader, crc));
+    const WireHeader h = header(kWireFile, file_, bytes);
     length_ = bytes;
     return write_all(fd_, &h, sizeof h);
   }
@@ -97,15 +104,53 @@ std::unique_ptr<PageSink> PageServerConn::sink(const std::string& name) {
 }
 
 Result<void> PageServerConn::done() {
-  WireHeader h{};
-  std::memcpy(h.magic, kWireMagic, sizeof h.magic);
-  h.kind = kWireDone;
-  h.crc = crc32c(&h, offsetof(WireHeader, crc));
+  const WireHeader h = header(kWireDone, "", 0);
   TRY_CTX(write_all(fd_.get(), &h, sizeof h), "page server {}", peer_);
   WireStatus st{};
   TRY(read_exact(fd_.get(), &st, sizeof st, peer_));
   if (st.err) return error(st.err, "page server {} refused the end of the session", peer_);
   return {};
+}
+
+Result<void> PageServerConn::begin_round(const std::string& name) {
+  const WireHeader h = header(kWireRound, name, 0);
+  TRY_CTX(write_all(fd_.get(), &h, sizeof h), "migrate to {}", peer_);
+  WireStatus st{};
+  TRY(read_exact(fd_.get(), &st, sizeof st, peer_));
+  if (st.err) return error(st.err, "{} refused round {}", peer_, name);
+  return {};
+}
+
+Result<uint64_t> PageServerConn::send_file(const ImageDir& dir, const std::string& name) {
+  UniqueFd in = TRY(dir.open_read(name));
+  struct stat st;
+  if (fstat(in.get(), &st) < 0) return sys_error("{}", dir.file(name));
+  const uint64_t length = static_cast<uint64_t>(st.st_size);
+  const WireHeader h = header(kWireFile, name, length);
+  TRY_CTX(write_all(fd_.get(), &h, sizeof h), "send {} to {}", name, peer_);
+  for (off_t off = 0; static_cast<uint64_t>(off) < length;) {
+    ssize_t n = sendfile(fd_.get(), in.get(), &off, length - static_cast<uint64_t>(off));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return n < 0 ? sys_error("send {} to {}", name, peer_) : error(EIO, "{} shrank while sent", dir.file(name));
+  }
+  WireEnd e{};
+  std::memcpy(e.magic, kWireEndMagic, sizeof e.magic);
+  e.length = length;
+  TRY_CTX(write_all(fd_.get(), &e, sizeof e), "send {} to {}", name, peer_);
+  WireStatus s{};
+  TRY(read_exact(fd_.get(), &s, sizeof s, peer_));
+  if (s.err) return error(s.err, "{} refused {}", peer_, name);
+  return length + sizeof h + sizeof e;
+}
+
+Result<pid_t> PageServerConn::restore(const std::string& name) {
+  const WireHeader h = header(kWireRestore, name, 0);
+  TRY_CTX(write_all(fd_.get(), &h, sizeof h), "migrate to {}", peer_);
+  WireRestored r{};
+  TRY(read_exact(fd_.get(), &r, sizeof r, peer_));
+  r.message[sizeof r.message - 1] = '\0';
+  if (r.err) return error(r.err, "restore on {}: {}", peer_, r.message);
+  return r.pid;
 }
 
 }  // namespace ckpt::image

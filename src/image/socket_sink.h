@@ -8,6 +8,7 @@
 
 #include "base/result.h"
 #include "base/unique_fd.h"
+#include "image/image_dir.h"
 #include "image/page_sink.h"
 
 namespace ckpt::image {
@@ -19,6 +20,12 @@ class PageServerConn {
   std::unique_ptr<PageSink> sink(const std::string& name);
   // Ends the session: the server keeps what it received.
   Result<void> done();
+  // ckpt migrate: the files that follow go to round `name` on the receiver;
+  // `send_file` streams one whole image of `dir`; `restore` has the
+  // receiver restore round `name` and returns the restored root's pid there.
+  Result<void> begin_round(const std::string& name);
+  Result<uint64_t> send_file(const ImageDir& dir, const std::string& name);
+  Result<pid_t> restore(const std::string& name);
   int fd() const { return fd_.get(); }
   const std::string& peer() const { return peer_; }
 

@@ -13,6 +13,7 @@
 #include <memory>
 #include <set>
 
+#include "arch/x86_64/cpu_features.h"
 #include "arch/x86_64/page.h"
 #include "arch/x86_64/regs.h"
 #include "arch/x86_64/xsave.h"
@@ -80,6 +81,9 @@ Result<void> check_inventory(const std::string& name, const img::Inventory& inv)
   }
   if (!seen.contains(inv.root_pid()))
     return error(EINVAL, "{}: root pid {} is not among the listed pids", name, inv.root_pid());
+  if (inv.cpu().cpuid_size() != 0 && inv.cpu().cpuid_size() != arch::kCpuidWordCount)
+    return error(EINVAL, "{}: {} CPUID words, this ckpt records {}", name, inv.cpu().cpuid_size(),
+                 arch::kCpuidWordCount);
   if (inv.has_network_lock()) TRY(check_network_lock(name, inv.network_lock()));
   return {};
 }

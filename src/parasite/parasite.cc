@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "arch/x86_64/page.h"
+#include "base/scm.h"
 #include "arch/x86_64/sigframe.h"
 #include "pie/parasite_blob.h"
 #include "proc/status.h"
@@ -227,21 +228,7 @@ Parasite::~Parasite() {
 }
 
 Result<void> Parasite::send(abi::ParasiteMsg msg, int fd) {
-  iovec v{&msg, sizeof msg};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr m{};
-  m.msg_iov = &v;
-  m.msg_iovlen = 1;
-  if (fd >= 0) {
-    m.msg_control = control;
-    m.msg_controllen = sizeof control;
-    cmsghdr* c = CMSG_FIRSTHDR(&m);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  }
-  if (sendmsg(sock_.get(), &m, MSG_NOSIGNAL) != sizeof msg)
+  if (send_with_fd(sock_.get(), &msg, sizeof msg, fd) != sizeof msg)
     return sys_error("task {}: send command {} to the parasite", leader_->tid(), msg.cmd);
   return {};
 }
@@ -290,26 +277,9 @@ Result<abi::ParasiteReply> Parasite::receive(std::vector<UniqueFd>* fds) {
     pollfd pfd{sock_.get(), POLLIN, 0};
     TRY(poll_while_running({&pfd, 1}, *leader_));
     abi::ParasiteReply r;
-    iovec v{&r, sizeof r};
-    alignas(cmsghdr) char control[CMSG_SPACE(abi::kMaxFdsPerCall * sizeof(int))];
-    msghdr m{};
-    m.msg_iov = &v;
-    m.msg_iovlen = 1;
-    m.msg_control = control;
-    m.msg_controllen = sizeof control;
-    ssize_t got = recvmsg(sock_.get(), &m, MSG_CMSG_CLOEXEC);
+    ssize_t got = recv_with_fds(sock_.get(), &r, sizeof r, fds, abi::kMaxFdsPerCall);
     if (got < 0 && errno == EINTR) continue;
     if (got < 0) return sys_error("task {}: read the parasite's reply", leader_->tid());
-    for (cmsghdr* c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
-      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-      size_t nfds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      for (size_t i = 0; i < nfds; i++) {
-        int fd;
-        std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-        if (fds) fds->emplace_back(fd);
-        else close(fd);
-      }
-    }
     if (got == 0) {
       TRY(check_running(*leader_));
       return error(ECONNRESET, "task {}: the parasite closed its socket", leader_->tid());

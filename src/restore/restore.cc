@@ -22,6 +22,7 @@
 #include "base/fs.h"
 #include "base/mapping.h"
 #include "files/file_id.h"
+#include "image/cpu.h"
 #include "image/image_dir.h"
 #include "image/verify.h"
 #include "pie/restorer_blob.h"
@@ -459,6 +460,7 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   const auto start = Clock::now();
   // 1. Read and check everything before touching anything.
   TreeImages t = TRY_CTX(load_images(dir), "restore");
+  if (o.check_cpu) TRY_CTX(image::check_cpu(t.inventory.cpu(), dir.file(image::kInventoryName)), "restore");
   const pid_t pid = t.inventory.root_pid();
   const tree::JoinPlan joins = TRY_CTX(t.tree.plan_joins(true), "restore");
   TRY_CTX(check_pids_free(t, joins), "restore");

@@ -27,6 +27,9 @@ struct RestoreOptions {
   // false: --skip-file-check, map files that differ from the dumped ones
   // (size, mtime, inode, device, build-id) anyway.
   bool check_files = true;
+  // false: --skip-cpu-check, restore on a CPU that lacks features the
+  // dumping one had.
+  bool check_cpu = true;
   // --network-lock: how a lock is made for the dumped connections where the
   // dump's own is not in place (another machine); skip: none.
   net::LockChoice network_lock = net::LockChoice::Auto;

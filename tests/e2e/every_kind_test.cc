@@ -249,15 +249,7 @@ TEST_P(EveryKind, RestoredOrRefusedAtDump) {
   Harness h;
   const std::string work = h.dir() + "/work";
   ASSERT_EQ(mkdir(work.c_str(), 0700), 0);
-  pid_t pid = fork();
-  if (pid == 0) {
-    setsid();
-    syscall(SYS_close_range, 3, ~0U, 0);
-    int null = open("/dev/null", O_RDWR);
-    dup2(null, 0), dup2(null, 1), dup2(null, 2);
-    k.setup(work);
-    for (;;) pause();
-  }
+  pid_t pid = spawn_paused([&] { k.setup(work); });
   // In its pause, or gone if its setup failed.
   int st = 0;
   for (auto until = std::chrono::steady_clock::now() + 10s;;) {

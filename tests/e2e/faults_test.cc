@@ -96,7 +96,9 @@ void expect_survives_killed_ckpt(const Kill& k) {
   unsetenv("CKPT_FAULT");
   ASSERT_TRUE(wait_for_parasite(pid, ckpt));
   ASSERT_TRUE(wait_in_syscall(ckpt, SYS_pause)) << "ckpt never reached " << k.fault;  // CKPT_FAULT's hang
-  if (k.in_syscall >= 0) ASSERT_TRUE(wait_in_syscall(pid, k.in_syscall));
+  if (k.in_syscall >= 0) {
+    ASSERT_TRUE(wait_in_syscall(pid, k.in_syscall));
+  }
   kill(ckpt, SIGKILL);
   h.wait_ckpt(ckpt);
   // The parasite sees its socket close and gives the main thread back to its own code.

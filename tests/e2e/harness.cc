@@ -1,15 +1,19 @@
 #include "harness.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -257,6 +261,44 @@ bool wait_ran_on(pid_t pid) {
   return wait_until([&] {
     const auto [ns, sw] = sched_counts(pid);
     return alive(pid) && (sw >= sw0 + 2 || ns >= ns0 + 2'000'000);
+  });
+}
+
+uint16_t free_port() {
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
+  close(s);
+  return ntohs(a.sin_port);
+}
+
+// Listening: /proc/net/tcp state 0A.
+bool listening(uint16_t port) {
+  std::ifstream in("/proc/net/tcp");
+  const std::string want = fmt::format(":{:04X} 00000000:0000 0A", port);
+  for (std::string line; std::getline(in, line);)
+    if (line.find(want) != std::string::npos) return true;
+  return false;
+}
+
+void isolate_child(bool own_session) {
+  if (own_session) setsid();
+  syscall(SYS_close_range, 3, ~0U, 0);
+  int null = open("/dev/null", O_RDWR);
+  dup2(null, 0), dup2(null, 1), dup2(null, 2);
+  if (null > 2) close(null);
+}
+
+bool tree_paused(pid_t root, size_t tasks) {
+  return wait_until([&] {
+    const auto t = tree_of(root);
+    return t.size() == tasks && std::ranges::all_of(t, [](pid_t p) {
+      return read_text(fmt::format("/proc/{}/syscall", p)).starts_with(fmt::format("{} ", SYS_pause));
+    });
   });
 }
 

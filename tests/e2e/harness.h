@@ -98,5 +98,27 @@ pid_t ppid_of(pid_t pid);
 // `root` and its descendants, parents first.
 std::vector<pid_t> tree_of(pid_t root);
 std::string comm_of(pid_t pid);
+// A TCP port nobody listens on now; whether something listens on one.
+uint16_t free_port();
+bool listening(uint16_t port);
+// Waits until the tree of `root` has `tasks` tasks, every one in pause().
+bool tree_paused(pid_t root, size_t tasks);
+
+// In a forked child: a session of its own (unless `own_session` is false)
+// and no fd but /dev/null on 0-2, as a process started from a shell could
+// be dumped.
+void isolate_child(bool own_session = true);
+// A forked helper process: `setup` runs in it, then it pauses for ever (its
+// children too, if it makes some). The caller waits for it to be ready.
+template <typename F>
+pid_t spawn_paused(F setup, bool own_session = true) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    isolate_child(own_session);
+    setup();
+    for (;;) pause();
+  }
+  return pid;
+}
 
 }  // namespace e2e

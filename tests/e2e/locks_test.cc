@@ -52,10 +52,7 @@ TEST(Locks, HeldByTheirOwnersAfterRestore) {
   for (const std::string& p : {f, g, o}) close(open(p.c_str(), O_CREAT | O_RDWR, 0600));
   pid_t pid = fork();
   if (pid == 0) {
-    setsid();
-    syscall(SYS_close_range, 3, ~0U, 0);
-    int null = open("/dev/null", O_RDWR);
-    dup2(null, 0), dup2(null, 1), dup2(null, 2);
+    isolate_child();
     int pf = open(f.c_str(), O_RDWR), gf = open(g.c_str(), O_RDONLY), of = open(o.c_str(), O_RDWR);
     if (!lock(pf, F_SETLK, F_WRLCK, 0, 10) || flock(gf, LOCK_EX) < 0) _exit(1);
     if (fork() == 0) {

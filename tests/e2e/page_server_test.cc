@@ -23,28 +23,6 @@ namespace {
 
 const std::string kWorkload = "dirtier";
 
-// A port nobody listens on now.
-uint16_t free_port() {
-  int s = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-  close(s);
-  return ntohs(a.sin_port);
-}
-
-// Whether something listens on TCP `port` (/proc/net/tcp, state 0A).
-bool listening(uint16_t port) {
-  std::ifstream in("/proc/net/tcp");
-  const std::string want = fmt::format(":{:04X} 00000000:0000 0A", port);
-  for (std::string line; std::getline(in, line);)
-    if (line.find(want) != std::string::npos) return true;
-  return false;
-}
-
 struct Server {
   Harness& h;
   uint16_t port = free_port();

@@ -111,11 +111,7 @@ TEST(PipeBlocked, ReaderAndWaiterRestartTheirSyscalls) {
   Harness h;
   pid_t pid = fork();
   if (pid == 0) {
-    setsid();
-    syscall(SYS_close_range, 3, ~0U, 0);
-    int null = open("/dev/null", O_RDWR);
-    dup2(null, 0), dup2(null, 1), dup2(null, 2);
-    if (null > 2) close(null);
+    isolate_child();
     blocked_producer_consumer();
   }
   std::vector<pid_t> tasks;

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <fcntl.h>
+#include <linux/io_uring.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -179,19 +180,12 @@ TEST(TreeFault, TaskInTheMiddleFailsAndNothingIsLost) {
   }
 }
 
-// A forked helper tree: `setup` runs in the root, which then sleeps.
+// A forked helper tree of `tasks` tasks: `setup` runs in the root; returns
+// once every task is in pause().
 template <typename F>
-pid_t spawn_root(bool own_session, F setup) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    if (own_session) setsid();
-    syscall(SYS_close_range, 3, ~0U, 0);
-    int null = open("/dev/null", O_RDWR);
-    dup2(null, 0), dup2(null, 1), dup2(null, 2);
-    setup();
-    for (;;) pause();
-  }
-  std::this_thread::sleep_for(100ms);
+pid_t spawn_root(bool own_session, size_t tasks, F setup) {
+  pid_t pid = spawn_paused(setup, own_session);
+  EXPECT_TRUE(tree_paused(pid, tasks)) << "helper tree " << pid << " never got ready";
   return pid;
 }
 
@@ -202,7 +196,7 @@ void kill_tree(const std::vector<pid_t>& tasks) {
 
 TEST(BadTree, SessionLedFromOutsideNeedsShellJob) {
   Harness h;
-  pid_t pid = spawn_root(false, [] {
+  pid_t pid = spawn_root(false, 2, [] {
     if (fork() == 0)
       for (;;) pause();
   });
@@ -239,7 +233,7 @@ TEST(Leaders, GroupWhoseLeaderExited) {
   for (bool breakpoints : {true, false}) {
     SCOPED_TRACE(breakpoints ? "breakpoints" : "--no-breakpoints");
     Harness h;
-    pid_t pid = spawn_root(true, group_of_an_exited_leader);
+    pid_t pid = spawn_root(true, 2, group_of_an_exited_leader);
     const auto tasks = tree_of(pid);
     ASSERT_EQ(tasks.size(), 2u);
     const auto links = links_of(tasks);
@@ -306,7 +300,7 @@ pid_t take_pid(pid_t want, const std::vector<pid_t>& tasks) {
 // task exists, naming it; nothing left behind.
 TEST(Leaders, HelpersPidTaken) {
   Harness h;
-  pid_t pid = spawn_root(true, group_of_an_exited_leader);
+  pid_t pid = spawn_root(true, 2, group_of_an_exited_leader);
   const auto tasks = tree_of(pid);
   ASSERT_EQ(tasks.size(), 2u);
   const pid_t l = getpgid(tasks[1]);
@@ -397,7 +391,7 @@ INSTANTIATE_TEST_SUITE_P(Modes, Leaders,
 // session only: refused at dump, the tree left running.
 TEST(BadTree, ChildBornBeforeItsParentsSetsid) {
   Harness h;
-  pid_t pid = spawn_root(true, [] {
+  pid_t pid = spawn_root(true, 3, [] {
     if (fork() == 0) {
       if (fork() == 0)
         for (;;) pause();
@@ -423,7 +417,7 @@ TEST(BadTree, ChildBornBeforeItsParentsSetsid) {
 // with L's PID can't be the parent of both: refused at dump.
 TEST(BadTree, SessionWhoseLeaderExitedUnderTwoParents) {
   Harness h;
-  pid_t pid = spawn_root(true, [] {
+  pid_t pid = spawn_root(true, 4, [] {
     prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     pid_t l = fork();
     if (l == 0) {
@@ -448,7 +442,6 @@ TEST(BadTree, SessionWhoseLeaderExitedUnderTwoParents) {
     }
     waitpid(l, nullptr, 0);
   });
-  std::this_thread::sleep_for(100ms);
   const auto tasks = tree_of(pid);
   ASSERT_EQ(tasks.size(), 4u) << "R, A, Q, B";
   const auto links = links_of(tasks);
@@ -462,10 +455,11 @@ TEST(BadTree, SessionWhoseLeaderExitedUnderTwoParents) {
 // A task deep in the tree holds what ckpt can't dump: the whole tree runs on.
 TEST(BadTree, UnsupportedFdInAGrandchild) {
   Harness h;
-  pid_t pid = spawn_root(true, [] {
+  pid_t pid = spawn_root(true, 3, [] {
     if (fork() == 0) {
       if (fork() == 0) {
-        if (socket(AF_NETLINK, SOCK_RAW, 0) < 0) _exit(1);
+        io_uring_params p{};  // a kind ckpt has no model of
+        if (syscall(SYS_io_uring_setup, 4, &p) < 0) _exit(1);
         for (;;) pause();
       }
       for (;;) pause();
@@ -477,7 +471,7 @@ TEST(BadTree, UnsupportedFdInAGrandchild) {
   CkptRun r = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
   EXPECT_NE(r.exit_code(), 0);
   EXPECT_NE(r.err.find(fmt::format("dump pid {}: fd", tasks[2])), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("socket:["), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("anon_inode:[io_uring]"), std::string::npos) << r.err;
   expect_running_untraced(tasks, links);
   EXPECT_NE(access((h.images() + "/inventory.img").c_str(), F_OK), 0);
   kill_tree(tasks);
@@ -520,7 +514,7 @@ namespace {
 // session and group, the child leading its group again.
 TEST(ShellJob, TreeJoinsTheRestoringSession) {
   Harness h;
-  pid_t pid = spawn_root(false, [] {
+  pid_t pid = spawn_root(false, 2, [] {
     pid_t c = fork();
     if (c == 0) {
       setpgid(0, 0);

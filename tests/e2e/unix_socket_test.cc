@@ -28,35 +28,6 @@ void must(bool ok) {
   if (!ok) _exit(1);
 }
 
-bool in_pause(pid_t pid) {
-  return read_text(fmt::format("/proc/{}/syscall", pid)).starts_with(fmt::format("{} ", SYS_pause));
-}
-
-// A forked process in its own session with only /dev/null on 0-2: `setup`
-// runs in it, then it pauses (its children too, if it makes some).
-template <typename F>
-pid_t spawn(F setup) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    setsid();
-    syscall(SYS_close_range, 3, ~0U, 0);
-    int null = open("/dev/null", O_RDWR);
-    dup2(null, 0), dup2(null, 1), dup2(null, 2);
-    if (null > 2) close(null);
-    setup();
-    for (;;) pause();
-  }
-  return pid;
-}
-
-// Every task of the tree of `pid` in pause().
-bool all_paused(pid_t pid, size_t tasks) {
-  return wait_until([&] {
-    auto t = tree_of(pid);
-    return t.size() == tasks && std::ranges::all_of(t, in_pause);
-  });
-}
-
 void kill_all(Harness& h, const std::vector<pid_t>& tasks) {
   for (pid_t p : tasks) kill(p, SIGKILL);
   for (pid_t p : tasks) {
@@ -129,8 +100,8 @@ class PairAcrossTasks : public ::testing::TestWithParam<std::pair<bool, bool>> {
 TEST_P(PairAcrossTasks, DumpRestore) {
   const auto [breakpoints, leave_running] = GetParam();
   Harness h;
-  pid_t pid = spawn(pair_across_tasks);
-  ASSERT_TRUE(all_paused(pid, 2));
+  pid_t pid = spawn_paused(pair_across_tasks);
+  ASSERT_TRUE(tree_paused(pid, 2));
   const std::vector<pid_t> tasks = tree_of(pid);
   std::vector<std::string> dump = {"dump", "-t", std::to_string(pid), "-D", h.images(), "-v4", "-o", "dump.log"};
   if (leave_running) dump.push_back("--leave-running");
@@ -142,7 +113,7 @@ TEST_P(PairAcrossTasks, DumpRestore) {
     if (!breakpoints) rst.push_back("--no-breakpoints");
     CkptRun r = h.ckpt(rst);
     ASSERT_EQ(r.exit_code(), 0) << r.err << read_text(h.images() + "/restore.log");
-    ASSERT_TRUE(all_paused(pid, 2));
+    ASSERT_TRUE(tree_paused(pid, 2));
     EXPECT_EQ(tree_of(pid), tasks);
   }
   expect_pairs(tasks);
@@ -158,7 +129,7 @@ INSTANTIATE_TEST_SUITE_P(Modes, PairAcrossTasks,
 
 TEST(UnixSocket, FdsInFlightRefusedAtDump) {
   Harness h;
-  pid_t pid = spawn([] {
+  pid_t pid = spawn_paused([] {
     int sv[2];
     must(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
     int fd = open("/dev/null", O_RDONLY);
@@ -177,7 +148,7 @@ TEST(UnixSocket, FdsInFlightRefusedAtDump) {
     memcpy(CMSG_DATA(c), &fd, sizeof(int));
     must(sendmsg(sv[0], &m, 0) == 1 && close(fd) == 0);
   });
-  ASSERT_TRUE(all_paused(pid, 1));
+  ASSERT_TRUE(tree_paused(pid, 1));
   const std::string fds = fds_of(pid);
   CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
   EXPECT_NE(d.exit_code(), 0);
@@ -208,7 +179,7 @@ TEST(UnixSocket, FdsInFlightRefusedAtDump) {
 
 TEST(UnixSocket, PeerOutsideTheTreeRefusedAtDump) {
   Harness h;
-  pid_t pid = spawn([] {
+  pid_t pid = spawn_paused([] {
     int sv[2];
     must(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
     if (fork() == 0) {
@@ -218,7 +189,7 @@ TEST(UnixSocket, PeerOutsideTheTreeRefusedAtDump) {
     }
     close(sv[1]);
   });
-  ASSERT_TRUE(all_paused(pid, 2));
+  ASSERT_TRUE(tree_paused(pid, 2));
   const std::vector<pid_t> tasks = tree_of(pid);
   const pid_t child = tasks[1];
   CkptRun d = h.ckpt({"dump", "-t", std::to_string(child), "-D", h.images()});
@@ -250,11 +221,11 @@ TEST(UnixSocket, ExternalDatagramPeer) {
   a.sun_family = AF_UNIX;
   strcpy(a.sun_path, path.c_str());
   ASSERT_EQ(bind(log, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
-  pid_t pid = spawn([&] {
+  pid_t pid = spawn_paused([&] {
     int s = socket(AF_UNIX, SOCK_DGRAM, 0);
     must(s == 3 && connect(s, reinterpret_cast<const sockaddr*>(&a), sizeof(a)) == 0 && send(s, "before", 6, 0) == 6);
   });
-  ASSERT_TRUE(all_paused(pid, 1));
+  ASSERT_TRUE(tree_paused(pid, 1));
   CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
   EXPECT_NE(d.exit_code(), 0);
   EXPECT_NE(d.err.find(fmt::format("pid {}: fd 3 (socket:[", pid)), std::string::npos) << d.err;
@@ -269,7 +240,7 @@ TEST(UnixSocket, ExternalDatagramPeer) {
   kill_all(h, {pid});
   CkptRun r = h.ckpt({"restore", "-D", h.images(), "-d"});
   ASSERT_EQ(r.exit_code(), 0) << r.err;
-  ASSERT_TRUE(all_paused(pid, 1));
+  ASSERT_TRUE(tree_paused(pid, 1));
   int s = take(pid, 3);
   EXPECT_EQ(send(s, "after", 5, 0), 5);
   sockaddr_un peer{};
@@ -290,14 +261,14 @@ TEST(UnixSocket, ExternalDatagramPeer) {
 TEST(UnixSocket, PathTakenAtRestore) {
   Harness h;
   const std::string path = h.dir() + "/listener.sock";
-  pid_t pid = spawn([&] {
+  pid_t pid = spawn_paused([&] {
     int l = socket(AF_UNIX, SOCK_STREAM, 0);
     sockaddr_un a{};
     a.sun_family = AF_UNIX;
     strcpy(a.sun_path, path.c_str());
     must(l >= 0 && bind(l, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 && listen(l, 3) == 0);
   });
-  ASSERT_TRUE(all_paused(pid, 1));
+  ASSERT_TRUE(tree_paused(pid, 1));
   CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
   ASSERT_EQ(d.exit_code(), 0) << d.err;
   kill_all(h, {pid});

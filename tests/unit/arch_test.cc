@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include "arch/x86_64/cpu_features.h"
 #include "arch/x86_64/regs.h"
 #include "arch/x86_64/sigframe.h"
 #include "ckpt.pb.h"
@@ -447,3 +448,22 @@ TEST(Sigframe, DefaultAltStackDisabled) {
 
 }  // namespace
 }  // namespace ckpt::arch
+
+// What restore names when the dumping CPU had more: only instruction-set
+// bits count (not e.g. the hypervisor bit, CPUID.1:ECX[31]), and xsave
+// components in use that this kernel didn't enable.
+TEST(CpuFeatures, MissingNamesOnlyInstructionSetBitsAndComponents) {
+  ckpt::arch::CpuFeatures have, want;
+  have.xcr0 = want.xcr0 = 0x7;                 // x87, sse, avx
+  want.cpuid[0] = (1u << 28) | (1u << 31);     // avx, hypervisor
+  want.cpuid[2] = 1u << 16;                    // avx512f
+  have.cpuid[0] = 1u << 28;
+  EXPECT_EQ(ckpt::arch::missing_cpu_features(want, 0x3, have), std::vector<std::string>{"avx512f"});
+  EXPECT_EQ(ckpt::arch::missing_cpu_features(want, 0x3 | (1u << 18), have),
+            (std::vector<std::string>{"avx512f", "xsave:amx_tiledata"}));
+  EXPECT_TRUE(ckpt::arch::missing_cpu_features(have, 0x7, have).empty());
+  // This machine runs what it dumps.
+  const auto here = ckpt::arch::host_cpu_features();
+  EXPECT_TRUE(ckpt::arch::missing_cpu_features(here, here.xcr0, here).empty());
+  EXPECT_NE(here.cpuid[1] & (1u << 26), 0u) << "x86-64 has sse2";
+}

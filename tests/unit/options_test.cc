@@ -23,6 +23,10 @@ const char* verb_name(Verb v) {
     case Verb::Restore: return "restore";
     case Verb::Show: return "show";
     case Verb::Verify: return "verify";
+    case Verb::PreDump: return "pre-dump";
+    case Verb::PageServer: return "page-server";
+    case Verb::MigrateOut: return "migrate-out";
+    case Verb::MigrateIn: return "migrate-in";
   }
   return "?";
 }

@@ -88,7 +88,9 @@ TEST(PresentPages, ScanAllCutsAtVmaBounds) {
   // VMAs of 4 pages, every other one read-only: 12 VMAs the kernel can't merge.
   img::MmImage mm;
   for (size_t i = 0; i < kPages; i += 4) {
-    if ((i / 4) % 2) ASSERT_EQ(mprotect(p + i * 4096, 4 * 4096, PROT_READ), 0);
+    if ((i / 4) % 2) {
+      ASSERT_EQ(mprotect(p + i * 4096, 4 * 4096, PROT_READ), 0);
+    }
     img::Vma* v = mm.add_vmas();
     v->set_start(reinterpret_cast<uint64_t>(p) + i * 4096);
     v->set_end(v->start() + 4 * 4096);

@@ -35,13 +35,10 @@ static int by_tfd(const void *a, const void *b)
 static void targets_of(int fd, char *out, size_t cap)
 {
 	static char lines[32][64];
-	char path[64], text[4096];
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	ssize_t n = wl_read_file(path, text, sizeof(text) - 1);
+	char text[4096];
 	out[0] = '\0';
-	if (n < 0)
+	if (!wl_fdinfo(fd, text, sizeof(text)))
 		return;
-	text[n] = '\0';
 	int k = 0;
 	for (char *line = strtok(text, "\n"); line && k < 32; line = strtok(NULL, "\n")) {
 		int tfd;

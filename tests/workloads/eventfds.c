@@ -76,13 +76,10 @@ static int64_t ts_ns(struct timespec ts)
 static void state_of(int fd, char *out, size_t n)
 {
 	static const char *const keys[] = { "eventfd-semaphore:", "sigmask:", "clockid:", "settime flags:" };
-	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	ssize_t len = wl_read_file(path, buf, sizeof(buf) - 1);
+	char buf[1024];
 	out[0] = '\0';
-	if (len < 0)
+	if (!wl_fdinfo(fd, buf, sizeof(buf)))
 		return;
-	buf[len] = '\0';
 	size_t used = 0;
 	for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n"))
 		for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
@@ -93,12 +90,9 @@ static void state_of(int fd, char *out, size_t n)
 /* The eventfd-count fdinfo shows (hex), or -1. */
 static long long eventfd_count(int fd)
 {
-	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	ssize_t len = wl_read_file(path, buf, sizeof(buf) - 1);
-	if (len < 0)
+	char buf[1024];
+	if (!wl_fdinfo(fd, buf, sizeof(buf)))
 		return -1;
-	buf[len] = '\0';
 	char *at = strstr(buf, "eventfd-count:");
 	return at ? strtoll(at + 14, NULL, 16) : -1;
 }

@@ -17,13 +17,10 @@ static char dir[PATH_MAX + 16], file[PATH_MAX + 16];
 
 static void watches(int fd, char *out, size_t cap)
 {
-	char path[64], text[4096];
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	ssize_t n = wl_read_file(path, text, sizeof(text) - 1);
+	char text[4096];
 	out[0] = '\0';
-	if (n < 0)
+	if (!wl_fdinfo(fd, text, sizeof(text)))
 		return;
-	text[n] = '\0';
 	char *w = strstr(text, "inotify ");
 	snprintf(out, cap, "%s", w ? w : "");
 }

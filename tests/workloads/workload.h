@@ -21,6 +21,7 @@
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -177,7 +178,8 @@ static inline void wl_init(int argc, char **argv, const char *name)
 /* "<ready-file>.<suffix>": a per-run path for auxiliary files. */
 static inline void wl_aux_path(char *out, size_t n, const char *suffix)
 {
-	snprintf(out, n, "%s.%s", wl_ready_path, suffix);
+	if ((size_t)snprintf(out, n, "%s.%s", wl_ready_path, suffix) >= n)
+		wl_die("path too long: %s.%s", wl_ready_path, suffix);
 }
 
 /* Atomically publish our pid in the ready file. */
@@ -251,6 +253,17 @@ static inline ssize_t wl_read_file(const char *path, char *buf, size_t cap)
 	}
 	close(fd);
 	return (ssize_t)len;
+}
+
+/* /proc/self/fdinfo/FD into buf, NUL-terminated; false (buf empty) if it
+ * can't be read or doesn't fit. */
+static inline bool wl_fdinfo(int fd, char *buf, size_t cap)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	ssize_t n = wl_read_file(path, buf, cap - 1);
+	buf[n < 0 ? 0 : n] = '\0';
+	return n >= 0;
 }
 
 /* splitmix64: deterministic patterns. */

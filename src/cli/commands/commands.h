@@ -22,6 +22,8 @@ int run_check(Log& log);
 int run_dump(const Command& c, Log& log);
 int run_pre_dump(const Command& c, Log& log);
 int run_page_server(const Command& c, Log& log);
+int run_migrate_out(const Command& c, Log& log);
+int run_migrate_in(const Command& c, Log& log);
 int run_restore(const Command& c, Log& log);
 int run_show(const std::string& target, bool json, Log& log);
 int run_verify(const Command& c, Log& log);

@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <cstdio>
 
 namespace ckpt::cli {
 
@@ -91,10 +92,24 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
   rst->add_flag("--restore-sibling", c.restore.sibling, "make the process a child of ckpt's parent");
   rst->add_option("--pidfile", c.restore.pidfile, "write the restored pid here");
   bool shell_job_r = false;
-  bool skip_file_check = false;
+  bool skip_file_check = false, skip_cpu_check = false;
+  rst->add_flag("--skip-cpu-check", skip_cpu_check, "restore on a CPU that lacks instruction-set features "
+                "the dumping one had (the process must not use them)");
   rst->add_flag("--skip-file-check", skip_file_check, "map the dumped files even where the file now at their path "
                 "differs (size, mtime, inode, device or ELF build-id)");
   rst->add_flag("-j,--shell-job", shell_job_r, "the process uses the terminal (see dump --shell-job)");
+
+  auto* mig = app.add_subcommand("migrate", "move a live process to another host: pre-dump rounds, the final dump, "
+                                 "restore there (-t PID --to ADDRESS:PORT on the source, --listen PORT on the destination)");
+  std::string to;
+  uint16_t listen_port = 0;
+  mig->add_option("-t,--tree", c.migrate_out.pid, "pid of the process to move (source)");
+  mig->add_option("--to", to, "the destination's ckpt migrate --listen, ADDRESS:PORT (source)");
+  mig->add_option("--max-rounds", c.migrate_out.max_rounds, "pre-dump rounds at most (source)")
+      ->check(CLI::Range(1u, 100u));
+  mig->add_option("--listen", listen_port, "port to wait on for the source (destination)");
+  mig->add_option("--address", c.migrate_in.address, "address to listen on (destination; default: every address)");
+  mig->add_flag("-d,--restore-detached", c.migrate_in.detach, "return once the process runs (destination)");
 
   auto* show = app.add_subcommand("show", "decode the images of a checkpoint");
   show->add_option("target", c.show_target, "images directory or one image file");
@@ -153,7 +168,31 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
     c.restore.dir = images_dir;
     c.restore.breakpoints = !no_bp;
     c.restore.check_files = !skip_file_check;
+    c.restore.check_cpu = !skip_cpu_check;
     if (images_dir.empty()) return {std::nullopt, "ckpt restore: -D/--images-dir is required\n", 2};
+  }
+  if (mig->parsed()) {
+    if (images_dir.empty()) return {std::nullopt, "ckpt migrate: -D/--images-dir is required\n", 2};
+    if (to.empty() == (listen_port == 0))
+      return {std::nullopt, "ckpt migrate: give either -t PID --to ADDRESS:PORT (source) or --listen PORT (destination)\n", 2};
+    if (listen_port) {
+      c.verb = Verb::MigrateIn;
+      c.migrate_in.dir = images_dir;
+      c.migrate_in.port = listen_port;
+      c.migrate_in.breakpoints = !no_bp;
+      c.migrate_in.allow_shared_dir = c.allow_shared_dir;
+    } else {
+      c.verb = Verb::MigrateOut;
+      const size_t colon = to.rfind(':');
+      unsigned port = 0;
+      if (colon == std::string::npos || colon == 0 || std::sscanf(to.c_str() + colon + 1, "%u", &port) != 1 ||
+          port == 0 || port > 65535)
+        return {std::nullopt, fmt::format("ckpt migrate: --to {}: not ADDRESS:PORT\n", to), 2};
+      if (c.migrate_out.pid <= 0) return {std::nullopt, "ckpt migrate: --to needs -t PID\n", 2};
+      c.migrate_out.address = to.substr(0, colon);
+      c.migrate_out.port = static_cast<uint16_t>(port);
+      c.migrate_out.work_dir = images_dir;
+    }
   }
   if (show->parsed()) {
     c.verb = Verb::Show;

@@ -8,11 +8,12 @@
 
 #include "base/result.h"
 #include "dump/dump.h"
+#include "migrate/migrate.h"
 #include "restore/restore.h"
 
 namespace ckpt::cli {
 
-enum class Verb { Check, Dump, PreDump, PageServer, Restore, Show, Verify };
+enum class Verb { Check, Dump, PreDump, PageServer, Restore, Show, Verify, MigrateOut, MigrateIn };
 
 struct Command {
   Verb verb = Verb::Check;
@@ -28,6 +29,8 @@ struct Command {
   std::string server_dir, server_address;
   uint16_t server_port = 0;
   restore::RestoreOptions restore;
+  migrate::SourceOptions migrate_out;
+  migrate::DestinationOptions migrate_in;
   std::string show_target;
   bool json = false;
   std::string verify_dir;

@@ -1,0 +1,111 @@
+// ckpt migrate (migrate/migrate.h): a process that keeps rewriting its
+// memory moves to a destination in a PID namespace of its own (so its PID
+// is free there, as on another host), and checks every page after; when
+// the destination can't take it, or goes away mid-way, it runs on at the
+// source, unharmed.
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "fmt/format.h"
+#include "harness.h"
+
+using namespace e2e;
+
+namespace {
+
+// 32 MiB rewritten at ~16 MiB/s: several pre-dump rounds, a small final one.
+const std::vector<std::string> kDirtier = {"32", "4"};
+
+struct Destination {
+  Harness& h;
+  uint16_t port = free_port();
+  std::string dir;
+  pid_t pid = -1;  // unshare (or ckpt itself, without a namespace)
+  Destination(Harness& h, bool own_pidns) : h(h), dir(h.dir() + "/dst") {
+    std::vector<std::string> prefix;
+    if (own_pidns) prefix = {"/usr/bin/unshare", "--pid", "--fork", "--mount-proc"};
+    pid = h.ckpt_background({"migrate", "--listen", std::to_string(port), "--address", "127.0.0.1", "-D", dir}, prefix);
+    EXPECT_TRUE(wait_until([&] { return listening(port); })) << "the destination never listened";
+  }
+  std::string to() const { return fmt::format("127.0.0.1:{}", port); }
+};
+
+bool running_untraced(pid_t pid) {
+  const char s = proc_state(pid);
+  return (s == 'S' || s == 'R') && tracer_of(pid) == 0;
+}
+
+TEST(Migrate, ProcessMovesToAFreshPidNamespaceAndChecksEveryPage) {
+  Harness h;
+  pid_t pid = h.start_workload("dirtier", kDirtier);
+  ASSERT_GT(pid, 0);
+  Destination dst(h, true);
+  CkptRun r = h.ckpt({"migrate", "-t", std::to_string(pid), "--to", dst.to(), "-D", h.dir() + "/src"});
+  ASSERT_EQ(r.exit_code(), 0) << r.err;
+  EXPECT_NE(r.err.find(fmt::format("migrated pid {} to {} (pid {} there)", pid, dst.to(), pid)), std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("downtime"), std::string::npos) << r.err;
+  EXPECT_TRUE(wait_until([&] { return !alive(pid); })) << "the source's copy still runs";
+  // unshare -> ckpt (PID 1 there) -> the process, with the same PID inside.
+  std::vector<pid_t> there;
+  ASSERT_TRUE(wait_until([&] { return (there = tree_of(dst.pid)).size() == 3; })) << there.size();
+  const pid_t moved = there[2];
+  EXPECT_TRUE(wait_until([&] { return running_untraced(moved); })) << proc_state(moved);
+  EXPECT_NE(read_text(fmt::format("/proc/{}/status", moved)).find(fmt::format("NSpid:\t{}\t{}\n", moved, pid)),
+            std::string::npos)
+      << read_text(fmt::format("/proc/{}/status", moved));
+  EXPECT_TRUE(wait_ran_on(moved));
+  kill(moved, SIGTERM);
+  CkptRun d = h.wait_ckpt(dst.pid);
+  EXPECT_EQ(d.exit_code(), 0) << d.err << read_text(h.workload_log("dirtier"));
+  EXPECT_NE(read_text(h.workload_log("dirtier")).find("PASS dirtier"), std::string::npos);
+}
+
+// The destination shares the source's PIDs: the restore there fails (the
+// PID is taken, by the process itself), and the process runs on here.
+TEST(Migrate, RestoreRefusedThereResumesHere) {
+  Harness h;
+  pid_t pid = h.start_workload("dirtier", kDirtier);
+  ASSERT_GT(pid, 0);
+  Destination dst(h, false);
+  CkptRun r = h.ckpt({"migrate", "-t", std::to_string(pid), "--to", dst.to(), "-D", h.dir() + "/src"});
+  EXPECT_NE(r.exit_code(), 0);
+  EXPECT_NE(r.err.find(fmt::format("pid {}", pid)), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("it runs on here"), std::string::npos) << r.err;
+  EXPECT_TRUE(running_untraced(pid)) << proc_state(pid);
+  EXPECT_TRUE(wait_ran_on(pid));
+  CkptRun d = h.wait_ckpt(dst.pid);
+  EXPECT_NE(d.exit_code(), 0);
+  kill(pid, SIGTERM);
+  int st = h.wait_child(pid);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st << read_text(h.workload_log("dirtier"));
+}
+
+// The destination is killed once the first round has reached it.
+TEST(Migrate, DestinationKilledMidWayResumesHere) {
+  Harness h;
+  pid_t pid = h.start_workload("dirtier", kDirtier);
+  ASSERT_GT(pid, 0);
+  Destination dst(h, false);
+  pid_t src = h.ckpt_background({"migrate", "-t", std::to_string(pid), "--to", dst.to(), "-D", h.dir() + "/src"});
+  struct stat st;
+  ASSERT_TRUE(wait_until([&] { return stat((dst.dir + "/r1/inventory.img").c_str(), &st) == 0; }));
+  kill(dst.pid, SIGKILL);
+  h.wait_ckpt(dst.pid);
+  CkptRun r = h.wait_ckpt(src);
+  EXPECT_NE(r.exit_code(), 0);
+  EXPECT_TRUE(running_untraced(pid)) << proc_state(pid) << r.err;
+  EXPECT_TRUE(wait_ran_on(pid));
+  kill(pid, SIGTERM);
+  int s = h.wait_child(pid);
+  EXPECT_TRUE(WIFEXITED(s) && WEXITSTATUS(s) == 0) << s << read_text(h.workload_log("dirtier"));
+}
+
+}  // namespace

@@ -5,10 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # python3: bench/run.py, and the e2e tests parse `ckpt show --json` with it.
+# libnftables-dev: the network lock's nftables tables (src/net); iptables: its
+# fallback, run as tools; nftables (nft): the tests list the ruleset with it.
 # Neither gmock nor google-benchmark: the tests use gtest alone, and bench/
 # times the ckpt binary from outside (bench/run.py).
 packages=(g++ cmake ninja-build pkg-config libfmt-dev libcli11-dev libprotobuf-dev protobuf-compiler
-          libgtest-dev python3)
+          libgtest-dev python3
+          libnftables-dev nftables iptables)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -28,6 +28,7 @@
 #include "image/cpu.h"
 #include "image/image_dir.h"
 #include "image/inventory.h"
+#include "net/tree_connections.h"
 #include "proc/status.h"
 #include "parasite/leftovers.h"
 #include "parasite/parasite.h"
@@ -248,7 +249,7 @@ Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, i
 
 Result<void> write_images(const DumpOptions& o, image::ImageDir& dir, const tree::ProcessTree& tree,
                           const std::vector<TaskDump>& tasks, const img::FileDescs& descs,
-                          const ShmemCollector& shmem, bool has_parent) {
+                          const ShmemCollector& shmem, bool has_parent, const net::NetLock* netlock) {
   for (const TaskDump& d : tasks) {
     TRY_CTX(dir.write(image::core_name(d.pid), image::ImageKind::Core, d.core), "pid {}", d.pid);
     TRY_CTX(dir.write(image::mm_name(d.pid), image::ImageKind::Mm, d.mm), "pid {}", d.pid);
@@ -267,7 +268,17 @@ Result<void> write_images(const DumpOptions& o, image::ImageDir& dir, const tree
     for (const img::ThreadCore& th : d.core.threads())
       xfeatures |= arch::xsave_state_bv({reinterpret_cast<const uint8_t*>(th.xsave().data()), th.xsave().size()});
   *inv.mutable_cpu() = image::record_cpu(xfeatures);
+  if (netlock) *inv.mutable_network_lock() = netlock->image();
   return dir.write(image::kInventoryName, image::ImageKind::Inventory, inv);
+}
+
+// The frozen tree's TCP connections, locked (net/netlock.h): from here
+// until the tree runs again, or until restore, no packet of theirs passes.
+Result<net::NetLock> lock_connections(const DumpOptions& o, const tree::ProcessTree& tree, Log& log) {
+  if (o.network_lock == net::LockChoice::Skip) return net::NetLock{};
+  const std::vector<pid_t> alive = tree.alive();
+  std::vector<net::Connection> conns = TRY_CTX(net::tree_tcp_connections(alive), "find the TCP connections");
+  return net::NetLock::lock(o.network_lock, std::move(conns), log);
 }
 
 }  // namespace
@@ -336,6 +347,8 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
   // Sessions and groups restore could not recreate: refused now.
   TRY_CTX(tree.plan_joins(o.shell_job), "dump pid {}", root);
   TRY_CTX(o.faults.at("seize"), "dump pid {}", root);
+  net::NetLock netlock = TRY_CTX(lock_connections(o, tree, log), "dump pid {}", root);
+  TRY_CTX(o.faults.at("netlock"), "dump pid {}", root);
 
   if (prev && tree.alive().size() != 1)
     return error(EOPNOTSUPP, "dump pid {}: --prev-images-dir with a tree of {} live processes is not supported yet",
@@ -395,9 +408,18 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
   // file in place first.
   const auto images_start = Clock::now();
   if (server) TRY_CTX(server->done(), "dump pid {}", root);
-  TRY_CTX(write_images(o, dir, tree, dumps, descs, shmem, prev && prev->tracker), "dump pid {}", root);
+  // The tree goes (or stays stopped): the checkpoint holds the lock from
+  // the moment its inventory exists (net/lock_records.h).
+  const bool keep_lock = o.after != After::Run && netlock.locked();
+  if (keep_lock) {
+    const std::string abs_dir = TRY_CTX(read_link(fmt::format("/proc/self/fd/{}", dir.fd())), "dump pid {}", root);
+    TRY_CTX(netlock.hand_over(abs_dir), "dump pid {}", root);
+  }
+  TRY_CTX(write_images(o, dir, tree, dumps, descs, shmem, prev && prev->tracker, keep_lock ? &netlock : nullptr),
+          "dump pid {}", root);
   stats.set_images_ns(ns_since(images_start));
   scratch.keep = true;
+  if (keep_lock) netlock.release();
 
   // 6. The images are complete: now the tree may go.
   stats.set_frozen_ns(ns_since(freeze_start));
@@ -406,6 +428,8 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
   if (o.after != After::Kill) TRY_CTX(repairs.leave(), "dump pid {}", root);
   TRY_CTX(let_go(seized.threads, o.after), "dump pid {}", root);
   if (o.after == After::Kill) repairs.close_silently();
+  // --leave-running: the connections are the running tree's again.
+  if (auto r = netlock.unlock(); !r) log.error("dump pid {}: {} (the next ckpt run removes it)", root, r.error().str());
   stats.set_dump_ns(ns_since(start));
   (void)dir.write("stats-dump.img", image::ImageKind::Stats, stats);
   return stats;

@@ -13,6 +13,7 @@
 #include "base/result.h"
 #include "ckpt.pb.h"
 #include "image/image_dir.h"
+#include "net/netlock.h"
 
 namespace ckpt::dump {
 
@@ -43,7 +44,10 @@ struct DumpOptions {
   bool page_server = false;
   std::string address;
   uint16_t port = 0;
-  Faults faults;            // tests only: seize, parasite, visit, memory, cure, images
+  // --network-lock: how the tree's TCP connections are locked from the
+  // freeze on (net/netlock.h).
+  net::LockChoice network_lock = net::LockChoice::Auto;
+  Faults faults;            // tests only: seize, netlock, parasite, visit, memory, cure, images
 };
 
 // What ckpt can't dump yet, said before anything is touched: run_dump asks

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -23,6 +24,7 @@
 #include "image/crc32c.h"
 #include "image/messages.h"
 #include "image/page_store.h"
+#include "net/lock_name.h"
 
 namespace ckpt::image {
 
@@ -38,6 +40,29 @@ bool valid_pid(int64_t pid) { return pid > 0 && pid < kMaxPids; }
 }  // namespace
 
 // --- cross-references --------------------------------------------------------
+
+namespace {
+
+// The lock's name goes into nft and iptables commands at restore: only a
+// name ckpt gives passes (net/lock_name.h).
+Result<void> check_network_lock(const std::string& name, const img::NetLock& l) {
+  if (!net::parse_lock_name(l.name()))
+    return error(EINVAL, "{}: network lock \"{}\" is not a name ckpt gives", name, l.name().substr(0, 64));
+  if (!img::NetLock::Method_IsValid(l.method()))
+    return error(EINVAL, "{}: network lock {}: method {} is unknown", name, l.name(), static_cast<int>(l.method()));
+  for (int i = 0; i < l.connections_size(); i++) {
+    const img::NetLockConnection& c = l.connections(i);
+    const size_t len = c.family() == AF_INET ? 4 : c.family() == AF_INET6 ? 16 : 0;
+    if (len == 0 || c.local_addr().size() != len || c.remote_addr().size() != len || c.local_port() == 0 ||
+        c.local_port() > 65535 || c.remote_port() == 0 || c.remote_port() > 65535)
+      return error(EINVAL, "{}: network lock {}: connection {} (family {}, addresses of {} and {} bytes, ports {} "
+                   "and {}) is no TCP connection", name, l.name(), i, c.family(), c.local_addr().size(),
+                   c.remote_addr().size(), c.local_port(), c.remote_port());
+  }
+  return {};
+}
+
+}  // namespace
 
 Result<void> check_inventory(const std::string& name, const img::Inventory& inv) {
   if (inv.format_version() < kOldestFormatVersion || inv.format_version() > kFormatVersion)
@@ -59,6 +84,7 @@ Result<void> check_inventory(const std::string& name, const img::Inventory& inv)
   if (inv.cpu().cpuid_size() != 0 && inv.cpu().cpuid_size() != arch::kCpuidWordCount)
     return error(EINVAL, "{}: {} CPUID words, this ckpt records {}", name, inv.cpu().cpuid_size(),
                  arch::kCpuidWordCount);
+  if (inv.has_network_lock()) TRY(check_network_lock(name, inv.network_lock()));
   return {};
 }
 

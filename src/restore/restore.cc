@@ -504,6 +504,18 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   const tree::JoinPlan joins = TRY_CTX(t.tree.plan_joins(true), "restore");
   TRY_CTX(check_pids_free(t, joins), "restore");
   auto inherited = TRY_CTX(resolve_inherited(t), "restore");
+  // The dump's network lock, taken over once the images are read and
+  // checked (a restore refused before leaves it, for a retry): it goes once
+  // every task runs, and with a restore that fails from here on too, whose
+  // connections are gone for good: the peers had better hear a reset now
+  // than retransmit into a void for minutes (docs/netlock.md).
+  net::NetLock netlock =
+      t.inventory.has_network_lock()
+          ? TRY_CTX(net::NetLock::take_over(t.inventory.network_lock(),
+                                            TRY_CTX(read_link(fmt::format("/proc/self/fd/{}", dir.fd())), "restore"),
+                                            o.network_lock, log),
+                    "restore")
+          : net::NetLock{};
   if (!t.parents.empty()) {
     auto in_parent = TRY_CTX(resolve_in_parent(t.parents, t.tasks[0].pagemap, t.tasks[0].pid), "restore");
     inherited[0].insert(inherited[0].end(), in_parent.begin(), in_parent.end());
@@ -604,6 +616,9 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
     for (size_t i = 0; i < lt.tracees.size(); i++)
       TRY_CTX(lt.tracees[i].detach(lt.steps.deliver[i]), "restore pid {}", lt.images->pid);
   guard.disarm();
+  // Every task runs (or sits stopped with its sockets in place): their
+  // packets may pass again.
+  if (auto r = netlock.unlock(); !r) log.error("restore pid {}: {} (remove it by hand)", pid, r.error().str());
   phase(&img::Stats::set_finish_ns);
   out.stats.set_restore_ns(ns_since(start));
   log.info("restored pid {}: {} tasks, {} threads, {} ptrace stops", pid, t.tree.tasks().size(),

@@ -11,6 +11,7 @@
 #include "base/result.h"
 #include "ckpt.pb.h"
 #include "image/image_dir.h"
+#include "net/netlock.h"
 #include "ptrace/completion.h"
 
 namespace ckpt::restore {
@@ -30,6 +31,9 @@ struct RestoreOptions {
   // dumping one had.
   bool check_cpu = true;
   bool tcp_close = false;      // --tcp-close: TCP connections come back closed
+  // --network-lock: how a lock is made for the dumped connections where the
+  // dump's own is not in place (another machine); skip: none.
+  net::LockChoice network_lock = net::LockChoice::Auto;
 };
 
 struct RestoreOutcome {

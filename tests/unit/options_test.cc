@@ -311,6 +311,27 @@ TEST(Options, DumpFsync) {
   EXPECT_FALSE(q.command->dump.fsync);
 }
 
+// --network-lock on dump and restore (net/netlock.h); auto by default; a
+// method that is not one is refused.
+TEST(Options, NetworkLock) {
+  Parsed d = parse_command_line({"dump", "-t", "1", "-D", "d"});
+  ASSERT_TRUE(d.command) << d.text;
+  EXPECT_EQ(d.command->dump.network_lock, net::LockChoice::Auto);
+  Parsed s = parse_command_line({"dump", "-t", "1", "-D", "d", "--network-lock", "skip"});
+  ASSERT_TRUE(s.command) << s.text;
+  EXPECT_EQ(s.command->dump.network_lock, net::LockChoice::Skip);
+  Parsed r = parse_command_line({"restore", "-D", "d", "--network-lock", "iptables"});
+  ASSERT_TRUE(r.command) << r.text;
+  EXPECT_EQ(r.command->restore.network_lock, net::LockChoice::Iptables);
+  Parsed n = parse_command_line({"restore", "-D", "d", "--network-lock=nftables"});
+  ASSERT_TRUE(n.command) << n.text;
+  EXPECT_EQ(n.command->restore.network_lock, net::LockChoice::Nftables);
+  Parsed bad = parse_command_line({"dump", "-t", "1", "-D", "d", "--network-lock", "pf"});
+  EXPECT_FALSE(bad.command);
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.text.find("--network-lock"), std::string::npos) << bad.text;
+}
+
 // ---------------------------------------------------------------------------
 // Rejected command lines: exit status 2 and a message that names the problem.
 

@@ -238,6 +238,42 @@ TEST(VerifyInventory, Checks) {
   }
 }
 
+// The network lock's name goes into nft and iptables commands at restore.
+TEST(VerifyInventory, NetworkLock) {
+  auto with_lock = [](const std::function<void(img::NetLock&)>& mutate) {
+    img::Inventory inv = good_inventory();
+    img::NetLock* l = inv.mutable_network_lock();
+    l->set_name("ckpt-77-12345");
+    img::NetLockConnection* c = l->add_connections();
+    c->set_family(2);  // AF_INET
+    c->set_local_addr(std::string("\x7f\0\0\x01", 4));
+    c->set_remote_addr(std::string("\x7f\0\0\x01", 4));
+    c->set_local_port(5000);
+    c->set_remote_port(40000);
+    mutate(*l);
+    return check_inventory("inv", inv);
+  };
+  EXPECT_TRUE(with_lock([](img::NetLock&) {}));
+  struct {
+    const char* name;
+    std::function<void(img::NetLock&)> mutate;
+    const char* msg;
+  } cases[] = {
+      {"injected name", [](img::NetLock& l) { l.set_name("ckpt-1-2; flush ruleset"); }, "is not a name ckpt gives"},
+      {"empty name", [](img::NetLock& l) { l.clear_name(); }, "is not a name ckpt gives"},
+      {"method", [](img::NetLock& l) { l.set_method(static_cast<img::NetLock::Method>(9)); }, "method 9 is unknown"},
+      {"family", [](img::NetLock& l) { l.mutable_connections(0)->set_family(1); }, "connection 0 (family 1"},
+      {"short address", [](img::NetLock& l) { l.mutable_connections(0)->set_local_addr("ab"); }, "is no TCP connection"},
+      {"v6 with v4 address", [](img::NetLock& l) { l.mutable_connections(0)->set_family(10); }, "is no TCP connection"},
+      {"port", [](img::NetLock& l) { l.mutable_connections(0)->set_remote_port(70000); }, "ports 5000 and 70000"},
+  };
+  for (const auto& c : cases) {
+    auto r = with_lock(c.mutate);
+    ASSERT_FALSE(r) << c.name;
+    EXPECT_NE(r.error().str().find(c.msg), std::string::npos) << c.name << ": " << r.error().str();
+  }
+}
+
 // --- page data -----------------------------------------------------------------
 
 // A pages file for `runs` (page counts), each page filled with its index.

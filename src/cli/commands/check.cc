@@ -34,6 +34,7 @@
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "cli/commands/commands.h"
+#include "net/netlock.h"
 #include "proc/maps.h"
 #include "proc/text.h"
 #include "ptrace/completion.h"
@@ -429,6 +430,25 @@ Row probe_memfd_exec() {
   return row;
 }
 
+// Which network lock (net/netlock.h) dump would use: the first method that
+// works, tried for real (a lock made and removed), and why those before it
+// don't.
+Row probe_network_lock(Log& log) {
+  Row row{"network lock", Need::Optional};
+  std::vector<std::string> works, fails;
+  for (const net::MethodProbe& p : net::probe_methods(log)) {
+    if (p.works) works.emplace_back(net::method_name(p.method));
+    else fails.push_back(fmt::format("{}: {}", net::method_name(p.method), p.works.error().str()));
+  }
+  row.present = !works.empty();
+  if (row.present)
+    row.detail = fmt::format("{} (dump's choice)", works[0]);
+  else
+    row.detail = "TCP connections can be dumped only with --network-lock skip";
+  if (!fails.empty()) row.why = fmt::format("{}", fmt::join(fails, "; "));
+  return row;
+}
+
 std::string_view status_of(const Row& r) {
   switch (r.need) {
     case Need::Info: return "info";
@@ -457,6 +477,9 @@ int run_check(Log& log) {
   run("PAGEMAP_SCAN", probe_pagemap_scan);
   run("soft-dirty", probe_soft_dirty);
   run("vDSO", probe_vdso);
+  // Stale locks first (a killed ckpt's), so that the probe runs on a clean ruleset.
+  sweep_network_locks(true, log);
+  run("network lock", [&] { return probe_network_lock(log); });
 
   size_t width = 0;
   for (const Row& r : rows) width = std::max(width, r.feature.size());

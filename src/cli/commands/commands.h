@@ -28,4 +28,8 @@ int run_restore(const Command& c, Log& log);
 int run_show(const std::string& target, bool json, Log& log);
 int run_verify(const Command& c, Log& log);
 
+// Removes the network locks of ckpts that died (network_lock.cc);
+// `everywhere`: also those found only in the ruleset (check).
+void sweep_network_locks(bool everywhere, Log& log);
+
 }  // namespace ckpt::cli

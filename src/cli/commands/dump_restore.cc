@@ -62,6 +62,7 @@ int run_dump(const Command& c, Log& log) {
     log.error("dump pid {}: {}", o.pid, l.error().str());
     return 1;
   }
+  sweep_network_locks(false, log);
   auto r = dump::dump(o, *dir, log);
   if (!r) {
     log.error("{}", r.error().str());
@@ -108,6 +109,7 @@ int run_restore(const Command& c, Log& log) {
   // The probe (a fork and a breakpoint hit: milliseconds, more on a busy VM)
   // runs on the other core while the images load; restore() joins it before
   // it forks any task.
+  sweep_network_locks(false, log);
   std::future<BreakpointSupport> probe;
   if (c.restore.breakpoints) probe = std::async(std::launch::async, probe_breakpoints);
   auto r = restore::restore(c.restore, *dir, [&] { return probe.get(); }, log);

@@ -127,6 +127,12 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
   verify->add_option("dir", c.verify_dir, "images directory");
   verify->add_flag("--skip-file-check", skip_file_check, "don't compare the mapped files with the dumped ones");
 
+  std::string network_lock = "auto";
+  for (CLI::App* a : {dump, rst})
+    a->add_option("--network-lock", network_lock, "how TCP connections are locked between the freeze and the restored "
+                  "tree running: auto (the first that works), nftables, iptables, or skip (you lock them)")
+        ->check(CLI::IsMember({"auto", "nftables", "iptables", "skip"}));
+
   try {
     std::vector<std::string> rev(args.rbegin(), args.rend());
     app.parse(rev);
@@ -139,6 +145,7 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
   }
 
   c.breakpoints = !no_bp;
+  c.dump.network_lock = c.restore.network_lock = *net::parse_lock_choice(network_lock);
   if (check->parsed()) c.verb = Verb::Check;
   if (dump->parsed()) {
     c.verb = Verb::Dump;

@@ -10,6 +10,7 @@
 #include "ckpt.pb.h"
 #include "files/inet_socket.h"
 #include "cli/commands/commands.h"
+#include "net/addr.h"
 #include "image/image_dir.h"
 #include "image/image_file.h"
 #include "image/messages.h"
@@ -93,6 +94,25 @@ Result<std::string> terminals_summary(const image::ImageDir& dir) {
   return out.empty() ? out : "=== terminals\n" + out + "\n";
 }
 
+// The network lock the dump left (net/netlock.h), its connections readable.
+std::string network_lock_summary(const img::Inventory& inv) {
+  if (!inv.has_network_lock()) return "";
+  const img::NetLock& l = inv.network_lock();
+  const char* where = l.method() == img::NetLock::NFTABLES ? "nftables table inet" : "iptables chain";
+  std::string out = fmt::format("=== network lock: {} {} (removed by restore), {} connection{}\n", where, l.name(),
+                                l.connections_size(), l.connections_size() == 1 ? "" : "s");
+  for (const img::NetLockConnection& c : l.connections()) {
+    net::Connection n{};
+    n.family = static_cast<int>(c.family());
+    std::copy_n(c.local_addr().begin(), std::min<size_t>(c.local_addr().size(), 16), n.local_addr.begin());
+    std::copy_n(c.remote_addr().begin(), std::min<size_t>(c.remote_addr().size(), 16), n.remote_addr.begin());
+    n.local_port = static_cast<uint16_t>(c.local_port());
+    n.remote_port = static_cast<uint16_t>(c.remote_port());
+    out += fmt::format("  tcp {}\n", net::describe(n));
+  }
+  return out + "\n";
+}
+
 // The tree, one task a line, children indented under their parent.
 Result<std::string> tree_summary(const image::ImageDir& dir) {
   img::Inventory inv;
@@ -121,7 +141,7 @@ Result<std::string> tree_summary(const image::ImageDir& dir) {
       if (d.has_inet()) socks += fmt::format("  fdesc {}: {}\n", d.id(), files::show_inet_socket(d.inet()));
     if (!socks.empty()) out += "\n=== sockets\n" + socks;
   }
-  return out + "\n" + TRY(terminals_summary(dir));
+  return out + "\n" + TRY(terminals_summary(dir)) + network_lock_summary(inv);
 }
 
 Result<std::string> show(const std::string& target, bool json) {

@@ -1,0 +1,63 @@
+#include "net/tree_connections.h"
+
+#include <dirent.h>
+#include <fmt/format.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <set>
+#include <string>
+
+#include "files/inet_diag.h"
+
+namespace ckpt::net {
+
+namespace {
+
+// Inodes of the sockets pid's fds lead to.
+Result<void> socket_inodes(pid_t pid, std::set<uint32_t>& out) {
+  const std::string path = fmt::format("/proc/{}/fd", pid);
+  DIR* d = opendir(path.c_str());
+  if (!d) return sys_error("pid {}: list its fds ({})", pid, path);
+  char link[64];
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    const ssize_t n = readlinkat(dirfd(d), e->d_name, link, sizeof(link) - 1);
+    if (n < 0) continue;  // closed meanwhile: a frozen task closes nothing, ckpt's own view may
+    link[n] = '\0';
+    unsigned long ino;
+    if (sscanf(link, "socket:[%lu]", &ino) == 1) out.insert(static_cast<uint32_t>(ino));
+  }
+  closedir(d);
+  return {};
+}
+
+}  // namespace
+
+uint32_t lockable_states() {
+  uint32_t m = 0;
+  for (int s : {TCP_SYN_SENT, TCP_SYN_RECV, TCP_ESTABLISHED, TCP_FIN_WAIT1, TCP_FIN_WAIT2, TCP_CLOSE_WAIT,
+                TCP_LAST_ACK, TCP_CLOSING})
+    m |= 1u << s;
+  return m;
+}
+
+Result<std::vector<Connection>> tree_tcp_connections(std::span<const pid_t> pids) {
+  std::set<uint32_t> inodes;
+  for (pid_t pid : pids) TRY(socket_inodes(pid, inodes));
+  std::vector<Connection> out;
+  if (inodes.empty()) return out;
+  const files::InetSockets all = TRY(files::inet_diag_all());
+  for (uint32_t ino : inodes) {
+    auto s = all.by_inode.find(ino);
+    if (s == all.by_inode.end()) continue;
+    const files::InetDiag& d = s->second;
+    if (d.protocol != IPPROTO_TCP || !(lockable_states() & (1u << d.state))) continue;
+    out.push_back({d.family, d.src, d.dst, d.sport, d.dport});
+  }
+  return out;
+}
+
+}  // namespace ckpt::net

@@ -1,0 +1,75 @@
+/* tcpclient: a TCP client of a server outside the tree (the network lock's
+ * tests): connects to 127.0.0.1:<port> (or [::1]:<port> with "6") and
+ * echoes back every byte it receives. On SIGTERM: PASS if the connection
+ * never failed (no reset, no error) and it echoed everything it read.
+ * Not in the workloads suite: tests/e2e/netlock_test.cc drives it, as the
+ * peer outside the tree. */
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
+
+#include "workload.h"
+
+int main(int argc, char **argv)
+{
+	wl_init(argc, argv, "tcpclient");
+	if (argc < 3)
+		wl_die("usage: wl_tcpclient <ready-file> <port> [6]");
+	const int port = atoi(argv[2]);
+	const int v6 = argc > 3 && strcmp(argv[3], "6") == 0;
+	int s = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		wl_die("socket: %s", strerror(errno));
+	int rc;
+	if (v6) {
+		struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_port = htons(port), .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+		rc = connect(s, (struct sockaddr *)&a, sizeof(a));
+	} else {
+		struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
+		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		rc = connect(s, (struct sockaddr *)&a, sizeof(a));
+	}
+	if (rc < 0)
+		wl_die("connect to port %d: %s", port, strerror(errno));
+	if (fcntl(s, F_SETFL, O_NONBLOCK) < 0)
+		wl_die("O_NONBLOCK: %s", strerror(errno));
+	wl_ready();
+
+	unsigned long long echoed = 0;
+	int failed = 0;
+	while (!wl_stop && !failed) {
+		char buf[4096];
+		ssize_t n = read(s, buf, sizeof(buf));
+		if (n > 0) {
+			ssize_t off = 0;
+			while (off < n) {
+				ssize_t w = write(s, buf + off, (size_t)(n - off));
+				if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
+					wl_sleep_ms(1);
+					continue;
+				}
+				if (w < 0) {
+					wl_fail("write: %s", wl_errname(errno));
+					failed = 1;
+					break;
+				}
+				off += w;
+			}
+			echoed += (unsigned long long)n;
+			continue;
+		}
+		if (n == 0) {
+			wl_fail("the server closed the connection after %llu bytes", echoed);
+			failed = 1;
+		} else if (errno != EAGAIN && errno != EINTR) {
+			wl_fail("read: %s after %llu bytes", wl_errname(errno), echoed);
+			failed = 1;
+		} else {
+			wl_sleep_ms(2);
+		}
+	}
+	while (!wl_stop)
+		wl_sleep_ms(10);
+	wl_printf("echoed %llu bytes\n", echoed);
+	wl_finish();
+}

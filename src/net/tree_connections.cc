@@ -6,6 +6,8 @@
 #include <netinet/tcp.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <set>
 #include <string>
@@ -50,12 +52,25 @@ Result<std::vector<Connection>> tree_tcp_connections(std::span<const pid_t> pids
   std::vector<Connection> out;
   if (inodes.empty()) return out;
   const files::InetSockets all = TRY(files::inet_diag_all());
-  for (uint32_t ino : inodes) {
-    auto s = all.by_inode.find(ino);
-    if (s == all.by_inode.end()) continue;
-    const files::InetDiag& d = s->second;
-    if (d.protocol != IPPROTO_TCP || !(lockable_states() & (1u << d.state))) continue;
-    out.push_back({d.family, d.src, d.dst, d.sport, d.dport});
+  std::vector<const files::InetDiag*> tcp;
+  for (uint32_t ino : inodes)
+    if (auto s = all.by_inode.find(ino); s != all.by_inode.end() && s->second.protocol == IPPROTO_TCP)
+      tcp.push_back(&s->second);
+  // A connection whose peer is the tree's too (its other end, or a listener
+  // of the tree whose queue holds it) is not locked: both ends are frozen
+  // and come back together, and a client of the tree that connects again at
+  // restore must see its old socket go (its FIN answered) to get its port.
+  auto peer_in_tree = [&](const files::InetDiag& c) {
+    constexpr std::array<uint8_t, 16> kAny{};
+    return std::ranges::any_of(tcp, [&](const files::InetDiag* t) {
+      if (t->family != c.family || t->sport != c.dport) return false;
+      if (t->state == TCP_LISTEN) return t->src == c.dst || t->src == kAny;
+      return t->src == c.dst && t->dst == c.src && t->dport == c.sport;
+    });
+  };
+  for (const files::InetDiag* d : tcp) {
+    if (!(lockable_states() & (1u << d->state)) || peer_in_tree(*d)) continue;
+    out.push_back({d->family, d->src, d->dst, d->sport, d->dport});
   }
   return out;
 }

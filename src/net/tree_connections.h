@@ -23,7 +23,8 @@ namespace ckpt::net {
 // CLOSE, TIME_WAIT).
 uint32_t lockable_states();
 
-// Each connection once, however many fds of however many tasks hold it.
+// Each connection once, however many fds of however many tasks hold it;
+// not those whose peer is the tree's too (a socket or a listener of it).
 // No inet_diag query at all when no task holds a socket.
 Result<std::vector<Connection>> tree_tcp_connections(std::span<const pid_t> pids);
 

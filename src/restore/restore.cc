@@ -330,7 +330,7 @@ Result<void> prepare(TreeImages& t, const image::ImageDir& dir, bool check_files
 }
 
 // A live task's part of the spawn: its plan, its fds, its boot region.
-Result<void> plan_live_task(const TreeImages& t, LiveTask& lt, const std::vector<InheritedPages>& inherited,
+Result<void> plan_live_task(LiveTask& lt, const std::vector<InheritedPages>& inherited,
                             const std::vector<proc::MapEntry>& own, int base, const files::TaskFdPlan* fds,
                             SpawnTask* sp) {
   const TaskImages& ti = *lt.images;
@@ -403,7 +403,7 @@ Result<SpawnTree> plan_spawn(const TreeImages& t, const tree::JoinPlan& joins,
     sp.exit_status = task.exit_status;
     if (!task.zombie) {
       const size_t i = p.live_index.at(task.pid);
-      TRY_CTX(plan_live_task(t, p.live[i], inherited[i], own, st.temp_fd_base, &p.fds.tasks[i], &sp), "pid {}",
+      TRY_CTX(plan_live_task(p.live[i], inherited[i], own, st.temp_fd_base, &p.fds.tasks[i], &sp), "pid {}",
               task.pid);
     }
     st.tasks.push_back(std::move(sp));

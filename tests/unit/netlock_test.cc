@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -180,7 +181,9 @@ TEST(NetLock, DestructorUnlocksAndSkipInstallsNothing) {
   }
   EXPECT_FALSE(read_record(name).has_value());
   for (Method m : {Method::Nftables, Method::Iptables})
-    if (auto b = make_backend(m)) EXPECT_FALSE((*b)->exists(name).value_or(false)) << method_name(m);
+    if (auto b = make_backend(m)) {
+      EXPECT_FALSE((*b)->exists(name).value_or(false)) << method_name(m);
+    }
   auto skip = NetLock::lock(LockChoice::Skip, {a.conn}, log);
   ASSERT_TRUE(skip);
   EXPECT_FALSE(skip->locked());
@@ -189,10 +192,19 @@ TEST(NetLock, DestructorUnlocksAndSkipInstallsNothing) {
   EXPECT_FALSE(none->locked());
 }
 
+// The tree is this process: a connection whose other end another process
+// holds is locked; one with both ends here is not (both come back together).
 TEST(NetLock, FindsTheTreesConnections) {
-  Pair a = loopback_pair(), b = loopback_pair(true);
+  Pair a = loopback_pair(), b = loopback_pair(true), both = loopback_pair();
+  const pid_t outside = fork();
+  if (outside == 0)
+    for (;;) pause();  // holds a copy of every end, the accepted ones among them
+  a.server.reset();
+  b.server.reset();
   const pid_t me = getpid();
   auto conns = tree_tcp_connections(std::span(&me, 1));
+  kill(outside, SIGKILL);
+  waitpid(outside, nullptr, 0);
   ASSERT_TRUE(conns) << conns.error().str();
   auto has = [&](const Connection& c) {
     for (const Connection& x : *conns)
@@ -203,9 +215,11 @@ TEST(NetLock, FindsTheTreesConnections) {
   };
   EXPECT_TRUE(has(a.conn));
   EXPECT_TRUE(has(b.conn));
-  Connection server_side = a.conn;
+  Connection server_side = both.conn;
   std::swap(server_side.local_port, server_side.remote_port);
-  EXPECT_TRUE(has(server_side)) << "the accepted end";
+  EXPECT_FALSE(has(both.conn)) << "both ends in the tree";
+  EXPECT_FALSE(has(server_side)) << "both ends in the tree";
+  EXPECT_EQ(conns->size(), 2u);
 }
 
 TEST(NetLock, LockNames) {

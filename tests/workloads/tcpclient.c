@@ -4,11 +4,11 @@
  * never failed (no reset, no error) and it echoed everything it read.
  * Not in the workloads suite: tests/e2e/netlock_test.cc drives it, as the
  * peer outside the tree. */
-#include <netinet/in.h>
-#include <arpa/inet.h>
-#include <sys/socket.h>
-
 #include "workload.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 int main(int argc, char **argv)
 {

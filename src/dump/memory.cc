@@ -304,29 +304,39 @@ bool has_flag(const std::vector<std::string>& flags, std::string_view f) {
   return std::find(flags.begin(), flags.end(), f) != flags.end();
 }
 
-// Hugetlb memory: private anonymous memory (MAP_HUGETLB) is restored with
-// its page size (returned, in bytes; 0 for other memory). Any other is
+// Hugetlb memory: anonymous memory (MAP_HUGETLB, private or shared) and
+// shared mappings of a memfd of huge pages (MFD_HUGETLB) are restored with
+// their page size (returned, in bytes; 0 for other memory). Any other is
 // refused as hugetlb, with its page size, before any other of its flags
 // ("de": hugetlbfs sets VM_DONTEXPAND too) names it wrongly.
 Result<uint64_t> hugetlb_page_size(pid_t pid, const proc::MapEntry& m, const std::vector<std::string>& flags) {
   if (!has_flag(flags, "ht")) return 0;
   const proc::PageSizes sizes = TRY(proc::read_smaps_page_sizes(pid));
   auto it = sizes.find(m.start);
-  if (it != sizes.end() && !m.shared && m.path == "/anon_hugepage (deleted)") return it->second * 1024;
+  const bool anon = m.path == "/anon_hugepage (deleted)";
+  const bool memfd = m.path.starts_with("/memfd:") && m.path.ends_with(" (deleted)");
+  if (it != sizes.end() && (anon || (memfd && m.shared))) return it->second * 1024;
   const std::string size = it == sizes.end() ? "unknown size" : fmt::format("{} kB", it->second);
   return error(EOPNOTSUPP, "VMA {:#x}-{:#x} ({}) has VmFlags \"ht\": hugetlb memory ({}{}, {} pages): "
                "not supported yet", m.start, m.end, m.path.empty() ? "anonymous" : m.path,
-               m.path.starts_with("/anon_hugepage") ? "MAP_HUGETLB" : "hugetlbfs", m.shared ? ", shared" : ", private",
+               anon ? "MAP_HUGETLB" : memfd ? "MFD_HUGETLB" : "hugetlbfs", m.shared ? ", shared" : ", private",
                size);
+}
+
+// The VmFlags of hugetlb memory but for the two the kernel sets on all of
+// it: "ht" itself, and "de" (VM_DONTEXPAND).
+std::vector<std::string> without_hugetlb_flags(const std::vector<std::string>& flags) {
+  std::vector<std::string> others;
+  for (const std::string& f : flags)
+    if (f != "ht" && f != "de") others.push_back(f);
+  return others;
 }
 
 // A private MAP_HUGETLB VMA: anonymous memory of another page size, which
 // hugetlbfs backs with an unlinked file ("/anon_hugepage (deleted)") and
 // marks VM_DONTEXPAND ("de"), both of the kernel's making.
 Result<img::Vma> hugetlb_vma(const proc::MapEntry& m, const std::vector<std::string>& flags, uint64_t page_size) {
-  std::vector<std::string> others;
-  for (const std::string& f : flags)
-    if (f != "ht" && f != "de") others.push_back(f);
+  const std::vector<std::string> others = without_hugetlb_flags(flags);
   TRY(check_vmflags(m, others));
   img::Vma v;
   v.set_start(m.start);
@@ -349,18 +359,22 @@ Result<img::MmImage> collect_vmas(pid_t pid, bool ckpt_tracks) {
     if (m.path == "[vsyscall]") continue;  // fixed by the kernel, not ours to map
     const auto flags = vmflags.find(m.start);
     const uint64_t huge = flags != vmflags.end() ? TRY(hugetlb_page_size(pid, m, flags->second)) : 0;
-    if (huge) {
+    if (huge && !m.shared) {
       *mm.add_vmas() = TRY(hugetlb_vma(m, flags->second, huge));
       continue;
     }
+    // Shared hugetlb memory is an object of the checkpoint like any shared
+    // memory (dump/shmem.h), mapped with its page size.
+    std::vector<std::string> f;
     if (flags != vmflags.end()) {
-      std::vector<std::string> f = flags->second;
+      f = huge ? without_hugetlb_flags(flags->second) : flags->second;
       if (ckpt_tracks) std::erase(f, "uw");
       TRY(check_vmflags(m, f));
     }
     img::Vma* v = mm.add_vmas();
     *v = TRY(classify(m));
-    if (flags != vmflags.end() && !is_special(m)) apply_vmflags(flags->second, v);
+    v->set_hugetlb_page_size(huge);
+    if (!is_special(m)) apply_vmflags(f, v);
     if ((v->kind() == img::Vma::FILE_PRIVATE || v->kind() == img::Vma::FILE_SHARED) && !shmem_kind(m)) {
       auto [it, fresh] = ids.try_emplace({v->dev(), v->inode()});
       if (fresh) it->second = TRY_CTX(identify_mapped(pid, m), "VMA {:#x}-{:#x} ({})", m.start, m.end, m.path);

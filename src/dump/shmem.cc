@@ -62,7 +62,8 @@ Result<void> write_content(int obj, uint64_t size, image::ImageDir& dir, img::Sh
 }  // namespace
 
 std::optional<img::ShmemObject::Kind> shmem_kind(const proc::MapEntry& m) {
-  if (m.shared && m.path.starts_with("/dev/zero")) return img::ShmemObject::ANON;
+  if (m.shared && (m.path.starts_with("/dev/zero") || m.path == "/anon_hugepage (deleted)"))
+    return img::ShmemObject::ANON;
   if (m.path.starts_with("/memfd:") && m.path.ends_with(kDeleted)) return img::ShmemObject::MEMFD;
   return std::nullopt;
 }
@@ -93,6 +94,7 @@ Result<void> ShmemCollector::collect(pid_t pid, img::MmImage* mm, image::ImageDi
       o->set_name(std::string(name));
     }
     o->set_size(st.st_size);
+    o->set_hugetlb_page_size(v.hugetlb_page_size());
     o->set_dev(v.dev());
     o->set_inode(v.inode());
     TRY_CTX(write_content(obj.get(), st.st_size, dir, o), "{}", what);

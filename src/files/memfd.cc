@@ -39,7 +39,6 @@ class MemfdKind final : public Kind {
     UniqueFd f = TRY(open_file(fmt::format("/proc/{}/fd/{}", p.pid, p.fd), O_RDONLY));
     struct statfs fs;
     if (fstatfs(f.get(), &fs) < 0) return sys_error("statfs");
-    if (fs.f_type == HUGETLBFS_MAGIC) return error(EOPNOTSUPP, "a memfd of huge pages (MFD_HUGETLB): not supported yet");
     const int seals = fcntl(f.get(), F_GET_SEALS);
     if (seals < 0) return sys_error("F_GET_SEALS");
     m->set_seals(seals);
@@ -49,6 +48,10 @@ class MemfdKind final : public Kind {
       m->set_shmem_id(it->second);
       return {};
     }
+    // Restore writes the contents of one no task maps, and hugetlbfs files
+    // can't be written, only mapped.
+    if (fs.f_type == HUGETLBFS_MAGIC)
+      return error(EOPNOTSUPP, "a memfd of huge pages (MFD_HUGETLB) that no task maps shared: not supported yet");
     return read_contents(f.get(), p.ctx->ghost_limit, m->mutable_contents());
   }
 

@@ -11,6 +11,7 @@
 #include <future>
 #include <map>
 #include <memory>
+#include <bit>
 #include <set>
 
 #include "arch/x86_64/cpu_features.h"
@@ -467,6 +468,9 @@ Result<img::ShmemImage> load_shmem(const ImageDir& dir, std::span<const img::MmI
       return error(EINVAL, "{}: object {} has unknown kind {}", name, o.id(), static_cast<int>(o.kind()));
     if (o.size() == 0 || o.size() >= arch::kTaskSize) return error(EINVAL, "{}: object {} has size {}", name, o.id(), o.size());
     if (o.name().size() > 249) return error(EINVAL, "{}: object {} has a name of {} bytes", name, o.id(), o.name().size());
+    if (const uint64_t huge = o.hugetlb_page_size();
+        huge && (!std::has_single_bit(huge) || huge <= arch::kPageSize || huge > (1ull << 30) || o.size() % huge))
+      return error(EINVAL, "{}: object {} of {} bytes has a bad hugetlb page size {}", name, o.id(), o.size(), huge);
     uint64_t pages = 0, prev_end = 0;
     for (const img::PageRun& r : o.pages().runs()) {
       if (r.vaddr() % arch::kPageSize || r.nr_pages() == 0 || r.vaddr() < prev_end || r.vaddr() >= o.size() ||

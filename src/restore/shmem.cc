@@ -1,9 +1,11 @@
 #include "restore/shmem.h"
 
 #include <fcntl.h>
+#include <linux/memfd.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <bit>
 #include <vector>
 
 #include "arch/x86_64/page.h"
@@ -40,16 +42,22 @@ Result<void> fill(const image::ImageDir& dir, const img::ShmemObject& o, char* d
 }
 
 Result<UniqueFd> create(const image::ImageDir& dir, const img::ShmemObject& o) {
-  const uint64_t span = (o.size() + arch::kPageSize - 1) & ~(arch::kPageSize - 1);
+  // Hugetlb objects come in pages of their own size: the kernel rounds the
+  // object's mapping up to it.
+  const uint64_t page = o.hugetlb_page_size() ? o.hugetlb_page_size() : arch::kPageSize;
+  const uint64_t span = (o.size() + page - 1) & ~(page - 1);
+  const int huge = o.hugetlb_page_size() ? std::countr_zero(o.hugetlb_page_size()) : 0;
   if (o.kind() == img::ShmemObject::ANON) {
     // The kernel's own object for MAP_SHARED|MAP_ANONYMOUS, kept through an
     // fd on it once ckpt's mapping goes.
-    Mapping m = TRY(Mapping::map(o.size(), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS));
+    const int hugetlb = huge ? MAP_HUGETLB | huge << MAP_HUGE_SHIFT : 0;
+    Mapping m = TRY(Mapping::map(span, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | hugetlb));
     TRY(fill(dir, o, m.data()));
     const uint64_t at = reinterpret_cast<uint64_t>(m.data());
     return open_file(fmt::format("/proc/self/map_files/{:x}-{:x}", at, at + span), O_RDWR);
   }
-  int fd = memfd_create(o.name().c_str(), MFD_CLOEXEC);
+  const unsigned hugetlb = huge ? MFD_HUGETLB | static_cast<unsigned>(huge) << MFD_HUGE_SHIFT : 0;
+  int fd = memfd_create(o.name().c_str(), MFD_CLOEXEC | hugetlb);
   if (fd < 0) return sys_error("memfd_create {}", o.name());
   UniqueFd memfd(fd);
   if (ftruncate(fd, static_cast<off_t>(o.size())) < 0) return sys_error("size memfd {}", o.name());

@@ -3,7 +3,8 @@
 // VMA that maps it, in any task, maps the same object through a dup of its
 // fd. Anonymous shared memory is created as the kernel creates it for
 // MAP_SHARED|MAP_ANONYMOUS (so /proc/PID/maps names it "/dev/zero
-// (deleted)" again), a memfd with memfd_create and its name.
+// (deleted)" again, or "/anon_hugepage (deleted)" for huge pages), a memfd
+// with memfd_create and its name.
 #pragma once
 
 #include <cstdint>

@@ -368,12 +368,13 @@ TEST(BadDump, OomScoreAdjCkptCouldNotPutBack) {
   reap(pid);
 }
 
-// Shared hugetlb memory (MAP_SHARED | MAP_HUGETLB) is refused at dump as
-// hugetlb with its page size: hugetlbfs also sets VM_DONTEXPAND ("de"),
-// which used to name it "a driver's or kernel's mapping". (Private
-// MAP_HUGETLB memory is restored: the hugetlb workload.) The test allocates
-// two 2 MiB pages (/proc/sys/vm/nr_hugepages) and puts the count back after.
-TEST(BadDump, SharedHugetlbNamedWithItsPageSize) {
+// A private mapping of a memfd of huge pages is refused at dump as hugetlb
+// with its page size: hugetlbfs also sets VM_DONTEXPAND ("de"), which used
+// to name it "a driver's or kernel's mapping". (Anonymous MAP_HUGETLB
+// memory, private or shared, and shared memfd mappings are restored: the
+// hugetlb workload.) The test allocates two 2 MiB pages
+// (/proc/sys/vm/nr_hugepages) and puts the count back after.
+TEST(BadDump, PrivateHugetlbMemfdNamedWithItsPageSize) {
   const std::string knob = "/proc/sys/vm/nr_hugepages";
   const std::string free_pages = "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages";
   if (access(free_pages.c_str(), F_OK) != 0) GTEST_SKIP() << "no 2 MiB huge pages on this machine";
@@ -388,14 +389,16 @@ TEST(BadDump, SharedHugetlbNamedWithItsPageSize) {
   Harness h;
   pid_t pid = spawn([] {
     constexpr size_t kLen = 2 << 20;
-    void* mem = mmap(nullptr, kLen, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+    int fd = memfd_create("huge", MFD_HUGETLB);
+    if (fd < 0 || ftruncate(fd, kLen) < 0) _exit(1);
+    void* mem = mmap(nullptr, kLen, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
     if (mem == MAP_FAILED) _exit(1);
     std::memset(mem, 0x5a, kLen);
   });
   ASSERT_TRUE(alive(pid));
   CkptRun r = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
   EXPECT_NE(r.exit_code(), 0);
-  EXPECT_NE(r.err.find("has VmFlags \"ht\": hugetlb memory (MAP_HUGETLB, shared, 2048 kB pages): not supported yet"),
+  EXPECT_NE(r.err.find("has VmFlags \"ht\": hugetlb memory (MFD_HUGETLB, private, 2048 kB pages): not supported yet"),
             std::string::npos) << r.err;
   expect_unharmed(pid);
   EXPECT_NE(access((h.images() + "/inventory.img").c_str(), F_OK), 0);

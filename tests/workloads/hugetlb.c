@@ -1,27 +1,44 @@
-/* hugetlb: private anonymous hugetlb memory (MAP_HUGETLB, 2 MiB pages) and
- * its content. The machine needs 3 free 2 MiB huge pages (the e2e test
- * raises /proc/sys/vm/nr_hugepages and puts it back after).
+/* hugetlb: hugetlb memory (2 MiB pages) and its content: private and shared
+ * anonymous MAP_HUGETLB memory, and a memfd of huge pages (MFD_HUGETLB)
+ * mapped shared and held as an fd. The machine needs 6 free 2 MiB huge
+ * pages (the e2e test raises /proc/sys/vm/nr_hugepages and puts it back).
  *
  * Setup: a 3-page MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_HUGE_2MB
  * mapping; huge page 0 filled with a pattern (every 8-byte word its index
  * mixed), huge page 1 left untouched, huge page 2 written in its last 4 KiB
- * only. Its KernelPageSize in /proc/self/smaps is recorded.
- * Verification: the pattern is intact, page 1 reads zero, page 2 reads zero
- * but for its last 4 KiB; KernelPageSize still 2048 kB; the mapping still
+ * only. A 2-page MAP_SHARED | MAP_ANONYMOUS | MAP_HUGETLB mapping with its
+ * first page filled with another pattern and its second untouched. A
+ * 1-page MFD_HUGETLB memfd mapped shared, its first 64 KiB written. Their
+ * KernelPageSize in /proc/self/smaps is recorded.
+ * Verification: the patterns are intact, untouched pages read zero;
+ * KernelPageSize still 2048 kB everywhere; the private mapping still
  * refuses a 4 KiB-aligned munmap inside a huge page (EINVAL), as hugetlb
- * memory does.
+ * memory does; the memfd fd is still on hugetlbfs and reads what the
+ * mapping holds; and both shared mappings are still shared: a child forked
+ * after restore writes into them and the parent sees it.
  */
 #include "workload.h"
 
 #include <sys/mman.h>
+#include <sys/statfs.h>
+#include <sys/wait.h>
+#include <linux/magic.h>
 
 #define HUGE (2UL << 20)
 #define NHUGE 3
 #ifndef MAP_HUGE_2MB
 #define MAP_HUGE_2MB (21 << 26)
 #endif
+#ifndef MFD_HUGETLB
+#define MFD_HUGETLB 4U
+#endif
+#ifndef MFD_HUGE_2MB
+#define MFD_HUGE_2MB (21U << 26)
+#endif
+#define MEMFD_WRITTEN (64 << 10)
 
-static uint64_t *mem;
+static uint64_t *mem, *shared, *memfd_map;
+static int memfd;
 static uint64_t loops;
 
 static long kernel_page_size_kb(void *addr)
@@ -54,9 +71,26 @@ int main(int argc, char **argv)
 	uint64_t *last = mem + (3 * HUGE - 4096) / 8;
 	for (size_t i = 0; i < 4096 / 8; i++)
 		last[i] = ~wl_mix64(i);
-	long kb = kernel_page_size_kb(mem);
-	if (kb != 2048)
-		wl_die("KernelPageSize of the mapping: %ld kB, not 2048", kb);
+	shared = mmap(NULL, 2 * HUGE, PROT_READ | PROT_WRITE,
+		      MAP_SHARED | MAP_ANONYMOUS | MAP_HUGETLB | MAP_HUGE_2MB, -1, 0);
+	if (shared == MAP_FAILED)
+		wl_die("mmap of 2 shared 2 MiB huge pages: %s", strerror(errno));
+	for (size_t i = 0; i < words; i++)
+		shared[i] = wl_mix64(i) ^ 0x5a5a;
+	memfd = memfd_create("huge", MFD_HUGETLB | MFD_HUGE_2MB);
+	if (memfd < 0 || ftruncate(memfd, HUGE) < 0)
+		wl_die("memfd of huge pages: %s", strerror(errno));
+	memfd_map = mmap(NULL, HUGE, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+	if (memfd_map == MAP_FAILED)
+		wl_die("mmap of the memfd: %s", strerror(errno));
+	for (size_t i = 0; i < MEMFD_WRITTEN / 8; i++)
+		memfd_map[i] = ~wl_mix64(i) ^ 0xa5;
+	void *regions[] = {mem, shared, memfd_map};
+	for (int i = 0; i < 3; i++) {
+		long kb = kernel_page_size_kb(regions[i]);
+		if (kb != 2048)
+			wl_die("KernelPageSize of mapping %d: %ld kB, not 2048", i, kb);
+	}
 
 	wl_ready();
 	while (!wl_stop) {
@@ -79,8 +113,43 @@ int main(int argc, char **argv)
 		if (last[i] != ~wl_mix64(i))
 			bad++;
 	WL_CHECK(bad == 0, "last 4 KiB: %zu words differ", bad);
-	kb = kernel_page_size_kb(mem);
-	WL_CHECK(kb == 2048, "KernelPageSize: expected 2048 kB, got %ld", kb);
+	for (int i = 0; i < 3; i++) {
+		long kb = kernel_page_size_kb(regions[i]);
+		WL_CHECK(kb == 2048, "KernelPageSize of mapping %d: expected 2048 kB, got %ld", i, kb);
+	}
+
+	bad = 0;
+	for (size_t i = 0; i < words; i++)
+		if (shared[i] != (wl_mix64(i) ^ 0x5a5a) && bad++ == 0)
+			first = i;
+	WL_CHECK(bad == 0, "shared huge page 0: %zu words differ, first at word %zu", bad, first);
+	bad = 0;
+	for (size_t i = words; i < 2 * words; i++)
+		if (shared[i] != 0)
+			bad++;
+	WL_CHECK(bad == 0, "shared huge page 1: %zu words not zero", bad);
+	bad = 0;
+	for (size_t i = 0; i < words; i++)
+		if (memfd_map[i] != (i < MEMFD_WRITTEN / 8 ? ~wl_mix64(i) ^ 0xa5 : 0))
+			bad++;
+	WL_CHECK(bad == 0, "memfd huge page: %zu words differ", bad);
+	struct statfs fs;
+	WL_CHECK(fstatfs(memfd, &fs) == 0 && fs.f_type == HUGETLBFS_MAGIC, "the memfd is not on hugetlbfs any more");
+	static uint64_t through_fd[MEMFD_WRITTEN / 8];
+	WL_CHECK(pread(memfd, through_fd, sizeof through_fd, 0) == sizeof through_fd &&
+			 memcmp(through_fd, memfd_map, sizeof through_fd) == 0,
+		 "the memfd's fd does not read what its mapping holds");
+	/* Still shared: what a child writes, the parent sees. */
+	pid_t child = fork();
+	if (child == 0) {
+		shared[words] = 0xfeedface;
+		memfd_map[words - 1] = 0xcafef00d;
+		_exit(0);
+	}
+	int status;
+	WL_CHECK(child > 0 && waitpid(child, &status, 0) == child && WIFEXITED(status), "writer child");
+	WL_CHECK(shared[words] == 0xfeedface, "shared anonymous huge pages are no longer shared");
+	WL_CHECK(memfd_map[words - 1] == 0xcafef00d, "the memfd's mapping is no longer shared");
 	errno = 0;
 	int r = munmap((char *)mem + 4096, 4096);
 	WL_CHECK(r != 0 && errno == EINVAL, "munmap of 4 KiB inside a huge page: expected EINVAL, got %s",

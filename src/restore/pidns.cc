@@ -42,9 +42,9 @@ Result<std::pair<pid_t, pid_t>> outer_inner(const std::string& path) {
     init_fail(tree, fmt::format("new PID namespace: make the mounts private: {}", strerror(errno)));
   if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) < 0)
     init_fail(tree, fmt::format("new PID namespace: mount its /proc: {}", strerror(errno)));
-  prctl(PR_SET_NAME, "ckpt-init", 0, 0, 0);
   auto root = spawn(tree);
   if (!root) init_fail(tree, root.error().str());
+  prctl(PR_SET_NAME, "ckpt-init", 0, 0, 0);
   // The tree holds what it needs: ckpt's fds (pipe ends, status pipes) must
   // not stay open here, or no one sees them close.
   syscall(SYS_close_range, 0, ~0U, 0);

@@ -128,9 +128,11 @@ Result<void> check_pids_free(const TreeImages& t, const tree::JoinPlan& joins, b
       continue;
     }
     if (kill(id, 0) == 0 || errno == EPERM) {
-      auto st = proc::read_stat(id);
-      return error(EEXIST, "pid {} is taken by another process ({}, pid {}); stop it, or restore --pidns into a new "
-                   "PID namespace", id, st ? st->comm : "?", id);
+      // The id may be a thread's: name the process it belongs to.
+      auto st = proc::read_status(id);
+      const std::string owner = !st ? "another process" : st->tgid == id ? fmt::format("another process ({})", st->name)
+                                                       : fmt::format("a thread of process {} ({})", st->tgid, st->name);
+      return error(EEXIST, "pid {}: the pid is taken by {}; stop it, or restore --pidns into a new PID namespace", id, owner);
     }
   }
   return {};
@@ -409,6 +411,7 @@ Result<SpawnTree> plan_spawn(const TreeImages& t, const tree::JoinPlan& joins,
     sp.children.insert(sp.children.end(), forks[k].begin(), forks[k].end());
     sp.zombie = task.zombie;
     sp.exit_status = task.exit_status;
+    if (task.zombie) sp.comm = task.comm;
     if (!task.zombie) {
       const size_t i = p.live_index.at(task.pid);
       TRY_CTX(plan_live_task(p.live[i], inherited[i], own, st.temp_fd_base, &p.fds.tasks[i], &sp), "pid {}",
@@ -588,6 +591,7 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   // Every task and thread exists: what their PIDs are here.
   const PidMap pids = o.pidns ? TRY_CTX(PidMap::read(init), "restore") : PidMap{};
   out.pid_outside = pids.outside(pid);
+  out.init = init;
   if (o.pidns) log.info("restore pid {}: pid {} outside its PID namespace, whose init is pid {}", pid,
                         out.pid_outside, init);
   TRY_CTX(files::set_owners(t.descs, p.fds, [&](pid_t p) { return pids.outside(p); }), "restore");

@@ -45,6 +45,7 @@ struct RestoreOptions {
 struct RestoreOutcome {
   pid_t pid = 0;           // the root's, as dumped
   pid_t pid_outside = 0;   // the same in ckpt's PID namespace (--pidns: another)
+  pid_t init = 0;          // --pidns: the namespace's init (pidns.h), ckpt's child unless --restore-sibling
   img::Stats stats;
   // Set when ckpt waited for the task: its wait status.
   std::optional<int> wait_status;

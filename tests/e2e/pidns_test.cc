@@ -4,7 +4,7 @@
 // namespace with every dumped PID inside, under ckpt's init, and the tree
 // verifies itself (getpid, getppid, groups, sessions, /proc/self); -d,
 // --leave-stopped and --pidfile (the root's PID outside); a restore that
-// fails under --pidns leaves no task.
+// fails under --pidns leaves no task; --restore-sibling.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -176,6 +176,26 @@ TEST(PidNsOptions, DetachedLeftStoppedWithPidfile) {
   const std::string log = read_text(h.workload_log("tree"));
   EXPECT_EQ(count(log, "PASS tree\n"), 1u) << log;
   EXPECT_EQ(log.find("FAIL"), std::string::npos) << log;
+  t.finish();
+}
+
+// --restore-sibling: the init is the child of ckpt's parent (this test).
+TEST(PidNsOptions, RestoreSibling) {
+  Harness h;
+  LiveTree t(h);
+  ASSERT_EQ(t.tasks.size(), 7u);
+  const std::string pidfile = h.dir() + "/restored.pid";
+  CkptRun r = h.ckpt({"restore", "-D", h.images(), "--pidns", "--restore-sibling", "--pidfile", pidfile});
+  ASSERT_EQ(r.exit_code(), 0) << r.err;
+  const pid_t root = std::atoi(read_text(pidfile).c_str());
+  ASSERT_GT(root, 0);
+  const pid_t init = ppid_of(root);
+  EXPECT_EQ(comm_of(init), "ckpt-init");
+  EXPECT_EQ(ppid_of(init), getpid());
+  expect_same_pids_inside(root, t.task_set());
+  kill(root, SIGTERM);
+  int st = h.wait_child(init);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st << read_text(h.workload_log("tree"));
   t.finish();
 }
 

@@ -31,6 +31,7 @@ class PidMap {
   static Result<PidMap> read(pid_t init);
   // `pid` as ckpt sees it; itself if not in the map.
   pid_t outside(pid_t pid) const;
+  // Whether ckpt knows `pid` here (always, without --pidns).
   bool has(pid_t pid) const { return map_.empty() || map_.contains(pid); }
 
  private:

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <future>
@@ -70,7 +71,8 @@ Error explain_stop(Tracee& t, const Stop& s, const Plan& plan, const TaskImages&
   if (s.gone()) return Error{ESRCH, fmt::format("task {} {} during restore", tid, s.describe())};
   auto regs = t.regs();
   uint64_t rip = regs ? regs->rip : 0;
-  auto th = std::find_if(plan.threads.begin(), plan.threads.end(), [&](const ThreadPlan& p) { return pids.outside(p.tid) == tid; });
+  auto th = std::find_if(plan.threads.begin(), plan.threads.end(),
+                         [&](const ThreadPlan& p) { return pids.outside(p.tid) == tid; });
   if (s.sig() == SIGTRAP && th != plan.threads.end()) {
     abi::RestorerError e{};
     if (!t.read_mem(th->arg + offsetof(abi::ThreadArg, error), &e, sizeof e)) e.step = abi::kStepNone;
@@ -130,10 +132,28 @@ Result<void> check_pids_free(const TreeImages& t, const tree::JoinPlan& joins, b
     if (kill(id, 0) == 0 || errno == EPERM) {
       // The id may be a thread's: name the process it belongs to.
       auto st = proc::read_status(id);
-      const std::string owner = !st ? "another process" : st->tgid == id ? fmt::format("another process ({})", st->name)
-                                                       : fmt::format("a thread of process {} ({})", st->tgid, st->name);
-      return error(EEXIST, "pid {}: the pid is taken by {}; stop it, or restore --pidns into a new PID namespace", id, owner);
+      const std::string owner = !st                ? "another process"
+                                : st->tgid == id ? fmt::format("another process ({})", st->name)
+                                                 : fmt::format("a thread of process {} ({})", st->tgid, st->name);
+      return error(EEXIST, "pid {}: the pid is taken by {}; stop it, or restore --pidns into a new PID namespace", id,
+                   owner);
     }
+  }
+  return {};
+}
+
+// --pidns: every session and group must be one the tree makes, since the
+// tree can join none outside its namespace (a --shell-job's are the shell's).
+Result<void> check_all_inside(const tree::ProcessTree& tree, const tree::JoinPlan& joins) {
+  auto made = [&](pid_t id) {
+    return tree.find(id) != nullptr ||
+           std::any_of(joins.helpers.begin(), joins.helpers.end(), [&](const tree::Helper& h) { return h.pid == id; });
+  };
+  for (size_t k = 0; k < tree.tasks().size(); k++) {
+    const tree::Task& task = tree.tasks()[k];
+    if (joins.tasks[k].join_restorer_group || !made(task.sid) || !made(task.pgid))
+      return error(EINVAL, "pid {}: --pidns with --shell-job: its session {} and group {} are the restoring shell's, "
+                   "outside the new PID namespace, where no task can join them", task.pid, task.sid, task.pgid);
   }
   return {};
 }
@@ -514,11 +534,7 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   const pid_t pid = t.inventory.root_pid();
   const tree::JoinPlan joins = TRY_CTX(t.tree.plan_joins(true), "restore");
   TRY_CTX(check_pids_free(t, joins, o.pidns), "restore");
-  if (o.pidns)
-    for (const tree::Joins& j : joins.tasks)
-      if (j.join_restorer_group)
-        return error(EINVAL, "restore: --pidns with --shell-job: the restoring shell's session and group are outside "
-                     "the new PID namespace, where no task can join them");
+  if (o.pidns) TRY_CTX(check_all_inside(t.tree, joins), "restore");
   auto inherited = TRY_CTX(resolve_inherited(t), "restore");
   // The dump's network lock, taken over once the images are read and
   // checked (a restore refused before leaves it, for a retry): it goes once
@@ -594,6 +610,11 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   out.init = init;
   if (o.pidns) log.info("restore pid {}: pid {} outside its PID namespace, whose init is pid {}", pid,
                         out.pid_outside, init);
+  // An owner group whose leader has exited has no PID ckpt could learn here.
+  for (const img::FileDesc& d : t.descs.descs())
+    if (d.owner() != 0 && !pids.has(std::abs(d.owner())))
+      return error(EINVAL, "restore: file description {}: its owner ({} {}) has no task in the new PID namespace "
+                   "(--pidns)", d.id(), d.owner() < 0 ? "process group" : "pid", std::abs(d.owner()));
   TRY_CTX(files::set_owners(t.descs, p.fds, [&](pid_t p) { return pids.outside(p); }), "restore");
   // Every task holds its fds now: ckpt's copies go, or a pipe's reader would
   // never see EOF (ckpt, a writer too, waits for the tree to exit).

@@ -166,8 +166,11 @@ TEST(PidNsOptions, DetachedLeftStoppedWithPidfile) {
   EXPECT_TRUE(wait_until([&] { return ppid_of(init) == getpid(); })) << "the init is the subreaper's once ckpt is gone";
   std::vector<pid_t> restored = tree_of(root);
   ASSERT_EQ(restored.size(), 7u);
-  for (pid_t p : restored)
-    if (proc_state(p) != 'Z') EXPECT_TRUE(wait_state(p, 'T')) << p << " " << proc_state(p);
+  for (pid_t p : restored) {
+    if (proc_state(p) != 'Z') {
+      EXPECT_TRUE(wait_state(p, 'T')) << p << " " << proc_state(p);
+    }
+  }
   for (pid_t p : restored) kill(p, SIGCONT);
   ASSERT_TRUE(wait_until([&] { return proc_state(root) == 'S' || proc_state(root) == 'R'; }));
   kill(root, SIGTERM);
@@ -197,6 +200,22 @@ TEST(PidNsOptions, RestoreSibling) {
   int st = h.wait_child(init);
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st << read_text(h.workload_log("tree"));
   t.finish();
+}
+
+// A tree in the test's session (--shell-job) can't join it from a new PID
+// namespace: refused before anything is created.
+TEST(PidNsOptions, ShellJobRefused) {
+  Harness h;
+  const pid_t pid = spawn_paused([] {}, false);
+  ASSERT_TRUE(tree_paused(pid, 1));
+  CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images(), "--shell-job", "--leave-running"});
+  ASSERT_EQ(d.exit_code(), 0) << d.err;
+  CkptRun r = h.ckpt({"restore", "-D", h.images(), "--pidns"});
+  EXPECT_NE(r.exit_code(), 0);
+  EXPECT_NE(r.err.find("--pidns with --shell-job"), std::string::npos) << r.err;
+  EXPECT_TRUE(with_comm("ckpt-init").empty());
+  kill(pid, SIGKILL);
+  h.wait_child(pid);
 }
 
 // A restore that fails at its last step, every task seized and completed,

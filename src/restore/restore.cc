@@ -178,7 +178,9 @@ Result<void> check_mapped_files(const TaskImages& ti, const MappingFiles& mf, in
 
 // Until the tree runs on its own, any failure kills every task of it:
 // nothing half-alive, and no PID held by a zombie. ckpt is a child subreaper
-// meanwhile, so the tasks orphaned by the kill are its to reap.
+// meanwhile, so the tasks orphaned by the kill are its to reap. With
+// --pidns the "root" is the namespace's init: its death kills every task of
+// the namespace, and its reaping waits until they are all gone.
 class KillOnError {
  public:
   KillOnError(bool reap) : reap_(reap) { prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }

@@ -1,6 +1,7 @@
 // Test-only fault injection: CKPT_FAULT=<point> makes the step that reaches
 // <point> fail as if the kernel had, so tests can show that a dump failing
-// there loses nothing; CKPT_FAULT=hang:<point> stops ckpt there for good, so
+// there loses nothing (and a restore that fails at "let-go", its last step,
+// leaves nothing); CKPT_FAULT=hang:<point> stops ckpt there for good, so
 // that a test can kill it at a known place; CKPT_FAULT=slow:<point> pauses
 // there for 300 ms, so that a test can act on the frozen task. <point>@PID
 // limits it to the task PID of a tree, at the points that name their task.

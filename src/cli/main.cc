@@ -29,8 +29,8 @@ int main(int argc, char** argv) {
   }
   Command& c = *p.command;
   c.dump.started = c.restore.started = started;
-  // Tests only: make a dump fail at a named point (base/fault.h).
-  if (const char* fault = std::getenv("CKPT_FAULT")) c.dump.faults.point = fault;
+  // Tests only: make a dump or restore fail at a named point (base/fault.h).
+  if (const char* fault = std::getenv("CKPT_FAULT")) c.dump.faults.point = c.restore.faults.point = fault;
   ckpt::Log log(c.verbosity);
   switch (c.verb) {
     // dump, restore and verify open the log in their images directory.

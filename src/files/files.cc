@@ -355,10 +355,12 @@ std::string run_in_task(std::span<const InTaskStep> steps) {
   return {};
 }
 
-Result<void> set_owners(const img::FileDescs& descs, const PreparedFds& fds) {
+Result<void> set_owners(const img::FileDescs& descs, const PreparedFds& fds,
+                        const std::function<pid_t(pid_t)>& outside) {
   for (const img::FileDesc& d : descs.descs()) {
     if (d.owner() == 0) continue;
-    f_owner_ex own{d.owner() < 0 ? F_OWNER_PGRP : F_OWNER_PID, d.owner() < 0 ? -d.owner() : d.owner()};
+    // A group's id is its leader's pid.
+    f_owner_ex own{d.owner() < 0 ? F_OWNER_PGRP : F_OWNER_PID, outside(d.owner() < 0 ? -d.owner() : d.owner())};
     if (fcntl(fds.open[d.id() - 1].get(), F_SETOWN_EX, &own) < 0)
       return sys_error("file description {}: F_SETOWN {}", d.id(), d.owner());
   }

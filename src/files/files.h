@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <functional>
 #include <map>
 #include <span>
 #include <utility>
@@ -99,6 +100,8 @@ Result<PreparedFds> prepare_fds(const img::FileDescs& descs,
                                 const std::map<uint32_t, UniqueFd>& shmem, bool check_files,
                                 bool tcp_close = false);
 // F_SETOWN, once the owners exist (the kernel refuses a pid that does not).
-Result<void> set_owners(const img::FileDescs& descs, const PreparedFds& fds);
+// `outside`: a dumped pid (or group id) as ckpt sees it (restore --pidns).
+Result<void> set_owners(const img::FileDescs& descs, const PreparedFds& fds,
+                        const std::function<pid_t(pid_t)>& outside = [](pid_t p) { return p; });
 
 }  // namespace ckpt::files

@@ -111,10 +111,13 @@ class Session {
   ~Session() {
     if (!ok_) {
       for (image::ImageDir& d : rounds_) d.remove_written();
-      if (restored_ > 0) kill(restored_, SIGKILL), waitpid(restored_, nullptr, 0);
+      // With --pidns, the init's death takes its namespace with it.
+      const pid_t mine = waited();
+      if (mine > 0) kill(mine, SIGKILL), waitpid(mine, nullptr, 0);
     }
   }
 
+  // Returns the pid to wait for: the root's, or with --pidns its init's.
   Result<pid_t> run() {
     for (;;) {
       image::WireHeader h;
@@ -138,7 +141,7 @@ class Session {
           if (kill(restored_, SIGCONT) < 0) return sys_error("migrate: resume pid {}", restored_);
           ok_ = true;
           (void)reply({});
-          return restored_;
+          return waited();
         }
         default: return error(EPROTO, "unknown frame kind {}", h.kind);
       }
@@ -167,15 +170,17 @@ class Session {
       ro.detach = true;
       ro.leave_stopped = true;
       ro.breakpoints = o_.breakpoints;
+      ro.pidns = o_.pidns;
       std::future<BreakpointSupport> probe;
       if (ro.breakpoints) probe = std::async(std::launch::async, probe_breakpoints);
       auto out = TRY(restore::restore(ro, dir, [&] { return probe.get(); }, log_));
+      restored_ = out.pid_outside;
+      init_ = out.init;
       return out.pid;
     }();
     image::WireRestored w{};
     if (r) {
-      restored_ = *r;
-      w.pid = *r;
+      w.pid = *r;  // in its namespace
     } else {
       w.err = r.error().err ? r.error().err : EIO;
       fmt::format_to_n(w.message, sizeof w.message - 1, "{}", r.error().msg);
@@ -190,7 +195,10 @@ class Session {
   int conn_;
   Log& log_;
   std::vector<image::ImageDir> rounds_;
-  pid_t restored_ = 0;
+  pid_t waited() const { return init_ > 0 ? init_ : restored_; }
+
+  pid_t restored_ = 0;  // the root, in ckpt's PID namespace
+  pid_t init_ = 0;      // --pidns: the namespace's init
   bool ok_ = false;
 };
 
@@ -213,7 +221,7 @@ Result<std::optional<int>> migrate_in(const DestinationOptions& o, Log& log) {
     Session s(o, conn.get(), log);
     pid = TRY_CTX(s.run(), "migrate");
   }
-  log.info("migrate: pid {} runs here", pid);
+  log.info("migrate: pid {} runs here{}", pid, o.pidns ? " (the init of its PID namespace)" : "");
   if (o.detach) return std::nullopt;
   int status;
   while (waitpid(pid, &status, 0) < 0)

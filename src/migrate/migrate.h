@@ -48,6 +48,7 @@ struct DestinationOptions {
   bool detach = false;  // return once the process runs (else wait for it, as restore does)
   bool breakpoints = true;
   bool allow_shared_dir = false;
+  bool pidns = false;  // restore into a new PID namespace (restore --pidns)
 };
 
 // Serves one migration. Returns the restored process's wait status, or

@@ -251,7 +251,7 @@ Result<FirstSteps> take_first_steps(std::span<CompletionTask> tasks, const img::
   if (dead) {
     Outcome& o = outcomes[*dead];
     // Its threads are reaped by now: a leader that was gone has its status.
-    if (!o.stop && tasks[*dead].tracee->tid() == core.pid())
+    if (!o.stop && *dead == 0)
       if (auto s = tasks[*dead].tracee->wait(Clock::now() + std::chrono::milliseconds(100)); s && s->gone()) o.stop = *s;
     return std::unexpected(death(core, tasks[*dead].tracee->tid(), o.stop, tasks[*dead].final_state.regs.rip));
   }

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <future>
@@ -35,6 +36,7 @@
 #include "restore/first_step.h"
 #include "restore/images.h"
 #include "restore/inherited.h"
+#include "restore/pidns.h"
 #include "restore/plan.h"
 #include "restore/shmem.h"
 #include "restore/spawn.h"
@@ -64,12 +66,13 @@ const char* step_name(int32_t step) {
 }
 
 // The restorer trapped, crashed, or a thread died: say what happened.
-Error explain_stop(Tracee& t, const Stop& s, const Plan& plan, const TaskImages& ti) {
+Error explain_stop(Tracee& t, const Stop& s, const Plan& plan, const TaskImages& ti, const PidMap& pids) {
   const pid_t tid = t.tid();
   if (s.gone()) return Error{ESRCH, fmt::format("task {} {} during restore", tid, s.describe())};
   auto regs = t.regs();
   uint64_t rip = regs ? regs->rip : 0;
-  auto th = std::find_if(plan.threads.begin(), plan.threads.end(), [&](const ThreadPlan& p) { return p.tid == tid; });
+  auto th = std::find_if(plan.threads.begin(), plan.threads.end(),
+                         [&](const ThreadPlan& p) { return pids.outside(p.tid) == tid; });
   if (s.sig() == SIGTRAP && th != plan.threads.end()) {
     abi::RestorerError e{};
     if (!t.read_mem(th->arg + offsetof(abi::ThreadArg, error), &e, sizeof e)) e.step = abi::kStepNone;
@@ -110,8 +113,9 @@ uint64_t ns_since(Clock::time_point t) {
 }
 
 // Any PID or TID of the images (or of a helper) in use makes clone3 fail:
-// say which, up front.
-Result<void> check_pids_free(const TreeImages& t, const tree::JoinPlan& joins) {
+// say which and who holds it, up front. In a new PID namespace every PID is
+// free but 1, its init's (pidns.h).
+Result<void> check_pids_free(const TreeImages& t, const tree::JoinPlan& joins, bool pidns) {
   std::vector<pid_t> ids;
   for (const tree::Task& k : t.tree.tasks())
     if (k.zombie) ids.push_back(k.pid);
@@ -119,11 +123,37 @@ Result<void> check_pids_free(const TreeImages& t, const tree::JoinPlan& joins) {
   for (const TaskImages& ti : t.tasks)
     for (const img::ThreadCore& th : ti.core.threads()) ids.push_back(th.tid());
   for (pid_t id : ids) {
-    if (kill(id, 0) == 0 || errno == EPERM) {
-      auto st = proc::read_stat(id);
-      return error(EEXIST, "pid {}: the pid is taken by another process ({}); stop it or restore into a new PID "
-                   "namespace", id, st ? st->comm : "?");
+    if (pidns) {
+      if (id == 1)
+        return error(EEXIST, "pid 1: --pidns restores the tree under an init of ckpt's, which is pid 1 of the new "
+                     "namespace, and a task of the tree has pid 1");
+      continue;
     }
+    if (kill(id, 0) == 0 || errno == EPERM) {
+      // The id may be a thread's: name the process it belongs to.
+      auto st = proc::read_status(id);
+      const std::string owner = !st                ? "another process"
+                                : st->tgid == id ? fmt::format("another process ({})", st->name)
+                                                 : fmt::format("a thread of process {} ({})", st->tgid, st->name);
+      return error(EEXIST, "pid {}: the pid is taken by {}; stop it, or restore --pidns into a new PID namespace", id,
+                   owner);
+    }
+  }
+  return {};
+}
+
+// --pidns: every session and group must be one the tree makes, since the
+// tree can join none outside its namespace (a --shell-job's are the shell's).
+Result<void> check_all_inside(const tree::ProcessTree& tree, const tree::JoinPlan& joins) {
+  auto made = [&](pid_t id) {
+    return tree.find(id) != nullptr ||
+           std::any_of(joins.helpers.begin(), joins.helpers.end(), [&](const tree::Helper& h) { return h.pid == id; });
+  };
+  for (size_t k = 0; k < tree.tasks().size(); k++) {
+    const tree::Task& task = tree.tasks()[k];
+    if (joins.tasks[k].join_restorer_group || !made(task.sid) || !made(task.pgid))
+      return error(EINVAL, "pid {}: --pidns with --shell-job: its session {} and group {} are the restoring shell's, "
+                   "outside the new PID namespace, where no task can join them", task.pid, task.sid, task.pgid);
   }
   return {};
 }
@@ -148,7 +178,9 @@ Result<void> check_mapped_files(const TaskImages& ti, const MappingFiles& mf, in
 
 // Until the tree runs on its own, any failure kills every task of it:
 // nothing half-alive, and no PID held by a zombie. ckpt is a child subreaper
-// meanwhile, so the tasks orphaned by the kill are its to reap.
+// meanwhile, so the tasks orphaned by the kill are its to reap. With
+// --pidns the "root" is the namespace's init: its death kills every task of
+// the namespace, and its reaping waits until they are all gone.
 class KillOnError {
  public:
   KillOnError(bool reap) : reap_(reap) { prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
@@ -253,10 +285,10 @@ Result<void> wait_parked(std::vector<LiveTask>& live) {
 }
 
 // Seizes every thread of a parked task and arms its breakpoint.
-Result<void> seize_threads(LiveTask& lt, uint64_t sigreturn_fn, Log& log) {
+Result<void> seize_threads(LiveTask& lt, const PidMap& pids, uint64_t sigreturn_fn, Log& log) {
   lt.tracees.reserve(lt.plan->threads.size());
   for (const ThreadPlan& tp : lt.plan->threads) {
-    lt.tracees.push_back(TRY(Tracee::seize(tp.tid, kTraceOptions)));
+    lt.tracees.push_back(TRY(Tracee::seize(pids.outside(tp.tid), kTraceOptions)));
     TRY(lt.tracees.back().interrupt());
   }
   for (Tracee& t : lt.tracees) {
@@ -401,6 +433,7 @@ Result<SpawnTree> plan_spawn(const TreeImages& t, const tree::JoinPlan& joins,
     sp.children.insert(sp.children.end(), forks[k].begin(), forks[k].end());
     sp.zombie = task.zombie;
     sp.exit_status = task.exit_status;
+    if (task.zombie) sp.comm = task.comm;
     if (!task.zombie) {
       const size_t i = p.live_index.at(task.pid);
       TRY_CTX(plan_live_task(p.live[i], inherited[i], own, st.temp_fd_base, &p.fds.tasks[i], &sp), "pid {}",
@@ -430,12 +463,12 @@ Result<SpawnTree> plan_spawn(const TreeImages& t, const tree::JoinPlan& joins,
 }
 
 // Seizes and arms every thread of every parked task: one completion group each.
-Result<std::vector<CompletionGroup>> seize_all(std::vector<LiveTask>& live, Log& log) {
+Result<std::vector<CompletionGroup>> seize_all(std::vector<LiveTask>& live, const PidMap& pids, Log& log) {
   std::vector<CompletionGroup> groups;
   for (LiveTask& lt : live) {
     const BootRegion& boot = lt.plan->boot;
     const uint64_t sigreturn_fn = boot.start() + pie::restorer::k_rst_sigreturn;
-    TRY_CTX(seize_threads(lt, sigreturn_fn, log), "pid {}", lt.images->pid);
+    TRY_CTX(seize_threads(lt, pids, sigreturn_fn, log), "pid {}", lt.images->pid);
     for (size_t i = 0; i < lt.tracees.size(); i++) {
       const img::ThreadCore& th = lt.images->core.threads(i);
       lt.completion.push_back({&lt.tracees[i],
@@ -459,7 +492,7 @@ Result<std::vector<CompletionGroup>> seize_all(std::vector<LiveTask>& live, Log&
 
 // Once a task's threads run their own code: their first step under our eyes,
 // then what only ckpt puts back from outside.
-Result<void> finish_task(LiveTask& lt, Log& log) {
+Result<void> finish_task(LiveTask& lt, const PidMap& pids, Log& log) {
   const TaskImages& ti = *lt.images;
   const auto steps_start = Clock::now();
   lt.steps = TRY(take_first_steps(lt.completion, ti.core, ti.mm, kTraceOptions));
@@ -473,7 +506,7 @@ Result<void> finish_task(LiveTask& lt, Log& log) {
     if (th.has_ioprio()) TRY(proc::write_ioprio(lt.tracees[i].tid(), th.ioprio()));
   }
   if (ti.core.has_oom_score_adj() && ti.core.has_coredump_filter())
-    TRY(proc::write_knobs(ti.pid, {ti.core.oom_score_adj(), ti.core.coredump_filter()}));
+    TRY(proc::write_knobs(pids.outside(ti.pid), {ti.core.oom_score_adj(), ti.core.coredump_filter()}));
   return {};
 }
 
@@ -502,7 +535,8 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   if (o.check_cpu) TRY_CTX(image::check_cpu(t.inventory.cpu(), dir.file(image::kInventoryName)), "restore");
   const pid_t pid = t.inventory.root_pid();
   const tree::JoinPlan joins = TRY_CTX(t.tree.plan_joins(true), "restore");
-  TRY_CTX(check_pids_free(t, joins), "restore");
+  TRY_CTX(check_pids_free(t, joins, o.pidns), "restore");
+  if (o.pidns) TRY_CTX(check_all_inside(t.tree, joins), "restore");
   auto inherited = TRY_CTX(resolve_inherited(t), "restore");
   // The dump's network lock, taken over once the images are read and
   // checked (a restore refused before leaves it, for a retry): it goes once
@@ -543,7 +577,8 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   // before ckpt's maps are read, so that no boot region lands on it.
   Mapping shared = TRY_CTX(Mapping::map(arch::kPageSize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS), "restore");
   auto* barrier = new (shared.data()) SpawnBarrier{};
-  SpawnTree st = TRY_CTX(plan_spawn(t, joins, inherited, p, barrier, o.sibling, log), "restore");
+  // With --pidns the root is the init's child, and the init ckpt's or its parent's.
+  SpawnTree st = TRY_CTX(plan_spawn(t, joins, inherited, p, barrier, o.sibling && !o.pidns, log), "restore");
   std::vector<LiveTask>& live = p.live;
   phase(&img::Stats::set_prepare_ns);
 
@@ -555,8 +590,10 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   }
 
   // 3. The tree, parked.
-  TRY_CTX(spawn(st), "restore pid {}", pid);
-  guard.set_root(pid);
+  // With --pidns, killing the init kills its namespace: the whole tree.
+  const pid_t init = o.pidns ? TRY_CTX(spawn_in_new_pidns(st, o.sibling), "restore pid {}", pid) : 0;
+  if (!o.pidns) TRY_CTX(spawn(st), "restore pid {}", pid);
+  guard.set_root(o.pidns ? init : pid);
   for (LiveTask& lt : live) {
     lt.status_w.reset();
     lt.go_r.reset();
@@ -569,14 +606,25 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   auto pages_checked = std::async(t.parents.empty() ? std::launch::deferred : std::launch::async,
                                   [&t]() -> Result<void> { return verify_parent_pages(t.parents); });
   TRY_CTX(wait_parked(live), "restore");
-  TRY_CTX(files::set_owners(t.descs, p.fds), "restore");
+  // Every task and thread exists: what their PIDs are here.
+  const PidMap pids = o.pidns ? TRY_CTX(PidMap::read(init), "restore") : PidMap{};
+  out.pid_outside = pids.outside(pid);
+  out.init = init;
+  if (o.pidns) log.info("restore pid {}: pid {} outside its PID namespace, whose init is pid {}", pid,
+                        out.pid_outside, init);
+  // An owner group whose leader has exited has no PID ckpt could learn here.
+  for (const img::FileDesc& d : t.descs.descs())
+    if (d.owner() != 0 && !pids.has(std::abs(d.owner())))
+      return error(EINVAL, "restore: file description {}: its owner ({} {}) has no task in the new PID namespace "
+                   "(--pidns)", d.id(), d.owner() < 0 ? "process group" : "pid", std::abs(d.owner()));
+  TRY_CTX(files::set_owners(t.descs, p.fds, [&](pid_t p) { return pids.outside(p); }), "restore");
   // Every task holds its fds now: ckpt's copies go, or a pipe's reader would
   // never see EOF (ckpt, a writer too, waits for the tree to exit).
   p.fds.open.clear();
   phase(&img::Stats::set_spawn_ns);
 
   // 4. Seize, arm, release, complete.
-  std::vector<CompletionGroup> groups = TRY_CTX(seize_all(live, log), "restore");
+  std::vector<CompletionGroup> groups = TRY_CTX(seize_all(live, pids, log), "restore");
   auto release = [&]() -> Result<void> {
     for (LiveTask& lt : live)
       if (write(lt.go_w.get(), "G", 1) != 1) return sys_error("release pid {}", lt.images->pid);
@@ -585,7 +633,7 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   auto explain = [&](Tracee& tr, const Stop& s) {
     for (LiveTask& lt : live)
       for (const ThreadPlan& tp : lt.plan->threads)
-        if (tp.tid == tr.tid()) return explain_stop(tr, s, *lt.plan, *lt.images);
+        if (pids.outside(tp.tid) == tr.tid()) return explain_stop(tr, s, *lt.plan, *lt.images, pids);
     return Error{0, fmt::format("task {} {}", tr.tid(), s.describe())};
   };
   TRY_CTX(complete(groups, release, explain), "restore pid {}", pid);
@@ -593,7 +641,7 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   phase(&img::Stats::set_completion_ns);
 
   // 5. Every thread runs its own code.
-  for (LiveTask& lt : live) TRY_CTX(finish_task(lt, log), "restore pid {}", lt.images->pid);
+  for (LiveTask& lt : live) TRY_CTX(finish_task(lt, pids, log), "restore pid {}", lt.images->pid);
 
   // 6. Let go: stopped if asked or dumped so, detached.
   const unsigned stops = count_stops(live, &out.stats);
@@ -601,14 +649,16 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   for (const TaskImages& ti : t.tasks) pages += ti.pagemap.total_pages();
   out.stats.set_pages_read(pages);
   out.stats.set_bytes_read(pages * arch::kPageSize);
+  // The last point where a failure still kills the whole tree.
+  TRY_CTX(o.faults.at("let-go"), "restore pid {}", pid);
   if (!o.pidfile.empty()) {
-    std::string text = fmt::format("{}\n", pid);
+    std::string text = fmt::format("{}\n", out.pid_outside);
     TRY_CTX(replace_file(o.pidfile, text, 0644), "restore pid {}: pidfile", pid);
   }
   // SIGSTOP while still traced: every thread stops in the group stop as it is
   // let go. So does a task that was stopped when it was dumped.
   for (LiveTask& lt : live)
-    if ((o.leave_stopped || lt.images->core.group_stopped()) && kill(lt.images->pid, SIGSTOP) < 0)
+    if ((o.leave_stopped || lt.images->core.group_stopped()) && kill(pids.outside(lt.images->pid), SIGSTOP) < 0)
       return sys_error("restore pid {}: stop", lt.images->pid);
   // The tree is whole: its TCP connections leave repair mode before it runs.
   TRY_CTX(files::leave_repair(p.fds.repaired), "restore pid {}", pid);
@@ -625,10 +675,12 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
            out.stats.completion_size(), stops);
   (void)dir.write("stats-restore.img", image::ImageKind::Stats, out.stats, TempFile::Replace::Yes);
 
+  // With --pidns ckpt's child is the init, which exits as the root did.
   if (!o.detach && !o.sibling) {
+    const pid_t child = o.pidns ? init : pid;
     int status;
-    while (waitpid(pid, &status, 0) < 0)
-      if (errno != EINTR) return sys_error("restore: wait for pid {}", pid);
+    while (waitpid(child, &status, 0) < 0)
+      if (errno != EINTR) return sys_error("restore: wait for pid {}", child);
     out.wait_status = status;
   }
   return out;

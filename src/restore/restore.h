@@ -7,6 +7,7 @@
 #include <functional>
 #include <string>
 
+#include "base/fault.h"
 #include "base/log.h"
 #include "base/result.h"
 #include "ckpt.pb.h"
@@ -22,7 +23,11 @@ struct RestoreOptions {
   bool detach = false;         // -d: return once the task runs
   bool leave_stopped = false;  // leave the task stopped (SIGSTOP) after completion
   bool sibling = false;        // --restore-sibling: child of ckpt's parent (CLONE_PARENT)
-  std::string pidfile;         // written to a temporary beside it, renamed over the name
+  // --pidns: into a new PID namespace, under an init of ckpt's (pidns.h).
+  bool pidns = false;
+  // Written to a temporary beside it, renamed over the name; the root's PID
+  // in ckpt's namespace (with --pidns too).
+  std::string pidfile;
   bool breakpoints = true;     // false: --no-breakpoints
   // false: --skip-file-check, map files that differ from the dumped ones
   // (size, mtime, inode, device, build-id) anyway.
@@ -34,10 +39,13 @@ struct RestoreOptions {
   // --network-lock: how a lock is made for the dumped connections where the
   // dump's own is not in place (another machine); skip: none.
   net::LockChoice network_lock = net::LockChoice::Auto;
+  Faults faults;  // tests only (base/fault.h)
 };
 
 struct RestoreOutcome {
-  pid_t pid = 0;
+  pid_t pid = 0;           // the root's, as dumped
+  pid_t pid_outside = 0;   // the same in ckpt's PID namespace (--pidns: another)
+  pid_t init = 0;          // --pidns: the namespace's init (pidns.h), ckpt's child unless --restore-sibling
   img::Stats stats;
   // Set when ckpt waited for the task: its wait status.
   std::optional<int> wait_status;

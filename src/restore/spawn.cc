@@ -139,7 +139,7 @@ void fork_task(const SpawnTree& tree, size_t i, int status) {
   if (r == 0 && t.helper) helper_main(tree, t, status);
   if (r == 0) task_main(tree, t);
   if (r < 0)
-    child_fail(tree, status, r == -EEXIST ? fmt::format("pid {} is taken by another process", t.pid)
+    child_fail(tree, status, r == -EEXIST ? fmt::format("pid {} is taken by another process (restore --pidns: into a new PID namespace)", t.pid)
                                           : fmt::format("clone3 with pid {}: {}", t.pid, strerror(static_cast<int>(-r))));
 }
 
@@ -238,7 +238,10 @@ void fork_children(const SpawnTree& tree, const SpawnTask& p, int status) {
   if (group != 0 && setpgid(0, group) < 0)
     child_fail(tree, early_status, fmt::format("pid {}: join process group {}: {}", p.pid, group, strerror(errno)));
   joined(tree, p, early_status);
-  if (p.zombie) die_as(p.exit_status);
+  if (p.zombie) {
+    prctl(PR_SET_NAME, p.comm.c_str(), 0, 0, 0);
+    die_as(p.exit_status);
+  }
   reap_helpers(tree, p, early_status);
   wait_for_zombies(tree, p, early_status);
 
@@ -290,7 +293,8 @@ Result<pid_t> spawn(const SpawnTree& tree) {
   a.exit_signal = tree.sibling ? 0 : SIGCHLD;
   long r = clone_with_pid(a, root.pid, [&] { return raw_clone3(&a); });
   if (r == 0) task_main(tree, root);
-  if (r == -EEXIST) return error(EEXIST, "pid {} is taken by another process", root.pid);
+  if (r == -EEXIST)
+    return error(EEXIST, "pid {} is taken by another process (restore --pidns: into a new PID namespace)", root.pid);
   if (r < 0) return error(static_cast<int>(-r), "clone3 with pid {}", root.pid);
   return static_cast<pid_t>(r);
 }

@@ -25,6 +25,7 @@ struct SpawnTask {
   std::vector<int> children;  // indices in SpawnTree::tasks: the tasks it forks
   bool zombie = false;
   int exit_status = 0;
+  std::string comm;  // a zombie's: it dies with it (a live task's restorer sets its own)
   // A tree::Helper: leads its session or group (joins), forks its children
   // (tree::Helper::adopted), exits once every task has joined its group, and
   // is reaped by its parent. A task that forks a helper with children is a

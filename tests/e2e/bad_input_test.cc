@@ -552,7 +552,9 @@ TEST(BadRestore, PidTaken) {
   ASSERT_EQ(d.exit_code(), 0) << d.err;
   CkptRun r = h.ckpt({"restore", "-D", h.images()});
   EXPECT_NE(r.exit_code(), 0);
-  EXPECT_NE(r.err.find(fmt::format("pid {}: the pid is taken", pid)), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(fmt::format("pid {}: the pid is taken by another process (wl_counter)", pid)),
+            std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("restore --pidns"), std::string::npos) << r.err;
   expect_unharmed(pid);
   kill(pid, SIGTERM);
   int st = h.wait_child(pid);

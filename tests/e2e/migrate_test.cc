@@ -27,11 +27,11 @@ struct Destination {
   Harness& h;
   uint16_t port = free_port();
   std::string dir;
-  pid_t pid = -1;  // unshare (or ckpt itself, without a namespace)
+  pid_t pid = -1;  // ckpt
   Destination(Harness& h, bool own_pidns) : h(h), dir(h.dir() + "/dst") {
-    std::vector<std::string> prefix;
-    if (own_pidns) prefix = {"/usr/bin/unshare", "--pid", "--fork", "--mount-proc"};
-    pid = h.ckpt_background({"migrate", "--listen", std::to_string(port), "--address", "127.0.0.1", "-D", dir}, prefix);
+    std::vector<std::string> args = {"migrate", "--listen", std::to_string(port), "--address", "127.0.0.1", "-D", dir};
+    if (own_pidns) args.push_back("--pidns");
+    pid = h.ckpt_background(args);
     EXPECT_TRUE(wait_until([&] { return listening(port); })) << "the destination never listened";
   }
   std::string to() const { return fmt::format("127.0.0.1:{}", port); }
@@ -53,9 +53,10 @@ TEST(Migrate, ProcessMovesToAFreshPidNamespaceAndChecksEveryPage) {
       << r.err;
   EXPECT_NE(r.err.find("downtime"), std::string::npos) << r.err;
   EXPECT_TRUE(wait_until([&] { return !alive(pid); })) << "the source's copy still runs";
-  // unshare -> ckpt (PID 1 there) -> the process, with the same PID inside.
+  // ckpt -> its init (PID 1 there) -> the process, with the same PID inside.
   std::vector<pid_t> there;
   ASSERT_TRUE(wait_until([&] { return (there = tree_of(dst.pid)).size() == 3; })) << there.size();
+  EXPECT_EQ(comm_of(there[1]), "ckpt-init");
   const pid_t moved = there[2];
   EXPECT_TRUE(wait_until([&] { return running_untraced(moved); })) << proc_state(moved);
   EXPECT_NE(read_text(fmt::format("/proc/{}/status", moved)).find(fmt::format("NSpid:\t{}\t{}\n", moved, pid)),

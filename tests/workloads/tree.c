@@ -9,8 +9,8 @@
  *   +- C  joined A's group (led by its sibling)
  *
  * Every task records its pid, parent, group, session and a page of its own
- * memory, and checks them on SIGTERM, which each parent passes to its
- * children before it reaps them. B checks that its zombie is still there
+ * memory, and checks them (and that /proc/self is its pid) on SIGTERM,
+ * which each parent passes to its children before it reaps them. B checks that its zombie is still there
  * and reaps the exact exit status. R opened a file before it forked: the
  * open file description is shared, so B's write through it after the
  * restore moves R's offset too.
@@ -42,9 +42,20 @@ static void record(void)
 		me.mem[i] = (unsigned char)(i * 7 + (unsigned)me.pid);
 }
 
+/* The pid /proc/self names: getpid() unless /proc is another PID
+ * namespace's (restore --pidns must give the tree a /proc of its own). */
+static pid_t proc_self(void)
+{
+	char buf[32] = {0};
+	if (readlink("/proc/self", buf, sizeof(buf) - 1) <= 0)
+		return -1;
+	return (pid_t)atoi(buf);
+}
+
 static void check(void)
 {
 	WL_CHECK(getpid() == me.pid, "%s: pid %d, was %d", me.name, getpid(), me.pid);
+	WL_CHECK(proc_self() == me.pid, "%s: /proc/self is %d, pid %d", me.name, proc_self(), me.pid);
 	/* The root's parent is outside the tree: the restoring ckpt now. */
 	WL_CHECK(getppid() == me.ppid || strcmp(me.name, "R") == 0, "%s: parent %d, was %d", me.name, getppid(),
 		 me.ppid);

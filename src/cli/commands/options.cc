@@ -94,7 +94,9 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
   rst->add_flag("-d,--restore-detached", c.restore.detach, "return once the process runs");
   rst->add_flag("-s,--leave-stopped", c.restore.leave_stopped, "leave the restored process stopped");
   rst->add_flag("--restore-sibling", c.restore.sibling, "make the process a child of ckpt's parent");
-  rst->add_option("--pidfile", c.restore.pidfile, "write the restored pid here");
+  rst->add_option("--pidfile", c.restore.pidfile, "write the restored pid here (with --pidns: its pid outside)");
+  rst->add_flag("--pidns", c.restore.pidns, "restore into a new PID namespace (and a /proc of it), every task with its "
+                "dumped pid inside, under an init of ckpt's");
   bool shell_job_r = false;
   bool skip_file_check = false, skip_cpu_check = false;
   rst->add_flag("--skip-cpu-check", skip_cpu_check, "restore on a CPU that lacks instruction-set features "
@@ -118,6 +120,7 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
   mig->add_option("--listen", listen_port, "port to wait on for the source (destination)");
   mig->add_option("--address", c.migrate_in.address, "address to listen on (destination; default: every address)");
   mig->add_flag("-d,--restore-detached", c.migrate_in.detach, "return once the process runs (destination)");
+  mig->add_flag("--pidns", c.migrate_in.pidns, "restore into a new PID namespace (destination; see restore --pidns)");
 
   auto* show = app.add_subcommand("show", "decode the images of a checkpoint");
   show->add_option("target", c.show_target, "images directory or one image file");

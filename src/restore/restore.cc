@@ -59,7 +59,8 @@ const char* step_name(int32_t step) {
       "set speculation control (PR_SET_SPECULATION_CTRL; addr: which, len: value)",
       "write /proc/thread-self/loginuid (addr: the loginuid)", "set memory-deny-write-execute (PR_SET_MDWE)",
       "set KSM for the whole process (PR_SET_MEMORY_MERGE)",
-      "stop for ckpt before its last syscalls (tgkill SIGSTOP)", "check the checksum of the pages read"};
+      "stop for ckpt before its last syscalls (tgkill SIGSTOP)", "check the checksum of the pages read",
+      "attach a System V shared memory segment (addr: where, len: its id), or unmap what the task had of it"};
   return step >= 0 && step < static_cast<int32_t>(std::size(kNames)) ? kNames[step] : "?";
 }
 
@@ -280,9 +281,9 @@ Result<void> seize_threads(LiveTask& lt, uint64_t sigreturn_fn, Log& log) {
 }
 
 // Everything ckpt prepares for one live task before any task exists.
-Result<void> prepare_task(LiveTask& lt, const ShmemFds& shmem, bool check_files) {
+Result<void> prepare_task(LiveTask& lt, const img::ShmemImage& shmem, const ShmemFds& fds, bool check_files) {
   const TaskImages& ti = *lt.images;
-  lt.mf = TRY(open_mapping_files(ti.mm, shmem));
+  lt.mf = TRY(open_mapping_files(ti.mm, shmem, fds));
   lt.exe = TRY_CTX(open_file(ti.core.mm().exe_path(), O_RDONLY), "executable");
   if (check_files) TRY(check_mapped_files(ti, lt.mf, lt.exe.get()));
   int p[2];
@@ -306,7 +307,7 @@ CompletionMode wanted_mode(const RestoreOptions& o, const BreakpointSupport& bp,
 struct Prepared {
   std::vector<LiveTask> live;  // TreeImages::tasks order
   std::map<pid_t, size_t> live_index;
-  ShmemFds shmem;
+  ShmemObjects shmem;
   files::PreparedFds fds;
 };
 
@@ -321,16 +322,16 @@ Result<void> prepare(TreeImages& t, const image::ImageDir& dir, bool check_files
   for (size_t i = 0; i < t.tasks.size(); i++) {
     LiveTask& lt = p->live[i];
     lt.images = &t.tasks[i];
-    TRY_CTX(prepare_task(lt, p->shmem, check_files), "pid {}", t.tasks[i].pid);
+    TRY_CTX(prepare_task(lt, t.shmem, p->shmem.fds, check_files), "pid {}", t.tasks[i].pid);
     files.emplace_back(t.tasks[i].pid, &t.tasks[i].files);
     p->live_index[t.tasks[i].pid] = i;
   }
-  p->fds = TRY(files::prepare_fds(t.descs, files, p->shmem, check_files, tcp_close));
+  p->fds = TRY(files::prepare_fds(t.descs, files, p->shmem.fds, check_files, tcp_close));
   return {};
 }
 
 // A live task's part of the spawn: its plan, its fds, its boot region.
-Result<void> plan_live_task(LiveTask& lt, const std::vector<InheritedPages>& inherited,
+Result<void> plan_live_task(LiveTask& lt, const img::ShmemImage& shmem, const std::vector<InheritedPages>& inherited,
                             const std::vector<proc::MapEntry>& own, int base, const files::TaskFdPlan* fds,
                             SpawnTask* sp) {
   const TaskImages& ti = *lt.images;
@@ -345,7 +346,7 @@ Result<void> plan_live_task(LiveTask& lt, const std::vector<InheritedPages>& inh
     if (fresh) temp.push_back(ip.fd);
     from_ancestors.push_back({ip.vaddr, ip.len, ip.off, it->second, 0});
   }
-  lt.plan = TRY(build_plan(ti, own, lt.mf, tfds, from_ancestors));
+  lt.plan = TRY(build_plan(ti, shmem, own, lt.mf, tfds, from_ancestors));
   const BootRegion& boot = lt.plan->boot;
   sp->temp_fds = std::move(temp);
   sp->fds = fds;
@@ -403,7 +404,7 @@ Result<SpawnTree> plan_spawn(const TreeImages& t, const tree::JoinPlan& joins,
     sp.exit_status = task.exit_status;
     if (!task.zombie) {
       const size_t i = p.live_index.at(task.pid);
-      TRY_CTX(plan_live_task(p.live[i], inherited[i], own, st.temp_fd_base, &p.fds.tasks[i], &sp), "pid {}",
+      TRY_CTX(plan_live_task(p.live[i], t.shmem, inherited[i], own, st.temp_fd_base, &p.fds.tasks[i], &sp), "pid {}",
               task.pid);
     }
     st.tasks.push_back(std::move(sp));
@@ -590,6 +591,9 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   };
   TRY_CTX(complete(groups, release, explain), "restore pid {}", pid);
   TRY_CTX(pages_checked.get(), "restore pid {}", pid);
+  // Every task has attached its System V segments: a destroyed one now
+  // lives as long as the tree's attaches, no more.
+  p.shmem.sysv.drop_own_attaches();
   phase(&img::Stats::set_completion_ns);
 
   // 5. Every thread runs its own code.
@@ -616,6 +620,7 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
     for (size_t i = 0; i < lt.tracees.size(); i++)
       TRY_CTX(lt.tracees[i].detach(lt.steps.deliver[i]), "restore pid {}", lt.images->pid);
   guard.disarm();
+  p.shmem.sysv.keep();
   // Every task runs (or sits stopped with its sockets in place): their
   // packets may pass again.
   if (auto r = netlock.unlock(); !r) log.error("restore pid {}: {} (remove it by hand)", pid, r.error().str());

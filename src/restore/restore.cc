@@ -311,12 +311,13 @@ struct Prepared {
   files::PreparedFds fds;
 };
 
-Result<void> prepare(TreeImages& t, const image::ImageDir& dir, bool check_files, bool tcp_close, Prepared* p) {
+Result<void> prepare(TreeImages& t, const image::ImageDir& dir, bool check_files, bool tcp_close, Log& log,
+                     Prepared* p) {
   int need_fds = 0;
   for (const TaskImages& ti : t.tasks) need_fds = std::max(need_fds, files::restore_fd_slots(ti.files, ti.mm));
   need_fds = std::max(need_fds, files::restorer_fd_slots(t.descs, static_cast<int>(t.tasks.size())));
   TRY(raise_nofile_limit(need_fds));
-  p->shmem = TRY(create_shmem(dir, t.shmem));
+  p->shmem = TRY(create_shmem(dir, t.shmem, log));
   p->live.resize(t.tasks.size());
   std::vector<std::pair<pid_t, const img::Files*>> files;
   for (size_t i = 0; i < t.tasks.size(); i++) {
@@ -539,7 +540,7 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
 
   // 2. Open what the tasks will need, as ckpt, so errors come before any task.
   Prepared p;
-  TRY_CTX(prepare(t, dir, o.check_files, o.tcp_close, &p), "restore");
+  TRY_CTX(prepare(t, dir, o.check_files, o.tcp_close, log, &p), "restore");
   // The tasks meet here while they take their sessions and groups; mapped
   // before ckpt's maps are read, so that no boot region lands on it.
   Mapping shared = TRY_CTX(Mapping::map(arch::kPageSize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS), "restore");

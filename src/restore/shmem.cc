@@ -58,9 +58,9 @@ Result<UniqueFd> create(const image::ImageDir& dir, const img::ShmemObject& o) {
 
 }  // namespace
 
-Result<ShmemObjects> create_shmem(const image::ImageDir& dir, const img::ShmemImage& image) {
+Result<ShmemObjects> create_shmem(const image::ImageDir& dir, const img::ShmemImage& image, Log& log) {
   ShmemObjects out;
-  out.sysv = TRY(SysvSegments::create(dir, image));
+  out.sysv = TRY(SysvSegments::create(dir, image, log));
   for (const img::ShmemObject& o : image.objects())
     if (o.kind() != img::ShmemObject::SYSV)
       out.fds[o.id()] = TRY_CTX(create(dir, o), "shared memory object {} ({} bytes)", o.id(), o.size());

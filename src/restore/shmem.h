@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <map>
 
+#include "base/log.h"
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "ckpt.pb.h"
@@ -26,7 +27,7 @@ struct ShmemObjects {
   SysvSegments sysv;  // System V segments
 };
 
-Result<ShmemObjects> create_shmem(const image::ImageDir& dir, const img::ShmemImage& image);
+Result<ShmemObjects> create_shmem(const image::ImageDir& dir, const img::ShmemImage& image, Log& log);
 
 // The object's content, run by run, into `dst` (the object mapped in ckpt):
 // read straight into place, checked where it landed.

@@ -107,7 +107,7 @@ SysvSegments::~SysvSegments() {
   own_.clear();
 }
 
-Result<SysvSegments> SysvSegments::create(const image::ImageDir& dir, const img::ShmemImage& image) {
+Result<SysvSegments> SysvSegments::create(const image::ImageDir& dir, const img::ShmemImage& image, Log& log) {
   SysvSegments out;
   bool any = false;
   for (const img::ShmemObject& o : image.objects()) any |= o.kind() == img::ShmemObject::SYSV;
@@ -137,6 +137,7 @@ Result<SysvSegments> SysvSegments::create(const image::ImageDir& dir, const img:
       if (id != s.shmid())
         return error(EEXIST, "{}: the kernel gave id {} (a segment of this system holds its slot, or took it meanwhile)",
                      what, id);
+      log.debug("{}: made (shmget key {:#x}, {} bytes)", what, static_cast<uint32_t>(key), o.size());
       shmid_ds ds{};
       if (shmctl(id, IPC_STAT, &ds) < 0) return sys_error("{}: IPC_STAT", what);
       ds.shm_perm.uid = s.uid();

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "base/log.h"
 #include "base/result.h"
 #include "ckpt.pb.h"
 #include "image/image_dir.h"
@@ -46,7 +47,7 @@ class SysvSegments {
   // Makes every System V segment of `image`. A key or an id already in use
   // is refused, naming both, before any segment is made; a failure later
   // removes those made.
-  static Result<SysvSegments> create(const image::ImageDir& dir, const img::ShmemImage& image);
+  static Result<SysvSegments> create(const image::ImageDir& dir, const img::ShmemImage& image, Log& log);
   // Every task has attached its segments: ckpt's own attaches go, so that a
   // destroyed segment lives exactly as long as the tree's.
   void drop_own_attaches() { own_.clear(); }

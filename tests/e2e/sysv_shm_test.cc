@@ -10,6 +10,8 @@
 #include <sys/wait.h>
 
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <optional>
 #include <sstream>
 #include <thread>
@@ -102,6 +104,45 @@ TEST(SysvShm, IdTakenAtRestore) {
   CkptRun done = h.wait_ckpt(rr);
   EXPECT_EQ(done.exit_code(), 0) << read_text(h.workload_log("sysvshm")) << done.err;
   EXPECT_FALSE(segment(id)) << "the workload removes its segment at the end";
+}
+
+// A restore that fails once it has made the segments (here: the executable
+// changed since the dump, found while the tasks' files are opened) removes
+// them: no segment, no task, shm_next_id back to -1.
+TEST(SysvShm, FailedRestoreRemovesItsSegments) {
+  Harness h;
+  const std::string exe = h.dir() + "/wl_sysvshm";
+  std::filesystem::copy_file(std::string(CKPT_WORKLOADS) + "/wl_sysvshm", exe);
+  pid_t pid = h.start_workload_at(exe, "sysvshm");
+  ASSERT_GT(pid, 0);
+  const auto tasks = tree_of(pid);
+  const auto [id, key] = segment_of(h);
+  CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images(), "-v4", "-o", "dump.log"});
+  ASSERT_EQ(d.exit_code(), 0) << d.err << read_text(h.images() + "/dump.log");
+  h.wait_child(pid);
+  reap_all(tasks);
+  EXPECT_FALSE(segment(id)) << "the dump that killed the tree removes its segment";
+  const std::vector<int> before = all_ids();
+  std::ofstream(exe, std::ios::app) << "x";  // another file now
+
+  CkptRun r = h.ckpt({"restore", "-D", h.images(), "-d", "-v4", "-o", "restore.log"});
+  EXPECT_NE(r.exit_code(), 0);
+  EXPECT_NE(r.err.find("is not the file that was dumped"), std::string::npos) << r.err;
+  EXPECT_NE(read_text(h.images() + "/restore.log").find(fmt::format("System V shared memory segment {} (key {:#x}): made", id, static_cast<uint32_t>(key))), std::string::npos) << "made before the check";
+  EXPECT_EQ(all_ids(), before) << "the segment restore made is still there";
+  EXPECT_EQ(read_text("/proc/sys/kernel/shm_next_id"), "-1\n");
+  for (pid_t p : tasks) EXPECT_FALSE(kill(p, 0) == 0) << "pid " << p << " left behind";
+
+  // Made again, whole, by the next restore.
+  const std::string pidfile = h.dir() + "/restored.pid";
+  pid_t rr = h.ckpt_background({"restore", "-D", h.images(), "--skip-file-check", "--pidfile", pidfile});
+  ASSERT_TRUE(h.wait_restored(pid, pidfile));
+  auto back = segment(id);
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->key, key);
+  kill(pid, SIGTERM);
+  CkptRun done = h.wait_ckpt(rr);
+  EXPECT_EQ(done.exit_code(), 0) << read_text(h.workload_log("sysvshm")) << done.err;
 }
 
 // Destroyed while attached (IPC_RMID: key 0, SHM_DEST): the dump that

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/shm.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <set>
@@ -53,6 +54,37 @@ class NextId {
   }
   UniqueFd fd_;
 };
+
+// shmget as the segment's creator: the kernel records the caller's euid and
+// egid (cuid, cgid), which nothing changes later; a child of ckpt takes them
+// for that one call when they are not ckpt's.
+Result<int> shmget_as_creator(const img::SysvShm& s, int32_t key, uint64_t size) {
+  const int flags = IPC_CREAT | IPC_EXCL | static_cast<int>(s.mode() & 0777);
+  if (s.cuid() == geteuid() && s.cgid() == getegid()) {
+    const int id = shmget(key, size, flags);
+    if (id < 0) return sys_error("shmget");
+    return id;
+  }
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) < 0) return sys_error("pipe");
+  UniqueFd r(p[0]), w(p[1]);
+  const pid_t pid = fork();
+  if (pid < 0) return sys_error("fork to shmget as creator {}:{}", s.cuid(), s.cgid());
+  if (pid == 0) {
+    int out[2] = {-1, 0};
+    if (setresgid(-1, s.cgid(), -1) == 0 && setresuid(-1, s.cuid(), -1) == 0) out[0] = shmget(key, size, flags);
+    out[1] = errno;
+    _exit(write(w.get(), out, sizeof out) == sizeof out ? 0 : 1);
+  }
+  w.reset();
+  int out[2] = {-1, EIO};
+  const ssize_t n = read(r.get(), out, sizeof out);
+  while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+  }
+  if (n != sizeof out) return error(EIO, "shmget as creator {}:{}: no answer from the child", s.cuid(), s.cgid());
+  if (out[0] < 0) return error(out[1], "shmget as creator {}:{}", s.cuid(), s.cgid());
+  return out[0];
+}
 
 // Refused before anything is made: an id or a key in use by a segment of
 // this system (the original, after a dump --leave-running).
@@ -129,9 +161,8 @@ Result<SysvSegments> SysvSegments::create(const image::ImageDir& dir, const img:
       int id;
       {
         NextId next = TRY_CTX(NextId::set(s.shmid()), "{}", what);
-        id = shmget(key, o.size(), IPC_CREAT | IPC_EXCL | static_cast<int>(s.mode() & 0777));
-        if (id < 0) return sys_error("{}: shmget({:#x}, {}) with the id set in {}", what, static_cast<uint32_t>(key),
-                                     o.size(), kNextId);
+        id = TRY_CTX(shmget_as_creator(s, key, o.size()), "{}: key {:#x}, {} bytes, id set in {}", what,
+                     static_cast<uint32_t>(key), o.size(), kNextId);
       }
       out.made_.push_back(id);
       if (id != s.shmid())

@@ -6,8 +6,9 @@
 // attach_sysv). A segment that was destroyed (IPC_RMID while attached) is
 // made, then marked destroyed again at once: ckpt holds an attach of its own
 // until every task has its own, so that it lives until the tree's last
-// detach, as before. Left different: the creator (cuid, cgid, cpid: ckpt),
-// the last pid and the times.
+// detach, as before. The creator's uid and gid are those of the dump (made
+// by a child of ckpt that takes them); left different: the creator's pid
+// (ckpt's), the last pid and the times.
 #pragma once
 
 #include <cstdint>

@@ -8,7 +8,8 @@
  * destroyed (IPC_RMID) once all are attached: it must come back so.
  *
  * On SIGTERM: the parent checks the segment's id, key, size, mode and
- * attach count (shmctl IPC_STAT, as at ready), every page's content through
+ * attach count, owner and creator (shmctl IPC_STAT, as at ready; a child
+ * running as uid and gid 4321 created it), every page's content through
  * every attach (a page nobody wrote stays zero, the bytes past the size
  * too), then writes a ping the child must see through its read-only attach
  * and answer through its own read-write one: the memory is one segment, not
@@ -31,6 +32,28 @@ static int shmid;
 static key_t key;
 static int rmid;
 static pid_t child;
+
+#define CREATOR 4321
+
+/* Made by a child as CREATOR: the segment's cuid and cgid, which nothing
+ * changes later. */
+static int create_as_creator(void)
+{
+	pid_t c = fork();
+	if (c < 0)
+		return -1;
+	if (c == 0) {
+		if (setresgid(CREATOR, CREATOR, CREATOR) < 0 || setresuid(CREATOR, CREATOR, CREATOR) < 0)
+			_exit(1);
+		_exit(shmget(key, SIZE, IPC_CREAT | IPC_EXCL | MODE) < 0 ? 2 : 0);
+	}
+	int st = 0;
+	if (waitpid(c, &st, 0) != c || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		errno = EEXIST;
+		return -1;
+	}
+	return shmget(key, 0, 0);
+}
 
 static unsigned char pattern(size_t i) { return (unsigned char)(i * 13 + 5); }
 
@@ -107,6 +130,8 @@ static void check_stat(const struct shmid_ds *before)
 	WL_CHECK(ds.shm_perm.uid == before->shm_perm.uid && ds.shm_perm.gid == before->shm_perm.gid,
 		 "owner %u:%u, want %u:%u", ds.shm_perm.uid, ds.shm_perm.gid, before->shm_perm.uid,
 		 before->shm_perm.gid);
+	WL_CHECK(ds.shm_perm.cuid == CREATOR && ds.shm_perm.cgid == CREATOR, "creator %u:%u, want %u:%u",
+		 ds.shm_perm.cuid, ds.shm_perm.cgid, CREATOR, CREATOR);
 	WL_CHECK(ds.shm_nattch == before->shm_nattch, "nattch %lu, want %lu", ds.shm_nattch, before->shm_nattch);
 	if (!rmid)
 		WL_CHECK(shmget(key, 0, 0) == shmid, "key %#x finds segment %d, want %d", key, shmget(key, 0, 0), shmid);
@@ -117,11 +142,9 @@ int main(int argc, char **argv)
 	wl_init(argc, argv, "sysvshm");
 	rmid = argc > 2 && strcmp(argv[2], "rmid") == 0;
 	key = (key_t)(0x5c000000 | (getpid() & 0xffffff));
-	shmid = shmget(key, SIZE, IPC_CREAT | IPC_EXCL | MODE);
-	if (shmid < 0 && errno == EEXIST) { /* a stale one of an earlier run with our pid */
-		shmctl(shmget(key, 0, 0), IPC_RMID, NULL);
-		shmid = shmget(key, SIZE, IPC_CREAT | IPC_EXCL | MODE);
-	}
+	/* A stale one of an earlier run with our pid goes first. */
+	shmctl(shmget(key, 0, 0), IPC_RMID, NULL);
+	shmid = create_as_creator();
 	if (shmid < 0)
 		wl_die("shmget: %s", wl_errname(errno));
 	whole = shmat(shmid, NULL, 0);

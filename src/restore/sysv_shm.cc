@@ -126,14 +126,16 @@ SysvSegments::SysvSegments(SysvSegments&& o) noexcept
 
 SysvSegments& SysvSegments::operator=(SysvSegments&& o) noexcept {
   if (this != &o) {
-    this->~SysvSegments();
+    remove();
     made_ = std::exchange(o.made_, {});
     own_ = std::exchange(o.own_, {});
   }
   return *this;
 }
 
-SysvSegments::~SysvSegments() {
+SysvSegments::~SysvSegments() { remove(); }
+
+void SysvSegments::remove() {
   for (int id : made_) shmctl(id, IPC_RMID, nullptr);
   made_.clear();
   own_.clear();

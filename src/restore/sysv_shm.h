@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "base/log.h"
@@ -56,6 +57,8 @@ class SysvSegments {
   void keep() { made_.clear(); }
 
  private:
+  void remove();  // what is not kept, and ckpt's attaches
+
   std::vector<int> made_;       // ids, removed unless kept
   std::vector<ShmAttach> own_;  // of destroyed segments
 };

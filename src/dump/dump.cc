@@ -373,6 +373,7 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
   // exists. An error like any other: the rest of the tree runs on.
   for (const TaskDump& d : dumps)
     if (process_died(d.pid)) return error(ESRCH, "dump pid {}: pid {} died during the dump", root, d.pid);
+  TRY_CTX(shmem.check_sysv(), "dump pid {}", root);
   std::vector<files::TaskFds*> fds;
   for (TaskDump& d : dumps) fds.push_back(&d.fds);
   // Connections put in repair mode while collected: out of it again when
@@ -428,6 +429,8 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
   if (o.after != After::Kill) TRY_CTX(repairs.leave(), "dump pid {}", root);
   TRY_CTX(let_go(seized.threads, o.after), "dump pid {}", root);
   if (o.after == After::Kill) repairs.close_silently();
+  if (o.after == After::Kill)
+    if (auto r = shmem.remove_sysv(); !r) log.error("dump pid {}: {} (ipcrm it before a restore)", root, r.error().str());
   // --leave-running: the connections are the running tree's again.
   if (auto r = netlock.unlock(); !r) log.error("dump pid {}: {} (the next ckpt run removes it)", root, r.error().str());
   stats.set_dump_ns(ns_since(start));

@@ -54,8 +54,6 @@ Result<img::Vma> classify(const proc::MapEntry& m) {
     return error(EOPNOTSUPP, "{}: named anonymous memory is not supported yet (its name would be lost)", range());
   else if (m.inode == 0 && !m.shared) v.set_kind(img::Vma::ANON_PRIVATE);
   else if (shmem_kind(m)) v.set_kind(m.shared ? img::Vma::FILE_SHARED : img::Vma::FILE_PRIVATE);  // dump/shmem.h
-  else if (m.path.starts_with("/SYSV"))
-    return error(EOPNOTSUPP, "{}: System V shared memory is not supported yet", range());
   else if (m.inode == 0)
     return error(EOPNOTSUPP, "{}: shared anonymous memory without an object is not supported", range());
   else if (m.path.ends_with(" (deleted)"))

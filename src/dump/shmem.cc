@@ -1,9 +1,11 @@
 #include "dump/shmem.h"
 
 #include <fcntl.h>
+#include <sys/shm.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <vector>
 
 #include "arch/x86_64/page.h"
@@ -11,12 +13,44 @@
 #include "image/crc32c.h"
 #include "image/page_sink.h"
 #include "image/page_store.h"
+#include "proc/sysvipc.h"
 
 namespace ckpt::dump {
 
 namespace {
 
 constexpr std::string_view kDeleted = " (deleted)";
+constexpr std::string_view kSysv = "/SYSV";  // then the creation key, "%08x"
+
+// The segment's entry in /proc/sysvipc/shm: its id is the inode number.
+Result<img::SysvShm> sysv_segment(const img::Vma& v, const std::vector<proc::SysvShm>& all) {
+  img::SysvShm out;
+  const auto s = proc::find_shm(all, static_cast<int32_t>(v.inode()));
+  if (!s || v.inode() > INT32_MAX)
+    return error(ENOENT, "System V shared memory segment {} is not in /proc/sysvipc/shm: not of ckpt's IPC namespace",
+                 v.inode());
+  std::string_view hex = v.path();
+  hex.remove_prefix(kSysv.size());
+  hex.remove_suffix(kDeleted.size());
+  uint32_t name_key = 0;
+  if (auto [end, ec] = std::from_chars(hex.data(), hex.data() + hex.size(), name_key, 16);
+      ec != std::errc() || end != hex.data() + hex.size())
+    return error(EINVAL, "System V shared memory segment {}: no key in its name {}", s->shmid, v.path());
+  out.set_key(s->key);
+  out.set_name_key(static_cast<int32_t>(name_key));
+  out.set_shmid(s->shmid);
+  out.set_mode(s->mode);
+  out.set_uid(s->uid);
+  out.set_gid(s->gid);
+  out.set_cuid(s->cuid);
+  out.set_cgid(s->cgid);
+  return out;
+}
+
+std::string sysv_name(const img::SysvShm& s) {
+  return fmt::format("System V shared memory segment {} (key {:#x}{})", s.shmid(), static_cast<uint32_t>(s.name_key()),
+                     s.mode() & proc::kShmDest ? ", destroyed" : "");
+}
 constexpr size_t kChunk = 1 << 20;
 
 // The object's present pages (SEEK_DATA/SEEK_HOLE: shmem knows which pages
@@ -65,10 +99,12 @@ std::optional<img::ShmemObject::Kind> shmem_kind(const proc::MapEntry& m) {
   if (m.shared && (m.path.starts_with("/dev/zero") || m.path == "/anon_hugepage (deleted)"))
     return img::ShmemObject::ANON;
   if (m.path.starts_with("/memfd:") && m.path.ends_with(kDeleted)) return img::ShmemObject::MEMFD;
+  if (m.shared && m.path.starts_with(kSysv) && m.path.ends_with(kDeleted)) return img::ShmemObject::SYSV;
   return std::nullopt;
 }
 
 Result<void> ShmemCollector::collect(pid_t pid, img::MmImage* mm, image::ImageDir& dir) {
+  std::optional<std::vector<proc::SysvShm>> segments;  // read at the first segment
   for (img::Vma& v : *mm->mutable_vmas()) {
     proc::MapEntry m;
     m.shared = v.kind() == img::Vma::FILE_SHARED;
@@ -78,6 +114,7 @@ Result<void> ShmemCollector::collect(pid_t pid, img::MmImage* mm, image::ImageDi
     if (!kind) continue;
     auto [it, fresh] = ids_.try_emplace({v.dev(), v.inode()}, image_.objects_size() + 1);
     v.set_shmem_id(it->second);
+    if (*kind == img::ShmemObject::SYSV) sysv_vmas_[it->second]++;
     if (!fresh) continue;
     const std::string what = fmt::format("VMA {:#x}-{:#x} ({})", v.start(), v.end(), v.path());
     UniqueFd obj = TRY_CTX(open_file(fmt::format("/proc/{}/map_files/{:x}-{:x}", pid, v.start(), v.end()), O_RDONLY),
@@ -93,11 +130,41 @@ Result<void> ShmemCollector::collect(pid_t pid, img::MmImage* mm, image::ImageDi
       name.remove_suffix(kDeleted.size());
       o->set_name(std::string(name));
     }
+    if (*kind == img::ShmemObject::SYSV) {
+      if (!segments) segments = TRY_CTX(proc::read_sysvipc_shm(), "{}", what);
+      *o->mutable_sysv() = TRY_CTX(sysv_segment(v, *segments), "{}", what);
+    }
     o->set_size(st.st_size);
     o->set_hugetlb_page_size(v.hugetlb_page_size());
     o->set_dev(v.dev());
     o->set_inode(v.inode());
     TRY_CTX(write_content(obj.get(), st.st_size, dir, o), "{}", what);
+  }
+  return {};
+}
+
+Result<void> ShmemCollector::check_sysv() const {
+  if (sysv_vmas_.empty()) return {};
+  const std::vector<proc::SysvShm> all = TRY(proc::read_sysvipc_shm());
+  for (const auto& [id, vmas] : sysv_vmas_) {
+    const img::SysvShm& s = image_.objects(static_cast<int>(id) - 1).sysv();
+    const auto now = proc::find_shm(all, s.shmid());
+    if (!now) return error(EIDRM, "{}: gone during the dump", sysv_name(s));
+    if (now->nattch > vmas)
+      return error(EBUSY, "{} is attached outside the tree too ({} attached VMAs, {} of the tree's; creator pid {}, "
+                   "last attach or detach by pid {}): restore could not give it back to both",
+                   sysv_name(s), now->nattch, vmas, now->cpid, now->lpid);
+  }
+  return {};
+}
+
+Result<void> ShmemCollector::remove_sysv() const {
+  for (const auto& [id, vmas] : sysv_vmas_) {
+    const img::SysvShm& s = image_.objects(static_cast<int>(id) - 1).sysv();
+    // Destroyed already (SHM_DEST): it goes with the tree's last attach.
+    if (s.mode() & proc::kShmDest) continue;
+    if (shmctl(s.shmid(), IPC_RMID, nullptr) < 0 && errno != EINVAL && errno != EIDRM)
+      return sys_error("remove {} of the killed tree (IPC_RMID)", sysv_name(s));
   }
   return {};
 }

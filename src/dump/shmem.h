@@ -5,6 +5,10 @@
 // page tables, so pages no task has touched since a fork are there too.
 // Restore creates each object once and every mapping maps it
 // (restore/shmem.h): what one task writes, the others see.
+//
+// A System V shared memory segment is one more kind of object: found by its
+// id (the inode number maps shows) in /proc/sysvipc/shm, with its key, mode
+// and owner; its content is read the same way, which attaches nothing.
 #pragma once
 
 #include <sys/types.h>
@@ -31,12 +35,20 @@ class ShmemCollector {
   Result<void> collect(pid_t pid, img::MmImage* mm, image::ImageDir& dir);
   const img::ShmemImage& image() const { return image_; }
   bool empty() const { return image_.objects().empty(); }
+  // Every System V segment the tree attaches is the tree's alone: attached
+  // outside it too (nattch counts more VMAs than the tree's), it is refused.
+  // Call once every task is collected, the tree still frozen.
+  Result<void> check_sysv() const;
+  // Once the tree is killed: its segments go with it (IPC_RMID), else a
+  // restore would find their keys and ids taken.
+  Result<void> remove_sysv() const;
   // Every object's id, by (device, inode).
   const std::map<std::pair<uint64_t, uint64_t>, uint32_t>& objects() const { return ids_; }
 
  private:
   img::ShmemImage image_;
   std::map<std::pair<uint64_t, uint64_t>, uint32_t> ids_;  // (dev, inode) -> id
+  std::map<uint32_t, uint64_t> sysv_vmas_;                  // id -> VMAs of the tree that attach it
 };
 
 }  // namespace ckpt::dump

@@ -471,6 +471,18 @@ Result<img::ShmemImage> load_shmem(const ImageDir& dir, std::span<const img::MmI
     if (const uint64_t huge = o.hugetlb_page_size();
         huge && (!std::has_single_bit(huge) || huge <= arch::kPageSize || huge > (1ull << 30) || o.size() % huge))
       return error(EINVAL, "{}: object {} of {} bytes has a bad hugetlb page size {}", name, o.id(), o.size(), huge);
+    if ((o.kind() == img::ShmemObject::SYSV) != o.has_sysv())
+      return error(EINVAL, "{}: object {} is{} a System V segment but has{} its key and id", name, o.id(),
+                   o.has_sysv() ? " not" : "", o.has_sysv() ? "" : " not");
+    if (o.has_sysv()) {
+      const img::SysvShm& sv = o.sysv();
+      if (sv.shmid() < 0 || (sv.mode() & ~07777u) || (sv.mode() & 04000u))
+        return error(EINVAL, "{}: object {}: System V segment with id {} and mode {:o}", name, o.id(), sv.shmid(),
+                     sv.mode());
+      for (int j = 0; j < i; j++)
+        if (image.objects(j).has_sysv() && image.objects(j).sysv().shmid() == sv.shmid())
+          return error(EINVAL, "{}: objects {} and {} are both System V segment {}", name, j + 1, o.id(), sv.shmid());
+    }
     uint64_t pages = 0, prev_end = 0;
     for (const img::PageRun& r : o.pages().runs()) {
       if (r.vaddr() % arch::kPageSize || r.nr_pages() == 0 || r.vaddr() < prev_end || r.vaddr() >= o.size() ||
@@ -485,11 +497,21 @@ Result<img::ShmemImage> load_shmem(const ImageDir& dir, std::span<const img::MmI
                    o.pages().total_pages(), pages);
   }
   for (const img::MmImage* mm : mms)
-    for (const img::Vma& v : mm->vmas())
-      if (v.shmem_id() != 0 && (v.shmem_id() > static_cast<uint32_t>(image.objects_size()) ||
-                                (v.kind() != img::Vma::FILE_SHARED && v.kind() != img::Vma::FILE_PRIVATE)))
+    for (const img::Vma& v : mm->vmas()) {
+      if (v.shmem_id() == 0) continue;
+      if (v.shmem_id() > static_cast<uint32_t>(image.objects_size()) ||
+          (v.kind() != img::Vma::FILE_SHARED && v.kind() != img::Vma::FILE_PRIVATE))
         return error(EINVAL, "VMA {:#x}-{:#x} maps shared memory object {}, which {} lacks", v.start(), v.end(),
                      v.shmem_id(), name);
+      // An attach of a System V segment: shared, and inside the segment.
+      const img::ShmemObject& o = image.objects(static_cast<int>(v.shmem_id()) - 1);
+      const uint64_t span = (o.size() + arch::kPageSize - 1) & ~(arch::kPageSize - 1);
+      if (o.kind() == img::ShmemObject::SYSV &&
+          (v.kind() != img::Vma::FILE_SHARED || v.pgoff() % arch::kPageSize || v.pgoff() > span ||
+           v.end() - v.start() > span - v.pgoff() || v.start() < v.pgoff()))
+        return error(EINVAL, "VMA {:#x}-{:#x} attaches System V segment object {} at offset {:#x}, outside it",
+                     v.start(), v.end(), v.shmem_id(), v.pgoff());
+    }
   return image;
 }
 

@@ -8,7 +8,7 @@
 
 namespace ckpt::abi {
 
-inline constexpr uint32_t kRestorerAbiVersion = 11;
+inline constexpr uint32_t kRestorerAbiVersion = 12;
 inline constexpr int kCpuMaskWords = 16;  // 1024 CPUs
 inline constexpr int kMaxSignals = 64;
 inline constexpr int kAuxvWords = 64;  // >= the kernel's AT_VECTOR_SIZE
@@ -28,8 +28,22 @@ struct VmaArg {
   uint32_t lock;       // VmaLock: mlock2 once filled and protected
   uint32_t seal;       // mseal once everything else is set
   uint32_t map_writable;  // VM_ACCOUNT: map writable first, mprotect after
+  uint32_t attach;        // 1 + index of the SysvAttachArg it is part of; 0: mmap it
+  uint32_t pad;
 };
-static_assert(sizeof(VmaArg) == 64);
+static_assert(sizeof(VmaArg) == 72);
+
+// One shmat of a System V segment, as the task made it: the whole segment
+// at `base` with the attach's protection. The VMAs that name it are its
+// parts (mprotect splits them); what none covers the task had unmapped.
+struct SysvAttachArg {
+  uint64_t base;
+  uint64_t size;  // page multiple
+  int32_t shmid;
+  uint32_t shmflg;  // SHM_RDONLY, SHM_EXEC
+  uint32_t prot;    // what shmat maps it with
+  uint32_t pad;
+};
 
 enum VmaLock : uint32_t { kLockNone = 0, kLockNow, kLockOnFault };
 
@@ -163,6 +177,7 @@ enum RestorerStep : int32_t {
   kStepMemoryMerge,
   kStepStop,
   kStepPageChecksum,
+  kStepSysvAttach,
 };
 
 // How a thread stops for ckpt before its rt_sigreturn, in syscall-trace
@@ -233,6 +248,8 @@ struct RestorerArgs {
   uint32_t nr_vmas;
   uint32_t nr_runs;
   uint64_t vmas;  // VmaArg[nr_vmas]
+  uint32_t nr_attaches;
+  uint64_t attaches;  // SysvAttachArg[nr_attaches]
   uint64_t runs;  // PageRunArg[nr_runs], ascending, in file order
   uint32_t nr_inherited;
   uint64_t inherited;  // InheritedRunArg[nr_inherited]

@@ -70,16 +70,47 @@ void move_special(RestorerArgs* a, ThreadArg* t) {
   }
 }
 
+// System V segments, attached whole at the task's addresses before anything
+// else is mapped (the boot region lies outside every attach); then the
+// parts of each that the task had unmapped go again.
+void attach_sysv(RestorerArgs* a, ThreadArg* t) {
+  auto* at = reinterpret_cast<const SysvAttachArg*>(a->attaches);
+  auto* v = reinterpret_cast<const VmaArg*>(a->vmas);
+  for (uint32_t i = 0; i < a->nr_attaches; i++) {
+    long r = sys(__NR_shmat, at[i].shmid, at[i].base, at[i].shmflg);
+    if (pie::is_err(r)) fail(t, kStepSysvAttach, r, at[i].base, static_cast<uint64_t>(at[i].shmid));
+    if (static_cast<uint64_t>(r) != at[i].base) fail(t, kStepSysvAttach, -22 /* EINVAL */, r, at[i].shmid);
+  }
+  for (uint32_t i = 0; i < a->nr_attaches; i++) {
+    uint64_t cur = at[i].base;
+    const uint64_t end = at[i].base + at[i].size;
+    for (uint32_t k = 0; k < a->nr_vmas; k++) {
+      if (v[k].attach != i + 1) continue;
+      if (v[k].start > cur) MUST(t, kStepSysvAttach, sys(__NR_munmap, cur, v[k].start - cur), cur, v[k].start - cur);
+      cur = v[k].end;
+    }
+    if (cur < end) MUST(t, kStepSysvAttach, sys(__NR_munmap, cur, end - cur), cur, end - cur);
+  }
+}
+
 // Mapped writable first: to be filled, or to be charged (VM_ACCOUNT) as the
 // task's was when it mapped it writable.
 bool map_writable_first(const VmaArg& v) { return v.has_pages || v.map_writable; }
 
 void map_vmas(RestorerArgs* a, ThreadArg* t) {
   auto* v = reinterpret_cast<const VmaArg*>(a->vmas);
+  auto* at = reinterpret_cast<const SysvAttachArg*>(a->attaches);
   for (uint32_t i = 0; i < a->nr_vmas; i++) {
-    uint32_t prot = v[i].prot | (map_writable_first(v[i]) ? PROT_WRITE | PROT_READ : 0);
-    long r = sys(__NR_mmap, v[i].start, v[i].end - v[i].start, prot, v[i].map_flags | MAP_FIXED, v[i].fd, v[i].pgoff);
-    if (pie::is_err(r)) fail(t, kStepMapVma, r, v[i].start, v[i].end - v[i].start);
+    if (v[i].attach) {
+      // Attached already: only its own protection, as the task's mprotect.
+      if (v[i].prot != at[v[i].attach - 1].prot)
+        MUST(t, kStepProtect, sys(__NR_mprotect, v[i].start, v[i].end - v[i].start, v[i].prot), v[i].start,
+             v[i].end - v[i].start);
+    } else {
+      uint32_t prot = v[i].prot | (map_writable_first(v[i]) ? PROT_WRITE | PROT_READ : 0);
+      long r = sys(__NR_mmap, v[i].start, v[i].end - v[i].start, prot, v[i].map_flags | MAP_FIXED, v[i].fd, v[i].pgoff);
+      if (pie::is_err(r)) fail(t, kStepMapVma, r, v[i].start, v[i].end - v[i].start);
+    }
     if (v[i].map_writable && !v[i].has_pages && v[i].fd < 0) {
       // mprotect drops the charge of anonymous memory never written (no
       // anon_vma): write it, and drop the page, as the task did.
@@ -332,6 +363,7 @@ void restore_timers(RestorerArgs* a, ThreadArg* t) {
 void restore_process(RestorerArgs* a, ThreadArg* t) {
   unmap_all_but_keep(a, t);
   move_special(a, t);
+  attach_sysv(a, t);
   map_vmas(a, t);
   restore_memory_merge(a, t);
   read_pages(a, t);

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/shm.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -55,10 +56,46 @@ Result<SpecialVmas> plan_specials(const img::MmImage& mm, const std::vector<proc
   return out;
 }
 
-Result<std::vector<abi::VmaArg>> vma_args(const TaskImages& ti, const MappingFiles& mf, int first_map_fd) {
+// The task's shmat calls, one per (segment, address it began at): the VMAs
+// of one attach are its parts, at their offsets in the segment.
+struct SysvPlan {
+  std::vector<abi::SysvAttachArg> attaches;
+  std::vector<uint32_t> of_vma;  // per VMA of the mm: 1 + its attach, or 0
+};
+
+SysvPlan plan_attaches(const img::MmImage& mm, const img::ShmemImage& shmem) {
+  SysvPlan p;
+  p.of_vma.assign(mm.vmas_size(), 0);
+  std::map<std::pair<uint32_t, uint64_t>, uint32_t> index;
+  for (int i = 0; i < mm.vmas_size(); i++) {
+    const img::Vma& v = mm.vmas(i);
+    if (!attaches_sysv(v, shmem)) continue;
+    const img::ShmemObject& o = shmem.objects(static_cast<int>(v.shmem_id()) - 1);
+    const uint64_t base = v.start() - v.pgoff();
+    auto [it, fresh] = index.try_emplace({v.shmem_id(), base}, p.attaches.size() + 1);
+    if (fresh) p.attaches.push_back({base, arch::page_up(o.size()), o.sysv().shmid(), SHM_RDONLY, PROT_READ, 0});
+    abi::SysvAttachArg& a = p.attaches[it->second - 1];
+    // A read-write attach is VM_MAYWRITE ("mw") in every part, whatever
+    // mprotect made of them since; a read-only one in none.
+    if (v.may_write() || (v.prot() & PROT_WRITE)) {
+      a.shmflg &= ~SHM_RDONLY;
+      a.prot |= PROT_WRITE;
+    }
+    if (v.prot() & PROT_EXEC) {
+      a.shmflg |= SHM_EXEC;
+      a.prot |= PROT_EXEC;
+    }
+    p.of_vma[i] = it->second;
+  }
+  return p;
+}
+
+Result<std::vector<abi::VmaArg>> vma_args(const TaskImages& ti, const MappingFiles& mf, const SysvPlan& sysv,
+                                          int first_map_fd) {
   std::vector<abi::VmaArg> vmas;
   size_t run = 0;
-  for (const img::Vma& v : ti.mm.vmas()) {
+  for (int i = 0; i < ti.mm.vmas_size(); i++) {
+    const img::Vma& v = ti.mm.vmas(i);
     abi::VmaArg va{};
     va.start = v.start();
     va.end = v.end();
@@ -72,7 +109,8 @@ Result<std::vector<abi::VmaArg>> vma_args(const TaskImages& ti, const MappingFil
       case img::Vma::FILE_SHARED: {
         bool shared = v.kind() == img::Vma::FILE_SHARED;
         va.map_flags = shared ? MAP_SHARED : MAP_PRIVATE;
-        va.fd = first_map_fd + static_cast<int>(mf.index.at(mapping_key(v)));
+        va.attach = sysv.of_vma[i];
+        if (!va.attach) va.fd = first_map_fd + static_cast<int>(mf.index.at(mapping_key(v)));
         va.pgoff = v.pgoff();
         break;
       }
@@ -247,16 +285,22 @@ Result<void> put_timers_and_limits(const img::TaskCore& core, BootRegion& boot) 
 
 }  // namespace
 
-Result<MappingFiles> open_mapping_files(const img::MmImage& mm, const ShmemFds& shmem) {
+bool attaches_sysv(const img::Vma& v, const img::ShmemImage& shmem) {
+  return v.shmem_id() != 0 && v.shmem_id() <= static_cast<uint32_t>(shmem.objects_size()) &&
+         shmem.objects(static_cast<int>(v.shmem_id()) - 1).kind() == img::ShmemObject::SYSV;
+}
+
+Result<MappingFiles> open_mapping_files(const img::MmImage& mm, const img::ShmemImage& shmem, const ShmemFds& fds) {
   MappingFiles mf;
   for (const img::Vma& v : mm.vmas()) {
     if (v.kind() != img::Vma::FILE_PRIVATE && v.kind() != img::Vma::FILE_SHARED) continue;
+    if (attaches_sysv(v, shmem)) continue;
     const bool rw = opened_rw(v);
     auto key = mapping_key(v);
     if (mf.index.count(key)) continue;
     // A shared memory object: reopened through its fd with the access the
     // mapping had (a read-only one must not become writable).
-    const std::string path = v.shmem_id() ? fmt::format("/proc/self/fd/{}", shmem.at(v.shmem_id()).get()) : v.path();
+    const std::string path = v.shmem_id() ? fmt::format("/proc/self/fd/{}", fds.at(v.shmem_id()).get()) : v.path();
     UniqueFd fd = TRY_CTX(open_file(path, rw ? O_RDWR : O_RDONLY), "file of VMA {:#x}-{:#x} ({})", v.start(), v.end(),
                           v.path());
     mf.index[key] = mf.fds.size();
@@ -270,13 +314,14 @@ namespace {
 // Everything in the boot region's data part. Runs twice (BootRegion's two
 // passes): the same inputs must give the same allocations both times, so
 // nothing here reads the system.
-Result<std::vector<ThreadPlan>> lay_out_data(const TaskImages& ti, const MappingFiles& mf, const TempFds& fds,
-                                             const std::vector<abi::InheritedRunArg>& inherited,
+Result<std::vector<ThreadPlan>> lay_out_data(const TaskImages& ti, const SysvPlan& sysv, const MappingFiles& mf,
+                                             const TempFds& fds, const std::vector<abi::InheritedRunArg>& inherited,
                                              const OwnCreds& own_creds, BootRegion& boot) {
   const uint64_t nthreads = ti.core.threads_size();
   std::vector<ThreadPlan> threads;
-  std::vector<abi::VmaArg> vmas = TRY(vma_args(ti, mf, fds.first_mapping));
+  std::vector<abi::VmaArg> vmas = TRY(vma_args(ti, mf, sysv, fds.first_mapping));
   uint64_t vmas_at = TRY(put(boot, vmas.data(), vmas.size()));
+  uint64_t attaches_at = TRY(put(boot, sysv.attaches.data(), sysv.attaches.size()));
   std::vector<abi::PageRunArg> runs;
   for (const img::PageRun& r : ti.pagemap.runs())
     if (image::stored(r)) runs.push_back({r.vaddr(), r.nr_pages(), r.crc32c(), 0});
@@ -287,6 +332,8 @@ Result<std::vector<ThreadPlan>> lay_out_data(const TaskImages& ti, const Mapping
   abi::RestorerArgs* a = boot.args();
   a->nr_vmas = vmas.size();
   a->vmas = vmas_at;
+  a->nr_attaches = sysv.attaches.size();
+  a->attaches = attaches_at;
   a->nr_runs = runs.size();
   a->runs = runs_at;
   a->nr_inherited = inherited.size();
@@ -382,23 +429,27 @@ Result<std::vector<ThreadPlan>> lay_out_data(const TaskImages& ti, const Mapping
 
 }  // namespace
 
-Result<Plan> build_plan(const TaskImages& ti, const std::vector<proc::MapEntry>& own, const MappingFiles& mf,
-                        const TempFds& fds, const std::vector<abi::InheritedRunArg>& inherited) {
+Result<Plan> build_plan(const TaskImages& ti, const img::ShmemImage& shmem, const std::vector<proc::MapEntry>& own,
+                        const MappingFiles& mf, const TempFds& fds,
+                        const std::vector<abi::InheritedRunArg>& inherited) {
   const uint64_t blob_size = pie::restorer::k_blob_end;
   const uint64_t nthreads = ti.core.threads_size();
   SpecialVmas sp = TRY(plan_specials(ti.mm, own));
   const OwnCreds own_creds = TRY(read_own_creds());
+  const SysvPlan sysv = plan_attaches(ti.mm, shmem);
 
   // Pass 1 learns the exact size of the data, pass 2 writes it in place.
   BootRegion counting = BootRegion::counting(blob_size, nthreads);
-  TRY(lay_out_data(ti, mf, fds, inherited, own_creds, counting));
+  TRY(lay_out_data(ti, sysv, mf, fds, inherited, own_creds, counting));
   std::vector<Range> busy;
   for (const img::Vma& v : ti.mm.vmas()) busy.push_back({v.start(), v.end()});
   for (const proc::MapEntry& m : own) busy.push_back({m.start, m.end});
+  // An attach is made whole, holes included, before the rest is mapped.
+  for (const abi::SysvAttachArg& at : sysv.attaches) busy.push_back({at.base, at.base + at.size});
   uint64_t at = TRY(find_hole(busy, BootRegion::size_for(blob_size, counting.data_used(), nthreads)));
   Plan p{BootRegion(at, blob_size, counting.data_used(), nthreads), {}};
   BootRegion& boot = p.boot;
-  p.threads = TRY(lay_out_data(ti, mf, fds, inherited, own_creds, boot));
+  p.threads = TRY(lay_out_data(ti, sysv, mf, fds, inherited, own_creds, boot));
 
   abi::RestorerArgs* a = boot.args();
   a->version = abi::kRestorerAbiVersion;

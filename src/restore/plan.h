@@ -33,7 +33,10 @@ inline bool opened_rw(const img::Vma& v) {
 inline std::pair<std::string, bool> mapping_key(const img::Vma& v) {
   return {v.shmem_id() ? fmt::format("shmem object {}", v.shmem_id()) : v.path(), opened_rw(v)};
 }
-Result<MappingFiles> open_mapping_files(const img::MmImage& mm, const ShmemFds& shmem);
+// A VMA that attaches a System V segment (restore/sysv_shm.h) has no file:
+// the restorer attaches it by id.
+bool attaches_sysv(const img::Vma& v, const img::ShmemImage& shmem);
+Result<MappingFiles> open_mapping_files(const img::MmImage& mm, const img::ShmemImage& shmem, const ShmemFds& fds);
 
 // fd numbers in the child (all >= the temp base, closed by the restorer).
 struct TempFds {
@@ -59,7 +62,9 @@ struct Plan {
 // `own` is ckpt's /proc/self/maps: the child starts with exactly that.
 // `inherited`: where the pages the task inherited unchanged are (fds
 // numbered as in the child).
-Result<Plan> build_plan(const TaskImages& ti, const std::vector<proc::MapEntry>& own, const MappingFiles& mf,
+// `shmem`: the checkpoint's shared memory objects.
+Result<Plan> build_plan(const TaskImages& ti, const img::ShmemImage& shmem, const std::vector<proc::MapEntry>& own,
+                        const MappingFiles& mf,
                         const TempFds& fds, const std::vector<abi::InheritedRunArg>& inherited);
 
 }  // namespace ckpt::restore

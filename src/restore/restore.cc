@@ -61,7 +61,8 @@ const char* step_name(int32_t step) {
       "set speculation control (PR_SET_SPECULATION_CTRL; addr: which, len: value)",
       "write /proc/thread-self/loginuid (addr: the loginuid)", "set memory-deny-write-execute (PR_SET_MDWE)",
       "set KSM for the whole process (PR_SET_MEMORY_MERGE)",
-      "stop for ckpt before its last syscalls (tgkill SIGSTOP)", "check the checksum of the pages read"};
+      "stop for ckpt before its last syscalls (tgkill SIGSTOP)", "check the checksum of the pages read",
+      "attach a System V shared memory segment (addr: where, len: its id), or unmap what the task had of it"};
   return step >= 0 && step < static_cast<int32_t>(std::size(kNames)) ? kNames[step] : "?";
 }
 
@@ -312,9 +313,9 @@ Result<void> seize_threads(LiveTask& lt, const PidMap& pids, uint64_t sigreturn_
 }
 
 // Everything ckpt prepares for one live task before any task exists.
-Result<void> prepare_task(LiveTask& lt, const ShmemFds& shmem, bool check_files) {
+Result<void> prepare_task(LiveTask& lt, const img::ShmemImage& shmem, const ShmemFds& fds, bool check_files) {
   const TaskImages& ti = *lt.images;
-  lt.mf = TRY(open_mapping_files(ti.mm, shmem));
+  lt.mf = TRY(open_mapping_files(ti.mm, shmem, fds));
   lt.exe = TRY_CTX(open_file(ti.core.mm().exe_path(), O_RDONLY), "executable");
   if (check_files) TRY(check_mapped_files(ti, lt.mf, lt.exe.get()));
   int p[2];
@@ -338,31 +339,32 @@ CompletionMode wanted_mode(const RestoreOptions& o, const BreakpointSupport& bp,
 struct Prepared {
   std::vector<LiveTask> live;  // TreeImages::tasks order
   std::map<pid_t, size_t> live_index;
-  ShmemFds shmem;
+  ShmemObjects shmem;
   files::PreparedFds fds;
 };
 
-Result<void> prepare(TreeImages& t, const image::ImageDir& dir, bool check_files, bool tcp_close, Prepared* p) {
+Result<void> prepare(TreeImages& t, const image::ImageDir& dir, bool check_files, bool tcp_close, Log& log,
+                     Prepared* p) {
   int need_fds = 0;
   for (const TaskImages& ti : t.tasks) need_fds = std::max(need_fds, files::restore_fd_slots(ti.files, ti.mm));
   need_fds = std::max(need_fds, files::restorer_fd_slots(t.descs, static_cast<int>(t.tasks.size())));
   TRY(raise_nofile_limit(need_fds));
-  p->shmem = TRY(create_shmem(dir, t.shmem));
+  p->shmem = TRY(create_shmem(dir, t.shmem, log));
   p->live.resize(t.tasks.size());
   std::vector<std::pair<pid_t, const img::Files*>> files;
   for (size_t i = 0; i < t.tasks.size(); i++) {
     LiveTask& lt = p->live[i];
     lt.images = &t.tasks[i];
-    TRY_CTX(prepare_task(lt, p->shmem, check_files), "pid {}", t.tasks[i].pid);
+    TRY_CTX(prepare_task(lt, t.shmem, p->shmem.fds, check_files), "pid {}", t.tasks[i].pid);
     files.emplace_back(t.tasks[i].pid, &t.tasks[i].files);
     p->live_index[t.tasks[i].pid] = i;
   }
-  p->fds = TRY(files::prepare_fds(t.descs, files, p->shmem, check_files, tcp_close));
+  p->fds = TRY(files::prepare_fds(t.descs, files, p->shmem.fds, check_files, tcp_close));
   return {};
 }
 
 // A live task's part of the spawn: its plan, its fds, its boot region.
-Result<void> plan_live_task(LiveTask& lt, const std::vector<InheritedPages>& inherited,
+Result<void> plan_live_task(LiveTask& lt, const img::ShmemImage& shmem, const std::vector<InheritedPages>& inherited,
                             const std::vector<proc::MapEntry>& own, int base, const files::TaskFdPlan* fds,
                             SpawnTask* sp) {
   const TaskImages& ti = *lt.images;
@@ -377,7 +379,7 @@ Result<void> plan_live_task(LiveTask& lt, const std::vector<InheritedPages>& inh
     if (fresh) temp.push_back(ip.fd);
     from_ancestors.push_back({ip.vaddr, ip.len, ip.off, it->second, 0});
   }
-  lt.plan = TRY(build_plan(ti, own, lt.mf, tfds, from_ancestors));
+  lt.plan = TRY(build_plan(ti, shmem, own, lt.mf, tfds, from_ancestors));
   const BootRegion& boot = lt.plan->boot;
   sp->temp_fds = std::move(temp);
   sp->fds = fds;
@@ -436,7 +438,7 @@ Result<SpawnTree> plan_spawn(const TreeImages& t, const tree::JoinPlan& joins,
     if (task.zombie) sp.comm = task.comm;
     if (!task.zombie) {
       const size_t i = p.live_index.at(task.pid);
-      TRY_CTX(plan_live_task(p.live[i], inherited[i], own, st.temp_fd_base, &p.fds.tasks[i], &sp), "pid {}",
+      TRY_CTX(plan_live_task(p.live[i], t.shmem, inherited[i], own, st.temp_fd_base, &p.fds.tasks[i], &sp), "pid {}",
               task.pid);
     }
     st.tasks.push_back(std::move(sp));
@@ -572,7 +574,7 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
 
   // 2. Open what the tasks will need, as ckpt, so errors come before any task.
   Prepared p;
-  TRY_CTX(prepare(t, dir, o.check_files, o.tcp_close, &p), "restore");
+  TRY_CTX(prepare(t, dir, o.check_files, o.tcp_close, log, &p), "restore");
   // The tasks meet here while they take their sessions and groups; mapped
   // before ckpt's maps are read, so that no boot region lands on it.
   Mapping shared = TRY_CTX(Mapping::map(arch::kPageSize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS), "restore");
@@ -638,6 +640,9 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   };
   TRY_CTX(complete(groups, release, explain), "restore pid {}", pid);
   TRY_CTX(pages_checked.get(), "restore pid {}", pid);
+  // Every task has attached its System V segments: a destroyed one now
+  // lives as long as the tree's attaches, no more.
+  p.shmem.sysv.drop_own_attaches();
   phase(&img::Stats::set_completion_ns);
 
   // 5. Every thread runs its own code.
@@ -666,6 +671,7 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
     for (size_t i = 0; i < lt.tracees.size(); i++)
       TRY_CTX(lt.tracees[i].detach(lt.steps.deliver[i]), "restore pid {}", lt.images->pid);
   guard.disarm();
+  p.shmem.sysv.keep();
   // Every task runs (or sits stopped with its sockets in place): their
   // packets may pass again.
   if (auto r = netlock.unlock(); !r) log.error("restore pid {}: {} (remove it by hand)", pid, r.error().str());

@@ -16,11 +16,7 @@
 
 namespace ckpt::restore {
 
-namespace {
-
-// The content, run by run, into `dst` (the object mapped in ckpt): read
-// straight into place, checked where it landed.
-Result<void> fill(const image::ImageDir& dir, const img::ShmemObject& o, char* dst) {
+Result<void> fill_object(const image::ImageDir& dir, const img::ShmemObject& o, char* dst) {
   const std::string name = image::shmem_pages_name(o.id());
   UniqueFd pages = TRY(dir.open_read(name));
   const uint64_t bytes = TRY(image::check_pages_file(dir.file(name), pages.get()));
@@ -41,6 +37,8 @@ Result<void> fill(const image::ImageDir& dir, const img::ShmemObject& o, char* d
   return {};
 }
 
+namespace {
+
 Result<UniqueFd> create(const image::ImageDir& dir, const img::ShmemObject& o) {
   // Hugetlb objects come in pages of their own size: the kernel rounds the
   // object's mapping up to it.
@@ -52,7 +50,7 @@ Result<UniqueFd> create(const image::ImageDir& dir, const img::ShmemObject& o) {
     // fd on it once ckpt's mapping goes.
     const int hugetlb = huge ? MAP_HUGETLB | huge << MAP_HUGE_SHIFT : 0;
     Mapping m = TRY(Mapping::map(span, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | hugetlb));
-    TRY(fill(dir, o, m.data()));
+    TRY(fill_object(dir, o, m.data()));
     const uint64_t at = reinterpret_cast<uint64_t>(m.data());
     return open_file(fmt::format("/proc/self/map_files/{:x}-{:x}", at, at + span), O_RDWR);
   }
@@ -62,16 +60,18 @@ Result<UniqueFd> create(const image::ImageDir& dir, const img::ShmemObject& o) {
   UniqueFd memfd(fd);
   if (ftruncate(fd, static_cast<off_t>(o.size())) < 0) return sys_error("size memfd {}", o.name());
   Mapping m = TRY(Mapping::map(span, PROT_READ | PROT_WRITE, MAP_SHARED, fd));
-  TRY(fill(dir, o, m.data()));
+  TRY(fill_object(dir, o, m.data()));
   return memfd;
 }
 
 }  // namespace
 
-Result<ShmemFds> create_shmem(const image::ImageDir& dir, const img::ShmemImage& image) {
-  ShmemFds out;
+Result<ShmemObjects> create_shmem(const image::ImageDir& dir, const img::ShmemImage& image, Log& log) {
+  ShmemObjects out;
+  out.sysv = TRY(SysvSegments::create(dir, image, log));
   for (const img::ShmemObject& o : image.objects())
-    out[o.id()] = TRY_CTX(create(dir, o), "shared memory object {} ({} bytes)", o.id(), o.size());
+    if (o.kind() != img::ShmemObject::SYSV)
+      out.fds[o.id()] = TRY_CTX(create(dir, o), "shared memory object {} ({} bytes)", o.id(), o.size());
   return out;
 }
 

@@ -569,3 +569,58 @@ TEST(Wire, NamesTheReceiverWrites) {
 
 }  // namespace
 }  // namespace ckpt::image
+
+namespace ckpt::image {
+namespace {
+
+// shmem.img with a System V segment: its key and id must be there, its mode
+// sane, and every VMA that attaches it shared and inside it.
+TEST(VerifyShmem, SysvSegment) {
+  struct Case {
+    const char* name;
+    std::function<void(img::ShmemObject&, img::Vma&)> mutate;
+    const char* error;  // nullptr: accepted
+  };
+  const Case cases[] = {
+      {"good", [](auto&, auto&) {}, nullptr},
+      {"no key and id", [](img::ShmemObject& o, auto&) { o.clear_sysv(); }, "is a System V segment but has not its key"},
+      {"key on a memfd", [](img::ShmemObject& o, auto&) { o.set_kind(img::ShmemObject::MEMFD); },
+       "is not a System V segment but has its key"},
+      {"mode", [](img::ShmemObject& o, auto&) { o.mutable_sysv()->set_mode(010640); }, "mode 10640"},
+      {"private attach", [](auto&, img::Vma& v) { v.set_kind(img::Vma::FILE_PRIVATE); }, "outside it"},
+      {"past its end", [](auto&, img::Vma& v) { v.set_pgoff(2 * kPageSize); }, "at offset 0x2000, outside it"},
+  };
+  for (const Case& c : cases) {
+    TempDir tmp;
+    auto dir = ImageDir::create(tmp.path() + "/img", SharedDir::Refuse);
+    ASSERT_TRUE(dir);
+    img::ShmemImage image;
+    img::ShmemObject* o = image.add_objects();
+    o->set_id(1);
+    o->set_kind(img::ShmemObject::SYSV);
+    o->set_size(2 * kPageSize + 100);
+    o->mutable_sysv()->set_shmid(7);
+    o->mutable_sysv()->set_key(0x1234);
+    o->mutable_sysv()->set_mode(0640);
+    img::MmImage mm;
+    img::Vma* v = mm.add_vmas();
+    v->set_start(kBase);
+    v->set_end(kBase + 2 * kPageSize);
+    v->set_kind(img::Vma::FILE_SHARED);
+    v->set_pgoff(kPageSize);
+    v->set_shmem_id(1);
+    c.mutate(*o, *v);
+    ASSERT_TRUE(dir->write(kShmemName, ImageKind::Shmem, image));
+    const img::MmImage* mms[] = {&mm};
+    auto r = load_shmem(*dir, mms);
+    if (!c.error) {
+      EXPECT_TRUE(r) << c.name << ": " << r.error().str();
+      continue;
+    }
+    ASSERT_FALSE(r) << c.name;
+    EXPECT_NE(r.error().str().find(c.error), std::string::npos) << c.name << ": " << r.error().str();
+  }
+}
+
+}  // namespace
+}  // namespace ckpt::image

@@ -430,6 +430,24 @@ Row probe_memfd_exec() {
   return row;
 }
 
+// System V segments come back with their ids through shm_next_id
+// (restore/sysv_shm.h), which CONFIG_CHECKPOINT_RESTORE provides.
+Row probe_shm_next_id() {
+  Row row{"System V shm ids", Need::Optional};
+  constexpr const char* kKnob = "/proc/sys/kernel/shm_next_id";
+  auto v = read_file(kKnob);
+  row.present = v && access(kKnob, W_OK) == 0;
+  if (row.present) {
+    std::string_view now = *v;
+    while (!now.empty() && now.back() == '\n') now.remove_suffix(1);
+    row.detail = fmt::format("{} (now {})", kKnob, now);
+  } else {
+    row.detail = "a tree attached to System V shared memory can't be restored";
+    row.why = v ? fmt::format("{} is not writable", kKnob) : why_of(v.error());
+  }
+  return row;
+}
+
 // Which network lock (net/netlock.h) dump would use: the first method that
 // works, tried for real (a lock made and removed), and why those before it
 // don't.
@@ -477,6 +495,7 @@ int run_check(Log& log) {
   run("PAGEMAP_SCAN", probe_pagemap_scan);
   run("soft-dirty", probe_soft_dirty);
   run("vDSO", probe_vdso);
+  run("System V shm ids", probe_shm_next_id);
   // Stale locks first (a killed ckpt's), so that the probe runs on a clean ruleset.
   sweep_network_locks(true, log);
   run("network lock", [&] { return probe_network_lock(log); });

@@ -61,7 +61,8 @@ def one(build, n, work):
     os.makedirs(img, mode=0o700)
     portfile, ready = os.path.join(work, "port"), os.path.join(work, "ready")
     srv = subprocess.Popen([os.path.join(build, "bench", "bench_tcpconns"), portfile, ready, str(n)],
-                           stdin=subprocess.DEVNULL, start_new_session=True)
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)  # no fd of ours: a pipe to outside the tree is refused
     wait_file(portfile)
     time.sleep(0.05)
     port = int(open(portfile).read())

@@ -38,7 +38,7 @@ class Pinger(threading.Thread):
 
     def __init__(self, c):
         super().__init__(daemon=True)
-        self.c, self.stop, self.gap, self.gap_start, self.error = c, False, 0.0, 0.0, None
+        self.c, self.stop, self.gap, self.gap_start, self.error, self.pings = c, False, 0.0, 0.0, None, 0
 
     def run(self):
         try:
@@ -50,6 +50,7 @@ class Pinger(threading.Thread):
                     raise RuntimeError("the pinged connection echoed something else")
                 if time.monotonic() - t > self.gap:
                     self.gap, self.gap_start = time.monotonic() - t, t
+                self.pings += 1
                 time.sleep(0.001)
         except Exception as e:  # noqa: BLE001 - reported by the main thread
             self.error = e
@@ -89,10 +90,10 @@ def one(build, n, work):
     t = time.monotonic()
     subprocess.run([os.path.join(build, "ckpt"), "restore", "-D", img, "-d"], check=True)
     restore_s = time.monotonic() - t
-    unlocked = time.monotonic()
-    time.sleep(0.05)
-    while pinger.gap_start + pinger.gap < unlocked and pinger.error is None:
-        time.sleep(0.01)  # the echo of the ping the lock held has not come back yet
+    unlocked, pings = time.monotonic(), pinger.pings
+    end = unlocked + 30
+    while pinger.pings < pings + 2 and pinger.error is None and time.monotonic() < end:
+        time.sleep(0.01)  # until the ping the lock held (and one more) came back
     pinger.stop = True
     pinger.join()
     if pinger.error:

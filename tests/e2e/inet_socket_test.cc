@@ -405,9 +405,9 @@ TEST(TcpUnsent, ComesBackNotSent) {
 }
 
 // The state of the connection from local port `lport` to remote port `rport`
-// in /proc/net/tcp (0: none).
-int proc_tcp_state(uint16_t lport, uint16_t rport) {
-  std::istringstream in(read_text("/proc/net/tcp"));
+// in /proc/net/tcp or tcp6 (0: none).
+int proc_tcp_state(uint16_t lport, uint16_t rport, bool v6 = false) {
+  std::istringstream in(read_text(v6 ? "/proc/net/tcp6" : "/proc/net/tcp"));
   std::string line;
   std::getline(in, line);
   while (std::getline(in, line)) {
@@ -424,22 +424,34 @@ int proc_tcp_state(uint16_t lport, uint16_t rport) {
 // bytes and a FIN: CLOSE_WAIT (8) at dump, CLOSE_WAIT again after the
 // restore, and the server gets the rest of the conversation ("bye", then
 // the client's FIN) with no reset.
-TEST(TcpFinReceived, CloseWaitComesBack) {
+class TcpFinReceived : public ::testing::TestWithParam<bool> {};  // IPv6?
+
+TEST_P(TcpFinReceived, CloseWaitComesBack) {
+  const bool v6 = GetParam();
   Harness h;
-  ckpt::UniqueFd l(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
+  ckpt::UniqueFd l(socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in6 a{};  // sin6_port and sin_port are at the same place
+  socklen_t len = v6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+  if (v6) {
+    a.sin6_family = AF_INET6;
+    a.sin6_addr = in6addr_loopback;
+  } else {
+    auto* a4 = reinterpret_cast<sockaddr_in*>(&a);
+    a4->sin_family = AF_INET;
+    a4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  }
   ASSERT_EQ(bind(l.get(), reinterpret_cast<sockaddr*>(&a), len), 0);
   ASSERT_EQ(listen(l.get(), 1), 0);
   ASSERT_EQ(getsockname(l.get(), reinterpret_cast<sockaddr*>(&a), &len), 0);
-  const uint16_t sport = ntohs(a.sin_port);
-  pid_t pid = h.start_workload("tcpclient", {std::to_string(sport), "bye"});
+  const uint16_t sport = ntohs(a.sin6_port);
+  std::vector<std::string> args = {std::to_string(sport)};
+  if (v6) args.push_back("6");
+  args.push_back("bye");
+  pid_t pid = h.start_workload("tcpclient", args);
   ASSERT_GT(pid, 0);
   ckpt::UniqueFd peer(accept4(l.get(), reinterpret_cast<sockaddr*>(&a), &len, SOCK_CLOEXEC));
   ASSERT_TRUE(peer);
-  const uint16_t cport = ntohs(a.sin_port);
+  const uint16_t cport = ntohs(a.sin6_port);
   ASSERT_EQ(send(peer.get(), "abc", 3, 0), 3);
   ASSERT_EQ(shutdown(peer.get(), SHUT_WR), 0);
   char buf[16];
@@ -452,13 +464,13 @@ TEST(TcpFinReceived, CloseWaitComesBack) {
     got.append(buf, static_cast<size_t>(n));
   }
   EXPECT_EQ(got, "abc");
-  ASSERT_TRUE(wait_until([&] { return proc_tcp_state(cport, sport) == 8; })) << proc_tcp_state(cport, sport);
+  ASSERT_TRUE(wait_until([&] { return proc_tcp_state(cport, sport, v6) == 8; })) << proc_tcp_state(cport, sport, v6);
   CkptRun d = h.ckpt(dump_args(h, pid, false));
   ASSERT_EQ(d.exit_code(), 0) << d.err << read_text(h.images() + "/dump.log");
   h.wait_child(pid);
   pid_t r = h.restore_background(pid, true);
   ASSERT_GT(r, 0);
-  EXPECT_EQ(proc_tcp_state(cport, sport), 8) << "the client's state after the restore (8: CLOSE_WAIT)";
+  EXPECT_EQ(proc_tcp_state(cport, sport, v6), 8) << "the client's state after the restore (8: CLOSE_WAIT)";
   kill(pid, SIGTERM);
   got.clear();
   for (;;) {
@@ -473,6 +485,9 @@ TEST(TcpFinReceived, CloseWaitComesBack) {
   CkptRun rr = h.wait_ckpt(r);
   EXPECT_EQ(rr.exit_code(), 0) << rr.err << read_text(h.workload_log("tcpclient"));
 }
+
+INSTANTIATE_TEST_SUITE_P(Families, TcpFinReceived, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& i) { return std::string(i.param ? "ipv6" : "ipv4"); });
 
 // verify refuses crafted inet payloads, each for its reason, without crashing.
 TEST(InetVerify, RejectsCraftedPayloads) {

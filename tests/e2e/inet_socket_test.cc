@@ -489,6 +489,73 @@ TEST_P(TcpFinReceived, CloseWaitComesBack) {
 INSTANTIATE_TEST_SUITE_P(Families, TcpFinReceived, ::testing::Values(false, true),
                          [](const ::testing::TestParamInfo<bool>& i) { return std::string(i.param ? "ipv6" : "ipv4"); });
 
+// LAST_ACK (9): the client of the tree wrote its last bytes and its FIN
+// after the server's FIN, and the server's acknowledgement is lost (a rule
+// of the test drops the server's pure ACKs). At restore the server's FIN is
+// delivered again, then the client's own FIN follows: LAST_ACK again, and
+// once the test's rule is gone the server acknowledges the retransmitted
+// FIN and the connection ends without a reset.
+TEST(TcpFinReceived, LastAckComesBack) {
+  Harness h;
+  ckpt::UniqueFd l(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  ASSERT_EQ(bind(l.get(), reinterpret_cast<sockaddr*>(&a), len), 0);
+  ASSERT_EQ(listen(l.get(), 1), 0);
+  ASSERT_EQ(getsockname(l.get(), reinterpret_cast<sockaddr*>(&a), &len), 0);
+  const uint16_t sport = ntohs(a.sin_port);
+  pid_t pid = h.start_workload("tcpclient", {std::to_string(sport), "shut"});
+  ASSERT_GT(pid, 0);
+  ckpt::UniqueFd peer(accept4(l.get(), reinterpret_cast<sockaddr*>(&a), &len, SOCK_CLOEXEC));
+  ASSERT_TRUE(peer);
+  const uint16_t cport = ntohs(a.sin_port);
+  const std::string table = fmt::format("ckpttest-lastack-{}", getpid());
+  const std::string rules = fmt::format(
+      "add table inet {0}\n"
+      "add chain inet {0} input {{ type filter hook input priority -310; policy accept; }}\n"
+      "add rule inet {0} input tcp sport {1} tcp dport {2} tcp flags & (fin | syn | rst) == 0 drop\n",
+      table, sport, cport);
+  FILE* nft = popen("nft -f -", "w");
+  ASSERT_TRUE(nft);
+  fputs(rules.c_str(), nft);
+  ASSERT_EQ(pclose(nft), 0);
+  auto undrop = [table] { (void)!system(("nft delete table inet " + table + " 2>/dev/null").c_str()); };
+  struct Undo {
+    std::function<void()> f;
+    ~Undo() {
+      if (f) f();
+    }
+  } undo{undrop};
+  ASSERT_EQ(shutdown(peer.get(), SHUT_WR), 0);
+  ASSERT_TRUE(wait_until([&] { return proc_tcp_state(cport, sport) == 9; })) << proc_tcp_state(cport, sport);
+  CkptRun d = h.ckpt(dump_args(h, pid, false));
+  ASSERT_EQ(d.exit_code(), 0) << d.err << read_text(h.images() + "/dump.log");
+  h.wait_child(pid);
+  pid_t r = h.restore_background(pid, true);
+  ASSERT_GT(r, 0);
+  EXPECT_EQ(proc_tcp_state(cport, sport), 9) << "the client's state after the restore (9: LAST_ACK)";
+  undrop();
+  undo.f = nullptr;
+  std::string got;
+  char buf[16];
+  for (;;) {
+    pollfd p{peer.get(), POLLIN, 0};
+    ASSERT_EQ(poll(&p, 1, 10000), 1) << "after \"" << got << "\"";
+    ssize_t n = recv(peer.get(), buf, sizeof(buf), 0);
+    ASSERT_GE(n, 0) << strerror(errno) << " after \"" << got << "\"";
+    if (n == 0) break;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  EXPECT_EQ(got, "bye");
+  EXPECT_TRUE(wait_until([&] { return proc_tcp_state(cport, sport) == 0; }, 20s))
+      << "the client's FIN was never acknowledged: state " << proc_tcp_state(cport, sport);
+  kill(pid, SIGTERM);
+  CkptRun rr = h.wait_ckpt(r);
+  EXPECT_EQ(rr.exit_code(), 0) << rr.err << read_text(h.workload_log("tcpclient"));
+}
+
 // verify refuses crafted inet payloads, each for its reason, without crashing.
 TEST(InetVerify, RejectsCraftedPayloads) {
   Harness h;

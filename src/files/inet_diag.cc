@@ -5,25 +5,18 @@
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include <cstring>
-#include <string>
+#include <span>
 
-#include "base/unique_fd.h"
+#include "files/diag_dump.h"
 
 namespace ckpt::files {
 
 namespace {
 
 Result<InetDiag> parse(const nlmsghdr* h, uint8_t protocol) {
-  if (h->nlmsg_type == NLMSG_ERROR) {
-    if (h->nlmsg_len < NLMSG_LENGTH(sizeof(nlmsgerr))) return error(EPROTO, "inet_diag: short error reply");
-    const auto* e = static_cast<const nlmsgerr*>(NLMSG_DATA(h));
-    return error(-e->error, "inet_diag: the kernel's answer");
-  }
-  if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY || h->nlmsg_len < NLMSG_LENGTH(sizeof(inet_diag_msg)))
-    return error(EPROTO, "inet_diag: unexpected reply type {}", h->nlmsg_type);
+  if (h->nlmsg_len < NLMSG_LENGTH(sizeof(inet_diag_msg))) return error(EPROTO, "inet_diag: short reply");
   const auto* m = static_cast<const inet_diag_msg*>(NLMSG_DATA(h));
   InetDiag out;
   out.family = m->idiag_family;
@@ -49,9 +42,6 @@ Result<InetDiag> parse(const nlmsghdr* h, uint8_t protocol) {
 }
 
 Result<void> dump_one(uint8_t family, uint8_t protocol, InetSockets& out) {
-  int s = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-  if (s < 0) return sys_error("inet_diag: netlink socket");
-  UniqueFd nl(s);
   struct {
     nlmsghdr h;
     inet_diag_req_v2 r;
@@ -64,25 +54,12 @@ Result<void> dump_one(uint8_t family, uint8_t protocol, InetSockets& out) {
   req.r.sdiag_protocol = protocol;
   req.r.idiag_states = ~0U;
   // The shutdown attribute comes unasked; nothing else is wanted.
-  sockaddr_nl kernel{};
-  kernel.nl_family = AF_NETLINK;
-  if (sendto(nl.get(), &req, sizeof(req), 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel)) < 0)
-    return sys_error("inet_diag: ask for the sockets");
-  std::string buf(1 << 16, '\0');
-  for (;;) {
-    ssize_t n;
-    do n = recv(nl.get(), buf.data(), buf.size(), 0);
-    while (n < 0 && errno == EINTR);
-    if (n < 0) return sys_error("inet_diag: read the answer");
-    if (n == 0) return error(EPROTO, "inet_diag: the dump ended early");
-    size_t left = static_cast<size_t>(n);
-    for (auto* h = reinterpret_cast<const nlmsghdr*>(buf.data()); NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
-      if (h->nlmsg_type == NLMSG_DONE) return {};
-      InetDiag d = TRY(parse(h, protocol));
-      if (d.inode) out.by_inode[d.inode] = d;
-      else out.fileless.push_back(d);
-    }
-  }
+  return sock_diag_dump(std::as_bytes(std::span(&req, 1)), "inet_diag", [&](const nlmsghdr* h) -> Result<void> {
+    InetDiag d = TRY(parse(h, protocol));
+    if (d.inode) out.by_inode[d.inode] = d;
+    else out.fileless.push_back(d);
+    return {};
+  });
 }
 
 }  // namespace

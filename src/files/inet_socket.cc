@@ -24,9 +24,12 @@
 //   3. UDP: the queued datagrams sent again, each from a stand-in bound at its
 //      sender's address; then connected sockets connect;
 //   4. connections through repair mode: sequence numbers, bind, connect (no
-//      handshake in repair mode), options, queues, window, FIN; they leave
-//      repair mode once the tree is restored (leave_repair), so that a failed
-//      restore closes them silently.
+//      handshake in repair mode), options, the receive queue, the part of
+//      the send queue that was sent, window, FIN sent;
+//   5. a FIN received, sent to the socket again as its peer's (tcp_fin.h).
+//   They leave repair mode once the tree is restored (leave_repair), where
+//   the part of the send queue that was not sent is written as new data; a
+//   failed restore closes them silently.
 #include "files/inet_socket.h"
 
 #include <arpa/inet.h>
@@ -48,6 +51,7 @@
 #include "base/fs.h"
 #include "files/inet_diag.h"
 #include "files/kind.h"
+#include "files/tcp_fin.h"
 
 namespace ckpt::files {
 
@@ -200,8 +204,7 @@ Result<void> collect_options(int fd, const img::InetSocket& s, img::InetOptions*
 // IPv4 multicast memberships of a UDP socket: the kernel has no getsockopt
 // for them, but /proc/net/igmp lists the groups joined per interface; the
 // socket's own are found by trying to join each again (EADDRINUSE: this
-// socket has it). Only IPv4 is looked at; an IPv6 socket with memberships
-// (IPV6_ADD_MEMBERSHIP) keeps none.
+// socket has it).
 Result<void> collect_memberships(int fd, img::InetOptions* o) {
   auto text = read_file("/proc/net/igmp");
   if (!text) return {};
@@ -236,6 +239,41 @@ Result<void> collect_memberships(int fd, img::InetOptions* o) {
     if (errno != EADDRINUSE) continue;
     img::InetMembership* mm = o->add_memberships();
     mm->set_group(addr_text(AF_INET, &g));
+    mm->set_ifindex(ifindex);
+  }
+  return {};
+}
+
+// IPv6 memberships (IPV6_ADD_MEMBERSHIP), the same way: /proc/net/igmp6
+// lists the groups joined per interface, one a line:
+//   "1    lo              ff020000000000000000000000000001     1 0000000C 0"
+// and a join the socket already has fails with EADDRINUSE.
+Result<void> collect_memberships6(int fd, img::InetOptions* o) {
+  auto text = read_file("/proc/net/igmp6");
+  if (!text) return {};
+  size_t at = 0;
+  while (at < text->size()) {
+    size_t end = text->find('\n', at);
+    if (end == std::string::npos) end = text->size();
+    const std::string line = text->substr(at, end - at);
+    at = end + 1;
+    int ifindex = 0;
+    char dev[IFNAMSIZ + 1] = "", hex[33] = "";
+    if (sscanf(line.c_str(), "%d %16s %32s", &ifindex, dev, hex) != 3 || strlen(hex) != 32) continue;
+    ipv6_mreq m{};
+    for (int i = 0; i < 16; i++) {
+      unsigned b = 0;
+      if (sscanf(hex + 2 * i, "%2x", &b) != 1) break;
+      m.ipv6mr_multiaddr.s6_addr[i] = static_cast<uint8_t>(b);
+    }
+    m.ipv6mr_interface = static_cast<unsigned>(ifindex);
+    if (setsockopt(fd, IPPROTO_IPV6, IPV6_ADD_MEMBERSHIP, &m, sizeof(m)) == 0) {
+      (void)setsockopt(fd, IPPROTO_IPV6, IPV6_DROP_MEMBERSHIP, &m, sizeof(m));  // not the socket's
+      continue;
+    }
+    if (errno != EADDRINUSE) continue;
+    img::InetMembership* mm = o->add_memberships();
+    mm->set_group(addr_text(AF_INET6, &m.ipv6mr_multiaddr));
     mm->set_ifindex(ifindex);
   }
   return {};
@@ -452,6 +490,15 @@ Result<void> set_after(int fd, const img::InetSocket& s) {
   } else {
     TRY(set_int(fd, IPPROTO_IPV6, IPV6_TCLASS, static_cast<int>(o.tos()), "IPV6_TCLASS"));
     if (o.ttl()) TRY(set_int(fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, static_cast<int>(o.ttl()), "IPV6_UNICAST_HOPS"));
+    for (const img::InetMembership& m : o.memberships()) {
+      ipv6_mreq r{};
+      std::array<uint8_t, 16> g;
+      if (!parse_addr(AF_INET6, m.group(), &g)) return error(EINVAL, "bad multicast group {}", m.group());
+      memcpy(&r.ipv6mr_multiaddr, g.data(), 16);
+      r.ipv6mr_interface = static_cast<unsigned>(m.ifindex());
+      if (setsockopt(fd, IPPROTO_IPV6, IPV6_ADD_MEMBERSHIP, &r, sizeof(r)) < 0)
+        return sys_error("join multicast group {} on interface {}", m.group(), m.ifindex());
+    }
   }
   TRY(set_buffers(fd, s));
   if (s.peek_off() != -1) TRY(set_int(fd, SOL_SOCKET, SO_PEEK_OFF, s.peek_off(), "SO_PEEK_OFF"));
@@ -492,6 +539,44 @@ Result<void> send_all(int fd, std::string_view data, const char* what) {
   return {};
 }
 
+// The sequence number of the first byte of the receive queue: the image's
+// rcv_seq counts a FIN received (it is rcv_nxt minus the queue).
+uint32_t first_received(const img::TcpRepair& t) { return t.rcv_seq() - (t.fin_received() ? 1 : 0); }
+
+// The FIN a connection had received, delivered again (files/tcp_fin.h), and
+// in LAST_ACK its own FIN after it; CLOSING had its own FIN first
+// (repair_connect). Once every connection of the tree exists: the ACK the
+// socket answers with must find the peer's socket if it is the tree's.
+Result<void> finish_fin(int fd, const img::InetSocket& s) {
+  const img::TcpRepair& t = s.tcp();
+  if (!t.fin_received()) return {};
+  PeerFin f{.family = static_cast<int>(s.family())};
+  std::array<uint8_t, 16> local, remote;
+  if (!parse_addr(f.family, s.local_addr(), &local) || !parse_addr(f.family, s.remote_addr(), &remote))
+    return error(EINVAL, "bad address");
+  // An IPv6 socket talking to an IPv4 peer (::ffff:a.b.c.d) gets IPv4.
+  static constexpr uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (f.family == AF_INET6 && memcmp(remote.data(), kMapped, 12) == 0) {
+    f.family = AF_INET;
+    memmove(local.data(), local.data() + 12, 4);
+    memmove(remote.data(), remote.data() + 12, 4);
+  }
+  f.local = local;
+  f.remote = remote;
+  f.local_port = static_cast<uint16_t>(s.local_port());
+  f.remote_port = static_cast<uint16_t>(s.remote_port());
+  f.seq = first_received(t) + static_cast<uint32_t>(t.recv_queue().size());
+  f.ack = t.snd_seq();
+  f.window = static_cast<uint16_t>(std::min<uint32_t>(t.wscale() ? t.snd_wnd() >> t.snd_wscale() : t.snd_wnd(), 65535));
+  TRY(deliver_peer_fin(fd, f, s.state() == kClosing ? kClosing : kCloseWait));
+  if (s.state() == kLastAck) {
+    TRY(set_int(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE, "TCP_REPAIR_QUEUE"));
+    if (::shutdown(fd, SHUT_WR) < 0) return sys_error("shutdown(SHUT_WR)");
+    TRY(set_int(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_NO_QUEUE, "TCP_REPAIR_QUEUE"));
+  }
+  return {};
+}
+
 struct TcpRepairOpt {
   uint32_t code, val;
 };
@@ -508,7 +593,7 @@ Result<RepairedSocket> repair_connect(const img::InetSocket& s) {
   TRY(set_int(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE, "TCP_REPAIR_QUEUE"));
   TRY(set_opt(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, t.snd_seq(), "TCP_QUEUE_SEQ (send)"));
   TRY(set_int(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE, "TCP_REPAIR_QUEUE"));
-  TRY(set_opt(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, t.rcv_seq(), "TCP_QUEUE_SEQ (receive)"));
+  TRY(set_opt(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, first_received(t), "TCP_QUEUE_SEQ (receive)"));
   TRY(bind_local(fd, s));
   TRY(connect_remote(fd, s));
   // What the handshake negotiated (only before any data is sent).
@@ -523,22 +608,36 @@ Result<RepairedSocket> repair_connect(const img::InetSocket& s) {
   TRY(make_room(fd, SO_SNDBUF, SO_SNDBUFFORCE, t.send_queue().size(), "SO_SNDBUFFORCE"));
   TRY(set_int(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE, "TCP_REPAIR_QUEUE"));
   TRY(send_all(fd, t.recv_queue(), "receive queue"));
-  // The send queue in repair mode, as sent already: the retransmission
-  // timer sends it (again), within the peer's window. (What was not sent
-  // yet could be sent as new data once out of repair mode, but the buffer
-  // the task had may not hold it all again.)
+  // The part of the send queue that was sent, in repair mode, as sent: the
+  // retransmission timer sends it again if the peer does not acknowledge it
+  // (again). The rest was not sent: it goes as new data once out of repair
+  // mode (leave_repair), so that the socket shows it as not sent, and it
+  // leaves when the peer's window lets it.
+  const std::string_view queue = t.send_queue();
+  const size_t sent = queue.size() - t.unsent();
   TRY(set_int(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE, "TCP_REPAIR_QUEUE"));
-  TRY(send_all(fd, t.send_queue(), "send queue"));
-  const tcp_repair_window w{t.snd_wl1(), t.snd_wnd(), t.max_window(), t.rcv_wnd(), t.rcv_wup()};
+  TRY(send_all(fd, queue.substr(0, sent), "send queue"));
+  // The window's left edge may not pass rcv_nxt, which stops short of a
+  // FIN received (rcv_wup was at most the FIN's end): its right edge stays.
+  tcp_repair_window w{t.snd_wl1(), t.snd_wnd(), t.max_window(), t.rcv_wnd(), t.rcv_wup()};
+  const uint32_t rcv_nxt = first_received(t) + static_cast<uint32_t>(t.recv_queue().size());
+  if (static_cast<int32_t>(w.rcv_wup - rcv_nxt) > 0) {
+    w.rcv_wnd += w.rcv_wup - rcv_nxt;
+    w.rcv_wup = rcv_nxt;
+  }
   TRY(set_opt(fd, IPPROTO_TCP, TCP_REPAIR_WINDOW, w, "TCP_REPAIR_WINDOW"));
   // The FIN sent goes after the data, marked sent (the send queue is still
-  // the one repair writes); a FIN received only ends what reads see.
-  const int how = (s.shutdown() & kSendShutdown ? 2 : 0) | (s.shutdown() & kRcvShutdown ? 1 : 0);
+  // the one repair writes), but in LAST_ACK after the peer's (finish_fins).
+  // A FIN received comes in finish_fins too; a read side shut without one
+  // (shutdown(SHUT_RD) of the task's own) is shut here.
+  int how = 0;
+  if ((s.shutdown() & kSendShutdown) && s.state() != kLastAck) how |= 2;
+  if ((s.shutdown() & kRcvShutdown) && !t.fin_received()) how |= 1;
   if (how && ::shutdown(fd, how == 3 ? SHUT_RDWR : how == 2 ? SHUT_WR : SHUT_RD) < 0)
     return sys_error("shutdown({})", how - 1);
   TRY(set_int(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_NO_QUEUE, "TCP_REPAIR_QUEUE"));
   TRY(set_after(fd, s));
-  return RepairedSocket{std::move(sock), s.opts().reuseaddr()};
+  return RepairedSocket{std::move(sock), s.opts().reuseaddr(), std::string(queue.substr(sent)), s.opts().sndbuf()};
 }
 
 // A UDP datagram sent again to `to` from `from`: a stand-in bound at the
@@ -576,6 +675,8 @@ class Restorer {
     for (size_t i = 0; i < descs_.size(); i++) TRY_CTX(finish_udp(i), "{}", describe(s(i)));
     // 4.
     for (size_t i = 0; i < descs_.size(); i++) TRY_CTX(repair(i), "{}", describe(s(i)));
+    for (size_t i = 0; i < descs_.size(); i++)
+      if (repaired(i) && !state_.tcp_close) TRY_CTX(finish_fin(socks_[i].get(), s(i)), "{}", describe(s(i)));
     for (size_t i = 0; i < descs_.size(); i++) state_.leave(tag, s(i).inode(), std::move(socks_[i]));
     return {};
   }
@@ -733,6 +834,7 @@ class InetSocketKind final : public Kind {
     s->set_peek_off(peek);
     if (!is_tcp(*s)) {
       if (s->family() == AF_INET) TRY(collect_memberships(fd, s->mutable_opts()));
+      else TRY(collect_memberships6(fd, s->mutable_opts()));
       uint64_t total = 0;
       return peek_datagrams(fd, s, &total);
     }
@@ -815,7 +917,7 @@ class InetSocketKind final : public Kind {
       return bad("an option out of range");
     if (s.opts().bind_dev().size() >= IFNAMSIZ) return bad("a device name longer than IFNAMSIZ");
     for (const img::InetMembership& m : s.opts().memberships())
-      if (!parse_addr(AF_INET, m.group(), &a)) return bad("a multicast group that is not an IPv4 address");
+      if (!parse_addr(family, m.group(), &a)) return bad("a multicast group that is not an address of its family");
     if (s.state() == kListen && (s.local_port() == 0 || !is_tcp(s))) return bad("a listener without a port");
     if (s.state() != kListen && s.pending_size()) return bad("pending connections without listening");
     for (const img::InetEndpoint& e : s.pending())
@@ -927,6 +1029,14 @@ Result<void> leave_repair(std::vector<RepairedSocket>& socks) {
     const int off = 0;
     if (setsockopt(r.fd.get(), IPPROTO_TCP, TCP_REPAIR, &off, sizeof(off)) < 0) return sys_error("leave TCP_REPAIR");
     TRY(set_int(r.fd.get(), SOL_SOCKET, SO_REUSEADDR, r.reuseaddr, "SO_REUSEADDR"));
+    if (r.unsent.empty()) continue;
+    // Room for it beside what repair queued, whatever the task's buffer.
+    const int queued = TRY(ioctl_int(r.fd.get(), SIOCOUTQ, "SIOCOUTQ"));
+    TRY(make_room(r.fd.get(), SO_SNDBUF, SO_SNDBUFFORCE, static_cast<uint64_t>(queued) + r.unsent.size(),
+                  "SO_SNDBUFFORCE"));
+    TRY(send_all(r.fd.get(), r.unsent, "unsent bytes"));
+    if (r.sndbuf && static_cast<int>(r.sndbuf) != TRY(get_int(r.fd.get(), SOL_SOCKET, SO_SNDBUF, "SO_SNDBUF")))
+      TRY(set_int(r.fd.get(), SOL_SOCKET, SO_SNDBUFFORCE, static_cast<int>(r.sndbuf / 2), "SO_SNDBUFFORCE"));
   }
   socks.clear();
   return {};

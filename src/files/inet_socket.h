@@ -54,9 +54,14 @@ class TcpRepairs {
 struct RepairedSocket {
   UniqueFd fd;
   bool reuseaddr = false;  // SO_REUSEADDR, set once out of repair mode (which clears it)
+  // The end of the send queue that was not sent at dump: written as new
+  // data once out of repair mode, with SO_SNDBUF (as dumped, 0: the new
+  // socket's) put back after.
+  std::string unsent;
+  uint32_t sndbuf = 0;
 };
-// Leaves repair mode on each, once the tree is restored: the connections go
-// on.
+// Leaves repair mode on each, once the tree is restored, and queues what
+// was not sent yet: the connections go on.
 Result<void> leave_repair(std::vector<RepairedSocket>& socks);
 
 }  // namespace ckpt::files

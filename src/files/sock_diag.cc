@@ -4,11 +4,11 @@
 #include <linux/sock_diag.h>
 #include <linux/unix_diag.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include <cstring>
+#include <span>
 
-#include "base/unique_fd.h"
+#include "files/diag_dump.h"
 
 namespace ckpt::files {
 
@@ -22,13 +22,7 @@ struct Attr {
 
 // One message of a reply, `h`, whose nlmsg_len fits what was received.
 Result<UnixDiag> parse(const nlmsghdr* h) {
-  if (h->nlmsg_type == NLMSG_ERROR) {
-    const auto* e = static_cast<const nlmsgerr*>(NLMSG_DATA(h));
-    if (h->nlmsg_len < NLMSG_LENGTH(sizeof(nlmsgerr))) return error(EPROTO, "sock_diag: short error reply");
-    return error(-e->error, "sock_diag: the kernel's answer");
-  }
-  if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY || h->nlmsg_len < NLMSG_LENGTH(sizeof(unix_diag_msg)))
-    return error(EPROTO, "sock_diag: unexpected reply type {}", h->nlmsg_type);
+  if (h->nlmsg_len < NLMSG_LENGTH(sizeof(unix_diag_msg))) return error(EPROTO, "sock_diag: short reply");
   const auto* m = static_cast<const unix_diag_msg*>(NLMSG_DATA(h));
   UnixDiag out;
   out.inode = m->udiag_ino;
@@ -67,11 +61,9 @@ Result<UnixDiag> parse(const nlmsghdr* h) {
   return out;
 }
 
-// A netlink socket that has asked for every unix socket (a dump).
-Result<UniqueFd> ask() {
-  int s = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-  if (s < 0) return sys_error("sock_diag: netlink socket");
-  UniqueFd nl(s);
+}  // namespace
+
+Result<UnixSockets> unix_diag_all() {
   struct {
     nlmsghdr h;
     unix_diag_req r;
@@ -83,38 +75,15 @@ Result<UniqueFd> ask() {
   req.r.sdiag_family = AF_UNIX;
   req.r.udiag_states = ~0U;
   req.r.udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_VFS | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS | UDIAG_SHOW_RQLEN;
-  sockaddr_nl kernel{};
-  kernel.nl_family = AF_NETLINK;
-  if (sendto(nl.get(), &req, sizeof(req), 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel)) < 0)
-    return sys_error("sock_diag: ask for the unix sockets");
-  return nl;
-}
-
-Result<size_t> receive(int nl, std::string& buf) {
-  ssize_t n;
-  do n = recv(nl, buf.data(), buf.size(), 0);
-  while (n < 0 && errno == EINTR);
-  if (n < 0) return sys_error("sock_diag: read the answer");
-  return static_cast<size_t>(n);
-}
-
-}  // namespace
-
-Result<UnixSockets> unix_diag_all() {
-  UniqueFd nl = TRY(ask());
   UnixSockets out;
-  // Each read brings as many sockets as fit (a listener's pending
-  // connections take 4 bytes each: at most somaxconn, 4096).
-  std::string buf(1 << 16, '\0');
-  for (;;) {
-    size_t n = TRY(receive(nl.get(), buf));
-    if (n == 0) return error(EPROTO, "sock_diag: the dump of unix sockets ended early");
-    for (auto* h = reinterpret_cast<const nlmsghdr*>(buf.data()); NLMSG_OK(h, n); h = NLMSG_NEXT(h, n)) {
-      if (h->nlmsg_type == NLMSG_DONE) return out;
-      UnixDiag d = TRY_CTX(parse(h), "dump of unix sockets");
-      out.emplace(d.inode, std::move(d));
-    }
-  }
+  TRY_CTX(sock_diag_dump(std::as_bytes(std::span(&req, 1)), "sock_diag",
+                         [&](const nlmsghdr* h) -> Result<void> {
+                           UnixDiag d = TRY(parse(h));
+                           out.emplace(d.inode, std::move(d));
+                           return {};
+                         }),
+          "dump of unix sockets");
+  return out;
 }
 
 }  // namespace ckpt::files

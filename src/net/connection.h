@@ -7,6 +7,11 @@
 
 namespace ckpt::net {
 
+// The packets restore makes itself for a restored connection (a FIN the
+// socket had received, files/tcp_fin.h) carry this mark: the lock lets
+// them through, as it drops the rest of the connection's.
+inline constexpr uint32_t kRepairMark = 0x636b7074;  // "ckpt"
+
 struct Connection {
   int family;  // AF_INET, AF_INET6
   std::array<uint8_t, 16> local_addr{}, remote_addr{};  // network order; IPv4 in the first 4 bytes

@@ -1,7 +1,9 @@
 // The iptables lock, for machines where nftables does not work: a chain
 // NAME of ckpt's own in the filter table, jumped to first from INPUT and
-// OUTPUT, with one DROP rule per connection and direction:
+// OUTPUT, with one DROP rule per connection and direction, after an ACCEPT
+// for the packets restore injects itself (a FIN received: files/tcp_fin.h):
 //
+//   -A NAME -m mark --mark 0x636b7074 -j ACCEPT
 //   -A NAME -p tcp -s REMOTE -d LOCAL --sport RPORT --dport LPORT -j DROP
 //   -A NAME -p tcp -s LOCAL -d REMOTE --sport LPORT --dport RPORT -j DROP
 //
@@ -91,7 +93,9 @@ class Iptables final : public Backend {
   }
 
   static std::string transaction(const std::string& name, const std::string& rules) {
-    return fmt::format("*filter\n:{0} - [0:0]\n-I INPUT 1 -j {0}\n-I OUTPUT 1 -j {0}\n{1}COMMIT\n", name, rules);
+    return fmt::format("*filter\n:{0} - [0:0]\n-I INPUT 1 -j {0}\n-I OUTPUT 1 -j {0}\n"
+                       "-A {0} -m mark --mark {2:#x} -j ACCEPT\n{1}COMMIT\n",
+                       name, rules, kRepairMark);
   }
 
   // -w: wait for the xtables lock another iptables holds instead of failing.

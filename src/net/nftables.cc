@@ -4,11 +4,12 @@
 //   table inet NAME {
 //     set tcp4 { type ipv4_addr . inet_service . ipv4_addr . inet_service; elements = { local . port . remote . port, ... } }
 //     set tcp6 { ...the same with ipv6_addr }
-//     chain input  { type filter hook input  priority raw; ip daddr . tcp dport . ip saddr . tcp sport @tcp4 drop; ... }
-//     chain output { type filter hook output priority raw; ip saddr . tcp sport . ip daddr . tcp dport @tcp4 drop; ... }
+//     chain input  { type filter hook input  priority raw; meta mark 0x636b7074 accept; ip daddr . tcp dport . ip saddr . tcp sport @tcp4 drop; ... }
+//     chain output { type filter hook output priority raw; meta mark 0x636b7074 accept; ip saddr . tcp sport . ip daddr . tcp dport @tcp4 drop; ... }
 //   }
 //
-// One set lookup per packet however many connections are locked. Priority
+// (The mark: packets restore injects itself, a FIN the socket had received,
+// files/tcp_fin.h.) One set lookup per packet however many connections are locked. Priority
 // raw (-300) drops before conntrack (-200) sees the packet, so a locked
 // connection's conntrack entry is left as it was. Another table's accept
 // does not undo a drop: every base chain on the hook must let a packet pass.
@@ -51,8 +52,10 @@ class Nftables final : public Backend {
     }
     cmds += fmt::format("add table inet {0}\n"
                         "add chain inet {0} input {{ type filter hook input priority -300; policy accept; }}\n"
-                        "add chain inet {0} output {{ type filter hook output priority -300; policy accept; }}\n",
-                        name);
+                        "add chain inet {0} output {{ type filter hook output priority -300; policy accept; }}\n"
+                        "add rule inet {0} input meta mark {1:#x} accept\n"
+                        "add rule inet {0} output meta mark {1:#x} accept\n",
+                        name, kRepairMark);
     auto family = [&](const std::string& elems, const char* set, const char* type, const char* ip) {
       if (elems.empty()) return;
       cmds += fmt::format(

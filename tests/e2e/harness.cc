@@ -189,6 +189,54 @@ int Harness::wait_child(pid_t pid, std::chrono::seconds timeout) {
   }
 }
 
+pid_t Harness::restore_background(pid_t root, bool breakpoints, const std::vector<std::string>& extra) {
+  const std::string pidfile = dir_ + "/restored.pid";
+  std::vector<std::string> rst = {"restore", "-D", images(), "-v4", "-o", "restore.log", "--pidfile", pidfile};
+  if (!breakpoints) rst.push_back("--no-breakpoints");
+  rst.insert(rst.end(), extra.begin(), extra.end());
+  pid_t r = ckpt_background(rst);
+  if (!wait_restored(root, pidfile)) {
+    ADD_FAILURE() << "restore of " << root << " did not complete: " << read_text(images() + "/restore.log");
+    return -1;
+  }
+  return r;
+}
+
+int Harness::dump_restore_tree(pid_t root, const std::vector<std::string>& dump, bool leave_running, bool breakpoints,
+                               const std::function<void()>& between, const std::function<void()>& restored) {
+  const std::vector<pid_t> tasks = tree_of(root);
+  CkptRun d = ckpt(dump);
+  if (d.exit_code() != 0) {
+    ADD_FAILURE() << "dump: " << d.err << read_text(images() + "/dump.log");
+    return -1;
+  }
+  if (leave_running) {
+    for (pid_t p : tasks) EXPECT_TRUE(wait_until([&] { return tracer_of(p) == 0; })) << p << " still traced";
+    kill(root, SIGTERM);
+    return wait_child(root);
+  }
+  const int killed = wait_child(root);
+  EXPECT_TRUE(WIFSIGNALED(killed) && WTERMSIG(killed) == SIGKILL) << "dump should kill the tree";
+  // The root's children are reparented to this test (a subreaper) and
+  // reaped here.
+  for (pid_t p : tasks)
+    EXPECT_TRUE(wait_until([&] {
+      waitpid(p, nullptr, WNOHANG);
+      return kill(p, 0) < 0;
+    })) << p << " still held";
+  CkptRun v = ckpt({"verify", images()});
+  EXPECT_EQ(v.exit_code(), 0) << v.err;
+  if (between) between();
+  pid_t r = restore_background(root, breakpoints);
+  if (r < 0) return -1;
+  for (pid_t p : tasks) EXPECT_TRUE(wait_until([&] { return tracer_of(p) == 0; })) << p << " still traced";
+  if (restored) restored();
+  kill(root, SIGTERM);
+  CkptRun rr = wait_ckpt(r);
+  EXPECT_EQ(rr.exit_code(), 0) << rr.err << read_text(images() + "/restore.log");
+  return rr.status;
+}
+
 bool Harness::wait_restored(pid_t pid, const std::string& pidfile, std::chrono::seconds timeout) {
   auto deadline = Clock::now() + timeout;
   while (Clock::now() < deadline) {

@@ -52,6 +52,21 @@ class Harness {
   // blocked. Returns -1 if that never happens.
   pid_t slow_dump_with_parasite(pid_t pid);
 
+  // Restores images() in the background (with --no-breakpoints unless
+  // `breakpoints`; -v4 into restore.log; `extra` appended) and returns
+  // ckpt's pid once the restored `root` runs, untraced: finish with
+  // wait_ckpt(). -1 if it never does (reported through gtest).
+  pid_t restore_background(pid_t root, bool breakpoints, const std::vector<std::string>& extra = {});
+  // The whole cycle for a tree workload rooted at `root`: `dump` runs and
+  // must succeed; with `leave_running` its tasks must be let go; else the
+  // dump must have killed them (reaped here), verify must accept the
+  // images, `between` runs (checks on the images), the tree is restored
+  // and let go, and `restored` runs (checks on the restored tree). Then the
+  // root gets SIGTERM; returns its wait status (-1 if a step failed:
+  // reported through gtest).
+  int dump_restore_tree(pid_t root, const std::vector<std::string>& dump, bool leave_running, bool breakpoints,
+                        const std::function<void()>& between = {}, const std::function<void()>& restored = {});
+
   // waitpid with a timeout; returns the status (or -1 on timeout, after SIGKILL).
   int wait_child(pid_t pid, std::chrono::seconds timeout = std::chrono::seconds(30));
   // Waits until ckpt restore has written `pidfile` (after completion) and let

@@ -33,39 +33,10 @@ TEST_P(PipeTree, EndsSpreadOverThreeTasks) {
   Harness h;
   pid_t pid = h.start_workload("pipetree");
   ASSERT_GT(pid, 0);
-  const std::vector<pid_t> tasks = tree_of(pid);
-  ASSERT_EQ(tasks.size(), 3u);
+  ASSERT_EQ(tree_of(pid).size(), 3u);
   std::vector<std::string> dump = {"dump", "-t", std::to_string(pid), "-D", h.images(), "-v4", "-o", "dump.log"};
   if (c.leave_running) dump.push_back("--leave-running");
-  CkptRun d = h.ckpt(dump);
-  ASSERT_EQ(d.exit_code(), 0) << d.err << read_text(h.images() + "/dump.log");
-
-  int st = 0;
-  if (c.leave_running) {
-    for (pid_t p : tasks) EXPECT_TRUE(wait_until([&] { return tracer_of(p) == 0; })) << p;
-    kill(pid, SIGTERM);
-    st = h.wait_child(pid);
-  } else {
-    st = h.wait_child(pid);
-    EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << "dump should kill the tree";
-    for (pid_t p : tasks)
-      EXPECT_TRUE(wait_until([&] {
-        waitpid(p, nullptr, WNOHANG);
-        return kill(p, 0) < 0;
-      })) << p << " still held";
-    CkptRun v = h.ckpt({"verify", h.images()});
-    EXPECT_EQ(v.exit_code(), 0) << v.err;
-    const std::string pidfile = h.dir() + "/restored.pid";
-    std::vector<std::string> rst = {"restore", "-D", h.images(), "-v4", "-o", "restore.log", "--pidfile", pidfile};
-    if (!c.breakpoints) rst.push_back("--no-breakpoints");
-    pid_t r = h.ckpt_background(rst);
-    ASSERT_TRUE(h.wait_restored(pid, pidfile)) << read_text(h.images() + "/restore.log");
-    for (pid_t p : tasks) EXPECT_TRUE(wait_until([&] { return tracer_of(p) == 0; })) << p;
-    kill(pid, SIGTERM);
-    CkptRun rr = h.wait_ckpt(r);
-    st = rr.status;
-    EXPECT_EQ(rr.exit_code(), 0) << rr.err << read_text(h.images() + "/restore.log");
-  }
+  const int st = h.dump_restore_tree(pid, dump, c.leave_running, c.breakpoints);
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
   const std::string log = read_text(h.workload_log("pipetree"));
   for (const char* name : {"PASS C1\n", "PASS C2\n", "PASS pipetree\n"})

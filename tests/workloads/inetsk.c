@@ -11,8 +11,9 @@
  *   - UDP: u1 bound (SO_RCVBUF 300000) with datagrams of 1, 1000 and 60000
  *     bytes from u2 (bound, connected to u1) and one from u3 (auto-bound);
  *     u2 with 2 datagrams from u1; a dual-stack IPv6 socket on [::] with one
- *     datagram from IPv4 (v4-mapped sender) and one from ::1; u1 bound to
- *     device lo (SO_BINDTODEVICE).
+ *     datagram from IPv4 (v4-mapped sender) and one from ::1, member of the
+ *     multicast group ff02::4242 on lo (IPV6_ADD_MEMBERSHIP: joining again
+ *     fails with EADDRINUSE); u1 bound to device lo (SO_BINDTODEVICE).
  * Every datagram is read back with its sender; names, options and flags as
  * at setup.
  */
@@ -211,6 +212,10 @@ static void setup(void)
 	if (bind(U6, (struct sockaddr *)&any, sizeof(any)) < 0)
 		wl_die("bind [::]: %s", strerror(errno));
 	port_U6 = port_of(U6);
+	struct ipv6_mreq mr = { .ipv6mr_interface = if_nametoindex("lo") };
+	inet_pton(AF_INET6, "ff02::4242", &mr.ipv6mr_multiaddr);
+	if (setsockopt(U6, IPPROTO_IPV6, IPV6_ADD_MEMBERSHIP, &mr, sizeof(mr)) < 0)
+		wl_die("join ff02::4242 on lo: %s", strerror(errno));
 	U4s = sock(AF_INET, SOCK_DGRAM);
 	send4(U4s, port_U6, 44, 7);
 	port_U4s = port_of(U4s);
@@ -298,6 +303,11 @@ static void verify(void)
 	WL_CHECK(getint(U6, IPPROTO_IPV6, IPV6_V6ONLY) == 0, "dual-stack socket is IPV6_V6ONLY");
 	expect_dgram("u6", U6, 44, 7, port_U4s, 1);
 	expect_dgram("u6", U6, 66, 8, port_U6s, 0);
+	struct ipv6_mreq mr = { .ipv6mr_interface = if_nametoindex("lo") };
+	inet_pton(AF_INET6, "ff02::4242", &mr.ipv6mr_multiaddr);
+	int joined = setsockopt(U6, IPPROTO_IPV6, IPV6_ADD_MEMBERSHIP, &mr, sizeof(mr));
+	WL_CHECK(joined < 0 && errno == EADDRINUSE, "u6 no longer a member of ff02::4242 on lo (joining again: %s)",
+		 joined < 0 ? wl_errname(errno) : "done");
 	char none;
 	WL_CHECK(recv(U1, &none, 1, MSG_DONTWAIT) < 0 && errno == EAGAIN, "u1: a datagram too many");
 	/* They still carry new datagrams. */

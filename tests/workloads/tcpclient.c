@@ -2,6 +2,10 @@
  * tests): connects to 127.0.0.1:<port> (or [::1]:<port> with "6") and
  * echoes back every byte it receives. On SIGTERM: PASS if the connection
  * never failed (no reset, no error) and it echoed everything it read.
+ * With "bye" after the port (and family): the server's FIN is no failure;
+ * the socket stays in CLOSE_WAIT, and on SIGTERM it writes "bye" and closes.
+ * With "shut": on the server's FIN it writes "bye" and shuts down for
+ * writing at once (LAST_ACK until the server acknowledges), keeping the fd.
  * Not in the workloads suite: tests/e2e/netlock_test.cc drives it, as the
  * peer outside the tree. */
 #include "workload.h"
@@ -17,6 +21,8 @@ int main(int argc, char **argv)
 		wl_die("usage: wl_tcpclient <ready-file> <port> [6]");
 	const int port = atoi(argv[2]);
 	const int v6 = argc > 3 && strcmp(argv[3], "6") == 0;
+	const int shut = strcmp(argv[argc - 1], "shut") == 0;
+	const int bye = shut || strcmp(argv[argc - 1], "bye") == 0;
 	int s = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (s < 0)
 		wl_die("socket: %s", strerror(errno));
@@ -58,7 +64,13 @@ int main(int argc, char **argv)
 			echoed += (unsigned long long)n;
 			continue;
 		}
-		if (n == 0) {
+		if (n == 0 && shut) {
+			WL_CHECK(write(s, "bye", 3) == 3, "write bye: %s", wl_errname(errno));
+			WL_CHECK(shutdown(s, SHUT_WR) == 0, "shutdown: %s", wl_errname(errno));
+			break;
+		} else if (n == 0 && bye) {
+			break;
+		} else if (n == 0) {
 			wl_fail("the server closed the connection after %llu bytes", echoed);
 			failed = 1;
 		} else if (errno != EAGAIN && errno != EINTR) {
@@ -70,6 +82,10 @@ int main(int argc, char **argv)
 	}
 	while (!wl_stop)
 		wl_sleep_ms(10);
+	if (bye && !shut && !failed) {
+		WL_CHECK(write(s, "bye", 3) == 3, "write bye: %s", wl_errname(errno));
+		WL_CHECK(close(s) == 0, "close: %s", wl_errname(errno));
+	}
 	wl_printf("echoed %llu bytes\n", echoed);
 	wl_finish();
 }

@@ -228,6 +228,7 @@ const Kind& inet_socket_kind();
 const Kind& netlink_socket_kind();
 const Kind& pidfd_kind();
 const Kind& proc_file_kind();
+const Kind& fanotify_kind();
 
 // A terminal's device: pts, tty, console or ptmx.
 bool is_tty_dev(dev_t rdev);

@@ -8,7 +8,7 @@
 namespace ckpt::files {
 
 std::span<const Kind* const> kinds() {
-  static const std::array<const Kind*, 16> table = {
+  static const std::array<const Kind*, 17> table = {
       &pty_kind(),  // before terminal: a pair of the tree's own
       &terminal_kind(),
       &memfd_kind(),    // before regular: a memfd is a regular file without a name
@@ -25,6 +25,7 @@ std::span<const Kind* const> kinds() {
       &inet_socket_kind(),
       &netlink_socket_kind(),
       &pidfd_kind(),
+      &fanotify_kind(),
   };
   return table;
 }

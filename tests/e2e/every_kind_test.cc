@@ -11,6 +11,7 @@
 #include <linux/userfaultfd.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/fanotify.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/mman.h>
@@ -85,6 +86,10 @@ std::vector<Kind> kinds() {
          must(fd >= 0 && timerfd_settime(fd, TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, &its, nullptr) == 0);
        }, true},
       {"inotify", [](auto&) { must(inotify_init1(0) >= 0); }},
+      {"fanotify", [](const std::string& d) {
+         int fd = fanotify_init(FAN_CLASS_NOTIF | FAN_NONBLOCK, O_RDONLY);
+         must(fd >= 0 && fanotify_mark(fd, FAN_MARK_ADD, FAN_MODIFY, AT_FDCWD, d.c_str()) == 0);
+       }, true},
       {"pidfd", [](auto&) { must(syscall(SYS_pidfd_open, getpid(), 0) >= 0); }, true},
       {"userfaultfd", [](auto&) { must(syscall(SYS_userfaultfd, 0) >= 0); }},
       {"unix_socket", [](const std::string& d) {

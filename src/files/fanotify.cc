@@ -138,9 +138,12 @@ class Fanotify final : public Kind {
 
   Result<UniqueFd> open(const img::FileDesc& d, OpenState&) const override {
     const img::Fanotify& f = d.fanotify();
-    int fd = fanotify_init((f.flags() & ~FAN_CLOEXEC) | FAN_CLOEXEC, f.event_flags());
+    // The group keeps FAN_CLOEXEC as given (fdinfo shows it); ckpt's own fd
+    // is close-on-exec all the same, the task's as it was (files.cc).
+    int fd = fanotify_init(f.flags(), f.event_flags());
     if (fd < 0) return sys_error("fanotify_init({:#x}, {:#x})", f.flags(), f.event_flags());
     UniqueFd out(fd);
+    if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) return sys_error("fanotify: FD_CLOEXEC");
     // fdinfo lists the newest mark first (the group's list takes each at
     // its head): added oldest first, they list as they did.
     for (const img::FanotifyMark& m : f.marks() | std::views::reverse) {

@@ -2,7 +2,8 @@
 // One of a task (/proc/PID/..., and /proc/self/... and /proc/thread-self/...,
 // whose links read so) is the task's own, not a path's: restore recreates
 // the tree's tasks with their PIDs, so it opens the same path once they
-// exist (needs_tasks), and the file then shows the restored task. A PID
+// exist (needs_tasks), and the file then shows the restored task; its
+// offset is set once they are restored (before_run). A PID
 // outside the tree is refused at dump, as is a thread other than a main
 // one (/proc/PID/task/TID: threads come later). Other files of /proc
 // (/proc/sys/..., /proc/meminfo) are opened by path like any file, at the
@@ -99,9 +100,18 @@ class ProcFile final : public Kind {
     if ((st.st_mode & S_IFMT) != f.mode())
       return error(ESTALE, "{} is not the file that was dumped (a {:o} then, a {:o} now)", f.path(), f.mode(),
                    st.st_mode & S_IFMT);
-    if (d.pos() != 0 && !(d.flags() & O_PATH) && ::lseek(fd, static_cast<off_t>(d.pos()), SEEK_SET) < 0)
-      return sys_error("seek {} to {}", f.path(), d.pos());
     return out;
+  }
+
+  // A seq_file (most of /proc/PID) keeps, from a seek, the text it made to
+  // find the offset: made now, while the tasks were ckpt's copies, it would
+  // be what the task reads next. Seeking to 0 drops it; seeking on then makes
+  // it anew from the restored task.
+  Result<void> before_run(const img::FileDesc& d, int fd) const override {
+    if (d.pos() == 0 || (d.flags() & O_PATH)) return {};
+    if (::lseek(fd, 0, SEEK_SET) < 0 || ::lseek(fd, static_cast<off_t>(d.pos()), SEEK_SET) < 0)
+      return sys_error("seek {} to {}", d.proc_file().path(), d.pos());
+    return {};
   }
 };
 

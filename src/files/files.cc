@@ -360,21 +360,6 @@ Result<void> open_late(const img::FileDescs& descs, PreparedFds& fds) {
   return {};
 }
 
-void close_all_but_late(PreparedFds& fds) {
-  for (size_t i = 0; i < fds.open.size(); i++)
-    if (std::ranges::find(fds.late, i + 1) == fds.late.end()) fds.open[i].reset();
-}
-
-Result<void> before_run(const img::FileDescs& descs, PreparedFds& fds) {
-  for (uint32_t id : fds.late) {
-    const img::FileDesc& d = descs.descs(static_cast<int>(id) - 1);
-    const Kind& kind = *kind_of(d);
-    TRY_CTX(kind.before_run(d, fds.open[id - 1].get()), "file description {} ({})", id, kind.name());
-  }
-  fds.open.clear();
-  return {};
-}
-
 std::string take_late_fds(const TaskFdPlan& plan, int ckpt_pidfd) {
   for (const PreparedFd& f : plan.fds) {
     if (!f.late) continue;

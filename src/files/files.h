@@ -112,14 +112,6 @@ Result<void> open_late(const img::FileDescs& descs, PreparedFds& fds);
 // (pidfd_getfd). "" or what failed.
 std::string take_late_fds(const TaskFdPlan& plan, int ckpt_pidfd);
 
-// Once the tasks hold their fds: ckpt's copies go (a pipe's reader would
-// never see EOF while ckpt holds a write end), but those opened late, kept
-// for before_run.
-void close_all_but_late(PreparedFds& fds);
-// Once every task is restored, before any runs its own code: each late
-// description's Kind::before_run, then ckpt's copies of them go too.
-Result<void> before_run(const img::FileDescs& descs, PreparedFds& fds);
-
 // F_SETOWN, once the owners exist (the kernel refuses a pid that does not).
 Result<void> set_owners(const img::FileDescs& descs, const PreparedFds& fds);
 

@@ -26,10 +26,6 @@
 //                           ckpt's fd (files.h: open_late)
 //             in_task(desc) what the first task that holds it does itself,
 //                           once its fds are at their numbers
-//             before_run(desc) of a kind that needs_tasks: once every task
-//                           is restored, before any runs its own code (a
-//                           file of /proc seeks again on what the restored
-//                           task shows)
 #pragma once
 
 #include <sys/stat.h>
@@ -206,12 +202,6 @@ class Kind {
   // Its descriptions refer to tasks of the tree by PID: open() runs once
   // they all exist (zombies not yet dead), not before any does.
   virtual bool needs_tasks() const { return false; }
-  // Of a kind that needs_tasks, on ckpt's fd `fd` of `d`, once every task
-  // is restored and before any runs its own code.
-  virtual Result<void> before_run(const img::FileDesc& d, int fd) const {
-    (void)d, (void)fd;
-    return {};
-  }
   // Steps the first task that holds `d` (at fd `fd`; `table`: its whole fd
   // table, sorted by fd) takes itself once its fds are in place.
   virtual Result<void> in_task(const img::FileDesc& d, int fd, const img::Files& table,

@@ -2,8 +2,7 @@
 // One of a task (/proc/PID/..., and /proc/self/... and /proc/thread-self/...,
 // whose links read so) is the task's own, not a path's: restore recreates
 // the tree's tasks with their PIDs, so it opens the same path once they
-// exist (needs_tasks), and the file then shows the restored task; its
-// offset is set once they are restored (before_run). A PID
+// exist (needs_tasks), and the file then shows the restored task. A PID
 // outside the tree is refused at dump, as is a thread other than a main
 // one (/proc/PID/task/TID: threads come later). Other files of /proc
 // (/proc/sys/..., /proc/meminfo) are opened by path like any file, at the
@@ -100,18 +99,17 @@ class ProcFile final : public Kind {
     if ((st.st_mode & S_IFMT) != f.mode())
       return error(ESTALE, "{} is not the file that was dumped (a {:o} then, a {:o} now)", f.path(), f.mode(),
                    st.st_mode & S_IFMT);
+    if (d.pos() == 0 || (d.flags() & O_PATH)) return out;
+    if (::lseek(fd, static_cast<off_t>(d.pos()), SEEK_SET) < 0) return sys_error("seek {} to {}", f.path(), d.pos());
+    // A seq_file (most of /proc/PID) keeps the text a seek made to find the
+    // offset, and the next read goes on in it: made now, while the task is
+    // still ckpt's copy, that would be what the task reads. A read at
+    // another offset (pread, which leaves the file's) drops it; the task's
+    // next read then finds its offset in text made anew, of itself as it is
+    // then (seq_read_iter: "Don't assume ki_pos is where we left it").
+    char c[2];
+    if (::pread(fd, c, d.pos() == 1 ? 2 : 1, 0) < 0) return sys_error("read {}", f.path());
     return out;
-  }
-
-  // A seq_file (most of /proc/PID) keeps, from a seek, the text it made to
-  // find the offset: made now, while the tasks were ckpt's copies, it would
-  // be what the task reads next. Seeking to 0 drops it; seeking on then makes
-  // it anew from the restored task.
-  Result<void> before_run(const img::FileDesc& d, int fd) const override {
-    if (d.pos() == 0 || (d.flags() & O_PATH)) return {};
-    if (::lseek(fd, 0, SEEK_SET) < 0 || ::lseek(fd, static_cast<off_t>(d.pos()), SEEK_SET) < 0)
-      return sys_error("seek {} to {}", d.proc_file().path(), d.pos());
-    return {};
   }
 };
 

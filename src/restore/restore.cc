@@ -588,9 +588,8 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   TRY_CTX(wait_parked(live), "restore");
   TRY_CTX(files::set_owners(t.descs, p.fds), "restore");
   // Every task holds its fds now: ckpt's copies go, or a pipe's reader would
-  // never see EOF (ckpt, a writer too, waits for the tree to exit); those
-  // opened late stay for before_run.
-  files::close_all_but_late(p.fds);
+  // never see EOF (ckpt, a writer too, waits for the tree to exit).
+  p.fds.open.clear();
   phase(&img::Stats::set_spawn_ns);
 
   // 4. Seize, arm, release, complete.
@@ -630,8 +629,6 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
       return sys_error("restore pid {}: stop", lt.images->pid);
   // The tree is whole: its TCP connections leave repair mode before it runs.
   TRY_CTX(files::leave_repair(p.fds.repaired), "restore pid {}", pid);
-  // And the files of /proc show the restored tasks.
-  TRY_CTX(files::before_run(t.descs, p.fds), "restore pid {}", pid);
   for (LiveTask& lt : live)
     for (size_t i = 0; i < lt.tracees.size(); i++)
       TRY_CTX(lt.tracees[i].detach(lt.steps.deliver[i]), "restore pid {}", lt.images->pid);

@@ -59,11 +59,13 @@ class ProcFile final : public Kind {
     std::string_view rest;
     if (const pid_t pid = pid_of(path, &rest)) {
       TRY(tree_task(pid, *p.ctx, "a file of /proc of"));
-      // /proc/PID/task/TID/...: the thread must exist when it is opened.
-      std::string_view tid;
-      if (rest.starts_with("/task/") && pid_of(fmt::format("{}{}", kProc, rest.substr(6)), &tid) != pid &&
-          pid_of(fmt::format("{}{}", kProc, rest.substr(6)), &tid) != 0)
-        return error(EOPNOTSUPP, "a file of /proc of a thread other than pid {}'s main one: not supported yet", pid);
+      // /proc/PID/task/TID/...: the thread must exist when it is opened,
+      // and restore creates threads after that.
+      std::string_view after_tid;
+      const pid_t tid = rest.starts_with("/task/") ? pid_of(fmt::format("{}{}", kProc, rest.substr(6)), &after_tid) : 0;
+      if (tid != 0 && tid != pid)
+        return error(EOPNOTSUPP, "a file of /proc of thread {} of pid {}, not its main one: not supported yet", tid,
+                     pid);
       out->set_pid(pid);
     } else {
       // Opened by its path: it must lead to this very file.

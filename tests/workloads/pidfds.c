@@ -5,6 +5,7 @@
  *   pcdup  dup(pc): the same description
  *   pz     pidfd_open(Z), after Z exited with status 7 (not reaped)
  *   pself  pidfd_open(R, PIDFD_THREAD)
+ *   pboth  pidfd_open(R), opened before C was forked: C holds it too
  *   cstat  /proc/C/stat, its first 4 bytes read (a file of /proc of another
  *          task of the tree)
  *
@@ -13,7 +14,8 @@
  * its task's; pz polls readable at once and waitid(P_PIDFD) gives Z's exit
  * status 7; C still runs: pc does not poll readable, and waitid on it fails
  * with EAGAIN (PIDFD_NONBLOCK); cstat is at offset 4 and reads on with C's
- * stat ("C's pid (comm) ..."). Then R sends C SIGTERM (C exits 42 without
+ * stat ("C's pid (comm) ..."); pboth is one description in R and C
+ * (kcmp KCMP_FILE). Then R sends C SIGTERM (C exits 42 without
  * checking anything: its state is R's to check), pcdup polls readable and
  * waitid(P_PIDFD) on it gives status 42 for C's pid.
  */
@@ -33,8 +35,8 @@
 #define P_PIDFD 3
 #endif
 
-enum { PC, PCDUP, PZ, PSELF, CSTAT, NFDS };
-static const char *const names[NFDS] = { "pc", "pcdup", "pz", "pself", "cstat" };
+enum { PC, PCDUP, PZ, PSELF, CSTAT, PBOTH, NFDS };
+static const char *const names[NFDS] = { "pc", "pcdup", "pz", "pself", "cstat", "pboth" };
 static int fds[NFDS], fl[NFDS];
 static char links[NFDS][64];
 
@@ -80,6 +82,7 @@ static void expect_exit(const char *name, int fd, pid_t pid, int code)
 int main(int argc, char **argv)
 {
 	wl_init(argc, argv, "pidfds");
+	fds[PBOTH] = pidfd_open(getpid(), 0);
 	pid_t c = fork();
 	if (c < 0)
 		wl_die("fork: %s", strerror(errno));
@@ -151,6 +154,11 @@ int main(int argc, char **argv)
 	snprintf(want_stat, sizeof(want_stat), "%d (wl_pidfds) ", c);
 	WL_CHECK(!strncmp(full, want_stat, strlen(want_stat)), "cstat: reads \"%.40s\", expected \"%s...\"", full,
 		 want_stat);
+
+	/* Still one description in both. */
+	long same = syscall(SYS_kcmp, getpid(), c, 0 /* KCMP_FILE */, fds[PBOTH], fds[PBOTH]);
+	WL_CHECK(same == 0, "pboth: kcmp of R's and C's fd %d gave %ld (%s), expected 0 (one description)", fds[PBOTH],
+		 same, same < 0 ? wl_errname(errno) : "another");
 
 	/* C exits: its pidfd says so. */
 	kill(c, SIGTERM);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <optional>
 #include <ranges>
 #include <set>
@@ -238,6 +239,14 @@ Result<void> set_status(int fd, const img::FileDesc& d) {
   return {};
 }
 
+// A new description of `d`, with its status flags and its flock and OFD locks.
+Result<UniqueFd> open_description(const img::FileDesc& d, const Kind& kind, OpenState& state) {
+  UniqueFd fd = TRY(kind.open(d, state));
+  TRY(set_status(fd.get(), d));
+  for (const img::FileLock& l : d.locks()) TRY(take_lock(fd.get(), l));
+  return fd;
+}
+
 }  // namespace
 
 int restore_fd_slots(const img::Files& files, const img::MmImage& mm) {
@@ -305,11 +314,15 @@ Result<PreparedFds> prepare_fds(const img::FileDescs& descs,
   for (const img::FileDesc& d : descs.descs()) {
     const Kind* kind = kind_of(d);
     if (!kind) return error(EINVAL, "file description {}: unknown kind {}", d.id(), static_cast<int>(d.kind_case()));
-    UniqueFd fd = TRY_CTX(kind->open(d, state), "file description {} ({})", d.id(), kind->name());
-    TRY_CTX(set_status(fd.get(), d), "file description {} ({})", d.id(), kind->name());
-    for (const img::FileLock& l : d.locks())
-      TRY_CTX(take_lock(fd.get(), l), "file description {} ({})", d.id(), kind->name());
-    out.open.push_back(std::move(fd));
+    if (kind->needs_tasks()) {
+      // Its number, held until open_late puts the description there.
+      int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+      if (fd < 0) return sys_error("file description {} ({}): open /dev/null to hold its place", d.id(), kind->name());
+      out.open.emplace_back(fd);
+      out.late.push_back(d.id());
+      continue;
+    }
+    out.open.push_back(TRY_CTX(open_description(d, *kind, state), "file description {} ({})", d.id(), kind->name()));
   }
   out.tasks.resize(tasks.size());
   std::vector<bool> stepped(out.open.size());  // its in-task steps are planned
@@ -320,7 +333,8 @@ Result<PreparedFds> prepare_fds(const img::FileDescs& descs,
     for (const img::FdEntry& e : files->fds()) {
       if (e.desc() == 0 || e.desc() > out.open.size())
         return error(EINVAL, "pid {} fd {}: file description {}, which the images lack", pid, e.fd(), e.desc());
-      plan.fds.push_back({e.fd(), e.cloexec(), out.open[e.desc() - 1].get()});
+      const bool late = std::ranges::find(out.late, e.desc()) != out.late.end();
+      plan.fds.push_back({e.fd(), e.cloexec(), out.open[e.desc() - 1].get(), late});
       for (const img::FileLock& l : e.locks())
         plan.steps.push_back({.op = InTaskStep::Op::PosixLock, .fd = e.fd(), .write = l.write(), .start = l.start(),
                               .len = l.len()});
@@ -331,6 +345,32 @@ Result<PreparedFds> prepare_fds(const img::FileDescs& descs,
     }
   }
   return out;
+}
+
+Result<void> open_late(const img::FileDescs& descs, PreparedFds& fds) {
+  const std::map<uint32_t, UniqueFd> no_shmem;  // no late kind maps shared memory
+  OpenState state(no_shmem, false);
+  for (uint32_t id : fds.late) {
+    const img::FileDesc& d = descs.descs(static_cast<int>(id) - 1);
+    const Kind& kind = *kind_of(d);
+    UniqueFd fd = TRY_CTX(open_description(d, kind, state), "file description {} ({})", id, kind.name());
+    if (dup3(fd.get(), fds.open[id - 1].get(), O_CLOEXEC) < 0)
+      return sys_error("file description {} ({}): put it at fd {}", id, kind.name(), fds.open[id - 1].get());
+  }
+  return {};
+}
+
+std::string take_late_fds(const TaskFdPlan& plan, int ckpt_pidfd) {
+  for (const PreparedFd& f : plan.fds) {
+    if (!f.late) continue;
+    const int got = static_cast<int>(syscall(SYS_pidfd_getfd, ckpt_pidfd, f.fd, 0));
+    if (got < 0) return fmt::format("take ckpt's fd {} (pidfd_getfd): {}", f.fd, strerror(errno));
+    const bool moved = dup3(got, f.fd, O_CLOEXEC) >= 0;
+    const int err = errno;
+    close(got);
+    if (!moved) return fmt::format("put ckpt's fd {} in place: {}", f.fd, strerror(err));
+  }
+  return {};
 }
 
 std::string run_in_task(std::span<const InTaskStep> steps) {

@@ -62,11 +62,14 @@ Result<NofileLimit> read_nofile_limit(pid_t pid);
 Result<void> check_restore_fits(pid_t pid, const img::Files& files, const img::MmImage& mm);
 
 // An fd to install at `target` in the restored task: ckpt's fd `fd`, owned by
-// PreparedFds::open.
+// PreparedFds::open. A `late` one (its kind needs_tasks) holds a placeholder
+// until open_late: the task takes ckpt's fd of that number then
+// (take_late_fds), before its fds move.
 struct PreparedFd {
   int target;
   bool cloexec;
   int fd;
+  bool late = false;
 };
 
 // What a task does with its fds: dup ckpt's to their numbers (fd_moves.h),
@@ -78,6 +81,7 @@ struct TaskFdPlan {
 
 struct PreparedFds {
   std::vector<UniqueFd> open;      // one per open file description of the tree, by id - 1
+  std::vector<uint32_t> late;      // ids of those opened once the tasks exist (open_late)
   std::vector<TaskFdPlan> tasks;   // per task
   // TCP connections in repair mode until the tree is restored
   // (inet_socket.h: leave_repair); closed in it, silently, if it is not.
@@ -99,6 +103,16 @@ Result<PreparedFds> prepare_fds(const img::FileDescs& descs,
                                 std::span<const std::pair<pid_t, const img::Files*>> tasks,
                                 const std::map<uint32_t, UniqueFd>& shmem, bool check_files,
                                 bool tcp_close = false);
+// Once every task of the tree exists with its PID (zombies not dead yet):
+// creates the descriptions whose kind needs_tasks, each onto the fd number
+// of its placeholder in `fds.open`. Every task that holds one then takes it
+// from ckpt (take_late_fds).
+Result<void> open_late(const img::FileDescs& descs, PreparedFds& fds);
+// In the restored task, before its fds move: its copy of each late
+// placeholder replaced by ckpt's fd of that number, through `ckpt_pidfd`
+// (pidfd_getfd). "" or what failed.
+std::string take_late_fds(const TaskFdPlan& plan, int ckpt_pidfd);
+
 // F_SETOWN, once the owners exist (the kernel refuses a pid that does not).
 // `outside`: a dumped pid (or group id) as ckpt sees it (restore --pidns).
 Result<void> set_owners(const img::FileDescs& descs, const PreparedFds& fds,

@@ -23,6 +23,7 @@
 #include <sstream>
 
 #include "base/fs.h"
+#include "files/fhandle.h"
 #include "files/kind.h"
 
 namespace ckpt::files {
@@ -32,10 +33,7 @@ namespace {
 struct Watch {
   int wd;
   uint32_t mask;
-  uint64_t ino;
-  unsigned sdev;
-  int handle_type;
-  std::string handle;  // bytes
+  FileHandle file;
 };
 
 Result<std::vector<Watch>> parse_watches(std::string_view fdinfo) {
@@ -44,49 +42,15 @@ Result<std::vector<Watch>> parse_watches(std::string_view fdinfo) {
     const std::string line(r.begin(), r.end());
     if (!line.starts_with("inotify ")) continue;
     Watch w{};
-    unsigned bytes = 0;
-    char hex[2 * MAX_HANDLE_SZ + 1] = "";
-    if (sscanf(line.c_str(), "inotify wd:%x ino:%" SCNx64 " sdev:%x mask:%x ignored_mask:%*x fhandle-bytes:%x "
-               "fhandle-type:%x f_handle:%256s", &w.wd, &w.ino, &w.sdev, &w.mask, &bytes, &w.handle_type, hex) != 7 ||
-        bytes > MAX_HANDLE_SZ || strlen(hex) != 2 * bytes)
+    int tail = 0;
+    if (sscanf(line.c_str(), "inotify wd:%x ino:%" SCNx64 " sdev:%x mask:%x ignored_mask:%*x %n", &w.wd, &w.file.ino,
+               &w.file.sdev, &w.mask, &tail) != 4 || tail == 0)
       return error(EINVAL, "cannot parse \"{}\" of its fdinfo", line);
-    for (unsigned i = 0; i < bytes; i++) w.handle.push_back(static_cast<char>(std::stoul(std::string(hex + 2 * i, 2), nullptr, 16)));
+    TRY_CTX(parse_fhandle(std::string_view(line).substr(tail), &w.file), "its fdinfo");
     out.push_back(std::move(w));
   }
   std::ranges::sort(out, {}, &Watch::wd);
   return out;
-}
-
-// The path of the file a watch is on, through its handle.
-Result<std::string> path_of(const Watch& w) {
-  // Any mount of its device does for open_by_handle_at.
-  const unsigned maj = w.sdev >> 20, min = w.sdev & 0xfffff;
-  const std::string info = TRY(read_file("/proc/self/mountinfo"));
-  const std::string dev = fmt::format(" {}:{} ", maj, min);
-  for (auto r : std::views::split(info, '\n')) {
-    const std::string line(r.begin(), r.end());
-    const size_t at = line.find(dev);
-    if (at == std::string::npos) continue;
-    // "36 25 0:32 / /mnt/x rw,... ": the mount point is the fifth field.
-    std::string root, point;
-    std::istringstream f(line.substr(at + dev.size()));
-    f >> root >> point;
-    UniqueFd mnt = TRY(open_file(point, O_RDONLY | O_DIRECTORY));
-    std::string buf(sizeof(file_handle) + w.handle.size(), '\0');
-    auto* fh = reinterpret_cast<file_handle*>(buf.data());
-    fh->handle_bytes = static_cast<unsigned>(w.handle.size());
-    fh->handle_type = w.handle_type;
-    std::memcpy(fh->f_handle, w.handle.data(), w.handle.size());
-    int fd = open_by_handle_at(mnt.get(), fh, O_PATH);
-    if (fd < 0) return sys_error("open the file of watch {} by its handle", w.wd);
-    UniqueFd file(fd);
-    std::string path = TRY(read_link(fmt::format("/proc/self/fd/{}", fd)));
-    struct stat st;
-    if (path.empty() || path[0] != '/' || ::stat(path.c_str(), &st) < 0 || st.st_ino != w.ino)
-      return error(EOPNOTSUPP, "watch {} is on a file restore could not find again by its path ({})", w.wd, path);
-    return path;
-  }
-  return error(ENOENT, "watch {}: no mount of device {}:{}", w.wd, maj, min);
 }
 
 class InotifyKind final : public Kind {
@@ -108,8 +72,8 @@ class InotifyKind final : public Kind {
       img::InotifyWatch* iw = in->add_watches();
       iw->set_wd(w.wd);
       iw->set_mask(w.mask);
-      iw->set_inode(w.ino);
-      iw->set_path(TRY(path_of(w)));
+      iw->set_inode(w.file.ino);
+      iw->set_path(TRY_CTX(path_of(w.file), "watch {}", w.wd));
     }
     return {};
   }

@@ -19,7 +19,11 @@
 //             open(desc)    ckpt's own fd on a new description, before any
 //                           task exists; every task that holds it inherits it
 //                           from ckpt and dups it to its numbers
-//                           (restore/fd_moves.h)
+//                           (restore/fd_moves.h). A kind that
+//                           needs_tasks() (a pidfd, a file of /proc/PID) is
+//                           opened once every task exists with its PID
+//                           instead: each task that holds it then takes
+//                           ckpt's fd (files.h: open_late)
 //             in_task(desc) what the first task that holds it does itself,
 //                           once its fds are at their numbers
 #pragma once
@@ -195,6 +199,9 @@ class Kind {
     return {};
   }
   virtual Result<UniqueFd> open(const img::FileDesc& d, OpenState& state) const = 0;
+  // Its descriptions refer to tasks of the tree by PID: open() runs once
+  // they all exist (zombies not yet dead), not before any does.
+  virtual bool needs_tasks() const { return false; }
   // Steps the first task that holds `d` (at fd `fd`; `table`: its whole fd
   // table, sorted by fd) takes itself once its fds are in place.
   virtual Result<void> in_task(const img::FileDesc& d, int fd, const img::Files& table,
@@ -219,6 +226,9 @@ const Kind& timerfd_kind();
 const Kind& pty_kind();
 const Kind& inet_socket_kind();
 const Kind& netlink_socket_kind();
+const Kind& pidfd_kind();
+const Kind& proc_file_kind();
+const Kind& fanotify_kind();
 
 // A terminal's device: pts, tty, console or ptmx.
 bool is_tty_dev(dev_t rdev);

@@ -8,12 +8,13 @@
 namespace ckpt::files {
 
 std::span<const Kind* const> kinds() {
-  static const std::array<const Kind*, 14> table = {
+  static const std::array<const Kind*, 17> table = {
       &pty_kind(),  // before terminal: a pair of the tree's own
       &terminal_kind(),
       &memfd_kind(),    // before regular: a memfd is a regular file without a name
       &deleted_kind(),  // likewise
       &unix_socket_kind(),
+      &proc_file_kind(),  // before regular: /proc/PID/... is the task's, not a path's
       &regular_kind(),
       &pipe_kind(),
       &epoll_kind(),
@@ -23,6 +24,8 @@ std::span<const Kind* const> kinds() {
       &timerfd_kind(),
       &inet_socket_kind(),
       &netlink_socket_kind(),
+      &pidfd_kind(),
+      &fanotify_kind(),
   };
   return table;
 }

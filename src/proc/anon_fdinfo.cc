@@ -92,6 +92,23 @@ constexpr Line<TimerFdInfo> kTimerFdLines[] = {
     {"it_interval", true, [](std::string_view val, TimerFdInfo& out) { return timespec_ns(val, out.interval_ns); }},
 };
 
+constexpr Line<PidFdInfo> kPidFdLines[] = {
+    {"Pid", true, num<PidFdInfo, &PidFdInfo::pid, 10>},
+    {"NSpid", false,
+     [](std::string_view val, PidFdInfo& out) {
+       // Blank-separated, outermost first.
+       out.nspid_levels = 0;
+       while (!(val = trim(val)).empty()) {
+         const std::string_view f = val.substr(0, std::min(val.find_first_of(" \t"), val.size()));
+         int n = 0;
+         if (!parse_num(f, 10, n)) return false;
+         out.nspid_levels++;
+         val.remove_prefix(f.size());
+       }
+       return out.nspid_levels > 0;
+     }},
+};
+
 }  // namespace
 
 Result<EventFdInfo> parse_eventfd_fdinfo(std::string_view text) { return parse_lines(text, "eventfd", kEventFdLines); }
@@ -99,5 +116,6 @@ Result<SignalFdInfo> parse_signalfd_fdinfo(std::string_view text) {
   return parse_lines(text, "signalfd", kSignalFdLines);
 }
 Result<TimerFdInfo> parse_timerfd_fdinfo(std::string_view text) { return parse_lines(text, "timerfd", kTimerFdLines); }
+Result<PidFdInfo> parse_pidfd_fdinfo(std::string_view text) { return parse_lines(text, "pidfd", kPidFdLines); }
 
 }  // namespace ckpt::proc

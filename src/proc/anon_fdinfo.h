@@ -40,8 +40,17 @@ struct TimerFdInfo {
   uint64_t interval_ns = 0;
 };
 
+// fs/pidfs.c, pidfd_show_fdinfo (in the reader's PID namespace):
+//   Pid:	4121                          (-1 once the task is reaped)
+//   NSpid:	4121                          (its PID in each nested namespace)
+struct PidFdInfo {
+  int pid = 0;
+  int nspid_levels = 0;  // fields of NSpid: 1 when the task is in the reader's namespace
+};
+
 Result<EventFdInfo> parse_eventfd_fdinfo(std::string_view text);
 Result<SignalFdInfo> parse_signalfd_fdinfo(std::string_view text);
 Result<TimerFdInfo> parse_timerfd_fdinfo(std::string_view text);
+Result<PidFdInfo> parse_pidfd_fdinfo(std::string_view text);
 
 }  // namespace ckpt::proc

@@ -6,6 +6,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/ptrace.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -591,7 +592,19 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
     lt.plan->boot.args()->barrier = lt.mode == CompletionMode::SyscallTrace ? barrier_for(*lt.images) : abi::kBarrierNone;
   }
 
-  // 3. The tree, parked.
+  // 3. The tree, parked. What refers to its tasks by PID (a pidfd, a /proc
+  //    file) is opened once they all exist, and handed to them through
+  //    ckpt's pidfd. ckpt opens those by the PIDs it sees, so not for a tree
+  //    in a PID namespace of its own.
+  UniqueFd self_pidfd;
+  if (!p.fds.late.empty()) {
+    if (o.pidns)
+      return error(EOPNOTSUPP, "restore pid {} --pidns: the tree holds pidfds or /proc files of its own tasks, "
+                   "which ckpt can't open inside a new PID namespace yet", pid);
+    self_pidfd = UniqueFd(static_cast<int>(syscall(SYS_pidfd_open, getpid(), 0)));
+    if (!self_pidfd) return sys_error("restore: pidfd_open of ckpt itself");
+    st.ckpt_pidfd = self_pidfd.get();
+  }
   // With --pidns, killing the init kills its namespace: the whole tree.
   const pid_t init = o.pidns ? TRY_CTX(spawn_in_new_pidns(st, o.sibling), "restore pid {}", pid) : 0;
   if (!o.pidns) TRY_CTX(spawn(st), "restore pid {}", pid);
@@ -599,6 +612,15 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   for (LiveTask& lt : live) {
     lt.status_w.reset();
     lt.go_r.reset();
+  }
+  if (st.ckpt_pidfd >= 0) {
+    const bool arrived = TRY_CTX(open_when_arrived(st, [&] { return files::open_late(t.descs, p.fds); }),
+                                 "restore pid {}", pid);
+    if (!arrived) {
+      TRY_CTX(wait_parked(live), "restore");  // the error a task gave
+      return error(ESRCH, "restore pid {}: a task failed before the tree existed", pid);
+    }
+    self_pidfd.reset();
   }
   // Each restorer checks the checksums of the pages it reads as they land
   // (a task's inherited pages are its ancestor's, checked by that one's);

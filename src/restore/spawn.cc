@@ -100,6 +100,15 @@ void barrier_phase(const SpawnTree& tree, uint32_t* counter, int status) {
 // groups led by others can be joined.
 void wait_for_tree(const SpawnTree& tree, int status) { barrier_phase(tree, &tree.barrier->arrived, status); }
 
+// ckpt has opened what needs the tasks to exist (open_when_arrived).
+void wait_for_late(const SpawnTree& tree, int status) {
+  if (tree.ckpt_pidfd < 0) return;
+  while (!__atomic_load_n(&tree.barrier->late_opened, __ATOMIC_ACQUIRE)) {
+    if (__atomic_load_n(&tree.barrier->failed, __ATOMIC_ACQUIRE)) child_fail(tree, status, "");
+    syscall(SYS_futex, &tree.barrier->late_opened, FUTEX_WAIT, 0, nullptr, nullptr, 0);
+  }
+}
+
 // The task is in its group. Only helpers wait for the others: a group whose
 // helper left before the last member joined would be gone.
 void joined(const SpawnTree& tree, const SpawnTask& p, int status) {
@@ -230,6 +239,7 @@ void fork_children(const SpawnTree& tree, const SpawnTask& p, int status) {
                                                strerror(errno)));
   fork_children(tree, p, early_status);
   wait_for_tree(tree, early_status);
+  wait_for_late(tree, early_status);
   // SIGTTOU, which a background caller would get, is blocked (step 1).
   if (p.ctty_fd >= 0 && p.foreground > 0 && ioctl(p.ctty_fd, TIOCSPGRP, &p.foreground) < 0)
     child_fail(tree, early_status, fmt::format("pid {}: set the foreground process group {} of its terminal: {}",
@@ -249,6 +259,9 @@ void fork_children(const SpawnTree& tree, const SpawnTask& p, int status) {
   //    them, in as many fd slots as the highest of those or of ckpt's fds
   //    (fd_moves.h); every other fd of ckpt is closed.
   int status = early_status;
+  if (tree.ckpt_pidfd >= 0)
+    if (std::string err = files::take_late_fds(*p.fds, tree.ckpt_pidfd); !err.empty())
+      child_fail(tree, status, fmt::format("pid {}: {}", p.pid, err));
   {
     std::vector<FdMove> moves;
     moves.reserve(p.temp_fds.size() + p.fds->fds.size());
@@ -285,6 +298,34 @@ void fork_children(const SpawnTree& tree, const SpawnTask& p, int status) {
 }
 
 }  // namespace
+
+Result<bool> open_when_arrived(const SpawnTree& tree, const std::function<Result<void>()>& open) {
+  SpawnBarrier* b = tree.barrier;
+  const uint32_t all = tree.tasks.size();
+  auto give_up = [b] {
+    __atomic_store_n(&b->failed, 1, __ATOMIC_RELEASE);
+    for (uint32_t* f : {&b->arrived, &b->joined, &b->late_opened})
+      syscall(SYS_futex, f, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
+  };
+  // Timed: a task that dies without saying so must not hang ckpt here.
+  const timespec tick{0, 50'000'000};
+  for (uint32_t seen; (seen = __atomic_load_n(&b->arrived, __ATOMIC_ACQUIRE)) < all;) {
+    if (__atomic_load_n(&b->failed, __ATOMIC_ACQUIRE)) return false;
+    siginfo_t si{};
+    if (waitid(P_PID, tree.tasks[0].pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid != 0) {
+      give_up();  // the root is gone: its status pipe says why
+      return false;
+    }
+    syscall(SYS_futex, &b->arrived, FUTEX_WAIT, seen, &tick, nullptr, 0);
+  }
+  if (auto r = open(); !r) {
+    give_up();
+    return std::unexpected(r.error());
+  }
+  __atomic_store_n(&b->late_opened, 1, __ATOMIC_RELEASE);
+  syscall(SYS_futex, &b->late_opened, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
+  return true;
+}
 
 Result<pid_t> spawn(const SpawnTree& tree) {
   const SpawnTask& root = tree.tasks[0];

@@ -9,6 +9,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -64,9 +65,10 @@ struct SpawnTask {
 
 // Where the tasks meet: a page of memory shared by ckpt and every task.
 struct SpawnBarrier {
-  uint32_t arrived;  // tasks that exist, with the sessions and groups they lead
-  uint32_t joined;   // tasks in their groups: helpers may exit
-  uint32_t failed;   // a task failed: the others give up
+  uint32_t arrived;      // tasks that exist, with the sessions and groups they lead
+  uint32_t joined;       // tasks in their groups: helpers may exit
+  uint32_t failed;       // a task failed: the others give up
+  uint32_t late_opened;  // ckpt opened the descriptions that need the tasks (files.h: open_late)
 };
 
 struct SpawnTree {
@@ -75,7 +77,17 @@ struct SpawnTree {
   int temp_fd_base = 0;          // above every fd of every task of the tree (not ckpt's)
   pid_t restorer_pgid = 0;       // for Joins::join_restorer_group
   SpawnBarrier* barrier = nullptr;
+  // ckpt's pidfd of itself when some descriptions are opened once the tasks
+  // exist (files.h: open_late): every task of the tree waits for
+  // late_opened after the barrier (a zombie too, whose pidfd may be one of
+  // them) and takes them from ckpt. -1: none.
+  int ckpt_pidfd = -1;
 };
+
+// ckpt's side of that: once every task has arrived, `open` (the late
+// descriptions), then late_opened; or the tasks are told to give up.
+// Returns false if a task failed before all arrived (its status pipe says why).
+Result<bool> open_when_arrived(const SpawnTree& tree, const std::function<Result<void>()>& open);
 
 // Forks the root, which forks the rest (helpers included). Each live task then writes "R" on
 // its status pipe (or an error text, and exits) and waits for one byte on

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/fanotify.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -299,6 +300,20 @@ std::vector<Case> cases() {
                "(signalfd): a signalfd mask 0x100 with SIGKILL or SIGSTOP");
   payload_case("EventFdCountTooBig", [](img::FileDesc& f) { f.mutable_eventfd()->set_count(~0ULL); },
                "(eventfd): an eventfd count of 0xffffffffffffffff");
+  payload_case("PidfdOfNoPid", [](img::FileDesc& f) { f.mutable_pidfd()->set_pid(-1); }, "(pidfd): a pidfd of pid -1");
+  payload_case("ProcFileOutsideProc", [](img::FileDesc& f) {
+                 f.mutable_proc_file()->set_path("/proc/../etc/shadow");
+                 f.mutable_proc_file()->set_mode(S_IFREG);
+               },
+               "(file of /proc): a file of /proc at \"/proc/../etc/shadow\"");
+  payload_case("ProcFileOfAnotherPid", [](img::FileDesc& f) {
+                 f.mutable_proc_file()->set_path("/proc/12/status");
+                 f.mutable_proc_file()->set_pid(13);
+                 f.mutable_proc_file()->set_mode(S_IFREG);
+               },
+               "(file of /proc): a file of /proc at \"/proc/12/status\" said to be of pid 13");
+  payload_case("FanotifyPermissionClass", [](img::FileDesc& f) { f.mutable_fanotify()->set_flags(FAN_CLASS_CONTENT); },
+               "(fanotify): a fanotify group of flags 0x4");
   // A pipe restore could not create as described: description 1 (the
   // counter's /dev/null) made a pipe.
   auto pipe_case = [&](const char* name, std::function<void(img::Pipe&)> change, std::string want) {

@@ -201,9 +201,6 @@ TEST(BadDump, UnsupportedFdKindsAreNamed) {
       {[] {
          if (syscall(SYS_userfaultfd, 0) < 0) _exit(1);
        }, "anon_inode:[userfaultfd]"},
-      {[] {
-         if (syscall(SYS_fanotify_init, 0, O_RDONLY) < 0) _exit(1);
-       }, "anon_inode:[fanotify]"},
   };
   for (const Case& c : cases) {
     pid_t pid = spawn(c.setup);  // the new fd is its lowest free one, 3

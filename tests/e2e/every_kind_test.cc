@@ -11,6 +11,7 @@
 #include <linux/userfaultfd.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/fanotify.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/mman.h>
@@ -85,7 +86,11 @@ std::vector<Kind> kinds() {
          must(fd >= 0 && timerfd_settime(fd, TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, &its, nullptr) == 0);
        }, true},
       {"inotify", [](auto&) { must(inotify_init1(0) >= 0); }},
-      {"pidfd", [](auto&) { must(syscall(SYS_pidfd_open, getpid(), 0) >= 0); }},
+      {"fanotify", [](const std::string& d) {
+         int fd = fanotify_init(FAN_CLASS_NOTIF | FAN_NONBLOCK, O_RDONLY);
+         must(fd >= 0 && fanotify_mark(fd, FAN_MARK_ADD, FAN_MODIFY, AT_FDCWD, d.c_str()) == 0);
+       }, true},
+      {"pidfd", [](auto&) { must(syscall(SYS_pidfd_open, getpid(), 0) >= 0); }, true},
       {"userfaultfd", [](auto&) { must(syscall(SYS_userfaultfd, 0) >= 0); }},
       {"unix_socket", [](const std::string& d) {
          int l = socket(AF_UNIX, SOCK_STREAM, 0);
@@ -140,9 +145,12 @@ std::vector<Kind> kinds() {
        }},
       {"o_path", [](const std::string& d) { must(open(d.c_str(), O_PATH) >= 0); }},
       {"directory", [](const std::string& d) { must(open(d.c_str(), O_RDONLY | O_DIRECTORY) >= 0); }},
-      {"dev_zero", [](auto&) { must(open("/dev/zero", O_RDONLY) >= 0); }},
-      {"dev_urandom", [](auto&) { must(open("/dev/urandom", O_RDONLY) >= 0); }},
-      {"proc_file", [](auto&) { must(open("/proc/self/status", O_RDONLY) >= 0); }},
+      {"dev_zero", [](auto&) { must(open("/dev/zero", O_RDONLY) >= 0); }, true},
+      {"dev_urandom", [](auto&) { must(open("/dev/urandom", O_RDONLY) >= 0); }, true},
+      {"proc_file", [](auto&) { must(open("/proc/self/status", O_RDONLY) >= 0); }, true},
+      {"proc_sys_file", [](auto&) { must(open("/proc/sys/kernel/pid_max", O_RDONLY) >= 0); }, true},
+      {"pidfd_outside", [](auto&) { must(syscall(SYS_pidfd_open, getppid(), 0) >= 0); }},
+      {"proc_file_outside", [](auto&) { must(open(fmt::format("/proc/{}/stat", getppid()).c_str(), O_RDONLY) >= 0); }},
       {"renamed_file", [](const std::string& d) {
          const std::string f = d + "/before";
          must(open(f.c_str(), O_RDWR | O_CREAT, 0600) >= 0 && rename(f.c_str(), (d + "/after").c_str()) == 0);

@@ -186,7 +186,8 @@ std::vector<Case> cases() {
       {"seccomp", {}}, {"creds", {}}, {"sigstate", {}}, {"rseqcs", {}}, {"trap", {}}, {"sharedmap", {}}, {"sched", {}},
       {"vmaflags", {}}, {"membarrier", {}}, {"prctlstate", {}},
       {"ghosts", {}}, {"inotify", {}}, {"unixsk", {}}, {"eventfds", {}}, {"pipes", {}}, {"epoll", {}},
-      {"ptypair", {}}, {"inetsk", {}}, {"netlinksk", {}}, {"sysvshm", {}}, {"sysvshm", {"rmid"}}};
+      {"ptypair", {}}, {"inetsk", {}}, {"netlinksk", {}}, {"sysvshm", {}}, {"sysvshm", {"rmid"}}, {"pidfds", {}},
+      {"procfiles", {}}, {"memdevs", {}}, {"fanotify", {}}};
   for (const auto& [name, args] : wl)
     for (bool bp : {true, false}) out.push_back({name, args, bp, false});
   for (const auto& [name, args] : wl) out.push_back({name, args, true, true});

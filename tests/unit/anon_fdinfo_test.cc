@@ -35,6 +35,11 @@ constexpr std::string_view kTimerFdAbsolute =
     "pos:\t0\nflags:\t02\nmnt_id:\t17\nino:\t25\nclockid: 0\nticks: 0\nsettime flags: 03\n"
     "it_value: (99, 950714224)\nit_interval: (0, 0)\n";
 
+// Captured: pidfd_open(child, PIDFD_NONBLOCK), before and after the child was reaped.
+constexpr std::string_view kPidFd = "pos:\t0\nflags:\t02004002\nmnt_id:\t4\nino:\t7112872\nPid:\t19266\nNSpid:\t19266\n";
+constexpr std::string_view kPidFdReaped = "pos:\t0\nflags:\t02004002\nmnt_id:\t4\nino:\t7112872\nPid:\t-1\nNSpid:\t-1\n";
+
+std::string show(const PidFdInfo& p) { return fmt::format("pid={} levels={}", p.pid, p.nspid_levels); }
 std::string show(const EventFdInfo& e) {
   return fmt::format("count={:#x} semaphore={} shown={}", e.count, e.semaphore, e.shows_semaphore);
 }
@@ -126,8 +131,27 @@ TEST(AnonFdinfo, TimerFd) {
       parse_timerfd_fdinfo);
 }
 
+TEST(AnonFdinfo, PidFd) {
+  expect_cases<PidFdInfo>(
+      {
+          {std::string(kPidFd), {19266, 1}},
+          {std::string(kPidFdReaped), {-1, 1}},
+          {"Pid:\t4121\nNSpid:\t4121\t1\n", {4121, 2}},  // in a nested PID namespace
+          {"Pid:\t7\n", {7, 0}},                           // a kernel without NSpid
+      },
+      parse_pidfd_fdinfo);
+  expect_errors(
+      {
+          {"pos:\t0\nflags:\t02\n", "/proc pidfd fdinfo: no Pid line"},
+          {"Pid:\t12a\n", "line 1: bad Pid '12a'"},
+          {"Pid:\t1\nNSpid:\t1 x\n", "line 2: bad NSpid"},
+          {"Pid:\t1\nNSpid:\t\n", "line 2: bad NSpid"},
+      },
+      parse_pidfd_fdinfo);
+}
+
 TEST(AnonFdinfo, MutatedInputDoesNotCrash) {
-  const std::string_view seeds[] = {kEventFd, kSignalFd, kTimerFdPeriodic, kTimerFdAbsolute};
+  const std::string_view seeds[] = {kEventFd, kSignalFd, kTimerFdPeriodic, kTimerFdAbsolute, kPidFd};
   std::mt19937 rng(4242);
   const char alphabet[] = "0123456789abcdefx-:(), \t\n\xff";
   for (int i = 0; i < 4000; ++i) {
@@ -143,6 +167,7 @@ TEST(AnonFdinfo, MutatedInputDoesNotCrash) {
     (void)parse_eventfd_fdinfo(s);
     (void)parse_signalfd_fdinfo(s);
     (void)parse_timerfd_fdinfo(s);
+    (void)parse_pidfd_fdinfo(s);
   }
 }
 

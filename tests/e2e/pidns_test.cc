@@ -255,5 +255,25 @@ TEST(PidNsOptions, DamagedPagesLeaveNoTask) {
   t.finish();
 }
 
+// pidfds and /proc files of the tree's own tasks are opened by ckpt by the
+// PIDs it sees, so a tree holding them is refused under --pidns before any
+// task is created.
+TEST(PidNsOptions, PidfdsRefused) {
+  Harness h;
+  const pid_t pid = h.start_workload("pidfds");
+  ASSERT_GT(pid, 0);
+  const std::vector<pid_t> tasks = tree_of(pid);
+  CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images(), "--leave-running"});
+  ASSERT_EQ(d.exit_code(), 0) << d.err;
+  CkptRun r = h.ckpt({"restore", "-D", h.images(), "--pidns"});
+  EXPECT_NE(r.exit_code(), 0);
+  EXPECT_NE(r.err.find("which ckpt can't open inside a new PID namespace yet"), std::string::npos) << r.err;
+  EXPECT_EQ(descendants(), std::set<pid_t>(tasks.begin(), tasks.end())) << "a refused restore left a task";
+  for (pid_t t : tasks) kill(t, SIGKILL);
+  // All of them, reparented to this subreaper as they go.
+  while (waitpid(-1, nullptr, 0) > 0 || errno == EINTR) {
+  }
+}
+
 }  // namespace
 }  // namespace e2e

@@ -11,34 +11,18 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <thread>
 
 #include "harness.h"
 
 namespace e2e {
 namespace {
 
-using namespace std::chrono_literals;
 
-template <typename F>
-void expect_refused(F setup, const std::string& want) {
+// The helper's setup gets the path of a file in the test's directory.
+void expect_refused(const std::function<void(const std::string&)>& setup, const std::string& want) {
   Harness h;
   const std::string file = h.dir() + "/marked";
-  const pid_t pid = spawn_paused([&] { setup(file); });
-  ASSERT_TRUE(wait_until([&] { return read_text(fmt::format("/proc/{}/syscall", pid)).starts_with(
-                                          fmt::format("{} ", SYS_pause)); }))
-      << "the helper never paused";
-  const std::string fds = fds_of(pid);
-  CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
-  EXPECT_NE(d.exit_code(), 0) << "the dump took it: " << d.err;
-  EXPECT_NE(d.err.find(want), std::string::npos) << d.err;
-  std::this_thread::sleep_for(50ms);
-  EXPECT_TRUE(alive(pid));
-  EXPECT_EQ(proc_state(pid), 'S');
-  EXPECT_EQ(tracer_of(pid), 0);
-  EXPECT_EQ(fds_of(pid), fds);
-  kill(pid, SIGKILL);
-  h.wait_child(pid);
+  expect_dump_refused(h, [&] { setup(file); }, want);
 }
 
 TEST(Fanotify, UnreadEventsAreRefused) {

@@ -359,4 +359,22 @@ std::vector<pid_t> tree_of(pid_t root) {
   return out;
 }
 
+void expect_dump_refused(Harness& h, const std::function<void()>& setup, const std::string& want) {
+  const pid_t pid = spawn_paused(setup);
+  ASSERT_TRUE(wait_until([&] { return read_text(fmt::format("/proc/{}/syscall", pid)).starts_with(
+                                          fmt::format("{} ", SYS_pause)); }))
+      << "the helper never paused";
+  const std::string fds = fds_of(pid);
+  CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  EXPECT_NE(d.exit_code(), 0) << "the dump took it: " << d.err;
+  EXPECT_NE(d.err.find(want), std::string::npos) << d.err;
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_TRUE(alive(pid));
+  EXPECT_EQ(proc_state(pid), 'S');
+  EXPECT_EQ(tracer_of(pid), 0);
+  EXPECT_EQ(fds_of(pid), fds);
+  kill(pid, SIGKILL);
+  h.wait_child(pid);
+}
+
 }  // namespace e2e

@@ -136,4 +136,9 @@ pid_t spawn_paused(F setup, bool own_session = true) {
   return pid;
 }
 
+// Dumps a helper process made by `setup` (spawn_paused): the dump must fail
+// with `want` in its error, leaving the process alive, sleeping, untraced and
+// with the fds it had. The helper is killed and reaped after.
+void expect_dump_refused(Harness& h, const std::function<void()>& setup, const std::string& want);
+
 }  // namespace e2e

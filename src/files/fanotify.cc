@@ -99,12 +99,7 @@ class Fanotify final : public Kind {
   bool claims(const FdProbe& p, const DumpFlags&) const override { return p.link == "anon_inode:[fanotify]"; }
 
   Result<void> collect(const FdProbe& p, img::FileDesc* d) const override {
-    UniqueFd own = TRY(take_file(p));
-    int queued = 0;
-    if (ioctl(own.get(), FIONREAD, &queued) < 0) return sys_error("FIONREAD");
-    if (queued > 0)
-      return error(EOPNOTSUPP, "{} bytes of events not yet read, which restore could not queue again: not supported",
-                   queued);
+    TRY(refuse_unread_events(p));
     img::Fanotify* out = d->mutable_fanotify();
     bool group = false;
     for (auto r : std::views::split(std::string_view(p.fdinfo), '\n')) {

@@ -1,6 +1,7 @@
 #include "files/files.h"
 
 #include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -114,6 +115,16 @@ Result<UniqueFd> take_file(const FdProbe& p) {
   int fd = static_cast<int>(syscall(SYS_pidfd_getfd, p.pidfd, p.fd, 0));
   if (fd < 0) return sys_error("pid {}: take a copy of fd {} ({})", p.pid, p.fd, p.link);
   return UniqueFd(fd);
+}
+
+Result<void> refuse_unread_events(const FdProbe& p) {
+  UniqueFd own = TRY(take_file(p));
+  int queued = 0;
+  if (ioctl(own.get(), FIONREAD, &queued) < 0) return sys_error("FIONREAD");
+  if (queued > 0)
+    return error(EOPNOTSUPP, "{} bytes of events not yet read, which restore could not queue again: not supported",
+                 queued);
+  return {};
 }
 
 Result<TaskFds> scan_fds(pid_t pid, const DumpFlags& flags) {

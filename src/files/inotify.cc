@@ -61,12 +61,7 @@ class InotifyKind final : public Kind {
   bool claims(const FdProbe& p, const DumpFlags&) const override { return p.link == "anon_inode:inotify"; }
 
   Result<void> collect(const FdProbe& p, img::FileDesc* d) const override {
-    UniqueFd own = TRY(take_file(p));
-    int queued = 0;
-    if (ioctl(own.get(), FIONREAD, &queued) < 0) return sys_error("FIONREAD");
-    if (queued > 0)
-      return error(EOPNOTSUPP, "{} bytes of events not yet read, which restore could not queue again: not supported",
-                   queued);
+    TRY(refuse_unread_events(p));
     img::Inotify* in = d->mutable_inotify();
     for (const Watch& w : TRY(parse_watches(p.fdinfo))) {
       img::InotifyWatch* iw = in->add_watches();

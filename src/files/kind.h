@@ -99,6 +99,10 @@ inline constexpr std::string_view kDeletedSuffix = " (deleted)";
 // changed before returning).
 Result<UniqueFd> take_file(const FdProbe& p);
 
+// A notification group (inotify, fanotify) with events not yet read
+// (FIONREAD) is refused: restore could not queue them again.
+Result<void> refuse_unread_events(const FdProbe& p);
+
 // Descriptions being created at restore, with what one description leaves
 // for another (a pipe's other end), by kind and object.
 class OpenState {

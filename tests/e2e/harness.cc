@@ -359,6 +359,18 @@ std::vector<pid_t> tree_of(pid_t root) {
   return out;
 }
 
+void reap_all(const std::vector<pid_t>& tasks) {
+  for (pid_t p : tasks) {
+    for (auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+         std::chrono::steady_clock::now() < deadline;) {
+      waitpid(p, nullptr, WNOHANG | __WALL);
+      if (kill(p, 0) < 0 && errno == ESRCH) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    EXPECT_FALSE(kill(p, 0) == 0) << "pid " << p << " still held";
+  }
+}
+
 void expect_dump_refused(Harness& h, const std::function<void()>& setup, const std::string& want) {
   const pid_t pid = spawn_paused(setup);
   ASSERT_TRUE(wait_until([&] { return read_text(fmt::format("/proc/{}/syscall", pid)).starts_with(

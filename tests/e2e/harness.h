@@ -136,6 +136,11 @@ pid_t spawn_paused(F setup, bool own_session = true) {
   return pid;
 }
 
+// The tasks of a tree killed by a dump or a failed restore: the test process
+// is a subreaper, so they end up its children once their parents are gone;
+// reaped until none holds its PID (at most 10 s each).
+void reap_all(const std::vector<pid_t>& tasks);
+
 // Dumps a helper process made by `setup` (spawn_paused): the dump must fail
 // with `want` in its error, leaving the process alive, sleeping, untraced and
 // with the fds it had. The helper is killed and reaped after.

@@ -45,18 +45,6 @@ std::vector<int> all_ids() {
   return ids;
 }
 
-// Reaped until none holds its PID (a dump's kill, a failed restore's).
-void reap_all(const std::vector<pid_t>& tasks) {
-  for (pid_t p : tasks) {
-    for (auto deadline = std::chrono::steady_clock::now() + 10s; std::chrono::steady_clock::now() < deadline;) {
-      waitpid(p, nullptr, WNOHANG | __WALL);
-      if (kill(p, 0) < 0 && errno == ESRCH) break;
-      std::this_thread::sleep_for(1ms);
-    }
-    EXPECT_FALSE(kill(p, 0) == 0) << "pid " << p << " still held";
-  }
-}
-
 // The original segment outlives its tree (after dump --leave-running, the
 // tree killed): restore refuses the checkpoint, naming the segment, its id
 // and key, before any task or segment is made. Once it is removed, the same

@@ -43,20 +43,6 @@ std::map<pid_t, std::string> links_of(const std::vector<pid_t>& tasks) {
   return out;
 }
 
-// The tasks of a tree killed by a dump: the test process is a subreaper, so
-// they end up its children once their parents are gone; reaped until none
-// holds its PID.
-void reap_all(const std::vector<pid_t>& tasks) {
-  for (pid_t p : tasks) {
-    for (auto deadline = std::chrono::steady_clock::now() + 10s; std::chrono::steady_clock::now() < deadline;) {
-      waitpid(p, nullptr, WNOHANG | __WALL);
-      if (kill(p, 0) < 0 && errno == ESRCH) break;
-      std::this_thread::sleep_for(1ms);
-    }
-    EXPECT_FALSE(kill(p, 0) == 0) << "pid " << p << " still held";
-  }
-}
-
 void expect_running_untraced(const std::vector<pid_t>& tasks, const std::map<pid_t, std::string>& links) {
   for (pid_t p : tasks) {
     EXPECT_TRUE(alive(p) || proc_state(p) == 'Z') << p;

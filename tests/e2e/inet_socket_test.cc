@@ -404,6 +404,25 @@ TEST(TcpUnsent, ComesBackNotSent) {
   EXPECT_EQ(rr.exit_code(), 0) << rr.err << read_text(h.workload_log("tcpserve"));
 }
 
+// What `fd` receives until the end of its stream (each read waits 10 s at
+// most; a failure is reported and ends it).
+std::string read_to_eof(int fd) {
+  std::string got;
+  char buf[16];
+  for (;;) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 10000) != 1) {
+      ADD_FAILURE() << "nothing more after \"" << got << "\"";
+      break;
+    }
+    ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    if (n < 0) ADD_FAILURE() << strerror(errno) << " after \"" << got << "\"";
+    if (n <= 0) break;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  return got;
+}
+
 // The state of the connection from local port `lport` to remote port `rport`
 // in /proc/net/tcp or tcp6 (0: none).
 int proc_tcp_state(uint16_t lport, uint16_t rport, bool v6 = false) {
@@ -472,16 +491,7 @@ TEST_P(TcpFinReceived, CloseWaitComesBack) {
   ASSERT_GT(r, 0);
   EXPECT_EQ(proc_tcp_state(cport, sport, v6), 8) << "the client's state after the restore (8: CLOSE_WAIT)";
   kill(pid, SIGTERM);
-  got.clear();
-  for (;;) {
-    pollfd p{peer.get(), POLLIN, 0};
-    ASSERT_EQ(poll(&p, 1, 10000), 1) << "after \"" << got << "\"";
-    ssize_t n = recv(peer.get(), buf, sizeof(buf), 0);
-    ASSERT_GE(n, 0) << strerror(errno) << " after \"" << got << "\"";
-    if (n == 0) break;
-    got.append(buf, static_cast<size_t>(n));
-  }
-  EXPECT_EQ(got, "bye");
+  EXPECT_EQ(read_to_eof(peer.get()), "bye");
   CkptRun rr = h.wait_ckpt(r);
   EXPECT_EQ(rr.exit_code(), 0) << rr.err << read_text(h.workload_log("tcpclient"));
 }
@@ -538,17 +548,7 @@ TEST(TcpFinReceived, LastAckComesBack) {
   EXPECT_EQ(proc_tcp_state(cport, sport), 9) << "the client's state after the restore (9: LAST_ACK)";
   undrop();
   undo.f = nullptr;
-  std::string got;
-  char buf[16];
-  for (;;) {
-    pollfd p{peer.get(), POLLIN, 0};
-    ASSERT_EQ(poll(&p, 1, 10000), 1) << "after \"" << got << "\"";
-    ssize_t n = recv(peer.get(), buf, sizeof(buf), 0);
-    ASSERT_GE(n, 0) << strerror(errno) << " after \"" << got << "\"";
-    if (n == 0) break;
-    got.append(buf, static_cast<size_t>(n));
-  }
-  EXPECT_EQ(got, "bye");
+  EXPECT_EQ(read_to_eof(peer.get()), "bye");
   EXPECT_TRUE(wait_until([&] { return proc_tcp_state(cport, sport) == 0; }, 20s))
       << "the client's FIN was never acknowledged: state " << proc_tcp_state(cport, sport);
   kill(pid, SIGTERM);

@@ -42,19 +42,12 @@ Result<InetDiag> parse(const nlmsghdr* h, uint8_t protocol) {
 }
 
 Result<void> dump_one(uint8_t family, uint8_t protocol, InetSockets& out) {
-  struct {
-    nlmsghdr h;
-    inet_diag_req_v2 r;
-  } req{};
-  req.h.nlmsg_len = sizeof(req);
-  req.h.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-  req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-  req.h.nlmsg_seq = 1;
-  req.r.sdiag_family = family;
-  req.r.sdiag_protocol = protocol;
-  req.r.idiag_states = ~0U;
+  inet_diag_req_v2 req{};
+  req.sdiag_family = family;
+  req.sdiag_protocol = protocol;
+  req.idiag_states = ~0U;
   // The shutdown attribute comes unasked; nothing else is wanted.
-  return sock_diag_dump(std::as_bytes(std::span(&req, 1)), "inet_diag", [&](const nlmsghdr* h) -> Result<void> {
+  return sock_diag_dump(req, "inet_diag", [&](const nlmsghdr* h) -> Result<void> {
     InetDiag d = TRY(parse(h, protocol));
     if (d.inode) out.by_inode[d.inode] = d;
     else out.fileless.push_back(d);

@@ -64,19 +64,12 @@ Result<UnixDiag> parse(const nlmsghdr* h) {
 }  // namespace
 
 Result<UnixSockets> unix_diag_all() {
-  struct {
-    nlmsghdr h;
-    unix_diag_req r;
-  } req{};
-  req.h.nlmsg_len = sizeof(req);
-  req.h.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-  req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-  req.h.nlmsg_seq = 1;
-  req.r.sdiag_family = AF_UNIX;
-  req.r.udiag_states = ~0U;
-  req.r.udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_VFS | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS | UDIAG_SHOW_RQLEN;
+  unix_diag_req req{};
+  req.sdiag_family = AF_UNIX;
+  req.udiag_states = ~0U;
+  req.udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_VFS | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS | UDIAG_SHOW_RQLEN;
   UnixSockets out;
-  TRY_CTX(sock_diag_dump(std::as_bytes(std::span(&req, 1)), "sock_diag",
+  TRY_CTX(sock_diag_dump(req, "sock_diag",
                          [&](const nlmsghdr* h) -> Result<void> {
                            UnixDiag d = TRY(parse(h));
                            out.emplace(d.inode, std::move(d));

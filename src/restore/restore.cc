@@ -197,8 +197,14 @@ class KillOnError {
       prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);
       return;
     }
-    // The root and its descendants, parents before children.
+    // The root and its descendants, parents before children; and ckpt's
+    // own children with theirs: a task whose parent died before this (a
+    // restorer that crashed, one let go half-way through completion) is no
+    // longer below the root but ckpt's, the child subreaper's.
     std::vector<pid_t> tasks = {root_};
+    if (auto mine = proc::children(getpid()))
+      for (pid_t c : *mine)
+        if (c != root_) tasks.push_back(c);
     for (size_t i = 0; i < tasks.size(); i++)
       if (auto kids = proc::children(tasks[i])) tasks.insert(tasks.end(), kids->begin(), kids->end());
     for (pid_t p : tasks) kill(p, SIGKILL);

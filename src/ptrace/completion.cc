@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <tuple>
 
@@ -261,6 +262,77 @@ Result<void> finish_group(CompletionGroup& g, std::span<Tracee* const> others, c
   return {};
 }
 
+// Restore's breakpoint groups, which unmap from the blob's own syscall
+// instruction, in three sweeps over all of them instead of one group after
+// the other: (1) every thread's breakpoint, and the munmap set up and
+// started in each group's first thread; (2) every munmap's entry stop;
+// (3) every exit stop. A thread resumed in one sweep has had the rest of the
+// sweep to get to its next stop, so ckpt rarely waits for a task that is
+// only being scheduled, and the tasks' way to their stops overlaps ckpt's
+// work on the others (the other core).
+class PipelinedUnmaps {
+ public:
+  explicit PipelinedUnmaps(const StrayStopExplainer& explain) : explain_(explain) {}
+
+  // Sweep 1 for one group: same stops and checks as finish_group().
+  Result<void> start(CompletionGroup& g) {
+    std::span<CompletionTask> tasks = g.threads;
+    arch::Regs regs = TRY(reach_breakpoint(*tasks[0].tracee, g.site, explain_));
+    for (size_t i = 1; i < tasks.size(); i++) {
+      TRY(reach_breakpoint(*tasks[i].tracee, g.site, explain_));
+      TRY(load_final_state(*tasks[i].tracee, tasks[i].final_state));
+    }
+    // unmap_blob()'s steps, its waits left to the next sweeps.
+    Tracee& t = *tasks[0].tracee;
+    const uint64_t mask = TRY(t.blocked());
+    TRY(t.set_blocked(~0ULL));
+    arch::setup_syscall(regs, g.site.syscall_insn, SYS_munmap, std::array{g.site.unmap_start, g.site.unmap_len});
+    TRY(t.set_regs(regs));
+    TRY(t.resume_syscall());
+    in_flight_.push_back({&g, mask});
+    return {};
+  }
+
+  // Sweeps 2 and 3.
+  Result<void> finish() {
+    for (const InFlight& f : in_flight_) {
+      TRY(syscall_stop(f, "entry"));
+      TRY(f.group->threads[0].tracee->resume_syscall());
+    }
+    for (const InFlight& f : in_flight_) {
+      TRY(syscall_stop(f, "exit"));
+      Tracee& t = *f.group->threads[0].tracee;
+      const CompletionSite& site = f.group->site;
+      const long r = arch::syscall_result(TRY(t.regs()));
+      TRY(t.set_blocked(f.mask));
+      if (r < 0) return error(static_cast<int>(-r), "task {}: munmap {:#x}-{:#x}", t.tid(), site.unmap_start,
+                              site.unmap_start + site.unmap_len);
+      TRY(load_final_state(t, f.group->threads[0].final_state));
+    }
+    return {};
+  }
+
+ private:
+  struct InFlight {
+    CompletionGroup* group;
+    uint64_t mask;  // the first thread's blocked mask at its breakpoint
+  };
+
+  Result<void> syscall_stop(const InFlight& f, const char* phase) {
+    Tracee& t = *f.group->threads[0].tracee;
+    Stop s = TRY(t.wait_past_sigstop(true));
+    if (!s.syscall_stop())
+      return error(s.gone() ? ESRCH : EINTR, "task {} {} instead of reaching syscall {} {}", t.tid(), s.describe(),
+                   SYS_munmap, phase);
+    return {};
+  }
+
+  const StrayStopExplainer& explain_;
+  std::vector<InFlight> in_flight_;
+};
+
+bool pipelined(const CompletionGroup& g) { return g.mode == CompletionMode::Breakpoint && !g.site.outside; }
+
 }  // namespace
 
 Result<void> complete(std::span<CompletionGroup> groups, const std::function<Result<void>()>& release,
@@ -280,15 +352,21 @@ Result<void> complete(std::span<CompletionGroup> groups, const std::function<Res
     }
   }
   TRY(release());
-  // Group after group; the others' blobs run on meanwhile, and a stop of
-  // theirs that a wait for this group reaps is kept for them.
+  PipelinedUnmaps unmaps(explain);
+  for (CompletionGroup& g : groups)
+    if (pipelined(g)) TRY(unmaps.start(g));
+  TRY(unmaps.finish());
+  // The others group after group; the others' blobs run on meanwhile, and a
+  // stop of theirs that a wait for this group reaps is kept for them.
   for (size_t g = 0; g < groups.size(); g++) {
-    std::vector<Tracee*> others;
-    if (groups[g].mode == CompletionMode::SyscallTrace && groups[g].site.threads_wait_for_each_other)
-      for (size_t h = 0; h < groups.size(); h++)
-        for (CompletionTask& c : groups[h].threads)
-          if (h != g) others.push_back(c.tracee);
-    TRY(finish_group(groups[g], others, explain));
+    if (!pipelined(groups[g])) {
+      std::vector<Tracee*> others;
+      if (groups[g].mode == CompletionMode::SyscallTrace && groups[g].site.threads_wait_for_each_other)
+        for (size_t h = 0; h < groups.size(); h++)
+          for (CompletionTask& c : groups[h].threads)
+            if (h != g) others.push_back(c.tracee);
+      TRY(finish_group(groups[g], others, explain));
+    }
     for (size_t i = 0; i < groups[g].threads.size(); i++)
       groups[g].threads[i].stops = groups[g].threads[i].tracee->stops() - before[g][i];
   }

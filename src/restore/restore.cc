@@ -292,13 +292,21 @@ Result<void> wait_parked(std::vector<LiveTask>& live) {
   return {};
 }
 
-// Seizes every thread of a parked task and arms its breakpoint.
-Result<void> seize_threads(LiveTask& lt, const PidMap& pids, uint64_t sigreturn_fn, Log& log) {
+// Seizes every thread of a parked task and asks it to stop; seize_all()
+// waits for the stops once every task was asked, so that no wait is for a
+// thread interrupted a moment ago.
+Result<void> seize_threads(LiveTask& lt, const PidMap& pids) {
   lt.tracees.reserve(lt.plan->threads.size());
   for (const ThreadPlan& tp : lt.plan->threads) {
     lt.tracees.push_back(TRY(Tracee::seize(pids.outside(tp.tid), kTraceOptions)));
     TRY(lt.tracees.back().interrupt());
   }
+  return {};
+}
+
+// The threads of a task, stopped: arms their breakpoints (or falls back to
+// syscall tracing).
+Result<void> arm_threads(LiveTask& lt, uint64_t sigreturn_fn, Log& log) {
   for (Tracee& t : lt.tracees) {
     Stop s = TRY(t.wait());
     if (!s.stopped()) return error(ESRCH, "task {} {} before its restorer ran", t.tid(), s.describe());
@@ -474,10 +482,11 @@ Result<SpawnTree> plan_spawn(const TreeImages& t, const tree::JoinPlan& joins,
 // Seizes and arms every thread of every parked task: one completion group each.
 Result<std::vector<CompletionGroup>> seize_all(std::vector<LiveTask>& live, const PidMap& pids, Log& log) {
   std::vector<CompletionGroup> groups;
+  for (LiveTask& lt : live) TRY_CTX(seize_threads(lt, pids), "pid {}", lt.images->pid);
   for (LiveTask& lt : live) {
     const BootRegion& boot = lt.plan->boot;
     const uint64_t sigreturn_fn = boot.start() + pie::restorer::k_rst_sigreturn;
-    TRY_CTX(seize_threads(lt, pids, sigreturn_fn, log), "pid {}", lt.images->pid);
+    TRY_CTX(arm_threads(lt, sigreturn_fn, log), "pid {}", lt.images->pid);
     for (size_t i = 0; i < lt.tracees.size(); i++) {
       const img::ThreadCore& th = lt.images->core.threads(i);
       lt.completion.push_back({&lt.tracees[i],

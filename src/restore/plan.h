@@ -6,6 +6,7 @@
 #include <sys/mman.h>
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,7 @@
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "proc/maps.h"
+#include "proc/status.h"
 #include "restore/boot_region.h"
 #include "restore/images.h"
 #include "restore/shmem.h"
@@ -46,6 +48,17 @@ struct TempFds {
   int first_mapping;
 };
 
+// ckpt's credentials (read once per restore), which its child starts with: a thread whose dumped
+// ones are the same needs no change.
+struct OwnCreds {
+  proc::Status status;
+  uint32_t securebits;
+  uint32_t last_cap;
+  std::optional<uint32_t> loginuid;  // none without CONFIG_AUDIT
+};
+
+Result<OwnCreds> read_own_creds();
+
 struct ThreadPlan {
   pid_t tid;
   arch::Regs regs;   // the dumped registers (restart rewound at dump)
@@ -65,6 +78,7 @@ struct Plan {
 // `shmem`: the checkpoint's shared memory objects.
 Result<Plan> build_plan(const TaskImages& ti, const img::ShmemImage& shmem, const std::vector<proc::MapEntry>& own,
                         const MappingFiles& mf,
-                        const TempFds& fds, const std::vector<abi::InheritedRunArg>& inherited);
+                        const TempFds& fds, const std::vector<abi::InheritedRunArg>& inherited,
+                        const OwnCreds& own_creds);
 
 }  // namespace ckpt::restore

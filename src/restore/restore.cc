@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -18,6 +19,7 @@
 #include <future>
 #include <map>
 #include <set>
+#include <tuple>
 
 #include "arch/x86_64/page.h"
 #include "base/check.h"
@@ -160,21 +162,42 @@ Result<void> check_all_inside(const tree::ProcessTree& tree, const tree::JoinPla
   return {};
 }
 
+// The tasks of a tree map the same files (its executable, libc): each is
+// identified (fstat, ELF build-id) once per inode, size and mtime, not once
+// per task; what the other tasks' fds show is the same file unchanged.
+class FileIds {
+ public:
+  Result<const img::FileId*> of(int fd, const std::string& path) {
+    struct stat st;
+    if (fstat(fd, &st) < 0) return sys_error("stat {}", path);
+    const Key key{st.st_dev, st.st_ino, st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec};
+    auto it = ids_.find(key);
+    if (it == ids_.end()) it = ids_.emplace(key, TRY(files::identify_file(fd, path))).first;
+    return &it->second;
+  }
+
+ private:
+  using Key = std::tuple<dev_t, ino_t, off_t, time_t, long>;
+  std::map<Key, img::FileId> ids_;
+};
+
 // A mapped file replaced since the dump would run other code under the
 // dumped registers and memory: refuse it now, on the very fds the restorer
 // will map, so that what is checked is what is mapped.
-Result<void> check_mapped_files(const TaskImages& ti, const MappingFiles& mf, int exe) {
+Result<void> check_mapped_files(const TaskImages& ti, const MappingFiles& mf, int exe, FileIds& ids) {
   std::set<std::pair<std::string, files::Compare>> done;
   for (const img::Vma& v : ti.mm.vmas()) {
     if (!v.has_file_id() || !done.emplace(v.path(), files::compare_for(v)).second) continue;
     auto it = mf.index.lower_bound({v.path(), false});
     CHECK(it != mf.index.end() && it->first.first == v.path(), "file {} of VMA {:#x} was not opened", v.path(),
           v.start());
+    const int fd = mf.fds[it->second].get();
     TRY(files::check_file_id(v.path(), fmt::format("mapped at {:#x}-{:#x}", v.start(), v.end()),
-                             mf.fds[it->second].get(), v.file_id(), files::compare_for(v)));
+                             *TRY(ids.of(fd, v.path())), v.file_id(), files::compare_for(v)));
   }
   if (ti.core.mm().has_exe_id())
-    TRY(files::check_file_id(ti.core.mm().exe_path(), "the executable", exe, ti.core.mm().exe_id()));
+    TRY(files::check_file_id(ti.core.mm().exe_path(), "the executable", *TRY(ids.of(exe, ti.core.mm().exe_path())),
+                             ti.core.mm().exe_id()));
   return {};
 }
 
@@ -328,11 +351,11 @@ Result<void> arm_threads(LiveTask& lt, uint64_t sigreturn_fn, Log& log) {
 }
 
 // Everything ckpt prepares for one live task before any task exists.
-Result<void> prepare_task(LiveTask& lt, const img::ShmemImage& shmem, const ShmemFds& fds, bool check_files) {
+Result<void> prepare_task(LiveTask& lt, const img::ShmemImage& shmem, const ShmemFds& fds, FileIds* check_files) {
   const TaskImages& ti = *lt.images;
   lt.mf = TRY(open_mapping_files(ti.mm, shmem, fds));
   lt.exe = TRY_CTX(open_file(ti.core.mm().exe_path(), O_RDONLY), "executable");
-  if (check_files) TRY(check_mapped_files(ti, lt.mf, lt.exe.get()));
+  if (check_files) TRY(check_mapped_files(ti, lt.mf, lt.exe.get(), *check_files));
   int p[2];
   if (pipe2(p, O_CLOEXEC) < 0) return sys_error("pipe");
   lt.status_r = UniqueFd(p[0]);
@@ -366,11 +389,12 @@ Result<void> prepare(TreeImages& t, const image::ImageDir& dir, bool check_files
   TRY(raise_nofile_limit(need_fds));
   p->shmem = TRY(create_shmem(dir, t.shmem, log));
   p->live.resize(t.tasks.size());
+  FileIds ids;
   std::vector<std::pair<pid_t, const img::Files*>> files;
   for (size_t i = 0; i < t.tasks.size(); i++) {
     LiveTask& lt = p->live[i];
     lt.images = &t.tasks[i];
-    TRY_CTX(prepare_task(lt, t.shmem, p->shmem.fds, check_files), "pid {}", t.tasks[i].pid);
+    TRY_CTX(prepare_task(lt, t.shmem, p->shmem.fds, check_files ? &ids : nullptr), "pid {}", t.tasks[i].pid);
     files.emplace_back(t.tasks[i].pid, &t.tasks[i].files);
     p->live_index[t.tasks[i].pid] = i;
   }
@@ -380,8 +404,8 @@ Result<void> prepare(TreeImages& t, const image::ImageDir& dir, bool check_files
 
 // A live task's part of the spawn: its plan, its fds, its boot region.
 Result<void> plan_live_task(LiveTask& lt, const img::ShmemImage& shmem, const std::vector<InheritedPages>& inherited,
-                            const std::vector<proc::MapEntry>& own, int base, const files::TaskFdPlan* fds,
-                            SpawnTask* sp) {
+                            const std::vector<proc::MapEntry>& own, const OwnCreds& creds, int base,
+                            const files::TaskFdPlan* fds, SpawnTask* sp) {
   const TaskImages& ti = *lt.images;
   std::vector<int> temp = {lt.status_w.get(), lt.go_r.get(), ti.pages.get(), lt.exe.get()};
   const TempFds tfds{base, base + 2, base + 3, base + static_cast<int>(temp.size())};
@@ -394,7 +418,7 @@ Result<void> plan_live_task(LiveTask& lt, const img::ShmemImage& shmem, const st
     if (fresh) temp.push_back(ip.fd);
     from_ancestors.push_back({ip.vaddr, ip.len, ip.off, it->second, 0});
   }
-  lt.plan = TRY(build_plan(ti, shmem, own, lt.mf, tfds, from_ancestors));
+  lt.plan = TRY(build_plan(ti, shmem, own, lt.mf, tfds, from_ancestors, creds));
   const BootRegion& boot = lt.plan->boot;
   sp->temp_fds = std::move(temp);
   sp->fds = fds;
@@ -430,6 +454,7 @@ Result<SpawnTree> plan_spawn(const TreeImages& t, const tree::JoinPlan& joins,
     for (const auto& f : task_fds.fds) max_fd = std::max(max_fd, f.target);
   st.temp_fd_base = max_fd + 1;
   const std::vector<proc::MapEntry> own = TRY(proc::read_maps(getpid()));
+  const OwnCreds creds = TRY(read_own_creds());
 
   // Who forks whom: a session's helper forks the tasks it adopts instead of
   // their parent, which forks the helper. Helpers come after the tree's tasks.
@@ -453,7 +478,7 @@ Result<SpawnTree> plan_spawn(const TreeImages& t, const tree::JoinPlan& joins,
     if (task.zombie) sp.comm = task.comm;
     if (!task.zombie) {
       const size_t i = p.live_index.at(task.pid);
-      TRY_CTX(plan_live_task(p.live[i], t.shmem, inherited[i], own, st.temp_fd_base, &p.fds.tasks[i], &sp), "pid {}",
+      TRY_CTX(plan_live_task(p.live[i], t.shmem, inherited[i], own, creds, st.temp_fd_base, &p.fds.tasks[i], &sp), "pid {}",
               task.pid);
     }
     st.tasks.push_back(std::move(sp));

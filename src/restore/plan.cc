@@ -281,7 +281,14 @@ bool attaches_sysv(const img::Vma& v, const img::ShmemImage& shmem) {
          shmem.objects(static_cast<int>(v.shmem_id()) - 1).kind() == img::ShmemObject::SYSV;
 }
 
-Result<MappingFiles> open_mapping_files(const img::MmImage& mm, const img::ShmemImage& shmem, const ShmemFds& fds) {
+Result<int> TreeFiles::open(const FileKey& key, const std::string& path, int flags) {
+  auto it = fds_.find(key);
+  if (it == fds_.end()) it = fds_.emplace(key, TRY(open_file(path, flags))).first;
+  return it->second.get();
+}
+
+Result<MappingFiles> open_mapping_files(const img::MmImage& mm, const img::ShmemImage& shmem, const ShmemFds& fds,
+                                        TreeFiles& files) {
   MappingFiles mf;
   for (const img::Vma& v : mm.vmas()) {
     if (v.kind() != img::Vma::FILE_PRIVATE && v.kind() != img::Vma::FILE_SHARED) continue;
@@ -292,10 +299,10 @@ Result<MappingFiles> open_mapping_files(const img::MmImage& mm, const img::Shmem
     // A shared memory object: reopened through its fd with the access the
     // mapping had (a read-only one must not become writable).
     const std::string path = v.shmem_id() ? fmt::format("/proc/self/fd/{}", fds.at(v.shmem_id()).get()) : v.path();
-    UniqueFd fd = TRY_CTX(open_file(path, rw ? O_RDWR : O_RDONLY), "file of VMA {:#x}-{:#x} ({})", v.start(), v.end(),
-                          v.path());
+    const int fd = TRY_CTX(files.open(key, path, rw ? O_RDWR : O_RDONLY), "file of VMA {:#x}-{:#x} ({})", v.start(),
+                           v.end(), v.path());
     mf.index[key] = mf.fds.size();
-    mf.fds.push_back(std::move(fd));
+    mf.fds.push_back(fd);
   }
   return mf;
 }

@@ -21,10 +21,26 @@
 
 namespace ckpt::restore {
 
-// Mapped files, opened once per distinct path and mode.
+// (path, read-write): a file as the tasks map it.
+using FileKey = std::pair<std::string, bool>;
+
+// The files the tree's tasks map (and their executables), each opened once
+// for the whole tree: every task takes the same fd, mmap doesn't mind whose
+// description it maps, and every task starts with all of ckpt's fds (a copy
+// of ckpt, closed by each), so fewer is cheaper for each.
+class TreeFiles {
+ public:
+  // `key`'s fd, opening `path` with `flags` the first time.
+  Result<int> open(const FileKey& key, const std::string& path, int flags);
+
+ private:
+  std::map<FileKey, UniqueFd> fds_;
+};
+
+// A task's mapped files, one per distinct path and mode (TreeFiles' fds).
 struct MappingFiles {
-  std::vector<UniqueFd> fds;
-  std::map<std::pair<std::string, bool>, size_t> index;  // (path, read-write) -> fds[i]
+  std::vector<int> fds;
+  std::map<FileKey, size_t> index;  // -> fds[i]
 };
 // A shared mapping that is, or may become, writable needs its file read-write.
 inline bool opened_rw(const img::Vma& v) {
@@ -32,13 +48,14 @@ inline bool opened_rw(const img::Vma& v) {
 }
 // MappingFiles::index's key for the file `v` maps: its path, or its shared
 // memory object (restore/shmem.h).
-inline std::pair<std::string, bool> mapping_key(const img::Vma& v) {
+inline FileKey mapping_key(const img::Vma& v) {
   return {v.shmem_id() ? fmt::format("shmem object {}", v.shmem_id()) : v.path(), opened_rw(v)};
 }
 // A VMA that attaches a System V segment (restore/sysv_shm.h) has no file:
 // the restorer attaches it by id.
 bool attaches_sysv(const img::Vma& v, const img::ShmemImage& shmem);
-Result<MappingFiles> open_mapping_files(const img::MmImage& mm, const img::ShmemImage& shmem, const ShmemFds& fds);
+Result<MappingFiles> open_mapping_files(const img::MmImage& mm, const img::ShmemImage& shmem, const ShmemFds& fds,
+                                        TreeFiles& files);
 
 // fd numbers in the child (all >= the temp base, closed by the restorer).
 struct TempFds {

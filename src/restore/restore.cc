@@ -191,7 +191,7 @@ Result<void> check_mapped_files(const TaskImages& ti, const MappingFiles& mf, in
     auto it = mf.index.lower_bound({v.path(), false});
     CHECK(it != mf.index.end() && it->first.first == v.path(), "file {} of VMA {:#x} was not opened", v.path(),
           v.start());
-    const int fd = mf.fds[it->second].get();
+    const int fd = mf.fds[it->second];
     TRY(files::check_file_id(v.path(), fmt::format("mapped at {:#x}-{:#x}", v.start(), v.end()),
                              *TRY(ids.of(fd, v.path())), v.file_id(), files::compare_for(v)));
   }
@@ -247,7 +247,7 @@ struct LiveTask {
   TaskImages* images;
   CompletionMode mode;
   MappingFiles mf;
-  UniqueFd exe;
+  int exe = -1;  // TreeFiles'
   UniqueFd status_r, status_w, go_r, go_w;
   std::optional<Plan> plan;  // built once ckpt's maps are known
   std::vector<Tracee> tracees;
@@ -351,11 +351,13 @@ Result<void> arm_threads(LiveTask& lt, uint64_t sigreturn_fn, Log& log) {
 }
 
 // Everything ckpt prepares for one live task before any task exists.
-Result<void> prepare_task(LiveTask& lt, const img::ShmemImage& shmem, const ShmemFds& fds, FileIds* check_files) {
+Result<void> prepare_task(LiveTask& lt, const img::ShmemImage& shmem, const ShmemFds& fds, TreeFiles& files,
+                          FileIds* check_files) {
   const TaskImages& ti = *lt.images;
-  lt.mf = TRY(open_mapping_files(ti.mm, shmem, fds));
-  lt.exe = TRY_CTX(open_file(ti.core.mm().exe_path(), O_RDONLY), "executable");
-  if (check_files) TRY(check_mapped_files(ti, lt.mf, lt.exe.get(), *check_files));
+  lt.mf = TRY(open_mapping_files(ti.mm, shmem, fds, files));
+  const std::string& exe = ti.core.mm().exe_path();
+  lt.exe = TRY_CTX(files.open({exe, false}, exe, O_RDONLY), "executable");
+  if (check_files) TRY(check_mapped_files(ti, lt.mf, lt.exe, *check_files));
   int p[2];
   if (pipe2(p, O_CLOEXEC) < 0) return sys_error("pipe");
   lt.status_r = UniqueFd(p[0]);
@@ -375,6 +377,7 @@ CompletionMode wanted_mode(const RestoreOptions& o, const BreakpointSupport& bp,
 
 // What every task needs from ckpt, ready before any task exists.
 struct Prepared {
+  TreeFiles files;             // before `live`, whose tasks refer to its fds
   std::vector<LiveTask> live;  // TreeImages::tasks order
   std::map<pid_t, size_t> live_index;
   ShmemObjects shmem;
@@ -394,7 +397,8 @@ Result<void> prepare(TreeImages& t, const image::ImageDir& dir, bool check_files
   for (size_t i = 0; i < t.tasks.size(); i++) {
     LiveTask& lt = p->live[i];
     lt.images = &t.tasks[i];
-    TRY_CTX(prepare_task(lt, t.shmem, p->shmem.fds, check_files ? &ids : nullptr), "pid {}", t.tasks[i].pid);
+    TRY_CTX(prepare_task(lt, t.shmem, p->shmem.fds, p->files, check_files ? &ids : nullptr), "pid {}",
+            t.tasks[i].pid);
     files.emplace_back(t.tasks[i].pid, &t.tasks[i].files);
     p->live_index[t.tasks[i].pid] = i;
   }
@@ -407,9 +411,9 @@ Result<void> plan_live_task(LiveTask& lt, const img::ShmemImage& shmem, const st
                             const std::vector<proc::MapEntry>& own, const OwnCreds& creds, int base,
                             const files::TaskFdPlan* fds, SpawnTask* sp) {
   const TaskImages& ti = *lt.images;
-  std::vector<int> temp = {lt.status_w.get(), lt.go_r.get(), ti.pages.get(), lt.exe.get()};
+  std::vector<int> temp = {lt.status_w.get(), lt.go_r.get(), ti.pages.get(), lt.exe};
   const TempFds tfds{base, base + 2, base + 3, base + static_cast<int>(temp.size())};
-  for (const UniqueFd& f : lt.mf.fds) temp.push_back(f.get());
+  temp.insert(temp.end(), lt.mf.fds.begin(), lt.mf.fds.end());
   // The ancestors' pages files it reads what it inherited from.
   std::vector<abi::InheritedRunArg> from_ancestors;
   std::map<int, int> owner_fd;  // ckpt's fd -> the child's

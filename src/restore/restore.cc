@@ -223,17 +223,23 @@ class KillOnError {
     // The root and its descendants, parents before children; and ckpt's
     // own children with theirs: a task whose parent died before this (a
     // restorer that crashed, one let go half-way through completion) is no
-    // longer below the root but ckpt's, the child subreaper's.
-    std::vector<pid_t> tasks = {root_};
-    if (auto mine = proc::children(getpid()))
-      for (pid_t c : *mine)
-        if (c != root_) tasks.push_back(c);
-    for (size_t i = 0; i < tasks.size(); i++)
-      if (auto kids = proc::children(tasks[i])) tasks.insert(tasks.end(), kids->begin(), kids->end());
-    for (pid_t p : tasks) kill(p, SIGKILL);
-    // Each one's death makes its children ckpt's: reaped in the same order.
-    if (reap_)
-      for (pid_t p : tasks) waitpid(p, nullptr, __WALL);
+    // longer below the root but ckpt's, the child subreaper's. One that dies
+    // so while this runs leaves its children to ckpt after the walk: passes
+    // until one finds no task it has not seen.
+    std::set<pid_t> seen;
+    for (std::vector<pid_t> tasks = {root_}; ; tasks.clear()) {
+      if (auto mine = proc::children(getpid())) tasks.insert(tasks.end(), mine->begin(), mine->end());
+      std::erase_if(tasks, [&](pid_t p) { return !seen.insert(p).second; });
+      if (tasks.empty()) break;
+      for (size_t i = 0; i < tasks.size(); i++)
+        if (auto kids = proc::children(tasks[i]))
+          for (pid_t k : *kids)
+            if (seen.insert(k).second) tasks.push_back(k);
+      for (pid_t p : tasks) kill(p, SIGKILL);
+      // Each one's death makes its children ckpt's: reaped in the same order.
+      if (reap_)
+        for (pid_t p : tasks) waitpid(p, nullptr, __WALL);
+    }
     prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);
   }
 

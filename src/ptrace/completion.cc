@@ -20,11 +20,42 @@ namespace ckpt {
 
 namespace {
 
-// Munmap the blob from its own syscall instruction, starting at `regs`. Every
-// signal is blocked meanwhile: after a real rt_sigreturn the task has its own
-// mask, and a timer of its own may fire right now; the signal waits, pending.
-// With a site outside the blob, from the task's final state instead, which
-// `t` then holds already: a remote syscall whose way back is that state.
+// The munmap of the blob from its own syscall instruction, in parts, so that
+// restore can have many tasks' under way at once (PipelinedUnmaps):
+// start_unmap() sets it up from `regs` and lets the thread go to the entry
+// stop, returning the signal mask to put back; unmap_stop() waits for the
+// entry or the exit stop; end_unmap() puts the mask back and reads the result.
+// Every signal is blocked meanwhile: after a real rt_sigreturn the task has
+// its own mask, and a timer of its own may fire right now; the signal waits,
+// pending.
+Result<uint64_t> start_unmap(Tracee& t, arch::Regs regs, const CompletionSite& site) {
+  const uint64_t mask = TRY(t.blocked());
+  TRY(t.set_blocked(~0ULL));
+  arch::setup_syscall(regs, site.syscall_insn, SYS_munmap, std::array{site.unmap_start, site.unmap_len});
+  TRY(t.set_regs(regs));
+  TRY(t.resume_syscall());
+  return mask;
+}
+
+Result<void> unmap_stop(Tracee& t, const char* phase) {
+  Stop s = TRY(t.wait_past_sigstop(true));
+  if (!s.syscall_stop())
+    return error(s.gone() ? ESRCH : EINTR, "task {} {} instead of reaching syscall {} {}", t.tid(), s.describe(),
+                 SYS_munmap, phase);
+  return {};
+}
+
+Result<void> end_unmap(Tracee& t, uint64_t mask, const CompletionSite& site) {
+  const long r = arch::syscall_result(TRY(t.regs()));
+  TRY(t.set_blocked(mask));
+  if (r < 0) return error(static_cast<int>(-r), "task {}: munmap {:#x}-{:#x}", t.tid(), site.unmap_start,
+                          site.unmap_start + site.unmap_len);
+  return {};
+}
+
+// Munmap the blob, all parts in a row, starting at `regs`. With a site
+// outside the blob, from the task's final state instead, which `t` then holds
+// already: a remote syscall whose way back is that state.
 Result<void> unmap_blob(Tracee& t, const arch::Regs& regs, const CompletionSite& site) {
   if (site.outside) {
     RemoteSyscalls rs = TRY(RemoteSyscalls::begin(t, *site.outside));
@@ -32,13 +63,11 @@ Result<void> unmap_blob(Tracee& t, const arch::Regs& regs, const CompletionSite&
                 {site.unmap_start, site.unmap_len}));
     return rs.end();
   }
-  uint64_t mask = TRY(t.blocked());
-  TRY(t.set_blocked(~0ULL));
-  long r = TRY(run_syscall(t, regs, site.syscall_insn, SYS_munmap, {site.unmap_start, site.unmap_len}));
-  TRY(t.set_blocked(mask));
-  if (r < 0) return error(static_cast<int>(-r), "task {}: munmap {:#x}-{:#x}", t.tid(), site.unmap_start,
-                          site.unmap_start + site.unmap_len);
-  return {};
+  const uint64_t mask = TRY(start_unmap(t, regs, site));
+  TRY(unmap_stop(t, "entry"));
+  TRY(t.resume_syscall());
+  TRY(unmap_stop(t, "exit"));
+  return end_unmap(t, mask, site);
 }
 
 }  // namespace
@@ -282,31 +311,21 @@ class PipelinedUnmaps {
       TRY(reach_breakpoint(*tasks[i].tracee, g.site, explain_));
       TRY(load_final_state(*tasks[i].tracee, tasks[i].final_state));
     }
-    // unmap_blob()'s steps, its waits left to the next sweeps.
-    Tracee& t = *tasks[0].tracee;
-    const uint64_t mask = TRY(t.blocked());
-    TRY(t.set_blocked(~0ULL));
-    arch::setup_syscall(regs, g.site.syscall_insn, SYS_munmap, std::array{g.site.unmap_start, g.site.unmap_len});
-    TRY(t.set_regs(regs));
-    TRY(t.resume_syscall());
-    in_flight_.push_back({&g, mask});
+    in_flight_.push_back({&g, TRY(start_unmap(*tasks[0].tracee, regs, g.site))});
     return {};
   }
 
   // Sweeps 2 and 3.
   Result<void> finish() {
     for (const InFlight& f : in_flight_) {
-      TRY(syscall_stop(f, "entry"));
-      TRY(f.group->threads[0].tracee->resume_syscall());
+      Tracee& t = *f.group->threads[0].tracee;
+      TRY(unmap_stop(t, "entry"));
+      TRY(t.resume_syscall());
     }
     for (const InFlight& f : in_flight_) {
-      TRY(syscall_stop(f, "exit"));
       Tracee& t = *f.group->threads[0].tracee;
-      const CompletionSite& site = f.group->site;
-      const long r = arch::syscall_result(TRY(t.regs()));
-      TRY(t.set_blocked(f.mask));
-      if (r < 0) return error(static_cast<int>(-r), "task {}: munmap {:#x}-{:#x}", t.tid(), site.unmap_start,
-                              site.unmap_start + site.unmap_len);
+      TRY(unmap_stop(t, "exit"));
+      TRY(end_unmap(t, f.mask, f.group->site));
       TRY(load_final_state(t, f.group->threads[0].final_state));
     }
     return {};
@@ -317,15 +336,6 @@ class PipelinedUnmaps {
     CompletionGroup* group;
     uint64_t mask;  // the first thread's blocked mask at its breakpoint
   };
-
-  Result<void> syscall_stop(const InFlight& f, const char* phase) {
-    Tracee& t = *f.group->threads[0].tracee;
-    Stop s = TRY(t.wait_past_sigstop(true));
-    if (!s.syscall_stop())
-      return error(s.gone() ? ESRCH : EINTR, "task {} {} instead of reaching syscall {} {}", t.tid(), s.describe(),
-                   SYS_munmap, phase);
-    return {};
-  }
 
   const StrayStopExplainer& explain_;
   std::vector<InFlight> in_flight_;

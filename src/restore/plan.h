@@ -65,8 +65,8 @@ struct TempFds {
   int first_mapping;
 };
 
-// ckpt's credentials (read once per restore), which its child starts with: a thread whose dumped
-// ones are the same needs no change.
+// ckpt's credentials, which its children start with: a thread whose dumped
+// ones are the same needs no change. Read once per restore.
 struct OwnCreds {
   proc::Status status;
   uint32_t securebits;

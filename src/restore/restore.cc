@@ -5,8 +5,8 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <sys/ptrace.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -488,8 +488,8 @@ Result<SpawnTree> plan_spawn(const TreeImages& t, const tree::JoinPlan& joins,
     if (task.zombie) sp.comm = task.comm;
     if (!task.zombie) {
       const size_t i = p.live_index.at(task.pid);
-      TRY_CTX(plan_live_task(p.live[i], t.shmem, inherited[i], own, creds, st.temp_fd_base, &p.fds.tasks[i], &sp), "pid {}",
-              task.pid);
+      TRY_CTX(plan_live_task(p.live[i], t.shmem, inherited[i], own, creds, st.temp_fd_base, &p.fds.tasks[i], &sp),
+              "pid {}", task.pid);
     }
     st.tasks.push_back(std::move(sp));
   }

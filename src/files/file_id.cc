@@ -132,7 +132,11 @@ std::string file_id_difference(const img::FileId& dumped, const img::FileId& now
 
 Result<void> check_file_id(const std::string& path, std::string_view use, int fd, const img::FileId& dumped,
                            Compare how) {
-  img::FileId now = TRY(identify_file(fd, path));
+  return check_file_id(path, use, TRY(identify_file(fd, path)), dumped, how);
+}
+
+Result<void> check_file_id(const std::string& path, std::string_view use, const img::FileId& now,
+                           const img::FileId& dumped, Compare how) {
   std::string diff = file_id_difference(dumped, now, how);
   if (diff.empty()) return {};
   return error(ESTALE, "{} ({}) is not the file that was dumped: {}; --skip-file-check uses it anyway", path, use,

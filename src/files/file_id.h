@@ -47,5 +47,8 @@ std::string file_id_difference(const img::FileId& dumped, const img::FileId& now
 //   "/usr/bin/x (mapped at ...) is not the file that was dumped: size 1 -> 2, ...: ESTALE"
 Result<void> check_file_id(const std::string& path, std::string_view use, int fd, const img::FileId& dumped,
                            Compare how = Compare::Content);
+// The same with the identity found now already taken (identify_file).
+Result<void> check_file_id(const std::string& path, std::string_view use, const img::FileId& now,
+                           const img::FileId& dumped, Compare how = Compare::Content);
 
 }  // namespace ckpt::files

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <tuple>
 
@@ -19,11 +20,42 @@ namespace ckpt {
 
 namespace {
 
-// Munmap the blob from its own syscall instruction, starting at `regs`. Every
-// signal is blocked meanwhile: after a real rt_sigreturn the task has its own
-// mask, and a timer of its own may fire right now; the signal waits, pending.
-// With a site outside the blob, from the task's final state instead, which
-// `t` then holds already: a remote syscall whose way back is that state.
+// The munmap of the blob from its own syscall instruction, in parts, so that
+// restore can have many tasks' under way at once (PipelinedUnmaps):
+// start_unmap() sets it up from `regs` and lets the thread go to the entry
+// stop, returning the signal mask to put back; unmap_stop() waits for the
+// entry or the exit stop; end_unmap() puts the mask back and reads the result.
+// Every signal is blocked meanwhile: after a real rt_sigreturn the task has
+// its own mask, and a timer of its own may fire right now; the signal waits,
+// pending.
+Result<uint64_t> start_unmap(Tracee& t, arch::Regs regs, const CompletionSite& site) {
+  const uint64_t mask = TRY(t.blocked());
+  TRY(t.set_blocked(~0ULL));
+  arch::setup_syscall(regs, site.syscall_insn, SYS_munmap, std::array{site.unmap_start, site.unmap_len});
+  TRY(t.set_regs(regs));
+  TRY(t.resume_syscall());
+  return mask;
+}
+
+Result<void> unmap_stop(Tracee& t, const char* phase) {
+  Stop s = TRY(t.wait_past_sigstop(true));
+  if (!s.syscall_stop())
+    return error(s.gone() ? ESRCH : EINTR, "task {} {} instead of reaching syscall {} {}", t.tid(), s.describe(),
+                 SYS_munmap, phase);
+  return {};
+}
+
+Result<void> end_unmap(Tracee& t, uint64_t mask, const CompletionSite& site) {
+  const long r = arch::syscall_result(TRY(t.regs()));
+  TRY(t.set_blocked(mask));
+  if (r < 0) return error(static_cast<int>(-r), "task {}: munmap {:#x}-{:#x}", t.tid(), site.unmap_start,
+                          site.unmap_start + site.unmap_len);
+  return {};
+}
+
+// Munmap the blob, all parts in a row, starting at `regs`. With a site
+// outside the blob, from the task's final state instead, which `t` then holds
+// already: a remote syscall whose way back is that state.
 Result<void> unmap_blob(Tracee& t, const arch::Regs& regs, const CompletionSite& site) {
   if (site.outside) {
     RemoteSyscalls rs = TRY(RemoteSyscalls::begin(t, *site.outside));
@@ -31,13 +63,11 @@ Result<void> unmap_blob(Tracee& t, const arch::Regs& regs, const CompletionSite&
                 {site.unmap_start, site.unmap_len}));
     return rs.end();
   }
-  uint64_t mask = TRY(t.blocked());
-  TRY(t.set_blocked(~0ULL));
-  long r = TRY(run_syscall(t, regs, site.syscall_insn, SYS_munmap, {site.unmap_start, site.unmap_len}));
-  TRY(t.set_blocked(mask));
-  if (r < 0) return error(static_cast<int>(-r), "task {}: munmap {:#x}-{:#x}", t.tid(), site.unmap_start,
-                          site.unmap_start + site.unmap_len);
-  return {};
+  const uint64_t mask = TRY(start_unmap(t, regs, site));
+  TRY(unmap_stop(t, "entry"));
+  TRY(t.resume_syscall());
+  TRY(unmap_stop(t, "exit"));
+  return end_unmap(t, mask, site);
 }
 
 }  // namespace
@@ -261,6 +291,58 @@ Result<void> finish_group(CompletionGroup& g, std::span<Tracee* const> others, c
   return {};
 }
 
+// Restore's breakpoint groups, which unmap from the blob's own syscall
+// instruction, in three sweeps over all of them instead of one group after
+// the other: (1) every thread's breakpoint, and the munmap set up and
+// started in each group's first thread; (2) every munmap's entry stop;
+// (3) every exit stop. A thread resumed in one sweep has had the rest of the
+// sweep to get to its next stop, so ckpt rarely waits for a task that is
+// only being scheduled, and the tasks' way to their stops overlaps ckpt's
+// work on the others (the other core).
+class PipelinedUnmaps {
+ public:
+  explicit PipelinedUnmaps(const StrayStopExplainer& explain) : explain_(explain) {}
+
+  // Sweep 1 for one group: same stops and checks as finish_group().
+  Result<void> start(CompletionGroup& g) {
+    std::span<CompletionTask> tasks = g.threads;
+    arch::Regs regs = TRY(reach_breakpoint(*tasks[0].tracee, g.site, explain_));
+    for (size_t i = 1; i < tasks.size(); i++) {
+      TRY(reach_breakpoint(*tasks[i].tracee, g.site, explain_));
+      TRY(load_final_state(*tasks[i].tracee, tasks[i].final_state));
+    }
+    in_flight_.push_back({&g, TRY(start_unmap(*tasks[0].tracee, regs, g.site))});
+    return {};
+  }
+
+  // Sweeps 2 and 3.
+  Result<void> finish() {
+    for (const InFlight& f : in_flight_) {
+      Tracee& t = *f.group->threads[0].tracee;
+      TRY(unmap_stop(t, "entry"));
+      TRY(t.resume_syscall());
+    }
+    for (const InFlight& f : in_flight_) {
+      Tracee& t = *f.group->threads[0].tracee;
+      TRY(unmap_stop(t, "exit"));
+      TRY(end_unmap(t, f.mask, f.group->site));
+      TRY(load_final_state(t, f.group->threads[0].final_state));
+    }
+    return {};
+  }
+
+ private:
+  struct InFlight {
+    CompletionGroup* group;
+    uint64_t mask;  // the first thread's blocked mask at its breakpoint
+  };
+
+  const StrayStopExplainer& explain_;
+  std::vector<InFlight> in_flight_;
+};
+
+bool pipelined(const CompletionGroup& g) { return g.mode == CompletionMode::Breakpoint && !g.site.outside; }
+
 }  // namespace
 
 Result<void> complete(std::span<CompletionGroup> groups, const std::function<Result<void>()>& release,
@@ -280,15 +362,21 @@ Result<void> complete(std::span<CompletionGroup> groups, const std::function<Res
     }
   }
   TRY(release());
-  // Group after group; the others' blobs run on meanwhile, and a stop of
-  // theirs that a wait for this group reaps is kept for them.
+  PipelinedUnmaps unmaps(explain);
+  for (CompletionGroup& g : groups)
+    if (pipelined(g)) TRY(unmaps.start(g));
+  TRY(unmaps.finish());
+  // The others group after group; the others' blobs run on meanwhile, and a
+  // stop of theirs that a wait for this group reaps is kept for them.
   for (size_t g = 0; g < groups.size(); g++) {
-    std::vector<Tracee*> others;
-    if (groups[g].mode == CompletionMode::SyscallTrace && groups[g].site.threads_wait_for_each_other)
-      for (size_t h = 0; h < groups.size(); h++)
-        for (CompletionTask& c : groups[h].threads)
-          if (h != g) others.push_back(c.tracee);
-    TRY(finish_group(groups[g], others, explain));
+    if (!pipelined(groups[g])) {
+      std::vector<Tracee*> others;
+      if (groups[g].mode == CompletionMode::SyscallTrace && groups[g].site.threads_wait_for_each_other)
+        for (size_t h = 0; h < groups.size(); h++)
+          for (CompletionTask& c : groups[h].threads)
+            if (h != g) others.push_back(c.tracee);
+      TRY(finish_group(groups[g], others, explain));
+    }
     for (size_t i = 0; i < groups[g].threads.size(); i++)
       groups[g].threads[i].stops = groups[g].threads[i].tracee->stops() - before[g][i];
   }

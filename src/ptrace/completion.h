@@ -121,8 +121,13 @@ struct CompletionGroup {
 };
 
 // The same for many processes at once: all are resumed, `release` lets all
-// their blobs go, and each group is completed in turn while the others run
-// on, no stop of any lost on the way.
+// their blobs go. Groups with breakpoints that unmap from the blob (restore)
+// complete in three sweeps over all of them, so that a wait is rarely for a
+// task ckpt has only just resumed: every breakpoint and the start of every
+// munmap, then every munmap's entry stop, then every exit stop (the same
+// stops as one group alone; an error lets the tasks of the later sweeps go
+// where they are, to be killed by the caller). The other groups then
+// complete in turn, no stop of any lost on the way.
 Result<void> complete(std::span<CompletionGroup> groups, const std::function<Result<void>()>& release,
                       const StrayStopExplainer& explain);
 

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 
 #include <set>
+#include <thread>
 
 #include "arch/x86_64/page.h"
 #include "arch/x86_64/xsave.h"
@@ -58,9 +59,23 @@ Result<TreeImages> load_images(const image::ImageDir& dir) {
     return error(EINVAL, "{} is a pre-dump (memory only): restore the dump --prev-images-dir that follows it",
                  dir.path());
   TreeImages t{inv, TRY(image::load_tree(dir, inv)), {}, {}, {}};
+  // Each task's images are its own: half of them load on a second thread
+  // (the other core), joined before anything else happens.
+  const std::vector<pid_t> alive = t.tree.alive();
+  std::vector<Result<TaskImages>> loaded(alive.size());
+  const size_t mine = (alive.size() + 1) / 2;
+  {
+    std::jthread other;
+    if (alive.size() > 1)
+      other = std::jthread([&] {
+        for (size_t i = mine; i < alive.size(); i++) loaded[i] = load_task(dir, alive[i]);
+      });
+    for (size_t i = 0; i < mine; i++) loaded[i] = load_task(dir, alive[i]);
+  }
   std::set<int32_t> tids;
-  for (pid_t pid : t.tree.alive()) {
-    t.tasks.push_back(TRY(load_task(dir, pid)));
+  for (size_t i = 0; i < alive.size(); i++) {
+    const pid_t pid = alive[i];
+    t.tasks.push_back(TRY(std::move(loaded[i])));
     for (const img::ThreadCore& th : t.tasks.back().core.threads())
       if (!tids.insert(th.tid()).second || (th.tid() != pid && t.tree.find(th.tid())))
         return error(EINVAL, "{}: thread id {} is also another task's", dir.file(image::core_name(pid)), th.tid());

@@ -188,15 +188,6 @@ Result<uint64_t> put_seccomp(const img::ThreadCore& th, BootRegion& boot) {
   return put(boot, filters.data(), filters.size());
 }
 
-// ckpt's credentials, which its child starts with: a thread whose dumped
-// ones are the same needs no change.
-struct OwnCreds {
-  proc::Status status;
-  uint32_t securebits;
-  uint32_t last_cap;
-  std::optional<uint32_t> loginuid;  // none without CONFIG_AUDIT
-};
-
 Result<std::optional<uint32_t>> read_own_loginuid() {
   auto text = read_file("/proc/self/loginuid");
   if (!text) {
@@ -207,11 +198,6 @@ Result<std::optional<uint32_t>> read_own_loginuid() {
   if (std::from_chars(text->data(), text->data() + text->size(), uid).ec != std::errc())
     return error(EINVAL, "/proc/self/loginuid: not a number: '{}'", *text);
   return uid;
-}
-
-Result<OwnCreds> read_own_creds() {
-  return OwnCreds{TRY(proc::read_status(getpid())), static_cast<uint32_t>(prctl(PR_GET_SECUREBITS)),
-                  TRY(proc::read_cap_last_cap()), TRY(read_own_loginuid())};
 }
 
 Result<void> put_creds(const img::Creds& c, const OwnCreds& own, BootRegion& boot, abi::ThreadArg* t) {
@@ -285,12 +271,24 @@ Result<void> put_timers_and_limits(const img::TaskCore& core, BootRegion& boot) 
 
 }  // namespace
 
+Result<OwnCreds> read_own_creds() {
+  return OwnCreds{TRY(proc::read_status(getpid())), static_cast<uint32_t>(prctl(PR_GET_SECUREBITS)),
+                  TRY(proc::read_cap_last_cap()), TRY(read_own_loginuid())};
+}
+
 bool attaches_sysv(const img::Vma& v, const img::ShmemImage& shmem) {
   return v.shmem_id() != 0 && v.shmem_id() <= static_cast<uint32_t>(shmem.objects_size()) &&
          shmem.objects(static_cast<int>(v.shmem_id()) - 1).kind() == img::ShmemObject::SYSV;
 }
 
-Result<MappingFiles> open_mapping_files(const img::MmImage& mm, const img::ShmemImage& shmem, const ShmemFds& fds) {
+Result<int> TreeFiles::open(const FileKey& key, const std::string& path, int flags) {
+  auto it = fds_.find(key);
+  if (it == fds_.end()) it = fds_.emplace(key, TRY(open_file(path, flags))).first;
+  return it->second.get();
+}
+
+Result<MappingFiles> open_mapping_files(const img::MmImage& mm, const img::ShmemImage& shmem, const ShmemFds& fds,
+                                        TreeFiles& files) {
   MappingFiles mf;
   for (const img::Vma& v : mm.vmas()) {
     if (v.kind() != img::Vma::FILE_PRIVATE && v.kind() != img::Vma::FILE_SHARED) continue;
@@ -301,10 +299,10 @@ Result<MappingFiles> open_mapping_files(const img::MmImage& mm, const img::Shmem
     // A shared memory object: reopened through its fd with the access the
     // mapping had (a read-only one must not become writable).
     const std::string path = v.shmem_id() ? fmt::format("/proc/self/fd/{}", fds.at(v.shmem_id()).get()) : v.path();
-    UniqueFd fd = TRY_CTX(open_file(path, rw ? O_RDWR : O_RDONLY), "file of VMA {:#x}-{:#x} ({})", v.start(), v.end(),
-                          v.path());
+    const int fd = TRY_CTX(files.open(key, path, rw ? O_RDWR : O_RDONLY), "file of VMA {:#x}-{:#x} ({})", v.start(),
+                           v.end(), v.path());
     mf.index[key] = mf.fds.size();
-    mf.fds.push_back(std::move(fd));
+    mf.fds.push_back(fd);
   }
   return mf;
 }
@@ -431,11 +429,10 @@ Result<std::vector<ThreadPlan>> lay_out_data(const TaskImages& ti, const SysvPla
 
 Result<Plan> build_plan(const TaskImages& ti, const img::ShmemImage& shmem, const std::vector<proc::MapEntry>& own,
                         const MappingFiles& mf, const TempFds& fds,
-                        const std::vector<abi::InheritedRunArg>& inherited) {
+                        const std::vector<abi::InheritedRunArg>& inherited, const OwnCreds& own_creds) {
   const uint64_t blob_size = pie::restorer::k_blob_end;
   const uint64_t nthreads = ti.core.threads_size();
   SpecialVmas sp = TRY(plan_specials(ti.mm, own));
-  const OwnCreds own_creds = TRY(read_own_creds());
   const SysvPlan sysv = plan_attaches(ti.mm, shmem);
 
   // Pass 1 learns the exact size of the data, pass 2 writes it in place.

@@ -6,6 +6,7 @@
 #include <sys/mman.h>
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,16 +14,33 @@
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "proc/maps.h"
+#include "proc/status.h"
 #include "restore/boot_region.h"
 #include "restore/images.h"
 #include "restore/shmem.h"
 
 namespace ckpt::restore {
 
-// Mapped files, opened once per distinct path and mode.
+// (path, read-write): a file as the tasks map it.
+using FileKey = std::pair<std::string, bool>;
+
+// The files the tree's tasks map (and their executables), each opened once
+// for the whole tree: every task takes the same fd, mmap doesn't mind whose
+// description it maps, and every task starts with all of ckpt's fds (a copy
+// of ckpt, closed by each), so fewer is cheaper for each.
+class TreeFiles {
+ public:
+  // `key`'s fd, opening `path` with `flags` the first time.
+  Result<int> open(const FileKey& key, const std::string& path, int flags);
+
+ private:
+  std::map<FileKey, UniqueFd> fds_;
+};
+
+// A task's mapped files, one per distinct path and mode (TreeFiles' fds).
 struct MappingFiles {
-  std::vector<UniqueFd> fds;
-  std::map<std::pair<std::string, bool>, size_t> index;  // (path, read-write) -> fds[i]
+  std::vector<int> fds;
+  std::map<FileKey, size_t> index;  // -> fds[i]
 };
 // A shared mapping that is, or may become, writable needs its file read-write.
 inline bool opened_rw(const img::Vma& v) {
@@ -30,13 +48,14 @@ inline bool opened_rw(const img::Vma& v) {
 }
 // MappingFiles::index's key for the file `v` maps: its path, or its shared
 // memory object (restore/shmem.h).
-inline std::pair<std::string, bool> mapping_key(const img::Vma& v) {
+inline FileKey mapping_key(const img::Vma& v) {
   return {v.shmem_id() ? fmt::format("shmem object {}", v.shmem_id()) : v.path(), opened_rw(v)};
 }
 // A VMA that attaches a System V segment (restore/sysv_shm.h) has no file:
 // the restorer attaches it by id.
 bool attaches_sysv(const img::Vma& v, const img::ShmemImage& shmem);
-Result<MappingFiles> open_mapping_files(const img::MmImage& mm, const img::ShmemImage& shmem, const ShmemFds& fds);
+Result<MappingFiles> open_mapping_files(const img::MmImage& mm, const img::ShmemImage& shmem, const ShmemFds& fds,
+                                        TreeFiles& files);
 
 // fd numbers in the child (all >= the temp base, closed by the restorer).
 struct TempFds {
@@ -45,6 +64,17 @@ struct TempFds {
   int exe;
   int first_mapping;
 };
+
+// ckpt's credentials, which its children start with: a thread whose dumped
+// ones are the same needs no change. Read once per restore.
+struct OwnCreds {
+  proc::Status status;
+  uint32_t securebits;
+  uint32_t last_cap;
+  std::optional<uint32_t> loginuid;  // none without CONFIG_AUDIT
+};
+
+Result<OwnCreds> read_own_creds();
 
 struct ThreadPlan {
   pid_t tid;
@@ -65,6 +95,7 @@ struct Plan {
 // `shmem`: the checkpoint's shared memory objects.
 Result<Plan> build_plan(const TaskImages& ti, const img::ShmemImage& shmem, const std::vector<proc::MapEntry>& own,
                         const MappingFiles& mf,
-                        const TempFds& fds, const std::vector<abi::InheritedRunArg>& inherited);
+                        const TempFds& fds, const std::vector<abi::InheritedRunArg>& inherited,
+                        const OwnCreds& own_creds);
 
 }  // namespace ckpt::restore

@@ -6,6 +6,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/ptrace.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -18,6 +19,7 @@
 #include <future>
 #include <map>
 #include <set>
+#include <tuple>
 
 #include "arch/x86_64/page.h"
 #include "base/check.h"
@@ -160,21 +162,42 @@ Result<void> check_all_inside(const tree::ProcessTree& tree, const tree::JoinPla
   return {};
 }
 
+// The tasks of a tree map the same files (its executable, libc): each is
+// identified (fstat, ELF build-id) once per inode, size and mtime, not once
+// per task; what the other tasks' fds show is the same file unchanged.
+class FileIds {
+ public:
+  Result<const img::FileId*> of(int fd, const std::string& path) {
+    struct stat st;
+    if (fstat(fd, &st) < 0) return sys_error("stat {}", path);
+    const Key key{st.st_dev, st.st_ino, st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec};
+    auto it = ids_.find(key);
+    if (it == ids_.end()) it = ids_.emplace(key, TRY(files::identify_file(fd, path))).first;
+    return &it->second;
+  }
+
+ private:
+  using Key = std::tuple<dev_t, ino_t, off_t, time_t, long>;
+  std::map<Key, img::FileId> ids_;
+};
+
 // A mapped file replaced since the dump would run other code under the
 // dumped registers and memory: refuse it now, on the very fds the restorer
 // will map, so that what is checked is what is mapped.
-Result<void> check_mapped_files(const TaskImages& ti, const MappingFiles& mf, int exe) {
+Result<void> check_mapped_files(const TaskImages& ti, const MappingFiles& mf, int exe, FileIds& ids) {
   std::set<std::pair<std::string, files::Compare>> done;
   for (const img::Vma& v : ti.mm.vmas()) {
     if (!v.has_file_id() || !done.emplace(v.path(), files::compare_for(v)).second) continue;
     auto it = mf.index.lower_bound({v.path(), false});
     CHECK(it != mf.index.end() && it->first.first == v.path(), "file {} of VMA {:#x} was not opened", v.path(),
           v.start());
+    const int fd = mf.fds[it->second];
     TRY(files::check_file_id(v.path(), fmt::format("mapped at {:#x}-{:#x}", v.start(), v.end()),
-                             mf.fds[it->second].get(), v.file_id(), files::compare_for(v)));
+                             *TRY(ids.of(fd, v.path())), v.file_id(), files::compare_for(v)));
   }
   if (ti.core.mm().has_exe_id())
-    TRY(files::check_file_id(ti.core.mm().exe_path(), "the executable", exe, ti.core.mm().exe_id()));
+    TRY(files::check_file_id(ti.core.mm().exe_path(), "the executable", *TRY(ids.of(exe, ti.core.mm().exe_path())),
+                             ti.core.mm().exe_id()));
   return {};
 }
 
@@ -197,14 +220,26 @@ class KillOnError {
       prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);
       return;
     }
-    // The root and its descendants, parents before children.
-    std::vector<pid_t> tasks = {root_};
-    for (size_t i = 0; i < tasks.size(); i++)
-      if (auto kids = proc::children(tasks[i])) tasks.insert(tasks.end(), kids->begin(), kids->end());
-    for (pid_t p : tasks) kill(p, SIGKILL);
-    // Each one's death makes its children ckpt's: reaped in the same order.
-    if (reap_)
-      for (pid_t p : tasks) waitpid(p, nullptr, __WALL);
+    // The root and its descendants, parents before children; and ckpt's
+    // own children with theirs: a task whose parent died before this (a
+    // restorer that crashed, one let go half-way through completion) is no
+    // longer below the root but ckpt's, the child subreaper's. One that dies
+    // so while this runs leaves its children to ckpt after the walk: passes
+    // until one finds no task it has not seen.
+    std::set<pid_t> seen;
+    for (std::vector<pid_t> tasks = {root_}; ; tasks.clear()) {
+      if (auto mine = proc::children(getpid())) tasks.insert(tasks.end(), mine->begin(), mine->end());
+      std::erase_if(tasks, [&](pid_t p) { return !seen.insert(p).second; });
+      if (tasks.empty()) break;
+      for (size_t i = 0; i < tasks.size(); i++)
+        if (auto kids = proc::children(tasks[i]))
+          for (pid_t k : *kids)
+            if (seen.insert(k).second) tasks.push_back(k);
+      for (pid_t p : tasks) kill(p, SIGKILL);
+      // Each one's death makes its children ckpt's: reaped in the same order.
+      if (reap_)
+        for (pid_t p : tasks) waitpid(p, nullptr, __WALL);
+    }
     prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);
   }
 
@@ -218,7 +253,7 @@ struct LiveTask {
   TaskImages* images;
   CompletionMode mode;
   MappingFiles mf;
-  UniqueFd exe;
+  int exe = -1;  // TreeFiles'
   UniqueFd status_r, status_w, go_r, go_w;
   std::optional<Plan> plan;  // built once ckpt's maps are known
   std::vector<Tracee> tracees;
@@ -286,13 +321,21 @@ Result<void> wait_parked(std::vector<LiveTask>& live) {
   return {};
 }
 
-// Seizes every thread of a parked task and arms its breakpoint.
-Result<void> seize_threads(LiveTask& lt, const PidMap& pids, uint64_t sigreturn_fn, Log& log) {
+// Seizes every thread of a parked task and asks it to stop; seize_all()
+// waits for the stops once every task was asked, so that no wait is for a
+// thread interrupted a moment ago.
+Result<void> seize_threads(LiveTask& lt, const PidMap& pids) {
   lt.tracees.reserve(lt.plan->threads.size());
   for (const ThreadPlan& tp : lt.plan->threads) {
     lt.tracees.push_back(TRY(Tracee::seize(pids.outside(tp.tid), kTraceOptions)));
     TRY(lt.tracees.back().interrupt());
   }
+  return {};
+}
+
+// The threads of a task, stopped: arms their breakpoints (or falls back to
+// syscall tracing).
+Result<void> arm_threads(LiveTask& lt, uint64_t sigreturn_fn, Log& log) {
   for (Tracee& t : lt.tracees) {
     Stop s = TRY(t.wait());
     if (!s.stopped()) return error(ESRCH, "task {} {} before its restorer ran", t.tid(), s.describe());
@@ -314,11 +357,13 @@ Result<void> seize_threads(LiveTask& lt, const PidMap& pids, uint64_t sigreturn_
 }
 
 // Everything ckpt prepares for one live task before any task exists.
-Result<void> prepare_task(LiveTask& lt, const img::ShmemImage& shmem, const ShmemFds& fds, bool check_files) {
+Result<void> prepare_task(LiveTask& lt, const img::ShmemImage& shmem, const ShmemFds& fds, TreeFiles& files,
+                          FileIds* check_files) {
   const TaskImages& ti = *lt.images;
-  lt.mf = TRY(open_mapping_files(ti.mm, shmem, fds));
-  lt.exe = TRY_CTX(open_file(ti.core.mm().exe_path(), O_RDONLY), "executable");
-  if (check_files) TRY(check_mapped_files(ti, lt.mf, lt.exe.get()));
+  lt.mf = TRY(open_mapping_files(ti.mm, shmem, fds, files));
+  const std::string& exe = ti.core.mm().exe_path();
+  lt.exe = TRY_CTX(files.open({exe, false}, exe, O_RDONLY), "executable");
+  if (check_files) TRY(check_mapped_files(ti, lt.mf, lt.exe, *check_files));
   int p[2];
   if (pipe2(p, O_CLOEXEC) < 0) return sys_error("pipe");
   lt.status_r = UniqueFd(p[0]);
@@ -338,6 +383,7 @@ CompletionMode wanted_mode(const RestoreOptions& o, const BreakpointSupport& bp,
 
 // What every task needs from ckpt, ready before any task exists.
 struct Prepared {
+  TreeFiles files;             // before `live`, whose tasks refer to its fds
   std::vector<LiveTask> live;  // TreeImages::tasks order
   std::map<pid_t, size_t> live_index;
   ShmemObjects shmem;
@@ -352,11 +398,13 @@ Result<void> prepare(TreeImages& t, const image::ImageDir& dir, bool check_files
   TRY(raise_nofile_limit(need_fds));
   p->shmem = TRY(create_shmem(dir, t.shmem, log));
   p->live.resize(t.tasks.size());
+  FileIds ids;
   std::vector<std::pair<pid_t, const img::Files*>> files;
   for (size_t i = 0; i < t.tasks.size(); i++) {
     LiveTask& lt = p->live[i];
     lt.images = &t.tasks[i];
-    TRY_CTX(prepare_task(lt, t.shmem, p->shmem.fds, check_files), "pid {}", t.tasks[i].pid);
+    TRY_CTX(prepare_task(lt, t.shmem, p->shmem.fds, p->files, check_files ? &ids : nullptr), "pid {}",
+            t.tasks[i].pid);
     files.emplace_back(t.tasks[i].pid, &t.tasks[i].files);
     p->live_index[t.tasks[i].pid] = i;
   }
@@ -366,12 +414,12 @@ Result<void> prepare(TreeImages& t, const image::ImageDir& dir, bool check_files
 
 // A live task's part of the spawn: its plan, its fds, its boot region.
 Result<void> plan_live_task(LiveTask& lt, const img::ShmemImage& shmem, const std::vector<InheritedPages>& inherited,
-                            const std::vector<proc::MapEntry>& own, int base, const files::TaskFdPlan* fds,
-                            SpawnTask* sp) {
+                            const std::vector<proc::MapEntry>& own, const OwnCreds& creds, int base,
+                            const files::TaskFdPlan* fds, SpawnTask* sp) {
   const TaskImages& ti = *lt.images;
-  std::vector<int> temp = {lt.status_w.get(), lt.go_r.get(), ti.pages.get(), lt.exe.get()};
+  std::vector<int> temp = {lt.status_w.get(), lt.go_r.get(), ti.pages.get(), lt.exe};
   const TempFds tfds{base, base + 2, base + 3, base + static_cast<int>(temp.size())};
-  for (const UniqueFd& f : lt.mf.fds) temp.push_back(f.get());
+  temp.insert(temp.end(), lt.mf.fds.begin(), lt.mf.fds.end());
   // The ancestors' pages files it reads what it inherited from.
   std::vector<abi::InheritedRunArg> from_ancestors;
   std::map<int, int> owner_fd;  // ckpt's fd -> the child's
@@ -380,7 +428,7 @@ Result<void> plan_live_task(LiveTask& lt, const img::ShmemImage& shmem, const st
     if (fresh) temp.push_back(ip.fd);
     from_ancestors.push_back({ip.vaddr, ip.len, ip.off, it->second, 0});
   }
-  lt.plan = TRY(build_plan(ti, shmem, own, lt.mf, tfds, from_ancestors));
+  lt.plan = TRY(build_plan(ti, shmem, own, lt.mf, tfds, from_ancestors, creds));
   const BootRegion& boot = lt.plan->boot;
   sp->temp_fds = std::move(temp);
   sp->fds = fds;
@@ -416,6 +464,7 @@ Result<SpawnTree> plan_spawn(const TreeImages& t, const tree::JoinPlan& joins,
     for (const auto& f : task_fds.fds) max_fd = std::max(max_fd, f.target);
   st.temp_fd_base = max_fd + 1;
   const std::vector<proc::MapEntry> own = TRY(proc::read_maps(getpid()));
+  const OwnCreds creds = TRY(read_own_creds());
 
   // Who forks whom: a session's helper forks the tasks it adopts instead of
   // their parent, which forks the helper. Helpers come after the tree's tasks.
@@ -439,8 +488,8 @@ Result<SpawnTree> plan_spawn(const TreeImages& t, const tree::JoinPlan& joins,
     if (task.zombie) sp.comm = task.comm;
     if (!task.zombie) {
       const size_t i = p.live_index.at(task.pid);
-      TRY_CTX(plan_live_task(p.live[i], t.shmem, inherited[i], own, st.temp_fd_base, &p.fds.tasks[i], &sp), "pid {}",
-              task.pid);
+      TRY_CTX(plan_live_task(p.live[i], t.shmem, inherited[i], own, creds, st.temp_fd_base, &p.fds.tasks[i], &sp),
+              "pid {}", task.pid);
     }
     st.tasks.push_back(std::move(sp));
   }
@@ -468,10 +517,11 @@ Result<SpawnTree> plan_spawn(const TreeImages& t, const tree::JoinPlan& joins,
 // Seizes and arms every thread of every parked task: one completion group each.
 Result<std::vector<CompletionGroup>> seize_all(std::vector<LiveTask>& live, const PidMap& pids, Log& log) {
   std::vector<CompletionGroup> groups;
+  for (LiveTask& lt : live) TRY_CTX(seize_threads(lt, pids), "pid {}", lt.images->pid);
   for (LiveTask& lt : live) {
     const BootRegion& boot = lt.plan->boot;
     const uint64_t sigreturn_fn = boot.start() + pie::restorer::k_rst_sigreturn;
-    TRY_CTX(seize_threads(lt, pids, sigreturn_fn, log), "pid {}", lt.images->pid);
+    TRY_CTX(arm_threads(lt, sigreturn_fn, log), "pid {}", lt.images->pid);
     for (size_t i = 0; i < lt.tracees.size(); i++) {
       const img::ThreadCore& th = lt.images->core.threads(i);
       lt.completion.push_back({&lt.tracees[i],

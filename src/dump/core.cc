@@ -120,12 +120,22 @@ Result<void> collect_process_inside(Parasite& p, pid_t pid, img::TaskCore* core)
 }
 
 // Per-thread state only the thread can tell: credentials, clear_child_tid,
-// sigaltstack, prctl state.
-void collect_thread_inside(const abi::ThreadState& ts, img::ThreadCore* th) {
+// sigaltstack, prctl state. Groups the parasite had no room for come from
+// /proc.
+Result<void> collect_thread_inside(const Parasite::ThreadReport& r, pid_t tid, img::ThreadCore* th) {
+  const abi::ThreadState& ts = *r.state;
   img::Creds* c = th->mutable_creds();
   for (uint32_t id : {ts.uids[0], ts.uids[1], ts.uids[2], ts.fsuid}) c->add_uids(id);
   for (uint32_t id : {ts.gids[0], ts.gids[1], ts.gids[2], ts.fsgid}) c->add_gids(id);
-  for (uint32_t i = 0; i < ts.nr_groups && i < abi::kMaxGroups; i++) c->add_groups(ts.groups[i]);
+  if (r.groups.size() == ts.nr_groups) {
+    for (uint32_t g : r.groups) c->add_groups(g);
+  } else {
+    const proc::Status st = TRY(proc::read_status(tid));
+    if (st.groups.size() != ts.nr_groups)
+      return error(EAGAIN, "thread {}: {} supplementary groups in /proc, {} for the parasite", tid, st.groups.size(),
+                   ts.nr_groups);
+    for (gid_t g : st.groups) c->add_groups(g);
+  }
   c->set_cap_inh(ts.cap_inh);
   c->set_cap_prm(ts.cap_prm);
   c->set_cap_eff(ts.cap_eff);
@@ -140,6 +150,7 @@ void collect_thread_inside(const abi::ThreadState& ts, img::ThreadCore* th) {
   th->set_timerslack_ns(ts.timerslack_ns);
   th->set_pdeathsig(ts.pdeathsig);
   for (uint32_t v : ts.speculation) th->add_speculation(v);
+  return {};
 }
 
 // Seccomp mode and filters, oldest first; a filter ckpt cannot read fails
@@ -333,14 +344,17 @@ Result<void> collect_core_inside(Parasite& p, std::vector<Tracee>& threads, img:
   const pid_t pid = threads[0].tid();
   const uint32_t last_cap = TRY(proc::read_cap_last_cap());
   TRY(collect_process_inside(p, pid, core));
-  for (size_t i = 0; i < threads.size(); i++) {
+  TRY_CTX(collect_thread_inside(TRY(p.main_thread_state(last_cap)), pid, core->mutable_threads(0)), "thread {}", pid);
+  std::vector<Tracee*> others;
+  std::vector<Parasite::KnownState> known;
+  for (size_t i = 1; i < threads.size(); i++) {
     const img::ThreadCore& th = core->threads(i);
-    const Parasite::KnownState known{{reinterpret_cast<const uint8_t*>(th.xsave().data()), th.xsave().size()},
-                                     th.blocked()};
-    const abi::ThreadState* ts = TRY_CTX(p.thread_state(threads[i], last_cap, known), "thread {}", threads[i].tid());
-    collect_thread_inside(*ts, core->mutable_threads(i));
+    others.push_back(&threads[i]);
+    known.push_back({{reinterpret_cast<const uint8_t*>(th.xsave().data()), th.xsave().size()}, th.blocked()});
   }
-  return {};
+  return p.visit(others, last_cap, known, [&](size_t i, const Parasite::ThreadReport& r) {
+    return collect_thread_inside(r, threads[i + 1].tid(), core->mutable_threads(i + 1));
+  });
 }
 
 }  // namespace ckpt::dump

@@ -12,8 +12,10 @@
 #include <cstring>
 
 #include "arch/x86_64/page.h"
+#include "base/check.h"
 #include "base/scm.h"
 #include "arch/x86_64/sigframe.h"
+#include "arch/x86_64/xsave.h"
 #include "pie/parasite_blob.h"
 #include "proc/status.h"
 #include "ptrace/remote_syscall.h"
@@ -24,24 +26,28 @@ namespace {
 
 constexpr size_t kFrameArea = 64 << 10;  // a sigframe with the largest xsave area
 constexpr size_t kStack = 64 << 10;
-constexpr size_t kThreadStack = 32 << 10;
+constexpr size_t kVisitStack = 16 << 10;
 constexpr size_t kPipeSize = 1 << 20;  // fs.pipe-max-size's default: more needs CAP_SYS_RESOURCE
 constexpr uint64_t kEflagsDf = 1 << 10;
 constexpr unsigned kMfdExec = 0x10;  // Linux 6.3: executable even under vm.memfd_noexec=1
 
-
-// Where things are in the shared mapping.
+// Where things are in the shared mapping: the blob, its arguments, the
+// daemon's frame and stack, then a frame and a stack per visit slot, each
+// frame as large as this machine's xsave area needs.
 struct Layout {
-  size_t args, frame, stack_top, visit_frame, visit_stack_top, total;
+  size_t args, frame, stack_top, visits, visit_frame_area, visit_slot, total;
+  size_t visit_frame(size_t slot) const { return visits + slot * visit_slot; }
+  size_t visit_stack_top(size_t slot) const { return visits + (slot + 1) * visit_slot; }
 };
 Layout layout() {
   Layout l;
   l.args = arch::page_up(std::max<size_t>(pie::parasite::k_blob_end, pie::parasite::image().size()));
   l.frame = l.args + arch::page_up(sizeof(abi::ParasiteArgs));
   l.stack_top = l.frame + kFrameArea + kStack;
-  l.visit_frame = l.stack_top;
-  l.visit_stack_top = l.visit_frame + kFrameArea + kThreadStack;
-  l.total = l.visit_stack_top;
+  l.visits = l.stack_top;
+  l.visit_frame_area = arch::page_up(arch::xsave_regset_size() + arch::kPageSize);  // + ucontext, siginfo, alignment
+  l.visit_slot = l.visit_frame_area + kVisitStack;
+  l.total = l.visit_frame(abi::kVisitSlots);
   return l;
 }
 
@@ -173,7 +179,7 @@ Result<void> Parasite::start() {
   abi::ParasiteArgs* a = args();
   for (const siginfo_t& si : TRY(t.pending(false))) a->sigpipe_pending |= si.si_signo == SIGPIPE;
   a->seccomp = TRY(proc::read_status(t.tid())).seccomp != 0;
-  TRY(put_frame(l.frame, orig_.regs, orig_.xsave, orig_.sigmask));
+  TRY(put_frame(l.frame, kFrameArea, orig_.regs, orig_.xsave, orig_.sigmask));
   a->sigframe = base_ + l.frame + arch::rt_sigframe_rsp_offset();
 
   // Armed while it is stopped: the daemon then runs until it hits it.
@@ -189,26 +195,29 @@ Result<void> Parasite::start() {
   return {};
 }
 
-// A frame for rt_sigreturn into that state, at `offset` in the shared mapping.
-Result<void> Parasite::put_frame(size_t offset, const arch::Regs& regs, std::span<const uint8_t> xsave,
+// A frame for rt_sigreturn into that state, at `offset` in the shared
+// mapping, in `room` bytes.
+Result<void> Parasite::put_frame(size_t offset, size_t room, const arch::Regs& regs, std::span<const uint8_t> xsave,
                                  uint64_t sigmask) {
   // The parasite never touches the sigaltstack: the frame leaves it as it is.
   auto frame = TRY(arch::build_rt_sigframe(base_ + offset, regs, xsave, sigmask, arch::AltStackState::unchanged()));
-  if (frame.size() > kFrameArea)
+  if (frame.size() > room)
     return error(E2BIG, "task {}: a sigframe of {} bytes does not fit the parasite's {}", leader_->tid(),
-                 frame.size(), kFrameArea);
+                 frame.size(), room);
   std::memcpy(local_.data() + offset, frame.data(), frame.size());
   return {};
 }
 
 // Runs a stopped thread from `entry` in the blob on the stack ending at
-// `stack_top`, the arguments in rdi and every signal blocked. orig_rax = -1:
-// the kernel must not restart a syscall from these registers.
-Result<void> Parasite::run_blob(Tracee& t, const arch::Regs& from, uint64_t entry, size_t stack_top) {
+// `stack_top`, the arguments in rdi (and `arg2` in rsi) and every signal
+// blocked. orig_rax = -1: the kernel must not restart a syscall from these
+// registers.
+Result<void> Parasite::run_blob(Tracee& t, const arch::Regs& from, uint64_t entry, size_t stack_top, uint64_t arg2) {
   arch::Regs r = from;
   r.rip = base_ + entry;
   r.rsp = base_ + stack_top;
   r.rdi = base_ + layout().args;
+  r.rsi = arg2;
   r.orig_rax = static_cast<uint64_t>(-1);
   r.eflags &= ~kEflagsDf;  // the ABI the blob is compiled for
   // Registers first: a ckpt killed in between leaves the blob to run with
@@ -245,23 +254,36 @@ Result<void> Parasite::check_running(Tracee& t) {
   return std::unexpected(explain(t, *s));
 }
 
-// Waits until one of `fds` is ready, making sure that `t`, which runs
-// parasite code meanwhile, has neither crashed nor died: whenever a tracee
+// Waits until one of `fds` is ready, making sure that `running`, which run
+// parasite code meanwhile, have neither crashed nor died: whenever a tracee
 // stops or dies (SIGCHLD), so that one stopped by job control goes on at
-// once, and every 100 ms.
-Result<void> Parasite::poll_while_running(std::span<pollfd> fds, Tracee& t) {
+// once, and every 100 ms. `stopped`, if given, is set for a thread that
+// stopped for good (it is not running any more).
+Result<void> Parasite::poll_while_running(std::span<pollfd> fds, std::span<Tracee* const> running,
+                                          std::vector<bool>* stopped) {
   ChildEvents events;
   std::vector<pollfd> all(fds.begin(), fds.end());
   all.push_back({TRY(events.fd()), POLLIN, 0});
   for (;;) {
     int n = poll(all.data(), all.size(), 100);
-    if (n < 0 && errno != EINTR) return sys_error("task {}: poll the parasite's sockets", t.tid());
+    if (n < 0 && errno != EINTR) return sys_error("task {}: poll the parasite's sockets", leader_->tid());
     bool ready = false;
     for (size_t i = 0; i < fds.size(); i++) ready |= (fds[i].revents = all[i].revents) != 0;
     if (ready) return {};
     events.drain();
-    TRY(check_running(t));
+    for (size_t i = 0; i < running.size(); i++) {
+      if (stopped && (*stopped)[i]) continue;
+      auto r = check_running(*running[i]);
+      if (r) continue;
+      if (stopped) (*stopped)[i] = true;
+      return r;
+    }
   }
+}
+
+Result<void> Parasite::poll_while_running(std::span<pollfd> fds, Tracee& t) {
+  Tracee* one = &t;
+  return poll_while_running(fds, {&one, 1});
 }
 
 Error Parasite::explain(Tracee& t, const Stop& s) const {
@@ -301,58 +323,116 @@ Result<const abi::ProcessState*> Parasite::process_state() {
   return &args()->process;
 }
 
-Result<const abi::ThreadState*> Parasite::thread_state(Tracee& t, uint32_t last_cap, const KnownState& known) {
-  args()->thread.last_cap = last_cap;
-  if (&t == leader_) TRY(call(abi::kParasiteThread));
-  else TRY(visit(t, known));
-  return &args()->thread;
+Result<Parasite::ThreadReport> Parasite::main_thread_state(uint32_t last_cap) {
+  args()->thread.state.last_cap = last_cap;
+  TRY(call(abi::kParasiteThread));
+  const abi::DaemonThread& d = args()->thread;
+  return ThreadReport{&d.state, {d.groups, std::min<size_t>(d.state.nr_groups, abi::kMaxGroups)}};
 }
 
-// Sends a stopped thread through parasite_thread_entry and back. It says
-// when its state is collected and waits; ckpt interrupts that wait and puts
-// its registers and mask back, where the kernel still restarts a syscall
-// they were in. Were ckpt gone, the wait would end and the thread return
-// through a frame of its own state. The blob touches no FPU state.
-Result<void> Parasite::visit(Tracee& t, const KnownState& known) {
+Result<void> Parasite::visit(std::span<Tracee* const> threads, uint32_t last_cap, std::span<const KnownState> known,
+                             const std::function<Result<void>(size_t, const ThreadReport&)>& take) {
+  CHECK(threads.size() == known.size(), "task {}: {} threads, {} known states", leader_->tid(), threads.size(),
+        known.size());
+  for (size_t at = 0; at < threads.size(); at += abi::kVisitSlots) {
+    const size_t n = std::min<size_t>(threads.size() - at, abi::kVisitSlots);
+    TRY(visit_batch(threads.subspan(at, n), last_cap, known.subspan(at, n)));
+    for (size_t i = 0; i < n; i++) {
+      const abi::VisitSlot& slot = args()->visits[i];
+      const ThreadReport report{&slot.state, {slot.groups, std::min<size_t>(slot.state.nr_groups, abi::kVisitGroups)}};
+      TRY_CTX(take(at + i, report), "thread {}", threads[at + i]->tid());
+    }
+  }
+  return {};
+}
+
+// Sends stopped threads, one per slot, through parasite_thread_entry and
+// back, all at once. Each says when its state is collected and waits; ckpt
+// interrupts that wait and puts its registers and mask back, where the
+// kernel still restarts a syscall they were in. Were ckpt gone, the wait
+// would end and the thread return through its slot's frame of its own
+// state. Every thread sent is taken back, whatever fails. The blob touches
+// no FPU state.
+Result<void> Parasite::visit_batch(std::span<Tracee* const> threads, uint32_t last_cap,
+                                   std::span<const KnownState> known) {
   const Layout l = layout();
-  const arch::Regs saved = TRY(t.regs());
-  arch::Regs resume = saved;
-  arch::rewind_restartable_syscall(resume, arch::Restart::InPlace);
-  TRY(put_frame(l.visit_frame, resume, known.xsave, known.sigmask));
-  args()->visit_frame = base_ + l.visit_frame + arch::rt_sigframe_rsp_offset();
-  args()->thread.err = 0;
-  TRY(run_blob(t, saved, pie::parasite::k_parasite_thread_entry, l.visit_stack_top));
-  auto done = visit_done(t);
-  if (done) {
-    TRY(faults_->at("visit"));
-    TRY(t.interrupt());
-    Stop s = TRY(t.wait_past_sigstop(false));
-    if (s.gone()) return error(ESRCH, "thread {} {} in the parasite", t.tid(), s.describe());
-  } else if (done.error().err == ESRCH) {
-    return done;
+  std::vector<arch::Regs> saved;
+  saved.reserve(threads.size());
+  std::vector<bool> stopped(threads.size(), false);  // for good: crashed or gone
+  auto send_and_wait = [&]() -> Result<void> {
+    for (size_t i = 0; i < threads.size(); i++) {
+      Tracee& t = *threads[i];
+      const arch::Regs regs = TRY(t.regs());
+      arch::Regs resume = regs;
+      arch::rewind_restartable_syscall(resume, arch::Restart::InPlace);
+      TRY(put_frame(l.visit_frame(i), l.visit_frame_area, resume, known[i].xsave, known[i].sigmask));
+      abi::VisitSlot& slot = args()->visits[i];
+      slot.frame = base_ + l.visit_frame(i) + arch::rt_sigframe_rsp_offset();
+      slot.state.last_cap = last_cap;
+      slot.state.err = 0;
+      const uint64_t slot_addr = base_ + (reinterpret_cast<const char*>(&slot) - local_.data());
+      saved.push_back(regs);
+      // Not resumed, if it failed: stopped with (some of) the blob's registers.
+      if (auto r = run_blob(t, regs, pie::parasite::k_parasite_thread_entry, l.visit_stack_top(i), slot_addr); !r) {
+        stopped[i] = true;
+        return r;
+      }
+    }
+    TRY(visits_done(threads, &stopped));
+    return faults_->at("visit");
+  };
+  Result<void> sent = send_and_wait();
+  // Take back every thread that got into the blob: interrupt those that run
+  // first, so that they stop while ckpt waits for the others.
+  Result<void> back;
+  auto keep_first = [&](Result<void> r) {
+    if (!r && back) back = std::move(r);
+  };
+  for (size_t i = 0; i < saved.size(); i++)
+    if (!stopped[i]) keep_first(threads[i]->interrupt());
+  for (size_t i = 0; i < saved.size(); i++) {
+    Tracee& t = *threads[i];
+    if (!stopped[i]) {
+      auto s = t.wait_past_sigstop(false);
+      if (!s) {
+        keep_first(std::unexpected(s.error()));
+        continue;
+      }
+      if (s->gone()) {
+        keep_first(error(ESRCH, "thread {} {} in the parasite", t.tid(), s->describe()));
+        continue;
+      }
+    }
+    // Stopped: taken back from its wait, or where it crashed. Mask first: a
+    // ckpt killed in between leaves the thread in the blob, which returns
+    // through its frame, not in its own code with every signal blocked.
+    keep_first(t.set_blocked(known[i].sigmask));
+    keep_first(t.set_regs(saved[i]));
   }
-  // Stopped: taken back from its wait, or where it crashed. Mask first: a
-  // ckpt killed in between leaves the thread in the blob, which returns
-  // through its frame, not in its own code with every signal blocked.
-  TRY(t.set_blocked(known.sigmask));
-  TRY(t.set_regs(saved));
-  if (done && args()->thread.err)
-    return error(args()->thread.err, "thread {}: the parasite's {} failed", t.tid(), step_name(args()->thread.step));
-  return done;
+  TRY(sent);
+  TRY(back);
+  for (size_t i = 0; i < threads.size(); i++)
+    if (const abi::ThreadState& st = args()->visits[i].state; st.err)
+      return error(st.err, "thread {}: the parasite's {} failed", threads[i]->tid(), step_name(st.step));
+  return {};
 }
 
-// Waits for a visited thread's word that its state is collected.
-Result<void> Parasite::visit_done(Tracee& t) {
-  for (;;) {
+// Waits for every visited thread's word that its state is collected.
+Result<void> Parasite::visits_done(std::span<Tracee* const> threads, std::vector<bool>* stopped) {
+  for (size_t got_all = 0; got_all < threads.size();) {
     pollfd pfd{visit_sock_.get(), POLLIN, 0};
-    TRY(poll_while_running({&pfd, 1}, t));
+    TRY(poll_while_running({&pfd, 1}, threads, stopped));
     char done;
-    ssize_t got = recv(visit_sock_.get(), &done, 1, 0);
-    if (got == 1) return {};
-    if (got < 0 && errno == EINTR) continue;
-    if (got < 0) return sys_error("thread {}: read the parasite's visit socket", t.tid());
-    return error(ECONNRESET, "thread {}: the parasite's visit socket closed", t.tid());
+    ssize_t got = recv(visit_sock_.get(), &done, 1, MSG_DONTWAIT);
+    if (got == 1) {
+      got_all++;
+      continue;
+    }
+    if (got < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (got < 0) return sys_error("task {}: read the parasite's visit socket", leader_->tid());
+    return error(ECONNRESET, "task {}: the parasite's visit socket closed", leader_->tid());
   }
+  return {};
 }
 
 Result<std::vector<abi::TimerState>> Parasite::timers(std::span<const int32_t> ids) {

@@ -25,6 +25,7 @@
 #include <poll.h>
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -67,9 +68,18 @@ class Parasite {
     std::span<const uint8_t> xsave;
     uint64_t sigmask;
   };
-  // `t`: the main thread (asks the daemon; `known` unused) or another
-  // stopped thread of the task (visits it). Valid until the next call.
-  Result<const abi::ThreadState*> thread_state(Tracee& t, uint32_t last_cap, const KnownState& known);
+  // A thread's state as the parasite read it, valid until the next call;
+  // groups: those that fit (fewer than state->nr_groups if not all did).
+  struct ThreadReport {
+    const abi::ThreadState* state;
+    std::span<const uint32_t> groups;
+  };
+  // The main thread's, from the daemon.
+  Result<ThreadReport> main_thread_state(uint32_t last_cap);
+  // The other stopped threads', kVisitSlots at a time, each visiting the
+  // blob on its own stack: `take(i, report)` for threads[i].
+  Result<void> visit(std::span<Tracee* const> threads, uint32_t last_cap, std::span<const KnownState> known,
+                     const std::function<Result<void>(size_t, const ThreadReport&)>& take);
   // timer_gettime and timer_getoverrun of each id.
   Result<std::vector<abi::TimerState>> timers(std::span<const int32_t> ids);
   // Duplicates of the task's `task_fds`, sent over the socket.
@@ -110,11 +120,14 @@ class Parasite {
   Result<void> move_drained(uint64_t total, int out, Progress* progress);
   Result<void> check_running(Tracee& t);
   Result<void> poll_while_running(std::span<pollfd> fds, Tracee& t);
-  Result<void> put_frame(size_t offset, const arch::Regs& regs, std::span<const uint8_t> xsave, uint64_t sigmask);
-  Result<void> run_blob(Tracee& t, const arch::Regs& from, uint64_t entry, size_t stack_top);
-  Result<void> visit_done(Tracee& t);
+  Result<void> poll_while_running(std::span<pollfd> fds, std::span<Tracee* const> running,
+                                  std::vector<bool>* stopped = nullptr);
+  Result<void> put_frame(size_t offset, size_t room, const arch::Regs& regs, std::span<const uint8_t> xsave,
+                         uint64_t sigmask);
+  Result<void> run_blob(Tracee& t, const arch::Regs& from, uint64_t entry, size_t stack_top, uint64_t arg2 = 0);
+  Result<void> visit_batch(std::span<Tracee* const> threads, uint32_t last_cap, std::span<const KnownState> known);
+  Result<void> visits_done(std::span<Tracee* const> threads, std::vector<bool>* stopped);
   Error explain(Tracee& t, const Stop& s) const;
-  Result<void> visit(Tracee& t, const KnownState& known);
   Result<void> rescue();
   // The parasite is out of the task: drop ckpt's side of it.
   void drop();

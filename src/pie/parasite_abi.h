@@ -4,15 +4,19 @@
 // socket only carries the command word, its reply, and file descriptors.
 //
 // Layout of the mapping (offsets from ckpt's ParasiteLayout):
-//   blob | ParasiteArgs | daemon's sigframe, stack | visitor's sigframe, stack
+//   blob | ParasiteArgs | daemon's sigframe, stack | kVisitSlots x (visitor's sigframe, stack)
 #pragma once
 
 #include "pie/abi.h"
 
 namespace ckpt::abi {
 
-inline constexpr uint32_t kParasiteAbiVersion = 6;
+inline constexpr uint32_t kParasiteAbiVersion = 7;
 inline constexpr int kMaxGroups = 65536;  // NGROUPS_MAX
+// Threads visited at once, each in its own slot; a visitor's supplementary
+// groups beyond kVisitGroups are read from /proc instead.
+inline constexpr int kVisitSlots = 128;
+inline constexpr int kVisitGroups = 64;
 inline constexpr int kMaxDrainIov = 1024;
 inline constexpr int kMaxTimersPerCall = 256;
 inline constexpr int kMaxFdsPerCall = 253;  // SCM_MAX_FD
@@ -73,11 +77,12 @@ struct ProcessState {
   int32_t membarrier_err;
 };
 
-// Per-thread state only the thread can tell.
+// Per-thread state only the thread can tell; its groups follow it in
+// DaemonThread or VisitSlot.
 struct ThreadState {
   uint32_t uids[3], gids[3];  // real, effective, saved
   uint32_t fsuid, fsgid;
-  uint32_t nr_groups;
+  uint32_t nr_groups;  // all of them: more than the room after it means they did not fit
   uint32_t securebits;
   uint64_t cap_inh, cap_prm, cap_eff, cap_bnd, cap_amb;
   uint64_t clear_child_tid;
@@ -93,7 +98,19 @@ struct ThreadState {
   // Out, for a thread run outside the daemon: the first failure.
   int32_t err;
   uint32_t step;
+};
+
+struct DaemonThread {
+  ThreadState state;
   uint32_t groups[kMaxGroups];
+};
+
+// One visited thread: its state, and the rsp for rt_sigreturn into its own
+// registers should ckpt be gone (the frame is in the slot's own area).
+struct VisitSlot {
+  ThreadState state;
+  uint64_t frame;
+  uint32_t groups[kVisitGroups];
 };
 
 struct TimerState {
@@ -131,12 +148,12 @@ struct ParasiteArgs : ParasiteRecord {
   // and leaves its fds to the next dump, which removes them.
   uint32_t seccomp;
   uint64_t sigframe;  // rsp for rt_sigreturn into the main thread's own registers
-  // A visited thread: says it is done on visit_sock, then waits there; ckpt
-  // takes it back from that wait, or, gone, closes the socket and the thread
-  // returns through visit_frame into its own registers.
-  uint64_t visit_frame;
   ProcessState process;
-  ThreadState thread;
+  DaemonThread thread;
+  // Visited threads, each in its slot: says it is done on visit_sock, then
+  // waits there; ckpt takes it back from that wait, or, gone, closes the
+  // socket and the thread returns through its slot's frame.
+  VisitSlot visits[kVisitSlots];
   TimerState timers[kMaxTimersPerCall];
   DrainIov iov[kMaxDrainIov];
   int32_t fds[kMaxFdsPerCall];

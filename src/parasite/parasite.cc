@@ -534,12 +534,7 @@ Result<unsigned> Parasite::cure() {
   // Never started, or stopped where it cannot finish by itself: rescue().
   if (!running_) return error(ESRCH, "task {}: the parasite does not run", t.tid());
   TRY(check_running(t));  // a SIGSTOP taken meanwhile is kept; a crash ends here
-  if (mode_ == CompletionMode::SyscallTrace) {
-    TRY(t.interrupt());
-    Stop s = TRY(t.wait_past_sigstop(false));
-    running_ = false;
-    if (s.gone()) return error(ESRCH, "task {} {} before the parasite's cure", t.tid(), s.describe());
-  }
+  if (mode_ == CompletionMode::SyscallTrace) return cure_from_outside();
   CompletionTask task{&t, {orig_.regs, orig_.xsave, orig_.sigmask}};
   task.running = mode_ == CompletionMode::Breakpoint;
   const CompletionSite site{base_ + pie::parasite::k_rst_sigreturn, base_ + pie::parasite::k_rst_syscall, base_,
@@ -549,6 +544,38 @@ Result<unsigned> Parasite::cure() {
   TRY(complete({&task, 1}, mode_, site, release, [&](Tracee& tr, const Stop& s) { return explain(tr, s); }));
   drop();
   return task.stops;
+}
+
+// Without a breakpoint, 5 stops instead of tracing the daemon's way out
+// syscall by syscall (~12):
+//   1. the daemon closes all its fds but its socket, and waits there for
+//      the next command: ckpt interrupts that wait;
+//   2. ckpt loads the task's own state, as rt_sigreturn would;
+//   3-4. from that state, a kill-safe remote close of the daemon's socket;
+//   5-6. and a remote munmap of the parasite.
+// Killed before 2, ckpt closes its end of the socket and the daemon returns
+// through its frame (parasite_selfcure); after 2, the task runs its own code
+// and the next dump removes what is left (src/parasite/leftovers.h).
+Result<unsigned> Parasite::cure_from_outside() {
+  Tracee& t = *leader_;
+  const unsigned before = t.stops();
+  TRY(call(abi::kParasiteCloseExtras));
+  TRY(t.interrupt());
+  Stop s = TRY(t.wait_past_sigstop(false));
+  running_ = false;
+  if (s.gone()) return error(ESRCH, "task {} {} before the parasite's cure", t.tid(), s.describe());
+  TRY(load_final_state(t, {orig_.regs, orig_.xsave, orig_.sigmask}));
+  {
+    RemoteSyscalls rs = TRY(RemoteSyscalls::begin(t, site_));
+    int32_t& sock = args()->sock[abi::kTaskEnd];
+    TRY(rs.must(fmt::format("close of the parasite's socket (fd {})", sock), SYS_close, {static_cast<uint64_t>(sock)}));
+    sock = -1;
+    TRY(rs.must(fmt::format("munmap of the parasite at {:#x}-{:#x}", base_, base_ + local_.size()), SYS_munmap,
+                {base_, local_.size()}));
+    TRY(rs.end());
+  }
+  drop();
+  return t.stops() - before;
 }
 
 void Parasite::drop() {

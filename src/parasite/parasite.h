@@ -10,10 +10,13 @@
 // signal blocked; the other threads stay stopped and are sent, one at a
 // time, through a short visit that collects their own state.
 //
-// Cure is restore's completion, the same code (src/ptrace/completion.h):
-// the daemon, told to finish, closes its fds and calls rst_sigreturn with a
-// frame of the task's own registers; ckpt catches it there (breakpoint, or
-// syscall tracing), unmaps the parasite and loads those registers.
+// Cure with a breakpoint is restore's completion, the same code
+// (src/ptrace/completion.h): the daemon, told to finish, closes its fds and
+// calls rst_sigreturn with a frame of the task's own registers; ckpt catches
+// it there, unmaps the parasite and loads those registers. Without one (as
+// every dump cures: see dump.cc), ckpt stops the daemon in its wait for a
+// command, loads the task's own state and takes the rest out from there
+// with kill-safe remote syscalls (cure_from_outside: 5 stops).
 //
 // If ckpt dies, the socket closes and the daemon returns into the same frame
 // on its own (parasite_selfcure): the task goes on, the inert mapping stays.
@@ -129,6 +132,7 @@ class Parasite {
   Result<void> visits_done(std::span<Tracee* const> threads, std::vector<bool>* stopped);
   Error explain(Tracee& t, const Stop& s) const;
   Result<void> rescue();
+  Result<unsigned> cure_from_outside();
   // The parasite is out of the task: drop ckpt's side of it.
   void drop();
 

@@ -286,6 +286,10 @@ extern "C" [[noreturn]] void parasite_daemon(ParasiteArgs* a) {
           send = a->fds;
           nsend = msg.count < kMaxFdsPerCall ? msg.count : kMaxFdsPerCall;
           break;
+        case kParasiteCloseExtras:
+          close_fd(&a->pipe);
+          close_fd(&a->visit_sock[kTaskEnd]);
+          break;
         case kParasiteFinish:
           close_fds(a);
           rst_sigreturn(a->sigframe);

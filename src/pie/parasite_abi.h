@@ -15,7 +15,7 @@ inline constexpr uint32_t kParasiteAbiVersion = 7;
 inline constexpr int kMaxGroups = 65536;  // NGROUPS_MAX
 // Threads visited at once, each in its own slot; a visitor's supplementary
 // groups beyond kVisitGroups are read from /proc instead.
-inline constexpr int kVisitSlots = 128;
+inline constexpr int kVisitSlots = 64;
 inline constexpr int kVisitGroups = 64;
 inline constexpr int kMaxDrainIov = 1024;
 inline constexpr int kMaxTimersPerCall = 256;
@@ -30,6 +30,7 @@ enum ParasiteCmd : uint32_t {
   kParasiteDrain,        // vmsplice iov[0..count) into that pipe, crc32c of each
   kParasiteSendFds,      // send fds[0..count) back with SCM_RIGHTS
   kParasiteFinish,       // close our fds, rt_sigreturn through rst_sigreturn
+  kParasiteCloseExtras,  // close the pipe and the visit socket: only the daemon's socket stays
 };
 
 // One datagram each way (SOCK_SEQPACKET).

@@ -65,6 +65,7 @@ const char* step_name(uint32_t step) {
     case abi::kPsSendmsg: return "sendmsg";
     case abi::kPsRecvmsg: return "recvmsg";
     case abi::kPsUnknownCmd: return "command dispatch";
+    case abi::kPsSocketpair: return "socketpair";
   }
   return "an unknown step";
 }
@@ -120,8 +121,8 @@ Result<Parasite> Parasite::inject(Tracee& leader, const SyscallSite& site, Compl
 }
 
 // In the task, through remote syscalls: a memfd mapped at base_ (code
-// read-only, data not executable: W^X, and allowed under MDWE) and two unix
-// socket pairs; ckpt takes the memfd and one end of each with pidfd_getfd.
+// read-only, data not executable: W^X, and allowed under MDWE) and a unix
+// socket pair; ckpt takes the memfd and one end with pidfd_getfd.
 // What stays in the task is in the shared fd record from the moment it
 // exists (socketpair writes its fds there), so that nothing is lost if ckpt
 // is killed now. On failure leaves nothing.
@@ -144,13 +145,15 @@ Result<void> Parasite::map_into_task() {
   if (memfd < 0) return error(static_cast<int>(-memfd), "task {}: remote memfd_create", pid);
   undo.memfd = static_cast<int>(memfd);
   const uint64_t fd = static_cast<uint64_t>(memfd);
-  TRY(rs.must("ftruncate of the parasite's memfd", SYS_ftruncate, {fd, l.total}));
+  // Sized from here: the same file, without a remote syscall.
+  UniqueFd local_memfd = TRY(take_fd(pidfd.get(), pid, undo.memfd, "parasite's memfd"));
+  if (ftruncate(local_memfd.get(), static_cast<off_t>(l.total)) < 0)
+    return sys_error("task {}: ftruncate of the parasite's memfd", pid);
   base_ = TRY(rs.must("mmap of the parasite", SYS_mmap, {0, l.total, PROT_READ | PROT_EXEC, MAP_SHARED, fd, 0}));
   undo.map = base_;
   undo.len = l.total;
   TRY(rs.must("mmap of the parasite's data", SYS_mmap,
               {base_ + l.args, l.total - l.args, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, l.args}));
-  UniqueFd local_memfd = TRY(take_fd(pidfd.get(), pid, undo.memfd, "parasite's memfd"));
   local_ = TRY_CTX(Mapping::map(l.total, PROT_READ | PROT_WRITE, MAP_SHARED, local_memfd.get()),
                    "task {}: map the parasite's memfd into ckpt", pid);
   TRY(rs.must("close of the parasite's memfd", SYS_close, {fd}));
@@ -160,10 +163,11 @@ Result<void> Parasite::map_into_task() {
   a->sock[0] = a->sock[1] = a->visit_sock[0] = a->visit_sock[1] = a->pipe = -1;
   a->version = abi::kParasiteAbiVersion;  // a later dump trusts the record from here on
   undo.args = a;
-  for (size_t pair : {offsetof(abi::ParasiteRecord, sock), offsetof(abi::ParasiteRecord, visit_sock)})
-    TRY(rs.must("socketpair for the parasite", SYS_socketpair, {AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, base_ + l.args + pair}));
+  // The visit socket pair, only needed for a task with threads, is made by
+  // the daemon on demand (visit_socket()).
+  TRY(rs.must("socketpair for the parasite", SYS_socketpair,
+              {AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, base_ + l.args + offsetof(abi::ParasiteRecord, sock)}));
   sock_ = TRY(take_fd(pidfd.get(), pid, a->sock[abi::kCkptEnd], "parasite's socket"));
-  visit_sock_ = TRY(take_fd(pidfd.get(), pid, a->visit_sock[abi::kCkptEnd], "parasite's socket"));
   undo.keep = true;
   return rs.end();
 }
@@ -330,8 +334,20 @@ Result<Parasite::ThreadReport> Parasite::main_thread_state(uint32_t last_cap) {
   return ThreadReport{&d.state, {d.groups, std::min<size_t>(d.state.nr_groups, abi::kMaxGroups)}};
 }
 
+Result<void> Parasite::visit_socket() {
+  if (visit_sock_) return {};
+  std::vector<UniqueFd> got;
+  TRY(send({abi::kParasiteVisitSock, 0}));
+  TRY(receive(&got));
+  if (got.size() != 1) return error(EPROTO, "task {}: the parasite sent {} fds for its visit socket", leader_->tid(), got.size());
+  visit_sock_ = std::move(got[0]);
+  return {};
+}
+
 Result<void> Parasite::visit(std::span<Tracee* const> threads, uint32_t last_cap, std::span<const KnownState> known,
                              const std::function<Result<void>(size_t, const ThreadReport&)>& take) {
+  if (threads.empty()) return {};
+  TRY(visit_socket());
   CHECK(threads.size() == known.size(), "task {}: {} threads, {} known states", leader_->tid(), threads.size(),
         known.size());
   for (size_t at = 0; at < threads.size(); at += abi::kVisitSlots) {

@@ -4,11 +4,12 @@
 // Injection (the main thread stopped, through remote syscalls): the task
 // creates a memfd and maps it; ckpt takes the same memfd with pidfd_getfd
 // and maps it too, so the blob, its arguments and results live in memory
-// both see. The task creates two unix socket pairs, straight into the fd
-// record at the start of that memory, and ckpt takes one end of each. The
-// main thread then runs the daemon on the parasite's own stack, every
-// signal blocked; the other threads stay stopped and are sent, one at a
-// time, through a short visit that collects their own state.
+// both see (sized by ckpt, on its copy). The task creates a unix socket
+// pair, straight into the fd record at the start of that memory, and ckpt
+// takes one end. The main thread then runs the daemon on the parasite's own
+// stack, every signal blocked; the other threads stay stopped and are sent,
+// kVisitSlots at a time, through a short visit that collects their own
+// state, over a second socket pair the daemon makes for them.
 //
 // Cure with a breakpoint is restore's completion, the same code
 // (src/ptrace/completion.h): the daemon, told to finish, closes its fds and
@@ -133,6 +134,7 @@ class Parasite {
   Error explain(Tracee& t, const Stop& s) const;
   Result<void> rescue();
   Result<unsigned> cure_from_outside();
+  Result<void> visit_socket();
   // The parasite is out of the task: drop ckpt's side of it.
   void drop();
 

@@ -27,6 +27,7 @@ extern "C" {
 namespace {
 
 constexpr int kSolSocket = 1, kScmRights = 1;
+constexpr int kAfUnix = 1, kSockSeqpacket = 5, kSockCloexec = 0x80000;
 constexpr int kMsgNosignal = 0x4000, kMsgCmsgCloexec = 0x40000000;
 constexpr int kSigPipe = 13, kSigKill = 9, kSigStop = 19;
 
@@ -290,6 +291,15 @@ extern "C" [[noreturn]] void parasite_daemon(ParasiteArgs* a) {
           close_fd(&a->pipe);
           close_fd(&a->visit_sock[kTaskEnd]);
           break;
+        case kParasiteVisitSock:
+          // Its fds are in the record from the moment they exist; ckpt's
+          // end is closed here once sent.
+          if (a->visit_sock[kTaskEnd] < 0 &&
+              check(f, sys(__NR_socketpair, kAfUnix, kSockSeqpacket | kSockCloexec, 0, a->visit_sock), kPsSocketpair)) {
+            send = &a->visit_sock[kCkptEnd];
+            nsend = 1;
+          }
+          break;
         case kParasiteFinish:
           close_fds(a);
           rst_sigreturn(a->sigframe);
@@ -306,6 +316,7 @@ extern "C" [[noreturn]] void parasite_daemon(ParasiteArgs* a) {
       r = {msg.cmd, static_cast<int32_t>(-sent), kPsSendmsg, 0};
       sent = send_reply(a, r);
     }
+    close_fd(&a->visit_sock[kCkptEnd]);  // sent, or not to be
     if (pie::is_err(sent)) break;
   }
   // ckpt is gone: put the task back as it was and let it go on. The mapping

@@ -31,6 +31,7 @@ enum ParasiteCmd : uint32_t {
   kParasiteSendFds,      // send fds[0..count) back with SCM_RIGHTS
   kParasiteFinish,       // close our fds, rt_sigreturn through rst_sigreturn
   kParasiteCloseExtras,  // close the pipe and the visit socket: only the daemon's socket stays
+  kParasiteVisitSock,    // make the visit socket pair, send ckpt its end
 };
 
 // One datagram each way (SOCK_SEQPACKET).
@@ -59,6 +60,7 @@ enum ParasiteStep : uint32_t {
   kPsSendmsg,
   kPsRecvmsg,
   kPsUnknownCmd,
+  kPsSocketpair,
 };
 
 // Process-wide state only the task can tell.

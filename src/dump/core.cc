@@ -10,7 +10,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <charconv>
+#include <functional>
+#include <span>
+#include <thread>
 
 #include "arch/x86_64/xsave.h"
 #include "base/fs.h"
@@ -153,11 +157,11 @@ Result<void> collect_thread_inside(const Parasite::ThreadReport& r, pid_t tid, i
   return {};
 }
 
-// Seccomp mode and filters, oldest first; a filter ckpt cannot read fails
-// the dump (the task would come back less confined than it was).
-Result<void> collect_seccomp(Tracee& t, const proc::Status& st, img::ThreadCore* th) {
-  th->set_seccomp_mode(st.seccomp);
-  if (st.seccomp != 2) return {};
+// Seccomp filters, oldest first, of a thread whose mode /proc gave; a
+// filter ckpt cannot read fails the dump (the task would come back less
+// confined than it was).
+Result<void> collect_seccomp(Tracee& t, img::ThreadCore* th) {
+  if (th->seccomp_mode() != 2) return {};
   std::vector<std::pair<std::string, uint64_t>> newest_first;
   for (unsigned long i = 0;; i++) {
     auto f = t.seccomp_filter(i);
@@ -201,13 +205,9 @@ Result<void> abort_rseq_critical_section(Tracee& t, const RseqConfig& rseq, arch
   return t.set_regs(*regs);
 }
 
-// What ptrace and /proc show of one thread.
-Result<void> collect_thread_outside(Tracee& t, pid_t pid, img::ThreadCore* th) {
-  const pid_t tid = t.tid();
-  th->set_tid(tid);
-  std::string comm = TRY(read_file(fmt::format("/proc/{}/task/{}/comm", pid, tid)));
-  if (!comm.empty() && comm.back() == '\n') comm.pop_back();
-  th->set_comm(comm);
+// What ptrace shows of one thread: the tracer thread's to ask.
+Result<void> collect_thread_ptrace(Tracee& t, img::ThreadCore* th) {
+  th->set_tid(t.tid());
   arch::Regs regs = TRY(t.regs());
   if (regs.cs != arch::kUserCs64)
     return error(EOPNOTSUPP, "it runs 32-bit code (cs {:#x}): only 64-bit processes are supported", regs.cs);
@@ -225,6 +225,14 @@ Result<void> collect_thread_outside(Tracee& t, pid_t pid, img::ThreadCore* th) {
   th->mutable_rseq()->set_abi_size(rseq.abi_size);
   th->mutable_rseq()->set_signature(rseq.signature);
   th->mutable_rseq()->set_flags(rseq.flags);
+  return {};
+}
+
+// What /proc and plain syscalls show of one thread: any ckpt thread may ask.
+Result<void> collect_thread_proc(pid_t pid, pid_t tid, img::ThreadCore* th) {
+  std::string comm = TRY(read_file(fmt::format("/proc/{}/task/{}/comm", pid, tid)));
+  if (!comm.empty() && comm.back() == '\n') comm.pop_back();
+  th->set_comm(comm);
   *th->mutable_sched() = TRY(proc::read_sched(tid));
   th->set_ioprio(TRY(proc::read_ioprio(tid)));
   cpu_set_t cpus;
@@ -242,7 +250,7 @@ Result<void> collect_thread_outside(Tracee& t, pid_t pid, img::ThreadCore* th) {
   if (std::ranges::find(st.x86_thread_features, "shstk") != st.x86_thread_features.end())
     return error(EOPNOTSUPP, "it has the x86 user shadow stack enabled (x86_Thread_features: shstk): "
                  "restoring a shadow stack is not supported yet");
-  TRY(collect_seccomp(t, st, th));
+  th->set_seccomp_mode(st.seccomp);
   // Audit's login uid, per thread; absent without CONFIG_AUDIT.
   if (auto text = read_file(fmt::format("/proc/{}/task/{}/loginuid", pid, tid)); text) {
     uint32_t uid = 0;
@@ -255,6 +263,34 @@ Result<void> collect_thread_outside(Tracee& t, pid_t pid, img::ThreadCore* th) {
   th->set_robust_list(head);
   th->set_robust_list_len(len);
   return {};
+}
+
+// The /proc part of every thread, on this thread and, for many threads, a
+// helper on the other core, while `ptrace_part` (which must stay on the
+// tracer thread) runs here. The two fill separate messages: protobuf
+// messages are not written from two threads at once.
+Result<std::vector<img::ThreadCore>> collect_threads_proc(pid_t pid, std::span<const pid_t> tids,
+                                                         const std::function<Result<void>()>& ptrace_part) {
+  constexpr size_t kHelperFrom = 64;  // fewer: a thread costs more than it saves
+  std::vector<img::ThreadCore> out(tids.size());
+  std::vector<Result<void>> done(tids.size());
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < tids.size();)
+      done[i] = collect_thread_proc(pid, tids[i], &out[i]);
+  };
+  Result<void> traced;
+  if (tids.size() >= kHelperFrom) {
+    std::jthread helper(work);
+    traced = ptrace_part();
+    work();
+  } else {
+    traced = ptrace_part();
+    work();
+  }
+  TRY(traced);
+  for (size_t i = 0; i < tids.size(); i++) TRY_CTX(done[i], "thread {}", tids[i]);
+  return out;
 }
 
 void collect_mm(const proc::Stat& stat, img::MmCore* mm) {
@@ -336,7 +372,20 @@ Result<img::TaskCore> collect_core_outside(std::vector<Tracee>& threads) {
                  "which ckpt lacks", pid, knobs.oom_score_adj, own_adj);
   core.set_oom_score_adj(knobs.oom_score_adj);
   core.set_coredump_filter(knobs.coredump_filter);
-  for (Tracee& t : threads) TRY_CTX(collect_thread_outside(t, pid, core.add_threads()), "thread {}", t.tid());
+  std::vector<pid_t> tids;
+  for (const Tracee& t : threads) tids.push_back(t.tid());
+  for (size_t i = 0; i < threads.size(); i++) core.add_threads();
+  std::vector<img::ThreadCore> from_proc = TRY(collect_threads_proc(pid, tids, [&]() -> Result<void> {
+    for (size_t i = 0; i < threads.size(); i++)
+      TRY_CTX(collect_thread_ptrace(threads[i], core.mutable_threads(i)), "thread {}", tids[i]);
+    return {};
+  }));
+  for (size_t i = 0; i < threads.size(); i++) {
+    img::ThreadCore* th = core.mutable_threads(i);
+    th->MergeFrom(from_proc[i]);
+    // Filters, once /proc said which threads have them.
+    TRY_CTX(collect_seccomp(threads[i], th), "thread {}", tids[i]);
+  }
   return core;
 }
 

@@ -96,7 +96,7 @@ Result<UniqueFd> take_fd(int pidfd, pid_t pid, int fd, std::string_view what) {
 
 std::vector<int> parasite_fds(const abi::ParasiteRecord& a) {
   std::vector<int> fds;
-  for (int fd : {a.sock[0], a.sock[1], a.visit_sock[0], a.visit_sock[1], a.pipe})
+  for (int fd : {a.sock[0], a.sock[1], a.visit_sock[0], a.visit_sock[1], a.pipe, a.memfd})
     if (fd >= 0) fds.push_back(fd);
   return fds;
 }
@@ -156,13 +156,15 @@ Result<void> Parasite::map_into_task() {
               {base_ + l.args, l.total - l.args, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, l.args}));
   local_ = TRY_CTX(Mapping::map(l.total, PROT_READ | PROT_WRITE, MAP_SHARED, local_memfd.get()),
                    "task {}: map the parasite's memfd into ckpt", pid);
-  TRY(rs.must("close of the parasite's memfd", SYS_close, {fd}));
-  undo.memfd = -1;
 
+  // From here on the record holds the memfd, which the daemon closes first
+  // thing: no remote close.
   abi::ParasiteArgs* a = args();
   a->sock[0] = a->sock[1] = a->visit_sock[0] = a->visit_sock[1] = a->pipe = -1;
+  a->memfd = undo.memfd;
   a->version = abi::kParasiteAbiVersion;  // a later dump trusts the record from here on
   undo.args = a;
+  undo.memfd = -1;
   // The visit socket pair, only needed for a task with threads, is made by
   // the daemon on demand (visit_socket()).
   TRY(rs.must("socketpair for the parasite", SYS_socketpair,

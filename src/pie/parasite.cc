@@ -246,6 +246,7 @@ void close_fd(int32_t* fd) {
 }
 
 void close_fds(ParasiteArgs* a) {
+  close_fd(&a->memfd);
   close_fd(&a->pipe);
   close_fd(&a->sock[kTaskEnd]);
   close_fd(&a->visit_sock[kTaskEnd]);
@@ -258,6 +259,7 @@ extern "C" [[noreturn]] void parasite_daemon(ParasiteArgs* a) {
   // closes the sockets, which ends our waits.
   close_fd(&a->sock[kCkptEnd]);
   close_fd(&a->visit_sock[kCkptEnd]);
+  close_fd(&a->memfd);  // mapped: the mapping holds the file
   for (;;) {
     ParasiteMsg msg;
     int32_t fd = -1;

@@ -142,6 +142,7 @@ struct ParasiteRecord {
   int32_t sock[2];        // the daemon's socket pair
   int32_t visit_sock[2];  // the pair visited threads wait on
   int32_t pipe;           // the pipe's write end, -1 until kParasiteTakePipe
+  int32_t memfd;          // the parasite's own memfd, until the daemon closes it
 };
 
 struct ParasiteArgs : ParasiteRecord {

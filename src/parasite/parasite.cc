@@ -341,7 +341,8 @@ Result<void> Parasite::visit_socket() {
   std::vector<UniqueFd> got;
   TRY(send({abi::kParasiteVisitSock, 0}));
   TRY(receive(&got));
-  if (got.size() != 1) return error(EPROTO, "task {}: the parasite sent {} fds for its visit socket", leader_->tid(), got.size());
+  if (got.size() != 1)
+    return error(EPROTO, "task {}: the parasite sent {} fds for its visit socket", leader_->tid(), got.size());
   visit_sock_ = std::move(got[0]);
   return {};
 }

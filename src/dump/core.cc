@@ -10,14 +10,13 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <charconv>
 #include <functional>
 #include <span>
-#include <thread>
 
 #include "arch/x86_64/xsave.h"
 #include "base/fs.h"
+#include "base/parallel.h"
 #include "files/file_id.h"
 #include "proc/knobs.h"
 #include "proc/sched.h"
@@ -265,29 +264,18 @@ Result<void> collect_thread_proc(pid_t pid, pid_t tid, img::ThreadCore* th) {
   return {};
 }
 
-// The /proc part of every thread, on this thread and, for many threads, a
-// helper on the other core, while `ptrace_part` (which must stay on the
-// tracer thread) runs here. The two fill separate messages: protobuf
-// messages are not written from two threads at once.
+// The /proc part of every thread, shared with a helper thread, while
+// `ptrace_part` (which must stay on the tracer thread) runs here. The two
+// fill separate messages: protobuf messages are not written from two
+// threads at once.
 Result<std::vector<img::ThreadCore>> collect_threads_proc(pid_t pid, std::span<const pid_t> tids,
                                                          const std::function<Result<void>()>& ptrace_part) {
-  constexpr size_t kHelperFrom = 64;  // fewer: a thread costs more than it saves
   std::vector<img::ThreadCore> out(tids.size());
   std::vector<Result<void>> done(tids.size());
-  std::atomic<size_t> next{0};
-  auto work = [&] {
-    for (size_t i; (i = next.fetch_add(1)) < tids.size();)
-      done[i] = collect_thread_proc(pid, tids[i], &out[i]);
-  };
   Result<void> traced;
-  if (tids.size() >= kHelperFrom) {
-    std::jthread helper(work);
-    traced = ptrace_part();
-    work();
-  } else {
-    traced = ptrace_part();
-    work();
-  }
+  share_with_helper(
+      tids.size(), 64, [&](size_t i) { done[i] = collect_thread_proc(pid, tids[i], &out[i]); },
+      [&] { traced = ptrace_part(); });
   TRY(traced);
   for (size_t i = 0; i < tids.size(); i++) TRY_CTX(done[i], "thread {}", tids[i]);
   return out;

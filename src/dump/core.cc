@@ -219,7 +219,6 @@ Result<void> collect_thread_ptrace(Tracee& t, img::ThreadCore* th) {
   xs.resize(arch::xsave_used_size(xs));
   th->set_xsave(std::string(xs.begin(), xs.end()));
   th->set_blocked(TRY(t.blocked()));
-  for (const siginfo_t& si : TRY(t.pending(false))) *th->add_pending() = to_image(si);
   th->mutable_rseq()->set_abi_pointer(rseq.abi_pointer);
   th->mutable_rseq()->set_abi_size(rseq.abi_size);
   th->mutable_rseq()->set_signature(rseq.signature);
@@ -228,7 +227,8 @@ Result<void> collect_thread_ptrace(Tracee& t, img::ThreadCore* th) {
 }
 
 // What /proc and plain syscalls show of one thread: any ckpt thread may ask.
-Result<void> collect_thread_proc(pid_t pid, pid_t tid, img::ThreadCore* th) {
+// `private_pending`: the signals queued to the thread itself (SigPnd).
+Result<void> collect_thread_proc(pid_t pid, pid_t tid, img::ThreadCore* th, uint64_t* private_pending) {
   std::string comm = TRY(read_file(fmt::format("/proc/{}/task/{}/comm", pid, tid)));
   if (!comm.empty() && comm.back() == '\n') comm.pop_back();
   th->set_comm(comm);
@@ -250,6 +250,7 @@ Result<void> collect_thread_proc(pid_t pid, pid_t tid, img::ThreadCore* th) {
     return error(EOPNOTSUPP, "it has the x86 user shadow stack enabled (x86_Thread_features: shstk): "
                  "restoring a shadow stack is not supported yet");
   th->set_seccomp_mode(st.seccomp);
+  *private_pending = st.sig_pnd;
   // Audit's login uid, per thread; absent without CONFIG_AUDIT.
   if (auto text = read_file(fmt::format("/proc/{}/task/{}/loginuid", pid, tid)); text) {
     uint32_t uid = 0;
@@ -264,17 +265,23 @@ Result<void> collect_thread_proc(pid_t pid, pid_t tid, img::ThreadCore* th) {
   return {};
 }
 
+struct ThreadsFromProc {
+  std::vector<img::ThreadCore> cores;
+  std::vector<uint64_t> private_pending;
+};
+
 // The /proc part of every thread, shared with a helper thread, while
 // `ptrace_part` (which must stay on the tracer thread) runs here. The two
 // fill separate messages: protobuf messages are not written from two
 // threads at once.
-Result<std::vector<img::ThreadCore>> collect_threads_proc(pid_t pid, std::span<const pid_t> tids,
-                                                         const std::function<Result<void>()>& ptrace_part) {
-  std::vector<img::ThreadCore> out(tids.size());
+Result<ThreadsFromProc> collect_threads_proc(pid_t pid, std::span<const pid_t> tids,
+                                             const std::function<Result<void>()>& ptrace_part) {
+  ThreadsFromProc out{std::vector<img::ThreadCore>(tids.size()), std::vector<uint64_t>(tids.size())};
   std::vector<Result<void>> done(tids.size());
   Result<void> traced;
   share_with_helper(
-      tids.size(), 64, [&](size_t i) { done[i] = collect_thread_proc(pid, tids[i], &out[i]); },
+      tids.size(), 64,
+      [&](size_t i) { done[i] = collect_thread_proc(pid, tids[i], &out.cores[i], &out.private_pending[i]); },
       [&] { traced = ptrace_part(); });
   TRY(traced);
   for (size_t i = 0; i < tids.size(); i++) TRY_CTX(done[i], "thread {}", tids[i]);
@@ -363,16 +370,21 @@ Result<img::TaskCore> collect_core_outside(std::vector<Tracee>& threads) {
   std::vector<pid_t> tids;
   for (const Tracee& t : threads) tids.push_back(t.tid());
   for (size_t i = 0; i < threads.size(); i++) core.add_threads();
-  std::vector<img::ThreadCore> from_proc = TRY(collect_threads_proc(pid, tids, [&]() -> Result<void> {
+  ThreadsFromProc from_proc = TRY(collect_threads_proc(pid, tids, [&]() -> Result<void> {
     for (size_t i = 0; i < threads.size(); i++)
       TRY_CTX(collect_thread_ptrace(threads[i], core.mutable_threads(i)), "thread {}", tids[i]);
     return {};
   }));
   for (size_t i = 0; i < threads.size(); i++) {
     img::ThreadCore* th = core.mutable_threads(i);
-    th->MergeFrom(from_proc[i]);
-    // Filters, once /proc said which threads have them.
+    th->MergeFrom(from_proc.cores[i]);
+    // What only ptrace tells, for the threads /proc says have any: seccomp
+    // filters, and the signals queued to the thread (a ptrace request per
+    // thread saved where none are, nearly everywhere).
     TRY_CTX(collect_seccomp(threads[i], th), "thread {}", tids[i]);
+    if (from_proc.private_pending[i])
+      for (const siginfo_t& si : TRY_CTX(threads[i].pending(false), "thread {}", tids[i]))
+        *th->add_pending() = to_image(si);
   }
   return core;
 }

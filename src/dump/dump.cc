@@ -217,9 +217,9 @@ Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, i
                    "CAP_SYS_ADMIN): they would judge, and could kill it for, the parasite's syscalls", threads[i].tid());
 
   // The parasite: what only the task can tell, and its memory.
-  // Cured by tracing syscalls, not at a breakpoint: a breakpoint that fires
-  // after a killed ckpt detached sends a SIGTRAP that kills the task (1 kill
-  // in ~200 landed in that window), a syscall stop does not. ~11 more stops.
+  // Cured without a breakpoint: a breakpoint that fires after a killed ckpt
+  // detached sends a SIGTRAP that kills the task (1 kill in ~200 landed in
+  // that window). From outside instead, 5 stops (Parasite::cure_from_outside).
   Parasite parasite = TRY_CTX(Parasite::inject(threads[0], site, CompletionMode::SyscallTrace, log, o.faults),
                               "inject the parasite");
   TRY(o.faults.at("parasite", pid));

@@ -11,9 +11,12 @@
 
 #include <algorithm>
 #include <charconv>
+#include <functional>
+#include <span>
 
 #include "arch/x86_64/xsave.h"
 #include "base/fs.h"
+#include "base/parallel.h"
 #include "files/file_id.h"
 #include "proc/knobs.h"
 #include "proc/sched.h"
@@ -120,12 +123,22 @@ Result<void> collect_process_inside(Parasite& p, pid_t pid, img::TaskCore* core)
 }
 
 // Per-thread state only the thread can tell: credentials, clear_child_tid,
-// sigaltstack, prctl state.
-void collect_thread_inside(const abi::ThreadState& ts, img::ThreadCore* th) {
+// sigaltstack, prctl state. Groups the parasite had no room for come from
+// /proc.
+Result<void> collect_thread_inside(const Parasite::ThreadReport& r, pid_t tid, img::ThreadCore* th) {
+  const abi::ThreadState& ts = *r.state;
   img::Creds* c = th->mutable_creds();
   for (uint32_t id : {ts.uids[0], ts.uids[1], ts.uids[2], ts.fsuid}) c->add_uids(id);
   for (uint32_t id : {ts.gids[0], ts.gids[1], ts.gids[2], ts.fsgid}) c->add_gids(id);
-  for (uint32_t i = 0; i < ts.nr_groups && i < abi::kMaxGroups; i++) c->add_groups(ts.groups[i]);
+  if (r.groups.size() == ts.nr_groups) {
+    for (uint32_t g : r.groups) c->add_groups(g);
+  } else {
+    const proc::Status st = TRY(proc::read_status(tid));
+    if (st.groups.size() != ts.nr_groups)
+      return error(EAGAIN, "thread {}: {} supplementary groups in /proc, {} for the parasite", tid, st.groups.size(),
+                   ts.nr_groups);
+    for (gid_t g : st.groups) c->add_groups(g);
+  }
   c->set_cap_inh(ts.cap_inh);
   c->set_cap_prm(ts.cap_prm);
   c->set_cap_eff(ts.cap_eff);
@@ -140,13 +153,14 @@ void collect_thread_inside(const abi::ThreadState& ts, img::ThreadCore* th) {
   th->set_timerslack_ns(ts.timerslack_ns);
   th->set_pdeathsig(ts.pdeathsig);
   for (uint32_t v : ts.speculation) th->add_speculation(v);
+  return {};
 }
 
-// Seccomp mode and filters, oldest first; a filter ckpt cannot read fails
-// the dump (the task would come back less confined than it was).
-Result<void> collect_seccomp(Tracee& t, const proc::Status& st, img::ThreadCore* th) {
-  th->set_seccomp_mode(st.seccomp);
-  if (st.seccomp != 2) return {};
+// Seccomp filters, oldest first, of a thread whose mode /proc gave; a
+// filter ckpt cannot read fails the dump (the task would come back less
+// confined than it was).
+Result<void> collect_seccomp(Tracee& t, img::ThreadCore* th) {
+  if (th->seccomp_mode() != 2) return {};
   std::vector<std::pair<std::string, uint64_t>> newest_first;
   for (unsigned long i = 0;; i++) {
     auto f = t.seccomp_filter(i);
@@ -190,13 +204,9 @@ Result<void> abort_rseq_critical_section(Tracee& t, const RseqConfig& rseq, arch
   return t.set_regs(*regs);
 }
 
-// What ptrace and /proc show of one thread.
-Result<void> collect_thread_outside(Tracee& t, pid_t pid, img::ThreadCore* th) {
-  const pid_t tid = t.tid();
-  th->set_tid(tid);
-  std::string comm = TRY(read_file(fmt::format("/proc/{}/task/{}/comm", pid, tid)));
-  if (!comm.empty() && comm.back() == '\n') comm.pop_back();
-  th->set_comm(comm);
+// What ptrace shows of one thread: the tracer thread's to ask.
+Result<void> collect_thread_ptrace(Tracee& t, img::ThreadCore* th) {
+  th->set_tid(t.tid());
   arch::Regs regs = TRY(t.regs());
   if (regs.cs != arch::kUserCs64)
     return error(EOPNOTSUPP, "it runs 32-bit code (cs {:#x}): only 64-bit processes are supported", regs.cs);
@@ -209,11 +219,19 @@ Result<void> collect_thread_outside(Tracee& t, pid_t pid, img::ThreadCore* th) {
   xs.resize(arch::xsave_used_size(xs));
   th->set_xsave(std::string(xs.begin(), xs.end()));
   th->set_blocked(TRY(t.blocked()));
-  for (const siginfo_t& si : TRY(t.pending(false))) *th->add_pending() = to_image(si);
   th->mutable_rseq()->set_abi_pointer(rseq.abi_pointer);
   th->mutable_rseq()->set_abi_size(rseq.abi_size);
   th->mutable_rseq()->set_signature(rseq.signature);
   th->mutable_rseq()->set_flags(rseq.flags);
+  return {};
+}
+
+// What /proc and plain syscalls show of one thread: any ckpt thread may ask.
+// `private_pending`: the signals queued to the thread itself (SigPnd).
+Result<void> collect_thread_proc(pid_t pid, pid_t tid, img::ThreadCore* th, uint64_t* private_pending) {
+  std::string comm = TRY(read_file(fmt::format("/proc/{}/task/{}/comm", pid, tid)));
+  if (!comm.empty() && comm.back() == '\n') comm.pop_back();
+  th->set_comm(comm);
   *th->mutable_sched() = TRY(proc::read_sched(tid));
   th->set_ioprio(TRY(proc::read_ioprio(tid)));
   cpu_set_t cpus;
@@ -231,7 +249,8 @@ Result<void> collect_thread_outside(Tracee& t, pid_t pid, img::ThreadCore* th) {
   if (std::ranges::find(st.x86_thread_features, "shstk") != st.x86_thread_features.end())
     return error(EOPNOTSUPP, "it has the x86 user shadow stack enabled (x86_Thread_features: shstk): "
                  "restoring a shadow stack is not supported yet");
-  TRY(collect_seccomp(t, st, th));
+  th->set_seccomp_mode(st.seccomp);
+  *private_pending = st.sig_pnd;
   // Audit's login uid, per thread; absent without CONFIG_AUDIT.
   if (auto text = read_file(fmt::format("/proc/{}/task/{}/loginuid", pid, tid)); text) {
     uint32_t uid = 0;
@@ -244,6 +263,29 @@ Result<void> collect_thread_outside(Tracee& t, pid_t pid, img::ThreadCore* th) {
   th->set_robust_list(head);
   th->set_robust_list_len(len);
   return {};
+}
+
+struct ThreadsFromProc {
+  std::vector<img::ThreadCore> cores;
+  std::vector<uint64_t> private_pending;
+};
+
+// The /proc part of every thread, shared with a helper thread, while
+// `ptrace_part` (which must stay on the tracer thread) runs here. The two
+// fill separate messages: protobuf messages are not written from two
+// threads at once.
+Result<ThreadsFromProc> collect_threads_proc(pid_t pid, std::span<const pid_t> tids,
+                                             const std::function<Result<void>()>& ptrace_part) {
+  ThreadsFromProc out{std::vector<img::ThreadCore>(tids.size()), std::vector<uint64_t>(tids.size())};
+  std::vector<Result<void>> done(tids.size());
+  Result<void> traced;
+  share_with_helper(
+      tids.size(), 64,
+      [&](size_t i) { done[i] = collect_thread_proc(pid, tids[i], &out.cores[i], &out.private_pending[i]); },
+      [&] { traced = ptrace_part(); });
+  TRY(traced);
+  for (size_t i = 0; i < tids.size(); i++) TRY_CTX(done[i], "thread {}", tids[i]);
+  return out;
 }
 
 void collect_mm(const proc::Stat& stat, img::MmCore* mm) {
@@ -325,7 +367,25 @@ Result<img::TaskCore> collect_core_outside(std::vector<Tracee>& threads) {
                  "which ckpt lacks", pid, knobs.oom_score_adj, own_adj);
   core.set_oom_score_adj(knobs.oom_score_adj);
   core.set_coredump_filter(knobs.coredump_filter);
-  for (Tracee& t : threads) TRY_CTX(collect_thread_outside(t, pid, core.add_threads()), "thread {}", t.tid());
+  std::vector<pid_t> tids;
+  for (const Tracee& t : threads) tids.push_back(t.tid());
+  for (size_t i = 0; i < threads.size(); i++) core.add_threads();
+  ThreadsFromProc from_proc = TRY(collect_threads_proc(pid, tids, [&]() -> Result<void> {
+    for (size_t i = 0; i < threads.size(); i++)
+      TRY_CTX(collect_thread_ptrace(threads[i], core.mutable_threads(i)), "thread {}", tids[i]);
+    return {};
+  }));
+  for (size_t i = 0; i < threads.size(); i++) {
+    img::ThreadCore* th = core.mutable_threads(i);
+    th->MergeFrom(from_proc.cores[i]);
+    // What only ptrace tells, for the threads /proc says have any: seccomp
+    // filters, and the signals queued to the thread (a ptrace request per
+    // thread saved where none are, nearly everywhere).
+    TRY_CTX(collect_seccomp(threads[i], th), "thread {}", tids[i]);
+    if (from_proc.private_pending[i])
+      for (const siginfo_t& si : TRY_CTX(threads[i].pending(false), "thread {}", tids[i]))
+        *th->add_pending() = to_image(si);
+  }
   return core;
 }
 
@@ -333,14 +393,17 @@ Result<void> collect_core_inside(Parasite& p, std::vector<Tracee>& threads, img:
   const pid_t pid = threads[0].tid();
   const uint32_t last_cap = TRY(proc::read_cap_last_cap());
   TRY(collect_process_inside(p, pid, core));
-  for (size_t i = 0; i < threads.size(); i++) {
+  TRY_CTX(collect_thread_inside(TRY(p.main_thread_state(last_cap)), pid, core->mutable_threads(0)), "thread {}", pid);
+  std::vector<Tracee*> others;
+  std::vector<Parasite::KnownState> known;
+  for (size_t i = 1; i < threads.size(); i++) {
     const img::ThreadCore& th = core->threads(i);
-    const Parasite::KnownState known{{reinterpret_cast<const uint8_t*>(th.xsave().data()), th.xsave().size()},
-                                     th.blocked()};
-    const abi::ThreadState* ts = TRY_CTX(p.thread_state(threads[i], last_cap, known), "thread {}", threads[i].tid());
-    collect_thread_inside(*ts, core->mutable_threads(i));
+    others.push_back(&threads[i]);
+    known.push_back({{reinterpret_cast<const uint8_t*>(th.xsave().data()), th.xsave().size()}, th.blocked()});
   }
-  return {};
+  return p.visit(others, last_cap, known, [&](size_t i, const Parasite::ThreadReport& r) {
+    return collect_thread_inside(r, threads[i + 1].tid(), core->mutable_threads(i + 1));
+  });
 }
 
 }  // namespace ckpt::dump

@@ -61,7 +61,10 @@ Result<ImageDir> ImageDir::open(const std::string& path, SharedDir shared) {
 
 Result<void> ImageDir::commit(TempFile& tmp, TempFile::Replace replace) {
   TRY(tmp.commit(durable_, replace));
-  written_.push_back(tmp.name());
+  {
+    std::lock_guard held(written_->lock);
+    written_->names.push_back(tmp.name());
+  }
   if (durable_) {
     // The rename is a change of the directory: it is durable once the
     // directory is synced (ext4 and xfs make no promise before that).
@@ -73,8 +76,10 @@ Result<void> ImageDir::commit(TempFile& tmp, TempFile::Replace replace) {
 
 void ImageDir::remove_written() {
   // Best effort, on a failure path that has its own error to report.
-  for (const std::string& n : written_) (void)dir_.remove(n);
-  written_.clear();
+  if (!written_) return;  // moved from
+  std::lock_guard held(written_->lock);
+  for (const std::string& n : written_->names) (void)dir_.remove(n);
+  written_->names.clear();
 }
 
 Result<void> ImageDir::sync_parent() const {

@@ -11,6 +11,8 @@
 
 #include <sys/types.h>
 
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -81,6 +83,7 @@ class ImageDir {
   Result<TempFile> create_temp(const std::string& name) const { return TempFile::create(dir_, name); }
   Result<void> commit(TempFile& tmp, TempFile::Replace replace = TempFile::Replace::No);
   // Removes every file committed by this ImageDir (a failed dump's images).
+  // write() and commit() may be called from several threads at once.
   void remove_written();
 
  private:
@@ -88,7 +91,12 @@ class ImageDir {
   Result<void> sync_parent() const;
   Dir dir_;
   bool durable_ = false;
-  std::vector<std::string> written_;
+  // Committed names; dump writes images from two threads at once.
+  struct Written {
+    std::mutex lock;
+    std::vector<std::string> names;
+  };
+  std::unique_ptr<Written> written_ = std::make_unique<Written>();
 };
 
 }  // namespace ckpt::image

@@ -12,8 +12,10 @@
 #include <cstring>
 
 #include "arch/x86_64/page.h"
+#include "base/check.h"
 #include "base/scm.h"
 #include "arch/x86_64/sigframe.h"
+#include "arch/x86_64/xsave.h"
 #include "pie/parasite_blob.h"
 #include "proc/status.h"
 #include "ptrace/remote_syscall.h"
@@ -24,24 +26,28 @@ namespace {
 
 constexpr size_t kFrameArea = 64 << 10;  // a sigframe with the largest xsave area
 constexpr size_t kStack = 64 << 10;
-constexpr size_t kThreadStack = 32 << 10;
+constexpr size_t kVisitStack = 16 << 10;
 constexpr size_t kPipeSize = 1 << 20;  // fs.pipe-max-size's default: more needs CAP_SYS_RESOURCE
 constexpr uint64_t kEflagsDf = 1 << 10;
 constexpr unsigned kMfdExec = 0x10;  // Linux 6.3: executable even under vm.memfd_noexec=1
 
-
-// Where things are in the shared mapping.
+// Where things are in the shared mapping: the blob, its arguments, the
+// daemon's frame and stack, then a frame and a stack per visit slot, each
+// frame as large as this machine's xsave area needs.
 struct Layout {
-  size_t args, frame, stack_top, visit_frame, visit_stack_top, total;
+  size_t args, frame, stack_top, visits, visit_frame_area, visit_slot, total;
+  size_t visit_frame(size_t slot) const { return visits + slot * visit_slot; }
+  size_t visit_stack_top(size_t slot) const { return visits + (slot + 1) * visit_slot; }
 };
 Layout layout() {
   Layout l;
   l.args = arch::page_up(std::max<size_t>(pie::parasite::k_blob_end, pie::parasite::image().size()));
   l.frame = l.args + arch::page_up(sizeof(abi::ParasiteArgs));
   l.stack_top = l.frame + kFrameArea + kStack;
-  l.visit_frame = l.stack_top;
-  l.visit_stack_top = l.visit_frame + kFrameArea + kThreadStack;
-  l.total = l.visit_stack_top;
+  l.visits = l.stack_top;
+  l.visit_frame_area = arch::page_up(arch::xsave_regset_size() + arch::kPageSize);  // + ucontext, siginfo, alignment
+  l.visit_slot = l.visit_frame_area + kVisitStack;
+  l.total = l.visit_frame(abi::kVisitSlots);
   return l;
 }
 
@@ -59,6 +65,7 @@ const char* step_name(uint32_t step) {
     case abi::kPsSendmsg: return "sendmsg";
     case abi::kPsRecvmsg: return "recvmsg";
     case abi::kPsUnknownCmd: return "command dispatch";
+    case abi::kPsSocketpair: return "socketpair";
   }
   return "an unknown step";
 }
@@ -89,7 +96,7 @@ Result<UniqueFd> take_fd(int pidfd, pid_t pid, int fd, std::string_view what) {
 
 std::vector<int> parasite_fds(const abi::ParasiteRecord& a) {
   std::vector<int> fds;
-  for (int fd : {a.sock[0], a.sock[1], a.visit_sock[0], a.visit_sock[1], a.pipe})
+  for (int fd : {a.sock[0], a.sock[1], a.visit_sock[0], a.visit_sock[1], a.pipe, a.memfd})
     if (fd >= 0) fds.push_back(fd);
   return fds;
 }
@@ -114,8 +121,8 @@ Result<Parasite> Parasite::inject(Tracee& leader, const SyscallSite& site, Compl
 }
 
 // In the task, through remote syscalls: a memfd mapped at base_ (code
-// read-only, data not executable: W^X, and allowed under MDWE) and two unix
-// socket pairs; ckpt takes the memfd and one end of each with pidfd_getfd.
+// read-only, data not executable: W^X, and allowed under MDWE) and a unix
+// socket pair; ckpt takes the memfd and one end with pidfd_getfd.
 // What stays in the task is in the shared fd record from the moment it
 // exists (socketpair writes its fds there), so that nothing is lost if ckpt
 // is killed now. On failure leaves nothing.
@@ -138,26 +145,31 @@ Result<void> Parasite::map_into_task() {
   if (memfd < 0) return error(static_cast<int>(-memfd), "task {}: remote memfd_create", pid);
   undo.memfd = static_cast<int>(memfd);
   const uint64_t fd = static_cast<uint64_t>(memfd);
-  TRY(rs.must("ftruncate of the parasite's memfd", SYS_ftruncate, {fd, l.total}));
+  // Sized from here: the same file, without a remote syscall.
+  UniqueFd local_memfd = TRY(take_fd(pidfd.get(), pid, undo.memfd, "parasite's memfd"));
+  if (ftruncate(local_memfd.get(), static_cast<off_t>(l.total)) < 0)
+    return sys_error("task {}: ftruncate of the parasite's memfd", pid);
   base_ = TRY(rs.must("mmap of the parasite", SYS_mmap, {0, l.total, PROT_READ | PROT_EXEC, MAP_SHARED, fd, 0}));
   undo.map = base_;
   undo.len = l.total;
   TRY(rs.must("mmap of the parasite's data", SYS_mmap,
               {base_ + l.args, l.total - l.args, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, l.args}));
-  UniqueFd local_memfd = TRY(take_fd(pidfd.get(), pid, undo.memfd, "parasite's memfd"));
   local_ = TRY_CTX(Mapping::map(l.total, PROT_READ | PROT_WRITE, MAP_SHARED, local_memfd.get()),
                    "task {}: map the parasite's memfd into ckpt", pid);
-  TRY(rs.must("close of the parasite's memfd", SYS_close, {fd}));
-  undo.memfd = -1;
 
+  // From here on the record holds the memfd, which the daemon closes first
+  // thing: no remote close.
   abi::ParasiteArgs* a = args();
   a->sock[0] = a->sock[1] = a->visit_sock[0] = a->visit_sock[1] = a->pipe = -1;
+  a->memfd = undo.memfd;
   a->version = abi::kParasiteAbiVersion;  // a later dump trusts the record from here on
   undo.args = a;
-  for (size_t pair : {offsetof(abi::ParasiteRecord, sock), offsetof(abi::ParasiteRecord, visit_sock)})
-    TRY(rs.must("socketpair for the parasite", SYS_socketpair, {AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, base_ + l.args + pair}));
+  undo.memfd = -1;
+  // The visit socket pair, only needed for a task with threads, is made by
+  // the daemon on demand (visit_socket()).
+  TRY(rs.must("socketpair for the parasite", SYS_socketpair,
+              {AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, base_ + l.args + offsetof(abi::ParasiteRecord, sock)}));
   sock_ = TRY(take_fd(pidfd.get(), pid, a->sock[abi::kCkptEnd], "parasite's socket"));
-  visit_sock_ = TRY(take_fd(pidfd.get(), pid, a->visit_sock[abi::kCkptEnd], "parasite's socket"));
   undo.keep = true;
   return rs.end();
 }
@@ -173,7 +185,7 @@ Result<void> Parasite::start() {
   abi::ParasiteArgs* a = args();
   for (const siginfo_t& si : TRY(t.pending(false))) a->sigpipe_pending |= si.si_signo == SIGPIPE;
   a->seccomp = TRY(proc::read_status(t.tid())).seccomp != 0;
-  TRY(put_frame(l.frame, orig_.regs, orig_.xsave, orig_.sigmask));
+  TRY(put_frame(l.frame, kFrameArea, orig_.regs, orig_.xsave, orig_.sigmask));
   a->sigframe = base_ + l.frame + arch::rt_sigframe_rsp_offset();
 
   // Armed while it is stopped: the daemon then runs until it hits it.
@@ -189,26 +201,29 @@ Result<void> Parasite::start() {
   return {};
 }
 
-// A frame for rt_sigreturn into that state, at `offset` in the shared mapping.
-Result<void> Parasite::put_frame(size_t offset, const arch::Regs& regs, std::span<const uint8_t> xsave,
+// A frame for rt_sigreturn into that state, at `offset` in the shared
+// mapping, in `room` bytes.
+Result<void> Parasite::put_frame(size_t offset, size_t room, const arch::Regs& regs, std::span<const uint8_t> xsave,
                                  uint64_t sigmask) {
   // The parasite never touches the sigaltstack: the frame leaves it as it is.
   auto frame = TRY(arch::build_rt_sigframe(base_ + offset, regs, xsave, sigmask, arch::AltStackState::unchanged()));
-  if (frame.size() > kFrameArea)
+  if (frame.size() > room)
     return error(E2BIG, "task {}: a sigframe of {} bytes does not fit the parasite's {}", leader_->tid(),
-                 frame.size(), kFrameArea);
+                 frame.size(), room);
   std::memcpy(local_.data() + offset, frame.data(), frame.size());
   return {};
 }
 
 // Runs a stopped thread from `entry` in the blob on the stack ending at
-// `stack_top`, the arguments in rdi and every signal blocked. orig_rax = -1:
-// the kernel must not restart a syscall from these registers.
-Result<void> Parasite::run_blob(Tracee& t, const arch::Regs& from, uint64_t entry, size_t stack_top) {
+// `stack_top`, the arguments in rdi (and `arg2` in rsi) and every signal
+// blocked. orig_rax = -1: the kernel must not restart a syscall from these
+// registers.
+Result<void> Parasite::run_blob(Tracee& t, const arch::Regs& from, uint64_t entry, size_t stack_top, uint64_t arg2) {
   arch::Regs r = from;
   r.rip = base_ + entry;
   r.rsp = base_ + stack_top;
   r.rdi = base_ + layout().args;
+  r.rsi = arg2;
   r.orig_rax = static_cast<uint64_t>(-1);
   r.eflags &= ~kEflagsDf;  // the ABI the blob is compiled for
   // Registers first: a ckpt killed in between leaves the blob to run with
@@ -245,23 +260,36 @@ Result<void> Parasite::check_running(Tracee& t) {
   return std::unexpected(explain(t, *s));
 }
 
-// Waits until one of `fds` is ready, making sure that `t`, which runs
-// parasite code meanwhile, has neither crashed nor died: whenever a tracee
+// Waits until one of `fds` is ready, making sure that `running`, which run
+// parasite code meanwhile, have neither crashed nor died: whenever a tracee
 // stops or dies (SIGCHLD), so that one stopped by job control goes on at
-// once, and every 100 ms.
-Result<void> Parasite::poll_while_running(std::span<pollfd> fds, Tracee& t) {
+// once, and every 100 ms. `stopped`, if given, is set for a thread that
+// stopped for good (it is not running any more).
+Result<void> Parasite::poll_while_running(std::span<pollfd> fds, std::span<Tracee* const> running,
+                                          std::vector<bool>* stopped) {
   ChildEvents events;
   std::vector<pollfd> all(fds.begin(), fds.end());
   all.push_back({TRY(events.fd()), POLLIN, 0});
   for (;;) {
     int n = poll(all.data(), all.size(), 100);
-    if (n < 0 && errno != EINTR) return sys_error("task {}: poll the parasite's sockets", t.tid());
+    if (n < 0 && errno != EINTR) return sys_error("task {}: poll the parasite's sockets", leader_->tid());
     bool ready = false;
     for (size_t i = 0; i < fds.size(); i++) ready |= (fds[i].revents = all[i].revents) != 0;
     if (ready) return {};
     events.drain();
-    TRY(check_running(t));
+    for (size_t i = 0; i < running.size(); i++) {
+      if (stopped && (*stopped)[i]) continue;
+      auto r = check_running(*running[i]);
+      if (r) continue;
+      if (stopped) (*stopped)[i] = true;
+      return r;
+    }
   }
+}
+
+Result<void> Parasite::poll_while_running(std::span<pollfd> fds, Tracee& t) {
+  Tracee* one = &t;
+  return poll_while_running(fds, {&one, 1});
 }
 
 Error Parasite::explain(Tracee& t, const Stop& s) const {
@@ -301,58 +329,129 @@ Result<const abi::ProcessState*> Parasite::process_state() {
   return &args()->process;
 }
 
-Result<const abi::ThreadState*> Parasite::thread_state(Tracee& t, uint32_t last_cap, const KnownState& known) {
-  args()->thread.last_cap = last_cap;
-  if (&t == leader_) TRY(call(abi::kParasiteThread));
-  else TRY(visit(t, known));
-  return &args()->thread;
+Result<Parasite::ThreadReport> Parasite::main_thread_state(uint32_t last_cap) {
+  args()->thread.state.last_cap = last_cap;
+  TRY(call(abi::kParasiteThread));
+  const abi::DaemonThread& d = args()->thread;
+  return ThreadReport{&d.state, {d.groups, std::min<size_t>(d.state.nr_groups, abi::kMaxGroups)}};
 }
 
-// Sends a stopped thread through parasite_thread_entry and back. It says
-// when its state is collected and waits; ckpt interrupts that wait and puts
-// its registers and mask back, where the kernel still restarts a syscall
-// they were in. Were ckpt gone, the wait would end and the thread return
-// through a frame of its own state. The blob touches no FPU state.
-Result<void> Parasite::visit(Tracee& t, const KnownState& known) {
+Result<void> Parasite::visit_socket() {
+  if (visit_sock_) return {};
+  std::vector<UniqueFd> got;
+  TRY(send({abi::kParasiteVisitSock, 0}));
+  TRY(receive(&got));
+  if (got.size() != 1)
+    return error(EPROTO, "task {}: the parasite sent {} fds for its visit socket", leader_->tid(), got.size());
+  visit_sock_ = std::move(got[0]);
+  return {};
+}
+
+Result<void> Parasite::visit(std::span<Tracee* const> threads, uint32_t last_cap, std::span<const KnownState> known,
+                             const std::function<Result<void>(size_t, const ThreadReport&)>& take) {
+  if (threads.empty()) return {};
+  TRY(visit_socket());
+  CHECK(threads.size() == known.size(), "task {}: {} threads, {} known states", leader_->tid(), threads.size(),
+        known.size());
+  for (size_t at = 0; at < threads.size(); at += abi::kVisitSlots) {
+    const size_t n = std::min<size_t>(threads.size() - at, abi::kVisitSlots);
+    TRY(visit_batch(threads.subspan(at, n), last_cap, known.subspan(at, n)));
+    for (size_t i = 0; i < n; i++) {
+      const abi::VisitSlot& slot = args()->visits[i];
+      const ThreadReport report{&slot.state, {slot.groups, std::min<size_t>(slot.state.nr_groups, abi::kVisitGroups)}};
+      TRY_CTX(take(at + i, report), "thread {}", threads[at + i]->tid());
+    }
+  }
+  return {};
+}
+
+// Sends stopped threads, one per slot, through parasite_thread_entry and
+// back, all at once. Each says when its state is collected and waits; ckpt
+// interrupts that wait and puts its registers and mask back, where the
+// kernel still restarts a syscall they were in. Were ckpt gone, the wait
+// would end and the thread return through its slot's frame of its own
+// state. Every thread sent is taken back, whatever fails. The blob touches
+// no FPU state.
+Result<void> Parasite::visit_batch(std::span<Tracee* const> threads, uint32_t last_cap,
+                                   std::span<const KnownState> known) {
   const Layout l = layout();
-  const arch::Regs saved = TRY(t.regs());
-  arch::Regs resume = saved;
-  arch::rewind_restartable_syscall(resume, arch::Restart::InPlace);
-  TRY(put_frame(l.visit_frame, resume, known.xsave, known.sigmask));
-  args()->visit_frame = base_ + l.visit_frame + arch::rt_sigframe_rsp_offset();
-  args()->thread.err = 0;
-  TRY(run_blob(t, saved, pie::parasite::k_parasite_thread_entry, l.visit_stack_top));
-  auto done = visit_done(t);
-  if (done) {
-    TRY(faults_->at("visit"));
-    TRY(t.interrupt());
-    Stop s = TRY(t.wait_past_sigstop(false));
-    if (s.gone()) return error(ESRCH, "thread {} {} in the parasite", t.tid(), s.describe());
-  } else if (done.error().err == ESRCH) {
-    return done;
+  std::vector<arch::Regs> saved;
+  saved.reserve(threads.size());
+  std::vector<bool> stopped(threads.size(), false);  // for good: crashed or gone
+  auto send_and_wait = [&]() -> Result<void> {
+    for (size_t i = 0; i < threads.size(); i++) {
+      Tracee& t = *threads[i];
+      const arch::Regs regs = TRY(t.regs());
+      arch::Regs resume = regs;
+      arch::rewind_restartable_syscall(resume, arch::Restart::InPlace);
+      TRY(put_frame(l.visit_frame(i), l.visit_frame_area, resume, known[i].xsave, known[i].sigmask));
+      abi::VisitSlot& slot = args()->visits[i];
+      slot.frame = base_ + l.visit_frame(i) + arch::rt_sigframe_rsp_offset();
+      slot.state.last_cap = last_cap;
+      slot.state.err = 0;
+      const uint64_t slot_addr = base_ + (reinterpret_cast<const char*>(&slot) - local_.data());
+      saved.push_back(regs);
+      // Not resumed, if it failed: stopped with (some of) the blob's registers.
+      if (auto r = run_blob(t, regs, pie::parasite::k_parasite_thread_entry, l.visit_stack_top(i), slot_addr); !r) {
+        stopped[i] = true;
+        return r;
+      }
+    }
+    TRY(visits_done(threads, &stopped));
+    return faults_->at("visit");
+  };
+  Result<void> sent = send_and_wait();
+  // Take back every thread that got into the blob: interrupt those that run
+  // first, so that they stop while ckpt waits for the others.
+  Result<void> back;
+  auto keep_first = [&](Result<void> r) {
+    if (!r && back) back = std::move(r);
+  };
+  for (size_t i = 0; i < saved.size(); i++)
+    if (!stopped[i]) keep_first(threads[i]->interrupt());
+  for (size_t i = 0; i < saved.size(); i++) {
+    Tracee& t = *threads[i];
+    if (!stopped[i]) {
+      auto s = t.wait_past_sigstop(false);
+      if (!s) {
+        keep_first(std::unexpected(s.error()));
+        continue;
+      }
+      if (s->gone()) {
+        keep_first(error(ESRCH, "thread {} {} in the parasite", t.tid(), s->describe()));
+        continue;
+      }
+    }
+    // Stopped: taken back from its wait, or where it crashed. Mask first: a
+    // ckpt killed in between leaves the thread in the blob, which returns
+    // through its frame, not in its own code with every signal blocked.
+    keep_first(t.set_blocked(known[i].sigmask));
+    keep_first(t.set_regs(saved[i]));
   }
-  // Stopped: taken back from its wait, or where it crashed. Mask first: a
-  // ckpt killed in between leaves the thread in the blob, which returns
-  // through its frame, not in its own code with every signal blocked.
-  TRY(t.set_blocked(known.sigmask));
-  TRY(t.set_regs(saved));
-  if (done && args()->thread.err)
-    return error(args()->thread.err, "thread {}: the parasite's {} failed", t.tid(), step_name(args()->thread.step));
-  return done;
+  TRY(sent);
+  TRY(back);
+  for (size_t i = 0; i < threads.size(); i++)
+    if (const abi::ThreadState& st = args()->visits[i].state; st.err)
+      return error(st.err, "thread {}: the parasite's {} failed", threads[i]->tid(), step_name(st.step));
+  return {};
 }
 
-// Waits for a visited thread's word that its state is collected.
-Result<void> Parasite::visit_done(Tracee& t) {
-  for (;;) {
+// Waits for every visited thread's word that its state is collected.
+Result<void> Parasite::visits_done(std::span<Tracee* const> threads, std::vector<bool>* stopped) {
+  for (size_t got_all = 0; got_all < threads.size();) {
     pollfd pfd{visit_sock_.get(), POLLIN, 0};
-    TRY(poll_while_running({&pfd, 1}, t));
+    TRY(poll_while_running({&pfd, 1}, threads, stopped));
     char done;
-    ssize_t got = recv(visit_sock_.get(), &done, 1, 0);
-    if (got == 1) return {};
-    if (got < 0 && errno == EINTR) continue;
-    if (got < 0) return sys_error("thread {}: read the parasite's visit socket", t.tid());
-    return error(ECONNRESET, "thread {}: the parasite's visit socket closed", t.tid());
+    ssize_t got = recv(visit_sock_.get(), &done, 1, MSG_DONTWAIT);
+    if (got == 1) {
+      got_all++;
+      continue;
+    }
+    if (got < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (got < 0) return sys_error("task {}: read the parasite's visit socket", leader_->tid());
+    return error(ECONNRESET, "task {}: the parasite's visit socket closed", leader_->tid());
   }
+  return {};
 }
 
 Result<std::vector<abi::TimerState>> Parasite::timers(std::span<const int32_t> ids) {
@@ -454,12 +553,7 @@ Result<unsigned> Parasite::cure() {
   // Never started, or stopped where it cannot finish by itself: rescue().
   if (!running_) return error(ESRCH, "task {}: the parasite does not run", t.tid());
   TRY(check_running(t));  // a SIGSTOP taken meanwhile is kept; a crash ends here
-  if (mode_ == CompletionMode::SyscallTrace) {
-    TRY(t.interrupt());
-    Stop s = TRY(t.wait_past_sigstop(false));
-    running_ = false;
-    if (s.gone()) return error(ESRCH, "task {} {} before the parasite's cure", t.tid(), s.describe());
-  }
+  if (mode_ == CompletionMode::SyscallTrace) return cure_from_outside();
   CompletionTask task{&t, {orig_.regs, orig_.xsave, orig_.sigmask}};
   task.running = mode_ == CompletionMode::Breakpoint;
   const CompletionSite site{base_ + pie::parasite::k_rst_sigreturn, base_ + pie::parasite::k_rst_syscall, base_,
@@ -469,6 +563,38 @@ Result<unsigned> Parasite::cure() {
   TRY(complete({&task, 1}, mode_, site, release, [&](Tracee& tr, const Stop& s) { return explain(tr, s); }));
   drop();
   return task.stops;
+}
+
+// Without a breakpoint, 5 stops instead of tracing the daemon's way out
+// syscall by syscall (~12):
+//   1. the daemon closes all its fds but its socket, and waits there for
+//      the next command: ckpt interrupts that wait;
+//   2. ckpt loads the task's own state, as rt_sigreturn would;
+//   3-4. from that state, a kill-safe remote close of the daemon's socket;
+//   5-6. and a remote munmap of the parasite.
+// Killed before 2, ckpt closes its end of the socket and the daemon returns
+// through its frame (parasite_selfcure); after 2, the task runs its own code
+// and the next dump removes what is left (src/parasite/leftovers.h).
+Result<unsigned> Parasite::cure_from_outside() {
+  Tracee& t = *leader_;
+  const unsigned before = t.stops();
+  TRY(call(abi::kParasiteCloseExtras));
+  TRY(t.interrupt());
+  Stop s = TRY(t.wait_past_sigstop(false));
+  running_ = false;
+  if (s.gone()) return error(ESRCH, "task {} {} before the parasite's cure", t.tid(), s.describe());
+  TRY(load_final_state(t, {orig_.regs, orig_.xsave, orig_.sigmask}));
+  {
+    RemoteSyscalls rs = TRY(RemoteSyscalls::begin(t, site_));
+    int32_t& sock = args()->sock[abi::kTaskEnd];
+    TRY(rs.must(fmt::format("close of the parasite's socket (fd {})", sock), SYS_close, {static_cast<uint64_t>(sock)}));
+    sock = -1;
+    TRY(rs.must(fmt::format("munmap of the parasite at {:#x}-{:#x}", base_, base_ + local_.size()), SYS_munmap,
+                {base_, local_.size()}));
+    TRY(rs.end());
+  }
+  drop();
+  return t.stops() - before;
 }
 
 void Parasite::drop() {

@@ -4,16 +4,20 @@
 // Injection (the main thread stopped, through remote syscalls): the task
 // creates a memfd and maps it; ckpt takes the same memfd with pidfd_getfd
 // and maps it too, so the blob, its arguments and results live in memory
-// both see. The task creates two unix socket pairs, straight into the fd
-// record at the start of that memory, and ckpt takes one end of each. The
-// main thread then runs the daemon on the parasite's own stack, every
-// signal blocked; the other threads stay stopped and are sent, one at a
-// time, through a short visit that collects their own state.
+// both see (sized by ckpt, on its copy). The task creates a unix socket
+// pair, straight into the fd record at the start of that memory, and ckpt
+// takes one end. The main thread then runs the daemon on the parasite's own
+// stack, every signal blocked; the other threads stay stopped and are sent,
+// kVisitSlots at a time, through a short visit that collects their own
+// state, over a second socket pair the daemon makes for them.
 //
-// Cure is restore's completion, the same code (src/ptrace/completion.h):
-// the daemon, told to finish, closes its fds and calls rst_sigreturn with a
-// frame of the task's own registers; ckpt catches it there (breakpoint, or
-// syscall tracing), unmaps the parasite and loads those registers.
+// Cure with a breakpoint is restore's completion, the same code
+// (src/ptrace/completion.h): the daemon, told to finish, closes its fds and
+// calls rst_sigreturn with a frame of the task's own registers; ckpt catches
+// it there, unmaps the parasite and loads those registers. Without one (as
+// every dump cures: see dump.cc), ckpt stops the daemon in its wait for a
+// command, loads the task's own state and takes the rest out from there
+// with kill-safe remote syscalls (cure_from_outside: 5 stops).
 //
 // If ckpt dies, the socket closes and the daemon returns into the same frame
 // on its own (parasite_selfcure): the task goes on, the inert mapping stays.
@@ -25,6 +29,7 @@
 #include <poll.h>
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -67,9 +72,18 @@ class Parasite {
     std::span<const uint8_t> xsave;
     uint64_t sigmask;
   };
-  // `t`: the main thread (asks the daemon; `known` unused) or another
-  // stopped thread of the task (visits it). Valid until the next call.
-  Result<const abi::ThreadState*> thread_state(Tracee& t, uint32_t last_cap, const KnownState& known);
+  // A thread's state as the parasite read it, valid until the next call;
+  // groups: those that fit (fewer than state->nr_groups if not all did).
+  struct ThreadReport {
+    const abi::ThreadState* state;
+    std::span<const uint32_t> groups;
+  };
+  // The main thread's, from the daemon.
+  Result<ThreadReport> main_thread_state(uint32_t last_cap);
+  // The other stopped threads', kVisitSlots at a time, each visiting the
+  // blob on its own stack: `take(i, report)` for threads[i].
+  Result<void> visit(std::span<Tracee* const> threads, uint32_t last_cap, std::span<const KnownState> known,
+                     const std::function<Result<void>(size_t, const ThreadReport&)>& take);
   // timer_gettime and timer_getoverrun of each id.
   Result<std::vector<abi::TimerState>> timers(std::span<const int32_t> ids);
   // Duplicates of the task's `task_fds`, sent over the socket.
@@ -110,12 +124,17 @@ class Parasite {
   Result<void> move_drained(uint64_t total, int out, Progress* progress);
   Result<void> check_running(Tracee& t);
   Result<void> poll_while_running(std::span<pollfd> fds, Tracee& t);
-  Result<void> put_frame(size_t offset, const arch::Regs& regs, std::span<const uint8_t> xsave, uint64_t sigmask);
-  Result<void> run_blob(Tracee& t, const arch::Regs& from, uint64_t entry, size_t stack_top);
-  Result<void> visit_done(Tracee& t);
+  Result<void> poll_while_running(std::span<pollfd> fds, std::span<Tracee* const> running,
+                                  std::vector<bool>* stopped = nullptr);
+  Result<void> put_frame(size_t offset, size_t room, const arch::Regs& regs, std::span<const uint8_t> xsave,
+                         uint64_t sigmask);
+  Result<void> run_blob(Tracee& t, const arch::Regs& from, uint64_t entry, size_t stack_top, uint64_t arg2 = 0);
+  Result<void> visit_batch(std::span<Tracee* const> threads, uint32_t last_cap, std::span<const KnownState> known);
+  Result<void> visits_done(std::span<Tracee* const> threads, std::vector<bool>* stopped);
   Error explain(Tracee& t, const Stop& s) const;
-  Result<void> visit(Tracee& t, const KnownState& known);
   Result<void> rescue();
+  Result<unsigned> cure_from_outside();
+  Result<void> visit_socket();
   // The parasite is out of the task: drop ckpt's side of it.
   void drop();
 

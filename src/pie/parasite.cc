@@ -2,7 +2,8 @@
 // tells ckpt what only the task can tell. ckpt maps it, with its arguments,
 // stacks and a sigframe holding the task's own registers, in a memfd that
 // both see (src/parasite/parasite.h), and points the main thread at
-// parasite_entry; the other threads visit parasite_thread_entry one by one.
+// parasite_entry; the other threads visit parasite_thread_entry, many at
+// once, each with its own slot, stack and frame.
 //
 // Every signal is blocked while it runs (ckpt set the mask); it never uses
 // the task's stack or memory beyond what it is asked to read, and it is
@@ -26,6 +27,7 @@ extern "C" {
 namespace {
 
 constexpr int kSolSocket = 1, kScmRights = 1;
+constexpr int kAfUnix = 1, kSockSeqpacket = 5, kSockCloexec = 0x80000;
 constexpr int kMsgNosignal = 0x4000, kMsgCmsgCloexec = 0x40000000;
 constexpr int kSigPipe = 13, kSigKill = 9, kSigStop = 19;
 
@@ -112,13 +114,15 @@ void collect_process(ParasiteArgs* a, Failure& f) {
   collect_membarrier(p);
 }
 
-void collect_thread(ThreadState* t, Failure& f) {
+// `groups`: room for `room` of them; nr_groups tells how many there are.
+void collect_thread(ThreadState* t, uint32_t* groups, uint32_t room, Failure& f) {
   check(f, sys(__NR_getresuid, &t->uids[0], &t->uids[1], &t->uids[2]), kPsCreds, 0);
   check(f, sys(__NR_getresgid, &t->gids[0], &t->gids[1], &t->gids[2]), kPsCreds, 1);
   // setfs[ug]id(-1) changes nothing and returns the current value.
   t->fsuid = static_cast<uint32_t>(sys(__NR_setfsuid, -1));
   t->fsgid = static_cast<uint32_t>(sys(__NR_setfsgid, -1));
-  long n = sys(__NR_getgroups, kMaxGroups, t->groups);
+  long n = sys(__NR_getgroups, room, groups);
+  if (n == -22 /* EINVAL: more than room */) n = sys(__NR_getgroups, 0, 0);
   if (check(f, n, kPsCreds, 2)) t->nr_groups = static_cast<uint32_t>(n);
   __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
   __user_cap_data_struct caps[2] = {};
@@ -242,6 +246,7 @@ void close_fd(int32_t* fd) {
 }
 
 void close_fds(ParasiteArgs* a) {
+  close_fd(&a->memfd);
   close_fd(&a->pipe);
   close_fd(&a->sock[kTaskEnd]);
   close_fd(&a->visit_sock[kTaskEnd]);
@@ -254,6 +259,7 @@ extern "C" [[noreturn]] void parasite_daemon(ParasiteArgs* a) {
   // closes the sockets, which ends our waits.
   close_fd(&a->sock[kCkptEnd]);
   close_fd(&a->visit_sock[kCkptEnd]);
+  close_fd(&a->memfd);  // mapped: the mapping holds the file
   for (;;) {
     ParasiteMsg msg;
     int32_t fd = -1;
@@ -267,7 +273,7 @@ extern "C" [[noreturn]] void parasite_daemon(ParasiteArgs* a) {
     } else {
       switch (msg.cmd) {
         case kParasiteProcess: collect_process(a, f); break;
-        case kParasiteThread: collect_thread(&a->thread, f); break;
+        case kParasiteThread: collect_thread(&a->thread.state, a->thread.groups, kMaxGroups, f); break;
         case kParasiteTimers: collect_timers(a, msg.count, f); break;
         case kParasiteTakePipe:
           if (fd < 0) {
@@ -282,6 +288,19 @@ extern "C" [[noreturn]] void parasite_daemon(ParasiteArgs* a) {
         case kParasiteSendFds:
           send = a->fds;
           nsend = msg.count < kMaxFdsPerCall ? msg.count : kMaxFdsPerCall;
+          break;
+        case kParasiteCloseExtras:
+          close_fd(&a->pipe);
+          close_fd(&a->visit_sock[kTaskEnd]);
+          break;
+        case kParasiteVisitSock:
+          // Its fds are in the record from the moment they exist; ckpt's
+          // end is closed here once sent.
+          if (a->visit_sock[kTaskEnd] < 0 &&
+              check(f, sys(__NR_socketpair, kAfUnix, kSockSeqpacket | kSockCloexec, 0, a->visit_sock), kPsSocketpair)) {
+            send = &a->visit_sock[kCkptEnd];
+            nsend = 1;
+          }
           break;
         case kParasiteFinish:
           close_fds(a);
@@ -299,6 +318,7 @@ extern "C" [[noreturn]] void parasite_daemon(ParasiteArgs* a) {
       r = {msg.cmd, static_cast<int32_t>(-sent), kPsSendmsg, 0};
       sent = send_reply(a, r);
     }
+    close_fd(&a->visit_sock[kCkptEnd]);  // sent, or not to be
     if (pie::is_err(sent)) break;
   }
   // ckpt is gone: put the task back as it was and let it go on. The mapping
@@ -311,16 +331,16 @@ extern "C" [[noreturn]] void parasite_daemon(ParasiteArgs* a) {
 
 // A visit: no trap at the end (with ckpt gone, its SIGTRAP would kill the
 // task), but a wait ckpt interrupts, or that ends when ckpt is gone.
-extern "C" [[noreturn]] void parasite_thread_main(ParasiteArgs* a) {
+extern "C" [[noreturn]] void parasite_thread_main(ParasiteArgs* a, VisitSlot* s) {
   Failure f;
-  collect_thread(&a->thread, f);
-  a->thread.err = f.err;
-  a->thread.step = f.step;
+  collect_thread(&s->state, s->groups, kVisitGroups, f);
+  s->state.err = f.err;
+  s->state.step = f.step;
   const char done = 1;
   sys(__NR_sendto, a->visit_sock[kTaskEnd], &done, 1, kMsgNosignal, 0, 0);
   char any;
   long r;
   do r = sys(__NR_read, a->visit_sock[kTaskEnd], &any, 1);
   while (r > 0 || r == -4 /* EINTR */);
-  parasite_selfcure(a->visit_frame);
+  parasite_selfcure(s->frame);
 }

@@ -4,15 +4,19 @@
 // socket only carries the command word, its reply, and file descriptors.
 //
 // Layout of the mapping (offsets from ckpt's ParasiteLayout):
-//   blob | ParasiteArgs | daemon's sigframe, stack | visitor's sigframe, stack
+//   blob | ParasiteArgs | daemon's sigframe, stack | kVisitSlots x (visitor's sigframe, stack)
 #pragma once
 
 #include "pie/abi.h"
 
 namespace ckpt::abi {
 
-inline constexpr uint32_t kParasiteAbiVersion = 6;
+inline constexpr uint32_t kParasiteAbiVersion = 7;
 inline constexpr int kMaxGroups = 65536;  // NGROUPS_MAX
+// Threads visited at once, each in its own slot; a visitor's supplementary
+// groups beyond kVisitGroups are read from /proc instead.
+inline constexpr int kVisitSlots = 64;
+inline constexpr int kVisitGroups = 64;
 inline constexpr int kMaxDrainIov = 1024;
 inline constexpr int kMaxTimersPerCall = 256;
 inline constexpr int kMaxFdsPerCall = 253;  // SCM_MAX_FD
@@ -26,6 +30,8 @@ enum ParasiteCmd : uint32_t {
   kParasiteDrain,        // vmsplice iov[0..count) into that pipe, crc32c of each
   kParasiteSendFds,      // send fds[0..count) back with SCM_RIGHTS
   kParasiteFinish,       // close our fds, rt_sigreturn through rst_sigreturn
+  kParasiteCloseExtras,  // close the pipe and the visit socket: only the daemon's socket stays
+  kParasiteVisitSock,    // make the visit socket pair, send ckpt its end
 };
 
 // One datagram each way (SOCK_SEQPACKET).
@@ -54,6 +60,7 @@ enum ParasiteStep : uint32_t {
   kPsSendmsg,
   kPsRecvmsg,
   kPsUnknownCmd,
+  kPsSocketpair,
 };
 
 // Process-wide state only the task can tell.
@@ -73,11 +80,12 @@ struct ProcessState {
   int32_t membarrier_err;
 };
 
-// Per-thread state only the thread can tell.
+// Per-thread state only the thread can tell; its groups follow it in
+// DaemonThread or VisitSlot.
 struct ThreadState {
   uint32_t uids[3], gids[3];  // real, effective, saved
   uint32_t fsuid, fsgid;
-  uint32_t nr_groups;
+  uint32_t nr_groups;  // all of them: more than the room after it means they did not fit
   uint32_t securebits;
   uint64_t cap_inh, cap_prm, cap_eff, cap_bnd, cap_amb;
   uint64_t clear_child_tid;
@@ -93,7 +101,19 @@ struct ThreadState {
   // Out, for a thread run outside the daemon: the first failure.
   int32_t err;
   uint32_t step;
+};
+
+struct DaemonThread {
+  ThreadState state;
   uint32_t groups[kMaxGroups];
+};
+
+// One visited thread: its state, and the rsp for rt_sigreturn into its own
+// registers should ckpt be gone (the frame is in the slot's own area).
+struct VisitSlot {
+  ThreadState state;
+  uint64_t frame;
+  uint32_t groups[kVisitGroups];
 };
 
 struct TimerState {
@@ -122,6 +142,7 @@ struct ParasiteRecord {
   int32_t sock[2];        // the daemon's socket pair
   int32_t visit_sock[2];  // the pair visited threads wait on
   int32_t pipe;           // the pipe's write end, -1 until kParasiteTakePipe
+  int32_t memfd;          // the parasite's own memfd, until the daemon closes it
 };
 
 struct ParasiteArgs : ParasiteRecord {
@@ -131,12 +152,12 @@ struct ParasiteArgs : ParasiteRecord {
   // and leaves its fds to the next dump, which removes them.
   uint32_t seccomp;
   uint64_t sigframe;  // rsp for rt_sigreturn into the main thread's own registers
-  // A visited thread: says it is done on visit_sock, then waits there; ckpt
-  // takes it back from that wait, or, gone, closes the socket and the thread
-  // returns through visit_frame into its own registers.
-  uint64_t visit_frame;
   ProcessState process;
-  ThreadState thread;
+  DaemonThread thread;
+  // Visited threads, each in its slot: says it is done on visit_sock, then
+  // waits there; ckpt takes it back from that wait, or, gone, closes the
+  // socket and the thread returns through its slot's frame.
+  VisitSlot visits[kVisitSlots];
   TimerState timers[kMaxTimersPerCall];
   DrainIov iov[kMaxDrainIov];
   int32_t fds[kMaxFdsPerCall];

@@ -4,8 +4,8 @@
  * parasite_entry: rdi = ParasiteArgs*, rsp = top of the daemon's stack. The
  *   daemon serves commands until told to finish (rst_sigreturn, where ckpt
  *   catches it) or until its socket closes (parasite_selfcure).
- * parasite_thread_entry: rdi = ParasiteArgs*, rsp = top of the visitors'
- *   stack. Collects the calling thread's state, says so, and waits for ckpt
+ * parasite_thread_entry: rdi = ParasiteArgs*, rsi = the thread's VisitSlot,
+ *   rsp = top of that slot's stack. Collects the calling thread's state, says so, and waits for ckpt
  *   to take the thread back (parasite.cc: parasite_thread_main).
  * parasite_selfcure: rdi = sigframe. The way out when ckpt is gone: the
  *   same rt_sigreturn, at an address ckpt never arms a breakpoint on, since

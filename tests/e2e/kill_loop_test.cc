@@ -128,8 +128,9 @@ TEST_P(KillLoop, TaskSurvivesEveryKill) {
 }
 
 std::vector<LoopCase> cases() {
-  // The dump has one completion mode (its cure traces syscalls, see
-  // src/dump/dump.cc); the restores after complete dumps use breakpoints.
+  // The dump has one completion mode (its cure works from outside, without
+  // a breakpoint, see src/dump/dump.cc); the restores after complete dumps
+  // use breakpoints.
   // 4 threads and 64 MiB: a dump long enough to be hit everywhere.
   std::vector<LoopCase> out = {{"threads_leaverunning", "threads", {"4", "64"}, true},
                                {"threads_kill", "threads", {"4", "64"}, false},

@@ -88,8 +88,9 @@ TEST_P(ParasiteCommands, AnswerWhatTheKernelSays) {
 
     // Credentials of the main thread, as /proc has them.
     const uint32_t last_cap = *ckpt::proc::read_cap_last_cap();
-    auto ts = p->thread_state((*threads)[0], last_cap, {});
-    ASSERT_TRUE(ts) << ts.error().str();
+    auto report = p->main_thread_state(last_cap);
+    ASSERT_TRUE(report) << report.error().str();
+    const ckpt::abi::ThreadState* const* ts = &report->state;
     EXPECT_EQ(status_field(pid, "Uid"), fmt::format("{}\t{}\t{}\t{}", (*ts)->uids[0], (*ts)->uids[1], (*ts)->uids[2],
                                                     (*ts)->fsuid));
     EXPECT_EQ(std::stoull(status_field(pid, "CapEff"), nullptr, 16), (*ts)->cap_eff);

@@ -121,9 +121,9 @@ enum class Copied { Done, Later };
 
 class Server {
  public:
-  Server(std::vector<Task> tasks, CheckedPages checked, Mapping buf, UniqueFd conn, Log& log)
+  Server(std::vector<Task> tasks, CheckedPages checked, Mapping buf, UniqueFd conn, const Faults& faults, Log& log)
       : tasks_(std::move(tasks)), checked_(std::move(checked)), buf_(std::move(buf)), conn_(std::move(conn)),
-        log_(log) {}
+        faults_(faults), log_(log) {}
 
   Result<LazyStats> run() {
     for (;;) {
@@ -138,7 +138,10 @@ class Server {
       const bool work = deferred_.size() || std::any_of(tasks_.begin(), tasks_.end(), [](const Task& t) {
                           return t.uffd && !t.done();
                         });
-      if (poll(fds.data(), fds.size(), work ? 0 : -1) < 0) {
+      // Tests: with CKPT_FAULT=slow:lazy-push a MiB is pushed only after
+      // 300 ms without an event (faults are served as ever).
+      const int idle = faults_.point == "slow:lazy-push" && deferred_.empty() ? 300 : 0;
+      if (poll(fds.data(), fds.size(), work ? idle : -1) < 0) {
         if (errno == EINTR) continue;
         return sys_error("poll");
       }
@@ -323,6 +326,7 @@ class Server {
   CheckedPages checked_;
   Mapping buf_;
   UniqueFd conn_;
+  const Faults& faults_;
   Log& log_;
   bool conn_open_ = true;
   bool running_ = false;  // ckpt restore said every task runs
@@ -333,13 +337,13 @@ class Server {
 
 }  // namespace
 
-Result<LazyStats> serve_lazy_pages(const image::ImageDir& dir, Log& log) {
+Result<LazyStats> serve_lazy_pages(const image::ImageDir& dir, const Faults& faults, Log& log) {
   restore::TreeImages t = TRY(restore::load_images(dir));
   CheckedPages checked;
   std::vector<Task> tasks = TRY(plan_tasks(t, &checked));
   Mapping buf = TRY(Mapping::anonymous(kPushChunk));
   UniqueFd conn = TRY(accept_restore(dir, log));
-  Server server(std::move(tasks), std::move(checked), std::move(buf), std::move(conn), log);
+  Server server(std::move(tasks), std::move(checked), std::move(buf), std::move(conn), faults, log);
   auto r = server.run();
   if (r) server.report(Report::kDone, "");
   else server.report(Report::kError, r.error().str());

@@ -22,6 +22,7 @@
 
 #include <cstdint>
 
+#include "base/fault.h"
 #include "base/log.h"
 #include "base/result.h"
 #include "image/image_dir.h"
@@ -36,6 +37,8 @@ struct LazyStats {
   uint64_t zero_pages = 0;
 };
 
-Result<LazyStats> serve_lazy_pages(const image::ImageDir& dir, Log& log);
+// `faults`: tests only; "slow:lazy-push" pushes a MiB only after 300 ms
+// without an event, so that a test can act while most pages are pending.
+Result<LazyStats> serve_lazy_pages(const image::ImageDir& dir, const Faults& faults, Log& log);
 
 }  // namespace ckpt::lazy

@@ -16,7 +16,7 @@ int run_lazy_pages(const Command& c, Log& log) {
     log.error("lazy-pages: {}", l.error().str());
     return 1;
   }
-  auto r = lazy::serve_lazy_pages(*dir, log);
+  auto r = lazy::serve_lazy_pages(*dir, c.restore.faults, log);
   if (!r) {
     log.error("lazy-pages {}: {}", dir->path(), r.error().str());
     return 1;

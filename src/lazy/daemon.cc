@@ -157,10 +157,12 @@ class Server {
     }
   }
 
+  // To the watcher; with the userfaultfd of a child refused, so that it
+  // holds that too until it has killed the tree.
   void report(Report::Kind kind, const std::string& why) {
     Report r{Report::kMagic, kind, {}};
     std::snprintf(r.why, sizeof r.why, "%s", why.c_str());
-    (void)!send(conn_.get(), &r, sizeof r, MSG_NOSIGNAL);  // the watcher may be gone too
+    (void)send_with_fd(conn_.get(), &r, sizeof r, forked_.get());  // the watcher may be gone too
   }
 
  private:
@@ -232,7 +234,9 @@ class Server {
         t.pending.move(m.arg.remap.from, m.arg.remap.to, m.arg.remap.len);
         return {};
       case UFFD_EVENT_FORK: {
-        UniqueFd child(static_cast<int>(m.arg.fork.ufd));
+        // The child's memory is registered with this new fd: closed, it
+        // would read zeros where pages are missing until the watcher kills it.
+        forked_ = UniqueFd(static_cast<int>(m.arg.fork.ufd));
         return error(EOPNOTSUPP, "pid {} forked with {} KiB of its memory not yet in: lazy restore does not follow "
                      "a fork (restore without --lazy-pages)", t.pid, t.pending.bytes() >> 10);
       }
@@ -331,6 +335,7 @@ class Server {
   bool conn_open_ = true;
   bool running_ = false;  // ckpt restore said every task runs
   std::vector<std::pair<Task*, uint64_t>> deferred_;  // faults to serve once the mm settles
+  UniqueFd forked_;  // a child's userfaultfd (UFFD_EVENT_FORK), refused
   size_t next_ = 0;
   LazyStats stats_;
 };

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "lazy/protocol.h"
+#include "base/scm.h"
 #include "proc/status.h"
 
 namespace ckpt::restore {
@@ -41,6 +42,7 @@ void kill_tree(int root_pidfd, pid_t root) {
 
 [[noreturn]] void watch(int conn, int root_pidfd, pid_t root, const std::string& path) {
   std::string why = "the lazy-pages daemon died";
+  std::vector<UniqueFd> held;  // a forked child's userfaultfd: held until it is killed
   for (;;) {
     pollfd p = {conn, POLLIN, 0};
     if (poll(&p, 1, -1) < 0) {
@@ -49,7 +51,7 @@ void kill_tree(int root_pidfd, pid_t root) {
       break;
     }
     lazy::Report r{};
-    const ssize_t n = recv(conn, &r, sizeof r, MSG_DONTWAIT);
+    const ssize_t n = recv_with_fds(conn, &r, sizeof r, &held, 1);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
     if (n <= 0) break;  // hung up
     if (n != sizeof r || r.magic != lazy::Report::kMagic) continue;

@@ -116,6 +116,53 @@ TEST_P(LazyPages, DaemonKilled) {
   EXPECT_FALSE(alive(pid));
 }
 
+// A pre-fork tree (its workers inherited the master's pages unchanged, which
+// the images hold once): every task's pages come from the master's pages
+// file, served lazily, and every task checks every page.
+TEST_P(LazyPages, TreeWithInheritedPages) {
+  Harness h;
+  const pid_t root = h.start_workload("prefork", {"64", "4"});
+  ASSERT_GT(root, 0);
+  const std::vector<pid_t> tasks = tree_of(root);
+  ASSERT_EQ(tasks.size(), 6u);
+  CkptRun dump = h.ckpt({"dump", "-t", std::to_string(root), "-D", h.images()});
+  ASSERT_EQ(dump.exit_code(), 0) << dump.err;
+  h.wait_child(root);
+  reap_all(tasks);
+  const pid_t daemon = start_daemon(h);
+  const pid_t r = h.restore_background(root, GetParam(), {"--lazy-pages"});
+  ASSERT_GT(r, 0);
+  CkptRun d = h.wait_ckpt(daemon, std::chrono::seconds(60));
+  EXPECT_EQ(d.exit_code(), 0) << d.err << read_text(h.images() + "/lazy.log");
+  EXPECT_NE(read_text(h.images() + "/lazy.log").find(fmt::format("{} tasks", tasks.size())), std::string::npos)
+      << read_text(h.images() + "/lazy.log");
+  kill(root, SIGTERM);
+  CkptRun rr = h.wait_ckpt(r);
+  EXPECT_EQ(rr.exit_code(), 0) << read_text(h.workload_log("prefork")) << rr.err;
+  EXPECT_NE(read_text(h.workload_log("prefork")).find("PASS"), std::string::npos);
+}
+
+// A task that forks before its pages are all in is refused: the daemon gives
+// up and the watcher kills the tree, saying why.
+TEST_P(LazyPages, ForkBeforeAllInKillsTheTree) {
+  Harness h;
+  const pid_t pid = h.start_workload(kWorkload, {"64", "fork"});
+  ASSERT_GT(pid, 0);
+  CkptRun dump = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  ASSERT_EQ(dump.exit_code(), 0) << dump.err;
+  h.wait_child(pid);
+  const pid_t daemon = start_daemon(h, "slow:lazy-push");
+  const pid_t r = h.restore_background(pid, GetParam(), {"--lazy-pages"});
+  ASSERT_GT(r, 0);
+  kill(pid, SIGTERM);  // it forks now
+  CkptRun rr = h.wait_ckpt(r, std::chrono::seconds(30));
+  EXPECT_TRUE(WIFEXITED(rr.status) && WEXITSTATUS(rr.status) == 128 + SIGKILL) << rr.status << rr.err;
+  EXPECT_NE(rr.err.find("forked with"), std::string::npos) << rr.err;
+  CkptRun d = h.wait_ckpt(daemon, std::chrono::seconds(30));
+  EXPECT_EQ(d.exit_code(), 1) << d.err;
+  EXPECT_FALSE(alive(pid));
+}
+
 INSTANTIATE_TEST_SUITE_P(Modes, LazyPages, ::testing::Bool(),
                          [](const auto& i) { return i.param ? "breakpoint" : "syscalltrace"; });
 

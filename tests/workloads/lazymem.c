@@ -4,7 +4,8 @@
  * pages may still wait for the lazy-pages daemon, it first moves one MiB
  * with mremap (its pages must follow it) and drops another with
  * madvise(MADV_DONTNEED) (it must read as zeros, not as dumped), then
- * checks every page. */
+ * checks every page. With "fork" (arg 2) it forks a child first, which
+ * exits at once (a lazy restore refuses that: the test expects it killed). */
 #include "workload.h"
 
 #include <sys/mman.h>
@@ -34,8 +35,9 @@ int main(int argc, char **argv)
 {
 	wl_init(argc, argv, "lazymem");
 	size_t mib = argc > 2 ? strtoull(argv[2], NULL, 0) : 64;
+	const bool do_fork = argc > 3 && strcmp(argv[3], "fork") == 0;
 	if (mib < 4)
-		wl_die("usage: lazymem READY [MiB >= 4]");
+		wl_die("usage: lazymem READY [MiB >= 4] [fork]");
 	const size_t npages = (mib << 20) / kPage;
 	uint64_t *buf = mmap(NULL, npages * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	/* Where MiB 1 goes at the end (mapped over). */
@@ -49,6 +51,14 @@ int main(int argc, char **argv)
 
 	wl_ready();
 	wl_run_until_sigterm(0);
+
+	if (do_fork) {
+		pid_t child = fork();
+		if (child == 0)
+			_exit(0);
+		if (child < 0 || waitpid(child, NULL, 0) != child)
+			wl_fail("fork: %s", strerror(errno));
+	}
 
 	/* MiB 1 moves away; MiB 2 is dropped; the rest stays. */
 	const size_t per_mib = kMiB / kPage;

@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <future>
 #include <cstring>
 #include <map>
 #include <optional>
@@ -50,24 +52,27 @@ Result<std::vector<Task>> plan_tasks(const restore::TreeImages& t, CheckedPages*
     auto in_parent = TRY(restore::resolve_in_parent(t.parents, t.tasks[0].pagemap, t.tasks[0].pid));
     inherited[0].insert(inherited[0].end(), in_parent.begin(), in_parent.end());
   }
-  auto add_runs = [&](int fd, const img::PageMap& pm, const std::string& name) {
+  // The runs of lazy VMAs: those the daemon may serve.
+  auto add_runs = [&](int fd, const img::PageMap& pm, const LazyVmas& lazy, const std::string& name) {
     uint64_t off = image::kPagesDataOffset;
     for (int i = 0; i < pm.runs_size(); i++) {
       const img::PageRun& r = pm.runs(i);
       if (!image::stored(r)) continue;
       const uint64_t len = r.nr_pages() * kPage;
-      checked->add(fd, off, len, r.crc32c(),
-                   fmt::format("{}: run {} ({:#x}, {} pages) at offset {}", name, i, r.vaddr(), r.nr_pages(), off));
+      if (lazy.contains(r.vaddr()))
+        checked->add(fd, off, len, r.crc32c(),
+                     fmt::format("{}: run {} ({:#x}, {} pages) at offset {}", name, i, r.vaddr(), r.nr_pages(), off));
       off += len;
     }
   };
-  for (const restore::ParentLevel& l : t.parents) add_runs(l.pages.get(), l.pagemap, l.pages_path);
+  for (const restore::ParentLevel& l : t.parents)
+    add_runs(l.pages.get(), l.pagemap, LazyVmas(t.tasks[0].mm), l.pages_path);
   std::vector<Task> tasks(t.tasks.size());
   for (size_t i = 0; i < t.tasks.size(); i++) {
     const restore::TaskImages& ti = t.tasks[i];
-    add_runs(ti.pages.get(), ti.pagemap, ti.pages_path);
-    tasks[i].pid = ti.pid;
     const LazyVmas lazy(ti.mm);
+    add_runs(ti.pages.get(), ti.pagemap, lazy, ti.pages_path);
+    tasks[i].pid = ti.pid;
     uint64_t off = image::kPagesDataOffset;
     for (const img::PageRun& r : ti.pagemap.runs()) {
       if (!image::stored(r)) continue;
@@ -121,12 +126,15 @@ enum class Copied { Done, Later };
 
 class Server {
  public:
-  Server(std::vector<Task> tasks, CheckedPages checked, Mapping buf, UniqueFd conn, const Faults& faults, Log& log)
-      : tasks_(std::move(tasks)), checked_(std::move(checked)), buf_(std::move(buf)), conn_(std::move(conn)),
+  Server(std::vector<Task> tasks, CheckedPages& checked, std::future<Result<void>>& checker, Mapping buf,
+         UniqueFd conn, const Faults& faults, Log& log)
+      : tasks_(std::move(tasks)), checked_(checked), checker_(checker), buf_(std::move(buf)), conn_(std::move(conn)),
         faults_(faults), log_(log) {}
 
   Result<LazyStats> run() {
     for (;;) {
+      if (checker_.valid() && checker_.wait_for(std::chrono::seconds(0)) == std::future_status::ready)
+        TRY(checker_.get());
       if (running_ && deferred_.empty() &&
           std::all_of(tasks_.begin(), tasks_.end(), [](const Task& t) { return !t.uffd || t.done(); }))
         return stats_;
@@ -327,7 +335,8 @@ class Server {
   }
 
   std::vector<Task> tasks_;
-  CheckedPages checked_;
+  CheckedPages& checked_;
+  std::future<Result<void>>& checker_;  // check_all(): a damaged run ends the service at once
   Mapping buf_;
   UniqueFd conn_;
   const Faults& faults_;
@@ -347,8 +356,10 @@ Result<LazyStats> serve_lazy_pages(const image::ImageDir& dir, const Faults& fau
   CheckedPages checked;
   std::vector<Task> tasks = TRY(plan_tasks(t, &checked));
   Mapping buf = TRY(Mapping::anonymous(kPushChunk));
+  // From now on, meanwhile: a large run is checked before the first fault needs it.
+  std::future<Result<void>> checker = std::async(std::launch::async, [&checked] { return checked.check_all(); });
   UniqueFd conn = TRY(accept_restore(dir, log));
-  Server server(std::move(tasks), std::move(checked), std::move(buf), std::move(conn), faults, log);
+  Server server(std::move(tasks), checked, checker, std::move(buf), std::move(conn), faults, log);
   auto r = server.run();
   if (r) server.report(Report::kDone, "");
   else server.report(Report::kError, r.error().str());

@@ -49,8 +49,10 @@ LazyLink::~LazyLink() {
   (void)!send(conn_.get(), &c, sizeof c, MSG_NOSIGNAL);  // best effort: a daemon gone needs no word
 }
 
-Result<void> LazyLink::start_watcher(pid_t root) {
-  TRY_CTX(fork_lazy_watcher(conn_.get(), std::move(watch_recv_), root, path_), "lazy pages");
+Result<void> LazyLink::start_watcher(pid_t root, const image::ImageDir& dir, bool detached) {
+  UniqueFd log;
+  if (detached) log = TRY_CTX(dir.dir().open_append_own("lazy-watch.log", 0600), "lazy pages");
+  TRY_CTX(fork_lazy_watcher(conn_.get(), std::move(watch_recv_), root, path_, std::move(log)), "lazy pages");
   return {};
 }
 

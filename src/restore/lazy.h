@@ -37,8 +37,10 @@ class LazyLink {
   int watch_fd() const { return watch_send_.get(); }
 
   // Forks the watcher of the tree whose root (or --pidns init) is `root`,
-  // outside ckpt's namespace numbering.
-  Result<void> start_watcher(pid_t root);
+  // as ckpt sees it. It says why it killed the tree on ckpt's stderr, or
+  // with -d (`detached`: ckpt is gone, and a pipe on its stderr must close)
+  // in DIR/lazy-watch.log.
+  Result<void> start_watcher(pid_t root, const image::ImageDir& dir, bool detached);
   // Every restorer is through: the daemon has every fd it will get.
   Result<void> running();
 

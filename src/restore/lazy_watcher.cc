@@ -70,7 +70,7 @@ void kill_tree(int root_pidfd, pid_t root) {
 
 }  // namespace
 
-Result<void> fork_lazy_watcher(int conn, UniqueFd fds, pid_t root, const std::string& socket_path) {
+Result<void> fork_lazy_watcher(int conn, UniqueFd fds, pid_t root, const std::string& socket_path, UniqueFd log) {
   UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, root, 0)));
   if (!pidfd) return sys_error("pidfd_open of pid {}", root);
   // Twice, so that the watcher is nobody's child in the tree's way (ckpt
@@ -83,6 +83,7 @@ Result<void> fork_lazy_watcher(int conn, UniqueFd fds, pid_t root, const std::st
     prctl(PR_SET_NAME, "ckpt-lazy-watch");
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
+    if (log) dup2(log.get(), STDERR_FILENO);
     close_all_but({STDERR_FILENO, conn, fds.get(), pidfd.get()});
     watch(conn, pidfd.get(), root, socket_path);
   }

@@ -31,7 +31,8 @@ namespace ckpt::restore {
 
 // `conn`: the connection to the daemon (shared, not taken); `fds`: the
 // socket the restorers' copies arrive on; `root`: the tree's root (or its
-// --pidns init) as ckpt sees it; `socket_path` for messages.
-Result<void> fork_lazy_watcher(int conn, UniqueFd fds, pid_t root, const std::string& socket_path);
+// --pidns init) as ckpt sees it; `socket_path` for messages; `log`: where
+// its message goes instead of ckpt's stderr, if valid.
+Result<void> fork_lazy_watcher(int conn, UniqueFd fds, pid_t root, const std::string& socket_path, UniqueFd log);
 
 }  // namespace ckpt::restore

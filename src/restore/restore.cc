@@ -650,7 +650,7 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   out.pid_outside = pids.outside(pid);
   out.init = init;
   // Before any restorer makes a userfaultfd: from then on a daemon that dies kills the tree.
-  if (lazy) TRY_CTX(lazy->start_watcher(o.pidns ? init : out.pid_outside), "restore pid {}", pid);
+  if (lazy) TRY_CTX(lazy->start_watcher(o.pidns ? init : out.pid_outside, dir, o.detach), "restore pid {}", pid);
   if (o.pidns) log.info("restore pid {}: pid {} outside its PID namespace, whose init is pid {}", pid,
                         out.pid_outside, init);
   // An owner group whose leader has exited has no PID ckpt could learn here.

@@ -116,6 +116,28 @@ TEST_P(LazyPages, DaemonKilled) {
   EXPECT_FALSE(alive(pid));
 }
 
+// The same after restore -d: ckpt restore is gone, the watcher still kills
+// the process, and says why in DIR/lazy-watch.log.
+TEST(LazyPagesDetached, DaemonKilled) {
+  Harness h;
+  const pid_t pid = h.dump_workload("dirtier");
+  ASSERT_GT(pid, 0);
+  const pid_t daemon = start_daemon(h, "slow:lazy-push");
+  const std::string pidfile = h.dir() + "/restored.pid";
+  CkptRun r = h.ckpt({"restore", "-D", h.images(), "-d", "--lazy-pages", "--pidfile", pidfile});
+  ASSERT_EQ(r.exit_code(), 0) << r.err;
+  ASSERT_TRUE(h.wait_restored(pid, pidfile));
+  ASSERT_GT(uffd_missing_vmas(pid), 0);
+  kill(daemon, SIGKILL);
+  h.wait_child(daemon);
+  // The test is a subreaper: the restored process, orphaned, is its child.
+  const int st = h.wait_child(pid, std::chrono::seconds(20));
+  EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << st;
+  EXPECT_TRUE(wait_until([&] {
+    return read_text(h.images() + "/lazy-watch.log").find("the lazy-pages daemon died") != std::string::npos;
+  })) << read_text(h.images() + "/lazy-watch.log");
+}
+
 // A pre-fork tree (its workers inherited the master's pages unchanged, which
 // the images hold once): every task's pages come from the master's pages
 // file, served lazily, and every task checks every page.

@@ -86,19 +86,12 @@ Result<std::vector<Task>> plan_tasks(const restore::TreeImages& t, CheckedPages*
   return tasks;
 }
 
-sockaddr_un address_in(int dirfd) {
-  sockaddr_un a{};
-  a.sun_family = AF_UNIX;
-  std::snprintf(a.sun_path, sizeof a.sun_path, "/proc/self/fd/%d/%s", dirfd, kSocketName);
-  return a;
-}
-
 // One restore, accepted on DIR/lazy-pages.sock, which goes once it came.
 Result<UniqueFd> accept_restore(const image::ImageDir& dir, Log& log) {
   UniqueFd listener(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
   if (!listener) return sys_error("socket");
   (void)dir.dir().remove(kSocketName);  // a dead daemon's; the name is ours
-  sockaddr_un a = address_in(dir.fd());
+  sockaddr_un a = socket_address(dir.fd());
   const mode_t old = umask(0077);
   const int b = bind(listener.get(), reinterpret_cast<sockaddr*>(&a), sizeof a);
   umask(old);

@@ -12,7 +12,10 @@
 // restore is gone.
 #pragma once
 
+#include <sys/un.h>
+
 #include <algorithm>
+#include <cstdio>
 #include <cstdint>
 #include <utility>
 #include <vector>
@@ -22,6 +25,15 @@
 namespace ckpt::lazy {
 
 inline constexpr const char* kSocketName = "lazy-pages.sock";
+
+// The socket's address through the images directory's fd: short whatever
+// the directory's own path (sun_path holds 108 bytes).
+inline sockaddr_un socket_address(int dirfd) {
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::snprintf(a.sun_path, sizeof a.sun_path, "/proc/self/fd/%d/%s", dirfd, kSocketName);
+  return a;
+}
 
 struct Control {
   static constexpr uint32_t kMagic = 0x4c43544c;  // "LCTL"

@@ -11,22 +11,11 @@
 
 namespace ckpt::restore {
 
-namespace {
-
-sockaddr_un address_in(int dirfd) {
-  sockaddr_un a{};
-  a.sun_family = AF_UNIX;
-  std::snprintf(a.sun_path, sizeof a.sun_path, "/proc/self/fd/%d/%s", dirfd, lazy::kSocketName);
-  return a;
-}
-
-}  // namespace
-
 Result<LazyLink> LazyLink::connect(const image::ImageDir& dir) {
   const std::string path = dir.file(lazy::kSocketName);
   UniqueFd conn(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
   if (!conn) return sys_error("lazy pages: socket");
-  sockaddr_un a = address_in(dir.fd());
+  sockaddr_un a = lazy::socket_address(dir.fd());
   if (::connect(conn.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) < 0)
     return sys_error("lazy pages: no ckpt lazy-pages daemon listens on {} (start `ckpt lazy-pages -D DIR` first)",
                      path);

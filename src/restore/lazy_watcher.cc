@@ -59,12 +59,13 @@ void kill_tree(int root_pidfd, pid_t root) {
     r.why[sizeof r.why - 1] = 0;
     why = fmt::format("the lazy-pages daemon gave up: {}", r.why);
   }
-  kill_tree(root_pidfd, root);
+  // Said first: ckpt restore exits as soon as the root dies.
   const std::string msg =
       fmt::format("ckpt restore --lazy-pages: {} ({}) before every page of the restored tree was in: killed pid {} "
                   "and its descendants\n",
                   why, path, root);
   (void)!write(STDERR_FILENO, msg.data(), msg.size());
+  kill_tree(root_pidfd, root);
   _exit(1);
 }
 

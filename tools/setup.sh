@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 # times the ckpt binary from outside (bench/run.py).
 packages=(g++ cmake ninja-build pkg-config libfmt-dev libcli11-dev libprotobuf-dev protobuf-compiler
           libgtest-dev python3
-          libnftables-dev nftables iptables)
+          libnftables-dev nftables iptables
+          iproute2 procps)  # tools/migrate-demo.sh: ip, ss, pgrep
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

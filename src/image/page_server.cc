@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <signal.h>
 #include <unistd.h>
@@ -58,6 +59,9 @@ Result<UniqueFd> listen_on(const std::string& address, uint16_t port) {
   if (!s) return sys_error("socket");
   int one = 1;
   (void)setsockopt(s.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  // Answers are small writes after small reads: without it, Nagle waits for
+  // the peer's delayed ACK, 40 ms a frame. Accepted connections inherit it.
+  (void)setsockopt(s.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons(port);

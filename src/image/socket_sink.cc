@@ -91,6 +91,8 @@ Result<PageServerConn> PageServerConn::connect(const std::string& address, uint1
     if (!fd) continue;
     if (::connect(fd.get(), a->ai_addr, a->ai_addrlen) == 0) {
       freeaddrinfo(res);
+      int one = 1;  // frames and their answers go at once (Nagle would hold them for an ACK)
+      (void)setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
       return PageServerConn(std::move(fd), peer);
     }
     last = Error{errno, fmt::format("connect to page server {}", peer)};

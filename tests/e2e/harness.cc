@@ -48,6 +48,10 @@ int CkptRun::exit_code() const { return WIFEXITED(status) ? WEXITSTATUS(status) 
 
 bool alive(pid_t pid) { return kill(pid, 0) == 0 && proc_state(pid) != 'Z'; }
 
+std::string mode_name(const Mode& m) {
+  return std::string(m.breakpoints ? "breakpoint" : "syscalltrace") + (m.leave_running ? "_leaverunning" : "");
+}
+
 std::string read_text(const std::string& path) {
   std::ifstream f(path);
   std::stringstream ss;

@@ -8,13 +8,26 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <ostream>
 #include <string>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 #include "base/result.h"
 #include "ckpt.pb.h"
 
 namespace e2e {
+
+// How a parameterized test restores: its name in the test's name and in
+// ctest's listing (else gtest prints the struct's bytes).
+struct Mode {
+  bool breakpoints;
+  bool leave_running = false;
+};
+std::string mode_name(const Mode& m);
+inline void PrintTo(const Mode& m, std::ostream* os) { *os << mode_name(m); }
+inline std::string mode_test_name(const ::testing::TestParamInfo<Mode>& i) { return mode_name(i.param); }
 
 struct CkptRun {
   int status = -1;  // wait status

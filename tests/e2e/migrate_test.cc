@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -107,6 +108,31 @@ TEST(Migrate, DestinationKilledMidWayResumesHere) {
   kill(pid, SIGTERM);
   int s = h.wait_child(pid);
   EXPECT_TRUE(WIFEXITED(s) && WEXITSTATUS(s) == 0) << s << read_text(h.workload_log("dirtier"));
+}
+
+// tools/migrate-demo.sh, end to end: the destination is a network namespace
+// of its own reached over a veth pair, the counter lands there in a PID
+// namespace of its own, counts on, and at SIGTERM finds no number skipped
+// or repeated (the script exits with its status).
+TEST(Migrate, DemoBetweenTwoHostsOverAVethPair) {
+  const std::string cmd = fmt::format("CKPT={} CKPT_WORKLOADS={} {}/tools/migrate-demo.sh 1 2>&1", CKPT_BIN,
+                                      CKPT_WORKLOADS, CKPT_SOURCE_DIR);
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[4096];
+  for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+  const int st = pclose(p);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << out;
+  EXPECT_NE(out.find("downtime"), std::string::npos) << out;
+  EXPECT_NE(out.find("PASS counter"), std::string::npos) << out;
+  // The same PID inside its new PID namespace, another outside.
+  const size_t at = out.find("(NSpid: ");
+  ASSERT_NE(at, std::string::npos) << out;
+  pid_t outside = 0, inside = 0;
+  ASSERT_EQ(sscanf(out.c_str() + at, "(NSpid: %d %d)", &outside, &inside), 2) << out;
+  EXPECT_NE(outside, inside);
+  EXPECT_NE(out.find(fmt::format("here: ckpt migrate -t {} ", inside)), std::string::npos) << out;
 }
 
 }  // namespace

@@ -21,15 +21,10 @@ namespace {
 
 using namespace std::chrono_literals;
 
-struct Case {
-  bool breakpoints;
-  bool leave_running;
-};
-
-class PipeTree : public ::testing::TestWithParam<Case> {};
+class PipeTree : public ::testing::TestWithParam<Mode> {};
 
 TEST_P(PipeTree, EndsSpreadOverThreeTasks) {
-  const Case& c = GetParam();
+  const Mode& c = GetParam();
   Harness h;
   pid_t pid = h.start_workload("pipetree");
   ASSERT_GT(pid, 0);
@@ -45,11 +40,7 @@ TEST_P(PipeTree, EndsSpreadOverThreeTasks) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, PipeTree,
-                         ::testing::Values(Case{true, false}, Case{false, false}, Case{true, true}),
-                         [](const ::testing::TestParamInfo<Case>& i) {
-                           return std::string(i.param.breakpoints ? "breakpoint" : "syscalltrace") +
-                                  (i.param.leave_running ? "_leaverunning" : "");
-                         });
+                         ::testing::Values(Mode{true}, Mode{false}, Mode{true, true}), mode_test_name);
 
 // A producer and a consumer in the tree, both blocked in a syscall when
 // dumped: the child in read(2) of the empty pipe, the parent in wait4(2).

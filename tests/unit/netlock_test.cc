@@ -26,6 +26,10 @@
 #include "net/tree_connections.h"
 
 namespace ckpt::net {
+
+// ctest's listing names the choice (else its bytes).
+void PrintTo(LockChoice c, std::ostream* os) { *os << (c == LockChoice::Nftables ? "nftables" : "iptables"); }
+
 namespace {
 
 // Both ends of a connection made over loopback, and its 4-tuple as the client sees it.
@@ -140,7 +144,7 @@ TEST_P(LockMethod, DropsOnlyTheLockedConnectionUntilUnlocked) {
 }
 
 INSTANTIATE_TEST_SUITE_P(NetLock, LockMethod, ::testing::Values(LockChoice::Nftables, LockChoice::Iptables),
-                         [](const auto& i) { return i.param == LockChoice::Nftables ? "nftables" : "iptables"; });
+                         [](const auto& i) { return ::testing::PrintToString(i.param); });
 
 // The legacy tools (x_tables), for kernels without nf_tables.
 TEST(NetLock, IptablesLegacyDropsOnlyTheLockedConnection) {

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "arch/x86_64/page.h"
+#include "base/fs.h"
 #include "base/mapping.h"
 #include "base/scm.h"
 #include "image/page_store.h"
@@ -276,12 +277,9 @@ class Server {
     TRY_CTX(checked_.check(p.src.fd, p.src.off, p.len), "pid {}", t.pid);
     while (p.len) {
       const uint64_t len = std::min<uint64_t>(p.len, buf_.size());
-      for (uint64_t got = 0; got < len;) {
-        const ssize_t n = pread(p.src.fd, buf_.data() + got, len - got, p.src.off + got);
-        if (n <= 0) return n < 0 ? sys_error("pid {}: read pages for {:#x}", t.pid, p.addr)
-                                 : error(EIO, "pid {}: the pages file ends before {:#x}", t.pid, p.addr);
-        got += n;
-      }
+      const size_t got = TRY_CTX(pread_full(p.src.fd, buf_.data(), len, p.src.off), "pid {}: read pages for {:#x}",
+                                 t.pid, p.addr);
+      if (got != len) return error(EIO, "pid {}: the pages file ends before {:#x}", t.pid, p.addr + got);
       uffdio_copy c{p.addr, reinterpret_cast<uint64_t>(buf_.data()), len, 0, 0};
       const int r = ioctl(t.uffd.get(), UFFDIO_COPY, &c);
       const uint64_t done = c.copy > 0 ? static_cast<uint64_t>(c.copy) : 0;

@@ -13,22 +13,13 @@
 #include <vector>
 
 #include "lazy/protocol.h"
+#include "base/fs.h"
 #include "base/scm.h"
 #include "proc/status.h"
 
 namespace ckpt::restore {
 
 namespace {
-
-void close_all_but(std::vector<int> keep) {
-  std::sort(keep.begin(), keep.end());
-  int from = 0;
-  for (int fd : keep) {
-    if (fd > from) syscall(SYS_close_range, from, fd - 1, 0);
-    from = fd + 1;
-  }
-  syscall(SYS_close_range, from, ~0U, 0);
-}
 
 // The root, then its descendants, parents first; all killed.
 void kill_tree(int root_pidfd, pid_t root) {

@@ -1,8 +1,11 @@
 #include "base/fs.h"
 
 #include <fcntl.h>
+#include <sys/syscall.h>
 #include <limits.h>
 #include <unistd.h>
+
+#include <algorithm>
 
 namespace ckpt {
 
@@ -71,6 +74,16 @@ Result<size_t> pread_full(int fd, void* buf, size_t len, off_t off) {
     done += n;
   }
   return done;
+}
+
+void close_all_but(std::vector<int> keep) {
+  std::sort(keep.begin(), keep.end());
+  int from = 0;
+  for (int fd : keep) {
+    if (fd > from) syscall(SYS_close_range, from, fd - 1, 0);
+    from = fd + 1;
+  }
+  syscall(SYS_close_range, from, ~0U, 0);
 }
 
 }  // namespace ckpt

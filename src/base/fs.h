@@ -23,5 +23,8 @@ Result<void> write_all(int fd, const void* buf, size_t len);
 Result<void> pwrite_all(int fd, const void* buf, size_t len, off_t off);
 // pread until len bytes or EOF; returns bytes read.
 Result<size_t> pread_full(int fd, void* buf, size_t len, off_t off);
+// Closes every fd of the process but `keep`: for a helper process forked
+// from ckpt, which must hold no file of ckpt's (the log, a tracee's pidfd).
+void close_all_but(std::vector<int> keep);
 
 }  // namespace ckpt

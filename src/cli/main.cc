@@ -40,6 +40,7 @@ int main(int argc, char** argv) {
     case Verb::MigrateOut: return run_migrate_out(c, log);
     case Verb::MigrateIn: return run_migrate_in(c, log);
     case Verb::Restore: return run_restore(c, log);
+    case Verb::LazyPages: return run_lazy_pages(c, log);
     case Verb::Verify: return run_verify(c, log);
     case Verb::Check:
     case Verb::Show:

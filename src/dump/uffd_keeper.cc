@@ -13,6 +13,7 @@
 #include <cstring>
 #include <vector>
 
+#include "base/fs.h"
 #include "base/scm.h"
 
 namespace ckpt::dump {
@@ -34,18 +35,6 @@ struct Request {
 struct Reply {
   int32_t err;  // 0: the fd comes with it
 };
-
-// Everything but `keep` closed: the keeper must hold no file of ckpt's (the
-// log, the images being written, a tracee's pidfd).
-void close_all_but(std::vector<int> keep) {
-  std::sort(keep.begin(), keep.end());
-  int from = 0;
-  for (int fd : keep) {
-    if (fd > from) syscall(SYS_close_range, from, fd - 1, 0);
-    from = fd + 1;
-  }
-  syscall(SYS_close_range, from, ~0U, 0);
-}
 
 Result<void> send_fd(int sock, int32_t err, int fd) {
   const Reply r{err};

@@ -8,7 +8,7 @@
 
 namespace ckpt::abi {
 
-inline constexpr uint32_t kRestorerAbiVersion = 12;
+inline constexpr uint32_t kRestorerAbiVersion = 13;
 inline constexpr int kCpuMaskWords = 16;  // 1024 CPUs
 inline constexpr int kMaxSignals = 64;
 inline constexpr int kAuxvWords = 64;  // >= the kernel's AT_VECTOR_SIZE
@@ -29,7 +29,7 @@ struct VmaArg {
   uint32_t seal;       // mseal once everything else is set
   uint32_t map_writable;  // VM_ACCOUNT: map writable first, mprotect after
   uint32_t attach;        // 1 + index of the SysvAttachArg it is part of; 0: mmap it
-  uint32_t pad;
+  uint32_t lazy;          // restore --lazy-pages: registered with the userfaultfd, not filled
 };
 static_assert(sizeof(VmaArg) == 72);
 
@@ -59,7 +59,7 @@ struct PageRunArg {
   uint64_t vaddr;
   uint64_t nr_pages;
   uint32_t crc32c;  // of its bytes, checked by the restorer as they land
-  uint32_t pad;
+  uint32_t lazy;    // in a lazy VMA: its bytes are skipped, the lazy-pages daemon serves them
 };
 
 // Pages a child inherited unchanged from an ancestor: `len` bytes at
@@ -178,6 +178,7 @@ enum RestorerStep : int32_t {
   kStepStop,
   kStepPageChecksum,
   kStepSysvAttach,
+  kStepLazy,
 };
 
 // How a thread stops for ckpt before its rt_sigreturn, in syscall-trace
@@ -291,6 +292,20 @@ struct RestorerArgs {
   // Syscall-trace completion: each thread stops itself (rst_barrier in
   // sigreturn.S) before its last syscalls, so ckpt traces only those.
   uint32_t barrier;  // Barrier
+  // restore --lazy-pages (restore/lazy.h): the VMAs marked lazy are
+  // registered with a new userfaultfd (missing mode), which is sent with a
+  // LazyUffdMsg on both sockets (the daemon's, ckpt's watcher's) and closed.
+  uint32_t lazy;
+  int32_t lazy_daemon_fd;
+  int32_t lazy_watch_fd;
+  uint32_t pad_lazy;
+};
+
+// What a restorer sends with its task's userfaultfd.
+inline constexpr uint32_t kLazyUffdMagic = 0x4c415a59;  // "LAZY"
+struct LazyUffdMsg {
+  uint32_t magic;
+  int32_t pid;  // as dumped
 };
 
 }  // namespace ckpt::abi

@@ -13,6 +13,8 @@
 #include <linux/prctl.h>
 #include <linux/signal.h>
 #include <linux/uio.h>
+#include <linux/ioctl.h>
+#include <linux/userfaultfd.h>
 
 #include "pie/abi.h"
 #include "pie/crc32c.h"
@@ -142,9 +144,15 @@ void read_pages(RestorerArgs* a, ThreadArg* t) {
   uint64_t done = 0;       // bytes of runs[next] already read
   uint32_t crc = 0;        // of those bytes
   while (next < a->nr_runs) {
+    if (runs[next].lazy) {  // the lazy-pages daemon's: its bytes stay in the file
+      off += runs[next].nr_pages * ps;
+      run_off = off;
+      next++;
+      continue;
+    }
     uint32_t n = 0;
     uint64_t want = 0;
-    for (uint32_t j = next; j < a->nr_runs && n < kBatch && want < kChunk; j++, n++) {
+    for (uint32_t j = next; j < a->nr_runs && !runs[j].lazy && n < kBatch && want < kChunk; j++, n++) {
       uint64_t skip = (j == next) ? done : 0;
       uint64_t len = runs[j].nr_pages * ps - skip;
       if (len > kChunk - want) len = kChunk - want;
@@ -157,7 +165,7 @@ void read_pages(RestorerArgs* a, ThreadArg* t) {
     if (r == 0 && want) fail(t, kStepReadPages, -5 /* EIO: truncated */, off, want);
     off += r;
     // Sum what landed; finish the runs it completes (empty ones at once).
-    for (uint64_t got = r; next < a->nr_runs;) {
+    for (uint64_t got = r; next < a->nr_runs && !runs[next].lazy;) {
       const uint64_t size = runs[next].nr_pages * ps;
       uint64_t take = size - done < got ? size - done : got;
       crc = pie::crc32c(crc, reinterpret_cast<const uint8_t*>(runs[next].vaddr + done), take);
@@ -183,6 +191,55 @@ void read_inherited(RestorerArgs* a, ThreadArg* t) {
       if (r == 0) fail(t, kStepReadPages, -5 /* EIO: truncated */, runs[i].off + done, runs[i].len - done);
       done += r;
     }
+}
+
+// restore --lazy-pages: the lazy VMAs (mapped, not filled) are registered
+// for missing-page faults with a userfaultfd of this mm, which goes to the
+// lazy-pages daemon (it serves the faults) and to ckpt's watcher (its copy
+// keeps the registration alive if the daemon dies, so that a fault waits
+// until the watcher kills the task rather than reading zeros). The task's
+// own fd is closed at once: it never shows in its fd table.
+void register_lazy(RestorerArgs* a, ThreadArg* t) {
+  constexpr int kSolSocket = 1, kScmRights = 1, kMsgNosignal = 0x4000;
+  if (!a->lazy) return;
+  long uffd = sys(__NR_userfaultfd, 02000000 /* O_CLOEXEC */ | 04000 /* O_NONBLOCK */);
+  if (pie::is_err(uffd)) fail(t, kStepLazy, uffd, 0, 0);
+  struct uffdio_api api = {UFFD_API,
+                           UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_REMOVE |
+                               UFFD_FEATURE_EVENT_UNMAP,
+                           0};
+  MUST(t, kStepLazy, sys(__NR_ioctl, uffd, UFFDIO_API, &api), 0, 1);
+  auto* v = reinterpret_cast<const VmaArg*>(a->vmas);
+  for (uint32_t i = 0; i < a->nr_vmas; i++) {
+    if (!v[i].lazy) continue;
+    struct uffdio_register reg = {{v[i].start, v[i].end - v[i].start}, UFFDIO_REGISTER_MODE_MISSING, 0};
+    MUST(t, kStepLazy, sys(__NR_ioctl, uffd, UFFDIO_REGISTER, &reg), v[i].start, v[i].end - v[i].start);
+  }
+  LazyUffdMsg msg = {kLazyUffdMagic, threads(a)[0].tid};
+  struct {
+    void* base;
+    uint64_t len;
+  } iov = {&msg, sizeof msg};
+  struct {
+    uint64_t len;
+    int32_t level, type;
+    int32_t fd, pad;
+  } cmsg = {16 + 4, kSolSocket, kScmRights, static_cast<int32_t>(uffd), 0};
+  struct {
+    void* name;
+    int32_t namelen;
+    void* iov;
+    uint64_t iovlen;
+    void* control;
+    uint64_t controllen;
+    uint32_t flags;
+  } m = {nullptr, 0, &iov, 1, &cmsg, sizeof cmsg, 0};
+  const int32_t socks[2] = {a->lazy_daemon_fd, a->lazy_watch_fd};
+  for (int32_t sock : socks) {
+    long r = sys(__NR_sendmsg, sock, &m, kMsgNosignal);
+    if (pie::is_err(r)) fail(t, kStepLazy, r, static_cast<uint64_t>(sock), 2);
+  }
+  sys(__NR_close, uffd);
 }
 
 void protect_vmas(RestorerArgs* a, ThreadArg* t) {
@@ -366,6 +423,7 @@ void restore_process(RestorerArgs* a, ThreadArg* t) {
   attach_sysv(a, t);
   map_vmas(a, t);
   restore_memory_merge(a, t);
+  register_lazy(a, t);
   read_pages(a, t);
   read_inherited(a, t);
   protect_vmas(a, t);

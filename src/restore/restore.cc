@@ -39,6 +39,7 @@
 #include "restore/first_step.h"
 #include "restore/images.h"
 #include "restore/inherited.h"
+#include "restore/lazy.h"
 #include "restore/pidns.h"
 #include "restore/plan.h"
 #include "restore/shmem.h"
@@ -259,6 +260,7 @@ struct LiveTask {
   std::vector<Tracee> tracees;
   std::vector<CompletionTask> completion;
   FirstSteps steps;
+  const LazyLink* lazy = nullptr;  // restore --lazy-pages
 };
 
 bool ignores_sigtrap(const TaskImages& ti) {
@@ -428,7 +430,14 @@ Result<void> plan_live_task(LiveTask& lt, const img::ShmemImage& shmem, const st
     if (fresh) temp.push_back(ip.fd);
     from_ancestors.push_back({ip.vaddr, ip.len, ip.off, it->second, 0});
   }
+  int lazy_fds[2] = {-1, -1};  // the child's numbers of the lazy-pages sockets
+  if (lt.lazy)
+    for (int fd : {lt.lazy->daemon_fd(), lt.lazy->watch_fd()}) {
+      lazy_fds[fd != lt.lazy->daemon_fd()] = base + static_cast<int>(temp.size());
+      temp.push_back(fd);
+    }
   lt.plan = TRY(build_plan(ti, shmem, own, lt.mf, tfds, from_ancestors, creds));
+  if (lt.lazy) mark_lazy(ti, lt.plan->boot, lazy_fds[0], lazy_fds[1]);
   const BootRegion& boot = lt.plan->boot;
   sp->temp_fds = std::move(temp);
   sp->fds = fds;
@@ -619,6 +628,10 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   };
   stats.set_load_ns(ns_since(start));
 
+  // --lazy-pages: no daemon, no task.
+  std::optional<LazyLink> lazy;
+  if (o.lazy_pages) lazy = TRY_CTX(LazyLink::connect(dir), "restore pid {}", pid);
+
   // Declared before what holds the tracees: they detach first, so that the
   // threads of a killed task can die.
   KillOnError guard(!o.sibling);
@@ -631,6 +644,8 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   Mapping shared = TRY_CTX(Mapping::map(arch::kPageSize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS), "restore");
   auto* barrier = new (shared.data()) SpawnBarrier{};
   // With --pidns the root is the init's child, and the init ckpt's or its parent's.
+  if (lazy)
+    for (LiveTask& lt : p.live) lt.lazy = &*lazy;
   SpawnTree st = TRY_CTX(plan_spawn(t, joins, inherited, p, barrier, o.sibling && !o.pidns, log), "restore");
   std::vector<LiveTask>& live = p.live;
   phase(&img::Stats::set_prepare_ns);
@@ -684,6 +699,8 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   const PidMap pids = o.pidns ? TRY_CTX(PidMap::read(init), "restore") : PidMap{};
   out.pid_outside = pids.outside(pid);
   out.init = init;
+  // Before any restorer makes a userfaultfd: from then on a daemon that dies kills the tree.
+  if (lazy) TRY_CTX(lazy->start_watcher(o.pidns ? init : out.pid_outside, dir, o.detach), "restore pid {}", pid);
   if (o.pidns) log.info("restore pid {}: pid {} outside its PID namespace, whose init is pid {}", pid,
                         out.pid_outside, init);
   // An owner group whose leader has exited has no PID ckpt could learn here.
@@ -711,6 +728,8 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
     return Error{0, fmt::format("task {} {}", tr.tid(), s.describe())};
   };
   TRY_CTX(complete(groups, release, explain), "restore pid {}", pid);
+  // Every restorer has sent its userfaultfd.
+  if (lazy) TRY_CTX(lazy->running(), "restore pid {}", pid);
   TRY_CTX(pages_checked.get(), "restore pid {}", pid);
   // Every task has attached its System V segments: a destroyed one now
   // lives as long as the tree's attaches, no more.

@@ -36,6 +36,9 @@ struct RestoreOptions {
   // dumping one had.
   bool check_cpu = true;
   bool tcp_close = false;      // --tcp-close: TCP connections come back closed
+  // --lazy-pages: private anonymous memory is left to ckpt lazy-pages
+  // (restore/lazy.h), which must listen on DIR/lazy-pages.sock.
+  bool lazy_pages = false;
   // --network-lock: how a lock is made for the dumped connections where the
   // dump's own is not in place (another machine); skip: none.
   net::LockChoice network_lock = net::LockChoice::Auto;

@@ -27,6 +27,7 @@ const char* verb_name(Verb v) {
     case Verb::PageServer: return "page-server";
     case Verb::MigrateOut: return "migrate-out";
     case Verb::MigrateIn: return "migrate-in";
+    case Verb::LazyPages: return "lazy-pages";
   }
   return "?";
 }
@@ -309,6 +310,23 @@ TEST(Options, DumpFsync) {
   Parsed q = parse_command_line({"dump", "-t", "1", "-D", "d"});
   ASSERT_TRUE(q.command) << q.text;
   EXPECT_FALSE(q.command->dump.fsync);
+}
+
+// restore --lazy-pages and the lazy-pages daemon, which needs -D.
+TEST(Options, LazyPages) {
+  Parsed r = parse_command_line({"restore", "-D", "d", "--lazy-pages"});
+  ASSERT_TRUE(r.command) << r.text;
+  EXPECT_TRUE(r.command->restore.lazy_pages);
+  Parsed plain = parse_command_line({"restore", "-D", "d"});
+  ASSERT_TRUE(plain.command) << plain.text;
+  EXPECT_FALSE(plain.command->restore.lazy_pages);
+  Parsed l = parse_command_line({"lazy-pages", "-D", "d"});
+  ASSERT_TRUE(l.command) << l.text;
+  EXPECT_EQ(l.command->verb, Verb::LazyPages);
+  EXPECT_EQ(l.command->restore.dir, "d");
+  Parsed no_dir = parse_command_line({"lazy-pages"});
+  EXPECT_FALSE(no_dir.command);
+  EXPECT_EQ(no_dir.exit_code, 2);
 }
 
 // --network-lock on dump and restore (net/netlock.h); auto by default; a

@@ -25,6 +25,7 @@ int run_page_server(const Command& c, Log& log);
 int run_migrate_out(const Command& c, Log& log);
 int run_migrate_in(const Command& c, Log& log);
 int run_restore(const Command& c, Log& log);
+int run_lazy_pages(const Command& c, Log& log);
 int run_show(const std::string& target, bool json, Log& log);
 int run_verify(const Command& c, Log& log);
 

@@ -107,7 +107,12 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
   rst->add_flag("--tcp-established", tcp_established_r, "accepted as CRIU spells it: connections in the images are "
                 "restored anyway");
   rst->add_flag("--tcp-close", c.restore.tcp_close, "restore established TCP connections closed");
+  rst->add_flag("--lazy-pages", c.restore.lazy_pages, "leave the private anonymous memory to ckpt lazy-pages -D DIR, "
+                "which fills it on demand while the process runs (docs/migration.md)");
   rst->add_flag("-j,--shell-job", shell_job_r, "the process uses the terminal (see dump --shell-job)");
+
+  auto* lazy = app.add_subcommand("lazy-pages", "serve the memory of one restore --lazy-pages of the images "
+                                  "directory on demand, and the rest in the background, until all is in");
 
   auto* mig = app.add_subcommand("migrate", "move a live process to another host: pre-dump rounds, the final dump, "
                                  "restore there (-t PID --to ADDRESS:PORT on the source, --listen PORT on the destination)");
@@ -181,6 +186,11 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
     c.restore.check_files = !skip_file_check;
     c.restore.check_cpu = !skip_cpu_check;
     if (images_dir.empty()) return {std::nullopt, "ckpt restore: -D/--images-dir is required\n", 2};
+  }
+  if (lazy->parsed()) {
+    c.verb = Verb::LazyPages;
+    c.restore.dir = images_dir;
+    if (images_dir.empty()) return {std::nullopt, "ckpt lazy-pages: -D/--images-dir is required\n", 2};
   }
   if (mig->parsed()) {
     if (images_dir.empty()) return {std::nullopt, "ckpt migrate: -D/--images-dir is required\n", 2};

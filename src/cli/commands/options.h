@@ -13,7 +13,7 @@
 
 namespace ckpt::cli {
 
-enum class Verb { Check, Dump, PreDump, PageServer, Restore, Show, Verify, MigrateOut, MigrateIn };
+enum class Verb { Check, Dump, PreDump, PageServer, Restore, Show, Verify, MigrateOut, MigrateIn, LazyPages };
 
 struct Command {
   Verb verb = Verb::Check;

@@ -1,0 +1,238 @@
+// restore --lazy-pages with ckpt lazy-pages -D DIR (lazy/daemon.h,
+// restore/lazy.h): the process runs before its memory is in, every page it
+// reads is the one it had (or zeros where it had none, or dropped it), the
+// daemon exits once all is in, and a daemon that dies kills the process
+// with a message instead of leaving it on wrong memory or hung.
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "fmt/format.h"
+#include "harness.h"
+
+using namespace e2e;
+
+namespace {
+
+const std::string kWorkload = "lazymem";
+
+// VMAs of `pid` registered with a userfaultfd for missing pages.
+int uffd_missing_vmas(pid_t pid) {
+  std::ifstream in(fmt::format("/proc/{}/smaps", pid));
+  int n = 0;
+  for (std::string line; std::getline(in, line);)
+    if (line.starts_with("VmFlags:") && line.find(" um") != std::string::npos) n++;
+  return n;
+}
+
+bool holds_userfaultfd(pid_t pid) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(fmt::format("/proc/{}/fd", pid), ec))
+    if (std::filesystem::read_symlink(e.path(), ec).string().find("userfaultfd") != std::string::npos) return true;
+  return false;
+}
+
+// Starts the daemon on images() (with CKPT_FAULT=`fault` if given) and
+// waits until it listens.
+pid_t start_daemon(Harness& h, const std::string& fault = "") {
+  std::vector<std::string> prefix;
+  if (!fault.empty()) prefix = {"/usr/bin/env", "CKPT_FAULT=" + fault};
+  pid_t d = h.ckpt_background({"lazy-pages", "-D", h.images(), "-v4", "-o", "lazy.log"}, prefix);
+  EXPECT_TRUE(wait_until([&] {
+    struct stat st;
+    return stat((h.images() + "/lazy-pages.sock").c_str(), &st) == 0 && S_ISSOCK(st.st_mode);
+  })) << "the daemon never listened";
+  return d;
+}
+
+class LazyPages : public ::testing::TestWithParam<bool> {};
+
+// 64 MiB of a known pattern, with holes: restored lazily, it runs at once,
+// the daemon fills everything and exits, and the process then finds every
+// page as it was (it moves one MiB and drops another before checking).
+TEST_P(LazyPages, TouchesEverythingAndVerifies) {
+  Harness h;
+  const pid_t pid = h.dump_workload(kWorkload);
+  ASSERT_GT(pid, 0);
+  const pid_t daemon = start_daemon(h);
+  const pid_t r = h.restore_background(pid, GetParam(), {"--lazy-pages"});
+  ASSERT_GT(r, 0);
+  CkptRun d = h.wait_ckpt(daemon, std::chrono::seconds(60));
+  EXPECT_EQ(d.exit_code(), 0) << d.err << read_text(h.images() + "/lazy.log");
+  // The daemon's word reached the watcher, which dropped its copy: nothing
+  // is registered any more, and the task never held the fd.
+  EXPECT_TRUE(wait_until([&] { return uffd_missing_vmas(pid) == 0; })) << uffd_missing_vmas(pid) << " VMAs still registered";
+  EXPECT_FALSE(holds_userfaultfd(pid));
+  kill(pid, SIGTERM);
+  CkptRun rr = h.wait_ckpt(r);
+  EXPECT_EQ(rr.exit_code(), 0) << read_text(h.workload_log(kWorkload)) << rr.err;
+  EXPECT_NE(read_text(h.workload_log(kWorkload)).find("PASS"), std::string::npos);
+}
+
+// The same while the daemon is slow to push (300 ms a MiB): the process
+// moves, drops and reads its memory while most of it is still pending.
+TEST_P(LazyPages, ChecksWhileMostPagesArePending) {
+  Harness h;
+  const pid_t pid = h.dump_workload(kWorkload);
+  ASSERT_GT(pid, 0);
+  const pid_t daemon = start_daemon(h, "slow:lazy-push");
+  const pid_t r = h.restore_background(pid, GetParam(), {"--lazy-pages"});
+  ASSERT_GT(r, 0);
+  EXPECT_GT(uffd_missing_vmas(pid), 0);
+  EXPECT_FALSE(holds_userfaultfd(pid));
+  kill(pid, SIGTERM);
+  CkptRun rr = h.wait_ckpt(r);
+  EXPECT_EQ(rr.exit_code(), 0) << read_text(h.workload_log(kWorkload)) << rr.err;
+  EXPECT_NE(read_text(h.workload_log(kWorkload)).find("PASS"), std::string::npos);
+  // Its pages end with it: the daemon finishes too.
+  CkptRun d = h.wait_ckpt(daemon, std::chrono::seconds(60));
+  EXPECT_EQ(d.exit_code(), 0) << d.err << read_text(h.images() + "/lazy.log");
+}
+
+// The daemon is killed with most pages pending: the restored process is
+// killed by the watcher (not left waiting for ever, not fed zeros), and
+// ckpt restore says why.
+TEST_P(LazyPages, DaemonKilled) {
+  Harness h;
+  const pid_t pid = h.dump_workload("dirtier");
+  ASSERT_GT(pid, 0);
+  const pid_t daemon = start_daemon(h, "slow:lazy-push");
+  const pid_t r = h.restore_background(pid, GetParam(), {"--lazy-pages"});
+  ASSERT_GT(r, 0);
+  ASSERT_GT(uffd_missing_vmas(pid), 0);
+  kill(daemon, SIGKILL);
+  h.wait_child(daemon);
+  CkptRun rr = h.wait_ckpt(r, std::chrono::seconds(20));
+  EXPECT_TRUE(WIFEXITED(rr.status) && WEXITSTATUS(rr.status) == 128 + SIGKILL) << rr.status << rr.err;
+  EXPECT_NE(rr.err.find("the lazy-pages daemon died"), std::string::npos) << rr.err;
+  EXPECT_FALSE(alive(pid));
+}
+
+// The same after restore -d: ckpt restore is gone, the watcher still kills
+// the process, and says why in DIR/lazy-watch.log.
+TEST(LazyPagesDetached, DaemonKilled) {
+  Harness h;
+  const pid_t pid = h.dump_workload("dirtier");
+  ASSERT_GT(pid, 0);
+  const pid_t daemon = start_daemon(h, "slow:lazy-push");
+  const std::string pidfile = h.dir() + "/restored.pid";
+  CkptRun r = h.ckpt({"restore", "-D", h.images(), "-d", "--lazy-pages", "--pidfile", pidfile});
+  ASSERT_EQ(r.exit_code(), 0) << r.err;
+  ASSERT_TRUE(h.wait_restored(pid, pidfile));
+  ASSERT_GT(uffd_missing_vmas(pid), 0);
+  kill(daemon, SIGKILL);
+  h.wait_child(daemon);
+  // The test is a subreaper: the restored process, orphaned, is its child.
+  const int st = h.wait_child(pid, std::chrono::seconds(20));
+  EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << st;
+  EXPECT_TRUE(wait_until([&] {
+    return read_text(h.images() + "/lazy-watch.log").find("the lazy-pages daemon died") != std::string::npos;
+  })) << read_text(h.images() + "/lazy-watch.log");
+}
+
+// A pre-fork tree (its workers inherited the master's pages unchanged, which
+// the images hold once): every task's pages come from the master's pages
+// file, served lazily, and every task checks every page.
+TEST_P(LazyPages, TreeWithInheritedPages) {
+  Harness h;
+  const pid_t root = h.start_workload("prefork", {"64", "4"});
+  ASSERT_GT(root, 0);
+  const std::vector<pid_t> tasks = tree_of(root);
+  ASSERT_EQ(tasks.size(), 6u);
+  CkptRun dump = h.ckpt({"dump", "-t", std::to_string(root), "-D", h.images()});
+  ASSERT_EQ(dump.exit_code(), 0) << dump.err;
+  h.wait_child(root);
+  reap_all(tasks);
+  const pid_t daemon = start_daemon(h);
+  const pid_t r = h.restore_background(root, GetParam(), {"--lazy-pages"});
+  ASSERT_GT(r, 0);
+  CkptRun d = h.wait_ckpt(daemon, std::chrono::seconds(60));
+  EXPECT_EQ(d.exit_code(), 0) << d.err << read_text(h.images() + "/lazy.log");
+  EXPECT_NE(read_text(h.images() + "/lazy.log").find(fmt::format("{} tasks", tasks.size())), std::string::npos)
+      << read_text(h.images() + "/lazy.log");
+  kill(root, SIGTERM);
+  CkptRun rr = h.wait_ckpt(r);
+  EXPECT_EQ(rr.exit_code(), 0) << read_text(h.workload_log("prefork")) << rr.err;
+  EXPECT_NE(read_text(h.workload_log("prefork")).find("PASS"), std::string::npos);
+}
+
+// A task that forks before its pages are all in is refused: the daemon gives
+// up and the watcher kills the tree, saying why.
+TEST_P(LazyPages, ForkBeforeAllInKillsTheTree) {
+  Harness h;
+  const pid_t pid = h.start_workload(kWorkload, {"64", "fork"});
+  ASSERT_GT(pid, 0);
+  CkptRun dump = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  ASSERT_EQ(dump.exit_code(), 0) << dump.err;
+  h.wait_child(pid);
+  const pid_t daemon = start_daemon(h, "slow:lazy-push");
+  const pid_t r = h.restore_background(pid, GetParam(), {"--lazy-pages"});
+  ASSERT_GT(r, 0);
+  kill(pid, SIGTERM);  // it forks now
+  CkptRun rr = h.wait_ckpt(r, std::chrono::seconds(30));
+  EXPECT_TRUE(WIFEXITED(rr.status) && WEXITSTATUS(rr.status) == 128 + SIGKILL) << rr.status << rr.err;
+  EXPECT_NE(rr.err.find("forked with"), std::string::npos) << rr.err;
+  CkptRun d = h.wait_ckpt(daemon, std::chrono::seconds(30));
+  EXPECT_EQ(d.exit_code(), 1) << d.err;
+  EXPECT_FALSE(alive(pid));
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, LazyPages, ::testing::Bool(),
+                         [](const auto& i) { return i.param ? "breakpoint" : "syscalltrace"; });
+
+// No daemon: restore fails before any task exists, and says what to start.
+TEST(LazyPagesBadInput, NoDaemon) {
+  Harness h;
+  const pid_t pid = h.dump_workload(kWorkload);
+  ASSERT_GT(pid, 0);
+  CkptRun r = h.ckpt({"restore", "-D", h.images(), "--lazy-pages"});
+  EXPECT_EQ(r.exit_code(), 1);
+  EXPECT_NE(r.err.find("no ckpt lazy-pages daemon listens on"), std::string::npos) << r.err;
+  EXPECT_FALSE(alive(pid));
+}
+
+// A directory that holds no checkpoint: the daemon says so and exits.
+TEST(LazyPagesBadInput, NotACheckpoint) {
+  Harness h;
+  mkdir(h.images().c_str(), 0700);
+  CkptRun r = h.ckpt({"lazy-pages", "-D", h.images()});
+  EXPECT_EQ(r.exit_code(), 1);
+  EXPECT_NE(r.err.find("holds no checkpoint"), std::string::npos) << r.err;
+  CkptRun missing = h.ckpt({"lazy-pages", "-D", h.dir() + "/nowhere"});
+  EXPECT_EQ(missing.exit_code(), 1);
+  EXPECT_NE(missing.err.find("nowhere"), std::string::npos) << missing.err;
+}
+
+// A damaged page run: the daemon refuses to serve it, and the process is
+// killed before it reads a byte of it.
+TEST(LazyPagesBadInput, DamagedPagesKillTheProcess) {
+  Harness h;
+  const pid_t pid = h.dump_workload(kWorkload);
+  ASSERT_GT(pid, 0);
+  const std::string pages = fmt::format("{}/pages-{}.img", h.images(), pid);
+  {
+    std::fstream f(pages, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(32 << 20);  // in the 64 MiB buffer, whatever precedes it
+    ASSERT_TRUE(f);
+    f.put('\x5a');
+  }
+  const pid_t daemon = start_daemon(h);
+  const pid_t r = h.ckpt_background({"restore", "-D", h.images(), "--lazy-pages"});
+  CkptRun d = h.wait_ckpt(daemon, std::chrono::seconds(60));
+  EXPECT_EQ(d.exit_code(), 1);
+  EXPECT_NE(d.err.find("checksum mismatch"), std::string::npos) << d.err;
+  CkptRun rr = h.wait_ckpt(r, std::chrono::seconds(20));
+  EXPECT_NE(rr.exit_code(), 0);
+  EXPECT_NE(rr.err.find("checksum mismatch"), std::string::npos) << rr.err;
+  EXPECT_FALSE(alive(pid));
+}
+
+}  // namespace

@@ -70,7 +70,7 @@ Result<void> collect_posix_timers(Parasite& p, pid_t pid, img::TaskCore* core) {
 // are MCL_FUTURE and MCL_ONFAULT.
 Result<uint32_t> future_locking(const Parasite& p, pid_t pid) {
   const proc::VmFlags vmflags = TRY(proc::read_smaps_vmflags(pid));
-  auto it = vmflags.find(p.base());
+  auto it = vmflags.find(p.base().raw());
   if (it == vmflags.end()) return error(ENOENT, "pid {}: the parasite's mapping at {:#x} is not in smaps", pid, p.base());
   auto has = [&](std::string_view f) { return std::find(it->second.begin(), it->second.end(), f) != it->second.end(); };
   if (!has("lo")) return 0;
@@ -192,11 +192,11 @@ Result<void> abort_rseq_critical_section(Tracee& t, const RseqConfig& rseq, arch
     uint32_t version, flags;
     uint64_t start_ip, post_commit_offset, abort_ip;
   } cs;
-  TRY(t.read_mem(cs_ptr, &cs, sizeof cs));
+  TRY(t.read_mem(RemoteAddr(cs_ptr), &cs, sizeof cs));
   if (regs->rip < cs.start_ip || regs->rip - cs.start_ip >= cs.post_commit_offset) return {};
   // A bad signature gets the task a SIGSEGV from the kernel: leave that to it.
   uint32_t sig = 0;
-  TRY(t.read_mem(cs.abort_ip - sizeof sig, &sig, sizeof sig));
+  TRY(t.read_mem(RemoteAddr(cs.abort_ip) - sizeof sig, &sig, sizeof sig));
   if (sig != rseq.signature) return {};
   const uint64_t zero = 0;
   TRY(t.write_mem(rseq.abi_pointer + kRseqCsOffset, &zero, sizeof zero));
@@ -219,7 +219,7 @@ Result<void> collect_thread_ptrace(Tracee& t, img::ThreadCore* th) {
   xs.resize(arch::xsave_used_size(xs));
   th->set_xsave(std::string(xs.begin(), xs.end()));
   th->set_blocked(TRY(t.blocked()));
-  th->mutable_rseq()->set_abi_pointer(rseq.abi_pointer);
+  th->mutable_rseq()->set_abi_pointer(rseq.abi_pointer.raw());
   th->mutable_rseq()->set_abi_size(rseq.abi_size);
   th->mutable_rseq()->set_signature(rseq.signature);
   th->mutable_rseq()->set_flags(rseq.flags);

@@ -23,7 +23,7 @@ Result<Leftovers> find_leftovers(Tracee& leader) {
     left.maps.push_back({m.start, m.end});
     if (!m.write) continue;  // the code; the data starts with the record
     abi::ParasiteRecord rec;
-    TRY(leader.read_mem(m.start, &rec, sizeof rec));
+    TRY(leader.read_mem(RemoteAddr(m.start), &rec, sizeof rec));
     if (rec.version != abi::kParasiteAbiVersion) continue;  // not written yet, or another ckpt's
     std::ranges::copy(parasite_fds(rec), std::back_inserter(recorded));
   }

@@ -136,12 +136,12 @@ Result<void> Parasite::map_into_task() {
   if (!rs.kill_safe())
     log_->warn("task {}: no signal-restorer code or no room on its stack: killed now, ckpt would lose it", pid);
   RemoteLeftovers undo{rs};
-  const uint64_t scratch = TRY(rs.scratch());
+  const RemoteAddr scratch = TRY(rs.scratch());
   const std::string name(kMemfdPath.substr(kMemfdPath.find(':') + 1));
   TRY(t.write_mem(scratch, name.c_str(), name.size() + 1));
   TRY(faults_->at("remote"));  // hang:remote parks ckpt with the thread hijacked
-  long memfd = TRY(rs.call(SYS_memfd_create, {scratch, MFD_CLOEXEC | kMfdExec}));
-  if (memfd == -EINVAL) memfd = TRY(rs.call(SYS_memfd_create, {scratch, MFD_CLOEXEC}));
+  long memfd = TRY(rs.call(SYS_memfd_create, {scratch.raw(), MFD_CLOEXEC | kMfdExec}));
+  if (memfd == -EINVAL) memfd = TRY(rs.call(SYS_memfd_create, {scratch.raw(), MFD_CLOEXEC}));
   if (memfd < 0) return error(static_cast<int>(-memfd), "task {}: remote memfd_create", pid);
   undo.memfd = static_cast<int>(memfd);
   const uint64_t fd = static_cast<uint64_t>(memfd);
@@ -149,11 +149,11 @@ Result<void> Parasite::map_into_task() {
   UniqueFd local_memfd = TRY(take_fd(pidfd.get(), pid, undo.memfd, "parasite's memfd"));
   if (ftruncate(local_memfd.get(), static_cast<off_t>(l.total)) < 0)
     return sys_error("task {}: ftruncate of the parasite's memfd", pid);
-  base_ = TRY(rs.must("mmap of the parasite", SYS_mmap, {0, l.total, PROT_READ | PROT_EXEC, MAP_SHARED, fd, 0}));
-  undo.map = base_;
+  base_ = RemoteAddr(TRY(rs.must("mmap of the parasite", SYS_mmap, {0, l.total, PROT_READ | PROT_EXEC, MAP_SHARED, fd, 0})));
+  undo.map = base_.raw();
   undo.len = l.total;
   TRY(rs.must("mmap of the parasite's data", SYS_mmap,
-              {base_ + l.args, l.total - l.args, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, l.args}));
+              {(base_ + l.args).raw(), l.total - l.args, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, l.args}));
   local_ = TRY_CTX(Mapping::map(l.total, PROT_READ | PROT_WRITE, MAP_SHARED, local_memfd.get()),
                    "task {}: map the parasite's memfd into ckpt", pid);
 
@@ -168,7 +168,7 @@ Result<void> Parasite::map_into_task() {
   // The visit socket pair, only needed for a task with threads, is made by
   // the daemon on demand (visit_socket()).
   TRY(rs.must("socketpair for the parasite", SYS_socketpair,
-              {AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, base_ + l.args + offsetof(abi::ParasiteRecord, sock)}));
+              {AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, (base_ + l.args + offsetof(abi::ParasiteRecord, sock)).raw()}));
   sock_ = TRY(take_fd(pidfd.get(), pid, a->sock[abi::kCkptEnd], "parasite's socket"));
   undo.keep = true;
   return rs.end();
@@ -186,7 +186,7 @@ Result<void> Parasite::start() {
   for (const siginfo_t& si : TRY(t.pending(false))) a->sigpipe_pending |= si.si_signo == SIGPIPE;
   a->seccomp = TRY(proc::read_status(t.tid())).seccomp != 0;
   TRY(put_frame(l.frame, kFrameArea, orig_.regs, orig_.xsave, orig_.sigmask));
-  a->sigframe = base_ + l.frame + arch::rt_sigframe_rsp_offset();
+  a->sigframe = (base_ + l.frame + arch::rt_sigframe_rsp_offset()).raw();
 
   // Armed while it is stopped: the daemon then runs until it hits it.
   if (mode_ == CompletionMode::Breakpoint &&
@@ -206,7 +206,7 @@ Result<void> Parasite::start() {
 Result<void> Parasite::put_frame(size_t offset, size_t room, const arch::Regs& regs, std::span<const uint8_t> xsave,
                                  uint64_t sigmask) {
   // The parasite never touches the sigaltstack: the frame leaves it as it is.
-  auto frame = TRY(arch::build_rt_sigframe(base_ + offset, regs, xsave, sigmask, arch::AltStackState::unchanged()));
+  auto frame = TRY(arch::build_rt_sigframe((base_ + offset).raw(), regs, xsave, sigmask, arch::AltStackState::unchanged()));
   if (frame.size() > room)
     return error(E2BIG, "task {}: a sigframe of {} bytes does not fit the parasite's {}", leader_->tid(),
                  frame.size(), room);
@@ -218,12 +218,12 @@ Result<void> Parasite::put_frame(size_t offset, size_t room, const arch::Regs& r
 // `stack_top`, the arguments in rdi (and `arg2` in rsi) and every signal
 // blocked. orig_rax = -1: the kernel must not restart a syscall from these
 // registers.
-Result<void> Parasite::run_blob(Tracee& t, const arch::Regs& from, uint64_t entry, size_t stack_top, uint64_t arg2) {
+Result<void> Parasite::run_blob(Tracee& t, const arch::Regs& from, uint64_t entry, size_t stack_top, RemoteAddr arg2) {
   arch::Regs r = from;
-  r.rip = base_ + entry;
-  r.rsp = base_ + stack_top;
-  r.rdi = base_ + layout().args;
-  r.rsi = arg2;
+  r.rip = (base_ + entry).raw();
+  r.rsp = (base_ + stack_top).raw();
+  r.rdi = (base_ + layout().args).raw();
+  r.rsi = arg2.raw();
   r.orig_rax = static_cast<uint64_t>(-1);
   r.eflags &= ~kEflagsDf;  // the ABI the blob is compiled for
   // Registers first: a ckpt killed in between leaves the blob to run with
@@ -294,7 +294,7 @@ Result<void> Parasite::poll_while_running(std::span<pollfd> fds, Tracee& t) {
 
 Error Parasite::explain(Tracee& t, const Stop& s) const {
   auto regs = t.regs();
-  uint64_t rip = regs ? regs->rip : 0;
+  const RemoteAddr rip(regs ? regs->rip : 0);
   std::string where = rip >= base_ && rip < base_ + size() ? fmt::format("parasite+{:#x}", rip - base_)
                                                           : fmt::format("{:#x}", rip);
   return Error{EFAULT, fmt::format("the parasite in task {} {} at {}", t.tid(), s.describe(), where)};
@@ -386,10 +386,10 @@ Result<void> Parasite::visit_batch(std::span<Tracee* const> threads, uint32_t la
       arch::rewind_restartable_syscall(resume, arch::Restart::InPlace);
       TRY(put_frame(l.visit_frame(i), l.visit_frame_area, resume, known[i].xsave, known[i].sigmask));
       abi::VisitSlot& slot = args()->visits[i];
-      slot.frame = base_ + l.visit_frame(i) + arch::rt_sigframe_rsp_offset();
+      slot.frame = (base_ + l.visit_frame(i) + arch::rt_sigframe_rsp_offset()).raw();
       slot.state.last_cap = last_cap;
       slot.state.err = 0;
-      const uint64_t slot_addr = base_ + (reinterpret_cast<const char*>(&slot) - local_.data());
+      const RemoteAddr slot_addr = base_ + static_cast<uint64_t>(reinterpret_cast<const char*>(&slot) - local_.data());
       saved.push_back(regs);
       // Not resumed, if it failed: stopped with (some of) the blob's registers.
       if (auto r = run_blob(t, regs, pie::parasite::k_parasite_thread_entry, l.visit_stack_top(i), slot_addr); !r) {
@@ -590,7 +590,7 @@ Result<unsigned> Parasite::cure_from_outside() {
     TRY(rs.must(fmt::format("close of the parasite's socket (fd {})", sock), SYS_close, {static_cast<uint64_t>(sock)}));
     sock = -1;
     TRY(rs.must(fmt::format("munmap of the parasite at {:#x}-{:#x}", base_, base_ + local_.size()), SYS_munmap,
-                {base_, local_.size()}));
+                {base_.raw(), local_.size()}));
     TRY(rs.end());
   }
   drop();
@@ -623,7 +623,7 @@ Result<void> Parasite::rescue() {
     for (int fd : parasite_fds(*args()))
       TRY(rs.must(fmt::format("close of the parasite's fd {}", fd), SYS_close, {static_cast<uint64_t>(fd)}));
     TRY(rs.must(fmt::format("munmap of the parasite at {:#x}-{:#x}", base_, base_ + local_.size()), SYS_munmap,
-                {base_, local_.size()}));
+                {base_.raw(), local_.size()}));
     TRY(rs.end());
   }
   TRY(load_final_state(t, {orig_.regs, orig_.xsave, orig_.sigmask}));

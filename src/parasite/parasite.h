@@ -102,7 +102,7 @@ class Parasite {
 
   CompletionMode mode() const { return mode_; }
   // Where its mapping starts in the task.
-  uint64_t base() const { return base_; }
+  RemoteAddr base() const { return base_; }
   size_t size() const { return local_.size(); }
 
  private:
@@ -128,7 +128,7 @@ class Parasite {
                                   std::vector<bool>* stopped = nullptr);
   Result<void> put_frame(size_t offset, size_t room, const arch::Regs& regs, std::span<const uint8_t> xsave,
                          uint64_t sigmask);
-  Result<void> run_blob(Tracee& t, const arch::Regs& from, uint64_t entry, size_t stack_top, uint64_t arg2 = 0);
+  Result<void> run_blob(Tracee& t, const arch::Regs& from, uint64_t entry, size_t stack_top, RemoteAddr arg2 = {});
   Result<void> visit_batch(std::span<Tracee* const> threads, uint32_t last_cap, std::span<const KnownState> known);
   Result<void> visits_done(std::span<Tracee* const> threads, std::vector<bool>* stopped);
   Error explain(Tracee& t, const Stop& s) const;
@@ -143,7 +143,7 @@ class Parasite {
   Log* log_;
   const Faults* faults_;  // tests only: "inject" (mapped, not started), "visit", "drain"
   SyscallSite site_;
-  uint64_t base_ = 0;  // in the task
+  RemoteAddr base_;  // in the task
   Mapping local_;      // the same memory in ckpt
   UniqueFd sock_;
   UniqueFd visit_sock_;

@@ -31,7 +31,7 @@ namespace {
 Result<uint64_t> start_unmap(Tracee& t, arch::Regs regs, const CompletionSite& site) {
   const uint64_t mask = TRY(t.blocked());
   TRY(t.set_blocked(~0ULL));
-  arch::setup_syscall(regs, site.syscall_insn, SYS_munmap, std::array{site.unmap_start, site.unmap_len});
+  arch::setup_syscall(regs, site.syscall_insn.raw(), SYS_munmap, std::array{site.unmap_start.raw(), site.unmap_len});
   TRY(t.set_regs(regs));
   TRY(t.resume_syscall());
   return mask;
@@ -60,7 +60,7 @@ Result<void> unmap_blob(Tracee& t, const arch::Regs& regs, const CompletionSite&
   if (site.outside) {
     RemoteSyscalls rs = TRY(RemoteSyscalls::begin(t, *site.outside));
     TRY(rs.must(fmt::format("munmap {:#x}-{:#x}", site.unmap_start, site.unmap_start + site.unmap_len), SYS_munmap,
-                {site.unmap_start, site.unmap_len}));
+                {site.unmap_start.raw(), site.unmap_len}));
     return rs.end();
   }
   const uint64_t mask = TRY(start_unmap(t, regs, site));
@@ -92,7 +92,7 @@ Result<arch::Regs> reach_breakpoint(Tracee& t, const CompletionSite& site, const
   if (s.sig() != SIGTRAP) return std::unexpected(explain(t, s));
   siginfo_t si = TRY(t.siginfo());
   arch::Regs regs = TRY(t.regs());
-  if (si.si_code != arch::kTrapHwBkpt || regs.rip != site.sigreturn_fn) return std::unexpected(explain(t, s));
+  if (si.si_code != arch::kTrapHwBkpt || RemoteAddr(regs.rip) != site.sigreturn_fn) return std::unexpected(explain(t, s));
   // Clear it now: a leftover breakpoint would hang the next dump (pitfall 6).
   TRY(disarm_breakpoint(t));
   return regs;
@@ -103,7 +103,7 @@ Result<bool> at_barrier(Tracee& t, const Stop& s, pid_t tgid, const CompletionSi
   if (!s.stopped() || s.event() || s.sig() != site.barrier_sig) return false;
   siginfo_t si = TRY(t.siginfo());
   const bool ours = site.barrier_sig == SIGTRAP ? si.si_code == SI_KERNEL : si.si_code == SI_TKILL && si.si_pid == tgid;
-  return ours && TRY(t.regs()).rip == site.barrier_rip;
+  return ours && RemoteAddr(TRY(t.regs()).rip) == site.barrier_rip;
 }
 
 // Traces the syscalls of the threads until each one's rt_sigreturn from the
@@ -114,7 +114,7 @@ Result<bool> at_barrier(Tracee& t, const Stop& s, pid_t tgid, const CompletionSi
 Result<std::vector<arch::Regs>> reach_sigreturns(std::span<CompletionTask> tasks, const CompletionSite& site,
                                                   const StrayStopExplainer& explain,
                                                   std::span<Tracee* const> others = {}) {
-  const uint64_t after_sigreturn = site.syscall_insn + arch::kSyscallInsnLen;
+  const RemoteAddr after_sigreturn = site.syscall_insn + arch::kSyscallInsnLen;
   enum class Phase { Barrier, Tracing, InSigreturn, Done };
   std::vector<Phase> phase(tasks.size(), site.barrier_rip ? Phase::Barrier : Phase::Tracing);
   // Threads that wait for each other (the main thread for the others'
@@ -153,7 +153,7 @@ Result<std::vector<arch::Regs>> reach_sigreturns(std::span<CompletionTask> tasks
       next++;
       continue;
     }
-    if (arch::syscall_nr(regs) == arch::kNrRtSigreturn && regs.rip == after_sigreturn) phase[i] = Phase::InSigreturn;
+    if (arch::syscall_nr(regs) == arch::kNrRtSigreturn && RemoteAddr(regs.rip) == after_sigreturn) phase[i] = Phase::InSigreturn;
     TRY(t->resume_syscall());
   }
   return out;
@@ -203,7 +203,7 @@ BreakpointSupport probe_breakpoints() {
     Tracee t = TRY(Tracee::seize(child));
     TRY(t.interrupt());
     TRY(t.wait());
-    const uint64_t at = reinterpret_cast<uint64_t>(&probe_target);
+    const RemoteAddr at(reinterpret_cast<uint64_t>(&probe_target));
     Armed a = TRY(arm_breakpoint(t, at));
     if (a == Armed::Unsupported) return fail("the kernel refused or dropped the debug register values");
     TRY(t.cont());
@@ -211,7 +211,7 @@ BreakpointSupport probe_breakpoints() {
     if (!s && s.error().err == ETIMEDOUT) return fail("a breakpoint armed on a function the probe calls never fired");
     if (!s) return std::unexpected(s.error());
     siginfo_t si = TRY(t.siginfo());
-    if (s->sig() != SIGTRAP || si.si_code != arch::kTrapHwBkpt || TRY(t.regs()).rip != at)
+    if (s->sig() != SIGTRAP || si.si_code != arch::kTrapHwBkpt || RemoteAddr(TRY(t.regs()).rip) != at)
       return fail("the breakpoint probe stopped with {} instead of at its breakpoint", s->describe());
     return disarm_breakpoint(t);
   };
@@ -229,8 +229,8 @@ namespace {
 bool unsupported(const Error& e) { return e.err == EINVAL || e.err == EIO || e.err == EPERM; }
 }  // namespace
 
-Result<Armed> arm_breakpoint(Tracee& t, uint64_t addr) {
-  if (auto r = t.poke_user(arch::debugreg_offset(0), addr); !r) {
+Result<Armed> arm_breakpoint(Tracee& t, RemoteAddr addr) {
+  if (auto r = t.poke_user(arch::debugreg_offset(0), addr.raw()); !r) {
     if (unsupported(r.error())) return Armed::Unsupported;
     return std::unexpected(r.error());
   }

@@ -56,7 +56,7 @@ struct BreakpointSupport {
 BreakpointSupport probe_breakpoints();
 
 // Arms DR0/DR7 of a stopped task on `addr`. Does not resume it.
-Result<Armed> arm_breakpoint(Tracee& t, uint64_t addr);
+Result<Armed> arm_breakpoint(Tracee& t, RemoteAddr addr);
 Result<void> disarm_breakpoint(Tracee& t);
 // Clears a breakpoint that may have been armed by a ckpt of which we know
 // nothing (a killed one): where the debug registers can't be written at all,
@@ -64,9 +64,9 @@ Result<void> disarm_breakpoint(Tracee& t);
 Result<void> disarm_breakpoint_if_supported(Tracee& t);
 
 struct CompletionSite {
-  uint64_t sigreturn_fn;  // breakpoint address
-  uint64_t syscall_insn;  // the sigreturn function's own syscall instruction
-  uint64_t unmap_start;
+  RemoteAddr sigreturn_fn;  // breakpoint address
+  RemoteAddr syscall_insn;  // the sigreturn function's own syscall instruction
+  RemoteAddr unmap_start;
   uint64_t unmap_len;
   // The blob's threads wait for each other on the way: syscall tracing must
   // then keep all of them moving at once (waitpid(-1), O(threads) in the
@@ -77,8 +77,8 @@ struct CompletionSite {
   std::optional<SyscallSite> outside = std::nullopt;
   // Syscall tracing starts where each thread stops itself: a signal-delivery
   // stop of barrier_sig (SIGTRAP of an int3, or SIGSTOP of a tgkill to
-  // itself) at barrier_rip; 0: from release on. Threads past it wait for no one.
-  uint64_t barrier_rip = 0;
+  // itself) at barrier_rip; null: from release on. Threads past it wait for no one.
+  RemoteAddr barrier_rip;
   int barrier_sig = 0;
 };
 

@@ -38,7 +38,7 @@ Result<long> run_until_exit(Tracee& t, long nr) {
 // Address of a syscall instruction in the task's [vdso]: the vDSO is the
 // same kernel image in ckpt and in the task, so ckpt finds the bytes in its
 // own copy and adds the task's vDSO base.
-Result<uint64_t> find_vdso_syscall(uint64_t task_vdso_start) {
+Result<RemoteAddr> find_vdso_syscall(RemoteAddr task_vdso_start) {
   auto* ehdr = reinterpret_cast<const Elf64_Ehdr*>(getauxval(AT_SYSINFO_EHDR));
   if (!ehdr) return fail("ckpt itself has no vDSO to find a syscall instruction in");
   // Scan the executable segment of our own vDSO for the bytes 0f 05.
@@ -47,7 +47,7 @@ Result<uint64_t> find_vdso_syscall(uint64_t task_vdso_start) {
     if (phdr[i].p_type != PT_LOAD || !(phdr[i].p_flags & PF_X)) continue;
     auto* p = reinterpret_cast<const uint8_t*>(ehdr) + phdr[i].p_offset;
     for (uint64_t off = 0; off + 1 < phdr[i].p_filesz; off++)
-      if (p[off] == 0x0f && p[off + 1] == 0x05) return task_vdso_start + phdr[i].p_offset + off;
+      if (p[off] == 0x0f && p[off + 1] == 0x05) return task_vdso_start + (phdr[i].p_offset + off);
   }
   return fail("no syscall instruction in the vDSO");
 }
@@ -69,7 +69,7 @@ std::optional<uint64_t> find_code(std::string_view bytes) {
   return std::nullopt;
 }
 
-bool is_sigreturn_code(Tracee& t, uint64_t addr) {
+bool is_sigreturn_code(Tracee& t, RemoteAddr addr) {
   uint8_t buf[sizeof arch::kSigreturnCodeRax];
   for (std::span<const uint8_t> code : kSigreturnCode)
     if (t.read_mem(addr, buf, code.size()) && std::memcmp(buf, code.data(), code.size()) == 0) return true;
@@ -79,7 +79,7 @@ bool is_sigreturn_code(Tracee& t, uint64_t addr) {
 // Signal-restorer code in the task. First the files ckpt maps as well (the
 // task's libc is nearly always ckpt's): found in ckpt's own memory, checked
 // in the task's with one small read; else the task's file mappings, read.
-Result<uint64_t> find_sigreturn_code(Tracee& t, std::span<const proc::MapEntry> task) {
+Result<RemoteAddr> find_sigreturn_code(Tracee& t, std::span<const proc::MapEntry> task) {
   const auto own = TRY(proc::read_maps(getpid()));
   for (const proc::MapEntry& m : task) {
     if (!searchable(m)) continue;
@@ -90,7 +90,7 @@ Result<uint64_t> find_sigreturn_code(Tracee& t, std::span<const proc::MapEntry> 
       if (!hit) continue;
       const uint64_t file_off = o.offset + *hit;
       if (file_off < m.offset || file_off >= m.offset + (m.end - m.start)) continue;
-      const uint64_t addr = m.start + (file_off - m.offset);
+      const RemoteAddr addr(m.start + (file_off - m.offset));
       if (is_sigreturn_code(t, addr)) return addr;
     }
   }
@@ -98,10 +98,10 @@ Result<uint64_t> find_sigreturn_code(Tracee& t, std::span<const proc::MapEntry> 
   for (const proc::MapEntry& m : task) {
     if (!searchable(m) || !m.read) continue;
     buf.resize(m.end - m.start);
-    if (!t.read_mem(m.start, buf.data(), buf.size())) continue;
-    if (auto hit = find_code(buf)) return m.start + *hit;
+    if (!t.read_mem(RemoteAddr(m.start), buf.data(), buf.size())) continue;
+    if (auto hit = find_code(buf)) return RemoteAddr(m.start + *hit);
   }
-  return 0;
+  return RemoteAddr();
 }
 
 }  // namespace
@@ -111,13 +111,13 @@ Result<SyscallSite> find_syscall_site(Tracee& t) {
   auto vdso = std::ranges::find(maps, std::string("[vdso]"), &proc::MapEntry::path);
   if (vdso == maps.end()) return error(EOPNOTSUPP, "task {} has no [vdso], which ckpt needs", t.tid());
   SyscallSite site;
-  site.insn = TRY(find_vdso_syscall(vdso->start));
+  site.insn = TRY(find_vdso_syscall(RemoteAddr(vdso->start)));
   site.sigreturn = TRY(find_sigreturn_code(t, maps));
   return site;
 }
 
-Result<long> run_syscall(Tracee& t, arch::Regs regs, uint64_t insn, long nr, std::initializer_list<uint64_t> args) {
-  arch::setup_syscall(regs, insn, nr, {args.begin(), args.size()});
+Result<long> run_syscall(Tracee& t, arch::Regs regs, RemoteAddr insn, long nr, std::initializer_list<uint64_t> args) {
+  arch::setup_syscall(regs, insn.raw(), nr, {args.begin(), args.size()});
   TRY(t.set_regs(regs));
   return run_until_exit(t, nr);
 }
@@ -143,15 +143,15 @@ Result<void> RemoteSyscalls::put_way_back() {
   // The frame's size does not depend on where it goes, as long as it is aligned.
   const auto unchanged = arch::AltStackState::unchanged();
   size_t size = TRY(arch::build_rt_sigframe(0, home, xsave, saved_mask_, unchanged)).size();
-  const uint64_t at = (saved_.rsp - kRedZone - size) & ~(kFrameAlign - 1);
-  auto frame = TRY(arch::build_rt_sigframe(at, home, xsave, saved_mask_, unchanged));
+  const RemoteAddr at((saved_.rsp - kRedZone - size) & ~(kFrameAlign - 1));
+  auto frame = TRY(arch::build_rt_sigframe(at.raw(), home, xsave, saved_mask_, unchanged));
   // The scratch page must be writable too: touch its lowest byte.
   const uint8_t zero = 0;
   if (!t_->write_mem(at - kScratch, &zero, 1) || !t_->write_mem(at, frame.data(), frame.size())) return {};
   scratch_ = at - kScratch;
   arch::Regs r = saved_;
-  r.rip = site_.sigreturn;
-  r.rsp = at + arch::rt_sigframe_rsp_offset();
+  r.rip = site_.sigreturn.raw();
+  r.rsp = (at + arch::rt_sigframe_rsp_offset()).raw();
   r.rax = arch::kNrRtSigreturn;
   r.orig_rax = static_cast<uint64_t>(-1);
   TRY(t_->set_regs(r));
@@ -180,7 +180,7 @@ Result<long> RemoteSyscalls::call_safely(long nr, std::initializer_list<uint64_t
     return error(s.gone() ? ESRCH : EINTR, "task {} {} instead of reaching syscall {} entry", t_->tid(),
                  s.describe(), nr);
   arch::Regs r = *way_back_;
-  arch::setup_syscall(r, site_.sigreturn, nr, {args.begin(), args.size()});
+  arch::setup_syscall(r, site_.sigreturn.raw(), nr, {args.begin(), args.size()});
   r.orig_rax = static_cast<uint64_t>(nr);  // what the kernel runs from an entry stop
   TRY(t_->set_regs(r));
   TRY(t_->resume_syscall());
@@ -197,10 +197,10 @@ Result<uint64_t> RemoteSyscalls::must(std::string_view what, long nr, std::initi
   return static_cast<uint64_t>(r);
 }
 
-Result<uint64_t> RemoteSyscalls::scratch() {
+Result<RemoteAddr> RemoteSyscalls::scratch() {
   if (!scratch_) {
-    scratch_ = TRY(must("mmap of a scratch page", SYS_mmap,
-                        {0, kScratch, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, static_cast<uint64_t>(-1), 0}));
+    scratch_ = RemoteAddr(TRY(must("mmap of a scratch page", SYS_mmap,
+                        {0, kScratch, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, static_cast<uint64_t>(-1), 0})));
     owns_scratch_ = true;
   }
   return *scratch_;
@@ -210,7 +210,7 @@ Result<void> RemoteSyscalls::end() {
   active_ = false;
   Result<void> unmapped;
   if (scratch_ && owns_scratch_) {
-    auto r = must("munmap of the scratch page", SYS_munmap, {*scratch_, kScratch});
+    auto r = must("munmap of the scratch page", SYS_munmap, {scratch_->raw(), kScratch});
     if (!r) unmapped = std::unexpected(r.error());
   }
   // Our syscalls left the task at a syscall-exit stop, where the kernel no

@@ -44,8 +44,8 @@ namespace ckpt {
 
 // Where a tracee can be made to run syscalls.
 struct SyscallSite {
-  uint64_t insn = 0;       // a syscall instruction (in the [vdso])
-  uint64_t sigreturn = 0;  // signal-restorer code outside ckpt's own mappings; 0: none found
+  RemoteAddr insn;       // a syscall instruction (in the [vdso])
+  RemoteAddr sigreturn;  // signal-restorer code outside ckpt's own mappings; null: none found
 };
 
 // Finds both in the task's mappings (the parasite's own, which ckpt unmaps,
@@ -54,7 +54,7 @@ Result<SyscallSite> find_syscall_site(Tracee& t);
 
 // Runs one syscall in a tracee that sits in a ptrace-stop, starting from
 // `base` registers. Returns the raw kernel result (-errno on failure).
-Result<long> run_syscall(Tracee& t, arch::Regs base, uint64_t insn, long nr, std::initializer_list<uint64_t> args);
+Result<long> run_syscall(Tracee& t, arch::Regs base, RemoteAddr insn, long nr, std::initializer_list<uint64_t> args);
 
 class RemoteSyscalls {
  public:
@@ -69,7 +69,7 @@ class RemoteSyscalls {
   Result<uint64_t> must(std::string_view what, long nr, std::initializer_list<uint64_t> args);
   // A page of the task's memory for syscall arguments: below the frame on
   // its stack, else mapped on first use.
-  Result<uint64_t> scratch();
+  Result<RemoteAddr> scratch();
   // Would the thread, left alone now, return into its own state?
   bool kill_safe() const { return way_back_.has_value(); }
   // Puts everything back; the destructor does it too, ignoring errors.
@@ -89,7 +89,7 @@ class RemoteSyscalls {
   // The thread at rest: rip on the restorer code, rsp on its frame.
   std::optional<arch::Regs> way_back_;
   bool at_rest_ = false;  // stopped with way_back_ registers, before an entry
-  std::optional<uint64_t> scratch_;
+  std::optional<RemoteAddr> scratch_;
   bool owns_scratch_ = false;
   Owed active_{true};  // registers and mask to put back
 };

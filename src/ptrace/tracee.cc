@@ -364,8 +364,8 @@ Result<void> Tracee::poke_user(size_t offset, uint64_t value) {
   return {};
 }
 
-Result<void> Tracee::read_mem(uint64_t addr, void* buf, size_t len) {
-  iovec local{buf, len}, remote{reinterpret_cast<void*>(addr), len};
+Result<void> Tracee::read_mem(RemoteAddr addr, void* buf, size_t len) {
+  iovec local{buf, len}, remote{reinterpret_cast<void*>(addr.raw()), len};
   ssize_t n = process_vm_readv(tid_, &local, 1, &remote, 1, 0);
   if (n != static_cast<ssize_t>(len))
     return n < 0 ? sys_error("read {} bytes at {:#x} of task {}", len, addr, tid_)
@@ -373,8 +373,8 @@ Result<void> Tracee::read_mem(uint64_t addr, void* buf, size_t len) {
   return {};
 }
 
-Result<void> Tracee::write_mem(uint64_t addr, const void* buf, size_t len) {
-  iovec local{const_cast<void*>(buf), len}, remote{reinterpret_cast<void*>(addr), len};
+Result<void> Tracee::write_mem(RemoteAddr addr, const void* buf, size_t len) {
+  iovec local{const_cast<void*>(buf), len}, remote{reinterpret_cast<void*>(addr.raw()), len};
   ssize_t n = process_vm_writev(tid_, &local, 1, &remote, 1, 0);
   if (n != static_cast<ssize_t>(len))
     return n < 0 ? sys_error("write {} bytes at {:#x} of task {}", len, addr, tid_)

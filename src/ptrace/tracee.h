@@ -17,6 +17,7 @@
 #include "base/owed.h"
 #include "base/result.h"
 #include "base/unique_fd.h"
+#include "ptrace/remote_addr.h"
 
 namespace ckpt {
 
@@ -60,7 +61,7 @@ class ChildEvents {
 };
 
 struct RseqConfig {
-  uint64_t abi_pointer = 0;
+  RemoteAddr abi_pointer;
   uint32_t abi_size = 0;
   uint32_t signature = 0;
   uint32_t flags = 0;
@@ -143,8 +144,8 @@ class Tracee {
   Result<uint64_t> peek_user(size_t offset);
   Result<void> poke_user(size_t offset, uint64_t value);
 
-  Result<void> read_mem(uint64_t addr, void* buf, size_t len);
-  Result<void> write_mem(uint64_t addr, const void* buf, size_t len);
+  Result<void> read_mem(RemoteAddr addr, void* buf, size_t len);
+  Result<void> write_mem(RemoteAddr addr, const void* buf, size_t len);
 
  private:
   explicit Tracee(pid_t tid) : tid_(tid) {}

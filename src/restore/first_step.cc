@@ -216,7 +216,7 @@ Result<FirstSteps> take_first_steps(std::span<CompletionTask> tasks, const img::
       return error(EINVAL, "task {} thread {} is at rip {:#x} after completion, not at its dumped rip {:#x}",
                    core.pid(), t.tid(), regs->rip, want);
     uint8_t insn[arch::kSyscallInsnLen];
-    const bool at_syscall = executable(mm, want) && t.read_mem(want, insn, sizeof insn) &&
+    const bool at_syscall = executable(mm, want) && t.read_mem(RemoteAddr(want), insn, sizeof insn) &&
                             std::memcmp(insn, arch::kSyscallInsn, sizeof insn) == 0;
     // A syscall is not single-stepped: one that blocks would be interrupted
     // to let go of it, and its exit under PTRACE_SINGLESTEP queues a real

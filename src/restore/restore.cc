@@ -80,7 +80,7 @@ Error explain_stop(Tracee& t, const Stop& s, const Plan& plan, const TaskImages&
                          [&](const ThreadPlan& p) { return pids.outside(p.tid) == tid; });
   if (s.sig() == SIGTRAP && th != plan.threads.end()) {
     abi::RestorerError e{};
-    if (!t.read_mem(th->arg + offsetof(abi::ThreadArg, error), &e, sizeof e)) e.step = abi::kStepNone;
+    if (!t.read_mem(RemoteAddr(th->arg) + offsetof(abi::ThreadArg, error), &e, sizeof e)) e.step = abi::kStepNone;
     const img::PageMap runs = e.step == abi::kStepPageChecksum ? image::stored_runs(ti.pagemap) : img::PageMap{};
     if (e.step == abi::kStepPageChecksum && e.addr < static_cast<uint64_t>(runs.runs_size()))
       // The restorer's check of what it read, in verify_page_data()'s words.
@@ -337,7 +337,7 @@ Result<void> seize_threads(LiveTask& lt, const PidMap& pids) {
 
 // The threads of a task, stopped: arms their breakpoints (or falls back to
 // syscall tracing).
-Result<void> arm_threads(LiveTask& lt, uint64_t sigreturn_fn, Log& log) {
+Result<void> arm_threads(LiveTask& lt, RemoteAddr sigreturn_fn, Log& log) {
   for (Tracee& t : lt.tracees) {
     Stop s = TRY(t.wait());
     if (!s.stopped()) return error(ESRCH, "task {} {} before its restorer ran", t.tid(), s.describe());
@@ -350,7 +350,7 @@ Result<void> arm_threads(LiveTask& lt, uint64_t sigreturn_fn, Log& log) {
       lt.mode = CompletionMode::SyscallTrace;
       // The restorer was told otherwise at spawn: tell it to stop at the barrier.
       const uint32_t barrier = barrier_for(*lt.images);
-      TRY(lt.tracees[0].write_mem(lt.plan->boot.args_addr() + offsetof(abi::RestorerArgs, barrier), &barrier,
+      TRY(lt.tracees[0].write_mem(RemoteAddr(lt.plan->boot.args_addr()) + offsetof(abi::RestorerArgs, barrier), &barrier,
                                   sizeof barrier));
       break;
     }
@@ -529,7 +529,8 @@ Result<std::vector<CompletionGroup>> seize_all(std::vector<LiveTask>& live, cons
   for (LiveTask& lt : live) TRY_CTX(seize_threads(lt, pids), "pid {}", lt.images->pid);
   for (LiveTask& lt : live) {
     const BootRegion& boot = lt.plan->boot;
-    const uint64_t sigreturn_fn = boot.start() + pie::restorer::k_rst_sigreturn;
+    const RemoteAddr boot_at(boot.start());
+    const RemoteAddr sigreturn_fn = boot_at + pie::restorer::k_rst_sigreturn;
     TRY_CTX(arm_threads(lt, sigreturn_fn, log), "pid {}", lt.images->pid);
     for (size_t i = 0; i < lt.tracees.size(); i++) {
       const img::ThreadCore& th = lt.images->core.threads(i);
@@ -538,13 +539,13 @@ Result<std::vector<CompletionGroup>> seize_all(std::vector<LiveTask>& live, cons
                                 {reinterpret_cast<const uint8_t*>(th.xsave().data()), th.xsave().size()},
                                 lt.plan->threads[i].sigmask}});
     }
-    CompletionSite site{sigreturn_fn, boot.start() + pie::restorer::k_rst_syscall, boot.start(), boot.size(),
+    CompletionSite site{sigreturn_fn, boot_at + pie::restorer::k_rst_syscall, boot_at, boot.size(),
                         boot.args()->creds_barrier != 0};
     if (lt.mode == CompletionMode::SyscallTrace && barrier_for(*lt.images) == abi::kBarrierTrap) {
-      site.barrier_rip = boot.start() + pie::restorer::k_rst_barrier_trap + arch::kInt3Len;
+      site.barrier_rip = boot_at + pie::restorer::k_rst_barrier_trap + arch::kInt3Len;
       site.barrier_sig = SIGTRAP;
     } else if (lt.mode == CompletionMode::SyscallTrace) {
-      site.barrier_rip = boot.start() + pie::restorer::k_rst_barrier_syscall + arch::kSyscallInsnLen;
+      site.barrier_rip = boot_at + pie::restorer::k_rst_barrier_syscall + arch::kSyscallInsnLen;
       site.barrier_sig = SIGSTOP;
     }
     groups.push_back({lt.completion, lt.mode, site});

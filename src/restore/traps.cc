@@ -13,7 +13,7 @@ namespace {
 Result<void> queue_in(Tracee& t, pid_t tgid, const std::vector<const img::SigInfo*>& sigs, bool shared) {
   const SyscallSite site = TRY(find_syscall_site(t));
   RemoteSyscalls rs = TRY(RemoteSyscalls::begin(t, site));
-  const uint64_t scratch = TRY(rs.scratch());
+  const RemoteAddr scratch = TRY(rs.scratch());
   for (const img::SigInfo* s : sigs) {
     uint8_t raw[sizeof(siginfo_t)] = {};
     std::memcpy(raw, s->raw().data(), std::min(s->raw().size(), sizeof raw));
@@ -21,10 +21,10 @@ Result<void> queue_in(Tracee& t, pid_t tgid, const std::vector<const img::SigInf
     const auto sig = static_cast<uint64_t>(s->signo());
     if (shared)
       TRY(rs.must(fmt::format("rt_sigqueueinfo of signal {}", sig), SYS_rt_sigqueueinfo,
-                  {static_cast<uint64_t>(tgid), sig, scratch}));
+                  {static_cast<uint64_t>(tgid), sig, scratch.raw()}));
     else
       TRY(rs.must(fmt::format("rt_tgsigqueueinfo of signal {}", sig), SYS_rt_tgsigqueueinfo,
-                  {static_cast<uint64_t>(tgid), static_cast<uint64_t>(t.tid()), sig, scratch}));
+                  {static_cast<uint64_t>(tgid), static_cast<uint64_t>(t.tid()), sig, scratch.raw()}));
   }
   return rs.end();
 }

@@ -74,7 +74,7 @@ TEST_P(ParasiteCommands, AnswerWhatTheKernelSays) {
     ckpt::Faults no_faults;
     auto site = ckpt::find_syscall_site((*threads)[0]);
     ASSERT_TRUE(site) << site.error().str();
-    EXPECT_NE(site->sigreturn, 0u) << "no signal-restorer code found in a glibc process";
+    EXPECT_TRUE(site->sigreturn) << "no signal-restorer code found in a glibc process";
     auto p = Parasite::inject((*threads)[0], *site, GetParam(), log, no_faults);
     ASSERT_TRUE(p) << p.error().str();
     EXPECT_NE(read_text(fmt::format("/proc/{}/maps", pid)).find("ckpt-parasite"), std::string::npos);

@@ -149,7 +149,8 @@ Result<void> Parasite::map_into_task() {
   UniqueFd local_memfd = TRY(take_fd(pidfd.get(), pid, undo.memfd, "parasite's memfd"));
   if (ftruncate(local_memfd.get(), static_cast<off_t>(l.total)) < 0)
     return sys_error("task {}: ftruncate of the parasite's memfd", pid);
-  base_ = RemoteAddr(TRY(rs.must("mmap of the parasite", SYS_mmap, {0, l.total, PROT_READ | PROT_EXEC, MAP_SHARED, fd, 0})));
+  base_ = RemoteAddr(
+      TRY(rs.must("mmap of the parasite", SYS_mmap, {0, l.total, PROT_READ | PROT_EXEC, MAP_SHARED, fd, 0})));
   undo.map = base_.raw();
   undo.len = l.total;
   TRY(rs.must("mmap of the parasite's data", SYS_mmap,
@@ -167,8 +168,8 @@ Result<void> Parasite::map_into_task() {
   undo.memfd = -1;
   // The visit socket pair, only needed for a task with threads, is made by
   // the daemon on demand (visit_socket()).
-  TRY(rs.must("socketpair for the parasite", SYS_socketpair,
-              {AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, (base_ + l.args + offsetof(abi::ParasiteRecord, sock)).raw()}));
+  const RemoteAddr socks = base_ + l.args + offsetof(abi::ParasiteRecord, sock);
+  TRY(rs.must("socketpair for the parasite", SYS_socketpair, {AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, socks.raw()}));
   sock_ = TRY(take_fd(pidfd.get(), pid, a->sock[abi::kCkptEnd], "parasite's socket"));
   undo.keep = true;
   return rs.end();
@@ -206,7 +207,8 @@ Result<void> Parasite::start() {
 Result<void> Parasite::put_frame(size_t offset, size_t room, const arch::Regs& regs, std::span<const uint8_t> xsave,
                                  uint64_t sigmask) {
   // The parasite never touches the sigaltstack: the frame leaves it as it is.
-  auto frame = TRY(arch::build_rt_sigframe((base_ + offset).raw(), regs, xsave, sigmask, arch::AltStackState::unchanged()));
+  auto frame =
+      TRY(arch::build_rt_sigframe((base_ + offset).raw(), regs, xsave, sigmask, arch::AltStackState::unchanged()));
   if (frame.size() > room)
     return error(E2BIG, "task {}: a sigframe of {} bytes does not fit the parasite's {}", leader_->tid(),
                  frame.size(), room);

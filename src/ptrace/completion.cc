@@ -92,7 +92,8 @@ Result<arch::Regs> reach_breakpoint(Tracee& t, const CompletionSite& site, const
   if (s.sig() != SIGTRAP) return std::unexpected(explain(t, s));
   siginfo_t si = TRY(t.siginfo());
   arch::Regs regs = TRY(t.regs());
-  if (si.si_code != arch::kTrapHwBkpt || RemoteAddr(regs.rip) != site.sigreturn_fn) return std::unexpected(explain(t, s));
+  if (si.si_code != arch::kTrapHwBkpt || RemoteAddr(regs.rip) != site.sigreturn_fn)
+    return std::unexpected(explain(t, s));
   // Clear it now: a leftover breakpoint would hang the next dump (pitfall 6).
   TRY(disarm_breakpoint(t));
   return regs;
@@ -153,7 +154,8 @@ Result<std::vector<arch::Regs>> reach_sigreturns(std::span<CompletionTask> tasks
       next++;
       continue;
     }
-    if (arch::syscall_nr(regs) == arch::kNrRtSigreturn && RemoteAddr(regs.rip) == after_sigreturn) phase[i] = Phase::InSigreturn;
+    if (arch::syscall_nr(regs) == arch::kNrRtSigreturn && RemoteAddr(regs.rip) == after_sigreturn)
+      phase[i] = Phase::InSigreturn;
     TRY(t->resume_syscall());
   }
   return out;

@@ -199,8 +199,10 @@ Result<uint64_t> RemoteSyscalls::must(std::string_view what, long nr, std::initi
 
 Result<RemoteAddr> RemoteSyscalls::scratch() {
   if (!scratch_) {
-    scratch_ = RemoteAddr(TRY(must("mmap of a scratch page", SYS_mmap,
-                        {0, kScratch, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, static_cast<uint64_t>(-1), 0})));
+    const uint64_t at = TRY(must("mmap of a scratch page", SYS_mmap,
+                                 {0, kScratch, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                                  static_cast<uint64_t>(-1), 0}));
+    scratch_ = RemoteAddr(at);
     owns_scratch_ = true;
   }
   return *scratch_;

@@ -350,8 +350,8 @@ Result<void> arm_threads(LiveTask& lt, RemoteAddr sigreturn_fn, Log& log) {
       lt.mode = CompletionMode::SyscallTrace;
       // The restorer was told otherwise at spawn: tell it to stop at the barrier.
       const uint32_t barrier = barrier_for(*lt.images);
-      TRY(lt.tracees[0].write_mem(RemoteAddr(lt.plan->boot.args_addr()) + offsetof(abi::RestorerArgs, barrier), &barrier,
-                                  sizeof barrier));
+      const RemoteAddr at = RemoteAddr(lt.plan->boot.args_addr()) + offsetof(abi::RestorerArgs, barrier);
+      TRY(lt.tracees[0].write_mem(at, &barrier, sizeof barrier));
       break;
     }
   }

@@ -126,16 +126,17 @@ class Bench:
             p = d(n)
             if os.path.isdir(p):
                 shutil.rmtree(p)
-        return rows, plain, final, ok and self.migrate(rate, plain)
+        return rows, plain, final, ok and self.migrate(rate, plain, False) and self.migrate(rate, plain, True)
 
-    def migrate(self, rate, plain):
-        """ckpt migrate into a fresh PID namespace over loopback: its downtime
-        and bytes sent; the moved process checks every page."""
+    def migrate(self, rate, plain, lazy):
+        """ckpt migrate into a fresh PID namespace over loopback, pre-copy or
+        (lazy) pre-copy then post-copy: its downtime and bytes sent; the
+        moved process checks every page."""
         d = lambda n: os.path.join(self.work, n)
         pid = self.start(rate)
         port = 20000 + os.getpid() % 20000
         dst = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", self.ckpt, "migrate", "--listen",
-                                str(port), "--address", "127.0.0.1", "-D", d("dst")],
+                                str(port), "--address", "127.0.0.1", "-D", d("dst")] + (["--lazy-pages"] if lazy else []),
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 10
         while f":{port:04X} 00000000:0000 0A" not in open("/proc/net/tcp").read():
@@ -148,15 +149,16 @@ class Bench:
             raise RuntimeError(f"migrate: {r.stderr}")
         self.reap(pid)
         m = re.search(r"(\d+) pre-dump rounds, final dump (\d+) pages, (\d+) bytes sent, downtime ([0-9.]+) ms", r.stderr)
-        # unshare -> ckpt -> the moved process
-        ckpt_pid = int(open(f"/proc/{dst.pid}/task/{dst.pid}/children").read().split()[0])
-        moved = int(open(f"/proc/{ckpt_pid}/task/{ckpt_pid}/children").read().split()[0])
+        # unshare -> ckpt -> the moved process (and with lazy, the daemon)
+        children = lambda p: [int(c) for c in open(f"/proc/{p}/task/{p}/children").read().split()]
+        ckpt_pid = children(dst.pid)[0]
+        moved = next(c for c in children(ckpt_pid) if open(f"/proc/{c}/comm").read().strip() == "bench_dirty")
         time.sleep(0.5)
         os.kill(moved, signal.SIGTERM)
         ok = dst.wait(timeout=60) == 0
         for n in ("src", "dst"):
             shutil.rmtree(d(n), ignore_errors=True)
-        self.migrations.append((rate, int(m.group(1)), int(m.group(2)), int(m.group(3)), float(m.group(4)),
+        self.migrations.append((rate, "post-copy" if lazy else "pre-copy", int(m.group(1)), int(m.group(2)), int(m.group(3)), float(m.group(4)),
                                 plain["wall"] + plain["restore"], ok))
         return ok
 
@@ -178,12 +180,12 @@ class Bench:
                   f"{final['frozen'] / plain['frozen']:.1%} | {'yes' if ok else 'NO'} |")
         print()
         rss = self.a.mib * 1024 * 1024
-        print("| rate | stop-and-copy downtime (dump + restore, ms) | ckpt migrate downtime (ms) | ratio | rounds | "
-              "final pages | bytes sent / resident | every page right |")
-        print("|---|---:|---:|---:|---:|---:|---:|---|")
-        for rate, rounds, pages, sent, down, plain_down, ok in self.migrations:
-            print(f"| {rate} MiB/s | {plain_down:.0f} | {down:.0f} | {down / plain_down:.1%} | {rounds} | {pages} | "
-                  f"{sent / rss:.2f} | {'yes' if ok else 'NO'} |")
+        print("| rate | migrate | stop-and-copy downtime (dump + restore, ms) | ckpt migrate downtime (ms) | ratio | "
+              "rounds | final pages | bytes sent / resident | every page right |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---|")
+        for rate, how, rounds, pages, sent, down, plain_down, ok in self.migrations:
+            print(f"| {rate} MiB/s | {how} | {plain_down:.0f} | {down:.0f} | {down / plain_down:.1%} | {rounds} | "
+                  f"{pages} | {sent / rss:.2f} | {'yes' if ok else 'NO'} |")
         return all(ok for *_, ok in summary)
 
 

@@ -88,7 +88,7 @@ Result<std::vector<Task>> plan_tasks(const restore::TreeImages& t, CheckedPages*
 }
 
 // One restore, accepted on DIR/lazy-pages.sock, which goes once it came.
-Result<UniqueFd> accept_restore(const image::ImageDir& dir, Log& log) {
+Result<UniqueFd> accept_restore(const image::ImageDir& dir, Log& log, const std::function<void()>& listening) {
   UniqueFd listener(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
   if (!listener) return sys_error("socket");
   (void)dir.dir().remove(kSocketName);  // a dead daemon's; the name is ours
@@ -99,6 +99,7 @@ Result<UniqueFd> accept_restore(const image::ImageDir& dir, Log& log) {
   if (b < 0) return sys_error("bind {}", dir.file(kSocketName));
   if (listen(listener.get(), 1) < 0) return sys_error("listen on {}", dir.file(kSocketName));
   log.info("lazy-pages: waiting for ckpt restore --lazy-pages on {}", dir.file(kSocketName));
+  if (listening) listening();
   for (;;) {
     UniqueFd conn(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
     if (!conn) {
@@ -342,14 +343,15 @@ class Server {
 
 }  // namespace
 
-Result<LazyStats> serve_lazy_pages(const image::ImageDir& dir, const Faults& faults, Log& log) {
+Result<LazyStats> serve_lazy_pages(const image::ImageDir& dir, const Faults& faults, Log& log,
+                                   const std::function<void()>& listening) {
   restore::TreeImages t = TRY(restore::load_images(dir));
   CheckedPages checked;
   std::vector<Task> tasks = TRY(plan_tasks(t, &checked));
   Mapping buf = TRY(Mapping::anonymous(kPushChunk));
   // From now on, meanwhile: a large run is checked before the first fault needs it.
   std::future<Result<void>> checker = std::async(std::launch::async, [&checked] { return checked.check_all(); });
-  UniqueFd conn = TRY(accept_restore(dir, log));
+  UniqueFd conn = TRY(accept_restore(dir, log, listening));
   Server server(std::move(tasks), checked, checker, std::move(buf), std::move(conn), faults, log);
   auto r = server.run();
   if (r) server.report(Report::kDone, "");

@@ -21,6 +21,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 #include "base/fault.h"
 #include "base/log.h"
@@ -39,6 +40,9 @@ struct LazyStats {
 
 // `faults`: tests only; "slow:lazy-push" pushes a MiB only after 300 ms
 // without an event, so that a test can act while most pages are pending.
-Result<LazyStats> serve_lazy_pages(const image::ImageDir& dir, const Faults& faults, Log& log);
+// `listening` is called once DIR/lazy-pages.sock takes connections: a
+// restore started from then on finds the daemon.
+Result<LazyStats> serve_lazy_pages(const image::ImageDir& dir, const Faults& faults, Log& log,
+                                   const std::function<void()>& listening = {});
 
 }  // namespace ckpt::lazy

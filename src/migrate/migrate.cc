@@ -1,9 +1,11 @@
 #include "migrate/migrate.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <future>
@@ -19,6 +21,7 @@
 #include "image/page_wire.h"
 #include "image/page_server.h"
 #include "image/socket_sink.h"
+#include "lazy/daemon.h"
 #include "ptrace/completion.h"
 #include "restore/restore.h"
 
@@ -104,12 +107,44 @@ Result<SourceReport> migrate_out(const SourceOptions& o, Log& log) {
 
 namespace {
 
+// The lazy-pages daemon of a post-copy migration: a child of ours serving
+// the restore of `dir` (and its chain of rounds) from here. Returns once it
+// listens, so that the restore finds it.
+Result<pid_t> start_lazy_daemon(const image::ImageDir& dir, Log& log) {
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) < 0) return sys_error("pipe for the lazy-pages daemon");
+  UniqueFd ready(p[0]), listening(p[1]);
+  const pid_t d = fork();
+  if (d < 0) return sys_error("fork the lazy-pages daemon");
+  if (d == 0) {
+    ready.reset();
+    auto r = lazy::serve_lazy_pages(dir, Faults{}, log, [&] { (void)!write(listening.get(), "", 1); listening.reset(); });
+    if (!r) {
+      log.error("migrate: lazy-pages {}: {}", dir.path(), r.error().str());
+      _exit(1);
+    }
+    log.info("migrate: lazy-pages: every page is in: {} faults, {} KiB pushed", r->faults, r->pushed_bytes >> 10);
+    _exit(0);
+  }
+  listening.reset();
+  char c;
+  ssize_t n;
+  while ((n = read(ready.get(), &c, 1)) < 0 && errno == EINTR) {
+  }
+  if (n != 1) {
+    waitpid(d, nullptr, 0);
+    return error(EIO, "the lazy-pages daemon for {} did not start (its error is above)", dir.path());
+  }
+  return d;
+}
+
 // The receiving side's session; `restored` is the root once restored.
 class Session {
  public:
   Session(const DestinationOptions& o, int conn, Log& log) : o_(o), conn_(conn), log_(log) {}
   ~Session() {
     if (!ok_) {
+      if (lazy_ > 0) kill(lazy_, SIGKILL), waitpid(lazy_, nullptr, 0);
       for (image::ImageDir& d : rounds_) d.remove_written();
       // With --pidns, the init's death takes its namespace with it.
       const pid_t mine = waited();
@@ -148,6 +183,8 @@ class Session {
     }
   }
 
+  pid_t lazy_daemon() const { return lazy_; }
+
  private:
   Result<void> reply(Result<void> r) {
     image::WireStatus st{r ? 0 : (r.error().err ? r.error().err : EIO)};
@@ -171,6 +208,8 @@ class Session {
       ro.leave_stopped = true;
       ro.breakpoints = o_.breakpoints;
       ro.pidns = o_.pidns;
+      ro.lazy_pages = o_.lazy_pages;
+      if (o_.lazy_pages) lazy_ = TRY(start_lazy_daemon(dir, log_));
       std::future<BreakpointSupport> probe;
       if (ro.breakpoints) probe = std::async(std::launch::async, probe_breakpoints);
       auto out = TRY(restore::restore(ro, dir, [&] { return probe.get(); }, log_));
@@ -199,6 +238,7 @@ class Session {
 
   pid_t restored_ = 0;  // the root, in ckpt's PID namespace
   pid_t init_ = 0;      // --pidns: the namespace's init
+  pid_t lazy_ = 0;      // --lazy-pages: the daemon serving its memory
   bool ok_ = false;
 };
 
@@ -216,16 +256,18 @@ Result<std::optional<int>> migrate_in(const DestinationOptions& o, Log& log) {
   }
   if (!conn) return sys_error("migrate: accept");
   listener.reset();
-  pid_t pid;
+  pid_t pid, lazy;
   {
     Session s(o, conn.get(), log);
     pid = TRY_CTX(s.run(), "migrate");
+    lazy = s.lazy_daemon();
   }
   log.info("migrate: pid {} runs here{}", pid, o.pidns ? " (the init of its PID namespace)" : "");
   if (o.detach) return std::nullopt;
   int status;
   while (waitpid(pid, &status, 0) < 0)
     if (errno != EINTR) return sys_error("migrate: wait for pid {}", pid);
+  if (lazy > 0) waitpid(lazy, nullptr, 0);  // it said why, if it failed
   return status;
 }
 

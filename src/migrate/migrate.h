@@ -49,6 +49,9 @@ struct DestinationOptions {
   bool breakpoints = true;
   bool allow_shared_dir = false;
   bool pidns = false;  // restore into a new PID namespace (restore --pidns)
+  // Post-copy: the process runs before its memory is in; a lazy-pages
+  // daemon of ours serves it from the rounds received (restore --lazy-pages).
+  bool lazy_pages = false;
 };
 
 // Serves one migration. Returns the restored process's wait status, or

@@ -126,6 +126,9 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
   mig->add_option("--address", c.migrate_in.address, "address to listen on (destination; default: every address)");
   mig->add_flag("-d,--restore-detached", c.migrate_in.detach, "return once the process runs (destination)");
   mig->add_flag("--pidns", c.migrate_in.pidns, "restore into a new PID namespace (destination; see restore --pidns)");
+  mig->add_flag("--lazy-pages", c.migrate_in.lazy_pages,
+                "post-copy: run the process before its memory is in, serving it from the rounds received "
+                "(destination; see restore --lazy-pages)");
 
   auto* show = app.add_subcommand("show", "decode the images of a checkpoint");
   show->add_option("target", c.show_target, "images directory or one image file");

@@ -138,9 +138,12 @@ class Server {
       if (conn_open_) fds.push_back({conn_.get(), POLLIN, 0}), which.push_back(~size_t{0});
       for (size_t i = 0; i < tasks_.size(); i++)
         if (tasks_[i].uffd && !tasks_[i].gone) fds.push_back({tasks_[i].uffd.get(), POLLIN, 0}), which.push_back(i);
-      const bool work = deferred_.size() || std::any_of(tasks_.begin(), tasks_.end(), [](const Task& t) {
-                          return t.uffd && !t.done();
-                        });
+      // Pushing waits until every restorer is through: its copies would
+      // compete with them for the tasks' mmap locks and the CPUs, and
+      // delay the moment the tree runs (faults are served at once anyway).
+      const bool work = deferred_.size() || (running_ && std::any_of(tasks_.begin(), tasks_.end(), [](const Task& t) {
+                                               return t.uffd && !t.done();
+                                             }));
       // Tests: with CKPT_FAULT=slow:lazy-push a MiB is pushed only after
       // 300 ms without an event (faults are served as ever).
       const int idle = faults_.point == "slow:lazy-push" && deferred_.empty() ? 300 : 0;
@@ -156,7 +159,7 @@ class Server {
         else TRY(read_events(tasks_[which[k]]));
       }
       TRY(retry_deferred());
-      if (!events) TRY(push_some());
+      if (!events && running_) TRY(push_some());
     }
   }
 

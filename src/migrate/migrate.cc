@@ -89,9 +89,15 @@ Result<SourceReport> migrate_out(const SourceOptions& o, Log& log) {
   const img::Stats s = TRY_CTX(dump::dump(d, dir, log), "migrate pid {}: final dump", o.pid);
   rep.final_pages = s.pages_written();
   auto handed = [&]() -> Result<pid_t> {
+    const auto dumped = Clock::now();
     rep.bytes_sent += TRY(send_round(conn, dir, "final"));
+    const auto sent = Clock::now();
     const pid_t there = TRY(conn.restore("final"));
+    const auto restored = Clock::now();
     TRY(conn.done());  // "go": the destination lets it run, then answers
+    const auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
+    log.debug("migrate pid {}: downtime: final dump {:.1f} ms, sent {:.1f} ms, restored there {:.1f} ms, go {:.1f} ms",
+              o.pid, ms(dumped - frozen), ms(sent - dumped), ms(restored - sent), ms(Clock::now() - restored));
     return there;
   }();
   if (!handed) {

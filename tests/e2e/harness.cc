@@ -329,6 +329,15 @@ uint16_t free_port() {
 }
 
 // Listening: /proc/net/tcp state 0A.
+PageServerRun::PageServerRun(Harness& h, const std::string& dir) {
+  pid = h.ckpt_background({"page-server", "-D", dir, "--address", "127.0.0.1", "--port", std::to_string(port)});
+  EXPECT_TRUE(wait_until([&] { return listening(port); })) << "page server never listened";
+}
+
+std::vector<std::string> PageServerRun::flags() const {
+  return {"--page-server", "--address", "127.0.0.1", "--port", std::to_string(port)};
+}
+
 bool listening(uint16_t port) {
   std::ifstream in("/proc/net/tcp");
   const std::string want = fmt::format(":{:04X} 00000000:0000 0A", port);

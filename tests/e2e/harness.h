@@ -132,6 +132,15 @@ bool listening(uint16_t port);
 // Waits until the tree of `root` has `tasks` tasks, every one in pause().
 bool tree_paused(pid_t root, size_t tasks);
 
+// `ckpt page-server -D dir` on a free port of 127.0.0.1, listening once made.
+struct PageServerRun {
+  PageServerRun(Harness& h, const std::string& dir);
+  // What dump and pre-dump take to send their pages there.
+  std::vector<std::string> flags() const;
+  uint16_t port = free_port();
+  pid_t pid = -1;  // ckpt page-server
+};
+
 // In a forked child: a session of its own (unless `own_session` is false)
 // and no fd but /dev/null on 0-2, as a process started from a shell could
 // be dumped.

@@ -23,26 +23,13 @@ namespace {
 
 const std::string kWorkload = "dirtier";
 
-struct Server {
-  Harness& h;
-  uint16_t port = free_port();
-  pid_t pid = -1;
-  explicit Server(Harness& h, const std::string& dir) : h(h) {
-    pid = h.ckpt_background({"page-server", "-D", dir, "--address", "127.0.0.1", "--port", std::to_string(port)});
-    EXPECT_TRUE(wait_until([&] { return listening(port); })) << "page server never listened";
-  }
-  std::vector<std::string> flags() const {
-    return {"--page-server", "--address", "127.0.0.1", "--port", std::to_string(port)};
-  }
-};
-
 class PageServer : public ::testing::TestWithParam<bool> {};
 
 TEST_P(PageServer, DumpThroughTheServerRestores) {
   Harness h;
   pid_t pid = h.start_workload(kWorkload, {"64", "16"});
   ASSERT_GT(pid, 0);
-  Server srv(h, h.images());
+  PageServerRun srv(h, h.images());
   std::vector<std::string> dump = {"dump", "-t", std::to_string(pid), "-D", h.images(), "-o", "dump.log", "-v4"};
   for (const std::string& f : srv.flags()) dump.push_back(f);
   CkptRun d = h.ckpt(dump);
@@ -74,7 +61,7 @@ TEST(PageServerCut, ServerKilledDuringTheDump) {
   Harness h;
   pid_t pid = h.start_workload(kWorkload, {"64", "16"});
   ASSERT_GT(pid, 0);
-  Server srv(h, h.images());
+  PageServerRun srv(h, h.images());
   setenv("CKPT_FAULT", "slow:parasite", 1);
   std::vector<std::string> dump = {"dump", "-t", std::to_string(pid), "-D", h.images()};
   for (const std::string& f : srv.flags()) dump.push_back(f);
@@ -102,7 +89,7 @@ TEST(PageServerCut, DumpKilledMidStream) {
   Harness h;
   pid_t pid = h.start_workload(kWorkload, {"64", "16"});
   ASSERT_GT(pid, 0);
-  Server srv(h, h.images());
+  PageServerRun srv(h, h.images());
   setenv("CKPT_FAULT", "hang:memory", 1);
   std::vector<std::string> dump = {"dump", "-t", std::to_string(pid), "-D", h.images()};
   for (const std::string& f : srv.flags()) dump.push_back(f);

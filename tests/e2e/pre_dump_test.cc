@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <fstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "fmt/format.h"
@@ -40,13 +41,26 @@ uint64_t pages_written(const std::string& dir) {
 struct Chain {
   Harness h;
   pid_t pid = -1;
+  bool page_server = false;  // each round's pages go through a ckpt page-server into its directory
   std::string dir(const std::string& name) const { return h.dir() + "/" + name; }
+
+  // Runs `args` of round `name`, through a page server if asked.
+  CkptRun round(const std::string& name, std::vector<std::string> args) {
+    if (!page_server) return h.ckpt(args);
+    mkdir(dir(name).c_str(), 0700);
+    PageServerRun srv(h, dir(name));
+    for (const std::string& f : srv.flags()) args.push_back(f);
+    CkptRun r = h.ckpt(args);
+    CkptRun s = h.wait_ckpt(srv.pid);
+    EXPECT_EQ(s.exit_code(), 0) << "page server of " << name << ": " << s.err;
+    return r;
+  }
 
   ::testing::AssertionResult pre_dump(const std::string& name, const std::string& prev = "") {
     std::vector<std::string> args = {"pre-dump", "-t", std::to_string(pid), "-D", dir(name), "-v4", "-o", "pre.log",
                                      "--stats"};
     if (!prev.empty()) args.insert(args.end(), {"--prev-images-dir", "../" + prev});
-    CkptRun r = h.ckpt(args);
+    CkptRun r = round(name, args);
     if (r.exit_code() != 0)
       return ::testing::AssertionFailure() << "pre-dump " << name << ": " << r.err << read_text(dir(name) + "/pre.log");
     // The process goes on, untraced, between rounds.
@@ -59,19 +73,22 @@ struct Chain {
     std::vector<std::string> args = {"dump", "-t", std::to_string(pid), "-D", dir(name), "-v4", "-o", "dump.log",
                                      "--stats", "--prev-images-dir", "../" + prev, "--track-mem"};
     args.insert(args.end(), extra.begin(), extra.end());
-    return h.ckpt(args);
+    return round(name, args);
   }
 };
 
 class PreDump : public ::testing::TestWithParam<bool> {};
+// Completion mode, and whether the pages go through a page server.
+class PreDumpRounds : public ::testing::TestWithParam<std::tuple<bool, bool>> {};
 
 // Three rounds while it writes ~16 MiB/s into 256 MiB, the dump, the
 // restore from the chain: every page is the one the process wrote last.
 // (At 64 MiB/s a round that takes 3 s on a loaded machine sees half the
 // pages written since the one before, and "less than half" fails.)
-TEST_P(PreDump, ThreeRoundsThenDumpThenRestore) {
-  const bool breakpoints = GetParam();
+TEST_P(PreDumpRounds, ThreeRoundsThenDumpThenRestore) {
+  const auto [breakpoints, page_server] = GetParam();
   Chain c;
+  c.page_server = page_server;
   c.pid = c.h.start_workload(kWorkload, {"256", "4"});
   ASSERT_GT(c.pid, 0);
   ASSERT_TRUE(c.pre_dump("r1"));
@@ -131,6 +148,11 @@ TEST_P(PreDump, DumpLeaveRunningEndsTheTracking) {
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << read_text(c.h.workload_log(kWorkload));
 }
 
+INSTANTIATE_TEST_SUITE_P(Modes, PreDumpRounds, ::testing::Combine(::testing::Bool(), ::testing::Bool()),
+                         [](const auto& i) {
+                           return std::string(std::get<0>(i.param) ? "breakpoint" : "syscalltrace") +
+                                  (std::get<1>(i.param) ? "_pageserver" : "_local");
+                         });
 INSTANTIATE_TEST_SUITE_P(Modes, PreDump, ::testing::Bool(),
                          [](const auto& i) { return i.param ? "breakpoint" : "syscalltrace"; });
 

@@ -42,6 +42,7 @@
 #include "restore/lazy.h"
 #include "restore/pidns.h"
 #include "restore/plan.h"
+#include "restore/read_progress.h"
 #include "restore/shmem.h"
 #include "restore/spawn.h"
 #include "restore/traps.h"
@@ -718,8 +719,10 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   // 4. Seize, arm, release, complete.
   std::vector<CompletionGroup> groups = TRY_CTX(seize_all(live, pids, log), "restore");
   auto release = [&]() -> Result<void> {
-    for (LiveTask& lt : live)
+    for (LiveTask& lt : live) {
+      TRY(o.faults.at("release", lt.images->pid));
       if (write(lt.go_w.get(), "G", 1) != 1) return sys_error("release pid {}", lt.images->pid);
+    }
     return {};
   };
   auto explain = [&](Tracee& tr, const Stop& s) {
@@ -728,7 +731,20 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
         if (pids.outside(tp.tid) == tr.tid()) return explain_stop(tr, s, *lt.plan, *lt.images, pids);
     return Error{0, fmt::format("task {} {}", tr.tid(), s.describe())};
   };
-  TRY_CTX(complete(groups, release, explain), "restore pid {}", pid);
+  uint64_t pages = 0, to_read = 0;
+  for (size_t i = 0; i < t.tasks.size(); i++) {
+    pages += t.tasks[i].pagemap.total_pages();
+    for (const InheritedPages& ip : inherited[i]) to_read += ip.len;
+  }
+  to_read += pages * arch::kPageSize;
+  {
+    // The restorers read their pages and those they inherit meanwhile (a
+    // lazy restore's come later).
+    std::vector<pid_t> readers;
+    for (const LiveTask& lt : live) readers.push_back(pids.outside(lt.images->pid));
+    ReadProgress reading(fmt::format("restore pid {}", pid), lazy ? 0 : to_read, std::move(readers));
+    TRY_CTX(complete(groups, release, explain), "restore pid {}", pid);
+  }
   // Every restorer has sent its userfaultfd.
   if (lazy) TRY_CTX(lazy->running(), "restore pid {}", pid);
   TRY_CTX(pages_checked.get(), "restore pid {}", pid);
@@ -742,8 +758,6 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
 
   // 6. Let go: stopped if asked or dumped so, detached.
   const unsigned stops = count_stops(live, &out.stats);
-  uint64_t pages = 0;
-  for (const TaskImages& ti : t.tasks) pages += ti.pagemap.total_pages();
   out.stats.set_pages_read(pages);
   out.stats.set_bytes_read(pages * arch::kPageSize);
   // The last point where a failure still kills the whole tree.

@@ -1,5 +1,6 @@
-// A long dump shows its progress on a terminal (base/progress.h), and
-// nothing when stderr is not one.
+// A long dump or restore shows its progress on a terminal
+// (base/progress.h, restore/read_progress.h), and nothing when stderr is
+// not one.
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -41,6 +42,42 @@ TEST(Progress, ShownOnATerminalOnly) {
   kill(pid, SIGTERM);
   const int s = h.wait_child(pid);
   EXPECT_TRUE(WIFEXITED(s) && WEXITSTATUS(s) == 0) << s << read_text(h.workload_log("dirtier"));
+}
+
+// A pre-fork tree of 6 tasks whose release is slowed by 300 ms a task
+// (CKPT_FAULT=slow:release): the restorers read their pages after more than
+// a second, and the line shows what they read.
+TEST(Progress, RestoreShownOnATerminalOnly) {
+  Harness h;
+  const pid_t root = h.start_workload("prefork", {"16", "4"});
+  ASSERT_GT(root, 0);
+  std::vector<pid_t> tree = tree_of(root);
+  ASSERT_EQ(tree.size(), 6u);
+  CkptRun d = h.ckpt({"dump", "-t", std::to_string(root), "-D", h.images()});
+  ASSERT_EQ(d.exit_code(), 0) << d.err;
+  reap_all(tree);
+  const std::string out = h.dir() + "/terminal.txt";
+  const std::string cmd =
+      fmt::format("CKPT_FAULT=slow:release {} restore -d --no-breakpoints -D {}", CKPT_BIN, h.images());
+  const int st = system(fmt::format("/usr/bin/script -qec '{}' /dev/null > {}", cmd, out).c_str());
+  ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st << read_text(out);
+  const std::string shown = read_text(out);
+  EXPECT_NE(shown.find(fmt::format("\rrestore pid {}: ", root)), std::string::npos) << shown;
+  EXPECT_NE(shown.find(" left\r\n"), std::string::npos) << shown;
+  tree = tree_of(root);
+  kill(root, SIGTERM);
+  reap_all(tree);
+  EXPECT_NE(read_text(h.workload_log("prefork")).find("PASS"), std::string::npos) << read_text(h.workload_log("prefork"));
+
+  setenv("CKPT_FAULT", "slow:release", 1);
+  // (No probe of breakpoints, whose warning would be on stderr where they don't work.)
+  CkptRun r = h.ckpt({"restore", "-d", "--no-breakpoints", "-D", h.images(), "--skip-file-check"});  // its log grew
+  unsetenv("CKPT_FAULT");
+  EXPECT_EQ(r.exit_code(), 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  tree = tree_of(root);
+  kill(root, SIGTERM);
+  reap_all(tree);
 }
 
 }  // namespace

@@ -194,8 +194,8 @@ std::vector<Case> cases() {
   for (bool bp : {true, false}) out.push_back({"threads", {"200"}, bp, false});
   // It can't look at itself in strict mode: the test does.
   for (bool bp : {true, false}) out.push_back({"strict", {}, bp, false, "\nSeccomp:\t1\n"});
-  for (bool bp : {true, false}) out.push_back({"hugetlb", {}, bp, false, "", 6});
-  out.push_back({"hugetlb", {}, true, true, "", 6});
+  for (bool bp : {true, false}) out.push_back({"hugetlb", {}, bp, false, "", 11});
+  out.push_back({"hugetlb", {}, true, true, "", 11});
   // SIGTRAP ignored: syscall tracing from a SIGSTOP barrier in both modes.
   for (bool bp : {true, false}) out.push_back({"trap", {"ignore"}, bp, false, "\nSigIgn:\t0000000000000010\n", 0, true});
   return out;

@@ -206,6 +206,7 @@ Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, i
   }
   TRY(shmem.collect(pid, &d.mm, dir));
   d.fds = TRY(files::scan_fds(pid, {.shell_job = o.shell_job}));
+  for (const files::FdProbe& p : d.fds.probes) TRY(shmem.collect_hugetlb_memfd(pid, p.fd, p.link, p.st, dir));
   TRY(files::check_restore_fits(pid, d.fds.table, d.mm));
   TRY_CTX(files::check_locks_survive(d.fds.probes, d.fds.table, d.mm), "pid {}", pid);
   NofileRoom room = TRY(NofileRoom::make(pid, d.fds.table));

@@ -52,6 +52,9 @@ Result<img::Vma> classify(const proc::MapEntry& m) {
   else if (m.path == "[vvar_vclock]") v.set_kind(img::Vma::VVAR_VCLOCK);
   else if (m.path.starts_with("[anon:"))  // PR_SET_VMA_ANON_NAME
     return error(EOPNOTSUPP, "{}: named anonymous memory is not supported yet (its name would be lost)", range());
+  else if (m.path.starts_with("[anon_shmem:"))  // the same, on MAP_SHARED|MAP_ANONYMOUS memory
+    return error(EOPNOTSUPP, "{}: named shared anonymous memory is not supported yet (its name would be lost)",
+                 range());
   else if (m.inode == 0 && !m.shared) v.set_kind(img::Vma::ANON_PRIVATE);
   else if (shmem_kind(m)) v.set_kind(m.shared ? img::Vma::FILE_SHARED : img::Vma::FILE_PRIVATE);  // dump/shmem.h
   else if (m.inode == 0)
@@ -303,17 +306,18 @@ bool has_flag(const std::vector<std::string>& flags, std::string_view f) {
 }
 
 // Hugetlb memory: anonymous memory (MAP_HUGETLB, private or shared) and
-// shared mappings of a memfd of huge pages (MFD_HUGETLB) are restored with
-// their page size (returned, in bytes; 0 for other memory). Any other is
-// refused as hugetlb, with its page size, before any other of its flags
-// ("de": hugetlbfs sets VM_DONTEXPAND too) names it wrongly.
+// mappings of a memfd of huge pages (MFD_HUGETLB, shared or private) are
+// restored with their page size (returned, in bytes; 0 for other memory).
+// Files of a mounted hugetlbfs are refused as hugetlb, with their page size,
+// before any other of their flags ("de": hugetlbfs sets VM_DONTEXPAND too)
+// names them wrongly.
 Result<uint64_t> hugetlb_page_size(pid_t pid, const proc::MapEntry& m, const std::vector<std::string>& flags) {
   if (!has_flag(flags, "ht")) return 0;
   const proc::PageSizes sizes = TRY(proc::read_smaps_page_sizes(pid));
   auto it = sizes.find(m.start);
   const bool anon = m.path == "/anon_hugepage (deleted)";
   const bool memfd = m.path.starts_with("/memfd:") && m.path.ends_with(" (deleted)");
-  if (it != sizes.end() && (anon || (memfd && m.shared))) return it->second * 1024;
+  if (it != sizes.end() && (anon || memfd)) return it->second * 1024;
   const std::string size = it == sizes.end() ? "unknown size" : fmt::format("{} kB", it->second);
   return error(EOPNOTSUPP, "VMA {:#x}-{:#x} ({}) has VmFlags \"ht\": hugetlb memory ({}{}, {} pages): "
                "not supported yet", m.start, m.end, m.path.empty() ? "anonymous" : m.path,
@@ -357,12 +361,15 @@ Result<img::MmImage> collect_vmas(pid_t pid, bool ckpt_tracks) {
     if (m.path == "[vsyscall]") continue;  // fixed by the kernel, not ours to map
     const auto flags = vmflags.find(m.start);
     const uint64_t huge = flags != vmflags.end() ? TRY(hugetlb_page_size(pid, m, flags->second)) : 0;
-    if (huge && !m.shared) {
+    if (huge && !m.shared && !shmem_kind(m)) {
       *mm.add_vmas() = TRY(hugetlb_vma(m, flags->second, huge));
       continue;
     }
-    // Shared hugetlb memory is an object of the checkpoint like any shared
-    // memory (dump/shmem.h), mapped with its page size.
+    // Shared hugetlb memory and memfds of huge pages are objects of the
+    // checkpoint like any shared memory (dump/shmem.h), mapped with their
+    // page size; a private mapping of a memfd keeps the pages the task wrote
+    // (its own copies, stored as any private file mapping's) over the
+    // memfd's.
     std::vector<std::string> f;
     if (flags != vmflags.end()) {
       f = huge ? without_hugetlb_flags(flags->second) : flags->second;

@@ -2,9 +2,13 @@
 
 #include <fcntl.h>
 #include <sys/shm.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <bit>
 #include <charconv>
 #include <vector>
 
@@ -140,6 +144,38 @@ Result<void> ShmemCollector::collect(pid_t pid, img::MmImage* mm, image::ImageDi
     o->set_inode(v.inode());
     TRY_CTX(write_content(obj.get(), st.st_size, dir, o), "{}", what);
   }
+  return {};
+}
+
+Result<void> ShmemCollector::collect_hugetlb_memfd(pid_t pid, int fd, std::string_view link, const struct stat& st,
+                                                   image::ImageDir& dir) {
+  constexpr std::string_view kMemfd = "/memfd:";
+  if (!S_ISREG(st.st_mode) || !link.starts_with(kMemfd) || !link.ends_with(kDeleted)) return {};
+  const std::pair<uint64_t, uint64_t> key{static_cast<uint64_t>(major(st.st_dev)) << 32 | minor(st.st_dev),
+                                          st.st_ino};
+  if (ids_.contains(key)) return {};
+  const std::string what = fmt::format("fd {} of pid {} ({})", fd, pid, link);
+  UniqueFd obj = TRY_CTX(open_file(fmt::format("/proc/{}/fd/{}", pid, fd), O_RDONLY), "{}", what);
+  struct statfs fs;
+  if (fstatfs(obj.get(), &fs) < 0) return sys_error("{}: statfs", what);
+  if (fs.f_type != HUGETLBFS_MAGIC) return {};  // a memfd of its own (files/memfd.cc)
+  // hugetlbfs gives its page size as the block size.
+  const uint64_t page = static_cast<uint64_t>(fs.f_bsize);
+  if (!std::has_single_bit(page) || page <= arch::kPageSize || st.st_size % page)
+    return error(EINVAL, "{}: a memfd of huge pages of {} bytes with a page size of {} bytes", what, st.st_size, page);
+  img::ShmemObject* o = image_.add_objects();
+  o->set_id(static_cast<uint32_t>(image_.objects_size()));
+  ids_[key] = o->id();
+  o->set_kind(img::ShmemObject::MEMFD);
+  std::string_view name = link;
+  name.remove_prefix(kMemfd.size());
+  name.remove_suffix(kDeleted.size());
+  o->set_name(std::string(name));
+  o->set_size(static_cast<uint64_t>(st.st_size));
+  o->set_hugetlb_page_size(page);
+  o->set_dev(key.first);
+  o->set_inode(key.second);
+  TRY_CTX(write_content(obj.get(), o->size(), dir, o), "{}", what);
   return {};
 }
 

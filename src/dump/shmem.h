@@ -11,10 +11,12 @@
 // and owner; its content is read the same way, which attaches nothing.
 #pragma once
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <map>
 #include <optional>
+#include <string_view>
 #include <utility>
 
 #include "base/result.h"
@@ -33,6 +35,13 @@ class ShmemCollector {
   // memory object the object's id; an object seen for the first time has
   // its content written to the images directory.
   Result<void> collect(pid_t pid, img::MmImage* mm, image::ImageDir& dir);
+  // A memfd of huge pages (MFD_HUGETLB) that fd `fd` of `pid` holds (`link`
+  // its /proc/PID/fd link, `st` its stat) and no VMA seen so far maps: an
+  // object too, so that restore makes it with its page size and fills it
+  // through a mapping (hugetlbfs files can't be written), and the fd comes
+  // back on it (files/memfd.cc). Any other fd is left to its kind.
+  Result<void> collect_hugetlb_memfd(pid_t pid, int fd, std::string_view link, const struct stat& st,
+                                     image::ImageDir& dir);
   const img::ShmemImage& image() const { return image_; }
   bool empty() const { return image_.objects().empty(); }
   // Every System V segment the tree attaches is the tree's alone: attached

@@ -49,9 +49,10 @@ class MemfdKind final : public Kind {
       return {};
     }
     // Restore writes the contents of one no task maps, and hugetlbfs files
-    // can't be written, only mapped.
+    // can't be written, only mapped: a memfd of huge pages is always a shared
+    // memory object (dump/shmem.h, ShmemCollector::collect_hugetlb_memfd).
     if (fs.f_type == HUGETLBFS_MAGIC)
-      return error(EOPNOTSUPP, "a memfd of huge pages (MFD_HUGETLB) that no task maps shared: not supported yet");
+      return error(EINVAL, "a memfd of huge pages (MFD_HUGETLB) that is not among the shared memory objects");
     return read_contents(f.get(), p.ctx->ghost_limit, m->mutable_contents());
   }
 

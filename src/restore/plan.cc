@@ -117,9 +117,11 @@ Result<std::vector<abi::VmaArg>> vma_args(const TaskImages& ti, const MappingFil
       default: continue;  // special mappings are moved, not mapped
     }
     // MAP_HUGETLB with the page size's log2 in bits 26-31 (MAP_HUGE_SHIFT);
-    // a shared VMA maps its object, whose pages are of that size already.
+    // a VMA of a shared memory object (shared, or a private mapping of a
+    // memfd) maps the object, whose pages are of that size already.
     if (v.hugetlb_page_size()) {
-      const bool shared_object = v.kind() == img::Vma::FILE_SHARED && v.shmem_id() != 0;
+      const bool shared_object =
+          (v.kind() == img::Vma::FILE_SHARED || v.kind() == img::Vma::FILE_PRIVATE) && v.shmem_id() != 0;
       if ((v.kind() != img::Vma::ANON_PRIVATE && !shared_object) || !std::has_single_bit(v.hugetlb_page_size()) ||
           v.hugetlb_page_size() < arch::kPageSize || (v.start() | v.end() | v.pgoff()) % v.hugetlb_page_size())
         return error(EINVAL, "mm image: VMA {:#x}-{:#x} has a bad hugetlb page size {}", v.start(), v.end(),

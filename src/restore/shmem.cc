@@ -69,9 +69,18 @@ Result<UniqueFd> create(const image::ImageDir& dir, const img::ShmemObject& o) {
 Result<ShmemObjects> create_shmem(const image::ImageDir& dir, const img::ShmemImage& image, Log& log) {
   ShmemObjects out;
   out.sysv = TRY(SysvSegments::create(dir, image, log));
-  for (const img::ShmemObject& o : image.objects())
-    if (o.kind() != img::ShmemObject::SYSV)
-      out.fds[o.id()] = TRY_CTX(create(dir, o), "shared memory object {} ({} bytes)", o.id(), o.size());
+  for (const img::ShmemObject& o : image.objects()) {
+    if (o.kind() == img::ShmemObject::SYSV) continue;
+    // Huge pages come from a pool of the machine's, per page size: say
+    // which one ran out (the mmap fails with ENOMEM).
+    const uint64_t kb = o.hugetlb_page_size() / 1024;
+    const std::string huge =
+        kb ? fmt::format(", hugetlb memory of {} kB pages: /sys/kernel/mm/hugepages/hugepages-{}kB/free_hugepages "
+                         "must have {} free",
+                         kb, kb, o.size() / o.hugetlb_page_size())
+           : "";
+    out.fds[o.id()] = TRY_CTX(create(dir, o), "shared memory object {} ({} bytes{})", o.id(), o.size(), huge);
+  }
   return out;
 }
 

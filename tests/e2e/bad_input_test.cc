@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -365,13 +366,14 @@ TEST(BadDump, OomScoreAdjCkptCouldNotPutBack) {
   reap(pid);
 }
 
-// A private mapping of a memfd of huge pages is refused at dump as hugetlb
-// with its page size: hugetlbfs also sets VM_DONTEXPAND ("de"), which used
-// to name it "a driver's or kernel's mapping". (Anonymous MAP_HUGETLB
-// memory, private or shared, and shared memfd mappings are restored: the
-// hugetlb workload.) The test allocates two 2 MiB pages
-// (/proc/sys/vm/nr_hugepages) and puts the count back after.
-TEST(BadDump, PrivateHugetlbMemfdNamedWithItsPageSize) {
+// A file of a mounted hugetlbfs is refused at dump as hugetlb with its page
+// size: hugetlbfs also sets VM_DONTEXPAND ("de"), which used to name it "a
+// driver's or kernel's mapping". (Anonymous MAP_HUGETLB memory, private or
+// shared, and memfds of huge pages, mapped shared or private or held as
+// fds, are restored: the hugetlb workload.) The test mounts a hugetlbfs in
+// its directory, allocates two 2 MiB pages (/proc/sys/vm/nr_hugepages) and
+// puts both back after.
+TEST(BadDump, HugetlbfsFileNamedWithItsPageSize) {
   const std::string knob = "/proc/sys/vm/nr_hugepages";
   const std::string free_pages = "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages";
   if (access(free_pages.c_str(), F_OK) != 0) GTEST_SKIP() << "no 2 MiB huge pages on this machine";
@@ -384,18 +386,28 @@ TEST(BadDump, PrivateHugetlbMemfdNamedWithItsPageSize) {
   std::ofstream(knob) << before + 2;
   if (std::stol(read_text(free_pages)) < 2) GTEST_SKIP() << "the kernel could not allocate two 2 MiB huge pages";
   Harness h;
-  pid_t pid = spawn([] {
+  const std::string mnt = h.dir() + "/huge";
+  ASSERT_EQ(mkdir(mnt.c_str(), 0700), 0);
+  if (mount("ckpt-test", mnt.c_str(), "hugetlbfs", 0, "pagesize=2M") != 0)
+    GTEST_SKIP() << "mount hugetlbfs: " << strerror(errno);
+  struct Unmount {
+    std::string at;
+    ~Unmount() { umount2(at.c_str(), MNT_DETACH); }
+  } unmount{mnt};
+  const std::string file = mnt + "/file";
+  pid_t pid = spawn([&] {
     constexpr size_t kLen = 2 << 20;
-    int fd = memfd_create("huge", MFD_HUGETLB);
+    int fd = open(file.c_str(), O_RDWR | O_CREAT, 0600);
     if (fd < 0 || ftruncate(fd, kLen) < 0) _exit(1);
-    void* mem = mmap(nullptr, kLen, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    void* mem = mmap(nullptr, kLen, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (mem == MAP_FAILED) _exit(1);
     std::memset(mem, 0x5a, kLen);
   });
   ASSERT_TRUE(alive(pid));
   CkptRun r = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
   EXPECT_NE(r.exit_code(), 0);
-  EXPECT_NE(r.err.find("has VmFlags \"ht\": hugetlb memory (MFD_HUGETLB, private, 2048 kB pages): not supported yet"),
+  EXPECT_NE(r.err.find(fmt::format("({}) has VmFlags \"ht\": hugetlb memory (hugetlbfs, shared, 2048 kB pages): "
+                                   "not supported yet", file)),
             std::string::npos) << r.err;
   expect_unharmed(pid);
   EXPECT_NE(access((h.images() + "/inventory.img").c_str(), F_OK), 0);

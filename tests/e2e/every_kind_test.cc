@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <regex>
 #include <map>
@@ -65,7 +66,7 @@ void* map_anon(size_t len, int flags) {
 #endif
 
 std::vector<Kind> kinds() {
-  return {
+  std::vector<Kind> out = {
       {"eventfd", [](auto&) { must(eventfd(3, EFD_SEMAPHORE | EFD_NONBLOCK) >= 0); }, true},
       {"epoll", [](auto&) { must(epoll_create1(0) >= 0); }},
       {"signalfd", [](auto&) {
@@ -133,7 +134,7 @@ std::vector<Kind> kinds() {
          const std::string f = d + "/fifo";
          must(mkfifo(f.c_str(), 0600) == 0 && open(f.c_str(), O_RDWR) >= 0);
        }},
-      {"nsfs", [](auto&) { must(open("/proc/self/ns/uts", O_RDONLY) >= 0); }},
+      // A namespace file of each type the kernel has ("nsfs" kinds below).
       {"memfd_fd", [](auto&) { must(memfd_create("kind", 0) >= 0); }},
       {"deleted_file", [](const std::string& d) {
          const std::string f = d + "/deleted";
@@ -145,7 +146,21 @@ std::vector<Kind> kinds() {
        }},
       {"o_path", [](const std::string& d) { must(open(d.c_str(), O_PATH) >= 0); }},
       {"directory", [](const std::string& d) { must(open(d.c_str(), O_RDONLY | O_DIRECTORY) >= 0); }},
+      {"deleted_cwd", [](const std::string& d) {
+         const std::string f = d + "/deleted-cwd";
+         must(mkdir(f.c_str(), 0700) == 0 && chdir(f.c_str()) == 0 && rmdir(f.c_str()) == 0);
+       }},
       {"dev_zero", [](auto&) { must(open("/dev/zero", O_RDONLY) >= 0); }, true},
+      {"dev_null", [](auto&) { must(open("/dev/null", O_RDWR) >= 0); }, true},
+      {"dev_full", [](auto&) { must(open("/dev/full", O_WRONLY) >= 0); }, true},
+      {"dev_tty", [](auto&) {
+         // ENXIO without a controlling terminal, as under ctest.
+         if (open("/dev/tty", O_RDWR) < 0) _exit(errno == ENXIO ? kUnsupported : 1);
+       }},
+      {"dev_block", [](auto&) {
+         // A block device, where there is one (a loop device needs no backing file to be opened).
+         if (open("/dev/loop0", O_RDONLY) < 0) _exit(errno == ENOENT || errno == ENXIO ? kUnsupported : 1);
+       }},
       {"dev_urandom", [](auto&) { must(open("/dev/urandom", O_RDONLY) >= 0); }, true},
       {"proc_file", [](auto&) { must(open("/proc/self/status", O_RDONLY) >= 0); }, true},
       {"proc_sys_file", [](auto&) { must(open("/proc/sys/kernel/pid_max", O_RDONLY) >= 0); }, true},
@@ -187,6 +202,13 @@ std::vector<Kind> kinds() {
          must(mmap(nullptr, 8192, PROT_READ, MAP_PRIVATE, fd, 0) != MAP_FAILED && close(fd) == 0);
        }},
   };
+  for (const char* ns : {"cgroup", "ipc", "mnt", "net", "pid", "pid_for_children", "time", "time_for_children",
+                         "user", "uts"})
+    out.push_back({fmt::format("nsfs_{}", ns), [ns](auto&) {
+                     if (open(fmt::format("/proc/self/ns/{}", ns).c_str(), O_RDONLY) < 0)
+                       _exit(errno == ENOENT ? kUnsupported : 1);
+                   }});
+  return out;
 }
 
 // The named lines of /proc/PID/maps (files, shared memory objects, the
@@ -250,6 +272,12 @@ std::string fd_state_of(pid_t pid) {
   return out;
 }
 
+// Where /proc/PID/cwd leads ("/x/y (deleted)" for a removed directory).
+std::string cwd_of(pid_t pid) {
+  std::error_code ec;
+  return std::filesystem::read_symlink(fmt::format("/proc/{}/cwd", pid), ec).string();
+}
+
 class EveryKind : public ::testing::TestWithParam<Kind> {};
 
 TEST_P(EveryKind, RestoredOrRefusedAtDump) {
@@ -262,7 +290,10 @@ TEST_P(EveryKind, RestoredOrRefusedAtDump) {
   int st = 0;
   for (auto until = std::chrono::steady_clock::now() + 10s;;) {
     if (waitpid(pid, &st, WNOHANG) == pid) {
-      if (WIFEXITED(st) && WEXITSTATUS(st) == kUnsupported) GTEST_SKIP() << k.name << ": this kernel can't make one (built without CONFIG_ANON_VMA_NAME: prctl(PR_SET_VMA) fails), so no process here can hold it";
+      if (WIFEXITED(st) && WEXITSTATUS(st) == kUnsupported)
+        GTEST_SKIP() << k.name << ": this machine can't make one (a kernel built without CONFIG_ANON_VMA_NAME, whose "
+                        "prctl(PR_SET_VMA) fails; no controlling terminal; no such device or namespace), so no "
+                        "process here can hold it";
       FAIL() << k.name << ": setup failed (status " << st << ")";
     }
     const std::string syscall = fmt::format("/proc/{}/syscall", pid);
@@ -270,7 +301,7 @@ TEST_P(EveryKind, RestoredOrRefusedAtDump) {
     ASSERT_LT(std::chrono::steady_clock::now(), until) << k.name << ": never got to its pause";
   }
   const std::string fds = fds_with_pipes_numbered(pid), maps = maps_of(pid);
-  const std::string fds_without_inodes_before = fds_without_inodes(pid), state = fd_state_of(pid);
+  const std::string fds_without_inodes_before = fds_without_inodes(pid), state = fd_state_of(pid), cwd = cwd_of(pid);
   CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
   if (d.exit_code() != 0) {
     // Refused: the process is as it was.
@@ -278,6 +309,9 @@ TEST_P(EveryKind, RestoredOrRefusedAtDump) {
     EXPECT_TRUE(alive(pid)) << k.name << ": refused, yet the process is gone: " << d.err;
     EXPECT_EQ(tracer_of(pid), 0);
     EXPECT_EQ(fds_with_pipes_numbered(pid), fds);
+    EXPECT_EQ(maps_of(pid), maps) << k.name << ": refused, yet its maps changed";
+    EXPECT_EQ(cwd_of(pid), cwd) << k.name << ": refused, yet its working directory changed";
+    EXPECT_EQ(fd_state_of(pid), state) << k.name << ": refused, yet its fd flags or settings changed";
     EXPECT_NE(access((h.images() + "/inventory.img").c_str(), F_OK), 0);
     fmt::print("{}: refused at dump: {}", k.name, d.err);
     EXPECT_FALSE(k.restorable) << k.name << ": ckpt restores this kind, yet the dump refused it: " << d.err;
@@ -291,6 +325,7 @@ TEST_P(EveryKind, RestoredOrRefusedAtDump) {
   EXPECT_TRUE(alive(pid));
   EXPECT_EQ(fds_without_inodes(pid), fds_without_inodes_before) << k.name << ": fds differ after restore";
   EXPECT_EQ(maps_of(pid), maps) << k.name << ": maps differ after restore";
+  EXPECT_EQ(cwd_of(pid), cwd) << k.name << ": working directory differs after restore";
   EXPECT_EQ(fd_state_of(pid), state) << k.name << ": fd flags or settings differ after restore";
   fmt::print("{}: restored\n", k.name);
   kill(pid, SIGKILL);

@@ -177,6 +177,29 @@ TEST_P(Workload, DumpRestoreVerify) {
   }
 }
 
+// Hugetlb memory restored where the machine has too few huge pages: the
+// restore fails before any task exists and names the pool that ran out.
+TEST(Hugetlb, RestoreWithoutHugePagesNamesThePool) {
+  Harness h;
+  pid_t pid = 0;
+  {
+    HugePages huge(11);
+    if (HugePages::free_pages() < 11) GTEST_SKIP() << "the kernel could not allocate 11 2 MiB huge pages";
+    pid = h.start_workload("hugetlb");
+    ASSERT_GT(pid, 0);
+    CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+    ASSERT_EQ(d.exit_code(), 0) << d.err;
+    h.wait_child(pid);
+  }  // the pool shrinks back
+  if (HugePages::free_pages() >= 2) GTEST_SKIP() << "this machine has huge pages of its own to spare";
+  CkptRun r = h.ckpt({"restore", "-D", h.images()});
+  EXPECT_NE(r.exit_code(), 0);
+  EXPECT_NE(r.err.find("hugetlb memory of 2048 kB pages: /sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages "
+                       "must have 2 free"),
+            std::string::npos) << r.err;
+  EXPECT_NE(kill(pid, 0), 0) << "a task of the failed restore is left";
+}
+
 std::vector<Case> cases() {
   std::vector<Case> out;
   const std::vector<std::pair<std::string, std::vector<std::string>>> wl = {
@@ -194,8 +217,8 @@ std::vector<Case> cases() {
   for (bool bp : {true, false}) out.push_back({"threads", {"200"}, bp, false});
   // It can't look at itself in strict mode: the test does.
   for (bool bp : {true, false}) out.push_back({"strict", {}, bp, false, "\nSeccomp:\t1\n"});
-  for (bool bp : {true, false}) out.push_back({"hugetlb", {}, bp, false, "", 6});
-  out.push_back({"hugetlb", {}, true, true, "", 6});
+  for (bool bp : {true, false}) out.push_back({"hugetlb", {}, bp, false, "", 11});
+  out.push_back({"hugetlb", {}, true, true, "", 11});
   // SIGTRAP ignored: syscall tracing from a SIGSTOP barrier in both modes.
   for (bool bp : {true, false}) out.push_back({"trap", {"ignore"}, bp, false, "\nSigIgn:\t0000000000000010\n", 0, true});
   return out;

@@ -26,7 +26,8 @@
 //   4. connections through repair mode: sequence numbers, bind, connect (no
 //      handshake in repair mode), options, the receive queue, the part of
 //      the send queue that was sent, window, FIN sent;
-//   5. a FIN received, sent to the socket again as its peer's (tcp_fin.h).
+//   5. a FIN received, sent to the socket again as its peer's, or in
+//      FIN_WAIT2 the peer's ACK of its FIN (tcp_fin.h).
 //   They leave repair mode once the tree is restored (leave_repair), where
 //   the part of the send queue that was not sent is written as new data; a
 //   failed restore closes them silently.
@@ -572,12 +573,15 @@ uint32_t first_received(const img::TcpRepair& t) { return t.rcv_seq() - (t.fin_r
 
 // The FIN a connection had received, delivered again (files/tcp_fin.h), and
 // in LAST_ACK its own FIN after it; CLOSING had its own FIN first
-// (repair_connect). Once every connection of the tree exists: the ACK the
-// socket answers with must find the peer's socket if it is the tree's.
+// (repair_connect). In FIN_WAIT2 the peer's ACK of the socket's FIN instead:
+// without it the socket would be FIN_WAIT1 and send its FIN again. Once
+// every connection of the tree exists: the ACK the socket answers with must
+// find the peer's socket if it is the tree's.
 Result<void> finish_fin(int fd, const img::InetSocket& s) {
   const img::TcpRepair& t = s.tcp();
-  if (!t.fin_received()) return {};
-  PeerFin f{.family = static_cast<int>(s.family())};
+  const bool fin_acked = s.state() == kFinWait2;
+  if (!t.fin_received() && !fin_acked) return {};
+  PeerFin f{.fin = !fin_acked, .family = static_cast<int>(s.family())};
   std::array<uint8_t, 16> local, remote;
   if (!parse_addr(f.family, s.local_addr(), &local) || !parse_addr(f.family, s.remote_addr(), &remote))
     return error(EINVAL, "bad address");
@@ -594,8 +598,11 @@ Result<void> finish_fin(int fd, const img::InetSocket& s) {
   f.remote_port = static_cast<uint16_t>(s.remote_port());
   f.seq = first_received(t) + static_cast<uint32_t>(t.recv_queue().size());
   f.ack = t.snd_seq();
+  // FIN_WAIT2 has every byte acknowledged (its send queue is empty): the
+  // ACK is of the FIN, one after them.
+  if (fin_acked) f.ack += static_cast<uint32_t>(t.send_queue().size()) + 1;
   f.window = static_cast<uint16_t>(std::min<uint32_t>(t.wscale() ? t.snd_wnd() >> t.snd_wscale() : t.snd_wnd(), 65535));
-  TRY(deliver_peer_fin(fd, f, s.state() == kClosing ? kClosing : kCloseWait));
+  TRY(deliver_peer_fin(fd, f, fin_acked ? kFinWait2 : s.state() == kClosing ? kClosing : kCloseWait));
   if (s.state() == kLastAck) {
     TRY(set_int(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE, "TCP_REPAIR_QUEUE"));
     if (::shutdown(fd, SHUT_WR) < 0) return sys_error("shutdown(SHUT_WR)");

@@ -44,7 +44,7 @@ tcphdr segment(const PeerFin& f) {
   t.seq = htonl(f.seq);
   t.ack_seq = htonl(f.ack);
   t.doff = sizeof(tcphdr) / 4;
-  t.fin = 1;
+  t.fin = f.fin ? 1 : 0;
   t.ack = 1;
   t.window = htons(f.window);
   return t;
@@ -81,7 +81,7 @@ Result<void> send_v4(const PeerFin& f) {
   to.sin_family = AF_INET;
   memcpy(&to.sin_addr, f.local.data(), 4);
   if (sendto(raw, &pkt, sizeof(pkt), 0, reinterpret_cast<sockaddr*>(&to), sizeof(to)) < 0)
-    return sys_error("send the FIN");
+    return sys_error("send the {}", f.fin ? "FIN" : "ACK of its FIN");
   return {};
 }
 
@@ -115,7 +115,7 @@ Result<void> send_v6(const PeerFin& f) {
   to.sin6_family = AF_INET6;
   memcpy(&to.sin6_addr, f.local.data(), 16);
   if (sendto(raw, &pkt, sizeof(pkt), 0, reinterpret_cast<sockaddr*>(&to), sizeof(to)) < 0)
-    return sys_error("send the FIN");
+    return sys_error("send the {}", f.fin ? "FIN" : "ACK of its FIN");
   return {};
 }
 
@@ -139,8 +139,8 @@ Result<void> deliver_peer_fin(int sock, const PeerFin& fin, uint8_t want) {
     now = state_of(sock);
   }
   if (now != want)
-    return error(EPROTO, "the FIN sent again as its peer's (sequence {}) did not take: state {}, expected {}", fin.seq,
-                 now, want);
+    return error(EPROTO, "the {} sent again as its peer's (sequence {}, acknowledging {}) did not take: state {}, "
+                 "expected {}", fin.fin ? "FIN" : "ACK of its FIN", fin.seq, fin.ack, now, want);
   return {};
 }
 

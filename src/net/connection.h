@@ -8,7 +8,7 @@
 namespace ckpt::net {
 
 // The packets restore makes itself for a restored connection (a FIN the
-// socket had received, files/tcp_fin.h) carry this mark: the lock lets
+// socket had received, the ACK of its own FIN: files/tcp_fin.h) carry this mark: the lock lets
 // them through, as it drops the rest of the connection's.
 inline constexpr uint32_t kRepairMark = 0x636b7074;  // "ckpt"
 

@@ -169,15 +169,21 @@ int ioctl_of(const ckpt::UniqueFd& fd, unsigned long req) {
 // queue). Every byte read is checked; a reset, EPIPE or an EOF is a failure.
 class Pump {
  public:
-  Pump(uint16_t port, uint64_t read_rate) : rate_(read_rate) {
-    fd_ = ckpt::UniqueFd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  Pump(uint16_t port, uint64_t read_rate, bool v6 = false) : rate_(read_rate) {
+    fd_ = ckpt::UniqueFd(socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
     int v = 512 << 10;
     setsockopt(fd_.get(), SOL_SOCKET, SO_RCVBUF, &v, sizeof(v));
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd_.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) < 0) {
+    sockaddr_in6 a{};  // sin6_port and sin_port are at the same place
+    a.sin6_port = htons(port);
+    if (v6) {
+      a.sin6_family = AF_INET6;
+      a.sin6_addr = in6addr_loopback;
+    } else {
+      auto* a4 = reinterpret_cast<sockaddr_in*>(&a);
+      a4->sin_family = AF_INET;
+      a4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    }
+    if (connect(fd_.get(), reinterpret_cast<sockaddr*>(&a), v6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in)) < 0) {
       error_ = fmt::format("connect: {}", strerror(errno));
       return;
     }
@@ -276,8 +282,11 @@ std::pair<size_t, size_t> image_queues(Harness& h) {
 struct OutsideCase {
   Mode mode;
   std::string lock = "auto";
+  bool v6 = false;
 };
-void PrintTo(const OutsideCase& c, std::ostream* os) { *os << mode_name(c.mode) << "_" << c.lock; }
+void PrintTo(const OutsideCase& c, std::ostream* os) {
+  *os << mode_name(c.mode) << "_" << c.lock << (c.v6 ? "_ipv6" : "");
+}
 std::string outside_name(const ::testing::TestParamInfo<OutsideCase>& i) { return ::testing::PrintToString(i.param); }
 
 class OutsideClient : public ::testing::TestWithParam<OutsideCase> {};
@@ -288,15 +297,16 @@ class OutsideClient : public ::testing::TestWithParam<OutsideCase> {};
 // window probes included) from the freeze until the restored server runs.
 // It reads slower than it sends, so that about 1 MiB waits in each direction
 // when the dump comes (the server's queues and the client's). Every byte
-// comes back once and in order, and no reset arrives.
+// comes back once and in order, and no reset arrives. IPv4, and IPv6 in
+// kill mode.
 TEST_P(OutsideClient, EchoServerGoesOn) {
   const OutsideCase& oc = GetParam();
   const Mode& c = oc.mode;
   Harness h;
-  pid_t pid = h.start_workload("tcpserve");
+  pid_t pid = h.start_workload("tcpserve", oc.v6 ? std::vector<std::string>{"6"} : std::vector<std::string>{});
   ASSERT_GT(pid, 0);
   const uint16_t port = static_cast<uint16_t>(std::stoi(read_text(h.dir() + "/tcpserve.ready.port")));
-  Pump cl(port, 1 << 20);
+  Pump cl(port, 1 << 20, oc.v6);
   ASSERT_FALSE(cl.failed()) << cl.error();
   // Full: about 1 MiB each way, in the server's queues and the client's.
   ckpt::UniqueFd server;
@@ -345,7 +355,7 @@ TEST_P(OutsideClient, EchoServerGoesOn) {
 
 INSTANTIATE_TEST_SUITE_P(Modes, OutsideClient,
                          ::testing::Values(OutsideCase{{true}}, OutsideCase{{false}}, OutsideCase{{true, true}},
-                                           OutsideCase{{true}, "iptables"}),
+                                           OutsideCase{{true}, "iptables"}, OutsideCase{{false}, "auto", true}),
                          outside_name);
 
 // The end of the server's send queue that its peer's window (zero: the
@@ -389,6 +399,97 @@ TEST(TcpUnsent, ComesBackNotSent) {
   EXPECT_GE(ioctl_of(server, SIOCOUTQNSD), static_cast<int>(unsent / 2)) << "of " << unsent;
   server.reset();
   EXPECT_TRUE(cl.finish()) << read_text(h.images() + "/restore.log");
+  kill(pid, SIGTERM);
+  CkptRun rr = h.wait_ckpt(r);
+  EXPECT_EQ(rr.exit_code(), 0) << rr.err << read_text(h.workload_log("tcpserve"));
+}
+
+// A blocking TCP connection to 127.0.0.1:`port`.
+ckpt::UniqueFd connect_v4(uint16_t port) {
+  ckpt::UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (!fd || connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) < 0) return {};
+  return fd;
+}
+
+// One byte there and back on `fd` within 10 s: "" if it came back, else
+// what happened.
+std::string echo_one(int fd) {
+  if (send(fd, "e", 1, MSG_NOSIGNAL) != 1) return fmt::format("send: {}", strerror(errno));
+  pollfd p{fd, POLLIN, 0};
+  if (poll(&p, 1, 10000) != 1) return "no echo within 10 s";
+  char c = 0;
+  const ssize_t n = recv(fd, &c, 1, 0);
+  if (n < 0) return fmt::format("recv: {}", strerror(errno));
+  return n == 1 && c == 'e' ? "" : "EOF or another byte";
+}
+
+// restore --tcp-close: the server's established connection comes back as a
+// new socket that never connected (its recv fails with ENOTCONN at once), and
+// the client outside the tree, whose connection no socket holds any more,
+// gets a reset at its next send instead of waiting forever.
+TEST(TcpClose, EstablishedComesBackClosed) {
+  Harness h;
+  pid_t pid = h.start_workload("tcpserve");
+  ASSERT_GT(pid, 0);
+  const uint16_t port = static_cast<uint16_t>(std::stoi(read_text(h.dir() + "/tcpserve.ready.port")));
+  ckpt::UniqueFd cl = connect_v4(port);
+  ASSERT_TRUE(cl) << strerror(errno);
+  ASSERT_EQ(echo_one(cl.get()), "");
+  CkptRun d = h.ckpt(dump_args(h, pid, false));
+  ASSERT_EQ(d.exit_code(), 0) << d.err << read_text(h.images() + "/dump.log");
+  h.wait_child(pid);
+  // The server fails on its first recv and exits: no waiting for it to run.
+  CkptRun rr = h.ckpt({"restore", "-D", h.images(), "-v4", "-o", "restore.log", "--tcp-close"});
+  EXPECT_EQ(rr.exit_code(), 1) << rr.err;
+  const std::string log = read_text(h.workload_log("tcpserve"));
+  EXPECT_NE(log.find("recv after 1 bytes: ENOTCONN"), std::string::npos) << log;
+  const std::string e = echo_one(cl.get());
+  EXPECT_TRUE(e.find("ECONNRESET") != std::string::npos || e.find(strerror(ECONNRESET)) != std::string::npos) << e;
+}
+
+// A connection from outside the tree waiting in the listener's accept queue:
+// the dump is refused, naming it and --skip-in-flight, and the tree runs on;
+// with --skip-in-flight it is dropped (its client gets a reset when the
+// dumped listener goes) while the listener and the accepted connection come
+// back: the connection echoes and the listener takes a new connection.
+TEST(SkipInFlight, QueuedOutsideConnectionIsDropped) {
+  Harness h;
+  pid_t pid = h.start_workload("tcpserve");
+  ASSERT_GT(pid, 0);
+  const uint16_t port = static_cast<uint16_t>(std::stoi(read_text(h.dir() + "/tcpserve.ready.port")));
+  ckpt::UniqueFd accepted = connect_v4(port);
+  ASSERT_TRUE(accepted) << strerror(errno);
+  ASSERT_EQ(echo_one(accepted.get()), "");  // tcpserve accepts one connection only
+  ckpt::UniqueFd queued = connect_v4(port);
+  ASSERT_TRUE(queued) << strerror(errno);
+  sockaddr_in qa{};
+  socklen_t qlen = sizeof(qa);
+  ASSERT_EQ(getsockname(queued.get(), reinterpret_cast<sockaddr*>(&qa), &qlen), 0);
+  const std::string from = fmt::format("127.0.0.1:{}", ntohs(qa.sin_port));
+  CkptRun refused = h.ckpt(dump_args(h, pid, false));
+  EXPECT_NE(refused.exit_code(), 0);
+  EXPECT_NE(refused.err.find("--skip-in-flight"), std::string::npos) << refused.err;
+  EXPECT_NE(refused.err.find(from), std::string::npos) << from << ": " << refused.err;
+  EXPECT_TRUE(wait_until([&] { return tracer_of(pid) == 0; }));
+  EXPECT_EQ(echo_one(accepted.get()), "") << "the tree runs on after the refusal";
+  std::vector<std::string> dump = dump_args(h, pid, false);
+  dump.push_back("--skip-in-flight");
+  CkptRun d = h.ckpt(dump);
+  ASSERT_EQ(d.exit_code(), 0) << d.err << read_text(h.images() + "/dump.log");
+  h.wait_child(pid);
+  char c;
+  pollfd p{queued.get(), POLLIN, 0};
+  EXPECT_EQ(poll(&p, 1, 10000), 1);
+  EXPECT_EQ(recv(queued.get(), &c, 1, MSG_DONTWAIT), -1);
+  EXPECT_EQ(errno, ECONNRESET) << strerror(errno);
+  pid_t r = h.restore_background(pid, true);
+  ASSERT_GT(r, 0);
+  EXPECT_EQ(echo_one(accepted.get()), "");
+  EXPECT_TRUE(connect_v4(port)) << "the restored listener: " << strerror(errno);
   kill(pid, SIGTERM);
   CkptRun rr = h.wait_ckpt(r);
   EXPECT_EQ(rr.exit_code(), 0) << rr.err << read_text(h.workload_log("tcpserve"));
@@ -487,6 +588,59 @@ TEST_P(TcpFinReceived, CloseWaitComesBack) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, TcpFinReceived, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& i) { return std::string(i.param ? "ipv6" : "ipv4"); });
+
+// A client of the tree that sent its FIN first, which the server outside
+// the tree (the test) acknowledged: FIN_WAIT2 (5) at dump and again right
+// after the restore (not FIN_WAIT1, its FIN waiting to be sent again), and it
+// still reads what the server sends after the restore, then its FIN.
+class TcpFinSent : public ::testing::TestWithParam<bool> {};  // IPv6?
+
+TEST_P(TcpFinSent, FinWait2ComesBack) {
+  const bool v6 = GetParam();
+  Harness h;
+  ckpt::UniqueFd l(socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in6 a{};  // sin6_port and sin_port are at the same place
+  socklen_t len = v6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+  if (v6) {
+    a.sin6_family = AF_INET6;
+    a.sin6_addr = in6addr_loopback;
+  } else {
+    auto* a4 = reinterpret_cast<sockaddr_in*>(&a);
+    a4->sin_family = AF_INET;
+    a4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  }
+  ASSERT_EQ(bind(l.get(), reinterpret_cast<sockaddr*>(&a), len), 0);
+  ASSERT_EQ(listen(l.get(), 1), 0);
+  ASSERT_EQ(getsockname(l.get(), reinterpret_cast<sockaddr*>(&a), &len), 0);
+  const uint16_t sport = ntohs(a.sin6_port);
+  std::vector<std::string> args = {std::to_string(sport)};
+  if (v6) args.push_back("6");
+  args.push_back("first");
+  pid_t pid = h.start_workload("tcpclient", args);
+  ASSERT_GT(pid, 0);
+  ckpt::UniqueFd peer(accept4(l.get(), reinterpret_cast<sockaddr*>(&a), &len, SOCK_CLOEXEC));
+  ASSERT_TRUE(peer);
+  const uint16_t cport = ntohs(a.sin6_port);
+  EXPECT_EQ(read_to_eof(peer.get()), "hi");
+  ASSERT_TRUE(wait_until([&] { return proc_tcp_state(cport, sport, v6) == 5; })) << proc_tcp_state(cport, sport, v6);
+  CkptRun d = h.ckpt(dump_args(h, pid, false));
+  ASSERT_EQ(d.exit_code(), 0) << d.err << read_text(h.images() + "/dump.log");
+  h.wait_child(pid);
+  pid_t r = h.restore_background(pid, true);
+  ASSERT_GT(r, 0);
+  EXPECT_EQ(proc_tcp_state(cport, sport, v6), 5) << "the client's state after the restore (5: FIN_WAIT2)";
+  ASSERT_EQ(send(peer.get(), "late", 4, MSG_NOSIGNAL), 4) << strerror(errno);
+  ASSERT_EQ(shutdown(peer.get(), SHUT_WR), 0);
+  EXPECT_TRUE(wait_until([&] { return read_text(h.workload_log("tcpclient")).find("read late, then EOF") != std::string::npos; },
+                         20s)) << read_text(h.workload_log("tcpclient"));
+  kill(pid, SIGTERM);
+  CkptRun rr = h.wait_ckpt(r);
+  EXPECT_EQ(rr.exit_code(), 0) << rr.err << read_text(h.workload_log("tcpclient"));
+  EXPECT_NE(read_text(h.workload_log("tcpclient")).find("PASS tcpclient"), std::string::npos);
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, TcpFinSent, ::testing::Values(false, true),
                          [](const ::testing::TestParamInfo<bool>& i) { return std::string(i.param ? "ipv6" : "ipv4"); });
 
 // LAST_ACK (9): the client of the tree wrote its last bytes and its FIN

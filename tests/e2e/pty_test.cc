@@ -127,6 +127,23 @@ TEST(Pty, DevTtyIsRefused) {
   h.wait_child(c);
 }
 
+// /dev/console, the system console: no terminal of the tree's, refused by
+// name (the "/dev/tty, /dev/console refused with a clear message").
+TEST(Pty, DevConsoleIsRefused) {
+  Harness h;
+  pid_t c = fork();
+  if (c == 0) {
+    setsid();
+    close_range(3, ~0U, 0);
+    if (open("/dev/console", O_RDWR | O_NOCTTY) < 0) _exit(1);
+    for (;;) pause();
+  }
+  ASSERT_TRUE(wait_until([&] { return fds_of(c).find("/dev/console") != std::string::npos; })) << fds_of(c);
+  expect_refused_alive(h, c, {}, {"/dev/console", "the system console", "not supported"});
+  kill(c, SIGKILL);
+  h.wait_child(c);
+}
+
 // A session leader whose controlling terminal is the test's pty, held by no
 // fd: restore could not give it back.
 TEST(Pty, SessionTerminalOutsideIsRefused) {

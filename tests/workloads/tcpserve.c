@@ -1,9 +1,10 @@
 /* tcpserve: an echo server for a client outside the tree (inet_socket_test:
- * OutsideClient). Listens on 127.0.0.1 (its port in <ready-file>.port,
- * SO_RCVBUF 2 MiB, SO_SNDBUF 1 MiB), accepts one connection after ready and
- * echoes what it reads, 4 KiB a millisecond at most, never more than the
- * socket takes back. On SIGTERM: PASS unless the connection failed (reset,
- * EOF, an error) or no connection came; prints the bytes echoed.
+ * OutsideClient). Listens on 127.0.0.1 (::1 with "6"; its port in
+ * <ready-file>.port, SO_RCVBUF 2 MiB, SO_SNDBUF 1 MiB), accepts one
+ * connection after ready and echoes what it reads, 4 KiB a millisecond at
+ * most, never more than the socket takes back. On SIGTERM: PASS unless the
+ * connection failed (reset, EOF, an error) or no connection came; prints the
+ * bytes echoed.
  */
 #include "workload.h"
 
@@ -16,21 +17,26 @@ static char buf[4096];
 int main(int argc, char **argv)
 {
 	wl_init(argc, argv, "tcpserve");
-	int l = socket(AF_INET, SOCK_STREAM, 0);
+	const int v6 = argc > 2 && strcmp(argv[2], "6") == 0;
+	int l = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
 	int v = 2 << 20;
 	setsockopt(l, SOL_SOCKET, SO_RCVBUF, &v, sizeof(v));
 	v = 1 << 20;
 	setsockopt(l, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v));
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	socklen_t len = sizeof(a);
-	if (bind(l, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(l, 1) < 0 ||
+	struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+	struct sockaddr_in *a4 = (struct sockaddr_in *)&a; /* sin_port where sin6_port is */
+	if (!v6) {
+		*a4 = (struct sockaddr_in){ .sin_family = AF_INET };
+		a4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	}
+	socklen_t len = v6 ? sizeof(a) : sizeof(*a4);
+	if (bind(l, (struct sockaddr *)&a, len) < 0 || listen(l, 1) < 0 ||
 	    getsockname(l, (struct sockaddr *)&a, &len) < 0)
 		wl_die("listen: %s", strerror(errno));
 	char path[PATH_MAX + 8], text[16];
 	wl_aux_path(path, sizeof(path), "port");
 	int f = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	int n = snprintf(text, sizeof(text), "%u\n", ntohs(a.sin_port));
+	int n = snprintf(text, sizeof(text), "%u\n", ntohs(a.sin6_port));
 	if (f < 0 || write(f, text, (size_t)n) != n || close(f) < 0)
 		wl_die("write %s: %s", path, strerror(errno));
 	wl_ready();

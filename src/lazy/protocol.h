@@ -12,6 +12,7 @@
 // restore is gone.
 #pragma once
 
+#include <sys/socket.h>
 #include <sys/un.h>
 
 #include <algorithm>

@@ -7,6 +7,8 @@
 #include <set>
 
 #include "arch/x86_64/page.h"
+#include "base/fs.h"
+#include "image/crc32c.h"
 #include "image/page_store.h"
 #include "image/verify.h"
 
@@ -126,6 +128,42 @@ Result<std::vector<InheritedPages>> resolve_in_parent(std::span<const ParentLeve
 Result<void> verify_parent_pages(const std::vector<ParentLevel>& chain) {
   for (const ParentLevel& p : chain)
     TRY_CTX(image::verify_page_data(p.pages_path, p.pages.get(), image::stored_runs(p.pagemap)), "{}", p.name);
+  return {};
+}
+
+Result<void> verify_parent_runs(const std::vector<ParentLevel>& chain, std::span<const InheritedPages> pieces) {
+  constexpr uint64_t kChunk = 4 << 20;
+  std::vector<char> buf;
+  for (const ParentLevel& p : chain) {
+    std::vector<std::pair<uint64_t, uint64_t>> wanted;  // [off, end) in this level's file
+    for (const InheritedPages& ip : pieces)
+      if (ip.fd == p.pages.get()) wanted.emplace_back(ip.off, ip.off + ip.len);
+    if (wanted.empty()) continue;
+    std::sort(wanted.begin(), wanted.end());
+    // Runs are consecutive in the file, from its data offset.
+    uint64_t off = image::kPagesDataOffset;
+    const img::PageMap runs = image::stored_runs(p.pagemap);
+    for (int i = 0; i < runs.runs_size(); i++) {
+      const img::PageRun& r = runs.runs(i);
+      const uint64_t len = r.nr_pages() * arch::kPageSize, start = off;
+      off += len;
+      // The first piece ending after the run's start: does it begin before its end?
+      auto w = std::upper_bound(wanted.begin(), wanted.end(), start,
+                                [](uint64_t a, const std::pair<uint64_t, uint64_t>& x) { return a < x.second; });
+      if (w == wanted.end() || w->first >= start + len) continue;
+      uint32_t crc = 0;
+      buf.resize(std::min(len, kChunk));
+      for (uint64_t done = 0; done < len;) {
+        const size_t n = std::min<uint64_t>(len - done, kChunk);
+        TRY_CTX(pread_full(p.pages.get(), buf.data(), n, static_cast<off_t>(start + done)), "{}", p.name);
+        crc = crc32c(crc, buf.data(), n);
+        done += n;
+      }
+      if (crc != r.crc32c())
+        return error(EINVAL, "{}: checksum mismatch in run {} ({:#x}, {} pages) at offset {}", p.pages_path, i, r.vaddr(),
+                     r.nr_pages(), start);
+    }
+  }
   return {};
 }
 

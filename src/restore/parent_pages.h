@@ -42,5 +42,9 @@ Result<std::vector<InheritedPages>> resolve_in_parent(std::span<const ParentLeve
 // Every stored run's checksum of every level (restore checks them while the
 // restorer reads, as it does the task's own).
 Result<void> verify_parent_pages(const std::vector<ParentLevel>& chain);
+// Only the runs that hold some of `pieces` (what a lazy restore's restorers
+// read themselves, outside the memory the lazy-pages daemon checks and
+// serves), run by run.
+Result<void> verify_parent_runs(const std::vector<ParentLevel>& chain, std::span<const InheritedPages> pieces);
 
 }  // namespace ckpt::restore

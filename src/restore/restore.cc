@@ -30,6 +30,7 @@
 #include "image/cpu.h"
 #include "image/image_dir.h"
 #include "image/verify.h"
+#include "lazy/protocol.h"
 #include "pie/restorer_blob.h"
 #include "proc/knobs.h"
 #include "proc/maps.h"
@@ -614,8 +615,14 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
                                             o.network_lock, log),
                     "restore")
           : net::NetLock{};
+  // With --lazy-pages, the daemon checks each run of a lazy VMA before it
+  // serves a byte of it: ckpt checks only what the restorers read.
+  std::vector<InheritedPages> read_from_parents;
   if (!t.parents.empty()) {
     auto in_parent = TRY_CTX(resolve_in_parent(t.parents, t.tasks[0].pagemap, t.tasks[0].pid), "restore");
+    const lazy::LazyVmas served(o.lazy_pages ? t.tasks[0].mm : img::MmImage{});
+    std::copy_if(in_parent.begin(), in_parent.end(), std::back_inserter(read_from_parents),
+                 [&](const InheritedPages& ip) { return !served.contains(ip.vaddr); });
     inherited[0].insert(inherited[0].end(), in_parent.begin(), in_parent.end());
   }
   RestoreOutcome out;
@@ -694,8 +701,12 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   // the pages of a parent checkpoint are checked here, on the other core,
   // meanwhile. The tree is let go only once all match, so damaged data never
   // runs. (Threads only now: spawn() forked above from a single-threaded ckpt.)
-  auto pages_checked = std::async(t.parents.empty() ? std::launch::deferred : std::launch::async,
-                                  [&t]() -> Result<void> { return verify_parent_pages(t.parents); });
+  auto pages_checked = std::async(read_from_parents.empty() ? std::launch::deferred : std::launch::async,
+                                  [&]() -> Result<void> {
+                                    if (read_from_parents.empty()) return {};
+                                    if (o.lazy_pages) return verify_parent_runs(t.parents, read_from_parents);
+                                    return verify_parent_pages(t.parents);
+                                  });
   TRY_CTX(wait_parked(live), "restore");
   // Every task and thread exists: what their PIDs are here.
   const PidMap pids = o.pidns ? TRY_CTX(PidMap::read(init), "restore") : PidMap{};

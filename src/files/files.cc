@@ -384,6 +384,33 @@ std::string take_late_fds(const TaskFdPlan& plan, int ckpt_pidfd) {
   return {};
 }
 
+namespace {
+
+// An epoll target added under fd `target`, which was closed (or reused)
+// since while the file lives on at `source`: the kernel keys it by file and
+// number, so the file goes to `target` for the time of the epoll_ctl, and
+// `target` is closed again, or given back the file it holds now.
+std::string add_closed_target(int epfd, int target, int source, epoll_event ev) {
+  const int cloexec = fcntl(target, F_GETFD);
+  const int saved = cloexec < 0 ? -1 : fcntl(target, F_DUPFD_CLOEXEC, 0);
+  if (cloexec >= 0 && saved < 0) return fmt::format("epoll fd {}: keep fd {} aside: {}", epfd, target, strerror(errno));
+  std::string err;
+  if (dup2(source, target) < 0)
+    err = fmt::format("epoll fd {}: put fd {} at fd {}: {}", epfd, source, target, strerror(errno));
+  else if (epoll_ctl(epfd, EPOLL_CTL_ADD, target, &ev) < 0)
+    err = fmt::format("epoll fd {}: add target fd {} (held at fd {}): {}", epfd, target, source, strerror(errno));
+  if (saved < 0) {
+    close(target);
+  } else {
+    if (dup3(saved, target, cloexec & FD_CLOEXEC ? O_CLOEXEC : 0) < 0 && err.empty())
+      err = fmt::format("epoll fd {}: put fd {} back: {}", epfd, target, strerror(errno));
+    close(saved);
+  }
+  return err;
+}
+
+}  // namespace
+
 std::string run_in_task(std::span<const InTaskStep> steps) {
   for (const InTaskStep& s : steps) {
     switch (s.op) {
@@ -391,8 +418,12 @@ std::string run_in_task(std::span<const InTaskStep> steps) {
         epoll_event ev{};
         ev.events = s.events;
         ev.data.u64 = s.data;
-        if (epoll_ctl(s.fd, EPOLL_CTL_ADD, s.target, &ev) < 0)
-          return fmt::format("epoll fd {}: add target fd {}: {}", s.fd, s.target, strerror(errno));
+        if (s.source < 0) {
+          if (epoll_ctl(s.fd, EPOLL_CTL_ADD, s.target, &ev) < 0)
+            return fmt::format("epoll fd {}: add target fd {}: {}", s.fd, s.target, strerror(errno));
+          break;
+        }
+        if (std::string err = add_closed_target(s.fd, s.target, s.source, ev); !err.empty()) return err;
         break;
       }
       case InTaskStep::Op::PosixLock: {

@@ -161,6 +161,7 @@ struct InTaskStep {
   enum class Op { EpollAdd, PosixLock } op;
   int fd;               // the task's fd it acts on (the epoll, the locked file)
   int target = -1;      // EpollAdd: the target's fd number
+  int source = -1;      // EpollAdd: where the task holds it if `target` was closed since (kept closed)
   uint32_t events = 0;  // EpollAdd: epoll_event
   uint64_t data = 0;
   bool write = false;   // PosixLock: F_WRLCK or F_RDLCK, over [start, start + len) (len 0: to EOF)

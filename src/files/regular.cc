@@ -66,6 +66,12 @@ class Regular final : public Kind {
     if ((st.st_mode & S_IFMT) != r.mode())
       return error(ESTALE, "{} is not the file that was dumped (a {:o} then, a {:o} now)", r.path(), r.mode(),
                    st.st_mode & S_IFMT);
+    // Another inode at the path: the file was replaced or moved since (an
+    // editor's save, a rotated log), whatever its size.
+    if (state.check_files() && (st.st_ino != r.inode() || st.st_dev != r.dev()))
+      return error(ESTALE, "{} is not the file that was dumped: inode {} on device {}:{} then, inode {} on {}:{} now "
+                   "(replaced or moved since; --skip-file-check opens the one there now)", r.path(), r.inode(),
+                   major(r.dev()), minor(r.dev()), st.st_ino, major(st.st_dev), minor(st.st_dev));
     if (state.check_files() && S_ISREG(r.mode()) && static_cast<uint64_t>(st.st_size) != r.size())
       return error(ESTALE, "{} is not as it was dumped: {} bytes then, {} now (--skip-file-check restores "
                    "anyway)", r.path(), r.size(), st.st_size);

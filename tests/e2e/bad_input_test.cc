@@ -170,6 +170,51 @@ TEST(BadRestore, HeldFileChangedSize) {
   reap(pid);
 }
 
+// A file the task holds that was replaced between dump and restore by
+// another of the same size (saved by an editor: written aside, renamed
+// over) is refused before any task exists, naming it and both inodes;
+// --skip-file-check opens the new one. One moved away is refused naming
+// the path.
+TEST(BadRestore, HeldFileReplacedOrMoved) {
+  Harness h;
+  const std::string path = h.dir() + "/held";
+  pid_t pid = spawn([&] {
+    int fd = open(path.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+    if (fd < 0 || write(fd, "12345", 5) != 5) _exit(1);
+  });
+  struct stat before {};
+  ASSERT_EQ(stat(path.c_str(), &before), 0);
+  CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  ASSERT_EQ(d.exit_code(), 0) << d.err;
+  reap(pid);
+  const std::string aside = path + ".new";
+  int fd = open(aside.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
+  ASSERT_EQ(write(fd, "abcde", 5), 5);
+  close(fd);
+  ASSERT_EQ(rename(aside.c_str(), path.c_str()), 0);
+  struct stat now {};
+  ASSERT_EQ(stat(path.c_str(), &now), 0);
+  CkptRun r = h.ckpt({"restore", "-d", "-D", h.images()});
+  EXPECT_NE(r.exit_code(), 0);
+  EXPECT_NE(r.err.find(fmt::format("{} is not the file that was dumped: inode {} on device", path, before.st_ino)),
+            std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(fmt::format("inode {} on", now.st_ino)), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--skip-file-check"), std::string::npos) << r.err;
+  EXPECT_FALSE(alive(pid)) << "restore left a process behind";
+
+  ASSERT_EQ(rename(path.c_str(), aside.c_str()), 0);
+  CkptRun m = h.ckpt({"restore", "-d", "-D", h.images()});
+  EXPECT_NE(m.exit_code(), 0);
+  EXPECT_NE(m.err.find(fmt::format("open {}: ENOENT", path)), std::string::npos) << m.err;
+  EXPECT_FALSE(alive(pid)) << "restore left a process behind";
+
+  ASSERT_EQ(rename(aside.c_str(), path.c_str()), 0);
+  CkptRun s = h.ckpt({"restore", "-d", "-D", h.images(), "--skip-file-check"});
+  ASSERT_EQ(s.exit_code(), 0) << s.err;
+  EXPECT_TRUE(alive(pid));
+  reap(pid);
+}
+
 // An fd of a kind ckpt can't restore fails the dump with the kind named;
 // the process runs on as it was.
 TEST(BadDump, UnsupportedFdKindsAreNamed) {

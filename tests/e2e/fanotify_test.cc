@@ -1,12 +1,14 @@
 // A fanotify group ckpt can't bring back is refused at dump, saying why, and
 // the process is left running as it was: one with events not yet read
 // (they can't be queued again), one of a permission class. (A notification
-// group with its marks comes back: workload fanotify.)
+// group with its marks comes back: workload fanotify.) An inotify with
+// events not yet read is refused the same way (workload inotify has none).
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/fanotify.h>
+#include <sys/inotify.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -31,6 +33,17 @@ TEST(Fanotify, UnreadEventsAreRefused) {
         const int f = open(file.c_str(), O_RDWR | O_CREAT, 0600);
         const int g = fanotify_init(FAN_CLASS_NOTIF, O_RDONLY);
         if (f < 0 || g < 0 || fanotify_mark(g, FAN_MARK_ADD, FAN_MODIFY, AT_FDCWD, file.c_str()) != 0) _exit(1);
+        if (write(f, "x", 1) != 1) _exit(1);  // one event, queued
+      },
+      "bytes of events not yet read, which restore could not queue again");
+}
+
+TEST(Inotify, UnreadEventsAreRefused) {
+  expect_refused(
+      [](const std::string& file) {
+        const int f = open(file.c_str(), O_RDWR | O_CREAT, 0600);
+        const int in = inotify_init1(IN_NONBLOCK);
+        if (f < 0 || in < 0 || inotify_add_watch(in, file.c_str(), IN_MODIFY) < 0) _exit(1);
         if (write(f, "x", 1) != 1) _exit(1);  // one event, queued
       },
       "bytes of events not yet read, which restore could not queue again");

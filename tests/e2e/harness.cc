@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -215,14 +216,27 @@ int Harness::dump_restore_tree(pid_t root, const std::vector<std::string>& dump,
     return -1;
   }
   if (leave_running) {
+    // The tree that ran on verifies itself, then (restore_after_leave_running)
+    // its images are restored and the restored tree verifies itself again:
+    // leaving the tree running must take nothing from it (unread data,
+    // queued messages), nor from its images.
+    const FilesAsDumped files(dir_);
     for (pid_t p : tasks) EXPECT_TRUE(wait_until([&] { return tracer_of(p) == 0; })) << p << " still traced";
     kill(root, SIGTERM);
-    return wait_child(root);
+    const int ran_on = wait_child(root);
+    if (!restore_after_leave_running) return ran_on;
+    if (!WIFEXITED(ran_on) || WEXITSTATUS(ran_on) != 0) {
+      ADD_FAILURE() << "the tree left running failed its verification (status " << ran_on << "): "
+                    << read_text(images() + "/dump.log");
+      return ran_on;
+    }
+    files.put_back();
+  } else {
+    const int killed = wait_child(root);
+    EXPECT_TRUE(WIFSIGNALED(killed) && WTERMSIG(killed) == SIGKILL) << "dump should kill the tree";
   }
-  const int killed = wait_child(root);
-  EXPECT_TRUE(WIFSIGNALED(killed) && WTERMSIG(killed) == SIGKILL) << "dump should kill the tree";
   // The root's children are reparented to this test (a subreaper) and
-  // reaped here.
+  // reaped here, if the root did not reap them.
   for (pid_t p : tasks)
     EXPECT_TRUE(wait_until([&] {
       waitpid(p, nullptr, WNOHANG);
@@ -239,6 +253,21 @@ int Harness::dump_restore_tree(pid_t root, const std::vector<std::string>& dump,
   CkptRun rr = wait_ckpt(r);
   EXPECT_EQ(rr.exit_code(), 0) << rr.err << read_text(images() + "/restore.log");
   return rr.status;
+}
+
+FilesAsDumped::FilesAsDumped(const std::string& dir) {
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    if (e.is_regular_file() && !e.path().filename().string().starts_with("ckpt-"))
+      contents_[e.path()] = read_text(e.path());
+}
+
+void FilesAsDumped::put_back() const {
+  for (const auto& [path, bytes] : contents_) {
+    // O_TRUNC, not a new file: restore opens the path and finds its inode.
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    EXPECT_TRUE(out.good()) << "put back " << path;
+  }
 }
 
 bool Harness::wait_restored(pid_t pid, const std::string& pidfile, std::chrono::seconds timeout) {

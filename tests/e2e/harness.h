@@ -71,14 +71,23 @@ class Harness {
   // wait_ckpt(). -1 if it never does (reported through gtest).
   pid_t restore_background(pid_t root, bool breakpoints, const std::vector<std::string>& extra = {});
   // The whole cycle for a tree workload rooted at `root`: `dump` runs and
-  // must succeed; with `leave_running` its tasks must be let go; else the
-  // dump must have killed them (reaped here), verify must accept the
+  // must succeed; with `leave_running` its tasks must be let go and the
+  // root gets SIGTERM: its status is returned, unless
+  // restore_after_leave_running: then it must pass its own verification
+  // (its tree gone), and the files it changed are put back as dumped
+  // (FilesAsDumped); else the dump must have killed them (reaped here).
+  // Then verify must accept the
   // images, `between` runs (checks on the images), the tree is restored
   // and let go, and `restored` runs (checks on the restored tree). Then the
   // root gets SIGTERM; returns its wait status (-1 if a step failed:
   // reported through gtest).
   int dump_restore_tree(pid_t root, const std::vector<std::string>& dump, bool leave_running, bool breakpoints,
                         const std::function<void()>& between = {}, const std::function<void()>& restored = {});
+
+  // dump_restore_tree with leave_running restores the images too, once
+  // the tree that ran on has passed (off where a peer outside the tree
+  // can't go through it twice).
+  bool restore_after_leave_running = false;
 
   // waitpid with a timeout; returns the status (or -1 on timeout, after SIGKILL).
   int wait_child(pid_t pid, std::chrono::seconds timeout = std::chrono::seconds(30));
@@ -90,6 +99,21 @@ class Harness {
   std::string dir_;
   std::vector<pid_t> children_;
   std::map<pid_t, std::string> outputs_;  // ckpt runs: base path of .out/.err
+};
+
+// The regular files directly in a harness's directory (workload logs,
+// ready files, the files a workload made next to them; not ckpt's own
+// output), as they are when made: put_back() writes each one's contents
+// back in place (same inode), so that the images of a dump --leave-running
+// can be restored once the tree that ran on has verified itself, which
+// wrote to its log and files (restore refuses a held file of another size).
+class FilesAsDumped {
+ public:
+  explicit FilesAsDumped(const std::string& dir);
+  void put_back() const;
+
+ private:
+  std::map<std::string, std::string> contents_;  // path -> bytes
 };
 
 // Readiness is a condition, never a fixed sleep: these poll the condition

@@ -46,7 +46,12 @@ bool lock(int fd, int cmd, short type, off_t start, off_t len) {
   return fcntl(fd, cmd, &fl) == 0;
 }
 
-TEST(Locks, HeldByTheirOwnersAfterRestore) {
+class Locks : public ::testing::TestWithParam<Mode> {};
+
+// With --leave-running the tree left running still holds every lock, and
+// a restore of its images (once it is killed) takes them again.
+TEST_P(Locks, HeldByTheirOwnersAfterRestore) {
+  const Mode& m = GetParam();
   Harness h;
   const std::string f = h.dir() + "/posix", g = h.dir() + "/flock", o = h.dir() + "/ofd";
   for (const std::string& p : {f, g, o}) close(open(p.c_str(), O_CREAT | O_RDWR, 0600));
@@ -72,15 +77,27 @@ TEST(Locks, HeldByTheirOwnersAfterRestore) {
   ASSERT_EQ(holder(f, 0, 10), pid);
   ASSERT_EQ(holder(f, 100, 10), child);
 
-  CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  std::vector<std::string> dump = {"dump", "-t", std::to_string(pid), "-D", h.images()};
+  if (m.leave_running) dump.push_back("--leave-running");
+  CkptRun d = h.ckpt(dump);
   ASSERT_EQ(d.exit_code(), 0) << d.err;
-  waitpid(pid, nullptr, 0);
-  waitpid(child, nullptr, 0);  // we are its subreaper once its parent is gone
+  if (m.leave_running) {
+    for (pid_t p : tasks) ASSERT_TRUE(wait_until([&] { return tracer_of(p) == 0; }));
+    EXPECT_EQ(holder(f, 0, 10), pid) << "left running: the parent's write lock";
+    EXPECT_EQ(holder(f, 100, 10), child) << "left running: the child's read lock";
+    EXPECT_TRUE(flocked(g)) << "left running: the flock";
+    EXPECT_EQ(holder(o, 1000, 1, true), -1) << "left running: the OFD lock";
+    kill(child, SIGKILL);
+    kill(pid, SIGKILL);
+  }
+  reap_all(tasks);  // the child too: we are its subreaper once its parent is gone
   EXPECT_EQ(holder(f, 0, 10), 0) << "the dumped tree is gone, its locks too";
   EXPECT_FALSE(flocked(g));
 
   const std::string pidfile = h.dir() + "/restored.pid";
-  CkptRun r = h.ckpt({"restore", "-d", "-D", h.images(), "--pidfile", pidfile});
+  std::vector<std::string> rst = {"restore", "-d", "-D", h.images(), "--pidfile", pidfile};
+  if (!m.breakpoints) rst.push_back("--no-breakpoints");
+  CkptRun r = h.ckpt(rst);
   ASSERT_EQ(r.exit_code(), 0) << r.err;
   ASSERT_TRUE(h.wait_restored(pid, pidfile));
   EXPECT_EQ(holder(f, 0, 10), pid) << "the parent's write lock";
@@ -94,6 +111,8 @@ TEST(Locks, HeldByTheirOwnersAfterRestore) {
   waitpid(pid, nullptr, 0);
   waitpid(child, nullptr, 0);
 }
+
+INSTANTIATE_TEST_SUITE_P(Modes, Locks, ::testing::Values(Mode{true}, Mode{false}, Mode{true, true}), mode_test_name);
 
 }  // namespace
 }  // namespace e2e

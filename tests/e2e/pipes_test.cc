@@ -1,6 +1,8 @@
 // Pipes across a tree: the ends of pipes spread over a parent and two
-// children come back as one pipe each, with their data, and the tasks talk
-// through them; a pipe with an end outside the tree is refused at dump, and
+// children, a socketpair whose one end the parent shares with a child and a
+// file description all three share come back as one pipe, one pair and one
+// description each, with their data and offset, and the tasks talk through
+// them (with --leave-running: the tree that ran on, then its restore); a pipe with an end outside the tree is refused at dump, and
 // the tree runs on. (The pipes workload, in workloads_test.cc, has the
 // kinds of pipe one task holds.)
 #include <fcntl.h>
@@ -26,6 +28,7 @@ class PipeTree : public ::testing::TestWithParam<Mode> {};
 TEST_P(PipeTree, EndsSpreadOverThreeTasks) {
   const Mode& c = GetParam();
   Harness h;
+  h.restore_after_leave_running = true;
   pid_t pid = h.start_workload("pipetree");
   ASSERT_GT(pid, 0);
   ASSERT_EQ(tree_of(pid).size(), 3u);

@@ -8,11 +8,17 @@
  *          p[0] (EPOLLIN|EPOLLET, data 0x2222) and p[1] (EPOLLOUT|EPOLLONESHOT,
  *          data 0x3333, fired once before the checkpoint: disarmed)
  *   fd 40  dup of outer: the same description
+ *   moved  eventfd, added to inner under its fd M (EPOLLIN, data 0x4444),
+ *          then moved to fd 42 (dup2, close M): watched, but under a number
+ *          it no longer has
+ *   reused eventfd opened at M since, added to inner under M too (EPOLLIN,
+ *          data 0x5555): two targets under one number, each its own file
  * Verification: each epoll's "tfd/events/data" lines of fdinfo as at setup;
  * outer reports inner ready (and nothing else), inner reports efd; a byte
  * written to the pipe is reported with 0x2222; through fd 40, deleting p[0]
  * works (targets are keyed by their fd numbers) and re-arming p[1] (MOD)
- * reports 0x3333.
+ * reports 0x3333; a count written to `moved` (fd 42) is reported with 0x4444,
+ * one written to `reused` with 0x5555, and M deletes `reused` alone.
  */
 #include "workload.h"
 
@@ -20,6 +26,7 @@
 #include <sys/eventfd.h>
 
 #define SHARED_FD 40
+#define MOVED_FD 42
 
 static char inner_at_setup[2048], outer_at_setup[2048];
 
@@ -87,6 +94,12 @@ int main(int argc, char **argv)
 		wl_die("the one-shot target did not fire");
 	if (dup2(outer, SHARED_FD) != SHARED_FD)
 		wl_die("dup2: %s", wl_errname(errno));
+	int m = eventfd(0, EFD_NONBLOCK);
+	if (m < 0 || add(inner, m, EPOLLIN, 0x4444) < 0 || dup2(m, MOVED_FD) != MOVED_FD || close(m) < 0)
+		wl_die("moved eventfd: %s", wl_errname(errno));
+	int reused = eventfd(0, EFD_NONBLOCK);
+	if (reused != m || add(inner, reused, EPOLLIN, 0x5555) < 0)
+		wl_die("reused eventfd at fd %d (got %d): %s", m, reused, wl_errname(errno));
 	targets_of(inner, inner_at_setup, sizeof(inner_at_setup));
 	targets_of(outer, outer_at_setup, sizeof(outer_at_setup));
 	wl_ready();
@@ -117,5 +130,19 @@ int main(int argc, char **argv)
 		 wl_errname(errno));
 	n = epoll_wait(outer, evs, 8, 0);
 	WL_CHECK(n == 1 && evs[0].data.u64 == 0x3333, "outer after re-arming: expected the write end, got %d events", n);
+	const uint64_t one = 1;
+	WL_CHECK(write(MOVED_FD, &one, 8) == 8, "write the moved eventfd: %s", wl_errname(errno));
+	n = epoll_wait(inner, evs, 8, 0);
+	WL_CHECK(n == 1 && evs[0].data.u64 == 0x4444, "inner: expected the moved eventfd (0x4444), got %d events (first data %#llx)",
+		 n, n > 0 ? (unsigned long long)evs[0].data.u64 : 0ULL);
+	WL_CHECK(read(MOVED_FD, &count, 8) == 8 && write(reused, &one, 8) == 8, "moved/reused eventfd: %s",
+		 wl_errname(errno));
+	n = epoll_wait(inner, evs, 8, 0);
+	WL_CHECK(n == 1 && evs[0].data.u64 == 0x5555, "inner: expected the reused eventfd (0x5555), got %d events (first data %#llx)",
+		 n, n > 0 ? (unsigned long long)evs[0].data.u64 : 0ULL);
+	WL_CHECK(epoll_ctl(inner, EPOLL_CTL_DEL, reused, NULL) == 0, "DEL fd %d: %s", reused, wl_errname(errno));
+	targets_of(inner, now, sizeof(now));
+	WL_CHECK(strstr(now, " 5555|") == NULL && strstr(now, " 4444|") != NULL,
+		 "inner after DEL of fd %d: expected the moved eventfd alone under it, got %s", reused, now);
 	wl_finish();
 }

@@ -6,12 +6,18 @@
  *   ro   <ready>.rw  O_RDONLY, a separate description at offset 1234
  *   app  <ready>.app O_WRONLY|O_APPEND, 777 bytes written, then lseek'd to 5
  *   null /dev/null O_RDWR, and dup2'ed to fd 10
+ *   path   <ready>.rw O_PATH
+ *   direct <ready>.rw O_RDONLY|O_DIRECT (skipped where the filesystem refuses
+ *          O_DIRECT: tmpfs before Linux 6.6), offset 4096
+ *   ro also gets an owner for SIGIO, the process (F_SETOWN), and its signal
+ *   SIGRTMIN+2 (F_SETSIG)
  * Verification: same set of open fds (stdio included, but its targets are
  * the harness's business and not compared); per fd the same F_GETFL, F_GETFD,
  * /proc/self/fd link, device/inode and offset; fd 10 is /dev/null; rw's
  * offset is 4321, and "XYZ" written there lands at 4321 (moving dup's shared
  * offset too); a write on app lands at the end of the file despite offset 5;
- * cwd and umask unchanged.
+ * cwd and umask unchanged; ro's owner and signal; a 4096-byte read through
+ * direct (aligned buffer) gets the file's bytes at 4096.
  */
 #include "workload.h"
 
@@ -26,8 +32,8 @@
 #define NULL_FD 10
 #define MAX_FDS 64
 
-enum { F_RW, F_DUP, F_RO, F_APP, F_NULL, F_NULL10, NFILES };
-static const char *const fd_names[NFILES] = { "rw", "dup", "ro", "app", "null", "fd10" };
+enum { F_RW, F_DUP, F_RO, F_APP, F_NULL, F_NULL10, F_PATH, F_DIRECT, NFILES };
+static const char *const fd_names[NFILES] = { "rw", "dup", "ro", "app", "null", "fd10", "path", "direct" };
 
 struct fdinfo {
 	int fd;
@@ -43,6 +49,8 @@ static int open_fds_at_setup[MAX_FDS], n_open_at_setup;
 static char path_rw[PATH_MAX + 8], path_app[PATH_MAX + 8];
 static char cwd_at_setup[PATH_MAX];
 static uint64_t loops;
+static bool has_direct;
+static char direct_buf[4096] __attribute__((aligned(4096)));
 
 static uint8_t rw_byte(size_t k)
 {
@@ -163,9 +171,24 @@ int main(int argc, char **argv)
 	if (null < 0 || null == NULL_FD || dup2(null, NULL_FD) != NULL_FD)
 		wl_die("/dev/null on fd %d: %s", NULL_FD, strerror(errno));
 
-	const int fds[NFILES] = { rw, dup_rw, ro, app, null, NULL_FD };
+	int path = open(path_rw, O_PATH);
+	if (path < 0)
+		wl_die("open %s O_PATH: %s", path_rw, strerror(errno));
+	/* Its own fd even where the filesystem has no O_DIRECT (then O_RDONLY). */
+	int direct = open(path_rw, O_RDONLY | O_DIRECT);
+	has_direct = direct >= 0;
+	if (!has_direct)
+		direct = open(path_rw, O_RDONLY);
+	if (direct < 0 || lseek(direct, 4096, SEEK_SET) != 4096)
+		wl_die("open %s O_DIRECT: %s", path_rw, strerror(errno));
+	if (fcntl(ro, F_SETOWN, getpid()) < 0 || fcntl(ro, F_SETSIG, SIGRTMIN + 2) < 0)
+		wl_die("F_SETOWN/F_SETSIG: %s", strerror(errno));
+
+	const int fds[NFILES] = { rw, dup_rw, ro, app, null, NULL_FD, path, direct };
 	for (int i = 0; i < NFILES; i++)
 		describe(fds[i], &files[i]);
+	if ((files[F_PATH].fl & O_PATH) == 0 || (has_direct && (files[F_DIRECT].fl & O_DIRECT) == 0))
+		wl_die("unexpected O_PATH/O_DIRECT flags after setup");
 	/* Sanity: the setup is what we think it is. */
 	if ((files[F_RW].fdfl & FD_CLOEXEC) == 0 || (files[F_APP].fdfl & FD_CLOEXEC) != 0 ||
 	    (files[F_APP].fl & O_APPEND) == 0 || files[F_RW].off != RW_OFF ||
@@ -241,7 +264,21 @@ int main(int argc, char **argv)
 			 "%s: append landed in the wrong place ('%.7s' at %d, '%c' at %d)",
 			 path_app, appbuf + APP_SIZE, APP_SIZE, appbuf[APP_OFF], APP_OFF);
 
-	/* 5. cwd and umask. */
+	/* 5. ro's owner and signal; a read through direct (O_DIRECT wants an
+	 * aligned buffer, offset and length). */
+	WL_CHECK(fcntl(ro, F_GETOWN) == getpid(), "ro F_GETOWN: expected %d, got %d", (int)getpid(), fcntl(ro, F_GETOWN));
+	WL_CHECK(fcntl(ro, F_GETSIG) == SIGRTMIN + 2, "ro F_GETSIG: expected %d, got %d", SIGRTMIN + 2,
+		 fcntl(ro, F_GETSIG));
+	r = read(direct, direct_buf, sizeof(direct_buf));
+	WL_CHECK(r == (ssize_t)sizeof(direct_buf), "read %zu bytes through direct (O_DIRECT %d): got %zd (%s)",
+		 sizeof(direct_buf), has_direct, r, strerror(errno));
+	for (ssize_t k = 0; k < r; k++)
+		if ((uint8_t)direct_buf[k] != rw_byte((size_t)(4096 + k)) && !(4096 + k >= RW_OFF && 4096 + k < RW_OFF + 3)) {
+			wl_fail("direct: byte %zd differs", 4096 + k);
+			break;
+		}
+
+	/* 6. cwd and umask. */
 	char cwd[PATH_MAX];
 	if (!getcwd(cwd, sizeof(cwd)))
 		wl_fail("getcwd: %s", strerror(errno));

@@ -162,6 +162,23 @@ int ioctl_of(const ckpt::UniqueFd& fd, unsigned long req) {
   return v;
 }
 
+// The loopback address of IPv4 or IPv6 with `port`, and its length: a
+// sockaddr_in fits in a sockaddr_in6, its sin_port where sin6_port is.
+sockaddr_in6 loopback(bool v6, uint16_t port) {
+  sockaddr_in6 a{};
+  if (v6) {
+    a.sin6_family = AF_INET6;
+    a.sin6_addr = in6addr_loopback;
+  } else {
+    auto* a4 = reinterpret_cast<sockaddr_in*>(&a);
+    a4->sin_family = AF_INET;
+    a4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  }
+  a.sin6_port = htons(port);
+  return a;
+}
+socklen_t addr_len(bool v6) { return v6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in); }
+
 // The client outside the tree, in a thread of the test: it sends numbered
 // bytes as fast as the connection takes them and reads the echo at most
 // `read_rate` bytes a second, so that the server's queues fill (its send
@@ -173,17 +190,8 @@ class Pump {
     fd_ = ckpt::UniqueFd(socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
     int v = 512 << 10;
     setsockopt(fd_.get(), SOL_SOCKET, SO_RCVBUF, &v, sizeof(v));
-    sockaddr_in6 a{};  // sin6_port and sin_port are at the same place
-    a.sin6_port = htons(port);
-    if (v6) {
-      a.sin6_family = AF_INET6;
-      a.sin6_addr = in6addr_loopback;
-    } else {
-      auto* a4 = reinterpret_cast<sockaddr_in*>(&a);
-      a4->sin_family = AF_INET;
-      a4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    }
-    if (connect(fd_.get(), reinterpret_cast<sockaddr*>(&a), v6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in)) < 0) {
+    const sockaddr_in6 a = loopback(v6, port);
+    if (connect(fd_.get(), reinterpret_cast<const sockaddr*>(&a), addr_len(v6)) < 0) {
       error_ = fmt::format("connect: {}", strerror(errno));
       return;
     }
@@ -407,11 +415,8 @@ TEST(TcpUnsent, ComesBackNotSent) {
 // A blocking TCP connection to 127.0.0.1:`port`.
 ckpt::UniqueFd connect_v4(uint16_t port) {
   ckpt::UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (!fd || connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) < 0) return {};
+  const sockaddr_in6 a = loopback(false, port);
+  if (!fd || connect(fd.get(), reinterpret_cast<const sockaddr*>(&a), addr_len(false)) < 0) return {};
   return fd;
 }
 
@@ -530,6 +535,31 @@ int proc_tcp_state(uint16_t lport, uint16_t rport, bool v6 = false) {
   return 0;
 }
 
+// A listening TCP socket of the test on the loopback address of IPv4 or
+// IPv6 (fd empty if it could not be made), and the connections it takes.
+struct LoopbackListener {
+  explicit LoopbackListener(bool v6) : v6(v6) {
+    ckpt::UniqueFd s(socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in6 a = loopback(v6, 0);
+    socklen_t len = addr_len(v6);
+    if (!s || bind(s.get(), reinterpret_cast<sockaddr*>(&a), len) < 0 || listen(s.get(), 1) < 0 ||
+        getsockname(s.get(), reinterpret_cast<sockaddr*>(&a), &len) < 0)
+      return;
+    port = ntohs(a.sin6_port);
+    fd = std::move(s);
+  }
+  // A connection and its peer's port.
+  std::pair<ckpt::UniqueFd, uint16_t> accept() const {
+    sockaddr_in6 a{};
+    socklen_t len = addr_len(v6);
+    ckpt::UniqueFd c(accept4(fd.get(), reinterpret_cast<sockaddr*>(&a), &len, SOCK_CLOEXEC));
+    return {std::move(c), ntohs(a.sin6_port)};
+  }
+  bool v6;
+  ckpt::UniqueFd fd;
+  uint16_t port = 0;
+};
+
 // A client of the tree whose server, outside it (the test), sent its last
 // bytes and a FIN: CLOSE_WAIT (8) at dump, CLOSE_WAIT again after the
 // restore, and the server gets the rest of the conversation ("bye", then
@@ -539,29 +569,16 @@ class TcpFinReceived : public ::testing::TestWithParam<bool> {};  // IPv6?
 TEST_P(TcpFinReceived, CloseWaitComesBack) {
   const bool v6 = GetParam();
   Harness h;
-  ckpt::UniqueFd l(socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in6 a{};  // sin6_port and sin_port are at the same place
-  socklen_t len = v6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
-  if (v6) {
-    a.sin6_family = AF_INET6;
-    a.sin6_addr = in6addr_loopback;
-  } else {
-    auto* a4 = reinterpret_cast<sockaddr_in*>(&a);
-    a4->sin_family = AF_INET;
-    a4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  }
-  ASSERT_EQ(bind(l.get(), reinterpret_cast<sockaddr*>(&a), len), 0);
-  ASSERT_EQ(listen(l.get(), 1), 0);
-  ASSERT_EQ(getsockname(l.get(), reinterpret_cast<sockaddr*>(&a), &len), 0);
-  const uint16_t sport = ntohs(a.sin6_port);
+  LoopbackListener l(v6);
+  ASSERT_TRUE(l.fd) << strerror(errno);
+  const uint16_t sport = l.port;
   std::vector<std::string> args = {std::to_string(sport)};
   if (v6) args.push_back("6");
   args.push_back("bye");
   pid_t pid = h.start_workload("tcpclient", args);
   ASSERT_GT(pid, 0);
-  ckpt::UniqueFd peer(accept4(l.get(), reinterpret_cast<sockaddr*>(&a), &len, SOCK_CLOEXEC));
+  auto [peer, cport] = l.accept();
   ASSERT_TRUE(peer);
-  const uint16_t cport = ntohs(a.sin6_port);
   ASSERT_EQ(send(peer.get(), "abc", 3, 0), 3);
   ASSERT_EQ(shutdown(peer.get(), SHUT_WR), 0);
   char buf[16];
@@ -599,29 +616,16 @@ class TcpFinSent : public ::testing::TestWithParam<bool> {};  // IPv6?
 TEST_P(TcpFinSent, FinWait2ComesBack) {
   const bool v6 = GetParam();
   Harness h;
-  ckpt::UniqueFd l(socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in6 a{};  // sin6_port and sin_port are at the same place
-  socklen_t len = v6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
-  if (v6) {
-    a.sin6_family = AF_INET6;
-    a.sin6_addr = in6addr_loopback;
-  } else {
-    auto* a4 = reinterpret_cast<sockaddr_in*>(&a);
-    a4->sin_family = AF_INET;
-    a4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  }
-  ASSERT_EQ(bind(l.get(), reinterpret_cast<sockaddr*>(&a), len), 0);
-  ASSERT_EQ(listen(l.get(), 1), 0);
-  ASSERT_EQ(getsockname(l.get(), reinterpret_cast<sockaddr*>(&a), &len), 0);
-  const uint16_t sport = ntohs(a.sin6_port);
+  LoopbackListener l(v6);
+  ASSERT_TRUE(l.fd) << strerror(errno);
+  const uint16_t sport = l.port;
   std::vector<std::string> args = {std::to_string(sport)};
   if (v6) args.push_back("6");
   args.push_back("first");
   pid_t pid = h.start_workload("tcpclient", args);
   ASSERT_GT(pid, 0);
-  ckpt::UniqueFd peer(accept4(l.get(), reinterpret_cast<sockaddr*>(&a), &len, SOCK_CLOEXEC));
+  auto [peer, cport] = l.accept();
   ASSERT_TRUE(peer);
-  const uint16_t cport = ntohs(a.sin6_port);
   EXPECT_EQ(read_to_eof(peer.get()), "hi");
   ASSERT_TRUE(wait_until([&] { return proc_tcp_state(cport, sport, v6) == 5; })) << proc_tcp_state(cport, sport, v6);
   CkptRun d = h.ckpt(dump_args(h, pid, false));
@@ -651,20 +655,13 @@ INSTANTIATE_TEST_SUITE_P(Families, TcpFinSent, ::testing::Values(false, true),
 // FIN and the connection ends without a reset.
 TEST(TcpFinReceived, LastAckComesBack) {
   Harness h;
-  ckpt::UniqueFd l(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  ASSERT_EQ(bind(l.get(), reinterpret_cast<sockaddr*>(&a), len), 0);
-  ASSERT_EQ(listen(l.get(), 1), 0);
-  ASSERT_EQ(getsockname(l.get(), reinterpret_cast<sockaddr*>(&a), &len), 0);
-  const uint16_t sport = ntohs(a.sin_port);
+  LoopbackListener l(false);
+  ASSERT_TRUE(l.fd) << strerror(errno);
+  const uint16_t sport = l.port;
   pid_t pid = h.start_workload("tcpclient", {std::to_string(sport), "shut"});
   ASSERT_GT(pid, 0);
-  ckpt::UniqueFd peer(accept4(l.get(), reinterpret_cast<sockaddr*>(&a), &len, SOCK_CLOEXEC));
+  auto [peer, cport] = l.accept();
   ASSERT_TRUE(peer);
-  const uint16_t cport = ntohs(a.sin_port);
   const std::string table = fmt::format("ckpttest-lastack-{}", getpid());
   const std::string rules = fmt::format(
       "add table inet {0}\n"

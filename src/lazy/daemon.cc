@@ -87,8 +87,8 @@ Result<std::vector<Task>> plan_tasks(const restore::TreeImages& t, CheckedPages*
   return tasks;
 }
 
-// One restore, accepted on DIR/lazy-pages.sock, which goes once it came.
-Result<UniqueFd> accept_restore(const image::ImageDir& dir, Log& log, const std::function<void()>& listening) {
+// DIR/lazy-pages.sock, listening.
+Result<UniqueFd> listen_for_restore(const image::ImageDir& dir, Log& log) {
   UniqueFd listener(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
   if (!listener) return sys_error("socket");
   (void)dir.dir().remove(kSocketName);  // a dead daemon's; the name is ours
@@ -99,7 +99,11 @@ Result<UniqueFd> accept_restore(const image::ImageDir& dir, Log& log, const std:
   if (b < 0) return sys_error("bind {}", dir.file(kSocketName));
   if (listen(listener.get(), 1) < 0) return sys_error("listen on {}", dir.file(kSocketName));
   log.info("lazy-pages: waiting for ckpt restore --lazy-pages on {}", dir.file(kSocketName));
-  if (listening) listening();
+  return listener;
+}
+
+// One restore, accepted on the listener; the socket's name goes once it came.
+Result<UniqueFd> accept_restore(const UniqueFd& listener, const image::ImageDir& dir, Log& log) {
   for (;;) {
     UniqueFd conn(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
     if (!conn) {
@@ -205,6 +209,7 @@ class Server {
     if (n == sizeof(Control) && m.control.magic == Control::kMagic) {
       if (m.control.kind == Control::kFailed) return error(ECANCELED, "the restore failed: nothing to serve");
       running_ = true;
+      checker_ = std::async(std::launch::async, [&checked = checked_] { return checked.check_all(); });
       return {};
     }
     return error(EPROTO, "a message of {} bytes from ckpt restore that is none of the protocol's", n);
@@ -348,13 +353,24 @@ class Server {
 
 Result<LazyStats> serve_lazy_pages(const image::ImageDir& dir, const Faults& faults, Log& log,
                                    const std::function<void()>& listening) {
+  // Listening first: a restore may connect at once and load its images
+  // while the daemon loads the same (a restore that connected to a daemon
+  // that fails then fails too, on its first word to it).
+  UniqueFd listener = TRY(listen_for_restore(dir, log));
+  struct Unname {
+    const image::ImageDir& dir;
+    ~Unname() { (void)dir.dir().remove(kSocketName); }
+  } unname{dir};
+  if (listening) listening();
   restore::TreeImages t = TRY(restore::load_images(dir));
   CheckedPages checked;
   std::vector<Task> tasks = TRY(plan_tasks(t, &checked));
   Mapping buf = TRY(Mapping::anonymous(kPushChunk));
-  // From now on, meanwhile: a large run is checked before the first fault needs it.
-  std::future<Result<void>> checker = std::async(std::launch::async, [&checked] { return checked.check_all(); });
-  UniqueFd conn = TRY(accept_restore(dir, log, listening));
+  // Started once the tree runs (Server): a large run is then checked before
+  // a fault needs it, and not while the restorers need the CPUs.
+  std::future<Result<void>> checker;
+  UniqueFd conn = TRY(accept_restore(listener, dir, log));
+  listener.reset();
   Server server(std::move(tasks), checked, checker, std::move(buf), std::move(conn), faults, log);
   auto r = server.run();
   if (r) server.report(Report::kDone, "");

@@ -1,9 +1,10 @@
 // ckpt lazy-pages -D DIR: the daemon that fills a restore --lazy-pages
 // tree's private anonymous memory from the images of DIR, on demand.
 //
-// It loads and checks the images, listens on DIR/lazy-pages.sock
-// (lazy/protocol.h) and serves one restore: each task's restorer sends the
-// userfaultfd its lazy VMAs are registered with. Then, from one poll loop:
+// It listens on DIR/lazy-pages.sock (lazy/protocol.h), loads and checks the
+// images (a restore may connect meanwhile, and load them too) and serves
+// one restore: each task's restorer sends the userfaultfd its lazy VMAs are
+// registered with. Then, from one poll loop:
 //
 //   - a fault is served at once: the 64 KiB around it (within what is
 //     pending) with UFFDIO_COPY, or a zero page where nothing was dumped

@@ -85,7 +85,7 @@ TEST(BadDump, Itself) {
   // The shell's pid becomes ckpt's through exec.
   pid_t p = fork();
   if (p == 0) {
-    execl("/bin/sh", "sh", "-c", fmt::format("exec {} dump -t $$ -D {} 2>{}/self.err", CKPT_BIN, h.images(), h.dir()).c_str(),
+    execl("/bin/sh", "sh", "-c", fmt::format("exec {} dump -t $$ -D {} 2>{}/self.err", ckpt_bin(), h.images(), h.dir()).c_str(),
           nullptr);
     _exit(127);
   }

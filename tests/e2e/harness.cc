@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -44,6 +45,11 @@ using Clock = std::chrono::steady_clock;
 }
 
 }  // namespace
+
+const char* ckpt_bin() {
+  const char* env = getenv("CKPT_BIN");
+  return env && *env ? env : CKPT_BIN;
+}
 
 int CkptRun::exit_code() const { return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status); }
 
@@ -146,7 +152,7 @@ pid_t Harness::dump_workload(const std::string& name) {
 
 pid_t Harness::ckpt_background(const std::vector<std::string>& args, const std::vector<std::string>& prefix) {
   std::vector<std::string> argv = prefix;
-  argv.push_back(CKPT_BIN);
+  argv.push_back(ckpt_bin());
   argv.insert(argv.end(), args.begin(), args.end());
   std::string base = fmt::format("{}/ckpt-{}", dir_, outputs_.size());
   pid_t pid = fork();

@@ -19,6 +19,10 @@
 
 namespace e2e {
 
+// The ckpt binary the tests drive: $CKPT_BIN if set (CI points it at the
+// sanitizer build), else the one built next to the tests.
+const char* ckpt_bin();
+
 // How a parameterized test restores: its name in the test's name and in
 // ctest's listing (else gtest prints the struct's bytes).
 struct Mode {

@@ -129,7 +129,7 @@ TEST(Migrate, DestinationKilledMidWayResumesHere) {
 // namespace of its own, counts on, and at SIGTERM finds no number skipped
 // or repeated (the script exits with its status).
 TEST(Migrate, DemoBetweenTwoHostsOverAVethPair) {
-  const std::string cmd = fmt::format("CKPT={} CKPT_WORKLOADS={} {}/tools/migrate-demo.sh 1 2>&1", CKPT_BIN,
+  const std::string cmd = fmt::format("CKPT={} CKPT_WORKLOADS={} {}/tools/migrate-demo.sh 1 2>&1", ckpt_bin(),
                                       CKPT_WORKLOADS, CKPT_SOURCE_DIR);
   FILE* p = popen(cmd.c_str(), "r");
   ASSERT_NE(p, nullptr);

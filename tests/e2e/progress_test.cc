@@ -24,7 +24,7 @@ TEST(Progress, ShownOnATerminalOnly) {
   ASSERT_GT(pid, 0);
   const std::string out = h.dir() + "/terminal.txt";
   // script(1) runs the dump on a pseudo-terminal, as a user's shell would.
-  const std::string cmd = fmt::format("CKPT_FAULT=slow:drain {} dump -R -t {} -D {}/tty", CKPT_BIN, pid, h.dir());
+  const std::string cmd = fmt::format("CKPT_FAULT=slow:drain {} dump -R -t {} -D {}/tty", ckpt_bin(), pid, h.dir());
   const int st = system(fmt::format("/usr/bin/script -qec '{}' /dev/null > {}", cmd, out).c_str());
   ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st << read_text(out);
   const std::string shown = read_text(out);
@@ -58,7 +58,7 @@ TEST(Progress, RestoreShownOnATerminalOnly) {
   reap_all(tree);
   const std::string out = h.dir() + "/terminal.txt";
   const std::string cmd =
-      fmt::format("CKPT_FAULT=slow:release {} restore -d --no-breakpoints -D {}", CKPT_BIN, h.images());
+      fmt::format("CKPT_FAULT=slow:release {} restore -d --no-breakpoints -D {}", ckpt_bin(), h.images());
   const int st = system(fmt::format("/usr/bin/script -qec '{}' /dev/null > {}", cmd, out).c_str());
   ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st << read_text(out);
   const std::string shown = read_text(out);

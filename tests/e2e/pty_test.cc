@@ -250,7 +250,7 @@ TEST(ShellJob, RestoredOntoTheTerminalCkptRunsIn) {
     if (read(go[0], &c, 1) != 1) _exit(6);
     pid_t r = fork();
     if (r == 0) {
-      execl(CKPT_BIN, "ckpt", "restore", "-D", images.c_str(), "--shell-job", "-d", "-v4", "-o", "restore.log",
+      execl(ckpt_bin(), "ckpt", "restore", "-D", images.c_str(), "--shell-job", "-d", "-v4", "-o", "restore.log",
             nullptr);
       _exit(127);
     }

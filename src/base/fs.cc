@@ -20,8 +20,25 @@ Result<std::string> read_file(const std::string& path) {
   return read_fd(fd.get(), path);
 }
 
-Result<std::string> read_fd(int fd, const std::string& path) {
+Result<std::string> read_fd(int fd, const std::string& path, size_t expected) {
   std::string out;
+  int err = 0;
+  // Straight into place up to the size expected, then whatever more there is.
+  out.resize_and_overwrite(expected, [&](char* p, size_t n) {
+    size_t got = 0;
+    while (got < n) {
+      ssize_t k = ::read(fd, p + got, n - got);
+      if (k < 0 && errno == EINTR) continue;
+      if (k <= 0) {
+        err = k < 0 ? errno : 0;
+        break;
+      }
+      got += static_cast<size_t>(k);
+    }
+    return got;
+  });
+  if (err) return error(err, "read {}", path);
+  if (out.size() < expected) return out;  // end of file
   char buf[65536];
   for (;;) {
     ssize_t n = ::read(fd, buf, sizeof buf);

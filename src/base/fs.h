@@ -15,7 +15,8 @@ Result<UniqueFd> open_file(const std::string& path, int flags, mode_t mode = 0);
 // Whole content of a (possibly /proc) file.
 Result<std::string> read_file(const std::string& path);
 // Whole content of an open file, from its current offset; `name` for errors.
-Result<std::string> read_fd(int fd, const std::string& name);
+// `expected`: its size if known (fstat), read in place with no copy.
+Result<std::string> read_fd(int fd, const std::string& name, size_t expected = 0);
 Result<std::string> read_link(const std::string& path);
 // Loops over short writes; EINTR is retried.
 Result<void> write_all(int fd, const void* buf, size_t len);

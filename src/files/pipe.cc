@@ -78,14 +78,24 @@ Result<size_t> tee_all(int src, int into, uint32_t size) {
 Result<void> peek(int src, uint32_t size, img::Pipe* out) {
   auto [r, w] = TRY(scratch_pipe(size));
   const size_t n = TRY(tee_all(src, w.get(), size));
-  std::string data(n, '\0');
+  std::string data;
   std::vector<uint32_t> reads;
-  for (size_t got = 0; got < n;) {
-    ssize_t k = read(r.get(), data.data() + got, n - got);
-    if (k <= 0) return error(k < 0 ? errno : EIO, "read the copy of its data at {} of {} bytes", got, n);
-    reads.push_back(static_cast<uint32_t>(k));
-    got += static_cast<size_t>(k);
-  }
+  int err = 0;
+  size_t got = 0;
+  // Read into place, not into a zero-filled string first.
+  data.resize_and_overwrite(n, [&](char* p, size_t) {
+    while (got < n) {
+      ssize_t k = read(r.get(), p + got, n - got);
+      if (k <= 0) {
+        err = k < 0 ? errno : EIO;
+        break;
+      }
+      reads.push_back(static_cast<uint32_t>(k));
+      got += static_cast<size_t>(k);
+    }
+    return got;
+  });
+  if (err) return error(err, "read the copy of its data at {} of {} bytes", got, n);
   bool packets = reads.size() > 1;
   if (reads.size() == 1 && n > 1 && n <= kPage) {
     TRY(tee_all(src, w.get(), size));

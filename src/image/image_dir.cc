@@ -118,7 +118,7 @@ Result<std::string> ImageDir::read_bytes(const std::string& name) const {
   if (static_cast<uint64_t>(st.st_size) > kMaxImageBytes)
     return error(EINVAL, "{}: {} bytes, too large for a metadata image (at most {})", file(name), st.st_size,
                  kMaxImageBytes);
-  return read_fd(fd.get(), file(name));
+  return read_fd(fd.get(), file(name), static_cast<size_t>(st.st_size));
 }
 
 Result<std::vector<std::string>> ImageDir::list_images() const {

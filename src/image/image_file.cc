@@ -58,16 +58,23 @@ const char* kind_name(ImageKind k) {
 }
 
 std::string frame(ImageKind kind, const google::protobuf::MessageLite& msg) {
-  std::string payload = msg.SerializeAsString();
-  Header h{};
-  std::memcpy(h.magic, kMagic, sizeof kMagic);
-  h.version = kFormatVersion;
-  h.kind = static_cast<uint32_t>(kind);
-  h.length = payload.size();
-  h.payload_crc = crc32c(payload.data(), payload.size());
-  h.header_crc = crc32c(&h, offsetof(Header, header_crc));
-  std::string out(reinterpret_cast<const char*>(&h), sizeof h);
-  out += payload;
+  // One buffer, serialized into in place and never zero-filled first: a
+  // metadata image may carry 100 MiB of pipe data.
+  const size_t length = msg.ByteSizeLong();
+  std::string out;
+  out.resize_and_overwrite(sizeof(Header) + length, [&](char* p, size_t n) {
+    auto* payload = reinterpret_cast<uint8_t*>(p + sizeof(Header));
+    msg.SerializeWithCachedSizesToArray(payload);
+    Header h{};
+    std::memcpy(h.magic, kMagic, sizeof kMagic);
+    h.version = kFormatVersion;
+    h.kind = static_cast<uint32_t>(kind);
+    h.length = length;
+    h.payload_crc = crc32c(payload, length);
+    h.header_crc = crc32c(&h, offsetof(Header, header_crc));
+    std::memcpy(p, &h, sizeof h);
+    return n;
+  });
   return out;
 }
 

@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 packages=(g++ cmake ninja-build pkg-config libfmt-dev libcli11-dev libprotobuf-dev protobuf-compiler
           libgtest-dev python3
           libnftables-dev nftables iptables
+          libssl-dev  # HMAC-SHA256 for --psk-file
           iproute2 procps)  # tools/migrate-demo.sh: ip, ss, pgrep
 missing=()
 for p in "${packages[@]}"; do

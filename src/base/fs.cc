@@ -57,6 +57,18 @@ Result<std::string> read_link(const std::string& path) {
   return std::string(buf, n);
 }
 
+Result<void> read_exact(int fd, void* buf, size_t len) {
+  auto* p = static_cast<char*>(buf);
+  for (size_t got = 0; got < len;) {
+    ssize_t n = ::read(fd, p + got, len - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return sys_error("read {} bytes", len - got);
+    if (n == 0) return error(ECONNRESET, "the peer closed the connection {} bytes short", len - got);
+    got += static_cast<size_t>(n);
+  }
+  return {};
+}
+
 Result<void> write_all(int fd, const void* buf, size_t len) {
   const char* p = static_cast<const char*>(buf);
   while (len > 0) {

@@ -18,6 +18,8 @@ Result<std::string> read_file(const std::string& path);
 // `expected`: its size if known (fstat), read in place with no copy.
 Result<std::string> read_fd(int fd, const std::string& name, size_t expected = 0);
 Result<std::string> read_link(const std::string& path);
+// Exactly len bytes (a socket, a pipe); an end before them is ECONNRESET.
+Result<void> read_exact(int fd, void* buf, size_t len);
 // Loops over short writes; EINTR is retried.
 Result<void> write_all(int fd, const void* buf, size_t len);
 // write_all() at an offset.

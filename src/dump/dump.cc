@@ -343,7 +343,10 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
   // Connected before anything is touched: a server that is not there fails
   // the dump at once.
   std::optional<image::PageServerConn> server;
-  if (o.page_server) server = TRY_CTX(image::PageServerConn::connect(o.address, o.port), "dump pid {}", root);
+  if (o.page_server) {
+    const auto key = TRY_CTX(image::load_wire_key(o.psk_file), "dump pid {}", root);
+    server = TRY_CTX(image::PageServerConn::connect(o.address, o.port, key), "dump pid {}", root);
+  }
 
   // 1. Seize and stop every thread of every task.
   const auto freeze_start = Clock::now();

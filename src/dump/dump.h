@@ -44,6 +44,7 @@ struct DumpOptions {
   bool page_server = false;
   std::string address;
   uint16_t port = 0;
+  std::string psk_file;  // --psk-file: the key the page server must hold (image/wire_auth.h)
   // --network-lock: how the tree's TCP connections are locked from the
   // freeze on (net/netlock.h).
   net::LockChoice network_lock = net::LockChoice::Auto;

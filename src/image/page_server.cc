@@ -25,15 +25,7 @@ constexpr size_t kChunk = 1 << 20;
 }  // namespace
 
 Result<void> read_exact(int fd, void* p, size_t n, const char* what) {
-  auto* c = static_cast<char*>(p);
-  while (n > 0) {
-    ssize_t r = read(fd, c, n);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) return sys_error("read {} from the dump", what);
-    if (r == 0) return error(ECONNRESET, "the dump closed the connection in the middle of {}", what);
-    c += r;
-    n -= static_cast<size_t>(r);
-  }
+  TRY_CTX(ckpt::read_exact(fd, p, n), "read {} from the dump", what);
   return {};
 }
 
@@ -120,7 +112,8 @@ Result<uint64_t> receive_file(ImageDir& dir, int conn, const WireHeader& h, Acce
 }
 
 
-Result<ServedSession> serve_pages(ImageDir& dir, const std::string& address, uint16_t port, Log& log) {
+Result<ServedSession> serve_pages(ImageDir& dir, const std::string& address, uint16_t port,
+                                  const std::optional<WireKey>& key, Log& log) {
   signal(SIGPIPE, SIG_IGN);  // a dump gone is an error on the connection
   UniqueFd listener = TRY(listen_on(address, port));
   log.info("page-server: listening on {}:{}, images into {}", address.empty() ? "0.0.0.0" : address, port, dir.path());
@@ -131,6 +124,7 @@ Result<ServedSession> serve_pages(ImageDir& dir, const std::string& address, uin
   }
   if (!conn) return sys_error("page server: accept");
   listener.reset();  // one session
+  TRY_CTX(wire_hello_server(conn.get(), key, peer_of(conn.get())), "page server");
   ServedSession s;
   bool done = false;
   auto session = [&]() -> Result<void> {

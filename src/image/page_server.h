@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "base/log.h"
@@ -10,6 +11,7 @@
 #include "base/unique_fd.h"
 #include "image/image_dir.h"
 #include "image/page_wire.h"
+#include "image/wire_auth.h"
 
 namespace ckpt::image {
 
@@ -32,6 +34,8 @@ Result<uint64_t> receive_file(ImageDir& dir, int conn, const WireHeader& h, Acce
 // connection, returns once it ended with kDone. Any other end (the peer
 // gone mid-file, a malformed frame) is an error, and what the session put
 // in `dir` is removed.
-Result<ServedSession> serve_pages(ImageDir& dir, const std::string& address, uint16_t port, Log& log);
+// `key`: the one the dump must prove it holds (image/wire_auth.h).
+Result<ServedSession> serve_pages(ImageDir& dir, const std::string& address, uint16_t port,
+                                  const std::optional<WireKey>& key, Log& log);
 
 }  // namespace ckpt::image

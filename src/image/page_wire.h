@@ -1,5 +1,6 @@
 // The page server's wire format (ckpt page-server; dump and pre-dump
-// --page-server). One TCP connection carries whole pages files, each framed:
+// --page-server). A connection opens with the handshake of wire_auth.h,
+// then carries whole pages files, each framed:
 //
 //   FileHeader  magic "CKPTPSV1", kind kFile, the file's name (pages-PID.img
 //               or pages-shmem-ID.img), its length (header page + data),

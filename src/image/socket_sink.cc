@@ -21,15 +21,7 @@ namespace ckpt::image {
 namespace {
 
 Result<void> read_exact(int fd, void* p, size_t n, const std::string& peer) {
-  auto* c = static_cast<char*>(p);
-  while (n > 0) {
-    ssize_t r = read(fd, c, n);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) return sys_error("page server {}", peer);
-    if (r == 0) return error(ECONNRESET, "page server {} closed the connection", peer);
-    c += r;
-    n -= static_cast<size_t>(r);
-  }
+  TRY_CTX(ckpt::read_exact(fd, p, n), "page server {}", peer);
   return {};
 }
 
@@ -74,7 +66,8 @@ class SocketPageSink final : public PageSink {
 
 }  // namespace
 
-Result<PageServerConn> PageServerConn::connect(const std::string& address, uint16_t port) {
+Result<PageServerConn> PageServerConn::connect(const std::string& address, uint16_t port,
+                                               const std::optional<WireKey>& key) {
   // A server that goes away must fail the write (EPIPE, an error naming it)
   // and leave the dump to undo its work, not kill ckpt mid-way. (dump only:
   // restore never connects, so the tasks it forks inherit nothing of this.)
@@ -93,6 +86,7 @@ Result<PageServerConn> PageServerConn::connect(const std::string& address, uint1
       freeaddrinfo(res);
       int one = 1;  // frames and their answers go at once (Nagle would hold them for an ACK)
       (void)setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      TRY(wire_hello_client(fd.get(), key, fmt::format("page server {}", peer)));
       return PageServerConn(std::move(fd), peer);
     }
     last = Error{errno, fmt::format("connect to page server {}", peer)};

@@ -4,18 +4,22 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "image/image_dir.h"
 #include "image/page_sink.h"
+#include "image/wire_auth.h"
 
 namespace ckpt::image {
 
 class PageServerConn {
  public:
-  static Result<PageServerConn> connect(const std::string& address, uint16_t port);
+  // Connects and runs the handshake of image/wire_auth.h with `key`.
+  static Result<PageServerConn> connect(const std::string& address, uint16_t port,
+                                        const std::optional<WireKey>& key);
   // A sink for the pages file `name` (one at a time on a connection).
   std::unique_ptr<PageSink> sink(const std::string& name);
   // Ends the session: the server keeps what it received.

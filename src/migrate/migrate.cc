@@ -56,7 +56,9 @@ bool round_name(const std::string& n) {
 Result<SourceReport> migrate_out(const SourceOptions& o, Log& log) {
   TRY(dump::check_dumpable(o.pid));
   if (mkdir(o.work_dir.c_str(), 0700) < 0 && errno != EEXIST) return sys_error("migrate: {}", o.work_dir);
-  image::PageServerConn conn = TRY_CTX(image::PageServerConn::connect(o.address, o.port), "migrate pid {}", o.pid);
+  const auto key = TRY_CTX(image::load_wire_key(o.psk_file), "migrate pid {}", o.pid);
+  image::PageServerConn conn =
+      TRY_CTX(image::PageServerConn::connect(o.address, o.port, key), "migrate pid {}", o.pid);
   SourceReport rep;
   dump::DumpOptions d;
   d.pid = o.pid;
@@ -253,6 +255,7 @@ class Session {
 Result<std::optional<int>> migrate_in(const DestinationOptions& o, Log& log) {
   signal(SIGPIPE, SIG_IGN);
   if (mkdir(o.dir.c_str(), 0700) < 0 && errno != EEXIST) return sys_error("migrate: {}", o.dir);
+  const auto key = TRY_CTX(image::load_wire_key(o.psk_file), "migrate");
   UniqueFd listener = TRY_CTX(image::listen_on(o.address, o.port), "migrate");
   log.info("migrate: listening on {}:{}, images into {}", o.address.empty() ? "0.0.0.0" : o.address, o.port, o.dir);
   UniqueFd conn;
@@ -262,6 +265,7 @@ Result<std::optional<int>> migrate_in(const DestinationOptions& o, Log& log) {
   }
   if (!conn) return sys_error("migrate: accept");
   listener.reset();
+  TRY_CTX(image::wire_hello_server(conn.get(), key, image::peer_of(conn.get())), "migrate");
   pid_t pid, lazy;
   {
     Session s(o, conn.get(), log);

@@ -27,6 +27,7 @@ struct SourceOptions {
   std::string work_dir;  // the rounds' images on this side: WORK/r1, WORK/r2, ..., WORK/final
   std::string address;
   uint16_t port = 0;
+  std::string psk_file;     // the key the destination must hold (image/wire_auth.h)
   unsigned max_rounds = 6;  // pre-dump rounds at most
   unsigned timeout_s = 10;
 };
@@ -45,6 +46,7 @@ struct DestinationOptions {
   std::string dir;
   std::string address;  // empty: every address
   uint16_t port = 0;
+  std::string psk_file;  // the key the source must hold (image/wire_auth.h)
   bool detach = false;  // return once the process runs (else wait for it, as restore does)
   bool breakpoints = true;
   bool allow_shared_dir = false;

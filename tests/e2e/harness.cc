@@ -364,8 +364,10 @@ uint16_t free_port() {
 }
 
 // Listening: /proc/net/tcp state 0A.
-PageServerRun::PageServerRun(Harness& h, const std::string& dir) {
-  pid = h.ckpt_background({"page-server", "-D", dir, "--address", "127.0.0.1", "--port", std::to_string(port)});
+PageServerRun::PageServerRun(Harness& h, const std::string& dir, const std::string& psk_file) {
+  std::vector<std::string> args = {"page-server", "-D", dir, "--address", "127.0.0.1", "--port", std::to_string(port)};
+  if (!psk_file.empty()) args.insert(args.end(), {"--psk-file", psk_file});
+  pid = h.ckpt_background(args);
   EXPECT_TRUE(wait_until([&] { return listening(port); })) << "page server never listened";
 }
 

@@ -160,9 +160,10 @@ bool listening(uint16_t port);
 // Waits until the tree of `root` has `tasks` tasks, every one in pause().
 bool tree_paused(pid_t root, size_t tasks);
 
-// `ckpt page-server -D dir` on a free port of 127.0.0.1, listening once made.
+// `ckpt page-server -D dir` on a free port of 127.0.0.1, listening once made;
+// with `psk_file`, it wants that key (--psk-file).
 struct PageServerRun {
-  PageServerRun(Harness& h, const std::string& dir);
+  PageServerRun(Harness& h, const std::string& dir, const std::string& psk_file = "");
   // What dump and pre-dump take to send their pages there.
   std::vector<std::string> flags() const;
   uint16_t port = free_port();

@@ -280,6 +280,26 @@ TEST_P(GoodCommandLine, Parses) {
 INSTANTIATE_TEST_SUITE_P(Options, GoodCommandLine, testing::ValuesIn(good_cases()),
                          [](const testing::TestParamInfo<GoodCase>& i) { return i.param.name; });
 
+// --psk-file reaches each end of a connection: page-server, dump and
+// pre-dump --page-server, and both sides of migrate.
+TEST(Options, PskFileOnEveryEnd) {
+  Parsed ps = parse_command_line({"page-server", "-D", "d", "--port", "9", "--psk-file", "k1"});
+  ASSERT_TRUE(ps.command) << ps.text;
+  EXPECT_EQ(ps.command->server_psk_file, "k1");
+  for (const char* verb : {"dump", "pre-dump"}) {
+    Parsed d = parse_command_line(
+        {verb, "-t", "1", "-D", "d", "--page-server", "--address", "a", "--port", "9", "--psk-file", "k2"});
+    ASSERT_TRUE(d.command) << verb << ": " << d.text;
+    EXPECT_EQ(d.command->dump.psk_file, "k2");
+  }
+  Parsed in = parse_command_line({"migrate", "--listen", "9", "-D", "d", "--psk-file", "k3"});
+  ASSERT_TRUE(in.command) << in.text;
+  EXPECT_EQ(in.command->migrate_in.psk_file, "k3");
+  Parsed out = parse_command_line({"migrate", "-t", "1", "--to", "h:9", "-D", "w", "--psk-file", "k4"});
+  ASSERT_TRUE(out.command) << out.text;
+  EXPECT_EQ(out.command->migrate_out.psk_file, "k4");
+}
+
 // -v without a number asks for more output than the default (CRIU: one level
 // up from the default; ckpt: debug).
 TEST(Options, BareVerbosityRaisesLevel) {
@@ -379,6 +399,7 @@ std::vector<BadCase> bad_cases() {
       {"VerbosityNegative", {"-v-1", "check"}, {"-1"}},
       {"TimeoutZero", {"dump", "-t", "1", "-D", "d", "--timeout", "0"}, {"0"}},
       {"PageTransferUnknown", {"dump", "-t", "1", "-D", "d", "--page-transfer", "mmap"}, {"mmap"}},
+      {"PskFileWithoutPageServer", {"dump", "-t", "1", "-D", "d", "--psk-file", "k"}, {"--psk-file", "--page-server"}},
       {"ShowNothing", {"show"}, {"images directory"}},
       {"VerifyNothing", {"verify"}, {"images directory"}},
       {"NoVerb", {}, {"subcommand"}},

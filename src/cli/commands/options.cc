@@ -84,11 +84,14 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
     d->add_flag("--page-server", c.dump.page_server, "send the pages to ckpt page-server at --address:--port");
     d->add_option("--address", c.dump.address, "the page server's address");
     d->add_option("--port", c.dump.port, "the page server's port");
+    d->add_option("--psk-file", c.dump.psk_file, "a key file (mode 0600) the page server must prove it holds, as it "
+                  "checks this end does (docs/migration.md)");
   }
   auto* ps = app.add_subcommand("page-server", "receive the pages of one dump or pre-dump --page-server over TCP "
                                 "into the images directory");
   ps->add_option("--address", c.server_address, "address to listen on (default: every address)");
   ps->add_option("--port", c.server_port, "port to listen on")->required();
+  ps->add_option("--psk-file", c.server_psk_file, "a key file (mode 0600) the dump must prove it holds");
 
   auto* rst = app.add_subcommand("restore", "restore a process from an images directory");
   rst->add_flag("-d,--restore-detached", c.restore.detach, "return once the process runs");
@@ -123,6 +126,8 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
   mig->add_option("--max-rounds", c.migrate_out.max_rounds, "pre-dump rounds at most (source)")
       ->check(CLI::Range(1u, 100u));
   mig->add_option("--listen", listen_port, "port to wait on for the source (destination)");
+  std::string psk_file;
+  mig->add_option("--psk-file", psk_file, "a key file (mode 0600) both ends hold and prove to each other");
   mig->add_option("--address", c.migrate_in.address, "address to listen on (destination; default: every address)");
   mig->add_flag("-d,--restore-detached", c.migrate_in.detach, "return once the process runs (destination)");
   mig->add_flag("--pidns", c.migrate_in.pidns, "restore into a new PID namespace (destination; see restore --pidns)");
@@ -177,6 +182,8 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
     return {std::nullopt, "ckpt dump: --track-mem needs --prev-images-dir (the pre-dump that armed the tracking)\n", 2};
   if ((dump->parsed() || pre->parsed()) && c.dump.page_server && (c.dump.address.empty() || c.dump.port == 0))
     return {std::nullopt, "ckpt: --page-server needs --address and --port\n", 2};
+  if ((dump->parsed() || pre->parsed()) && !c.dump.page_server && !c.dump.psk_file.empty())
+    return {std::nullopt, "ckpt: --psk-file is the key for --page-server\n", 2};
   if (ps->parsed()) {
     c.verb = Verb::PageServer;
     c.server_dir = images_dir;
@@ -205,6 +212,7 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
       c.migrate_in.port = listen_port;
       c.migrate_in.breakpoints = !no_bp;
       c.migrate_in.allow_shared_dir = c.allow_shared_dir;
+      c.migrate_in.psk_file = psk_file;
     } else {
       c.verb = Verb::MigrateOut;
       const size_t colon = to.rfind(':');
@@ -216,6 +224,7 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
       c.migrate_out.address = to.substr(0, colon);
       c.migrate_out.port = static_cast<uint16_t>(port);
       c.migrate_out.work_dir = images_dir;
+      c.migrate_out.psk_file = psk_file;
     }
   }
   if (show->parsed()) {

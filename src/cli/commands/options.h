@@ -25,8 +25,8 @@ struct Command {
   bool stats = false;
   bool breakpoints = true;
   dump::DumpOptions dump;
-  // page-server: -D, --address, --port.
-  std::string server_dir, server_address;
+  // page-server: -D, --address, --port, --psk-file.
+  std::string server_dir, server_address, server_psk_file;
   uint16_t server_port = 0;
   restore::RestoreOptions restore;
   migrate::SourceOptions migrate_out;

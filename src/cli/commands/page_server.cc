@@ -7,6 +7,11 @@
 namespace ckpt::cli {
 
 int run_page_server(const Command& c, Log& log) {
+  auto key = image::load_wire_key(c.server_psk_file);
+  if (!key) {
+    log.error("page-server: {}", key.error().str());
+    return 1;
+  }
   // The dump may write its other images into the same directory: one that
   // exists is fine as long as it holds no checkpoint yet.
   auto dir = image::ImageDir::create(c.server_dir, c.allow_shared_dir ? image::SharedDir::Allow : image::SharedDir::Refuse);
@@ -14,7 +19,7 @@ int run_page_server(const Command& c, Log& log) {
     log.error("page-server: {}", dir.error().str());
     return 1;
   }
-  auto r = image::serve_pages(*dir, c.server_address, c.server_port, log);
+  auto r = image::serve_pages(*dir, c.server_address, c.server_port, *key, log);
   if (!r) {
     log.error("page-server: {}", r.error().str());
     return 1;

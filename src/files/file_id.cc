@@ -3,6 +3,7 @@
 #include <elf.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/sysmacros.h>
 
 #include <fmt/ranges.h>
@@ -64,6 +65,11 @@ img::FileId from_stat(const struct stat& st) {
   return id;
 }
 
+uint64_t fsid_of(const struct statfs& s) {
+  return static_cast<uint32_t>(s.f_fsid.__val[0]) |
+         static_cast<uint64_t>(static_cast<uint32_t>(s.f_fsid.__val[1])) << 32;
+}
+
 }  // namespace
 
 Result<std::string> read_build_id(int fd, const std::string& what) {
@@ -94,10 +100,23 @@ Result<std::string> read_build_id(int fd, const std::string& what) {
   return std::string();
 }
 
+Result<uint64_t> filesystem_id(int fd) {
+  struct statfs s;
+  if (fstatfs(fd, &s) < 0) return sys_error("statfs");
+  return fsid_of(s);
+}
+
+Result<uint64_t> filesystem_id(const std::string& path) {
+  struct statfs s;
+  if (statfs(path.c_str(), &s) < 0) return sys_error("statfs {}", path);
+  return fsid_of(s);
+}
+
 Result<img::FileId> identify_file(int fd, const std::string& what) {
   struct stat st;
   if (fstat(fd, &st) < 0) return sys_error("stat {}", what);
   img::FileId id = from_stat(st);
+  id.set_fsid(TRY_CTX(filesystem_id(fd), "{}", what));
   if (S_ISREG(st.st_mode)) id.set_build_id(TRY(read_build_id(fd, what)));
   return id;
 }
@@ -105,7 +124,11 @@ Result<img::FileId> identify_file(int fd, const std::string& what) {
 Result<img::FileId> identify_path(const std::string& path) {
   struct stat st;
   if (stat(path.c_str(), &st) < 0) return sys_error("stat {}", path);
-  if (!S_ISREG(st.st_mode)) return from_stat(st);
+  if (!S_ISREG(st.st_mode)) {
+    img::FileId id = from_stat(st);
+    id.set_fsid(TRY(filesystem_id(path)));
+    return id;
+  }
   UniqueFd fd = TRY(open_file(path, O_RDONLY | O_CLOEXEC));
   return identify_file(fd.get(), path);
 }
@@ -116,12 +139,15 @@ Compare compare_for(const img::Vma& v) {
 
 std::string file_id_difference(const img::FileId& dumped, const img::FileId& now, Compare how) {
   std::vector<std::string> diffs;
-  const bool content = how == Compare::Content;
+  // On another filesystem the same file can only be one of the same content.
+  const bool same_fs = same_filesystem(dumped.fsid(), now.fsid());
+  const bool content = how == Compare::Content || !same_fs;
   if (content && dumped.size() != now.size()) diffs.push_back(fmt::format("size {} -> {}", dumped.size(), now.size()));
   if (content && dumped.mtime_ns() != now.mtime_ns())
     diffs.push_back(fmt::format("mtime {} -> {}", mtime_text(dumped.mtime_ns()), mtime_text(now.mtime_ns())));
-  if (dumped.inode() != now.inode()) diffs.push_back(fmt::format("inode {} -> {}", dumped.inode(), now.inode()));
-  if (dumped.dev() != now.dev())
+  if (same_fs && dumped.inode() != now.inode())
+    diffs.push_back(fmt::format("inode {} -> {}", dumped.inode(), now.inode()));
+  if (same_fs && dumped.dev() != now.dev())
     diffs.push_back(fmt::format("device {}:{} -> {}:{}", major(dumped.dev()), minor(dumped.dev()), major(now.dev()),
                                 minor(now.dev())));
   if (content && dumped.build_id() != now.build_id())

@@ -30,6 +30,17 @@ Result<img::FileId> identify_path(const std::string& path);
 // only from a failing read.
 Result<std::string> read_build_id(int fd, const std::string& what);
 
+// The identity of a filesystem (statfs f_fsid: ext4, xfs and btrfs derive it
+// from their UUID, tmpfs makes one per mount). Inode and device numbers
+// name a file only within one filesystem: on another (another host, a tmpfs
+// mounted again, a disk restored from backup) the file at the path is
+// judged by its content (size, mtime, build-id), as a migration needs.
+Result<uint64_t> filesystem_id(int fd);
+Result<uint64_t> filesystem_id(const std::string& path);
+// Whether inode and device numbers taken on `dumped` mean anything on `now`
+// (0: not recorded, an older image: they are compared as before).
+inline bool same_filesystem(uint64_t dumped, uint64_t now) { return dumped == 0 || dumped == now; }
+
 // How much of a FileId must agree. A file the task maps shared may be
 // written through that mapping, by the task itself (and by it still, after a
 // dump with --leave-running): its size, mtime and content may change, it

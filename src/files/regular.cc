@@ -6,6 +6,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "files/file_id.h"
 #include "files/kind.h"
 
 namespace ckpt::files {
@@ -48,6 +49,7 @@ class Regular final : public Kind {
     r->set_mode(p.st.st_mode & S_IFMT);
     r->set_rdev(p.st.st_rdev);
     if (S_ISREG(p.st.st_mode)) r->set_size(p.st.st_size);
+    r->set_fsid(TRY_CTX(filesystem_id(path), "{}", path));
     return {};
   }
 
@@ -68,7 +70,8 @@ class Regular final : public Kind {
                    st.st_mode & S_IFMT);
     // Another inode at the path: the file was replaced or moved since (an
     // editor's save, a rotated log), whatever its size.
-    if (state.check_files() && (st.st_ino != r.inode() || st.st_dev != r.dev()))
+    if (state.check_files() && same_filesystem(r.fsid(), TRY_CTX(filesystem_id(fd), "{}", r.path())) &&
+        (st.st_ino != r.inode() || st.st_dev != r.dev()))
       return error(ESTALE, "{} is not the file that was dumped: inode {} on device {}:{} then, inode {} on {}:{} now "
                    "(replaced or moved since; --skip-file-check opens the one there now)", r.path(), r.inode(),
                    major(r.dev()), minor(r.dev()), st.st_ino, major(st.st_dev), minor(st.st_dev));

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -139,6 +140,77 @@ TEST(FileCheck, SharedMappedFileMayChange) {
   EXPECT_NE(again.err.find(data + " (mapped at 0x"), std::string::npos) << again.err;
   EXPECT_NE(again.err.find("is not the file that was dumped: inode "), std::string::npos) << again.err;
   EXPECT_FALSE(alive(pid));
+}
+
+// Another filesystem at the path (as after a migration to another host, or
+// a tmpfs mounted again): inode and device numbers say nothing there, and
+// the same binary, by size, mtime and build-id, restores; another one is
+// still refused, by content.
+class TmpfsAt {
+ public:
+  explicit TmpfsAt(const std::string& dir) : dir_(dir) {
+    mkdir(dir.c_str(), 0700);
+    mount_again();
+  }
+  ~TmpfsAt() {
+    for (; mounts_ > 0; mounts_--) umount2(dir_.c_str(), MNT_DETACH);
+  }
+  // Over the one before, which stays mounted: a tmpfs mounted after an
+  // unmount may get the same device number back, and its first file the same
+  // inode, as another host's never would.
+  void mount_again() {
+    ASSERT_EQ(mount("ckpt-test", dir_.c_str(), "tmpfs", 0, "mode=0700"), 0) << strerror(errno);
+    mounts_++;
+  }
+
+ private:
+  std::string dir_;
+  int mounts_ = 0;
+};
+
+void put_binary(const std::string& path, const std::string& content, time_t mtime) {
+  put_file(path, content, Replace::InPlace);
+  const timespec times[2] = {{mtime, 0}, {mtime, 0}};
+  ASSERT_EQ(utimensat(AT_FDCWD, path.c_str(), times, 0), 0) << strerror(errno);
+}
+
+TEST(FileCheck, SameBinaryOnAnotherFilesystemRestores) {
+  Harness h;
+  TmpfsAt fs(h.dir() + "/fs");
+  const std::string exe = h.dir() + "/fs/wl_counter";
+  const std::string original = ckpt::read_file(workload_binary("counter")).value_or("");
+  ASSERT_FALSE(original.empty());
+  put_binary(exe, original, 1700000000);
+  pid_t pid = h.start_workload_at(exe, "counter");
+  ASSERT_GT(pid, 0);
+  CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  ASSERT_EQ(d.exit_code(), 0) << d.err;
+  h.wait_child(pid);
+
+  // Another binary there, on another filesystem: refused by what it holds.
+  fs.mount_again();
+  put_binary(exe, original + "another build", 1700000000);
+  CkptRun other = h.ckpt({"restore", "-d", "-D", h.images()});
+  EXPECT_NE(other.exit_code(), 0);
+  EXPECT_NE(other.err.find("is not the file that was dumped: size "), std::string::npos) << other.err;
+  EXPECT_EQ(other.err.find("inode "), std::string::npos) << other.err;
+  EXPECT_EQ(other.err.find("device "), std::string::npos) << other.err;
+  EXPECT_FALSE(alive(pid));
+
+  // The same binary, copied with its mtime, on yet another filesystem.
+  fs.mount_again();
+  put_binary(exe, original, 1700000000);
+  CkptRun v = h.ckpt({"verify", h.images()});
+  EXPECT_EQ(v.exit_code(), 0) << v.err;
+  const std::string pidfile = h.dir() + "/restored.pid";
+  pid_t r = h.ckpt_background({"restore", "-D", h.images(), "--pidfile", pidfile});
+  ASSERT_TRUE(h.wait_restored(pid, pidfile));
+  ASSERT_TRUE(wait_ran_on(pid));
+  kill(pid, SIGTERM);
+  CkptRun done = h.wait_ckpt(r);
+  EXPECT_EQ(done.exit_code(), 0) << done.err;
+  EXPECT_NE(read_text(h.workload_log("counter")).find("PASS counter"), std::string::npos)
+      << read_text(h.workload_log("counter"));
 }
 
 }  // namespace

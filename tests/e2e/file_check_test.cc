@@ -202,10 +202,8 @@ TEST(FileCheck, SameBinaryOnAnotherFilesystemRestores) {
   put_binary(exe, original, 1700000000);
   CkptRun v = h.ckpt({"verify", h.images()});
   EXPECT_EQ(v.exit_code(), 0) << v.err;
-  const std::string pidfile = h.dir() + "/restored.pid";
-  pid_t r = h.ckpt_background({"restore", "-D", h.images(), "--pidfile", pidfile});
-  ASSERT_TRUE(h.wait_restored(pid, pidfile));
-  ASSERT_TRUE(wait_ran_on(pid));
+  pid_t r = h.restore_background(pid, true);
+  ASSERT_GT(r, 0);
   kill(pid, SIGTERM);
   CkptRun done = h.wait_ckpt(r);
   EXPECT_EQ(done.exit_code(), 0) << done.err;

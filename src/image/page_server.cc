@@ -29,10 +29,6 @@ Result<void> read_exact(int fd, void* p, size_t n, const char* what) {
   return {};
 }
 
-namespace {
-
-// Only the names of pages files: nothing else of the directory can be
-// written from the network.
 bool pages_file_name(std::string_view n) {
   for (std::string_view prefix : {"pages-shmem-", "pages-"}) {
     if (!n.starts_with(prefix) || !n.ends_with(".img")) continue;
@@ -43,8 +39,6 @@ bool pages_file_name(std::string_view n) {
   }
   return false;
 }
-
-}  // namespace
 
 Result<UniqueFd> listen_on(const std::string& address, uint16_t port) {
   UniqueFd s(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -64,6 +58,18 @@ Result<UniqueFd> listen_on(const std::string& address, uint16_t port) {
     return sys_error("page server: bind {}:{}", address.empty() ? "0.0.0.0" : address, port);
   if (listen(s.get(), 1) < 0) return sys_error("page server: listen");
   return s;
+}
+
+Result<UniqueFd> accept_session(UniqueFd listener, const std::optional<WireKey>& key) {
+  UniqueFd conn;
+  for (;;) {
+    conn = UniqueFd(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    if (conn || errno != EINTR) break;
+  }
+  if (!conn) return sys_error("accept");
+  listener.reset();
+  TRY(wire_hello_server(conn.get(), key, peer_of(conn.get())));
+  return conn;
 }
 
 namespace {
@@ -117,14 +123,7 @@ Result<ServedSession> serve_pages(ImageDir& dir, const std::string& address, uin
   signal(SIGPIPE, SIG_IGN);  // a dump gone is an error on the connection
   UniqueFd listener = TRY(listen_on(address, port));
   log.info("page-server: listening on {}:{}, images into {}", address.empty() ? "0.0.0.0" : address, port, dir.path());
-  UniqueFd conn;
-  for (;;) {
-    conn = UniqueFd(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    if (conn || errno != EINTR) break;
-  }
-  if (!conn) return sys_error("page server: accept");
-  listener.reset();  // one session
-  TRY_CTX(wire_hello_server(conn.get(), key, peer_of(conn.get())), "page server");
+  UniqueFd conn = TRY_CTX(accept_session(std::move(listener), key), "page server");
   ServedSession s;
   bool done = false;
   auto session = [&]() -> Result<void> {

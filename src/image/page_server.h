@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "base/log.h"
 #include "base/result.h"
@@ -20,9 +21,16 @@ struct ServedSession {
   uint64_t bytes = 0;
 };
 
+// pages-PID.img or pages-shmem-ID.img: the only names a page server reads
+// or writes, so nothing else of a directory is reachable from the network.
+bool pages_file_name(std::string_view n);
+
 // The pieces `ckpt migrate --listen` shares with the page server.
 Result<UniqueFd> listen_on(const std::string& address, uint16_t port);
 Result<void> read_exact(int fd, void* p, size_t n, const char* what);
+// The one connection on `listener` (closed once it came: one session),
+// through the handshake of image/wire_auth.h with `key`.
+Result<UniqueFd> accept_session(UniqueFd listener, const std::optional<WireKey>& key);
 // Which files a session may write: pages files only (page-server), or every
 // image of a checkpoint (migrate).
 enum class Accept { Pages, Images };

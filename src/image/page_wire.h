@@ -29,7 +29,10 @@ inline constexpr size_t kWireMaxName = 64;
 // ckpt migrate adds: kWireRound names the round (a subdirectory of the
 // receiver's directory) the next files belong to; kWireRestore asks the
 // receiver to restore that round and is answered by a WireRestored.
-enum WireKind : uint32_t { kWireFile = 1, kWireDone = 2, kWireRound = 3, kWireRestore = 4 };
+// The other direction (page-server --lazy-pages, lazy/remote_pages.h) adds
+// kWireList, answered by a WireStatus, a count and a WireListEntry per
+// pages file the server holds.
+enum WireKind : uint32_t { kWireFile = 1, kWireDone = 2, kWireRound = 3, kWireRestore = 4, kWireList = 5 };
 
 struct WireHeader {
   char magic[8];
@@ -41,6 +44,29 @@ struct WireHeader {
   uint32_t crc;  // crc32c of the bytes before it
 };
 static_assert(sizeof(WireHeader) == 96 && offsetof(WireHeader, crc) == 92);
+
+// page-server --lazy-pages: `length` bytes at `offset` of pages file
+// `name`, answered by a WireStatus and, if 0, exactly those bytes. The
+// same size as a WireHeader: the server reads 96 bytes and looks at the magic.
+inline constexpr char kWireReadMagic[8] = {'C', 'K', 'P', 'T', 'P', 'R', 'D', '1'};
+inline constexpr uint64_t kWireMaxRead = 64 << 20;
+
+struct WireRead {
+  char magic[8];
+  uint64_t offset;
+  uint64_t length;
+  char name[kWireMaxName];
+  uint32_t name_len;
+  uint32_t crc;  // crc32c of the bytes before it
+};
+static_assert(sizeof(WireRead) == sizeof(WireHeader) && offsetof(WireRead, crc) == 92);
+
+struct WireListEntry {
+  char name[kWireMaxName];
+  uint32_t name_len;
+  uint32_t pad;
+  uint64_t length;
+};
 
 struct WireEnd {
   char magic[8];

@@ -25,17 +25,6 @@ Result<void> read_exact(int fd, void* p, size_t n, const std::string& peer) {
   return {};
 }
 
-WireHeader header(WireKind kind, const std::string& name, uint64_t length) {
-  WireHeader h{};
-  std::memcpy(h.magic, kWireMagic, sizeof h.magic);
-  h.kind = kind;
-  h.name_len = static_cast<uint32_t>(std::min(name.size(), kWireMaxName));
-  h.length = length;
-  std::memcpy(h.name, name.data(), h.name_len);
-  h.crc = crc32c(&h, offsetof(WireHeader, crc));
-  return h;
-}
-
 class SocketPageSink final : public PageSink {
  public:
   SocketPageSink(int fd, std::string name, std::string peer)
@@ -45,7 +34,7 @@ class SocketPageSink final : public PageSink {
 
  private:
   Result<void> start(uint64_t bytes) override {
-    const WireHeader h = header(kWireFile, file_, bytes);
+    const WireHeader h = wire_header(kWireFile, file_, bytes);
     length_ = bytes;
     return write_all(fd_, &h, sizeof h);
   }
@@ -65,6 +54,17 @@ class SocketPageSink final : public PageSink {
 };
 
 }  // namespace
+
+WireHeader wire_header(WireKind kind, const std::string& name, uint64_t length) {
+  WireHeader h{};
+  std::memcpy(h.magic, kWireMagic, sizeof h.magic);
+  h.kind = kind;
+  h.name_len = static_cast<uint32_t>(std::min(name.size(), kWireMaxName));
+  h.length = length;
+  std::memcpy(h.name, name.data(), h.name_len);
+  h.crc = crc32c(&h, offsetof(WireHeader, crc));
+  return h;
+}
 
 Result<PageServerConn> PageServerConn::connect(const std::string& address, uint16_t port,
                                                const std::optional<WireKey>& key) {
@@ -100,7 +100,7 @@ std::unique_ptr<PageSink> PageServerConn::sink(const std::string& name) {
 }
 
 Result<void> PageServerConn::done() {
-  const WireHeader h = header(kWireDone, "", 0);
+  const WireHeader h = wire_header(kWireDone, "", 0);
   TRY_CTX(write_all(fd_.get(), &h, sizeof h), "page server {}", peer_);
   WireStatus st{};
   TRY(read_exact(fd_.get(), &st, sizeof st, peer_));
@@ -109,7 +109,7 @@ Result<void> PageServerConn::done() {
 }
 
 Result<void> PageServerConn::begin_round(const std::string& name) {
-  const WireHeader h = header(kWireRound, name, 0);
+  const WireHeader h = wire_header(kWireRound, name, 0);
   TRY_CTX(write_all(fd_.get(), &h, sizeof h), "migrate to {}", peer_);
   WireStatus st{};
   TRY(read_exact(fd_.get(), &st, sizeof st, peer_));
@@ -122,7 +122,7 @@ Result<uint64_t> PageServerConn::send_file(const ImageDir& dir, const std::strin
   struct stat st;
   if (fstat(in.get(), &st) < 0) return sys_error("{}", dir.file(name));
   const uint64_t length = static_cast<uint64_t>(st.st_size);
-  const WireHeader h = header(kWireFile, name, length);
+  const WireHeader h = wire_header(kWireFile, name, length);
   TRY_CTX(write_all(fd_.get(), &h, sizeof h), "send {} to {}", name, peer_);
   for (off_t off = 0; static_cast<uint64_t>(off) < length;) {
     ssize_t n = sendfile(fd_.get(), in.get(), &off, length - static_cast<uint64_t>(off));
@@ -140,7 +140,7 @@ Result<uint64_t> PageServerConn::send_file(const ImageDir& dir, const std::strin
 }
 
 Result<pid_t> PageServerConn::restore(const std::string& name) {
-  const WireHeader h = header(kWireRestore, name, 0);
+  const WireHeader h = wire_header(kWireRestore, name, 0);
   TRY_CTX(write_all(fd_.get(), &h, sizeof h), "migrate to {}", peer_);
   WireRestored r{};
   TRY(read_exact(fd_.get(), &r, sizeof r, peer_));

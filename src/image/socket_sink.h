@@ -11,9 +11,13 @@
 #include "base/unique_fd.h"
 #include "image/image_dir.h"
 #include "image/page_sink.h"
+#include "image/page_wire.h"
 #include "image/wire_auth.h"
 
 namespace ckpt::image {
+
+// A frame header of `kind` (image/page_wire.h), its checksum set.
+WireHeader wire_header(WireKind kind, const std::string& name, uint64_t length);
 
 class PageServerConn {
  public:

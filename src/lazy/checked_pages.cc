@@ -25,6 +25,7 @@ Result<void> CheckedPages::check_run(int fd, uint64_t off, Run& r) {
     std::vector<char> buf(std::min<uint64_t>(kChunk, r.len));
     uint32_t crc = 0;
     Result<void> out;
+    if (fetch_) out = fetch_(fd, off, r.len);
     for (uint64_t done = 0; done < r.len && out;) {
       const ssize_t n = pread(fd, buf.data(), std::min<uint64_t>(buf.size(), r.len - done), off + done);
       if (n < 0) out = sys_error("read {}", r.what);
@@ -58,8 +59,17 @@ Result<void> CheckedPages::check(int fd, uint64_t off, uint64_t len) {
 }
 
 Result<void> CheckedPages::check_all() {
-  for (auto& [key, r] : runs_) TRY(check_run(key.first, key.second, *r));
+  for (auto& [key, r] : runs_) {
+    if (stop_.load(std::memory_order_relaxed)) return {};
+    TRY(check_run(key.first, key.second, *r));
+  }
   return {};
+}
+
+std::map<int, std::vector<std::pair<uint64_t, uint64_t>>> CheckedPages::runs() const {
+  std::map<int, std::vector<std::pair<uint64_t, uint64_t>>> out;
+  for (const auto& [key, r] : runs_) out[key.first].emplace_back(key.second, r->len);
+  return out;
 }
 
 }  // namespace ckpt::lazy

@@ -13,9 +13,12 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "base/result.h"
 
@@ -28,8 +31,15 @@ class CheckedPages {
   void add(int fd, uint64_t off, uint64_t len, uint32_t crc, std::string what);
   // Every run that holds a byte of [off, off + len) of `fd` is checked (once).
   Result<void> check(int fd, uint64_t off, uint64_t len);
-  // Every run, in file order; for a thread of its own.
+  // Every run, in file order; for a thread of its own. Returns early,
+  // with nothing wrong, once stop() was called.
   Result<void> check_all();
+  void stop() { stop_.store(true, std::memory_order_relaxed); }
+  // Called with a run's place before the run is first read: the run is
+  // brought there (lazy/remote_pages.h). Only before checks start.
+  void set_fetch(std::function<Result<void>(int fd, uint64_t off, uint64_t len)> fetch) { fetch_ = std::move(fetch); }
+  // The runs of each file: fd -> (offset, length), in offset order.
+  std::map<int, std::vector<std::pair<uint64_t, uint64_t>>> runs() const;
 
  private:
   enum State : int { kUnchecked, kChecking, kGood, kBad };
@@ -42,6 +52,8 @@ class CheckedPages {
   // Checks `r` at `off` of `fd` unless done or under way (then waits).
   Result<void> check_run(int fd, uint64_t off, Run& r);
   std::map<std::pair<int, uint64_t>, std::unique_ptr<Run>> runs_;
+  std::function<Result<void>(int, uint64_t, uint64_t)> fetch_;
+  std::atomic<bool> stop_{false};
 };
 
 }  // namespace ckpt::lazy

@@ -25,6 +25,7 @@
 #include "lazy/checked_pages.h"
 #include "lazy/protocol.h"
 #include "lazy/ranges.h"
+#include "lazy/remote_pages.h"
 #include "pie/abi.h"
 #include "restore/images.h"
 #include "restore/inherited.h"
@@ -45,9 +46,15 @@ struct Task {
   bool done() const { return gone || pending.empty(); }
 };
 
+// Pieces of pages files the restorers read themselves inside runs the
+// daemon serves (a child's inherited memory that is not lazy in the child):
+// fetched before restores come when the pages are remote.
+using FilePiece = std::pair<int, std::pair<uint64_t, uint64_t>>;  // fd, (offset, length)
+
 // Each task's lazy memory and where its bytes are, and the checksum of
 // every run that holds some.
-Result<std::vector<Task>> plan_tasks(const restore::TreeImages& t, CheckedPages* checked) {
+Result<std::vector<Task>> plan_tasks(const restore::TreeImages& t, CheckedPages* checked,
+                                     std::vector<FilePiece>* restorers_read) {
   auto inherited = TRY(restore::resolve_inherited(t));
   if (!t.parents.empty()) {
     auto in_parent = TRY(restore::resolve_in_parent(t.parents, t.tasks[0].pagemap, t.tasks[0].pid));
@@ -83,6 +90,7 @@ Result<std::vector<Task>> plan_tasks(const restore::TreeImages& t, CheckedPages*
     }
     for (const restore::InheritedPages& ip : inherited[i])
       if (lazy.contains(ip.vaddr)) tasks[i].pending.add(ip.vaddr, ip.len, {ip.fd, ip.off});
+      else restorers_read->push_back({ip.fd, {ip.off, ip.len}});
   }
   return tasks;
 }
@@ -209,7 +217,10 @@ class Server {
     if (n == sizeof(Control) && m.control.magic == Control::kMagic) {
       if (m.control.kind == Control::kFailed) return error(ECANCELED, "the restore failed: nothing to serve");
       running_ = true;
-      checker_ = std::async(std::launch::async, [&checked = checked_] { return checked.check_all(); });
+      // (Tests: slow:lazy-push keeps pages pending, unchecked and, from a
+      // page server, unfetched, until pushed or faulted.)
+      if (faults_.point != "slow:lazy-push")
+        checker_ = std::async(std::launch::async, [&checked = checked_] { return checked.check_all(); });
       return {};
     }
     return error(EPROTO, "a message of {} bytes from ckpt restore that is none of the protocol's", n);
@@ -351,20 +362,38 @@ class Server {
 
 }  // namespace
 
-Result<LazyStats> serve_lazy_pages(const image::ImageDir& dir, const Faults& faults, Log& log,
-                                   const std::function<void()>& listening) {
-  // Listening first: a restore may connect at once and load its images
-  // while the daemon loads the same (a restore that connected to a daemon
-  // that fails then fails too, on its first word to it).
-  UniqueFd listener = TRY(listen_for_restore(dir, log));
+Result<LazyStats> serve_lazy_pages(const image::ImageDir& dir, const std::optional<RemoteSource>& remote,
+                                   const Faults& faults, Log& log, const std::function<void()>& listening) {
   struct Unname {
     const image::ImageDir& dir;
     ~Unname() { (void)dir.dir().remove(kSocketName); }
   } unname{dir};
-  if (listening) listening();
+  // Local pages: listening first, so that a restore may connect at once and
+  // load its images while the daemon loads the same (a restore that
+  // connected to a daemon that fails then fails too, on its first word to
+  // it). Remote pages: only once what the restorers read is here.
+  UniqueFd listener;
+  auto listen = [&]() -> Result<void> {
+    listener = TRY(listen_for_restore(dir, log));
+    if (listening) listening();
+    return {};
+  };
+  std::optional<RemotePages> pages;
+  if (remote) pages.emplace(TRY(RemotePages::open(dir, *remote, log)));
+  else TRY(listen());
   restore::TreeImages t = TRY(restore::load_images(dir));
   CheckedPages checked;
-  std::vector<Task> tasks = TRY(plan_tasks(t, &checked));
+  std::vector<FilePiece> restorers_read;
+  std::vector<Task> tasks = TRY(plan_tasks(t, &checked, &restorers_read));
+  if (pages) {
+    if (!t.parents.empty())
+      return error(EOPNOTSUPP, "{} continues a parent checkpoint: lazy-pages --page-server serves one checkpoint's "
+                   "pages (ckpt migrate --lazy-pages moves a chain)", dir.path());
+    for (const restore::TaskImages& ti : t.tasks) TRY(pages->bind(ti.pages.get(), image::pages_name(ti.pid)));
+    TRY(pages->fetch_all_but(checked.runs(), restorers_read));
+    checked.set_fetch([&p = *pages](int fd, uint64_t off, uint64_t len) { return p.fetch(fd, off, len); });
+    TRY(listen());
+  }
   Mapping buf = TRY(Mapping::anonymous(kPushChunk));
   // Started once the tree runs (Server): a large run is then checked before
   // a fault needs it, and not while the restorers need the CPUs.
@@ -373,8 +402,17 @@ Result<LazyStats> serve_lazy_pages(const image::ImageDir& dir, const Faults& fau
   listener.reset();
   Server server(std::move(tasks), checked, checker, std::move(buf), std::move(conn), faults, log);
   auto r = server.run();
-  if (r) server.report(Report::kDone, "");
-  else server.report(Report::kError, r.error().str());
+  checked.stop();  // runs nobody needs any more are neither checked nor fetched
+  if (!r) {
+    server.report(Report::kError, r.error().str());
+    return r;
+  }
+  if (checker.valid()) (void)checker.get();
+  server.report(Report::kDone, "");
+  if (pages) {
+    // Every page is in: a page server gone now harms nobody.
+    if (auto d = pages->done(); !d) log.warn("lazy-pages: {}", d.error().str());
+  }
   return r;
 }
 

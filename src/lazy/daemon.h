@@ -23,11 +23,13 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 
 #include "base/fault.h"
 #include "base/log.h"
 #include "base/result.h"
 #include "image/image_dir.h"
+#include "lazy/remote_pages.h"
 
 namespace ckpt::lazy {
 
@@ -40,10 +42,13 @@ struct LazyStats {
 };
 
 // `faults`: tests only; "slow:lazy-push" pushes a MiB only after 300 ms
-// without an event, so that a test can act while most pages are pending.
+// without an event, and checks runs only as they are needed, so that a
+// test can act while most pages are pending.
 // `listening` is called once DIR/lazy-pages.sock takes connections: a
 // restore started from then on finds the daemon.
-Result<LazyStats> serve_lazy_pages(const image::ImageDir& dir, const Faults& faults, Log& log,
-                                   const std::function<void()>& listening = {});
+// `remote`: the pages files are with ckpt page-server --lazy-pages there
+// (lazy/remote_pages.h); `dir` holds the checkpoint's other images.
+Result<LazyStats> serve_lazy_pages(const image::ImageDir& dir, const std::optional<RemoteSource>& remote,
+                                   const Faults& faults, Log& log, const std::function<void()>& listening = {});
 
 }  // namespace ckpt::lazy

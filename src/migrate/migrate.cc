@@ -126,7 +126,7 @@ Result<pid_t> start_lazy_daemon(const image::ImageDir& dir, Log& log) {
   if (d < 0) return sys_error("fork the lazy-pages daemon");
   if (d == 0) {
     ready.reset();
-    auto r = lazy::serve_lazy_pages(dir, Faults{}, log, [&] { (void)!write(listening.get(), "", 1); listening.reset(); });
+    auto r = lazy::serve_lazy_pages(dir, std::nullopt, Faults{}, log, [&] { (void)!write(listening.get(), "", 1); listening.reset(); });
     if (!r) {
       log.error("migrate: lazy-pages {}: {}", dir.path(), r.error().str());
       _exit(1);
@@ -258,14 +258,7 @@ Result<std::optional<int>> migrate_in(const DestinationOptions& o, Log& log) {
   const auto key = TRY_CTX(image::load_wire_key(o.psk_file), "migrate");
   UniqueFd listener = TRY_CTX(image::listen_on(o.address, o.port), "migrate");
   log.info("migrate: listening on {}:{}, images into {}", o.address.empty() ? "0.0.0.0" : o.address, o.port, o.dir);
-  UniqueFd conn;
-  for (;;) {
-    conn = UniqueFd(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    if (conn || errno != EINTR) break;
-  }
-  if (!conn) return sys_error("migrate: accept");
-  listener.reset();
-  TRY_CTX(image::wire_hello_server(conn.get(), key, image::peer_of(conn.get())), "migrate");
+  UniqueFd conn = TRY_CTX(image::accept_session(std::move(listener), key), "migrate");
   pid_t pid, lazy;
   {
     Session s(o, conn.get(), log);

@@ -364,9 +364,18 @@ uint16_t free_port() {
 }
 
 // Listening: /proc/net/tcp state 0A.
-PageServerRun::PageServerRun(Harness& h, const std::string& dir, const std::string& psk_file) {
+std::string key_file(Harness& h, const std::string& name, const std::string& secret) {
+  const std::string path = fmt::format("{}/{}", h.dir(), name);
+  std::ofstream(path) << secret << "\n";
+  chmod(path.c_str(), 0600);
+  return path;
+}
+
+PageServerRun::PageServerRun(Harness& h, const std::string& dir, const std::string& psk_file,
+                             const std::vector<std::string>& extra) {
   std::vector<std::string> args = {"page-server", "-D", dir, "--address", "127.0.0.1", "--port", std::to_string(port)};
   if (!psk_file.empty()) args.insert(args.end(), {"--psk-file", psk_file});
+  args.insert(args.end(), extra.begin(), extra.end());
   pid = h.ckpt_background(args);
   EXPECT_TRUE(wait_until([&] { return listening(port); })) << "page server never listened";
 }

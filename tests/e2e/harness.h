@@ -160,10 +160,14 @@ bool listening(uint16_t port);
 // Waits until the tree of `root` has `tasks` tasks, every one in pause().
 bool tree_paused(pid_t root, size_t tasks);
 
+// A --psk-file holding `secret`, named `name` in h.dir(), mode 0600.
+std::string key_file(Harness& h, const std::string& name, const std::string& secret);
+
 // `ckpt page-server -D dir` on a free port of 127.0.0.1, listening once made;
-// with `psk_file`, it wants that key (--psk-file).
+// with `psk_file`, it wants that key (--psk-file); `extra` is appended.
 struct PageServerRun {
-  PageServerRun(Harness& h, const std::string& dir, const std::string& psk_file = "");
+  PageServerRun(Harness& h, const std::string& dir, const std::string& psk_file = "",
+                const std::vector<std::string>& extra = {});
   // What dump and pre-dump take to send their pages there.
   std::vector<std::string> flags() const;
   uint16_t port = free_port();

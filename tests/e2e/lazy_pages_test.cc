@@ -2,7 +2,8 @@
 // restore/lazy.h): the process runs before its memory is in, every page it
 // reads is the one it had (or zeros where it had none, or dropped it), the
 // daemon exits once all is in, and a daemon that dies kills the process
-// with a message instead of leaving it on wrong memory or hung.
+// with a message instead of leaving it on wrong memory or hung. The same
+// with the pages on another host (lazy-pages --page-server).
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -12,6 +13,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -187,6 +189,147 @@ TEST_P(LazyPages, ForkBeforeAllInKillsTheTree) {
 
 INSTANTIATE_TEST_SUITE_P(Modes, LazyPages, ::testing::Bool(),
                          [](const auto& i) { return i.param ? "breakpoint" : "syscalltrace"; });
+
+// Post-copy from another host (lazy/remote_pages.h): the checkpoint is
+// dumped into src/, every image of it but the pages files is copied to
+// images(), and the pages come on demand from ckpt page-server --lazy-pages
+// on src/, through a key both ends hold.
+class LazyPagesRemote : public ::testing::TestWithParam<bool> {
+ protected:
+  // Moves the images of a dump to src() and copies them, pages files
+  // aside, back into images(); starts the page server on src().
+  void split_images() {
+    std::filesystem::rename(h.images(), src());
+    std::filesystem::create_directory(h.images());
+    chmod(h.images().c_str(), 0700);
+    for (const auto& e : std::filesystem::directory_iterator(src()))
+      if (e.path().extension() == ".img" && !e.path().filename().string().starts_with("pages-"))
+        std::filesystem::copy_file(e.path(), h.images() + "/" + e.path().filename().string());
+    srv.emplace(h, src(), key, std::vector<std::string>{"--lazy-pages"});
+  }
+  pid_t start_daemon(const std::string& fault = "") {
+    std::vector<std::string> prefix;
+    if (!fault.empty()) prefix = {"/usr/bin/env", "CKPT_FAULT=" + fault};
+    pid_t d = h.ckpt_background({"lazy-pages", "-D", h.images(), "-v4", "-o", "lazy.log", "--page-server", "--address",
+                                 "127.0.0.1", "--port", std::to_string(srv->port), "--psk-file", key},
+                                prefix);
+    EXPECT_TRUE(wait_until([&] {
+      struct stat st;
+      return stat((h.images() + "/lazy-pages.sock").c_str(), &st) == 0 && S_ISSOCK(st.st_mode);
+    })) << "the daemon never listened";
+    return d;
+  }
+  std::string src() const { return h.dir() + "/src"; }
+  bool pages_files_left() const {
+    for (const auto& e : std::filesystem::directory_iterator(h.images()))
+      if (e.path().filename().string().starts_with("pages-")) return true;
+    return false;
+  }
+
+  Harness h;
+  const std::string key = key_file(h, "key", "a secret both hosts hold");
+  std::optional<PageServerRun> srv;
+};
+
+// Every page the process reads came from the other "host", checked; the
+// server and the daemon end once all is in, and the holed pages files go.
+TEST_P(LazyPagesRemote, TouchesEverythingAndVerifies) {
+  const pid_t pid = h.dump_workload(kWorkload);
+  ASSERT_GT(pid, 0);
+  split_images();
+  const pid_t daemon = start_daemon();
+  const pid_t r = h.restore_background(pid, GetParam(), {"--lazy-pages"});
+  ASSERT_GT(r, 0);
+  CkptRun d = h.wait_ckpt(daemon, std::chrono::seconds(60));
+  EXPECT_EQ(d.exit_code(), 0) << d.err << read_text(h.images() + "/lazy.log");
+  CkptRun s = h.wait_ckpt(srv->pid, std::chrono::seconds(10));
+  EXPECT_EQ(s.exit_code(), 0) << s.err;
+  EXPECT_FALSE(pages_files_left());
+  kill(pid, SIGTERM);
+  CkptRun rr = h.wait_ckpt(r);
+  EXPECT_EQ(rr.exit_code(), 0) << read_text(h.workload_log(kWorkload)) << rr.err;
+  EXPECT_NE(read_text(h.workload_log(kWorkload)).find("PASS"), std::string::npos);
+}
+
+// A pre-fork tree: the workers' memory lies in the master's pages file;
+// six tasks fault it in from the page server, and each checks every page.
+TEST_P(LazyPagesRemote, TreeWithInheritedPages) {
+  const pid_t root = h.start_workload("prefork", {"64", "4"});
+  ASSERT_GT(root, 0);
+  const std::vector<pid_t> tasks = tree_of(root);
+  CkptRun dump = h.ckpt({"dump", "-t", std::to_string(root), "-D", h.images()});
+  ASSERT_EQ(dump.exit_code(), 0) << dump.err;
+  h.wait_child(root);
+  reap_all(tasks);
+  split_images();
+  const pid_t daemon = start_daemon();
+  const pid_t r = h.restore_background(root, GetParam(), {"--lazy-pages"});
+  ASSERT_GT(r, 0);
+  CkptRun d = h.wait_ckpt(daemon, std::chrono::seconds(60));
+  EXPECT_EQ(d.exit_code(), 0) << d.err << read_text(h.images() + "/lazy.log");
+  EXPECT_EQ(h.wait_ckpt(srv->pid, std::chrono::seconds(10)).exit_code(), 0);
+  kill(root, SIGTERM);
+  CkptRun rr = h.wait_ckpt(r);
+  EXPECT_EQ(rr.exit_code(), 0) << read_text(h.workload_log("prefork")) << rr.err;
+  EXPECT_NE(read_text(h.workload_log("prefork")).find("PASS"), std::string::npos);
+}
+
+// The page server dies with most pages still there: the process is killed
+// (never fed zeros, never left hanging), and ckpt restore names the server.
+TEST_P(LazyPagesRemote, PageServerKilled) {
+  const pid_t pid = h.dump_workload("dirtier");
+  ASSERT_GT(pid, 0);
+  split_images();
+  const pid_t daemon = start_daemon("slow:lazy-push");
+  const pid_t r = h.restore_background(pid, GetParam(), {"--lazy-pages"});
+  ASSERT_GT(r, 0);
+  ASSERT_GT(uffd_missing_vmas(pid), 0);
+  kill(srv->pid, SIGKILL);
+  h.wait_child(srv->pid);
+  CkptRun rr = h.wait_ckpt(r, std::chrono::seconds(20));
+  EXPECT_TRUE(WIFEXITED(rr.status) && WEXITSTATUS(rr.status) == 128 + SIGKILL) << rr.status << rr.err;
+  EXPECT_NE(rr.err.find("page server 127.0.0.1"), std::string::npos) << rr.err;
+  EXPECT_FALSE(alive(pid));
+  CkptRun d = h.wait_ckpt(daemon, std::chrono::seconds(20));
+  EXPECT_EQ(d.exit_code(), 1) << d.err;
+  EXPECT_FALSE(pages_files_left());
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, LazyPagesRemote, ::testing::Bool(),
+                         [](const auto& i) { return i.param ? "breakpoint" : "syscalltrace"; });
+
+// A daemon without the server's key gets nothing: both say why, and no
+// pages file appears.
+TEST(LazyPagesRemoteBadInput, WrongKey) {
+  Harness h;
+  const pid_t pid = h.dump_workload(kWorkload);
+  ASSERT_GT(pid, 0);
+  PageServerRun srv(h, h.images(), key_file(h, "server.key", "the server's own secret"), {"--lazy-pages"});
+  const std::string dst = h.dir() + "/dst";
+  mkdir(dst.c_str(), 0700);
+  CkptRun d = h.ckpt({"lazy-pages", "-D", dst, "--page-server", "--address", "127.0.0.1", "--port",
+                      std::to_string(srv.port), "--psk-file", key_file(h, "guess.key", "a guess of the attacker")});
+  EXPECT_EQ(d.exit_code(), 1);
+  EXPECT_NE(d.err.find("key"), std::string::npos) << d.err;
+  CkptRun s = h.wait_ckpt(srv.pid, std::chrono::seconds(10));
+  EXPECT_EQ(s.exit_code(), 1);
+  EXPECT_TRUE(std::filesystem::is_empty(dst));
+}
+
+// The options go together; a page server refuses a directory without a
+// checkpoint before it listens.
+TEST(LazyPagesRemoteBadInput, Options) {
+  Harness h;
+  mkdir(h.images().c_str(), 0700);
+  CkptRun no_port = h.ckpt({"lazy-pages", "-D", h.images(), "--page-server", "--address", "127.0.0.1"});
+  EXPECT_EQ(no_port.exit_code(), 2);
+  EXPECT_NE(no_port.err.find("--page-server needs --address and --port"), std::string::npos) << no_port.err;
+  CkptRun stray = h.ckpt({"lazy-pages", "-D", h.images(), "--port", "1234"});
+  EXPECT_EQ(stray.exit_code(), 2);
+  CkptRun empty = h.ckpt({"page-server", "-D", h.images(), "--port", std::to_string(free_port()), "--lazy-pages"});
+  EXPECT_EQ(empty.exit_code(), 1);
+  EXPECT_NE(empty.err.find("holds no checkpoint"), std::string::npos) << empty.err;
+}
 
 // No daemon: restore fails before any task exists, and says what to start.
 TEST(LazyPagesBadInput, NoDaemon) {

@@ -25,13 +25,6 @@ namespace {
 
 const std::string kWorkload = "dirtier";
 
-std::string key_file(Harness& h, const std::string& name, const std::string& secret) {
-  const std::string path = fmt::format("{}/{}", h.dir(), name);
-  std::ofstream(path) << secret << "\n";
-  chmod(path.c_str(), 0600);
-  return path;
-}
-
 std::vector<std::string> dump_args(pid_t pid, Harness& h, const PageServerRun& srv, const std::string& key) {
   std::vector<std::string> a = {"dump", "-t", std::to_string(pid), "-D", h.images()};
   for (const std::string& f : srv.flags()) a.push_back(f);

@@ -1,5 +1,6 @@
-// ckpt lazy-pages -D DIR: serve the memory of one restore --lazy-pages of
-// DIR's checkpoint on demand (lazy/daemon.h).
+// ckpt lazy-pages -D DIR [--page-server ...]: serve the memory of one
+// restore --lazy-pages of DIR's checkpoint on demand (lazy/daemon.h), its
+// pages from DIR or from a page server (lazy/remote_pages.h).
 #include "cli/commands/commands.h"
 #include "cli/commands/options.h"
 #include "lazy/daemon.h"
@@ -16,7 +17,17 @@ int run_lazy_pages(const Command& c, Log& log) {
     log.error("lazy-pages: {}", l.error().str());
     return 1;
   }
-  auto r = lazy::serve_lazy_pages(*dir, c.restore.faults, log);
+  std::optional<lazy::RemoteSource> remote;
+  if (c.lazy_remote) {
+    auto key = image::load_wire_key(c.lazy_psk_file);
+    if (!key) {
+      log.error("lazy-pages: {}", key.error().str());
+      return 1;
+    }
+    remote = c.lazy_source;
+    remote->key = *key;
+  }
+  auto r = lazy::serve_lazy_pages(*dir, remote, c.restore.faults, log);
   if (!r) {
     log.error("lazy-pages {}: {}", dir->path(), r.error().str());
     return 1;

@@ -92,6 +92,8 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
   ps->add_option("--address", c.server_address, "address to listen on (default: every address)");
   ps->add_option("--port", c.server_port, "port to listen on")->required();
   ps->add_option("--psk-file", c.server_psk_file, "a key file (mode 0600) the dump must prove it holds");
+  ps->add_flag("--lazy-pages", c.server_lazy, "serve the pages of the checkpoint in the images directory to one "
+               "ckpt lazy-pages --page-server, on demand, instead of receiving pages");
 
   auto* rst = app.add_subcommand("restore", "restore a process from an images directory");
   rst->add_flag("-d,--restore-detached", c.restore.detach, "return once the process runs");
@@ -116,6 +118,12 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
 
   auto* lazy = app.add_subcommand("lazy-pages", "serve the memory of one restore --lazy-pages of the images "
                                   "directory on demand, and the rest in the background, until all is in");
+  lazy->add_flag("--page-server", c.lazy_remote, "the pages files are with ckpt page-server --lazy-pages at "
+                 "--address:--port (the images directory holds the other images)");
+  lazy->add_option("--address", c.lazy_source.address, "the page server's address");
+  lazy->add_option("--port", c.lazy_source.port, "the page server's port");
+  lazy->add_option("--psk-file", c.lazy_psk_file, "a key file (mode 0600) the page server must prove it holds, as it "
+                   "checks this end does");
 
   auto* mig = app.add_subcommand("migrate", "move a live process to another host: pre-dump rounds, the final dump, "
                                  "restore there (-t PID --to ADDRESS:PORT on the source, --listen PORT on the destination)");
@@ -201,6 +209,10 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
     c.verb = Verb::LazyPages;
     c.restore.dir = images_dir;
     if (images_dir.empty()) return {std::nullopt, "ckpt lazy-pages: -D/--images-dir is required\n", 2};
+    if (c.lazy_remote && (c.lazy_source.address.empty() || c.lazy_source.port == 0))
+      return {std::nullopt, "ckpt lazy-pages: --page-server needs --address and --port\n", 2};
+    if (!c.lazy_remote && (!c.lazy_source.address.empty() || c.lazy_source.port || !c.lazy_psk_file.empty()))
+      return {std::nullopt, "ckpt lazy-pages: --address, --port and --psk-file go with --page-server\n", 2};
   }
   if (mig->parsed()) {
     if (images_dir.empty()) return {std::nullopt, "ckpt migrate: -D/--images-dir is required\n", 2};

@@ -8,6 +8,7 @@
 
 #include "base/result.h"
 #include "dump/dump.h"
+#include "lazy/remote_pages.h"
 #include "migrate/migrate.h"
 #include "restore/restore.h"
 
@@ -25,9 +26,15 @@ struct Command {
   bool stats = false;
   bool breakpoints = true;
   dump::DumpOptions dump;
-  // page-server: -D, --address, --port, --psk-file.
+  // page-server: -D, --address, --port, --psk-file, --lazy-pages.
   std::string server_dir, server_address, server_psk_file;
   uint16_t server_port = 0;
+  bool server_lazy = false;
+  // lazy-pages --page-server --address --port --psk-file (the key is loaded
+  // when the command runs).
+  bool lazy_remote = false;
+  lazy::RemoteSource lazy_source;
+  std::string lazy_psk_file;
   restore::RestoreOptions restore;
   migrate::SourceOptions migrate_out;
   migrate::DestinationOptions migrate_in;

@@ -39,11 +39,12 @@ ip -n "$ns" addr add "$there_ip/30" dev "$veth_there"
 ip -n "$ns" link set "$veth_there" up
 ip -n "$ns" link set lo up
 
-# A key both "hosts" hold: each end proves it to the other (--psk-file).
+# A key both "hosts" hold: each end proves it to the other (--psk-file),
+# and the process moves encrypted under TLS keyed by it (--tls).
 (umask 077 && head -c 32 /dev/urandom | base64 >"$work/key")
-echo "== there: ckpt migrate --listen $port --address $there_ip --pidns --psk-file key"
+echo "== there: ckpt migrate --listen $port --address $there_ip --pidns --psk-file key --tls"
 ip netns exec "$ns" "$ckpt" migrate --listen "$port" --address "$there_ip" -D "$work/there" --pidns \
-  --psk-file "$work/key" 2>"$work/there.log" &
+  --psk-file "$work/key" --tls 2>"$work/there.log" &
 dst=$!
 for _ in $(seq 100); do
   ip netns exec "$ns" ss -Hltn "sport = :$port" | grep -q . && break
@@ -58,8 +59,8 @@ for _ in $(seq 100); do [ -e "$work/ready" ] && break; sleep 0.05; done
 sleep 1
 echo "   pid $pid in $(readlink /proc/$pid/ns/net), counting: $(tail -n 1 "$work/counter.log")"
 
-echo "== here: ckpt migrate -t $pid --to $there_ip:$port --psk-file key"
-"$ckpt" migrate -t "$pid" --to "$there_ip:$port" -D "$work/here" --psk-file "$work/key"
+echo "== here: ckpt migrate -t $pid --to $there_ip:$port --psk-file key --tls"
+"$ckpt" migrate -t "$pid" --to "$there_ip:$port" -D "$work/here" --psk-file "$work/key" --tls
 wait "$pid" 2>/dev/null || true
 pid=
 # ckpt there -> ckpt-init (PID 1 of the new PID namespace) -> the counter.

@@ -344,7 +344,7 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
   // the dump at once.
   std::optional<image::PageServerConn> server;
   if (o.page_server) {
-    const auto key = TRY_CTX(image::load_wire_key(o.psk_file), "dump pid {}", root);
+    const auto key = TRY_CTX(image::load_wire_key(o.psk_file, o.tls), "dump pid {}", root);
     server = TRY_CTX(image::PageServerConn::connect(o.address, o.port, key), "dump pid {}", root);
   }
 

@@ -45,6 +45,7 @@ struct DumpOptions {
   std::string address;
   uint16_t port = 0;
   std::string psk_file;  // --psk-file: the key the page server must hold (image/wire_auth.h)
+  bool tls = false;      // --tls: the pages go under TLS keyed by it (image/wire_tls.h)
   // --network-lock: how the tree's TCP connections are locked from the
   // freeze on (net/netlock.h).
   net::LockChoice network_lock = net::LockChoice::Auto;

@@ -101,7 +101,7 @@ Result<img::Stats> round(const DumpOptions& o, image::ImageDir& dir, Log& log) {
   const ParentCover* cover = prev && tracker ? &*prev->cover : nullptr;
 
   std::optional<image::PageServerConn> server;
-  if (o.page_server) server = TRY(image::PageServerConn::connect(o.address, o.port, TRY(image::load_wire_key(o.psk_file))));
+  if (o.page_server) server = TRY(image::PageServerConn::connect(o.address, o.port, TRY(image::load_wire_key(o.psk_file, o.tls))));
 
   const auto freeze_start = Clock::now();
   SeizedTree seized = TRY_CTX(seize_tree(pid, freeze_start + std::chrono::seconds(o.timeout_s)), "seize");

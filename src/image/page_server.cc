@@ -60,7 +60,7 @@ Result<UniqueFd> listen_on(const std::string& address, uint16_t port) {
   return s;
 }
 
-Result<UniqueFd> accept_session(UniqueFd listener, const std::optional<WireKey>& key) {
+Result<WireConn> accept_session(UniqueFd listener, const std::optional<WireKey>& key) {
   UniqueFd conn;
   for (;;) {
     conn = UniqueFd(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
@@ -68,8 +68,8 @@ Result<UniqueFd> accept_session(UniqueFd listener, const std::optional<WireKey>&
   }
   if (!conn) return sys_error("accept");
   listener.reset();
-  TRY(wire_hello_server(conn.get(), key, peer_of(conn.get())));
-  return conn;
+  const std::string peer = peer_of(conn.get());
+  return WireConn::server(std::move(conn), key, peer);
 }
 
 namespace {
@@ -123,7 +123,7 @@ Result<ServedSession> serve_pages(ImageDir& dir, const std::string& address, uin
   signal(SIGPIPE, SIG_IGN);  // a dump gone is an error on the connection
   UniqueFd listener = TRY(listen_on(address, port));
   log.info("page-server: listening on {}:{}, images into {}", address.empty() ? "0.0.0.0" : address, port, dir.path());
-  UniqueFd conn = TRY_CTX(accept_session(std::move(listener), key), "page server");
+  WireConn conn = TRY_CTX(accept_session(std::move(listener), key), "page server");
   ServedSession s;
   bool done = false;
   auto session = [&]() -> Result<void> {

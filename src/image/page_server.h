@@ -13,6 +13,7 @@
 #include "image/image_dir.h"
 #include "image/page_wire.h"
 #include "image/wire_auth.h"
+#include "image/wire_tls.h"
 
 namespace ckpt::image {
 
@@ -29,8 +30,9 @@ bool pages_file_name(std::string_view n);
 Result<UniqueFd> listen_on(const std::string& address, uint16_t port);
 Result<void> read_exact(int fd, void* p, size_t n, const char* what);
 // The one connection on `listener` (closed once it came: one session),
-// through the handshake of image/wire_auth.h with `key`.
-Result<UniqueFd> accept_session(UniqueFd listener, const std::optional<WireKey>& key);
+// through the handshake of image/wire_auth.h with `key` (and TLS if the
+// key says so, image/wire_tls.h).
+Result<WireConn> accept_session(UniqueFd listener, const std::optional<WireKey>& key);
 // Which files a session may write: pages files only (page-server), or every
 // image of a checkpoint (migrate).
 enum class Accept { Pages, Images };

@@ -86,8 +86,8 @@ Result<PageServerConn> PageServerConn::connect(const std::string& address, uint1
       freeaddrinfo(res);
       int one = 1;  // frames and their answers go at once (Nagle would hold them for an ACK)
       (void)setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-      TRY(wire_hello_client(fd.get(), key, fmt::format("page server {}", peer)));
-      return PageServerConn(std::move(fd), peer);
+      WireConn conn = TRY(WireConn::client(std::move(fd), key, fmt::format("page server {}", peer)));
+      return PageServerConn(std::move(conn), peer);
     }
     last = Error{errno, fmt::format("connect to page server {}", peer)};
   }
@@ -96,23 +96,23 @@ Result<PageServerConn> PageServerConn::connect(const std::string& address, uint1
 }
 
 std::unique_ptr<PageSink> PageServerConn::sink(const std::string& name) {
-  return std::make_unique<SocketPageSink>(fd_.get(), name, peer_);
+  return std::make_unique<SocketPageSink>(conn_.get(), name, peer_);
 }
 
 Result<void> PageServerConn::done() {
   const WireHeader h = wire_header(kWireDone, "", 0);
-  TRY_CTX(write_all(fd_.get(), &h, sizeof h), "page server {}", peer_);
+  TRY_CTX(write_all(conn_.get(), &h, sizeof h), "page server {}", peer_);
   WireStatus st{};
-  TRY(read_exact(fd_.get(), &st, sizeof st, peer_));
+  TRY(read_exact(conn_.get(), &st, sizeof st, peer_));
   if (st.err) return error(st.err, "page server {} refused the end of the session", peer_);
   return {};
 }
 
 Result<void> PageServerConn::begin_round(const std::string& name) {
   const WireHeader h = wire_header(kWireRound, name, 0);
-  TRY_CTX(write_all(fd_.get(), &h, sizeof h), "migrate to {}", peer_);
+  TRY_CTX(write_all(conn_.get(), &h, sizeof h), "migrate to {}", peer_);
   WireStatus st{};
-  TRY(read_exact(fd_.get(), &st, sizeof st, peer_));
+  TRY(read_exact(conn_.get(), &st, sizeof st, peer_));
   if (st.err) return error(st.err, "{} refused round {}", peer_, name);
   return {};
 }
@@ -123,27 +123,27 @@ Result<uint64_t> PageServerConn::send_file(const ImageDir& dir, const std::strin
   if (fstat(in.get(), &st) < 0) return sys_error("{}", dir.file(name));
   const uint64_t length = static_cast<uint64_t>(st.st_size);
   const WireHeader h = wire_header(kWireFile, name, length);
-  TRY_CTX(write_all(fd_.get(), &h, sizeof h), "send {} to {}", name, peer_);
+  TRY_CTX(write_all(conn_.get(), &h, sizeof h), "send {} to {}", name, peer_);
   for (off_t off = 0; static_cast<uint64_t>(off) < length;) {
-    ssize_t n = sendfile(fd_.get(), in.get(), &off, length - static_cast<uint64_t>(off));
+    ssize_t n = sendfile(conn_.get(), in.get(), &off, length - static_cast<uint64_t>(off));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return n < 0 ? sys_error("send {} to {}", name, peer_) : error(EIO, "{} shrank while sent", dir.file(name));
   }
   WireEnd e{};
   std::memcpy(e.magic, kWireEndMagic, sizeof e.magic);
   e.length = length;
-  TRY_CTX(write_all(fd_.get(), &e, sizeof e), "send {} to {}", name, peer_);
+  TRY_CTX(write_all(conn_.get(), &e, sizeof e), "send {} to {}", name, peer_);
   WireStatus s{};
-  TRY(read_exact(fd_.get(), &s, sizeof s, peer_));
+  TRY(read_exact(conn_.get(), &s, sizeof s, peer_));
   if (s.err) return error(s.err, "{} refused {}", peer_, name);
   return length + sizeof h + sizeof e;
 }
 
 Result<pid_t> PageServerConn::restore(const std::string& name) {
   const WireHeader h = wire_header(kWireRestore, name, 0);
-  TRY_CTX(write_all(fd_.get(), &h, sizeof h), "migrate to {}", peer_);
+  TRY_CTX(write_all(conn_.get(), &h, sizeof h), "migrate to {}", peer_);
   WireRestored r{};
-  TRY(read_exact(fd_.get(), &r, sizeof r, peer_));
+  TRY(read_exact(conn_.get(), &r, sizeof r, peer_));
   r.message[sizeof r.message - 1] = '\0';
   if (r.err) return error(r.err, "restore on {}: {}", peer_, r.message);
   return r.pid;

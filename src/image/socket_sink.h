@@ -13,6 +13,7 @@
 #include "image/page_sink.h"
 #include "image/page_wire.h"
 #include "image/wire_auth.h"
+#include "image/wire_tls.h"
 
 namespace ckpt::image {
 
@@ -21,7 +22,8 @@ WireHeader wire_header(WireKind kind, const std::string& name, uint64_t length);
 
 class PageServerConn {
  public:
-  // Connects and runs the handshake of image/wire_auth.h with `key`.
+  // Connects and runs the handshake of image/wire_auth.h with `key` (and
+  // TLS, image/wire_tls.h, if the key says so).
   static Result<PageServerConn> connect(const std::string& address, uint16_t port,
                                         const std::optional<WireKey>& key);
   // A sink for the pages file `name` (one at a time on a connection).
@@ -34,12 +36,12 @@ class PageServerConn {
   Result<void> begin_round(const std::string& name);
   Result<uint64_t> send_file(const ImageDir& dir, const std::string& name);
   Result<pid_t> restore(const std::string& name);
-  int fd() const { return fd_.get(); }
+  int fd() const { return conn_.get(); }
   const std::string& peer() const { return peer_; }
 
  private:
-  PageServerConn(UniqueFd fd, std::string peer) : fd_(std::move(fd)), peer_(std::move(peer)) {}
-  UniqueFd fd_;
+  PageServerConn(WireConn conn, std::string peer) : conn_(std::move(conn)), peer_(std::move(peer)) {}
+  WireConn conn_;
   std::string peer_;
 };
 

@@ -22,18 +22,18 @@ namespace ckpt::image {
 namespace {
 
 constexpr char kHelloMagic[8] = {'C', 'K', 'P', 'T', 'H', 'E', 'L', 'O'};
-constexpr uint32_t kHelloVersion = 1;
+constexpr uint32_t kHelloVersion = 2;  // 2: `wants` says whether TLS follows
 constexpr size_t kMinKey = 16, kMaxKey = 4096;
-// A peer that stops mid-handshake is an error, not a wait without end.
-constexpr time_t kHandshakeTimeoutS = 30;
+constexpr time_t kHandshakeTimeoutS = HandshakeTimeout::kSeconds;
 
 using Nonce = std::array<uint8_t, 32>;
 using Mac = std::array<uint8_t, 32>;
 
 struct Hello {  // server -> client
+  enum Wants : uint32_t { kKey = 1, kTls = 2 };
   char magic[8];
   uint32_t version;
-  uint32_t wants_key;
+  uint32_t wants;
   Nonce nonce;
 };
 struct Proof {  // client -> server
@@ -64,22 +64,6 @@ Mac mac_of(const WireKey& key, const char* role, const Nonce& first, const Nonce
 
 bool same(const Mac& a, const Mac& b) { return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0; }
 
-// The receive timeout for the handshake, and none again after it.
-class HandshakeTimeout {
- public:
-  explicit HandshakeTimeout(int fd) : fd_(fd) { set(kHandshakeTimeoutS); }
-  ~HandshakeTimeout() { set(0); }
-  HandshakeTimeout(const HandshakeTimeout&) = delete;
-  HandshakeTimeout& operator=(const HandshakeTimeout&) = delete;
-
- private:
-  void set(time_t s) {
-    timeval tv{s, 0};
-    (void)setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  }
-  int fd_;
-};
-
 Result<void> receive(int fd, void* p, size_t n, const std::string& peer, const char* what) {
   auto r = read_exact(fd, p, n);
   if (!r && (r.error().err == EAGAIN || r.error().err == EWOULDBLOCK))
@@ -89,6 +73,16 @@ Result<void> receive(int fd, void* p, size_t n, const std::string& peer, const c
 }
 
 }  // namespace
+
+HandshakeTimeout::HandshakeTimeout(int fd) : fd_(fd) {
+  timeval tv{kSeconds, 0};
+  (void)setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+}
+
+HandshakeTimeout::~HandshakeTimeout() {
+  timeval tv{0, 0};
+  (void)setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+}
 
 std::string peer_of(int fd) {
   sockaddr_storage a{};
@@ -109,7 +103,8 @@ std::string peer_of(int fd) {
   return fmt::format("{}:{}", host, port);
 }
 
-Result<std::optional<WireKey>> load_wire_key(const std::string& path) {
+Result<std::optional<WireKey>> load_wire_key(const std::string& path, bool tls) {
+  if (path.empty() && tls) return error(EINVAL, "--tls needs --psk-file: the key TLS is keyed with");
   if (path.empty()) return std::optional<WireKey>{};
   const int fd = open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   if (fd < 0) return sys_error("--psk-file {}", path);
@@ -129,7 +124,7 @@ Result<std::optional<WireKey>> load_wire_key(const std::string& path) {
   if (secret.size() < kMinKey)
     return error(EINVAL, "--psk-file {}: a key of {} bytes, fewer than {} (e.g. head -c 32 /dev/urandom | "
                  "base64 > FILE)", path, secret.size(), kMinKey);
-  return std::optional<WireKey>{WireKey{std::move(secret)}};
+  return std::optional<WireKey>{WireKey{std::move(secret), tls}};
 }
 
 Result<void> wire_hello_server(int fd, const std::optional<WireKey>& key, const std::string& peer) {
@@ -137,7 +132,7 @@ Result<void> wire_hello_server(int fd, const std::optional<WireKey>& key, const 
   Hello h{};
   std::memcpy(h.magic, kHelloMagic, sizeof h.magic);
   h.version = kHelloVersion;
-  h.wants_key = key ? 1 : 0;
+  h.wants = (key ? Hello::kKey : 0) | (key && key->tls ? Hello::kTls : 0);
   h.nonce = TRY(fresh_nonce());
   TRY_CTX(write_all(fd, &h, sizeof h), "{}: hello", peer);
   if (!key) return {};
@@ -160,11 +155,14 @@ Result<void> wire_hello_client(int fd, const std::optional<WireKey>& key, const 
   TRY(receive(fd, &h, sizeof h, peer, "hello (is it a ckpt page server or migrate --listen of this version?)"));
   if (std::memcmp(h.magic, kHelloMagic, sizeof h.magic) != 0 || h.version != kHelloVersion)
     return error(EPROTO, "{}: not a ckpt page server or migrate --listen of this version", peer);
-  if (h.wants_key && !key) return error(EACCES, "{} wants a key: pass the one it has with --psk-file", peer);
-  if (!h.wants_key && key)
+  if ((h.wants & Hello::kKey) && !key) return error(EACCES, "{} wants a key: pass the one it has with --psk-file", peer);
+  if (!(h.wants & Hello::kKey) && key)
     return error(EACCES, "{} runs without --psk-file, so it can't prove it holds the key: refusing to send it a "
                  "process", peer);
   if (!key) return {};
+  if ((h.wants & Hello::kTls) && !key->tls) return error(EPROTO, "{} wants TLS: pass --tls", peer);
+  if (!(h.wants & Hello::kTls) && key->tls)
+    return error(EPROTO, "{} runs without --tls: refusing to move a process in clear", peer);
   Proof p;
   p.nonce = TRY(fresh_nonce());
   p.mac = mac_of(*key, "ckpt client", h.nonce, p.nonce);

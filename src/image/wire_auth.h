@@ -13,12 +13,14 @@
 // client nonce | server nonce), which the client checks. Fresh nonces on
 // both sides: neither proof can be replayed into another session.
 //
-// What this does not do: encrypt, or protect the frames after the
-// handshake from someone on the path who can inject into the TCP stream
-// (the page data are still checked by their checksums at restore). That is
-// TLS's job; this kernel has no kTLS, and ckpt's pages go by splice.
+// The hello also says whether the server wants --tls; a client that does
+// not agree refuses, as for the key. This handshake alone does not encrypt,
+// nor protect the frames after it from someone on the path who can inject
+// into the TCP stream (the page data are still checked by their checksums
+// at restore): with --tls on both ends, TLS does (image/wire_tls.h).
 #pragma once
 
+#include <ctime>
 #include <optional>
 #include <string>
 
@@ -28,12 +30,27 @@ namespace ckpt::image {
 
 struct WireKey {
   std::string secret;
+  bool tls = false;  // --tls: the session goes on under TLS keyed by it (image/wire_tls.h)
 };
 
-// The key in `path` (empty: none). Refused unless it is a regular file of
-// ckpt's user that no one else may read or write, of 16 to 4096 bytes (a
-// trailing newline is not part of it).
-Result<std::optional<WireKey>> load_wire_key(const std::string& path);
+// The key in `path` (empty: none), for TLS too if `tls`. Refused unless it
+// is a regular file of ckpt's user that no one else may read or write, of
+// 16 to 4096 bytes (a trailing newline is not part of it).
+Result<std::optional<WireKey>> load_wire_key(const std::string& path, bool tls = false);
+
+// The receive timeout of a handshake on `fd` while this lives (a peer that
+// stops mid-handshake is an error, not a wait without end), none after.
+class HandshakeTimeout {
+ public:
+  explicit HandshakeTimeout(int fd);
+  ~HandshakeTimeout();
+  HandshakeTimeout(const HandshakeTimeout&) = delete;
+  HandshakeTimeout& operator=(const HandshakeTimeout&) = delete;
+  static constexpr time_t kSeconds = 30;
+
+ private:
+  int fd_;
+};
 
 // "address:port" of the other end of a connected socket, for messages.
 std::string peer_of(int fd);

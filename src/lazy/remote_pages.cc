@@ -203,9 +203,8 @@ Result<ServedReads> serve_page_reads(const image::ImageDir& dir, const std::stri
   UniqueFd listener = TRY(image::listen_on(address, port));
   log.info("page-server: listening on {}:{}, serving the pages of {} on demand", address.empty() ? "0.0.0.0" : address,
            port, dir.path());
-  UniqueFd conn = TRY_CTX(image::accept_session(std::move(listener), key), "page server");
-  const std::string peer = image::peer_of(conn.get());
-  return TRY_CTX(serve_reads(dir, conn.get(), names), "page server, lazy-pages daemon {}", peer);
+  image::WireConn conn = TRY_CTX(image::accept_session(std::move(listener), key), "page server");
+  return TRY_CTX(serve_reads(dir, conn.get(), names), "page server, lazy-pages daemon {}", conn.peer());
 }
 
 }  // namespace ckpt::lazy

@@ -56,7 +56,7 @@ bool round_name(const std::string& n) {
 Result<SourceReport> migrate_out(const SourceOptions& o, Log& log) {
   TRY(dump::check_dumpable(o.pid));
   if (mkdir(o.work_dir.c_str(), 0700) < 0 && errno != EEXIST) return sys_error("migrate: {}", o.work_dir);
-  const auto key = TRY_CTX(image::load_wire_key(o.psk_file), "migrate pid {}", o.pid);
+  const auto key = TRY_CTX(image::load_wire_key(o.psk_file, o.tls), "migrate pid {}", o.pid);
   image::PageServerConn conn =
       TRY_CTX(image::PageServerConn::connect(o.address, o.port, key), "migrate pid {}", o.pid);
   SourceReport rep;
@@ -255,10 +255,10 @@ class Session {
 Result<std::optional<int>> migrate_in(const DestinationOptions& o, Log& log) {
   signal(SIGPIPE, SIG_IGN);
   if (mkdir(o.dir.c_str(), 0700) < 0 && errno != EEXIST) return sys_error("migrate: {}", o.dir);
-  const auto key = TRY_CTX(image::load_wire_key(o.psk_file), "migrate");
+  const auto key = TRY_CTX(image::load_wire_key(o.psk_file, o.tls), "migrate");
   UniqueFd listener = TRY_CTX(image::listen_on(o.address, o.port), "migrate");
   log.info("migrate: listening on {}:{}, images into {}", o.address.empty() ? "0.0.0.0" : o.address, o.port, o.dir);
-  UniqueFd conn = TRY_CTX(image::accept_session(std::move(listener), key), "migrate");
+  image::WireConn conn = TRY_CTX(image::accept_session(std::move(listener), key), "migrate");
   pid_t pid, lazy;
   {
     Session s(o, conn.get(), log);

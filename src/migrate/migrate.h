@@ -28,6 +28,7 @@ struct SourceOptions {
   std::string address;
   uint16_t port = 0;
   std::string psk_file;     // the key the destination must hold (image/wire_auth.h)
+  bool tls = false;         // and everything under TLS keyed by it (image/wire_tls.h)
   unsigned max_rounds = 6;  // pre-dump rounds at most
   unsigned timeout_s = 10;
 };
@@ -47,6 +48,7 @@ struct DestinationOptions {
   std::string address;  // empty: every address
   uint16_t port = 0;
   std::string psk_file;  // the key the source must hold (image/wire_auth.h)
+  bool tls = false;      // and everything under TLS keyed by it (image/wire_tls.h)
   bool detach = false;  // return once the process runs (else wait for it, as restore does)
   bool breakpoints = true;
   bool allow_shared_dir = false;

@@ -193,7 +193,7 @@ INSTANTIATE_TEST_SUITE_P(Modes, LazyPages, ::testing::Bool(),
 // Post-copy from another host (lazy/remote_pages.h): the checkpoint is
 // dumped into src/, every image of it but the pages files is copied to
 // images(), and the pages come on demand from ckpt page-server --lazy-pages
-// on src/, through a key both ends hold.
+// on src/, under TLS keyed by a key both ends hold.
 class LazyPagesRemote : public ::testing::TestWithParam<bool> {
  protected:
   // Moves the images of a dump to src() and copies them, pages files
@@ -205,13 +205,13 @@ class LazyPagesRemote : public ::testing::TestWithParam<bool> {
     for (const auto& e : std::filesystem::directory_iterator(src()))
       if (e.path().extension() == ".img" && !e.path().filename().string().starts_with("pages-"))
         std::filesystem::copy_file(e.path(), h.images() + "/" + e.path().filename().string());
-    srv.emplace(h, src(), key, std::vector<std::string>{"--lazy-pages"});
+    srv.emplace(h, src(), key, std::vector<std::string>{"--lazy-pages", "--tls"});
   }
   pid_t start_daemon(const std::string& fault = "") {
     std::vector<std::string> prefix;
     if (!fault.empty()) prefix = {"/usr/bin/env", "CKPT_FAULT=" + fault};
     pid_t d = h.ckpt_background({"lazy-pages", "-D", h.images(), "-v4", "-o", "lazy.log", "--page-server", "--address",
-                                 "127.0.0.1", "--port", std::to_string(srv->port), "--psk-file", key},
+                                 "127.0.0.1", "--port", std::to_string(srv->port), "--psk-file", key, "--tls"},
                                 prefix);
     EXPECT_TRUE(wait_until([&] {
       struct stat st;

@@ -51,6 +51,43 @@ TEST(WireKey, DumpWithTheServersKeyRestores) {
   EXPECT_NE(read_text(h.workload_log(kWorkload)).find("PASS"), std::string::npos);
 }
 
+// --tls on both ends: the pages go encrypted, and the images restore.
+TEST(WireKey, DumpOverTlsRestores) {
+  Harness h;
+  const std::string key = key_file(h, "key", "correct horse battery staple");
+  pid_t pid = h.start_workload(kWorkload, {"64", "16"});
+  ASSERT_GT(pid, 0);
+  PageServerRun srv(h, h.images(), key, {"--tls"});
+  std::vector<std::string> args = dump_args(pid, h, srv, key);
+  args.push_back("--tls");
+  CkptRun d = h.ckpt(args);
+  CkptRun s = h.wait_ckpt(srv.pid);
+  ASSERT_EQ(d.exit_code(), 0) << d.err << s.err;
+  EXPECT_EQ(s.exit_code(), 0) << s.err;
+  h.wait_child(pid);
+  pid_t r = h.restore_background(pid, true);
+  ASSERT_GT(r, 0);
+  kill(pid, SIGTERM);
+  CkptRun rr = h.wait_ckpt(r);
+  EXPECT_EQ(rr.exit_code(), 0) << rr.err;
+  EXPECT_NE(read_text(h.workload_log(kWorkload)).find("PASS"), std::string::npos);
+}
+
+// A page server with --tls and a dump without: refused, the process runs on.
+TEST(WireKey, DumpWithoutTlsToATlsServerIsRefused) {
+  Harness h;
+  const std::string key = key_file(h, "key", "correct horse battery staple");
+  pid_t pid = h.start_workload(kWorkload, {"64", "16"});
+  ASSERT_GT(pid, 0);
+  PageServerRun srv(h, h.images(), key, {"--tls"});
+  CkptRun d = h.ckpt(dump_args(pid, h, srv, key));
+  EXPECT_EQ(d.exit_code(), 1);
+  EXPECT_NE(d.err.find("wants TLS: pass --tls"), std::string::npos) << d.err;
+  EXPECT_EQ(h.wait_ckpt(srv.pid).exit_code(), 1);
+  EXPECT_TRUE(alive(pid));
+  EXPECT_EQ(tracer_of(pid), 0);
+}
+
 struct Mismatch {
   const char* name;
   const char* server_key;  // nullptr: none

@@ -300,6 +300,39 @@ TEST(Options, PskFileOnEveryEnd) {
   EXPECT_EQ(out.command->migrate_out.psk_file, "k4");
 }
 
+// --tls on every end of a connection, and only with the key it is keyed by.
+TEST(Options, TlsOnEveryEndNeedsTheKey) {
+  Parsed ps = parse_command_line({"page-server", "-D", "d", "--port", "9", "--psk-file", "k", "--tls"});
+  ASSERT_TRUE(ps.command) << ps.text;
+  EXPECT_TRUE(ps.command->server_tls);
+  Parsed d = parse_command_line(
+      {"dump", "-t", "1", "-D", "d", "--page-server", "--address", "a", "--port", "9", "--psk-file", "k", "--tls"});
+  ASSERT_TRUE(d.command) << d.text;
+  EXPECT_TRUE(d.command->dump.tls);
+  Parsed lz = parse_command_line(
+      {"lazy-pages", "-D", "d", "--page-server", "--address", "a", "--port", "9", "--psk-file", "k", "--tls"});
+  ASSERT_TRUE(lz.command) << lz.text;
+  EXPECT_TRUE(lz.command->lazy_tls);
+  Parsed in = parse_command_line({"migrate", "--listen", "9", "-D", "d", "--psk-file", "k", "--tls"});
+  ASSERT_TRUE(in.command) << in.text;
+  EXPECT_TRUE(in.command->migrate_in.tls);
+  Parsed out = parse_command_line({"migrate", "-t", "1", "--to", "h:9", "-D", "w", "--psk-file", "k", "--tls"});
+  ASSERT_TRUE(out.command) << out.text;
+  EXPECT_TRUE(out.command->migrate_out.tls);
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"page-server", "-D", "d", "--port", "9", "--tls"},
+           {"dump", "-t", "1", "-D", "d", "--page-server", "--address", "a", "--port", "9", "--tls"},
+           {"migrate", "--listen", "9", "-D", "d", "--tls"}}) {
+    Parsed p = parse_command_line(args);
+    EXPECT_FALSE(p.command) << args[0];
+    EXPECT_EQ(p.exit_code, 2);
+    EXPECT_NE(p.text.find("--tls needs --psk-file"), std::string::npos) << p.text;
+  }
+  Parsed local = parse_command_line({"dump", "-t", "1", "-D", "d", "--psk-file", "k", "--tls"});
+  EXPECT_FALSE(local.command);
+  EXPECT_NE(local.text.find("go with --page-server"), std::string::npos) << local.text;
+}
+
 // -v without a number asks for more output than the default (CRIU: one level
 // up from the default; ckpt: debug).
 TEST(Options, BareVerbosityRaisesLevel) {

@@ -19,7 +19,7 @@ int run_lazy_pages(const Command& c, Log& log) {
   }
   std::optional<lazy::RemoteSource> remote;
   if (c.lazy_remote) {
-    auto key = image::load_wire_key(c.lazy_psk_file);
+    auto key = image::load_wire_key(c.lazy_psk_file, c.lazy_tls);
     if (!key) {
       log.error("lazy-pages: {}", key.error().str());
       return 1;

@@ -86,12 +86,14 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
     d->add_option("--port", c.dump.port, "the page server's port");
     d->add_option("--psk-file", c.dump.psk_file, "a key file (mode 0600) the page server must prove it holds, as it "
                   "checks this end does (docs/migration.md)");
+    d->add_flag("--tls", c.dump.tls, "encrypt the connection: TLS 1.3 keyed by --psk-file (both ends; docs/migration.md)");
   }
   auto* ps = app.add_subcommand("page-server", "receive the pages of one dump or pre-dump --page-server over TCP "
                                 "into the images directory");
   ps->add_option("--address", c.server_address, "address to listen on (default: every address)");
   ps->add_option("--port", c.server_port, "port to listen on")->required();
   ps->add_option("--psk-file", c.server_psk_file, "a key file (mode 0600) the dump must prove it holds");
+  ps->add_flag("--tls", c.server_tls, "encrypt the connection: TLS 1.3 keyed by --psk-file (both ends; docs/migration.md)");
   ps->add_flag("--lazy-pages", c.server_lazy, "serve the pages of the checkpoint in the images directory to one "
                "ckpt lazy-pages --page-server, on demand, instead of receiving pages");
 
@@ -124,6 +126,7 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
   lazy->add_option("--port", c.lazy_source.port, "the page server's port");
   lazy->add_option("--psk-file", c.lazy_psk_file, "a key file (mode 0600) the page server must prove it holds, as it "
                    "checks this end does");
+  lazy->add_flag("--tls", c.lazy_tls, "encrypt the connection: TLS 1.3 keyed by --psk-file (both ends; docs/migration.md)");
 
   auto* mig = app.add_subcommand("migrate", "move a live process to another host: pre-dump rounds, the final dump, "
                                  "restore there (-t PID --to ADDRESS:PORT on the source, --listen PORT on the destination)");
@@ -136,6 +139,8 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
   mig->add_option("--listen", listen_port, "port to wait on for the source (destination)");
   std::string psk_file;
   mig->add_option("--psk-file", psk_file, "a key file (mode 0600) both ends hold and prove to each other");
+  bool migrate_tls = false;
+  mig->add_flag("--tls", migrate_tls, "encrypt the connection: TLS 1.3 keyed by --psk-file (both ends; docs/migration.md)");
   mig->add_option("--address", c.migrate_in.address, "address to listen on (destination; default: every address)");
   mig->add_flag("-d,--restore-detached", c.migrate_in.detach, "return once the process runs (destination)");
   mig->add_flag("--pidns", c.migrate_in.pidns, "restore into a new PID namespace (destination; see restore --pidns)");
@@ -190,8 +195,11 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
     return {std::nullopt, "ckpt dump: --track-mem needs --prev-images-dir (the pre-dump that armed the tracking)\n", 2};
   if ((dump->parsed() || pre->parsed()) && c.dump.page_server && (c.dump.address.empty() || c.dump.port == 0))
     return {std::nullopt, "ckpt: --page-server needs --address and --port\n", 2};
-  if ((dump->parsed() || pre->parsed()) && !c.dump.page_server && !c.dump.psk_file.empty())
-    return {std::nullopt, "ckpt: --psk-file is the key for --page-server\n", 2};
+  if ((dump->parsed() || pre->parsed()) && !c.dump.page_server && (!c.dump.psk_file.empty() || c.dump.tls))
+    return {std::nullopt, "ckpt: --psk-file and --tls go with --page-server\n", 2};
+  if ((c.dump.tls && c.dump.psk_file.empty()) || (c.server_tls && c.server_psk_file.empty()) ||
+      (c.lazy_tls && c.lazy_psk_file.empty()) || (migrate_tls && psk_file.empty()))
+    return {std::nullopt, "ckpt: --tls needs --psk-file: the key TLS is keyed with\n", 2};
   if (ps->parsed()) {
     c.verb = Verb::PageServer;
     c.server_dir = images_dir;
@@ -211,8 +219,8 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
     if (images_dir.empty()) return {std::nullopt, "ckpt lazy-pages: -D/--images-dir is required\n", 2};
     if (c.lazy_remote && (c.lazy_source.address.empty() || c.lazy_source.port == 0))
       return {std::nullopt, "ckpt lazy-pages: --page-server needs --address and --port\n", 2};
-    if (!c.lazy_remote && (!c.lazy_source.address.empty() || c.lazy_source.port || !c.lazy_psk_file.empty()))
-      return {std::nullopt, "ckpt lazy-pages: --address, --port and --psk-file go with --page-server\n", 2};
+    if (!c.lazy_remote && (!c.lazy_source.address.empty() || c.lazy_source.port || !c.lazy_psk_file.empty() || c.lazy_tls))
+      return {std::nullopt, "ckpt lazy-pages: --address, --port, --psk-file and --tls go with --page-server\n", 2};
   }
   if (mig->parsed()) {
     if (images_dir.empty()) return {std::nullopt, "ckpt migrate: -D/--images-dir is required\n", 2};
@@ -225,6 +233,7 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
       c.migrate_in.breakpoints = !no_bp;
       c.migrate_in.allow_shared_dir = c.allow_shared_dir;
       c.migrate_in.psk_file = psk_file;
+      c.migrate_in.tls = migrate_tls;
     } else {
       c.verb = Verb::MigrateOut;
       const size_t colon = to.rfind(':');
@@ -237,6 +246,7 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
       c.migrate_out.port = static_cast<uint16_t>(port);
       c.migrate_out.work_dir = images_dir;
       c.migrate_out.psk_file = psk_file;
+      c.migrate_out.tls = migrate_tls;
     }
   }
   if (show->parsed()) {

@@ -29,12 +29,13 @@ struct Command {
   // page-server: -D, --address, --port, --psk-file, --lazy-pages.
   std::string server_dir, server_address, server_psk_file;
   uint16_t server_port = 0;
-  bool server_lazy = false;
+  bool server_lazy = false, server_tls = false;
   // lazy-pages --page-server --address --port --psk-file (the key is loaded
   // when the command runs).
   bool lazy_remote = false;
   lazy::RemoteSource lazy_source;
   std::string lazy_psk_file;
+  bool lazy_tls = false;
   restore::RestoreOptions restore;
   migrate::SourceOptions migrate_out;
   migrate::DestinationOptions migrate_in;

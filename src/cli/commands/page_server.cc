@@ -9,7 +9,7 @@
 namespace ckpt::cli {
 
 int run_page_server(const Command& c, Log& log) {
-  auto key = image::load_wire_key(c.server_psk_file);
+  auto key = image::load_wire_key(c.server_psk_file, c.server_tls);
   if (!key) {
     log.error("page-server: {}", key.error().str());
     return 1;

@@ -199,6 +199,9 @@ Result<WireConn> WireConn::secure(UniqueFd net, const WireKey& key, bool server,
     return error(EPROTO, "{}: {}", peer, ssl_error("setup"));
   SSL_CTX_set_mode(r->ctx.get(), SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   SSL_CTX_set_num_tickets(r->ctx.get(), 0);  // sessions are never resumed
+  // Records are read as many as have come, not one read(2) each.
+  SSL_CTX_set_read_ahead(r->ctx.get(), 1);
+  SSL_CTX_set_default_read_buffer_len(r->ctx.get(), kBuf);
   r->ssl.reset(SSL_new(r->ctx.get()));
   if (!r->ssl || SSL_set_fd(r->ssl.get(), net.get()) != 1) return error(EPROTO, "{}: {}", peer, ssl_error("setup"));
   SSL_set_app_data(r->ssl.get(), &r->psk);
@@ -214,6 +217,13 @@ Result<WireConn> WireConn::secure(UniqueFd net, const WireKey& key, bool server,
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) return sys_error("socketpair for TLS");
   r->mine = UniqueFd(sv[0]);
   r->theirs = UniqueFd(sv[1]);
+  // Room for a few MiB each way: the user and the relay wake each other
+  // less often (a page server's TCP socket has as much).
+  for (int fd : sv) {
+    int size = 4 << 20;
+    (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+  }
   r->net = std::move(net);
   r->thread = std::thread([relay = r.get()] {
     relay->run();

@@ -27,6 +27,7 @@ namespace ckpt::dump {
 namespace {
 
 constexpr size_t kCopyBuffer = 8 << 20;  // bytes in flight: ckpt streams, it never holds a whole dump
+constexpr uint64_t kMaxRunPages = (4 << 20) / arch::kPageSize;  // a page run's most (plan_runs)
 
 // Memory the task cannot read itself (PROT_NONE, write-only) comes through
 // /proc/PID/mem, which ignores protections.
@@ -392,22 +393,33 @@ Result<img::MmImage> collect_vmas(pid_t pid, bool ckpt_tracks) {
 Result<std::vector<bool>> plan_runs(const PageSource& src, const img::MmImage& mm, img::PageMap* map) {
   const pid_t tid = src.task.tid();
   // Touching stretches merge into one run; runs don't cross VMAs (their
-  // protections differ) nor change kind (stored, in the parent checkpoint).
+  // protections differ) nor change kind (stored, in the parent checkpoint),
+  // and hold at most kMaxRunPages: a run's one checksum is checked whole
+  // before any byte of it is used, so a lazy restore's first fault in a
+  // page of a 1 GiB buffer (or of what the kernel merged with it: the main
+  // thread's TLS, which it writes on the way back to user space) waits for
+  // 4 MiB to be read, not for the whole buffer.
   std::vector<bool> readable;  // per run
   img::PageRun* last = nullptr;
   int last_vma = -1;
   auto add = [&](int vma, uint64_t start, uint64_t end, bool in_parent) {
-    if (last && last_vma == vma && last->in_parent() == in_parent &&
-        last->vaddr() + last->nr_pages() * arch::kPageSize == start) {
-      last->set_nr_pages(last->nr_pages() + (end - start) / arch::kPageSize);
-      return;
+    while (start < end) {
+      if (last && last_vma == vma && last->in_parent() == in_parent && last->nr_pages() < kMaxRunPages &&
+          last->vaddr() + last->nr_pages() * arch::kPageSize == start) {
+        const uint64_t n = std::min<uint64_t>((end - start) / arch::kPageSize, kMaxRunPages - last->nr_pages());
+        last->set_nr_pages(last->nr_pages() + n);
+        start += n * arch::kPageSize;
+        continue;
+      }
+      const uint64_t n = std::min<uint64_t>((end - start) / arch::kPageSize, kMaxRunPages);
+      last = map->add_runs();
+      last_vma = vma;
+      last->set_vaddr(start);
+      last->set_nr_pages(n);
+      last->set_in_parent(in_parent);
+      readable.push_back(mm.vmas(vma).prot() & PROT_READ);
+      start += n * arch::kPageSize;
     }
-    last = map->add_runs();
-    last_vma = vma;
-    last->set_vaddr(start);
-    last->set_nr_pages((end - start) / arch::kPageSize);
-    last->set_in_parent(in_parent);
-    readable.push_back(mm.vmas(vma).prot() & PROT_READ);
   };
   auto stored_kind = [](const img::Vma& v) {
     return v.kind() == img::Vma::ANON_PRIVATE || v.kind() == img::Vma::FILE_PRIVATE;

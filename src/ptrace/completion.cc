@@ -1,5 +1,6 @@
 #include "ptrace/completion.h"
 
+#include <fcntl.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
@@ -14,6 +15,8 @@
 #include "arch/x86_64/debugreg.h"
 #include "arch/x86_64/xsave.h"
 #include "base/check.h"
+#include "base/fs.h"
+#include "base/unique_fd.h"
 #include "ptrace/remote_syscall.h"
 
 namespace ckpt {
@@ -181,26 +184,34 @@ Result<arch::Regs> pass_breakpoint(CompletionTask& c, const CompletionSite& site
 
 namespace {
 
-// What the probe's child runs, again and again, until the breakpoint stops it.
+// The function the probe's child calls once, with a breakpoint on it.
 [[gnu::noinline]] void probe_target() { asm volatile(""); }
 
 }  // namespace
 
 BreakpointSupport probe_breakpoints() {
   const pid_t self = getpid();
+  int go[2];
+  if (pipe2(go, O_CLOEXEC) < 0) return {false, fmt::format("pipe for the probe: {}", strerror(errno))};
+  UniqueFd go_read(go[0]), go_write(go[1]);
   pid_t child = fork();
   if (child < 0) return {false, fmt::format("fork for the probe: {}", strerror(errno))};
   if (child == 0) {
-    // It spins: it must not outlive a ckpt killed meanwhile.
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);  // it must not outlive a ckpt killed meanwhile
     if (getppid() != self) _exit(0);
-    for (;;) probe_target();
+    go_write.reset();
+    char c;
+    if (read(go_read.get(), &c, 1) == 1) probe_target();
+    _exit(0);
   }
+  go_read.reset();
   BreakpointSupport out;
   // Some hypervisors take the debug registers and never raise the #DB
   // (pitfall 7; also seen after a VM snapshot restore): a breakpoint that
-  // doesn't fire would hang every completion, so it must fire here, within
-  // 200 ms of the child calling the function non-stop.
+  // doesn't fire would hang every completion, so it must fire here. The
+  // child calls the function once it is armed and then exits: the answer
+  // is its stop at the breakpoint or its exit, whichever comes, with no
+  // time limit to guess (a limit only guards a child that never runs).
   auto probe = [&]() -> Result<void> {
     Tracee t = TRY(Tracee::seize(child));
     TRY(t.interrupt());
@@ -209,9 +220,11 @@ BreakpointSupport probe_breakpoints() {
     Armed a = TRY(arm_breakpoint(t, at));
     if (a == Armed::Unsupported) return fail("the kernel refused or dropped the debug register values");
     TRY(t.cont());
-    auto s = t.wait(Tracee::Clock::now() + std::chrono::milliseconds(200));
-    if (!s && s.error().err == ETIMEDOUT) return fail("a breakpoint armed on a function the probe calls never fired");
+    TRY(write_all(go_write.get(), "g", 1));
+    auto s = t.wait(Tracee::Clock::now() + std::chrono::seconds(5));
+    if (!s && s.error().err == ETIMEDOUT) return fail("the probe's child did not run for 5 s");
     if (!s) return std::unexpected(s.error());
+    if (s->gone()) return fail("a breakpoint armed on a function the probe called never fired");
     siginfo_t si = TRY(t.siginfo());
     if (s->sig() != SIGTRAP || si.si_code != arch::kTrapHwBkpt || RemoteAddr(TRY(t.regs()).rip) != at)
       return fail("the breakpoint probe stopped with {} instead of at its breakpoint", s->describe());

@@ -18,7 +18,9 @@
 #include <vector>
 
 #include "fmt/format.h"
+#include "base/fs.h"
 #include "harness.h"
+#include "image/image_file.h"
 
 using namespace e2e;
 
@@ -329,6 +331,29 @@ TEST(LazyPagesRemoteBadInput, Options) {
   CkptRun empty = h.ckpt({"page-server", "-D", h.images(), "--port", std::to_string(free_port()), "--lazy-pages"});
   EXPECT_EQ(empty.exit_code(), 1);
   EXPECT_NE(empty.err.find("holds no checkpoint"), std::string::npos) << empty.err;
+}
+
+// Page runs hold at most 4 MiB (dump/memory.cc plan_runs): a lazy
+// restore's first fault in a large buffer waits for one run's check, not
+// for the whole buffer's. wl_dirtier's 256 MiB buffer, every page of it
+// present, is in runs of 4 MiB that still cover it all.
+TEST(PageRuns, AtMostFourMiBEach) {
+  Harness h;
+  const pid_t pid = h.dump_workload("dirtier");
+  ASSERT_GT(pid, 0);
+  const std::string name = fmt::format("pagemap-{}.img", pid);
+  auto bytes = ckpt::read_file(h.images() + "/" + name);
+  ASSERT_TRUE(bytes) << bytes.error().str();
+  ckpt::img::PageMap pm;
+  ASSERT_TRUE(ckpt::image::unframe(name, *bytes, ckpt::image::ImageKind::PageMap, &pm));
+  uint64_t pages = 0, full = 0;
+  for (const ckpt::img::PageRun& r : pm.runs()) {
+    EXPECT_LE(r.nr_pages(), 1024u) << "run at " << std::hex << r.vaddr();
+    pages += r.nr_pages();
+    full += r.nr_pages() == 1024;
+  }
+  EXPECT_GE(pages * 4096, 256u << 20);
+  EXPECT_GE(full, 60u);
 }
 
 // No daemon: restore fails before any task exists, and says what to start.

@@ -5,14 +5,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # python3: bench/run.py, and the e2e tests parse `ckpt show --json` with it.
-# libnftables-dev: the network lock's nftables tables (src/net); iptables: its
+# libnftables-dev: the network lock's nftables tables (src/net; its header
+# at build time, libnftables.so.1 opened at run time); iptables: its
 # fallback, run as tools; nftables (nft): the tests list the ruleset with it.
+# libprotobuf-dev (with zlib1g-dev) and libssl-dev: linked statically.
 # Neither gmock nor google-benchmark: the tests use gtest alone, and bench/
 # times the ckpt binary from outside (bench/run.py).
-packages=(g++ cmake ninja-build pkg-config libfmt-dev libcli11-dev libprotobuf-dev protobuf-compiler
+packages=(g++ cmake ninja-build pkg-config libfmt-dev libcli11-dev libprotobuf-dev zlib1g-dev protobuf-compiler
           libgtest-dev python3
           libnftables-dev nftables iptables
-          libssl-dev  # HMAC-SHA256 for --psk-file
+          libssl-dev  # HMAC-SHA256 for --psk-file, TLS for --tls
           iproute2 procps)  # tools/migrate-demo.sh: ip, ss, pgrep
 missing=()
 for p in "${packages[@]}"; do

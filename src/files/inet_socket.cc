@@ -41,6 +41,7 @@
 #include <netinet/tcp.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -340,6 +341,29 @@ Result<void> peek_datagrams(int fd, img::InetSocket* s, uint64_t* total) {
   });
 }
 
+// For the error when datagrams sent again did not come: the other UDP
+// sockets on the port (SO_REUSEADDR lets one bind beside another, and the
+// kernel then gives the datagrams to one of them), and this one's queue.
+std::string port_holders(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  struct stat st;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) < 0 || fstat(fd, &st) < 0) return "";
+  const uint16_t port = ntohs(ss.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port
+                                                       : reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+  auto all = inet_diag_all();
+  if (!all) return "";
+  std::string others;
+  uint32_t queued = 0;
+  for (const auto& [inode, d] : all->by_inode) {
+    if (d.protocol != IPPROTO_UDP || d.sport != port) continue;
+    if (inode == st.st_ino) queued = d.rqueue;
+    else others += fmt::format("{}socket:[{}]", others.empty() ? "" : ", ", inode);
+  }
+  return fmt::format(" ({} bytes queued; port {} {})", queued, port,
+                     others.empty() ? "held by no other socket" : "held too by " + others);
+}
+
 // Loopback delivers a datagram sent again through the backlog of the
 // network stack, which a busy machine leaves to ksoftirqd: the task must not
 // run before its queue is whole.
@@ -353,7 +377,7 @@ Result<void> await_datagrams(int fd, size_t want) {
     }));
     if (have >= want) return {};
     if (std::chrono::steady_clock::now() > deadline)
-      return error(ETIMEDOUT, "{} of the {} datagrams sent again arrived within 2 s", have, want);
+      return error(ETIMEDOUT, "{} of the {} datagrams sent again arrived within 2 s{}", have, want, port_holders(fd));
     usleep(200);
   }
 }

@@ -1,6 +1,7 @@
 // The restorer: freestanding code that turns a forked ckpt child into the
 // dumped task. It runs from the boot region (see src/restore/boot_region.h),
-// which is the only memory it touches once it has unmapped everything else.
+// which is the only memory it touches once it has unmapped everything else
+// (but a bounce buffer it maps while it reads the pages: fill_memory).
 //
 // The main thread restores the address space and the process-wide state,
 // then lets the other threads (created before release, waiting in
@@ -127,84 +128,103 @@ void map_vmas(RestorerArgs* a, ThreadArg* t) {
   }
 }
 
-// The pages about to be read into, faulted in at once (MADV_POPULATE_WRITE,
-// 5.14): exactly the pages the read fills, so nothing is made resident that
-// was not. Where each first touch is dear (a guest with shadow page tables:
-// 1 GiB read into fresh memory took 3.5-4.1 s on the PVM guest, 2.0-2.3 s
-// populated first), one call per range beats a fault per page; where the
-// kernel lacks it, or the range is not page-aligned, the read faults as ever.
-void populate(void* addr, uint64_t len) {
+// Pages land through a bounce buffer: read(2) into it, summed there, then
+// copied into place by this task. Two reasons:
+//  - each run's crc32c is summed from the buffer, still in the cache, so
+//    the file is read once and no byte is used unchecked;
+//  - the destination is written once, from user mode, after one
+//    MADV_POPULATE_WRITE of its range (5.14) faulted all of it in at once.
+//    Where a first touch is dear this halves a 1 GiB restore: on the PVM
+//    guest (shadow page tables, filled per page and per mode), reading 1 GiB
+//    straight into fresh memory and summing it there took 4.3 s, populating
+//    and copying through a 1 MiB buffer 2.4 s (bench/README.md). Elsewhere
+//    the copy costs ~60 ms per GiB. Where the kernel lacks the madvise, or
+//    a range is not page-aligned, the copy faults as ever.
+constexpr uint64_t kChunk = 1 << 20;
+
+void populate(uint64_t addr, uint64_t len) {
   constexpr int kMadvPopulateWrite = 23;
-  (void)sys(__NR_madvise, reinterpret_cast<uint64_t>(addr), len, kMadvPopulateWrite);
+  (void)sys(__NR_madvise, addr, len, kMadvPopulateWrite);
 }
 
-// Page runs lie back to back in the pages file, so one preadv fills many runs
-// straight into place. Reads of kChunk bytes: each run's crc32c is summed
-// right after its bytes land, still in the cache, so the file is read once;
-// a mismatch traps, and ckpt lets no thread run its own code before every
-// restorer is through.
-void read_pages(RestorerArgs* a, ThreadArg* t) {
+void copy(uint64_t dst, const uint8_t* src, uint64_t n) {
+  asm volatile("rep movsb" : "+D"(dst), "+S"(src), "+c"(n) : : "memory");
+}
+
+// Reads `n` bytes at `off` of `fd` into `buf`, whole.
+void read_chunk(ThreadArg* t, long fd, uint8_t* buf, uint64_t n, uint64_t off) {
+  for (uint64_t got = 0; got < n;) {
+    long r = sys(__NR_pread64, fd, buf + got, n - got, off + got);
+    if (pie::is_err(r)) fail(t, kStepReadPages, r, off + got, n - got);
+    if (r == 0) fail(t, kStepReadPages, -5 /* EIO: truncated */, off + got, n - got);
+    got += r;
+  }
+}
+
+// Page runs lie back to back in the pages file, so one read covers many
+// small runs; a mismatch traps, and ckpt lets no thread run its own code
+// before every restorer is through.
+void read_pages(RestorerArgs* a, ThreadArg* t, uint8_t* buf) {
   auto* runs = reinterpret_cast<const PageRunArg*>(a->runs);
   const uint64_t ps = a->page_size;
-  constexpr uint32_t kBatch = 256;
-  constexpr uint64_t kChunk = 1 << 20;
-  struct iovec iov[kBatch];
-  uint64_t off = a->pages_off;
-  uint64_t run_off = off;  // file offset of runs[next]
-  uint32_t next = 0;       // first run not completely read
-  uint64_t done = 0;       // bytes of runs[next] already read
-  uint32_t crc = 0;        // of those bytes
+  uint64_t off = a->pages_off;  // file offset of runs[next] + done
+  uint32_t next = 0;            // first run not completely in place
+  uint64_t done = 0;            // bytes of runs[next] already in place
+  uint32_t crc = 0;             // of those bytes
   while (next < a->nr_runs) {
     if (runs[next].lazy) {  // the lazy-pages daemon's: its bytes stay in the file
       off += runs[next].nr_pages * ps;
-      run_off = off;
       next++;
       continue;
     }
-    uint32_t n = 0;
     uint64_t want = 0;
-    for (uint32_t j = next; j < a->nr_runs && !runs[j].lazy && n < kBatch && want < kChunk; j++, n++) {
-      uint64_t skip = (j == next) ? done : 0;
-      uint64_t len = runs[j].nr_pages * ps - skip;
-      if (len > kChunk - want) len = kChunk - want;
-      iov[n].iov_base = reinterpret_cast<void*>(runs[j].vaddr + skip);
-      iov[n].iov_len = len;
-      want += len;
-    }
-    for (uint32_t k = 0; k < n; k++) populate(iov[k].iov_base, iov[k].iov_len);
-    long r = want ? sys(__NR_preadv, a->pages_fd, iov, n, off, 0) : 0;
-    if (pie::is_err(r)) fail(t, kStepReadPages, r, off, want);
-    if (r == 0 && want) fail(t, kStepReadPages, -5 /* EIO: truncated */, off, want);
-    off += r;
-    // Sum what landed; finish the runs it completes (empty ones at once).
-    for (uint64_t got = r; next < a->nr_runs && !runs[next].lazy;) {
+    for (uint32_t j = next; j < a->nr_runs && !runs[j].lazy && want < kChunk; j++)
+      want += runs[j].nr_pages * ps - (j == next ? done : 0);
+    if (want > kChunk) want = kChunk;
+    read_chunk(t, a->pages_fd, buf, want, off);
+    // Sum and place what came; finish the runs it completes (empty ones at once).
+    const uint8_t* src = buf;
+    for (uint64_t got = want; next < a->nr_runs && !runs[next].lazy;) {
       const uint64_t size = runs[next].nr_pages * ps;
-      uint64_t take = size - done < got ? size - done : got;
-      crc = pie::crc32c(crc, reinterpret_cast<const uint8_t*>(runs[next].vaddr + done), take);
+      const uint64_t take = size - done < got ? size - done : got;
+      if (done == 0) populate(runs[next].vaddr, size);
+      crc = pie::crc32c(crc, src, take);
+      copy(runs[next].vaddr + done, src, take);
+      src += take;
       done += take;
       got -= take;
       if (done < size) break;
-      if (crc != runs[next].crc32c) fail(t, kStepPageChecksum, -74 /* EBADMSG */, next, run_off);
-      run_off += size;
+      if (crc != runs[next].crc32c) fail(t, kStepPageChecksum, -74 /* EBADMSG */, next, off + want - got - size);
       next++;
       done = 0;
       crc = 0;
     }
+    off += want;
   }
 }
 
 // What the task inherited unchanged, from its ancestors' pages files.
-void read_inherited(RestorerArgs* a, ThreadArg* t) {
+void read_inherited(RestorerArgs* a, ThreadArg* t, uint8_t* buf) {
   auto* runs = reinterpret_cast<const InheritedRunArg*>(a->inherited);
   for (uint32_t i = 0; i < a->nr_inherited; i++) {
-    populate(reinterpret_cast<void*>(runs[i].vaddr), runs[i].len);
+    populate(runs[i].vaddr, runs[i].len);
     for (uint64_t done = 0; done < runs[i].len;) {
-      long r = sys(__NR_pread64, runs[i].fd, runs[i].vaddr + done, runs[i].len - done, runs[i].off + done);
-      if (pie::is_err(r)) fail(t, kStepReadPages, r, runs[i].off + done, runs[i].len - done);
-      if (r == 0) fail(t, kStepReadPages, -5 /* EIO: truncated */, runs[i].off + done, runs[i].len - done);
-      done += r;
+      const uint64_t n = runs[i].len - done < kChunk ? runs[i].len - done : kChunk;
+      read_chunk(t, runs[i].fd, buf, n, runs[i].off + done);
+      copy(runs[i].vaddr + done, buf, n);
+      done += n;
     }
   }
+}
+
+// The task's memory from the images, through a bounce buffer mapped for the
+// purpose and gone before anything else is mapped.
+void fill_memory(RestorerArgs* a, ThreadArg* t) {
+  long buf = sys(__NR_mmap, 0, kChunk, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (pie::is_err(buf)) fail(t, kStepReadPages, buf, 0, kChunk);
+  read_pages(a, t, reinterpret_cast<uint8_t*>(buf));
+  read_inherited(a, t, reinterpret_cast<uint8_t*>(buf));
+  MUST(t, kStepReadPages, sys(__NR_munmap, buf, kChunk), buf, kChunk);
 }
 
 // restore --lazy-pages: the lazy VMAs (mapped, not filled) are registered
@@ -438,8 +458,7 @@ void restore_process(RestorerArgs* a, ThreadArg* t) {
   map_vmas(a, t);
   restore_memory_merge(a, t);
   register_lazy(a, t);
-  read_pages(a, t);
-  read_inherited(a, t);
+  fill_memory(a, t);
   protect_vmas(a, t);
   lock_and_seal_vmas(a, t);
   // Locks mappings made from now on (mm->def_flags): none of ours are left.

@@ -206,8 +206,16 @@ void read_pages(RestorerArgs* a, ThreadArg* t, uint8_t* buf) {
 // What the task inherited unchanged, from its ancestors' pages files.
 void read_inherited(RestorerArgs* a, ThreadArg* t, uint8_t* buf) {
   auto* runs = reinterpret_cast<const InheritedRunArg*>(a->inherited);
+  uint64_t populated = 0;  // end of the last stretch populated
   for (uint32_t i = 0; i < a->nr_inherited; i++) {
-    populate(runs[i].vaddr, runs[i].len);
+    // Pieces side by side (a chain of checkpoints cuts memory into many,
+    // between the pages written in each round) are populated as one.
+    if (runs[i].vaddr >= populated) {
+      uint64_t end = runs[i].vaddr + runs[i].len;
+      for (uint32_t j = i + 1; j < a->nr_inherited && runs[j].vaddr == end; j++) end += runs[j].len;
+      populate(runs[i].vaddr, end - runs[i].vaddr);
+      populated = end;
+    }
     for (uint64_t done = 0; done < runs[i].len;) {
       const uint64_t n = runs[i].len - done < kChunk ? runs[i].len - done : kChunk;
       read_chunk(t, runs[i].fd, buf, n, runs[i].off + done);

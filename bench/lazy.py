@@ -37,6 +37,8 @@ import sys
 import tempfile
 import time
 
+from benchlib import start_dirty
+
 PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -48,27 +50,12 @@ class Bench:
     def __init__(self, a):
         self.a = a
         self.ckpt = os.path.join(a.build, "ckpt")
-        self.dirty = os.path.join(a.build, "bench", "bench_dirty")
         self.work = tempfile.mkdtemp(prefix="ckpt-lazy-", dir=a.tmp)
         os.chmod(self.work, 0o700)
         self.dir = os.path.join(self.work, "img")
 
     def start(self):
-        ready = os.path.join(self.work, "ready")
-        if os.path.exists(ready):
-            os.unlink(ready)
-        null = os.open(os.devnull, os.O_RDWR)
-        pid = os.posix_spawn(self.dirty, [self.dirty, ready, str(self.a.mib), str(self.a.rate)], os.environ,
-                             setsid=True, file_actions=[(os.POSIX_SPAWN_DUP2, null, 0),
-                                                        (os.POSIX_SPAWN_DUP2, null, 1),
-                                                        (os.POSIX_SPAWN_DUP2, null, 2)])
-        os.close(null)
-        deadline = time.time() + 120
-        while not os.path.exists(ready):
-            if time.time() > deadline:
-                raise RuntimeError("bench_dirty never got ready")
-            time.sleep(0.05)
-        return pid
+        return start_dirty(self.a.build, self.work, self.a.mib, self.a.rate)
 
     def dump(self):
         """A fresh checkpoint; returns the pid and when the dump ended."""

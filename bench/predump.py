@@ -29,6 +29,8 @@ import sys
 import tempfile
 import time
 
+from benchlib import start_dirty
+
 PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -45,25 +47,12 @@ class Bench:
     def __init__(self, args):
         self.a = args
         self.ckpt = os.path.join(args.build, "ckpt")
-        self.dirty = os.path.join(args.build, "bench", "bench_dirty")
         self.work = tempfile.mkdtemp(prefix="ckpt-predump-", dir=args.tmp)
         os.chmod(self.work, 0o700)
         self.migrations = []
 
     def start(self, rate):
-        ready = os.path.join(self.work, "ready")
-        if os.path.exists(ready):
-            os.unlink(ready)
-        null = os.open(os.devnull, os.O_RDWR)
-        pid = os.posix_spawn(self.dirty, [self.dirty, ready, str(self.a.mib), str(rate)], os.environ, setsid=True,
-                             file_actions=[(os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, null, 1),
-                                           (os.POSIX_SPAWN_DUP2, null, 2)])
-        os.close(null)
-        deadline = time.time() + 120
-        while not os.path.exists(ready):
-            if time.time() > deadline:
-                raise RuntimeError("bench_dirty never got ready")
-            time.sleep(0.05)
+        pid = start_dirty(self.a.build, self.work, self.a.mib, rate)
         time.sleep(self.a.warmup)  # it writes for a while first, as a service would
         return pid
 

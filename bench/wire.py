@@ -32,6 +32,8 @@ import sys
 import tempfile
 import time
 
+from benchlib import start_dirty
+
 
 def log(msg):
     print(f"wire: {msg}", file=sys.stderr, flush=True)
@@ -60,19 +62,7 @@ class Bench:
             f.write(os.urandom(32).hex() + "\n")
 
     def start(self):
-        ready = os.path.join(self.work, "ready")
-        dirty = os.path.join(self.a.build, "bench", "bench_dirty")
-        null = os.open(os.devnull, os.O_RDWR)
-        pid = os.posix_spawn(dirty, [dirty, ready, str(self.a.mib), "0"], os.environ, setsid=True,
-                             file_actions=[(os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, null, 1),
-                                           (os.POSIX_SPAWN_DUP2, null, 2)])
-        os.close(null)
-        deadline = time.time() + 120
-        while not os.path.exists(ready):
-            if time.time() > deadline:
-                raise RuntimeError("bench_dirty never got ready")
-            time.sleep(0.05)
-        return pid
+        return start_dirty(self.a.build, self.work, self.a.mib, 0)
 
     def dump(self, pid, mode):
         d = os.path.join(self.work, "img")

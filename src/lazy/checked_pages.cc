@@ -33,12 +33,13 @@ Result<void> CheckedPages::check_run(int fd, uint64_t off, Run& r) {
       else crc = crc32c(crc, buf.data(), n), done += n;
     }
     if (out && crc != r.crc) out = error(EINVAL, "{}: checksum mismatch", r.what);
+    if (!out) r.why = out.error();
     r.state.store(out ? kGood : kBad, std::memory_order_release);
     r.state.notify_all();
     return out;
   }
   while ((s = r.state.load(std::memory_order_acquire)) == kChecking) r.state.wait(kChecking);
-  if (s == kBad) return error(EINVAL, "{}: checksum mismatch, or the run could not be read", r.what);
+  if (s == kBad) return std::unexpected(r.why);
   return {};
 }
 

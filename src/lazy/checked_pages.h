@@ -48,6 +48,7 @@ class CheckedPages {
     uint32_t crc;
     std::string what;  // "pages-123.img: run 4 (0x7f..., 16 pages) at offset 69632"
     std::atomic<int> state{kUnchecked};
+    Error why;  // kBad: what went wrong, for whoever waited (set before the state)
   };
   // Checks `r` at `off` of `fd` unless done or under way (then waits).
   Result<void> check_run(int fd, uint64_t off, Run& r);

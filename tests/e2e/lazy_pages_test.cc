@@ -14,6 +14,8 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <random>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -196,8 +198,7 @@ INSTANTIATE_TEST_SUITE_P(Modes, LazyPages, ::testing::Bool(),
 // dumped into src/, every image of it but the pages files is copied to
 // images(), and the pages come on demand from ckpt page-server --lazy-pages
 // on src/, under TLS keyed by a key both ends hold.
-class LazyPagesRemote : public ::testing::TestWithParam<bool> {
- protected:
+struct RemoteLazyRun {
   // Moves the images of a dump to src() and copies them, pages files
   // aside, back into images(); starts the page server on src().
   void split_images() {
@@ -232,6 +233,8 @@ class LazyPagesRemote : public ::testing::TestWithParam<bool> {
   const std::string key = key_file(h, "key", "a secret both hosts hold");
   std::optional<PageServerRun> srv;
 };
+
+class LazyPagesRemote : public ::testing::TestWithParam<bool>, protected RemoteLazyRun {};
 
 // Every page the process reads came from the other "host", checked; the
 // server and the daemon end once all is in, and the holed pages files go.
@@ -295,6 +298,47 @@ TEST_P(LazyPagesRemote, PageServerKilled) {
   CkptRun d = h.wait_ckpt(daemon, std::chrono::seconds(20));
   EXPECT_EQ(d.exit_code(), 1) << d.err;
   EXPECT_FALSE(pages_files_left());
+}
+
+// The page server SIGKILLed at random moments of a remote lazy restore (0
+// to 300 ms after the process runs): the process either got every page
+// before (and then checks them all) or is killed, with the page server
+// named; never left running on pages that did not come, never hung.
+TEST(LazyPagesRemoteKillLoop, PageServerKilledAtRandomMoments) {
+  std::mt19937 rng(std::random_device{}());
+  int whole = 0, killed = 0;
+  for (int i = 0; i < 10; i++) {
+    RemoteLazyRun r;
+    const pid_t pid = r.h.start_workload("dirtier", {"64", "16"});
+    ASSERT_GT(pid, 0);
+    CkptRun d = r.h.ckpt({"dump", "-t", std::to_string(pid), "-D", r.h.images()});
+    ASSERT_EQ(d.exit_code(), 0) << d.err;
+    r.h.wait_child(pid);
+    r.split_images();
+    const pid_t daemon = r.start_daemon();
+    const pid_t rst = r.h.restore_background(pid, true, {"--lazy-pages"});
+    ASSERT_GT(rst, 0);
+    std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(0, 300'000)(rng)));
+    kill(r.srv->pid, SIGKILL);
+    r.h.wait_child(r.srv->pid);
+    CkptRun dd = r.h.wait_ckpt(daemon, std::chrono::seconds(30));
+    if (dd.exit_code() == 0) {
+      kill(pid, SIGTERM);
+      CkptRun rr = r.h.wait_ckpt(rst);
+      EXPECT_EQ(rr.exit_code(), 0) << rr.err << read_text(r.h.workload_log("dirtier"));
+      EXPECT_NE(read_text(r.h.workload_log("dirtier")).find("PASS"), std::string::npos);
+      whole++;
+    } else {
+      CkptRun rr = r.h.wait_ckpt(rst, std::chrono::seconds(20));
+      EXPECT_TRUE(WIFEXITED(rr.status) && WEXITSTATUS(rr.status) == 128 + SIGKILL) << rr.status << rr.err;
+      EXPECT_NE(rr.err.find("page server"), std::string::npos) << rr.err;
+      EXPECT_FALSE(alive(pid));
+      killed++;
+    }
+    EXPECT_FALSE(r.pages_files_left());
+  }
+  std::printf("page server killed 10 times: %d restores had every page first, %d trees killed, 0 lost\n", whole,
+              killed);
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, LazyPagesRemote, ::testing::Bool(),

@@ -171,17 +171,18 @@ int WireConn::get() const { return relay_ ? relay_->theirs.get() : net_.get(); }
 
 Result<WireConn> WireConn::server(UniqueFd net, const std::optional<WireKey>& key, const std::string& peer) {
   TRY(wire_hello_server(net.get(), key, peer));
-  WireConn c;
-  if (key && key->tls) c = TRY(secure(std::move(net), *key, true, peer));
-  else c.net_ = std::move(net);
-  c.peer_ = peer;
-  return c;
+  return after_hello(std::move(net), key, true, peer);
 }
 
 Result<WireConn> WireConn::client(UniqueFd net, const std::optional<WireKey>& key, const std::string& peer) {
   TRY(wire_hello_client(net.get(), key, peer));
+  return after_hello(std::move(net), key, false, peer);
+}
+
+Result<WireConn> WireConn::after_hello(UniqueFd net, const std::optional<WireKey>& key, bool server,
+                                       const std::string& peer) {
   WireConn c;
-  if (key && key->tls) c = TRY(secure(std::move(net), *key, false, peer));
+  if (key && key->tls) c = TRY(secure(std::move(net), *key, server, peer));
   else c.net_ = std::move(net);
   c.peer_ = peer;
   return c;

@@ -43,6 +43,9 @@ class WireConn {
 
  private:
   struct Relay;
+  // The session once the handshake is through: the socket, or TLS over it.
+  static Result<WireConn> after_hello(UniqueFd net, const std::optional<WireKey>& key, bool server,
+                                      const std::string& peer);
   static Result<WireConn> secure(UniqueFd net, const WireKey& key, bool server, const std::string& peer);
   void close();
   std::string peer_;

@@ -97,7 +97,7 @@ Result<void> RemotePages::fetch_into(const File& f, uint64_t off, uint64_t len) 
   if (off > f.length || len > f.length - off)
     return error(EINVAL, "{}: bytes {}..{} are past its {}", f.name, off, off + len, f.length);
   std::lock_guard<std::mutex> held(*lock_);
-  std::vector<char> buf(std::min<uint64_t>(len, kChunk));
+  std::vector<char>& buf = *buf_;
   const std::string what = fmt::format("{} from page server {}", f.name, conn_.peer());
   while (len) {
     const uint64_t n = std::min<uint64_t>(len, image::kWireMaxRead);

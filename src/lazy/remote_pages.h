@@ -76,6 +76,7 @@ class RemotePages {
   std::vector<File> files_;
   std::map<int, size_t> by_fd_;  // -> files_
   std::unique_ptr<std::mutex> lock_ = std::make_unique<std::mutex>();  // one request at a time
+  std::unique_ptr<std::vector<char>> buf_ = std::make_unique<std::vector<char>>(1 << 20);  // under lock_
 };
 
 // The source: serves reads of DIR's pages files to one ckpt lazy-pages

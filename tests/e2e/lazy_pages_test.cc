@@ -47,11 +47,13 @@ bool holds_userfaultfd(pid_t pid) {
 }
 
 // Starts the daemon on images() (with CKPT_FAULT=`fault` if given) and
-// waits until it listens.
-pid_t start_daemon(Harness& h, const std::string& fault = "") {
+// waits until it listens; `extra` is appended to its command line.
+pid_t start_daemon(Harness& h, const std::string& fault = "", const std::vector<std::string>& extra = {}) {
   std::vector<std::string> prefix;
   if (!fault.empty()) prefix = {"/usr/bin/env", "CKPT_FAULT=" + fault};
-  pid_t d = h.ckpt_background({"lazy-pages", "-D", h.images(), "-v4", "-o", "lazy.log"}, prefix);
+  std::vector<std::string> args = {"lazy-pages", "-D", h.images(), "-v4", "-o", "lazy.log"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  pid_t d = h.ckpt_background(args, prefix);
   EXPECT_TRUE(wait_until([&] {
     struct stat st;
     return stat((h.images() + "/lazy-pages.sock").c_str(), &st) == 0 && S_ISSOCK(st.st_mode);
@@ -211,16 +213,20 @@ struct RemoteLazyRun {
     srv.emplace(h, src(), key, std::vector<std::string>{"--lazy-pages", "--tls"});
   }
   pid_t start_daemon(const std::string& fault = "") {
-    std::vector<std::string> prefix;
-    if (!fault.empty()) prefix = {"/usr/bin/env", "CKPT_FAULT=" + fault};
-    pid_t d = h.ckpt_background({"lazy-pages", "-D", h.images(), "-v4", "-o", "lazy.log", "--page-server", "--address",
-                                 "127.0.0.1", "--port", std::to_string(srv->port), "--psk-file", key, "--tls"},
-                                prefix);
-    EXPECT_TRUE(wait_until([&] {
-      struct stat st;
-      return stat((h.images() + "/lazy-pages.sock").c_str(), &st) == 0 && S_ISSOCK(st.st_mode);
-    })) << "the daemon never listened";
-    return d;
+    return ::start_daemon(h, fault, {"--page-server", "--address", "127.0.0.1", "--port", std::to_string(srv->port),
+                                     "--psk-file", key, "--tls"});
+  }
+  // Restores `root` lazily from the page server; returns ckpt
+  // restore's pid once the daemon and the page server are both done.
+  pid_t restore_all_in(pid_t root, bool breakpoints) {
+    const pid_t daemon = start_daemon();
+    const pid_t r = h.restore_background(root, breakpoints, {"--lazy-pages"});
+    if (r < 0) return r;
+    CkptRun d = h.wait_ckpt(daemon, std::chrono::seconds(60));
+    EXPECT_EQ(d.exit_code(), 0) << d.err << read_text(h.images() + "/lazy.log");
+    CkptRun s = h.wait_ckpt(srv->pid, std::chrono::seconds(10));
+    EXPECT_EQ(s.exit_code(), 0) << s.err;
+    return r;
   }
   std::string src() const { return h.dir() + "/src"; }
   bool pages_files_left() const {
@@ -242,13 +248,8 @@ TEST_P(LazyPagesRemote, TouchesEverythingAndVerifies) {
   const pid_t pid = h.dump_workload(kWorkload);
   ASSERT_GT(pid, 0);
   split_images();
-  const pid_t daemon = start_daemon();
-  const pid_t r = h.restore_background(pid, GetParam(), {"--lazy-pages"});
+  const pid_t r = restore_all_in(pid, GetParam());
   ASSERT_GT(r, 0);
-  CkptRun d = h.wait_ckpt(daemon, std::chrono::seconds(60));
-  EXPECT_EQ(d.exit_code(), 0) << d.err << read_text(h.images() + "/lazy.log");
-  CkptRun s = h.wait_ckpt(srv->pid, std::chrono::seconds(10));
-  EXPECT_EQ(s.exit_code(), 0) << s.err;
   EXPECT_FALSE(pages_files_left());
   kill(pid, SIGTERM);
   CkptRun rr = h.wait_ckpt(r);
@@ -267,12 +268,8 @@ TEST_P(LazyPagesRemote, TreeWithInheritedPages) {
   h.wait_child(root);
   reap_all(tasks);
   split_images();
-  const pid_t daemon = start_daemon();
-  const pid_t r = h.restore_background(root, GetParam(), {"--lazy-pages"});
+  const pid_t r = restore_all_in(root, GetParam());
   ASSERT_GT(r, 0);
-  CkptRun d = h.wait_ckpt(daemon, std::chrono::seconds(60));
-  EXPECT_EQ(d.exit_code(), 0) << d.err << read_text(h.images() + "/lazy.log");
-  EXPECT_EQ(h.wait_ckpt(srv->pid, std::chrono::seconds(10)).exit_code(), 0);
   kill(root, SIGTERM);
   CkptRun rr = h.wait_ckpt(r);
   EXPECT_EQ(rr.exit_code(), 0) << read_text(h.workload_log("prefork")) << rr.err;

@@ -32,34 +32,16 @@ std::vector<std::string> dump_args(pid_t pid, Harness& h, const PageServerRun& s
   return a;
 }
 
-TEST(WireKey, DumpWithTheServersKeyRestores) {
+// A dump through a page server that wants `key` (and `tls` flags on both
+// ends), then its images restored: the process checks every page.
+void dump_through_server_and_restore(const std::vector<std::string>& tls) {
   Harness h;
   const std::string key = key_file(h, "key", "correct horse battery staple");
   pid_t pid = h.start_workload(kWorkload, {"64", "16"});
   ASSERT_GT(pid, 0);
-  PageServerRun srv(h, h.images(), key);
-  CkptRun d = h.ckpt(dump_args(pid, h, srv, key));
-  ASSERT_EQ(d.exit_code(), 0) << d.err;
-  CkptRun s = h.wait_ckpt(srv.pid);
-  EXPECT_EQ(s.exit_code(), 0) << s.err;
-  h.wait_child(pid);
-  pid_t r = h.restore_background(pid, true);
-  ASSERT_GT(r, 0);
-  kill(pid, SIGTERM);
-  CkptRun rr = h.wait_ckpt(r);
-  EXPECT_EQ(rr.exit_code(), 0) << rr.err;
-  EXPECT_NE(read_text(h.workload_log(kWorkload)).find("PASS"), std::string::npos);
-}
-
-// --tls on both ends: the pages go encrypted, and the images restore.
-TEST(WireKey, DumpOverTlsRestores) {
-  Harness h;
-  const std::string key = key_file(h, "key", "correct horse battery staple");
-  pid_t pid = h.start_workload(kWorkload, {"64", "16"});
-  ASSERT_GT(pid, 0);
-  PageServerRun srv(h, h.images(), key, {"--tls"});
+  PageServerRun srv(h, h.images(), key, tls);
   std::vector<std::string> args = dump_args(pid, h, srv, key);
-  args.push_back("--tls");
+  args.insert(args.end(), tls.begin(), tls.end());
   CkptRun d = h.ckpt(args);
   CkptRun s = h.wait_ckpt(srv.pid);
   ASSERT_EQ(d.exit_code(), 0) << d.err << s.err;
@@ -72,6 +54,11 @@ TEST(WireKey, DumpOverTlsRestores) {
   EXPECT_EQ(rr.exit_code(), 0) << rr.err;
   EXPECT_NE(read_text(h.workload_log(kWorkload)).find("PASS"), std::string::npos);
 }
+
+TEST(WireKey, DumpWithTheServersKeyRestores) { dump_through_server_and_restore({}); }
+
+// --tls on both ends: the pages go encrypted, and the images restore.
+TEST(WireKey, DumpOverTlsRestores) { dump_through_server_and_restore({"--tls"}); }
 
 // A page server with --tls and a dump without: refused, the process runs on.
 TEST(WireKey, DumpWithoutTlsToATlsServerIsRefused) {

@@ -397,8 +397,8 @@ def main():
     free = shutil.disk_usage(a.tmp).free
     if do_all and free < 3 * size + GiB:
         raise BenchError(f"{a.tmp}: only {free / GiB:.1f} GiB free, need {(3 * size + GiB) / GiB:.1f} GiB")
-    # The pre-fork tree's images hold every task's copy of the root's memory today.
-    prefork_bytes = (PREFORK_WORKERS + 1) * (a.prefork_mib << 20)
+    # The pre-fork tree's images hold the root's memory once (and the tasks' own, small).
+    prefork_bytes = 2 * (a.prefork_mib << 20)
     if do_trees and free < prefork_bytes + GiB:
         raise BenchError(f"{a.tmp}: only {free / GiB:.1f} GiB free, the pre-fork tree needs "
                          f"{(prefork_bytes + GiB) / GiB:.1f} GiB (--prefork-mib 0 skips it)")
@@ -781,6 +781,7 @@ def measure_tree(d, n, args, tag, restore=True):
                 time.sleep(pause)
         d.live.update(tree)
         check_tree(tree, f"restored tree of {n}")
+        sizes["restored_pss_kib"] = sum(smaps_pss_kib(p) for p in tree)
         stops = rr.stats["stops"]
         if sorted(t for _, t, _ in stops) != sorted(tree):
             raise BenchError(f"restore of a {n}-task tree: --stats has {len(stops)} 'ptrace stops' lines, "
@@ -861,9 +862,9 @@ def run_trees(d, a, prows, pfrows, pnotes):
         return
     n = PREFORK_WORKERS + 1
     avail = int(re.search(r"^MemAvailable:\s+(\d+) kB", open("/proc/meminfo").read(), re.M).group(1)) << 10
-    # Restored, every task gets its own copy of the memory (the images hold one per task): restore only if the
-    # machine has room for it twice over.
-    restore = avail > 2 * n * (a.prefork_mib << 20)
+    # Restored, the tree shares the root's memory again (one copy): restore only if the machine has room for
+    # it twice over.
+    restore = avail > 2 * (a.prefork_mib << 20)
     log(f"pre-fork tree: {PREFORK_WORKERS} workers, root touched {a.prefork_mib} MiB; dump"
         + (", restore -d" if restore else " (not restored: not enough memory available)"))
     tree, dr, rr, sizes, _ = measure_tree(d, n, [str(a.prefork_mib), "--prefork"], "prefork", restore=restore)
@@ -879,12 +880,16 @@ def run_trees(d, a, prows, pfrows, pnotes):
     pfrows.append(("dump wall / --stats dump time", f"{fmt_ms(dr.wall)} / {fmt_ms(need(dr.stats, 'dump time', 'dump') / 1e3)}",
                    f"one run; {need(dr.stats, 'bytes written', 'dump') / (1 << 20):.1f} MiB of pages written"))
     if rr:
+        rpss = sizes["restored_pss_kib"] << 10
+        pfrows.append(("the restored tree's proportional memory (sum of Pss)", f"{rpss / (1 << 20):.1f} MiB",
+                       f"**{rpss / (sizes['pss_kib'] << 10):.2f}x the dumped tree's**: what the workers inherited "
+                       "unchanged is shared again, as after their fork"))
         pfrows.append(("restore -d wall / --stats restore time",
                        f"{fmt_ms(rr.wall)} / {fmt_ms(need(rr.stats, 'restore time', 'restore') / 1e3)}",
                        "one run; every task's memory verified after (root: every word; workers: a word a page)"))
     else:
         pfrows.append(("restore -d", "not run", f"MemAvailable {avail / GiB:.1f} GiB < twice the "
-                                                f"{n} x {a.prefork_mib} MiB a restore would allocate"))
+                                                f"{a.prefork_mib} MiB a restore would allocate"))
 
 
 def print_trees(prows, pfrows, pnotes, reps, prefork_mib):

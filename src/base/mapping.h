@@ -20,6 +20,8 @@ class Mapping {
   static Result<Mapping> anonymous(size_t len) {
     return map(len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
   }
+  // Takes over a range mapped by the caller.
+  static Mapping adopt(char* p, size_t len) { return Mapping(p, len); }
   Mapping() = default;
   Mapping(Mapping&& o) noexcept : p_(std::exchange(o.p_, nullptr)), len_(o.len_) {}
   Mapping& operator=(Mapping&& o) noexcept {

@@ -8,7 +8,7 @@
 
 namespace ckpt::abi {
 
-inline constexpr uint32_t kRestorerAbiVersion = 13;
+inline constexpr uint32_t kRestorerAbiVersion = 14;
 inline constexpr int kCpuMaskWords = 16;  // 1024 CPUs
 inline constexpr int kMaxSignals = 64;
 inline constexpr int kAuxvWords = 64;  // >= the kernel's AT_VECTOR_SIZE
@@ -30,8 +30,9 @@ struct VmaArg {
   uint32_t map_writable;  // VM_ACCOUNT: map writable first, mprotect after
   uint32_t attach;        // 1 + index of the SysvAttachArg it is part of; 0: mmap it
   uint32_t lazy;          // restore --lazy-pages: registered with the userfaultfd, not filled
+  uint32_t premapped;     // laid out before the task forked (restore/premap.h): moved, not mapped
 };
-static_assert(sizeof(VmaArg) == 72);
+static_assert(sizeof(VmaArg) == 80);
 
 // One shmat of a System V segment, as the task made it: the whole segment
 // at `base` with the attach's protection. The VMAs that name it are its
@@ -59,7 +60,9 @@ struct PageRunArg {
   uint64_t vaddr;
   uint64_t nr_pages;
   uint32_t crc32c;  // of its bytes, checked by the restorer as they land
-  uint32_t lazy;    // in a lazy VMA: its bytes are skipped, the lazy-pages daemon serves them
+  // Its bytes are not read here: the lazy-pages daemon serves them, or the
+  // task read them before it forked (restore/premap.h).
+  uint32_t skip;
 };
 
 // Pages a child inherited unchanged from an ancestor: `len` bytes at
@@ -179,6 +182,7 @@ enum RestorerStep : int32_t {
   kStepPageChecksum,
   kStepSysvAttach,
   kStepLazy,
+  kStepPremap,
 };
 
 // How a thread stops for ckpt before its rt_sigreturn, in syscall-trace
@@ -245,6 +249,12 @@ struct RestorerArgs {
 
   uint32_t nr_moves;
   MoveArg moves[8];
+  // Memory the task laid out before it forked (restore/premap.h), in a
+  // window (kept above) from which each VMA moves into place; then the
+  // window goes.
+  uint64_t premap_start, premap_end;
+  uint32_t nr_premapped;
+  uint64_t premapped;  // MoveArg[nr_premapped]
 
   uint32_t nr_vmas;
   uint32_t nr_runs;

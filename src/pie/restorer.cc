@@ -64,6 +64,19 @@ void unmap_all_but_keep(RestorerArgs* a, ThreadArg* t) {
   }
 }
 
+// The slots the task filled before it forked, into place; the window, with
+// what it inherited and does not use, goes.
+void move_premapped(RestorerArgs* a, ThreadArg* t) {
+  if (!a->nr_premapped) return;
+  auto* m = reinterpret_cast<const MoveArg*>(a->premapped);
+  for (uint32_t i = 0; i < a->nr_premapped; i++) {
+    long r = sys(__NR_mremap, m[i].from, m[i].len, m[i].len, MREMAP_MAYMOVE | MREMAP_FIXED, m[i].to);
+    if (pie::is_err(r)) fail(t, kStepPremap, r, m[i].from, m[i].to);
+  }
+  MUST(t, kStepPremap, sys(__NR_munmap, a->premap_start, a->premap_end - a->premap_start), a->premap_start,
+       a->premap_end - a->premap_start);
+}
+
 void move_special(RestorerArgs* a, ThreadArg* t) {
   for (uint32_t i = 0; i < a->nr_moves; i++) {
     const MoveArg& m = a->moves[i];
@@ -98,7 +111,8 @@ void attach_sysv(RestorerArgs* a, ThreadArg* t) {
 
 // Mapped writable first: to be filled, or to be charged (VM_ACCOUNT) as the
 // task's was when it mapped it writable.
-bool map_writable_first(const VmaArg& v) { return v.has_pages || v.map_writable; }
+// A premapped one is writable already, and filled.
+bool map_writable_first(const VmaArg& v) { return v.has_pages || v.map_writable || v.premapped; }
 
 void map_vmas(RestorerArgs* a, ThreadArg* t) {
   auto* v = reinterpret_cast<const VmaArg*>(a->vmas);
@@ -109,12 +123,12 @@ void map_vmas(RestorerArgs* a, ThreadArg* t) {
       if (v[i].prot != at[v[i].attach - 1].prot)
         MUST(t, kStepProtect, sys(__NR_mprotect, v[i].start, v[i].end - v[i].start, v[i].prot), v[i].start,
              v[i].end - v[i].start);
-    } else {
+    } else if (!v[i].premapped) {
       uint32_t prot = v[i].prot | (map_writable_first(v[i]) ? PROT_WRITE | PROT_READ : 0);
       long r = sys(__NR_mmap, v[i].start, v[i].end - v[i].start, prot, v[i].map_flags | MAP_FIXED, v[i].fd, v[i].pgoff);
       if (pie::is_err(r)) fail(t, kStepMapVma, r, v[i].start, v[i].end - v[i].start);
     }
-    if (v[i].map_writable && !v[i].has_pages && v[i].fd < 0) {
+    if (v[i].map_writable && !v[i].has_pages && !v[i].premapped && v[i].fd < 0) {
       // mprotect drops the charge of anonymous memory never written (no
       // anon_vma): write it, and drop the page, as the task did.
       *reinterpret_cast<volatile uint8_t*>(v[i].start) = 0;
@@ -172,19 +186,19 @@ void read_pages(RestorerArgs* a, ThreadArg* t, uint8_t* buf) {
   uint64_t done = 0;            // bytes of runs[next] already in place
   uint32_t crc = 0;             // of those bytes
   while (next < a->nr_runs) {
-    if (runs[next].lazy) {  // the lazy-pages daemon's: its bytes stay in the file
+    if (runs[next].skip) {  // the lazy-pages daemon's, or in place already: its bytes stay in the file
       off += runs[next].nr_pages * ps;
       next++;
       continue;
     }
     uint64_t want = 0;
-    for (uint32_t j = next; j < a->nr_runs && !runs[j].lazy && want < kChunk; j++)
+    for (uint32_t j = next; j < a->nr_runs && !runs[j].skip && want < kChunk; j++)
       want += runs[j].nr_pages * ps - (j == next ? done : 0);
     if (want > kChunk) want = kChunk;
     read_chunk(t, a->pages_fd, buf, want, off);
     // Sum and place what came; finish the runs it completes (empty ones at once).
     const uint8_t* src = buf;
-    for (uint64_t got = want; next < a->nr_runs && !runs[next].lazy;) {
+    for (uint64_t got = want; next < a->nr_runs && !runs[next].skip;) {
       const uint64_t size = runs[next].nr_pages * ps;
       const uint64_t take = size - done < got ? size - done : got;
       if (done == 0) populate(runs[next].vaddr, size);
@@ -462,6 +476,7 @@ void restore_timers(RestorerArgs* a, ThreadArg* t) {
 void restore_process(RestorerArgs* a, ThreadArg* t) {
   unmap_all_but_keep(a, t);
   move_special(a, t);
+  move_premapped(a, t);
   attach_sysv(a, t);
   map_vmas(a, t);
   restore_memory_merge(a, t);

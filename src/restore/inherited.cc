@@ -28,7 +28,7 @@ class Resolver {
       for (const img::PageRun& r : t.tasks[i].pagemap.runs()) {
         const uint64_t len = r.nr_pages() * arch::kPageSize;
         segments_[i].push_back({r.vaddr(), r.vaddr() + len, r.inherited(), off});
-        if (!r.inherited()) off += len;
+        if (image::stored(r)) off += len;
       }
     }
   }

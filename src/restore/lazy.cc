@@ -64,7 +64,7 @@ void mark_lazy(const TaskImages& ti, BootRegion& boot, int daemon_fd, int watch_
   }
   if (!any) return;
   auto* runs = reinterpret_cast<abi::PageRunArg*>(boot.staged(a->runs));
-  for (uint32_t i = 0; i < a->nr_runs; i++) runs[i].lazy = lazy.contains(runs[i].vaddr);
+  for (uint32_t i = 0; i < a->nr_runs; i++) runs[i].skip |= lazy.contains(runs[i].vaddr);
   auto* inh = reinterpret_cast<abi::InheritedRunArg*>(boot.staged(a->inherited));
   a->nr_inherited = static_cast<uint32_t>(
       std::remove_if(inh, inh + a->nr_inherited, [&](const abi::InheritedRunArg& r) { return lazy.contains(r.vaddr); }) -

@@ -91,7 +91,7 @@ SysvPlan plan_attaches(const img::MmImage& mm, const img::ShmemImage& shmem) {
 }
 
 Result<std::vector<abi::VmaArg>> vma_args(const TaskImages& ti, const MappingFiles& mf, const SysvPlan& sysv,
-                                          int first_map_fd) {
+                                          const TaskPremap& premap, int first_map_fd) {
   std::vector<abi::VmaArg> vmas;
   size_t run = 0;
   for (int i = 0; i < ti.mm.vmas_size(); i++) {
@@ -140,6 +140,7 @@ Result<std::vector<abi::VmaArg>> vma_args(const TaskImages& ti, const MappingFil
       if (v.madvise() & bit) va.advice[va.nr_advice++] = advice;
     if (v.locked()) va.lock = v.lock_on_fault() ? abi::kLockOnFault : abi::kLockNow;
     va.seal = v.sealed();
+    va.premapped = premap.covers(v.start(), v.end() - v.start());
     // Charged once writable (VM_ACCOUNT): only a writable mmap charges it.
     va.map_writable = v.accounted();
     while (run < static_cast<size_t>(ti.pagemap.runs_size()) && ti.pagemap.runs(run).vaddr() < v.end()) {
@@ -316,17 +317,21 @@ namespace {
 // nothing here reads the system.
 Result<std::vector<ThreadPlan>> lay_out_data(const TaskImages& ti, const SysvPlan& sysv, const MappingFiles& mf,
                                              const TempFds& fds, const std::vector<abi::InheritedRunArg>& inherited,
-                                             const OwnCreds& own_creds, BootRegion& boot) {
+                                             const TaskPremap& premap, const OwnCreds& own_creds, BootRegion& boot) {
   const uint64_t nthreads = ti.core.threads_size();
   std::vector<ThreadPlan> threads;
-  std::vector<abi::VmaArg> vmas = TRY(vma_args(ti, mf, sysv, fds.first_mapping));
+  std::vector<abi::VmaArg> vmas = TRY(vma_args(ti, mf, sysv, premap, fds.first_mapping));
   uint64_t vmas_at = TRY(put(boot, vmas.data(), vmas.size()));
   uint64_t attaches_at = TRY(put(boot, sysv.attaches.data(), sysv.attaches.size()));
   std::vector<abi::PageRunArg> runs;
   for (const img::PageRun& r : ti.pagemap.runs())
-    if (image::stored(r)) runs.push_back({r.vaddr(), r.nr_pages(), r.crc32c(), 0});
+    if (image::stored(r))
+      runs.push_back({r.vaddr(), r.nr_pages(), r.crc32c(), premap.covers(r.vaddr(), r.nr_pages() * arch::kPageSize)});
   uint64_t runs_at = TRY(put(boot, runs.data(), runs.size()));
   uint64_t inherited_at = TRY(put(boot, inherited.data(), inherited.size()));
+  std::vector<abi::MoveArg> premapped;
+  for (const PremapSlot& s : premap.slots) premapped.push_back({s.at, s.end - s.start, s.start});
+  uint64_t premapped_at = TRY(put(boot, premapped.data(), premapped.size()));
   const auto [shared_sigs, nr_shared_sigs] = TRY(put_siginfo(boot, ti.core.shared_pending()));
 
   abi::RestorerArgs* a = boot.args();
@@ -338,6 +343,10 @@ Result<std::vector<ThreadPlan>> lay_out_data(const TaskImages& ti, const SysvPla
   a->runs = runs_at;
   a->nr_inherited = inherited.size();
   a->inherited = inherited_at;
+  a->nr_premapped = premapped.size();
+  a->premapped = premapped_at;
+  a->premap_start = premap.window.start;
+  a->premap_end = premap.window.end;
   a->pages_fd = fds.pages;
   a->pages_off = image::kPagesDataOffset;
   a->temp_fd_base = fds.base;
@@ -431,7 +440,8 @@ Result<std::vector<ThreadPlan>> lay_out_data(const TaskImages& ti, const SysvPla
 
 Result<Plan> build_plan(const TaskImages& ti, const img::ShmemImage& shmem, const std::vector<proc::MapEntry>& own,
                         const MappingFiles& mf, const TempFds& fds,
-                        const std::vector<abi::InheritedRunArg>& inherited, const OwnCreds& own_creds) {
+                        const std::vector<abi::InheritedRunArg>& inherited, const TaskPremap& premap,
+                        const OwnCreds& own_creds) {
   const uint64_t blob_size = pie::restorer::k_blob_end;
   const uint64_t nthreads = ti.core.threads_size();
   SpecialVmas sp = TRY(plan_specials(ti.mm, own));
@@ -439,7 +449,7 @@ Result<Plan> build_plan(const TaskImages& ti, const img::ShmemImage& shmem, cons
 
   // Pass 1 learns the exact size of the data, pass 2 writes it in place.
   BootRegion counting = BootRegion::counting(blob_size, nthreads);
-  TRY(lay_out_data(ti, sysv, mf, fds, inherited, own_creds, counting));
+  TRY(lay_out_data(ti, sysv, mf, fds, inherited, premap, own_creds, counting));
   std::vector<Range> busy;
   for (const img::Vma& v : ti.mm.vmas()) busy.push_back({v.start(), v.end()});
   for (const proc::MapEntry& m : own) busy.push_back({m.start, m.end});
@@ -448,7 +458,7 @@ Result<Plan> build_plan(const TaskImages& ti, const img::ShmemImage& shmem, cons
   uint64_t at = TRY(find_hole(busy, BootRegion::size_for(blob_size, counting.data_used(), nthreads)));
   Plan p{BootRegion(at, blob_size, counting.data_used(), nthreads), {}};
   BootRegion& boot = p.boot;
-  p.threads = TRY(lay_out_data(ti, sysv, mf, fds, inherited, own_creds, boot));
+  p.threads = TRY(lay_out_data(ti, sysv, mf, fds, inherited, premap, own_creds, boot));
 
   abi::RestorerArgs* a = boot.args();
   a->version = abi::kRestorerAbiVersion;
@@ -458,6 +468,7 @@ Result<Plan> build_plan(const TaskImages& ti, const img::ShmemImage& shmem, cons
 
   std::vector<Range> keep = sp.current;
   keep.push_back({boot.start(), boot.end()});
+  if (!premap.slots.empty()) keep.push_back(premap.window);
   std::sort(keep.begin(), keep.end(), [](const Range& x, const Range& y) { return x.start < y.start; });
   CHECK(keep.size() <= std::size(a->keep));
   a->nr_keep = keep.size();

@@ -17,6 +17,7 @@
 #include "proc/status.h"
 #include "restore/boot_region.h"
 #include "restore/images.h"
+#include "restore/premap.h"
 #include "restore/shmem.h"
 
 namespace ckpt::restore {
@@ -92,10 +93,11 @@ struct Plan {
 // `own` is ckpt's /proc/self/maps: the child starts with exactly that.
 // `inherited`: where the pages the task inherited unchanged are (fds
 // numbered as in the child).
+// `premap`: the VMAs it laid out before it forked, and where.
 // `shmem`: the checkpoint's shared memory objects.
 Result<Plan> build_plan(const TaskImages& ti, const img::ShmemImage& shmem, const std::vector<proc::MapEntry>& own,
                         const MappingFiles& mf,
                         const TempFds& fds, const std::vector<abi::InheritedRunArg>& inherited,
-                        const OwnCreds& own_creds);
+                        const TaskPremap& premap, const OwnCreds& own_creds);
 
 }  // namespace ckpt::restore

@@ -43,6 +43,7 @@
 #include "restore/lazy.h"
 #include "restore/pidns.h"
 #include "restore/plan.h"
+#include "restore/premap.h"
 #include "restore/read_progress.h"
 #include "restore/shmem.h"
 #include "restore/spawn.h"
@@ -68,7 +69,10 @@ const char* step_name(int32_t step) {
       "write /proc/thread-self/loginuid (addr: the loginuid)", "set memory-deny-write-execute (PR_SET_MDWE)",
       "set KSM for the whole process (PR_SET_MEMORY_MERGE)",
       "stop for ckpt before its last syscalls (tgkill SIGSTOP)", "check the checksum of the pages read",
-      "attach a System V shared memory segment (addr: where, len: its id), or unmap what the task had of it"};
+      "attach a System V shared memory segment (addr: where, len: its id), or unmap what the task had of it",
+      "register the lazy VMAs with a userfaultfd, or send it", "move memory laid out before the fork into place (addr: "
+      "from, len: to), or unmap the rest of its window"};
+  static_assert(std::size(kNames) == abi::kStepPremap + 1);
   return step >= 0 && step < static_cast<int32_t>(std::size(kNames)) ? kNames[step] : "?";
 }
 
@@ -392,6 +396,7 @@ struct Prepared {
   std::map<pid_t, size_t> live_index;
   ShmemObjects shmem;
   files::PreparedFds fds;
+  Premaps premaps;  // memory shared with children: each task's slots, ckpt's window until the spawn
 };
 
 Result<void> prepare(TreeImages& t, const image::ImageDir& dir, bool check_files, bool tcp_close, Log& log,
@@ -418,8 +423,8 @@ Result<void> prepare(TreeImages& t, const image::ImageDir& dir, bool check_files
 
 // A live task's part of the spawn: its plan, its fds, its boot region.
 Result<void> plan_live_task(LiveTask& lt, const img::ShmemImage& shmem, const std::vector<InheritedPages>& inherited,
-                            const std::vector<proc::MapEntry>& own, const OwnCreds& creds, int base,
-                            const files::TaskFdPlan* fds, SpawnTask* sp) {
+                            const TaskPremap& premap, const std::vector<proc::MapEntry>& own, const OwnCreds& creds,
+                            int base, const files::TaskFdPlan* fds, SpawnTask* sp) {
   const TaskImages& ti = *lt.images;
   std::vector<int> temp = {lt.status_w.get(), lt.go_r.get(), ti.pages.get(), lt.exe};
   const TempFds tfds{base, base + 2, base + 3, base + static_cast<int>(temp.size())};
@@ -428,6 +433,7 @@ Result<void> plan_live_task(LiveTask& lt, const img::ShmemImage& shmem, const st
   std::vector<abi::InheritedRunArg> from_ancestors;
   std::map<int, int> owner_fd;  // ckpt's fd -> the child's
   for (const InheritedPages& ip : inherited) {
+    if (premap.covers(ip.vaddr, ip.len)) continue;  // in place before the fork
     auto [it, fresh] = owner_fd.try_emplace(ip.fd, base + static_cast<int>(temp.size()));
     if (fresh) temp.push_back(ip.fd);
     from_ancestors.push_back({ip.vaddr, ip.len, ip.off, it->second, 0});
@@ -438,7 +444,8 @@ Result<void> plan_live_task(LiveTask& lt, const img::ShmemImage& shmem, const st
       lazy_fds[fd != lt.lazy->daemon_fd()] = base + static_cast<int>(temp.size());
       temp.push_back(fd);
     }
-  lt.plan = TRY(build_plan(ti, shmem, own, lt.mf, tfds, from_ancestors, creds));
+  lt.plan = TRY(build_plan(ti, shmem, own, lt.mf, tfds, from_ancestors, premap, creds));
+  if (!premap.slots.empty()) sp->premap = &premap;
   if (lt.lazy) mark_lazy(ti, lt.plan->boot, lazy_fds[0], lazy_fds[1]);
   const BootRegion& boot = lt.plan->boot;
   sp->temp_fds = std::move(temp);
@@ -463,7 +470,7 @@ Result<void> plan_live_task(LiveTask& lt, const img::ShmemImage& shmem, const st
 // Every task of the tree and every helper, as spawn() creates them.
 Result<SpawnTree> plan_spawn(const TreeImages& t, const tree::JoinPlan& joins,
                              const std::vector<std::vector<InheritedPages>>& inherited, Prepared& p,
-                             SpawnBarrier* barrier, bool sibling, Log& log) {
+                             SpawnBarrier* barrier, bool sibling, bool lazy, Log& log) {
   SpawnTree st;
   st.sibling = sibling;
   st.restorer_pgid = getpgrp();
@@ -474,8 +481,6 @@ Result<SpawnTree> plan_spawn(const TreeImages& t, const tree::JoinPlan& joins,
   for (const auto& task_fds : p.fds.tasks)
     for (const auto& f : task_fds.fds) max_fd = std::max(max_fd, f.target);
   st.temp_fd_base = max_fd + 1;
-  const std::vector<proc::MapEntry> own = TRY(proc::read_maps(getpid()));
-  const OwnCreds creds = TRY(read_own_creds());
 
   // Who forks whom: a session's helper forks the tasks it adopts instead of
   // their parent, which forks the helper. Helpers come after the tree's tasks.
@@ -486,6 +491,12 @@ Result<SpawnTree> plan_spawn(const TreeImages& t, const tree::JoinPlan& joins,
     forks[joins.helpers[h].parent].push_back(static_cast<int>(ntasks + h));
     adopted.insert(joins.helpers[h].adopted.begin(), joins.helpers[h].adopted.end());
   }
+  // A lazy restore's VMAs fill as the task faults: none is laid out before.
+  if (!lazy) p.premaps = TRY(plan_premaps(t, inherited, adopted, TRY(proc::read_maps(getpid()))));
+  else p.premaps.tasks.resize(t.tasks.size());
+  // With the premap window reserved: no boot region lands on it.
+  const std::vector<proc::MapEntry> own = TRY(proc::read_maps(getpid()));
+  const OwnCreds creds = TRY(read_own_creds());
   for (size_t k = 0; k < ntasks; k++) {
     const tree::Task& task = t.tree.tasks()[k];
     SpawnTask sp;
@@ -499,7 +510,8 @@ Result<SpawnTree> plan_spawn(const TreeImages& t, const tree::JoinPlan& joins,
     if (task.zombie) sp.comm = task.comm;
     if (!task.zombie) {
       const size_t i = p.live_index.at(task.pid);
-      TRY_CTX(plan_live_task(p.live[i], t.shmem, inherited[i], own, creds, st.temp_fd_base, &p.fds.tasks[i], &sp),
+      TRY_CTX(plan_live_task(p.live[i], t.shmem, inherited[i], p.premaps.tasks[i], own, creds, st.temp_fd_base,
+                             &p.fds.tasks[i], &sp),
               "pid {}", task.pid);
     }
     st.tasks.push_back(std::move(sp));
@@ -655,7 +667,8 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   // With --pidns the root is the init's child, and the init ckpt's or its parent's.
   if (lazy)
     for (LiveTask& lt : p.live) lt.lazy = &*lazy;
-  SpawnTree st = TRY_CTX(plan_spawn(t, joins, inherited, p, barrier, o.sibling && !o.pidns, log), "restore");
+  SpawnTree st =
+      TRY_CTX(plan_spawn(t, joins, inherited, p, barrier, o.sibling && !o.pidns, lazy.has_value(), log), "restore");
   std::vector<LiveTask>& live = p.live;
   phase(&img::Stats::set_prepare_ns);
 
@@ -683,6 +696,7 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   const pid_t init = o.pidns ? TRY_CTX(spawn_in_new_pidns(st, o.sibling), "restore pid {}", pid) : 0;
   if (!o.pidns) TRY_CTX(spawn(st), "restore pid {}", pid);
   guard.set_root(o.pidns ? init : pid);
+  p.premaps.window.reset();  // every task that maps in it has it now
   for (LiveTask& lt : live) {
     lt.status_w.reset();
     lt.go_r.reset();

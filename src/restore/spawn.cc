@@ -237,6 +237,9 @@ void fork_children(const SpawnTree& tree, const SpawnTask& p, int status) {
   if (p.ctty_fd >= 0 && ioctl(p.ctty_fd, TIOCSCTTY, 0) < 0)
     child_fail(tree, early_status, fmt::format("pid {}: take its controlling terminal (TIOCSCTTY): {}", p.pid,
                                                strerror(errno)));
+  if (p.premap)
+    if (std::string err = fill_premapped(*p.premap); !err.empty())
+      child_fail(tree, early_status, fmt::format("pid {}: {}", p.pid, err));
   fork_children(tree, p, early_status);
   wait_for_tree(tree, early_status);
   wait_for_late(tree, early_status);

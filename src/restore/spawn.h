@@ -1,6 +1,7 @@
 // Creating the tasks that become the restored tree. ckpt clone3()s the root
 // with its dumped PID; each task, still running ckpt's code in its copy of
-// ckpt, takes its session and group, forks its own children with theirs (so
+// ckpt, takes its session and group, lays out the memory its children
+// share with it (restore/premap.h), forks its own children with theirs (so
 // that every parent is the dumped one), waits until the whole tree exists to
 // join the groups led by others, and then either exits as the zombie it was
 // or puts its fds in place, maps its boot region, creates its threads and
@@ -16,6 +17,7 @@
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "files/files.h"
+#include "restore/premap.h"
 #include "tree/tree.h"
 
 namespace ckpt::restore {
@@ -59,6 +61,8 @@ struct SpawnTask {
   };
   std::vector<Thread> threads;
   uint64_t thread_entry = 0;
+  // Memory laid out before it forks its children, who share it.
+  const TaskPremap* premap = nullptr;
   // A counter the threads bump once they run blob code (RestorerArgs).
   uint32_t* threads_ready = nullptr;
 };

@@ -686,9 +686,22 @@ namespace {
 
 class PreFork : public ::testing::TestWithParam<bool> {};
 
-// A master's 64 MiB, inherited by 5 workers (one changed 16 pages, one has
-// a child of its own) are stored once, and every task has every byte back.
-TEST_P(PreFork, InheritedMemoryIsStoredOnce) {
+// The tree's proportional set size: the memory it costs the machine.
+uint64_t tree_pss_kib(pid_t root) {
+  uint64_t kib = 0;
+  for (pid_t p : tree_of(root)) {
+    const std::string rollup = read_text(fmt::format("/proc/{}/smaps_rollup", p));
+    const size_t at = rollup.find("\nPss:");
+    if (at != std::string::npos) kib += std::strtoull(rollup.c_str() + at + 5, nullptr, 10);
+  }
+  return kib;
+}
+
+// A master's 64 MiB, inherited by 5 workers (one changed 16 pages, one
+// dropped 16, one has a child of its own) are stored once, shared again
+// after restore as they were before the dump, and every task has every
+// byte back.
+TEST_P(PreFork, InheritedMemoryIsStoredOnceAndSharedAgain) {
   Harness h;
   pid_t pid = h.start_workload("prefork", {"64", "4"});
   ASSERT_GT(pid, 0);
@@ -714,10 +727,41 @@ TEST_P(PreFork, InheritedMemoryIsStoredOnce) {
   if (!GetParam()) rst.push_back("--no-breakpoints");
   pid_t r = h.ckpt_background(rst);
   ASSERT_TRUE(h.wait_restored(pid, pidfile)) << read_text(h.images() + "/restore.log");
+  // Each task's own copy would be 6 x 64 MiB.
+  const uint64_t pss = tree_pss_kib(pid);
+  EXPECT_LT(pss, 96u << 10) << "the restored tree's Pss is " << (pss >> 10) << " MiB";
   kill(pid, SIGTERM);
   CkptRun rr = h.wait_ckpt(r);
   EXPECT_EQ(rr.exit_code(), 0) << read_text(h.workload_log("prefork")) << rr.err;
   EXPECT_NE(read_text(h.workload_log("prefork")).find("PASS prefork"), std::string::npos);
+}
+
+// The master's shared pages are read and checked before it forks: a
+// damaged byte among them fails the restore there, and no task is left.
+TEST(PreForkBad, DamagedSharedPagesLeaveNoTask) {
+  Harness h;
+  pid_t pid = h.start_workload("prefork", {"16", "3"});
+  ASSERT_GT(pid, 0);
+  const auto tasks = tree_of(pid);
+  ASSERT_EQ(tasks.size(), 5u);
+  CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  ASSERT_EQ(d.exit_code(), 0) << d.err;
+  h.wait_child(pid);
+  reap_all(tasks);
+  // The master's 16 MiB are most of its pages file: its middle is in them.
+  const std::string pages = fmt::format("{}/pages-{}.img", h.images(), pid);
+  const int fd = open(pages.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  const off_t mid = lseek(fd, 0, SEEK_END) / 2;
+  char c;
+  ASSERT_EQ(pread(fd, &c, 1, mid), 1);
+  c ^= 0x5a;
+  ASSERT_EQ(pwrite(fd, &c, 1, mid), 1);
+  close(fd);
+  CkptRun r = h.ckpt({"restore", "-D", h.images()});
+  EXPECT_NE(r.exit_code(), 0);
+  EXPECT_NE(r.err.find("checksum mismatch"), std::string::npos) << r.err;
+  for (pid_t p : tasks) EXPECT_NE(kill(p, 0), 0) << "pid " << p << " left behind";
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, PreFork, ::testing::Bool(),

@@ -1,6 +1,7 @@
 /* prefork: a pre-fork server. The master fills MiB (argument 1, default 64)
  * of private memory, then forks workers (argument 2, default 4) that only
- * read it, except worker 0, which changes its first 16 pages; worker 1
+ * read it, except worker 0, which changes its first 16 pages, and worker 2,
+ * which drops the 16 after those (MADV_DONTNEED: zero since); worker 1
  * forks a worker of its own (three generations share the pages).
  *
  * Every task checks every page on SIGTERM (the master passes it on and
@@ -19,13 +20,15 @@ static size_t len;
 static pid_t kids[64];
 static int nkids;
 static int changed;  /* pages at the start this task changed */
+static int dropped;  /* pages after the first 16 this task dropped */
 
 static unsigned char pattern(size_t i, int mine) { return (unsigned char)(mine ? i * 3 + 1 : i * 7 + (i >> 12)); }
 
 static void verify(void)
 {
 	for (size_t i = 0; i < len; i++) {
-		unsigned char want = pattern(i, i < (size_t)changed * PAGE);
+		int zero = i >= 16 * PAGE && i < (size_t)(16 + dropped) * PAGE;
+		unsigned char want = zero ? 0 : pattern(i, i < (size_t)changed * PAGE);
 		if (mem[i] != want) {
 			wl_fail("byte %zu is %#x, want %#x", i, mem[i], want);
 			break;
@@ -41,16 +44,19 @@ static void verify(void)
 
 static int ready_w;
 
-__attribute__((noreturn)) static void worker(int changes, int forks)
+__attribute__((noreturn)) static void worker(int changes, int drops, int forks)
 {
 	nkids = 0;
 	changed = changes;
+	dropped = drops;
 	for (size_t i = 0; i < (size_t)changes * PAGE; i++)
 		mem[i] = pattern(i, 1);
+	if (drops && madvise(mem + 16 * PAGE, (size_t)drops * PAGE, MADV_DONTNEED) < 0)
+		_exit(4);
 	if (forks) {
 		pid_t g = fork();
 		if (g == 0)
-			worker(0, 0);
+			worker(0, 0, 0);
 		kids[nkids++] = g;
 	}
 	if (write(ready_w, "x", 1) != 1)
@@ -88,7 +94,7 @@ int main(int argc, char **argv)
 			wl_die("fork: %s", wl_errname(errno));
 		if (c == 0) {
 			close(p[0]);
-			worker(k == 0 ? 16 : 0, k == 1);
+			worker(k == 0 ? 16 : 0, k == 2 ? 16 : 0, k == 1);
 		}
 		kids[nkids++] = c;
 	}

@@ -149,3 +149,88 @@ INSTANTIATE_TEST_SUITE_P(Kills, KillLoop, ::testing::ValuesIn(cases()),
 
 }  // namespace
 }  // namespace e2e
+
+namespace e2e {
+namespace {
+
+// ckpt SIGKILLed at random moments of a restore of a pre-fork tree (the
+// master lays out the memory its workers share before it forks them): the
+// tree comes back whole, or not at all. Never some tasks without the others,
+// and never a task left traced or stopped.
+TEST(RestoreKillLoop, TreeWholeOrGone) {
+  Harness h;
+  std::mt19937 rng(std::random_device{}());
+  pid_t pid = h.start_workload("prefork", {"32", "3"});
+  ASSERT_GT(pid, 0);
+  const std::vector<pid_t> tasks = tree_of(pid);
+  ASSERT_EQ(tasks.size(), 5u);
+  const std::string comm = read_text(fmt::format("/proc/{}/comm", pid));
+  CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  ASSERT_EQ(d.exit_code(), 0) << d.err;
+  h.wait_child(pid);
+  reap_all(tasks);
+
+  auto stop_verified = [&](const std::string& when) {
+    kill(pid, SIGTERM);
+    const int st = h.wait_child(pid);
+    EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0)
+        << when << ": " << describe_status(st) << "\n" << read_text(h.workload_log("prefork"));
+    reap_all(tasks);
+  };
+  // Each run appends to its log: a file no longer as dumped.
+  const std::vector<std::string> restore = {"restore", "-D", h.images(), "-d", "--skip-file-check"};
+  auto t0 = Clock::now();
+  CkptRun full = h.ckpt(restore);
+  ASSERT_EQ(full.exit_code(), 0) << full.err;
+  const auto span = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0);
+  stop_verified("the first restore");
+
+  int kills = 0, finished = 0, lost = 0;
+  std::string losses;
+  for (int i = 0; i < rounds() && !lost; i++) {
+    pid_t ckpt = h.ckpt_background(restore);
+    // A little past the whole restore too: kills after it must find the tree whole.
+    std::this_thread::sleep_for(
+        std::chrono::microseconds(std::uniform_int_distribution<int64_t>(0, span.count() * 5 / 4)(rng)));
+    kill(ckpt, SIGKILL);
+    CkptRun r = h.wait_ckpt(ckpt);
+    ASSERT_FALSE(WIFEXITED(r.status) && r.exit_code() != 0) << "ckpt failed on its own: " << r.err;
+    // Whole: every task runs its own code (not ckpt's, parked), untraced.
+    // Gone: every pid free. Give a killed tree's tasks the time to die and
+    // be reaped.
+    auto count = [&] {
+      int running = 0, gone = 0;
+      for (pid_t p : tasks) {
+        waitpid(p, nullptr, WNOHANG | __WALL);
+        const char s = proc_state(p);
+        if (kill(p, 0) < 0 && errno == ESRCH) gone++;
+        else if ((s == 'R' || s == 'S') && tracer_of(p) == 0 &&
+                 read_text(fmt::format("/proc/{}/comm", p)) == comm)
+          running++;
+      }
+      return std::pair{running, gone};
+    };
+    const int n = static_cast<int>(tasks.size());
+    wait_until([&] { auto [running, gone] = count(); return running == n || gone == n; }, std::chrono::seconds(5));
+    auto [running, gone] = count();
+    if (running == n) {
+      finished++;
+      stop_verified(fmt::format("round {}", i));
+    } else if (gone == n) {
+      kills++;
+    } else {
+      lost++;
+      losses += fmt::format("round {}: {} tasks running, {} gone, states:", i, running, gone);
+      for (pid_t p : tasks)
+        losses += fmt::format(" {}={}{} {}", p, proc_state(p), tracer_of(p) ? "(traced)" : "",
+                              read_text(fmt::format("/proc/{}/comm", p)));
+      for (pid_t p : tasks) kill(p, SIGKILL);
+      reap_all(tasks);
+    }
+  }
+  fmt::print("restore kill loop: {} kills, {} restores finished first, {} lost\n", kills, finished, lost);
+  EXPECT_EQ(lost, 0) << losses;
+}
+
+}  // namespace
+}  // namespace e2e

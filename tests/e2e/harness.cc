@@ -418,6 +418,16 @@ std::vector<pid_t> tree_of(pid_t root) {
   return out;
 }
 
+uint64_t tree_pss_kib(pid_t root) {
+  uint64_t kib = 0;
+  for (pid_t p : tree_of(root)) {
+    const std::string rollup = read_text(fmt::format("/proc/{}/smaps_rollup", p));
+    const size_t at = rollup.find("\nPss:");
+    if (at != std::string::npos) kib += std::strtoull(rollup.c_str() + at + 5, nullptr, 10);
+  }
+  return kib;
+}
+
 void reap_all(const std::vector<pid_t>& tasks) {
   for (pid_t p : tasks) {
     for (auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);

@@ -153,6 +153,8 @@ std::string fds_of(pid_t pid);
 pid_t ppid_of(pid_t pid);
 // `root` and its descendants, parents first.
 std::vector<pid_t> tree_of(pid_t root);
+// The sum of their proportional set sizes: the memory the tree costs the machine.
+uint64_t tree_pss_kib(pid_t root);
 std::string comm_of(pid_t pid);
 // A TCP port nobody listens on now; whether something listens on one.
 uint16_t free_port();

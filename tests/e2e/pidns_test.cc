@@ -143,6 +143,30 @@ INSTANTIATE_TEST_SUITE_P(Modes, PidNs, ::testing::Bool(),
 // -d --leave-stopped --pidfile: ckpt returns at once; the pidfile holds the
 // root's PID outside; every task waits stopped until SIGCONT; the init,
 // orphaned, exits with the root's status.
+// A pre-fork tree restored into a new namespace while the dumped one runs
+// on: its workers share the master's memory again there too.
+TEST(PidNsOptions, PreForkSharesItsMemoryAgain) {
+  Harness h;
+  const pid_t pid = h.start_workload("prefork", {"64", "4"});
+  ASSERT_GT(pid, 0);
+  CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images(), "--leave-running"});
+  ASSERT_EQ(d.exit_code(), 0) << d.err;
+  const std::string pidfile = h.dir() + "/restored.pid";
+  const pid_t ckpt = h.ckpt_background({"restore", "-D", h.images(), "--pidns", "--pidfile", pidfile,
+                                        "--skip-file-check", "-o", "restore.log"});
+  const pid_t root = wait_pidfile(pidfile);
+  ASSERT_GT(root, 0) << read_text(h.images() + "/restore.log");
+  ASSERT_TRUE(wait_until([&] { return tree_of(root).size() == 6u; }));
+  const uint64_t pss = tree_pss_kib(root);
+  EXPECT_LT(pss, 96u << 10) << "the restored tree's Pss is " << (pss >> 10) << " MiB, 6 x 64 without sharing";
+  kill(root, SIGTERM);
+  CkptRun r = h.wait_ckpt(ckpt);  // exits as the root did: 0 once every task found its memory intact
+  EXPECT_EQ(r.exit_code(), 0) << r.err << read_text(h.workload_log("prefork"));
+  kill(pid, SIGTERM);
+  const int st = h.wait_child(pid);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;  // both checked their memory (the log: one line, same offset)
+}
+
 TEST(PidNsOptions, DetachedLeftStoppedWithPidfile) {
   Harness h;
   LiveTree t(h);

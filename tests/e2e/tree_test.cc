@@ -686,17 +686,6 @@ namespace {
 
 class PreFork : public ::testing::TestWithParam<bool> {};
 
-// The tree's proportional set size: the memory it costs the machine.
-uint64_t tree_pss_kib(pid_t root) {
-  uint64_t kib = 0;
-  for (pid_t p : tree_of(root)) {
-    const std::string rollup = read_text(fmt::format("/proc/{}/smaps_rollup", p));
-    const size_t at = rollup.find("\nPss:");
-    if (at != std::string::npos) kib += std::strtoull(rollup.c_str() + at + 5, nullptr, 10);
-  }
-  return kib;
-}
-
 // A master's 64 MiB, inherited by 5 workers (one changed 16 pages, one
 // dropped 16, one has a child of its own) are stored once, shared again
 // after restore as they were before the dump, and every task has every

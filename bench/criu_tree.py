@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""ckpt and CRIU on the same process trees, interleaved: issue 12's ratio.
+
+    bench/criu_tree.py --criu /var/tmp/criu-src/criu/criu [--ckpt build/ckpt] [-n 50] [--reps 5]
+
+../shared/criu-anchor/compare.py times single processes (tiny, mem1g,
+thrN); this does the same for bench_tree N (a root and N-1 workers it
+forked, all asleep, the root a session leader). Each rep, for each tool in
+turn: start a new tree, dump it (kill mode), reap it, restore it with -d,
+check every pid came back with its parent, SIGTERM the root (each task
+checks its memory; exit 0 required), and free every pid. Prints the median
+wall time of each tool (range), ckpt/CRIU, and the target (< 0.40x each).
+"""
+
+import argparse
+import ctypes
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+TARGET = 0.40
+libc = ctypes.CDLL(None, use_errno=True)
+
+
+def reap(pids, timeout=10):
+    """Reap what came back to us (a child subreaper) until every pid of `pids` is free."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0] > 0:
+                pass
+        except ChildProcessError:
+            pass
+        if not any(os.path.exists(f"/proc/{p}") for p in pids):
+            return
+        time.sleep(0.005)
+    raise RuntimeError(f"pids still held: {[p for p in pids if os.path.exists(f'/proc/{p}')]}")
+
+
+def tree_of(root):
+    out, todo = [], [root]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for t in os.listdir(f"/proc/{p}/task"):
+            with open(f"/proc/{p}/task/{t}/children") as f:
+                todo += [int(c) for c in f.read().split()]
+    return out
+
+
+def ppid_of(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def one(exe, bench, n, work):
+    """(dump ms, restore ms) of one new tree."""
+    d = tempfile.mkdtemp(dir=work)
+    ready, img = f"{d}/ready", f"{d}/img"
+    os.mkdir(img)
+    null = os.open(os.devnull, os.O_RDWR)
+    tree_bin = os.path.join(bench, "bench_tree")
+    os.posix_spawn(tree_bin, [tree_bin, ready, str(n)], os.environ, setsid=True,
+                   file_actions=[(os.POSIX_SPAWN_DUP2, null, fd) for fd in (0, 1, 2)])
+    os.close(null)
+    deadline = time.time() + 60
+    while not (os.path.exists(ready) and os.path.getsize(ready)):
+        if time.time() > deadline:
+            raise RuntimeError("bench_tree never got ready")
+        time.sleep(0.005)
+    root = int(open(ready).read().split()[0])
+    tree = tree_of(root)
+    parents = {p: ppid_of(p) for p in tree}
+    try:
+        t0 = time.perf_counter()
+        r = subprocess.run([exe, "dump", "-t", str(root), "-D", img, "-o", "dump.log"], capture_output=True, text=True)
+        dump_ms = (time.perf_counter() - t0) * 1000
+        if r.returncode:
+            raise RuntimeError(f"{exe} dump: {r.stderr.strip()[-300:]}")
+        reap(tree)
+        t0 = time.perf_counter()
+        r = subprocess.run([exe, "restore", "-D", img, "-d", "-o", "restore.log"], capture_output=True, text=True)
+        restore_ms = (time.perf_counter() - t0) * 1000
+        if r.returncode:
+            raise RuntimeError(f"{exe} restore: {r.stderr.strip()[-300:]}")
+        for p in tree:
+            want = os.getpid() if p == root else parents[p]
+            if ppid_of(p) != want:
+                raise RuntimeError(f"{exe}: restored pid {p} has parent {ppid_of(p)}, not {want}")
+        os.kill(root, signal.SIGTERM)
+        _, st = os.waitpid(root, 0)
+        if os.waitstatus_to_exitcode(st) != 0:
+            raise RuntimeError(f"{exe}: the restored root exited with {os.waitstatus_to_exitcode(st)}")
+        reap(tree)
+        return dump_ms, restore_ms
+    finally:
+        for p in tree:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        reap(tree)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--criu", required=True, help="a CRIU binary")
+    ap.add_argument("--ckpt", default=os.path.join(here, "..", "build", "ckpt"))
+    ap.add_argument("--bench", default=os.path.join(here, "..", "build", "bench"), help="where bench_tree is")
+    ap.add_argument("-n", type=int, default=50, help="tasks in the tree")
+    ap.add_argument("--reps", type=int, default=5)
+    a = ap.parse_args()
+    libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: restored -d roots come back to us
+    tools = {"ckpt": os.path.abspath(a.ckpt), "CRIU": os.path.abspath(a.criu)}
+    times = {t: ([], []) for t in tools}
+    work = tempfile.mkdtemp(prefix="ckpt-criu-tree-", dir="/var/tmp")
+    try:
+        for _ in range(a.reps):
+            for t, exe in tools.items():
+                dm, rm = one(exe, a.bench, a.n, work)
+                times[t][0].append(dm)
+                times[t][1].append(rm)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    def cell(v):
+        return f"{statistics.median(v):.1f} ms ({min(v):.1f} .. {max(v):.1f})"
+    print(f"**{a.n}-task tree** (bench_tree), median of {a.reps} interleaved runs (range)\n")
+    print("| tool | dump | restore -d |")
+    print("|---|---:|---:|")
+    for t, (dm, rm) in times.items():
+        print(f"| {t} | {cell(dm)} | {cell(rm)} |")
+    ratio = [statistics.median(times["ckpt"][i]) / statistics.median(times["CRIU"][i]) for i in (0, 1)]
+    print(f"| ckpt / CRIU | {ratio[0]:.2f}x | {ratio[1]:.2f}x |")
+    print(f"\nTarget < {TARGET:.2f}x each: dump {'met' if ratio[0] < TARGET else 'NOT met'}, "
+          f"restore {'met' if ratio[1] < TARGET else 'NOT met'}.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

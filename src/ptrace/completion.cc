@@ -110,6 +110,39 @@ Result<bool> at_barrier(Tracee& t, const Stop& s, pid_t tgid, const CompletionSi
   return ours && RemoteAddr(TRY(t.regs()).rip) == site.barrier_rip;
 }
 
+// Where a traced thread is on its way to the exit of its rt_sigreturn from
+// the blob, and what its next stop does (on_stop).
+enum class Phase { Barrier, Tracing, InSigreturn, Done };
+
+// One stop of a thread in `phase`: moves it on (its barrier's trap or
+// SIGSTOP suppressed, syscalls traced through, the rt_sigreturn's exit held
+// with its registers in `out`).
+Result<void> on_stop(Tracee& t, const Stop& s, Phase& phase, pid_t tgid, const CompletionSite& site, arch::Regs* out,
+                     const StrayStopExplainer& explain) {
+  if (phase == Phase::Barrier) {
+    // Traced from here on; no group stop, no signal comes of it.
+    if (TRY(at_barrier(t, s, tgid, site))) {
+      TRY(t.resume_syscall());
+      phase = Phase::Tracing;
+    } else if (!TRY(t.took_sigstop(s, false))) {
+      return std::unexpected(explain(t, s));
+    }
+    return {};
+  }
+  if (TRY(t.took_sigstop(s, true))) return {};
+  if (!s.syscall_stop() || phase == Phase::Done) return std::unexpected(explain(t, s));
+  arch::Regs regs = TRY(t.regs());
+  if (phase == Phase::InSigreturn) {
+    // The exit stop: the kernel has loaded the frame. Hold it here.
+    *out = regs;
+    phase = Phase::Done;
+    return {};
+  }
+  if (arch::syscall_nr(regs) == arch::kNrRtSigreturn && RemoteAddr(regs.rip) == site.syscall_insn + arch::kSyscallInsnLen)
+    phase = Phase::InSigreturn;
+  return t.resume_syscall();
+}
+
 // Traces the syscalls of the threads until each one's rt_sigreturn from the
 // blob has run, and leaves each stopped there; returns the registers
 // rt_sigreturn loaded into each. One TID after the other (a thread that gets
@@ -118,8 +151,6 @@ Result<bool> at_barrier(Tracee& t, const Stop& s, pid_t tgid, const CompletionSi
 Result<std::vector<arch::Regs>> reach_sigreturns(std::span<CompletionTask> tasks, const CompletionSite& site,
                                                   const StrayStopExplainer& explain,
                                                   std::span<Tracee* const> others = {}) {
-  const RemoteAddr after_sigreturn = site.syscall_insn + arch::kSyscallInsnLen;
-  enum class Phase { Barrier, Tracing, InSigreturn, Done };
   std::vector<Phase> phase(tasks.size(), site.barrier_rip ? Phase::Barrier : Phase::Tracing);
   // Threads that wait for each other (the main thread for the others'
   // credentials) all at once even with a barrier: a thread that fails before
@@ -135,31 +166,11 @@ Result<std::vector<arch::Regs>> reach_sigreturns(std::span<CompletionTask> tasks
     if (all_at_once) std::tie(t, s) = TRY(Tracee::wait_any(group, others));
     else s = TRY((t = group[next])->wait());
     const size_t i = all_at_once ? std::find(group.begin(), group.end(), t) - group.begin() : next;
-    if (phase[i] == Phase::Barrier) {
-      // Traced from here on; its trap or SIGSTOP suppressed: no group stop,
-      // no signal comes of it.
-      if (TRY(at_barrier(*t, s, tgid, site))) {
-        TRY(t->resume_syscall());
-        phase[i] = Phase::Tracing;
-      } else if (!TRY(t->took_sigstop(s, false))) {
-        return std::unexpected(explain(*t, s));
-      }
-      continue;
-    }
-    if (TRY(t->took_sigstop(s, true))) continue;
-    if (!s.syscall_stop() || phase[i] == Phase::Done) return std::unexpected(explain(*t, s));
-    arch::Regs regs = TRY(t->regs());
-    if (phase[i] == Phase::InSigreturn) {
-      // The exit stop: the kernel has loaded the frame. Hold it here.
-      out[i] = regs;
-      phase[i] = Phase::Done;
+    TRY(on_stop(*t, s, phase[i], tgid, site, &out[i], explain));
+    if (phase[i] == Phase::Done) {
       left--;
       next++;
-      continue;
     }
-    if (arch::syscall_nr(regs) == arch::kNrRtSigreturn && RemoteAddr(regs.rip) == after_sigreturn)
-      phase[i] = Phase::InSigreturn;
-    TRY(t->resume_syscall());
   }
   return out;
 }
@@ -306,32 +317,48 @@ Result<void> finish_group(CompletionGroup& g, std::span<Tracee* const> others, c
   return {};
 }
 
-// Restore's breakpoint groups, which unmap from the blob's own syscall
-// instruction, in three sweeps over all of them instead of one group after
-// the other: (1) every thread's breakpoint, and the munmap set up and
-// started in each group's first thread; (2) every munmap's entry stop;
-// (3) every exit stop. A thread resumed in one sweep has had the rest of the
-// sweep to get to its next stop, so ckpt rarely waits for a task that is
-// only being scheduled, and the tasks' way to their stops overlaps ckpt's
-// work on the others (the other core).
+// Restore's groups, which unmap from the blob's own syscall instruction, in
+// sweeps over all of them instead of one group after the other:
+//   breakpoints: (1) every thread's breakpoint, and the munmap set up and
+//   started in each group's first thread;
+//   syscall tracing from a barrier: (1a) every thread's barrier, (1b) every
+//   rt_sigreturn's entry stop, (1c) every exit stop, and the munmaps started;
+// then (2) every munmap's entry stop, (3) every exit stop. A thread resumed
+// in one sweep has had the rest of the sweep to get to its next stop, so
+// ckpt rarely waits for a task that is only being scheduled, and the tasks'
+// way to their stops overlaps ckpt's work on the others (the other core).
+// The same stops as one group alone, and the same checks.
 class PipelinedUnmaps {
  public:
   explicit PipelinedUnmaps(const StrayStopExplainer& explain) : explain_(explain) {}
 
-  // Sweep 1 for one group: same stops and checks as finish_group().
-  Result<void> start(CompletionGroup& g) {
-    std::span<CompletionTask> tasks = g.threads;
-    arch::Regs regs = TRY(reach_breakpoint(*tasks[0].tracee, g.site, explain_));
-    for (size_t i = 1; i < tasks.size(); i++) {
-      TRY(reach_breakpoint(*tasks[i].tracee, g.site, explain_));
-      TRY(load_final_state(*tasks[i].tracee, tasks[i].final_state));
-    }
-    in_flight_.push_back({&g, TRY(start_unmap(*tasks[0].tracee, regs, g.site))});
-    return {};
+  static bool takes(const CompletionGroup& g) {
+    if (g.site.outside) return false;
+    if (g.mode == CompletionMode::Breakpoint) return true;
+    // Threads that wait for each other: reach_sigreturns' all-at-once.
+    return g.site.barrier_rip && !g.site.threads_wait_for_each_other;
   }
 
-  // Sweeps 2 and 3.
-  Result<void> finish() {
+  Result<void> run(std::span<CompletionGroup> groups) {
+    std::vector<Traced> traced;
+    for (CompletionGroup& g : groups) {
+      if (!takes(g) || g.mode != CompletionMode::SyscallTrace) continue;
+      for (CompletionTask& c : g.threads) traced.push_back({&g, c.tracee, Phase::Barrier, {}});
+    }
+    for (Phase until : {Phase::Tracing, Phase::InSigreturn, Phase::Done})
+      for (Traced& t : traced)
+        while (t.phase < until)
+          TRY(on_stop(*t.tracee, TRY(t.tracee->wait()), t.phase, t.group->threads[0].tracee->tid(), t.group->site,
+                      &t.regs, explain_));
+    for (CompletionGroup& g : groups) {
+      if (!takes(g)) continue;
+      if (g.mode == CompletionMode::Breakpoint) {
+        TRY(start_at_breakpoints(g));
+      } else {
+        auto first = std::find_if(traced.begin(), traced.end(), [&](const Traced& t) { return t.group == &g; });
+        in_flight_.push_back({&g, TRY(start_unmap(*first->tracee, first->regs, g.site)), first->regs});
+      }
+    }
     for (const InFlight& f : in_flight_) {
       Tracee& t = *f.group->threads[0].tracee;
       TRY(unmap_stop(t, "entry"));
@@ -341,22 +368,41 @@ class PipelinedUnmaps {
       Tracee& t = *f.group->threads[0].tracee;
       TRY(unmap_stop(t, "exit"));
       TRY(end_unmap(t, f.mask, f.group->site));
-      TRY(load_final_state(t, f.group->threads[0].final_state));
+      // The other threads of a traced group hold their state at their rt_sigreturn's exit already.
+      if (f.group->mode == CompletionMode::Breakpoint) TRY(load_final_state(t, f.group->threads[0].final_state));
+      else TRY(t.set_regs(f.regs));
     }
     return {};
   }
 
  private:
+  struct Traced {
+    CompletionGroup* group;
+    Tracee* tracee;
+    Phase phase;
+    arch::Regs regs;  // what its rt_sigreturn loaded
+  };
   struct InFlight {
     CompletionGroup* group;
-    uint64_t mask;  // the first thread's blocked mask at its breakpoint
+    uint64_t mask;     // the first thread's blocked mask when its munmap started
+    arch::Regs regs;   // syscall tracing: the first thread's final registers
   };
+
+  // Sweep 1 of a breakpoint group: same stops and checks as finish_group().
+  Result<void> start_at_breakpoints(CompletionGroup& g) {
+    std::span<CompletionTask> tasks = g.threads;
+    arch::Regs regs = TRY(reach_breakpoint(*tasks[0].tracee, g.site, explain_));
+    for (size_t i = 1; i < tasks.size(); i++) {
+      TRY(reach_breakpoint(*tasks[i].tracee, g.site, explain_));
+      TRY(load_final_state(*tasks[i].tracee, tasks[i].final_state));
+    }
+    in_flight_.push_back({&g, TRY(start_unmap(*tasks[0].tracee, regs, g.site)), {}});
+    return {};
+  }
 
   const StrayStopExplainer& explain_;
   std::vector<InFlight> in_flight_;
 };
-
-bool pipelined(const CompletionGroup& g) { return g.mode == CompletionMode::Breakpoint && !g.site.outside; }
 
 }  // namespace
 
@@ -377,14 +423,11 @@ Result<void> complete(std::span<CompletionGroup> groups, const std::function<Res
     }
   }
   TRY(release());
-  PipelinedUnmaps unmaps(explain);
-  for (CompletionGroup& g : groups)
-    if (pipelined(g)) TRY(unmaps.start(g));
-  TRY(unmaps.finish());
+  TRY(PipelinedUnmaps(explain).run(groups));
   // The others group after group; the others' blobs run on meanwhile, and a
   // stop of theirs that a wait for this group reaps is kept for them.
   for (size_t g = 0; g < groups.size(); g++) {
-    if (!pipelined(groups[g])) {
+    if (!PipelinedUnmaps::takes(groups[g])) {
       std::vector<Tracee*> others;
       if (groups[g].mode == CompletionMode::SyscallTrace && groups[g].site.threads_wait_for_each_other)
         for (size_t h = 0; h < groups.size(); h++)

@@ -121,9 +121,11 @@ struct CompletionGroup {
 };
 
 // The same for many processes at once: all are resumed, `release` lets all
-// their blobs go. Groups with breakpoints that unmap from the blob (restore)
-// complete in three sweeps over all of them, so that a wait is rarely for a
-// task ckpt has only just resumed: every breakpoint and the start of every
+// their blobs go. Groups that unmap from the blob (restore), with
+// breakpoints or syscall tracing from a barrier, complete in sweeps over
+// every thread of all of them, so that a wait is rarely for a thread ckpt
+// has only just resumed: every breakpoint (or every barrier, then every
+// rt_sigreturn's entry stop, then every exit stop) and the start of every
 // munmap, then every munmap's entry stop, then every exit stop (the same
 // stops as one group alone; an error lets the tasks of the later sweeps go
 // where they are, to be killed by the caller). The other groups then

@@ -7,6 +7,8 @@
 
 #include <algorithm>
 
+#include "base/mapping.h"
+
 namespace ckpt {
 
 Result<UniqueFd> open_file(const std::string& path, int flags, mode_t mode) {
@@ -25,6 +27,7 @@ Result<std::string> read_fd(int fd, const std::string& path, size_t expected) {
   int err = 0;
   // Straight into place up to the size expected, then whatever more there is.
   out.resize_and_overwrite(expected, [&](char* p, size_t n) {
+    if (n >= (1 << 20)) prefault(p, n);  // 10,000 threads' core image: 35 MB
     size_t got = 0;
     while (got < n) {
       ssize_t k = ::read(fd, p + got, n - got);

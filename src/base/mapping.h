@@ -4,11 +4,24 @@
 #include <sys/mman.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <utility>
 
 #include "base/result.h"
 
 namespace ckpt {
+
+// Faults in the whole pages of [p, p + n) at once (MADV_POPULATE_WRITE, Linux
+// 5.14), as they are about to be written: where a first touch is dear (a
+// guest with shadow page tables: ~25 us a fault) one madvise beats a fault
+// a page. Best effort: without it, the writes fault as ever.
+inline void prefault(void* p, size_t n) {
+  constexpr int kMadvPopulateWrite = 23;  // not in this libc's headers
+  constexpr uintptr_t kPage = 4096;
+  const uintptr_t a = (reinterpret_cast<uintptr_t>(p) + kPage - 1) & ~(kPage - 1);
+  const uintptr_t b = (reinterpret_cast<uintptr_t>(p) + n) & ~(kPage - 1);
+  if (b > a) (void)::madvise(reinterpret_cast<void*>(a), b - a, kMadvPopulateWrite);
+}
 
 class Mapping {
  public:

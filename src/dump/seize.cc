@@ -31,7 +31,7 @@ Result<bool> wait_for_interrupt(Tracee& t, Tracee::Clock::time_point deadline) {
 bool exited(const Error& e, pid_t tid) {
   if (e.err == ESRCH) return true;
   if (e.err != EPERM) return false;
-  auto st = proc::read_stat(tid);
+  auto st = proc::read_thread_stat(tid);
   return !st || st->state == 'Z' || st->state == 'X';
 }
 

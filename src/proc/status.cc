@@ -269,6 +269,11 @@ Result<Stat> read_stat(pid_t pid) {
   return TRY_CTX(parse_stat(text), "pid {}", pid);
 }
 
+Result<Stat> read_thread_stat(pid_t tid) {
+  std::string text = TRY(read_file(fmt::format("/proc/{}/task/{}/stat", tid, tid)));
+  return TRY_CTX(parse_stat(text), "thread {}", tid);
+}
+
 Result<FdInfo> parse_fdinfo(std::string_view text) {
   // pos and flags are always there; mnt_id came in 3.15 and ino in 5.14.
   FdInfo fi;

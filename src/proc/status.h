@@ -54,6 +54,9 @@ struct Stat {
 
 Result<Stat> parse_stat(std::string_view text);
 Result<Stat> read_stat(pid_t pid);
+// One thread's (/proc/TID/task/TID/stat): its own state, and none of the
+// whole group's sums, which /proc/TID/stat adds up over every thread.
+Result<Stat> read_thread_stat(pid_t tid);
 
 // /proc/PID/fdinfo/FD
 struct FdInfo {

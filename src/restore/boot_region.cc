@@ -72,16 +72,27 @@ Result<uint64_t> BootRegion::alloc(uint64_t len, uint64_t align, uint8_t** out) 
   const uint64_t off = (used_ + align - 1) & ~(align - 1);
   if (len > UINT64_MAX - off) return error(ENOMEM, "boot region: {} bytes do not fit in the address space", len);
   const uint64_t end = off + len;
-  if (end > data_.size()) {
-    if (!counting_)
+  if (counting_) {
+    if (end > arch::kTaskSizeMax) return error(ENOMEM, "boot region: {} bytes of restorer data", end);
+    if (scratch_.size() < len) scratch_.resize(len);
+    *out = scratch_.data();
+  } else {
+    if (end > data_.size())
       return error(ENOMEM, "boot region data overflows: {} bytes needed, {} laid out in the first pass", end,
                    data_.size());
-    if (end > arch::kTaskSizeMax) return error(ENOMEM, "boot region: {} bytes of restorer data", end);
-    data_.resize(arch::page_up(end));
+    *out = data_.data() + off;
   }
   used_ = end;
-  *out = data_.data() + off;
   return start_ + args_off_ + off;
+}
+
+void BootRegion::write(uint64_t addr, const void* p, size_t n) {
+  if (!counting_) std::memcpy(staged(addr), p, n);
+}
+
+uint8_t* BootRegion::staged(uint64_t addr) {
+  CHECK(!counting_ && addr >= args_addr() && addr - args_addr() <= data_.size(), "staged {:#x}", addr);
+  return data_.data() + (addr - args_addr());
 }
 
 }  // namespace ckpt::restore

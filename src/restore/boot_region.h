@@ -16,9 +16,11 @@
 //   end   ->  +------------------------+
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
+#include "arch/x86_64/page.h"
 #include "base/result.h"
 #include "pie/abi.h"
 
@@ -64,7 +66,7 @@ class BootRegion {
 
   uint64_t start() const { return start_; }
   uint64_t end() const { return start_ + size(); }
-  uint64_t size() const { return args_off_ + data_.size() + kStackSize + (threads_ - 1) * kThreadStackSize; }
+  uint64_t size() const { return args_off_ + data_size() + kStackSize + (threads_ - 1) * kThreadStackSize; }
   uint64_t args_addr() const { return start_ + args_off_; }
   uint64_t stack_top() const { return end(); }
   // Stack of thread i >= 1.
@@ -72,21 +74,33 @@ class BootRegion {
 
   // Bump-allocates `len` bytes (aligned, align at most a page) in the data
   // part; returns the address the bytes will have in the task, and a pointer
-  // to write them (valid until the next alloc: a counting region grows).
-  // Running past the data part of a real region is an error.
+  // to write them (valid until the next alloc). A counting region keeps
+  // nothing: its pointers all lead to one scratch buffer, as large as the
+  // largest allocation (10,000 threads' frames are 35 MB, which a real
+  // region then holds once). Running past the data part of a real region
+  // is an error.
   Result<uint64_t> alloc(uint64_t len, uint64_t align, uint8_t** out);
+  // Writes `n` bytes at task address `addr`, allocated before (a counting
+  // region drops them).
+  void write(uint64_t addr, const void* p, size_t n);
   // Bytes of the data part allocated so far, RestorerArgs included.
   uint64_t data_used() const { return used_; }
   abi::RestorerArgs* args() { return reinterpret_cast<abi::RestorerArgs*>(data_.data()); }
   const abi::RestorerArgs* args() const { return reinterpret_cast<const abi::RestorerArgs*>(data_.data()); }
   const std::vector<uint8_t>& data() const { return data_; }
-  // Where the bytes at task address `addr` (in the data part) are staged.
-  uint8_t* staged(uint64_t addr) { return data_.data() + (addr - args_addr()); }
+  // Where the bytes at task address `addr` (in the data part) are staged; a
+  // real region's only.
+  uint8_t* staged(uint64_t addr);
   uint64_t data_offset() const { return args_off_; }
 
  private:
+  // The data part, page-aligned: what a counting region has allocated.
+  uint64_t data_size() const {
+    return counting_ ? arch::page_up(std::max<uint64_t>(used_, sizeof(abi::RestorerArgs))) : data_.size();
+  }
   uint64_t start_, args_off_, threads_;
-  std::vector<uint8_t> data_;
+  std::vector<uint8_t> data_;    // a counting region's: RestorerArgs only
+  std::vector<uint8_t> scratch_;  // a counting region's allocations
   uint64_t used_ = 0;
   bool counting_ = false;
 };

@@ -152,7 +152,7 @@ class Stepper {
 
   // A zombie, or gone: nothing of it to detach from.
   static bool dead(Tracee& t) {
-    auto st = proc::read_stat(t.tid());
+    auto st = proc::read_thread_stat(t.tid());  // not read_stat: O(threads) each
     if (st && st->state != 'Z' && st->state != 'X') return false;
     t.mark_gone();
     return true;

@@ -372,6 +372,7 @@ Result<std::vector<ThreadPlan>> lay_out_data(const TaskImages& ti, const SysvPla
   // Threads: ThreadArgs first (one array), then each one's signals and frame.
   std::vector<abi::ThreadArg> targs(nthreads);
   uint64_t threads_at = TRY(put(boot, targs.data(), targs.size()));
+  uint32_t creds_barrier = 0;  // a thread other than the main one changes its credentials
   for (uint64_t i = 0; i < nthreads; i++) {
     const img::ThreadCore& th = ti.core.threads(i);
     ThreadPlan tp{th.tid(), arch::from_image(th.regs()), th.blocked(), threads_at + i * sizeof(abi::ThreadArg),
@@ -422,17 +423,14 @@ Result<std::vector<ThreadPlan>> lay_out_data(const TaskImages& ti, const SysvPla
     std::memcpy(w, frame.data(), frame.size());
     t.sigframe = frame_at + arch::rt_sigframe_rsp_offset();
 
-    std::memcpy(boot.staged(tp.arg), &t, sizeof t);
+    boot.write(tp.arg, &t, sizeof t);
     threads.push_back(tp);
+    if (i > 0 && t.creds_change) creds_barrier = 1;
   }
   a = boot.args();
   a->nr_threads = nthreads;
   a->threads = threads_at;
-  for (size_t i = 1; i < threads.size(); i++) {
-    abi::ThreadArg t;
-    std::memcpy(&t, boot.staged(threads[i].arg), sizeof t);
-    if (t.creds_change) a->creds_barrier = 1;
-  }
+  a->creds_barrier = creds_barrier;
   return threads;
 }
 

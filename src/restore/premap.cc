@@ -193,7 +193,6 @@ Result<Premaps> plan_premaps(const TreeImages& t, const std::vector<std::vector<
 }
 
 std::string fill_premapped(const TaskPremap& p) {
-  constexpr int kMadvPopulateWrite = 23;  // 5.14: one fault for the whole range, where a first touch is dear
   for (const PremapSlot& s : p.slots) {
     const uint64_t len = s.end - s.start;
     auto at = [&](uint64_t vaddr) { return reinterpret_cast<char*>(s.at + (vaddr - s.start)); };
@@ -204,7 +203,7 @@ std::string fill_premapped(const TaskPremap& p) {
       if (madvise(at(r.start), r.len(), MADV_DONTNEED) < 0)
         return fmt::format("drop the pages at {:#x} ({} bytes) it lacks: {}", r.start, r.len(), strerror(errno));
     for (const PremapRead& r : s.reads) {
-      (void)madvise(at(r.vaddr), r.len, kMadvPopulateWrite);
+      prefault(at(r.vaddr), r.len);
       auto got = pread_full(r.fd, at(r.vaddr), r.len, static_cast<off_t>(r.off));
       if (!got) return fmt::format("read the pages at {:#x}: {}", r.vaddr, got.error().str());
       if (*got != r.len)

@@ -413,8 +413,8 @@ Result<void> complete(std::span<CompletionGroup> groups, const std::function<Res
     for (CompletionTask& c : groups[g].threads) {
       before[g].push_back(c.tracee->stops());
       if (c.running) {
-        CHECK(groups[g].mode == CompletionMode::Breakpoint, "task {}: syscall tracing needs it stopped",
-              c.tracee->tid());
+        CHECK(groups[g].mode == CompletionMode::Breakpoint || groups[g].site.barrier_rip,
+              "task {}: syscall tracing from release on needs it stopped", c.tracee->tid());
         continue;
       }
       // Untraced up to the barrier, if there is one.

@@ -101,12 +101,13 @@ struct CompletionTask {
   FinalState final_state;
   unsigned stops = 0;  // out: ptrace stops from release to the end
   // Already resumed (and armed) by the caller: the parasite's daemon runs
-  // from injection on, with its breakpoint set while it was stopped.
+  // from injection on, with its breakpoint set while it was stopped; a
+  // restored thread traced from its barrier on was never stopped.
   bool running = false;
 };
 
 // Every task (the threads of one process) is stopped, armed if mode is
-// Breakpoint, or running (Breakpoint mode only). Resumes the stopped ones,
+// Breakpoint, or running (Breakpoint mode, or syscall tracing from a barrier). Resumes the stopped ones,
 // calls `release` (which lets the blob go), and waits on each thread in turn
 // for its completion point; tasks[0] then runs the munmap. Leaves every task
 // stopped at its final state.

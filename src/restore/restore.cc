@@ -329,14 +329,17 @@ Result<void> wait_parked(std::vector<LiveTask>& live) {
   return {};
 }
 
-// Seizes every thread of a parked task and asks it to stop; seize_all()
-// waits for the stops once every task was asked, so that no wait is for a
-// thread interrupted a moment ago.
+// Seizes every thread of a parked task and, to arm its breakpoint, asks it
+// to stop; seize_all() waits for the stops once every task was asked, so
+// that no wait is for a thread interrupted a moment ago. Threads that
+// complete by syscall tracing run on, seized: the first stop ckpt needs of
+// them is the one they make at the barrier (3 ptrace calls and a stop less
+// a thread).
 Result<void> seize_threads(LiveTask& lt, const PidMap& pids) {
   lt.tracees.reserve(lt.plan->threads.size());
   for (const ThreadPlan& tp : lt.plan->threads) {
     lt.tracees.push_back(TRY(Tracee::seize(pids.outside(tp.tid), kTraceOptions)));
-    TRY(lt.tracees.back().interrupt());
+    if (lt.mode == CompletionMode::Breakpoint) TRY(lt.tracees.back().interrupt());
   }
   return {};
 }
@@ -344,11 +347,11 @@ Result<void> seize_threads(LiveTask& lt, const PidMap& pids) {
 // The threads of a task, stopped: arms their breakpoints (or falls back to
 // syscall tracing).
 Result<void> arm_threads(LiveTask& lt, RemoteAddr sigreturn_fn, Log& log) {
+  if (lt.mode != CompletionMode::Breakpoint) return {};
   for (Tracee& t : lt.tracees) {
     Stop s = TRY(t.wait());
     if (!s.stopped()) return error(ESRCH, "task {} {} before its restorer ran", t.tid(), s.describe());
   }
-  if (lt.mode != CompletionMode::Breakpoint) return {};
   for (Tracee& t : lt.tracees) {
     if (TRY(arm_breakpoint(t, sigreturn_fn)) == Armed::Unsupported) {
       log.warn("task {}: the kernel refused a hardware breakpoint: completing by tracing syscalls", t.tid());
@@ -545,13 +548,17 @@ Result<std::vector<CompletionGroup>> seize_all(std::vector<LiveTask>& live, cons
     const BootRegion& boot = lt.plan->boot;
     const RemoteAddr boot_at(boot.start());
     const RemoteAddr sigreturn_fn = boot_at + pie::restorer::k_rst_sigreturn;
+    // Stopped to be armed (a refused breakpoint then falls back, stopped).
+    const bool stopped = lt.mode == CompletionMode::Breakpoint;
     TRY_CTX(arm_threads(lt, sigreturn_fn, log), "pid {}", lt.images->pid);
     for (size_t i = 0; i < lt.tracees.size(); i++) {
       const img::ThreadCore& th = lt.images->core.threads(i);
       lt.completion.push_back({&lt.tracees[i],
                                {lt.plan->threads[i].regs,
                                 {reinterpret_cast<const uint8_t*>(th.xsave().data()), th.xsave().size()},
-                                lt.plan->threads[i].sigmask}});
+                                lt.plan->threads[i].sigmask},
+                               0,
+                               !stopped});
     }
     CompletionSite site{sigreturn_fn, boot_at + pie::restorer::k_rst_syscall, boot_at, boot.size(),
                         boot.args()->creds_barrier != 0};

@@ -24,7 +24,7 @@ namespace ckpt {
 namespace {
 
 // The munmap of the blob from its own syscall instruction, in parts, so that
-// restore can have many tasks' under way at once (PipelinedUnmaps):
+// restore can have many tasks' under way at once (PipelinedCompletion):
 // start_unmap() sets it up from `regs` and lets the thread go to the entry
 // stop, returning the signal mask to put back; unmap_stop() waits for the
 // entry or the exit stop; end_unmap() puts the mask back and reads the result.
@@ -328,9 +328,9 @@ Result<void> finish_group(CompletionGroup& g, std::span<Tracee* const> others, c
 // ckpt rarely waits for a task that is only being scheduled, and the tasks'
 // way to their stops overlaps ckpt's work on the others (the other core).
 // The same stops as one group alone, and the same checks.
-class PipelinedUnmaps {
+class PipelinedCompletion {
  public:
-  explicit PipelinedUnmaps(const StrayStopExplainer& explain) : explain_(explain) {}
+  explicit PipelinedCompletion(const StrayStopExplainer& explain) : explain_(explain) {}
 
   static bool takes(const CompletionGroup& g) {
     if (g.site.outside) return false;
@@ -423,11 +423,11 @@ Result<void> complete(std::span<CompletionGroup> groups, const std::function<Res
     }
   }
   TRY(release());
-  TRY(PipelinedUnmaps(explain).run(groups));
+  TRY(PipelinedCompletion(explain).run(groups));
   // The others group after group; the others' blobs run on meanwhile, and a
   // stop of theirs that a wait for this group reaps is kept for them.
   for (size_t g = 0; g < groups.size(); g++) {
-    if (!PipelinedUnmaps::takes(groups[g])) {
+    if (!PipelinedCompletion::takes(groups[g])) {
       std::vector<Tracee*> others;
       if (groups[g].mode == CompletionMode::SyscallTrace && groups[g].site.threads_wait_for_each_other)
         for (size_t h = 0; h < groups.size(); h++)

@@ -43,6 +43,7 @@ bool inherits_from(const TaskImages& child, const img::Vma& v) {
 // A slot of the window, at `off` from its start until the window is placed.
 struct Slot {
   uint64_t off, start, end;
+  bool noreserve;
 };
 
 class Planner {
@@ -81,7 +82,7 @@ class Planner {
     for (const img::Vma& v : ti.mm.vmas()) {
       if (!shareable(v)) continue;
       auto from_parent = std::find_if(held.begin(), held.end(), [&](size_t s) {
-        return slots_[s].start == v.start() && slots_[s].end == v.end() && noreserve_[s] == v.noreserve();
+        return slots_[s].start == v.start() && slots_[s].end == v.end() && slots_[s].noreserve == v.noreserve();
       });
       const bool create = from_parent == held.end();
       if (create && !children_inherit(*k, v)) continue;
@@ -127,8 +128,7 @@ class Planner {
   uint64_t new_slot(const img::Vma& v) {
     const uint64_t off = (cursor_ + kHugePage - 1) / kHugePage * kHugePage + v.start() % kHugePage;
     cursor_ = off + (v.end() - v.start());
-    slots_.push_back({off, v.start(), v.end()});
-    noreserve_.push_back(v.noreserve());
+    slots_.push_back({off, v.start(), v.end(), v.noreserve()});
     return off;
   }
 
@@ -152,7 +152,6 @@ class Planner {
   std::map<pid_t, size_t> live_;
   std::vector<TaskPremap> out_;
   std::vector<Slot> slots_;
-  std::vector<bool> noreserve_;
   uint64_t cursor_ = 0;
 };
 

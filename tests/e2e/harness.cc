@@ -428,6 +428,18 @@ uint64_t tree_pss_kib(pid_t root) {
   return kib;
 }
 
+bool flip_byte(const std::string& path, off_t at) {
+  const int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return false;
+  if (at < 0) at = lseek(fd, 0, SEEK_END) / 2;
+  char c;
+  bool ok = pread(fd, &c, 1, at) == 1;
+  c ^= 0x5a;
+  ok = ok && pwrite(fd, &c, 1, at) == 1;
+  close(fd);
+  return ok;
+}
+
 void reap_all(const std::vector<pid_t>& tasks) {
   for (pid_t p : tasks) {
     for (auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);

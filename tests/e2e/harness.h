@@ -155,6 +155,9 @@ pid_t ppid_of(pid_t pid);
 std::vector<pid_t> tree_of(pid_t root);
 // The sum of their proportional set sizes: the memory the tree costs the machine.
 uint64_t tree_pss_kib(pid_t root);
+// Flips the bits of the byte at `at` of `path` (its middle if `at` < 0), as
+// damage a checksum must catch; false if it could not.
+bool flip_byte(const std::string& path, off_t at = -1);
 std::string comm_of(pid_t pid);
 // A TCP port nobody listens on now; whether something listens on one.
 uint16_t free_port();

@@ -185,13 +185,7 @@ TEST_F(BrokenChain, ParentMissing) {
 TEST_F(BrokenChain, ParentDamaged) {
   // A byte of the first round's page data: its checksum no longer matches.
   const std::string pages = c.dir("r1") + "/pages-" + std::to_string(c.pid) + ".img";
-  int fd = open(pages.c_str(), O_RDWR);
-  ASSERT_GE(fd, 0);
-  char b;
-  ASSERT_EQ(pread(fd, &b, 1, 4096 + 100), 1);
-  b ^= 0x5a;
-  ASSERT_EQ(pwrite(fd, &b, 1, 4096 + 100), 1);
-  close(fd);
+  ASSERT_TRUE(flip_byte(pages, 4096 + 100));
   CkptRun r = restore();
   EXPECT_NE(r.exit_code(), 0);
   EXPECT_NE(r.err.find("checksum"), std::string::npos) << r.err;

@@ -600,14 +600,9 @@ TEST(BadTree, RestoreFailingLateLeavesNoTask) {
   reap_all(tasks);
   const pid_t victim = tasks[4];  // A1
   const std::string pages = fmt::format("{}/pages-{}.img", h.images(), victim);
-  const int fd = open(pages.c_str(), O_RDWR);
-  ASSERT_GE(fd, 0);
-  const off_t end = lseek(fd, 0, SEEK_END);
-  char c;
-  ASSERT_EQ(pread(fd, &c, 1, end - 1), 1);
-  c ^= 0x5a;
-  ASSERT_EQ(pwrite(fd, &c, 1, end - 1), 1);
-  close(fd);
+  struct stat st;
+  ASSERT_EQ(stat(pages.c_str(), &st), 0);
+  ASSERT_TRUE(flip_byte(pages, st.st_size - 1));
   CkptRun r = h.ckpt({"restore", "-D", h.images()});
   EXPECT_NE(r.exit_code(), 0);
   EXPECT_NE(r.err.find("checksum mismatch"), std::string::npos) << r.err;
@@ -686,20 +681,26 @@ namespace {
 
 class PreFork : public ::testing::TestWithParam<bool> {};
 
+// Dumps the prefork tree of `pid` (kill mode, `n` tasks, in `tasks`) and frees every pid.
+void dump_prefork(Harness& h, pid_t pid, size_t n, std::vector<pid_t>* tasks) {
+  ASSERT_GT(pid, 0);
+  *tasks = tree_of(pid);
+  ASSERT_EQ(tasks->size(), n);
+  CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  ASSERT_EQ(d.exit_code(), 0) << d.err;
+  h.wait_child(pid);
+  reap_all(*tasks);
+}
+
 // A master's 64 MiB, inherited by 5 workers (one changed 16 pages, one
 // dropped 16, one has a child of its own) are stored once, shared again
 // after restore as they were before the dump, and every task has every
 // byte back.
 TEST_P(PreFork, InheritedMemoryIsStoredOnceAndSharedAgain) {
   Harness h;
-  pid_t pid = h.start_workload("prefork", {"64", "4"});
-  ASSERT_GT(pid, 0);
-  const auto tasks = tree_of(pid);
-  ASSERT_EQ(tasks.size(), 6u);
-  CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
-  ASSERT_EQ(d.exit_code(), 0) << d.err;
-  h.wait_child(pid);
-  reap_all(tasks);
+  const pid_t pid = h.start_workload("prefork", {"64", "4"});
+  std::vector<pid_t> tasks;
+  ASSERT_NO_FATAL_FAILURE(dump_prefork(h, pid, 6, &tasks));
   uint64_t bytes = 0;
   for (pid_t p : tasks) {
     struct stat st;
@@ -729,24 +730,11 @@ TEST_P(PreFork, InheritedMemoryIsStoredOnceAndSharedAgain) {
 // damaged byte among them fails the restore there, and no task is left.
 TEST(PreForkBad, DamagedSharedPagesLeaveNoTask) {
   Harness h;
-  pid_t pid = h.start_workload("prefork", {"16", "3"});
-  ASSERT_GT(pid, 0);
-  const auto tasks = tree_of(pid);
-  ASSERT_EQ(tasks.size(), 5u);
-  CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
-  ASSERT_EQ(d.exit_code(), 0) << d.err;
-  h.wait_child(pid);
-  reap_all(tasks);
+  const pid_t pid = h.start_workload("prefork", {"16", "3"});
+  std::vector<pid_t> tasks;
+  ASSERT_NO_FATAL_FAILURE(dump_prefork(h, pid, 5, &tasks));
   // The master's 16 MiB are most of its pages file: its middle is in them.
-  const std::string pages = fmt::format("{}/pages-{}.img", h.images(), pid);
-  const int fd = open(pages.c_str(), O_RDWR);
-  ASSERT_GE(fd, 0);
-  const off_t mid = lseek(fd, 0, SEEK_END) / 2;
-  char c;
-  ASSERT_EQ(pread(fd, &c, 1, mid), 1);
-  c ^= 0x5a;
-  ASSERT_EQ(pwrite(fd, &c, 1, mid), 1);
-  close(fd);
+  ASSERT_TRUE(flip_byte(fmt::format("{}/pages-{}.img", h.images(), pid)));
   CkptRun r = h.ckpt({"restore", "-D", h.images()});
   EXPECT_NE(r.exit_code(), 0);
   EXPECT_NE(r.err.find("checksum mismatch"), std::string::npos) << r.err;

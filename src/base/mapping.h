@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <utility>
 
+#include "arch/x86_64/page.h"
 #include "base/result.h"
 
 namespace ckpt {
@@ -17,9 +18,8 @@ namespace ckpt {
 // a page. Best effort: without it, the writes fault as ever.
 inline void prefault(void* p, size_t n) {
   constexpr int kMadvPopulateWrite = 23;  // not in this libc's headers
-  constexpr uintptr_t kPage = 4096;
-  const uintptr_t a = (reinterpret_cast<uintptr_t>(p) + kPage - 1) & ~(kPage - 1);
-  const uintptr_t b = (reinterpret_cast<uintptr_t>(p) + n) & ~(kPage - 1);
+  const uint64_t a = arch::page_up(reinterpret_cast<uint64_t>(p));
+  const uint64_t b = (reinterpret_cast<uint64_t>(p) + n) & ~(arch::kPageSize - 1);
   if (b > a) (void)::madvise(reinterpret_cast<void*>(a), b - a, kMadvPopulateWrite);
 }
 

@@ -70,10 +70,12 @@ SysvPlan plan_attaches(const img::MmImage& mm, const img::ShmemImage& shmem) {
   for (int i = 0; i < mm.vmas_size(); i++) {
     const img::Vma& v = mm.vmas(i);
     if (!attaches_sysv(v, shmem)) continue;
-    const img::ShmemObject& o = shmem.objects(static_cast<int>(v.shmem_id()) - 1);
-    const uint64_t base = v.start() - v.pgoff();
-    auto [it, fresh] = index.try_emplace({v.shmem_id(), base}, p.attaches.size() + 1);
-    if (fresh) p.attaches.push_back({base, arch::page_up(o.size()), o.sysv().shmid(), SHM_RDONLY, PROT_READ, 0});
+    const Range whole = sysv_attach(v, shmem);
+    auto [it, fresh] = index.try_emplace({v.shmem_id(), whole.start}, p.attaches.size() + 1);
+    if (fresh)
+      p.attaches.push_back({whole.start, whole.len(),
+                            shmem.objects(static_cast<int>(v.shmem_id()) - 1).sysv().shmid(), SHM_RDONLY, PROT_READ,
+                            0});
     abi::SysvAttachArg& a = p.attaches[it->second - 1];
     // A read-write attach is VM_MAYWRITE ("mw") in every part, whatever
     // mprotect made of them since; a read-only one in none.
@@ -282,6 +284,11 @@ Result<OwnCreds> read_own_creds() {
 bool attaches_sysv(const img::Vma& v, const img::ShmemImage& shmem) {
   return v.shmem_id() != 0 && v.shmem_id() <= static_cast<uint32_t>(shmem.objects_size()) &&
          shmem.objects(static_cast<int>(v.shmem_id()) - 1).kind() == img::ShmemObject::SYSV;
+}
+
+Range sysv_attach(const img::Vma& v, const img::ShmemImage& shmem) {
+  const uint64_t base = v.start() - v.pgoff();
+  return {base, base + arch::page_up(shmem.objects(static_cast<int>(v.shmem_id()) - 1).size())};
 }
 
 Result<int> TreeFiles::open(const FileKey& key, const std::string& path, int flags) {

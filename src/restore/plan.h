@@ -55,6 +55,9 @@ inline FileKey mapping_key(const img::Vma& v) {
 // A VMA that attaches a System V segment (restore/sysv_shm.h) has no file:
 // the restorer attaches it by id.
 bool attaches_sysv(const img::Vma& v, const img::ShmemImage& shmem);
+// Such a VMA's whole attach (the segment from its base), as shmat maps it
+// before the task's unmapped parts go again.
+Range sysv_attach(const img::Vma& v, const img::ShmemImage& shmem);
 Result<MappingFiles> open_mapping_files(const img::MmImage& mm, const img::ShmemImage& shmem, const ShmemFds& fds,
                                         TreeFiles& files);
 

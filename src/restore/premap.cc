@@ -50,7 +50,11 @@ class Planner {
  public:
   Planner(const TreeImages& t, const std::vector<std::vector<InheritedPages>>& inherited, const std::set<int>& adopted)
       : t_(t), inherited_(inherited), adopted_(adopted), out_(t.tasks.size()) {
-    for (size_t i = 0; i < t.tasks.size(); i++) live_[t.tasks[i].pid] = i;
+    for (size_t i = 0; i < t.tasks.size(); i++) {
+      live_[t.tasks[i].pid] = i;
+      files_[t.tasks[i].pages.get()] = &t.tasks[i].pages_path;
+    }
+    for (const ParentLevel& l : t.parents) files_[l.pages.get()] = &l.pages_path;
   }
 
   // Task `k` of the tree, whose forker holds `held` (slot ids).
@@ -96,7 +100,8 @@ class Planner {
         if (!in && r.vaddr() < v.end() && r.vaddr() + len > v.start()) whole = false;
         // A parent checkpoint's pages in a slot the task continues would be its parent task's.
         if (in && r.in_parent() && !create) whole = false;
-        if (in && image::stored(r)) reads.push_back({ti.pages.get(), r.vaddr(), len, off, true, r.crc32c()});
+        if (in && image::stored(r))
+          reads.push_back({ti.pages.get(), &ti.pages_path, r.vaddr(), len, off, true, r.crc32c()});
         if (image::stored(r)) off += len;
       }
       if (!whole) continue;
@@ -104,7 +109,8 @@ class Planner {
                       std::move(reads), {}};
       if (create) {
         for (const InheritedPages& ip : inherited_[i])
-          if (inside(ip.vaddr, ip.len, v)) slot.reads.push_back({ip.fd, ip.vaddr, ip.len, ip.off, false, 0});
+          if (inside(ip.vaddr, ip.len, v))
+            slot.reads.push_back({ip.fd, files_.at(ip.fd), ip.vaddr, ip.len, ip.off, false, 0});
         slot.at = new_slot(v);
         mine.push_back(slots_.size() - 1);
       } else {
@@ -150,6 +156,7 @@ class Planner {
   const std::vector<std::vector<InheritedPages>>& inherited_;
   const std::set<int>& adopted_;
   std::map<pid_t, size_t> live_;
+  std::map<int, const std::string*> files_;  // every pages file an InheritedPages can name, by fd
   std::vector<TaskPremap> out_;
   std::vector<Slot> slots_;
   uint64_t cursor_ = 0;
@@ -177,9 +184,7 @@ Result<Premaps> plan_premaps(const TreeImages& t, const std::vector<std::vector<
   for (const TaskImages& ti : t.tasks)
     for (const img::Vma& v : ti.mm.vmas()) {
       busy.push_back({v.start(), v.end()});
-      if (attaches_sysv(v, t.shmem) && v.pgoff() <= v.start())
-        busy.push_back({v.start() - v.pgoff(),
-                        v.start() - v.pgoff() + arch::page_up(t.shmem.objects(static_cast<int>(v.shmem_id()) - 1).size())});
+      if (attaches_sysv(v, t.shmem) && v.pgoff() <= v.start()) busy.push_back(sysv_attach(v, t.shmem));
     }
   const uint64_t hole = TRY(find_hole(busy, planner.size() + kHugePage));
   const uint64_t window = (hole + kHugePage - 1) / kHugePage * kHugePage;
@@ -192,23 +197,28 @@ Result<Premaps> plan_premaps(const TreeImages& t, const std::vector<std::vector<
 }
 
 std::string fill_premapped(const TaskPremap& p) {
+  auto errno_text = [] { return fmt::format("{} ({})", errno_name(errno), strerror(errno)); };
   for (const PremapSlot& s : p.slots) {
     const uint64_t len = s.end - s.start;
     auto at = [&](uint64_t vaddr) { return reinterpret_cast<char*>(s.at + (vaddr - s.start)); };
     if (s.create && mmap(at(s.start), len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | s.map_flags,
                          -1, 0) == MAP_FAILED)
-      return fmt::format("map memory at {:#x} ({} bytes) to share with its children: {}", s.start, len, strerror(errno));
+      return fmt::format("map memory at {:#x} ({} bytes) to share with its children: {}", s.start, len, errno_text());
     for (const Range& r : s.drop)
       if (madvise(at(r.start), r.len(), MADV_DONTNEED) < 0)
-        return fmt::format("drop the pages at {:#x} ({} bytes) it lacks: {}", r.start, r.len(), strerror(errno));
+        return fmt::format("drop the pages at {:#x} ({} bytes) it lacks: {}", r.start, r.len(), errno_text());
     for (const PremapRead& r : s.reads) {
       prefault(at(r.vaddr), r.len);
       auto got = pread_full(r.fd, at(r.vaddr), r.len, static_cast<off_t>(r.off));
-      if (!got) return fmt::format("read the pages at {:#x}: {}", r.vaddr, got.error().str());
+      if (!got)
+        return fmt::format("{}: read the pages at {:#x} from offset {}: {}", *r.file, r.vaddr, r.off,
+                           got.error().str());
       if (*got != r.len)
-        return fmt::format("read the pages at {:#x}: the pages file ends at {} of {} bytes", r.vaddr, *got, r.len);
+        return fmt::format("{}: the pages at {:#x} end at offset {}, {} bytes short (truncated)", *r.file, r.vaddr,
+                           r.off + *got, r.len - *got);
       if (r.check && crc32c(at(r.vaddr), r.len) != r.crc32c)
-        return fmt::format("pages at {:#x} ({} bytes): checksum mismatch, the pages file is damaged", r.vaddr, r.len);
+        return fmt::format("{}: checksum mismatch in the pages at {:#x} ({} bytes at offset {}): the file is damaged",
+                           *r.file, r.vaddr, r.len, r.off);
     }
   }
   return "";

@@ -35,7 +35,8 @@ namespace ckpt::restore {
 // Bytes to pread into a slot: the task's own stored pages (checked against
 // their run's crc32c) or a piece it inherited (checked by its owner).
 struct PremapRead {
-  int fd;  // ckpt's
+  int fd;                    // ckpt's
+  const std::string* file;   // its path, for errors (TreeImages')
   uint64_t vaddr, len, off;
   bool check;
   uint32_t crc32c;

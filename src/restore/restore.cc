@@ -319,8 +319,8 @@ Result<void> wait_parked(std::vector<LiveTask>& live) {
       left--;
       if (n == 1 && buf[0] == 'R') continue;
       if (n > 0 && !why)
-        why = Error{EINVAL, fmt::format("pid {}: preparing the task failed: {}", live[i].images->pid,
-                                        std::string(buf, n))};
+        // Its own words name the cause, and the errno where there is one.
+        why = Error{0, fmt::format("pid {}: preparing the task failed: {}", live[i].images->pid, std::string(buf, n))};
       if (n <= 0 && !silent) silent = i;
     }
   }
@@ -494,11 +494,15 @@ Result<SpawnTree> plan_spawn(const TreeImages& t, const tree::JoinPlan& joins,
     forks[joins.helpers[h].parent].push_back(static_cast<int>(ntasks + h));
     adopted.insert(joins.helpers[h].adopted.begin(), joins.helpers[h].adopted.end());
   }
+  std::vector<proc::MapEntry> own = TRY(proc::read_maps(getpid()));
   // A lazy restore's VMAs fill as the task faults: none is laid out before.
-  if (!lazy) p.premaps = TRY(plan_premaps(t, inherited, adopted, TRY(proc::read_maps(getpid()))));
+  if (!lazy) p.premaps = TRY(plan_premaps(t, inherited, adopted, own));
   else p.premaps.tasks.resize(t.tasks.size());
-  // With the premap window reserved: no boot region lands on it.
-  const std::vector<proc::MapEntry> own = TRY(proc::read_maps(getpid()));
+  // Now ckpt's too: no boot region may land on it.
+  if (const Mapping& w = p.premaps.window; w.data()) {
+    const auto at = reinterpret_cast<uint64_t>(w.data());
+    own.push_back({.start = at, .end = at + w.size()});
+  }
   const OwnCreds creds = TRY(read_own_creds());
   for (size_t k = 0; k < ntasks; k++) {
     const tree::Task& task = t.tree.tasks()[k];

@@ -239,8 +239,7 @@ void fork_children(const SpawnTree& tree, const SpawnTask& p, int status) {
     child_fail(tree, early_status, fmt::format("pid {}: take its controlling terminal (TIOCSCTTY): {}", p.pid,
                                                strerror(errno)));
   if (p.premap)
-    if (std::string err = fill_premapped(*p.premap); !err.empty())
-      child_fail(tree, early_status, fmt::format("pid {}: {}", p.pid, err));
+    if (std::string err = fill_premapped(*p.premap); !err.empty()) child_fail(tree, early_status, err);
   fork_children(tree, p, early_status);
   wait_for_tree(tree, early_status);
   wait_for_late(tree, early_status);

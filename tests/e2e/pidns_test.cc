@@ -153,7 +153,7 @@ TEST(PidNsOptions, PreForkSharesItsMemoryAgain) {
   ASSERT_EQ(d.exit_code(), 0) << d.err;
   const std::string pidfile = h.dir() + "/restored.pid";
   const pid_t ckpt = h.ckpt_background({"restore", "-D", h.images(), "--pidns", "--pidfile", pidfile,
-                                        "--skip-file-check", "-o", "restore.log"});
+                                        "-o", "restore.log"});
   const pid_t root = wait_pidfile(pidfile);
   ASSERT_GT(root, 0) << read_text(h.images() + "/restore.log");
   ASSERT_TRUE(wait_until([&] { return tree_of(root).size() == 6u; }));

@@ -734,10 +734,12 @@ TEST(PreForkBad, DamagedSharedPagesLeaveNoTask) {
   std::vector<pid_t> tasks;
   ASSERT_NO_FATAL_FAILURE(dump_prefork(h, pid, 5, &tasks));
   // The master's 16 MiB are most of its pages file: its middle is in them.
-  ASSERT_TRUE(flip_byte(fmt::format("{}/pages-{}.img", h.images(), pid)));
+  const std::string pages = fmt::format("pages-{}.img", pid);
+  ASSERT_TRUE(flip_byte(h.images() + "/" + pages));
   CkptRun r = h.ckpt({"restore", "-D", h.images()});
   EXPECT_NE(r.exit_code(), 0);
   EXPECT_NE(r.err.find("checksum mismatch"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(pages), std::string::npos) << "the damaged file is not named: " << r.err;
   for (pid_t p : tasks) EXPECT_NE(kill(p, 0), 0) << "pid " << p << " left behind";
 }
 

@@ -66,9 +66,10 @@ Result<void> collect_posix_timers(Parasite& p, pid_t pid, img::TaskCore* core) {
 
 // mlockall(MCL_FUTURE) locks every mapping made later: the kernel keeps it in
 // mm->def_flags, which no /proc file shows, but which every new VMA takes.
-// The parasite's mapping is one ckpt made just now: its VmFlags lo and lf
-// are MCL_FUTURE and MCL_ONFAULT.
+// The parasite's mapping is one ckpt made just now: locked, its VmFlags lo
+// and lf are MCL_FUTURE and MCL_ONFAULT.
 Result<uint32_t> future_locking(const Parasite& p, pid_t pid) {
+  if (!p.mapped_locked()) return 0;
   const proc::VmFlags vmflags = TRY(proc::read_smaps_vmflags(pid));
   auto it = vmflags.find(p.base().raw());
   if (it == vmflags.end()) return error(ENOENT, "pid {}: the parasite's mapping at {:#x} is not in smaps", pid, p.base());
@@ -323,24 +324,24 @@ Result<void> check_exe(pid_t pid, const img::MmCore& mm) {
 
 // Restore chdir()s to the cwd's path and leaves the root as ckpt's: a cwd
 // removed or moved, or another root (chroot), would not come back.
-Result<std::string> restorable_cwd(pid_t pid) {
+Result<std::string> restorable_cwd(pid_t pid, const Self& self) {
   const std::string link = fmt::format("/proc/{}/cwd", pid);
   std::string path = TRY(read_link(link));
-  struct stat cwd, at, root, mine;
+  struct stat cwd, at, root;
   if (stat(link.c_str(), &cwd) < 0) return sys_error("stat the cwd of pid {}", pid);
   if (stat(path.c_str(), &at) < 0 || at.st_dev != cwd.st_dev || at.st_ino != cwd.st_ino)
     return error(EOPNOTSUPP, "pid {}: its working directory {} is not at that path any more (removed or moved): "
                  "restore could not enter it", pid, path);
-  if (stat(fmt::format("/proc/{}/root", pid).c_str(), &root) < 0 || stat("/", &mine) < 0)
+  if (stat(fmt::format("/proc/{}/root", pid).c_str(), &root) < 0)
     return sys_error("stat the root directory of pid {}", pid);
-  if (root.st_dev != mine.st_dev || root.st_ino != mine.st_ino)
+  if (root.st_dev != self.root_dev || root.st_ino != self.root_ino)
     return error(EOPNOTSUPP, "pid {} runs in another root directory (chroot) than ckpt: not supported yet", pid);
   return path;
 }
 
 }  // namespace
 
-Result<img::TaskCore> collect_core_outside(std::vector<Tracee>& threads) {
+Result<img::TaskCore> collect_core_outside(std::vector<Tracee>& threads, const Self& self) {
   Tracee& leader = threads[0];
   const pid_t pid = leader.tid();
   img::TaskCore core;
@@ -349,7 +350,7 @@ Result<img::TaskCore> collect_core_outside(std::vector<Tracee>& threads) {
   proc::Stat stat = TRY(proc::read_stat(pid));
   core.set_comm(stat.comm);
   core.set_umask(status.umask);
-  core.set_cwd(TRY(restorable_cwd(pid)));
+  core.set_cwd(TRY(restorable_cwd(pid, self)));
   collect_mm(stat, core.mutable_mm());
   core.mutable_mm()->set_auxv(TRY(read_file(fmt::format("/proc/{}/auxv", pid))));
   core.mutable_mm()->set_exe_path(TRY(read_link(fmt::format("/proc/{}/exe", pid))));
@@ -360,9 +361,8 @@ Result<img::TaskCore> collect_core_outside(std::vector<Tracee>& threads) {
   const proc::Knobs knobs = TRY(proc::read_knobs(pid));
   // Restore writes it as ckpt, whose child may go no lower than ckpt itself
   // without CAP_SYS_RESOURCE: a value it could not put back is refused now.
-  const int32_t own_adj = TRY(proc::read_knobs(getpid())).oom_score_adj;
-  const bool sys_resource = TRY(proc::read_status(getpid())).cap_eff & (1ULL << CAP_SYS_RESOURCE);
-  if (knobs.oom_score_adj < own_adj && !sys_resource)
+  const int32_t own_adj = self.oom_score_adj;
+  if (knobs.oom_score_adj < own_adj && !self.sys_resource)
     return error(EPERM, "pid {} has oom_score_adj {}, lower than ckpt's own {}: restoring it needs CAP_SYS_RESOURCE, "
                  "which ckpt lacks", pid, knobs.oom_score_adj, own_adj);
   core.set_oom_score_adj(knobs.oom_score_adj);
@@ -389,9 +389,9 @@ Result<img::TaskCore> collect_core_outside(std::vector<Tracee>& threads) {
   return core;
 }
 
-Result<void> collect_core_inside(Parasite& p, std::vector<Tracee>& threads, img::TaskCore* core) {
+Result<void> collect_core_inside(Parasite& p, std::vector<Tracee>& threads, const Self& self, img::TaskCore* core) {
   const pid_t pid = threads[0].tid();
-  const uint32_t last_cap = TRY(proc::read_cap_last_cap());
+  const uint32_t last_cap = self.last_cap;
   TRY(collect_process_inside(p, pid, core));
   TRY_CTX(collect_thread_inside(TRY(p.main_thread_state(last_cap)), pid, core->mutable_threads(0)), "thread {}", pid);
   std::vector<Tracee*> others;

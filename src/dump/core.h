@@ -6,6 +6,7 @@
 
 #include "base/result.h"
 #include "ckpt.pb.h"
+#include "dump/self.h"
 #include "parasite/parasite.h"
 #include "ptrace/tracee.h"
 
@@ -13,9 +14,9 @@ namespace ckpt::dump {
 
 // What ptrace and /proc show. Every thread is stopped; threads[0] is the
 // main thread. Comes first: the parasite changes the main thread's registers.
-Result<img::TaskCore> collect_core_outside(std::vector<Tracee>& threads);
+Result<img::TaskCore> collect_core_outside(std::vector<Tracee>& threads, const Self& self);
 
 // What only the task can tell, from its parasite; fills in `core`.
-Result<void> collect_core_inside(Parasite& p, std::vector<Tracee>& threads, img::TaskCore* core);
+Result<void> collect_core_inside(Parasite& p, std::vector<Tracee>& threads, const Self& self, img::TaskCore* core);
 
 }  // namespace ckpt::dump

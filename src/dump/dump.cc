@@ -64,22 +64,6 @@ bool process_died(pid_t pid) {
   return true;
 }
 
-// Restore creates every task in ckpt's own namespaces: a task in others
-// would come back in the wrong ones.
-Result<void> check_namespaces(pid_t pid) {
-  static constexpr const char* kKinds[] = {"mnt", "net", "pid", "ipc", "uts", "user", "cgroup", "time"};
-  for (const char* ns : kKinds) {
-    struct stat mine, theirs;
-    if (stat(fmt::format("/proc/self/ns/{}", ns).c_str(), &mine) < 0) continue;  // not in this kernel
-    if (stat(fmt::format("/proc/{}/ns/{}", pid, ns).c_str(), &theirs) < 0)
-      return sys_error("pid {}: read its {} namespace", pid, ns);
-    if (mine.st_ino != theirs.st_ino || mine.st_dev != theirs.st_dev)
-      return error(EOPNOTSUPP, "pid {} is in another {} namespace than ckpt: namespaces are not supported yet", pid,
-                   ns);
-  }
-  return {};
-}
-
 // Removes what a failed dump wrote, so that nothing half-written lingers
 // (temporaries remove themselves: base/dir.h).
 struct Scratch {
@@ -171,7 +155,7 @@ struct TaskDump {
 // directory on the way), then cured.
 Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, image::ImageDir& dir, Log& log,
                            ShmemCollector& shmem, const ParentPages* parent, PrevRound* prev,
-                           image::PageServerConn* server, img::Stats& stats) {
+                           image::PageServerConn* server, Self& self, img::Stats& stats) {
   TaskDump d;
   const pid_t pid = d.pid = threads[0].tid();
   const auto task_start = Clock::now();
@@ -179,10 +163,10 @@ Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, i
   // continue that comes later is the kernel's to apply when ckpt lets go.
   const bool group_stopped = threads[0].group_stopped();
   if (group_stopped) log.info("pid {} is stopped: it is dumped stopped", pid);
-  TRY(check_namespaces(pid));
+  TRY(check_namespaces(pid, self));
 
   // Collect, once what a ckpt killed mid-dump left is out of the way.
-  const SyscallSite site = TRY(find_syscall_site(threads[0]));
+  const SyscallSite site = TRY(find_syscall_site(threads[0], self.code));
   Leftovers left = TRY(find_leftovers(threads[0]));
   if (!left.empty()) {
     log.info("pid {}: removing the parasite a killed ckpt left ({} mappings, {} fds)", pid, left.maps.size(),
@@ -210,7 +194,7 @@ Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, i
   TRY(files::check_restore_fits(pid, d.fds.table, d.mm));
   TRY_CTX(files::check_locks_survive(d.fds.probes, d.fds.table, d.mm), "pid {}", pid);
   NofileRoom room = TRY(NofileRoom::make(pid, d.fds.table));
-  d.core = TRY(collect_core_outside(threads));
+  d.core = TRY(collect_core_outside(threads, self));
   d.core.set_group_stopped(group_stopped);
   for (size_t i = 0; i < threads.size(); i++)
     if (d.core.threads(i).seccomp_mode() != 0 && !threads[i].seccomp_suspended())
@@ -224,7 +208,7 @@ Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, i
   Parasite parasite = TRY_CTX(Parasite::inject(threads[0], site, CompletionMode::SyscallTrace, log, o.faults),
                               "inject the parasite");
   TRY(o.faults.at("parasite", pid));
-  TRY(collect_core_inside(parasite, threads, &d.core));
+  TRY(collect_core_inside(parasite, threads, self, &d.core));
   room.fix_image(&d.core);
   const auto mem_start = Clock::now();
   stats.set_parasite_ns(stats.parasite_ns() + ns_since(task_start));
@@ -348,6 +332,9 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
     server = TRY_CTX(image::PageServerConn::connect(o.address, o.port, key), "dump pid {}", root);
   }
 
+  // What every task is checked against, read before the tree stops.
+  Self self = TRY_CTX(Self::read(), "dump pid {}", root);
+
   // 1. Seize and stop every thread of every task.
   const auto freeze_start = Clock::now();
   SeizedTree seized =
@@ -376,7 +363,7 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
     std::optional<ParentPages> parent;
     if (auto p = dumped.find(k.ppid); p != dumped.end()) parent = ParentPages{k.ppid, &p->second->pagemap};
     dumps.push_back(TRY_CTX(dump_task(o, seized.threads[i], dir, log, shmem, parent ? &*parent : nullptr,
-                                      prev ? &*prev : nullptr, server ? &*server : nullptr, stats),
+                                      prev ? &*prev : nullptr, server ? &*server : nullptr, self, stats),
                             "dump pid {}", k.pid));
     dumped[k.pid] = &dumps.back();
   }

@@ -132,6 +132,7 @@ Result<void> Parasite::map_into_task() {
   const Layout l = layout();
   UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
   if (!pidfd) return sys_error("pidfd_open({})", pid);
+  locked_before_kib_ = TRY(proc::read_status(pid)).vm_lck_kib;
   RemoteSyscalls rs = TRY(RemoteSyscalls::begin(t, site_));
   if (!rs.kill_safe())
     log_->warn("task {}: no signal-restorer code or no room on its stack: killed now, ckpt would lose it", pid);
@@ -185,7 +186,10 @@ Result<void> Parasite::start() {
   std::memcpy(local_.data(), blob.data(), blob.size());
   abi::ParasiteArgs* a = args();
   for (const siginfo_t& si : TRY(t.pending(false))) a->sigpipe_pending |= si.si_signo == SIGPIPE;
-  a->seccomp = TRY(proc::read_status(t.tid())).seccomp != 0;
+  // Locked memory grew by the mapping only if the task locks all it maps.
+  const proc::Status status = TRY(proc::read_status(t.tid()));
+  a->seccomp = status.seccomp != 0;
+  mapped_locked_ = status.vm_lck_kib > locked_before_kib_;
   TRY(put_frame(l.frame, kFrameArea, orig_.regs, orig_.xsave, orig_.sigmask));
   a->sigframe = (base_ + l.frame + arch::rt_sigframe_rsp_offset()).raw();
 

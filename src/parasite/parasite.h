@@ -104,6 +104,8 @@ class Parasite {
   // Where its mapping starts in the task.
   RemoteAddr base() const { return base_; }
   size_t size() const { return local_.size(); }
+  // The task's mlockall(MCL_FUTURE) locked the parasite's mapping too.
+  bool mapped_locked() const { return mapped_locked_; }
 
  private:
   struct Original {
@@ -151,6 +153,8 @@ class Parasite {
   Original orig_;
   Owed in_;               // mapped in the task: cure or rescue owed
   bool running_ = false;  // the main thread runs the daemon (not in a ptrace stop)
+  uint64_t locked_before_kib_ = 0;  // the task's VmLck before the parasite's mapping
+  bool mapped_locked_ = false;
 };
 
 }  // namespace ckpt

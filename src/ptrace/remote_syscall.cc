@@ -76,23 +76,16 @@ bool is_sigreturn_code(Tracee& t, RemoteAddr addr) {
   return false;
 }
 
-// Signal-restorer code in the task. First the files ckpt maps as well (the
-// task's libc is nearly always ckpt's): found in ckpt's own memory, checked
-// in the task's with one small read; else the task's file mappings, read.
-Result<RemoteAddr> find_sigreturn_code(Tracee& t, std::span<const proc::MapEntry> task) {
-  const auto own = TRY(proc::read_maps(getpid()));
+// Signal-restorer code in the task. First the files ckpt maps as well:
+// found in ckpt's own copy, checked in the task's with one small read; else
+// the task's file mappings, read.
+Result<RemoteAddr> find_sigreturn_code(Tracee& t, std::span<const proc::MapEntry> task, OwnCode& own) {
   for (const proc::MapEntry& m : task) {
     if (!searchable(m)) continue;
-    for (const proc::MapEntry& o : own) {
-      if (!o.exec || !o.read || o.inode != m.inode || o.dev_major != m.dev_major || o.dev_minor != m.dev_minor)
-        continue;
-      auto hit = find_code({reinterpret_cast<const char*>(o.start), o.end - o.start});
-      if (!hit) continue;
-      const uint64_t file_off = o.offset + *hit;
-      if (file_off < m.offset || file_off >= m.offset + (m.end - m.start)) continue;
-      const RemoteAddr addr(m.start + (file_off - m.offset));
-      if (is_sigreturn_code(t, addr)) return addr;
-    }
+    const auto file_off = own.sigreturn_offset(m);
+    if (!file_off || *file_off < m.offset || *file_off >= m.offset + (m.end - m.start)) continue;
+    const RemoteAddr addr(m.start + (*file_off - m.offset));
+    if (is_sigreturn_code(t, addr)) return addr;
   }
   std::string buf;
   for (const proc::MapEntry& m : task) {
@@ -106,14 +99,40 @@ Result<RemoteAddr> find_sigreturn_code(Tracee& t, std::span<const proc::MapEntry
 
 }  // namespace
 
-Result<SyscallSite> find_syscall_site(Tracee& t) {
+Result<OwnCode> OwnCode::read() {
+  OwnCode c;
+  for (proc::MapEntry& m : TRY(proc::read_maps(getpid())))
+    if (m.exec && m.read && searchable(m)) c.maps_.push_back(std::move(m));
+  c.searched_.resize(c.maps_.size());
+  return c;
+}
+
+std::optional<uint64_t> OwnCode::sigreturn_offset(const proc::MapEntry& m) {
+  for (size_t i = 0; i < maps_.size(); i++) {
+    const proc::MapEntry& o = maps_[i];
+    if (o.inode != m.inode || o.dev_major != m.dev_major || o.dev_minor != m.dev_minor) continue;
+    if (!searched_[i]) {
+      auto hit = find_code({reinterpret_cast<const char*>(o.start), o.end - o.start});
+      searched_[i] = hit ? std::optional<uint64_t>(o.offset + *hit) : std::nullopt;
+    }
+    if (*searched_[i]) return *searched_[i];
+  }
+  return std::nullopt;
+}
+
+Result<SyscallSite> find_syscall_site(Tracee& t, OwnCode& own) {
   const auto maps = TRY(proc::read_maps(t.tid()));
   auto vdso = std::ranges::find(maps, std::string("[vdso]"), &proc::MapEntry::path);
   if (vdso == maps.end()) return error(EOPNOTSUPP, "task {} has no [vdso], which ckpt needs", t.tid());
   SyscallSite site;
   site.insn = TRY(find_vdso_syscall(RemoteAddr(vdso->start)));
-  site.sigreturn = TRY(find_sigreturn_code(t, maps));
+  site.sigreturn = TRY(find_sigreturn_code(t, maps, own));
   return site;
+}
+
+Result<SyscallSite> find_syscall_site(Tracee& t) {
+  OwnCode own = TRY(OwnCode::read());
+  return find_syscall_site(t, own);
 }
 
 Result<long> run_syscall(Tracee& t, arch::Regs regs, RemoteAddr insn, long nr, std::initializer_list<uint64_t> args) {

@@ -35,9 +35,11 @@
 #include <cstdint>
 #include <initializer_list>
 #include <optional>
+#include <vector>
 
 #include "base/owed.h"
 #include "base/result.h"
+#include "proc/maps.h"
 #include "ptrace/tracee.h"
 
 namespace ckpt {
@@ -48,8 +50,24 @@ struct SyscallSite {
   RemoteAddr sigreturn;  // signal-restorer code outside ckpt's own mappings; null: none found
 };
 
+// ckpt's own file-backed code, for finding signal-restorer code: the task's
+// libc is nearly always ckpt's, so the code is searched for in ckpt's copy,
+// once per file however many tasks map it, and only checked in the task's.
+class OwnCode {
+ public:
+  static Result<OwnCode> read();
+  // Where in the file `m` of the task maps the code lies, if ckpt maps the
+  // same file and found it there.
+  std::optional<uint64_t> sigreturn_offset(const proc::MapEntry& m);
+
+ private:
+  std::vector<proc::MapEntry> maps_;
+  std::vector<std::optional<std::optional<uint64_t>>> searched_;  // per mapping of maps_: a file offset, or none
+};
+
 // Finds both in the task's mappings (the parasite's own, which ckpt unmaps,
-// are never chosen).
+// are never chosen). One OwnCode serves every task of a dump.
+Result<SyscallSite> find_syscall_site(Tracee& t, OwnCode& own);
 Result<SyscallSite> find_syscall_site(Tracee& t);
 
 // Runs one syscall in a tracee that sits in a ptrace-stop, starting from

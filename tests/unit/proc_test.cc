@@ -44,9 +44,9 @@ std::string show(const std::vector<MapEntry>& maps) {
 std::string show(const Status& s) {
   return fmt::format(
       "name='{}' state={} umask={:o} tgid={} pid={} ppid={} tracer={} threads={} "
-      "pnd={:x} shd={:x} blk={:x} ign={:x} cgt={:x} nspid={} uids={} gids={} groups={} x86={}",
+      "pnd={:x} shd={:x} blk={:x} ign={:x} cgt={:x} nspid={} uids={} gids={} groups={} x86={} vmlck={}",
       s.name, s.state, s.umask, s.tgid, s.pid, s.ppid, s.tracer_pid, s.threads, s.sig_pnd,
-      s.shd_pnd, s.sig_blk, s.sig_ign, s.sig_cgt, s.nspid, s.uids, s.gids, s.groups, s.x86_thread_features);
+      s.shd_pnd, s.sig_blk, s.sig_ign, s.sig_cgt, s.nspid, s.uids, s.gids, s.groups, s.x86_thread_features, s.vm_lck_kib);
 }
 std::string show(const Stat& s) {
   return fmt::format(
@@ -276,6 +276,7 @@ TEST(ProcStatus, Cases) {
       {"x86 features none", kOldStatus + "x86_Thread_features:\t\nx86_Thread_features_locked:\t\n", old},
       {"x86 shadow stack", kOldStatus + "x86_Thread_features:\tshstk wrss \nx86_Thread_features_locked:\tshstk\n",
        with([](Status& s) { s.x86_thread_features = {"shstk", "wrss"}; })},
+      {"locked memory", kOldStatus + "VmLck:\t    1024 kB\n", with([](Status& s) { s.vm_lck_kib = 1024; })},
       {"unknown lines ignored", kOldStatus + "Kthread:\t0\nGroups:\t \nNewThing:\tx y\n", old},
       // uid_t and gid_t are unsigned 32-bit: ids past INT_MAX are ids (a
       // user namespace's range, systemd's dynamic users), not overflows.
@@ -317,6 +318,8 @@ TEST(ProcStatus, Malformed) {
           {"negative Uid", kOldStatus + "Uid:\t0\t-1\t0\t0\n", "bad Uid"},
           {"three Gids", kOldStatus + "Gid:\t0\t0\t0\n", "bad Gid"},
           {"Gid overflow", kOldStatus + "Gid:\t0\t0\t0\t4294967296\n", "bad Gid"},
+          {"VmLck without kB", kOldStatus + "VmLck:\t1024\n", "bad VmLck '1024'"},
+          {"VmLck not a number", kOldStatus + "VmLck:\t-1 kB\n", "bad VmLck '-1 kB'"},
           {"no colon", "Name:\ta\ngarbage\n", "/proc status line 2: no ':' in 'garbage'"},
           {"binary", std::string("\0\xff:\n\x80", 5), "line 2: no ':'"},
       },

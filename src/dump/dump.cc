@@ -21,6 +21,7 @@
 #include "image/socket_sink.h"
 #include "dump/uffd_tracker.h"
 #include "dump/seize.h"
+#include "dump/sharing.h"
 #include "dump/shmem.h"
 #include "files/files.h"
 #include "files/inet_socket.h"
@@ -342,6 +343,7 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
   stats.set_freeze_ns(ns_since(freeze_start));
   const tree::ProcessTree& tree = seized.tree;
   log.debug("tree of pid {}: {} tasks stopped in {} us", root, tree.tasks().size(), stats.freeze_ns() / 1000);
+  TRY_CTX(check_nothing_shared(tree.alive()), "dump pid {}", root);
   // Sessions and groups restore could not recreate: refused now.
   TRY_CTX(tree.plan_joins(o.shell_job), "dump pid {}", root);
   TRY_CTX(o.faults.at("seize"), "dump pid {}", root);

@@ -4,6 +4,7 @@
 // any task leaves every task as it was.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <fcntl.h>
@@ -461,6 +462,34 @@ TEST(BadTree, UnsupportedFdInAGrandchild) {
   expect_running_untraced(tasks, links);
   EXPECT_NE(access((h.images() + "/inventory.img").c_str(), F_OK), 0);
   kill_tree(tasks);
+}
+
+// A child that shares its parent's address space or fd table (clone without
+// CLONE_THREAD) would come back with a copy of its own: refused, by what the
+// two share, while both run on.
+TEST(BadTree, SharedAddressSpaceOrFdTable) {
+  Harness h;
+  for (int flag : {CLONE_VM, CLONE_FILES}) {
+    SCOPED_TRACE(flag == CLONE_VM ? "CLONE_VM" : "CLONE_FILES");
+    pid_t pid = spawn_root(true, 2, [flag] {
+      static char stack[64 << 10];
+      auto child = [](void*) -> int {
+        for (;;) syscall(SYS_pause);
+      };
+      if (clone(child, stack + sizeof stack, flag | SIGCHLD, nullptr) < 0) _exit(1);
+    });
+    const auto tasks = tree_of(pid);
+    ASSERT_EQ(tasks.size(), 2u);
+    const auto links = links_of(tasks);
+    CkptRun r = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+    EXPECT_NE(r.exit_code(), 0);
+    EXPECT_NE(r.err.find(fmt::format("pid {} and pid {} share one {}", pid, tasks[1],
+                                     flag == CLONE_VM ? "address space" : "fd table")),
+              std::string::npos) << r.err;
+    expect_running_untraced(tasks, links);
+    EXPECT_NE(access((h.images() + "/inventory.img").c_str(), F_OK), 0);
+    kill_tree(tasks);
+  }
 }
 
 // A restore whose PIDs are taken halfway (a grandchild's): refused before any

@@ -1,0 +1,44 @@
+#include "dump/sharing.h"
+
+#include <linux/kcmp.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <optional>
+#include <vector>
+
+namespace ckpt::dump {
+
+Result<void> check_nothing_shared(std::span<const pid_t> pids) {
+  static constexpr struct {
+    int type;
+    const char* what;
+  } kShared[] = {
+      {KCMP_VM, "address space (a vfork that has not returned, or clone with CLONE_VM)"},
+      {KCMP_FILES, "fd table (clone with CLONE_FILES)"},
+  };
+  for (const auto& k : kShared) {
+    // kcmp orders what it compares: sorted, processes that share it are
+    // neighbours, found with N log N comparisons rather than N².
+    std::optional<Error> failed;
+    auto less = [&](pid_t a, pid_t b) {
+      const long r = syscall(SYS_kcmp, a, b, k.type, 0, 0);
+      if (r < 0 && !failed) failed = Error{errno, fmt::format("compare the {} of pid {} and pid {} (kcmp)", k.what, a, b)};
+      return r == 1;
+    };
+    std::vector<pid_t> sorted(pids.begin(), pids.end());
+    std::stable_sort(sorted.begin(), sorted.end(), less);  // bounded even if the order were not
+    if (failed) return std::unexpected(*failed);
+    for (size_t i = 1; i < sorted.size(); i++) {
+      const long r = syscall(SYS_kcmp, sorted[i - 1], sorted[i], k.type, 0, 0);
+      if (r < 0) return sys_error("compare the {} of pid {} and pid {} (kcmp)", k.what, sorted[i - 1], sorted[i]);
+      if (r == 0)
+        return error(EOPNOTSUPP, "pid {} and pid {} share one {}: restore would give each its own, so this is not "
+                     "supported yet", std::min(sorted[i - 1], sorted[i]), std::max(sorted[i - 1], sorted[i]), k.what);
+    }
+  }
+  return {};
+}
+
+}  // namespace ckpt::dump

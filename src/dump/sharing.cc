@@ -17,6 +17,7 @@ Result<void> check_nothing_shared(std::span<const pid_t> pids) {
   } kShared[] = {
       {KCMP_VM, "address space (a vfork that has not returned, or clone with CLONE_VM)"},
       {KCMP_FILES, "fd table (clone with CLONE_FILES)"},
+      {KCMP_FS, "working directory, root and umask (clone with CLONE_FS)"},
   };
   for (const auto& k : kShared) {
     // kcmp orders what it compares: sorted, processes that share it are

@@ -11,9 +11,10 @@ namespace ckpt::dump {
 
 // Refuses processes (not threads: `pids` are thread-group leaders) that share
 // their address space (clone with CLONE_VM but not CLONE_THREAD: a vfork
-// still waiting, posix_spawn, a clone-based runtime) or their fd table
-// (CLONE_FILES) with another process of the tree: each would come back with
-// a copy of its own, which neither expects.
+// still waiting, posix_spawn, a clone-based runtime), their fd table
+// (CLONE_FILES) or their working directory, root and umask (CLONE_FS) with
+// another process of the tree: each would come back with a copy of its own,
+// which neither expects.
 Result<void> check_nothing_shared(std::span<const pid_t> pids);
 
 }  // namespace ckpt::dump

@@ -465,12 +465,14 @@ TEST(BadTree, UnsupportedFdInAGrandchild) {
 }
 
 // A child that shares its parent's address space or fd table (clone without
-// CLONE_THREAD) would come back with a copy of its own: refused, by what the
-// two share, while both run on.
+// CLONE_THREAD), or its working directory, would come back with a copy of its
+// own: refused, by what the two share, while both run on.
 TEST(BadTree, SharedAddressSpaceOrFdTable) {
   Harness h;
-  for (int flag : {CLONE_VM, CLONE_FILES}) {
-    SCOPED_TRACE(flag == CLONE_VM ? "CLONE_VM" : "CLONE_FILES");
+  const std::map<int, std::string> shared = {
+      {CLONE_VM, "address space"}, {CLONE_FILES, "fd table"}, {CLONE_FS, "working directory, root and umask"}};
+  for (const auto& [flag, what] : shared) {
+    SCOPED_TRACE(what);
     pid_t pid = spawn_root(true, 2, [flag] {
       static char stack[64 << 10];
       auto child = [](void*) -> int {
@@ -483,9 +485,8 @@ TEST(BadTree, SharedAddressSpaceOrFdTable) {
     const auto links = links_of(tasks);
     CkptRun r = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
     EXPECT_NE(r.exit_code(), 0);
-    EXPECT_NE(r.err.find(fmt::format("pid {} and pid {} share one {}", pid, tasks[1],
-                                     flag == CLONE_VM ? "address space" : "fd table")),
-              std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(fmt::format("pid {} and pid {} share one {}", pid, tasks[1], what)), std::string::npos)
+        << r.err;
     expect_running_untraced(tasks, links);
     EXPECT_NE(access((h.images() + "/inventory.img").c_str(), F_OK), 0);
     kill_tree(tasks);

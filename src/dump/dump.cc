@@ -151,12 +151,31 @@ struct TaskDump {
   files::TaskFds fds;  // its table names descriptions once all tasks are in
 };
 
+// What /proc shows of a frozen task. Made on the helper thread for the next
+// tasks while this one injects, drains and cures the task before: nothing one
+// task's parasite does shows in another's /proc files, as tasks that share
+// an address space, fd table or working directory are refused first.
+struct Outside {
+  img::MmImage mm;
+  files::TaskFds fds;
+};
+
+Result<Outside> collect_outside(pid_t pid, const DumpOptions& o, const Self& self, bool tracked) {
+  TRY(check_namespaces(pid, self));
+  Outside out;
+  out.mm = TRY(collect_vmas(pid, tracked));
+  out.fds = TRY(files::scan_fds(pid, {.shell_job = o.shell_job}));
+  TRY(files::check_restore_fits(pid, out.fds.table, out.mm));
+  TRY_CTX(files::check_locks_survive(out.fds.probes, out.fds.table, out.mm), "pid {}", pid);
+  return out;
+}
+
 // Everything of one live task of the frozen tree: collected from outside,
 // then from inside through the parasite (its pages written to the images
 // directory on the way), then cured.
-Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, image::ImageDir& dir, Log& log,
-                           ShmemCollector& shmem, const ParentPages* parent, PrevRound* prev,
-                           image::PageServerConn* server, Self& self, img::Stats& stats) {
+Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, Result<Outside> outside,
+                           image::ImageDir& dir, Log& log, ShmemCollector& shmem, const ParentPages* parent,
+                           PrevRound* prev, image::PageServerConn* server, Self& self, img::Stats& stats) {
   TaskDump d;
   const pid_t pid = d.pid = threads[0].tid();
   const auto task_start = Clock::now();
@@ -164,24 +183,27 @@ Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, i
   // continue that comes later is the kernel's to apply when ckpt lets go.
   const bool group_stopped = threads[0].group_stopped();
   if (group_stopped) log.info("pid {} is stopped: it is dumped stopped", pid);
-  TRY(check_namespaces(pid, self));
 
-  // Collect, once what a ckpt killed mid-dump left is out of the way.
+  // What a ckpt killed mid-dump left goes first; then what /proc showed
+  // with it is shown again without it.
   const SyscallSite site = TRY(find_syscall_site(threads[0], self.code));
   Leftovers left = TRY(find_leftovers(threads[0]));
+  UffdTracker* tracker = prev && prev->tracker ? &*prev->tracker : nullptr;
   if (!left.empty()) {
     log.info("pid {}: removing the parasite a killed ckpt left ({} mappings, {} fds)", pid, left.maps.size(),
              left.fds.size());
     TRY_CTX(remove_leftovers(threads, left, site), "remove what a killed ckpt left");
+    outside = collect_outside(pid, o, self, tracker != nullptr);
   }
   // An iterative dump's last round: only what was written since the
   // previous one is stored (dump/dirty.h).
-  UffdTracker* tracker = prev && prev->tracker ? &*prev->tracker : nullptr;
   if (tracker) {
     if (const int fd = TRY(own_userfaultfd(pid)); fd >= 0)
       return error(EOPNOTSUPP, "pid {} uses userfaultfd itself (fd {}): its memory can't be tracked", pid, fd);
   }
-  d.mm = TRY(collect_vmas(pid, tracker != nullptr));
+  if (!outside) return std::unexpected(outside.error());
+  d.mm = std::move(outside->mm);
+  d.fds = std::move(outside->fds);
   DirtyPages dirty;
   if (tracker) {
     dirty.tracked = TRY(tracker->track(d.mm, [](const img::Vma& v) {
@@ -190,10 +212,7 @@ Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, i
     dirty.parent = &*prev->cover;
   }
   TRY(shmem.collect(pid, &d.mm, dir));
-  d.fds = TRY(files::scan_fds(pid, {.shell_job = o.shell_job}));
   for (const files::FdProbe& p : d.fds.probes) TRY(shmem.collect_hugetlb_memfd(pid, p.fd, p.link, p.st, dir));
-  TRY(files::check_restore_fits(pid, d.fds.table, d.mm));
-  TRY_CTX(files::check_locks_survive(d.fds.probes, d.fds.table, d.mm), "pid {}", pid);
   NofileRoom room = TRY(NofileRoom::make(pid, d.fds.table));
   d.core = TRY(collect_core_outside(threads, self));
   d.core.set_group_stopped(group_stopped);
@@ -359,13 +378,21 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
   dumps.reserve(tree.tasks().size());  // a child's ParentPages points into its parent's
   std::map<pid_t, const TaskDump*> dumped;
   ShmemCollector shmem;
-  for (size_t i = 0; i < tree.tasks().size(); i++) {
+  std::vector<size_t> live;
+  for (size_t i = 0; i < tree.tasks().size(); i++)
+    if (!tree.tasks()[i].zombie) live.push_back(i);
+  const bool tracked = prev && prev->tracker;
+  Ahead<Result<Outside>> outside(live.size(), 2, [&](size_t j) {
+    return collect_outside(tree.tasks()[live[j]].pid, o, self, tracked);
+  });
+  for (size_t j = 0; j < live.size(); j++) {
+    const size_t i = live[j];
     const tree::Task& k = tree.tasks()[i];
-    if (k.zombie) continue;
     std::optional<ParentPages> parent;
     if (auto p = dumped.find(k.ppid); p != dumped.end()) parent = ParentPages{k.ppid, &p->second->pagemap};
-    dumps.push_back(TRY_CTX(dump_task(o, seized.threads[i], dir, log, shmem, parent ? &*parent : nullptr,
-                                      prev ? &*prev : nullptr, server ? &*server : nullptr, self, stats),
+    dumps.push_back(TRY_CTX(dump_task(o, seized.threads[i], outside.take(j), dir, log, shmem,
+                                      parent ? &*parent : nullptr, prev ? &*prev : nullptr,
+                                      server ? &*server : nullptr, self, stats),
                             "dump pid {}", k.pid));
     dumped[k.pid] = &dumps.back();
   }

@@ -30,7 +30,7 @@ static int ready(const char *path)
 	return sigaction(SIGTERM, &sa, NULL);
 }
 
-static void sleep_until_stop(void)
+static inline void sleep_until_stop(void)
 {
 	while (!stop) {
 		struct timespec ts = {0, 10 * 1000 * 1000};

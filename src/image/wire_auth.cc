@@ -132,7 +132,7 @@ Result<void> wire_hello_server(int fd, const std::optional<WireKey>& key, const 
   Hello h{};
   std::memcpy(h.magic, kHelloMagic, sizeof h.magic);
   h.version = kHelloVersion;
-  h.wants = (key ? Hello::kKey : 0) | (key && key->tls ? Hello::kTls : 0);
+  h.wants = (key ? uint32_t{Hello::kKey} : 0u) | (key && key->tls ? uint32_t{Hello::kTls} : 0u);
   h.nonce = TRY(fresh_nonce());
   TRY_CTX(write_all(fd, &h, sizeof h), "{}: hello", peer);
   if (!key) return {};

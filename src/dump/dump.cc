@@ -53,7 +53,7 @@ constexpr uint64_t kPfKthread = 0x00200000;
 // each). A process killed during a dump makes some step fail in its own terms
 // (a closed socket, empty maps): the user must hear that it died.
 bool process_died(pid_t pid) {
-  auto st = proc::read_stat(pid);
+  auto st = proc::read_thread_stat(pid);
   if (!st) return true;
   if (st->state != 'Z' && st->state != 'X') return false;
   auto tids = proc::list_numeric_dir(fmt::format("/proc/{}/task", pid));
@@ -298,16 +298,21 @@ Result<net::NetLock> lock_connections(const DumpOptions& o, const tree::ProcessT
 Result<void> check_dumpable(pid_t pid) {
   if (pid <= 0) return error(EINVAL, "{} is not a valid pid", pid);
   if (pid == getpid()) return error(EINVAL, "pid {} is ckpt itself", pid);
-  auto st = proc::read_stat(pid);
+  // The main thread's own stat and, only if it is a zombie, its threads:
+  // with 10,000 threads, /proc/PID/stat sums over all of them (0.9 ms) and
+  // listing /proc/PID/task takes 12 ms.
+  auto st = proc::read_thread_stat(pid);
   if (!st) return error(ESRCH, "no process with pid {}", pid);
   if (st->flags & kPfKthread) return error(EPERM, "pid {} ({}) is a kernel thread", pid, st->comm);
   auto status = proc::read_status(pid);
   if (!status) return error(ESRCH, "no process with pid {}", pid);
   // A zombie main thread may still lead live threads.
-  auto tasks = proc::list_numeric_dir(fmt::format("/proc/{}/task", pid));
-  const size_t nthreads = tasks ? tasks->size() : 0;
-  if ((st->state == 'Z' || st->state == 'X') && nthreads <= 1)
-    return error(ESRCH, "pid {} ({}) is a zombie", pid, st->comm);
+  size_t nthreads = 0;
+  if (st->state == 'Z' || st->state == 'X') {
+    auto tasks = proc::list_numeric_dir(fmt::format("/proc/{}/task", pid));
+    nthreads = tasks ? tasks->size() : 0;
+    if (nthreads <= 1) return error(ESRCH, "pid {} ({}) is a zombie", pid, st->comm);
+  }
   if (process_died(pid)) return error(ESRCH, "pid {} ({}) is exiting", pid, st->comm);
   if (status->tgid != pid)
     return error(EINVAL, "pid {} is a thread of process {}; dump the process", pid, status->tgid);

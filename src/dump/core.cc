@@ -230,9 +230,10 @@ Result<void> collect_thread_ptrace(Tracee& t, img::ThreadCore* th) {
 // What /proc and plain syscalls show of one thread: any ckpt thread may ask.
 // `private_pending`: the signals queued to the thread itself (SigPnd).
 Result<void> collect_thread_proc(pid_t pid, pid_t tid, img::ThreadCore* th, uint64_t* private_pending) {
-  std::string comm = TRY(read_file(fmt::format("/proc/{}/task/{}/comm", pid, tid)));
-  if (!comm.empty() && comm.back() == '\n') comm.pop_back();
-  th->set_comm(comm);
+  // Its comm from the status line Name (the kernel escapes only newline and
+  // backslash there, parse_status undoes it): one /proc file a thread less.
+  const proc::Status st = TRY(proc::read_status(tid));
+  th->set_comm(st.name);
   *th->mutable_sched() = TRY(proc::read_sched(tid));
   th->set_ioprio(TRY(proc::read_ioprio(tid)));
   cpu_set_t cpus;
@@ -244,7 +245,6 @@ Result<void> collect_thread_proc(pid_t pid, pid_t tid, img::ThreadCore* th, uint
   uint64_t head = 0;
   size_t len = 0;
   if (syscall(SYS_get_robust_list, tid, &head, &len) < 0) return sys_error("get_robust_list of thread {}", tid);
-  const proc::Status st = TRY(proc::read_status(tid));
   // arch_prctl(ARCH_SHSTK_ENABLE): the shadow stack's VMA, its token and
   // the SSP register are not restored yet.
   if (std::ranges::find(st.x86_thread_features, "shstk") != st.x86_thread_features.end())

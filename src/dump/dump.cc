@@ -368,7 +368,6 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
   const tree::ProcessTree& tree = seized.tree;
   log.debug("tree of pid {}: {} tasks stopped in {} us", root, tree.tasks().size(), stats.freeze_ns() / 1000);
   TRY_CTX(check_nothing_shared(tree.alive()), "dump pid {}", root);
-  TRY_CTX(check_no_semaphore_undo(tree.alive()), "dump pid {}", root);
   // Sessions and groups restore could not recreate: refused now.
   TRY_CTX(tree.plan_joins(o.shell_job), "dump pid {}", root);
   TRY_CTX(o.faults.at("seize"), "dump pid {}", root);

@@ -42,15 +42,4 @@ Result<void> check_nothing_shared(std::span<const pid_t> pids) {
   return {};
 }
 
-Result<void> check_no_semaphore_undo(std::span<const pid_t> pids) {
-  for (pid_t pid : pids) {
-    const long r = syscall(SYS_kcmp, pid, getpid(), KCMP_SYSVSEM, 0, 0);
-    if (r < 0) return sys_error("compare the System V semaphore undo list of pid {} with ckpt's (kcmp)", pid);
-    if (r != 0)
-      return error(EOPNOTSUPP, "pid {} holds System V semaphore adjustments (semop with SEM_UNDO): they would be "
-                   "undone when it exits and restore could not give them back; not supported yet", pid);
-  }
-  return {};
-}
-
 }  // namespace ckpt::dump

@@ -17,11 +17,4 @@ namespace ckpt::dump {
 // which neither expects.
 Result<void> check_nothing_shared(std::span<const pid_t> pids);
 
-// Refuses processes that hold System V semaphore adjustments (a semop with
-// SEM_UNDO made them an undo list): the kernel applies them when the
-// process exits, as a dump that kills it would make it, and restore could
-// not give them back (a lock the restored process believes it holds would
-// be free). kcmp against ckpt, which has none, tells who has one.
-Result<void> check_no_semaphore_undo(std::span<const pid_t> pids);
-
 }  // namespace ckpt::dump

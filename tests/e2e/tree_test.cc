@@ -10,7 +10,6 @@
 #include <fcntl.h>
 #include <linux/io_uring.h>
 #include <sys/prctl.h>
-#include <sys/sem.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -492,46 +491,6 @@ TEST(BadTree, SharedAddressSpaceOrFdTable) {
     EXPECT_NE(access((h.images() + "/inventory.img").c_str(), F_OK), 0);
     kill_tree(tasks);
   }
-}
-
-// A child holding a System V semaphore with SEM_UNDO (a lock, say): the
-// kernel would undo it when the dump killed the child, and restore could not
-// give it back. Refused, with the semaphore still held and both tasks
-// running; a child that used the semaphore without SEM_UNDO is dumped.
-TEST(BadTree, SemaphoreUndoRefused) {
-  Harness h;
-  const int sem = semget(IPC_PRIVATE, 1, IPC_CREAT | 0600);
-  ASSERT_GE(sem, 0) << strerror(errno);
-  pid_t pid = spawn_root(true, 2, [sem] {
-    if (fork() == 0) {
-      sembuf take{0, 1, SEM_UNDO};
-      if (semop(sem, &take, 1) < 0) _exit(1);
-      for (;;) pause();
-    }
-  });
-  const auto tasks = tree_of(pid);
-  ASSERT_EQ(tasks.size(), 2u);
-  const auto links = links_of(tasks);
-  CkptRun r = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
-  EXPECT_NE(r.exit_code(), 0);
-  EXPECT_NE(r.err.find(fmt::format("pid {} holds System V semaphore adjustments", tasks[1])), std::string::npos)
-      << r.err;
-  expect_running_untraced(tasks, links);
-  EXPECT_EQ(semctl(sem, 0, GETVAL), 1) << "the hold was undone";
-  EXPECT_NE(access((h.images() + "/inventory.img").c_str(), F_OK), 0);
-  kill_tree(tasks);
-  EXPECT_EQ(semctl(sem, 0, GETVAL), 0) << "the kernel undoes it at exit";
-
-  // Without SEM_UNDO there is nothing of the task's to lose.
-  pid = spawn_paused([sem] {
-    sembuf give{0, 1, 0};
-    if (semop(sem, &give, 1) < 0) _exit(1);
-  });
-  ASSERT_TRUE(tree_paused(pid, 1));
-  CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
-  EXPECT_EQ(d.exit_code(), 0) << d.err;
-  reap_all({pid});
-  semctl(sem, 0, IPC_RMID);
 }
 
 // A restore whose PIDs are taken halfway (a grandchild's): refused before any

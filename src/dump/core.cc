@@ -361,10 +361,9 @@ Result<img::TaskCore> collect_core_outside(std::vector<Tracee>& threads, const S
   const proc::Knobs knobs = TRY(proc::read_knobs(pid));
   // Restore writes it as ckpt, whose child may go no lower than ckpt itself
   // without CAP_SYS_RESOURCE: a value it could not put back is refused now.
-  const int32_t own_adj = self.oom_score_adj;
-  if (knobs.oom_score_adj < own_adj && !self.sys_resource)
+  if (knobs.oom_score_adj < self.oom_score_adj && !self.sys_resource)
     return error(EPERM, "pid {} has oom_score_adj {}, lower than ckpt's own {}: restoring it needs CAP_SYS_RESOURCE, "
-                 "which ckpt lacks", pid, knobs.oom_score_adj, own_adj);
+                 "which ckpt lacks", pid, knobs.oom_score_adj, self.oom_score_adj);
   core.set_oom_score_adj(knobs.oom_score_adj);
   core.set_coredump_filter(knobs.coredump_filter);
   std::vector<pid_t> tids;

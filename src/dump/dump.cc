@@ -175,7 +175,8 @@ Result<Outside> collect_outside(pid_t pid, const DumpOptions& o, const Self& sel
 // directory on the way), then cured.
 Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, Result<Outside> outside,
                            image::ImageDir& dir, Log& log, ShmemCollector& shmem, const ParentPages* parent,
-                           PrevRound* prev, image::PageServerConn* server, Self& self, img::Stats& stats) {
+                           PrevRound* prev, image::PageServerConn* server, const Self& self, OwnCode& own_code,
+                           img::Stats& stats) {
   TaskDump d;
   const pid_t pid = d.pid = threads[0].tid();
   const auto task_start = Clock::now();
@@ -186,7 +187,7 @@ Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, R
 
   // What a ckpt killed mid-dump left goes first; then what /proc showed
   // with it is shown again without it.
-  const SyscallSite site = TRY(find_syscall_site(threads[0], self.code));
+  const SyscallSite site = TRY(find_syscall_site(threads[0], own_code));
   Leftovers left = TRY(find_leftovers(threads[0]));
   UffdTracker* tracker = prev && prev->tracker ? &*prev->tracker : nullptr;
   if (!left.empty()) {
@@ -358,7 +359,8 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
   }
 
   // What every task is checked against, read before the tree stops.
-  Self self = TRY_CTX(Self::read(), "dump pid {}", root);
+  const Self self = TRY_CTX(Self::read(), "dump pid {}", root);
+  OwnCode own_code = TRY_CTX(OwnCode::read(), "dump pid {}", root);
 
   // 1. Seize and stop every thread of every task.
   const auto freeze_start = Clock::now();
@@ -397,7 +399,7 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
     if (auto p = dumped.find(k.ppid); p != dumped.end()) parent = ParentPages{k.ppid, &p->second->pagemap};
     dumps.push_back(TRY_CTX(dump_task(o, seized.threads[i], outside.take(j), dir, log, shmem,
                                       parent ? &*parent : nullptr, prev ? &*prev : nullptr,
-                                      server ? &*server : nullptr, self, stats),
+                                      server ? &*server : nullptr, self, own_code, stats),
                             "dump pid {}", k.pid));
     dumped[k.pid] = &dumps.back();
   }

@@ -26,7 +26,6 @@ Result<Self> Self::read() {
   s.oom_score_adj = TRY(proc::read_knobs(getpid())).oom_score_adj;
   s.sys_resource = TRY(proc::read_status(getpid())).cap_eff & (1ULL << CAP_SYS_RESOURCE);
   s.last_cap = TRY(proc::read_cap_last_cap());
-  s.code = TRY(OwnCode::read());
   return s;
 }
 

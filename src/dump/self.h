@@ -1,5 +1,6 @@
 // What a dump checks every task against in ckpt itself: read once per dump,
-// not once per task.
+// not once per task, and read-only from then on (the helper thread that
+// reads the next tasks' /proc files checks them against it too).
 #pragma once
 
 #include <sys/types.h>
@@ -8,7 +9,6 @@
 #include <vector>
 
 #include "base/result.h"
-#include "ptrace/remote_syscall.h"
 
 namespace ckpt::dump {
 
@@ -24,7 +24,6 @@ struct Self {
   int32_t oom_score_adj = 0;
   bool sys_resource = false;  // CAP_SYS_RESOURCE in effect
   uint32_t last_cap = 0;      // /proc/sys/kernel/cap_last_cap
-  OwnCode code;
 
   static Result<Self> read();
 };

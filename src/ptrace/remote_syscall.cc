@@ -102,20 +102,19 @@ Result<RemoteAddr> find_sigreturn_code(Tracee& t, std::span<const proc::MapEntry
 Result<OwnCode> OwnCode::read() {
   OwnCode c;
   for (proc::MapEntry& m : TRY(proc::read_maps(getpid())))
-    if (m.exec && m.read && searchable(m)) c.maps_.push_back(std::move(m));
-  c.searched_.resize(c.maps_.size());
+    if (m.exec && m.read && searchable(m)) c.mapped_.push_back({std::move(m)});
   return c;
 }
 
 std::optional<uint64_t> OwnCode::sigreturn_offset(const proc::MapEntry& m) {
-  for (size_t i = 0; i < maps_.size(); i++) {
-    const proc::MapEntry& o = maps_[i];
+  for (Mapped& own : mapped_) {
+    const proc::MapEntry& o = own.map;
     if (o.inode != m.inode || o.dev_major != m.dev_major || o.dev_minor != m.dev_minor) continue;
-    if (!searched_[i]) {
-      auto hit = find_code({reinterpret_cast<const char*>(o.start), o.end - o.start});
-      searched_[i] = hit ? std::optional<uint64_t>(o.offset + *hit) : std::nullopt;
+    if (!own.searched) {
+      if (auto hit = find_code({reinterpret_cast<const char*>(o.start), o.end - o.start})) own.file_off = o.offset + *hit;
+      own.searched = true;
     }
-    if (*searched_[i]) return *searched_[i];
+    if (own.file_off) return own.file_off;
   }
   return std::nullopt;
 }

@@ -61,8 +61,12 @@ class OwnCode {
   std::optional<uint64_t> sigreturn_offset(const proc::MapEntry& m);
 
  private:
-  std::vector<proc::MapEntry> maps_;
-  std::vector<std::optional<std::optional<uint64_t>>> searched_;  // per mapping of maps_: a file offset, or none
+  struct Mapped {
+    proc::MapEntry map;
+    bool searched = false;
+    std::optional<uint64_t> file_off;  // of the code, once searched: none if not there
+  };
+  std::vector<Mapped> mapped_;
 };
 
 // Finds both in the task's mappings (the parasite's own, which ckpt unmaps,

@@ -197,16 +197,15 @@ Result<Premaps> plan_premaps(const TreeImages& t, const std::vector<std::vector<
 }
 
 std::string fill_premapped(const TaskPremap& p) {
-  auto errno_text = [] { return fmt::format("{} ({})", errno_name(errno), strerror(errno)); };
   for (const PremapSlot& s : p.slots) {
     const uint64_t len = s.end - s.start;
     auto at = [&](uint64_t vaddr) { return reinterpret_cast<char*>(s.at + (vaddr - s.start)); };
     if (s.create && mmap(at(s.start), len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | s.map_flags,
                          -1, 0) == MAP_FAILED)
-      return fmt::format("map memory at {:#x} ({} bytes) to share with its children: {}", s.start, len, errno_text());
+      return Error{errno, fmt::format("map memory at {:#x} ({} bytes) to share with its children", s.start, len)}.str();
     for (const Range& r : s.drop)
       if (madvise(at(r.start), r.len(), MADV_DONTNEED) < 0)
-        return fmt::format("drop the pages at {:#x} ({} bytes) it lacks: {}", r.start, r.len(), errno_text());
+        return Error{errno, fmt::format("drop the pages at {:#x} ({} bytes) it lacks", r.start, r.len())}.str();
     for (const PremapRead& r : s.reads) {
       prefault(at(r.vaddr), r.len);
       auto got = pread_full(r.fd, at(r.vaddr), r.len, static_cast<off_t>(r.off));

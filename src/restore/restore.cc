@@ -37,6 +37,7 @@
 #include "proc/sched.h"
 #include "proc/status.h"
 #include "ptrace/tracee.h"
+#include "restore/commit.h"
 #include "restore/first_step.h"
 #include "restore/images.h"
 #include "restore/inherited.h"
@@ -809,9 +810,17 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
       return sys_error("restore pid {}: stop", lt.images->pid);
   // The tree is whole: its TCP connections leave repair mode before it runs.
   TRY_CTX(files::leave_repair(p.fds.repaired), "restore pid {}", pid);
-  for (LiveTask& lt : live)
+  // Let go one task at a time, committed at once (commit.h).
+  std::vector<pid_t> outside;
+  if (o.pidns) outside.push_back(init);
+  for (const LiveTask& lt : live) outside.push_back(pids.outside(lt.images->pid));
+  TreeCommit commit = TRY_CTX(TreeCommit::watch(outside), "restore pid {}", pid);
+  for (LiveTask& lt : live) {
     for (size_t i = 0; i < lt.tracees.size(); i++)
       TRY_CTX(lt.tracees[i].detach(lt.steps.deliver[i]), "restore pid {}", lt.images->pid);
+    TRY_CTX(o.faults.at("detached", lt.images->pid), "restore pid {}", pid);
+  }
+  commit.commit();
   guard.disarm();
   p.shmem.sysv.keep();
   // Every task runs (or sits stopped with its sockets in place): their

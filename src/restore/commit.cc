@@ -1,0 +1,95 @@
+#include "restore/commit.h"
+
+#include <sched.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "base/mapping.h"
+#include "base/unique_fd.h"
+
+namespace ckpt::restore {
+
+struct TreeCommit::Watcher {
+  std::vector<UniqueFd> pidfds;
+  UniqueFd ckpt_end, watcher_end;
+  // What the watcher reads, set before it starts and never changed while it
+  // may run (ckpt resets its UniqueFds before it reaps the watcher).
+  int ckpt_fd = -1, watcher_fd = -1;
+  Mapping stack;
+  pid_t pid = 0;
+};
+
+namespace {
+
+constexpr size_t kStackSize = 64 * 1024;
+
+// Runs in the watcher, on its own stack, in ckpt's memory: no libc beyond
+// syscall(), which touches nothing ckpt holds (errno only where a syscall
+// fails, and they don't while ckpt lives).
+int watch_tree(void* arg) {
+  const auto* w = static_cast<const TreeCommit::Watcher*>(arg);
+  syscall(SYS_close, w->ckpt_fd);
+  char byte;
+  long n;
+  do n = syscall(SYS_recvfrom, w->watcher_fd, &byte, 1, 0, nullptr, nullptr);
+  while (n < 0);  // EINTR only: the socket is ours
+  if (n == 0)
+    for (const UniqueFd& fd : w->pidfds) syscall(SYS_pidfd_send_signal, fd.get(), SIGKILL, nullptr, 0);
+  syscall(SYS_exit, 0);
+  return 0;
+}
+
+}  // namespace
+
+Result<TreeCommit> TreeCommit::watch(const std::vector<pid_t>& tasks) {
+  auto w = std::make_unique<Watcher>();
+  for (pid_t p : tasks) {
+    UniqueFd fd(static_cast<int>(syscall(SYS_pidfd_open, p, 0)));
+    if (fd) w->pidfds.push_back(std::move(fd));
+    else if (errno != ESRCH) return sys_error("pidfd_open of pid {}", p);
+  }
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) return sys_error("socketpair for the commit");
+  w->ckpt_end = UniqueFd(sv[0]);
+  w->watcher_end = UniqueFd(sv[1]);
+  w->ckpt_fd = sv[0];
+  w->watcher_fd = sv[1];
+  w->stack = TRY(Mapping::anonymous(kStackSize));
+  // Blocked here, inherited by the watcher, unblocked again for ckpt.
+  sigset_t terminal, old;
+  sigemptyset(&terminal);
+  for (int s : {SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGPIPE, SIGTSTP}) sigaddset(&terminal, s);
+  pthread_sigmask(SIG_BLOCK, &terminal, &old);
+  w->pid = clone(watch_tree, w->stack.data() + kStackSize, CLONE_VM | SIGCHLD, w.get());
+  const int err = errno;
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (w->pid < 0) return error(err, "clone the restore's commit watcher");
+  return TreeCommit(std::move(w));
+}
+
+TreeCommit::TreeCommit(std::unique_ptr<Watcher> w) : w_(std::move(w)) {}
+TreeCommit::TreeCommit(TreeCommit&&) noexcept = default;
+
+TreeCommit::~TreeCommit() { end(); }
+
+void TreeCommit::commit() {
+  if (!w_) return;
+  // MSG_NOSIGNAL: a watcher killed by someone else is no reason for ckpt to die.
+  (void)send(w_->ckpt_end.get(), "C", 1, MSG_NOSIGNAL);
+  end();
+}
+
+// End-of-file unless committed; then the watcher is reaped before anything
+// it reads is freed.
+void TreeCommit::end() {
+  if (!w_) return;
+  w_->ckpt_end.reset();
+  while (waitpid(w_->pid, nullptr, __WALL) < 0 && errno == EINTR) {
+  }
+  w_.reset();
+}
+
+}  // namespace ckpt::restore

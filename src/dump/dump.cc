@@ -36,6 +36,7 @@
 #include "parasite/parasite.h"
 #include "ptrace/remote_syscall.h"
 #include "ptrace/tracee.h"
+#include "ptrace/tree_commit.h"
 
 namespace ckpt::dump {
 
@@ -76,19 +77,24 @@ struct Scratch {
 };
 
 // Kill, resume or stop every task, as asked, once the images are complete.
-Result<void> let_go(std::vector<std::vector<Tracee>>& tasks, After after) {
+Result<void> let_go(std::vector<std::vector<Tracee>>& tasks, After after, const Faults& faults) {
   switch (after) {
-    case After::Kill:
-      // One that died on its own since is as good as killed.
+    case After::Kill: {
+      // All at once, even should ckpt die now (ptrace/tree_commit.h). One
+      // that died on its own since is as good as killed.
+      std::vector<pid_t> pids;
       for (auto& threads : tasks)
-        if (!threads.empty() && kill(threads[0].tid(), SIGKILL) < 0 && errno != ESRCH)
-          return sys_error("kill pid {}", threads[0].tid());
+        if (!threads.empty()) pids.push_back(threads[0].tid());
+      TreeCommit all = TRY(TreeCommit::watch(pids));
+      TRY(faults.at("kill"));
+      all.kill();
       // Collect every thread's death as its tracer, so the parent hears of
       // it; the main thread's is reported only after all the others'.
       for (auto& threads : tasks)
         for (auto t = threads.rbegin(); t != threads.rend(); ++t)
           for (auto s = t->wait(); s && !s->gone(); s = t->wait()) (void)t->cont();
       return {};
+    }
     case After::Stop:
       // Queued while traced: each thread enters the group stop as it is let go.
       for (auto& threads : tasks)
@@ -461,7 +467,7 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
   // A tree that goes on needs its connections out of repair mode first (a
   // send in repair mode fails); a killed one closes them in it.
   if (o.after != After::Kill) TRY_CTX(repairs.leave(), "dump pid {}", root);
-  TRY_CTX(let_go(seized.threads, o.after), "dump pid {}", root);
+  TRY_CTX(let_go(seized.threads, o.after, o.faults), "dump pid {}", root);
   if (o.after == After::Kill) repairs.close_silently();
   if (o.after == After::Kill)
     if (auto r = shmem.remove_sysv(); !r) log.error("dump pid {}: {} (ipcrm it before a restore)", root, r.error().str());

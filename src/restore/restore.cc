@@ -37,7 +37,7 @@
 #include "proc/sched.h"
 #include "proc/status.h"
 #include "ptrace/tracee.h"
-#include "restore/commit.h"
+#include "ptrace/tree_commit.h"
 #include "restore/first_step.h"
 #include "restore/images.h"
 #include "restore/inherited.h"
@@ -810,7 +810,7 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
       return sys_error("restore pid {}: stop", lt.images->pid);
   // The tree is whole: its TCP connections leave repair mode before it runs.
   TRY_CTX(files::leave_repair(p.fds.repaired), "restore pid {}", pid);
-  // Let go one task at a time, committed at once (commit.h).
+  // Let go one task at a time, committed at once (ptrace/tree_commit.h).
   std::vector<pid_t> outside;
   if (o.pidns) outside.push_back(init);
   for (const LiveTask& lt : live) outside.push_back(pids.outside(lt.images->pid));

@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <random>
 #include <thread>
@@ -266,7 +267,7 @@ TEST_F(RestoreKillLoop, TreeWholeOrGone) {
 
 // The narrowest window of the loop above, hit every time: ckpt killed once
 // it has let the root go and holds the others still. The root must not run
-// on without its workers (src/restore/commit.h).
+// on without its workers (src/ptrace/tree_commit.h).
 TEST_F(RestoreKillLoop, KilledWhileLettingGo) {
   log_as_dumped();
   setenv("CKPT_FAULT", fmt::format("hang:detached@{}", pid).c_str(), 1);
@@ -278,6 +279,37 @@ TEST_F(RestoreKillLoop, KilledWhileLettingGo) {
   h.wait_ckpt(ckpt);
   std::string losses;
   EXPECT_EQ(settle(&losses), After::Gone) << losses;
+}
+
+// A dump that ends in a kill, with ckpt killed once it has begun to kill
+// the tree: every task goes (none runs on without the others, its PID
+// taken from the restore), and the images bring the tree back.
+TEST(DumpKill, KilledWhileKillingTheTree) {
+  Harness h;
+  const pid_t pid = h.start_workload("prefork", {"32", "3"});
+  ASSERT_GT(pid, 0);
+  const std::vector<pid_t> tasks = tree_of(pid);
+  ASSERT_EQ(tasks.size(), 5u);
+  setenv("CKPT_FAULT", "hang:kill", 1);
+  const pid_t ckpt = h.ckpt_background({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  unsetenv("CKPT_FAULT");
+  // Its watcher (ptrace/tree_commit.h) is its child.
+  ASSERT_TRUE(wait_until([&] { return tree_of(ckpt).size() > 1; })) << "ckpt never began to kill the tree";
+  kill(ckpt, SIGKILL);
+  h.wait_ckpt(ckpt);
+  const int st = h.wait_child(pid);
+  EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << describe_status(st);
+  EXPECT_TRUE(wait_until([&] {
+    return std::ranges::all_of(tasks, [](pid_t p) { waitpid(p, nullptr, WNOHANG | __WALL); return kill(p, 0) < 0; });
+  })) << "a task of the tree runs on without its root";
+  reap_all(tasks);
+
+  CkptRun back = h.ckpt({"restore", "-D", h.images(), "-d"});
+  ASSERT_EQ(back.exit_code(), 0) << back.err;
+  kill(pid, SIGTERM);
+  const int end = h.wait_child(pid);
+  EXPECT_TRUE(WIFEXITED(end) && WEXITSTATUS(end) == 0) << describe_status(end) << read_text(h.workload_log("prefork"));
+  reap_all(tasks);
 }
 
 }  // namespace

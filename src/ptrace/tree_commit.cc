@@ -1,4 +1,4 @@
-#include "restore/commit.h"
+#include "ptrace/tree_commit.h"
 
 #include <sched.h>
 #include <signal.h>
@@ -10,7 +10,7 @@
 #include "base/mapping.h"
 #include "base/unique_fd.h"
 
-namespace ckpt::restore {
+namespace ckpt {
 
 struct TreeCommit::Watcher {
   std::vector<UniqueFd> pidfds;
@@ -73,18 +73,18 @@ Result<TreeCommit> TreeCommit::watch(const std::vector<pid_t>& tasks) {
 TreeCommit::TreeCommit(std::unique_ptr<Watcher> w) : w_(std::move(w)) {}
 TreeCommit::TreeCommit(TreeCommit&&) noexcept = default;
 
-TreeCommit::~TreeCommit() { end(); }
+TreeCommit::~TreeCommit() { kill(); }
 
 void TreeCommit::commit() {
   if (!w_) return;
   // MSG_NOSIGNAL: a watcher killed by someone else is no reason for ckpt to die.
   (void)send(w_->ckpt_end.get(), "C", 1, MSG_NOSIGNAL);
-  end();
+  kill();
 }
 
-// End-of-file unless committed; then the watcher is reaped before anything
-// it reads is freed.
-void TreeCommit::end() {
+// End-of-file, unless the commit byte came first; the watcher is reaped
+// before anything it reads is freed.
+void TreeCommit::kill() {
   if (!w_) return;
   w_->ckpt_end.reset();
   while (waitpid(w_->pid, nullptr, __WALL) < 0 && errno == EINTR) {
@@ -92,4 +92,4 @@ void TreeCommit::end() {
   w_.reset();
 }
 
-}  // namespace ckpt::restore
+}  // namespace ckpt

@@ -1,0 +1,53 @@
+// The one act that lets a tree go as a whole, or kills it as a whole.
+//
+// ckpt acts on a tree one task at a time: restore lets each go with a
+// PTRACE_DETACH, and until then the task dies with ckpt (PTRACE_O_EXITKILL);
+// a dump that ends in a kill sends one SIGKILL per task, and the tasks not
+// yet killed run on once their tracer is gone. A ckpt killed inside either
+// loop would leave half a tree running: no order of the acts closes that
+// window, so a watcher does. It is a child of ckpt that holds a pidfd per
+// task and one end of a socket pair. A byte from ckpt, sent once every task
+// is let go, commits, and the watcher exits. End-of-file first (ckpt gave
+// up, or died) and it kills every task. Once it exists, a restore is whole
+// or gone and a dump's kill is done, wherever ckpt is killed.
+//
+// The watcher shares ckpt's memory (clone with CLONE_VM): no page tables to
+// copy, and it reads its pidfds where ckpt keeps them (ckpt frees them only
+// once it has reaped the watcher). It runs raw syscalls only, with the
+// signals a terminal sends blocked, so that a Ctrl-C that kills ckpt does not
+// kill its watcher too.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <vector>
+
+#include "base/result.h"
+
+namespace ckpt {
+
+class TreeCommit {
+ public:
+  // Watches `tasks` (as ckpt sees their PIDs; a --pidns init kills its
+  // whole namespace). A task already gone is skipped.
+  static Result<TreeCommit> watch(const std::vector<pid_t>& tasks);
+  TreeCommit(TreeCommit&&) noexcept;
+  TreeCommit& operator=(TreeCommit&&) = delete;
+  // kill() unless committed.
+  ~TreeCommit();
+
+  // Every task is let go: the watcher exits without a kill, and is reaped.
+  void commit();
+  // The watcher kills every task, and is reaped (their deaths are the
+  // caller's to collect).
+  void kill();
+
+  struct Watcher;  // tree_commit.cc's
+
+ private:
+  explicit TreeCommit(std::unique_ptr<Watcher> w);
+  std::unique_ptr<Watcher> w_;
+};
+
+}  // namespace ckpt

@@ -94,6 +94,12 @@ Result<void> ImageDir::sync_parent() const {
 
 Result<void> ImageDir::write(const std::string& name, ImageKind kind, const google::protobuf::MessageLite& msg,
                              TempFile::Replace replace) {
+  TempFile tmp = TRY(write_temp(name, kind, msg));
+  return commit(tmp, replace);
+}
+
+Result<TempFile> ImageDir::write_temp(const std::string& name, ImageKind kind,
+                                      const google::protobuf::MessageLite& msg) {
   std::string bytes = frame(kind, msg);
   // Nor may it be larger than a reader takes.
   if (bytes.size() > kMaxImageBytes)
@@ -108,7 +114,7 @@ Result<void> ImageDir::write(const std::string& name, ImageKind kind, const goog
                  "which ckpt can't store yet", file(name));
   TempFile tmp = TRY(create_temp(name));
   TRY_CTX(write_all(tmp.fd(), bytes.data(), bytes.size()), "{}", file(tmp.temp_name()));
-  return commit(tmp, replace);
+  return tmp;
 }
 
 Result<std::string> ImageDir::read_bytes(const std::string& name) const {

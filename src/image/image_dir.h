@@ -71,6 +71,8 @@ class ImageDir {
   // of an earlier restore.
   Result<void> write(const std::string& name, ImageKind kind, const google::protobuf::MessageLite& msg,
                      TempFile::Replace replace = TempFile::Replace::No);
+  // write() up to the rename: an image made ahead, committed in its turn.
+  Result<TempFile> write_temp(const std::string& name, ImageKind kind, const google::protobuf::MessageLite& msg);
   Result<void> read(const std::string& name, ImageKind kind, google::protobuf::MessageLite* msg) const;
   // Whole file; refuses one larger than kMaxImageBytes.
   Result<std::string> read_bytes(const std::string& name) const;

@@ -281,6 +281,24 @@ TEST_F(RestoreKillLoop, KilledWhileLettingGo) {
   EXPECT_EQ(settle(&losses), After::Gone) << losses;
 }
 
+// The same window hit by a Ctrl-C: the terminal sends SIGINT to ckpt's
+// whole process group, its watcher included, which must outlive ckpt to
+// take the tree with it.
+TEST_F(RestoreKillLoop, InterruptedWhileLettingGo) {
+  log_as_dumped();
+  setenv("CKPT_FAULT", fmt::format("hang:detached@{}", pid).c_str(), 1);
+  pid_t ckpt = h.ckpt_background(restore, {"/usr/bin/setsid"});  // a group of its own, as a shell's job
+  unsetenv("CKPT_FAULT");
+  ASSERT_TRUE(wait_until([&] { return alive(pid) && tracer_of(pid) == 0 && tracer_of(tasks.back()) != 0; }))
+      << "ckpt never stopped with the root let go and its last worker held";
+  ASSERT_EQ(getpgid(ckpt), ckpt);
+  kill(-ckpt, SIGINT);
+  const CkptRun r = h.wait_ckpt(ckpt);
+  EXPECT_TRUE(WIFSIGNALED(r.status) && WTERMSIG(r.status) == SIGINT) << describe_status(r.status);
+  std::string losses;
+  EXPECT_EQ(settle(&losses), After::Gone) << losses;
+}
+
 // A dump that ends in a kill, with ckpt killed once it has begun to kill
 // the tree: every task goes (none runs on without the others, its PID
 // taken from the restore), and the images bring the tree back.

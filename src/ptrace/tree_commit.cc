@@ -9,6 +9,7 @@
 
 #include "base/mapping.h"
 #include "base/unique_fd.h"
+#include "pie/sys.h"
 
 namespace ckpt {
 
@@ -26,19 +27,19 @@ namespace {
 
 constexpr size_t kStackSize = 64 * 1024;
 
-// Runs in the watcher, on its own stack, in ckpt's memory: no libc beyond
-// syscall(), which touches nothing ckpt holds (errno only where a syscall
-// fails, and they don't while ckpt lives).
+// Runs in the watcher, on its own stack, in ckpt's memory and with the TLS
+// of ckpt's thread: raw syscalls only, not even libc's syscall(), whose
+// errno is that thread's.
 int watch_tree(void* arg) {
   const auto* w = static_cast<const TreeCommit::Watcher*>(arg);
-  syscall(SYS_close, w->ckpt_fd);
+  pie::sys(SYS_close, w->ckpt_fd);
   char byte;
   long n;
-  do n = syscall(SYS_recvfrom, w->watcher_fd, &byte, 1, 0, nullptr, nullptr);
-  while (n < 0);  // EINTR only: the socket is ours
-  if (n == 0)
-    for (const UniqueFd& fd : w->pidfds) syscall(SYS_pidfd_send_signal, fd.get(), SIGKILL, nullptr, 0);
-  syscall(SYS_exit, 0);
+  do n = pie::sys(SYS_recvfrom, w->watcher_fd, &byte, 1, 0, nullptr, nullptr);
+  while (n == -EINTR);
+  if (n == 0)  // end-of-file: no commit
+    for (const UniqueFd& fd : w->pidfds) pie::sys(SYS_pidfd_send_signal, fd.get(), SIGKILL, nullptr, 0);
+  pie::sys(SYS_exit, 0);
   return 0;
 }
 
@@ -66,7 +67,7 @@ Result<TreeCommit> TreeCommit::watch(const std::vector<pid_t>& tasks) {
   w->pid = clone(watch_tree, w->stack.data() + kStackSize, CLONE_VM | SIGCHLD, w.get());
   const int err = errno;
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  if (w->pid < 0) return error(err, "clone the restore's commit watcher");
+  if (w->pid < 0) return error(err, "clone the commit watcher");
   return TreeCommit(std::move(w));
 }
 

@@ -2,6 +2,7 @@
 
 #include <elf.h>
 #include <linux/filter.h>
+#include <sched.h>
 #include <sys/ptrace.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
@@ -42,6 +43,38 @@ constexpr auto kStallCheck = std::chrono::milliseconds(20);
 bool dead_but_unreported(pid_t tid) {
   auto st = proc::read_stat(tid);
   return !st || st->state == 'Z' || st->state == 'X';
+}
+
+// A tracer that sleeps as soon as it waits pays for its own wake-up at every
+// stop, and on a VM an idle vCPU is slow to wake (an IPI the host has to
+// deliver and schedule). A main thread's stops come within tens of
+// microseconds of the request (a remote syscall: 4 to inject a parasite, 5
+// to cure it), so a wait on one polls for that long first: a 50-task tree
+// dumps ~7% faster here. Not a wait on one of many threads, which may come
+// in any order (1,000 threads dumped 28% slower), and not with one CPU,
+// where polling would only keep the tracee from running.
+constexpr auto kPollFirst = std::chrono::microseconds(50);
+
+bool polling_helps() {
+  static const bool helps = [] {
+    cpu_set_t cpus;
+    return sched_getaffinity(0, sizeof cpus, &cpus) == 0 && CPU_COUNT(&cpus) > 1;
+  }();
+  return helps;
+}
+
+// The stop of `tid` if it comes within kPollFirst; an error is left to the
+// wait that follows.
+bool poll_for_stop(pid_t tid, int* status) {
+  if (!polling_helps()) return false;
+  const auto until = Clock::now() + kPollFirst;
+  do {
+    const pid_t r = waitpid(tid, status, __WALL | WNOHANG);
+    if (r == tid) return true;
+    if (r < 0) return false;
+    __builtin_ia32_pause();
+  } while (Clock::now() < until);
+  return false;
 }
 
 std::string signal_name(int sig) {
@@ -136,6 +169,10 @@ Result<void> Tracee::interrupt() {
 Result<Stop> Tracee::wait(std::optional<Clock::time_point> deadline) {
   if (held_) return *std::exchange(held_, std::nullopt);
   Stop s;
+  if (leader_ && poll_for_stop(tid_, &s.status)) {
+    saw(s);
+    return s;
+  }
   if (!deadline && !leader_) {
     // Only a main thread can be dead and unreported: any other thread's
     // death is reported at once, and one blocking waitpid() is the cheapest

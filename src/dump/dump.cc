@@ -78,17 +78,16 @@ struct Scratch {
 };
 
 // Kill, resume or stop every task, as asked, once the images are complete.
-Result<void> let_go(std::vector<std::vector<Tracee>>& tasks, After after, const Faults& faults) {
+// `killer`: the watcher made before the inventory (ptrace/tree_commit.h),
+// for After::Kill.
+Result<void> let_go(std::vector<std::vector<Tracee>>& tasks, After after, std::optional<TreeCommit>& killer,
+                    const Faults& faults) {
   switch (after) {
     case After::Kill: {
-      // All at once, even should ckpt die now (ptrace/tree_commit.h). One
-      // that died on its own since is as good as killed.
-      std::vector<pid_t> pids;
-      for (auto& threads : tasks)
-        if (!threads.empty()) pids.push_back(threads[0].tid());
-      TreeCommit all = TRY(TreeCommit::watch(pids));
+      // All at once, by the watcher. One that died on its own since is as
+      // good as killed.
       TRY(faults.at("kill"));
-      all.kill();
+      killer->kill();
       // Collect every thread's death as its tracer, so the parent hears of
       // it; the main thread's is reported only after all the others'.
       for (auto& threads : tasks)
@@ -475,6 +474,16 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
     const std::string abs_dir = TRY_CTX(read_link(fmt::format("/proc/self/fd/{}", dir.fd())), "dump pid {}", root);
     TRY_CTX(netlock.hand_over(abs_dir), "dump pid {}", root);
   }
+  // Whoever kills the tree once its inventory exists, ckpt or, should ckpt
+  // die from here on, its watcher.
+  std::optional<TreeCommit> killer;
+  if (o.after == After::Kill) {
+    std::vector<pid_t> pids;
+    for (const auto& threads : seized.threads)
+      if (!threads.empty()) pids.push_back(threads[0].tid());
+    killer.emplace(
+        TRY_CTX(TreeCommit::watch(pids, TreeCommit::KillIf{dir.fd(), image::kInventoryName}), "dump pid {}", root));
+  }
   TRY_CTX(write_images(o, dir, tree, dumps, descs, shmem, prev && prev->tracker, keep_lock ? &netlock : nullptr),
           "dump pid {}", root);
   stats.set_images_ns(ns_since(images_start));
@@ -486,7 +495,7 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
   // A tree that goes on needs its connections out of repair mode first (a
   // send in repair mode fails); a killed one closes them in it.
   if (o.after != After::Kill) TRY_CTX(repairs.leave(), "dump pid {}", root);
-  TRY_CTX(let_go(seized.threads, o.after, o.faults), "dump pid {}", root);
+  TRY_CTX(let_go(seized.threads, o.after, killer, o.faults), "dump pid {}", root);
   if (o.after == After::Kill) repairs.close_silently();
   if (o.after == After::Kill)
     if (auto r = shmem.remove_sysv(); !r) log.error("dump pid {}: {} (ipcrm it before a restore)", root, r.error().str());

@@ -19,6 +19,7 @@ struct TreeCommit::Watcher {
   // What the watcher reads, set before it starts and never changed while it
   // may run (ckpt resets its UniqueFds before it reaps the watcher).
   int ckpt_fd = -1, watcher_fd = -1;
+  std::optional<KillIf> kill_if;
   Mapping stack;
   pid_t pid = 0;
 };
@@ -37,7 +38,9 @@ int watch_tree(void* arg) {
   long n;
   do n = pie::sys(SYS_recvfrom, w->watcher_fd, &byte, 1, 0, nullptr, nullptr);
   while (n == -EINTR);
-  if (n == 0)  // end-of-file: no commit
+  const bool kill = n == 0 &&  // end-of-file: no commit
+                    (!w->kill_if || pie::sys(SYS_faccessat, w->kill_if->dir_fd, w->kill_if->name.c_str(), F_OK) == 0);
+  if (kill)
     for (const UniqueFd& fd : w->pidfds) pie::sys(SYS_pidfd_send_signal, fd.get(), SIGKILL, nullptr, 0);
   pie::sys(SYS_exit, 0);
   return 0;
@@ -45,8 +48,9 @@ int watch_tree(void* arg) {
 
 }  // namespace
 
-Result<TreeCommit> TreeCommit::watch(const std::vector<pid_t>& tasks) {
+Result<TreeCommit> TreeCommit::watch(const std::vector<pid_t>& tasks, std::optional<KillIf> kill_if) {
   auto w = std::make_unique<Watcher>();
+  w->kill_if = std::move(kill_if);
   for (pid_t p : tasks) {
     UniqueFd fd(static_cast<int>(syscall(SYS_pidfd_open, p, 0)));
     if (fd) w->pidfds.push_back(std::move(fd));

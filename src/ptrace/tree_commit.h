@@ -8,8 +8,14 @@
 // window, so a watcher does. It is a child of ckpt that holds a pidfd per
 // task and one end of a socket pair. A byte from ckpt, sent once every task
 // is let go, commits, and the watcher exits. End-of-file first (ckpt gave
-// up, or died) and it kills every task. Once it exists, a restore is whole
-// or gone and a dump's kill is done, wherever ckpt is killed.
+// up, or died) and it kills every task: a restore is whole or gone,
+// wherever ckpt is killed.
+//
+// A dump's kill is committed by a file instead: its inventory, the last
+// image, whose rename makes the checkpoint. Made before the inventory, a
+// watcher told so kills at end-of-file only if the file exists by then. A
+// ckpt killed before the rename leaves the tree running and no checkpoint;
+// killed after it, at any moment, the tree goes and the checkpoint holds it.
 //
 // The watcher shares ckpt's memory (clone with CLONE_VM): no page tables to
 // copy, and it reads its pidfds where ckpt keeps them (ckpt frees them only
@@ -21,6 +27,8 @@
 #include <sys/types.h>
 
 #include <memory>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "base/result.h"
@@ -29,9 +37,14 @@ namespace ckpt {
 
 class TreeCommit {
  public:
+  // The file whose existence decides a kill at end-of-file.
+  struct KillIf {
+    int dir_fd;  // stays open in the watcher (its own fd table)
+    std::string name;
+  };
   // Watches `tasks` (as ckpt sees their PIDs; a --pidns init kills its
   // whole namespace). A task already gone is skipped.
-  static Result<TreeCommit> watch(const std::vector<pid_t>& tasks);
+  static Result<TreeCommit> watch(const std::vector<pid_t>& tasks, std::optional<KillIf> kill_if = {});
   TreeCommit(TreeCommit&&) noexcept;
   TreeCommit& operator=(TreeCommit&&) = delete;
   // kill() unless committed.
@@ -39,8 +52,8 @@ class TreeCommit {
 
   // Every task is let go: the watcher exits without a kill, and is reaped.
   void commit();
-  // The watcher kills every task, and is reaped (their deaths are the
-  // caller's to collect).
+  // The watcher kills every task (with KillIf: if the file exists), and is
+  // reaped (their deaths are the caller's to collect).
   void kill();
 
   struct Watcher;  // tree_commit.cc's

@@ -299,22 +299,41 @@ TEST_F(RestoreKillLoop, InterruptedWhileLettingGo) {
   EXPECT_EQ(settle(&losses), After::Gone) << losses;
 }
 
-// A dump that ends in a kill, with ckpt killed once it has begun to kill
-// the tree: every task goes (none runs on without the others, its PID
-// taken from the restore), and the images bring the tree back.
-TEST(DumpKill, KilledWhileKillingTheTree) {
+// A dump that ends in a kill, with ckpt killed once its checkpoint exists
+// (its inventory written) and before it kills the tree: every task goes
+// (none runs on without the others, its PID taken from the restore), and
+// the images bring the tree back. Killed just before the inventory: the
+// tree runs on, untraced, as if no dump had begun.
+class DumpKill : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    pid = h.start_workload("prefork", {"32", "3"});
+    ASSERT_GT(pid, 0);
+    tasks = tree_of(pid);
+    ASSERT_EQ(tasks.size(), 5u);
+  }
+  // ckpt dump, stopped at `point` for good, then SIGKILLed there.
+  void kill_dump_at(const std::string& point) {
+    setenv("CKPT_FAULT", ("hang:" + point).c_str(), 1);
+    const pid_t ckpt = h.ckpt_background({"dump", "-t", std::to_string(pid), "-D", h.images()});
+    unsetenv("CKPT_FAULT");
+    // Its commit watcher (ptrace/tree_commit.h) is its child from before the inventory.
+    ASSERT_TRUE(wait_until([&] { return proc_state(ckpt) == 'S' && tree_of(ckpt).size() > 1; }))
+        << "ckpt never reached " << point;
+    // A hang is a pause(): sleeping, and no ptrace stop of the tree's is left to take.
+    ASSERT_TRUE(wait_until([&] { return read_text(fmt::format("/proc/{}/wchan", ckpt)).ends_with("sys_pause"); }))
+        << "ckpt never paused at " << point;
+    kill(ckpt, SIGKILL);
+    h.wait_ckpt(ckpt);
+  }
   Harness h;
-  const pid_t pid = h.start_workload("prefork", {"32", "3"});
-  ASSERT_GT(pid, 0);
-  const std::vector<pid_t> tasks = tree_of(pid);
-  ASSERT_EQ(tasks.size(), 5u);
-  setenv("CKPT_FAULT", "hang:kill", 1);
-  const pid_t ckpt = h.ckpt_background({"dump", "-t", std::to_string(pid), "-D", h.images()});
-  unsetenv("CKPT_FAULT");
-  // Its watcher (ptrace/tree_commit.h) is its child.
-  ASSERT_TRUE(wait_until([&] { return tree_of(ckpt).size() > 1; })) << "ckpt never began to kill the tree";
-  kill(ckpt, SIGKILL);
-  h.wait_ckpt(ckpt);
+  pid_t pid = -1;
+  std::vector<pid_t> tasks;
+};
+
+TEST_F(DumpKill, KilledOnceTheCheckpointExists) {
+  ASSERT_NO_FATAL_FAILURE(kill_dump_at("kill"));
+  ASSERT_EQ(access((h.images() + "/inventory.img").c_str(), F_OK), 0);
   const int st = h.wait_child(pid);
   EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << describe_status(st);
   EXPECT_TRUE(wait_until([&] {
@@ -324,6 +343,18 @@ TEST(DumpKill, KilledWhileKillingTheTree) {
 
   CkptRun back = h.ckpt({"restore", "-D", h.images(), "-d"});
   ASSERT_EQ(back.exit_code(), 0) << back.err;
+  kill(pid, SIGTERM);
+  const int end = h.wait_child(pid);
+  EXPECT_TRUE(WIFEXITED(end) && WEXITSTATUS(end) == 0) << describe_status(end) << read_text(h.workload_log("prefork"));
+  reap_all(tasks);
+}
+
+TEST_F(DumpKill, KilledJustBeforeTheCheckpoint) {
+  ASSERT_NO_FATAL_FAILURE(kill_dump_at("images"));
+  EXPECT_NE(access((h.images() + "/inventory.img").c_str(), F_OK), 0);
+  EXPECT_TRUE(wait_until([&] {
+    return std::ranges::all_of(tasks, [](pid_t p) { return alive(p) && tracer_of(p) == 0; });
+  })) << "a task of the tree did not run on untraced";
   kill(pid, SIGTERM);
   const int end = h.wait_child(pid);
   EXPECT_TRUE(WIFEXITED(end) && WEXITSTATUS(end) == 0) << describe_status(end) << read_text(h.workload_log("prefork"));

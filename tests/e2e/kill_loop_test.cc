@@ -223,6 +223,18 @@ class RestoreKillLoop : public ::testing::Test {
     return After::Lost;
   }
 
+  // A restore stopped for good once it has let the root go, its workers
+  // still held: ckpt's pid, or -1 if it never got there.
+  pid_t restore_held_while_letting_go(const std::vector<std::string>& prefix) {
+    log_as_dumped();
+    setenv("CKPT_FAULT", fmt::format("hang:detached@{}", pid).c_str(), 1);
+    const pid_t ckpt = h.ckpt_background(restore, prefix);
+    unsetenv("CKPT_FAULT");
+    if (wait_until([&] { return alive(pid) && tracer_of(pid) == 0 && tracer_of(tasks.back()) != 0; })) return ckpt;
+    ADD_FAILURE() << "ckpt never stopped with the root let go and its last worker held";
+    return -1;
+  }
+
   Harness h;
   pid_t pid = -1;
   std::vector<pid_t> tasks;
@@ -269,12 +281,8 @@ TEST_F(RestoreKillLoop, TreeWholeOrGone) {
 // it has let the root go and holds the others still. The root must not run
 // on without its workers (src/ptrace/tree_commit.h).
 TEST_F(RestoreKillLoop, KilledWhileLettingGo) {
-  log_as_dumped();
-  setenv("CKPT_FAULT", fmt::format("hang:detached@{}", pid).c_str(), 1);
-  pid_t ckpt = h.ckpt_background(restore);
-  unsetenv("CKPT_FAULT");
-  ASSERT_TRUE(wait_until([&] { return alive(pid) && tracer_of(pid) == 0 && tracer_of(tasks.back()) != 0; }))
-      << "ckpt never stopped with the root let go and its last worker held";
+  const pid_t ckpt = restore_held_while_letting_go({});
+  ASSERT_GT(ckpt, 0);
   kill(ckpt, SIGKILL);
   h.wait_ckpt(ckpt);
   std::string losses;
@@ -285,12 +293,8 @@ TEST_F(RestoreKillLoop, KilledWhileLettingGo) {
 // whole process group, its watcher included, which must outlive ckpt to
 // take the tree with it.
 TEST_F(RestoreKillLoop, InterruptedWhileLettingGo) {
-  log_as_dumped();
-  setenv("CKPT_FAULT", fmt::format("hang:detached@{}", pid).c_str(), 1);
-  pid_t ckpt = h.ckpt_background(restore, {"/usr/bin/setsid"});  // a group of its own, as a shell's job
-  unsetenv("CKPT_FAULT");
-  ASSERT_TRUE(wait_until([&] { return alive(pid) && tracer_of(pid) == 0 && tracer_of(tasks.back()) != 0; }))
-      << "ckpt never stopped with the root let go and its last worker held";
+  const pid_t ckpt = restore_held_while_letting_go({"/usr/bin/setsid"});  // a group of its own, as a shell's job
+  ASSERT_GT(ckpt, 0);
   ASSERT_EQ(getpgid(ckpt), ckpt);
   kill(-ckpt, SIGINT);
   const CkptRun r = h.wait_ckpt(ckpt);

@@ -1,0 +1,144 @@
+// The commit watcher (ptrace/tree_commit.h) on plain child processes: it
+// kills them at end-of-file, leaves them at a commit, asks its file first
+// with KillIf, and outlives its maker (a ckpt SIGKILLed or interrupted).
+#include "ptrace/tree_commit.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using ckpt::TreeCommit;
+
+// Children that sleep until killed; killed and reaped at the end.
+struct Sleepers {
+  std::vector<pid_t> pids;
+  explicit Sleepers(int n) {
+    for (int i = 0; i < n; i++) {
+      const pid_t p = fork();
+      if (p == 0)
+        for (;;) pause();
+      pids.push_back(p);
+    }
+  }
+  ~Sleepers() {
+    for (pid_t p : pids) {
+      kill(p, SIGKILL);
+      waitpid(p, nullptr, 0);
+    }
+  }
+  // Every one dies of SIGKILL (reaped here).
+  void expect_killed() {
+    for (pid_t& p : pids) {
+      int st = 0;
+      ASSERT_EQ(waitpid(p, &st, 0), p);
+      EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << "pid " << p << " status " << st;
+      p = -1;
+    }
+    pids.clear();
+  }
+  // None dies within a while (a SIGKILL sent takes effect in microseconds).
+  void expect_alive() {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    for (pid_t p : pids) EXPECT_EQ(waitpid(p, nullptr, WNOHANG), 0) << "pid " << p << " died";
+  }
+};
+
+TEST(TreeCommit, CommitLeavesEveryTask) {
+  Sleepers s(3);
+  auto w = TreeCommit::watch(s.pids);
+  ASSERT_TRUE(w) << w.error().str();
+  w->commit();
+  s.expect_alive();
+}
+
+TEST(TreeCommit, KillOrDestructionKillsEveryTask) {
+  {
+    Sleepers s(3);
+    auto w = TreeCommit::watch(s.pids);
+    ASSERT_TRUE(w) << w.error().str();
+    w->kill();
+    s.expect_killed();
+  }
+  Sleepers s(2);
+  { ASSERT_TRUE(TreeCommit::watch(s.pids)); }
+  s.expect_killed();
+}
+
+TEST(TreeCommit, TaskAlreadyGoneIsSkipped) {
+  const pid_t gone = fork();
+  if (gone == 0) _exit(0);
+  waitpid(gone, nullptr, 0);
+  Sleepers s(1);
+  auto w = TreeCommit::watch({gone, s.pids[0]});
+  ASSERT_TRUE(w) << w.error().str();
+  w->kill();
+  s.expect_killed();
+}
+
+TEST(TreeCommit, KillIfAsksForTheFileAtEndOfFile) {
+  char tmpl[] = "/tmp/tree-commit-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  const int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  ASSERT_GE(dfd, 0);
+  {
+    Sleepers s(2);
+    auto w = TreeCommit::watch(s.pids, TreeCommit::KillIf{dfd, "inventory.img"});
+    ASSERT_TRUE(w) << w.error().str();
+    w->kill();  // no file: nothing committed to a kill
+    s.expect_alive();
+  }
+  {
+    Sleepers s(2);
+    auto w = TreeCommit::watch(s.pids, TreeCommit::KillIf{dfd, "inventory.img"});
+    ASSERT_TRUE(w) << w.error().str();
+    // Made after the watcher: it looks when end-of-file comes, not before.
+    const int f = openat(dfd, "inventory.img", O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+    ASSERT_GE(f, 0);
+    close(f);
+    w->kill();
+    s.expect_killed();
+  }
+  unlinkat(dfd, "inventory.img", 0);
+  close(dfd);
+  rmdir(dir.c_str());
+}
+
+// The maker dies with its watcher armed, of SIGKILL or of the SIGINT a
+// terminal sends to its whole process group: the watcher kills every task.
+TEST(TreeCommit, MakerDeathKillsEveryTask) {
+  // The orphaned watcher comes to us, to be reaped (PID 1 here may not).
+  prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+  for (int sig : {SIGKILL, SIGINT}) {
+    Sleepers s(3);
+    const pid_t maker = fork();
+    if (maker == 0) {
+      setpgid(0, 0);
+      auto w = TreeCommit::watch(s.pids);
+      if (!w) _exit(2);
+      if (sig == SIGKILL) raise(SIGKILL);
+      kill(0, SIGINT);  // the group: maker and watcher
+      pause();
+      _exit(3);
+    }
+    int st = 0;
+    ASSERT_EQ(waitpid(maker, &st, 0), maker);
+    ASSERT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == sig) << "maker status " << st;
+    s.expect_killed();
+    waitpid(-1, nullptr, __WALL);  // the watcher, our only child left
+  }
+  prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);
+}
+
+}  // namespace

@@ -589,7 +589,8 @@ Result<unsigned> Parasite::cure_from_outside() {
   Stop s = TRY(t.wait_past_sigstop(false));
   running_ = false;
   if (s.gone()) return error(ESRCH, "task {} {} before the parasite's cure", t.tid(), s.describe());
-  TRY(load_final_state(t, {orig_.regs, orig_.xsave, orig_.sigmask}));
+  TRY(load_final_state(t, {orig_.regs, orig_.xsave, orig_.sigmask},
+                       [&] { return faults_->at("cure-state", t.tid()); }));
   {
     RemoteSyscalls rs = TRY(RemoteSyscalls::begin(t, site_));
     int32_t& sock = args()->sock[abi::kTaskEnd];

@@ -143,7 +143,7 @@ class Parasite {
   Tracee* leader_;
   CompletionMode mode_;
   Log* log_;
-  const Faults* faults_;  // tests only: "inject" (mapped, not started), "visit", "drain"
+  const Faults* faults_;  // tests only: "inject" (mapped, not started), "visit", "drain", "cure-state"
   SyscallSite site_;
   RemoteAddr base_;  // in the task
   Mapping local_;      // the same memory in ckpt

@@ -75,16 +75,17 @@ Result<void> unmap_blob(Tracee& t, const arch::Regs& regs, const CompletionSite&
 
 }  // namespace
 
-Result<void> load_final_state(Tracee& t, const FinalState& fin) {
+Result<void> load_final_state(Tracee& t, const FinalState& fin, const std::function<Result<void>()>& before_regs) {
   // Images keep the xsave area only up to its last component in use; the
   // regset takes the whole of it, the rest in init state (XSTATE_BV clear).
   std::vector<uint8_t> xsave(fin.xsave.begin(), fin.xsave.end());
   xsave.resize(std::max(xsave.size(), arch::xsave_regset_size()), 0);
   TRY(t.set_xstate(xsave));
+  TRY(t.set_blocked(fin.sigmask));
+  if (before_regs) TRY(before_regs());
   arch::Regs r = fin.regs;
   r.orig_rax = static_cast<uint64_t>(-1);  // as after rt_sigreturn: no restart
-  TRY(t.set_regs(r));
-  return t.set_blocked(fin.sigmask);
+  return t.set_regs(r);
 }
 
 namespace {

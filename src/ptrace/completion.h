@@ -88,9 +88,14 @@ struct FinalState {
   uint64_t sigmask;
 };
 
-// Loads what rt_sigreturn from a frame of `fin` would have: registers (no
-// syscall restart), xsave (padded to the regset's size), signal mask.
-Result<void> load_final_state(Tracee& t, const FinalState& fin);
+// Loads what rt_sigreturn from a frame of `fin` would have: xsave (padded
+// to the regset's size), signal mask, and last the registers (no syscall
+// restart), so that a ckpt killed in between leaves the thread where it
+// was (a parasite returns to its own state by itself) and never in its own
+// code with ckpt's mask (every signal blocked, for good). `before_regs`:
+// a test's fault point there.
+Result<void> load_final_state(Tracee& t, const FinalState& fin,
+                              const std::function<Result<void>()>& before_regs = nullptr);
 
 // Explains a stop that is not the completion (the blob reported an error and
 // trapped, crashed, or the task died): returns the Error to give the user.

@@ -155,15 +155,26 @@ INSTANTIATE_TEST_SUITE_P(Kills, KillLoop, ::testing::ValuesIn(cases()),
 namespace e2e {
 namespace {
 
-// A pre-fork tree (the master lays out the memory its workers share before
-// it forks them), dumped and so killed, to restore again and again.
-class RestoreKillLoop : public ::testing::Test {
+// A pre-fork tree: the master lays out the memory its workers share before
+// it forks them.
+class PreforkTree : public ::testing::Test {
  protected:
   void SetUp() override {
     pid = h.start_workload("prefork", {"32", "3"});
     ASSERT_GT(pid, 0);
     tasks = tree_of(pid);
     ASSERT_EQ(tasks.size(), 5u);
+  }
+  Harness h;
+  pid_t pid = -1;
+  std::vector<pid_t> tasks;
+};
+
+// The tree dumped, and so killed, to restore again and again.
+class RestoreKillLoop : public PreforkTree {
+ protected:
+  void SetUp() override {
+    ASSERT_NO_FATAL_FAILURE(PreforkTree::SetUp());
     comm = read_text(fmt::format("/proc/{}/comm", pid));
     CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
     ASSERT_EQ(d.exit_code(), 0) << d.err;
@@ -235,9 +246,6 @@ class RestoreKillLoop : public ::testing::Test {
     return -1;
   }
 
-  Harness h;
-  pid_t pid = -1;
-  std::vector<pid_t> tasks;
   std::string comm, log;
   off_t dumped_size = 0;
   const std::vector<std::string> restore = {"restore", "-D", h.images(), "-d"};
@@ -308,14 +316,8 @@ TEST_F(RestoreKillLoop, InterruptedWhileLettingGo) {
 // (none runs on without the others, its PID taken from the restore), and
 // the images bring the tree back. Killed just before the inventory: the
 // tree runs on, untraced, as if no dump had begun.
-class DumpKill : public ::testing::Test {
+class DumpKill : public PreforkTree {
  protected:
-  void SetUp() override {
-    pid = h.start_workload("prefork", {"32", "3"});
-    ASSERT_GT(pid, 0);
-    tasks = tree_of(pid);
-    ASSERT_EQ(tasks.size(), 5u);
-  }
   // ckpt dump, stopped at `point` for good, then SIGKILLed there.
   void kill_dump_at(const std::string& point) {
     setenv("CKPT_FAULT", ("hang:" + point).c_str(), 1);
@@ -330,9 +332,6 @@ class DumpKill : public ::testing::Test {
     kill(ckpt, SIGKILL);
     h.wait_ckpt(ckpt);
   }
-  Harness h;
-  pid_t pid = -1;
-  std::vector<pid_t> tasks;
 };
 
 TEST_F(DumpKill, KilledOnceTheCheckpointExists) {

@@ -62,7 +62,7 @@ Result<TreeCommit> TreeCommit::watch(const std::vector<pid_t>& tasks, std::optio
   w->watcher_end = UniqueFd(sv[1]);
   w->ckpt_fd = sv[0];
   w->watcher_fd = sv[1];
-  w->stack = TRY(Mapping::anonymous(kStackSize));
+  w->stack = TRY_CTX(Mapping::anonymous(kStackSize), "the commit watcher's stack");
   // Blocked here, inherited by the watcher, unblocked again for ckpt.
   sigset_t terminal, old;
   sigemptyset(&terminal);

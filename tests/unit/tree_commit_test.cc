@@ -8,13 +8,18 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "base/unique_fd.h"
 
 namespace {
 
@@ -87,11 +92,12 @@ TEST(TreeCommit, TaskAlreadyGoneIsSkipped) {
 }
 
 TEST(TreeCommit, KillIfAsksForTheFileAtEndOfFile) {
-  char tmpl[] = "/tmp/tree-commit-XXXXXX";
-  ASSERT_NE(mkdtemp(tmpl), nullptr);
-  const std::string dir = tmpl;
-  const int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  ASSERT_GE(dfd, 0);
+  // A directory of this test process's own (its pid in the name).
+  const std::string dir = testing::TempDir() + "tree-commit-" + std::to_string(getpid());
+  ASSERT_EQ(mkdir(dir.c_str(), 0700), 0) << dir << ": " << strerror(errno);
+  const ckpt::UniqueFd dir_fd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  ASSERT_TRUE(dir_fd.valid()) << dir << ": " << strerror(errno);
+  const int dfd = dir_fd.get();
   {
     Sleepers s(2);
     auto w = TreeCommit::watch(s.pids, TreeCommit::KillIf{dfd, "inventory.img"});
@@ -111,7 +117,6 @@ TEST(TreeCommit, KillIfAsksForTheFileAtEndOfFile) {
     s.expect_killed();
   }
   unlinkat(dfd, "inventory.img", 0);
-  close(dfd);
   rmdir(dir.c_str());
 }
 

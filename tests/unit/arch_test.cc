@@ -15,6 +15,7 @@
 #include "arch/x86_64/cpu_features.h"
 #include "arch/x86_64/regs.h"
 #include "arch/x86_64/sigframe.h"
+#include "arch/x86_64/xsave.h"
 #include "ckpt.pb.h"
 
 namespace ckpt::arch {
@@ -466,4 +467,43 @@ TEST(CpuFeatures, MissingNamesOnlyInstructionSetBitsAndComponents) {
   const auto here = ckpt::arch::host_cpu_features();
   EXPECT_TRUE(ckpt::arch::missing_cpu_features(here, here.xcr0, here).empty());
   EXPECT_NE(here.cpuid[1] & (1u << 26), 0u) << "x86-64 has sse2";
+}
+
+// Each CPUID leaf is read once: every word is what its own CPUID says.
+TEST(CpuFeatures, EachWordIsItsLeafsRegister) {
+  const auto f = ckpt::arch::host_cpu_features();
+  unsigned a, b, c, d;
+  __cpuid_count(1, 0, a, b, c, d);
+  EXPECT_EQ(f.cpuid[0], c);
+  EXPECT_EQ(f.cpuid[1], d);
+  if (__get_cpuid_max(0, nullptr) >= 7) {
+    __cpuid_count(7, 0, a, b, c, d);
+    EXPECT_EQ(f.cpuid[2], b);
+    EXPECT_EQ(f.cpuid[3], c);
+    EXPECT_EQ(f.cpuid[4], d);
+    __cpuid_count(7, 1, a, b, c, d);
+    EXPECT_EQ(f.cpuid[5], a);
+  }
+  if (__get_cpuid_max(0x80000000u, nullptr) >= 0x80000001u) {
+    __cpuid_count(0x80000001u, 0, a, b, c, d);
+    EXPECT_EQ(f.cpuid[7], c);
+    EXPECT_EQ(f.cpuid[8], d);
+  }
+}
+
+// The layout is read only for the components XCR0 enables: their ends are
+// CPUID's, and together they fill what the regset holds.
+TEST(Xsave, LayoutOfTheEnabledComponents) {
+  const auto f = ckpt::arch::host_cpu_features();
+  if (!f.xcr0) GTEST_SKIP() << "no XSAVE here";
+  unsigned a, b, c, d;
+  __cpuid_count(0xd, 0, a, b, c, d);
+  EXPECT_EQ(ckpt::arch::xsave_regset_size(), b);
+  EXPECT_EQ(ckpt::arch::xsave_size_for(f.xcr0), b);
+  for (int i = 2; i < 63; i++) {
+    if (!(f.xcr0 >> i & 1)) continue;
+    __cpuid_count(0xd, i, a, b, c, d);
+    EXPECT_EQ(ckpt::arch::xsave_size_for(uint64_t{1} << i), std::max<size_t>(ckpt::arch::kXsaveMinSize, a + b))
+        << "component " << i;
+  }
 }

@@ -63,25 +63,25 @@ constexpr const char* kXfeatureNames[] = {
     "uintr",     "lbr",         "hwp",      "amx_tilecfg", "amx_tiledata",
 };
 
-uint32_t read_cpuid(const CpuidWord& w) {
-  unsigned max = __get_cpuid_max(w.leaf & 0x80000000u, nullptr);
-  if (max < w.leaf) return 0;
-  unsigned r[4] = {};
-  __cpuid_count(w.leaf, w.subleaf, r[EAX], r[EBX], r[ECX], r[EDX]);
-  return r[w.reg];
-}
-
 }  // namespace
 
+// Each CPUID traps to the hypervisor in a VM: each leaf is asked once (7
+// CPUIDs, not 20), every run of ckpt.
 CpuFeatures host_cpu_features() {
   CpuFeatures f;
-  for (size_t i = 0; i < kCpuidWordCount; ++i) f.cpuid[i] = read_cpuid(kCpuidWords[i]);
-  constexpr uint32_t kOsxsave = 1u << 27;  // CPUID.1:ECX: the kernel enabled XGETBV
-  if (read_cpuid(kCpuidWords[0]) & kOsxsave) {
-    uint32_t lo, hi;
-    asm volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    f.xcr0 = (uint64_t{hi} << 32) | lo;
+  const unsigned max_basic = __get_cpuid_max(0, nullptr), max_ext = __get_cpuid_max(0x80000000u, nullptr);
+  for (size_t i = 0; i < kCpuidWordCount; ++i) {
+    const CpuidWord& w = kCpuidWords[i];
+    if (i > 0 && w.leaf == kCpuidWords[i - 1].leaf && w.subleaf == kCpuidWords[i - 1].subleaf) continue;
+    if (w.leaf > ((w.leaf & 0x80000000u) ? max_ext : max_basic)) continue;
+    unsigned r[4] = {};
+    __cpuid_count(w.leaf, w.subleaf, r[EAX], r[EBX], r[ECX], r[EDX]);
+    // This word and the ones after it from the same leaf.
+    for (size_t j = i; j < kCpuidWordCount && kCpuidWords[j].leaf == w.leaf && kCpuidWords[j].subleaf == w.subleaf; ++j)
+      f.cpuid[j] = r[kCpuidWords[j].reg];
   }
+  constexpr uint32_t kOsxsave = 1u << 27;  // CPUID.1:ECX (word 0): the kernel enabled XGETBV
+  if (f.cpuid[0] & kOsxsave) f.xcr0 = read_xcr0();
   return f;
 }
 

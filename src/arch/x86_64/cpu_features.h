@@ -23,6 +23,14 @@ struct CpuFeatures {
 
 CpuFeatures host_cpu_features();
 
+// XCR0, the xsave components the kernel enabled. Only where CPUID.1:ECX
+// has OSXSAVE: XGETBV is undefined elsewhere.
+inline uint64_t read_xcr0() {
+  uint32_t lo, hi;
+  asm volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return (uint64_t{hi} << 32) | lo;
+}
+
 // The names of what `want` has and `have` lacks: instruction-set features
 // (only the named ones: bits such as "hypervisor" or the APIC id differ
 // between machines without a process noticing) and the xsave components of

@@ -72,7 +72,14 @@ Result<TreeCommit> TreeCommit::watch(const std::vector<pid_t>& tasks, std::optio
   const int err = errno;
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (w->pid < 0) return error(err, "clone the commit watcher");
-  return TreeCommit(std::move(w));
+  // A process group of its own: a SIGKILL to ckpt's group (timeout(1) sends
+  // its signal to its whole group) must not take the watcher with ckpt.
+  // Killed together before this, nothing was let go yet (nor, at dump, was
+  // the inventory written).
+  const pid_t pid = w->pid;
+  TreeCommit c(std::move(w));
+  if (setpgid(pid, pid) < 0) return sys_error("put the commit watcher {} in a process group of its own", pid);
+  return c;
 }
 
 TreeCommit::TreeCommit(std::unique_ptr<Watcher> w) : w_(std::move(w)) {}

@@ -20,8 +20,9 @@
 // The watcher shares ckpt's memory (clone with CLONE_VM): no page tables to
 // copy, and it reads its pidfds where ckpt keeps them (ckpt frees them only
 // once it has reaped the watcher). It runs raw syscalls only, with the
-// signals a terminal sends blocked, so that a Ctrl-C that kills ckpt does not
-// kill its watcher too.
+// signals a terminal sends blocked and in a process group of its own, so
+// that a Ctrl-C, or a SIGKILL to ckpt's whole group, that kills ckpt does
+// not kill its watcher too.
 #pragma once
 
 #include <sys/types.h>

@@ -311,6 +311,18 @@ TEST_F(RestoreKillLoop, InterruptedWhileLettingGo) {
   EXPECT_EQ(settle(&losses), After::Gone) << losses;
 }
 
+// The same window hit by a SIGKILL to ckpt's whole process group, as
+// timeout(1) sends it: the watcher is in a group of its own.
+TEST_F(RestoreKillLoop, KilledWithItsGroupWhileLettingGo) {
+  const pid_t ckpt = restore_held_while_letting_go({"/usr/bin/setsid"});
+  ASSERT_GT(ckpt, 0);
+  ASSERT_EQ(getpgid(ckpt), ckpt);
+  kill(-ckpt, SIGKILL);
+  h.wait_ckpt(ckpt);
+  std::string losses;
+  EXPECT_EQ(settle(&losses), After::Gone) << losses;
+}
+
 // A dump that ends in a kill, with ckpt killed once its checkpoint exists
 // (its inventory written) and before it kills the tree: every task goes
 // (none runs on without the others, its PID taken from the restore), and
@@ -318,10 +330,12 @@ TEST_F(RestoreKillLoop, InterruptedWhileLettingGo) {
 // tree runs on, untraced, as if no dump had begun.
 class DumpKill : public PreforkTree {
  protected:
-  // ckpt dump, stopped at `point` for good, then SIGKILLed there.
-  void kill_dump_at(const std::string& point) {
+  // ckpt dump, stopped at `point` for good, then SIGKILLed there, alone
+  // or with its whole process group.
+  void kill_dump_at(const std::string& point, bool group = false) {
     setenv("CKPT_FAULT", ("hang:" + point).c_str(), 1);
-    const pid_t ckpt = h.ckpt_background({"dump", "-t", std::to_string(pid), "-D", h.images()});
+    const pid_t ckpt = h.ckpt_background({"dump", "-t", std::to_string(pid), "-D", h.images()},
+                                         group ? std::vector<std::string>{"/usr/bin/setsid"} : std::vector<std::string>{});
     unsetenv("CKPT_FAULT");
     // Its commit watcher (ptrace/tree_commit.h) is its child from before the inventory.
     ASSERT_TRUE(wait_until([&] { return proc_state(ckpt) == 'S' && tree_of(ckpt).size() > 1; }))
@@ -329,27 +343,38 @@ class DumpKill : public PreforkTree {
     // A hang is a pause(): sleeping, and no ptrace stop of the tree's is left to take.
     ASSERT_TRUE(wait_until([&] { return read_text(fmt::format("/proc/{}/wchan", ckpt)).ends_with("sys_pause"); }))
         << "ckpt never paused at " << point;
-    kill(ckpt, SIGKILL);
+    ASSERT_TRUE(!group || getpgid(ckpt) == ckpt);
+    kill(group ? -ckpt : ckpt, SIGKILL);
     h.wait_ckpt(ckpt);
+  }
+
+  void expect_killed_and_restorable() {
+    ASSERT_EQ(access((h.images() + "/inventory.img").c_str(), F_OK), 0);
+    const int st = h.wait_child(pid);
+    EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << describe_status(st);
+    EXPECT_TRUE(wait_until([&] {
+      return std::ranges::all_of(tasks, [](pid_t p) { waitpid(p, nullptr, WNOHANG | __WALL); return kill(p, 0) < 0; });
+    })) << "a task of the tree runs on without its root";
+    reap_all(tasks);
+
+    CkptRun back = h.ckpt({"restore", "-D", h.images(), "-d"});
+    ASSERT_EQ(back.exit_code(), 0) << back.err;
+    kill(pid, SIGTERM);
+    const int end = h.wait_child(pid);
+    EXPECT_TRUE(WIFEXITED(end) && WEXITSTATUS(end) == 0) << describe_status(end) << read_text(h.workload_log("prefork"));
+    reap_all(tasks);
   }
 };
 
 TEST_F(DumpKill, KilledOnceTheCheckpointExists) {
   ASSERT_NO_FATAL_FAILURE(kill_dump_at("kill"));
-  ASSERT_EQ(access((h.images() + "/inventory.img").c_str(), F_OK), 0);
-  const int st = h.wait_child(pid);
-  EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << describe_status(st);
-  EXPECT_TRUE(wait_until([&] {
-    return std::ranges::all_of(tasks, [](pid_t p) { waitpid(p, nullptr, WNOHANG | __WALL); return kill(p, 0) < 0; });
-  })) << "a task of the tree runs on without its root";
-  reap_all(tasks);
+  expect_killed_and_restorable();
+}
 
-  CkptRun back = h.ckpt({"restore", "-D", h.images(), "-d"});
-  ASSERT_EQ(back.exit_code(), 0) << back.err;
-  kill(pid, SIGTERM);
-  const int end = h.wait_child(pid);
-  EXPECT_TRUE(WIFEXITED(end) && WEXITSTATUS(end) == 0) << describe_status(end) << read_text(h.workload_log("prefork"));
-  reap_all(tasks);
+// The same, with ckpt's whole process group (timeout(1)'s SIGKILL).
+TEST_F(DumpKill, KilledWithItsGroupOnceTheCheckpointExists) {
+  ASSERT_NO_FATAL_FAILURE(kill_dump_at("kill", true));
+  expect_killed_and_restorable();
 }
 
 TEST_F(DumpKill, KilledJustBeforeTheCheckpoint) {

@@ -4,6 +4,7 @@
 #include "ptrace/tree_commit.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include <cstring>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "base/unique_fd.h"
@@ -120,20 +122,21 @@ TEST(TreeCommit, KillIfAsksForTheFileAtEndOfFile) {
   rmdir(dir.c_str());
 }
 
-// The maker dies with its watcher armed, of SIGKILL or of the SIGINT a
-// terminal sends to its whole process group: the watcher kills every task.
+// The maker dies with its watcher armed: of SIGKILL, alone or with its
+// whole process group (as timeout(1) sends it), or of the SIGINT a terminal
+// sends to the group: the watcher kills every task.
 TEST(TreeCommit, MakerDeathKillsEveryTask) {
   // The orphaned watcher comes to us, to be reaped (PID 1 here may not).
   prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-  for (int sig : {SIGKILL, SIGINT}) {
+  for (auto [sig, group] : {std::pair{SIGKILL, false}, {SIGKILL, true}, {SIGINT, true}}) {
+    SCOPED_TRACE(fmt::format("{} to the {}", strsignal(sig), group ? "group" : "maker"));
     Sleepers s(3);
     const pid_t maker = fork();
     if (maker == 0) {
       setpgid(0, 0);
       auto w = TreeCommit::watch(s.pids);
       if (!w) _exit(2);
-      if (sig == SIGKILL) raise(SIGKILL);
-      kill(0, SIGINT);  // the group: maker and watcher
+      kill(group ? 0 : getpid(), sig);
       pause();
       _exit(3);
     }

@@ -161,6 +161,9 @@ struct TaskDump {
   // 27 MB, ~60 ms), and renamed into place with the others; `core` is then
   // empty.
   std::future<Result<TempFile>> core_written;
+  // Its pages file, complete, renamed into place with the other images (a
+  // page server's are the server's).
+  std::optional<TempFile> pages;
 };
 
 // From how many threads a core image is written ahead (~170 KB of it).
@@ -257,9 +260,16 @@ Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, R
   PageSource src{threads[0], o.pages == PageTransfer::Splice ? &parasite : nullptr, parent,
                  tracker ? &dirty : nullptr};
   std::unique_ptr<image::PageSink> sink;
-  if (server) sink = server->sink(image::pages_name(pid));
-  else sink = TRY(image::FilePageSink::create(dir, image::pages_name(pid)));
+  image::FilePageSink* file = nullptr;
+  if (server) {
+    sink = server->sink(image::pages_name(pid));
+  } else {
+    auto f = TRY(image::FilePageSink::create(dir, image::pages_name(pid), image::FilePageSink::Publish::Held));
+    file = f.get();
+    sink = std::move(f);
+  }
   PageStats ps = TRY(dump_pages(src, d.mm, *sink, &d.pagemap, o.faults));
+  if (file) d.pages.emplace(file->take());
   stats.set_memory_dump_ns(stats.memory_dump_ns() + ns_since(mem_start));
   stats.set_pages_written(stats.pages_written() + ps.pages);
   stats.set_bytes_written(stats.bytes_written() + ps.bytes);
@@ -277,12 +287,13 @@ Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, R
 
 Result<void> write_images(const DumpOptions& o, image::ImageDir& dir, const tree::ProcessTree& tree,
                           std::vector<TaskDump>& tasks, const img::FileDescs& descs,
-                          const ShmemCollector& shmem, bool has_parent, const net::NetLock* netlock) {
+                          ShmemCollector& shmem, bool has_parent, const net::NetLock* netlock) {
   // Each task's images on both cores: creating a file and checking that
   // its image reads back cost about a millisecond a task.
   std::vector<Result<void>> written(tasks.size());
   share_with_helper(tasks.size(), 4, [&](size_t i) {
     written[i] = [&, &d = tasks[i]]() -> Result<void> {
+      if (d.pages) TRY(dir.commit(*d.pages));
       if (d.core_written.valid()) {
         TempFile core = TRY(d.core_written.get());
         TRY(dir.commit(core));
@@ -297,6 +308,7 @@ Result<void> write_images(const DumpOptions& o, image::ImageDir& dir, const tree
   for (size_t i = 0; i < tasks.size(); i++) TRY_CTX(written[i], "pid {}", tasks[i].pid);
   TRY(dir.write(image::kFileDescsName, image::ImageKind::FileDescs, descs));
   TRY(dir.write(image::kTreeName, image::ImageKind::Tree, tree.to_image()));
+  TRY(shmem.commit_pages(dir));
   if (!shmem.empty()) TRY(dir.write(image::kShmemName, image::ImageKind::Shmem, shmem.image()));
   TRY_CTX(o.faults.at("images"), "write images");
 

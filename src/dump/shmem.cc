@@ -60,8 +60,8 @@ constexpr size_t kChunk = 1 << 20;
 // The object's present pages (SEEK_DATA/SEEK_HOLE: shmem knows which pages
 // it has) streamed into a pages file, one run per extent, each with its
 // checksum: the extents first, so that the stream's header says how much
-// follows.
-Result<void> write_content(int obj, uint64_t size, image::ImageDir& dir, img::ShmemObject* o) {
+// follows. The file is complete, not yet in place.
+Result<TempFile> write_content(int obj, uint64_t size, image::ImageDir& dir, img::ShmemObject* o) {
   uint64_t bytes = 0;
   for (off_t at = 0; static_cast<uint64_t>(at) < size;) {
     off_t data = lseek(obj, at, SEEK_DATA);
@@ -79,7 +79,8 @@ Result<void> write_content(int obj, uint64_t size, image::ImageDir& dir, img::Sh
   }
   o->mutable_pages()->set_total_pages(bytes / arch::kPageSize);
 
-  auto sink = TRY(image::FilePageSink::create(dir, image::shmem_pages_name(o->id())));
+  auto sink = TRY(image::FilePageSink::create(dir, image::shmem_pages_name(o->id()),
+                                              image::FilePageSink::Publish::Held));
   TRY(sink->begin(bytes));
   std::vector<char> buf(kChunk);
   for (img::PageRun& run : *o->mutable_pages()->mutable_runs()) {
@@ -94,7 +95,8 @@ Result<void> write_content(int obj, uint64_t size, image::ImageDir& dir, img::Sh
       off += n;
     }
   }
-  return sink->commit();
+  TRY(sink->commit());
+  return sink->take();
 }
 
 }  // namespace
@@ -142,7 +144,7 @@ Result<void> ShmemCollector::collect(pid_t pid, img::MmImage* mm, image::ImageDi
     o->set_hugetlb_page_size(v.hugetlb_page_size());
     o->set_dev(v.dev());
     o->set_inode(v.inode());
-    TRY_CTX(write_content(obj.get(), st.st_size, dir, o), "{}", what);
+    pages_.push_back(TRY_CTX(write_content(obj.get(), st.st_size, dir, o), "{}", what));
   }
   return {};
 }
@@ -175,7 +177,12 @@ Result<void> ShmemCollector::collect_hugetlb_memfd(pid_t pid, int fd, std::strin
   o->set_hugetlb_page_size(page);
   o->set_dev(key.first);
   o->set_inode(key.second);
-  TRY_CTX(write_content(obj.get(), o->size(), dir, o), "{}", what);
+  pages_.push_back(TRY_CTX(write_content(obj.get(), o->size(), dir, o), "{}", what));
+  return {};
+}
+
+Result<void> ShmemCollector::commit_pages(image::ImageDir& dir) {
+  for (TempFile& f : pages_) TRY(dir.commit(f));
   return {};
 }
 

@@ -42,6 +42,8 @@ class ShmemCollector {
   // back on it (files/memfd.cc). Any other fd is left to its kind.
   Result<void> collect_hugetlb_memfd(pid_t pid, int fd, std::string_view link, const struct stat& st,
                                      image::ImageDir& dir);
+  // Every object's pages file, renamed into place with the other images.
+  Result<void> commit_pages(image::ImageDir& dir);
   const img::ShmemImage& image() const { return image_; }
   bool empty() const { return image_.objects().empty(); }
   // Every System V segment the tree attaches is the tree's alone: attached
@@ -58,6 +60,7 @@ class ShmemCollector {
   img::ShmemImage image_;
   std::map<std::pair<uint64_t, uint64_t>, uint32_t> ids_;  // (dev, inode) -> id
   std::map<uint32_t, uint64_t> sysv_vmas_;                  // id -> VMAs of the tree that attach it
+  std::vector<TempFile> pages_;                             // complete, not yet in place
 };
 
 }  // namespace ckpt::dump

@@ -36,11 +36,14 @@ Result<void> PageSink::commit() {
   return finish();
 }
 
-Result<std::unique_ptr<FilePageSink>> FilePageSink::create(ImageDir& dir, const std::string& name) {
+Result<std::unique_ptr<FilePageSink>> FilePageSink::create(ImageDir& dir, const std::string& name, Publish publish) {
   TempFile tmp = TRY(dir.create_temp(name));
-  return std::unique_ptr<FilePageSink>(new FilePageSink(dir, std::move(tmp)));
+  return std::unique_ptr<FilePageSink>(new FilePageSink(dir, std::move(tmp), publish));
 }
 
-Result<void> FilePageSink::finish() { return dir_.commit(tmp_); }
+Result<void> FilePageSink::finish() {
+  if (publish_ == Publish::Held) return {};
+  return dir_.commit(tmp_);
+}
 
 }  // namespace ckpt::image

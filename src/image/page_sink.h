@@ -57,20 +57,29 @@ class PageSink {
   Progress* progress_ = nullptr;
 };
 
-// A pages file of an images directory, written under its temporary name and
-// renamed into place by commit().
+// A pages file of an images directory, written under its temporary name.
+// commit() renames it into place; or, with Publish::Held, checks it and
+// leaves the rename to its taker: a dump renames the pages with the other
+// images, so that a dump killed before then leaves only temporaries, which
+// the next dump into the directory removes.
 class FilePageSink final : public PageSink {
  public:
-  static Result<std::unique_ptr<FilePageSink>> create(ImageDir& dir, const std::string& name);
+  enum class Publish { AtCommit, Held };
+  static Result<std::unique_ptr<FilePageSink>> create(ImageDir& dir, const std::string& name,
+                                                      Publish publish = Publish::AtCommit);
   const std::string& name() const override { return path_; }
   int fd() const override { return tmp_.fd(); }
+  // Publish::Held, once committed: the complete file, for ImageDir::commit().
+  TempFile take() { return std::move(tmp_); }
 
  private:
-  FilePageSink(ImageDir& dir, TempFile tmp) : dir_(dir), tmp_(std::move(tmp)), path_(dir.file(tmp_.temp_name())) {}
+  FilePageSink(ImageDir& dir, TempFile tmp, Publish publish)
+      : dir_(dir), tmp_(std::move(tmp)), path_(dir.file(tmp_.temp_name())), publish_(publish) {}
   Result<void> finish() override;
   ImageDir& dir_;
   TempFile tmp_;
   std::string path_;
+  Publish publish_;
 };
 
 }  // namespace ckpt::image

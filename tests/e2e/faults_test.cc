@@ -107,10 +107,13 @@ void expect_survives_killed_ckpt(const Kill& k) {
   if (k.leaves_fds) EXPECT_NE(fds_of(pid), fds) << "the test did not kill ckpt where it meant to";
   else EXPECT_EQ(fds_of(pid), fds) << "the parasite left an fd behind";
   EXPECT_NE(access((h.images() + "/inventory.img").c_str(), F_OK), 0);
-  // The next dump takes what is left out; its checkpoint holds none of it.
-  // (Another directory: a dump killed in the cure has its pages file in place.)
-  CkptRun again = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images() + "-again", "--leave-running"});
+  // The next dump, into the same directory, takes what is left out; its
+  // checkpoint holds none of it. The killed dump left only temporaries,
+  // which it removes: no image is in place before the last phase.
+  CkptRun again = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images(), "--leave-running"});
   EXPECT_EQ(again.exit_code(), 0) << again.err;
+  CkptRun check = h.ckpt({"verify", h.images()});
+  EXPECT_EQ(check.exit_code(), 0) << check.err;
   EXPECT_TRUE(wait_back_in_loop(pid));
   EXPECT_EQ(read_text(fmt::format("/proc/{}/maps", pid)), maps);
   EXPECT_EQ(fds_of(pid), fds);

@@ -18,6 +18,7 @@
 
 #include "base/fs.h"
 #include "files/locks.h"
+#include "proc/fds.h"
 #include "proc/status.h"
 
 namespace ckpt::files {
@@ -133,16 +134,15 @@ Result<TaskFds> scan_fds(pid_t pid, const DumpFlags& flags) {
   int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
   if (pidfd < 0) return sys_error("pid {}: pidfd_open", pid);
   out.pidfd = UniqueFd(pidfd);
-  const std::string dir = fmt::format("/proc/{}/fd", pid);
-  for (int fd : TRY(proc::list_numeric_dir(dir))) {
+  const proc::ProcFds fds = TRY(proc::ProcFds::open(pid));
+  for (int fd : TRY(fds.list())) {
     FdProbe p;
     p.pid = pid;
     p.fd = fd;
     p.pidfd = pidfd;
-    const std::string link = fmt::format("{}/{}", dir, fd);
-    p.link = TRY(read_link(link));
-    if (::stat(link.c_str(), &p.st) < 0) return sys_error("stat {} ({})", link, p.link);
-    p.fdinfo = TRY(read_file(fmt::format("/proc/{}/fdinfo/{}", pid, fd)));
+    p.link = TRY(fds.link(fd));
+    p.st = TRY_CTX(fds.stat(fd), "{}", p.link);
+    p.fdinfo = TRY(fds.fdinfo(fd));
     p.info = TRY_CTX(proc::parse_fdinfo(p.fdinfo), "/proc/{}/fdinfo/{}", pid, fd);
     auto claims = [&](const Kind* k) { return k->claims(p, flags); };
     auto kind = std::ranges::find_if(kinds(), claims);

@@ -14,7 +14,7 @@
 
 namespace ckpt {
 
-Result<Leftovers> find_leftovers(Tracee& leader) {
+Result<Leftovers> find_leftovers(Tracee& leader, std::span<const proc::FdLink> fds) {
   const pid_t pid = leader.tid();
   Leftovers left;
   std::vector<int> recorded;
@@ -30,12 +30,9 @@ Result<Leftovers> find_leftovers(Tracee& leader) {
   // One pass over the fd table: the fds the records name (sockets and pipes
   // only: a number the parasite closed says -1, but the kind is checked all
   // the same), and its memfd, if ckpt died between creating and closing it.
-  for (int fd : TRY(proc::list_numeric_dir(fmt::format("/proc/{}/fd", pid)))) {
-    auto link = read_link(fmt::format("/proc/{}/fd/{}", pid, fd));
-    if (!link) continue;  // closed meanwhile
-    const bool pipe_or_socket = link->starts_with("socket:[") || link->starts_with("pipe:[");
-    if ((pipe_or_socket && std::ranges::find(recorded, fd) != recorded.end()) ||
-        link->starts_with(Parasite::kMemfdPath))
+  for (const auto& [fd, link] : fds) {
+    const bool pipe_or_socket = link.starts_with("socket:[") || link.starts_with("pipe:[");
+    if ((pipe_or_socket && std::ranges::find(recorded, fd) != recorded.end()) || link.starts_with(Parasite::kMemfdPath))
       left.fds.push_back(fd);
   }
   return left;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "proc/fds.h"
 #include "ptrace/remote_syscall.h"
 #include "ptrace/tracee.h"
 
@@ -26,8 +27,10 @@ struct Leftovers {
   bool empty() const { return maps.empty() && fds.empty(); }
 };
 
-// From /proc and the fd record at the start of each parasite's data.
-Result<Leftovers> find_leftovers(Tracee& leader);
+// From /proc/PID/maps, the fd record at the start of each parasite's data,
+// and `fds`: the task's open fds and where they lead, read since it stopped
+// (proc::read_fd_links, or what the dump's scan of its fds found).
+Result<Leftovers> find_leftovers(Tracee& leader, std::span<const proc::FdLink> fds);
 
 // Closes and unmaps them through remote syscalls in the stopped main thread;
 // refuses while a thread still runs in a parasite on its way out.

@@ -1,0 +1,94 @@
+#include "proc/fds.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <memory>
+
+#include <fmt/format.h>
+
+#include "base/fs.h"
+#include "proc/text.h"
+
+namespace ckpt::proc {
+
+namespace {
+
+Result<UniqueFd> open_dir(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) return sys_error("open {}", path);
+  return fd;
+}
+
+}  // namespace
+
+Result<ProcFds> ProcFds::open(pid_t pid) {
+  UniqueFd fd_dir = TRY(open_dir(fmt::format("/proc/{}/fd", pid)));
+  UniqueFd info_dir = TRY(open_dir(fmt::format("/proc/{}/fdinfo", pid)));
+  return ProcFds(pid, std::move(fd_dir), std::move(info_dir));
+}
+
+Result<std::vector<int>> ProcFds::list() const {
+  // Its own descriptor for the listing: fd_dir_ stays at offset 0 for the *at() calls' sake.
+  UniqueFd again(::openat(fd_dir_.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!again) return sys_error("open /proc/{}/fd", pid_);
+  DIR* d = ::fdopendir(again.get());
+  if (!d) return sys_error("list /proc/{}/fd", pid_);
+  (void)again.release();  // the DIR owns it now
+  std::unique_ptr<DIR, int (*)(DIR*)> dir(d, ::closedir);
+  std::vector<int> out;
+  for (;;) {
+    errno = 0;  // readdir() returns NULL both at the end and on error
+    const dirent* de = ::readdir(dir.get());
+    if (!de) {
+      if (errno != 0) return sys_error("list /proc/{}/fd", pid_);
+      break;
+    }
+    int n;
+    if (parse_num(std::string_view(de->d_name), 10, n) && n >= 0) out.push_back(n);
+  }
+  return out;
+}
+
+Result<std::string> ProcFds::link(int fd) const {
+  const std::string name = std::to_string(fd);
+  std::string out(256, '\0');
+  for (;;) {
+    const ssize_t n = ::readlinkat(fd_dir_.get(), name.c_str(), out.data(), out.size());
+    if (n < 0) return sys_error("readlink /proc/{}/fd/{}", pid_, fd);
+    if (static_cast<size_t>(n) < out.size()) {
+      out.resize(static_cast<size_t>(n));
+      return out;
+    }
+    out.resize(out.size() * 4);  // a long path: no truncation
+  }
+}
+
+Result<struct stat> ProcFds::stat(int fd) const {
+  struct stat st;
+  if (::fstatat(fd_dir_.get(), std::to_string(fd).c_str(), &st, 0) < 0)
+    return sys_error("stat /proc/{}/fd/{}", pid_, fd);
+  return st;
+}
+
+Result<std::string> ProcFds::fdinfo(int fd) const {
+  const std::string path = fmt::format("/proc/{}/fdinfo/{}", pid_, fd);  // for errors
+  UniqueFd f(::openat(info_dir_.get(), std::to_string(fd).c_str(), O_RDONLY | O_CLOEXEC));
+  if (!f) return sys_error("open {}", path);
+  return read_fd(f.get(), path);
+}
+
+Result<std::vector<FdLink>> read_fd_links(pid_t pid) {
+  const ProcFds fds = TRY(ProcFds::open(pid));
+  std::vector<FdLink> out;
+  for (int fd : TRY(fds.list())) {
+    auto link = fds.link(fd);
+    if (!link && link.error().err == ENOENT) continue;  // closed meanwhile (a live task, not a frozen one)
+    out.push_back({fd, TRY(std::move(link))});
+  }
+  return out;
+}
+
+}  // namespace ckpt::proc

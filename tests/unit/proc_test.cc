@@ -2,6 +2,7 @@
 // (tests/unit/data and the lines quoted below), malformed input that must
 // come back as an error naming the problem, and a few live reads of ourselves.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -18,6 +19,7 @@
 
 #include "base/fs.h"
 #include "base/unique_fd.h"
+#include "proc/fds.h"
 #include "proc/maps.h"
 #include "proc/status.h"
 
@@ -618,3 +620,45 @@ TEST(ProcLive, ChildrenOfGoneTaskIsENOENT) {
 
 }  // namespace
 }  // namespace ckpt::proc
+
+// One listing under directory fds tells what the paths do: every fd, where
+// it leads (a long path too), what it is, its fdinfo.
+TEST(ProcLive, FdsUnderDirectoryFds) {
+  const std::string dir = testing::TempDir() + fmt::format("ckpt-procfds-{}", getpid());
+  std::string deep = dir;
+  ASSERT_EQ(mkdir(dir.c_str(), 0700), 0);
+  for (int i = 0; i < 3; i++) {
+    deep += "/" + std::string(200, 'a' + i);  // past the first readlink buffer
+    ASSERT_EQ(mkdir(deep.c_str(), 0700), 0);
+  }
+  const std::string file = deep + "/f";
+  ckpt::UniqueFd f(open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  ASSERT_TRUE(f);
+  int p[2];
+  ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
+  ckpt::UniqueFd r(p[0]), w(p[1]);
+
+  auto fds = ckpt::proc::ProcFds::open(getpid());
+  ASSERT_TRUE(fds) << fds.error().str();
+  auto list = fds->list();
+  ASSERT_TRUE(list);
+  auto links = ckpt::proc::read_fd_links(getpid());
+  ASSERT_TRUE(links);
+  for (int fd : {f.get(), r.get(), w.get()}) {
+    EXPECT_NE(std::ranges::find(*list, fd), list->end()) << fd;
+    const std::string by_path = *ckpt::read_link(fmt::format("/proc/self/fd/{}", fd));
+    EXPECT_EQ(*fds->link(fd), by_path);
+    auto it = std::ranges::find(*links, fd, &ckpt::proc::FdLink::fd);
+    ASSERT_NE(it, links->end());
+    EXPECT_EQ(it->link, by_path);
+    struct stat st;
+    ASSERT_EQ(fstat(fd, &st), 0);
+    EXPECT_EQ(fds->stat(fd)->st_ino, st.st_ino);
+    EXPECT_NE(fds->fdinfo(fd)->find("flags:"), std::string::npos);
+  }
+  EXPECT_EQ(*fds->link(f.get()), file);
+  EXPECT_FALSE(fds->link(9999));
+  unlink(file.c_str());
+  for (; deep.size() > dir.size(); deep.resize(deep.rfind('/'))) rmdir(deep.c_str());
+  rmdir(dir.c_str());
+}

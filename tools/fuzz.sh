@@ -51,7 +51,7 @@ sources=(src/image/*.cc src/base/*.cc src/proc/*.cc src/tree/*.cc src/files/*.cc
   echo "  depfile = \$out.d"
   echo "  deps = gcc"
   echo "rule fuzzer"
-  echo "  command = $cxx \$flags -fsanitize=fuzzer -DCKPT_FUZZ_TARGET=\$target \$in -lprotobuf -lfmt -lssl -lcrypto -o \$out"
+  echo "  command = $cxx \$flags -fsanitize=fuzzer -DCKPT_FUZZ_TARGET=\$target \$in -lprotobuf -lssl -lcrypto -o \$out"
   objs=()
   for src in "${sources[@]}"; do
     obj="obj/$(echo "$src" | tr / _).o"

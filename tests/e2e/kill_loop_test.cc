@@ -251,8 +251,9 @@ class RestoreKillLoop : public PreforkTree {
   const std::vector<std::string> restore = {"restore", "-D", h.images(), "-d"};
 };
 
-// ckpt SIGKILLed at random moments of a restore: the tree comes back whole,
-// or not at all. Never some tasks without the others, and never a task left
+// ckpt SIGKILLed at random moments of a restore, every other round with its
+// whole process group (as timeout(1) kills): the tree comes back whole, or
+// not at all. Never some tasks without the others, and never a task left
 // traced or stopped.
 TEST_F(RestoreKillLoop, TreeWholeOrGone) {
   std::mt19937 rng(std::random_device{}());
@@ -267,11 +268,13 @@ TEST_F(RestoreKillLoop, TreeWholeOrGone) {
   std::string losses;
   for (int i = 0; i < rounds() && !lost; i++) {
     log_as_dumped();
-    pid_t ckpt = h.ckpt_background(restore);
+    const bool group = i % 2 == 1;
+    pid_t ckpt = h.ckpt_background(restore, group ? std::vector<std::string>{"/usr/bin/setsid"}
+                                                   : std::vector<std::string>{});
     // A little past the whole restore too: kills after it must find the tree whole.
     std::this_thread::sleep_for(
         std::chrono::microseconds(std::uniform_int_distribution<int64_t>(0, span.count() * 5 / 4)(rng)));
-    kill(ckpt, SIGKILL);
+    kill(group ? -ckpt : ckpt, SIGKILL);
     CkptRun r = h.wait_ckpt(ckpt);
     ASSERT_FALSE(WIFEXITED(r.status) && r.exit_code() != 0) << "ckpt failed on its own: " << r.err;
     losses += fmt::format("round {}: ", i);

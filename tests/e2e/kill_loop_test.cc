@@ -80,9 +80,12 @@ TEST_P(KillLoop, TaskSurvivesEveryKill) {
   std::string losses;
   for (int i = 0; i < rounds(); i++) {
     const std::string dir = fmt::format("{}-{}", h.images(), i);
-    pid_t ckpt = h.ckpt_background(dump_args(dir, c.leave_running));
+    // Every other round ckpt's whole process group, as timeout(1) kills.
+    const bool group = i % 2 == 1;
+    pid_t ckpt = h.ckpt_background(dump_args(dir, c.leave_running),
+                                   group ? std::vector<std::string>{"/usr/bin/setsid"} : std::vector<std::string>{});
     std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int64_t>(0, span.count())(rng)));
-    kill(ckpt, SIGKILL);
+    kill(group ? -ckpt : ckpt, SIGKILL);
     CkptRun r = h.wait_ckpt(ckpt);
     ASSERT_FALSE(WIFEXITED(r.status) && r.exit_code() != 0) << "ckpt failed on its own: " << r.err;
     // Complete once the inventory is in place, whether or not ckpt lived to

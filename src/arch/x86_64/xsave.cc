@@ -17,7 +17,7 @@ namespace {
 // restore ask for every thread. Only the components the kernel enabled
 // (XCR0) are asked for: no task can hold any other, and a checkpoint that
 // uses one this machine lacks is refused before its xsave is loaded
-// (image/cpu.h). 7 CPUIDs instead of 62.
+// (image/cpu.h). 6 CPUIDs on this guest instead of 62.
 struct XsaveLayout {
   std::array<uint32_t, 63> end{};  // of component i (0 where the kernel enabled none)
   uint32_t regset = 0;             // EBX of sub-leaf 0

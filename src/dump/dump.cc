@@ -33,6 +33,7 @@
 #include "image/inventory.h"
 #include "net/tree_connections.h"
 #include "proc/fds.h"
+#include "proc/maps.h"
 #include "proc/status.h"
 #include "parasite/leftovers.h"
 #include "parasite/parasite.h"
@@ -206,14 +207,15 @@ Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, R
 
   // What a ckpt killed mid-dump left goes first; then what /proc showed
   // with it is shown again without it.
-  const SyscallSite site = TRY(find_syscall_site(threads[0], own_code));
+  const std::vector<proc::MapEntry> maps = TRY(proc::read_maps(pid));
+  const SyscallSite site = TRY(find_syscall_site(threads[0], own_code, maps));
   // The fds as the scan made ahead found them: the task has been stopped since.
   std::vector<proc::FdLink> fds;
   if (outside)
     for (const files::FdProbe& p : outside->fds.probes) fds.push_back({p.fd, p.link});
   else
     fds = TRY(proc::read_fd_links(pid));
-  Leftovers left = TRY(find_leftovers(threads[0], fds));
+  Leftovers left = TRY(find_leftovers(threads[0], maps, fds));
   UffdTracker* tracker = prev && prev->tracker ? &*prev->tracker : nullptr;
   if (!left.empty()) {
     log.info("pid {}: removing the parasite a killed ckpt left ({} mappings, {} fds)", pid, left.maps.size(),

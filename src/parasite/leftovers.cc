@@ -14,11 +14,12 @@
 
 namespace ckpt {
 
-Result<Leftovers> find_leftovers(Tracee& leader, std::span<const proc::FdLink> fds) {
+Result<Leftovers> find_leftovers(Tracee& leader, std::span<const proc::MapEntry> maps,
+                                 std::span<const proc::FdLink> fds) {
   const pid_t pid = leader.tid();
   Leftovers left;
   std::vector<int> recorded;
-  for (const proc::MapEntry& m : TRY(proc::read_maps(pid))) {
+  for (const proc::MapEntry& m : maps) {
     if (!m.path.starts_with(Parasite::kMemfdPath)) continue;
     left.maps.push_back({m.start, m.end});
     if (!m.write) continue;  // the code; the data starts with the record

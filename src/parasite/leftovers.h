@@ -16,6 +16,7 @@
 
 #include "base/result.h"
 #include "proc/fds.h"
+#include "proc/maps.h"
 #include "ptrace/remote_syscall.h"
 #include "ptrace/tracee.h"
 
@@ -27,10 +28,11 @@ struct Leftovers {
   bool empty() const { return maps.empty() && fds.empty(); }
 };
 
-// From /proc/PID/maps, the fd record at the start of each parasite's data,
-// and `fds`: the task's open fds and where they lead, read since it stopped
-// (proc::read_fd_links, or what the dump's scan of its fds found).
-Result<Leftovers> find_leftovers(Tracee& leader, std::span<const proc::FdLink> fds);
+// From the task's mappings and open fds, read since it stopped (`maps`: its
+// /proc/PID/maps; `fds`: proc::read_fd_links, or what the dump's scan of its
+// fds found), and the fd record at the start of each parasite's data.
+Result<Leftovers> find_leftovers(Tracee& leader, std::span<const proc::MapEntry> maps,
+                                 std::span<const proc::FdLink> fds);
 
 // Closes and unmaps them through remote syscalls in the stopped main thread;
 // refuses while a thread still runs in a parasite on its way out.

@@ -119,8 +119,7 @@ std::optional<uint64_t> OwnCode::sigreturn_offset(const proc::MapEntry& m) {
   return std::nullopt;
 }
 
-Result<SyscallSite> find_syscall_site(Tracee& t, OwnCode& own) {
-  const auto maps = TRY(proc::read_maps(t.tid()));
+Result<SyscallSite> find_syscall_site(Tracee& t, OwnCode& own, std::span<const proc::MapEntry> maps) {
   auto vdso = std::ranges::find(maps, std::string("[vdso]"), &proc::MapEntry::path);
   if (vdso == maps.end()) return error(EOPNOTSUPP, "task {} has no [vdso], which ckpt needs", t.tid());
   SyscallSite site;
@@ -131,7 +130,7 @@ Result<SyscallSite> find_syscall_site(Tracee& t, OwnCode& own) {
 
 Result<SyscallSite> find_syscall_site(Tracee& t) {
   OwnCode own = TRY(OwnCode::read());
-  return find_syscall_site(t, own);
+  return find_syscall_site(t, own, TRY(proc::read_maps(t.tid())));
 }
 
 Result<long> run_syscall(Tracee& t, arch::Regs regs, RemoteAddr insn, long nr, std::initializer_list<uint64_t> args) {

@@ -35,6 +35,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <optional>
+#include <span>
 #include <vector>
 
 #include "base/owed.h"
@@ -69,9 +70,10 @@ class OwnCode {
   std::vector<Mapped> mapped_;
 };
 
-// Finds both in the task's mappings (the parasite's own, which ckpt unmaps,
-// are never chosen). One OwnCode serves every task of a dump.
-Result<SyscallSite> find_syscall_site(Tracee& t, OwnCode& own);
+// Finds both in the task's mappings, `maps` (its /proc/PID/maps, read since
+// it stopped; the parasite's own, which ckpt unmaps, are never chosen). One
+// OwnCode serves every task of a dump.
+Result<SyscallSite> find_syscall_site(Tracee& t, OwnCode& own, std::span<const proc::MapEntry> maps);
 Result<SyscallSite> find_syscall_site(Tracee& t);
 
 // Runs one syscall in a tracee that sits in a ptrace-stop, starting from

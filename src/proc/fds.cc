@@ -1,16 +1,14 @@
 #include "proc/fds.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <memory>
 
 #include <fmt/format.h>
 
 #include "base/fs.h"
-#include "proc/text.h"
+#include "proc/status.h"
 
 namespace ckpt::proc {
 
@@ -30,27 +28,8 @@ Result<ProcFds> ProcFds::open(pid_t pid) {
   return ProcFds(pid, std::move(fd_dir), std::move(info_dir));
 }
 
-Result<std::vector<int>> ProcFds::list() const {
-  // Its own descriptor for the listing: fd_dir_ stays at offset 0 for the *at() calls' sake.
-  UniqueFd again(::openat(fd_dir_.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!again) return sys_error("open /proc/{}/fd", pid_);
-  DIR* d = ::fdopendir(again.get());
-  if (!d) return sys_error("list /proc/{}/fd", pid_);
-  (void)again.release();  // the DIR owns it now
-  std::unique_ptr<DIR, int (*)(DIR*)> dir(d, ::closedir);
-  std::vector<int> out;
-  for (;;) {
-    errno = 0;  // readdir() returns NULL both at the end and on error
-    const dirent* de = ::readdir(dir.get());
-    if (!de) {
-      if (errno != 0) return sys_error("list /proc/{}/fd", pid_);
-      break;
-    }
-    int n;
-    if (parse_num(std::string_view(de->d_name), 10, n) && n >= 0) out.push_back(n);
-  }
-  return out;
-}
+// One path walk a listing, not a fd: the listing's own open.
+Result<std::vector<int>> ProcFds::list() const { return list_numeric_dir(fmt::format("/proc/{}/fd", pid_)); }
 
 Result<std::string> ProcFds::link(int fd) const {
   const std::string name = std::to_string(fd);

@@ -46,6 +46,12 @@ void PrintTo(const LoopCase& c, std::ostream* os) { *os << c.name; }
 
 class KillLoop : public ::testing::TestWithParam<LoopCase> {};
 
+// A prefix that runs ckpt in a process group (and session) of its own, so
+// that kill(-pid) reaches its whole group, as timeout(1) kills.
+std::vector<std::string> own_group(bool yes = true) {
+  return yes ? std::vector<std::string>{"/usr/bin/setsid"} : std::vector<std::string>{};
+}
+
 int rounds() {
   const char* v = getenv("CKPT_KILL_ROUNDS");
   return v ? std::max(1, atoi(v)) : 25;
@@ -82,8 +88,7 @@ TEST_P(KillLoop, TaskSurvivesEveryKill) {
     const std::string dir = fmt::format("{}-{}", h.images(), i);
     // Every other round ckpt's whole process group, as timeout(1) kills.
     const bool group = i % 2 == 1;
-    pid_t ckpt = h.ckpt_background(dump_args(dir, c.leave_running),
-                                   group ? std::vector<std::string>{"/usr/bin/setsid"} : std::vector<std::string>{});
+    pid_t ckpt = h.ckpt_background(dump_args(dir, c.leave_running), own_group(group));
     std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int64_t>(0, span.count())(rng)));
     kill(group ? -ckpt : ckpt, SIGKILL);
     CkptRun r = h.wait_ckpt(ckpt);
@@ -272,8 +277,7 @@ TEST_F(RestoreKillLoop, TreeWholeOrGone) {
   for (int i = 0; i < rounds() && !lost; i++) {
     log_as_dumped();
     const bool group = i % 2 == 1;
-    pid_t ckpt = h.ckpt_background(restore, group ? std::vector<std::string>{"/usr/bin/setsid"}
-                                                   : std::vector<std::string>{});
+    pid_t ckpt = h.ckpt_background(restore, own_group(group));
     // A little past the whole restore too: kills after it must find the tree whole.
     std::this_thread::sleep_for(
         std::chrono::microseconds(std::uniform_int_distribution<int64_t>(0, span.count() * 5 / 4)(rng)));
@@ -307,7 +311,7 @@ TEST_F(RestoreKillLoop, KilledWhileLettingGo) {
 // whole process group, its watcher included, which must outlive ckpt to
 // take the tree with it.
 TEST_F(RestoreKillLoop, InterruptedWhileLettingGo) {
-  const pid_t ckpt = restore_held_while_letting_go({"/usr/bin/setsid"});  // a group of its own, as a shell's job
+  const pid_t ckpt = restore_held_while_letting_go(own_group());  // a group of its own, as a shell's job
   ASSERT_GT(ckpt, 0);
   ASSERT_EQ(getpgid(ckpt), ckpt);
   kill(-ckpt, SIGINT);
@@ -320,7 +324,7 @@ TEST_F(RestoreKillLoop, InterruptedWhileLettingGo) {
 // The same window hit by a SIGKILL to ckpt's whole process group, as
 // timeout(1) sends it: the watcher is in a group of its own.
 TEST_F(RestoreKillLoop, KilledWithItsGroupWhileLettingGo) {
-  const pid_t ckpt = restore_held_while_letting_go({"/usr/bin/setsid"});
+  const pid_t ckpt = restore_held_while_letting_go(own_group());
   ASSERT_GT(ckpt, 0);
   ASSERT_EQ(getpgid(ckpt), ckpt);
   kill(-ckpt, SIGKILL);
@@ -340,8 +344,7 @@ class DumpKill : public PreforkTree {
   // or with its whole process group.
   void kill_dump_at(const std::string& point, bool group = false) {
     setenv("CKPT_FAULT", ("hang:" + point).c_str(), 1);
-    const pid_t ckpt = h.ckpt_background({"dump", "-t", std::to_string(pid), "-D", h.images()},
-                                         group ? std::vector<std::string>{"/usr/bin/setsid"} : std::vector<std::string>{});
+    const pid_t ckpt = h.ckpt_background({"dump", "-t", std::to_string(pid), "-D", h.images()}, own_group(group));
     unsetenv("CKPT_FAULT");
     // Its commit watcher (ptrace/tree_commit.h) is its child from before the inventory.
     ASSERT_TRUE(wait_until([&] { return proc_state(ckpt) == 'S' && tree_of(ckpt).size() > 1; }))

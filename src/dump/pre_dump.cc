@@ -52,8 +52,10 @@ Result<Frozen> hand_over(const DumpOptions& o, std::vector<Tracee>& threads, std
                          bool track, const ParentCover* cover, Log& log) {
   Frozen f;
   const pid_t pid = threads[0].tid();
-  const SyscallSite site = TRY(find_syscall_site(threads[0]));
-  Leftovers left = TRY(find_leftovers(threads[0], TRY(proc::read_maps(pid)), TRY(proc::read_fd_links(pid))));
+  const std::vector<proc::MapEntry> maps = TRY(proc::read_maps(pid));
+  OwnCode own = TRY(OwnCode::read());
+  const SyscallSite site = TRY(find_syscall_site(threads[0], own, maps));
+  Leftovers left = TRY(find_leftovers(threads[0], maps, TRY(proc::read_fd_links(pid))));
   if (!left.empty()) TRY_CTX(remove_leftovers(threads, left, site), "remove what a killed ckpt left");
   // A task that uses userfaultfd itself: ckpt's registration would take its
   // VMAs from it (or fail on them), so it is refused.

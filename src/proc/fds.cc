@@ -12,19 +12,9 @@
 
 namespace ckpt::proc {
 
-namespace {
-
-Result<UniqueFd> open_dir(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!fd) return sys_error("open {}", path);
-  return fd;
-}
-
-}  // namespace
-
 Result<ProcFds> ProcFds::open(pid_t pid) {
-  UniqueFd fd_dir = TRY(open_dir(fmt::format("/proc/{}/fd", pid)));
-  UniqueFd info_dir = TRY(open_dir(fmt::format("/proc/{}/fdinfo", pid)));
+  UniqueFd fd_dir = TRY(open_file(fmt::format("/proc/{}/fd", pid), O_RDONLY | O_DIRECTORY));
+  UniqueFd info_dir = TRY(open_file(fmt::format("/proc/{}/fdinfo", pid), O_RDONLY | O_DIRECTORY));
   return ProcFds(pid, std::move(fd_dir), std::move(info_dir));
 }
 

@@ -2,6 +2,8 @@
 
 #include <cpuid.h>
 
+#include <array>
+
 #include <fmt/format.h>
 
 namespace ckpt::arch {
@@ -70,15 +72,17 @@ constexpr const char* kXfeatureNames[] = {
 CpuFeatures host_cpu_features() {
   CpuFeatures f;
   const unsigned max_basic = __get_cpuid_max(0, nullptr), max_ext = __get_cpuid_max(0x80000000u, nullptr);
+  std::array<unsigned, 4> r{};
   for (size_t i = 0; i < kCpuidWordCount; ++i) {
     const CpuidWord& w = kCpuidWords[i];
-    if (i > 0 && w.leaf == kCpuidWords[i - 1].leaf && w.subleaf == kCpuidWords[i - 1].subleaf) continue;
-    if (w.leaf > ((w.leaf & 0x80000000u) ? max_ext : max_basic)) continue;
-    unsigned r[4] = {};
-    __cpuid_count(w.leaf, w.subleaf, r[EAX], r[EBX], r[ECX], r[EDX]);
-    // This word and the ones after it from the same leaf.
-    for (size_t j = i; j < kCpuidWordCount && kCpuidWords[j].leaf == w.leaf && kCpuidWords[j].subleaf == w.subleaf; ++j)
-      f.cpuid[j] = r[kCpuidWords[j].reg];
+    // The words of one leaf are neighbours in kCpuidWords: asked at the first.
+    const bool asked = i > 0 && w.leaf == kCpuidWords[i - 1].leaf && w.subleaf == kCpuidWords[i - 1].subleaf;
+    if (!asked) {
+      r = {};
+      if (w.leaf <= ((w.leaf & 0x80000000u) ? max_ext : max_basic))
+        __cpuid_count(w.leaf, w.subleaf, r[EAX], r[EBX], r[ECX], r[EDX]);
+    }
+    f.cpuid[i] = r[w.reg];
   }
   constexpr uint32_t kOsxsave = 1u << 27;  // CPUID.1:ECX (word 0): the kernel enabled XGETBV
   if (f.cpuid[0] & kOsxsave) f.xcr0 = read_xcr0();

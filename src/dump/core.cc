@@ -14,6 +14,7 @@
 #include <functional>
 #include <span>
 
+#include "arch/x86_64/uapi.h"
 #include "arch/x86_64/xsave.h"
 #include "base/fs.h"
 #include "base/parallel.h"
@@ -154,6 +155,9 @@ Result<void> collect_thread_inside(const Parasite::ThreadReport& r, pid_t tid, i
   th->set_timerslack_ns(ts.timerslack_ns);
   th->set_pdeathsig(ts.pdeathsig);
   for (uint32_t v : ts.speculation) th->add_speculation(v);
+  th->set_tsc_mode(ts.tsc_mode);
+  th->set_mce_kill(ts.mce_kill);
+  th->set_cpuid(ts.cpuid != 0);
   return {};
 }
 
@@ -205,12 +209,37 @@ Result<void> abort_rseq_critical_section(Tracee& t, const RseqConfig& rseq, arch
   return t.set_regs(*regs);
 }
 
+// Syscall user dispatch judges every syscall of the thread, the parasite's
+// and ckpt's remote ones too: a selector at "block" (or none) would send
+// them to the task's SIGSYS handler. Refused then, before any is made; with
+// the selector at "allow" nothing is dispatched, and restore sets it again.
+Result<void> collect_syscall_user_dispatch(Tracee& t, img::ThreadCore* th) {
+  const SyscallUserDispatch sud = TRY(t.syscall_user_dispatch());
+  if (!sud.on) return {};
+  constexpr std::string_view kWhen = "dump it while the byte says allow (outside the code it dispatches)";
+  if (!sud.selector)
+    return error(EOPNOTSUPP, "it has syscall user dispatch on without a selector byte: every syscall ckpt would "
+                 "make in it would go to its SIGSYS handler");
+  uint8_t selector = 0;
+  TRY(t.read_mem(sud.selector, &selector, sizeof selector));
+  if (selector != uapi::kSyscallDispatchAllow)
+    return error(EOPNOTSUPP, "it has syscall user dispatch on and its selector byte at {:#x} says {} ({}): every "
+                 "syscall ckpt would make in it would go to its SIGSYS handler; {}", sud.selector.raw(),
+                 selector == uapi::kSyscallDispatchBlock ? "block" : "neither allow nor block", selector, kWhen);
+  img::SyscallUserDispatch* out = th->mutable_syscall_user_dispatch();
+  out->set_selector(sud.selector.raw());
+  out->set_offset(sud.offset);
+  out->set_len(sud.len);
+  return {};
+}
+
 // What ptrace shows of one thread: the tracer thread's to ask.
 Result<void> collect_thread_ptrace(Tracee& t, img::ThreadCore* th) {
   th->set_tid(t.tid());
   arch::Regs regs = TRY(t.regs());
   if (regs.cs != arch::kUserCs64)
     return error(EOPNOTSUPP, "it runs 32-bit code (cs {:#x}): only 64-bit processes are supported", regs.cs);
+  TRY(collect_syscall_user_dispatch(t, th));
   RseqConfig rseq = TRY(t.rseq());
   TRY(abort_rseq_critical_section(t, rseq, &regs));
   arch::rewind_restartable_syscall(regs, arch::Restart::Reexecute);

@@ -102,6 +102,12 @@ Result<void> collect_owner(const FdProbe& p, img::FileDesc* d) {
   if (own.pid != 0) {
     if (own.type == F_OWNER_TID)
       return error(EOPNOTSUPP, "its SIGIO goes to thread {} (F_SETOWN_EX F_OWNER_TID): not supported yet", own.pid);
+    // dnotify (F_NOTIFY) makes the task a directory's owner, and its watch
+    // shows nowhere ckpt could read it (no fdinfo line): restored, the
+    // directory would be owned but watch nothing.
+    if (S_ISDIR(p.st.st_mode))
+      return error(EOPNOTSUPP, "the directory has an owner for SIGIO (pid {}), as a dnotify watch (F_NOTIFY) "
+                   "gives it, and a dnotify watch can't be read to restore it: not supported", own.pid);
     d->set_owner(own.type == F_OWNER_PGRP ? -own.pid : own.pid);
   }
   const int sig = fcntl(f.get(), F_GETSIG);

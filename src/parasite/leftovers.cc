@@ -16,7 +16,6 @@ namespace ckpt {
 
 Result<Leftovers> find_leftovers(Tracee& leader, std::span<const proc::MapEntry> maps,
                                  std::span<const proc::FdLink> fds) {
-  const pid_t pid = leader.tid();
   Leftovers left;
   std::vector<int> recorded;
   for (const proc::MapEntry& m : maps) {

@@ -8,7 +8,7 @@
 
 namespace ckpt::abi {
 
-inline constexpr uint32_t kRestorerAbiVersion = 14;
+inline constexpr uint32_t kRestorerAbiVersion = 15;
 inline constexpr int kCpuMaskWords = 16;  // 1024 CPUs
 inline constexpr int kMaxSignals = 64;
 inline constexpr int kAuxvWords = 64;  // >= the kernel's AT_VECTOR_SIZE
@@ -233,6 +233,12 @@ struct ThreadArg {
   uint32_t nr_cpu_words;  // 0: leave the affinity as it is
   uint32_t pad1;
   uint64_t cpu_affinity[kCpuMaskWords];
+  // Modes set last (restore_thread_modes): PR_SET_TSC (0: leave),
+  // PR_MCE_KILL_SET (-1: leave), CPUID made to fault.
+  int32_t tsc_mode;
+  int32_t mce_kill;
+  uint32_t cpuid_faulting;
+  uint32_t pad4;
   RestorerError error;
 };
 

@@ -8,6 +8,7 @@
 // Every signal is blocked while it runs (ckpt set the mask); it never uses
 // the task's stack or memory beyond what it is asked to read, and it is
 // built without SSE so that it leaves the FPU state alone.
+#include <asm/prctl.h>
 #include <asm/unistd.h>
 #include <linux/capability.h>
 #include <linux/prctl.h>
@@ -162,6 +163,11 @@ void collect_thread(ThreadState* t, uint32_t* groups, uint32_t room, Failure& f)
     r = sys(__NR_prctl, PR_GET_SPECULATION_CTRL, which, 0, 0, 0);
     t->speculation[which] = pie::is_err(r) ? 0 : static_cast<uint32_t>(r);
   }
+  check(f, sys(__NR_prctl, PR_GET_TSC, &t->tsc_mode, 0, 0, 0), kPsPrctl, PR_GET_TSC);
+  r = sys(__NR_prctl, PR_MCE_KILL_GET, 0, 0, 0, 0);
+  if (check(f, r, kPsPrctl, PR_MCE_KILL_GET)) t->mce_kill = static_cast<int32_t>(r);
+  r = sys(__NR_arch_prctl, ARCH_GET_CPUID, 0);
+  if (check(f, r, kPsPrctl, ARCH_GET_CPUID)) t->cpuid = static_cast<int32_t>(r);
 }
 
 void collect_timers(ParasiteArgs* a, uint32_t count, Failure& f) {

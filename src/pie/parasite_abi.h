@@ -11,7 +11,7 @@
 
 namespace ckpt::abi {
 
-inline constexpr uint32_t kParasiteAbiVersion = 7;
+inline constexpr uint32_t kParasiteAbiVersion = 8;
 inline constexpr int kMaxGroups = 65536;  // NGROUPS_MAX
 // Threads visited at once, each in its own slot; a visitor's supplementary
 // groups beyond kVisitGroups are read from /proc instead.
@@ -97,6 +97,9 @@ struct ThreadState {
   // PR_GET_SPECULATION_CTRL of PR_SPEC_STORE_BYPASS, _INDIRECT_BRANCH,
   // _L1D_FLUSH; 0 where the kernel knows none.
   uint32_t speculation[kNumSpeculation];
+  int32_t tsc_mode;  // PR_GET_TSC
+  int32_t mce_kill;  // PR_MCE_KILL_GET
+  int32_t cpuid;     // ARCH_GET_CPUID: 0 when CPUID faults
   uint32_t last_cap;  // in: /proc/sys/kernel/cap_last_cap
   // Out, for a thread run outside the daemon: the first failure.
   int32_t err;

@@ -8,6 +8,7 @@
 // restorer_thread_main) go; every thread restores its own state and ends in
 // rst_sigreturn(), where ckpt holds a hardware breakpoint (or traces syscalls
 // until its rt_sigreturn) and finishes it from outside.
+#include <asm/prctl.h>
 #include <asm/unistd.h>
 #include <linux/futex.h>
 #include <linux/mman.h>
@@ -387,6 +388,17 @@ void restore_speculation(ThreadArg* t) {
   }
 }
 
+// Modes the thread chose for itself, which a new thread does not inherit
+// from ckpt's: last before the stop, since rdtsc and cpuid may fault from
+// here on (the blob uses neither). A machine without CPUID faulting refuses
+// it (ENODEV): a failed restore rather than a task that no longer traps.
+void restore_thread_modes(ThreadArg* t) {
+  if (t->tsc_mode) MUST(t, kStepPrctl, sys(__NR_prctl, PR_SET_TSC, t->tsc_mode, 0, 0, 0), PR_SET_TSC, t->tsc_mode);
+  if (t->mce_kill >= 0)
+    MUST(t, kStepPrctl, sys(__NR_prctl, PR_MCE_KILL, PR_MCE_KILL_SET, t->mce_kill, 0, 0), PR_MCE_KILL, t->mce_kill);
+  if (t->cpuid_faulting) MUST(t, kStepPrctl, sys(__NR_arch_prctl, ARCH_SET_CPUID, 0), ARCH_SET_CPUID, 0);
+}
+
 // Audit's login uid: only the thread itself may write its own file. With
 // ckpt's CAP_AUDIT_CONTROL, before the credentials drop.
 void restore_loginuid(ThreadArg* t) {
@@ -555,6 +567,7 @@ void restore_process(RestorerArgs* a, ThreadArg* t) {
   MUST(t, kStepFsBase, sys(__NR_arch_prctl, kArchSetFs, t->fs_base), t->fs_base, 0);
   MUST(t, kStepFsBase, sys(__NR_arch_prctl, kArchSetGs, t->gs_base), t->gs_base, 0);
 
+  restore_thread_modes(t);
   // Last: the kernel writes the rseq area on every return to user space.
   if (t->rseq_ptr) MUST(t, kStepRseq, sys(__NR_rseq, t->rseq_ptr, t->rseq_len, 0, t->rseq_sig), t->rseq_ptr, 0);
   // Without a breakpoint, ckpt traces syscalls from this stop on only: the

@@ -3,6 +3,7 @@
 #include <elf.h>
 #include <linux/filter.h>
 #include <sched.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
@@ -14,6 +15,7 @@
 #include <cstring>
 #include <utility>
 
+#include "arch/x86_64/uapi.h"
 #include "arch/x86_64/xsave.h"
 #include "proc/status.h"
 
@@ -375,6 +377,23 @@ Result<RseqConfig> Tracee::rseq() {
   if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, tid_, sizeof c, &c) < 0)
     return err("get rseq configuration");
   return c;
+}
+
+Result<SyscallUserDispatch> Tracee::syscall_user_dispatch() {
+  uapi::ptrace_sud_config c{};
+  if (ptrace(static_cast<__ptrace_request>(uapi::kPtraceGetSyscallUserDispatchConfig), tid_, sizeof c, &c) < 0) {
+    if (errno == EIO) return SyscallUserDispatch{};
+    return err("get syscall user dispatch configuration");
+  }
+  return SyscallUserDispatch{c.mode == PR_SYS_DISPATCH_ON, RemoteAddr(c.selector), c.offset, c.len};
+}
+
+Result<void> Tracee::set_syscall_user_dispatch(const SyscallUserDispatch& d) {
+  uapi::ptrace_sud_config c{d.on ? uint64_t{PR_SYS_DISPATCH_ON} : uint64_t{PR_SYS_DISPATCH_OFF}, d.selector.raw(),
+                            d.offset, d.len};
+  if (ptrace(static_cast<__ptrace_request>(uapi::kPtraceSetSyscallUserDispatchConfig), tid_, sizeof c, &c) < 0)
+    return err("set syscall user dispatch configuration");
+  return {};
 }
 
 Result<std::pair<std::string, uint64_t>> Tracee::seccomp_filter(unsigned long index) {

@@ -67,6 +67,13 @@ struct RseqConfig {
   uint32_t flags = 0;
 };
 
+// Syscall user dispatch (PR_SET_SYSCALL_USER_DISPATCH) of a thread.
+struct SyscallUserDispatch {
+  bool on = false;
+  RemoteAddr selector;  // null: every syscall outside [offset, offset + len) is dispatched
+  uint64_t offset = 0, len = 0;
+};
+
 class Tracee {
  public:
   using Clock = std::chrono::steady_clock;
@@ -138,6 +145,9 @@ class Tracee {
   // Queued signals, thread-private or shared, oldest first.
   Result<std::vector<siginfo_t>> pending(bool shared);
   Result<RseqConfig> rseq();
+  // Off on a kernel that can't tell (before 6.4: none can set it but the thread).
+  Result<SyscallUserDispatch> syscall_user_dispatch();
+  Result<void> set_syscall_user_dispatch(const SyscallUserDispatch& d);
   // Seccomp filter `index` (0: the newest) as sock_filter bytes and its
   // flags; ENOENT past the oldest.
   Result<std::pair<std::string, uint64_t>> seccomp_filter(unsigned long index);

@@ -411,6 +411,9 @@ Result<std::vector<ThreadPlan>> lay_out_data(const TaskImages& ti, const SysvPla
     t.filters = TRY_CTX(put_seccomp(th, boot), "thread {}", th.tid());
     TRY_CTX(put_creds(th.creds(), own_creds, boot, &t), "thread {}", th.tid());
     for (int w = 0; w < std::min(th.speculation_size(), abi::kNumSpeculation); w++) t.speculation[w] = th.speculation(w);
+    t.tsc_mode = th.has_tsc_mode() ? th.tsc_mode() : 0;
+    t.mce_kill = th.has_mce_kill() ? th.mce_kill() : -1;
+    t.cpuid_faulting = th.has_cpuid() && !th.cpuid();
     // The thread starts with ckpt's: written only where it differs.
     if (th.has_loginuid() && th.loginuid() != own_creds.loginuid) {
       if (!own_creds.loginuid)

@@ -583,6 +583,14 @@ Result<std::vector<CompletionGroup>> seize_all(std::vector<LiveTask>& live, cons
 // then what only ckpt puts back from outside.
 Result<void> finish_task(LiveTask& lt, const PidMap& pids, Log& log) {
   const TaskImages& ti = *lt.images;
+  // Syscall user dispatch judges the first steps, as the task's seccomp
+  // filters do: on before them. Set from outside (no prctl sets another's).
+  for (int i = 0; i < ti.core.threads_size(); i++)
+    if (const img::ThreadCore& th = ti.core.threads(i); th.has_syscall_user_dispatch()) {
+      const img::SyscallUserDispatch& d = th.syscall_user_dispatch();
+      TRY_CTX(lt.tracees[i].set_syscall_user_dispatch({true, RemoteAddr(d.selector()), d.offset(), d.len()}),
+              "thread {}", th.tid());
+    }
   const auto steps_start = Clock::now();
   lt.steps = TRY(take_first_steps(lt.completion, ti.core, ti.mm, kTraceOptions));
   log.debug("pid {}: first steps of {} of {} threads: {} stops, {} us", ti.pid, lt.steps.stepped,

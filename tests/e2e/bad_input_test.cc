@@ -141,6 +141,39 @@ TEST(BadDump, UnsupportedFd) {
   reap(pid);
 }
 
+// A dnotify watch (F_NOTIFY) shows nowhere ckpt could read it; restored
+// without it, the task would wait for events that never come. The owner it
+// gives the directory is seen: refused, and the watch still works after.
+TEST(BadDump, DnotifyWatch) {
+  Harness h;
+  const std::string watched = h.images() + ".watched";
+  ASSERT_EQ(mkdir(watched.c_str(), 0700), 0);
+  const int sig = SIGRTMIN + 3;  // blocked: it stays pending, for the test to see
+  pid_t pid = spawn([&] {
+    sigset_t block;
+    sigemptyset(&block);
+    sigaddset(&block, sig);
+    sigprocmask(SIG_BLOCK, &block, nullptr);
+    int d = open(watched.c_str(), O_RDONLY | O_DIRECTORY);
+    if (d < 0 || fcntl(d, F_SETSIG, sig) != 0 || fcntl(d, F_NOTIFY, DN_CREATE | DN_MULTISHOT) != 0) _exit(1);
+  });
+  CkptRun r = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  EXPECT_NE(r.exit_code(), 0);
+  EXPECT_NE(r.err.find("as a dnotify watch (F_NOTIFY) gives it"), std::string::npos) << r.err;
+  expect_unharmed(pid);
+  EXPECT_NE(access((h.images() + "/inventory.img").c_str(), F_OK), 0);
+  // The watch is still there: a file made in the directory signals the task.
+  const std::string made = watched + "/made";
+  close(open(made.c_str(), O_CREAT | O_WRONLY, 0600));
+  EXPECT_TRUE(wait_until([&] {
+    const auto st = ckpt::proc::read_status(pid);
+    return st && (st->shd_pnd >> (sig - 1) & 1);
+  })) << "the watch's signal is not pending";
+  reap(pid);
+  unlink(made.c_str());
+  rmdir(watched.c_str());
+}
+
 // What restore could not bring back is refused at dump, the process left
 // running: an fd on a namespace file (a regular file to stat(2), but not
 // one its path opens), a working directory since removed, a chroot.
@@ -370,6 +403,25 @@ TEST(BadDump, VmFlagCkptCannotRestore) {
   expect_unharmed(pid);
   EXPECT_NE(access((h.images() + "/inventory.img").c_str(), F_OK), 0);
   reap(pid);
+}
+
+// Syscall user dispatch with its selector at block would send every
+// syscall ckpt makes in the thread to the task's SIGSYS handler: refused
+// before the first, and the task runs on with dispatch still on and no
+// SIGSYS seen (it checks both when stopped).
+TEST(BadDump, SyscallUserDispatchBlocking) {
+  Harness h;
+  pid_t pid = h.start_workload("threadmodes", {"block"});
+  ASSERT_GT(pid, 0);
+  CkptRun r = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  EXPECT_NE(r.exit_code(), 0);
+  EXPECT_NE(r.err.find("syscall user dispatch on and its selector byte at"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("says block"), std::string::npos) << r.err;
+  expect_unharmed(pid);
+  EXPECT_NE(access((h.images() + "/inventory.img").c_str(), F_OK), 0);
+  kill(pid, SIGTERM);
+  int st = h.wait_child(pid);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << read_text(h.workload_log("threadmodes"));
 }
 
 // Without CAP_SYS_ADMIN ckpt cannot suspend seccomp: a task in strict mode

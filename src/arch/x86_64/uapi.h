@@ -81,6 +81,22 @@ inline constexpr uint64_t kPmFileOrSharedAnon = uint64_t{1} << 61;  // 3.5
 inline constexpr uint64_t kPmSwapped = uint64_t{1} << 62;
 inline constexpr uint64_t kPmPresent = uint64_t{1} << 63;
 
+// --- Syscall user dispatch through ptrace (Linux 6.4) --------------------------
+// include/uapi/linux/ptrace.h. An older kernel answers EIO: it has no such
+// request (and, before 5.11, no syscall user dispatch at all).
+struct ptrace_sud_config {
+  uint64_t mode;      // PR_SYS_DISPATCH_OFF or _ON
+  uint64_t selector;  // address of the byte that allows or blocks (0: none, every syscall is dispatched)
+  uint64_t offset;    // [offset, offset + len): code whose syscalls are never dispatched
+  uint64_t len;
+};
+static_assert(sizeof(ptrace_sud_config) == 32);
+inline constexpr long kPtraceSetSyscallUserDispatchConfig = 0x4210;
+inline constexpr long kPtraceGetSyscallUserDispatchConfig = 0x4211;
+// The selector's values (SYSCALL_DISPATCH_FILTER_*); any other kills the task at its next syscall.
+inline constexpr uint8_t kSyscallDispatchAllow = 0;
+inline constexpr uint8_t kSyscallDispatchBlock = 1;
+
 // --- Agreement with newer system headers, when they are present --------------
 #ifdef PAGEMAP_SCAN
 static_assert(kPagemapScan == PAGEMAP_SCAN);
@@ -94,6 +110,10 @@ static_assert(kPageIsGuard == PAGE_IS_GUARD);
 #endif
 #ifdef UFFD_FEATURE_WP_ASYNC
 static_assert(kUffdFeatureWpAsync == UFFD_FEATURE_WP_ASYNC);
+#endif
+#ifdef PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG
+static_assert(kPtraceGetSyscallUserDispatchConfig == PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG);
+static_assert(kPtraceSetSyscallUserDispatchConfig == PTRACE_SET_SYSCALL_USER_DISPATCH_CONFIG);
 #endif
 #ifdef UFFD_FEATURE_WP_UNPOPULATED
 static_assert(kUffdFeatureWpUnpopulated == UFFD_FEATURE_WP_UNPOPULATED);

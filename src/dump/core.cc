@@ -16,6 +16,7 @@
 
 #include "arch/x86_64/uapi.h"
 #include "arch/x86_64/xsave.h"
+#include "image/mempolicy.h"
 #include "base/fs.h"
 #include "base/parallel.h"
 #include "files/file_id.h"
@@ -158,6 +159,7 @@ Result<void> collect_thread_inside(const Parasite::ThreadReport& r, pid_t tid, i
   th->set_tsc_mode(ts.tsc_mode);
   th->set_mce_kill(ts.mce_kill);
   th->set_cpuid(ts.cpuid != 0);
+  if (!image::is_default(ts.mempolicy)) *th->mutable_mempolicy() = image::to_image(ts.mempolicy);
   return {};
 }
 
@@ -394,6 +396,7 @@ Result<img::TaskCore> collect_core_outside(std::vector<Tracee>& threads, const S
     return error(EPERM, "pid {} has oom_score_adj {}, lower than ckpt's own {}: restoring it needs CAP_SYS_RESOURCE, "
                  "which ckpt lacks", pid, knobs.oom_score_adj, self.oom_score_adj);
   core.set_oom_score_adj(knobs.oom_score_adj);
+  if (knobs.autogroup_nice) core.set_autogroup_nice(*knobs.autogroup_nice);
   core.set_coredump_filter(knobs.coredump_filter);
   std::vector<pid_t> tids;
   for (const Tracee& t : threads) tids.push_back(t.tid());
@@ -415,6 +418,20 @@ Result<img::TaskCore> collect_core_outside(std::vector<Tracee>& threads, const S
         *th->add_pending() = to_image(si);
   }
   return core;
+}
+
+Result<void> collect_vma_policies(Parasite& p, img::MmImage* mm) {
+  std::vector<abi::MemPolicyArg> asked;
+  std::vector<img::Vma*> of;
+  for (img::Vma& v : *mm->mutable_vmas()) {
+    if (v.kind() == img::Vma::VDSO || v.kind() == img::Vma::VVAR || v.kind() == img::Vma::VVAR_VCLOCK) continue;
+    asked.push_back({.start = v.start(), .end = v.end()});
+    of.push_back(&v);
+  }
+  TRY_CTX(p.policies(asked), "read the NUMA memory policies of its VMAs");
+  for (size_t i = 0; i < asked.size(); i++)
+    if (!image::is_default(asked[i])) *of[i]->mutable_mempolicy() = image::to_image(asked[i]);
+  return {};
 }
 
 Result<void> collect_core_inside(Parasite& p, std::vector<Tracee>& threads, const Self& self, img::TaskCore* core) {

@@ -18,5 +18,7 @@ Result<img::TaskCore> collect_core_outside(std::vector<Tracee>& threads, const S
 
 // What only the task can tell, from its parasite; fills in `core`.
 Result<void> collect_core_inside(Parasite& p, std::vector<Tracee>& threads, const Self& self, img::TaskCore* core);
+// The NUMA memory policy of each VMA (mbind), which only the task can read.
+Result<void> collect_vma_policies(Parasite& p, img::MmImage* mm);
 
 }  // namespace ckpt::dump

@@ -257,6 +257,7 @@ Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, R
                               "inject the parasite");
   TRY(o.faults.at("parasite", pid));
   TRY(collect_core_inside(parasite, threads, self, &d.core));
+  TRY(collect_vma_policies(parasite, &d.mm));
   room.fix_image(&d.core);
   for (const img::ThreadCore& th : d.core.threads())
     d.xfeatures |= arch::xsave_state_bv({reinterpret_cast<const uint8_t*>(th.xsave().data()), th.xsave().size()});

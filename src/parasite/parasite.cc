@@ -66,6 +66,7 @@ const char* step_name(uint32_t step) {
     case abi::kPsRecvmsg: return "recvmsg";
     case abi::kPsUnknownCmd: return "command dispatch";
     case abi::kPsSocketpair: return "socketpair";
+    case abi::kPsMempolicy: return "get_mempolicy";
   }
   return "an unknown step";
 }
@@ -469,6 +470,16 @@ Result<std::vector<abi::TimerState>> Parasite::timers(std::span<const int32_t> i
     out.insert(out.end(), args()->timers, args()->timers + n);
   }
   return out;
+}
+
+Result<void> Parasite::policies(std::span<abi::MemPolicyArg> policies) {
+  for (size_t at = 0; at < policies.size(); at += abi::kMaxPoliciesPerCall) {
+    const size_t n = std::min<size_t>(policies.size() - at, abi::kMaxPoliciesPerCall);
+    std::copy_n(policies.begin() + at, n, args()->policies);
+    TRY(call(abi::kParasitePolicies, static_cast<uint32_t>(n)));
+    std::copy_n(args()->policies, n, policies.begin() + at);
+  }
+  return {};
 }
 
 Result<std::vector<UniqueFd>> Parasite::fds(std::span<const int32_t> task_fds) {

@@ -86,6 +86,8 @@ class Parasite {
                      const std::function<Result<void>(size_t, const ThreadReport&)>& take);
   // timer_gettime and timer_getoverrun of each id.
   Result<std::vector<abi::TimerState>> timers(std::span<const int32_t> ids);
+  // The NUMA memory policy of the VMA at each policies[i].start, filled in.
+  Result<void> policies(std::span<abi::MemPolicyArg> policies);
   // Duplicates of the task's `task_fds`, sent over the socket.
   Result<std::vector<UniqueFd>> fds(std::span<const int32_t> task_fds);
   // Moves the pieces (at most kMaxDrainIov) of the task's memory into the

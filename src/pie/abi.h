@@ -8,13 +8,23 @@
 
 namespace ckpt::abi {
 
-inline constexpr uint32_t kRestorerAbiVersion = 15;
+inline constexpr uint32_t kRestorerAbiVersion = 16;
 inline constexpr int kCpuMaskWords = 16;  // 1024 CPUs
 inline constexpr int kMaxSignals = 64;
 inline constexpr int kAuxvWords = 64;  // >= the kernel's AT_VECTOR_SIZE
 inline constexpr int kNumSpeculation = 3;  // PR_SPEC_STORE_BYPASS, _INDIRECT_BRANCH, _L1D_FLUSH
 
 // One VMA to map. fd < 0: anonymous.
+// A NUMA memory policy as get_mempolicy gives it: the mode with its MPOL_F_*
+// flags, and the nodes (MAX_NUMNODES bits: Linux allows up to 1024).
+inline constexpr int kMemPolicyNodeWords = 16;
+struct MemPolicyArg {
+  uint64_t start, end;  // a VMA's range (the parasite asks at start); unused for a thread's
+  int32_t mode;
+  uint32_t pad;
+  uint64_t nodes[kMemPolicyNodeWords];
+};
+
 struct VmaArg {
   uint64_t start;
   uint64_t end;
@@ -183,6 +193,7 @@ enum RestorerStep : int32_t {
   kStepSysvAttach,
   kStepLazy,
   kStepPremap,
+  kStepMempolicy,
 };
 
 // How a thread stops for ckpt before its rt_sigreturn, in syscall-trace
@@ -239,6 +250,7 @@ struct ThreadArg {
   int32_t mce_kill;
   uint32_t cpuid_faulting;
   uint32_t pad4;
+  uint64_t mempolicy;  // MemPolicyArg*: 0 for the default
   RestorerError error;
 };
 
@@ -270,6 +282,8 @@ struct RestorerArgs {
   uint64_t runs;  // PageRunArg[nr_runs], ascending, in file order
   uint32_t nr_inherited;
   uint64_t inherited;  // InheritedRunArg[nr_inherited]
+  uint32_t nr_policies;
+  uint64_t policies;  // MemPolicyArg[nr_policies]: the VMAs with a policy of their own
   int32_t pages_fd;
   int32_t temp_fd_base;  // every fd >= this is ckpt's and closed at the end
   uint64_t pages_off;    // where the first run starts in pages_fd

@@ -115,6 +115,18 @@ void collect_process(ParasiteArgs* a, Failure& f) {
   collect_membarrier(p);
 }
 
+// The policy of the thread, or of the VMA at p->start. ENOSYS: a kernel
+// without NUMA, where every policy is the default.
+void get_mempolicy(MemPolicyArg* p, bool vma, Failure& f, uint32_t index) {
+  constexpr unsigned long kMpolFAddr = 1 << 1;
+  constexpr unsigned long kMaxNode = kMemPolicyNodeWords * 64;
+  p->mode = 0;
+  for (uint64_t& w : p->nodes) w = 0;
+  long r = sys(__NR_get_mempolicy, &p->mode, p->nodes, kMaxNode, vma ? p->start : 0, vma ? kMpolFAddr : 0);
+  if (r == -38 /* ENOSYS */) return;
+  check(f, r, kPsMempolicy, index);
+}
+
 // `groups`: room for `room` of them; nr_groups tells how many there are.
 void collect_thread(ThreadState* t, uint32_t* groups, uint32_t room, Failure& f) {
   check(f, sys(__NR_getresuid, &t->uids[0], &t->uids[1], &t->uids[2]), kPsCreds, 0);
@@ -168,6 +180,11 @@ void collect_thread(ThreadState* t, uint32_t* groups, uint32_t room, Failure& f)
   if (check(f, r, kPsPrctl, PR_MCE_KILL_GET)) t->mce_kill = static_cast<int32_t>(r);
   r = sys(__NR_arch_prctl, ARCH_GET_CPUID, 0);
   if (check(f, r, kPsPrctl, ARCH_GET_CPUID)) t->cpuid = static_cast<int32_t>(r);
+  get_mempolicy(&t->mempolicy, false, f, 0);
+}
+
+void collect_policies(ParasiteArgs* a, uint32_t count, Failure& f) {
+  for (uint32_t i = 0; i < count && i < kMaxPoliciesPerCall; i++) get_mempolicy(&a->policies[i], true, f, i);
 }
 
 void collect_timers(ParasiteArgs* a, uint32_t count, Failure& f) {
@@ -281,6 +298,7 @@ extern "C" [[noreturn]] void parasite_daemon(ParasiteArgs* a) {
         case kParasiteProcess: collect_process(a, f); break;
         case kParasiteThread: collect_thread(&a->thread.state, a->thread.groups, kMaxGroups, f); break;
         case kParasiteTimers: collect_timers(a, msg.count, f); break;
+        case kParasitePolicies: collect_policies(a, msg.count, f); break;
         case kParasiteTakePipe:
           if (fd < 0) {
             f = {9 /* EBADF */, kPsRecvmsg, 0};

@@ -11,7 +11,7 @@
 
 namespace ckpt::abi {
 
-inline constexpr uint32_t kParasiteAbiVersion = 8;
+inline constexpr uint32_t kParasiteAbiVersion = 9;
 inline constexpr int kMaxGroups = 65536;  // NGROUPS_MAX
 // Threads visited at once, each in its own slot; a visitor's supplementary
 // groups beyond kVisitGroups are read from /proc instead.
@@ -19,6 +19,7 @@ inline constexpr int kVisitSlots = 64;
 inline constexpr int kVisitGroups = 64;
 inline constexpr int kMaxDrainIov = 1024;
 inline constexpr int kMaxTimersPerCall = 256;
+inline constexpr int kMaxPoliciesPerCall = 1024;
 inline constexpr int kMaxFdsPerCall = 253;  // SCM_MAX_FD
 inline constexpr int kNumRLimits = 16;
 
@@ -32,6 +33,7 @@ enum ParasiteCmd : uint32_t {
   kParasiteFinish,       // close our fds, rt_sigreturn through rst_sigreturn
   kParasiteCloseExtras,  // close the pipe and the visit socket: only the daemon's socket stays
   kParasiteVisitSock,    // make the visit socket pair, send ckpt its end
+  kParasitePolicies,     // get_mempolicy of the VMA at policies[0..count).start
 };
 
 // One datagram each way (SOCK_SEQPACKET).
@@ -61,6 +63,7 @@ enum ParasiteStep : uint32_t {
   kPsRecvmsg,
   kPsUnknownCmd,
   kPsSocketpair,
+  kPsMempolicy,
 };
 
 // Process-wide state only the task can tell.
@@ -100,6 +103,7 @@ struct ThreadState {
   int32_t tsc_mode;  // PR_GET_TSC
   int32_t mce_kill;  // PR_MCE_KILL_GET
   int32_t cpuid;     // ARCH_GET_CPUID: 0 when CPUID faults
+  MemPolicyArg mempolicy;  // get_mempolicy; MPOL_DEFAULT on a kernel without NUMA
   uint32_t last_cap;  // in: /proc/sys/kernel/cap_last_cap
   // Out, for a thread run outside the daemon: the first failure.
   int32_t err;
@@ -162,6 +166,7 @@ struct ParasiteArgs : ParasiteRecord {
   // socket and the thread returns through its slot's frame.
   VisitSlot visits[kVisitSlots];
   TimerState timers[kMaxTimersPerCall];
+  MemPolicyArg policies[kMaxPoliciesPerCall];
   DrainIov iov[kMaxDrainIov];
   int32_t fds[kMaxFdsPerCall];
 };

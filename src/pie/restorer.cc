@@ -388,6 +388,21 @@ void restore_speculation(ThreadArg* t) {
   }
 }
 
+// NUMA memory policies, for the thread and, before their pages come, for the
+// VMAs that had their own. Where the machine lacks those nodes (EINVAL), or
+// NUMA (ENOSYS), the default stays, as a CPU affinity does.
+long set_policy(const MemPolicyArg* p, bool vma) {
+  constexpr unsigned long kMaxNode = kMemPolicyNodeWords * 64 + 1;  // the kernel counts one bit less
+  long r = vma ? sys(__NR_mbind, p->start, p->end - p->start, p->mode, p->nodes, kMaxNode, 0)
+               : sys(__NR_set_mempolicy, p->mode, p->nodes, kMaxNode);
+  return r == -22 /* EINVAL */ || r == -38 /* ENOSYS */ ? 0 : r;
+}
+
+void restore_vma_policies(RestorerArgs* a, ThreadArg* t) {
+  auto* p = reinterpret_cast<const MemPolicyArg*>(a->policies);
+  for (uint32_t i = 0; i < a->nr_policies; i++) MUST(t, kStepMempolicy, set_policy(&p[i], true), p[i].start, p[i].mode);
+}
+
 // Modes the thread chose for itself, which a new thread does not inherit
 // from ckpt's: last before the stop, since rdtsc and cpuid may fault from
 // here on (the blob uses neither). A machine without CPUID faulting refuses
@@ -491,6 +506,7 @@ void restore_process(RestorerArgs* a, ThreadArg* t) {
   move_premapped(a, t);
   attach_sysv(a, t);
   map_vmas(a, t);
+  restore_vma_policies(a, t);
   restore_memory_merge(a, t);
   register_lazy(a, t);
   fill_memory(a, t);
@@ -567,6 +583,10 @@ void restore_process(RestorerArgs* a, ThreadArg* t) {
   MUST(t, kStepFsBase, sys(__NR_arch_prctl, kArchSetFs, t->fs_base), t->fs_base, 0);
   MUST(t, kStepFsBase, sys(__NR_arch_prctl, kArchSetGs, t->gs_base), t->gs_base, 0);
 
+  if (t->mempolicy) {
+    auto* p = reinterpret_cast<const MemPolicyArg*>(t->mempolicy);
+    MUST(t, kStepMempolicy, set_policy(p, false), 0, p->mode);
+  }
   restore_thread_modes(t);
   // Last: the kernel writes the rseq area on every return to user space.
   if (t->rseq_ptr) MUST(t, kStepRseq, sys(__NR_rseq, t->rseq_ptr, t->rseq_len, 0, t->rseq_sig), t->rseq_ptr, 0);

@@ -35,7 +35,22 @@ Result<Knobs> read_knobs(pid_t pid) {
   Knobs k;
   k.oom_score_adj = TRY(read_number<int32_t>(pid, "oom_score_adj", 10));
   k.coredump_filter = TRY(read_number<uint32_t>(pid, "coredump_filter", 16));
+  const std::string path = fmt::format("/proc/{}/autogroup", pid);
+  auto text = read_file(path);
+  if (!text && text.error().err == ENOENT) return k;
+  if (!text) return std::unexpected(text.error());
+  constexpr std::string_view kNice = " nice ";
+  const size_t at = text->find(kNice);
+  int32_t nice = 0;
+  const char* from = at == std::string::npos ? nullptr : text->data() + at + kNice.size();
+  if (!from || std::from_chars(from, text->data() + text->size(), nice).ec != std::errc())
+    return error(EINVAL, "{}: no nice value in '{}'", path, *text);
+  k.autogroup_nice = nice;
   return k;
+}
+
+Result<void> write_autogroup_nice(pid_t pid, int32_t nice) {
+  return write_text(pid, "autogroup", std::to_string(nice));
 }
 
 Result<void> write_knobs(pid_t pid, const Knobs& k) {

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <optional>
 
 #include "base/result.h"
 
@@ -14,11 +15,16 @@ namespace ckpt::proc {
 struct Knobs {
   int32_t oom_score_adj = 0;       // /proc/PID/oom_score_adj, -1000..1000
   uint32_t coredump_filter = 0x33;  // /proc/PID/coredump_filter (hex)
+  // The nice of its session's autogroup (/proc/PID/autogroup, "/autogroup-N
+  // nice X"); none without CONFIG_SCHED_AUTOGROUP.
+  std::optional<int32_t> autogroup_nice;
 };
 
 Result<Knobs> read_knobs(pid_t pid);
 // Lowering oom_score_adj below what the task inherited needs
 // CAP_SYS_RESOURCE: without it the error says so.
 Result<void> write_knobs(pid_t pid, const Knobs& k);
+// The autogroup is its session's: every task of the session shares it.
+Result<void> write_autogroup_nice(pid_t pid, int32_t nice);
 
 }  // namespace ckpt::proc

@@ -19,6 +19,7 @@
 #include "arch/x86_64/sigframe.h"
 #include "base/check.h"
 #include "base/fs.h"
+#include "image/mempolicy.h"
 #include "image/page_store.h"
 #include "pie/restorer_blob.h"
 #include "proc/status.h"
@@ -152,6 +153,14 @@ Result<std::vector<abi::VmaArg>> vma_args(const TaskImages& ti, const MappingFil
     vmas.push_back(va);
   }
   return vmas;
+}
+
+Result<abi::MemPolicyArg> policy_arg(const img::MemPolicy& p, uint64_t start, uint64_t end) {
+  abi::MemPolicyArg out{.start = start, .end = end};
+  if (!image::from_image(p, &out))
+    return error(EINVAL, "core image: a NUMA memory policy of {} node words (at most {})", p.nodes_size(),
+                 abi::kMemPolicyNodeWords);
+  return out;
 }
 
 // Copies `n` plain structs into the boot region; returns their address there.
@@ -336,6 +345,11 @@ Result<std::vector<ThreadPlan>> lay_out_data(const TaskImages& ti, const SysvPla
       runs.push_back({r.vaddr(), r.nr_pages(), r.crc32c(), premap.covers(r.vaddr(), r.nr_pages() * arch::kPageSize)});
   uint64_t runs_at = TRY(put(boot, runs.data(), runs.size()));
   uint64_t inherited_at = TRY(put(boot, inherited.data(), inherited.size()));
+  std::vector<abi::MemPolicyArg> policies;
+  for (const img::Vma& v : ti.mm.vmas())
+    if (v.has_mempolicy()) policies.push_back(TRY_CTX(policy_arg(v.mempolicy(), v.start(), v.end()),
+                                                      "VMA {:#x}-{:#x}", v.start(), v.end()));
+  uint64_t policies_at = TRY(put(boot, policies.data(), policies.size()));
   std::vector<abi::MoveArg> premapped;
   for (const PremapSlot& s : premap.slots) premapped.push_back({s.at, s.end - s.start, s.start});
   uint64_t premapped_at = TRY(put(boot, premapped.data(), premapped.size()));
@@ -350,6 +364,8 @@ Result<std::vector<ThreadPlan>> lay_out_data(const TaskImages& ti, const SysvPla
   a->runs = runs_at;
   a->nr_inherited = inherited.size();
   a->inherited = inherited_at;
+  a->nr_policies = policies.size();
+  a->policies = policies_at;
   a->nr_premapped = premapped.size();
   a->premapped = premapped_at;
   a->premap_start = premap.window.start;
@@ -414,6 +430,10 @@ Result<std::vector<ThreadPlan>> lay_out_data(const TaskImages& ti, const SysvPla
     t.tsc_mode = th.has_tsc_mode() ? th.tsc_mode() : 0;
     t.mce_kill = th.has_mce_kill() ? th.mce_kill() : -1;
     t.cpuid_faulting = th.has_cpuid() && !th.cpuid();
+    if (th.has_mempolicy()) {
+      const abi::MemPolicyArg p = TRY_CTX(policy_arg(th.mempolicy(), 0, 0), "thread {}", th.tid());
+      t.mempolicy = TRY(put(boot, &p, 1));
+    }
     // The thread starts with ckpt's: written only where it differs.
     if (th.has_loginuid() && th.loginuid() != own_creds.loginuid) {
       if (!own_creds.loginuid)

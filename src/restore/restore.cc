@@ -72,8 +72,9 @@ const char* step_name(int32_t step) {
       "stop for ckpt before its last syscalls (tgkill SIGSTOP)", "check the checksum of the pages read",
       "attach a System V shared memory segment (addr: where, len: its id), or unmap what the task had of it",
       "register the lazy VMAs with a userfaultfd, or send it", "move memory laid out before the fork into place (addr: "
-      "from, len: to), or unmap the rest of its window"};
-  static_assert(std::size(kNames) == abi::kStepPremap + 1);
+      "from, len: to), or unmap the rest of its window",
+      "set a NUMA memory policy (mbind of a VMA, or set_mempolicy of the thread; addr: the VMA, len: the mode)"};
+  static_assert(std::size(kNames) == abi::kStepMempolicy + 1);
   return step >= 0 && step < static_cast<int32_t>(std::size(kNames)) ? kNames[step] : "?";
 }
 
@@ -604,6 +605,10 @@ Result<void> finish_task(LiveTask& lt, const PidMap& pids, Log& log) {
   }
   if (ti.core.has_oom_score_adj() && ti.core.has_coredump_filter())
     TRY(proc::write_knobs(pids.outside(ti.pid), {ti.core.oom_score_adj(), ti.core.coredump_filter()}));
+  // A session the restore made has an autogroup of its own; ckpt's (a
+  // --shell-job tree's) is the user's shell's, and not for ckpt to change.
+  if (ti.core.has_autogroup_nice() && getsid(pids.outside(ti.pid)) != getsid(0))
+    TRY_CTX(proc::write_autogroup_nice(pids.outside(ti.pid), ti.core.autogroup_nice()), "pid {}", ti.pid);
   return {};
 }
 

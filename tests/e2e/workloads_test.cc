@@ -218,7 +218,7 @@ std::vector<Case> cases() {
       {"vmaflags", {}}, {"membarrier", {}}, {"prctlstate", {}},
       {"ghosts", {}}, {"inotify", {}}, {"unixsk", {}}, {"eventfds", {}}, {"pipes", {}}, {"epoll", {}},
       {"ptypair", {}}, {"inetsk", {}}, {"netlinksk", {}}, {"sysvshm", {}}, {"sysvshm", {"rmid"}}, {"pidfds", {}},
-      {"procfiles", {}}, {"memdevs", {}}, {"fanotify", {}}, {"threadmodes", {}}};
+      {"procfiles", {}}, {"memdevs", {}}, {"fanotify", {}}, {"threadmodes", {}}, {"numa", {}}};
   for (const auto& [name, args] : wl)
     for (bool bp : {true, false}) out.push_back({name, args, bp, false});
   // The kinds of files (docs/state.md): restored after --leave-running too.

@@ -10,6 +10,8 @@
  *            control: /proc/sys/kernel/sched_rt_runtime_us, a CPU set), the
  *            workload says so with the errno and runs without it
  * (The workers sleep: a real-time thread must not hog a CPU.)
+ * The session's autogroup gets nice 6 (/proc/self/autogroup; the workload
+ * leads its own session); skipped where the kernel has no autogroups.
  *
  * Verification: each thread reads its own sched_getattr and ioprio_get back
  * and compares them with what it set.
@@ -112,6 +114,15 @@ int main(int argc, char **argv)
 	for (size_t i = 1; i < NTHREADS; i++)
 		while (!wants[i].ready)
 			wl_sleep_ms(1);
+	const bool autogroup = access("/proc/self/autogroup", F_OK) == 0;
+	if (autogroup) {
+		int fd = open("/proc/self/autogroup", O_WRONLY | O_CLOEXEC);
+		if (fd < 0 || write(fd, "6", 1) != 1)
+			wl_die("write nice 6 to /proc/self/autogroup: %s", strerror(errno));
+		close(fd);
+	} else {
+		wl_printf("sched: no /proc/self/autogroup here: autogroup nice not checked\n");
+	}
 	if (no_deadline)
 		wl_printf("sched: SCHED_DEADLINE refused here (sched_setattr: %s): not checked\n", strerror(no_deadline));
 	wl_ready();
@@ -122,6 +133,12 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < NTHREADS - 1; i++)
 		pthread_join(th[i], NULL);
 	check_mine(&wants[0]);
+	if (autogroup) {
+		char text[64] = { 0 };
+		ssize_t n = wl_read_file("/proc/self/autogroup", text, sizeof text - 1);
+		const char *nice = n > 0 ? strstr(text, " nice ") : NULL;
+		WL_CHECK(nice && atoi(nice + 6) == 6, "autogroup: expected nice 6, read '%s'", text);
+	}
 	for (size_t i = 0; i < NTHREADS; i++)
 		WL_CHECK(wants[i].err[0] == 0, "%s", wants[i].err);
 	wl_finish();

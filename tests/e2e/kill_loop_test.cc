@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <random>
 #include <thread>
 
@@ -50,6 +51,25 @@ class KillLoop : public ::testing::TestWithParam<LoopCase> {};
 // that kill(-pid) reaches its whole group, as timeout(1) kills.
 std::vector<std::string> own_group(bool yes = true) {
   return yes ? std::vector<std::string>{"/usr/bin/setsid"} : std::vector<std::string>{};
+}
+
+// A killed ckpt's commit watcher (src/ptrace/tree_commit.h) is orphaned to
+// us, the subreaper, and decides the tree's fate as it ends: killed just
+// after ckpt let the last task go but before it committed, the tree runs
+// for a moment, then goes. True once no child of ours is a ckpt any more
+// (those that ended reaped): only then is what the tree is final.
+bool watchers_done() {
+  bool left = false;
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    const std::string stat = read_text(e.path().string() + "/stat");
+    const size_t open = stat.find(" ("), close = stat.rfind(") ");
+    if (open == std::string::npos || close == std::string::npos || close + 4 > stat.size()) continue;
+    if (stat.substr(open + 2, close - open - 2) != "ckpt" || atoi(stat.c_str() + close + 4) != getpid()) continue;
+    const pid_t pid = atoi(stat.c_str());
+    if (stat[close + 2] == 'Z') waitpid(pid, nullptr, 0);
+    else left = true;
+  }
+  return !left;
 }
 
 int rounds() {
@@ -228,6 +248,7 @@ class RestoreKillLoop : public PreforkTree {
   }
   After settle(std::string* losses) {
     const int n = static_cast<int>(tasks.size());
+    EXPECT_TRUE(wait_until(watchers_done, std::chrono::seconds(5))) << "a commit watcher never ended";
     wait_until([&] { auto [running, gone] = running_and_gone(); return running == n || gone == n; },
                std::chrono::seconds(5));
     auto [running, gone] = running_and_gone();

@@ -16,10 +16,10 @@
 
 #include "arch/x86_64/uapi.h"
 #include "arch/x86_64/xsave.h"
-#include "image/mempolicy.h"
 #include "base/fs.h"
 #include "base/parallel.h"
 #include "files/file_id.h"
+#include "image/mempolicy.h"
 #include "proc/knobs.h"
 #include "proc/sched.h"
 #include "proc/smaps.h"

@@ -3,6 +3,7 @@
 // place for both directions of the node mask.
 #pragma once
 
+#include "base/result.h"
 #include "ckpt.pb.h"
 #include "pie/abi.h"
 
@@ -20,12 +21,15 @@ inline img::MemPolicy to_image(const abi::MemPolicyArg& p) {
   return out;
 }
 
-// Nodes beyond what the restorer can pass (MAX_NUMNODES) are an error.
-inline bool from_image(const img::MemPolicy& in, abi::MemPolicyArg* out) {
-  if (in.nodes_size() > abi::kMemPolicyNodeWords) return false;
-  out->mode = static_cast<int32_t>(in.mode());
-  for (int w = 0; w < in.nodes_size(); w++) out->nodes[w] = in.nodes(w);
-  return true;
+// `start`, `end`: a VMA's, or 0 for a thread's. Nodes beyond what the
+// restorer can pass (MAX_NUMNODES) are an error.
+inline Result<abi::MemPolicyArg> from_image(const img::MemPolicy& in, uint64_t start, uint64_t end) {
+  if (in.nodes_size() > abi::kMemPolicyNodeWords)
+    return error(EINVAL, "a NUMA memory policy of {} node words (at most {})", in.nodes_size(),
+                 abi::kMemPolicyNodeWords);
+  abi::MemPolicyArg out{.start = start, .end = end, .mode = static_cast<int32_t>(in.mode())};
+  for (int w = 0; w < in.nodes_size(); w++) out.nodes[w] = in.nodes(w);
+  return out;
 }
 
 }  // namespace ckpt::image

@@ -476,7 +476,8 @@ Result<void> Parasite::policies(std::span<abi::MemPolicyArg> policies) {
   for (size_t at = 0; at < policies.size(); at += abi::kMaxPoliciesPerCall) {
     const size_t n = std::min<size_t>(policies.size() - at, abi::kMaxPoliciesPerCall);
     std::copy_n(policies.begin() + at, n, args()->policies);
-    TRY(call(abi::kParasitePolicies, static_cast<uint32_t>(n)));
+    TRY_CTX(call(abi::kParasitePolicies, static_cast<uint32_t>(n)), "the VMAs from {:#x} to {:#x}",
+            policies[at].start, policies[at + n - 1].end);
     std::copy_n(args()->policies, n, policies.begin() + at);
   }
   return {};

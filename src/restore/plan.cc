@@ -155,14 +155,6 @@ Result<std::vector<abi::VmaArg>> vma_args(const TaskImages& ti, const MappingFil
   return vmas;
 }
 
-Result<abi::MemPolicyArg> policy_arg(const img::MemPolicy& p, uint64_t start, uint64_t end) {
-  abi::MemPolicyArg out{.start = start, .end = end};
-  if (!image::from_image(p, &out))
-    return error(EINVAL, "core image: a NUMA memory policy of {} node words (at most {})", p.nodes_size(),
-                 abi::kMemPolicyNodeWords);
-  return out;
-}
-
 // Copies `n` plain structs into the boot region; returns their address there.
 template <typename T>
 Result<uint64_t> put(BootRegion& boot, const T* items, size_t n) {
@@ -347,8 +339,9 @@ Result<std::vector<ThreadPlan>> lay_out_data(const TaskImages& ti, const SysvPla
   uint64_t inherited_at = TRY(put(boot, inherited.data(), inherited.size()));
   std::vector<abi::MemPolicyArg> policies;
   for (const img::Vma& v : ti.mm.vmas())
-    if (v.has_mempolicy()) policies.push_back(TRY_CTX(policy_arg(v.mempolicy(), v.start(), v.end()),
-                                                      "VMA {:#x}-{:#x}", v.start(), v.end()));
+    if (v.has_mempolicy())
+      policies.push_back(TRY_CTX(image::from_image(v.mempolicy(), v.start(), v.end()), "core image: VMA {:#x}-{:#x}",
+                                 v.start(), v.end()));
   uint64_t policies_at = TRY(put(boot, policies.data(), policies.size()));
   std::vector<abi::MoveArg> premapped;
   for (const PremapSlot& s : premap.slots) premapped.push_back({s.at, s.end - s.start, s.start});
@@ -431,7 +424,7 @@ Result<std::vector<ThreadPlan>> lay_out_data(const TaskImages& ti, const SysvPla
     t.mce_kill = th.has_mce_kill() ? th.mce_kill() : -1;
     t.cpuid_faulting = th.has_cpuid() && !th.cpuid();
     if (th.has_mempolicy()) {
-      const abi::MemPolicyArg p = TRY_CTX(policy_arg(th.mempolicy(), 0, 0), "thread {}", th.tid());
+      const abi::MemPolicyArg p = TRY_CTX(image::from_image(th.mempolicy(), 0, 0), "core image: thread {}", th.tid());
       t.mempolicy = TRY(put(boot, &p, 1));
     }
     // The thread starts with ckpt's: written only where it differs.

@@ -22,6 +22,7 @@
 #include <chrono>
 #include <filesystem>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include "harness.h"
@@ -60,14 +61,13 @@ std::vector<std::string> own_group(bool yes = true) {
 // (those that ended reaped): only then is what the tree is final.
 bool watchers_done() {
   bool left = false;
-  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
-    const std::string stat = read_text(e.path().string() + "/stat");
-    const size_t open = stat.find(" ("), close = stat.rfind(") ");
-    if (open == std::string::npos || close == std::string::npos || close + 4 > stat.size()) continue;
-    if (stat.substr(open + 2, close - open - 2) != "ckpt" || atoi(stat.c_str() + close + 4) != getpid()) continue;
-    const pid_t pid = atoi(stat.c_str());
-    if (stat[close + 2] == 'Z') waitpid(pid, nullptr, 0);
-    else left = true;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::istringstream kids(read_text(task.path().string() + "/children"));
+    for (pid_t k; kids >> k;) {
+      if (comm_of(k) != "ckpt") continue;
+      if (proc_state(k) == 'Z') waitpid(k, nullptr, 0);
+      else left = true;
+    }
   }
   return !left;
 }

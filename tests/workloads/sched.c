@@ -11,7 +11,9 @@
  *            workload says so with the errno and runs without it
  * (The workers sleep: a real-time thread must not hog a CPU.)
  * The session's autogroup gets nice 6 (/proc/self/autogroup; the workload
- * leads its own session); skipped where the kernel has no autogroups.
+ * leads its own session). A kernel without CONFIG_SCHED_AUTOGROUP has no
+ * such file and no autogroup to lose: the workload says so and checks the
+ * rest.
  *
  * Verification: each thread reads its own sched_getattr and ioprio_get back
  * and compares them with what it set.

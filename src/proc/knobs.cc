@@ -39,14 +39,21 @@ Result<Knobs> read_knobs(pid_t pid) {
   auto text = read_file(path);
   if (!text && text.error().err == ENOENT) return k;
   if (!text) return std::unexpected(text.error());
-  constexpr std::string_view kNice = " nice ";
-  const size_t at = text->find(kNice);
-  int32_t nice = 0;
-  const char* from = at == std::string::npos ? nullptr : text->data() + at + kNice.size();
-  if (!from || std::from_chars(from, text->data() + text->size(), nice).ec != std::errc())
-    return error(EINVAL, "{}: no nice value in '{}'", path, *text);
-  k.autogroup_nice = nice;
+  k.autogroup_nice = TRY(parse_autogroup_nice(*text, path));
   return k;
+}
+
+Result<std::optional<int32_t>> parse_autogroup_nice(std::string_view text, std::string_view path) {
+  if (text.empty()) return std::nullopt;
+  constexpr std::string_view kNice = " nice ";
+  const size_t at = text.find(kNice);
+  int32_t nice = 0;
+  const char* from = at == std::string_view::npos ? nullptr : text.data() + at + kNice.size();
+  const char* end = text.data() + text.size();
+  auto parsed = from ? std::from_chars(from, end, nice) : std::from_chars_result{end, std::errc::invalid_argument};
+  if (parsed.ec != std::errc() || (parsed.ptr != end && *parsed.ptr != '\n'))
+    return fail("{}: no nice value in '{}'", path, text);
+  return nice;
 }
 
 Result<void> write_autogroup_nice(pid_t pid, int32_t nice) {

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string_view>
 
 #include "base/result.h"
 
@@ -16,11 +17,14 @@ struct Knobs {
   int32_t oom_score_adj = 0;       // /proc/PID/oom_score_adj, -1000..1000
   uint32_t coredump_filter = 0x33;  // /proc/PID/coredump_filter (hex)
   // The nice of its session's autogroup (/proc/PID/autogroup, "/autogroup-N
-  // nice X"); none without CONFIG_SCHED_AUTOGROUP.
+  // nice X"); none without CONFIG_SCHED_AUTOGROUP, or for a task whose
+  // sessions never called setsid (init's default autogroup: an empty file).
   std::optional<int32_t> autogroup_nice;
 };
 
 Result<Knobs> read_knobs(pid_t pid);
+// The text of /proc/PID/autogroup; `path` names it in errors.
+Result<std::optional<int32_t>> parse_autogroup_nice(std::string_view text, std::string_view path);
 // Lowering oom_score_adj below what the task inherited needs
 // CAP_SYS_RESOURCE: without it the error says so.
 Result<void> write_knobs(pid_t pid, const Knobs& k);

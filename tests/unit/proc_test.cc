@@ -20,6 +20,7 @@
 #include "base/fs.h"
 #include "base/unique_fd.h"
 #include "proc/fds.h"
+#include "proc/knobs.h"
 #include "proc/maps.h"
 #include "proc/status.h"
 
@@ -61,6 +62,8 @@ std::string show(const Stat& s) {
 std::string show(const FdInfo& f) {
   return fmt::format("pos={} flags={:o} mnt_id={} ino={}", f.pos, f.flags, f.mnt_id, f.ino);
 }
+
+std::string show(const std::optional<int32_t>& nice) { return nice ? std::to_string(*nice) : "none"; }
 
 // Malformed input: an error (never a crash) whose message contains `want`.
 struct BadCase {
@@ -445,6 +448,41 @@ TEST(ProcFdinfo, Malformed) {
       [](const std::string& t) { return parse_fdinfo(t); });
 }
 
+// ---- autogroup ----------------------------------------------------------------
+
+TEST(ProcAutogroup, Cases) {
+  struct Case {
+    const char* name;
+    std::string text;
+    std::optional<int32_t> want;
+  };
+  const Case cases[] = {
+      {"captured", "/autogroup-48200 nice 0\n", 0},
+      {"reniced", "/autogroup-7 nice -5\n", -5},
+      {"no newline", "/autogroup-7 nice 19", 19},
+      // A task of init's default autogroup (no setsid since boot): the kernel
+      // prints nothing. CI runs the suite from such a task.
+      {"default autogroup", "", std::nullopt},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    auto r = parse_autogroup_nice(c.text, "/proc/1/autogroup");
+    ASSERT_TRUE(r) << r.error().str();
+    EXPECT_EQ(*r, c.want);
+  }
+}
+
+TEST(ProcAutogroup, Malformed) {
+  expect_errors(
+      {
+          {"no nice", "/autogroup-7\n", "/proc/1/autogroup: no nice value"},
+          {"nice without value", "/autogroup-7 nice \n", "no nice value"},
+          {"trailing garbage", "/autogroup-7 nice 3x\n", "no nice value"},
+          {"too big", "/autogroup-7 nice 99999999999\n", "no nice value"},
+      },
+      [](const std::string& t) { return parse_autogroup_nice(t, "/proc/1/autogroup"); });
+}
+
 // ---- garbage never crashes ----------------------------------------------------
 
 // A cheap stand-in for the fuzzers: mutate the captured files byte by byte.
@@ -467,6 +505,7 @@ TEST(ProcParsers, MutatedInputDoesNotCrash) {
     (void)parse_status(s);
     (void)parse_stat(s);
     (void)parse_fdinfo(s);
+    (void)parse_autogroup_nice(s, "autogroup");
   }
 }
 

@@ -1,6 +1,7 @@
 #include "ptrace/completion.h"
 
 #include <fcntl.h>
+#include <linux/sched.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
@@ -201,22 +202,29 @@ namespace {
 
 }  // namespace
 
-BreakpointSupport probe_breakpoints() {
+pid_t fork_probe_child(int go) {
   const pid_t self = getpid();
+  clone_args a{};
+  a.flags = CLONE_FILES;
+  a.exit_signal = SIGCHLD;
+  const long r = syscall(SYS_clone3, &a, sizeof a);
+  if (r != 0) return static_cast<pid_t>(r);
+  // The child: plain syscalls only (a clone3 of one thread of ckpt).
+  prctl(PR_SET_PDEATHSIG, SIGKILL);  // it must not outlive a ckpt killed meanwhile
+  if (getppid() != self) _exit(0);
+  char c;
+  if (read(go, &c, 1) == 1) probe_target();
+  _exit(0);
+}
+
+BreakpointSupport probe_breakpoints() {
   int go[2];
   if (pipe2(go, O_CLOEXEC) < 0) return {false, fmt::format("pipe for the probe: {}", strerror(errno))};
+  // Both ends stay open until the child is reaped: the child reads from
+  // the very table ckpt closes them in.
   UniqueFd go_read(go[0]), go_write(go[1]);
-  pid_t child = fork();
-  if (child < 0) return {false, fmt::format("fork for the probe: {}", strerror(errno))};
-  if (child == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);  // it must not outlive a ckpt killed meanwhile
-    if (getppid() != self) _exit(0);
-    go_write.reset();
-    char c;
-    if (read(go_read.get(), &c, 1) == 1) probe_target();
-    _exit(0);
-  }
-  go_read.reset();
+  const pid_t child = fork_probe_child(go_read.get());
+  if (child < 0) return {false, fmt::format("clone3 for the probe: {}", strerror(errno))};
   BreakpointSupport out;
   // Some hypervisors take the debug registers and never raise the #DB
   // (pitfall 7; also seen after a VM snapshot restore): a breakpoint that

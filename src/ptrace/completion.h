@@ -54,6 +54,14 @@ struct BreakpointSupport {
   std::string why_not;
 };
 BreakpointSupport probe_breakpoints();
+// The probe's child, waiting to call the probed function once a byte comes
+// on `go`. It shares ckpt's fd table (CLONE_FILES): the probe runs on a
+// thread of its own while ckpt opens and closes fds, and a forked copy of
+// the table would keep open, for as long as the probe lasts, whatever ckpt
+// had open at that moment (a UDP stand-in bound at a port for one datagram
+// then catches those meant for the socket it stood in for). -1 and errno
+// on failure.
+pid_t fork_probe_child(int go);
 
 // Arms DR0/DR7 of a stopped task on `addr`. Does not resume it.
 Result<Armed> arm_breakpoint(Tracee& t, RemoteAddr addr);

@@ -17,6 +17,7 @@
 #include <unordered_map>
 
 #include "base/fs.h"
+#include "base/parallel.h"
 #include "files/locks.h"
 #include "proc/fds.h"
 #include "proc/status.h"
@@ -134,6 +135,41 @@ Result<void> refuse_unread_events(const FdProbe& p) {
   return {};
 }
 
+namespace {
+
+// What /proc shows of one fd, and the kind that claims it.
+struct Probed {
+  FdProbe probe;
+  const Kind* kind = nullptr;
+};
+
+Result<Probed> probe_fd(const proc::ProcFds& fds, pid_t pid, int pidfd, int fd, const DumpFlags& flags) {
+  Probed out;
+  FdProbe& p = out.probe;
+  p.pid = pid;
+  p.fd = fd;
+  p.pidfd = pidfd;
+  p.link = TRY(fds.link(fd));
+  p.st = TRY_CTX(fds.stat(fd), "{}", p.link);
+  p.fdinfo = TRY(fds.fdinfo(fd));
+  p.info = TRY_CTX(proc::parse_fdinfo(p.fdinfo), "/proc/{}/fdinfo/{}", pid, fd);
+  auto claims = [&](const Kind* k) { return k->claims(p, flags); };
+  auto kind = std::ranges::find_if(kinds(), claims);
+  if (kind == kinds().end()) {
+    const bool tty = S_ISCHR(p.st.st_mode) && is_tty_dev(p.st.st_rdev);
+    return error(EOPNOTSUPP, "fd {} is {}: this kind of file is not supported yet{}", fd, p.link,
+                 tty ? " (a terminal: use --shell-job)" : "");
+  }
+  out.kind = *kind;
+  return out;
+}
+
+// From how many fds the /proc reads (three per fd, ~10 us) are shared with
+// a helper thread: below, starting it costs more than it saves.
+constexpr size_t kProbeHelperFrom = 256;
+
+}  // namespace
+
 Result<TaskFds> scan_fds(pid_t pid, const DumpFlags& flags) {
   TaskFds out;
   out.pid = pid;
@@ -141,30 +177,21 @@ Result<TaskFds> scan_fds(pid_t pid, const DumpFlags& flags) {
   if (pidfd < 0) return sys_error("pid {}: pidfd_open", pid);
   out.pidfd = UniqueFd(pidfd);
   const proc::ProcFds fds = TRY(proc::ProcFds::open(pid));
-  for (int fd : TRY(fds.list())) {
-    FdProbe p;
-    p.pid = pid;
-    p.fd = fd;
-    p.pidfd = pidfd;
-    p.link = TRY(fds.link(fd));
-    p.st = TRY_CTX(fds.stat(fd), "{}", p.link);
-    p.fdinfo = TRY(fds.fdinfo(fd));
-    p.info = TRY_CTX(proc::parse_fdinfo(p.fdinfo), "/proc/{}/fdinfo/{}", pid, fd);
-    auto claims = [&](const Kind* k) { return k->claims(p, flags); };
-    auto kind = std::ranges::find_if(kinds(), claims);
-    if (kind == kinds().end()) {
-      const bool tty = S_ISCHR(p.st.st_mode) && is_tty_dev(p.st.st_rdev);
-      return error(EOPNOTSUPP, "fd {} is {}: this kind of file is not supported yet{}", fd, p.link,
-                   tty ? " (a terminal: use --shell-job)" : "");
-    }
+  const std::vector<int> list = TRY(fds.list());
+  std::vector<std::optional<Result<Probed>>> probed(list.size());
+  share_with_helper(list.size(), kProbeHelperFrom,
+                    [&](size_t i) { probed[i].emplace(probe_fd(fds, pid, pidfd, list[i], flags)); });
+  for (std::optional<Result<Probed>>& r : probed) {
+    Probed got = TRY(std::move(*r));
+    FdProbe& p = got.probe;
     img::FdEntry* e = out.table.add_fds();
-    e->set_fd(fd);
+    e->set_fd(p.fd);
     e->set_cloexec((p.info.flags & O_CLOEXEC) != 0);
     // Its POSIX locks are the task's; flock and OFD locks the description's.
-    for (img::FileLock& l : TRY_CTX(parse_locks(p.fdinfo), "fd {} ({})", fd, p.link))
+    for (img::FileLock& l : TRY_CTX(parse_locks(p.fdinfo), "fd {} ({})", p.fd, p.link))
       if (l.kind() == img::FileLock::POSIX) *e->add_locks() = std::move(l);
     out.probes.push_back(std::move(p));
-    out.kinds.push_back(*kind);
+    out.kinds.push_back(got.kind);
   }
   return out;
 }

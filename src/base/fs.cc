@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "base/mapping.h"
 
@@ -51,6 +52,27 @@ Result<std::string> read_fd(int fd, const std::string& path, size_t expected) {
     out.append(buf, n);
   }
   return out;
+}
+
+Result<void> for_each_line(const std::string& path, const std::function<Result<void>(std::string_view)>& line) {
+  UniqueFd fd = TRY(open_file(path, O_RDONLY));
+  std::string buf(256 * 1024, '\0');
+  size_t have = 0;  // bytes of a line not yet whole, at the front
+  for (;;) {
+    if (have == buf.size()) buf.resize(buf.size() * 2);  // a line longer than the buffer
+    const ssize_t n = ::read(fd.get(), buf.data() + have, buf.size() - have);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return sys_error("read {}", path);
+    if (n == 0) break;
+    const std::string_view chunk(buf.data(), have + static_cast<size_t>(n));
+    size_t from = 0;
+    for (size_t nl; (nl = chunk.find('\n', from)) != std::string_view::npos; from = nl + 1)
+      TRY(line(chunk.substr(from, nl - from)));
+    have = chunk.size() - from;
+    std::memmove(buf.data(), buf.data() + from, have);
+  }
+  if (have) TRY(line(std::string_view(buf.data(), have)));
+  return {};
 }
 
 Result<std::string> read_link(const std::string& path) {

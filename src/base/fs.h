@@ -3,7 +3,9 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/result.h"
@@ -17,6 +19,9 @@ Result<std::string> read_file(const std::string& path);
 // Whole content of an open file, from its current offset; `name` for errors.
 // `expected`: its size if known (fstat), read in place with no copy.
 Result<std::string> read_fd(int fd, const std::string& name, size_t expected = 0);
+// Each line of a (possibly /proc) file, without its newline, read in
+// chunks: for files too big to copy whole (30,000 VMAs' smaps: 25 MB).
+Result<void> for_each_line(const std::string& path, const std::function<Result<void>(std::string_view)>& line);
 Result<std::string> read_link(const std::string& path);
 // Exactly len bytes (a socket, a pipe); an end before them is ECONNRESET.
 Result<void> read_exact(int fd, void* buf, size_t len);

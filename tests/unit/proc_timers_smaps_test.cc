@@ -1,7 +1,14 @@
 // /proc/PID/timers and the VmFlags of /proc/PID/smaps, on text captured here.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <cstdlib>
+#include <string>
+
+#include "base/fs.h"
 #include "proc/smaps.h"
 #include "proc/timers.h"
 
@@ -80,6 +87,61 @@ TEST(SmapsVmFlags, LiveOnSelf) {
   auto f = read_smaps_vmflags(getpid());
   ASSERT_TRUE(f) << f.error().str();
   EXPECT_FALSE(f->empty());
+}
+
+// Read a chunk at a time, the smaps of 3,000 VMAs (over 2 MB, many chunks)
+// give what the whole text gives: a stopped child's, so that nothing
+// changes between the two reads.
+TEST(SmapsVmFlags, ChunkedReadOfManyVmasIsTheWholeText) {
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    for (int i = 0; i < 3000; i++) {
+      // Alternate protections so that neighbours never merge.
+      void* m = mmap(nullptr, 4096, i % 2 ? PROT_READ : PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (m == MAP_FAILED) _exit(1);
+    }
+    raise(SIGSTOP);
+    _exit(0);
+  }
+  int st = 0;
+  ASSERT_EQ(waitpid(child, &st, WUNTRACED), child);
+  ASSERT_TRUE(WIFSTOPPED(st));
+  auto whole = read_file(fmt::format("/proc/{}/smaps", child));
+  auto chunked = read_smaps_vmflags(child);
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+  ASSERT_TRUE(whole) << whole.error().str();
+  ASSERT_TRUE(chunked) << chunked.error().str();
+  EXPECT_GT(whole->size(), 1u << 20);
+  auto parsed = parse_smaps_vmflags(*whole);
+  ASSERT_TRUE(parsed) << parsed.error().str();
+  EXPECT_GE(chunked->size(), 3000u);
+  EXPECT_EQ(*chunked, *parsed);
+}
+
+TEST(ForEachLine, LinesAcrossChunksLongLinesAndNoLastNewline) {
+  char path[] = "/tmp/ckpt-lines-XXXXXX";
+  const int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  std::vector<std::string> want;
+  for (int i = 0; i < 40000; i++) want.push_back(std::string(static_cast<size_t>(i % 13), 'a' + i % 26));
+  want.push_back(std::string(600 * 1024, 'x'));  // longer than the buffer
+  want.push_back("");
+  want.push_back("last, without a newline");
+  std::string text;
+  for (const std::string& l : want) text += l + "\n";
+  text.pop_back();
+  ASSERT_TRUE(write_all(fd, text.data(), text.size()));
+  close(fd);
+  std::vector<std::string> got;
+  auto r = for_each_line(path, [&](std::string_view l) -> Result<void> {
+    got.emplace_back(l);
+    return {};
+  });
+  unlink(path);
+  ASSERT_TRUE(r) << r.error().str();
+  EXPECT_EQ(got, want);
 }
 
 }  // namespace

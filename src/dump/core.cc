@@ -72,7 +72,7 @@ Result<void> collect_posix_timers(Parasite& p, pid_t pid, img::TaskCore* core) {
 // and lf are MCL_FUTURE and MCL_ONFAULT.
 Result<uint32_t> future_locking(const Parasite& p, pid_t pid) {
   if (!p.mapped_locked()) return 0;
-  const proc::VmFlags vmflags = TRY(proc::read_smaps_vmflags(pid));
+  const proc::VmFlags vmflags = TRY(proc::read_smaps(pid)).flags;
   auto it = vmflags.find(p.base().raw());
   if (it == vmflags.end()) return error(ENOENT, "pid {}: the parasite's mapping at {:#x} is not in smaps", pid, p.base());
   auto has = [&](std::string_view f) { return std::find(it->second.begin(), it->second.end(), f) != it->second.end(); };

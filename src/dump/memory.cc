@@ -312,9 +312,9 @@ bool has_flag(const std::vector<std::string>& flags, std::string_view f) {
 // Files of a mounted hugetlbfs are refused as hugetlb, with their page size,
 // before any other of their flags ("de": hugetlbfs sets VM_DONTEXPAND too)
 // names them wrongly.
-Result<uint64_t> hugetlb_page_size(pid_t pid, const proc::MapEntry& m, const std::vector<std::string>& flags) {
+Result<uint64_t> hugetlb_page_size(const proc::PageSizes& sizes, const proc::MapEntry& m,
+                                   const std::vector<std::string>& flags) {
   if (!has_flag(flags, "ht")) return 0;
-  const proc::PageSizes sizes = TRY(proc::read_smaps_page_sizes(pid));
   auto it = sizes.find(m.start);
   const bool anon = m.path == "/anon_hugepage (deleted)";
   const bool memfd = m.path.starts_with("/memfd:") && m.path.ends_with(" (deleted)");
@@ -356,12 +356,13 @@ Result<img::Vma> hugetlb_vma(const proc::MapEntry& m, const std::vector<std::str
 
 Result<img::MmImage> collect_vmas(pid_t pid, bool ckpt_tracks) {
   img::MmImage mm;
-  proc::VmFlags vmflags = TRY(proc::read_smaps_vmflags(pid));
+  const proc::Smaps smaps = TRY(proc::read_smaps(pid));
+  const proc::VmFlags& vmflags = smaps.flags;
   std::map<std::pair<uint64_t, uint64_t>, img::FileId> ids;  // (maps' dev, inode): one look per file
   for (const proc::MapEntry& m : TRY(proc::read_maps(pid))) {
     if (m.path == "[vsyscall]") continue;  // fixed by the kernel, not ours to map
     const auto flags = vmflags.find(m.start);
-    const uint64_t huge = flags != vmflags.end() ? TRY(hugetlb_page_size(pid, m, flags->second)) : 0;
+    const uint64_t huge = flags != vmflags.end() ? TRY(hugetlb_page_size(smaps.page_kib, m, flags->second)) : 0;
     if (huge && !m.shared && !shmem_kind(m)) {
       *mm.add_vmas() = TRY(hugetlb_vma(m, flags->second, huge));
       continue;

@@ -14,7 +14,6 @@ inline constexpr int kMaxSignals = 64;
 inline constexpr int kAuxvWords = 64;  // >= the kernel's AT_VECTOR_SIZE
 inline constexpr int kNumSpeculation = 3;  // PR_SPEC_STORE_BYPASS, _INDIRECT_BRANCH, _L1D_FLUSH
 
-// One VMA to map. fd < 0: anonymous.
 // A NUMA memory policy as get_mempolicy gives it: the mode with its MPOL_F_*
 // flags, and the nodes (MAX_NUMNODES bits: Linux allows up to 1024).
 inline constexpr int kMemPolicyNodeWords = 16;
@@ -25,6 +24,7 @@ struct MemPolicyArg {
   uint64_t nodes[kMemPolicyNodeWords];
 };
 
+// One VMA to map. fd < 0: anonymous.
 struct VmaArg {
   uint64_t start;
   uint64_t end;

@@ -1,5 +1,5 @@
-// /proc/PID/smaps: only the VmFlags line of each VMA, for the flags that
-// madvise and mmap set and that /proc/PID/maps does not show.
+// /proc/PID/smaps: of each VMA, the VmFlags line (the flags that madvise and
+// mmap set and that /proc/PID/maps does not show) and its KernelPageSize.
 #pragma once
 
 #include <sys/types.h>
@@ -16,15 +16,17 @@ namespace ckpt::proc {
 
 // VMA start -> its two-letter VmFlags ("rd", "wr", "nh", ...).
 using VmFlags = std::map<uint64_t, std::vector<std::string>>;
-
-Result<VmFlags> parse_smaps_vmflags(std::string_view text);
-Result<VmFlags> read_smaps_vmflags(pid_t pid);
-
 // VMA start -> its KernelPageSize in KiB (4 for normal memory, 2048 or
 // 1048576 for hugetlb memory).
 using PageSizes = std::map<uint64_t, uint64_t>;
 
-Result<PageSizes> parse_smaps_page_sizes(std::string_view text);
-Result<PageSizes> read_smaps_page_sizes(pid_t pid);
+struct Smaps {
+  VmFlags flags;
+  PageSizes page_kib;
+};
+
+Result<Smaps> parse_smaps(std::string_view text);
+// Read a chunk at a time: 30,000 VMAs' smaps are 25 MB of text.
+Result<Smaps> read_smaps(pid_t pid);
 
 }  // namespace ckpt::proc

@@ -95,7 +95,7 @@ int proc(const uint8_t* data, size_t size) {
     case 2: (void)proc::parse_stat(text); break;
     case 3: (void)proc::parse_fdinfo(text); break;
     case 4: (void)proc::parse_timers(text); break;
-    case 5: (void)proc::parse_smaps_vmflags(text); break;
+    case 5: (void)proc::parse_smaps(text); break;
   }
   return 0;
 }

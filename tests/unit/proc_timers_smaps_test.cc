@@ -5,7 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "base/fs.h"
@@ -54,12 +54,13 @@ TEST(SmapsVmFlags, TakesTheFlagsOfEachVma) {
       "7ffe8e614000-7ffe8e635000 rw-p 00000000 00:00 0                          [stack]\n"
       "Rss:                  16 kB\n"
       "VmFlags: rd wr mr mw me gd ac\n";
-  auto f = parse_smaps_vmflags(kText);
-  ASSERT_TRUE(f) << f.error().str();
+  auto s = parse_smaps(kText);
+  ASSERT_TRUE(s) << s.error().str();
+  const VmFlags* f = &s->flags;
   ASSERT_EQ(f->size(), 2u);
   EXPECT_EQ(f->at(0x7f385de71000), (std::vector<std::string>{"rd", "wr", "mr", "mw", "me", "ac", "nh"}));
   EXPECT_EQ(f->at(0x7ffe8e614000).back(), "ac");
-  EXPECT_FALSE(parse_smaps_vmflags("VmFlags: rd\n"));
+  EXPECT_FALSE(parse_smaps("VmFlags: rd\n"));
 }
 
 TEST(SmapsPageSizes, TakesKernelPageSizeOfEachVma) {
@@ -73,20 +74,20 @@ TEST(SmapsPageSizes, TakesKernelPageSizeOfEachVma) {
       "7ffe8e614000-7ffe8e635000 rw-p 00000000 00:00 0                          [stack]\n"
       "KernelPageSize:        4 kB\n"
       "VmFlags: rd wr mr mw me gd ac\n";
-  auto p = parse_smaps_page_sizes(kText);
-  ASSERT_TRUE(p) << p.error().str();
-  EXPECT_EQ(*p, (PageSizes{{0x7f8c40000000, 2048}, {0x7ffe8e614000, 4}}));
-  EXPECT_FALSE(parse_smaps_page_sizes("KernelPageSize: 4 kB\n"));
-  EXPECT_FALSE(parse_smaps_page_sizes("7ffe8e614000-7ffe8e635000 rw-p 0 00:00 0\nKernelPageSize: x kB\n"));
-  auto self = read_smaps_page_sizes(getpid());
+  auto s = parse_smaps(kText);
+  ASSERT_TRUE(s) << s.error().str();
+  EXPECT_EQ(s->page_kib, (PageSizes{{0x7f8c40000000, 2048}, {0x7ffe8e614000, 4}}));
+  EXPECT_FALSE(parse_smaps("KernelPageSize: 4 kB\n"));
+  EXPECT_FALSE(parse_smaps("7ffe8e614000-7ffe8e635000 rw-p 0 00:00 0\nKernelPageSize: x kB\n"));
+  auto self = read_smaps(getpid());
   ASSERT_TRUE(self) << self.error().str();
-  EXPECT_FALSE(self->empty());
+  EXPECT_FALSE(self->page_kib.empty());
 }
 
 TEST(SmapsVmFlags, LiveOnSelf) {
-  auto f = read_smaps_vmflags(getpid());
+  auto f = read_smaps(getpid());
   ASSERT_TRUE(f) << f.error().str();
-  EXPECT_FALSE(f->empty());
+  EXPECT_FALSE(f->flags.empty());
 }
 
 // Read a chunk at a time, the smaps of 3,000 VMAs (over 2 MB, many chunks)
@@ -108,22 +109,23 @@ TEST(SmapsVmFlags, ChunkedReadOfManyVmasIsTheWholeText) {
   ASSERT_EQ(waitpid(child, &st, WUNTRACED), child);
   ASSERT_TRUE(WIFSTOPPED(st));
   auto whole = read_file(fmt::format("/proc/{}/smaps", child));
-  auto chunked = read_smaps_vmflags(child);
+  auto chunked = read_smaps(child);
   kill(child, SIGKILL);
   waitpid(child, nullptr, 0);
   ASSERT_TRUE(whole) << whole.error().str();
   ASSERT_TRUE(chunked) << chunked.error().str();
   EXPECT_GT(whole->size(), 1u << 20);
-  auto parsed = parse_smaps_vmflags(*whole);
+  auto parsed = parse_smaps(*whole);
   ASSERT_TRUE(parsed) << parsed.error().str();
-  EXPECT_GE(chunked->size(), 3000u);
-  EXPECT_EQ(*chunked, *parsed);
+  EXPECT_GE(chunked->flags.size(), 3000u);
+  EXPECT_EQ(chunked->flags, parsed->flags);
+  EXPECT_EQ(chunked->page_kib, parsed->page_kib);
 }
 
 TEST(ForEachLine, LinesAcrossChunksLongLinesAndNoLastNewline) {
-  char path[] = "/tmp/ckpt-lines-XXXXXX";
-  const int fd = mkstemp(path);
-  ASSERT_GE(fd, 0);
+  // A memfd, read through its /proc path: no file to clean up.
+  UniqueFd file(memfd_create("lines", MFD_CLOEXEC));
+  ASSERT_TRUE(file) << strerror(errno);
   std::vector<std::string> want;
   for (int i = 0; i < 40000; i++) want.push_back(std::string(static_cast<size_t>(i % 13), 'a' + i % 26));
   want.push_back(std::string(600 * 1024, 'x'));  // longer than the buffer
@@ -132,14 +134,12 @@ TEST(ForEachLine, LinesAcrossChunksLongLinesAndNoLastNewline) {
   std::string text;
   for (const std::string& l : want) text += l + "\n";
   text.pop_back();
-  ASSERT_TRUE(write_all(fd, text.data(), text.size()));
-  close(fd);
+  ASSERT_TRUE(write_all(file.get(), text.data(), text.size()));
   std::vector<std::string> got;
-  auto r = for_each_line(path, [&](std::string_view l) -> Result<void> {
+  auto r = for_each_line(fmt::format("/proc/self/fd/{}", file.get()), [&](std::string_view l) -> Result<void> {
     got.emplace_back(l);
     return {};
   });
-  unlink(path);
   ASSERT_TRUE(r) << r.error().str();
   EXPECT_EQ(got, want);
 }

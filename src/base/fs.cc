@@ -130,14 +130,20 @@ Result<size_t> pread_full(int fd, void* buf, size_t len, off_t off) {
   return done;
 }
 
-void close_all_but(std::vector<int> keep) {
+std::vector<std::pair<unsigned, unsigned>> fd_ranges_but(std::vector<int> keep) {
   std::sort(keep.begin(), keep.end());
-  int from = 0;
+  std::vector<std::pair<unsigned, unsigned>> ranges;
+  unsigned from = 0;
   for (int fd : keep) {
-    if (fd > from) syscall(SYS_close_range, from, fd - 1, 0);
-    from = fd + 1;
+    if (static_cast<unsigned>(fd) > from) ranges.emplace_back(from, fd - 1);
+    from = std::max(from, static_cast<unsigned>(fd) + 1);
   }
-  syscall(SYS_close_range, from, ~0U, 0);
+  ranges.emplace_back(from, ~0U);
+  return ranges;
+}
+
+void close_all_but(std::vector<int> keep) {
+  for (auto [lo, hi] : fd_ranges_but(std::move(keep))) syscall(SYS_close_range, lo, hi, 0);
 }
 
 }  // namespace ckpt

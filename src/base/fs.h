@@ -6,6 +6,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "base/result.h"
@@ -34,5 +35,8 @@ Result<size_t> pread_full(int fd, void* buf, size_t len, off_t off);
 // Closes every fd of the process but `keep`: for a helper process forked
 // from ckpt, which must hold no file of ckpt's (the log, a tracee's pidfd).
 void close_all_but(std::vector<int> keep);
+// The inclusive fd ranges close_all_but(keep) closes, the last one open-ended
+// (~0U): for a helper that may make no libc call (tree_commit.cc).
+std::vector<std::pair<unsigned, unsigned>> fd_ranges_but(std::vector<int> keep);
 
 }  // namespace ckpt

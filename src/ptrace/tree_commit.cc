@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "base/fs.h"
 #include "base/mapping.h"
 #include "base/unique_fd.h"
 #include "pie/sys.h"
@@ -18,8 +19,12 @@ struct TreeCommit::Watcher {
   UniqueFd ckpt_end, watcher_end;
   // What the watcher reads, set before it starts and never changed while it
   // may run (ckpt resets its UniqueFds before it reaps the watcher).
-  int ckpt_fd = -1, watcher_fd = -1;
+  int watcher_fd = -1;
   std::optional<KillIf> kill_if;
+  // Every fd of its copy of ckpt's table but its own: a copy would keep
+  // ckpt's files (a stand-in bound at a socket's port, a pipe's end) alive
+  // after ckpt closes them.
+  std::vector<std::pair<unsigned, unsigned>> closes;
   Mapping stack;
   pid_t pid = 0;
 };
@@ -33,7 +38,9 @@ constexpr size_t kStackSize = 64 * 1024;
 // errno is that thread's.
 int watch_tree(void* arg) {
   const auto* w = static_cast<const TreeCommit::Watcher*>(arg);
-  pie::sys(SYS_close, w->ckpt_fd);
+  for (auto [lo, hi] : w->closes) pie::sys(SYS_close_range, lo, hi, 0);
+  const char ready = 'R';
+  pie::sys(SYS_sendto, w->watcher_fd, &ready, 1, MSG_NOSIGNAL, nullptr, 0);
   char byte;
   long n;
   do n = pie::sys(SYS_recvfrom, w->watcher_fd, &byte, 1, 0, nullptr, nullptr);
@@ -60,8 +67,11 @@ Result<TreeCommit> TreeCommit::watch(const std::vector<pid_t>& tasks, std::optio
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) return sys_error("socketpair for the commit");
   w->ckpt_end = UniqueFd(sv[0]);
   w->watcher_end = UniqueFd(sv[1]);
-  w->ckpt_fd = sv[0];
   w->watcher_fd = sv[1];
+  std::vector<int> keep{w->watcher_fd};
+  for (const UniqueFd& fd : w->pidfds) keep.push_back(fd.get());
+  if (w->kill_if) keep.push_back(w->kill_if->dir_fd);
+  w->closes = fd_ranges_but(std::move(keep));
   w->stack = TRY_CTX(Mapping::anonymous(kStackSize), "the commit watcher's stack");
   // Blocked here, inherited by the watcher, unblocked again for ckpt.
   sigset_t terminal, old;
@@ -79,6 +89,13 @@ Result<TreeCommit> TreeCommit::watch(const std::vector<pid_t>& tasks, std::optio
   const pid_t pid = w->pid;
   TreeCommit c(std::move(w));
   if (setpgid(pid, pid) < 0) return sys_error("put the commit watcher {} in a process group of its own", pid);
+  // Returned once the watcher holds no file of ckpt's but its own.
+  char ready;
+  ssize_t n;
+  do n = recv(c.w_->ckpt_end.get(), &ready, 1, 0);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return sys_error("wait for the commit watcher {}", pid);
+  if (n == 0) return error(ECHILD, "the commit watcher {} ended before it was ready", pid);
   return c;
 }
 

@@ -6,7 +6,7 @@
 // yet killed run on once their tracer is gone. A ckpt killed inside either
 // loop would leave half a tree running: no order of the acts closes that
 // window, so a watcher does. It is a child of ckpt that holds a pidfd per
-// task and one end of a socket pair. A byte from ckpt, sent once every task
+// task and one end of a socket pair, and no other file. A byte from ckpt, sent once every task
 // is let go, commits, and the watcher exits. End-of-file first (ckpt gave
 // up, or died) and it kills every task: a restore is whole or gone,
 // wherever ckpt is killed.

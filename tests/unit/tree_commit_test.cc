@@ -122,6 +122,24 @@ TEST(TreeCommit, KillIfAsksForTheFileAtEndOfFile) {
   rmdir(dir.c_str());
 }
 
+// The watcher holds none of ckpt's files: a pipe ckpt had open when the
+// watcher was made reads end-of-file once ckpt closes its write end, while
+// the watcher still runs. A copy of ckpt's table would hold the pipe open
+// (and, at restore, a stand-in socket bound at a restored socket's port).
+TEST(TreeCommit, WatcherHoldsNoFileOfCkpts) {
+  Sleepers s(1);  // forked before the pipe exists
+  int p[2];
+  ASSERT_EQ(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+  ckpt::UniqueFd rd(p[0]), wr(p[1]);
+  auto w = TreeCommit::watch(s.pids);
+  ASSERT_TRUE(w) << w.error().str();
+  wr.reset();
+  char c;
+  EXPECT_EQ(read(rd.get(), &c, 1), 0) << "the pipe's write end is still open somewhere: " << strerror(errno);
+  w->commit();
+  s.expect_alive();
+}
+
 // The maker dies with its watcher armed: of SIGKILL, alone or with its
 // whole process group (as timeout(1) sends it), or of the SIGINT a terminal
 // sends to the group: the watcher kills every task.

@@ -443,7 +443,10 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
     const tree::Task& k = tree.tasks()[i];
     std::optional<ParentPages> parent;
     if (auto p = dumped.find(k.ppid); p != dumped.end()) parent = ParentPages{k.ppid, &p->second->pagemap};
-    dumps.push_back(TRY_CTX(dump_task(o, seized.threads[i], outside.take(j), dir, log, shmem,
+    const auto proc_start = Clock::now();
+    Result<Outside> seen = outside.take(j);
+    stats.set_proc_ns(stats.proc_ns() + ns_since(proc_start));
+    dumps.push_back(TRY_CTX(dump_task(o, seized.threads[i], std::move(seen), dir, log, shmem,
                                       parent ? &*parent : nullptr, prev ? &*prev : nullptr,
                                       server ? &*server : nullptr, self, own_code, stats),
                             "dump pid {}", k.pid));
@@ -483,7 +486,9 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
   };
   if (std::ranges::any_of(dumps, has_inet_socket))
     fctx.inet_sockets = TRY_CTX(files::inet_diag_all(), "dump pid {}", root);
+  const auto files_start = Clock::now();
   const img::FileDescs descs = TRY_CTX(files::collect_descriptions(fds, fctx), "dump pid {}", root);
+  stats.set_files_ns(ns_since(files_start));
 
   // 5. Images: metadata, inventory last; the page server has every pages
   // file in place first.

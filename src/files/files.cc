@@ -52,12 +52,20 @@ class ByDescription {
     if (x.info.pos != y.info.pos) return x.info.pos < y.info.pos ? -1 : 1;
     const uint32_t fa = x.info.flags & ~O_CLOEXEC, fb = y.info.flags & ~O_CLOEXEC;
     if (fa != fb) return fa < fb ? -1 : 1;
-    constexpr int kKcmpFile = 0;
-    long r = syscall(SYS_kcmp, x.pid, y.pid, kKcmpFile, x.fd, y.fd);
-    if (r < 0 && !failed_)
-      failed_ = Error{errno, fmt::format("kcmp of fd {} of pid {} and fd {} of pid {}", x.fd, x.pid, y.fd, y.pid)};
-    if (r < 0) return 0;  // the sort goes on safely (a merge); its result is thrown away
-    return r == 0 ? 0 : r == 1 ? -1 : 1;
+    // The runs ask again what the sort asked (a dup next to its fd).
+    const bool swapped = std::less<const FdProbe*>()(b.p, a.p);
+    const std::pair key{swapped ? b.p : a.p, swapped ? a.p : b.p};
+    auto [it, asked] = kcmp_.try_emplace(key, 0);
+    if (asked) {
+      constexpr int kKcmpFile = 0;
+      const FdProbe &l = *key.first, &r = *key.second;
+      const long got = syscall(SYS_kcmp, l.pid, r.pid, kKcmpFile, l.fd, r.fd);
+      if (got < 0 && !failed_)
+        failed_ = Error{errno, fmt::format("kcmp of fd {} of pid {} and fd {} of pid {}", l.fd, l.pid, r.fd, r.pid)};
+      // On failure the sort goes on safely (a merge); its result is thrown away.
+      it->second = got <= 0 ? 0 : got == 1 ? -1 : 1;
+    }
+    return swapped ? -it->second : it->second;
   }
 
   // Stable (equal descriptions keep their order: the first fd of a run is the
@@ -77,20 +85,26 @@ class ByDescription {
     return {};
   }
 
-  // Calls `run(first, last)` for each run of fds on one description.
-  template <typename Run>
-  Result<void> for_each_description(const std::vector<FdRef>& v, Run&& run) {
+  // The runs [first, last) of sorted fds on one description.
+  Result<std::vector<std::pair<size_t, size_t>>> runs(const std::vector<FdRef>& v) {
+    std::vector<std::pair<size_t, size_t>> out;
     for (size_t i = 0; i < v.size();) {
       size_t j = i + 1;
-      while (j < v.size() && compare(v[i], v[j]) == 0) j++;
-      if (failed_) return std::unexpected(*failed_);
-      TRY(run(i, j));
+      while (j < v.size() && compare(v[j - 1], v[j]) == 0) j++;
+      out.emplace_back(i, j);
       i = j;
     }
-    return {};
+    if (failed_) return std::unexpected(*failed_);
+    return out;
   }
 
  private:
+  struct PairHash {
+    size_t operator()(const std::pair<const FdProbe*, const FdProbe*>& k) const {
+      return std::hash<const void*>()(k.first) * 31 + std::hash<const void*>()(k.second);
+    }
+  };
+  std::unordered_map<std::pair<const FdProbe*, const FdProbe*>, int, PairHash> kcmp_;  // by (lower, higher) address
   std::optional<Error> failed_;
 };
 
@@ -205,26 +219,26 @@ Result<img::FileDescs> collect_descriptions(std::span<TaskFds* const> tasks, con
     }
   ByDescription by;
   TRY_CTX(by.sort(refs), "find the files the tasks share");
+  const auto runs = TRY_CTX(by.runs(refs), "find the files the tasks share");
   img::FileDescs out;
   std::vector<const FdProbe*> firsts;
-  TRY_CTX(by.for_each_description(refs, [&](size_t first, size_t last) -> Result<void> {
-            const FdRef& f = refs[first];
-            const Kind* kind = tasks[f.task]->kinds[f.entry];
-            img::FileDesc* d = out.add_descs();
-            d->set_id(out.descs_size());
-            d->set_flags(f.p->info.flags & ~O_CLOEXEC);
-            d->set_pos(f.p->info.pos);
-            TRY_CTX(kind->collect(*f.p, d), "pid {}: fd {} ({})", f.p->pid, f.p->fd, f.p->link);
-            TRY_CTX(collect_owner(*f.p, d), "pid {}: fd {} ({})", f.p->pid, f.p->fd, f.p->link);
-            for (img::FileLock& l : TRY(parse_locks(f.p->fdinfo)))
-              if (l.kind() != img::FileLock::POSIX) *d->add_locks() = std::move(l);
-            if (!kind->describes(d->kind_case()))
-              return error(EINVAL, "pid {}: fd {}: the {} kind did not describe it", f.p->pid, f.p->fd, kind->name());
-            firsts.push_back(f.p);
-            for (size_t k = first; k < last; k++)
-              tasks[refs[k].task]->table.mutable_fds(refs[k].entry)->set_desc(d->id());
-            return {};
-          }), "find the files the tasks share");
+  for (const auto& [first, last] : runs) {
+    const FdRef& f = refs[first];
+    const Kind* kind = tasks[f.task]->kinds[f.entry];
+    auto where = [&] { return fmt::format("pid {}: fd {} ({})", f.p->pid, f.p->fd, f.p->link); };
+    img::FileDesc* d = out.add_descs();
+    d->set_id(out.descs_size());
+    d->set_flags(f.p->info.flags & ~O_CLOEXEC);
+    d->set_pos(f.p->info.pos);
+    TRY_CTX(kind->collect(*f.p, d), "{}", where());
+    TRY_CTX(collect_owner(*f.p, d), "{}", where());
+    for (img::FileLock& l : TRY_CTX(parse_locks(f.p->fdinfo), "{}", where()))
+      if (l.kind() != img::FileLock::POSIX) *d->add_locks() = std::move(l);
+    if (!kind->describes(d->kind_case()))
+      return error(EINVAL, "pid {}: fd {}: the {} kind did not describe it", f.p->pid, f.p->fd, kind->name());
+    firsts.push_back(f.p);
+    for (size_t k = first; k < last; k++) tasks[refs[k].task]->table.mutable_fds(refs[k].entry)->set_desc(d->id());
+  }
   // What refers to other descriptions, now that all are numbered.
   class Index final : public FdIndex {
    public:

@@ -40,6 +40,15 @@ TEST(DumpOptions, StatsImageAndShow) {
   ASSERT_EQ(d.exit_code(), 0) << d.err;
   EXPECT_NE(d.err.find("frozen time"), std::string::npos) << d.err;
   h.wait_child(pid);
+  // Every phase of a dump is timed, and --stats prints each one.
+  auto stats = read_stats(h.images(), "stats-dump.img");
+  ASSERT_TRUE(stats) << stats.error().str();
+  for (auto [name, ns] : {std::pair{"start-up", stats->startup_ns()}, {"proc", stats->proc_ns()},
+                          {"parasite", stats->parasite_ns()}, {"cure", stats->cure_ns()},
+                          {"files", stats->files_ns()}, {"images", stats->images_ns()}}) {
+    EXPECT_GT(ns, 0u) << name;
+    EXPECT_NE(d.err.find(fmt::format("phase {:<10}", name)), std::string::npos) << name << " in " << d.err;
+  }
   CkptRun s = h.ckpt({"show", h.images(), "--json"});
   ASSERT_EQ(s.exit_code(), 0) << s.err;
   for (const char* key : {"\"inventory.img\"", "\"stats-dump.img\"", "\"frozen_ns\"", "\"rip\"", "\"vmas\""})

@@ -28,10 +28,10 @@ void print_stats(const img::Stats& s) {
   }
   // The split: phases in the order they run (bench/ prints it too).
   const std::pair<const char*, uint64_t> phases[] = {
-      {"start-up", s.startup_ns()},     {"load", s.load_ns()},   {"prepare", s.prepare_ns()},
-      {"spawn", s.spawn_ns()},          {"parasite", s.parasite_ns()}, {"memory", s.memory_dump_ns()},
-      {"cure", s.cure_ns()},            {"completion", s.completion_ns()}, {"images", s.images_ns()},
-      {"finish", s.finish_ns()}};
+      {"start-up", s.startup_ns()}, {"load", s.load_ns()},         {"prepare", s.prepare_ns()},
+      {"spawn", s.spawn_ns()},       {"proc", s.proc_ns()},         {"parasite", s.parasite_ns()},
+      {"memory", s.memory_dump_ns()}, {"cure", s.cure_ns()},        {"files", s.files_ns()},
+      {"completion", s.completion_ns()}, {"images", s.images_ns()}, {"finish", s.finish_ns()}};
   for (const auto& [name, ns] : phases)
     if (ns) fmt::print(stderr, "  phase {:<10}{:10.3f} ms\n", name, ms(ns));
   // Restore completion, or the parasite's cure at dump.

@@ -72,12 +72,11 @@ Result<void> collect_posix_timers(Parasite& p, pid_t pid, img::TaskCore* core) {
 // and lf are MCL_FUTURE and MCL_ONFAULT.
 Result<uint32_t> future_locking(const Parasite& p, pid_t pid) {
   if (!p.mapped_locked()) return 0;
-  const proc::VmFlags vmflags = TRY(proc::read_smaps(pid)).flags;
-  auto it = vmflags.find(p.base().raw());
-  if (it == vmflags.end()) return error(ENOENT, "pid {}: the parasite's mapping at {:#x} is not in smaps", pid, p.base());
-  auto has = [&](std::string_view f) { return std::find(it->second.begin(), it->second.end(), f) != it->second.end(); };
-  if (!has("lo")) return 0;
-  return MCL_FUTURE | (has("lf") ? MCL_ONFAULT : 0);
+  const std::vector<proc::SmapsVma> vmas = TRY(proc::read_smaps(pid));
+  auto it = std::ranges::find_if(vmas, [&](const proc::SmapsVma& v) { return v.map.start == p.base().raw(); });
+  if (it == vmas.end()) return error(ENOENT, "pid {}: the parasite's mapping at {:#x} is not in smaps", pid, p.base());
+  if (!it->flags.has("lo")) return 0;
+  return MCL_FUTURE | (it->flags.has("lf") ? MCL_ONFAULT : 0);
 }
 
 // Process-wide state only the task can tell: sigactions, brk, itimers,

@@ -263,6 +263,18 @@ const FlagRule* rule_of(std::string_view f) {
   return nullptr;
 }
 
+// The flags ckpt restores, derives or ignores: a VMA with none other passes
+// check_vmflags without a look at the rules.
+const proc::VmFlags& accepted_flags() {
+  static const proc::VmFlags accepted = [] {
+    proc::VmFlags f;
+    for (const FlagRule& r : kFlagRules)
+      if (r.use != FlagUse::Refused) f.add(r.name);
+    return f;
+  }();
+  return accepted;
+}
+
 // The kernel's own mappings ([vdso], [vvar], [vvar_vclock]) are moved, not
 // mapped: their flags are the kernel's.
 bool is_special(const proc::MapEntry& m) {
@@ -270,40 +282,36 @@ bool is_special(const proc::MapEntry& m) {
 }
 
 // A VmFlag ckpt can't put back fails the dump, naming it.
-Result<void> check_vmflags(const proc::MapEntry& m, const std::vector<std::string>& flags) {
+Result<void> check_vmflags(const proc::MapEntry& m, const proc::VmFlags& flags) {
   if (is_special(m)) return {};
-  for (const std::string& f : flags) {
-    const FlagRule* r = rule_of(f);
-    if (r && r->use != FlagUse::Refused) continue;
-    return error(EOPNOTSUPP, "VMA {:#x}-{:#x} ({}) has VmFlags \"{}\": {}", m.start, m.end,
-                 m.path.empty() ? "anonymous" : m.path, f,
-                 r ? r->what : "a flag this ckpt does not know, so it can't restore it");
-  }
-  return {};
+  const proc::VmFlags refused = flags.without(accepted_flags());
+  if (refused.empty()) return {};
+  std::string first;
+  refused.for_each([&](std::string_view f) {
+    if (first.empty()) first = f;
+  });
+  const FlagRule* r = rule_of(first);
+  return error(EOPNOTSUPP, "VMA {:#x}-{:#x} ({}) has VmFlags \"{}\": {}", m.start, m.end,
+               m.path.empty() ? "anonymous" : m.path, first,
+               r ? r->what : "a flag this ckpt does not know, so it can't restore it");
 }
 
 // The VmFlags that madvise(), mmap(), mlock() and mseal() set and restore
 // must set again.
-void apply_vmflags(const std::vector<std::string>& flags, img::Vma* v) {
+void apply_vmflags(const proc::VmFlags& flags, img::Vma* v) {
   static const std::pair<const char*, img::MadviseBits> kBits[] = {
       {"nh", img::NO_HUGEPAGE}, {"hg", img::HUGEPAGE},   {"dc", img::DONT_FORK}, {"dd", img::DONT_DUMP},
       {"wf", img::WIPE_ON_FORK}, {"sr", img::SEQUENTIAL}, {"rr", img::RANDOM},    {"mg", img::MERGEABLE}};
-  for (const std::string& f : flags) {
-    for (auto [name, bit] : kBits)
-      if (f == name) v->set_madvise(v->madvise() | bit);
-    if (f == "nr") v->set_noreserve(true);
-    if (f == "mw" && v->kind() == img::Vma::FILE_SHARED) v->set_may_write(true);
-    if (f == "gd") v->set_growsdown(true);
-    if (f == "lo") v->set_locked(true);
-    if (f == "lf") v->set_lock_on_fault(true);
-    if (f == "dp") v->set_droppable(true);
-    if (f == "sl") v->set_sealed(true);
-    if (f == "ac" && v->kind() != img::Vma::FILE_SHARED) v->set_accounted(true);
-  }
-}
-
-bool has_flag(const std::vector<std::string>& flags, std::string_view f) {
-  return std::find(flags.begin(), flags.end(), f) != flags.end();
+  for (auto [name, bit] : kBits)
+    if (flags.has(name)) v->set_madvise(v->madvise() | bit);
+  if (flags.has("nr")) v->set_noreserve(true);
+  if (flags.has("mw") && v->kind() == img::Vma::FILE_SHARED) v->set_may_write(true);
+  if (flags.has("gd")) v->set_growsdown(true);
+  if (flags.has("lo")) v->set_locked(true);
+  if (flags.has("lf")) v->set_lock_on_fault(true);
+  if (flags.has("dp")) v->set_droppable(true);
+  if (flags.has("sl")) v->set_sealed(true);
+  if (flags.has("ac") && v->kind() != img::Vma::FILE_SHARED) v->set_accounted(true);
 }
 
 // Hugetlb memory: anonymous memory (MAP_HUGETLB, private or shared) and
@@ -312,14 +320,13 @@ bool has_flag(const std::vector<std::string>& flags, std::string_view f) {
 // Files of a mounted hugetlbfs are refused as hugetlb, with their page size,
 // before any other of their flags ("de": hugetlbfs sets VM_DONTEXPAND too)
 // names them wrongly.
-Result<uint64_t> hugetlb_page_size(const proc::PageSizes& sizes, const proc::MapEntry& m,
-                                   const std::vector<std::string>& flags) {
-  if (!has_flag(flags, "ht")) return 0;
-  auto it = sizes.find(m.start);
+Result<uint64_t> hugetlb_page_size(const proc::SmapsVma& s) {
+  if (!s.flags.has("ht")) return 0;
+  const proc::MapEntry& m = s.map;
   const bool anon = m.path == "/anon_hugepage (deleted)";
   const bool memfd = m.path.starts_with("/memfd:") && m.path.ends_with(" (deleted)");
-  if (it != sizes.end() && (anon || memfd)) return it->second * 1024;
-  const std::string size = it == sizes.end() ? "unknown size" : fmt::format("{} kB", it->second);
+  if (s.page_kib != 0 && (anon || memfd)) return s.page_kib * 1024;
+  const std::string size = s.page_kib == 0 ? "unknown size" : fmt::format("{} kB", s.page_kib);
   return error(EOPNOTSUPP, "VMA {:#x}-{:#x} ({}) has VmFlags \"ht\": hugetlb memory ({}{}, {} pages): "
                "not supported yet", m.start, m.end, m.path.empty() ? "anonymous" : m.path,
                anon ? "MAP_HUGETLB" : memfd ? "MFD_HUGETLB" : "hugetlbfs", m.shared ? ", shared" : ", private",
@@ -328,18 +335,17 @@ Result<uint64_t> hugetlb_page_size(const proc::PageSizes& sizes, const proc::Map
 
 // The VmFlags of hugetlb memory but for the two the kernel sets on all of
 // it: "ht" itself, and "de" (VM_DONTEXPAND).
-std::vector<std::string> without_hugetlb_flags(const std::vector<std::string>& flags) {
-  std::vector<std::string> others;
-  for (const std::string& f : flags)
-    if (f != "ht" && f != "de") others.push_back(f);
-  return others;
+proc::VmFlags without_hugetlb_flags(proc::VmFlags flags) {
+  flags.remove("ht");
+  flags.remove("de");
+  return flags;
 }
 
 // A private MAP_HUGETLB VMA: anonymous memory of another page size, which
 // hugetlbfs backs with an unlinked file ("/anon_hugepage (deleted)") and
 // marks VM_DONTEXPAND ("de"), both of the kernel's making.
-Result<img::Vma> hugetlb_vma(const proc::MapEntry& m, const std::vector<std::string>& flags, uint64_t page_size) {
-  const std::vector<std::string> others = without_hugetlb_flags(flags);
+Result<img::Vma> hugetlb_vma(const proc::MapEntry& m, const proc::VmFlags& flags, uint64_t page_size) {
+  const proc::VmFlags others = without_hugetlb_flags(flags);
   TRY(check_vmflags(m, others));
   img::Vma v;
   v.set_start(m.start);
@@ -356,15 +362,14 @@ Result<img::Vma> hugetlb_vma(const proc::MapEntry& m, const std::vector<std::str
 
 Result<img::MmImage> collect_vmas(pid_t pid, bool ckpt_tracks) {
   img::MmImage mm;
-  const proc::Smaps smaps = TRY(proc::read_smaps(pid));
-  const proc::VmFlags& vmflags = smaps.flags;
   std::map<std::pair<uint64_t, uint64_t>, img::FileId> ids;  // (maps' dev, inode): one look per file
-  for (const proc::MapEntry& m : TRY(proc::read_maps(pid))) {
+  std::vector<proc::SmapsVma> vmas = TRY(proc::read_smaps(pid));
+  for (proc::SmapsVma& s : vmas) {
+    const proc::MapEntry& m = s.map;
     if (m.path == "[vsyscall]") continue;  // fixed by the kernel, not ours to map
-    const auto flags = vmflags.find(m.start);
-    const uint64_t huge = flags != vmflags.end() ? TRY(hugetlb_page_size(smaps.page_kib, m, flags->second)) : 0;
+    const uint64_t huge = TRY(hugetlb_page_size(s));
     if (huge && !m.shared && !shmem_kind(m)) {
-      *mm.add_vmas() = TRY(hugetlb_vma(m, flags->second, huge));
+      *mm.add_vmas() = TRY(hugetlb_vma(m, s.flags, huge));
       continue;
     }
     // Shared hugetlb memory and memfds of huge pages are objects of the
@@ -372,12 +377,10 @@ Result<img::MmImage> collect_vmas(pid_t pid, bool ckpt_tracks) {
     // page size; a private mapping of a memfd keeps the pages the task wrote
     // (its own copies, stored as any private file mapping's) over the
     // memfd's.
-    std::vector<std::string> f;
-    if (flags != vmflags.end()) {
-      f = huge ? without_hugetlb_flags(flags->second) : flags->second;
-      if (ckpt_tracks) std::erase(f, "uw");
-      TRY(check_vmflags(m, f));
-    }
+    proc::VmFlags& f = s.flags;
+    if (huge) f = without_hugetlb_flags(std::move(f));
+    if (ckpt_tracks) f.remove("uw");
+    TRY(check_vmflags(m, f));
     img::Vma* v = mm.add_vmas();
     *v = TRY(classify(m));
     v->set_hugetlb_page_size(huge);

@@ -30,7 +30,9 @@ bool parse_perms(std::string_view p, MapEntry& m) {
   return true;
 }
 
-Result<MapEntry> parse_line(std::string_view line) {
+}  // namespace
+
+Result<MapEntry> parse_map_line(std::string_view line) {
   MapEntry m;
   std::string_view rest = line;
 
@@ -61,15 +63,13 @@ Result<MapEntry> parse_line(std::string_view line) {
   return m;
 }
 
-}  // namespace
-
 Result<std::vector<MapEntry>> parse_maps(std::string_view text) {
   std::vector<MapEntry> out;
   for (int lineno = 1; !text.empty(); ++lineno) {
     size_t nl = std::min(text.find('\n'), text.size());
     std::string_view line = text.substr(0, nl);
     text.remove_prefix(std::min(nl + 1, text.size()));
-    out.push_back(TRY_CTX(parse_line(line), "/proc maps line {}", lineno));
+    out.push_back(TRY_CTX(parse_map_line(line), "/proc maps line {}", lineno));
   }
   return out;
 }

@@ -21,8 +21,11 @@ struct MapEntry {
   uint32_t dev_major = 0, dev_minor = 0;
   uint64_t inode = 0;
   std::string path;  // may be empty, "[heap]", "/x (deleted)", contain spaces
+  bool operator==(const MapEntry&) const = default;
 };
 
+// One line, as maps and smaps print it.
+Result<MapEntry> parse_map_line(std::string_view line);
 Result<std::vector<MapEntry>> parse_maps(std::string_view text);
 Result<std::vector<MapEntry>> read_maps(pid_t pid);
 

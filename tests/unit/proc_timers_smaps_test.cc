@@ -5,10 +5,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 
 #include "base/fs.h"
+#include "proc/maps.h"
 #include "proc/smaps.h"
 #include "proc/timers.h"
 
@@ -46,21 +48,55 @@ TEST(Timers, RejectsGarbage) {
   EXPECT_TRUE(parse_timers(""));
 }
 
-TEST(SmapsVmFlags, TakesTheFlagsOfEachVma) {
+TEST(SmapsVmFlags, TakesEachVmaWithItsFlags) {
   constexpr std::string_view kText =
       "7f385de71000-7f385e671000 rw-p 00000000 00:00 0 \n"
       "Size:               8192 kB\n"
       "VmFlags: rd wr mr mw me ac nh \n"
       "7ffe8e614000-7ffe8e635000 rw-p 00000000 00:00 0                          [stack]\n"
       "Rss:                  16 kB\n"
-      "VmFlags: rd wr mr mw me gd ac\n";
+      "VmFlags: rd wr mr mw me gd ac\n"
+      "7ffe8e700000-7ffe8e701000 r--s 00001000 08:01 1234                       /a file with spaces\n"
+      "VmFlags: rd ?? zz sh\n";
   auto s = parse_smaps(kText);
   ASSERT_TRUE(s) << s.error().str();
-  const VmFlags* f = &s->flags;
-  ASSERT_EQ(f->size(), 2u);
-  EXPECT_EQ(f->at(0x7f385de71000), (std::vector<std::string>{"rd", "wr", "mr", "mw", "me", "ac", "nh"}));
-  EXPECT_EQ(f->at(0x7ffe8e614000).back(), "ac");
+  ASSERT_EQ(s->size(), 3u);
+  EXPECT_EQ((*s)[0].map.start, 0x7f385de71000u);
+  EXPECT_EQ((*s)[0].map.end, 0x7f385e671000u);
+  EXPECT_EQ((*s)[0].flags, (VmFlags{"rd", "wr", "mr", "mw", "me", "ac", "nh"}));
+  EXPECT_TRUE((*s)[1].flags.has("gd"));
+  EXPECT_FALSE((*s)[1].flags.has("nh"));
+  EXPECT_EQ((*s)[1].map.path, "[stack]");
+  // The header is maps' line: the same entry parse_map_line gives.
+  const proc::MapEntry& f = (*s)[2].map;
+  EXPECT_TRUE(f.read && f.shared && !f.write);
+  EXPECT_EQ(f.offset, 0x1000u);
+  EXPECT_EQ(f.inode, 1234u);
+  EXPECT_EQ(f.path, "/a file with spaces");
+  // Names of two lowercase letters are bits, alphabetical; others as printed.
+  std::vector<std::string> names;
+  (*s)[2].flags.for_each([&](std::string_view n) { names.emplace_back(n); });
+  EXPECT_EQ(names, (std::vector<std::string>{"rd", "sh", "zz", "??"}));
+  EXPECT_EQ((*s)[2].flags.without(VmFlags{"rd", "sh"}), (VmFlags{"zz", "??"}));
+  EXPECT_TRUE((*s)[2].flags.without(VmFlags{"rd", "sh", "zz", "??"}).empty());
   EXPECT_FALSE(parse_smaps("VmFlags: rd\n"));
+  EXPECT_FALSE(parse_smaps("not-a-range rw-p 0 00:00 0\n"));
+}
+
+TEST(SmapsVmFlags, AddRemoveHas) {
+  VmFlags f{"ht", "de", "rd"};
+  f.remove("ht");
+  f.remove("de");
+  f.remove("xx");  // absent: nothing
+  EXPECT_EQ(f, VmFlags{"rd"});
+  f.add("??");
+  f.add("??");
+  EXPECT_TRUE(f.has("??"));
+  f.remove("??");
+  EXPECT_EQ(f, VmFlags{"rd"});
+  EXPECT_FALSE(VmFlags{}.has("rd"));
+  EXPECT_TRUE(VmFlags{}.empty());
+  EXPECT_TRUE((VmFlags{"zz", "aa"}).has("zz"));
 }
 
 TEST(SmapsPageSizes, TakesKernelPageSizeOfEachVma) {
@@ -76,23 +112,33 @@ TEST(SmapsPageSizes, TakesKernelPageSizeOfEachVma) {
       "VmFlags: rd wr mr mw me gd ac\n";
   auto s = parse_smaps(kText);
   ASSERT_TRUE(s) << s.error().str();
-  EXPECT_EQ(s->page_kib, (PageSizes{{0x7f8c40000000, 2048}, {0x7ffe8e614000, 4}}));
+  ASSERT_EQ(s->size(), 2u);
+  EXPECT_EQ((*s)[0].page_kib, 2048u);
+  EXPECT_EQ((*s)[1].page_kib, 4u);
   EXPECT_FALSE(parse_smaps("KernelPageSize: 4 kB\n"));
   EXPECT_FALSE(parse_smaps("7ffe8e614000-7ffe8e635000 rw-p 0 00:00 0\nKernelPageSize: x kB\n"));
-  auto self = read_smaps(getpid());
-  ASSERT_TRUE(self) << self.error().str();
-  EXPECT_FALSE(self->page_kib.empty());
 }
 
-TEST(SmapsVmFlags, LiveOnSelf) {
-  auto f = read_smaps(getpid());
-  ASSERT_TRUE(f) << f.error().str();
-  EXPECT_FALSE(f->flags.empty());
+// smaps' entries are maps' lines, one for one, on this very process.
+TEST(SmapsVmFlags, LiveOnSelfAsMapsShowsIt) {
+  auto s = read_smaps(getpid());
+  auto m = read_maps(getpid());
+  ASSERT_TRUE(s) << s.error().str();
+  ASSERT_TRUE(m) << m.error().str();
+  ASSERT_FALSE(s->empty());
+  for (const SmapsVma& v : *s) {
+    EXPECT_FALSE(v.flags.empty()) << v.map.path;
+    EXPECT_NE(v.page_kib, 0u) << v.map.path;
+  }
+  // The two reads are apart in time: the heap may have grown between them.
+  size_t same = 0;
+  for (const SmapsVma& v : *s) same += std::ranges::count(*m, v.map);
+  EXPECT_GE(same + 2, s->size());
 }
 
 // Read a chunk at a time, the smaps of 3,000 VMAs (over 2 MB, many chunks)
-// give what the whole text gives: a stopped child's, so that nothing
-// changes between the two reads.
+// give what the whole text gives, and what maps gives: a stopped child's,
+// so that nothing changes between the reads.
 TEST(SmapsVmFlags, ChunkedReadOfManyVmasIsTheWholeText) {
   const pid_t child = fork();
   ASSERT_GE(child, 0);
@@ -110,16 +156,19 @@ TEST(SmapsVmFlags, ChunkedReadOfManyVmasIsTheWholeText) {
   ASSERT_TRUE(WIFSTOPPED(st));
   auto whole = read_file(fmt::format("/proc/{}/smaps", child));
   auto chunked = read_smaps(child);
+  auto maps = read_maps(child);
   kill(child, SIGKILL);
   waitpid(child, nullptr, 0);
   ASSERT_TRUE(whole) << whole.error().str();
   ASSERT_TRUE(chunked) << chunked.error().str();
+  ASSERT_TRUE(maps) << maps.error().str();
   EXPECT_GT(whole->size(), 1u << 20);
   auto parsed = parse_smaps(*whole);
   ASSERT_TRUE(parsed) << parsed.error().str();
-  EXPECT_GE(chunked->flags.size(), 3000u);
-  EXPECT_EQ(chunked->flags, parsed->flags);
-  EXPECT_EQ(chunked->page_kib, parsed->page_kib);
+  EXPECT_GE(chunked->size(), 3000u);
+  EXPECT_EQ(*chunked, *parsed);
+  ASSERT_EQ(chunked->size(), maps->size());
+  for (size_t i = 0; i < maps->size(); i++) EXPECT_EQ((*chunked)[i].map, (*maps)[i]) << i;
 }
 
 TEST(ForEachLine, LinesAcrossChunksLongLinesAndNoLastNewline) {

@@ -177,13 +177,14 @@ constexpr size_t kCoreAheadThreads = 64;
 // an address space, fd table or working directory are refused first.
 struct Outside {
   img::MmImage mm;
+  std::vector<proc::MapEntry> maps;  // what mm was made of
   files::TaskFds fds;
 };
 
 Result<Outside> collect_outside(pid_t pid, const DumpOptions& o, const Self& self, bool tracked) {
   TRY(check_namespaces(pid, self));
   Outside out;
-  out.mm = TRY(collect_vmas(pid, tracked));
+  out.mm = TRY(collect_vmas(pid, tracked, &out.maps));
   out.fds = TRY(files::scan_fds(pid, {.shell_job = o.shell_job}));
   TRY(files::check_restore_fits(pid, out.fds.table, out.mm));
   TRY_CTX(files::check_locks_survive(out.fds.probes, out.fds.table, out.mm), "pid {}", pid);
@@ -207,9 +208,10 @@ Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, R
 
   // What a ckpt killed mid-dump left goes first; then what /proc showed
   // with it is shown again without it.
-  const std::vector<proc::MapEntry> maps = TRY(proc::read_maps(pid));
+  // The VMAs and fds as the reads made ahead found them: the task has been
+  // stopped since.
+  const std::vector<proc::MapEntry> maps = outside ? std::move(outside->maps) : TRY(proc::read_maps(pid));
   const SyscallSite site = TRY(find_syscall_site(threads[0], own_code, maps));
-  // The fds as the scan made ahead found them: the task has been stopped since.
   std::vector<proc::FdLink> fds;
   if (outside)
     for (const files::FdProbe& p : outside->fds.probes) fds.push_back({p.fd, p.link});

@@ -360,12 +360,13 @@ Result<img::Vma> hugetlb_vma(const proc::MapEntry& m, const proc::VmFlags& flags
 
 }  // namespace
 
-Result<img::MmImage> collect_vmas(pid_t pid, bool ckpt_tracks) {
+Result<img::MmImage> collect_vmas(pid_t pid, bool ckpt_tracks, std::vector<proc::MapEntry>* maps) {
   img::MmImage mm;
   std::map<std::pair<uint64_t, uint64_t>, img::FileId> ids;  // (maps' dev, inode): one look per file
   std::vector<proc::SmapsVma> vmas = TRY(proc::read_smaps(pid));
   for (proc::SmapsVma& s : vmas) {
     const proc::MapEntry& m = s.map;
+    if (maps) maps->push_back(m);
     if (m.path == "[vsyscall]") continue;  // fixed by the kernel, not ours to map
     const uint64_t huge = TRY(hugetlb_page_size(s));
     if (huge && !m.shared && !shmem_kind(m)) {

@@ -14,14 +14,16 @@
 #include "image/page_sink.h"
 #include "image/image_dir.h"
 #include "parasite/parasite.h"
+#include "proc/maps.h"
 #include "ptrace/tracee.h"
 
 namespace ckpt::dump {
 
 // VMAs of `pid`, classified; an Error names the first one ckpt can't restore.
 // `ckpt_tracks`: the uffd-wp registration ("uw") VMAs may have is ckpt's
-// own dirty tracking (dump/uffd_tracker.h), not the task's.
-Result<img::MmImage> collect_vmas(pid_t pid, bool ckpt_tracks = false);
+// own dirty tracking (dump/uffd_tracker.h), not the task's. `maps`, if
+// given, gets every VMA as /proc/PID/maps shows it, from the same read.
+Result<img::MmImage> collect_vmas(pid_t pid, bool ckpt_tracks = false, std::vector<proc::MapEntry>* maps = nullptr);
 
 struct PageStats {
   uint64_t pages = 0;

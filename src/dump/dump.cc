@@ -333,13 +333,18 @@ Result<void> write_images(const DumpOptions& o, image::ImageDir& dir, const tree
   return dir.write(image::kInventoryName, image::ImageKind::Inventory, inv);
 }
 
-// The frozen tree's TCP connections, locked (net/netlock.h): from here
-// until the tree runs again, or until restore, no packet of theirs passes.
-Result<net::NetLock> lock_connections(const DumpOptions& o, const tree::ProcessTree& tree, Log& log) {
-  if (o.network_lock == net::LockChoice::Skip) return net::NetLock{};
-  const std::vector<pid_t> alive = tree.alive();
-  std::vector<net::Connection> conns = TRY_CTX(net::tree_tcp_connections(alive), "find the TCP connections");
-  return net::NetLock::lock(o.network_lock, std::move(conns), log);
+// The frozen tree's TCP connections, locked (net/netlock.h) before their
+// sockets are collected: from here until the tree runs again, or until
+// restore, no packet of theirs passes. `inet`: the machine's inet sockets,
+// if the tree holds any.
+Result<net::NetLock> lock_connections(const DumpOptions& o, const std::vector<TaskDump>& dumps,
+                                      const std::optional<files::InetSockets>& inet, Log& log) {
+  if (o.network_lock == net::LockChoice::Skip || !inet) return net::NetLock{};
+  std::set<uint32_t> sockets;
+  for (const TaskDump& d : dumps)
+    for (const files::FdProbe& p : d.fds.probes)
+      if (S_ISSOCK(p.st.st_mode)) sockets.insert(static_cast<uint32_t>(p.st.st_ino));
+  return net::NetLock::lock(o.network_lock, net::tree_tcp_connections(sockets, *inet), log);
 }
 
 }  // namespace
@@ -421,9 +426,6 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
   // Sessions and groups restore could not recreate: refused now.
   TRY_CTX(tree.plan_joins(o.shell_job), "dump pid {}", root);
   TRY_CTX(o.faults.at("seize"), "dump pid {}", root);
-  net::NetLock netlock = TRY_CTX(lock_connections(o, tree, log), "dump pid {}", root);
-  TRY_CTX(o.faults.at("netlock"), "dump pid {}", root);
-
   if (prev && tree.alive().size() != 1)
     return error(EOPNOTSUPP, "dump pid {}: --prev-images-dir with a tree of {} live processes is not supported yet",
                  root, tree.alive().size());
@@ -483,11 +485,18 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
   fctx.tree = &tree;
   for (pid_t who : {root, getpid()})
     if (auto st = proc::read_stat(who); st && st->tty_nr != 0) fctx.shell_ttys.insert(st->tty_nr);
+  // Inet sockets: the machine's, in one inet_diag dump (its TCP hash
+  // tables' walk is a millisecond or more), if the tree has any.
   auto has_inet_socket = [](const TaskDump& d) {
     return std::ranges::find(d.fds.kinds, &files::inet_socket_kind()) != d.fds.kinds.end();
   };
-  if (std::ranges::any_of(dumps, has_inet_socket))
-    fctx.inet_sockets = TRY_CTX(files::inet_diag_all(), "dump pid {}", root);
+  std::optional<files::InetSockets> inet;
+  if (std::ranges::any_of(dumps, has_inet_socket)) inet = TRY_CTX(files::inet_diag_all(), "dump pid {}", root);
+  net::NetLock netlock = TRY_CTX(lock_connections(o, dumps, inet, log), "dump pid {}", root);
+  TRY_CTX(o.faults.at("netlock"), "dump pid {}", root);
+  // Read again once locked: a peer's FIN may have moved a state meanwhile.
+  if (netlock.locked()) inet = TRY_CTX(files::inet_diag_all(), "dump pid {}", root);
+  if (inet) fctx.inet_sockets = std::move(*inet);
   const auto files_start = Clock::now();
   const img::FileDescs descs = TRY_CTX(files::collect_descriptions(fds, fctx), "dump pid {}", root);
   stats.set_files_ns(ns_since(files_start));

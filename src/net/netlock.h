@@ -1,11 +1,11 @@
-// The network lock (issue 14): from the moment a dump has frozen the tree
-// until the restored tree runs, every packet to or from its TCP connections
+// The network lock (issue 14): from the moment a dump collects the frozen
+// tree's sockets until the restored tree runs, every packet to or from its TCP connections
 // is dropped, so that a peer's retransmissions meet no RST from a host where
 // the socket is gone for a while, and the sockets' queues and sequence
 // numbers stand still while they are collected. docs/netlock.md.
 //
-//   dump:    seize -> NetLock::lock -> collect, cure, images -> hand_over -> inventory -> kill: release
-//                                      (any failure: the destructor unlocks)         --leave-running: unlock
+//   dump:    seize -> parasite, cure -> NetLock::lock -> collect files, images -> hand_over -> inventory -> kill: release
+//                                      (any failure: the destructor unlocks)               --leave-running: unlock
 //   restore: images read -> NetLock::take_over -> tasks ... run -> unlock (any failure: the destructor unlocks)
 //
 // A ckpt SIGKILLed while it holds a lock leaves it behind: the next ckpt

@@ -1,33 +1,12 @@
 #include "net/tree_connections.h"
 
-#include <fmt/format.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <array>
-#include <cstdlib>
-#include <set>
-#include <string>
-
-#include "files/inet_diag.h"
-#include "proc/fds.h"
 
 namespace ckpt::net {
-
-namespace {
-
-// Inodes of the sockets pid's fds lead to.
-Result<void> socket_inodes(pid_t pid, std::set<uint32_t>& out) {
-  for (const proc::FdLink& f : TRY_CTX(proc::read_fd_links(pid), "pid {}: list its fds", pid)) {
-    unsigned long ino;
-    if (sscanf(f.link.c_str(), "socket:[%lu]", &ino) == 1) out.insert(static_cast<uint32_t>(ino));
-  }
-  return {};
-}
-
-}  // namespace
 
 uint32_t lockable_states() {
   uint32_t m = 0;
@@ -37,19 +16,8 @@ uint32_t lockable_states() {
   return m;
 }
 
-Result<std::vector<Connection>> tree_tcp_connections(std::span<const pid_t> pids) {
+std::vector<Connection> tree_tcp_connections(const std::set<uint32_t>& inodes, const files::InetSockets& all) {
   std::vector<Connection> out;
-  // The machine's sockets first: with no connection to lock on it, the
-  // tree has none, and its fds need no look (a readlink each: 10,000 fds
-  // cost 25 ms).
-  const files::InetSockets all = TRY(files::inet_diag_all());
-  auto lockable = [](const auto& s) {
-    return s.second.protocol == IPPROTO_TCP && (lockable_states() & (1u << s.second.state));
-  };
-  if (std::ranges::none_of(all.by_inode, lockable)) return out;
-  std::set<uint32_t> inodes;
-  for (pid_t pid : pids) TRY(socket_inodes(pid, inodes));
-  if (inodes.empty()) return out;
   std::vector<const files::InetDiag*> tcp;
   for (uint32_t ino : inodes)
     if (auto s = all.by_inode.find(ino); s != all.by_inode.end() && s->second.protocol == IPPROTO_TCP)

@@ -10,10 +10,11 @@
 
 #include <sys/types.h>
 
-#include <span>
+#include <cstdint>
+#include <set>
 #include <vector>
 
-#include "base/result.h"
+#include "files/inet_diag.h"
 #include "net/connection.h"
 
 namespace ckpt::net {
@@ -23,9 +24,10 @@ namespace ckpt::net {
 // CLOSE, TIME_WAIT).
 uint32_t lockable_states();
 
-// Each connection once, however many fds of however many tasks hold it;
-// not those whose peer is the tree's too (a socket or a listener of it).
-// No inet_diag query at all when no task holds a socket.
-Result<std::vector<Connection>> tree_tcp_connections(std::span<const pid_t> pids);
+// Of the sockets `inodes` (every socket the tree's fds lead to), the TCP
+// connections `all` (the machine's, files::inet_diag_all) shows in a
+// lockable state: each once, however many fds of however many tasks hold
+// it; not those whose peer is the tree's too (a socket or a listener of it).
+std::vector<Connection> tree_tcp_connections(const std::set<uint32_t>& inodes, const files::InetSockets& all);
 
 }  // namespace ckpt::net

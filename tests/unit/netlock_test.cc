@@ -15,7 +15,9 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
+#include <set>
 
 #include "base/unique_fd.h"
 #include "cli/commands/commands.h"
@@ -24,6 +26,7 @@
 #include "net/lock_records.h"
 #include "net/run_tool.h"
 #include "net/tree_connections.h"
+#include "proc/fds.h"
 
 namespace ckpt::net {
 
@@ -205,11 +208,17 @@ TEST(NetLock, FindsTheTreesConnections) {
     for (;;) pause();  // holds a copy of every end, the accepted ones among them
   a.server.reset();
   b.server.reset();
-  const pid_t me = getpid();
-  auto conns = tree_tcp_connections(std::span(&me, 1));
+  std::set<uint32_t> sockets;
+  auto fds = proc::read_fd_links(getpid());
+  ASSERT_TRUE(fds) << fds.error().str();
+  for (const proc::FdLink& f : *fds)
+    if (unsigned long ino; sscanf(f.link.c_str(), "socket:[%lu]", &ino) == 1) sockets.insert(ino);
+  auto all = files::inet_diag_all();
   kill(outside, SIGKILL);
   waitpid(outside, nullptr, 0);
-  ASSERT_TRUE(conns) << conns.error().str();
+  ASSERT_TRUE(all) << all.error().str();
+  const std::vector<Connection> found = tree_tcp_connections(sockets, *all);
+  const std::vector<Connection>* conns = &found;
   auto has = [&](const Connection& c) {
     for (const Connection& x : *conns)
       if (x.family == c.family && x.local_port == c.local_port && x.remote_port == c.remote_port &&

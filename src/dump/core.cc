@@ -21,6 +21,7 @@
 #include "files/file_id.h"
 #include "image/mempolicy.h"
 #include "proc/knobs.h"
+#include "proc/record.h"
 #include "proc/sched.h"
 #include "proc/smaps.h"
 #include "proc/status.h"
@@ -283,7 +284,7 @@ Result<void> collect_thread_proc(pid_t pid, pid_t tid, img::ThreadCore* th, uint
   th->set_seccomp_mode(st.seccomp);
   *private_pending = st.sig_pnd;
   // Audit's login uid, per thread; absent without CONFIG_AUDIT.
-  if (auto text = read_file(fmt::format("/proc/{}/task/{}/loginuid", pid, tid)); text) {
+  if (auto text = proc::read_record(fmt::format("/proc/{}/task/{}/loginuid", pid, tid)); text) {
     uint32_t uid = 0;
     auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), uid);
     if (ec != std::errc()) return error(EINVAL, "/proc/{}/task/{}/loginuid: not a number: '{}'", pid, tid, *text);

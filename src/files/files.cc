@@ -20,6 +20,7 @@
 #include "base/parallel.h"
 #include "files/locks.h"
 #include "proc/fds.h"
+#include "proc/record.h"
 #include "proc/status.h"
 
 namespace ckpt::files {
@@ -329,7 +330,7 @@ int restorer_fd_slots(const img::FileDescs& descs, int tasks) {
 
 Result<NofileLimit> read_nofile_limit(pid_t pid) {
   const std::string path = fmt::format("/proc/{}/limits", pid);
-  const std::string text = TRY(read_file(path));
+  const std::string text = TRY(proc::read_record(path));
   for (std::string_view line : std::views::split(text, '\n') | std::views::transform([](auto r) {
                                  return std::string_view(r.begin(), r.end());
                                })) {

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "base/fs.h"
+#include "proc/record.h"
 #include "proc/status.h"
 
 namespace ckpt::proc {
@@ -42,25 +43,8 @@ Result<struct stat> ProcFds::stat(int fd) const {
   return st;
 }
 
-// fdinfo is one seq_file record (single_open): a read shorter than asked for
-// returned all of it, so the read that would see end-of-file (one per fd,
-// 10,000 at 10,000 fds) is not made.
 Result<std::string> ProcFds::fdinfo(int fd) const {
-  UniqueFd f(::openat(info_dir_.get(), std::to_string(fd).c_str(), O_RDONLY | O_CLOEXEC));
-  if (!f) return sys_error("open /proc/{}/fdinfo/{}", pid_, fd);
-  std::string out;
-  for (size_t got = 0, size = 1024;; size *= 4) {
-    out.resize(size);
-    ssize_t n;
-    do n = ::read(f.get(), out.data() + got, size - got);
-    while (n < 0 && errno == EINTR);
-    if (n < 0) return sys_error("read /proc/{}/fdinfo/{}", pid_, fd);
-    got += static_cast<size_t>(n);
-    if (got < size) {
-      out.resize(got);
-      return out;
-    }
-  }
+  return read_record_at(info_dir_.get(), std::to_string(fd), fmt::format("/proc/{}/fdinfo/{}", pid_, fd));
 }
 
 Result<std::vector<FdLink>> read_fd_links(pid_t pid) {

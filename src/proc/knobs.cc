@@ -6,6 +6,7 @@
 #include <string>
 
 #include "base/fs.h"
+#include "proc/record.h"
 
 namespace ckpt::proc {
 
@@ -14,7 +15,7 @@ namespace {
 template <typename T>
 Result<T> read_number(pid_t pid, const char* name, int base) {
   const std::string path = fmt::format("/proc/{}/{}", pid, name);
-  const std::string text = TRY(read_file(path));
+  const std::string text = TRY(read_record(path));
   T v{};
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v, base);
   if (ec != std::errc() || (end != text.data() + text.size() && *end != '\n'))
@@ -36,7 +37,7 @@ Result<Knobs> read_knobs(pid_t pid) {
   k.oom_score_adj = TRY(read_number<int32_t>(pid, "oom_score_adj", 10));
   k.coredump_filter = TRY(read_number<uint32_t>(pid, "coredump_filter", 16));
   const std::string path = fmt::format("/proc/{}/autogroup", pid);
-  auto text = read_file(path);
+  auto text = read_record(path);
   if (!text && text.error().err == ENOENT) return k;
   if (!text) return std::unexpected(text.error());
   k.autogroup_nice = TRY(parse_autogroup_nice(*text, path));

@@ -14,6 +14,7 @@
 #include <type_traits>
 
 #include "base/fs.h"
+#include "proc/record.h"
 #include "proc/text.h"
 
 namespace ckpt::proc {
@@ -84,7 +85,7 @@ Result<std::vector<Id>> parse_id_list(std::string_view text) {
 Result<std::vector<pid_t>> children_by_scan(pid_t pid) {
   std::vector<pid_t> out;
   for (int p : TRY(list_numeric_dir("/proc"))) {
-    Result<std::string> text = read_file(fmt::format("/proc/{}/stat", p));
+    Result<std::string> text = read_record(fmt::format("/proc/{}/stat", p));
     if (!text && (text.error().err == ENOENT || text.error().err == ESRCH)) continue;  // exited meanwhile
     if (!text) return std::unexpected(std::move(text.error()));
     Stat st = TRY_CTX(parse_stat(*text), "pid {}", p);
@@ -210,7 +211,7 @@ Result<Status> parse_status(std::string_view text) {
 }
 
 Result<Status> read_status(pid_t pid) {
-  std::string text = TRY(read_file(fmt::format("/proc/{}/status", pid)));
+  std::string text = TRY(read_record(fmt::format("/proc/{}/status", pid)));
   return TRY_CTX(parse_status(text), "pid {}", pid);
 }
 
@@ -270,12 +271,12 @@ Result<Stat> parse_stat(std::string_view text) {
 }
 
 Result<Stat> read_stat(pid_t pid) {
-  std::string text = TRY(read_file(fmt::format("/proc/{}/stat", pid)));
+  std::string text = TRY(read_record(fmt::format("/proc/{}/stat", pid)));
   return TRY_CTX(parse_stat(text), "pid {}", pid);
 }
 
 Result<Stat> read_thread_stat(pid_t tid) {
-  std::string text = TRY(read_file(fmt::format("/proc/{}/task/{}/stat", tid, tid)));
+  std::string text = TRY(read_record(fmt::format("/proc/{}/task/{}/stat", tid, tid)));
   return TRY_CTX(parse_stat(text), "thread {}", tid);
 }
 
@@ -311,7 +312,7 @@ Result<FdInfo> parse_fdinfo(std::string_view text) {
 }
 
 Result<FdInfo> read_fdinfo(pid_t pid, int fd) {
-  std::string text = TRY(read_file(fmt::format("/proc/{}/fdinfo/{}", pid, fd)));
+  std::string text = TRY(read_record(fmt::format("/proc/{}/fdinfo/{}", pid, fd)));
   return TRY_CTX(parse_fdinfo(text), "pid {} fd {}", pid, fd);
 }
 

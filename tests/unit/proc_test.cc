@@ -2,6 +2,8 @@
 // (tests/unit/data and the lines quoted below), malformed input that must
 // come back as an error naming the problem, and a few live reads of ourselves.
 #include <fcntl.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -12,6 +14,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -22,6 +25,7 @@
 #include "proc/fds.h"
 #include "proc/knobs.h"
 #include "proc/maps.h"
+#include "proc/record.h"
 #include "proc/status.h"
 
 namespace ckpt::proc {
@@ -700,4 +704,43 @@ TEST(ProcLive, FdsUnderDirectoryFds) {
   unlink(file.c_str());
   for (; deep.size() > dir.size(); deep.resize(deep.rfind('/'))) rmdir(deep.c_str());
   rmdir(dir.c_str());
+}
+
+// A /proc file made whole at each read, read with one read (or a few, when
+// it is longer than the first buffer): the same text the read to
+// end-of-file gives. Files that do not change between the two reads, and
+// an epoll's fdinfo of 400 targets (over 16 KB: the buffer grows twice).
+TEST(ProcRecord, SameAsReadToEndOfFile) {
+  ckpt::UniqueFd ep(epoll_create1(EPOLL_CLOEXEC));
+  ASSERT_TRUE(ep);
+  std::vector<ckpt::UniqueFd> targets;
+  for (int i = 0; i < 400; i++) {
+    targets.emplace_back(eventfd(0, EFD_CLOEXEC));
+    epoll_event ev{.events = EPOLLIN, .data = {.u64 = static_cast<uint64_t>(i)}};
+    ASSERT_EQ(epoll_ctl(ep.get(), EPOLL_CTL_ADD, targets.back().get(), &ev), 0);
+  }
+  const std::string big = fmt::format("/proc/self/fdinfo/{}", ep.get());
+  for (const std::string& path : {std::string("/proc/self/limits"), std::string("/proc/self/loginuid"),
+                                  std::string("/proc/self/oom_score_adj"), std::string("/proc/self/coredump_filter"),
+                                  big}) {
+    auto whole = ckpt::read_file(path);
+    auto record = ckpt::proc::read_record(path);
+    ASSERT_TRUE(whole) << whole.error().str();
+    ASSERT_TRUE(record) << record.error().str();
+    EXPECT_EQ(*record, *whole) << path;
+  }
+  EXPECT_GT(ckpt::proc::read_record(big)->size(), 16384u);
+  // Changing files: whole, to their last line.
+  auto status = ckpt::proc::read_record("/proc/self/status");
+  ASSERT_TRUE(status) << status.error().str();
+  EXPECT_TRUE(status->ends_with("\n")) << *status;
+  EXPECT_NE(status->find("nonvoluntary_ctxt_switches:"), std::string::npos) << *status;
+  EXPECT_TRUE(ckpt::proc::parse_stat(*ckpt::proc::read_record("/proc/self/stat")));
+  auto dir = ckpt::open_file("/proc/self/fdinfo", O_RDONLY | O_DIRECTORY);
+  ASSERT_TRUE(dir) << dir.error().str();
+  EXPECT_EQ(*ckpt::proc::read_record_at(dir->get(), std::to_string(ep.get()), big), *ckpt::read_file(big));
+  auto gone = ckpt::proc::read_record("/proc/self/no-such-file");
+  ASSERT_FALSE(gone);
+  EXPECT_EQ(gone.error().err, ENOENT);
+  EXPECT_NE(gone.error().str().find("/proc/self/no-such-file"), std::string::npos) << gone.error().str();
 }

@@ -135,6 +135,7 @@ std::vector<std::pair<unsigned, unsigned>> fd_ranges_but(std::vector<int> keep) 
   std::vector<std::pair<unsigned, unsigned>> ranges;
   unsigned from = 0;
   for (int fd : keep) {
+    if (fd < 0) continue;  // no fd (AT_FDCWD, -1): nothing to keep
     if (static_cast<unsigned>(fd) > from) ranges.emplace_back(from, fd - 1);
     from = std::max(from, static_cast<unsigned>(fd) + 1);
   }

@@ -639,8 +639,11 @@ Result<void> Parasite::rescue() {
   TRY(disarm_breakpoint_if_supported(t));  // armed only where breakpoints work
   {
     RemoteSyscalls rs = TRY(RemoteSyscalls::begin(t, site_));
+    // EBADF: the daemon closed it itself, and was stopped before it wrote
+    // -1 in the record (no other thread runs to take the number meanwhile).
     for (int fd : parasite_fds(*args()))
-      TRY(rs.must(fmt::format("close of the parasite's fd {}", fd), SYS_close, {static_cast<uint64_t>(fd)}));
+      if (const long r = TRY(rs.call(SYS_close, {static_cast<uint64_t>(fd)})); r < 0 && r != -EBADF)
+        return error(static_cast<int>(-r), "task {}: remote close of the parasite's fd {}", t.tid(), fd);
     TRY(rs.must(fmt::format("munmap of the parasite at {:#x}-{:#x}", base_, base_ + local_.size()), SYS_munmap,
                 {base_.raw(), local_.size()}));
     TRY(rs.end());

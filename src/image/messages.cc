@@ -4,7 +4,7 @@
 
 namespace ckpt::image {
 
-std::unique_ptr<google::protobuf::Message> new_message(ImageKind kind) {
+std::unique_ptr<google::protobuf::MessageLite> new_message(ImageKind kind) {
   switch (kind) {
     case ImageKind::Inventory: return std::make_unique<img::Inventory>();
     case ImageKind::Core: return std::make_unique<img::TaskCore>();

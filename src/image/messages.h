@@ -1,7 +1,7 @@
 // The protobuf message each kind of image holds.
 #pragma once
 
-#include <google/protobuf/message.h>
+#include <google/protobuf/message_lite.h>
 
 #include <memory>
 
@@ -10,6 +10,6 @@
 namespace ckpt::image {
 
 // An empty message of the kind's type; null for a kind this ckpt doesn't know.
-std::unique_ptr<google::protobuf::Message> new_message(ImageKind kind);
+std::unique_ptr<google::protobuf::MessageLite> new_message(ImageKind kind);
 
 }  // namespace ckpt::image

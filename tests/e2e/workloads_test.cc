@@ -172,7 +172,7 @@ TEST_P(Workload, DumpRestoreVerify) {
   auto stats = read_stats(h.images(), "stats-restore.img");
   ASSERT_TRUE(stats) << stats.error().str();
   const bool bp = c.breakpoints && !c.ignores_sigtrap && ckpt::probe_breakpoints().usable;
-  EXPECT_EQ(std::ranges::count(stats->completion(), pid, &ckpt::img::TaskStops::tid), 1) << stats->DebugString();
+  EXPECT_EQ(std::ranges::count(stats->completion(), pid, &ckpt::img::TaskStops::tid), 1) << "completion stops recorded for " << stats->completion_size() << " threads";
   for (const ckpt::img::TaskStops& t : stats->completion()) {
     EXPECT_EQ(t.breakpoint(), bp) << "thread " << t.tid();
     if (bp) {

@@ -17,6 +17,7 @@
 #include "arch/x86_64/sigframe.h"
 #include "arch/x86_64/xsave.h"
 #include "ckpt.pb.h"
+#include "image/schema.h"
 
 namespace ckpt::arch {
 
@@ -206,7 +207,11 @@ TEST(RegsImage, FieldsByName) {
   EXPECT_EQ(g.ds(), r.ds);
   EXPECT_EQ(g.gs(), r.gs);
   // One image field per user_regs_struct word.
-  EXPECT_EQ(static_cast<size_t>(img::GpRegs::descriptor()->field_count()), sizeof(Regs) / 8);
+  auto schema = image::Schema::load();
+  ASSERT_TRUE(schema) << schema.error().str();
+  auto full = (*schema)->reflect(g);
+  ASSERT_TRUE(full) << full.error().str();
+  EXPECT_EQ(static_cast<size_t>((*full)->GetDescriptor()->field_count()), sizeof(Regs) / 8);
 }
 
 TEST(RegsImage, AllOnesSurvive) {

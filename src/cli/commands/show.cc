@@ -15,6 +15,7 @@
 #include "image/image_file.h"
 #include "image/messages.h"
 #include "image/page_store.h"
+#include "image/schema.h"
 #include "image/verify.h"
 #include "tree/tree.h"
 
@@ -39,7 +40,7 @@ Result<std::string> json_string(const std::string& s) {
 
 // One file as {"kind": ..., "image": {...}} (JSON) or a text block; `fd` is
 // open on it.
-Result<std::string> decode(const std::string& path, int fd, bool json) {
+Result<std::string> decode(const std::string& path, int fd, bool json, image::Schema& schema) {
   std::string name = path.substr(path.find_last_of('/') + 1);
   if (name.starts_with("pages-")) {
     uint64_t bytes = TRY(image::check_pages_file(path, fd));
@@ -52,16 +53,17 @@ Result<std::string> decode(const std::string& path, int fd, bool json) {
   auto msg = image::new_message(kind);
   if (!msg) return error(EINVAL, "{}: unknown image kind {} at offset 12", path, static_cast<uint32_t>(kind));
   TRY(image::unframe(path, bytes, kind, msg.get()));
+  std::unique_ptr<google::protobuf::Message> full = TRY(schema.reflect(*msg));
   std::string body;
   if (json) {
     google::protobuf::util::JsonPrintOptions opt;
     opt.always_print_primitive_fields = true;
     opt.preserve_proto_field_names = true;
-    if (!google::protobuf::util::MessageToJsonString(*msg, &body, opt).ok())
+    if (!google::protobuf::util::MessageToJsonString(*full, &body, opt).ok())
       return fail("{}: cannot print as JSON", path);
     return fmt::format("{{\"kind\":\"{}\",\"image\":{}}}", image::kind_name(kind), body);
   }
-  google::protobuf::TextFormat::PrintToString(*msg, &body);
+  google::protobuf::TextFormat::PrintToString(*full, &body);
   return fmt::format("kind: {}\n{}", image::kind_name(kind), body);
 }
 
@@ -145,12 +147,13 @@ Result<std::string> tree_summary(const image::ImageDir& dir) {
 }
 
 Result<std::string> show(const std::string& target, bool json) {
+  std::unique_ptr<image::Schema> schema = TRY(image::Schema::load());
   struct stat st;
   if (stat(target.c_str(), &st) < 0) return sys_error("show {}", target);
   if (!S_ISDIR(st.st_mode)) {
     // One file the user named: theirs to name through a link.
     UniqueFd fd = TRY(open_file(target, O_RDONLY));
-    return decode(target, fd.get(), json);
+    return decode(target, fd.get(), json, *schema);
   }
   // A directory: its files through its handle, never through a link (image_dir.h).
   image::ImageDir dir = TRY(image::ImageDir::open(target, image::SharedDir::Allow));
@@ -158,7 +161,7 @@ Result<std::string> show(const std::string& target, bool json) {
   bool first = true;
   for (const std::string& n : TRY(dir.list_images())) {
     UniqueFd fd = TRY(dir.open_read(n));
-    std::string one = TRY(decode(dir.file(n), fd.get(), json));
+    std::string one = TRY(decode(dir.file(n), fd.get(), json, *schema));
     if (json) out += fmt::format("{}{}:{}", first ? "" : ",", TRY(json_string(n)), one);
     else out += fmt::format("=== {}\n{}\n", n, one);
     first = false;

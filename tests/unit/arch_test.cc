@@ -474,7 +474,8 @@ TEST(CpuFeatures, MissingNamesOnlyInstructionSetBitsAndComponents) {
   EXPECT_NE(here.cpuid[1] & (1u << 26), 0u) << "x86-64 has sse2";
 }
 
-// Each CPUID leaf is read once: every word is what its own CPUID says.
+// The words come from glibc's record of the CPUID leaves: each must be what
+// its own CPUID says here and now.
 TEST(CpuFeatures, EachWordIsItsLeafsRegister) {
   const auto f = ckpt::arch::host_cpu_features();
   unsigned a, b, c, d;
@@ -489,6 +490,12 @@ TEST(CpuFeatures, EachWordIsItsLeafsRegister) {
     __cpuid_count(7, 1, a, b, c, d);
     EXPECT_EQ(f.cpuid[5], a);
   }
+  if (__get_cpuid_max(0, nullptr) >= 0xd) {
+    __cpuid_count(0xd, 1, a, b, c, d);
+    EXPECT_EQ(f.cpuid[6], a);
+  }
+  __cpuid_count(1, 0, a, b, c, d);
+  EXPECT_EQ(f.xcr0 != 0, (c & bit_OSXSAVE) != 0);
   if (__get_cpuid_max(0x80000000u, nullptr) >= 0x80000001u) {
     __cpuid_count(0x80000001u, 0, a, b, c, d);
     EXPECT_EQ(f.cpuid[7], c);

@@ -1,6 +1,7 @@
 #include "arch/x86_64/xsave.h"
 
 #include <cpuid.h>
+#include <sys/platform/x86.h>
 
 #include <algorithm>
 #include <array>
@@ -17,7 +18,8 @@ namespace {
 // restore ask for every thread. Only the components the kernel enabled
 // (XCR0) are asked for: no task can hold any other, and a checkpoint that
 // uses one this machine lacks is refused before its xsave is loaded
-// (image/cpu.h). 6 CPUIDs on this guest instead of 62.
+// (image/cpu.h). 6 CPUIDs on this guest instead of 62 (OSXSAVE is glibc's
+// record: cpu_features.cc).
 struct XsaveLayout {
   std::array<uint32_t, 63> end{};  // of component i (0 where the kernel enabled none)
   uint32_t regset = 0;             // EBX of sub-leaf 0
@@ -27,8 +29,7 @@ const XsaveLayout& layout() {
   static const XsaveLayout l = [] {
     XsaveLayout out;
     unsigned eax, ebx, ecx, edx;
-    __cpuid(1, eax, ebx, ecx, edx);
-    if (!(ecx & bit_OSXSAVE)) return out;  // no XGETBV; the legacy area only
+    if (!CPU_FEATURE_PRESENT(OSXSAVE)) return out;  // no XGETBV; the legacy area only
     __cpuid_count(0xd, 0, eax, ebx, ecx, edx);
     out.regset = ebx;
     const uint64_t xcr0 = read_xcr0();

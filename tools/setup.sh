@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 # libnftables-dev: the network lock's nftables tables (src/net; its header
 # at build time, libnftables.so.1 opened at run time); iptables: its
 # fallback, run as tools; nftables (nft): the tests list the ruleset with it.
-# libprotobuf-dev (with zlib1g-dev) and libssl-dev: linked statically.
+# libprotobuf-dev (with zlib1g-dev): linked statically. libssl-dev: its
+# headers at build time, libssl.so.3 opened at run time by the runs that
+# need it (src/image/openssl.h).
 # Neither gmock nor google-benchmark: the tests use gtest alone, and bench/
 # times the ckpt binary from outside (bench/run.py).
 packages=(g++ cmake ninja-build pkg-config libfmt-dev libcli11-dev libprotobuf-dev zlib1g-dev protobuf-compiler

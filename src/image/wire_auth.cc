@@ -3,9 +3,6 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -16,6 +13,7 @@
 
 #include "base/fs.h"
 #include "base/unique_fd.h"
+#include "image/openssl.h"
 
 namespace ckpt::image {
 
@@ -51,18 +49,18 @@ Result<Nonce> fresh_nonce() {
   return n;
 }
 
-Mac mac_of(const WireKey& key, const char* role, const Nonce& first, const Nonce& second) {
+Mac mac_of(const OpenSsl& o, const WireKey& key, const char* role, const Nonce& first, const Nonce& second) {
   std::string msg(role);
   msg.append(reinterpret_cast<const char*>(first.data()), first.size());
   msg.append(reinterpret_cast<const char*>(second.data()), second.size());
   Mac out{};
   unsigned len = 0;
-  HMAC(EVP_sha256(), key.secret.data(), static_cast<int>(key.secret.size()),
+  o.HMAC(o.EVP_sha256(), key.secret.data(), static_cast<int>(key.secret.size()),
        reinterpret_cast<const unsigned char*>(msg.data()), msg.size(), out.data(), &len);
   return out;
 }
 
-bool same(const Mac& a, const Mac& b) { return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0; }
+bool same(const OpenSsl& o, const Mac& a, const Mac& b) { return o.CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0; }
 
 Result<void> receive(int fd, void* p, size_t n, const std::string& peer, const char* what) {
   auto r = read_exact(fd, p, n);
@@ -124,6 +122,7 @@ Result<std::optional<WireKey>> load_wire_key(const std::string& path, bool tls) 
   if (secret.size() < kMinKey)
     return error(EINVAL, "--psk-file {}: a key of {} bytes, fewer than {} (e.g. head -c 32 /dev/urandom | "
                  "base64 > FILE)", path, secret.size(), kMinKey);
+  TRY(openssl());  // a key is used through OpenSSL: missing, it is an error before any work
   return std::optional<WireKey>{WireKey{std::move(secret), tls}};
 }
 
@@ -136,15 +135,16 @@ Result<void> wire_hello_server(int fd, const std::optional<WireKey>& key, const 
   h.nonce = TRY(fresh_nonce());
   TRY_CTX(write_all(fd, &h, sizeof h), "{}: hello", peer);
   if (!key) return {};
+  const OpenSsl& o = *TRY(openssl());
   Proof p;
   TRY(receive(fd, &p, sizeof p, peer, "proof of the key"));
   Verdict v{};
-  if (!same(p.mac, mac_of(*key, "ckpt client", h.nonce, p.nonce))) {
+  if (!same(o, p.mac, mac_of(o, *key, "ckpt client", h.nonce, p.nonce))) {
     v.err = EACCES;
     (void)write_all(fd, &v, sizeof v);
     return error(EACCES, "{} does not hold the key of --psk-file: refused", peer);
   }
-  v.mac = mac_of(*key, "ckpt server", p.nonce, h.nonce);
+  v.mac = mac_of(o, *key, "ckpt server", p.nonce, h.nonce);
   TRY_CTX(write_all(fd, &v, sizeof v), "{}: verdict", peer);
   return {};
 }
@@ -163,14 +163,15 @@ Result<void> wire_hello_client(int fd, const std::optional<WireKey>& key, const 
   if ((h.wants & Hello::kTls) && !key->tls) return error(EPROTO, "{} wants TLS: pass --tls", peer);
   if (!(h.wants & Hello::kTls) && key->tls)
     return error(EPROTO, "{} runs without --tls: refusing to move a process in clear", peer);
+  const OpenSsl& o = *TRY(openssl());
   Proof p;
   p.nonce = TRY(fresh_nonce());
-  p.mac = mac_of(*key, "ckpt client", h.nonce, p.nonce);
+  p.mac = mac_of(o, *key, "ckpt client", h.nonce, p.nonce);
   TRY_CTX(write_all(fd, &p, sizeof p), "{}: proof of the key", peer);
   Verdict v;
   TRY(receive(fd, &v, sizeof v, peer, "verdict on the key"));
   if (v.err != 0) return error(v.err, "{} refused the key of --psk-file: it holds another", peer);
-  if (!same(v.mac, mac_of(*key, "ckpt server", p.nonce, h.nonce)))
+  if (!same(o, v.mac, mac_of(o, *key, "ckpt server", p.nonce, h.nonce)))
     return error(EACCES, "{} does not hold the key of --psk-file: refusing to send it a process", peer);
   return {};
 }

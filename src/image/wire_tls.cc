@@ -1,10 +1,6 @@
 #include "image/wire_tls.h"
 
 #include <fcntl.h>
-#include <openssl/err.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/ssl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -13,6 +9,8 @@
 #include <array>
 #include <thread>
 #include <vector>
+
+#include "image/openssl.h"
 
 namespace ckpt::image {
 
@@ -23,15 +21,16 @@ constexpr size_t kBuf = 256 << 10;
 constexpr int kFlushTimeoutMs = 30'000;
 
 struct SslFree {
-  void operator()(SSL* s) const { SSL_free(s); }
-  void operator()(SSL_CTX* c) const { SSL_CTX_free(c); }
+  const OpenSsl* o = nullptr;
+  void operator()(SSL* s) const { o->SSL_free(s); }
+  void operator()(SSL_CTX* c) const { o->SSL_CTX_free(c); }
 };
 
-std::string ssl_error(const char* what) {
-  const unsigned long e = ERR_get_error();
+std::string ssl_error(const OpenSsl& o, const char* what) {
+  const unsigned long e = o.ERR_get_error();
   char buf[256] = "";
-  if (e) ERR_error_string_n(e, buf, sizeof buf);
-  ERR_clear_error();
+  if (e) o.ERR_error_string_n(e, buf, sizeof buf);
+  o.ERR_clear_error();
   return fmt::format("TLS {}: {}", what, e ? buf : std::strerror(errno));
 }
 
@@ -39,19 +38,23 @@ std::string ssl_error(const char* what) {
 // 4 KiB; OpenSSL's PSK callbacks take at most 512 bytes) under a label of
 // its own, so it is never the value the wire_auth handshake's MACs use.
 using Psk = std::array<unsigned char, 32>;
-Psk derive_psk(const WireKey& key) {
+Psk derive_psk(const OpenSsl& o, const WireKey& key) {
   static constexpr char kLabel[] = "ckpt tls 1.3 psk";
   Psk out{};
   unsigned len = 0;
-  HMAC(EVP_sha256(), key.secret.data(), static_cast<int>(key.secret.size()),
+  o.HMAC(o.EVP_sha256(), key.secret.data(), static_cast<int>(key.secret.size()),
        reinterpret_cast<const unsigned char*>(kLabel), sizeof kLabel - 1, out.data(), &len);
   return out;
 }
 
 constexpr char kIdentity[] = "ckpt";
 
+// The key the relay set as the connection's data (index 0, SSL_set_app_data's):
+// OpenSSL is open by then.
+const Psk* psk_of(SSL* ssl) { return static_cast<const Psk*>((*openssl())->SSL_get_ex_data(ssl, 0)); }
+
 unsigned client_psk(SSL* ssl, const char*, char* identity, unsigned max_identity, unsigned char* psk, unsigned max_psk) {
-  const auto* p = static_cast<const Psk*>(SSL_get_app_data(ssl));
+  const Psk* p = psk_of(ssl);
   if (max_identity < sizeof kIdentity || max_psk < p->size()) return 0;
   std::memcpy(identity, kIdentity, sizeof kIdentity);
   std::memcpy(psk, p->data(), p->size());
@@ -59,7 +62,7 @@ unsigned client_psk(SSL* ssl, const char*, char* identity, unsigned max_identity
 }
 
 unsigned server_psk(SSL* ssl, const char* identity, unsigned char* psk, unsigned max_psk) {
-  const auto* p = static_cast<const Psk*>(SSL_get_app_data(ssl));
+  const Psk* p = psk_of(ssl);
   if (!identity || std::strcmp(identity, kIdentity) != 0 || max_psk < p->size()) return 0;
   std::memcpy(psk, p->data(), p->size());
   return static_cast<unsigned>(p->size());
@@ -68,6 +71,7 @@ unsigned server_psk(SSL* ssl, const char* identity, unsigned char* psk, unsigned
 }  // namespace
 
 struct WireConn::Relay {
+  const OpenSsl* o;
   std::unique_ptr<SSL_CTX, SslFree> ctx;
   std::unique_ptr<SSL, SslFree> ssl;
   Psk psk;
@@ -92,22 +96,22 @@ struct WireConn::Relay {
           else if (n == 0 || errno != EAGAIN) user_eof = progress = true;
         }
         if (out_len) {
-          const int r = SSL_write(ssl.get(), out.data() + out_off, static_cast<int>(out_len));
+          const int r = o->SSL_write(ssl.get(), out.data() + out_off, static_cast<int>(out_len));
           if (r > 0) {
             out_off += static_cast<size_t>(r), out_len -= static_cast<size_t>(r), progress = true;
           } else {
-            const int e = SSL_get_error(ssl.get(), r);
+            const int e = o->SSL_get_error(ssl.get(), r);
             if (e == SSL_ERROR_WANT_READ) want_net |= POLLIN;
             else if (e == SSL_ERROR_WANT_WRITE) want_net |= POLLOUT;
             else return;  // the peer is gone or broke the stream: the user reads EOF
           }
         }
         if (in_len == 0 && !peer_eof) {
-          const int r = SSL_read(ssl.get(), in.data(), static_cast<int>(in.size()));
+          const int r = o->SSL_read(ssl.get(), in.data(), static_cast<int>(in.size()));
           if (r > 0) {
             in_off = 0, in_len = static_cast<size_t>(r), progress = true;
           } else {
-            const int e = SSL_get_error(ssl.get(), r);
+            const int e = o->SSL_get_error(ssl.get(), r);
             if (e == SSL_ERROR_WANT_READ) want_net |= POLLIN;
             else if (e == SSL_ERROR_WANT_WRITE) want_net |= POLLOUT;
             else if (e == SSL_ERROR_ZERO_RETURN) peer_eof = progress = true;
@@ -122,7 +126,7 @@ struct WireConn::Relay {
         if (user_gone) in_len = 0;  // nobody reads it
       }
       if (user_eof && out_len == 0 && !sent_close) {
-        (void)SSL_shutdown(ssl.get());  // close_notify: the peer reads EOF; we may still read
+        (void)o->SSL_shutdown(ssl.get());  // close_notify: the peer reads EOF; we may still read
         sent_close = true;
       }
       if (peer_eof && in_len == 0 && !shut_user) {
@@ -190,29 +194,34 @@ Result<WireConn> WireConn::after_hello(UniqueFd net, const std::optional<WireKey
 
 Result<WireConn> WireConn::secure(UniqueFd net, const WireKey& key, bool server, const std::string& peer) {
   signal(SIGPIPE, SIG_IGN);  // OpenSSL writes the socket with write(2): a peer gone is an error, not a signal
+  const OpenSsl& o = *TRY(openssl());
   auto r = std::make_unique<Relay>();
-  r->psk = derive_psk(key);
-  r->ctx.reset(SSL_CTX_new(server ? TLS_server_method() : TLS_client_method()));
-  if (!r->ctx) return error(EPROTO, "{}: {}", peer, ssl_error("context"));
+  r->o = &o;
+  r->psk = derive_psk(o, key);
+  // OpenSSL's macros, spelled out: they call SSL_CTX_ctrl, and so do these.
+  auto ctrl = [&](int cmd, long arg) { return o.SSL_CTX_ctrl(r->ctx.get(), cmd, arg, nullptr); };
+  r->ctx = {o.SSL_CTX_new(server ? o.TLS_server_method() : o.TLS_client_method()), SslFree{&o}};
+  if (!r->ctx) return error(EPROTO, "{}: {}", peer, ssl_error(o, "context"));
   // TLS 1.3 only, with the SHA-256 suite a PSK of these callbacks pairs with.
-  if (SSL_CTX_set_min_proto_version(r->ctx.get(), TLS1_3_VERSION) != 1 ||
-      SSL_CTX_set_ciphersuites(r->ctx.get(), "TLS_AES_128_GCM_SHA256") != 1)
-    return error(EPROTO, "{}: {}", peer, ssl_error("setup"));
-  SSL_CTX_set_mode(r->ctx.get(), SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-  SSL_CTX_set_num_tickets(r->ctx.get(), 0);  // sessions are never resumed
+  if (ctrl(SSL_CTRL_SET_MIN_PROTO_VERSION, TLS1_3_VERSION) != 1 ||
+      o.SSL_CTX_set_ciphersuites(r->ctx.get(), "TLS_AES_128_GCM_SHA256") != 1)
+    return error(EPROTO, "{}: {}", peer, ssl_error(o, "setup"));
+  ctrl(SSL_CTRL_MODE, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  o.SSL_CTX_set_num_tickets(r->ctx.get(), 0);  // sessions are never resumed
   // Records are read as many as have come, not one read(2) each.
-  SSL_CTX_set_read_ahead(r->ctx.get(), 1);
-  SSL_CTX_set_default_read_buffer_len(r->ctx.get(), kBuf);
-  r->ssl.reset(SSL_new(r->ctx.get()));
-  if (!r->ssl || SSL_set_fd(r->ssl.get(), net.get()) != 1) return error(EPROTO, "{}: {}", peer, ssl_error("setup"));
-  SSL_set_app_data(r->ssl.get(), &r->psk);
-  if (server) SSL_set_psk_server_callback(r->ssl.get(), server_psk);
-  else SSL_set_psk_client_callback(r->ssl.get(), client_psk);
+  ctrl(SSL_CTRL_SET_READ_AHEAD, 1);
+  o.SSL_CTX_set_default_read_buffer_len(r->ctx.get(), kBuf);
+  r->ssl = {o.SSL_new(r->ctx.get()), SslFree{&o}};
+  if (!r->ssl || o.SSL_set_fd(r->ssl.get(), net.get()) != 1)
+    return error(EPROTO, "{}: {}", peer, ssl_error(o, "setup"));
+  o.SSL_set_ex_data(r->ssl.get(), 0, &r->psk);
+  if (server) o.SSL_set_psk_server_callback(r->ssl.get(), server_psk);
+  else o.SSL_set_psk_client_callback(r->ssl.get(), client_psk);
   {
     HandshakeTimeout timeout(net.get());
-    if ((server ? SSL_accept(r->ssl.get()) : SSL_connect(r->ssl.get())) != 1)
+    if ((server ? o.SSL_accept(r->ssl.get()) : o.SSL_connect(r->ssl.get())) != 1)
       return error(EACCES, "{}: {} (do both ends run with --tls and the same --psk-file?)", peer,
-                   ssl_error("handshake"));
+                   ssl_error(o, "handshake"));
   }
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) return sys_error("socketpair for TLS");

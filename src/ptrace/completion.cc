@@ -14,6 +14,7 @@
 #include <tuple>
 
 #include "arch/x86_64/debugreg.h"
+#include "arch/x86_64/start.h"
 #include "arch/x86_64/xsave.h"
 #include "base/check.h"
 #include "base/fs.h"
@@ -202,19 +203,37 @@ namespace {
 
 }  // namespace
 
-pid_t fork_probe_child(int go) {
-  const pid_t self = getpid();
+namespace {
+
+[[noreturn]] void probe_child_main(uint64_t arg) {
+  const ProbeChild& c = *reinterpret_cast<const ProbeChild*>(arg);
+  // It must not outlive a ckpt killed meanwhile.
+  arch::raw_syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL);
+  char go;
+  if (arch::raw_syscall(SYS_getppid) == c.parent && arch::raw_syscall(SYS_read, c.go, reinterpret_cast<long>(&go), 1) == 1)
+    probe_target();
+  arch::raw_syscall(SYS_exit, 0);
+  __builtin_unreachable();
+}
+
+}  // namespace
+
+pid_t fork_probe_child(ProbeChild& c) {
+  c.parent = getpid();
   clone_args a{};
-  a.flags = CLONE_FILES;
+  a.flags = CLONE_VM | CLONE_FILES;
   a.exit_signal = SIGCHLD;
-  const long r = syscall(SYS_clone3, &a, sizeof a);
-  if (r != 0) return static_cast<pid_t>(r);
-  // The child: plain syscalls only (a clone3 of one thread of ckpt).
-  prctl(PR_SET_PDEATHSIG, SIGKILL);  // it must not outlive a ckpt killed meanwhile
-  if (getppid() != self) _exit(0);
-  char c;
-  if (read(go, &c, 1) == 1) probe_target();
-  _exit(0);
+  a.stack = reinterpret_cast<uint64_t>(c.stack.data());
+  // The top as a call leaves it (8 below a 16-byte boundary): the child
+  // enters probe_child_main by a jump.
+  a.stack_size = c.stack.size() - 8;
+  const long r = arch::clone3_thread(&a, sizeof a, reinterpret_cast<uint64_t>(&probe_child_main),
+                                     reinterpret_cast<uint64_t>(&c));
+  if (r < 0) {
+    errno = static_cast<int>(-r);
+    return -1;
+  }
+  return static_cast<pid_t>(r);
 }
 
 BreakpointSupport probe_breakpoints() {
@@ -223,7 +242,9 @@ BreakpointSupport probe_breakpoints() {
   // Both ends stay open until the child is reaped: the child reads from
   // the very table ckpt closes them in.
   UniqueFd go_read(go[0]), go_write(go[1]);
-  const pid_t child = fork_probe_child(go_read.get());
+  ProbeChild c;
+  c.go = go_read.get();
+  const pid_t child = fork_probe_child(c);
   if (child < 0) return {false, fmt::format("clone3 for the probe: {}", strerror(errno))};
   BreakpointSupport out;
   // Some hypervisors take the debug registers and never raise the #DB

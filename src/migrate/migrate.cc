@@ -8,7 +8,6 @@
 #include <unistd.h>
 
 #include <cstring>
-#include <future>
 #include <optional>
 #include <vector>
 
@@ -218,9 +217,9 @@ class Session {
       ro.pidns = o_.pidns;
       ro.lazy_pages = o_.lazy_pages;
       if (o_.lazy_pages) lazy_ = TRY(start_lazy_daemon(dir, log_));
-      std::future<BreakpointSupport> probe;
-      if (ro.breakpoints) probe = std::async(std::launch::async, probe_breakpoints);
-      auto out = TRY(restore::restore(ro, dir, [&] { return probe.get(); }, log_));
+      std::optional<BreakpointProbe> probe;
+      if (ro.breakpoints) probe.emplace();
+      auto out = TRY(restore::restore(ro, dir, [&] { return probe->result(); }, log_));
       restored_ = out.pid_outside;
       init_ = out.init;
       return out.pid;

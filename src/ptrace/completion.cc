@@ -236,48 +236,80 @@ pid_t fork_probe_child(ProbeChild& c) {
   return static_cast<pid_t>(r);
 }
 
-BreakpointSupport probe_breakpoints() {
+BreakpointProbe::BreakpointProbe() : child_(std::make_unique<ProbeChild>()) {
   int go[2];
-  if (pipe2(go, O_CLOEXEC) < 0) return {false, fmt::format("pipe for the probe: {}", strerror(errno))};
+  if (pipe2(go, O_CLOEXEC) < 0) {
+    failed_ = fmt::format("pipe for the probe: {}", strerror(errno));
+    return;
+  }
   // Both ends stay open until the child is reaped: the child reads from
   // the very table ckpt closes them in.
-  UniqueFd go_read(go[0]), go_write(go[1]);
-  ProbeChild c;
-  c.go = go_read.get();
-  const pid_t child = fork_probe_child(c);
-  if (child < 0) return {false, fmt::format("clone3 for the probe: {}", strerror(errno))};
+  go_read_ = UniqueFd(go[0]);
+  go_write_ = UniqueFd(go[1]);
+  child_->go = go_read_.get();
+  pid_ = fork_probe_child(*child_);
+  if (pid_ < 0) {
+    failed_ = fmt::format("clone3 for the probe: {}", strerror(errno));
+    return;
+  }
+  auto t = Tracee::seize(pid_);
+  if (Result<void> r = t ? t->interrupt() : std::unexpected(t.error()); !r) {
+    failed_ = r.error().str();
+    return;
+  }
+  tracee_.emplace(std::move(*t));
+}
+
+BreakpointProbe::~BreakpointProbe() { end(); }
+
+void BreakpointProbe::end() {
+  tracee_.reset();
+  if (pid_ <= 0) return;
+  kill(pid_, SIGKILL);
+  waitpid(pid_, nullptr, 0);
+  pid_ = -1;
+}
+
+// Some hypervisors take the debug registers and never raise the #DB
+// (pitfall 7; also seen after a VM snapshot restore): a breakpoint that
+// doesn't fire would hang every completion, so it must fire here. The child
+// calls the function once it is armed and then exits: the answer is its
+// stop at the breakpoint or its exit, whichever comes, with no time limit to
+// guess (a limit only guards a child that never runs).
+Result<void> BreakpointProbe::run() {
+  Tracee& t = *tracee_;
+  TRY(t.wait());
+  const RemoteAddr at(reinterpret_cast<uint64_t>(&probe_target));
+  Armed a = TRY(arm_breakpoint(t, at));
+  if (a == Armed::Unsupported) return fail("the kernel refused or dropped the debug register values");
+  TRY(t.cont());
+  TRY(write_all(go_write_.get(), "g", 1));
+  auto s = t.wait(Tracee::Clock::now() + std::chrono::seconds(5));
+  if (!s && s.error().err == ETIMEDOUT) return fail("the probe's child did not run for 5 s");
+  if (!s) return std::unexpected(s.error());
+  if (s->gone()) return fail("a breakpoint armed on a function the probe called never fired");
+  siginfo_t si = TRY(t.siginfo());
+  if (s->sig() != SIGTRAP || si.si_code != arch::kTrapHwBkpt || RemoteAddr(TRY(t.regs()).rip) != at)
+    return fail("the breakpoint probe stopped with {} instead of at its breakpoint", s->describe());
+  return disarm_breakpoint(t);
+}
+
+BreakpointSupport BreakpointProbe::result() {
   BreakpointSupport out;
-  // Some hypervisors take the debug registers and never raise the #DB
-  // (pitfall 7; also seen after a VM snapshot restore): a breakpoint that
-  // doesn't fire would hang every completion, so it must fire here. The
-  // child calls the function once it is armed and then exits: the answer
-  // is its stop at the breakpoint or its exit, whichever comes, with no
-  // time limit to guess (a limit only guards a child that never runs).
-  auto probe = [&]() -> Result<void> {
-    Tracee t = TRY(Tracee::seize(child));
-    TRY(t.interrupt());
-    TRY(t.wait());
-    const RemoteAddr at(reinterpret_cast<uint64_t>(&probe_target));
-    Armed a = TRY(arm_breakpoint(t, at));
-    if (a == Armed::Unsupported) return fail("the kernel refused or dropped the debug register values");
-    TRY(t.cont());
-    TRY(write_all(go_write.get(), "g", 1));
-    auto s = t.wait(Tracee::Clock::now() + std::chrono::seconds(5));
-    if (!s && s.error().err == ETIMEDOUT) return fail("the probe's child did not run for 5 s");
-    if (!s) return std::unexpected(s.error());
-    if (s->gone()) return fail("a breakpoint armed on a function the probe called never fired");
-    siginfo_t si = TRY(t.siginfo());
-    if (s->sig() != SIGTRAP || si.si_code != arch::kTrapHwBkpt || RemoteAddr(TRY(t.regs()).rip) != at)
-      return fail("the breakpoint probe stopped with {} instead of at its breakpoint", s->describe());
-    return disarm_breakpoint(t);
-  };
-  auto r = probe();
-  kill(child, SIGKILL);
-  waitpid(child, nullptr, 0);
-  if (r) out.usable = true;
-  else out.why_not = r.error().str();
+  if (!failed_.empty()) {
+    out.why_not = failed_;
+  } else if (!tracee_) {
+    out.why_not = "the probe was asked twice";
+  } else if (auto r = run(); r) {
+    out.usable = true;
+  } else {
+    out.why_not = r.error().str();
+  }
+  end();
   return out;
 }
+
+BreakpointSupport probe_breakpoints() { return BreakpointProbe().result(); }
 
 namespace {
 // EINVAL/EIO from the kernel (no debug registers for us, a hypervisor that

@@ -1,7 +1,6 @@
 // ckpt dump and ckpt restore: run the step, report errors and --stats.
 #include <sys/wait.h>
 
-#include <future>
 
 #include "cli/commands/commands.h"
 #include "cli/commands/options.h"
@@ -106,13 +105,13 @@ int run_restore(const Command& c, Log& log) {
     log.error("restore: {}", l.error().str());
     return 1;
   }
-  // The probe (a fork and a breakpoint hit: milliseconds, more on a busy VM)
-  // runs on the other core while the images load; restore() joins it before
-  // it forks any task.
+  // The probe's child (a clone and a breakpoint hit) is started now and
+  // asked for its answer by restore() once the images are loaded, before it
+  // forks any task.
   sweep_network_locks(false, log);
-  std::future<BreakpointSupport> probe;
-  if (c.restore.breakpoints) probe = std::async(std::launch::async, probe_breakpoints);
-  auto r = restore::restore(c.restore, *dir, [&] { return probe.get(); }, log);
+  std::optional<BreakpointProbe> probe;
+  if (c.restore.breakpoints) probe.emplace();
+  auto r = restore::restore(c.restore, *dir, [&] { return probe->result(); }, log);
   if (!r) {
     log.error("{}", r.error().str());
     return 1;

@@ -280,6 +280,22 @@ TEST_P(GoodCommandLine, Parses) {
 INSTANTIATE_TEST_SUITE_P(Options, GoodCommandLine, testing::ValuesIn(good_cases()),
                          [](const testing::TestParamInfo<GoodCase>& i) { return i.param.name; });
 
+// A command line that starts with its subcommand's name gets that one
+// subcommand made; one that starts with a common option gets them all. Both
+// must read every good case the same.
+TEST(Options, SubcommandMadeAloneReadsAsWithTheOthers) {
+  for (const GoodCase& tc : good_cases()) {
+    Args alone = tc.args, all = tc.args;
+    alone.push_back("--stats");
+    all.insert(all.begin(), "--stats");
+    Parsed a = parse_command_line(alone), b = parse_command_line(all);
+    ASSERT_TRUE(a.command.has_value()) << tc.name << ": " << a.text;
+    ASSERT_TRUE(b.command.has_value()) << tc.name << ": " << b.text;
+    EXPECT_EQ(show(*a.command), show(*b.command)) << tc.name;
+    EXPECT_TRUE(a.command->stats) << tc.name;
+  }
+}
+
 // --psk-file reaches each end of a connection: page-server, dump and
 // pre-dump --page-server, and both sides of migrate.
 TEST(Options, PskFileOnEveryEnd) {

@@ -255,6 +255,7 @@ Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, R
   // Cured without a breakpoint: a breakpoint that fires after a killed ckpt
   // detached sends a SIGTRAP that kills the task (1 kill in ~200 landed in
   // that window). From outside instead, 5 stops (Parasite::cure_from_outside).
+  const RseqConfig rseq = TRY(threads[0].rseq());
   Parasite parasite = TRY_CTX(Parasite::inject(threads[0], site, CompletionMode::SyscallTrace, log, o.faults),
                               "inject the parasite");
   TRY(o.faults.at("parasite", pid));
@@ -270,7 +271,7 @@ Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, R
   const auto mem_start = Clock::now();
   stats.set_parasite_ns(stats.parasite_ns() + ns_since(task_start));
   PageSource src{threads[0], o.pages == PageTransfer::Splice ? &parasite : nullptr, parent,
-                 tracker ? &dirty : nullptr};
+                 tracker ? &dirty : nullptr, rseq};
   std::unique_ptr<image::PageSink> sink;
   image::FilePageSink* file = nullptr;
   if (server) {

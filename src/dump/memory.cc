@@ -447,6 +447,27 @@ Result<std::vector<bool>> plan_runs(const PageSource& src, const img::MmImage& m
   return readable;
 }
 
+namespace {
+
+// The kernel writes the rseq area of the thread the parasite runs in
+// (cpu_id, mm_cid; rseq_cs cleared) on the thread's returns to user space
+// after it was moved or preempted: between the parasite's vmsplice of that
+// page and ckpt's copy of it out of the pipe, the bytes stored could then
+// differ from the checksum the parasite took, and no restore would take the
+// images (1 dump in 15 here, with the thread moved between CPUs meanwhile).
+// The run holding it goes the way of a run the task can't read (`readable`
+// false): copied, its checksum taken of the bytes stored.
+void copy_kernel_written(const RseqConfig& rseq, const img::PageMap& map, std::vector<bool>* readable) {
+  if (!rseq.abi_pointer) return;
+  const uint64_t from = rseq.abi_pointer.raw(), to = from + std::max<uint32_t>(rseq.abi_size, 1);
+  for (int i = 0; i < map.runs_size(); i++) {
+    const img::PageRun& r = map.runs(i);
+    if (r.vaddr() < to && from < r.vaddr() + r.nr_pages() * arch::kPageSize) (*readable)[i] = false;
+  }
+}
+
+}  // namespace
+
 uint64_t stored_bytes(const img::PageMap& map) {
   uint64_t n = 0;
   for (const img::PageRun& r : map.runs())
@@ -459,7 +480,8 @@ Result<PageStats> dump_pages(const PageSource& src, const img::MmImage& mm, imag
   Tracee& t = src.task;
   // Runs first: the stream's header says how much follows, and protobuf's
   // repeated field does not move under the streamer's pointers.
-  const std::vector<bool> readable = TRY(plan_runs(src, mm, map));
+  std::vector<bool> readable = TRY(plan_runs(src, mm, map));
+  if (src.parasite) copy_kernel_written(src.rseq, *map, &readable);
   TRY(sink.begin(stored_bytes(*map)));
   Progress progress(fmt::format("dump pid {}", t.tid()), stored_bytes(*map));
   sink.show_progress(&progress);

@@ -454,7 +454,8 @@ namespace {
 // after it was moved or preempted: between the parasite's vmsplice of that
 // page and ckpt's copy of it out of the pipe, the bytes stored could then
 // differ from the checksum the parasite took, and no restore would take the
-// images (1 dump in 15 here, with the thread moved between CPUs meanwhile).
+// images (a third of the dumps of tests/e2e/rseq_area_test.cc, where the
+// thread is moved between CPUs meanwhile).
 // The run holding it goes the way of a run the task can't read (`readable`
 // false): copied, its checksum taken of the bytes stored.
 void copy_kernel_written(const RseqConfig& rseq, const img::PageMap& map, std::vector<bool>* readable) {

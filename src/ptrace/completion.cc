@@ -208,6 +208,9 @@ namespace {
 
 [[noreturn]] void probe_child_main(uint64_t arg) {
   const ProbeChild& c = *reinterpret_cast<const ProbeChild*>(arg);
+  // Its copy of ckpt's fd table goes at once: it keeps its end of `go` only.
+  if (c.go > 0) arch::raw_syscall(SYS_close_range, 0, c.go - 1, 0);
+  arch::raw_syscall(SYS_close_range, c.go + 1, ~0U, 0);
   // It must not outlive a ckpt killed meanwhile.
   arch::raw_syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL);
   char go;
@@ -222,7 +225,7 @@ namespace {
 pid_t fork_probe_child(ProbeChild& c) {
   c.parent = getpid();
   clone_args a{};
-  a.flags = CLONE_VM | CLONE_FILES;
+  a.flags = CLONE_VM;
   a.exit_signal = SIGCHLD;
   a.stack = reinterpret_cast<uint64_t>(c.stack.data());
   // The top as a call leaves it (8 below a 16-byte boundary): the child
@@ -243,8 +246,6 @@ BreakpointProbe::BreakpointProbe() : child_(std::make_unique<ProbeChild>()) {
     failed_ = fmt::format("pipe for the probe: {}", strerror(errno));
     return;
   }
-  // Both ends stay open until the child is reaped: the child reads from
-  // the very table ckpt closes them in.
   go_read_ = UniqueFd(go[0]);
   go_write_ = UniqueFd(go[1]);
   child_->go = go_read_.get();

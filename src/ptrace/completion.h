@@ -60,12 +60,13 @@ struct BreakpointSupport {
 // The probe's child, waiting to call the probed function once a byte comes
 // on `go`. It shares ckpt's memory (CLONE_VM: no copy of ckpt's address
 // space to make, fault in and tear down, 0.6 ms of a tiny restore's wall
-// time here) and fd table (CLONE_FILES): the child lives while ckpt opens and
-// closes fds (BreakpointProbe below), and a forked copy of the table would
-// keep open, for as long as the probe lasts, whatever ckpt had open at that
-// moment (a UDP stand-in bound at a port for one datagram then catches those
-// meant for the socket it stood in for). It runs on `stack` and makes raw
-// syscalls only; `c` must outlive it.
+// time here) but not its fd table: it closes its copy of the table but `go`
+// first thing, so that it keeps no file of ckpt's open (a UDP stand-in
+// bound at a port for one datagram would catch those meant for the socket
+// it stood in for). A shared table would cost more: while two tasks share
+// it, the kernel waits for an RCU grace period each time the table grows
+// (8 ms of a 50-task tree's restore, the probe living through it). It runs
+// on `stack` and makes raw syscalls only; `c` must outlive it.
 struct ProbeChild {
   int go = -1;
   pid_t parent = 0;  // set by fork_probe_child

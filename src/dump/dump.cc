@@ -255,7 +255,7 @@ Result<TaskDump> dump_task(const DumpOptions& o, std::vector<Tracee>& threads, R
   // Cured without a breakpoint: a breakpoint that fires after a killed ckpt
   // detached sends a SIGTRAP that kills the task (1 kill in ~200 landed in
   // that window). From outside instead, 5 stops (Parasite::cure_from_outside).
-  const RseqConfig rseq = TRY(threads[0].rseq());
+  const img::Rseq rseq = d.core.threads(0).rseq();  // of threads[0], where the parasite runs
   Parasite parasite = TRY_CTX(Parasite::inject(threads[0], site, CompletionMode::SyscallTrace, log, o.faults),
                               "inject the parasite");
   TRY(o.faults.at("parasite", pid));

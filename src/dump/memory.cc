@@ -458,9 +458,9 @@ namespace {
 // thread is moved between CPUs meanwhile).
 // The run holding it goes the way of a run the task can't read (`readable`
 // false): copied, its checksum taken of the bytes stored.
-void copy_kernel_written(const RseqConfig& rseq, const img::PageMap& map, std::vector<bool>* readable) {
-  if (!rseq.abi_pointer) return;
-  const uint64_t from = rseq.abi_pointer.raw(), to = from + std::max<uint32_t>(rseq.abi_size, 1);
+void copy_kernel_written(const img::Rseq& rseq, const img::PageMap& map, std::vector<bool>* readable) {
+  if (!rseq.abi_pointer()) return;
+  const uint64_t from = rseq.abi_pointer(), to = from + std::max<uint32_t>(rseq.abi_size(), 1);
   for (int i = 0; i < map.runs_size(); i++) {
     const img::PageRun& r = map.runs(i);
     if (r.vaddr() < to && from < r.vaddr() + r.nr_pages() * arch::kPageSize) (*readable)[i] = false;

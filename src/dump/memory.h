@@ -41,9 +41,9 @@ struct PageSource {
   // An iterative dump's round: pages not written since the previous
   // checkpoint are left to it (dump/dirty.h).
   const DirtyPages* dirty = nullptr;
-  // The rseq area of the thread the parasite runs in (memory.cc says why),
-  // read before the parasite runs: ptrace reads it only from a stopped thread.
-  RseqConfig rseq{};
+  // The rseq area of the thread the parasite runs in (memory.cc says why), as
+  // its core image has it.
+  img::Rseq rseq;
 };
 
 // Fills `map` with the runs of the task's pages (their data not yet read);

@@ -25,6 +25,14 @@ Result<OpenSsl> load() {
 
 }  // namespace
 
+Sha256 hmac_sha256(const OpenSsl& o, std::string_view key, std::string_view msg) {
+  Sha256 out{};
+  unsigned len = 0;
+  o.HMAC(o.EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(msg.data()),
+         msg.size(), out.data(), &len);
+  return out;
+}
+
 Result<const OpenSsl*> openssl() {
   static const Result<OpenSsl> lib = load();
   if (!lib) return std::unexpected(lib.error());

@@ -10,6 +10,9 @@
 #include <openssl/hmac.h>
 #include <openssl/ssl.h>
 
+#include <array>
+#include <string_view>
+
 #include "base/result.h"
 
 namespace ckpt::image {
@@ -31,5 +34,10 @@ struct OpenSsl {
 // Opened once a process, then kept; the error says which library or call
 // is missing.
 Result<const OpenSsl*> openssl();
+
+// HMAC-SHA256 of `msg` under `key`: the key file's proofs (wire_auth.h) and
+// the TLS key derived from it (wire_tls.h).
+using Sha256 = std::array<unsigned char, 32>;
+Sha256 hmac_sha256(const OpenSsl& o, std::string_view key, std::string_view msg);
 
 }  // namespace ckpt::image

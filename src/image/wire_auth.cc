@@ -25,7 +25,7 @@ constexpr size_t kMinKey = 16, kMaxKey = 4096;
 constexpr time_t kHandshakeTimeoutS = HandshakeTimeout::kSeconds;
 
 using Nonce = std::array<uint8_t, 32>;
-using Mac = std::array<uint8_t, 32>;
+using Mac = Sha256;
 
 struct Hello {  // server -> client
   enum Wants : uint32_t { kKey = 1, kTls = 2 };
@@ -53,11 +53,7 @@ Mac mac_of(const OpenSsl& o, const WireKey& key, const char* role, const Nonce& 
   std::string msg(role);
   msg.append(reinterpret_cast<const char*>(first.data()), first.size());
   msg.append(reinterpret_cast<const char*>(second.data()), second.size());
-  Mac out{};
-  unsigned len = 0;
-  o.HMAC(o.EVP_sha256(), key.secret.data(), static_cast<int>(key.secret.size()),
-       reinterpret_cast<const unsigned char*>(msg.data()), msg.size(), out.data(), &len);
-  return out;
+  return hmac_sha256(o, key.secret, msg);
 }
 
 bool same(const OpenSsl& o, const Mac& a, const Mac& b) { return o.CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0; }

@@ -37,15 +37,8 @@ std::string ssl_error(const OpenSsl& o, const char* what) {
 // The TLS pre-shared key: derived from the key file (which may be up to
 // 4 KiB; OpenSSL's PSK callbacks take at most 512 bytes) under a label of
 // its own, so it is never the value the wire_auth handshake's MACs use.
-using Psk = std::array<unsigned char, 32>;
-Psk derive_psk(const OpenSsl& o, const WireKey& key) {
-  static constexpr char kLabel[] = "ckpt tls 1.3 psk";
-  Psk out{};
-  unsigned len = 0;
-  o.HMAC(o.EVP_sha256(), key.secret.data(), static_cast<int>(key.secret.size()),
-       reinterpret_cast<const unsigned char*>(kLabel), sizeof kLabel - 1, out.data(), &len);
-  return out;
-}
+using Psk = Sha256;
+Psk derive_psk(const OpenSsl& o, const WireKey& key) { return hmac_sha256(o, key.secret, "ckpt tls 1.3 psk"); }
 
 constexpr char kIdentity[] = "ckpt";
 

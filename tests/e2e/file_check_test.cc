@@ -202,13 +202,7 @@ TEST(FileCheck, SameBinaryOnAnotherFilesystemRestores) {
   put_binary(exe, original, 1700000000);
   CkptRun v = h.ckpt({"verify", h.images()});
   EXPECT_EQ(v.exit_code(), 0) << v.err;
-  pid_t r = h.restore_background(pid, true);
-  ASSERT_GT(r, 0);
-  kill(pid, SIGTERM);
-  CkptRun done = h.wait_ckpt(r);
-  EXPECT_EQ(done.exit_code(), 0) << done.err;
-  EXPECT_NE(read_text(h.workload_log("counter")).find("PASS counter"), std::string::npos)
-      << read_text(h.workload_log("counter"));
+  h.restore_expect_pass(pid, "counter");
 }
 
 }  // namespace

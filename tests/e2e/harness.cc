@@ -213,6 +213,15 @@ pid_t Harness::restore_background(pid_t root, bool breakpoints, const std::vecto
   return r;
 }
 
+void Harness::restore_expect_pass(pid_t root, const std::string& name) {
+  pid_t r = restore_background(root, true);
+  ASSERT_GT(r, 0);
+  kill(root, SIGTERM);
+  CkptRun done = wait_ckpt(r);
+  EXPECT_EQ(done.exit_code(), 0) << done.err;
+  EXPECT_NE(read_text(workload_log(name)).find("PASS " + name), std::string::npos) << read_text(workload_log(name));
+}
+
 int Harness::dump_restore_tree(pid_t root, const std::vector<std::string>& dump, bool leave_running, bool breakpoints,
                                const std::function<void()>& between, const std::function<void()>& restored) {
   const std::vector<pid_t> tasks = tree_of(root);

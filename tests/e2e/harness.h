@@ -74,6 +74,10 @@ class Harness {
   // ckpt's pid once the restored `root` runs, untraced: finish with
   // wait_ckpt(). -1 if it never does (reported through gtest).
   pid_t restore_background(pid_t root, bool breakpoints, const std::vector<std::string>& extra = {});
+  // Restores images() of workload `name` (rooted at `root`, at a
+  // breakpoint), lets it check itself (SIGTERM), and expects the restore to
+  // end with status 0 and the workload to have printed "PASS <name>".
+  void restore_expect_pass(pid_t root, const std::string& name);
   // The whole cycle for a tree workload rooted at `root`: `dump` runs and
   // must succeed; with `leave_running` its tasks must be let go and the
   // root gets SIGTERM: its status is returned, unless

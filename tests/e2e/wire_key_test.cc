@@ -47,12 +47,7 @@ void dump_through_server_and_restore(const std::vector<std::string>& tls) {
   ASSERT_EQ(d.exit_code(), 0) << d.err << s.err;
   EXPECT_EQ(s.exit_code(), 0) << s.err;
   h.wait_child(pid);
-  pid_t r = h.restore_background(pid, true);
-  ASSERT_GT(r, 0);
-  kill(pid, SIGTERM);
-  CkptRun rr = h.wait_ckpt(r);
-  EXPECT_EQ(rr.exit_code(), 0) << rr.err;
-  EXPECT_NE(read_text(h.workload_log(kWorkload)).find("PASS"), std::string::npos);
+  h.restore_expect_pass(pid, kWorkload);
 }
 
 TEST(WireKey, DumpWithTheServersKeyRestores) { dump_through_server_and_restore({}); }

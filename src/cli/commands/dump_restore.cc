@@ -1,7 +1,6 @@
 // ckpt dump and ckpt restore: run the step, report errors and --stats.
 #include <sys/wait.h>
 
-
 #include "cli/commands/commands.h"
 #include "cli/commands/options.h"
 #include "dump/pre_dump.h"

@@ -107,13 +107,14 @@ Result<img::Stats> round(const DumpOptions& o, image::ImageDir& dir, Log& log) {
   if (o.page_server) server = TRY(image::PageServerConn::connect(o.address, o.port, TRY(image::load_wire_key(o.psk_file, o.tls))));
 
   const auto freeze_start = Clock::now();
-  SeizedTree seized = TRY_CTX(seize_tree(pid, freeze_start + std::chrono::seconds(o.timeout_s)), "seize");
+  TracerPool tracers(1);
+  SeizedTree seized = TRY_CTX(seize_tree(pid, freeze_start + std::chrono::seconds(o.timeout_s), tracers), "seize");
   size_t live = 0;
-  for (const auto& t : seized.threads) live += !t.empty();
+  for (const TaskTracees& t : seized.tasks) live += !t.empty();
   if (live != 1)
     return error(EOPNOTSUPP, "pid {} leads a tree of {} live processes: pre-dump of a tree is not supported yet "
                  "(pre-dump a single process)", pid, live);
-  std::vector<Tracee>& threads = seized.threads[0];
+  std::vector<Tracee>& threads = seized.tasks[0].threads();
   const auto mem_start = Clock::now();
   Frozen f = TRY(hand_over(o, threads, tracker, track, cover, log));
   stats.set_memory_dump_ns(ns_since(mem_start));

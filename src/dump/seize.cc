@@ -3,7 +3,9 @@
 #include <sys/ptrace.h>
 
 #include <algorithm>
+#include <future>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "proc/status.h"
@@ -98,11 +100,13 @@ Result<void> check_seizable(pid_t pid, const proc::Stat& st) {
 
 }  // namespace
 
-Result<SeizedTree> seize_tree(pid_t root, Tracee::Clock::time_point deadline) {
-  std::map<pid_t, std::vector<Tracee>> live;
+Result<SeizedTree> seize_tree(pid_t root, Tracee::Clock::time_point deadline, TracerPool& tracers) {
+  std::map<pid_t, TaskTracees> live;
   std::map<pid_t, proc::Stat> zombies;
   std::vector<pid_t> todo = {root};
   for (int pass = 1;; pass++) {
+    // Seizable, or a zombie, as /proc shows it.
+    std::vector<pid_t> seize;
     for (pid_t pid : todo) {
       auto st = proc::read_stat(pid);
       if (!st && pid == root) return error(ESRCH, "no process with pid {}", pid);
@@ -115,15 +119,31 @@ Result<SeizedTree> seize_tree(pid_t root, Tracee::Clock::time_point deadline) {
         }
       }
       TRY(check_seizable(pid, *st));
-      auto threads = seize_process(pid, deadline);
+      seize.push_back(pid);
+    }
+    // Each on its tracer, the other tracers' at once while this one seizes its own.
+    const size_t first = live.size() + zombies.size();
+    auto on_tracer = [&](size_t k) -> Result<TaskTracees> {
+      const size_t tracer = (first + k) % tracers.size();
+      return TaskTracees(tracers, tracer, TRY(seize_process(seize[k], deadline)));
+    };
+    std::vector<std::future<Result<TaskTracees>>> elsewhere(seize.size());
+    for (size_t k = 0; k < seize.size(); k++)
+      if (const size_t tracer = (first + k) % tracers.size(); tracer != 0)
+        elsewhere[k] = tracers.post(tracer, [&on_tracer, k] { return on_tracer(k); });
+    std::optional<Error> failed;
+    for (size_t k = 0; k < seize.size(); k++) {
+      const pid_t pid = seize[k];
+      auto threads = elsewhere[k].valid() ? elsewhere[k].get() : on_tracer(k);
       if (!threads && threads.error().err == ESRCH && pid != root) {
         // Exited while being seized: a zombie now, unless already reaped.
         if (auto again = proc::read_stat(pid); again && zombie_state(again->state)) zombies.emplace(pid, *again);
         continue;
       }
-      if (!threads) return std::unexpected(threads.error().context(fmt::format("pid {}", pid)));
-      live.emplace(pid, std::move(*threads));
+      if (!threads && !failed) failed = threads.error().context(fmt::format("pid {}", pid));
+      if (threads) live.emplace(pid, std::move(*threads));
     }
+    if (failed) return std::unexpected(*failed);
     // Every live task known is stopped: its children can only be those
     // listed now, or exit and stay zombies.
     todo.clear();
@@ -137,7 +157,7 @@ Result<SeizedTree> seize_tree(pid_t root, Tracee::Clock::time_point deadline) {
 
   // The model, parents before children (breadth first from the root).
   std::vector<tree::Task> tasks;
-  std::vector<std::vector<Tracee>> threads;
+  std::vector<TaskTracees> threads;
   std::vector<pid_t> order = {root};
   for (size_t i = 0; i < order.size(); i++) {
     const pid_t pid = order[i];

@@ -12,6 +12,7 @@
 
 #include "base/result.h"
 #include "ptrace/tracee.h"
+#include "ptrace/tracer_pool.h"
 #include "tree/tree.h"
 
 namespace ckpt::dump {
@@ -26,7 +27,7 @@ Result<std::vector<Tracee>> seize_process(pid_t pid, Tracee::Clock::time_point d
 // A tree, frozen: every thread of every live task stopped, zombies recorded.
 struct SeizedTree {
   tree::ProcessTree tree;
-  std::vector<std::vector<Tracee>> threads;  // per task of tree.tasks(); none for a zombie
+  std::vector<TaskTracees> tasks;  // per task of tree.tasks(); no threads for a zombie
 };
 
 // Seizes `root` and its descendants. Tasks fork and exit while they are
@@ -34,6 +35,8 @@ struct SeizedTree {
 // until a pass finds no new one: a stopped task forks no more. A child that
 // exits meanwhile stays a zombie (its parent is stopped), and is dumped as
 // one. Gives up at `deadline` (--timeout), or after kMaxSeizePasses passes.
-Result<SeizedTree> seize_tree(pid_t root, Tracee::Clock::time_point deadline);
+// The tasks go to the tracers in turn, the root to tracer 0; the tasks of
+// one pass are seized on their tracers at once.
+Result<SeizedTree> seize_tree(pid_t root, Tracee::Clock::time_point deadline, TracerPool& tracers);
 
 }  // namespace ckpt::dump

@@ -86,6 +86,7 @@ std::string signal_name(int sig) {
 }
 
 thread_local int child_events_depth = 0;  // nested ChildEvents leave the mask alone
+thread_local std::span<const std::atomic<pid_t>> sigchld_peers;  // ChildEvents::set_peers
 
 }  // namespace
 
@@ -103,7 +104,18 @@ void ChildEvents::sleep(Clock::time_point until) {
   const auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(until - Clock::now());
   if (left.count() <= 0) return;
   const timespec ts{static_cast<time_t>(left.count() / 1000000000), static_cast<long>(left.count() % 1000000000)};
-  (void)sigtimedwait(&chld_, nullptr, &ts);  // EAGAIN (timeout) and EINTR end the sleep as well
+  siginfo_t si;
+  took(sigtimedwait(&chld_, &si, &ts), si);  // EAGAIN (timeout) and EINTR end the sleep as well
+}
+
+void ChildEvents::set_peers(std::span<const std::atomic<pid_t>> peers) { sigchld_peers = peers; }
+
+void ChildEvents::took(int sig, const siginfo_t& si) {
+  if (sig != SIGCHLD || si.si_code <= 0) return;  // none, or one a peer passed on (SI_TKILL)
+  const pid_t self = gettid();
+  for (const std::atomic<pid_t>& peer : sigchld_peers)
+    if (const pid_t tid = peer.load(std::memory_order_acquire); tid != 0 && tid != self)
+      (void)syscall(SYS_tgkill, getpid(), tid, SIGCHLD);
 }
 
 Result<int> ChildEvents::fd() {
@@ -116,7 +128,8 @@ Result<int> ChildEvents::fd() {
 
 void ChildEvents::drain() {
   const timespec now{0, 0};
-  (void)sigtimedwait(&chld_, nullptr, &now);  // a standard signal is pending once at most
+  siginfo_t si;
+  took(sigtimedwait(&chld_, &si, &now), si);  // a standard signal is pending once at most
 }
 
 std::string Stop::describe() const {
@@ -254,7 +267,9 @@ Result<std::pair<Tracee*, Stop>> Tracee::wait_any(std::span<Tracee* const> group
     if (t->held_) return std::make_pair(t, *std::exchange(t->held_, std::nullopt));
   for (;;) {
     Stop s;
-    pid_t r = waitpid(-1, &s.status, __WALL);
+    // This thread's tracees only (__WNOTHREAD): another tracer thread's
+    // are its own to reap (ptrace/tracer_pool.h).
+    pid_t r = waitpid(-1, &s.status, __WALL | __WNOTHREAD);
     if (r < 0 && errno == EINTR) continue;
     if (r < 0) return sys_error("wait for {} tasks", group.size());
     for (Tracee* t : group) {

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -55,7 +56,15 @@ class ChildEvents {
   // Takes a pending SIGCHLD.
   void drain();
 
+  // SIGCHLD goes to the process, so with several tracer threads
+  // (ptrace/tracer_pool.h) the one that takes it may not be the one whose
+  // tracee stopped. A thread that takes one the kernel sent passes it on to
+  // each of its peers, to that thread (a SIGCHLD passed on is not passed on
+  // again). Set for this thread; empty: none.
+  static void set_peers(std::span<const std::atomic<pid_t>> peers);
+
  private:
+  void took(int sig, const siginfo_t& si);
   sigset_t chld_, old_;
   UniqueFd fd_;
 };

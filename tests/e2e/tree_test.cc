@@ -167,6 +167,38 @@ TEST(TreeFault, TaskInTheMiddleFailsAndNothingIsLost) {
   }
 }
 
+// The tasks of a tree are dumped side by side, each by one tracer thread
+// from its seize on: with two CPUs or more, the 7 tasks of this tree have two
+// tracers, ckpt's main thread one of them. A ckpt killed then (each tracer
+// thread dies with it) loses no task: the kernel lets each go as it was.
+TEST(TreeTracers, TasksSplitBetweenTracersAndAKilledCkptLosesNone) {
+  cpu_set_t cpus;
+  ASSERT_EQ(sched_getaffinity(0, sizeof cpus, &cpus), 0);
+  if (CPU_COUNT(&cpus) < 2) GTEST_SKIP() << "one CPU: ckpt dumps a tree with one tracer";
+  Harness h;
+  pid_t pid = h.start_workload("tree");
+  ASSERT_GT(pid, 0);
+  const std::vector<pid_t> tasks = tree_of(pid);
+  ASSERT_EQ(tasks.size(), 7u);
+  const auto links = links_of(tasks);
+  setenv("CKPT_FAULT", "hang:seize", 1);
+  pid_t ckpt = h.ckpt_background({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  unsetenv("CKPT_FAULT");
+  ASSERT_TRUE(wait_in_syscall(ckpt, SYS_pause)) << "ckpt never reached its hang after the seize";
+  std::set<pid_t> tracers;
+  for (pid_t p : tasks)
+    if (proc_state(p) != 'Z') tracers.insert(tracer_of(p));
+  EXPECT_EQ(tracers.size(), 2u);
+  EXPECT_TRUE(tracers.contains(ckpt)) << "ckpt's main thread traces none of the tasks";
+  kill(ckpt, SIGKILL);
+  h.wait_ckpt(ckpt);
+  std::this_thread::sleep_for(50ms);
+  expect_running_untraced(tasks, links);
+  kill(pid, SIGTERM);
+  int st = h.wait_child(pid);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << read_text(h.workload_log("tree"));
+}
+
 // A forked helper tree of `tasks` tasks: `setup` runs in the root; returns
 // once every task is in pause().
 template <typename F>

@@ -1,6 +1,7 @@
 #include "restore/restore.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <poll.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -331,24 +332,60 @@ Result<void> wait_parked(std::vector<LiveTask>& live) {
   return {};
 }
 
+// Writing a thread's debug registers changes a perf event on the CPU the
+// thread last ran on: a cross-CPU call (an IPI, a VM exit here) unless ckpt
+// writes from that CPU. So while threads are interrupted and armed, ckpt
+// stays on the CPU it is on and each thread is asked to stop there; once
+// armed, it gets ckpt's affinity back (what it inherited), before it runs
+// on. Best effort: a thread that can't be moved costs an IPI, no more.
+class ArmOnOneCpu {
+ public:
+  ArmOnOneCpu() {
+    const int cpu = sched_getcpu();
+    if (cpu < 0 || sched_getaffinity(0, sizeof mask_, &mask_) < 0 || CPU_COUNT(&mask_) < 2) return;
+    CPU_ZERO(&here_);
+    CPU_SET(cpu, &here_);
+    on_ = sched_setaffinity(0, sizeof here_, &here_) == 0;
+  }
+  ArmOnOneCpu(const ArmOnOneCpu&) = delete;
+  ArmOnOneCpu& operator=(const ArmOnOneCpu&) = delete;
+  ~ArmOnOneCpu() {
+    if (on_) (void)sched_setaffinity(0, sizeof mask_, &mask_);
+  }
+  void pin(pid_t tid) {
+    if (on_) (void)sched_setaffinity(tid, sizeof here_, &here_);
+  }
+  Result<void> unpin(pid_t tid) {
+    if (on_ && sched_setaffinity(tid, sizeof mask_, &mask_) < 0 && errno != ESRCH)
+      return sys_error("thread {}: its CPU affinity back after arming", tid);
+    return {};
+  }
+
+ private:
+  bool on_ = false;
+  cpu_set_t mask_, here_;
+};
+
 // Seizes every thread of a parked task and, to arm its breakpoint, asks it
 // to stop; seize_all() waits for the stops once every task was asked, so
 // that no wait is for a thread interrupted a moment ago. Threads that
 // complete by syscall tracing run on, seized: the first stop ckpt needs of
 // them is the one they make at the barrier (3 ptrace calls and a stop less
 // a thread).
-Result<void> seize_threads(LiveTask& lt, const PidMap& pids) {
+Result<void> seize_threads(LiveTask& lt, const PidMap& pids, ArmOnOneCpu& arming) {
   lt.tracees.reserve(lt.plan->threads.size());
   for (const ThreadPlan& tp : lt.plan->threads) {
     lt.tracees.push_back(TRY(Tracee::seize(pids.outside(tp.tid), kTraceOptions)));
-    if (lt.mode == CompletionMode::Breakpoint) TRY(lt.tracees.back().interrupt());
+    if (lt.mode != CompletionMode::Breakpoint) continue;
+    arming.pin(lt.tracees.back().tid());
+    TRY(lt.tracees.back().interrupt());
   }
   return {};
 }
 
 // The threads of a task, stopped: arms their breakpoints (or falls back to
 // syscall tracing).
-Result<void> arm_threads(LiveTask& lt, RemoteAddr sigreturn_fn, Log& log) {
+Result<void> arm_threads(LiveTask& lt, RemoteAddr sigreturn_fn, ArmOnOneCpu& arming, Log& log) {
   if (lt.mode != CompletionMode::Breakpoint) return {};
   for (Tracee& t : lt.tracees) {
     Stop s = TRY(t.wait());
@@ -366,6 +403,8 @@ Result<void> arm_threads(LiveTask& lt, RemoteAddr sigreturn_fn, Log& log) {
       break;
     }
   }
+  // A failed restore kills the threads: only one that goes on needs it.
+  for (Tracee& t : lt.tracees) TRY(arming.unpin(t.tid()));
   return {};
 }
 
@@ -549,14 +588,15 @@ Result<SpawnTree> plan_spawn(const TreeImages& t, const tree::JoinPlan& joins,
 // Seizes and arms every thread of every parked task: one completion group each.
 Result<std::vector<CompletionGroup>> seize_all(std::vector<LiveTask>& live, const PidMap& pids, Log& log) {
   std::vector<CompletionGroup> groups;
-  for (LiveTask& lt : live) TRY_CTX(seize_threads(lt, pids), "pid {}", lt.images->pid);
+  ArmOnOneCpu arming;
+  for (LiveTask& lt : live) TRY_CTX(seize_threads(lt, pids, arming), "pid {}", lt.images->pid);
   for (LiveTask& lt : live) {
     const BootRegion& boot = lt.plan->boot;
     const RemoteAddr boot_at(boot.start());
     const RemoteAddr sigreturn_fn = boot_at + pie::restorer::k_rst_sigreturn;
     // Stopped to be armed (a refused breakpoint then falls back, stopped).
     const bool stopped = lt.mode == CompletionMode::Breakpoint;
-    TRY_CTX(arm_threads(lt, sigreturn_fn, log), "pid {}", lt.images->pid);
+    TRY_CTX(arm_threads(lt, sigreturn_fn, arming, log), "pid {}", lt.images->pid);
     for (size_t i = 0; i < lt.tracees.size(); i++) {
       const img::ThreadCore& th = lt.images->core.threads(i);
       lt.completion.push_back({&lt.tracees[i],

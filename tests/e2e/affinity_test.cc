@@ -1,0 +1,97 @@
+// CPU affinity across a restore. ckpt arms each thread's breakpoint from
+// the CPU it is on, the thread pinned there meanwhile (restore.cc,
+// ArmOnOneCpu): none may keep that pin. The restorer then sets the dumped
+// affinity; where it names no CPU of this machine, the thread keeps what it
+// inherited from ckpt, as it did before ckpt pinned anything.
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <functional>
+#include <sstream>
+#include <string>
+
+#include "base/fs.h"
+#include "ckpt.pb.h"
+#include "harness.h"
+#include "image/image_file.h"
+
+namespace e2e {
+namespace {
+
+using ckpt::image::ImageKind;
+
+class Affinity : public ::testing::TestWithParam<bool> {};  // breakpoints or not
+
+std::string cpus_allowed(pid_t pid) {
+  std::istringstream status(read_text(fmt::format("/proc/{}/status", pid)));
+  for (std::string line; std::getline(status, line);)
+    if (line.starts_with("Cpus_allowed_list:")) return line.substr(line.find_first_not_of(" \t", 18));
+  return "";
+}
+
+// Rewrites the core image of `pid` with `change` applied (a well-formed
+// frame, as ckpt writes it).
+void edit_core(const Harness& h, pid_t pid, const std::function<void(ckpt::img::TaskCore&)>& change) {
+  const std::string name = fmt::format("core-{}.img", pid);
+  const std::string path = h.images() + "/" + name;
+  auto bytes = ckpt::read_file(path);
+  ASSERT_TRUE(bytes) << bytes.error().str();
+  ckpt::img::TaskCore core;
+  auto r = ckpt::image::unframe(name, *bytes, ImageKind::Core, &core);
+  ASSERT_TRUE(r) << r.error().str();
+  change(core);
+  const std::string out = ckpt::image::frame(ImageKind::Core, core);
+  int fd = open(path.c_str(), O_WRONLY | O_TRUNC);
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(write(fd, out.data(), out.size()), static_cast<ssize_t>(out.size()));
+  close(fd);
+}
+
+void restore_and_check(Harness& h, pid_t pid, bool breakpoints, const std::string& want) {
+  pid_t r = h.restore_background(pid, breakpoints);
+  ASSERT_GT(r, 0);
+  EXPECT_EQ(cpus_allowed(pid), want);
+  kill(pid, SIGTERM);
+  CkptRun done = h.wait_ckpt(r);
+  EXPECT_EQ(done.exit_code(), 0) << done.err;
+}
+
+// Only CPU 127, which this machine lacks: the restorer's sched_setaffinity
+// fails, and the thread runs where ckpt could (this test's own CPUs), not
+// on the one CPU ckpt armed it from.
+TEST_P(Affinity, DumpedMaskThisMachineLacksLeavesCkpts) {
+  Harness h;
+  const pid_t pid = h.dump_workload("counter");
+  ASSERT_GT(pid, 0);
+  edit_core(h, pid, [](ckpt::img::TaskCore& core) {
+    auto* mask = core.mutable_threads(0)->mutable_cpu_affinity();
+    mask->Clear();
+    mask->Add(0);
+    mask->Add(1ULL << 63);
+  });
+  restore_and_check(h, pid, GetParam(), cpus_allowed(getpid()));
+}
+
+// The dumped mask, one CPU of this machine: restored as dumped.
+TEST_P(Affinity, DumpedMaskOfOneCpuIsRestored) {
+  Harness h;
+  const pid_t pid = h.dump_workload("counter");
+  ASSERT_GT(pid, 0);
+  edit_core(h, pid, [](ckpt::img::TaskCore& core) {
+    auto* mask = core.mutable_threads(0)->mutable_cpu_affinity();
+    mask->Clear();
+    mask->Add(1);  // CPU 0
+  });
+  restore_and_check(h, pid, GetParam(), "0");
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, Affinity, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& i) {
+                           return i.param ? "breakpoint" : "syscalltrace";
+                         });
+
+}  // namespace
+}  // namespace e2e

@@ -503,7 +503,7 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
   std::vector<std::optional<TaskDump>> slots(live.size());
   std::vector<img::Stats> task_stats(live.size());
   std::vector<std::optional<Error>> failed(live.size());
-  std::vector<std::promise<bool>> dumped(live.size());  // true: dumps[j] is whole
+  std::vector<std::promise<bool>> dumped(live.size());  // true: slots[j] holds the task's images
   std::vector<std::shared_future<bool>> dumped_f;
   for (auto& d : dumped) dumped_f.push_back(d.get_future().share());
   std::atomic<bool> any_failed{false};

@@ -157,7 +157,7 @@ Result<SeizedTree> seize_tree(pid_t root, Tracee::Clock::time_point deadline, Tr
 
   // The model, parents before children (breadth first from the root).
   std::vector<tree::Task> tasks;
-  std::vector<TaskTracees> threads;
+  std::vector<TaskTracees> tracees;
   std::vector<pid_t> order = {root};
   for (size_t i = 0; i < order.size(); i++) {
     const pid_t pid = order[i];
@@ -167,17 +167,17 @@ Result<SeizedTree> seize_tree(pid_t root, Tracee::Clock::time_point deadline, Tr
       const proc::Stat& st = z->second;
       k = {.pid = pid, .ppid = st.ppid, .pgid = st.pgrp, .sid = st.session, .zombie = true,
            .exit_status = st.exit_code, .comm = st.comm};
-      threads.emplace_back();
+      tracees.emplace_back();
     } else {
       const proc::Stat st = TRY_CTX(proc::read_stat(pid), "pid {}", pid);
       k = {.pid = pid, .ppid = st.ppid, .pgid = st.pgrp, .sid = st.session, .comm = st.comm};
-      threads.push_back(std::move(live.at(pid)));
+      tracees.push_back(std::move(live.at(pid)));
       for (pid_t kid : TRY_CTX(proc::children(pid), "list the children of pid {}", pid))
         if (live.contains(kid) || zombies.contains(kid)) order.push_back(kid);
     }
     tasks.push_back(std::move(k));
   }
-  SeizedTree out{TRY_CTX(tree::ProcessTree::make(std::move(tasks)), "the tree of pid {}", root), std::move(threads)};
+  SeizedTree out{TRY_CTX(tree::ProcessTree::make(std::move(tasks)), "the tree of pid {}", root), std::move(tracees)};
   return out;
 }
 

@@ -12,6 +12,7 @@
 #include <functional>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "base/fs.h"
 #include "ckpt.pb.h"
@@ -50,7 +51,15 @@ void edit_core(const Harness& h, pid_t pid, const std::function<void(ckpt::img::
   close(fd);
 }
 
-void restore_and_check(Harness& h, pid_t pid, bool breakpoints, const std::string& want) {
+// The counter workload dumped, its thread's dumped mask made `mask`,
+// restored: its affinity then is `want`.
+void expect_restored_affinity(bool breakpoints, std::vector<uint64_t> mask, const std::string& want) {
+  Harness h;
+  const pid_t pid = h.dump_workload("counter");
+  ASSERT_GT(pid, 0);
+  edit_core(h, pid, [&](ckpt::img::TaskCore& core) {
+    core.mutable_threads(0)->mutable_cpu_affinity()->Assign(mask.begin(), mask.end());
+  });
   pid_t r = h.restore_background(pid, breakpoints);
   ASSERT_GT(r, 0);
   EXPECT_EQ(cpus_allowed(pid), want);
@@ -63,30 +72,11 @@ void restore_and_check(Harness& h, pid_t pid, bool breakpoints, const std::strin
 // fails, and the thread runs where ckpt could (this test's own CPUs), not
 // on the one CPU ckpt armed it from.
 TEST_P(Affinity, DumpedMaskThisMachineLacksLeavesCkpts) {
-  Harness h;
-  const pid_t pid = h.dump_workload("counter");
-  ASSERT_GT(pid, 0);
-  edit_core(h, pid, [](ckpt::img::TaskCore& core) {
-    auto* mask = core.mutable_threads(0)->mutable_cpu_affinity();
-    mask->Clear();
-    mask->Add(0);
-    mask->Add(1ULL << 63);
-  });
-  restore_and_check(h, pid, GetParam(), cpus_allowed(getpid()));
+  expect_restored_affinity(GetParam(), {0, 1ULL << 63}, cpus_allowed(getpid()));
 }
 
-// The dumped mask, one CPU of this machine: restored as dumped.
-TEST_P(Affinity, DumpedMaskOfOneCpuIsRestored) {
-  Harness h;
-  const pid_t pid = h.dump_workload("counter");
-  ASSERT_GT(pid, 0);
-  edit_core(h, pid, [](ckpt::img::TaskCore& core) {
-    auto* mask = core.mutable_threads(0)->mutable_cpu_affinity();
-    mask->Clear();
-    mask->Add(1);  // CPU 0
-  });
-  restore_and_check(h, pid, GetParam(), "0");
-}
+// One CPU of this machine: restored as dumped.
+TEST_P(Affinity, DumpedMaskOfOneCpuIsRestored) { expect_restored_affinity(GetParam(), {1}, "0"); }
 
 INSTANTIATE_TEST_SUITE_P(Modes, Affinity, ::testing::Bool(),
                          [](const ::testing::TestParamInfo<bool>& i) {

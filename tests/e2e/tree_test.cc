@@ -143,27 +143,46 @@ INSTANTIATE_TEST_SUITE_P(Modes, Tree,
                                            TreeCase{true, true, ""}),
                          tree_name);
 
+// The tree workload (7 tasks), started, with what each task's links are.
+struct SevenTasks {
+  pid_t root = -1;
+  std::vector<pid_t> tasks;
+  std::map<pid_t, std::string> links;
+};
+
+SevenTasks start_tree(Harness& h) {
+  SevenTasks t;
+  t.root = h.start_workload("tree");
+  if (t.root <= 0) return t;
+  t.tasks = tree_of(t.root);
+  t.links = links_of(t.tasks);
+  return t;
+}
+
+// Every task as it was, untraced; then the tree checks itself and passes.
+void expect_tree_as_it_was(Harness& h, const SevenTasks& t) {
+  std::this_thread::sleep_for(50ms);
+  expect_running_untraced(t.tasks, t.links);
+  kill(t.root, SIGTERM);
+  int st = h.wait_child(t.root);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << read_text(h.workload_log("tree"));
+}
+
 // A fault in a task in the middle of the tree: every task runs on as before.
 TEST(TreeFault, TaskInTheMiddleFailsAndNothingIsLost) {
   for (const char* point : {"parasite", "cure"}) {
     Harness h;
-    pid_t pid = h.start_workload("tree");
-    ASSERT_GT(pid, 0);
-    const std::vector<pid_t> tasks = tree_of(pid);
-    ASSERT_EQ(tasks.size(), 7u);
-    const auto links = links_of(tasks);
-    const pid_t middle = tasks[1];  // A: after R, before its children
+    const SevenTasks t = start_tree(h);
+    ASSERT_GT(t.root, 0);
+    ASSERT_EQ(t.tasks.size(), 7u);
+    const pid_t middle = t.tasks[1];  // A: after R, before its children
     setenv("CKPT_FAULT", fmt::format("{}@{}", point, middle).c_str(), 1);
-    CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+    CkptRun d = h.ckpt({"dump", "-t", std::to_string(t.root), "-D", h.images()});
     unsetenv("CKPT_FAULT");
     EXPECT_NE(d.exit_code(), 0);
     EXPECT_NE(d.err.find(fmt::format("dump pid {}: injected fault at {}", middle, point)), std::string::npos) << d.err;
-    std::this_thread::sleep_for(50ms);
-    expect_running_untraced(tasks, links);
     EXPECT_NE(access((h.images() + "/inventory.img").c_str(), F_OK), 0);
-    kill(pid, SIGTERM);
-    int st = h.wait_child(pid);
-    EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << read_text(h.workload_log("tree"));
+    expect_tree_as_it_was(h, t);
   }
 }
 
@@ -176,27 +195,21 @@ TEST(TreeTracers, TasksSplitBetweenTracersAndAKilledCkptLosesNone) {
   ASSERT_EQ(sched_getaffinity(0, sizeof cpus, &cpus), 0);
   if (CPU_COUNT(&cpus) < 2) GTEST_SKIP() << "one CPU: ckpt dumps a tree with one tracer";
   Harness h;
-  pid_t pid = h.start_workload("tree");
-  ASSERT_GT(pid, 0);
-  const std::vector<pid_t> tasks = tree_of(pid);
-  ASSERT_EQ(tasks.size(), 7u);
-  const auto links = links_of(tasks);
+  const SevenTasks t = start_tree(h);
+  ASSERT_GT(t.root, 0);
+  ASSERT_EQ(t.tasks.size(), 7u);
   setenv("CKPT_FAULT", "hang:seize", 1);
-  pid_t ckpt = h.ckpt_background({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  pid_t ckpt = h.ckpt_background({"dump", "-t", std::to_string(t.root), "-D", h.images()});
   unsetenv("CKPT_FAULT");
   ASSERT_TRUE(wait_in_syscall(ckpt, SYS_pause)) << "ckpt never reached its hang after the seize";
   std::set<pid_t> tracers;
-  for (pid_t p : tasks)
+  for (pid_t p : t.tasks)
     if (proc_state(p) != 'Z') tracers.insert(tracer_of(p));
   EXPECT_EQ(tracers.size(), 2u);
   EXPECT_TRUE(tracers.contains(ckpt)) << "ckpt's main thread traces none of the tasks";
   kill(ckpt, SIGKILL);
   h.wait_ckpt(ckpt);
-  std::this_thread::sleep_for(50ms);
-  expect_running_untraced(tasks, links);
-  kill(pid, SIGTERM);
-  int st = h.wait_child(pid);
-  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << read_text(h.workload_log("tree"));
+  expect_tree_as_it_was(h, t);
 }
 
 // A forked helper tree of `tasks` tasks: `setup` runs in the root; returns

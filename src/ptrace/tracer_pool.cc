@@ -2,8 +2,6 @@
 
 #include <unistd.h>
 
-#include "base/check.h"
-
 namespace ckpt {
 
 struct TracerPool::Worker {

@@ -25,6 +25,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "base/check.h"
 #include "base/result.h"
 #include "ptrace/tracee.h"
 
@@ -39,11 +40,12 @@ class TracerPool {
 
   size_t size() const { return workers_.size() + 1; }
 
-  // Runs `f` on tracer `i` and waits for its result: here if `i` is 0 or
-  // this thread is tracer `i`.
+  // Runs `f` on tracer `i` and waits for its result: here if this thread is
+  // tracer `i`. Tracer 0 takes no queued work: its work is run on it only.
   template <class F>
   std::invoke_result_t<F> run(size_t i, F&& f) {
-    if (i == 0 || on(i)) return f();
+    CHECK(i != 0 || on(0), "tracer 0's work run on another thread");
+    if (on(i)) return f();
     return post(i, std::forward<F>(f)).get();
   }
 

@@ -1,9 +1,18 @@
 #include "base/parallel.h"
 
+#include <sched.h>
+
+#include <algorithm>
 #include <atomic>
 #include <thread>
 
 namespace ckpt {
+
+size_t usable_cpus() {
+  cpu_set_t cpus;
+  if (sched_getaffinity(0, sizeof cpus, &cpus) < 0) return 1;
+  return std::max(CPU_COUNT(&cpus), 1);
+}
 
 void share_with_helper(size_t n, size_t helper_from, const std::function<void(size_t)>& work,
                        const std::function<void()>& first) {

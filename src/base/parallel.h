@@ -14,6 +14,10 @@
 
 namespace ckpt {
 
+// The CPUs the calling thread may run on (sched_getaffinity); 1 if it can't
+// tell.
+size_t usable_cpus();
+
 // Runs work(i) for every i in [0, n), each item once, on this thread and,
 // when n is at least `helper_from` (below that a thread costs more than it
 // saves), on a helper thread as well, each taking the next item. `first`

@@ -5,8 +5,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <sched.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -61,11 +59,7 @@ constexpr uint64_t kPfKthread = 0x00200000;
 // Here (2 CPUs) two dumps of half a tree each, side by side, took 50 ms
 // where one of the whole tree took 82, and three thirds no less than two
 // halves; more than 4 was never measured.
-size_t tracer_threads() {
-  cpu_set_t cpus;
-  if (sched_getaffinity(0, sizeof cpus, &cpus) < 0) return 1;
-  return std::clamp<size_t>(CPU_COUNT(&cpus), 1, 4);
-}
+size_t tracer_threads() { return std::min<size_t>(usable_cpus(), 4); }
 
 // One task's share of the dump's stats. With several tracers the per-task
 // phases (proc, parasite, memory, cure) add up across them, to more than the

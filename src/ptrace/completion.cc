@@ -281,15 +281,11 @@ void BreakpointProbe::end() {
 Result<void> BreakpointProbe::run() {
   Tracee& t = *tracee_;
   TRY(t.wait());
-  // On ckpt's own CPU, the debug registers are written there without an IPI
-  // and the child runs as soon as ckpt waits, with no other core to wake (in
-  // a VM each is an exit; 0.1 ms here). A hint: ignored where refused.
-  cpu_set_t here;
-  CPU_ZERO(&here);
-  if (const int cpu = sched_getcpu(); cpu >= 0) {
-    CPU_SET(cpu, &here);
-    (void)sched_setaffinity(pid_, sizeof here, &here);
-  }
+  // On ckpt's CPU the child runs as soon as ckpt waits, with no other core
+  // to wake (in a VM each is an exit; 0.1 ms here), and stops there to be
+  // disarmed. It dies once it answered: it is never unpinned.
+  ArmOnOneCpu here;
+  here.pin(pid_);
   const RemoteAddr at(reinterpret_cast<uint64_t>(&probe_target));
   Armed a = TRY(arm_breakpoint(t, at));
   if (a == Armed::Unsupported) return fail("the kernel refused or dropped the debug register values");
@@ -327,6 +323,28 @@ namespace {
 // refuses them) means unsupported; anything else is a real error.
 bool unsupported(const Error& e) { return e.err == EINVAL || e.err == EIO || e.err == EPERM; }
 }  // namespace
+
+ArmOnOneCpu::ArmOnOneCpu() {
+  const int cpu = sched_getcpu();
+  if (cpu < 0 || sched_getaffinity(0, sizeof mask_, &mask_) < 0 || CPU_COUNT(&mask_) < 2) return;
+  CPU_ZERO(&here_);
+  CPU_SET(cpu, &here_);
+  on_ = sched_setaffinity(0, sizeof here_, &here_) == 0;
+}
+
+ArmOnOneCpu::~ArmOnOneCpu() {
+  if (on_) (void)sched_setaffinity(0, sizeof mask_, &mask_);
+}
+
+void ArmOnOneCpu::pin(pid_t tid) {
+  if (on_) (void)sched_setaffinity(tid, sizeof here_, &here_);
+}
+
+Result<void> ArmOnOneCpu::unpin(pid_t tid) {
+  if (on_ && sched_setaffinity(tid, sizeof mask_, &mask_) < 0 && errno != ESRCH)
+    return sys_error("thread {}: set its CPU affinity back after arming", tid);
+  return {};
+}
 
 Result<Armed> arm_breakpoint(Tracee& t, RemoteAddr addr) {
   if (auto r = t.poke_user(arch::debugreg_offset(0), addr.raw()); !r) {

@@ -32,6 +32,8 @@
 // running untraced up to the barrier risks nothing if ckpt is killed.
 #pragma once
 
+#include <sched.h>
+
 #include <array>
 #include <cstdint>
 #include <functional>
@@ -101,6 +103,29 @@ class BreakpointProbe {
   std::string failed_;  // why the constructor could not start it
 };
 BreakpointSupport probe_breakpoints();  // both steps at once
+
+// Arming on the CPU ckpt is on. Writing a thread's debug registers changes
+// a perf event on the CPU the thread last ran on: a cross-CPU call (an IPI,
+// a VM exit here) unless ckpt writes from that CPU. While this lives, ckpt's
+// thread stays on the CPU it was on. pin() a thread before it is asked to
+// stop, so that it stops there (or, stopped already, runs there next);
+// unpin() it once armed, before it runs on: it gets ckpt's own affinity back,
+// which it inherited. Best effort: with one CPU, or where ckpt can't stay,
+// nothing moves, and a thread that can't be moved costs an IPI, no more.
+class ArmOnOneCpu {
+ public:
+  ArmOnOneCpu();
+  ArmOnOneCpu(const ArmOnOneCpu&) = delete;
+  ArmOnOneCpu& operator=(const ArmOnOneCpu&) = delete;
+  ~ArmOnOneCpu();
+
+  void pin(pid_t tid);
+  Result<void> unpin(pid_t tid);
+
+ private:
+  bool on_ = false;
+  cpu_set_t mask_, here_;
+};
 
 // Arms DR0/DR7 of a stopped task on `addr`. Does not resume it.
 Result<Armed> arm_breakpoint(Tracee& t, RemoteAddr addr);

@@ -17,6 +17,7 @@
 
 #include "arch/x86_64/uapi.h"
 #include "arch/x86_64/xsave.h"
+#include "base/parallel.h"
 #include "proc/status.h"
 
 namespace ckpt {
@@ -58,10 +59,7 @@ bool dead_but_unreported(pid_t tid) {
 constexpr auto kPollFirst = std::chrono::microseconds(50);
 
 bool polling_helps() {
-  static const bool helps = [] {
-    cpu_set_t cpus;
-    return sched_getaffinity(0, sizeof cpus, &cpus) == 0 && CPU_COUNT(&cpus) > 1;
-  }();
+  static const bool helps = usable_cpus() > 1;
   return helps;
 }
 

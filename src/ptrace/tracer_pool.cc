@@ -77,16 +77,6 @@ Result<void> TracerPool::on_each(const std::function<Result<void>(size_t)>& f) {
   return first;
 }
 
-TaskTracees& TaskTracees::operator=(TaskTracees&& o) noexcept {
-  if (this != &o) {
-    release();
-    pool_ = std::exchange(o.pool_, nullptr);
-    tracer_ = o.tracer_;
-    threads_ = std::move(o.threads_);
-  }
-  return *this;
-}
-
 void TaskTracees::release() {
   if (threads_.empty()) return;
   if (!pool_) {

@@ -83,7 +83,7 @@ class TaskTracees {
       : pool_(&pool), tracer_(tracer), threads_(std::move(threads)) {}
   TaskTracees(TaskTracees&& o) noexcept
       : pool_(std::exchange(o.pool_, nullptr)), tracer_(o.tracer_), threads_(std::move(o.threads_)) {}
-  TaskTracees& operator=(TaskTracees&& o) noexcept;
+  TaskTracees& operator=(TaskTracees&&) = delete;
   ~TaskTracees() { release(); }
 
   size_t tracer() const { return tracer_; }

@@ -1,7 +1,6 @@
 #include "restore/restore.h"
 
 #include <fcntl.h>
-#include <sched.h>
 #include <poll.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -331,40 +330,6 @@ Result<void> wait_parked(std::vector<LiveTask>& live) {
   if (silent) return error(EINVAL, "pid {}: preparing the task failed: it exited", live[*silent].images->pid);
   return {};
 }
-
-// Writing a thread's debug registers changes a perf event on the CPU the
-// thread last ran on: a cross-CPU call (an IPI, a VM exit here) unless ckpt
-// writes from that CPU. So while threads are interrupted and armed, ckpt
-// stays on the CPU it is on and each thread is asked to stop there; once
-// armed, it gets ckpt's affinity back (what it inherited), before it runs
-// on. Best effort: a thread that can't be moved costs an IPI, no more.
-class ArmOnOneCpu {
- public:
-  ArmOnOneCpu() {
-    const int cpu = sched_getcpu();
-    if (cpu < 0 || sched_getaffinity(0, sizeof mask_, &mask_) < 0 || CPU_COUNT(&mask_) < 2) return;
-    CPU_ZERO(&here_);
-    CPU_SET(cpu, &here_);
-    on_ = sched_setaffinity(0, sizeof here_, &here_) == 0;
-  }
-  ArmOnOneCpu(const ArmOnOneCpu&) = delete;
-  ArmOnOneCpu& operator=(const ArmOnOneCpu&) = delete;
-  ~ArmOnOneCpu() {
-    if (on_) (void)sched_setaffinity(0, sizeof mask_, &mask_);
-  }
-  void pin(pid_t tid) {
-    if (on_) (void)sched_setaffinity(tid, sizeof here_, &here_);
-  }
-  Result<void> unpin(pid_t tid) {
-    if (on_ && sched_setaffinity(tid, sizeof mask_, &mask_) < 0 && errno != ESRCH)
-      return sys_error("thread {}: its CPU affinity back after arming", tid);
-    return {};
-  }
-
- private:
-  bool on_ = false;
-  cpu_set_t mask_, here_;
-};
 
 // Seizes every thread of a parked task and, to arm its breakpoint, asks it
 // to stop; seize_all() waits for the stops once every task was asked, so

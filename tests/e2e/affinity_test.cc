@@ -1,6 +1,6 @@
 // CPU affinity across a restore. ckpt arms each thread's breakpoint from
-// the CPU it is on, the thread pinned there meanwhile (restore.cc,
-// ArmOnOneCpu): none may keep that pin. The restorer then sets the dumped
+// the CPU it is on, the thread pinned there meanwhile (ArmOnOneCpu,
+// ptrace/completion.h): none may keep that pin. The restorer then sets the dumped
 // affinity; where it names no CPU of this machine, the thread keeps what it
 // inherited from ckpt, as it did before ckpt pinned anything.
 #include <fmt/format.h>

@@ -55,8 +55,12 @@ class CpuFlipper {
 };
 
 TEST(RseqArea, DumpsVerifyWhileTheTaskMovesBetweenCpus) {
-  if (std::thread::hardware_concurrency() < 2) GTEST_SKIP() << "one CPU: the task can't be moved to another, so the kernel never changes its rseq area's "
-                                                   "cpu_id during a dump (the race this attacks can't happen here)";
+  // The CPUs the flipper may move the task between: those of this test.
+  cpu_set_t cpus;
+  ASSERT_EQ(sched_getaffinity(0, sizeof cpus, &cpus), 0);
+  if (CPU_COUNT(&cpus) < 2)
+    GTEST_SKIP() << "one CPU: the task can't be moved to another, so the kernel never changes its rseq area's cpu_id "
+                    "during a dump (the race this attacks can't happen here)";
   constexpr int kRounds = 60;
   Harness h;
   int failed = 0;

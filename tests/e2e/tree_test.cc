@@ -187,13 +187,13 @@ TEST(TreeFault, TaskInTheMiddleFailsAndNothingIsLost) {
 }
 
 // The tasks of a tree are dumped side by side, each by one tracer thread
-// from its seize on: with two CPUs or more, the 7 tasks of this tree have two
-// tracers, ckpt's main thread one of them. A ckpt killed then (each tracer
+// from its seize on, one tracer per CPU ckpt may use: with two CPUs or more
+// the 7 tasks of this tree have two tracers or more, ckpt's main thread one
+// of them; with one, the main thread alone. A ckpt killed then (each tracer
 // thread dies with it) loses no task: the kernel lets each go as it was.
 TEST(TreeTracers, TasksSplitBetweenTracersAndAKilledCkptLosesNone) {
   cpu_set_t cpus;
   ASSERT_EQ(sched_getaffinity(0, sizeof cpus, &cpus), 0);
-  if (CPU_COUNT(&cpus) < 2) GTEST_SKIP() << "one CPU: ckpt dumps a tree with one tracer";
   Harness h;
   const SevenTasks t = start_tree(h);
   ASSERT_GT(t.root, 0);
@@ -205,7 +205,8 @@ TEST(TreeTracers, TasksSplitBetweenTracersAndAKilledCkptLosesNone) {
   std::set<pid_t> tracers;
   for (pid_t p : t.tasks)
     if (proc_state(p) != 'Z') tracers.insert(tracer_of(p));
-  EXPECT_EQ(tracers.size(), 2u);
+  if (CPU_COUNT(&cpus) < 2) EXPECT_EQ(tracers.size(), 1u);
+  else EXPECT_GE(tracers.size(), 2u);
   EXPECT_TRUE(tracers.contains(ckpt)) << "ckpt's main thread traces none of the tasks";
   kill(ckpt, SIGKILL);
   h.wait_ckpt(ckpt);

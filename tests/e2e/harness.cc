@@ -91,6 +91,18 @@ std::string fds_of(pid_t pid) {
 }
 
 pid_t tracer_of(pid_t pid) { return std::atoi(status_field(pid, "TracerPid").c_str()); }
+
+bool dying(pid_t pid) {
+  const uint64_t kill_bit = uint64_t{1} << (SIGKILL - 1);
+  for (const char* set : {"SigPnd", "ShdPnd"})
+    if (std::strtoull(status_field(pid, set).c_str(), nullptr, 16) & kill_bit) return true;
+  // Field 9 of stat, after the ")" that ends comm; PF_EXITING is 0x4.
+  const std::string stat = read_text(fmt::format("/proc/{}/stat", pid));
+  std::istringstream rest(stat.substr(stat.rfind(')') + 1));
+  std::string field;
+  for (int i = 3; i <= 9; i++) rest >> field;
+  return std::strtoul(field.c_str(), nullptr, 10) & 0x4;
+}
 pid_t ppid_of(pid_t pid) { return std::atoi(status_field(pid, "PPid").c_str()); }
 std::string comm_of(pid_t pid) { return status_field(pid, "Name"); }
 

@@ -152,6 +152,9 @@ std::string read_text(const std::string& path);
 // "State:" letter of /proc/pid/status, TracerPid.
 char proc_state(pid_t pid);
 pid_t tracer_of(pid_t pid);
+// Killed but not dead yet: SIGKILL pending, or already exiting. Such a task
+// still looks running ('R' or 'S') until it is scheduled.
+bool dying(pid_t pid);
 // "fd target" lines of the low fds, to compare the fd table before and after.
 std::string fds_of(pid_t pid);
 pid_t ppid_of(pid_t pid);

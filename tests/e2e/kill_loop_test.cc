@@ -11,6 +11,7 @@
 // prints the tally.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <random>
@@ -226,15 +228,17 @@ class RestoreKillLoop : public PreforkTree {
     reap_all(tasks);
   }
 
-  // Running: the task runs its own code (not ckpt's, parked), untraced.
-  // Gone: its pid is free.
+  // Running: the task runs its own code (not ckpt's, parked), untraced, and
+  // was not killed (a watcher's SIGKILL takes effect only once the task is
+  // scheduled). Gone: its pid is free.
   std::pair<int, int> running_and_gone() {
     int running = 0, gone = 0;
     for (pid_t p : tasks) {
       waitpid(p, nullptr, WNOHANG | __WALL);
       const char s = proc_state(p);
       if (kill(p, 0) < 0 && errno == ESRCH) gone++;
-      else if ((s == 'R' || s == 'S') && tracer_of(p) == 0 && read_text(fmt::format("/proc/{}/comm", p)) == comm)
+      else if ((s == 'R' || s == 'S') && tracer_of(p) == 0 && !dying(p) &&
+               read_text(fmt::format("/proc/{}/comm", p)) == comm)
         running++;
     }
     return {running, gone};
@@ -314,6 +318,56 @@ TEST_F(RestoreKillLoop, TreeWholeOrGone) {
   }
   fmt::print("restore kill loop: {} kills, {} restores finished first, {} lost\n", kills, finished, lost);
   EXPECT_EQ(lost, 0) << losses;
+}
+
+// What the loop above judges by: a task that a killed ckpt's watcher has
+// just SIGKILLed still looks running until it is scheduled (a CI run took
+// such a tree for whole). Here it is kept off its CPU by a real-time
+// spinner while it is killed.
+TEST(Judging, AKilledTaskNotYetScheduledIsDying) {
+  cpu_set_t mine;
+  ASSERT_EQ(sched_getaffinity(0, sizeof mine, &mine), 0);
+  std::vector<int> cpus;
+  for (int c = 0; c < CPU_SETSIZE; c++)
+    if (CPU_ISSET(c, &mine)) cpus.push_back(c);
+  if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs: one to starve, one to look from";
+  cpu_set_t starved, here;
+  CPU_ZERO(&starved);
+  CPU_SET(cpus.back(), &starved);
+  CPU_ZERO(&here);
+  CPU_SET(cpus.front(), &here);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    sched_setaffinity(0, sizeof starved, &starved);
+    for (;;) pause();
+  }
+  ASSERT_TRUE(wait_until([&] { return proc_state(child) == 'S'; }));
+  EXPECT_FALSE(dying(child));
+  ASSERT_EQ(sched_setaffinity(child, sizeof starved, &starved), 0);
+  std::atomic<bool> spinning = false, stop = false;
+  std::thread spinner([&] {
+    sched_param rt{.sched_priority = 1};
+    if (sched_setaffinity(0, sizeof starved, &starved) < 0 || sched_setscheduler(0, SCHED_FIFO, &rt) < 0) return;
+    spinning = true;
+    const auto end = Clock::now() + std::chrono::milliseconds(300);  // within the kernel's real-time budget
+    while (!stop && Clock::now() < end) {
+    }
+  });
+  ASSERT_EQ(sched_setaffinity(0, sizeof here, &here), 0);
+  ASSERT_TRUE(wait_until([&] { return spinning.load(); }, std::chrono::seconds(2))) << "no real-time spinner";
+  std::this_thread::sleep_for(std::chrono::milliseconds(10));  // the spinner holds the CPU
+  ASSERT_EQ(kill(child, SIGKILL), 0);
+  const char state = proc_state(child);
+  const bool seen_dying = dying(child);
+  stop = true;
+  spinner.join();
+  sched_setaffinity(0, sizeof mine, &mine);
+  int status;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(state == 'R' || state == 'S') << "state " << state;
+  EXPECT_TRUE(seen_dying);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 }
 
 // The narrowest window of the loop above, hit every time: ckpt killed once

@@ -8,7 +8,7 @@
 
 namespace ckpt::abi {
 
-inline constexpr uint32_t kRestorerAbiVersion = 16;
+inline constexpr uint32_t kRestorerAbiVersion = 17;
 inline constexpr int kCpuMaskWords = 16;  // 1024 CPUs
 inline constexpr int kMaxSignals = 64;
 inline constexpr int kAuxvWords = 64;  // >= the kernel's AT_VECTOR_SIZE
@@ -329,6 +329,12 @@ struct RestorerArgs {
   int32_t lazy_daemon_fd;
   int32_t lazy_watch_fd;
   uint32_t pad_lazy;
+  // ckpt's own CPU affinity, which its threads inherited before ckpt pinned
+  // them to arm them (ptrace/completion.h, ArmOnOneCpu): theirs again where
+  // the dumped one can't be (none dumped, or none of its CPUs here).
+  uint32_t nr_ckpt_cpu_words;  // 0: leave the pin
+  uint32_t pad_cpus;
+  uint64_t ckpt_cpus[kCpuMaskWords];
 };
 
 // What a restorer sends with its task's userfaultfd.

@@ -14,6 +14,7 @@
 #include <linux/prctl.h>
 #include <linux/signal.h>
 
+#include "arch/x86_64/cpu_now.h"
 #include "pie/parasite_abi.h"
 #include "pie/sys.h"
 
@@ -21,7 +22,7 @@ using namespace ckpt::abi;
 using pie::sys;
 
 extern "C" {
-[[noreturn]] void rst_sigreturn(uint64_t frame);
+[[noreturn]] void rst_sigreturn(uint64_t frame, uint64_t cpu);
 [[noreturn]] void parasite_selfcure(uint64_t frame);
 }
 
@@ -328,7 +329,7 @@ extern "C" [[noreturn]] void parasite_daemon(ParasiteArgs* a) {
           break;
         case kParasiteFinish:
           close_fds(a);
-          rst_sigreturn(a->sigframe);
+          rst_sigreturn(a->sigframe, ckpt::arch::cpu_now());
         default: f = {22, kPsUnknownCmd, msg.cmd};
       }
     }

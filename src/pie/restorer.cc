@@ -18,6 +18,7 @@
 #include <linux/ioctl.h>
 #include <linux/userfaultfd.h>
 
+#include "arch/x86_64/cpu_now.h"
 #include "pie/abi.h"
 #include "pie/crc32c.h"
 #include "pie/sys.h"
@@ -27,7 +28,7 @@ using pie::sys;
 
 extern "C" {
 // In restorer_entry.S: loads the sigframe and issues rt_sigreturn.
-[[noreturn]] void rst_sigreturn(uint64_t frame);
+[[noreturn]] void rst_sigreturn(uint64_t frame, uint64_t cpu);
 // In sigreturn.S: the barrier where syscall-trace completion takes over
 // (src/ptrace/completion.h): int3, or tgkill(tgid, tid, SIGSTOP).
 long rst_barrier(long tgid, long tid, uint32_t how);
@@ -573,8 +574,10 @@ void restore_process(RestorerArgs* a, ThreadArg* t) {
   // After the credentials, which reset it.
   MUST(t, kStepPrctl, sys(__NR_prctl, PR_SET_PDEATHSIG, t->pdeathsig, 0, 0, 0), PR_SET_PDEATHSIG, 0);
   if (t->timerslack_ns) sys(__NR_prctl, PR_SET_TIMERSLACK, t->timerslack_ns, 0, 0, 0);
-  // Best effort: a machine without those CPUs refuses the mask (EINVAL).
-  if (t->nr_cpu_words) sys(__NR_sched_setaffinity, 0, t->nr_cpu_words * 8, t->cpu_affinity);
+  // Best effort: a machine without those CPUs refuses the mask (EINVAL);
+  // the thread then gets back what it had before ckpt pinned it.
+  if (!t->nr_cpu_words || sys(__NR_sched_setaffinity, 0, t->nr_cpu_words * 8, t->cpu_affinity) < 0)
+    if (a->nr_ckpt_cpu_words) sys(__NR_sched_setaffinity, 0, a->nr_ckpt_cpu_words * 8, a->ckpt_cpus);
   if (t->no_new_privs)
     MUST(t, kStepPrctl, sys(__NR_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), PR_SET_NO_NEW_PRIVS, 0);
   queue_signals(t, reinterpret_cast<const SigInfoArg*>(t->siginfo), t->nr_siginfo, true);
@@ -594,7 +597,7 @@ void restore_process(RestorerArgs* a, ThreadArg* t) {
   // rt_sigreturn is all that is left. A pending SIGCONT would be flushed by
   // a SIGSTOP: ckpt queues those after completion (restore/traps.h).
   if (a->barrier) MUST(t, kStepStop, rst_barrier(threads(a)[0].tid, t->tid, a->barrier), 0, 0);
-  rst_sigreturn(t->sigframe);
+  rst_sigreturn(t->sigframe, ckpt::arch::cpu_now());
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 /*
- * The one way out of every blob: rdi = sigframe (rsp at rt_sigreturn).
+ * The one way out of every blob: rdi = sigframe (rsp at rt_sigreturn),
+ * rsi = the CPU the caller ran on (arch/x86_64/cpu_now.h), which ckpt reads
+ * at the breakpoint to disarm it from that CPU.
  * Kept out of line and in assembly so that its address, and that of its
  * syscall instruction, are fixed points where ckpt puts a breakpoint and
  * which it reuses for a remote munmap of the blob (src/ptrace/completion.h).

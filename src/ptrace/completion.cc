@@ -93,7 +93,43 @@ Result<void> load_final_state(Tracee& t, const FinalState& fin, const std::funct
 
 namespace {
 
+// Breakpoints cleared in batches, one per CPU their threads stopped on,
+// each from that CPU: writing a stopped thread's debug registers changes its
+// perf event by a call to the CPU the thread last ran on (an IPI, a VM exit
+// here) unless ckpt is there. A thread's CPU is the blob's word (rsi at
+// rst_sigreturn, arch/x86_64/cpu_now.h): a wrong one costs an IPI, no more.
+// ckpt's thread gets its own affinity back at the end.
+class DisarmByCpu {
+ public:
+  void add(Tracee& t, const arch::Regs& at_breakpoint) { held_.push_back({at_breakpoint.rsi, &t}); }
+
+  Result<void> run() {
+    cpu_set_t mine;
+    const bool can_move = held_.size() > 1 && sched_getaffinity(0, sizeof mine, &mine) == 0;
+    std::ranges::sort(held_, {}, &std::pair<uint64_t, Tracee*>::first);
+    bool moved = false;
+    for (size_t i = 0; i < held_.size(); i++) {
+      const uint64_t cpu = held_[i].first;
+      if (can_move && (i == 0 || cpu != held_[i - 1].first) && cpu < CPU_SETSIZE && CPU_ISSET(cpu, &mine)) {
+        cpu_set_t there;
+        CPU_ZERO(&there);
+        CPU_SET(cpu, &there);
+        moved |= sched_setaffinity(0, sizeof there, &there) == 0;
+      }
+      TRY(disarm_breakpoint(*held_[i].second));
+    }
+    if (moved) (void)sched_setaffinity(0, sizeof mine, &mine);
+    held_.clear();
+    return {};
+  }
+
+ private:
+  std::vector<std::pair<uint64_t, Tracee*>> held_;  // (CPU, thread)
+};
+
 // Waits for the breakpoint stop of one thread; returns its registers there.
+// The breakpoint is still armed: the caller clears it (a leftover one would
+// hang the next dump, pitfall 6) before the thread runs again.
 Result<arch::Regs> reach_breakpoint(Tracee& t, const CompletionSite& site, const StrayStopExplainer& explain) {
   Stop s = TRY(t.wait_past_sigstop(false));
   if (s.sig() != SIGTRAP) return std::unexpected(explain(t, s));
@@ -101,8 +137,6 @@ Result<arch::Regs> reach_breakpoint(Tracee& t, const CompletionSite& site, const
   arch::Regs regs = TRY(t.regs());
   if (si.si_code != arch::kTrapHwBkpt || RemoteAddr(regs.rip) != site.sigreturn_fn)
     return std::unexpected(explain(t, s));
-  // Clear it now: a leftover breakpoint would hang the next dump (pitfall 6).
-  TRY(disarm_breakpoint(t));
   return regs;
 }
 
@@ -340,12 +374,6 @@ void ArmOnOneCpu::pin(pid_t tid) {
   if (on_) (void)sched_setaffinity(tid, sizeof here_, &here_);
 }
 
-Result<void> ArmOnOneCpu::unpin(pid_t tid) {
-  if (on_ && sched_setaffinity(tid, sizeof mask_, &mask_) < 0 && errno != ESRCH)
-    return sys_error("thread {}: set its CPU affinity back after arming", tid);
-  return {};
-}
-
 Result<Armed> arm_breakpoint(Tracee& t, RemoteAddr addr) {
   if (auto r = t.poke_user(arch::debugreg_offset(0), addr.raw()); !r) {
     if (unsupported(r.error())) return Armed::Unsupported;
@@ -381,15 +409,18 @@ Result<void> finish_group(CompletionGroup& g, std::span<Tracee* const> others, c
   // arrives early simply sits in its stop until we get to it.
   arch::Regs first_regs{};
   if (g.mode == CompletionMode::Breakpoint) {
+    DisarmByCpu disarms;
     for (size_t i = 0; i < tasks.size(); i++) {
       if (i == 0 && site.outside) {
         first_regs = TRY(pass_breakpoint(tasks[0], site, explain));
         continue;
       }
       arch::Regs at = TRY(reach_breakpoint(*tasks[i].tracee, site, explain));
+      disarms.add(*tasks[i].tracee, at);
       if (i == 0) first_regs = at;
       else TRY(load_final_state(*tasks[i].tracee, tasks[i].final_state));
     }
+    TRY(disarms.run());
   } else {
     first_regs = TRY(reach_sigreturns(tasks, site, explain, others))[0];
   }
@@ -441,10 +472,19 @@ class PipelinedCompletion {
         while (t.phase < until)
           TRY(on_stop(*t.tracee, TRY(t.tracee->wait()), t.phase, t.group->threads[0].tracee->tid(), t.group->site,
                       &t.regs, explain_));
-    for (CompletionGroup& g : groups) {
+    // Every breakpoint reached, then all of them cleared (by CPU), then the
+    // munmaps started: a thread that ran again could be on another CPU.
+    DisarmByCpu disarms;
+    std::vector<arch::Regs> at_breakpoint(groups.size());
+    for (size_t i = 0; i < groups.size(); i++)
+      if (takes(groups[i]) && groups[i].mode == CompletionMode::Breakpoint)
+        at_breakpoint[i] = TRY(reach_breakpoints(groups[i], disarms));
+    TRY(disarms.run());
+    for (size_t i = 0; i < groups.size(); i++) {
+      CompletionGroup& g = groups[i];
       if (!takes(g)) continue;
       if (g.mode == CompletionMode::Breakpoint) {
-        TRY(start_at_breakpoints(g));
+        in_flight_.push_back({&g, TRY(start_unmap(*g.threads[0].tracee, at_breakpoint[i], g.site)), {}});
       } else {
         auto first = std::find_if(traced.begin(), traced.end(), [&](const Traced& t) { return t.group == &g; });
         in_flight_.push_back({&g, TRY(start_unmap(*first->tracee, first->regs, g.site)), first->regs});
@@ -480,15 +520,17 @@ class PipelinedCompletion {
   };
 
   // Sweep 1 of a breakpoint group: same stops and checks as finish_group().
-  Result<void> start_at_breakpoints(CompletionGroup& g) {
+  // Returns the first thread's registers at its breakpoint.
+  Result<arch::Regs> reach_breakpoints(CompletionGroup& g, DisarmByCpu& disarms) {
     std::span<CompletionTask> tasks = g.threads;
-    arch::Regs regs = TRY(reach_breakpoint(*tasks[0].tracee, g.site, explain_));
-    for (size_t i = 1; i < tasks.size(); i++) {
-      TRY(reach_breakpoint(*tasks[i].tracee, g.site, explain_));
-      TRY(load_final_state(*tasks[i].tracee, tasks[i].final_state));
+    arch::Regs first{};
+    for (size_t i = 0; i < tasks.size(); i++) {
+      const arch::Regs at = TRY(reach_breakpoint(*tasks[i].tracee, g.site, explain_));
+      disarms.add(*tasks[i].tracee, at);
+      if (i == 0) first = at;
+      else TRY(load_final_state(*tasks[i].tracee, tasks[i].final_state));
     }
-    in_flight_.push_back({&g, TRY(start_unmap(*tasks[0].tracee, regs, g.site)), {}});
-    return {};
+    return first;
   }
 
   const StrayStopExplainer& explain_;

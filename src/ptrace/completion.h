@@ -108,10 +108,12 @@ BreakpointSupport probe_breakpoints();  // both steps at once
 // a perf event on the CPU the thread last ran on: a cross-CPU call (an IPI,
 // a VM exit here) unless ckpt writes from that CPU. While this lives, ckpt's
 // thread stays on the CPU it was on. pin() a thread before it is asked to
-// stop, so that it stops there (or, stopped already, runs there next);
-// unpin() it once armed, before it runs on: it gets ckpt's own affinity back,
-// which it inherited. Best effort: with one CPU, or where ckpt can't stay,
-// nothing moves, and a thread that can't be moved costs an IPI, no more.
+// stop, so that it stops there (or, stopped already, runs there next). The
+// thread undoes the pin itself as it sets its own affinity (a restorer's
+// last steps), so ckpt spends no call on it. Best effort: with one CPU, or
+// where ckpt can't stay, nothing moves, and a thread that can't be moved
+// costs an IPI, no more. (Disarming is the other way round: ckpt moves to
+// the threads' CPUs, completion.cc's DisarmByCpu.)
 class ArmOnOneCpu {
  public:
   ArmOnOneCpu();
@@ -120,7 +122,6 @@ class ArmOnOneCpu {
   ~ArmOnOneCpu();
 
   void pin(pid_t tid);
-  Result<void> unpin(pid_t tid);
 
  private:
   bool on_ = false;

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -350,7 +351,7 @@ Result<void> seize_threads(LiveTask& lt, const PidMap& pids, ArmOnOneCpu& arming
 
 // The threads of a task, stopped: arms their breakpoints (or falls back to
 // syscall tracing).
-Result<void> arm_threads(LiveTask& lt, RemoteAddr sigreturn_fn, ArmOnOneCpu& arming, Log& log) {
+Result<void> arm_threads(LiveTask& lt, RemoteAddr sigreturn_fn, Log& log) {
   if (lt.mode != CompletionMode::Breakpoint) return {};
   for (Tracee& t : lt.tracees) {
     Stop s = TRY(t.wait());
@@ -368,8 +369,6 @@ Result<void> arm_threads(LiveTask& lt, RemoteAddr sigreturn_fn, ArmOnOneCpu& arm
       break;
     }
   }
-  // A failed restore kills the threads: only one that goes on needs it.
-  for (Tracee& t : lt.tracees) TRY(arming.unpin(t.tid()));
   return {};
 }
 
@@ -561,7 +560,7 @@ Result<std::vector<CompletionGroup>> seize_all(std::vector<LiveTask>& live, cons
     const RemoteAddr sigreturn_fn = boot_at + pie::restorer::k_rst_sigreturn;
     // Stopped to be armed (a refused breakpoint then falls back, stopped).
     const bool stopped = lt.mode == CompletionMode::Breakpoint;
-    TRY_CTX(arm_threads(lt, sigreturn_fn, arming, log), "pid {}", lt.images->pid);
+    TRY_CTX(arm_threads(lt, sigreturn_fn, log), "pid {}", lt.images->pid);
     for (size_t i = 0; i < lt.tracees.size(); i++) {
       const img::ThreadCore& th = lt.images->core.threads(i);
       lt.completion.push_back({&lt.tracees[i],
@@ -704,9 +703,17 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
 
   // How each task completes: the breakpoint probe ran meanwhile.
   const CompletionMode wanted = wanted_mode(o, o.breakpoints ? breakpoints() : BreakpointSupport{}, log);
+  // The affinity a thread pinned to arm it goes back to (abi.h).
+  cpu_set_t ckpt_cpus;
+  static_assert(sizeof ckpt_cpus == sizeof abi::RestorerArgs::ckpt_cpus);
+  const bool known_cpus = sched_getaffinity(0, sizeof ckpt_cpus, &ckpt_cpus) == 0;
   for (LiveTask& lt : live) {
     lt.mode = mode_for(*lt.images, wanted, log);
-    lt.plan->boot.args()->barrier = lt.mode == CompletionMode::SyscallTrace ? barrier_for(*lt.images) : abi::kBarrierNone;
+    abi::RestorerArgs* args = lt.plan->boot.args();
+    args->barrier = lt.mode == CompletionMode::SyscallTrace ? barrier_for(*lt.images) : abi::kBarrierNone;
+    if (!known_cpus) continue;
+    args->nr_ckpt_cpu_words = abi::kCpuMaskWords;
+    std::memcpy(args->ckpt_cpus, &ckpt_cpus, sizeof ckpt_cpus);
   }
 
   // 3. The tree, parked. What refers to its tasks by PID (a pidfd, a /proc

@@ -75,6 +75,10 @@ TEST_P(Affinity, DumpedMaskThisMachineLacksLeavesCkpts) {
   expect_restored_affinity(GetParam(), {0, 1ULL << 63}, cpus_allowed(getpid()));
 }
 
+// No mask dumped at all (an image that has none): the thread runs where
+// ckpt could, as above.
+TEST_P(Affinity, NoDumpedMaskLeavesCkpts) { expect_restored_affinity(GetParam(), {}, cpus_allowed(getpid())); }
+
 // One CPU of this machine: restored as dumped.
 TEST_P(Affinity, DumpedMaskOfOneCpuIsRestored) { expect_restored_affinity(GetParam(), {1}, "0"); }
 

@@ -330,7 +330,7 @@ struct RestorerArgs {
   int32_t lazy_watch_fd;
   uint32_t pad_lazy;
   // ckpt's own CPU affinity, which its threads inherited before ckpt pinned
-  // them to arm them (ptrace/completion.h, ArmOnOneCpu): theirs again where
+  // them to arm them (ptrace/completion.h, ArmByCpu): theirs again where
   // the dumped one can't be (none dumped, or none of its CPUs here).
   uint32_t nr_ckpt_cpu_words;  // 0: leave the pin
   uint32_t pad_cpus;

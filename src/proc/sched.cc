@@ -58,4 +58,18 @@ Result<void> write_ioprio(pid_t tid, int ioprio) {
   return {};
 }
 
+Result<ThreadSched> read_thread_sched(pid_t tid) { return ThreadSched{TRY(read_sched(tid)), TRY(read_ioprio(tid))}; }
+
+Result<void> write_thread_sched(pid_t tid, const img::ThreadCore& dumped, const ThreadSched& has) {
+  if (dumped.has_sched()) {
+    const img::Sched& d = dumped.sched();
+    const img::Sched& h = has.sched;
+    if (d.policy() != h.policy() || d.flags() != h.flags() || d.nice() != h.nice() || d.priority() != h.priority() ||
+        d.runtime_ns() != h.runtime_ns() || d.deadline_ns() != h.deadline_ns() || d.period_ns() != h.period_ns())
+      TRY(write_sched(tid, d));
+  }
+  if (dumped.has_ioprio() && dumped.ioprio() != has.ioprio) TRY(write_ioprio(tid, dumped.ioprio()));
+  return {};
+}
+
 }  // namespace ckpt::proc

@@ -15,4 +15,14 @@ Result<void> write_sched(pid_t tid, const img::Sched& s);
 Result<int> read_ioprio(pid_t tid);
 Result<void> write_ioprio(pid_t tid, int ioprio);
 
+// Both at once, and a thread's own write of them only where they differ
+// from what it has: a restored thread starts with ckpt's, inherited, which
+// is what most threads were dumped with.
+struct ThreadSched {
+  img::Sched sched;
+  int ioprio = 0;
+};
+Result<ThreadSched> read_thread_sched(pid_t tid);
+Result<void> write_thread_sched(pid_t tid, const img::ThreadCore& dumped, const ThreadSched& has);
+
 }  // namespace ckpt::proc

@@ -104,21 +104,13 @@ class DisarmByCpu {
   void add(Tracee& t, const arch::Regs& at_breakpoint) { held_.push_back({at_breakpoint.rsi, &t}); }
 
   Result<void> run() {
-    cpu_set_t mine;
-    const bool can_move = held_.size() > 1 && sched_getaffinity(0, sizeof mine, &mine) == 0;
     std::ranges::sort(held_, {}, &std::pair<uint64_t, Tracee*>::first);
-    bool moved = false;
-    for (size_t i = 0; i < held_.size(); i++) {
-      const uint64_t cpu = held_[i].first;
-      if (can_move && (i == 0 || cpu != held_[i - 1].first) && cpu < CPU_SETSIZE && CPU_ISSET(cpu, &mine)) {
-        cpu_set_t there;
-        CPU_ZERO(&there);
-        CPU_SET(cpu, &there);
-        moved |= sched_setaffinity(0, sizeof there, &there) == 0;
-      }
-      TRY(disarm_breakpoint(*held_[i].second));
+    std::optional<OnCpu> ckpt;
+    if (held_.size() > 1) ckpt.emplace();
+    for (auto [cpu, t] : held_) {
+      if (ckpt && cpu < CPU_SETSIZE) ckpt->go(static_cast<int>(cpu));
+      TRY(disarm_breakpoint(*t));
     }
-    if (moved) (void)sched_setaffinity(0, sizeof mine, &mine);
     held_.clear();
     return {};
   }
@@ -318,11 +310,12 @@ Result<void> BreakpointProbe::run() {
   // On ckpt's CPU the child runs as soon as ckpt waits, with no other core
   // to wake (in a VM each is an exit; 0.1 ms here), and stops there to be
   // disarmed. It dies once it answered: it is never unpinned.
-  ArmOnOneCpu here;
+  ArmByCpu here(1);
   here.pin(pid_);
+  here.go_to(pid_);
   const RemoteAddr at(reinterpret_cast<uint64_t>(&probe_target));
   Armed a = TRY(arm_breakpoint(t, at));
-  if (a == Armed::Unsupported) return fail("the kernel refused or dropped the debug register values");
+  if (a == Armed::Unsupported) return fail("the kernel refused the debug register values");
   TRY(t.cont());
   TRY(write_all(go_write_.get(), "g", 1));
   auto s = t.wait(Tracee::Clock::now() + std::chrono::seconds(5));
@@ -358,20 +351,43 @@ namespace {
 bool unsupported(const Error& e) { return e.err == EINVAL || e.err == EIO || e.err == EPERM; }
 }  // namespace
 
-ArmOnOneCpu::ArmOnOneCpu() {
-  const int cpu = sched_getcpu();
-  if (cpu < 0 || sched_getaffinity(0, sizeof mask_, &mask_) < 0 || CPU_COUNT(&mask_) < 2) return;
-  CPU_ZERO(&here_);
-  CPU_SET(cpu, &here_);
-  on_ = sched_setaffinity(0, sizeof here_, &here_) == 0;
+OnCpu::OnCpu() {
+  const int here = sched_getcpu();
+  if (here < 0 || sched_getaffinity(0, sizeof mask_, &mask_) < 0) return;
+  cpus_.push_back(here);
+  for (int c = 0; c < CPU_SETSIZE; c++)
+    if (c != here && CPU_ISSET(c, &mask_)) cpus_.push_back(c);
 }
 
-ArmOnOneCpu::~ArmOnOneCpu() {
-  if (on_) (void)sched_setaffinity(0, sizeof mask_, &mask_);
+OnCpu::~OnCpu() {
+  if (held_on_ >= 0) (void)sched_setaffinity(0, sizeof mask_, &mask_);
 }
 
-void ArmOnOneCpu::pin(pid_t tid) {
-  if (on_) (void)sched_setaffinity(tid, sizeof here_, &here_);
+void OnCpu::go(int cpu) {
+  if (cpu == held_on_ || cpu < 0 || cpu >= CPU_SETSIZE || !CPU_ISSET(cpu, &mask_)) return;
+  cpu_set_t there;
+  CPU_ZERO(&there);
+  CPU_SET(cpu, &there);
+  if (sched_setaffinity(0, sizeof there, &there) == 0) held_on_ = cpu;
+}
+
+ArmByCpu::ArmByCpu(size_t threads) : threads_(threads) {
+  // Kept on its CPU from the start, where the first block's threads stop.
+  if (ckpt_.cpus().size() > 1) ckpt_.go(ckpt_.cpus()[0]);
+}
+
+void ArmByCpu::pin(pid_t tid) {
+  const std::vector<int>& cpus = ckpt_.cpus();
+  if (cpus.size() < 2 || threads_ == 0) return;
+  const int cpu = cpus[std::min(pinned_++ * cpus.size() / threads_, cpus.size() - 1)];
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(cpu, &one);
+  if (sched_setaffinity(tid, sizeof one, &one) == 0) cpu_of_[tid] = cpu;
+}
+
+void ArmByCpu::go_to(pid_t tid) {
+  if (auto it = cpu_of_.find(tid); it != cpu_of_.end()) ckpt_.go(it->second);
 }
 
 Result<Armed> arm_breakpoint(Tracee& t, RemoteAddr addr) {
@@ -384,8 +400,9 @@ Result<Armed> arm_breakpoint(Tracee& t, RemoteAddr addr) {
     if (unsupported(r.error())) return Armed::Unsupported;
     return std::unexpected(r.error());
   }
-  uint64_t dr7 = TRY(t.peek_user(arch::debugreg_offset(7)));
-  if (!(dr7 & arch::kDr7EnableDr0Exec)) return Armed::Unsupported;
+  // No read back: the kernel keeps DR7 as written only once every
+  // breakpoint it enables is registered, and says so by its error. Whether
+  // one fires is the probe's to find out.
   return Armed::Yes;
 }
 

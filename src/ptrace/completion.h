@@ -40,6 +40,8 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <unordered_map>
+#include <vector>
 
 #include "arch/x86_64/regs.h"
 #include "base/log.h"
@@ -104,28 +106,51 @@ class BreakpointProbe {
 };
 BreakpointSupport probe_breakpoints();  // both steps at once
 
-// Arming on the CPU ckpt is on. Writing a thread's debug registers changes
-// a perf event on the CPU the thread last ran on: a cross-CPU call (an IPI,
-// a VM exit here) unless ckpt writes from that CPU. While this lives, ckpt's
-// thread stays on the CPU it was on. pin() a thread before it is asked to
-// stop, so that it stops there (or, stopped already, runs there next). The
-// thread undoes the pin itself as it sets its own affinity (a restorer's
-// last steps), so ckpt spends no call on it. Best effort: with one CPU, or
-// where ckpt can't stay, nothing moves, and a thread that can't be moved
-// costs an IPI, no more. (Disarming is the other way round: ckpt moves to
-// the threads' CPUs, completion.cc's DisarmByCpu.)
-class ArmOnOneCpu {
+// ckpt's thread on one CPU after another (of those it may use), its own
+// affinity back at the end. Best effort: where it can't move, it stays.
+class OnCpu {
  public:
-  ArmOnOneCpu();
-  ArmOnOneCpu(const ArmOnOneCpu&) = delete;
-  ArmOnOneCpu& operator=(const ArmOnOneCpu&) = delete;
-  ~ArmOnOneCpu();
+  OnCpu();
+  OnCpu(const OnCpu&) = delete;
+  OnCpu& operator=(const OnCpu&) = delete;
+  ~OnCpu();
 
-  void pin(pid_t tid);
+  // The CPUs ckpt may use, the one it is on first; empty if unknown.
+  const std::vector<int>& cpus() const { return cpus_; }
+  // Onto `cpu` and kept there, unless there already.
+  void go(int cpu);
 
  private:
-  bool on_ = false;
-  cpu_set_t mask_, here_;
+  cpu_set_t mask_;
+  std::vector<int> cpus_;
+  int held_on_ = -1;  // pinned there by go()
+};
+
+// Arming where the threads stop. Writing a thread's debug registers changes
+// a perf event on the CPU the thread last ran on: a cross-CPU call (an IPI,
+// a VM exit here) unless ckpt writes from that CPU. The `threads` to arm are
+// pinned, in the order given, in contiguous blocks over the CPUs ckpt may
+// use (its own CPU first) before they are asked to stop, so that each stops
+// on its block's CPU; ckpt arms them in the same order, from each block's
+// CPU (one move per CPU). The spread matters as much: a restored thread runs
+// on where it was armed until its restorer sets its own affinity (which
+// undoes the pin; ckpt spends no call on it), and one CPU for them all would
+// leave the others idle. With one CPU nothing moves; a thread ckpt could not
+// pin costs an IPI, no more. (Disarming goes the other way round: ckpt moves
+// to the threads' CPUs, completion.cc's DisarmByCpu.)
+class ArmByCpu {
+ public:
+  explicit ArmByCpu(size_t threads);
+
+  // The next thread in order, not yet stopped (or stopped: it runs there next).
+  void pin(pid_t tid);
+  // Before ckpt arms `tid`: onto the CPU it was pinned to.
+  void go_to(pid_t tid);
+
+ private:
+  OnCpu ckpt_;
+  size_t threads_, pinned_ = 0;
+  std::unordered_map<pid_t, int> cpu_of_;
 };
 
 // Arms DR0/DR7 of a stopped task on `addr`. Does not resume it.

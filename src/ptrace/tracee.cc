@@ -139,7 +139,7 @@ std::string Stop::describe() const {
   return fmt::format("status {:#x}", status);
 }
 
-Result<Tracee> Tracee::seize(pid_t tid, unsigned long extra) {
+Result<Tracee> Tracee::seize(pid_t tid, unsigned long extra, std::optional<bool> leader) {
   // Seccomp filters of the task must not judge the syscalls we make it run;
   // suspending them needs CAP_SYS_ADMIN, without it they stay in force.
   const unsigned long opts = PTRACE_O_TRACESYSGOOD | extra;
@@ -149,7 +149,7 @@ Result<Tracee> Tracee::seize(pid_t tid, unsigned long extra) {
   Tracee t(tid);
   t.seccomp_suspended_ = suspended;
   // tgkill(tgid, tid, 0) finds the task only if `tgid` is its thread group.
-  t.leader_ = syscall(SYS_tgkill, tid, tid, 0) == 0;
+  t.leader_ = leader ? *leader : syscall(SYS_tgkill, tid, tid, 0) == 0;
   return t;
 }
 

@@ -88,7 +88,9 @@ class Tracee {
   using Clock = std::chrono::steady_clock;
 
   // PTRACE_SEIZE with TRACESYSGOOD (pitfall 4) and `extra` options.
-  static Result<Tracee> seize(pid_t tid, unsigned long extra_options = 0);
+  // `leader`: whether `tid` is its process's main thread, where the caller
+  // knows (a restore made it); else asked of the kernel.
+  static Result<Tracee> seize(pid_t tid, unsigned long extra_options = 0, std::optional<bool> leader = std::nullopt);
   Tracee(Tracee&& o) noexcept = default;
   Tracee& operator=(Tracee&&) = delete;
   Tracee(const Tracee&) = delete;

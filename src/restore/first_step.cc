@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstring>
 #include <optional>
+#include <unordered_map>
 
 #include "proc/status.h"
 
@@ -203,6 +204,7 @@ Result<FirstSteps> take_first_steps(std::span<CompletionTask> tasks, const img::
   out.deliver.assign(tasks.size(), 0);
   std::vector<unsigned> before;
   std::vector<How> how(tasks.size());
+  std::unordered_map<uint64_t, bool> at_syscall_of;  // rip: a syscall instruction there
   // 1-2. Alive and where it should be; how it steps.
   for (size_t i = 0; i < tasks.size(); i++) {
     Tracee& t = *tasks[i].tracee;
@@ -215,9 +217,14 @@ Result<FirstSteps> take_first_steps(std::span<CompletionTask> tasks, const img::
     if (regs->rip != want)
       return error(EINVAL, "task {} thread {} is at rip {:#x} after completion, not at its dumped rip {:#x}",
                    core.pid(), t.tid(), regs->rip, want);
-    uint8_t insn[arch::kSyscallInsnLen];
-    const bool at_syscall = executable(mm, want) && t.read_mem(RemoteAddr(want), insn, sizeof insn) &&
-                            std::memcmp(insn, arch::kSyscallInsn, sizeof insn) == 0;
+    // Threads blocked in the same call share its rip: read once per rip.
+    auto [known, fresh] = at_syscall_of.try_emplace(want, false);
+    if (fresh) {
+      uint8_t insn[arch::kSyscallInsnLen];
+      known->second = executable(mm, want) && t.read_mem(RemoteAddr(want), insn, sizeof insn) &&
+                      std::memcmp(insn, arch::kSyscallInsn, sizeof insn) == 0;
+    }
+    const bool at_syscall = known->second;
     // A syscall is not single-stepped: one that blocks would be interrupted
     // to let go of it, and its exit under PTRACE_SINGLESTEP queues a real
     // SIGTRAP that would kill the task after detach.

@@ -338,10 +338,11 @@ Result<void> wait_parked(std::vector<LiveTask>& live) {
 // complete by syscall tracing run on, seized: the first stop ckpt needs of
 // them is the one they make at the barrier (3 ptrace calls and a stop less
 // a thread).
-Result<void> seize_threads(LiveTask& lt, const PidMap& pids, ArmOnOneCpu& arming) {
+Result<void> seize_threads(LiveTask& lt, const PidMap& pids, ArmByCpu& arming) {
   lt.tracees.reserve(lt.plan->threads.size());
   for (const ThreadPlan& tp : lt.plan->threads) {
-    lt.tracees.push_back(TRY(Tracee::seize(pids.outside(tp.tid), kTraceOptions)));
+    const bool leader = lt.tracees.empty();  // threads[0] is the main one
+    lt.tracees.push_back(TRY(Tracee::seize(pids.outside(tp.tid), kTraceOptions, leader)));
     if (lt.mode != CompletionMode::Breakpoint) continue;
     arming.pin(lt.tracees.back().tid());
     TRY(lt.tracees.back().interrupt());
@@ -351,13 +352,14 @@ Result<void> seize_threads(LiveTask& lt, const PidMap& pids, ArmOnOneCpu& arming
 
 // The threads of a task, stopped: arms their breakpoints (or falls back to
 // syscall tracing).
-Result<void> arm_threads(LiveTask& lt, RemoteAddr sigreturn_fn, Log& log) {
+Result<void> arm_threads(LiveTask& lt, RemoteAddr sigreturn_fn, ArmByCpu& arming, Log& log) {
   if (lt.mode != CompletionMode::Breakpoint) return {};
   for (Tracee& t : lt.tracees) {
     Stop s = TRY(t.wait());
     if (!s.stopped()) return error(ESRCH, "task {} {} before its restorer ran", t.tid(), s.describe());
   }
   for (Tracee& t : lt.tracees) {
+    arming.go_to(t.tid());
     if (TRY(arm_breakpoint(t, sigreturn_fn)) == Armed::Unsupported) {
       log.warn("task {}: the kernel refused a hardware breakpoint: completing by tracing syscalls", t.tid());
       for (Tracee& u : lt.tracees) TRY(disarm_breakpoint(u));
@@ -552,7 +554,10 @@ Result<SpawnTree> plan_spawn(const TreeImages& t, const tree::JoinPlan& joins,
 // Seizes and arms every thread of every parked task: one completion group each.
 Result<std::vector<CompletionGroup>> seize_all(std::vector<LiveTask>& live, const PidMap& pids, Log& log) {
   std::vector<CompletionGroup> groups;
-  ArmOnOneCpu arming;
+  size_t armed = 0;
+  for (const LiveTask& lt : live)
+    if (lt.mode == CompletionMode::Breakpoint) armed += lt.plan->threads.size();
+  ArmByCpu arming(armed);
   for (LiveTask& lt : live) TRY_CTX(seize_threads(lt, pids, arming), "pid {}", lt.images->pid);
   for (LiveTask& lt : live) {
     const BootRegion& boot = lt.plan->boot;
@@ -560,7 +565,7 @@ Result<std::vector<CompletionGroup>> seize_all(std::vector<LiveTask>& live, cons
     const RemoteAddr sigreturn_fn = boot_at + pie::restorer::k_rst_sigreturn;
     // Stopped to be armed (a refused breakpoint then falls back, stopped).
     const bool stopped = lt.mode == CompletionMode::Breakpoint;
-    TRY_CTX(arm_threads(lt, sigreturn_fn, log), "pid {}", lt.images->pid);
+    TRY_CTX(arm_threads(lt, sigreturn_fn, arming, log), "pid {}", lt.images->pid);
     for (size_t i = 0; i < lt.tracees.size(); i++) {
       const img::ThreadCore& th = lt.images->core.threads(i);
       lt.completion.push_back({&lt.tracees[i],
@@ -586,7 +591,7 @@ Result<std::vector<CompletionGroup>> seize_all(std::vector<LiveTask>& live, cons
 
 // Once a task's threads run their own code: their first step under our eyes,
 // then what only ckpt puts back from outside.
-Result<void> finish_task(LiveTask& lt, const PidMap& pids, Log& log) {
+Result<void> finish_task(LiveTask& lt, const PidMap& pids, const proc::ThreadSched& inherited, Log& log) {
   const TaskImages& ti = *lt.images;
   // Syscall user dispatch judges the first steps, as the task's seccomp
   // filters do: on before them. Set from outside (no prctl sets another's).
@@ -602,11 +607,8 @@ Result<void> finish_task(LiveTask& lt, const PidMap& pids, Log& log) {
             lt.completion.size(), lt.steps.stops, ns_since(steps_start) / 1000);
   // Then the SIGTRAPs: no trap of ours (breakpoint, first step) may take one.
   TRY_CTX(queue_late_signals(lt.tracees, ti.core), "queue pending SIGTRAPs");
-  for (size_t i = 0; i < lt.tracees.size(); i++) {
-    const img::ThreadCore& th = ti.core.threads(i);
-    if (th.has_sched()) TRY(proc::write_sched(lt.tracees[i].tid(), th.sched()));
-    if (th.has_ioprio()) TRY(proc::write_ioprio(lt.tracees[i].tid(), th.ioprio()));
-  }
+  for (size_t i = 0; i < lt.tracees.size(); i++)
+    TRY(proc::write_thread_sched(lt.tracees[i].tid(), ti.core.threads(i), inherited));
   if (ti.core.has_oom_score_adj() && ti.core.has_coredump_filter())
     TRY(proc::write_knobs(pids.outside(ti.pid), {ti.core.oom_score_adj(), ti.core.coredump_filter()}));
   // A session the restore made has an autogroup of its own; ckpt's (a
@@ -816,7 +818,9 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   phase(&img::Stats::set_completion_ns);
 
   // 5. Every thread runs its own code.
-  for (LiveTask& lt : live) TRY_CTX(finish_task(lt, pids, log), "restore pid {}", lt.images->pid);
+  // What every restored thread has of ckpt's, inherited.
+  const proc::ThreadSched ckpts = TRY_CTX(proc::read_thread_sched(gettid()), "restore");
+  for (LiveTask& lt : live) TRY_CTX(finish_task(lt, pids, ckpts, log), "restore pid {}", lt.images->pid);
 
   // 6. Let go: stopped if asked or dumped so, detached.
   const unsigned stops = count_stops(live, &out.stats);

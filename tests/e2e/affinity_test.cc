@@ -1,12 +1,15 @@
 // CPU affinity across a restore. ckpt arms each thread's breakpoint from
-// the CPU it is on, the thread pinned there meanwhile (ArmOnOneCpu,
-// ptrace/completion.h): none may keep that pin. The restorer then sets the dumped
-// affinity; where it names no CPU of this machine, the thread keeps what it
-// inherited from ckpt, as it did before ckpt pinned anything.
+// the CPU the thread is pinned to meanwhile (ArmByCpu, ptrace/completion.h):
+// none may keep that pin. The restorer then sets the dumped affinity; where
+// there is none, or it names no CPU of this machine, the thread gets what it
+// inherited from ckpt, as it had before ckpt pinned anything. Nor do they
+// keep ckpt's scheduling.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <functional>
@@ -81,6 +84,26 @@ TEST_P(Affinity, NoDumpedMaskLeavesCkpts) { expect_restored_affinity(GetParam(),
 
 // One CPU of this machine: restored as dumped.
 TEST_P(Affinity, DumpedMaskOfOneCpuIsRestored) { expect_restored_affinity(GetParam(), {1}, "0"); }
+
+// Nor is ckpt's scheduling theirs: ckpt writes a thread's policy and nice
+// only where they differ from what the thread inherited from ckpt. The
+// counter, dumped at nice 0, restored by a ckpt at nice 7, runs at nice 0.
+TEST_P(Affinity, CkptsNiceIsNotKept) {
+  Harness h;
+  const pid_t pid = h.dump_workload("counter");
+  ASSERT_GT(pid, 0);
+  ASSERT_EQ(setpriority(PRIO_PROCESS, 0, 7), 0) << strerror(errno);  // this thread's, which ckpt inherits
+  const pid_t r = h.restore_background(pid, GetParam());
+  ASSERT_EQ(setpriority(PRIO_PROCESS, 0, 0), 0) << strerror(errno);
+  ASSERT_GT(r, 0);
+  errno = 0;
+  const int nice = getpriority(PRIO_PROCESS, pid);
+  EXPECT_EQ(errno, 0);
+  EXPECT_EQ(nice, 0);
+  kill(pid, SIGTERM);
+  CkptRun done = h.wait_ckpt(r);
+  EXPECT_EQ(done.exit_code(), 0) << done.err;
+}
 
 INSTANTIATE_TEST_SUITE_P(Modes, Affinity, ::testing::Bool(),
                          [](const ::testing::TestParamInfo<bool>& i) {

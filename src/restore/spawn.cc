@@ -12,10 +12,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
 
 #include "arch/x86_64/start.h"
 #include "base/mapping.h"
+#include "pie/sys.h"
 #include "restore/fd_moves.h"
 
 namespace ckpt::restore {
@@ -68,21 +70,78 @@ long raw_clone3(clone_args* a) {
   return r < 0 ? -errno : r;
 }
 
+clone_args thread_args(const SpawnTask::Thread& t) {
+  clone_args a{};
+  a.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
+  a.stack = t.stack_top - t.stack_size;
+  a.stack_size = t.stack_size;
+  return a;
+}
+
+// Many threads are made by two: the main thread makes the first half, and
+// the first thread it makes makes the second half before it goes into the
+// blob as itself (10,000 threads: two streams of 5,000 clone3 calls, one on
+// each core). That thread runs ckpt's code on the stack of the thread it
+// becomes, with the main thread's TLS (no CLONE_SETTLS): raw syscalls only,
+// no errno, no sanitizer's per-thread state.
+constexpr size_t kTwoStreams = 64;
+
+struct SecondStream {
+  const SpawnTask* task;
+  size_t from;           // it makes threads [from, end)
+  std::atomic<long> err;  // its first failure (negative errno), 0: none
+};
+
+// Entered by a jump on a fresh stack: realigned as a call would have left it.
+[[noreturn, gnu::no_sanitize_address, gnu::force_align_arg_pointer]] void second_stream(uint64_t arg) {
+  auto* s = reinterpret_cast<SecondStream*>(arg);
+  const SpawnTask& p = *s->task;
+  for (size_t i = s->from; i < p.threads.size(); i++) {
+    const SpawnTask::Thread& t = p.threads[i];
+    clone_args a = thread_args(t);
+    pid_t want = t.tid;
+    a.set_tid = reinterpret_cast<uint64_t>(&want);
+    a.set_tid_size = 1;
+    long r = arch::clone3_thread(&a, sizeof a, p.thread_entry, t.arg);
+    for (int tries = 0; r == -EEXIST && tries < kTidRetries; tries++) {  // as clone_with_pid
+      const struct timespec ms{0, 1000 * 1000};
+      pie::sys(SYS_nanosleep, &ms, nullptr);
+      r = arch::clone3_thread(&a, sizeof a, p.thread_entry, t.arg);
+    }
+    if (r < 0) {
+      // The count moves too, so that a main thread asleep on it wakes.
+      s->err.store(r, std::memory_order_release);
+      __atomic_add_fetch(p.threads_ready, 1, __ATOMIC_RELEASE);
+      pie::sys(SYS_futex, p.threads_ready, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+      pie::sys(SYS_exit, 0);
+    }
+  }
+  reinterpret_cast<void (*)(uint64_t)>(p.thread_entry)(p.threads[0].arg);
+  __builtin_unreachable();
+}
+
 // 0, or the negative errno of the first clone3 that failed.
 long create_threads(const SpawnTask& p) {
-  for (const SpawnTask::Thread& t : p.threads) {
-    clone_args a{};
-    a.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
-    a.stack = t.stack_top - t.stack_size;
-    a.stack_size = t.stack_size;
-    long r = clone_with_pid(a, t.tid, [&] { return arch::clone3_thread(&a, sizeof a, p.thread_entry, t.arg); });
+  const size_t n = p.threads.size();
+  SecondStream second{&p, n >= kTwoStreams ? n / 2 : n, 0};
+  for (size_t i = 0; i < second.from; i++) {
+    const SpawnTask::Thread& t = p.threads[i];
+    clone_args a = thread_args(t);
+    const bool starts_second = i == 0 && second.from < n;
+    const uint64_t entry = starts_second ? reinterpret_cast<uint64_t>(&second_stream) : p.thread_entry;
+    const uint64_t arg = starts_second ? reinterpret_cast<uint64_t>(&second) : t.arg;
+    long r = clone_with_pid(a, t.tid, [&] { return arch::clone3_thread(&a, sizeof a, entry, arg); });
     if (r < 0) return r;
   }
-  // Until each has left arch::clone3_thread, ckpt's code must stay mapped.
-  const uint32_t want = p.threads.size();
-  for (uint32_t seen; (seen = __atomic_load_n(p.threads_ready, __ATOMIC_ACQUIRE)) < want;)
+  // Until each has left arch::clone3_thread (and the second stream ckpt's
+  // code, and `second`), ckpt's code must stay mapped.
+  for (;;) {
+    if (long r = second.err.load(std::memory_order_acquire)) return r;
+    const uint32_t seen = __atomic_load_n(p.threads_ready, __ATOMIC_ACQUIRE);
+    if (seen >= n) break;
     syscall(SYS_futex, p.threads_ready, FUTEX_WAIT_PRIVATE, seen, nullptr, nullptr, 0);
-  return 0;
+  }
+  return second.err.load(std::memory_order_acquire);
 }
 
 // Counts the task in, then waits until every task is: a futex barrier on

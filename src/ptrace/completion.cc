@@ -91,6 +91,10 @@ Result<void> load_final_state(Tracee& t, const FinalState& fin, const std::funct
   return t.set_regs(r);
 }
 
+bool at_our_breakpoint(const siginfo_t& si, uint64_t rip, RemoteAddr at) {
+  return RemoteAddr(rip) == at && si.si_code > 0;  // TRAP_HWBKPT among them
+}
+
 namespace {
 
 // Breakpoints cleared in batches, one per CPU their threads stopped on,
@@ -127,8 +131,7 @@ Result<arch::Regs> reach_breakpoint(Tracee& t, const CompletionSite& site, const
   if (s.sig() != SIGTRAP) return std::unexpected(explain(t, s));
   siginfo_t si = TRY(t.siginfo());
   arch::Regs regs = TRY(t.regs());
-  if (si.si_code != arch::kTrapHwBkpt || RemoteAddr(regs.rip) != site.sigreturn_fn)
-    return std::unexpected(explain(t, s));
+  if (!at_our_breakpoint(si, regs.rip, site.sigreturn_fn)) return std::unexpected(explain(t, s));
   return regs;
 }
 
@@ -214,7 +217,8 @@ Result<arch::Regs> pass_breakpoint(CompletionTask& c, const CompletionSite& site
   Stop s = TRY(t.wait_past_sigstop(false));
   if (s.sig() != SIGTRAP) return std::unexpected(explain(t, s));
   siginfo_t si = TRY(t.siginfo());
-  if (si.si_code != arch::kTrapHwBkpt) return std::unexpected(explain(t, s));
+  if (si.si_code != arch::kTrapHwBkpt && !at_our_breakpoint(si, TRY(t.regs()).rip, site.sigreturn_fn))
+    return std::unexpected(explain(t, s));
   TRY(t.resume_syscall());
   arch::Regs regs = TRY(reach_sigreturns({&c, 1}, site, explain))[0];
   TRY(disarm_breakpoint(t));
@@ -323,7 +327,7 @@ Result<void> BreakpointProbe::run() {
   if (!s) return std::unexpected(s.error());
   if (s->gone()) return fail("a breakpoint armed on a function the probe called never fired");
   siginfo_t si = TRY(t.siginfo());
-  if (s->sig() != SIGTRAP || si.si_code != arch::kTrapHwBkpt || RemoteAddr(TRY(t.regs()).rip) != at)
+  if (s->sig() != SIGTRAP || !at_our_breakpoint(si, TRY(t.regs()).rip, at))
     return fail("the breakpoint probe stopped with {} instead of at its breakpoint", s->describe());
   return disarm_breakpoint(t);
 }

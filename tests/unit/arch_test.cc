@@ -3,6 +3,7 @@
 // headers (asm/sigcontext.h, asm/ucontext.h, asm/sigframe.h), independently
 // of the structs in sigframe.cc, so that a layout slip there shows up.
 #include <cpuid.h>
+#include <sched.h>
 
 #include <cstring>
 #include <string>
@@ -13,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include "arch/x86_64/cpu_features.h"
+#include "arch/x86_64/cpu_now.h"
 #include "arch/x86_64/regs.h"
 #include "arch/x86_64/sigframe.h"
 #include "arch/x86_64/xsave.h"
@@ -523,4 +525,20 @@ TEST(Xsave, LayoutOfTheEnabledComponents) {
     EXPECT_EQ(ckpt::arch::xsave_size_for(uint64_t{1} << i), std::max<size_t>(ckpt::arch::kXsaveMinSize, a + b))
         << "component " << i;
   }
+}
+
+// The blobs' word for the CPU they end on (a breakpoint's disarm is done
+// from there): on each CPU this thread may use, it says that CPU.
+TEST(CpuNow, SaysTheCpuThisThreadIsPinnedTo) {
+  cpu_set_t mine;
+  ASSERT_EQ(sched_getaffinity(0, sizeof mine, &mine), 0);
+  for (int c = 0; c < CPU_SETSIZE; c++) {
+    if (!CPU_ISSET(c, &mine)) continue;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(c, &one);
+    ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
+    EXPECT_EQ(ckpt::arch::cpu_now(), static_cast<uint32_t>(c));
+  }
+  ASSERT_EQ(sched_setaffinity(0, sizeof mine, &mine), 0);
 }

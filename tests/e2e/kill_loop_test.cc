@@ -320,6 +320,68 @@ TEST_F(RestoreKillLoop, TreeWholeOrGone) {
   EXPECT_EQ(lost, 0) << losses;
 }
 
+// The same for one task of 200 threads, which its restore makes in two
+// streams at once (restore/spawn.cc): killed anywhere, the task comes back
+// with every thread, untraced, or not at all.
+TEST(RestoreKillLoopThreads, TaskWholeOrGone) {
+  Harness h;
+  const pid_t pid = h.start_workload("threads", {"200"});
+  ASSERT_GT(pid, 0);
+  CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  ASSERT_EQ(d.exit_code(), 0) << d.err;
+  h.wait_child(pid);
+  const std::string log = h.workload_log("threads");
+  struct stat st;
+  ASSERT_EQ(stat(log.c_str(), &st), 0);
+  const std::vector<std::string> restore = {"restore", "-D", h.images(), "-d"};
+  const auto threads = [&] {
+    std::error_code ec;
+    std::filesystem::directory_iterator it(fmt::format("/proc/{}/task", pid), ec);
+    int n = 0, traced = 0;
+    for (; !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+      const pid_t tid = std::atoi(it->path().filename().c_str());
+      n++;
+      traced += tracer_of(tid) != 0 || dying(tid);
+    }
+    return n - traced;  // untraced, not killed
+  };
+  const auto gone = [&] {
+    waitpid(pid, nullptr, WNOHANG | __WALL);
+    return kill(pid, 0) < 0 && errno == ESRCH;
+  };
+  // Whole: the main thread and its 200 workers.
+  const auto whole = [&] { return threads() == 201 && proc_state(pid) != 'Z'; };
+  ASSERT_EQ(truncate(log.c_str(), st.st_size), 0);
+  auto t0 = Clock::now();
+  CkptRun full = h.ckpt(restore);
+  ASSERT_EQ(full.exit_code(), 0) << full.err;
+  const auto span = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0);
+  ASSERT_TRUE(wait_until(whole)) << threads() << " threads running after a whole restore";
+  kill(pid, SIGKILL);
+  ASSERT_TRUE(wait_until(gone));
+
+  std::mt19937 rng(std::random_device{}());
+  int kills = 0, finished = 0, lost = 0;
+  std::string losses;
+  for (int i = 0; i < rounds() && !lost; i++) {
+    ASSERT_EQ(truncate(log.c_str(), st.st_size), 0);
+    const pid_t ckpt = h.ckpt_background(restore);
+    std::this_thread::sleep_for(
+        std::chrono::microseconds(std::uniform_int_distribution<int64_t>(0, span.count() * 5 / 4)(rng)));
+    kill(ckpt, SIGKILL);
+    h.wait_ckpt(ckpt);
+    EXPECT_TRUE(wait_until(watchers_done, std::chrono::seconds(5))) << "a commit watcher never ended";
+    wait_until([&] { return gone() || whole(); }, std::chrono::seconds(5));
+    if (gone()) kills++;
+    else if (whole()) finished++;
+    else lost++, losses += fmt::format("round {}: {} of 201 threads running, state {}\n", i, threads(), proc_state(pid));
+    kill(pid, SIGKILL);
+    EXPECT_TRUE(wait_until(gone)) << "round " << i;
+  }
+  fmt::print("200-thread restore kill loop: {} kills, {} restores finished first, {} lost\n", kills, finished, lost);
+  EXPECT_EQ(lost, 0) << losses;
+}
+
 // What the loop above judges by: a task that a killed ckpt's watcher has
 // just SIGKILLed still looks running until it is scheduled (a CI run took
 // such a tree for whole). Here it is kept off its CPU by a real-time

@@ -123,14 +123,13 @@ Result<SeizedTree> seize_tree(pid_t root, Tracee::Clock::time_point deadline, Tr
     }
     // Each on its tracer, the other tracers' at once while this one seizes its own.
     const size_t first = live.size() + zombies.size();
+    auto tracer_of = [&](size_t k) { return (first + k) % tracers.size(); };
     auto on_tracer = [&](size_t k) -> Result<TaskTracees> {
-      const size_t tracer = (first + k) % tracers.size();
-      return TaskTracees(tracers, tracer, TRY(seize_process(seize[k], deadline)));
+      return TaskTracees(tracers, tracer_of(k), TRY(seize_process(seize[k], deadline)));
     };
     std::vector<std::future<Result<TaskTracees>>> elsewhere(seize.size());
     for (size_t k = 0; k < seize.size(); k++)
-      if (const size_t tracer = (first + k) % tracers.size(); tracer != 0)
-        elsewhere[k] = tracers.post(tracer, [&on_tracer, k] { return on_tracer(k); });
+      if (tracer_of(k) != 0) elsewhere[k] = tracers.post(tracer_of(k), [&on_tracer, k] { return on_tracer(k); });
     std::optional<Error> failed;
     for (size_t k = 0; k < seize.size(); k++) {
       const pid_t pid = seize[k];

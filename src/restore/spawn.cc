@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <optional>
 
 #include "arch/x86_64/start.h"
 #include "base/mapping.h"
@@ -52,14 +53,16 @@ bool unregister_glibc_rseq() {
 
 // clone3 with one wanted PID. The PID of a task reaped a moment ago can stay
 // allocated for a short while after the last wait for it (seen about once in
-// 30 restores straight after a reap): it gets that while.
+// 30 restores straight after a reap): it gets that while. Raw syscalls only
+// (no errno): a thread-making stream with the main thread's TLS calls it too.
 template <typename Clone>
 long clone_with_pid(clone_args& a, pid_t want, Clone&& clone) {
   a.set_tid = reinterpret_cast<uint64_t>(&want);
   a.set_tid_size = 1;
   long r = clone();
   for (int tries = 0; r == -EEXIST && tries < kTidRetries; tries++) {
-    usleep(1000);
+    const struct timespec ms{0, 1000 * 1000};
+    pie::sys(SYS_nanosleep, &ms, nullptr);
     r = clone();
   }
   return r;
@@ -86,10 +89,17 @@ clone_args thread_args(const SpawnTask::Thread& t) {
 // no errno, no sanitizer's per-thread state.
 constexpr size_t kTwoStreams = 64;
 
+// A thread that could not be made: its TID and the negative errno.
+struct ThreadFailure {
+  pid_t tid = 0;
+  long err = 0;
+};
+
 struct SecondStream {
   const SpawnTask* task;
-  size_t from;           // it makes threads [from, end)
-  std::atomic<long> err;  // its first failure (negative errno), 0: none
+  size_t from;                         // it makes threads [from, end)
+  std::atomic<pid_t> failed_tid{0};    // its first failure, 0: none
+  long failed_err = 0;                 // written before failed_tid
 };
 
 // Entered by a jump on a fresh stack: realigned as a call would have left it.
@@ -99,18 +109,11 @@ struct SecondStream {
   for (size_t i = s->from; i < p.threads.size(); i++) {
     const SpawnTask::Thread& t = p.threads[i];
     clone_args a = thread_args(t);
-    pid_t want = t.tid;
-    a.set_tid = reinterpret_cast<uint64_t>(&want);
-    a.set_tid_size = 1;
-    long r = arch::clone3_thread(&a, sizeof a, p.thread_entry, t.arg);
-    for (int tries = 0; r == -EEXIST && tries < kTidRetries; tries++) {  // as clone_with_pid
-      const struct timespec ms{0, 1000 * 1000};
-      pie::sys(SYS_nanosleep, &ms, nullptr);
-      r = arch::clone3_thread(&a, sizeof a, p.thread_entry, t.arg);
-    }
+    long r = clone_with_pid(a, t.tid, [&] { return arch::clone3_thread(&a, sizeof a, p.thread_entry, t.arg); });
     if (r < 0) {
+      s->failed_err = r;
+      s->failed_tid.store(t.tid, std::memory_order_release);
       // The count moves too, so that a main thread asleep on it wakes.
-      s->err.store(r, std::memory_order_release);
       __atomic_add_fetch(p.threads_ready, 1, __ATOMIC_RELEASE);
       pie::sys(SYS_futex, p.threads_ready, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
       pie::sys(SYS_exit, 0);
@@ -120,10 +123,14 @@ struct SecondStream {
   __builtin_unreachable();
 }
 
-// 0, or the negative errno of the first clone3 that failed.
-long create_threads(const SpawnTask& p) {
+// The first thread that could not be made, if any.
+std::optional<ThreadFailure> create_threads(const SpawnTask& p) {
   const size_t n = p.threads.size();
-  SecondStream second{&p, n >= kTwoStreams ? n / 2 : n, 0};
+  SecondStream second{&p, n >= kTwoStreams ? n / 2 : n};
+  auto second_failed = [&]() -> std::optional<ThreadFailure> {
+    if (const pid_t tid = second.failed_tid.load(std::memory_order_acquire)) return ThreadFailure{tid, second.failed_err};
+    return std::nullopt;
+  };
   for (size_t i = 0; i < second.from; i++) {
     const SpawnTask::Thread& t = p.threads[i];
     clone_args a = thread_args(t);
@@ -131,17 +138,17 @@ long create_threads(const SpawnTask& p) {
     const uint64_t entry = starts_second ? reinterpret_cast<uint64_t>(&second_stream) : p.thread_entry;
     const uint64_t arg = starts_second ? reinterpret_cast<uint64_t>(&second) : t.arg;
     long r = clone_with_pid(a, t.tid, [&] { return arch::clone3_thread(&a, sizeof a, entry, arg); });
-    if (r < 0) return r;
+    if (r < 0) return ThreadFailure{t.tid, r};
   }
   // Until each has left arch::clone3_thread (and the second stream ckpt's
   // code, and `second`), ckpt's code must stay mapped.
   for (;;) {
-    if (long r = second.err.load(std::memory_order_acquire)) return r;
+    if (auto f = second_failed()) return f;
     const uint32_t seen = __atomic_load_n(p.threads_ready, __ATOMIC_ACQUIRE);
     if (seen >= n) break;
     syscall(SYS_futex, p.threads_ready, FUTEX_WAIT_PRIVATE, seen, nullptr, nullptr, 0);
   }
-  return second.err.load(std::memory_order_acquire);
+  return second_failed();
 }
 
 // Counts the task in, then waits until every task is: a futex barrier on
@@ -352,8 +359,9 @@ void fork_children(const SpawnTree& tree, const SpawnTask& p, int status) {
 
   // 5. Threads: they inherit the mask above and no rseq registration (CLONE_VM).
   if (!unregister_glibc_rseq()) child_fail(tree, status, fmt::format("unregister rseq: {}", strerror(errno)));
-  if (long r = create_threads(p); r < 0)
-    child_fail(tree, status, fmt::format("create a thread: {}", strerror(static_cast<int>(-r))));
+  if (auto f = create_threads(p))
+    child_fail(tree, status, fmt::format("pid {}: create a thread with tid {}: {}", p.pid, f->tid,
+                                         strerror(static_cast<int>(-f->err))));
 
   // 6. Parked until released.
   if (write(status, "R", 1) != 1) _exit(125);

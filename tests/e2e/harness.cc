@@ -154,8 +154,8 @@ pid_t Harness::start_workload_at(const std::string& binary, const std::string& n
   return pid;
 }
 
-pid_t Harness::dump_workload(const std::string& name) {
-  pid_t pid = start_workload(name);
+pid_t Harness::dump_workload(const std::string& name, const std::vector<std::string>& args) {
+  pid_t pid = start_workload(name, args);
   CkptRun d = ckpt({"dump", "-t", std::to_string(pid), "-D", images()});
   EXPECT_EQ(d.exit_code(), 0) << d.err;
   wait_child(pid);

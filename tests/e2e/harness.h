@@ -55,7 +55,7 @@ class Harness {
 
   // Starts wl_<name>, dumps it (the dump kills it) and reaps it: its
   // checkpoint is in images(). Returns its pid.
-  pid_t dump_workload(const std::string& name);
+  pid_t dump_workload(const std::string& name, const std::vector<std::string>& args = {});
 
   // Runs ckpt to completion.
   CkptRun ckpt(const std::vector<std::string>& args);

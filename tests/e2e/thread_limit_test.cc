@@ -38,11 +38,8 @@ TEST(ThreadLimit, AThreadThatCantBeMadeFailsTheRestoreAndLeavesNothing) {
   if (root.empty()) GTEST_SKIP() << "no pids cgroup controller to limit the restore with";
   for (const char* limit : {"150", "60", "190"}) {
     Harness h;
-    const pid_t pid = h.start_workload("threads", {"200"});
+    const pid_t pid = h.dump_workload("threads", {"200"});
     ASSERT_GT(pid, 0);
-    CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
-    ASSERT_EQ(d.exit_code(), 0) << d.err;
-    h.wait_child(pid);
     const std::string group = fmt::format("{}/ckpt-e2e-{}", root, getpid());
     ASSERT_TRUE(mkdir(group.c_str(), 0755) == 0 || errno == EEXIST) << group << ": " << strerror(errno);
     ASSERT_TRUE(write_text(group + "/pids.max", limit)) << group;

@@ -82,6 +82,23 @@ Result<std::string> read_link(const std::string& path) {
   return std::string(buf, n);
 }
 
+Result<std::string> read_link_at(int dir, const std::string& name, const std::string& what) {
+  // The kernel builds a link's text in a page: a page and a byte tell a
+  // whole one from a cut one.
+  char buf[PATH_MAX + 1];
+  ssize_t n = ::readlinkat(dir, name.c_str(), buf, sizeof buf);
+  if (n < 0) return sys_error("readlink {}", what);
+  if (static_cast<size_t>(n) < sizeof buf) return std::string(buf, static_cast<size_t>(n));
+  for (std::string out(4 * sizeof buf, '\0');; out.resize(out.size() * 4)) {
+    n = ::readlinkat(dir, name.c_str(), out.data(), out.size());
+    if (n < 0) return sys_error("readlink {}", what);
+    if (static_cast<size_t>(n) < out.size()) {
+      out.resize(static_cast<size_t>(n));
+      return out;
+    }
+  }
+}
+
 Result<void> read_exact(int fd, void* buf, size_t len) {
   auto* p = static_cast<char*>(buf);
   for (size_t got = 0; got < len;) {

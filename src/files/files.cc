@@ -17,9 +17,8 @@
 #include <unordered_map>
 
 #include "base/fs.h"
-#include "base/parallel.h"
 #include "files/locks.h"
-#include "proc/fds.h"
+#include "files/probe.h"
 #include "proc/record.h"
 #include "proc/status.h"
 
@@ -49,9 +48,8 @@ class ByDescription {
     if (x.st.st_ino != y.st.st_ino) return x.st.st_ino < y.st.st_ino ? -1 : 1;
     // One description has one offset and one set of status flags (the task
     // is frozen): fds that differ in them differ, without asking the kernel.
-    // O_CLOEXEC in fdinfo's flags is the fd's own.
     if (x.info.pos != y.info.pos) return x.info.pos < y.info.pos ? -1 : 1;
-    const uint32_t fa = x.info.flags & ~O_CLOEXEC, fb = y.info.flags & ~O_CLOEXEC;
+    const uint32_t fa = x.info.flags, fb = y.info.flags;  // without O_CLOEXEC, the fd's own
     if (fa != fb) return fa < fb ? -1 : 1;
     // The runs ask again what the sort asked (a dup next to its fd).
     const bool swapped = std::less<const FdProbe*>()(b.p, a.p);
@@ -152,36 +150,15 @@ Result<void> refuse_unread_events(const FdProbe& p) {
 
 namespace {
 
-// What /proc shows of one fd, and the kind that claims it.
-struct Probed {
-  FdProbe probe;
-  const Kind* kind = nullptr;
-};
-
-Result<Probed> probe_fd(const proc::ProcFds& fds, pid_t pid, int pidfd, int fd, const DumpFlags& flags) {
-  Probed out;
-  FdProbe& p = out.probe;
-  p.pid = pid;
-  p.fd = fd;
-  p.pidfd = pidfd;
-  p.link = TRY(fds.link(fd));
-  p.st = TRY_CTX(fds.stat(fd), "{}", p.link);
-  p.fdinfo = TRY(fds.fdinfo(fd));
-  p.info = TRY_CTX(proc::parse_fdinfo(p.fdinfo), "/proc/{}/fdinfo/{}", pid, fd);
+// The kind that claims the fd `p` (probe.h).
+Result<const Kind*> claim(const FdProbe& p, const DumpFlags& flags) {
   auto claims = [&](const Kind* k) { return k->claims(p, flags); };
   auto kind = std::ranges::find_if(kinds(), claims);
-  if (kind == kinds().end()) {
-    const bool tty = S_ISCHR(p.st.st_mode) && is_tty_dev(p.st.st_rdev);
-    return error(EOPNOTSUPP, "fd {} is {}: this kind of file is not supported yet{}", fd, p.link,
-                 tty ? " (a terminal: use --shell-job)" : "");
-  }
-  out.kind = *kind;
-  return out;
+  if (kind != kinds().end()) return *kind;
+  const bool tty = S_ISCHR(p.st.st_mode) && is_tty_dev(p.st.st_rdev);
+  return error(EOPNOTSUPP, "fd {} is {}: this kind of file is not supported yet{}", p.fd, p.link,
+               tty ? " (a terminal: use --shell-job)" : "");
 }
-
-// From how many fds the /proc reads (three per fd, ~10 us) are shared with
-// a helper thread: below, starting it costs more than it saves.
-constexpr size_t kProbeHelperFrom = 256;
 
 }  // namespace
 
@@ -191,22 +168,16 @@ Result<TaskFds> scan_fds(pid_t pid, const DumpFlags& flags) {
   int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
   if (pidfd < 0) return sys_error("pid {}: pidfd_open", pid);
   out.pidfd = UniqueFd(pidfd);
-  const proc::ProcFds fds = TRY(proc::ProcFds::open(pid));
-  const std::vector<int> list = TRY(fds.list());
-  std::vector<std::optional<Result<Probed>>> probed(list.size());
-  share_with_helper(list.size(), kProbeHelperFrom,
-                    [&](size_t i) { probed[i].emplace(probe_fd(fds, pid, pidfd, list[i], flags)); });
-  for (std::optional<Result<Probed>>& r : probed) {
-    Probed got = TRY(std::move(*r));
-    FdProbe& p = got.probe;
+  out.probes = TRY(probe_fds(pid, pidfd));
+  out.kinds.reserve(out.probes.size());
+  for (const FdProbe& p : out.probes) {
+    out.kinds.push_back(TRY(claim(p, flags)));
     img::FdEntry* e = out.table.add_fds();
     e->set_fd(p.fd);
-    e->set_cloexec((p.info.flags & O_CLOEXEC) != 0);
+    // cloexec: the parasite's to tell (dump.cc), the task's fds as they are.
     // Its POSIX locks are the task's; flock and OFD locks the description's.
     for (img::FileLock& l : TRY_CTX(parse_locks(p.fdinfo), "fd {} ({})", p.fd, p.link))
       if (l.kind() == img::FileLock::POSIX) *e->add_locks() = std::move(l);
-    out.probes.push_back(std::move(p));
-    out.kinds.push_back(got.kind);
   }
   return out;
 }
@@ -229,7 +200,7 @@ Result<img::FileDescs> collect_descriptions(std::span<TaskFds* const> tasks, con
     auto where = [&] { return fmt::format("pid {}: fd {} ({})", f.p->pid, f.p->fd, f.p->link); };
     img::FileDesc* d = out.add_descs();
     d->set_id(out.descs_size());
-    d->set_flags(f.p->info.flags & ~O_CLOEXEC);
+    d->set_flags(f.p->info.flags);
     d->set_pos(f.p->info.pos);
     TRY_CTX(kind->collect(*f.p, d), "{}", where());
     TRY_CTX(collect_owner(*f.p, d), "{}", where());

@@ -83,9 +83,9 @@ struct FdProbe {
   pid_t pid = 0;
   int fd = -1;
   std::string link;    // /proc/PID/fd/N: "/path", "pipe:[123]", "anon_inode:[eventfd]", ...
-  struct stat st {};   // of the file itself (stat through that link)
-  proc::FdInfo info;   // flags, pos, mnt_id
-  std::string fdinfo;  // the whole /proc/PID/fdinfo/N, for the lines of a kind
+  struct stat st {};   // of the file itself
+  proc::FdInfo info;   // the description's status flags (no O_CLOEXEC: the fd's own) and offset
+  std::string fdinfo;  // /proc/PID/fdinfo/N, for the lines of a kind; empty where none needs it (probe.h)
   int pidfd = -1;      // the task's pidfd: pidfd_getfd(pidfd, fd) is ckpt's own fd on the description
   const CollectContext* ctx = nullptr;  // set when descriptions are collected
 };

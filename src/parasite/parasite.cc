@@ -67,6 +67,7 @@ const char* step_name(uint32_t step) {
     case abi::kPsUnknownCmd: return "command dispatch";
     case abi::kPsSocketpair: return "socketpair";
     case abi::kPsMempolicy: return "get_mempolicy";
+    case abi::kPsFdFlags: return "F_GETFD";
   }
   return "an unknown step";
 }
@@ -479,6 +480,16 @@ Result<void> Parasite::policies(std::span<abi::MemPolicyArg> policies) {
     TRY_CTX(call(abi::kParasitePolicies, static_cast<uint32_t>(n)), "the VMAs from {:#x} to {:#x}",
             policies[at].start, policies[at + n - 1].end);
     std::copy_n(args()->policies, n, policies.begin() + at);
+  }
+  return {};
+}
+
+Result<void> Parasite::fd_flags(std::span<abi::FdFlagsArg> fds) {
+  for (size_t at = 0; at < fds.size(); at += abi::kMaxFdFlagsPerCall) {
+    const size_t n = std::min<size_t>(fds.size() - at, abi::kMaxFdFlagsPerCall);
+    std::copy_n(fds.begin() + at, n, args()->fd_flags);
+    TRY(call(abi::kParasiteFdFlags, static_cast<uint32_t>(n)));
+    std::copy_n(args()->fd_flags, n, fds.begin() + at);
   }
   return {};
 }

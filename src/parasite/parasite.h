@@ -88,6 +88,8 @@ class Parasite {
   Result<std::vector<abi::TimerState>> timers(std::span<const int32_t> ids);
   // The NUMA memory policy of the VMA at each policies[i].start, filled in.
   Result<void> policies(std::span<abi::MemPolicyArg> policies);
+  // F_GETFD of each fds[i].fd, filled in.
+  Result<void> fd_flags(std::span<abi::FdFlagsArg> fds);
   // Duplicates of the task's `task_fds`, sent over the socket.
   Result<std::vector<UniqueFd>> fds(std::span<const int32_t> task_fds);
   // Moves the pieces (at most kMaxDrainIov) of the task's memory into the

@@ -32,6 +32,7 @@ constexpr int kSolSocket = 1, kScmRights = 1;
 constexpr int kAfUnix = 1, kSockSeqpacket = 5, kSockCloexec = 0x80000;
 constexpr int kMsgNosignal = 0x4000, kMsgCmsgCloexec = 0x40000000;
 constexpr int kSigPipe = 13, kSigKill = 9, kSigStop = 19;
+constexpr int kFGetFd = 1;  // F_GETFD
 
 // The kernel's struct user_msghdr and cmsghdr (no libc here).
 struct KIovec {
@@ -197,6 +198,14 @@ void collect_timers(ParasiteArgs* a, uint32_t count, Failure& f) {
   }
 }
 
+void collect_fd_flags(ParasiteArgs* a, uint32_t count, Failure& f) {
+  for (uint32_t i = 0; i < count && i < kMaxFdFlagsPerCall; i++) {
+    FdFlagsArg* d = &a->fd_flags[i];
+    const long r = sys(__NR_fcntl, d->fd, kFGetFd);
+    if (check(f, r, kPsFdFlags, i)) d->flags = static_cast<int32_t>(r);
+  }
+}
+
 // Moves the pages of iov[0..count) into the pipe without copying them, each
 // piece's checksum computed while ckpt empties the pipe into the image.
 void drain(ParasiteArgs* a, uint32_t count, Failure& f) {
@@ -300,6 +309,7 @@ extern "C" [[noreturn]] void parasite_daemon(ParasiteArgs* a) {
         case kParasiteThread: collect_thread(&a->thread.state, a->thread.groups, kMaxGroups, f); break;
         case kParasiteTimers: collect_timers(a, msg.count, f); break;
         case kParasitePolicies: collect_policies(a, msg.count, f); break;
+        case kParasiteFdFlags: collect_fd_flags(a, msg.count, f); break;
         case kParasiteTakePipe:
           if (fd < 0) {
             f = {9 /* EBADF */, kPsRecvmsg, 0};

@@ -11,7 +11,7 @@
 
 namespace ckpt::abi {
 
-inline constexpr uint32_t kParasiteAbiVersion = 9;
+inline constexpr uint32_t kParasiteAbiVersion = 10;
 inline constexpr int kMaxGroups = 65536;  // NGROUPS_MAX
 // Threads visited at once, each in its own slot; a visitor's supplementary
 // groups beyond kVisitGroups are read from /proc instead.
@@ -21,6 +21,7 @@ inline constexpr int kMaxDrainIov = 1024;
 inline constexpr int kMaxTimersPerCall = 256;
 inline constexpr int kMaxPoliciesPerCall = 1024;
 inline constexpr int kMaxFdsPerCall = 253;  // SCM_MAX_FD
+inline constexpr int kMaxFdFlagsPerCall = 4096;
 inline constexpr int kNumRLimits = 16;
 
 enum ParasiteCmd : uint32_t {
@@ -34,6 +35,7 @@ enum ParasiteCmd : uint32_t {
   kParasiteCloseExtras,  // close the pipe and the visit socket: only the daemon's socket stays
   kParasiteVisitSock,    // make the visit socket pair, send ckpt its end
   kParasitePolicies,     // get_mempolicy of the VMA at policies[0..count).start
+  kParasiteFdFlags,      // F_GETFD of fd_flags[0..count).fd
 };
 
 // One datagram each way (SOCK_SEQPACKET).
@@ -64,6 +66,7 @@ enum ParasiteStep : uint32_t {
   kPsUnknownCmd,
   kPsSocketpair,
   kPsMempolicy,
+  kPsFdFlags,
 };
 
 // Process-wide state only the task can tell.
@@ -129,6 +132,13 @@ struct TimerState {
   KTimespec interval, value;
 };
 
+// An fd's own flags (FD_CLOEXEC): only the task can tell them without a
+// /proc/PID/fdinfo file a fd.
+struct FdFlagsArg {
+  int32_t fd;     // in
+  int32_t flags;  // out: F_GETFD
+};
+
 struct DrainIov {
   uint64_t base;
   uint64_t len;
@@ -169,6 +179,7 @@ struct ParasiteArgs : ParasiteRecord {
   MemPolicyArg policies[kMaxPoliciesPerCall];
   DrainIov iov[kMaxDrainIov];
   int32_t fds[kMaxFdsPerCall];
+  FdFlagsArg fd_flags[kMaxFdFlagsPerCall];
 };
 
 }  // namespace ckpt::abi

@@ -22,18 +22,14 @@ Result<ProcFds> ProcFds::open(pid_t pid) {
 // One path walk a listing, not a fd: the listing's own open.
 Result<std::vector<int>> ProcFds::list() const { return list_numeric_dir(fmt::format("/proc/{}/fd", pid_)); }
 
+Result<size_t> ProcFds::count() const {
+  struct stat st;
+  if (::fstat(fd_dir_.get(), &st) < 0) return sys_error("stat /proc/{}/fd", pid_);
+  return static_cast<size_t>(st.st_size);
+}
+
 Result<std::string> ProcFds::link(int fd) const {
-  const std::string name = std::to_string(fd);
-  std::string out(256, '\0');
-  for (;;) {
-    const ssize_t n = ::readlinkat(fd_dir_.get(), name.c_str(), out.data(), out.size());
-    if (n < 0) return sys_error("readlink /proc/{}/fd/{}", pid_, fd);
-    if (static_cast<size_t>(n) < out.size()) {
-      out.resize(static_cast<size_t>(n));
-      return out;
-    }
-    out.resize(out.size() * 4);  // a long path: no truncation
-  }
+  return read_link_at(fd_dir_.get(), std::to_string(fd), fmt::format("/proc/{}/fd/{}", pid_, fd));
 }
 
 Result<struct stat> ProcFds::stat(int fd) const {

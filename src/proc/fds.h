@@ -21,6 +21,8 @@ class ProcFds {
 
   // The open fds, in the order /proc lists them (ascending).
   Result<std::vector<int>> list() const;
+  // How many fds are open; 0 from a kernel before 6.2, which does not say.
+  Result<size_t> count() const;
   // Where fd leads ("/path", "socket:[N]", "anon_inode:[eventfd]", ...).
   Result<std::string> link(int fd) const;
   // stat(2) of what fd leads to.

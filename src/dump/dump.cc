@@ -26,6 +26,7 @@
 #include "dump/seize.h"
 #include "dump/sharing.h"
 #include "dump/shmem.h"
+#include "files/file_id.h"
 #include "files/files.h"
 #include "files/inet_socket.h"
 #include "files/locks.h"
@@ -567,8 +568,9 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
   // this goes (before `seized` lets the tasks go, on any error), or closed
   // in it once the tree is killed.
   files::TcpRepairs repairs;
+  files::FsIds fsids;
   files::CollectContext fctx{
-      .ghost_limit = o.ghost_limit, .shmem_objects = shmem.objects(), .ext_unix_sk = o.ext_unix_sk,
+      .ghost_limit = o.ghost_limit, .fsids = &fsids, .shmem_objects = shmem.objects(), .ext_unix_sk = o.ext_unix_sk,
       .tcp_established = o.tcp_established, .skip_in_flight = o.skip_in_flight, .tcp_repairs = &repairs};
   // Unix sockets, all in one sock_diag dump, if the tree has any.
   auto has_unix_socket = [](const TaskDump& d) {

@@ -112,6 +112,14 @@ Result<uint64_t> filesystem_id(const std::string& path) {
   return fsid_of(s);
 }
 
+Result<uint64_t> FsIds::of(int mnt_id, dev_t dev, const std::string& path) {
+  if (mnt_id == 0) return filesystem_id(path);
+  if (auto it = ids_.find({mnt_id, dev}); it != ids_.end()) return it->second;
+  const uint64_t id = TRY(filesystem_id(path));
+  ids_.emplace(std::pair{mnt_id, dev}, id);
+  return id;
+}
+
 Result<img::FileId> identify_file(int fd, const std::string& what) {
   struct stat st;
   if (fstat(fd, &st) < 0) return sys_error("stat {}", what);

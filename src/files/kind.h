@@ -49,6 +49,7 @@
 
 namespace ckpt::files {
 
+class FsIds;
 class TcpRepairs;
 struct RepairedSocket;
 
@@ -59,6 +60,7 @@ struct DumpFlags {
 // What collecting a description may need of the rest of the dump.
 struct CollectContext {
   uint64_t ghost_limit = 0;  // data bytes stored for a file without a name (contents.h)
+  FsIds* fsids = nullptr;    // the filesystems of files opened by path, asked once each (file_id.h)
   // Shared memory objects the tree maps (dump/shmem.h), by (device, inode):
   // a memfd held as an fd is also one of them.
   std::map<std::pair<uint64_t, uint64_t>, uint32_t> shmem_objects;

@@ -3,7 +3,9 @@
 #include <fcntl.h>
 #include <sys/syscall.h>
 #include <linux/magic.h>
+#include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <charconv>
@@ -73,6 +75,25 @@ Result<bool> LockedInodes::may_hold(const struct stat& st, int copy) const {
 
 namespace {
 
+// The struct stat fstat gives, from statx (which tells the mount too).
+struct stat stat_of(const struct statx& x) {
+  struct stat st {};
+  st.st_dev = makedev(x.stx_dev_major, x.stx_dev_minor);
+  st.st_ino = x.stx_ino;
+  st.st_mode = x.stx_mode;
+  st.st_nlink = x.stx_nlink;
+  st.st_uid = x.stx_uid;
+  st.st_gid = x.stx_gid;
+  st.st_rdev = makedev(x.stx_rdev_major, x.stx_rdev_minor);
+  st.st_size = static_cast<off_t>(x.stx_size);
+  st.st_blksize = x.stx_blksize;
+  st.st_blocks = static_cast<blkcnt_t>(x.stx_blocks);
+  st.st_atim = {x.stx_atime.tv_sec, x.stx_atime.tv_nsec};
+  st.st_mtim = {x.stx_mtime.tv_sec, x.stx_mtime.tv_nsec};
+  st.st_ctim = {x.stx_ctime.tv_sec, x.stx_ctime.tv_nsec};
+  return st;
+}
+
 // ckpt's copy of fd `fd` of the task, or none if no fd has that number.
 Result<UniqueFd> take_fd(pid_t pid, int pidfd, int fd) {
   const int got = static_cast<int>(syscall(SYS_pidfd_getfd, pidfd, fd, 0));
@@ -96,7 +117,11 @@ Result<FdProbe> probe_fd(const Sources& src, int fd, const UniqueFd& copy) {
   p.pidfd = src.pidfd;
   auto where = [&] { return fmt::format("pid {}: fd {}", src.pid, fd); };
   p.link = TRY_CTX(read_link_at(src.self_fds, std::to_string(copy.get()), "of ckpt's copy"), "{}", where());
-  if (fstat(copy.get(), &p.st) < 0) return sys_error("{} ({}): stat", where(), p.link);
+  struct statx sx;
+  if (statx(copy.get(), "", AT_EMPTY_PATH, STATX_BASIC_STATS | STATX_MNT_ID, &sx) < 0)
+    return sys_error("{} ({}): statx", where(), p.link);
+  p.st = stat_of(sx);
+  if (sx.stx_mask & STATX_MNT_ID) p.info.mnt_id = static_cast<int>(sx.stx_mnt_id);
   const int flags = fcntl(copy.get(), F_GETFL);
   if (flags < 0) return sys_error("{} ({}): F_GETFL", where(), p.link);
   // A regular file, a pipe or a socket has nothing in fdinfo a kind reads

@@ -49,7 +49,8 @@ class Regular final : public Kind {
     r->set_mode(p.st.st_mode & S_IFMT);
     r->set_rdev(p.st.st_rdev);
     if (S_ISREG(p.st.st_mode)) r->set_size(p.st.st_size);
-    r->set_fsid(TRY_CTX(filesystem_id(path), "{}", path));
+    r->set_fsid(TRY_CTX(p.ctx && p.ctx->fsids ? p.ctx->fsids->of(p.info.mnt_id, p.st.st_dev, path)
+                                              : filesystem_id(path), "{}", path));
     return {};
   }
 

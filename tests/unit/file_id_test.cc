@@ -4,6 +4,8 @@
 #include <elf.h>
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -144,6 +146,33 @@ TEST(BuildId, OfThisBinary) {
   auto null = identify_path("/dev/null");
   ASSERT_TRUE(null) << null.error().str();
   EXPECT_EQ(null->build_id(), "");
+}
+
+// Asked once a mount and device: a second file there gets the first one's
+// answer without a statfs (here, a path that no longer exists); another
+// filesystem, and an unknown mount, are asked.
+TEST(FsIds, OnceAMountAndDevice) {
+  const std::string tmp = "/tmp/ckpt-fsids-" + std::to_string(getpid());
+  const std::string shm = "/dev/shm/ckpt-fsids-" + std::to_string(getpid());
+  for (const std::string& p : {tmp, shm}) UniqueFd(open(p.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
+  struct statx t, m;
+  ASSERT_EQ(statx(AT_FDCWD, tmp.c_str(), 0, STATX_MNT_ID, &t), 0);
+  ASSERT_EQ(statx(AT_FDCWD, shm.c_str(), 0, STATX_MNT_ID, &m), 0);
+  if (!(t.stx_mask & STATX_MNT_ID)) GTEST_SKIP() << "no STATX_MNT_ID here";
+  const dev_t tdev = makedev(t.stx_dev_major, t.stx_dev_minor), mdev = makedev(m.stx_dev_major, m.stx_dev_minor);
+  FsIds ids;
+  auto a = ids.of(static_cast<int>(t.stx_mnt_id), tdev, tmp);
+  auto b = ids.of(static_cast<int>(m.stx_mnt_id), mdev, shm);
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(*a, *filesystem_id(tmp));
+  EXPECT_EQ(*b, *filesystem_id(shm));
+  unlink(tmp.c_str());
+  unlink(shm.c_str());
+  auto again = ids.of(static_cast<int>(t.stx_mnt_id), tdev, tmp);
+  ASSERT_TRUE(again) << again.error().str();
+  EXPECT_EQ(*again, *a);
+  EXPECT_FALSE(ids.of(0, tdev, tmp)) << "an unknown mount is asked each time";
+  EXPECT_FALSE(ids.of(static_cast<int>(t.stx_mnt_id), mdev, tmp)) << "another device is asked";
 }
 
 TEST(FileIdDifference, NamesWhatDiffers) {

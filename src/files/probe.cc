@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <charconv>
+#include <future>
+#include <optional>
 #include <ranges>
 #include <string>
 
@@ -63,13 +65,14 @@ Result<LockedInodes> LockedInodes::read() {
   return parse(locks, ns);
 }
 
-Result<bool> LockedInodes::may_hold(const struct stat& st, int copy) const {
-  if (unknown_ || inodes_.contains(st.st_ino)) return true;
+Result<bool> LockedInodes::may_hold(const FdProbe& p) const {
+  if (unknown_ || inodes_.contains(p.st.st_ino)) return true;
   if (inodes_.empty()) return false;
   // An overlayfs file's stat gives the inode number of the file below it;
   // its locks are on the overlay's own inode.
+  const UniqueFd copy = TRY(take_file(p));
   struct statfs fs;
-  if (fstatfs(copy, &fs) < 0) return sys_error("statfs");
+  if (fstatfs(copy.get(), &fs) < 0) return sys_error("statfs");
   return fs.f_type == OVERLAYFS_SUPER_MAGIC;
 }
 
@@ -105,10 +108,16 @@ Result<UniqueFd> take_fd(pid_t pid, int pidfd, int fd) {
 struct Sources {
   const proc::ProcFds& fds;
   int self_fds;  // ckpt's /proc/self/fd
-  const LockedInodes& locked;
   pid_t pid;
   int pidfd;
 };
+
+Result<void> read_fdinfo(const Sources& src, FdProbe& p) {
+  p.fdinfo = TRY(src.fds.fdinfo(p.fd));
+  p.info = TRY_CTX(proc::parse_fdinfo(p.fdinfo), "/proc/{}/fdinfo/{}", src.pid, p.fd);
+  p.info.flags &= ~O_CLOEXEC;  // the fd's, not the description's: the parasite's to tell
+  return {};
+}
 
 Result<FdProbe> probe_fd(const Sources& src, int fd, const UniqueFd& copy) {
   FdProbe p;
@@ -125,10 +134,10 @@ Result<FdProbe> probe_fd(const Sources& src, int fd, const UniqueFd& copy) {
   const int flags = fcntl(copy.get(), F_GETFL);
   if (flags < 0) return sys_error("{} ({}): F_GETFL", where(), p.link);
   // A regular file, a pipe or a socket has nothing in fdinfo a kind reads
-  // but its locks; an O_PATH fd has no offset to ask for.
+  // but its lock lines (read later: probe_fds); an O_PATH fd has no offset
+  // to ask for.
   const mode_t type = p.st.st_mode & S_IFMT;
-  bool plain = (type == S_IFREG || type == S_IFIFO || type == S_IFSOCK) && !(flags & O_PATH) &&
-               !TRY_CTX(src.locked.may_hold(p.st, copy.get()), "{} ({})", where(), p.link);
+  bool plain = (type == S_IFREG || type == S_IFIFO || type == S_IFSOCK) && !(flags & O_PATH);
   if (plain && type == S_IFREG) {
     const off_t pos = lseek(copy.get(), 0, SEEK_CUR);  // the description's f_pos, as fdinfo shows it
     if (pos < 0) plain = false;
@@ -139,19 +148,22 @@ Result<FdProbe> probe_fd(const Sources& src, int fd, const UniqueFd& copy) {
     p.info.ino = p.st.st_ino;
     return p;
   }
-  p.fdinfo = TRY(src.fds.fdinfo(fd));
-  p.info = TRY_CTX(proc::parse_fdinfo(p.fdinfo), "/proc/{}/fdinfo/{}", src.pid, fd);
-  p.info.flags &= ~O_CLOEXEC;  // the fd's, not the description's: the parasite's to tell
+  TRY(read_fdinfo(src, p));
   return p;
 }
+
+// From how many fds /proc/locks is read to spare the plain fds' fdinfo
+// files (~2 us each): reading it write-locks a per-CPU semaphore, which
+// waits for an RCU grace period (10-20 ms here), so it is read on a thread
+// of its own while the fds are probed.
+constexpr size_t kLocksFrom = 4096;
 
 }  // namespace
 
 Result<std::vector<FdProbe>> probe_fds(pid_t pid, int pidfd) {
   const proc::ProcFds fds = TRY(proc::ProcFds::open(pid));
   const UniqueFd self_fds = TRY(open_file("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  const LockedInodes locked = TRY(LockedInodes::read());
-  const Sources src{fds, self_fds.get(), locked, pid, pidfd};
+  const Sources src{fds, self_fds.get(), pid, pidfd};
   // Which fds are open: the kernel counts them (/proc/PID/fd's size, from
   // 6.2), and the table is walked slot by slot with pidfd_getfd, which
   // finds each fd with the copy its probe needs, until all are found.
@@ -160,6 +172,8 @@ Result<std::vector<FdProbe>> probe_fds(pid_t pid, int pidfd) {
   // the slots walked, where they lie far apart. One thread: a second one
   // gained nothing (both queue on the same locks of the two fd tables).
   const size_t open = TRY(fds.count());
+  std::future<Result<LockedInodes>> locks;
+  if (open >= kLocksFrom) locks = std::async(std::launch::async, LockedInodes::read);
   const size_t walked = open ? 2 * open + 64 : 0;
   std::vector<FdProbe> out;
   out.reserve(open);
@@ -167,12 +181,20 @@ Result<std::vector<FdProbe>> probe_fds(pid_t pid, int pidfd) {
     const UniqueFd copy = TRY(take_fd(pid, pidfd, static_cast<int>(slot)));
     if (copy) out.push_back(TRY(probe_fd(src, static_cast<int>(slot), copy)));
   }
-  if (out.size() == open && open > 0) return out;
-  for (int fd : TRY(fds.list())) {
-    if (static_cast<size_t>(fd) < walked) continue;
-    const UniqueFd copy = TRY(take_fd(pid, pidfd, fd));
-    if (copy) out.push_back(TRY(probe_fd(src, fd, copy)));
+  if (out.size() < open || open == 0) {
+    for (int fd : TRY(fds.list())) {
+      if (static_cast<size_t>(fd) < walked) continue;
+      const UniqueFd copy = TRY(take_fd(pid, pidfd, fd));
+      if (copy) out.push_back(TRY(probe_fd(src, fd, copy)));
+    }
   }
+  // The lock lines of the plain fds (no fdinfo yet): of every one, or of
+  // those /proc/locks may list a lock on.
+  std::optional<LockedInodes> locked;
+  if (locks.valid()) locked = TRY(locks.get());
+  for (FdProbe& p : out)
+    if (p.fdinfo.empty() && (!locked || TRY_CTX(locked->may_hold(p), "pid {}: fd {} ({})", pid, p.fd, p.link)))
+      TRY(read_fdinfo(src, p));
   return out;
 }
 

@@ -8,8 +8,8 @@
 // each (link, stat, fdinfo), most of a 10,000-fd dump. The fdinfo file is
 // still read where its lines are needed: every fd that is not a regular
 // file, a pipe or a socket (eventfd counts, epoll targets, a pty's index,
-// ...), an O_PATH fd, and any file /proc/locks may list a lock on (the lock
-// lines). FD_CLOEXEC, the fd's own flag, is not in the copy: the parasite
+// ...), an O_PATH fd, and for the lock lines, any other, unless the task
+// has thousands of fds and /proc/locks lists no lock on its file. FD_CLOEXEC, the fd's own flag, is not in the copy: the parasite
 // reads it (dump.cc).
 #pragma once
 
@@ -34,9 +34,8 @@ class LockedInodes {
   static Result<LockedInodes> parse(std::string_view locks, std::string_view pid_ns);
   static Result<LockedInodes> read();
 
-  // Whether a lock may be held on the file `copy` (ckpt's fd on it, whose
-  // stat is `st`) that fdinfo would show.
-  Result<bool> may_hold(const struct stat& st, int copy) const;
+  // Whether the file of `p` may hold a lock its fdinfo would show.
+  Result<bool> may_hold(const FdProbe& p) const;
 
  private:
   // /proc/locks leaves out a lock whose owner has no pid in the namespace

@@ -222,15 +222,20 @@ Result<Outside> collect_outside(pid_t pid, const DumpOptions& o, const Self& sel
   return out;
 }
 
-// FD_CLOEXEC, the fd's own flag, of every fd of the table: only the task
-// can tell it without an fdinfo file a fd (files/probe.h).
-Result<void> collect_cloexec(Parasite& parasite, img::Files* table) {
+// FD_CLOEXEC, the fd's own flag, of the fds whose fdinfo was not read
+// (files/probe.h): only the task can tell it without that file.
+Result<void> collect_cloexec(Parasite& parasite, files::TaskFds* fds) {
   std::vector<abi::FdFlagsArg> flags;
-  flags.reserve(static_cast<size_t>(table->fds_size()));
-  for (const img::FdEntry& e : table->fds()) flags.push_back({.fd = e.fd(), .flags = 0});
+  std::vector<int> at;
+  for (size_t i = 0; i < fds->probes.size(); i++)
+    if (!fds->probes[i].cloexec) {
+      flags.push_back({.fd = fds->probes[i].fd, .flags = 0});
+      at.push_back(static_cast<int>(i));
+    }
+  if (flags.empty()) return {};
   TRY_CTX(parasite.fd_flags(flags), "read the close-on-exec flags of {} fds", flags.size());
   for (size_t i = 0; i < flags.size(); i++)
-    table->mutable_fds(static_cast<int>(i))->set_cloexec((flags[i].flags & FD_CLOEXEC) != 0);
+    fds->table.mutable_fds(at[i])->set_cloexec((flags[i].flags & FD_CLOEXEC) != 0);
   return {};
 }
 
@@ -324,7 +329,7 @@ Result<TaskDump> dump_task(const TreeDump& c, std::vector<Tracee>& threads, Resu
   TRY(o.faults.at("parasite", pid));
   TRY(collect_core_inside(parasite, threads, self, &d.core));
   TRY(collect_vma_policies(parasite, &d.mm));
-  TRY(collect_cloexec(parasite, &d.fds.table));
+  TRY(collect_cloexec(parasite, &d.fds));
   room.fix_image(&d.core);
   for (const img::ThreadCore& th : d.core.threads())
     d.xfeatures |= arch::xsave_state_bv({reinterpret_cast<const uint8_t*>(th.xsave().data()), th.xsave().size()});

@@ -174,7 +174,7 @@ Result<TaskFds> scan_fds(pid_t pid, const DumpFlags& flags) {
     out.kinds.push_back(TRY(claim(p, flags)));
     img::FdEntry* e = out.table.add_fds();
     e->set_fd(p.fd);
-    // cloexec: the parasite's to tell (dump.cc), the task's fds as they are.
+    e->set_cloexec(p.cloexec.value_or(false));  // if not known, the parasite's to tell (dump.cc)
     // Its POSIX locks are the task's; flock and OFD locks the description's.
     for (img::FileLock& l : TRY_CTX(parse_locks(p.fdinfo), "fd {} ({})", p.fd, p.link))
       if (l.kind() == img::FileLock::POSIX) *e->add_locks() = std::move(l);

@@ -32,6 +32,7 @@
 #include <sys/types.h>
 
 #include <map>
+#include <optional>
 #include <set>
 #include <span>
 #include <string>
@@ -87,6 +88,7 @@ struct FdProbe {
   std::string link;    // /proc/PID/fd/N: "/path", "pipe:[123]", "anon_inode:[eventfd]", ...
   struct stat st {};   // of the file itself
   proc::FdInfo info;   // the description's status flags (no O_CLOEXEC: the fd's own) and offset
+  std::optional<bool> cloexec;  // the fd's FD_CLOEXEC, where fdinfo was read; else the parasite's to tell
   std::string fdinfo;  // /proc/PID/fdinfo/N, for the lines of a kind; empty where none needs it (probe.h)
   int pidfd = -1;      // the task's pidfd: pidfd_getfd(pidfd, fd) is ckpt's own fd on the description
   const CollectContext* ctx = nullptr;  // set when descriptions are collected

@@ -115,7 +115,8 @@ struct Sources {
 Result<void> read_fdinfo(const Sources& src, FdProbe& p) {
   p.fdinfo = TRY(src.fds.fdinfo(p.fd));
   p.info = TRY_CTX(proc::parse_fdinfo(p.fdinfo), "/proc/{}/fdinfo/{}", src.pid, p.fd);
-  p.info.flags &= ~O_CLOEXEC;  // the fd's, not the description's: the parasite's to tell
+  p.cloexec = (p.info.flags & O_CLOEXEC) != 0;  // the fd's, not the description's
+  p.info.flags &= ~O_CLOEXEC;
   return {};
 }
 

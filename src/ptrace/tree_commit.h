@@ -5,24 +5,16 @@
 // a dump that ends in a kill sends one SIGKILL per task, and the tasks not
 // yet killed run on once their tracer is gone. A ckpt killed inside either
 // loop would leave half a tree running: no order of the acts closes that
-// window, so a watcher does. It is a child of ckpt that holds a pidfd per
-// task and one end of a socket pair, and no other file. A byte from ckpt, sent once every task
-// is let go, commits, and the watcher exits. End-of-file first (ckpt gave
-// up, or died) and it kills every task: a restore is whole or gone,
-// wherever ckpt is killed.
+// window, so a watcher does (ptrace/watcher.h), holding a pidfd per task.
+// ckpt commits once every task is let go, and the watcher exits.
+// End-of-file first (ckpt gave up, or died) and it kills every task: a
+// restore is whole or gone, wherever ckpt is killed.
 //
 // A dump's kill is committed by a file instead: its inventory, the last
 // image, whose rename makes the checkpoint. Made before the inventory, a
 // watcher told so kills at end-of-file only if the file exists by then. A
 // ckpt killed before the rename leaves the tree running and no checkpoint;
 // killed after it, at any moment, the tree goes and the checkpoint holds it.
-//
-// The watcher shares ckpt's memory (clone with CLONE_VM): no page tables to
-// copy, and it reads its pidfds where ckpt keeps them (ckpt frees them only
-// once it has reaped the watcher). It runs raw syscalls only, with the
-// signals a terminal sends blocked and in a process group of its own, so
-// that a Ctrl-C, or a SIGKILL to ckpt's whole group, that kills ckpt does
-// not kill its watcher too.
 #pragma once
 
 #include <sys/types.h>
@@ -33,6 +25,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "ptrace/watcher.h"
 
 namespace ckpt {
 
@@ -57,11 +50,12 @@ class TreeCommit {
   // reaped (their deaths are the caller's to collect).
   void kill();
 
-  struct Watcher;  // tree_commit.cc's
+  struct Tasks;  // tree_commit.cc's
 
  private:
-  explicit TreeCommit(std::unique_ptr<Watcher> w);
-  std::unique_ptr<Watcher> w_;
+  TreeCommit(std::unique_ptr<Tasks> t, Watcher w);
+  std::unique_ptr<Tasks> tasks_;
+  std::optional<Watcher> watcher_;
 };
 
 }  // namespace ckpt

@@ -19,6 +19,7 @@
 #include "base/fs.h"
 #include "base/parallel.h"
 #include "dump/core.h"
+#include "dump/cpu_pins.h"
 #include "dump/memory.h"
 #include "dump/prev_round.h"
 #include "image/socket_sink.h"
@@ -250,6 +251,7 @@ struct TreeDump {
   image::PageServerConn* server;
   ShmemCollector& shmem;
   std::mutex& shmem_mu;
+  CpuPins& pins;
 };
 
 // Everything of one live task of the frozen tree: collected from outside,
@@ -318,6 +320,10 @@ Result<TaskDump> dump_task(const TreeDump& c, std::vector<Tracee>& threads, Resu
     if (d.core.threads(i).seccomp_mode() != 0 && !threads[i].seccomp_suspended())
       return error(EPERM, "thread {} runs under seccomp and ckpt cannot suspend its filters (that needs "
                    "CAP_SYS_ADMIN): they would judge, and could kill it for, the parasite's syscalls", threads[i].tid());
+
+  // From here to its cure, on its tracer's CPU (dump/cpu_pins.h): its
+  // affinity is in the core image already.
+  const CpuPins::Pin pinned = c.pins.pin(pid);
 
   // The parasite: what only the task can tell, and its memory.
   // Cured without a breakpoint: a breakpoint that fires after a killed ckpt
@@ -522,13 +528,16 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
   std::atomic<bool> any_failed{false};
   ShmemCollector shmem;
   std::mutex shmem_mu;
-  const TreeDump c{o, dir, log, self, prev ? &*prev : nullptr, server ? &*server : nullptr, shmem, shmem_mu};
+  CpuPins pins = TRY_CTX(CpuPins::make(live.size()), "dump pid {}", root);
+  const TreeDump c{o, dir, log, self, prev ? &*prev : nullptr, server ? &*server : nullptr, shmem, shmem_mu, pins};
   const bool tracked = prev && prev->tracker;
   Ahead<Result<Outside>> outside(live.size(), 2, [&](size_t j) {
     return collect_outside(tree.tasks()[live[j]].pid, o, self, tracked);
   });
   (void)tracers.on_each([&](size_t tracer) -> Result<void> {
     OwnCode own = own_code;  // a cache: each tracer its own
+    OnCpu held;              // where its tasks are pinned
+    held.go(pins.cpu_of(tracer));
     for (size_t j = 0; j < live.size(); j++) {
       if (seized.tasks[live[j]].tracer() != tracer) continue;
       const tree::Task& k = tree.tasks()[live[j]];

@@ -17,6 +17,14 @@
 namespace e2e {
 namespace {
 
+// The CPUs the task may run on (ckpt pins a task to its tracer's CPU while
+// it dumps it: dump/cpu_pins.h).
+std::string cpus_of(pid_t pid) {
+  const std::string status = read_text(fmt::format("/proc/{}/status", pid));
+  const size_t at = status.find("Cpus_allowed_list:");
+  return at == std::string::npos ? "" : status.substr(at, status.find('\n', at) - at);
+}
+
 // A fault point, and the workload: signals (handlers, a blocked mask and
 // queued signals, all self-checked; 8 MiB of memory: a drain does not fit the
 // pipe) or trap (SIGTRAPs pending, which no trap of ckpt's may take).
@@ -30,6 +38,7 @@ void expect_failed_dump_loses_nothing(const std::string& point, const std::strin
   ASSERT_TRUE(wait_back_in_loop(pid)) << "the workload never reached its loop";
   const std::string maps = read_text(fmt::format("/proc/{}/maps", pid));
   const std::string fds = fds_of(pid);
+  const std::string cpus = cpus_of(pid);
 
   setenv("CKPT_FAULT", point.c_str(), 1);
   CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
@@ -41,6 +50,7 @@ void expect_failed_dump_loses_nothing(const std::string& point, const std::strin
   ASSERT_TRUE(wait_back_in_loop(pid)) << "state " << proc_state(pid) << ", tracer " << tracer_of(pid);
   EXPECT_EQ(read_text(fmt::format("/proc/{}/maps", pid)), maps) << "ckpt left something in the address space";
   EXPECT_EQ(fds_of(pid), fds);
+  EXPECT_EQ(cpus_of(pid), cpus) << "the task was left pinned to a CPU";
   EXPECT_NE(access((h.images() + "/inventory.img").c_str(), F_OK), 0) << "a failed dump left a checkpoint";
   CkptRun r = h.ckpt({"restore", "-D", h.images()});
   EXPECT_NE(r.exit_code(), 0);
@@ -106,6 +116,7 @@ void expect_survives_killed_ckpt(const Kill& k) {
   ASSERT_TRUE(wait_back_in_loop(pid)) << "the workload never reached its loop";
   const std::string maps = read_text(fmt::format("/proc/{}/maps", pid));
   const std::string fds = fds_of(pid);
+  const std::string cpus = cpus_of(pid);
   setenv("CKPT_FAULT", k.fault.c_str(), 1);
   std::vector<std::string> args = {"dump", "-t", std::to_string(pid), "-D", h.images(), "--leave-running"};
   args.insert(args.end(), k.options.begin(), k.options.end());
@@ -123,6 +134,9 @@ void expect_survives_killed_ckpt(const Kill& k) {
   EXPECT_EQ(maps_but_parasite(pid).first, maps);
   if (k.leaves_fds) EXPECT_NE(fds_of(pid), fds) << "the test did not kill ckpt where it meant to";
   else EXPECT_EQ(fds_of(pid), fds) << "the parasite left an fd behind";
+  // Its affinity back (by the affinity watcher) once ckpt is gone.
+  for (int i = 0; i < 200 && cpus_of(pid) != cpus; i++) usleep(5000);
+  EXPECT_EQ(cpus_of(pid), cpus) << "the task was left pinned to a CPU";
   EXPECT_NE(access((h.images() + "/inventory.img").c_str(), F_OK), 0);
   // The next dump, into the same directory, takes what is left out; its
   // checkpoint holds none of it. The killed dump left only temporaries,

@@ -18,7 +18,7 @@ void unpin_all(const void* arg) {
 
 }  // namespace
 
-Result<CpuPins> CpuPins::make(size_t tasks) {
+Result<CpuPins> CpuPins::make(size_t pins) {
   CpuPins p;
   cpu_set_t mine;
   if (sched_getaffinity(0, sizeof mine, &mine) < 0) return p;
@@ -28,17 +28,18 @@ Result<CpuPins> CpuPins::make(size_t tasks) {
     p.cpus_.clear();
     return p;
   }
-  p.table_ = std::make_unique<Table>(tasks);
+  p.table_ = std::make_unique<Table>(pins);
   p.watcher_.emplace(TRY(Watcher::start(unpin_all, p.table_.get(), {}, "affinity watcher")));
   return p;
 }
 
-int CpuPins::cpu_of(size_t tracer) const { return cpus_.empty() ? -1 : cpus_[tracer % cpus_.size()]; }
-
-CpuPins::Pin CpuPins::pin(pid_t tid) {
+CpuPins::Pin CpuPins::pin(pid_t tid, size_t tracer) {
   Pin out;
-  const int here = sched_getcpu();
-  if (cpus_.empty() || here < 0) return out;
+  if (cpus_.empty()) return out;
+  const int here = cpus_[tracer % cpus_.size()];
+  out.held_ = std::make_unique<OnCpu>();
+  out.held_->go(here);
+  if (sched_getcpu() != here) return out;
   const size_t i = table_->used.fetch_add(1);
   if (i >= table_->room) return out;
   Slot& s = table_->slots[i];

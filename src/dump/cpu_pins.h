@@ -2,10 +2,12 @@
 // round trips between ckpt and the task (ptrace stops, remote syscalls, the
 // parasite's replies), each waking a thread that waits for the other: on
 // one CPU the wakeup is a context switch (2.7 us a ptrace round trip here),
-// across two an IPI, which this hypervisor traps (12-20 us). So each tracer
-// is held on a CPU of its own, and the main thread of the task it dumps on
-// the same one, from its parasite's injection to its cure; the task's own
-// affinity is put back before the task goes on.
+// across two an IPI, which this hypervisor traps (12-20 us). So while it
+// injects the parasite and collects the task's state, and again while it
+// cures it, a tracer is held on a CPU of its own and the task's main thread
+// on the same one; the task's own affinity is put back before the task goes
+// on. Not while the memory is drained, where ckpt and the parasite work side
+// by side.
 //
 // A ckpt killed meanwhile must not leave a task pinned: a watcher
 // (ptrace/watcher.h) gives each task still pinned its affinity back once
@@ -21,14 +23,15 @@
 #include <vector>
 
 #include "base/result.h"
+#include "ptrace/completion.h"
 #include "ptrace/watcher.h"
 
 namespace ckpt::dump {
 
 class CpuPins {
  public:
-  // Room for `tasks` pins. None on a machine where ckpt may use one CPU.
-  static Result<CpuPins> make(size_t tasks);
+  // Room for `pins` pins. None on a machine where ckpt may use one CPU.
+  static Result<CpuPins> make(size_t pins);
   CpuPins(CpuPins&&) noexcept = default;
   CpuPins& operator=(CpuPins&&) = delete;
 
@@ -45,24 +48,22 @@ class CpuPins {
     std::atomic<size_t> used{0};
   };
 
-  // The CPU of tracer `tracer`; -1 where nothing is pinned.
-  int cpu_of(size_t tracer) const;
-
-  // A task's thread held on the CPU the calling thread is held on, its own
-  // affinity back when this goes. Best effort: where either can't be done,
-  // nothing is pinned.
+  // The calling thread, tracer `tracer`, held on its CPU and the task's
+  // thread `tid` pinned there; both their own affinity back when this goes.
+  // Best effort: where it can't be done, nothing is pinned.
   class Pin {
    public:
     Pin() = default;
-    Pin(Pin&& o) noexcept : slot_(std::exchange(o.slot_, nullptr)) {}
+    Pin(Pin&& o) noexcept : held_(std::move(o.held_)), slot_(std::exchange(o.slot_, nullptr)) {}
     Pin& operator=(Pin&&) = delete;
     ~Pin();
 
    private:
     friend class CpuPins;
+    std::unique_ptr<OnCpu> held_;
     Slot* slot_ = nullptr;
   };
-  Pin pin(pid_t tid);
+  Pin pin(pid_t tid, size_t tracer);
 
  private:
   CpuPins() = default;

@@ -257,7 +257,7 @@ struct TreeDump {
 // Everything of one live task of the frozen tree: collected from outside,
 // then from inside through the parasite (its pages written to the images
 // directory on the way), then cured.
-Result<TaskDump> dump_task(const TreeDump& c, std::vector<Tracee>& threads, Result<Outside> outside,
+Result<TaskDump> dump_task(const TreeDump& c, size_t tracer, std::vector<Tracee>& threads, Result<Outside> outside,
                            const ParentPages* parent, OwnCode& own_code, img::Stats& stats) {
   const DumpOptions& o = c.o;
   image::ImageDir& dir = c.dir;
@@ -321,9 +321,13 @@ Result<TaskDump> dump_task(const TreeDump& c, std::vector<Tracee>& threads, Resu
       return error(EPERM, "thread {} runs under seccomp and ckpt cannot suspend its filters (that needs "
                    "CAP_SYS_ADMIN): they would judge, and could kill it for, the parasite's syscalls", threads[i].tid());
 
-  // From here to its cure, on its tracer's CPU (dump/cpu_pins.h): its
-  // affinity is in the core image already.
-  const CpuPins::Pin pinned = c.pins.pin(pid);
+  // The round trips of the injection and the state, on its tracer's CPU
+  // (dump/cpu_pins.h): its affinity is in the core image already. A task of
+  // many threads loses by it (10,000 threads: 720-830 -> 880-920 ms): its
+  // other threads' visits and the tracer then share one CPU.
+  const bool one_cpu = threads.size() == 1;
+  std::optional<CpuPins::Pin> pinned;
+  if (one_cpu) pinned.emplace(c.pins.pin(pid, tracer));
 
   // The parasite: what only the task can tell, and its memory.
   // Cured without a breakpoint: a breakpoint that fires after a killed ckpt
@@ -343,6 +347,7 @@ Result<TaskDump> dump_task(const TreeDump& c, std::vector<Tracee>& threads, Resu
     d.core_written = std::async(std::launch::async, [&dir, pid, core = std::move(d.core)] {
       return dir.write_temp(image::core_name(pid), image::ImageKind::Core, core);
     });
+  pinned.reset();  // the memory: ckpt and the parasite side by side
   const auto mem_start = Clock::now();
   stats.set_parasite_ns(stats.parasite_ns() + ns_since(task_start));
   PageSource src{threads[0], o.pages == PageTransfer::Splice ? &parasite : nullptr, parent,
@@ -368,6 +373,7 @@ Result<TaskDump> dump_task(const TreeDump& c, std::vector<Tracee>& threads, Resu
   cure->set_tid(pid);
   cure->set_breakpoint(parasite.mode() == CompletionMode::Breakpoint);
   const auto cure_start = Clock::now();
+  if (one_cpu) pinned.emplace(c.pins.pin(pid, tracer));
   cure->set_stops(TRY_CTX(parasite.cure(), "cure"));
   stats.set_cure_ns(stats.cure_ns() + ns_since(cure_start));
   return d;
@@ -528,7 +534,7 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
   std::atomic<bool> any_failed{false};
   ShmemCollector shmem;
   std::mutex shmem_mu;
-  CpuPins pins = TRY_CTX(CpuPins::make(live.size()), "dump pid {}", root);
+  CpuPins pins = TRY_CTX(CpuPins::make(2 * live.size()), "dump pid {}", root);  // two a task
   const TreeDump c{o, dir, log, self, prev ? &*prev : nullptr, server ? &*server : nullptr, shmem, shmem_mu, pins};
   const bool tracked = prev && prev->tracker;
   Ahead<Result<Outside>> outside(live.size(), 2, [&](size_t j) {
@@ -536,8 +542,6 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
   });
   (void)tracers.on_each([&](size_t tracer) -> Result<void> {
     OwnCode own = own_code;  // a cache: each tracer its own
-    OnCpu held;              // where its tasks are pinned
-    held.go(pins.cpu_of(tracer));
     for (size_t j = 0; j < live.size(); j++) {
       if (seized.tasks[live[j]].tracer() != tracer) continue;
       const tree::Task& k = tree.tasks()[live[j]];
@@ -554,7 +558,7 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
       const auto proc_start = Clock::now();
       Result<Outside> seen = outside.take(j);
       task_stats[j].set_proc_ns(ns_since(proc_start));
-      auto d = dump_task(c, seized.tasks[live[j]].threads(), std::move(seen), parent ? &*parent : nullptr, own,
+      auto d = dump_task(c, tracer, seized.tasks[live[j]].threads(), std::move(seen), parent ? &*parent : nullptr, own,
                          task_stats[j]);
       if (d) slots[j].emplace(std::move(*d));
       else failed[j] = d.error().context(fmt::format("dump pid {}", k.pid));

@@ -324,8 +324,11 @@ Result<TaskDump> dump_task(const TreeDump& c, size_t tracer, std::vector<Tracee>
   // The round trips of the injection and the state, on its tracer's CPU
   // (dump/cpu_pins.h): its affinity is in the core image already. A task of
   // many threads loses by it (10,000 threads: 720-830 -> 880-920 ms): its
-  // other threads' visits and the tracer then share one CPU.
+  // other threads' visits and the tracer then share one CPU. Pinned through
+  // the memory too where one fill of the parasite's pipe (1 MiB) holds it
+  // all: ckpt and the parasite then have nothing to do side by side.
   const bool one_cpu = threads.size() == 1;
+  const bool small = one_cpu && TRY(proc::read_status(pid)).rss_anon_kib <= 1024;
   std::optional<CpuPins::Pin> pinned;
   if (one_cpu) pinned.emplace(c.pins.pin(pid, tracer));
 
@@ -347,7 +350,7 @@ Result<TaskDump> dump_task(const TreeDump& c, size_t tracer, std::vector<Tracee>
     d.core_written = std::async(std::launch::async, [&dir, pid, core = std::move(d.core)] {
       return dir.write_temp(image::core_name(pid), image::ImageKind::Core, core);
     });
-  pinned.reset();  // the memory: ckpt and the parasite side by side
+  if (!small) pinned.reset();
   const auto mem_start = Clock::now();
   stats.set_parasite_ns(stats.parasite_ns() + ns_since(task_start));
   PageSource src{threads[0], o.pages == PageTransfer::Splice ? &parasite : nullptr, parent,
@@ -373,7 +376,7 @@ Result<TaskDump> dump_task(const TreeDump& c, size_t tracer, std::vector<Tracee>
   cure->set_tid(pid);
   cure->set_breakpoint(parasite.mode() == CompletionMode::Breakpoint);
   const auto cure_start = Clock::now();
-  if (one_cpu) pinned.emplace(c.pins.pin(pid, tracer));
+  if (one_cpu && !pinned) pinned.emplace(c.pins.pin(pid, tracer));
   cure->set_stops(TRY_CTX(parasite.cure(), "cure"));
   stats.set_cure_ns(stats.cure_ns() + ns_since(cure_start));
   return d;

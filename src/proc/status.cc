@@ -130,9 +130,10 @@ bool status_umask(std::string_view, std::string_view val, Status& s) { return pa
 bool status_seccomp(std::string_view, std::string_view val, Status& s) {
   return parse_num(val, 10, s.seccomp) && s.seccomp >= 0 && s.seccomp <= 2;
 }
-bool status_vm_lck(std::string_view, std::string_view val, Status& s) {
+template <uint64_t Status::*Field>
+bool status_kib(std::string_view, std::string_view val, Status& s) {
   if (!val.ends_with(" kB")) return false;
-  return parse_num(trim(val.substr(0, val.size() - 3)), 10, s.vm_lck_kib);
+  return parse_num(trim(val.substr(0, val.size() - 3)), 10, s.*Field);
 }
 bool status_threads(std::string_view, std::string_view val, Status& s) {
   return parse_num(val, 10, s.threads) && s.threads >= 0;
@@ -168,7 +169,8 @@ constexpr struct {
     {"PPid", true, status_pid<&Status::ppid>},
     {"TracerPid", true, status_pid<&Status::tracer_pid>},
     {"Seccomp", false, status_seccomp},
-    {"VmLck", false, status_vm_lck},
+    {"VmLck", false, status_kib<&Status::vm_lck_kib>},
+    {"RssAnon", false, status_kib<&Status::rss_anon_kib>},
     {"Threads", true, status_threads},
     {"SigPnd", true, status_hex<&Status::sig_pnd>},
     {"ShdPnd", true, status_hex<&Status::shd_pnd>},

@@ -17,14 +17,6 @@
 namespace e2e {
 namespace {
 
-// The CPUs the task may run on (ckpt pins a task to its tracer's CPU while
-// it dumps it: dump/cpu_pins.h).
-std::string cpus_of(pid_t pid) {
-  const std::string status = read_text(fmt::format("/proc/{}/status", pid));
-  const size_t at = status.find("Cpus_allowed_list:");
-  return at == std::string::npos ? "" : status.substr(at, status.find('\n', at) - at);
-}
-
 // A fault point, and the workload: signals (handlers, a blocked mask and
 // queued signals, all self-checked; 8 MiB of memory: a drain does not fit the
 // pipe) or trap (SIGTRAPs pending, which no trap of ckpt's may take).
@@ -135,8 +127,8 @@ void expect_survives_killed_ckpt(const Kill& k) {
   if (k.leaves_fds) EXPECT_NE(fds_of(pid), fds) << "the test did not kill ckpt where it meant to";
   else EXPECT_EQ(fds_of(pid), fds) << "the parasite left an fd behind";
   // Its affinity back (by the affinity watcher) once ckpt is gone.
-  for (int i = 0; i < 200 && cpus_of(pid) != cpus; i++) usleep(5000);
-  EXPECT_EQ(cpus_of(pid), cpus) << "the task was left pinned to a CPU";
+  EXPECT_TRUE(wait_until([&] { return cpus_of(pid) == cpus; }, std::chrono::seconds(1)))
+      << "the task was left pinned to CPUs " << cpus_of(pid) << ", not " << cpus;
   EXPECT_NE(access((h.images() + "/inventory.img").c_str(), F_OK), 0);
   // The next dump, into the same directory, takes what is left out; its
   // checkpoint holds none of it. The killed dump left only temporaries,

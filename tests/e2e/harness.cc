@@ -80,6 +80,8 @@ char proc_state(pid_t pid) {
   std::string s = status_field(pid, "State");
   return s.empty() ? '?' : s[0];
 }
+std::string cpus_of(pid_t pid) { return status_field(pid, "Cpus_allowed_list"); }
+
 std::string fds_of(pid_t pid) {
   std::string out;
   for (int fd = 0; fd < 64; fd++) {

@@ -155,6 +155,9 @@ pid_t tracer_of(pid_t pid);
 // Killed but not dead yet: SIGKILL pending, or already exiting. Such a task
 // still looks running ('R' or 'S') until it is scheduled.
 bool dying(pid_t pid);
+// "Cpus_allowed_list:" of /proc/pid/status: the CPUs it may run on (ckpt
+// pins a task to a CPU for a while as it dumps it: dump/cpu_pins.h).
+std::string cpus_of(pid_t pid);
 // "fd target" lines of the low fds, to compare the fd table before and after.
 std::string fds_of(pid_t pid);
 pid_t ppid_of(pid_t pid);

@@ -88,10 +88,15 @@ TEST_P(KillLoop, TaskSurvivesEveryKill) {
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   std::string maps = read_text(fmt::format("/proc/{}/maps", pid));
   std::string fds = fds_of(pid);
+  const std::string cpus = cpus_of(pid);
   // A tree: every task must come through (its zombies stay zombies).
   const std::vector<pid_t> tasks = tree_of(pid);
   std::vector<char> states;
-  for (pid_t t : tasks) states.push_back(proc_state(t) == 'Z' ? 'Z' : 'S');
+  std::vector<std::string> task_cpus;
+  for (pid_t t : tasks) {
+    states.push_back(proc_state(t) == 'Z' ? 'Z' : 'S');
+    task_cpus.push_back(cpus_of(t));
+  }
   auto dump_args = [&](const std::string& dir, bool leave_running) {
     std::vector<std::string> a = {"dump", "-t", std::to_string(pid), "-D", dir};
     if (leave_running) a.push_back("--leave-running");
@@ -140,6 +145,16 @@ TEST_P(KillLoop, TaskSurvivesEveryKill) {
       if (!ok) {
         lost++;
         losses += fmt::format("round {}: task {} of the tree: state {} after a kill", i, tasks[k], s);
+      }
+    }
+    // Their affinity back, whoever put it back (ckpt, or its watcher once
+    // ckpt was gone).
+    for (size_t k = 0; k < tasks.size() && !lost && (k == 0 || c.leave_running); k++) {
+      if (states[k] == 'Z') continue;
+      const std::string want = k == 0 ? cpus : task_cpus[k];
+      if (!wait_until([&] { return cpus_of(tasks[k]) == want; }, std::chrono::seconds(1))) {
+        lost++;
+        losses += fmt::format("round {}: task {} left on CPUs {}, not {}", i, tasks[k], cpus_of(tasks[k]), want);
       }
     }
     if (lost) break;

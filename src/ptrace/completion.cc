@@ -20,6 +20,7 @@
 #include "base/check.h"
 #include "base/fs.h"
 #include "base/unique_fd.h"
+#include "pie/sys.h"
 #include "ptrace/remote_syscall.h"
 
 namespace ckpt {
@@ -243,6 +244,8 @@ namespace {
   arch::raw_syscall(SYS_close_range, c.go + 1, ~0U, 0);
   // It must not outlive a ckpt killed meanwhile.
   arch::raw_syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL);
+  // Kept open until it dies; refused (perf_event_paranoid, no perf): no matter.
+  pie::sys(SYS_perf_event_open, &c.warm, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
   char go;
   if (arch::raw_syscall(SYS_getppid) == c.parent && arch::raw_syscall(SYS_read, c.go, reinterpret_cast<long>(&go), 1) == 1)
     probe_target();
@@ -254,6 +257,13 @@ namespace {
 
 pid_t fork_probe_child(ProbeChild& c) {
   c.parent = getpid();
+  c.warm = {};
+  c.warm.type = PERF_TYPE_SOFTWARE;
+  c.warm.size = sizeof c.warm;
+  c.warm.config = PERF_COUNT_SW_DUMMY;
+  c.warm.disabled = 1;
+  c.warm.exclude_kernel = 1;
+  c.warm.exclude_hv = 1;
   clone_args a{};
   a.flags = CLONE_VM;
   a.exit_signal = SIGCHLD;
@@ -284,9 +294,10 @@ BreakpointProbe::BreakpointProbe() : child_(std::make_unique<ProbeChild>()) {
     failed_ = fmt::format("clone3 for the probe: {}", strerror(errno));
     return;
   }
+  // Not stopped yet: it opens its perf event first (ProbeChild).
   auto t = Tracee::seize(pid_);
-  if (Result<void> r = t ? t->interrupt() : std::unexpected(t.error()); !r) {
-    failed_ = r.error().str();
+  if (!t) {
+    failed_ = t.error().str();
     return;
   }
   tracee_.emplace(std::move(*t));
@@ -310,6 +321,7 @@ void BreakpointProbe::end() {
 // guess (a limit only guards a child that never runs).
 Result<void> BreakpointProbe::run() {
   Tracee& t = *tracee_;
+  TRY(t.interrupt());
   TRY(t.wait());
   // On ckpt's CPU the child runs as soon as ckpt waits, with no other core
   // to wake (in a VM each is an exit; 0.1 ms here), and stops there to be

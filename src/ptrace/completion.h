@@ -32,6 +32,7 @@
 // running untraced up to the barrier risks nothing if ckpt is killed.
 #pragma once
 
+#include <linux/perf_event.h>
 #include <sched.h>
 
 #include <array>
@@ -71,9 +72,18 @@ struct BreakpointSupport {
 // it, the kernel waits for an RCU grace period each time the table grows
 // (8 ms of a 50-task tree's restore, the probe living through it). It runs
 // on `stack` and makes raw syscalls only; `c` must outlive it.
+//
+// Its first act opens a dummy perf event on itself (`warm`). The first
+// perf event bound to a task, on a machine that has none (a hardware
+// breakpoint is one), waits for an RCU grace period while the kernel turns
+// on its context-switch hooks (perf_event_alloc: 3-8 ms here), and they
+// stay on until a second after the last such event goes: the child takes
+// that wait while ckpt loads the images, and the breakpoints armed later
+// find the hooks on.
 struct ProbeChild {
   int go = -1;
   pid_t parent = 0;  // set by fork_probe_child
+  perf_event_attr warm{};  // set by fork_probe_child
   alignas(16) std::array<char, 16 << 10> stack;
 };
 // -1 and errno on failure.
@@ -82,8 +92,9 @@ pid_t fork_probe_child(ProbeChild& c);
 // The probe in two steps, so that ckpt goes on with its work while the
 // child runs, with no thread of its own (starting one, and waking the other
 // core for it, cost a tiny restore 0.3 ms here): the constructor forks the
-// child and seizes it; result() arms the breakpoint, lets the child call the
-// function and reads the answer. The child is gone once result() returns, or
+// child and seizes it; result() stops it (once its perf event is open),
+// arms the breakpoint, lets the child call the function and reads the
+// answer. The child is gone once result() returns, or
 // once the probe is destroyed.
 class BreakpointProbe {
  public:

@@ -13,12 +13,14 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <filesystem>
 #include <iterator>
 #include <thread>
+#include <vector>
 
 #include "base/unique_fd.h"
 #include "ptrace/completion.h"
@@ -32,10 +34,15 @@ UniqueFd pipe_end(int fds[2], int which) {
 }
 
 // The fds in /proc/PID/fd.
-size_t fd_count(pid_t pid) {
+// Where each of its fds leads, but its perf event (ProbeChild::warm).
+std::vector<std::string> fds_but_perf(pid_t pid) {
+  std::vector<std::string> out;
   std::error_code ec;
-  std::filesystem::directory_iterator it(fmt::format("/proc/{}/fd", pid), ec);
-  return ec ? 0 : static_cast<size_t>(std::distance(it, std::filesystem::directory_iterator{}));
+  for (const auto& e : std::filesystem::directory_iterator(fmt::format("/proc/{}/fd", pid), ec)) {
+    std::string link = std::filesystem::read_symlink(e.path(), ec).string();
+    if (link != "anon_inode:[perf_event]") out.push_back(e.path().filename().string() + " " + link);
+  }
+  return out;
 }
 
 TEST(BreakpointProbe, ChildHoldsNoFdOfCkptsAndSharesItsMemory) {
@@ -52,11 +59,23 @@ TEST(BreakpointProbe, ChildHoldsNoFdOfCkptsAndSharesItsMemory) {
   EXPECT_EQ(syscall(SYS_kcmp, getpid(), child, KCMP_VM, 0, 0), 0) << "the child has a copy of ckpt's memory";
   EXPECT_NE(syscall(SYS_kcmp, getpid(), child, KCMP_FILES, 0, 0), 0) << "the child shares ckpt's fd table";
 
-  // It closes its copy of the table but its end of `go`, first thing.
+  // It closes its copy of the table but its end of `go`, first thing (and
+  // then opens a perf event of its own).
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (fd_count(child) != 1 && std::chrono::steady_clock::now() < until)
+  while (fds_but_perf(child).size() != 1 && std::chrono::steady_clock::now() < until)
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  EXPECT_EQ(fd_count(child), 1u);
+  const std::vector<std::string> left = fds_but_perf(child);
+  ASSERT_EQ(left.size(), 1u) << fmt::format("{}", fmt::join(left, ", "));
+  EXPECT_TRUE(left[0].starts_with(fmt::format("{} pipe:", go_read.get()))) << left[0];
+  // Its perf event: the kernel's context-switch hooks turned on before any
+  // breakpoint needs them (root may always open one on itself).
+  if (geteuid() == 0) {
+    std::error_code ec;
+    size_t perf = 0;
+    for (const auto& e : std::filesystem::directory_iterator(fmt::format("/proc/{}/fd", child), ec))
+      perf += std::filesystem::read_symlink(e.path(), ec).string() == "anon_inode:[perf_event]";
+    EXPECT_EQ(perf, 1u);
+  }
 
   // An fd ckpt closes is closed: no copy in the child keeps the file open.
   UniqueFd reader = pipe_end(p, 0);

@@ -70,11 +70,16 @@ TEST(BreakpointProbe, ChildHoldsNoFdOfCkptsAndSharesItsMemory) {
   // Its perf event: the kernel's context-switch hooks turned on before any
   // breakpoint needs them (root may always open one on itself).
   if (geteuid() == 0) {
-    std::error_code ec;
-    size_t perf = 0;
-    for (const auto& e : std::filesystem::directory_iterator(fmt::format("/proc/{}/fd", child), ec))
-      perf += std::filesystem::read_symlink(e.path(), ec).string() == "anon_inode:[perf_event]";
-    EXPECT_EQ(perf, 1u);
+    auto perf_events = [&] {
+      std::error_code ec;
+      size_t n = 0;
+      for (const auto& e : std::filesystem::directory_iterator(fmt::format("/proc/{}/fd", child), ec))
+        n += std::filesystem::read_symlink(e.path(), ec).string() == "anon_inode:[perf_event]";
+      return n;
+    };
+    while (perf_events() == 0 && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    EXPECT_EQ(perf_events(), 1u);
   }
 
   // An fd ckpt closes is closed: no copy in the child keeps the file open.

@@ -2,15 +2,16 @@
 // (kind.h: FdProbe): what the file is (stat), where it leads, its status
 // flags and offset, and for the kinds that need them, its fdinfo lines.
 //
-// They come from ckpt's own copy of the fd (pidfd_getfd): fstat, F_GETFL,
-// lseek and the copy's link under /proc/self/fd, which no other lookup
-// made. Under /proc/PID each fd cost three lookups with a permission check
-// each (link, stat, fdinfo), most of a 10,000-fd dump. The fdinfo file is
-// still read where its lines are needed: every fd that is not a regular
-// file, a pipe or a socket (eventfd counts, epoll targets, a pty's index,
-// ...), an O_PATH fd, and for the lock lines, any other, unless the task
-// has thousands of fds and /proc/locks lists no lock on its file. FD_CLOEXEC, the fd's own flag, is not in the copy: the parasite
-// reads it (dump.cc).
+// They come from ckpt's own copy of the fd (pidfd_getfd): statx, F_GETFL,
+// lseek and the copy's link under /proc/self/fd. Under /proc/PID each fd
+// cost three lookups with a permission check each (link, stat, fdinfo),
+// most of a 10,000-fd dump. The fdinfo file is still read where its lines
+// are needed: every fd that is not a regular file, a pipe or a socket
+// (eventfd counts, epoll targets, a pty's index, ...), an O_PATH fd, and
+// for the lock lines any other, unless the task has thousands of fds and
+// /proc/locks lists no lock on its file. FD_CLOEXEC, the fd's own flag, is
+// not in the copy: it comes from fdinfo where that was read, else from the
+// parasite (dump.cc).
 #pragma once
 
 #include <sys/stat.h>

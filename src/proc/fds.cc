@@ -32,13 +32,6 @@ Result<std::string> ProcFds::link(int fd) const {
   return read_link_at(fd_dir_.get(), std::to_string(fd), fmt::format("/proc/{}/fd/{}", pid_, fd));
 }
 
-Result<struct stat> ProcFds::stat(int fd) const {
-  struct stat st;
-  if (::fstatat(fd_dir_.get(), std::to_string(fd).c_str(), &st, 0) < 0)
-    return sys_error("stat /proc/{}/fd/{}", pid_, fd);
-  return st;
-}
-
 Result<std::string> ProcFds::fdinfo(int fd) const {
   return read_record_at(info_dir_.get(), std::to_string(fd), fmt::format("/proc/{}/fdinfo/{}", pid_, fd));
 }

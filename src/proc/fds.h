@@ -25,8 +25,6 @@ class ProcFds {
   Result<size_t> count() const;
   // Where fd leads ("/path", "socket:[N]", "anon_inode:[eventfd]", ...).
   Result<std::string> link(int fd) const;
-  // stat(2) of what fd leads to.
-  Result<struct stat> stat(int fd) const;
   // Its /proc/PID/fdinfo/FD text.
   Result<std::string> fdinfo(int fd) const;
 

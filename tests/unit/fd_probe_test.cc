@@ -122,17 +122,29 @@ void expect_as_proc_says(int more, int far) {
       // fdinfo read where a kind reads its lines, or a lock is: then whole.
       const bool plain = (S_ISREG(st.st_mode) || S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)) &&
                          !(info->flags & O_PATH) && text->find("lock:") == std::string::npos;
-      if (!p.fdinfo.empty() || !plain) EXPECT_EQ(p.fdinfo, *text);
+      if (!p.fdinfo.empty() || !plain) {
+        EXPECT_EQ(p.fdinfo, *text);
+      }
+      // Close-on-exec known from fdinfo, else the parasite's to tell.
+      EXPECT_EQ(p.cloexec.has_value(), !p.fdinfo.empty());
+      if (p.cloexec) {
+        EXPECT_EQ(*p.cloexec, (info->flags & O_CLOEXEC) != 0);
+      }
       without_fdinfo += p.fdinfo.empty();
       saw_lock = saw_lock || p.fdinfo.find("lock:") != std::string::npos;
     }
     EXPECT_EQ(probed, listed);
     // A few fds: every fdinfo read, for its lock lines. Thousands: those
     // of files /proc/locks lists no lock on are spared.
-    if (more < 4096) EXPECT_EQ(without_fdinfo, 0u);
-    else EXPECT_GT(without_fdinfo, static_cast<size_t>(more) / 2);
+    if (more < 4096) {
+      EXPECT_EQ(without_fdinfo, 0u);
+    } else {
+      EXPECT_GT(without_fdinfo, static_cast<size_t>(more) / 2);
+    }
     EXPECT_TRUE(saw_lock) << "the flock'd file's fdinfo lines";
-    if (far) EXPECT_TRUE(probed.contains(far));
+    if (far) {
+      EXPECT_TRUE(probed.contains(far));
+    }
   }
   std::filesystem::remove_all(dir);
 }

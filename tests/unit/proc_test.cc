@@ -694,13 +694,15 @@ TEST(ProcLive, FdsUnderDirectoryFds) {
     auto it = std::ranges::find(*links, fd, &ckpt::proc::FdLink::fd);
     ASSERT_NE(it, links->end());
     EXPECT_EQ(it->link, by_path);
-    struct stat st;
-    ASSERT_EQ(fstat(fd, &st), 0);
-    EXPECT_EQ(fds->stat(fd)->st_ino, st.st_ino);
     EXPECT_NE(fds->fdinfo(fd)->find("flags:"), std::string::npos);
   }
   EXPECT_EQ(*fds->link(f.get()), file);
   EXPECT_FALSE(fds->link(9999));
+  struct stat dir_st;
+  ASSERT_EQ(stat("/proc/self/fd", &dir_st), 0);
+  if (dir_st.st_size > 0) {
+    EXPECT_GE(*fds->count(), 3u + 3u) << "a kernel from 6.2 counts the open fds";
+  }
   unlink(file.c_str());
   for (; deep.size() > dir.size(); deep.resize(deep.rfind('/'))) rmdir(deep.c_str());
   rmdir(dir.c_str());

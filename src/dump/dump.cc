@@ -545,6 +545,7 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
   });
   (void)tracers.on_each([&](size_t tracer) -> Result<void> {
     OwnCode own = own_code;  // a cache: each tracer its own
+    ChildEvents events;      // one signal mask and signalfd for all its waits
     for (size_t j = 0; j < live.size(); j++) {
       if (seized.tasks[live[j]].tracer() != tracer) continue;
       const tree::Task& k = tree.tasks()[live[j]];

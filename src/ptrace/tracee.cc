@@ -84,6 +84,7 @@ std::string signal_name(int sig) {
 }
 
 thread_local int child_events_depth = 0;  // nested ChildEvents leave the mask alone
+thread_local ChildEvents* outermost_events = nullptr;  // whose signalfd the nested ones use
 thread_local std::span<const std::atomic<pid_t>> sigchld_peers;  // ChildEvents::set_peers
 
 }  // namespace
@@ -91,11 +92,17 @@ thread_local std::span<const std::atomic<pid_t>> sigchld_peers;  // ChildEvents:
 ChildEvents::ChildEvents() {
   sigemptyset(&chld_);
   sigaddset(&chld_, SIGCHLD);
-  if (child_events_depth++ == 0) pthread_sigmask(SIG_BLOCK, &chld_, &old_);
+  if (child_events_depth++ == 0) {
+    pthread_sigmask(SIG_BLOCK, &chld_, &old_);
+    outermost_events = this;
+  }
 }
 
 ChildEvents::~ChildEvents() {
-  if (--child_events_depth == 0) pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  if (--child_events_depth == 0) {
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+    outermost_events = nullptr;
+  }
 }
 
 void ChildEvents::sleep(Clock::time_point until) {
@@ -117,6 +124,7 @@ void ChildEvents::took(int sig, const siginfo_t& si) {
 }
 
 Result<int> ChildEvents::fd() {
+  if (outermost_events != this && outermost_events) return outermost_events->fd();
   if (!fd_) {
     fd_ = UniqueFd(signalfd(-1, &chld_, SFD_CLOEXEC | SFD_NONBLOCK));
     if (!fd_) return sys_error("signalfd for SIGCHLD");

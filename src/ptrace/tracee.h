@@ -51,7 +51,9 @@ class ChildEvents {
   ChildEvents& operator=(const ChildEvents&) = delete;
   // Until a SIGCHLD comes (or came since the last sleep or drain) or `until`.
   void sleep(Clock::time_point until);
-  // Readable while a SIGCHLD is pending (signalfd).
+  // Readable while a SIGCHLD is pending (signalfd): the outermost
+  // ChildEvents' of this thread, made once (a tracer that holds one for its
+  // whole work makes one signalfd, and blocks SIGCHLD once, not once a wait).
   Result<int> fd();
   // Takes a pending SIGCHLD.
   void drain();

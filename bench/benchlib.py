@@ -1,7 +1,24 @@
-"""What the bench scripts share: starting bench_dirty the same way."""
+"""What the bench scripts share: starting bench_dirty the same way, and the
+command line of the scripts that time ckpt against CRIU."""
 
+import argparse
 import os
 import time
+
+
+def criu_args(doc, workload, n, what, reps, work):
+    """An argument parser for a ckpt-against-CRIU script (`doc`: its
+    docstring) on bench_`workload`: --criu, --ckpt, --bench, -n (`what`,
+    default `n`), --reps and --work (where the images go)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--criu", required=True, help="a CRIU binary")
+    ap.add_argument("--ckpt", default=os.path.join(here, "..", "build", "ckpt"))
+    ap.add_argument("--bench", default=os.path.join(here, "..", "build", "bench"), help=f"where bench_{workload} is")
+    ap.add_argument("-n", type=int, default=n, help=what)
+    ap.add_argument("--reps", type=int, default=reps)
+    ap.add_argument("--work", default=work, help="where the images go")
+    return ap
 
 
 def start_dirty(build, work, mib, rate):

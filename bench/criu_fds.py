@@ -9,7 +9,6 @@ tool in turn: start a new bench_fds, dump it (kill mode), reap it. Prints the me
 ckpt/CRIU, and the target (<= 0.50x).
 """
 
-import argparse
 import ctypes
 import os
 import shutil
@@ -17,6 +16,8 @@ import statistics
 import subprocess
 import tempfile
 import time
+
+import benchlib
 
 TARGET = 0.50
 PR_SET_CHILD_SUBREAPER = 36
@@ -49,15 +50,7 @@ def one(exe, bench, n, work):
 
 
 def main():
-    here = os.path.dirname(os.path.abspath(__file__))
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--criu", required=True, help="a CRIU binary")
-    ap.add_argument("--ckpt", default=os.path.join(here, "..", "build", "ckpt"))
-    ap.add_argument("--bench", default=os.path.join(here, "..", "build", "bench"), help="where bench_fds is")
-    ap.add_argument("-n", type=int, default=10000, help="fds")
-    ap.add_argument("--reps", type=int, default=11)
-    ap.add_argument("--work", default="/dev/shm", help="where the files and images go")
-    a = ap.parse_args()
+    a = benchlib.criu_args(__doc__, "fds", 10000, "fds", reps=11, work="/dev/shm").parse_args()
     ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     times = {"ckpt": [], "criu": []}
     for _ in range(a.reps):

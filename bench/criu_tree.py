@@ -12,7 +12,6 @@ checks its memory; exit 0 required), and free every pid. Prints the median
 wall time of each tool (range), ckpt/CRIU, and the target (< 0.40x each).
 """
 
-import argparse
 import ctypes
 import os
 import shutil
@@ -22,6 +21,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import benchlib
 
 TARGET = 0.40
 libc = ctypes.CDLL(None, use_errno=True)
@@ -109,16 +110,8 @@ def one(exe, bench, n, work):
 
 
 def main():
-    here = os.path.dirname(os.path.abspath(__file__))
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--criu", required=True, help="a CRIU binary")
-    ap.add_argument("--ckpt", default=os.path.join(here, "..", "build", "ckpt"))
-    ap.add_argument("--bench", default=os.path.join(here, "..", "build", "bench"), help="where bench_tree is")
-    ap.add_argument("-n", type=int, default=50, help="tasks in the tree")
-    ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--work", default="/var/tmp",
-                    help="where the images go (/dev/shm: tmpfs, without ext4's cost of reusing inodes just deleted)")
-    a = ap.parse_args()
+    # --work /dev/shm: tmpfs, without ext4's cost of reusing inodes just deleted.
+    a = benchlib.criu_args(__doc__, "tree", 50, "tasks in the tree", reps=5, work="/var/tmp").parse_args()
     libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: restored -d roots come back to us
     tools = {"ckpt": os.path.abspath(a.ckpt), "CRIU": os.path.abspath(a.criu)}
     times = {t: ([], []) for t in tools}

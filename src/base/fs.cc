@@ -82,6 +82,12 @@ Result<std::string> read_link(const std::string& path) {
   return std::string(buf, n);
 }
 
+Result<UniqueFd> take_task_fd(int pidfd, pid_t pid, int fd) {
+  const int got = static_cast<int>(syscall(SYS_pidfd_getfd, pidfd, fd, 0));
+  if (got < 0) return sys_error("pid {}: take a copy of fd {}", pid, fd);
+  return UniqueFd(got);
+}
+
 Result<std::string> read_link_at(int dir, const std::string& name, const std::string& what) {
   // The kernel builds a link's text in a page: a page and a byte tell a
   // whole one from a cut one.

@@ -24,6 +24,9 @@ Result<std::string> read_fd(int fd, const std::string& name, size_t expected = 0
 // chunks: for files too big to copy whole (30,000 VMAs' smaps: 25 MB).
 Result<void> for_each_line(const std::string& path, const std::function<Result<void>(std::string_view)>& line);
 Result<std::string> read_link(const std::string& path);
+// ckpt's own copy of fd `fd` of the task `pid` (pidfd_getfd through its
+// `pidfd`): the same open file description.
+Result<UniqueFd> take_task_fd(int pidfd, pid_t pid, int fd);
 // The link `name` under the directory fd `dir`, however long; `what` for errors.
 Result<std::string> read_link_at(int dir, const std::string& name, const std::string& what);
 // Exactly len bytes (a socket, a pipe); an end before them is ECONNRESET.

@@ -132,11 +132,7 @@ Result<void> collect_owner(const FdProbe& p, img::FileDesc* d) {
 
 }  // namespace
 
-Result<UniqueFd> take_file(const FdProbe& p) {
-  int fd = static_cast<int>(syscall(SYS_pidfd_getfd, p.pidfd, p.fd, 0));
-  if (fd < 0) return sys_error("pid {}: take a copy of fd {} ({})", p.pid, p.fd, p.link);
-  return UniqueFd(fd);
-}
+Result<UniqueFd> take_file(const FdProbe& p) { return TRY_CTX(take_task_fd(p.pidfd, p.pid, p.fd), "{}", p.link); }
 
 Result<void> refuse_unread_events(const FdProbe& p) {
   UniqueFd own = TRY(take_file(p));

@@ -99,10 +99,9 @@ struct stat stat_of(const struct statx& x) {
 
 // ckpt's copy of fd `fd` of the task, or none if no fd has that number.
 Result<UniqueFd> take_fd(pid_t pid, int pidfd, int fd) {
-  const int got = static_cast<int>(syscall(SYS_pidfd_getfd, pidfd, fd, 0));
-  if (got < 0 && errno == EBADF) return UniqueFd();
-  if (got < 0) return sys_error("pid {}: take a copy of fd {}", pid, fd);
-  return UniqueFd(got);
+  Result<UniqueFd> got = take_task_fd(pidfd, pid, fd);
+  if (!got && got.error().err == EBADF) return UniqueFd();
+  return got;
 }
 
 struct Sources {

@@ -13,6 +13,7 @@
 
 #include "arch/x86_64/page.h"
 #include "base/check.h"
+#include "base/fs.h"
 #include "base/scm.h"
 #include "arch/x86_64/sigframe.h"
 #include "arch/x86_64/xsave.h"
@@ -88,12 +89,6 @@ struct RemoteLeftovers {
   }
 };
 
-Result<UniqueFd> take_fd(int pidfd, pid_t pid, int fd, std::string_view what) {
-  int r = static_cast<int>(syscall(SYS_pidfd_getfd, pidfd, fd, 0));
-  if (r < 0) return sys_error("take the {} (fd {}) from task {}", what, fd, pid);
-  return UniqueFd(r);
-}
-
 }  // namespace
 
 std::vector<int> parasite_fds(const abi::ParasiteRecord& a) {
@@ -149,7 +144,7 @@ Result<void> Parasite::map_into_task() {
   undo.memfd = static_cast<int>(memfd);
   const uint64_t fd = static_cast<uint64_t>(memfd);
   // Sized from here: the same file, without a remote syscall.
-  UniqueFd local_memfd = TRY(take_fd(pidfd.get(), pid, undo.memfd, "parasite's memfd"));
+  UniqueFd local_memfd = TRY_CTX(take_task_fd(pidfd.get(), pid, undo.memfd), "the parasite's memfd");
   if (ftruncate(local_memfd.get(), static_cast<off_t>(l.total)) < 0)
     return sys_error("task {}: ftruncate of the parasite's memfd", pid);
   base_ = RemoteAddr(
@@ -173,7 +168,7 @@ Result<void> Parasite::map_into_task() {
   // the daemon on demand (visit_socket()).
   const RemoteAddr socks = base_ + l.args + offsetof(abi::ParasiteRecord, sock);
   TRY(rs.must("socketpair for the parasite", SYS_socketpair, {AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, socks.raw()}));
-  sock_ = TRY(take_fd(pidfd.get(), pid, a->sock[abi::kCkptEnd], "parasite's socket"));
+  sock_ = TRY_CTX(take_task_fd(pidfd.get(), pid, a->sock[abi::kCkptEnd]), "the parasite's socket");
   undo.keep = true;
   return rs.end();
 }
@@ -488,7 +483,7 @@ Result<void> Parasite::fd_flags(std::span<abi::FdFlagsArg> fds) {
   for (size_t at = 0; at < fds.size(); at += abi::kMaxFdFlagsPerCall) {
     const size_t n = std::min<size_t>(fds.size() - at, abi::kMaxFdFlagsPerCall);
     std::copy_n(fds.begin() + at, n, args()->fd_flags);
-    TRY(call(abi::kParasiteFdFlags, static_cast<uint32_t>(n)));
+    TRY_CTX(call(abi::kParasiteFdFlags, static_cast<uint32_t>(n)), "fds {} to {}", fds[at].fd, fds[at + n - 1].fd);
     std::copy_n(args()->fd_flags, n, fds.begin() + at);
   }
   return {};

@@ -42,13 +42,13 @@ int main(int argc, char** argv) {
     case Verb::Restore: return run_restore(c, log);
     case Verb::LazyPages: return run_lazy_pages(c, log);
     case Verb::Verify: return run_verify(c, log);
+    case Verb::Show: return exec_show(argv, log);
     case Verb::Check:
-    case Verb::Show:
       if (auto r = open_log_file(c.log_file, nullptr, log); !r) {
         log.error("{}", r.error().str());
         return 1;
       }
-      return c.verb == Verb::Check ? run_check(log) : run_show(c.show_target, c.json, log);
+      return run_check(log);
   }
   return 2;
 }

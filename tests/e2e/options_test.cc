@@ -97,6 +97,31 @@ assert f"{dir}/{name}" in paths, paths
   EXPECT_NE(bad.err.find("not UTF-8"), std::string::npos) << bad.err;
 }
 
+// `ckpt show` is ckpt-show's (CMakeLists.txt): ckpt runs the one beside
+// it, and says so when there is none, rather than showing nothing.
+TEST(Show, RunsTheProgramBesideCkpt) {
+  Harness h;
+  h.dump_workload("counter");
+  const std::string bin = CKPT_BIN, alone = h.dir() + "/bin";
+  ASSERT_EQ(std::system(fmt::format("mkdir {0} && cp {1} {0}/ckpt", alone, bin).c_str()), 0);
+  auto show = [&] {
+    std::string out;
+    FILE* f = popen(fmt::format("{}/ckpt show {} 2>&1", alone, h.images()).c_str(), "r");
+    for (char buf[4096]; size_t n = fread(buf, 1, sizeof buf, f);) out.append(buf, n);
+    return std::pair(WEXITSTATUS(pclose(f)), out);
+  };
+  auto [code, out] = show();
+  EXPECT_EQ(code, 1);
+  EXPECT_NE(out.find(alone + "/ckpt-show"), std::string::npos) << out;
+  EXPECT_NE(out.find("ENOENT"), std::string::npos) << out;
+
+  const std::string program = bin.substr(0, bin.rfind('/')) + "/ckpt-show";
+  ASSERT_EQ(std::system(fmt::format("cp {} {}/", program, alone).c_str()), 0);
+  std::tie(code, out) = show();
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("=== process tree"), std::string::npos) << out;
+}
+
 TEST(RestoreOptions, DetachedWithPidfileAndLeaveStopped) {
   Harness h;
   pid_t pid = h.dump_workload("counter");

@@ -26,7 +26,10 @@ int run_migrate_out(const Command& c, Log& log);
 int run_migrate_in(const Command& c, Log& log);
 int run_restore(const Command& c, Log& log);
 int run_lazy_pages(const Command& c, Log& log);
+// ckpt-show's (show.cc, a program of its own: CMakeLists.txt says why).
 int run_show(const std::string& target, bool json, Log& log);
+// ckpt's `show`: runs ckpt-show, from ckpt's own directory, with `argv`.
+int exec_show(char** argv, Log& log);
 int run_verify(const Command& c, Log& log);
 
 // Removes the network locks of ckpts that died (network_lock.cc);

@@ -61,13 +61,15 @@ Result<void> write_autogroup_nice(pid_t pid, int32_t nice) {
   return write_text(pid, "autogroup", std::to_string(nice));
 }
 
-Result<void> write_knobs(pid_t pid, const Knobs& k) {
-  if (auto r = write_text(pid, "oom_score_adj", std::to_string(k.oom_score_adj)); !r) {
-    if (r.error().err == EACCES)
-      return error(EACCES, "pid {}: oom_score_adj {} is below what ckpt may set without CAP_SYS_RESOURCE", pid,
-                   k.oom_score_adj);
-    return r;
-  }
+Result<void> write_knobs(pid_t pid, const Knobs& k, const Knobs& inherited) {
+  if (k.oom_score_adj != inherited.oom_score_adj)
+    if (auto r = write_text(pid, "oom_score_adj", std::to_string(k.oom_score_adj)); !r) {
+      if (r.error().err == EACCES)
+        return error(EACCES, "pid {}: oom_score_adj {} is below what ckpt may set without CAP_SYS_RESOURCE", pid,
+                     k.oom_score_adj);
+      return r;
+    }
+  if (k.coredump_filter == inherited.coredump_filter) return {};
   return write_text(pid, "coredump_filter", fmt::format("{:#x}", k.coredump_filter));
 }
 

@@ -25,9 +25,10 @@ struct Knobs {
 Result<Knobs> read_knobs(pid_t pid);
 // The text of /proc/PID/autogroup; `path` names it in errors.
 Result<std::optional<int32_t>> parse_autogroup_nice(std::string_view text, std::string_view path);
-// Lowering oom_score_adj below what the task inherited needs
-// CAP_SYS_RESOURCE: without it the error says so.
-Result<void> write_knobs(pid_t pid, const Knobs& k);
+// The knobs of `k` that differ from what the task inherited (`inherited`:
+// its parent's, ckpt's). Lowering oom_score_adj below the inherited value
+// needs CAP_SYS_RESOURCE: without it the error says so.
+Result<void> write_knobs(pid_t pid, const Knobs& k, const Knobs& inherited);
 // The autogroup is its session's: every task of the session shares it.
 Result<void> write_autogroup_nice(pid_t pid, int32_t nice);
 

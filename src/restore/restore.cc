@@ -591,7 +591,16 @@ Result<std::vector<CompletionGroup>> seize_all(std::vector<LiveTask>& live, cons
 
 // Once a task's threads run their own code: their first step under our eyes,
 // then what only ckpt puts back from outside.
-Result<void> finish_task(LiveTask& lt, const PidMap& pids, const proc::ThreadSched& inherited, Log& log) {
+// What every restored task has of ckpt's, inherited: written only where the
+// task's own differs.
+struct FromCkpt {
+  proc::ThreadSched sched;
+  proc::Knobs knobs;
+};
+
+// `autogroups`: the sessions whose autogroup is set already (one a session).
+Result<void> finish_task(LiveTask& lt, const PidMap& pids, const FromCkpt& inherited, std::set<pid_t>* autogroups,
+                         Log& log) {
   const TaskImages& ti = *lt.images;
   // Syscall user dispatch judges the first steps, as the task's seccomp
   // filters do: on before them. Set from outside (no prctl sets another's).
@@ -608,13 +617,18 @@ Result<void> finish_task(LiveTask& lt, const PidMap& pids, const proc::ThreadSch
   // Then the SIGTRAPs: no trap of ours (breakpoint, first step) may take one.
   TRY_CTX(queue_late_signals(lt.tracees, ti.core), "queue pending SIGTRAPs");
   for (size_t i = 0; i < lt.tracees.size(); i++)
-    TRY(proc::write_thread_sched(lt.tracees[i].tid(), ti.core.threads(i), inherited));
+    TRY(proc::write_thread_sched(lt.tracees[i].tid(), ti.core.threads(i), inherited.sched));
   if (ti.core.has_oom_score_adj() && ti.core.has_coredump_filter())
-    TRY(proc::write_knobs(pids.outside(ti.pid), {ti.core.oom_score_adj(), ti.core.coredump_filter()}));
-  // A session the restore made has an autogroup of its own; ckpt's (a
+    TRY(proc::write_knobs(pids.outside(ti.pid), {ti.core.oom_score_adj(), ti.core.coredump_filter()},
+                          inherited.knobs));
+  // A session the restore made has an autogroup of its own, at nice 0 as
+  // the kernel makes it, shared by the session's tasks; ckpt's (a
   // --shell-job tree's) is the user's shell's, and not for ckpt to change.
-  if (ti.core.has_autogroup_nice() && getsid(pids.outside(ti.pid)) != getsid(0))
-    TRY_CTX(proc::write_autogroup_nice(pids.outside(ti.pid), ti.core.autogroup_nice()), "pid {}", ti.pid);
+  if (ti.core.has_autogroup_nice() && ti.core.autogroup_nice() != 0) {
+    const pid_t sid = getsid(pids.outside(ti.pid));
+    if (sid != getsid(0) && autogroups->insert(sid).second)
+      TRY_CTX(proc::write_autogroup_nice(pids.outside(ti.pid), ti.core.autogroup_nice()), "pid {}", ti.pid);
+  }
   return {};
 }
 
@@ -819,8 +833,11 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
 
   // 5. Every thread runs its own code.
   // What every restored thread has of ckpt's, inherited.
-  const proc::ThreadSched ckpts = TRY_CTX(proc::read_thread_sched(gettid()), "restore");
-  for (LiveTask& lt : live) TRY_CTX(finish_task(lt, pids, ckpts, log), "restore pid {}", lt.images->pid);
+  const FromCkpt ckpts{TRY_CTX(proc::read_thread_sched(gettid()), "restore"),
+                       TRY_CTX(proc::read_knobs(getpid()), "restore")};
+  std::set<pid_t> autogroups;
+  for (LiveTask& lt : live)
+    TRY_CTX(finish_task(lt, pids, ckpts, &autogroups, log), "restore pid {}", lt.images->pid);
 
   // 6. Let go: stopped if asked or dumped so, detached.
   const unsigned stops = count_stops(live, &out.stats);

@@ -857,16 +857,19 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   // The tree is whole: its TCP connections leave repair mode before it runs.
   TRY_CTX(files::leave_repair(p.fds.repaired), "restore pid {}", pid);
   // Let go one task at a time, committed at once (ptrace/tree_commit.h).
+  // A lone task needs no watcher: until its last thread is let go, a ckpt
+  // that dies SIGKILLs it (PTRACE_O_EXITKILL), threads let go included.
   std::vector<pid_t> outside;
   if (o.pidns) outside.push_back(init);
   for (const LiveTask& lt : live) outside.push_back(pids.outside(lt.images->pid));
-  TreeCommit commit = TRY_CTX(TreeCommit::watch(outside), "restore pid {}", pid);
+  std::optional<TreeCommit> commit;
+  if (outside.size() > 1) commit.emplace(TRY_CTX(TreeCommit::watch(outside), "restore pid {}", pid));
   for (LiveTask& lt : live) {
     for (size_t i = 0; i < lt.tracees.size(); i++)
       TRY_CTX(lt.tracees[i].detach(lt.steps.deliver[i]), "restore pid {}", lt.images->pid);
     TRY_CTX(o.faults.at("detached", lt.images->pid), "restore pid {}", pid);
   }
-  commit.commit();
+  if (commit) commit->commit();
   guard.disarm();
   p.shmem.sysv.keep();
   // Every task runs (or sits stopped with its sockets in place): their

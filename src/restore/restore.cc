@@ -589,8 +589,6 @@ Result<std::vector<CompletionGroup>> seize_all(std::vector<LiveTask>& live, cons
   return groups;
 }
 
-// Once a task's threads run their own code: their first step under our eyes,
-// then what only ckpt puts back from outside.
 // What every restored task has of ckpt's, inherited: written only where the
 // task's own differs.
 struct FromCkpt {
@@ -598,7 +596,9 @@ struct FromCkpt {
   proc::Knobs knobs;
 };
 
-// `autogroups`: the sessions whose autogroup is set already (one a session).
+// Once a task's threads run their own code: their first step under our eyes,
+// then what only ckpt puts back from outside. `autogroups`: the sessions
+// whose autogroup is set already (one a session).
 Result<void> finish_task(LiveTask& lt, const PidMap& pids, const FromCkpt& inherited, std::set<pid_t>* autogroups,
                          Log& log) {
   const TaskImages& ti = *lt.images;
@@ -832,7 +832,6 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   phase(&img::Stats::set_completion_ns);
 
   // 5. Every thread runs its own code.
-  // What every restored thread has of ckpt's, inherited.
   const FromCkpt ckpts{TRY_CTX(proc::read_thread_sched(gettid()), "restore"),
                        TRY_CTX(proc::read_knobs(getpid()), "restore")};
   std::set<pid_t> autogroups;

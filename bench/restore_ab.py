@@ -11,8 +11,11 @@ it with A and with B in turn (`restore -d --stats`, the extra arguments after
 the next restore. On a shared machine whose load comes and goes, the two
 builds then meet the same load, which a run of run.py per build (minutes
 apart) does not give. Prints, per build, the median, min and max wall time,
-the median `--stats` restore time and phases, and the ptrace stops per thread
-(max and mean). Dump and restore of one image format: A must read B's images.
+the median `--stats` restore time and phases, the ptrace stops per thread
+(max and mean), and the CPU time of ckpt (its rusage: its threads and the
+children it reaped) and of the restored tasks until they were checked
+(their schedstat, from their creation: the forks a parent made count as
+its own). Dump and restore of one image format: A must read B's images.
 """
 
 import argparse
@@ -40,9 +43,20 @@ def restore_once(d, exe, img, tree, extra):
     r.stats = R.parse_stats(r.err)
     R.check_tree(tree, f"restored by {exe}")
     root = next(iter(tree))
+    r.task_cpu = {p: task_cpu_ms(p) for p in tree}
+    r.root = root
     d.stop_verified(root, f"restored by {exe}", timeout=60)
     R.kill_tree(d, tree)
     return r
+
+
+def task_cpu_ms(pid):
+    """CPU time the task has run since it was created (every thread's, /proc/PID/task/TID/schedstat)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+            total += int(f.read().split()[0])
+    return total / 1e6
 
 
 def summary(name, runs):
@@ -54,7 +68,11 @@ def summary(name, runs):
     return (f"{name}: restore -d wall median {statistics.median(walls):.1f} ms (min {min(walls):.1f}, max "
             f"{max(walls):.1f}), --stats restore time median {statistics.median(times):.1f} ms; phases "
             + ", ".join(f"{p} {v:.1f}" for p, v in phases.items())
-            + f"; ptrace stops per thread max {max(stops)} mean {sum(stops) / len(stops):.2f} ({per_run} threads)")
+            + f"; ptrace stops per thread max {max(stops)} mean {sum(stops) / len(stops):.2f} ({per_run} threads)"
+            + "; CPU median ckpt {:.1f} ms, restored tasks {:.1f} ms (root {:.1f})".format(
+                statistics.median((r.rusage.ru_utime + r.rusage.ru_stime) * 1e3 for r in runs),
+                statistics.median(sum(r.task_cpu.values()) for r in runs),
+                statistics.median(r.task_cpu[r.root] for r in runs)))
 
 
 def main():

@@ -372,12 +372,11 @@ Result<std::string> restorable_cwd(pid_t pid, const Self& self) {
 
 }  // namespace
 
-Result<img::TaskCore> collect_core_outside(std::vector<Tracee>& threads, const Self& self) {
+Result<img::TaskCore> collect_core_outside(std::vector<Tracee>& threads, const proc::Status& status, const Self& self) {
   Tracee& leader = threads[0];
   const pid_t pid = leader.tid();
   img::TaskCore core;
   core.set_pid(pid);
-  proc::Status status = TRY(proc::read_status(pid));
   proc::Stat stat = TRY(proc::read_stat(pid));
   core.set_comm(stat.comm);
   core.set_umask(status.umask);

@@ -8,13 +8,15 @@
 #include "ckpt.pb.h"
 #include "dump/self.h"
 #include "parasite/parasite.h"
+#include "proc/status.h"
 #include "ptrace/tracee.h"
 
 namespace ckpt::dump {
 
 // What ptrace and /proc show. Every thread is stopped; threads[0] is the
-// main thread. Comes first: the parasite changes the main thread's registers.
-Result<img::TaskCore> collect_core_outside(std::vector<Tracee>& threads, const Self& self);
+// main thread, `status` its /proc/PID/status. Comes first: the parasite
+// changes the main thread's registers.
+Result<img::TaskCore> collect_core_outside(std::vector<Tracee>& threads, const proc::Status& status, const Self& self);
 
 // What only the task can tell, from its parasite; fills in `core`.
 Result<void> collect_core_inside(Parasite& p, std::vector<Tracee>& threads, const Self& self, img::TaskCore* core);

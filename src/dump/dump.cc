@@ -314,7 +314,8 @@ Result<TaskDump> dump_task(const TreeDump& c, size_t tracer, std::vector<Tracee>
     for (const files::FdProbe& p : d.fds.probes) TRY(c.shmem.collect_hugetlb_memfd(pid, p.fd, p.link, p.st, dir));
   }
   NofileRoom room = TRY(NofileRoom::make(pid, d.fds.table));
-  d.core = TRY(collect_core_outside(threads, self));
+  const proc::Status status = TRY(proc::read_status(pid));
+  d.core = TRY(collect_core_outside(threads, status, self));
   d.core.set_group_stopped(group_stopped);
   for (size_t i = 0; i < threads.size(); i++)
     if (d.core.threads(i).seccomp_mode() != 0 && !threads[i].seccomp_suspended())
@@ -328,7 +329,7 @@ Result<TaskDump> dump_task(const TreeDump& c, size_t tracer, std::vector<Tracee>
   // the memory too where one fill of the parasite's pipe (1 MiB) holds it
   // all: ckpt and the parasite then have nothing to do side by side.
   const bool one_cpu = threads.size() == 1;
-  const bool small = one_cpu && TRY(proc::read_status(pid)).rss_anon_kib <= 1024;
+  const bool small = one_cpu && status.rss_anon_kib <= 1024;
   std::optional<CpuPins::Pin> pinned;
   if (one_cpu) pinned.emplace(c.pins.pin(pid, tracer));
 

@@ -78,8 +78,8 @@ struct BreakpointSupport {
 // breakpoint is one), waits for an RCU grace period while the kernel turns
 // on its context-switch hooks (perf_event_alloc: 3-8 ms here), and they
 // stay on until a second after the last such event goes: the child takes
-// that wait while ckpt loads the images, and the breakpoints armed later
-// find the hooks on.
+// that wait while ckpt loads the images and spawns the tree, and the
+// breakpoints armed later find the hooks on.
 struct ProbeChild {
   int go = -1;
   pid_t parent = 0;  // set by fork_probe_child

@@ -450,12 +450,12 @@ Result<void> Tracee::read_mem(RemoteAddr addr, void* buf, size_t len) {
   return {};
 }
 
-Result<void> Tracee::write_mem(RemoteAddr addr, const void* buf, size_t len) {
+Result<void> write_task_mem(pid_t tid, RemoteAddr addr, const void* buf, size_t len) {
   iovec local{const_cast<void*>(buf), len}, remote{reinterpret_cast<void*>(addr.raw()), len};
-  ssize_t n = process_vm_writev(tid_, &local, 1, &remote, 1, 0);
+  ssize_t n = process_vm_writev(tid, &local, 1, &remote, 1, 0);
   if (n != static_cast<ssize_t>(len))
-    return n < 0 ? sys_error("write {} bytes at {:#x} of task {}", len, addr, tid_)
-                 : error(EIO, "short write at {:#x} of task {}", addr, tid_);
+    return n < 0 ? sys_error("write {} bytes at {:#x} of task {}", len, addr, tid)
+                 : error(EIO, "short write at {:#x} of task {}", addr, tid);
   return {};
 }
 

@@ -85,6 +85,10 @@ struct SyscallUserDispatch {
   uint64_t offset = 0, len = 0;
 };
 
+// Writes into the memory of task `tid` (process_vm_writev: a tracer's
+// permission, no ptrace stop needed).
+Result<void> write_task_mem(pid_t tid, RemoteAddr addr, const void* buf, size_t len);
+
 class Tracee {
  public:
   using Clock = std::chrono::steady_clock;
@@ -168,7 +172,7 @@ class Tracee {
   Result<void> poke_user(size_t offset, uint64_t value);
 
   Result<void> read_mem(RemoteAddr addr, void* buf, size_t len);
-  Result<void> write_mem(RemoteAddr addr, const void* buf, size_t len);
+  Result<void> write_mem(RemoteAddr addr, const void* buf, size_t len) { return write_task_mem(tid_, addr, buf, len); }
 
  private:
   explicit Tracee(pid_t tid) : tid_(tid) {}

@@ -56,7 +56,8 @@ struct RestoreOutcome {
 
 // `dir`: the images directory, opened and checked by ImageDir::open.
 // `breakpoints` says whether hardware breakpoints work here (a probe that
-// may run while the images load); asked once, only without --no-breakpoints.
+// may run while the images load and the tree spawns); asked once, once the
+// tree is parked, and only without --no-breakpoints.
 Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
                                const std::function<BreakpointSupport()>& breakpoints, Log& log);
 

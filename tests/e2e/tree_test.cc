@@ -143,6 +143,46 @@ INSTANTIATE_TEST_SUITE_P(Modes, Tree,
                                            TreeCase{true, true, ""}),
                          tree_name);
 
+// The breakpoint probe answers once the tree is parked, its restorers told
+// at the spawn to end on a breakpoint. Where it says no (CKPT_FAULT=
+// breakpoint-probe: as a hypervisor that keeps the debug registers to
+// itself), each is told to stop at its barrier instead, and every task
+// completes by syscall tracing.
+TEST(TreeProbe, NoBreakpointsFoundAfterTheSpawn) {
+  Harness h;
+  pid_t pid = h.start_workload("tree");
+  ASSERT_GT(pid, 0);
+  const std::vector<pid_t> tasks = tree_of(pid);
+  ASSERT_EQ(tasks.size(), 7u);
+  const auto links = links_of(tasks);
+  CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  ASSERT_EQ(d.exit_code(), 0) << d.err;
+  h.wait_child(pid);
+  reap_all(tasks);
+  const std::string pidfile = h.dir() + "/restored.pid";
+  setenv("CKPT_FAULT", "breakpoint-probe", 1);
+  pid_t r = h.ckpt_background({"restore", "-D", h.images(), "-v4", "-o", "restore.log", "--pidfile", pidfile});
+  unsetenv("CKPT_FAULT");
+  ASSERT_TRUE(h.wait_restored(pid, pidfile)) << read_text(h.images() + "/restore.log");
+  EXPECT_EQ(links_of(tasks), links) << "parents, groups, sessions or states differ";
+  kill(pid, SIGTERM);
+  CkptRun rr = h.wait_ckpt(r);
+  const std::string log = read_text(h.images() + "/restore.log");
+  EXPECT_EQ(rr.exit_code(), 0) << read_text(h.workload_log("tree")) << rr.err << log;
+  EXPECT_NE(log.find("hardware breakpoints unavailable (injected fault at breakpoint-probe"), std::string::npos) << log;
+  auto stats = read_stats(h.images(), "stats-restore.img");
+  ASSERT_TRUE(stats) << stats.error().str();
+  EXPECT_EQ(stats->completion_size(), 6) << "a completion for each live task";
+  for (const ckpt::img::TaskStops& ts : stats->completion()) {
+    EXPECT_FALSE(ts.breakpoint()) << "task " << ts.pid();
+    // Its stop at the barrier, rt_sigreturn's entry and exit, munmap's.
+    EXPECT_EQ(ts.stops(), 5u) << "task " << ts.pid();
+  }
+  const std::string wl = read_text(h.workload_log("tree"));
+  for (const char* name : {"PASS tree\n", "PASS A\n", "PASS A1\n", "PASS A2\n", "PASS B\n", "PASS C\n"})
+    EXPECT_NE(wl.find(name), std::string::npos) << name << " missing in:\n" << wl;
+}
+
 // The tree workload (7 tasks), started, with what each task's links are.
 struct SevenTasks {
   pid_t root = -1;

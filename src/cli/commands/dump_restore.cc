@@ -105,8 +105,7 @@ int run_restore(const Command& c, Log& log) {
     return 1;
   }
   // The probe's child (a clone and a breakpoint hit) is started now and
-  // asked for its answer by restore() once the images are loaded, before it
-  // forks any task.
+  // asked for its answer by restore() once the tree is spawned and parked.
   sweep_network_locks(false, log);
   std::optional<BreakpointProbe> probe;
   if (c.restore.breakpoints) probe.emplace();

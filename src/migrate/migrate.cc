@@ -219,7 +219,7 @@ class Session {
       if (o_.lazy_pages) lazy_ = TRY(start_lazy_daemon(dir, log_));
       std::optional<BreakpointProbe> probe;
       if (ro.breakpoints) probe.emplace();
-      auto out = TRY(restore::restore(ro, dir, [&] { return probe->result(); }, log_));
+      auto out = TRY(restore::restore(ro, dir, [&] { return probe->result_unless_waiting(); }, log_));
       restored_ = out.pid_outside;
       init_ = out.init;
       return out.pid;

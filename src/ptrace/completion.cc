@@ -21,6 +21,7 @@
 #include "base/fs.h"
 #include "base/unique_fd.h"
 #include "pie/sys.h"
+#include "proc/status.h"
 #include "ptrace/remote_syscall.h"
 
 namespace ckpt {
@@ -238,7 +239,7 @@ namespace {
 namespace {
 
 [[noreturn]] void probe_child_main(uint64_t arg) {
-  const ProbeChild& c = *reinterpret_cast<const ProbeChild*>(arg);
+  ProbeChild& c = *reinterpret_cast<ProbeChild*>(arg);
   // Its copy of ckpt's fd table goes at once: it keeps its end of `go` only.
   if (c.go > 0) arch::raw_syscall(SYS_close_range, 0, c.go - 1, 0);
   arch::raw_syscall(SYS_close_range, c.go + 1, ~0U, 0);
@@ -246,6 +247,7 @@ namespace {
   arch::raw_syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL);
   // Kept open until it dies; refused (perf_event_paranoid, no perf): no matter.
   pie::sys(SYS_perf_event_open, &c.warm, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
+  __atomic_store_n(&c.warmed, 1, __ATOMIC_RELEASE);
   char go;
   if (arch::raw_syscall(SYS_getppid) == c.parent && arch::raw_syscall(SYS_read, c.go, reinterpret_cast<long>(&go), 1) == 1)
     probe_target();
@@ -306,10 +308,13 @@ BreakpointProbe::BreakpointProbe() : child_(std::make_unique<ProbeChild>()) {
 BreakpointProbe::~BreakpointProbe() { end(); }
 
 void BreakpointProbe::end() {
+  // Asleep in the grace period, the child can't stop to be let go, and dies
+  // of the SIGKILL below only at its end: neither is waited for.
+  if (left_waiting_ && tracee_) tracee_->mark_gone();
   tracee_.reset();
   if (pid_ <= 0) return;
   kill(pid_, SIGKILL);
-  waitpid(pid_, nullptr, 0);
+  waitpid(pid_, nullptr, left_waiting_ ? WNOHANG : 0);
   pid_ = -1;
 }
 
@@ -357,6 +362,20 @@ BreakpointSupport BreakpointProbe::result() {
   }
   end();
   return out;
+}
+
+std::optional<BreakpointSupport> BreakpointProbe::result_unless_waiting() {
+  // Not warmed yet: either the child has not run its first syscalls (it
+  // does in microseconds), or it sleeps in the kernel's grace period ('D').
+  if (failed_.empty() && tracee_ && !__atomic_load_n(&child_->warmed, __ATOMIC_ACQUIRE)) {
+    auto st = proc::read_stat(pid_);
+    if (st && st->state == 'D' && !__atomic_load_n(&child_->warmed, __ATOMIC_ACQUIRE)) {
+      left_waiting_ = true;
+      end();
+      return std::nullopt;
+    }
+  }
+  return result();
 }
 
 BreakpointSupport probe_breakpoints() { return BreakpointProbe().result(); }

@@ -79,11 +79,13 @@ struct BreakpointSupport {
 // on its context-switch hooks (perf_event_alloc: 3-8 ms here), and they
 // stay on until a second after the last such event goes: the child takes
 // that wait while ckpt loads the images and spawns the tree, and the
-// breakpoints armed later find the hooks on.
+// breakpoints armed later find the hooks on. It sets `warmed` once the
+// event is open (or refused).
 struct ProbeChild {
   int go = -1;
   pid_t parent = 0;  // set by fork_probe_child
   perf_event_attr warm{};  // set by fork_probe_child
+  uint32_t warmed = 0;     // atomic: written by the child
   alignas(16) std::array<char, 16 << 10> stack;
 };
 // -1 and errno on failure.
@@ -104,6 +106,11 @@ class BreakpointProbe {
   ~BreakpointProbe();
 
   BreakpointSupport result();
+  // The answer, or none while the kernel keeps the probe's first perf event
+  // waiting for its grace period: a wait ckpt need not take (restore then
+  // completes by syscall tracing). The child, killed at the end, is not
+  // waited for either: its parent's reaper takes it.
+  std::optional<BreakpointSupport> result_unless_waiting();
 
  private:
   Result<void> run();
@@ -114,6 +121,7 @@ class BreakpointProbe {
   pid_t pid_ = -1;
   std::optional<Tracee> tracee_;
   std::string failed_;  // why the constructor could not start it
+  bool left_waiting_ = false;  // by result_unless_waiting()
 };
 BreakpointSupport probe_breakpoints();  // both steps at once
 

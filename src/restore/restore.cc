@@ -397,13 +397,6 @@ Result<void> prepare_task(LiveTask& lt, const img::ShmemImage& shmem, const Shme
   return {};
 }
 
-CompletionMode wanted_mode(const RestoreOptions& o, const BreakpointSupport& bp, Log& log) {
-  if (!o.breakpoints) return CompletionMode::SyscallTrace;
-  if (bp.usable) return CompletionMode::Breakpoint;
-  log.warn("hardware breakpoints unavailable ({}): completing restore by tracing syscalls", bp.why_not);
-  return CompletionMode::SyscallTrace;
-}
-
 // What every task needs from ckpt, ready before any task exists.
 struct Prepared {
   TreeFiles files;             // before `live`, whose tasks refer to its fds
@@ -655,7 +648,7 @@ unsigned count_stops(const std::vector<LiveTask>& live, img::Stats* stats) {
 }  // namespace
 
 Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
-                               const std::function<BreakpointSupport()>& breakpoints, Log& log) {
+                               const std::function<std::optional<BreakpointSupport>()>& breakpoints, Log& log) {
   const auto start = Clock::now();
   // 1. Read and check everything before touching anything.
   TreeImages t = TRY_CTX(load_images(dir), "restore");
@@ -798,17 +791,28 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   // Every task holds its fds now: ckpt's copies go, or a pipe's reader would
   // never see EOF (ckpt, a writer too, waits for the tree to exit).
   p.fds.open.clear();
-  // The probe answers only now: on a machine where no task-bound perf event
+  // The probe answers only now. On a machine where no task-bound perf event
   // lived in the last second, its first one waits for an RCU grace period
-  // (5-13 ms here), the tree's spawn meanwhile. Where it says no, the tasks
-  // spawned to end on a breakpoint are told to stop at the barrier.
-  BreakpointSupport bp = o.breakpoints ? breakpoints() : BreakpointSupport{};
-  // Tests: as if the probe's breakpoint never fired (pitfall 7).
-  if (auto f = o.faults.at("breakpoint-probe"); !f) bp = {false, f.error().msg};
-  if (wanted_mode(o, bp, log) != CompletionMode::Breakpoint)
-    for (LiveTask& lt : live)
-      if (lt.mode == CompletionMode::Breakpoint)
-        TRY_CTX(trace_syscalls_instead(lt, pids.outside(lt.images->pid)), "restore pid {}", lt.images->pid);
+  // (5-25 ms here) while the kernel turns its perf hooks on: a wait ckpt
+  // does not take, as syscall tracing completes without them (and no
+  // slower: bench/completion_modes.py). Where it says no, or is still
+  // waiting, the tasks spawned to end on a breakpoint are told to stop at
+  // the barrier.
+  if (o.breakpoints) {
+    std::optional<BreakpointSupport> bp = breakpoints();
+    // Tests: as if the probe's breakpoint never fired (pitfall 7), or as if
+    // the kernel kept it waiting.
+    if (auto f = o.faults.at("breakpoint-probe"); !f) bp = BreakpointSupport{false, f.error().msg};
+    if (auto f = o.faults.at("breakpoint-probe-waits"); !f) bp = std::nullopt;
+    if (!bp)
+      log.info("the kernel is turning its perf hooks on (an RCU grace period): completing by tracing syscalls");
+    else if (!bp->usable)
+      log.warn("hardware breakpoints unavailable ({}): completing restore by tracing syscalls", bp->why_not);
+    if (!bp || !bp->usable)
+      for (LiveTask& lt : live)
+        if (lt.mode == CompletionMode::Breakpoint)
+          TRY_CTX(trace_syscalls_instead(lt, pids.outside(lt.images->pid)), "restore pid {}", lt.images->pid);
+  }
   phase(&img::Stats::set_spawn_ns);
 
   // 4. Seize, arm, release, complete.

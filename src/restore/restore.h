@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "base/fault.h"
@@ -56,9 +57,10 @@ struct RestoreOutcome {
 
 // `dir`: the images directory, opened and checked by ImageDir::open.
 // `breakpoints` says whether hardware breakpoints work here (a probe that
-// may run while the images load and the tree spawns); asked once, once the
-// tree is parked, and only without --no-breakpoints.
+// may run while the images load and the tree spawns), or nothing while the
+// kernel keeps it waiting (BreakpointProbe::result_unless_waiting); asked
+// once, once the tree is parked, and only without --no-breakpoints.
 Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
-                               const std::function<BreakpointSupport()>& breakpoints, Log& log);
+                               const std::function<std::optional<BreakpointSupport>()>& breakpoints, Log& log);
 
 }  // namespace ckpt::restore

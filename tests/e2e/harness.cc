@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/perf_event.h>
 #include <netinet/in.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -20,6 +21,7 @@
 #include <sstream>
 #include <thread>
 
+#include "base/unique_fd.h"
 #include "image/image_dir.h"
 
 namespace e2e {
@@ -27,6 +29,29 @@ namespace e2e {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// The kernel's perf hooks stay on while the suite runs: this process holds
+// a task-bound perf event for its life. ckpt restores on a machine without
+// one by syscall tracing rather than wait for the hooks (restore.cc), and
+// the tests that count a breakpoint's stops want breakpoints wherever they
+// work (TreeProbe covers the other way).
+class PerfHooksOn : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    perf_event_attr a{};
+    a.type = PERF_TYPE_SOFTWARE;
+    a.size = sizeof a;
+    a.config = PERF_COUNT_SW_DUMMY;
+    a.disabled = 1;
+    a.exclude_kernel = 1;
+    a.exclude_hv = 1;
+    fd_ = ckpt::UniqueFd(static_cast<int>(syscall(SYS_perf_event_open, &a, 0, -1, -1, PERF_FLAG_FD_CLOEXEC)));
+  }
+
+ private:
+  ckpt::UniqueFd fd_;
+};
+[[maybe_unused]] ::testing::Environment* const kPerfHooksOn = ::testing::AddGlobalTestEnvironment(new PerfHooksOn);
 
 [[noreturn]] void exec_with_files(const std::vector<std::string>& argv, const std::string& out,
                                   const std::string& err) {

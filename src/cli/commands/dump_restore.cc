@@ -109,7 +109,7 @@ int run_restore(const Command& c, Log& log) {
   sweep_network_locks(false, log);
   std::optional<BreakpointProbe> probe;
   if (c.restore.breakpoints) probe.emplace();
-  auto r = restore::restore(c.restore, *dir, [&] { return probe->result(); }, log);
+  auto r = restore::restore(c.restore, *dir, [&] { return probe->result_unless_waiting(); }, log);
   if (!r) {
     log.error("{}", r.error().str());
     return 1;

@@ -76,11 +76,12 @@ struct BreakpointSupport {
 // Its first act opens a dummy perf event on itself (`warm`). The first
 // perf event bound to a task, on a machine that has none (a hardware
 // breakpoint is one), waits for an RCU grace period while the kernel turns
-// on its context-switch hooks (perf_event_alloc: 3-8 ms here), and they
+// on its context-switch hooks (perf_event_alloc: 3-25 ms here), and they
 // stay on until a second after the last such event goes: the child takes
 // that wait while ckpt loads the images and spawns the tree, and the
 // breakpoints armed later find the hooks on. It sets `warmed` once the
-// event is open (or refused).
+// event is open (or refused): a restore that finds it still waiting then
+// goes on without it (result_unless_waiting).
 struct ProbeChild {
   int go = -1;
   pid_t parent = 0;  // set by fork_probe_child

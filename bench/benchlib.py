@@ -1,8 +1,10 @@
-"""What the bench scripts share: starting bench_dirty the same way, and the
-command line of the scripts that time ckpt against CRIU."""
+"""What the bench scripts share: starting bench_dirty the same way, the
+command line of the scripts that time ckpt against CRIU, and waiting for a
+workload's ready file and for a killed task's PID to be free."""
 
 import argparse
 import os
+import signal
 import time
 
 
@@ -40,3 +42,29 @@ def start_dirty(build, work, mib, rate):
             raise RuntimeError("bench_dirty never got ready")
         time.sleep(0.05)
     return pid
+
+
+def wait_pid_file(path, timeout=30):
+    """The pid a workload wrote to its ready file `path`, once it is there."""
+    end = time.time() + timeout
+    while time.time() < end:
+        if os.path.exists(path) and open(path).read().strip():
+            return int(open(path).read().split()[0])
+        time.sleep(0.005)
+    raise SystemExit(f"{path} never appeared")
+
+
+def free(pid, sig=signal.SIGKILL):
+    """Sends `sig` to `pid` and reaps what comes back to the caller (a child
+    subreaper) until the pid is free (10 s at most)."""
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+    end = time.time() + 10
+    while os.path.exists(f"/proc/{pid}") and time.time() < end:
+        try:
+            os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.002)

@@ -29,31 +29,10 @@ import sys
 import tempfile
 import time
 
+from benchlib import free, wait_pid_file
+
 libc = ctypes.CDLL(None, use_errno=True)
 libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: restored -d tasks come back to us
-
-
-def wait_pid_file(path, timeout=30):
-    end = time.time() + timeout
-    while time.time() < end:
-        if os.path.exists(path) and open(path).read().strip():
-            return int(open(path).read().split()[0])
-        time.sleep(0.005)
-    raise SystemExit(f"{path} never appeared")
-
-
-def free(pid, sig=signal.SIGKILL):
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-    end = time.time() + 10
-    while os.path.exists(f"/proc/{pid}") and time.time() < end:
-        try:
-            os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            pass
-        time.sleep(0.002)
 
 
 def dump(tool, exe, bench, work, tree):

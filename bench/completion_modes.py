@@ -15,26 +15,16 @@ import argparse
 import ctypes
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
+from benchlib import free, wait_pid_file
+
 libc = ctypes.CDLL(None, use_errno=True)
 libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: restored -d tasks come back to us
-
-
-def free(pid):
-    os.kill(pid, signal.SIGKILL)
-    end = time.time() + 10
-    while os.path.exists(f"/proc/{pid}") and time.time() < end:
-        try:
-            os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            pass
-        time.sleep(0.001)
 
 
 def restore(ckpt, img, pid, extra):
@@ -66,9 +56,7 @@ def main():
         d = tempfile.mkdtemp(dir=work)
         wl = subprocess.Popen([f"{bench}/bench_threads", f"{d}/ready", str(n)], stdin=subprocess.DEVNULL,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        while not os.path.exists(f"{d}/ready"):
-            time.sleep(0.005)
-        pid = int(open(f"{d}/ready").read())
+        pid = wait_pid_file(f"{d}/ready")
         os.mkdir(f"{d}/img")
         subprocess.run([a.ckpt, "dump", "-t", str(pid), "-D", f"{d}/img", "--shell-job"], check=True)
         wl.wait()

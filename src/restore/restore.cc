@@ -397,6 +397,28 @@ Result<void> prepare_task(LiveTask& lt, const img::ShmemImage& shmem, const Shme
   return {};
 }
 
+// The breakpoint probe's answer, asked once the tree is parked. On a machine
+// where no task-bound perf event lived in the last second, its first one
+// waits for an RCU grace period (5-25 ms here) while the kernel turns its
+// perf hooks on (`bp` empty): a wait ckpt does not take, as syscall tracing
+// completes without them, and no slower (bench/completion_modes.py). Where
+// it says no, or is still waiting, the tasks spawned to end on a
+// breakpoint are told to stop at the barrier.
+Result<void> hear_the_probe(const RestoreOptions& o, std::optional<BreakpointSupport> bp, std::vector<LiveTask>& live,
+                            const PidMap& pids, Log& log) {
+  // Tests: as if the probe's breakpoint never fired (pitfall 7), or as if
+  // the kernel kept it waiting.
+  if (auto f = o.faults.at("breakpoint-probe"); !f) bp = BreakpointSupport{false, f.error().msg};
+  if (auto f = o.faults.at("breakpoint-probe-waits"); !f) bp = std::nullopt;
+  if (bp && bp->usable) return {};
+  if (!bp) log.info("the kernel is turning its perf hooks on (an RCU grace period): completing by tracing syscalls");
+  else log.warn("hardware breakpoints unavailable ({}): completing restore by tracing syscalls", bp->why_not);
+  for (LiveTask& lt : live)
+    if (lt.mode == CompletionMode::Breakpoint)
+      TRY_CTX(trace_syscalls_instead(lt, pids.outside(lt.images->pid)), "pid {}", lt.images->pid);
+  return {};
+}
+
 // What every task needs from ckpt, ready before any task exists.
 struct Prepared {
   TreeFiles files;             // before `live`, whose tasks refer to its fds
@@ -791,28 +813,7 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   // Every task holds its fds now: ckpt's copies go, or a pipe's reader would
   // never see EOF (ckpt, a writer too, waits for the tree to exit).
   p.fds.open.clear();
-  // The probe answers only now. On a machine where no task-bound perf event
-  // lived in the last second, its first one waits for an RCU grace period
-  // (5-25 ms here) while the kernel turns its perf hooks on: a wait ckpt
-  // does not take, as syscall tracing completes without them (and no
-  // slower: bench/completion_modes.py). Where it says no, or is still
-  // waiting, the tasks spawned to end on a breakpoint are told to stop at
-  // the barrier.
-  if (o.breakpoints) {
-    std::optional<BreakpointSupport> bp = breakpoints();
-    // Tests: as if the probe's breakpoint never fired (pitfall 7), or as if
-    // the kernel kept it waiting.
-    if (auto f = o.faults.at("breakpoint-probe"); !f) bp = BreakpointSupport{false, f.error().msg};
-    if (auto f = o.faults.at("breakpoint-probe-waits"); !f) bp = std::nullopt;
-    if (!bp)
-      log.info("the kernel is turning its perf hooks on (an RCU grace period): completing by tracing syscalls");
-    else if (!bp->usable)
-      log.warn("hardware breakpoints unavailable ({}): completing restore by tracing syscalls", bp->why_not);
-    if (!bp || !bp->usable)
-      for (LiveTask& lt : live)
-        if (lt.mode == CompletionMode::Breakpoint)
-          TRY_CTX(trace_syscalls_instead(lt, pids.outside(lt.images->pid)), "restore pid {}", lt.images->pid);
-  }
+  if (o.breakpoints) TRY_CTX(hear_the_probe(o, breakpoints(), live, pids, log), "restore");
   phase(&img::Stats::set_spawn_ns);
 
   // 4. Seize, arm, release, complete.

@@ -143,6 +143,22 @@ INSTANTIATE_TEST_SUITE_P(Modes, Tree,
                                            TreeCase{true, true, ""}),
                          tree_name);
 
+// The tree workload (7 tasks), started, with what each task's links are.
+struct SevenTasks {
+  pid_t root = -1;
+  std::vector<pid_t> tasks;
+  std::map<pid_t, std::string> links;
+};
+
+SevenTasks start_tree(Harness& h) {
+  SevenTasks t;
+  t.root = h.start_workload("tree");
+  if (t.root <= 0) return t;
+  t.tasks = tree_of(t.root);
+  t.links = links_of(t.tasks);
+  return t;
+}
+
 // The breakpoint probe answers once the tree is parked, its restorers told
 // at the spawn to end on a breakpoint. Where it says no (CKPT_FAULT=
 // breakpoint-probe: as a hypervisor that keeps the debug registers to
@@ -158,21 +174,20 @@ class TreeProbe : public ::testing::TestWithParam<ProbeCase> {};
 
 TEST_P(TreeProbe, TasksToldAfterTheSpawnCompleteByTracing) {
   Harness h;
-  pid_t pid = h.start_workload("tree");
-  ASSERT_GT(pid, 0);
-  const std::vector<pid_t> tasks = tree_of(pid);
-  ASSERT_EQ(tasks.size(), 7u);
-  const auto links = links_of(tasks);
+  const SevenTasks t = start_tree(h);
+  ASSERT_GT(t.root, 0);
+  ASSERT_EQ(t.tasks.size(), 7u);
+  const pid_t pid = t.root;
   CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
   ASSERT_EQ(d.exit_code(), 0) << d.err;
   h.wait_child(pid);
-  reap_all(tasks);
+  reap_all(t.tasks);
   const std::string pidfile = h.dir() + "/restored.pid";
   setenv("CKPT_FAULT", GetParam().fault, 1);
   pid_t r = h.ckpt_background({"restore", "-D", h.images(), "-v4", "-o", "restore.log", "--pidfile", pidfile});
   unsetenv("CKPT_FAULT");
   ASSERT_TRUE(h.wait_restored(pid, pidfile)) << read_text(h.images() + "/restore.log");
-  EXPECT_EQ(links_of(tasks), links) << "parents, groups, sessions or states differ";
+  EXPECT_EQ(links_of(t.tasks), t.links) << "parents, groups, sessions or states differ";
   kill(pid, SIGTERM);
   CkptRun rr = h.wait_ckpt(r);
   const std::string log = read_text(h.images() + "/restore.log");
@@ -196,22 +211,6 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(ProbeCase{"breakpoint-probe", "hardware breakpoints unavailable (injected fault at breakpoint-probe"},
                       ProbeCase{"breakpoint-probe-waits", "the kernel is turning its perf hooks on"}),
     [](const ::testing::TestParamInfo<ProbeCase>& i) { return i.index == 0 ? std::string("says_no") : std::string("waits"); });
-
-// The tree workload (7 tasks), started, with what each task's links are.
-struct SevenTasks {
-  pid_t root = -1;
-  std::vector<pid_t> tasks;
-  std::map<pid_t, std::string> links;
-};
-
-SevenTasks start_tree(Harness& h) {
-  SevenTasks t;
-  t.root = h.start_workload("tree");
-  if (t.root <= 0) return t;
-  t.tasks = tree_of(t.root);
-  t.links = links_of(t.tasks);
-  return t;
-}
 
 // Every task as it was, untraced; then the tree checks itself and passes.
 void expect_tree_as_it_was(Harness& h, const SevenTasks& t) {

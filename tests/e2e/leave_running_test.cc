@@ -69,12 +69,41 @@ std::vector<pid_t> threads_of(pid_t pid) {
   return out;
 }
 
+// XSTATE_BV, the xsave header's word of components in use (XINUSE).
+constexpr size_t kXstateBv = 512;
+
+// The state a thread computes with: every byte but XSTATE_BV. The regset
+// gives a component not in use as its init values, so these bytes are the
+// registers either way; XINUSE may be 1 for a component in its init state
+// (Intel SDM 13.6), and here x87's turned to 1 in about 1 run in 300
+// without a single register changing.
+bool same_xstate(std::vector<uint8_t> a, std::vector<uint8_t> b) {
+  if (a.size() != b.size() || a.size() < kXstateBv + 8) return false;
+  std::fill_n(a.begin() + kXstateBv, 8, 0);
+  std::fill_n(b.begin() + kXstateBv, 8, 0);
+  return a == b;
+}
+
+// Names the differing byte ranges, so that a failure says which component moved.
+std::string xsave_diff(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
+  std::string out = fmt::format(" sizes {} and {};", a.size(), b.size());
+  for (size_t i = 0; i < std::min(a.size(), b.size()); i++) {
+    if (a[i] == b[i]) continue;
+    size_t j = i;
+    while (j < std::min(a.size(), b.size()) && a[j] != b[j]) j++;
+    out += fmt::format(" [{:#x},{:#x}): {:02x} -> {:02x}", i, j, fmt::join(a.begin() + i, a.begin() + j, ""),
+                       fmt::join(b.begin() + i, b.begin() + j, ""));
+    i = j;
+  }
+  return out;
+}
+
 void expect_same(const ThreadState& a, const ThreadState& b, pid_t tid, const std::string& how) {
   SCOPED_TRACE(fmt::format("thread {} after dump {}", tid, how));
   EXPECT_EQ(std::memcmp(&a.regs, &b.regs, sizeof a.regs), 0)
       << fmt::format("rip {:#x} -> {:#x}, rsp {:#x} -> {:#x}, rax {:#x} -> {:#x}", a.regs.rip, b.regs.rip,
                      a.regs.rsp, b.regs.rsp, a.regs.rax, b.regs.rax);
-  EXPECT_EQ(a.xsave, b.xsave) << "xsave area differs";
+  EXPECT_TRUE(same_xstate(a.xsave, b.xsave)) << "xsave area differs:" << xsave_diff(a.xsave, b.xsave);
   EXPECT_EQ(a.blocked, b.blocked);
   EXPECT_EQ(a.pending, b.pending);
   EXPECT_EQ(a.shared_pending, b.shared_pending);
@@ -113,8 +142,14 @@ TEST_P(LeaveRunning, EveryThreadExactlyAsBefore) {
   for (pid_t t : tids) EXPECT_TRUE(wait_in_syscall(t, SYS_pause)) << "thread " << t << " never parked again";
 
   EXPECT_EQ(read_text(fmt::format("/proc/{}/maps", pid)), maps);
-  for (size_t i = 0; i < tids.size(); i++) expect_same(before[i], look(tids[i]), tids[i], fmt::format("{}", fmt::join(GetParam(), " ")));
-  kill(pid, SIGTERM);
+  for (size_t i = 0; i < tids.size(); i++) expect_same(before[i], look(tids[i]), tids[i], fmt::format("{} (thread index {})", fmt::join(GetParam(), " "), i));
+  // Again until it exits: a SIGTERM that lands while our last look's pause()
+  // is being restarted runs the handler and returns into that pause (the
+  // workload checks its flag before the syscall only).
+  for (int i = 0; i < 50 && proc_state(pid) != 'Z'; i++) {
+    kill(pid, SIGTERM);
+    wait_until([&] { return proc_state(pid) == 'Z'; }, std::chrono::milliseconds(200));
+  }
   int st = h.wait_child(pid);
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << read_text(h.workload_log("parked"));
 }

@@ -342,6 +342,13 @@ Result<void> check_exe(pid_t pid, const img::MmCore& mm) {
   if (path.ends_with(" (deleted)"))
     return error(ENOENT, "pid {}: its executable {} was deleted since it started: restore could not open it for "
                  "/proc/PID/exe", pid, path);
+  // The very file (same inode, size and mtime), which nobody can have written
+  // while it runs (ETXTBSY): no need to read its build-id again.
+  const img::FileId& was = mm.exe_id();
+  if (struct stat st; stat(path.c_str(), &st) == 0 && st.st_dev == was.dev() && st.st_ino == was.inode() &&
+      st.st_size == static_cast<off_t>(was.size()) &&
+      static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec == was.mtime_ns())
+    return {};
   auto now = files::identify_path(path);
   if (!now)
     return std::unexpected(now.error().context(fmt::format(

@@ -52,12 +52,13 @@ struct DumpOptions {
   Faults faults;            // tests only: seize, netlock, parasite, visit, memory, cure, images
 };
 
-// What ckpt can't dump yet, said before anything is touched: run_dump asks
-// before it creates the images directory, dump() again before it seizes.
+// What ckpt can't dump yet, said before anything is touched: a caller asks
+// before it creates the images directory.
 Result<void> check_dumpable(pid_t pid);
 
-// `dir`: the images directory, created and checked by ImageDir::create; a
-// failed dump removes what it wrote there.
+// `o.pid` has passed check_dumpable (asked once: its /proc reads are a tenth
+// of a tiny dump). `dir`: the images directory, created and checked by
+// ImageDir::create; a failed dump removes what it wrote there.
 Result<img::Stats> dump(const DumpOptions& o, image::ImageDir& dir, Log& log);
 
 }  // namespace ckpt::dump

@@ -72,28 +72,41 @@ uint64_t fsid_of(const struct statfs& s) {
 
 }  // namespace
 
+// Header, program headers and notes lie in a binary's first page as linkers
+// lay them out: one read of it, not one per part (syscalls are dear in a
+// guest); a part beyond it is read on its own.
 Result<std::string> read_build_id(int fd, const std::string& what) {
+  std::string head(4096, '\0');
+  head.resize(TRY_CTX(pread_full(fd, head.data(), head.size(), 0), "read the ELF header of {}", what));
+  // The bytes [off, off + len) of the file, from the first page where they lie in it.
+  auto part = [&](uint64_t off, uint64_t len, std::string& out, std::string_view name) -> Result<bool> {
+    if (off <= head.size() && len <= head.size() - off) {
+      out.assign(head, off, len);
+      return true;
+    }
+    out.resize(len);
+    const size_t got = TRY_CTX(pread_full(fd, out.data(), len, static_cast<off_t>(off)), "read the {} of {}", name, what);
+    return got == len;
+  };
   Elf64_Ehdr eh;
-  size_t got = TRY_CTX(pread_full(fd, &eh, sizeof eh, 0), "read the ELF header of {}", what);
-  if (got != sizeof eh || std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64 ||
+  if (head.size() < sizeof eh) return std::string();
+  std::memcpy(&eh, head.data(), sizeof eh);
+  if (std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64 ||
       eh.e_ident[EI_DATA] != ELFDATA2LSB)
     return std::string();
   if (eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum == 0 || eh.e_phnum > kMaxPhnum) return std::string();
-  std::vector<Elf64_Phdr> ph(eh.e_phnum);
-  const uint64_t ph_bytes = ph.size() * sizeof(Elf64_Phdr);
+  const uint64_t ph_bytes = eh.e_phnum * sizeof(Elf64_Phdr);
   if (eh.e_phoff > static_cast<uint64_t>(INT64_MAX) - ph_bytes) return std::string();
-  got = TRY_CTX(pread_full(fd, ph.data(), ph_bytes, static_cast<off_t>(eh.e_phoff)),
-                "read the program headers of {}", what);
-  if (got != ph_bytes) return std::string();
+  std::string ph_text;
+  if (!TRY(part(eh.e_phoff, ph_bytes, ph_text, "program headers"))) return std::string();
+  std::vector<Elf64_Phdr> ph(eh.e_phnum);
+  std::memcpy(ph.data(), ph_text.data(), ph_bytes);
   std::string notes;
   for (const Elf64_Phdr& p : ph) {
     if (p.p_type != PT_NOTE || p.p_filesz == 0 || p.p_filesz > kMaxNoteBytes ||
         p.p_offset > static_cast<uint64_t>(INT64_MAX) - p.p_filesz)
       continue;
-    notes.resize(p.p_filesz);
-    got = TRY_CTX(pread_full(fd, notes.data(), notes.size(), static_cast<off_t>(p.p_offset)),
-                  "read the notes of {}", what);
-    if (got != notes.size()) continue;
+    if (!TRY(part(p.p_offset, p.p_filesz, notes, "notes"))) continue;
     std::string id = find_build_id(notes, p.p_align == 8 ? 8 : 4);
     if (!id.empty()) return id;
   }

@@ -86,6 +86,7 @@ Result<SourceReport> migrate_out(const SourceOptions& o, Log& log) {
   d.dir = o.work_dir + "/final";
   d.prev_dir = "../" + prev;
   d.after = dump::After::Stop;
+  TRY_CTX(dump::check_dumpable(o.pid), "migrate pid {}: final dump", o.pid);
   image::ImageDir dir = TRY_CTX(image::ImageDir::create(d.dir, image::SharedDir::Refuse), "migrate pid {}", o.pid);
   const img::Stats s = TRY_CTX(dump::dump(d, dir, log), "migrate pid {}: final dump", o.pid);
   rep.final_pages = s.pages_written();

@@ -32,9 +32,11 @@ Result<void> write_text(pid_t pid, const char* name, const std::string& text) {
 
 }  // namespace
 
+Result<int32_t> read_oom_score_adj(pid_t pid) { return read_number<int32_t>(pid, "oom_score_adj", 10); }
+
 Result<Knobs> read_knobs(pid_t pid) {
   Knobs k;
-  k.oom_score_adj = TRY(read_number<int32_t>(pid, "oom_score_adj", 10));
+  k.oom_score_adj = TRY(read_oom_score_adj(pid));
   k.coredump_filter = TRY(read_number<uint32_t>(pid, "coredump_filter", 16));
   const std::string path = fmt::format("/proc/{}/autogroup", pid);
   auto text = read_record(path);

@@ -23,6 +23,7 @@ struct Knobs {
 };
 
 Result<Knobs> read_knobs(pid_t pid);
+Result<int32_t> read_oom_score_adj(pid_t pid);
 // The text of /proc/PID/autogroup; `path` names it in errors.
 Result<std::optional<int32_t>> parse_autogroup_nice(std::string_view text, std::string_view path);
 // The knobs of `k` that differ from what the task inherited (`inherited`:

@@ -87,6 +87,33 @@ TEST(BuildId, EightByteAlignedNotes) {
   EXPECT_EQ(build_id_of(e.bytes()).value_or("?"), kId);
 }
 
+// Read with the first page, unless they lie beyond it: then on their own.
+TEST(BuildId, NotesAndProgramHeadersPastTheFirstPage) {
+  Elf e;
+  const size_t far = 3 * 4096 + 100;
+  e.ph[1].p_offset = far;
+  std::string bytes = e.bytes();
+  bytes.resize(far, '\0');
+  bytes += e.notes;
+  EXPECT_EQ(build_id_of(bytes).value_or("?"), kId) << "notes past the first page";
+
+  Elf moved;
+  moved.eh.e_phoff = far;
+  moved.ph[1].p_offset = sizeof(Elf64_Ehdr);
+  std::string out(reinterpret_cast<const char*>(&moved.eh), sizeof moved.eh);
+  out += moved.notes;
+  out.resize(far, '\0');
+  out.append(reinterpret_cast<const char*>(moved.ph), sizeof moved.ph);
+  EXPECT_EQ(build_id_of(out).value_or("?"), kId) << "program headers past the first page";
+
+  Elf straddles;  // notes that start in the first page and end past it
+  straddles.ph[1].p_offset = 4096 - 10;
+  bytes = straddles.bytes();
+  bytes.resize(4096 - 10, '\0');
+  bytes += straddles.notes;
+  EXPECT_EQ(build_id_of(bytes).value_or("?"), kId) << "notes across the end of the first page";
+}
+
 struct Damage {
   const char* name;
   std::function<void(Elf&)> change;

@@ -344,11 +344,7 @@ Result<void> check_exe(pid_t pid, const img::MmCore& mm) {
                  "/proc/PID/exe", pid, path);
   // The very file (same inode, size and mtime), which nobody can have written
   // while it runs (ETXTBSY): no need to read its build-id again.
-  const img::FileId& was = mm.exe_id();
-  if (struct stat st; stat(path.c_str(), &st) == 0 && st.st_dev == was.dev() && st.st_ino == was.inode() &&
-      st.st_size == static_cast<off_t>(was.size()) &&
-      static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec == was.mtime_ns())
-    return {};
+  if (struct stat st; stat(path.c_str(), &st) == 0 && files::same_inode(mm.exe_id(), st)) return {};
   auto now = files::identify_path(path);
   if (!now)
     return std::unexpected(now.error().context(fmt::format(

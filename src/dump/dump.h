@@ -56,8 +56,8 @@ struct DumpOptions {
 // before it creates the images directory.
 Result<void> check_dumpable(pid_t pid);
 
-// `o.pid` has passed check_dumpable (asked once: its /proc reads are a tenth
-// of a tiny dump). `dir`: the images directory, created and checked by
+// `o.pid` has passed check_dumpable, asked once (it reads the root's stat
+// and status and every ancestor's stat). `dir`: the images directory, created and checked by
 // ImageDir::create; a failed dump removes what it wrote there.
 Result<img::Stats> dump(const DumpOptions& o, image::ImageDir& dir, Log& log);
 

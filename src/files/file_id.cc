@@ -113,6 +113,12 @@ Result<std::string> read_build_id(int fd, const std::string& what) {
   return std::string();
 }
 
+bool same_inode(const img::FileId& id, const struct stat& st) {
+  const img::FileId now = from_stat(st);
+  return now.dev() == id.dev() && now.inode() == id.inode() && now.size() == id.size() &&
+         now.mtime_ns() == id.mtime_ns();
+}
+
 Result<uint64_t> filesystem_id(int fd) {
   struct statfs s;
   if (fstatfs(fd, &s) < 0) return sys_error("statfs");

@@ -7,6 +7,7 @@
 // after a restore that reported success).
 #pragma once
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <map>
@@ -25,6 +26,10 @@ Result<img::FileId> identify_file(int fd, const std::string& what);
 // Same, for a path (stat follows /proc/PID/map_files links to the mapped
 // file; only a regular file is opened, for its build-id).
 Result<img::FileId> identify_path(const std::string& path);
+
+// `st` is the file `id` names, as stat sees it now: the same inode on the
+// same device, with the same size and mtime.
+bool same_inode(const img::FileId& id, const struct stat& st);
 
 // NT_GNU_BUILD_ID of the 64-bit little-endian ELF file open at `fd`, from its
 // PT_NOTE segments; empty when the file is not such an ELF file or has none.

@@ -142,7 +142,8 @@ TEST_P(LeaveRunning, EveryThreadExactlyAsBefore) {
   for (pid_t t : tids) EXPECT_TRUE(wait_in_syscall(t, SYS_pause)) << "thread " << t << " never parked again";
 
   EXPECT_EQ(read_text(fmt::format("/proc/{}/maps", pid)), maps);
-  for (size_t i = 0; i < tids.size(); i++) expect_same(before[i], look(tids[i]), tids[i], fmt::format("{} (thread index {})", fmt::join(GetParam(), " "), i));
+  for (size_t i = 0; i < tids.size(); i++)
+    expect_same(before[i], look(tids[i]), tids[i], fmt::format("{} (thread {})", fmt::join(GetParam(), " "), i));
   // Again until it exits: a SIGTERM that lands while our last look's pause()
   // is being restarted runs the handler and returns into that pause (the
   // workload checks its flag before the syscall only).

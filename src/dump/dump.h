@@ -57,8 +57,9 @@ struct DumpOptions {
 Result<void> check_dumpable(pid_t pid);
 
 // `o.pid` has passed check_dumpable, asked once (it reads the root's stat
-// and status and every ancestor's stat). `dir`: the images directory, created and checked by
-// ImageDir::create; a failed dump removes what it wrote there.
+// and status and every ancestor's stat). `dir`: the images directory,
+// created and checked by ImageDir::create; a failed dump removes what it
+// wrote there.
 Result<img::Stats> dump(const DumpOptions& o, image::ImageDir& dir, Log& log);
 
 }  // namespace ckpt::dump

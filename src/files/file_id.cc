@@ -78,14 +78,14 @@ uint64_t fsid_of(const struct statfs& s) {
 Result<std::string> read_build_id(int fd, const std::string& what) {
   std::string head(4096, '\0');
   head.resize(TRY_CTX(pread_full(fd, head.data(), head.size(), 0), "read the ELF header of {}", what));
-  // The bytes [off, off + len) of the file, from the first page where they lie in it.
-  auto part = [&](uint64_t off, uint64_t len, std::string& out, std::string_view name) -> Result<bool> {
+  // The bytes [off, off + len) of the file into `out`, from the first page
+  // where they lie in it; false if the file ends before them.
+  auto part = [&](uint64_t off, uint64_t len, void* out, std::string_view name) -> Result<bool> {
     if (off <= head.size() && len <= head.size() - off) {
-      out.assign(head, off, len);
+      std::memcpy(out, head.data() + off, len);
       return true;
     }
-    out.resize(len);
-    const size_t got = TRY_CTX(pread_full(fd, out.data(), len, static_cast<off_t>(off)), "read the {} of {}", name, what);
+    const size_t got = TRY_CTX(pread_full(fd, out, len, static_cast<off_t>(off)), "read the {} of {}", name, what);
     return got == len;
   };
   Elf64_Ehdr eh;
@@ -97,16 +97,15 @@ Result<std::string> read_build_id(int fd, const std::string& what) {
   if (eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum == 0 || eh.e_phnum > kMaxPhnum) return std::string();
   const uint64_t ph_bytes = eh.e_phnum * sizeof(Elf64_Phdr);
   if (eh.e_phoff > static_cast<uint64_t>(INT64_MAX) - ph_bytes) return std::string();
-  std::string ph_text;
-  if (!TRY(part(eh.e_phoff, ph_bytes, ph_text, "program headers"))) return std::string();
   std::vector<Elf64_Phdr> ph(eh.e_phnum);
-  std::memcpy(ph.data(), ph_text.data(), ph_bytes);
+  if (!TRY(part(eh.e_phoff, ph_bytes, ph.data(), "program headers"))) return std::string();
   std::string notes;
   for (const Elf64_Phdr& p : ph) {
     if (p.p_type != PT_NOTE || p.p_filesz == 0 || p.p_filesz > kMaxNoteBytes ||
         p.p_offset > static_cast<uint64_t>(INT64_MAX) - p.p_filesz)
       continue;
-    if (!TRY(part(p.p_offset, p.p_filesz, notes, "notes"))) continue;
+    notes.resize(p.p_filesz);
+    if (!TRY(part(p.p_offset, p.p_filesz, notes.data(), "notes"))) continue;
     std::string id = find_build_id(notes, p.p_align == 8 ? 8 : 4);
     if (!id.empty()) return id;
   }

@@ -257,15 +257,20 @@ namespace {
 
 }  // namespace
 
+perf_event_attr dummy_task_perf_event() {
+  perf_event_attr a{};
+  a.type = PERF_TYPE_SOFTWARE;
+  a.size = sizeof a;
+  a.config = PERF_COUNT_SW_DUMMY;
+  a.disabled = 1;
+  a.exclude_kernel = 1;
+  a.exclude_hv = 1;
+  return a;
+}
+
 pid_t fork_probe_child(ProbeChild& c) {
   c.parent = getpid();
-  c.warm = {};
-  c.warm.type = PERF_TYPE_SOFTWARE;
-  c.warm.size = sizeof c.warm;
-  c.warm.config = PERF_COUNT_SW_DUMMY;
-  c.warm.disabled = 1;
-  c.warm.exclude_kernel = 1;
-  c.warm.exclude_hv = 1;
+  c.warm = dummy_task_perf_event();
   clone_args a{};
   a.flags = CLONE_VM;
   a.exit_signal = SIGCHLD;

@@ -91,6 +91,9 @@ struct ProbeChild {
 };
 // -1 and errno on failure.
 pid_t fork_probe_child(ProbeChild& c);
+// A perf event bound to a task that counts nothing: opening one turns the
+// kernel's perf hooks on (the probe child's `warm`), holding it keeps them on.
+perf_event_attr dummy_task_perf_event();
 
 // The probe in two steps, so that ckpt goes on with its work while the
 // child runs, with no thread of its own (starting one, and waking the other

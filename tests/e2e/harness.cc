@@ -23,6 +23,7 @@
 
 #include "base/unique_fd.h"
 #include "image/image_dir.h"
+#include "ptrace/completion.h"
 
 namespace e2e {
 
@@ -38,13 +39,7 @@ using Clock = std::chrono::steady_clock;
 class PerfHooksOn : public ::testing::Environment {
  public:
   void SetUp() override {
-    perf_event_attr a{};
-    a.type = PERF_TYPE_SOFTWARE;
-    a.size = sizeof a;
-    a.config = PERF_COUNT_SW_DUMMY;
-    a.disabled = 1;
-    a.exclude_kernel = 1;
-    a.exclude_hv = 1;
+    perf_event_attr a = ckpt::dummy_task_perf_event();
     fd_ = ckpt::UniqueFd(static_cast<int>(syscall(SYS_perf_event_open, &a, 0, -1, -1, PERF_FLAG_FD_CLOEXEC)));
   }
 

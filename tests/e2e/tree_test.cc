@@ -52,6 +52,13 @@ void expect_running_untraced(const std::vector<pid_t>& tasks, const std::map<pid
   EXPECT_EQ(links_of(tasks), links);
 }
 
+// The "tree" workload's every task checked itself after the restore.
+void expect_every_task_passed(Harness& h) {
+  const std::string log = read_text(h.workload_log("tree"));
+  for (const char* name : {"PASS tree\n", "PASS A\n", "PASS A1\n", "PASS A2\n", "PASS B\n", "PASS C\n"})
+    EXPECT_NE(log.find(name), std::string::npos) << name << " missing in:\n" << log;
+}
+
 struct TreeCase {
   bool breakpoints;
   bool leave_running;
@@ -121,9 +128,8 @@ TEST_P(Tree, DumpRestoreVerify) {
           EXPECT_NE(rr.err.find(fmt::format("3  (task {}, breakpoint)", p)), std::string::npos) << rr.err;
         }
     }
+    expect_every_task_passed(h);
     const std::string log = read_text(h.workload_log("tree"));
-    for (const char* name : {"PASS tree\n", "PASS A\n", "PASS A1\n", "PASS A2\n", "PASS B\n", "PASS C\n"})
-      EXPECT_NE(log.find(name), std::string::npos) << name << " missing in:\n" << log;
     EXPECT_EQ(log.find("FAIL"), std::string::npos) << log;
     return;
   }
@@ -182,11 +188,10 @@ TEST_P(TreeProbe, TasksToldAfterTheSpawnCompleteByTracing) {
   ASSERT_EQ(d.exit_code(), 0) << d.err;
   h.wait_child(pid);
   reap_all(t.tasks);
-  const std::string pidfile = h.dir() + "/restored.pid";
   setenv("CKPT_FAULT", GetParam().fault, 1);
-  pid_t r = h.ckpt_background({"restore", "-D", h.images(), "-v4", "-o", "restore.log", "--pidfile", pidfile});
+  const pid_t r = h.restore_background(pid, true);
   unsetenv("CKPT_FAULT");
-  ASSERT_TRUE(h.wait_restored(pid, pidfile)) << read_text(h.images() + "/restore.log");
+  ASSERT_GT(r, 0);
   EXPECT_EQ(links_of(t.tasks), t.links) << "parents, groups, sessions or states differ";
   kill(pid, SIGTERM);
   CkptRun rr = h.wait_ckpt(r);
@@ -201,9 +206,7 @@ TEST_P(TreeProbe, TasksToldAfterTheSpawnCompleteByTracing) {
     // Its stop at the barrier, rt_sigreturn's entry and exit, munmap's.
     EXPECT_EQ(ts.stops(), 5u) << "task " << ts.pid();
   }
-  const std::string wl = read_text(h.workload_log("tree"));
-  for (const char* name : {"PASS tree\n", "PASS A\n", "PASS A1\n", "PASS A2\n", "PASS B\n", "PASS C\n"})
-    EXPECT_NE(wl.find(name), std::string::npos) << name << " missing in:\n" << wl;
+  expect_every_task_passed(h);
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -20,7 +20,8 @@ std::string failed(std::string_view what, int a, int b) {
 
 }  // namespace
 
-std::string apply_fd_moves(std::span<const FdMove> moves, int* watch) {
+Result<std::vector<FdOp>> plan_fd_moves(std::span<const FdMove> moves, int watch) {
+  std::vector<FdOp> ops;
   // 1. Only the `from`s stay open.
   std::vector<int> froms;
   froms.reserve(moves.size());
@@ -33,21 +34,25 @@ std::string apply_fd_moves(std::span<const FdMove> moves, int* watch) {
   froms.erase(std::unique(froms.begin(), froms.end()), froms.end());
   unsigned next = 0;
   for (int f : froms) {
-    if (static_cast<unsigned>(f) > next && syscall(SYS_close_range, next, f - 1, 0) < 0)
-      return fmt::format("close fds {}-{}: {}", next, f - 1, strerror(errno));
+    if (static_cast<unsigned>(f) > next) ops.push_back({FdOp::kCloseRange, false, false, static_cast<int>(next), f - 1});
     next = f + 1;
   }
-  if (syscall(SYS_close_range, next, ~0U, 0) < 0) return fmt::format("close fds from {}: {}", next, strerror(errno));
+  ops.push_back({FdOp::kCloseRange, false, false, static_cast<int>(next), -1});
 
   // Per source (a distinct `from`): where a copy that is no `to` of its own
   // sits (-1: none), and its moves not done yet. An fd holds at most one
-  // such copy (`occupant`) and blocks at most one move (`blocked`).
+  // such copy (`occupant`) and blocks at most one move (`blocked`); `open`
+  // is the task's fd table as it will be, for what F_DUPFD gives.
   const size_t slots = static_cast<size_t>(top) + 2;  // a relocated copy lands at most at top + 1
   std::vector<int> source_of(slots, -1), occupant(slots, -1), blocked(slots, -1);
   std::vector<int> loose(froms.size(), -1), pending(froms.size(), 0);
-  for (size_t s = 0; s < froms.size(); s++) source_of[froms[s]] = static_cast<int>(s);
+  std::vector<bool> open(slots, false);
+  for (size_t s = 0; s < froms.size(); s++) {
+    source_of[froms[s]] = static_cast<int>(s);
+    open[froms[s]] = true;
+  }
   std::vector<bool> done(moves.size(), false);
-  const int watched = watch && *watch >= 0 && *watch < static_cast<int>(slots) ? source_of[*watch] : -1;
+  const int watched = watch >= 0 && watch < static_cast<int>(slots) ? source_of[watch] : -1;
   for (size_t s = 0; s < froms.size(); s++) loose[s] = froms[s];
   for (size_t i = 0; i < moves.size(); i++) {
     const FdMove& m = moves[i];
@@ -57,7 +62,7 @@ std::string apply_fd_moves(std::span<const FdMove> moves, int* watch) {
       continue;
     }
     // Already at its number: only its close-on-exec flag to set.
-    if (fcntl(m.to, F_SETFD, m.cloexec ? FD_CLOEXEC : 0) < 0) return failed("set the flags of fd", m.from, m.to);
+    ops.push_back({FdOp::kSetFlags, m.cloexec, false, m.to, 0});
     done[i] = true;
     loose[s] = -1;
   }
@@ -80,10 +85,10 @@ std::string apply_fd_moves(std::span<const FdMove> moves, int* watch) {
       ready.pop_back();
       const FdMove& m = moves[i];
       const int s = source_of[m.from];
-      if (dup3(holder[s], m.to, m.cloexec ? O_CLOEXEC : 0) < 0) return failed("dup fd", holder[s], m.to);
+      ops.push_back({FdOp::kDup, m.cloexec, s == watched, holder[s], m.to});
+      open[m.to] = true;
       done[i] = true;
       left--;
-      if (s == watched) *watch = m.to;
       const int copy = loose[s];
       if (--pending[s] > 0 || copy < 0) {
         holder[s] = copy >= 0 ? copy : m.to;
@@ -91,7 +96,8 @@ std::string apply_fd_moves(std::span<const FdMove> moves, int* watch) {
       }
       // Its last move: the loose copy goes, which may free another's `to`.
       holder[s] = m.to;
-      if (close(copy) < 0) return fmt::format("close fd {}: {}", copy, strerror(errno));
+      ops.push_back({FdOp::kClose, false, false, copy, 0});
+      open[copy] = false;
       loose[s] = -1;
       occupant[copy] = -1;
       if (blocked[copy] >= 0) ready.push_back(blocked[copy]), blocked[copy] = -1;
@@ -101,17 +107,48 @@ std::string apply_fd_moves(std::span<const FdMove> moves, int* watch) {
     while (done[scan]) scan++;
     const int to = moves[scan].to;
     const int s = occupant[to];
-    if (s < 0) return fmt::format("fd {}: a move is blocked by nothing", to);  // can't happen
-    const int moved = fcntl(to, F_DUPFD_CLOEXEC, 0);
-    if (moved < 0) return failed("move fd", to, -1);
-    if (moved >= static_cast<int>(slots) || close(to) < 0)
-      return fmt::format("move fd {}: got {} ({})", to, moved, strerror(errno));
+    const auto lowest = std::find(open.begin(), open.end(), false);
+    if (s < 0 || lowest == open.end()) return error(EINVAL, "plan the fd moves: fd {} is blocked by nothing", to);  // can't happen
+    const int moved = static_cast<int>(lowest - open.begin());
+    ops.push_back({FdOp::kDupLowest, true, s == watched, to, moved});
+    open[moved] = true;
+    open[to] = false;
     occupant[to] = -1;
     occupant[moved] = s;
     loose[s] = holder[s] = moved;
-    if (s == watched) *watch = moved;
     ready.push_back(scan);
     blocked[to] = -1;
+  }
+  return ops;
+}
+
+std::string run_fd_ops(std::span<const FdOp> ops, int* watch) {
+  for (const FdOp& op : ops) {
+    switch (op.kind) {
+      case FdOp::kCloseRange:
+        if (syscall(SYS_close_range, op.a, static_cast<unsigned>(op.b), 0) < 0)
+          return op.b < 0 ? fmt::format("close fds from {}: {}", op.a, strerror(errno))
+                          : fmt::format("close fds {}-{}: {}", op.a, op.b, strerror(errno));
+        break;
+      case FdOp::kSetFlags:
+        if (fcntl(op.a, F_SETFD, op.cloexec ? FD_CLOEXEC : 0) < 0) return failed("set the flags of fd", op.a, op.a);
+        break;
+      case FdOp::kDup:
+        if (dup3(op.a, op.b, op.cloexec ? O_CLOEXEC : 0) < 0) return failed("dup fd", op.a, op.b);
+        break;
+      case FdOp::kClose:
+        if (close(op.a) < 0) return fmt::format("close fd {}: {}", op.a, strerror(errno));
+        break;
+      case FdOp::kDupLowest: {
+        const int moved = fcntl(op.a, F_DUPFD_CLOEXEC, 0);
+        if (moved < 0) return failed("move fd", op.a, op.b);
+        // Any other number: the fd table is not the one ckpt planned for.
+        if (moved != op.b || close(op.a) < 0)
+          return fmt::format("move fd {}: got {}, planned {} ({})", op.a, moved, op.b, strerror(errno));
+        break;
+      }
+    }
+    if (op.watched && watch) *watch = op.b;
   }
   return {};
 }

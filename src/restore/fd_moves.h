@@ -25,10 +25,19 @@
 //      (F_DUPFD from 0: no pending `to` is free then, so it is none of
 //      them, and it is below the number of open fds), which frees the `to`.
 // Each fd is dup'ed once per move, plus once per cycle.
+//
+// ckpt plans the moves before the fork (after step 1 the task's fd table is
+// exactly the `from`s, so ckpt knows every number F_DUPFD will give); the
+// task only runs the plan's syscalls. It allocates nothing: a task's
+// writes to ckpt's heap are copy-on-write faults, a dozen pages each.
 #pragma once
 
+#include <cstdint>
 #include <span>
 #include <string>
+#include <vector>
+
+#include "base/result.h"
 
 namespace ckpt::restore {
 
@@ -38,10 +47,27 @@ struct FdMove {
   bool cloexec;
 };
 
-// Runs in the forked task (a copy of single-threaded ckpt: allocating is
-// fine). Returns "" or what failed ("dup fd 40 to 12: EBADF"). `watch`: an
-// fd among the `from`s whose number the caller uses meanwhile (its status
-// pipe), kept up to date as it moves; may be null.
-std::string apply_fd_moves(std::span<const FdMove> moves, int* watch);
+// One syscall of the plan.
+struct FdOp {
+  enum Kind : uint8_t {
+    kCloseRange,  // close_range(a, b): fds a..b (b ~0U: to the end)
+    kSetFlags,    // fcntl(a, F_SETFD): an fd already at its number
+    kDup,         // dup3(a, b)
+    kClose,       // close(a)
+    kDupLowest,   // fcntl(a, F_DUPFD_CLOEXEC, 0) gives b, then close(a)
+  };
+  Kind kind;
+  bool cloexec = false;
+  bool watched = false;  // b is where the watched fd is now
+  int a = 0, b = 0;
+};
+
+// The plan for `moves`. `watch`: an fd among the `from`s whose number the
+// task uses meanwhile (its status pipe), or -1.
+Result<std::vector<FdOp>> plan_fd_moves(std::span<const FdMove> moves, int watch);
+
+// Runs in the task. Returns "" or what failed ("dup fd 40 to 12: EBADF");
+// `watch` follows the watched fd.
+std::string run_fd_ops(std::span<const FdOp> ops, int* watch);
 
 }  // namespace ckpt::restore

@@ -480,6 +480,7 @@ Result<void> plan_live_task(LiveTask& lt, const img::ShmemImage& shmem, const st
   const BootRegion& boot = lt.plan->boot;
   sp->temp_fds = std::move(temp);
   sp->fds = fds;
+  TRY(plan_task_fds(*sp, base));
   sp->cwd = ti.core.cwd();
   sp->boot_start = boot.start();
   sp->boot_size = boot.size();

@@ -224,20 +224,20 @@ void fork_task(const SpawnTree& tree, size_t i, int status) {
 // restorer flushes what is pending. Those a session's helper forked are the
 // task's children once the helper is reaped.
 void wait_for_zombies(const SpawnTree& tree, const SpawnTask& p, int status) {
-  std::vector<int> children;
-  for (int c : p.children) {
-    if (!tree.tasks[c].helper) children.push_back(c);
-    else children.insert(children.end(), tree.tasks[c].children.begin(), tree.tasks[c].children.end());
-  }
-  for (int c : children) {
-    const SpawnTask& z = tree.tasks[c];
-    if (!z.zombie) continue;
+  auto wait_for = [&](const SpawnTask& z) {
+    if (!z.zombie) return;
     siginfo_t si{};
     while (waitid(P_PID, z.pid, &si, WEXITED | WNOWAIT) < 0)
       if (errno != EINTR) child_fail(tree, status, fmt::format("wait for zombie {}: {}", z.pid, strerror(errno)));
     const int got = si.si_code == CLD_EXITED ? W_EXITCODE(si.si_status, 0) : W_EXITCODE(0, si.si_status);
     if ((got & 0x7f7f) != (z.exit_status & 0x7f7f))
       child_fail(tree, status, fmt::format("zombie {} exited with status {:#x}, not {:#x}", z.pid, got, z.exit_status));
+  };
+  for (int c : p.children) {
+    const SpawnTask& child = tree.tasks[c];
+    if (!child.helper) wait_for(child);
+    else
+      for (int a : child.children) wait_for(tree.tasks[a]);
   }
 }
 
@@ -331,15 +331,8 @@ void fork_children(const SpawnTree& tree, const SpawnTask& p, int status) {
   if (tree.ckpt_pidfd >= 0)
     if (std::string err = files::take_late_fds(*p.fds, tree.ckpt_pidfd); !err.empty())
       child_fail(tree, status, fmt::format("pid {}: {}", p.pid, err));
-  {
-    std::vector<FdMove> moves;
-    moves.reserve(p.temp_fds.size() + p.fds->fds.size());
-    for (size_t i = 0; i < p.temp_fds.size(); i++) moves.push_back({p.temp_fds[i], base + static_cast<int>(i), false});
-    for (const files::PreparedFd& f : p.fds->fds) moves.push_back({f.fd, f.target, f.cloexec});
-    std::string err = apply_fd_moves(moves, &status);
-    if (!err.empty()) child_fail(tree, status, err);
-    status = status_fd(tree, p);
-  }
+  if (std::string err = run_fd_ops(p.fd_ops, &status); !err.empty()) child_fail(tree, status, err);
+  status = status_fd(tree, p);
   if (std::string err = files::run_in_task(p.fds->steps); !err.empty())
     child_fail(tree, status, fmt::format("pid {}: {}", p.pid, err));
   if (chdir(p.cwd.c_str()) < 0) child_fail(tree, status, fmt::format("chdir {}: {}", p.cwd, strerror(errno)));
@@ -371,6 +364,15 @@ void fork_children(const SpawnTree& tree, const SpawnTask& p, int status) {
 }
 
 }  // namespace
+
+Result<void> plan_task_fds(SpawnTask& t, int temp_fd_base) {
+  std::vector<FdMove> moves;
+  moves.reserve(t.temp_fds.size() + t.fds->fds.size());
+  for (size_t i = 0; i < t.temp_fds.size(); i++) moves.push_back({t.temp_fds[i], temp_fd_base + static_cast<int>(i), false});
+  for (const files::PreparedFd& f : t.fds->fds) moves.push_back({f.fd, f.target, f.cloexec});
+  t.fd_ops = TRY(plan_fd_moves(moves, t.temp_fds[kStatusFd]));
+  return {};
+}
 
 Result<bool> open_when_arrived(const SpawnTree& tree, const std::function<Result<void>()>& open) {
   SpawnBarrier* b = tree.barrier;

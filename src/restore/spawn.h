@@ -17,6 +17,7 @@
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "files/files.h"
+#include "restore/fd_moves.h"
 #include "restore/premap.h"
 #include "tree/tree.h"
 
@@ -43,10 +44,11 @@ struct SpawnTask {
   // A live task. temp_fds (ckpt's numbers) move to temp_fd_base + i, in
   // this order: [0] must be the status pipe's write end and [1] the go
   // pipe's read end; the restorer closes them (fds >= temp_fd_base). fds:
-  // ckpt's fd of each description, to dup to each target (fd_moves.h); every
-  // other fd of ckpt is closed.
+  // ckpt's fd of each description, to dup to each target; every other fd of
+  // ckpt is closed. fd_ops: those moves, planned (plan_task_fds).
   std::vector<int> temp_fds;
   const files::TaskFdPlan* fds = nullptr;
+  std::vector<FdOp> fd_ops;
   std::string cwd;
   // The boot region, mapped by the task itself: the blob's code, then its
   // data at data_offset.
@@ -87,6 +89,9 @@ struct SpawnTree {
   // them) and takes them from ckpt. -1: none.
   int ckpt_pidfd = -1;
 };
+
+// Plans a live task's fd moves, once its temp_fds and fds are set.
+Result<void> plan_task_fds(SpawnTask& t, int temp_fd_base);
 
 // ckpt's side of that: once every task has arrived, `open` (the late
 // descriptions), then late_opened; or the tasks are told to give up.

@@ -1,5 +1,5 @@
-// Installing fds by a parallel move (restore/fd_moves.h), on real fds of a
-// forked child (the moves close every other fd of the process): each target
+// Installing fds by a parallel move (restore/fd_moves.h), planned and then
+// run on real fds of a forked child (the moves close every other fd of the process): each target
 // ends up with its source's open file description and flag, cycles and
 // shared sources included, in no more slots than the highest fd in play + 1.
 #include <gtest/gtest.h>
@@ -47,7 +47,8 @@ int run(const std::vector<FdMove>& moves) {
     rlimit rl{static_cast<rlim_t>(limit), static_cast<rlim_t>(limit)};
     if (setrlimit(RLIMIT_NOFILE, &rl) < 0) _exit(11);
     int watch = moves[0].from;
-    if (!apply_fd_moves(all, &watch).empty()) _exit(12);
+    auto ops = plan_fd_moves(all, watch);
+    if (!ops || !run_fd_ops(*ops, &watch).empty()) _exit(12);
     for (const FdMove& m : moves) {
       if (!same_file(m.to, ref[m.from])) _exit(13);
       if (((fcntl(m.to, F_GETFD) & FD_CLOEXEC) != 0) != m.cloexec) _exit(14);

@@ -1,7 +1,8 @@
 // Installing fds by a parallel move (restore/fd_moves.h), planned and then
-// run on real fds of a forked child (the moves close every other fd of the process): each target
-// ends up with its source's open file description and flag, cycles and
-// shared sources included, in no more slots than the highest fd in play + 1.
+// run on real fds of a forked child (the moves close every other fd of the
+// process): each target ends up with its source's open file description and
+// flag, cycles and shared sources included, in no more slots than the
+// highest fd in play + 1, and every F_DUPFD gives the number planned.
 #include <gtest/gtest.h>
 #include <fcntl.h>
 #include <sys/resource.h>

@@ -42,11 +42,18 @@ Result<std::vector<FdOp>> plan_fd_moves(std::span<const FdMove> moves, int watch
   // Per source (a distinct `from`): where a copy that is no `to` of its own
   // sits (-1: none), and its moves not done yet. An fd holds at most one
   // such copy (`occupant`) and blocks at most one move (`blocked`); `open`
-  // is the task's fd table as it will be, for what F_DUPFD gives.
+  // is the task's fd table as it will be, for what F_DUPFD gives: its lowest
+  // free number, at or above `low` (every fd below it is open), which drops
+  // to an fd as it is closed.
   const size_t slots = static_cast<size_t>(top) + 2;  // a relocated copy lands at most at top + 1
   std::vector<int> source_of(slots, -1), occupant(slots, -1), blocked(slots, -1);
   std::vector<int> loose(froms.size(), -1), pending(froms.size(), 0);
   std::vector<bool> open(slots, false);
+  size_t low = 0;
+  auto close_fd = [&](int fd) {
+    open[fd] = false;
+    low = std::min(low, static_cast<size_t>(fd));
+  };
   for (size_t s = 0; s < froms.size(); s++) {
     source_of[froms[s]] = static_cast<int>(s);
     open[froms[s]] = true;
@@ -97,7 +104,7 @@ Result<std::vector<FdOp>> plan_fd_moves(std::span<const FdMove> moves, int watch
       // Its last move: the loose copy goes, which may free another's `to`.
       holder[s] = m.to;
       ops.push_back({FdOp::kClose, false, false, copy, 0});
-      open[copy] = false;
+      close_fd(copy);
       loose[s] = -1;
       occupant[copy] = -1;
       if (blocked[copy] >= 0) ready.push_back(blocked[copy]), blocked[copy] = -1;
@@ -107,12 +114,12 @@ Result<std::vector<FdOp>> plan_fd_moves(std::span<const FdMove> moves, int watch
     while (done[scan]) scan++;
     const int to = moves[scan].to;
     const int s = occupant[to];
-    const auto lowest = std::find(open.begin(), open.end(), false);
-    if (s < 0 || lowest == open.end()) return error(EINVAL, "plan the fd moves: fd {} is blocked by nothing", to);  // can't happen
-    const int moved = static_cast<int>(lowest - open.begin());
+    while (low < slots && open[low]) low++;
+    if (s < 0 || low == slots) return error(EINVAL, "plan the fd moves: fd {} is blocked by nothing", to);  // can't happen
+    const int moved = static_cast<int>(low);
     ops.push_back({FdOp::kDupLowest, true, s == watched, to, moved});
     open[moved] = true;
-    open[to] = false;
+    close_fd(to);
     occupant[to] = -1;
     occupant[moved] = s;
     loose[s] = holder[s] = moved;
@@ -131,7 +138,8 @@ std::string run_fd_ops(std::span<const FdOp> ops, int* watch) {
                           : fmt::format("close fds {}-{}: {}", op.a, op.b, strerror(errno));
         break;
       case FdOp::kSetFlags:
-        if (fcntl(op.a, F_SETFD, op.cloexec ? FD_CLOEXEC : 0) < 0) return failed("set the flags of fd", op.a, op.a);
+        if (fcntl(op.a, F_SETFD, op.cloexec ? FD_CLOEXEC : 0) < 0)
+          return fmt::format("set the close-on-exec flag of fd {}: {}", op.a, strerror(errno));
         break;
       case FdOp::kDup:
         if (dup3(op.a, op.b, op.cloexec ? O_CLOEXEC : 0) < 0) return failed("dup fd", op.a, op.b);

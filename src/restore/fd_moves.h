@@ -50,7 +50,7 @@ struct FdMove {
 // One syscall of the plan.
 struct FdOp {
   enum Kind : uint8_t {
-    kCloseRange,  // close_range(a, b): fds a..b (b ~0U: to the end)
+    kCloseRange,  // close_range(a, b): fds a..b (b -1: to the end)
     kSetFlags,    // fcntl(a, F_SETFD): an fd already at its number
     kDup,         // dup3(a, b)
     kClose,       // close(a)

@@ -107,10 +107,11 @@ Result<UniqueFd> Dir::open_beneath(const std::string& name, int flags, mode_t mo
   return UniqueFd(fd);
 }
 
-Result<UniqueFd> Dir::open_read(const std::string& name) const {
+Result<UniqueFd> Dir::open_read(const std::string& name, struct stat* st_out) const {
   // O_NONBLOCK: a FIFO under this name must not hang the open.
   UniqueFd fd = TRY(open_beneath(name, O_RDONLY | O_NONBLOCK, 0));
-  struct stat st;
+  struct stat own;
+  struct stat& st = st_out ? *st_out : own;
   if (fstat(fd.get(), &st) < 0) return sys_error("stat {}", file(name));
   if (!S_ISREG(st.st_mode)) return error(EINVAL, "open {}: not a regular file, refused", file(name));
   if (fcntl(fd.get(), F_SETFL, 0) < 0) return sys_error("clear O_NONBLOCK of {}", file(name));

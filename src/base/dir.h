@@ -48,8 +48,9 @@ class Dir {
   bool valid() const { return fd_.valid(); }
   std::string file(const std::string& name) const { return path_ + "/" + name; }
 
-  // An existing regular file beneath the directory, read-only.
-  Result<UniqueFd> open_read(const std::string& name) const;
+  // An existing regular file beneath the directory, read-only; its stat
+  // in `st`, if given.
+  Result<UniqueFd> open_read(const std::string& name, struct stat* st = nullptr) const;
   // A new file: fails with EEXIST if `name` exists in any form.
   Result<UniqueFd> create_exclusive(const std::string& name, int flags, mode_t mode) const;
   // A log: appends to a regular file owned by us, or creates it with `mode`.

@@ -23,11 +23,10 @@ Result<std::string> read_file(const std::string& path) {
   return read_fd(fd.get(), path);
 }
 
-Result<std::string> read_fd(int fd, const std::string& path, size_t expected) {
+Result<std::string> read_at_most(int fd, const std::string& path, size_t len) {
   std::string out;
   int err = 0;
-  // Straight into place up to the size expected, then whatever more there is.
-  out.resize_and_overwrite(expected, [&](char* p, size_t n) {
+  out.resize_and_overwrite(len, [&](char* p, size_t n) {
     if (n >= (1 << 20)) prefault(p, n);  // 10,000 threads' core image: 35 MB
     size_t got = 0;
     while (got < n) {
@@ -42,6 +41,12 @@ Result<std::string> read_fd(int fd, const std::string& path, size_t expected) {
     return got;
   });
   if (err) return error(err, "read {}", path);
+  return out;
+}
+
+Result<std::string> read_fd(int fd, const std::string& path, size_t expected) {
+  // Straight into place up to the size expected, then whatever more there is.
+  std::string out = TRY(read_at_most(fd, path, expected));
   if (out.size() < expected) return out;  // end of file
   char buf[65536];
   for (;;) {

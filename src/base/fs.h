@@ -20,6 +20,8 @@ Result<std::string> read_file(const std::string& path);
 // Whole content of an open file, from its current offset; `name` for errors.
 // `expected`: its size if known (fstat), read in place with no copy.
 Result<std::string> read_fd(int fd, const std::string& name, size_t expected = 0);
+// `len` bytes of an open file, in place; fewer at its end.
+Result<std::string> read_at_most(int fd, const std::string& name, size_t len);
 // Each line of a (possibly /proc) file, without its newline, read in
 // chunks: for files too big to copy whole (30,000 VMAs' smaps: 25 MB).
 Result<void> for_each_line(const std::string& path, const std::function<Result<void>(std::string_view)>& line);

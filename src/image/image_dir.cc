@@ -118,13 +118,14 @@ Result<TempFile> ImageDir::write_temp(const std::string& name, ImageKind kind,
 }
 
 Result<std::string> ImageDir::read_bytes(const std::string& name) const {
-  UniqueFd fd = TRY(dir_.open_read(name));
   struct stat st;
-  if (fstat(fd.get(), &st) < 0) return sys_error("stat {}", file(name));
+  UniqueFd fd = TRY(dir_.open_read(name, &st));
   if (static_cast<uint64_t>(st.st_size) > kMaxImageBytes)
     return error(EINVAL, "{}: {} bytes, too large for a metadata image (at most {})", file(name), st.st_size,
                  kMaxImageBytes);
-  return read_fd(fd.get(), file(name), static_cast<size_t>(st.st_size));
+  // Its size as the open saw it: the frame says how long it must be, and
+  // unframe() refuses anything shorter or longer.
+  return read_at_most(fd.get(), file(name), static_cast<size_t>(st.st_size));
 }
 
 Result<std::vector<std::string>> ImageDir::list_images() const {

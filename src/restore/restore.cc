@@ -174,21 +174,25 @@ Result<void> check_all_inside(const tree::ProcessTree& tree, const tree::JoinPla
 
 // The tasks of a tree map the same files (its executable, libc): each is
 // identified (fstat, ELF build-id) once per inode, size and mtime, not once
-// per task; what the other tasks' fds show is the same file unchanged.
+// per task; what the other tasks' fds show is the same file unchanged. The
+// tasks share ckpt's fd of a path (TreeFiles), asked about once.
 class FileIds {
  public:
   Result<const img::FileId*> of(int fd, const std::string& path) {
+    if (auto known = by_fd_.find(fd); known != by_fd_.end()) return known->second;
     struct stat st;
     if (fstat(fd, &st) < 0) return sys_error("stat {}", path);
     const Key key{st.st_dev, st.st_ino, st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec};
     auto it = ids_.find(key);
     if (it == ids_.end()) it = ids_.emplace(key, TRY(files::identify_file(fd, path))).first;
+    by_fd_.emplace(fd, &it->second);
     return &it->second;
   }
 
  private:
   using Key = std::tuple<dev_t, ino_t, off_t, time_t, long>;
   std::map<Key, img::FileId> ids_;
+  std::map<int, const img::FileId*> by_fd_;  // fds that stay open through the restore
 };
 
 // A mapped file replaced since the dump would run other code under the

@@ -1,5 +1,7 @@
 #include "restore/boot_region.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <bit>
 #include <cstring>
@@ -46,18 +48,46 @@ Result<std::vector<SpecialMove>> plan_special_moves(const std::vector<SpecialMov
   return out;
 }
 
+Result<BootDataPool> BootDataPool::reserve() {
+  return BootDataPool(TRY_CTX(Mapping::map(kRange, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE),
+                              "reserve the boot regions' staging"));
+}
+
+Result<std::span<uint8_t>> BootDataPool::take(uint64_t len) {
+  if (len > kRange - used_)
+    return error(ENOMEM, "boot regions: {} bytes of restorer data, more than ckpt stages ({})", used_ + len, kRange);
+  if (used_ + len > mapped_) {
+    const uint64_t grow = std::max(kChunk, arch::page_up(used_ + len - mapped_));
+    const uint64_t end = std::min(kRange, mapped_ + grow);
+    if (mmap(range_.data() + mapped_, end - mapped_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED,
+             -1, 0) == MAP_FAILED)
+      return sys_error("boot regions: map {} bytes to stage restorer data", end - mapped_);
+    mapped_ = end;
+  }
+  std::span<uint8_t> s(reinterpret_cast<uint8_t*>(range_.data()) + used_, len);
+  used_ += len;
+  return s;
+}
+
 uint64_t BootRegion::size_for(uint64_t blob_size, uint64_t data_size, uint64_t threads) {
-  return arch::page_up(blob_size) + arch::page_up(std::max<uint64_t>(data_size, sizeof(abi::RestorerArgs))) + kStackSize +
-         (threads - 1) * kThreadStackSize;
+  return arch::page_up(blob_size) + data_part(data_size) + kStackSize + (threads - 1) * kThreadStackSize;
+}
+
+BootRegion::BootRegion(uint64_t start, uint64_t blob_size, uint64_t threads, std::span<uint8_t> data)
+    : start_(start), args_off_(arch::page_up(blob_size)), threads_(threads), data_(data) {
+  CHECK(start % arch::kPageSize == 0, "boot region at {:#x} is not page-aligned", start);
+  used_ = sizeof(abi::RestorerArgs);
 }
 
 BootRegion::BootRegion(uint64_t start, uint64_t blob_size, uint64_t data_size, uint64_t threads)
-    : start_(start),
-      args_off_(arch::page_up(blob_size)),
-      threads_(threads),
-      data_(arch::page_up(std::max<uint64_t>(data_size, sizeof(abi::RestorerArgs)))) {
-  CHECK(start % arch::kPageSize == 0, "boot region at {:#x} is not page-aligned", start);
-  used_ = sizeof(abi::RestorerArgs);
+    : BootRegion(start, blob_size, threads, std::span<uint8_t>{}) {
+  own_.resize(data_part(data_size));
+  data_ = own_;
+}
+
+Result<BootRegion> BootRegion::in_pool(BootDataPool& pool, uint64_t start, uint64_t blob_size, uint64_t data_size,
+                                       uint64_t threads) {
+  return BootRegion(start, blob_size, threads, TRY(pool.take(data_part(data_size))));
 }
 
 BootRegion BootRegion::counting(uint64_t blob_size, uint64_t threads) {

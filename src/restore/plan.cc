@@ -462,7 +462,7 @@ Result<std::vector<ThreadPlan>> lay_out_data(const TaskImages& ti, const SysvPla
 Result<Plan> build_plan(const TaskImages& ti, const img::ShmemImage& shmem, const std::vector<proc::MapEntry>& own,
                         const MappingFiles& mf, const TempFds& fds,
                         const std::vector<abi::InheritedRunArg>& inherited, const TaskPremap& premap,
-                        const OwnCreds& own_creds) {
+                        const OwnCreds& own_creds, BootDataPool& pool) {
   const uint64_t blob_size = pie::restorer::k_blob_end;
   const uint64_t nthreads = ti.core.threads_size();
   SpecialVmas sp = TRY(plan_specials(ti.mm, own));
@@ -477,7 +477,7 @@ Result<Plan> build_plan(const TaskImages& ti, const img::ShmemImage& shmem, cons
   // An attach is made whole, holes included, before the rest is mapped.
   for (const abi::SysvAttachArg& at : sysv.attaches) busy.push_back({at.base, at.base + at.size});
   uint64_t at = TRY(find_hole(busy, BootRegion::size_for(blob_size, counting.data_used(), nthreads)));
-  Plan p{BootRegion(at, blob_size, counting.data_used(), nthreads), {}};
+  Plan p{TRY(BootRegion::in_pool(pool, at, blob_size, counting.data_used(), nthreads)), {}};
   BootRegion& boot = p.boot;
   p.threads = TRY(lay_out_data(ti, sysv, mf, fds, inherited, premap, own_creds, boot));
 

@@ -97,10 +97,11 @@ struct Plan {
 // `inherited`: where the pages the task inherited unchanged are (fds
 // numbered as in the child).
 // `premap`: the VMAs it laid out before it forked, and where.
-// `shmem`: the checkpoint's shared memory objects.
+// `shmem`: the checkpoint's shared memory objects. The boot region's data is
+// staged in `pool`.
 Result<Plan> build_plan(const TaskImages& ti, const img::ShmemImage& shmem, const std::vector<proc::MapEntry>& own,
                         const MappingFiles& mf,
                         const TempFds& fds, const std::vector<abi::InheritedRunArg>& inherited,
-                        const TaskPremap& premap, const OwnCreds& own_creds);
+                        const TaskPremap& premap, const OwnCreds& own_creds, BootDataPool& pool);
 
 }  // namespace ckpt::restore

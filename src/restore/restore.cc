@@ -426,6 +426,7 @@ Result<void> hear_the_probe(const RestoreOptions& o, std::optional<BreakpointSup
 // What every task needs from ckpt, ready before any task exists.
 struct Prepared {
   TreeFiles files;             // before `live`, whose tasks refer to its fds
+  std::optional<BootDataPool> boot_data;  // before `live` too: its plans stage their data there
   std::vector<LiveTask> live;  // TreeImages::tasks order
   std::map<pid_t, size_t> live_index;
   ShmemObjects shmem;
@@ -458,7 +459,7 @@ Result<void> prepare(TreeImages& t, const image::ImageDir& dir, bool check_files
 // A live task's part of the spawn: its plan, its fds, its boot region.
 Result<void> plan_live_task(LiveTask& lt, const img::ShmemImage& shmem, const std::vector<InheritedPages>& inherited,
                             const TaskPremap& premap, const std::vector<proc::MapEntry>& own, const OwnCreds& creds,
-                            int base, const files::TaskFdPlan* fds, SpawnTask* sp) {
+                            int base, const files::TaskFdPlan* fds, BootDataPool& pool, SpawnTask* sp) {
   const TaskImages& ti = *lt.images;
   std::vector<int> temp = {lt.status_w.get(), lt.go_r.get(), ti.pages.get(), lt.exe};
   const TempFds tfds{base, base + 2, base + 3, base + static_cast<int>(temp.size())};
@@ -478,7 +479,7 @@ Result<void> plan_live_task(LiveTask& lt, const img::ShmemImage& shmem, const st
       lazy_fds[fd != lt.lazy->daemon_fd()] = base + static_cast<int>(temp.size());
       temp.push_back(fd);
     }
-  lt.plan = TRY(build_plan(ti, shmem, own, lt.mf, tfds, from_ancestors, premap, creds));
+  lt.plan = TRY(build_plan(ti, shmem, own, lt.mf, tfds, from_ancestors, premap, creds, pool));
   if (!premap.slots.empty()) sp->premap = &premap;
   if (lt.lazy) mark_lazy(ti, lt.plan->boot, lazy_fds[0], lazy_fds[1]);
   const BootRegion& boot = lt.plan->boot;
@@ -526,6 +527,7 @@ Result<SpawnTree> plan_spawn(const TreeImages& t, const tree::JoinPlan& joins,
     forks[joins.helpers[h].parent].push_back(static_cast<int>(ntasks + h));
     adopted.insert(joins.helpers[h].adopted.begin(), joins.helpers[h].adopted.end());
   }
+  p.boot_data = TRY(BootDataPool::reserve());
   std::vector<proc::MapEntry> own = TRY(proc::read_maps(getpid()));
   // A lazy restore's VMAs fill as the task faults: none is laid out before.
   if (!lazy) p.premaps = TRY(plan_premaps(t, inherited, adopted, own));
@@ -550,7 +552,7 @@ Result<SpawnTree> plan_spawn(const TreeImages& t, const tree::JoinPlan& joins,
     if (!task.zombie) {
       const size_t i = p.live_index.at(task.pid);
       TRY_CTX(plan_live_task(p.live[i], t.shmem, inherited[i], p.premaps.tasks[i], own, creds, st.temp_fd_base,
-                             &p.fds.tasks[i], &sp),
+                             &p.fds.tasks[i], *p.boot_data, &sp),
               "pid {}", task.pid);
     }
     st.tasks.push_back(std::move(sp));

@@ -2,6 +2,9 @@
 // special mappings get to their dumped addresses (plan_special_moves, checked
 // by replaying the plan on a simulated address space the way the restorer's
 // mremap calls would), and the layout of the region itself (BootRegion).
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <map>
@@ -13,6 +16,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include "proc/maps.h"
 #include "restore/boot_region.h"
 
 namespace ckpt::restore {
@@ -481,6 +485,61 @@ INSTANTIATE_TEST_SUITE_P(
                     TwoPassCase{"Mixed", 3 * P + 5, 2, {{3, 1}, {40, 8}, {1, 16}, {100, 64}, {2816, 64}, {16, 4096}}},
                     TwoPassCase{"ManyPages", 5000, 17, {{10 * P + 3, 8}, {1, 64}, {5 * P, 4096}, {0, 64}, {7, 1}}}),
     [](const testing::TestParamInfo<TwoPassCase>& i) { return i.param.name; });
+
+// BootDataPool: the tree's boot data staged in shared memory, so that a
+// task forked from ckpt copies none of its page tables and sees its own part.
+
+// The VMA of ckpt that holds `p`.
+std::optional<proc::MapEntry> vma_of(const void* p) {
+  auto maps = proc::read_maps(getpid());
+  if (!maps) return std::nullopt;
+  const auto a = reinterpret_cast<uint64_t>(p);
+  for (const proc::MapEntry& m : *maps)
+    if (a >= m.start && a < m.end) return m;
+  return std::nullopt;
+}
+
+TEST(BootDataPool, RegionsStagedInSharedMemoryNotTheHeap) {
+  auto pool = BootDataPool::reserve();
+  ASSERT_TRUE(pool) << pool.error().str();
+  // Tasks of all sizes, past the first chunk: none overlaps another.
+  std::vector<BootRegion> regions;
+  for (uint64_t data : std::initializer_list<uint64_t>{sizeof(abi::RestorerArgs), 3 * P + 1, 5 << 20, 2 * P, 9 << 20, 1}) {
+    auto b = BootRegion::in_pool(*pool, G4 + regions.size() * (1ULL << 30), P, data, 1);
+    ASSERT_TRUE(b) << b.error().str();
+    ASSERT_GE(b->data().size(), data);
+    EXPECT_TRUE(std::all_of(b->data().begin(), b->data().end(), [](uint8_t c) { return c == 0; }));
+    regions.push_back(std::move(*b));
+  }
+  for (size_t i = 0; i < regions.size(); i++) {
+    const auto vma = vma_of(regions[i].data().data());
+    ASSERT_TRUE(vma);
+    EXPECT_TRUE(vma->shared) << "region " << i << " staged in a private mapping";
+    for (size_t j = 0; j < i; j++) {
+      const uint8_t* a = regions[i].data().data();
+      const uint8_t* b = regions[j].data().data();
+      EXPECT_TRUE(a + regions[i].data().size() <= b || b + regions[j].data().size() <= a) << i << " and " << j;
+    }
+  }
+  // What ckpt writes before the fork is what the child reads; a moved region
+  // stages in the same place.
+  regions[1].args()->boot_start = 0x1234;
+  BootRegion moved = std::move(regions[1]);
+  EXPECT_EQ(moved.args()->boot_start, 0x1234u);
+  const pid_t child = fork();
+  if (child == 0) _exit(moved.args()->boot_start == 0x1234 ? 0 : 1);
+  int st = 0;
+  ASSERT_EQ(waitpid(child, &st, 0), child);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+TEST(BootDataPool, WithoutAPoolARegionStagesItsOwnData) {
+  BootRegion b(G4, P, 2 * P, 1);
+  b.args()->boot_start = 7;
+  BootRegion moved = std::move(b);
+  EXPECT_EQ(moved.args()->boot_start, 7u);
+  EXPECT_EQ(moved.data().size(), arch::page_up(2 * P));
+}
 
 }  // namespace
 }  // namespace ckpt::restore

@@ -674,6 +674,14 @@ unsigned count_stops(const std::vector<LiveTask>& live, img::Stats* stats) {
   return total;
 }
 
+// What restore() hands its caller instead of freeing (RestoreOutcome::loaded).
+struct Loaded {
+  TreeImages images;
+  Prepared prepared;
+  SpawnTree spawn;
+  std::vector<std::vector<InheritedPages>> inherited;
+};
+
 }  // namespace
 
 Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
@@ -908,6 +916,8 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   log.info("restored pid {}: {} tasks, {} threads, {} ptrace stops", pid, t.tree.tasks().size(),
            out.stats.completion_size(), stops);
   (void)dir.write("stats-restore.img", image::ImageKind::Stats, out.stats, TempFile::Replace::Yes);
+
+  out.loaded = std::make_shared<Loaded>(std::move(t), std::move(p), std::move(st), std::move(inherited));
 
   // With --pidns ckpt's child is the init, which exits as the root did.
   if (!o.detach && !o.sibling) {

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -53,6 +54,10 @@ struct RestoreOutcome {
   img::Stats stats;
   // Set when ckpt waited for the task: its wait status.
   std::optional<int> wait_status;
+  // What the restore loaded and built (the images, the plans, ckpt's copies
+  // of the files), handed over rather than freed on the way out: a caller
+  // about to exit leaves it to the exit (base/keep_until_exit.h).
+  std::shared_ptr<void> loaded;
 };
 
 // `dir`: the images directory, opened and checked by ImageDir::open.

@@ -1,6 +1,7 @@
 // ckpt dump and ckpt restore: run the step, report errors and --stats.
 #include <sys/wait.h>
 
+#include "base/keep_until_exit.h"
 #include "cli/commands/commands.h"
 #include "cli/commands/options.h"
 #include "dump/pre_dump.h"
@@ -115,6 +116,7 @@ int run_restore(const Command& c, Log& log) {
     return 1;
   }
   if (c.stats) print_stats(r->stats);
+  keep_until_exit(std::move(r->loaded));
   if (!r->wait_status) return 0;
   int st = *r->wait_status;
   if (WIFEXITED(st)) return WEXITSTATUS(st);

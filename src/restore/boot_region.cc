@@ -49,16 +49,22 @@ Result<std::vector<SpecialMove>> plan_special_moves(const std::vector<SpecialMov
 }
 
 Result<BootDataPool> BootDataPool::reserve() {
-  return BootDataPool(TRY_CTX(Mapping::map(kRange, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE),
-                              "reserve the boot regions' staging"));
+  // Less where an RLIMIT_AS leaves less room.
+  for (uint64_t len = kRange;; len /= 2) {
+    auto r = Mapping::map(len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
+    if (r || r.error().err != ENOMEM || len <= kChunk)
+      return BootDataPool(TRY_CTX(std::move(r), "reserve the boot regions' staging"));
+  }
 }
 
 Result<std::span<uint8_t>> BootDataPool::take(uint64_t len) {
-  if (len > kRange - used_)
-    return error(ENOMEM, "boot regions: {} bytes of restorer data, more than ckpt stages ({})", used_ + len, kRange);
+  const uint64_t range = range_.size();
+  if (len > range - used_)
+    return error(ENOMEM, "boot regions: {} bytes of restorer data, more than ckpt could reserve to stage them ({})",
+                 used_ + len, range);
   if (used_ + len > mapped_) {
     const uint64_t grow = std::max(kChunk, arch::page_up(used_ + len - mapped_));
-    const uint64_t end = std::min(kRange, mapped_ + grow);
+    const uint64_t end = std::min(range, mapped_ + grow);
     if (mmap(range_.data() + mapped_, end - mapped_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED,
              -1, 0) == MAP_FAILED)
       return sys_error("boot regions: map {} bytes to stage restorer data", end - mapped_);

@@ -14,8 +14,9 @@
 
 namespace ckpt::dump {
 
-// `o.pid`, `o.timeout_s`, `o.prev_dir`, `o.faults` ("memory") are used.
-// A failed round leaves the task running, untouched: no tracking either.
+// `o.pid`, `o.timeout_s`, `o.prev_dir`, `o.faults` ("memory") are used;
+// `o.pid` has passed check_dumpable, as for dump(). A failed round leaves
+// the task running, untouched: no tracking either.
 Result<img::Stats> pre_dump(const DumpOptions& o, image::ImageDir& dir, Log& log);
 
 }  // namespace ckpt::dump

@@ -77,7 +77,9 @@ class ImageDir {
   // Whole file; refuses one larger than kMaxImageBytes.
   Result<std::string> read_bytes(const std::string& name) const;
   // An image to read from, a regular file reached without a symlink.
-  Result<UniqueFd> open_read(const std::string& name) const { return dir_.open_read(name); }
+  Result<UniqueFd> open_read(const std::string& name, struct stat* st = nullptr) const {
+    return dir_.open_read(name, st);
+  }
   bool exists(const std::string& name) const { return dir_.exists(name); }
   // Names of the images in the directory (*.img, temporaries left out), sorted.
   Result<std::vector<std::string>> list_images() const;

@@ -26,7 +26,7 @@ PagesHeader make_pages_header(uint64_t data_bytes) {
   return h;
 }
 
-Result<uint64_t> check_pages_file(const std::string& name, int fd) {
+Result<uint64_t> check_pages_file(const std::string& name, int fd, const struct stat* known) {
   PagesHeader h;
   size_t n = TRY_CTX(pread_full(fd, &h, sizeof h, 0), "{}", name);
   if (n < sizeof h) return error(EINVAL, "{}: truncated at offset {}: no page file header", name, n);
@@ -44,7 +44,8 @@ Result<uint64_t> check_pages_file(const std::string& name, int fd) {
   if (h.data_bytes % arch::kPageSize)
     return error(EINVAL, "{}: {} bytes of page data (offset 16) is not a whole number of pages", name, h.data_bytes);
   struct stat st;
-  if (fstat(fd, &st) < 0) return sys_error("stat {}", name);
+  if (known) st = *known;
+  else if (fstat(fd, &st) < 0) return sys_error("stat {}", name);
   uint64_t need = kPagesDataOffset + h.data_bytes;
   if (h.data_bytes > UINT64_MAX - kPagesDataOffset || static_cast<uint64_t>(st.st_size) < need)
     return error(EINVAL, "{}: truncated at offset {}: page data should end at {}", name, st.st_size, need);

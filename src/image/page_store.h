@@ -6,6 +6,8 @@
 //   4096  data of run 0, run 1, ...
 #pragma once
 
+#include <sys/stat.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -35,7 +37,7 @@ inline bool stored(const img::PageRun& r) { return !r.inherited() && !r.in_paren
 // Header bytes for a pages file that holds `data_bytes` of page data.
 PagesHeader make_pages_header(uint64_t data_bytes);
 // Checks the header of an open pages file; returns its data size and checks
-// the file is long enough to hold it.
-Result<uint64_t> check_pages_file(const std::string& name, int fd);
+// the file is long enough to hold it. `st`: its stat, if the open took one.
+Result<uint64_t> check_pages_file(const std::string& name, int fd, const struct stat* st = nullptr);
 
 }  // namespace ckpt::image

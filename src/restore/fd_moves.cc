@@ -151,8 +151,10 @@ std::string run_fd_ops(std::span<const FdOp> ops, int* watch) {
         const int moved = fcntl(op.a, F_DUPFD_CLOEXEC, 0);
         if (moved < 0) return failed("move fd", op.a, op.b);
         // Any other number: the fd table is not the one ckpt planned for.
-        if (moved != op.b || close(op.a) < 0)
-          return fmt::format("move fd {}: got {}, planned {} ({})", op.a, moved, op.b, strerror(errno));
+        if (moved != op.b)
+          return fmt::format("move fd {}: got fd {}, planned {}: the task's fd table is not the one ckpt planned",
+                             op.a, moved, op.b);
+        if (close(op.a) < 0) return fmt::format("close fd {} once moved to {}: {}", op.a, moved, strerror(errno));
         break;
       }
     }

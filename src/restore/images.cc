@@ -1,6 +1,7 @@
 #include "restore/images.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 
 #include <set>
 #include <thread>
@@ -40,8 +41,9 @@ Result<TaskImages> load_task(const image::ImageDir& dir, pid_t pid) {
   TRY(image::check_files(dir.file(image::files_name(pid)), t.files));
 
   t.pages_path = dir.file(image::pages_name(pid));
-  t.pages = TRY(dir.open_read(image::pages_name(pid)));
-  uint64_t bytes = TRY(image::check_pages_file(t.pages_path, t.pages.get()));
+  struct stat st;
+  t.pages = TRY(dir.open_read(image::pages_name(pid), &st));
+  uint64_t bytes = TRY(image::check_pages_file(t.pages_path, t.pages.get(), &st));
   if (bytes != pages * arch::kPageSize)
     return error(EINVAL, "{}: holds {} bytes of pages, the page map needs {}", t.pages_path, bytes, pages * arch::kPageSize);
   return t;

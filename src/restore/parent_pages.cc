@@ -44,8 +44,9 @@ Result<ParentLevel> load_level(const std::string& path, const std::string& name,
   TRY_CTX(image::check_mm(dir.file(image::mm_name(pid)), mm), "{}", name);
   const uint64_t pages = TRY_CTX(image::check_pagemap(dir.file(image::pagemap_name(pid)), l.pagemap, mm), "{}", name);
   l.pages_path = dir.file(image::pages_name(pid));
-  l.pages = TRY_CTX(dir.open_read(image::pages_name(pid)), "{}", name);
-  const uint64_t bytes = TRY_CTX(image::check_pages_file(l.pages_path, l.pages.get()), "{}", name);
+  struct stat pages_st;
+  l.pages = TRY_CTX(dir.open_read(image::pages_name(pid), &pages_st), "{}", name);
+  const uint64_t bytes = TRY_CTX(image::check_pages_file(l.pages_path, l.pages.get(), &pages_st), "{}", name);
   if (bytes != pages * arch::kPageSize)
     return error(EINVAL, "{}: {} holds {} bytes of pages, the page map needs {}", name, l.pages_path, bytes,
                  pages * arch::kPageSize);

@@ -159,9 +159,13 @@ Result<void> replace_file(const std::string& path, std::string_view content, mod
 
 Result<TempFile> TempFile::create(const Dir& dir, std::string name, mode_t mode) {
   const std::string tmp = "." + name + ".tmp";
-  TRY(dir.remove(tmp));
-  UniqueFd fd = TRY(dir.create_exclusive(tmp, O_WRONLY, mode));
-  return TempFile(dir, std::move(name), std::move(fd));
+  // One left by a run that died (or planted) goes; a fresh name costs no unlink.
+  auto fd = dir.create_exclusive(tmp, O_WRONLY, mode);
+  if (!fd && fd.error().err == EEXIST) {
+    TRY(dir.remove(tmp));
+    fd = dir.create_exclusive(tmp, O_WRONLY, mode);
+  }
+  return TempFile(dir, std::move(name), TRY(std::move(fd)));
 }
 
 TempFile::TempFile(TempFile&& o) noexcept

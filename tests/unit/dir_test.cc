@@ -140,6 +140,17 @@ TEST_F(DirTest, TempFileReplacesAStaleLinkWithoutFollowingIt) {
   EXPECT_EQ(read_file(in("c.img")).value_or(""), "c");
 }
 
+TEST_F(DirTest, TempFileReplacesAStaleTemporary) {
+  // A run that died left its temporary, longer than what comes now.
+  write_text(in(".s.img.tmp"), "stale and long");
+  auto t = TempFile::create(dir_, "s.img");
+  ASSERT_TRUE(t) << t.error().str();
+  ASSERT_TRUE(write_all(t->fd(), "s", 1));
+  ASSERT_TRUE(t->commit(false));
+  EXPECT_EQ(read_file(in("s.img")).value_or(""), "s");
+  EXPECT_NE(access(in(".s.img.tmp").c_str(), F_OK), 0);
+}
+
 TEST_F(DirTest, CommitNeverReplacesUnlessAsked) {
   link_to_victim("d.img");
   {

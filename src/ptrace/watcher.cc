@@ -67,10 +67,9 @@ Result<Watcher> Watcher::start(Act act, const void* arg, std::vector<int> keep, 
   pthread_sigmask(SIG_BLOCK, &terminal, &old);
   int err = 0;
   {
-    // Made on ckpt's CPU, and kept there (it inherits the pin): it runs
-    // when ckpt waits for it, at its start and its end, and a switch on
-    // this CPU costs less than waking another one from idle (a VM exit
-    // here; 0.1 ms less a tiny dump, whose kill it makes too).
+    // On ckpt's CPU (watcher.h): it inherits the pin, ckpt gets its own
+    // affinity back. Waking the other CPU from idle is a VM exit here: 0.1
+    // ms more a tiny dump, whose kill the watcher makes.
     OnCpu here;
     if (!here.cpus().empty()) here.go(here.cpus()[0]);
     s->pid = clone(watch, s->stack.data() + kStackSize, CLONE_VM | SIGCHLD, s.get());

@@ -11,7 +11,9 @@
 // reads before it has reaped the watcher). It runs raw syscalls only, with
 // the signals a terminal sends blocked and in a process group of its own,
 // so that a Ctrl-C, or a SIGKILL to ckpt's whole group, that kills ckpt does
-// not kill its watcher too.
+// not kill its watcher too. It is made on the CPU ckpt is on and stays
+// there: ckpt's waits for it are switches on one CPU, not wakeups of
+// another.
 #pragma once
 
 #include <sys/types.h>

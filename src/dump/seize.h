@@ -26,6 +26,11 @@ Result<std::vector<Tracee>> seize_process(pid_t pid, Tracee::Clock::time_point d
 
 // A tree, frozen: every thread of every live task stopped, zombies recorded.
 struct SeizedTree {
+  SeizedTree(tree::ProcessTree t, std::vector<TaskTracees> seized) : tree(std::move(t)), tasks(std::move(seized)) {}
+  SeizedTree(SeizedTree&&) = default;
+  SeizedTree& operator=(SeizedTree&&) = default;
+  ~SeizedTree() { TaskTracees::release(tasks); }
+
   tree::ProcessTree tree;
   std::vector<TaskTracees> tasks;  // per task of tree.tasks(); no threads for a zombie
 };

@@ -86,4 +86,17 @@ void TaskTracees::release() {
   pool_->run(tracer_, [this] { threads_.clear(); });
 }
 
+void TaskTracees::release(std::span<TaskTracees> tasks) {
+  TracerPool* pool = nullptr;
+  for (const TaskTracees& t : tasks)
+    if (t.pool_ && !t.threads_.empty()) pool = t.pool_;
+  if (pool)
+    (void)pool->on_each([&](size_t tracer) -> Result<void> {
+      for (TaskTracees& t : tasks)
+        if (t.pool_ == pool && t.tracer_ == tracer) t.threads_.clear();
+      return {};
+    });
+  for (TaskTracees& t : tasks) t.release();  // any of another pool, or of none
+}
+
 }  // namespace ckpt

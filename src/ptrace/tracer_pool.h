@@ -85,6 +85,10 @@ class TaskTracees {
       : pool_(std::exchange(o.pool_, nullptr)), tracer_(o.tracer_), threads_(std::move(o.threads_)) {}
   TaskTracees& operator=(TaskTracees&&) = delete;
   ~TaskTracees() { release(); }
+  // Many tasks' at once: one trip to each tracer for all of them, where
+  // each task's own destructor costs a trip (a wakeup of its tracer's
+  // thread, ~60 us here: 1.6 ms a 50-task dump).
+  static void release(std::span<TaskTracees> tasks);
 
   size_t tracer() const { return tracer_; }
   std::vector<Tracee>& threads() { return threads_; }

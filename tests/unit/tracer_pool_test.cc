@@ -80,6 +80,42 @@ TEST(TracerPool, TraceesAnswerAndDetachOnTheirTracer) {
   EXPECT_EQ(waitpid(child, nullptr, 0), child);
 }
 
+// A tree's tasks go all at once (SeizedTree's end): each one detached by
+// its own tracer, tracer 0's here and tracer 1's on its thread, in one call.
+TEST(TracerPool, TasksOfEveryTracerReleasedTogether) {
+  ChildEvents events;
+  const pid_t a = paused_child(), b = paused_child();
+  ASSERT_GT(a, 0);
+  ASSERT_GT(b, 0);
+  {
+    TracerPool pool(2);
+    auto seize = [&](pid_t pid, size_t tracer) {
+      return pool.run(tracer, [&]() -> TaskTracees {
+        auto t = Tracee::seize(pid);
+        if (!t || !t->interrupt() || !t->wait()) return {};
+        std::vector<Tracee> threads;
+        threads.push_back(std::move(*t));
+        return TaskTracees(pool, tracer, std::move(threads));
+      });
+    };
+    std::vector<TaskTracees> tasks;
+    tasks.push_back(seize(a, 0));
+    tasks.push_back(seize(b, 1));
+    ASSERT_FALSE(tasks[0].empty());
+    ASSERT_FALSE(tasks[1].empty());
+    EXPECT_EQ(tracer_pid(a), gettid());
+    EXPECT_NE(tracer_pid(b), gettid());
+    TaskTracees::release(tasks);
+    EXPECT_TRUE(tasks[0].empty() && tasks[1].empty());
+    EXPECT_EQ(tracer_pid(a), 0) << "tracer 0's task was left traced";
+    EXPECT_EQ(tracer_pid(b), 0) << "tracer 1's task was left traced";
+  }
+  for (pid_t p : {a, b}) {
+    kill(p, SIGKILL);
+    EXPECT_EQ(waitpid(p, nullptr, 0), p);
+  }
+}
+
 // A tracee stops while its tracer is busy, and the SIGCHLD that says so goes
 // to another tracer, asleep on it meanwhile: that one passes it on, so the
 // busy tracer's next sleep ends at once. Without that it slept its whole

@@ -35,9 +35,12 @@ namespace {
 // entry or the exit stop; end_unmap() puts the mask back and reads the result.
 // Every signal is blocked meanwhile: after a real rt_sigreturn the task has
 // its own mask, and a timer of its own may fire right now; the signal waits,
-// pending.
-Result<uint64_t> start_unmap(Tracee& t, arch::Regs regs, const CompletionSite& site) {
-  const uint64_t mask = TRY(t.blocked());
+// pending. A thread whose final state is loaded next (load_final_state, with
+// its mask) needs none put back: `final_state_follows`, two ptrace calls less.
+Result<std::optional<uint64_t>> start_unmap(Tracee& t, arch::Regs regs, const CompletionSite& site,
+                                            bool final_state_follows) {
+  std::optional<uint64_t> mask;
+  if (!final_state_follows) mask = TRY(t.blocked());
   TRY(t.set_blocked(~0ULL));
   arch::setup_syscall(regs, site.syscall_insn.raw(), SYS_munmap, std::array{site.unmap_start.raw(), site.unmap_len});
   TRY(t.set_regs(regs));
@@ -53,9 +56,9 @@ Result<void> unmap_stop(Tracee& t, const char* phase) {
   return {};
 }
 
-Result<void> end_unmap(Tracee& t, uint64_t mask, const CompletionSite& site) {
+Result<void> end_unmap(Tracee& t, std::optional<uint64_t> mask, const CompletionSite& site) {
   const long r = arch::syscall_result(TRY(t.regs()));
-  TRY(t.set_blocked(mask));
+  if (mask) TRY(t.set_blocked(*mask));
   if (r < 0) return error(static_cast<int>(-r), "task {}: munmap {:#x}-{:#x}", t.tid(), site.unmap_start,
                           site.unmap_start + site.unmap_len);
   return {};
@@ -64,14 +67,14 @@ Result<void> end_unmap(Tracee& t, uint64_t mask, const CompletionSite& site) {
 // Munmap the blob, all parts in a row, starting at `regs`. With a site
 // outside the blob, from the task's final state instead, which `t` then holds
 // already: a remote syscall whose way back is that state.
-Result<void> unmap_blob(Tracee& t, const arch::Regs& regs, const CompletionSite& site) {
+Result<void> unmap_blob(Tracee& t, const arch::Regs& regs, const CompletionSite& site, bool final_state_follows) {
   if (site.outside) {
     RemoteSyscalls rs = TRY(RemoteSyscalls::begin(t, *site.outside));
     TRY(rs.must(fmt::format("munmap {:#x}-{:#x}", site.unmap_start, site.unmap_start + site.unmap_len), SYS_munmap,
                 {site.unmap_start.raw(), site.unmap_len}));
     return rs.end();
   }
-  const uint64_t mask = TRY(start_unmap(t, regs, site));
+  const auto mask = TRY(start_unmap(t, regs, site, final_state_follows));
   TRY(unmap_stop(t, "entry"));
   TRY(t.resume_syscall());
   TRY(unmap_stop(t, "exit"));
@@ -487,9 +490,9 @@ Result<void> finish_group(CompletionGroup& g, std::span<Tracee* const> others, c
   if (site.outside) {
     first_regs.orig_rax = static_cast<uint64_t>(-1);  // rt_sigreturn's: nothing to restart
     TRY(t0.set_regs(first_regs));
-    TRY(unmap_blob(t0, first_regs, site));
+    TRY(unmap_blob(t0, first_regs, site, false));
   } else {
-    TRY(unmap_blob(t0, first_regs, site));
+    TRY(unmap_blob(t0, first_regs, site, g.mode == CompletionMode::Breakpoint));
     if (g.mode == CompletionMode::Breakpoint) TRY(load_final_state(t0, tasks[0].final_state));
     else TRY(t0.set_regs(first_regs));
   }
@@ -541,10 +544,10 @@ class PipelinedCompletion {
       CompletionGroup& g = groups[i];
       if (!takes(g)) continue;
       if (g.mode == CompletionMode::Breakpoint) {
-        in_flight_.push_back({&g, TRY(start_unmap(*g.threads[0].tracee, at_breakpoint[i], g.site)), {}});
+        in_flight_.push_back({&g, TRY(start_unmap(*g.threads[0].tracee, at_breakpoint[i], g.site, true)), {}});
       } else {
         auto first = std::find_if(traced.begin(), traced.end(), [&](const Traced& t) { return t.group == &g; });
-        in_flight_.push_back({&g, TRY(start_unmap(*first->tracee, first->regs, g.site)), first->regs});
+        in_flight_.push_back({&g, TRY(start_unmap(*first->tracee, first->regs, g.site, false)), first->regs});
       }
     }
     for (const InFlight& f : in_flight_) {
@@ -572,7 +575,7 @@ class PipelinedCompletion {
   };
   struct InFlight {
     CompletionGroup* group;
-    uint64_t mask;     // the first thread's blocked mask when its munmap started
+    std::optional<uint64_t> mask;  // the first thread's blocked mask when its munmap started (none: its final state's)
     arch::Regs regs;   // syscall tracing: the first thread's final registers
   };
 

@@ -39,12 +39,25 @@ bool exited(const Error& e, pid_t tid) {
 
 }  // namespace
 
-Result<std::vector<Tracee>> seize_process(pid_t pid, Tracee::Clock::time_point deadline) {
+namespace {
+
+// One process being seized, pass after pass over /proc/PID/task.
+struct Seizing {
+  pid_t pid;
   std::vector<Tracee> threads;
   std::set<pid_t> seized;
-  for (int pass = 1;; pass++) {
-    std::vector<int> tids = TRY(proc::list_numeric_dir(fmt::format("/proc/{}/task", pid)));
-    const size_t first_new = threads.size();
+  int passes = 0;
+
+  // Seizes and asks to stop each thread listed that is not seized yet;
+  // returns how many. One that exits before it stops reports its death to
+  // wait_new().
+  Result<size_t> seize_listed() {
+    auto listed = proc::list_numeric_dir(fmt::format("/proc/{}/task", pid));
+    // Gone and reaped (a parent that ignores SIGCHLD): as gone as ESRCH says.
+    if (!listed && listed.error().err == ENOENT) return error(ESRCH, "pid {} is gone", pid);
+    std::vector<int> tids = TRY(std::move(listed));
+    passes++;
+    const size_t before = threads.size();
     // The main thread first, so that it ends up at index 0.
     std::stable_partition(tids.begin(), tids.end(), [&](int t) { return t == pid; });
     for (int tid : tids) {
@@ -52,20 +65,18 @@ Result<std::vector<Tracee>> seize_process(pid_t pid, Tracee::Clock::time_point d
       auto t = Tracee::seize(tid);
       if (!t && exited(t.error(), tid)) continue;
       if (!t) return std::unexpected(t.error());
-      // One that exits before it stops reports its death to the wait below.
       if (auto r = t->interrupt(); !r && r.error().err != ESRCH) return std::unexpected(r.error());
       seized.insert(tid);
       threads.push_back(std::move(*t));
     }
-    // Every thread seized so far is stopped, and none was found new: no
-    // thread can appear any more.
-    if (threads.size() == first_new) break;
-    if (pass == kMaxSeizePasses)
-      return error(EAGAIN, "the threads of pid {} kept changing: {} passes over /proc/{}/task found new ones every time",
-                   pid, pass, pid);
+    return threads.size() - before;
+  }
+
+  // Waits for the stops of the `n` seized last. Those that exited while
+  // being seized are not ours to dump; a TID may come back as a new thread.
+  Result<void> wait_new(size_t n, Tracee::Clock::time_point deadline) {
     std::vector<bool> gone(threads.size(), false);
-    for (size_t i = first_new; i < threads.size(); i++) gone[i] = !TRY(wait_for_interrupt(threads[i], deadline));
-    // Exited while being seized: not ours to dump. Its TID may come back as a new thread.
+    for (size_t i = threads.size() - n; i < threads.size(); i++) gone[i] = !TRY(wait_for_interrupt(threads[i], deadline));
     std::vector<Tracee> kept;
     kept.reserve(threads.size());
     for (size_t i = 0; i < threads.size(); i++) {
@@ -73,9 +84,44 @@ Result<std::vector<Tracee>> seize_process(pid_t pid, Tracee::Clock::time_point d
       else kept.push_back(std::move(threads[i]));
     }
     threads.swap(kept);
+    return {};
   }
-  if (threads.empty() || threads[0].tid() != pid) return error(ESRCH, "the main thread of {} is gone", pid);
-  return threads;
+
+  // From a first pass that found `n`: every thread seized so far is
+  // stopped and a pass found none new, so no thread can appear any more.
+  Result<std::vector<Tracee>> finish(size_t n, Tracee::Clock::time_point deadline) {
+    for (; n > 0; n = TRY(seize_listed())) {
+      if (passes == kMaxSeizePasses)
+        return error(EAGAIN, "the threads of pid {} kept changing: {} passes over /proc/{}/task found new ones every "
+                     "time", pid, passes, pid);
+      TRY(wait_new(n, deadline));
+    }
+    if (threads.empty() || threads[0].tid() != pid) return error(ESRCH, "the main thread of {} is gone", pid);
+    return std::move(threads);
+  }
+};
+
+}  // namespace
+
+Result<std::vector<Tracee>> seize_process(pid_t pid, Tracee::Clock::time_point deadline) {
+  Seizing s{pid};
+  const size_t n = TRY(s.seize_listed());
+  return s.finish(n, deadline);
+}
+
+std::vector<Result<std::vector<Tracee>>> seize_processes(std::span<const pid_t> pids,
+                                                        Tracee::Clock::time_point deadline) {
+  std::vector<Seizing> all;
+  std::vector<Result<size_t>> first;
+  all.reserve(pids.size());
+  for (pid_t pid : pids) {
+    all.push_back({pid});
+    first.push_back(all.back().seize_listed());
+  }
+  std::vector<Result<std::vector<Tracee>>> out;
+  for (size_t i = 0; i < all.size(); i++)
+    out.push_back(first[i] ? all[i].finish(*first[i], deadline) : std::unexpected(first[i].error()));
+  return out;
 }
 
 }  // namespace ckpt::dump
@@ -103,6 +149,7 @@ Result<void> check_seizable(pid_t pid, const proc::Stat& st) {
 Result<SeizedTree> seize_tree(pid_t root, Tracee::Clock::time_point deadline, TracerPool& tracers) {
   std::map<pid_t, TaskTracees> live;
   std::map<pid_t, proc::Stat> zombies;
+  std::map<pid_t, std::vector<pid_t>> children;  // of each live task
   std::vector<pid_t> todo = {root};
   for (int pass = 1;; pass++) {
     // Seizable, or a zombie, as /proc shows it.
@@ -121,19 +168,33 @@ Result<SeizedTree> seize_tree(pid_t root, Tracee::Clock::time_point deadline, Tr
       TRY(check_seizable(pid, *st));
       seize.push_back(pid);
     }
-    // Each on its tracer, the other tracers' at once while this one seizes its own.
+    // Each on its tracer, the other tracers' at once while this one seizes
+    // its own, all of a tracer's asked to stop before it waits for any.
     const size_t first = live.size() + zombies.size();
     auto tracer_of = [&](size_t k) { return (first + k) % tracers.size(); };
-    auto on_tracer = [&](size_t k) -> Result<TaskTracees> {
-      return TaskTracees(tracers, tracer_of(k), TRY(seize_process(seize[k], deadline)));
+    std::vector<std::optional<Result<TaskTracees>>> got(seize.size());
+    auto on_tracer = [&](size_t tracer) {
+      std::vector<size_t> mine;
+      std::vector<pid_t> pids;
+      for (size_t k = 0; k < seize.size(); k++)
+        if (tracer_of(k) == tracer) mine.push_back(k), pids.push_back(seize[k]);
+      auto seized = seize_processes(pids, deadline);
+      for (size_t j = 0; j < mine.size(); j++) {
+        if (seized[j]) got[mine[j]].emplace(TaskTracees(tracers, tracer, std::move(*seized[j])));
+        else got[mine[j]].emplace(std::unexpected(seized[j].error()));
+      }
     };
-    std::vector<std::future<Result<TaskTracees>>> elsewhere(seize.size());
-    for (size_t k = 0; k < seize.size(); k++)
-      if (tracer_of(k) != 0) elsewhere[k] = tracers.post(tracer_of(k), [&on_tracer, k] { return on_tracer(k); });
+    std::vector<bool> busy(tracers.size(), false);
+    for (size_t k = 0; k < seize.size(); k++) busy[tracer_of(k)] = true;
+    std::vector<std::future<void>> elsewhere;
+    for (size_t tracer = 1; tracer < tracers.size(); tracer++)
+      if (busy[tracer]) elsewhere.push_back(tracers.post(tracer, [&on_tracer, tracer] { on_tracer(tracer); }));
+    on_tracer(0);
+    for (auto& e : elsewhere) e.get();
     std::optional<Error> failed;
     for (size_t k = 0; k < seize.size(); k++) {
       const pid_t pid = seize[k];
-      auto threads = elsewhere[k].valid() ? elsewhere[k].get() : on_tracer(k);
+      Result<TaskTracees>& threads = *got[k];
       if (!threads && threads.error().err == ESRCH && pid != root) {
         // Exited while being seized: a zombie now, unless already reaped.
         if (auto again = proc::read_stat(pid); again && zombie_state(again->state)) zombies.emplace(pid, *again);
@@ -144,10 +205,13 @@ Result<SeizedTree> seize_tree(pid_t root, Tracee::Clock::time_point deadline, Tr
     }
     if (failed) return std::unexpected(*failed);
     // Every live task known is stopped: its children can only be those
-    // listed now, or exit and stay zombies.
+    // listed now (once, after its stop), or exit and stay zombies.
     todo.clear();
     for (const auto& [pid, threads] : live)
-      for (pid_t kid : TRY_CTX(proc::children(pid), "list the children of pid {}", pid))
+      if (!children.contains(pid))
+        children.emplace(pid, TRY_CTX(proc::children(pid), "list the children of pid {}", pid));
+    for (const auto& [pid, kids] : children)
+      for (pid_t kid : kids)
         if (!live.contains(kid) && !zombies.contains(kid)) todo.push_back(kid);
     if (todo.empty()) break;
     if (pass == kMaxSeizePasses)
@@ -171,7 +235,7 @@ Result<SeizedTree> seize_tree(pid_t root, Tracee::Clock::time_point deadline, Tr
       const proc::Stat st = TRY_CTX(proc::read_stat(pid), "pid {}", pid);
       k = {.pid = pid, .ppid = st.ppid, .pgid = st.pgrp, .sid = st.session, .comm = st.comm};
       tracees.push_back(std::move(live.at(pid)));
-      for (pid_t kid : TRY_CTX(proc::children(pid), "list the children of pid {}", pid))
+      for (pid_t kid : children.at(pid))
         if (live.contains(kid) || zombies.contains(kid)) order.push_back(kid);
     }
     tasks.push_back(std::move(k));

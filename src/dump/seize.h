@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <span>
 #include <vector>
 
 #include "base/result.h"
@@ -23,6 +24,12 @@ inline constexpr int kMaxSeizePasses = 100;
 
 // threads[0] is the main thread. Gives up at `deadline` (--timeout).
 Result<std::vector<Tracee>> seize_process(pid_t pid, Tracee::Clock::time_point deadline);
+// Many processes, as seize_process each, by one tracer: every one's threads
+// are asked to stop before any stop is waited for, so that their ways to
+// their stops (a wakeup each, of a sleeping task, often on another CPU)
+// overlap instead of adding up.
+std::vector<Result<std::vector<Tracee>>> seize_processes(std::span<const pid_t> pids,
+                                                        Tracee::Clock::time_point deadline);
 
 // A tree, frozen: every thread of every live task stopped, zombies recorded.
 struct SeizedTree {

@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "base/result.h"
-#include "ptrace/completion.h"
+#include "ptrace/on_cpu.h"
 #include "ptrace/watcher.h"
 
 namespace ckpt::dump {

@@ -37,10 +37,6 @@ bool exited(const Error& e, pid_t tid) {
   return !st || st->state == 'Z' || st->state == 'X';
 }
 
-}  // namespace
-
-namespace {
-
 // One process being seized, pass after pass over /proc/PID/task.
 struct Seizing {
   pid_t pid;
@@ -184,11 +180,12 @@ Result<SeizedTree> seize_tree(pid_t root, Tracee::Clock::time_point deadline, Tr
         else got[mine[j]].emplace(std::unexpected(seized[j].error()));
       }
     };
-    std::vector<bool> busy(tracers.size(), false);
-    for (size_t k = 0; k < seize.size(); k++) busy[tracer_of(k)] = true;
+    // The tracers take turns: the first tasks of the pass name every one
+    // that has any (a tracer with none is not started for nothing).
     std::vector<std::future<void>> elsewhere;
-    for (size_t tracer = 1; tracer < tracers.size(); tracer++)
-      if (busy[tracer]) elsewhere.push_back(tracers.post(tracer, [&on_tracer, tracer] { on_tracer(tracer); }));
+    for (size_t k = 0; k < std::min(seize.size(), tracers.size()); k++)
+      if (const size_t tracer = tracer_of(k); tracer != 0)
+        elsewhere.push_back(tracers.post(tracer, [&on_tracer, tracer] { on_tracer(tracer); }));
     on_tracer(0);
     for (auto& e : elsewhere) e.get();
     std::optional<Error> failed;

@@ -47,6 +47,7 @@
 #include "arch/x86_64/regs.h"
 #include "base/log.h"
 #include "base/result.h"
+#include "ptrace/on_cpu.h"
 #include "ptrace/remote_syscall.h"
 #include "ptrace/tracee.h"
 
@@ -128,26 +129,6 @@ class BreakpointProbe {
   bool left_waiting_ = false;  // by result_unless_waiting()
 };
 BreakpointSupport probe_breakpoints();  // both steps at once
-
-// ckpt's thread on one CPU after another (of those it may use), its own
-// affinity back at the end. Best effort: where it can't move, it stays.
-class OnCpu {
- public:
-  OnCpu();
-  OnCpu(const OnCpu&) = delete;
-  OnCpu& operator=(const OnCpu&) = delete;
-  ~OnCpu();
-
-  // The CPUs ckpt may use, the one it is on first; empty if unknown.
-  const std::vector<int>& cpus() const { return cpus_; }
-  // Onto `cpu` and kept there, unless there already.
-  void go(int cpu);
-
- private:
-  cpu_set_t mask_;
-  std::vector<int> cpus_;
-  int held_on_ = -1;  // pinned there by go()
-};
 
 // Arming where the threads stop. Writing a thread's debug registers changes
 // a perf event on the CPU the thread last ran on: a cross-CPU call (an IPI,

@@ -9,7 +9,7 @@
 
 #include "base/fs.h"
 #include "pie/sys.h"
-#include "ptrace/completion.h"
+#include "ptrace/on_cpu.h"
 
 namespace ckpt {
 

@@ -14,6 +14,7 @@
 #include <iterator>
 #include <thread>
 
+#include "children.h"
 #include "proc/status.h"
 #include "ptrace/tracer_pool.h"
 
@@ -27,13 +28,7 @@ size_t thread_count() {
   return static_cast<size_t>(std::distance(it, std::filesystem::directory_iterator{}));
 }
 
-pid_t paused_child() {
-  const pid_t c = fork();
-  if (c == 0) {
-    for (;;) pause();
-  }
-  return c;
-}
+using ckpt::tests::paused_child;
 
 pid_t tracer_pid(pid_t pid) {
   auto st = proc::read_status(pid);

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 
 #include "base/mapping.h"
 
@@ -61,22 +62,31 @@ Result<std::string> read_fd(int fd, const std::string& path, size_t expected) {
 
 Result<void> for_each_line(const std::string& path, const std::function<Result<void>(std::string_view)>& line) {
   UniqueFd fd = TRY(open_file(path, O_RDONLY));
-  std::string buf(256 * 1024, '\0');
+  // Large, so that a big /proc file (smaps of 30,000 VMAs) takes few reads;
+  // not zeroed, so that only the pages a read reaches are faulted in (a
+  // tiny process's smaps: 5 pages of 64, each fault dear on a VM).
+  size_t size = 256 * 1024;
+  auto buf = std::make_unique_for_overwrite<char[]>(size);
   size_t have = 0;  // bytes of a line not yet whole, at the front
   for (;;) {
-    if (have == buf.size()) buf.resize(buf.size() * 2);  // a line longer than the buffer
-    const ssize_t n = ::read(fd.get(), buf.data() + have, buf.size() - have);
+    if (have == size) {  // a line longer than the buffer
+      auto bigger = std::make_unique_for_overwrite<char[]>(size * 2);
+      std::memcpy(bigger.get(), buf.get(), have);
+      buf = std::move(bigger);
+      size *= 2;
+    }
+    const ssize_t n = ::read(fd.get(), buf.get() + have, size - have);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return sys_error("read {}", path);
     if (n == 0) break;
-    const std::string_view chunk(buf.data(), have + static_cast<size_t>(n));
+    const std::string_view chunk(buf.get(), have + static_cast<size_t>(n));
     size_t from = 0;
     for (size_t nl; (nl = chunk.find('\n', from)) != std::string_view::npos; from = nl + 1)
       TRY(line(chunk.substr(from, nl - from)));
     have = chunk.size() - from;
-    std::memmove(buf.data(), buf.data() + from, have);
+    std::memmove(buf.get(), buf.get() + from, have);
   }
-  if (have) TRY(line(std::string_view(buf.data(), have)));
+  if (have) TRY(line(std::string_view(buf.get(), have)));
   return {};
 }
 

@@ -123,7 +123,9 @@ Result<void> PresentPages::scan_tracked(const img::MmImage& mm, const std::funct
 // region is cut at the VMAs' bounds. `flags`: PM_SCAN_* (write-protect).
 Result<void> PresentPages::scan_range(const img::MmImage& mm, int first, int last, uint64_t flags,
                                       const std::function<void(int, uint64_t, uint64_t, uint64_t)>& emit) {
-  regions_.resize(kRegions);
+  // Not zeroed: the kernel writes the answers, and a page of the buffer no
+  // answer reaches is never faulted in.
+  if (!regions_) regions_ = std::make_unique_for_overwrite<uapi::page_region[]>(kRegions);
   const uint64_t end = mm.vmas(last - 1).end();
   int k = first;
   // A walk that resumes may report again what the last one did (it resumed
@@ -135,8 +137,8 @@ Result<void> PresentPages::scan_range(const img::MmImage& mm, int first, int las
     arg.size = sizeof arg;
     arg.start = at;
     arg.end = end;
-    arg.vec = reinterpret_cast<uint64_t>(regions_.data());
-    arg.vec_len = regions_.size();
+    arg.vec = reinterpret_cast<uint64_t>(regions_.get());
+    arg.vec_len = kRegions;
     arg.flags = flags;
     arg.category_anyof_mask = uapi::kPageIsPresent | uapi::kPageIsSwapped;
     arg.return_mask = uapi::kPageIsPresent | uapi::kPageIsSwapped | uapi::kPageIsFile | uapi::kPageIsPfnZero |
@@ -163,10 +165,10 @@ Result<void> PresentPages::scan_range(const img::MmImage& mm, int first, int las
 }
 
 Result<void> PresentPages::scan_pagemap(const img::Vma& v, const std::function<void(uint64_t, uint64_t)>& emit) {
-  std::vector<uint64_t> pm(kWindowPages);
+  auto pm = std::make_unique_for_overwrite<uint64_t[]>(kWindowPages);  // filled by each pread
   for (uint64_t at = v.start(); at < v.end();) {
     const uint64_t n = std::min<uint64_t>(kWindowPages, (v.end() - at) / arch::kPageSize);
-    size_t got = TRY_CTX(pread_full(fd_.get(), pm.data(), n * 8, at / arch::kPageSize * 8), "pagemap of task {}", pid_);
+    size_t got = TRY_CTX(pread_full(fd_.get(), pm.get(), n * 8, at / arch::kPageSize * 8), "pagemap of task {}", pid_);
     if (got != n * 8) return error(EIO, "pagemap of task {}: short read at {:#x}", pid_, at);
     for (uint64_t i = 0; i < n; i++) {
       const uint64_t e = pm[i];

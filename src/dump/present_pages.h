@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "arch/x86_64/uapi.h"
@@ -59,7 +60,7 @@ class PresentPages {
   pid_t pid_;
   UniqueFd fd_;
   bool scan_ioctl_;
-  std::vector<uapi::page_region> regions_;
+  std::unique_ptr<uapi::page_region[]> regions_;  // kRegions answers of an ioctl
 };
 
 }  // namespace ckpt::dump

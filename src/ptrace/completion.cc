@@ -290,7 +290,9 @@ pid_t fork_probe_child(ProbeChild& c) {
   return static_cast<pid_t>(r);
 }
 
-BreakpointProbe::BreakpointProbe() : child_(std::make_unique<ProbeChild>()) {
+// The child's stack is left as it comes (not zeroed): only the pages the
+// child uses are faulted in.
+BreakpointProbe::BreakpointProbe() : child_(std::make_unique_for_overwrite<ProbeChild>()) {
   int go[2];
   if (pipe2(go, O_CLOEXEC) < 0) {
     failed_ = fmt::format("pipe for the probe: {}", strerror(errno));

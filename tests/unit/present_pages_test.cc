@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "children.h"
 #include "dump/present_pages.h"
 
 namespace ckpt::dump {
@@ -115,6 +116,37 @@ TEST(PresentPages, ScanAllCutsAtVmaBounds) {
                                  {mm.vmas(0).start() + 3 * 4096, mm.vmas(0).end()}}));
   }
   munmap(p, kPages * 4096);
+}
+
+// A scan that gets a few answers faults in no more of its buffer for them
+// (96 KiB, 24 pages, meant for thousands of answers).
+TEST(PresentPages, FewAnswersFaultInFewPages) {
+  if (!tests::kFaultsCount) GTEST_SKIP() << tests::kFaultsDontCount;
+  if (!have_scan_ioctl()) GTEST_SKIP() << kNoScanIoctl;
+  auto* p = static_cast<char*>(mmap(nullptr, 4 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(p, MAP_FAILED);
+  p[0] = p[2 * 4096] = 1;
+  img::MmImage mm;
+  img::Vma* v = mm.add_vmas();
+  v->set_start(reinterpret_cast<uint64_t>(p));
+  v->set_end(v->start() + 4 * 4096);
+  v->set_kind(img::Vma::ANON_PRIVATE);
+  auto all = [](const img::Vma&) { return true; };
+  const long faults = tests::in_child([&] {
+    // The first scan faults in the code's own pages; its buffer stays held,
+    // so that the second scan's is new memory.
+    auto first = PresentPages::open(getpid()), second = PresentPages::open(getpid());
+    int found = 0;
+    auto count = [&](int, uint64_t, uint64_t) { found++; };
+    if (!first || !second || !first->scan_all(mm, all, count)) return -1L;
+    const long before = tests::minor_faults();
+    const bool scanned = second->scan_all(mm, all, count).has_value();
+    const long faults = tests::minor_faults() - before;
+    return scanned && found == 4 ? faults : -1L;
+  });
+  munmap(p, 4 * 4096);
+  ASSERT_GE(faults, 0) << "the child's scan failed or found other than the 2 pages";
+  EXPECT_LT(faults, 8);
 }
 
 TEST(PresentPages, HugeSparseReservationIsCheap) {

@@ -13,6 +13,7 @@
 #include "proc/maps.h"
 #include "proc/smaps.h"
 #include "proc/timers.h"
+#include "children.h"
 
 namespace ckpt::proc {
 namespace {
@@ -200,6 +201,30 @@ TEST(ForEachLine, LinesAcrossChunksLongLinesAndNoLastNewline) {
   });
   ASSERT_TRUE(r) << r.error().str();
   EXPECT_EQ(got, want);
+}
+
+// A short file is read without faulting in the whole buffer meant for a
+// long one (64 pages, each fault dear on a VM: a tiny dump read smaps so).
+TEST(ForEachLine, ShortFileFaultsInFewPages) {
+  if (!tests::kFaultsCount) GTEST_SKIP() << tests::kFaultsDontCount;
+  const long faults = tests::in_child([] {
+    int lines = 0;
+    auto count = [&](std::string_view) -> Result<void> {
+      lines++;
+      return {};
+    };
+    if (!for_each_line("/proc/self/status", count)) return -1L;  // the code's own pages
+    // Held, so that the next read's buffer is new memory, not the one the
+    // first read faulted in.
+    void* volatile held = malloc(256 * 1024);
+    const long before = tests::minor_faults();
+    const bool read = for_each_line("/proc/self/status", count).has_value();
+    const long faults = tests::minor_faults() - before;
+    free(held);
+    return read && lines > 20 ? faults : -1L;
+  });
+  ASSERT_GE(faults, 0) << "the child could not read /proc/self/status";
+  EXPECT_LT(faults, 8);
 }
 
 }  // namespace

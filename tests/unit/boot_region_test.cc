@@ -2,6 +2,7 @@
 // special mappings get to their dumped addresses (plan_special_moves, checked
 // by replaying the plan on a simulated address space the way the restorer's
 // mremap calls would), and the layout of the region itself (BootRegion).
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -531,6 +532,21 @@ TEST(BootDataPool, RegionsStagedInSharedMemoryNotTheHeap) {
   int st = 0;
   ASSERT_EQ(waitpid(child, &st, 0), child);
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+// A region's data is in memory when it is handed out: ckpt writes all of it,
+// one fault a page otherwise.
+TEST(BootDataPool, TakenDataIsInMemory) {
+  auto pool = BootDataPool::reserve();
+  ASSERT_TRUE(pool) << pool.error().str();
+  for (uint64_t len : {3 * P + 100, 2 * P}) {
+    auto s = pool->take(len);
+    ASSERT_TRUE(s) << s.error().str();
+    const uint64_t from = reinterpret_cast<uint64_t>(s->data()) & ~(P - 1);
+    std::vector<unsigned char> in((arch::page_up(reinterpret_cast<uint64_t>(s->data()) + len) - from) / P);
+    ASSERT_EQ(mincore(reinterpret_cast<void*>(from), in.size() * P, in.data()), 0) << strerror(errno);
+    for (size_t i = 0; i < in.size(); i++) EXPECT_TRUE(in[i] & 1) << "page " << i << " of " << len << " bytes";
+  }
 }
 
 TEST(BootDataPool, WithoutAPoolARegionStagesItsOwnData) {

@@ -5,6 +5,7 @@
 #include <cpuid.h>
 #include <sched.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <tuple>
@@ -519,11 +520,22 @@ TEST(Xsave, LayoutOfTheEnabledComponents) {
   __cpuid_count(0xd, 0, a, b, c, d);
   EXPECT_EQ(ckpt::arch::xsave_regset_size(), b);
   EXPECT_EQ(ckpt::arch::xsave_size_for(f.xcr0), b);
+  EXPECT_EQ(ckpt::arch::xsave_size_for(~uint64_t{0}), b) << "components XCR0 lacks count for nothing";
+  std::vector<size_t> ends(63, 0);
   for (int i = 2; i < 63; i++) {
     if (!(f.xcr0 >> i & 1)) continue;
     __cpuid_count(0xd, i, a, b, c, d);
-    EXPECT_EQ(ckpt::arch::xsave_size_for(uint64_t{1} << i), std::max<size_t>(ckpt::arch::kXsaveMinSize, a + b))
-        << "component " << i;
+    ends[i] = std::max<size_t>(ckpt::arch::kXsaveMinSize, a + b);
+    EXPECT_EQ(ckpt::arch::xsave_size_for(uint64_t{1} << i), ends[i]) << "component " << i;
+  }
+  // All but one: the end of the last of the others (each component's own
+  // sub-leaf), not XCR0's whole size (sub-leaf 0).
+  for (int i = 2; i < 63; i++) {
+    if (!(f.xcr0 >> i & 1)) continue;
+    size_t want = ckpt::arch::kXsaveMinSize;
+    for (int j = 2; j < 63; j++)
+      if (j != i) want = std::max(want, ends[j]);
+    EXPECT_EQ(ckpt::arch::xsave_size_for(f.xcr0 & ~(uint64_t{1} << i)), want) << "all but component " << i;
   }
 }
 

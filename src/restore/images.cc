@@ -1,8 +1,11 @@
 #include "restore/images.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
+#include <new>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -16,9 +19,17 @@ namespace ckpt::restore {
 
 namespace {
 
-Result<TaskImages> load_task(const image::ImageDir& dir, pid_t pid) {
-  TaskImages t;
-  t.pid = pid;
+// Blocks of the images' arena.
+void* not_inherited_block(size_t n) {
+  void* p = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  (void)madvise(p, n, MADV_DONTFORK);  // else only slower
+  return p;
+}
+void free_not_inherited_block(void* p, size_t n) { munmap(p, n); }
+
+Result<TaskImages> load_task(const image::ImageDir& dir, pid_t pid, google::protobuf::Arena& arena) {
+  TaskImages t(pid, arena);
   TRY(dir.read(image::core_name(pid), image::ImageKind::Core, &t.core));
   TRY(dir.read(image::mm_name(pid), image::ImageKind::Mm, &t.mm));
   TRY(dir.read(image::pagemap_name(pid), image::ImageKind::PageMap, &t.pagemap));
@@ -51,6 +62,22 @@ Result<TaskImages> load_task(const image::ImageDir& dir, pid_t pid) {
 
 }  // namespace
 
+TaskImages::TaskImages(pid_t p, google::protobuf::Arena& a)
+    : pid(p),
+      core(*google::protobuf::Arena::CreateMessage<img::TaskCore>(&a)),
+      mm(*google::protobuf::Arena::CreateMessage<img::MmImage>(&a)),
+      pagemap(*google::protobuf::Arena::CreateMessage<img::PageMap>(&a)),
+      files(*google::protobuf::Arena::CreateMessage<img::Files>(&a)) {}
+
+std::unique_ptr<google::protobuf::Arena> not_inherited_arena() {
+  google::protobuf::ArenaOptions o;
+  o.start_block_size = 64 << 10;
+  o.max_block_size = 1 << 20;
+  o.block_alloc = not_inherited_block;
+  o.block_dealloc = free_not_inherited_block;
+  return std::make_unique<google::protobuf::Arena>(o);
+}
+
 Result<TreeImages> load_images(const image::ImageDir& dir) {
   if (!dir.exists(image::kInventoryName))
     return error(ENOENT, "{} holds no checkpoint: {} is missing", dir.path(), image::kInventoryName);
@@ -60,24 +87,24 @@ Result<TreeImages> load_images(const image::ImageDir& dir) {
   if (inv.pre_dump())
     return error(EINVAL, "{} is a pre-dump (memory only): restore the dump --prev-images-dir that follows it",
                  dir.path());
-  TreeImages t{inv, TRY(image::load_tree(dir, inv)), {}, {}, {}};
+  TreeImages t{not_inherited_arena(), inv, TRY(image::load_tree(dir, inv)), {}, {}, {}, {}};
   // Each task's images are its own: half of them load on a second thread
   // (the other core), joined before anything else happens.
   const std::vector<pid_t> alive = t.tree.alive();
-  std::vector<Result<TaskImages>> loaded(alive.size());
+  std::vector<std::optional<Result<TaskImages>>> loaded(alive.size());
   const size_t mine = (alive.size() + 1) / 2;
   {
     std::jthread other;
     if (alive.size() > 1)
       other = std::jthread([&] {
-        for (size_t i = mine; i < alive.size(); i++) loaded[i] = load_task(dir, alive[i]);
+        for (size_t i = mine; i < alive.size(); i++) loaded[i].emplace(load_task(dir, alive[i], *t.arena));
       });
-    for (size_t i = 0; i < mine; i++) loaded[i] = load_task(dir, alive[i]);
+    for (size_t i = 0; i < mine; i++) loaded[i].emplace(load_task(dir, alive[i], *t.arena));
   }
   std::set<int32_t> tids;
   for (size_t i = 0; i < alive.size(); i++) {
     const pid_t pid = alive[i];
-    t.tasks.push_back(TRY(std::move(loaded[i])));
+    t.tasks.push_back(TRY(std::move(*loaded[i])));
     for (const img::ThreadCore& th : t.tasks.back().core.threads())
       if (!tids.insert(th.tid()).second || (th.tid() != pid && t.tree.find(th.tid())))
         return error(EINVAL, "{}: thread id {} is also another task's", dir.file(image::core_name(pid)), th.tid());

@@ -34,12 +34,12 @@ inline long minor_faults() {
   return r.ru_minflt;
 }
 
-// What `fn` returns when run in a child forked for it (its heap then holds
-// no pages an earlier test faulted in and freed), or -1 if the child could
-// not tell. The child exits through _exit: the test's own state is
-// untouched. A child faults in each page of code it runs the first time
-// (fork copies no page table entries of a file's mapping): count faults
-// only around a path the child has already run.
+// What `fn` returns when run in a child forked for it, or -1 if the child
+// could not tell: a process of one thread, whose counts (getrusage) are its
+// own, and which exits through _exit, the test's own state untouched. A
+// child faults in each page of code it runs the first time (fork copies no
+// page table entries of a file's mapping): count faults only around a path
+// the child has already run.
 inline long in_child(const std::function<long()>& fn) {
   int p[2];
   if (pipe(p) < 0) return -1;

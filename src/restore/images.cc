@@ -1,5 +1,8 @@
 #include "restore/images.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#endif
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -24,9 +27,17 @@ void* not_inherited_block(size_t n) {
   void* p = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) throw std::bad_alloc();
   (void)madvise(p, n, MADV_DONTFORK);  // else only slower
+#if defined(__SANITIZE_ADDRESS__)
+  __lsan_register_root_region(p, n);  // its strings' buffers are in the heap
+#endif
   return p;
 }
-void free_not_inherited_block(void* p, size_t n) { munmap(p, n); }
+void free_not_inherited_block(void* p, size_t n) {
+#if defined(__SANITIZE_ADDRESS__)
+  __lsan_unregister_root_region(p, n);
+#endif
+  munmap(p, n);
+}
 
 Result<TaskImages> load_task(const image::ImageDir& dir, pid_t pid, google::protobuf::Arena& arena) {
   TaskImages t(pid, arena);

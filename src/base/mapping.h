@@ -19,7 +19,7 @@ namespace ckpt {
 inline void prefault(void* p, size_t n) {
   constexpr int kMadvPopulateWrite = 23;  // not in this libc's headers
   const uint64_t a = arch::page_up(reinterpret_cast<uint64_t>(p));
-  const uint64_t b = (reinterpret_cast<uint64_t>(p) + n) & ~(arch::kPageSize - 1);
+  const uint64_t b = arch::page_down(reinterpret_cast<uint64_t>(p) + n);
   if (b > a) (void)::madvise(reinterpret_cast<void*>(a), b - a, kMadvPopulateWrite);
 }
 

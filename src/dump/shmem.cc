@@ -69,7 +69,7 @@ Result<TempFile> write_content(int obj, uint64_t size, image::ImageDir& dir, img
     if (data < 0) return sys_error("seek data in shared memory object {}", o->id());
     off_t hole = lseek(obj, data, SEEK_HOLE);
     if (hole < 0) return sys_error("seek hole in shared memory object {}", o->id());
-    const uint64_t start = data & ~(arch::kPageSize - 1);
+    const uint64_t start = arch::page_down(data);
     const uint64_t end = std::min<uint64_t>(arch::page_up(hole), size);
     img::PageRun* run = o->mutable_pages()->add_runs();
     run->set_vaddr(start);

@@ -505,7 +505,7 @@ Result<img::ShmemImage> load_shmem(const ImageDir& dir, std::span<const img::MmI
                      v.shmem_id(), name);
       // An attach of a System V segment: shared, and inside the segment.
       const img::ShmemObject& o = image.objects(static_cast<int>(v.shmem_id()) - 1);
-      const uint64_t span = (o.size() + arch::kPageSize - 1) & ~(arch::kPageSize - 1);
+      const uint64_t span = arch::page_up(o.size());
       if (o.kind() == img::ShmemObject::SYSV &&
           (v.kind() != img::Vma::FILE_SHARED || v.pgoff() % arch::kPageSize || v.pgoff() > span ||
            v.end() - v.start() > span - v.pgoff() || v.start() < v.pgoff()))

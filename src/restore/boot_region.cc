@@ -73,7 +73,7 @@ Result<std::span<uint8_t>> BootDataPool::take(uint64_t len) {
   std::span<uint8_t> s(reinterpret_cast<uint8_t*>(range_.data()) + used_, len);
   // In memory at once, in one call: ckpt writes all of it next, and a fault
   // a page costs more (a 50-task restore: 150 faults).
-  const uint64_t from = reinterpret_cast<uint64_t>(s.data()) & ~(arch::kPageSize - 1);
+  const uint64_t from = arch::page_down(reinterpret_cast<uint64_t>(s.data()));
   prefault(reinterpret_cast<void*>(from), arch::page_up(reinterpret_cast<uint64_t>(s.data()) + len) - from);
   used_ += len;
   return s;

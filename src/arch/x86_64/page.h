@@ -16,5 +16,6 @@ inline constexpr uint64_t kTaskSize = uint64_t{1} << 47;
 inline constexpr uint64_t kTaskSizeMax = kTaskSize - kPageSize;
 
 constexpr uint64_t page_up(uint64_t n) { return (n + kPageSize - 1) & ~(kPageSize - 1); }
+constexpr uint64_t page_down(uint64_t n) { return n & ~(kPageSize - 1); }
 
 }  // namespace ckpt::arch

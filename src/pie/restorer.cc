@@ -593,9 +593,10 @@ void restore_process(RestorerArgs* a, ThreadArg* t) {
   restore_thread_modes(t);
   // Last: the kernel writes the rseq area on every return to user space.
   if (t->rseq_ptr) MUST(t, kStepRseq, sys(__NR_rseq, t->rseq_ptr, t->rseq_len, 0, t->rseq_sig), t->rseq_ptr, 0);
-  // Without a breakpoint, ckpt traces syscalls from this stop on only: the
-  // rt_sigreturn is all that is left. A pending SIGCONT would be flushed by
-  // a SIGSTOP: ckpt queues those after completion (restore/traps.h).
+  // Without a breakpoint, ckpt takes the thread at this stop as it would at
+  // the breakpoint: the rt_sigreturn is all that is left. A pending SIGCONT
+  // would be flushed by a SIGSTOP: ckpt queues those after completion
+  // (restore/traps.h).
   if (a->barrier) MUST(t, kStepStop, rst_barrier(threads(a)[0].tid, t->tid, a->barrier), 0, 0);
   rst_sigreturn(t->sigframe, ckpt::arch::cpu_now());
 }

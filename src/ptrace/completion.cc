@@ -140,28 +140,33 @@ Result<arch::Regs> reach_breakpoint(Tracee& t, const CompletionSite& site, const
   return regs;
 }
 
-// Is `s`, a stop of `t`, the one it makes itself at the barrier?
-Result<bool> at_barrier(Tracee& t, const Stop& s, pid_t tgid, const CompletionSite& site) {
-  if (!s.stopped() || s.event() || s.sig() != site.barrier_sig) return false;
+// Is `s`, a stop of `t`, the one it makes itself at the barrier? Its
+// registers there if so.
+Result<std::optional<arch::Regs>> at_barrier(Tracee& t, const Stop& s, pid_t tgid, const CompletionSite& site) {
+  if (!s.stopped() || s.event() || s.sig() != site.barrier_sig) return std::nullopt;
   siginfo_t si = TRY(t.siginfo());
   const bool ours = site.barrier_sig == SIGTRAP ? si.si_code == SI_KERNEL : si.si_code == SI_TKILL && si.si_pid == tgid;
-  return ours && RemoteAddr(TRY(t.regs()).rip) == site.barrier_rip;
+  if (!ours) return std::nullopt;
+  arch::Regs regs = TRY(t.regs());
+  if (RemoteAddr(regs.rip) != site.barrier_rip) return std::nullopt;
+  return regs;
 }
 
-// Where a traced thread is on its way to the exit of its rt_sigreturn from
-// the blob, and what its next stop does (on_stop).
+// Where a traced thread is on its way to the point where it holds its
+// final state (its barrier, or the exit of its rt_sigreturn from the blob),
+// and what its next stop does (on_stop).
 enum class Phase { Barrier, Tracing, InSigreturn, Done };
 
-// One stop of a thread in `phase`: moves it on (its barrier's trap or
-// SIGSTOP suppressed, syscalls traced through, the rt_sigreturn's exit held
-// with its registers in `out`).
+// One stop of a thread in `phase`: moves it on (syscalls traced through),
+// or holds it where it is done, with its registers in `out`: at its
+// barrier (the trap or SIGSTOP suppressed when it goes on), or at the exit
+// of its rt_sigreturn.
 Result<void> on_stop(Tracee& t, const Stop& s, Phase& phase, pid_t tgid, const CompletionSite& site, arch::Regs* out,
                      const StrayStopExplainer& explain) {
   if (phase == Phase::Barrier) {
-    // Traced from here on; no group stop, no signal comes of it.
-    if (TRY(at_barrier(t, s, tgid, site))) {
-      TRY(t.resume_syscall());
-      phase = Phase::Tracing;
+    if (auto regs = TRY(at_barrier(t, s, tgid, site))) {
+      *out = *regs;
+      phase = Phase::Done;
     } else if (!TRY(t.took_sigstop(s, false))) {
       return std::unexpected(explain(t, s));
     }
@@ -181,11 +186,11 @@ Result<void> on_stop(Tracee& t, const Stop& s, Phase& phase, pid_t tgid, const C
   return t.resume_syscall();
 }
 
-// Traces the syscalls of the threads until each one's rt_sigreturn from the
-// blob has run, and leaves each stopped there; returns the registers
-// rt_sigreturn loaded into each. One TID after the other (a thread that gets
-// ahead sits in its syscall stop), or all at once when they wait for each
-// other and must not wait for a tracer busy with another thread.
+// Waits for each thread at its barrier, or without one traces its syscalls
+// until its rt_sigreturn from the blob has run, and leaves each stopped
+// there; returns the registers of each there. One TID after the other (a
+// thread that gets ahead sits in its stop), or all at once when they wait
+// for each other and must not wait for a tracer busy with another thread.
 Result<std::vector<arch::Regs>> reach_sigreturns(std::span<CompletionTask> tasks, const CompletionSite& site,
                                                   const StrayStopExplainer& explain,
                                                   std::span<Tracee* const> others = {}) {
@@ -465,6 +470,8 @@ Result<void> finish_group(CompletionGroup& g, std::span<Tracee* const> others, c
     TRY(disarms.run());
   } else {
     first_regs = TRY(reach_sigreturns(tasks, site, explain, others))[0];
+    if (site.barrier_rip)
+      for (size_t i = 1; i < tasks.size(); i++) TRY(load_final_state(*tasks[i].tracee, tasks[i].final_state));
   }
 
   // Every thread is out of the blob: unmap it from the first one.
@@ -474,24 +481,25 @@ Result<void> finish_group(CompletionGroup& g, std::span<Tracee* const> others, c
     TRY(t0.set_regs(first_regs));
     TRY(unmap_blob(t0, first_regs, site, false));
   } else {
-    TRY(unmap_blob(t0, first_regs, site, g.mode == CompletionMode::Breakpoint));
-    if (g.mode == CompletionMode::Breakpoint) TRY(load_final_state(t0, tasks[0].final_state));
+    const bool held_before_sigreturn = g.mode == CompletionMode::Breakpoint || site.barrier_rip;
+    TRY(unmap_blob(t0, first_regs, site, held_before_sigreturn));
+    if (held_before_sigreturn) TRY(load_final_state(t0, tasks[0].final_state));
     else TRY(t0.set_regs(first_regs));
   }
   return {};
 }
 
 // Restore's groups, which unmap from the blob's own syscall instruction, in
-// sweeps over all of them instead of one group after the other:
-//   breakpoints: (1) every thread's breakpoint, and the munmap set up and
-//   started in each group's first thread;
-//   syscall tracing from a barrier: (1a) every thread's barrier, (1b) every
-//   rt_sigreturn's entry stop, (1c) every exit stop, and the munmaps started;
-// then (2) every munmap's entry stop, (3) every exit stop. A thread resumed
-// in one sweep has had the rest of the sweep to get to its next stop, so
-// ckpt rarely waits for a task that is only being scheduled, and the tasks'
-// way to their stops overlaps ckpt's work on the others (the other core).
-// The same stops as one group alone, and the same checks.
+// sweeps over all of them instead of one group after the other: (1) every
+// thread's barrier (syscall tracing), then every thread's breakpoint, each
+// thread but the first of its group loaded with its final state there, and
+// the munmap set up and started in each group's first thread; (2) every
+// munmap's entry stop; (3) every exit stop, and the first threads' final
+// states. A thread resumed in one sweep has had the rest of the sweep to get
+// to its next stop, so ckpt rarely waits for a task that is only being
+// scheduled, and the tasks' way to their stops overlaps ckpt's work on the
+// others (the other core). The same stops as one group alone, and the same
+// checks.
 class PipelinedCompletion {
  public:
   explicit PipelinedCompletion(const StrayStopExplainer& explain) : explain_(explain) {}
@@ -504,63 +512,37 @@ class PipelinedCompletion {
   }
 
   Result<void> run(std::span<CompletionGroup> groups) {
-    std::vector<Traced> traced;
-    for (CompletionGroup& g : groups) {
-      if (!takes(g) || g.mode != CompletionMode::SyscallTrace) continue;
-      for (CompletionTask& c : g.threads) traced.push_back({&g, c.tracee, Phase::Barrier, {}});
-    }
-    for (Phase until : {Phase::Tracing, Phase::InSigreturn, Phase::Done})
-      for (Traced& t : traced)
-        while (t.phase < until)
-          TRY(on_stop(*t.tracee, TRY(t.tracee->wait()), t.phase, t.group->threads[0].tracee->tid(), t.group->site,
-                      &t.regs, explain_));
+    std::vector<arch::Regs> first(groups.size());
+    for (size_t i = 0; i < groups.size(); i++)
+      if (takes(groups[i]) && groups[i].mode == CompletionMode::SyscallTrace) first[i] = TRY(reach_barriers(groups[i]));
     // Every breakpoint reached, then all of them cleared (by CPU), then the
     // munmaps started: a thread that ran again could be on another CPU.
     DisarmByCpu disarms;
-    std::vector<arch::Regs> at_breakpoint(groups.size());
     for (size_t i = 0; i < groups.size(); i++)
       if (takes(groups[i]) && groups[i].mode == CompletionMode::Breakpoint)
-        at_breakpoint[i] = TRY(reach_breakpoints(groups[i], disarms));
+        first[i] = TRY(reach_breakpoints(groups[i], disarms));
     TRY(disarms.run());
+    std::vector<CompletionGroup*> in_flight;
     for (size_t i = 0; i < groups.size(); i++) {
-      CompletionGroup& g = groups[i];
-      if (!takes(g)) continue;
-      if (g.mode == CompletionMode::Breakpoint) {
-        in_flight_.push_back({&g, TRY(start_unmap(*g.threads[0].tracee, at_breakpoint[i], g.site, true)), {}});
-      } else {
-        auto first = std::find_if(traced.begin(), traced.end(), [&](const Traced& t) { return t.group == &g; });
-        in_flight_.push_back({&g, TRY(start_unmap(*first->tracee, first->regs, g.site, false)), first->regs});
-      }
+      if (!takes(groups[i])) continue;
+      TRY(start_unmap(*groups[i].threads[0].tracee, first[i], groups[i].site, true));
+      in_flight.push_back(&groups[i]);
     }
-    for (const InFlight& f : in_flight_) {
-      Tracee& t = *f.group->threads[0].tracee;
+    for (CompletionGroup* g : in_flight) {
+      Tracee& t = *g->threads[0].tracee;
       TRY(unmap_stop(t, "entry"));
       TRY(t.resume_syscall());
     }
-    for (const InFlight& f : in_flight_) {
-      Tracee& t = *f.group->threads[0].tracee;
+    for (CompletionGroup* g : in_flight) {
+      Tracee& t = *g->threads[0].tracee;
       TRY(unmap_stop(t, "exit"));
-      TRY(end_unmap(t, f.mask, f.group->site));
-      // The other threads of a traced group hold their state at their rt_sigreturn's exit already.
-      if (f.group->mode == CompletionMode::Breakpoint) TRY(load_final_state(t, f.group->threads[0].final_state));
-      else TRY(t.set_regs(f.regs));
+      TRY(end_unmap(t, std::nullopt, g->site));
+      TRY(load_final_state(t, g->threads[0].final_state));
     }
     return {};
   }
 
  private:
-  struct Traced {
-    CompletionGroup* group;
-    Tracee* tracee;
-    Phase phase;
-    arch::Regs regs;  // what its rt_sigreturn loaded
-  };
-  struct InFlight {
-    CompletionGroup* group;
-    std::optional<uint64_t> mask;  // the first thread's blocked mask when its munmap started (none: its final state's)
-    arch::Regs regs;   // syscall tracing: the first thread's final registers
-  };
-
   // Sweep 1 of a breakpoint group: same stops and checks as finish_group().
   // Returns the first thread's registers at its breakpoint.
   Result<arch::Regs> reach_breakpoints(CompletionGroup& g, DisarmByCpu& disarms) {
@@ -575,8 +557,23 @@ class PipelinedCompletion {
     return first;
   }
 
+  // The same for a group traced from its barrier, where every thread stops
+  // right before its rt_sigreturn, as at a breakpoint.
+  Result<arch::Regs> reach_barriers(CompletionGroup& g) {
+    std::span<CompletionTask> tasks = g.threads;
+    const pid_t tgid = tasks[0].tracee->tid();
+    arch::Regs first{};
+    for (size_t i = 0; i < tasks.size(); i++) {
+      Tracee& t = *tasks[i].tracee;
+      arch::Regs at{};
+      for (Phase p = Phase::Barrier; p != Phase::Done;) TRY(on_stop(t, TRY(t.wait()), p, tgid, g.site, &at, explain_));
+      if (i == 0) first = at;
+      else TRY(load_final_state(t, tasks[i].final_state));
+    }
+    return first;
+  }
+
   const StrayStopExplainer& explain_;
-  std::vector<InFlight> in_flight_;
 };
 
 }  // namespace

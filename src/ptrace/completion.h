@@ -22,14 +22,16 @@
 // function has run, then munmap(blob) from the first thread the same way and
 // put back the registers rt_sigreturn set. Threads are waited for one TID
 // after the other, unless they wait for each other (see CompletionSite).
-// With a barrier (restore: 3 stops per thread, 5 for the one that unmaps):
+// With a barrier (restore: 1 stop per thread, 3 for the one that unmaps,
+// as with breakpoints):
 //   1. each thread runs untraced (PTRACE_CONT) until it stops itself at the
-//      site's barrier (an int3's SIGTRAP, or a SIGSTOP it sends itself),
-//      which ckpt suppresses and resumes with PTRACE_SYSCALL;
-//   2-3. the entry and exit stops of its rt_sigreturn;
-//   4-5. the munmap, as above.
+//      site's barrier (an int3's SIGTRAP, or a SIGSTOP it sends itself)
+//      right before the sigreturn function: ckpt loads its final state
+//      there, as at the breakpoint, and suppresses the signal;
+//   2-3. the munmap, as above.
 // A restored thread dies with ckpt (PTRACE_O_EXITKILL) wherever it is, so
-// running untraced up to the barrier risks nothing if ckpt is killed.
+// running untraced up to the barrier, or being held at its signal, risks
+// nothing if ckpt is killed.
 #pragma once
 
 #include <linux/perf_event.h>
@@ -243,9 +245,8 @@ struct CompletionGroup {
 // their blobs go. Groups that unmap from the blob (restore), with
 // breakpoints or syscall tracing from a barrier, complete in sweeps over
 // every thread of all of them, so that a wait is rarely for a thread ckpt
-// has only just resumed: every breakpoint (or every barrier, then every
-// rt_sigreturn's entry stop, then every exit stop) and the start of every
-// munmap, then every munmap's entry stop, then every exit stop (the same
+// has only just resumed: every barrier and every breakpoint, and the start
+// of every munmap, then every munmap's entry stop, then every exit stop (the same
 // stops as one group alone; an error lets the tasks of the later sweeps go
 // where they are, to be killed by the caller). The other groups then
 // complete in turn, no stop of any lost on the way.

@@ -17,6 +17,7 @@
 #include <unordered_map>
 
 #include "base/fs.h"
+#include "base/task_text.h"
 #include "files/locks.h"
 #include "files/probe.h"
 #include "proc/record.h"
@@ -386,7 +387,7 @@ Result<void> open_late(const img::FileDescs& descs, PreparedFds& fds) {
   return {};
 }
 
-std::string take_late_fds(const TaskFdPlan& plan, int ckpt_pidfd) {
+CKPT_TASK_TEXT std::string take_late_fds(const TaskFdPlan& plan, int ckpt_pidfd) {
   for (const PreparedFd& f : plan.fds) {
     if (!f.late) continue;
     const int got = static_cast<int>(syscall(SYS_pidfd_getfd, ckpt_pidfd, f.fd, 0));
@@ -405,7 +406,7 @@ namespace {
 // since while the file lives on at `source`: the kernel keys it by file and
 // number, so the file goes to `target` for the time of the epoll_ctl, and
 // `target` is closed again, or given back the file it holds now.
-std::string add_closed_target(int epfd, int target, int source, epoll_event ev) {
+CKPT_TASK_TEXT std::string add_closed_target(int epfd, int target, int source, epoll_event ev) {
   const int cloexec = fcntl(target, F_GETFD);
   const int saved = cloexec < 0 ? -1 : fcntl(target, F_DUPFD_CLOEXEC, 0);
   if (cloexec >= 0 && saved < 0) return fmt::format("epoll fd {}: keep fd {} aside: {}", epfd, target, strerror(errno));
@@ -426,7 +427,7 @@ std::string add_closed_target(int epfd, int target, int source, epoll_event ev) 
 
 }  // namespace
 
-std::string run_in_task(std::span<const InTaskStep> steps) {
+CKPT_TASK_TEXT std::string run_in_task(std::span<const InTaskStep> steps) {
   for (const InTaskStep& s : steps) {
     switch (s.op) {
       case InTaskStep::Op::EpollAdd: {

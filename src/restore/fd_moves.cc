@@ -10,6 +10,8 @@
 #include <cstring>
 #include <vector>
 
+#include "base/task_text.h"
+
 namespace ckpt::restore {
 
 namespace {
@@ -129,7 +131,7 @@ Result<std::vector<FdOp>> plan_fd_moves(std::span<const FdMove> moves, int watch
   return ops;
 }
 
-std::string run_fd_ops(std::span<const FdOp> ops, int* watch) {
+CKPT_TASK_TEXT std::string run_fd_ops(std::span<const FdOp> ops, int* watch) {
   for (const FdOp& op : ops) {
     switch (op.kind) {
       case FdOp::kCloseRange:

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <map>
 
+#include "base/task_text.h"
 #include "arch/x86_64/page.h"
 #include "base/fs.h"
 #include "image/crc32c.h"
@@ -196,7 +197,7 @@ Result<Premaps> plan_premaps(const TreeImages& t, const std::vector<std::vector<
   return p;
 }
 
-std::string fill_premapped(const TaskPremap& p) {
+CKPT_TASK_TEXT std::string fill_premapped(const TaskPremap& p) {
   for (const PremapSlot& s : p.slots) {
     const uint64_t len = s.end - s.start;
     auto at = [&](uint64_t vaddr) { return reinterpret_cast<char*>(s.at + (vaddr - s.start)); };

@@ -16,6 +16,7 @@
 #include <cstring>
 #include <optional>
 
+#include "base/task_text.h"
 #include "arch/x86_64/start.h"
 #include "base/mapping.h"
 #include "pie/sys.h"
@@ -29,11 +30,11 @@ constexpr int kStatusFd = 0, kGoFd = 1;  // indices in SpawnTask::temp_fds
 constexpr int kTidRetries = 200;          // 1 ms apart
 
 // The task's status pipe, or -1 for a zombie (its parent reports for it).
-int status_fd(const SpawnTree& tree, const SpawnTask& t) {
+CKPT_TASK_TEXT int status_fd(const SpawnTree& tree, const SpawnTask& t) {
   return t.zombie ? -1 : tree.temp_fd_base + kStatusFd;
 }
 
-[[noreturn]] void child_fail(const SpawnTree& tree, int status, const std::string& msg) {
+[[noreturn]] CKPT_TASK_TEXT void child_fail(const SpawnTree& tree, int status, const std::string& msg) {
   if (status >= 0) (void)!write(status, msg.data(), msg.size());
   __atomic_store_n(&tree.barrier->failed, 1, __ATOMIC_RELEASE);
   syscall(SYS_futex, &tree.barrier->arrived, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
@@ -43,7 +44,7 @@ int status_fd(const SpawnTree& tree, const SpawnTask& t) {
 
 // glibc registered rseq for this thread; the kernel would write to that area
 // on every return to user space after the restorer unmaps it (pitfall 3).
-bool unregister_glibc_rseq() {
+CKPT_TASK_TEXT bool unregister_glibc_rseq() {
   if (__rseq_size == 0) return true;
   void* area = static_cast<char*>(__builtin_thread_pointer()) + __rseq_offset;
   for (unsigned len : {static_cast<unsigned>(__rseq_size), 32u})
@@ -56,7 +57,7 @@ bool unregister_glibc_rseq() {
 // 30 restores straight after a reap): it gets that while. Raw syscalls only
 // (no errno): a thread-making stream with the main thread's TLS calls it too.
 template <typename Clone>
-long clone_with_pid(clone_args& a, pid_t want, Clone&& clone) {
+CKPT_TASK_TEXT long clone_with_pid(clone_args& a, pid_t want, Clone&& clone) {
   a.set_tid = reinterpret_cast<uint64_t>(&want);
   a.set_tid_size = 1;
   long r = clone();
@@ -68,12 +69,12 @@ long clone_with_pid(clone_args& a, pid_t want, Clone&& clone) {
   return r;
 }
 
-long raw_clone3(clone_args* a) {
+CKPT_TASK_TEXT long raw_clone3(clone_args* a) {
   long r = syscall(SYS_clone3, a, sizeof *a);
   return r < 0 ? -errno : r;
 }
 
-clone_args thread_args(const SpawnTask::Thread& t) {
+CKPT_TASK_TEXT clone_args thread_args(const SpawnTask::Thread& t) {
   clone_args a{};
   a.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
   a.stack = t.stack_top - t.stack_size;
@@ -103,7 +104,7 @@ struct SecondStream {
 };
 
 // Entered by a jump on a fresh stack: realigned as a call would have left it.
-[[noreturn, gnu::no_sanitize_address, gnu::force_align_arg_pointer]] void second_stream(uint64_t arg) {
+[[noreturn, gnu::no_sanitize_address, gnu::force_align_arg_pointer]] CKPT_TASK_TEXT void second_stream(uint64_t arg) {
   auto* s = reinterpret_cast<SecondStream*>(arg);
   const SpawnTask& p = *s->task;
   for (size_t i = s->from; i < p.threads.size(); i++) {
@@ -124,7 +125,7 @@ struct SecondStream {
 }
 
 // The first thread that could not be made, if any.
-std::optional<ThreadFailure> create_threads(const SpawnTask& p) {
+CKPT_TASK_TEXT std::optional<ThreadFailure> create_threads(const SpawnTask& p) {
   const size_t n = p.threads.size();
   SecondStream second{&p, n >= kTwoStreams ? n / 2 : n};
   auto second_failed = [&]() -> std::optional<ThreadFailure> {
@@ -153,7 +154,7 @@ std::optional<ThreadFailure> create_threads(const SpawnTask& p) {
 
 // Counts the task in, then waits until every task is: a futex barrier on
 // `counter`, left early if a task fails.
-void barrier_phase(const SpawnTree& tree, uint32_t* counter, int status) {
+CKPT_TASK_TEXT void barrier_phase(const SpawnTree& tree, uint32_t* counter, int status) {
   const uint32_t all = tree.tasks.size();
   if (__atomic_add_fetch(counter, 1, __ATOMIC_ACQ_REL) == all)
     syscall(SYS_futex, counter, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
@@ -165,10 +166,10 @@ void barrier_phase(const SpawnTree& tree, uint32_t* counter, int status) {
 
 // Every task of the tree exists and leads what it leads (helpers included):
 // groups led by others can be joined.
-void wait_for_tree(const SpawnTree& tree, int status) { barrier_phase(tree, &tree.barrier->arrived, status); }
+CKPT_TASK_TEXT void wait_for_tree(const SpawnTree& tree, int status) { barrier_phase(tree, &tree.barrier->arrived, status); }
 
 // ckpt has opened what needs the tasks to exist (open_when_arrived).
-void wait_for_late(const SpawnTree& tree, int status) {
+CKPT_TASK_TEXT void wait_for_late(const SpawnTree& tree, int status) {
   if (tree.ckpt_pidfd < 0) return;
   while (!__atomic_load_n(&tree.barrier->late_opened, __ATOMIC_ACQUIRE)) {
     if (__atomic_load_n(&tree.barrier->failed, __ATOMIC_ACQUIRE)) child_fail(tree, status, "");
@@ -178,7 +179,7 @@ void wait_for_late(const SpawnTree& tree, int status) {
 
 // The task is in its group. Only helpers wait for the others: a group whose
 // helper left before the last member joined would be gone.
-void joined(const SpawnTree& tree, const SpawnTask& p, int status) {
+CKPT_TASK_TEXT void joined(const SpawnTree& tree, const SpawnTask& p, int status) {
   if (!p.helper) {
     if (__atomic_add_fetch(&tree.barrier->joined, 1, __ATOMIC_ACQ_REL) == tree.tasks.size())
       syscall(SYS_futex, &tree.barrier->joined, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
@@ -189,7 +190,7 @@ void joined(const SpawnTree& tree, const SpawnTask& p, int status) {
 
 // Dies as the zombie did: its parent's wait() will get `status`. Nothing
 // may dump core on the way (a core file, or a core_pattern helper run).
-[[noreturn]] void die_as(int status) {
+[[noreturn]] CKPT_TASK_TEXT void die_as(int status) {
   if (WIFEXITED(status)) _exit(WEXITSTATUS(status));
   const int sig = WTERMSIG(status);
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -207,7 +208,7 @@ void joined(const SpawnTree& tree, const SpawnTask& p, int status) {
 
 // Forks task `i` with its PID. `status` is the forking task's status pipe:
 // a helper, which has none, reports there.
-void fork_task(const SpawnTree& tree, size_t i, int status) {
+CKPT_TASK_TEXT void fork_task(const SpawnTree& tree, size_t i, int status) {
   const SpawnTask& t = tree.tasks[i];
   clone_args a{};
   a.exit_signal = SIGCHLD;
@@ -223,7 +224,7 @@ void fork_task(const SpawnTree& tree, size_t i, int status) {
 // with their dumped statuses, so their SIGCHLDs are pending before the
 // restorer flushes what is pending. Those a session's helper forked are the
 // task's children once the helper is reaped.
-void wait_for_zombies(const SpawnTree& tree, const SpawnTask& p, int status) {
+CKPT_TASK_TEXT void wait_for_zombies(const SpawnTree& tree, const SpawnTask& p, int status) {
   auto wait_for = [&](const SpawnTask& z) {
     if (!z.zombie) return;
     siginfo_t si{};
@@ -245,7 +246,7 @@ void wait_for_zombies(const SpawnTree& tree, const SpawnTask& p, int status) {
 // here, before the task parks, so that its wait() never sees them (and the
 // restorer discards their SIGCHLD with what else is pending). The orphans a
 // session's helper left are the task's children by then.
-void reap_helpers(const SpawnTree& tree, const SpawnTask& p, int status) {
+CKPT_TASK_TEXT void reap_helpers(const SpawnTree& tree, const SpawnTask& p, int status) {
   bool adopted = false;
   for (int c : p.children) {
     const SpawnTask& h = tree.tasks[c];
@@ -266,14 +267,14 @@ void reap_helpers(const SpawnTree& tree, const SpawnTask& p, int status) {
 // Forks the children of task `p` (helpers included). Before a helper with
 // children exits, `p` must be a child subreaper: they are to become its own,
 // not the nearest subreaper's above (ckpt).
-void fork_children(const SpawnTree& tree, const SpawnTask& p, int status) {
+CKPT_TASK_TEXT void fork_children(const SpawnTree& tree, const SpawnTask& p, int status) {
   for (int c : p.children)
     if (tree.tasks[c].helper && !tree.tasks[c].children.empty() && prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
       child_fail(tree, status, fmt::format("pid {}: PR_SET_CHILD_SUBREAPER: {}", p.pid, strerror(errno)));
   for (int c : p.children) fork_task(tree, c, status);
 }
 
-[[noreturn]] void helper_main(const SpawnTree& tree, const SpawnTask& h, int status) {
+[[noreturn]] CKPT_TASK_TEXT void helper_main(const SpawnTree& tree, const SpawnTask& h, int status) {
   if (h.joins.new_session && setsid() < 0)
     child_fail(tree, status, fmt::format("helper {}: setsid: {}", h.pid, strerror(errno)));
   if (h.joins.lead_group && setpgid(0, 0) < 0)
@@ -284,7 +285,7 @@ void fork_children(const SpawnTree& tree, const SpawnTask& p, int status) {
   _exit(0);
 }
 
-[[noreturn]] void task_main(const SpawnTree& tree, const SpawnTask& p) {
+[[noreturn]] CKPT_TASK_TEXT void task_main(const SpawnTree& tree, const SpawnTask& p) {
   // ckpt's status pipe for this task stays where ckpt opened it until the
   // fds move (step 3): use it there meanwhile.
   const int base = tree.temp_fd_base;
@@ -357,7 +358,9 @@ void fork_children(const SpawnTree& tree, const SpawnTask& p, int status) {
                                          strerror(static_cast<int>(-f->err))));
 
   // 6. Parked until released.
-  if (write(status, "R", 1) != 1) _exit(125);
+  // From the stack: a literal would be one more page of ckpt to fault in.
+  const char ready = 'R';
+  if (write(status, &ready, 1) != 1) _exit(125);
   char go = 0;
   if (read(base + kGoFd, &go, 1) != 1 || go != 'G') _exit(124);
   arch::switch_stack_and_jump(p.stack_top, p.entry, p.args);

@@ -27,7 +27,7 @@ uint32_t crc_table(uint32_t c, const uint8_t* p, size_t n) {
   return c;
 }
 
-__attribute__((target("sse4.2"))) CKPT_TASK_TEXT uint32_t crc_hw(uint32_t c, const uint8_t* p, size_t n) {
+CKPT_TASK_TEXT __attribute__((target("sse4.2"))) uint32_t crc_hw(uint32_t c, const uint8_t* p, size_t n) {
   uint64_t c64 = c;
   while (n >= 8) {
     uint64_t v;

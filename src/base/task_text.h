@@ -7,5 +7,5 @@
 // 1.3 us on a KVM guest and about 30 us on a PVM guest, in every task.
 #pragma once
 
-// The section's name, for assembly: .pushsection .text.hot.ckpt_task, "ax", @progbits
-#define CKPT_TASK_TEXT [[gnu::section(".text.hot.ckpt_task")]]
+#define CKPT_TASK_SECTION ".text.hot.ckpt_task"
+#define CKPT_TASK_TEXT [[gnu::section(CKPT_TASK_SECTION)]]

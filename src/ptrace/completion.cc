@@ -31,21 +31,15 @@ namespace {
 // The munmap of the blob from its own syscall instruction, in parts, so that
 // restore can have many tasks' under way at once (PipelinedCompletion):
 // start_unmap() sets it up from `regs` and lets the thread go to the entry
-// stop, returning the signal mask to put back; unmap_stop() waits for the
-// entry or the exit stop; end_unmap() puts the mask back and reads the result.
-// Every signal is blocked meanwhile: after a real rt_sigreturn the task has
-// its own mask, and a timer of its own may fire right now; the signal waits,
-// pending. A thread whose final state is loaded next (load_final_state, with
-// its mask) needs none put back: `final_state_follows`, two ptrace calls less.
-Result<std::optional<uint64_t>> start_unmap(Tracee& t, arch::Regs regs, const CompletionSite& site,
-                                            bool final_state_follows) {
-  std::optional<uint64_t> mask;
-  if (!final_state_follows) mask = TRY(t.blocked());
+// stop; unmap_stop() waits for the entry or the exit stop; end_unmap() reads
+// the result. Every signal is blocked meanwhile (a timer of the task's may
+// fire right now; the signal waits, pending); the thread's final state,
+// loaded next (load_final_state), brings its own mask.
+Result<void> start_unmap(Tracee& t, arch::Regs regs, const CompletionSite& site) {
   TRY(t.set_blocked(~0ULL));
   arch::setup_syscall(regs, site.syscall_insn.raw(), SYS_munmap, std::array{site.unmap_start.raw(), site.unmap_len});
   TRY(t.set_regs(regs));
-  TRY(t.resume_syscall());
-  return mask;
+  return t.resume_syscall();
 }
 
 Result<void> unmap_stop(Tracee& t, const char* phase) {
@@ -56,9 +50,8 @@ Result<void> unmap_stop(Tracee& t, const char* phase) {
   return {};
 }
 
-Result<void> end_unmap(Tracee& t, std::optional<uint64_t> mask, const CompletionSite& site) {
+Result<void> end_unmap(Tracee& t, const CompletionSite& site) {
   const long r = arch::syscall_result(TRY(t.regs()));
-  if (mask) TRY(t.set_blocked(*mask));
   if (r < 0) return error(static_cast<int>(-r), "task {}: munmap {:#x}-{:#x}", t.tid(), site.unmap_start,
                           site.unmap_start + site.unmap_len);
   return {};
@@ -67,18 +60,18 @@ Result<void> end_unmap(Tracee& t, std::optional<uint64_t> mask, const Completion
 // Munmap the blob, all parts in a row, starting at `regs`. With a site
 // outside the blob, from the task's final state instead, which `t` then holds
 // already: a remote syscall whose way back is that state.
-Result<void> unmap_blob(Tracee& t, const arch::Regs& regs, const CompletionSite& site, bool final_state_follows) {
+Result<void> unmap_blob(Tracee& t, const arch::Regs& regs, const CompletionSite& site) {
   if (site.outside) {
     RemoteSyscalls rs = TRY(RemoteSyscalls::begin(t, *site.outside));
     TRY(rs.must(fmt::format("munmap {:#x}-{:#x}", site.unmap_start, site.unmap_start + site.unmap_len), SYS_munmap,
                 {site.unmap_start.raw(), site.unmap_len}));
     return rs.end();
   }
-  const auto mask = TRY(start_unmap(t, regs, site, final_state_follows));
+  TRY(start_unmap(t, regs, site));
   TRY(unmap_stop(t, "entry"));
   TRY(t.resume_syscall());
   TRY(unmap_stop(t, "exit"));
-  return end_unmap(t, mask, site);
+  return end_unmap(t, site);
 }
 
 }  // namespace
@@ -470,8 +463,7 @@ Result<void> finish_group(CompletionGroup& g, std::span<Tracee* const> others, c
     TRY(disarms.run());
   } else {
     first_regs = TRY(reach_sigreturns(tasks, site, explain, others))[0];
-    if (site.barrier_rip)
-      for (size_t i = 1; i < tasks.size(); i++) TRY(load_final_state(*tasks[i].tracee, tasks[i].final_state));
+    for (size_t i = 1; i < tasks.size(); i++) TRY(load_final_state(*tasks[i].tracee, tasks[i].final_state));
   }
 
   // Every thread is out of the blob: unmap it from the first one.
@@ -479,12 +471,11 @@ Result<void> finish_group(CompletionGroup& g, std::span<Tracee* const> others, c
   if (site.outside) {
     first_regs.orig_rax = static_cast<uint64_t>(-1);  // rt_sigreturn's: nothing to restart
     TRY(t0.set_regs(first_regs));
-    TRY(unmap_blob(t0, first_regs, site, false));
+    TRY(unmap_blob(t0, first_regs, site));
   } else {
-    const bool held_before_sigreturn = g.mode == CompletionMode::Breakpoint || site.barrier_rip;
-    TRY(unmap_blob(t0, first_regs, site, held_before_sigreturn));
-    if (held_before_sigreturn) TRY(load_final_state(t0, tasks[0].final_state));
-    else TRY(t0.set_regs(first_regs));
+    // Held at its breakpoint or barrier, before its rt_sigreturn.
+    TRY(unmap_blob(t0, first_regs, site));
+    TRY(load_final_state(t0, tasks[0].final_state));
   }
   return {};
 }
@@ -508,7 +499,7 @@ class PipelinedCompletion {
     if (g.site.outside) return false;
     if (g.mode == CompletionMode::Breakpoint) return true;
     // Threads that wait for each other: reach_sigreturns' all-at-once.
-    return g.site.barrier_rip && !g.site.threads_wait_for_each_other;
+    return !g.site.threads_wait_for_each_other;
   }
 
   Result<void> run(std::span<CompletionGroup> groups) {
@@ -525,7 +516,7 @@ class PipelinedCompletion {
     std::vector<CompletionGroup*> in_flight;
     for (size_t i = 0; i < groups.size(); i++) {
       if (!takes(groups[i])) continue;
-      TRY(start_unmap(*groups[i].threads[0].tracee, first[i], groups[i].site, true));
+      TRY(start_unmap(*groups[i].threads[0].tracee, first[i], groups[i].site));
       in_flight.push_back(&groups[i]);
     }
     for (CompletionGroup* g : in_flight) {
@@ -536,7 +527,7 @@ class PipelinedCompletion {
     for (CompletionGroup* g : in_flight) {
       Tracee& t = *g->threads[0].tracee;
       TRY(unmap_stop(t, "exit"));
-      TRY(end_unmap(t, std::nullopt, g->site));
+      TRY(end_unmap(t, g->site));
       TRY(load_final_state(t, g->threads[0].final_state));
     }
     return {};
@@ -582,16 +573,12 @@ Result<void> complete(std::span<CompletionGroup> groups, const std::function<Res
                       const StrayStopExplainer& explain) {
   std::vector<std::vector<unsigned>> before(groups.size());
   for (size_t g = 0; g < groups.size(); g++) {
+    CHECK(groups[g].mode == CompletionMode::Breakpoint || groups[g].site.barrier_rip,
+          "task {}: syscall tracing completes from a barrier", groups[g].threads[0].tracee->tid());
     for (CompletionTask& c : groups[g].threads) {
       before[g].push_back(c.tracee->stops());
-      if (c.running) {
-        CHECK(groups[g].mode == CompletionMode::Breakpoint || groups[g].site.barrier_rip,
-              "task {}: syscall tracing from release on needs it stopped", c.tracee->tid());
-        continue;
-      }
-      // Untraced up to the barrier, if there is one.
-      const bool traced = groups[g].mode == CompletionMode::SyscallTrace && !groups[g].site.barrier_rip;
-      TRY(traced ? c.tracee->resume_syscall() : c.tracee->cont());
+      // Untraced up to the breakpoint or the barrier.
+      if (!c.running) TRY(c.tracee->cont());
     }
   }
   TRY(release());

@@ -17,13 +17,11 @@
 // through its own rt_sigreturn (2 more stops), and the munmap runs from its
 // final state through kill-safe RemoteSyscalls.
 //
-// Syscall-trace mode (fallback, --no-breakpoints): PTRACE_SYSCALL through
-// every syscall of each thread until its rt_sigreturn from the sigreturn
-// function has run, then munmap(blob) from the first thread the same way and
-// put back the registers rt_sigreturn set. Threads are waited for one TID
-// after the other, unless they wait for each other (see CompletionSite).
-// With a barrier (restore: 1 stop per thread, 3 for the one that unmaps,
-// as with breakpoints):
+// Syscall-trace mode (fallback, --no-breakpoints; restore only: at dump a
+// task without breakpoints is cured from outside, parasite.h), from a
+// barrier: 1 stop per thread, 3 for the one that unmaps, as with
+// breakpoints. Threads are waited for one TID after the other, unless they
+// wait for each other (see CompletionSite).
 //   1. each thread runs untraced (PTRACE_CONT) until it stops itself at the
 //      site's barrier (an int3's SIGTRAP, or a SIGSTOP it sends itself)
 //      right before the sigreturn function: ckpt loads its final state
@@ -190,9 +188,9 @@ struct CompletionSite {
   // Where the munmap runs from, outside the blob (dump); else from the blob's
   // own syscall instruction (restore).
   std::optional<SyscallSite> outside = std::nullopt;
-  // Syscall tracing starts where each thread stops itself: a signal-delivery
-  // stop of barrier_sig (SIGTRAP of an int3, or SIGSTOP of a tgkill to
-  // itself) at barrier_rip; null: from release on. Threads past it wait for no one.
+  // Where each thread stops itself in syscall-trace mode (required there): a
+  // signal-delivery stop of barrier_sig (SIGTRAP of an int3, or SIGSTOP of a
+  // tgkill to itself) at barrier_rip. Threads past it wait for no one.
   RemoteAddr barrier_rip;
   int barrier_sig = 0;
 };

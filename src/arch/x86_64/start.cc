@@ -7,8 +7,7 @@ extern "C" long ckpt_clone3_thread(clone_args* args, size_t size, uint64_t entry
 // System V arguments: rdi args, rsi size, rdx entry, rcx arg. The syscall
 // takes rdi and rsi as they are and clobbers rcx and r11, so entry and arg
 // wait in r8 and r9, which the kernel keeps (and the child inherits).
-asm(R"(
-  .pushsection .text.hot.ckpt_task, "ax", @progbits
+asm(".pushsection " CKPT_TASK_SECTION R"(, "ax", @progbits
   .globl ckpt_clone3_thread
   .type ckpt_clone3_thread, @function
 ckpt_clone3_thread:

@@ -354,8 +354,8 @@ Result<TaskDump> dump_task(const TreeDump& c, size_t tracer, std::vector<Tracee>
   if (!small) pinned.reset();
   const auto mem_start = Clock::now();
   stats.set_parasite_ns(stats.parasite_ns() + ns_since(task_start));
-  PageSource src{threads[0], o.pages == PageTransfer::Splice ? &parasite : nullptr, parent,
-                 tracker ? &dirty : nullptr, rseq};
+  PageSource src{threads[0], o.pages == PageTransfer::Readv ? nullptr : &parasite, parent,
+                 tracker ? &dirty : nullptr, rseq, o.pages == PageTransfer::Auto ? kReadvUpTo : 0};
   std::unique_ptr<image::PageSink> sink;
   image::FilePageSink* file = nullptr;
   if (server) {

@@ -18,8 +18,9 @@
 namespace ckpt::dump {
 
 enum class After { Kill, Run, Stop };
-// How memory leaves the task (bench/ measures both).
-enum class PageTransfer { Splice, Readv };
+// How memory leaves the task (bench/ measures both): Auto copies a task
+// that stores little (PageSource::readv_up_to) and splices the others.
+enum class PageTransfer { Auto, Splice, Readv };
 
 struct DumpOptions {
   pid_t pid = 0;
@@ -33,7 +34,7 @@ struct DumpOptions {
   bool skip_in_flight = false;   // --skip-in-flight: drop connections from outside not yet accepted
   unsigned timeout_s = 10;  // give up seizing after this long
   bool fsync = false;       // images durable on disk before the task goes
-  PageTransfer pages = PageTransfer::Splice;
+  PageTransfer pages = PageTransfer::Auto;
   // The previous round of an iterative dump (pre-dump --prev-images-dir,
   // dump --prev-images-dir --track-mem), relative to `dir`: only pages
   // written since are stored (docs/migration.md).

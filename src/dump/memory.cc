@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <map>
+#include <memory>
 #include <vector>
 
 #include "arch/x86_64/page.h"
@@ -77,16 +78,21 @@ Result<img::Vma> classify(const proc::MapEntry& m) {
 // write-only) come through /proc/PID/mem, which reads them by force.
 class PageStreamer {
  public:
-  PageStreamer(Tracee& t, image::PageSink& out, int mem) : t_(t), out_(out), mem_(mem), buf_(kCopyBuffer) {}
+  // `stored`: the bytes the task has to store. The buffer holds no more of
+  // them (each of its pages is a fault the first time it is written) and
+  // is not cleared first.
+  PageStreamer(Tracee& t, image::PageSink& out, int mem, uint64_t stored)
+      : t_(t), out_(out), mem_(mem), size_(std::min<uint64_t>(std::max<uint64_t>(stored, 1), kCopyBuffer)),
+        buf_(std::make_unique_for_overwrite<char[]>(size_)) {}
 
   // Queue [addr, addr+len) of run `run`.
   Result<void> add(img::PageRun* run, uint64_t addr, uint64_t len, bool readable) {
     while (len > 0) {
-      if (fill_ == buf_.size() || iov_.size() == kMaxIov) TRY(flush());
-      uint64_t n = std::min<uint64_t>(len, buf_.size() - fill_);
+      if (fill_ == size_ || iov_.size() == kMaxIov) TRY(flush());
+      uint64_t n = std::min<uint64_t>(len, size_ - fill_);
       if (!readable) {
         // Read now, into the buffer's tail: it goes out in order at flush.
-        TRY(read_protected(mem_, t_.tid(), addr, buf_.data() + fill_, n));
+        TRY(read_protected(mem_, t_.tid(), addr, buf_.get() + fill_, n));
       }
       iov_.push_back({reinterpret_cast<void*>(addr), n});
       remote_.push_back(readable);
@@ -104,10 +110,10 @@ class PageStreamer {
     // Checksums per run, while the data is in cache.
     size_t off = 0;
     for (size_t i = 0; i < iov_.size(); i++) {
-      owners_[i]->set_crc32c(crc32c(owners_[i]->crc32c(), buf_.data() + off, iov_[i].iov_len));
+      owners_[i]->set_crc32c(crc32c(owners_[i]->crc32c(), buf_.get() + off, iov_[i].iov_len));
       off += iov_[i].iov_len;
     }
-    TRY(out_.write(buf_.data(), fill_));
+    TRY(out_.write(buf_.get(), fill_));
     iov_.clear();
     remote_.clear();
     owners_.clear();
@@ -124,7 +130,7 @@ class PageStreamer {
     size_t off = 0;
     for (size_t i = 0; i < iov_.size(); off += iov_[i].iov_len, i++) {
       if (!remote_[i]) continue;
-      local.push_back({buf_.data() + off, iov_[i].iov_len});
+      local.push_back({buf_.get() + off, iov_[i].iov_len});
       remote.push_back(iov_[i]);
     }
     if (remote.empty()) return {};
@@ -142,7 +148,8 @@ class PageStreamer {
   Tracee& t_;
   image::PageSink& out_;
   int mem_;
-  std::vector<char> buf_;
+  size_t size_;
+  std::unique_ptr<char[]> buf_;
   std::vector<iovec> iov_;
   std::vector<bool> remote_;
   std::vector<img::PageRun*> owners_;
@@ -482,9 +489,11 @@ Result<PageStats> dump_pages(const PageSource& src, const img::MmImage& mm, imag
   // Runs first: the stream's header says how much follows, and protobuf's
   // repeated field does not move under the streamer's pointers.
   std::vector<bool> readable = TRY(plan_runs(src, mm, map));
-  if (src.parasite) copy_kernel_written(src.rseq, *map, &readable);
-  TRY(sink.begin(stored_bytes(*map)));
-  Progress progress(fmt::format("dump pid {}", t.tid()), stored_bytes(*map));
+  const uint64_t stored = stored_bytes(*map);
+  const bool splice = src.parasite && stored > src.readv_up_to;
+  if (splice) copy_kernel_written(src.rseq, *map, &readable);
+  TRY(sink.begin(stored));
+  Progress progress(fmt::format("dump pid {}", t.tid()), stored);
   sink.show_progress(&progress);
   const struct Unwatch {
     image::PageSink& s;
@@ -506,11 +515,11 @@ Result<PageStats> dump_pages(const PageSource& src, const img::MmImage& mm, imag
     return st;
   };
   PageStats st;
-  if (src.parasite) {
+  if (splice) {
     SpliceStreamer s(*src.parasite, t.tid(), sink, mem.get());
     st = TRY_CTX(stream(s), "pages of task {} into {}", t.tid(), sink.name());
   } else {
-    PageStreamer s(t, sink, mem.get());
+    PageStreamer s(t, sink, mem.get(), stored);
     st = TRY_CTX(stream(s), "pages of task {} into {}", t.tid(), sink.name());
   }
   map->set_total_pages(st.pages);

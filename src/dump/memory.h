@@ -30,8 +30,9 @@ struct PageStats {
   uint64_t bytes = 0;
 };
 
-// Where pages come from: the parasite's vmsplice when there is one, else
-// process_vm_readv from the stopped task.
+// Where pages come from: the parasite's vmsplice when there is one and the
+// task stores more than `readv_up_to` bytes, else process_vm_readv from the
+// stopped task.
 struct PageSource {
   Tracee& task;
   Parasite* parasite = nullptr;
@@ -44,7 +45,17 @@ struct PageSource {
   // The rseq area of the thread the parasite runs in (memory.cc says why), as
   // its core image has it.
   img::Rseq rseq;
+  uint64_t readv_up_to = 0;
 };
+
+// The most a task may store and still be copied, parasite or not
+// (PageTransfer::Auto). Splicing costs a pipe handed to the parasite and a
+// reply for each drain, about 0.3 ms on a PVM guest; copying, one
+// process_vm_readv and a fault for each page of ckpt's buffer the first
+// time (10-15 us there). A 50-task tree of 9 pages a task: its memory
+// phase 25 -> 14 ms; a process of 26 pages and a buffer new to it: 0.47
+// -> 0.99 ms (bench/README.md, stop 41).
+constexpr uint64_t kReadvUpTo = 64 << 10;
 
 // Fills `map` with the runs of the task's pages (their data not yet read);
 // returns, per run, whether the task itself can read it.

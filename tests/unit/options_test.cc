@@ -190,6 +190,8 @@ std::vector<GoodCase> good_cases() {
     add("PageTransferReadv", {"dump", "-t", "1", "-D", "d", "--page-transfer", "readv"}, c);
     c.dump.pages = dump::PageTransfer::Splice;
     add("PageTransferSplice", {"dump", "-t", "1", "-D", "d", "--page-transfer=splice"}, c);
+    c.dump.pages = dump::PageTransfer::Auto;  // the default
+    add("PageTransferAuto", {"dump", "-t", "1", "-D", "d", "--page-transfer", "auto"}, c);
   }
   {
     Command c = dump_cmd(1, "d");

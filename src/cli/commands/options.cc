@@ -37,7 +37,7 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
   // (only some of which are made).
   bool leave_running = false, leave_stopped = false;
   bool fsync = false;
-  std::string transfer = "splice";
+  std::string transfer = "auto";
   bool shell_job_r = false;
   bool skip_file_check = false, skip_cpu_check = false;
   bool tcp_established_r = false;
@@ -91,7 +91,8 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
         ->transform(CLI::AsSizeValue(false));
     dump->add_flag("--fsync", fsync, "sync every image and the directory to disk before the process goes");
     dump->add_option("--page-transfer", transfer, "how memory leaves the process: splice (the parasite's vmsplice, "
-                     "zero-copy) or readv (process_vm_readv)")->check(CLI::IsMember({"splice", "readv"}));
+                     "zero-copy), readv (process_vm_readv), or auto (readv for a process that stores little, "
+                     "splice for the others)")->check(CLI::IsMember({"auto", "splice", "readv"}));
 
     dump->add_option("--prev-images-dir", c.dump.prev_dir, "the previous round (a pre-dump), relative to the images "
                      "directory: store only the pages written since");
@@ -207,7 +208,9 @@ Parsed parse_command_line(const std::vector<std::string>& raw_args) {
     c.dump.after = leave_running ? dump::After::Run : leave_stopped ? dump::After::Stop : dump::After::Kill;
     if (images_dir.empty()) return {std::nullopt, "ckpt dump: -D/--images-dir is required\n", 2};
     c.dump.fsync = fsync;
-    c.dump.pages = transfer == "readv" ? dump::PageTransfer::Readv : dump::PageTransfer::Splice;
+    c.dump.pages = transfer == "readv"    ? dump::PageTransfer::Readv
+                   : transfer == "splice" ? dump::PageTransfer::Splice
+                                          : dump::PageTransfer::Auto;
   }
   if (parsed(pre)) {
     c.verb = Verb::PreDump;

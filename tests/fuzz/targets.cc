@@ -16,6 +16,7 @@
 #include "image/page_store.h"
 #include "image/verify.h"
 #include "proc/maps.h"
+#include "proc/numa_maps.h"
 #include "proc/smaps.h"
 #include "proc/status.h"
 #include "proc/timers.h"
@@ -89,13 +90,14 @@ int pages(const uint8_t* data, size_t size) {
 int proc(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
   std::string_view text(reinterpret_cast<const char*>(data) + 1, size - 1);
-  switch (data[0] % 6) {
+  switch (data[0] % 7) {
     case 0: (void)proc::parse_maps(text); break;
     case 1: (void)proc::parse_status(text); break;
     case 2: (void)proc::parse_stat(text); break;
     case 3: (void)proc::parse_fdinfo(text); break;
     case 4: (void)proc::parse_timers(text); break;
     case 5: (void)proc::parse_smaps(text); break;
+    case 6: (void)proc::parse_numa_maps_all_default(text); break;
   }
   return 0;
 }

@@ -375,14 +375,11 @@ Result<std::string> restorable_cwd(pid_t pid, const Self& self) {
 
 }  // namespace
 
-Result<img::TaskCore> collect_core_outside(std::vector<Tracee>& threads, const proc::Status& status, const Self& self) {
-  Tracee& leader = threads[0];
-  const pid_t pid = leader.tid();
+Result<img::TaskCore> collect_core_proc(pid_t pid, const Self& self) {
   img::TaskCore core;
   core.set_pid(pid);
   proc::Stat stat = TRY(proc::read_stat(pid));
   core.set_comm(stat.comm);
-  core.set_umask(status.umask);
   core.set_cwd(TRY(restorable_cwd(pid, self)));
   collect_mm(stat, core.mutable_mm());
   core.mutable_mm()->set_auxv(TRY(read_file(fmt::format("/proc/{}/auxv", pid))));
@@ -390,7 +387,6 @@ Result<img::TaskCore> collect_core_outside(std::vector<Tracee>& threads, const p
   // stat follows the link to the file the task runs, whatever its path holds now.
   *core.mutable_mm()->mutable_exe_id() = TRY(files::identify_path(fmt::format("/proc/{}/exe", pid)));
   TRY(check_exe(pid, core.mm()));
-  for (const siginfo_t& si : TRY(leader.pending(true))) *core.add_shared_pending() = to_image(si);
   const proc::Knobs knobs = TRY(proc::read_knobs(pid));
   // Restore writes it as ckpt, whose child may go no lower than ckpt itself
   // without CAP_SYS_RESOURCE: a value it could not put back is refused now.
@@ -400,16 +396,24 @@ Result<img::TaskCore> collect_core_outside(std::vector<Tracee>& threads, const p
   core.set_oom_score_adj(knobs.oom_score_adj);
   if (knobs.autogroup_nice) core.set_autogroup_nice(*knobs.autogroup_nice);
   core.set_coredump_filter(knobs.coredump_filter);
+  return core;
+}
+
+Result<void> collect_core_outside(std::vector<Tracee>& threads, const proc::Status& status, img::TaskCore* core) {
+  Tracee& leader = threads[0];
+  const pid_t pid = leader.tid();
+  core->set_umask(status.umask);
+  for (const siginfo_t& si : TRY(leader.pending(true))) *core->add_shared_pending() = to_image(si);
   std::vector<pid_t> tids;
   for (const Tracee& t : threads) tids.push_back(t.tid());
-  for (size_t i = 0; i < threads.size(); i++) core.add_threads();
+  for (size_t i = 0; i < threads.size(); i++) core->add_threads();
   ThreadsFromProc from_proc = TRY(collect_threads_proc(pid, tids, [&]() -> Result<void> {
     for (size_t i = 0; i < threads.size(); i++)
-      TRY_CTX(collect_thread_ptrace(threads[i], core.mutable_threads(i)), "thread {}", tids[i]);
+      TRY_CTX(collect_thread_ptrace(threads[i], core->mutable_threads(i)), "thread {}", tids[i]);
     return {};
   }));
   for (size_t i = 0; i < threads.size(); i++) {
-    img::ThreadCore* th = core.mutable_threads(i);
+    img::ThreadCore* th = core->mutable_threads(i);
     th->MergeFrom(from_proc.cores[i]);
     // What only ptrace tells, for the threads /proc says have any: seccomp
     // filters, and the signals queued to the thread (a ptrace request per
@@ -419,7 +423,7 @@ Result<img::TaskCore> collect_core_outside(std::vector<Tracee>& threads, const p
       for (const siginfo_t& si : TRY_CTX(threads[i].pending(false), "thread {}", tids[i]))
         *th->add_pending() = to_image(si);
   }
-  return core;
+  return {};
 }
 
 Result<void> collect_vma_policies(Parasite& p, img::MmImage* mm) {

@@ -13,10 +13,13 @@
 
 namespace ckpt::dump {
 
-// What ptrace and /proc show. Every thread is stopped; threads[0] is the
-// main thread, `status` its /proc/PID/status. Comes first: the parasite
-// changes the main thread's registers.
-Result<img::TaskCore> collect_core_outside(std::vector<Tracee>& threads, const proc::Status& status, const Self& self);
+// What /proc shows of the stopped process as a whole (comm, cwd, exe, auxv,
+// the knobs): no ptrace, so it can be read ahead of its tracer.
+Result<img::TaskCore> collect_core_proc(pid_t pid, const Self& self);
+// Then what ptrace and /proc show of its threads, into `core`. Every thread
+// is stopped; threads[0] is the main thread, `status` its /proc/PID/status.
+// Comes before the parasite, which changes the main thread's registers.
+Result<void> collect_core_outside(std::vector<Tracee>& threads, const proc::Status& status, img::TaskCore* core);
 
 // What only the task can tell, from its parasite; fills in `core`.
 Result<void> collect_core_inside(Parasite& p, std::vector<Tracee>& threads, const Self& self, img::TaskCore* core);

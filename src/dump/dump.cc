@@ -209,6 +209,7 @@ constexpr size_t kCoreAheadThreads = 64;
 // task's parasite does shows in another's /proc files, as tasks that share
 // an address space, fd table or working directory are refused first.
 struct Outside {
+  img::TaskCore core;  // its process-wide part (collect_core_proc)
   img::MmImage mm;
   std::vector<proc::MapEntry> maps;  // what mm was made of
   files::TaskFds fds;
@@ -224,6 +225,7 @@ constexpr uint64_t kNumaMapsUpTo = 64 << 20;
 Result<Outside> collect_outside(pid_t pid, const DumpOptions& o, const Self& self, bool tracked) {
   TRY(check_namespaces(pid, self));
   Outside out;
+  out.core = TRY(collect_core_proc(pid, self));
   out.mm = TRY(collect_vmas(pid, tracked, &out.maps));
   out.fds = TRY(files::scan_fds(pid, {.shell_job = o.shell_job}));
   uint64_t mapped = 0;
@@ -312,6 +314,7 @@ Result<TaskDump> dump_task(const TreeDump& c, size_t tracer, std::vector<Tracee>
   }
   if (!outside) return std::unexpected(outside.error());
   const bool default_policies = outside->default_policies;
+  d.core = std::move(outside->core);
   d.mm = std::move(outside->mm);
   d.fds = std::move(outside->fds);
   DirtyPages dirty;
@@ -328,7 +331,7 @@ Result<TaskDump> dump_task(const TreeDump& c, size_t tracer, std::vector<Tracee>
   }
   NofileRoom room = TRY(NofileRoom::make(pid, d.fds.table));
   const proc::Status status = TRY(proc::read_status(pid));
-  d.core = TRY(collect_core_outside(threads, status, self));
+  TRY(collect_core_outside(threads, status, &d.core));
   d.core.set_group_stopped(group_stopped);
   for (size_t i = 0; i < threads.size(); i++)
     if (d.core.threads(i).seccomp_mode() != 0 && !threads[i].seccomp_suspended())

@@ -4,12 +4,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
 #include <string_view>
 
 #include <fmt/format.h>
 
+#include "children.h"
 #include "proc/numa_maps.h"
 
 namespace ckpt::proc {
@@ -42,26 +41,37 @@ TEST(NumaMaps, RejectsGarbage) {
   }
 }
 
-// This process: default everywhere, until a VMA of its own is bound to a node.
+// A child of this process, under the default policy whatever the test's
+// own: default everywhere, until a VMA of its own is bound to a node, and
+// again once that VMA is gone.
 TEST(NumaMaps, SeesAVmaBoundByMbind) {
-  auto before = all_default_policies(getpid());
-  ASSERT_TRUE(before) << before.error().str();
-  if (!before->has_value()) GTEST_SKIP() << "no /proc/PID/numa_maps: a kernel without NUMA";
-  if (!**before) GTEST_SKIP() << "the test runs under a memory policy of its own";
-  const size_t len = 4 * sysconf(_SC_PAGESIZE);
-  void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  ASSERT_NE(p, MAP_FAILED);
-  unsigned long node0 = 1;
-  constexpr int kMpolBind = 2;
-  ASSERT_EQ(syscall(SYS_mbind, p, len, kMpolBind, &node0, 64, 0), 0) << strerror(errno);
-  auto bound = all_default_policies(getpid());
-  munmap(p, len);
-  ASSERT_TRUE(bound) << bound.error().str();
-  ASSERT_TRUE(bound->has_value());
-  EXPECT_FALSE(**bound);
-  auto after = all_default_policies(getpid());
-  ASSERT_TRUE(after && after->has_value());
-  EXPECT_TRUE(**after);
+  constexpr long kNoFile = 8, kFailed = 16;
+  const long seen = tests::in_child([]() -> long {
+    constexpr int kMpolDefault = 0, kMpolBind = 2;
+    if (syscall(SYS_set_mempolicy, kMpolDefault, nullptr, 0) < 0) return kFailed;
+    auto is_default = [] {
+      auto all = all_default_policies(getpid());
+      if (!all) return kFailed;
+      return all->has_value() ? long{**all} : kNoFile;
+    };
+    const long before = is_default();
+    if (before == kNoFile || before == kFailed) return before;
+    const size_t len = 4 * sysconf(_SC_PAGESIZE);
+    void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    unsigned long node0 = 1;
+    if (p == MAP_FAILED || syscall(SYS_mbind, p, len, kMpolBind, &node0, 64, 0) < 0) return kFailed;
+    const long bound = is_default();
+    munmap(p, len);
+    const long after = is_default();
+    if (bound == kFailed || after == kFailed) return kFailed;
+    return before | bound << 1 | after << 2;
+  });
+  if (seen == kNoFile) GTEST_SKIP() << "no /proc/PID/numa_maps: a kernel without NUMA";
+  ASSERT_NE(seen, kFailed) << "the child could not bind a VMA or read its numa_maps";
+  ASSERT_GE(seen, 0) << "the child died";
+  EXPECT_TRUE(seen & 1) << "default before the mbind";
+  EXPECT_FALSE(seen & 2) << "the bound VMA not seen";
+  EXPECT_TRUE(seen & 4) << "default again once the VMA is gone";
 }
 
 }  // namespace

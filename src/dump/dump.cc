@@ -104,45 +104,6 @@ struct Scratch {
   }
 };
 
-// Kill, resume or stop every task, as asked, once the images are complete.
-// `killer`: the watcher made before the inventory (ptrace/tree_commit.h),
-// for After::Kill. Each tracer lets its own tasks go.
-Result<void> let_go(std::vector<TaskTracees>& tasks, After after, std::optional<TreeCommit>& killer,
-                    const Faults& faults, TracerPool& tracers) {
-  auto each_own = [&](const std::function<Result<void>(std::vector<Tracee>&)>& f) {
-    return tracers.on_each([&](size_t tracer) -> Result<void> {
-      for (TaskTracees& t : tasks)
-        if (t.tracer() == tracer && !t.empty()) TRY(f(t.threads()));
-      return {};
-    });
-  };
-  switch (after) {
-    case After::Kill:
-      // All at once, by the watcher. One that died on its own since is as
-      // good as killed.
-      TRY(faults.at("kill"));
-      killer->kill();
-      // Collect every thread's death as its tracer, so the parent hears of
-      // it; the main thread's is reported only after all the others'.
-      return each_own([](std::vector<Tracee>& threads) -> Result<void> {
-        for (auto t = threads.rbegin(); t != threads.rend(); ++t)
-          for (auto s = t->wait(); s && !s->gone(); s = t->wait()) (void)t->cont();
-        return {};
-      });
-    case After::Stop:
-      // Queued while traced: each thread enters the group stop as it is let go.
-      for (TaskTracees& t : tasks)
-        if (!t.empty() && kill(t.threads()[0].tid(), SIGSTOP) < 0) return sys_error("stop pid {}", t.threads()[0].tid());
-      [[fallthrough]];
-    case After::Run:
-      return each_own([](std::vector<Tracee>& threads) -> Result<void> {
-        for (Tracee& t : threads) TRY_CTX(t.detach(), "resume thread {}", t.tid());
-        return {};
-      });
-  }
-  return {};
-}
-
 // The parasite opens fds in the task (its memfd, two socket pairs, a pipe
 // for page drains): a task whose fds fill its soft RLIMIT_NOFILE gets room
 // for them (below its hard limit) while the parasite is in, and its own soft
@@ -170,6 +131,8 @@ class NofileRoom {
   ~NofileRoom() {
     if (pid_) (void)prlimit(pid_, RLIMIT_NOFILE, &old_, nullptr);
   }
+  // The task is dead: its pid may soon be another's.
+  void dismiss() { pid_ = 0; }
   void fix_image(img::TaskCore* core) const {
     if (!pid_) return;
     for (img::RLimit& rl : *core->mutable_rlimits())
@@ -182,6 +145,96 @@ class NofileRoom {
   pid_t pid_ = 0;
   rlimit old_{};
 };
+
+// A dump that ends in a kill takes no parasite out of the tasks it dumped:
+// each daemon waits for a command, its task frozen, until the tree is
+// killed with it in (the cure is 5 stops a task, a quarter of a tree's
+// dump). Should the dump fail first, each task is cured by its tracer as
+// this goes, and the tree runs on as it was; should ckpt die, each daemon
+// returns into its task's own state as its socket closes (parasite.h).
+struct Parked {
+  pid_t pid;
+  NofileRoom room;  // the task's own soft limit back once the parasite is out
+  Parasite parasite;
+};
+
+class ParkedParasites {
+ public:
+  // `tracer_of[j]`: the tracer of the task parked at j.
+  ParkedParasites(TracerPool& tracers, std::vector<size_t> tracer_of)
+      : tracers_(tracers), tracer_of_(std::move(tracer_of)), parked_(tracer_of_.size()) {}
+  ParkedParasites(const ParkedParasites&) = delete;
+  ParkedParasites& operator=(const ParkedParasites&) = delete;
+  ~ParkedParasites() {
+    if (std::ranges::none_of(parked_, [](const std::optional<Parked>& p) { return p.has_value(); })) return;
+    (void)tracers_.on_each([&](size_t tracer) -> Result<void> {
+      for (size_t j = 0; j < parked_.size(); j++) {
+        if (tracer_of_[j] != tracer || !parked_[j]) continue;
+        if (process_died(parked_[j]->pid)) dismiss(*parked_[j]);  // killed meanwhile: nothing left to cure
+        parked_[j].reset();  // ~Parasite cures it, here on its tracer
+      }
+      return {};
+    });
+  }
+  std::optional<Parked>* slot(size_t j) { return &parked_[j]; }
+  // The tree is killed: no task is left to cure.
+  void killed() {
+    for (std::optional<Parked>& p : parked_)
+      if (p) {
+        dismiss(*p);
+        p.reset();
+      }
+  }
+
+ private:
+  static void dismiss(Parked& p) {
+    p.parasite.dismiss();
+    p.room.dismiss();
+  }
+  TracerPool& tracers_;
+  std::vector<size_t> tracer_of_;
+  std::vector<std::optional<Parked>> parked_;
+};
+
+// Kill, resume or stop every task, as asked, once the images are complete.
+// `killer`: the watcher made before the inventory (ptrace/tree_commit.h),
+// for After::Kill. Each tracer lets its own tasks go.
+Result<void> let_go(std::vector<TaskTracees>& tasks, After after, std::optional<TreeCommit>& killer,
+                    ParkedParasites& parked, const Faults& faults, TracerPool& tracers) {
+  auto each_own = [&](const std::function<Result<void>(std::vector<Tracee>&)>& f) {
+    return tracers.on_each([&](size_t tracer) -> Result<void> {
+      for (TaskTracees& t : tasks)
+        if (t.tracer() == tracer && !t.empty()) TRY(f(t.threads()));
+      return {};
+    });
+  };
+  switch (after) {
+    case After::Kill:
+      // All at once, by the watcher. One that died on its own since is as
+      // good as killed.
+      TRY(faults.at("kill"));
+      killer->kill();
+      parked.killed();  // dead, or dying without a return to user space
+      // Collect every thread's death as its tracer, so the parent hears of
+      // it; the main thread's is reported only after all the others'.
+      return each_own([](std::vector<Tracee>& threads) -> Result<void> {
+        for (auto t = threads.rbegin(); t != threads.rend(); ++t)
+          for (auto s = t->wait(); s && !s->gone(); s = t->wait()) (void)t->cont();
+        return {};
+      });
+    case After::Stop:
+      // Queued while traced: each thread enters the group stop as it is let go.
+      for (TaskTracees& t : tasks)
+        if (!t.empty() && kill(t.threads()[0].tid(), SIGSTOP) < 0) return sys_error("stop pid {}", t.threads()[0].tid());
+      [[fallthrough]];
+    case After::Run:
+      return each_own([](std::vector<Tracee>& threads) -> Result<void> {
+        for (Tracee& t : threads) TRY_CTX(t.detach(), "resume thread {}", t.tid());
+        return {};
+      });
+  }
+  return {};
+}
 
 // The images of one task.
 struct TaskDump {
@@ -270,9 +323,10 @@ struct TreeDump {
 
 // Everything of one live task of the frozen tree: collected from outside,
 // then from inside through the parasite (its pages written to the images
-// directory on the way), then cured.
+// directory on the way), then cured, or parked in `park` if given.
 Result<TaskDump> dump_task(const TreeDump& c, size_t tracer, std::vector<Tracee>& threads, Result<Outside> outside,
-                           const ParentPages* parent, OwnCode& own_code, img::Stats& stats) {
+                           const ParentPages* parent, OwnCode& own_code, img::Stats& stats,
+                           std::optional<Parked>* park) {
   const DumpOptions& o = c.o;
   image::ImageDir& dir = c.dir;
   Log& log = c.log;
@@ -387,8 +441,14 @@ Result<TaskDump> dump_task(const TreeDump& c, size_t tracer, std::vector<Tracee>
   stats.set_pages_written(stats.pages_written() + ps.pages);
   stats.set_bytes_written(stats.bytes_written() + ps.bytes);
 
-  // Cure: the task is as it was before the parasite.
+  // Cure: the task is as it was before the parasite; or, for a kill, later
+  // only if the dump fails.
   TRY(o.faults.at("cure", pid));
+  if (park) {
+    parasite.park();
+    park->emplace(Parked{pid, std::move(room), std::move(parasite)});
+    return d;
+  }
   img::TaskStops* cure = stats.add_completion();
   cure->set_tid(pid);
   cure->set_breakpoint(parasite.mode() == CompletionMode::Breakpoint);
@@ -557,6 +617,9 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
   CpuPins pins = TRY_CTX(CpuPins::make(2 * live.size()), "dump pid {}", root);  // two a task
   const TreeDump c{o, dir, log, self, prev ? &*prev : nullptr, server ? &*server : nullptr, shmem, shmem_mu, pins};
   const bool tracked = prev && prev->tracker;
+  std::vector<size_t> tracer_of;
+  for (size_t i : live) tracer_of.push_back(seized.tasks[i].tracer());
+  ParkedParasites parked(tracers, std::move(tracer_of));
   Ahead<Result<Outside>> outside(live.size(), 2, [&](size_t j) {
     return collect_outside(tree.tasks()[live[j]].pid, o, self, tracked);
   });
@@ -580,7 +643,7 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
       Result<Outside> seen = outside.take(j);
       task_stats[j].set_proc_ns(ns_since(proc_start));
       auto d = dump_task(c, tracer, seized.tasks[live[j]].threads(), std::move(seen), parent ? &*parent : nullptr, own,
-                         task_stats[j]);
+                         task_stats[j], o.after == After::Kill ? parked.slot(j) : nullptr);
       if (d) slots[j].emplace(std::move(*d));
       else failed[j] = d.error().context(fmt::format("dump pid {}", k.pid));
       any_failed = any_failed || !d;
@@ -674,7 +737,7 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
   // A tree that goes on needs its connections out of repair mode first (a
   // send in repair mode fails); a killed one closes them in it.
   if (o.after != After::Kill) TRY_CTX(repairs.leave(), "dump pid {}", root);
-  TRY_CTX(let_go(seized.tasks, o.after, killer, o.faults, tracers), "dump pid {}", root);
+  TRY_CTX(let_go(seized.tasks, o.after, killer, parked, o.faults, tracers), "dump pid {}", root);
   if (o.after == After::Kill) repairs.close_silently();
   if (o.after == After::Kill)
     if (auto r = shmem.remove_sysv(); !r) log.error("dump pid {}: {} (ipcrm it before a restore)", root, r.error().str());

@@ -622,6 +622,11 @@ Result<unsigned> Parasite::cure_from_outside() {
   return t.stops() - before;
 }
 
+void Parasite::park() {
+  pipe_r_.reset();
+  visit_sock_.reset();
+}
+
 void Parasite::drop() {
   in_ = false;
   local_.reset();

@@ -103,6 +103,14 @@ class Parasite {
   Result<void> hold(std::span<abi::DrainIov> pieces, int pipe_w);
   // Takes the parasite out; returns the main thread's ptrace stops for it.
   Result<unsigned> cure();
+  // No command follows but the cure: ckpt closes its ends of the page pipe
+  // and the visit socket, and keeps the daemon's socket alone (a tree parked
+  // for its kill holds one fd in ckpt per task).
+  void park();
+  // The task is killed with the parasite in it (a dump that ends in a kill
+  // takes none out): nothing to cure; ckpt drops its side. On a task that
+  // lives, the daemon would return into its frame as its socket closes.
+  void dismiss() { drop(); }
 
   CompletionMode mode() const { return mode_; }
   // Where its mapping starts in the task.

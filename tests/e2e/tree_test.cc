@@ -224,22 +224,64 @@ void expect_tree_as_it_was(Harness& h, const SevenTasks& t) {
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << read_text(h.workload_log("tree"));
 }
 
-// A fault in a task in the middle of the tree: every task runs on as before.
+// A fault in a task in the middle of the tree, or once every task is dumped
+// (each then holds its parasite, kept for the kill: dump.cc's Parked): every
+// task runs on as before, its parasite taken out, nothing of it left.
 TEST(TreeFault, TaskInTheMiddleFailsAndNothingIsLost) {
-  for (const char* point : {"parasite", "cure"}) {
+  for (const char* point : {"parasite", "cure", "images"}) {
     Harness h;
     const SevenTasks t = start_tree(h);
     ASSERT_GT(t.root, 0);
     ASSERT_EQ(t.tasks.size(), 7u);
+    std::map<pid_t, std::string> maps, fds;
+    for (pid_t p : t.tasks) maps[p] = read_text(fmt::format("/proc/{}/maps", p)), fds[p] = fds_of(p);
     const pid_t middle = t.tasks[1];  // A: after R, before its children
-    setenv("CKPT_FAULT", fmt::format("{}@{}", point, middle).c_str(), 1);
+    const bool in_task = std::string(point) != "images";
+    setenv("CKPT_FAULT", in_task ? fmt::format("{}@{}", point, middle).c_str() : point, 1);
     CkptRun d = h.ckpt({"dump", "-t", std::to_string(t.root), "-D", h.images()});
     unsetenv("CKPT_FAULT");
     EXPECT_NE(d.exit_code(), 0);
-    EXPECT_NE(d.err.find(fmt::format("dump pid {}: injected fault at {}", middle, point)), std::string::npos) << d.err;
+    const std::string says = in_task ? fmt::format("dump pid {}: injected fault at {}", middle, point)
+                                     : fmt::format("injected fault at {}", point);
+    EXPECT_NE(d.err.find(says), std::string::npos) << d.err;
     EXPECT_NE(access((h.images() + "/inventory.img").c_str(), F_OK), 0);
+    for (pid_t p : t.tasks) {
+      EXPECT_EQ(read_text(fmt::format("/proc/{}/maps", p)), maps[p]) << point << ": pid " << p;
+      EXPECT_EQ(fds_of(p), fds[p]) << point << ": pid " << p;
+    }
     expect_tree_as_it_was(h, t);
   }
+}
+
+// A dump that ends in a kill keeps every task's parasite until the kill.
+// A ckpt killed then, before the checkpoint exists (here while it writes
+// the images), loses no task: each daemon sees its socket close and returns
+// into its task's own state; the next dump takes out what is left.
+TEST(TreeKilledCkpt, WhileEveryTaskHoldsItsParasite) {
+  Harness h;
+  const SevenTasks t = start_tree(h);
+  ASSERT_GT(t.root, 0);
+  ASSERT_EQ(t.tasks.size(), 7u);
+  std::map<pid_t, std::string> maps;
+  for (pid_t p : t.tasks) maps[p] = read_text(fmt::format("/proc/{}/maps", p));
+  setenv("CKPT_FAULT", "hang:images", 1);
+  pid_t ckpt = h.ckpt_background({"dump", "-t", std::to_string(t.root), "-D", h.images()});
+  unsetenv("CKPT_FAULT");
+  ASSERT_TRUE(wait_in_syscall(ckpt, SYS_pause)) << "ckpt never reached its hang in the images";
+  for (pid_t p : t.tasks) EXPECT_TRUE(proc_state(p) == 'Z' || maps_but_parasite(p).second) << "pid " << p;
+  kill(ckpt, SIGKILL);
+  h.wait_ckpt(ckpt);
+  std::this_thread::sleep_for(50ms);
+  expect_running_untraced(t.tasks, t.links);
+  for (pid_t p : t.tasks) EXPECT_EQ(maps_but_parasite(p).first, maps[p]) << "pid " << p;
+  EXPECT_NE(access((h.images() + "/inventory.img").c_str(), F_OK), 0);
+  // Into another directory: the killed one committed images but the inventory.
+  const std::string again_dir = h.images() + "/again";
+  ASSERT_EQ(mkdir(again_dir.c_str(), 0700), 0);
+  CkptRun again = h.ckpt({"dump", "-t", std::to_string(t.root), "-D", again_dir, "--leave-running"});
+  EXPECT_EQ(again.exit_code(), 0) << again.err;
+  for (pid_t p : t.tasks) EXPECT_EQ(read_text(fmt::format("/proc/{}/maps", p)), maps[p]) << "pid " << p;
+  expect_tree_as_it_was(h, t);
 }
 
 // The tasks of a tree are dumped side by side, each by one tracer thread

@@ -175,6 +175,8 @@ struct ProbeCase {
   const char* fault;
   const char* logged;
 };
+// What ctest lists with the test's name, instead of the struct's bytes.
+void PrintTo(const ProbeCase& c, std::ostream* os) { *os << c.fault; }
 
 class TreeProbe : public ::testing::TestWithParam<ProbeCase> {};
 

@@ -76,6 +76,8 @@ struct Mismatch {
   const char* dump_key;
   const char* dump_says;
 };
+// What ctest lists with the test's name, instead of the struct's bytes.
+void PrintTo(const Mismatch& m, std::ostream* os) { *os << m.name; }
 
 class WireKeyMismatch : public ::testing::TestWithParam<Mismatch> {};
 

@@ -275,11 +275,12 @@ struct Outside {
 // (0.14 ms on a PVM guest) and a get_mempolicy a VMA.
 constexpr uint64_t kNumaMapsUpTo = 64 << 20;
 
-Result<Outside> collect_outside(pid_t pid, const DumpOptions& o, const Self& self, bool tracked) {
+Result<Outside> collect_outside(pid_t pid, const DumpOptions& o, const Self& self, bool tracked,
+                                files::FileIdCache& ids) {
   TRY(check_namespaces(pid, self));
   Outside out;
-  out.core = TRY(collect_core_proc(pid, self));
-  out.mm = TRY(collect_vmas(pid, tracked, &out.maps));
+  out.core = TRY(collect_core_proc(pid, self, &ids));
+  out.mm = TRY(collect_vmas(pid, tracked, &out.maps, &ids));
   out.fds = TRY(files::scan_fds(pid, {.shell_job = o.shell_job}));
   uint64_t mapped = 0;
   for (const proc::MapEntry& m : out.maps) mapped += m.end - m.start;
@@ -319,6 +320,7 @@ struct TreeDump {
   ShmemCollector& shmem;
   std::mutex& shmem_mu;
   CpuPins& pins;
+  files::FileIdCache& file_ids;  // of the files the tasks map
 };
 
 // Everything of one live task of the frozen tree: collected from outside,
@@ -358,7 +360,7 @@ Result<TaskDump> dump_task(const TreeDump& c, size_t tracer, std::vector<Tracee>
     log.info("pid {}: removing the parasite a killed ckpt left ({} mappings, {} fds)", pid, left.maps.size(),
              left.fds.size());
     TRY_CTX(remove_leftovers(threads, left, site), "remove what a killed ckpt left");
-    outside = collect_outside(pid, o, self, tracker != nullptr);
+    outside = collect_outside(pid, o, self, tracker != nullptr, c.file_ids);
   }
   // An iterative dump's last round: only what was written since the
   // previous one is stored (dump/dirty.h).
@@ -615,13 +617,15 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
   ShmemCollector shmem;
   std::mutex shmem_mu;
   CpuPins pins = TRY_CTX(CpuPins::make(2 * live.size()), "dump pid {}", root);  // two a task
-  const TreeDump c{o, dir, log, self, prev ? &*prev : nullptr, server ? &*server : nullptr, shmem, shmem_mu, pins};
+  files::FileIdCache file_ids;
+  const TreeDump c{o, dir, log, self, prev ? &*prev : nullptr, server ? &*server : nullptr, shmem, shmem_mu, pins,
+                   file_ids};
   const bool tracked = prev && prev->tracker;
   std::vector<size_t> tracer_of;
   for (size_t i : live) tracer_of.push_back(seized.tasks[i].tracer());
   ParkedParasites parked(tracers, std::move(tracer_of));
   Ahead<Result<Outside>> outside(live.size(), 2, [&](size_t j) {
-    return collect_outside(tree.tasks()[live[j]].pid, o, self, tracked);
+    return collect_outside(tree.tasks()[live[j]].pid, o, self, tracked, file_ids);
   });
   (void)tracers.on_each([&](size_t tracer) -> Result<void> {
     OwnCode own = own_code;  // a cache: each tracer its own

@@ -11,6 +11,7 @@
 #include "ckpt.pb.h"
 #include "dump/dirty.h"
 #include "dump/inherited.h"
+#include "files/file_id.h"
 #include "image/page_sink.h"
 #include "image/image_dir.h"
 #include "parasite/parasite.h"
@@ -23,7 +24,8 @@ namespace ckpt::dump {
 // `ckpt_tracks`: the uffd-wp registration ("uw") VMAs may have is ckpt's
 // own dirty tracking (dump/uffd_tracker.h), not the task's. `maps`, if
 // given, gets every VMA as /proc/PID/maps shows it, from the same read.
-Result<img::MmImage> collect_vmas(pid_t pid, bool ckpt_tracks = false, std::vector<proc::MapEntry>* maps = nullptr);
+Result<img::MmImage> collect_vmas(pid_t pid, bool ckpt_tracks = false, std::vector<proc::MapEntry>* maps = nullptr,
+                                  files::FileIdCache* ids = nullptr);
 
 struct PageStats {
   uint64_t pages = 0;

@@ -159,6 +159,25 @@ Result<img::FileId> identify_path(const std::string& path) {
   return identify_file(fd.get(), path);
 }
 
+Result<img::FileId> FileIdCache::identify_path(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) < 0) return sys_error("stat {}", path);
+  if (!S_ISREG(st.st_mode)) return files::identify_path(path);
+  const std::pair<uint64_t, uint64_t> key{st.st_dev, st.st_ino};
+  {
+    std::lock_guard lock(mu_);
+    if (auto k = known_.find(key); k != known_.end() && same_inode(k->second.id, st) &&
+                                   k->second.ctime.tv_sec == st.st_ctim.tv_sec &&
+                                   k->second.ctime.tv_nsec == st.st_ctim.tv_nsec)
+      return k->second.id;
+  }
+  UniqueFd fd = TRY(open_file(path, O_RDONLY | O_CLOEXEC));
+  img::FileId id = TRY(identify_file(fd.get(), path));
+  std::lock_guard lock(mu_);
+  known_.insert_or_assign(key, Known{id, st.st_ctim});
+  return id;
+}
+
 Compare compare_for(const img::Vma& v) {
   return v.kind() == img::Vma::FILE_SHARED ? Compare::SameFile : Compare::Content;
 }

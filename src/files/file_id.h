@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include <map>
+#include <mutex>
 #include <string>
 #include <utility>
 
@@ -26,6 +27,24 @@ Result<img::FileId> identify_file(int fd, const std::string& what);
 // Same, for a path (stat follows /proc/PID/map_files links to the mapped
 // file; only a regular file is opened, for its build-id).
 Result<img::FileId> identify_path(const std::string& path);
+
+// The identities one dump has taken, by device and inode: the tasks of a
+// tree map the same few files (their binary, libc, the loader), and a look
+// at one already known costs a stat instead of six syscalls (open, fstat,
+// fstatfs, the build-id read, close). A file whose size, mtime or ctime
+// changed since is looked at again. Safe to share between threads.
+class FileIdCache {
+ public:
+  Result<img::FileId> identify_path(const std::string& path);
+
+ private:
+  struct Known {
+    img::FileId id;
+    struct timespec ctime;  // as the stat before the look saw it
+  };
+  std::mutex mu_;
+  std::map<std::pair<uint64_t, uint64_t>, Known> known_;
+};
 
 // `st` is the file `id` names, as stat sees it now: the same inode on the
 // same device, with the same size and mtime.

@@ -174,6 +174,45 @@ TEST(BuildId, OfThisBinary) {
   EXPECT_EQ(null->build_id(), "");
 }
 
+// The cache answers as identify_path does, by inode (a second path to the
+// same file gets the same answer), and looks again at a file changed since,
+// even one whose size and mtime were put back as they were (its ctime moved).
+// Writes `bytes` into `path`, in place (the same inode once it exists).
+bool put(const std::string& path, const std::string& bytes) {
+  auto fd = open_file(path, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0600);
+  return fd && write_all(fd->get(), bytes.data(), bytes.size());
+}
+
+TEST(FileIdCache, AnswersAsALookAndSeesAFileChanged) {
+  const std::string path = "/tmp/ckpt-fileidcache-" + std::to_string(getpid());
+  const std::string link = path + "-link";
+  Elf e;
+  ASSERT_TRUE(put(path, e.bytes()));
+  ASSERT_EQ(::link(path.c_str(), link.c_str()), 0);
+  FileIdCache cache;
+  auto first = cache.identify_path(path);
+  ASSERT_TRUE(first) << first.error().str();
+  EXPECT_EQ(first->build_id(), kId);
+  EXPECT_EQ(first->SerializeAsString(), identify_path(path)->SerializeAsString());
+  auto by_link = cache.identify_path(link);
+  ASSERT_TRUE(by_link) << by_link.error().str();
+  EXPECT_EQ(by_link->SerializeAsString(), first->SerializeAsString());
+
+  struct stat before;
+  ASSERT_EQ(stat(path.c_str(), &before), 0);
+  std::string other = e.bytes();
+  other.replace(other.find(kId), kId.size(), std::string(kId.size(), '\x5a'));
+  ASSERT_TRUE(put(path, other));
+  const struct timespec times[2] = {before.st_atim, before.st_mtim};
+  ASSERT_EQ(utimensat(AT_FDCWD, path.c_str(), times, 0), 0);
+  auto again = cache.identify_path(path);
+  ASSERT_TRUE(again) << again.error().str();
+  EXPECT_EQ(again->mtime_ns(), first->mtime_ns());
+  EXPECT_EQ(again->build_id(), std::string(kId.size(), '\x5a'));
+  unlink(path.c_str());
+  unlink(link.c_str());
+}
+
 // Asked once a mount and device: a second file there gets the first one's
 // answer without a statfs (here, a path that no longer exists); another
 // filesystem, and an unknown mount, are asked.

@@ -17,7 +17,8 @@
 // it there, unmaps the parasite and loads those registers. Without one (as
 // every dump cures: see dump.cc), ckpt stops the daemon in its wait for a
 // command, loads the task's own state and takes the rest out from there
-// with kill-safe remote syscalls (cure_from_outside: 5 stops).
+// with kill-safe remote syscalls (cure_from_outside: 5 stops). A dump that
+// ends in a kill cures no task: park() it, and dismiss() once it is killed.
 //
 // If ckpt dies, the socket closes and the daemon returns into the same frame
 // on its own (parasite_selfcure): the task goes on, the inert mapping stays.

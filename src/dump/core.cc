@@ -375,7 +375,7 @@ Result<std::string> restorable_cwd(pid_t pid, const Self& self) {
 
 }  // namespace
 
-Result<img::TaskCore> collect_core_proc(pid_t pid, const Self& self, files::FileIdCache* ids) {
+Result<img::TaskCore> collect_core_proc(pid_t pid, const Self& self, files::FileIdCache& ids) {
   img::TaskCore core;
   core.set_pid(pid);
   proc::Stat stat = TRY(proc::read_stat(pid));
@@ -385,8 +385,7 @@ Result<img::TaskCore> collect_core_proc(pid_t pid, const Self& self, files::File
   core.mutable_mm()->set_auxv(TRY(read_file(fmt::format("/proc/{}/auxv", pid))));
   core.mutable_mm()->set_exe_path(TRY(read_link(fmt::format("/proc/{}/exe", pid))));
   // stat follows the link to the file the task runs, whatever its path holds now.
-  const std::string exe = fmt::format("/proc/{}/exe", pid);
-  *core.mutable_mm()->mutable_exe_id() = TRY(ids ? ids->identify_path(exe) : files::identify_path(exe));
+  *core.mutable_mm()->mutable_exe_id() = TRY(ids.identify_path(fmt::format("/proc/{}/exe", pid)));
   TRY(check_exe(pid, core.mm()));
   const proc::Knobs knobs = TRY(proc::read_knobs(pid));
   // Restore writes it as ckpt, whose child may go no lower than ckpt itself

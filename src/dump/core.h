@@ -16,7 +16,8 @@ namespace ckpt::dump {
 
 // What /proc shows of the stopped process as a whole (comm, cwd, exe, auxv,
 // the knobs): no ptrace, so it can be read ahead of its tracer.
-Result<img::TaskCore> collect_core_proc(pid_t pid, const Self& self, files::FileIdCache* ids = nullptr);
+// `ids`: the identities of mapped files this dump has taken already.
+Result<img::TaskCore> collect_core_proc(pid_t pid, const Self& self, files::FileIdCache& ids);
 // Then what ptrace and /proc show of its threads, into `core`. Every thread
 // is stopped; threads[0] is the main thread, `status` its /proc/PID/status.
 // Comes before the parasite, which changes the main thread's registers.

@@ -280,8 +280,8 @@ Result<Outside> collect_outside(pid_t pid, const DumpOptions& o, const Self& sel
                                 files::FileIdCache& ids) {
   TRY(check_namespaces(pid, self));
   Outside out;
-  out.core = TRY(collect_core_proc(pid, self, &ids));
-  out.mm = TRY(collect_vmas(pid, tracked, &out.maps, &ids));
+  out.core = TRY(collect_core_proc(pid, self, ids));
+  out.mm = TRY(collect_vmas(pid, tracked, ids, &out.maps));
   out.fds = TRY(files::scan_fds(pid, {.shell_job = o.shell_job}));
   uint64_t mapped = 0;
   for (const proc::MapEntry& m : out.maps) mapped += m.end - m.start;

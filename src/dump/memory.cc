@@ -215,13 +215,10 @@ class SpliceStreamer {
 // The identity of the file a VMA maps (files/file_id.h), from the mapped file
 // itself: map_files/ holds it even if its path has changed since. Without
 // the capability that directory needs, from the path.
-Result<img::FileId> identify_mapped(pid_t pid, const proc::MapEntry& m, files::FileIdCache* cache) {
-  auto identify = [cache](const std::string& path) {
-    return cache ? cache->identify_path(path) : files::identify_path(path);
-  };
-  auto id = identify(fmt::format("/proc/{}/map_files/{:x}-{:x}", pid, m.start, m.end));
+Result<img::FileId> identify_mapped(pid_t pid, const proc::MapEntry& m, files::FileIdCache& ids) {
+  auto id = ids.identify_path(fmt::format("/proc/{}/map_files/{:x}-{:x}", pid, m.start, m.end));
   if (id || (id.error().err != EPERM && id.error().err != EACCES)) return id;
-  return identify(m.path);
+  return ids.identify_path(m.path);
 }
 
 // What ckpt does with each VmFlag the kernel reports (fs/proc/task_mmu.c,
@@ -370,8 +367,8 @@ Result<img::Vma> hugetlb_vma(const proc::MapEntry& m, const proc::VmFlags& flags
 
 }  // namespace
 
-Result<img::MmImage> collect_vmas(pid_t pid, bool ckpt_tracks, std::vector<proc::MapEntry>* maps,
-                                  files::FileIdCache* cache) {
+Result<img::MmImage> collect_vmas(pid_t pid, bool ckpt_tracks, files::FileIdCache& file_ids,
+                                  std::vector<proc::MapEntry>* maps) {
   img::MmImage mm;
   std::map<std::pair<uint64_t, uint64_t>, img::FileId> ids;  // (maps' dev, inode): one look per file
   std::vector<proc::SmapsVma> vmas = TRY(proc::read_smaps(pid));
@@ -399,7 +396,7 @@ Result<img::MmImage> collect_vmas(pid_t pid, bool ckpt_tracks, std::vector<proc:
     if (!is_special(m)) apply_vmflags(f, v);
     if ((v->kind() == img::Vma::FILE_PRIVATE || v->kind() == img::Vma::FILE_SHARED) && !shmem_kind(m)) {
       auto [it, fresh] = ids.try_emplace({v->dev(), v->inode()});
-      if (fresh) it->second = TRY_CTX(identify_mapped(pid, m, cache), "VMA {:#x}-{:#x} ({})", m.start, m.end, m.path);
+      if (fresh) it->second = TRY_CTX(identify_mapped(pid, m, file_ids), "VMA {:#x}-{:#x} ({})", m.start, m.end, m.path);
       *v->mutable_file_id() = it->second;
     }
   }

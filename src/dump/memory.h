@@ -24,8 +24,9 @@ namespace ckpt::dump {
 // `ckpt_tracks`: the uffd-wp registration ("uw") VMAs may have is ckpt's
 // own dirty tracking (dump/uffd_tracker.h), not the task's. `maps`, if
 // given, gets every VMA as /proc/PID/maps shows it, from the same read.
-Result<img::MmImage> collect_vmas(pid_t pid, bool ckpt_tracks = false, std::vector<proc::MapEntry>* maps = nullptr,
-                                  files::FileIdCache* ids = nullptr);
+// `ids`: the identities of mapped files this dump has taken already.
+Result<img::MmImage> collect_vmas(pid_t pid, bool ckpt_tracks, files::FileIdCache& ids,
+                                  std::vector<proc::MapEntry>* maps = nullptr);
 
 struct PageStats {
   uint64_t pages = 0;

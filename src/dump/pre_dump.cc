@@ -62,7 +62,8 @@ Result<Frozen> hand_over(const DumpOptions& o, std::vector<Tracee>& threads, std
   if (const int fd = TRY(own_userfaultfd(pid)); fd >= 0)
     return error(EOPNOTSUPP, "pid {} uses userfaultfd itself (fd {}): pre-dump can't track its memory without "
                  "taking it from its own", pid, fd);
-  f.mm = TRY(collect_vmas(pid, tracker.has_value()));
+  files::FileIdCache ids;  // one task: a look per file
+  f.mm = TRY(collect_vmas(pid, tracker.has_value(), ids));
   if (track && !tracker) tracker = TRY_CTX(UffdTracker::create(threads[0], site), "arm dirty tracking");
   DirtyPages dirty;
   if (tracker) {

@@ -147,9 +147,10 @@ Result<img::FileId> identify_file(int fd, const std::string& what) {
   return id;
 }
 
-Result<img::FileId> identify_path(const std::string& path) {
-  struct stat st;
-  if (stat(path.c_str(), &st) < 0) return sys_error("stat {}", path);
+namespace {
+
+// The identity of `path`, which stat just saw as `st`.
+Result<img::FileId> identify_stated(const std::string& path, const struct stat& st) {
   if (!S_ISREG(st.st_mode)) {
     img::FileId id = from_stat(st);
     id.set_fsid(TRY(filesystem_id(path)));
@@ -159,10 +160,18 @@ Result<img::FileId> identify_path(const std::string& path) {
   return identify_file(fd.get(), path);
 }
 
+}  // namespace
+
+Result<img::FileId> identify_path(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) < 0) return sys_error("stat {}", path);
+  return identify_stated(path, st);
+}
+
 Result<img::FileId> FileIdCache::identify_path(const std::string& path) {
   struct stat st;
   if (stat(path.c_str(), &st) < 0) return sys_error("stat {}", path);
-  if (!S_ISREG(st.st_mode)) return files::identify_path(path);
+  if (!S_ISREG(st.st_mode)) return identify_stated(path, st);
   const std::pair<uint64_t, uint64_t> key{st.st_dev, st.st_ino};
   {
     std::lock_guard lock(mu_);
@@ -171,8 +180,7 @@ Result<img::FileId> FileIdCache::identify_path(const std::string& path) {
                                    k->second.ctime.tv_nsec == st.st_ctim.tv_nsec)
       return k->second.id;
   }
-  UniqueFd fd = TRY(open_file(path, O_RDONLY | O_CLOEXEC));
-  img::FileId id = TRY(identify_file(fd.get(), path));
+  img::FileId id = TRY(identify_stated(path, st));
   std::lock_guard lock(mu_);
   known_.insert_or_assign(key, Known{id, st.st_ctim});
   return id;

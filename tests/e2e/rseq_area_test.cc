@@ -97,7 +97,8 @@ TEST(RseqArea, PreDumpChainsVerifyWhileTheTaskMovesBetweenCpus) {
   cpu_set_t cpus;
   ASSERT_EQ(sched_getaffinity(0, sizeof cpus, &cpus), 0);
   if (CPU_COUNT(&cpus) < 2)
-    GTEST_SKIP() << "one CPU: the task can't be moved to another, so the kernel never changes its rseq area's cpu_id";
+    GTEST_SKIP() << "one CPU: the task can't be moved to another, so the kernel never changes its rseq area's cpu_id "
+                    "between a pre-dump and its dump (the case this checks can't happen here)";
   constexpr int kRounds = 15;
   Harness h;
   int failed = 0;

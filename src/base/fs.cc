@@ -10,7 +10,6 @@
 #include <memory>
 
 #include "base/mapping.h"
-#include "base/task_text.h"
 
 namespace ckpt {
 
@@ -156,7 +155,7 @@ Result<void> pwrite_all(int fd, const void* buf, size_t len, off_t off) {
   return {};
 }
 
-CKPT_TASK_TEXT Result<size_t> pread_full(int fd, void* buf, size_t len, off_t off) {
+Result<size_t> pread_full(int fd, void* buf, size_t len, off_t off) {
   char* p = static_cast<char*>(buf);
   size_t done = 0;
   while (done < len) {

@@ -17,7 +17,6 @@
 #include <unordered_map>
 
 #include "base/fs.h"
-#include "base/task_text.h"
 #include "files/locks.h"
 #include "files/probe.h"
 #include "proc/record.h"
@@ -383,72 +382,6 @@ Result<void> open_late(const img::FileDescs& descs, PreparedFds& fds) {
     UniqueFd fd = TRY_CTX(open_description(d, kind, state), "file description {} ({})", id, kind.name());
     if (dup3(fd.get(), fds.open[id - 1].get(), O_CLOEXEC) < 0)
       return sys_error("file description {} ({}): put it at fd {}", id, kind.name(), fds.open[id - 1].get());
-  }
-  return {};
-}
-
-CKPT_TASK_TEXT std::string take_late_fds(const TaskFdPlan& plan, int ckpt_pidfd) {
-  for (const PreparedFd& f : plan.fds) {
-    if (!f.late) continue;
-    const int got = static_cast<int>(syscall(SYS_pidfd_getfd, ckpt_pidfd, f.fd, 0));
-    if (got < 0) return fmt::format("take ckpt's fd {} (pidfd_getfd): {}", f.fd, strerror(errno));
-    const bool moved = dup3(got, f.fd, O_CLOEXEC) >= 0;
-    const int err = errno;
-    close(got);
-    if (!moved) return fmt::format("put ckpt's fd {} in place: {}", f.fd, strerror(err));
-  }
-  return {};
-}
-
-namespace {
-
-// An epoll target added under fd `target`, which was closed (or reused)
-// since while the file lives on at `source`: the kernel keys it by file and
-// number, so the file goes to `target` for the time of the epoll_ctl, and
-// `target` is closed again, or given back the file it holds now.
-CKPT_TASK_TEXT std::string add_closed_target(int epfd, int target, int source, epoll_event ev) {
-  const int cloexec = fcntl(target, F_GETFD);
-  const int saved = cloexec < 0 ? -1 : fcntl(target, F_DUPFD_CLOEXEC, 0);
-  if (cloexec >= 0 && saved < 0) return fmt::format("epoll fd {}: keep fd {} aside: {}", epfd, target, strerror(errno));
-  std::string err;
-  if (dup2(source, target) < 0)
-    err = fmt::format("epoll fd {}: put fd {} at fd {}: {}", epfd, source, target, strerror(errno));
-  else if (epoll_ctl(epfd, EPOLL_CTL_ADD, target, &ev) < 0)
-    err = fmt::format("epoll fd {}: add target fd {} (held at fd {}): {}", epfd, target, source, strerror(errno));
-  if (saved < 0) {
-    close(target);
-  } else {
-    if (dup3(saved, target, cloexec & FD_CLOEXEC ? O_CLOEXEC : 0) < 0 && err.empty())
-      err = fmt::format("epoll fd {}: put fd {} back: {}", epfd, target, strerror(errno));
-    close(saved);
-  }
-  return err;
-}
-
-}  // namespace
-
-CKPT_TASK_TEXT std::string run_in_task(std::span<const InTaskStep> steps) {
-  for (const InTaskStep& s : steps) {
-    switch (s.op) {
-      case InTaskStep::Op::EpollAdd: {
-        epoll_event ev{};
-        ev.events = s.events;
-        ev.data.u64 = s.data;
-        if (s.source < 0) {
-          if (epoll_ctl(s.fd, EPOLL_CTL_ADD, s.target, &ev) < 0)
-            return fmt::format("epoll fd {}: add target fd {}: {}", s.fd, s.target, strerror(errno));
-          break;
-        }
-        if (std::string err = add_closed_target(s.fd, s.target, s.source, ev); !err.empty()) return err;
-        break;
-      }
-      case InTaskStep::Op::PosixLock: {
-        struct flock fl = flock_of(s.write, s.start, s.len);
-        if (fcntl(s.fd, F_SETLK, &fl) < 0)
-          return fmt::format("fd {}: POSIX lock of {} bytes at {}: {}", s.fd, s.len, s.start, strerror(errno));
-        break;
-      }
-    }
   }
   return {};
 }

@@ -63,8 +63,8 @@ Result<void> check_restore_fits(pid_t pid, const img::Files& files, const img::M
 
 // An fd to install at `target` in the restored task: ckpt's fd `fd`, owned by
 // PreparedFds::open. A `late` one (its kind needs_tasks) holds a placeholder
-// until open_late: the task takes ckpt's fd of that number then
-// (take_late_fds), before its fds move.
+// until open_late: the task takes ckpt's fd of that number then, before
+// its fds move (the spawner: pidfd_getfd through ckpt's pidfd).
 struct PreparedFd {
   int target;
   bool cloexec;
@@ -73,7 +73,7 @@ struct PreparedFd {
 };
 
 // What a task does with its fds: dup ckpt's to their numbers (fd_moves.h),
-// then take its in-task steps (run_in_task).
+// then take its in-task steps (the spawner runs both).
 struct TaskFdPlan {
   std::vector<PreparedFd> fds;
   std::vector<InTaskStep> steps;
@@ -88,10 +88,6 @@ struct PreparedFds {
   std::vector<RepairedSocket> repaired;
 };
 
-// In the restored task, its fds in place: each step, or the text of what
-// failed. Allocates nothing on success (it runs in a child of a
-// multithreaded ckpt).
-std::string run_in_task(std::span<const InTaskStep> steps);
 
 // Creates (as ckpt) every description of the tree, so that a failure is
 // reported before any task exists: ckpt holds one fd per description, every
@@ -106,12 +102,8 @@ Result<PreparedFds> prepare_fds(const img::FileDescs& descs,
 // Once every task of the tree exists with its PID (zombies not dead yet):
 // creates the descriptions whose kind needs_tasks, each onto the fd number
 // of its placeholder in `fds.open`. Every task that holds one then takes it
-// from ckpt (take_late_fds).
+// from ckpt (the spawner: pidfd_getfd through ckpt's pidfd).
 Result<void> open_late(const img::FileDescs& descs, PreparedFds& fds);
-// In the restored task, before its fds move: its copy of each late
-// placeholder replaced by ckpt's fd of that number, through `ckpt_pidfd`
-// (pidfd_getfd). "" or what failed.
-std::string take_late_fds(const TaskFdPlan& plan, int ckpt_pidfd);
 
 // F_SETOWN, once the owners exist (the kernel refuses a pid that does not).
 // `outside`: a dumped pid (or group id) as ckpt sees it (restore --pidns).

@@ -160,7 +160,7 @@ class FdIndex {
 // Something a restored task does itself once its fds are at their numbers,
 // before it runs a single instruction of its own: what only the holder of
 // an fd number can do (an epoll's targets are keyed by their fd numbers).
-// Plain data: the task runs it in its copy of ckpt, right after the fork.
+// Plain data: the spawner runs it in the task (pie/spawn_abi.h: StepArg).
 struct InTaskStep {
   enum class Op { EpollAdd, PosixLock } op;
   int fd;               // the task's fd it acts on (the epoll, the locked file)

@@ -5,7 +5,6 @@
 #include <array>
 #include <cstring>
 
-#include "base/task_text.h"
 
 namespace ckpt {
 
@@ -27,7 +26,7 @@ uint32_t crc_table(uint32_t c, const uint8_t* p, size_t n) {
   return c;
 }
 
-CKPT_TASK_TEXT __attribute__((target("sse4.2"))) uint32_t crc_hw(uint32_t c, const uint8_t* p, size_t n) {
+__attribute__((target("sse4.2"))) uint32_t crc_hw(uint32_t c, const uint8_t* p, size_t n) {
   uint64_t c64 = c;
   while (n >= 8) {
     uint64_t v;
@@ -43,7 +42,7 @@ CKPT_TASK_TEXT __attribute__((target("sse4.2"))) uint32_t crc_hw(uint32_t c, con
 
 }  // namespace
 
-CKPT_TASK_TEXT uint32_t crc32c(uint32_t crc, const void* data, size_t len) {
+uint32_t crc32c(uint32_t crc, const void* data, size_t len) {
   // glibc's record of the CPU, read at load: __builtin_cpu_supports would
   // link libgcc's constructor, a dozen CPUIDs at every start (7.7 us each on
   // this guest, where CPUID traps).

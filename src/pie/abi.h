@@ -8,8 +8,9 @@
 
 namespace ckpt::abi {
 
-inline constexpr uint32_t kRestorerAbiVersion = 17;
+inline constexpr uint32_t kRestorerAbiVersion = 18;
 inline constexpr int kCpuMaskWords = 16;  // 1024 CPUs
+inline constexpr uint64_t kBounceSize = 1 << 20;  // the restorer's reads of pages, at most
 inline constexpr int kMaxSignals = 64;
 inline constexpr int kAuxvWords = 64;  // >= the kernel's AT_VECTOR_SIZE
 inline constexpr int kNumSpeculation = 3;  // PR_SPEC_STORE_BYPASS, _INDIRECT_BRANCH, _L1D_FLUSH
@@ -261,6 +262,7 @@ struct RestorerArgs {
   // mapped until ckpt unmaps it once the task is at its dumped registers.
   uint64_t boot_start;
   uint64_t boot_end;
+  uint64_t bounce;  // kBounceSize bytes of the boot region the pages are read through
   // Ranges that survive the initial unmap (boot region, special mappings).
   uint64_t keep[8][2];
   uint32_t nr_keep;

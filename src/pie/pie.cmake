@@ -14,7 +14,7 @@ function(ckpt_pie_blob name)
     set(obj ${PIE_GEN_DIR}/${name}_${base}.o)
     add_custom_command(OUTPUT ${obj}
       COMMAND ${CMAKE_CXX_COMPILER} ${PIE_CFLAGS} -c ${PIE_DIR}/${src} -o ${obj}
-      DEPENDS ${PIE_DIR}/${src} ${PIE_DIR}/abi.h ${PIE_DIR}/parasite_abi.h ${PIE_DIR}/sys.h
+      DEPENDS ${PIE_DIR}/${src} ${PIE_DIR}/abi.h ${PIE_DIR}/parasite_abi.h ${PIE_DIR}/spawn_abi.h ${PIE_DIR}/fd_ops.h ${PIE_DIR}/sys.h ${PIE_DIR}/crc32c.h
       COMMENT "pie: ${src}")
     list(APPEND objs ${obj})
   endforeach()
@@ -33,6 +33,6 @@ function(ckpt_pie_blob name)
   set(PIE_OUTPUTS ${PIE_OUTPUTS} ${bin} ${hdr} ${asm} PARENT_SCOPE)
 endfunction()
 
-ckpt_pie_blob(restorer restorer_entry.S sigreturn.S restorer.cc)
+ckpt_pie_blob(restorer restorer_entry.S sigreturn.S restorer.cc spawner.cc)
 ckpt_pie_blob(parasite parasite_entry.S sigreturn.S parasite.cc)
 add_custom_target(pie_blobs DEPENDS ${PIE_OUTPUTS})

@@ -1,7 +1,6 @@
-// The restorer: freestanding code that turns a forked ckpt child into the
+// The restorer: freestanding code that turns a task the spawner made into the
 // dumped task. It runs from the boot region (see src/restore/boot_region.h),
-// which is the only memory it touches once it has unmapped everything else
-// (but a bounce buffer it maps while it reads the pages: fill_memory).
+// which is the only memory it touches once it has unmapped everything else.
 //
 // The main thread restores the address space and the process-wide state,
 // then lets the other threads (created before release, waiting in
@@ -156,7 +155,7 @@ void map_vmas(RestorerArgs* a, ThreadArg* t) {
 //    and copying through a 1 MiB buffer 2.4 s (bench/README.md). Elsewhere
 //    the copy costs ~60 ms per GiB. Where the kernel lacks the madvise, or
 //    a range is not page-aligned, the copy faults as ever.
-constexpr uint64_t kChunk = 1 << 20;
+constexpr uint64_t kChunk = kBounceSize;
 
 void populate(uint64_t addr, uint64_t len) {
   constexpr int kMadvPopulateWrite = 23;
@@ -241,14 +240,12 @@ void read_inherited(RestorerArgs* a, ThreadArg* t, uint8_t* buf) {
   }
 }
 
-// The task's memory from the images, through a bounce buffer mapped for the
-// purpose and gone before anything else is mapped.
+// The task's memory from the images, through the boot region's bounce
+// buffer: gone with the region at completion, not by an munmap of its own
+// (one TLB flush less a task: dear on a guest with shadow page tables).
 void fill_memory(RestorerArgs* a, ThreadArg* t) {
-  long buf = sys(__NR_mmap, 0, kChunk, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (pie::is_err(buf)) fail(t, kStepReadPages, buf, 0, kChunk);
-  read_pages(a, t, reinterpret_cast<uint8_t*>(buf));
-  read_inherited(a, t, reinterpret_cast<uint8_t*>(buf));
-  MUST(t, kStepReadPages, sys(__NR_munmap, buf, kChunk), buf, kChunk);
+  read_pages(a, t, reinterpret_cast<uint8_t*>(a->bounce));
+  read_inherited(a, t, reinterpret_cast<uint8_t*>(a->bounce));
 }
 
 // restore --lazy-pages: the lazy VMAs (mapped, not filled) are registered

@@ -19,3 +19,11 @@ restorer_thread_entry:
 	andq $-16, %rsp
 	call restorer_thread_main
 	ud2
+
+/* spawner_entry: rdi = SpawnPlan*, rsp = top of the spawner's stack. */
+	.globl spawner_entry
+	.type spawner_entry, @function
+spawner_entry:
+	andq $-16, %rsp
+	call spawner_main
+	ud2

@@ -80,7 +80,8 @@ Result<std::span<uint8_t>> BootDataPool::take(uint64_t len) {
 }
 
 uint64_t BootRegion::size_for(uint64_t blob_size, uint64_t data_size, uint64_t threads) {
-  return arch::page_up(blob_size) + data_part(data_size) + kStackSize + (threads - 1) * kThreadStackSize;
+  return arch::page_up(blob_size) + data_part(data_size) + abi::kBounceSize + kStackSize +
+         (threads - 1) * kThreadStackSize;
 }
 
 BootRegion::BootRegion(uint64_t start, uint64_t blob_size, uint64_t threads, std::span<uint8_t> data)

@@ -11,6 +11,7 @@
 //             | SigInfoArg[], auxv     |
 //             | rt_sigframe + xsave    |  arch/x86_64/sigframe.h
 //             +------------------------+
+//             | bounce buffer          |  1 MiB: the pages are read through it
 //             | thread stacks (N-1)    |  16 KiB each, for the other threads
 //             | main stack             |
 //   end   ->  +------------------------+
@@ -48,11 +49,10 @@ struct SpecialMove {
 Result<std::vector<SpecialMove>> plan_special_moves(const std::vector<SpecialMove>& wanted, std::vector<Range> busy);
 
 // Where ckpt stages the data parts of a tree's boot regions until each task
-// copies its own: shared memory, not ckpt's heap. A fork copies no page table
-// of a shared mapping, and each task faults in its own part only; from the
-// heap, each task forked from ckpt would copy the page tables of every
-// task's part and its restorer zap them (50 tasks' 614 KiB: 0.5 to 0.9 ms
-// of a 25 ms restore).
+// copies its own: shared memory, which the root keeps when it unmaps the
+// rest of ckpt (restore/spawn.h), with the spawner's plan. A fork copies no
+// page table of a shared mapping, and each task faults in its own part
+// only.
 class BootDataPool {
  public:
   // Reserves the pool's address range (no memory: PROT_NONE), before ckpt's
@@ -60,6 +60,11 @@ class BootDataPool {
   static Result<BootDataPool> reserve();
   // `len` bytes, zeroed, until the pool goes.
   Result<std::span<uint8_t>> take(uint64_t len);
+  // Its whole reserved range.
+  Range range() const {
+    const auto at = reinterpret_cast<uint64_t>(range_.data());
+    return {at, at + range_.size()};
+  }
 
  private:
   static constexpr uint64_t kRange = 64ULL << 30, kChunk = 4 << 20;  // at most; a step of growth
@@ -97,7 +102,10 @@ class BootRegion {
 
   uint64_t start() const { return start_; }
   uint64_t end() const { return start_ + size(); }
-  uint64_t size() const { return args_off_ + data_size() + kStackSize + (threads_ - 1) * kThreadStackSize; }
+  uint64_t size() const {
+    return args_off_ + data_size() + abi::kBounceSize + kStackSize + (threads_ - 1) * kThreadStackSize;
+  }
+  uint64_t bounce() const { return start_ + args_off_ + data_size(); }
   uint64_t args_addr() const { return start_ + args_off_; }
   uint64_t stack_top() const { return end(); }
   // Stack of thread i >= 1.

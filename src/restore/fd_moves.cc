@@ -10,17 +10,9 @@
 #include <cstring>
 #include <vector>
 
-#include "base/task_text.h"
 
 namespace ckpt::restore {
 
-namespace {
-
-std::string failed(std::string_view what, int a, int b) {
-  return fmt::format("{} {} to {}: {}", what, a, b, strerror(errno));
-}
-
-}  // namespace
 
 Result<std::vector<FdOp>> plan_fd_moves(std::span<const FdMove> moves, int watch) {
   std::vector<FdOp> ops;
@@ -129,40 +121,6 @@ Result<std::vector<FdOp>> plan_fd_moves(std::span<const FdMove> moves, int watch
     blocked[to] = -1;
   }
   return ops;
-}
-
-CKPT_TASK_TEXT std::string run_fd_ops(std::span<const FdOp> ops, int* watch) {
-  for (const FdOp& op : ops) {
-    switch (op.kind) {
-      case FdOp::kCloseRange:
-        if (syscall(SYS_close_range, op.a, static_cast<unsigned>(op.b), 0) < 0)
-          return op.b < 0 ? fmt::format("close fds from {}: {}", op.a, strerror(errno))
-                          : fmt::format("close fds {}-{}: {}", op.a, op.b, strerror(errno));
-        break;
-      case FdOp::kSetFlags:
-        if (fcntl(op.a, F_SETFD, op.cloexec ? FD_CLOEXEC : 0) < 0)
-          return fmt::format("set the close-on-exec flag of fd {}: {}", op.a, strerror(errno));
-        break;
-      case FdOp::kDup:
-        if (dup3(op.a, op.b, op.cloexec ? O_CLOEXEC : 0) < 0) return failed("dup fd", op.a, op.b);
-        break;
-      case FdOp::kClose:
-        if (close(op.a) < 0) return fmt::format("close fd {}: {}", op.a, strerror(errno));
-        break;
-      case FdOp::kDupLowest: {
-        const int moved = fcntl(op.a, F_DUPFD_CLOEXEC, 0);
-        if (moved < 0) return failed("move fd", op.a, op.b);
-        // Any other number: the fd table is not the one ckpt planned for.
-        if (moved != op.b)
-          return fmt::format("move fd {}: got fd {}, planned {}: the task's fd table is not the one ckpt planned",
-                             op.a, moved, op.b);
-        if (close(op.a) < 0) return fmt::format("close fd {} once moved to {}: {}", op.a, moved, strerror(errno));
-        break;
-      }
-    }
-    if (op.watched && watch) *watch = op.b;
-  }
-  return {};
 }
 
 }  // namespace ckpt::restore

@@ -2,7 +2,7 @@
 // table, without ever needing more fd slots than the highest number in use
 // (ckpt's fds or the task's targets) plus one.
 //
-// A task forked from ckpt holds ckpt's whole fd table: ckpt's own fds, the
+// A task holds ckpt's whole fd table (inherited through the root, a fork of ckpt): ckpt's own fds, the
 // open file descriptions it prepared for every task of the tree, and the
 // temporary fds this task needs until its restorer has mapped its memory.
 // What this task needs is a set of moves, fd `from` (ckpt's number) to fd
@@ -28,8 +28,7 @@
 //
 // ckpt plans the moves before the fork (after step 1 the task's fd table is
 // exactly the `from`s, so ckpt knows every number F_DUPFD will give); the
-// task only runs the plan's syscalls. It allocates nothing: a task's
-// writes to ckpt's heap are copy-on-write faults, a dozen pages each.
+// task's spawner only runs the plan's syscalls (pie/fd_ops.h).
 #pragma once
 
 #include <cstdint>
@@ -38,6 +37,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "pie/spawn_abi.h"
 
 namespace ckpt::restore {
 
@@ -47,27 +47,11 @@ struct FdMove {
   bool cloexec;
 };
 
-// One syscall of the plan.
-struct FdOp {
-  enum Kind : uint8_t {
-    kCloseRange,  // close_range(a, b): fds a..b (b -1: to the end)
-    kSetFlags,    // fcntl(a, F_SETFD): an fd already at its number
-    kDup,         // dup3(a, b)
-    kClose,       // close(a)
-    kDupLowest,   // fcntl(a, F_DUPFD_CLOEXEC, 0) gives b, then close(a)
-  };
-  Kind kind;
-  bool cloexec = false;
-  bool watched = false;  // b is where the watched fd is now
-  int a = 0, b = 0;
-};
+// One syscall of the plan: run by the spawner (pie/fd_ops.h).
+using FdOp = abi::FdOp;
 
 // The plan for `moves`. `watch`: an fd among the `from`s whose number the
 // task uses meanwhile (its status pipe), or -1.
 Result<std::vector<FdOp>> plan_fd_moves(std::span<const FdMove> moves, int watch);
-
-// Runs in the task. Returns "" or what failed ("dup fd 40 to 12: EBADF");
-// `watch` follows the watched fd.
-std::string run_fd_ops(std::span<const FdOp> ops, int* watch);
 
 }  // namespace ckpt::restore

@@ -28,9 +28,10 @@ struct TaskImages {
 };
 
 // An arena whose memory no process forked from ckpt inherits
-// (MADV_DONTFORK). The restored tasks, forked from ckpt, need none of ckpt's
-// copy of their images, and each page of it they inherited cost each
-// task's fork and its restorer's munmap (a 50-task restore: 23.1 -> 21.6 ms).
+// (MADV_DONTFORK). The root of a restored tree, forked from ckpt, needs none
+// of ckpt's copy of the images, and each page of it it inherited cost its
+// fork and the unmapping of ckpt (a 50-task restore, when every task was
+// forked from ckpt: 23.1 -> 21.6 ms).
 // Strings and bytes keep their buffers outside it (protobuf 3.21).
 std::unique_ptr<google::protobuf::Arena> not_inherited_arena();
 

@@ -53,7 +53,7 @@ Result<SpecialVmas> plan_specials(const img::MmImage& mm, const std::vector<proc
     out.moves.push_back({{it->start, it->end}, v.start()});
   }
   for (const proc::MapEntry& m : own)
-    if (m.path == "[vdso]" || m.path == "[vvar]" || m.path == "[vvar_vclock]") out.current.push_back({m.start, m.end});
+    if (kernel_special(m)) out.current.push_back({m.start, m.end});
   return out;
 }
 
@@ -486,6 +486,7 @@ Result<Plan> build_plan(const TaskImages& ti, const img::ShmemImage& shmem, cons
   a->page_size = arch::kPageSize;
   a->boot_start = boot.start();
   a->boot_end = boot.end();
+  a->bounce = boot.bounce();
 
   std::vector<Range> keep = sp.current;
   keep.push_back({boot.start(), boot.end()});

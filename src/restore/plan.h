@@ -88,6 +88,12 @@ struct ThreadPlan {
   uint64_t stack_top;
 };
 
+// The kernel's mappings a task has from birth ([vdso], [vvar],
+// [vvar_vclock]), which each restorer moves to where its task had them.
+inline bool kernel_special(const proc::MapEntry& m) {
+  return m.path == "[vdso]" || m.path == "[vvar]" || m.path == "[vvar_vclock]";
+}
+
 struct Plan {
   BootRegion boot;
   std::vector<ThreadPlan> threads;  // [0] the main thread

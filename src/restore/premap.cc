@@ -7,7 +7,6 @@
 #include <cstring>
 #include <map>
 
-#include "base/task_text.h"
 #include "arch/x86_64/page.h"
 #include "base/fs.h"
 #include "image/crc32c.h"
@@ -195,33 +194,6 @@ Result<Premaps> plan_premaps(const TreeImages& t, const std::vector<std::vector<
   p.window = Mapping::adopt(static_cast<char*>(w), planner.size());
   p.tasks = planner.take(window);
   return p;
-}
-
-CKPT_TASK_TEXT std::string fill_premapped(const TaskPremap& p) {
-  for (const PremapSlot& s : p.slots) {
-    const uint64_t len = s.end - s.start;
-    auto at = [&](uint64_t vaddr) { return reinterpret_cast<char*>(s.at + (vaddr - s.start)); };
-    if (s.create && mmap(at(s.start), len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | s.map_flags,
-                         -1, 0) == MAP_FAILED)
-      return Error{errno, fmt::format("map memory at {:#x} ({} bytes) to share with its children", s.start, len)}.str();
-    for (const Range& r : s.drop)
-      if (madvise(at(r.start), r.len(), MADV_DONTNEED) < 0)
-        return Error{errno, fmt::format("drop the pages at {:#x} ({} bytes) it lacks", r.start, r.len())}.str();
-    for (const PremapRead& r : s.reads) {
-      prefault(at(r.vaddr), r.len);
-      auto got = pread_full(r.fd, at(r.vaddr), r.len, static_cast<off_t>(r.off));
-      if (!got)
-        return fmt::format("{}: read the pages at {:#x} from offset {}: {}", *r.file, r.vaddr, r.off,
-                           got.error().str());
-      if (*got != r.len)
-        return fmt::format("{}: the pages at {:#x} end at offset {}, {} bytes short (truncated)", *r.file, r.vaddr,
-                           r.off + *got, r.len - *got);
-      if (r.check && crc32c(at(r.vaddr), r.len) != r.crc32c)
-        return fmt::format("{}: checksum mismatch in the pages at {:#x} ({} bytes at offset {}): the file is damaged",
-                           *r.file, r.vaddr, r.len, r.off);
-    }
-  }
-  return "";
 }
 
 }  // namespace ckpt::restore

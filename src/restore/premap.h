@@ -3,8 +3,8 @@
 // pre-fork server's 50 workers need the master's memory once, not 51 times.
 //
 // A task lays such a VMA out before it forks its children, in a slot of a
-// window that ckpt reserves in its own address space (so every task, a copy
-// of ckpt, has it free and no boot region lands on it):
+// window that ckpt reserves in its own address space (so that no boot
+// region lands on it; the root keeps it when it unmaps the rest of ckpt):
 //   - the task the VMA comes from maps the slot and fills it, from its pages
 //     file and from the files holding what it inherited in turn;
 //   - a child whose VMA is exactly the same has the slot already, copy on
@@ -68,9 +68,5 @@ struct Premaps {
 // no VMA to share, the window is empty and nothing is reserved.
 Result<Premaps> plan_premaps(const TreeImages& t, const std::vector<std::vector<InheritedPages>>& inherited,
                              const std::set<int>& adopted, const std::vector<proc::MapEntry>& own);
-
-// In the task, before it forks: its slots mapped, filled and checked. An
-// error text, or "".
-std::string fill_premapped(const TaskPremap& p);
 
 }  // namespace ckpt::restore

@@ -107,8 +107,9 @@ Error explain_stop(Tracee& t, const Stop& s, const Plan& plan, const TaskImages&
 }
 
 // ckpt holds one fd per open file description of the tree, and each task,
-// forked from ckpt, needs its own fds and its temporary ones above them
-// (fd_moves.h): as many slots as the hard limit allows, as CRIU takes them.
+// which inherits ckpt's fd table through the root, needs its own fds and its
+// temporary ones above them (fd_moves.h): as many slots as the hard limit
+// allows, as CRIU takes them.
 // Each restorer sets its task's dumped limits again.
 Result<void> raise_nofile_limit(int need) {
   rlimit rl;
@@ -324,10 +325,11 @@ Result<void> wait_parked(std::vector<LiveTask>& live) {
       if (n < 0 && errno == EINTR) continue;
       done[i] = true;
       left--;
-      if (n == 1 && buf[0] == 'R') continue;
+      const std::string said = n > 0 ? status_text({buf, static_cast<size_t>(n)}) : "";
+      if (n > 0 && said.empty()) continue;
       if (n > 0 && !why)
         // Its own words name the cause, and the errno where there is one.
-        why = Error{0, fmt::format("pid {}: preparing the task failed: {}", live[i].images->pid, std::string(buf, n))};
+        why = Error{0, fmt::format("pid {}: preparing the task failed: {}", live[i].images->pid, said)};
       if (n <= 0 && !silent) silent = i;
     }
   }
@@ -432,6 +434,7 @@ struct Prepared {
   ShmemObjects shmem;
   files::PreparedFds fds;
   Premaps premaps;  // memory shared with children: each task's slots, ckpt's window until the spawn
+  std::optional<SpawnRegion> spawner;
 };
 
 Result<void> prepare(TreeImages& t, const image::ImageDir& dir, bool check_files, bool tcp_close, Log& log,
@@ -490,7 +493,6 @@ Result<void> plan_live_task(LiveTask& lt, const img::ShmemImage& shmem, const st
   sp->boot_start = boot.start();
   sp->boot_size = boot.size();
   sp->data_offset = boot.data_offset();
-  sp->blob = pie::restorer::image();
   sp->data = boot.data();
   sp->stack_top = boot.stack_top();
   sp->entry = boot.start() + pie::restorer::k_restorer_entry;
@@ -528,6 +530,7 @@ Result<SpawnTree> plan_spawn(const TreeImages& t, const tree::JoinPlan& joins,
     adopted.insert(joins.helpers[h].adopted.begin(), joins.helpers[h].adopted.end());
   }
   p.boot_data = TRY(BootDataPool::reserve());
+  p.spawner = TRY(SpawnRegion::map());
   std::vector<proc::MapEntry> own = TRY(proc::read_maps(getpid()));
   // A lazy restore's VMAs fill as the task faults: none is laid out before.
   if (!lazy) p.premaps = TRY(plan_premaps(t, inherited, adopted, own));
@@ -536,7 +539,17 @@ Result<SpawnTree> plan_spawn(const TreeImages& t, const tree::JoinPlan& joins,
   if (const Mapping& w = p.premaps.window; w.data()) {
     const auto at = reinterpret_cast<uint64_t>(w.data());
     own.push_back({.start = at, .end = at + w.size()});
+    st.keep.push_back({at, at + w.size()});
   }
+  // What the root keeps of ckpt's memory: what the tasks use before their
+  // restorers, and the kernel's mappings the restorers move into place.
+  st.region = &*p.spawner;
+  st.keep.push_back(p.spawner->range());
+  st.keep.push_back(p.boot_data->range());
+  const auto shared_at = reinterpret_cast<uint64_t>(barrier);
+  st.keep.push_back({arch::page_down(shared_at), arch::page_up(shared_at + sizeof *barrier)});
+  for (const proc::MapEntry& m : own)
+    if (kernel_special(m)) st.keep.push_back({m.start, m.end});
   const OwnCreds creds = TRY(read_own_creds());
   for (size_t k = 0; k < ntasks; k++) {
     const tree::Task& task = t.tree.tasks()[k];
@@ -781,6 +794,7 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
     if (!self_pidfd) return sys_error("restore: pidfd_open of ckpt itself");
     st.ckpt_pidfd = self_pidfd.get();
   }
+  TRY_CTX(write_spawn_plan(st, *p.boot_data), "restore pid {}", pid);
   // With --pidns, killing the init kills its namespace: the whole tree.
   const pid_t init = o.pidns ? TRY_CTX(spawn_in_new_pidns(st, o.sibling), "restore pid {}", pid) : 0;
   if (!o.pidns) TRY_CTX(spawn(st), "restore pid {}", pid);

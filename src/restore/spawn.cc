@@ -4,47 +4,122 @@
 #include <signal.h>
 #include <linux/futex.h>
 #include <linux/sched.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/rseq.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <atomic>
+#include <algorithm>
 #include <cstring>
-#include <optional>
 
-#include "base/task_text.h"
 #include "arch/x86_64/start.h"
-#include "base/mapping.h"
-#include "pie/sys.h"
-#include "restore/fd_moves.h"
+#include "pie/restorer_blob.h"
 
 namespace ckpt::restore {
 
 namespace {
 
-constexpr int kStatusFd = 0, kGoFd = 1;  // indices in SpawnTask::temp_fds
-constexpr int kTidRetries = 200;          // 1 ms apart
+constexpr int kStatusFd = 0;         // indices in SpawnTask::temp_fds
+constexpr int kTidRetries = 200;     // 1 ms apart
+constexpr uint64_t kStack = 64 << 10;
 
-// The task's status pipe, or -1 for a zombie (its parent reports for it).
-CKPT_TASK_TEXT int status_fd(const SpawnTree& tree, const SpawnTask& t) {
-  return t.zombie ? -1 : tree.temp_fd_base + kStatusFd;
+// The plan being written: records appended to arrays, laid out one after
+// the other once all are known.
+template <typename T>
+uint32_t append(std::vector<T>& v, const T& x) {
+  v.push_back(x);
+  return static_cast<uint32_t>(v.size() - 1);
 }
 
-[[noreturn]] CKPT_TASK_TEXT void child_fail(const SpawnTree& tree, int status, const std::string& msg) {
-  if (status >= 0) (void)!write(status, msg.data(), msg.size());
-  __atomic_store_n(&tree.barrier->failed, 1, __ATOMIC_RELEASE);
-  syscall(SYS_futex, &tree.barrier->arrived, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
-  syscall(SYS_futex, &tree.barrier->joined, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
-  _exit(127);
+struct PlanArrays {
+  std::vector<abi::SpawnTaskArg> tasks;
+  std::vector<uint32_t> children;
+  std::vector<abi::FdOp> fd_ops;
+  std::vector<int32_t> late;
+  std::vector<abi::StepArg> steps;
+  std::vector<abi::PremapSlotArg> slots;
+  std::vector<abi::PremapReadArg> reads;
+  std::vector<uint64_t> drops;  // start, end pairs
+  std::vector<abi::SpawnThreadArg> threads;
+  std::string strings;
+
+  uint32_t string(const std::string& s) {
+    const auto at = static_cast<uint32_t>(strings.size());
+    strings.append(s).push_back('\0');
+    return at;
+  }
+};
+
+void plan_live(const SpawnTask& t, PlanArrays& a, abi::SpawnTaskArg& r) {
+  r.status_fd = t.temp_fds[kStatusFd];
+  r.cwd = a.string(t.cwd);
+  r.first_fd_op = static_cast<uint32_t>(a.fd_ops.size());
+  r.nr_fd_ops = static_cast<uint32_t>(t.fd_ops.size());
+  a.fd_ops.insert(a.fd_ops.end(), t.fd_ops.begin(), t.fd_ops.end());
+  r.first_late = static_cast<uint32_t>(a.late.size());
+  for (const files::PreparedFd& f : t.fds->fds)
+    if (f.late) a.late.push_back(f.fd);
+  r.nr_late = static_cast<uint32_t>(a.late.size()) - r.first_late;
+  r.first_step = static_cast<uint32_t>(a.steps.size());
+  for (const files::InTaskStep& s : t.fds->steps)
+    a.steps.push_back({.op = s.op == files::InTaskStep::Op::EpollAdd ? abi::StepArg::kEpollAdd : abi::StepArg::kPosixLock,
+                       .fd = s.fd,
+                       .target = s.target,
+                       .source = s.source,
+                       .events = s.events,
+                       .write = s.write,
+                       .data = s.data,
+                       .start = s.start,
+                       .len = s.len});
+  r.nr_steps = static_cast<uint32_t>(a.steps.size()) - r.first_step;
+  r.first_slot = static_cast<uint32_t>(a.slots.size());
+  if (t.premap)
+    for (const PremapSlot& s : t.premap->slots) {
+      abi::PremapSlotArg sa{.at = s.at, .start = s.start, .end = s.end, .create = s.create, .map_flags = s.map_flags};
+      sa.first_read = static_cast<uint32_t>(a.reads.size());
+      sa.nr_reads = static_cast<uint32_t>(s.reads.size());
+      for (const PremapRead& rd : s.reads)
+        a.reads.push_back({.fd = rd.fd, .check = rd.check, .vaddr = rd.vaddr, .len = rd.len, .off = rd.off,
+                           .crc32c = rd.crc32c, .file = a.string(*rd.file)});
+      sa.first_drop = static_cast<uint32_t>(a.drops.size() / 2);
+      sa.nr_drops = static_cast<uint32_t>(s.drop.size());
+      for (const Range& d : s.drop) a.drops.insert(a.drops.end(), {d.start, d.end});
+      a.slots.push_back(sa);
+    }
+  r.nr_slots = static_cast<uint32_t>(a.slots.size()) - r.first_slot;
+  r.boot_start = t.boot_start;
+  r.boot_size = t.boot_size;
+  r.data_offset = t.data_offset;
+  r.data_src = reinterpret_cast<uint64_t>(t.data.data());
+  r.data_size = t.data.size();
+  r.stack_top = t.stack_top;
+  r.entry = t.entry;
+  r.args = t.args;
+  r.thread_entry = t.thread_entry;
+  r.threads_ready = reinterpret_cast<uint64_t>(t.threads_ready);
+  r.first_thread = static_cast<uint32_t>(a.threads.size());
+  r.nr_threads = static_cast<uint32_t>(t.threads.size());
+  for (const SpawnTask::Thread& th : t.threads)
+    a.threads.push_back({.tid = th.tid, .stack_top = th.stack_top, .stack_size = th.stack_size, .arg = th.arg});
+}
+
+// Where each array goes after the header, 8-aligned.
+template <typename T>
+uint64_t place(uint64_t& off, const std::vector<T>& v) {
+  const uint64_t at = off;
+  off = (off + v.size() * sizeof(T) + 7) & ~uint64_t{7};
+  return at;
+}
+
+template <typename T>
+void put(uint8_t* base, uint64_t at, const std::vector<T>& v) {
+  if (!v.empty()) std::memcpy(base + at, v.data(), v.size() * sizeof(T));
 }
 
 // glibc registered rseq for this thread; the kernel would write to that area
-// on every return to user space after the restorer unmaps it (pitfall 3).
-CKPT_TASK_TEXT bool unregister_glibc_rseq() {
+// on every return to user space after the spawner unmaps it (pitfall 3).
+bool unregister_glibc_rseq() {
   if (__rseq_size == 0) return true;
   void* area = static_cast<char*>(__builtin_thread_pointer()) + __rseq_offset;
   for (unsigned len : {static_cast<unsigned>(__rseq_size), 32u})
@@ -52,321 +127,53 @@ CKPT_TASK_TEXT bool unregister_glibc_rseq() {
   return false;
 }
 
-// clone3 with one wanted PID. The PID of a task reaped a moment ago can stay
-// allocated for a short while after the last wait for it (seen about once in
-// 30 restores straight after a reap): it gets that while. Raw syscalls only
-// (no errno): a thread-making stream with the main thread's TLS calls it too.
-template <typename Clone>
-CKPT_TASK_TEXT long clone_with_pid(clone_args& a, pid_t want, Clone&& clone) {
-  a.set_tid = reinterpret_cast<uint64_t>(&want);
-  a.set_tid_size = 1;
-  long r = clone();
-  for (int tries = 0; r == -EEXIST && tries < kTidRetries; tries++) {
-    const struct timespec ms{0, 1000 * 1000};
-    pie::sys(SYS_nanosleep, &ms, nullptr);
-    r = clone();
+// The root, a fork of ckpt: into the spawner, with every signal blocked but
+// SIGTRAP (a breakpoint's forced SIGTRAP on a blocked signal would reset its
+// handler: pitfall 5); its children inherit the mask.
+[[noreturn]] void enter_spawner(const SpawnTree& tree) {
+  const uint64_t mask = ~0ULL & ~(1ULL << (SIGTRAP - 1));
+  long r = syscall(SYS_rt_sigprocmask, SIG_SETMASK, &mask, nullptr, 8) < 0 ? -errno : 0;
+  const char* what = "block signals";
+  if (r == 0) {
+    what = "unregister rseq";
+    r = unregister_glibc_rseq() ? 0 : -errno;
   }
-  return r;
+  if (r == 0)
+    arch::switch_stack_and_jump(tree.region->stack_top(), tree.region->blob() + pie::restorer::k_spawner_entry,
+                                reinterpret_cast<uint64_t>(tree.plan));
+  abi::SpawnFailure f{};
+  f.err = static_cast<int32_t>(-r);
+  std::strncpy(f.what, what, sizeof f.what - 1);
+  (void)!write(tree.tasks[0].temp_fds[kStatusFd], &f, sizeof f);
+  _exit(127);
 }
 
-CKPT_TASK_TEXT long raw_clone3(clone_args* a) {
-  long r = syscall(SYS_clone3, a, sizeof *a);
-  return r < 0 ? -errno : r;
-}
-
-CKPT_TASK_TEXT clone_args thread_args(const SpawnTask::Thread& t) {
-  clone_args a{};
-  a.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
-  a.stack = t.stack_top - t.stack_size;
-  a.stack_size = t.stack_size;
-  return a;
-}
-
-// Many threads are made by two: the main thread makes the first half, and
-// the first thread it makes makes the second half before it goes into the
-// blob as itself (10,000 threads: two streams of 5,000 clone3 calls, one on
-// each core). That thread runs ckpt's code on the stack of the thread it
-// becomes, with the main thread's TLS (no CLONE_SETTLS): raw syscalls only,
-// no errno, no sanitizer's per-thread state.
-constexpr size_t kTwoStreams = 64;
-
-// A thread that could not be made: its TID and the negative errno.
-struct ThreadFailure {
-  pid_t tid = 0;
-  long err = 0;
-};
-
-struct SecondStream {
-  const SpawnTask* task;
-  size_t from;                         // it makes threads [from, end)
-  std::atomic<pid_t> failed_tid{0};    // its first failure, 0: none
-  long failed_err = 0;                 // written before failed_tid
-};
-
-// Entered by a jump on a fresh stack: realigned as a call would have left it.
-[[noreturn, gnu::no_sanitize_address, gnu::force_align_arg_pointer]] CKPT_TASK_TEXT void second_stream(uint64_t arg) {
-  auto* s = reinterpret_cast<SecondStream*>(arg);
-  const SpawnTask& p = *s->task;
-  for (size_t i = s->from; i < p.threads.size(); i++) {
-    const SpawnTask::Thread& t = p.threads[i];
-    clone_args a = thread_args(t);
-    long r = clone_with_pid(a, t.tid, [&] { return arch::clone3_thread(&a, sizeof a, p.thread_entry, t.arg); });
-    if (r < 0) {
-      s->failed_err = r;
-      s->failed_tid.store(t.tid, std::memory_order_release);
-      // The count moves too, so that a main thread asleep on it wakes.
-      __atomic_add_fetch(p.threads_ready, 1, __ATOMIC_RELEASE);
-      pie::sys(SYS_futex, p.threads_ready, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
-      pie::sys(SYS_exit, 0);
-    }
-  }
-  reinterpret_cast<void (*)(uint64_t)>(p.thread_entry)(p.threads[0].arg);
-  __builtin_unreachable();
-}
-
-// The first thread that could not be made, if any.
-CKPT_TASK_TEXT std::optional<ThreadFailure> create_threads(const SpawnTask& p) {
-  const size_t n = p.threads.size();
-  SecondStream second{&p, n >= kTwoStreams ? n / 2 : n};
-  auto second_failed = [&]() -> std::optional<ThreadFailure> {
-    if (const pid_t tid = second.failed_tid.load(std::memory_order_acquire)) return ThreadFailure{tid, second.failed_err};
-    return std::nullopt;
-  };
-  for (size_t i = 0; i < second.from; i++) {
-    const SpawnTask::Thread& t = p.threads[i];
-    clone_args a = thread_args(t);
-    const bool starts_second = i == 0 && second.from < n;
-    const uint64_t entry = starts_second ? reinterpret_cast<uint64_t>(&second_stream) : p.thread_entry;
-    const uint64_t arg = starts_second ? reinterpret_cast<uint64_t>(&second) : t.arg;
-    long r = clone_with_pid(a, t.tid, [&] { return arch::clone3_thread(&a, sizeof a, entry, arg); });
-    if (r < 0) return ThreadFailure{t.tid, r};
-  }
-  // Until each has left arch::clone3_thread (and the second stream ckpt's
-  // code, and `second`), ckpt's code must stay mapped.
-  for (;;) {
-    if (auto f = second_failed()) return f;
-    const uint32_t seen = __atomic_load_n(p.threads_ready, __ATOMIC_ACQUIRE);
-    if (seen >= n) break;
-    syscall(SYS_futex, p.threads_ready, FUTEX_WAIT_PRIVATE, seen, nullptr, nullptr, 0);
-  }
-  return second_failed();
-}
-
-// Counts the task in, then waits until every task is: a futex barrier on
-// `counter`, left early if a task fails.
-CKPT_TASK_TEXT void barrier_phase(const SpawnTree& tree, uint32_t* counter, int status) {
-  const uint32_t all = tree.tasks.size();
-  if (__atomic_add_fetch(counter, 1, __ATOMIC_ACQ_REL) == all)
-    syscall(SYS_futex, counter, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
-  for (uint32_t seen; (seen = __atomic_load_n(counter, __ATOMIC_ACQUIRE)) < all;) {
-    if (__atomic_load_n(&tree.barrier->failed, __ATOMIC_ACQUIRE)) child_fail(tree, status, "");
-    syscall(SYS_futex, counter, FUTEX_WAIT, seen, nullptr, nullptr, 0);
-  }
-}
-
-// Every task of the tree exists and leads what it leads (helpers included):
-// groups led by others can be joined.
-CKPT_TASK_TEXT void wait_for_tree(const SpawnTree& tree, int status) { barrier_phase(tree, &tree.barrier->arrived, status); }
-
-// ckpt has opened what needs the tasks to exist (open_when_arrived).
-CKPT_TASK_TEXT void wait_for_late(const SpawnTree& tree, int status) {
-  if (tree.ckpt_pidfd < 0) return;
-  while (!__atomic_load_n(&tree.barrier->late_opened, __ATOMIC_ACQUIRE)) {
-    if (__atomic_load_n(&tree.barrier->failed, __ATOMIC_ACQUIRE)) child_fail(tree, status, "");
-    syscall(SYS_futex, &tree.barrier->late_opened, FUTEX_WAIT, 0, nullptr, nullptr, 0);
-  }
-}
-
-// The task is in its group. Only helpers wait for the others: a group whose
-// helper left before the last member joined would be gone.
-CKPT_TASK_TEXT void joined(const SpawnTree& tree, const SpawnTask& p, int status) {
-  if (!p.helper) {
-    if (__atomic_add_fetch(&tree.barrier->joined, 1, __ATOMIC_ACQ_REL) == tree.tasks.size())
-      syscall(SYS_futex, &tree.barrier->joined, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
-    return;
-  }
-  barrier_phase(tree, &tree.barrier->joined, status);
-}
-
-// Dies as the zombie did: its parent's wait() will get `status`. Nothing
-// may dump core on the way (a core file, or a core_pattern helper run).
-[[noreturn]] CKPT_TASK_TEXT void die_as(int status) {
-  if (WIFEXITED(status)) _exit(WEXITSTATUS(status));
-  const int sig = WTERMSIG(status);
-  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-  signal(sig, SIG_DFL);
-  sigset_t one;
-  sigemptyset(&one);
-  sigaddset(&one, sig);
-  sigprocmask(SIG_UNBLOCK, &one, nullptr);
-  kill(getpid(), sig);
-  _exit(126);  // a signal whose default is to go on: not a status a zombie can have
-}
-
-[[noreturn]] void task_main(const SpawnTree& tree, const SpawnTask& p);
-[[noreturn]] void helper_main(const SpawnTree& tree, const SpawnTask& h, int status);
-
-// Forks task `i` with its PID. `status` is the forking task's status pipe:
-// a helper, which has none, reports there.
-CKPT_TASK_TEXT void fork_task(const SpawnTree& tree, size_t i, int status) {
-  const SpawnTask& t = tree.tasks[i];
-  clone_args a{};
-  a.exit_signal = SIGCHLD;
-  long r = clone_with_pid(a, t.pid, [&] { return raw_clone3(&a); });
-  if (r == 0 && t.helper) helper_main(tree, t, status);
-  if (r == 0) task_main(tree, t);
-  if (r < 0)
-    child_fail(tree, status, r == -EEXIST ? fmt::format("pid {} is taken by another process (restore --pidns: into a new PID namespace)", t.pid)
-                                          : fmt::format("clone3 with pid {}: {}", t.pid, strerror(static_cast<int>(-r))));
-}
-
-// The zombies among the task's children have exited (not reaped: WNOWAIT)
-// with their dumped statuses, so their SIGCHLDs are pending before the
-// restorer flushes what is pending. Those a session's helper forked are the
-// task's children once the helper is reaped.
-CKPT_TASK_TEXT void wait_for_zombies(const SpawnTree& tree, const SpawnTask& p, int status) {
-  auto wait_for = [&](const SpawnTask& z) {
-    if (!z.zombie) return;
-    siginfo_t si{};
-    while (waitid(P_PID, z.pid, &si, WEXITED | WNOWAIT) < 0)
-      if (errno != EINTR) child_fail(tree, status, fmt::format("wait for zombie {}: {}", z.pid, strerror(errno)));
-    const int got = si.si_code == CLD_EXITED ? W_EXITCODE(si.si_status, 0) : W_EXITCODE(0, si.si_status);
-    if ((got & 0x7f7f) != (z.exit_status & 0x7f7f))
-      child_fail(tree, status, fmt::format("zombie {} exited with status {:#x}, not {:#x}", z.pid, got, z.exit_status));
-  };
-  for (int c : p.children) {
-    const SpawnTask& child = tree.tasks[c];
-    if (!child.helper) wait_for(child);
-    else
-      for (int a : child.children) wait_for(tree.tasks[a]);
-  }
-}
-
-// The task's helpers have exited once every task joined its group: reaped
-// here, before the task parks, so that its wait() never sees them (and the
-// restorer discards their SIGCHLD with what else is pending). The orphans a
-// session's helper left are the task's children by then.
-CKPT_TASK_TEXT void reap_helpers(const SpawnTree& tree, const SpawnTask& p, int status) {
-  bool adopted = false;
-  for (int c : p.children) {
-    const SpawnTask& h = tree.tasks[c];
-    if (!h.helper) continue;
-    int st = 0;
-    while (waitpid(h.pid, &st, 0) < 0)
-      if (errno != EINTR) child_fail(tree, status, fmt::format("reap helper {}: {}", h.pid, strerror(errno)));
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-      child_fail(tree, status, fmt::format("helper {} (leader of {} {}) failed: status {:#x}", h.pid,
-                                           h.joins.new_session ? "session" : "group", h.pid, st));
-    adopted |= !h.children.empty();
-  }
-  // The restorer sets the dumped value later.
-  if (adopted && prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) < 0)
-    child_fail(tree, status, fmt::format("pid {}: PR_SET_CHILD_SUBREAPER: {}", p.pid, strerror(errno)));
-}
-
-// Forks the children of task `p` (helpers included). Before a helper with
-// children exits, `p` must be a child subreaper: they are to become its own,
-// not the nearest subreaper's above (ckpt).
-CKPT_TASK_TEXT void fork_children(const SpawnTree& tree, const SpawnTask& p, int status) {
-  for (int c : p.children)
-    if (tree.tasks[c].helper && !tree.tasks[c].children.empty() && prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
-      child_fail(tree, status, fmt::format("pid {}: PR_SET_CHILD_SUBREAPER: {}", p.pid, strerror(errno)));
-  for (int c : p.children) fork_task(tree, c, status);
-}
-
-[[noreturn]] CKPT_TASK_TEXT void helper_main(const SpawnTree& tree, const SpawnTask& h, int status) {
-  if (h.joins.new_session && setsid() < 0)
-    child_fail(tree, status, fmt::format("helper {}: setsid: {}", h.pid, strerror(errno)));
-  if (h.joins.lead_group && setpgid(0, 0) < 0)
-    child_fail(tree, status, fmt::format("helper {}: lead process group {}: {}", h.pid, h.pid, strerror(errno)));
-  fork_children(tree, h, status);
-  wait_for_tree(tree, status);
-  joined(tree, h, status);
-  _exit(0);
-}
-
-[[noreturn]] CKPT_TASK_TEXT void task_main(const SpawnTree& tree, const SpawnTask& p) {
-  // ckpt's status pipe for this task stays where ckpt opened it until the
-  // fds move (step 3): use it there meanwhile.
-  const int base = tree.temp_fd_base;
-  const int early_status = p.zombie ? -1 : p.temp_fds[kStatusFd];
-
-  // 1. Every signal blocked but SIGTRAP: a breakpoint's forced SIGTRAP on a
-  //    blocked signal would reset its handler (pitfall 5). Children inherit it.
-  uint64_t mask = ~0ULL & ~(1ULL << (SIGTRAP - 1));
-  if (syscall(SYS_rt_sigprocmask, SIG_SETMASK, &mask, nullptr, 8) < 0)
-    child_fail(tree, early_status, fmt::format("block signals: {}", strerror(errno)));
-
-  // 2. Its session and group, its children, then the groups others lead.
-  if (p.joins.new_session && setsid() < 0)
-    child_fail(tree, early_status, fmt::format("pid {}: setsid: {}", p.pid, strerror(errno)));
-  if (p.joins.lead_group && setpgid(0, 0) < 0)
-    child_fail(tree, early_status, fmt::format("pid {}: lead its process group: {}", p.pid, strerror(errno)));
-  if (p.ctty_fd >= 0 && ioctl(p.ctty_fd, TIOCSCTTY, 0) < 0)
-    child_fail(tree, early_status, fmt::format("pid {}: take its controlling terminal (TIOCSCTTY): {}", p.pid,
-                                               strerror(errno)));
-  if (p.premap)
-    if (std::string err = fill_premapped(*p.premap); !err.empty()) child_fail(tree, early_status, err);
-  fork_children(tree, p, early_status);
-  wait_for_tree(tree, early_status);
-  wait_for_late(tree, early_status);
-  // SIGTTOU, which a background caller would get, is blocked (step 1).
-  if (p.ctty_fd >= 0 && p.foreground > 0 && ioctl(p.ctty_fd, TIOCSPGRP, &p.foreground) < 0)
-    child_fail(tree, early_status, fmt::format("pid {}: set the foreground process group {} of its terminal: {}",
-                                               p.pid, p.foreground, strerror(errno)));
-  const pid_t group = p.joins.join_restorer_group ? tree.restorer_pgid : p.joins.join_group;
-  if (group != 0 && setpgid(0, group) < 0)
-    child_fail(tree, early_status, fmt::format("pid {}: join process group {}: {}", p.pid, group, strerror(errno)));
-  joined(tree, p, early_status);
-  if (p.zombie) {
-    prctl(PR_SET_NAME, p.comm.c_str(), 0, 0, 0);
-    die_as(p.exit_status);
-  }
-  reap_helpers(tree, p, early_status);
-  wait_for_zombies(tree, p, early_status);
-
-  // 3. The task's fds take their numbers and its temporary fds go above
-  //    them, in as many fd slots as the highest of those or of ckpt's fds
-  //    (fd_moves.h); every other fd of ckpt is closed.
-  int status = early_status;
-  if (tree.ckpt_pidfd >= 0)
-    if (std::string err = files::take_late_fds(*p.fds, tree.ckpt_pidfd); !err.empty())
-      child_fail(tree, status, fmt::format("pid {}: {}", p.pid, err));
-  if (std::string err = run_fd_ops(p.fd_ops, &status); !err.empty()) child_fail(tree, status, err);
-  status = status_fd(tree, p);
-  if (std::string err = files::run_in_task(p.fds->steps); !err.empty())
-    child_fail(tree, status, fmt::format("pid {}: {}", p.pid, err));
-  if (chdir(p.cwd.c_str()) < 0) child_fail(tree, status, fmt::format("chdir {}: {}", p.cwd, strerror(errno)));
-
-  // 4. The boot region: the blob and what it is told.
-  void* m = mmap(reinterpret_cast<void*>(p.boot_start), p.boot_size, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-  if (m == MAP_FAILED)
-    child_fail(tree, status, fmt::format("map the boot region at {:#x}: {}", p.boot_start, strerror(errno)));
-  // Faulted in at once where a first touch is dear (a sigframe a thread:
-  // 10,000 threads' are 35 MB); the stacks fill as the threads use them.
-  prefault(m, p.data_offset + p.data.size());
-  std::memcpy(m, p.blob.data(), p.blob.size());
-  std::memcpy(static_cast<char*>(m) + p.data_offset, p.data.data(), p.data.size());
-  if (mprotect(m, p.data_offset, PROT_READ | PROT_EXEC) < 0)
-    child_fail(tree, status, fmt::format("protect the restorer blob: {}", strerror(errno)));
-
-  // 5. Threads: they inherit the mask above and no rseq registration (CLONE_VM).
-  if (!unregister_glibc_rseq()) child_fail(tree, status, fmt::format("unregister rseq: {}", strerror(errno)));
-  if (auto f = create_threads(p))
-    child_fail(tree, status, fmt::format("pid {}: create a thread with tid {}: {}", p.pid, f->tid,
-                                         strerror(static_cast<int>(-f->err))));
-
-  // 6. Parked until released.
-  // From the stack: a literal would be one more page of ckpt to fault in.
-  const char ready = 'R';
-  if (write(status, &ready, 1) != 1) _exit(125);
-  char go = 0;
-  if (read(base + kGoFd, &go, 1) != 1 || go != 'G') _exit(124);
-  arch::switch_stack_and_jump(p.stack_top, p.entry, p.args);
+// The blob's code part, as each boot region lays it out (zeros to its .bss's end).
+uint64_t code_size() {
+  return arch::page_up(std::max<uint64_t>(pie::restorer::image().size(), pie::restorer::k_blob_end));
 }
 
 }  // namespace
+
+Result<SpawnRegion> SpawnRegion::map() {
+  const auto blob = pie::restorer::image();
+  const uint64_t code = code_size();
+  UniqueFd fd(memfd_create("ckpt-restorer", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (!fd) return sys_error("memfd_create for the restorer blob");
+  if (ftruncate(fd.get(), static_cast<off_t>(code)) < 0 ||
+      pwrite(fd.get(), blob.data(), blob.size(), 0) != static_cast<ssize_t>(blob.size()))
+    return sys_error("write the restorer blob into its memfd");
+  if (fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0)
+    return sys_error("seal the restorer blob's memfd");
+  // The code over the start of a mapping as large as both, so that they
+  // stay side by side.
+  Mapping m = TRY_CTX(Mapping::anonymous(code + kStack), "map the spawner");
+  if (mmap(m.data(), code, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_FIXED, fd.get(), 0) == MAP_FAILED)
+    return sys_error("map the spawner's code");
+  return SpawnRegion(std::move(fd), std::move(m));
+}
+
+Range SpawnRegion::range() const { return {blob(), stack_top()}; }
 
 Result<void> plan_task_fds(SpawnTask& t, int temp_fd_base) {
   std::vector<FdMove> moves;
@@ -375,6 +182,87 @@ Result<void> plan_task_fds(SpawnTask& t, int temp_fd_base) {
   for (const files::PreparedFd& f : t.fds->fds) moves.push_back({f.fd, f.target, f.cloexec});
   t.fd_ops = TRY(plan_fd_moves(moves, t.temp_fds[kStatusFd]));
   return {};
+}
+
+Result<void> write_spawn_plan(SpawnTree& tree, BootDataPool& pool) {
+  PlanArrays a;
+  for (const SpawnTask& t : tree.tasks) {
+    abi::SpawnTaskArg r{};
+    r.pid = t.pid;
+    r.flags = (t.zombie ? abi::kSpawnZombie : 0) | (t.helper ? abi::kSpawnHelper : 0) |
+              (t.joins.new_session ? abi::kSpawnNewSession : 0) | (t.joins.lead_group ? abi::kSpawnLeadGroup : 0) |
+              (t.joins.join_restorer_group ? abi::kSpawnJoinRestorerGroup : 0);
+    r.join_group = t.joins.join_group;
+    r.exit_status = t.exit_status;
+    std::strncpy(r.comm, t.comm.c_str(), sizeof r.comm - 1);
+    r.ctty_fd = t.ctty_fd;
+    r.foreground = t.foreground;
+    r.first_child = static_cast<uint32_t>(a.children.size());
+    r.nr_children = static_cast<uint32_t>(t.children.size());
+    for (int c : t.children) a.children.push_back(static_cast<uint32_t>(c));
+    r.status_fd = -1;
+    if (!t.zombie && !t.helper) plan_live(t, a, r);
+    a.tasks.push_back(r);
+  }
+  std::vector<Range> keep = tree.keep;
+  std::sort(keep.begin(), keep.end(), [](const Range& x, const Range& y) { return x.start < y.start; });
+  abi::SpawnPlan h{};
+  if (keep.size() > std::size(h.keep)) return error(E2BIG, "spawn: {} ranges of ckpt to keep", keep.size());
+  h.version = abi::kSpawnAbiVersion;
+  h.nr_tasks = static_cast<uint32_t>(a.tasks.size());
+  h.temp_fd_base = tree.temp_fd_base;
+  h.restorer_pgid = tree.restorer_pgid;
+  h.ckpt_pidfd = tree.ckpt_pidfd;
+  h.barrier = reinterpret_cast<uint64_t>(tree.barrier);
+  h.blob_fd = tree.region->blob_fd();
+  h.blob_size = code_size();
+  for (const abi::SpawnTaskArg& r : a.tasks)
+    if (r.boot_size != 0 && r.data_offset != h.blob_size)
+      return error(EINVAL, "spawn: pid {}'s boot region has its data at {:#x}, not after the blob's {:#x} bytes", r.pid,
+                   r.data_offset, h.blob_size);
+  h.nr_keep = static_cast<uint32_t>(keep.size());
+  for (size_t i = 0; i < keep.size(); i++) {
+    h.keep[i][0] = arch::page_down(keep[i].start);
+    h.keep[i][1] = arch::page_up(keep[i].end);
+  }
+  uint64_t off = sizeof h;
+  h.tasks = place(off, a.tasks);
+  h.children = place(off, a.children);
+  h.fd_ops = place(off, a.fd_ops);
+  h.late = place(off, a.late);
+  h.steps = place(off, a.steps);
+  h.slots = place(off, a.slots);
+  h.reads = place(off, a.reads);
+  h.drops = place(off, a.drops);
+  h.threads = place(off, a.threads);
+  h.strings = off;
+  off += a.strings.size();
+  const std::span<uint8_t> mem = TRY_CTX(pool.take(off), "spawn: stage the plan");
+  uint8_t* base = mem.data();
+  std::memcpy(base, &h, sizeof h);
+  put(base, h.tasks, a.tasks);
+  put(base, h.children, a.children);
+  put(base, h.fd_ops, a.fd_ops);
+  put(base, h.late, a.late);
+  put(base, h.steps, a.steps);
+  put(base, h.slots, a.slots);
+  put(base, h.reads, a.reads);
+  put(base, h.drops, a.drops);
+  put(base, h.threads, a.threads);
+  std::memcpy(base + h.strings, a.strings.data(), a.strings.size());
+  tree.plan = reinterpret_cast<const abi::SpawnPlan*>(base);
+  return {};
+}
+
+std::string status_text(std::string_view said) {
+  if (said == "R") return "";
+  if (said.size() == sizeof(abi::SpawnFailure)) {
+    abi::SpawnFailure f;
+    std::memcpy(&f, said.data(), sizeof f);
+    const std::string what(f.what, strnlen(f.what, sizeof f.what));
+    return f.err ? Error{f.err, what}.str() : what;
+  }
+  return std::string(said);
 }
 
 Result<bool> open_when_arrived(const SpawnTree& tree, const std::function<Result<void>()>& open) {
@@ -410,8 +298,18 @@ Result<pid_t> spawn(const SpawnTree& tree) {
   clone_args a{};
   a.flags = tree.sibling ? CLONE_PARENT : 0;
   a.exit_signal = tree.sibling ? 0 : SIGCHLD;
-  long r = clone_with_pid(a, root.pid, [&] { return raw_clone3(&a); });
-  if (r == 0) task_main(tree, root);
+  pid_t want = root.pid;
+  a.set_tid = reinterpret_cast<uint64_t>(&want);
+  a.set_tid_size = 1;
+  // The PID of a task reaped a moment ago can stay allocated for a short
+  // while after the last wait for it (seen about once in 30 restores
+  // straight after a reap): it gets that while.
+  long r = arch::raw_syscall(SYS_clone3, reinterpret_cast<long>(&a), sizeof a);
+  for (int tries = 0; r == -EEXIST && tries < kTidRetries; tries++) {
+    usleep(1000);
+    r = arch::raw_syscall(SYS_clone3, reinterpret_cast<long>(&a), sizeof a);
+  }
+  if (r == 0) enter_spawner(tree);
   if (r == -EEXIST)
     return error(EEXIST, "pid {} is taken by another process (restore --pidns: into a new PID namespace)", root.pid);
   if (r < 0) return error(static_cast<int>(-r), "clone3 with pid {}", root.pid);

@@ -1,11 +1,15 @@
 // Creating the tasks that become the restored tree. ckpt clone3()s the root
-// with its dumped PID; each task, still running ckpt's code in its copy of
-// ckpt, takes its session and group, lays out the memory its children
-// share with it (restore/premap.h), forks its own children with theirs (so
-// that every parent is the dumped one), waits until the whole tree exists to
-// join the groups led by others, and then either exits as the zombie it was
-// or puts its fds in place, maps its boot region, creates its threads and
-// parks until ckpt, its tracer by then, releases it into the restorer blob.
+// with its dumped PID; the root leaves ckpt's code for the spawner
+// (src/pie/spawner.cc, in the restorer blob, which ckpt maps for it) and
+// unmaps the rest of ckpt, so that every other task is a fork of a few
+// pages. Each task, in the spawner, takes its session and group, lays out
+// the memory its children share with it (restore/premap.h), forks its own
+// children with theirs (so that every parent is the dumped one), waits until
+// the whole tree exists to join the groups led by others, and then either
+// exits as the zombie it was or maps its boot region, puts its fds in place,
+// creates its threads and parks until ckpt, its tracer by then, releases it
+// into the restorer. ckpt plans all of it here and writes it down for the
+// spawner (pie/spawn_abi.h).
 #pragma once
 
 #include <sys/types.h>
@@ -17,6 +21,8 @@
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "files/files.h"
+#include "pie/spawn_abi.h"
+#include "restore/boot_region.h"
 #include "restore/fd_moves.h"
 #include "restore/premap.h"
 #include "tree/tree.h"
@@ -53,7 +59,7 @@ struct SpawnTask {
   // The boot region, mapped by the task itself: the blob's code, then its
   // data at data_offset.
   uint64_t boot_start = 0, boot_size = 0, data_offset = 0;
-  std::span<const uint8_t> blob, data;
+  std::span<const uint8_t> data;  // staged in the pool
   uint64_t stack_top = 0, entry = 0, args = 0;
   // The other threads, created with their TIDs right before parking, each
   // waiting in the blob at `thread_entry(arg)` on its own stack.
@@ -69,12 +75,28 @@ struct SpawnTask {
   uint32_t* threads_ready = nullptr;
 };
 
-// Where the tasks meet: a page of memory shared by ckpt and every task.
-struct SpawnBarrier {
-  uint32_t arrived;      // tasks that exist, with the sessions and groups they lead
-  uint32_t joined;       // tasks in their groups: helpers may exit
-  uint32_t failed;       // a task failed: the others give up
-  uint32_t late_opened;  // ckpt opened the descriptions that need the tasks (files.h: open_late)
+using SpawnBarrier = abi::SpawnBarrier;
+
+// Where the spawner runs: the restorer blob, in a memfd of its own, and a
+// stack. Mapped by ckpt before the boot regions are laid out (none lands on
+// it); every task inherits it (the stack copy on write) and its restorer
+// unmaps it. Each task maps its boot region's code from the same memfd:
+// pages of the page cache every task shares, neither copied nor
+// write-protected (an mprotect that takes write access from pages in
+// memory flushes the TLB, which costs ~0.1 ms on a guest with shadow page
+// tables).
+class SpawnRegion {
+ public:
+  static Result<SpawnRegion> map();
+  Range range() const;
+  uint64_t blob() const { return reinterpret_cast<uint64_t>(m_.data()); }
+  uint64_t stack_top() const { return blob() + m_.size(); }
+  int blob_fd() const { return fd_.get(); }
+
+ private:
+  SpawnRegion(UniqueFd fd, Mapping m) : fd_(std::move(fd)), m_(std::move(m)) {}
+  UniqueFd fd_;
+  Mapping m_;
 };
 
 struct SpawnTree {
@@ -88,6 +110,12 @@ struct SpawnTree {
   // late_opened after the barrier (a zombie too, whose pidfd may be one of
   // them) and takes them from ckpt. -1: none.
   int ckpt_pidfd = -1;
+  // The spawner: where it runs, and what the root keeps of ckpt's memory
+  // (the region, the staging pool, the premap window, the barrier, the
+  // kernel's special mappings).
+  const SpawnRegion* region = nullptr;
+  std::vector<Range> keep;
+  const abi::SpawnPlan* plan = nullptr;  // write_spawn_plan's
 };
 
 // Plans a live task's fd moves, once its temp_fds and fds are set.
@@ -98,8 +126,16 @@ Result<void> plan_task_fds(SpawnTask& t, int temp_fd_base);
 // Returns false if a task failed before all arrived (its status pipe says why).
 Result<bool> open_when_arrived(const SpawnTree& tree, const std::function<Result<void>()>& open);
 
+// The spawner's plan of `tree`, staged in `pool` (memory every task
+// inherits): tree.plan.
+Result<void> write_spawn_plan(SpawnTree& tree, BootDataPool& pool);
+
+// What a task's status pipe said: "" once it is parked ("R"), else why not
+// (an abi::SpawnFailure, or the text of a PID namespace's init).
+std::string status_text(std::string_view said);
+
 // Forks the root, which forks the rest (helpers included). Each live task then writes "R" on
-// its status pipe (or an error text, and exits) and waits for one byte on
+// its status pipe (or an abi::SpawnFailure, and exits) and waits for one byte on
 // its go pipe; its other threads wait in the blob.
 Result<pid_t> spawn(const SpawnTree& tree);
 

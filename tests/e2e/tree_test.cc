@@ -217,6 +217,41 @@ INSTANTIATE_TEST_SUITE_P(
                       ProbeCase{"breakpoint-probe-waits", "the kernel is turning its perf hooks on"}),
     [](const ::testing::TestParamInfo<ProbeCase>& i) { return i.index == 0 ? std::string("says_no") : std::string("waits"); });
 
+// The tasks are forked by the spawner from a root that has unmapped ckpt:
+// parked, each maps nothing of ckpt's (its executable, libc, heap, stack),
+// only what the spawner and its restorer use. A killed ckpt then takes
+// every task with it.
+TEST(TreeSpawner, ParkedTasksHoldNothingOfCkpt) {
+  Harness h;
+  const SevenTasks t = start_tree(h);
+  ASSERT_GT(t.root, 0);
+  ASSERT_EQ(t.tasks.size(), 7u);
+  std::vector<pid_t> live;
+  for (pid_t p : t.tasks)
+    if (proc_state(p) != 'Z') live.push_back(p);
+  CkptRun d = h.ckpt({"dump", "-t", std::to_string(t.root), "-D", h.images()});
+  ASSERT_EQ(d.exit_code(), 0) << d.err;
+  h.wait_child(t.root);
+  reap_all(t.tasks);
+  char exe[PATH_MAX];
+  ASSERT_NE(realpath(ckpt_bin(), exe), nullptr);
+  setenv("CKPT_FAULT", "hang:release", 1);
+  const pid_t r = h.ckpt_background({"restore", "-D", h.images(), "-d"});
+  unsetenv("CKPT_FAULT");
+  ASSERT_TRUE(wait_in_syscall(r, SYS_pause)) << "ckpt never reached its hang before the release";
+  for (pid_t p : live) {
+    const std::string maps = read_text(fmt::format("/proc/{}/maps", p));
+    EXPECT_FALSE(maps.empty()) << "pid " << p;
+    for (const std::string& ckpts : {std::string(exe), std::string("libc.so"), std::string("[heap]"),
+                                      std::string("[stack]")})
+      EXPECT_EQ(maps.find(ckpts), std::string::npos) << "pid " << p << " maps " << ckpts << ":\n" << maps;
+  }
+  kill(r, SIGKILL);
+  h.wait_ckpt(r);
+  reap_all(t.tasks);
+  for (pid_t p : t.tasks) EXPECT_FALSE(alive(p)) << "pid " << p;
+}
+
 // Every task as it was, untraced; then the tree checks itself and passes.
 void expect_tree_as_it_was(Harness& h, const SevenTasks& t) {
   std::this_thread::sleep_for(50ms);

@@ -356,7 +356,7 @@ TEST_P(BootRegionLayout, Layout) {
   const uint64_t stacks = BootRegion::kStackSize + (tc.threads - 1) * BootRegion::kThreadStackSize;
   EXPECT_EQ(b.start(), start);
   EXPECT_EQ(b.size(), BootRegion::size_for(tc.blob, tc.data, tc.threads));
-  EXPECT_EQ(b.size(), page_up(tc.blob) + page_up(tc.data) + stacks);
+  EXPECT_EQ(b.size(), page_up(tc.blob) + page_up(tc.data) + abi::kBounceSize + stacks);
   EXPECT_EQ(b.size() % P, 0u);
   EXPECT_EQ(b.end(), start + b.size());
   // The args follow the blob on the next page boundary.
@@ -366,19 +366,21 @@ TEST_P(BootRegionLayout, Layout) {
   EXPECT_EQ(b.args_addr(), start + b.data_offset());
   EXPECT_EQ(b.data().size(), page_up(tc.data));
   const uint64_t data_end = b.args_addr() + b.data().size();
-  // The stacks are what is left above the data; the main one grows down from
-  // the end.
+  // The bounce buffer right above the data, the stacks above it; the main
+  // one grows down from the end.
+  EXPECT_EQ(b.bounce(), data_end);
+  const uint64_t bounce_end = data_end + abi::kBounceSize;
   EXPECT_EQ(b.stack_top(), b.end());
   EXPECT_EQ(b.stack_top() % 16, 0u);
-  EXPECT_EQ(b.end() - data_end, stacks);
+  EXPECT_EQ(b.end() - bounce_end, stacks);
   // Each other thread has kThreadStackSize bytes of its own, below the main
   // stack, above the data, no two overlapping.
-  std::vector<Range> used{{b.end() - BootRegion::kStackSize, b.end()}, {start, data_end}};
+  std::vector<Range> used{{b.end() - BootRegion::kStackSize, b.end()}, {start, bounce_end}};
   for (uint64_t i = 1; i < tc.threads; i++) {
     const uint64_t top = b.thread_stack_top(i);
     EXPECT_EQ(top % 16, 0u) << "thread " << i;
     const Range stack{top - BootRegion::kThreadStackSize, top};
-    EXPECT_GE(stack.start, data_end) << "thread " << i;
+    EXPECT_GE(stack.start, bounce_end) << "thread " << i;
     EXPECT_LE(stack.end, b.end()) << "thread " << i;
     for (const Range& u : used)
       EXPECT_FALSE(stack.overlaps(u)) << fmt::format("thread {} stack {:#x}-{:#x} overlaps {:#x}-{:#x}", i,

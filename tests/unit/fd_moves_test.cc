@@ -15,6 +15,7 @@
 #include <map>
 #include <vector>
 
+#include "pie/fd_ops.h"
 #include "restore/fd_moves.h"
 
 namespace ckpt::restore {
@@ -49,7 +50,9 @@ int run(const std::vector<FdMove>& moves) {
     if (setrlimit(RLIMIT_NOFILE, &rl) < 0) _exit(11);
     int watch = moves[0].from;
     auto ops = plan_fd_moves(all, watch);
-    if (!ops || !run_fd_ops(*ops, &watch).empty()) _exit(12);
+    if (!ops) _exit(12);
+    for (const FdOp& op : *ops)
+      if (pie::run_fd_op(op, &watch).failed) _exit(12);
     for (const FdMove& m : moves) {
       if (!same_file(m.to, ref[m.from])) _exit(13);
       if (((fcntl(m.to, F_GETFD) & FD_CLOEXEC) != 0) != m.cloexec) _exit(14);

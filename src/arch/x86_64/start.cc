@@ -1,13 +1,12 @@
 #include "arch/x86_64/start.h"
 
-#include "base/task_text.h"
-
 extern "C" long ckpt_clone3_thread(clone_args* args, size_t size, uint64_t entry, uint64_t arg);
 
 // System V arguments: rdi args, rsi size, rdx entry, rcx arg. The syscall
 // takes rdi and rsi as they are and clobbers rcx and r11, so entry and arg
 // wait in r8 and r9, which the kernel keeps (and the child inherits).
-asm(".pushsection " CKPT_TASK_SECTION R"(, "ax", @progbits
+asm(R"(
+  .pushsection .text
   .globl ckpt_clone3_thread
   .type ckpt_clone3_thread, @function
 ckpt_clone3_thread:
@@ -26,11 +25,11 @@ ckpt_clone3_thread:
 
 namespace ckpt::arch {
 
-CKPT_TASK_TEXT long clone3_thread(clone_args* args, size_t size, uint64_t entry, uint64_t arg) {
+long clone3_thread(clone_args* args, size_t size, uint64_t entry, uint64_t arg) {
   return ckpt_clone3_thread(args, size, entry, arg);
 }
 
-CKPT_TASK_TEXT void switch_stack_and_jump(uint64_t stack_top, uint64_t entry, uint64_t arg) {
+void switch_stack_and_jump(uint64_t stack_top, uint64_t entry, uint64_t arg) {
   asm volatile(
       "mov %0, %%rsp\n\t"
       "jmp *%1\n\t" ::"r"(stack_top),

@@ -22,6 +22,7 @@
 #include <linux/wait.h>
 #include <asm-generic/ioctls.h>
 
+#include "arch/x86_64/clone3_thread.h"
 #include "pie/crc32c.h"
 #include "pie/fd_ops.h"
 #include "pie/spawn_abi.h"
@@ -31,27 +32,12 @@ using namespace ckpt::abi;
 using pie::sys;
 
 extern "C" {
-// Below: clone3 for a thread that starts at `entry(arg)` on the stack args gives it.
+// arch/x86_64/clone3_thread.h
 long spawner_clone3_thread(clone_args* args, uint64_t size, uint64_t entry, uint64_t arg);
 [[noreturn]] void spawner_main(const SpawnPlan* p);
 }
 
-asm(R"(
-  .text
-  .globl spawner_clone3_thread
-  .type spawner_clone3_thread, @function
-spawner_clone3_thread:
-  mov %rdx, %r8
-  mov %rcx, %r9
-  mov $435, %eax
-  syscall
-  test %rax, %rax
-  jnz 1f
-  mov %r9, %rdi
-  jmp *%r8
-1:
-  ret
-)");
+asm(CKPT_CLONE3_THREAD_ASM("spawner_clone3_thread"));
 
 namespace {
 

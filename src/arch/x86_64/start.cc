@@ -1,27 +1,10 @@
 #include "arch/x86_64/start.h"
 
+#include "arch/x86_64/clone3_thread.h"
+
 extern "C" long ckpt_clone3_thread(clone_args* args, size_t size, uint64_t entry, uint64_t arg);
 
-// System V arguments: rdi args, rsi size, rdx entry, rcx arg. The syscall
-// takes rdi and rsi as they are and clobbers rcx and r11, so entry and arg
-// wait in r8 and r9, which the kernel keeps (and the child inherits).
-asm(R"(
-  .pushsection .text
-  .globl ckpt_clone3_thread
-  .type ckpt_clone3_thread, @function
-ckpt_clone3_thread:
-  mov %rdx, %r8
-  mov %rcx, %r9
-  mov $435, %eax          /* __NR_clone3 */
-  syscall
-  test %rax, %rax
-  jnz 1f
-  mov %r9, %rdi
-  jmp *%r8
-1:
-  ret
-  .popsection
-)");
+asm(CKPT_CLONE3_THREAD_ASM("ckpt_clone3_thread"));
 
 namespace ckpt::arch {
 

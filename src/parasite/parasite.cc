@@ -16,6 +16,7 @@
 #include "base/fs.h"
 #include "base/scm.h"
 #include "arch/x86_64/sigframe.h"
+#include "arch/x86_64/uapi.h"
 #include "arch/x86_64/xsave.h"
 #include "pie/parasite_blob.h"
 #include "proc/status.h"
@@ -30,7 +31,6 @@ constexpr size_t kStack = 64 << 10;
 constexpr size_t kVisitStack = 16 << 10;
 constexpr size_t kPipeSize = 1 << 20;  // fs.pipe-max-size's default: more needs CAP_SYS_RESOURCE
 constexpr uint64_t kEflagsDf = 1 << 10;
-constexpr unsigned kMfdExec = 0x10;  // Linux 6.3: executable even under vm.memfd_noexec=1
 
 // Where things are in the shared mapping: the blob, its arguments, the
 // daemon's frame and stack, then a frame and a stack per visit slot, each
@@ -138,7 +138,7 @@ Result<void> Parasite::map_into_task() {
   const std::string name(kMemfdPath.substr(kMemfdPath.find(':') + 1));
   TRY(t.write_mem(scratch, name.c_str(), name.size() + 1));
   TRY(faults_->at("remote"));  // hang:remote parks ckpt with the thread hijacked
-  long memfd = TRY(rs.call(SYS_memfd_create, {scratch.raw(), MFD_CLOEXEC | kMfdExec}));
+  long memfd = TRY(rs.call(SYS_memfd_create, {scratch.raw(), MFD_CLOEXEC | uapi::kMfdNoexecSeal}));
   if (memfd == -EINVAL) memfd = TRY(rs.call(SYS_memfd_create, {scratch.raw(), MFD_CLOEXEC}));
   if (memfd < 0) return error(static_cast<int>(-memfd), "task {}: remote memfd_create", pid);
   undo.memfd = static_cast<int>(memfd);

@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "arch/x86_64/start.h"
+#include "arch/x86_64/uapi.h"
 #include "pie/restorer_blob.h"
 
 namespace ckpt::restore {
@@ -158,7 +159,8 @@ uint64_t code_size() {
 Result<SpawnRegion> SpawnRegion::map() {
   const auto blob = pie::restorer::image();
   const uint64_t code = code_size();
-  UniqueFd fd(memfd_create("ckpt-restorer", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  UniqueFd fd(memfd_create("ckpt-restorer", MFD_CLOEXEC | MFD_ALLOW_SEALING | uapi::kMfdNoexecSeal));
+  if (!fd && errno == EINVAL) fd = UniqueFd(memfd_create("ckpt-restorer", MFD_CLOEXEC | MFD_ALLOW_SEALING));
   if (!fd) return sys_error("memfd_create for the restorer blob");
   if (ftruncate(fd.get(), static_cast<off_t>(code)) < 0 ||
       pwrite(fd.get(), blob.data(), blob.size(), 0) != static_cast<ssize_t>(blob.size()))

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -297,6 +298,37 @@ TEST(PidNsOptions, PidfdsRefused) {
   // All of them, reparented to this subreaper as they go.
   while (waitpid(-1, nullptr, 0) > 0 || errno == EINTR) {
   }
+}
+
+// A PID namespace whose vm.memfd_noexec is 2: memfd_create refuses MFD_EXEC
+// there. ckpt maps its parasite's and its restorer's memfds executable but
+// never executes them as files, so it makes them MFD_NOEXEC_SEAL, which
+// every setting allows; the dump refused the parasite's with EACCES before.
+// Dumped and restored inside such a namespace, the counter goes on.
+TEST(MemfdNoexec, DumpAndRestoreWhereMemfdsMayNotBeExecutable) {
+  if (access("/proc/sys/vm/memfd_noexec", F_OK) != 0) GTEST_SKIP() << "no vm.memfd_noexec (Linux < 6.3)";
+  Harness h;
+  const std::string dir = h.dir();
+  const std::string script = fmt::format(R"(
+echo 2 > /proc/sys/vm/memfd_noexec || exit 90
+setsid {wl} {dir}/nx.ready > {dir}/nx.log 2>&1 &
+while [ ! -s {dir}/nx.ready ]; do sleep 0.01; done
+pid=$(cat {dir}/nx.ready)
+{ckpt} dump -t $pid -D {dir}/img > {dir}/dump.out 2>&1 || exit 91
+wait $pid
+{ckpt} restore -D {dir}/img -d > {dir}/restore.out 2>&1 || exit 92
+sleep 0.3
+kill -TERM $pid
+while kill -0 $pid 2>/dev/null; do sleep 0.01; done
+grep -q "PASS counter" {dir}/nx.log || exit 93
+)",
+                                         fmt::arg("wl", CKPT_WORKLOADS "/wl_counter"), fmt::arg("dir", dir),
+                                         fmt::arg("ckpt", ckpt_bin()));
+  ASSERT_EQ(mkdir((dir + "/img").c_str(), 0700), 0);
+  const int st = std::system(fmt::format("unshare --pid --fork --mount-proc /bin/sh -c '{}'", script).c_str());
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0)
+      << "status " << st << "\ndump: " << read_text(dir + "/dump.out") << "\nrestore: " << read_text(dir + "/restore.out")
+      << "\nworkload: " << read_text(dir + "/nx.log");
 }
 
 }  // namespace

@@ -97,6 +97,13 @@ inline constexpr long kPtraceGetSyscallUserDispatchConfig = 0x4211;
 inline constexpr uint8_t kSyscallDispatchAllow = 0;
 inline constexpr uint8_t kSyscallDispatchBlock = 1;
 
+// --- memfd_create flags (Linux 6.3) -------------------------------------------
+// include/uapi/linux/memfd.h. A memfd that can never be made executable
+// (execve, chmod +x), which every vm.memfd_noexec setting allows: 2 refuses
+// MFD_EXEC. It may still be mapped PROT_EXEC, all ckpt does with its
+// parasite's and its restorer's. An older kernel refuses the flag (EINVAL).
+inline constexpr unsigned kMfdNoexecSeal = 0x8;
+
 // --- Agreement with newer system headers, when they are present --------------
 #ifdef PAGEMAP_SCAN
 static_assert(kPagemapScan == PAGEMAP_SCAN);
@@ -114,6 +121,9 @@ static_assert(kUffdFeatureWpAsync == UFFD_FEATURE_WP_ASYNC);
 #ifdef PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG
 static_assert(kPtraceGetSyscallUserDispatchConfig == PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG);
 static_assert(kPtraceSetSyscallUserDispatchConfig == PTRACE_SET_SYSCALL_USER_DISPATCH_CONFIG);
+#endif
+#ifdef MFD_NOEXEC_SEAL
+static_assert(kMfdNoexecSeal == MFD_NOEXEC_SEAL);
 #endif
 #ifdef UFFD_FEATURE_WP_UNPOPULATED
 static_assert(kUffdFeatureWpUnpopulated == UFFD_FEATURE_WP_UNPOPULATED);

@@ -20,6 +20,7 @@
 #include "arch/x86_64/cpu_now.h"
 #include "pie/abi.h"
 #include "pie/crc32c.h"
+#include "pie/mem.h"
 #include "pie/sys.h"
 
 using namespace ckpt::abi;
@@ -35,7 +36,6 @@ long rst_barrier(long tgid, long tid, uint32_t how);
 
 namespace {
 
-constexpr uint64_t kTaskSizeMax = (1ULL << 47) - 4096;
 constexpr long kArchSetGs = 0x1001, kArchSetFs = 0x1002;
 
 [[noreturn]] void fail(ThreadArg* t, RestorerStep step, long ret, uint64_t addr = 0, uint64_t len = 0) {
@@ -57,12 +57,8 @@ ThreadArg* threads(RestorerArgs* a) { return reinterpret_cast<ThreadArg*>(a->thr
 
 // Unmap everything but the ranges in a->keep (sorted by ckpt).
 void unmap_all_but_keep(RestorerArgs* a, ThreadArg* t) {
-  uint64_t cur = 0;
-  for (uint32_t i = 0; i <= a->nr_keep; i++) {
-    uint64_t next = i < a->nr_keep ? a->keep[i][0] : kTaskSizeMax;
-    if (next > cur) MUST(t, kStepUnmap, sys(__NR_munmap, cur, next - cur), cur, next - cur);
-    if (i < a->nr_keep) cur = a->keep[i][1];
-  }
+  uint64_t at = 0, len = 0;
+  if (long r = pie::unmap_all_but(a->keep, a->nr_keep, &at, &len)) fail(t, kStepUnmap, r, at, len);
 }
 
 // The slots the task filled before it forked, into place; the window, with
@@ -157,15 +153,6 @@ void map_vmas(RestorerArgs* a, ThreadArg* t) {
 //    a range is not page-aligned, the copy faults as ever.
 constexpr uint64_t kChunk = kBounceSize;
 
-void populate(uint64_t addr, uint64_t len) {
-  constexpr int kMadvPopulateWrite = 23;
-  (void)sys(__NR_madvise, addr, len, kMadvPopulateWrite);
-}
-
-void copy(uint64_t dst, const uint8_t* src, uint64_t n) {
-  asm volatile("rep movsb" : "+D"(dst), "+S"(src), "+c"(n) : : "memory");
-}
-
 // Reads `n` bytes at `off` of `fd` into `buf`, whole.
 void read_chunk(ThreadArg* t, long fd, uint8_t* buf, uint64_t n, uint64_t off) {
   for (uint64_t got = 0; got < n;) {
@@ -202,9 +189,9 @@ void read_pages(RestorerArgs* a, ThreadArg* t, uint8_t* buf) {
     for (uint64_t got = want; next < a->nr_runs && !runs[next].skip;) {
       const uint64_t size = runs[next].nr_pages * ps;
       const uint64_t take = size - done < got ? size - done : got;
-      if (done == 0) populate(runs[next].vaddr, size);
+      if (done == 0) pie::populate(runs[next].vaddr, size);
       crc = pie::crc32c(crc, src, take);
-      copy(runs[next].vaddr + done, src, take);
+      pie::copy(runs[next].vaddr + done, src, take);
       src += take;
       done += take;
       got -= take;
@@ -228,13 +215,13 @@ void read_inherited(RestorerArgs* a, ThreadArg* t, uint8_t* buf) {
     if (runs[i].vaddr >= populated) {
       uint64_t end = runs[i].vaddr + runs[i].len;
       for (uint32_t j = i + 1; j < a->nr_inherited && runs[j].vaddr == end; j++) end += runs[j].len;
-      populate(runs[i].vaddr, end - runs[i].vaddr);
+      pie::populate(runs[i].vaddr, end - runs[i].vaddr);
       populated = end;
     }
     for (uint64_t done = 0; done < runs[i].len;) {
       const uint64_t n = runs[i].len - done < kChunk ? runs[i].len - done : kChunk;
       read_chunk(t, runs[i].fd, buf, n, runs[i].off + done);
-      copy(runs[i].vaddr + done, buf, n);
+      pie::copy(runs[i].vaddr + done, buf, n);
       done += n;
     }
   }

@@ -23,8 +23,10 @@
 #include <asm-generic/ioctls.h>
 
 #include "arch/x86_64/clone3_thread.h"
+#include "pie/clone_pid.h"
 #include "pie/crc32c.h"
 #include "pie/fd_ops.h"
+#include "pie/mem.h"
 #include "pie/spawn_abi.h"
 #include "pie/sys.h"
 
@@ -41,9 +43,7 @@ asm(CKPT_CLONE3_THREAD_ASM("spawner_clone3_thread"));
 
 namespace {
 
-constexpr uint64_t kTaskSizeMax = (1ULL << 47) - 4096;
 constexpr int kStatusFd = 0, kGoFd = 1;  // above temp_fd_base, once the fds moved
-constexpr int kTidRetries = 200;          // 1 ms apart
 constexpr long kEexist = 17, kEintr = 4;
 
 template <typename T>
@@ -53,10 +53,6 @@ const T* at(const SpawnPlan* p, uint64_t off) {
 const SpawnTaskArg& task(const SpawnPlan* p, uint32_t i) { return at<SpawnTaskArg>(p, p->tasks)[i]; }
 const char* str(const SpawnPlan* p, uint32_t off) { return at<char>(p, p->strings) + off; }
 SpawnBarrier* barrier(const SpawnPlan* p) { return reinterpret_cast<SpawnBarrier*>(p->barrier); }
-
-void copy(void* dst, const void* src, uint64_t n) {
-  asm volatile("rep movsb" : "+D"(dst), "+S"(src), "+c"(n) : : "memory");
-}
 
 // What failed, in words (ckpt adds the errno's).
 class Text {
@@ -98,10 +94,9 @@ class Text {
 
 void wake_all(uint32_t* f) { sys(__NR_futex, f, FUTEX_WAKE, 0x7fffffff, 0, 0, 0); }
 
-// ret: the failed call's (negative errno), or 0 where no errno tells more.
-[[noreturn]] void fail(const SpawnPlan* p, int status, long ret, Text& what) {
-  const SpawnFailure& f = what.failure(ret);
-  if (status >= 0) sys(__NR_write, status, &f, sizeof f);
+// The others are told to give up, and the task exits: in silence, its
+// status pipe closing without its "R" (another task's failure says why).
+[[noreturn]] void give_up(const SpawnPlan* p) {
   SpawnBarrier* b = barrier(p);
   __atomic_store_n(&b->failed, 1, __ATOMIC_RELEASE);
   wake_all(&b->arrived);
@@ -109,59 +104,45 @@ void wake_all(uint32_t* f) { sys(__NR_futex, f, FUTEX_WAKE, 0x7fffffff, 0, 0, 0)
   sys(__NR_exit_group, 127);
   __builtin_unreachable();
 }
+
+// ret: the failed call's (negative errno), or 0 where no errno tells more.
+[[noreturn]] void fail(const SpawnPlan* p, int status, long ret, Text& what) {
+  const SpawnFailure& f = what.failure(ret);
+  if (status >= 0) sys(__NR_write, status, &f, sizeof f);
+  give_up(p);
+}
 [[noreturn]] void fail(const SpawnPlan* p, int status, long ret, Text&& what) { fail(p, status, ret, what); }
-[[noreturn]] void give_up(const SpawnPlan* p, int status) { fail(p, status, 0, Text()); }
-
-void sleep_ms() {
-  const struct {
-    long sec, nsec;
-  } ms{0, 1000 * 1000};
-  sys(__NR_nanosleep, &ms, 0);
-}
-
-// clone3 with one wanted PID. The PID of a task reaped a moment ago can stay
-// allocated for a short while after the last wait for it: it gets that while.
-long clone_with_pid(clone_args& a, int32_t want) {
-  a.set_tid = reinterpret_cast<uint64_t>(&want);
-  a.set_tid_size = 1;
-  long r = sys(__NR_clone3, &a, sizeof a);
-  for (int tries = 0; r == -kEexist && tries < kTidRetries; tries++) {
-    sleep_ms();
-    r = sys(__NR_clone3, &a, sizeof a);
-  }
-  return r;
-}
 
 // Counts the task in, then waits until every task is: a futex barrier on
 // `counter`, left early if a task fails.
-void barrier_phase(const SpawnPlan* p, uint32_t* counter, int status) {
+void barrier_phase(const SpawnPlan* p, uint32_t* counter) {
   const uint32_t all = p->nr_tasks;
   if (__atomic_add_fetch(counter, 1, __ATOMIC_ACQ_REL) == all) wake_all(counter);
   for (uint32_t seen; (seen = __atomic_load_n(counter, __ATOMIC_ACQUIRE)) < all;) {
-    if (__atomic_load_n(&barrier(p)->failed, __ATOMIC_ACQUIRE)) give_up(p, status);
+    if (__atomic_load_n(&barrier(p)->failed, __ATOMIC_ACQUIRE)) give_up(p);
     sys(__NR_futex, counter, FUTEX_WAIT, seen, 0, 0, 0);
   }
 }
 
 // ckpt has opened what needs the tasks to exist (files.h: open_late).
-void wait_for_late(const SpawnPlan* p, int status) {
+void wait_for_late(const SpawnPlan* p) {
   if (p->ckpt_pidfd < 0) return;
   SpawnBarrier* b = barrier(p);
   while (!__atomic_load_n(&b->late_opened, __ATOMIC_ACQUIRE)) {
-    if (__atomic_load_n(&b->failed, __ATOMIC_ACQUIRE)) give_up(p, status);
+    if (__atomic_load_n(&b->failed, __ATOMIC_ACQUIRE)) give_up(p);
     sys(__NR_futex, &b->late_opened, FUTEX_WAIT, 0, 0, 0, 0);
   }
 }
 
 // The task is in its group. Only helpers wait for the others: a group whose
 // helper left before the last member joined would be gone.
-void joined(const SpawnPlan* p, const SpawnTaskArg& t, int status) {
+void joined(const SpawnPlan* p, const SpawnTaskArg& t) {
   SpawnBarrier* b = barrier(p);
   if (!(t.flags & kSpawnHelper)) {
     if (__atomic_add_fetch(&b->joined, 1, __ATOMIC_ACQ_REL) == p->nr_tasks) wake_all(&b->joined);
     return;
   }
-  barrier_phase(p, &b->joined, status);
+  barrier_phase(p, &b->joined);
 }
 
 // Dies as the zombie did: its parent's wait() will get `status`. Nothing
@@ -190,7 +171,7 @@ void fork_task(const SpawnPlan* p, uint32_t i, int status) {
   const SpawnTaskArg& t = task(p, i);
   clone_args a{};
   a.exit_signal = SIGCHLD;
-  const long r = clone_with_pid(a, t.pid);
+  const long r = pie::clone_with_pid(a, &t.pid, [&] { return sys(__NR_clone3, &a, sizeof a); });
   if (r == 0 && (t.flags & kSpawnHelper)) helper_main(p, i, status);
   if (r == 0) task_main(p, i);
   if (r == -kEexist)
@@ -271,8 +252,8 @@ void reap_helpers(const SpawnPlan* p, const SpawnTaskArg& t, int status) {
     if (long r = sys(__NR_setpgid, 0, 0); r < 0)
       fail(p, status, r, Text().s("helper ").d(h.pid).s(": lead process group ").d(h.pid));
   fork_children(p, h, status);
-  barrier_phase(p, &barrier(p)->arrived, status);
-  joined(p, h, status);
+  barrier_phase(p, &barrier(p)->arrived);
+  joined(p, h);
   sys(__NR_exit_group, 0);
   __builtin_unreachable();
 }
@@ -297,8 +278,7 @@ void fill_premapped(const SpawnPlan* p, const SpawnTaskArg& t, int status) {
     for (uint32_t j = 0; j < s.nr_reads; j++) {
       const PremapReadArg& rd = at<PremapReadArg>(p, p->reads)[s.first_read + j];
       uint8_t* dst = reinterpret_cast<uint8_t*>(to(rd.vaddr));
-      constexpr int kMadvPopulateWrite = 23;
-      sys(__NR_madvise, dst, rd.len, kMadvPopulateWrite);  // best effort: one call, not a fault a page
+      pie::populate(to(rd.vaddr), rd.len);
       for (uint64_t got = 0; got < rd.len;) {
         const long r = sys(__NR_pread64, rd.fd, dst + got, rd.len - got, rd.off + got);
         if (r == -kEintr) continue;
@@ -404,14 +384,7 @@ clone_args thread_args(const SpawnThreadArg& th) {
 
 long clone_thread(const SpawnThreadArg& th, uint64_t entry, uint64_t arg) {
   clone_args a = thread_args(th);
-  a.set_tid = reinterpret_cast<uint64_t>(&th.tid);
-  a.set_tid_size = 1;
-  long r = spawner_clone3_thread(&a, sizeof a, entry, arg);
-  for (int tries = 0; r == -kEexist && tries < kTidRetries; tries++) {
-    sleep_ms();
-    r = spawner_clone3_thread(&a, sizeof a, entry, arg);
-  }
-  return r;
+  return pie::clone_with_pid(a, &th.tid, [&] { return spawner_clone3_thread(&a, sizeof a, entry, arg); });
 }
 
 // Entered by a jump on a fresh stack: realigned as a call would have left it.
@@ -477,9 +450,8 @@ void map_boot_region(const SpawnPlan* p, const SpawnTaskArg& t, int status) {
          data);
   // Faulted in at once where a first touch is dear (a sigframe a thread:
   // 10,000 threads' are 35 MB); the stacks fill as the threads use them.
-  constexpr int kMadvPopulateWrite = 23;
-  sys(__NR_madvise, data, (t.data_size + 4095) & ~4095ULL, kMadvPopulateWrite);
-  copy(reinterpret_cast<void*>(data), reinterpret_cast<const void*>(t.data_src), t.data_size);
+  pie::populate(data, t.data_size);
+  pie::copy(data, reinterpret_cast<const void*>(t.data_src), t.data_size);
 }
 
 [[noreturn]] void task_main(const SpawnPlan* p, uint32_t i) {
@@ -501,8 +473,8 @@ void map_boot_region(const SpawnPlan* p, const SpawnTaskArg& t, int status) {
       fail(p, status, r, Text().s("pid ").d(t.pid).s(": take its controlling terminal (TIOCSCTTY)"));
   fill_premapped(p, t, status);
   fork_children(p, t, status);
-  barrier_phase(p, &barrier(p)->arrived, status);
-  wait_for_late(p, status);
+  barrier_phase(p, &barrier(p)->arrived);
+  wait_for_late(p);
   // SIGTTOU, which a background caller would get, is blocked.
   if (t.ctty_fd >= 0 && t.foreground > 0)
     if (long r = sys(__NR_ioctl, t.ctty_fd, TIOCSPGRP, &t.foreground); r < 0)
@@ -512,7 +484,7 @@ void map_boot_region(const SpawnPlan* p, const SpawnTaskArg& t, int status) {
   if (group != 0)
     if (long r = sys(__NR_setpgid, 0, group); r < 0)
       fail(p, status, r, Text().s("pid ").d(t.pid).s(": join process group ").d(group));
-  joined(p, t, status);
+  joined(p, t);
   if (zombie) {
     sys(__NR_prctl, PR_SET_NAME, t.comm, 0, 0, 0);
     die_as(t.exit_status);
@@ -559,13 +531,8 @@ extern "C" [[noreturn]] void spawner_main(const SpawnPlan* p) {
   if (p->version != kSpawnAbiVersion)
     fail(p, task(p, 0).status_fd, -22 /* EINVAL */,
          Text().s("the spawner's plan is of version ").d(p->version).s(", not ").d(kSpawnAbiVersion));
-  uint64_t cur = 0;
-  for (uint32_t i = 0; i <= p->nr_keep; i++) {
-    const uint64_t next = i < p->nr_keep ? p->keep[i][0] : kTaskSizeMax;
-    if (next > cur)
-      if (long r = sys(__NR_munmap, cur, next - cur); r < 0)
-        fail(p, task(p, 0).status_fd, r, Text().s("unmap ckpt's memory at ").x(cur).s(" (").d(next - cur).s(" bytes)"));
-    if (i < p->nr_keep && p->keep[i][1] > cur) cur = p->keep[i][1];
-  }
+  uint64_t at = 0, len = 0;
+  if (long r = pie::unmap_all_but(p->keep, p->nr_keep, &at, &len))
+    fail(p, task(p, 0).status_fd, r, Text().s("unmap ckpt's memory at ").x(at).s(" (").d(len).s(" bytes)"));
   task_main(p, 0);
 }

@@ -325,11 +325,11 @@ Result<void> wait_parked(std::vector<LiveTask>& live) {
       if (n < 0 && errno == EINTR) continue;
       done[i] = true;
       left--;
-      const std::string said = n > 0 ? status_text({buf, static_cast<size_t>(n)}) : "";
-      if (n > 0 && said.empty()) continue;
+      if (n == 1 && buf[0] == 'R') continue;
       if (n > 0 && !why)
         // Its own words name the cause, and the errno where there is one.
-        why = Error{0, fmt::format("pid {}: preparing the task failed: {}", live[i].images->pid, said)};
+        why = Error{0, fmt::format("pid {}: preparing the task failed: {}", live[i].images->pid,
+                                   failure_text({buf, static_cast<size_t>(n)}))};
       if (n <= 0 && !silent) silent = i;
     }
   }
@@ -547,7 +547,7 @@ Result<SpawnTree> plan_spawn(const TreeImages& t, const tree::JoinPlan& joins,
   st.keep.push_back(p.spawner->range());
   st.keep.push_back(p.boot_data->range());
   const auto shared_at = reinterpret_cast<uint64_t>(barrier);
-  st.keep.push_back({arch::page_down(shared_at), arch::page_up(shared_at + sizeof *barrier)});
+  st.keep.push_back({shared_at, shared_at + sizeof *barrier});
   for (const proc::MapEntry& m : own)
     if (kernel_special(m)) st.keep.push_back({m.start, m.end});
   const OwnCreds creds = TRY(read_own_creds());

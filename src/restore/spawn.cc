@@ -15,6 +15,7 @@
 
 #include "arch/x86_64/start.h"
 #include "arch/x86_64/uapi.h"
+#include "pie/clone_pid.h"
 #include "pie/restorer_blob.h"
 
 namespace ckpt::restore {
@@ -22,7 +23,6 @@ namespace ckpt::restore {
 namespace {
 
 constexpr int kStatusFd = 0;         // indices in SpawnTask::temp_fds
-constexpr int kTidRetries = 200;     // 1 ms apart
 constexpr uint64_t kStack = 64 << 10;
 
 // The plan being written: records appended to arrays, laid out one after
@@ -256,8 +256,7 @@ Result<void> write_spawn_plan(SpawnTree& tree, BootDataPool& pool) {
   return {};
 }
 
-std::string status_text(std::string_view said) {
-  if (said == "R") return "";
+std::string failure_text(std::string_view said) {
   if (said.size() == sizeof(abi::SpawnFailure)) {
     abi::SpawnFailure f;
     std::memcpy(&f, said.data(), sizeof f);
@@ -300,17 +299,8 @@ Result<pid_t> spawn(const SpawnTree& tree) {
   clone_args a{};
   a.flags = tree.sibling ? CLONE_PARENT : 0;
   a.exit_signal = tree.sibling ? 0 : SIGCHLD;
-  pid_t want = root.pid;
-  a.set_tid = reinterpret_cast<uint64_t>(&want);
-  a.set_tid_size = 1;
-  // The PID of a task reaped a moment ago can stay allocated for a short
-  // while after the last wait for it (seen about once in 30 restores
-  // straight after a reap): it gets that while.
-  long r = arch::raw_syscall(SYS_clone3, reinterpret_cast<long>(&a), sizeof a);
-  for (int tries = 0; r == -EEXIST && tries < kTidRetries; tries++) {
-    usleep(1000);
-    r = arch::raw_syscall(SYS_clone3, reinterpret_cast<long>(&a), sizeof a);
-  }
+  const int32_t want = root.pid;
+  const long r = ::pie::clone_with_pid(a, &want, [&] { return ::pie::sys(SYS_clone3, &a, sizeof a); });
   if (r == 0) enter_spawner(tree);
   if (r == -EEXIST)
     return error(EEXIST, "pid {} is taken by another process (restore --pidns: into a new PID namespace)", root.pid);

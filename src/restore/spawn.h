@@ -112,7 +112,7 @@ struct SpawnTree {
   int ckpt_pidfd = -1;
   // The spawner: where it runs, and what the root keeps of ckpt's memory
   // (the region, the staging pool, the premap window, the barrier, the
-  // kernel's special mappings).
+  // kernel's special mappings; whole pages of them).
   const SpawnRegion* region = nullptr;
   std::vector<Range> keep;
   const abi::SpawnPlan* plan = nullptr;  // write_spawn_plan's
@@ -130,9 +130,9 @@ Result<bool> open_when_arrived(const SpawnTree& tree, const std::function<Result
 // inherits): tree.plan.
 Result<void> write_spawn_plan(SpawnTree& tree, BootDataPool& pool);
 
-// What a task's status pipe said: "" once it is parked ("R"), else why not
-// (an abi::SpawnFailure, or the text of a PID namespace's init).
-std::string status_text(std::string_view said);
+// What a task's status pipe said instead of its "R": an abi::SpawnFailure,
+// or the text of a PID namespace's init.
+std::string failure_text(std::string_view said);
 
 // Forks the root, which forks the rest (helpers included). Each live task then writes "R" on
 // its status pipe (or an abi::SpawnFailure, and exits) and waits for one byte on

@@ -306,7 +306,8 @@ TEST(PidNsOptions, PidfdsRefused) {
 // every setting allows; the dump refused the parasite's with EACCES before.
 // Dumped and restored inside such a namespace, the counter goes on.
 TEST(MemfdNoexec, DumpAndRestoreWhereMemfdsMayNotBeExecutable) {
-  if (access("/proc/sys/vm/memfd_noexec", F_OK) != 0) GTEST_SKIP() << "no vm.memfd_noexec (Linux < 6.3)";
+  if (access("/proc/sys/vm/memfd_noexec", F_OK) != 0) GTEST_SKIP() << "this kernel has no vm.memfd_noexec (Linux < 6.3): no namespace can refuse an executable "
+                    "memfd here, so there is nothing to check";
   Harness h;
   const std::string dir = h.dir();
   const std::string script = fmt::format(R"(

@@ -8,7 +8,7 @@
 
 namespace ckpt::abi {
 
-inline constexpr uint32_t kRestorerAbiVersion = 18;
+inline constexpr uint32_t kRestorerAbiVersion = 19;
 inline constexpr int kCpuMaskWords = 16;  // 1024 CPUs
 inline constexpr uint64_t kBounceSize = 1 << 20;  // the restorer's reads of pages, at most
 inline constexpr int kMaxSignals = 64;
@@ -210,7 +210,6 @@ struct ThreadArg {
   int32_t tid;
   uint32_t nr_siginfo;
   uint64_t siginfo;   // SigInfoArg[nr_siginfo]: its thread-private queue
-  uint64_t sigframe;  // rsp for rt_sigreturn (points at the ucontext)
   uint64_t stack_top;
   uint64_t fs_base, gs_base;
   uint64_t ss_sp, ss_size;
@@ -258,7 +257,7 @@ struct ThreadArg {
 struct RestorerArgs {
   uint32_t version;
   uint32_t page_size;
-  // The boot region: blob, these args, arrays, sigframe and stack. Kept
+  // The boot region: blob, these args, arrays and stacks. Kept
   // mapped until ckpt unmaps it once the task is at its dumped registers.
   uint64_t boot_start;
   uint64_t boot_end;

@@ -27,7 +27,7 @@ using namespace ckpt::abi;
 using pie::sys;
 
 extern "C" {
-// In restorer_entry.S: loads the sigframe and issues rt_sigreturn.
+// In sigreturn.S: rsp = frame, rt_sigreturn; where the breakpoint goes.
 [[noreturn]] void rst_sigreturn(uint64_t frame, uint64_t cpu);
 // In sigreturn.S: the barrier where syscall-trace completion takes over
 // (src/ptrace/completion.h): int3, or tgkill(tgid, tid, SIGSTOP).
@@ -582,7 +582,11 @@ void restore_process(RestorerArgs* a, ThreadArg* t) {
   // would be flushed by a SIGSTOP: ckpt queues those after completion
   // (restore/traps.h).
   if (a->barrier) MUST(t, kStepStop, rst_barrier(threads(a)[0].tid, t->tid, a->barrier), 0, 0);
-  rst_sigreturn(t->sigframe, ckpt::arch::cpu_now());
+  // ckpt stops the thread at this call (breakpoint) or at the barrier above
+  // and loads its own state there: the rt_sigreturn never runs. Were it to,
+  // a frame at 0 faults, so a thread past ckpt dies instead of running on
+  // from the restorer's registers.
+  rst_sigreturn(0, ckpt::arch::cpu_now());
 }
 
 }  // namespace

@@ -8,8 +8,8 @@
 //   args  ->  +------------------------+
 //             | RestorerArgs (rw-)     |  abi.h
 //             | VmaArg[], PageRunArg[],|
-//             | SigInfoArg[], auxv     |
-//             | rt_sigframe + xsave    |  arch/x86_64/sigframe.h
+//             | ThreadArg[], auxv,     |
+//             | SigInfoArg[]           |
 //             +------------------------+
 //             | bounce buffer          |  1 MiB: the pages are read through it
 //             | thread stacks (N-1)    |  16 KiB each, for the other threads

@@ -16,7 +16,6 @@
 #include <tuple>
 
 #include "arch/x86_64/page.h"
-#include "arch/x86_64/sigframe.h"
 #include "base/check.h"
 #include "base/fs.h"
 #include "image/mempolicy.h"
@@ -385,7 +384,9 @@ Result<std::vector<ThreadPlan>> lay_out_data(const TaskImages& ti, const SysvPla
 
   TRY(put_timers_and_limits(ti.core, boot));
 
-  // Threads: ThreadArgs first (one array), then each one's signals and frame.
+  // Threads: ThreadArgs first (one array), then each one's signals. No
+  // sigframe: ckpt loads each thread's registers, xsave and mask itself where
+  // it stops before its rt_sigreturn (ptrace/completion.h), which never runs.
   std::vector<abi::ThreadArg> targs(nthreads);
   uint64_t threads_at = TRY(put(boot, targs.data(), targs.size()));
   uint32_t creds_barrier = 0;  // a thread other than the main one changes its credentials
@@ -435,16 +436,6 @@ Result<std::vector<ThreadPlan>> lay_out_data(const TaskImages& ti, const SysvPla
       t.set_loginuid = 1;
       t.loginuid = th.loginuid();
     }
-
-    arch::AltStackState ss{th.altstack().sp(), th.altstack().flags(), th.altstack().size()};
-    std::span<const uint8_t> xsave(reinterpret_cast<const uint8_t*>(th.xsave().data()), th.xsave().size());
-    uint8_t* w;
-    uint64_t frame_at = TRY(boot.alloc(0, 64, &w));
-    auto frame = TRY_CTX(arch::build_rt_sigframe(frame_at, tp.regs, xsave, tp.sigmask, ss), "thread {}", th.tid());
-    const uint64_t frame_got = TRY(boot.alloc(frame.size(), 64, &w));
-    CHECK(frame_got == frame_at);
-    std::memcpy(w, frame.data(), frame.size());
-    t.sigframe = frame_at + arch::rt_sigframe_rsp_offset();
 
     boot.write(tp.arg, &t, sizeof t);
     threads.push_back(tp);

@@ -8,7 +8,7 @@
 
 namespace ckpt::abi {
 
-inline constexpr uint32_t kRestorerAbiVersion = 19;
+inline constexpr uint32_t kRestorerAbiVersion = 20;
 inline constexpr int kCpuMaskWords = 16;  // 1024 CPUs
 inline constexpr uint64_t kBounceSize = 1 << 20;  // the restorer's reads of pages, at most
 inline constexpr int kMaxSignals = 64;
@@ -171,7 +171,6 @@ enum RestorerStep : int32_t {
   kStepSigaction,
   kStepSigaltstack,
   kStepQueueSignal,
-  kStepFsBase,
   kStepRseq,
   kStepRobustList,
   kStepComm,
@@ -211,7 +210,6 @@ struct ThreadArg {
   uint32_t nr_siginfo;
   uint64_t siginfo;   // SigInfoArg[nr_siginfo]: its thread-private queue
   uint64_t stack_top;
-  uint64_t fs_base, gs_base;
   uint64_t ss_sp, ss_size;
   int32_t ss_flags;
   uint32_t rseq_len;

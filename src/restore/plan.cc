@@ -399,8 +399,6 @@ Result<std::vector<ThreadPlan>> lay_out_data(const TaskImages& ti, const SysvPla
     t.tid = th.tid();
     std::tie(t.siginfo, t.nr_siginfo) = TRY_CTX(put_siginfo(boot, th.pending()), "thread {}", th.tid());
     t.stack_top = tp.stack_top;
-    t.fs_base = tp.regs.fs_base;
-    t.gs_base = tp.regs.gs_base;
     t.ss_sp = th.altstack().sp();
     t.ss_flags = th.altstack().flags();
     t.ss_size = th.altstack().size();

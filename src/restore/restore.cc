@@ -63,7 +63,7 @@ const char* step_name(int32_t step) {
   static constexpr const char* kNames[] = {
       "?", "check ABI version", "unmap ckpt's memory", "move the vDSO", "map a VMA", "read pages",
       "protect a VMA", "set mm fields (PR_SET_MM_MAP)", "install a sigaction", "set the alternate signal stack",
-      "queue a pending signal", "set fs/gs base", "register rseq", "set the robust futex list", "set the name",
+      "queue a pending signal", "register rseq", "set the robust futex list", "set the name",
       "apply madvise flags", "set a resource limit", "restore a timer", "set prctl state",
       "install a seccomp filter", "set credentials", "mlock a VMA", "mseal a VMA", "register with membarrier",
       "set mlockall flags for later mappings",

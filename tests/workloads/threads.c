@@ -5,8 +5,10 @@
  *
  * Each worker: names itself "w<idx>" (pthread_setname_np), sets its own
  * signal mask (SIGTERM plus a subset of SIGRTMIN..SIGRTMAX that is distinct
- * for every index), records gettid(), pthread_self() and the address of its
- * __thread counter, then loops: a few busy iterations, increment the TLS
+ * for every index) and its own GS base (ARCH_SET_GS: glibc leaves it 0, so
+ * a base no other thread has is kept only if restore puts it back), records
+ * gettid(), pthread_self() and the address of its __thread counter (its FS
+ * base), then loops: a few busy iterations, increment the TLS
  * counter, publish its value in a shared array, nanosleep 5 ms (every 4th
  * step sched_yield instead).
  *
@@ -20,7 +22,7 @@
  *   - every counter advanced past its baseline;
  *   - every worker checks itself on request (flag + spin/sleep handshake,
  *     held still until main released it): gettid(), pthread_self(), TLS
- *     address, signal mask (kernel view, exactly its pattern) and name
+ *     address, GS base, signal mask (kernel view, exactly its pattern) and name
  *     (prctl view) unchanged; while it is held, main reads the counter
  *     through the TLS address and compares it with the published value;
  *   - /proc/self/task/<tid>/comm and SigBlk match for every worker;
@@ -34,6 +36,7 @@
  */
 #include "workload.h"
 
+#include <asm/prctl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sys/prctl.h>
@@ -65,7 +68,8 @@ struct worker {
 	pthread_t got_self;
 	volatile uint64_t *got_tls_addr;
 	uint64_t got_mask;
-	int mask_err, name_err;
+	uint64_t got_gs;
+	int mask_err, name_err, gs_err;
 	char got_name[NAME_LEN];
 	uint64_t checked_value;
 } __attribute__((aligned(64)));
@@ -87,6 +91,12 @@ static uint64_t loops;
 
 static uint64_t *heap_buf; /* optional, see main() */
 static size_t heap_words;
+
+/* A GS base no other thread has: canonical, never dereferenced. */
+static uint64_t gs_base_of(int idx)
+{
+	return 0x7e5700000000ull + (uint64_t)idx * 0x1000;
+}
 
 static uint64_t heap_word(size_t i)
 {
@@ -135,6 +145,7 @@ static void self_check(struct worker *w)
 	w->got_self = pthread_self();
 	w->got_tls_addr = &tls_counter;
 	w->mask_err = get_blocked(&w->got_mask);
+	w->gs_err = syscall(SYS_arch_prctl, ARCH_GET_GS, &w->got_gs) != 0 ? errno : 0;
 	w->name_err = pthread_getname_np(pthread_self(), w->got_name, sizeof(w->got_name));
 	w->checked_value = tls_counter;
 	__atomic_store_n(&w->published, tls_counter, __ATOMIC_RELEASE);
@@ -161,6 +172,9 @@ static void *worker_main(void *arg)
 	e = pthread_sigmask(SIG_SETMASK, &set, NULL);
 	if (e != 0 && w->setup_err == 0)
 		w->setup_err = e;
+
+	if (syscall(SYS_arch_prctl, ARCH_SET_GS, gs_base_of(w->idx)) != 0 && w->setup_err == 0)
+		w->setup_err = errno;
 
 	w->tid = gettid();
 	w->self = pthread_self();
@@ -473,6 +487,11 @@ int main(int argc, char **argv)
 		if (w->got_tls_addr != w->tls_addr)
 			KIND_FAIL("worker %d: TLS counter at %p, expected %p", i,
 				  (void *)w->got_tls_addr, (void *)w->tls_addr);
+		if (w->gs_err)
+			KIND_FAIL("worker %d: ARCH_GET_GS: %s", i, wl_errname(w->gs_err));
+		else if (w->got_gs != gs_base_of(i))
+			KIND_FAIL("worker %d: GS base %#llx, expected %#llx", i,
+				  (unsigned long long)w->got_gs, (unsigned long long)gs_base_of(i));
 		if (w->mask_err)
 			KIND_FAIL("worker %d: rt_sigprocmask: %s", i, wl_errname(w->mask_err));
 		else if (w->got_mask != w->want_mask)

@@ -28,7 +28,7 @@ Result<std::string> read_at_most(int fd, const std::string& path, size_t len) {
   std::string out;
   int err = 0;
   out.resize_and_overwrite(len, [&](char* p, size_t n) {
-    if (n >= (1 << 20)) prefault(p, n);  // 10,000 threads' core image: 35 MB
+    if (n >= (1 << 20)) prefault(p, n);  // one fault instead of 256 a MiB
     size_t got = 0;
     while (got < n) {
       ssize_t k = ::read(fd, p + got, n - got);

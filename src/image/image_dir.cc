@@ -100,11 +100,12 @@ Result<void> ImageDir::write(const std::string& name, ImageKind kind, const goog
 
 Result<TempFile> ImageDir::write_temp(const std::string& name, ImageKind kind,
                                       const google::protobuf::MessageLite& msg) {
-  std::string bytes = frame(kind, msg);
+  const size_t size = kHeaderSize + msg.ByteSizeLong();
   // Nor may it be larger than a reader takes.
-  if (bytes.size() > kMaxImageBytes)
-    return error(EFBIG, "{}: {} bytes, more than a metadata image may hold ({})", file(name), bytes.size(),
-                 kMaxImageBytes);
+  if (size > kMaxImageBytes)
+    return error(EFBIG, "{}: {} bytes, more than a metadata image may hold ({})", file(name), size, kMaxImageBytes);
+  Buffer bytes = TRY_CTX(Buffer::make(size), "{}", file(name));
+  frame_into(kind, msg, bytes.data());
   // An image that restore could not read back must fail the dump, while the
   // task lives: proto3 refuses strings that are not UTF-8, and a file or a
   // thread may well have such a name.
@@ -117,7 +118,7 @@ Result<TempFile> ImageDir::write_temp(const std::string& name, ImageKind kind,
   return tmp;
 }
 
-Result<std::string> ImageDir::read_bytes(const std::string& name) const {
+Result<Buffer> ImageDir::read_bytes(const std::string& name) const {
   struct stat st;
   UniqueFd fd = TRY(dir_.open_read(name, &st));
   if (static_cast<uint64_t>(st.st_size) > kMaxImageBytes)
@@ -125,7 +126,9 @@ Result<std::string> ImageDir::read_bytes(const std::string& name) const {
                  kMaxImageBytes);
   // Its size as the open saw it: the frame says how long it must be, and
   // unframe() refuses anything shorter or longer.
-  return read_at_most(fd.get(), file(name), static_cast<size_t>(st.st_size));
+  Buffer bytes = TRY_CTX(Buffer::make(static_cast<size_t>(st.st_size)), "{}", file(name));
+  bytes.shrink(TRY_CTX(pread_full(fd.get(), bytes.data(), bytes.size(), 0), "read {}", file(name)));
+  return bytes;
 }
 
 Result<std::vector<std::string>> ImageDir::list_images() const {
@@ -153,8 +156,8 @@ Result<std::vector<std::string>> ImageDir::list_images() const {
 }
 
 Result<void> ImageDir::read(const std::string& name, ImageKind kind, google::protobuf::MessageLite* msg) const {
-  std::string bytes = TRY(read_bytes(name));
-  return unframe(file(name), bytes, kind, msg);
+  const Buffer bytes = TRY(read_bytes(name));
+  return unframe(file(name), bytes.view(), kind, msg);
 }
 
 }  // namespace ckpt::image

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "base/buffer.h"
 #include "base/dir.h"
 #include "base/result.h"
 #include "base/unique_fd.h"
@@ -75,7 +76,7 @@ class ImageDir {
   Result<TempFile> write_temp(const std::string& name, ImageKind kind, const google::protobuf::MessageLite& msg);
   Result<void> read(const std::string& name, ImageKind kind, google::protobuf::MessageLite* msg) const;
   // Whole file; refuses one larger than kMaxImageBytes.
-  Result<std::string> read_bytes(const std::string& name) const;
+  Result<Buffer> read_bytes(const std::string& name) const;
   // An image to read from, a regular file reached without a symlink.
   Result<UniqueFd> open_read(const std::string& name, struct stat* st = nullptr) const {
     return dir_.open_read(name, st);

@@ -57,22 +57,26 @@ const char* kind_name(ImageKind k) {
   return "unknown";
 }
 
+void frame_into(ImageKind kind, const google::protobuf::MessageLite& msg, char* out) {
+  const size_t length = msg.GetCachedSize();
+  auto* payload = reinterpret_cast<uint8_t*>(out + sizeof(Header));
+  msg.SerializeWithCachedSizesToArray(payload);
+  Header h{};
+  std::memcpy(h.magic, kMagic, sizeof kMagic);
+  h.version = kFormatVersion;
+  h.kind = static_cast<uint32_t>(kind);
+  h.length = length;
+  h.payload_crc = crc32c(payload, length);
+  h.header_crc = crc32c(&h, offsetof(Header, header_crc));
+  std::memcpy(out, &h, sizeof h);
+}
+
 std::string frame(ImageKind kind, const google::protobuf::MessageLite& msg) {
-  // One buffer, serialized into in place and never zero-filled first: a
-  // metadata image may carry 100 MiB of pipe data.
-  const size_t length = msg.ByteSizeLong();
+  // Serialized into in place and never zero-filled first: a metadata image
+  // may carry 100 MiB of pipe data.
   std::string out;
-  out.resize_and_overwrite(sizeof(Header) + length, [&](char* p, size_t n) {
-    auto* payload = reinterpret_cast<uint8_t*>(p + sizeof(Header));
-    msg.SerializeWithCachedSizesToArray(payload);
-    Header h{};
-    std::memcpy(h.magic, kMagic, sizeof kMagic);
-    h.version = kFormatVersion;
-    h.kind = static_cast<uint32_t>(kind);
-    h.length = length;
-    h.payload_crc = crc32c(payload, length);
-    h.header_crc = crc32c(&h, offsetof(Header, header_crc));
-    std::memcpy(p, &h, sizeof h);
+  out.resize_and_overwrite(sizeof(Header) + msg.ByteSizeLong(), [&](char* p, size_t n) {
+    frame_into(kind, msg, p);
     return n;
   });
   return out;

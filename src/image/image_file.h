@@ -39,6 +39,9 @@ const char* kind_name(ImageKind k);
 
 // Header + payload bytes of `msg`.
 std::string frame(ImageKind kind, const google::protobuf::MessageLite& msg);
+// The same into `out`, which holds kHeaderSize + msg.ByteSizeLong() bytes
+// (its sizes cached by that call).
+void frame_into(ImageKind kind, const google::protobuf::MessageLite& msg, char* out);
 // Checks header, length and checksum of `bytes` (the content of `name`) and
 // parses the payload into `msg`; errors name the file and the offset.
 Result<void> unframe(const std::string& name, std::string_view bytes, ImageKind kind,

@@ -368,11 +368,11 @@ Result<void> check_other(const ImageDir& dir, const std::string& name) {
     TRY(check_pages_file(dir.file(name), fd.get()));
     return {};
   }
-  std::string bytes = TRY(dir.read_bytes(name));
-  ImageKind kind = TRY(peek_kind(dir.file(name), bytes));
+  const Buffer bytes = TRY(dir.read_bytes(name));
+  ImageKind kind = TRY(peek_kind(dir.file(name), bytes.view()));
   auto msg = new_message(kind);
   if (!msg) return error(EINVAL, "{}: unknown image kind {} at offset 12", dir.file(name), static_cast<uint32_t>(kind));
-  return unframe(dir.file(name), bytes, kind, msg.get());
+  return unframe(dir.file(name), bytes.view(), kind, msg.get());
 }
 
 }  // namespace

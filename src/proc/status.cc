@@ -170,6 +170,7 @@ constexpr struct {
     {"TracerPid", true, status_pid<&Status::tracer_pid>},
     {"Seccomp", false, status_seccomp},
     {"VmLck", false, status_kib<&Status::vm_lck_kib>},
+    {"VmRSS", false, status_kib<&Status::rss_kib>},
     {"RssAnon", false, status_kib<&Status::rss_anon_kib>},
     {"Threads", true, status_threads},
     {"SigPnd", true, status_hex<&Status::sig_pnd>},

@@ -29,7 +29,8 @@ struct Status {
   // turned on ("shstk", "wrss"), blank-separated; empty without the line.
   std::vector<std::string> x86_thread_features;
   uint64_t vm_lck_kib = 0;    // VmLck: the size of its locked mappings
-  uint64_t rss_anon_kib = 0;  // RssAnon: its anonymous memory in RAM (none for a kernel thread)
+  uint64_t rss_kib = 0;       // VmRSS: all its memory in RAM (none for a kernel thread)
+  uint64_t rss_anon_kib = 0;  // RssAnon: of which anonymous
 };
 
 Result<Status> parse_status(std::string_view text);

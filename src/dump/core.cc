@@ -125,34 +125,14 @@ Result<void> collect_process_inside(Parasite& p, pid_t pid, img::TaskCore* core)
   return collect_posix_timers(p, pid, core);
 }
 
-// Per-thread state only the thread can tell: credentials, clear_child_tid,
-// sigaltstack, prctl state. Groups the parasite had no room for come from
-// /proc.
-Result<void> collect_thread_inside(const Parasite::ThreadReport& r, pid_t tid, img::ThreadCore* th) {
-  const abi::ThreadState& ts = *r.state;
-  img::Creds* c = th->mutable_creds();
-  for (uint32_t id : {ts.uids[0], ts.uids[1], ts.uids[2], ts.fsuid}) c->add_uids(id);
-  for (uint32_t id : {ts.gids[0], ts.gids[1], ts.gids[2], ts.fsgid}) c->add_gids(id);
-  if (r.groups.size() == ts.nr_groups) {
-    for (uint32_t g : r.groups) c->add_groups(g);
-  } else {
-    const proc::Status st = TRY(proc::read_status(tid));
-    if (st.groups.size() != ts.nr_groups)
-      return error(EAGAIN, "thread {}: {} supplementary groups in /proc, {} for the parasite", tid, st.groups.size(),
-                   ts.nr_groups);
-    for (gid_t g : st.groups) c->add_groups(g);
-  }
-  c->set_cap_inh(ts.cap_inh);
-  c->set_cap_prm(ts.cap_prm);
-  c->set_cap_eff(ts.cap_eff);
-  c->set_cap_bnd(ts.cap_bnd);
-  c->set_cap_amb(ts.cap_amb);
-  c->set_securebits(ts.securebits);
+// Per-thread state only the thread can tell: securebits, clear_child_tid,
+// sigaltstack, prctl state.
+void collect_thread_inside(const abi::ThreadState& ts, img::ThreadCore* th) {
+  th->mutable_creds()->set_securebits(ts.securebits);
   th->set_clear_child_tid(ts.clear_child_tid);
   th->mutable_altstack()->set_sp(ts.ss_sp);
   th->mutable_altstack()->set_flags(ts.ss_flags);
   th->mutable_altstack()->set_size(ts.ss_size);
-  th->set_no_new_privs(ts.no_new_privs != 0);
   th->set_timerslack_ns(ts.timerslack_ns);
   th->set_pdeathsig(ts.pdeathsig);
   for (uint32_t v : ts.speculation) th->add_speculation(v);
@@ -160,7 +140,6 @@ Result<void> collect_thread_inside(const Parasite::ThreadReport& r, pid_t tid, i
   th->set_mce_kill(ts.mce_kill);
   th->set_cpuid(ts.cpuid != 0);
   if (!image::is_default(ts.mempolicy)) *th->mutable_mempolicy() = image::to_image(ts.mempolicy);
-  return {};
 }
 
 // Seccomp filters, oldest first, of a thread whose mode /proc gave; a
@@ -265,6 +244,20 @@ Result<void> collect_thread_proc(pid_t pid, pid_t tid, img::ThreadCore* th, uint
   // backslash there, parse_status undoes it): one /proc file a thread less.
   const proc::Status st = TRY(proc::read_status(tid));
   th->set_comm(st.name);
+  // Its credentials but the securebits, here rather than from the parasite
+  // (parasite_abi.h: ThreadState).
+  if (st.uids.size() != 4 || st.gids.size() != 4)
+    return error(EINVAL, "/proc/{}/status shows no Uid or Gid line of 4 ids", tid);
+  img::Creds* c = th->mutable_creds();
+  for (uid_t id : st.uids) c->add_uids(id);
+  for (gid_t id : st.gids) c->add_gids(id);
+  for (gid_t g : st.groups) c->add_groups(g);
+  c->set_cap_inh(st.cap_inh);
+  c->set_cap_prm(st.cap_prm);
+  c->set_cap_eff(st.cap_eff);
+  c->set_cap_bnd(st.cap_bnd);
+  c->set_cap_amb(st.cap_amb);
+  th->set_no_new_privs(st.no_new_privs);
   *th->mutable_sched() = TRY(proc::read_sched(tid));
   th->set_ioprio(TRY(proc::read_ioprio(tid)));
   cpu_set_t cpus;
@@ -440,11 +433,10 @@ Result<void> collect_vma_policies(Parasite& p, img::MmImage* mm) {
   return {};
 }
 
-Result<void> collect_core_inside(Parasite& p, std::vector<Tracee>& threads, const Self& self, img::TaskCore* core) {
+Result<void> collect_core_inside(Parasite& p, std::vector<Tracee>& threads, img::TaskCore* core) {
   const pid_t pid = threads[0].tid();
-  const uint32_t last_cap = self.last_cap;
   TRY(collect_process_inside(p, pid, core));
-  TRY_CTX(collect_thread_inside(TRY(p.main_thread_state(last_cap)), pid, core->mutable_threads(0)), "thread {}", pid);
+  collect_thread_inside(*TRY_CTX(p.main_thread_state(), "thread {}", pid), core->mutable_threads(0));
   std::vector<Tracee*> others;
   std::vector<Parasite::KnownState> known;
   for (size_t i = 1; i < threads.size(); i++) {
@@ -452,8 +444,9 @@ Result<void> collect_core_inside(Parasite& p, std::vector<Tracee>& threads, cons
     others.push_back(&threads[i]);
     known.push_back({{reinterpret_cast<const uint8_t*>(th.xsave().data()), th.xsave().size()}, th.blocked()});
   }
-  return p.visit(others, last_cap, known, [&](size_t i, const Parasite::ThreadReport& r) {
-    return collect_thread_inside(r, threads[i + 1].tid(), core->mutable_threads(i + 1));
+  return p.visit(others, known, [&](size_t i, const abi::ThreadState& ts) -> Result<void> {
+    collect_thread_inside(ts, core->mutable_threads(i + 1));
+    return {};
   });
 }
 

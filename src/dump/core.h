@@ -24,7 +24,7 @@ Result<img::TaskCore> collect_core_proc(pid_t pid, const Self& self, files::File
 Result<void> collect_core_outside(std::vector<Tracee>& threads, const proc::Status& status, img::TaskCore* core);
 
 // What only the task can tell, from its parasite; fills in `core`.
-Result<void> collect_core_inside(Parasite& p, std::vector<Tracee>& threads, const Self& self, img::TaskCore* core);
+Result<void> collect_core_inside(Parasite& p, std::vector<Tracee>& threads, img::TaskCore* core);
 // The NUMA memory policy of each VMA (mbind), which only the task can read.
 Result<void> collect_vma_policies(Parasite& p, img::MmImage* mm);
 

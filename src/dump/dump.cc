@@ -418,7 +418,7 @@ Result<TaskDump> dump_task(const TreeDump& c, size_t tracer, std::vector<Tracee>
   Parasite parasite = TRY_CTX(Parasite::inject(threads[0], site, CompletionMode::SyscallTrace, log, o.faults),
                               "inject the parasite");
   TRY(o.faults.at("parasite", pid));
-  TRY(collect_core_inside(parasite, threads, self, &d.core));
+  TRY(collect_core_inside(parasite, threads, &d.core));
   if (!default_policies) TRY(collect_vma_policies(parasite, &d.mm));
   TRY(collect_cloexec(parasite, &d.fds));
   room.fix_image(&d.core);

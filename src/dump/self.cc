@@ -25,7 +25,6 @@ Result<Self> Self::read() {
   s.root_ino = root.st_ino;
   s.oom_score_adj = TRY(proc::read_oom_score_adj(getpid()));
   s.sys_resource = TRY(proc::read_status(getpid())).cap_eff & (1ULL << CAP_SYS_RESOURCE);
-  s.last_cap = TRY(proc::read_cap_last_cap());
   return s;
 }
 

@@ -23,7 +23,6 @@ struct Self {
   ino_t root_ino = 0;
   int32_t oom_score_adj = 0;
   bool sys_resource = false;  // CAP_SYS_RESOURCE in effect
-  uint32_t last_cap = 0;      // /proc/sys/kernel/cap_last_cap
 
   static Result<Self> read();
 };

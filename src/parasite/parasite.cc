@@ -60,7 +60,6 @@ const char* step_name(uint32_t step) {
     case abi::kPsRlimit: return "prlimit64";
     case abi::kPsPrctl: return "prctl";
     case abi::kPsTimer: return "timer_gettime";
-    case abi::kPsCreds: return "reading credentials";
     case abi::kPsAltstack: return "sigaltstack";
     case abi::kPsVmsplice: return "vmsplice";
     case abi::kPsSendmsg: return "sendmsg";
@@ -332,11 +331,9 @@ Result<const abi::ProcessState*> Parasite::process_state() {
   return &args()->process;
 }
 
-Result<Parasite::ThreadReport> Parasite::main_thread_state(uint32_t last_cap) {
-  args()->thread.state.last_cap = last_cap;
+Result<const abi::ThreadState*> Parasite::main_thread_state() {
   TRY(call(abi::kParasiteThread));
-  const abi::DaemonThread& d = args()->thread;
-  return ThreadReport{&d.state, {d.groups, std::min<size_t>(d.state.nr_groups, abi::kMaxGroups)}};
+  return &args()->thread;
 }
 
 Result<void> Parasite::visit_socket() {
@@ -350,19 +347,17 @@ Result<void> Parasite::visit_socket() {
   return {};
 }
 
-Result<void> Parasite::visit(std::span<Tracee* const> threads, uint32_t last_cap, std::span<const KnownState> known,
-                             const std::function<Result<void>(size_t, const ThreadReport&)>& take) {
+Result<void> Parasite::visit(std::span<Tracee* const> threads, std::span<const KnownState> known,
+                             const std::function<Result<void>(size_t, const abi::ThreadState&)>& take) {
   if (threads.empty()) return {};
   TRY(visit_socket());
   CHECK(threads.size() == known.size(), "task {}: {} threads, {} known states", leader_->tid(), threads.size(),
         known.size());
   for (size_t at = 0; at < threads.size(); at += abi::kVisitSlots) {
     const size_t n = std::min<size_t>(threads.size() - at, abi::kVisitSlots);
-    TRY(visit_batch(threads.subspan(at, n), last_cap, known.subspan(at, n)));
+    TRY(visit_batch(threads.subspan(at, n), known.subspan(at, n)));
     for (size_t i = 0; i < n; i++) {
-      const abi::VisitSlot& slot = args()->visits[i];
-      const ThreadReport report{&slot.state, {slot.groups, std::min<size_t>(slot.state.nr_groups, abi::kVisitGroups)}};
-      TRY_CTX(take(at + i, report), "thread {}", threads[at + i]->tid());
+      TRY_CTX(take(at + i, args()->visits[i].state), "thread {}", threads[at + i]->tid());
     }
   }
   return {};
@@ -375,7 +370,7 @@ Result<void> Parasite::visit(std::span<Tracee* const> threads, uint32_t last_cap
 // would end and the thread return through its slot's frame of its own
 // state. Every thread sent is taken back, whatever fails. The blob touches
 // no FPU state.
-Result<void> Parasite::visit_batch(std::span<Tracee* const> threads, uint32_t last_cap,
+Result<void> Parasite::visit_batch(std::span<Tracee* const> threads,
                                    std::span<const KnownState> known) {
   const Layout l = layout();
   std::vector<arch::Regs> saved;
@@ -390,7 +385,6 @@ Result<void> Parasite::visit_batch(std::span<Tracee* const> threads, uint32_t la
       TRY(put_frame(l.visit_frame(i), l.visit_frame_area, resume, known[i].xsave, known[i].sigmask));
       abi::VisitSlot& slot = args()->visits[i];
       slot.frame = (base_ + l.visit_frame(i) + arch::rt_sigframe_rsp_offset()).raw();
-      slot.state.last_cap = last_cap;
       slot.state.err = 0;
       const RemoteAddr slot_addr = base_ + static_cast<uint64_t>(reinterpret_cast<const char*>(&slot) - local_.data());
       saved.push_back(regs);

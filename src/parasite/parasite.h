@@ -73,18 +73,13 @@ class Parasite {
     std::span<const uint8_t> xsave;
     uint64_t sigmask;
   };
-  // A thread's state as the parasite read it, valid until the next call;
-  // groups: those that fit (fewer than state->nr_groups if not all did).
-  struct ThreadReport {
-    const abi::ThreadState* state;
-    std::span<const uint32_t> groups;
-  };
+  // A thread's state as the parasite read it, valid until the next call.
   // The main thread's, from the daemon.
-  Result<ThreadReport> main_thread_state(uint32_t last_cap);
+  Result<const abi::ThreadState*> main_thread_state();
   // The other stopped threads', kVisitSlots at a time, each visiting the
-  // blob on its own stack: `take(i, report)` for threads[i].
-  Result<void> visit(std::span<Tracee* const> threads, uint32_t last_cap, std::span<const KnownState> known,
-                     const std::function<Result<void>(size_t, const ThreadReport&)>& take);
+  // blob on its own stack: `take(i, state)` for threads[i].
+  Result<void> visit(std::span<Tracee* const> threads, std::span<const KnownState> known,
+                     const std::function<Result<void>(size_t, const abi::ThreadState&)>& take);
   // timer_gettime and timer_getoverrun of each id.
   Result<std::vector<abi::TimerState>> timers(std::span<const int32_t> ids);
   // The NUMA memory policy of the VMA at each policies[i].start, filled in.
@@ -144,7 +139,7 @@ class Parasite {
   Result<void> put_frame(size_t offset, size_t room, const arch::Regs& regs, std::span<const uint8_t> xsave,
                          uint64_t sigmask);
   Result<void> run_blob(Tracee& t, const arch::Regs& from, uint64_t entry, size_t stack_top, RemoteAddr arg2 = {});
-  Result<void> visit_batch(std::span<Tracee* const> threads, uint32_t last_cap, std::span<const KnownState> known);
+  Result<void> visit_batch(std::span<Tracee* const> threads, std::span<const KnownState> known);
   Result<void> visits_done(std::span<Tracee* const> threads, std::vector<bool>* stopped);
   Error explain(Tracee& t, const Stop& s) const;
   Result<void> rescue();

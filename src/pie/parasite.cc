@@ -10,7 +10,6 @@
 // built without SSE so that it leaves the FPU state alone.
 #include <asm/prctl.h>
 #include <asm/unistd.h>
-#include <linux/capability.h>
 #include <linux/prctl.h>
 #include <linux/signal.h>
 
@@ -129,30 +128,7 @@ void get_mempolicy(MemPolicyArg* p, bool vma, Failure& f, uint32_t index) {
   check(f, r, kPsMempolicy, index);
 }
 
-// `groups`: room for `room` of them; nr_groups tells how many there are.
-void collect_thread(ThreadState* t, uint32_t* groups, uint32_t room, Failure& f) {
-  check(f, sys(__NR_getresuid, &t->uids[0], &t->uids[1], &t->uids[2]), kPsCreds, 0);
-  check(f, sys(__NR_getresgid, &t->gids[0], &t->gids[1], &t->gids[2]), kPsCreds, 1);
-  // setfs[ug]id(-1) changes nothing and returns the current value.
-  t->fsuid = static_cast<uint32_t>(sys(__NR_setfsuid, -1));
-  t->fsgid = static_cast<uint32_t>(sys(__NR_setfsgid, -1));
-  long n = sys(__NR_getgroups, room, groups);
-  if (n == -22 /* EINVAL: more than room */) n = sys(__NR_getgroups, 0, 0);
-  if (check(f, n, kPsCreds, 2)) t->nr_groups = static_cast<uint32_t>(n);
-  __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
-  __user_cap_data_struct caps[2] = {};
-  check(f, sys(__NR_capget, &hdr, caps), kPsCreds, 3);
-  t->cap_eff = caps[0].effective | static_cast<uint64_t>(caps[1].effective) << 32;
-  t->cap_prm = caps[0].permitted | static_cast<uint64_t>(caps[1].permitted) << 32;
-  t->cap_inh = caps[0].inheritable | static_cast<uint64_t>(caps[1].inheritable) << 32;
-  t->cap_bnd = t->cap_amb = 0;
-  // An ambient capability is always permitted and inheritable: ask only for those.
-  const uint64_t may_be_ambient = t->cap_prm & t->cap_inh;
-  for (uint32_t cap = 0; cap <= t->last_cap && cap < 64; cap++) {
-    if (sys(__NR_prctl, PR_CAPBSET_READ, cap, 0, 0, 0) == 1) t->cap_bnd |= 1ULL << cap;
-    if ((may_be_ambient >> cap & 1) && sys(__NR_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, cap, 0, 0) == 1)
-      t->cap_amb |= 1ULL << cap;
-  }
+void collect_thread(ThreadState* t, Failure& f) {
   long r = sys(__NR_prctl, PR_GET_SECUREBITS, 0, 0, 0, 0);
   if (check(f, r, kPsPrctl, PR_GET_SECUREBITS)) t->securebits = static_cast<uint32_t>(r);
   check(f, sys(__NR_prctl, PR_GET_TID_ADDRESS, &t->clear_child_tid, 0, 0, 0), kPsPrctl, PR_GET_TID_ADDRESS);
@@ -167,8 +143,6 @@ void collect_thread(ThreadState* t, uint32_t* groups, uint32_t room, Failure& f)
     t->ss_flags = ss.flags;
     t->ss_size = ss.size;
   }
-  r = sys(__NR_prctl, PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0);
-  if (check(f, r, kPsPrctl, PR_GET_NO_NEW_PRIVS)) t->no_new_privs = static_cast<uint32_t>(r);
   r = sys(__NR_prctl, PR_GET_TIMERSLACK, 0, 0, 0, 0);
   if (check(f, r, kPsPrctl, PR_GET_TIMERSLACK)) t->timerslack_ns = static_cast<uint64_t>(r);
   check(f, sys(__NR_prctl, PR_GET_PDEATHSIG, &t->pdeathsig, 0, 0, 0), kPsPrctl, PR_GET_PDEATHSIG);
@@ -306,7 +280,7 @@ extern "C" [[noreturn]] void parasite_daemon(ParasiteArgs* a) {
     } else {
       switch (msg.cmd) {
         case kParasiteProcess: collect_process(a, f); break;
-        case kParasiteThread: collect_thread(&a->thread.state, a->thread.groups, kMaxGroups, f); break;
+        case kParasiteThread: collect_thread(&a->thread, f); break;
         case kParasiteTimers: collect_timers(a, msg.count, f); break;
         case kParasitePolicies: collect_policies(a, msg.count, f); break;
         case kParasiteFdFlags: collect_fd_flags(a, msg.count, f); break;
@@ -368,7 +342,7 @@ extern "C" [[noreturn]] void parasite_daemon(ParasiteArgs* a) {
 // task), but a wait ckpt interrupts, or that ends when ckpt is gone.
 extern "C" [[noreturn]] void parasite_thread_main(ParasiteArgs* a, VisitSlot* s) {
   Failure f;
-  collect_thread(&s->state, s->groups, kVisitGroups, f);
+  collect_thread(&s->state, f);
   s->state.err = f.err;
   s->state.step = f.step;
   const char done = 1;

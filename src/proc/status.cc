@@ -135,6 +135,11 @@ bool status_kib(std::string_view, std::string_view val, Status& s) {
   if (!val.ends_with(" kB")) return false;
   return parse_num(trim(val.substr(0, val.size() - 3)), 10, s.*Field);
 }
+bool status_no_new_privs(std::string_view, std::string_view val, Status& s) {
+  if (val != "0" && val != "1") return false;
+  s.no_new_privs = val == "1";
+  return true;
+}
 bool status_threads(std::string_view, std::string_view val, Status& s) {
   return parse_num(val, 10, s.threads) && s.threads >= 0;
 }
@@ -168,6 +173,7 @@ constexpr struct {
     {"Pid", true, status_pid<&Status::pid>},
     {"PPid", true, status_pid<&Status::ppid>},
     {"TracerPid", true, status_pid<&Status::tracer_pid>},
+    {"NoNewPrivs", false, status_no_new_privs},
     {"Seccomp", false, status_seccomp},
     {"VmLck", false, status_kib<&Status::vm_lck_kib>},
     {"VmRSS", false, status_kib<&Status::rss_kib>},

@@ -25,6 +25,7 @@ struct Status {
   std::vector<uid_t> uids;
   std::vector<gid_t> gids, groups;
   uint64_t cap_inh = 0, cap_prm = 0, cap_eff = 0, cap_bnd = 0, cap_amb = 0;
+  bool no_new_privs = false;
   // x86_Thread_features: the x86 user features arch_prctl(ARCH_SHSTK_ENABLE)
   // turned on ("shstk", "wrss"), blank-separated; empty without the line.
   std::vector<std::string> x86_thread_features;

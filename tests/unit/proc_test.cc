@@ -51,9 +51,11 @@ std::string show(const std::vector<MapEntry>& maps) {
 std::string show(const Status& s) {
   return fmt::format(
       "name='{}' state={} umask={:o} tgid={} pid={} ppid={} tracer={} threads={} "
-      "pnd={:x} shd={:x} blk={:x} ign={:x} cgt={:x} nspid={} uids={} gids={} groups={} x86={} vmlck={}",
+      "pnd={:x} shd={:x} blk={:x} ign={:x} cgt={:x} nspid={} uids={} gids={} groups={} x86={} vmlck={} rss={} "
+      "nnp={}",
       s.name, s.state, s.umask, s.tgid, s.pid, s.ppid, s.tracer_pid, s.threads, s.sig_pnd,
-      s.shd_pnd, s.sig_blk, s.sig_ign, s.sig_cgt, s.nspid, s.uids, s.gids, s.groups, s.x86_thread_features, s.vm_lck_kib);
+      s.shd_pnd, s.sig_blk, s.sig_ign, s.sig_cgt, s.nspid, s.uids, s.gids, s.groups, s.x86_thread_features, s.vm_lck_kib,
+      s.rss_kib, s.no_new_privs);
 }
 std::string show(const Stat& s) {
   return fmt::format(
@@ -260,12 +262,17 @@ TEST(ProcStatus, Cases) {
     change(s);
     return s;
   };
+  auto resident = [](Status s, uint64_t kib) {
+    s.rss_kib = kib;
+    return s;
+  };
   const Case cases[] = {
       {"captured, escaped name", data("status_escaped_name.txt"),
-       {"x\\y\nz) (w", 'R', 027, 2778, 2778, 2774, 0, 1, 0, 0, 0, 0x1001000, 0x2, {2778}, 0, {0, 0, 0, 0},
-        {0, 0, 0, 0}, {}}},
+       resident({"x\\y\nz) (w", 'R', 027, 2778, 2778, 2774, 0, 1, 0, 0, 0, 0x1001000, 0x2, {2778}, 0, {0, 0, 0, 0},
+                 {0, 0, 0, 0}, {}}, 14144)},
       {"captured, pid namespace", data("status_nspid.txt"),
-       {"cat", 'R', 022, 2860, 2860, 2859, 0, 1, 0, 0, 0, 0, 0, {2860, 1}, 0, {0, 0, 0, 0}, {0, 0, 0, 0}, {}}},
+       resident({"cat", 'R', 022, 2860, 2860, 2859, 0, 1, 0, 0, 0, 0, 0, {2860, 1}, 0, {0, 0, 0, 0}, {0, 0, 0, 0}, {}},
+                1748)},
       {"old kernel: no Umask, no NSpid", kOldStatus, old},
       {"name with blanks kept", status_with("Name", "Name:\t a\tb "),
        with([](Status& s) { s.name = " a\tb "; })},
@@ -286,6 +293,8 @@ TEST(ProcStatus, Cases) {
       {"x86 shadow stack", kOldStatus + "x86_Thread_features:\tshstk wrss \nx86_Thread_features_locked:\tshstk\n",
        with([](Status& s) { s.x86_thread_features = {"shstk", "wrss"}; })},
       {"locked memory", kOldStatus + "VmLck:\t    1024 kB\n", with([](Status& s) { s.vm_lck_kib = 1024; })},
+      {"resident memory", kOldStatus + "VmRSS:\t    2048 kB\n", with([](Status& s) { s.rss_kib = 2048; })},
+      {"no new privileges", kOldStatus + "NoNewPrivs:\t1\n", with([](Status& s) { s.no_new_privs = true; })},
       {"unknown lines ignored", kOldStatus + "Kthread:\t0\nGroups:\t \nNewThing:\tx y\n", old},
       // uid_t and gid_t are unsigned 32-bit: ids past INT_MAX are ids (a
       // user namespace's range, systemd's dynamic users), not overflows.
@@ -329,6 +338,7 @@ TEST(ProcStatus, Malformed) {
           {"Gid overflow", kOldStatus + "Gid:\t0\t0\t0\t4294967296\n", "bad Gid"},
           {"VmLck without kB", kOldStatus + "VmLck:\t1024\n", "bad VmLck '1024'"},
           {"VmLck not a number", kOldStatus + "VmLck:\t-1 kB\n", "bad VmLck '-1 kB'"},
+          {"NoNewPrivs not a flag", kOldStatus + "NoNewPrivs:\t2\n", "bad NoNewPrivs '2'"},
           {"no colon", "Name:\ta\ngarbage\n", "/proc status line 2: no ':' in 'garbage'"},
           {"binary", std::string("\0\xff:\n\x80", 5), "line 2: no ':'"},
       },

@@ -1,8 +1,7 @@
 /* creds: a process that dropped privileges comes back with them dropped.
  *
- * Setup, as root: 100 supplementary groups {100, 200, ..., 10000}, more
- * than the parasite's room for a visited thread's (so that ckpt reads the
- * second thread's from /proc); CAP_SYS_BOOT dropped
+ * Setup, as root: 100 supplementary groups {100, 200, ..., 10000};
+ * CAP_SYS_BOOT dropped
  * from the bounding set; SECBIT_NOROOT; then, keeping capabilities across
  * the change, uids 1000/1001/1002 and gids 2000/2001/2002 (real, effective,
  * saved); the capability sets cut down to CAP_DAC_OVERRIDE (to keep writing

@@ -7,7 +7,7 @@
 // touches than in the work done on it. Reading a 27 MB core image (10,000
 // threads) and summing it took 110 + 47 ms here through 4 KiB pages, even
 // populated at once, and 3.5 + 3.2 ms through transparent huge pages. So a
-// buffer of at least kHugeFrom bytes is a mapping aligned to 2 MiB, advised
+// buffer of at least kHugePage bytes is a mapping aligned to 2 MiB, advised
 // MADV_HUGEPAGE and populated; a smaller one is a string. Best effort: where
 // the kernel gives no huge pages the mapping is faulted in as ever.
 #pragma once
@@ -23,8 +23,7 @@ namespace ckpt {
 
 class Buffer {
  public:
-  static constexpr size_t kHugePage = 2 << 20;
-  static constexpr size_t kHugeFrom = kHugePage;
+  static constexpr size_t kHugePage = 2 << 20;  // and the size from which a buffer is a mapping
 
   // `len` bytes, their contents undefined.
   static Result<Buffer> make(size_t len);

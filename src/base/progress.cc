@@ -4,13 +4,14 @@
 
 #include <fmt/format.h>
 
+#include "arch/x86_64/page.h"
+
 namespace ckpt {
 
 namespace {
 
 constexpr auto kQuiet = std::chrono::seconds(1);           // a step this short shows nothing
 constexpr auto kRedraw = std::chrono::milliseconds(100);
-constexpr uint64_t kPage = 4096;
 
 std::string size(double b) {
   if (b >= 1 << 30) return fmt::format("{:.2f} GiB", b / (1 << 30));
@@ -34,8 +35,8 @@ std::string Progress::line(const std::string& what, uint64_t done, uint64_t tota
   const double rate = s > 0 ? done / s : 0;
   std::string eta = "--";
   if (rate > 0 && total >= done) eta = fmt::format("{:.1f} s", (total - done) / rate);
-  return fmt::format("{}: {} of {} ({} of {} pages), {}/s, {} left", what, size(done), size(total), done / kPage,
-                     total / kPage, size(rate), eta);
+  return fmt::format("{}: {} of {} ({} of {} pages), {}/s, {} left", what, size(done), size(total), done / arch::kPageSize,
+                     total / arch::kPageSize, size(rate), eta);
 }
 
 void Progress::add(uint64_t bytes) {

@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "arch/x86_64/page.h"
 #include "base/fs.h"
 #include "files/kind.h"
 #include "proc/status.h"
@@ -33,7 +34,6 @@ namespace ckpt::files {
 
 namespace {
 
-constexpr size_t kPage = 4096;
 // Unread data of all the pipes of a tree, which goes into fdesc.img (whose
 // frame takes 256 MiB, image_dir.h): room left for the rest.
 constexpr uint64_t kMaxPipeData = 192 << 20;
@@ -97,7 +97,7 @@ Result<void> peek(int src, uint32_t size, img::Pipe* out) {
   });
   if (err) return error(err, "read the copy of its data at {} of {} bytes", got, n);
   bool packets = reads.size() > 1;
-  if (reads.size() == 1 && n > 1 && n <= kPage) {
+  if (reads.size() == 1 && n > 1 && n <= arch::kPageSize) {
     TRY(tee_all(src, w.get(), size));
     char one;
     if (read(r.get(), &one, 1) != 1) return sys_error("read a second copy");
@@ -105,7 +105,7 @@ Result<void> peek(int src, uint32_t size, img::Pipe* out) {
   }
   if (packets) {
     for (uint32_t len : reads)
-      if (len > kPage)
+      if (len > arch::kPageSize)
         return error(EOPNOTSUPP, "it holds packets (O_DIRECT) and a byte stream of {} bytes between them: not "
                      "supported", len);
     for (uint32_t len : reads) out->add_packets(len);

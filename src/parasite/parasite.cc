@@ -18,6 +18,7 @@
 #include "arch/x86_64/sigframe.h"
 #include "arch/x86_64/uapi.h"
 #include "arch/x86_64/xsave.h"
+#include "image/crc32c.h"
 #include "pie/parasite_blob.h"
 #include "proc/status.h"
 #include "ptrace/remote_syscall.h"
@@ -185,6 +186,7 @@ Result<void> Parasite::start() {
   // Locked memory grew by the mapping only if the task locks all it maps.
   const proc::Status status = TRY(proc::read_status(t.tid()));
   a->seccomp = status.seccomp != 0;
+  a->crc32c_hw = crc32c_hw();
   mapped_locked_ = status.vm_lck_kib > locked_before_kib_;
   TRY(put_frame(l.frame, kFrameArea, orig_.regs, orig_.xsave, orig_.sigmask));
   a->sigframe = (base_ + l.frame + arch::rt_sigframe_rsp_offset()).raw();

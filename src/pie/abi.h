@@ -8,7 +8,7 @@
 
 namespace ckpt::abi {
 
-inline constexpr uint32_t kRestorerAbiVersion = 20;
+inline constexpr uint32_t kRestorerAbiVersion = 21;
 inline constexpr int kCpuMaskWords = 16;  // 1024 CPUs
 inline constexpr uint64_t kBounceSize = 1 << 20;  // the restorer's reads of pages, at most
 inline constexpr int kMaxSignals = 64;
@@ -255,6 +255,7 @@ struct ThreadArg {
 struct RestorerArgs {
   uint32_t version;
   uint32_t page_size;
+  uint32_t crc32c_hw;  // the CPU has SSE4.2's crc32 (arch/x86_64/crc32c.h)
   // The boot region: blob, these args, arrays and stacks. Kept
   // mapped until ckpt unmaps it once the task is at its dumped registers.
   uint64_t boot_start;

@@ -14,6 +14,7 @@
 #include <linux/signal.h>
 
 #include "arch/x86_64/cpu_now.h"
+#include "arch/x86_64/crc32c.h"
 #include "pie/parasite_abi.h"
 #include "pie/sys.h"
 
@@ -65,13 +66,6 @@ bool check(Failure& f, long r, uint32_t step, uint32_t index = 0) {
   if (!pie::is_err(r)) return true;
   if (!f.failed()) f = {static_cast<int32_t>(-r), step, index};
   return false;
-}
-
-uint32_t crc32c(uint32_t crc, const uint8_t* p, uint64_t n) {
-  uint64_t c = ~crc & 0xffffffffu;
-  for (; n >= 8; p += 8, n -= 8) asm("crc32q %1, %0" : "+r"(c) : "m"(*reinterpret_cast<const uint64_t*>(p)));
-  for (; n > 0; p++, n--) asm("crc32b %1, %k0" : "+r"(c) : "m"(*p));
-  return ~static_cast<uint32_t>(c);
 }
 
 // The mm's membarrier registrations, as the MEMBARRIER_CMD_REGISTER_*
@@ -199,7 +193,8 @@ void drain(ParasiteArgs* a, uint32_t count, Failure& f) {
         }
         return;
       }
-      crc = crc32c(crc, reinterpret_cast<const uint8_t*>(d->base + off), static_cast<uint64_t>(n));
+      crc = ckpt::arch::crc32c(crc, reinterpret_cast<const uint8_t*>(d->base + off), static_cast<uint64_t>(n),
+                               a->crc32c_hw);
       off += static_cast<uint64_t>(n);
     }
     d->crc32c = crc;

@@ -11,7 +11,7 @@
 
 namespace ckpt::abi {
 
-inline constexpr uint32_t kParasiteAbiVersion = 12;
+inline constexpr uint32_t kParasiteAbiVersion = 13;
 // Threads visited at once, each in its own slot.
 inline constexpr int kVisitSlots = 64;
 inline constexpr int kMaxDrainIov = 1024;
@@ -154,6 +154,7 @@ struct ParasiteArgs : ParasiteRecord {
   // filters with it), the daemon's way back makes no syscall but rt_sigreturn
   // and leaves its fds to the next dump, which removes them.
   uint32_t seccomp;
+  uint32_t crc32c_hw;  // the CPU has SSE4.2's crc32 (arch/x86_64/crc32c.h)
   uint64_t sigframe;  // rsp for rt_sigreturn into the main thread's own registers
   ProcessState process;
   ThreadState thread;

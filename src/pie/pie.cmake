@@ -14,7 +14,7 @@ function(ckpt_pie_blob name)
     set(obj ${PIE_GEN_DIR}/${name}_${base}.o)
     add_custom_command(OUTPUT ${obj}
       COMMAND ${CMAKE_CXX_COMPILER} ${PIE_CFLAGS} -c ${PIE_DIR}/${src} -o ${obj}
-      DEPENDS ${PIE_DIR}/${src} ${PIE_DIR}/abi.h ${PIE_DIR}/parasite_abi.h ${PIE_DIR}/spawn_abi.h ${PIE_DIR}/fd_ops.h ${PIE_DIR}/mem.h ${PIE_DIR}/clone_pid.h ${PIE_DIR}/sys.h ${PIE_DIR}/crc32c.h ${CMAKE_CURRENT_SOURCE_DIR}/src/arch/x86_64/clone3_thread.h
+      DEPENDS ${PIE_DIR}/${src} ${PIE_DIR}/abi.h ${PIE_DIR}/parasite_abi.h ${PIE_DIR}/spawn_abi.h ${PIE_DIR}/fd_ops.h ${PIE_DIR}/mem.h ${PIE_DIR}/clone_pid.h ${PIE_DIR}/sys.h ${CMAKE_CURRENT_SOURCE_DIR}/src/arch/x86_64/crc32c.h ${CMAKE_CURRENT_SOURCE_DIR}/src/arch/x86_64/clone3_thread.h
       COMMENT "pie: ${src}")
     list(APPEND objs ${obj})
   endforeach()

@@ -18,8 +18,8 @@
 #include <linux/userfaultfd.h>
 
 #include "arch/x86_64/cpu_now.h"
+#include "arch/x86_64/crc32c.h"
 #include "pie/abi.h"
-#include "pie/crc32c.h"
 #include "pie/mem.h"
 #include "pie/sys.h"
 
@@ -188,7 +188,7 @@ void read_pages(RestorerArgs* a, ThreadArg* t, uint8_t* buf) {
       const uint64_t size = runs[next].nr_pages * ps;
       const uint64_t take = size - done < got ? size - done : got;
       if (done == 0) pie::populate(runs[next].vaddr, size);
-      crc = pie::crc32c(crc, src, take);
+      crc = ckpt::arch::crc32c(crc, src, take, a->crc32c_hw);
       pie::copy(runs[next].vaddr + done, src, take);
       src += take;
       done += take;

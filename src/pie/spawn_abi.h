@@ -9,7 +9,7 @@
 
 namespace ckpt::abi {
 
-inline constexpr uint32_t kSpawnAbiVersion = 1;
+inline constexpr uint32_t kSpawnAbiVersion = 2;
 
 // Where the tasks meet: in memory shared by ckpt and every task.
 struct SpawnBarrier {
@@ -117,7 +117,7 @@ struct SpawnPlan {
   uint32_t nr_keep;
   uint64_t barrier;   // SpawnBarrier*
   int32_t blob_fd;    // a memfd of the restorer blob, which the spawner runs from
-  uint32_t pad;
+  uint32_t crc32c_hw;  // the CPU has SSE4.2's crc32 (arch/x86_64/crc32c.h)
   uint64_t blob_size;  // page multiple: each task maps it at its boot region's start
   uint64_t keep[16][2];          // what the root keeps of ckpt's memory, sorted
   uint64_t tasks, children, fd_ops, late, steps, slots, reads, drops, threads, strings;

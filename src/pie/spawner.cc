@@ -23,8 +23,8 @@
 #include <asm-generic/ioctls.h>
 
 #include "arch/x86_64/clone3_thread.h"
+#include "arch/x86_64/crc32c.h"
 #include "pie/clone_pid.h"
-#include "pie/crc32c.h"
 #include "pie/fd_ops.h"
 #include "pie/mem.h"
 #include "pie/spawn_abi.h"
@@ -291,7 +291,7 @@ void fill_premapped(const SpawnPlan* p, const SpawnTaskArg& t, int status) {
                    .d(rd.len - got).s(" bytes short (truncated)"));
         got += r;
       }
-      if (rd.check && pie::crc32c(0, dst, rd.len) != rd.crc32c)
+      if (rd.check && ckpt::arch::crc32c(0, dst, rd.len, p->crc32c_hw) != rd.crc32c)
         fail(p, status, 0,
              Text().s(str(p, rd.file)).s(": checksum mismatch in the pages at ").x(rd.vaddr).s(" (").d(rd.len)
                  .s(" bytes at offset ").d(rd.off).s("): the file is damaged"));

@@ -9,6 +9,7 @@
 #include <optional>
 #include <unordered_map>
 
+#include "arch/x86_64/uapi.h"
 #include "proc/status.h"
 
 namespace ckpt::restore {
@@ -16,7 +17,6 @@ namespace ckpt::restore {
 namespace {
 
 using Clock = Tracee::Clock;
-constexpr int kSysSeccomp = 1;  // si_code of a seccomp filter's SIGSYS (SYS_SECCOMP)
 
 // VMAs are sorted and apart (image::check_mm): a binary search, as it runs
 // for every thread (10,000 threads have 20,000 stack VMAs).
@@ -139,7 +139,7 @@ class Stepper {
   // can't hold back, and the thread dies of it as soon as ckpt lets go.
   Result<void> refused_by_filter(Tracee& t, uint64_t sigmask) {
     for (const siginfo_t& si : TRY(t.pending(false)))
-      if (si.si_signo == SIGSYS && si.si_code == kSysSeccomp && fatal_fault(core_, sigmask, SIGSYS))
+      if (si.si_signo == SIGSYS && si.si_code == uapi::kSysSeccomp && fatal_fault(core_, sigmask, SIGSYS))
         return error(ESRCH, "task {} thread {} is killed by SIGSYS right after its restore, before ckpt let go: its "
                      "own seccomp filter refuses syscall {}", core_.pid(), t.tid(), si.si_syscall);
     return {};

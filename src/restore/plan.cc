@@ -18,6 +18,7 @@
 #include "arch/x86_64/page.h"
 #include "base/check.h"
 #include "base/fs.h"
+#include "image/crc32c.h"
 #include "image/mempolicy.h"
 #include "image/page_store.h"
 #include "pie/restorer_blob.h"
@@ -473,6 +474,7 @@ Result<Plan> build_plan(const TaskImages& ti, const img::ShmemImage& shmem, cons
   abi::RestorerArgs* a = boot.args();
   a->version = abi::kRestorerAbiVersion;
   a->page_size = arch::kPageSize;
+  a->crc32c_hw = crc32c_hw();
   a->boot_start = boot.start();
   a->boot_end = boot.end();
   a->bounce = boot.bounce();

@@ -15,6 +15,7 @@
 
 #include "arch/x86_64/start.h"
 #include "arch/x86_64/uapi.h"
+#include "image/crc32c.h"
 #include "pie/clone_pid.h"
 #include "pie/restorer_blob.h"
 
@@ -217,6 +218,7 @@ Result<void> write_spawn_plan(SpawnTree& tree, BootDataPool& pool) {
   h.ckpt_pidfd = tree.ckpt_pidfd;
   h.barrier = reinterpret_cast<uint64_t>(tree.barrier);
   h.blob_fd = tree.region->blob_fd();
+  h.crc32c_hw = crc32c_hw();
   h.blob_size = code_size();
   for (const abi::SpawnTaskArg& r : a.tasks)
     if (r.boot_size != 0 && r.data_offset != h.blob_size)

@@ -131,7 +131,8 @@ TEST_P(FailedDump, RemovesTheLock) {
   expect_passes(h, t.pid);
 }
 
-INSTANTIATE_TEST_SUITE_P(NetLock, FailedDump, ::testing::Values("nftables", "iptables"));
+INSTANTIATE_TEST_SUITE_P(NetLock, FailedDump, ::testing::Values("nftables", "iptables"),
+                         [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
 
 // ckpt SIGKILLed with the lock in place: the tree runs on (ptrace let it
 // go), but its connection is dead to the world until the next ckpt run,

@@ -113,10 +113,9 @@ TEST_P(ParasiteCommands, AnswerWhatTheKernelSays) {
     ASSERT_TRUE(stops) << stops.error().str();
     // Breakpoint: the breakpoint, rt_sigreturn's entry and exit (a thread
     // held at the breakpoint would die of its SIGTRAP with ckpt), munmap's
-    // entry and exit. Syscall tracing: the interrupt, then both stops of
-    // every syscall to rt_sigreturn's exit.
-    if (GetParam() == CompletionMode::Breakpoint) EXPECT_EQ(*stops, 5u);
-    else EXPECT_GT(*stops, 3u);
+    // entry and exit. Without (cure_from_outside): the interrupt of the
+    // daemon's wait, then a remote close and munmap, two stops each.
+    EXPECT_EQ(*stops, 5u);
   }
   EXPECT_TRUE(wait_back_in_loop(pid)) << "state " << proc_state(pid) << ", tracer " << tracer_of(pid);
   EXPECT_EQ(read_text(fmt::format("/proc/{}/maps", pid)), maps);

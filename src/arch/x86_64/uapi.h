@@ -97,6 +97,11 @@ inline constexpr long kPtraceGetSyscallUserDispatchConfig = 0x4211;
 inline constexpr uint8_t kSyscallDispatchAllow = 0;
 inline constexpr uint8_t kSyscallDispatchBlock = 1;
 
+// --- si_code of a SIGSYS a seccomp filter raised ------------------------------
+// include/uapi/asm-generic/siginfo.h (SYS_SECCOMP), a header that can't be
+// included next to glibc's <signal.h>.
+inline constexpr int kSysSeccomp = 1;
+
 // --- memfd_create flags (Linux 6.3) -------------------------------------------
 // include/uapi/linux/memfd.h. A memfd that can never be made executable
 // (execve, chmod +x), which every vm.memfd_noexec setting allows: 2 refuses

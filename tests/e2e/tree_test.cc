@@ -59,6 +59,25 @@ void expect_every_task_passed(Harness& h) {
     EXPECT_NE(log.find(name), std::string::npos) << name << " missing in:\n" << log;
 }
 
+// The restore's completion stops, from its stats image: for each live task
+// 3 for its main thread (its breakpoint or barrier, munmap's entry and
+// exit) and 1 for each of its other `threads` - 1, caught by breakpoints
+// where they fire; none for a zombie.
+void expect_completion_stops(const Harness& h, const std::vector<pid_t>& tasks,
+                             const std::map<pid_t, std::string>& links, bool breakpoints, size_t threads) {
+  auto stats = read_stats(h.images(), "stats-restore.img");
+  ASSERT_TRUE(stats) << stats.error().str();
+  const bool bp = breakpoints && ckpt::probe_breakpoints().usable;
+  std::map<pid_t, size_t> per_task;
+  for (const ckpt::img::TaskStops& t : stats->completion()) {
+    per_task[t.pid()]++;
+    EXPECT_EQ(t.breakpoint(), bp) << "thread " << t.tid() << " of " << t.pid();
+    EXPECT_EQ(t.stops(), t.tid() == t.pid() ? 3u : 1u) << "thread " << t.tid() << " of " << t.pid();
+  }
+  EXPECT_EQ(per_task.size(), tasks.size() - 1) << "completions of tasks not in the tree, or none of one";
+  for (pid_t p : tasks) EXPECT_EQ(per_task[p], links.at(p).ends_with("zombie") ? 0 : threads) << "pid " << p;
+}
+
 struct TreeCase {
   bool breakpoints;
   bool leave_running;
@@ -121,13 +140,7 @@ TEST_P(Tree, DumpRestoreVerify) {
     CkptRun rr = h.wait_ckpt(r);
     EXPECT_EQ(rr.exit_code(), 0) << read_text(h.workload_log("tree")) << rr.err
                                  << read_text(h.images() + "/restore.log");
-    // One completion per task: 3 stops for each main thread with breakpoints.
-    if (c.breakpoints && ckpt::probe_breakpoints().usable) {
-      for (pid_t p : tasks)
-        if (!links.at(p).ends_with("zombie")) {
-          EXPECT_NE(rr.err.find(fmt::format("3  (task {}, breakpoint)", p)), std::string::npos) << rr.err;
-        }
-    }
+    expect_completion_stops(h, tasks, links, c.breakpoints, c.arg == "threads" ? 3 : 1);
     expect_every_task_passed(h);
     const std::string log = read_text(h.workload_log("tree"));
     EXPECT_EQ(log.find("FAIL"), std::string::npos) << log;
@@ -146,6 +159,7 @@ std::string tree_name(const ::testing::TestParamInfo<TreeCase>& i) {
 INSTANTIATE_TEST_SUITE_P(Modes, Tree,
                          ::testing::Values(TreeCase{true, false, ""}, TreeCase{false, false, ""},
                                            TreeCase{true, false, "spin"}, TreeCase{false, false, "spin"},
+                                           TreeCase{true, false, "threads"}, TreeCase{false, false, "threads"},
                                            TreeCase{true, true, ""}),
                          tree_name);
 

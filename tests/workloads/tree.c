@@ -15,10 +15,15 @@
  * open file description is shared, so B's write through it after the
  * restore moves R's offset too.
  *
- * Argument: "spin" makes every task busy instead of sleeping.
+ * Arguments: "spin" makes every task busy instead of sleeping; "threads"
+ * gives every live task two more threads (after its own forks), which check
+ * their tid and thread-local value as they go, and must be seen running
+ * again after the restore.
  */
 #include "workload.h"
 
+#include <pthread.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 static struct {
@@ -30,7 +35,63 @@ static pid_t kids[4];
 static int nkids;
 static pid_t zombie;
 static int ready_r = -1, ready_w = -1, shared_fd = -1;
-static int spin;
+static int spin, with_threads;
+
+#define NTHREADS 2
+static struct worker {
+	pid_t tid;
+	volatile unsigned long ticks;
+	volatile int bad;
+} workers[NTHREADS];
+static __thread int tls_mark;
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	const int mark = (int)(w - workers) + 1;
+	sigset_t term;
+	sigemptyset(&term);
+	sigaddset(&term, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &term, NULL);  /* the main thread takes it */
+	tls_mark = mark;
+	w->tid = (pid_t)syscall(SYS_gettid);
+	for (;;) {
+		if ((pid_t)syscall(SYS_gettid) != w->tid || tls_mark != mark)
+			w->bad = 1;
+		w->ticks++;
+		if (!spin)
+			wl_sleep_ms(1);
+	}
+	return NULL;
+}
+
+static void start_threads(void)
+{
+	if (!with_threads)
+		return;
+	for (int i = 0; i < NTHREADS; i++) {
+		pthread_t t;
+		if (pthread_create(&t, NULL, worker_main, &workers[i]) != 0)
+			wl_die("%s: pthread_create", me.name);
+		while (!workers[i].tid)
+			wl_sleep_ms(1);
+	}
+}
+
+/* Each thread kept its tid and its thread-local value, and runs on. */
+static void check_threads(void)
+{
+	if (!with_threads)
+		return;
+	for (int i = 0; i < NTHREADS; i++) {
+		struct worker *w = &workers[i];
+		WL_CHECK(!w->bad, "%s: thread %d saw another tid or thread-local value", me.name, w->tid);
+		const unsigned long before = w->ticks;
+		for (int ms = 0; ms < 5000 && w->ticks == before; ms++)
+			wl_sleep_ms(1);
+		WL_CHECK(w->ticks != before, "%s: thread %d does not run", me.name, w->tid);
+	}
+}
 
 static void record(void)
 {
@@ -72,6 +133,7 @@ static void check(void)
 static void verify(void)
 {
 	check();
+	check_threads();
 	if (zombie) {
 		int st = 0;
 		pid_t r = waitpid(zombie, &st, WNOHANG);
@@ -99,6 +161,7 @@ static pid_t fork_task(const char *name, role_fn role)
 		snprintf(me.name, sizeof(me.name), "%s", name);
 		wl_name = me.name;
 		role();
+		start_threads();
 		record();
 		if (write(ready_w, "x", 1) != 1)
 			_exit(3);
@@ -145,7 +208,10 @@ static void role_b(void)
 int main(int argc, char **argv)
 {
 	wl_init(argc, argv, "tree");
-	spin = argc > 2 && strcmp(argv[2], "spin") == 0;
+	for (int i = 2; i < argc; i++) {
+		spin |= strcmp(argv[i], "spin") == 0;
+		with_threads |= strcmp(argv[i], "threads") == 0;
+	}
 	snprintf(me.name, sizeof(me.name), "R");
 	char path[PATH_MAX];
 	wl_aux_path(path, sizeof(path), "shared");
@@ -173,6 +239,7 @@ int main(int argc, char **argv)
 		got += (size_t)n;
 	}
 	close(ready_r);
+	start_threads();
 	record();
 	wl_ready();
 

@@ -383,6 +383,54 @@ std::vector<Case> cases() {
             },
             "thread 1: tid " + std::to_string(std::stoi(read_text("/proc/sys/kernel/pid_max")) + 1) +
                 " is not below this system's pid_max");
+  // A process tree that can't be, named in tree.img: {0} is the dumped pid,
+  // {1} and {2} the ones the cases add.
+  auto tree_case = [&](const char* name, std::function<void(img::ProcessTree&, pid_t)> change, std::string want) {
+    add(name,
+        [=](Dumped& d) {
+          d.edit<img::ProcessTree>("tree.img", ImageKind::Tree, [&](img::ProcessTree& t) { change(t, d.pid); });
+        },
+        [=](Dumped& d) { return V{d.file("tree.img"), fmt::format(fmt::runtime(want), d.pid, d.pid + 1, d.pid + 2)}; });
+  };
+  tree_case("TreeRootZombie",
+            [](img::ProcessTree& t, pid_t) {
+              t.mutable_tasks(0)->set_state(img::TreeTask::ZOMBIE);
+              t.mutable_tasks(0)->set_exit_status(0);
+            },
+            "the root {0} is a zombie");
+  tree_case("TreePidListedTwice", [](img::ProcessTree& t, pid_t) { *t.add_tasks() = t.tasks(0); },
+            "pid {0} is listed twice");
+  tree_case("TreeParentUnlisted",
+            [](img::ProcessTree& t, pid_t pid) {
+              img::TreeTask* k = t.add_tasks();
+              *k = t.tasks(0);
+              k->set_pid(pid + 1);
+              k->set_ppid(pid + 2);
+            },
+            "pid {1}: its parent {2} is not listed before it");
+  tree_case("TreeChildOfAZombie",
+            [](img::ProcessTree& t, pid_t pid) {
+              img::TreeTask* z = t.add_tasks();
+              *z = t.tasks(0);
+              z->set_pid(pid + 1);
+              z->set_ppid(pid);
+              z->set_state(img::TreeTask::ZOMBIE);
+              img::TreeTask* k = t.add_tasks();
+              *k = t.tasks(0);
+              k->set_pid(pid + 2);
+              k->set_ppid(pid + 1);
+            },
+            "pid {2}: its parent {1} is a zombie");
+  tree_case("TreeSessionLeaderInAnotherGroup", [](img::ProcessTree& t, pid_t pid) { t.mutable_tasks(0)->set_pgid(pid + 1); },
+            "pid {0} leads its session but is in process group {1}");
+  tree_case("TreeTaskWithoutImages",
+            [](img::ProcessTree& t, pid_t pid) {
+              img::TreeTask* k = t.add_tasks();
+              *k = t.tasks(0);
+              k->set_pid(pid + 1);
+              k->set_ppid(pid);
+            },
+            "its 2 live tasks are not the 1 pids inventory.img lists");
   add("MissingFilesImage", [](Dumped& d) { ASSERT_EQ(unlink(d.file(d.name("files")).c_str()), 0); },
       [](Dumped& d) { return V{d.file(d.name("files"))}; });
   add("OversizedMetadata",

@@ -757,7 +757,7 @@ namespace {
 
 // Dumps and restores wl_fleet with `args`; the restored root is SIGTERMed
 // and must pass, every worker with it.
-void dump_restore_fleet(const std::vector<std::string>& args, size_t at_least) {
+void dump_restore_fleet(const std::vector<std::string>& args, size_t at_least, bool breakpoints) {
   Harness h;
   pid_t pid = h.start_workload("fleet", args);
   ASSERT_GT(pid, 0);
@@ -775,7 +775,9 @@ void dump_restore_fleet(const std::vector<std::string>& args, size_t at_least) {
   EXPECT_GE(tasks.size(), at_least);
   reap_all(tasks);
   const std::string pidfile = h.dir() + "/restored.pid";
-  pid_t r = h.ckpt_background({"restore", "-D", h.images(), "--pidfile", pidfile, "-v4", "-o", "restore.log"});
+  std::vector<std::string> rst = {"restore", "-D", h.images(), "--pidfile", pidfile, "-v4", "-o", "restore.log"};
+  if (!breakpoints) rst.push_back("--no-breakpoints");
+  pid_t r = h.ckpt_background(rst);
   ASSERT_TRUE(h.wait_restored(pid, pidfile, 60s)) << read_text(h.images() + "/restore.log");
   std::this_thread::sleep_for(100ms);
   kill(pid, SIGTERM);
@@ -784,11 +786,14 @@ void dump_restore_fleet(const std::vector<std::string>& args, size_t at_least) {
   EXPECT_NE(read_text(h.workload_log("fleet")).find("PASS fleet"), std::string::npos);
 }
 
-TEST(Fleet, TwoHundredTasks) { dump_restore_fleet({"199"}, 200); }
+class Fleet : public ::testing::TestWithParam<Mode> {};
 
-// The root forks (and reaps) children all the time: seizing finds a tree
-// that changes under it, children that exit become zombies.
-TEST(Fleet, ForksDuringTheDump) {
+TEST_P(Fleet, TwoHundredTasks) { dump_restore_fleet({"199"}, 200, GetParam().breakpoints); }
+
+// The root and a worker fork (and reap) children all the time: seizing
+// finds a tree that changes under it, at two levels; children that exit
+// become zombies, or are gone before ckpt gets to them.
+TEST_P(Fleet, ForksDuringTheDump) {
   Harness h;
   pid_t pid = h.start_workload("fleet", {"5", "churn"});
   ASSERT_GT(pid, 0);
@@ -801,8 +806,10 @@ TEST(Fleet, ForksDuringTheDump) {
   kill(pid, SIGTERM);
   int st = h.wait_child(pid);
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << read_text(h.workload_log("fleet"));
-  dump_restore_fleet({"5", "churn"}, 6);
+  dump_restore_fleet({"5", "churn"}, 6, GetParam().breakpoints);
 }
+
+INSTANTIATE_TEST_SUITE_P(Modes, Fleet, ::testing::Values(Mode{true}, Mode{false}), mode_test_name);
 
 }  // namespace
 }  // namespace e2e

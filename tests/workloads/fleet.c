@@ -1,7 +1,7 @@
 /* fleet: a root with N workers (argument 1, default 200), as a pre-fork
- * server has; with "churn" (argument 2) the root also forks short-lived
- * children all the time and reaps them, so that the tree changes while ckpt
- * seizes it.
+ * server has; with "churn" (argument 2) the root and its first worker also
+ * fork short-lived children all the time and reap them, so that the tree
+ * changes while ckpt seizes it, at two levels.
  *
  * Every worker keeps a counter and a page of memory of its own; on SIGTERM,
  * passed on by the root, it checks its pid, parent and memory. The root
@@ -16,6 +16,22 @@
 static pid_t workers[MAX_WORKERS];
 static unsigned char mem[4096];
 static pid_t my_pid, my_ppid;
+
+/* Forks a child that exits at once, and reaps it (a worker, whose only
+ * children these are) or leaves it to the caller. */
+static unsigned long churn_once(int reap)
+{
+	pid_t c = fork();
+	if (c == 0)
+		_exit(0);
+	if (c > 0 && reap) {
+		pid_t r;
+		while ((r = waitpid(c, NULL, 0)) < 0 && errno == EINTR) /* SIGTERM */
+			;
+		WL_CHECK(r == c, "%d: reap %d: %s", my_pid, c, wl_errname(errno));
+	}
+	return c > 0;
+}
 
 static void fill(void)
 {
@@ -56,9 +72,15 @@ int main(int argc, char **argv)
 			if (write(p[1], "x", 1) != 1)
 				_exit(3);
 			close(p[1]);
-			while (!wl_stop)
-				wl_sleep_ms(20);
+			const int churns = churn && i == 0;
+			unsigned long forked = 0;
+			while (!wl_stop) {
+				if (churns)
+					forked += churn_once(1);
+				wl_sleep_ms(churns ? 1 : 20);
+			}
 			check(0);
+			WL_CHECK(!churns || forked > 0, "%d: churn: forked nothing", my_pid);
 			if (wl_fail_count) {
 				wl_printf("FAIL worker %d: %s\n", my_pid, wl_fail_msg);
 				_exit(1);
@@ -85,11 +107,7 @@ int main(int argc, char **argv)
 			wl_sleep_ms(10);
 			continue;
 		}
-		pid_t c = fork();
-		if (c == 0)
-			_exit(0);
-		if (c > 0)
-			forked++;
+		forked += churn_once(0);
 		/* Reap what has exited, not the workers. */
 		for (pid_t r; (r = waitpid(-1, NULL, WNOHANG)) > 0;)
 			for (int i = 0; i < n; i++)

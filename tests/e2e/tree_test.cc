@@ -924,39 +924,45 @@ void dump_prefork(Harness& h, pid_t pid, size_t n, std::vector<pid_t>* tasks) {
   reap_all(*tasks);
 }
 
-// A master's 64 MiB, inherited by 5 workers (one changed 16 pages, one
-// dropped 16, one has a child of its own) are stored once, shared again
-// after restore as they were before the dump, and every task has every
-// byte back.
-TEST_P(PreFork, InheritedMemoryIsStoredOnceAndSharedAgain) {
+// A master's `mib` MiB, inherited by `workers` + 1 workers (one changed 16
+// pages, one dropped 16, one has a child of its own), are stored once,
+// shared again after restore as they were before the dump, and every task
+// has every byte back.
+void prefork_cycle(size_t mib, size_t workers, bool breakpoints) {
   Harness h;
-  const pid_t pid = h.start_workload("prefork", {"64", "4"});
+  const pid_t pid = h.start_workload("prefork", {std::to_string(mib), std::to_string(workers)});
   std::vector<pid_t> tasks;
-  ASSERT_NO_FATAL_FAILURE(dump_prefork(h, pid, 6, &tasks));
+  ASSERT_NO_FATAL_FAILURE(dump_prefork(h, pid, workers + 2, &tasks));
   uint64_t bytes = 0;
   for (pid_t p : tasks) {
     struct stat st;
     if (stat(fmt::format("{}/pages-{}.img", h.images(), p).c_str(), &st) == 0) bytes += st.st_size;
   }
-  // 64 MiB once, the changed pages, and each task's own stack and such:
-  // 6 copies before.
-  EXPECT_LT(bytes, 80ull << 20) << "pages images hold " << (bytes >> 20) << " MiB";
+  // The master's memory once, the changed pages, and each task's own stack
+  // and such: workers + 2 copies before.
+  EXPECT_LT(bytes, (mib + 16) << 20) << "pages images hold " << (bytes >> 20) << " MiB";
   CkptRun v = h.ckpt({"verify", h.images()});
   EXPECT_EQ(v.exit_code(), 0) << v.err;
 
   const std::string pidfile = h.dir() + "/restored.pid";
   std::vector<std::string> rst = {"restore", "-D", h.images(), "--pidfile", pidfile};
-  if (!GetParam()) rst.push_back("--no-breakpoints");
+  if (!breakpoints) rst.push_back("--no-breakpoints");
   pid_t r = h.ckpt_background(rst);
-  ASSERT_TRUE(h.wait_restored(pid, pidfile)) << read_text(h.images() + "/restore.log");
-  // Each task's own copy would be 6 x 64 MiB.
+  ASSERT_TRUE(h.wait_restored(pid, pidfile, 60s)) << read_text(h.images() + "/restore.log");
+  // Each task's own copy would be workers + 2 times the master's.
   const uint64_t pss = tree_pss_kib(pid);
-  EXPECT_LT(pss, 96u << 10) << "the restored tree's Pss is " << (pss >> 10) << " MiB";
+  EXPECT_LT(pss, (mib + mib / 2) << 10) << "the restored tree's Pss is " << (pss >> 10) << " MiB";
   kill(pid, SIGTERM);
-  CkptRun rr = h.wait_ckpt(r);
+  CkptRun rr = h.wait_ckpt(r, 120s);
   EXPECT_EQ(rr.exit_code(), 0) << read_text(h.workload_log("prefork")) << rr.err;
   EXPECT_NE(read_text(h.workload_log("prefork")).find("PASS prefork"), std::string::npos);
 }
+
+TEST_P(PreFork, InheritedMemoryIsStoredOnceAndSharedAgain) { prefork_cycle(64, 4, GetParam()); }
+
+// The size issue 12 names: a master of 256 MiB and 20 workers (one with a
+// child of its own).
+TEST(PreForkLarge, TwentyWorkersShare256MiB) { prefork_cycle(256, 20, true); }
 
 // The master's shared pages are read and checked before it forks: a
 // damaged byte among them fails the restore there, and no task is left.

@@ -347,14 +347,6 @@ bool wait_for_parasite(pid_t pid, pid_t ckpt) {
   return false;
 }
 
-ckpt::Result<ckpt::img::Stats> read_stats(const std::string& dir, const std::string& name) {
-  namespace image = ckpt::image;
-  image::ImageDir d = TRY(image::ImageDir::open(dir, image::SharedDir::Allow));
-  ckpt::img::Stats stats;
-  TRY(d.read(name, image::ImageKind::Stats, &stats));
-  return stats;
-}
-
 bool wait_in_syscall(pid_t tid, long nr) {
   const std::string path = fmt::format("/proc/{}/syscall", tid), want = fmt::format("{} ", nr);
   return wait_until([&] { return read_text(path).starts_with(want); });

@@ -16,6 +16,7 @@
 
 #include "base/result.h"
 #include "ckpt.pb.h"
+#include "image/image_dir.h"
 
 namespace e2e {
 
@@ -137,9 +138,19 @@ bool wait_back_in_loop(pid_t pid);
 // a CPU (a loop that spins went round many times). For any workload.
 bool wait_ran_on(pid_t pid);
 
-// A stats image (stats-dump.img, stats-restore.img) of images directory
-// `dir`, read as ckpt reads images (header and checksum checked).
-ckpt::Result<ckpt::img::Stats> read_stats(const std::string& dir, const std::string& name);
+// A metadata image `name` of images directory `dir`, read as ckpt reads
+// images (header and checksum checked).
+template <typename Msg>
+ckpt::Result<Msg> read_image(const std::string& dir, const std::string& name, ckpt::image::ImageKind kind) {
+  ckpt::image::ImageDir d = TRY(ckpt::image::ImageDir::open(dir, ckpt::image::SharedDir::Allow));
+  Msg m;
+  TRY(d.read(name, kind, &m));
+  return m;
+}
+// A stats image (stats-dump.img, stats-restore.img).
+inline ckpt::Result<ckpt::img::Stats> read_stats(const std::string& dir, const std::string& name) {
+  return read_image<ckpt::img::Stats>(dir, name, ckpt::image::ImageKind::Stats);
+}
 
 bool alive(pid_t pid);
 // /proc/PID/maps without the parasite's mapping, and whether it had one.

@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "harness.h"
+#include "image/page_store.h"
 #include "ptrace/completion.h"
 
 namespace e2e {
@@ -870,6 +871,35 @@ class SharedMemory : public ::testing::TestWithParam<bool> {};
 // the same objects after restore, with every page (one only the child wrote,
 // none the parent touched), and a private mapping of the memfd with its own
 // changed page.
+// Pages of memory the tasks share are stored once: in the pages image of
+// their object (pages-shmem-N.img, at most the object's size), and in no
+// task's own pages image (no run of a task lies in a shared mapping of one).
+void expect_shared_pages_stored_once(const std::string& dir, const std::vector<pid_t>& tasks) {
+  using ckpt::image::ImageKind;
+  std::map<uint32_t, uint64_t> objects;  // shmem id -> the largest extent a VMA maps of it
+  for (pid_t p : tasks) {
+    auto mm = read_image<ckpt::img::MmImage>(dir, fmt::format("mm-{}.img", p), ImageKind::Mm);
+    auto pm = read_image<ckpt::img::PageMap>(dir, fmt::format("pagemap-{}.img", p), ImageKind::PageMap);
+    ASSERT_TRUE(mm && pm) << p;
+    for (const ckpt::img::Vma& v : mm->vmas()) {
+      if (v.shmem_id() == 0) continue;
+      objects[v.shmem_id()] = std::max(objects[v.shmem_id()], v.pgoff() + v.end() - v.start());
+      if (v.kind() != ckpt::img::Vma::FILE_SHARED) continue;  // a private mapping's changed pages are its own
+      for (const ckpt::img::PageRun& r : pm->runs())
+        EXPECT_FALSE(r.vaddr() < v.end() && r.vaddr() + r.nr_pages() * 4096 > v.start())
+            << "pid " << p << " stored its own copy of pages at " << std::hex << r.vaddr() << " of shared object "
+            << std::dec << v.shmem_id();
+    }
+  }
+  EXPECT_EQ(objects.size(), 2u) << "the anonymous shared memory and the memfd";
+  for (const auto& [id, size] : objects) {
+    struct stat st;
+    const std::string pages = fmt::format("{}/pages-shmem-{}.img", dir, id);
+    ASSERT_EQ(stat(pages.c_str(), &st), 0) << pages;
+    EXPECT_LE(static_cast<uint64_t>(st.st_size), ckpt::image::kPagesDataOffset + size) << pages;
+  }
+}
+
 TEST_P(SharedMemory, SharedBetweenParentAndChild) {
   Harness h;
   pid_t pid = h.start_workload("shmem");
@@ -884,6 +914,7 @@ TEST_P(SharedMemory, SharedBetweenParentAndChild) {
   reap_all(tasks);
   CkptRun v = h.ckpt({"verify", h.images()});
   EXPECT_EQ(v.exit_code(), 0) << v.err;
+  expect_shared_pages_stored_once(h.images(), tasks);
 
   const std::string pidfile = h.dir() + "/restored.pid";
   std::vector<std::string> rst = {"restore", "-D", h.images(), "--pidfile", pidfile, "-v4", "-o", "restore.log"};

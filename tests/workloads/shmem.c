@@ -1,7 +1,9 @@
 /* shmem: memory shared between a parent and its child, as a pre-fork
  * server's scoreboard is: anonymous shared memory (MAP_SHARED|MAP_ANONYMOUS,
  * inherited through fork) and a memfd mapped shared by both, plus a private
- * mapping of the same memfd with a page changed privately.
+ * mapping of the same memfd with a page changed privately; and a regular
+ * file mapped shared by the parent before the fork and by the child again
+ * after it (two mappings of one file, not one inherited).
  *
  * Pages only the child wrote since the fork, and pages nobody touched, must
  * come back too. After the restore, on SIGTERM, the parent writes a ping
@@ -17,7 +19,8 @@
 #define ANON_PAGES 16
 #define MEMFD_PAGES 4
 
-static volatile unsigned char *anon, *memfd_shared, *memfd_private;
+static volatile unsigned char *anon, *memfd_shared, *memfd_private, *file_shared;
+static char file_path[PATH_MAX];
 static pid_t child;
 
 static unsigned char pattern(int region, size_t i) { return (unsigned char)(i * 31 + region * 7 + 1); }
@@ -45,12 +48,20 @@ static void child_main(void)
 	/* Written only here, after the fork: the parent never mapped it in. */
 	for (size_t i = 5 * PAGE; i < 6 * PAGE; i++)
 		anon[i] = pattern(0, i);
+	int fd = open(file_path, O_RDWR);
+	volatile unsigned char *file_own = fd < 0 ? MAP_FAILED :
+		mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (file_own == MAP_FAILED)
+		wl_die("child: map %s: %s", file_path, wl_errname(errno));
+	close(fd);
 	anon[0] = 1; /* ready */
 	while (!wl_stop) {
 		if (anon[PAGE] == 'p') {
 			anon[2 * PAGE] = 'P';
 			memfd_shared[2 * PAGE] = 'P';
 		}
+		if (file_own[0] == 'p')
+			file_own[PAGE] = 'P';
 		wl_sleep_ms(1);
 	}
 	check_page(anon, 0, 3, "child: anon");
@@ -74,6 +85,14 @@ int main(int argc, char **argv)
 	if (memfd_shared == MAP_FAILED || memfd_private == MAP_FAILED)
 		wl_die("map the memfd: %s", wl_errname(errno));
 	/* The memfd is reached through its mappings only (fds are not dumped yet). */
+	close(fd);
+	wl_aux_path(file_path, sizeof(file_path), "mapped");
+	fd = open(file_path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0 || ftruncate(fd, 2 * PAGE) < 0)
+		wl_die("create %s: %s", file_path, wl_errname(errno));
+	file_shared = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (file_shared == MAP_FAILED)
+		wl_die("map %s: %s", file_path, wl_errname(errno));
 	close(fd);
 	for (size_t page = 3; page < 5; page++)
 		for (size_t i = page * PAGE; i < (page + 1) * PAGE; i++)
@@ -112,6 +131,8 @@ int main(int argc, char **argv)
 	anon[PAGE] = 'p';
 	WL_CHECK(wait_for(anon + 2 * PAGE, 'P'), "anon: the child's pong never came: not shared");
 	WL_CHECK(wait_for(memfd_shared + 2 * PAGE, 'P'), "memfd: the child's pong never came: not shared");
+	file_shared[0] = 'p';
+	WL_CHECK(wait_for(file_shared + PAGE, 'P'), "file: the child's pong never came through its own mapping");
 	/* An unchanged page of a private mapping shows the object as it is now. */
 	WL_CHECK(memfd_private[2 * PAGE] == 'P', "private memfd mapping: page 2 does not show the object's");
 	kill(child, SIGTERM);

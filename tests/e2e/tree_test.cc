@@ -19,6 +19,8 @@
 #include <algorithm>
 #include <map>
 #include <set>
+#include <sstream>
+#include <iterator>
 #include <thread>
 
 #include "harness.h"
@@ -755,6 +757,54 @@ TEST(ShellJob, TreeJoinsTheRestoringSession) {
 
 namespace e2e {
 namespace {
+
+// /proc/PID/stat's state and exit_code (the status a wait() would get)
+// fields of a zombie: "Z 2" for a task killed by SIGINT.
+std::string zombie_status(pid_t pid) {
+  const std::string stat = read_text(fmt::format("/proc/{}/stat", pid));
+  const size_t comm_end = stat.rfind(')');
+  if (comm_end == std::string::npos) return "gone";
+  std::istringstream f(stat.substr(comm_end + 2));
+  std::vector<std::string> fields{std::istream_iterator<std::string>(f), {}};
+  return fields.size() < 50 ? "short stat" : fields[0] + " " + fields.back();  // fields 3 and 52
+}
+
+// Zombies come back with the status their parent's wait() gets: an exit
+// code, or the signal that killed them (one with a handler in the parent
+// process, one that can't be caught).
+TEST(Zombies, ExitCodesAndSignalsKeptExactly) {
+  Harness h;
+  const pid_t pid = spawn_paused([] {
+    for (int code : {3, -SIGUSR2, -SIGKILL}) {
+      if (fork() != 0) continue;
+      if (code >= 0) _exit(code);
+      signal(-code, SIG_DFL);
+      raise(-code);
+      _exit(99);
+    }
+  });
+  std::vector<pid_t> tasks;
+  ASSERT_TRUE(wait_until([&] {
+    tasks = tree_of(pid);
+    return tasks.size() == 4 && std::all_of(tasks.begin() + 1, tasks.end(), [](pid_t z) { return proc_state(z) == 'Z'; });
+  })) << "3 zombies never showed";
+  std::map<pid_t, std::string> before;
+  for (size_t i = 1; i < tasks.size(); i++) before[tasks[i]] = zombie_status(tasks[i]);
+  std::set<std::string> codes;
+  for (const auto& [z, st] : before) codes.insert(st);
+  EXPECT_EQ(codes, (std::set<std::string>{"Z 768", fmt::format("Z {}", SIGUSR2), fmt::format("Z {}", SIGKILL)}));
+  CkptRun d = h.ckpt({"dump", "-t", std::to_string(pid), "-D", h.images()});
+  ASSERT_EQ(d.exit_code(), 0) << d.err;
+  h.wait_child(pid);
+  reap_all(tasks);
+  CkptRun r = h.ckpt({"restore", "-D", h.images(), "-d"});
+  ASSERT_EQ(r.exit_code(), 0) << r.err;
+  for (const auto& [z, st] : before) {
+    EXPECT_EQ(zombie_status(z), st) << "zombie " << z;
+    EXPECT_EQ(ppid_of(z), pid) << "zombie " << z;
+  }
+  kill_tree(tasks);
+}
 
 // Dumps and restores wl_fleet with `args`; the restored root is SIGTERMed
 // and must pass, every worker with it.

@@ -1,6 +1,8 @@
 // ckpt dump and ckpt restore: run the step, report errors and --stats.
 #include <sys/wait.h>
 
+#include <map>
+
 #include "base/keep_until_exit.h"
 #include "cli/commands/commands.h"
 #include "cli/commands/options.h"
@@ -33,10 +35,18 @@ void print_stats(const img::Stats& s) {
       {"completion", s.completion_ns()}, {"images", s.images_ns()}, {"finish", s.finish_ns()}};
   for (const auto& [name, ns] : phases)
     if (ns) fmt::print(stderr, "  phase {:<10}{:10.3f} ms\n", name, ms(ns));
-  // Restore completion, or the parasite's cure at dump.
-  for (const img::TaskStops& t : s.completion())
+  // Restore completion, or the parasite's cure at dump: a line per thread,
+  // and for a process of several threads the sum of its own.
+  std::map<int32_t, std::pair<uint64_t, size_t>> per_process;  // pid -> stops, threads
+  for (const img::TaskStops& t : s.completion()) {
     fmt::print(stderr, "  ptrace stops    {:10}  (task {}, {})\n", t.stops(), t.tid(),
                t.breakpoint() ? "breakpoint" : "syscall tracing");
+    auto& [stops, threads] = per_process[t.pid() ? t.pid() : t.tid()];
+    stops += t.stops();
+    threads++;
+  }
+  for (const auto& [pid, sum] : per_process)
+    if (sum.second > 1) fmt::print(stderr, "  ptrace stops    {:10}  (pid {}: {} threads)\n", sum.first, pid, sum.second);
 }
 
 }  // namespace

@@ -672,6 +672,23 @@ Result<void> finish_task(LiveTask& lt, const PidMap& pids, const FromCkpt& inher
   return {};
 }
 
+Result<void> finish_tasks(std::vector<LiveTask>& live, const PidMap& pids, Log& log) {
+  const FromCkpt ckpts{TRY_CTX(proc::read_thread_sched(gettid()), "restore"),
+                       TRY_CTX(proc::read_knobs(getpid()), "restore")};
+  std::set<pid_t> autogroups;
+  for (LiveTask& lt : live)
+    TRY_CTX(finish_task(lt, pids, ckpts, &autogroups, log), "restore pid {}", lt.images->pid);
+  return {};
+}
+
+// The wait status of child `pid`, once it has exited.
+Result<int> wait_exit(pid_t pid) {
+  int status;
+  while (waitpid(pid, &status, 0) < 0)
+    if (errno != EINTR) return sys_error("wait for pid {}", pid);
+  return status;
+}
+
 // Per thread, in the stats; returns the total.
 unsigned count_stops(const std::vector<LiveTask>& live, img::Stats* stats) {
   unsigned total = 0;
@@ -685,6 +702,151 @@ unsigned count_stops(const std::vector<LiveTask>& live, img::Stats* stats) {
       total += c.stops;
     }
   return total;
+}
+
+// The dump's network lock, taken over once the images are read and checked
+// (a restore refused before leaves it, for a retry): it goes once every
+// task runs, and with a restore that fails from then on too, whose
+// connections are gone for good: the peers had better hear a reset now than
+// retransmit into a void for minutes (docs/netlock.md).
+Result<net::NetLock> take_over_network_lock(const TreeImages& t, const image::ImageDir& dir, net::LockChoice choice,
+                                            Log& log) {
+  if (!t.inventory.has_network_lock()) return net::NetLock{};
+  const std::string images = TRY(read_link(fmt::format("/proc/self/fd/{}", dir.fd())));
+  return net::NetLock::take_over(t.inventory.network_lock(), images, choice, log);
+}
+
+// The pages of the root that its parent checkpoints hold (pre-dump rounds),
+// added to what it inherits; returns those ckpt itself must check: with
+// --lazy-pages the daemon checks each run of a lazy VMA before it serves a
+// byte of it.
+Result<std::vector<InheritedPages>> pages_in_parents(const TreeImages& t, bool lazy_pages,
+                                                     std::vector<InheritedPages>* root_inherits) {
+  std::vector<InheritedPages> check;
+  if (t.parents.empty()) return check;
+  auto in_parent = TRY(resolve_in_parent(t.parents, t.tasks[0].pagemap, t.tasks[0].pid));
+  const lazy::LazyVmas served(lazy_pages ? t.tasks[0].mm : img::MmImage{});
+  std::copy_if(in_parent.begin(), in_parent.end(), std::back_inserter(check),
+               [&](const InheritedPages& ip) { return !served.contains(ip.vaddr); });
+  root_inherits->insert(root_inherits->end(), in_parent.begin(), in_parent.end());
+  return check;
+}
+
+// How each task completes, as far as ckpt knows before the breakpoint probe
+// answers (after the spawn: hear_the_probe), and the affinity a thread
+// pinned to arm it goes back to (abi.h).
+void set_completion_modes(std::vector<LiveTask>& live, bool breakpoints, Log& log) {
+  const CompletionMode wanted = breakpoints ? CompletionMode::Breakpoint : CompletionMode::SyscallTrace;
+  cpu_set_t ckpt_cpus;
+  static_assert(sizeof ckpt_cpus == sizeof abi::RestorerArgs::ckpt_cpus);
+  const bool known_cpus = sched_getaffinity(0, sizeof ckpt_cpus, &ckpt_cpus) == 0;
+  for (LiveTask& lt : live) {
+    lt.mode = mode_for(*lt.images, wanted, log);
+    abi::RestorerArgs* args = lt.plan->boot.args();
+    args->barrier = lt.mode == CompletionMode::SyscallTrace ? barrier_for(*lt.images) : abi::kBarrierNone;
+    if (!known_cpus) continue;
+    args->nr_ckpt_cpu_words = abi::kCpuMaskWords;
+    std::memcpy(args->ckpt_cpus, &ckpt_cpus, sizeof ckpt_cpus);
+  }
+}
+
+// The owners (F_SETOWN) of the descriptions, by the PIDs the tasks have
+// here. An owner group whose leader has exited has no PID ckpt could learn
+// in a new PID namespace.
+Result<void> set_owners(const img::FileDescs& descs, const files::PreparedFds& fds, const PidMap& pids) {
+  for (const img::FileDesc& d : descs.descs())
+    if (d.owner() != 0 && !pids.has(std::abs(d.owner())))
+      return error(EINVAL, "file description {}: its owner ({} {}) has no task in the new PID namespace (--pidns)",
+                   d.id(), d.owner() < 0 ? "process group" : "pid", std::abs(d.owner()));
+  return files::set_owners(descs, fds, [&](pid_t p) { return pids.outside(p); });
+}
+
+// Seizes and arms every thread, lets the parked tree go and waits until
+// every thread holds its final state; `to_read`: the bytes the restorers
+// read meanwhile (progress).
+Result<void> release_and_complete(std::vector<LiveTask>& live, const PidMap& pids, const Faults& faults,
+                                  uint64_t to_read, Log& log) {
+  std::vector<CompletionGroup> groups = TRY(seize_all(live, pids, log));
+  auto release = [&]() -> Result<void> {
+    for (LiveTask& lt : live) {
+      TRY(faults.at("release", lt.images->pid));
+      if (write(lt.go_w.get(), "G", 1) != 1) return sys_error("release pid {}", lt.images->pid);
+    }
+    return {};
+  };
+  auto explain = [&](Tracee& tr, const Stop& s) {
+    for (LiveTask& lt : live)
+      for (const ThreadPlan& tp : lt.plan->threads)
+        if (pids.outside(tp.tid) == tr.tid()) return explain_stop(tr, s, *lt.plan, *lt.images, pids);
+    return Error{0, fmt::format("task {} {}", tr.tid(), s.describe())};
+  };
+  std::vector<pid_t> readers;
+  for (const LiveTask& lt : live) readers.push_back(pids.outside(lt.images->pid));
+  ReadProgress reading(fmt::format("restore pid {}", live[0].images->pid), to_read, std::move(readers));
+  return complete(groups, release, explain);
+}
+
+// Lets the tree go: stopped where asked or dumped so, its TCP connections
+// out of repair mode, detached one task at a time and committed at once
+// (ptrace/tree_commit.h). A lone task needs no watcher: until its last
+// thread is let go, a ckpt that dies SIGKILLs it (PTRACE_O_EXITKILL),
+// threads let go included.
+Result<void> let_go(std::vector<LiveTask>& live, const PidMap& pids, const RestoreOptions& o, pid_t init,
+                    files::PreparedFds& fds) {
+  // SIGSTOP while still traced: every thread stops in the group stop as it is
+  // let go. So does a task that was stopped when it was dumped.
+  for (LiveTask& lt : live)
+    if ((o.leave_stopped || lt.images->core.group_stopped()) && kill(pids.outside(lt.images->pid), SIGSTOP) < 0)
+      return sys_error("stop pid {}", lt.images->pid);
+  TRY(files::leave_repair(fds.repaired));
+  std::vector<pid_t> outside;
+  if (o.pidns) outside.push_back(init);
+  for (const LiveTask& lt : live) outside.push_back(pids.outside(lt.images->pid));
+  std::optional<TreeCommit> commit;
+  if (outside.size() > 1) commit.emplace(TRY(TreeCommit::watch(outside)));
+  for (LiveTask& lt : live) {
+    for (size_t i = 0; i < lt.tracees.size(); i++)
+      TRY_CTX(lt.tracees[i].detach(lt.steps.deliver[i]), "pid {}", lt.images->pid);
+    TRY(o.faults.at("detached", lt.images->pid));
+  }
+  if (commit) commit->commit();
+  return {};
+}
+
+// Spawns the tree and returns once each task exists (parked, waiting to be
+// let go), and the init with --pidns (killing it kills its namespace: the
+// whole tree), else 0. What refers to the tasks by PID (a pidfd, a /proc
+// file) is opened once they all exist, and handed to them through ckpt's
+// pidfd. ckpt opens those by the PIDs it sees, so not for a tree in a PID
+// namespace of its own.
+Result<pid_t> spawn_tree(SpawnTree& st, const TreeImages& t, Prepared& p, const RestoreOptions& o,
+                         KillOnError& guard) {
+  UniqueFd self_pidfd;
+  if (!p.fds.late.empty()) {
+    if (o.pidns)
+      return error(EOPNOTSUPP, "--pidns: the tree holds pidfds or /proc files of its own tasks, which ckpt can't "
+                   "open inside a new PID namespace yet");
+    self_pidfd = UniqueFd(static_cast<int>(syscall(SYS_pidfd_open, getpid(), 0)));
+    if (!self_pidfd) return sys_error("pidfd_open of ckpt itself");
+    st.ckpt_pidfd = self_pidfd.get();
+  }
+  TRY(write_spawn_plan(st, *p.boot_data));
+  const pid_t init = o.pidns ? TRY(spawn_in_new_pidns(st, o.sibling)) : 0;
+  if (!o.pidns) TRY(spawn(st));
+  guard.set_root(o.pidns ? init : t.inventory.root_pid());
+  p.premaps.window.reset();  // every task that maps in it has it now
+  for (LiveTask& lt : p.live) {
+    lt.status_w.reset();
+    lt.go_r.reset();
+  }
+  if (st.ckpt_pidfd >= 0) {
+    const bool arrived = TRY(open_when_arrived(st, [&] { return files::open_late(t.descs, p.fds); }));
+    if (!arrived) {
+      TRY(wait_parked(p.live));  // the error a task gave
+      return error(ESRCH, "a task failed before the tree existed");
+    }
+  }
+  return init;
 }
 
 // What restore() hands its caller instead of freeing (RestoreOutcome::loaded).
@@ -708,28 +870,9 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   TRY_CTX(check_pids_free(t, joins, o.pidns), "restore");
   if (o.pidns) TRY_CTX(check_all_inside(t.tree, joins), "restore");
   auto inherited = TRY_CTX(resolve_inherited(t), "restore");
-  // The dump's network lock, taken over once the images are read and
-  // checked (a restore refused before leaves it, for a retry): it goes once
-  // every task runs, and with a restore that fails from here on too, whose
-  // connections are gone for good: the peers had better hear a reset now
-  // than retransmit into a void for minutes (docs/netlock.md).
-  net::NetLock netlock =
-      t.inventory.has_network_lock()
-          ? TRY_CTX(net::NetLock::take_over(t.inventory.network_lock(),
-                                            TRY_CTX(read_link(fmt::format("/proc/self/fd/{}", dir.fd())), "restore"),
-                                            o.network_lock, log),
-                    "restore")
-          : net::NetLock{};
-  // With --lazy-pages, the daemon checks each run of a lazy VMA before it
-  // serves a byte of it: ckpt checks only what the restorers read.
-  std::vector<InheritedPages> read_from_parents;
-  if (!t.parents.empty()) {
-    auto in_parent = TRY_CTX(resolve_in_parent(t.parents, t.tasks[0].pagemap, t.tasks[0].pid), "restore");
-    const lazy::LazyVmas served(o.lazy_pages ? t.tasks[0].mm : img::MmImage{});
-    std::copy_if(in_parent.begin(), in_parent.end(), std::back_inserter(read_from_parents),
-                 [&](const InheritedPages& ip) { return !served.contains(ip.vaddr); });
-    inherited[0].insert(inherited[0].end(), in_parent.begin(), in_parent.end());
-  }
+  net::NetLock netlock = TRY_CTX(take_over_network_lock(t, dir, o.network_lock, log), "restore");
+  const std::vector<InheritedPages> read_from_parents =
+      TRY_CTX(pages_in_parents(t, o.lazy_pages, &inherited[0]), "restore");
   RestoreOutcome out;
   out.pid = pid;
   img::Stats& stats = out.stats;
@@ -765,54 +908,10 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   std::vector<LiveTask>& live = p.live;
   phase(&img::Stats::set_prepare_ns);
 
-  // How each task completes, as far as ckpt knows before the breakpoint
-  // probe answers (after the spawn: see below).
-  const CompletionMode wanted = o.breakpoints ? CompletionMode::Breakpoint : CompletionMode::SyscallTrace;
-  // The affinity a thread pinned to arm it goes back to (abi.h).
-  cpu_set_t ckpt_cpus;
-  static_assert(sizeof ckpt_cpus == sizeof abi::RestorerArgs::ckpt_cpus);
-  const bool known_cpus = sched_getaffinity(0, sizeof ckpt_cpus, &ckpt_cpus) == 0;
-  for (LiveTask& lt : live) {
-    lt.mode = mode_for(*lt.images, wanted, log);
-    abi::RestorerArgs* args = lt.plan->boot.args();
-    args->barrier = lt.mode == CompletionMode::SyscallTrace ? barrier_for(*lt.images) : abi::kBarrierNone;
-    if (!known_cpus) continue;
-    args->nr_ckpt_cpu_words = abi::kCpuMaskWords;
-    std::memcpy(args->ckpt_cpus, &ckpt_cpus, sizeof ckpt_cpus);
-  }
+  set_completion_modes(live, o.breakpoints, log);
 
-  // 3. The tree, parked. What refers to its tasks by PID (a pidfd, a /proc
-  //    file) is opened once they all exist, and handed to them through
-  //    ckpt's pidfd. ckpt opens those by the PIDs it sees, so not for a tree
-  //    in a PID namespace of its own.
-  UniqueFd self_pidfd;
-  if (!p.fds.late.empty()) {
-    if (o.pidns)
-      return error(EOPNOTSUPP, "restore pid {} --pidns: the tree holds pidfds or /proc files of its own tasks, "
-                   "which ckpt can't open inside a new PID namespace yet", pid);
-    self_pidfd = UniqueFd(static_cast<int>(syscall(SYS_pidfd_open, getpid(), 0)));
-    if (!self_pidfd) return sys_error("restore: pidfd_open of ckpt itself");
-    st.ckpt_pidfd = self_pidfd.get();
-  }
-  TRY_CTX(write_spawn_plan(st, *p.boot_data), "restore pid {}", pid);
-  // With --pidns, killing the init kills its namespace: the whole tree.
-  const pid_t init = o.pidns ? TRY_CTX(spawn_in_new_pidns(st, o.sibling), "restore pid {}", pid) : 0;
-  if (!o.pidns) TRY_CTX(spawn(st), "restore pid {}", pid);
-  guard.set_root(o.pidns ? init : pid);
-  p.premaps.window.reset();  // every task that maps in it has it now
-  for (LiveTask& lt : live) {
-    lt.status_w.reset();
-    lt.go_r.reset();
-  }
-  if (st.ckpt_pidfd >= 0) {
-    const bool arrived = TRY_CTX(open_when_arrived(st, [&] { return files::open_late(t.descs, p.fds); }),
-                                 "restore pid {}", pid);
-    if (!arrived) {
-      TRY_CTX(wait_parked(live), "restore");  // the error a task gave
-      return error(ESRCH, "restore pid {}: a task failed before the tree existed", pid);
-    }
-    self_pidfd.reset();
-  }
+  // 3. The tree, parked.
+  const pid_t init = TRY_CTX(spawn_tree(st, t, p, o, guard), "restore pid {}", pid);
   // Each restorer checks the checksums of the pages it reads as they land
   // (a task's inherited pages are its ancestor's, checked by that one's);
   // the pages of a parent checkpoint are checked here, on the other core,
@@ -833,12 +932,7 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   if (lazy) TRY_CTX(lazy->start_watcher(o.pidns ? init : out.pid_outside, dir, o.detach), "restore pid {}", pid);
   if (o.pidns) log.info("restore pid {}: pid {} outside its PID namespace, whose init is pid {}", pid,
                         out.pid_outside, init);
-  // An owner group whose leader has exited has no PID ckpt could learn here.
-  for (const img::FileDesc& d : t.descs.descs())
-    if (d.owner() != 0 && !pids.has(std::abs(d.owner())))
-      return error(EINVAL, "restore: file description {}: its owner ({} {}) has no task in the new PID namespace "
-                   "(--pidns)", d.id(), d.owner() < 0 ? "process group" : "pid", std::abs(d.owner()));
-  TRY_CTX(files::set_owners(t.descs, p.fds, [&](pid_t p) { return pids.outside(p); }), "restore");
+  TRY_CTX(set_owners(t.descs, p.fds, pids), "restore");
   // Every task holds its fds now: ckpt's copies go, or a pipe's reader would
   // never see EOF (ckpt, a writer too, waits for the tree to exit).
   p.fds.open.clear();
@@ -846,34 +940,13 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   phase(&img::Stats::set_spawn_ns);
 
   // 4. Seize, arm, release, complete.
-  std::vector<CompletionGroup> groups = TRY_CTX(seize_all(live, pids, log), "restore");
-  auto release = [&]() -> Result<void> {
-    for (LiveTask& lt : live) {
-      TRY(o.faults.at("release", lt.images->pid));
-      if (write(lt.go_w.get(), "G", 1) != 1) return sys_error("release pid {}", lt.images->pid);
-    }
-    return {};
-  };
-  auto explain = [&](Tracee& tr, const Stop& s) {
-    for (LiveTask& lt : live)
-      for (const ThreadPlan& tp : lt.plan->threads)
-        if (pids.outside(tp.tid) == tr.tid()) return explain_stop(tr, s, *lt.plan, *lt.images, pids);
-    return Error{0, fmt::format("task {} {}", tr.tid(), s.describe())};
-  };
   uint64_t pages = 0, to_read = 0;
   for (size_t i = 0; i < t.tasks.size(); i++) {
     pages += t.tasks[i].pagemap.total_pages();
     for (const InheritedPages& ip : inherited[i]) to_read += ip.len;
   }
   to_read += pages * arch::kPageSize;
-  {
-    // The restorers read their pages and those they inherit meanwhile (a
-    // lazy restore's come later).
-    std::vector<pid_t> readers;
-    for (const LiveTask& lt : live) readers.push_back(pids.outside(lt.images->pid));
-    ReadProgress reading(fmt::format("restore pid {}", pid), lazy ? 0 : to_read, std::move(readers));
-    TRY_CTX(complete(groups, release, explain), "restore pid {}", pid);
-  }
+  TRY_CTX(release_and_complete(live, pids, o.faults, lazy ? 0 : to_read, log), "restore pid {}", pid);
   // Every restorer has sent its userfaultfd.
   if (lazy) TRY_CTX(lazy->running(), "restore pid {}", pid);
   TRY_CTX(pages_checked.get(), "restore pid {}", pid);
@@ -883,11 +956,7 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   phase(&img::Stats::set_completion_ns);
 
   // 5. Every thread runs its own code.
-  const FromCkpt ckpts{TRY_CTX(proc::read_thread_sched(gettid()), "restore"),
-                       TRY_CTX(proc::read_knobs(getpid()), "restore")};
-  std::set<pid_t> autogroups;
-  for (LiveTask& lt : live)
-    TRY_CTX(finish_task(lt, pids, ckpts, &autogroups, log), "restore pid {}", lt.images->pid);
+  TRY(finish_tasks(live, pids, log));
 
   // 6. Let go: stopped if asked or dumped so, detached.
   const unsigned stops = count_stops(live, &out.stats);
@@ -899,27 +968,7 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
     std::string text = fmt::format("{}\n", out.pid_outside);
     TRY_CTX(replace_file(o.pidfile, text, 0644), "restore pid {}: pidfile", pid);
   }
-  // SIGSTOP while still traced: every thread stops in the group stop as it is
-  // let go. So does a task that was stopped when it was dumped.
-  for (LiveTask& lt : live)
-    if ((o.leave_stopped || lt.images->core.group_stopped()) && kill(pids.outside(lt.images->pid), SIGSTOP) < 0)
-      return sys_error("restore pid {}: stop", lt.images->pid);
-  // The tree is whole: its TCP connections leave repair mode before it runs.
-  TRY_CTX(files::leave_repair(p.fds.repaired), "restore pid {}", pid);
-  // Let go one task at a time, committed at once (ptrace/tree_commit.h).
-  // A lone task needs no watcher: until its last thread is let go, a ckpt
-  // that dies SIGKILLs it (PTRACE_O_EXITKILL), threads let go included.
-  std::vector<pid_t> outside;
-  if (o.pidns) outside.push_back(init);
-  for (const LiveTask& lt : live) outside.push_back(pids.outside(lt.images->pid));
-  std::optional<TreeCommit> commit;
-  if (outside.size() > 1) commit.emplace(TRY_CTX(TreeCommit::watch(outside), "restore pid {}", pid));
-  for (LiveTask& lt : live) {
-    for (size_t i = 0; i < lt.tracees.size(); i++)
-      TRY_CTX(lt.tracees[i].detach(lt.steps.deliver[i]), "restore pid {}", lt.images->pid);
-    TRY_CTX(o.faults.at("detached", lt.images->pid), "restore pid {}", pid);
-  }
-  if (commit) commit->commit();
+  TRY_CTX(let_go(live, pids, o, init, p.fds), "restore pid {}", pid);
   guard.disarm();
   p.shmem.sysv.keep();
   // Every task runs (or sits stopped with its sockets in place): their
@@ -934,13 +983,7 @@ Result<RestoreOutcome> restore(const RestoreOptions& o, image::ImageDir& dir,
   out.loaded = std::make_shared<Loaded>(std::move(t), std::move(p), std::move(st), std::move(inherited));
 
   // With --pidns ckpt's child is the init, which exits as the root did.
-  if (!o.detach && !o.sibling) {
-    const pid_t child = o.pidns ? init : pid;
-    int status;
-    while (waitpid(child, &status, 0) < 0)
-      if (errno != EINTR) return sys_error("restore: wait for pid {}", child);
-    out.wait_status = status;
-  }
+  if (!o.detach && !o.sibling) out.wait_status = TRY_CTX(wait_exit(o.pidns ? init : pid), "restore");
   return out;
 }
 

@@ -1,6 +1,6 @@
 """What the bench scripts share: starting bench_dirty the same way, the
-command line of the scripts that time ckpt against CRIU, and waiting for a
-workload's ready file and for a killed task's PID to be free."""
+command line of the scripts that time ckpt against CRIU, waiting for a
+workload's ready file and for a killed task's (or tree's) PIDs to be free."""
 
 import argparse
 import os
@@ -68,3 +68,30 @@ def free(pid, sig=signal.SIGKILL):
         except ChildProcessError:
             pass
         time.sleep(0.002)
+
+
+def reap(pids, timeout=10):
+    """Reap what came back to us (a child subreaper) until every pid of `pids` is free."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0] > 0:
+                pass
+        except ChildProcessError:
+            pass
+        if not any(os.path.exists(f"/proc/{p}") for p in pids):
+            return
+        time.sleep(0.005)
+    raise RuntimeError(f"pids still held: {[p for p in pids if os.path.exists(f'/proc/{p}')]}")
+
+
+def tree_of(root):
+    """`root` and its descendants."""
+    out, todo = [], [root]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for t in os.listdir(f"/proc/{p}/task"):
+            with open(f"/proc/{p}/task/{t}/children") as f:
+                todo += [int(c) for c in f.read().split()]
+    return out

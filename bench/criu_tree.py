@@ -28,32 +28,6 @@ TARGET = 0.40
 libc = ctypes.CDLL(None, use_errno=True)
 
 
-def reap(pids, timeout=10):
-    """Reap what came back to us (a child subreaper) until every pid of `pids` is free."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            while os.waitpid(-1, os.WNOHANG)[0] > 0:
-                pass
-        except ChildProcessError:
-            pass
-        if not any(os.path.exists(f"/proc/{p}") for p in pids):
-            return
-        time.sleep(0.005)
-    raise RuntimeError(f"pids still held: {[p for p in pids if os.path.exists(f'/proc/{p}')]}")
-
-
-def tree_of(root):
-    out, todo = [], [root]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        for t in os.listdir(f"/proc/{p}/task"):
-            with open(f"/proc/{p}/task/{t}/children") as f:
-                todo += [int(c) for c in f.read().split()]
-    return out
-
-
 def ppid_of(pid):
     with open(f"/proc/{pid}/stat") as f:
         return int(f.read().rsplit(")", 1)[1].split()[1])
@@ -75,7 +49,7 @@ def one(exe, bench, n, work):
             raise RuntimeError("bench_tree never got ready")
         time.sleep(0.005)
     root = int(open(ready).read().split()[0])
-    tree = tree_of(root)
+    tree = benchlib.tree_of(root)
     parents = {p: ppid_of(p) for p in tree}
     try:
         t0 = time.perf_counter()
@@ -83,7 +57,7 @@ def one(exe, bench, n, work):
         dump_ms = (time.perf_counter() - t0) * 1000
         if r.returncode:
             raise RuntimeError(f"{exe} dump: {r.stderr.strip()[-300:]}")
-        reap(tree)
+        benchlib.reap(tree)
         t0 = time.perf_counter()
         r = subprocess.run([exe, "restore", "-D", img, "-d", "-o", "restore.log"], capture_output=True, text=True)
         restore_ms = (time.perf_counter() - t0) * 1000
@@ -97,7 +71,7 @@ def one(exe, bench, n, work):
         _, st = os.waitpid(root, 0)
         if os.waitstatus_to_exitcode(st) != 0:
             raise RuntimeError(f"{exe}: the restored root exited with {os.waitstatus_to_exitcode(st)}")
-        reap(tree)
+        benchlib.reap(tree)
         return dump_ms, restore_ms
     finally:
         for p in tree:
@@ -105,7 +79,7 @@ def one(exe, bench, n, work):
                 os.kill(p, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        reap(tree)
+        benchlib.reap(tree)
         shutil.rmtree(d, ignore_errors=True)
 
 

@@ -21,8 +21,10 @@ std::string size(double b) {
 
 }  // namespace
 
+bool Progress::shown() { return isatty(STDERR_FILENO) == 1; }
+
 Progress::Progress(std::string what, uint64_t total_bytes)
-    : what_(std::move(what)), total_(total_bytes), tty_(isatty(STDERR_FILENO) == 1) {}
+    : what_(std::move(what)), total_(total_bytes), tty_(shown()) {}
 
 Progress::~Progress() {
   if (!drawn_) return;
@@ -40,6 +42,7 @@ std::string Progress::line(const std::string& what, uint64_t done, uint64_t tota
 }
 
 void Progress::add(uint64_t bytes) {
+  std::lock_guard lock(mu_);
   done_ += bytes;
   if (!tty_) return;
   const auto now = Clock::now();

@@ -326,6 +326,7 @@ struct TreeDump {
   std::mutex& shmem_mu;
   CpuPins& pins;
   files::FileIdCache& file_ids;  // of the files the tasks map
+  Progress* progress;  // one line for a tree's tasks, or null: each its own
 };
 
 // Everything of one live task of the frozen tree: collected from outside,
@@ -432,7 +433,7 @@ Result<TaskDump> dump_task(const TreeDump& c, size_t tracer, std::vector<Tracee>
   const auto mem_start = Clock::now();
   stats.set_parasite_ns(stats.parasite_ns() + ns_since(task_start));
   PageSource src{threads[0], o.pages == PageTransfer::Readv ? nullptr : &parasite, parent,
-                 tracker ? &dirty : nullptr, rseq, o.pages == PageTransfer::Auto ? kReadvUpTo : 0};
+                 tracker ? &dirty : nullptr, rseq, o.pages == PageTransfer::Auto ? kReadvUpTo : 0, c.progress};
   std::unique_ptr<image::PageSink> sink;
   image::FilePageSink* file = nullptr;
   if (server) {
@@ -623,8 +624,17 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
   std::mutex shmem_mu;
   CpuPins pins = TRY_CTX(CpuPins::make(2 * live.size()), "dump pid {}", root);  // two a task
   files::FileIdCache file_ids;
-  const TreeDump c{o, dir, log, self, prev ? &*prev : nullptr, server ? &*server : nullptr, shmem, shmem_mu, pins,
-                   file_ids};
+  // A tree's tasks, each of which may take less than the second after which
+  // a line shows, make one line, sized by their resident private memory.
+  std::optional<Progress> progress;
+  if (live.size() > 1 && Progress::shown()) {
+    uint64_t resident = 0;
+    for (size_t i : live)
+      if (auto st = proc::read_status(tree.tasks()[i].pid)) resident += st->rss_anon_kib << 10;
+    progress.emplace(fmt::format("dump pid {}", root), resident);
+  }
+  const TreeDump c{o,    dir,        log,      self,     prev ? &*prev : nullptr, server ? &*server : nullptr,
+                   shmem, shmem_mu, pins, file_ids, progress ? &*progress : nullptr};
   const bool tracked = prev && prev->tracker;
   std::vector<size_t> tracer_of;
   for (size_t i : live) tracer_of.push_back(seized.tasks[i].tracer());

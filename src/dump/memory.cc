@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <map>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "arch/x86_64/page.h"
@@ -494,8 +495,9 @@ Result<PageStats> dump_pages(const PageSource& src, const img::MmImage& mm, imag
   const bool splice = src.parasite && stored > src.readv_up_to;
   if (splice) copy_kernel_written(src.rseq, *map, &readable);
   TRY(sink.begin(stored));
-  Progress progress(fmt::format("dump pid {}", t.tid()), stored);
-  sink.show_progress(&progress);
+  std::optional<Progress> own;
+  if (!src.progress) own.emplace(fmt::format("dump pid {}", t.tid()), stored);
+  sink.show_progress(src.progress ? src.progress : &*own);
   const struct Unwatch {
     image::PageSink& s;
     ~Unwatch() { s.show_progress(nullptr); }

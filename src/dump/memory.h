@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "base/fault.h"
+#include "base/progress.h"
 #include "base/result.h"
 #include "ckpt.pb.h"
 #include "dump/dirty.h"
@@ -49,6 +50,8 @@ struct PageSource {
   // its core image has it.
   img::Rseq rseq;
   uint64_t readv_up_to = 0;
+  // The tree's progress line (its dump's), or null: the task's own.
+  Progress* progress = nullptr;
 };
 
 // The most a task may store and still be copied, parasite or not

@@ -44,6 +44,29 @@ TEST(Progress, ShownOnATerminalOnly) {
   EXPECT_TRUE(WIFEXITED(s) && WEXITSTATUS(s) == 0) << s << read_text(h.workload_log("dirtier"));
 }
 
+// A tree of 9 small tasks, each held 300 ms before its parasite is asked
+// anything (CKPT_FAULT=slow:parasite): no task's dump takes a second, the
+// tree's does, and its one line counts every task's pages.
+TEST(Progress, TreeDumpShowsOneLine) {
+  Harness h;
+  const pid_t root = h.start_workload("fleet", {"8"});
+  ASSERT_GT(root, 0);
+  const std::string out = h.dir() + "/terminal.txt";
+  const std::string cmd =
+      fmt::format("CKPT_FAULT=slow:parasite {} dump -R -t {} -D {}/tty", ckpt_bin(), root, h.dir());
+  const int st = system(fmt::format("/usr/bin/script -qec '{}' /dev/null > {}", cmd, out).c_str());
+  ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st << read_text(out);
+  const std::string shown = read_text(out);
+  EXPECT_NE(shown.find(fmt::format("\rdump pid {}: ", root)), std::string::npos) << shown;
+  EXPECT_NE(shown.find(" left\r\n"), std::string::npos) << shown;
+  for (pid_t p : tree_of(root)) {
+    if (p != root) EXPECT_EQ(shown.find(fmt::format("dump pid {}: ", p)), std::string::npos) << shown;
+  }
+  kill(root, SIGTERM);
+  const int s = h.wait_child(root);
+  EXPECT_TRUE(WIFEXITED(s) && WEXITSTATUS(s) == 0) << s << read_text(h.workload_log("fleet"));
+}
+
 // A pre-fork tree of 6 tasks whose release is slowed by 300 ms a task
 // (CKPT_FAULT=slow:release): the restorers read their pages after more than
 // a second, and the line shows what they read.

@@ -511,7 +511,7 @@ Result<PageStats> dump_pages(const PageSource& src, const img::MmImage& mm, imag
       if (!image::stored(*run)) continue;
       TRY(s.add(run, run->vaddr(), run->nr_pages() * arch::kPageSize, readable[i]));
       st.pages += run->nr_pages();
-      if (i == map->runs_size() / 2) TRY(faults.at("memory"));
+      if (i == map->runs_size() / 2) TRY(faults.at("memory", t.tid()));
     }
     TRY(s.flush());
     st.bytes = s.written();

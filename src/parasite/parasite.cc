@@ -112,7 +112,7 @@ Result<Parasite> Parasite::inject(Tracee& leader, const SyscallSite& site, Compl
   TRY(p.map_into_task());
   // From here on the destructor takes it out again.
   p.in_ = true;
-  TRY(faults.at("inject"));
+  TRY(faults.at("inject", leader.tid()));
   TRY(p.start());
   return p;
 }
@@ -137,7 +137,7 @@ Result<void> Parasite::map_into_task() {
   const RemoteAddr scratch = TRY(rs.scratch());
   const std::string name(kMemfdPath.substr(kMemfdPath.find(':') + 1));
   TRY(t.write_mem(scratch, name.c_str(), name.size() + 1));
-  TRY(faults_->at("remote"));  // hang:remote parks ckpt with the thread hijacked
+  TRY(faults_->at("remote", leader_->tid()));  // hang:remote parks ckpt with the thread hijacked
   long memfd = TRY(rs.call(SYS_memfd_create, {scratch.raw(), MFD_CLOEXEC | uapi::kMfdNoexecSeal}));
   if (memfd == -EINVAL) memfd = TRY(rs.call(SYS_memfd_create, {scratch.raw(), MFD_CLOEXEC}));
   if (memfd < 0) return error(static_cast<int>(-memfd), "task {}: remote memfd_create", pid);
@@ -397,7 +397,7 @@ Result<void> Parasite::visit_batch(std::span<Tracee* const> threads,
       }
     }
     TRY(visits_done(threads, &stopped));
-    return faults_->at("visit");
+    return faults_->at("visit", leader_->tid());
   };
   Result<void> sent = send_and_wait();
   // Take back every thread that got into the blob: interrupt those that run
@@ -557,7 +557,7 @@ Result<void> Parasite::move_drained(uint64_t total, int out, Progress* progress)
         moved += static_cast<uint64_t>(got);
         if (progress) progress->add(static_cast<uint64_t>(got));
       }
-      if (moved < total) TRY(faults_->at("drain"));
+      if (moved < total) TRY(faults_->at("drain", leader_->tid()));
     }
     if (!replied && (pfd[1].revents & (POLLIN | POLLHUP))) {
       TRY(receive());

@@ -151,7 +151,9 @@ class Parasite {
   Tracee* leader_;
   CompletionMode mode_;
   Log* log_;
-  const Faults* faults_;  // tests only: "inject" (mapped, not started), "visit", "drain", "cure-state"
+  // Tests only, each of the task (point@PID): "inject" (mapped, not
+  // started), "remote", "visit", "drain", "cure-state".
+  const Faults* faults_;
   SyscallSite site_;
   RemoteAddr base_;  // in the task
   Mapping local_;      // the same memory in ckpt

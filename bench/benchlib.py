@@ -95,3 +95,22 @@ def tree_of(root):
             with open(f"/proc/{p}/task/{t}/children") as f:
                 todo += [int(c) for c in f.read().split()]
     return out
+
+
+def expect_passes(root, what):
+    """SIGTERMs `root`, a restored workload that checks itself then, and
+    requires its exit status 0."""
+    os.kill(root, signal.SIGTERM)
+    _, st = os.waitpid(root, 0)
+    if os.waitstatus_to_exitcode(st) != 0:
+        raise RuntimeError(f"{what}: the restored root exited with {os.waitstatus_to_exitcode(st)}")
+
+
+def kill_all(pids):
+    """SIGKILLs what is left of `pids` and reaps them."""
+    for p in pids:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    reap(pids)

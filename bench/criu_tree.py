@@ -15,7 +15,6 @@ wall time of each tool (range), ckpt/CRIU, and the target (< 0.40x each).
 import ctypes
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -67,19 +66,11 @@ def one(exe, bench, n, work):
             want = os.getpid() if p == root else parents[p]
             if ppid_of(p) != want:
                 raise RuntimeError(f"{exe}: restored pid {p} has parent {ppid_of(p)}, not {want}")
-        os.kill(root, signal.SIGTERM)
-        _, st = os.waitpid(root, 0)
-        if os.waitstatus_to_exitcode(st) != 0:
-            raise RuntimeError(f"{exe}: the restored root exited with {os.waitstatus_to_exitcode(st)}")
+        benchlib.expect_passes(root, exe)
         benchlib.reap(tree)
         return dump_ms, restore_ms
     finally:
-        for p in tree:
-            try:
-                os.kill(p, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        benchlib.reap(tree)
+        benchlib.kill_all(tree)
         shutil.rmtree(d, ignore_errors=True)
 
 

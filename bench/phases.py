@@ -16,7 +16,6 @@ import argparse
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -58,18 +57,10 @@ def one(ckpt, exe, args, work):
         dump = run([ckpt, "dump", "-t", str(root), "-D", img, "--stats"])
         benchlib.reap(tree)
         restore = run([ckpt, "restore", "-D", img, "-d", "--stats"])
-        os.kill(root, signal.SIGTERM)
-        _, st = os.waitpid(root, 0)
-        if os.waitstatus_to_exitcode(st) != 0:
-            raise RuntimeError(f"{exe}: the restored process exited with {os.waitstatus_to_exitcode(st)}")
+        benchlib.expect_passes(root, exe)
         return dump, restore
     finally:
-        for p in tree:
-            try:
-                os.kill(p, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        benchlib.reap(tree)
+        benchlib.kill_all(tree)
         shutil.rmtree(d, ignore_errors=True)
 
 

@@ -37,8 +37,8 @@ std::string Progress::line(const std::string& what, uint64_t done, uint64_t tota
   const double rate = s > 0 ? done / s : 0;
   std::string eta = "--";
   if (rate > 0 && total >= done) eta = fmt::format("{:.1f} s", (total - done) / rate);
-  return fmt::format("{}: {} of {} ({} of {} pages), {}/s, {} left", what, size(done), size(total), done / arch::kPageSize,
-                     total / arch::kPageSize, size(rate), eta);
+  return fmt::format("{}: {} of {} ({} of {} pages), {}/s, {} left", what, size(done), size(total),
+                     done / arch::kPageSize, total / arch::kPageSize, size(rate), eta);
 }
 
 void Progress::add(uint64_t bytes) {

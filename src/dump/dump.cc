@@ -633,7 +633,7 @@ Result<img::Stats> dump_dumpable(const DumpOptions& o, image::ImageDir& dir, Log
       if (auto st = proc::read_status(tree.tasks()[i].pid)) resident += st->rss_anon_kib << 10;
     progress.emplace(fmt::format("dump pid {}", root), resident);
   }
-  const TreeDump c{o,    dir,        log,      self,     prev ? &*prev : nullptr, server ? &*server : nullptr,
+  const TreeDump c{o,     dir,      log,  self,     prev ? &*prev : nullptr, server ? &*server : nullptr,
                    shmem, shmem_mu, pins, file_ids, progress ? &*progress : nullptr};
   const bool tracked = prev && prev->tracker;
   std::vector<size_t> tracer_of;

@@ -46,7 +46,8 @@ void print_stats(const img::Stats& s) {
     threads++;
   }
   for (const auto& [pid, sum] : per_process)
-    if (sum.second > 1) fmt::print(stderr, "  ptrace stops    {:10}  (pid {}: {} threads)\n", sum.first, pid, sum.second);
+    if (sum.second > 1)
+      fmt::print(stderr, "  ptrace stops    {:10}  (pid {}: {} threads)\n", sum.first, pid, sum.second);
 }
 
 }  // namespace

@@ -58,7 +58,13 @@ Result<void> write_ioprio(pid_t tid, int ioprio) {
   return {};
 }
 
-Result<ThreadSched> read_thread_sched(pid_t tid) { return ThreadSched{TRY(read_sched(tid)), TRY(read_ioprio(tid))}; }
+Result<ThreadSched> read_thread_sched(pid_t tid) {
+  // Both read before the braces: a TRY returning from inside them would
+  // skip the destructors of what they made (restore/images.cc says why).
+  img::Sched sched = TRY(read_sched(tid));
+  const int ioprio = TRY(read_ioprio(tid));
+  return ThreadSched{std::move(sched), ioprio};
+}
 
 Result<void> write_thread_sched(pid_t tid, const img::ThreadCore& dumped, const ThreadSched& has) {
   if (dumped.has_sched()) {

@@ -278,8 +278,11 @@ Result<void> put_timers_and_limits(const img::TaskCore& core, BootRegion& boot) 
 }  // namespace
 
 Result<OwnCreds> read_own_creds() {
-  return OwnCreds{TRY(proc::read_status(getpid())), static_cast<uint32_t>(prctl(PR_GET_SECUREBITS)),
-                  TRY(proc::read_cap_last_cap()), TRY(read_own_loginuid())};
+  // Each read before the braces (images.cc's load_images says why).
+  proc::Status status = TRY(proc::read_status(getpid()));
+  const auto last_cap = TRY(proc::read_cap_last_cap());
+  const auto loginuid = TRY(read_own_loginuid());
+  return OwnCreds{std::move(status), static_cast<uint32_t>(prctl(PR_GET_SECUREBITS)), last_cap, loginuid};
 }
 
 bool attaches_sysv(const img::Vma& v, const img::ShmemImage& shmem) {

@@ -673,8 +673,10 @@ Result<void> finish_task(LiveTask& lt, const PidMap& pids, const FromCkpt& inher
 }
 
 Result<void> finish_tasks(std::vector<LiveTask>& live, const PidMap& pids, Log& log) {
-  const FromCkpt ckpts{TRY_CTX(proc::read_thread_sched(gettid()), "restore"),
-                       TRY_CTX(proc::read_knobs(getpid()), "restore")};
+  // Both read before the braces (images.cc's load_images says why).
+  proc::ThreadSched sched = TRY_CTX(proc::read_thread_sched(gettid()), "restore");
+  proc::Knobs knobs = TRY_CTX(proc::read_knobs(getpid()), "restore");
+  const FromCkpt ckpts{std::move(sched), std::move(knobs)};
   std::set<pid_t> autogroups;
   for (LiveTask& lt : live)
     TRY_CTX(finish_task(lt, pids, ckpts, &autogroups, log), "restore pid {}", lt.images->pid);

@@ -59,8 +59,7 @@ Result<void> write_ioprio(pid_t tid, int ioprio) {
 }
 
 Result<ThreadSched> read_thread_sched(pid_t tid) {
-  // Both read before the braces: a TRY returning from inside them would
-  // skip the destructors of what they made (restore/images.cc says why).
+  // Both read before the braces (TRY, base/result.h).
   img::Sched sched = TRY(read_sched(tid));
   const int ioprio = TRY(read_ioprio(tid));
   return ThreadSched{std::move(sched), ioprio};

@@ -98,9 +98,7 @@ Result<TreeImages> load_images(const image::ImageDir& dir) {
   if (inv.pre_dump())
     return error(EINVAL, "{} is a pre-dump (memory only): restore the dump --prev-images-dir that follows it",
                  dir.path());
-  // Loaded before the braces: a TRY returning from inside them would skip
-  // the destructors of the members made before it (GCC's statement
-  // expressions), which LeakSanitizer reports for a damaged tree.img.
+  // Before the braces (TRY, base/result.h).
   tree::ProcessTree tree = TRY(image::load_tree(dir, inv));
   TreeImages t{not_inherited_arena(), inv, std::move(tree), {}, {}, {}, {}};
   // Each task's images are its own: half of them load on a second thread

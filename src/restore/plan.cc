@@ -278,7 +278,7 @@ Result<void> put_timers_and_limits(const img::TaskCore& core, BootRegion& boot) 
 }  // namespace
 
 Result<OwnCreds> read_own_creds() {
-  // Each read before the braces (images.cc's load_images says why).
+  // Each read before the braces (TRY, base/result.h).
   proc::Status status = TRY(proc::read_status(getpid()));
   const auto last_cap = TRY(proc::read_cap_last_cap());
   const auto loginuid = TRY(read_own_loginuid());

@@ -673,7 +673,7 @@ Result<void> finish_task(LiveTask& lt, const PidMap& pids, const FromCkpt& inher
 }
 
 Result<void> finish_tasks(std::vector<LiveTask>& live, const PidMap& pids, Log& log) {
-  // Both read before the braces (images.cc's load_images says why).
+  // Both read before the braces (TRY, base/result.h).
   proc::ThreadSched sched = TRY_CTX(proc::read_thread_sched(gettid()), "restore");
   proc::Knobs knobs = TRY_CTX(proc::read_knobs(getpid()), "restore");
   const FromCkpt ckpts{std::move(sched), std::move(knobs)};

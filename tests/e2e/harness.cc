@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -345,6 +346,21 @@ bool wait_for_parasite(pid_t pid, pid_t ckpt) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   return false;
+}
+
+std::map<pid_t, size_t> expect_completion_stops(const std::string& dir, bool breakpoints) {
+  std::map<pid_t, size_t> threads;
+  auto stats = read_stats(dir, "stats-restore.img");
+  EXPECT_TRUE(stats) << stats.error().str();
+  if (!stats) return threads;
+  std::set<pid_t> tids;
+  for (const ckpt::img::TaskStops& t : stats->completion()) {
+    threads[t.pid()]++;
+    EXPECT_TRUE(tids.insert(t.tid()).second) << "thread " << t.tid() << " recorded twice";
+    EXPECT_EQ(t.breakpoint(), breakpoints) << "thread " << t.tid() << " of " << t.pid();
+    EXPECT_EQ(t.stops(), t.tid() == t.pid() ? 3u : 1u) << "thread " << t.tid() << " of " << t.pid();
+  }
+  return threads;
 }
 
 bool wait_in_syscall(pid_t tid, long nr) {

@@ -151,6 +151,13 @@ ckpt::Result<Msg> read_image(const std::string& dir, const std::string& name, ck
 inline ckpt::Result<ckpt::img::Stats> read_stats(const std::string& dir, const std::string& name) {
   return read_image<ckpt::img::Stats>(dir, name, ckpt::image::ImageKind::Stats);
 }
+// The completion stops of the restore of images directory `dir`, from its
+// stats image: 3 for each process's main thread (its breakpoint or its
+// barrier, then munmap's entry and exit: the same stops either way) and 1
+// for each other thread, each thread once, all caught by breakpoints if
+// `breakpoints` (else by syscall tracing). Returns the threads of each
+// process that completed.
+std::map<pid_t, size_t> expect_completion_stops(const std::string& dir, bool breakpoints);
 
 bool alive(pid_t pid);
 // /proc/PID/maps without the parasite's mapping, and whether it had one.

@@ -62,21 +62,13 @@ void expect_every_task_passed(Harness& h) {
     EXPECT_NE(log.find(name), std::string::npos) << name << " missing in:\n" << log;
 }
 
-// The restore's completion stops, from its stats image: for each live task
-// 3 for its main thread (its breakpoint or barrier, munmap's entry and
-// exit) and 1 for each of its other `threads` - 1, caught by breakpoints
-// where they fire; none for a zombie.
-void expect_completion_stops(const Harness& h, const std::vector<pid_t>& tasks,
-                             const std::map<pid_t, std::string>& links, bool breakpoints, size_t threads) {
-  auto stats = read_stats(h.images(), "stats-restore.img");
-  ASSERT_TRUE(stats) << stats.error().str();
-  const bool bp = breakpoints && ckpt::probe_breakpoints().usable;
-  std::map<pid_t, size_t> per_task;
-  for (const ckpt::img::TaskStops& t : stats->completion()) {
-    per_task[t.pid()]++;
-    EXPECT_EQ(t.breakpoint(), bp) << "thread " << t.tid() << " of " << t.pid();
-    EXPECT_EQ(t.stops(), t.tid() == t.pid() ? 3u : 1u) << "thread " << t.tid() << " of " << t.pid();
-  }
+// The restore's completion stops (harness.h's expect_completion_stops),
+// caught by breakpoints where they fire: `threads` threads completed in
+// each live task, none in a zombie.
+void expect_tree_stops(const Harness& h, const std::vector<pid_t>& tasks, const std::map<pid_t, std::string>& links,
+                       bool breakpoints, size_t threads) {
+  std::map<pid_t, size_t> per_task =
+      expect_completion_stops(h.images(), breakpoints && ckpt::probe_breakpoints().usable);
   const auto live = std::ranges::count_if(tasks, [&](pid_t p) { return !links.at(p).ends_with("zombie"); });
   EXPECT_EQ(per_task.size(), static_cast<size_t>(live)) << "completions of tasks not in the tree, or none of one";
   for (pid_t p : tasks) EXPECT_EQ(per_task[p], links.at(p).ends_with("zombie") ? 0 : threads) << "pid " << p;
@@ -144,7 +136,7 @@ TEST_P(Tree, DumpRestoreVerify) {
     CkptRun rr = h.wait_ckpt(r);
     EXPECT_EQ(rr.exit_code(), 0) << read_text(h.workload_log("tree")) << rr.err
                                  << read_text(h.images() + "/restore.log");
-    expect_completion_stops(h, tasks, links, c.breakpoints, c.arg == "threads" ? 3 : 1);
+    expect_tree_stops(h, tasks, links, c.breakpoints, c.arg == "threads" ? 3 : 1);
     // --stats sums each process of several threads: 3 + 1 + 1.
     if (c.arg == "threads")
       for (pid_t p : tasks)
